@@ -1,0 +1,242 @@
+package qxd
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/qxd-io/qxd/semantics"
+)
+
+// Record is one Kafka record; see semantics.Record.
+type Record = semantics.Record
+
+// Header is one record header; see semantics.Header.
+type Header = semantics.Header
+
+// Client is a connection to a qxd node or cluster. It is safe for concurrent use;
+// producers and consumers made from it share its connection.
+type Client struct {
+	nc     *nats.Conn
+	js     jetstream.JetStream
+	log    *slog.Logger
+	ownsNC bool
+	cfg    clientConfig
+
+	topicsOnce sync.Once
+	topicsErr  error
+	topicsKV   jetstream.KeyValue
+	partsKV    jetstream.KeyValue
+}
+
+type clientConfig struct {
+	name       string
+	logger     *slog.Logger
+	natsOpts   []nats.Option
+	inProcess  nats.InProcessConnProvider
+	reqTimeout time.Duration
+}
+
+// ClientOption configures Connect.
+type ClientOption func(*clientConfig)
+
+// WithName names the connection, as NATS monitoring shows it. Default "qxd".
+func WithName(name string) ClientOption { return func(c *clientConfig) { c.name = name } }
+
+// WithLogger sets where the client logs. Default: nowhere.
+func WithLogger(l *slog.Logger) ClientOption { return func(c *clientConfig) { c.logger = l } }
+
+// WithNATSOptions adds nats.go connection options (credentials, TLS, reconnect
+// behaviour).
+func WithNATSOptions(opts ...nats.Option) ClientOption {
+	return func(c *clientConfig) { c.natsOpts = append(c.natsOpts, opts...) }
+}
+
+// WithInProcess connects to a node in the same process without a socket; servers is
+// then ignored. A *server.Node is such a provider.
+func WithInProcess(p nats.InProcessConnProvider) ClientOption {
+	return func(c *clientConfig) { c.inProcess = p }
+}
+
+// WithRequestTimeout bounds admin requests. Default 30s.
+func WithRequestTimeout(d time.Duration) ClientOption {
+	return func(c *clientConfig) { c.reqTimeout = d }
+}
+
+// Connect connects to the qxd nodes at servers, a comma-separated list of NATS URLs
+// ("nats://a:4222,nats://b:4222"); the client fails over between them.
+func Connect(ctx context.Context, servers string, opts ...ClientOption) (*Client, error) {
+	cfg := clientConfig{name: "qxd", reqTimeout: 30 * time.Second}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	nopts := []nats.Option{nats.Name(cfg.name), nats.MaxReconnects(-1), nats.RetryOnFailedConnect(false)}
+	if cfg.inProcess != nil {
+		nopts = append(nopts, nats.InProcessServer(cfg.inProcess))
+	}
+	nopts = append(nopts, cfg.natsOpts...)
+	if cfg.inProcess == nil && strings.TrimSpace(servers) == "" {
+		return nil, errors.New("connect: no server given: pass a NATS URL such as nats://127.0.0.1:4222")
+	}
+	type result struct {
+		nc  *nats.Conn
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		nc, err := nats.Connect(servers, nopts...)
+		done <- result{nc, err}
+	}()
+	var r result
+	select {
+	case r = <-done:
+	case <-ctx.Done():
+		go func() {
+			if r := <-done; r.nc != nil {
+				r.nc.Close()
+			}
+		}()
+		return nil, fmt.Errorf("connect to %s: %w", servers, ctx.Err())
+	}
+	if r.err != nil {
+		return nil, fmt.Errorf("connect to %s: %w (is a qxd node running there? start one with 'qxd server')", servers, r.err)
+	}
+	c, err := newClient(r.nc, cfg)
+	if err != nil {
+		r.nc.Close()
+		return nil, err
+	}
+	c.ownsNC = true
+	return c, nil
+}
+
+// NewClient wraps an existing NATS connection. Close does not close nc.
+func NewClient(nc *nats.Conn, opts ...ClientOption) (*Client, error) {
+	cfg := clientConfig{name: "qxd", reqTimeout: 30 * time.Second}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	return newClient(nc, cfg)
+}
+
+func newClient(nc *nats.Conn, cfg clientConfig) (*Client, error) {
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, err
+	}
+	log := cfg.logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Client{nc: nc, js: js, log: log, cfg: cfg}, nil
+}
+
+// Conn is the client's NATS connection.
+func (c *Client) Conn() *nats.Conn { return c.nc }
+
+// Close closes the connection if Connect opened it. Close producers and consumers
+// first: Close does not flush them.
+func (c *Client) Close() {
+	if c.ownsNC {
+		c.nc.Close()
+	}
+}
+
+// request sends an admin API request and decodes the response into out.
+func (c *Client) request(ctx context.Context, subject string, req, out any) error {
+	b, err := json.Marshal(req)
+	if err != nil {
+		return err
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, c.cfg.reqTimeout)
+		defer cancel()
+	}
+	m, err := c.nc.RequestWithContext(ctx, subject, b)
+	if err != nil {
+		return wrapNATSError(err)
+	}
+	if err := json.Unmarshal(m.Data, out); err != nil {
+		return semantics.Errorf(semantics.ErrInvalidRequest, "malformed response on %s: %v", subject, err)
+	}
+	return nil
+}
+
+// wrapNATSError turns connection-level failures into qxd errors that say what to do.
+func wrapNATSError(err error) error {
+	switch {
+	case errors.Is(err, nats.ErrNoResponders):
+		return semantics.Errorf(semantics.ErrUnavailable, "no qxd node answered (is the server running and JetStream ready?): %v", err)
+	case errors.Is(err, nats.ErrTimeout), errors.Is(err, context.DeadlineExceeded):
+		return semantics.Errorf(semantics.ErrTimeout, "no answer in time: %v", err)
+	}
+	return err
+}
+
+// buckets opens the metadata buckets (read-only use).
+func (c *Client) buckets(ctx context.Context) error {
+	c.topicsOnce.Do(func() {
+		c.topicsKV, c.topicsErr = c.js.KeyValue(ctx, semantics.TopicsBucket)
+		if c.topicsErr == nil {
+			c.partsKV, c.topicsErr = c.js.KeyValue(ctx, semantics.PartitionsBucket)
+		}
+		if c.topicsErr != nil {
+			c.topicsErr = semantics.Errorf(semantics.ErrUnavailable, "open qxd metadata: %v (is this a qxd node?)", wrapNATSError(c.topicsErr))
+		}
+	})
+	return c.topicsErr
+}
+
+// topic reads a topic's record. It must be ready.
+func (c *Client) topic(ctx context.Context, name string) (semantics.TopicMeta, error) {
+	if err := semantics.ValidateTopicName(name); err != nil {
+		return semantics.TopicMeta{}, err
+	}
+	if err := c.buckets(ctx); err != nil {
+		return semantics.TopicMeta{}, err
+	}
+	e, err := c.topicsKV.Get(ctx, semantics.TopicKey(name))
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return semantics.TopicMeta{}, semantics.Errorf(semantics.ErrUnknownTopic, "topic %q does not exist: create it with 'qxd topic create %s'", name, name)
+	}
+	if err != nil {
+		return semantics.TopicMeta{}, fmt.Errorf("read topic %q: %w", name, wrapNATSError(err))
+	}
+	var t semantics.TopicMeta
+	if err := json.Unmarshal(e.Value(), &t); err != nil {
+		return t, fmt.Errorf("topic %q: corrupt record: %w", name, err)
+	}
+	t.Revision = e.Revision()
+	if t.State != semantics.TopicReady {
+		return t, semantics.Errorf(semantics.ErrTopicNotReady, "topic %q is %s: retry the create or delete to finish it", name, t.State)
+	}
+	return t, nil
+}
+
+// checkpointNext reads the writer's checkpointed next offset of a partition.
+func (c *Client) checkpointNext(ctx context.Context, t semantics.TopicMeta, p int32) (int64, error) {
+	if err := c.buckets(ctx); err != nil {
+		return 0, err
+	}
+	e, err := c.partsKV.Get(ctx, semantics.CheckpointKey(t.ID, p))
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	var ck semantics.Checkpoint
+	if err := json.Unmarshal(e.Value(), &ck); err != nil {
+		return 0, err
+	}
+	return ck.Next, nil
+}

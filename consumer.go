@@ -1,0 +1,429 @@
+package qxd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/qxd-io/qxd/internal/partition"
+	"github.com/qxd-io/qxd/semantics"
+)
+
+// Assignment is one partition for a Consumer to read, and where to start.
+type Assignment struct {
+	Topic     string
+	Partition int32
+	Offset    Offset
+}
+
+// TopicPartition names a partition.
+type TopicPartition struct {
+	Topic     string
+	Partition int32
+}
+
+func (tp TopicPartition) String() string { return semantics.PartitionString(tp.Topic, tp.Partition) }
+
+type consumerConfig struct {
+	reset          ResetPolicy
+	maxPollRecords int
+	fetchMaxBytes  int
+}
+
+// ConsumerOption configures a Consumer.
+type ConsumerOption func(*consumerConfig)
+
+// WithResetPolicy sets what happens when a start offset is not stored. Default
+// ResetEarliest.
+func WithResetPolicy(p ResetPolicy) ConsumerOption {
+	return func(c *consumerConfig) { c.reset = p }
+}
+
+// MaxPollRecords caps the records one Poll returns (Kafka's max.poll.records).
+// Default 10000.
+func MaxPollRecords(n int) ConsumerOption { return func(c *consumerConfig) { c.maxPollRecords = n } }
+
+// FetchMaxBytes caps the bytes each partition fetches ahead of Poll. Default 8 MiB.
+func FetchMaxBytes(n int) ConsumerOption { return func(c *consumerConfig) { c.fetchMaxBytes = n } }
+
+// Consumer reads assigned partitions in offset order. Each partition is read by an
+// ordered JetStream consumer starting at the batch that holds the start offset;
+// records before the start offset in that batch are skipped. Poll, Seek, Pause and
+// Resume may be called from different goroutines.
+type Consumer struct {
+	c   *Client
+	cfg consumerConfig
+
+	mu     sync.Mutex
+	parts  map[TopicPartition]*partConsumer
+	closed bool
+
+	out  chan chunk
+	stop chan struct{}
+}
+
+type partConsumer struct {
+	tp     TopicPartition
+	meta   semantics.TopicMeta
+	reader *partition.Reader
+	gen    uint64
+	next   int64 // next offset Poll returns
+	paused bool
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+type chunk struct {
+	pc   *partConsumer
+	gen  uint64
+	recs []Record
+	err  error
+}
+
+// NewConsumer returns a consumer with nothing assigned.
+func (c *Client) NewConsumer(opts ...ConsumerOption) *Consumer {
+	cfg := consumerConfig{reset: ResetEarliest, maxPollRecords: 10000, fetchMaxBytes: 8 << 20}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	return &Consumer{c: c, cfg: cfg, parts: map[TopicPartition]*partConsumer{},
+		out: make(chan chunk, 64), stop: make(chan struct{})}
+}
+
+// ErrConsumerClosed is returned by a closed consumer.
+var ErrConsumerClosed = errors.New("qxd: consumer is closed")
+
+// Assign replaces the consumer's partitions with as. Each start offset is resolved
+// now: an out-of-range offset with ResetNone, an unknown topic or partition fails
+// Assign and changes nothing.
+func (c *Consumer) Assign(ctx context.Context, as ...Assignment) error {
+	type resolved struct {
+		pc     *partConsumer
+		offset int64
+		seq    uint64
+	}
+	var rs []resolved
+	for _, a := range as {
+		meta, err := c.c.topic(ctx, a.Topic)
+		if err != nil {
+			return err
+		}
+		if a.Partition < 0 || a.Partition >= meta.Config.Partitions {
+			return semantics.Errorf(semantics.ErrUnknownTopic, "topic %q has partitions 0 to %d: partition %d does not exist",
+				a.Topic, meta.Config.Partitions-1, a.Partition)
+		}
+		pc := &partConsumer{tp: TopicPartition{a.Topic, a.Partition}, meta: meta,
+			reader: partition.NewReader(c.c.nc, a.Topic, a.Partition, true)}
+		off, seq, err := c.resolve(ctx, pc, a.Offset)
+		if err != nil {
+			return err
+		}
+		rs = append(rs, resolved{pc, off, seq})
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return ErrConsumerClosed
+	}
+	for _, pc := range c.parts {
+		pc.halt()
+	}
+	c.parts = map[TopicPartition]*partConsumer{}
+	for _, r := range rs {
+		c.parts[r.pc.tp] = r.pc
+		c.startLocked(r.pc, r.offset, r.seq)
+	}
+	return nil
+}
+
+// Assigned lists the consumer's partitions.
+func (c *Consumer) Assigned() []TopicPartition {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make([]TopicPartition, 0, len(c.parts))
+	for tp := range c.parts {
+		out = append(out, tp)
+	}
+	return out
+}
+
+// Position returns the offset the next Poll returns for a partition, and whether it
+// is assigned.
+func (c *Consumer) Position(topic string, p int32) (int64, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	pc, ok := c.parts[TopicPartition{topic, p}]
+	if !ok {
+		return 0, false
+	}
+	return pc.next, true
+}
+
+// Seek moves an assigned partition to o; the next Poll returns records from there.
+func (c *Consumer) Seek(ctx context.Context, topic string, p int32, o Offset) error {
+	c.mu.Lock()
+	pc, ok := c.parts[TopicPartition{topic, p}]
+	c.mu.Unlock()
+	if !ok {
+		return semantics.Errorf(semantics.ErrInvalidRequest, "seek %s: the partition is not assigned to this consumer", semantics.PartitionString(topic, p))
+	}
+	off, seq, err := c.resolve(ctx, pc, o)
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.parts[pc.tp] != pc {
+		return semantics.Errorf(semantics.ErrInvalidRequest, "seek %s: the partition was unassigned", pc.tp)
+	}
+	pc.halt()
+	if pc.paused {
+		pc.next = off
+		return nil
+	}
+	c.startLocked(pc, off, seq)
+	return nil
+}
+
+// Pause stops returning records of the given partitions until Resume; their
+// positions are kept.
+func (c *Consumer) Pause(tps ...TopicPartition) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, tp := range tps {
+		if pc, ok := c.parts[tp]; ok && !pc.paused {
+			pc.paused = true
+			pc.halt()
+		}
+	}
+}
+
+// Resume resumes paused partitions from their positions.
+func (c *Consumer) Resume(ctx context.Context, tps ...TopicPartition) error {
+	for _, tp := range tps {
+		c.mu.Lock()
+		pc, ok := c.parts[tp]
+		if !ok || !pc.paused {
+			c.mu.Unlock()
+			continue
+		}
+		next := pc.next
+		c.mu.Unlock()
+		off, seq, err := c.resolve(ctx, pc, At(next))
+		if err != nil {
+			return err
+		}
+		c.mu.Lock()
+		if c.parts[tp] == pc && pc.paused {
+			pc.paused = false
+			c.startLocked(pc, off, seq)
+		}
+		c.mu.Unlock()
+	}
+	return nil
+}
+
+// Poll waits for records of the assigned partitions, returning up to MaxPollRecords
+// in offset order per partition, or ctx's error. A partition's read error (deleted
+// topic, offset out of range) is returned with the records gathered before it.
+func (c *Consumer) Poll(ctx context.Context) ([]Record, error) {
+	var out []Record
+	for {
+		var ch chunk
+		if len(out) == 0 {
+			select {
+			case ch = <-c.out:
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			case <-c.stop:
+				return nil, ErrConsumerClosed
+			}
+		} else {
+			select {
+			case ch = <-c.out:
+			default:
+				return out, nil
+			}
+		}
+		c.mu.Lock()
+		pc := ch.pc
+		if c.parts[pc.tp] != pc || pc.gen != ch.gen || pc.paused {
+			c.mu.Unlock()
+			continue
+		}
+		if ch.err != nil {
+			c.mu.Unlock()
+			return out, ch.err
+		}
+		for _, r := range ch.recs {
+			if r.Offset < pc.next {
+				continue
+			}
+			out = append(out, r)
+			pc.next = r.Offset + 1
+		}
+		c.mu.Unlock()
+		if len(out) >= c.cfg.maxPollRecords {
+			return out, nil
+		}
+	}
+}
+
+// Close stops reading. It is idempotent.
+func (c *Consumer) Close() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return nil
+	}
+	c.closed = true
+	for _, pc := range c.parts {
+		pc.halt()
+	}
+	close(c.stop)
+	return nil
+}
+
+// resolve turns o into an offset and the stream sequence of the batch holding it.
+func (c *Consumer) resolve(ctx context.Context, pc *partConsumer, o Offset) (int64, uint64, error) {
+	offs, err := pc.reader.ReadOffsets(ctx, func(ctx context.Context) (int64, error) {
+		return c.c.checkpointNext(ctx, pc.meta, pc.tp.Partition)
+	})
+	if err != nil {
+		return 0, 0, err
+	}
+	var want int64
+	switch o.kind {
+	case offsetStart:
+		want = offs.LogStart
+	case offsetEnd:
+		want = offs.HighWatermark
+	case offsetAt:
+		want = o.at
+		if want < offs.LogStart || want > offs.HighWatermark {
+			switch c.cfg.reset {
+			case ResetEarliest:
+				want = offs.LogStart
+			case ResetLatest:
+				want = offs.HighWatermark
+			default:
+				return 0, 0, semantics.Errorf(semantics.ErrOffsetOutOfRange,
+					"partition %s: offset %d is out of range: stored offsets are %d to %d (high watermark %d); use start, end or an offset in range",
+					pc.tp, want, offs.LogStart, offs.HighWatermark-1, offs.HighWatermark)
+			}
+		}
+	case offsetTime:
+		seq, found, err := semantics.FindTimestamp(ctx, pc.reader, offs.FirstSeq, offs.LastSeq, o.at)
+		if err != nil {
+			return 0, 0, err
+		}
+		if !found {
+			return offs.HighWatermark, offs.LastSeq + 1, nil
+		}
+		m, err := pc.reader.Get(ctx, seq)
+		if err != nil {
+			return 0, 0, err
+		}
+		recs, err := semantics.DecodeRecords(nil, m.Data, pc.tp.Topic, pc.tp.Partition)
+		if err != nil {
+			return 0, 0, err
+		}
+		want = recs[len(recs)-1].Offset
+		for _, r := range recs {
+			if r.Timestamp.UnixMilli() >= o.at {
+				want = r.Offset
+				break
+			}
+		}
+		return want, m.Seq, nil
+	}
+	if want >= offs.HighWatermark || offs.Msgs == 0 {
+		return want, offs.LastSeq + 1, nil
+	}
+	seq, found, err := semantics.FindOffset(ctx, pc.reader, offs.FirstSeq, offs.LastSeq, want)
+	if err != nil {
+		return 0, 0, err
+	}
+	if !found {
+		seq = offs.FirstSeq
+	}
+	return want, seq, nil
+}
+
+// startLocked starts reading pc from offset off, at stream sequence seq.
+func (c *Consumer) startLocked(pc *partConsumer, off int64, seq uint64) {
+	pc.gen++
+	pc.next = off
+	ctx, cancel := context.WithCancel(context.Background())
+	pc.cancel = cancel
+	pc.done = make(chan struct{})
+	go c.fetch(ctx, pc, pc.gen, off, seq, pc.done)
+}
+
+// halt stops pc's fetcher. Called with the consumer's mu held.
+func (pc *partConsumer) halt() {
+	pc.gen++
+	if pc.cancel != nil {
+		pc.cancel()
+		pc.cancel = nil
+	}
+}
+
+// fetch reads pc's stream from seq and hands decoded records to Poll.
+func (c *Consumer) fetch(ctx context.Context, pc *partConsumer, gen uint64, from int64, seq uint64, done chan struct{}) {
+	defer close(done)
+	send := func(ch chunk) bool {
+		select {
+		case c.out <- ch:
+			return true
+		case <-ctx.Done():
+			return false
+		}
+	}
+	fail := func(err error) {
+		send(chunk{pc: pc, gen: gen, err: fmt.Errorf("read %s: %w", pc.tp, err)})
+	}
+	cons, err := c.c.js.OrderedConsumer(ctx, pc.reader.Stream, jetstream.OrderedConsumerConfig{
+		DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: max(seq, 1),
+	})
+	if err != nil {
+		if ctx.Err() == nil {
+			fail(err)
+		}
+		return
+	}
+	it, err := cons.Messages(jetstream.PullMaxBytes(c.cfg.fetchMaxBytes))
+	if err != nil {
+		fail(err)
+		return
+	}
+	defer it.Stop()
+	for {
+		msg, err := it.Next(jetstream.NextContext(ctx))
+		if err != nil {
+			if ctx.Err() == nil {
+				fail(err)
+			}
+			return
+		}
+		recs, err := semantics.DecodeRecords(nil, msg.Data(), pc.tp.Topic, pc.tp.Partition)
+		if err != nil {
+			fail(err)
+			return
+		}
+		i := 0
+		for i < len(recs) && recs[i].Offset < from {
+			i++
+		}
+		if i == len(recs) {
+			continue
+		}
+		from = 0
+		if !send(chunk{pc: pc, gen: gen, recs: recs[i:]}) {
+			return
+		}
+	}
+}

@@ -1,0 +1,273 @@
+// Package partition reads one partition's JetStream stream: messages by sequence,
+// record batch headers for offset lookups, and the partition's offsets (log start,
+// high watermark). Both the SDK and the node use it.
+package partition
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/qxd-io/qxd/semantics"
+)
+
+// Msg is one stored message.
+type Msg struct {
+	Seq     uint64
+	Subject string
+	Header  nats.Header
+	Data    []byte
+	Time    time.Time
+}
+
+// Reader reads one partition stream. Direct reads may be answered by any replica
+// (fast, possibly a little behind); the others go to the stream leader.
+type Reader struct {
+	nc     *nats.Conn
+	Topic  string
+	P      int32
+	Stream string
+	filter string
+	Direct bool
+}
+
+// NewReader returns a Reader of partition p of topic.
+func NewReader(nc *nats.Conn, topic string, p int32, direct bool) *Reader {
+	return &Reader{nc: nc, Topic: topic, P: p, Stream: semantics.StreamName(topic, p),
+		filter: semantics.StreamSubject(topic, p), Direct: direct}
+}
+
+type msgGetRequest struct {
+	Seq     uint64 `json:"seq,omitempty"`
+	NextFor string `json:"next_by_subj,omitempty"`
+	LastFor string `json:"last_by_subj,omitempty"`
+}
+
+type apiError struct {
+	Code        int    `json:"code"`
+	ErrCode     uint16 `json:"err_code"`
+	Description string `json:"description"`
+}
+
+const errCodeMessageNotFound = 10037
+const errCodeStreamNotFound = 10059
+
+// Get returns the first message stored at sequence seq or later, or
+// semantics.ErrNoBatch.
+func (r *Reader) Get(ctx context.Context, seq uint64) (Msg, error) {
+	if seq == 0 {
+		seq = 1
+	}
+	return r.get(ctx, msgGetRequest{Seq: seq, NextFor: r.filter})
+}
+
+// GetLast returns the last stored message, or semantics.ErrNoBatch.
+func (r *Reader) GetLast(ctx context.Context) (Msg, error) {
+	return r.get(ctx, msgGetRequest{LastFor: r.filter})
+}
+
+func (r *Reader) get(ctx context.Context, mreq msgGetRequest) (Msg, error) {
+	seq := mreq.Seq
+	req, _ := json.Marshal(mreq)
+	if r.Direct {
+		return r.getDirect(ctx, req)
+	}
+	resp, err := r.nc.RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET."+r.Stream, req)
+	if err != nil {
+		return Msg{}, r.wrap(err)
+	}
+	var out struct {
+		Error   *apiError `json:"error"`
+		Message *struct {
+			Subject string    `json:"subject"`
+			Seq     uint64    `json:"seq"`
+			Header  []byte    `json:"hdrs"`
+			Data    []byte    `json:"data"`
+			Time    time.Time `json:"time"`
+		} `json:"message"`
+	}
+	if err := json.Unmarshal(resp.Data, &out); err != nil {
+		return Msg{}, fmt.Errorf("partition %s: read message %d: %w", r.name(), seq, err)
+	}
+	if out.Error != nil {
+		return Msg{}, r.apiErr(out.Error)
+	}
+	if out.Message == nil {
+		return Msg{}, fmt.Errorf("partition %s: read message %d: empty response", r.name(), seq)
+	}
+	m := Msg{Seq: out.Message.Seq, Subject: out.Message.Subject, Data: out.Message.Data, Time: out.Message.Time}
+	if len(out.Message.Header) > 0 {
+		h, err := decodeHeaders(out.Message.Header)
+		if err != nil {
+			return Msg{}, err
+		}
+		m.Header = h
+	}
+	return m, nil
+}
+
+func (r *Reader) getDirect(ctx context.Context, req []byte) (Msg, error) {
+	resp, err := r.nc.RequestWithContext(ctx, "$JS.API.DIRECT.GET."+r.Stream, req)
+	if err != nil {
+		return Msg{}, r.wrap(err)
+	}
+	if len(resp.Data) == 0 {
+		switch resp.Header.Get("Status") {
+		case "404":
+			return Msg{}, semantics.ErrNoBatch
+		case "":
+		default:
+			return Msg{}, fmt.Errorf("partition %s: read: %s %s", r.name(), resp.Header.Get("Status"), resp.Header.Get("Description"))
+		}
+	}
+	seq, err := strconv.ParseUint(resp.Header.Get("Nats-Sequence"), 10, 64)
+	if err != nil {
+		return Msg{}, fmt.Errorf("partition %s: read: bad sequence header: %w", r.name(), err)
+	}
+	t, _ := time.Parse(time.RFC3339Nano, resp.Header.Get("Nats-Time-Stamp"))
+	return Msg{Seq: seq, Subject: resp.Header.Get("Nats-Subject"), Header: resp.Header, Data: resp.Data, Time: t}, nil
+}
+
+func decodeHeaders(b []byte) (nats.Header, error) {
+	m, err := nats.DecodeHeadersMsg(b)
+	if err != nil {
+		return nil, fmt.Errorf("decode stored headers: %w", err)
+	}
+	return m, nil
+}
+
+func (r *Reader) name() string { return semantics.PartitionString(r.Topic, r.P) }
+
+func (r *Reader) wrap(err error) error {
+	if errors.Is(err, nats.ErrNoResponders) {
+		return semantics.Errorf(semantics.ErrUnavailable, "partition %s: no JetStream server answered: %v", r.name(), err)
+	}
+	if errors.Is(err, nats.ErrTimeout) || errors.Is(err, context.DeadlineExceeded) {
+		return semantics.Errorf(semantics.ErrTimeout, "partition %s: %v", r.name(), err)
+	}
+	return fmt.Errorf("partition %s: %w", r.name(), err)
+}
+
+func (r *Reader) apiErr(e *apiError) error {
+	switch e.ErrCode {
+	case errCodeMessageNotFound:
+		return semantics.ErrNoBatch
+	case errCodeStreamNotFound:
+		return semantics.Errorf(semantics.ErrUnknownTopic, "partition %s: stream %s not found", r.name(), r.Stream)
+	}
+	return fmt.Errorf("partition %s: %s (JetStream error %d)", r.name(), e.Description, e.ErrCode)
+}
+
+// BatchAtOrAfter implements semantics.BatchSource.
+func (r *Reader) BatchAtOrAfter(ctx context.Context, seq uint64) (uint64, semantics.BatchHeader, error) {
+	m, err := r.Get(ctx, seq)
+	if err != nil {
+		return 0, semantics.BatchHeader{}, err
+	}
+	h, err := semantics.PeekBatchHeader(m.Data)
+	if err != nil {
+		return 0, semantics.BatchHeader{}, fmt.Errorf("partition %s: message %d: %w", r.name(), m.Seq, err)
+	}
+	return m.Seq, h, nil
+}
+
+var _ semantics.BatchSource = (*Reader)(nil)
+
+// StreamState is the part of a stream's state the offset rules need.
+type StreamState struct {
+	FirstSeq uint64
+	LastSeq  uint64
+	Msgs     uint64
+	Bytes    uint64
+	Leader   string
+	Replicas []string
+}
+
+// StreamInfo reads the stream's state from its leader.
+func (r *Reader) StreamInfo(ctx context.Context) (StreamState, error) {
+	resp, err := r.nc.RequestWithContext(ctx, "$JS.API.STREAM.INFO."+r.Stream, nil)
+	if err != nil {
+		return StreamState{}, r.wrap(err)
+	}
+	var out struct {
+		Error *apiError `json:"error"`
+		State struct {
+			Msgs     uint64 `json:"messages"`
+			Bytes    uint64 `json:"bytes"`
+			FirstSeq uint64 `json:"first_seq"`
+			LastSeq  uint64 `json:"last_seq"`
+		} `json:"state"`
+		Cluster *struct {
+			Leader   string `json:"leader"`
+			Replicas []struct {
+				Name string `json:"name"`
+			} `json:"replicas"`
+		} `json:"cluster"`
+	}
+	if err := json.Unmarshal(resp.Data, &out); err != nil {
+		return StreamState{}, fmt.Errorf("partition %s: stream info: %w", r.name(), err)
+	}
+	if out.Error != nil {
+		return StreamState{}, r.apiErr(out.Error)
+	}
+	s := StreamState{FirstSeq: out.State.FirstSeq, LastSeq: out.State.LastSeq, Msgs: out.State.Msgs, Bytes: out.State.Bytes}
+	if out.Cluster != nil {
+		s.Leader = out.Cluster.Leader
+		if s.Leader != "" {
+			s.Replicas = append(s.Replicas, s.Leader)
+		}
+		for _, p := range out.Cluster.Replicas {
+			s.Replicas = append(s.Replicas, p.Name)
+		}
+	}
+	return s, nil
+}
+
+// Offsets is a partition's offset range and the stream state it was read from.
+type Offsets struct {
+	StreamState
+	// LogStart is the first stored offset; HighWatermark the next offset to be given.
+	LogStart      int64
+	HighWatermark int64
+}
+
+// ReadOffsets reads the partition's log start and high watermark. When every batch
+// has aged out, the high watermark comes from checkpoint (the writer's last
+// checkpointed next offset; 0 when none), so offsets never restart at 0.
+func (r *Reader) ReadOffsets(ctx context.Context, checkpoint func(context.Context) (int64, error)) (Offsets, error) {
+	st, err := r.StreamInfo(ctx)
+	if err != nil {
+		return Offsets{}, err
+	}
+	o := Offsets{StreamState: st}
+	var next int64
+	if checkpoint != nil {
+		if next, err = checkpoint(ctx); err != nil {
+			return Offsets{}, err
+		}
+	}
+	if st.Msgs == 0 {
+		o.LogStart, o.HighWatermark = next, next
+		return o, nil
+	}
+	_, first, err := r.BatchAtOrAfter(ctx, st.FirstSeq)
+	if err != nil {
+		return Offsets{}, err
+	}
+	lastMsg, err := r.GetLast(ctx)
+	if err != nil {
+		return Offsets{}, err
+	}
+	last, err := semantics.PeekBatchHeader(lastMsg.Data)
+	if err != nil {
+		return Offsets{}, err
+	}
+	o.LogStart = first.BaseOffset
+	o.HighWatermark = max(last.LastOffset()+1, next)
+	return o, nil
+}

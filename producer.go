@@ -1,0 +1,365 @@
+package qxd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/qxd-io/qxd/partitioner"
+	"github.com/qxd-io/qxd/semantics"
+)
+
+// Producer sends records to topics. Records are collected per partition into Kafka
+// record batches (see Linger and BatchBytes), sent to the partition's writer with up
+// to MaxInFlight batches awaiting answers, and retried on transient errors; with
+// idempotence (the default) a retried batch is stored once. Records with the same key
+// keep their order. A Producer is safe for concurrent use.
+type Producer struct {
+	c   *Client
+	cfg producerConfig
+
+	inbox string
+	sub   *nats.Subscription
+
+	mu     sync.Mutex
+	topics map[string]*topicProducer
+	closed bool
+
+	reqMu  sync.Mutex
+	reqs   map[uint64]*batch
+	nextID uint64
+
+	bufMu    sync.Mutex
+	bufCond  *sync.Cond
+	buffered int64 // bytes of records not yet finished
+	records  int64 // records not yet finished
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// NewProducer returns a producer with the given options; see the option functions
+// for defaults.
+func (c *Client) NewProducer(opts ...ProducerOption) (*Producer, error) {
+	cfg := defaultProducerConfig()
+	for _, o := range opts {
+		o(&cfg)
+	}
+	if cfg.acks == AcksNone {
+		cfg.idempotent = false
+	}
+	if err := cfg.validate(); err != nil {
+		return nil, fmt.Errorf("producer: %w", err)
+	}
+	p := &Producer{c: c, cfg: cfg, topics: map[string]*topicProducer{}, reqs: map[uint64]*batch{}}
+	p.bufCond = sync.NewCond(&p.bufMu)
+	p.ctx, p.cancel = context.WithCancel(context.Background())
+	p.inbox = c.nc.NewRespInbox() + "."
+	sub, err := c.nc.Subscribe(p.inbox+"*", p.onReply)
+	if err != nil {
+		return nil, fmt.Errorf("producer: subscribe for replies: %w", err)
+	}
+	_ = sub.SetPendingLimits(-1, -1)
+	p.sub = sub
+	return p, nil
+}
+
+// ErrProducerClosed is returned by Produce after Close.
+var ErrProducerClosed = errors.New("qxd: producer is closed")
+
+// metadataMaxAge is how often a producer rereads a topic's record, to see added
+// partitions (Kafka's metadata.max.age.ms is 5 minutes; reading a KV entry is cheap).
+const metadataMaxAge = 10 * time.Second
+
+type topicProducer struct {
+	meta    semantics.TopicMeta
+	fetched time.Time
+	mu      sync.Mutex // guards part, parts
+	part    partitioner.Partitioner
+	parts   []*partProducer
+}
+
+func (p *Producer) topic(ctx context.Context, name string) (*topicProducer, error) {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return nil, p.closedErr()
+	}
+	tp := p.topics[name]
+	p.mu.Unlock()
+	if tp != nil {
+		if time.Since(tp.fetched) > metadataMaxAge {
+			p.refresh(ctx, tp)
+		}
+		return tp, nil
+	}
+	meta, err := p.c.topic(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if tp := p.topics[name]; tp != nil {
+		return tp, nil
+	}
+	tp = &topicProducer{meta: meta, fetched: time.Now(), part: p.cfg.newPartitioner()}
+	for i := int32(0); i < meta.Config.Partitions; i++ {
+		tp.parts = append(tp.parts, p.newPart(meta, i))
+	}
+	p.topics[name] = tp
+	return tp, nil
+}
+
+// refresh rereads tp's record and adds partitions the topic gained.
+func (p *Producer) refresh(ctx context.Context, tp *topicProducer) {
+	meta, err := p.c.topic(ctx, tp.meta.Name)
+	tp.mu.Lock()
+	defer tp.mu.Unlock()
+	tp.fetched = time.Now()
+	if err != nil || meta.ID != tp.meta.ID {
+		return
+	}
+	for i := int32(len(tp.parts)); i < meta.Config.Partitions; i++ {
+		tp.parts = append(tp.parts, p.newPart(meta, i))
+	}
+	tp.meta = meta
+}
+
+func (p *Producer) closedErr() error { return ErrProducerClosed }
+
+// Produce adds r to its partition's next batch and returns; cb (which may be nil) is
+// called once with r, its Partition and Offset set, and nil or the error that failed
+// it. cb runs on the producer's goroutine for that partition: keep it short. Produce
+// blocks while BufferBytes are in use, until ctx ends. An error returned by Produce
+// itself (unknown topic, record too large, closed producer) means r was not accepted
+// and cb will not be called.
+func (p *Producer) Produce(ctx context.Context, r *Record, cb func(*Record, error)) error {
+	if r.Topic == "" {
+		return semantics.Errorf(semantics.ErrInvalidTopic, "record has no topic: set Record.Topic")
+	}
+	tp, err := p.topic(ctx, r.Topic)
+	if err != nil {
+		return err
+	}
+	tp.mu.Lock()
+	cfg := tp.meta.Config
+	tp.mu.Unlock()
+	if cfg.Compact && r.Key == nil {
+		return semantics.Errorf(semantics.ErrInvalidRecord, "topic %q is compacted: every record needs a key", r.Topic)
+	}
+	if r.Timestamp.IsZero() {
+		r.Timestamp = time.Now()
+	}
+	var est semantics.BatchBuilder
+	size := est.EncodedRecordSize(r) + semantics.BatchHeaderSize
+	if size > int(cfg.MaxMessageBytes) {
+		return semantics.Errorf(semantics.ErrMessageTooLarge,
+			"record of %d bytes is over topic %q's max message bytes (%d): send a smaller record or raise the topic's max message bytes",
+			size, r.Topic, cfg.MaxMessageBytes)
+	}
+	if err := p.reserve(ctx, int64(size)); err != nil {
+		return err
+	}
+	var part int32
+	tp.mu.Lock()
+	n := int32(len(tp.parts))
+	parts := tp.parts
+	switch {
+	case p.cfg.recordPartition:
+		part = r.Partition
+	default:
+		part = tp.part.Partition(r.Key, n)
+		if bn, ok := tp.part.(partitioner.BatchNotifier); ok && r.Key == nil && parts[part].startsNewBatch() {
+			bn.OnNewBatch(n, part)
+			part = tp.part.Partition(r.Key, n)
+		}
+	}
+	tp.mu.Unlock()
+	if part < 0 || part >= n {
+		p.release(int64(size))
+		return semantics.Errorf(semantics.ErrUnknownTopic, "topic %q has partitions 0 to %d: partition %d does not exist", r.Topic, n-1, part)
+	}
+	r.Partition = part
+	parts[part].append(pendingRecord{r: r, cb: cb, size: int64(size)})
+	return nil
+}
+
+// ProduceSync produces records and waits for all of them. Each record's Partition and
+// Offset are set on success; the error joins every record's failure.
+func (p *Producer) ProduceSync(ctx context.Context, rs ...*Record) error {
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var errs []error
+	for _, r := range rs {
+		wg.Add(1)
+		err := p.Produce(ctx, r, func(r *Record, err error) {
+			if err != nil {
+				mu.Lock()
+				errs = append(errs, err)
+				mu.Unlock()
+			}
+			wg.Done()
+		})
+		if err != nil {
+			wg.Done()
+			mu.Lock()
+			errs = append(errs, err)
+			mu.Unlock()
+		}
+	}
+	p.flushAll()
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	return errors.Join(errs...)
+}
+
+// flushAll asks every partition to send what it has collected now.
+func (p *Producer) flushAll() {
+	p.mu.Lock()
+	tps := make([]*topicProducer, 0, len(p.topics))
+	for _, tp := range p.topics {
+		tps = append(tps, tp)
+	}
+	p.mu.Unlock()
+	for _, tp := range tps {
+		tp.mu.Lock()
+		parts := tp.parts
+		tp.mu.Unlock()
+		for _, pp := range parts {
+			pp.flush()
+		}
+	}
+}
+
+// Flush sends every collected record at once, ignoring Linger, and waits until every
+// record produced before the call has its result, or ctx ends.
+func (p *Producer) Flush(ctx context.Context) error {
+	p.flushAll()
+	stop := context.AfterFunc(ctx, func() {
+		p.bufMu.Lock()
+		p.bufCond.Broadcast()
+		p.bufMu.Unlock()
+	})
+	defer stop()
+	p.bufMu.Lock()
+	defer p.bufMu.Unlock()
+	for p.records > 0 {
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("flush: %d records still awaiting results: %w", p.records, err)
+		}
+		p.bufCond.Wait()
+	}
+	return nil
+}
+
+// Close flushes (bounded by ctx), then stops the producer. Records still unsent when
+// ctx ends fail with ErrProducerClosed. Close is idempotent.
+func (p *Producer) Close(ctx context.Context) error {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return nil
+	}
+	p.mu.Unlock()
+	err := p.Flush(ctx)
+	p.mu.Lock()
+	p.closed = true
+	p.mu.Unlock()
+	p.cancel()
+	p.wg.Wait()
+	if p.sub != nil {
+		p.sub.Unsubscribe()
+	}
+	return err
+}
+
+func (p *Producer) reserve(ctx context.Context, n int64) error {
+	p.bufMu.Lock()
+	defer p.bufMu.Unlock()
+	if p.buffered+n > p.cfg.bufferBytes && p.buffered > 0 {
+		stop := context.AfterFunc(ctx, func() {
+			p.bufMu.Lock()
+			p.bufCond.Broadcast()
+			p.bufMu.Unlock()
+		})
+		defer stop()
+		for p.buffered+n > p.cfg.bufferBytes && p.buffered > 0 {
+			if err := ctx.Err(); err != nil {
+				return fmt.Errorf("produce: buffer of %d bytes is full: %w", p.cfg.bufferBytes, err)
+			}
+			p.bufCond.Wait()
+		}
+	}
+	p.buffered += n
+	p.records++
+	return nil
+}
+
+func (p *Producer) release(n int64) {
+	p.bufMu.Lock()
+	p.buffered -= n
+	p.records--
+	p.bufCond.Broadcast()
+	p.bufMu.Unlock()
+}
+
+// onReply receives writers' answers for every partition.
+func (p *Producer) onReply(m *nats.Msg) {
+	id, err := strconv.ParseUint(m.Subject[len(p.inbox):], 10, 64)
+	if err != nil {
+		return
+	}
+	p.reqMu.Lock()
+	b := p.reqs[id]
+	delete(p.reqs, id)
+	p.reqMu.Unlock()
+	if b == nil {
+		return // timed out already
+	}
+	var res error
+	var base int64 = -1
+	if len(m.Data) == 0 && m.Header.Get("Status") == "503" {
+		res = semantics.Errorf(semantics.ErrUnavailable, "partition %s: no writer is serving it right now", b.part.name)
+	} else if r, err := semantics.ParseProduceReply(m.Data); err != nil {
+		res = semantics.Errorf(semantics.ErrUnknown, "partition %s: %v", b.part.name, err)
+	} else {
+		res, base = r.Err(), r.BaseOffset
+	}
+	b.part.finish(b, base, res)
+}
+
+func (p *Producer) register(b *batch) string {
+	p.reqMu.Lock()
+	p.nextID++
+	b.id = p.nextID
+	p.reqs[b.id] = b
+	p.reqMu.Unlock()
+	return p.inbox + strconv.FormatUint(b.id, 10)
+}
+
+func (p *Producer) unregister(b *batch) bool {
+	p.reqMu.Lock()
+	defer p.reqMu.Unlock()
+	if _, ok := p.reqs[b.id]; !ok {
+		return false
+	}
+	delete(p.reqs, b.id)
+	return true
+}
+
+// newProducerID returns a random positive producer id. Ids are 63 random bits, so two
+// producers sharing one is not a practical concern.
+func newProducerID() int64 { return rand.Int64N(math.MaxInt64) }

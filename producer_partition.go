@@ -1,0 +1,387 @@
+package qxd
+
+import (
+	"errors"
+	"math"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/qxd-io/qxd/semantics"
+)
+
+type pendingRecord struct {
+	r    *Record
+	cb   func(*Record, error)
+	size int64
+}
+
+// batch is one record batch on its way to a partition writer.
+type batch struct {
+	part    *partProducer
+	b       *semantics.BatchBuilder
+	recs    []pendingRecord
+	data    []byte
+	seq     int32
+	created time.Time
+
+	// Set by the sender and by replies, under part.mu.
+	id     uint64
+	sentAt time.Time
+	done   bool
+	base   int64
+	err    error
+}
+
+var builderPool = sync.Pool{New: func() any { return new(semantics.BatchBuilder) }}
+
+// partProducer collects and sends one partition's batches. Appenders fill the open
+// batch; one sender goroutine seals, builds, sends and retries batches in order.
+type partProducer struct {
+	p         *Producer
+	topic     string
+	partition int32
+	name      string
+	subject   string
+	maxBytes  int
+
+	mu       sync.Mutex
+	open     *batch
+	opened   time.Time
+	queue    []*batch // sealed, not yet sent (or to be resent), in order
+	flushReq bool
+	hadBatch bool
+	running  bool
+	notify   chan struct{}
+
+	// Owned by the sender goroutine.
+	pid      int64
+	epoch    int16
+	seq      int32
+	inflight []*batch
+}
+
+func (p *Producer) newPart(meta semantics.TopicMeta, i int32) *partProducer {
+	maxBytes := min(p.cfg.batchBytes, int(meta.Config.MaxMessageBytes))
+	pp := &partProducer{
+		p: p, topic: meta.Name, partition: i, name: semantics.PartitionString(meta.Name, i),
+		subject: semantics.WriterSubject(meta.Name, i), maxBytes: maxBytes,
+		notify: make(chan struct{}, 1), pid: -1, epoch: -1,
+	}
+	if p.cfg.idempotent {
+		pp.pid, pp.epoch = newProducerID(), 0
+	}
+	return pp
+}
+
+func (pp *partProducer) signal() {
+	select {
+	case pp.notify <- struct{}{}:
+	default:
+	}
+}
+
+// startsNewBatch reports whether the next record would open a new batch after an
+// earlier one was sealed: when sticky partitioning moves on.
+func (pp *partProducer) startsNewBatch() bool {
+	pp.mu.Lock()
+	defer pp.mu.Unlock()
+	return pp.open == nil && pp.hadBatch
+}
+
+func (pp *partProducer) append(pr pendingRecord) {
+	pp.mu.Lock()
+	if pp.open != nil && pp.open.b.Size()+pp.open.b.EncodedRecordSize(pr.r) > pp.maxBytes {
+		pp.sealLocked()
+	}
+	if pp.open == nil {
+		pp.open = &batch{part: pp, b: builderPool.Get().(*semantics.BatchBuilder), created: time.Now()}
+		pp.open.b.Reset()
+		pp.opened = pp.open.created
+	}
+	pp.open.b.Append(pr.r)
+	pp.open.recs = append(pp.open.recs, pr)
+	if pp.open.b.Size() >= pp.maxBytes {
+		pp.sealLocked()
+	}
+	if !pp.running {
+		pp.running = true
+		pp.p.wg.Add(1)
+		go pp.run()
+	}
+	pp.mu.Unlock()
+	pp.signal()
+}
+
+func (pp *partProducer) sealLocked() {
+	pp.queue = append(pp.queue, pp.open)
+	pp.open = nil
+	pp.hadBatch = true
+}
+
+func (pp *partProducer) flush() {
+	pp.mu.Lock()
+	pp.flushReq = true
+	pp.mu.Unlock()
+	pp.signal()
+}
+
+// finish records a writer's answer (or a failure to get one) for b.
+func (pp *partProducer) finish(b *batch, base int64, err error) {
+	pp.mu.Lock()
+	b.done, b.base, b.err = true, base, err
+	pp.mu.Unlock()
+	pp.signal()
+}
+
+// run is the partition's sender: it seals the open batch when Linger has passed (or
+// on flush) and there is room in flight, sends queued batches up to MaxInFlight,
+// completes answered batches in order, and on a failure waits for everything in
+// flight, then resends what failed, in order.
+func (pp *partProducer) run() {
+	defer pp.p.wg.Done()
+	cfg := pp.p.cfg
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	var recovering bool
+	var backoffUntil time.Time
+	for {
+		now := time.Now()
+		var toSend []*batch
+		var wake time.Time
+		pp.mu.Lock()
+		room := cfg.maxInFlight - len(pp.inflight)
+		if pp.open != nil && len(pp.queue) == 0 && room > 0 && !recovering {
+			if pp.flushReq || now.Sub(pp.opened) >= cfg.linger {
+				pp.sealLocked()
+			} else {
+				wake = pp.opened.Add(cfg.linger)
+			}
+		}
+		if pp.open == nil {
+			pp.flushReq = false
+		}
+		if !recovering && !now.Before(backoffUntil) {
+			for room > 0 && len(pp.queue) > 0 {
+				toSend = append(toSend, pp.queue[0])
+				pp.queue = pp.queue[1:]
+				room--
+			}
+		} else if !recovering && len(pp.queue) > 0 {
+			wake = earliest(wake, backoffUntil)
+		}
+		pp.mu.Unlock()
+
+		for _, b := range toSend {
+			if pp.send(b) {
+				pp.inflight = append(pp.inflight, b)
+			}
+		}
+
+		// Complete answered batches in order; time out stuck ones.
+		pp.mu.Lock()
+		for _, b := range pp.inflight {
+			if !b.done && now.Sub(b.sentAt) >= cfg.requestTimeout && pp.p.unregister(b) {
+				b.done, b.base = true, -1
+				b.err = semantics.Errorf(semantics.ErrTimeout, "partition %s: no answer within %v", pp.name, cfg.requestTimeout)
+			}
+		}
+		var completed []*batch
+		if !recovering {
+			for len(pp.inflight) > 0 && pp.inflight[0].done {
+				b := pp.inflight[0]
+				if b.err != nil && !errors.Is(b.err, semantics.ErrDuplicateSequence) {
+					recovering = true
+					break
+				}
+				completed = append(completed, b)
+				pp.inflight = pp.inflight[1:]
+			}
+		}
+		var failed []*batch
+		var retry []*batch
+		if recovering && allDone(pp.inflight) {
+			completed, failed, retry = pp.sortOut(completed)
+			pp.queue = append(retry, pp.queue...)
+			pp.inflight = nil
+			recovering = false
+			backoffUntil = now.Add(cfg.retryBackoff)
+			wake = earliest(wake, backoffUntil)
+		}
+		for _, b := range pp.inflight {
+			if !b.done {
+				wake = earliest(wake, b.sentAt.Add(cfg.requestTimeout))
+			}
+		}
+		pp.mu.Unlock()
+
+		for _, b := range completed {
+			pp.complete(b, b.err)
+		}
+		for _, b := range failed {
+			pp.complete(b, b.err)
+		}
+
+		if !wake.IsZero() {
+			timer.Reset(max(time.Until(wake), 0))
+		}
+		select {
+		case <-pp.notify:
+		case <-timer.C:
+		case <-pp.p.ctx.Done():
+			pp.abort()
+			return
+		}
+		if !wake.IsZero() && !timer.Stop() {
+			select {
+			case <-timer.C:
+			default:
+			}
+		}
+	}
+}
+
+func earliest(a, b time.Time) time.Time {
+	if a.IsZero() || b.Before(a) {
+		return b
+	}
+	return a
+}
+
+func allDone(bs []*batch) bool {
+	for _, b := range bs {
+		if !b.done {
+			return false
+		}
+	}
+	return true
+}
+
+// retriable reports whether a batch that failed with err is worth resending.
+func retriable(err error) bool {
+	return semantics.IsRetriable(err) || errors.Is(err, semantics.ErrOutOfOrderSequence)
+}
+
+// sortOut decides the fate of every batch in flight once all have answers: stored
+// ones complete, transient failures are resent with the same sequence numbers, and
+// a batch that failed for good fails its records. After such a batch the writer
+// still expects its sequence numbers, so every later batch is resent under a new
+// producer id. Called with mu held.
+func (pp *partProducer) sortOut(completed []*batch) (done, failed, retry []*batch) {
+	reset := false
+	for _, b := range pp.inflight {
+		switch {
+		case reset:
+			retry = append(retry, b)
+		case b.err == nil || errors.Is(b.err, semantics.ErrDuplicateSequence):
+			completed = append(completed, b)
+		case retriable(b.err) && time.Since(b.created) < pp.p.cfg.deliveryTimeout:
+			retry = append(retry, b)
+		default:
+			failed = append(failed, b)
+			if pp.pid >= 0 {
+				reset = true
+			}
+		}
+	}
+	if reset {
+		pp.pid, pp.epoch, pp.seq = newProducerID(), 0, 0
+		for _, b := range retry {
+			pp.stamp(b)
+		}
+		for _, b := range pp.queue {
+			if b.data != nil {
+				pp.stamp(b)
+			}
+		}
+	}
+	return completed, failed, retry
+}
+
+// stamp gives a built batch the partition's current producer identity and the next
+// sequence numbers.
+func (pp *partProducer) stamp(b *batch) {
+	b.seq = pp.seq
+	pp.seq = nextSeq(pp.seq, int32(len(b.recs)))
+	semantics.SetProducer(b.data, semantics.ProducerInfo{ID: pp.pid, Epoch: pp.epoch, BaseSequence: b.seq})
+}
+
+func nextSeq(s, n int32) int32 {
+	return int32((int64(s) + int64(n)) % (math.MaxInt32 + 1))
+}
+
+// send builds b on first use and sends it. It returns false when b finished at once
+// (acks none, or a build failure).
+func (pp *partProducer) send(b *batch) bool {
+	cfg := pp.p.cfg
+	if b.data == nil {
+		pi := semantics.NoProducer
+		if pp.pid >= 0 {
+			b.seq = pp.seq
+			pp.seq = nextSeq(pp.seq, int32(len(b.recs)))
+			pi = semantics.ProducerInfo{ID: pp.pid, Epoch: pp.epoch, BaseSequence: b.seq}
+		}
+		data, err := b.b.Build(nil, pi, cfg.compression)
+		builderPool.Put(b.b)
+		b.b = nil
+		if err != nil {
+			pp.complete(b, err)
+			return false
+		}
+		b.data = data
+	}
+	if cfg.acks == AcksNone {
+		err := pp.p.c.nc.Publish(pp.subject, b.data)
+		b.base = -1
+		pp.complete(b, err)
+		return false
+	}
+	pp.mu.Lock()
+	b.done, b.err, b.base = false, nil, -1
+	b.sentAt = time.Now()
+	pp.mu.Unlock()
+	reply := pp.p.register(b)
+	if err := pp.p.c.nc.PublishMsg(&nats.Msg{Subject: pp.subject, Reply: reply, Data: b.data}); err != nil {
+		if pp.p.unregister(b) {
+			pp.finish(b, -1, semantics.Errorf(semantics.ErrUnavailable, "partition %s: send: %v", pp.name, err))
+		}
+	}
+	return true
+}
+
+// complete hands each record of b its result.
+func (pp *partProducer) complete(b *batch, err error) {
+	if b.b != nil {
+		builderPool.Put(b.b)
+		b.b = nil
+	}
+	for i, pr := range b.recs {
+		if err == nil && b.base >= 0 {
+			pr.r.Offset = b.base + int64(i)
+		} else {
+			pr.r.Offset = -1
+		}
+		if pr.cb != nil {
+			pr.cb(pr.r, err)
+		}
+		pp.p.release(pr.size)
+	}
+}
+
+// abort fails everything the partition still holds, when the producer closes.
+func (pp *partProducer) abort() {
+	pp.mu.Lock()
+	var all []*batch
+	all = append(all, pp.inflight...)
+	all = append(all, pp.queue...)
+	if pp.open != nil {
+		all = append(all, pp.open)
+	}
+	pp.inflight, pp.queue, pp.open = nil, nil, nil
+	pp.mu.Unlock()
+	for _, b := range all {
+		pp.p.unregister(b)
+		pp.complete(b, ErrProducerClosed)
+	}
+}

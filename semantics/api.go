@@ -1,0 +1,153 @@
+package semantics
+
+import (
+	"encoding/binary"
+	"errors"
+	"time"
+)
+
+// Subjects of the admin API that qxd nodes serve (request/reply, JSON bodies). Any
+// node answers; requests are load-balanced over a queue group.
+const (
+	APITopicCreate        = "qxd.api.topic.create"
+	APITopicDelete        = "qxd.api.topic.delete"
+	APITopicAddPartitions = "qxd.api.topic.add_partitions"
+	APITopicList          = "qxd.api.topic.list"
+	APITopicDescribe      = "qxd.api.topic.describe"
+	APIAllSubjects        = "qxd.api.>"
+	APIQueueGroup         = "qxd-api"
+)
+
+// Buckets qxd keeps its metadata in.
+const (
+	TopicsBucket     = "qxd_topics"
+	PartitionsBucket = "qxd_partitions"
+)
+
+// APIError is the error part of every admin API response.
+type APIError struct {
+	Code    int16  `json:"code"`
+	Message string `json:"message"`
+}
+
+// Err converts e to a Go error (nil for nil).
+func (e *APIError) Err() error {
+	if e == nil {
+		return nil
+	}
+	return FromCode(e.Code, e.Message)
+}
+
+// NewAPIError converts a Go error for the wire (nil for nil).
+func NewAPIError(err error) *APIError {
+	if err == nil {
+		return nil
+	}
+	return &APIError{Code: CodeOf(err), Message: err.Error()}
+}
+
+// CreateTopicRequest asks a node to create a topic. Config has not had defaults
+// applied: the node applies them.
+type CreateTopicRequest struct {
+	Name   string      `json:"name"`
+	Config TopicConfig `json:"config"`
+}
+
+// TopicRequest names one topic (delete, describe).
+type TopicRequest struct {
+	Name string `json:"name"`
+}
+
+// AddPartitionsRequest raises a topic's partition count to Total.
+type AddPartitionsRequest struct {
+	Name  string `json:"name"`
+	Total int32  `json:"total"`
+}
+
+// TopicResponse answers create, delete and add-partitions.
+type TopicResponse struct {
+	Error *APIError  `json:"error,omitempty"`
+	Topic *TopicMeta `json:"topic,omitempty"`
+}
+
+// ListTopicsResponse answers list.
+type ListTopicsResponse struct {
+	Error  *APIError   `json:"error,omitempty"`
+	Topics []TopicMeta `json:"topics"`
+}
+
+// PartitionInfo describes one partition as describe reports it.
+type PartitionInfo struct {
+	Partition int32    `json:"partition"`
+	Stream    string   `json:"stream"`
+	Leader    string   `json:"leader"`
+	Replicas  []string `json:"replicas"`
+	// LogStartOffset is the first offset still stored.
+	LogStartOffset int64 `json:"log_start_offset"`
+	// HighWatermark is the offset the next record will get.
+	HighWatermark int64 `json:"high_watermark"`
+	// Records is how many records are stored: HighWatermark - LogStartOffset, or the
+	// number of live keys on a compacted topic.
+	Records int64  `json:"records"`
+	Batches uint64 `json:"batches"`
+	Bytes   uint64 `json:"bytes"`
+	// Problem is set when the partition's stream is missing or unreadable.
+	Problem string `json:"problem,omitempty"`
+}
+
+// DescribeTopicResponse answers describe.
+type DescribeTopicResponse struct {
+	Error      *APIError       `json:"error,omitempty"`
+	Topic      *TopicMeta      `json:"topic,omitempty"`
+	Partitions []PartitionInfo `json:"partitions,omitempty"`
+}
+
+// Produce wire format. A producer sends one RecordBatch (FirstOffset 0) as the body of
+// a NATS request to WriterSubject. A request without a reply subject is acks=none.
+// The writer answers with a ProduceReply encoded by AppendProduceReply.
+
+// ProduceReply is the writer's answer to one batch.
+type ProduceReply struct {
+	// Code is 0 on success, else a Kafka error code (see FromCode).
+	Code int16
+	// BaseOffset is the offset given to the batch's first record.
+	BaseOffset int64
+	// LogAppendTime is when the batch was stored.
+	LogAppendTime time.Time
+	// Detail explains a failure.
+	Detail string
+}
+
+const produceReplyFixed = 2 + 8 + 8
+
+// AppendProduceReply encodes r: code (int16), base offset (int64), append time in ms
+// (int64), then the detail text, big-endian.
+func AppendProduceReply(dst []byte, r ProduceReply) []byte {
+	dst = binary.BigEndian.AppendUint16(dst, uint16(r.Code))
+	dst = binary.BigEndian.AppendUint64(dst, uint64(r.BaseOffset))
+	var ms int64
+	if !r.LogAppendTime.IsZero() {
+		ms = r.LogAppendTime.UnixMilli()
+	}
+	dst = binary.BigEndian.AppendUint64(dst, uint64(ms))
+	return append(dst, r.Detail...)
+}
+
+// ParseProduceReply decodes a reply made by AppendProduceReply.
+func ParseProduceReply(b []byte) (ProduceReply, error) {
+	if len(b) < produceReplyFixed {
+		return ProduceReply{}, errors.New("produce reply: too short")
+	}
+	r := ProduceReply{
+		Code:       int16(binary.BigEndian.Uint16(b)),
+		BaseOffset: int64(binary.BigEndian.Uint64(b[2:])),
+		Detail:     string(b[produceReplyFixed:]),
+	}
+	if ms := int64(binary.BigEndian.Uint64(b[10:])); ms != 0 {
+		r.LogAppendTime = time.UnixMilli(ms)
+	}
+	return r, nil
+}
+
+// Err returns the reply's error, nil on success.
+func (r ProduceReply) Err() error { return FromCode(r.Code, r.Detail) }

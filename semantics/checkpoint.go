@@ -1,0 +1,32 @@
+package semantics
+
+import "strconv"
+
+// Checkpoint is a partition writer's periodic record of where the partition stands,
+// kept in the partitions KV bucket. A writer taking over a partition starts from the
+// checkpoint and replays the batches stored after it (as Kafka replays the log after
+// a producer-state snapshot), and the offsets survive batches aging out.
+type Checkpoint struct {
+	// Seq is the stream sequence of the last batch the checkpoint covers.
+	Seq uint64 `json:"seq"`
+	// Next is the offset the next record gets.
+	Next int64 `json:"next"`
+	// Producers is the idempotent producer state, by producer id.
+	Producers map[int64]ProducerCheckpoint `json:"producers,omitempty"`
+}
+
+// ProducerCheckpoint is one idempotent producer's state in a partition: its epoch and
+// the last batch it stored.
+type ProducerCheckpoint struct {
+	Epoch      int16 `json:"epoch"`
+	BaseSeq    int32 `json:"base_seq"`
+	LastSeq    int32 `json:"last_seq"`
+	BaseOffset int64 `json:"base_offset"`
+	// Seen is when the producer last wrote, in Unix ms; idle producers are forgotten.
+	Seen int64 `json:"seen"`
+}
+
+// CheckpointKey is the partitions-bucket key of partition p of the topic with id.
+func CheckpointKey(topicID string, p int32) string {
+	return topicID + "." + strconv.Itoa(int(p))
+}

@@ -1,0 +1,128 @@
+package semantics
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Error is one of qxd's error kinds. Where Kafka has an error code for the same
+// condition, Code is Kafka's and Name is Kafka's name for it, so a Kafka-protocol
+// front door can pass it through unchanged. Compare with errors.Is against the
+// sentinels below; errors carrying detail wrap one of them.
+type Error struct {
+	Code      int16
+	Name      string
+	Retriable bool
+	Message   string
+}
+
+func (e *Error) Error() string { return e.Message + " (" + e.Name + ")" }
+
+// Is reports whether target is an *Error with the same code.
+func (e *Error) Is(target error) bool {
+	t, ok := target.(*Error)
+	return ok && t.Code == e.Code
+}
+
+// The error set. The comment on each says where it occurs.
+var (
+	// ErrUnknown is any failure without a better code.
+	ErrUnknown = &Error{Code: -1, Name: "UNKNOWN_SERVER_ERROR", Message: "unexpected server error"}
+	// ErrOffsetOutOfRange: a fetch or seek to an offset outside [log start, high watermark].
+	ErrOffsetOutOfRange = &Error{Code: 1, Name: "OFFSET_OUT_OF_RANGE", Message: "offset out of range"}
+	// ErrCorruptMessage: a record batch failed its CRC or format checks.
+	ErrCorruptMessage = &Error{Code: 2, Name: "CORRUPT_MESSAGE", Message: "corrupt record batch"}
+	// ErrUnknownTopic: the topic or partition does not exist.
+	ErrUnknownTopic = &Error{Code: 3, Name: "UNKNOWN_TOPIC_OR_PARTITION", Message: "unknown topic or partition"}
+	// ErrNotLeader: the partition's writer is not on this node (leadership moved); retry.
+	ErrNotLeader = &Error{Code: 6, Name: "NOT_LEADER_OR_FOLLOWER", Retriable: true, Message: "not the partition leader"}
+	// ErrTimeout: the request did not complete in time; retry.
+	ErrTimeout = &Error{Code: 7, Name: "REQUEST_TIMED_OUT", Retriable: true, Message: "request timed out"}
+	// ErrMessageTooLarge: a record or batch is over the topic's max message bytes.
+	ErrMessageTooLarge = &Error{Code: 10, Name: "MESSAGE_TOO_LARGE", Message: "record or batch too large"}
+	// ErrInvalidTopic: a topic name breaks Kafka's naming rules.
+	ErrInvalidTopic = &Error{Code: 17, Name: "INVALID_TOPIC_EXCEPTION", Message: "invalid topic name"}
+	// ErrTopicExists: create of a topic that already exists.
+	ErrTopicExists = &Error{Code: 36, Name: "TOPIC_ALREADY_EXISTS", Message: "topic already exists"}
+	// ErrInvalidPartitions: a partition count of zero or less, above MaxPartitions, or a decrease.
+	ErrInvalidPartitions = &Error{Code: 37, Name: "INVALID_PARTITIONS", Message: "invalid partition count"}
+	// ErrInvalidReplicationFactor: a replica count the cluster cannot place.
+	ErrInvalidReplicationFactor = &Error{Code: 38, Name: "INVALID_REPLICATION_FACTOR", Message: "invalid replication factor"}
+	// ErrInvalidConfig: a topic or client setting out of its range.
+	ErrInvalidConfig = &Error{Code: 40, Name: "INVALID_CONFIG", Message: "invalid configuration"}
+	// ErrInvalidRequest: a malformed request.
+	ErrInvalidRequest = &Error{Code: 42, Name: "INVALID_REQUEST", Message: "invalid request"}
+	// ErrOutOfOrderSequence: an idempotent producer skipped a sequence number.
+	ErrOutOfOrderSequence = &Error{Code: 45, Name: "OUT_OF_ORDER_SEQUENCE_NUMBER", Message: "out of order sequence number"}
+	// ErrDuplicateSequence: an idempotent producer resent a batch that is already stored
+	// but no longer remembered with its offset; the producer treats it as stored.
+	ErrDuplicateSequence = &Error{Code: 46, Name: "DUPLICATE_SEQUENCE_NUMBER", Message: "duplicate sequence number"}
+	// ErrInvalidProducerEpoch: a producer with an older epoch than the partition has seen.
+	ErrInvalidProducerEpoch = &Error{Code: 47, Name: "INVALID_PRODUCER_EPOCH", Message: "producer fenced by a newer epoch"}
+	// ErrInvalidRecord: a record the topic cannot take (e.g. no key on a compacted topic).
+	ErrInvalidRecord = &Error{Code: 87, Name: "INVALID_RECORD", Message: "invalid record"}
+	// ErrUnavailable: no node serves the request right now (no writer, no quorum); retry.
+	ErrUnavailable = &Error{Code: 8, Name: "NETWORK_EXCEPTION", Retriable: true, Message: "no node answered"}
+	// ErrTopicNotReady: the topic's creation or deletion is incomplete; retry create to repair it.
+	ErrTopicNotReady = &Error{Code: 5, Name: "LEADER_NOT_AVAILABLE", Retriable: true, Message: "topic is not ready"}
+)
+
+var byCode = func() map[int16]*Error {
+	m := map[int16]*Error{}
+	for _, e := range []*Error{ErrUnknown, ErrOffsetOutOfRange, ErrCorruptMessage, ErrUnknownTopic,
+		ErrNotLeader, ErrTimeout, ErrMessageTooLarge, ErrInvalidTopic, ErrTopicExists,
+		ErrInvalidPartitions, ErrInvalidReplicationFactor, ErrInvalidConfig, ErrInvalidRequest,
+		ErrOutOfOrderSequence, ErrDuplicateSequence, ErrInvalidProducerEpoch, ErrInvalidRecord, ErrUnavailable, ErrTopicNotReady} {
+		m[e.Code] = e
+	}
+	return m
+}()
+
+// DetailError is an error kind with a message about this occurrence. Its text is the
+// detail alone, which already says what failed and what to do; Unwrap gives the kind.
+type DetailError struct {
+	Kind   *Error
+	Detail string
+}
+
+func (e *DetailError) Error() string { return e.Detail }
+func (e *DetailError) Unwrap() error { return e.Kind }
+
+// Errorf returns a DetailError of kind with a formatted detail.
+func Errorf(kind *Error, format string, args ...any) error {
+	return &DetailError{Kind: kind, Detail: fmt.Sprintf(format, args...)}
+}
+
+// CodeOf returns the error code of err: 0 for nil, ErrUnknown's for errors that are
+// not qxd errors.
+func CodeOf(err error) int16 {
+	if err == nil {
+		return 0
+	}
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Code
+	}
+	return ErrUnknown.Code
+}
+
+// FromCode rebuilds an error received over the wire. code 0 gives nil.
+func FromCode(code int16, detail string) error {
+	if code == 0 {
+		return nil
+	}
+	kind, ok := byCode[code]
+	if !ok {
+		kind = ErrUnknown
+	}
+	if detail == "" {
+		return kind
+	}
+	return &DetailError{Kind: kind, Detail: detail}
+}
+
+// IsRetriable reports whether err is a qxd error worth retrying.
+func IsRetriable(err error) bool {
+	var e *Error
+	return errors.As(err, &e) && e.Retriable
+}

@@ -1,0 +1,131 @@
+package semantics
+
+import (
+	"crypto/sha256"
+	"encoding/base64"
+	"fmt"
+	"strconv"
+	"strings"
+)
+
+// MaxTopicNameLen is the longest topic name qxd accepts. Kafka allows 249 characters;
+// qxd allows 245 because a partition's stream name adds the prefix "QXD_" and a
+// partition suffix, and JetStream caps stream names at 255 characters.
+const MaxTopicNameLen = 245
+
+// MaxPartitions is the largest partition count a topic may have. Each partition is a
+// JetStream stream, and with replication its own RAFT group.
+const MaxPartitions = 10000
+
+const (
+	streamPrefix = "QXD_"
+	// dotEscape stands for '.' in stream names, subject tokens and KV keys: it is not
+	// a legal topic character, so the mapping is reversible, and all three allow it.
+	dotEscape = "="
+)
+
+// ValidateTopicName applies Kafka's topic name rules: 1 to MaxTopicNameLen characters
+// from [a-zA-Z0-9._-], and not "." or "..". The error wraps ErrInvalidTopic and says
+// what to change.
+func ValidateTopicName(name string) error {
+	switch {
+	case name == "":
+		return Errorf(ErrInvalidTopic, "topic name is empty: give a name of 1 to %d characters from [a-zA-Z0-9._-]", MaxTopicNameLen)
+	case name == "." || name == "..":
+		return Errorf(ErrInvalidTopic, "topic name %q is not allowed: '.' and '..' are reserved", name)
+	case len(name) > MaxTopicNameLen:
+		return Errorf(ErrInvalidTopic, "topic name %.20q… is %d characters long: the limit is %d", name, len(name), MaxTopicNameLen)
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-' {
+			continue
+		}
+		return Errorf(ErrInvalidTopic, "topic name %q has the character %q at position %d: use only [a-zA-Z0-9._-]", name, rune(c), i)
+	}
+	return nil
+}
+
+// EncodeTopic maps a valid topic name to a token usable in stream names, subjects and
+// KV keys, replacing '.' with '='. DecodeTopic reverses it.
+func EncodeTopic(topic string) string { return strings.ReplaceAll(topic, ".", dotEscape) }
+
+// DecodeTopic reverses EncodeTopic.
+func DecodeTopic(token string) string { return strings.ReplaceAll(token, dotEscape, ".") }
+
+// StreamName is the JetStream stream that stores partition p of topic:
+// "QXD_<encoded topic>_<p>".
+func StreamName(topic string, p int32) string {
+	return streamPrefix + EncodeTopic(topic) + "_" + strconv.Itoa(int(p))
+}
+
+// ParseStreamName reverses StreamName. ok is false for streams that are not qxd
+// partitions.
+func ParseStreamName(stream string) (topic string, p int32, ok bool) {
+	rest, found := strings.CutPrefix(stream, streamPrefix)
+	if !found {
+		return "", 0, false
+	}
+	i := strings.LastIndexByte(rest, '_')
+	if i <= 0 {
+		return "", 0, false
+	}
+	n, err := strconv.ParseInt(rest[i+1:], 10, 32)
+	if err != nil || n < 0 || strconv.Itoa(int(n)) != rest[i+1:] {
+		return "", 0, false
+	}
+	topic = DecodeTopic(rest[:i])
+	if ValidateTopicName(topic) != nil {
+		return "", 0, false
+	}
+	return topic, int32(n), true
+}
+
+// Subject prefixes. Everything qxd stores or serves lives under "qxd.".
+const (
+	dataPrefix   = "qxd.t."
+	writerPrefix = "qxd.w."
+)
+
+// StreamSubject is the subject filter of partition p's stream.
+func StreamSubject(topic string, p int32) string {
+	return dataPrefix + EncodeTopic(topic) + "." + strconv.Itoa(int(p)) + ".>"
+}
+
+// BatchSubject is the subject a partition writer stores record batches on.
+func BatchSubject(topic string, p int32) string {
+	return dataPrefix + EncodeTopic(topic) + "." + strconv.Itoa(int(p)) + ".b"
+}
+
+// maxPlainKey is the longest key carried verbatim (base64) in a compacted record's
+// subject; longer keys are carried as their SHA-256, keeping subjects short.
+const maxPlainKey = 512
+
+// KeySubject is the subject a record with key is stored on in a compacted topic, so
+// that JetStream's MaxMsgsPerSubject of 1 keeps the latest record per key. The key is
+// base64url-encoded ("k.<b64>"); an empty key is "e"; keys over 512 bytes are
+// "h.<b64 of sha256(key)>".
+func KeySubject(topic string, p int32, key []byte) string {
+	base := dataPrefix + EncodeTopic(topic) + "." + strconv.Itoa(int(p))
+	switch {
+	case len(key) == 0:
+		return base + ".e"
+	case len(key) <= maxPlainKey:
+		return base + ".k." + base64.RawURLEncoding.EncodeToString(key)
+	default:
+		sum := sha256.Sum256(key)
+		return base + ".h." + base64.RawURLEncoding.EncodeToString(sum[:])
+	}
+}
+
+// WriterSubject is the subject the partition writer of p listens on for produce
+// requests.
+func WriterSubject(topic string, p int32) string {
+	return writerPrefix + EncodeTopic(topic) + "." + strconv.Itoa(int(p))
+}
+
+// TopicKey is the key of topic's record in the topics KV bucket.
+func TopicKey(topic string) string { return EncodeTopic(topic) }
+
+// PartitionString renders "topic/p" for messages and logs.
+func PartitionString(topic string, p int32) string { return fmt.Sprintf("%s/%d", topic, p) }

@@ -1,0 +1,46 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+)
+
+// natsLogger adapts the NATS server's logger to slog and remembers fatal errors, which
+// an embedded server reports instead of exiting (a port in use, a bad store dir).
+type natsLogger struct {
+	log *slog.Logger
+
+	mu    sync.Mutex
+	fatal error
+}
+
+func (l *natsLogger) emit(level slog.Level, format string, v ...any) {
+	if !l.log.Enabled(context.Background(), level) {
+		return
+	}
+	l.log.Log(context.Background(), level, "nats", "msg", fmt.Sprintf(format, v...))
+}
+
+func (l *natsLogger) Noticef(format string, v ...any) { l.emit(slog.LevelInfo, format, v...) }
+func (l *natsLogger) Warnf(format string, v ...any)   { l.emit(slog.LevelWarn, format, v...) }
+func (l *natsLogger) Errorf(format string, v ...any)  { l.emit(slog.LevelError, format, v...) }
+func (l *natsLogger) Debugf(format string, v ...any)  { l.emit(slog.LevelDebug, format, v...) }
+func (l *natsLogger) Tracef(format string, v ...any)  { l.emit(slog.LevelDebug-4, format, v...) }
+
+func (l *natsLogger) Fatalf(format string, v ...any) {
+	err := fmt.Errorf(format, v...)
+	l.mu.Lock()
+	if l.fatal == nil {
+		l.fatal = err
+	}
+	l.mu.Unlock()
+	l.emit(slog.LevelError, format, v...)
+}
+
+func (l *natsLogger) fatalErr() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.fatal
+}

@@ -1,0 +1,98 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/qxd-io/qxd/semantics"
+)
+
+// metadata is qxd's own state in JetStream KV buckets: topic records and partition
+// checkpoints.
+type metadata struct {
+	topics jetstream.KeyValue
+	parts  jetstream.KeyValue
+}
+
+func openMetadata(ctx context.Context, js jetstream.JetStream, replicas int) (*metadata, error) {
+	open := func(bucket, desc string) (jetstream.KeyValue, error) {
+		kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+			Bucket: bucket, Description: desc, History: 1,
+			Storage: jetstream.FileStorage, Replicas: replicas,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("open metadata bucket %s: %w", bucket, err)
+		}
+		return kv, nil
+	}
+	topics, err := open(semantics.TopicsBucket, "qxd topic records")
+	if err != nil {
+		return nil, err
+	}
+	parts, err := open(semantics.PartitionsBucket, "qxd partition checkpoints")
+	if err != nil {
+		return nil, err
+	}
+	return &metadata{topics: topics, parts: parts}, nil
+}
+
+// getTopic returns the topic record, or an ErrUnknownTopic error naming it.
+func (m *metadata) getTopic(ctx context.Context, name string) (semantics.TopicMeta, error) {
+	e, err := m.topics.Get(ctx, semantics.TopicKey(name))
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return semantics.TopicMeta{}, semantics.Errorf(semantics.ErrUnknownTopic, "topic %q does not exist: list topics with 'qxd topic list'", name)
+	}
+	if err != nil {
+		return semantics.TopicMeta{}, fmt.Errorf("read topic %q: %w", name, err)
+	}
+	return decodeTopic(e)
+}
+
+func decodeTopic(e jetstream.KeyValueEntry) (semantics.TopicMeta, error) {
+	var t semantics.TopicMeta
+	if err := json.Unmarshal(e.Value(), &t); err != nil {
+		return t, fmt.Errorf("topic record %q is corrupt: %w", e.Key(), err)
+	}
+	t.Revision = e.Revision()
+	return t, nil
+}
+
+// putTopic writes t with compare-and-set on t.Revision (0: create).
+func (m *metadata) putTopic(ctx context.Context, t semantics.TopicMeta) (uint64, error) {
+	b, err := json.Marshal(t)
+	if err != nil {
+		return 0, err
+	}
+	if t.Revision == 0 {
+		return m.topics.Create(ctx, semantics.TopicKey(t.Name), b)
+	}
+	return m.topics.Update(ctx, semantics.TopicKey(t.Name), b, t.Revision)
+}
+
+func (m *metadata) getCheckpoint(ctx context.Context, topicID string, p int32) (semantics.Checkpoint, error) {
+	var c semantics.Checkpoint
+	e, err := m.parts.Get(ctx, semantics.CheckpointKey(topicID, p))
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return c, nil
+	}
+	if err != nil {
+		return c, err
+	}
+	if err := json.Unmarshal(e.Value(), &c); err != nil {
+		return c, fmt.Errorf("checkpoint %s is corrupt: %w", e.Key(), err)
+	}
+	return c, nil
+}
+
+func (m *metadata) putCheckpoint(ctx context.Context, topicID string, p int32, c semantics.Checkpoint) error {
+	b, err := json.Marshal(c)
+	if err != nil {
+		return err
+	}
+	_, err = m.parts.Put(ctx, semantics.CheckpointKey(topicID, p), b)
+	return err
+}

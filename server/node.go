@@ -1,0 +1,227 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"strconv"
+	"sync"
+	"time"
+
+	natsserver "github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Node is one qxd node: an embedded NATS server with JetStream and the qxd services
+// (admin API, partition writers) around it.
+type Node struct {
+	cfg  Config
+	log  *slog.Logger
+	nlog *natsLogger
+	ns   *natsserver.Server
+
+	nc *nats.Conn // in-process connection the services use
+	js jetstream.JetStream
+
+	admin   *admin
+	writers *writerManager
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// Start validates cfg, starts the embedded server and the services, and returns when
+// the node serves clients. A port in use or an unusable data dir is an error that
+// says so.
+func Start(ctx context.Context, cfg Config) (*Node, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.Name == "" {
+		cfg.Name, _ = os.Hostname()
+		if cfg.Name == "" {
+			cfg.Name = "qxd"
+		}
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	log = log.With("node", cfg.Name)
+	if err := checkDataDir(cfg.DataDir); err != nil {
+		return nil, err
+	}
+	host, portStr, _ := net.SplitHostPort(cfg.Listen)
+	port, _ := strconv.Atoi(portStr)
+	if port != 0 {
+		if err := checkPortFree(cfg.Listen); err != nil {
+			return nil, err
+		}
+	} else {
+		port = natsserver.RANDOM_PORT
+	}
+
+	opts := &natsserver.Options{
+		ServerName:             cfg.Name,
+		Host:                   host,
+		Port:                   port,
+		JetStream:              true,
+		StoreDir:               cfg.DataDir,
+		MaxPayload:             cfg.MaxPayload,
+		NoSigs:                 true,
+		Debug:                  cfg.NATSDebug,
+		DisableJetStreamBanner: true,
+	}
+	ns, err := natsserver.NewServer(opts)
+	if err != nil {
+		return nil, fmt.Errorf("configure embedded NATS server: %w", err)
+	}
+	nlog := &natsLogger{log: log}
+	ns.SetLoggerV2(nlog, cfg.NATSDebug, false, false)
+	n := &Node{cfg: cfg, log: log, nlog: nlog, ns: ns}
+
+	ns.Start()
+	if err := n.waitReady(ctx); err != nil {
+		ns.Shutdown()
+		ns.WaitForShutdown()
+		return nil, err
+	}
+	if err := n.startServices(ctx); err != nil {
+		n.shutdownServer()
+		return nil, err
+	}
+	log.Info("node started", "listen", n.ClientURL(), "data", cfg.DataDir)
+	return n, nil
+}
+
+func (n *Node) waitReady(ctx context.Context) error {
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if err := n.nlog.fatalErr(); err != nil {
+			return fmt.Errorf("start node %q: %w", n.cfg.Name, err)
+		}
+		if n.ns.ReadyForConnections(50*time.Millisecond) && n.ns.JetStreamEnabled() {
+			return nil
+		}
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("start node %q: %w", n.cfg.Name, err)
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("start node %q: not ready after 30s (listen %s, data %s)", n.cfg.Name, n.cfg.Listen, n.cfg.DataDir)
+		}
+	}
+}
+
+func (n *Node) startServices(ctx context.Context) error {
+	nc, err := nats.Connect("", nats.InProcessServer(n.ns), nats.Name("qxd-node-"+n.cfg.Name),
+		nats.MaxReconnects(-1), nats.ReconnectBufSize(-1))
+	if err != nil {
+		return fmt.Errorf("connect services to the embedded server: %w", err)
+	}
+	n.nc = nc
+	n.js, err = jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(4096))
+	if err != nil {
+		return err
+	}
+	meta, err := openMetadata(ctx, n.js, 1)
+	if err != nil {
+		return err
+	}
+	n.writers = newWriterManager(n, meta)
+	if err := n.writers.start(ctx); err != nil {
+		return err
+	}
+	n.admin = newAdmin(n, meta)
+	if err := n.admin.start(); err != nil {
+		return err
+	}
+	return nil
+}
+
+// Name is the node's name.
+func (n *Node) Name() string { return n.cfg.Name }
+
+// ClientURL is the nats:// URL clients connect to.
+func (n *Node) ClientURL() string { return n.ns.ClientURL() }
+
+// NATSServer exposes the embedded server, for tests and tools that need it.
+func (n *Node) NATSServer() *natsserver.Server { return n.ns }
+
+// InProcessConn implements nats.InProcessConnProvider, so a client in the same
+// process can connect without a socket.
+func (n *Node) InProcessConn() (net.Conn, error) { return n.ns.InProcessConn() }
+
+// isStreamLeader reports whether this node leads stream. A node that is not part of
+// a cluster leads every stream it has.
+func (n *Node) isStreamLeader(stream string) bool {
+	if !n.ns.JetStreamIsClustered() {
+		return true
+	}
+	return n.ns.JetStreamIsStreamLeader(natsserver.DEFAULT_GLOBAL_ACCOUNT, stream)
+}
+
+// Close stops the services (writers finish what they have in flight), drains the
+// services' connection and shuts the server down, within cfg.ShutdownTimeout or
+// ctx, whichever ends first. Close is idempotent.
+func (n *Node) Close(ctx context.Context) error {
+	n.closeOnce.Do(func() {
+		ctx, cancel := context.WithTimeout(ctx, n.cfg.ShutdownTimeout)
+		defer cancel()
+		var errs []error
+		if n.admin != nil {
+			n.admin.stop()
+		}
+		if n.writers != nil {
+			errs = append(errs, n.writers.stop(ctx))
+		}
+		if n.nc != nil {
+			drained := make(chan struct{})
+			n.nc.SetClosedHandler(func(*nats.Conn) { close(drained) })
+			if err := n.nc.Drain(); err == nil {
+				select {
+				case <-drained:
+				case <-ctx.Done():
+					n.nc.Close()
+				}
+			}
+		}
+		n.shutdownServer()
+		n.closeErr = errors.Join(errs...)
+		n.log.Info("node stopped")
+	})
+	return n.closeErr
+}
+
+func (n *Node) shutdownServer() {
+	if n.nc != nil && !n.nc.IsClosed() {
+		n.nc.Close()
+	}
+	n.ns.Shutdown()
+	n.ns.WaitForShutdown()
+}
+
+func checkDataDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("data dir %q is unusable: %w (choose another with --data)", dir, err)
+	}
+	f, err := os.CreateTemp(dir, ".qxd-write-check-*")
+	if err != nil {
+		return fmt.Errorf("data dir %q is not writable: %w (fix its permissions or choose another with --data)", dir, err)
+	}
+	name := f.Name()
+	f.Close()
+	os.Remove(name)
+	return nil
+}
+
+func checkPortFree(addr string) error {
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("listen address %s is not available: %w (stop what uses it or choose another with --listen)", addr, err)
+	}
+	return l.Close()
+}

@@ -1,0 +1,577 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/qxd-io/qxd/internal/partition"
+	"github.com/qxd-io/qxd/semantics"
+)
+
+// The partition writer is Kafka's leader append path: it runs on the node that leads
+// the partition's stream, takes record batches from producers, gives them dense
+// offsets, checks idempotent producer sequences and appends them to the stream with
+// Nats-Expected-Last-Sequence, several in flight, so that a writer that lost the
+// stream (or anything else that wrote to it) is fenced instead of forking offsets.
+
+const (
+	// ackTimeout is how long an append may wait for JetStream's ack before the writer
+	// gives up on the pipeline, fails what is in flight and reloads from the log.
+	ackTimeout = 5 * time.Second
+	// checkpointEvery is how often the writer records its position and producer state.
+	checkpointEvery = time.Second
+	// producerIdle is how long an idempotent producer is remembered after its last write
+	// (Kafka's producer.id.expiration.ms default).
+	producerIdle = 24 * time.Hour
+	// recentBatches is how many batches per producer are remembered with their offsets,
+	// enough for Kafka's five in-flight requests per partition.
+	recentBatches = 5
+)
+
+type writer struct {
+	n       *Node
+	meta    *metadata
+	log     *slog.Logger
+	topic   string
+	topicID string
+	p       int32
+	reader  *partition.Reader
+	cfg     atomic.Pointer[semantics.TopicConfig]
+
+	sub       *nats.Subscription
+	ackSub    *nats.Subscription
+	ackPrefix string
+
+	mu        sync.Mutex
+	idle      *sync.Cond // signalled when pending empties
+	next      int64      // offset for the next record
+	lastSeq   uint64     // stream sequence of the last append sent
+	nextID    uint64
+	pending   map[uint64]*pendingAppend
+	broken    bool // an append failed: reload from the log before the next one
+	closed    bool
+	producers map[int64]*producerState
+	acked     semantics.Checkpoint // position after the last acked append
+	dirty     bool
+
+	done chan struct{}
+	wg   sync.WaitGroup
+}
+
+type pendingAppend struct {
+	reply   string
+	base    int64
+	count   int64
+	parts   int // acks outstanding
+	sent    time.Time
+	lastSeq uint64
+	pid     int64
+	rb      *recentBatch
+}
+
+type producerState struct {
+	epoch   int16
+	lastSeq int32
+	recent  []*recentBatch
+	seen    time.Time
+}
+
+type recentBatch struct {
+	baseSeq, lastSeq int32
+	baseOffset       int64
+	pending          bool
+}
+
+func newWriter(n *Node, meta *metadata, t semantics.TopicMeta, p int32) *writer {
+	w := &writer{
+		n: n, meta: meta, topic: t.Name, topicID: t.ID, p: p,
+		log:    n.log.With("topic", t.Name, "partition", p),
+		reader: partition.NewReader(n.nc, t.Name, p, false),
+		done:   make(chan struct{}),
+	}
+	w.idle = sync.NewCond(&w.mu)
+	cfg := t.Config
+	w.cfg.Store(&cfg)
+	return w
+}
+
+// start loads the partition's state from the log and begins serving produce requests.
+func (w *writer) start(ctx context.Context) error {
+	if err := w.load(ctx); err != nil {
+		return err
+	}
+	w.ackPrefix = w.n.nc.NewRespInbox() + "."
+	var err error
+	w.ackSub, err = w.n.nc.Subscribe(w.ackPrefix+"*", w.onAck)
+	if err != nil {
+		return err
+	}
+	w.sub, err = w.n.nc.Subscribe(semantics.WriterSubject(w.topic, w.p), w.onProduce)
+	if err != nil {
+		w.ackSub.Unsubscribe()
+		return err
+	}
+	for _, s := range []*nats.Subscription{w.sub, w.ackSub} {
+		s.SetPendingLimits(-1, 512<<20)
+	}
+	w.wg.Add(1)
+	go w.background()
+	w.log.Debug("writer started", "offset", w.next)
+	return nil
+}
+
+// stop stops taking requests, waits (bounded by ctx) for appends in flight, and writes
+// a last checkpoint.
+func (w *writer) stop(ctx context.Context) {
+	w.mu.Lock()
+	if w.closed {
+		w.mu.Unlock()
+		return
+	}
+	w.closed = true
+	w.mu.Unlock()
+	if w.sub != nil {
+		w.sub.Unsubscribe()
+	}
+	waited := make(chan struct{})
+	go func() {
+		w.mu.Lock()
+		for len(w.pending) > 0 && !w.broken {
+			w.idle.Wait()
+		}
+		w.mu.Unlock()
+		close(waited)
+	}()
+	select {
+	case <-waited:
+	case <-ctx.Done():
+		w.mu.Lock()
+		w.failPending(semantics.Errorf(semantics.ErrNotLeader, "partition %s: writer stopped", semantics.PartitionString(w.topic, w.p)))
+		w.mu.Unlock()
+		<-waited
+	}
+	close(w.done)
+	w.wg.Wait()
+	if w.ackSub != nil {
+		w.ackSub.Unsubscribe()
+	}
+	w.checkpoint(ctx)
+	w.log.Debug("writer stopped")
+}
+
+func (w *writer) name() string { return semantics.PartitionString(w.topic, w.p) }
+
+// load rebuilds next offset, last sequence and producer state from the checkpoint and
+// the batches stored after it.
+func (w *writer) load(ctx context.Context) error {
+	st, err := w.reader.StreamInfo(ctx)
+	if err != nil {
+		return err
+	}
+	ck, err := w.meta.getCheckpoint(ctx, w.topicID, w.p)
+	if err != nil {
+		return fmt.Errorf("partition %s: read checkpoint: %w", w.name(), err)
+	}
+	if ck.Seq > st.LastSeq {
+		// A checkpoint ahead of the stream cannot be trusted for producers.
+		ck = semantics.Checkpoint{Next: ck.Next}
+	}
+	producers := make(map[int64]*producerState, len(ck.Producers))
+	for id, pc := range ck.Producers {
+		producers[id] = &producerState{epoch: pc.Epoch, lastSeq: pc.LastSeq, seen: time.UnixMilli(pc.Seen),
+			recent: []*recentBatch{{baseSeq: pc.BaseSeq, lastSeq: pc.LastSeq, baseOffset: pc.BaseOffset}}}
+	}
+	next := ck.Next
+	from := max(ck.Seq+1, st.FirstSeq)
+	for seq := from; seq <= st.LastSeq && st.Msgs > 0; {
+		m, err := w.reader.Get(ctx, seq)
+		if errors.Is(err, semantics.ErrNoBatch) {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("partition %s: replay sequence %d: %w", w.name(), seq, err)
+		}
+		h, err := semantics.PeekBatchHeader(m.Data)
+		if err != nil {
+			return fmt.Errorf("partition %s: replay sequence %d: %w", w.name(), m.Seq, err)
+		}
+		next = max(next, h.LastOffset()+1)
+		if h.ProducerID >= 0 {
+			ps := producers[h.ProducerID]
+			if ps == nil || h.ProducerEpoch > ps.epoch {
+				ps = &producerState{epoch: h.ProducerEpoch}
+				producers[h.ProducerID] = ps
+			}
+			last := addSeq(h.BaseSequence, h.NumRecords-1)
+			ps.lastSeq = last
+			ps.seen = time.UnixMilli(h.MaxTimestamp)
+			ps.remember(&recentBatch{baseSeq: h.BaseSequence, lastSeq: last, baseOffset: h.BaseOffset})
+		}
+		seq = m.Seq + 1
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.next = next
+	w.lastSeq = st.LastSeq
+	w.producers = producers
+	w.pending = map[uint64]*pendingAppend{}
+	w.broken = false
+	w.acked = semantics.Checkpoint{Seq: st.LastSeq, Next: next}
+	w.dirty = true
+	return nil
+}
+
+func (ps *producerState) remember(rb *recentBatch) {
+	if len(ps.recent) == recentBatches {
+		copy(ps.recent, ps.recent[1:])
+		ps.recent = ps.recent[:recentBatches-1]
+	}
+	ps.recent = append(ps.recent, rb)
+}
+
+// addSeq adds n to a producer sequence, wrapping at MaxInt32 to 0 as Kafka does.
+func addSeq(s int32, n int32) int32 {
+	return int32((int64(s) + int64(n)) % (math.MaxInt32 + 1))
+}
+
+// seqBehind reports whether s comes before ref in wrapping sequence order.
+func seqBehind(s, ref int32) bool {
+	d := (int64(ref) - int64(s) + math.MaxInt32 + 1) % (math.MaxInt32 + 1)
+	return d > 0 && d < math.MaxInt32/2
+}
+
+func (w *writer) reply(to string, r semantics.ProduceReply) {
+	if to == "" {
+		return
+	}
+	_ = w.n.nc.Publish(to, semantics.AppendProduceReply(nil, r))
+}
+
+func (w *writer) replyErr(to string, err error) {
+	if to == "" {
+		if err != nil {
+			w.log.Debug("produce without ack failed", "err", err)
+		}
+		return
+	}
+	w.reply(to, semantics.ProduceReply{Code: semantics.CodeOf(err), BaseOffset: -1, Detail: err.Error()})
+}
+
+// onProduce handles one produce request. nats.go calls it from one goroutine, in the
+// order requests arrived, which is what gives a producer's batches their order.
+func (w *writer) onProduce(m *nats.Msg) {
+	h, err := semantics.ParseBatchHeader(m.Data)
+	if err != nil {
+		w.replyErr(m.Reply, semantics.Errorf(semantics.ErrCorruptMessage, "partition %s: %v", w.name(), err))
+		return
+	}
+	cfg := w.cfg.Load()
+	if len(m.Data) > int(cfg.MaxMessageBytes) {
+		w.replyErr(m.Reply, semantics.Errorf(semantics.ErrMessageTooLarge,
+			"partition %s: batch of %d bytes is over the topic's max message bytes (%d): send smaller batches or raise max.message.bytes",
+			w.name(), len(m.Data), cfg.MaxMessageBytes))
+		return
+	}
+	var parts []part
+	if cfg.Compact {
+		parts, err = splitCompacted(w.topic, w.p, m.Data, h, cfg)
+		if err != nil {
+			w.replyErr(m.Reply, err)
+			return
+		}
+	} else {
+		parts = []part{{subject: semantics.BatchSubject(w.topic, w.p), data: m.Data, records: int64(h.NumRecords)}}
+	}
+
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for w.broken && !w.closed {
+		if len(w.pending) > 0 {
+			w.idle.Wait()
+			continue
+		}
+		w.mu.Unlock()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		err := w.load(ctx)
+		cancel()
+		w.mu.Lock()
+		if err != nil {
+			w.replyErr(m.Reply, semantics.Errorf(semantics.ErrUnavailable, "partition %s: reload after a failed append: %v", w.name(), err))
+			return
+		}
+		w.log.Info("writer reloaded from the log", "offset", w.next)
+	}
+	if w.closed {
+		w.replyErr(m.Reply, semantics.Errorf(semantics.ErrNotLeader, "partition %s: writer is stopping; retry", w.name()))
+		return
+	}
+
+	var ps *producerState
+	var rb *recentBatch
+	if h.ProducerID >= 0 {
+		last := addSeq(h.BaseSequence, h.NumRecords-1)
+		ps = w.producers[h.ProducerID]
+		switch {
+		case ps == nil || h.ProducerEpoch > ps.epoch:
+			ps = &producerState{epoch: h.ProducerEpoch}
+			w.producers[h.ProducerID] = ps
+		case h.ProducerEpoch < ps.epoch:
+			w.replyErr(m.Reply, semantics.Errorf(semantics.ErrInvalidProducerEpoch,
+				"partition %s: producer %d epoch %d is older than epoch %d", w.name(), h.ProducerID, h.ProducerEpoch, ps.epoch))
+			return
+		default:
+			for _, r := range ps.recent {
+				if r.baseSeq == h.BaseSequence && r.lastSeq == last {
+					if r.pending {
+						w.replyErr(m.Reply, semantics.Errorf(semantics.ErrUnavailable, "partition %s: batch is still being stored; retry", w.name()))
+					} else {
+						w.reply(m.Reply, semantics.ProduceReply{BaseOffset: r.baseOffset})
+					}
+					return
+				}
+			}
+			if want := addSeq(ps.lastSeq, 1); h.BaseSequence != want {
+				if seqBehind(h.BaseSequence, want) {
+					if !cfg.Compact || !seqBehind(last, want) {
+						// A resend of a batch that is stored: Kafka's DUPLICATE_SEQUENCE_NUMBER.
+						if !cfg.Compact {
+							w.replyErr(m.Reply, semantics.Errorf(semantics.ErrDuplicateSequence,
+								"partition %s: producer %d sequence %d is already stored", w.name(), h.ProducerID, h.BaseSequence))
+							return
+						}
+						// A compacted batch whose first records are stored: append the rest.
+						skip := int(int64(want) - int64(h.BaseSequence))
+						if skip < 0 {
+							skip += math.MaxInt32 + 1
+						}
+						if skip < len(parts) {
+							parts = parts[skip:]
+							break
+						}
+					}
+					w.replyErr(m.Reply, semantics.Errorf(semantics.ErrDuplicateSequence,
+						"partition %s: producer %d sequence %d is already stored", w.name(), h.ProducerID, h.BaseSequence))
+					return
+				}
+				w.replyErr(m.Reply, semantics.Errorf(semantics.ErrOutOfOrderSequence,
+					"partition %s: producer %d sent sequence %d, expected %d", w.name(), h.ProducerID, h.BaseSequence, want))
+				return
+			}
+		}
+		ps.lastSeq = last
+		ps.seen = time.Now()
+		rb = &recentBatch{baseSeq: h.BaseSequence, lastSeq: last, pending: true}
+		ps.remember(rb)
+	}
+
+	id := w.nextID
+	w.nextID++
+	pa := &pendingAppend{reply: m.Reply, base: w.next, parts: len(parts), sent: time.Now(), pid: h.ProducerID, rb: rb}
+	if rb != nil {
+		rb.baseOffset = w.next
+	}
+	ackTo := w.ackPrefix + strconv.FormatUint(id, 10)
+	for _, pt := range parts {
+		semantics.SetBaseOffset(pt.data, w.next)
+		msg := &nats.Msg{Subject: pt.subject, Reply: ackTo, Data: pt.data, Header: nats.Header{}}
+		msg.Header["Nats-Expected-Last-Sequence"] = []string{strconv.FormatUint(w.lastSeq, 10)}
+		if pt.ttl > 0 {
+			msg.Header["Nats-TTL"] = []string{strconv.FormatInt(int64(pt.ttl/time.Second), 10) + "s"}
+		}
+		if err := w.n.nc.PublishMsg(msg); err != nil {
+			w.broken = true
+			w.failPending(semantics.Errorf(semantics.ErrUnavailable, "partition %s: append: %v", w.name(), err))
+			w.replyErr(m.Reply, semantics.Errorf(semantics.ErrUnavailable, "partition %s: append: %v", w.name(), err))
+			return
+		}
+		w.lastSeq++
+		w.next += pt.records
+		pa.count += pt.records
+	}
+	pa.lastSeq = w.lastSeq
+	w.pending[id] = pa
+}
+
+type part struct {
+	subject string
+	data    []byte
+	records int64
+	ttl     time.Duration
+}
+
+// splitCompacted turns a batch for a compacted topic into one single-record batch per
+// record, each on its key's subject, so that MaxMsgsPerSubject keeps the latest per
+// key. A record without a key is refused, as Kafka does.
+func splitCompacted(topic string, p int32, data []byte, h semantics.BatchHeader, cfg *semantics.TopicConfig) ([]part, error) {
+	recs, err := semantics.DecodeRecords(nil, data, topic, p)
+	if err != nil {
+		return nil, semantics.Errorf(semantics.ErrCorruptMessage, "partition %s: %v", semantics.PartitionString(topic, p), err)
+	}
+	parts := make([]part, 0, len(recs))
+	var b semantics.BatchBuilder
+	for i := range recs {
+		r := &recs[i]
+		if r.Key == nil {
+			return nil, semantics.Errorf(semantics.ErrInvalidRecord,
+				"partition %s: record %d has no key: a compacted topic keeps the latest record per key, so every record needs one", semantics.PartitionString(topic, p), i)
+		}
+		b.Reset()
+		b.Append(r)
+		pi := semantics.NoProducer
+		if h.ProducerID >= 0 {
+			pi = semantics.ProducerInfo{ID: h.ProducerID, Epoch: h.ProducerEpoch, BaseSequence: addSeq(h.BaseSequence, int32(i))}
+		}
+		out, err := b.Build(nil, pi, h.Compression())
+		if err != nil {
+			return nil, err
+		}
+		pt := part{subject: semantics.KeySubject(topic, p, r.Key), data: out, records: 1}
+		if r.Value == nil {
+			pt.ttl = cfg.DeleteRetention
+		}
+		parts = append(parts, pt)
+	}
+	return parts, nil
+}
+
+type pubAck struct {
+	Seq   uint64 `json:"seq"`
+	Error *struct {
+		Code        int    `json:"code"`
+		ErrCode     int    `json:"err_code"`
+		Description string `json:"description"`
+	} `json:"error"`
+}
+
+// onAck handles JetStream's answer to one append.
+func (w *writer) onAck(m *nats.Msg) {
+	id, err := strconv.ParseUint(m.Subject[len(w.ackPrefix):], 10, 64)
+	if err != nil {
+		return
+	}
+	var ack pubAck
+	jerr := json.Unmarshal(m.Data, &ack)
+	if jerr == nil && ack.Error == nil && ack.Seq == 0 {
+		jerr = errors.New("ack without sequence")
+	}
+	if len(m.Data) == 0 && m.Header.Get("Status") == "503" {
+		jerr = errors.New("no JetStream responders")
+	}
+
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	pa := w.pending[id]
+	if pa == nil {
+		return // failed already; the log is the truth
+	}
+	if jerr != nil || ack.Error != nil {
+		detail := ""
+		if jerr != nil {
+			detail = jerr.Error()
+		} else {
+			detail = fmt.Sprintf("%s (JetStream error %d)", ack.Error.Description, ack.Error.ErrCode)
+		}
+		w.log.Warn("append failed; reloading from the log", "err", detail)
+		w.broken = true
+		w.failPending(semantics.Errorf(semantics.ErrNotLeader, "partition %s: append failed: %s; retry", w.name(), detail))
+		return
+	}
+	pa.parts--
+	if pa.parts > 0 {
+		return
+	}
+	delete(w.pending, id)
+	if pa.rb != nil {
+		pa.rb.pending = false
+	}
+	if ack.Seq >= w.acked.Seq {
+		w.acked.Seq = ack.Seq
+		w.acked.Next = pa.base + pa.count
+		w.dirty = true
+	}
+	if len(w.pending) == 0 {
+		w.idle.Broadcast()
+	}
+	w.reply(pa.reply, semantics.ProduceReply{BaseOffset: pa.base, LogAppendTime: time.Now()})
+}
+
+// failPending answers every append in flight with err. Called with mu held.
+func (w *writer) failPending(err error) {
+	for id, pa := range w.pending {
+		w.replyErr(pa.reply, err)
+		delete(w.pending, id)
+	}
+	w.idle.Broadcast()
+}
+
+// background times out stuck appends and writes checkpoints.
+func (w *writer) background() {
+	defer w.wg.Done()
+	t := time.NewTicker(checkpointEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-w.done:
+			return
+		case <-t.C:
+		}
+		w.mu.Lock()
+		for _, pa := range w.pending {
+			if time.Since(pa.sent) > ackTimeout {
+				w.log.Warn("append not acknowledged in time; reloading from the log")
+				w.broken = true
+				w.failPending(semantics.Errorf(semantics.ErrTimeout, "partition %s: append not acknowledged within %v; retry", w.name(), ackTimeout))
+				break
+			}
+		}
+		w.mu.Unlock()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		w.checkpoint(ctx)
+		cancel()
+	}
+}
+
+// checkpoint writes the position after the last acknowledged append and the producer
+// state, if either changed.
+func (w *writer) checkpoint(ctx context.Context) {
+	w.mu.Lock()
+	if !w.dirty {
+		w.mu.Unlock()
+		return
+	}
+	ck := semantics.Checkpoint{Seq: w.acked.Seq, Next: w.acked.Next, Producers: map[int64]semantics.ProducerCheckpoint{}}
+	now := time.Now()
+	for id, ps := range w.producers {
+		if now.Sub(ps.seen) > producerIdle {
+			delete(w.producers, id)
+			continue
+		}
+		// Only batches covered by the checkpoint: later ones are replayed from the log.
+		for i := len(ps.recent) - 1; i >= 0; i-- {
+			r := ps.recent[i]
+			if !r.pending && r.baseOffset < ck.Next {
+				ck.Producers[id] = semantics.ProducerCheckpoint{Epoch: ps.epoch, BaseSeq: r.baseSeq, LastSeq: r.lastSeq,
+					BaseOffset: r.baseOffset, Seen: ps.seen.UnixMilli()}
+				break
+			}
+		}
+	}
+	w.dirty = false
+	w.mu.Unlock()
+	if err := w.meta.putCheckpoint(ctx, w.topicID, w.p, ck); err != nil {
+		w.log.Warn("checkpoint failed", "err", err)
+		w.mu.Lock()
+		w.dirty = true
+		w.mu.Unlock()
+	}
+}

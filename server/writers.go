@@ -1,0 +1,172 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/qxd-io/qxd/semantics"
+)
+
+// reconcileEvery is how often the node checks which partitions it leads.
+const reconcileEvery = 250 * time.Millisecond
+
+// writerManager runs a writer for every partition whose stream this node leads, and
+// stops it when leadership moves or the topic goes away. It learns topics by
+// watching the topics bucket.
+type writerManager struct {
+	n    *Node
+	meta *metadata
+
+	mu      sync.Mutex
+	topics  map[string]semantics.TopicMeta
+	writers map[string]*writer // by stream name
+
+	kick   chan struct{}
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+func newWriterManager(n *Node, meta *metadata) *writerManager {
+	return &writerManager{n: n, meta: meta, topics: map[string]semantics.TopicMeta{},
+		writers: map[string]*writer{}, kick: make(chan struct{}, 1)}
+}
+
+func (m *writerManager) start(ctx context.Context) error {
+	watch, err := m.meta.topics.WatchAll(ctx)
+	if err != nil {
+		return err
+	}
+	// Initial values arrive before a nil marker.
+	for e := range watch.Updates() {
+		if e == nil {
+			break
+		}
+		m.apply(e)
+	}
+	rctx, cancel := context.WithCancel(context.Background())
+	m.cancel = cancel
+	m.reconcile(rctx)
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		defer watch.Stop()
+		t := time.NewTicker(reconcileEvery)
+		defer t.Stop()
+		for {
+			select {
+			case <-rctx.Done():
+				return
+			case e, ok := <-watch.Updates():
+				if !ok {
+					return
+				}
+				if e != nil {
+					m.apply(e)
+				}
+				m.reconcile(rctx)
+			case <-m.kick:
+				m.reconcile(rctx)
+			case <-t.C:
+				m.reconcile(rctx)
+			}
+		}
+	}()
+	return nil
+}
+
+func (m *writerManager) apply(e jetstream.KeyValueEntry) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if e.Operation() != jetstream.KeyValuePut {
+		delete(m.topics, semantics.DecodeTopic(e.Key()))
+		return
+	}
+	t, err := decodeTopic(e)
+	if err != nil {
+		m.n.log.Warn("skipping corrupt topic record", "err", err)
+		return
+	}
+	m.topics[t.Name] = t
+}
+
+// sync makes the manager see topic t at once (after an admin change on this node).
+func (m *writerManager) sync(ctx context.Context, t semantics.TopicMeta) {
+	m.mu.Lock()
+	m.topics[t.Name] = t
+	m.mu.Unlock()
+	m.reconcile(ctx)
+}
+
+func (m *writerManager) forget(ctx context.Context, name string) {
+	m.mu.Lock()
+	delete(m.topics, name)
+	m.mu.Unlock()
+	m.reconcile(ctx)
+}
+
+// reconcile starts and stops writers to match topics and stream leadership.
+func (m *writerManager) reconcile(ctx context.Context) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	want := map[string]bool{}
+	for _, t := range m.topics {
+		if t.State != semantics.TopicReady {
+			continue
+		}
+		for p := int32(0); p < t.Config.Partitions; p++ {
+			stream := semantics.StreamName(t.Name, p)
+			if !m.n.isStreamLeader(stream) {
+				continue
+			}
+			want[stream] = true
+			if w, ok := m.writers[stream]; ok {
+				if w.topicID == t.ID {
+					cfg := t.Config
+					w.cfg.Store(&cfg)
+					continue
+				}
+				w.stop(ctx)
+				delete(m.writers, stream)
+			}
+			w := newWriter(m.n, m.meta, t, p)
+			if err := w.start(ctx); err != nil {
+				if !errors.Is(err, context.Canceled) {
+					m.n.log.Warn("writer did not start; will retry", "topic", t.Name, "partition", p, "err", err)
+				}
+				continue
+			}
+			m.writers[stream] = w
+		}
+	}
+	for stream, w := range m.writers {
+		if !want[stream] {
+			w.stop(ctx)
+			delete(m.writers, stream)
+		}
+	}
+}
+
+// stop stops every writer, letting appends in flight finish within ctx.
+func (m *writerManager) stop(ctx context.Context) error {
+	if m.cancel != nil {
+		m.cancel()
+	}
+	m.wg.Wait()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, w := range m.writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			w.stop(ctx)
+		}()
+	}
+	wg.Wait()
+	m.writers = map[string]*writer{}
+	return ctx.Err()
+}
