@@ -61,8 +61,9 @@ type Consumer struct {
 	parts  map[TopicPartition]*partConsumer
 	closed bool
 
-	out  chan chunk
-	stop chan struct{}
+	out      chan chunk
+	stop     chan struct{}
+	leftover []chunk // fetched, beyond what the last Poll could return; guarded by mu
 }
 
 type partConsumer struct {
@@ -233,19 +234,21 @@ func (c *Consumer) Poll(ctx context.Context) ([]Record, error) {
 	var out []Record
 	for {
 		var ch chunk
-		if len(out) == 0 {
-			select {
-			case ch = <-c.out:
-			case <-ctx.Done():
-				return nil, ctx.Err()
-			case <-c.stop:
-				return nil, ErrConsumerClosed
-			}
+		c.mu.Lock()
+		if len(c.leftover) > 0 {
+			ch = c.leftover[0]
+			c.leftover = c.leftover[1:]
+			c.mu.Unlock()
 		} else {
-			select {
-			case ch = <-c.out:
-			default:
-				return out, nil
+			c.mu.Unlock()
+			if !c.receive(ctx, len(out) == 0, &ch) {
+				if len(out) > 0 {
+					return out, nil
+				}
+				if err := ctx.Err(); err != nil {
+					return nil, err
+				}
+				return nil, ErrConsumerClosed
 			}
 		}
 		c.mu.Lock()
@@ -258,9 +261,14 @@ func (c *Consumer) Poll(ctx context.Context) ([]Record, error) {
 			c.mu.Unlock()
 			return out, ch.err
 		}
-		for _, r := range ch.recs {
+		for i, r := range ch.recs {
 			if r.Offset < pc.next {
 				continue
+			}
+			if len(out) == c.cfg.maxPollRecords {
+				ch.recs = ch.recs[i:]
+				c.leftover = append([]chunk{ch}, c.leftover...)
+				break
 			}
 			out = append(out, r)
 			pc.next = r.Offset + 1
@@ -269,6 +277,27 @@ func (c *Consumer) Poll(ctx context.Context) ([]Record, error) {
 		if len(out) >= c.cfg.maxPollRecords {
 			return out, nil
 		}
+	}
+}
+
+// receive takes the next fetched chunk, waiting for one if wait is set. It returns
+// false when none is there (without wait), ctx ended or the consumer closed.
+func (c *Consumer) receive(ctx context.Context, wait bool, ch *chunk) bool {
+	if !wait {
+		select {
+		case *ch = <-c.out:
+			return true
+		default:
+			return false
+		}
+	}
+	select {
+	case *ch = <-c.out:
+		return true
+	case <-ctx.Done():
+		return false
+	case <-c.stop:
+		return false
 	}
 }
 

@@ -270,7 +270,8 @@ func SetBaseOffset(b []byte, base int64) {
 //
 // To avoid copies, Key, Value and header values alias b for an uncompressed batch,
 // and a fresh decompression buffer, owned by the returned records, otherwise: do not
-// modify b while the records are in use. Header keys are new strings.
+// modify b while the records are in use. Header keys never alias b; a key repeated
+// from the previous record shares its string.
 //
 // Record offset deltas must run 0, 1, 2, …, as producers write them and as qxd's
 // dense offsets need. DecodeRecords does not panic on malformed input; errors wrap
@@ -395,9 +396,11 @@ func (d *recordDecoder) next(rec *Record, i, n int) error {
 // with the batch so a batch allocates O(log) times, not once per record.
 func (d *recordDecoder) headers(count, recordsLeft int) []Header {
 	if cap(d.hdrs)-len(d.hdrs) < count {
-		// Guess every remaining record has as many headers, but grow geometrically so
-		// a hostile batch cannot make us allocate far beyond what it holds.
-		size := min(count*recordsLeft, max(headerChunkFirst, 2*cap(d.hdrs)))
+		// Guess every remaining record has as many headers, but no more than one per
+		// 16 bytes left (a few times the batch's size at worst) unless growing
+		// geometrically, so a hostile batch cannot make us allocate far beyond what it
+		// holds.
+		size := min(count*recordsLeft, max(headerChunkFirst, 2*cap(d.hdrs), (len(d.raw)-d.off)/16))
 		d.hdrs = make([]Header, 0, max(size, count))
 	}
 	l := len(d.hdrs)
@@ -405,7 +408,17 @@ func (d *recordDecoder) headers(count, recordsLeft int) []Header {
 	return d.hdrs[l : l+count : l+count]
 }
 
+// varint reads a zigzag varint, inlined for the one-byte case most fields take.
 func (d *recordDecoder) varint(src []byte) (int64, bool) {
+	if off := d.off; off < len(src) && src[off] < 0x80 {
+		c := int64(src[off])
+		d.off = off + 1
+		return c>>1 ^ -(c & 1), true
+	}
+	return d.varintSlow(src)
+}
+
+func (d *recordDecoder) varintSlow(src []byte) (int64, bool) {
 	if d.off >= len(src) {
 		return 0, false
 	}

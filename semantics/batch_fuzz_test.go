@@ -1,9 +1,6 @@
 package semantics_test
 
 import (
-	"fmt"
-	"os"
-	"time"
 	"bytes"
 	"encoding/hex"
 	"testing"
@@ -63,14 +60,7 @@ func FuzzDecodeRecords(f *testing.F) {
 		if len(b) >= semantics.BatchHeaderSize {
 			fixCRC(fixLength(b))
 		}
-		start := time.Now()
-		cur := fmt.Sprintf("/tmp/cur-%d", os.Getpid())
-		os.WriteFile(cur, in, 0o644)
-		defer os.Remove(cur)
 		recs, err := semantics.DecodeRecords(nil, b, "fuzz", 2)
-		if time.Since(start) > 20*time.Millisecond {
-			os.WriteFile(fmt.Sprintf("/tmp/slow-%d", time.Now().UnixNano()), in, 0o644)
-		}
 		if err != nil {
 			if len(recs) != 0 {
 				t.Fatalf("error %v with %d records", err, len(recs))

@@ -38,7 +38,8 @@ func (a *admin) start() error {
 		return fmt.Errorf("start admin API: %w", err)
 	}
 	a.sub = sub
-	return nil
+	// Make sure the server has the subscription before the node reports ready.
+	return a.n.nc.Flush()
 }
 
 func (a *admin) stop() {

@@ -122,7 +122,12 @@ func (w *writer) start(ctx context.Context) error {
 		return err
 	}
 	for _, s := range []*nats.Subscription{w.sub, w.ackSub} {
-		s.SetPendingLimits(-1, 512<<20)
+		_ = s.SetPendingLimits(-1, 512<<20)
+	}
+	if err := w.n.nc.Flush(); err != nil {
+		w.sub.Unsubscribe()
+		w.ackSub.Unsubscribe()
+		return err
 	}
 	w.wg.Add(1)
 	go w.background()

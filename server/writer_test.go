@@ -1,0 +1,169 @@
+package server_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/qxd-io/qxd"
+	"github.com/qxd-io/qxd/internal/qxdtest"
+	"github.com/qxd-io/qxd/semantics"
+)
+
+func buildBatch(t *testing.T, pi semantics.ProducerInfo, values ...string) []byte {
+	t.Helper()
+	var b semantics.BatchBuilder
+	for _, v := range values {
+		b.Append(&semantics.Record{Key: []byte("k"), Value: []byte(v), Timestamp: time.UnixMilli(1700000000000)})
+	}
+	out, err := b.Build(nil, pi, semantics.CompressionNone)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func produceRaw(t *testing.T, nc *nats.Conn, topic string, p int32, batch []byte) (int64, error) {
+	t.Helper()
+	m, err := nc.Request(semantics.WriterSubject(topic, p), batch, 5*time.Second)
+	if err != nil {
+		t.Fatalf("request: %v", err)
+	}
+	r, err := semantics.ParseProduceReply(m.Data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r.BaseOffset, r.Err()
+}
+
+func TestWriterIdempotence(t *testing.T) {
+	t.Parallel()
+	n := qxdtest.StartNode(t)
+	c := qxdtest.Connect(t, n)
+	qxdtest.CreateTopic(t, c, "idem", qxd.TopicConfig{})
+	nc := c.Conn()
+
+	pid := int64(4242)
+	b0 := buildBatch(t, semantics.ProducerInfo{ID: pid, Epoch: 0, BaseSequence: 0}, "a", "b", "c")
+	b1 := buildBatch(t, semantics.ProducerInfo{ID: pid, Epoch: 0, BaseSequence: 3}, "d")
+	gap := buildBatch(t, semantics.ProducerInfo{ID: pid, Epoch: 0, BaseSequence: 9}, "x")
+
+	steps := []struct {
+		name    string
+		batch   []byte
+		want    int64
+		wantErr error
+	}{
+		{"first batch", b0, 0, nil},
+		{"second batch", b1, 3, nil},
+		{"resend of the first batch returns its offset", b0, 0, nil},
+		{"resend of the second batch returns its offset", b1, 3, nil},
+		{"a gap in sequence numbers", gap, -1, semantics.ErrOutOfOrderSequence},
+		{"another producer", buildBatch(t, semantics.NoProducer, "e"), 4, nil},
+		{"newer epoch starts over", buildBatch(t, semantics.ProducerInfo{ID: pid, Epoch: 1, BaseSequence: 0}, "f"), 5, nil},
+		{"older epoch is fenced", buildBatch(t, semantics.ProducerInfo{ID: pid, Epoch: 0, BaseSequence: 4}, "g"), -1, semantics.ErrInvalidProducerEpoch},
+		{"corrupt batch", append([]byte{}, b0[:len(b0)-1]...), -1, semantics.ErrCorruptMessage},
+	}
+	for _, s := range steps {
+		got, err := produceRaw(t, nc, "idem", 0, s.batch)
+		if s.wantErr != nil {
+			if !errors.Is(err, s.wantErr) {
+				t.Fatalf("%s: err %v, want %v", s.name, err, s.wantErr)
+			}
+			continue
+		}
+		if err != nil || got != s.want {
+			t.Fatalf("%s: offset %d err %v, want offset %d", s.name, got, err, s.want)
+		}
+	}
+	d, err := c.Admin().DescribeTopic(context.Background(), "idem")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if hw := d.Partitions[0].HighWatermark; hw != 6 {
+		t.Fatalf("high watermark %d, want 6: a resend was stored twice or a bad batch was stored", hw)
+	}
+}
+
+// TestWriterFencedByForeignAppend appends a batch to the partition stream behind the
+// writer's back, as a writer on another node that still believed it led would. The
+// writer's next append must be refused by Nats-Expected-Last-Sequence, the writer
+// must reload from the log, and offsets must stay dense.
+func TestWriterFencedByForeignAppend(t *testing.T) {
+	t.Parallel()
+	n := qxdtest.StartNode(t)
+	c := qxdtest.Connect(t, n)
+	ctx := qxdtest.Context(t, 30*time.Second)
+	qxdtest.CreateTopic(t, c, "fence", qxd.TopicConfig{})
+	nc := c.Conn()
+
+	if off, err := produceRaw(t, nc, "fence", 0, buildBatch(t, semantics.NoProducer, "a", "b")); err != nil || off != 0 {
+		t.Fatalf("first append: %d %v", off, err)
+	}
+	foreign := buildBatch(t, semantics.NoProducer, "c", "d", "e")
+	semantics.SetBaseOffset(foreign, 2)
+	js, _ := nc.JetStream()
+	if _, err := js.Publish(semantics.BatchSubject("fence", 0), foreign); err != nil {
+		t.Fatal(err)
+	}
+	// The first append after the foreign one fails (retriable), the next succeeds
+	// after the reload, at offset 5.
+	var got int64 = -1
+	for i := 0; i < 5; i++ {
+		off, err := produceRaw(t, nc, "fence", 0, buildBatch(t, semantics.NoProducer, "f"))
+		if err == nil {
+			got = off
+			break
+		}
+		if !semantics.IsRetriable(err) {
+			t.Fatalf("append after a foreign write: %v (want a retriable error)", err)
+		}
+	}
+	if got != 5 {
+		t.Fatalf("offset after reload %d, want 5", got)
+	}
+	cons := c.NewConsumer()
+	defer cons.Close()
+	if err := cons.Assign(ctx, qxd.Assignment{Topic: "fence", Offset: qxd.AtStart()}); err != nil {
+		t.Fatal(err)
+	}
+	var vals string
+	for len(vals) < 6 {
+		recs, err := cons.Poll(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range recs {
+			if r.Offset != int64(len(vals)) {
+				t.Fatalf("offset %d at position %d", r.Offset, len(vals))
+			}
+			vals += string(r.Value)
+		}
+	}
+	if vals != "abcdef" {
+		t.Fatalf("read %q, want abcdef", vals)
+	}
+}
+
+func TestWriterRejectsOversizedBatch(t *testing.T) {
+	t.Parallel()
+	n := qxdtest.StartNode(t)
+	c := qxdtest.Connect(t, n)
+	qxdtest.CreateTopic(t, c, "small", qxd.TopicConfig{MaxMessageBytes: 2048})
+	big := make([]byte, 4000)
+	var b semantics.BatchBuilder
+	b.Append(&semantics.Record{Value: big})
+	data, _ := b.Build(nil, semantics.NoProducer, semantics.CompressionNone)
+	_, err := produceRaw(t, c.Conn(), "small", 0, data)
+	if !errors.Is(err, semantics.ErrMessageTooLarge) {
+		t.Fatalf("err %v, want MESSAGE_TOO_LARGE", err)
+	}
+	d, _ := c.Admin().DescribeTopic(context.Background(), "small")
+	if d.Partitions[0].HighWatermark != 0 {
+		t.Fatal("oversized batch changed the partition")
+	}
+
+}
