@@ -46,7 +46,9 @@ func WithResetPolicy(p ResetPolicy) ConsumerOption {
 // Default 10000.
 func MaxPollRecords(n int) ConsumerOption { return func(c *consumerConfig) { c.maxPollRecords = n } }
 
-// FetchMaxBytes caps the bytes each partition fetches ahead of Poll. Default 8 MiB.
+// FetchMaxBytes caps the bytes the consumer fetches ahead of Poll, shared by its
+// partitions; each partition may still fetch one batch of its topic's max message
+// bytes. Default 32 MiB.
 func FetchMaxBytes(n int) ConsumerOption { return func(c *consumerConfig) { c.fetchMaxBytes = n } }
 
 // Consumer reads assigned partitions in offset order. Each partition is read by an
@@ -86,7 +88,7 @@ type chunk struct {
 
 // NewConsumer returns a consumer with nothing assigned.
 func (c *Client) NewConsumer(opts ...ConsumerOption) *Consumer {
-	cfg := consumerConfig{reset: ResetEarliest, maxPollRecords: 10000, fetchMaxBytes: 8 << 20}
+	cfg := consumerConfig{reset: ResetEarliest, maxPollRecords: 10000, fetchMaxBytes: 32 << 20}
 	for _, o := range opts {
 		o(&cfg)
 	}
@@ -424,7 +426,11 @@ func (c *Consumer) fetch(ctx context.Context, pc *partConsumer, gen uint64, from
 		}
 		return
 	}
-	it, err := cons.Messages(jetstream.PullMaxBytes(c.cfg.fetchMaxBytes))
+	c.mu.Lock()
+	share := c.cfg.fetchMaxBytes / max(1, len(c.parts))
+	c.mu.Unlock()
+	share = max(share, int(pc.meta.Config.MaxMessageBytes)+64<<10)
+	it, err := cons.Messages(jetstream.PullMaxBytes(share))
 	if err != nil {
 		fail(err)
 		return

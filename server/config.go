@@ -23,6 +23,10 @@ type Config struct {
 	// MaxPayload is the largest NATS message the node accepts; it must fit the
 	// largest record batch a topic may allow. Default 8 MiB + 64 KiB.
 	MaxPayload int32
+	// MaxPending is how many bytes the node buffers for one client before it cuts the
+	// client off as a slow consumer. Default 256 MiB, room for consumers that fetch
+	// many partitions ahead.
+	MaxPending int64
 	// ShutdownTimeout bounds a graceful shutdown. Default 10s.
 	ShutdownTimeout time.Duration
 	// Logger receives the node's logs, NATS server logs included. Default: discard.
@@ -38,6 +42,7 @@ func DefaultConfig() Config {
 		Listen:          "127.0.0.1:4222",
 		DataDir:         "./qxd-data",
 		MaxPayload:      semantics.MaxMessageBytesLimit + 64<<10,
+		MaxPending:      256 << 20,
 		ShutdownTimeout: 10 * time.Second,
 	}
 }
