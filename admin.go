@@ -60,6 +60,13 @@ func (a *Admin) AddPartitions(ctx context.Context, name string, total int32) (To
 	return topicResult(resp)
 }
 
+// Topic returns one topic's record (config, id, state), read from the topics
+// bucket without touching its streams. A topic that is half-created or half-deleted
+// is returned with semantics.ErrTopicNotReady.
+func (a *Admin) Topic(ctx context.Context, name string) (TopicInfo, error) {
+	return a.c.topic(ctx, name)
+}
+
 // ListTopics lists every topic from the topics bucket (no stream is read).
 func (a *Admin) ListTopics(ctx context.Context) ([]TopicInfo, error) {
 	var resp semantics.ListTopicsResponse

@@ -45,6 +45,9 @@ const (
 	CompressionZstd   = semantics.CompressionZstd
 )
 
+// ParseCompression reads "none", "gzip", "snappy", "lz4" or "zstd".
+func ParseCompression(s string) (Compression, error) { return semantics.ParseCompression(s) }
+
 // The producer's defaults, in one place.
 const (
 	DefaultLinger          = 5 * time.Millisecond

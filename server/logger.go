@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 )
 
@@ -20,7 +21,13 @@ func (l *natsLogger) emit(level slog.Level, format string, v ...any) {
 	if !l.log.Enabled(context.Background(), level) {
 		return
 	}
-	l.log.Log(context.Background(), level, "nats", "msg", fmt.Sprintf(format, v...))
+	msg := fmt.Sprintf(format, v...)
+	if level == slog.LevelWarn && strings.HasPrefix(msg, "Maximum payloads over") {
+		// qxd raises the max payload on purpose, to fit the largest record batch.
+		level = slog.LevelDebug
+	}
+	// The NATS server's own text is the message; it cannot be a constant.
+	l.log.Log(context.Background(), level, msg, "component", "nats")
 }
 
 func (l *natsLogger) Noticef(format string, v ...any) { l.emit(slog.LevelInfo, format, v...) }

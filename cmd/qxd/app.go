@@ -1,0 +1,249 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"slices"
+	"strings"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/qxd-io/qxd"
+)
+
+// Defaults of the global flags.
+const (
+	defaultServer   = "nats://127.0.0.1:4222"
+	defaultLogLevel = "info"
+)
+
+// app holds what every command writes to and logs with. Nothing in this package
+// touches os.Stdin, os.Stdout or os.Stderr: run's callers choose them.
+type app struct {
+	stdin  io.Reader
+	stdout io.Writer
+	stderr io.Writer
+	log    *slog.Logger
+}
+
+// run runs the qxd command line args (args[0] is the program name) until it is done
+// or ctx ends.
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	a := &app{stdin: stdin, stdout: stdout, stderr: stderr, log: slog.New(slog.DiscardHandler)}
+	c := a.cli()
+	return c.RunContext(ctx, reorderArgs(c, args))
+}
+
+func (a *app) cli() *cli.App {
+	c := &cli.App{
+		Name:  "qxd",
+		Usage: "Kafka's topics, partitions and offsets on NATS JetStream",
+		Description: "qxd runs a node ('qxd server') and manages its topics. Every flag also reads\n" +
+			"the QXD_* environment variable shown next to it. Flags may come before or\n" +
+			"after a command's arguments.",
+		Reader:                    a.stdin,
+		Writer:                    a.stdout,
+		ErrWriter:                 a.stderr,
+		HideVersion:               true,
+		DisableSliceFlagSeparator: true, // header values may hold commas
+		ExitErrHandler:            func(*cli.Context, error) {},
+		Flags: []cli.Flag{
+			&cli.StringFlag{
+				Name: "server", Aliases: []string{"s"}, Value: defaultServer, EnvVars: []string{"QXD_SERVER"},
+				Usage: "NATS URL of a qxd node; a comma-separated list to fail over between nodes",
+			},
+			&cli.StringFlag{
+				Name: "log-level", Value: defaultLogLevel, EnvVars: []string{"QXD_LOG_LEVEL"},
+				Usage: "log to stderr at `LEVEL`: debug, info, warn or error",
+			},
+		},
+		Before: a.setup,
+		Action: rootAction,
+		Commands: []*cli.Command{
+			a.serverCommand(),
+			a.topicCommand(),
+		},
+	}
+	// urfave/cli's own help flag and help command are package globals that every
+	// run writes to; runs in one process (the tests) would race on them. Each app
+	// gets its own --help flag instead, which cli still honours.
+	c.HideHelp = true
+	c.Flags = append(c.Flags, helpFlag())
+	c.OnUsageError = usageError
+	for _, cmd := range c.Commands {
+		setupCommand(cmd)
+	}
+	return c
+}
+
+func helpFlag() cli.Flag {
+	return &cli.BoolFlag{Name: "help", Aliases: []string{"h"}, Usage: "show help"}
+}
+
+// setupCommand gives cmd and its subcommands their own help flag and the app's
+// usage errors.
+func setupCommand(cmd *cli.Command) {
+	cmd.HideHelp, cmd.HideHelpCommand = true, true
+	cmd.Flags = append(cmd.Flags, helpFlag())
+	cmd.OnUsageError = usageError
+	for _, sub := range cmd.Subcommands {
+		setupCommand(sub)
+	}
+}
+
+// setup applies the global flags.
+func (a *app) setup(c *cli.Context) error {
+	var level slog.Level
+	switch s := strings.ToLower(c.String("log-level")); s {
+	case "debug":
+		level = slog.LevelDebug
+	case "info":
+		level = slog.LevelInfo
+	case "warn", "warning":
+		level = slog.LevelWarn
+	case "error":
+		level = slog.LevelError
+	default:
+		return fmt.Errorf("log level %q is not valid: use debug, info, warn or error", c.String("log-level"))
+	}
+	a.log = slog.New(slog.NewTextHandler(a.stderr, &slog.HandlerOptions{Level: level}))
+	return nil
+}
+
+// connect opens a client to the nodes named by --server.
+func (a *app) connect(c *cli.Context) (*qxd.Client, error) {
+	servers := c.String("server")
+	cl, err := qxd.Connect(c.Context, servers, qxd.WithName("qxd-cli"), qxd.WithLogger(a.log))
+	if err != nil {
+		return nil, fmt.Errorf("%w; to use another node, set --server or QXD_SERVER", err)
+	}
+	return cl, nil
+}
+
+// rootAction runs "qxd" without a command: it shows the help.
+func rootAction(c *cli.Context) error {
+	if c.Args().Present() {
+		return fmt.Errorf("unknown command %q: run 'qxd --help' to list the commands", c.Args().First())
+	}
+	return cli.ShowAppHelp(c)
+}
+
+// groupAction runs a command that only groups others, such as "qxd topic": without
+// arguments it shows the help, with an unknown command it says so.
+func groupAction(c *cli.Context) error {
+	if c.Args().Present() {
+		return fmt.Errorf("unknown command %q: run '%s --help' to list the commands", c.Args().First(), c.Command.HelpName)
+	}
+	return cli.ShowSubcommandHelp(c)
+}
+
+func usageError(c *cli.Context, err error, _ bool) error {
+	name := c.App.Name
+	if c.Command != nil && c.Command.HelpName != "" {
+		name = c.Command.HelpName
+	}
+	return fmt.Errorf("%w: run '%s --help' for usage", err, name)
+}
+
+// reorderArgs lets flags follow a command's arguments, as in
+// "qxd topic create orders --partitions 3 --server nats://h:4222", which
+// urfave/cli v2 alone would read as three more arguments. It returns the program
+// name, the global flags, the command path, the command's flags, and the
+// arguments, in that order. Values of non-boolean flags stay with their flag;
+// everything after "--" is an argument.
+func reorderArgs(c *cli.App, args []string) []string {
+	if len(args) == 0 {
+		return args
+	}
+	var globals, path, flags, positional []string
+	cmds := c.Commands
+	var local []cli.Flag
+	rest := args[1:]
+	terminated := false
+	for i := 0; i < len(rest); i++ {
+		tok := rest[i]
+		if tok == "--" {
+			positional = append(positional, rest[i+1:]...)
+			terminated = true
+			break
+		}
+		if len(tok) > 1 && tok[0] == '-' {
+			body := strings.TrimLeft(tok, "-")
+			prefix := tok[:len(tok)-len(body)]
+			name, value, hasValue := strings.Cut(body, "=")
+			dst := &flags
+			f := findFlag(local, name)
+			if f == nil {
+				if f = findFlag(c.Flags, name); f != nil {
+					dst = &globals
+				}
+			}
+			if f != nil {
+				// Use the flag's first name: urfave/cli refuses a slice flag given
+				// under two names ("--header a=1 -H b=2").
+				tok = prefix + f.Names()[0]
+				if hasValue {
+					tok += "=" + value
+				}
+			}
+			*dst = append(*dst, tok)
+			if f != nil && !hasValue && takesValue(f) && i+1 < len(rest) {
+				i++
+				*dst = append(*dst, rest[i])
+			}
+			continue
+		}
+		if len(positional) == 0 {
+			if cmd := findCommand(cmds, tok); cmd != nil {
+				path = append(path, tok)
+				cmds, local = cmd.Subcommands, cmd.Flags
+				continue
+			}
+		}
+		positional = append(positional, tok)
+	}
+	out := append([]string{args[0]}, globals...)
+	out = append(out, path...)
+	out = append(out, flags...)
+	if terminated || slices.ContainsFunc(positional, func(s string) bool { return strings.HasPrefix(s, "-") }) {
+		out = append(out, "--")
+	}
+	return append(out, positional...)
+}
+
+func findFlag(fs []cli.Flag, name string) cli.Flag {
+	for _, f := range fs {
+		if slices.Contains(f.Names(), name) {
+			return f
+		}
+	}
+	return nil
+}
+
+func takesValue(f cli.Flag) bool {
+	_, isBool := f.(*cli.BoolFlag)
+	return !isBool
+}
+
+func findCommand(cmds []*cli.Command, name string) *cli.Command {
+	for _, c := range cmds {
+		if c.HasName(name) {
+			return c
+		}
+	}
+	return nil
+}
+
+// oneArg returns the command's single argument, named what in errors.
+func oneArg(c *cli.Context, what string) (string, error) {
+	cmd := strings.TrimPrefix(c.Command.HelpName, c.App.Name+" ")
+	switch n := c.NArg(); {
+	case n == 0:
+		return "", fmt.Errorf("%s needs the %s: %s %s", cmd, what, c.Command.HelpName, c.Command.ArgsUsage)
+	case n > 1:
+		return "", fmt.Errorf("%s takes one %s, got %d arguments: %s", cmd, what, n, strings.Join(c.Args().Slice(), " "))
+	}
+	return c.Args().First(), nil
+}

@@ -1,0 +1,64 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/qxd-io/qxd/server"
+)
+
+// closeTimeout bounds a node's shutdown after SIGINT or SIGTERM.
+const closeTimeout = 15 * time.Second
+
+func (a *app) serverCommand() *cli.Command {
+	def := server.DefaultConfig()
+	return &cli.Command{
+		Name:  "server",
+		Usage: "run a qxd node until SIGINT or SIGTERM",
+		Description: "Starts a single qxd node: an embedded NATS server with JetStream storing its data\n" +
+			"in --data, and the qxd services (topic admin, partition writers). Clients connect\n" +
+			"to --listen. The node stops cleanly on SIGINT (Ctrl-C) or SIGTERM.",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "listen", Value: def.Listen, EnvVars: []string{"QXD_LISTEN"},
+				Usage: "NATS client address `HOST:PORT`; port 0 picks a free port"},
+			&cli.StringFlag{Name: "data", Value: def.DataDir, EnvVars: []string{"QXD_DATA"},
+				Usage: "`DIR` that holds the node's data; created if missing"},
+			&cli.StringFlag{Name: "name", EnvVars: []string{"QXD_NAME"}, DefaultText: "the host name",
+				Usage: "node `NAME`, unique in a cluster"},
+		},
+		Action: a.runServer,
+	}
+}
+
+func (a *app) runServer(c *cli.Context) error {
+	if c.NArg() > 0 {
+		return fmt.Errorf("server takes no arguments, got %q: use --listen, --data and --name", c.Args().Slice())
+	}
+	cfg := server.DefaultConfig()
+	cfg.Listen = c.String("listen")
+	cfg.DataDir = c.String("data")
+	cfg.Name = c.String("name")
+	cfg.Logger = a.log
+	node, err := server.Start(c.Context, cfg)
+	if err != nil {
+		return err
+	}
+	dir, err := filepath.Abs(cfg.DataDir)
+	if err != nil {
+		dir = cfg.DataDir
+	}
+	fmt.Fprintf(a.stdout, "qxd node %s listening on %s (data in %s)\n", node.Name(), node.ClientURL(), dir)
+	<-c.Context.Done()
+	a.log.Info("stopping node", "node", node.Name())
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(c.Context), closeTimeout)
+	defer cancel()
+	if err := node.Close(ctx); err != nil {
+		return fmt.Errorf("stop node %s: %w", node.Name(), err)
+	}
+	fmt.Fprintf(a.stdout, "qxd node %s stopped\n", node.Name())
+	return nil
+}

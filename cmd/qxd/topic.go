@@ -1,0 +1,395 @@
+package main
+
+import (
+	"cmp"
+	"encoding/json"
+	"fmt"
+	"io"
+	"slices"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/qxd-io/qxd"
+	"github.com/qxd-io/qxd/semantics"
+)
+
+func (a *app) topicCommand() *cli.Command {
+	return &cli.Command{
+		Name:   "topic",
+		Usage:  "create, list, describe and delete topics; produce and consume records",
+		Action: groupAction,
+		Subcommands: []*cli.Command{
+			a.topicCreateCommand(),
+			a.topicListCommand(),
+			a.topicDescribeCommand(),
+			a.topicDeleteCommand(),
+			a.topicAddPartitionsCommand(),
+			a.produceCommand(),
+			a.consumeCommand(),
+		},
+	}
+}
+
+func (a *app) topicCreateCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "create",
+		Usage:     "create a topic",
+		ArgsUsage: "NAME",
+		Description: "NAME is 1 to 245 characters from [a-zA-Z0-9._-]. Durations are Go durations\n" +
+			"(12h, 30m) or days (7d, 1d12h); -1 or forever keeps records forever. Sizes are\n" +
+			"bytes or take a suffix: KiB, MiB, GiB (1024) or KB, MB, GB (1000).",
+		Flags: []cli.Flag{
+			&cli.IntFlag{Name: "partitions", Aliases: []string{"p"}, Value: 1, EnvVars: []string{"QXD_PARTITIONS"},
+				Usage: "number of partitions `N`, 1 to " + strconv.Itoa(semantics.MaxPartitions)},
+			&cli.IntFlag{Name: "replicas", Aliases: []string{"r"}, Value: 1, EnvVars: []string{"QXD_REPLICAS"},
+				Usage: "`R` replicas per partition: 1, 3 or 5, at most the number of nodes"},
+			&cli.StringFlag{Name: "retention", Value: formatRetention(semantics.DefaultRetention), EnvVars: []string{"QXD_RETENTION"},
+				Usage: "keep records for `DURATION` (retention.ms); -1 or forever for no limit"},
+			&cli.StringFlag{Name: "retention-bytes", Value: "unlimited", EnvVars: []string{"QXD_RETENTION_BYTES"},
+				Usage: "cap each partition at `SIZE` (retention.bytes); the oldest batches go first"},
+			&cli.BoolFlag{Name: "compact", EnvVars: []string{"QXD_COMPACT"},
+				Usage: "keep the latest record per key instead of aging records out (cleanup.policy=compact)"},
+			&cli.StringFlag{Name: "delete-retention", Value: formatRetention(semantics.DefaultDeleteRetention), EnvVars: []string{"QXD_DELETE_RETENTION"},
+				Usage: "with --compact: keep tombstones readable for `DURATION` (delete.retention.ms)"},
+			&cli.StringFlag{Name: "max-record-bytes", Value: formatSize(semantics.DefaultMaxMessageBytes), EnvVars: []string{"QXD_MAX_RECORD_BYTES"},
+				Usage: "largest record batch `SIZE` a partition accepts, after compression (max.message.bytes), at most " + formatSize(semantics.MaxMessageBytesLimit)},
+		},
+		Action: a.topicCreate,
+	}
+}
+
+func (a *app) topicCreate(c *cli.Context) error {
+	name, err := oneArg(c, "topic NAME")
+	if err != nil {
+		return err
+	}
+	cfg, err := topicConfigFromFlags(c)
+	if err != nil {
+		return fmt.Errorf("create topic %q: %w", name, err)
+	}
+	cl, err := a.connect(c)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	t, err := cl.Admin().CreateTopic(c.Context, name, cfg)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(a.stdout, "created topic %s (%s, id %s)\n", t.Name, plural(int(t.Config.Partitions), "partition"), t.ID)
+	return nil
+}
+
+func topicConfigFromFlags(c *cli.Context) (qxd.TopicConfig, error) {
+	var cfg qxd.TopicConfig
+	n := c.Int("partitions")
+	if n < 1 || n > semantics.MaxPartitions {
+		return cfg, fmt.Errorf("--partitions %d is out of range: use 1 to %d", n, semantics.MaxPartitions)
+	}
+	cfg.Partitions = int32(n)
+	cfg.Replicas = c.Int("replicas")
+	if cfg.Replicas < 1 {
+		return cfg, fmt.Errorf("--replicas %d is not valid: use 1, 3 or 5", cfg.Replicas)
+	}
+	var err error
+	if cfg.Retention, err = parseRetention("retention", c.String("retention")); err != nil {
+		return cfg, err
+	}
+	if cfg.RetentionBytes, err = parseSize("retention-bytes", c.String("retention-bytes"), true); err != nil {
+		return cfg, err
+	}
+	cfg.Compact = c.Bool("compact")
+	if cfg.Compact {
+		if cfg.DeleteRetention, err = parseRetention("delete-retention", c.String("delete-retention")); err != nil {
+			return cfg, err
+		}
+	} else if c.IsSet("delete-retention") {
+		return cfg, fmt.Errorf("--delete-retention applies to compacted topics only: add --compact or drop it")
+	}
+	mb, err := parseSize("max-record-bytes", c.String("max-record-bytes"), false)
+	if err != nil {
+		return cfg, err
+	}
+	if mb < 1024 || mb > semantics.MaxMessageBytesLimit {
+		return cfg, fmt.Errorf("--max-record-bytes %s is out of range: use 1KiB (1024) to %s (%d)",
+			c.String("max-record-bytes"), formatSize(semantics.MaxMessageBytesLimit), semantics.MaxMessageBytesLimit)
+	}
+	cfg.MaxMessageBytes = int32(mb)
+	return cfg, nil
+}
+
+func (a *app) topicListCommand() *cli.Command {
+	return &cli.Command{
+		Name:    "list",
+		Aliases: []string{"ls"},
+		Usage:   "list topics, sorted by name",
+		Flags: []cli.Flag{
+			&cli.BoolFlag{Name: "json", EnvVars: []string{"QXD_JSON"}, Usage: "print a JSON array of topics"},
+		},
+		Action: a.topicList,
+	}
+}
+
+func (a *app) topicList(c *cli.Context) error {
+	if c.NArg() > 0 {
+		return fmt.Errorf("topic list takes no arguments, got %q: to see one topic use 'qxd topic describe NAME'", c.Args().Slice())
+	}
+	cl, err := a.connect(c)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	topics, err := cl.Admin().ListTopics(c.Context)
+	if err != nil {
+		return err
+	}
+	slices.SortFunc(topics, func(x, y qxd.TopicInfo) int { return cmp.Compare(x.Name, y.Name) })
+	if c.Bool("json") {
+		out := make([]topicJSON, 0, len(topics))
+		for _, t := range topics {
+			out = append(out, newTopicJSON(t))
+		}
+		return writeJSON(a.stdout, out)
+	}
+	tw := newTable(a.stdout)
+	fmt.Fprintln(tw, "NAME\tPARTITIONS\tREPLICAS\tSTATE\tCOMPACT\tRETENTION")
+	for _, t := range topics {
+		retention := formatRetention(t.Config.Retention)
+		if t.Config.Compact {
+			retention = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%t\t%s\n", t.Name, t.Config.Partitions, t.Config.Replicas, t.State, t.Config.Compact, retention)
+	}
+	return tw.Flush()
+}
+
+func (a *app) topicDescribeCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "describe",
+		Usage:     "show a topic's configuration and its partitions' leaders and offsets",
+		ArgsUsage: "NAME",
+		Flags: []cli.Flag{
+			&cli.BoolFlag{Name: "json", EnvVars: []string{"QXD_JSON"}, Usage: "print one JSON object"},
+		},
+		Action: a.topicDescribe,
+	}
+}
+
+func (a *app) topicDescribe(c *cli.Context) error {
+	name, err := oneArg(c, "topic NAME")
+	if err != nil {
+		return err
+	}
+	cl, err := a.connect(c)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	d, err := cl.Admin().DescribeTopic(c.Context, name)
+	if err != nil {
+		return err
+	}
+	if c.Bool("json") {
+		out := describeJSON{Topic: newTopicJSON(d.Topic), Partitions: make([]partitionJSON, 0, len(d.Partitions))}
+		for _, p := range d.Partitions {
+			out.Partitions = append(out.Partitions, newPartitionJSON(p))
+		}
+		return writeJSON(a.stdout, out)
+	}
+	t := d.Topic
+	tw := newTable(a.stdout)
+	fmt.Fprintf(tw, "name:\t%s\n", t.Name)
+	fmt.Fprintf(tw, "id:\t%s\n", t.ID)
+	fmt.Fprintf(tw, "state:\t%s\n", t.State)
+	fmt.Fprintf(tw, "partitions:\t%d\n", t.Config.Partitions)
+	fmt.Fprintf(tw, "replicas:\t%d\n", t.Config.Replicas)
+	if t.Config.Compact {
+		fmt.Fprintf(tw, "retention:\t- (compacted)\n")
+	} else {
+		fmt.Fprintf(tw, "retention:\t%s\n", formatRetention(t.Config.Retention))
+	}
+	fmt.Fprintf(tw, "retention bytes:\t%s\n", formatSize(t.Config.RetentionBytes))
+	fmt.Fprintf(tw, "compact:\t%t\n", t.Config.Compact)
+	if t.Config.Compact {
+		fmt.Fprintf(tw, "delete retention:\t%s\n", formatRetention(t.Config.DeleteRetention))
+	}
+	fmt.Fprintf(tw, "max message bytes:\t%s\n", formatSize(int64(t.Config.MaxMessageBytes)))
+	fmt.Fprintf(tw, "created:\t%s\n", t.Created.UTC().Format(time.RFC3339))
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintln(a.stdout)
+	problems := slices.ContainsFunc(d.Partitions, func(p qxd.PartitionInfo) bool { return p.Problem != "" })
+	tw = newTable(a.stdout)
+	header := "PARTITION\tLEADER\tREPLICAS\tLOG-START\tHIGH-WATERMARK\tRECORDS"
+	if problems {
+		header += "\tPROBLEM"
+	}
+	fmt.Fprintln(tw, header)
+	for _, p := range d.Partitions {
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%d\t%d\t%d", p.Partition, dash(p.Leader), dash(strings.Join(p.Replicas, ",")),
+			p.LogStartOffset, p.HighWatermark, p.Records)
+		if problems {
+			fmt.Fprintf(tw, "\t%s", dash(oneLine(p.Problem)))
+		}
+		fmt.Fprintln(tw)
+	}
+	return tw.Flush()
+}
+
+func (a *app) topicDeleteCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "delete",
+		Usage:     "delete a topic and all its records",
+		ArgsUsage: "NAME",
+		Action:    a.topicDelete,
+	}
+}
+
+func (a *app) topicDelete(c *cli.Context) error {
+	name, err := oneArg(c, "topic NAME")
+	if err != nil {
+		return err
+	}
+	cl, err := a.connect(c)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	if err := cl.Admin().DeleteTopic(c.Context, name); err != nil {
+		return err
+	}
+	fmt.Fprintf(a.stdout, "deleted topic %s\n", name)
+	return nil
+}
+
+func (a *app) topicAddPartitionsCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "add-partitions",
+		Usage:     "raise a topic's partition count",
+		ArgsUsage: "NAME --num TOTAL",
+		Description: "--num is the NEW TOTAL number of partitions, as Kafka's 'kafka-topics --alter\n" +
+			"--partitions', not the number to add: 'add-partitions orders --num 6' takes a\n" +
+			"3-partition topic to 6. Partitions can only be added. Keyed records map to\n" +
+			"partitions by the new count from then on, as in Kafka.",
+		Flags: []cli.Flag{
+			&cli.IntFlag{Name: "num", Aliases: []string{"n"}, EnvVars: []string{"QXD_NUM"},
+				Usage: "the new `TOTAL` number of partitions (not the number to add)"},
+		},
+		Action: a.topicAddPartitions,
+	}
+}
+
+func (a *app) topicAddPartitions(c *cli.Context) error {
+	name, err := oneArg(c, "topic NAME")
+	if err != nil {
+		return err
+	}
+	if !c.IsSet("num") {
+		return fmt.Errorf("topic add-partitions needs --num TOTAL, the new total number of partitions: e.g. qxd topic add-partitions %s --num 6", name)
+	}
+	n := c.Int("num")
+	if n < 1 || n > semantics.MaxPartitions {
+		return fmt.Errorf("add partitions to %q: --num %d is out of range: give the new total number of partitions, more than the topic has now and at most %d",
+			name, n, semantics.MaxPartitions)
+	}
+	cl, err := a.connect(c)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	t, err := cl.Admin().AddPartitions(c.Context, name, int32(n))
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(a.stdout, "topic %s now has %s\n", t.Name, plural(int(t.Config.Partitions), "partition"))
+	return nil
+}
+
+// topicJSON is a topic as 'topic list --json' and 'topic describe --json' print it.
+// Durations are in milliseconds, as Kafka's retention.ms; -1 means no limit.
+type topicJSON struct {
+	Name              string    `json:"name"`
+	ID                string    `json:"id"`
+	State             string    `json:"state"`
+	Partitions        int32     `json:"partitions"`
+	Replicas          int       `json:"replicas"`
+	RetentionMs       int64     `json:"retention_ms"`
+	RetentionBytes    int64     `json:"retention_bytes"`
+	Compact           bool      `json:"compact"`
+	DeleteRetentionMs int64     `json:"delete_retention_ms,omitempty"`
+	MaxMessageBytes   int32     `json:"max_message_bytes"`
+	Created           time.Time `json:"created"`
+}
+
+func newTopicJSON(t qxd.TopicInfo) topicJSON {
+	ms := func(d time.Duration) int64 {
+		if d < 0 {
+			return -1
+		}
+		return d.Milliseconds()
+	}
+	return topicJSON{
+		Name: t.Name, ID: t.ID, State: string(t.State),
+		Partitions: t.Config.Partitions, Replicas: t.Config.Replicas,
+		RetentionMs: ms(t.Config.Retention), RetentionBytes: t.Config.RetentionBytes,
+		Compact: t.Config.Compact, DeleteRetentionMs: ms(t.Config.DeleteRetention),
+		MaxMessageBytes: t.Config.MaxMessageBytes, Created: t.Created.UTC(),
+	}
+}
+
+// partitionJSON is one partition in 'topic describe --json'.
+type partitionJSON struct {
+	Partition      int32    `json:"partition"`
+	Leader         string   `json:"leader"`
+	Replicas       []string `json:"replicas"`
+	LogStartOffset int64    `json:"log_start_offset"`
+	HighWatermark  int64    `json:"high_watermark"`
+	Records        int64    `json:"records"`
+	Batches        uint64   `json:"batches"`
+	Bytes          uint64   `json:"bytes"`
+	Problem        string   `json:"problem,omitempty"`
+}
+
+func newPartitionJSON(p qxd.PartitionInfo) partitionJSON {
+	return partitionJSON{
+		Partition: p.Partition, Leader: p.Leader, Replicas: append([]string{}, p.Replicas...),
+		LogStartOffset: p.LogStartOffset, HighWatermark: p.HighWatermark, Records: p.Records,
+		Batches: p.Batches, Bytes: p.Bytes, Problem: p.Problem,
+	}
+}
+
+type describeJSON struct {
+	Topic      topicJSON       `json:"topic"`
+	Partitions []partitionJSON `json:"partitions"`
+}
+
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false)
+	return enc.Encode(v)
+}
+
+func newTable(w io.Writer) *tabwriter.Writer {
+	return tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+// plural writes "1 partition", "3 partitions".
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return strconv.Itoa(n) + " " + noun + "s"
+}

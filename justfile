@@ -1,0 +1,42 @@
+# Everyday recipes. `just` is not needed for the README's two commands;
+# install it with `npm install -g rust-just`.
+
+default:
+    @just --list
+
+# Build the qxd binary into ./bin/qxd.
+build:
+    go build -o bin/qxd ./cmd/qxd
+
+# Run a single node with data in ./qxd-data.
+run:
+    go run ./cmd/qxd server
+
+# The test suite, as the README runs it.
+test:
+    go test ./...
+
+# The test suite with the race detector, as CI runs it.
+race:
+    go test -race -count=1 ./...
+
+# What CI runs.
+ci:
+    bash .ci/run
+
+# qxd against raw JetStream in the same run: medians of 3 runs and ratios.
+bench:
+    go run ./bench/compare -runs 3
+    go test -run '^$' -bench . -benchtime 1x -count 3 ./bench/
+
+# Fuzz the batch decoder, topic name mapping and partitioner for a while each.
+fuzz seconds="30":
+    go test -run '^$' -fuzz '^FuzzDecodeRecords$' -fuzztime {{seconds}}s ./semantics/
+    go test -run '^$' -fuzz '^FuzzParseBatchHeader$' -fuzztime {{seconds}}s ./semantics/
+    go test -run '^$' -fuzz '^FuzzTopicNames$' -fuzztime {{seconds}}s ./semantics/
+    go test -run '^$' -fuzz '^FuzzMurmur2$' -fuzztime {{seconds}}s ./partitioner/
+
+# gofmt and go vet.
+lint:
+    test -z "$(gofmt -l .)"
+    go vet ./...
