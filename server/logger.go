@@ -30,7 +30,9 @@ func (l *natsLogger) emit(level slog.Level, format string, v ...any) {
 	l.log.Log(context.Background(), level, msg, "component", "nats")
 }
 
-func (l *natsLogger) Noticef(format string, v ...any) { l.emit(slog.LevelInfo, format, v...) }
+// Noticef passes the NATS server's notices (its start-up banner, listeners) at debug
+// level: qxd logs its own start and stop at info.
+func (l *natsLogger) Noticef(format string, v ...any) { l.emit(slog.LevelDebug, format, v...) }
 func (l *natsLogger) Warnf(format string, v ...any)   { l.emit(slog.LevelWarn, format, v...) }
 func (l *natsLogger) Errorf(format string, v ...any)  { l.emit(slog.LevelError, format, v...) }
 func (l *natsLogger) Debugf(format string, v ...any)  { l.emit(slog.LevelDebug, format, v...) }
