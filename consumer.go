@@ -20,12 +20,7 @@ type Assignment struct {
 }
 
 // TopicPartition names a partition.
-type TopicPartition struct {
-	Topic     string
-	Partition int32
-}
-
-func (tp TopicPartition) String() string { return semantics.PartitionString(tp.Topic, tp.Partition) }
+type TopicPartition = semantics.TopicPartition
 
 type consumerConfig struct {
 	reset          ResetPolicy
@@ -118,7 +113,7 @@ func (c *Consumer) Assign(ctx context.Context, as ...Assignment) error {
 			return semantics.Errorf(semantics.ErrUnknownTopic, "topic %q has partitions 0 to %d: partition %d does not exist",
 				a.Topic, meta.Config.Partitions-1, a.Partition)
 		}
-		pc := &partConsumer{tp: TopicPartition{a.Topic, a.Partition}, meta: meta,
+		pc := &partConsumer{tp: TopicPartition{Topic: a.Topic, Partition: a.Partition}, meta: meta,
 			reader: partition.NewReader(c.c.nc, a.Topic, a.Partition, true)}
 		off, seq, err := c.resolve(ctx, pc, a.Offset)
 		if err != nil {
@@ -158,7 +153,7 @@ func (c *Consumer) Assigned() []TopicPartition {
 func (c *Consumer) Position(topic string, p int32) (int64, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	pc, ok := c.parts[TopicPartition{topic, p}]
+	pc, ok := c.parts[TopicPartition{Topic: topic, Partition: p}]
 	if !ok {
 		return 0, false
 	}
@@ -168,7 +163,7 @@ func (c *Consumer) Position(topic string, p int32) (int64, bool) {
 // Seek moves an assigned partition to o; the next Poll returns records from there.
 func (c *Consumer) Seek(ctx context.Context, topic string, p int32, o Offset) error {
 	c.mu.Lock()
-	pc, ok := c.parts[TopicPartition{topic, p}]
+	pc, ok := c.parts[TopicPartition{Topic: topic, Partition: p}]
 	c.mu.Unlock()
 	if !ok {
 		return semantics.Errorf(semantics.ErrInvalidRequest, "seek %s: the partition is not assigned to this consumer", semantics.PartitionString(topic, p))

@@ -63,6 +63,28 @@ var (
 	ErrInvalidRecord = &Error{Code: 87, Name: "INVALID_RECORD", Message: "invalid record"}
 	// ErrUnavailable: no node serves the request right now (no writer, no quorum); retry.
 	ErrUnavailable = &Error{Code: 8, Name: "NETWORK_EXCEPTION", Retriable: true, Message: "no node answered"}
+	// ErrCoordinatorNotAvailable: no node coordinates groups right now (failover); retry.
+	ErrCoordinatorNotAvailable = &Error{Code: 15, Name: "COORDINATOR_NOT_AVAILABLE", Retriable: true, Message: "group coordinator not available"}
+	// ErrNotCoordinator: the node asked no longer coordinates groups; retry.
+	ErrNotCoordinator = &Error{Code: 16, Name: "NOT_COORDINATOR", Retriable: true, Message: "not the group coordinator"}
+	// ErrIllegalGeneration: a request from a member of an older generation of its group.
+	ErrIllegalGeneration = &Error{Code: 22, Name: "ILLEGAL_GENERATION", Message: "illegal generation"}
+	// ErrInconsistentGroupProtocol: a member's assignor does not match the group's.
+	ErrInconsistentGroupProtocol = &Error{Code: 23, Name: "INCONSISTENT_GROUP_PROTOCOL", Message: "inconsistent group protocol"}
+	// ErrInvalidGroupID: an empty or malformed group id.
+	ErrInvalidGroupID = &Error{Code: 24, Name: "INVALID_GROUP_ID", Message: "invalid group id"}
+	// ErrUnknownMemberID: a request from a member the group does not know (evicted).
+	ErrUnknownMemberID = &Error{Code: 25, Name: "UNKNOWN_MEMBER_ID", Message: "unknown member id"}
+	// ErrInvalidSessionTimeout: a session timeout outside the coordinator's range.
+	ErrInvalidSessionTimeout = &Error{Code: 26, Name: "INVALID_SESSION_TIMEOUT", Message: "invalid session timeout"}
+	// ErrRebalanceInProgress: the group is rebalancing; the member must rejoin.
+	ErrRebalanceInProgress = &Error{Code: 27, Name: "REBALANCE_IN_PROGRESS", Message: "rebalance in progress"}
+	// ErrNonEmptyGroup: an operation that needs a group without active members.
+	ErrNonEmptyGroup = &Error{Code: 68, Name: "NON_EMPTY_GROUP", Message: "group has active members"}
+	// ErrGroupIDNotFound: the group does not exist.
+	ErrGroupIDNotFound = &Error{Code: 69, Name: "GROUP_ID_NOT_FOUND", Message: "group not found"}
+	// ErrFencedInstanceID: a static member replaced by a newer member with its instance id.
+	ErrFencedInstanceID = &Error{Code: 82, Name: "FENCED_INSTANCE_ID", Message: "fenced instance id"}
 	// ErrTopicNotReady: the topic's creation or deletion is incomplete; retry create to repair it.
 	ErrTopicNotReady = &Error{Code: 5, Name: "LEADER_NOT_AVAILABLE", Retriable: true, Message: "topic is not ready"}
 )
@@ -72,7 +94,10 @@ var byCode = func() map[int16]*Error {
 	for _, e := range []*Error{ErrUnknown, ErrOffsetOutOfRange, ErrCorruptMessage, ErrUnknownTopic,
 		ErrNotLeader, ErrTimeout, ErrMessageTooLarge, ErrInvalidTopic, ErrTopicExists,
 		ErrInvalidPartitions, ErrInvalidReplicationFactor, ErrInvalidConfig, ErrInvalidRequest,
-		ErrOutOfOrderSequence, ErrDuplicateSequence, ErrInvalidProducerEpoch, ErrInvalidRecord, ErrUnavailable, ErrTopicNotReady} {
+		ErrOutOfOrderSequence, ErrDuplicateSequence, ErrInvalidProducerEpoch, ErrInvalidRecord, ErrUnavailable, ErrTopicNotReady, ErrCoordinatorNotAvailable,
+		ErrNotCoordinator, ErrIllegalGeneration, ErrInconsistentGroupProtocol, ErrInvalidGroupID,
+		ErrUnknownMemberID, ErrInvalidSessionTimeout, ErrRebalanceInProgress, ErrNonEmptyGroup,
+		ErrGroupIDNotFound, ErrFencedInstanceID} {
 		m[e.Code] = e
 	}
 	return m

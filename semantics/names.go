@@ -129,3 +129,11 @@ func TopicKey(topic string) string { return EncodeTopic(topic) }
 
 // PartitionString renders "topic/p" for messages and logs.
 func PartitionString(topic string, p int32) string { return fmt.Sprintf("%s/%d", topic, p) }
+
+// TopicPartition names one partition of a topic.
+type TopicPartition struct {
+	Topic     string `json:"topic"`
+	Partition int32  `json:"partition"`
+}
+
+func (tp TopicPartition) String() string { return PartitionString(tp.Topic, tp.Partition) }
