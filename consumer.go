@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -26,6 +27,18 @@ type consumerConfig struct {
 	reset          ResetPolicy
 	maxPollRecords int
 	fetchMaxBytes  int
+	group          groupConfig
+}
+
+// defaultStart is where a partition without a committed offset starts.
+func (c consumerConfig) defaultStart() Offset {
+	switch c.reset {
+	case ResetLatest:
+		return AtEnd()
+	case ResetNone:
+		return Offset{kind: offsetNone}
+	}
+	return AtStart()
 }
 
 // ConsumerOption configures a Consumer.
@@ -57,9 +70,14 @@ type Consumer struct {
 	mu     sync.Mutex
 	parts  map[TopicPartition]*partConsumer
 	closed bool
+	member *member // set by Subscribe
+
+	// testDeliveryHook sees every delivery under mu, for conformance tests.
+	testDeliveryHook func(member string, generation int32, recs []Record)
 
 	out      chan chunk
 	stop     chan struct{}
+	wakeup   chan struct{}
 	leftover []chunk // fetched, beyond what the last Poll could return; guarded by mu
 }
 
@@ -67,9 +85,10 @@ type partConsumer struct {
 	tp     TopicPartition
 	meta   semantics.TopicMeta
 	reader *partition.Reader
-	gen    uint64
-	next   int64 // next offset Poll returns
-	paused bool
+	gen       uint64
+	next      int64 // next offset Poll returns
+	delivered bool  // Poll returned records of it (its position moved)
+	paused    bool
 	cancel context.CancelFunc
 	done   chan struct{}
 }
@@ -87,8 +106,11 @@ func (c *Client) NewConsumer(opts ...ConsumerOption) *Consumer {
 	for _, o := range opts {
 		o(&cfg)
 	}
+	if cfg.group.id != "" && cfg.group.autoCommitInterval == 0 && !cfg.group.autoCommitSet {
+		cfg.group.autoCommit, cfg.group.autoCommitInterval = true, DefaultAutoCommitInterval
+	}
 	return &Consumer{c: c, cfg: cfg, parts: map[TopicPartition]*partConsumer{},
-		out: make(chan chunk, 64), stop: make(chan struct{})}
+		out: make(chan chunk, 64), stop: make(chan struct{}), wakeup: make(chan struct{}, 1)}
 }
 
 // ErrConsumerClosed is returned by a closed consumer.
@@ -96,45 +118,67 @@ var ErrConsumerClosed = errors.New("qxd: consumer is closed")
 
 // Assign replaces the consumer's partitions with as. Each start offset is resolved
 // now: an out-of-range offset with ResetNone, an unknown topic or partition fails
-// Assign and changes nothing.
+// Assign and changes nothing. A consumer that subscribed to a group cannot Assign.
 func (c *Consumer) Assign(ctx context.Context, as ...Assignment) error {
-	type resolved struct {
-		pc     *partConsumer
-		offset int64
-		seq    uint64
+	c.mu.Lock()
+	subscribed := c.member != nil
+	c.mu.Unlock()
+	if subscribed {
+		return semantics.Errorf(semantics.ErrInvalidRequest, "assign: the consumer subscribed to group %q; its group assigns partitions", c.cfg.group.id)
 	}
-	var rs []resolved
-	for _, a := range as {
-		meta, err := c.c.topic(ctx, a.Topic)
-		if err != nil {
-			return err
-		}
-		if a.Partition < 0 || a.Partition >= meta.Config.Partitions {
-			return semantics.Errorf(semantics.ErrUnknownTopic, "topic %q has partitions 0 to %d: partition %d does not exist",
-				a.Topic, meta.Config.Partitions-1, a.Partition)
-		}
-		pc := &partConsumer{tp: TopicPartition{Topic: a.Topic, Partition: a.Partition}, meta: meta,
-			reader: partition.NewReader(c.c.nc, a.Topic, a.Partition, true)}
-		off, seq, err := c.resolve(ctx, pc, a.Offset)
-		if err != nil {
-			return err
-		}
-		rs = append(rs, resolved{pc, off, seq})
+	rs, err := c.resolveAll(ctx, as)
+	if err != nil {
+		return err
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closed {
 		return ErrConsumerClosed
 	}
+	c.replaceLocked(rs)
+	return nil
+}
+
+type resolved struct {
+	pc     *partConsumer
+	offset int64
+	seq    uint64
+}
+
+// resolveAll checks assignments and resolves their start offsets.
+func (c *Consumer) resolveAll(ctx context.Context, as []Assignment) ([]resolved, error) {
+	var rs []resolved
+	for _, a := range as {
+		meta, err := c.c.topic(ctx, a.Topic)
+		if err != nil {
+			return nil, err
+		}
+		if a.Partition < 0 || a.Partition >= meta.Config.Partitions {
+			return nil, semantics.Errorf(semantics.ErrUnknownTopic, "topic %q has partitions 0 to %d: partition %d does not exist",
+				a.Topic, meta.Config.Partitions-1, a.Partition)
+		}
+		pc := &partConsumer{tp: TopicPartition{Topic: a.Topic, Partition: a.Partition}, meta: meta,
+			reader: partition.NewReader(c.c.nc, a.Topic, a.Partition, true)}
+		off, seq, err := c.resolve(ctx, pc, a.Offset)
+		if err != nil {
+			return nil, err
+		}
+		rs = append(rs, resolved{pc, off, seq})
+	}
+	return rs, nil
+}
+
+// replaceLocked stops reading the current partitions and starts rs.
+func (c *Consumer) replaceLocked(rs []resolved) {
 	for _, pc := range c.parts {
 		pc.halt()
 	}
 	c.parts = map[TopicPartition]*partConsumer{}
+	c.leftover = nil
 	for _, r := range rs {
 		c.parts[r.pc.tp] = r.pc
 		c.startLocked(r.pc, r.offset, r.seq)
 	}
-	return nil
 }
 
 // Assigned lists the consumer's partitions.
@@ -240,12 +284,18 @@ func (c *Consumer) Poll(ctx context.Context) ([]Record, error) {
 			c.mu.Unlock()
 			if !c.receive(ctx, len(out) == 0, &ch) {
 				if len(out) > 0 {
-					return out, nil
+					return c.deliver(out)
 				}
 				if err := ctx.Err(); err != nil {
 					return nil, err
 				}
-				return nil, ErrConsumerClosed
+				if err := c.fatalErr(); err != nil {
+					return nil, err
+				}
+				if c.isClosed() {
+					return nil, ErrConsumerClosed
+				}
+				continue
 			}
 		}
 		c.mu.Lock()
@@ -256,7 +306,10 @@ func (c *Consumer) Poll(ctx context.Context) ([]Record, error) {
 		}
 		if ch.err != nil {
 			c.mu.Unlock()
-			return out, ch.err
+			if len(out) > 0 {
+				return c.deliver(out)
+			}
+			return nil, ch.err
 		}
 		for i, r := range ch.recs {
 			if r.Offset < pc.next {
@@ -268,12 +321,70 @@ func (c *Consumer) Poll(ctx context.Context) ([]Record, error) {
 				break
 			}
 			out = append(out, r)
-			pc.next = r.Offset + 1
 		}
 		c.mu.Unlock()
 		if len(out) >= c.cfg.maxPollRecords {
-			return out, nil
+			return c.deliver(out)
 		}
+	}
+}
+
+// deliver hands out records: it moves each partition's position past them, unless
+// the records' partition was revoked meanwhile or, in a group, the member's lease
+// ended (it may no longer be the only member reading them). It is the last step of
+// Poll, under the lock revocation takes.
+func (c *Consumer) deliver(out []Record) ([]Record, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if m := c.member; m != nil && !time.Now().Before(m.leaseEnd) {
+		for _, pc := range c.parts {
+			pc.halt()
+		}
+		c.parts = map[TopicPartition]*partConsumer{}
+		c.leftover = nil
+		return nil, nil
+	}
+	kept := out[:0]
+	for _, r := range out {
+		pc, ok := c.parts[TopicPartition{Topic: r.Topic, Partition: r.Partition}]
+		if !ok || pc.paused || r.Offset < pc.next {
+			continue
+		}
+		pc.next = r.Offset + 1
+		pc.delivered = true
+		kept = append(kept, r)
+	}
+	if c.testDeliveryHook != nil && len(kept) > 0 {
+		var gen int32
+		var id string
+		if c.member != nil {
+			gen, id = c.member.generation, c.member.memberID
+		}
+		c.testDeliveryHook(id, gen, kept)
+	}
+	return kept, nil
+}
+
+func (c *Consumer) fatalErr() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.member != nil {
+		return c.member.fatal
+	}
+	return nil
+}
+
+func (c *Consumer) isClosed() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.closed
+}
+
+// wake makes a blocked Poll look at the consumer's state again.
+func (c *Consumer) wake() {
+	select {
+	case c.wakeup <- struct{}{}:
+	default:
 	}
 }
 
@@ -295,17 +406,30 @@ func (c *Consumer) receive(ctx context.Context, wait bool, ch *chunk) bool {
 		return false
 	case <-c.stop:
 		return false
+	case <-c.wakeup:
+		return false
 	}
 }
 
-// Close stops reading. It is idempotent.
+// Close stops reading. In a group it commits what Poll returned (with auto-commit)
+// and leaves the group at once, so the others rebalance without waiting for its
+// session to time out. It is idempotent.
 func (c *Consumer) Close() error {
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	if c.closed {
+		c.mu.Unlock()
 		return nil
 	}
 	c.closed = true
+	m := c.member
+	c.mu.Unlock()
+	if m != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		m.stop(ctx, true)
+		cancel()
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	for _, pc := range c.parts {
 		pc.halt()
 	}
@@ -323,6 +447,10 @@ func (c *Consumer) resolve(ctx context.Context, pc *partConsumer, o Offset) (int
 	}
 	var want int64
 	switch o.kind {
+	case offsetNone:
+		return 0, 0, semantics.Errorf(semantics.ErrOffsetOutOfRange,
+			"partition %s: group %q has no committed offset and the reset policy is none: seek the group, or use reset earliest or latest",
+			pc.tp, c.cfg.group.id)
 	case offsetStart:
 		want = offs.LogStart
 	case offsetEnd:

@@ -16,6 +16,7 @@ const (
 	offsetEnd
 	offsetAt
 	offsetTime
+	offsetNone // no start: a group partition without commit under ResetNone
 )
 
 // Offset says where a consumer starts reading a partition.

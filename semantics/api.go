@@ -151,3 +151,30 @@ func ParseProduceReply(b []byte) (ProduceReply, error) {
 
 // Err returns the reply's error, nil on success.
 func (r ProduceReply) Err() error { return FromCode(r.Code, r.Detail) }
+
+// Subjects of the group coordinator (request/reply, JSON bodies). Only the node that
+// coordinates groups serves them.
+const (
+	GroupJoin      = "qxd.grp.join"
+	GroupSync      = "qxd.grp.sync"
+	GroupHeartbeat = "qxd.grp.heartbeat"
+	GroupLeave     = "qxd.grp.leave"
+	GroupCommit    = "qxd.grp.commit"
+	GroupFetch     = "qxd.grp.fetch"
+	GroupDescribe  = "qxd.grp.describe"
+	GroupList      = "qxd.grp.list"
+	GroupDelete    = "qxd.grp.delete"
+	GroupReset     = "qxd.grp.reset"
+	GroupAll       = "qxd.grp.>"
+)
+
+// OffsetEntry is one partition's offset on the wire (commit, fetch, reset).
+type OffsetEntry struct {
+	Topic      string    `json:"topic"`
+	Partition  int32     `json:"partition"`
+	Offset     int64     `json:"offset"`
+	Metadata   string    `json:"metadata,omitempty"`
+	Generation int32     `json:"generation,omitempty"`
+	Member     string    `json:"member,omitempty"`
+	Time       time.Time `json:"time,omitzero"`
+}

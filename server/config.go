@@ -27,6 +27,9 @@ type Config struct {
 	// client off as a slow consumer. Default 256 MiB, room for consumers that fetch
 	// many partitions ahead.
 	MaxPending int64
+	// GroupInitialRebalanceDelay is how long an empty consumer group waits for more
+	// members before its first generation. Default 300ms (the coordinator's default).
+	GroupInitialRebalanceDelay time.Duration
 	// ShutdownTimeout bounds a graceful shutdown. Default 10s.
 	ShutdownTimeout time.Duration
 	// Logger receives the node's logs, NATS server logs included. Default: discard.

@@ -29,6 +29,7 @@ type Node struct {
 
 	admin   *admin
 	writers *writerManager
+	groups  *groupService
 
 	closeOnce sync.Once
 	closeErr  error
@@ -131,6 +132,10 @@ func (n *Node) startServices(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	n.groups, err = newGroupService(ctx, n, 1)
+	if err != nil {
+		return err
+	}
 	n.writers = newWriterManager(n, meta)
 	if err := n.writers.start(ctx); err != nil {
 		return err
@@ -174,6 +179,9 @@ func (n *Node) Close(ctx context.Context) error {
 		var errs []error
 		if n.admin != nil {
 			n.admin.stop()
+		}
+		if n.groups != nil {
+			n.groups.stop()
 		}
 		if n.writers != nil {
 			errs = append(errs, n.writers.stop(ctx))

@@ -108,8 +108,12 @@ func (m *writerManager) forget(ctx context.Context, name string) {
 	m.reconcile(ctx)
 }
 
-// reconcile starts and stops writers to match topics and stream leadership.
+// reconcile starts and stops writers to match topics and stream leadership, and the
+// group coordinator to match leadership of the groups bucket.
 func (m *writerManager) reconcile(ctx context.Context) {
+	if m.n.groups != nil {
+		m.n.groups.reconcile(ctx)
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	want := map[string]bool{}

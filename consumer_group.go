@@ -1,0 +1,598 @@
+package qxd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"time"
+
+	"github.com/qxd-io/qxd/groups"
+	"github.com/qxd-io/qxd/semantics"
+)
+
+// The group defaults, in one place.
+const (
+	DefaultSessionTimeout     = 10 * time.Second
+	DefaultRebalanceTimeout   = 30 * time.Second
+	DefaultAutoCommitInterval = 5 * time.Second
+)
+
+type groupConfig struct {
+	id                 string
+	instanceID         string
+	sessionTimeout     time.Duration
+	rebalanceTimeout   time.Duration
+	heartbeatInterval  time.Duration
+	assignors          []string
+	autoCommit         bool
+	autoCommitSet      bool
+	autoCommitInterval time.Duration
+	onAssigned         func(context.Context, []TopicPartition)
+	onRevoked          func(context.Context, []TopicPartition)
+	onLost             func(context.Context, []TopicPartition)
+}
+
+// Group makes the consumer a member of consumer group id: Subscribe shares the
+// topics' partitions among the group's members, and commits go to the group.
+func Group(id string) ConsumerOption { return func(c *consumerConfig) { c.group.id = id } }
+
+// InstanceID makes the member static (Kafka's group.instance.id): restarted within
+// its session timeout, it gets its partitions back without a rebalance.
+func InstanceID(id string) ConsumerOption {
+	return func(c *consumerConfig) { c.group.instanceID = id }
+}
+
+// SessionTimeout is how long the coordinator waits for a silent member before giving
+// its partitions to others; the member itself stops delivering records a little
+// before that. Default 10s.
+func SessionTimeout(d time.Duration) ConsumerOption {
+	return func(c *consumerConfig) { c.group.sessionTimeout = d }
+}
+
+// RebalanceTimeout is how long a rebalance waits for members to rejoin. Default 30s.
+func RebalanceTimeout(d time.Duration) ConsumerOption {
+	return func(c *consumerConfig) { c.group.rebalanceTimeout = d }
+}
+
+// HeartbeatInterval is how often the member heartbeats. Default a third of the
+// session timeout.
+func HeartbeatInterval(d time.Duration) ConsumerOption {
+	return func(c *consumerConfig) { c.group.heartbeatInterval = d }
+}
+
+// Assignors lists the partition assignors the member supports, preferred first:
+// "range" (default), "roundrobin", "sticky".
+func Assignors(names ...string) ConsumerOption {
+	return func(c *consumerConfig) { c.group.assignors = names }
+}
+
+// AutoCommit commits, every interval, the positions Poll has returned (never records
+// not yet returned), and again before partitions are revoked and on Close. Default
+// on, every 5s; AutoCommit(0) turns it off.
+func AutoCommit(interval time.Duration) ConsumerOption {
+	return func(c *consumerConfig) {
+		c.group.autoCommit = interval > 0
+		c.group.autoCommitSet = true
+		c.group.autoCommitInterval = interval
+	}
+}
+
+// OnAssigned is called with the partitions a new generation gives the member, before
+// Poll returns any of their records.
+func OnAssigned(f func(context.Context, []TopicPartition)) ConsumerOption {
+	return func(c *consumerConfig) { c.group.onAssigned = f }
+}
+
+// OnRevoked is called with the member's partitions before it gives them up in a
+// rebalance, while it can still commit them (Commit works inside the callback).
+func OnRevoked(f func(context.Context, []TopicPartition)) ConsumerOption {
+	return func(c *consumerConfig) { c.group.onRevoked = f }
+}
+
+// OnLost is called when the member lost its partitions without a chance to commit
+// (its session ran out, or it was removed from the group). Default: OnRevoked.
+func OnLost(f func(context.Context, []TopicPartition)) ConsumerOption {
+	return func(c *consumerConfig) { c.group.onLost = f }
+}
+
+func (g *groupConfig) defaults() error {
+	if g.sessionTimeout == 0 {
+		g.sessionTimeout = DefaultSessionTimeout
+	}
+	if g.rebalanceTimeout == 0 {
+		g.rebalanceTimeout = DefaultRebalanceTimeout
+	}
+	if g.heartbeatInterval == 0 {
+		g.heartbeatInterval = g.sessionTimeout / 3
+	}
+	if len(g.assignors) == 0 {
+		g.assignors = []string{groups.DefaultAssignor}
+	}
+	if g.onLost == nil {
+		g.onLost = g.onRevoked
+	}
+	for _, a := range g.assignors {
+		if _, err := groups.AssignorByName(a); err != nil {
+			return semantics.Errorf(semantics.ErrInvalidConfig, "%v", err)
+		}
+	}
+	if g.heartbeatInterval >= g.sessionTimeout {
+		return semantics.Errorf(semantics.ErrInvalidConfig, "heartbeat interval %v must be below the session timeout %v", g.heartbeatInterval, g.sessionTimeout)
+	}
+	return semantics.ValidateGroupID(g.id)
+}
+
+// member is the consumer's side of its group: join, sync, heartbeat, commit.
+type member struct {
+	c   *Consumer
+	cfg groupConfig
+
+	topics []string
+	cancel context.CancelFunc
+	done   chan struct{}
+
+	// Guarded by c.mu.
+	memberID   string
+	generation int32
+	assigned   []TopicPartition
+	leaseEnd   time.Time // records may be delivered until then
+	stable     bool      // has an assignment of the current generation
+	fatal      error
+	committed  map[TopicPartition]int64
+
+	// testPauseHeartbeats cuts the member off from its coordinator (no heartbeats,
+	// no rejoin) while it keeps polling, for fencing tests.
+	testPauseHeartbeats bool
+}
+
+func (m *member) cutOff() bool {
+	m.c.mu.Lock()
+	defer m.c.mu.Unlock()
+	return m.testPauseHeartbeats
+}
+
+// ErrNotInGroup is returned by group operations on a consumer without a group.
+var ErrNotInGroup = errors.New("qxd: the consumer has no group: create it with qxd.Group(id)")
+
+// Subscribe joins the consumer's group for topics; the coordinator's rebalances decide
+// which partitions Poll returns. Subscribe returns at once; the first assignment
+// arrives in the background (see OnAssigned). Calling it again changes the topics.
+func (c *Consumer) Subscribe(ctx context.Context, topics ...string) error {
+	if c.cfg.group.id == "" {
+		return ErrNotInGroup
+	}
+	if err := c.cfg.group.defaults(); err != nil {
+		return err
+	}
+	if len(topics) == 0 {
+		return semantics.Errorf(semantics.ErrInvalidRequest, "subscribe to group %q: no topics given", c.cfg.group.id)
+	}
+	for _, t := range topics {
+		if _, err := c.c.topic(ctx, t); err != nil {
+			return err
+		}
+	}
+	topics = slices.Clone(topics)
+	slices.Sort(topics)
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return ErrConsumerClosed
+	}
+	old := c.member
+	c.mu.Unlock()
+	memberID := ""
+	if old != nil {
+		old.stop(ctx, false)
+		c.mu.Lock()
+		memberID = old.memberID
+		c.mu.Unlock()
+	}
+	m := &member{c: c, cfg: c.cfg.group, topics: topics, done: make(chan struct{}), memberID: memberID, committed: map[TopicPartition]int64{}}
+	mctx, cancel := context.WithCancel(context.Background())
+	m.cancel = cancel
+	c.mu.Lock()
+	c.member = m
+	c.mu.Unlock()
+	go m.run(mctx)
+	return nil
+}
+
+// run is the member's life: join, sync, heartbeat until the group rebalances, repeat.
+func (m *member) run(ctx context.Context) {
+	defer close(m.done)
+	backoff := 50 * time.Millisecond
+	for ctx.Err() == nil {
+		err := m.generationLoop(ctx)
+		if err == nil || ctx.Err() != nil {
+			backoff = 50 * time.Millisecond
+			continue
+		}
+		switch {
+		case errors.Is(err, semantics.ErrFencedInstanceID), errors.Is(err, semantics.ErrInconsistentGroupProtocol),
+			errors.Is(err, semantics.ErrInvalidSessionTimeout), errors.Is(err, semantics.ErrInvalidGroupID),
+			errors.Is(err, semantics.ErrUnknownTopic):
+			m.c.mu.Lock()
+			m.fatal = fmt.Errorf("group %q: %w", m.cfg.id, err)
+			m.c.mu.Unlock()
+			m.c.wake()
+			return
+		case errors.Is(err, semantics.ErrUnknownMemberID):
+			m.c.mu.Lock()
+			m.memberID = ""
+			m.c.mu.Unlock()
+		}
+		m.c.c.log.Debug("group member retrying", "group", m.cfg.id, "err", err)
+		select {
+		case <-time.After(backoff):
+		case <-ctx.Done():
+		}
+		backoff = min(2*backoff, 2*time.Second)
+	}
+}
+
+// generationLoop joins, syncs, takes the assignment and heartbeats until the member
+// must rejoin. It returns nil for an ordinary rebalance.
+func (m *member) generationLoop(ctx context.Context) error {
+	c := m.c
+	for m.cutOff() {
+		// A test cut the member off from its coordinator: it cannot rejoin.
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	c.mu.Lock()
+	owned := slices.Clone(m.assigned)
+	gen := m.generation
+	memberID := m.memberID
+	c.mu.Unlock()
+	md := groups.EncodeMetadata(groups.ConsumerMetadata{Topics: m.topics, Owned: owned, Generation: gen})
+	req := groups.JoinRequest{Group: m.cfg.id, MemberID: memberID, InstanceID: m.cfg.instanceID, ClientID: clientID(),
+		SessionTimeout: m.cfg.sessionTimeout, RebalanceTimeout: m.cfg.rebalanceTimeout, ProtocolType: groups.ConsumerProtocolType}
+	for _, a := range m.cfg.assignors {
+		req.Protocols = append(req.Protocols, groups.Protocol{Name: a, Metadata: md})
+	}
+	resp, err := c.c.groupRequest(ctx, semantics.GroupJoin, req, m.cfg.rebalanceTimeout+m.cfg.sessionTimeout+10*time.Second)
+	if err != nil {
+		return err
+	}
+	join := resp.Join
+	c.mu.Lock()
+	m.memberID, m.generation = join.MemberID, join.Generation
+	c.mu.Unlock()
+
+	sync := groups.SyncRequest{Group: m.cfg.id, MemberID: join.MemberID, InstanceID: m.cfg.instanceID, Generation: join.Generation}
+	if join.Leader == join.MemberID && !join.SkipAssignment {
+		sync.Assignments, err = m.assign(ctx, join)
+		if err != nil {
+			return err
+		}
+	}
+	sent := time.Now()
+	resp, err = c.c.groupRequest(ctx, semantics.GroupSync, sync, m.cfg.rebalanceTimeout+m.cfg.sessionTimeout+10*time.Second)
+	if err != nil {
+		return err
+	}
+	a, err := groups.DecodeAssignment(resp.Sync.Assignment)
+	if err != nil {
+		return err
+	}
+	if err := m.take(ctx, a.Partitions, sent, join.Generation); err != nil {
+		m.revoke(ctx, true)
+		return err
+	}
+	return m.heartbeat(ctx)
+}
+
+// lease is how long after a request's send time the member may deliver records: its
+// session timeout less a tenth, for clock rate differences and delays.
+func (m *member) lease(sent time.Time) time.Time {
+	return sent.Add(m.cfg.sessionTimeout - m.cfg.sessionTimeout/10)
+}
+
+// assign runs the group's assignor as the leader.
+func (m *member) assign(ctx context.Context, join *groups.JoinResponse) (map[string][]byte, error) {
+	assignor, err := groups.AssignorByName(join.Protocol)
+	if err != nil {
+		return nil, err
+	}
+	subs := make([]groups.MemberSubscription, 0, len(join.Members))
+	parts := map[string]int32{}
+	for _, jm := range join.Members {
+		md, err := groups.DecodeMetadata(jm.Metadata)
+		if err != nil {
+			return nil, err
+		}
+		subs = append(subs, groups.MemberSubscription{MemberID: jm.MemberID, InstanceID: jm.InstanceID,
+			Topics: md.Topics, Owned: md.Owned, Generation: md.Generation})
+		for _, t := range md.Topics {
+			if _, ok := parts[t]; ok {
+				continue
+			}
+			meta, err := m.c.c.topic(ctx, t)
+			if err != nil {
+				if errors.Is(err, semantics.ErrUnknownTopic) {
+					continue // deleted: nothing to assign
+				}
+				return nil, err
+			}
+			parts[t] = meta.Config.Partitions
+		}
+	}
+	out := map[string][]byte{}
+	for id, tps := range assignor.Assign(subs, parts) {
+		out[id] = groups.EncodeAssignment(groups.ConsumerAssignment{Partitions: tps})
+	}
+	return out, nil
+}
+
+// take starts reading an assignment from the committed offsets.
+func (m *member) take(ctx context.Context, tps []TopicPartition, sent time.Time, gen int32) error {
+	c := m.c
+	committed, err := c.c.fetchCommitted(ctx, m.cfg.id, tps)
+	if err != nil && len(tps) > 0 {
+		return err
+	}
+	var as []Assignment
+	for _, tp := range tps {
+		o := c.cfg.defaultStart()
+		if e, ok := committed[tp]; ok {
+			o = At(e.Offset)
+		}
+		as = append(as, Assignment{Topic: tp.Topic, Partition: tp.Partition, Offset: o})
+	}
+	resolved, err := c.resolveAll(ctx, as)
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	m.assigned = slices.Clone(tps)
+	m.generation = gen
+	m.leaseEnd = m.lease(sent)
+	m.stable = true
+	for _, tp := range tps {
+		if e, ok := committed[tp]; ok {
+			m.committed[tp] = e.Offset
+		} else {
+			delete(m.committed, tp)
+		}
+	}
+	c.replaceLocked(resolved)
+	c.mu.Unlock()
+	c.c.log.Debug("group assignment", "group", m.cfg.id, "generation", gen, "partitions", len(tps))
+	if m.cfg.onAssigned != nil {
+		m.cfg.onAssigned(ctx, slices.Clone(tps))
+	}
+	return nil
+}
+
+// heartbeat keeps the member's session and lease alive and auto-commits, until the
+// group rebalances (nil) or the member is out (an error).
+func (m *member) heartbeat(ctx context.Context) error {
+	c := m.c
+	hb := time.NewTicker(m.cfg.heartbeatInterval)
+	defer hb.Stop()
+	var commitC <-chan time.Time
+	if m.cfg.autoCommit {
+		t := time.NewTicker(m.cfg.autoCommitInterval)
+		defer t.Stop()
+		commitC = t.C
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-commitC:
+			if err := m.commitPositions(ctx); err != nil {
+				c.c.log.Debug("auto-commit failed", "group", m.cfg.id, "err", err)
+			}
+			continue
+		case <-hb.C:
+		}
+		c.mu.Lock()
+		paused := m.testPauseHeartbeats
+		req := groups.HeartbeatRequest{Group: m.cfg.id, MemberID: m.memberID, InstanceID: m.cfg.instanceID, Generation: m.generation}
+		leaseEnd := m.leaseEnd
+		c.mu.Unlock()
+		if paused {
+			if time.Now().After(leaseEnd) {
+				// Still polling perhaps, but no longer entitled to records.
+				m.revoke(ctx, false)
+				return semantics.Errorf(semantics.ErrUnknownMemberID, "lease ended without a heartbeat")
+			}
+			continue
+		}
+		sent := time.Now()
+		_, err := c.c.groupRequest(ctx, semantics.GroupHeartbeat, req, m.cfg.heartbeatInterval)
+		switch {
+		case err == nil:
+			c.mu.Lock()
+			m.leaseEnd = m.lease(sent)
+			c.mu.Unlock()
+		case errors.Is(err, semantics.ErrRebalanceInProgress):
+			m.revoke(ctx, true)
+			return nil
+		case errors.Is(err, semantics.ErrUnknownMemberID), errors.Is(err, semantics.ErrIllegalGeneration),
+			errors.Is(err, semantics.ErrFencedInstanceID):
+			m.revoke(ctx, false)
+			return err
+		default:
+			// The coordinator may be failing over: keep trying while the lease lasts.
+			if time.Now().After(leaseEnd) {
+				m.revoke(ctx, false)
+				return err
+			}
+		}
+	}
+}
+
+// revoke gives up the member's partitions: with commit, it first commits what Poll
+// returned and calls OnRevoked; without, the partitions are lost (OnLost).
+func (m *member) revoke(ctx context.Context, commit bool) {
+	c := m.c
+	c.mu.Lock()
+	tps := slices.Clone(m.assigned)
+	c.mu.Unlock()
+	if commit && len(tps) > 0 {
+		if m.cfg.autoCommit {
+			if err := m.commitPositions(ctx); err != nil {
+				c.c.log.Debug("commit before revoke failed", "group", m.cfg.id, "err", err)
+			}
+		}
+		if m.cfg.onRevoked != nil {
+			m.cfg.onRevoked(ctx, tps)
+		}
+	} else if !commit && len(tps) > 0 && m.cfg.onLost != nil {
+		m.cfg.onLost(ctx, tps)
+	}
+	c.mu.Lock()
+	m.stable = false
+	m.assigned = nil
+	m.leaseEnd = time.Time{}
+	c.replaceLocked(nil)
+	c.mu.Unlock()
+}
+
+// commitPositions commits Poll's positions of the assigned partitions that moved.
+func (m *member) commitPositions(ctx context.Context) error {
+	c := m.c
+	c.mu.Lock()
+	o := map[TopicPartition]int64{}
+	for _, tp := range m.assigned {
+		if pc, ok := c.parts[tp]; ok && pc.delivered && m.committed[tp] != pc.next {
+			o[tp] = pc.next
+		}
+	}
+	c.mu.Unlock()
+	if len(o) == 0 {
+		return nil
+	}
+	return m.commit(ctx, o)
+}
+
+func (m *member) commit(ctx context.Context, o map[TopicPartition]int64) error {
+	c := m.c
+	if m.cutOff() {
+		return semantics.Errorf(semantics.ErrCoordinatorNotAvailable, "group %q: cut off from the coordinator (test)", m.cfg.id)
+	}
+	c.mu.Lock()
+	req := commitWire{Group: m.cfg.id, MemberID: m.memberID, InstanceID: m.cfg.instanceID, Generation: m.generation}
+	stable := m.stable
+	c.mu.Unlock()
+	if !stable {
+		return semantics.Errorf(semantics.ErrRebalanceInProgress, "group %q: no assignment right now; commit after the next one", m.cfg.id)
+	}
+	for tp, off := range o {
+		req.Offsets = append(req.Offsets, semantics.OffsetEntry{Topic: tp.Topic, Partition: tp.Partition, Offset: off})
+	}
+	if _, err := c.c.groupRequest(ctx, semantics.GroupCommit, req, c.c.cfg.reqTimeout); err != nil {
+		return fmt.Errorf("commit group %q: %w", m.cfg.id, err)
+	}
+	c.mu.Lock()
+	for tp, off := range o {
+		m.committed[tp] = off
+	}
+	c.mu.Unlock()
+	return nil
+}
+
+// stop ends the member: a final commit, then it leaves the group (a static member
+// only gives up its lease, so a restart gets its partitions back).
+func (m *member) stop(ctx context.Context, leave bool) {
+	m.cancel()
+	<-m.done
+	c := m.c
+	c.mu.Lock()
+	req := groups.LeaveRequest{Group: m.cfg.id, MemberID: m.memberID, InstanceID: m.cfg.instanceID,
+		KeepMembership: m.cfg.instanceID != ""}
+	has := m.memberID != ""
+	c.mu.Unlock()
+	if m.cfg.autoCommit {
+		_ = m.commitPositions(ctx)
+	}
+	m.revoke(ctx, false)
+	if has && leave {
+		_, _ = c.c.groupRequest(ctx, semantics.GroupLeave, req, 5*time.Second)
+	}
+}
+
+func clientID() string {
+	h, _ := os.Hostname()
+	if h == "" {
+		return "qxd"
+	}
+	return "qxd-" + h
+}
+
+// Commit commits the positions Poll has returned for every assigned partition: the
+// group resumes there after a rebalance or a restart.
+func (c *Consumer) Commit(ctx context.Context) error {
+	c.mu.Lock()
+	m := c.member
+	o := map[TopicPartition]int64{}
+	for tp, pc := range c.parts {
+		if pc.delivered {
+			o[tp] = pc.next
+		}
+	}
+	c.mu.Unlock()
+	if m == nil {
+		return c.commitStandalone(ctx, o)
+	}
+	if len(o) == 0 {
+		return nil
+	}
+	return m.commit(ctx, o)
+}
+
+// CommitOffsets commits the given next offsets.
+func (c *Consumer) CommitOffsets(ctx context.Context, offsets map[TopicPartition]int64) error {
+	c.mu.Lock()
+	m := c.member
+	c.mu.Unlock()
+	if m == nil {
+		return c.commitStandalone(ctx, offsets)
+	}
+	return m.commit(ctx, offsets)
+}
+
+// CommitAsync commits like Commit without waiting; cb (if not nil) gets the result.
+func (c *Consumer) CommitAsync(cb func(error)) {
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), c.c.cfg.reqTimeout)
+		defer cancel()
+		err := c.Commit(ctx)
+		if cb != nil {
+			cb(err)
+		}
+	}()
+}
+
+// commitStandalone commits for an assign-mode consumer with a group: allowed while the
+// group has no active members, as Kafka allows.
+func (c *Consumer) commitStandalone(ctx context.Context, o map[TopicPartition]int64) error {
+	if c.cfg.group.id == "" {
+		return ErrNotInGroup
+	}
+	req := commitWire{Group: c.cfg.group.id, Generation: -1}
+	for tp, off := range o {
+		req.Offsets = append(req.Offsets, semantics.OffsetEntry{Topic: tp.Topic, Partition: tp.Partition, Offset: off})
+	}
+	_, err := c.c.groupRequest(ctx, semantics.GroupCommit, req, c.c.cfg.reqTimeout)
+	return err
+}
+
+// Generation returns the member's group generation and member id (0 and "" before the
+// first assignment or without a group).
+func (c *Consumer) Generation() (int32, string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.member == nil {
+		return 0, ""
+	}
+	return c.member.generation, c.member.memberID
+}

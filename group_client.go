@@ -1,0 +1,73 @@
+package qxd
+
+import (
+	"context"
+	"encoding/json"
+	"time"
+
+	"github.com/qxd-io/qxd/groups"
+	"github.com/qxd-io/qxd/semantics"
+)
+
+// groupResponse is the coordinator's answer on the wire.
+type groupResponse struct {
+	Error    *semantics.APIError      `json:"error,omitempty"`
+	Join     *groups.JoinResponse     `json:"join,omitempty"`
+	Sync     *groups.SyncResponse     `json:"sync,omitempty"`
+	Offsets  []semantics.OffsetEntry  `json:"offsets,omitempty"`
+	Describe *groups.GroupDescription `json:"describe,omitempty"`
+	Groups   []groups.GroupSummary    `json:"groups,omitempty"`
+}
+
+type commitWire struct {
+	Group      string                  `json:"group"`
+	MemberID   string                  `json:"member_id,omitempty"`
+	InstanceID string                  `json:"instance_id,omitempty"`
+	Generation int32                   `json:"generation"`
+	Offsets    []semantics.OffsetEntry `json:"offsets"`
+}
+
+type groupWire struct {
+	Group   string                  `json:"group"`
+	Offsets []semantics.OffsetEntry `json:"offsets,omitempty"`
+}
+
+// groupRequest sends a request to the group coordinator. timeout bounds it when ctx
+// has no deadline.
+func (c *Client) groupRequest(ctx context.Context, subject string, req any, timeout time.Duration) (groupResponse, error) {
+	var resp groupResponse
+	b, err := json.Marshal(req)
+	if err != nil {
+		return resp, err
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, timeout)
+		defer cancel()
+	}
+	m, err := c.nc.RequestWithContext(ctx, subject, b)
+	if err != nil {
+		err = wrapNATSError(err)
+		if semantics.CodeOf(err) == semantics.ErrUnavailable.Code {
+			return resp, semantics.Errorf(semantics.ErrCoordinatorNotAvailable, "no node coordinates groups right now (failover, or no qxd node): %v", err)
+		}
+		return resp, err
+	}
+	if err := json.Unmarshal(m.Data, &resp); err != nil {
+		return resp, semantics.Errorf(semantics.ErrInvalidRequest, "malformed response on %s: %v", subject, err)
+	}
+	return resp, resp.Error.Err()
+}
+
+// fetchCommitted reads a group's committed offsets of tps (all when tps is empty).
+func (c *Client) fetchCommitted(ctx context.Context, group string, tps []TopicPartition) (map[TopicPartition]semantics.OffsetEntry, error) {
+	resp, err := c.groupRequest(ctx, semantics.GroupFetch, groups.FetchRequest{Group: group, Partitions: tps}, c.cfg.reqTimeout)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[TopicPartition]semantics.OffsetEntry, len(resp.Offsets))
+	for _, e := range resp.Offsets {
+		out[TopicPartition{Topic: e.Topic, Partition: e.Partition}] = e
+	}
+	return out, nil
+}

@@ -1,0 +1,121 @@
+package groups
+
+import (
+	"time"
+
+	"github.com/qxd-io/qxd/offsets"
+	"github.com/qxd-io/qxd/semantics"
+)
+
+// The coordinator's requests and responses mirror Kafka's JoinGroup, SyncGroup,
+// Heartbeat, LeaveGroup, OffsetCommit and OffsetFetch. qxd's NATS service sends them
+// as JSON; a Kafka-protocol front door would fill them from Kafka's messages.
+
+// JoinRequest is Kafka's JoinGroup.
+type JoinRequest struct {
+	Group string `json:"group"`
+	// MemberID is empty for a member joining for the first time; the coordinator
+	// gives it one.
+	MemberID string `json:"member_id,omitempty"`
+	// InstanceID makes the member static (Kafka's group.instance.id).
+	InstanceID       string        `json:"instance_id,omitempty"`
+	ClientID         string        `json:"client_id,omitempty"`
+	SessionTimeout   time.Duration `json:"session_timeout"`
+	RebalanceTimeout time.Duration `json:"rebalance_timeout"`
+	ProtocolType     string        `json:"protocol_type"`
+	Protocols        []Protocol    `json:"protocols"`
+}
+
+// JoinedMember is one member as the leader sees it in a JoinResponse.
+type JoinedMember struct {
+	MemberID   string `json:"member_id"`
+	InstanceID string `json:"instance_id,omitempty"`
+	Metadata   []byte `json:"metadata"`
+}
+
+// JoinResponse is Kafka's JoinGroup response.
+type JoinResponse struct {
+	Generation int32  `json:"generation"`
+	Protocol   string `json:"protocol"`
+	Leader     string `json:"leader"`
+	MemberID   string `json:"member_id"`
+	// Members is set for the leader only: every member and its metadata for Protocol.
+	Members []JoinedMember `json:"members,omitempty"`
+	// SkipAssignment is set when a static member rejoined a stable group: its
+	// assignment is unchanged and the leader must not recompute it.
+	SkipAssignment bool `json:"skip_assignment,omitempty"`
+}
+
+// SyncRequest is Kafka's SyncGroup. The leader sends every member's assignment.
+type SyncRequest struct {
+	Group       string            `json:"group"`
+	MemberID    string            `json:"member_id"`
+	InstanceID  string            `json:"instance_id,omitempty"`
+	Generation  int32             `json:"generation"`
+	Assignments map[string][]byte `json:"assignments,omitempty"`
+}
+
+// SyncResponse is Kafka's SyncGroup response: the member's assignment.
+type SyncResponse struct {
+	Assignment []byte `json:"assignment"`
+}
+
+// HeartbeatRequest is Kafka's Heartbeat.
+type HeartbeatRequest struct {
+	Group      string `json:"group"`
+	MemberID   string `json:"member_id"`
+	InstanceID string `json:"instance_id,omitempty"`
+	Generation int32  `json:"generation"`
+}
+
+// LeaveRequest is Kafka's LeaveGroup for one member. A static member that only
+// stops (and will be back within its session timeout) sets KeepMembership: it gives
+// up its partitions now without leaving, so a restart gets them back at once.
+type LeaveRequest struct {
+	Group          string `json:"group"`
+	MemberID       string `json:"member_id"`
+	InstanceID     string `json:"instance_id,omitempty"`
+	KeepMembership bool   `json:"keep_membership,omitempty"`
+}
+
+// CommitRequest is Kafka's OffsetCommit. Generation -1 with no member commits for a
+// group without active members (an assign-mode consumer, or a tool).
+type CommitRequest struct {
+	Group      string                                      `json:"group"`
+	MemberID   string                                      `json:"member_id,omitempty"`
+	InstanceID string                                      `json:"instance_id,omitempty"`
+	Generation int32                                       `json:"generation"`
+	Offsets    map[semantics.TopicPartition]offsets.Commit `json:"-"`
+}
+
+// FetchRequest is Kafka's OffsetFetch; no partitions means all of the group's.
+type FetchRequest struct {
+	Group      string                     `json:"group"`
+	Partitions []semantics.TopicPartition `json:"partitions,omitempty"`
+}
+
+// MemberDescription is one member in DescribeGroup.
+type MemberDescription struct {
+	MemberID   string                     `json:"member_id"`
+	InstanceID string                     `json:"instance_id,omitempty"`
+	ClientID   string                     `json:"client_id,omitempty"`
+	Partitions []semantics.TopicPartition `json:"partitions"`
+}
+
+// GroupDescription is Kafka's DescribeGroups for one group.
+type GroupDescription struct {
+	Group        string              `json:"group"`
+	State        State               `json:"state"`
+	Generation   int32               `json:"generation"`
+	ProtocolType string              `json:"protocol_type,omitempty"`
+	Protocol     string              `json:"protocol,omitempty"`
+	Leader       string              `json:"leader,omitempty"`
+	Members      []MemberDescription `json:"members"`
+}
+
+// GroupSummary is one group in ListGroups.
+type GroupSummary struct {
+	Group   string `json:"group"`
+	State   State  `json:"state"`
+	Members int    `json:"members"`
+}

@@ -1,0 +1,277 @@
+// Package offsets stores and loads consumer groups' committed offsets in a JetStream KV bucket.
+package offsets
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/qxd-io/qxd/semantics"
+)
+
+// Commit is one partition's committed position: Offset is the next offset the group
+// will read (Kafka's semantics), Metadata a free string.
+type Commit struct {
+	Offset   int64
+	Metadata string
+}
+
+// Committed is a stored commit with who made it.
+type Committed struct {
+	Offset     int64     `json:"offset"`
+	Metadata   string    `json:"metadata,omitempty"`
+	Generation int32     `json:"generation"` // group generation of the commit; -1 for an admin reset
+	Member     string    `json:"member,omitempty"`
+	Time       time.Time `json:"time"`
+	Revision   uint64    `json:"-"` // KV revision it was read at
+}
+
+// MaxMetadataLen is the longest commit metadata string accepted, Kafka's default
+// offset.metadata.max.bytes.
+const MaxMetadataLen = 4096
+
+// NoGeneration is the generation of a commit made outside group membership: an admin
+// Reset, or a Commit for a group without active members (Kafka's generation -1).
+const NoGeneration int32 = -1
+
+const (
+	// markerTTL is how long the purge marker of a deleted commit stays in the bucket.
+	// It expires so that deleted groups leave nothing behind.
+	markerTTL = 10 * time.Minute
+	// maxInFlight bounds the KV requests one call has outstanding at once.
+	maxInFlight = 16
+)
+
+// Store is the committed-offset store on the qxd_offsets bucket. Safe for concurrent use.
+type Store struct {
+	kv jetstream.KeyValue
+	// purgeTTL is the TTL given to purge markers; 0 when the bucket was not opened by
+	// Open and may not allow per-message TTLs.
+	purgeTTL time.Duration
+}
+
+// Open creates the offsets bucket (semantics.OffsetsBucket) or updates its config:
+// history 1, file storage, replicas copies (1 to 5), per-message TTLs allowed so that
+// purge markers of deleted commits expire. Open is the only place that should create
+// or update the bucket; another config would conflict with it.
+func Open(ctx context.Context, js jetstream.JetStream, replicas int) (*Store, error) {
+	if replicas < 1 || replicas > 5 {
+		return nil, semantics.Errorf(semantics.ErrInvalidReplicationFactor,
+			"offsets: open bucket %s: %d replicas: use 1 to 5 (3 for a cluster)", semantics.OffsetsBucket, replicas)
+	}
+	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:         semantics.OffsetsBucket,
+		Description:    "qxd committed offsets of consumer groups",
+		History:        1,
+		Storage:        jetstream.FileStorage,
+		Replicas:       replicas,
+		LimitMarkerTTL: markerTTL,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("offsets: open bucket %s: %w", semantics.OffsetsBucket, err)
+	}
+	return &Store{kv: kv, purgeTTL: markerTTL}, nil
+}
+
+// New wraps an opened offsets bucket, for clients that only read it. Deletes through
+// such a Store leave purge markers without an expiry.
+func New(kv jetstream.KeyValue) *Store { return &Store{kv: kv} }
+
+// Fetch returns the commits of the given partitions; partitions without a commit are
+// absent.
+func (s *Store) Fetch(ctx context.Context, group string, tps []semantics.TopicPartition) (map[semantics.TopicPartition]Committed, error) {
+	if err := semantics.ValidateGroupID(group); err != nil {
+		return nil, fmt.Errorf("offsets: fetch: %w", err)
+	}
+	for _, tp := range tps {
+		if err := validatePartition(tp); err != nil {
+			return nil, fmt.Errorf("offsets: fetch group %q: %w", group, err)
+		}
+	}
+	found := make([]*Committed, len(tps))
+	errs := make([]error, len(tps))
+	parallel(len(tps), func(i int) {
+		found[i], errs[i] = s.get(ctx, semantics.OffsetKey(group, tps[i].Topic, tps[i].Partition))
+	})
+	out := make(map[semantics.TopicPartition]Committed, len(tps))
+	for i, tp := range tps {
+		if errs[i] != nil {
+			return nil, fmt.Errorf("offsets: fetch group %q partition %s: %w", group, tp, errs[i])
+		}
+		if found[i] != nil {
+			out[tp] = *found[i]
+		}
+	}
+	return out, nil
+}
+
+// List returns every commit of group; a group without commits gives an empty map.
+func (s *Store) List(ctx context.Context, group string) (map[semantics.TopicPartition]Committed, error) {
+	if err := semantics.ValidateGroupID(group); err != nil {
+		return nil, fmt.Errorf("offsets: list: %w", err)
+	}
+	out := map[semantics.TopicPartition]Committed{}
+	err := s.scan(ctx, semantics.GroupOffsetsFilter(group), false, func(e jetstream.KeyValueEntry) error {
+		g, topic, p, err := semantics.ParseOffsetKey(e.Key())
+		if err != nil {
+			return err
+		}
+		if g != group {
+			return fmt.Errorf("key %q is not of group %q", e.Key(), group)
+		}
+		c, err := decode(e)
+		if err != nil {
+			return err
+		}
+		out[semantics.TopicPartition{Topic: topic, Partition: p}] = c
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("offsets: list group %q: %w", group, err)
+	}
+	return out, nil
+}
+
+// Groups lists the group ids that have commits, sorted.
+func (s *Store) Groups(ctx context.Context) ([]string, error) {
+	seen := map[string]bool{}
+	err := s.scan(ctx, jetstream.AllKeys, true, func(e jetstream.KeyValueEntry) error {
+		token, _, _ := strings.Cut(e.Key(), ".")
+		g, err := semantics.DecodeGroupID(token)
+		if err != nil {
+			return fmt.Errorf("key %q: %w", e.Key(), err)
+		}
+		seen[g] = true
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("offsets: list groups: %w", err)
+	}
+	groups := make([]string, 0, len(seen))
+	for g := range seen {
+		groups = append(groups, g)
+	}
+	slices.Sort(groups)
+	return groups, nil
+}
+
+// Delete removes every commit of group. A group without commits gives an error
+// wrapping semantics.ErrGroupIDNotFound; a coordinator that deletes a group with state
+// but no commits can ignore it with errors.Is.
+func (s *Store) Delete(ctx context.Context, group string) error {
+	if err := semantics.ValidateGroupID(group); err != nil {
+		return fmt.Errorf("offsets: delete: %w", err)
+	}
+	keys, err := s.keys(ctx, semantics.GroupOffsetsFilter(group), 0)
+	if err != nil {
+		return fmt.Errorf("offsets: delete group %q: %w", group, err)
+	}
+	if len(keys) == 0 {
+		return semantics.Errorf(semantics.ErrGroupIDNotFound,
+			"offsets: delete group %q: the group has no committed offsets: list groups to see the ids", group)
+	}
+	if err := s.purge(ctx, keys); err != nil {
+		return fmt.Errorf("offsets: delete group %q: %w", group, err)
+	}
+	return nil
+}
+
+// DeleteTopic removes group's commits of one topic, as Kafka's OffsetDelete. A topic
+// without commits in the group is no error; a group without any commits gives an
+// error wrapping semantics.ErrGroupIDNotFound.
+func (s *Store) DeleteTopic(ctx context.Context, group, topic string) error {
+	if err := semantics.ValidateGroupID(group); err != nil {
+		return fmt.Errorf("offsets: delete topic: %w", err)
+	}
+	if err := semantics.ValidateTopicName(topic); err != nil {
+		return fmt.Errorf("offsets: delete topic of group %q: %w", group, err)
+	}
+	filter := semantics.EncodeGroupID(group) + "." + semantics.EncodeTopic(topic) + ".*"
+	keys, err := s.keys(ctx, filter, 0)
+	if err != nil {
+		return fmt.Errorf("offsets: delete topic %q of group %q: %w", topic, group, err)
+	}
+	if len(keys) == 0 {
+		rest, err := s.keys(ctx, semantics.GroupOffsetsFilter(group), 1)
+		if err != nil {
+			return fmt.Errorf("offsets: delete topic %q of group %q: %w", topic, group, err)
+		}
+		if len(rest) == 0 {
+			return semantics.Errorf(semantics.ErrGroupIDNotFound,
+				"offsets: delete topic %q of group %q: the group has no committed offsets: list groups to see the ids", topic, group)
+		}
+		return nil
+	}
+	if err := s.purge(ctx, keys); err != nil {
+		return fmt.Errorf("offsets: delete topic %q of group %q: %w", topic, group, err)
+	}
+	return nil
+}
+
+// get reads one commit; nil without error when the key has none.
+func (s *Store) get(ctx context.Context, key string) (*Committed, error) {
+	e, err := s.kv.Get(ctx, key)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	c, err := decode(e)
+	if err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+func decode(e jetstream.KeyValueEntry) (Committed, error) {
+	var c Committed
+	if err := json.Unmarshal(e.Value(), &c); err != nil {
+		return c, fmt.Errorf("stored commit %q is corrupt (reset or delete it): %w", e.Key(), err)
+	}
+	c.Revision = e.Revision()
+	return c, nil
+}
+
+// purge removes keys and their history, leaving markers that expire when the bucket
+// allows it.
+func (s *Store) purge(ctx context.Context, keys []string) error {
+	var opts []jetstream.KVDeleteOpt
+	if s.purgeTTL > 0 {
+		opts = append(opts, jetstream.PurgeTTL(s.purgeTTL))
+	}
+	errs := make([]error, len(keys))
+	parallel(len(keys), func(i int) {
+		if err := s.kv.Purge(ctx, keys[i], opts...); err != nil {
+			errs[i] = fmt.Errorf("purge key %q: %w", keys[i], err)
+		}
+	})
+	var failed []error
+	for _, err := range errs {
+		if err != nil {
+			failed = append(failed, err)
+		}
+	}
+	if len(failed) > 0 {
+		return fmt.Errorf("%d of %d commits not deleted: %w", len(failed), len(keys), errors.Join(failed...))
+	}
+	return nil
+}
+
+// validatePartition checks a partition named in a request.
+func validatePartition(tp semantics.TopicPartition) error {
+	if err := semantics.ValidateTopicName(tp.Topic); err != nil {
+		return err
+	}
+	if tp.Partition < 0 {
+		return semantics.Errorf(semantics.ErrInvalidRequest,
+			"partition %d of topic %q is negative: partitions are numbered from 0", tp.Partition, tp.Topic)
+	}
+	return nil
+}
