@@ -82,15 +82,15 @@ type Consumer struct {
 }
 
 type partConsumer struct {
-	tp     TopicPartition
-	meta   semantics.TopicMeta
-	reader *partition.Reader
+	tp        TopicPartition
+	meta      semantics.TopicMeta
+	reader    *partition.Reader
 	gen       uint64
 	next      int64 // next offset Poll returns
 	delivered bool  // Poll returned records of it (its position moved)
 	paused    bool
-	cancel context.CancelFunc
-	done   chan struct{}
+	cancel    context.CancelFunc
+	done      chan struct{}
 }
 
 type chunk struct {
