@@ -275,6 +275,11 @@ func (c *Consumer) Poll(ctx context.Context) ([]Record, error) {
 	var out []Record
 	for {
 		var ch chunk
+		if len(out) == 0 {
+			if err := c.fatalErr(); err != nil {
+				return nil, err
+			}
+		}
 		c.mu.Lock()
 		if len(c.leftover) > 0 {
 			ch = c.leftover[0]
@@ -464,6 +469,11 @@ func (c *Consumer) resolve(ctx context.Context, pc *partConsumer, o Offset) (int
 			case ResetLatest:
 				want = offs.HighWatermark
 			default:
+				if offs.LogStart == offs.HighWatermark {
+					return 0, 0, semantics.Errorf(semantics.ErrOffsetOutOfRange,
+						"partition %s: offset %d is out of range: the partition holds no records (high watermark %d); use start, end or %d",
+						pc.tp, want, offs.HighWatermark, offs.HighWatermark)
+				}
 				return 0, 0, semantics.Errorf(semantics.ErrOffsetOutOfRange,
 					"partition %s: offset %d is out of range: stored offsets are %d to %d (high watermark %d); use start, end or an offset in range",
 					pc.tp, want, offs.LogStart, offs.HighWatermark-1, offs.HighWatermark)

@@ -213,9 +213,10 @@ func (m *member) run(ctx context.Context) {
 		switch {
 		case errors.Is(err, semantics.ErrFencedInstanceID), errors.Is(err, semantics.ErrInconsistentGroupProtocol),
 			errors.Is(err, semantics.ErrInvalidSessionTimeout), errors.Is(err, semantics.ErrInvalidGroupID),
-			errors.Is(err, semantics.ErrUnknownTopic):
+			errors.Is(err, semantics.ErrUnknownTopic), errors.Is(err, semantics.ErrOffsetOutOfRange):
+			// Kafka's NoOffsetForPartition and the like: retrying cannot help.
 			m.c.mu.Lock()
-			m.fatal = fmt.Errorf("group %q: %w", m.cfg.id, err)
+			m.fatal = err
 			m.c.mu.Unlock()
 			m.c.wake()
 			return
@@ -349,6 +350,9 @@ func (m *member) take(ctx context.Context, tps []TopicPartition, sent time.Time,
 	if err != nil {
 		return err
 	}
+	if m.cfg.onAssigned != nil {
+		m.cfg.onAssigned(ctx, slices.Clone(tps))
+	}
 	c.mu.Lock()
 	m.assigned = slices.Clone(tps)
 	m.generation = gen
@@ -364,9 +368,7 @@ func (m *member) take(ctx context.Context, tps []TopicPartition, sent time.Time,
 	c.replaceLocked(resolved)
 	c.mu.Unlock()
 	c.c.log.Debug("group assignment", "group", m.cfg.id, "generation", gen, "partitions", len(tps))
-	if m.cfg.onAssigned != nil {
-		m.cfg.onAssigned(ctx, slices.Clone(tps))
-	}
+	c.wake()
 	return nil
 }
 
@@ -511,10 +513,7 @@ func (m *member) stop(ctx context.Context, leave bool) {
 		KeepMembership: m.cfg.instanceID != ""}
 	has := m.memberID != ""
 	c.mu.Unlock()
-	if m.cfg.autoCommit {
-		_ = m.commitPositions(ctx)
-	}
-	m.revoke(ctx, false)
+	m.revoke(ctx, true)
 	if has && leave {
 		_, _ = c.c.groupRequest(ctx, semantics.GroupLeave, req, 5*time.Second)
 	}

@@ -277,8 +277,7 @@ func sameProtocols(a, b []Protocol) bool {
 // Join is Kafka's JoinGroup: it blocks until the group's join phase completes (or ctx
 // ends) and returns the new generation; the leader gets every member's metadata.
 func (c *Coordinator) Join(ctx context.Context, req JoinRequest) (JoinResponse, error) {
-	g, err := c.group(req.Group, true)
-	if err != nil {
+	if err := semantics.ValidateGroupID(req.Group); err != nil {
 		return JoinResponse{}, err
 	}
 	switch {
@@ -290,6 +289,10 @@ func (c *Coordinator) Join(ctx context.Context, req JoinRequest) (JoinResponse, 
 	}
 	if req.ProtocolType == "" || len(req.Protocols) == 0 {
 		return JoinResponse{}, semantics.Errorf(semantics.ErrInconsistentGroupProtocol, "group %q: join without protocol type or protocols", req.Group)
+	}
+	g, err := c.group(req.Group, true)
+	if err != nil {
+		return JoinResponse{}, err
 	}
 	if err := c.initGeneration(ctx, g); err != nil {
 		return JoinResponse{}, err
@@ -550,7 +553,7 @@ func (g *group) prepareRebalanceLocked(reason string) {
 	for _, m := range g.members {
 		d = max(d, m.RebalanceTimeout)
 	}
-	if wasEmpty {
+	if wasEmpty && g.c.cfg.InitialRebalanceDelay > 0 {
 		d = min(d, g.c.cfg.InitialRebalanceDelay)
 		g.initialDelay = true
 	} else {
@@ -1012,7 +1015,7 @@ func (c *Coordinator) ListGroups(ctx context.Context) ([]GroupSummary, error) {
 	c.mu.Unlock()
 	for _, g := range gs {
 		g.mu.Lock()
-		if g.state != Dead && (len(g.members) > 0 || g.state != Empty || seen[g.id].Group != "") {
+		if g.state != Dead {
 			seen[g.id] = GroupSummary{Group: g.id, State: g.state, Members: len(g.members)}
 		}
 		g.mu.Unlock()
@@ -1037,11 +1040,16 @@ func cmpString(a, b string) int {
 
 // requireEmptyLocked fails unless the group has no members.
 func (g *group) requireEmptyLocked(op string) error {
-	if len(g.members) > 0 {
+	switch n := len(g.members); n {
+	case 0:
+		return nil
+	case 1:
 		return semantics.Errorf(semantics.ErrNonEmptyGroup,
-			"%s group %q: it has %d active members; stop them first (a group is changed only while empty)", op, g.id, len(g.members))
+			"%s group %q: it has 1 active member; stop it first (a group is changed only while empty)", op, g.id)
+	default:
+		return semantics.Errorf(semantics.ErrNonEmptyGroup,
+			"%s group %q: it has %d active members; stop them first (a group is changed only while empty)", op, g.id, n)
 	}
-	return nil
 }
 
 // ResetOffsets sets a group's committed offsets, only while it has no members (as
@@ -1085,7 +1093,7 @@ func (c *Coordinator) DeleteGroup(ctx context.Context, id string) error {
 			return semantics.Errorf(semantics.ErrGroupIDNotFound, "group %q does not exist", id)
 		}
 	}
-	if err := c.offsets.Delete(ctx, id); err != nil {
+	if err := c.offsets.Delete(ctx, id); err != nil && !errors.Is(err, semantics.ErrGroupIDNotFound) {
 		return err
 	}
 	if err := c.states.DeleteGroup(ctx, id); err != nil {

@@ -3,7 +3,6 @@ package server
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -16,63 +15,12 @@ import (
 	"github.com/qxd-io/qxd/semantics"
 )
 
-// groupStore keeps group states in the qxd_groups KV bucket.
-type groupStore struct{ kv jetstream.KeyValue }
-
-var _ groups.StateStore = (*groupStore)(nil)
-
-func (s *groupStore) LoadGroups(ctx context.Context) ([]groups.GroupState, error) {
-	w, err := s.kv.WatchAll(ctx, jetstream.IgnoreDeletes())
-	if err != nil {
-		return nil, err
-	}
-	defer w.Stop()
-	var out []groups.GroupState
-	for {
-		select {
-		case e := <-w.Updates():
-			if e == nil {
-				return out, nil
-			}
-			var st groups.GroupState
-			if err := json.Unmarshal(e.Value(), &st); err != nil {
-				return nil, fmt.Errorf("group record %q is corrupt: %w", e.Key(), err)
-			}
-			st.Revision = e.Revision()
-			out = append(out, st)
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		}
-	}
-}
-
-func (s *groupStore) SaveGroup(ctx context.Context, st groups.GroupState) (uint64, error) {
-	b, err := json.Marshal(st)
-	if err != nil {
-		return 0, err
-	}
-	if st.Revision == 0 {
-		rev, err := s.kv.Create(ctx, semantics.GroupKey(st.Group), b)
-		if errors.Is(err, jetstream.ErrKeyExists) {
-			// A deleted group leaves a tombstone; Create handles that, so this is a
-			// real conflict with another coordinator.
-			return 0, fmt.Errorf("group %q was written by another coordinator", st.Group)
-		}
-		return rev, err
-	}
-	return s.kv.Update(ctx, semantics.GroupKey(st.Group), b, st.Revision)
-}
-
-func (s *groupStore) DeleteGroup(ctx context.Context, group string) error {
-	return s.kv.Purge(ctx, semantics.GroupKey(group))
-}
-
 // groupService runs the group coordinator on the node that leads the groups bucket's
 // stream, so exactly one node coordinates at a time (RAFT leadership), and serves it
 // over NATS. Another node takes over from the stored states when leadership moves.
 type groupService struct {
 	n       *Node
-	states  *groupStore
+	states  *groups.KVStateStore
 	offsets *offsets.Store
 	stream  string
 
@@ -95,7 +43,7 @@ func newGroupService(ctx context.Context, n *Node, replicas int) (*groupService,
 	if err != nil {
 		return nil, fmt.Errorf("open offsets bucket: %w", err)
 	}
-	return &groupService{n: n, states: &groupStore{kv: kv}, offsets: offs, stream: "KV_" + semantics.GroupsBucket}, nil
+	return &groupService{n: n, states: groups.NewKVStateStore(kv), offsets: offs, stream: "KV_" + semantics.GroupsBucket}, nil
 }
 
 // reconcile starts or stops coordinating to match leadership of the groups bucket.

@@ -39,10 +39,10 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 func (a *app) cli() *cli.App {
 	c := &cli.App{
 		Name:  "qxd",
-		Usage: "Kafka's topics, partitions and offsets on NATS JetStream",
-		Description: "qxd runs a node ('qxd server') and manages its topics. Every flag also reads\n" +
-			"the QXD_* environment variable shown next to it. Flags may come before or\n" +
-			"after a command's arguments.",
+		Usage: "Kafka's topics, partitions, offsets and consumer groups on NATS JetStream",
+		Description: "qxd runs a node ('qxd server') and manages its topics and consumer groups.\n" +
+			"Every flag also reads the QXD_* environment variable shown next to it. Flags\n" +
+			"may come before or after a command's arguments.",
 		Reader:                    a.stdin,
 		Writer:                    a.stdout,
 		ErrWriter:                 a.stderr,
@@ -64,6 +64,7 @@ func (a *app) cli() *cli.App {
 		Commands: []*cli.Command{
 			a.serverCommand(),
 			a.topicCommand(),
+			a.groupCommand(),
 		},
 	}
 	// urfave/cli's own help flag and help command are package globals that every

@@ -6,16 +6,18 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/qxd-io/qxd"
+	"github.com/qxd-io/qxd/semantics"
 )
 
 func (a *app) consumeCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "consume",
-		Usage:     "print a topic's records to stdout",
+		Usage:     "print a topic's records to stdout, alone or as a member of a consumer group",
 		ArgsUsage: "TOPIC",
 		Description: "Reads every partition of TOPIC (or those given with --partition) from --offset,\n" +
 			"in offset order within each partition, and follows new records until interrupted.\n" +
@@ -24,52 +26,137 @@ func (a *app) consumeCommand() *cli.Command {
 			"earliest by default as Kafka's auto.offset.reset; --reset none makes it an error\n" +
 			"that names the valid range.\n" +
 			"--exit-at-end stops once every partition reached the high watermark it had when\n" +
-			"consume started; records produced after that are not printed.\n\n" + formatHelp,
+			"consume started; records produced after that are not printed.\n\n" +
+			groupConsumeHelp + "\n\n" + formatHelp,
 		Flags: []cli.Flag{
 			&cli.StringSliceFlag{Name: "partition", Aliases: []string{"p"}, EnvVars: []string{"QXD_PARTITION"},
-				DefaultText: "all", Usage: "read only partition `P`; repeat or comma-separate for more"},
+				DefaultText: "all", Usage: "read only partition `P`; repeat or comma-separate for more (not with --group)"},
 			&cli.StringFlag{Name: "offset", Aliases: []string{"o"}, Value: "start", EnvVars: []string{"QXD_OFFSET"},
-				Usage: "where to start: start, end, an `OFFSET`, or @<unix ms>"},
+				Usage: "where to start: start, end, an `OFFSET`, or @<unix ms> (not with --group)"},
 			&cli.IntFlag{Name: "num", Aliases: []string{"n"}, EnvVars: []string{"QXD_NUM"},
 				DefaultText: "no limit", Usage: "exit after `N` records"},
 			&cli.StringFlag{Name: "format", Aliases: []string{"f"}, Value: `%v\n`, DefaultText: `%v\n`, EnvVars: []string{"QXD_FORMAT"},
 				Usage: "print each record as `FORMAT`: verbs %t %p %o %k %v %h %T, or json (see above)"},
 			&cli.BoolFlag{Name: "exit-at-end", Aliases: []string{"e"}, EnvVars: []string{"QXD_EXIT_AT_END"},
-				Usage: "exit once every partition's end, as of the start, is reached"},
+				Usage: "exit once every partition's end, as of the start (with --group: as of its assignment), is reached"},
 			&cli.StringFlag{Name: "reset", Value: "earliest", EnvVars: []string{"QXD_RESET"},
-				Usage: "where to start when --offset is not stored (`POLICY`): earliest, latest or none (fail)"},
+				Usage: "where to start when the start offset (--offset, or with --group the committed one) is missing or not stored (`POLICY`): earliest, latest or none (fail)"},
+			&cli.StringFlag{Name: "group", Aliases: []string{"g"}, EnvVars: []string{"QXD_GROUP"},
+				Usage: "join consumer group `G`: share the partitions with its other members, start at its committed offsets"},
+			&cli.StringFlag{Name: "instance-id", EnvVars: []string{"QXD_INSTANCE_ID"},
+				Usage: "with --group: be the static member `ID` (group.instance.id); a restart within the session timeout gets its partitions back"},
+			&cli.DurationFlag{Name: "session-timeout", Value: qxd.DefaultSessionTimeout, EnvVars: []string{"QXD_SESSION_TIMEOUT"},
+				Usage: "with --group: the group gives this member's partitions to others after `DURATION` without a heartbeat"},
 		},
 		Action: a.consume,
 	}
 }
 
-func (a *app) consume(c *cli.Context) error {
-	topic, err := oneArg(c, "TOPIC")
-	if err != nil {
-		return err
-	}
-	off, err := qxd.ParseOffset(c.String("offset"))
-	if err != nil {
-		return fmt.Errorf("consume %q: %w", topic, err)
-	}
-	reset, err := qxd.ParseResetPolicy(c.String("reset"))
-	if err != nil {
-		return fmt.Errorf("consume %q: %w", topic, err)
-	}
-	format, err := parseFormat(c.String("format"))
-	if err != nil {
-		return err
-	}
-	num := c.Int("num")
-	if num < 0 {
-		return fmt.Errorf("--num %d is negative: give the number of records to print", num)
-	}
-	parts, err := parsePartitions(c.StringSlice("partition"))
-	if err != nil {
-		return err
-	}
-	exitAtEnd := c.Bool("exit-at-end")
+// groupConsumeHelp documents consume --group.
+var groupConsumeHelp = `With --group G, consume joins consumer group G instead: the group shares TOPIC's
+partitions among its members (run more consumes with the same G to split the
+work), and each partition starts at G's committed offset, or where --reset says
+when it has none. --partition and --offset do not apply; to move G's offsets,
+stop its members and run 'qxd group seek'. Positions are committed every ` + qxd.DefaultAutoCommitInterval.String() + ` and
+on exit, up to the last record printed (--num included).
+With --group, --exit-at-end stops once this member has had an assignment and
+every partition assigned to it now reached the high watermark it had when it was
+assigned (a rebalance assigns afresh and reads the high watermarks again). A
+member given no partitions, because the group has more members than TOPIC has
+partitions, exits when that empty assignment arrives.
+Assignment changes are logged at info level. A static member (--instance-id)
+stays in the group for --session-timeout after it exits, so that a restart gets
+its partitions back without a rebalance; 'qxd group seek' and 'qxd group delete'
+wait until then.`
 
+// consumeSettings are consume's flags, checked.
+type consumeSettings struct {
+	topic     string
+	reset     qxd.ResetPolicy
+	format    *recordFormat
+	num       int
+	exitAtEnd bool
+
+	// Without a group.
+	offset qxd.Offset
+	parts  []int32
+
+	// With a group.
+	group          string
+	instanceID     string
+	sessionTimeout time.Duration
+}
+
+func consumeFlags(c *cli.Context) (consumeSettings, error) {
+	var s consumeSettings
+	var err error
+	if s.topic, err = oneArg(c, "TOPIC"); err != nil {
+		return s, err
+	}
+	if s.reset, err = qxd.ParseResetPolicy(c.String("reset")); err != nil {
+		return s, fmt.Errorf("consume %q: %w", s.topic, err)
+	}
+	if s.format, err = parseFormat(c.String("format")); err != nil {
+		return s, err
+	}
+	s.num = c.Int("num")
+	if s.num < 0 {
+		return s, fmt.Errorf("--num %d is negative: give the number of records to print", s.num)
+	}
+	s.exitAtEnd = c.Bool("exit-at-end")
+
+	if !c.IsSet("group") {
+		for _, f := range []string{"instance-id", "session-timeout"} {
+			if c.IsSet(f) {
+				return s, fmt.Errorf("consume %q: --%s applies to group members only: add --group G, or drop --%s", s.topic, f, f)
+			}
+		}
+		if s.offset, err = qxd.ParseOffset(c.String("offset")); err != nil {
+			return s, fmt.Errorf("consume %q: %w", s.topic, err)
+		}
+		if s.parts, err = parsePartitions(c.StringSlice("partition")); err != nil {
+			return s, err
+		}
+		return s, nil
+	}
+
+	s.group = c.String("group")
+	if err := semantics.ValidateGroupID(s.group); err != nil {
+		return s, fmt.Errorf("consume %q: --group: %w", s.topic, err)
+	}
+	if c.IsSet("partition") {
+		return s, fmt.Errorf("consume %q: --partition (QXD_PARTITION) cannot be used with --group %s: the group assigns partitions to its members; drop --partition, or drop --group to read chosen partitions alone",
+			s.topic, s.group)
+	}
+	if c.IsSet("offset") {
+		return s, fmt.Errorf("consume %q: --offset (QXD_OFFSET) cannot be used with --group %s: each partition starts at the group's committed offset (--reset decides where one without a commit starts); drop --offset, or stop the group's members and move its offsets with 'qxd group seek %s --topic %s --to %s'",
+			s.topic, s.group, s.group, s.topic, c.String("offset"))
+	}
+	s.instanceID = c.String("instance-id")
+	if c.IsSet("instance-id") && s.instanceID == "" {
+		return s, fmt.Errorf("consume %q: --instance-id is empty: give the static member's id, or drop --instance-id", s.topic)
+	}
+	s.sessionTimeout = c.Duration("session-timeout")
+	if s.sessionTimeout <= 0 {
+		return s, fmt.Errorf("consume %q: --session-timeout %v is not positive: give a duration such as 10s", s.topic, s.sessionTimeout)
+	}
+	return s, nil
+}
+
+func (a *app) consume(c *cli.Context) error {
+	s, err := consumeFlags(c)
+	if err != nil {
+		return err
+	}
+	if s.group != "" {
+		return a.consumeGroup(c, s)
+	}
+	return a.consumeAssigned(c, s)
+}
+
+// consumeAssigned reads the partitions the flags name, without a group.
+func (a *app) consumeAssigned(c *cli.Context, s consumeSettings) error {
+	topic, off, parts := s.topic, s.offset, s.parts
 	ctx := c.Context
 	cl, err := a.connect(c)
 	if err != nil {
@@ -92,7 +179,7 @@ func (a *app) consume(c *cli.Context) error {
 		}
 	}
 
-	cons := cl.NewConsumer(qxd.WithResetPolicy(reset))
+	cons := cl.NewConsumer(qxd.WithResetPolicy(s.reset))
 	defer cons.Close()
 	as := make([]qxd.Assignment, 0, len(parts))
 	for _, p := range parts {
@@ -109,7 +196,7 @@ func (a *app) consume(c *cli.Context) error {
 	// the start; those whose start position is there already are done.
 	var end map[int32]int64 // partition → high watermark at the start
 	var pending map[int32]bool
-	if exitAtEnd {
+	if s.exitAtEnd {
 		end, pending = map[int32]int64{}, map[int32]bool{}
 		for _, pi := range d.Partitions {
 			end[pi.Partition] = pi.HighWatermark
@@ -131,11 +218,11 @@ func (a *app) consume(c *cli.Context) error {
 			if end != nil && r.Offset >= end[r.Partition] {
 				continue
 			}
-			if err := format.write(w, r); err != nil {
+			if err := s.format.write(w, r); err != nil {
 				return err
 			}
 			count++
-			if num > 0 && count >= num {
+			if s.num > 0 && count >= s.num {
 				return w.Flush()
 			}
 		}

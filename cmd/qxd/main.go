@@ -1,5 +1,6 @@
-// Command qxd runs a qxd node and manages its topics: create, list, describe and
-// delete topics, produce records from stdin and consume them to stdout.
+// Command qxd runs a qxd node and manages its topics and consumer groups: create,
+// list, describe and delete topics, produce records from stdin and consume them to
+// stdout (alone or as a group member), and list, describe, seek and delete groups.
 package main
 
 import (

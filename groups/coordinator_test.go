@@ -1,0 +1,532 @@
+package groups_test
+
+import (
+	"context"
+	"errors"
+	"sort"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/qxd-io/qxd/groups"
+	"github.com/qxd-io/qxd/internal/qxdtest"
+	"github.com/qxd-io/qxd/offsets"
+	"github.com/qxd-io/qxd/semantics"
+)
+
+// manualClock runs timers only when the test advances it: timeout logic is tested
+// without sleeping.
+type manualClock struct {
+	mu     sync.Mutex
+	now    time.Time
+	timers []*manualTimer
+}
+
+type manualTimer struct {
+	c       *manualClock
+	due     time.Time
+	f       func()
+	stopped bool
+}
+
+func newClock() *manualClock { return &manualClock{now: time.Unix(1_800_000_000, 0)} }
+
+func (c *manualClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *manualClock) AfterFunc(d time.Duration, f func()) groups.Timer {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	t := &manualTimer{c: c, due: c.now.Add(d), f: f}
+	c.timers = append(c.timers, t)
+	return t
+}
+
+func (t *manualTimer) Stop() bool {
+	t.c.mu.Lock()
+	defer t.c.mu.Unlock()
+	was := !t.stopped
+	t.stopped = true
+	return was
+}
+
+// Advance moves time forward by d, firing due timers in order (synchronously).
+func (c *manualClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	end := c.now.Add(d)
+	c.mu.Unlock()
+	for {
+		c.mu.Lock()
+		sort.SliceStable(c.timers, func(i, j int) bool { return c.timers[i].due.Before(c.timers[j].due) })
+		var next *manualTimer
+		for len(c.timers) > 0 {
+			t := c.timers[0]
+			if t.stopped {
+				c.timers = c.timers[1:]
+				continue
+			}
+			if !t.due.After(end) {
+				next = t
+				c.timers = c.timers[1:]
+				t.stopped = true
+				c.now = t.due
+			}
+			break
+		}
+		if next == nil {
+			c.now = end
+			c.mu.Unlock()
+			return
+		}
+		c.mu.Unlock()
+		next.f()
+	}
+}
+
+type fixture struct {
+	t      *testing.T
+	clock  *manualClock
+	coord  *groups.Coordinator
+	states *groups.KVStateStore
+	offs   *offsets.Store
+	cfg    groups.Config
+}
+
+func newFixture(t *testing.T) *fixture {
+	t.Helper()
+	n := qxdtest.StartNode(t)
+	nc, err := nats.Connect(n.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, _ := jetstream.New(nc)
+	ctx := qxdtest.Context(t, 30*time.Second)
+	kv, err := js.KeyValue(ctx, semantics.GroupsBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	offs, err := offsets.Open(ctx, js, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &fixture{t: t, clock: newClock(), states: groups.NewKVStateStore(kv), offs: offs}
+	f.cfg = groups.DefaultConfig()
+	f.cfg.Clock = f.clock
+	f.cfg.InitialRebalanceDelay = time.Second
+	f.coord = f.newCoordinator()
+	return f
+}
+
+func (f *fixture) newCoordinator() *groups.Coordinator {
+	c, err := groups.NewCoordinator(f.cfg, f.states, f.offs)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	f.t.Cleanup(c.Close)
+	return c
+}
+
+const (
+	session   = 10 * time.Second
+	rebalance = 5 * time.Second
+)
+
+func joinReq(group, member, instance string) groups.JoinRequest {
+	md := groups.EncodeMetadata(groups.ConsumerMetadata{Topics: []string{"t"}})
+	return groups.JoinRequest{Group: group, MemberID: member, InstanceID: instance, ClientID: "c",
+		SessionTimeout: session, RebalanceTimeout: rebalance, ProtocolType: groups.ConsumerProtocolType,
+		Protocols: []groups.Protocol{{Name: "range", Metadata: md}}}
+}
+
+type joinOut struct {
+	resp groups.JoinResponse
+	err  error
+}
+
+// join starts a join in the background.
+func (f *fixture) join(req groups.JoinRequest) chan joinOut {
+	ch := make(chan joinOut, 1)
+	go func() {
+		r, err := f.coord.Join(context.Background(), req)
+		ch <- joinOut{r, err}
+	}()
+	return ch
+}
+
+func wait[T any](t *testing.T, ch chan T) T {
+	t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(10 * time.Second):
+		t.Fatal("coordinator did not answer")
+	}
+	var zero T
+	return zero
+}
+
+// pending reports whether ch has no answer yet (after giving the coordinator a moment).
+func pending[T any](ch chan T) bool {
+	select {
+	case v := <-ch:
+		ch <- v
+		return false
+	case <-time.After(100 * time.Millisecond):
+		return true
+	}
+}
+
+// stable brings members through join and sync to a stable generation; the leader
+// assigns each member what assign says.
+func (f *fixture) stable(group string, reqs ...groups.JoinRequest) []groups.JoinResponse {
+	f.t.Helper()
+	var chans []chan joinOut
+	for _, r := range reqs {
+		chans = append(chans, f.join(r))
+		f.waitMembers(group, len(chans))
+	}
+	f.clock.Advance(f.cfg.InitialRebalanceDelay) // an empty group's first join phase waits for more members
+	var joins []groups.JoinResponse
+	for _, ch := range chans {
+		o := wait(f.t, ch)
+		if o.err != nil {
+			f.t.Fatalf("join: %v", o.err)
+		}
+		joins = append(joins, o.resp)
+	}
+	syncs := make(chan error, len(joins))
+	for _, j := range joins {
+		req := groups.SyncRequest{Group: group, MemberID: j.MemberID, Generation: j.Generation}
+		if j.Leader == j.MemberID {
+			req.Assignments = map[string][]byte{}
+			for i, m := range j.Members {
+				req.Assignments[m.MemberID] = groups.EncodeAssignment(groups.ConsumerAssignment{
+					Partitions: []semantics.TopicPartition{{Topic: "t", Partition: int32(i)}}})
+			}
+		}
+		go func() {
+			_, err := f.coord.Sync(context.Background(), req)
+			syncs <- err
+		}()
+	}
+	for range joins {
+		if err := wait(f.t, syncs); err != nil {
+			f.t.Fatalf("sync: %v", err)
+		}
+	}
+	return joins
+}
+
+func (f *fixture) describe(group string) groups.GroupDescription {
+	f.t.Helper()
+	d, err := f.coord.DescribeGroup(context.Background(), group)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return d
+}
+
+func (f *fixture) waitMembers(group string, n int) {
+	f.t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		d, err := f.coord.DescribeGroup(context.Background(), group)
+		if err == nil && len(d.Members) >= n {
+			return
+		}
+		if time.Now().After(deadline) {
+			f.t.Fatalf("group %s never had %d members", group, n)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func (f *fixture) heartbeat(group string, j groups.JoinResponse) error {
+	return f.coord.Heartbeat(context.Background(), groups.HeartbeatRequest{Group: group, MemberID: j.MemberID, Generation: j.Generation})
+}
+
+func TestJoinSyncStable(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	joins := f.stable("g", joinReq("g", "", ""), joinReq("g", "", ""))
+	d := f.describe("g")
+	if d.State != groups.Stable || d.Generation != 1 || len(d.Members) != 2 || d.Protocol != "range" {
+		t.Fatalf("after join and sync: %+v", d)
+	}
+	for _, m := range d.Members {
+		if len(m.Partitions) != 1 {
+			t.Fatalf("member %s has %v", m.MemberID, m.Partitions)
+		}
+	}
+	if joins[0].Leader != joins[1].Leader || joins[0].Generation != joins[1].Generation {
+		t.Fatalf("members disagree: %+v", joins)
+	}
+	for _, j := range joins {
+		if err := f.heartbeat("g", j); err != nil {
+			t.Fatalf("heartbeat in a stable group: %v", err)
+		}
+	}
+}
+
+func TestSessionTimeoutRemovesMember(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	joins := f.stable("g", joinReq("g", "", ""), joinReq("g", "", ""))
+	alive, dead := joins[0], joins[1]
+	// alive heartbeats every 3s, dead never again.
+	for i := 0; i < 3; i++ {
+		f.clock.Advance(3 * time.Second)
+		if err := f.heartbeat("g", alive); err != nil {
+			t.Fatalf("heartbeat at %ds: %v", 3*(i+1), err)
+		}
+	}
+	f.clock.Advance(2 * time.Second) // 11s since dead's last contact
+	d := f.describe("g")
+	if len(d.Members) != 1 || d.Members[0].MemberID != alive.MemberID || d.State != groups.PreparingRebalance {
+		t.Fatalf("after the session timeout: %+v", d)
+	}
+	if err := f.heartbeat("g", alive); !errors.Is(err, semantics.ErrRebalanceInProgress) {
+		t.Fatalf("heartbeat during the rebalance: %v", err)
+	}
+	if err := f.heartbeat("g", dead); !errors.Is(err, semantics.ErrUnknownMemberID) {
+		t.Fatalf("heartbeat of the removed member: %v", err)
+	}
+	// The survivor rejoins; the dead member's lease ended with its session.
+	o := wait(t, f.join(joinReq("g", alive.MemberID, "")))
+	if o.err != nil || o.resp.Generation != 2 || len(o.resp.Members) != 1 {
+		t.Fatalf("rejoin: %+v %v", o.resp, o.err)
+	}
+}
+
+// TestRebalanceWaitsForRemovedMembersLease: a member that does not rejoin is removed
+// at the rebalance timeout, but the new generation starts only when its lease (last
+// good heartbeat + session timeout) has ended, since it may still be delivering.
+func TestRebalanceWaitsForRemovedMembersLease(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	joins := f.stable("g", joinReq("g", "", ""), joinReq("g", "", ""))
+	f.clock.Advance(time.Second)
+	for _, j := range joins {
+		if err := f.heartbeat("g", j); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A third member joins; only the first old member rejoins.
+	newcomer := f.join(joinReq("g", "", ""))
+	f.waitMembers("g", 3)
+	rejoin := f.join(joinReq("g", joins[0].MemberID, ""))
+	if !pending(rejoin) { // also lets the rejoin reach the coordinator
+		t.Fatalf("rejoin answered before the join phase ended: %+v", <-rejoin)
+	}
+	f.clock.Advance(rebalance) // rebalance timeout: joins[1] is removed
+	if !pending(newcomer) || !pending(rejoin) {
+		t.Fatal("the generation started while the removed member's lease was still running")
+	}
+	f.clock.Advance(session - rebalance) // its lease (last heartbeat + session) ends
+	for _, ch := range []chan joinOut{newcomer, rejoin} {
+		o := wait(t, ch)
+		if o.err != nil || o.resp.Generation != 2 {
+			t.Fatalf("join after the lease ended: %+v %v", o.resp, o.err)
+		}
+	}
+	if d := f.describe("g"); len(d.Members) != 2 {
+		t.Fatalf("members: %+v", d.Members)
+	}
+}
+
+func TestCommitFencing(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	ctx := context.Background()
+	joins := f.stable("g", joinReq("g", "", ""))
+	tp := semantics.TopicPartition{Topic: "t", Partition: 0}
+	commit := func(member string, gen int32, off int64) error {
+		return f.coord.CommitOffsets(ctx, groups.CommitRequest{Group: "g", MemberID: member, Generation: gen,
+			Offsets: map[semantics.TopicPartition]offsets.Commit{tp: {Offset: off}}})
+	}
+	if err := commit(joins[0].MemberID, 1, 10); err != nil {
+		t.Fatalf("commit of the current generation: %v", err)
+	}
+	cases := []struct {
+		name   string
+		member string
+		gen    int32
+		want   error
+	}{
+		{"older generation", joins[0].MemberID, 0, semantics.ErrIllegalGeneration},
+		{"newer generation", joins[0].MemberID, 5, semantics.ErrIllegalGeneration},
+		{"unknown member", "ghost", 1, semantics.ErrUnknownMemberID},
+		{"no member while the group has one", "", -1, semantics.ErrNonEmptyGroup},
+	}
+	for _, tc := range cases {
+		if err := commit(tc.member, tc.gen, 99); !errors.Is(err, tc.want) {
+			t.Errorf("%s: %v, want %v", tc.name, err, tc.want)
+		}
+	}
+	got, err := f.coord.FetchOffsets(ctx, groups.FetchRequest{Group: "g"})
+	if err != nil || got[tp].Offset != 10 || got[tp].Generation != 1 || got[tp].Member != joins[0].MemberID {
+		t.Fatalf("after rejected commits: %+v %v", got, err)
+	}
+	// A second member joins: during CompletingRebalance commits are refused.
+	second := f.join(joinReq("g", "", ""))
+	f.waitMembers("g", 2)
+	first := f.join(joinReq("g", joins[0].MemberID, ""))
+	o1, o2 := wait(t, first), wait(t, second)
+	if o1.err != nil || o2.err != nil {
+		t.Fatal(o1.err, o2.err)
+	}
+	if err := commit(o1.resp.MemberID, o1.resp.Generation, 11); !errors.Is(err, semantics.ErrRebalanceInProgress) {
+		t.Fatalf("commit before the assignment: %v", err)
+	}
+	if err := commit(joins[0].MemberID, 1, 11); !errors.Is(err, semantics.ErrIllegalGeneration) {
+		t.Fatalf("commit of generation 1 after generation 2 started: %v", err)
+	}
+}
+
+func TestStaticMemberRejoinsWithoutRebalance(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	ctx := context.Background()
+	joins := f.stable("g", joinReq("g", "", "inst-a"), joinReq("g", "", "inst-b"))
+	before := f.describe("g")
+	var a groups.JoinResponse
+	for _, j := range joins {
+		for _, m := range before.Members {
+			if m.MemberID == j.MemberID && m.InstanceID == "inst-a" {
+				a = j
+			}
+		}
+	}
+	// inst-a stops cleanly (keeps its membership, gives up its lease) and restarts.
+	if err := f.coord.Leave(ctx, groups.LeaveRequest{Group: "g", MemberID: a.MemberID, InstanceID: "inst-a", KeepMembership: true}); err != nil {
+		t.Fatal(err)
+	}
+	o := wait(t, f.join(joinReq("g", "", "inst-a")))
+	if o.err != nil || !o.resp.SkipAssignment || o.resp.Generation != a.Generation || o.resp.MemberID == a.MemberID {
+		t.Fatalf("static rejoin: %+v %v", o.resp, o.err)
+	}
+	s, err := f.coord.Sync(ctx, groups.SyncRequest{Group: "g", MemberID: o.resp.MemberID, InstanceID: "inst-a", Generation: o.resp.Generation})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := groups.DecodeAssignment(s.Assignment)
+	var want []semantics.TopicPartition
+	for _, m := range before.Members {
+		if m.InstanceID == "inst-a" {
+			want = m.Partitions
+		}
+	}
+	if len(got.Partitions) != 1 || got.Partitions[0] != want[0] {
+		t.Fatalf("assignment after restart %v, want %v", got.Partitions, want)
+	}
+	if d := f.describe("g"); d.Generation != before.Generation || d.State != groups.Stable {
+		t.Fatalf("the restart rebalanced: %+v", d)
+	}
+	err = f.coord.Heartbeat(ctx, groups.HeartbeatRequest{Group: "g", MemberID: a.MemberID, InstanceID: "inst-a", Generation: a.Generation})
+	if !errors.Is(err, semantics.ErrFencedInstanceID) {
+		t.Fatalf("heartbeat of the replaced member id: %v", err)
+	}
+}
+
+// TestStaticRestartAfterCrashWaitsForLease: a static member that crashed (no leave)
+// and restarts gets its partitions back only after the crashed process's lease.
+func TestStaticRestartAfterCrashWaitsForLease(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	ctx := context.Background()
+	joins := f.stable("g", joinReq("g", "", "inst-a"))
+	f.clock.Advance(2 * time.Second)
+	o := wait(t, f.join(joinReq("g", "", "inst-a")))
+	if o.err != nil || !o.resp.SkipAssignment {
+		t.Fatalf("static rejoin: %+v %v", o.resp, o.err)
+	}
+	ch := make(chan error, 1)
+	go func() {
+		_, err := f.coord.Sync(ctx, groups.SyncRequest{Group: "g", MemberID: o.resp.MemberID, InstanceID: "inst-a", Generation: o.resp.Generation})
+		ch <- err
+	}()
+	if !pending(ch) {
+		t.Fatal("the restarted member got its partitions while the crashed one's lease ran")
+	}
+	f.clock.Advance(session) // the old lease (sync at 0 + session) has ended
+	if err := wait(t, ch); err != nil {
+		t.Fatal(err)
+	}
+	_ = joins
+}
+
+func TestLeaveAndTakeover(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	ctx := context.Background()
+	joins := f.stable("g", joinReq("g", "", ""), joinReq("g", "", ""))
+	// A new coordinator (another node) takes the stable group over.
+	f.coord.Close()
+	if err := f.heartbeat("g", joins[0]); !errors.Is(err, semantics.ErrNotCoordinator) {
+		t.Fatalf("heartbeat to a closed coordinator: %v", err)
+	}
+	f.coord = f.newCoordinator()
+	if err := f.coord.Load(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, j := range joins {
+		if err := f.heartbeat("g", j); err != nil {
+			t.Fatalf("heartbeat after takeover: %v", err)
+		}
+	}
+	if d := f.describe("g"); d.State != groups.Stable || d.Generation != 1 || len(d.Members) != 2 {
+		t.Fatalf("after takeover: %+v", d)
+	}
+	if err := f.coord.DeleteGroup(ctx, "g"); !errors.Is(err, semantics.ErrNonEmptyGroup) {
+		t.Fatalf("delete of a group with members: %v", err)
+	}
+	if err := f.coord.ResetOffsets(ctx, "g", map[semantics.TopicPartition]int64{{Topic: "t"}: 0}); !errors.Is(err, semantics.ErrNonEmptyGroup) {
+		t.Fatalf("reset of a group with members: %v", err)
+	}
+	// Both leave: the group ends Empty.
+	for _, j := range joins {
+		if err := f.coord.Leave(ctx, groups.LeaveRequest{Group: "g", MemberID: j.MemberID}); err != nil {
+			t.Fatalf("leave: %v", err)
+		}
+	}
+	if d := f.describe("g"); d.State != groups.Empty || len(d.Members) != 0 {
+		t.Fatalf("after everyone left: %+v", d)
+	}
+	if err := f.coord.DeleteGroup(ctx, "g"); err != nil {
+		t.Fatalf("delete of an empty group: %v", err)
+	}
+	if _, err := f.coord.DescribeGroup(ctx, "g"); !errors.Is(err, semantics.ErrGroupIDNotFound) {
+		t.Fatalf("describe after delete: %v", err)
+	}
+}
+
+func TestJoinBadInput(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	ctx := context.Background()
+	bad := joinReq("", "", "")
+	if _, err := f.coord.Join(ctx, bad); !errors.Is(err, semantics.ErrInvalidGroupID) {
+		t.Errorf("empty group id: %v", err)
+	}
+	short := joinReq("g", "", "")
+	short.SessionTimeout = time.Millisecond
+	if _, err := f.coord.Join(ctx, short); !errors.Is(err, semantics.ErrInvalidSessionTimeout) {
+		t.Errorf("1ms session: %v", err)
+	}
+	f.stable("g", joinReq("g", "", ""))
+	other := joinReq("g", "", "")
+	other.Protocols = []groups.Protocol{{Name: "sticky"}}
+	if _, err := f.coord.Join(ctx, other); !errors.Is(err, semantics.ErrInconsistentGroupProtocol) {
+		t.Errorf("assignor not shared: %v", err)
+	}
+	if _, err := f.coord.Join(ctx, joinReq("g", "nobody", "")); !errors.Is(err, semantics.ErrUnknownMemberID) {
+		t.Errorf("unknown member id: %v", err)
+	}
+}
