@@ -178,4 +178,3 @@ func (a *Admin) DeleteGroup(ctx context.Context, group string) error {
 	}
 	return nil
 }
-
