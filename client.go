@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"reflect"
 	"strings"
 	"sync"
 	"time"
@@ -150,8 +151,41 @@ func (c *Client) Close() {
 	}
 }
 
-// request sends an admin API request and decodes the response into out.
+// failure is implemented by the admin API's responses.
+type failure interface{ Failure() error }
+
+// request sends an admin API request and decodes the response into out. While no
+// node can serve it (none answering, or leaders being elected: ErrUnavailable), it is
+// retried with backoff, up to the request timeout.
 func (c *Client) request(ctx context.Context, subject string, req, out any) error {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, c.cfg.reqTimeout)
+		defer cancel()
+	}
+	backoff := 50 * time.Millisecond
+	for {
+		err := c.requestOnce(ctx, subject, req, out)
+		switch {
+		case err != nil && !errors.Is(err, semantics.ErrUnavailable):
+			return err
+		case err == nil:
+			f, ok := out.(failure)
+			if !ok || !errors.Is(f.Failure(), semantics.ErrUnavailable) {
+				return nil // the caller reads the response's own error
+			}
+			err = f.Failure()
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, time.Second)
+	}
+}
+
+func (c *Client) requestOnce(ctx context.Context, subject string, req, out any) error {
 	b, err := json.Marshal(req)
 	if err != nil {
 		return err
@@ -165,6 +199,7 @@ func (c *Client) request(ctx context.Context, subject string, req, out any) erro
 	if err != nil {
 		return wrapNATSError(err)
 	}
+	reflect.ValueOf(out).Elem().SetZero()
 	if err := json.Unmarshal(m.Data, out); err != nil {
 		return semantics.Errorf(semantics.ErrInvalidRequest, "malformed response on %s: %v", subject, err)
 	}

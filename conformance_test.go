@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/qxd-io/qxd"
 	"github.com/qxd-io/qxd/internal/conformance"
 	"github.com/qxd-io/qxd/internal/qxdtest"
@@ -14,12 +16,13 @@ import (
 // sdkFrontDoor runs the conformance suite through the Go SDK, each member on its own
 // connection, as separate processes would be.
 type sdkFrontDoor struct {
-	node *server.Node
-	c    *qxd.Client
+	urls     string
+	c        *qxd.Client
+	replicas int
 }
 
 func (f *sdkFrontDoor) CreateTopic(t *testing.T, name string, partitions int32) {
-	qxdtest.CreateTopic(t, f.c, name, qxd.TopicConfig{Partitions: partitions})
+	qxdtest.CreateTopic(t, f.c, name, qxd.TopicConfig{Partitions: partitions, Replicas: f.replicas})
 }
 
 func (f *sdkFrontDoor) Produce(ctx context.Context, topic string, keys, values [][]byte) ([]conformance.Position, error) {
@@ -51,7 +54,7 @@ type sdkMember struct {
 
 func (f *sdkFrontDoor) NewMember(t *testing.T, group string, topics []string, opts conformance.MemberOptions, rec *conformance.Recorder) conformance.Member {
 	t.Helper()
-	client, err := qxd.Connect(context.Background(), f.node.ClientURL())
+	client, err := qxd.Connect(context.Background(), f.urls, qxd.WithNATSOptions(nats.ReconnectWait(100*time.Millisecond)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -105,5 +108,44 @@ func (m *sdkMember) Generation() int32 { g, _ := m.cons.Generation(); return g }
 
 func TestGroupConformance(t *testing.T) {
 	n := qxdtest.StartNode(t)
-	conformance.RunGroups(t, &sdkFrontDoor{node: n, c: qxdtest.Connect(t, n)})
+	conformance.RunGroups(t, &sdkFrontDoor{urls: n.ClientURL(), c: qxdtest.Connect(t, n), replicas: 1})
+}
+
+type sdkClusterFrontDoor struct {
+	sdkFrontDoor
+	nodes []*server.Node
+}
+
+func (f *sdkClusterFrontDoor) KillCoordinator(t *testing.T) string {
+	for _, n := range f.nodes {
+		if n.NATSServer().JetStreamIsStreamLeader("$G", "KV_qxd_groups") {
+			n.NATSServer().Shutdown()
+			return n.Name()
+		}
+	}
+	t.Fatal("no node leads the groups bucket")
+	return ""
+}
+
+func (f *sdkClusterFrontDoor) CommittedOffsets(ctx context.Context, group string) (map[int32]int64, error) {
+	d, err := f.c.Admin().DescribeGroup(ctx, group)
+	if err != nil {
+		return nil, err
+	}
+	out := map[int32]int64{}
+	for _, p := range d.Partitions {
+		out[p.Partition] = p.Committed
+	}
+	return out, nil
+}
+
+func TestGroupConformanceCluster(t *testing.T) {
+	t.Parallel()
+	nodes := qxdtest.StartCluster(t, qxdtest.ClusterConfigs(t, 3))
+	c, err := qxd.Connect(context.Background(), qxdtest.ClientURLs(nodes))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	conformance.RunGroupsCluster(t, &sdkClusterFrontDoor{sdkFrontDoor: sdkFrontDoor{urls: qxdtest.ClientURLs(nodes), c: c, replicas: 3}, nodes: nodes})
 }

@@ -56,16 +56,22 @@ type Store struct {
 	purgeTTL time.Duration
 }
 
-// Open creates the offsets bucket (semantics.OffsetsBucket) or updates its config:
+// Open opens the offsets bucket (semantics.OffsetsBucket), creating it when missing:
 // history 1, file storage, replicas copies (1 to 5), per-message TTLs allowed so that
-// purge markers of deleted commits expire. Open is the only place that should create
-// or update the bucket; another config would conflict with it.
+// purge markers of deleted commits expire. An existing bucket is used as it is: nodes
+// of a cluster that start with different views of its size must not change its
+// replica count. Open is the only place that should create the bucket.
 func Open(ctx context.Context, js jetstream.JetStream, replicas int) (*Store, error) {
 	if replicas < 1 || replicas > 5 {
 		return nil, semantics.Errorf(semantics.ErrInvalidReplicationFactor,
 			"offsets: open bucket %s: %d replicas: use 1 to 5 (3 for a cluster)", semantics.OffsetsBucket, replicas)
 	}
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	if kv, err := js.KeyValue(ctx, semantics.OffsetsBucket); err == nil {
+		return &Store{kv: kv, purgeTTL: markerTTL}, nil
+	} else if !errors.Is(err, jetstream.ErrBucketNotFound) {
+		return nil, fmt.Errorf("offsets: open bucket %s: %w", semantics.OffsetsBucket, err)
+	}
+	kv, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket:         semantics.OffsetsBucket,
 		Description:    "qxd committed offsets of consumer groups",
 		History:        1,
@@ -73,6 +79,9 @@ func Open(ctx context.Context, js jetstream.JetStream, replicas int) (*Store, er
 		Replicas:       replicas,
 		LimitMarkerTTL: markerTTL,
 	})
+	if errors.Is(err, jetstream.ErrBucketExists) {
+		kv, err = js.KeyValue(ctx, semantics.OffsetsBucket) // created meanwhile by another node
+	}
 	if err != nil {
 		return nil, fmt.Errorf("offsets: open bucket %s: %w", semantics.OffsetsBucket, err)
 	}

@@ -70,11 +70,17 @@ type TopicResponse struct {
 	Topic *TopicMeta `json:"topic,omitempty"`
 }
 
+// Failure returns the response's error, nil on success.
+func (r *TopicResponse) Failure() error { return r.Error.Err() }
+
 // ListTopicsResponse answers list.
 type ListTopicsResponse struct {
 	Error  *APIError   `json:"error,omitempty"`
 	Topics []TopicMeta `json:"topics"`
 }
+
+// Failure returns the response's error, nil on success.
+func (r *ListTopicsResponse) Failure() error { return r.Error.Err() }
 
 // PartitionInfo describes one partition as describe reports it.
 type PartitionInfo struct {
@@ -101,6 +107,9 @@ type DescribeTopicResponse struct {
 	Topic      *TopicMeta      `json:"topic,omitempty"`
 	Partitions []PartitionInfo `json:"partitions,omitempty"`
 }
+
+// Failure returns the response's error, nil on success.
+func (r *DescribeTopicResponse) Failure() error { return r.Error.Err() }
 
 // Produce wire format. A producer sends one RecordBatch (FirstOffset 0) as the body of
 // a NATS request to WriterSubject. A request without a reply subject is acks=none.

@@ -112,12 +112,7 @@ func topicResponse(t semantics.TopicMeta, err error) semantics.TopicResponse {
 }
 
 // jetStreamPeers is how many nodes can hold a replica.
-func (a *admin) jetStreamPeers() int {
-	if !a.n.ns.JetStreamIsClustered() {
-		return 1
-	}
-	return max(1, len(a.n.ns.JetStreamClusterPeers()))
-}
+func (a *admin) jetStreamPeers() int { return a.n.clusterSize() }
 
 func streamConfig(t semantics.TopicMeta, p int32) jetstream.StreamConfig {
 	c := t.Config

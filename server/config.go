@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/url"
 	"strconv"
 	"time"
 
@@ -20,6 +21,16 @@ type Config struct {
 	Listen string
 	// DataDir holds JetStream's store. Default ./qxd-data.
 	DataDir string
+	// ClusterName names the cluster; every node of it uses the same. Default "qxd"
+	// when ClusterListen is set.
+	ClusterName string
+	// ClusterListen is the address other nodes' routes connect to, host:port (port
+	// 0 picks a free port, for tests). Empty: a single node. A host without a port
+	// uses 6222.
+	ClusterListen string
+	// Peers are the other nodes' cluster addresses (nats://host:6222); a node may list
+	// itself. A cluster of N nodes needs a majority of them up to elect leaders.
+	Peers []string
 	// MaxPayload is the largest NATS message the node accepts; it must fit the
 	// largest record batch a topic may allow. Default 8 MiB + 64 KiB.
 	MaxPayload int32
@@ -63,6 +74,20 @@ func (c Config) Validate() error {
 	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
 		return fmt.Errorf("listen address %q has port %q: use a number from 0 to 65535", c.Listen, port)
 	}
+	if c.ClusterListen == "" && len(c.Peers) > 0 {
+		return errors.New("peers are set without a cluster address: set --cluster-listen too")
+	}
+	if c.ClusterListen != "" {
+		if _, err := c.clusterAddr(); err != nil {
+			return err
+		}
+		for _, p := range c.Peers {
+			u, err := url.Parse(p)
+			if err != nil || u.Scheme != "nats" || u.Host == "" {
+				return fmt.Errorf("peer %q is not a cluster URL: use nats://host:6222", p)
+			}
+		}
+	}
 	if c.MaxPayload < semantics.MaxMessageBytesLimit {
 		return fmt.Errorf("max payload %d is below the largest record batch a topic may allow (%d)", c.MaxPayload, semantics.MaxMessageBytesLimit)
 	}
@@ -70,4 +95,31 @@ func (c Config) Validate() error {
 		return fmt.Errorf("shutdown timeout %v must be positive", c.ShutdownTimeout)
 	}
 	return nil
+}
+
+// DefaultClusterPort is the cluster port used when ClusterListen has none.
+const DefaultClusterPort = 6222
+
+// clustered reports whether the node is part of a cluster.
+func (c Config) clustered() bool { return c.ClusterListen != "" }
+
+// clusterAddr splits ClusterListen into host and port.
+func (c Config) clusterAddr() (hostPort [2]string, err error) {
+	addr := c.ClusterListen
+	if !containsPort(addr) {
+		addr = net.JoinHostPort(addr, strconv.Itoa(DefaultClusterPort))
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return hostPort, fmt.Errorf("cluster address %q is not host:port: %v", c.ClusterListen, err)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		return hostPort, fmt.Errorf("cluster address %q has port %q: use a number from 0 to 65535", c.ClusterListen, port)
+	}
+	return [2]string{host, port}, nil
+}
+
+func containsPort(addr string) bool {
+	_, _, err := net.SplitHostPort(addr)
+	return err == nil
 }

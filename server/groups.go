@@ -32,12 +32,12 @@ type groupService struct {
 }
 
 func newGroupService(ctx context.Context, n *Node, replicas int) (*groupService, error) {
-	kv, err := n.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	kv, err := openBucket(ctx, n.js, jetstream.KeyValueConfig{
 		Bucket: semantics.GroupsBucket, Description: "qxd consumer group states", History: 1,
 		Storage: jetstream.FileStorage, Replicas: replicas,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("open groups bucket: %w", err)
+		return nil, err
 	}
 	offs, err := offsets.Open(ctx, n.js, replicas)
 	if err != nil {

@@ -20,14 +20,10 @@ type metadata struct {
 
 func openMetadata(ctx context.Context, js jetstream.JetStream, replicas int) (*metadata, error) {
 	open := func(bucket, desc string) (jetstream.KeyValue, error) {
-		kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		return openBucket(ctx, js, jetstream.KeyValueConfig{
 			Bucket: bucket, Description: desc, History: 1,
 			Storage: jetstream.FileStorage, Replicas: replicas,
 		})
-		if err != nil {
-			return nil, fmt.Errorf("open metadata bucket %s: %w", bucket, err)
-		}
-		return kv, nil
 	}
 	topics, err := open(semantics.TopicsBucket, "qxd topic records")
 	if err != nil {
@@ -47,7 +43,7 @@ func (m *metadata) getTopic(ctx context.Context, name string) (semantics.TopicMe
 		return semantics.TopicMeta{}, semantics.Errorf(semantics.ErrUnknownTopic, "topic %q does not exist: list topics with 'qxd topic list'", name)
 	}
 	if err != nil {
-		return semantics.TopicMeta{}, fmt.Errorf("read topic %q: %w", name, err)
+		return semantics.TopicMeta{}, semantics.Errorf(semantics.ErrUnavailable, "read topic %q: %v; retry", name, err)
 	}
 	return decodeTopic(e)
 }
@@ -95,4 +91,25 @@ func (m *metadata) putCheckpoint(ctx context.Context, topicID string, p int32, c
 	}
 	_, err = m.parts.Put(ctx, semantics.CheckpointKey(topicID, p), b)
 	return err
+}
+
+// openBucket opens a KV bucket, creating it with cfg when missing. An existing bucket
+// is used as it is: nodes of a cluster starting with different views of its size
+// must not change its replica count.
+func openBucket(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
+	kv, err := js.KeyValue(ctx, cfg.Bucket)
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		kv, err = js.CreateKeyValue(ctx, cfg)
+		if errors.Is(err, jetstream.ErrBucketExists) {
+			kv, err = js.KeyValue(ctx, cfg.Bucket)
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open metadata bucket %s: %w", cfg.Bucket, err)
+	}
+	// A read proves the bucket's stream has a leader (in a cluster it may not yet).
+	if _, err := kv.Get(ctx, "qxd-probe"); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil, fmt.Errorf("read metadata bucket %s: %w", cfg.Bucket, err)
+	}
+	return kv, nil
 }

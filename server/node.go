@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/url"
 	"os"
 	"strconv"
 	"sync"
@@ -77,6 +78,24 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		Debug:                  cfg.NATSDebug,
 		DisableJetStreamBanner: true,
 	}
+	if cfg.clustered() {
+		hp, _ := cfg.clusterAddr()
+		cport, _ := strconv.Atoi(hp[1])
+		if cport == 0 {
+			cport = natsserver.RANDOM_PORT
+		} else if err := checkPortFree(net.JoinHostPort(hp[0], hp[1])); err != nil {
+			return nil, fmt.Errorf("cluster %w", err)
+		}
+		name := cfg.ClusterName
+		if name == "" {
+			name = "qxd"
+		}
+		opts.Cluster = natsserver.ClusterOpts{Name: name, Host: hp[0], Port: cport}
+		for _, p := range cfg.Peers {
+			u, _ := url.Parse(p)
+			opts.Routes = append(opts.Routes, u)
+		}
+	}
 	ns, err := natsserver.NewServer(opts)
 	if err != nil {
 		return nil, fmt.Errorf("configure embedded NATS server: %w", err)
@@ -99,22 +118,73 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	return n, nil
 }
 
+// waitReady waits until the server takes connections and JetStream is healthy: in a
+// cluster, until a meta leader is elected, which needs a majority of the nodes up.
+// A single node must be ready within 30s; a cluster node waits as long as ctx lets it.
 func (n *Node) waitReady(ctx context.Context) error {
-	deadline := time.Now().Add(30 * time.Second)
+	start := time.Now()
+	lastLog := start
 	for {
 		if err := n.nlog.fatalErr(); err != nil {
 			return fmt.Errorf("start node %q: %w", n.cfg.Name, err)
 		}
 		if n.ns.ReadyForConnections(50*time.Millisecond) && n.ns.JetStreamEnabled() {
-			return nil
+			if !n.cfg.clustered() {
+				return nil
+			}
+			h := n.ns.Healthz(&natsserver.HealthzOptions{JSMetaOnly: true})
+			if h.Status == "ok" {
+				return nil
+			}
+			if time.Since(lastLog) > 5*time.Second {
+				lastLog = time.Now()
+				n.log.Info("waiting for the cluster: a majority of the nodes must be up", "status", h.Error)
+			}
+			time.Sleep(50 * time.Millisecond)
 		}
 		if err := ctx.Err(); err != nil {
 			return fmt.Errorf("start node %q: %w", n.cfg.Name, err)
 		}
-		if time.Now().After(deadline) {
+		if !n.cfg.clustered() && time.Since(start) > 30*time.Second {
 			return fmt.Errorf("start node %q: not ready after 30s (listen %s, data %s)", n.cfg.Name, n.cfg.Listen, n.cfg.DataDir)
 		}
 	}
+}
+
+// ClusterURL is the address other nodes route to ("" for a single node).
+func (n *Node) ClusterURL() string {
+	if !n.cfg.clustered() {
+		return ""
+	}
+	addr := n.ns.ClusterAddr()
+	if addr == nil {
+		return ""
+	}
+	return "nats://" + addr.String()
+}
+
+// metaReplicas is the replication factor of qxd's own buckets: 3 in a cluster of at
+// least three nodes, else 1.
+func (n *Node) metaReplicas() int {
+	if !n.cfg.clustered() {
+		return 1
+	}
+	if max(n.clusterSize(), len(n.cfg.Peers)) >= 3 {
+		return 3
+	}
+	return 1
+}
+
+// clusterSize is the number of JetStream nodes the cluster knows, 1 for a single node.
+func (n *Node) clusterSize() int {
+	if !n.ns.JetStreamIsClustered() {
+		return 1
+	}
+	info, err := n.ns.Jsz(&natsserver.JSzOptions{})
+	if err != nil || info.Meta == nil {
+		return 1
+	}
+	return max(1, info.Meta.Size)
 }
 
 func (n *Node) startServices(ctx context.Context) error {
@@ -128,11 +198,19 @@ func (n *Node) startServices(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	meta, err := openMetadata(ctx, n.js, 1)
-	if err != nil {
+	replicas := n.metaReplicas()
+	var meta *metadata
+	err = retryClustered(ctx, n, func() error {
+		// Bound each attempt: a request can go unanswered while leaders change.
+		actx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		var err error
+		meta, err = openMetadata(actx, n.js, replicas)
+		if err == nil {
+			n.groups, err = newGroupService(actx, n, replicas)
+		}
 		return err
-	}
-	n.groups, err = newGroupService(ctx, n, 1)
+	})
 	if err != nil {
 		return err
 	}
@@ -232,4 +310,21 @@ func checkPortFree(addr string) error {
 		return fmt.Errorf("listen address %s is not available: %w (stop what uses it or choose another with --listen)", addr, err)
 	}
 	return l.Close()
+}
+
+// retryClustered runs f until it succeeds; in a cluster, metadata operations fail
+// while leaders are still being elected, so they are retried until ctx ends.
+func retryClustered(ctx context.Context, n *Node, f func() error) error {
+	for {
+		err := f()
+		if err == nil || !n.cfg.clustered() {
+			return err
+		}
+		n.log.Debug("cluster not ready for metadata yet; retrying", "err", err)
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w (last error: %v)", ctx.Err(), err)
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
 }

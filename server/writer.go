@@ -131,7 +131,10 @@ func (w *writer) start(ctx context.Context) error {
 	}
 	w.wg.Add(1)
 	go w.background()
-	w.log.Debug("writer started", "offset", w.next)
+	w.mu.Lock()
+	next := w.next
+	w.mu.Unlock()
+	w.log.Debug("writer started", "offset", next)
 	return nil
 }
 

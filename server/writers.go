@@ -36,7 +36,8 @@ func newWriterManager(n *Node, meta *metadata) *writerManager {
 }
 
 func (m *writerManager) start(ctx context.Context) error {
-	watch, err := m.meta.topics.WatchAll(ctx)
+	// The watch outlives Start's ctx: it is stopped when the manager stops.
+	watch, err := m.meta.topics.WatchAll(context.Background())
 	if err != nil {
 		return err
 	}

@@ -515,3 +515,80 @@ func check(t *testing.T, rec *Recorder, high map[int32]int64) {
 		}
 	}
 }
+
+// ClusterFrontDoor is a front door over a cluster of nodes, whose coordinator node
+// can be killed.
+type ClusterFrontDoor interface {
+	FrontDoor
+	// KillCoordinator kills the node that coordinates groups, without a graceful
+	// shutdown, and returns its name.
+	KillCoordinator(t *testing.T) string
+	// CommittedOffsets reads the group's committed offsets per partition.
+	CommittedOffsets(ctx context.Context, group string) (map[int32]int64, error)
+}
+
+// RunGroupsCluster runs the scenarios that need a cluster.
+func RunGroupsCluster(t *testing.T, fd ClusterFrontDoor) {
+	t.Run("CoordinatorNodeDeath", func(t *testing.T) { coordinatorNodeDeath(t, fd) })
+}
+
+func coordinatorNodeDeath(t *testing.T, fd ClusterFrontDoor) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	fd.CreateTopic(t, "conf-coord", 6)
+	rec := &Recorder{}
+	const session = 10 * time.Second
+	var ms []*running
+	for _, name := range []string{"a", "b", "c"} {
+		ms = append(ms, start(ctx, fd.NewMember(t, "g-coord", []string{"conf-coord"}, MemberOptions{Name: name, SessionTimeout: session}, rec)))
+	}
+	high := produceKeyed(ctx, t, fd, "conf-coord", 0, 600)
+	waitAll(ctx, t, rec, high)
+	for _, r := range ms {
+		if err := r.m.Commit(ctx); err != nil {
+			t.Fatalf("commit before the coordinator dies: %v", err)
+		}
+	}
+	before, err := fd.CommittedOffsets(ctx, "g-coord")
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	victim := fd.KillCoordinator(t)
+	killedAt := time.Now()
+	t.Logf("killed coordinator node %s", victim)
+
+	// Commits work again once another node coordinates; nothing committed is lost.
+	var back time.Duration
+	for {
+		err := ms[0].m.Commit(ctx)
+		if err == nil {
+			back = time.Since(killedAt)
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("no coordinator after the node died: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Logf("a member committed again %v after the coordinator node died", back.Round(time.Millisecond))
+	after, err := fd.CommittedOffsets(ctx, "g-coord")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for p, off := range before {
+		if after[p] < off {
+			t.Fatalf("partition %d: committed offset went back from %d to %d after failover", p, off, after[p])
+		}
+	}
+	more := produceKeyed(ctx, t, fd, "conf-coord", 600, 600)
+	for p, o := range more {
+		high[p] = max(high[p], o)
+	}
+	waitAll(ctx, t, rec, high)
+	for _, r := range ms {
+		r.halt()
+		r.m.Close()
+	}
+	check(t, rec, high)
+}

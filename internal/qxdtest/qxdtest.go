@@ -4,8 +4,12 @@ package qxdtest
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
+	"net"
 	"os"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -77,4 +81,83 @@ func CreateTopic(t testing.TB, c *qxd.Client, name string, cfg qxd.TopicConfig) 
 		t.Fatalf("create topic %s: %v", name, err)
 	}
 	return info
+}
+
+// FreeAddr returns a free 127.0.0.1 address.
+func FreeAddr(t testing.TB) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// ClusterConfigs returns configs for an n-node cluster on 127.0.0.1: fixed free
+// client and cluster ports (so nodes can be restarted on them), each node its own
+// data dir, every node routing to every other.
+func ClusterConfigs(t testing.TB, n int) []server.Config {
+	t.Helper()
+	var cfgs []server.Config
+	var routes []string
+	for i := 0; i < n; i++ {
+		cfg := NodeConfig(t, t.TempDir())
+		cfg.Name = fmt.Sprintf("n%d", i+1)
+		cfg.Listen = FreeAddr(t)
+		cfg.ClusterName = "test"
+		cfg.ClusterListen = FreeAddr(t)
+		routes = append(routes, "nats://"+cfg.ClusterListen)
+		cfgs = append(cfgs, cfg)
+	}
+	for i := range cfgs {
+		cfgs[i].Peers = routes
+	}
+	return cfgs
+}
+
+// StartCluster starts the nodes of cfgs at once and waits until all are ready.
+func StartCluster(t testing.TB, cfgs []server.Config) []*server.Node {
+	t.Helper()
+	nodes := make([]*server.Node, len(cfgs))
+	errs := make([]error, len(cfgs))
+	var wg sync.WaitGroup
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	for i, cfg := range cfgs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			nodes[i], errs[i] = server.Start(ctx, cfg)
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("start node %s: %v", cfgs[i].Name, err)
+		}
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		var wg sync.WaitGroup
+		for _, n := range nodes {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				_ = n.Close(ctx)
+			}()
+		}
+		wg.Wait()
+	})
+	return nodes
+}
+
+// ClientURLs joins the nodes' client URLs for a client that fails over between them.
+func ClientURLs(nodes []*server.Node) string {
+	var urls []string
+	for _, n := range nodes {
+		urls = append(urls, n.ClientURL())
+	}
+	return strings.Join(urls, ",")
 }
