@@ -44,7 +44,7 @@ type GroupDescription struct {
 
 // ListGroups lists the groups with members or committed offsets.
 func (a *Admin) ListGroups(ctx context.Context) ([]GroupSummary, error) {
-	resp, err := a.c.groupRequest(ctx, semantics.GroupList, struct{}{}, a.c.cfg.reqTimeout)
+	resp, err := a.c.groupRequestRetry(ctx, semantics.GroupList, struct{}{}, a.c.cfg.reqTimeout)
 	if err != nil {
 		return nil, fmt.Errorf("list groups: %w", err)
 	}
@@ -60,7 +60,7 @@ func (a *Admin) DescribeGroup(ctx context.Context, group string) (GroupDescripti
 	if err := semantics.ValidateGroupID(group); err != nil {
 		return GroupDescription{}, err
 	}
-	resp, err := a.c.groupRequest(ctx, semantics.GroupDescribe, groupWire{Group: group}, a.c.cfg.reqTimeout)
+	resp, err := a.c.groupRequestRetry(ctx, semantics.GroupDescribe, groupWire{Group: group}, a.c.cfg.reqTimeout)
 	if err != nil {
 		return GroupDescription{}, fmt.Errorf("describe group %q: %w", group, err)
 	}
@@ -162,7 +162,7 @@ func (a *Admin) SeekGroup(ctx context.Context, group, topic string, partitions [
 		set[pc.tp] = off
 		wire.Offsets = append(wire.Offsets, semantics.OffsetEntry{Topic: topic, Partition: p, Offset: off})
 	}
-	if _, err := a.c.groupRequest(ctx, semantics.GroupReset, wire, a.c.cfg.reqTimeout); err != nil {
+	if _, err := a.c.groupRequestRetry(ctx, semantics.GroupReset, wire, a.c.cfg.reqTimeout); err != nil {
 		return nil, err // the coordinator's text names the group
 	}
 	return set, nil
@@ -173,7 +173,7 @@ func (a *Admin) DeleteGroup(ctx context.Context, group string) error {
 	if err := semantics.ValidateGroupID(group); err != nil {
 		return err
 	}
-	if _, err := a.c.groupRequest(ctx, semantics.GroupDelete, groupWire{Group: group}, a.c.cfg.reqTimeout); err != nil {
+	if _, err := a.c.groupRequestRetry(ctx, semantics.GroupDelete, groupWire{Group: group}, a.c.cfg.reqTimeout); err != nil {
 		return err // the coordinator's text names the group
 	}
 	return nil

@@ -190,11 +190,8 @@ func (c *Client) requestOnce(ctx context.Context, subject string, req, out any) 
 	if err != nil {
 		return err
 	}
-	if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, c.cfg.reqTimeout)
-		defer cancel()
-	}
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.reqTimeout)
+	defer cancel()
 	m, err := c.nc.RequestWithContext(ctx, subject, b)
 	if err != nil {
 		return wrapNATSError(err)

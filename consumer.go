@@ -88,9 +88,13 @@ type partConsumer struct {
 	gen       uint64
 	next      int64 // next offset Poll returns
 	delivered bool  // Poll returned records of it (its position moved)
-	paused    bool
-	cancel    context.CancelFunc
-	done      chan struct{}
+	// consumed is the position as of the last Poll call's start: the application
+	// asked for more, so it is done with what came before. Auto-commit commits it.
+	consumed    int64
+	hasConsumed bool
+	paused      bool
+	cancel      context.CancelFunc
+	done        chan struct{}
 }
 
 type chunk struct {
@@ -273,12 +277,17 @@ func (c *Consumer) Resume(ctx context.Context, tps ...TopicPartition) error {
 // topic, offset out of range) is returned with the records gathered before it.
 func (c *Consumer) Poll(ctx context.Context) ([]Record, error) {
 	var out []Record
+	marked := false
 	for {
 		var ch chunk
 		if len(out) == 0 {
 			if err := c.fatalErr(); err != nil {
 				return nil, err
 			}
+		}
+		if !marked {
+			c.markConsumed()
+			marked = true
 		}
 		c.mu.Lock()
 		if len(c.leftover) > 0 {
@@ -368,6 +377,18 @@ func (c *Consumer) deliver(out []Record) ([]Record, error) {
 		c.testDeliveryHook(id, gen, kept)
 	}
 	return kept, nil
+}
+
+// markConsumed records, at the start of a Poll, that the application is done with
+// the records earlier Polls returned.
+func (c *Consumer) markConsumed() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, pc := range c.parts {
+		if pc.delivered {
+			pc.consumed, pc.hasConsumed = pc.next, true
+		}
+	}
 }
 
 func (c *Consumer) fatalErr() error {

@@ -68,9 +68,11 @@ func Assignors(names ...string) ConsumerOption {
 	return func(c *consumerConfig) { c.group.assignors = names }
 }
 
-// AutoCommit commits, every interval, the positions Poll has returned (never records
-// not yet returned), and again before partitions are revoked and on Close. Default
-// on, every 5s; AutoCommit(0) turns it off.
+// AutoCommit commits, every interval and before partitions are revoked, the
+// positions the application is done with: everything returned by Polls before its
+// latest Poll call, as Kafka's auto-commit does; Close commits everything Poll
+// returned. Records are never committed before Poll returned them, so a crash can
+// repeat records but not lose them. Default on, every 5s; AutoCommit(0) turns it off.
 func AutoCommit(interval time.Duration) ConsumerOption {
 	return func(c *consumerConfig) {
 		c.group.autoCommit = interval > 0
@@ -80,13 +82,15 @@ func AutoCommit(interval time.Duration) ConsumerOption {
 }
 
 // OnAssigned is called with the partitions a new generation gives the member, before
-// Poll returns any of their records.
+// Poll returns any of their records. It runs on the member's own goroutine.
 func OnAssigned(f func(context.Context, []TopicPartition)) ConsumerOption {
 	return func(c *consumerConfig) { c.group.onAssigned = f }
 }
 
 // OnRevoked is called with the member's partitions before it gives them up in a
-// rebalance, while it can still commit them (Commit works inside the callback).
+// rebalance, while it can still commit them (Commit works inside the callback). It
+// runs on the member's own goroutine, beside the application's Poll loop: guard
+// state they share.
 func OnRevoked(f func(context.Context, []TopicPartition)) ConsumerOption {
 	return func(c *consumerConfig) { c.group.onRevoked = f }
 }
@@ -389,7 +393,7 @@ func (m *member) heartbeat(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-commitC:
-			if err := m.commitPositions(ctx); err != nil {
+			if err := m.commitPositions(ctx, false); err != nil {
 				c.c.log.Debug("auto-commit failed", "group", m.cfg.id, "err", err)
 			}
 			continue
@@ -432,16 +436,21 @@ func (m *member) heartbeat(ctx context.Context) error {
 	}
 }
 
-// revoke gives up the member's partitions: with commit, it first commits what Poll
-// returned and calls OnRevoked; without, the partitions are lost (OnLost).
+// revoke gives up the member's partitions: with commit, it first commits (with
+// auto-commit: what the application is done with, or everything when closing) and
+// calls OnRevoked; without, the partitions are lost (OnLost).
 func (m *member) revoke(ctx context.Context, commit bool) {
+	m.revokeFinal(ctx, commit, false)
+}
+
+func (m *member) revokeFinal(ctx context.Context, commit, closing bool) {
 	c := m.c
 	c.mu.Lock()
 	tps := slices.Clone(m.assigned)
 	c.mu.Unlock()
 	if commit && len(tps) > 0 {
 		if m.cfg.autoCommit {
-			if err := m.commitPositions(ctx); err != nil {
+			if err := m.commitPositions(ctx, closing); err != nil {
 				c.c.log.Debug("commit before revoke failed", "group", m.cfg.id, "err", err)
 			}
 		}
@@ -459,14 +468,22 @@ func (m *member) revoke(ctx context.Context, commit bool) {
 	c.mu.Unlock()
 }
 
-// commitPositions commits Poll's positions of the assigned partitions that moved.
-func (m *member) commitPositions(ctx context.Context) error {
+// commitPositions commits the positions of the assigned partitions that moved: with
+// all, everything Poll returned (on Close: the application is done); otherwise what
+// the application was done with when it last called Poll (auto-commit, and before a
+// rebalance, which run beside the application's processing).
+func (m *member) commitPositions(ctx context.Context, all bool) error {
 	c := m.c
 	c.mu.Lock()
 	o := map[TopicPartition]int64{}
 	for _, tp := range m.assigned {
-		if pc, ok := c.parts[tp]; ok && pc.delivered && m.committed[tp] != pc.next {
+		pc, ok := c.parts[tp]
+		switch {
+		case !ok:
+		case all && pc.delivered && m.committed[tp] != pc.next:
 			o[tp] = pc.next
+		case !all && pc.hasConsumed && m.committed[tp] != pc.consumed:
+			o[tp] = pc.consumed
 		}
 	}
 	c.mu.Unlock()
@@ -491,7 +508,7 @@ func (m *member) commit(ctx context.Context, o map[TopicPartition]int64) error {
 	for tp, off := range o {
 		req.Offsets = append(req.Offsets, semantics.OffsetEntry{Topic: tp.Topic, Partition: tp.Partition, Offset: off})
 	}
-	if _, err := c.c.groupRequest(ctx, semantics.GroupCommit, req, c.c.cfg.reqTimeout); err != nil {
+	if _, err := c.c.groupRequestRetry(ctx, semantics.GroupCommit, req, c.c.cfg.reqTimeout); err != nil {
 		return fmt.Errorf("commit group %q: %w", m.cfg.id, err)
 	}
 	c.mu.Lock()
@@ -513,7 +530,7 @@ func (m *member) stop(ctx context.Context, leave bool) {
 		KeepMembership: m.cfg.instanceID != ""}
 	has := m.memberID != ""
 	c.mu.Unlock()
-	m.revoke(ctx, true)
+	m.revokeFinal(ctx, true, true)
 	if has && leave {
 		_, _ = c.c.groupRequest(ctx, semantics.GroupLeave, req, 5*time.Second)
 	}
@@ -581,7 +598,7 @@ func (c *Consumer) commitStandalone(ctx context.Context, o map[TopicPartition]in
 	for tp, off := range o {
 		req.Offsets = append(req.Offsets, semantics.OffsetEntry{Topic: tp.Topic, Partition: tp.Partition, Offset: off})
 	}
-	_, err := c.c.groupRequest(ctx, semantics.GroupCommit, req, c.c.cfg.reqTimeout)
+	_, err := c.c.groupRequestRetry(ctx, semantics.GroupCommit, req, c.c.cfg.reqTimeout)
 	return err
 }
 

@@ -3,6 +3,7 @@ package qxd
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"time"
 
 	"github.com/qxd-io/qxd/groups"
@@ -40,11 +41,10 @@ func (c *Client) groupRequest(ctx context.Context, subject string, req any, time
 	if err != nil {
 		return resp, err
 	}
-	if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, timeout)
-		defer cancel()
-	}
+	// Always bound one request: a request sent while a node is dying can be lost
+	// without a "no responders" answer.
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
 	m, err := c.nc.RequestWithContext(ctx, subject, b)
 	if err != nil {
 		err = wrapNATSError(err)
@@ -59,9 +59,35 @@ func (c *Client) groupRequest(ctx context.Context, subject string, req any, time
 	return resp, resp.Error.Err()
 }
 
+// groupAttempt bounds one attempt of a quick group request (commit, fetch, admin); a
+// request lost with a dying node is retried instead of waiting out the whole timeout.
+const groupAttempt = 3 * time.Second
+
+// groupRequestRetry sends an idempotent group request, retrying while the coordinator
+// is unavailable or an attempt times out, until total has passed or ctx ends.
+func (c *Client) groupRequestRetry(ctx context.Context, subject string, req any, total time.Duration) (groupResponse, error) {
+	ctx, cancel := context.WithTimeout(ctx, total)
+	defer cancel()
+	backoff := 50 * time.Millisecond
+	for {
+		resp, err := c.groupRequest(ctx, subject, req, groupAttempt)
+		retry := errors.Is(err, semantics.ErrTimeout) || errors.Is(err, semantics.ErrCoordinatorNotAvailable) ||
+			errors.Is(err, semantics.ErrNotCoordinator)
+		if !retry || ctx.Err() != nil {
+			return resp, err
+		}
+		select {
+		case <-ctx.Done():
+			return resp, err
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, time.Second)
+	}
+}
+
 // fetchCommitted reads a group's committed offsets of tps (all when tps is empty).
 func (c *Client) fetchCommitted(ctx context.Context, group string, tps []TopicPartition) (map[TopicPartition]semantics.OffsetEntry, error) {
-	resp, err := c.groupRequest(ctx, semantics.GroupFetch, groups.FetchRequest{Group: group, Partitions: tps}, c.cfg.reqTimeout)
+	resp, err := c.groupRequestRetry(ctx, semantics.GroupFetch, groups.FetchRequest{Group: group, Partitions: tps}, c.cfg.reqTimeout)
 	if err != nil {
 		return nil, err
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -19,9 +20,11 @@ func (a *app) serverCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "server",
 		Usage: "run a qxd node until SIGINT or SIGTERM",
-		Description: "Starts a single qxd node: an embedded NATS server with JetStream storing its data\n" +
-			"in --data, and the qxd services (topic admin, partition writers). Clients connect\n" +
-			"to --listen. The node stops cleanly on SIGINT (Ctrl-C) or SIGTERM.",
+		Description: "Starts a qxd node: an embedded NATS server with JetStream storing its data in\n" +
+			"--data, and the qxd services (topic admin, partition writers, group coordinator).\n" +
+			"Clients connect to --listen. With --cluster-listen and --peers the node forms or\n" +
+			"joins a cluster; it is ready once a majority of the nodes are up. The node stops\n" +
+			"cleanly on SIGINT (Ctrl-C) or SIGTERM.",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "listen", Value: def.Listen, EnvVars: []string{"QXD_LISTEN"},
 				Usage: "NATS client address `HOST:PORT`; port 0 picks a free port"},
@@ -29,6 +32,12 @@ func (a *app) serverCommand() *cli.Command {
 				Usage: "`DIR` that holds the node's data; created if missing"},
 			&cli.StringFlag{Name: "name", EnvVars: []string{"QXD_NAME"}, DefaultText: "the host name",
 				Usage: "node `NAME`, unique in a cluster"},
+			&cli.StringFlag{Name: "cluster-name", EnvVars: []string{"QXD_CLUSTER_NAME"}, DefaultText: "qxd",
+				Usage: "cluster `NAME`, the same on every node of a cluster"},
+			&cli.StringFlag{Name: "cluster-listen", EnvVars: []string{"QXD_CLUSTER_LISTEN"},
+				Usage: "address `HOST:PORT` other nodes route to (port defaults to 6222); unset: a single node"},
+			&cli.StringFlag{Name: "peers", EnvVars: []string{"QXD_PEERS"},
+				Usage: "comma-separated cluster `URLS` of the nodes (nats://h1:6222,nats://h2:6222); this node may be listed"},
 		},
 		Action: a.runServer,
 	}
@@ -42,6 +51,13 @@ func (a *app) runServer(c *cli.Context) error {
 	cfg.Listen = c.String("listen")
 	cfg.DataDir = c.String("data")
 	cfg.Name = c.String("name")
+	cfg.ClusterName = c.String("cluster-name")
+	cfg.ClusterListen = c.String("cluster-listen")
+	for _, p := range strings.Split(c.String("peers"), ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			cfg.Peers = append(cfg.Peers, p)
+		}
+	}
 	cfg.Logger = a.log
 	node, err := server.Start(c.Context, cfg)
 	if err != nil {
