@@ -46,6 +46,14 @@ func TestClusterBasics(t *testing.T) {
 		total += pi.Records
 	}
 	t.Logf("partition leaders per node: %v", leaders)
+	if len(leaders) != 3 {
+		t.Errorf("partition leaders are not spread over the 3 nodes: %v", leaders)
+	}
+	for node, n := range leaders {
+		if n != 2 {
+			t.Errorf("node %s leads %d of 6 partitions, want 2 each: %v", node, n, leaders)
+		}
+	}
 	if total != 3000 {
 		t.Fatalf("records %d, want 3000", total)
 	}

@@ -2,6 +2,7 @@ package qxd_test
 
 import (
 	"context"
+	"sync"
 	"testing"
 	"time"
 
@@ -10,6 +11,7 @@ import (
 	"github.com/qxd-io/qxd"
 	"github.com/qxd-io/qxd/internal/conformance"
 	"github.com/qxd-io/qxd/internal/qxdtest"
+	"github.com/qxd-io/qxd/semantics"
 	"github.com/qxd-io/qxd/server"
 )
 
@@ -148,4 +150,124 @@ func TestGroupConformanceCluster(t *testing.T) {
 	}
 	t.Cleanup(c.Close)
 	conformance.RunGroupsCluster(t, &sdkClusterFrontDoor{sdkFrontDoor: sdkFrontDoor{urls: qxdtest.ClientURLs(nodes), c: c, replicas: 3}, nodes: nodes})
+}
+
+// sdkFailoverFrontDoor runs a cluster whose nodes the tests kill and restart.
+type sdkFailoverFrontDoor struct {
+	sdkClusterFrontDoor
+	t     *testing.T
+	mu    sync.Mutex
+	cfgs  []server.Config
+	alive map[string]bool
+}
+
+func newFailoverFrontDoor(t *testing.T) *sdkFailoverFrontDoor {
+	cfgs := qxdtest.ClusterConfigs(t, 3)
+	nodes := qxdtest.StartCluster(t, cfgs)
+	c, err := qxd.Connect(context.Background(), qxdtest.ClientURLs(nodes), qxd.WithNATSOptions(nats.ReconnectWait(100*time.Millisecond)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	f := &sdkFailoverFrontDoor{t: t, cfgs: cfgs, alive: map[string]bool{}}
+	f.sdkClusterFrontDoor = sdkClusterFrontDoor{sdkFrontDoor: sdkFrontDoor{urls: qxdtest.ClientURLs(nodes), c: c, replicas: 3}, nodes: nodes}
+	for _, n := range nodes {
+		f.alive[n.Name()] = true
+	}
+	return f
+}
+
+func (f *sdkFailoverFrontDoor) KillLeaderOf(t *testing.T, topic string, p int32) string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, n := range f.nodes {
+		if f.alive[n.Name()] && n.NATSServer().JetStreamIsStreamLeader("$G", semantics.StreamName(topic, p)) {
+			n.NATSServer().Shutdown()
+			f.alive[n.Name()] = false
+			return n.Name()
+		}
+	}
+	t.Fatalf("no node leads %s/%d", topic, p)
+	return ""
+}
+
+func (f *sdkFailoverFrontDoor) Nodes() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []string
+	for _, n := range f.nodes {
+		if f.alive[n.Name()] {
+			out = append(out, n.Name())
+		}
+	}
+	return out
+}
+
+func (f *sdkFailoverFrontDoor) Restart(t *testing.T, name string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for i, n := range f.nodes {
+		if n.Name() != name {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+		defer cancel()
+		if err := n.Close(ctx); err != nil {
+			t.Fatalf("stop %s: %v", name, err)
+		}
+		nn, err := server.Start(ctx, f.cfgs[i])
+		if err != nil {
+			t.Fatalf("restart %s: %v", name, err)
+		}
+		t.Cleanup(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			_ = nn.Close(ctx)
+		})
+		f.nodes[i] = nn
+		return
+	}
+	t.Fatalf("no node %s", name)
+}
+
+func (f *sdkFailoverFrontDoor) ReadLog(ctx context.Context, topic string) (map[int32][]conformance.LogRecord, error) {
+	d, err := f.c.Admin().DescribeTopic(ctx, topic)
+	if err != nil {
+		return nil, err
+	}
+	cons := f.c.NewConsumer()
+	defer cons.Close()
+	var as []qxd.Assignment
+	left := 0
+	for _, p := range d.Partitions {
+		as = append(as, qxd.Assignment{Topic: topic, Partition: p.Partition, Offset: qxd.AtStart()})
+		left += int(p.HighWatermark - p.LogStartOffset)
+	}
+	if err := cons.Assign(ctx, as...); err != nil {
+		return nil, err
+	}
+	out := map[int32][]conformance.LogRecord{}
+	for left > 0 {
+		recs, err := cons.Poll(ctx)
+		if err != nil {
+			return nil, err
+		}
+		for _, r := range recs {
+			out[r.Partition] = append(out[r.Partition], conformance.LogRecord{Offset: r.Offset, Key: string(r.Key), Value: string(r.Value)})
+		}
+		left -= len(recs)
+	}
+	return out, nil
+}
+
+func TestLeaderKilledUnderLoad(t *testing.T) {
+	t.Parallel()
+	fd := newFailoverFrontDoor(t)
+	conformance.RunFailover(t, fd, "LeaderKilledUnderLoad")
+}
+
+func TestRollingRestart(t *testing.T) {
+	t.Parallel()
+	fd := newFailoverFrontDoor(t)
+	conformance.RunFailover(t, fd, "RollingRestart")
 }

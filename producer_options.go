@@ -53,7 +53,7 @@ const (
 	DefaultLinger          = 5 * time.Millisecond
 	DefaultBatchBytes      = 256 << 10
 	DefaultMaxInFlight     = 5
-	DefaultRequestTimeout  = 10 * time.Second
+	DefaultRequestTimeout  = 5 * time.Second
 	DefaultDeliveryTimeout = 2 * time.Minute
 	DefaultBufferBytes     = 64 << 20
 	DefaultRetryBackoff    = 50 * time.Millisecond
@@ -130,7 +130,7 @@ func WithPartitioner(newFn func() partitioner.Partitioner) ProducerOption {
 func RecordPartition() ProducerOption { return func(c *producerConfig) { c.recordPartition = true } }
 
 // RequestTimeout is how long one batch waits for its writer's answer before it is
-// retried. Default 10s.
+// retried. Default 5s: a batch sent to a node that died unseen is resent after it.
 func RequestTimeout(d time.Duration) ProducerOption {
 	return func(c *producerConfig) { c.requestTimeout = d }
 }

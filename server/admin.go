@@ -94,6 +94,8 @@ func (a *admin) serve(m *nats.Msg) {
 			break
 		}
 		resp = a.describeTopic(ctx, req.Name)
+	case semantics.APIClusterInfo:
+		resp = a.clusterInfo(ctx)
 	default:
 		resp = semantics.TopicResponse{Error: semantics.NewAPIError(semantics.Errorf(semantics.ErrInvalidRequest, "unknown API subject %s", m.Subject))}
 	}
@@ -192,6 +194,11 @@ func (a *admin) createTopic(ctx context.Context, name string, cfg semantics.Topi
 		return t, semantics.Errorf(semantics.ErrTopicNotReady, "topic %q: mark ready: %v; retry the create to finish it", name, err)
 	}
 	t.Revision = rev
+	if moved, err := a.n.BalanceLeaders(ctx, []semantics.TopicMeta{t}); err != nil {
+		a.n.log.Warn("partition leaders not balanced", "topic", name, "err", err)
+	} else if moved > 0 {
+		a.n.log.Debug("partition leaders balanced", "topic", name, "moved", moved)
+	}
 	a.n.writers.sync(ctx, t)
 	a.n.log.Info("topic created", "topic", name, "partitions", t.Config.Partitions)
 	return t, nil

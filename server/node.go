@@ -255,15 +255,21 @@ func (n *Node) Close(ctx context.Context) error {
 		ctx, cancel := context.WithTimeout(ctx, n.cfg.ShutdownTimeout)
 		defer cancel()
 		var errs []error
+		// Stop serving first: writers finish and answer what they have in flight,
+		// then hand every leadership off, so producers and group members move to other
+		// nodes at once instead of after an election timeout.
 		if n.admin != nil {
 			n.admin.stop()
-		}
-		if n.groups != nil {
-			n.groups.stop()
 		}
 		if n.writers != nil {
 			errs = append(errs, n.writers.stop(ctx))
 		}
+		if n.groups != nil {
+			n.groups.stop()
+		}
+		hctx, hcancel := context.WithTimeout(ctx, n.cfg.ShutdownTimeout/2)
+		n.handOffLeadership(hctx)
+		hcancel()
 		if n.nc != nil {
 			drained := make(chan struct{})
 			n.nc.SetClosedHandler(func(*nats.Conn) { close(drained) })

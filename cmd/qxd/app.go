@@ -65,6 +65,7 @@ func (a *app) cli() *cli.App {
 			a.serverCommand(),
 			a.topicCommand(),
 			a.groupCommand(),
+			a.clusterCommand(),
 		},
 	}
 	// urfave/cli's own help flag and help command are package globals that every

@@ -1,0 +1,34 @@
+package qxd
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/qxd-io/qxd/semantics"
+)
+
+// ClusterInfo is the cluster's health: its nodes (up, partitions led, replicas
+// held), the meta leader, and the under-replicated partitions. See
+// semantics.ClusterInfo for the fields.
+type ClusterInfo = semantics.ClusterInfo
+
+// NodeInfo is one node in ClusterInfo.
+type NodeInfo = semantics.NodeInfo
+
+// UnderReplicated is a partition with fewer current replicas than its topic's
+// replication factor.
+type UnderReplicated = semantics.UnderReplicated
+
+// ClusterInfo asks a node for the cluster's nodes, its meta leader and the
+// partitions that are under-replicated. Any node answers; a single node reports
+// itself as the only node, leading every partition.
+func (a *Admin) ClusterInfo(ctx context.Context) (ClusterInfo, error) {
+	var resp semantics.ClusterInfo
+	if err := a.c.request(ctx, semantics.APIClusterInfo, struct{}{}, &resp); err != nil {
+		return ClusterInfo{}, fmt.Errorf("cluster info: %w", err)
+	}
+	if err := resp.Failure(); err != nil {
+		return ClusterInfo{}, err
+	}
+	return resp, nil
+}

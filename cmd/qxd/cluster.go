@@ -1,0 +1,98 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/urfave/cli/v2"
+)
+
+func (a *app) clusterCommand() *cli.Command {
+	return &cli.Command{
+		Name:   "cluster",
+		Usage:  "show the cluster's nodes and partition replication",
+		Action: groupAction,
+		Subcommands: []*cli.Command{
+			a.clusterInfoCommand(),
+		},
+	}
+}
+
+func (a *app) clusterInfoCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "info",
+		Usage: "show the nodes, the meta leader and the under-replicated partitions",
+		Description: "Any node answers. A node is up unless the cluster saw it shut down or lost\n" +
+			"track of it. LEADERS counts the partitions a node leads, REPLICAS the partition\n" +
+			"replicas it holds, its leaders included. A partition is under-replicated when\n" +
+			"fewer of its replicas than the topic's replication factor are current (caught\n" +
+			"up with the leader, which counts as current); one without a leader shows 0.",
+		Flags: []cli.Flag{
+			&cli.BoolFlag{Name: "json", EnvVars: []string{"QXD_JSON"}, Usage: "print one JSON object"},
+		},
+		Action: a.clusterInfo,
+	}
+}
+
+func (a *app) clusterInfo(c *cli.Context) error {
+	if c.NArg() > 0 {
+		return fmt.Errorf("cluster info takes no arguments, got %q", c.Args().Slice())
+	}
+	cl, err := a.connect(c)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	info, err := cl.Admin().ClusterInfo(c.Context)
+	if err != nil {
+		return err
+	}
+	if c.Bool("json") {
+		return writeJSON(a.stdout, info)
+	}
+	up := 0
+	for _, n := range info.Nodes {
+		if n.Up {
+			up++
+		}
+	}
+	name := info.Name
+	if name == "" {
+		name = "- (single node)"
+	}
+	leader := info.MetaLeader
+	if leader == "" {
+		leader = "- (none: a majority of the nodes must be up to elect one)"
+	}
+	tw := newTable(a.stdout)
+	fmt.Fprintf(tw, "cluster:\t%s\n", name)
+	fmt.Fprintf(tw, "meta leader:\t%s\n", leader)
+	fmt.Fprintf(tw, "nodes:\t%d up of %d\n", up, len(info.Nodes))
+	fmt.Fprintf(tw, "partitions:\t%d\n", info.Partitions)
+	fmt.Fprintf(tw, "under-replicated:\t%d\n", len(info.UnderReplicated))
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+
+	fmt.Fprintln(a.stdout)
+	tw = newTable(a.stdout)
+	fmt.Fprintln(tw, "NODE\tUP\tLEADERS\tREPLICAS")
+	for _, n := range info.Nodes { // sorted by name by the node
+		fmt.Fprintf(tw, "%s\t%t\t%d\t%d\n", n.Name, n.Up, n.Leaders, n.Replicas)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if len(info.UnderReplicated) == 0 {
+		return nil
+	}
+
+	fmt.Fprintln(a.stdout)
+	tw = newTable(a.stdout)
+	fmt.Fprintln(tw, "TOPIC\tPARTITION\tLEADER\tCURRENT/REPLICAS\tOUT-OF-SYNC")
+	for _, p := range info.UnderReplicated {
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%d/%d\t%s\n", p.Topic, p.Partition, dash(p.Leader), p.Current, p.Replicas,
+			dash(strings.Join(p.OutOfSync, ",")))
+	}
+	return tw.Flush()
+}
