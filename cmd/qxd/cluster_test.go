@@ -1,0 +1,70 @@
+package main
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/qxd-io/qxd"
+	"github.com/qxd-io/qxd/semantics"
+)
+
+func TestClusterInfoGolden(t *testing.T) {
+	t.Parallel()
+	c := startCLI(t)
+	c.must("", "topic", "create", "orders", "-p", "3")
+	c.must("", "topic", "create", "audit", "-p", "2")
+	golden(t, "cluster_info", mask(c.must("", "cluster", "info"), c.node.Name()))
+
+	js := c.must("", "cluster", "info", "--json")
+	golden(t, "cluster_info_json", mask(js, c.node.Name()))
+	var info qxd.ClusterInfo
+	if err := json.Unmarshal([]byte(js), &info); err != nil {
+		t.Fatalf("cluster info --json is not a JSON object: %v\n%s", err, js)
+	}
+	want := qxd.NodeInfo{Name: c.node.Name(), Up: true, Leaders: 5, Replicas: 5}
+	if info.MetaLeader != c.node.Name() || len(info.Nodes) != 1 || info.Nodes[0] != want ||
+		info.Partitions != 5 || len(info.UnderReplicated) != 0 {
+		t.Errorf("cluster info --json of one node with 5 partitions: %+v", info)
+	}
+}
+
+// A partition whose stream was deleted behind qxd's back has no leader: it is
+// listed as under-replicated, 0 of 1 replicas current.
+func TestClusterInfoMissingStream(t *testing.T) {
+	t.Parallel()
+	c := startCLI(t)
+	c.must("", "topic", "create", "orders", "-p", "3")
+	nc, err := nats.Connect(c.node.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := js.DeleteStream(t.Context(), semantics.StreamName("orders", 1)); err != nil {
+		t.Fatal(err)
+	}
+	golden(t, "cluster_info_under_replicated", mask(c.must("", "cluster", "info"), c.node.Name()))
+}
+
+func TestClusterInfoErrors(t *testing.T) {
+	t.Parallel()
+	c := startCLI(t)
+	_, err := c.run("", "cluster", "info", "extra")
+	if err == nil || !strings.Contains(err.Error(), "no arguments") || strings.Contains(err.Error(), "\n") {
+		t.Errorf("cluster info with an argument: err = %v, want one line saying it takes none", err)
+	}
+	_, err = c.run("", "cluster", "frob")
+	if err == nil || !strings.Contains(err.Error(), `"frob"`) {
+		t.Errorf("cluster frob: err = %v, want one naming the command", err)
+	}
+	if out := c.must("", "cluster"); !strings.Contains(out, "info") {
+		t.Errorf("qxd cluster printed no help listing info:\n%s", out)
+	}
+}
