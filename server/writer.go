@@ -28,8 +28,10 @@ const (
 	// ackTimeout is how long an append may wait for JetStream's ack before the writer
 	// gives up on the pipeline, fails what is in flight and reloads from the log.
 	ackTimeout = 5 * time.Second
-	// checkpointEvery is how often the writer records its position and producer state.
+	// checkpointEvery is how often a busy writer records its position and producer
+	// state; the first change after a quiet spell is recorded within checkpointSoon.
 	checkpointEvery = time.Second
+	checkpointSoon  = 100 * time.Millisecond
 	// producerIdle is how long an idempotent producer is remembered after its last write
 	// (Kafka's producer.id.expiration.ms default).
 	producerIdle = 24 * time.Hour
@@ -522,11 +524,14 @@ func (w *writer) failPending(err error) {
 	w.idle.Broadcast()
 }
 
-// background times out stuck appends and writes checkpoints.
+// background times out stuck appends and writes checkpoints: at most one a second
+// while busy, and the first after a quiet spell at once, so that the offsets of a
+// partition that then goes idle are recorded long before its records can age out.
 func (w *writer) background() {
 	defer w.wg.Done()
-	t := time.NewTicker(checkpointEvery)
+	t := time.NewTicker(checkpointSoon)
 	defer t.Stop()
+	var last time.Time
 	for {
 		select {
 		case <-w.done:
@@ -543,19 +548,24 @@ func (w *writer) background() {
 			}
 		}
 		w.mu.Unlock()
+		if time.Since(last) < checkpointEvery {
+			continue
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		w.checkpoint(ctx)
+		if w.checkpoint(ctx) {
+			last = time.Now()
+		}
 		cancel()
 	}
 }
 
 // checkpoint writes the position after the last acknowledged append and the producer
-// state, if either changed.
-func (w *writer) checkpoint(ctx context.Context) {
+// state, if either changed; it reports whether it wrote.
+func (w *writer) checkpoint(ctx context.Context) bool {
 	w.mu.Lock()
 	if !w.dirty {
 		w.mu.Unlock()
-		return
+		return false
 	}
 	ck := semantics.Checkpoint{Seq: w.acked.Seq, Next: w.acked.Next, Producers: map[int64]semantics.ProducerCheckpoint{}}
 	now := time.Now()
@@ -581,5 +591,7 @@ func (w *writer) checkpoint(ctx context.Context) {
 		w.mu.Lock()
 		w.dirty = true
 		w.mu.Unlock()
+		return false
 	}
+	return true
 }
