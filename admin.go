@@ -67,6 +67,21 @@ func (a *Admin) Topic(ctx context.Context, name string) (TopicInfo, error) {
 	return a.c.topic(ctx, name)
 }
 
+// RebalanceResult is what a rebalance did.
+type RebalanceResult = semantics.RebalanceResponse
+
+// RebalanceTopic spreads a replicated topic's partition replicas over the cluster's
+// nodes (for instance onto a node added since the topic was created), then its
+// partition leaderships. Each replica move completes (the new replica has the data)
+// before the next starts.
+func (a *Admin) RebalanceTopic(ctx context.Context, name string) (RebalanceResult, error) {
+	var resp semantics.RebalanceResponse
+	if err := a.c.request(ctx, semantics.APITopicRebalance, semantics.TopicRequest{Name: name}, &resp); err != nil {
+		return resp, fmt.Errorf("rebalance topic %q: %w", name, err)
+	}
+	return resp, resp.Error.Err()
+}
+
 // ListTopics lists every topic from the topics bucket (no stream is read).
 func (a *Admin) ListTopics(ctx context.Context) ([]TopicInfo, error) {
 	var resp semantics.ListTopicsResponse

@@ -58,3 +58,91 @@ func TestClusterBasics(t *testing.T) {
 		t.Fatalf("records %d, want 3000", total)
 	}
 }
+
+// TestAddNodeAndRebalance adds a fourth node to a running cluster and moves
+// partitions onto it with RebalanceTopic; no record is lost on the way.
+func TestAddNodeAndRebalance(t *testing.T) {
+	t.Parallel()
+	cfgs := qxdtest.ClusterConfigs(t, 4)
+	for i := range cfgs[:3] {
+		cfgs[i].Peers = cfgs[i].Peers[:3] // the cluster as it was before n4
+	}
+	nodes := qxdtest.StartCluster(t, cfgs[:3])
+	ctx := qxdtest.Context(t, 3*time.Minute)
+	c, err := qxd.Connect(ctx, qxdtest.ClientURLs(nodes))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Admin().CreateTopic(ctx, "grow", qxd.TopicConfig{Partitions: 8, Replicas: 3}); err != nil {
+		t.Fatal(err)
+	}
+	p, _ := c.NewProducer()
+	defer p.Close(ctx)
+	var recs []*qxd.Record
+	for i := 0; i < 2000; i++ {
+		recs = append(recs, &qxd.Record{Topic: "grow", Key: []byte(fmt.Sprint(i % 97)), Value: []byte(fmt.Sprint(i))})
+	}
+	if err := p.ProduceSync(ctx, recs...); err != nil {
+		t.Fatal(err)
+	}
+
+	qxdtest.StartCluster(t, cfgs[3:]) // n4 joins the running cluster
+	for {
+		info, err := c.Admin().ClusterInfo(ctx)
+		up := 0
+		for _, n := range info.Nodes {
+			if n.Up {
+				up++
+			}
+		}
+		if err == nil && up == 4 {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("the fourth node never joined: %+v %v", info, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	res, err := c.Admin().RebalanceTopic(ctx, "grow")
+	if err != nil {
+		t.Fatalf("rebalance: %v (moves so far %v)", err, res.Moves)
+	}
+	t.Logf("moves: %v; leaderships moved: %d", res.Moves, res.LeadersMoved)
+	// Leaderships that just moved settle within moments.
+	var d qxd.TopicDescription
+	for {
+		d, err = c.Admin().DescribeTopic(ctx, "grow")
+		settled := err == nil
+		for _, pi := range d.Partitions {
+			settled = settled && pi.Problem == "" && pi.Leader != ""
+		}
+		if settled {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("partitions did not settle: %+v %v", d.Partitions, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	perNode := map[string]int{}
+	var total int64
+	for _, pi := range d.Partitions {
+		for _, r := range pi.Replicas {
+			perNode[r]++
+		}
+		total += pi.Records
+	}
+	t.Logf("replicas per node after rebalance: %v", perNode)
+	if perNode["n4"] < 5 || len(perNode) != 4 {
+		t.Fatalf("replicas per node %v: the new node should hold 6 of 24", perNode)
+	}
+	for node, n := range perNode {
+		if n < 5 || n > 7 {
+			t.Fatalf("node %s holds %d replicas after rebalance: %v", node, n, perNode)
+		}
+	}
+	if total != 2000 {
+		t.Fatalf("records after moving replicas: %d, want 2000", total)
+	}
+}

@@ -14,6 +14,7 @@ const (
 	APITopicAddPartitions = "qxd.api.topic.add_partitions"
 	APITopicList          = "qxd.api.topic.list"
 	APITopicDescribe      = "qxd.api.topic.describe"
+	APITopicRebalance     = "qxd.api.topic.rebalance"
 	APIAllSubjects        = "qxd.api.>"
 	APIQueueGroup         = "qxd-api"
 )
@@ -110,6 +111,17 @@ type DescribeTopicResponse struct {
 
 // Failure returns the response's error, nil on success.
 func (r *DescribeTopicResponse) Failure() error { return r.Error.Err() }
+
+// RebalanceResponse answers rebalance: the replica moves made ("topic/p: from → to")
+// and how many partition leaderships moved.
+type RebalanceResponse struct {
+	Error        *APIError `json:"error,omitempty"`
+	Moves        []string  `json:"moves"`
+	LeadersMoved int       `json:"leaders_moved"`
+}
+
+// Failure returns the response's error, nil on success.
+func (r *RebalanceResponse) Failure() error { return r.Error.Err() }
 
 // Produce wire format. A producer sends one RecordBatch (FirstOffset 0) as the body of
 // a NATS request to WriterSubject. A request without a reply subject is acks=none.

@@ -87,6 +87,13 @@ func (a *admin) serve(m *nats.Msg) {
 	case semantics.APITopicList:
 		topics, err := a.listTopics(ctx)
 		resp = semantics.ListTopicsResponse{Error: semantics.NewAPIError(err), Topics: topics}
+	case semantics.APITopicRebalance:
+		var req semantics.TopicRequest
+		if err := json.Unmarshal(m.Data, &req); err != nil {
+			resp = semantics.RebalanceResponse{Error: semantics.NewAPIError(bad(err))}
+			break
+		}
+		resp = a.rebalance(ctx, req.Name)
 	case semantics.APITopicDescribe:
 		var req semantics.TopicRequest
 		if err := json.Unmarshal(m.Data, &req); err != nil {
@@ -321,4 +328,19 @@ func (a *admin) describeTopic(ctx context.Context, name string) semantics.Descri
 		resp.Partitions = append(resp.Partitions, pi)
 	}
 	return resp
+}
+
+func (a *admin) rebalance(ctx context.Context, name string) semantics.RebalanceResponse {
+	t, err := a.meta.getTopic(ctx, name)
+	if err == nil && t.State != semantics.TopicReady {
+		err = semantics.Errorf(semantics.ErrTopicNotReady, "topic %q is %s: finish that first", name, t.State)
+	}
+	if err != nil {
+		return semantics.RebalanceResponse{Error: semantics.NewAPIError(err)}
+	}
+	moves, leaders, err := a.n.RebalanceTopic(ctx, t)
+	if moves == nil {
+		moves = []string{}
+	}
+	return semantics.RebalanceResponse{Error: semantics.NewAPIError(err), Moves: moves, LeadersMoved: leaders}
 }

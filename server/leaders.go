@@ -149,3 +149,132 @@ func (n *Node) ledStreams() []string {
 	}
 	return out
 }
+
+// RebalanceTopic spreads a replicated topic's partition replicas over the cluster's
+// nodes (after a node was added, say) and then its leaderships. A replica moves by
+// removing an over-loaded node from the partition's peer set: JetStream places the
+// replacement on a node without one (preferring the least loaded it can) and
+// replicates the partition to it before the move counts. It returns the moves made,
+// as "topic/p: from → to".
+func (n *Node) RebalanceTopic(ctx context.Context, t semantics.TopicMeta) ([]string, int, error) {
+	if !n.cfg.clustered() || t.Config.Replicas < 2 {
+		moved, err := n.BalanceLeaders(ctx, []semantics.TopicMeta{t})
+		return nil, moved, err
+	}
+	nodes := n.onlineNodes()
+	var moves []string
+	for range t.Config.Partitions * 2 { // bounded: each move lowers the imbalance
+		placement := map[int32][]string{}
+		count := map[string]int{}
+		for _, node := range nodes {
+			count[node] = 0
+		}
+		for p := int32(0); p < t.Config.Partitions; p++ {
+			st, err := partition.NewReader(n.nc, t.Name, p, false).StreamInfo(ctx)
+			if err != nil {
+				return moves, 0, err
+			}
+			placement[p] = st.Replicas
+			for _, r := range st.Replicas {
+				count[r]++
+			}
+		}
+		from, to := "", ""
+		for node, c := range count {
+			if from == "" || c > count[from] || c == count[from] && node < from {
+				from = node
+			}
+			if to == "" || c < count[to] || c == count[to] && node < to {
+				to = node
+			}
+		}
+		if count[from]-count[to] <= 1 {
+			break
+		}
+		// A partition on from but not on to, preferring one from does not lead.
+		var pick int32 = -1
+		for p := int32(0); p < t.Config.Partitions; p++ {
+			rs := placement[p]
+			if slices.Contains(rs, from) && !slices.Contains(rs, to) {
+				pick = p
+				if len(rs) > 0 && rs[0] != from {
+					break
+				}
+			}
+		}
+		if pick < 0 {
+			break
+		}
+		stream := semantics.StreamName(t.Name, pick)
+		if err := n.removePeer(ctx, stream, from); err != nil {
+			return moves, 0, err
+		}
+		dest, err := n.waitReplaced(ctx, t.Name, pick, from, t.Config.Replicas, placement[pick])
+		if err != nil {
+			return moves, 0, err
+		}
+		moves = append(moves, fmt.Sprintf("%s: %s → %s", semantics.PartitionString(t.Name, pick), from, dest))
+		n.log.Info("partition replica moved", "topic", t.Name, "partition", pick, "from", from, "to", dest)
+	}
+	moved, err := n.BalanceLeaders(ctx, []semantics.TopicMeta{t})
+	return moves, moved, err
+}
+
+func (n *Node) removePeer(ctx context.Context, stream, peer string) error {
+	body, _ := json.Marshal(map[string]string{"peer": peer})
+	resp, err := n.nc.RequestWithContext(ctx, "$JS.API.STREAM.PEER.REMOVE."+stream, body)
+	if err != nil {
+		return err
+	}
+	var out struct {
+		Error *struct {
+			Description string `json:"description"`
+		} `json:"error"`
+	}
+	if err := json.Unmarshal(resp.Data, &out); err != nil {
+		return err
+	}
+	if out.Error != nil {
+		return fmt.Errorf("move %s off %s: %s", stream, peer, out.Error.Description)
+	}
+	return nil
+}
+
+// waitReplaced waits until partition p has its replicas again without peer, and
+// returns the node that took its place.
+func (n *Node) waitReplaced(ctx context.Context, topic string, p int32, peer string, replicas int, old []string) (string, error) {
+	r := partition.NewReader(n.nc, topic, p, false)
+	for {
+		st, err := r.StreamInfo(ctx)
+		if err == nil && len(st.Replicas) == replicas && !slices.Contains(st.Replicas, peer) && st.Leader != "" {
+			for _, node := range st.Replicas {
+				if !slices.Contains(old, node) {
+					return node, nil
+				}
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return "", fmt.Errorf("partition %s: no new replica in place of %s: %w", semantics.PartitionString(topic, p), peer, ctx.Err())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// onlineNodes lists the cluster's JetStream nodes that are up.
+func (n *Node) onlineNodes() []string {
+	info, err := n.ns.Jsz(&natsserver.JSzOptions{})
+	if err != nil || info.Meta == nil {
+		return []string{n.cfg.Name}
+	}
+	var out []string
+	if info.Meta.Leader != "" {
+		out = append(out, info.Meta.Leader)
+	}
+	for _, r := range info.Meta.Replicas {
+		if !r.Offline && !slices.Contains(out, r.Name) {
+			out = append(out, r.Name)
+		}
+	}
+	return out
+}

@@ -28,6 +28,7 @@ func (a *app) topicCommand() *cli.Command {
 			a.topicDescribeCommand(),
 			a.topicDeleteCommand(),
 			a.topicAddPartitionsCommand(),
+			a.topicRebalanceCommand(),
 			a.produceCommand(),
 			a.consumeCommand(),
 		},
@@ -392,4 +393,38 @@ func plural(n int, noun string) string {
 		return "1 " + noun
 	}
 	return strconv.Itoa(n) + " " + noun + "s"
+}
+
+func (a *app) topicRebalanceCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "rebalance",
+		Usage:     "spread a topic's partition replicas and leaders over the cluster's nodes",
+		ArgsUsage: "NAME",
+		Description: "Moves replicas of a replicated topic's partitions from the nodes holding the\n" +
+			"most onto the nodes holding the fewest (a node added to the cluster holds none),\n" +
+			"one at a time, each after the new replica has the data; then moves partition\n" +
+			"leaderships so that no node leads more than its share.",
+		Action: a.topicRebalance,
+	}
+}
+
+func (a *app) topicRebalance(c *cli.Context) error {
+	name, err := oneArg(c, "topic NAME")
+	if err != nil {
+		return err
+	}
+	cl, err := a.connect(c)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	res, err := cl.Admin().RebalanceTopic(c.Context, name)
+	for _, m := range res.Moves {
+		fmt.Fprintf(a.stdout, "moved replica %s\n", m)
+	}
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(a.stdout, "rebalanced topic %s: %d replica(s) and %d leadership(s) moved\n", name, len(res.Moves), res.LeadersMoved)
+	return nil
 }
