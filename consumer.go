@@ -557,28 +557,80 @@ func (pc *partConsumer) halt() {
 	}
 }
 
-// fetch reads pc's stream from seq and hands decoded records to Poll.
+// fetch reads pc's stream from seq and hands decoded records to Poll. When the read
+// breaks (a leader moved, a node died, the connection failed over), it starts again
+// after the last record it handed over, with backoff; only a partition that no longer
+// exists, or a batch that cannot be decoded, ends it with an error for Poll.
 func (c *Consumer) fetch(ctx context.Context, pc *partConsumer, gen uint64, from int64, seq uint64, done chan struct{}) {
 	defer close(done)
-	send := func(ch chunk) bool {
+	backoff := 50 * time.Millisecond
+	for {
+		next, fatal, err := c.fetchOnce(ctx, pc, gen, from, seq)
+		if ctx.Err() != nil {
+			return
+		}
+		if fatal {
+			select {
+			case c.out <- chunk{pc: pc, gen: gen, err: fmt.Errorf("read %s: %w", pc.tp, err)}:
+			case <-ctx.Done():
+			}
+			return
+		}
+		if next > from {
+			from, backoff = next, 50*time.Millisecond
+		}
+		c.c.log.Debug("partition read restarting", "topic", pc.tp.Topic, "partition", pc.tp.Partition, "offset", from, "err", err)
 		select {
-		case c.out <- ch:
-			return true
 		case <-ctx.Done():
-			return false
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 2*time.Second)
+		s, found, lerr := c.locate(ctx, pc, from)
+		switch {
+		case errors.Is(lerr, semantics.ErrUnknownTopic):
+			select {
+			case c.out <- chunk{pc: pc, gen: gen, err: fmt.Errorf("read %s: %w", pc.tp, lerr)}:
+			case <-ctx.Done():
+			}
+			return
+		case lerr == nil && found:
+			seq = s
 		}
 	}
-	fail := func(err error) {
-		send(chunk{pc: pc, gen: gen, err: fmt.Errorf("read %s: %w", pc.tp, err)})
+}
+
+// fetchQuiet is how long a partition read may go without records before it checks
+// whether the partition has more than it delivered.
+const fetchQuiet = 3 * time.Second
+
+// locate finds the stream sequence to read offset from.
+func (c *Consumer) locate(ctx context.Context, pc *partConsumer, offset int64) (uint64, bool, error) {
+	offs, err := pc.reader.ReadOffsets(ctx, nil)
+	if err != nil {
+		return 0, false, err
 	}
+	if offs.Msgs == 0 || offset >= offs.HighWatermark {
+		return offs.LastSeq + 1, true, nil
+	}
+	seq, found, err := semantics.FindOffset(ctx, pc.reader, offs.FirstSeq, offs.LastSeq, offset)
+	if err != nil {
+		return 0, false, err
+	}
+	if !found {
+		seq = offs.FirstSeq
+	}
+	return seq, true, nil
+}
+
+// fetchOnce reads with one ordered consumer until it fails; it returns the offset
+// after the last record handed to Poll, and whether the failure is final.
+func (c *Consumer) fetchOnce(ctx context.Context, pc *partConsumer, gen uint64, from int64, seq uint64) (int64, bool, error) {
 	cons, err := c.c.js.OrderedConsumer(ctx, pc.reader.Stream, jetstream.OrderedConsumerConfig{
 		DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: max(seq, 1),
 	})
 	if err != nil {
-		if ctx.Err() == nil {
-			fail(err)
-		}
-		return
+		return from, errors.Is(err, jetstream.ErrStreamNotFound), err
 	}
 	c.mu.Lock()
 	share := c.cfg.fetchMaxBytes / max(1, len(c.parts))
@@ -586,22 +638,28 @@ func (c *Consumer) fetch(ctx context.Context, pc *partConsumer, gen uint64, from
 	share = max(share, int(pc.meta.Config.MaxMessageBytes)+64<<10)
 	it, err := cons.Messages(jetstream.PullMaxBytes(share))
 	if err != nil {
-		fail(err)
-		return
+		return from, false, err
 	}
 	defer it.Stop()
 	for {
-		msg, err := it.Next(jetstream.NextContext(ctx))
-		if err != nil {
-			if ctx.Err() == nil {
-				fail(err)
+		// A watchdog: after a quiet spell, a partition with records beyond what this
+		// read handed over is stalled (it has been seen after failovers), so restart.
+		nctx, cancel := context.WithTimeout(ctx, fetchQuiet)
+		msg, err := it.Next(jetstream.NextContext(nctx))
+		cancel()
+		if err != nil && ctx.Err() == nil && nctx.Err() != nil {
+			offs, oerr := pc.reader.ReadOffsets(ctx, nil)
+			if oerr == nil && offs.HighWatermark <= from {
+				continue // nothing new: keep waiting
 			}
-			return
+			return from, false, fmt.Errorf("no records for %v while the partition has more", fetchQuiet)
+		}
+		if err != nil {
+			return from, errors.Is(err, jetstream.ErrStreamNotFound), err
 		}
 		recs, err := semantics.DecodeRecords(nil, msg.Data(), pc.tp.Topic, pc.tp.Partition)
 		if err != nil {
-			fail(err)
-			return
+			return from, true, err
 		}
 		i := 0
 		for i < len(recs) && recs[i].Offset < from {
@@ -610,9 +668,11 @@ func (c *Consumer) fetch(ctx context.Context, pc *partConsumer, gen uint64, from
 		if i == len(recs) {
 			continue
 		}
-		from = 0
-		if !send(chunk{pc: pc, gen: gen, recs: recs[i:]}) {
-			return
+		select {
+		case c.out <- chunk{pc: pc, gen: gen, recs: recs[i:]}:
+			from = recs[len(recs)-1].Offset + 1
+		case <-ctx.Done():
+			return from, false, ctx.Err()
 		}
 	}
 }

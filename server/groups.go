@@ -142,8 +142,17 @@ type (
 // maxGroupWait bounds how long a join or sync may block on the coordinator.
 const maxGroupWait = 10 * time.Minute
 
+// quickGroupWait bounds the other group requests (commit, fetch, heartbeat, admin):
+// their store requests can be lost while a leader changes, and a handler must not
+// hang on one, nor keep the node from stopping.
+const quickGroupWait = 10 * time.Second
+
 func (s *groupService) serve(coord *groups.Coordinator, m *nats.Msg) {
-	ctx, cancel := context.WithTimeout(context.Background(), maxGroupWait)
+	wait := quickGroupWait
+	if m.Subject == semantics.GroupJoin || m.Subject == semantics.GroupSync {
+		wait = maxGroupWait
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
 	var resp groupResponse
 	err := s.handle(ctx, coord, m, &resp)

@@ -215,7 +215,9 @@ func (n *Node) startServices(ctx context.Context) error {
 		return err
 	}
 	n.writers = newWriterManager(n, meta)
-	if err := n.writers.start(ctx); err != nil {
+	// The topics watch needs the topics bucket's leader, which may be changing
+	// while another node is down: retry as for the buckets.
+	if err := retryClustered(ctx, n, func() error { return n.writers.start(ctx) }); err != nil {
 		return err
 	}
 	n.admin = newAdmin(n, meta)

@@ -16,6 +16,14 @@ import (
 	"github.com/qxd-io/qxd/semantics"
 )
 
+// requestTimeout bounds one JetStream API request: a request sent to a node that is
+// dying can be lost without a "no responders" answer.
+const requestTimeout = 5 * time.Second
+
+func bounded(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, requestTimeout)
+}
+
 // Msg is one stored message.
 type Msg struct {
 	Seq     uint64
@@ -77,6 +85,8 @@ func (r *Reader) get(ctx context.Context, mreq msgGetRequest) (Msg, error) {
 	if r.Direct {
 		return r.getDirect(ctx, req)
 	}
+	ctx, cancel := bounded(ctx)
+	defer cancel()
 	resp, err := r.nc.RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET."+r.Stream, req)
 	if err != nil {
 		return Msg{}, r.wrap(err)
@@ -112,6 +122,8 @@ func (r *Reader) get(ctx context.Context, mreq msgGetRequest) (Msg, error) {
 }
 
 func (r *Reader) getDirect(ctx context.Context, req []byte) (Msg, error) {
+	ctx, cancel := bounded(ctx)
+	defer cancel()
 	resp, err := r.nc.RequestWithContext(ctx, "$JS.API.DIRECT.GET."+r.Stream, req)
 	if err != nil {
 		return Msg{}, r.wrap(err)
@@ -190,6 +202,8 @@ type StreamState struct {
 
 // StreamInfo reads the stream's state from its leader.
 func (r *Reader) StreamInfo(ctx context.Context) (StreamState, error) {
+	ctx, cancel := bounded(ctx)
+	defer cancel()
 	resp, err := r.nc.RequestWithContext(ctx, "$JS.API.STREAM.INFO."+r.Stream, nil)
 	if err != nil {
 		return StreamState{}, r.wrap(err)
