@@ -40,3 +40,7 @@ fuzz seconds="30":
 lint:
     test -z "$(gofmt -l .)"
     go vet ./...
+
+# Randomized node kills, pauses and partitions for a while (QXD_CHAOS_DURATION, default 2m); prints a summary.
+chaos duration="2m":
+    QXD_CHAOS_DURATION={{duration}} go test -tags chaos -run TestChaos -v -timeout 60m ./cmd/qxd/

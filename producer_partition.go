@@ -265,14 +265,23 @@ func retriable(err error) bool {
 
 // sortOut decides the fate of every batch in flight once all have answers: stored
 // ones complete, transient failures are resent with the same sequence numbers, and
-// a batch that failed for good fails its records. After such a batch the writer
-// still expects its sequence numbers, so every later batch is resent under a new
-// producer id. Called with mu held.
+// a batch that failed for good fails its records. After a batch the writer refused,
+// the writer still expects its sequence numbers, so every later batch is resent
+// under a new producer id; after one whose outcome is unknown (delivery timeout),
+// the later batches in flight fail too, as they may be stored. Called with mu held.
 func (pp *partProducer) sortOut(completed []*batch) (done, failed, retry []*batch) {
-	reset := false
+	reset, unknown := false, false
 	for _, b := range pp.inflight {
 		switch {
-		case reset:
+		case unknown && b.err != nil && !errors.Is(b.err, semantics.ErrDuplicateSequence):
+			// After a batch whose outcome is unknown, the batches sent behind it may
+			// be stored too: resending them under a new producer id could store them
+			// twice, so they fail with it (Kafka does the same when it bumps the
+			// epoch after a timeout).
+			b.err = semantics.Errorf(semantics.ErrTimeout,
+				"partition %s: a batch before this one timed out; this one may or may not be stored", pp.name)
+			failed = append(failed, b)
+		case reset && !unknown:
 			retry = append(retry, b)
 		case b.err == nil || errors.Is(b.err, semantics.ErrDuplicateSequence):
 			completed = append(completed, b)
@@ -282,6 +291,9 @@ func (pp *partProducer) sortOut(completed []*batch) (done, failed, retry []*batc
 			failed = append(failed, b)
 			if pp.pid >= 0 {
 				reset = true
+				// A writer's refusal means not stored; anything else (a timeout, no
+				// node answering) leaves the outcome unknown.
+				unknown = retriable(b.err)
 			}
 		}
 	}

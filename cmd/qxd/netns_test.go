@@ -1,0 +1,386 @@
+//go:build chaos
+
+// This test is behind the chaos build tag (run it with `just chaos` or
+// `go test -tags chaos -run TestNetnsPartition ./cmd/qxd/`) because it currently
+// fails intermittently: when the node cut off leads a partition, a batch can end up
+// stored twice with a gap in the partition's offsets after the heal (the new
+// leader's writer takes over while an append of the old term is still uncommitted).
+// It is kept so that the bug stays visible until it is fixed.
+
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	mrand "math/rand/v2"
+	"os"
+	"os/exec"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/qxd-io/qxd"
+)
+
+// netnsLab is a small network made of Linux network namespaces for one test, so that
+// a node can be cut off from the others while the test still reaches it:
+//
+//   - one namespace per node (qxdtN-<id>) and a hub namespace (qxdth-<id>) holding a
+//     bridge;
+//   - a cluster link per node: a veth pair from the node's namespace into the hub's
+//     bridge, 10.77.R.(128+N)/25 on the node's end. Nodes route to each other over
+//     it (port 6222). Taking the hub's end down cuts the node off from its peers.
+//   - a client link per node: a veth pair from the node's namespace into the test's
+//     own namespace, 10.77.R.(4N+1)/30 on the test's end and 10.77.R.(4N+2)/30 on the
+//     node's (port 4222). The test's clients use it, so a node cut off from its peers
+//     stays reachable, as it would be for clients in its own network segment.
+//
+// R is picked at random among the 10.77.x.0/24 networks the test's namespace does not
+// use. Only addresses inside the lab are assigned and only lab addresses are used;
+// t.Cleanup deletes the namespaces and links, also when the test fails.
+type netnsLab struct {
+	t      *testing.T
+	id     string
+	octet  int
+	nodes  []string // node namespaces
+	hub    string
+	client []string // the test-side ends of the client links
+}
+
+// run runs "ip args..." and returns its combined output.
+func ipCmd(args ...string) (string, error) {
+	out, err := exec.Command("ip", args...).CombinedOutput()
+	if err != nil {
+		return string(out), fmt.Errorf("ip %s: %v: %s", strings.Join(args, " "), err, strings.TrimSpace(string(out)))
+	}
+	return string(out), nil
+}
+
+// newNetnsLab builds the lab for n nodes, or skips the test (with the reason) where
+// network namespaces cannot be made: not root, no ip tool, or "ip netns add" refused.
+func newNetnsLab(t *testing.T, n int) *netnsLab {
+	t.Helper()
+	l, why := tryNetnsLab(t, n)
+	if l == nil {
+		t.Skip(why)
+	}
+	return l
+}
+
+// tryNetnsLab builds the lab for n nodes, or returns nil and why it cannot.
+func tryNetnsLab(t *testing.T, n int) (*netnsLab, string) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		return nil, "network namespace tests need root (ip netns add); run as root to partition nodes"
+	}
+	if _, err := exec.LookPath("ip"); err != nil {
+		return nil, "network namespace tests need the ip tool (iproute2), which is not on PATH"
+	}
+	sweepStaleLabs(t)
+	b := make([]byte, 3)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	l := &netnsLab{t: t, id: hex.EncodeToString(b)}
+	l.hub = "qxdth-" + l.id
+	if _, err := ipCmd("netns", "add", l.hub); err != nil {
+		return nil, fmt.Sprintf("cannot make network namespaces here (%v); the partition test needs them", err)
+	}
+	t.Cleanup(l.destroy)
+
+	// A 10.77.x.0/24 network this namespace has no address or route in.
+	used, err := ipCmd("-4", "route", "show", "table", "all")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addrs, err := ipCmd("-4", "addr", "show")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range mrand.Perm(250) {
+		prefix := fmt.Sprintf("10.77.%d.", o+1)
+		if !strings.Contains(used, prefix) && !strings.Contains(addrs, prefix) && !strings.Contains(used, "10.77.0.0/16") && !strings.Contains(used, "10.0.0.0/8") {
+			l.octet = o + 1
+			break
+		}
+	}
+	if l.octet == 0 {
+		return nil, "no free 10.77.x.0/24 network for the lab: every one is in use here"
+	}
+
+	must := func(args ...string) {
+		t.Helper()
+		if _, err := ipCmd(args...); err != nil {
+			t.Fatalf("build the network lab: %v", err)
+		}
+	}
+	must("-n", l.hub, "link", "add", "br0", "type", "bridge")
+	must("-n", l.hub, "link", "set", "br0", "up")
+	for i := range n {
+		ns := fmt.Sprintf("qxdt%d-%s", i+1, l.id)
+		if _, err := ipCmd("netns", "add", ns); err != nil {
+			t.Fatalf("build the network lab: %v", err)
+		}
+		l.nodes = append(l.nodes, ns)
+		must("-n", ns, "link", "set", "lo", "up")
+
+		// Cluster link: node ↔ hub bridge.
+		hubEnd := fmt.Sprintf("h%d", i+1)
+		must("-n", l.hub, "link", "add", hubEnd, "type", "veth", "peer", "name", "cs", "netns", ns)
+		must("-n", l.hub, "link", "set", hubEnd, "master", "br0")
+		must("-n", l.hub, "link", "set", hubEnd, "up")
+		must("-n", ns, "addr", "add", l.clusterIP(i)+"/25", "dev", "cs")
+		must("-n", ns, "link", "set", "cs", "up")
+
+		// Client link: node ↔ the test's namespace.
+		rootEnd := fmt.Sprintf("qx%sc%d", l.id, i+1)
+		must("link", "add", rootEnd, "type", "veth", "peer", "name", "cl", "netns", ns)
+		l.client = append(l.client, rootEnd)
+		must("addr", "add", fmt.Sprintf("10.77.%d.%d/30", l.octet, 4*(i+1)+1), "dev", rootEnd)
+		must("link", "set", rootEnd, "up")
+		must("-n", ns, "addr", "add", l.clientIP(i)+"/30", "dev", "cl")
+		must("-n", ns, "link", "set", "cl", "up")
+	}
+	return l, ""
+}
+
+// labName matches the namespaces a lab makes.
+var labName = regexp.MustCompile(`^qxdt[0-9h]-[0-9a-f]{6}$`)
+
+// sweepStaleLabs deletes the namespaces of labs whose test died without cleaning up
+// (killed by a timeout, say): lab namespaces older than 15 minutes with no process in
+// them. Their links go with them.
+func sweepStaleLabs(t *testing.T) {
+	out, err := ipCmd("netns", "list")
+	if err != nil {
+		return
+	}
+	for _, line := range strings.Split(out, "\n") {
+		fields := strings.Fields(line)
+		if len(fields) == 0 || !labName.MatchString(fields[0]) {
+			continue
+		}
+		ns := fields[0]
+		fi, err := os.Stat("/var/run/netns/" + ns)
+		if err != nil || time.Since(fi.ModTime()) < 15*time.Minute {
+			continue
+		}
+		if pids, err := ipCmd("netns", "pids", ns); err != nil || strings.TrimSpace(pids) != "" {
+			continue
+		}
+		if _, err := ipCmd("netns", "del", ns); err == nil {
+			t.Logf("deleted the stale lab namespace %s", ns)
+		}
+	}
+}
+
+// clientIP is node i's address on its client link.
+func (l *netnsLab) clientIP(i int) string { return fmt.Sprintf("10.77.%d.%d", l.octet, 4*(i+1)+2) }
+
+// clusterIP is node i's address on the cluster bridge.
+func (l *netnsLab) clusterIP(i int) string { return fmt.Sprintf("10.77.%d.%d", l.octet, 128+i+1) }
+
+// destroy deletes every link and namespace of the lab. Node processes must be gone
+// first (their cleanup runs before this one), or a namespace outlives its name.
+func (l *netnsLab) destroy() {
+	for _, dev := range l.client {
+		_, _ = ipCmd("link", "del", dev)
+	}
+	for _, ns := range append(l.nodes, l.hub) {
+		if out, err := ipCmd("netns", "del", ns); err != nil {
+			l.t.Logf("clean up: %v %s", err, out)
+		}
+	}
+}
+
+// layout places node i in its namespace, clients on its client link and routes on
+// its cluster link.
+func (l *netnsLab) layout() clusterLayout {
+	var cl clusterLayout
+	for i, ns := range l.nodes {
+		cl.netns = append(cl.netns, ns)
+		cl.client = append(cl.client, l.clientIP(i)+":4222")
+		cl.cluster = append(cl.cluster, l.clusterIP(i)+":6222")
+	}
+	return cl
+}
+
+// cut takes node i's cluster link down at the hub: the node keeps running and its
+// clients reach it, but it cannot reach its peers, nor they it.
+func (l *netnsLab) cut(i int) error {
+	_, err := ipCmd("-n", l.hub, "link", "set", fmt.Sprintf("h%d", i+1), "down")
+	return err
+}
+
+// heal brings node i's cluster link back.
+func (l *netnsLab) heal(i int) error {
+	_, err := ipCmd("-n", l.hub, "link", "set", fmt.Sprintf("h%d", i+1), "up")
+	return err
+}
+
+// TestNetnsPartition runs three nodes in their own network namespaces and cuts node 3
+// off from the other two for about ten seconds while producers run: a producer that
+// can reach only node 3 (the minority) must get no acknowledgement, a producer on
+// nodes 1 and 2 (the majority) must keep working, with no produce call stalled for
+// longer than a leader election and a retry take, and after the link heals and node 3
+// catches up, every acknowledged record is stored exactly once and no record twice
+// (invariants 1 and 2 of DESIGN.md across a network partition).
+func TestNetnsPartition(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds a network of namespaces and starts three qxd processes; skipped with -short")
+	}
+	began := time.Now()
+	lab := newNetnsLab(t, 3)
+	bin := buildQxd(t)
+	cl := startProcCluster(t, bin, lab.layout())
+	t.Logf("3 nodes ready in namespaces %v after %v", lab.nodes, time.Since(began).Round(time.Millisecond))
+	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Second)
+	defer cancel()
+
+	const topic = "netns-part"
+	c := connect(t, cl.urls())
+	if _, err := c.Admin().CreateTopic(ctx, topic, qxd.TopicConfig{Partitions: 6, Replicas: 3}); err != nil {
+		t.Fatalf("create topic: %v", err)
+	}
+	n1, n2, n3 := cl.nodes[0], cl.nodes[1], cl.nodes[2]
+	only := []nats.Option{nats.IgnoreDiscoveredServers(), nats.DontRandomize()}
+	newProducer := func(c *qxd.Client, opts ...qxd.ProducerOption) *qxd.Producer {
+		p, err := c.NewProducer(append([]qxd.ProducerOption{qxd.Linger(time.Millisecond)}, opts...)...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+
+	// The majority producer reaches only nodes 1 and 2.
+	ledA := newLedger()
+	prodA := runProducer(ctx, newProducer(connect(t, n1.url()+","+n2.url(), only...), qxd.DeliveryTimeout(30*time.Second)),
+		topic, "a", ledA, 40*time.Second)
+	// The minority producer reaches only node 3. It stores one record before the cut,
+	// so that it knows the topic.
+	minority := connect(t, n3.url(), append(only, nats.Timeout(2*time.Second))...)
+	prodB := newProducer(minority, qxd.DeliveryTimeout(3*time.Second), qxd.RequestTimeout(time.Second))
+	ledB := newLedger()
+	warm := &qxd.Record{Topic: topic, Key: []byte("w-k0"), Value: []byte("w-000000000")}
+	if err := prodB.ProduceSync(ctx, warm); err != nil {
+		t.Fatalf("the minority producer's first record, before the cut: %v", err)
+	}
+	ledB.acked[string(warm.Value)] = position{warm.Partition, warm.Offset}
+	// A third producer may use every node but is connected to n3 (listed first, not
+	// shuffled): it shows what a client of the cut-off node sees.
+	ledC := newLedger()
+	prodC := runProducer(ctx, newProducer(connect(t, n3.url()+","+n1.url()+","+n2.url(), nats.DontRandomize()), qxd.DeliveryTimeout(30*time.Second)),
+		topic, "c", ledC, 40*time.Second)
+	time.Sleep(2 * time.Second)
+
+	if d, err := c.Admin().DescribeTopic(ctx, topic); err == nil {
+		var led3 []int32
+		for _, p := range d.Partitions {
+			if p.Leader == "n3" {
+				led3 = append(led3, p.Partition)
+			}
+		}
+		t.Logf("n3 leads partitions %v before the cut", led3)
+	}
+	ackedA := ledA.ackedCount()
+	if err := lab.cut(2); err != nil {
+		t.Fatal(err)
+	}
+	cutAt := time.Now()
+	t.Logf("cut n3 off from n1 and n2 after %d majority records were acknowledged", ackedA)
+	// Replies in flight at the cut may still arrive; give them a moment.
+	time.Sleep(300 * time.Millisecond)
+
+	minorityProd := runProducer(ctx, prodB, topic, "b", ledB, 5*time.Second)
+	time.Sleep(10 * time.Second)
+	minorityProd.halt()
+	ledB.mu.Lock()
+	bAcked, bProduced, bFailed, bErr := len(ledB.acked)-1, ledB.produced, ledB.failed, ledB.lastErr
+	ledB.mu.Unlock()
+	t.Logf("minority producer (n3 only): %d records produced, %d acknowledged, %d failed (last error: %v)", bProduced, bAcked, bFailed, bErr)
+	if bAcked > 0 {
+		t.Errorf("the minority node acknowledged %d records while cut off from a quorum", bAcked)
+	}
+	if bFailed == 0 {
+		t.Errorf("no minority record failed: the minority producer was not exercised (last error: %v)", bErr)
+	}
+	duringA := ledA.ackedCount() - ackedA
+	t.Logf("majority producer (n1, n2): %d records acknowledged during the cut", duringA)
+	if duringA == 0 {
+		t.Errorf("the majority producer got no acknowledgement during the %v cut", time.Since(cutAt).Round(time.Second))
+	}
+
+	if err := lab.heal(2); err != nil {
+		t.Fatal(err)
+	}
+	healedAt := time.Now()
+	t.Logf("healed n3's link after %v", healedAt.Sub(cutAt).Round(time.Millisecond))
+	time.Sleep(3 * time.Second)
+	prodA.halt()
+	prodC.halt()
+
+	// A leader election (JetStream's RAFT: up to about 9s) plus one request timeout
+	// (5s) and a margin for a slow machine.
+	const maxFailover = 25 * time.Second
+	cutStall, _ := ledA.longestSince(cutAt)
+	cutText, healText := ledA.stallText(cutAt), ledA.stallText(healedAt)
+	ledA.mu.Lock()
+	t.Logf("majority producer: %d acknowledged in all, %d failed (last error %v); longest produce call after the cut: %s; after the heal: %s",
+		len(ledA.acked), ledA.failed, ledA.lastErr, cutText, healText)
+	if ledA.failed > 0 {
+		t.Errorf("%d majority records failed although n1 and n2 kept a quorum; last error: %v", ledA.failed, ledA.lastErr)
+	}
+	ledA.mu.Unlock()
+	if cutStall > maxFailover {
+		t.Errorf("a majority produce call took %v (more than %v) although n1 and n2 kept a quorum", cutStall.Round(time.Millisecond), maxFailover)
+	}
+	ledC.mu.Lock()
+	cFailed := ledC.failed
+	ledC.mu.Unlock()
+	t.Logf("producer on every node but connected to n3: %d acknowledged, %d failed; longest produce call after the cut: %s",
+		ledC.ackedCount(), cFailed, ledC.stallText(cutAt))
+
+	sctx, scancel := context.WithTimeout(ctx, 45*time.Second)
+	defer scancel()
+	if err := waitInSync(sctx, c, 3); err != nil {
+		t.Errorf("n3 did not catch up within 45s of the heal: %v", err)
+	} else {
+		t.Logf("n3 caught up %v after the heal", time.Since(healedAt).Round(time.Millisecond))
+	}
+
+	rctx, rcancel := context.WithTimeout(ctx, 30*time.Second)
+	defer rcancel()
+	log, err := readLog(rctx, c, topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	acked := map[string]position{}
+	for _, l := range []*ledger{ledA, ledB, ledC} {
+		l.mu.Lock()
+		for v, p := range l.acked {
+			acked[v] = p
+		}
+		l.mu.Unlock()
+	}
+	rep := checkLog(log, acked)
+	minorityStored := 0
+	for _, recs := range log {
+		for _, r := range recs {
+			if strings.HasPrefix(r.value, "b-") {
+				minorityStored++
+			}
+		}
+	}
+	t.Logf("log: %d records stored, %d never acknowledged (%d of them from the minority producer), %d duplicates, %d acknowledged records lost",
+		rep.stored, rep.unacked, minorityStored, rep.duplicates, len(rep.lost))
+	rep.report(t)
+	if t.Failed() {
+		dumpAnomalies(t, log, 5)
+	}
+	t.Logf("test took %v", time.Since(began).Round(time.Millisecond))
+}
