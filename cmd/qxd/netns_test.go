@@ -1,7 +1,8 @@
 //go:build chaos
 
-// This test is behind the chaos build tag (run it with `just chaos` or
-// `go test -tags chaos -run TestNetnsPartition ./cmd/qxd/`) because it currently
+// This test is behind the chaos build tag (run it with
+// `go test -tags chaos -run TestNetnsPartition -v ./cmd/qxd/`; `just chaos` runs
+// TestChaos, which uses this file's network lab) because it currently
 // fails intermittently: when the node cut off leads a partition, a batch can end up
 // stored twice with a gap in the partition's offsets after the heal (the new
 // leader's writer takes over while an append of the old term is still uncommitted).
