@@ -24,9 +24,14 @@ func (n *Node) stepDown(ctx context.Context, stream, prefer string) error {
 	if prefer != "" {
 		body, _ = json.Marshal(map[string]any{"placement": map[string]string{"preferred": prefer}})
 	}
-	resp, err := n.nc.RequestWithContext(ctx, "$JS.API.STREAM.LEADER.STEPDOWN."+stream, body)
+	return n.jsAPI(ctx, "$JS.API.STREAM.LEADER.STEPDOWN."+stream, body, "step down "+stream)
+}
+
+// jsAPI sends a JetStream API request that answers with at most an error.
+func (n *Node) jsAPI(ctx context.Context, subject string, body []byte, what string) error {
+	resp, err := n.nc.RequestWithContext(ctx, subject, body)
 	if err != nil {
-		return err
+		return fmt.Errorf("%s: %w", what, err)
 	}
 	var out struct {
 		Error *struct {
@@ -34,10 +39,10 @@ func (n *Node) stepDown(ctx context.Context, stream, prefer string) error {
 		} `json:"error"`
 	}
 	if err := json.Unmarshal(resp.Data, &out); err != nil {
-		return err
+		return fmt.Errorf("%s: %w", what, err)
 	}
 	if out.Error != nil {
-		return fmt.Errorf("step down %s: %s", stream, out.Error.Description)
+		return fmt.Errorf("%s: %s", what, out.Error.Description)
 	}
 	return nil
 }
@@ -222,22 +227,7 @@ func (n *Node) RebalanceTopic(ctx context.Context, t semantics.TopicMeta) ([]str
 
 func (n *Node) removePeer(ctx context.Context, stream, peer string) error {
 	body, _ := json.Marshal(map[string]string{"peer": peer})
-	resp, err := n.nc.RequestWithContext(ctx, "$JS.API.STREAM.PEER.REMOVE."+stream, body)
-	if err != nil {
-		return err
-	}
-	var out struct {
-		Error *struct {
-			Description string `json:"description"`
-		} `json:"error"`
-	}
-	if err := json.Unmarshal(resp.Data, &out); err != nil {
-		return err
-	}
-	if out.Error != nil {
-		return fmt.Errorf("move %s off %s: %s", stream, peer, out.Error.Description)
-	}
-	return nil
+	return n.jsAPI(ctx, "$JS.API.STREAM.PEER.REMOVE."+stream, body, "move "+stream+" off "+peer)
 }
 
 // waitReplaced waits until partition p has its replicas again without peer, and
