@@ -356,6 +356,7 @@ func (c *Consumer) deliver(out []Record) ([]Record, error) {
 		}
 		c.parts = map[TopicPartition]*partConsumer{}
 		c.leftover = nil
+		m.leaseLost = true // the member must rejoin to read again
 		return nil, nil
 	}
 	kept := out[:0]

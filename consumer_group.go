@@ -143,6 +143,7 @@ type member struct {
 	assigned   []TopicPartition
 	leaseEnd   time.Time // records may be delivered until then
 	stable     bool      // has an assignment of the current generation
+	leaseLost  bool      // Poll dropped the partitions because the lease ran out
 	fatal      error
 	committed  map[TopicPartition]int64
 
@@ -417,8 +418,15 @@ func (m *member) heartbeat(ctx context.Context) error {
 		switch {
 		case err == nil:
 			c.mu.Lock()
+			lost := m.leaseLost
 			m.leaseEnd = m.lease(sent)
 			c.mu.Unlock()
+			if lost {
+				// Poll dropped the partitions when the lease ran out (the
+				// coordinator was unreachable for that long): rejoin to get them back.
+				m.revoke(ctx, false)
+				return nil
+			}
 		case errors.Is(err, semantics.ErrRebalanceInProgress):
 			m.revoke(ctx, true)
 			return nil
@@ -462,6 +470,7 @@ func (m *member) revokeFinal(ctx context.Context, commit, closing bool) {
 	}
 	c.mu.Lock()
 	m.stable = false
+	m.leaseLost = false
 	m.assigned = nil
 	m.leaseEnd = time.Time{}
 	c.replaceLocked(nil)

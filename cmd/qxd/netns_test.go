@@ -331,7 +331,7 @@ func TestNetnsPartition(t *testing.T) {
 	cutStall, _ := ledA.longestSince(cutAt)
 	cutText, healText := ledA.stallText(cutAt), ledA.stallText(healedAt)
 	ledA.mu.Lock()
-	t.Logf("majority producer: %d acknowledged in all, %d failed (last error %v); longest produce call after the cut: %s; after the heal: %s",
+	t.Logf("majority producer: %d acknowledged in all, %d failed (last error %v); longest produce call from the cut on: %s; from the heal on: %s",
 		len(ledA.acked), ledA.failed, ledA.lastErr, cutText, healText)
 	if ledA.failed > 0 {
 		t.Errorf("%d majority records failed although n1 and n2 kept a quorum; last error: %v", ledA.failed, ledA.lastErr)
@@ -343,7 +343,7 @@ func TestNetnsPartition(t *testing.T) {
 	ledC.mu.Lock()
 	cFailed := ledC.failed
 	ledC.mu.Unlock()
-	t.Logf("producer on every node but connected to n3: %d acknowledged, %d failed; longest produce call after the cut: %s",
+	t.Logf("producer on every node but connected to n3: %d acknowledged, %d failed; longest produce call from the cut on: %s",
 		ledC.ackedCount(), cFailed, ledC.stallText(cutAt))
 
 	sctx, scancel := context.WithTimeout(ctx, 45*time.Second)

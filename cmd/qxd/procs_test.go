@@ -442,7 +442,8 @@ type stallRec struct {
 	took time.Duration
 }
 
-// stallText describes the longest produce call that began at or after from.
+// stallText describes the longest produce call still running at or begun after
+// from.
 func (l *ledger) stallText(from time.Time) string {
 	d, at := l.longestSince(from)
 	if d == 0 {
@@ -451,14 +452,15 @@ func (l *ledger) stallText(from time.Time) string {
 	return fmt.Sprintf("%v, begun %v after it", d.Round(time.Millisecond), at.Sub(from).Round(time.Millisecond))
 }
 
-// longestSince returns the longest produce call that began at or after from.
+// longestSince returns the longest produce call still running at or begun after
+// from, and when it began.
 func (l *ledger) longestSince(from time.Time) (time.Duration, time.Time) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	var d time.Duration
 	var at time.Time
 	for _, s := range l.stalls {
-		if !s.at.Before(from) && s.took > d {
+		if s.at.Add(s.took).After(from) && s.took > d {
 			d, at = s.took, s.at
 		}
 	}
