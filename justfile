@@ -44,3 +44,8 @@ lint:
 # Randomized node kills, pauses and partitions for a while (QXD_CHAOS_DURATION, default 2m); prints a summary.
 chaos duration="2m":
     QXD_CHAOS_DURATION={{duration}} go test -tags chaos -run TestChaos -v -timeout 60m ./cmd/qxd/
+
+# The fault tests with real processes: SIGKILL of a partition leader, a network
+# partition in network namespaces (root), leader moves under load.
+faults:
+    go test -tags chaos -run 'TestProcessClusterSIGKILL|TestNetnsPartition|TestLeaderMovesUnderLoad' -v -timeout 30m ./cmd/qxd/

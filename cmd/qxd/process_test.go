@@ -1,3 +1,9 @@
+//go:build chaos
+
+// Behind the chaos build tag (just faults) while the failures it can still hit — a
+// writer that takes over answering "out of order sequence" until the delivery
+// timeout — are open; see docs/architecture.md.
+
 package main
 
 import (
