@@ -329,7 +329,7 @@ func TestOffsetsSurviveRetention(t *testing.T) {
 		t.Fatal(err)
 	}
 	c, _ := qxd.Connect(ctx, n.ClientURL())
-	qxdtest.CreateTopic(t, c, "short", qxd.TopicConfig{Retention: 2 * time.Second})
+	qxdtest.CreateTopic(t, c, "short", qxd.TopicConfig{Retention: 3 * time.Second})
 	p, _ := c.NewProducer()
 	if err := p.ProduceSync(ctx, &qxd.Record{Topic: "short", Value: []byte("a")}, &qxd.Record{Topic: "short", Value: []byte("b")}); err != nil {
 		t.Fatal(err)

@@ -190,7 +190,7 @@ func (a *admin) createTopic(ctx context.Context, name string, cfg semantics.Topi
 	// Creating: make every partition's stream, then mark the topic ready. A retry after
 	// a failure lands here too and finishes the job.
 	for p := int32(0); p < t.Config.Partitions; p++ {
-		if _, err := a.n.js.CreateOrUpdateStream(ctx, streamConfig(t, p)); err != nil {
+		if err := a.createStream(ctx, streamConfig(t, p)); err != nil {
 			return t, semantics.Errorf(semantics.ErrTopicNotReady,
 				"topic %q: create partition %d: %v; the topic is half-created: retry the create to finish it", name, p, err)
 		}
@@ -343,4 +343,23 @@ func (a *admin) rebalance(ctx context.Context, name string) semantics.RebalanceR
 		moves = []string{}
 	}
 	return semantics.RebalanceResponse{Error: semantics.NewAPIError(err), Moves: moves, LeadersMoved: leaders}
+}
+
+// createStream creates (or updates) a partition stream. Right after a cluster forms,
+// or while a node rejoins, JetStream can refuse placement because it has not yet seen
+// every peer online: that is retried for a while.
+func (a *admin) createStream(ctx context.Context, cfg jetstream.StreamConfig) error {
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		_, err := a.n.js.CreateOrUpdateStream(ctx, cfg)
+		var apiErr *jetstream.APIError
+		if err == nil || !errors.As(err, &apiErr) || apiErr.ErrorCode != 10005 /* no suitable peers for placement */ || time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
 }

@@ -237,7 +237,9 @@ func (w *writer) load(ctx context.Context) error {
 	w.pending = map[uint64]*pendingAppend{}
 	w.broken = false
 	w.acked = semantics.Checkpoint{Seq: st.LastSeq, Next: next}
-	w.dirty = true
+	// Nothing new to record: the log holds this state. The first append after the
+	// load is then checkpointed within checkpointSoon.
+	w.dirty = false
 	return nil
 }
 
