@@ -259,15 +259,3 @@ func (f *sdkFailoverFrontDoor) ReadLog(ctx context.Context, topic string) (map[i
 	}
 	return out, nil
 }
-
-func TestLeaderKilledUnderLoad(t *testing.T) {
-	t.Parallel()
-	fd := newFailoverFrontDoor(t)
-	conformance.RunFailover(t, fd, "LeaderKilledUnderLoad")
-}
-
-func TestRollingRestart(t *testing.T) {
-	t.Parallel()
-	fd := newFailoverFrontDoor(t)
-	conformance.RunFailover(t, fd, "RollingRestart")
-}
