@@ -7,7 +7,11 @@ package qxd_test
 // admin and produce requests for minutes) and is being investigated; see
 // docs/architecture.md.
 
-import "testing"
+import (
+	"testing"
+
+	"github.com/qxd-io/qxd/internal/conformance"
+)
 
 func TestLeaderKilledUnderLoad(t *testing.T) {
 	t.Parallel()

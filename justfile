@@ -49,3 +49,4 @@ chaos duration="2m":
 # partition in network namespaces (root), leader moves under load.
 faults:
     go test -tags chaos -run 'TestProcessClusterSIGKILL|TestNetnsPartition|TestLeaderMovesUnderLoad' -v -timeout 30m ./cmd/qxd/
+    go test -tags chaos -run 'TestLeaderKilledUnderLoad|TestRollingRestart' -v -timeout 30m .
