@@ -36,6 +36,24 @@ type batch struct {
 
 var builderPool = sync.Pool{New: func() any { return new(semantics.BatchBuilder) }}
 
+// batchBufs holds the buffers built batches were encoded into, for the next batch:
+// a batch's bytes are copied into the connection when sent, and kept only for a
+// resend until the batch completes.
+var batchBufs sync.Pool
+
+func getBatchBuf() []byte {
+	if p, ok := batchBufs.Get().(*[]byte); ok {
+		return (*p)[:0]
+	}
+	return nil
+}
+
+func putBatchBuf(b []byte) {
+	if cap(b) > 0 {
+		batchBufs.Put(&b)
+	}
+}
+
 // partProducer collects and sends one partition's batches. Appenders fill the open
 // batch; one sender goroutine seals, builds, sends and retries batches in order.
 type partProducer struct {
@@ -54,6 +72,8 @@ type partProducer struct {
 	hadBatch bool
 	running  bool
 	notify   chan struct{}
+	// lastBytes is the size of the last sealed batch, to size the next one's buffer.
+	lastBytes int
 
 	// Owned by the sender goroutine.
 	pid      int64
@@ -98,6 +118,9 @@ func (pp *partProducer) append(pr pendingRecord) {
 	if pp.open == nil {
 		pp.open = &batch{part: pp, b: builderPool.Get().(*semantics.BatchBuilder), created: time.Now()}
 		pp.open.b.Reset()
+		// A builder fresh from the pool (emptied by a collection) would otherwise grow
+		// by doubling; the last batch's size is a good guess for this one.
+		pp.open.b.Grow(min(pp.lastBytes, pp.maxBytes))
 		pp.opened = pp.open.created
 	}
 	pp.open.b.Append(pr.r)
@@ -115,6 +138,7 @@ func (pp *partProducer) append(pr pendingRecord) {
 }
 
 func (pp *partProducer) sealLocked() {
+	pp.lastBytes = pp.open.b.Size()
 	pp.queue = append(pp.queue, pp.open)
 	pp.open = nil
 	pp.hadBatch = true
@@ -271,6 +295,7 @@ func retriable(err error) bool {
 // the later batches in flight fail too, as they may be stored. Called with mu held.
 func (pp *partProducer) sortOut(completed []*batch) (done, failed, retry []*batch) {
 	reset, unknown := false, false
+	restampFrom := -1 // retry[restampFrom:] are sent after the refused batch
 	for _, b := range pp.inflight {
 		switch {
 		case unknown && b.err != nil && !errors.Is(b.err, semantics.ErrDuplicateSequence):
@@ -289,8 +314,9 @@ func (pp *partProducer) sortOut(completed []*batch) (done, failed, retry []*batc
 			retry = append(retry, b)
 		default:
 			failed = append(failed, b)
-			if pp.pid >= 0 {
+			if pp.pid >= 0 && !reset {
 				reset = true
+				restampFrom = len(retry)
 				// A writer's refusal means not stored; anything else (a timeout, no
 				// node answering) leaves the outcome unknown.
 				unknown = retriable(b.err)
@@ -298,8 +324,11 @@ func (pp *partProducer) sortOut(completed []*batch) (done, failed, retry []*batc
 		}
 	}
 	if reset {
+		// Batches before the refused one keep their identity: the writer still
+		// expects their sequence numbers, and a resend of one that was stored after
+		// all is recognised as a duplicate. Only the later ones move to a new id.
 		pp.pid, pp.epoch, pp.seq = newProducerID(), 0, 0
-		for _, b := range retry {
+		for _, b := range retry[restampFrom:] {
 			pp.stamp(b)
 		}
 		for _, b := range pp.queue {
@@ -334,7 +363,7 @@ func (pp *partProducer) send(b *batch) bool {
 			pp.seq = nextSeq(pp.seq, int32(len(b.recs)))
 			pi = semantics.ProducerInfo{ID: pp.pid, Epoch: pp.epoch, BaseSequence: b.seq}
 		}
-		data, err := b.b.Build(nil, pi, cfg.compression)
+		data, err := b.b.Build(getBatchBuf(), pi, cfg.compression)
 		builderPool.Put(b.b)
 		b.b = nil
 		if err != nil {
@@ -367,6 +396,14 @@ func (pp *partProducer) complete(b *batch, err error) {
 	if b.b != nil {
 		builderPool.Put(b.b)
 		b.b = nil
+	}
+	putBatchBuf(b.data)
+	b.data = nil
+	if errors.Is(err, semantics.ErrDuplicateSequence) {
+		// The writer has stored this batch before (a resend after a lost answer) but
+		// no longer remembers where: stored, offset unknown, as Kafka's producer
+		// treats DUPLICATE_SEQUENCE_NUMBER.
+		err, b.base = nil, -1
 	}
 	for i, pr := range b.recs {
 		if err == nil && b.base >= 0 {

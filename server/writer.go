@@ -2,6 +2,8 @@ package server
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -20,9 +22,20 @@ import (
 
 // The partition writer is Kafka's leader append path: it runs on the node that leads
 // the partition's stream, takes record batches from producers, gives them dense
-// offsets, checks idempotent producer sequences and appends them to the stream with
-// Nats-Expected-Last-Sequence, several in flight, so that a writer that lost the
-// stream (or anything else that wrote to it) is fenced instead of forking offsets.
+// offsets, checks idempotent producer sequences and appends them to the stream,
+// several in flight, fenced so that a writer whose view of the log is stale (it lost
+// leadership, or another writer appended) cannot fork offsets:
+//
+//   - the first append after the writer loads its state carries
+//     Nats-Expected-Last-Sequence, the last sequence it loaded;
+//   - every append carries a Nats-Msg-Id unique to this writer, and every later one
+//     Nats-Expected-Last-Msg-Id, the id of the append before it.
+//
+// Expected-Last-Sequence alone fences only the first append of a pipeline: if it
+// fails, the next one (expecting one more) can match the real log and land at
+// offsets computed from a stale state. With the id chain, an append lands only right
+// behind its predecessor, so once one fails every later one of the pipeline fails too,
+// and the writer reloads from the log.
 
 const (
 	// ackTimeout is how long an append may wait for JetStream's ack before the writer
@@ -38,6 +51,9 @@ const (
 	// recentBatches is how many batches per producer are remembered with their offsets,
 	// enough for Kafka's five in-flight requests per partition.
 	recentBatches = 5
+	// recheckTimeout bounds the look at the log a writer takes before refusing a
+	// producer's sequence as out of order.
+	recheckTimeout = 2 * time.Second
 )
 
 type writer struct {
@@ -58,6 +74,8 @@ type writer struct {
 	idle      *sync.Cond // signalled when pending empties
 	next      int64      // offset for the next record
 	lastSeq   uint64     // stream sequence of the last append sent
+	chain     string     // prefix of this load's message ids, unique per load
+	lastMsgID string     // message id of the last append sent; "" right after a load
 	nextID    uint64
 	pending   map[uint64]*pendingAppend
 	broken    bool // an append failed: reload from the log before the next one
@@ -118,7 +136,9 @@ func (w *writer) start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	w.sub, err = w.n.nc.Subscribe(semantics.WriterSubject(w.topic, w.p), w.onProduce)
+	// A queue subscription: while leadership moves, the old and the new writer may
+	// both listen for a moment, and each request must reach only one of them.
+	w.sub, err = w.n.nc.QueueSubscribe(semantics.WriterSubject(w.topic, w.p), "writer", w.onProduce)
 	if err != nil {
 		w.ackSub.Unsubscribe()
 		return err
@@ -151,7 +171,15 @@ func (w *writer) stop(ctx context.Context) {
 	w.closed = true
 	w.mu.Unlock()
 	if w.sub != nil {
-		w.sub.Unsubscribe()
+		// Drain rather than unsubscribe: the requests already queued are answered
+		// (NOT_LEADER, retry) instead of left to time out, so producers move to the
+		// partition's new writer at once.
+		if err := w.sub.Drain(); err != nil {
+			w.sub.Unsubscribe()
+		}
+		for w.sub.IsValid() && ctx.Err() == nil {
+			time.Sleep(2 * time.Millisecond)
+		}
 	}
 	waited := make(chan struct{})
 	go func() {
@@ -233,6 +261,8 @@ func (w *writer) load(ctx context.Context) error {
 	defer w.mu.Unlock()
 	w.next = next
 	w.lastSeq = st.LastSeq
+	w.chain = newChainID()
+	w.lastMsgID = ""
 	w.producers = producers
 	w.pending = map[uint64]*pendingAppend{}
 	w.broken = false
@@ -307,6 +337,43 @@ func (w *writer) onProduce(m *nats.Msg) {
 
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	rechecked := false
+	for {
+		if !w.readyLocked(m.Reply) {
+			return
+		}
+		ps, rb, rest, verdict := w.admitLocked(m.Reply, h, cfg, parts)
+		if verdict == admitOutOfOrder && !rechecked {
+			// The producer is ahead of what this writer knows. That happens when
+			// another writer appended just before this one took over: look at the
+			// log before refusing, and reload if it moved.
+			rechecked = true
+			if w.logMovedLocked() {
+				w.broken = true
+			}
+			continue
+		}
+		switch verdict {
+		case admitDuplicate:
+			w.replyErr(m.Reply, semantics.Errorf(semantics.ErrDuplicateSequence,
+				"partition %s: producer %d sequence %d is already stored", w.name(), h.ProducerID, h.BaseSequence))
+			return
+		case admitOutOfOrder:
+			w.replyErr(m.Reply, semantics.Errorf(semantics.ErrOutOfOrderSequence,
+				"partition %s: producer %d sent sequence %d, expected %d", w.name(), h.ProducerID, h.BaseSequence, addSeq(ps.lastSeq, 1)))
+			return
+		case admitAnswered:
+			return
+		}
+		w.appendLocked(m.Reply, h, ps, rb, rest)
+		return
+	}
+}
+
+// readyLocked reloads the writer's state if an append failed, and reports whether the
+// writer can take a request; if not, it has answered it. Called with mu held; it
+// releases mu while it reloads.
+func (w *writer) readyLocked(reply string) bool {
 	for w.broken && !w.closed {
 		if len(w.pending) > 0 {
 			w.idle.Wait()
@@ -318,100 +385,145 @@ func (w *writer) onProduce(m *nats.Msg) {
 		cancel()
 		w.mu.Lock()
 		if err != nil {
-			w.replyErr(m.Reply, semantics.Errorf(semantics.ErrUnavailable, "partition %s: reload after a failed append: %v", w.name(), err))
-			return
+			w.replyErr(reply, semantics.Errorf(semantics.ErrUnavailable, "partition %s: reload after a failed append: %v", w.name(), err))
+			return false
 		}
 		w.log.Info("writer reloaded from the log", "offset", w.next)
 	}
 	if w.closed {
-		w.replyErr(m.Reply, semantics.Errorf(semantics.ErrNotLeader, "partition %s: writer is stopping; retry", w.name()))
-		return
+		w.replyErr(reply, semantics.Errorf(semantics.ErrNotLeader, "partition %s: writer is stopping; retry", w.name()))
+		return false
 	}
+	return true
+}
 
-	var ps *producerState
-	var rb *recentBatch
-	if h.ProducerID >= 0 {
-		last := addSeq(h.BaseSequence, h.NumRecords-1)
-		ps = w.producers[h.ProducerID]
-		switch {
-		case ps == nil || h.ProducerEpoch > ps.epoch:
-			ps = &producerState{epoch: h.ProducerEpoch}
-			w.producers[h.ProducerID] = ps
-		case h.ProducerEpoch < ps.epoch:
-			w.replyErr(m.Reply, semantics.Errorf(semantics.ErrInvalidProducerEpoch,
-				"partition %s: producer %d epoch %d is older than epoch %d", w.name(), h.ProducerID, h.ProducerEpoch, ps.epoch))
-			return
-		default:
-			for _, r := range ps.recent {
-				if r.baseSeq == h.BaseSequence && r.lastSeq == last {
-					if r.pending {
-						w.replyErr(m.Reply, semantics.Errorf(semantics.ErrUnavailable, "partition %s: batch is still being stored; retry", w.name()))
-					} else {
-						w.reply(m.Reply, semantics.ProduceReply{BaseOffset: r.baseOffset})
-					}
-					return
+// logMovedLocked waits for the appends in flight and reports whether the stream's
+// last sequence differs from the writer's: someone else appended. Called with mu
+// held; it releases mu while it asks.
+func (w *writer) logMovedLocked() bool {
+	for len(w.pending) > 0 && !w.broken && !w.closed {
+		w.idle.Wait()
+	}
+	if w.broken || w.closed {
+		return false
+	}
+	last := w.lastSeq
+	w.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), recheckTimeout)
+	st, err := w.reader.StreamInfo(ctx)
+	cancel()
+	w.mu.Lock()
+	return err == nil && w.lastSeq == last && st.LastSeq != last
+}
+
+type admitVerdict int
+
+const (
+	admitAppend     admitVerdict = iota // append the batch
+	admitAnswered                       // a resend of a batch in the recent window: answered
+	admitDuplicate                      // stored before, outside the recent window
+	admitOutOfOrder                     // the producer's sequence is ahead of the expected one
+)
+
+// admitLocked checks an idempotent producer's epoch and sequence and, when the batch is
+// to be appended, records it as the producer's latest. It returns the parts still to
+// append: a compacted batch whose first records are stored appends only the rest.
+// Called with mu held.
+func (w *writer) admitLocked(reply string, h semantics.BatchHeader, cfg *semantics.TopicConfig, parts []part) (*producerState, *recentBatch, []part, admitVerdict) {
+	if h.ProducerID < 0 {
+		return nil, nil, parts, admitAppend
+	}
+	last := addSeq(h.BaseSequence, h.NumRecords-1)
+	ps := w.producers[h.ProducerID]
+	switch {
+	case ps == nil || h.ProducerEpoch > ps.epoch:
+		ps = &producerState{epoch: h.ProducerEpoch}
+		w.producers[h.ProducerID] = ps
+	case h.ProducerEpoch < ps.epoch:
+		w.replyErr(reply, semantics.Errorf(semantics.ErrInvalidProducerEpoch,
+			"partition %s: producer %d epoch %d is older than epoch %d", w.name(), h.ProducerID, h.ProducerEpoch, ps.epoch))
+		return ps, nil, nil, admitAnswered
+	default:
+		for _, r := range ps.recent {
+			if r.baseSeq == h.BaseSequence && r.lastSeq == last {
+				if r.pending {
+					w.replyErr(reply, semantics.Errorf(semantics.ErrUnavailable, "partition %s: batch is still being stored; retry", w.name()))
+				} else {
+					w.reply(reply, semantics.ProduceReply{BaseOffset: r.baseOffset})
 				}
-			}
-			if want := addSeq(ps.lastSeq, 1); h.BaseSequence != want {
-				if seqBehind(h.BaseSequence, want) {
-					if !cfg.Compact || !seqBehind(last, want) {
-						// A resend of a batch that is stored: Kafka's DUPLICATE_SEQUENCE_NUMBER.
-						if !cfg.Compact {
-							w.replyErr(m.Reply, semantics.Errorf(semantics.ErrDuplicateSequence,
-								"partition %s: producer %d sequence %d is already stored", w.name(), h.ProducerID, h.BaseSequence))
-							return
-						}
-						// A compacted batch whose first records are stored: append the rest.
-						skip := int(int64(want) - int64(h.BaseSequence))
-						if skip < 0 {
-							skip += math.MaxInt32 + 1
-						}
-						if skip < len(parts) {
-							parts = parts[skip:]
-							break
-						}
-					}
-					w.replyErr(m.Reply, semantics.Errorf(semantics.ErrDuplicateSequence,
-						"partition %s: producer %d sequence %d is already stored", w.name(), h.ProducerID, h.BaseSequence))
-					return
-				}
-				w.replyErr(m.Reply, semantics.Errorf(semantics.ErrOutOfOrderSequence,
-					"partition %s: producer %d sent sequence %d, expected %d", w.name(), h.ProducerID, h.BaseSequence, want))
-				return
+				return ps, nil, nil, admitAnswered
 			}
 		}
-		ps.lastSeq = last
-		ps.seen = time.Now()
-		rb = &recentBatch{baseSeq: h.BaseSequence, lastSeq: last, pending: true}
-		ps.remember(rb)
+		want := addSeq(ps.lastSeq, 1)
+		if h.BaseSequence != want {
+			if !seqBehind(h.BaseSequence, want) {
+				return ps, nil, nil, admitOutOfOrder
+			}
+			if !cfg.Compact || !seqBehind(last, want) {
+				// A resend of a batch that is stored: Kafka's DUPLICATE_SEQUENCE_NUMBER.
+				return ps, nil, nil, admitDuplicate
+			}
+			// A compacted batch whose first records are stored: append the rest.
+			skip := int(int64(want) - int64(h.BaseSequence))
+			if skip < 0 {
+				skip += math.MaxInt32 + 1
+			}
+			if skip >= len(parts) {
+				return ps, nil, nil, admitDuplicate
+			}
+			parts = parts[skip:]
+		}
 	}
+	ps.lastSeq = last
+	ps.seen = time.Now()
+	rb := &recentBatch{baseSeq: h.BaseSequence, lastSeq: last, pending: true}
+	ps.remember(rb)
+	return ps, rb, parts, admitAppend
+}
 
+// appendLocked gives parts their offsets and sends them to the stream, chained behind
+// the previous append. Called with mu held.
+func (w *writer) appendLocked(reply string, h semantics.BatchHeader, ps *producerState, rb *recentBatch, parts []part) {
 	id := w.nextID
 	w.nextID++
-	pa := &pendingAppend{reply: m.Reply, base: w.next, parts: len(parts), sent: time.Now(), pid: h.ProducerID, rb: rb}
+	pa := &pendingAppend{reply: reply, base: w.next, parts: len(parts), sent: time.Now(), pid: h.ProducerID, rb: rb}
 	if rb != nil {
 		rb.baseOffset = w.next
 	}
 	ackTo := w.ackPrefix + strconv.FormatUint(id, 10)
 	for _, pt := range parts {
 		semantics.SetBaseOffset(pt.data, w.next)
+		msgID := w.chain + strconv.FormatUint(w.lastSeq+1, 36)
 		msg := &nats.Msg{Subject: pt.subject, Reply: ackTo, Data: pt.data, Header: nats.Header{}}
-		msg.Header["Nats-Expected-Last-Sequence"] = []string{strconv.FormatUint(w.lastSeq, 10)}
+		msg.Header["Nats-Msg-Id"] = []string{msgID}
+		if w.lastMsgID == "" {
+			msg.Header["Nats-Expected-Last-Sequence"] = []string{strconv.FormatUint(w.lastSeq, 10)}
+		} else {
+			msg.Header["Nats-Expected-Last-Msg-Id"] = []string{w.lastMsgID}
+		}
 		if pt.ttl > 0 {
 			msg.Header["Nats-TTL"] = []string{strconv.FormatInt(int64(pt.ttl/time.Second), 10) + "s"}
 		}
 		if err := w.n.nc.PublishMsg(msg); err != nil {
 			w.broken = true
 			w.failPending(semantics.Errorf(semantics.ErrUnavailable, "partition %s: append: %v", w.name(), err))
-			w.replyErr(m.Reply, semantics.Errorf(semantics.ErrUnavailable, "partition %s: append: %v", w.name(), err))
+			w.replyErr(reply, semantics.Errorf(semantics.ErrUnavailable, "partition %s: append: %v", w.name(), err))
 			return
 		}
+		w.lastMsgID = msgID
 		w.lastSeq++
 		w.next += pt.records
 		pa.count += pt.records
 	}
 	pa.lastSeq = w.lastSeq
 	w.pending[id] = pa
+}
+
+// newChainID returns a prefix for a writer's message ids, unique per load.
+func newChainID() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:]) + "-"
 }
 
 type part struct {

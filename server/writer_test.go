@@ -167,3 +167,114 @@ func TestWriterRejectsOversizedBatch(t *testing.T) {
 	}
 
 }
+
+// TestWriterPipelineFencedAfterStaleView sends several produce requests back to back
+// right after a batch was appended behind the writer's back. The first append of the
+// pipeline is refused by Nats-Expected-Last-Sequence; the ones sent behind it expect
+// one sequence more each and would match the real log, so only the message-id chain
+// keeps them from landing at offsets computed from the stale state.
+func TestWriterPipelineFencedAfterStaleView(t *testing.T) {
+	t.Parallel()
+	n := qxdtest.StartNode(t)
+	c := qxdtest.Connect(t, n)
+	ctx := qxdtest.Context(t, 30*time.Second)
+	qxdtest.CreateTopic(t, c, "chain", qxd.TopicConfig{})
+	nc := c.Conn()
+
+	if off, err := produceRaw(t, nc, "chain", 0, buildBatch(t, semantics.NoProducer, "a")); err != nil || off != 0 {
+		t.Fatalf("first append: %d %v", off, err)
+	}
+	foreign := buildBatch(t, semantics.NoProducer, "b")
+	semantics.SetBaseOffset(foreign, 1)
+	js, _ := nc.JetStream()
+	if _, err := js.Publish(semantics.BatchSubject("chain", 0), foreign); err != nil {
+		t.Fatal(err)
+	}
+	const pipelined = 6
+	inbox := nats.NewInbox()
+	replies, err := nc.SubscribeSync(inbox)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < pipelined; i++ {
+		if err := nc.PublishRequest(semantics.WriterSubject("chain", 0), inbox, buildBatch(t, semantics.NoProducer, "p")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stored := 0
+	for i := 0; i < pipelined; i++ {
+		m, err := replies.NextMsg(10 * time.Second)
+		if err != nil {
+			t.Fatalf("reply %d: %v", i, err)
+		}
+		r, err := semantics.ParseProduceReply(m.Data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Err() == nil {
+			stored++
+		} else if !semantics.IsRetriable(r.Err()) {
+			t.Fatalf("reply %d: %v (want success or a retriable error)", i, r.Err())
+		}
+	}
+	want := 2 + stored
+	cons := c.NewConsumer()
+	defer cons.Close()
+	if err := cons.Assign(ctx, qxd.Assignment{Topic: "chain", Offset: qxd.AtStart()}); err != nil {
+		t.Fatal(err)
+	}
+	var offs []int64
+	for len(offs) < want {
+		recs, err := cons.Poll(ctx)
+		if err != nil {
+			t.Fatalf("read %d of %d records: %v", len(offs), want, err)
+		}
+		for _, r := range recs {
+			offs = append(offs, r.Offset)
+		}
+	}
+	for i, o := range offs {
+		if o != int64(i) {
+			t.Fatalf("offsets %v are not dense from 0: a stale append landed", offs)
+		}
+	}
+	st, err := js.StreamInfo(semantics.StreamName("chain", 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.State.Msgs != uint64(want) {
+		t.Fatalf("stream holds %d batches, want %d (1 + foreign + %d acknowledged)", st.State.Msgs, want, stored)
+	}
+}
+
+// TestWriterRechecksLogBeforeOutOfOrder stores an idempotent producer's next batch
+// behind the writer's back, as the partition's previous writer does in its last
+// moments. The producer's following batch is ahead of what the writer knows; the
+// writer must look at the log and take it, not refuse it as out of order.
+func TestWriterRechecksLogBeforeOutOfOrder(t *testing.T) {
+	t.Parallel()
+	n := qxdtest.StartNode(t)
+	c := qxdtest.Connect(t, n)
+	qxdtest.CreateTopic(t, c, "recheck", qxd.TopicConfig{})
+	nc := c.Conn()
+
+	pid := int64(77)
+	if off, err := produceRaw(t, nc, "recheck", 0, buildBatch(t, semantics.ProducerInfo{ID: pid, BaseSequence: 0}, "a")); err != nil || off != 0 {
+		t.Fatalf("first append: %d %v", off, err)
+	}
+	foreign := buildBatch(t, semantics.ProducerInfo{ID: pid, BaseSequence: 1}, "b", "c")
+	semantics.SetBaseOffset(foreign, 1)
+	js, _ := nc.JetStream()
+	if _, err := js.Publish(semantics.BatchSubject("recheck", 0), foreign); err != nil {
+		t.Fatal(err)
+	}
+	off, err := produceRaw(t, nc, "recheck", 0, buildBatch(t, semantics.ProducerInfo{ID: pid, BaseSequence: 3}, "d"))
+	if err != nil || off != 3 {
+		t.Fatalf("batch after the one stored by another writer: offset %d err %v, want offset 3", off, err)
+	}
+	// A real gap is still refused.
+	_, err = produceRaw(t, nc, "recheck", 0, buildBatch(t, semantics.ProducerInfo{ID: pid, BaseSequence: 9}, "x"))
+	if !errors.Is(err, semantics.ErrOutOfOrderSequence) {
+		t.Fatalf("sequence gap: err %v, want out of order", err)
+	}
+}

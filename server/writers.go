@@ -109,12 +109,16 @@ func (m *writerManager) forget(ctx context.Context, name string) {
 	m.reconcile(ctx)
 }
 
-// reconcile starts and stops writers to match topics and stream leadership, and the
-// group coordinator to match leadership of the groups bucket.
+// Bounds of one writer's start (load from the log) and stop (appends in flight, last
+// checkpoint) in the reconcile loop, so that one partition whose stream or checkpoint
+// bucket is between leaders cannot hold up the others.
+const (
+	writerStartTimeout = 15 * time.Second
+	writerStopTimeout  = 10 * time.Second
+)
+
+// reconcile starts and stops writers to match topics and stream leadership.
 func (m *writerManager) reconcile(ctx context.Context) {
-	if m.n.groups != nil {
-		m.n.groups.reconcile(ctx)
-	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	want := map[string]bool{}
@@ -134,11 +138,14 @@ func (m *writerManager) reconcile(ctx context.Context) {
 					w.cfg.Store(&cfg)
 					continue
 				}
-				w.stop(ctx)
+				m.stopWriter(ctx, w)
 				delete(m.writers, stream)
 			}
 			w := newWriter(m.n, m.meta, t, p)
-			if err := w.start(ctx); err != nil {
+			sctx, cancel := context.WithTimeout(ctx, writerStartTimeout)
+			err := w.start(sctx)
+			cancel()
+			if err != nil {
 				if !errors.Is(err, context.Canceled) {
 					m.n.log.Warn("writer did not start; will retry", "topic", t.Name, "partition", p, "err", err)
 				}
@@ -149,10 +156,16 @@ func (m *writerManager) reconcile(ctx context.Context) {
 	}
 	for stream, w := range m.writers {
 		if !want[stream] {
-			w.stop(ctx)
+			m.stopWriter(ctx, w)
 			delete(m.writers, stream)
 		}
 	}
+}
+
+func (m *writerManager) stopWriter(ctx context.Context, w *writer) {
+	ctx, cancel := context.WithTimeout(ctx, writerStopTimeout)
+	defer cancel()
+	w.stop(ctx)
 }
 
 // stop stops every writer, letting appends in flight finish within ctx.

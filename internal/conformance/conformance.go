@@ -725,7 +725,13 @@ func underLoad(t *testing.T, fd FailoverFrontDoor, topic string, disrupt func(*t
 	for v, pos := range acked {
 		switch stored[v] {
 		case 0:
-			t.Fatalf("acknowledged record %s (partition %d offset %d) is lost", v, pos.Partition, pos.Offset)
+			var at string
+			if recs := log[pos.Partition]; pos.Offset < int64(len(recs)) {
+				at = fmt.Sprintf("; that offset holds %q (key %s)", recs[pos.Offset].Value, recs[pos.Offset].Key)
+			} else {
+				at = fmt.Sprintf("; the partition holds %d records", len(log[pos.Partition]))
+			}
+			t.Fatalf("acknowledged record %s (partition %d offset %d) is lost%s", v, pos.Partition, pos.Offset, at)
 		case 1:
 		default:
 			t.Fatalf("record %s is stored %d times", v, stored[v])
