@@ -1,0 +1,654 @@
+package semantics
+
+import (
+	"encoding/base64"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+)
+
+// Bridges connect plain NATS subjects and topics. An ingest bridge takes the messages
+// published on a subject pattern into a topic; an egress bridge publishes a topic's
+// records as plain NATS messages on subjects made from a template.
+
+// Bridge kinds.
+const (
+	BridgeIngest = "ingest"
+	BridgeEgress = "egress"
+)
+
+// Egress modes.
+const (
+	// EgressFast publishes each record as soon as it is appended, from the tail of
+	// every partition: at-most-once (records appended while the bridge moves to
+	// another node are not published).
+	EgressFast = "fast"
+	// EgressReliable reads the topic as the consumer group BridgeGroup(name) and
+	// commits after publishing: at-least-once from the committed position, resuming
+	// after node loss.
+	EgressReliable = "reliable"
+)
+
+// Where a new reliable egress bridge starts.
+const (
+	BridgeStartEnd   = "end"
+	BridgeStartStart = "start"
+)
+
+// MaxBridgeNameLen is the longest bridge name.
+const MaxBridgeNameLen = 64
+
+// maxSubjectLen bounds patterns and templates, well under NATS's own limits.
+const maxSubjectLen = 1024
+
+// Headers qxd adds to the NATS messages it makes of records (egress, the SDK's
+// handler adapter) and to the replies an ingest bridge sends request-style publishers.
+const (
+	HeaderTopic     = "Qxd-Topic"
+	HeaderPartition = "Qxd-Partition"
+	HeaderOffset    = "Qxd-Offset"
+	// HeaderKey holds the record's key when it is printable text without line
+	// breaks; otherwise HeaderKeyB64 holds it in standard base64.
+	HeaderKey    = "Qxd-Key"
+	HeaderKeyB64 = "Qxd-Key-B64"
+	// HeaderSubject is the NATS subject an ingest bridge took the record from. It is
+	// stored as a record header.
+	HeaderSubject = "Qxd-Subject"
+	// HeaderError carries the error of a failed ingest, on the reply to a
+	// request-style publisher; HeaderErrorCode its code.
+	HeaderError     = "Qxd-Error"
+	HeaderErrorCode = "Qxd-Error-Code"
+)
+
+// Bridge is a bridge definition as stored in the bridges bucket (key: Name).
+type Bridge struct {
+	Name string `json:"name"`
+	// Kind is BridgeIngest or BridgeEgress.
+	Kind string `json:"kind"`
+	// Topic is the target topic (ingest) or the source topic (egress).
+	Topic string `json:"topic"`
+
+	// From is the subject pattern an ingest bridge subscribes to ('*' and '>'
+	// wildcards).
+	From string `json:"from,omitempty"`
+	// Key says how an ingest bridge takes the record key: see ParseKeySpec. Default
+	// "none".
+	Key string `json:"key,omitempty"`
+	// Headers says which NATS headers an ingest bridge carries over as record
+	// headers: see ParseHeaderFilter. Default "all".
+	Headers string `json:"headers,omitempty"`
+
+	// To is an egress bridge's subject template: see ParseSubjectTemplate.
+	To string `json:"to,omitempty"`
+	// Mode is EgressFast or EgressReliable (default).
+	Mode string `json:"mode,omitempty"`
+	// Start is where a new reliable egress bridge starts: BridgeStartEnd (default,
+	// the records appended after it is created) or BridgeStartStart (every stored
+	// record).
+	Start string `json:"start,omitempty"`
+
+	Created time.Time `json:"created,omitzero"`
+	// Revision is the record's KV revision (not stored).
+	Revision uint64 `json:"-"`
+}
+
+// BridgeGroup is the consumer group a reliable egress bridge reads its topic as.
+func BridgeGroup(name string) string { return "qxd-bridge-" + name }
+
+// BridgeQueue is the NATS queue group an ingest bridge subscribes in, so that a
+// message is taken by one runner even while two briefly overlap during a failover.
+func BridgeQueue(name string) string { return "qxd-bridge-" + name }
+
+// WithDefaults fills the fields left empty with their defaults.
+func (b Bridge) WithDefaults() Bridge {
+	switch b.Kind {
+	case BridgeIngest:
+		if b.Key == "" {
+			b.Key = "none"
+		}
+		if b.Headers == "" {
+			b.Headers = "all"
+		}
+	case BridgeEgress:
+		if b.Mode == "" {
+			b.Mode = EgressReliable
+		}
+		if b.Start == "" && b.Mode == EgressReliable {
+			b.Start = BridgeStartEnd
+		}
+	}
+	return b
+}
+
+// Validate checks a definition (after WithDefaults). Errors wrap ErrInvalidConfig,
+// or ErrInvalidTopic for the topic name, and say what to change.
+func (b Bridge) Validate() error {
+	if err := ValidateBridgeName(b.Name); err != nil {
+		return err
+	}
+	if err := ValidateTopicName(b.Topic); err != nil {
+		return fmt.Errorf("bridge %q: %w", b.Name, err)
+	}
+	bad := func(format string, args ...any) error {
+		return Errorf(ErrInvalidConfig, "bridge %q: "+format, append([]any{b.Name}, args...)...)
+	}
+	switch b.Kind {
+	case BridgeIngest:
+		if b.To != "" || b.Mode != "" || b.Start != "" {
+			return bad("an ingest bridge (--from) takes no --to, --mode or --start: those are for egress bridges (--from-topic)")
+		}
+		p, err := ParseSubjectPattern(b.From)
+		if err != nil {
+			return bad("%v", err)
+		}
+		if err := checkReserved(b.From, "pattern"); err != nil {
+			return bad("%v", err)
+		}
+		k, err := ParseKeySpec(b.Key)
+		if err != nil {
+			return bad("%v", err)
+		}
+		if k.Kind == KeyFromToken && k.Token > len(p.Tokens) {
+			return bad("key token:%d is beyond the pattern %q, which has %d tokens: use token:1 to token:%d",
+				k.Token, b.From, len(p.Tokens), len(p.Tokens))
+		}
+		if _, err := ParseHeaderFilter(b.Headers); err != nil {
+			return bad("%v", err)
+		}
+	case BridgeEgress:
+		if b.From != "" || b.Key != "" || b.Headers != "" {
+			return bad("an egress bridge (--from-topic) takes no --from, --key or --headers: those are for ingest bridges")
+		}
+		t, err := ParseSubjectTemplate(b.To)
+		if err != nil {
+			return bad("%v", err)
+		}
+		if err := checkReserved(t.Pattern(), "template"); err != nil {
+			return bad("%v", err)
+		}
+		switch b.Mode {
+		case EgressFast:
+			if b.Start != "" {
+				return bad("--start applies to reliable bridges only: a fast bridge publishes from the tail")
+			}
+		case EgressReliable:
+			if b.Start != BridgeStartEnd && b.Start != BridgeStartStart {
+				return bad("start %q is not valid: use end or start", b.Start)
+			}
+		default:
+			return bad("mode %q is not valid: use fast (at-most-once) or reliable (at-least-once)", b.Mode)
+		}
+	default:
+		return bad("kind %q is not valid: give --from PATTERN (ingest) or --from-topic TOPIC (egress)", b.Kind)
+	}
+	return nil
+}
+
+// ValidateBridgeName checks a bridge name: 1 to MaxBridgeNameLen characters from
+// [a-zA-Z0-9_-]. The name is a KV key, and part of a consumer group id and a queue
+// group.
+func ValidateBridgeName(name string) error {
+	switch {
+	case name == "":
+		return Errorf(ErrInvalidRequest, "bridge name is empty: give a name of 1 to %d characters from [a-zA-Z0-9_-]", MaxBridgeNameLen)
+	case len(name) > MaxBridgeNameLen:
+		return Errorf(ErrInvalidRequest, "bridge name %.20q… is %d characters long: the limit is %d", name, len(name), MaxBridgeNameLen)
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-' {
+			continue
+		}
+		return Errorf(ErrInvalidRequest, "bridge name %q has the character %q at position %d: use only [a-zA-Z0-9_-]", name, rune(c), i)
+	}
+	return nil
+}
+
+// reserved are the subject spaces a bridge must not touch: qxd's own subjects (topic
+// data, writers, APIs), JetStream's API, the system account and reply inboxes.
+var reserved = []string{"qxd.>", "$JS.>", "$KV.>", "$SYS.>", "_INBOX.>"}
+
+func checkReserved(pattern, what string) error {
+	for _, r := range reserved {
+		if SubjectsOverlap(pattern, r) {
+			return fmt.Errorf("%s %q overlaps %s, which qxd or NATS itself uses (qxd's topics live under qxd.>): choose subjects outside it", what, pattern, r)
+		}
+	}
+	return nil
+}
+
+// SubjectPattern is a parsed NATS subject pattern.
+type SubjectPattern struct {
+	Tokens []string
+}
+
+// ParseSubjectPattern checks a NATS subject pattern: tokens separated by '.', none
+// empty, no spaces or control characters; '*' (one token) and '>' (one or more
+// tokens, last only) only as whole tokens.
+func ParseSubjectPattern(s string) (SubjectPattern, error) {
+	if err := checkSubjectChars(s, "pattern"); err != nil {
+		return SubjectPattern{}, err
+	}
+	toks := strings.Split(s, ".")
+	for i, t := range toks {
+		switch {
+		case t == "":
+			return SubjectPattern{}, fmt.Errorf("pattern %q has an empty token at position %d: tokens are separated by single dots", s, i+1)
+		case t == ">" && i != len(toks)-1:
+			return SubjectPattern{}, fmt.Errorf("pattern %q has '>' at position %d: '>' may only be the last token", s, i+1)
+		case t != "*" && t != ">" && strings.ContainsAny(t, "*>"):
+			return SubjectPattern{}, fmt.Errorf("pattern %q has token %q: '*' and '>' are wildcards only as whole tokens", s, t)
+		}
+	}
+	return SubjectPattern{Tokens: toks}, nil
+}
+
+func (p SubjectPattern) String() string { return strings.Join(p.Tokens, ".") }
+
+// Matches reports whether the literal subject matches the pattern.
+func (p SubjectPattern) Matches(subject string) bool {
+	toks := strings.Split(subject, ".")
+	for i, t := range p.Tokens {
+		switch {
+		case t == ">":
+			return len(toks) > i
+		case i >= len(toks):
+			return false
+		case t != "*" && t != toks[i]:
+			return false
+		}
+	}
+	return len(toks) == len(p.Tokens)
+}
+
+func checkSubjectChars(s, what string) error {
+	switch {
+	case s == "":
+		return fmt.Errorf("%s is empty: give a subject such as orders.*", what)
+	case len(s) > maxSubjectLen:
+		return fmt.Errorf("%s %.40q… is %d bytes long: the limit is %d", what, s, len(s), maxSubjectLen)
+	case !utf8.ValidString(s):
+		return fmt.Errorf("%s %q is not valid UTF-8", what, s)
+	}
+	for i, r := range s {
+		if r <= ' ' || r == 0x7f {
+			return fmt.Errorf("%s %q has a space or control character at byte %d", what, s, i)
+		}
+	}
+	return nil
+}
+
+// SubjectsOverlap reports whether some subject matches both patterns a and b. Both
+// must be valid patterns (ParseSubjectPattern).
+func SubjectsOverlap(a, b string) bool {
+	at, bt := strings.Split(a, "."), strings.Split(b, ".")
+	for i := 0; ; i++ {
+		switch {
+		case i == len(at) && i == len(bt):
+			return true
+		case i == len(at) || i == len(bt):
+			return false
+		case at[i] == ">" || bt[i] == ">":
+			return true
+		case at[i] != "*" && bt[i] != "*" && at[i] != bt[i]:
+			return false
+		}
+	}
+}
+
+// KeyKind is how an ingest bridge takes a record's key from a message.
+type KeyKind int8
+
+const (
+	// KeyFromNone gives records no key: they are spread by the sticky partitioner, as
+	// the SDK does for records without a key.
+	KeyFromNone KeyKind = iota
+	// KeyFromToken takes one token of the subject (1-based position).
+	KeyFromToken
+	// KeyFromHeader takes a header's first value; a message without it has no key.
+	KeyFromHeader
+	// KeyFromSubject takes the whole subject.
+	KeyFromSubject
+)
+
+// KeySpec is a parsed key spec.
+type KeySpec struct {
+	Kind   KeyKind
+	Token  int    // KeyFromToken: 1-based position in the subject
+	Header string // KeyFromHeader: the header's name
+}
+
+// ParseKeySpec reads "token:N" (N from 1), "header:NAME", "subject" or "none".
+func ParseKeySpec(s string) (KeySpec, error) {
+	switch {
+	case s == "none":
+		return KeySpec{Kind: KeyFromNone}, nil
+	case s == "subject":
+		return KeySpec{Kind: KeyFromSubject}, nil
+	case strings.HasPrefix(s, "token:"):
+		v := s[len("token:"):]
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || strconv.Itoa(n) != v {
+			return KeySpec{}, fmt.Errorf("key %q: after token: give the token's position from 1, as in token:2 for the key of orders.<key>", s)
+		}
+		return KeySpec{Kind: KeyFromToken, Token: n}, nil
+	case strings.HasPrefix(s, "header:"):
+		h := s[len("header:"):]
+		if err := checkHeaderName(h); err != nil {
+			return KeySpec{}, fmt.Errorf("key %q: %v", s, err)
+		}
+		return KeySpec{Kind: KeyFromHeader, Header: h}, nil
+	}
+	return KeySpec{}, fmt.Errorf("key %q is not valid: use token:N, header:NAME, subject or none", s)
+}
+
+func (k KeySpec) String() string {
+	switch k.Kind {
+	case KeyFromToken:
+		return "token:" + strconv.Itoa(k.Token)
+	case KeyFromHeader:
+		return "header:" + k.Header
+	case KeyFromSubject:
+		return "subject"
+	}
+	return "none"
+}
+
+// Extract returns the key of a message on subject with headers h (a nats.Header),
+// nil for none. A token position the subject does not have gives nil.
+func (k KeySpec) Extract(subject string, h map[string][]string) []byte {
+	switch k.Kind {
+	case KeyFromSubject:
+		return []byte(subject)
+	case KeyFromToken:
+		rest := subject
+		for i := 1; ; i++ {
+			tok, after, more := strings.Cut(rest, ".")
+			if i == k.Token {
+				return []byte(tok)
+			}
+			if !more {
+				return nil
+			}
+			rest = after
+		}
+	case KeyFromHeader:
+		if v := headerValues(h, k.Header); len(v) > 0 {
+			return []byte(v[0])
+		}
+	}
+	return nil
+}
+
+// headerValues looks a header up exactly, then ignoring case.
+func headerValues(h map[string][]string, name string) []string {
+	if v, ok := h[name]; ok {
+		return v
+	}
+	for k, v := range h {
+		if strings.EqualFold(k, name) {
+			return v
+		}
+	}
+	return nil
+}
+
+func checkHeaderName(h string) error {
+	if h == "" {
+		return fmt.Errorf("header name is empty")
+	}
+	for i := 0; i < len(h); i++ {
+		if c := h[i]; c <= ' ' || c >= 0x7f || c == ':' {
+			return fmt.Errorf("header name %q has the character %q at position %d: use printable ASCII without ':' or spaces", h, rune(c), i)
+		}
+	}
+	return nil
+}
+
+// HeaderFilter says which NATS headers an ingest bridge carries over.
+type HeaderFilter struct {
+	All   bool
+	Names []string // when not All; empty: none
+}
+
+// ParseHeaderFilter reads "all", "none" or a comma-separated list of header names
+// (matched ignoring case).
+func ParseHeaderFilter(s string) (HeaderFilter, error) {
+	switch s {
+	case "all":
+		return HeaderFilter{All: true}, nil
+	case "none":
+		return HeaderFilter{}, nil
+	}
+	var f HeaderFilter
+	for name := range strings.SplitSeq(s, ",") {
+		if err := checkHeaderName(name); err != nil {
+			return HeaderFilter{}, fmt.Errorf("headers %q: %v (give all, none or a comma-separated list of names)", s, err)
+		}
+		f.Names = append(f.Names, name)
+	}
+	return f, nil
+}
+
+// Keep reports whether the filter carries header name over.
+func (f HeaderFilter) Keep(name string) bool {
+	if f.All {
+		return true
+	}
+	for _, n := range f.Names {
+		if strings.EqualFold(n, name) {
+			return true
+		}
+	}
+	return false
+}
+
+func (f HeaderFilter) String() string {
+	switch {
+	case f.All:
+		return "all"
+	case len(f.Names) == 0:
+		return "none"
+	}
+	return strings.Join(f.Names, ",")
+}
+
+// Template placeholders.
+const (
+	placeholderKey       = "key"
+	placeholderPartition = "partition"
+	placeholderOffset    = "offset"
+)
+
+// SubjectTemplate is a parsed egress subject template.
+type SubjectTemplate struct {
+	parts []templatePart
+}
+
+type templatePart struct {
+	lit         string
+	placeholder string // "" for a literal
+}
+
+// ParseSubjectTemplate reads a subject template: a literal NATS subject (no
+// wildcards) in which {key}, {partition} and {offset} stand for the record's key,
+// partition and offset, as in "orders.{key}" or "orders.p{partition}". A
+// placeholder stays within one token. The key is written as KeyToken renders it.
+func ParseSubjectTemplate(s string) (SubjectTemplate, error) {
+	if err := checkSubjectChars(s, "template"); err != nil {
+		return SubjectTemplate{}, err
+	}
+	var t SubjectTemplate
+	rest := s
+	for rest != "" {
+		i := strings.IndexAny(rest, "{}")
+		if i < 0 {
+			t.parts = append(t.parts, templatePart{lit: rest})
+			break
+		}
+		if rest[i] == '}' {
+			return SubjectTemplate{}, fmt.Errorf("template %q has a '}' without '{': placeholders are {key}, {partition} and {offset}", s)
+		}
+		if i > 0 {
+			t.parts = append(t.parts, templatePart{lit: rest[:i]})
+		}
+		j := strings.IndexAny(rest[i+1:], "{}")
+		if j < 0 || rest[i+1+j] != '}' {
+			return SubjectTemplate{}, fmt.Errorf("template %q has an unclosed '{': placeholders are {key}, {partition} and {offset}", s)
+		}
+		name := rest[i+1 : i+1+j]
+		switch name {
+		case placeholderKey, placeholderPartition, placeholderOffset:
+		default:
+			return SubjectTemplate{}, fmt.Errorf("template %q has the unknown placeholder {%s}: use {key}, {partition} or {offset}", s, name)
+		}
+		t.parts = append(t.parts, templatePart{placeholder: name})
+		rest = rest[i+2+j:]
+	}
+	// The shape, with each placeholder as one token's worth of text, must be a
+	// literal subject.
+	shape := t.render("x", "x", "x")
+	toks := strings.Split(shape, ".")
+	for i, tok := range toks {
+		switch {
+		case tok == "":
+			return SubjectTemplate{}, fmt.Errorf("template %q has an empty token at position %d: tokens are separated by single dots", s, i+1)
+		case strings.ContainsAny(tok, "*>"):
+			return SubjectTemplate{}, fmt.Errorf("template %q has a wildcard: egress publishes on literal subjects; use {key}, {partition} or {offset} for the parts that vary", s)
+		}
+	}
+	return t, nil
+}
+
+func (t SubjectTemplate) render(key, partition, offset string) string {
+	var b strings.Builder
+	for _, p := range t.parts {
+		switch p.placeholder {
+		case "":
+			b.WriteString(p.lit)
+		case placeholderKey:
+			b.WriteString(key)
+		case placeholderPartition:
+			b.WriteString(partition)
+		case placeholderOffset:
+			b.WriteString(offset)
+		}
+	}
+	return b.String()
+}
+
+// Subject renders the subject of a record.
+func (t SubjectTemplate) Subject(key []byte, partition int32, offset int64) string {
+	return t.render(KeyToken(key), strconv.Itoa(int(partition)), strconv.FormatInt(offset, 10))
+}
+
+// Pattern is the subject pattern of every subject the template can render: each
+// token holding a placeholder becomes '*'.
+func (t SubjectTemplate) Pattern() string {
+	toks := strings.Split(t.render("{", "{", "{"), ".")
+	for i, tok := range toks {
+		if strings.Contains(tok, "{") {
+			toks[i] = "*"
+		}
+	}
+	return strings.Join(toks, ".")
+}
+
+func (t SubjectTemplate) String() string { return t.render("{key}", "{partition}", "{offset}") }
+
+// KeyToken renders a record key as one subject token. A key that is already a plain
+// token (printable UTF-8 without '.', '*', '>', spaces or control characters, not
+// starting with '=') is used as it is, so a key taken from a subject token comes back
+// unchanged. Any other key, including an empty or missing one, is '=' followed by its
+// unpadded base64url encoding ("=" alone for no key).
+func KeyToken(key []byte) string {
+	if plainToken(key) {
+		return string(key)
+	}
+	return "=" + base64.RawURLEncoding.EncodeToString(key)
+}
+
+func plainToken(key []byte) bool {
+	if len(key) == 0 || key[0] == '=' || !utf8.Valid(key) {
+		return false
+	}
+	for _, r := range string(key) {
+		if r <= ' ' || r == 0x7f || r == '.' || r == '*' || r == '>' {
+			return false
+		}
+	}
+	return true
+}
+
+// HeaderValueSafe reports whether s can be sent as a NATS header value: no line
+// breaks or other control characters except tab.
+func HeaderValueSafe(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < ' ' && c != '\t' || c == 0x7f {
+			return false
+		}
+	}
+	return utf8.ValidString(s)
+}
+
+// HeaderNameSafe reports whether s can be sent as a NATS header name.
+func HeaderNameSafe(s string) bool { return checkHeaderName(s) == nil }
+
+// BridgeStatusSubject is where the runner of bridge name answers status requests
+// (empty body; the answer is a BridgeStatus).
+func BridgeStatusSubject(name string) string { return "qxd.bridge.status." + name }
+
+// BridgeStatus is what a bridge's runner reports.
+type BridgeStatus struct {
+	// Node runs the bridge.
+	Node string `json:"node"`
+	// Since is when it started there.
+	Since time.Time `json:"since"`
+	// Messages counts the messages stored (ingest) or records published (egress)
+	// since then.
+	Messages int64 `json:"messages"`
+	// Failed counts the messages that could not be stored (ingest) since then.
+	Failed int64 `json:"failed"`
+	// LastError is the last failure, if any.
+	LastError string `json:"last_error,omitempty"`
+}
+
+// BridgeRequest names one bridge (describe, delete).
+type BridgeRequest struct {
+	Name string `json:"name"`
+}
+
+// BridgeResponse answers create, delete and describe.
+type BridgeResponse struct {
+	Error  *APIError `json:"error,omitempty"`
+	Bridge *Bridge   `json:"bridge,omitempty"`
+	// Status is the runner's report (describe), nil when no runner answered.
+	Status *BridgeStatus `json:"status,omitempty"`
+}
+
+// Failure returns the response's error, nil on success.
+func (r *BridgeResponse) Failure() error { return r.Error.Err() }
+
+// ListBridgesResponse answers list.
+type ListBridgesResponse struct {
+	Error   *APIError `json:"error,omitempty"`
+	Bridges []Bridge  `json:"bridges"`
+	// Runner is the node that runs the bridges, "" when none is known.
+	Runner string `json:"runner,omitempty"`
+}
+
+// Failure returns the response's error, nil on success.
+func (r *ListBridgesResponse) Failure() error { return r.Error.Err() }
+
+// BridgeAck is an ingest bridge's JSON reply to a request-style publisher, sent once
+// the record is stored (or failed for good). The reply also carries the headers
+// HeaderTopic, HeaderPartition and HeaderOffset, or HeaderError and
+// HeaderErrorCode.
+type BridgeAck struct {
+	Topic     string    `json:"topic"`
+	Partition int32     `json:"partition"`
+	Offset    int64     `json:"offset"`
+	Error     *APIError `json:"error,omitempty"`
+}

@@ -1,0 +1,472 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/qxd-io/qxd"
+	"github.com/qxd-io/qxd/internal/partition"
+	"github.com/qxd-io/qxd/semantics"
+)
+
+// bridgeService keeps the bridge definitions (the qxd_bridges bucket), serves the
+// bridge admin API (on every node, through the admin queue group) and runs every
+// bridge on the node that leads the bucket's stream: one active runner per bridge,
+// taken over by the new leader when leadership moves.
+type bridgeService struct {
+	n      *Node
+	meta   *metadata
+	kv     jetstream.KeyValue
+	stream string
+
+	mu      sync.Mutex
+	defs    map[string]semantics.Bridge
+	runners map[string]*bridgeRunner
+	client  *qxd.Client
+	closed  bool
+
+	kick   chan struct{}
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+func newBridgeService(ctx context.Context, n *Node, replicas int) (*bridgeService, error) {
+	kv, err := openBucket(ctx, n.js, jetstream.KeyValueConfig{
+		Bucket: semantics.BridgesBucket, Description: "qxd bridge definitions", History: 1,
+		Storage: jetstream.FileStorage, Replicas: replicas,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &bridgeService{n: n, kv: kv, stream: "KV_" + semantics.BridgesBucket,
+		defs: map[string]semantics.Bridge{}, runners: map[string]*bridgeRunner{}, kick: make(chan struct{}, 1)}, nil
+}
+
+// start loads the definitions and keeps the runners matching them and leadership.
+func (s *bridgeService) start(meta *metadata) error {
+	s.meta = meta
+	client, err := qxd.NewClient(s.n.nc, qxd.WithName("qxd-bridges"), qxd.WithLogger(s.n.log))
+	if err != nil {
+		return err
+	}
+	s.client = client
+	watch, err := s.kv.WatchAll(context.Background())
+	if err != nil {
+		return fmt.Errorf("watch bridge definitions: %w", err)
+	}
+	for e := range watch.Updates() {
+		if e == nil {
+			break
+		}
+		s.apply(e)
+	}
+	rctx, cancel := context.WithCancel(context.Background())
+	s.cancel = cancel
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		defer watch.Stop()
+		t := time.NewTicker(reconcileEvery)
+		defer t.Stop()
+		s.reconcile(rctx)
+		for {
+			select {
+			case <-rctx.Done():
+				return
+			case e, ok := <-watch.Updates():
+				if !ok {
+					return
+				}
+				if e != nil {
+					s.apply(e)
+				}
+			case <-s.kick:
+			case <-t.C:
+			}
+			s.reconcile(rctx)
+		}
+	}()
+	return nil
+}
+
+func (s *bridgeService) apply(e jetstream.KeyValueEntry) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if e.Operation() != jetstream.KeyValuePut {
+		delete(s.defs, e.Key())
+		return
+	}
+	b, err := decodeBridge(e)
+	if err != nil {
+		s.n.log.Warn("skipping corrupt bridge definition", "bridge", e.Key(), "err", err)
+		return
+	}
+	s.defs[b.Name] = b
+}
+
+func decodeBridge(e jetstream.KeyValueEntry) (semantics.Bridge, error) {
+	var b semantics.Bridge
+	if err := json.Unmarshal(e.Value(), &b); err != nil {
+		return b, fmt.Errorf("bridge definition %q is corrupt: %w", e.Key(), err)
+	}
+	b.Revision = e.Revision()
+	return b, nil
+}
+
+// reconcile starts and stops runners: on the leader of the bridges bucket, one per
+// definition (restarted when its definition changes); elsewhere none.
+func (s *bridgeService) reconcile(ctx context.Context) {
+	leader := s.n.isStreamLeader(s.stream)
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return
+	}
+	var stop []*bridgeRunner
+	for name, r := range s.runners {
+		d, ok := s.defs[name]
+		if leader && ok && d.Revision == r.def.Revision {
+			continue
+		}
+		stop = append(stop, r)
+		delete(s.runners, name)
+	}
+	if leader {
+		for name, d := range s.defs {
+			if _, ok := s.runners[name]; !ok {
+				s.runners[name] = startBridgeRunner(s.n, s.client, d)
+			}
+		}
+	}
+	s.mu.Unlock()
+	for _, r := range stop {
+		r.stop(ctx)
+	}
+	if !leader && len(stop) > 0 {
+		s.n.log.Info("bridges moved to another node", "bridges", len(stop))
+	}
+}
+
+// stop stops every runner: ingest runners stop taking messages and finish the
+// records in flight (answering request-style publishers) within ctx.
+func (s *bridgeService) stop(ctx context.Context) {
+	if s.cancel != nil {
+		s.cancel()
+	}
+	s.wg.Wait()
+	s.mu.Lock()
+	s.closed = true
+	runners := s.runners
+	s.runners = map[string]*bridgeRunner{}
+	s.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, r := range runners {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r.stop(ctx)
+		}()
+	}
+	wg.Wait()
+}
+
+func (s *bridgeService) wake() {
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+}
+
+// runner is the node that runs the bridges: the bridges bucket's stream leader.
+func (s *bridgeService) runner(ctx context.Context) string {
+	if !s.n.ns.JetStreamIsClustered() {
+		return s.n.Name()
+	}
+	st, err := s.n.js.Stream(ctx, s.stream)
+	if err != nil {
+		return ""
+	}
+	if ci := st.CachedInfo().Cluster; ci != nil {
+		return ci.Leader
+	}
+	return ""
+}
+
+// serve answers one bridge admin request.
+func (s *bridgeService) serve(ctx context.Context, m *nats.Msg) any {
+	bad := func(err error) error {
+		return semantics.Errorf(semantics.ErrInvalidRequest, "malformed %s request: %v", m.Subject, err)
+	}
+	switch m.Subject {
+	case semantics.APIBridgeCreate:
+		var b semantics.Bridge
+		if err := json.Unmarshal(m.Data, &b); err != nil {
+			return semantics.BridgeResponse{Error: semantics.NewAPIError(bad(err))}
+		}
+		b, err := s.create(ctx, b)
+		return bridgeResponse(b, err)
+	case semantics.APIBridgeDelete:
+		var req semantics.BridgeRequest
+		if err := json.Unmarshal(m.Data, &req); err != nil {
+			return semantics.BridgeResponse{Error: semantics.NewAPIError(bad(err))}
+		}
+		b, err := s.delete(ctx, req.Name)
+		return bridgeResponse(b, err)
+	case semantics.APIBridgeDescribe:
+		var req semantics.BridgeRequest
+		if err := json.Unmarshal(m.Data, &req); err != nil {
+			return semantics.BridgeResponse{Error: semantics.NewAPIError(bad(err))}
+		}
+		b, err := s.get(ctx, req.Name)
+		resp := bridgeResponse(b, err)
+		if err == nil {
+			resp.Status = s.status(ctx, b.Name, time.Second)
+		}
+		return resp
+	case semantics.APIBridgeList:
+		bs, err := s.list(ctx)
+		resp := semantics.ListBridgesResponse{Error: semantics.NewAPIError(err), Bridges: bs}
+		if err == nil {
+			resp.Runner = s.runner(ctx)
+		}
+		return resp
+	}
+	return semantics.BridgeResponse{Error: semantics.NewAPIError(semantics.Errorf(semantics.ErrInvalidRequest, "unknown API subject %s", m.Subject))}
+}
+
+func bridgeResponse(b semantics.Bridge, err error) semantics.BridgeResponse {
+	if err != nil {
+		return semantics.BridgeResponse{Error: semantics.NewAPIError(err)}
+	}
+	return semantics.BridgeResponse{Bridge: &b}
+}
+
+func (s *bridgeService) get(ctx context.Context, name string) (semantics.Bridge, error) {
+	if err := semantics.ValidateBridgeName(name); err != nil {
+		return semantics.Bridge{}, err
+	}
+	e, err := s.kv.Get(ctx, name)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return semantics.Bridge{}, semantics.Errorf(semantics.ErrInvalidRequest, "bridge %q does not exist: list bridges with 'qxd bridge list'", name)
+	}
+	if err != nil {
+		return semantics.Bridge{}, semantics.Errorf(semantics.ErrUnavailable, "read bridge %q: %v; retry", name, err)
+	}
+	return decodeBridge(e)
+}
+
+func (s *bridgeService) list(ctx context.Context) ([]semantics.Bridge, error) {
+	w, err := s.kv.WatchAll(ctx, jetstream.IgnoreDeletes())
+	if err != nil {
+		return nil, err
+	}
+	defer w.Stop()
+	bs := []semantics.Bridge{}
+	for {
+		select {
+		case e := <-w.Updates():
+			if e == nil {
+				slices.SortFunc(bs, func(a, b semantics.Bridge) int { return strings.Compare(a.Name, b.Name) })
+				return bs, nil
+			}
+			b, err := decodeBridge(e)
+			if err != nil {
+				return nil, err
+			}
+			bs = append(bs, b)
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
+// create validates b (the one validation path for the CLI and the SDK), checks its
+// topic exists and that it does not feed a topic back into itself, sets a reliable
+// egress bridge's starting offsets, and stores it; the runner node starts it.
+func (s *bridgeService) create(ctx context.Context, b semantics.Bridge) (semantics.Bridge, error) {
+	b = b.WithDefaults()
+	b.Created, b.Revision = time.Now().UTC().Truncate(time.Millisecond), 0
+	if err := b.Validate(); err != nil {
+		return b, err
+	}
+	t, err := s.meta.getTopic(ctx, b.Topic)
+	if errors.Is(err, semantics.ErrUnknownTopic) {
+		return b, semantics.Errorf(semantics.ErrUnknownTopic, "bridge %q: topic %q does not exist: create it first with 'qxd topic create %s'", b.Name, b.Topic, b.Topic)
+	}
+	if err != nil {
+		return b, err
+	}
+	if t.State != semantics.TopicReady {
+		return b, semantics.Errorf(semantics.ErrTopicNotReady, "bridge %q: topic %q is %s: finish that first", b.Name, b.Topic, t.State)
+	}
+	existing, err := s.list(ctx)
+	if err != nil {
+		return b, semantics.Errorf(semantics.ErrUnavailable, "bridge %q: read the other bridges: %v; retry", b.Name, err)
+	}
+	for _, o := range existing {
+		if o.Name == b.Name {
+			return b, semantics.Errorf(semantics.ErrInvalidRequest, "bridge %q already exists (%s): delete it first or choose another name", b.Name, describeBridge(o))
+		}
+		if err := checkLoop(b, o); err != nil {
+			return b, err
+		}
+	}
+	if b.Kind == semantics.BridgeEgress && b.Mode == semantics.EgressReliable {
+		if err := s.setStart(ctx, b, t); err != nil {
+			return b, err
+		}
+	}
+	v, err := json.Marshal(b)
+	if err != nil {
+		return b, err
+	}
+	rev, err := s.kv.Create(ctx, b.Name, v)
+	if errors.Is(err, jetstream.ErrKeyExists) {
+		return b, semantics.Errorf(semantics.ErrInvalidRequest, "bridge %q already exists: delete it first or choose another name", b.Name)
+	}
+	if err != nil {
+		return b, semantics.Errorf(semantics.ErrUnavailable, "bridge %q: store the definition: %v; retry", b.Name, err)
+	}
+	b.Revision = rev
+	s.wake()
+	s.n.log.Info("bridge created", "bridge", b.Name, "topic", b.Topic, "kind", b.Kind)
+	// Answer once the bridge runs (bounded), so that what is published right after
+	// the create is bridged.
+	deadline := time.Now().Add(bridgeStartWait)
+	for s.status(ctx, b.Name, 250*time.Millisecond) == nil && time.Now().Before(deadline) && ctx.Err() == nil {
+		time.Sleep(50 * time.Millisecond)
+	}
+	return b, nil
+}
+
+// bridgeStartWait bounds how long a create waits for the new bridge to run.
+const bridgeStartWait = 10 * time.Second
+
+// status asks a bridge's runner for its status; nil when none answers in time.
+func (s *bridgeService) status(ctx context.Context, name string, wait time.Duration) *semantics.BridgeStatus {
+	ctx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	m, err := s.n.nc.RequestWithContext(ctx, semantics.BridgeStatusSubject(name), nil)
+	if err != nil {
+		return nil
+	}
+	var st semantics.BridgeStatus
+	if json.Unmarshal(m.Data, &st) != nil {
+		return nil
+	}
+	return &st
+}
+
+// checkLoop refuses an ingest bridge whose pattern takes what an egress bridge of
+// the same topic publishes, or the reverse: records would circle for ever.
+func checkLoop(b, o semantics.Bridge) error {
+	if b.Topic != o.Topic || b.Kind == o.Kind {
+		return nil
+	}
+	in, out := b, o
+	if b.Kind == semantics.BridgeEgress {
+		in, out = o, b
+	}
+	t, err := semantics.ParseSubjectTemplate(out.To)
+	if err != nil {
+		return nil
+	}
+	if semantics.SubjectsOverlap(in.From, t.Pattern()) {
+		return semantics.Errorf(semantics.ErrInvalidConfig,
+			"bridge %q: ingest pattern %q overlaps the subjects %q that egress bridge %q publishes topic %q's records on: records would loop back into the topic; choose subjects that do not overlap",
+			b.Name, in.From, out.To, o.Name, b.Topic)
+	}
+	return nil
+}
+
+// setStart commits where a new reliable egress bridge's group starts: every
+// partition's high watermark (start "end") or log start (start "start").
+func (s *bridgeService) setStart(ctx context.Context, b semantics.Bridge, t semantics.TopicMeta) error {
+	if s.n.groups == nil || s.n.groups.offsets == nil {
+		return semantics.Errorf(semantics.ErrUnavailable, "bridge %q: offsets store not open; retry", b.Name)
+	}
+	offs := map[semantics.TopicPartition]int64{}
+	for p := int32(0); p < t.Config.Partitions; p++ {
+		o, err := partition.NewReader(s.n.nc, t.Name, p, false).ReadOffsets(ctx, func(ctx context.Context) (int64, error) {
+			ck, err := s.meta.getCheckpoint(ctx, t.ID, p)
+			return ck.Next, err
+		})
+		if err != nil {
+			return semantics.Errorf(semantics.ErrUnavailable, "bridge %q: read partition %d of topic %q: %v; retry", b.Name, p, t.Name, err)
+		}
+		offs[semantics.TopicPartition{Topic: t.Name, Partition: p}] = o.HighWatermark
+		if b.Start == semantics.BridgeStartStart {
+			offs[semantics.TopicPartition{Topic: t.Name, Partition: p}] = o.LogStart
+		}
+	}
+	if err := s.n.groups.offsets.Reset(ctx, semantics.BridgeGroup(b.Name), offs); err != nil {
+		return semantics.Errorf(semantics.ErrUnavailable, "bridge %q: set the starting offsets of group %q: %v; retry", b.Name, semantics.BridgeGroup(b.Name), err)
+	}
+	return nil
+}
+
+func (s *bridgeService) delete(ctx context.Context, name string) (semantics.Bridge, error) {
+	b, err := s.get(ctx, name)
+	if err != nil {
+		return b, err
+	}
+	if err := s.kv.Purge(ctx, name); err != nil {
+		return b, semantics.Errorf(semantics.ErrUnavailable, "delete bridge %q: %v; retry", name, err)
+	}
+	s.wake()
+	s.forgetGroup(ctx, b)
+	s.n.log.Info("bridge deleted", "bridge", name)
+	return b, nil
+}
+
+// forgetGroup deletes a deleted reliable egress bridge's consumer group, once its
+// runner has left it (retried for a few seconds while it still has a member).
+func (s *bridgeService) forgetGroup(ctx context.Context, b semantics.Bridge) {
+	if b.Kind != semantics.BridgeEgress || b.Mode != semantics.EgressReliable {
+		return
+	}
+	req, _ := json.Marshal(map[string]string{"group": semantics.BridgeGroup(b.Name)})
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		m, err := s.n.nc.RequestWithContext(rctx, semantics.GroupDelete, req)
+		cancel()
+		if err == nil {
+			var resp struct {
+				Error *semantics.APIError `json:"error,omitempty"`
+			}
+			if json.Unmarshal(m.Data, &resp) == nil {
+				err = resp.Error.Err()
+			}
+		}
+		if err == nil || errors.Is(err, semantics.ErrGroupIDNotFound) || time.Now().After(deadline) || ctx.Err() != nil {
+			if err != nil && !errors.Is(err, semantics.ErrGroupIDNotFound) {
+				s.n.log.Warn("consumer group of a deleted bridge not deleted; delete it with 'qxd group delete'",
+					"bridge", b.Name, "group", semantics.BridgeGroup(b.Name), "err", err)
+			}
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
+
+// describeBridge renders a definition in one line, for messages.
+func describeBridge(b semantics.Bridge) string {
+	if b.Kind == semantics.BridgeIngest {
+		return fmt.Sprintf("%s → topic %s", b.From, b.Topic)
+	}
+	return fmt.Sprintf("topic %s → %s", b.Topic, b.To)
+}
