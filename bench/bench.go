@@ -1,15 +1,19 @@
 // Package bench measures qxd against raw JetStream doing the same work in the same
-// run: per-record PublishAsync into one stream per partition against qxd's batching
-// producer, and ordered consumers against qxd's consumer. Results are records per
-// second; comparisons print qxd as a ratio of raw.
+// run: qxd's batching producer against per-record PublishAsync into one stream per
+// partition (qxd's layout) with the same window, qxd's consumer and consumer groups
+// against ordered and pull consumers, and end-to-end latency at a fixed rate through
+// both. A Result holds records per second, megabytes per second, a latency histogram
+// and a throughput time series for each side, and qxd's throughput as a ratio of raw.
+// Both `go test -bench` in this directory and `qxd bench` run these workloads.
 package bench
 
 import (
 	"context"
+	"errors"
 	"fmt"
-	"math/rand/v2"
+	"net"
 	"os"
-	"sync"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -17,306 +21,420 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/qxd-io/qxd"
-	"github.com/qxd-io/qxd/partitioner"
 	"github.com/qxd-io/qxd/server"
 )
 
-// Workload is one benchmark's shape.
-type Workload struct {
-	Records    int
-	Size       int // value bytes
-	Partitions int32
-	// RawWindow is how many raw publishes may await acks (nats.go's default 4000).
-	RawWindow int
-	// ProducerOptions tune qxd's producer; nil means defaults.
-	ProducerOptions []qxd.ProducerOption
-}
-
-func (w Workload) String() string {
-	return fmt.Sprintf("%d records of %s, %d partitions", w.Records, sizeString(w.Size), w.Partitions)
-}
-
-func sizeString(n int) string {
-	switch {
-	case n >= 1<<10 && n%(1<<10) == 0:
-		return fmt.Sprintf("%dKiB", n>>10)
-	}
-	return fmt.Sprintf("%dB", n)
-}
-
-// Env is an embedded qxd node (its data in a temporary directory) and clients of it
-// over TCP, for both the raw and the qxd side.
+// Env is what a benchmark runs against: a qxd client and a plain NATS connection for
+// the raw side, to embedded nodes it started (removed on Close) or to a running
+// cluster.
 type Env struct {
-	Node   *server.Node
+	Nodes  []*server.Node // embedded nodes; empty against a running cluster
 	Client *qxd.Client
 	NC     *nats.Conn
 	JS     jetstream.JetStream
-	dir    string
+	dirs   []string
 }
 
-// NewEnv starts a node.
-func NewEnv(ctx context.Context) (*Env, error) {
-	dir, err := os.MkdirTemp("", "qxd-bench-")
-	if err != nil {
+// NewEnv starts one embedded node with its data in a temporary directory, listening
+// on a free loopback port, and connects to it over TCP.
+func NewEnv(ctx context.Context) (*Env, error) { return NewClusterEnv(ctx, 1) }
+
+// NewClusterEnv starts n embedded nodes (1 or 3 or more, each with its own temporary
+// directory) in this process, clustered when n > 1, waits until they are ready and
+// connects to all of them.
+func NewClusterEnv(ctx context.Context, n int) (*Env, error) {
+	if n < 1 {
+		return nil, fmt.Errorf("bench: %d nodes: start at least 1", n)
+	}
+	e := &Env{}
+	cfgs := make([]server.Config, n)
+	var routes []string
+	for i := range cfgs {
+		dir, err := os.MkdirTemp("", "qxd-bench-")
+		if err != nil {
+			e.Close()
+			return nil, err
+		}
+		e.dirs = append(e.dirs, dir)
+		cfg := server.DefaultConfig()
+		cfg.Name = fmt.Sprintf("bench%d", i+1)
+		cfg.DataDir = dir
+		cfg.Listen = "127.0.0.1:0"
+		if n > 1 {
+			addr, err := freeAddr()
+			if err != nil {
+				e.Close()
+				return nil, err
+			}
+			cfg.ClusterName = "bench"
+			cfg.ClusterListen = addr
+			routes = append(routes, "nats://"+addr)
+		}
+		cfgs[i] = cfg
+	}
+	for i := range cfgs {
+		cfgs[i].Peers = routes
+	}
+	nodes := make([]*server.Node, n)
+	errs := make([]error, n)
+	done := make(chan int, n)
+	for i := range cfgs {
+		go func() {
+			nodes[i], errs[i] = server.Start(ctx, cfgs[i])
+			done <- i
+		}()
+	}
+	for range cfgs {
+		<-done
+	}
+	for i, nd := range nodes {
+		if nd != nil {
+			e.Nodes = append(e.Nodes, nd)
+		}
+		if errs[i] != nil {
+			e.Close()
+			return nil, fmt.Errorf("bench: start node %s: %w", cfgs[i].Name, errs[i])
+		}
+	}
+	var urls []string
+	for _, nd := range e.Nodes {
+		urls = append(urls, nd.ClientURL())
+	}
+	if err := e.connect(ctx, strings.Join(urls, ",")); err != nil {
+		e.Close()
 		return nil, err
 	}
-	cfg := server.DefaultConfig()
-	cfg.Name = "bench"
-	cfg.Listen = "127.0.0.1:0"
-	cfg.DataDir = dir
-	n, err := server.Start(ctx, cfg)
-	if err != nil {
+	return e, nil
+}
+
+// Connect returns an Env for the running qxd nodes at servers (NATS URLs, comma
+// separated).
+func Connect(ctx context.Context, servers string) (*Env, error) {
+	e := &Env{}
+	if err := e.connect(ctx, servers); err != nil {
+		e.Close()
 		return nil, err
 	}
-	c, err := qxd.Connect(ctx, n.ClientURL())
+	return e, nil
+}
+
+func (e *Env) connect(ctx context.Context, servers string) error {
+	c, err := qxd.Connect(ctx, servers, qxd.WithName("qxd-bench"))
 	if err != nil {
-		return nil, err
+		return err
 	}
-	nc, err := nats.Connect(n.ClientURL())
+	e.Client = c
+	nc, err := nats.Connect(servers, nats.Name("qxd-bench-raw"))
 	if err != nil {
-		return nil, err
+		return fmt.Errorf("connect to %s: %w", servers, err)
 	}
+	e.NC = nc
 	js, err := jetstream.New(nc)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	return &Env{Node: n, Client: c, NC: nc, JS: js, dir: dir}, nil
+	e.JS = js
+	return nil
 }
 
-// Close stops everything and removes the data.
+// Close disconnects, stops the embedded nodes and removes their data.
 func (e *Env) Close() {
-	e.NC.Close()
-	e.Client.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	if e.NC != nil {
+		e.NC.Close()
+	}
+	if e.Client != nil {
+		e.Client.Close()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
-	e.Node.Close(ctx)
-	os.RemoveAll(e.dir)
+	done := make(chan struct{}, len(e.Nodes))
+	for _, n := range e.Nodes {
+		go func() { _ = n.Close(ctx); done <- struct{}{} }()
+	}
+	for range e.Nodes {
+		<-done
+	}
+	for _, d := range e.dirs {
+		os.RemoveAll(d)
+	}
 }
 
-// Result is one measured run.
-type Result struct {
-	Records  int
-	Bytes    int64
+// Mode is a benchmark's workload.
+type Mode string
+
+// The workloads.
+const (
+	// ModeProduce produces keyed records as fast as it can (or at Rate) and times
+	// until every record is acknowledged.
+	ModeProduce Mode = "produce"
+	// ModeConsume stores the records first, untimed, then reads them all with
+	// consumers assigned the partitions.
+	ModeConsume Mode = "consume"
+	// ModeGroup stores the records first, untimed, then reads them all with the
+	// members of one consumer group, auto-committing.
+	ModeGroup Mode = "group"
+	// ModeE2E produces at a fixed rate while consumers read; latency is the time
+	// from produce to consume of each record.
+	ModeE2E Mode = "e2e"
+)
+
+// Modes lists the workloads.
+var Modes = []Mode{ModeProduce, ModeConsume, ModeGroup, ModeE2E}
+
+// ParseMode reads a mode's name.
+func ParseMode(s string) (Mode, error) {
+	for _, m := range Modes {
+		if string(m) == s {
+			return m, nil
+		}
+	}
+	return "", fmt.Errorf("bench mode %q is not known: use produce, consume, group or e2e", s)
+}
+
+// Config is one benchmark's shape. The zero value of a field means its default.
+type Config struct {
+	Mode Mode
+	// Records is how many records to produce; 0 with Duration set produces for
+	// Duration instead. Default 100000 (10000 in e2e mode) when neither is set.
+	Records int
+	// Duration bounds the produce phase when Records is 0.
 	Duration time.Duration
+	// Size is each record's value size in bytes. Default 100.
+	Size int
+	// Partitions of the topic (and raw streams). Default 8.
+	Partitions int32
+	// Replicas per partition. Default 1.
+	Replicas int
+	// Producers run concurrently, each its own producer, sharing Records and Rate.
+	// Default 1.
+	Producers int
+	// Consumers read concurrently: consumers splitting the partitions, or members of
+	// the group. Default 1.
+	Consumers int
+	// Rate is records per second over all producers; 0 is as fast as possible.
+	// Default 0, or 5000 in e2e mode.
+	Rate int
+	// Acks for qxd's producer: "all", "leader" or "none"; none makes the raw side
+	// publish without acks too. Default "all".
+	Acks string
+	// Linger is qxd's producer linger; negative means 0. Default qxd.DefaultLinger.
+	Linger time.Duration
+	// BatchBytes is qxd's producer batch size. Default qxd.DefaultBatchBytes.
+	BatchBytes int
+	// Compression of qxd's batches. Default none.
+	Compression qxd.Compression
+	// Keys is how many distinct keys records get. Default 10000.
+	Keys int
+	// RawWindow is how many raw publishes may await acks. Default 4000 (nats.go's).
+	RawWindow int
+	// Topic to use; empty makes a fresh topic, deleted afterwards. A named topic is
+	// created if missing and kept; consume modes read all of it.
+	Topic string
+	// CompareRaw also runs the raw JetStream equivalent, after qxd.
+	CompareRaw bool
+	// Interval is the throughput series' resolution. Default 100ms.
+	Interval time.Duration
+	// Progress, when set, is called about once a second while a side runs.
+	Progress func(Progress)
+	// ProducerOptions are added after the ones the fields above make.
+	ProducerOptions []qxd.ProducerOption
+}
+
+func (c Config) withDefaults() (Config, error) {
+	if c.Mode == "" {
+		c.Mode = ModeProduce
+	}
+	if _, err := ParseMode(string(c.Mode)); err != nil {
+		return c, err
+	}
+	if c.Records == 0 && c.Duration == 0 {
+		c.Records = 100000
+		if c.Mode == ModeE2E {
+			c.Records = 10000
+		}
+	}
+	if c.Size == 0 {
+		c.Size = 100
+	}
+	if c.Partitions == 0 {
+		c.Partitions = 8
+	}
+	if c.Replicas == 0 {
+		c.Replicas = 1
+	}
+	c.Producers = max(c.Producers, 1)
+	c.Consumers = max(c.Consumers, 1)
+	if c.Rate == 0 && c.Mode == ModeE2E {
+		c.Rate = 5000
+	}
+	if c.Acks == "" {
+		c.Acks = "all"
+	}
+	if _, err := qxd.ParseAcks(c.Acks); err != nil {
+		return c, err
+	}
+	if c.Linger == 0 {
+		c.Linger = qxd.DefaultLinger
+	} else if c.Linger < 0 {
+		c.Linger = 0
+	}
+	if c.BatchBytes == 0 {
+		c.BatchBytes = qxd.DefaultBatchBytes
+	}
+	if c.Keys == 0 {
+		c.Keys = 10000
+	}
+	if c.RawWindow == 0 {
+		c.RawWindow = 4000
+	}
+	if c.Interval == 0 {
+		c.Interval = 100 * time.Millisecond
+	}
+	switch {
+	case c.Records < 0:
+		return c, fmt.Errorf("bench: records %d is negative", c.Records)
+	case c.Size < 0:
+		return c, fmt.Errorf("bench: size %d is negative", c.Size)
+	case c.Mode == ModeE2E && c.Size < 8:
+		return c, fmt.Errorf("bench: e2e needs records of at least 8 bytes to carry the send time, not %d", c.Size)
+	case c.Partitions < 1:
+		return c, fmt.Errorf("bench: partitions %d: use at least 1", c.Partitions)
+	case c.Rate < 0:
+		return c, fmt.Errorf("bench: rate %d is negative", c.Rate)
+	}
+	return c, nil
+}
+
+// Measure is one side's result.
+type Measure struct {
+	System  string        `json:"system"` // qxd, raw (ordered consumers) or raw-pull
+	Records int64         `json:"records"`
+	Bytes   int64         `json:"bytes"` // value bytes moved
+	Elapsed time.Duration `json:"-"`
+	// Latency is per record: produce to acknowledgement in produce mode, produce to
+	// consume in e2e mode; empty in consume modes, whose records were stored before.
+	Latency *Histogram `json:"-"`
+	// Series is records per Interval, from the side's start.
+	Series   []int64       `json:"-"`
+	Interval time.Duration `json:"-"`
+	// StoredBytes is what the partitions' streams hold after the produce phase.
+	StoredBytes int64 `json:"stored_bytes,omitempty"`
+	// Rebalance is the time from the first member joining to every partition
+	// assigned (group mode).
+	Rebalance time.Duration `json:"-"`
 }
 
 // PerSec is records per second.
-func (r Result) PerSec() float64 { return float64(r.Records) / r.Duration.Seconds() }
+func (m *Measure) PerSec() float64 {
+	if m == nil || m.Elapsed <= 0 {
+		return 0
+	}
+	return float64(m.Records) / m.Elapsed.Seconds()
+}
 
 // MBPerSec is value megabytes (10^6) per second.
-func (r Result) MBPerSec() float64 { return float64(r.Bytes) / 1e6 / r.Duration.Seconds() }
+func (m *Measure) MBPerSec() float64 {
+	if m == nil || m.Elapsed <= 0 {
+		return 0
+	}
+	return float64(m.Bytes) / 1e6 / m.Elapsed.Seconds()
+}
 
-// records makes n keyed records' keys and values, the same for both sides.
-func records(n, size int) (keys, values [][]byte) {
-	rng := rand.New(rand.NewPCG(1, 2))
-	val := make([]byte, size)
-	for i := range val {
-		val[i] = byte('a' + rng.IntN(26))
+// Result is one run of a Config: qxd's side and, with CompareRaw, raw JetStream's.
+type Result struct {
+	Config  Config
+	Qxd     *Measure
+	Raw     *Measure // ordered consumers in consume modes
+	RawPull *Measure // consume modes: a durable pull consumer with cumulative acks
+}
+
+// Ratio is qxd's records per second over raw's, or 0 without a raw side.
+func (r *Result) Ratio() float64 {
+	if r.Raw == nil || r.Raw.PerSec() == 0 {
+		return 0
 	}
-	keys = make([][]byte, n)
-	values = make([][]byte, n)
-	for i := range keys {
-		keys[i] = []byte(fmt.Sprintf("key-%d", rng.IntN(10000)))
-		values[i] = val
+	return r.Qxd.PerSec() / r.Raw.PerSec()
+}
+
+// Progress is a side's state while it runs.
+type Progress struct {
+	Mode     Mode
+	System   string
+	Phase    string // "fill" while consume modes store their records, else "run"
+	Records  int64
+	Elapsed  time.Duration
+	PerSec   float64 // over the last second
+	MBPerSec float64
+}
+
+// Run runs c's workload through qxd and, with c.CompareRaw, through raw JetStream.
+func Run(ctx context.Context, e *Env, c Config) (*Result, error) {
+	c, err := c.withDefaults()
+	if err != nil {
+		return nil, err
 	}
-	return keys, values
+	res := &Result{Config: c}
+	switch c.Mode {
+	case ModeProduce:
+		res.Qxd, err = e.qxdProduceRun(ctx, c)
+	case ModeConsume, ModeGroup:
+		res.Qxd, err = e.qxdConsumeRun(ctx, c)
+	case ModeE2E:
+		res.Qxd, err = e.qxdE2E(ctx, c)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("qxd %s: %w", c.Mode, err)
+	}
+	if !c.CompareRaw {
+		return res, nil
+	}
+	switch c.Mode {
+	case ModeProduce:
+		res.Raw, err = e.rawProduceRun(ctx, c)
+	case ModeConsume, ModeGroup:
+		res.Raw, res.RawPull, err = e.rawConsumeRun(ctx, c)
+	case ModeE2E:
+		res.Raw, err = e.rawE2E(ctx, c)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("raw %s: %w", c.Mode, err)
+	}
+	return res, nil
 }
 
 var seq atomic.Int64
 
-func uniqueName(prefix string) string { return fmt.Sprintf("%s%d", prefix, seq.Add(1)) }
-
-// rawStreams creates one stream per partition, as qxd lays a topic out.
-func (e *Env) rawStreams(ctx context.Context, parts int32) ([]string, []string, error) {
-	name := uniqueName("RAW")
-	var streams, subjects []string
-	for p := int32(0); p < parts; p++ {
-		s, subj := fmt.Sprintf("%s_%d", name, p), fmt.Sprintf("raw.%s.%d", name, p)
-		if _, err := e.JS.CreateStream(ctx, jetstream.StreamConfig{Name: s, Subjects: []string{subj}, Storage: jetstream.FileStorage}); err != nil {
-			return nil, nil, err
-		}
-		streams, subjects = append(streams, s), append(subjects, subj)
-	}
-	return streams, subjects, nil
+func uniqueName(prefix string) string {
+	return fmt.Sprintf("%s%d-%d", prefix, os.Getpid(), seq.Add(1))
 }
 
-// RawProduce publishes each record as one JetStream message with PublishAsync, keyed
-// to its partition's stream by Kafka's partitioner, at most RawWindow unacknowledged.
-func (e *Env) RawProduce(ctx context.Context, w Workload) (Result, []string, error) {
-	streams, subjects, err := e.rawStreams(ctx, w.Partitions)
-	if err != nil {
-		return Result{}, nil, err
-	}
-	js, err := jetstream.New(e.NC, jetstream.WithPublishAsyncMaxPending(w.RawWindow))
-	if err != nil {
-		return Result{}, nil, err
-	}
-	keys, values := records(w.Records, w.Size)
-	start := time.Now()
-	for i := range keys {
-		p := partitioner.KafkaPartition(keys[i], w.Partitions)
-		if _, err := js.PublishAsync(subjects[p], values[i]); err != nil {
-			return Result{}, nil, err
-		}
-	}
-	select {
-	case <-js.PublishAsyncComplete():
-	case <-ctx.Done():
-		return Result{}, nil, ctx.Err()
-	}
-	return Result{Records: w.Records, Bytes: int64(w.Records * w.Size), Duration: time.Since(start)}, streams, nil
+// errCount collects the first of many asynchronous errors.
+type errCount struct {
+	n     atomic.Int64
+	first atomic.Value
 }
 
-// QxdProduce produces the same records through qxd's producer into a new topic.
-func (e *Env) QxdProduce(ctx context.Context, w Workload) (Result, string, error) {
-	topic := uniqueName("bench-")
-	if _, err := e.Client.Admin().CreateTopic(ctx, topic, qxd.TopicConfig{Partitions: w.Partitions}); err != nil {
-		return Result{}, "", err
+func (e *errCount) add(err error) {
+	if e.n.Add(1) == 1 {
+		e.first.Store(err)
 	}
-	p, err := e.Client.NewProducer(w.ProducerOptions...)
-	if err != nil {
-		return Result{}, "", err
-	}
-	defer p.Close(ctx)
-	keys, values := records(w.Records, w.Size)
-	recs := make([]qxd.Record, w.Records)
-	for i := range recs {
-		recs[i] = qxd.Record{Topic: topic, Key: keys[i], Value: values[i]}
-	}
-	var failed atomic.Int64
-	var firstErr atomic.Value
-	cb := func(_ *qxd.Record, err error) {
-		if err != nil && failed.Add(1) == 1 {
-			firstErr.Store(err)
-		}
-	}
-	start := time.Now()
-	for i := range recs {
-		if err := p.Produce(ctx, &recs[i], cb); err != nil {
-			return Result{}, "", err
-		}
-	}
-	if err := p.Flush(ctx); err != nil {
-		return Result{}, "", err
-	}
-	d := time.Since(start)
-	if n := failed.Load(); n > 0 {
-		return Result{}, "", fmt.Errorf("%d records failed, first: %v", n, firstErr.Load())
-	}
-	return Result{Records: w.Records, Bytes: int64(w.Records * w.Size), Duration: d}, topic, nil
 }
 
-// RawConsume reads every message of the streams with one ordered consumer each.
-func (e *Env) RawConsume(ctx context.Context, streams []string, total int) (Result, error) {
-	var got atomic.Int64
-	var bytes atomic.Int64
-	var wg sync.WaitGroup
-	errs := make(chan error, len(streams))
-	start := time.Now()
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	for _, s := range streams {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			cons, err := e.JS.OrderedConsumer(ctx, s, jetstream.OrderedConsumerConfig{})
-			if err != nil {
-				errs <- err
-				return
-			}
-			info, err := e.JS.Stream(ctx, s)
-			if err != nil {
-				errs <- err
-				return
-			}
-			want := info.CachedInfo().State.Msgs
-			it, err := cons.Messages()
-			if err != nil {
-				errs <- err
-				return
-			}
-			defer it.Stop()
-			for n := uint64(0); n < want; n++ {
-				m, err := it.Next(jetstream.NextContext(ctx))
-				if err != nil {
-					errs <- err
-					return
-				}
-				got.Add(1)
-				bytes.Add(int64(len(m.Data())))
-			}
-		}()
+func (e *errCount) err() error {
+	if n := e.n.Load(); n > 0 {
+		return fmt.Errorf("%d records failed, first: %w", n, e.first.Load().(error))
 	}
-	wg.Wait()
-	close(errs)
-	if err := <-errs; err != nil {
-		return Result{}, err
-	}
-	if int(got.Load()) != total {
-		return Result{}, fmt.Errorf("raw consume read %d messages, want %d", got.Load(), total)
-	}
-	return Result{Records: total, Bytes: bytes.Load(), Duration: time.Since(start)}, nil
+	return nil
 }
 
-// QxdConsume reads every record of topic with one consumer assigned all partitions.
-func (e *Env) QxdConsume(ctx context.Context, topic string, parts int32, total int) (Result, error) {
-	cons := e.Client.NewConsumer()
-	defer cons.Close()
-	start := time.Now()
-	var as []qxd.Assignment
-	for p := int32(0); p < parts; p++ {
-		as = append(as, qxd.Assignment{Topic: topic, Partition: p, Offset: qxd.AtStart()})
-	}
-	if err := cons.Assign(ctx, as...); err != nil {
-		return Result{}, err
-	}
-	var got int
-	var bytes int64
-	for got < total {
-		recs, err := cons.Poll(ctx)
-		if err != nil {
-			return Result{}, fmt.Errorf("after %d of %d records: %w", got, total, err)
-		}
-		got += len(recs)
-		for i := range recs {
-			bytes += int64(len(recs[i].Value))
-		}
-	}
-	return Result{Records: got, Bytes: bytes, Duration: time.Since(start)}, nil
-}
+var errNoRecords = errors.New("no records produced: raise --records or --duration")
 
-// Pair is one run of both sides.
-type Pair struct {
-	Raw, Qxd Result
-}
-
-// Ratio is qxd's records/s over raw's.
-func (p Pair) Ratio() float64 { return p.Qxd.PerSec() / p.Raw.PerSec() }
-
-// ProduceAndConsume runs the produce comparison and then, on the data it stored, the
-// consume comparison.
-func (e *Env) ProduceAndConsume(ctx context.Context, w Workload) (produce, consume Pair, err error) {
-	raw, streams, err := e.RawProduce(ctx, w)
+// freeAddr returns a loopback address with a port free right now.
+func freeAddr() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return produce, consume, fmt.Errorf("raw produce: %w", err)
+		return "", err
 	}
-	q, topic, err := e.QxdProduce(ctx, w)
-	if err != nil {
-		return produce, consume, fmt.Errorf("qxd produce: %w", err)
-	}
-	produce = Pair{Raw: raw, Qxd: q}
-	rawC, err := e.RawConsume(ctx, streams, w.Records)
-	if err != nil {
-		return produce, consume, fmt.Errorf("raw consume: %w", err)
-	}
-	qC, err := e.QxdConsume(ctx, topic, w.Partitions, w.Records)
-	if err != nil {
-		return produce, consume, fmt.Errorf("qxd consume: %w", err)
-	}
-	consume = Pair{Raw: rawC, Qxd: qC}
-	for _, s := range streams {
-		_ = e.JS.DeleteStream(ctx, s)
-	}
-	_ = e.Client.Admin().DeleteTopic(ctx, topic)
-	return produce, consume, nil
+	defer l.Close()
+	return l.Addr().String(), nil
 }

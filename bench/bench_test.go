@@ -2,76 +2,235 @@ package bench_test
 
 import (
 	"context"
+	"fmt"
+	"math"
 	"testing"
 	"time"
 
+	"github.com/qxd-io/qxd"
 	"github.com/qxd-io/qxd/bench"
 )
 
-// Each iteration runs raw JetStream and qxd on the same workload in this process and
-// reports records/s of both and their ratio; run with -count 3 (or more) and compare
-// medians:
+// The benchmarks run raw JetStream and qxd on the same workload in this process, one
+// Run per iteration, and report records/s of both and their ratio. Run them with
+// -benchtime 1x -count 3 (or more) and compare medians, or use ./bench/compare:
 //
 //	go test -run '^$' -bench . -benchtime 1x -count 3 ./bench/
-func BenchmarkProduceConsume(b *testing.B) {
-	for _, w := range []struct {
-		name string
-		w    bench.Workload
-	}{
-		{"100B", bench.Workload{Records: 200000, Size: 100, Partitions: 8, RawWindow: 4000}},
-		{"1KiB", bench.Workload{Records: 100000, Size: 1024, Partitions: 8, RawWindow: 4000}},
-	} {
-		b.Run(w.name, func(b *testing.B) {
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-			defer cancel()
-			env, err := bench.NewEnv(ctx)
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer env.Close()
-			var prod, cons bench.Pair
-			for i := 0; i < b.N; i++ {
-				p, c, err := env.ProduceAndConsume(ctx, w.w)
-				if err != nil {
-					b.Fatal(err)
-				}
-				prod.Raw.Records += p.Raw.Records
-				prod.Raw.Duration += p.Raw.Duration
-				prod.Qxd.Records += p.Qxd.Records
-				prod.Qxd.Duration += p.Qxd.Duration
-				cons.Raw.Records += c.Raw.Records
-				cons.Raw.Duration += c.Raw.Duration
-				cons.Qxd.Records += c.Qxd.Records
-				cons.Qxd.Duration += c.Qxd.Duration
-			}
-			b.ReportMetric(prod.Raw.PerSec(), "raw-produce-rec/s")
-			b.ReportMetric(prod.Qxd.PerSec(), "qxd-produce-rec/s")
-			b.ReportMetric(prod.Ratio(), "produce-x-raw")
-			b.ReportMetric(cons.Raw.PerSec(), "raw-consume-rec/s")
-			b.ReportMetric(cons.Qxd.PerSec(), "qxd-consume-rec/s")
-			b.ReportMetric(cons.Ratio(), "consume-x-raw")
+
+func env(b *testing.B, nodes int) *bench.Env {
+	b.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	e, err := bench.NewClusterEnv(ctx, nodes)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(e.Close)
+	return e
+}
+
+func runBench(b *testing.B, e *bench.Env, c bench.Config) {
+	b.Helper()
+	c.CompareRaw = true
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	var qxdRate, rawRate, ratio, p99, rawP99 float64
+	for i := 0; i < b.N; i++ {
+		r, err := bench.Run(ctx, e, c)
+		if err != nil {
+			b.Fatal(err)
+		}
+		s := r.Summary()
+		qxdRate += s.MsgsPerSec
+		rawRate += s.RawMsgsPerSec
+		ratio += s.Ratio
+		p99 += s.P99
+		if s.RawP99 != nil {
+			rawP99 += *s.RawP99
+		}
+	}
+	n := float64(b.N)
+	b.ReportMetric(qxdRate/n, "qxd-rec/s")
+	b.ReportMetric(rawRate/n, "raw-rec/s")
+	b.ReportMetric(ratio/n, "x-raw")
+	if c.Mode == bench.ModeE2E {
+		b.ReportMetric(p99/n, "qxd-p99-ms")
+		b.ReportMetric(rawP99/n, "raw-p99-ms")
+	}
+}
+
+var sizes = []struct {
+	name    string
+	size    int
+	records int
+}{
+	{"100B", 100, 200000},
+	{"1KiB", 1024, 100000},
+	{"64KiB", 64 << 10, 3000},
+}
+
+// BenchmarkProduce: keyed records, 8 partitions, acks all, replicas 1.
+func BenchmarkProduce(b *testing.B) {
+	e := env(b, 1)
+	for _, s := range sizes {
+		b.Run(s.name, func(b *testing.B) {
+			runBench(b, e, bench.Config{Mode: bench.ModeProduce, Records: s.records, Size: s.size, Partitions: 8})
 		})
 	}
 }
 
-// TestHarness runs both sides on a small workload: the counts must match, so the
-// benchmark compares equal work.
-func TestHarness(t *testing.T) {
+// BenchmarkConsume: consumers assigned the partitions against ordered consumers.
+func BenchmarkConsume(b *testing.B) {
+	e := env(b, 1)
+	for _, s := range sizes[:2] {
+		b.Run(s.name, func(b *testing.B) {
+			runBench(b, e, bench.Config{Mode: bench.ModeConsume, Records: s.records, Size: s.size, Partitions: 8})
+		})
+	}
+}
+
+// BenchmarkGroup: one group member with auto-commit against ordered consumers.
+func BenchmarkGroup(b *testing.B) {
+	e := env(b, 1)
+	for _, s := range sizes[:2] {
+		b.Run(s.name, func(b *testing.B) {
+			runBench(b, e, bench.Config{Mode: bench.ModeGroup, Records: s.records, Size: s.size, Partitions: 8})
+		})
+	}
+}
+
+// BenchmarkE2E: latency at a fixed rate, linger 0 and the default linger.
+func BenchmarkE2E(b *testing.B) {
+	e := env(b, 1)
+	for _, rate := range []int{5000, 20000} {
+		for _, l := range []struct {
+			name   string
+			linger time.Duration
+		}{{"linger0", -1}, {"linger5ms", qxd.DefaultLinger}} {
+			b.Run(fmt.Sprintf("%dk-%s", rate/1000, l.name), func(b *testing.B) {
+				runBench(b, e, bench.Config{Mode: bench.ModeE2E, Records: rate * 5, Rate: rate, Linger: l.linger, Partitions: 8})
+			})
+		}
+	}
+}
+
+// BenchmarkProduceR3: 100 B records into 3 replicas on a 3-node cluster in this
+// process.
+func BenchmarkProduceR3(b *testing.B) {
+	e := env(b, 3)
+	runBench(b, e, bench.Config{Mode: bench.ModeProduce, Records: 100000, Size: 100, Partitions: 8, Replicas: 3})
+}
+
+// BenchmarkCompression: 1 KiB of text-like values with lz4 and zstd.
+func BenchmarkCompression(b *testing.B) {
+	e := env(b, 1)
+	for _, codec := range []qxd.Compression{qxd.CompressionLZ4, qxd.CompressionZstd} {
+		b.Run(codec.String(), func(b *testing.B) {
+			c := bench.Config{Mode: bench.ModeProduce, Records: 100000, Size: 1024, Partitions: 8, Compression: codec, CompareRaw: true}
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+			defer cancel()
+			for i := 0; i < b.N; i++ {
+				r, err := bench.Run(ctx, e, c)
+				if err != nil {
+					b.Fatal(err)
+				}
+				s := r.Summary()
+				b.ReportMetric(s.MBPerSec, "qxd-MB/s")
+				b.ReportMetric(s.Ratio, "x-raw")
+				b.ReportMetric(float64(s.StoredBytes), "qxd-stored-B")
+				b.ReportMetric(float64(s.RawStoredBytes), "raw-stored-B")
+			}
+		})
+	}
+}
+
+// TestRunModes runs every mode on a tiny workload with the raw side: the counts
+// match, the figures are positive, and the ratio is qxd's rate over raw's.
+func TestRunModes(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	e, err := bench.NewEnv(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	for _, c := range []bench.Config{
+		{Mode: bench.ModeProduce, Records: 3000, Partitions: 3, Producers: 2},
+		{Mode: bench.ModeConsume, Records: 3000, Partitions: 3, Consumers: 2},
+		{Mode: bench.ModeGroup, Records: 3000, Partitions: 3, Consumers: 2},
+		{Mode: bench.ModeE2E, Records: 1000, Partitions: 2, Rate: 10000, Linger: -1},
+		{Mode: bench.ModeProduce, Records: 2000, Size: 1024, Partitions: 2, Compression: qxd.CompressionZstd},
+	} {
+		t.Run(string(c.Mode)+"-"+c.Compression.String(), func(t *testing.T) {
+			c.CompareRaw = true
+			var progress int
+			c.Progress = func(bench.Progress) { progress++ }
+			r, err := bench.Run(ctx, e, c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			s := r.Summary()
+			if s.Records != int64(c.Records) || s.RawRecords != int64(c.Records) {
+				t.Errorf("records: qxd %d, raw %d, want %d", s.Records, s.RawRecords, c.Records)
+			}
+			if s.MsgsPerSec <= 0 || s.MBPerSec <= 0 || s.RawMsgsPerSec <= 0 || s.RawMBPerSec <= 0 {
+				t.Errorf("rates not positive: %+v", s)
+			}
+			if want := s.MsgsPerSec / s.RawMsgsPerSec; math.Abs(s.Ratio-want) > 0.01*want {
+				t.Errorf("ratio %v, want msgs_per_sec/raw_msgs_per_sec = %v", s.Ratio, want)
+			}
+			if s.StoredBytes <= 0 {
+				t.Errorf("stored bytes %d", s.StoredBytes)
+			}
+			var sum int64
+			for _, n := range s.Series {
+				sum += n
+			}
+			if sum != s.Records {
+				t.Errorf("series adds up to %d, want %d", sum, s.Records)
+			}
+			switch c.Mode {
+			case bench.ModeProduce, bench.ModeE2E:
+				if !(s.P50 > 0 && s.P50 <= s.P99 && s.P99 <= s.P999 && s.P999 <= s.Max) {
+					t.Errorf("latency p50 %v p99 %v p99.9 %v max %v: want 0 < p50 <= p99 <= p99.9 <= max", s.P50, s.P99, s.P999, s.Max)
+				}
+			case bench.ModeConsume, bench.ModeGroup:
+				if s.RawPullPerSec <= 0 {
+					t.Errorf("raw pull rate %v", s.RawPullPerSec)
+				}
+			}
+			if c.Mode == bench.ModeE2E && (s.RawP99 == nil || *s.RawP99 <= 0) {
+				t.Errorf("raw e2e p99 missing: %v", s.RawP99)
+			}
+			if c.Mode == bench.ModeGroup && s.RebalanceMS <= 0 {
+				t.Errorf("rebalance_ms %v", s.RebalanceMS)
+			}
+			if c.Compression == qxd.CompressionZstd && s.StoredBytes*2 > s.RawStoredBytes {
+				t.Errorf("zstd stored %d bytes, raw %d: want well under half", s.StoredBytes, s.RawStoredBytes)
+			}
+		})
+	}
+}
+
+// TestRunDuration produces for a duration instead of a count.
+func TestRunDuration(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	env, err := bench.NewEnv(ctx)
+	e, err := bench.NewEnv(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer env.Close()
-	w := bench.Workload{Records: 5000, Size: 100, Partitions: 4, RawWindow: 1000}
-	p, c, err := env.ProduceAndConsume(ctx, w)
+	defer e.Close()
+	start := time.Now()
+	r, err := bench.Run(ctx, e, bench.Config{Mode: bench.ModeProduce, Duration: 300 * time.Millisecond, Rate: 2000, Partitions: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
-	for name, r := range map[string]bench.Result{"raw produce": p.Raw, "qxd produce": p.Qxd, "raw consume": c.Raw, "qxd consume": c.Qxd} {
-		if r.Records != w.Records || r.Bytes != int64(w.Records*w.Size) || r.Duration <= 0 {
-			t.Errorf("%s: %+v, want %d records of %d bytes", name, r, w.Records, w.Size)
-		}
+	if d := time.Since(start); d > 10*time.Second {
+		t.Errorf("took %v", d)
+	}
+	// 2000/s for 0.3s: about 600 records.
+	if n := r.Qxd.Records; n < 300 || n > 900 {
+		t.Errorf("%d records at 2000/s for 300ms", n)
 	}
 }

@@ -82,6 +82,9 @@ func (b *BatchBuilder) Reset() {
 	b.firstTS, b.maxTS = 0, 0
 }
 
+// Grow makes room for n more bytes of records, so appending them does not allocate.
+func (b *BatchBuilder) Grow(n int) { b.buf = slices.Grow(b.buf, n) }
+
 // NumRecords returns how many records have been appended since the last Reset.
 func (b *BatchBuilder) NumRecords() int { return b.n }
 

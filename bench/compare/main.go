@@ -1,7 +1,8 @@
-// Command compare runs qxd's produce and consume workloads and the raw JetStream
-// equivalents in one process, several times, and prints medians and ratios.
+// Command compare runs qxd's workloads and the raw JetStream equivalents in one
+// process, several times, and prints medians of records/s and of the ratio against
+// the targets.
 //
-//	go run ./bench/compare [-runs 3] [-records 200000]
+//	go run ./bench/compare [-runs 3] [-records 200000] [-only produce,consume,group,e2e,r3,compression]
 package main
 
 import (
@@ -10,65 +11,132 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"strings"
 	"time"
 
+	"github.com/qxd-io/qxd"
 	"github.com/qxd-io/qxd/bench"
 )
 
 func main() {
 	runs := flag.Int("runs", 3, "runs per workload; medians are printed")
-	records := flag.Int("records", 200000, "records per run for 100 B records (1 KiB runs use half)")
+	records := flag.Int("records", 200000, "records per run for 100 B records (1 KiB runs use half, 64 KiB runs 3000)")
+	only := flag.String("only", "produce,consume,group,e2e,r3,compression", "comma-separated workload families to run")
 	flag.Parse()
-	if err := run(*runs, *records); err != nil {
+	if err := run(*runs, *records, strings.Split(*only, ",")); err != nil {
 		fmt.Fprintln(os.Stderr, "compare:", err)
 		os.Exit(1)
 	}
 }
 
-func run(runs, records int) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
+type row struct {
+	name   string
+	nodes  int
+	c      bench.Config
+	target string
+	// latency rows compare p99s instead of rates.
+	latency bool
+}
+
+func rows(records int) []row {
+	r100, r1k := records, records/2
+	var out []row
+	p := func(size, n int, target string) row {
+		return row{name: fmt.Sprintf("produce %s", bench.SizeString(size)), nodes: 1, target: target,
+			c: bench.Config{Mode: bench.ModeProduce, Records: n, Size: size, Partitions: 8}}
+	}
+	out = append(out, p(100, r100, "≥ 5×"), p(1024, r1k, "≥ 2×"), p(64<<10, 3000, "≥ 0.9×"))
+	for _, m := range []bench.Mode{bench.ModeConsume, bench.ModeGroup} {
+		out = append(out,
+			row{name: fmt.Sprintf("%s 100B", m), nodes: 1, target: "≥ 3×", c: bench.Config{Mode: m, Records: r100, Size: 100, Partitions: 8}},
+			row{name: fmt.Sprintf("%s 1KiB", m), nodes: 1, target: "≥ 1.5×", c: bench.Config{Mode: m, Records: r1k, Size: 1024, Partitions: 8}})
+	}
+	for _, rate := range []int{5000, 20000} {
+		out = append(out,
+			row{name: fmt.Sprintf("e2e %dk/s linger 0", rate/1000), nodes: 1, latency: true, target: "p99 ≤ 2× raw",
+				c: bench.Config{Mode: bench.ModeE2E, Records: rate * 5, Rate: rate, Linger: -1, Partitions: 8}},
+			row{name: fmt.Sprintf("e2e %dk/s linger 5ms", rate/1000), nodes: 1, latency: true, target: "(report)",
+				c: bench.Config{Mode: bench.ModeE2E, Records: rate * 5, Rate: rate, Partitions: 8}})
+	}
+	out = append(out, row{name: "produce 100B R3 (3 nodes)", nodes: 3, target: "≥ 3×",
+		c: bench.Config{Mode: bench.ModeProduce, Records: r1k, Size: 100, Partitions: 8, Replicas: 3}})
+	for _, codec := range []qxd.Compression{qxd.CompressionLZ4, qxd.CompressionZstd} {
+		out = append(out, row{name: "produce 1KiB " + codec.String(), nodes: 1, target: "(report)",
+			c: bench.Config{Mode: bench.ModeProduce, Records: r1k, Size: 1024, Partitions: 8, Compression: codec}})
+	}
+	return out
+}
+
+func family(r row) string {
+	switch {
+	case r.nodes == 3:
+		return "r3"
+	case r.c.Compression != qxd.CompressionNone:
+		return "compression"
+	}
+	return string(r.c.Mode)
+}
+
+func run(runs, records int, only []string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Minute)
 	defer cancel()
-	env, err := bench.NewEnv(ctx)
-	if err != nil {
-		return err
-	}
-	defer env.Close()
-	workloads := []bench.Workload{
-		{Records: records, Size: 100, Partitions: 8, RawWindow: 4000},
-		{Records: records / 2, Size: 1024, Partitions: 8, RawWindow: 4000},
-	}
-	fmt.Printf("%-36s %-8s %14s %14s %8s\n", "workload", "path", "raw rec/s", "qxd rec/s", "qxd/raw")
-	for _, w := range workloads {
-		var prod, cons [][2]float64
-		for i := 0; i < runs; i++ {
-			p, c, err := env.ProduceAndConsume(ctx, w)
-			if err != nil {
-				return fmt.Errorf("%s: %w", w, err)
+	envs := map[int]*bench.Env{}
+	defer func() {
+		for _, e := range envs {
+			e.Close()
+		}
+	}()
+	fmt.Printf("%-28s %12s %12s %9s %-14s %s\n", "workload", "raw rec/s", "qxd rec/s", "qxd/raw", "target", "notes")
+	for _, r := range rows(records) {
+		if !slices.Contains(only, family(r)) {
+			continue
+		}
+		e := envs[r.nodes]
+		if e == nil {
+			var err error
+			if e, err = bench.NewClusterEnv(ctx, r.nodes); err != nil {
+				return err
 			}
-			prod = append(prod, [2]float64{p.Raw.PerSec(), p.Qxd.PerSec()})
-			cons = append(cons, [2]float64{c.Raw.PerSec(), c.Qxd.PerSec()})
+			envs[r.nodes] = e
 		}
-		for _, row := range []struct {
-			path string
-			vals [][2]float64
-		}{{"produce", prod}, {"consume", cons}} {
-			raw, q, ratio := medians(row.vals)
-			fmt.Printf("%-36s %-8s %14.0f %14.0f %7.2fx\n", w.String(), row.path, raw, q, ratio)
+		var raw, q, ratio, p50, p99, p999, rp50, rp99, rp999, stored, rawStored, pull []float64
+		for i := 0; i < runs; i++ {
+			c := r.c
+			c.CompareRaw = true
+			res, err := bench.Run(ctx, e, c)
+			if err != nil {
+				return fmt.Errorf("%s: %w", r.name, err)
+			}
+			s := res.Summary()
+			raw, q, ratio = append(raw, s.RawMsgsPerSec), append(q, s.MsgsPerSec), append(ratio, s.Ratio)
+			p50, p99, p999 = append(p50, s.P50), append(p99, s.P99), append(p999, s.P999)
+			if s.RawP99 != nil {
+				rp50, rp99, rp999 = append(rp50, *s.RawP50), append(rp99, *s.RawP99), append(rp999, *s.RawP999)
+			}
+			stored, rawStored = append(stored, float64(s.StoredBytes)), append(rawStored, float64(s.RawStoredBytes))
+			pull = append(pull, s.PullRatio)
 		}
+		notes := ""
+		switch {
+		case r.latency:
+			notes = fmt.Sprintf("p50/p99/p99.9 ms: qxd %.2f/%.2f/%.2f, raw %.2f/%.2f/%.2f; p99 qxd÷raw %.2f×",
+				median(p50), median(p99), median(p999), median(rp50), median(rp99), median(rp999), median(p99)/median(rp99))
+		case r.c.Compression != qxd.CompressionNone:
+			notes = fmt.Sprintf("stored %.1f MB vs raw %.1f MB (%.1f× smaller)", median(stored)/1e6, median(rawStored)/1e6, median(rawStored)/median(stored))
+		case r.c.Mode == bench.ModeConsume || r.c.Mode == bench.ModeGroup:
+			notes = fmt.Sprintf("÷ raw pull consumer: %.2f×", median(pull))
+		}
+		fmt.Printf("%-28s %12.0f %12.0f %8.2f× %-14s %s\n", r.name, median(raw), median(q), median(ratio), r.target, notes)
 	}
-	fmt.Printf("medians of %d runs; produce: keyed, acks all, replicas 1, raw window %d; consume: ordered consumers vs qxd consumer\n", runs, 4000)
+	fmt.Printf("medians of %d runs, same process, same node(s); keyed records, 8 partitions, acks all, raw window 4000\n", runs)
 	return nil
 }
 
-func medians(vals [][2]float64) (raw, q, ratio float64) {
-	var rs, qs, ratios []float64
-	for _, v := range vals {
-		rs, qs, ratios = append(rs, v[0]), append(qs, v[1]), append(ratios, v[1]/v[0])
-	}
-	return median(rs), median(qs), median(ratios)
-}
-
 func median(v []float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	v = slices.Clone(v)
 	slices.Sort(v)
 	return v[len(v)/2]
 }

@@ -1,0 +1,408 @@
+package bench
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/qxd-io/qxd"
+	"github.com/qxd-io/qxd/partitioner"
+)
+
+// words make values that compress like text or JSON does (3 to 5 times with lz4 or
+// zstd), so the compression codecs have something to do.
+var words = []string{
+	`{"id":`, `"user":`, `"order":`, `"status":"shipped"`, `"status":"pending"`,
+	`"amount":`, `"currency":"EUR"`, `"items":[`, `],`, `"sku":"A-`, `"qty":`, `},`,
+	`"region":"eu-west"`, `"region":"us-east"`, `"ts":`, `"note":"fast delivery"`,
+}
+
+// value returns size bytes of compressible text, the same on every call.
+func value(size int) []byte {
+	rng := rand.New(rand.NewPCG(1, 2))
+	v := make([]byte, 0, size+32)
+	for len(v) < size {
+		v = append(v, words[rng.IntN(len(words))]...)
+		v = fmt.Appendf(v, "%d,", rng.IntN(100000))
+	}
+	return v[:size:size]
+}
+
+// keys returns n distinct keys.
+func keys(n int) [][]byte {
+	ks := make([][]byte, n)
+	for i := range ks {
+		ks[i] = fmt.Appendf(nil, "key-%d", i)
+	}
+	return ks
+}
+
+// stamp writes the current time into v's first 8 bytes, for e2e latency.
+func stamp(v []byte) { binary.LittleEndian.PutUint64(v, uint64(time.Now().UnixNano())) }
+
+// sinceStamp returns the time since stamp wrote v.
+func sinceStamp(v []byte) time.Duration {
+	if len(v) < 8 {
+		return 0
+	}
+	return time.Duration(time.Now().UnixNano() - int64(binary.LittleEndian.Uint64(v)))
+}
+
+// pacer spaces records at a fixed rate: record i is due at start + i/rate. A sender
+// that fell behind catches up at once, as load generators that measure latency
+// must (no coordinated omission).
+type pacer struct {
+	start time.Time
+	every time.Duration
+}
+
+func newPacer(rate float64) *pacer {
+	if rate <= 0 {
+		return nil
+	}
+	return &pacer{start: time.Now(), every: time.Duration(float64(time.Second) / rate)}
+}
+
+func (p *pacer) wait(ctx context.Context, i int) error {
+	if p == nil {
+		return nil
+	}
+	due := p.start.Add(time.Duration(i) * p.every)
+	if d := time.Until(due); d > 200*time.Microsecond {
+		t := time.NewTimer(d)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+
+// share splits total into n parts, the first ones one larger.
+func share(total, n, i int) int {
+	s := total / n
+	if i < total%n {
+		s++
+	}
+	return s
+}
+
+// produceSpec says what a produce phase sends.
+type produceSpec struct {
+	c       Config
+	stamped bool       // e2e: each value carries its send time
+	lat     *Histogram // produce-to-ack latency, or nil
+	m       *meter
+}
+
+// sending reports whether producer i should send record n.
+func (s produceSpec) sending(ctx context.Context, i, n int, deadline time.Time) bool {
+	if ctx.Err() != nil {
+		return false
+	}
+	if s.c.Records > 0 {
+		return n < share(s.c.Records, s.c.Producers, i)
+	}
+	return n&63 != 0 || time.Now().Before(deadline)
+}
+
+// qxdProduce sends records to topic through c.Producers producers and waits until all
+// are acknowledged. It returns records and value bytes acknowledged.
+func (e *Env) qxdProduce(ctx context.Context, topic string, s produceSpec) (int64, int64, time.Duration, error) {
+	c := s.c
+	acks, _ := qxd.ParseAcks(c.Acks)
+	opts := append([]qxd.ProducerOption{
+		qxd.WithAcks(acks), qxd.Linger(c.Linger), qxd.BatchBytes(c.BatchBytes), qxd.WithCompression(c.Compression),
+	}, c.ProducerOptions...)
+	prods := make([]*qxd.Producer, c.Producers)
+	for i := range prods {
+		p, err := e.Client.NewProducer(opts...)
+		if err != nil {
+			return 0, 0, 0, err
+		}
+		defer p.Close(context.Background())
+		prods[i] = p
+	}
+	ks, val := keys(c.Keys), value(c.Size)
+	var errs errCount
+	var acked, bytes atomic.Int64
+	pool := sync.Pool{New: func() any { return new(qxd.Record) }}
+	cb := func(r *qxd.Record, err error) {
+		if err != nil {
+			errs.add(err)
+		} else {
+			acked.Add(1)
+			bytes.Add(int64(len(r.Value)))
+			s.m.add(1, int64(len(r.Value)))
+			if s.lat != nil {
+				s.lat.Record(time.Since(r.Timestamp))
+			}
+		}
+		*r = qxd.Record{Value: r.Value[:0]}
+		pool.Put(r)
+	}
+	var deadline time.Time
+	if c.Records == 0 {
+		deadline = time.Now().Add(c.Duration)
+	}
+	start := time.Now()
+	var wg sync.WaitGroup
+	perr := make([]error, len(prods))
+	for i, p := range prods {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rng := rand.New(rand.NewPCG(uint64(i), 7))
+			pace := newPacer(float64(c.Rate) / float64(c.Producers))
+			for n := 0; s.sending(ctx, i, n, deadline); n++ {
+				if err := pace.wait(ctx, n); err != nil {
+					perr[i] = err
+					return
+				}
+				r := pool.Get().(*qxd.Record)
+				r.Topic, r.Key = topic, ks[rng.IntN(len(ks))]
+				if s.stamped {
+					r.Value = append(r.Value[:0], val...)
+					stamp(r.Value)
+				} else {
+					r.Value = val
+				}
+				r.Timestamp = time.Now()
+				if err := p.Produce(ctx, r, cb); err != nil {
+					perr[i] = err
+					return
+				}
+			}
+			perr[i] = p.Flush(ctx)
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	for _, err := range perr {
+		if err != nil {
+			return 0, 0, 0, err
+		}
+	}
+	if err := errs.err(); err != nil {
+		return 0, 0, 0, err
+	}
+	return acked.Load(), bytes.Load(), elapsed, nil
+}
+
+// topic makes c's topic, or uses the named one; cleanup deletes a fresh one.
+func (e *Env) topic(ctx context.Context, c Config) (name string, parts int32, cleanup func(), err error) {
+	admin := e.Client.Admin()
+	if c.Topic != "" {
+		if t, err := admin.Topic(ctx, c.Topic); err == nil {
+			return c.Topic, t.Config.Partitions, func() {}, nil
+		}
+		if _, err := admin.CreateTopic(ctx, c.Topic, qxd.TopicConfig{Partitions: c.Partitions, Replicas: c.Replicas}); err != nil {
+			return "", 0, nil, err
+		}
+		return c.Topic, c.Partitions, func() {}, nil
+	}
+	name = uniqueName("bench-")
+	if _, err := admin.CreateTopic(ctx, name, qxd.TopicConfig{Partitions: c.Partitions, Replicas: c.Replicas}); err != nil {
+		return "", 0, nil, err
+	}
+	return name, c.Partitions, func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		_ = admin.DeleteTopic(ctx, name)
+	}, nil
+}
+
+// storedBytes is what a topic's partitions hold.
+func (e *Env) storedBytes(ctx context.Context, topic string) int64 {
+	d, err := e.Client.Admin().DescribeTopic(ctx, topic)
+	if err != nil {
+		return 0
+	}
+	var n int64
+	for _, p := range d.Partitions {
+		n += int64(p.Bytes)
+	}
+	return n
+}
+
+func (e *Env) qxdProduceRun(ctx context.Context, c Config) (*Measure, error) {
+	topic, _, cleanup, err := e.topic(ctx, c)
+	if err != nil {
+		return nil, err
+	}
+	defer cleanup()
+	m := startMeter(c, "qxd", "run")
+	lat := NewHistogram()
+	n, b, elapsed, err := e.qxdProduce(ctx, topic, produceSpec{c: c, lat: lat, m: m})
+	series := m.stop()
+	if err != nil {
+		return nil, err
+	}
+	if n == 0 {
+		return nil, errNoRecords
+	}
+	return &Measure{System: "qxd", Records: n, Bytes: b, Elapsed: elapsed, Latency: lat,
+		Series: series, Interval: c.Interval, StoredBytes: e.storedBytes(ctx, topic)}, nil
+}
+
+// rawStreams creates one stream per partition, as qxd lays a topic out, and returns
+// their names and subjects and a cleanup that deletes them.
+func (e *Env) rawStreams(ctx context.Context, c Config) ([]string, []string, func(), error) {
+	name := uniqueName("RAW")
+	var streams, subjects []string
+	cleanup := func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		for _, s := range streams {
+			_ = e.JS.DeleteStream(ctx, s)
+		}
+	}
+	for p := int32(0); p < c.Partitions; p++ {
+		s, subj := fmt.Sprintf("%s_%d", name, p), fmt.Sprintf("raw.%s.%d", name, p)
+		if _, err := e.JS.CreateStream(ctx, jetstream.StreamConfig{
+			Name: s, Subjects: []string{subj}, Storage: jetstream.FileStorage, Replicas: c.Replicas,
+		}); err != nil {
+			cleanup()
+			return nil, nil, nil, fmt.Errorf("create stream %s: %w", s, err)
+		}
+		streams, subjects = append(streams, s), append(subjects, subj)
+	}
+	return streams, subjects, cleanup, nil
+}
+
+// rawProduce publishes each record as one JetStream message with PublishAsync,
+// keyed to its partition's stream by Kafka's partitioner, at most RawWindow
+// unacknowledged per producer, and waits for every ack.
+func (e *Env) rawProduce(ctx context.Context, subjects []string, s produceSpec) (int64, int64, time.Duration, error) {
+	c := s.c
+	ks, val := keys(c.Keys), value(c.Size)
+	var errs errCount
+	var acked, bytes atomic.Int64
+	bufs := sync.Pool{New: func() any { return make([]byte, 0, c.Size) }}
+	onAck := func(_ jetstream.JetStream, m *nats.Msg, _ *jetstream.PubAck) {
+		acked.Add(1)
+		bytes.Add(int64(len(m.Data)))
+		s.m.add(1, int64(len(m.Data)))
+		if s.stamped {
+			bufs.Put(m.Data[:0]) //nolint:staticcheck // a slice header per record is fine here
+		}
+	}
+	onErr := func(_ jetstream.JetStream, _ *nats.Msg, err error) { errs.add(err) }
+	none := c.Acks == "none"
+	var deadline time.Time
+	if c.Records == 0 {
+		deadline = time.Now().Add(c.Duration)
+	}
+	start := time.Now()
+	var wg sync.WaitGroup
+	perr := make([]error, c.Producers)
+	for i := range c.Producers {
+		js, err := jetstream.New(e.NC, jetstream.WithPublishAsyncMaxPending(c.RawWindow),
+			jetstream.WithPublishAsyncAckHandler(onAck), jetstream.WithPublishAsyncErrHandler(onErr))
+		if err != nil {
+			return 0, 0, 0, err
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rng := rand.New(rand.NewPCG(uint64(i), 7))
+			pace := newPacer(float64(c.Rate) / float64(c.Producers))
+			n := 0
+			for ; s.sending(ctx, i, n, deadline); n++ {
+				if err := pace.wait(ctx, n); err != nil {
+					perr[i] = err
+					return
+				}
+				k := ks[rng.IntN(len(ks))]
+				subj := subjects[partitioner.KafkaPartition(k, int32(len(subjects)))]
+				data := val
+				if s.stamped {
+					data = append(bufs.Get().([]byte), val...)
+					stamp(data)
+				}
+				if none {
+					if err := e.NC.Publish(subj, data); err != nil {
+						perr[i] = err
+						return
+					}
+					continue
+				}
+				// A slow replicated stream can keep the window full past nats.go's
+				// stall wait: wait longer rather than fail, as a producer would.
+				_, err := js.PublishAsync(subj, data, jetstream.WithStallWait(5*time.Second))
+				for errors.Is(err, jetstream.ErrTooManyStalledMsgs) && ctx.Err() == nil {
+					_, err = js.PublishAsync(subj, data, jetstream.WithStallWait(5*time.Second))
+				}
+				if err != nil {
+					perr[i] = err
+					return
+				}
+			}
+			if none {
+				perr[i] = e.NC.FlushWithContext(ctx)
+				acked.Add(int64(n))
+				bytes.Add(int64(n * len(val)))
+				s.m.add(int64(n), int64(n*len(val)))
+				return
+			}
+			select {
+			case <-js.PublishAsyncComplete():
+			case <-ctx.Done():
+				perr[i] = ctx.Err()
+			}
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	for _, err := range perr {
+		if err != nil {
+			return 0, 0, 0, err
+		}
+	}
+	if err := errs.err(); err != nil {
+		return 0, 0, 0, err
+	}
+	return acked.Load(), bytes.Load(), elapsed, nil
+}
+
+// rawStoredBytes is what the streams hold.
+func (e *Env) rawStoredBytes(ctx context.Context, streams []string) int64 {
+	var n int64
+	for _, s := range streams {
+		st, err := e.JS.Stream(ctx, s)
+		if err != nil {
+			return 0
+		}
+		n += int64(st.CachedInfo().State.Bytes)
+	}
+	return n
+}
+
+func (e *Env) rawProduceRun(ctx context.Context, c Config) (*Measure, error) {
+	streams, subjects, cleanup, err := e.rawStreams(ctx, c)
+	if err != nil {
+		return nil, err
+	}
+	defer cleanup()
+	m := startMeter(c, "raw", "run")
+	n, b, elapsed, err := e.rawProduce(ctx, subjects, produceSpec{c: c, m: m})
+	series := m.stop()
+	if err != nil {
+		return nil, err
+	}
+	if n == 0 {
+		return nil, errNoRecords
+	}
+	return &Measure{System: "raw", Records: n, Bytes: b, Elapsed: elapsed,
+		Series: series, Interval: c.Interval, StoredBytes: e.rawStoredBytes(ctx, streams)}, nil
+}

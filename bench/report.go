@@ -1,0 +1,155 @@
+package bench
+
+import (
+	"fmt"
+	"io"
+	"math"
+	"strings"
+)
+
+// Summary is a Result as one flat JSON object: qxd's figures, raw's prefixed with
+// raw_, and their ratio.
+type Summary struct {
+	Mode        Mode    `json:"mode"`
+	Records     int64   `json:"records"`
+	Size        int     `json:"size"`
+	Partitions  int32   `json:"partitions"`
+	Replicas    int     `json:"replicas"`
+	Producers   int     `json:"producers"`
+	Consumers   int     `json:"consumers"`
+	Rate        int     `json:"rate"`
+	Acks        string  `json:"acks"`
+	LingerMS    float64 `json:"linger_ms"`
+	BatchBytes  int     `json:"batch_bytes"`
+	Compression string  `json:"compression"`
+	Seconds     float64 `json:"seconds"`
+	MsgsPerSec  float64 `json:"msgs_per_sec"`
+	MBPerSec    float64 `json:"mb_per_sec"`
+	P50         float64 `json:"p50_ms"`
+	P99         float64 `json:"p99_ms"`
+	P999        float64 `json:"p999_ms"`
+	Max         float64 `json:"max_ms"`
+	StoredBytes int64   `json:"stored_bytes"`
+	RebalanceMS float64 `json:"rebalance_ms,omitempty"`
+	IntervalMS  float64 `json:"interval_ms"`
+	Series      []int64 `json:"series"`
+
+	RawRecords     int64    `json:"raw_records,omitempty"`
+	RawMsgsPerSec  float64  `json:"raw_msgs_per_sec,omitempty"`
+	RawMBPerSec    float64  `json:"raw_mb_per_sec,omitempty"`
+	RawP50         *float64 `json:"raw_p50_ms,omitempty"`
+	RawP99         *float64 `json:"raw_p99_ms,omitempty"`
+	RawP999        *float64 `json:"raw_p999_ms,omitempty"`
+	RawMax         *float64 `json:"raw_max_ms,omitempty"`
+	RawStoredBytes int64    `json:"raw_stored_bytes,omitempty"`
+	RawPullPerSec  float64  `json:"raw_pull_msgs_per_sec,omitempty"`
+	Ratio          float64  `json:"ratio,omitempty"`
+	PullRatio      float64  `json:"pull_ratio,omitempty"`
+}
+
+// Summary flattens r.
+func (r *Result) Summary() Summary {
+	c := r.Config
+	q := r.Qxd
+	s := Summary{
+		Mode: c.Mode, Records: q.Records, Size: c.Size, Partitions: c.Partitions, Replicas: c.Replicas,
+		Producers: c.Producers, Consumers: c.Consumers, Rate: c.Rate, Acks: c.Acks,
+		LingerMS: ms(c.Linger), BatchBytes: c.BatchBytes, Compression: c.Compression.String(),
+		Seconds: q.Elapsed.Seconds(), MsgsPerSec: round(q.PerSec()), MBPerSec: round(q.MBPerSec()),
+		StoredBytes: q.StoredBytes, RebalanceMS: round(ms(q.Rebalance)),
+		IntervalMS: ms(q.Interval), Series: q.Series,
+	}
+	if q.Latency != nil {
+		l := q.Latency.Summary()
+		s.P50, s.P99, s.P999, s.Max = round(l.P50), round(l.P99), round(l.P999), round(l.Max)
+	}
+	if raw := r.Raw; raw != nil {
+		s.RawRecords, s.RawMsgsPerSec, s.RawMBPerSec = raw.Records, round(raw.PerSec()), round(raw.MBPerSec())
+		s.RawStoredBytes = raw.StoredBytes
+		s.Ratio = round(r.Ratio())
+		if raw.Latency != nil {
+			l := raw.Latency.Summary()
+			p50, p99, p999, mx := round(l.P50), round(l.P99), round(l.P999), round(l.Max)
+			s.RawP50, s.RawP99, s.RawP999, s.RawMax = &p50, &p99, &p999, &mx
+		}
+	}
+	if r.RawPull != nil && r.RawPull.PerSec() > 0 {
+		s.RawPullPerSec = round(r.RawPull.PerSec())
+		s.PullRatio = round(q.PerSec() / r.RawPull.PerSec())
+	}
+	return s
+}
+
+// round keeps three decimals, so JSON stays readable.
+func round(v float64) float64 { return math.Round(v*1000) / 1000 }
+
+// WriteText prints r as a person reads it: the workload, then one line per side with
+// records/s, MB/s and latency, then the ratio.
+func (r *Result) WriteText(w io.Writer) {
+	c := r.Config
+	fmt.Fprintf(w, "%s: %d records of %s, %d partitions, replicas %d, %d producer(s), %d consumer(s), acks %s, linger %v, compression %s",
+		c.Mode, r.Qxd.Records, SizeString(c.Size), c.Partitions, c.Replicas, c.Producers, c.Consumers, c.Acks, c.Linger, c.Compression)
+	if c.Rate > 0 {
+		fmt.Fprintf(w, ", rate %d/s", c.Rate)
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintf(w, "%-9s %12s %10s %10s %10s %10s %10s %14s\n", "", "records/s", "MB/s", "p50 ms", "p99 ms", "p99.9 ms", "max ms", "stored bytes")
+	for _, m := range []*Measure{r.Qxd, r.Raw, r.RawPull} {
+		if m == nil {
+			continue
+		}
+		lat := []string{"-", "-", "-", "-"}
+		if m.Latency != nil && m.Latency.Count() > 0 {
+			l := m.Latency.Summary()
+			for i, v := range []float64{l.P50, l.P99, l.P999, l.Max} {
+				lat[i] = fmt.Sprintf("%.3f", v)
+			}
+		}
+		fmt.Fprintf(w, "%-9s %12.0f %10.1f %10s %10s %10s %10s %14d\n", m.System, m.PerSec(), m.MBPerSec(),
+			lat[0], lat[1], lat[2], lat[3], m.StoredBytes)
+	}
+	if r.Qxd.Rebalance > 0 {
+		fmt.Fprintf(w, "group stable (every partition assigned) after %v\n", r.Qxd.Rebalance.Round(1e6))
+	}
+	if r.Raw != nil {
+		fmt.Fprintf(w, "qxd ÷ raw: %.2f×", r.Ratio())
+		if r.RawPull != nil && r.RawPull.PerSec() > 0 {
+			fmt.Fprintf(w, " (÷ raw pull: %.2f×)", r.Qxd.PerSec()/r.RawPull.PerSec())
+		}
+		fmt.Fprintln(w)
+	}
+	var notes []string
+	switch c.Mode {
+	case ModeProduce:
+		notes = append(notes, "latency: produce to acknowledgement (qxd)")
+	case ModeConsume, ModeGroup:
+		notes = append(notes, "records were stored before the timed read; raw: one ordered consumer per stream, raw-pull: durable pull consumers acking every 1000")
+	case ModeE2E:
+		notes = append(notes, "latency: from produce to consume of each record")
+	}
+	for _, n := range notes {
+		fmt.Fprintln(w, n)
+	}
+}
+
+// SizeString writes a byte count as 100B, 1KiB or 64KiB.
+func SizeString(n int) string {
+	switch {
+	case n >= 1<<20 && n%(1<<20) == 0:
+		return fmt.Sprintf("%dMiB", n>>20)
+	case n >= 1<<10 && n%(1<<10) == 0:
+		return fmt.Sprintf("%dKiB", n>>10)
+	}
+	return fmt.Sprintf("%dB", n)
+}
+
+// FormatProgress is a progress line for a terminal.
+func FormatProgress(p Progress) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s %s", p.System, p.Mode)
+	if p.Phase == "fill" {
+		b.WriteString(" (storing records first)")
+	}
+	fmt.Fprintf(&b, ": %d records in %v, %.0f records/s, %.1f MB/s", p.Records, p.Elapsed.Round(1e8), p.PerSec, p.MBPerSec)
+	return b.String()
+}

@@ -1,0 +1,127 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"encoding/xml"
+	"math"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestBenchJSON runs every mode against a node with --compare-raw --json on a few
+// records: the object has the fields a script reads, the counts match, and ratio is
+// msgs_per_sec over raw_msgs_per_sec.
+func TestBenchJSON(t *testing.T) {
+	c := startCLI(t)
+	for _, mode := range []string{"produce", "consume", "group", "e2e"} {
+		t.Run(mode, func(t *testing.T) {
+			args := []string{"bench", mode, "--records", "1500", "--partitions", "2", "--compare-raw", "--json", "--quiet"}
+			if mode == "e2e" {
+				args = append(args, "--rate", "10000", "--linger", "0")
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			out, err := c.runCtx(ctx, "", args...)
+			if err != nil {
+				t.Fatalf("qxd %s: %v", strings.Join(args, " "), err)
+			}
+			var got map[string]any
+			if err := json.Unmarshal([]byte(out), &got); err != nil {
+				t.Fatalf("not one JSON object: %v\n%s", err, out)
+			}
+			for _, f := range []string{"mode", "records", "size", "partitions", "msgs_per_sec", "mb_per_sec",
+				"p50_ms", "p99_ms", "p999_ms", "raw_msgs_per_sec", "ratio", "series"} {
+				if _, ok := got[f]; !ok {
+					t.Errorf("field %q missing: %s", f, out)
+				}
+			}
+			if got["mode"] != mode || got["records"] != 1500.0 || got["size"] != 100.0 || got["partitions"] != 2.0 {
+				t.Errorf("mode %v records %v size %v partitions %v", got["mode"], got["records"], got["size"], got["partitions"])
+			}
+			q, raw, ratio := got["msgs_per_sec"].(float64), got["raw_msgs_per_sec"].(float64), got["ratio"].(float64)
+			if q <= 0 || raw <= 0 || math.Abs(ratio-q/raw) > 0.01*ratio {
+				t.Errorf("msgs_per_sec %v raw %v ratio %v", q, raw, ratio)
+			}
+			if mode == "produce" || mode == "e2e" {
+				if p50, p99 := got["p50_ms"].(float64), got["p99_ms"].(float64); p50 <= 0 || p99 < p50 {
+					t.Errorf("p50 %v p99 %v", p50, p99)
+				}
+			}
+		})
+	}
+}
+
+var numbers = regexp.MustCompile(`[0-9]+(\.[0-9]+)?`)
+
+// TestBenchEmbedded runs without --server: the command starts its own node, prints
+// the summary and progress, and writes a well-formed SVG chart.
+func TestBenchEmbedded(t *testing.T) {
+	t.Setenv("QXD_SERVER", "")
+	os.Unsetenv("QXD_SERVER")
+	chart := filepath.Join(t.TempDir(), "bench.svg")
+	var out, errOut bytes.Buffer
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	args := []string{"qxd", "--log-level", "warn", "bench", "produce", "--records", "2000", "--size", "1KiB",
+		"--partitions", "2", "--compare-raw", "--chart", chart, "--linger", "1ms"}
+	if err := run(ctx, args, strings.NewReader(""), &out, &errOut); err != nil {
+		t.Fatalf("%v\nstderr:\n%s", err, errOut.String())
+	}
+	masked := strings.ReplaceAll(out.String(), chart, "CHART")
+	masked = numbers.ReplaceAllString(masked, "N")
+	masked = regexp.MustCompile(` +`).ReplaceAllString(masked, " ")
+	golden(t, "bench_produce", masked)
+	svg, err := os.ReadFile(chart)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := xml.NewDecoder(bytes.NewReader(svg))
+	for {
+		if _, err := d.Token(); err != nil {
+			if err.Error() != "EOF" {
+				t.Fatalf("chart is not well-formed XML: %v", err)
+			}
+			break
+		}
+	}
+	for _, want := range []string{"<svg", "<polyline", "latency (ms, log scale)", "qxd: "} {
+		if !bytes.Contains(svg, []byte(want)) {
+			t.Errorf("chart lacks %q", want)
+		}
+	}
+}
+
+// TestBenchFlagErrors: bad flags are refused before anything runs, naming the flag.
+func TestBenchFlagErrors(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"bench", "produce", "--records", "0"}, "--records 0 is not valid"},
+		{[]string{"bench", "produce", "--records", "5", "--duration", "1s"}, "--records and --duration both set"},
+		{[]string{"bench", "produce", "--size", "big"}, "size"},
+		{[]string{"bench", "e2e", "--size", "4"}, "--size 4 is out of range"},
+		{[]string{"bench", "produce", "--replicas", "2"}, "--replicas 2 is not valid"},
+		{[]string{"bench", "produce", "--acks", "some"}, `--acks "some" is not valid`},
+		{[]string{"bench", "produce", "--compression", "zip"}, `--compression "zip" is not valid`},
+		{[]string{"bench", "produce", "--batch-size", "10"}, "--batch-size 10 is out of range"},
+		{[]string{"bench", "produce", "--linger", "-1s"}, "--linger -1s is negative"},
+		{[]string{"bench", "produce", "extra"}, "takes no arguments"},
+		{[]string{"bench", "nosuch"}, `unknown command "nosuch"`},
+	} {
+		t.Run(strings.Join(tc.args[1:], " "), func(t *testing.T) {
+			var out, errOut bytes.Buffer
+			err := run(context.Background(), append([]string{"qxd", "--server", "nats://127.0.0.1:1"}, tc.args...),
+				strings.NewReader(""), &out, &errOut)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("error %v, want one containing %q", err, tc.want)
+			}
+		})
+	}
+}
