@@ -34,7 +34,7 @@ func (c *Client) Admin() *Admin { return &Admin{c: c} }
 // is finished by calling CreateTopic again with the same config.
 func (a *Admin) CreateTopic(ctx context.Context, name string, cfg TopicConfig) (TopicInfo, error) {
 	var resp semantics.TopicResponse
-	if err := a.c.request(ctx, semantics.APITopicCreate, semantics.CreateTopicRequest{Name: name, Config: cfg}, &resp); err != nil {
+	if err := a.c.request(ctx, topicAPISubject(semantics.APITopicCreate, name), semantics.CreateTopicRequest{Name: name, Config: cfg}, &resp); err != nil {
 		return TopicInfo{}, fmt.Errorf("create topic %q: %w", name, err)
 	}
 	return topicResult(resp)
@@ -43,7 +43,7 @@ func (a *Admin) CreateTopic(ctx context.Context, name string, cfg TopicConfig) (
 // DeleteTopic deletes a topic and all its records.
 func (a *Admin) DeleteTopic(ctx context.Context, name string) error {
 	var resp semantics.TopicResponse
-	if err := a.c.request(ctx, semantics.APITopicDelete, semantics.TopicRequest{Name: name}, &resp); err != nil {
+	if err := a.c.request(ctx, topicAPISubject(semantics.APITopicDelete, name), semantics.TopicRequest{Name: name}, &resp); err != nil {
 		return fmt.Errorf("delete topic %q: %w", name, err)
 	}
 	_, err := topicResult(resp)
@@ -54,7 +54,7 @@ func (a *Admin) DeleteTopic(ctx context.Context, name string) error {
 // partitions as Kafka's do after the same change.
 func (a *Admin) AddPartitions(ctx context.Context, name string, total int32) (TopicInfo, error) {
 	var resp semantics.TopicResponse
-	if err := a.c.request(ctx, semantics.APITopicAddPartitions, semantics.AddPartitionsRequest{Name: name, Total: total}, &resp); err != nil {
+	if err := a.c.request(ctx, topicAPISubject(semantics.APITopicAddPartitions, name), semantics.AddPartitionsRequest{Name: name, Total: total}, &resp); err != nil {
 		return TopicInfo{}, fmt.Errorf("add partitions to %q: %w", name, err)
 	}
 	return topicResult(resp)
@@ -76,7 +76,7 @@ type RebalanceResult = semantics.RebalanceResponse
 // before the next starts.
 func (a *Admin) RebalanceTopic(ctx context.Context, name string) (RebalanceResult, error) {
 	var resp semantics.RebalanceResponse
-	if err := a.c.request(ctx, semantics.APITopicRebalance, semantics.TopicRequest{Name: name}, &resp); err != nil {
+	if err := a.c.request(ctx, topicAPISubject(semantics.APITopicRebalance, name), semantics.TopicRequest{Name: name}, &resp); err != nil {
 		return resp, fmt.Errorf("rebalance topic %q: %w", name, err)
 	}
 	return resp, resp.Error.Err()
@@ -98,7 +98,7 @@ func (a *Admin) ListTopics(ctx context.Context) ([]TopicInfo, error) {
 // offset, high watermark and record count.
 func (a *Admin) DescribeTopic(ctx context.Context, name string) (TopicDescription, error) {
 	var resp semantics.DescribeTopicResponse
-	if err := a.c.request(ctx, semantics.APITopicDescribe, semantics.TopicRequest{Name: name}, &resp); err != nil {
+	if err := a.c.request(ctx, topicAPISubject(semantics.APITopicDescribe, name), semantics.TopicRequest{Name: name}, &resp); err != nil {
 		return TopicDescription{}, fmt.Errorf("describe topic %q: %w", name, err)
 	}
 	if err := resp.Error.Err(); err != nil {

@@ -120,6 +120,10 @@ func cmpStrings(a, b string) int {
 
 // partitionOffsets reads a partition's log start and high watermark.
 func (a *Admin) partitionOffsets(ctx context.Context, tp TopicPartition) (partition.Offsets, error) {
+	// Offsets are read from the partition: without consume rights, no lag.
+	if err := a.c.authorizeTopic(ctx, semantics.OpConsume, tp.Topic); err != nil {
+		return partition.Offsets{}, err
+	}
 	meta, err := a.c.topic(ctx, tp.Topic)
 	if err != nil {
 		return partition.Offsets{}, err
@@ -134,6 +138,13 @@ func (a *Admin) partitionOffsets(ctx context.Context, tp TopicPartition) (partit
 // kafka-consumer-groups --reset-offsets. It returns the offsets it set.
 func (a *Admin) SeekGroup(ctx context.Context, group, topic string, partitions []int32, to Offset) (map[TopicPartition]int64, error) {
 	if err := semantics.ValidateGroupID(group); err != nil {
+		return nil, err
+	}
+	// Seeking reads the topic's partitions and sets the group's offsets.
+	if err := a.c.authorizeTopic(ctx, semantics.OpGroup, group); err != nil {
+		return nil, err
+	}
+	if err := a.c.authorizeTopic(ctx, semantics.OpConsume, topic); err != nil {
 		return nil, err
 	}
 	meta, err := a.c.topic(ctx, topic)

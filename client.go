@@ -36,6 +36,8 @@ type Client struct {
 	topicsErr  error
 	topicsKV   jetstream.KeyValue
 	partsKV    jetstream.KeyValue
+
+	authz *authz // turns permission violations into not-authorized errors
 }
 
 type clientConfig struct {
@@ -44,6 +46,7 @@ type clientConfig struct {
 	natsOpts   []nats.Option
 	inProcess  nats.InProcessConnProvider
 	reqTimeout time.Duration
+	auth       authConfig
 }
 
 // ClientOption configures Connect.
@@ -79,11 +82,22 @@ func Connect(ctx context.Context, servers string, opts ...ClientOption) (*Client
 	for _, o := range opts {
 		o(&cfg)
 	}
-	nopts := []nats.Option{nats.Name(cfg.name), nats.MaxReconnects(-1), nats.RetryOnFailedConnect(false)}
+	// Pings every 10s, three unanswered: a node cut off by a silent network
+	// partition is left for another within about half a minute, not NATS's minutes.
+	nopts := []nats.Option{nats.Name(cfg.name), nats.MaxReconnects(-1), nats.RetryOnFailedConnect(false),
+		nats.PingInterval(10 * time.Second), nats.MaxPingsOutstanding(3)}
 	if cfg.inProcess != nil {
 		nopts = append(nopts, nats.InProcessServer(cfg.inProcess))
 	}
+	aopts, err := cfg.auth.natsOptions()
+	if err != nil {
+		return nil, fmt.Errorf("connect to %s: %w", servers, err)
+	}
+	nopts = append(append(nopts, logAsyncErrors(cfg.logger)), aopts...)
 	nopts = append(nopts, cfg.natsOpts...)
+	if o := inboxOption(nopts); o != nil {
+		nopts = append(nopts, o)
+	}
 	if cfg.inProcess == nil && strings.TrimSpace(servers) == "" {
 		return nil, errors.New("connect: no server given: pass a NATS URL such as nats://127.0.0.1:4222")
 	}
@@ -108,6 +122,9 @@ func Connect(ctx context.Context, servers string, opts ...ClientOption) (*Client
 		return nil, fmt.Errorf("connect to %s: %w", servers, ctx.Err())
 	}
 	if r.err != nil {
+		if err := connectError(servers, r.err, cfg.auth); err != nil {
+			return nil, err
+		}
 		return nil, fmt.Errorf("connect to %s: %w (is a qxd node running there? start one with 'qxd server')", servers, r.err)
 	}
 	c, err := newClient(r.nc, cfg)
@@ -137,7 +154,7 @@ func newClient(nc *nats.Conn, cfg clientConfig) (*Client, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Client{nc: nc, js: js, log: log, cfg: cfg}, nil
+	return &Client{nc: nc, js: js, log: log, cfg: cfg, authz: watchViolations(nc)}, nil
 }
 
 // Conn is the client's NATS connection.
@@ -192,7 +209,7 @@ func (c *Client) requestOnce(ctx context.Context, subject string, req, out any) 
 	}
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.reqTimeout)
 	defer cancel()
-	m, err := c.nc.RequestWithContext(ctx, subject, b)
+	m, err := c.requestWatched(ctx, subject, b)
 	if err != nil {
 		return wrapNATSError(err)
 	}
@@ -236,7 +253,7 @@ func (c *Client) topic(ctx context.Context, name string) (semantics.TopicMeta, e
 	if err := c.buckets(ctx); err != nil {
 		return semantics.TopicMeta{}, err
 	}
-	e, err := c.topicsKV.Get(ctx, semantics.TopicKey(name))
+	e, err := c.getTopicRecord(ctx, name)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return semantics.TopicMeta{}, semantics.Errorf(semantics.ErrUnknownTopic, "topic %q does not exist: create it with 'qxd topic create %s'", name, name)
 	}

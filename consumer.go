@@ -153,6 +153,9 @@ type resolved struct {
 func (c *Consumer) resolveAll(ctx context.Context, as []Assignment) ([]resolved, error) {
 	var rs []resolved
 	for _, a := range as {
+		if err := c.c.authorizeTopic(ctx, semantics.OpConsume, a.Topic); err != nil {
+			return nil, err
+		}
 		meta, err := c.c.topic(ctx, a.Topic)
 		if err != nil {
 			return nil, err
@@ -325,16 +328,23 @@ func (c *Consumer) Poll(ctx context.Context) ([]Record, error) {
 			}
 			return nil, ch.err
 		}
-		for i, r := range ch.recs {
-			if r.Offset < pc.next {
-				continue
-			}
-			if len(out) == c.cfg.maxPollRecords {
-				ch.recs = ch.recs[i:]
-				c.leftover = append([]chunk{ch}, c.leftover...)
-				break
-			}
-			out = append(out, r)
+		// A chunk's offsets increase: skip those already returned, keep what does not
+		// fit for the next Poll, and hand out the first chunk without copying it.
+		recs := ch.recs
+		i := 0
+		for i < len(recs) && recs[i].Offset < pc.next {
+			i++
+		}
+		recs = recs[i:]
+		if room := c.cfg.maxPollRecords - len(out); len(recs) > room {
+			ch.recs = recs[room:]
+			c.leftover = append([]chunk{ch}, c.leftover...)
+			recs = recs[:room]
+		}
+		if len(out) == 0 {
+			out = recs[:len(recs):len(recs)] // appending later must not write into a leftover
+		} else {
+			out = append(out, recs...)
 		}
 		c.mu.Unlock()
 		if len(out) >= c.cfg.maxPollRecords {
@@ -360,14 +370,24 @@ func (c *Consumer) deliver(out []Record) ([]Record, error) {
 		return nil, nil
 	}
 	kept := out[:0]
-	for _, r := range out {
-		pc, ok := c.parts[TopicPartition{Topic: r.Topic, Partition: r.Partition}]
-		if !ok || pc.paused || r.Offset < pc.next {
+	var pc *partConsumer
+	var tp TopicPartition
+	for i := range out {
+		r := &out[i]
+		if pc == nil || r.Partition != tp.Partition || r.Topic != tp.Topic {
+			tp = TopicPartition{Topic: r.Topic, Partition: r.Partition}
+			pc = c.parts[tp] // records come in runs of one partition: look up once per run
+		}
+		if pc == nil || pc.paused || r.Offset < pc.next {
 			continue
 		}
 		pc.next = r.Offset + 1
 		pc.delivered = true
-		kept = append(kept, r)
+		if len(kept) == i {
+			kept = kept[:i+1] // in place already
+		} else {
+			kept = append(kept, *r)
+		}
 	}
 	if c.testDeliveryHook != nil && len(kept) > 0 {
 		var gen int32

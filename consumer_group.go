@@ -174,7 +174,13 @@ func (c *Consumer) Subscribe(ctx context.Context, topics ...string) error {
 	if len(topics) == 0 {
 		return semantics.Errorf(semantics.ErrInvalidRequest, "subscribe to group %q: no topics given", c.cfg.group.id)
 	}
+	if err := c.c.authorizeTopic(ctx, semantics.OpGroup, c.cfg.group.id); err != nil {
+		return err
+	}
 	for _, t := range topics {
+		if err := c.c.authorizeTopic(ctx, semantics.OpConsume, t); err != nil {
+			return err
+		}
 		if _, err := c.c.topic(ctx, t); err != nil {
 			return err
 		}
@@ -218,7 +224,8 @@ func (m *member) run(ctx context.Context) {
 		switch {
 		case errors.Is(err, semantics.ErrFencedInstanceID), errors.Is(err, semantics.ErrInconsistentGroupProtocol),
 			errors.Is(err, semantics.ErrInvalidSessionTimeout), errors.Is(err, semantics.ErrInvalidGroupID),
-			errors.Is(err, semantics.ErrUnknownTopic), errors.Is(err, semantics.ErrOffsetOutOfRange):
+			errors.Is(err, semantics.ErrUnknownTopic), errors.Is(err, semantics.ErrOffsetOutOfRange),
+			errors.Is(err, semantics.ErrTopicAuthorizationFailed), errors.Is(err, semantics.ErrGroupAuthorizationFailed):
 			// Kafka's NoOffsetForPartition and the like: retrying cannot help.
 			m.c.mu.Lock()
 			m.fatal = err

@@ -23,6 +23,11 @@ var (
 	ErrFencedInstanceID         = semantics.ErrFencedInstanceID
 	ErrCoordinatorNotAvailable  = semantics.ErrCoordinatorNotAvailable
 	ErrInvalidReplicationFactor = semantics.ErrInvalidReplicationFactor
+	// Authorization and authentication failures: see docs/security.md.
+	ErrTopicAuthorizationFailed   = semantics.ErrTopicAuthorizationFailed
+	ErrGroupAuthorizationFailed   = semantics.ErrGroupAuthorizationFailed
+	ErrClusterAuthorizationFailed = semantics.ErrClusterAuthorizationFailed
+	ErrAuthenticationFailed       = semantics.ErrAuthenticationFailed
 )
 
 // GroupState is a consumer group's state.

@@ -45,7 +45,16 @@ func (c *Client) groupRequest(ctx context.Context, subject string, req any, time
 	// without a "no responders" answer.
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	m, err := c.nc.RequestWithContext(ctx, subject, b)
+	if subject != semantics.GroupList {
+		// Per-group subjects, so that permissions can name the group.
+		var named struct {
+			Group string `json:"group"`
+		}
+		if json.Unmarshal(b, &named) == nil && named.Group != "" {
+			subject = semantics.GroupSubject(subject, named.Group)
+		}
+	}
+	m, err := c.requestWatched(ctx, subject, b)
 	if err != nil {
 		err = wrapNATSError(err)
 		if semantics.CodeOf(err) == semantics.ErrUnavailable.Code {

@@ -29,12 +29,20 @@ bench:
     go run ./bench/compare -runs 3
     go test -run '^$' -bench . -benchtime 1x -count 3 ./bench/
 
-# Fuzz the batch decoder, topic name mapping and partitioner for a while each.
+# Scale curves (partitions, record size, group members, topics) as Markdown tables;
+# a few minutes.
+scale:
+    go test -tags scale -run TestScale -v -count=1 -timeout 60m ./bench/
+
+# Fuzz the batch decoder, topic name and permission mapping, partitioner and config
+# parser for a while each.
 fuzz seconds="30":
     go test -run '^$' -fuzz '^FuzzDecodeRecords$' -fuzztime {{seconds}}s ./semantics/
     go test -run '^$' -fuzz '^FuzzParseBatchHeader$' -fuzztime {{seconds}}s ./semantics/
     go test -run '^$' -fuzz '^FuzzTopicNames$' -fuzztime {{seconds}}s ./semantics/
     go test -run '^$' -fuzz '^FuzzMurmur2$' -fuzztime {{seconds}}s ./partitioner/
+    go test -run '^$' -fuzz '^FuzzGrantSubjects$' -fuzztime {{seconds}}s ./semantics/
+    go test -run '^$' -fuzz '^FuzzParseConfig$' -fuzztime {{seconds}}s ./server/
 
 # gofmt and go vet.
 lint:

@@ -101,6 +101,9 @@ func (p *Producer) topic(ctx context.Context, name string) (*topicProducer, erro
 		}
 		return tp, nil
 	}
+	if err := p.c.authorizeTopic(ctx, semantics.OpProduce, name); err != nil {
+		return nil, err
+	}
 	meta, err := p.c.topic(ctx, name)
 	if err != nil {
 		return nil, err

@@ -15,14 +15,21 @@ const (
 	APITopicList          = "qxd.api.topic.list"
 	APITopicDescribe      = "qxd.api.topic.describe"
 	APITopicRebalance     = "qxd.api.topic.rebalance"
-	APIAllSubjects        = "qxd.api.>"
-	APIQueueGroup         = "qxd-api"
+	APIBridgeCreate       = "qxd.api.bridge.create"
+	APIBridgeDelete       = "qxd.api.bridge.delete"
+	APIBridgeList         = "qxd.api.bridge.list"
+	APIBridgeDescribe     = "qxd.api.bridge.describe"
+	// APIBridgePrefix starts every bridge API subject.
+	APIBridgePrefix = "qxd.api.bridge."
+	APIAllSubjects  = "qxd.api.>"
+	APIQueueGroup   = "qxd-api"
 )
 
 // Buckets qxd keeps its metadata in.
 const (
 	TopicsBucket     = "qxd_topics"
 	PartitionsBucket = "qxd_partitions"
+	BridgesBucket    = "qxd_bridges"
 )
 
 // APIError is the error part of every admin API response.

@@ -85,6 +85,17 @@ var (
 	ErrGroupIDNotFound = &Error{Code: 69, Name: "GROUP_ID_NOT_FOUND", Message: "group not found"}
 	// ErrFencedInstanceID: a static member replaced by a newer member with its instance id.
 	ErrFencedInstanceID = &Error{Code: 82, Name: "FENCED_INSTANCE_ID", Message: "fenced instance id"}
+	// ErrTopicAuthorizationFailed: the identity may not do this with the topic (produce,
+	// consume, admin); nothing changed.
+	ErrTopicAuthorizationFailed = &Error{Code: 29, Name: "TOPIC_AUTHORIZATION_FAILED", Message: "not authorized for the topic"}
+	// ErrGroupAuthorizationFailed: the identity may not use the consumer group; nothing changed.
+	ErrGroupAuthorizationFailed = &Error{Code: 30, Name: "GROUP_AUTHORIZATION_FAILED", Message: "not authorized for the group"}
+	// ErrClusterAuthorizationFailed: the identity may not do a cluster-wide operation
+	// (bridges, rebalancing every topic); nothing changed.
+	ErrClusterAuthorizationFailed = &Error{Code: 31, Name: "CLUSTER_AUTHORIZATION_FAILED", Message: "not authorized for the cluster"}
+	// ErrAuthenticationFailed: the node refused the client's credentials (wrong
+	// password, unknown or expired credentials, a certificate it does not trust).
+	ErrAuthenticationFailed = &Error{Code: 58, Name: "SASL_AUTHENTICATION_FAILED", Message: "authentication failed"}
 	// ErrTopicNotReady: the topic's creation or deletion is incomplete; retry create to repair it.
 	ErrTopicNotReady = &Error{Code: 5, Name: "LEADER_NOT_AVAILABLE", Retriable: true, Message: "topic is not ready"}
 )
@@ -97,7 +108,8 @@ var byCode = func() map[int16]*Error {
 		ErrOutOfOrderSequence, ErrDuplicateSequence, ErrInvalidProducerEpoch, ErrInvalidRecord, ErrUnavailable, ErrTopicNotReady, ErrCoordinatorNotAvailable,
 		ErrNotCoordinator, ErrIllegalGeneration, ErrInconsistentGroupProtocol, ErrInvalidGroupID,
 		ErrUnknownMemberID, ErrInvalidSessionTimeout, ErrRebalanceInProgress, ErrNonEmptyGroup,
-		ErrGroupIDNotFound, ErrFencedInstanceID} {
+		ErrGroupIDNotFound, ErrFencedInstanceID, ErrTopicAuthorizationFailed, ErrGroupAuthorizationFailed,
+		ErrClusterAuthorizationFailed, ErrAuthenticationFailed} {
 		m[e.Code] = e
 	}
 	return m

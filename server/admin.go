@@ -52,6 +52,9 @@ func (a *admin) stop() {
 // adminTimeout bounds one admin operation.
 const adminTimeout = 30 * time.Second
 
+// dedupeWindow is the duplicate window of partition streams; see streamConfig.
+const dedupeWindow = time.Second
+
 func (a *admin) serve(m *nats.Msg) {
 	ctx, cancel := context.WithTimeout(context.Background(), adminTimeout)
 	defer cancel()
@@ -59,7 +62,15 @@ func (a *admin) serve(m *nats.Msg) {
 	bad := func(err error) error {
 		return semantics.Errorf(semantics.ErrInvalidRequest, "malformed %s request: %v", m.Subject, err)
 	}
-	switch m.Subject {
+	// Per-topic subjects (semantics.TopicAPISubject) carry the topic, so that
+	// permissions can name it; the body must name the same topic.
+	subject, serr := topicSubject(m)
+	if serr != nil {
+		b, _ := json.Marshal(semantics.TopicResponse{Error: semantics.NewAPIError(serr)})
+		_ = m.Respond(b)
+		return
+	}
+	switch subject {
 	case semantics.APITopicCreate:
 		var req semantics.CreateTopicRequest
 		if err := json.Unmarshal(m.Data, &req); err != nil {
@@ -101,6 +112,8 @@ func (a *admin) serve(m *nats.Msg) {
 			break
 		}
 		resp = a.describeTopic(ctx, req.Name)
+	case semantics.APIBridgeCreate, semantics.APIBridgeDelete, semantics.APIBridgeList, semantics.APIBridgeDescribe:
+		resp = a.n.bridges.serve(ctx, m)
 	case semantics.APIClusterInfo:
 		resp = a.clusterInfo(ctx)
 	default:
@@ -144,6 +157,13 @@ func streamConfig(t semantics.TopicMeta, p int32) jetstream.StreamConfig {
 	}
 	if c.Retention > 0 && !c.Compact {
 		cfg.MaxAge = c.Retention
+	}
+	// Writers tag every append with a message id only to chain appends (see
+	// writer.go); JetStream's duplicate tracking of those ids is not needed, so its
+	// window is kept short to keep its memory small.
+	cfg.Duplicates = dedupeWindow
+	if cfg.MaxAge > 0 && cfg.MaxAge < cfg.Duplicates {
+		cfg.Duplicates = cfg.MaxAge
 	}
 	if c.Compact {
 		cfg.MaxMsgsPerSubject = 1
@@ -207,6 +227,7 @@ func (a *admin) createTopic(ctx context.Context, name string, cfg semantics.Topi
 		a.n.log.Debug("partition leaders balanced", "topic", name, "moved", moved)
 	}
 	a.n.writers.sync(ctx, t)
+	a.n.topicChanged(t)
 	a.n.log.Info("topic created", "topic", name, "partitions", t.Config.Partitions)
 	return t, nil
 }
@@ -270,6 +291,7 @@ func (a *admin) addPartitions(ctx context.Context, name string, total int32) (se
 	}
 	nt.Revision = rev
 	a.n.writers.sync(ctx, nt)
+	a.n.topicChanged(nt)
 	a.n.log.Info("partitions added", "topic", name, "partitions", total)
 	return nt, nil
 }

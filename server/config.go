@@ -47,6 +47,15 @@ type Config struct {
 	Logger *slog.Logger
 	// NATSDebug passes the NATS server's debug logs to Logger.
 	NATSDebug bool
+	// Auth turns on client authentication and per-topic permissions. Zero: none,
+	// every client may do anything. See docs/security.md.
+	Auth AuthConfig
+	// TLS turns on TLS for client connections; with Verify, clients must present a
+	// certificate (mutual TLS). Zero: plain text.
+	TLS TLSConfig
+	// ClusterTLS turns on TLS for the routes between nodes; nodes verify each other
+	// against its CA. Zero: plain text.
+	ClusterTLS TLSConfig
 }
 
 // DefaultConfig returns the defaults documented on Config.
@@ -94,7 +103,13 @@ func (c Config) Validate() error {
 	if c.ShutdownTimeout <= 0 {
 		return fmt.Errorf("shutdown timeout %v must be positive", c.ShutdownTimeout)
 	}
-	return nil
+	if err := c.Auth.validate(); err != nil {
+		return err
+	}
+	if err := c.TLS.validate("tls"); err != nil {
+		return err
+	}
+	return c.ClusterTLS.validate("cluster tls")
 }
 
 // DefaultClusterPort is the cluster port used when ClusterListen has none.

@@ -28,7 +28,36 @@ type groupService struct {
 	coord  *groups.Coordinator
 	sub    *nats.Subscription
 	closed bool
-	wg     sync.WaitGroup
+	wg     sync.WaitGroup // request handlers
+
+	cancel context.CancelFunc
+	loop   sync.WaitGroup // the reconcile loop
+}
+
+// groupStartTimeout bounds loading the group states when this node takes over
+// coordinating; a load that fails is retried at the next reconcile.
+const groupStartTimeout = 15 * time.Second
+
+// run reconciles coordinating with leadership every reconcileEvery until stop. It has
+// its own loop, not the writers': loading group states can wait on a bucket between
+// leaders, and partition writers must not wait with it.
+func (s *groupService) run() {
+	ctx, cancel := context.WithCancel(context.Background())
+	s.cancel = cancel
+	s.loop.Add(1)
+	go func() {
+		defer s.loop.Done()
+		t := time.NewTicker(reconcileEvery)
+		defer t.Stop()
+		for {
+			s.reconcile(ctx)
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+		}
+	}()
 }
 
 func newGroupService(ctx context.Context, n *Node, replicas int) (*groupService, error) {
@@ -54,6 +83,8 @@ func (s *groupService) reconcile(ctx context.Context) {
 	switch {
 	case s.closed:
 	case leader && s.coord == nil:
+		ctx, cancel := context.WithTimeout(ctx, groupStartTimeout)
+		defer cancel()
 		if err := s.startLocked(ctx); err != nil {
 			s.n.log.Warn("group coordinator did not start; will retry", "err", err)
 		}
@@ -109,6 +140,10 @@ func (s *groupService) stopLocked() {
 }
 
 func (s *groupService) stop() {
+	if s.cancel != nil {
+		s.cancel()
+	}
+	s.loop.Wait()
 	s.mu.Lock()
 	s.closed = true
 	s.stopLocked()
@@ -148,6 +183,15 @@ const maxGroupWait = 10 * time.Minute
 const quickGroupWait = 10 * time.Second
 
 func (s *groupService) serve(coord *groups.Coordinator, m *nats.Msg) {
+	// Per-group subjects (semantics.GroupSubject) carry the group, so that
+	// permissions can name it; the body must name the same group.
+	subject, serr := groupSubject(m)
+	if serr != nil {
+		b, _ := json.Marshal(groupResponse{Error: semantics.NewAPIError(serr)})
+		_ = m.Respond(b)
+		return
+	}
+	m.Subject = subject
 	wait := quickGroupWait
 	if m.Subject == semantics.GroupJoin || m.Subject == semantics.GroupSync {
 		wait = maxGroupWait

@@ -15,6 +15,15 @@ import (
 	natsserver "github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nkeys"
+)
+
+// How often a node pings its clients and the other nodes' routes, and how many pings
+// may go unanswered before it drops the connection.
+const (
+	clientPingInterval = 20 * time.Second
+	routePingInterval  = 2 * time.Second
+	maxPingsOut        = 3
 )
 
 // Node is one qxd node: an embedded NATS server with JetStream and the qxd services
@@ -28,9 +37,13 @@ type Node struct {
 	nc *nats.Conn // in-process connection the services use
 	js jetstream.JetStream
 
+	auth        *authenticator // nil without authentication
+	internalKey nkeys.KeyPair  // the services' identity when auth is on
+
 	admin   *admin
 	writers *writerManager
 	groups  *groupService
+	bridges *bridgeService
 
 	closeOnce sync.Once
 	closeErr  error
@@ -77,6 +90,11 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		NoSigs:                 true,
 		Debug:                  cfg.NATSDebug,
 		DisableJetStreamBanner: true,
+		// A silently cut connection (a network partition drops packets without a
+		// reset) is noticed after MaxPingsOut unanswered pings, not after NATS's
+		// default of minutes.
+		PingInterval: clientPingInterval,
+		MaxPingsOut:  maxPingsOut,
 	}
 	if cfg.clustered() {
 		hp, _ := cfg.clusterAddr()
@@ -90,11 +108,25 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		if name == "" {
 			name = "qxd"
 		}
-		opts.Cluster = natsserver.ClusterOpts{Name: name, Host: hp[0], Port: cport}
+		opts.Cluster = natsserver.ClusterOpts{Name: name, Host: hp[0], Port: cport,
+			PingInterval: routePingInterval, MaxPingsOut: maxPingsOut}
 		for _, p := range cfg.Peers {
 			u, _ := url.Parse(p)
 			opts.Routes = append(opts.Routes, u)
 		}
+	}
+	if err := applyTLS(cfg, opts); err != nil {
+		return nil, err
+	}
+	var auth *authenticator
+	var internalKey nkeys.KeyPair
+	if cfg.Auth.Enabled() {
+		var err error
+		if auth, internalKey, err = newAuthenticator(cfg.Auth, log); err != nil {
+			return nil, err
+		}
+		opts.CustomClientAuthentication = auth
+		opts.AlwaysEnableNonce = true // nkey and JWT clients sign it
 	}
 	ns, err := natsserver.NewServer(opts)
 	if err != nil {
@@ -102,7 +134,10 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	}
 	nlog := &natsLogger{log: log}
 	ns.SetLoggerV2(nlog, cfg.NATSDebug, false, false)
-	n := &Node{cfg: cfg, log: log, nlog: nlog, ns: ns}
+	n := &Node{cfg: cfg, log: log, nlog: nlog, ns: ns, auth: auth, internalKey: internalKey}
+	if auth != nil {
+		auth.reg.ns = ns
+	}
 
 	ns.Start()
 	if err := n.waitReady(ctx); err != nil {
@@ -188,8 +223,8 @@ func (n *Node) clusterSize() int {
 }
 
 func (n *Node) startServices(ctx context.Context) error {
-	nc, err := nats.Connect("", nats.InProcessServer(n.ns), nats.Name("qxd-node-"+n.cfg.Name),
-		nats.MaxReconnects(-1), nats.ReconnectBufSize(-1))
+	nc, err := nats.Connect("", append([]nats.Option{nats.InProcessServer(n.ns), nats.Name("qxd-node-" + n.cfg.Name),
+		nats.MaxReconnects(-1), nats.ReconnectBufSize(-1)}, internalOptions(n.internalKey)...)...)
 	if err != nil {
 		return fmt.Errorf("connect services to the embedded server: %w", err)
 	}
@@ -209,15 +244,27 @@ func (n *Node) startServices(ctx context.Context) error {
 		if err == nil {
 			n.groups, err = newGroupService(actx, n, replicas)
 		}
+		if err == nil {
+			n.bridges, err = newBridgeService(actx, n, replicas)
+		}
 		return err
 	})
 	if err != nil {
 		return err
 	}
+	if n.auth != nil {
+		if err := n.auth.reg.watch(ctx, meta.topics); err != nil {
+			return fmt.Errorf("watch topics for permissions: %w", err)
+		}
+	}
 	n.writers = newWriterManager(n, meta)
 	// The topics watch needs the topics bucket's leader, which may be changing
 	// while another node is down: retry as for the buckets.
 	if err := retryClustered(ctx, n, func() error { return n.writers.start(ctx) }); err != nil {
+		return err
+	}
+	n.groups.run()
+	if err := retryClustered(ctx, n, func() error { return n.bridges.start(meta) }); err != nil {
 		return err
 	}
 	n.admin = newAdmin(n, meta)
@@ -263,6 +310,10 @@ func (n *Node) Close(ctx context.Context) error {
 		if n.admin != nil {
 			n.admin.stop()
 		}
+		if n.bridges != nil {
+			// Before the writers: ingest bridges finish and answer what they took.
+			n.bridges.stop(ctx)
+		}
 		if n.writers != nil {
 			errs = append(errs, n.writers.stop(ctx))
 		}
@@ -282,6 +333,9 @@ func (n *Node) Close(ctx context.Context) error {
 					n.nc.Close()
 				}
 			}
+		}
+		if n.auth != nil {
+			n.auth.reg.stop()
 		}
 		n.shutdownServer()
 		n.closeErr = errors.Join(errs...)

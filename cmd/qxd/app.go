@@ -49,7 +49,7 @@ func (a *app) cli() *cli.App {
 		HideVersion:               true,
 		DisableSliceFlagSeparator: true, // header values may hold commas
 		ExitErrHandler:            func(*cli.Context, error) {},
-		Flags: []cli.Flag{
+		Flags: append([]cli.Flag{
 			&cli.StringFlag{
 				Name: "server", Aliases: []string{"s"}, Value: defaultServer, EnvVars: []string{"QXD_SERVER"},
 				Usage: "NATS URL of a qxd node; a comma-separated list to fail over between nodes",
@@ -58,7 +58,7 @@ func (a *app) cli() *cli.App {
 				Name: "log-level", Value: defaultLogLevel, EnvVars: []string{"QXD_LOG_LEVEL"},
 				Usage: "log to stderr at `LEVEL`: debug, info, warn or error",
 			},
-		},
+		}, authFlags()...),
 		Before: a.setup,
 		Action: rootAction,
 		Commands: []*cli.Command{
@@ -66,6 +66,9 @@ func (a *app) cli() *cli.App {
 			a.topicCommand(),
 			a.groupCommand(),
 			a.clusterCommand(),
+			a.passwdCommand(),
+			a.bridgeCommand(),
+			a.benchCommand(),
 		},
 	}
 	// urfave/cli's own help flag and help command are package globals that every
@@ -117,7 +120,7 @@ func (a *app) setup(c *cli.Context) error {
 // connect opens a client to the nodes named by --server.
 func (a *app) connect(c *cli.Context) (*qxd.Client, error) {
 	servers := c.String("server")
-	cl, err := qxd.Connect(c.Context, servers, qxd.WithName("qxd-cli"), qxd.WithLogger(a.log))
+	cl, err := qxd.Connect(c.Context, servers, append([]qxd.ClientOption{qxd.WithName("qxd-cli"), qxd.WithLogger(a.log)}, authOptions(c)...)...)
 	if err != nil {
 		return nil, fmt.Errorf("%w; to use another node, set --server or QXD_SERVER", err)
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -25,7 +24,7 @@ func (a *app) serverCommand() *cli.Command {
 			"Clients connect to --listen. With --cluster-listen and --peers the node forms or\n" +
 			"joins a cluster; it is ready once a majority of the nodes are up. The node stops\n" +
 			"cleanly on SIGINT (Ctrl-C) or SIGTERM.",
-		Flags: []cli.Flag{
+		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "listen", Value: def.Listen, EnvVars: []string{"QXD_LISTEN"},
 				Usage: "NATS client address `HOST:PORT`; port 0 picks a free port"},
 			&cli.StringFlag{Name: "data", Value: def.DataDir, EnvVars: []string{"QXD_DATA"},
@@ -38,7 +37,7 @@ func (a *app) serverCommand() *cli.Command {
 				Usage: "address `HOST:PORT` other nodes route to (port defaults to 6222); unset: a single node"},
 			&cli.StringFlag{Name: "peers", EnvVars: []string{"QXD_PEERS"},
 				Usage: "comma-separated cluster `URLS` of the nodes (nats://h1:6222,nats://h2:6222); this node may be listed"},
-		},
+		}, serverConfigFlags()...),
 		Action: a.runServer,
 	}
 }
@@ -47,16 +46,9 @@ func (a *app) runServer(c *cli.Context) error {
 	if c.NArg() > 0 {
 		return fmt.Errorf("server takes no arguments, got %q: use --listen, --data and --name", c.Args().Slice())
 	}
-	cfg := server.DefaultConfig()
-	cfg.Listen = c.String("listen")
-	cfg.DataDir = c.String("data")
-	cfg.Name = c.String("name")
-	cfg.ClusterName = c.String("cluster-name")
-	cfg.ClusterListen = c.String("cluster-listen")
-	for _, p := range strings.Split(c.String("peers"), ",") {
-		if p = strings.TrimSpace(p); p != "" {
-			cfg.Peers = append(cfg.Peers, p)
-		}
+	cfg, err := serverConfig(c)
+	if err != nil {
+		return err
 	}
 	cfg.Logger = a.log
 	node, err := server.Start(c.Context, cfg)

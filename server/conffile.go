@@ -1,0 +1,386 @@
+package server
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/conf"
+
+	"github.com/qxd-io/qxd/semantics"
+)
+
+// A node's configuration file uses NATS's configuration syntax (nats-server's conf
+// package: "key: value" or "key = value", blocks in braces, lists in brackets,
+// comments with # or //, $VARIABLES from the environment; JSON is valid too). Every
+// key is optional; an unknown key is an error. docs/security.md describes the file;
+// in short:
+//
+//	name: n1
+//	listen: "0.0.0.0:4222"
+//	data: "/var/lib/qxd"
+//	cluster {
+//	  name: qxd
+//	  listen: "0.0.0.0:6222"
+//	  peers: ["nats://n1:6222", "nats://n2:6222", "nats://n3:6222"]
+//	  tls { cert: "node.pem", key: "node-key.pem", ca: "ca.pem" }
+//	}
+//	tls { cert: "node.pem", key: "node-key.pem", ca: "ca.pem", verify: false }
+//	auth {
+//	  users: [
+//	    { user: alice, password: "$2a$11$…",
+//	      permissions: { produce: [orders], consume: ["*"], admin: [], groups: [billing] } }
+//	  ]
+//	  tokens: [ { name: ci, token: "…", permissions: { admin: ["*"] } } ]
+//	  nkeys: [ { name: svc, nkey: "UAB…", permissions: { consume: [orders] } } ]
+//	  accounts: [ { name: team, public_key: "AAB…", permissions: { consume: [orders] } } ]
+//	}
+//
+// Relative file names (certificates, data) are relative to the configuration file.
+
+// LoadConfigFile reads the configuration file at path over base (usually
+// DefaultConfig) and returns the result; keys the file does not set keep base's
+// values. The result is not validated: callers apply their overrides, then Start
+// validates.
+func LoadConfigFile(path string, base Config) (Config, error) {
+	if _, err := os.Stat(path); err != nil {
+		return base, fmt.Errorf("config file: %w", err)
+	}
+	m, err := parseConf(func() (map[string]any, error) { return conf.ParseFile(path) })
+	if err != nil {
+		return base, fmt.Errorf("config file %s: %w", path, err)
+	}
+	cfg, err := configFromMap(m, base, filepath.Dir(path))
+	if err != nil {
+		return base, fmt.Errorf("config file %s: %w", path, err)
+	}
+	return cfg, nil
+}
+
+// ParseConfig parses configuration text (see LoadConfigFile) over base. Relative
+// file names stay relative to the working directory.
+func ParseConfig(text string, base Config) (Config, error) {
+	m, err := parseConf(func() (map[string]any, error) { return conf.Parse(text) })
+	if err != nil {
+		return base, fmt.Errorf("config: %w", err)
+	}
+	return configFromMap(m, base, "")
+}
+
+// parseConf runs the NATS parser, which has been seen to panic on some malformed
+// input, turning a panic into an error.
+func parseConf(parse func() (map[string]any, error)) (m map[string]any, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("malformed configuration: %v", r)
+		}
+	}()
+	return parse()
+}
+
+// section reads one block of the file, refusing keys it does not know.
+type section struct {
+	path string // "auth.users[1]", for messages
+	m    map[string]any
+	dir  string
+}
+
+func (s section) name(key string) string {
+	if s.path == "" {
+		return key
+	}
+	return s.path + "." + key
+}
+
+func (s section) check(known ...string) error {
+	for k := range s.m {
+		if !slices.Contains(known, k) {
+			return fmt.Errorf("unknown key %q: the keys here are %s", s.name(k), strings.Join(known, ", "))
+		}
+	}
+	return nil
+}
+
+func (s section) str(key string, dst *string) error {
+	v, ok := s.m[key]
+	if !ok {
+		return nil
+	}
+	switch v := v.(type) {
+	case string:
+		*dst = v
+	case int64:
+		*dst = fmt.Sprint(v)
+	default:
+		return fmt.Errorf("%s: want a string, got %T", s.name(key), v)
+	}
+	return nil
+}
+
+func (s section) file(key string, dst *string) error {
+	if err := s.str(key, dst); err != nil {
+		return err
+	}
+	if *dst != "" && s.dir != "" && !filepath.IsAbs(*dst) {
+		*dst = filepath.Join(s.dir, *dst)
+	}
+	return nil
+}
+
+func (s section) boolean(key string, dst *bool) error {
+	v, ok := s.m[key]
+	if !ok {
+		return nil
+	}
+	b, ok := v.(bool)
+	if !ok {
+		return fmt.Errorf("%s: want true or false, got %T", s.name(key), v)
+	}
+	*dst = b
+	return nil
+}
+
+func (s section) duration(key string, dst *time.Duration) error {
+	v, ok := s.m[key]
+	if !ok {
+		return nil
+	}
+	switch v := v.(type) {
+	case string:
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			return fmt.Errorf("%s: %q is not a duration such as \"2s\": %v", s.name(key), v, err)
+		}
+		*dst = d
+	case int64:
+		*dst = time.Duration(v) * time.Second
+	case float64:
+		*dst = time.Duration(v * float64(time.Second))
+	default:
+		return fmt.Errorf("%s: want a duration such as \"2s\", got %T", s.name(key), v)
+	}
+	return nil
+}
+
+// strings reads a list of strings; a single string is a list of one.
+func (s section) strings(key string, dst *[]string) error {
+	v, ok := s.m[key]
+	if !ok {
+		return nil
+	}
+	switch v := v.(type) {
+	case string:
+		*dst = []string{v}
+	case []any:
+		out := make([]string, 0, len(v))
+		for i, e := range v {
+			str, ok := e.(string)
+			if !ok {
+				return fmt.Errorf("%s[%d]: want a string, got %T", s.name(key), i, e)
+			}
+			out = append(out, str)
+		}
+		*dst = out
+	default:
+		return fmt.Errorf("%s: want a list of strings, got %T", s.name(key), v)
+	}
+	return nil
+}
+
+func (s section) sub(key string) (section, bool, error) {
+	v, ok := s.m[key]
+	if !ok {
+		return section{}, false, nil
+	}
+	m, ok := v.(map[string]any)
+	if !ok {
+		return section{}, false, fmt.Errorf("%s: want a block { … }, got %T", s.name(key), v)
+	}
+	return section{path: s.name(key), m: m, dir: s.dir}, true, nil
+}
+
+func (s section) list(key string) ([]section, error) {
+	v, ok := s.m[key]
+	if !ok {
+		return nil, nil
+	}
+	l, ok := v.([]any)
+	if !ok {
+		return nil, fmt.Errorf("%s: want a list [ … ], got %T", s.name(key), v)
+	}
+	out := make([]section, 0, len(l))
+	for i, e := range l {
+		m, ok := e.(map[string]any)
+		if !ok {
+			return nil, fmt.Errorf("%s[%d]: want a block { … }, got %T", s.name(key), i, e)
+		}
+		out = append(out, section{path: fmt.Sprintf("%s[%d]", s.name(key), i), m: m, dir: s.dir})
+	}
+	return out, nil
+}
+
+func configFromMap(m map[string]any, cfg Config, dir string) (Config, error) {
+	root := section{m: m, dir: dir}
+	if err := root.check("name", "listen", "data", "cluster", "tls", "auth", "shutdown_timeout"); err != nil {
+		return cfg, err
+	}
+	err := firstErr(
+		root.str("name", &cfg.Name),
+		root.str("listen", &cfg.Listen),
+		root.file("data", &cfg.DataDir),
+		root.duration("shutdown_timeout", &cfg.ShutdownTimeout),
+	)
+	if err != nil {
+		return cfg, err
+	}
+	if s, ok, err := root.sub("cluster"); err != nil {
+		return cfg, err
+	} else if ok {
+		if err := s.check("name", "listen", "peers", "tls"); err != nil {
+			return cfg, err
+		}
+		if err := firstErr(s.str("name", &cfg.ClusterName), s.str("listen", &cfg.ClusterListen), s.strings("peers", &cfg.Peers)); err != nil {
+			return cfg, err
+		}
+		if t, ok, err := s.sub("tls"); err != nil {
+			return cfg, err
+		} else if ok {
+			if cfg.ClusterTLS, err = tlsFromSection(t, cfg.ClusterTLS); err != nil {
+				return cfg, err
+			}
+		}
+	}
+	if t, ok, err := root.sub("tls"); err != nil {
+		return cfg, err
+	} else if ok {
+		if cfg.TLS, err = tlsFromSection(t, cfg.TLS); err != nil {
+			return cfg, err
+		}
+	}
+	if a, ok, err := root.sub("auth"); err != nil {
+		return cfg, err
+	} else if ok {
+		if cfg.Auth, err = authFromSection(a); err != nil {
+			return cfg, err
+		}
+	}
+	return cfg, nil
+}
+
+func tlsFromSection(s section, t TLSConfig) (TLSConfig, error) {
+	if err := s.check("cert", "key", "ca", "verify", "timeout"); err != nil {
+		return t, err
+	}
+	err := firstErr(s.file("cert", &t.Cert), s.file("key", &t.Key), s.file("ca", &t.CA),
+		s.boolean("verify", &t.Verify), s.duration("timeout", &t.Timeout))
+	return t, err
+}
+
+func authFromSection(s section) (AuthConfig, error) {
+	var a AuthConfig
+	if err := s.check("users", "tokens", "nkeys", "accounts"); err != nil {
+		return a, err
+	}
+	users, err := s.list("users")
+	if err != nil {
+		return a, err
+	}
+	for _, u := range users {
+		var e UserAuth
+		if err := u.check("user", "password", "permissions"); err != nil {
+			return a, err
+		}
+		if err := firstErr(u.str("user", &e.Name), u.str("password", &e.Password)); err != nil {
+			return a, err
+		}
+		if e.Grant, err = grantFromSection(u); err != nil {
+			return a, err
+		}
+		a.Users = append(a.Users, e)
+	}
+	tokens, err := s.list("tokens")
+	if err != nil {
+		return a, err
+	}
+	for _, t := range tokens {
+		var e TokenAuth
+		if err := t.check("name", "token", "permissions"); err != nil {
+			return a, err
+		}
+		if err := firstErr(t.str("name", &e.Name), t.str("token", &e.Token)); err != nil {
+			return a, err
+		}
+		if e.Grant, err = grantFromSection(t); err != nil {
+			return a, err
+		}
+		a.Tokens = append(a.Tokens, e)
+	}
+	nks, err := s.list("nkeys")
+	if err != nil {
+		return a, err
+	}
+	for _, k := range nks {
+		var e NKeyAuth
+		if err := k.check("name", "nkey", "permissions"); err != nil {
+			return a, err
+		}
+		if err := firstErr(k.str("name", &e.Name), k.str("nkey", &e.PublicKey)); err != nil {
+			return a, err
+		}
+		if e.Grant, err = grantFromSection(k); err != nil {
+			return a, err
+		}
+		a.NKeys = append(a.NKeys, e)
+	}
+	accts, err := s.list("accounts")
+	if err != nil {
+		return a, err
+	}
+	for _, ac := range accts {
+		var e AccountAuth
+		if err := ac.check("name", "public_key", "signing_keys", "permissions"); err != nil {
+			return a, err
+		}
+		if err := firstErr(ac.str("name", &e.Name), ac.str("public_key", &e.PublicKey), ac.strings("signing_keys", &e.SigningKeys)); err != nil {
+			return a, err
+		}
+		if e.Grant, err = grantFromSection(ac); err != nil {
+			return a, err
+		}
+		a.Accounts = append(a.Accounts, e)
+	}
+	return a, nil
+}
+
+func grantFromSection(s section) (semantics.Grant, error) {
+	var g semantics.Grant
+	p, ok, err := s.sub("permissions")
+	if err != nil || !ok {
+		return g, err
+	}
+	if err := p.check("produce", "consume", "admin", "groups", "publish", "subscribe"); err != nil {
+		return g, err
+	}
+	err = firstErr(p.strings("produce", &g.Produce), p.strings("consume", &g.Consume),
+		p.strings("admin", &g.Admin), p.strings("groups", &g.Groups),
+		p.strings("publish", &g.Publish), p.strings("subscribe", &g.Subscribe))
+	if err != nil {
+		return g, err
+	}
+	if err := g.Validate(); err != nil {
+		return g, fmt.Errorf("%s: %w", p.path, err)
+	}
+	return g, nil
+}
+
+func firstErr(errs ...error) error {
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}

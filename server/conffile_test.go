@@ -1,0 +1,153 @@
+package server_test
+
+import (
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/qxd-io/qxd/semantics"
+	"github.com/qxd-io/qxd/server"
+)
+
+const exampleConf = `
+# a node of a three-node cluster
+name: n1
+listen: "127.0.0.1:4333"
+data: "data"
+shutdown_timeout: "20s"
+cluster {
+  name: prod
+  listen: "127.0.0.1:6333"
+  peers: ["nats://127.0.0.1:6333", "nats://127.0.0.1:6334"]
+  tls { cert: "node.pem", key: "node-key.pem", ca: "ca.pem" }
+}
+tls { cert: "node.pem", key: "node-key.pem", ca: "/etc/qxd/ca.pem", verify: true, timeout: 3 }
+auth {
+  users: [
+    { user: alice, password: "$2a$04$Pz2S/7hXkHXs2.nBxxFn5e3Jb1F4ArbuDZ7b7S7zbdHkL.yJwWf5S",
+      permissions: { produce: [orders], consume: ["*"], groups: billing } }
+    { user: bob, password: "$2a$04$Pz2S/7hXkHXs2.nBxxFn5e3Jb1F4ArbuDZ7b7S7zbdHkL.yJwWf5S" }
+  ]
+  tokens: [ { name: ci, token: "0123456789abcdef", permissions: { admin: ["*"] } } ]
+  nkeys: [ { name: svc, nkey: "UDXU4RCSJNZOIQHZNWXHXORDPRTGNJAHAHFRGZNEEJCPQTT2M7NLCNF4", permissions: { consume: [orders], publish: ["sensors.>"] } } ]
+  accounts: [ { name: team, public_key: "ADWFN4P6PXGKKBAJZZL4C7ZJBVWC2DA4DLMWBI3ZCEVG3ZIHAE3QTZXT", permissions: { consume: [orders] } } ]
+}
+`
+
+func TestParseConfigFile(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "qxd.conf")
+	if err := os.WriteFile(path, []byte(exampleConf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := server.LoadConfigFile(path, server.DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	checks := []struct {
+		name      string
+		got, want any
+	}{
+		{"name", cfg.Name, "n1"},
+		{"listen", cfg.Listen, "127.0.0.1:4333"},
+		{"data relative to the file", cfg.DataDir, filepath.Join(dir, "data")},
+		{"shutdown", cfg.ShutdownTimeout, 20 * time.Second},
+		{"cluster name", cfg.ClusterName, "prod"},
+		{"peers", len(cfg.Peers), 2},
+		{"cluster cert", cfg.ClusterTLS.Cert, filepath.Join(dir, "node.pem")},
+		{"tls ca absolute", cfg.TLS.CA, "/etc/qxd/ca.pem"},
+		{"tls verify", cfg.TLS.Verify, true},
+		{"tls timeout", cfg.TLS.Timeout, 3 * time.Second},
+		{"users", len(cfg.Auth.Users), 2},
+		{"alice", cfg.Auth.Users[0].Name, "alice"},
+		{"alice produce", strings.Join(cfg.Auth.Users[0].Grant.Produce, ","), "orders"},
+		{"alice groups", strings.Join(cfg.Auth.Users[0].Grant.Groups, ","), "billing"},
+		{"token", cfg.Auth.Tokens[0].Token, "0123456789abcdef"},
+		{"nkey publish", strings.Join(cfg.Auth.NKeys[0].Grant.Publish, ","), "sensors.>"},
+		{"account", cfg.Auth.Accounts[0].Name, "team"},
+		{"untouched default", cfg.MaxPending, server.DefaultConfig().MaxPending},
+	}
+	for _, c := range checks {
+		if c.got != c.want {
+			t.Errorf("%s: got %v, want %v", c.name, c.got, c.want)
+		}
+	}
+	if !slices.Equal(cfg.Auth.Users[0].Grant.Consume, []string{semantics.AllPattern}) {
+		t.Errorf("alice consume: %v", cfg.Auth.Users[0].Grant.Consume)
+	}
+}
+
+func TestParseConfigErrors(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name, text, want string
+	}{
+		{"unknown key", "listn: x", `unknown key "listn"`},
+		{"unknown nested key", "tls { cart: x }", `unknown key "tls.cart"`},
+		{"wrong type", "listen: true", "listen: want a string"},
+		{"bad duration", `shutdown_timeout: "soon"`, "not a duration"},
+		{"user without block", "auth { users: [ alice ] }", "auth.users[0]: want a block"},
+		{"prefix pattern", `auth { users: [ { user: a, password: x, permissions: { produce: ["orders-*"] } } ] }`, "prefix patterns"},
+		{"bad topic", `auth { users: [ { user: a, password: x, permissions: { consume: ["a b"] } } ] }`, `topic pattern "a b"`},
+		{"qxd subject", `auth { users: [ { user: a, password: x, permissions: { publish: ["qxd.w.>"] } } ] }`, "qxd or NATS uses itself"},
+		{"unknown permission", `auth { users: [ { user: a, password: x, permissions: { write: [a] } } ] }`, `unknown key "auth.users[0].permissions.write"`},
+		{"syntax", "tls {", "config"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			_, err := server.ParseConfig(c.text, server.DefaultConfig())
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("got %v, want an error containing %q", err, c.want)
+			}
+		})
+	}
+}
+
+func TestConfigValidateAuth(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name string
+		edit func(*server.Config)
+		want string
+	}{
+		{"plain password", func(c *server.Config) {
+			c.Auth.Users = []server.UserAuth{{Name: "a", Password: "secret"}}
+		}, "bcrypt hash"},
+		{"short token", func(c *server.Config) { c.Auth.Tokens = []server.TokenAuth{{Token: "x"}} }, "shorter than 8"},
+		{"bad nkey", func(c *server.Config) { c.Auth.NKeys = []server.NKeyAuth{{PublicKey: "AXXX"}} }, "not a user public nkey"},
+		{"cert without key", func(c *server.Config) { c.TLS = server.TLSConfig{Cert: "c.pem"} }, "both a certificate and a key"},
+		{"verify without ca", func(c *server.Config) { c.TLS = server.TLSConfig{Cert: "c", Key: "k", Verify: true} }, "verify needs the CA"},
+		{"missing file", func(c *server.Config) { c.TLS = server.TLSConfig{Cert: "/nonexistent.pem", Key: "/nonexistent.pem"} }, "nonexistent.pem"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			cfg := server.DefaultConfig()
+			c.edit(&cfg)
+			err := cfg.Validate()
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("got %v, want an error containing %q", err, c.want)
+			}
+		})
+	}
+}
+
+// FuzzParseConfig feeds the configuration parser arbitrary text: it must return a
+// configuration or an error, never panic, and what it returns must validate or
+// fail validation cleanly.
+func FuzzParseConfig(f *testing.F) {
+	f.Add(exampleConf)
+	f.Add("listen: \"0.0.0.0:4222\"\n")
+	f.Add("auth { tokens: [ { token: abcdefgh } ] }")
+	f.Fuzz(func(t *testing.T, text string) {
+		cfg, err := server.ParseConfig(text, server.DefaultConfig())
+		if err != nil {
+			return
+		}
+		_ = cfg.Validate()
+	})
+}
