@@ -252,3 +252,17 @@ func oneArg(c *cli.Context, what string) (string, error) {
 	}
 	return c.Args().First(), nil
 }
+
+// named starts a command on one named thing: its single argument (named what in
+// errors) and a client. The caller closes the client.
+func (a *app) named(c *cli.Context, what string) (string, *qxd.Client, error) {
+	name, err := oneArg(c, what)
+	if err != nil {
+		return "", nil, err
+	}
+	cl, err := a.connect(c)
+	if err != nil {
+		return "", nil, err
+	}
+	return name, cl, nil
+}

@@ -183,11 +183,7 @@ func (a *app) bridgeDescribeCommand() *cli.Command {
 }
 
 func (a *app) bridgeDescribe(c *cli.Context) error {
-	name, err := oneArg(c, "bridge NAME")
-	if err != nil {
-		return err
-	}
-	cl, err := a.connect(c)
+	name, cl, err := a.named(c, "bridge NAME")
 	if err != nil {
 		return err
 	}
@@ -245,11 +241,7 @@ func (a *app) bridgeDeleteCommand() *cli.Command {
 }
 
 func (a *app) bridgeDelete(c *cli.Context) error {
-	name, err := oneArg(c, "bridge NAME")
-	if err != nil {
-		return err
-	}
-	cl, err := a.connect(c)
+	name, cl, err := a.named(c, "bridge NAME")
 	if err != nil {
 		return err
 	}

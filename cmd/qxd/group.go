@@ -85,11 +85,7 @@ func (a *app) groupDescribeCommand() *cli.Command {
 }
 
 func (a *app) groupDescribe(c *cli.Context) error {
-	group, err := oneArg(c, "GROUP id")
-	if err != nil {
-		return err
-	}
-	cl, err := a.connect(c)
+	group, cl, err := a.named(c, "GROUP id")
 	if err != nil {
 		return err
 	}
@@ -216,11 +212,7 @@ func (a *app) groupDeleteCommand() *cli.Command {
 }
 
 func (a *app) groupDelete(c *cli.Context) error {
-	group, err := oneArg(c, "GROUP id")
-	if err != nil {
-		return err
-	}
-	cl, err := a.connect(c)
+	group, cl, err := a.named(c, "GROUP id")
 	if err != nil {
 		return err
 	}

@@ -181,11 +181,7 @@ func (a *app) topicDescribeCommand() *cli.Command {
 }
 
 func (a *app) topicDescribe(c *cli.Context) error {
-	name, err := oneArg(c, "topic NAME")
-	if err != nil {
-		return err
-	}
-	cl, err := a.connect(c)
+	name, cl, err := a.named(c, "topic NAME")
 	if err != nil {
 		return err
 	}
@@ -252,11 +248,7 @@ func (a *app) topicDeleteCommand() *cli.Command {
 }
 
 func (a *app) topicDelete(c *cli.Context) error {
-	name, err := oneArg(c, "topic NAME")
-	if err != nil {
-		return err
-	}
-	cl, err := a.connect(c)
+	name, cl, err := a.named(c, "topic NAME")
 	if err != nil {
 		return err
 	}
@@ -409,11 +401,7 @@ func (a *app) topicRebalanceCommand() *cli.Command {
 }
 
 func (a *app) topicRebalance(c *cli.Context) error {
-	name, err := oneArg(c, "topic NAME")
-	if err != nil {
-		return err
-	}
-	cl, err := a.connect(c)
+	name, cl, err := a.named(c, "topic NAME")
 	if err != nil {
 		return err
 	}
