@@ -59,42 +59,11 @@ func (s *bridgeService) start(meta *metadata) error {
 		return err
 	}
 	s.client = client
-	watch, err := s.kv.WatchAll(context.Background())
+	cancel, err := watchAndReconcile(s.kv, &s.wg, s.kick, false, s.apply, s.reconcile)
 	if err != nil {
 		return fmt.Errorf("watch bridge definitions: %w", err)
 	}
-	for e := range watch.Updates() {
-		if e == nil {
-			break
-		}
-		s.apply(e)
-	}
-	rctx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		defer watch.Stop()
-		t := time.NewTicker(reconcileEvery)
-		defer t.Stop()
-		s.reconcile(rctx)
-		for {
-			select {
-			case <-rctx.Done():
-				return
-			case e, ok := <-watch.Updates():
-				if !ok {
-					return
-				}
-				if e != nil {
-					s.apply(e)
-				}
-			case <-s.kick:
-			case <-t.C:
-			}
-			s.reconcile(rctx)
-		}
-	}()
 	return nil
 }
 

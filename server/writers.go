@@ -36,46 +36,11 @@ func newWriterManager(n *Node, meta *metadata) *writerManager {
 }
 
 func (m *writerManager) start(ctx context.Context) error {
-	// The watch outlives Start's ctx: it is stopped when the manager stops.
-	watch, err := m.meta.topics.WatchAll(context.Background())
+	cancel, err := watchAndReconcile(m.meta.topics, &m.wg, m.kick, true, m.apply, m.reconcile)
 	if err != nil {
 		return err
 	}
-	// Initial values arrive before a nil marker.
-	for e := range watch.Updates() {
-		if e == nil {
-			break
-		}
-		m.apply(e)
-	}
-	rctx, cancel := context.WithCancel(context.Background())
 	m.cancel = cancel
-	m.reconcile(rctx)
-	m.wg.Add(1)
-	go func() {
-		defer m.wg.Done()
-		defer watch.Stop()
-		t := time.NewTicker(reconcileEvery)
-		defer t.Stop()
-		for {
-			select {
-			case <-rctx.Done():
-				return
-			case e, ok := <-watch.Updates():
-				if !ok {
-					return
-				}
-				if e != nil {
-					m.apply(e)
-				}
-				m.reconcile(rctx)
-			case <-m.kick:
-				m.reconcile(rctx)
-			case <-t.C:
-				m.reconcile(rctx)
-			}
-		}
-	}()
 	return nil
 }
 
