@@ -21,6 +21,26 @@ func IngestBridge(name, pattern, topic, key string) Bridge {
 	return Bridge{Name: name, Kind: semantics.BridgeIngest, From: pattern, Topic: topic, Key: key}
 }
 
+// CaptureBridge defines a bridge for JetStream publishers on subjects matching
+// pattern: the bridge creates the stream semantics.CaptureStream(name) on pattern
+// (deleted with the bridge), so a js.Publish gets its acknowledgement (and its
+// Nats-Msg-Id dedupe) from the stream, and takes the stream's messages into topic
+// at-least-once: each message is acknowledged once its record is stored, and a
+// message delivered again after a failover is not stored twice when its record is
+// found (see the architecture notes for the bound). key is as for IngestBridge.
+func CaptureBridge(name, pattern, topic, key string) Bridge {
+	return Bridge{Name: name, Kind: semantics.BridgeIngest, From: pattern, Capture: true, Topic: topic, Key: key}
+}
+
+// StreamBridge defines a bridge that takes the messages of the existing JetStream
+// stream into topic, as CaptureBridge does, through the durable consumer
+// semantics.BridgeConsumer(name). Set Filter on the result to take only the
+// messages on some subjects, and Start to "end" to take only the messages stored
+// after the bridge is created (default "start": every message the stream holds).
+func StreamBridge(name, stream, topic, key string) Bridge {
+	return Bridge{Name: name, Kind: semantics.BridgeIngest, Stream: stream, Topic: topic, Key: key}
+}
+
 // EgressBridge defines a bridge that publishes topic's records as plain NATS messages
 // (see RecordMsg) on subjects made from template ("orders.{key}",
 // "orders.{partition}", "orders.{offset}"). mode is "reliable" (default, ""):
@@ -41,9 +61,10 @@ type BridgeDescription struct {
 }
 
 // CreateBridge validates and stores a bridge; the cluster starts running it at once.
-// A bad definition (a pattern overlapping qxd's own subjects, an unknown topic, a key
-// token beyond the pattern, a loop back into the same topic) is refused with an error
-// that says what to change, and nothing is stored.
+// A bad definition (a pattern overlapping qxd's own subjects, an unknown topic or
+// stream, a key token beyond the pattern or the stream's subjects, a capture pattern
+// overlapping an existing stream, a loop back into the same topic) is refused with an
+// error that says what to change, and nothing is stored or created.
 func (a *Admin) CreateBridge(ctx context.Context, b Bridge) (Bridge, error) {
 	var resp semantics.BridgeResponse
 	if err := a.c.request(ctx, semantics.APIBridgeCreate, b, &resp); err != nil {
@@ -53,7 +74,8 @@ func (a *Admin) CreateBridge(ctx context.Context, b Bridge) (Bridge, error) {
 }
 
 // DeleteBridge stops and removes a bridge. A reliable egress bridge's consumer group
-// is deleted with it.
+// is deleted with it; so are a stream bridge's consumer and a capture bridge's stream
+// (with the messages it holds that were not bridged yet).
 func (a *Admin) DeleteBridge(ctx context.Context, name string) error {
 	var resp semantics.BridgeResponse
 	if err := a.c.request(ctx, semantics.APIBridgeDelete, semantics.BridgeRequest{Name: name}, &resp); err != nil {

@@ -31,7 +31,7 @@ const (
 	EgressReliable = "reliable"
 )
 
-// Where a new reliable egress bridge starts.
+// Where a new reliable egress bridge, or a bridge reading a JetStream stream, starts.
 const (
 	BridgeStartEnd   = "end"
 	BridgeStartStart = "start"
@@ -60,7 +60,36 @@ const (
 	// request-style publisher; HeaderErrorCode its code.
 	HeaderError     = "Qxd-Error"
 	HeaderErrorCode = "Qxd-Error-Code"
+	// HeaderSourceStream and HeaderSourceSeq name the JetStream stream and the
+	// stream sequence a bridge reading a stream took the record from;
+	// HeaderBridge and HeaderBridgeRev name that bridge and the revision of its
+	// definition. All four are stored as record headers, and are how the bridge finds
+	// what it already stored when it resumes.
+	HeaderSourceStream = "Qxd-Source-Stream"
+	HeaderSourceSeq    = "Qxd-Source-Seq"
+	HeaderBridge       = "Qxd-Bridge"
+	HeaderBridgeRev    = "Qxd-Bridge-Rev"
 )
+
+// CaptureStreamPrefix starts the name of the stream a capture bridge creates
+// (CaptureStream).
+const CaptureStreamPrefix = "QXD_CAPTURE_"
+
+// CaptureStream is the JetStream stream a capture bridge named name creates on its
+// pattern, so that JetStream publishers get an acknowledgement from it.
+func CaptureStream(name string) string { return CaptureStreamPrefix + name }
+
+// BridgeConsumer is the durable JetStream consumer a bridge reading a stream takes
+// its messages with.
+func BridgeConsumer(name string) string { return "qxd-bridge-" + name }
+
+// BridgePriorityGroup is the priority group of a bridge's stream consumer: the
+// consumer is pinned to one client of the group, so one runner takes messages even
+// while two briefly overlap during a failover.
+const BridgePriorityGroup = "qxd"
+
+// maxStreamNameLen bounds source stream names, as JetStream does.
+const maxStreamNameLen = 255
 
 // Bridge is a bridge definition as stored in the bridges bucket (key: Name).
 type Bridge struct {
@@ -71,8 +100,20 @@ type Bridge struct {
 	Topic string `json:"topic"`
 
 	// From is the subject pattern an ingest bridge subscribes to ('*' and '>'
-	// wildcards).
+	// wildcards), or, with Capture, the pattern its capture stream stores.
 	From string `json:"from,omitempty"`
+	// Stream is the JetStream stream an ingest bridge reads instead of subscribing
+	// to From: an existing stream, or (Capture) the stream CaptureStream(Name) the
+	// bridge creates. Its messages are taken at-least-once by the durable consumer
+	// BridgeConsumer(Name) and acknowledged once their record is stored.
+	Stream string `json:"stream,omitempty"`
+	// Filter takes only the messages of Stream on subjects matching this pattern
+	// (optional; not with Capture).
+	Filter string `json:"filter,omitempty"`
+	// Capture makes the bridge create the stream CaptureStream(Name) on From (and
+	// delete it with the bridge), so that JetStream publishers get an
+	// acknowledgement from the stream and the bridge reads it.
+	Capture bool `json:"capture,omitempty"`
 	// Key says how an ingest bridge takes the record key: see ParseKeySpec. Default
 	// "none".
 	Key string `json:"key,omitempty"`
@@ -86,7 +127,9 @@ type Bridge struct {
 	Mode string `json:"mode,omitempty"`
 	// Start is where a new reliable egress bridge starts: BridgeStartEnd (default,
 	// the records appended after it is created) or BridgeStartStart (every stored
-	// record).
+	// record). For an ingest bridge reading a stream: BridgeStartStart (default,
+	// every message the stream holds) or BridgeStartEnd (the messages stored after
+	// the bridge is created).
 	Start string `json:"start,omitempty"`
 
 	Created time.Time `json:"created,omitzero"`
@@ -110,6 +153,12 @@ func (b Bridge) WithDefaults() Bridge {
 		}
 		if b.Headers == "" {
 			b.Headers = "all"
+		}
+		if b.Capture && b.Stream == "" {
+			b.Stream = CaptureStream(b.Name)
+		}
+		if b.Stream != "" && b.Start == "" {
+			b.Start = BridgeStartStart
 		}
 	case BridgeEgress:
 		if b.Mode == "" {
@@ -136,30 +185,34 @@ func (b Bridge) Validate() error {
 	}
 	switch b.Kind {
 	case BridgeIngest:
-		if b.To != "" || b.Mode != "" || b.Start != "" {
-			return bad("an ingest bridge (--from) takes no --to, --mode or --start: those are for egress bridges (--from-topic)")
+		if b.To != "" || b.Mode != "" {
+			return bad("an ingest bridge (--from) takes no --to or --mode: those are for egress bridges (--from-topic)")
 		}
-		p, err := ParseSubjectPattern(b.From)
-		if err != nil {
-			return bad("%v", err)
-		}
-		if err := checkReserved(b.From, "pattern"); err != nil {
-			return bad("%v", err)
+		if err := b.validateSource(bad); err != nil {
+			return err
 		}
 		k, err := ParseKeySpec(b.Key)
 		if err != nil {
 			return bad("%v", err)
 		}
-		if k.Kind == KeyFromToken && k.Token > len(p.Tokens) {
-			return bad("key token:%d is beyond the pattern %q, which has %d tokens: use token:1 to token:%d",
-				k.Token, b.From, len(p.Tokens), len(p.Tokens))
+		if k.Kind == KeyFromToken {
+			// An existing stream's subjects are checked by the node, which can read them.
+			for _, p := range []string{b.From, b.Filter} {
+				if p == "" {
+					continue
+				}
+				if n := len(strings.Split(p, ".")); k.Token > n {
+					return bad("key token:%d is beyond the pattern %q, which has %d tokens: use token:1 to token:%d",
+						k.Token, p, n, n)
+				}
+			}
 		}
 		if _, err := ParseHeaderFilter(b.Headers); err != nil {
 			return bad("%v", err)
 		}
 	case BridgeEgress:
-		if b.From != "" || b.Key != "" || b.Headers != "" {
-			return bad("an egress bridge (--from-topic) takes no --from, --key or --headers: those are for ingest bridges")
+		if b.From != "" || b.Key != "" || b.Headers != "" || b.Stream != "" || b.Filter != "" || b.Capture {
+			return bad("an egress bridge (--from-topic) takes no --from, --key, --headers, --from-stream, --filter or --capture: those are for ingest bridges")
 		}
 		t, err := ParseSubjectTemplate(b.To)
 		if err != nil {
@@ -182,6 +235,84 @@ func (b Bridge) Validate() error {
 		}
 	default:
 		return bad("kind %q is not valid: give --from PATTERN (ingest) or --from-topic TOPIC (egress)", b.Kind)
+	}
+	return nil
+}
+
+// validateSource checks where an ingest bridge takes its messages: a subject pattern
+// (core NATS, or with Capture a stream the bridge creates on it) or an existing
+// stream, optionally filtered.
+func (b Bridge) validateSource(bad func(string, ...any) error) error {
+	checkPattern := func(p, what string) error {
+		if _, err := ParseSubjectPattern(p); err != nil {
+			return bad("%s: %v", what, err)
+		}
+		if err := checkReserved(p, "pattern"); err != nil {
+			return bad("%v", err)
+		}
+		return nil
+	}
+	switch {
+	case b.Capture:
+		if b.From == "" {
+			return bad("--capture needs --from PATTERN: the subjects the capture stream stores")
+		}
+		if b.Stream != CaptureStream(b.Name) {
+			return bad("--capture creates its own stream %s: to read the existing stream %q, give --from-stream without --capture and --from",
+				CaptureStream(b.Name), b.Stream)
+		}
+		if b.Filter != "" {
+			return bad("--filter applies to --from-stream: a capture bridge takes everything its stream stores on --from")
+		}
+		if err := checkPattern(b.From, "--from"); err != nil {
+			return err
+		}
+	case b.Stream != "":
+		if b.From != "" {
+			return bad("give either --from PATTERN (core NATS; with --capture for JetStream publishers) or --from-stream STREAM (an existing stream), not both")
+		}
+		if err := ValidateStreamName(b.Stream); err != nil {
+			return bad("%v", err)
+		}
+		if strings.HasPrefix(b.Stream, CaptureStreamPrefix) {
+			return bad("stream %q is a capture bridge's stream (%s…): read JetStream publishers with --from PATTERN --capture", b.Stream, CaptureStreamPrefix)
+		}
+		if b.Filter != "" {
+			if err := checkPattern(b.Filter, "--filter"); err != nil {
+				return err
+			}
+		}
+	default:
+		if b.Filter != "" {
+			return bad("--filter applies to --from-stream STREAM: with --from, the pattern itself chooses the subjects")
+		}
+		if err := checkPattern(b.From, "--from"); err != nil {
+			return err
+		}
+	}
+	switch {
+	case b.Stream == "" && b.Start != "":
+		return bad("--start applies to bridges reading a stream (--from-stream, --capture) and to reliable egress bridges: a core NATS ingest bridge takes what is published while it runs")
+	case b.Stream != "" && b.Start != BridgeStartStart && b.Start != BridgeStartEnd:
+		return bad("start %q is not valid: use start (every message the stream holds) or end (the messages stored from now on)", b.Start)
+	}
+	return nil
+}
+
+// ValidateStreamName checks the name of a JetStream stream a bridge reads: 1 to 255
+// characters, none of them '.', '*', '>', a path separator, a space or a control
+// character.
+func ValidateStreamName(name string) error {
+	switch {
+	case name == "":
+		return fmt.Errorf("stream name is empty: give the name of an existing JetStream stream")
+	case len(name) > maxStreamNameLen:
+		return fmt.Errorf("stream name %.20q… is %d characters long: the limit is %d", name, len(name), maxStreamNameLen)
+	}
+	for i, r := range name {
+		if r <= ' ' || r == 0x7f || strings.ContainsRune(".*>/\\", r) {
+			return fmt.Errorf("stream name %q has the character %q at byte %d: JetStream stream names have no '.', '*', '>', '/', '\\' or spaces", name, r, i)
+		}
 	}
 	return nil
 }
@@ -211,12 +342,21 @@ func ValidateBridgeName(name string) error {
 var reserved = []string{"qxd.>", "$JS.>", "$KV.>", "$SYS.>", "_INBOX.>"}
 
 func checkReserved(pattern, what string) error {
-	for _, r := range reserved {
-		if SubjectsOverlap(pattern, r) {
-			return fmt.Errorf("%s %q overlaps %s, which qxd or NATS itself uses (qxd's topics live under qxd.>): choose subjects outside it", what, pattern, r)
-		}
+	if r := ReservedOverlap(pattern); r != "" {
+		return fmt.Errorf("%s %q overlaps %s, which qxd or NATS itself uses (qxd's topics live under qxd.>): choose subjects outside it", what, pattern, r)
 	}
 	return nil
+}
+
+// ReservedOverlap returns the subject space qxd or NATS uses itself (qxd.>, $JS.>,
+// $KV.>, $SYS.>, _INBOX.>) that the valid pattern overlaps, "" for none.
+func ReservedOverlap(pattern string) string {
+	for _, r := range reserved {
+		if SubjectsOverlap(pattern, r) {
+			return r
+		}
+	}
+	return ""
 }
 
 // SubjectPattern is a parsed NATS subject pattern.
@@ -611,6 +751,13 @@ type BridgeStatus struct {
 	Messages int64 `json:"messages"`
 	// Failed counts the messages that could not be stored (ingest) since then.
 	Failed int64 `json:"failed"`
+	// Taken counts the messages a bridge reading a stream took from it since then,
+	// redeliveries included; Skipped the redelivered ones it found already stored
+	// and acknowledged without storing them again; Backlog the stream's messages
+	// not yet taken, as of the last message taken.
+	Taken   int64  `json:"taken,omitempty"`
+	Skipped int64  `json:"skipped,omitempty"`
+	Backlog uint64 `json:"backlog,omitempty"`
 	// LastError is the last failure, if any.
 	LastError string `json:"last_error,omitempty"`
 }

@@ -1,6 +1,7 @@
 package semantics_test
 
 import (
+	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
@@ -12,6 +13,12 @@ func TestBridgeValidate(t *testing.T) {
 	t.Parallel()
 	ingest := func(from, key string) semantics.Bridge {
 		return semantics.Bridge{Name: "b", Kind: semantics.BridgeIngest, Topic: "orders", From: from, Key: key}.WithDefaults()
+	}
+	capture := func(from, key string) semantics.Bridge {
+		return semantics.Bridge{Name: "b", Kind: semantics.BridgeIngest, Topic: "orders", From: from, Capture: true, Key: key}.WithDefaults()
+	}
+	stream := func(name, filter, key string) semantics.Bridge {
+		return semantics.Bridge{Name: "b", Kind: semantics.BridgeIngest, Topic: "orders", Stream: name, Filter: filter, Key: key}.WithDefaults()
 	}
 	egress := func(to, mode string) semantics.Bridge {
 		return semantics.Bridge{Name: "b", Kind: semantics.BridgeEgress, Topic: "orders", To: to, Mode: mode}.WithDefaults()
@@ -55,6 +62,27 @@ func TestBridgeValidate(t *testing.T) {
 		{"egress bad mode", egress("o.{key}", "slow"), "mode \"slow\""},
 		{"egress fast start", func() semantics.Bridge { b := egress("o.{key}", "fast"); b.Start = "end"; return b }(), "reliable bridges only"},
 		{"no kind", semantics.Bridge{Name: "b", Topic: "t"}, "give --from PATTERN"},
+		{"capture", capture("shop.*", "token:2"), ""},
+		{"capture token beyond pattern", capture("shop.*", "token:3"), "token:3 is beyond the pattern"},
+		{"capture over qxd", capture("qxd.t.orders.>", ""), "overlaps qxd.>"},
+		{"capture without pattern", capture("", ""), "--capture needs --from"},
+		{"capture with filter", func() semantics.Bridge { b := capture("shop.*", ""); b.Filter = "shop.x"; return b }(), "--filter applies to --from-stream"},
+		{"capture with another stream", func() semantics.Bridge {
+			b := semantics.Bridge{Name: "b", Kind: semantics.BridgeIngest, Topic: "orders", From: "shop.*", Capture: true, Stream: "ORDERS"}
+			return b.WithDefaults()
+		}(), "creates its own stream"},
+		{"stream", stream("ORDERS", "", "token:9"), ""}, // the node checks the token against the stream's subjects
+		{"stream filter", stream("ORDERS", "ord.eu.*", "token:3"), ""},
+		{"stream filter token beyond", stream("ORDERS", "ord.*", "token:3"), "token:3 is beyond the pattern \"ord.*\""},
+		{"stream filter over qxd", stream("ORDERS", "qxd.>", ""), "overlaps qxd.>"},
+		{"stream bad name", stream("OR.DERS", "", ""), "stream name \"OR.DERS\""},
+		{"stream of a capture bridge", stream("QXD_CAPTURE_x", "", ""), "capture bridge's stream"},
+		{"stream and pattern", func() semantics.Bridge { b := stream("ORDERS", "", ""); b.From = "x.*"; return b }(), "not both"},
+		{"stream start end", func() semantics.Bridge { b := stream("ORDERS", "", ""); b.Start = "end"; return b }(), ""},
+		{"stream bad start", func() semantics.Bridge { b := stream("ORDERS", "", ""); b.Start = "middle"; return b }(), "start \"middle\""},
+		{"core start", func() semantics.Bridge { b := ingest("x.*", ""); b.Start = "end"; return b }(), "--start applies to bridges reading a stream"},
+		{"filter without stream", func() semantics.Bridge { b := ingest("x.*", ""); b.Filter = "x.y"; return b }(), "--filter applies to --from-stream"},
+		{"egress with stream", func() semantics.Bridge { b := egress("o.{key}", ""); b.Stream = "ORDERS"; return b }(), "takes no --from"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -201,4 +229,26 @@ func FuzzBridgeParse(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestBridgeStreamDefaults: a capture bridge reads the stream named after it, from
+// its start; a definition stored before stream bridges existed still reads as a core
+// NATS bridge.
+func TestBridgeStreamDefaults(t *testing.T) {
+	t.Parallel()
+	b := semantics.Bridge{Name: "pay-js", Kind: semantics.BridgeIngest, Topic: "pay", From: "pay.*", Capture: true}.WithDefaults()
+	if b.Stream != "QXD_CAPTURE_pay-js" || b.Start != semantics.BridgeStartStart || b.Key != "none" {
+		t.Errorf("capture defaults: %+v", b)
+	}
+	var old semantics.Bridge
+	if err := json.Unmarshal([]byte(`{"name":"in","kind":"ingest","topic":"t","from":"a.*","key":"token:2","headers":"all"}`), &old); err != nil {
+		t.Fatal(err)
+	}
+	if old = old.WithDefaults(); old.Stream != "" || old.Capture || old.Start != "" || old.Validate() != nil {
+		t.Errorf("stored core definition reads as %+v (%v)", old, old.Validate())
+	}
+	out, _ := json.Marshal(old)
+	if strings.Contains(string(out), "stream") || strings.Contains(string(out), "capture") {
+		t.Errorf("core definition stored as %s: new fields must be omitted", out)
+	}
 }

@@ -285,7 +285,15 @@ func (s *bridgeService) create(ctx context.Context, b semantics.Bridge) (semanti
 		if o.Name == b.Name {
 			return b, semantics.Errorf(semantics.ErrInvalidRequest, "bridge %q already exists (%s): delete it first or choose another name", b.Name, describeBridge(o))
 		}
-		if err := checkLoop(b, o); err != nil {
+	}
+	var src []string // an ingest bridge's subject patterns
+	if b.Kind == semantics.BridgeIngest {
+		if src, err = s.checkSource(ctx, b, existing); err != nil {
+			return b, err
+		}
+	}
+	for _, o := range existing {
+		if err := s.checkLoop(ctx, b, src, o); err != nil {
 			return b, err
 		}
 	}
@@ -298,7 +306,15 @@ func (s *bridgeService) create(ctx context.Context, b semantics.Bridge) (semanti
 	if err != nil {
 		return b, err
 	}
+	if streamSource(b) {
+		if err := s.createSource(ctx, b, t); err != nil {
+			return b, err
+		}
+	}
 	rev, err := s.kv.Create(ctx, b.Name, v)
+	if err != nil {
+		s.deleteSource(context.WithoutCancel(ctx), b)
+	}
 	if errors.Is(err, jetstream.ErrKeyExists) {
 		return b, semantics.Errorf(semantics.ErrInvalidRequest, "bridge %q already exists: delete it first or choose another name", b.Name)
 	}
@@ -335,24 +351,32 @@ func (s *bridgeService) status(ctx context.Context, name string, wait time.Durat
 	return &st
 }
 
-// checkLoop refuses an ingest bridge whose pattern takes what an egress bridge of
-// the same topic publishes, or the reverse: records would circle for ever.
-func checkLoop(b, o semantics.Bridge) error {
+// checkLoop refuses an ingest bridge whose source takes what an egress bridge of the
+// same topic publishes, or the reverse: records would circle for ever. src holds
+// b's source patterns when b is an ingest bridge.
+func (s *bridgeService) checkLoop(ctx context.Context, b semantics.Bridge, src []string, o semantics.Bridge) error {
 	if b.Topic != o.Topic || b.Kind == o.Kind {
 		return nil
 	}
 	in, out := b, o
 	if b.Kind == semantics.BridgeEgress {
 		in, out = o, b
+		src = s.sourcePatterns(ctx, o)
 	}
 	t, err := semantics.ParseSubjectTemplate(out.To)
 	if err != nil {
 		return nil
 	}
-	if semantics.SubjectsOverlap(in.From, t.Pattern()) {
-		return semantics.Errorf(semantics.ErrInvalidConfig,
-			"bridge %q: ingest pattern %q overlaps the subjects %q that egress bridge %q publishes topic %q's records on: records would loop back into the topic; choose subjects that do not overlap",
-			b.Name, in.From, out.To, o.Name, b.Topic)
+	for _, p := range src {
+		if semantics.SubjectsOverlap(p, t.Pattern()) {
+			what := fmt.Sprintf("pattern %q", p)
+			if streamSource(in) && !in.Capture {
+				what = fmt.Sprintf("source stream %s (subjects %q)", in.Stream, p)
+			}
+			return semantics.Errorf(semantics.ErrInvalidConfig,
+				"bridge %q: ingest %s overlaps the subjects %q that egress bridge %q publishes topic %q's records on: records would loop back into the topic; choose subjects that do not overlap",
+				b.Name, what, out.To, o.Name, b.Topic)
+		}
 	}
 	return nil
 }
@@ -393,6 +417,7 @@ func (s *bridgeService) delete(ctx context.Context, name string) (semantics.Brid
 	}
 	s.wake()
 	s.forgetGroup(ctx, b)
+	s.deleteSource(ctx, b)
 	s.n.log.Info("bridge deleted", "bridge", name)
 	return b, nil
 }
@@ -434,7 +459,12 @@ func (s *bridgeService) forgetGroup(ctx context.Context, b semantics.Bridge) {
 
 // describeBridge renders a definition in one line, for messages.
 func describeBridge(b semantics.Bridge) string {
-	if b.Kind == semantics.BridgeIngest {
+	switch {
+	case b.Capture:
+		return fmt.Sprintf("%s (captured in stream %s) → topic %s", b.From, b.Stream, b.Topic)
+	case streamSource(b):
+		return fmt.Sprintf("stream %s → topic %s", b.Stream, b.Topic)
+	case b.Kind == semantics.BridgeIngest:
 		return fmt.Sprintf("%s → topic %s", b.From, b.Topic)
 	}
 	return fmt.Sprintf("topic %s → %s", b.Topic, b.To)

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/qxd-io/qxd"
 	"github.com/qxd-io/qxd/semantics"
@@ -44,6 +45,13 @@ type bridgeRunner struct {
 	since    time.Time
 	messages atomic.Int64
 	failed   atomic.Int64
+
+	// A bridge reading a stream: its consumer (kept across restarts of the loop, as
+	// it holds the pin) and its counters.
+	cons    jetstream.Consumer
+	taken   atomic.Int64
+	skipped atomic.Int64
+	backlog atomic.Uint64
 }
 
 func startBridgeRunner(n *Node, c *qxd.Client, def semantics.Bridge) *bridgeRunner {
@@ -77,7 +85,8 @@ func (r *bridgeRunner) serveStatus() (*nats.Subscription, error) {
 	sub, err := r.n.nc.Subscribe(semantics.BridgeStatusSubject(r.def.Name), func(m *nats.Msg) {
 		r.mu.Lock()
 		st := semantics.BridgeStatus{Node: r.n.Name(), Since: r.since, Messages: r.messages.Load(),
-			Failed: r.failed.Load(), LastError: r.lastErr}
+			Failed: r.failed.Load(), LastError: r.lastErr,
+			Taken: r.taken.Load(), Skipped: r.skipped.Load(), Backlog: r.backlog.Load()}
 		r.mu.Unlock()
 		b, _ := json.Marshal(st)
 		_ = m.Respond(b)
@@ -112,6 +121,8 @@ func (r *bridgeRunner) run(ctx context.Context) {
 	for {
 		var err error
 		switch {
+		case streamSource(r.def):
+			err = r.runStreamIngest(ctx)
 		case r.def.Kind == semantics.BridgeIngest:
 			err = r.runIngest(ctx)
 		case r.def.Mode == semantics.EgressFast:

@@ -16,7 +16,7 @@ func (a *app) bridgeCommand() *cli.Command {
 		Usage:  "bridge plain NATS subjects into topics, and topics out to plain NATS subjects",
 		Action: groupAction,
 		Description: "An ingest bridge takes what existing NATS publishers send on a subject pattern\n" +
-			"into a topic; an egress bridge publishes a topic's records to plain NATS\n" +
+			"(or what a JetStream stream stores) into a topic; an egress bridge publishes a topic's records to plain NATS\n" +
 			"subjects for existing subscribers. The cluster's nodes run the bridges: no\n" +
 			"extra process, and another node takes over when the one running them dies.",
 		Subcommands: []*cli.Command{
@@ -31,8 +31,9 @@ func (a *app) bridgeCommand() *cli.Command {
 func (a *app) bridgeCreateCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "create",
-		Usage: "create an ingest (--from) or egress (--from-topic) bridge",
-		ArgsUsage: "NAME --from PATTERN --to-topic TOPIC [--key SPEC] [--headers LIST]\n" +
+		Usage: "create an ingest (--from, --from-stream) or egress (--from-topic) bridge",
+		ArgsUsage: "NAME --from PATTERN [--capture] --to-topic TOPIC [--key SPEC] [--headers LIST]\n" +
+			"   or: qxd bridge create NAME --from-stream STREAM [--filter PATTERN] --to-topic TOPIC [--key SPEC] [--start start|end]\n" +
 			"   or: qxd bridge create NAME --from-topic TOPIC --to TEMPLATE [--mode fast|reliable]",
 		Description: "NAME is 1 to 64 characters from [a-zA-Z0-9_-].\n\n" +
 			"Ingest: messages published on subjects matching PATTERN ('*' one token, '>' the\n" +
@@ -43,6 +44,16 @@ func (a *app) bridgeCreateCommand() *cli.Command {
 			"is answered once its record is stored (JSON: topic, partition, offset, or error);\n" +
 			"a plain publish gets no answer and is lost if no node runs the bridge at that\n" +
 			"moment (during a failover). The subject is kept in the record header Qxd-Subject.\n\n" +
+			"JetStream publishers (js.Publish): --capture makes the bridge create the stream\n" +
+			"QXD_CAPTURE_NAME on PATTERN (deleted with the bridge), so each publish gets its\n" +
+			"acknowledgement, and its Nats-Msg-Id dedupe, from that stream; --from-stream reads\n" +
+			"an existing stream instead (--filter: only its messages on matching subjects;\n" +
+			"--start start, the default, takes every message it holds, --start end only those\n" +
+			"stored from now on). Either way the bridge takes the messages in stream order with\n" +
+			"the durable consumer qxd-bridge-NAME and acknowledges each once its record is\n" +
+			"stored: at-least-once. After a failover, the messages delivered again are looked\n" +
+			"up in the topic (headers Qxd-Source-Stream, Qxd-Source-Seq) and not stored twice\n" +
+			"when found among the last 20000 records of their partition.\n\n" +
 			"Egress: TOPIC's records are published one NATS message per record on subjects\n" +
 			"made from TEMPLATE, where {key}, {partition} and {offset} stand for the record's;\n" +
 			"headers Qxd-Topic, Qxd-Partition, Qxd-Offset and Qxd-Key are added to the\n" +
@@ -52,13 +63,16 @@ func (a *app) bridgeCreateCommand() *cli.Command {
 			"start). --mode fast publishes each record as it is appended: at-most-once.",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "from", Usage: "ingest: the subject `PATTERN` to take messages from, e.g. orders.*"},
+			&cli.BoolFlag{Name: "capture", Usage: "ingest: store --from's messages in a stream the bridge creates, for JetStream publishers"},
+			&cli.StringFlag{Name: "from-stream", Usage: "ingest: the existing JetStream `STREAM` to take messages from, instead of --from"},
+			&cli.StringFlag{Name: "filter", Usage: "ingest, --from-stream: take only the messages on subjects matching `PATTERN`"},
 			&cli.StringFlag{Name: "to-topic", Usage: "ingest: the `TOPIC` to store them in"},
 			&cli.StringFlag{Name: "key", Usage: "ingest: where the record key comes from, `SPEC`: token:N, header:NAME, subject or none (default none)"},
 			&cli.StringFlag{Name: "headers", Usage: "ingest: the headers to keep: all (default), none or a comma-separated `LIST`"},
 			&cli.StringFlag{Name: "from-topic", Usage: "egress: the `TOPIC` whose records to publish"},
 			&cli.StringFlag{Name: "to", Usage: "egress: the subject `TEMPLATE`, e.g. orders.{key} or orders.{partition}"},
 			&cli.StringFlag{Name: "mode", Usage: "egress: `MODE` reliable (at-least-once, default) or fast (at-most-once)"},
-			&cli.StringFlag{Name: "start", Usage: "egress, reliable: begin at the topic's end (default) or start (`WHERE`)"},
+			&cli.StringFlag{Name: "start", Usage: "`WHERE` to begin: egress, reliable: the topic's end (default) or start; ingest from a stream: its start (default) or end"},
 		},
 		Action: a.bridgeCreate,
 	}
@@ -70,31 +84,33 @@ func (a *app) bridgeCreate(c *cli.Context) error {
 		return err
 	}
 	b := qxd.Bridge{Name: name}
-	ingest := c.IsSet("from") || c.IsSet("to-topic")
+	ingest := c.IsSet("from") || c.IsSet("to-topic") || c.IsSet("from-stream") || c.IsSet("capture") || c.IsSet("filter")
 	egress := c.IsSet("from-topic") || c.IsSet("to")
 	switch {
 	case ingest && egress:
-		return fmt.Errorf("create bridge %q: give either --from PATTERN --to-topic TOPIC (ingest) or --from-topic TOPIC --to TEMPLATE (egress), not both", name)
+		return fmt.Errorf("create bridge %q: give either --from PATTERN or --from-stream STREAM with --to-topic TOPIC (ingest), or --from-topic TOPIC --to TEMPLATE (egress), not both", name)
 	case ingest:
-		if c.String("from") == "" || c.String("to-topic") == "" {
-			return fmt.Errorf("create bridge %q: an ingest bridge needs --from PATTERN and --to-topic TOPIC", name)
+		if c.String("from") == "" && c.String("from-stream") == "" || c.String("to-topic") == "" {
+			return fmt.Errorf("create bridge %q: an ingest bridge needs --from PATTERN and --to-topic TOPIC (or --from-stream STREAM instead of --from)", name)
 		}
 		b = qxd.IngestBridge(name, c.String("from"), c.String("to-topic"), c.String("key"))
 		b.Headers = c.String("headers")
+		b.Stream, b.Filter, b.Capture = c.String("from-stream"), c.String("filter"), c.Bool("capture")
 	case egress:
 		if c.String("from-topic") == "" || c.String("to") == "" {
 			return fmt.Errorf("create bridge %q: an egress bridge needs --from-topic TOPIC and --to TEMPLATE", name)
 		}
 		b = qxd.EgressBridge(name, c.String("from-topic"), c.String("to"), c.String("mode"))
-		b.Start = c.String("start")
 	default:
-		return fmt.Errorf("create bridge %q: give --from PATTERN --to-topic TOPIC (ingest) or --from-topic TOPIC --to TEMPLATE (egress)", name)
+		return fmt.Errorf("create bridge %q: give --from PATTERN or --from-stream STREAM with --to-topic TOPIC (ingest), or --from-topic TOPIC --to TEMPLATE (egress)", name)
 	}
+	b.Start = c.String("start")
 	// Flags of the other kind are passed on so the node refuses them by name.
 	if ingest {
-		b.To, b.Mode, b.Start = c.String("to"), c.String("mode"), c.String("start")
+		b.To, b.Mode = c.String("to"), c.String("mode")
 	} else {
 		b.From, b.Key, b.Headers = c.String("from"), c.String("key"), c.String("headers")
+		b.Stream, b.Filter, b.Capture = c.String("from-stream"), c.String("filter"), c.Bool("capture")
 	}
 	cl, err := a.connect(c)
 	if err != nil {
@@ -109,15 +125,31 @@ func (a *app) bridgeCreate(c *cli.Context) error {
 	return nil
 }
 
-// bridgeRoute is "PATTERN → topic T" or "topic T → TEMPLATE".
+// bridgeRoute is "SOURCE → topic T" or "topic T → TEMPLATE".
 func bridgeRoute(b qxd.Bridge) string {
 	if b.Kind == semantics.BridgeIngest {
-		return b.From + " → topic " + b.Topic
+		return bridgeSource(b) + " → topic " + b.Topic
 	}
 	return "topic " + b.Topic + " → " + b.To
 }
 
+// bridgeSource is where an ingest bridge takes its messages from.
+func bridgeSource(b qxd.Bridge) string {
+	switch {
+	case b.Capture:
+		return b.From + " (captured in stream " + b.Stream + ")"
+	case b.Stream != "" && b.Filter != "":
+		return "stream " + b.Stream + " (" + b.Filter + ")"
+	case b.Stream != "":
+		return "stream " + b.Stream
+	}
+	return b.From
+}
+
 func bridgeDetails(b qxd.Bridge) string {
+	if b.Kind == semantics.BridgeIngest && b.Stream != "" {
+		return "key " + b.Key + ", headers " + b.Headers + ", at-least-once from the " + b.Start
+	}
 	if b.Kind == semantics.BridgeIngest {
 		return "key " + b.Key + ", headers " + b.Headers
 	}
@@ -158,7 +190,7 @@ func (a *app) bridgeList(c *cli.Context) error {
 	tw := newTable(a.stdout)
 	fmt.Fprintln(tw, "NAME\tKIND\tFROM\tTO\tDETAILS")
 	for _, b := range bs {
-		from, to := b.From, "topic "+b.Topic
+		from, to := bridgeSource(b), "topic "+b.Topic
 		if b.Kind == semantics.BridgeEgress {
 			from, to = "topic "+b.Topic, b.To
 		}
@@ -174,7 +206,9 @@ func (a *app) bridgeDescribeCommand() *cli.Command {
 		ArgsUsage: "NAME",
 		Description: "Prints the definition, then the node running the bridge, since when, and how\n" +
 			"many messages it stored (ingest) or published (egress) there and how many\n" +
-			"failed. 'runner: -' means no node runs it right now (a failover is under way).",
+			"failed. 'runner: -' means no node runs it right now (a failover is under way).\n" +
+			"A bridge reading a stream also shows the messages taken from it (redeliveries\n" +
+			"included), those skipped as already stored, and the backlog not yet taken.",
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "json", EnvVars: []string{"QXD_JSON"}, Usage: "print one JSON object"},
 		},
@@ -203,7 +237,22 @@ func (a *app) bridgeDescribe(c *cli.Context) error {
 	fmt.Fprintf(tw, "name:\t%s\n", b.Name)
 	fmt.Fprintf(tw, "kind:\t%s\n", b.Kind)
 	if b.Kind == semantics.BridgeIngest {
-		fmt.Fprintf(tw, "from:\t%s\n", b.From)
+		switch {
+		case b.Capture:
+			fmt.Fprintf(tw, "from:\t%s\n", b.From)
+			fmt.Fprintf(tw, "capture stream:\t%s\n", b.Stream)
+		case b.Stream != "":
+			fmt.Fprintf(tw, "from stream:\t%s\n", b.Stream)
+			if b.Filter != "" {
+				fmt.Fprintf(tw, "filter:\t%s\n", b.Filter)
+			}
+		default:
+			fmt.Fprintf(tw, "from:\t%s\n", b.From)
+		}
+		if b.Stream != "" {
+			fmt.Fprintf(tw, "consumer:\t%s\n", semantics.BridgeConsumer(b.Name))
+			fmt.Fprintf(tw, "start:\t%s\n", b.Start)
+		}
 		fmt.Fprintf(tw, "to topic:\t%s\n", b.Topic)
 		fmt.Fprintf(tw, "key:\t%s\n", b.Key)
 		fmt.Fprintf(tw, "headers:\t%s\n", b.Headers)
@@ -219,7 +268,14 @@ func (a *app) bridgeDescribe(c *cli.Context) error {
 	fmt.Fprintf(tw, "created:\t%s\n", b.Created.UTC().Format(time.RFC3339))
 	if st := d.Status; st != nil {
 		fmt.Fprintf(tw, "runner:\t%s\n", st.Node)
-		fmt.Fprintf(tw, "messages:\t%d\n", st.Messages)
+		if b.Kind == semantics.BridgeIngest && b.Stream != "" {
+			fmt.Fprintf(tw, "taken:\t%d\n", st.Taken)
+			fmt.Fprintf(tw, "stored:\t%d\n", st.Messages)
+			fmt.Fprintf(tw, "skipped:\t%d (already stored)\n", st.Skipped)
+			fmt.Fprintf(tw, "backlog:\t%d\n", st.Backlog)
+		} else {
+			fmt.Fprintf(tw, "messages:\t%d\n", st.Messages)
+		}
 		fmt.Fprintf(tw, "failed:\t%d\n", st.Failed)
 		if st.LastError != "" {
 			fmt.Fprintf(tw, "last error:\t%s\n", oneLine(st.LastError))
@@ -232,11 +288,13 @@ func (a *app) bridgeDescribe(c *cli.Context) error {
 
 func (a *app) bridgeDeleteCommand() *cli.Command {
 	return &cli.Command{
-		Name:        "delete",
-		Usage:       "stop and delete a bridge",
-		ArgsUsage:   "NAME",
-		Description: "A reliable egress bridge's consumer group (qxd-bridge-NAME) is deleted with it.",
-		Action:      a.bridgeDelete,
+		Name:      "delete",
+		Usage:     "stop and delete a bridge",
+		ArgsUsage: "NAME",
+		Description: "A reliable egress bridge's consumer group (qxd-bridge-NAME) is deleted with it;\n" +
+			"so is the JetStream consumer qxd-bridge-NAME of a bridge reading a stream, and a\n" +
+			"capture bridge's stream QXD_CAPTURE_NAME, with the messages not yet bridged.",
+		Action: a.bridgeDelete,
 	}
 }
 

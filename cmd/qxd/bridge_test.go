@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"strconv"
 	"strings"
@@ -8,6 +9,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/qxd-io/qxd/partitioner"
 )
@@ -94,5 +96,94 @@ func TestBridgeCLI(t *testing.T) {
 	}
 	if got := c.must("", "bridge", "list"); strings.Contains(got, "orders-out") {
 		t.Errorf("list after delete:\n%s", got)
+	}
+}
+
+// TestBridgeStreamCLI: a capture bridge and a stream bridge made with the CLI; a
+// nats.go JetStream publisher feeds the topic through the capture stream, and
+// 'topic consume' shows each key in the partition the SDK's partitioner gives it, in
+// order. Describe shows the source and the counters; bad flags are refused.
+func TestBridgeStreamCLI(t *testing.T) {
+	t.Parallel()
+	c := startCLI(t)
+	c.must("", "topic", "create", "payments", "-p", "3")
+	nc, err := nats.Connect(c.node.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "LEDGER", Subjects: []string{"ledger.>"}}); err != nil {
+		t.Fatal(err)
+	}
+	var out strings.Builder
+	out.WriteString(c.must("", "bridge", "create", "pay-js", "--from", "pay.*", "--capture", "--to-topic", "payments", "--key", "token:2"))
+	out.WriteString(c.must("", "bridge", "create", "ledger-in", "--from-stream", "LEDGER", "--filter", "ledger.eu.>", "--to-topic", "payments", "--start", "end"))
+	golden(t, "bridge_stream_create", out.String())
+	golden(t, "bridge_stream_list", c.must("", "bridge", "list"))
+
+	const total = 30
+	for i := range total {
+		if _, err := js.Publish(ctx, fmt.Sprintf("pay.k%d", i%4), []byte(fmt.Sprintf("v%d", i))); err != nil {
+			t.Fatalf("js.Publish %d: %v", i, err)
+		}
+	}
+	var consumed string
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		consumed = c.must("", "topic", "consume", "payments", "--exit-at-end", "--format", `%p %k %v\n`)
+		if strings.Count(consumed, "\n") >= total || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	lines := strings.Split(strings.TrimSuffix(consumed, "\n"), "\n")
+	if len(lines) != total {
+		t.Fatalf("consume printed %d lines, want %d:\n%s", len(lines), total, consumed)
+	}
+	last := map[string]int{}
+	for _, l := range lines {
+		f := strings.Fields(l)
+		p, _ := strconv.Atoi(f[0])
+		v, _ := strconv.Atoi(strings.TrimPrefix(f[2], "v"))
+		if want := partitioner.KafkaPartition([]byte(f[1]), 3); int32(p) != want {
+			t.Errorf("%s: key %s in partition %d, the SDK puts it in %d", l, f[1], p, want)
+		}
+		if prev, ok := last[f[1]]; ok && v < prev {
+			t.Errorf("key %s: v%d after v%d", f[1], v, prev)
+		}
+		last[f[1]] = v
+	}
+	describe := c.must("", "bridge", "describe", "pay-js")
+	for !strings.Contains(describe, fmt.Sprintf("stored:          %d\n", total)) && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond) // the counter follows the record's storage
+		describe = c.must("", "bridge", "describe", "pay-js")
+	}
+	golden(t, "bridge_stream_describe", mask(describe, c.node.Name()))
+	golden(t, "bridge_stream_describe_filter", mask(c.must("", "bridge", "describe", "ledger-in"), c.node.Name()))
+
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"bridge", "create", "b", "--from-stream", "NOPE", "--to-topic", "payments"}, `stream "NOPE" does not exist`},
+		{[]string{"bridge", "create", "b", "--from-stream", "LEDGER", "--filter", "pay.*", "--to-topic", "payments"}, "matches none of stream"},
+		{[]string{"bridge", "create", "b", "--from", "ledger.us", "--capture", "--to-topic", "payments"}, "overlaps the subjects"},
+		{[]string{"bridge", "create", "b", "--from", "x.*", "--from-stream", "LEDGER", "--to-topic", "payments"}, "not both"},
+		{[]string{"bridge", "create", "b", "--from-stream", "LEDGER"}, "(or --from-stream STREAM instead of --from)"},
+		{[]string{"bridge", "create", "b", "--from", "x.*", "--to-topic", "payments", "--start", "end"}, "--start applies to"},
+	} {
+		if _, err := c.run("", tc.args...); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("qxd %s: %v, want an error containing %q", strings.Join(tc.args, " "), err, tc.want)
+		}
+	}
+	c.must("", "bridge", "delete", "pay-js")
+	if _, err := js.Stream(ctx, "QXD_CAPTURE_pay-js"); err == nil {
+		t.Errorf("capture stream still there after 'bridge delete'")
 	}
 }

@@ -6,15 +6,19 @@
 //	        │                                          ▲
 //	        ▼  ingest bridge "orders-in"               │  egress bridge "orders-out"
 //	        └──────────────> topic "orders" ───────────┘
-//	                              │
-//	                              └──> billing: an existing nats.MsgHandler attached to
-//	                                   the topic as consumer group "billing"
+//	        ┌──────────────>      │
+//	        │  capture bridge     └──> billing: an existing nats.MsgHandler attached to
+//	        │  "returns-in"            the topic as consumer group "billing"
+//	returns service (nats.go JetStream)
+//	  js.Publish orders.returned.<customer>
 //
 // The order service publishes with nats.Conn.Request, so each publish returns once
-// its record is stored, naming its partition and offset. It prints each step and a
-// summary, then shuts down.
+// its record is stored, naming its partition and offset. The returns service
+// publishes with JetStream: the capture bridge's stream acknowledges each publish
+// (deduplicating by Nats-Msg-Id), and the bridge stores it in the topic at-least-once.
+// It prints each step and a summary, then shuts down.
 //
-//	go run ./examples/natsbridge [-orders 30]
+//	go run ./examples/natsbridge [-orders 30] [-returns 5]
 package main
 
 import (
@@ -30,6 +34,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/qxd-io/qxd"
 	"github.com/qxd-io/qxd/semantics"
@@ -38,11 +43,12 @@ import (
 
 func main() {
 	n := flag.Int("orders", 30, "how many orders to publish")
+	returns := flag.Int("returns", 5, "how many returns to publish with JetStream")
 	timeout := flag.Duration("timeout", 60*time.Second, "give up if not done by then")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
-	_, err := run(ctx, os.Stdout, *n)
+	_, err := run(ctx, os.Stdout, *n, *returns)
 	cancel()
 	stop()
 	if err != nil {
@@ -63,13 +69,14 @@ type delivery struct {
 // summary is what each side saw.
 type summary struct {
 	Acks     []semantics.BridgeAck // the order service's replies, in publish order
+	Returns  []*jetstream.PubAck   // the returns service's acknowledgements
 	Shipping []delivery            // the legacy subscriber
 	Billing  []delivery            // the attached handler
 }
 
 func customer(i int) string { return fmt.Sprintf("c%d", i%4) }
 
-func run(ctx context.Context, w io.Writer, orders int) (summary, error) {
+func run(ctx context.Context, w io.Writer, orders, returns int) (summary, error) {
 	var sum summary
 	dir, err := os.MkdirTemp("", "qxd-natsbridge-")
 	if err != nil {
@@ -100,6 +107,9 @@ func run(ctx context.Context, w io.Writer, orders int) (summary, error) {
 		// orders stay in one partition, in order.
 		qxd.IngestBridge("orders-in", "orders.created.*", "orders", "token:3"),
 		qxd.EgressBridge("orders-out", "orders", "shipping.orders.{key}", "reliable"),
+		// JetStream publishers: the bridge creates the stream QXD_CAPTURE_returns-in on
+		// orders.returned.* and takes its messages into the topic.
+		qxd.CaptureBridge("returns-in", "orders.returned.*", "orders", "token:3"),
 	} {
 		if _, err := admin.CreateBridge(ctx, b); err != nil {
 			return sum, err
@@ -160,17 +170,38 @@ func run(ctx context.Context, w io.Writer, orders int) (summary, error) {
 		fmt.Fprintf(w, "order service: order-%d of %s stored at %s/%d offset %d\n", i, customer(i), ack.Topic, ack.Partition, ack.Offset)
 	}
 
-	// Wait until both services saw every order.
+	// The returns service: nats.go JetStream, unchanged; the stream acknowledges each
+	// publish, and a retry with the same message id is stored once.
+	returnsSvc, err := nats.Connect(node.ClientURL())
+	if err != nil {
+		return sum, err
+	}
+	defer returnsSvc.Close()
+	js, err := jetstream.New(returnsSvc)
+	if err != nil {
+		return sum, err
+	}
+	for i := range returns {
+		id := fmt.Sprintf("return-%d", i)
+		ack, err := js.Publish(ctx, "orders.returned."+customer(i), []byte(id), jetstream.WithMsgID(id))
+		if err != nil {
+			return sum, fmt.Errorf("publish return %d: %w", i, err)
+		}
+		sum.Returns = append(sum.Returns, ack)
+		fmt.Fprintf(w, "returns service: %s of %s acknowledged by stream %s (sequence %d)\n", id, customer(i), ack.Stream, ack.Sequence)
+	}
+
+	// Wait until both services saw every order and return.
 	for {
 		mu.Lock()
-		done := len(sum.Shipping) >= orders && len(sum.Billing) >= orders
+		done := len(sum.Shipping) >= orders+returns && len(sum.Billing) >= orders+returns
 		mu.Unlock()
 		if done {
 			break
 		}
 		select {
 		case <-ctx.Done():
-			return sum, errors.New("the services did not see every order in time")
+			return sum, errors.New("the services did not see every order and return in time")
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
@@ -179,6 +210,6 @@ func run(ctx context.Context, w io.Writer, orders int) (summary, error) {
 	for _, d := range sum.Shipping {
 		fmt.Fprintf(w, "shipping service: %s on %s (partition %s, offset %s)\n", d.Order, d.Subject, d.Partition, d.Offset)
 	}
-	fmt.Fprintf(w, "summary: %d orders published, %d shipped, %d billed\n", len(sum.Acks), len(sum.Shipping), len(sum.Billing))
+	fmt.Fprintf(w, "summary: %d orders and %d returns published, %d shipped, %d billed\n", len(sum.Acks), len(sum.Returns), len(sum.Shipping), len(sum.Billing))
 	return sum, nil
 }

@@ -13,11 +13,11 @@ import (
 
 func TestRun(t *testing.T) {
 	t.Parallel()
-	const n = 20
+	const n, returns = 20, 6
 	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 	defer cancel()
 	var out bytes.Buffer
-	sum, err := run(ctx, &out, n)
+	sum, err := run(ctx, &out, n, returns)
 	if err != nil {
 		t.Fatalf("run: %v\noutput:\n%s", err, out.String())
 	}
@@ -27,8 +27,8 @@ func TestRun(t *testing.T) {
 		}
 	}
 	for name, seen := range map[string][]delivery{"shipping": sum.Shipping, "billing": sum.Billing} {
-		if len(seen) != n {
-			t.Errorf("%s saw %d orders, want %d", name, len(seen), n)
+		if len(seen) != n+returns {
+			t.Errorf("%s saw %d orders and returns, want %d", name, len(seen), n+returns)
 		}
 		last := map[string]int{}
 		for _, d := range seen {
@@ -37,6 +37,11 @@ func TestRun(t *testing.T) {
 				t.Errorf("%s: %s's orders out of order: offset %d after %d", name, d.Customer, off, prev)
 			}
 			last[d.Customer] = off
+		}
+	}
+	for i, a := range sum.Returns {
+		if a.Stream != "QXD_CAPTURE_returns-in" || a.Sequence != uint64(i+1) {
+			t.Errorf("return-%d acknowledged by %s at %d", i, a.Stream, a.Sequence)
 		}
 	}
 	if len(sum.Shipping) > 0 && sum.Shipping[0].Subject != "shipping.orders."+sum.Shipping[0].Customer {
