@@ -16,8 +16,9 @@ import (
 const formatHelp = `--format takes kcat's verbs:
   %t topic   %p partition   %o offset   %k key   %v value
   %h headers as k=v,k2=v2   %T timestamp in Unix milliseconds   %% a percent sign
-and the escapes \n \t \r \\. Nothing is added after the format: end it with \n
-to get one record per line. The default prints each value on its own line.
+and the escapes \n \t \r \\. A format without a line break (\n) gets one at its
+end, so that each record is a line; one with a line break anywhere is printed as
+written. The default prints each value on its own line.
 
 --format json prints one JSON object per line:
   {"topic":"t","partition":0,"offset":7,"key":"k","value":"v",
@@ -80,6 +81,9 @@ func parseFormat(s string) (*recordFormat, error) {
 	text, err := unescape("format", s)
 	if err != nil {
 		return nil, err
+	}
+	if !strings.Contains(text, "\n") {
+		text += "\n"
 	}
 	f := &recordFormat{}
 	var lit strings.Builder

@@ -22,10 +22,15 @@ func TestConsumeFormatGolden(t *testing.T) {
 	c.must("user-1:signed up\nuser-2:logged in\nno key here\nuser-1:100% done\n\nuser-3:a\ttab\r\n",
 		"topic", "produce", "events", "--key-delim", ":")
 	golden(t, "consume_format", c.must("", "topic", "consume", "events", "--format", `%p %o %k %v\n`, "--exit-at-end"))
-	// The same with kcat's escapes and the topic: no newline unless the format asks.
+	// The same with kcat's escapes and the topic: a format without a line break
+	// ends each record with one; a format with one is printed as written.
 	got := c.must("", "topic", "consume", "events", "-f", `%t/%p@%o[%k]%%\t`, "-e", "-n", "2")
-	if want := "events/0@0[user-1]%\tevents/0@1[user-2]%\t"; got != want {
-		t.Errorf("format without newline: got %q, want %q", got, want)
+	if want := "events/0@0[user-1]%\t\nevents/0@1[user-2]%\t\n"; got != want {
+		t.Errorf("format without a line break: got %q, want %q", got, want)
+	}
+	got = c.must("", "topic", "consume", "events", "-f", `%k\n%v|`, "-e", "-n", "2")
+	if want := "user-1\nsigned up|user-2\nlogged in|"; got != want {
+		t.Errorf("format with a line break: got %q, want %q", got, want)
 	}
 	// The default format prints values, one per line.
 	if got := c.must("", "topic", "consume", "events", "-e", "-o", "2", "-n", "1"); got != "no key here\n" {
@@ -133,14 +138,14 @@ func TestConsumeOffsets(t *testing.T) {
 	c := startCLI(t)
 	c.must("", "topic", "create", "offs")
 	c.must(lines(10), "topic", "produce", "offs") // one batch: offset 5 is inside it
-	if got := c.must("", "topic", "consume", "offs", "--offset", "5", "-e", "-f", `%o=%v `); got != "5=line-5 6=line-6 7=line-7 8=line-8 9=line-9 " {
+	if got := c.must("", "topic", "consume", "offs", "--offset", "5", "-e", "-f", `%o=%v`); got != "5=line-5\n6=line-6\n7=line-7\n8=line-8\n9=line-9\n" {
 		t.Errorf("--offset 5: %q", got)
 	}
 	if got := c.must("", "topic", "consume", "offs", "--offset", "end", "-e"); got != "" {
 		t.Errorf("--offset end -e: %q, want nothing", got)
 	}
 	// Out of range with the default reset (earliest) starts at the log start.
-	if got := c.must("", "topic", "consume", "offs", "--offset", "99", "-e", "-n", "1", "-f", `%o`); got != "0" {
+	if got := c.must("", "topic", "consume", "offs", "--offset", "99", "-e", "-n", "1", "-f", `%o`); got != "0\n" {
 		t.Errorf("--offset 99 with reset earliest: %q, want 0", got)
 	}
 	if got := c.must("", "topic", "consume", "offs", "--offset", "99", "--reset", "latest", "-e"); got != "" {
@@ -196,8 +201,8 @@ func TestProduceOptions(t *testing.T) {
 		t.Errorf("produce of empty input printed %q", out)
 	}
 	c.must("fire\nforget\n", "topic", "produce", "opts", "--acks", "none", "-p", "1", "--linger", "0s")
-	got := c.must("", "topic", "consume", "opts", "-p", "2", "-e", "-f", `%k:%v `)
-	if got != "none:a none:b gzip:a gzip:b snappy:a snappy:b lz4:a lz4:b zstd:a zstd:b " {
+	got := c.must("", "topic", "consume", "opts", "-p", "2", "-e", "-f", `%k:%v`)
+	if got != "none:a\nnone:b\ngzip:a\ngzip:b\nsnappy:a\nsnappy:b\nlz4:a\nlz4:b\nzstd:a\nzstd:b\n" {
 		t.Errorf("partition 2: %q", got)
 	}
 	// acks=none is not confirmed: wait until both records are stored.

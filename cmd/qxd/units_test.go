@@ -99,13 +99,16 @@ func TestParseSize(t *testing.T) {
 func TestParseFormat(t *testing.T) {
 	t.Parallel()
 	good := map[string][]formatPart{
-		`%v\n`:           {{verb: 'v'}, {text: "\n"}},
-		`%p %o %k %v\n`:  {{verb: 'p'}, {text: " "}, {verb: 'o'}, {text: " "}, {verb: 'k'}, {text: " "}, {verb: 'v'}, {text: "\n"}},
-		`100%%\t%T\\`:    {{text: "100%\t"}, {verb: 'T'}, {text: `\`}},
-		`%t%h`:           {{verb: 't'}, {verb: 'h'}},
-		"plain":          {{text: "plain"}},
+		`%v\n`:          {{verb: 'v'}, {text: "\n"}},
+		`%p %o %k %v\n`: {{verb: 'p'}, {text: " "}, {verb: 'o'}, {text: " "}, {verb: 'k'}, {text: " "}, {verb: 'v'}, {text: "\n"}},
+		// Without a line break anywhere, one is added at the end.
+		`100%%\t%T\\`:    {{text: "100%\t"}, {verb: 'T'}, {text: "\\\n"}},
+		`%t%h`:           {{verb: 't'}, {verb: 'h'}, {text: "\n"}},
+		`%p %k %v`:       {{verb: 'p'}, {text: " "}, {verb: 'k'}, {text: " "}, {verb: 'v'}, {text: "\n"}},
+		"plain":          {{text: "plain\n"}},
 		"real\nnewline":  {{text: "real\nnewline"}},
-		`%%v is literal`: {{text: "%v is literal"}},
+		`%%v is literal`: {{text: "%v is literal\n"}},
+		`a\nb%v`:         {{text: "a\nb"}, {verb: 'v'}},
 	}
 	for in, want := range good {
 		f, err := parseFormat(in)
