@@ -271,12 +271,36 @@ func (c *Client) topic(ctx context.Context, name string) (semantics.TopicMeta, e
 	return t, nil
 }
 
+// kvGetAttempt bounds one read of a metadata bucket. A request whose reply is lost
+// (the bucket's leader stopped, or this client's server restarted, while it was in
+// flight) is otherwise only given up at the caller's deadline, which can be minutes.
+const kvGetAttempt = 5 * time.Second
+
+// kvGet reads key from kv, retrying reads that time out or find no responders (the
+// bucket between leaders) until ctx ends.
+func kvGet(ctx context.Context, kv jetstream.KeyValue, key string) (jetstream.KeyValueEntry, error) {
+	for {
+		actx, cancel := context.WithTimeout(ctx, kvGetAttempt)
+		e, err := kv.Get(actx, key)
+		cancel()
+		if err == nil || ctx.Err() != nil ||
+			!(errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) || errors.Is(err, nats.ErrNoResponders) || errors.Is(err, jetstream.ErrNoStreamResponse)) {
+			return e, err
+		}
+		select {
+		case <-ctx.Done():
+			return e, err
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
 // checkpointNext reads the writer's checkpointed next offset of a partition.
 func (c *Client) checkpointNext(ctx context.Context, t semantics.TopicMeta, p int32) (int64, error) {
 	if err := c.buckets(ctx); err != nil {
 		return 0, err
 	}
-	e, err := c.partsKV.Get(ctx, semantics.CheckpointKey(t.ID, p))
+	e, err := kvGet(ctx, c.partsKV, semantics.CheckpointKey(t.ID, p))
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return 0, nil
 	}

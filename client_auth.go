@@ -368,14 +368,14 @@ func (c *Client) requestWatched(ctx context.Context, subject string, data []byte
 // when the identity has no rights on the topic.
 func (c *Client) getTopicRecord(ctx context.Context, name string) (jetstream.KeyValueEntry, error) {
 	if c.authz == nil {
-		return c.topicsKV.Get(ctx, semantics.TopicKey(name))
+		return kvGet(ctx, c.topicsKV, semantics.TopicKey(name))
 	}
 	subject := "$JS.API.DIRECT.GET.KV_" + semantics.TopicsBucket + ".$KV." + semantics.TopicsBucket + "." + semantics.TopicKey(name)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	w := c.authz.watch(subject, cancel)
 	defer c.authz.unwatch(subject, w)
-	e, err := c.topicsKV.Get(ctx, semantics.TopicKey(name))
+	e, err := kvGet(ctx, c.topicsKV, semantics.TopicKey(name))
 	if err != nil && w.isDenied() {
 		return nil, deniedError(subject)
 	}

@@ -1,11 +1,8 @@
-//go:build chaos
-
 package qxd_test
 
-// These in-process failover scenarios run with the chaos build tag (just faults):
-// the leader-kill one has hung once in CI runs (the surviving nodes stopped answering
-// admin and produce requests for minutes) and is being investigated; see
-// docs/architecture.md.
+// The in-process failover scenarios of the conformance suite: a partition leader
+// killed under load, and a rolling restart of all three nodes, each with a keyed
+// producer and a three-member group running.
 
 import (
 	"testing"

@@ -21,6 +21,7 @@ type admin struct {
 	n    *Node
 	meta *metadata
 	sub  *nats.Subscription
+	hsub *nats.Subscription // this node's leadership hand-off requests
 	wg   sync.WaitGroup
 }
 
@@ -38,13 +39,25 @@ func (a *admin) start() error {
 		return fmt.Errorf("start admin API: %w", err)
 	}
 	a.sub = sub
-	// Make sure the server has the subscription before the node reports ready.
+	a.hsub, err = a.n.nc.Subscribe(handOffSubject(a.n.cfg.Name), func(m *nats.Msg) {
+		a.wg.Add(1)
+		go func() {
+			defer a.wg.Done()
+			a.n.serveHandOff(m)
+		}()
+	})
+	if err != nil {
+		return fmt.Errorf("start admin API: %w", err)
+	}
+	// Make sure the server has the subscriptions before the node reports ready.
 	return a.n.nc.Flush()
 }
 
 func (a *admin) stop() {
-	if a.sub != nil {
-		a.sub.Unsubscribe()
+	for _, s := range []*nats.Subscription{a.sub, a.hsub} {
+		if s != nil {
+			s.Unsubscribe()
+		}
 	}
 	a.wg.Wait()
 }

@@ -51,7 +51,8 @@ func nodeNames(info qxd.ClusterInfo) []string {
 
 func TestClusterInfo(t *testing.T) {
 	t.Parallel()
-	nodes := qxdtest.StartCluster(t, qxdtest.ClusterConfigs(t, 3))
+	cfgs := qxdtest.ClusterConfigs(t, 3)
+	nodes := qxdtest.StartCluster(t, cfgs)
 	ctx := qxdtest.Context(t, 2*time.Minute)
 	c, err := qxd.Connect(ctx, qxdtest.ClientURLs(nodes))
 	if err != nil {
@@ -79,8 +80,8 @@ func TestClusterInfo(t *testing.T) {
 		}
 		return nil
 	})
-	if info.Name != "test" {
-		t.Errorf("cluster name %q, want test (the configs' ClusterName)", info.Name)
+	if info.Name != cfgs[0].ClusterName {
+		t.Errorf("cluster name %q, want %q (the configs' ClusterName)", info.Name, cfgs[0].ClusterName)
 	}
 	if !slices.Contains(names, info.MetaLeader) {
 		t.Errorf("meta leader %q, want one of %v", info.MetaLeader, names)

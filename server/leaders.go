@@ -3,11 +3,13 @@ package server
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"time"
 
 	natsserver "github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
 
 	"github.com/qxd-io/qxd/internal/partition"
 	"github.com/qxd-io/qxd/semantics"
@@ -25,6 +27,72 @@ func (n *Node) stepDown(ctx context.Context, stream, prefer string) error {
 		body, _ = json.Marshal(map[string]any{"placement": map[string]string{"preferred": prefer}})
 	}
 	return n.jsAPI(ctx, "$JS.API.STREAM.LEADER.STEPDOWN."+stream, body, "step down "+stream)
+}
+
+// handOffSubject is where node takes requests to hand off the leadership of one
+// stream it leads (handOff).
+func handOffSubject(node string) string { return "qxd.internal.node." + node + ".handoff" }
+
+type handOffRequest struct {
+	Stream string `json:"stream"`
+	Prefer string `json:"prefer,omitempty"`
+}
+
+// handOff moves the leadership of stream away from this node, preferring node prefer:
+// it stops the stream's writer first, so that nothing more is appended from here,
+// then steps the stream down. A writer on the new leader then loads a log that no
+// longer moves under it.
+func (n *Node) handOff(ctx context.Context, stream, prefer string) error {
+	if n.writers != nil {
+		n.writers.release(ctx, stream)
+	}
+	err := n.stepDown(ctx, stream, prefer)
+	if err != nil && n.writers != nil {
+		n.writers.unhold(stream)
+	}
+	return err
+}
+
+// handOffVia asks node leader, which leads stream, to hand its leadership off (see
+// handOff). A node that does not answer (it is stopping, or is of a version without
+// hand-off) has the stream stepped down directly.
+func (n *Node) handOffVia(ctx context.Context, leader, stream, prefer string) error {
+	if leader == n.cfg.Name {
+		return n.handOff(ctx, stream, prefer)
+	}
+	body, _ := json.Marshal(handOffRequest{Stream: stream, Prefer: prefer})
+	rctx, cancel := context.WithTimeout(ctx, writerStopTimeout+5*time.Second)
+	defer cancel()
+	resp, err := n.nc.RequestWithContext(rctx, handOffSubject(leader), body)
+	if errors.Is(err, nats.ErrNoResponders) {
+		return n.stepDown(ctx, stream, prefer)
+	}
+	if err != nil {
+		return fmt.Errorf("hand off %s from %s: %w", stream, leader, err)
+	}
+	if len(resp.Data) > 0 {
+		return fmt.Errorf("hand off %s from %s: %s", stream, leader, resp.Data)
+	}
+	return nil
+}
+
+// serveHandOff answers a hand-off request: empty on success, else the error's text.
+func (n *Node) serveHandOff(m *nats.Msg) {
+	var req handOffRequest
+	err := json.Unmarshal(m.Data, &req)
+	if err == nil && req.Stream == "" {
+		err = errors.New("no stream named")
+	}
+	if err == nil {
+		ctx, cancel := context.WithTimeout(context.Background(), writerStopTimeout+5*time.Second)
+		err = n.handOff(ctx, req.Stream, req.Prefer)
+		cancel()
+	}
+	var out []byte
+	if err != nil {
+		out = []byte(err.Error())
+	}
+	_ = m.Respond(out)
 }
 
 // jsAPI sends a JetStream API request that answers with at most an error.
@@ -100,7 +168,7 @@ func (n *Node) BalanceLeaders(ctx context.Context, topics []semantics.TopicMeta)
 		if count[to]+1 > share {
 			continue
 		}
-		if err := n.stepDown(ctx, p.stream, to); err != nil {
+		if err := n.handOffVia(ctx, p.leader, p.stream, to); err != nil {
 			n.log.Debug("leader not moved", "stream", p.stream, "err", err)
 			continue
 		}

@@ -24,7 +24,9 @@ import (
 // the partition's stream, takes record batches from producers, gives them dense
 // offsets, checks idempotent producer sequences and appends them to the stream,
 // several in flight, fenced so that a writer whose view of the log is stale (it lost
-// leadership, or another writer appended) cannot fork offsets:
+// leadership, or another writer appended) cannot fork offsets.
+//
+// Unreplicated streams (replicas 1):
 //
 //   - the first append after the writer loads its state carries
 //     Nats-Expected-Last-Sequence, the last sequence it loaded;
@@ -36,6 +38,16 @@ import (
 // offsets computed from a stale state. With the id chain, an append lands only right
 // behind its predecessor, so once one fails every later one of the pipeline fails too,
 // and the writer reloads from the log.
+//
+// Replicated streams: JetStream checks Nats-Expected-Last-Msg-Id of a replicated
+// stream only when the replicas apply the entry, and a mismatch there is a write
+// error that stops the stream on every replica (observer mode, no leader) until
+// the nodes restart. So there every append carries Nats-Expected-Last-Sequence,
+// which the leader checks before it proposes, against the appends in flight. A
+// writer also refuses requests as soon as its node no longer leads the stream, and
+// planned leadership moves stop the writer before the stream steps down (see
+// Node.handOff), so two writers do not append side by side; see
+// docs/architecture.md for the window that is left.
 
 const (
 	// ackTimeout is how long an append may wait for JetStream's ack before the writer
@@ -394,6 +406,15 @@ func (w *writer) readyLocked(reply string) bool {
 		w.replyErr(reply, semantics.Errorf(semantics.ErrNotLeader, "partition %s: writer is stopping; retry", w.name()))
 		return false
 	}
+	if w.cfg.Load().Replicas > 1 && !w.n.isStreamLeader(semantics.StreamName(w.topic, w.p)) {
+		// The stream's leadership moved and the manager has not stopped this writer
+		// yet: append nothing more, and let the manager catch up at once.
+		w.replyErr(reply, semantics.Errorf(semantics.ErrNotLeader, "partition %s: this node no longer leads it; retry", w.name()))
+		if w.n.writers != nil {
+			w.n.writers.wake()
+		}
+		return false
+	}
 	return true
 }
 
@@ -491,12 +512,13 @@ func (w *writer) appendLocked(reply string, h semantics.BatchHeader, ps *produce
 		rb.baseOffset = w.next
 	}
 	ackTo := w.ackPrefix + strconv.FormatUint(id, 10)
+	replicated := w.cfg.Load().Replicas > 1
 	for _, pt := range parts {
 		semantics.SetBaseOffset(pt.data, w.next)
 		msgID := w.chain + strconv.FormatUint(w.lastSeq+1, 36)
 		msg := &nats.Msg{Subject: pt.subject, Reply: ackTo, Data: pt.data, Header: nats.Header{}}
 		msg.Header["Nats-Msg-Id"] = []string{msgID}
-		if w.lastMsgID == "" {
+		if w.lastMsgID == "" || replicated {
 			msg.Header["Nats-Expected-Last-Sequence"] = []string{strconv.FormatUint(w.lastSeq, 10)}
 		} else {
 			msg.Header["Nats-Expected-Last-Msg-Id"] = []string{w.lastMsgID}

@@ -23,7 +23,8 @@ type writerManager struct {
 
 	mu      sync.Mutex
 	topics  map[string]semantics.TopicMeta
-	writers map[string]*writer // by stream name
+	writers map[string]*writer   // by stream name
+	held    map[string]time.Time // streams being handed off, until when: start no writer
 
 	kick   chan struct{}
 	cancel context.CancelFunc
@@ -32,7 +33,41 @@ type writerManager struct {
 
 func newWriterManager(n *Node, meta *metadata) *writerManager {
 	return &writerManager{n: n, meta: meta, topics: map[string]semantics.TopicMeta{},
-		writers: map[string]*writer{}, kick: make(chan struct{}, 1)}
+		writers: map[string]*writer{}, held: map[string]time.Time{}, kick: make(chan struct{}, 1)}
+}
+
+// wake makes the loop reconcile at once.
+func (m *writerManager) wake() {
+	select {
+	case m.kick <- struct{}{}:
+	default:
+	}
+}
+
+// handOffHold bounds how long a stream handed off stays without a writer on this node
+// while the node still leads it (the step-down is slow or did not happen).
+const handOffHold = 5 * time.Second
+
+// release stops the writer of stream, if this node runs one, and starts none for it
+// until the node no longer leads the stream or handOffHold passes: the stream is
+// about to step down, and its writer must append nothing more before a writer on the
+// new leader loads the log.
+func (m *writerManager) release(ctx context.Context, stream string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.held[stream] = time.Now().Add(handOffHold)
+	if w, ok := m.writers[stream]; ok {
+		m.stopWriter(ctx, w)
+		delete(m.writers, stream)
+	}
+}
+
+// unhold lets the manager run a writer for stream again (its step-down failed).
+func (m *writerManager) unhold(stream string) {
+	m.mu.Lock()
+	delete(m.held, stream)
+	m.mu.Unlock()
+	m.wake()
 }
 
 func (m *writerManager) start(ctx context.Context) error {
@@ -94,7 +129,14 @@ func (m *writerManager) reconcile(ctx context.Context) {
 		for p := int32(0); p < t.Config.Partitions; p++ {
 			stream := semantics.StreamName(t.Name, p)
 			if !m.n.isStreamLeader(stream) {
+				delete(m.held, stream)
 				continue
+			}
+			if until, ok := m.held[stream]; ok {
+				if time.Now().Before(until) {
+					continue
+				}
+				delete(m.held, stream)
 			}
 			want[stream] = true
 			if w, ok := m.writers[stream]; ok {

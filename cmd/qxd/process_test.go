@@ -1,9 +1,3 @@
-//go:build chaos
-
-// Behind the chaos build tag (just faults) while the failures it can still hit — a
-// writer that takes over answering "out of order sequence" until the delivery
-// timeout — are open; see docs/architecture.md.
-
 package main
 
 import (

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -253,10 +254,13 @@ func startProcCluster(t *testing.T, bin string, l clusterLayout) *procCluster {
 		}
 		t.Logf("node logs in %s", logDir)
 	}
+	// A cluster name of its own, so that nodes of two tests never join up if one
+	// takes a port the other freed.
+	cname := fmt.Sprintf("qxdproc-%08x", rand.Uint32())
 	for i := range l.client {
 		c.nodes = append(c.nodes, &procNode{
 			name: fmt.Sprintf("n%d", i+1), bin: bin, netns: l.netns[i],
-			client: l.client[i], cluster: l.cluster[i], peers: peers, cname: "qxdproc",
+			client: l.client[i], cluster: l.cluster[i], peers: peers, cname: cname,
 			data: t.TempDir(), logDir: logDir,
 		})
 	}

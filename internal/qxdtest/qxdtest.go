@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"os"
 	"strings"
@@ -83,9 +84,19 @@ func CreateTopic(t testing.TB, c *qxd.Client, name string, cfg qxd.TopicConfig) 
 	return info
 }
 
-// FreeAddr returns a free 127.0.0.1 address.
+// FreeAddr returns a free 127.0.0.1 address. It picks ports below Linux's ephemeral
+// range (32768 and up), which outgoing connections also draw from: a port the kernel
+// handed out for listening and freed again can be taken by any connection before a
+// node binds it, or binds it again on restart.
 func FreeAddr(t testing.TB) string {
 	t.Helper()
+	for range 50 {
+		addr := fmt.Sprintf("127.0.0.1:%d", 20000+rand.IntN(12000))
+		if l, err := net.Listen("tcp", addr); err == nil {
+			l.Close()
+			return addr
+		}
+	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -96,16 +107,18 @@ func FreeAddr(t testing.TB) string {
 
 // ClusterConfigs returns configs for an n-node cluster on 127.0.0.1: fixed free
 // client and cluster ports (so nodes can be restarted on them), each node its own
-// data dir, every node routing to every other.
+// data dir, every node routing to every other. Each call names its cluster apart,
+// so that nodes of two tests never join up if one takes a port the other freed.
 func ClusterConfigs(t testing.TB, n int) []server.Config {
 	t.Helper()
 	var cfgs []server.Config
 	var routes []string
+	name := fmt.Sprintf("test-%08x", rand.Uint32())
 	for i := 0; i < n; i++ {
 		cfg := NodeConfig(t, t.TempDir())
 		cfg.Name = fmt.Sprintf("n%d", i+1)
 		cfg.Listen = FreeAddr(t)
-		cfg.ClusterName = "test"
+		cfg.ClusterName = name
 		cfg.ClusterListen = FreeAddr(t)
 		routes = append(routes, "nats://"+cfg.ClusterListen)
 		cfgs = append(cfgs, cfg)
