@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -28,18 +29,23 @@ type Producer struct {
 	inbox string
 	sub   *nats.Subscription
 
-	mu     sync.Mutex
-	topics map[string]*topicProducer
-	closed bool
+	mu     sync.Mutex                                // serialises changes to topics
+	topics atomic.Pointer[map[string]*topicProducer] // copied on change: read without a lock
+	closed atomic.Bool
 
 	reqMu  sync.Mutex
 	reqs   map[uint64]*batch
 	nextID uint64
 
+	// Records not yet finished and their bytes, kept with atomics so that Produce and
+	// the partitions' senders do not meet on a lock for every record; bufMu and
+	// bufCond are only for waiting (Produce on a full buffer, Flush), and waiters
+	// counts those waiting, so that releases wake them only then.
+	buffered atomic.Int64
+	records  atomic.Int64
+	waiters  atomic.Int32
 	bufMu    sync.Mutex
 	bufCond  *sync.Cond
-	buffered int64 // bytes of records not yet finished
-	records  int64 // records not yet finished
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -59,7 +65,8 @@ func (c *Client) NewProducer(opts ...ProducerOption) (*Producer, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, fmt.Errorf("producer: %w", err)
 	}
-	p := &Producer{c: c, cfg: cfg, topics: map[string]*topicProducer{}, reqs: map[uint64]*batch{}}
+	p := &Producer{c: c, cfg: cfg, reqs: map[uint64]*batch{}}
+	p.topics.Store(&map[string]*topicProducer{})
 	p.bufCond = sync.NewCond(&p.bufMu)
 	p.ctx, p.cancel = context.WithCancel(context.Background())
 	p.inbox = c.nc.NewRespInbox() + "."
@@ -80,23 +87,20 @@ var ErrProducerClosed = errors.New("qxd: producer is closed")
 const metadataMaxAge = 10 * time.Second
 
 type topicProducer struct {
+	fetched atomic.Int64 // UnixNano of the last read of the topic's record
+	mu      sync.Mutex   // guards meta, part, parts
 	meta    semantics.TopicMeta
-	fetched time.Time
-	mu      sync.Mutex // guards part, parts
 	part    partitioner.Partitioner
 	parts   []*partProducer
 }
 
-func (p *Producer) topic(ctx context.Context, name string) (*topicProducer, error) {
-	p.mu.Lock()
-	if p.closed {
-		p.mu.Unlock()
+// topic returns name's producer state; now is the current time.
+func (p *Producer) topic(ctx context.Context, name string, now time.Time) (*topicProducer, error) {
+	if p.closed.Load() {
 		return nil, p.closedErr()
 	}
-	tp := p.topics[name]
-	p.mu.Unlock()
-	if tp != nil {
-		if time.Since(tp.fetched) > metadataMaxAge {
+	if tp := (*p.topics.Load())[name]; tp != nil {
+		if now.UnixNano()-tp.fetched.Load() > int64(metadataMaxAge) {
 			p.refresh(ctx, tp)
 		}
 		return tp, nil
@@ -110,23 +114,35 @@ func (p *Producer) topic(ctx context.Context, name string) (*topicProducer, erro
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if tp := p.topics[name]; tp != nil {
+	old := *p.topics.Load()
+	if tp := old[name]; tp != nil {
 		return tp, nil
 	}
-	tp = &topicProducer{meta: meta, fetched: time.Now(), part: p.cfg.newPartitioner()}
+	tp := &topicProducer{meta: meta, part: p.cfg.newPartitioner()}
+	tp.fetched.Store(time.Now().UnixNano())
 	for i := int32(0); i < meta.Config.Partitions; i++ {
 		tp.parts = append(tp.parts, p.newPart(meta, i))
 	}
-	p.topics[name] = tp
+	topics := make(map[string]*topicProducer, len(old)+1)
+	for k, v := range old {
+		topics[k] = v
+	}
+	topics[name] = tp
+	p.topics.Store(&topics)
 	return tp, nil
 }
 
 // refresh rereads tp's record and adds partitions the topic gained.
 func (p *Producer) refresh(ctx context.Context, tp *topicProducer) {
-	meta, err := p.c.topic(ctx, tp.meta.Name)
+	// One refresh at a time; the others go on with what they have.
+	tp.fetched.Store(time.Now().UnixNano())
+	tp.mu.Lock()
+	name := tp.meta.Name
+	tp.mu.Unlock()
+	meta, err := p.c.topic(ctx, name)
 	tp.mu.Lock()
 	defer tp.mu.Unlock()
-	tp.fetched = time.Now()
+	tp.fetched.Store(time.Now().UnixNano())
 	if err != nil || meta.ID != tp.meta.ID {
 		return
 	}
@@ -148,34 +164,25 @@ func (p *Producer) Produce(ctx context.Context, r *Record, cb func(*Record, erro
 	if r.Topic == "" {
 		return semantics.Errorf(semantics.ErrInvalidTopic, "record has no topic: set Record.Topic")
 	}
-	tp, err := p.topic(ctx, r.Topic)
+	now := r.Timestamp
+	if now.IsZero() {
+		now = time.Now()
+		r.Timestamp = now
+	}
+	tp, err := p.topic(ctx, r.Topic, now)
 	if err != nil {
 		return err
 	}
-	tp.mu.Lock()
-	cfg := tp.meta.Config
-	tp.mu.Unlock()
-	if cfg.Compact && r.Key == nil {
-		return semantics.Errorf(semantics.ErrInvalidRecord, "topic %q is compacted: every record needs a key", r.Topic)
-	}
-	if r.Timestamp.IsZero() {
-		r.Timestamp = time.Now()
-	}
 	var est semantics.BatchBuilder
 	size := est.EncodedRecordSize(r) + semantics.BatchHeaderSize
-	if size > int(cfg.MaxMessageBytes) {
-		return semantics.Errorf(semantics.ErrMessageTooLarge,
-			"record of %d bytes is over topic %q's max message bytes (%d): send a smaller record or raise the topic's max message bytes",
-			size, r.Topic, cfg.MaxMessageBytes)
-	}
-	if err := p.reserve(ctx, int64(size)); err != nil {
-		return err
-	}
 	var part int32
 	tp.mu.Lock()
+	compact, maxBytes := tp.meta.Config.Compact, tp.meta.Config.MaxMessageBytes
 	n := int32(len(tp.parts))
 	parts := tp.parts
+	ok := !(compact && r.Key == nil) && size <= int(maxBytes)
 	switch {
+	case !ok:
 	case p.cfg.recordPartition:
 		part = r.Partition
 	default:
@@ -186,9 +193,18 @@ func (p *Producer) Produce(ctx context.Context, r *Record, cb func(*Record, erro
 		}
 	}
 	tp.mu.Unlock()
-	if part < 0 || part >= n {
-		p.release(int64(size))
+	switch {
+	case compact && r.Key == nil:
+		return semantics.Errorf(semantics.ErrInvalidRecord, "topic %q is compacted: every record needs a key", r.Topic)
+	case size > int(maxBytes):
+		return semantics.Errorf(semantics.ErrMessageTooLarge,
+			"record of %d bytes is over topic %q's max message bytes (%d): send a smaller record or raise the topic's max message bytes",
+			size, r.Topic, maxBytes)
+	case part < 0 || part >= n:
 		return semantics.Errorf(semantics.ErrUnknownTopic, "topic %q has partitions 0 to %d: partition %d does not exist", r.Topic, n-1, part)
+	}
+	if err := p.reserve(ctx, int64(size)); err != nil {
+		return err
 	}
 	r.Partition = part
 	parts[part].append(pendingRecord{r: r, cb: cb, size: int64(size)})
@@ -231,13 +247,7 @@ func (p *Producer) ProduceSync(ctx context.Context, rs ...*Record) error {
 
 // flushAll asks every partition to send what it has collected now.
 func (p *Producer) flushAll() {
-	p.mu.Lock()
-	tps := make([]*topicProducer, 0, len(p.topics))
-	for _, tp := range p.topics {
-		tps = append(tps, tp)
-	}
-	p.mu.Unlock()
-	for _, tp := range tps {
+	for _, tp := range *p.topics.Load() {
 		tp.mu.Lock()
 		parts := tp.parts
 		tp.mu.Unlock()
@@ -259,9 +269,11 @@ func (p *Producer) Flush(ctx context.Context) error {
 	defer stop()
 	p.bufMu.Lock()
 	defer p.bufMu.Unlock()
-	for p.records > 0 {
+	p.waiters.Add(1)
+	defer p.waiters.Add(-1)
+	for p.records.Load() > 0 {
 		if err := ctx.Err(); err != nil {
-			return fmt.Errorf("flush: %d records still awaiting results: %w", p.records, err)
+			return fmt.Errorf("flush: %d records still awaiting results: %w", p.records.Load(), err)
 		}
 		p.bufCond.Wait()
 	}
@@ -271,16 +283,13 @@ func (p *Producer) Flush(ctx context.Context) error {
 // Close flushes (bounded by ctx), then stops the producer. Records still unsent when
 // ctx ends fail with ErrProducerClosed. Close is idempotent.
 func (p *Producer) Close(ctx context.Context) error {
-	p.mu.Lock()
-	if p.closed {
-		p.mu.Unlock()
+	if p.closed.Load() {
 		return nil
 	}
-	p.mu.Unlock()
 	err := p.Flush(ctx)
-	p.mu.Lock()
-	p.closed = true
-	p.mu.Unlock()
+	if p.closed.Swap(true) {
+		return nil
+	}
 	p.cancel()
 	p.wg.Wait()
 	if p.sub != nil {
@@ -289,34 +298,57 @@ func (p *Producer) Close(ctx context.Context) error {
 	return err
 }
 
+// reserve takes n bytes of the buffer for one record, waiting while it is full; a
+// record larger than the whole buffer goes when the buffer is empty.
 func (p *Producer) reserve(ctx context.Context, n int64) error {
+	if b := p.buffered.Add(n); b <= p.cfg.bufferBytes || b == n {
+		p.records.Add(1)
+		return nil
+	}
+	p.buffered.Add(-n)
+	p.wakeWaiters() // a waiter may have seen the bytes just given back
+	stop := context.AfterFunc(ctx, func() {
+		p.bufMu.Lock()
+		p.bufCond.Broadcast()
+		p.bufMu.Unlock()
+	})
+	defer stop()
 	p.bufMu.Lock()
 	defer p.bufMu.Unlock()
-	if p.buffered+n > p.cfg.bufferBytes && p.buffered > 0 {
-		stop := context.AfterFunc(ctx, func() {
-			p.bufMu.Lock()
-			p.bufCond.Broadcast()
-			p.bufMu.Unlock()
-		})
-		defer stop()
-		for p.buffered+n > p.cfg.bufferBytes && p.buffered > 0 {
-			if err := ctx.Err(); err != nil {
-				return fmt.Errorf("produce: buffer of %d bytes is full: %w", p.cfg.bufferBytes, err)
+	p.waiters.Add(1)
+	defer p.waiters.Add(-1)
+	for {
+		b := p.buffered.Load()
+		if b+n <= p.cfg.bufferBytes || b == 0 {
+			if p.buffered.CompareAndSwap(b, b+n) {
+				p.records.Add(1)
+				return nil
 			}
-			p.bufCond.Wait()
+			continue
 		}
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("produce: buffer of %d bytes is full: %w", p.cfg.bufferBytes, err)
+		}
+		p.bufCond.Wait()
 	}
-	p.buffered += n
-	p.records++
-	return nil
 }
 
-func (p *Producer) release(n int64) {
-	p.bufMu.Lock()
-	p.buffered -= n
-	p.records--
-	p.bufCond.Broadcast()
-	p.bufMu.Unlock()
+// release gives back the buffer bytes of records that finished.
+func (p *Producer) release(bytes, records int64) {
+	p.buffered.Add(-bytes)
+	p.records.Add(-records)
+	p.wakeWaiters()
+}
+
+// wakeWaiters wakes whoever waits for buffer space or for records to finish. A waiter
+// counts itself before it looks at the counters, so a change made before this call
+// is either seen by it or followed by this wake-up.
+func (p *Producer) wakeWaiters() {
+	if p.waiters.Load() > 0 {
+		p.bufMu.Lock()
+		p.bufCond.Broadcast()
+		p.bufMu.Unlock()
+	}
 }
 
 // onReply receives writers' answers for every partition.

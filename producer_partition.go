@@ -20,8 +20,9 @@ type pendingRecord struct {
 // batch is one record batch on its way to a partition writer.
 type batch struct {
 	part    *partProducer
-	b       *semantics.BatchBuilder
+	b       semantics.BatchBuilder // the records until the batch is sealed
 	recs    []pendingRecord
+	bytes   int64 // buffer bytes the records hold
 	data    []byte
 	seq     int32
 	created time.Time
@@ -34,11 +35,11 @@ type batch struct {
 	err    error
 }
 
-var builderPool = sync.Pool{New: func() any { return new(semantics.BatchBuilder) }}
-
-// batchBufs holds the buffers built batches were encoded into, for the next batch:
-// a batch's bytes are copied into the connection when sent, and kept only for a
-// resend until the batch completes.
+// batchBufs holds the buffers of completed batches, for the next ones to fill: a
+// batch's bytes are copied into the connection when sent, and kept only for a resend
+// until the batch completes. An uncompressed batch is built in its builder's buffer
+// (see BatchBuilder.Seal), so one buffer carries a batch from the first record to the
+// writer's answer.
 var batchBufs sync.Pool
 
 func getBatchBuf() []byte {
@@ -72,8 +73,10 @@ type partProducer struct {
 	hadBatch bool
 	running  bool
 	notify   chan struct{}
-	// lastBytes is the size of the last sealed batch, to size the next one's buffer.
+	// lastBytes and lastRecs are the size and record count of the last sealed batch,
+	// to size the next one's buffers.
 	lastBytes int
+	lastRecs  int
 
 	// Owned by the sender goroutine.
 	pid      int64
@@ -110,23 +113,33 @@ func (pp *partProducer) startsNewBatch() bool {
 	return pp.open == nil && pp.hadBatch
 }
 
+// append adds a record to the open batch. It wakes the sender only when its work
+// changed: a batch opened (linger starts) or was sealed (to send); records added to
+// an open batch change nothing it decides on.
 func (pp *partProducer) append(pr pendingRecord) {
+	wake := false
 	pp.mu.Lock()
 	if pp.open != nil && pp.open.b.Size()+pp.open.b.EncodedRecordSize(pr.r) > pp.maxBytes {
 		pp.sealLocked()
+		wake = true
 	}
 	if pp.open == nil {
-		pp.open = &batch{part: pp, b: builderPool.Get().(*semantics.BatchBuilder), created: time.Now()}
-		pp.open.b.Reset()
-		// A builder fresh from the pool (emptied by a collection) would otherwise grow
-		// by doubling; the last batch's size is a good guess for this one.
-		pp.open.b.Grow(min(pp.lastBytes, pp.maxBytes))
-		pp.opened = pp.open.created
+		now := time.Now()
+		b := &batch{part: pp, created: now}
+		// The last batch's size is a good guess for this one: a recycled buffer that
+		// is large enough, or a new one of that size, instead of growing by doubling.
+		b.b.ResetWith(getBatchBuf())
+		b.b.Grow(min(pp.lastBytes, pp.maxBytes))
+		b.recs = make([]pendingRecord, 0, pp.lastRecs)
+		pp.open, pp.opened = b, now
+		wake = true
 	}
 	pp.open.b.Append(pr.r)
 	pp.open.recs = append(pp.open.recs, pr)
+	pp.open.bytes += pr.size
 	if pp.open.b.Size() >= pp.maxBytes {
 		pp.sealLocked()
+		wake = true
 	}
 	if !pp.running {
 		pp.running = true
@@ -134,11 +147,14 @@ func (pp *partProducer) append(pr pendingRecord) {
 		go pp.run()
 	}
 	pp.mu.Unlock()
-	pp.signal()
+	if wake {
+		pp.signal()
+	}
 }
 
 func (pp *partProducer) sealLocked() {
 	pp.lastBytes = pp.open.b.Size()
+	pp.lastRecs = len(pp.open.recs)
 	pp.queue = append(pp.queue, pp.open)
 	pp.open = nil
 	pp.hadBatch = true
@@ -363,13 +379,16 @@ func (pp *partProducer) send(b *batch) bool {
 			pp.seq = nextSeq(pp.seq, int32(len(b.recs)))
 			pi = semantics.ProducerInfo{ID: pp.pid, Epoch: pp.epoch, BaseSequence: b.seq}
 		}
-		data, err := b.b.Build(getBatchBuf(), pi, cfg.compression)
-		builderPool.Put(b.b)
-		b.b = nil
+		var dst []byte
+		if cfg.compression != CompressionNone {
+			dst = getBatchBuf()
+		}
+		data, err := b.b.Seal(dst, pi, cfg.compression)
 		if err != nil {
 			pp.complete(b, err)
 			return false
 		}
+		putBatchBuf(b.b.TakeBuffer()) // a compressed batch leaves the records' buffer
 		b.data = data
 	}
 	if cfg.acks == AcksNone {
@@ -393,10 +412,7 @@ func (pp *partProducer) send(b *batch) bool {
 
 // complete hands each record of b its result.
 func (pp *partProducer) complete(b *batch, err error) {
-	if b.b != nil {
-		builderPool.Put(b.b)
-		b.b = nil
-	}
+	putBatchBuf(b.b.TakeBuffer())
 	putBatchBuf(b.data)
 	b.data = nil
 	if errors.Is(err, semantics.ErrDuplicateSequence) {
@@ -414,8 +430,9 @@ func (pp *partProducer) complete(b *batch, err error) {
 		if pr.cb != nil {
 			pr.cb(pr.r, err)
 		}
-		pp.p.release(pr.size)
 	}
+	pp.p.release(b.bytes, int64(len(b.recs)))
+	b.recs, b.bytes = nil, 0
 }
 
 // abort fails everything the partition still holds, when the producer closes.

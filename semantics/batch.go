@@ -68,11 +68,22 @@ var NoProducer = ProducerInfo{ID: -1, Epoch: -1, BaseSequence: -1}
 // BatchBuilder accumulates records for one partition into an uncompressed records
 // section and builds record batches from it. Not safe for concurrent use. Reusable via
 // Reset, which keeps its buffer.
+//
+// The buffer keeps BatchHeaderSize bytes free in front of the records, so Seal can
+// write the header there and hand out an uncompressed batch without copying it.
 type BatchBuilder struct {
-	buf     []byte // encoded records
+	buf     []byte // room for the header, then the encoded records; empty before the first
 	n       int
 	firstTS int64 // ms
 	maxTS   int64 // ms
+}
+
+// records returns the encoded records.
+func (b *BatchBuilder) records() []byte {
+	if len(b.buf) < BatchHeaderSize {
+		return nil
+	}
+	return b.buf[BatchHeaderSize:]
 }
 
 // Reset empties b, keeping its buffer for the next batch.
@@ -82,15 +93,38 @@ func (b *BatchBuilder) Reset() {
 	b.firstTS, b.maxTS = 0, 0
 }
 
+// ResetWith empties b and makes it fill buf's storage (its contents are dropped), e.g.
+// the buffer of a batch that Seal returned earlier and that is no longer needed.
+func (b *BatchBuilder) ResetWith(buf []byte) {
+	b.Reset()
+	if cap(buf) > cap(b.buf) {
+		b.buf = buf[:0]
+	}
+}
+
+// TakeBuffer empties b and returns its buffer (length 0) for use elsewhere; b is left
+// without one.
+func (b *BatchBuilder) TakeBuffer() []byte {
+	buf := b.buf[:0]
+	b.buf = nil
+	b.Reset()
+	return buf
+}
+
 // Grow makes room for n more bytes of records, so appending them does not allocate.
-func (b *BatchBuilder) Grow(n int) { b.buf = slices.Grow(b.buf, n) }
+func (b *BatchBuilder) Grow(n int) {
+	if len(b.buf) == 0 {
+		n += BatchHeaderSize
+	}
+	b.buf = slices.Grow(b.buf, n)
+}
 
 // NumRecords returns how many records have been appended since the last Reset.
 func (b *BatchBuilder) NumRecords() int { return b.n }
 
 // Size returns the uncompressed bytes of the records so far plus BatchHeaderSize: the
 // size of an uncompressed batch built now.
-func (b *BatchBuilder) Size() int { return len(b.buf) + BatchHeaderSize }
+func (b *BatchBuilder) Size() int { return len(b.records()) + BatchHeaderSize }
 
 // Append encodes r with offsetDelta = NumRecords() and timestampDelta relative to the
 // first record's timestamp. A zero r.Timestamp means time.Now(); r is not modified.
@@ -107,6 +141,9 @@ func (b *BatchBuilder) Append(r *Record) int {
 	body := recordBodySize(delta, int64(b.n), r)
 	size := varintLen(int64(body)) + body
 
+	if len(b.buf) == 0 {
+		b.buf = append(slices.Grow(b.buf, BatchHeaderSize+size), make([]byte, BatchHeaderSize)...)
+	}
 	start := len(b.buf)
 	buf := slices.Grow(b.buf, size)
 	buf = binary.AppendVarint(buf, int64(body))
@@ -160,16 +197,48 @@ func (b *BatchBuilder) Build(dst []byte, p ProducerInfo, c Compression) ([]byte,
 	if !c.valid() {
 		return dst, Errorf(ErrInvalidConfig, "record batch: build: unknown compression codec %d", int8(c))
 	}
+	recs := b.records()
 	start := len(dst)
-	out := slices.Grow(dst, BatchHeaderSize+compressBound(c, len(b.buf)))
+	out := slices.Grow(dst, BatchHeaderSize+compressBound(c, len(recs)))
 	out = out[:start+BatchHeaderSize] // the header is written below, once Length is known
-	out, err := compress(out, b.buf, c)
+	out, err := compress(out, recs, c)
 	if err != nil {
 		return dst, fmt.Errorf("record batch: build: %s: %w", c, err)
 	}
-	length := len(out) - start - lengthFieldEnd
+	if err := b.writeHeader(out[start:], p, c); err != nil {
+		return dst, err
+	}
+	return out, nil
+}
+
+// Seal returns the batch Build would, and empties b. An uncompressed batch is b's own
+// buffer, with the header written in the room kept for it: no copy. b gives that
+// buffer up (dst is not used; hand it to ResetWith later, or drop it). A compressed
+// batch is appended to dst as Build does, and b keeps its buffer. On error b is
+// unchanged.
+func (b *BatchBuilder) Seal(dst []byte, p ProducerInfo, c Compression) ([]byte, error) {
+	if c != CompressionNone || b.n == 0 {
+		out, err := b.Build(dst, p, c)
+		if err == nil {
+			b.Reset()
+		}
+		return out, err
+	}
+	if err := b.writeHeader(b.buf, p, c); err != nil {
+		return dst, err
+	}
+	out := b.buf
+	b.buf = nil
+	b.Reset()
+	return out, nil
+}
+
+// writeHeader writes the header of batch out (header room followed by the records
+// compressed with c), Length and CRC included.
+func (b *BatchBuilder) writeHeader(out []byte, p ProducerInfo, c Compression) error {
+	length := len(out) - lengthFieldEnd
 	if length > math.MaxInt32 {
-		return dst, Errorf(ErrMessageTooLarge, "record batch: build: %d bytes do not fit a batch", len(out)-start)
+		return Errorf(ErrMessageTooLarge, "record batch: build: %d bytes do not fit a batch", len(out))
 	}
 	rb := kmsg.RecordBatch{
 		FirstOffset:          0,
@@ -186,9 +255,9 @@ func (b *BatchBuilder) Build(dst []byte, p ProducerInfo, c Compression) ([]byte,
 		NumRecords:           int32(b.n),
 	}
 	// Records is nil, so AppendTo writes exactly the header, in place.
-	rb.AppendTo(out[start:start])
-	binary.BigEndian.PutUint32(out[start+crcOffset:], crc32.Checksum(out[start+crcStart:], crc32c))
-	return out, nil
+	rb.AppendTo(out[:0])
+	binary.BigEndian.PutUint32(out[crcOffset:], crc32.Checksum(out[crcStart:], crc32c))
+	return nil
 }
 
 // BatchHeader is the fixed part of a RecordBatch, read without touching the records.

@@ -322,6 +322,50 @@ func TestGoldenBatch(t *testing.T) {
 	checkRecords(t, dec, recs, "t", 0, 0)
 }
 
+// TestBuilderSeal checks that Seal gives the bytes Build gives, empties the builder,
+// and that a sealed buffer handed back with ResetWith builds the next batch right.
+func TestBuilderSeal(t *testing.T) {
+	t.Parallel()
+	p := semantics.ProducerInfo{ID: 7, Epoch: 1, BaseSequence: 40}
+	for _, c := range allCompressions {
+		t.Run(c.String(), func(t *testing.T) {
+			t.Parallel()
+			var bb semantics.BatchBuilder
+			var prev []byte
+			for round, n := range []int{300, 1, 50} {
+				bb.ResetWith(prev)
+				recs := manyRecords(n)
+				for i := range recs {
+					bb.Append(&recs[i])
+				}
+				want, err := bb.Build(nil, p, c)
+				if err != nil {
+					t.Fatal(err)
+				}
+				got, err := bb.Seal(nil, p, c)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !bytes.Equal(got, want) {
+					t.Fatalf("round %d: Seal and Build differ", round)
+				}
+				if bb.NumRecords() != 0 || bb.Size() != semantics.BatchHeaderSize {
+					t.Fatalf("round %d: after Seal: %d records, size %d", round, bb.NumRecords(), bb.Size())
+				}
+				if _, err := bb.Seal(nil, p, c); err == nil {
+					t.Fatalf("round %d: Seal of an empty builder succeeded", round)
+				}
+				dec, err := semantics.DecodeRecords(nil, got, "t", 0)
+				if err != nil {
+					t.Fatal(err)
+				}
+				checkRecords(t, dec, recs, "t", 0, 0)
+				prev = got
+			}
+		})
+	}
+}
+
 func TestBuilder(t *testing.T) {
 	t.Parallel()
 	t.Run("sizes", func(t *testing.T) {
