@@ -248,6 +248,12 @@ type Offsets struct {
 	// LogStart is the first stored offset; HighWatermark the next offset to be given.
 	LogStart      int64
 	HighWatermark int64
+	// FirstBatchSeq is the sequence of the batch holding LogStart; LastBatchSeq and
+	// LastBatchBase the sequence and base offset of the last stored batch (all 0 when
+	// nothing is stored). Reads from either end need no search with them.
+	FirstBatchSeq uint64
+	LastBatchSeq  uint64
+	LastBatchBase int64
 }
 
 // ReadOffsets reads the partition's log start and high watermark. When every batch
@@ -269,7 +275,7 @@ func (r *Reader) ReadOffsets(ctx context.Context, checkpoint func(context.Contex
 		o.LogStart, o.HighWatermark = next, next
 		return o, nil
 	}
-	_, first, err := r.BatchAtOrAfter(ctx, st.FirstSeq)
+	firstSeq, first, err := r.BatchAtOrAfter(ctx, st.FirstSeq)
 	if err != nil {
 		return Offsets{}, err
 	}
@@ -283,5 +289,6 @@ func (r *Reader) ReadOffsets(ctx context.Context, checkpoint func(context.Contex
 	}
 	o.LogStart = first.BaseOffset
 	o.HighWatermark = max(last.LastOffset()+1, next)
+	o.FirstBatchSeq, o.LastBatchSeq, o.LastBatchBase = firstSeq, lastMsg.Seq, last.BaseOffset
 	return o, nil
 }
