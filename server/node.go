@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"log/slog"
 	"net"
 	"net/url"
 	"os"
+	"runtime"
 	"strconv"
 	"sync"
 	"time"
@@ -26,6 +28,23 @@ const (
 	maxPingsOut        = 3
 )
 
+// writerConns is how many in-process connections a node's partition writers share:
+// one per core, up to 4. Every batch crosses a writer's connection twice (request in,
+// append out), and one connection's read loop and flusher would carry them all one
+// after the other.
+func writerConns() int { return min(runtime.GOMAXPROCS(0), 4) }
+
+// writerConn returns the in-process connection the writer of partition p of topic
+// uses.
+func (n *Node) writerConn(topic string, p int32) *nats.Conn {
+	if len(n.wconns) == 0 {
+		return n.nc
+	}
+	h := fnv.New32a()
+	h.Write([]byte(topic))
+	return n.wconns[(h.Sum32()+uint32(p))%uint32(len(n.wconns))]
+}
+
 // Node is one qxd node: an embedded NATS server with JetStream and the qxd services
 // (admin API, partition writers) around it.
 type Node struct {
@@ -36,6 +55,9 @@ type Node struct {
 
 	nc *nats.Conn // in-process connection the services use
 	js jetstream.JetStream
+	// wconns are the partition writers' in-process connections (see writerConns); the
+	// writer of a partition uses the one writerConn picks.
+	wconns []*nats.Conn
 
 	auth        *authenticator // nil without authentication
 	internalKey nkeys.KeyPair  // the services' identity when auth is on
@@ -233,6 +255,15 @@ func (n *Node) startServices(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	for i := range writerConns() {
+		wc, err := nats.Connect("", append([]nats.Option{nats.InProcessServer(n.ns),
+			nats.Name(fmt.Sprintf("qxd-node-%s-writers-%d", n.cfg.Name, i)),
+			nats.MaxReconnects(-1), nats.ReconnectBufSize(-1)}, internalOptions(n.internalKey)...)...)
+		if err != nil {
+			return fmt.Errorf("connect partition writers to the embedded server: %w", err)
+		}
+		n.wconns = append(n.wconns, wc)
+	}
 	replicas := n.metaReplicas()
 	var meta *metadata
 	err = retryClustered(ctx, n, func() error {
@@ -323,6 +354,9 @@ func (n *Node) Close(ctx context.Context) error {
 		hctx, hcancel := context.WithTimeout(ctx, n.cfg.ShutdownTimeout/2)
 		n.handOffLeadership(hctx)
 		hcancel()
+		for _, wc := range n.wconns {
+			wc.Close() // the writers stopped: nothing is in flight on them
+		}
 		if n.nc != nil {
 			drained := make(chan struct{})
 			n.nc.SetClosedHandler(func(*nats.Conn) { close(drained) })
@@ -345,6 +379,9 @@ func (n *Node) Close(ctx context.Context) error {
 }
 
 func (n *Node) shutdownServer() {
+	for _, wc := range n.wconns {
+		wc.Close()
+	}
 	if n.nc != nil && !n.nc.IsClosed() {
 		n.nc.Close()
 	}

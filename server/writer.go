@@ -70,6 +70,7 @@ const (
 
 type writer struct {
 	n       *Node
+	nc      *nats.Conn // the connection requests, appends and acks travel on
 	meta    *metadata
 	log     *slog.Logger
 	topic   string
@@ -126,7 +127,7 @@ type recentBatch struct {
 
 func newWriter(n *Node, meta *metadata, t semantics.TopicMeta, p int32) *writer {
 	w := &writer{
-		n: n, meta: meta, topic: t.Name, topicID: t.ID, p: p,
+		n: n, nc: n.writerConn(t.Name, p), meta: meta, topic: t.Name, topicID: t.ID, p: p,
 		log:    n.log.With("topic", t.Name, "partition", p),
 		reader: partition.NewReader(n.nc, t.Name, p, false),
 		done:   make(chan struct{}),
@@ -142,15 +143,15 @@ func (w *writer) start(ctx context.Context) error {
 	if err := w.load(ctx); err != nil {
 		return err
 	}
-	w.ackPrefix = w.n.nc.NewRespInbox() + "."
+	w.ackPrefix = w.nc.NewRespInbox() + "."
 	var err error
-	w.ackSub, err = w.n.nc.Subscribe(w.ackPrefix+"*", w.onAck)
+	w.ackSub, err = w.nc.Subscribe(w.ackPrefix+"*", w.onAck)
 	if err != nil {
 		return err
 	}
 	// A queue subscription: while leadership moves, the old and the new writer may
 	// both listen for a moment, and each request must reach only one of them.
-	w.sub, err = w.n.nc.QueueSubscribe(semantics.WriterSubject(w.topic, w.p), "writer", w.onProduce)
+	w.sub, err = w.nc.QueueSubscribe(semantics.WriterSubject(w.topic, w.p), "writer", w.onProduce)
 	if err != nil {
 		w.ackSub.Unsubscribe()
 		return err
@@ -158,7 +159,7 @@ func (w *writer) start(ctx context.Context) error {
 	for _, s := range []*nats.Subscription{w.sub, w.ackSub} {
 		_ = s.SetPendingLimits(-1, 512<<20)
 	}
-	if err := w.n.nc.Flush(); err != nil {
+	if err := w.nc.Flush(); err != nil {
 		w.sub.Unsubscribe()
 		w.ackSub.Unsubscribe()
 		return err
@@ -308,7 +309,7 @@ func (w *writer) reply(to string, r semantics.ProduceReply) {
 	if to == "" {
 		return
 	}
-	_ = w.n.nc.Publish(to, semantics.AppendProduceReply(nil, r))
+	_ = w.nc.Publish(to, semantics.AppendProduceReply(nil, r))
 }
 
 func (w *writer) replyErr(to string, err error) {
@@ -526,7 +527,7 @@ func (w *writer) appendLocked(reply string, h semantics.BatchHeader, ps *produce
 		if pt.ttl > 0 {
 			msg.Header["Nats-TTL"] = []string{strconv.FormatInt(int64(pt.ttl/time.Second), 10) + "s"}
 		}
-		if err := w.n.nc.PublishMsg(msg); err != nil {
+		if err := w.nc.PublishMsg(msg); err != nil {
 			w.broken = true
 			w.failPending(semantics.Errorf(semantics.ErrUnavailable, "partition %s: append: %v", w.name(), err))
 			w.replyErr(reply, semantics.Errorf(semantics.ErrUnavailable, "partition %s: append: %v", w.name(), err))
