@@ -86,7 +86,7 @@ func (e *Env) qxdConsume(ctx context.Context, c Config, topic string, d qxd.Topi
 				}
 				got += int64(len(recs))
 				b += rb
-				m.add(int64(len(recs)), rb)
+				m.add(i, int64(len(recs)), rb)
 			}
 			total.Add(got)
 			bytes.Add(b)
@@ -212,7 +212,7 @@ func (e *Env) qxdGroup(ctx context.Context, c Config, topic string, d qxd.TopicD
 				}
 				total.Add(int64(len(recs)))
 				bytes.Add(rb)
-				m.add(int64(len(recs)), rb)
+				m.add(i, int64(len(recs)), rb)
 				g.delivered(recs)
 			}
 		}()
@@ -327,7 +327,7 @@ func (e *Env) rawRead(ctx context.Context, c Config, streams []string, system st
 				}
 				l := int64(len(msg.Data()))
 				b += l
-				m.add(1, l)
+				m.add(i, 1, l)
 				if ack && (n%ackEvery == 0 || n == want) {
 					if err := msg.Ack(); err != nil {
 						errs[i] = err

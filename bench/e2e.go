@@ -106,7 +106,7 @@ func (e *Env) qxdE2E(ctx context.Context, c Config) (*Measure, error) {
 				}
 				consumed.Add(n)
 				bytes.Add(rb)
-				m.add(n, rb)
+				m.add(i, n, rb)
 			}
 		}()
 	}
@@ -152,7 +152,7 @@ func (e *Env) rawE2E(ctx context.Context, c Config) (*Measure, error) {
 			cc.Stop()
 		}
 	}()
-	for _, s := range streams {
+	for i, s := range streams {
 		cons, err := e.JS.OrderedConsumer(ctx, s, jetstream.OrderedConsumerConfig{})
 		if err != nil {
 			m.stop()
@@ -167,7 +167,7 @@ func (e *Env) rawE2E(ctx context.Context, c Config) (*Measure, error) {
 			lat.Record(sinceStamp(d))
 			consumed.Add(1)
 			bytes.Add(int64(len(d)))
-			m.add(1, int64(len(d)))
+			m.add(i, 1, int64(len(d)))
 		})
 		if err != nil {
 			m.stop()

@@ -6,13 +6,42 @@ import (
 	"time"
 )
 
+// tally counts records and bytes in shards on cache lines of their own, so that the
+// goroutines of different partitions (qxd's producer calls back from one goroutine
+// per partition) do not contend on one counter: a benchmark must not be slowed by
+// its own bookkeeping.
+type tally struct {
+	shards [tallyShards]struct {
+		records, bytes atomic.Int64
+		_              [48]byte
+	}
+}
+
+const tallyShards = 16
+
+// add counts records and bytes in shard (any int, e.g. the partition).
+func (t *tally) add(shard int, records, bytes int64) {
+	s := &t.shards[uint(shard)%tallyShards]
+	s.records.Add(records)
+	s.bytes.Add(bytes)
+}
+
+// load returns the totals.
+func (t *tally) load() (records, bytes int64) {
+	for i := range t.shards {
+		records += t.shards[i].records.Load()
+		bytes += t.shards[i].bytes.Load()
+	}
+	return records, bytes
+}
+
 // meter counts records and bytes as a side moves them, samples the count every
 // Interval into a series and reports progress about once a second.
 type meter struct {
-	records, bytes atomic.Int64
-	interval       time.Duration
-	progress       func(Progress)
-	base           Progress
+	t        tally
+	interval time.Duration
+	progress func(Progress)
+	base     Progress
 
 	mu     sync.Mutex
 	series []int64
@@ -28,12 +57,12 @@ func startMeter(c Config, system, phase string) *meter {
 	return m
 }
 
-func (m *meter) add(records, bytes int64) {
+// add counts records and bytes moved, in shard (see tally.add).
+func (m *meter) add(shard int, records, bytes int64) {
 	if m == nil {
 		return
 	}
-	m.records.Add(records)
-	m.bytes.Add(bytes)
+	m.t.add(shard, records, bytes)
 }
 
 func (m *meter) run() {
@@ -47,17 +76,17 @@ func (m *meter) run() {
 		select {
 		case <-m.done:
 			m.mu.Lock()
-			m.series = append(m.series, m.records.Load()-last)
+			n, _ := m.t.load()
+			m.series = append(m.series, n-last)
 			m.mu.Unlock()
 			return
 		case now := <-t.C:
-			n := m.records.Load()
+			n, b := m.t.load()
 			m.mu.Lock()
 			m.series = append(m.series, n-last)
 			m.mu.Unlock()
 			last = n
 			if m.progress != nil && now.Sub(lastRepAt) >= time.Second {
-				b := m.bytes.Load()
 				secs := now.Sub(lastRepAt).Seconds()
 				p := m.base
 				p.Records, p.Elapsed = n, now.Sub(start)

@@ -135,17 +135,35 @@ func (e *Env) qxdProduce(ctx context.Context, topic string, s produceSpec) (int6
 	}
 	ks, val := keys(c.Keys), value(c.Size)
 	var errs errCount
-	var acked, bytes atomic.Int64
+	// Callbacks run on one goroutine per partition: count in shards by partition (in
+	// the meter's tally, which the progress reports read, when there is one), and
+	// merge the latency shards at the end, so the goroutines do not contend on the
+	// counters (see tally).
+	acked := new(tally)
+	if s.m != nil {
+		acked = &s.m.t
+	}
+	var lats []*Histogram
+	if s.lat != nil {
+		lats = make([]*Histogram, tallyShards)
+		for i := range lats {
+			lats[i] = NewHistogram()
+		}
+		defer func() {
+			for _, h := range lats {
+				s.lat.Merge(h)
+			}
+		}()
+	}
 	pool := sync.Pool{New: func() any { return new(qxd.Record) }}
 	cb := func(r *qxd.Record, err error) {
 		if err != nil {
 			errs.add(err)
 		} else {
-			acked.Add(1)
-			bytes.Add(int64(len(r.Value)))
-			s.m.add(1, int64(len(r.Value)))
-			if s.lat != nil {
-				s.lat.Record(time.Since(r.Timestamp))
+			shard := int(r.Partition)
+			acked.add(shard, 1, int64(len(r.Value)))
+			if lats != nil {
+				lats[uint(shard)%tallyShards].Record(time.Since(r.Timestamp))
 			}
 		}
 		*r = qxd.Record{Value: r.Value[:0]}
@@ -196,7 +214,8 @@ func (e *Env) qxdProduce(ctx context.Context, topic string, s produceSpec) (int6
 	if err := errs.err(); err != nil {
 		return 0, 0, 0, err
 	}
-	return acked.Load(), bytes.Load(), elapsed, nil
+	n, b := acked.load()
+	return n, b, elapsed, nil
 }
 
 // topic makes c's topic, or uses the named one; cleanup deletes a fresh one.
@@ -292,7 +311,7 @@ func (e *Env) rawProduce(ctx context.Context, subjects []string, s produceSpec) 
 	onAck := func(_ jetstream.JetStream, m *nats.Msg, _ *jetstream.PubAck) {
 		acked.Add(1)
 		bytes.Add(int64(len(m.Data)))
-		s.m.add(1, int64(len(m.Data)))
+		s.m.add(0, 1, int64(len(m.Data)))
 		if s.stamped {
 			bufs.Put(m.Data[:0]) //nolint:staticcheck // a slice header per record is fine here
 		}
@@ -352,7 +371,7 @@ func (e *Env) rawProduce(ctx context.Context, subjects []string, s produceSpec) 
 				perr[i] = e.NC.FlushWithContext(ctx)
 				acked.Add(int64(n))
 				bytes.Add(int64(n * len(val)))
-				s.m.add(int64(n), int64(n*len(val)))
+				s.m.add(i, int64(n), int64(n*len(val)))
 				return
 			}
 			select {

@@ -3,6 +3,10 @@
 // the targets.
 //
 //	go run ./bench/compare [-runs 3] [-records 200000] [-only produce,consume,group,e2e,r3,compression]
+//
+// -only also takes single rows by name ("produce 1KiB"); -cpuprofile and -memprofile
+// write pprof profiles of the whole run, and -raw=false leaves out the raw side, for
+// profiling qxd alone.
 package main
 
 import (
@@ -10,6 +14,8 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"time"
@@ -22,11 +28,44 @@ func main() {
 	runs := flag.Int("runs", 3, "runs per workload; medians are printed")
 	records := flag.Int("records", 200000, "records per run for 100 B records (1 KiB runs use half, 64 KiB runs 3000)")
 	only := flag.String("only", "produce,consume,group,e2e,r3,compression", "comma-separated workload families to run")
+	withRaw := flag.Bool("raw", true, "also run the raw JetStream side (ratios need it)")
+	batchBytes := flag.Int("batch-bytes", 0, "qxd producer batch size in bytes (default: the producer's)")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the run to this file")
+	memProfile := flag.String("memprofile", "", "write an allocation profile of the run to this file")
 	flag.Parse()
-	if err := run(*runs, *records, strings.Split(*only, ",")); err != nil {
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "compare:", err)
+			os.Exit(1)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintln(os.Stderr, "compare:", err)
+			os.Exit(1)
+		}
+	}
+	err := run(*runs, *records, strings.Split(*only, ","), *withRaw, *batchBytes)
+	if *cpuProfile != "" {
+		pprof.StopCPUProfile()
+	}
+	if err == nil && *memProfile != "" {
+		err = writeHeapProfile(*memProfile)
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "compare:", err)
 		os.Exit(1)
 	}
+}
+
+func writeHeapProfile(path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	runtime.GC()
+	return pprof.Lookup("allocs").WriteTo(f, 0)
 }
 
 type row struct {
@@ -77,7 +116,7 @@ func family(r row) string {
 	return string(r.c.Mode)
 }
 
-func run(runs, records int, only []string) error {
+func run(runs, records int, only []string, withRaw bool, batchBytes int) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Minute)
 	defer cancel()
 	envs := map[int]*bench.Env{}
@@ -88,7 +127,7 @@ func run(runs, records int, only []string) error {
 	}()
 	fmt.Printf("%-28s %12s %12s %9s %-14s %s\n", "workload", "raw rec/s", "qxd rec/s", "qxd/raw", "target", "notes")
 	for _, r := range rows(records) {
-		if !slices.Contains(only, family(r)) {
+		if !slices.Contains(only, family(r)) && !slices.Contains(only, r.name) {
 			continue
 		}
 		e := envs[r.nodes]
@@ -102,7 +141,8 @@ func run(runs, records int, only []string) error {
 		var raw, q, ratio, p50, p99, p999, rp50, rp99, rp999, stored, rawStored, pull []float64
 		for i := 0; i < runs; i++ {
 			c := r.c
-			c.CompareRaw = true
+			c.CompareRaw = withRaw
+			c.BatchBytes = batchBytes
 			res, err := bench.Run(ctx, e, c)
 			if err != nil {
 				return fmt.Errorf("%s: %w", r.name, err)
