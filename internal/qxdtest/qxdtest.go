@@ -4,6 +4,7 @@ package qxdtest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
@@ -129,9 +130,50 @@ func ClusterConfigs(t testing.TB, n int) []server.Config {
 	return cfgs
 }
 
-// StartCluster starts the nodes of cfgs at once and waits until all are ready.
+// StartCluster starts the nodes of cfgs at once and waits until all are ready. If a
+// node cannot bind its ports (something else took one since ClusterConfigs chose
+// it), the others are stopped and the cluster starts again on new ports and fresh
+// data dirs, written back into cfgs so that restarts use them.
 func StartCluster(t testing.TB, cfgs []server.Config) []*server.Node {
 	t.Helper()
+	for attempt := 1; ; attempt++ {
+		nodes, err := startAll(cfgs)
+		if err == nil {
+			t.Cleanup(func() {
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				defer cancel()
+				var wg sync.WaitGroup
+				for _, n := range nodes {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						_ = n.Close(ctx)
+					}()
+				}
+				wg.Wait()
+			})
+			return nodes
+		}
+		if attempt == 3 || !strings.Contains(err.Error(), "address already in use") {
+			t.Fatal(err)
+		}
+		t.Logf("starting the cluster again on new ports: %v", err)
+		var routes []string
+		for i := range cfgs {
+			cfgs[i].Listen = FreeAddr(t)
+			cfgs[i].ClusterListen = FreeAddr(t)
+			cfgs[i].DataDir = t.TempDir()
+			routes = append(routes, "nats://"+cfgs[i].ClusterListen)
+		}
+		for i := range cfgs {
+			cfgs[i].Peers = routes
+		}
+	}
+}
+
+// startAll starts the nodes of cfgs at once. When one fails, the others stop waiting
+// and every node started is closed again.
+func startAll(cfgs []server.Config) ([]*server.Node, error) {
 	nodes := make([]*server.Node, len(cfgs))
 	errs := make([]error, len(cfgs))
 	var wg sync.WaitGroup
@@ -142,28 +184,30 @@ func StartCluster(t testing.TB, cfgs []server.Config) []*server.Node {
 		go func() {
 			defer wg.Done()
 			nodes[i], errs[i] = server.Start(ctx, cfg)
+			if errs[i] != nil {
+				cancel()
+			}
 		}()
 	}
 	wg.Wait()
+	var first error
 	for i, err := range errs {
-		if err != nil {
-			t.Fatalf("start node %s: %v", cfgs[i].Name, err)
+		// The first error that is not another node's start giving up because of it.
+		if err != nil && (first == nil || errors.Is(first, context.Canceled)) {
+			first = fmt.Errorf("start node %s: %w", cfgs[i].Name, err)
 		}
 	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		var wg sync.WaitGroup
-		for _, n := range nodes {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				_ = n.Close(ctx)
-			}()
+	if first == nil {
+		return nodes, nil
+	}
+	ctx, cancel = context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, n := range nodes {
+		if n != nil {
+			_ = n.Close(ctx)
 		}
-		wg.Wait()
-	})
-	return nodes
+	}
+	return nil, first
 }
 
 // ClientURLs joins the nodes' client URLs for a client that fails over between them.
