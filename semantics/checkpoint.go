@@ -16,14 +16,25 @@ type Checkpoint struct {
 }
 
 // ProducerCheckpoint is one idempotent producer's state in a partition: its epoch and
-// the last batch it stored.
+// the last batches it stored (Kafka keeps the last five per producer, so that a
+// resend of any batch still in flight is answered with its offsets).
 type ProducerCheckpoint struct {
 	Epoch      int16 `json:"epoch"`
 	BaseSeq    int32 `json:"base_seq"`
 	LastSeq    int32 `json:"last_seq"`
 	BaseOffset int64 `json:"base_offset"`
+	// Earlier are the batches stored before the last one, oldest first.
+	Earlier []BatchMeta `json:"earlier,omitempty"`
 	// Seen is when the producer last wrote, in Unix ms; idle producers are forgotten.
 	Seen int64 `json:"seen"`
+}
+
+// BatchMeta is where one idempotent batch was stored: its producer sequences and
+// its base offset.
+type BatchMeta struct {
+	BaseSeq    int32 `json:"base_seq"`
+	LastSeq    int32 `json:"last_seq"`
+	BaseOffset int64 `json:"base_offset"`
 }
 
 // CheckpointKey is the partitions-bucket key of partition p of the topic with id.

@@ -239,8 +239,12 @@ func (w *writer) load(ctx context.Context) error {
 	}
 	producers := make(map[int64]*producerState, len(ck.Producers))
 	for id, pc := range ck.Producers {
-		producers[id] = &producerState{epoch: pc.Epoch, lastSeq: pc.LastSeq, seen: time.UnixMilli(pc.Seen),
-			recent: []*recentBatch{{baseSeq: pc.BaseSeq, lastSeq: pc.LastSeq, baseOffset: pc.BaseOffset}}}
+		ps := &producerState{epoch: pc.Epoch, lastSeq: pc.LastSeq, seen: time.UnixMilli(pc.Seen)}
+		for _, b := range pc.Earlier {
+			ps.remember(&recentBatch{baseSeq: b.BaseSeq, lastSeq: b.LastSeq, baseOffset: b.BaseOffset})
+		}
+		ps.remember(&recentBatch{baseSeq: pc.BaseSeq, lastSeq: pc.LastSeq, baseOffset: pc.BaseOffset})
+		producers[id] = ps
 	}
 	next := ck.Next
 	from := max(ck.Seq+1, st.FirstSeq)
@@ -712,13 +716,16 @@ func (w *writer) checkpoint(ctx context.Context) bool {
 			continue
 		}
 		// Only batches covered by the checkpoint: later ones are replayed from the log.
-		for i := len(ps.recent) - 1; i >= 0; i-- {
-			r := ps.recent[i]
+		var covered []semantics.BatchMeta
+		for _, r := range ps.recent {
 			if !r.pending && r.baseOffset < ck.Next {
-				ck.Producers[id] = semantics.ProducerCheckpoint{Epoch: ps.epoch, BaseSeq: r.baseSeq, LastSeq: r.lastSeq,
-					BaseOffset: r.baseOffset, Seen: ps.seen.UnixMilli()}
-				break
+				covered = append(covered, semantics.BatchMeta{BaseSeq: r.baseSeq, LastSeq: r.lastSeq, BaseOffset: r.baseOffset})
 			}
+		}
+		if n := len(covered); n > 0 {
+			last := covered[n-1]
+			ck.Producers[id] = semantics.ProducerCheckpoint{Epoch: ps.epoch, BaseSeq: last.BaseSeq, LastSeq: last.LastSeq,
+				BaseOffset: last.BaseOffset, Earlier: covered[:n-1], Seen: ps.seen.UnixMilli()}
 		}
 	}
 	w.dirty = false

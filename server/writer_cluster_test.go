@@ -159,3 +159,46 @@ func TestHandOffStopsWriterFirst(t *testing.T) {
 		}
 	}
 }
+
+// TestWriterRemembersLastBatchesAcrossRestart stores five batches of one idempotent
+// producer, restarts the node (its writer checkpoints on the way down and loads on
+// the way up), and resends each of them, as a producer whose requests were in
+// flight does: every resend must be answered with the offsets the batch was stored
+// at, not as a duplicate of unknown place, and nothing stored twice.
+func TestWriterRemembersLastBatchesAcrossRestart(t *testing.T) {
+	t.Parallel()
+	cfg := qxdtest.NodeConfig(t, t.TempDir())
+	n := qxdtest.StartNodeWith(t, cfg)
+	c := qxdtest.Connect(t, n)
+	qxdtest.CreateTopic(t, c, "remember", qxd.TopicConfig{Partitions: 1})
+	const pid = int64(77)
+	var batches [][]byte
+	for i := range 5 {
+		b := buildBatch(t, semantics.ProducerInfo{ID: pid, BaseSequence: int32(2 * i)}, "x", "y")
+		if off, err := produceRaw(t, c.Conn(), "remember", 0, b); err != nil || off != int64(2*i) {
+			t.Fatalf("batch %d: offset %d, %v", i, off, err)
+		}
+		batches = append(batches, b)
+	}
+	c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := n.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	n = qxdtest.StartNodeWith(t, cfg)
+	c = qxdtest.Connect(t, n)
+	for i, b := range batches {
+		off, err := produceRaw(t, c.Conn(), "remember", 0, b)
+		if err != nil || off != int64(2*i) {
+			t.Fatalf("resend of batch %d after the restart: offset %d, %v; want offset %d", i, off, err, 2*i)
+		}
+	}
+	d, err := c.Admin().DescribeTopic(ctx, "remember")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if hw := d.Partitions[0].HighWatermark; hw != 10 {
+		t.Fatalf("high watermark %d, want 10: a resend was stored again", hw)
+	}
+}
