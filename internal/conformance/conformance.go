@@ -726,7 +726,7 @@ func underLoad(t *testing.T, fd FailoverFrontDoor, topic string, disrupt func(*t
 		switch stored[v] {
 		case 0:
 			var at string
-			if recs := log[pos.Partition]; pos.Offset < int64(len(recs)) {
+			if recs := log[pos.Partition]; pos.Offset >= 0 && pos.Offset < int64(len(recs)) {
 				at = fmt.Sprintf("; that offset holds %q (key %s)", recs[pos.Offset].Value, recs[pos.Offset].Key)
 			} else {
 				at = fmt.Sprintf("; the partition holds %d records", len(log[pos.Partition]))
