@@ -26,9 +26,17 @@ func buildBatch(t *testing.T, pi semantics.ProducerInfo, values ...string) []byt
 	return out
 }
 
+// produceRaw sends one batch to a partition's writer and returns its answer. Like
+// the SDK, it retries while no writer listens yet (the writer manager retries a
+// writer that did not start, every 250 ms).
 func produceRaw(t *testing.T, nc *nats.Conn, topic string, p int32, batch []byte) (int64, error) {
 	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
 	m, err := nc.Request(semantics.WriterSubject(topic, p), batch, 5*time.Second)
+	for errors.Is(err, nats.ErrNoResponders) && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+		m, err = nc.Request(semantics.WriterSubject(topic, p), batch, 5*time.Second)
+	}
 	if err != nil {
 		t.Fatalf("request: %v", err)
 	}
