@@ -7,6 +7,8 @@ import (
 
 	"github.com/qxd-io/qxd"
 	"github.com/qxd-io/qxd/internal/qxdtest"
+	"github.com/qxd-io/qxd/semantics"
+	"github.com/qxd-io/qxd/server"
 )
 
 func TestClusterBasics(t *testing.T) {
@@ -153,5 +155,52 @@ func TestAddNodeAndRebalance(t *testing.T) {
 	}
 	if total != 2000 {
 		t.Fatalf("records after moving replicas: %d, want 2000", total)
+	}
+}
+
+// TestAssignRightAfterLeaderLoss assigns a partition whose leader's node has just
+// died: Assign waits for the new leader instead of failing, and the records are
+// there.
+func TestAssignRightAfterLeaderLoss(t *testing.T) {
+	t.Parallel()
+	nodes := qxdtest.StartCluster(t, qxdtest.ClusterConfigs(t, 3))
+	ctx := qxdtest.Context(t, 60*time.Second)
+	admin := qxdtest.Connect(t, nodes[0])
+	qxdtest.CreateTopic(t, admin, "lost", qxd.TopicConfig{Partitions: 1, Replicas: 3})
+	p, err := admin.NewProducer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var recs []*qxd.Record
+	for i := range 100 {
+		recs = append(recs, &qxd.Record{Topic: "lost", Value: []byte(fmt.Sprint(i))})
+	}
+	if err := p.ProduceSync(ctx, recs...); err != nil {
+		t.Fatal(err)
+	}
+	p.Close(ctx)
+	var survivor *server.Node
+	for _, n := range nodes {
+		if n.NATSServer().JetStreamIsStreamLeader("$G", semantics.StreamName("lost", 0)) {
+			n.NATSServer().Shutdown()
+		} else if survivor == nil {
+			survivor = n
+		}
+	}
+	c := qxdtest.Connect(t, survivor)
+	cons := c.NewConsumer()
+	defer cons.Close()
+	began := time.Now()
+	if err := cons.Assign(ctx, qxd.Assignment{Topic: "lost", Offset: qxd.AtStart()}); err != nil {
+		t.Fatalf("assign right after the leader's node died: %v", err)
+	}
+	t.Logf("assign took %v", time.Since(began).Round(time.Millisecond))
+	var got int
+	for got < len(recs) {
+		rs, err := cons.Poll(ctx)
+		if err != nil {
+			t.Fatalf("read %d of %d: %v", got, len(recs), err)
+		}
+		got += len(rs)
 	}
 }

@@ -185,7 +185,7 @@ func (c *Consumer) resolveAll(ctx context.Context, as []Assignment) ([]resolved,
 		wg.Add(1)
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			rs[i].offset, rs[i].seq, errs[i] = c.resolve(ctx, rs[i].pc, as[i].Offset)
+			rs[i].offset, rs[i].seq, errs[i] = c.resolveRetrying(ctx, rs[i].pc, as[i].Offset)
 		}()
 	}
 	wg.Wait()
@@ -519,6 +519,29 @@ func (c *Consumer) Close() error {
 }
 
 // resolve turns o into an offset and the stream sequence of the batch holding it.
+// resolveRetrying is resolve, asked again while the partition is between leaders (a
+// read timed out, or nothing answered): right after a node is lost, its partitions
+// answer again once new leaders are elected. It gives up when ctx ends, or after the
+// client's request timeout (WithRequestTimeout) if ctx has no deadline.
+func (c *Consumer) resolveRetrying(ctx context.Context, pc *partConsumer, o Offset) (int64, uint64, error) {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, c.c.cfg.reqTimeout)
+		defer cancel()
+	}
+	for {
+		off, seq, err := c.resolve(ctx, pc, o)
+		if err == nil || ctx.Err() != nil || !semantics.IsRetriable(err) {
+			return off, seq, err
+		}
+		select {
+		case <-ctx.Done():
+			return off, seq, err
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
 func (c *Consumer) resolve(ctx context.Context, pc *partConsumer, o Offset) (int64, uint64, error) {
 	offs, err := pc.reader.ReadOffsets(ctx, func(ctx context.Context) (int64, error) {
 		return c.c.checkpointNext(ctx, pc.meta, pc.tp.Partition)

@@ -65,6 +65,13 @@ type apiError struct {
 const errCodeMessageNotFound = 10037
 const errCodeStreamNotFound = 10059
 
+// JetStream's answers while a stream or the cluster is between leaders.
+const (
+	errCodeClusterNotAvailable = 10008
+	errCodeClusterNotLeader    = 10009
+	errCodeStreamOffline       = 10118
+)
+
 // Get returns the first message stored at sequence seq or later, or
 // semantics.ErrNoBatch.
 func (r *Reader) Get(ctx context.Context, seq uint64) (Msg, error) {
@@ -171,6 +178,9 @@ func (r *Reader) apiErr(e *apiError) error {
 		return semantics.ErrNoBatch
 	case errCodeStreamNotFound:
 		return semantics.Errorf(semantics.ErrUnknownTopic, "partition %s: stream %s not found", r.name(), r.Stream)
+	case errCodeClusterNotAvailable, errCodeClusterNotLeader, errCodeStreamOffline:
+		// Between leaders: worth asking again.
+		return semantics.Errorf(semantics.ErrUnavailable, "partition %s: %s (JetStream error %d)", r.name(), e.Description, e.ErrCode)
 	}
 	return fmt.Errorf("partition %s: %s (JetStream error %d)", r.name(), e.Description, e.ErrCode)
 }
