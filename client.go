@@ -32,10 +32,9 @@ type Client struct {
 	ownsNC bool
 	cfg    clientConfig
 
-	topicsOnce sync.Once
-	topicsErr  error
-	topicsKV   jetstream.KeyValue
-	partsKV    jetstream.KeyValue
+	bucketsMu sync.Mutex // guards opening topicsKV and partsKV
+	topicsKV  jetstream.KeyValue
+	partsKV   jetstream.KeyValue
 
 	authz *authz // turns permission violations into not-authorized errors
 }
@@ -233,16 +232,52 @@ func wrapNATSError(err error) error {
 
 // buckets opens the metadata buckets (read-only use).
 func (c *Client) buckets(ctx context.Context) error {
-	c.topicsOnce.Do(func() {
-		c.topicsKV, c.topicsErr = c.js.KeyValue(ctx, semantics.TopicsBucket)
-		if c.topicsErr == nil {
-			c.partsKV, c.topicsErr = c.js.KeyValue(ctx, semantics.PartitionsBucket)
+	c.bucketsMu.Lock()
+	defer c.bucketsMu.Unlock()
+	if c.partsKV != nil {
+		return nil
+	}
+	// A failure is not kept: the buckets may be between leaders (a node just died),
+	// and the next call tries again. Reads that time out or find no responders are
+	// retried until ctx ends, or the request timeout if ctx has no deadline.
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, c.cfg.reqTimeout)
+		defer cancel()
+	}
+	open := func(name string) (jetstream.KeyValue, error) {
+		for {
+			actx, cancel := context.WithTimeout(ctx, kvGetAttempt)
+			kv, err := c.js.KeyValue(actx, name)
+			cancel()
+			if err == nil || ctx.Err() != nil || !transientKVErr(err) {
+				return kv, err
+			}
+			select {
+			case <-ctx.Done():
+				return kv, err
+			case <-time.After(100 * time.Millisecond):
+			}
 		}
-		if c.topicsErr != nil {
-			c.topicsErr = semantics.Errorf(semantics.ErrUnavailable, "open qxd metadata: %v (is this a qxd node?)", wrapNATSError(c.topicsErr))
-		}
-	})
-	return c.topicsErr
+	}
+	var err error
+	if c.topicsKV == nil {
+		c.topicsKV, err = open(semantics.TopicsBucket)
+	}
+	if err == nil {
+		c.partsKV, err = open(semantics.PartitionsBucket)
+	}
+	if err != nil {
+		return semantics.Errorf(semantics.ErrUnavailable, "open qxd metadata: %v (is this a qxd node?)", wrapNATSError(err))
+	}
+	return nil
+}
+
+// transientKVErr reports whether a metadata bucket request may succeed if sent again:
+// it timed out, or nothing answered (the bucket between leaders).
+func transientKVErr(err error) bool {
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) ||
+		errors.Is(err, nats.ErrNoResponders) || errors.Is(err, jetstream.ErrNoStreamResponse)
 }
 
 // topic reads a topic's record. It must be ready.
@@ -283,8 +318,7 @@ func kvGet(ctx context.Context, kv jetstream.KeyValue, key string) (jetstream.Ke
 		actx, cancel := context.WithTimeout(ctx, kvGetAttempt)
 		e, err := kv.Get(actx, key)
 		cancel()
-		if err == nil || ctx.Err() != nil ||
-			!(errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) || errors.Is(err, nats.ErrNoResponders) || errors.Is(err, jetstream.ErrNoStreamResponse)) {
+		if err == nil || ctx.Err() != nil || !transientKVErr(err) {
 			return e, err
 		}
 		select {

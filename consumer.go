@@ -130,7 +130,7 @@ func (c *Consumer) Assign(ctx context.Context, as ...Assignment) error {
 	if subscribed {
 		return semantics.Errorf(semantics.ErrInvalidRequest, "assign: the consumer subscribed to group %q; its group assigns partitions", c.cfg.group.id)
 	}
-	rs, err := c.resolveAll(ctx, as)
+	rs, err := c.resolveAll(ctx, as, true)
 	if err != nil {
 		return err
 	}
@@ -154,8 +154,10 @@ type resolved struct {
 const resolveParallel = 16
 
 // resolveAll checks assignments and resolves their start offsets, several partitions
-// at once. The first error, in assignment order, fails it.
-func (c *Consumer) resolveAll(ctx context.Context, as []Assignment) ([]resolved, error) {
+// at once. The first error, in assignment order, fails it. With wait, a partition
+// between leaders is asked again (resolveRetrying); a group member does not wait, as
+// its session runs meanwhile: it gives the assignment back and joins again.
+func (c *Consumer) resolveAll(ctx context.Context, as []Assignment, wait bool) ([]resolved, error) {
 	rs := make([]resolved, len(as))
 	metas := map[string]semantics.TopicMeta{} // one read per topic, not per partition
 	for i, a := range as {
@@ -185,7 +187,11 @@ func (c *Consumer) resolveAll(ctx context.Context, as []Assignment) ([]resolved,
 		wg.Add(1)
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			rs[i].offset, rs[i].seq, errs[i] = c.resolveRetrying(ctx, rs[i].pc, as[i].Offset)
+			if wait {
+				rs[i].offset, rs[i].seq, errs[i] = c.resolveRetrying(ctx, rs[i].pc, as[i].Offset)
+			} else {
+				rs[i].offset, rs[i].seq, errs[i] = c.resolve(ctx, rs[i].pc, as[i].Offset)
+			}
 		}()
 	}
 	wg.Wait()

@@ -358,7 +358,7 @@ func (m *member) take(ctx context.Context, tps []TopicPartition, sent time.Time,
 		}
 		as = append(as, Assignment{Topic: tp.Topic, Partition: tp.Partition, Offset: o})
 	}
-	resolved, err := c.resolveAll(ctx, as)
+	resolved, err := c.resolveAll(ctx, as, false)
 	if err != nil {
 		return err
 	}
