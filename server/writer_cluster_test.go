@@ -11,6 +11,21 @@ import (
 	"github.com/qxd-io/qxd/server"
 )
 
+// clusterWithTopic starts a 3-node cluster with a one-partition, three-replica topic
+// and connects a client to every node.
+func clusterWithTopic(t *testing.T, topic string) ([]*server.Node, *qxd.Client, context.Context) {
+	t.Helper()
+	nodes := qxdtest.StartCluster(t, qxdtest.ClusterConfigs(t, 3))
+	ctx := qxdtest.Context(t, 60*time.Second)
+	c, err := qxd.Connect(ctx, qxdtest.ClientURLs(nodes))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	qxdtest.CreateTopic(t, c, topic, qxd.TopicConfig{Partitions: 1, Replicas: 3})
+	return nodes, c, ctx
+}
+
 // TestWriterReplicatedStreamSurvivesForeignAppend stores a batch behind the writer's
 // back on a replicated partition, as a writer that lost leadership could. The writer's
 // next append must be refused before it is replicated, the writer must reload, and the
@@ -19,14 +34,7 @@ import (
 // stream on every replica; the writer must not rely on it for replicated streams.)
 func TestWriterReplicatedStreamSurvivesForeignAppend(t *testing.T) {
 	t.Parallel()
-	nodes := qxdtest.StartCluster(t, qxdtest.ClusterConfigs(t, 3))
-	ctx := qxdtest.Context(t, 60*time.Second)
-	c, err := qxd.Connect(ctx, qxdtest.ClientURLs(nodes))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
-	qxdtest.CreateTopic(t, c, "chain3", qxd.TopicConfig{Partitions: 1, Replicas: 3})
+	_, c, ctx := clusterWithTopic(t, "chain3")
 	nc := c.Conn()
 
 	produce := func(v string) (int64, error) {
@@ -94,14 +102,7 @@ func TestWriterReplicatedStreamSurvivesForeignAppend(t *testing.T) {
 // offsets, served by the new leader's writer.
 func TestHandOffStopsWriterFirst(t *testing.T) {
 	t.Parallel()
-	nodes := qxdtest.StartCluster(t, qxdtest.ClusterConfigs(t, 3))
-	ctx := qxdtest.Context(t, 60*time.Second)
-	c, err := qxd.Connect(ctx, qxdtest.ClientURLs(nodes))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
-	qxdtest.CreateTopic(t, c, "handoff", qxd.TopicConfig{Partitions: 1, Replicas: 3})
+	nodes, c, ctx := clusterWithTopic(t, "handoff")
 	stream := semantics.StreamName("handoff", 0)
 	js, _ := c.Conn().JetStream()
 	leader := func() string {

@@ -45,23 +45,7 @@ func TestBridgeCLI(t *testing.T) {
 		}
 	}
 	consumed := c.must("", "topic", "consume", "orders", "--exit-at-end", "--format", `%p %k %v\n`)
-	lines := strings.Split(strings.TrimSuffix(consumed, "\n"), "\n")
-	if len(lines) != total {
-		t.Fatalf("consume printed %d lines, want %d:\n%s", len(lines), total, consumed)
-	}
-	last := map[string]int{}
-	for _, l := range lines {
-		f := strings.Fields(l)
-		p, _ := strconv.Atoi(f[0])
-		v, _ := strconv.Atoi(strings.TrimPrefix(f[2], "v"))
-		if want := partitioner.KafkaPartition([]byte(f[1]), 4); int32(p) != want {
-			t.Errorf("%s: key %s in partition %d, the SDK puts it in %d", l, f[1], p, want)
-		}
-		if prev, ok := last[f[1]]; ok && v < prev {
-			t.Errorf("key %s: v%d after v%d", f[1], v, prev)
-		}
-		last[f[1]] = v
-	}
+	checkKeyedLines(t, consumed, total, 4)
 	for i := range total {
 		m, err := legacy.NextMsg(5 * time.Second)
 		if err != nil {
@@ -142,23 +126,7 @@ func TestBridgeStreamCLI(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	lines := strings.Split(strings.TrimSuffix(consumed, "\n"), "\n")
-	if len(lines) != total {
-		t.Fatalf("consume printed %d lines, want %d:\n%s", len(lines), total, consumed)
-	}
-	last := map[string]int{}
-	for _, l := range lines {
-		f := strings.Fields(l)
-		p, _ := strconv.Atoi(f[0])
-		v, _ := strconv.Atoi(strings.TrimPrefix(f[2], "v"))
-		if want := partitioner.KafkaPartition([]byte(f[1]), 3); int32(p) != want {
-			t.Errorf("%s: key %s in partition %d, the SDK puts it in %d", l, f[1], p, want)
-		}
-		if prev, ok := last[f[1]]; ok && v < prev {
-			t.Errorf("key %s: v%d after v%d", f[1], v, prev)
-		}
-		last[f[1]] = v
-	}
+	checkKeyedLines(t, consumed, total, 3)
 	describe := c.must("", "bridge", "describe", "pay-js")
 	for !strings.Contains(describe, fmt.Sprintf("stored:          %d\n", total)) && time.Now().Before(deadline) {
 		time.Sleep(20 * time.Millisecond) // the counter follows the record's storage
@@ -185,5 +153,29 @@ func TestBridgeStreamCLI(t *testing.T) {
 	c.must("", "bridge", "delete", "pay-js")
 	if _, err := js.Stream(ctx, "QXD_CAPTURE_pay-js"); err == nil {
 		t.Errorf("capture stream still there after 'bridge delete'")
+	}
+}
+
+// checkKeyedLines checks the output of consume --format '%p %k %v\n' for records
+// "v<N>": total lines, each key on the partition the SDK's partitioner picks among
+// partitions, and each key's values in increasing order.
+func checkKeyedLines(t *testing.T, consumed string, total int, partitions int32) {
+	t.Helper()
+	lines := strings.Split(strings.TrimSuffix(consumed, "\n"), "\n")
+	if len(lines) != total {
+		t.Fatalf("consume printed %d lines, want %d:\n%s", len(lines), total, consumed)
+	}
+	last := map[string]int{}
+	for _, l := range lines {
+		f := strings.Fields(l)
+		p, _ := strconv.Atoi(f[0])
+		v, _ := strconv.Atoi(strings.TrimPrefix(f[2], "v"))
+		if want := partitioner.KafkaPartition([]byte(f[1]), partitions); int32(p) != want {
+			t.Errorf("%s: key %s in partition %d, the SDK puts it in %d", l, f[1], p, want)
+		}
+		if prev, ok := last[f[1]]; ok && v < prev {
+			t.Errorf("key %s: v%d after v%d", f[1], v, prev)
+		}
+		last[f[1]] = v
 	}
 }
