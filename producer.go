@@ -157,7 +157,8 @@ func (p *Producer) closedErr() error { return ErrProducerClosed }
 // Produce adds r to its partition's next batch and returns; cb (which may be nil) is
 // called once with r, its Partition and Offset set, and nil or the error that failed
 // it. cb runs on the producer's goroutine for that partition: keep it short. Produce
-// blocks while BufferBytes are in use, until ctx ends. An error returned by Produce
+// blocks while BufferBytes are in use, or while r's partition already has two full
+// batches waiting for room in flight (MaxInFlight), until ctx ends. An error returned by Produce
 // itself (unknown topic, record too large, closed producer) means r was not accepted
 // and cb will not be called.
 func (p *Producer) Produce(ctx context.Context, r *Record, cb func(*Record, error)) error {
@@ -202,6 +203,9 @@ func (p *Producer) Produce(ctx context.Context, r *Record, cb func(*Record, erro
 			size, r.Topic, maxBytes)
 	case part < 0 || part >= n:
 		return semantics.Errorf(semantics.ErrUnknownTopic, "topic %q has partitions 0 to %d: partition %d does not exist", r.Topic, n-1, part)
+	}
+	if err := p.waitQueue(ctx, parts[part]); err != nil {
+		return err
 	}
 	if err := p.reserve(ctx, int64(size)); err != nil {
 		return err
@@ -331,6 +335,33 @@ func (p *Producer) reserve(ctx context.Context, n int64) error {
 		}
 		p.bufCond.Wait()
 	}
+}
+
+// waitQueue waits while pp has maxQueuedBatches sealed batches waiting for room in
+// flight, until ctx ends. Records beyond those would only wait in memory: holding
+// the producer there keeps the batches it builds, and the heap the collector scans,
+// small (with the whole buffer queued, records/s fell 10-20%; see docs/performance.md).
+func (p *Producer) waitQueue(ctx context.Context, pp *partProducer) error {
+	if pp.queued.Load() < maxQueuedBatches {
+		return nil
+	}
+	stop := context.AfterFunc(ctx, func() {
+		p.bufMu.Lock()
+		p.bufCond.Broadcast()
+		p.bufMu.Unlock()
+	})
+	defer stop()
+	p.bufMu.Lock()
+	defer p.bufMu.Unlock()
+	p.waiters.Add(1)
+	defer p.waiters.Add(-1)
+	for pp.queued.Load() >= maxQueuedBatches {
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("produce: partition %s has %d full batches waiting to be sent: %w", pp.name, maxQueuedBatches, err)
+		}
+		p.bufCond.Wait()
+	}
+	return nil
 }
 
 // release gives back the buffer bytes of records that finished.

@@ -4,12 +4,16 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/qxd-io/qxd"
 	"github.com/qxd-io/qxd/internal/qxdtest"
+	"github.com/qxd-io/qxd/server"
 )
 
 // TestProducerBufferBytes fills a producer's buffer (the records stay in an open
@@ -79,5 +83,88 @@ func TestProducerBufferBytes(t *testing.T) {
 	}
 	if got := acked.Load(); got != int64(2*accepted+10) {
 		t.Fatalf("%d acked, want %d", got, 2*accepted+10)
+	}
+}
+
+// TestProducerWaitsForAStalledPartition stops the node while a producer holds
+// records for it: once the partition has its batches in flight and two more full
+// batches waiting, Produce blocks (well before the 64 MiB buffer is full) and says
+// which partition it waits for. After the node is back every accepted record is
+// stored, and a Produce that was waiting goes on.
+func TestProducerWaitsForAStalledPartition(t *testing.T) {
+	t.Parallel()
+	cfg := qxdtest.NodeConfig(t, t.TempDir())
+	cfg.Listen = freePort(t)
+	ctx := qxdtest.Context(t, 60*time.Second)
+	n, err := server.Start(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := qxd.Connect(ctx, "nats://"+cfg.Listen, qxd.WithNATSOptions(nats.ReconnectWait(50*time.Millisecond)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	qxdtest.CreateTopic(t, c, "stalled", qxd.TopicConfig{Partitions: 1})
+	const batchBytes = 4 << 10
+	p, err := c.NewProducer(qxd.BatchBytes(batchBytes), qxd.MaxInFlight(2), qxd.Linger(0), qxd.RequestTimeout(2*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close(ctx)
+	var acked, failed atomic.Int64
+	cb := func(_ *qxd.Record, err error) {
+		if err != nil {
+			failed.Add(1)
+		} else {
+			acked.Add(1)
+		}
+	}
+	value := bytes.Repeat([]byte("v"), 1000)
+	if err := p.ProduceSync(ctx, &qxd.Record{Topic: "stalled", Value: value}); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	// In flight 2 batches, then 2 full ones waiting and the open one: about 20
+	// records of 1000 bytes in batches of 4 KiB.
+	accepted := 0
+	for {
+		short, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+		err := p.Produce(short, &qxd.Record{Topic: "stalled", Value: value}, cb)
+		cancel()
+		if err != nil {
+			if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "stalled/0 has 2 full batches waiting") {
+				t.Fatalf("produce to a stalled partition: %v, want a deadline error naming the partition", err)
+			}
+			break
+		}
+		accepted++
+		if accepted > 40 {
+			t.Fatalf("%d records accepted for a stalled partition, want Produce to wait after about 20", accepted)
+		}
+	}
+	if accepted < 8 {
+		t.Fatalf("only %d records accepted before Produce waited", accepted)
+	}
+
+	waiting := make(chan error, 1)
+	go func() { waiting <- p.Produce(ctx, &qxd.Record{Topic: "stalled", Value: value}, cb) }()
+	select {
+	case err := <-waiting:
+		t.Fatalf("Produce to a stalled partition returned %v, want it to wait", err)
+	case <-time.After(200 * time.Millisecond):
+	}
+	qxdtest.StartNodeWith(t, cfg)
+	if err := <-waiting; err != nil {
+		t.Fatalf("Produce waiting for the partition: %v", err)
+	}
+	if err := p.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if acked.Load() != int64(accepted+1) || failed.Load() != 0 {
+		t.Fatalf("after the restart: %d acked, %d failed, want %d acked", acked.Load(), failed.Load(), accepted+1)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"math"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -55,6 +56,11 @@ func putBatchBuf(b []byte) {
 	}
 }
 
+// maxQueuedBatches is how many sealed batches a partition may hold beyond those in
+// flight before Produce waits for its sender (two, so that one is always ready when
+// an answer frees room).
+const maxQueuedBatches = 2
+
 // partProducer collects and sends one partition's batches. Appenders fill the open
 // batch; one sender goroutine seals, builds, sends and retries batches in order.
 type partProducer struct {
@@ -73,6 +79,7 @@ type partProducer struct {
 	hadBatch bool
 	running  bool
 	notify   chan struct{}
+	queued   atomic.Int32 // len(queue), for Produce to wait on (see waitQueue)
 	// lastBytes and lastRecs are the size and record count of the last sealed batch,
 	// to size the next one's buffers.
 	lastBytes int
@@ -156,6 +163,7 @@ func (pp *partProducer) sealLocked() {
 	pp.lastBytes = pp.open.b.Size()
 	pp.lastRecs = len(pp.open.recs)
 	pp.queue = append(pp.queue, pp.open)
+	pp.queued.Store(int32(len(pp.queue)))
 	pp.open = nil
 	pp.hadBatch = true
 }
@@ -208,6 +216,10 @@ func (pp *partProducer) run() {
 				pp.queue = pp.queue[1:]
 				room--
 			}
+			if len(toSend) > 0 {
+				pp.queued.Store(int32(len(pp.queue)))
+				pp.p.wakeWaiters()
+			}
 		} else if !recovering && len(pp.queue) > 0 {
 			wake = earliest(wake, backoffUntil)
 		}
@@ -244,6 +256,7 @@ func (pp *partProducer) run() {
 		if recovering && allDone(pp.inflight) {
 			completed, failed, retry = pp.sortOut(completed)
 			pp.queue = append(retry, pp.queue...)
+			pp.queued.Store(int32(len(pp.queue)))
 			pp.inflight = nil
 			recovering = false
 			backoffUntil = now.Add(cfg.retryBackoff)
@@ -445,6 +458,7 @@ func (pp *partProducer) abort() {
 		all = append(all, pp.open)
 	}
 	pp.inflight, pp.queue, pp.open = nil, nil, nil
+	pp.queued.Store(0)
 	pp.mu.Unlock()
 	for _, b := range all {
 		pp.p.unregister(b)
