@@ -61,6 +61,26 @@ func putBatchBuf(b []byte) {
 // an answer frees room).
 const maxQueuedBatches = 2
 
+// recsPool holds the record lists of completed batches, cleared, for the next ones:
+// a fresh list per batch meant writing every record's entry into memory the cache
+// had not seen.
+var recsPool sync.Pool
+
+func getRecs(n int) []pendingRecord {
+	if p, ok := recsPool.Get().(*[]pendingRecord); ok && cap(*p) >= n {
+		return (*p)[:0]
+	}
+	return make([]pendingRecord, 0, n)
+}
+
+func putRecs(rs []pendingRecord) {
+	if cap(rs) > 0 {
+		clear(rs)
+		rs = rs[:0]
+		recsPool.Put(&rs)
+	}
+}
+
 // partProducer collects and sends one partition's batches. Appenders fill the open
 // batch; one sender goroutine seals, builds, sends and retries batches in order.
 type partProducer struct {
@@ -137,7 +157,7 @@ func (pp *partProducer) append(pr pendingRecord) {
 		// is large enough, or a new one of that size, instead of growing by doubling.
 		b.b.ResetWith(getBatchBuf())
 		b.b.Grow(min(pp.lastBytes, pp.maxBytes))
-		b.recs = make([]pendingRecord, 0, pp.lastRecs)
+		b.recs = getRecs(pp.lastRecs)
 		pp.open, pp.opened = b, now
 		wake = true
 	}
@@ -445,6 +465,7 @@ func (pp *partProducer) complete(b *batch, err error) {
 		}
 	}
 	pp.p.release(b.bytes, int64(len(b.recs)))
+	putRecs(b.recs)
 	b.recs, b.bytes = nil, 0
 }
 
