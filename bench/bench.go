@@ -195,7 +195,8 @@ func ParseMode(s string) (Mode, error) {
 type Config struct {
 	Mode Mode
 	// Records is how many records to produce; 0 with Duration set produces for
-	// Duration instead. Default 100000 (10000 in e2e mode) when neither is set.
+	// Duration instead. When neither is set: 256 MiB of values, at most 500000
+	// records (10000 in e2e mode).
 	Records int
 	// Duration bounds the produce phase when Records is 0.
 	Duration time.Duration
@@ -240,6 +241,10 @@ type Config struct {
 	ProducerOptions []qxd.ProducerOption
 }
 
+// defaultRunBytes sizes a run without Records or Duration: values of this many bytes
+// in all, at most 500000 records.
+const defaultRunBytes = 256 << 20
+
 func (c Config) withDefaults() (Config, error) {
 	if c.Mode == "" {
 		c.Mode = ModeProduce
@@ -247,14 +252,16 @@ func (c Config) withDefaults() (Config, error) {
 	if _, err := ParseMode(string(c.Mode)); err != nil {
 		return c, err
 	}
+	if c.Size == 0 {
+		c.Size = 100
+	}
 	if c.Records == 0 && c.Duration == 0 {
-		c.Records = 100000
+		// Long enough to measure the steady state, not the filling and draining of
+		// the pipeline (about 20 ms at the start and end of a run either side).
+		c.Records = min(max(defaultRunBytes/c.Size, 100), 500000)
 		if c.Mode == ModeE2E {
 			c.Records = 10000
 		}
-	}
-	if c.Size == 0 {
-		c.Size = 100
 	}
 	if c.Partitions == 0 {
 		c.Partitions = 8

@@ -64,9 +64,9 @@ var sizes = []struct {
 	size    int
 	records int
 }{
-	{"100B", 100, 200000},
-	{"1KiB", 1024, 100000},
-	{"64KiB", 64 << 10, 3000},
+	{"100B", 100, 500000},
+	{"1KiB", 1024, 250000},
+	{"64KiB", 64 << 10, 5000},
 }
 
 // BenchmarkProduce: keyed records, 8 partitions, acks all, replicas 1.
@@ -118,7 +118,7 @@ func BenchmarkE2E(b *testing.B) {
 // process.
 func BenchmarkProduceR3(b *testing.B) {
 	e := env(b, 3)
-	runBench(b, e, bench.Config{Mode: bench.ModeProduce, Records: 100000, Size: 100, Partitions: 8, Replicas: 3})
+	runBench(b, e, bench.Config{Mode: bench.ModeProduce, Records: 250000, Size: 100, Partitions: 8, Replicas: 3})
 }
 
 // BenchmarkCompression: 1 KiB of text-like values with lz4 and zstd.
@@ -126,7 +126,7 @@ func BenchmarkCompression(b *testing.B) {
 	e := env(b, 1)
 	for _, codec := range []qxd.Compression{qxd.CompressionLZ4, qxd.CompressionZstd} {
 		b.Run(codec.String(), func(b *testing.B) {
-			c := bench.Config{Mode: bench.ModeProduce, Records: 100000, Size: 1024, Partitions: 8, Compression: codec, CompareRaw: true}
+			c := bench.Config{Mode: bench.ModeProduce, Records: 250000, Size: 1024, Partitions: 8, Compression: codec, CompareRaw: true}
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 			defer cancel()
 			for i := 0; i < b.N; i++ {

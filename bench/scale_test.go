@@ -3,10 +3,12 @@
 package bench_test
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"os"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -24,7 +26,7 @@ import (
 //
 //	go test -tags scale -run TestScale -v -timeout 60m ./bench/
 //
-// Each prints a Markdown table.
+// Each prints a Markdown table; throughput rows are the median of three runs.
 
 func scaleCtx(t *testing.T) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
@@ -38,6 +40,25 @@ func warmUp(t *testing.T, ctx context.Context, e *bench.Env, p int32) {
 	if _, err := bench.Run(ctx, e, bench.Config{Mode: bench.ModeProduce, Records: 20000, Partitions: p, CompareRaw: true}); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// scaleRuns is how many runs each throughput row takes; it prints the median one.
+const scaleRuns = 3
+
+// medianRun runs c scaleRuns times and returns the run with the median ratio: single
+// runs on a shared machine swing by a third.
+func medianRun(t *testing.T, ctx context.Context, e *bench.Env, c bench.Config) *bench.Result {
+	t.Helper()
+	var rs []*bench.Result
+	for range scaleRuns {
+		r, err := bench.Run(ctx, e, c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rs = append(rs, r)
+	}
+	slices.SortFunc(rs, func(a, b *bench.Result) int { return cmp.Compare(a.Ratio(), b.Ratio()) })
+	return rs[len(rs)/2]
 }
 
 // rss is the process's resident memory in bytes.
@@ -105,10 +126,7 @@ func TestScalePartitions(t *testing.T) {
 		}
 		h2 := heap()
 		warmUp(t, ctx, e, p)
-		r, err := bench.Run(ctx, e, bench.Config{Mode: bench.ModeProduce, Records: 200000, Size: 100, Partitions: p, CompareRaw: true})
-		if err != nil {
-			t.Fatal(err)
-		}
+		r := medianRun(t, ctx, e, bench.Config{Mode: bench.ModeProduce, Records: 500000, Size: 100, Partitions: p, CompareRaw: true})
 		fmt.Printf("| %d | %.0f | %.0f | %.2f× | %s | %s |\n", p, r.Qxd.PerSec(), r.Raw.PerSec(), r.Ratio(),
 			kib((h1-h0)/int64(p)), kib((h2-h1)/int64(p)))
 		e.Close()
@@ -127,11 +145,8 @@ func TestScaleRecordSize(t *testing.T) {
 	warmUp(t, ctx, e, 8)
 	fmt.Println("\n| record size | qxd rec/s | qxd MB/s | raw rec/s | raw MB/s | qxd ÷ raw |")
 	fmt.Println("|---:|---:|---:|---:|---:|---:|")
-	for _, s := range []struct{ size, records int }{{100, 200000}, {1024, 100000}, {16 << 10, 10000}, {64 << 10, 3000}} {
-		r, err := bench.Run(ctx, e, bench.Config{Mode: bench.ModeProduce, Records: s.records, Size: s.size, Partitions: 8, CompareRaw: true})
-		if err != nil {
-			t.Fatal(err)
-		}
+	for _, s := range []struct{ size, records int }{{100, 500000}, {1024, 250000}, {16 << 10, 16000}, {64 << 10, 5000}} {
+		r := medianRun(t, ctx, e, bench.Config{Mode: bench.ModeProduce, Records: s.records, Size: s.size, Partitions: 8, CompareRaw: true})
 		fmt.Printf("| %s | %.0f | %.1f | %.0f | %.1f | %.2f× |\n", bench.SizeString(s.size),
 			r.Qxd.PerSec(), r.Qxd.MBPerSec(), r.Raw.PerSec(), r.Raw.MBPerSec(), r.Ratio())
 	}
@@ -147,10 +162,7 @@ func TestScaleGroupMembers(t *testing.T) {
 	fmt.Println("\n| members | partitions | rebalance (all partitions owned) | qxd rec/s | raw ordered rec/s | qxd ÷ raw |")
 	fmt.Println("|---:|---:|---:|---:|---:|---:|")
 	for _, m := range []int{1, 2, 4, 8, 16} {
-		r, err := bench.Run(ctx, e, bench.Config{Mode: bench.ModeGroup, Records: 200000, Size: 100, Partitions: 16, Consumers: m, CompareRaw: true})
-		if err != nil {
-			t.Fatal(err)
-		}
+		r := medianRun(t, ctx, e, bench.Config{Mode: bench.ModeGroup, Records: 500000, Size: 100, Partitions: 16, Consumers: m, CompareRaw: true})
 		fmt.Printf("| %d | 16 | %v | %.0f | %.0f | %.2f× |\n", m, r.Qxd.Rebalance.Round(time.Millisecond), r.Qxd.PerSec(), r.Raw.PerSec(), r.Ratio())
 	}
 }
@@ -192,7 +204,13 @@ func TestScaleTopics(t *testing.T) {
 		if err := node.Close(ctx); err != nil {
 			t.Fatal(err)
 		}
-		fmt.Printf("| %d | %v | %s | %s | %v |\n", n, created.Round(time.Millisecond), kib((h1-h0)/int64(n)), kib((r1-r0)/int64(n)), restart.Round(time.Millisecond))
+		perTopic := func(d int64) string {
+			if n < 100 || d < 0 {
+				return "(noise)" // a few topics are lost in the collector's and the OS's own movements
+			}
+			return kib(d / int64(n))
+		}
+		fmt.Printf("| %d | %v | %s | %s | %v |\n", n, created.Round(time.Millisecond), perTopic(h1-h0), perTopic(r1-r0), restart.Round(time.Millisecond))
 	}
 }
 

@@ -26,7 +26,7 @@ import (
 
 func main() {
 	runs := flag.Int("runs", 3, "runs per workload; medians are printed")
-	records := flag.Int("records", 200000, "records per run for 100 B records (1 KiB runs use half, 64 KiB runs 3000)")
+	records := flag.Int("records", 500000, "records per run for 100 B records (1 KiB runs use half, 64 KiB runs a hundredth)")
 	only := flag.String("only", "produce,consume,group,e2e,r3,compression", "comma-separated workload families to run")
 	withRaw := flag.Bool("raw", true, "also run the raw JetStream side (ratios need it)")
 	batchBytes := flag.Int("batch-bytes", 0, "qxd producer batch size in bytes (default: the producer's)")
@@ -84,7 +84,7 @@ func rows(records int) []row {
 		return row{name: fmt.Sprintf("produce %s", bench.SizeString(size)), nodes: 1, target: target,
 			c: bench.Config{Mode: bench.ModeProduce, Records: n, Size: size, Partitions: 8}}
 	}
-	out = append(out, p(100, r100, "≥ 5×"), p(1024, r1k, "≥ 2×"), p(64<<10, 3000, "≥ 0.9×"))
+	out = append(out, p(100, r100, "≥ 5×"), p(1024, r1k, "≥ 2×"), p(64<<10, max(records/100, 1000), "≥ 0.9×"))
 	for _, m := range []bench.Mode{bench.ModeConsume, bench.ModeGroup} {
 		out = append(out,
 			row{name: fmt.Sprintf("%s 100B", m), nodes: 1, target: "≥ 3×", c: bench.Config{Mode: m, Records: r100, Size: 100, Partitions: 8}},
@@ -125,7 +125,7 @@ func run(runs, records int, only []string, withRaw bool, batchBytes int) error {
 			e.Close()
 		}
 	}()
-	fmt.Printf("%-28s %12s %12s %9s %-14s %s\n", "workload", "raw rec/s", "qxd rec/s", "qxd/raw", "target", "notes")
+	fmt.Printf("%-28s %12s %12s %9s %-13s %-14s %s\n", "workload", "raw rec/s", "qxd rec/s", "qxd/raw", "range", "target", "notes")
 	for _, r := range rows(records) {
 		if !slices.Contains(only, family(r)) && !slices.Contains(only, r.name) {
 			continue
@@ -156,9 +156,10 @@ func run(runs, records int, only []string, withRaw bool, batchBytes int) error {
 			stored, rawStored = append(stored, float64(s.StoredBytes)), append(rawStored, float64(s.RawStoredBytes))
 			pull = append(pull, s.PullRatio)
 		}
-		notes := ""
+		notes, rng := "", spread(ratio)
 		switch {
 		case r.latency:
+			rng = ""
 			notes = fmt.Sprintf("p50/p99/p99.9 ms: qxd %.2f/%.2f/%.2f, raw %.2f/%.2f/%.2f; p99 qxd÷raw %.2f×",
 				median(p50), median(p99), median(p999), median(rp50), median(rp99), median(rp999), median(p99)/median(rp99))
 		case r.c.Compression != qxd.CompressionNone:
@@ -166,10 +167,18 @@ func run(runs, records int, only []string, withRaw bool, batchBytes int) error {
 		case r.c.Mode == bench.ModeConsume || r.c.Mode == bench.ModeGroup:
 			notes = fmt.Sprintf("÷ raw pull consumer: %.2f×", median(pull))
 		}
-		fmt.Printf("%-28s %12.0f %12.0f %8.2f× %-14s %s\n", r.name, median(raw), median(q), median(ratio), r.target, notes)
+		fmt.Printf("%-28s %12.0f %12.0f %8.2f× %-13s %-14s %s\n", r.name, median(raw), median(q), median(ratio), rng, r.target, notes)
 	}
 	fmt.Printf("medians of %d runs, same process, same node(s); keyed records, 8 partitions, acks all, raw window 4000\n", runs)
 	return nil
+}
+
+// spread is the lowest and highest of v, as "1.80–2.20×".
+func spread(v []float64) string {
+	if len(v) == 0 || slices.Max(v) == 0 {
+		return ""
+	}
+	return fmt.Sprintf("%.2f–%.2f×", slices.Min(v), slices.Max(v))
 }
 
 func median(v []float64) float64 {

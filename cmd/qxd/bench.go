@@ -46,7 +46,7 @@ func (a *app) benchCommand() *cli.Command {
 func benchFlags() []cli.Flag {
 	return []cli.Flag{
 		&cli.IntFlag{Name: "records", Aliases: []string{"n"}, EnvVars: []string{"QXD_BENCH_RECORDS"},
-			DefaultText: "100000, 10000 for e2e", Usage: "produce `N` records (consume modes store them first)"},
+			DefaultText: "256 MiB of values, at most 500000; 10000 for e2e", Usage: "produce `N` records (consume modes store them first)"},
 		&cli.DurationFlag{Name: "duration", Aliases: []string{"d"}, EnvVars: []string{"QXD_BENCH_DURATION"},
 			Usage: "produce for `DURATION` instead of a number of records"},
 		&cli.StringFlag{Name: "size", Value: "100", EnvVars: []string{"QXD_BENCH_SIZE"},
