@@ -712,15 +712,40 @@ func (c *Consumer) locate(ctx context.Context, pc *partConsumer, offset int64) (
 	return seq, err == nil, err
 }
 
+// readInactiveThreshold is how long the server keeps a partition read's consumer
+// once nobody pulls from it, should dropConsumer not reach the server.
+const readInactiveThreshold = 30 * time.Second
+
+// dropConsumer deletes a finished read's consumer on the server, in the background:
+// a read that restarts leaves the old one behind otherwise, until it goes inactive.
+func dropConsumer(js jetstream.JetStream, stream string, cons jetstream.Consumer) {
+	info := cons.CachedInfo()
+	if info == nil {
+		return
+	}
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = js.DeleteConsumer(ctx, stream, info.Name)
+	}()
+}
+
 // fetchOnce reads with one ordered consumer until it fails; it returns the offset
 // after the last record handed to Poll, and whether the failure is final.
 func (c *Consumer) fetchOnce(ctx context.Context, pc *partConsumer, gen uint64, from int64, seq uint64) (int64, bool, error) {
+	// One attempt per reset: left to itself, nats.go recreates a broken ordered
+	// consumer for ever, with a backoff growing to 10 s and outside ctx, so a read that
+	// broke while its stream refused new consumers (between leaders) stayed silent for
+	// tens of seconds after the stream was back. This loop retries instead, with its
+	// own backoff and ctx.
 	cons, err := c.c.js.OrderedConsumer(ctx, pc.reader.Stream, jetstream.OrderedConsumerConfig{
 		DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: max(seq, 1),
+		MaxResetAttempts: 1, InactiveThreshold: readInactiveThreshold,
 	})
 	if err != nil {
 		return from, errors.Is(err, jetstream.ErrStreamNotFound), err
 	}
+	defer dropConsumer(c.c.js, pc.reader.Stream, cons)
 	c.mu.Lock()
 	share := c.cfg.fetchMaxBytes / max(1, len(c.parts))
 	c.mu.Unlock()

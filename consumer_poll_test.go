@@ -1,12 +1,18 @@
 package qxd_test
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/qxd-io/qxd"
 	"github.com/qxd-io/qxd/internal/qxdtest"
+	"github.com/qxd-io/qxd/semantics"
 )
 
 // TestConsumerPollMixedBatches reads batches of very different sizes from several
@@ -71,5 +77,108 @@ func TestConsumerPollMixedBatches(t *testing.T) {
 		if pos, _ := cons.Position("mixed", int32(part)); pos != want[part] {
 			t.Fatalf("partition %d: position %d, want %d", part, pos, want[part])
 		}
+	}
+}
+
+// TestConsumerReadRecoversWhenReadsCanStartAgain breaks a partition read (its
+// JetStream consumer is deleted, as when the node holding it dies) while the stream
+// refuses new consumers (as a stream between leaders does): once the stream takes
+// consumers again, records arrive within a few seconds. nats.go's ordered consumer,
+// left to itself, retries creating its consumer for ever with a backoff growing to
+// 10 s, outside any context (a read was seen silent for 45 s after a leader's node
+// died).
+func TestConsumerReadRecoversWhenReadsCanStartAgain(t *testing.T) {
+	t.Parallel()
+	n := qxdtest.StartNode(t)
+	c := qxdtest.Connect(t, n)
+	ctx := qxdtest.Context(t, 60*time.Second)
+	qxdtest.CreateTopic(t, c, "refusing", qxd.TopicConfig{Partitions: 1})
+	fill(t, c, "refusing", 10, 10)
+
+	nc, err := nats.Connect(n.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stream := semantics.StreamName("refusing", 0)
+	setMaxConsumers := func(max int) {
+		t.Helper()
+		s, err := js.Stream(ctx, stream)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg := s.CachedInfo().Config
+		cfg.MaxConsumers = max
+		if _, err := js.UpdateStream(ctx, cfg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	consumers := func() []string {
+		t.Helper()
+		s, err := js.Stream(ctx, stream)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var names []string
+		l := s.ConsumerNames(ctx)
+		for name := range l.Name() {
+			names = append(names, name)
+		}
+		if err := l.Err(); err != nil {
+			t.Fatal(err)
+		}
+		return names
+	}
+
+	cons := c.NewConsumer()
+	defer cons.Close()
+	if err := cons.Assign(ctx, qxd.Assignment{Topic: "refusing", Offset: qxd.AtStart()}); err != nil {
+		t.Fatal(err)
+	}
+	for got := 0; got < 10; {
+		rs, err := cons.Poll(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got += len(rs)
+	}
+	reads := consumers()
+	if len(reads) != 1 {
+		t.Fatalf("consumers on the stream while one partition read runs: %v", reads)
+	}
+	// Another consumer takes the only place left, then the read's consumer goes.
+	setMaxConsumers(2)
+	if _, err := js.CreateOrUpdateConsumer(ctx, stream, jetstream.ConsumerConfig{Durable: "squatter"}); err != nil {
+		t.Fatal(err)
+	}
+	setMaxConsumers(1)
+	if err := js.DeleteConsumer(ctx, stream, reads[0]); err != nil {
+		t.Fatal(err)
+	}
+	fill(t, c, "refusing", 10, 10)
+	quiet, cancel := context.WithTimeout(ctx, 8*time.Second)
+	rs, err := cons.Poll(quiet)
+	cancel()
+	if len(rs) > 0 || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("poll while the stream refuses consumers: %d records, %v; want none until the deadline", len(rs), err)
+	}
+
+	if err := js.DeleteConsumer(ctx, stream, "squatter"); err != nil {
+		t.Fatal(err)
+	}
+	freed := time.Now()
+	for got := 0; got < 10; {
+		rs, err := cons.Poll(ctx)
+		if err != nil {
+			t.Fatalf("read %d of 10 after the stream took consumers again: %v", got, err)
+		}
+		got += len(rs)
+	}
+	if d := time.Since(freed); d > 5*time.Second {
+		t.Fatalf("the read resumed %v after the stream took consumers again, want within 5s", d.Round(time.Millisecond))
 	}
 }
