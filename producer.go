@@ -158,9 +158,9 @@ func (p *Producer) closedErr() error { return ErrProducerClosed }
 // called once with r, its Partition and Offset set, and nil or the error that failed
 // it. cb runs on the producer's goroutine for that partition: keep it short. Produce
 // blocks while BufferBytes are in use, or while r's partition already has two full
-// batches waiting for room in flight (MaxInFlight), until ctx ends. An error returned by Produce
-// itself (unknown topic, record too large, closed producer) means r was not accepted
-// and cb will not be called.
+// batches waiting for room in flight (MaxInFlight), until ctx ends. An error
+// returned by Produce itself (unknown topic, record too large, closed producer) means
+// r was not accepted and cb will not be called.
 func (p *Producer) Produce(ctx context.Context, r *Record, cb func(*Record, error)) error {
 	if r.Topic == "" {
 		return semantics.Errorf(semantics.ErrInvalidTopic, "record has no topic: set Record.Topic")
@@ -265,21 +265,8 @@ func (p *Producer) flushAll() {
 // record produced before the call has its result, or ctx ends.
 func (p *Producer) Flush(ctx context.Context) error {
 	p.flushAll()
-	stop := context.AfterFunc(ctx, func() {
-		p.bufMu.Lock()
-		p.bufCond.Broadcast()
-		p.bufMu.Unlock()
-	})
-	defer stop()
-	p.bufMu.Lock()
-	defer p.bufMu.Unlock()
-	p.waiters.Add(1)
-	defer p.waiters.Add(-1)
-	for p.records.Load() > 0 {
-		if err := ctx.Err(); err != nil {
-			return fmt.Errorf("flush: %d records still awaiting results: %w", p.records.Load(), err)
-		}
-		p.bufCond.Wait()
+	if err := p.waitUntil(ctx, func() bool { return p.records.Load() == 0 }); err != nil {
+		return fmt.Errorf("flush: %d records still awaiting results: %w", p.records.Load(), err)
 	}
 	return nil
 }
@@ -311,6 +298,28 @@ func (p *Producer) reserve(ctx context.Context, n int64) error {
 	}
 	p.buffered.Add(-n)
 	p.wakeWaiters() // a waiter may have seen the bytes just given back
+	err := p.waitUntil(ctx, func() bool {
+		for {
+			b := p.buffered.Load()
+			if b+n > p.cfg.bufferBytes && b != 0 {
+				return false
+			}
+			if p.buffered.CompareAndSwap(b, b+n) {
+				p.records.Add(1)
+				return true
+			}
+		}
+	})
+	if err != nil {
+		return fmt.Errorf("produce: buffer of %d bytes is full: %w", p.cfg.bufferBytes, err)
+	}
+	return nil
+}
+
+// waitUntil waits until done reports true, or ctx ends (it then returns ctx's
+// error). done runs with bufMu held, first at once and again whenever records
+// finish, batches leave a partition's queue or ctx ends (see wakeWaiters).
+func (p *Producer) waitUntil(ctx context.Context, done func() bool) error {
 	stop := context.AfterFunc(ctx, func() {
 		p.bufMu.Lock()
 		p.bufCond.Broadcast()
@@ -321,20 +330,13 @@ func (p *Producer) reserve(ctx context.Context, n int64) error {
 	defer p.bufMu.Unlock()
 	p.waiters.Add(1)
 	defer p.waiters.Add(-1)
-	for {
-		b := p.buffered.Load()
-		if b+n <= p.cfg.bufferBytes || b == 0 {
-			if p.buffered.CompareAndSwap(b, b+n) {
-				p.records.Add(1)
-				return nil
-			}
-			continue
-		}
+	for !done() {
 		if err := ctx.Err(); err != nil {
-			return fmt.Errorf("produce: buffer of %d bytes is full: %w", p.cfg.bufferBytes, err)
+			return err
 		}
 		p.bufCond.Wait()
 	}
+	return nil
 }
 
 // waitQueue waits while pp has maxQueuedBatches sealed batches waiting for room in
@@ -342,24 +344,12 @@ func (p *Producer) reserve(ctx context.Context, n int64) error {
 // the producer there keeps the batches it builds, and the heap the collector scans,
 // small (with the whole buffer queued, records/s fell 10-20%; see docs/performance.md).
 func (p *Producer) waitQueue(ctx context.Context, pp *partProducer) error {
-	if pp.queued.Load() < maxQueuedBatches {
+	room := func() bool { return pp.queued.Load() < maxQueuedBatches }
+	if room() {
 		return nil
 	}
-	stop := context.AfterFunc(ctx, func() {
-		p.bufMu.Lock()
-		p.bufCond.Broadcast()
-		p.bufMu.Unlock()
-	})
-	defer stop()
-	p.bufMu.Lock()
-	defer p.bufMu.Unlock()
-	p.waiters.Add(1)
-	defer p.waiters.Add(-1)
-	for pp.queued.Load() >= maxQueuedBatches {
-		if err := ctx.Err(); err != nil {
-			return fmt.Errorf("produce: partition %s has %d full batches waiting to be sent: %w", pp.name, maxQueuedBatches, err)
-		}
-		p.bufCond.Wait()
+	if err := p.waitUntil(ctx, room); err != nil {
+		return fmt.Errorf("produce: partition %s has %d full batches waiting to be sent: %w", pp.name, maxQueuedBatches, err)
 	}
 	return nil
 }
