@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/nats-io/jwt/v2"
@@ -148,6 +147,9 @@ type authenticator struct {
 	issuers  map[string]*AccountAuth // by account key and signing key
 	accounts map[string]*AccountAuth // by account key
 	reg      *permRegistry
+	// dummy is compared against for unknown user names: a hash at the configured
+	// users' cost, so that timing does not tell which names exist.
+	dummy []byte
 }
 
 var _ natsserver.Authentication = (*authenticator)(nil)
@@ -162,8 +164,17 @@ func newAuthenticator(cfg AuthConfig, log *slog.Logger) (*authenticator, nkeys.K
 	a := &authenticator{log: log, internal: pub, users: map[string]*UserAuth{}, tokens: cfg.Tokens,
 		nkeys: map[string]*NKeyAuth{}, issuers: map[string]*AccountAuth{}, accounts: map[string]*AccountAuth{},
 		reg: newPermRegistry(log)}
+	cost := bcrypt.DefaultCost
 	for i := range cfg.Users {
 		a.users[cfg.Users[i].Name] = &cfg.Users[i]
+		if c, err := bcrypt.Cost([]byte(cfg.Users[i].Password)); err == nil {
+			cost = c
+		}
+	}
+	if len(cfg.Users) > 0 {
+		if a.dummy, err = bcrypt.GenerateFromPassword([]byte("qxd"), cost); err != nil {
+			return nil, nil, fmt.Errorf("make the hash compared for unknown users: %w", err)
+		}
 	}
 	for i := range cfg.NKeys {
 		a.nkeys[cfg.NKeys[i].PublicKey] = &cfg.NKeys[i]
@@ -235,7 +246,7 @@ func (a *authenticator) authenticate(c natsserver.ClientAuthentication, o *natss
 		if !ok {
 			// Spend the time a hash comparison takes, so that timing does not tell
 			// which user names exist.
-			_ = bcrypt.CompareHashAndPassword(dummyHash(), []byte(o.Password))
+			_ = bcrypt.CompareHashAndPassword(a.dummy, []byte(o.Password))
 			return identity{}, fmt.Errorf("unknown user %q", o.Username)
 		}
 		if bcrypt.CompareHashAndPassword([]byte(u.Password), []byte(o.Password)) != nil {
@@ -309,12 +320,6 @@ func verifyNonce(pubKey string, nonce []byte, sig string) error {
 	}
 	return nil
 }
-
-// dummyHash is compared against for unknown users.
-var dummyHash = sync.OnceValue(func() []byte {
-	h, _ := bcrypt.GenerateFromPassword([]byte("qxd"), bcrypt.DefaultCost)
-	return h
-})
 
 func tokenMatches(configured, given string) bool {
 	if strings.HasPrefix(configured, "$2") {
