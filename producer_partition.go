@@ -156,7 +156,13 @@ func (pp *partProducer) append(pr pendingRecord) {
 		// The last batch's size is a good guess for this one: a recycled buffer that
 		// is large enough, or a new one of that size, instead of growing by doubling.
 		b.b.ResetWith(getBatchBuf())
-		b.b.Grow(min(pp.lastBytes, pp.maxBytes))
+		size := pp.lastBytes
+		if size >= pp.maxBytes/2 {
+			// Batches fill up: give each the full size, so the next record cannot make
+			// it double, and every buffer fits every batch when recycled.
+			size = pp.maxBytes
+		}
+		b.b.Grow(min(size, pp.maxBytes))
 		b.recs = getRecs(pp.lastRecs)
 		pp.open, pp.opened = b, now
 		wake = true
