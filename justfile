@@ -28,6 +28,7 @@ ci:
 bench:
     go run ./bench/compare -runs 3
     go test -run '^$' -bench . -benchtime 1x -count 3 ./bench/
+    go run ./bench/relay -runs 5
 
 # Scale curves (partitions, record size, group members, topics) as Markdown tables;
 # a few minutes.
