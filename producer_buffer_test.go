@@ -9,12 +9,22 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
-
 	"github.com/qxd-io/qxd"
 	"github.com/qxd-io/qxd/internal/qxdtest"
-	"github.com/qxd-io/qxd/server"
 )
+
+// countResults returns counters of a producer's successes and failures and the
+// callback that counts them.
+func countResults() (acked, failed *atomic.Int64, cb func(*qxd.Record, error)) {
+	acked, failed = new(atomic.Int64), new(atomic.Int64)
+	return acked, failed, func(_ *qxd.Record, err error) {
+		if err != nil {
+			failed.Add(1)
+		} else {
+			acked.Add(1)
+		}
+	}
+}
 
 // TestProducerBufferBytes fills a producer's buffer (the records stay in an open
 // batch: long linger, batch larger than the buffer's records): Produce then blocks
@@ -31,14 +41,7 @@ func TestProducerBufferBytes(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer p.Close(ctx)
-	var acked, failed atomic.Int64
-	cb := func(_ *qxd.Record, err error) {
-		if err != nil {
-			failed.Add(1)
-		} else {
-			acked.Add(1)
-		}
-	}
+	acked, failed, cb := countResults()
 	value := bytes.Repeat([]byte("v"), 1000)
 	accepted := 0
 	for {
@@ -93,18 +96,8 @@ func TestProducerBufferBytes(t *testing.T) {
 // stored, and a Produce that was waiting goes on.
 func TestProducerWaitsForAStalledPartition(t *testing.T) {
 	t.Parallel()
-	cfg := qxdtest.NodeConfig(t, t.TempDir())
-	cfg.Listen = freePort(t)
 	ctx := qxdtest.Context(t, 60*time.Second)
-	n, err := server.Start(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := qxd.Connect(ctx, "nats://"+cfg.Listen, qxd.WithNATSOptions(nats.ReconnectWait(50*time.Millisecond)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	cfg, n, c := startRestartable(t, ctx)
 	qxdtest.CreateTopic(t, c, "stalled", qxd.TopicConfig{Partitions: 1})
 	const batchBytes = 4 << 10
 	p, err := c.NewProducer(qxd.BatchBytes(batchBytes), qxd.MaxInFlight(2), qxd.Linger(0), qxd.RequestTimeout(2*time.Second))
@@ -112,14 +105,7 @@ func TestProducerWaitsForAStalledPartition(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer p.Close(ctx)
-	var acked, failed atomic.Int64
-	cb := func(_ *qxd.Record, err error) {
-		if err != nil {
-			failed.Add(1)
-		} else {
-			acked.Add(1)
-		}
-	}
+	acked, failed, cb := countResults()
 	value := bytes.Repeat([]byte("v"), 1000)
 	if err := p.ProduceSync(ctx, &qxd.Record{Topic: "stalled", Value: value}); err != nil {
 		t.Fatal(err)

@@ -25,15 +25,14 @@ func freePort(t *testing.T) string {
 	return l.Addr().String()
 }
 
-// TestProducerRidesOutNodeRestart restarts the node while a producer sends: the
-// producer retries (no responders, timeouts) until the node is back, idempotence
-// keeps resent batches from being stored twice, and every acknowledged record is
-// read back exactly once, in order per key.
-func TestProducerRidesOutNodeRestart(t *testing.T) {
-	t.Parallel()
+// startRestartable starts a node on a fixed port, so that it can be closed and
+// started again on cfg (with qxdtest.StartNodeWith) where its clients expect it,
+// and a client that reconnects every 50ms, closed at cleanup. Closing the node is
+// the test's business.
+func startRestartable(t *testing.T, ctx context.Context) (server.Config, *server.Node, *qxd.Client) {
+	t.Helper()
 	cfg := qxdtest.NodeConfig(t, t.TempDir())
 	cfg.Listen = freePort(t)
-	ctx := qxdtest.Context(t, 90*time.Second)
 	n, err := server.Start(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -42,7 +41,18 @@ func TestProducerRidesOutNodeRestart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
+	t.Cleanup(c.Close)
+	return cfg, n, c
+}
+
+// TestProducerRidesOutNodeRestart restarts the node while a producer sends: the
+// producer retries (no responders, timeouts) until the node is back, idempotence
+// keeps resent batches from being stored twice, and every acknowledged record is
+// read back exactly once, in order per key.
+func TestProducerRidesOutNodeRestart(t *testing.T) {
+	t.Parallel()
+	ctx := qxdtest.Context(t, 90*time.Second)
+	cfg, n, c := startRestartable(t, ctx)
 	qxdtest.CreateTopic(t, c, "restart", qxd.TopicConfig{Partitions: 3})
 	p, err := c.NewProducer(qxd.RequestTimeout(time.Second), qxd.Linger(time.Millisecond))
 	if err != nil {
