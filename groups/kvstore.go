@@ -8,6 +8,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/qxd-io/qxd/internal/kvscan"
 	"github.com/qxd-io/qxd/semantics"
 )
 
@@ -22,28 +23,20 @@ var _ StateStore = (*KVStateStore)(nil)
 
 // LoadGroups reads every stored group.
 func (s *KVStateStore) LoadGroups(ctx context.Context) ([]GroupState, error) {
-	w, err := s.kv.WatchAll(ctx, jetstream.IgnoreDeletes())
+	var out []GroupState
+	err := kvscan.Scan(ctx, s.kv, jetstream.AllKeys, func() { out = out[:0] }, func(e jetstream.KeyValueEntry) error {
+		var st GroupState
+		if err := json.Unmarshal(e.Value(), &st); err != nil {
+			return fmt.Errorf("group record %q is corrupt: %w", e.Key(), err)
+		}
+		st.Revision = e.Revision()
+		out = append(out, st)
+		return nil
+	})
 	if err != nil {
 		return nil, err
 	}
-	defer w.Stop()
-	var out []GroupState
-	for {
-		select {
-		case e := <-w.Updates():
-			if e == nil {
-				return out, nil
-			}
-			var st GroupState
-			if err := json.Unmarshal(e.Value(), &st); err != nil {
-				return nil, fmt.Errorf("group record %q is corrupt: %w", e.Key(), err)
-			}
-			st.Revision = e.Revision()
-			out = append(out, st)
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		}
-	}
+	return out, nil
 }
 
 // SaveGroup writes a group by compare-and-set on its revision.

@@ -126,7 +126,7 @@ func (s *Store) List(ctx context.Context, group string) (map[semantics.TopicPart
 		return nil, fmt.Errorf("offsets: list: %w", err)
 	}
 	out := map[semantics.TopicPartition]Committed{}
-	err := s.scan(ctx, semantics.GroupOffsetsFilter(group), false, func(e jetstream.KeyValueEntry) error {
+	err := s.scan(ctx, semantics.GroupOffsetsFilter(group), false, func() { clear(out) }, func(e jetstream.KeyValueEntry) error {
 		g, topic, p, err := semantics.ParseOffsetKey(e.Key())
 		if err != nil {
 			return err
@@ -150,7 +150,7 @@ func (s *Store) List(ctx context.Context, group string) (map[semantics.TopicPart
 // Groups lists the group ids that have commits, sorted.
 func (s *Store) Groups(ctx context.Context) ([]string, error) {
 	seen := map[string]bool{}
-	err := s.scan(ctx, jetstream.AllKeys, true, func(e jetstream.KeyValueEntry) error {
+	err := s.scan(ctx, jetstream.AllKeys, true, func() { clear(seen) }, func(e jetstream.KeyValueEntry) error {
 		token, _, _ := strings.Cut(e.Key(), ".")
 		g, err := semantics.DecodeGroupID(token)
 		if err != nil {

@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/qxd-io/qxd/internal/kvscan"
 	"github.com/qxd-io/qxd/internal/partition"
 	"github.com/qxd-io/qxd/semantics"
 )
@@ -310,27 +311,20 @@ func (a *admin) addPartitions(ctx context.Context, name string, total int32) (se
 }
 
 func (a *admin) listTopics(ctx context.Context) ([]semantics.TopicMeta, error) {
-	w, err := a.meta.topics.WatchAll(ctx, jetstream.IgnoreDeletes())
+	var topics []semantics.TopicMeta
+	err := kvscan.Scan(ctx, a.meta.topics, jetstream.AllKeys, func() { topics = []semantics.TopicMeta{} },
+		func(e jetstream.KeyValueEntry) error {
+			t, err := decodeTopic(e)
+			if err != nil {
+				return err
+			}
+			topics = append(topics, t)
+			return nil
+		})
 	if err != nil {
 		return nil, err
 	}
-	defer w.Stop()
-	topics := []semantics.TopicMeta{}
-	for {
-		select {
-		case e := <-w.Updates():
-			if e == nil {
-				return topics, nil
-			}
-			t, err := decodeTopic(e)
-			if err != nil {
-				return nil, err
-			}
-			topics = append(topics, t)
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		}
-	}
+	return topics, nil
 }
 
 func (a *admin) describeTopic(ctx context.Context, name string) semantics.DescribeTopicResponse {

@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/qxd-io/qxd"
+	"github.com/qxd-io/qxd/internal/kvscan"
 	"github.com/qxd-io/qxd/internal/partition"
 	"github.com/qxd-io/qxd/semantics"
 )
@@ -234,28 +235,21 @@ func (s *bridgeService) get(ctx context.Context, name string) (semantics.Bridge,
 }
 
 func (s *bridgeService) list(ctx context.Context) ([]semantics.Bridge, error) {
-	w, err := s.kv.WatchAll(ctx, jetstream.IgnoreDeletes())
+	var bs []semantics.Bridge
+	err := kvscan.Scan(ctx, s.kv, jetstream.AllKeys, func() { bs = []semantics.Bridge{} },
+		func(e jetstream.KeyValueEntry) error {
+			b, err := decodeBridge(e)
+			if err != nil {
+				return err
+			}
+			bs = append(bs, b)
+			return nil
+		})
 	if err != nil {
 		return nil, err
 	}
-	defer w.Stop()
-	bs := []semantics.Bridge{}
-	for {
-		select {
-		case e := <-w.Updates():
-			if e == nil {
-				slices.SortFunc(bs, func(a, b semantics.Bridge) int { return strings.Compare(a.Name, b.Name) })
-				return bs, nil
-			}
-			b, err := decodeBridge(e)
-			if err != nil {
-				return nil, err
-			}
-			bs = append(bs, b)
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		}
-	}
+	slices.SortFunc(bs, func(a, b semantics.Bridge) int { return strings.Compare(a.Name, b.Name) })
+	return bs, nil
 }
 
 // create validates b (the one validation path for the CLI and the SDK), checks its
