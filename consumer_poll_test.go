@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/qxd-io/qxd"
@@ -95,15 +94,7 @@ func TestConsumerReadRecoversWhenReadsCanStartAgain(t *testing.T) {
 	qxdtest.CreateTopic(t, c, "refusing", qxd.TopicConfig{Partitions: 1})
 	fill(t, c, "refusing", 10, 10)
 
-	nc, err := nats.Connect(n.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := qxdtest.JetStream(t, n)
 	stream := semantics.StreamName("refusing", 0)
 	setMaxConsumers := func(max int) {
 		t.Helper()

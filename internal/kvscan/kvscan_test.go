@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/qxd-io/qxd/internal/kvscan"
@@ -19,15 +18,7 @@ import (
 // each ends the scan with it.
 func TestScan(t *testing.T) {
 	n := qxdtest.StartNode(t)
-	nc, err := nats.Connect(n.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := qxdtest.JetStream(t, n)
 	ctx := qxdtest.Context(t, 30*time.Second)
 	kv, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "scan"})
 	if err != nil {

@@ -15,6 +15,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/qxd-io/qxd"
 	"github.com/qxd-io/qxd/server"
 )
@@ -66,6 +69,22 @@ func Connect(t testing.TB, n *server.Node) *qxd.Client {
 	}
 	t.Cleanup(c.Close)
 	return c
+}
+
+// JetStream returns a plain JetStream client of n over TCP (its connection closed at
+// cleanup), for tests that reach under qxd to the streams and buckets.
+func JetStream(t testing.TB, n *server.Node) jetstream.JetStream {
+	t.Helper()
+	nc, err := nats.Connect(n.ClientURL())
+	if err != nil {
+		t.Fatalf("connect: %v", err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return js
 }
 
 // Context returns a context that ends with the test or after d.
