@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/qxd-io/qxd/internal/kvscan"
 	"github.com/qxd-io/qxd/semantics"
 )
 
@@ -130,18 +131,74 @@ func (n *Node) topicChanged(t semantics.TopicMeta) {
 }
 
 // watch follows the topics bucket until stop; it returns once the topics that exist
-// now are loaded.
+// now are loaded. A watcher started while the bucket's stream is between leaders (a
+// cluster starting, a node just stopped) can stay silent: one that goes
+// kvscan.Quiet without an entry before the topics are loaded is replaced.
 func (r *permRegistry) watch(startCtx context.Context, kv jetstream.KeyValue) error {
-	ctx, cancel := context.WithCancel(context.Background())
-	w, err := kv.WatchAll(ctx)
-	if err != nil {
+	giveUp := time.After(permsLoadTimeout)
+	for {
+		ctx, cancel := context.WithCancel(context.Background())
+		f := r.follow(ctx, kv)
+		quiet := time.NewTimer(kvscan.Quiet)
+		stalled := false
+		for !stalled {
+			select {
+			case <-f.loaded:
+				quiet.Stop()
+				r.cancel, r.done = cancel, f.done
+				return nil
+			case err := <-f.failed:
+				quiet.Stop()
+				cancel()
+				<-f.done
+				return err
+			case <-f.progress:
+				quiet.Reset(kvscan.Quiet)
+			case <-quiet.C:
+				stalled = true
+			case <-startCtx.Done():
+				quiet.Stop()
+				cancel()
+				<-f.done
+				return startCtx.Err()
+			case <-giveUp:
+				// Keep watching; clients get rights as topics arrive.
+				quiet.Stop()
+				r.cancel, r.done = cancel, f.done
+				return nil
+			}
+		}
+		r.log.Debug("the topics bucket's watch went quiet before loading; watching again")
 		cancel()
-		return err
+		<-f.done
 	}
-	r.cancel, r.done = cancel, make(chan struct{})
-	loaded := make(chan struct{})
+}
+
+// permsLoadTimeout bounds the wait for the topics at start when startCtx does not.
+const permsLoadTimeout = 30 * time.Second
+
+// following is one watcher of the topics bucket, run by follow.
+type following struct {
+	loaded   chan struct{} // closed once the topics that exist now are applied
+	progress chan struct{} // a signal per entry until then
+	failed   chan error    // the watcher could not start
+	done     chan struct{} // closed when the goroutine has ended (after ctx)
+}
+
+// follow starts a watcher of the topics bucket and the goroutine that applies its
+// entries to r until ctx ends.
+func (r *permRegistry) follow(ctx context.Context, kv jetstream.KeyValue) following {
+	f := following{loaded: make(chan struct{}), progress: make(chan struct{}, 1),
+		failed: make(chan error, 1), done: make(chan struct{})}
 	go func() {
-		defer close(r.done)
+		defer close(f.done)
+		w, err := kv.WatchAll(ctx)
+		if err != nil {
+			if ctx.Err() == nil {
+				f.failed <- err
+			}
+			return
+		}
 		defer w.Stop()
 		initial := true
 		for {
@@ -155,32 +212,36 @@ func (r *permRegistry) watch(startCtx context.Context, kv jetstream.KeyValue) er
 				if e == nil {
 					if initial {
 						initial = false
-						close(loaded)
+						close(f.loaded)
 					}
 					continue
 				}
-				name := semantics.DecodeTopic(e.Key())
-				if e.Operation() != jetstream.KeyValuePut {
-					r.setTopic(name, nil)
-					continue
+				if initial {
+					select {
+					case f.progress <- struct{}{}:
+					default:
+					}
 				}
-				var t semantics.TopicMeta
-				if err := json.Unmarshal(e.Value(), &t); err != nil {
-					r.log.Warn("topic record unreadable; permissions not updated", "topic", name, "err", err)
-					continue
-				}
-				r.setTopic(t.Name, &semantics.TopicPerms{Name: t.Name, ID: t.ID, Partitions: t.Config.Partitions})
+				r.apply(e)
 			}
 		}
 	}()
-	select {
-	case <-loaded:
-		return nil
-	case <-startCtx.Done():
-		return startCtx.Err()
-	case <-time.After(30 * time.Second):
-		return nil // keep watching; clients get rights as topics arrive
+	return f
+}
+
+// apply records one entry of the topics bucket.
+func (r *permRegistry) apply(e jetstream.KeyValueEntry) {
+	name := semantics.DecodeTopic(e.Key())
+	if e.Operation() != jetstream.KeyValuePut {
+		r.setTopic(name, nil)
+		return
 	}
+	var t semantics.TopicMeta
+	if err := json.Unmarshal(e.Value(), &t); err != nil {
+		r.log.Warn("topic record unreadable; permissions not updated", "topic", name, "err", err)
+		return
+	}
+	r.setTopic(t.Name, &semantics.TopicPerms{Name: t.Name, ID: t.ID, Partitions: t.Config.Partitions})
 }
 
 func (r *permRegistry) stop() {
