@@ -131,76 +131,18 @@ func (n *Node) topicChanged(t semantics.TopicMeta) {
 }
 
 // watch follows the topics bucket until stop; it returns once the topics that exist
-// now are loaded. A watcher started while the bucket's stream is between leaders (a
-// cluster starting, a node just stopped) can stay silent: one that goes
-// kvscan.Quiet without an entry before the topics are loaded is replaced.
+// now are loaded (a watch that goes quiet first is replaced: see kvscan.Follow), or
+// startCtx ends.
 func (r *permRegistry) watch(startCtx context.Context, kv jetstream.KeyValue) error {
-	giveUp := time.After(permsLoadTimeout)
-	for {
-		ctx, cancel := context.WithCancel(context.Background())
-		f := r.follow(ctx, kv)
-		quiet := time.NewTimer(kvscan.Quiet)
-		stalled := false
-		for !stalled {
-			select {
-			case <-f.loaded:
-				quiet.Stop()
-				r.cancel, r.done = cancel, f.done
-				return nil
-			case err := <-f.failed:
-				quiet.Stop()
-				cancel()
-				<-f.done
-				return err
-			case <-f.progress:
-				quiet.Reset(kvscan.Quiet)
-			case <-quiet.C:
-				stalled = true
-			case <-startCtx.Done():
-				quiet.Stop()
-				cancel()
-				<-f.done
-				return startCtx.Err()
-			case <-giveUp:
-				// Keep watching; clients get rights as topics arrive.
-				quiet.Stop()
-				r.cancel, r.done = cancel, f.done
-				return nil
-			}
-		}
-		r.log.Debug("the topics bucket's watch went quiet before loading; watching again")
-		cancel()
-		<-f.done
+	w, stopWatch, err := kvscan.Follow(startCtx, kv, r.apply)
+	if err != nil {
+		return err
 	}
-}
-
-// permsLoadTimeout bounds the wait for the topics at start when startCtx does not.
-const permsLoadTimeout = 30 * time.Second
-
-// following is one watcher of the topics bucket, run by follow.
-type following struct {
-	loaded   chan struct{} // closed once the topics that exist now are applied
-	progress chan struct{} // a signal per entry until then
-	failed   chan error    // the watcher could not start
-	done     chan struct{} // closed when the goroutine has ended (after ctx)
-}
-
-// follow starts a watcher of the topics bucket and the goroutine that applies its
-// entries to r until ctx ends.
-func (r *permRegistry) follow(ctx context.Context, kv jetstream.KeyValue) following {
-	f := following{loaded: make(chan struct{}), progress: make(chan struct{}, 1),
-		failed: make(chan error, 1), done: make(chan struct{})}
+	ctx, cancel := context.WithCancel(context.Background())
+	r.cancel, r.done = cancel, make(chan struct{})
 	go func() {
-		defer close(f.done)
-		w, err := kv.WatchAll(ctx)
-		if err != nil {
-			if ctx.Err() == nil {
-				f.failed <- err
-			}
-			return
-		}
-		defer w.Stop()
-		initial := true
+		defer close(r.done)
+		defer stopWatch()
 		for {
 			select {
 			case <-ctx.Done():
@@ -209,24 +151,13 @@ func (r *permRegistry) follow(ctx context.Context, kv jetstream.KeyValue) follow
 				if !ok {
 					return
 				}
-				if e == nil {
-					if initial {
-						initial = false
-						close(f.loaded)
-					}
-					continue
+				if e != nil {
+					r.apply(e)
 				}
-				if initial {
-					select {
-					case f.progress <- struct{}{}:
-					default:
-					}
-				}
-				r.apply(e)
 			}
 		}
 	}()
-	return f
+	return nil
 }
 
 // apply records one entry of the topics bucket.

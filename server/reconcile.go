@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/qxd-io/qxd/internal/kvscan"
 )
 
 // watchAndReconcile keeps a service's view of a KV bucket current and reconciles what
@@ -16,15 +18,11 @@ import (
 // cancel; the watch outlives ctx-free callers and stops with the loop.
 func watchAndReconcile(kv jetstream.KeyValue, wg *sync.WaitGroup, kick <-chan struct{}, firstNow bool,
 	apply func(jetstream.KeyValueEntry), reconcile func(context.Context)) (context.CancelFunc, error) {
-	watch, err := kv.WatchAll(context.Background())
+	// A watcher that goes quiet before the current entries are in (the bucket's
+	// stream between leaders) is replaced; see kvscan.Follow.
+	watch, stopWatch, err := kvscan.Follow(context.Background(), kv, apply)
 	if err != nil {
 		return nil, err
-	}
-	for e := range watch.Updates() {
-		if e == nil {
-			break
-		}
-		apply(e)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	if firstNow {
@@ -33,7 +31,7 @@ func watchAndReconcile(kv jetstream.KeyValue, wg *sync.WaitGroup, kick <-chan st
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		defer watch.Stop()
+		defer stopWatch()
 		t := time.NewTicker(reconcileEvery)
 		defer t.Stop()
 		if !firstNow {

@@ -68,6 +68,9 @@ func pass(ctx context.Context, kv jetstream.KeyValue, filter string, each func(j
 		case e, ok := <-w.Updates():
 			switch {
 			case !ok:
+				if wctx.Err() != nil { // the watcher stops when its context ends
+					return ended()
+				}
 				return errors.New("the bucket's watch ended before all keys arrived")
 			case e == nil:
 				return nil
@@ -78,6 +81,73 @@ func pass(ctx context.Context, kv jetstream.KeyValue, filter string, each func(j
 			}
 		case <-wctx.Done():
 			return ended()
+		}
+	}
+}
+
+// Follow starts a watcher of every key of kv, hands the bucket's current entries to
+// apply, and returns it once they are in; the caller reads its later updates, and
+// calls stop to end it. A watcher that goes Quiet without an entry before then is
+// replaced by a new one, which hands the entries to apply again (apply must take an
+// entry twice), until ctx ends.
+func Follow(ctx context.Context, kv jetstream.KeyValue, apply func(jetstream.KeyValueEntry)) (w jetstream.KeyWatcher, stop func(), err error) {
+	type made struct {
+		w   jetstream.KeyWatcher
+		err error
+	}
+	for {
+		// The watcher lives as long as wctx: nats.go unsubscribes when it ends.
+		wctx, cancel := context.WithCancel(context.Background())
+		mc := make(chan made, 1)
+		go func() {
+			w, err := kv.WatchAll(wctx)
+			mc <- made{w, err}
+		}()
+		quiet := time.NewTimer(Quiet)
+		w = nil
+		stalled := false
+		select {
+		case m := <-mc:
+			if m.err != nil {
+				quiet.Stop()
+				cancel()
+				return nil, nil, m.err
+			}
+			w = m.w
+		case <-quiet.C:
+			stalled = true
+		case <-ctx.Done():
+			quiet.Stop()
+			cancel()
+			return nil, nil, ctx.Err()
+		}
+		for !stalled {
+			select {
+			case e, ok := <-w.Updates():
+				switch {
+				case !ok:
+					stalled = true // the watch ended early: start again
+				case e == nil:
+					quiet.Stop()
+					watcher := w
+					return w, func() { cancel(); stopWatcher(watcher) }, nil
+				default:
+					quiet.Reset(Quiet)
+					apply(e)
+				}
+			case <-quiet.C:
+				stalled = true
+			case <-ctx.Done():
+				quiet.Stop()
+				cancel()
+				stopWatcher(w)
+				return nil, nil, ctx.Err()
+			}
+		}
+		quiet.Stop()
+		cancel()
+		if w != nil {
+			stopWatcher(w)
 		}
 	}
 }

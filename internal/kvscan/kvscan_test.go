@@ -74,3 +74,43 @@ func TestScan(t *testing.T) {
 		t.Fatalf("scan with an ended context: %v, want context.Canceled", err)
 	}
 }
+
+// TestFollow loads a bucket's current entries through apply before it returns, then
+// hands later changes to the caller through the watcher, until stop.
+func TestFollow(t *testing.T) {
+	n := qxdtest.StartNode(t)
+	js := qxdtest.JetStream(t, n)
+	ctx := qxdtest.Context(t, 30*time.Second)
+	kv, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "follow"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"a", "b"} {
+		if _, err := kv.PutString(ctx, k, "1"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var loaded []string
+	w, stop, err := kvscan.Follow(ctx, kv, func(e jetstream.KeyValueEntry) { loaded = append(loaded, e.Key()) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(loaded)
+	if !slices.Equal(loaded, []string{"a", "b"}) {
+		t.Fatalf("loaded %v before Follow returned, want [a b]", loaded)
+	}
+	if _, err := kv.PutString(ctx, "c", "2"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case e := <-w.Updates():
+		if e == nil || e.Key() != "c" {
+			t.Fatalf("update after the load: %v, want key c", e)
+		}
+	case <-ctx.Done():
+		t.Fatal("no update for a key put after the load")
+	}
+	stop()
+	for range w.Updates() { // stop ends the watch: its channel closes
+	}
+}
