@@ -19,12 +19,6 @@ import (
 	"github.com/qxd-io/qxd/server"
 )
 
-// sdkAuthzWired says whether the producer and consumer check their rights before
-// using a topic (Client.authorizeTopic). Until they do, a consumer-only user's
-// produce and a producer-only user's consume are refused by NATS but surface as
-// timeouts rather than not-authorized errors, so those matrix cells are skipped.
-const sdkAuthzWired = true
-
 // matrixUsers are the identities of the permission matrix, each with password
 // "<name>-pw".
 var matrixUsers = map[string]semantics.Grant{
@@ -141,7 +135,6 @@ func TestPermissionMatrix(t *testing.T) {
 		denied  *semantics.Error
 		names   string           // the topic or group the error must name
 		check   func(*testing.T) // after an allowed run
-		wired   []string         // denied users whose error needs sdkAuthzWired
 	}
 	ops := []op{
 		{
@@ -176,7 +169,6 @@ func TestPermissionMatrix(t *testing.T) {
 		},
 		{
 			name: "produce", allowed: []string{"producer"}, denied: semantics.ErrTopicAuthorizationFailed, names: "orders",
-			wired: []string{"consumer", "admin"},
 			run: func(ctx context.Context, t *testing.T, c *qxd.Client, user string) error {
 				p, err := c.NewProducer(qxd.DeliveryTimeout(5 * time.Second))
 				if err != nil {
@@ -188,7 +180,6 @@ func TestPermissionMatrix(t *testing.T) {
 		},
 		{
 			name: "consume", allowed: []string{"consumer"}, denied: semantics.ErrTopicAuthorizationFailed, names: "orders",
-			wired: []string{"producer", "admin"},
 			run: func(ctx context.Context, t *testing.T, c *qxd.Client, user string) error {
 				cons := c.NewConsumer()
 				defer cons.Close()
@@ -244,9 +235,6 @@ func TestPermissionMatrix(t *testing.T) {
 		for _, user := range users {
 			t.Run(o.name+"/"+user, func(t *testing.T) {
 				allowed := slices.Contains(o.allowed, user)
-				if !allowed && slices.Contains(o.wired, user) && !sdkAuthzWired {
-					t.Skipf("%s as %s: NATS refuses it, but the SDK reports a timeout until the producer and consumer call Client.authorizeTopic", o.name, user)
-				}
 				c := connectAs(t, url, user)
 				before := takeSnapshot(t, super)
 				ctx := qxdtest.Context(t, 30*time.Second)
