@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"cmp"
 	"context"
@@ -8,12 +9,14 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+	"testing/iotest"
 	"time"
 )
 
@@ -337,5 +340,44 @@ func TestProduceConsumeBase64(t *testing.T) {
 	// --key is decoded too with --key-format base64.
 	if _, err := c.run("x\n", "topic", "produce", "bin", "--key", "%%%", "--key-format", "base64"); err == nil || !strings.Contains(err.Error(), "--key") {
 		t.Errorf("--key not base64: %v", err)
+	}
+}
+
+// TestSplitAt splits input at a delimiter that arrives a byte at a time, and a
+// record larger than the scanner's first buffer.
+func TestSplitAt(t *testing.T) {
+	t.Parallel()
+	big := strings.Repeat("ab\n-", 50_000) // 200 KB, with near-misses of the delimiter
+	cases := []struct {
+		name, in, delim string
+		want            []string
+	}{
+		{"multi-byte", "a\n---\nb\n---\n\n---\nc", "\n---\n", []string{"a", "b", "", "c"}},
+		{"ends with delim", "a\x00b\x00", "\x00", []string{"a", "b"}},
+		{"empty records", "\x00\x00x", "\x00", []string{"", "", "x"}},
+		{"overlapping", "aaab", "aab", []string{"a"}},
+		{"no delim", "just one", "||", []string{"just one"}},
+		{"empty input", "", "||", nil},
+		{"large", big + "||" + big, "||", []string{big, big}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			for _, r := range []io.Reader{strings.NewReader(tc.in), iotest.OneByteReader(strings.NewReader(tc.in))} {
+				sc := bufio.NewScanner(r)
+				sc.Buffer(make([]byte, 0, 16), maxLineBytes)
+				sc.Split(splitAt([]byte(tc.delim)))
+				var got []string
+				for sc.Scan() {
+					got = append(got, sc.Text())
+				}
+				if err := sc.Err(); err != nil {
+					t.Fatal(err)
+				}
+				if !slices.Equal(got, tc.want) {
+					t.Errorf("split %.40q at %q: got %d records %.80q, want %d", tc.in, tc.delim, len(got), got, len(tc.want))
+				}
+			}
+		})
 	}
 }
