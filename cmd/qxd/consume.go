@@ -21,10 +21,12 @@ func (a *app) consumeCommand() *cli.Command {
 		ArgsUsage: "TOPIC",
 		Description: "Reads every partition of TOPIC (or those given with --partition) from --offset,\n" +
 			"in offset order within each partition, and follows new records until interrupted.\n" +
-			"--offset is start, end, an offset, or @<unix ms> for the first record at or after\n" +
-			"that time. An offset outside a partition's stored range is handled by --reset,\n" +
-			"earliest by default as Kafka's auto.offset.reset; --reset none makes it an error\n" +
-			"that names the valid range.\n" +
+			"--offset is start, end, an offset, -N for N offsets before each partition's end\n" +
+			"(the last N records; all of them if it has fewer), +N for N offsets after each\n" +
+			"partition's start (none of it if it has fewer), or @<unix ms> for the first record\n" +
+			"at or after that time. An offset outside a partition's stored range is handled by\n" +
+			"--reset, earliest by default as Kafka's auto.offset.reset, and the move is said on\n" +
+			"stderr; --reset none (or error) makes it an error that names the valid range.\n" +
 			"--exit-at-end stops once every partition reached the high watermark it had when\n" +
 			"consume started; records produced after that are not printed.\n\n" +
 			groupConsumeHelp + "\n\n" + formatHelp,
@@ -32,15 +34,19 @@ func (a *app) consumeCommand() *cli.Command {
 			&cli.StringSliceFlag{Name: "partition", Aliases: []string{"p"}, EnvVars: []string{"QXD_PARTITION"},
 				DefaultText: "all", Usage: "read only partition `P`; repeat or comma-separate for more (not with --group)"},
 			&cli.StringFlag{Name: "offset", Aliases: []string{"o"}, Value: "start", EnvVars: []string{"QXD_OFFSET"},
-				Usage: "where to start: start, end, an `OFFSET`, or @<unix ms> (not with --group)"},
+				Usage: "where to start: start, end, an `OFFSET`, -N (N before the end), +N (N after the start), or @<unix ms> (not with --group)"},
 			&cli.IntFlag{Name: "num", Aliases: []string{"n"}, EnvVars: []string{"QXD_NUM"},
 				DefaultText: "no limit", Usage: "exit after `N` records"},
 			&cli.StringFlag{Name: "format", Aliases: []string{"f"}, Value: `%v\n`, DefaultText: `%v\n`, EnvVars: []string{"QXD_FORMAT"},
-				Usage: "print each record as `FORMAT`: verbs %t %p %o %k %v %h %T, or json (see above)"},
+				Usage: "print each record as `FORMAT`: verbs " + formatVerbs + ", or json (see above)"},
+			&cli.StringFlag{Name: "key-format", Value: "text",
+				Usage: "print keys (%k, and key_b64 in json) as `ENCODING`: text or base64"},
+			&cli.StringFlag{Name: "value-format", Value: "text",
+				Usage: "print values (%v, and value_b64 in json) as `ENCODING`: text or base64"},
 			&cli.BoolFlag{Name: "exit-at-end", Aliases: []string{"e"}, EnvVars: []string{"QXD_EXIT_AT_END"},
 				Usage: "exit once every partition's end, as of the start (with --group: as of its assignment), is reached"},
 			&cli.StringFlag{Name: "reset", Value: "earliest", EnvVars: []string{"QXD_RESET"},
-				Usage: "where to start when the start offset (--offset, or with --group the committed one) is missing or not stored (`POLICY`): earliest, latest or none (fail)"},
+				Usage: "where to start when the start offset (--offset, or with --group the committed one) is missing or not stored (`POLICY`): earliest, latest or none (also error: fail)"},
 			&cli.StringFlag{Name: "group", Aliases: []string{"g"}, EnvVars: []string{"QXD_GROUP"},
 				Usage: "join consumer group `G`: share the partitions with its other members, start at its committed offsets"},
 			&cli.StringFlag{Name: "instance-id", EnvVars: []string{"QXD_INSTANCE_ID"},
@@ -73,12 +79,13 @@ wait until then.`
 type consumeSettings struct {
 	topic     string
 	reset     qxd.ResetPolicy
+	resetName string // --reset as given, for messages
 	format    *recordFormat
 	num       int
 	exitAtEnd bool
 
 	// Without a group.
-	offset qxd.Offset
+	offset startOffset
 	parts  []int32
 
 	// With a group.
@@ -96,7 +103,14 @@ func consumeFlags(c *cli.Context) (consumeSettings, error) {
 	if s.reset, err = qxd.ParseResetPolicy(c.String("reset")); err != nil {
 		return s, fmt.Errorf("consume %q: %w", s.topic, err)
 	}
+	s.resetName = strings.ToLower(c.String("reset"))
 	if s.format, err = parseFormat(c.String("format")); err != nil {
+		return s, err
+	}
+	if s.format.keyB64, err = parseBytesFormat("key-format", c.String("key-format")); err != nil {
+		return s, err
+	}
+	if s.format.valueB64, err = parseBytesFormat("value-format", c.String("value-format")); err != nil {
 		return s, err
 	}
 	s.num = c.Int("num")
@@ -111,7 +125,7 @@ func consumeFlags(c *cli.Context) (consumeSettings, error) {
 				return s, fmt.Errorf("consume %q: --%s applies to group members only: add --group G, or drop --%s", s.topic, f, f)
 			}
 		}
-		if s.offset, err = qxd.ParseOffset(c.String("offset")); err != nil {
+		if s.offset, err = parseStartOffset(c.String("offset")); err != nil {
 			return s, fmt.Errorf("consume %q: %w", s.topic, err)
 		}
 		if s.parts, err = parsePartitions(c.StringSlice("partition")); err != nil {
@@ -156,7 +170,7 @@ func (a *app) consume(c *cli.Context) error {
 
 // consumeAssigned reads the partitions the flags name, without a group.
 func (a *app) consumeAssigned(c *cli.Context, s consumeSettings) error {
-	topic, off, parts := s.topic, s.offset, s.parts
+	topic, parts := s.topic, s.parts
 	ctx := c.Context
 	cl, err := a.connect(c)
 	if err != nil {
@@ -168,6 +182,10 @@ func (a *app) consumeAssigned(c *cli.Context, s consumeSettings) error {
 		return err
 	}
 	n := d.Topic.Config.Partitions
+	info := map[int32]qxd.PartitionInfo{}
+	for _, pi := range d.Partitions {
+		info[pi.Partition] = pi
+	}
 	if len(parts) == 0 {
 		for p := int32(0); p < n; p++ {
 			parts = append(parts, p)
@@ -183,13 +201,16 @@ func (a *app) consumeAssigned(c *cli.Context, s consumeSettings) error {
 	defer cons.Close()
 	as := make([]qxd.Assignment, 0, len(parts))
 	for _, p := range parts {
-		as = append(as, qxd.Assignment{Topic: topic, Partition: p, Offset: off})
+		as = append(as, qxd.Assignment{Topic: topic, Partition: p, Offset: s.offset.in(info[p])})
 	}
 	if err := cons.Assign(ctx, as...); err != nil {
 		if ctx.Err() != nil {
 			return nil
 		}
-		return fmt.Errorf("consume %q from offset %s: %w", topic, off, err)
+		return fmt.Errorf("consume %q from offset %s: %w", topic, s.offset.text, err)
+	}
+	if s.offset.absolute {
+		a.sayResets(cons, s, parts, info)
 	}
 
 	// With --exit-at-end, each partition is read up to the high watermark it had at
@@ -241,6 +262,25 @@ func (a *app) consumeAssigned(c *cli.Context, s consumeSettings) error {
 	}
 }
 
+// sayResets tells on stderr, for each partition whose --offset was outside its
+// stored range, where --reset moved it.
+func (a *app) sayResets(cons *qxd.Consumer, s consumeSettings, parts []int32, info map[int32]qxd.PartitionInfo) {
+	want := s.offset.off
+	for _, p := range parts {
+		pos, ok := cons.Position(s.topic, p)
+		if !ok || pos == want {
+			continue
+		}
+		pi := info[p]
+		stored := fmt.Sprintf("stored offsets are %d to %d, high watermark %d", pi.LogStartOffset, pi.HighWatermark-1, pi.HighWatermark)
+		if pi.LogStartOffset >= pi.HighWatermark {
+			stored = fmt.Sprintf("the partition holds no records, high watermark %d", pi.HighWatermark)
+		}
+		fmt.Fprintf(a.stderr, "qxd: consume %q: %s: offset %d is out of range (%s): starting at %d, as --reset %s says; use --reset error to fail instead\n",
+			s.topic, semantics.PartitionString(s.topic, p), want, stored, pos, s.resetName)
+	}
+}
+
 // doneAtEnd drops from pending the partitions whose position reached their end
 // offset and reports whether none is left.
 func doneAtEnd(cons *qxd.Consumer, topic string, end map[int32]int64, pending map[int32]bool) bool {
@@ -250,6 +290,60 @@ func doneAtEnd(cons *qxd.Consumer, topic string, end map[int32]int64, pending ma
 		}
 	}
 	return len(pending) == 0
+}
+
+// startOffset is consume's --offset: a qxd.Offset, or an offset relative to each
+// partition's start (+N) or end (-N).
+type startOffset struct {
+	text               string // as given
+	off                int64  // with absolute: the offset asked for
+	absolute           bool   // an offset number, which --reset may move
+	rel                int64  // with fromStart or fromEnd: N
+	fromStart, fromEnd bool
+	at                 qxd.Offset // otherwise
+}
+
+// parseStartOffset reads --offset: start, end, an offset, -N, +N or @<unix ms>.
+func parseStartOffset(s string) (startOffset, error) {
+	o := startOffset{text: s}
+	if s != "" && (s[0] == '+' || s[0] == '-') {
+		n, err := strconv.ParseInt(s[1:], 10, 64)
+		if err != nil || n < 0 || s[1] == '+' {
+			return o, fmt.Errorf("--offset %q is not valid: after %c give a number of offsets, e.g. %c10", s, s[0], s[0])
+		}
+		o.rel, o.fromStart, o.fromEnd = n, s[0] == '+', s[0] == '-'
+		return o, nil
+	}
+	at, err := qxd.ParseOffset(s)
+	if err != nil {
+		if strings.HasPrefix(s, "@") {
+			return o, err
+		}
+		return o, fmt.Errorf("--offset %q is not valid: use start, end, an offset from 0, -N (N before the end), +N (N after the start) or @<unix ms>", s)
+	}
+	o.at = at
+	if n, err := strconv.ParseInt(s, 10, 64); err == nil {
+		o.off, o.absolute = n, true
+	}
+	return o, nil
+}
+
+// in returns where o starts in a partition whose offsets are pi's. -N and +N stay
+// within the stored range.
+func (o startOffset) in(pi qxd.PartitionInfo) qxd.Offset {
+	if !o.fromEnd && !o.fromStart {
+		return o.at
+	}
+	if o.rel >= pi.HighWatermark-pi.LogStartOffset {
+		if o.fromEnd {
+			return qxd.At(pi.LogStartOffset)
+		}
+		return qxd.At(pi.HighWatermark)
+	}
+	if o.fromEnd {
+		return qxd.At(pi.HighWatermark - o.rel)
+	}
+	return qxd.At(pi.LogStartOffset + o.rel)
 }
 
 // parsePartitions reads --partition values: numbers, repeated or comma-separated.

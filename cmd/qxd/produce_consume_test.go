@@ -231,8 +231,8 @@ func TestProduceTooLarge(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "line 2") || !strings.Contains(err.Error(), "max message bytes") {
 		t.Fatalf("err = %v, want a line 2 too-large error", err)
 	}
-	if out != "0 0\n" {
-		t.Errorf("stdout %q: want the offset of line 1, accepted before the failure", out)
+	if out != "0 0\n0 1\n" {
+		t.Errorf("stdout %q: want the offsets of lines 1 and 3, around the failure", out)
 	}
 }
 

@@ -102,13 +102,14 @@ func TestParseFormat(t *testing.T) {
 		`%v\n`:          {{verb: 'v'}, {text: "\n"}},
 		`%p %o %k %v\n`: {{verb: 'p'}, {text: " "}, {verb: 'o'}, {text: " "}, {verb: 'k'}, {text: " "}, {verb: 'v'}, {text: "\n"}},
 		// Without a line break anywhere, one is added at the end.
-		`100%%\t%T\\`:    {{text: "100%\t"}, {verb: 'T'}, {text: "\\\n"}},
-		`%t%h`:           {{verb: 't'}, {verb: 'h'}, {text: "\n"}},
-		`%p %k %v`:       {{verb: 'p'}, {text: " "}, {verb: 'k'}, {text: " "}, {verb: 'v'}, {text: "\n"}},
-		"plain":          {{text: "plain\n"}},
-		"real\nnewline":  {{text: "real\nnewline"}},
-		`%%v is literal`: {{text: "%v is literal\n"}},
-		`a\nb%v`:         {{text: "a\nb"}, {verb: 'v'}},
+		`100%%\t%T\\`: {{text: "100%\t"}, {verb: 'T'}, {text: "\\\n"}},
+		`%t%h`:        {{verb: 't'}, {verb: 'h'}, {text: "\n"}},
+		`%p %k %v`:    {{verb: 'p'}, {text: " "}, {verb: 'k'}, {text: " "}, {verb: 'v'}, {text: "\n"}},
+		`%%v is %v`:   {{text: "%v is "}, {verb: 'v'}, {text: "\n"}},
+		`a\nb%v`:      {{text: "a\nb"}, {verb: 'v'}},
+		`%S %K\x1e\0`: {{verb: 'S'}, {text: " "}, {verb: 'K'}, {text: "\x1e\x00\n"}},
+		// %R frames binary values: no line break is added.
+		`%R%v`: {{verb: 'R'}, {verb: 'v'}},
 	}
 	for in, want := range good {
 		f, err := parseFormat(in)
@@ -116,7 +117,8 @@ func TestParseFormat(t *testing.T) {
 			t.Errorf("parseFormat(%q) = %+v, %v; want %+v", in, f, err, want)
 		}
 	}
-	for _, in := range []string{`%`, `%x`, `abc%`, `\`, `\q`, `%v\`} {
+	// A format without a verb would print the same text for every record.
+	for _, in := range []string{`%`, `%x`, `abc%`, `\`, `\q`, `%v\`, `%v\x`, `%v\xg1`, "", "plain", "yaml", "real\nnewline", `%%v is literal`} {
 		if _, err := parseFormat(in); err == nil || !strings.Contains(err.Error(), "--format") {
 			t.Errorf("parseFormat(%q): err = %v, want a --format error", in, err)
 		}
