@@ -28,7 +28,16 @@ type GroupPartition struct {
 	HighWatermark int64  `json:"high_watermark"`
 	Lag           int64  `json:"lag"`
 	Member        string `json:"member,omitempty"`
+	// Note says why the committed offset is outside the log (members start such a
+	// partition at their reset policy), or why the log offsets are unknown.
+	Note string `json:"note,omitempty"`
 }
+
+// Notes of GroupPartition.
+const (
+	NoteAheadOfLog     = "ahead of the log (records trimmed, or the topic was created again): members start at their reset policy"
+	NoteBehindLogStart = "behind the log start (records expired or trimmed): members start at their reset policy"
+)
 
 // GroupDescription is a group's state, generation, members and, per partition, its
 // committed offset and lag.
@@ -91,10 +100,17 @@ func (a *Admin) DescribeGroup(ctx context.Context, group string) (GroupDescripti
 	for tp, r := range rows {
 		o, err := a.partitionOffsets(ctx, tp)
 		if err != nil {
-			continue // a deleted topic: its committed offsets stay listed without lag
+			r.Note = "log offsets not read, lag unknown: " + err.Error()
+			continue
 		}
 		r.LogStart, r.HighWatermark = o.LogStart, o.HighWatermark
 		r.Lag = offsets.Lag(o.LogStart, o.HighWatermark, r.Committed)
+		switch {
+		case r.Committed > o.HighWatermark:
+			r.Note = NoteAheadOfLog
+		case r.Committed >= 0 && r.Committed < o.LogStart:
+			r.Note = NoteBehindLogStart
+		}
 	}
 	for _, r := range rows {
 		out.Partitions = append(out.Partitions, *r)

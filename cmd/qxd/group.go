@@ -76,7 +76,10 @@ func (a *app) groupDescribeCommand() *cli.Command {
 			"with the partitions each is assigned; then each partition the group reads or has\n" +
 			"committed: the member reading it, the committed offset (- when none), the\n" +
 			"partition's log start and high watermark, and the lag, the records from the\n" +
-			"committed offset (or the log start) to the high watermark.",
+			"committed offset (or the log start) to the high watermark. A NOTE column says\n" +
+			"why a committed offset is outside the log (ahead of the high watermark: records\n" +
+			"trimmed or the topic created again; behind the log start: records expired);\n" +
+			"members start such a partition at their reset policy.",
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "json", EnvVars: []string{"QXD_JSON"}, Usage: "print one JSON object"},
 		},
@@ -120,13 +123,24 @@ func (a *app) groupDescribe(c *cli.Context) error {
 
 	fmt.Fprintln(a.stdout)
 	tw = newTable(a.stdout)
-	fmt.Fprintln(tw, "TOPIC\tPARTITION\tMEMBER\tCOMMITTED\tLOG-START\tHIGH-WATERMARK\tLAG")
+	// The NOTE column shows only when a partition has one, such as a committed
+	// offset outside the log.
+	notes := slices.ContainsFunc(d.Partitions, func(p qxd.GroupPartition) bool { return p.Note != "" })
+	header := "TOPIC\tPARTITION\tMEMBER\tCOMMITTED\tLOG-START\tHIGH-WATERMARK\tLAG"
+	if notes {
+		header += "\tNOTE"
+	}
+	fmt.Fprintln(tw, header)
 	for _, p := range d.Partitions {
 		committed := "-"
 		if p.Committed >= 0 {
 			committed = fmt.Sprint(p.Committed)
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%d\t%d\t%d\n", p.Topic, p.Partition, dash(p.Member), committed, p.LogStart, p.HighWatermark, p.Lag)
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%d\t%d\t%d", p.Topic, p.Partition, dash(p.Member), committed, p.LogStart, p.HighWatermark, p.Lag)
+		if notes {
+			fmt.Fprintf(tw, "\t%s", dash(p.Note))
+		}
+		fmt.Fprintln(tw)
 	}
 	return tw.Flush()
 }
