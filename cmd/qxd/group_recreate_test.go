@@ -125,6 +125,10 @@ func TestGroupDescribeCommittedAhead(t *testing.T) {
 	if len(d.Partitions) != 1 || d.Partitions[0].Committed != 7 || d.Partitions[0].HighWatermark != 2 || d.Partitions[0].Note == "" {
 		t.Errorf("describe --json: %+v, want t/0 committed 7, high watermark 2, with a note", d.Partitions)
 	}
+	_, err = c.run("", "topic", "consume", "t", "-g", "g", "--reset", "none")
+	if err == nil || !strings.Contains(err.Error(), "committed offset 7 of t/0 is out of range (ahead of the log") {
+		t.Errorf("consume --reset none over a commit ahead of the log: err = %v, want one saying why it is out of range", err)
+	}
 }
 
 // topicID reads a topic's id from its record.
