@@ -236,7 +236,6 @@ func (a *Admin) SeekGroupOffsets(ctx context.Context, group string, s GroupSeek)
 		}
 		partitions := s.Partitions
 		if len(partitions) == 0 {
-			partitions = nil
 			for p := int32(0); p < meta.Config.Partitions; p++ {
 				partitions = append(partitions, p)
 			}
@@ -302,8 +301,8 @@ func seekTopics(group string, s GroupSeek, committed map[TopicPartition]semantic
 			topics = append(topics, tp.Topic)
 		}
 		if len(topics) == 0 {
-			return nil, semantics.Errorf(semantics.ErrGroupIDNotFound,
-				"seek group %q to all its topics: the group has no committed offsets: name the topics instead", group)
+			return nil, semantics.Errorf(semantics.ErrInvalidRequest,
+				"seek group %q over all its topics: the group has no committed offsets: name the topics instead", group)
 		}
 	} else {
 		topics = slices.Clone(s.Topics)
