@@ -53,7 +53,8 @@ type incarnation struct {
 func (i incarnation) gone() bool { return errors.Is(i.err, semantics.ErrUnknownTopic) }
 
 // current reads the current record of each topic of tps; nil without a Topics.
-// A read that fails for another reason than a missing topic is an error.
+// A read that fails for another reason than a missing topic is an error wrapping
+// semantics.ErrCoordinatorNotAvailable.
 func (s *Store) current(ctx context.Context, tps []semantics.TopicPartition) (map[string]incarnation, error) {
 	if s.topics == nil {
 		return nil, nil
@@ -65,7 +66,9 @@ func (s *Store) current(ctx context.Context, tps []semantics.TopicPartition) (ma
 		}
 		meta, err := s.topics.Topic(ctx, tp.Topic)
 		if err != nil && !errors.Is(err, semantics.ErrUnknownTopic) {
-			return nil, fmt.Errorf("read topic %q: %w", tp.Topic, err)
+			// Retriable, as Kafka's clients retry COORDINATOR_NOT_AVAILABLE: the
+			// topics bucket may be between leaders.
+			return nil, semantics.Errorf(semantics.ErrCoordinatorNotAvailable, "read topic %q: %v; retry", tp.Topic, err)
 		}
 		out[tp.Topic] = incarnation{meta: meta, err: err}
 	}
