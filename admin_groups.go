@@ -3,7 +3,9 @@ package qxd
 import (
 	"context"
 	"fmt"
+	"math"
 	"slices"
+	"strings"
 
 	"github.com/qxd-io/qxd/groups"
 	"github.com/qxd-io/qxd/internal/partition"
@@ -28,7 +30,16 @@ type GroupPartition struct {
 	HighWatermark int64  `json:"high_watermark"`
 	Lag           int64  `json:"lag"`
 	Member        string `json:"member,omitempty"`
+	// Note says why the committed offset is outside the log (members start such a
+	// partition at their reset policy), or why the log offsets are unknown.
+	Note string `json:"note,omitempty"`
 }
+
+// Notes of GroupPartition.
+const (
+	NoteAheadOfLog     = "ahead of the log (records trimmed, or the topic was created again): members start at their reset policy"
+	NoteBehindLogStart = "behind the log start (records expired or trimmed): members start at their reset policy"
+)
 
 // GroupDescription is a group's state, generation, members and, per partition, its
 // committed offset and lag.
@@ -91,10 +102,17 @@ func (a *Admin) DescribeGroup(ctx context.Context, group string) (GroupDescripti
 	for tp, r := range rows {
 		o, err := a.partitionOffsets(ctx, tp)
 		if err != nil {
-			continue // a deleted topic: its committed offsets stay listed without lag
+			r.Note = "log offsets not read, lag unknown: " + err.Error()
+			continue
 		}
 		r.LogStart, r.HighWatermark = o.LogStart, o.HighWatermark
 		r.Lag = offsets.Lag(o.LogStart, o.HighWatermark, r.Committed)
+		switch {
+		case r.Committed > o.HighWatermark:
+			r.Note = NoteAheadOfLog
+		case r.Committed >= 0 && r.Committed < o.LogStart:
+			r.Note = NoteBehindLogStart
+		}
 	}
 	for _, r := range rows {
 		out.Partitions = append(out.Partitions, *r)
@@ -137,46 +155,195 @@ func (a *Admin) partitionOffsets(ctx context.Context, tp TopicPartition) (partit
 // group has no active members (semantics.ErrNonEmptyGroup otherwise), as Kafka's
 // kafka-consumer-groups --reset-offsets. It returns the offsets it set.
 func (a *Admin) SeekGroup(ctx context.Context, group, topic string, partitions []int32, to Offset) (map[TopicPartition]int64, error) {
-	if err := semantics.ValidateGroupID(group); err != nil {
-		return nil, err
-	}
-	// Seeking reads the topic's partitions and sets the group's offsets.
-	if err := a.c.authorizeTopic(ctx, semantics.OpGroup, group); err != nil {
-		return nil, err
-	}
-	if err := a.c.authorizeTopic(ctx, semantics.OpConsume, topic); err != nil {
-		return nil, err
-	}
-	meta, err := a.c.topic(ctx, topic)
+	changes, err := a.SeekGroupOffsets(ctx, group, GroupSeek{Topics: []string{topic}, Partitions: partitions, To: to})
 	if err != nil {
 		return nil, err
 	}
-	if len(partitions) == 0 {
-		for p := int32(0); p < meta.Config.Partitions; p++ {
-			partitions = append(partitions, p)
-		}
+	set := make(map[TopicPartition]int64, len(changes))
+	for _, c := range changes {
+		set[TopicPartition{Topic: c.Topic, Partition: c.Partition}] = c.New
+	}
+	return set, nil
+}
+
+// GroupSeek says which of a group's committed offsets SeekGroupOffsets sets, and to
+// what, as kafka-consumer-groups --reset-offsets and rpk group seek.
+type GroupSeek struct {
+	// Topics whose offsets to set, every partition of each (Kafka's --topic).
+	Topics []string
+	// AllTopics sets the offsets of every topic the group has committed offsets on,
+	// instead of Topics (Kafka's --all-topics).
+	AllTopics bool
+	// Partitions limits the seek to these partitions of the one topic in Topics
+	// (nil: all).
+	Partitions []int32
+	// To is the new position of each partition: AtStart, AtEnd, At(offset) (an
+	// offset outside the stored range is an error naming the range) or AtTime (the
+	// first record at or after the time; the high watermark when there is none).
+	// It is ignored when Shift is set.
+	To Offset
+	// Shift moves each committed offset by ShiftBy instead (negative: back), clamped
+	// to the partition's log start and high watermark (Kafka's --shift-by). A
+	// partition without a committed offset is an error.
+	Shift   bool
+	ShiftBy int64
+	// DryRun computes the new offsets and changes nothing (Kafka's --dry-run).
+	DryRun bool
+}
+
+// GroupOffsetChange is one partition's committed offset before and after a seek.
+type GroupOffsetChange struct {
+	Topic     string `json:"topic"`
+	Partition int32  `json:"partition"`
+	Old       int64  `json:"old"` // -1 when the partition had no committed offset
+	New       int64  `json:"new"`
+}
+
+// SeekGroupOffsets sets a group's committed offsets as s says and returns each
+// partition's old and new offset, sorted by topic and partition; with s.DryRun it
+// only computes them. It works only while the group has no active members
+// (semantics.ErrNonEmptyGroup otherwise; a stopped static member stays a member
+// until its session timeout), as Kafka's kafka-consumer-groups --reset-offsets.
+// Every bad input is reported before anything changes.
+func (a *Admin) SeekGroupOffsets(ctx context.Context, group string, s GroupSeek) ([]GroupOffsetChange, error) {
+	if err := semantics.ValidateGroupID(group); err != nil {
+		return nil, err
+	}
+	// Seeking reads the topics' partitions and sets the group's offsets.
+	if err := a.c.authorizeTopic(ctx, semantics.OpGroup, group); err != nil {
+		return nil, err
+	}
+	committed, err := a.c.fetchCommitted(ctx, group, nil)
+	if err != nil {
+		return nil, fmt.Errorf("seek group %q: read its committed offsets: %w", group, err)
+	}
+	topics, err := seekTopics(group, s, committed)
+	if err != nil {
+		return nil, err
 	}
 	cons := a.c.NewConsumer(WithResetPolicy(ResetNone))
 	defer cons.Close()
-	set := map[TopicPartition]int64{}
+	var changes []GroupOffsetChange
+	var noCommit []TopicPartition
 	wire := groupWire{Group: group}
-	for _, p := range partitions {
-		if p < 0 || p >= meta.Config.Partitions {
-			return nil, semantics.Errorf(semantics.ErrUnknownTopic, "topic %q has partitions 0 to %d: partition %d does not exist", topic, meta.Config.Partitions-1, p)
+	for _, topic := range topics {
+		if err := a.c.authorizeTopic(ctx, semantics.OpConsume, topic); err != nil {
+			return nil, err
 		}
-		pc := &partConsumer{tp: TopicPartition{Topic: topic, Partition: p}, meta: meta,
-			reader: partition.NewReader(a.c.nc, topic, p, false)}
-		off, _, err := cons.resolve(ctx, pc, to)
+		meta, err := a.c.topic(ctx, topic)
 		if err != nil {
-			return nil, fmt.Errorf("seek group %q: %w", group, err)
+			return nil, err
 		}
-		set[pc.tp] = off
-		wire.Offsets = append(wire.Offsets, semantics.OffsetEntry{Topic: topic, Partition: p, Offset: off})
+		partitions := s.Partitions
+		if len(partitions) == 0 {
+			for p := int32(0); p < meta.Config.Partitions; p++ {
+				partitions = append(partitions, p)
+			}
+		}
+		for _, p := range partitions {
+			if p < 0 || p >= meta.Config.Partitions {
+				return nil, semantics.Errorf(semantics.ErrUnknownTopic, "topic %q has partitions 0 to %d: partition %d does not exist", topic, meta.Config.Partitions-1, p)
+			}
+			tp := TopicPartition{Topic: topic, Partition: p}
+			old := int64(-1)
+			if e, ok := committed[tp]; ok {
+				old = e.Offset
+			}
+			pc := &partConsumer{tp: tp, meta: meta, reader: partition.NewReader(a.c.nc, topic, p, false)}
+			var off int64
+			switch {
+			case s.Shift && old < 0:
+				noCommit = append(noCommit, tp)
+				continue
+			case s.Shift:
+				o, err := pc.reader.ReadOffsets(ctx, func(ctx context.Context) (int64, error) { return a.c.checkpointNext(ctx, meta, p) })
+				if err != nil {
+					return nil, fmt.Errorf("seek group %q: read the offsets of %s: %w", group, tp, err)
+				}
+				off = min(max(shifted(old, s.ShiftBy), o.LogStart), o.HighWatermark)
+			default:
+				if off, _, err = cons.resolve(ctx, pc, s.To); err != nil {
+					return nil, fmt.Errorf("seek group %q: %w", group, err)
+				}
+			}
+			changes = append(changes, GroupOffsetChange{Topic: topic, Partition: p, Old: old, New: off})
+			wire.Offsets = append(wire.Offsets, semantics.OffsetEntry{Topic: topic, Partition: p, Offset: off, TopicID: meta.ID})
+		}
 	}
-	if _, err := a.c.groupRequestRetry(ctx, semantics.GroupReset, wire, a.c.cfg.reqTimeout); err != nil {
-		return nil, err // the coordinator's text names the group
+	if len(noCommit) > 0 {
+		return nil, semantics.Errorf(semantics.ErrInvalidRequest,
+			"seek group %q: shift by %d: %s %s no committed offset to shift: set %s with --to first (e.g. start)",
+			group, s.ShiftBy, formatTPs(noCommit), hasHave(len(noCommit)), itThem(len(noCommit)))
 	}
-	return set, nil
+	if !s.DryRun {
+		if _, err := a.c.groupRequestRetry(ctx, semantics.GroupReset, wire, a.c.cfg.reqTimeout); err != nil {
+			return nil, err // the coordinator's text names the group
+		}
+	}
+	return changes, nil
+}
+
+// seekTopics checks which topics s names and returns them sorted.
+func seekTopics(group string, s GroupSeek, committed map[TopicPartition]semantics.OffsetEntry) ([]string, error) {
+	switch {
+	case s.AllTopics && len(s.Topics) > 0:
+		return nil, semantics.Errorf(semantics.ErrInvalidRequest, "seek group %q: give topics or all topics, not both", group)
+	case s.AllTopics && len(s.Partitions) > 0:
+		return nil, semantics.Errorf(semantics.ErrInvalidRequest, "seek group %q: partitions apply to one topic, not to all topics: name the topic", group)
+	case !s.AllTopics && len(s.Topics) == 0:
+		return nil, semantics.Errorf(semantics.ErrInvalidRequest, "seek group %q: no topic: name the topics whose offsets to set, or all topics", group)
+	case len(s.Topics) > 1 && len(s.Partitions) > 0:
+		return nil, semantics.Errorf(semantics.ErrInvalidRequest, "seek group %q: partitions apply to one topic, and %d are named: seek each topic on its own", group, len(s.Topics))
+	}
+	var topics []string
+	if s.AllTopics {
+		for tp := range committed {
+			topics = append(topics, tp.Topic)
+		}
+		if len(topics) == 0 {
+			return nil, semantics.Errorf(semantics.ErrInvalidRequest,
+				"seek group %q over all its topics: the group has no committed offsets: name the topics instead", group)
+		}
+	} else {
+		topics = slices.Clone(s.Topics)
+		for _, t := range topics {
+			if err := semantics.ValidateTopicName(t); err != nil {
+				return nil, fmt.Errorf("seek group %q: %w", group, err)
+			}
+		}
+	}
+	slices.Sort(topics)
+	return slices.Compact(topics), nil
+}
+
+// shifted is off+n, saturating instead of overflowing.
+func shifted(off, n int64) int64 {
+	if n > 0 && off > math.MaxInt64-n {
+		return math.MaxInt64
+	}
+	return max(off+n, 0)
+}
+
+func formatTPs(tps []TopicPartition) string {
+	parts := make([]string, len(tps))
+	for i, tp := range tps {
+		parts[i] = tp.String()
+	}
+	return strings.Join(parts, ", ")
+}
+
+func hasHave(n int) string {
+	if n == 1 {
+		return "has"
+	}
+	return "have"
+}
+
+func itThem(n int) string {
+	if n == 1 {
+		return "it"
+	}
+	return "them"
 }
 
 // DeleteGroup deletes a group without active members and its committed offsets.

@@ -515,14 +515,12 @@ func (m *member) commit(ctx context.Context, o map[TopicPartition]int64) error {
 		return semantics.Errorf(semantics.ErrCoordinatorNotAvailable, "group %q: cut off from the coordinator (test)", m.cfg.id)
 	}
 	c.mu.Lock()
-	req := commitWire{Group: m.cfg.id, MemberID: m.memberID, InstanceID: m.cfg.instanceID, Generation: m.generation}
+	req := commitWire{Group: m.cfg.id, MemberID: m.memberID, InstanceID: m.cfg.instanceID, Generation: m.generation,
+		Offsets: c.offsetEntriesLocked(o)}
 	stable := m.stable
 	c.mu.Unlock()
 	if !stable {
 		return semantics.Errorf(semantics.ErrRebalanceInProgress, "group %q: no assignment right now; commit after the next one", m.cfg.id)
-	}
-	for tp, off := range o {
-		req.Offsets = append(req.Offsets, semantics.OffsetEntry{Topic: tp.Topic, Partition: tp.Partition, Offset: off})
 	}
 	if _, err := c.c.groupRequestRetry(ctx, semantics.GroupCommit, req, c.c.cfg.reqTimeout); err != nil {
 		return fmt.Errorf("commit group %q: %w", m.cfg.id, err)
@@ -610,12 +608,26 @@ func (c *Consumer) commitStandalone(ctx context.Context, o map[TopicPartition]in
 	if c.cfg.group.id == "" {
 		return ErrNotInGroup
 	}
-	req := commitWire{Group: c.cfg.group.id, Generation: -1}
-	for tp, off := range o {
-		req.Offsets = append(req.Offsets, semantics.OffsetEntry{Topic: tp.Topic, Partition: tp.Partition, Offset: off})
-	}
+	c.mu.Lock()
+	req := commitWire{Group: c.cfg.group.id, Generation: -1, Offsets: c.offsetEntriesLocked(o)}
+	c.mu.Unlock()
 	_, err := c.c.groupRequestRetry(ctx, semantics.GroupCommit, req, c.c.cfg.reqTimeout)
 	return err
+}
+
+// offsetEntriesLocked puts offsets in their wire form, each with the id of the topic
+// its partition is read from, if it is: the coordinator refuses a commit of a topic
+// that was deleted and created again since.
+func (c *Consumer) offsetEntriesLocked(o map[TopicPartition]int64) []semantics.OffsetEntry {
+	out := make([]semantics.OffsetEntry, 0, len(o))
+	for tp, off := range o {
+		e := semantics.OffsetEntry{Topic: tp.Topic, Partition: tp.Partition, Offset: off}
+		if pc, ok := c.parts[tp]; ok {
+			e.TopicID = pc.meta.ID
+		}
+		out = append(out, e)
+	}
+	return out
 }
 
 // Generation returns the member's group generation and member id (0 and "" before the

@@ -988,7 +988,8 @@ func (c *Coordinator) DescribeGroup(ctx context.Context, id string) (GroupDescri
 		Protocol: g.protocol, Leader: g.leader, Members: []MemberDescription{}}
 	for _, mid := range g.sortedMemberIDs() {
 		m := g.members[mid]
-		md := MemberDescription{MemberID: m.MemberID, InstanceID: m.InstanceID, ClientID: m.ClientID, Partitions: []semantics.TopicPartition{}}
+		md := MemberDescription{MemberID: m.MemberID, InstanceID: m.InstanceID, ClientID: m.ClientID,
+			Partitions: []semantics.TopicPartition{}, SessionTimeout: m.SessionTimeout}
 		if a, err := DecodeAssignment(m.Assignment); err == nil && a.Partitions != nil {
 			md.Partitions = a.Partitions
 		}

@@ -100,6 +100,9 @@ type MemberDescription struct {
 	InstanceID string                     `json:"instance_id,omitempty"`
 	ClientID   string                     `json:"client_id,omitempty"`
 	Partitions []semantics.TopicPartition `json:"partitions"`
+	// SessionTimeout is how long the member stays in the group without a
+	// heartbeat; a static member that stopped stays that long.
+	SessionTimeout time.Duration `json:"session_timeout"`
 }
 
 // GroupDescription is Kafka's DescribeGroups for one group.

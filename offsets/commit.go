@@ -87,8 +87,9 @@ func (e *WriteError) failed() []semantics.TopicPartition {
 // negative partitions or offsets and metadata over MaxMetadataLen are refused with
 // semantics.ErrInvalidRequest before anything is written.
 //
-// A compare-and-set conflict with a concurrent writer is retried by re-reading the
-// key. Partitions are written independently: if some fail, the error is a *WriteError
+// A Store WithTopics also checks each partition's topic (see WithTopics) and stores
+// its topic id. A compare-and-set conflict with a concurrent writer is retried by
+// re-reading the key. Partitions are written independently: if some fail, the error is a *WriteError
 // saying which were written.
 func (s *Store) Commit(ctx context.Context, group string, gen int32, member string, offsets map[semantics.TopicPartition]Commit) error {
 	if err := semantics.ValidateGroupID(group); err != nil {
@@ -107,20 +108,34 @@ func (s *Store) Commit(ctx context.Context, group string, gen int32, member stri
 				"offsets: commit group %q partition %s: metadata is %d bytes long: the limit is %d", group, tp, len(c.Metadata), MaxMetadataLen)
 		}
 	}
+	tps := sortedKeys(offsets)
+	cur, err := s.current(ctx, tps)
+	if err != nil {
+		return fmt.Errorf("offsets: commit group %q: %w", group, err)
+	}
 	now := time.Now().UTC()
-	return s.write(ctx, "commit", group, sortedKeys(offsets), func(ctx context.Context, tp semantics.TopicPartition) error {
+	return s.write(ctx, "commit", group, tps, func(ctx context.Context, tp semantics.TopicPartition) error {
 		c := offsets[tp]
-		v := Committed{Offset: c.Offset, Metadata: c.Metadata, Generation: gen, Member: member, Time: now}
+		v := Committed{Offset: c.Offset, Metadata: c.Metadata, Generation: gen, Member: member, Time: now, TopicID: c.TopicID}
+		var isStale func(Committed) bool
+		if cur != nil {
+			inc := cur[tp.Topic]
+			if err := checkWritable(tp, c.TopicID, inc); err != nil {
+				return err
+			}
+			v.TopicID = inc.meta.ID
+			isStale = func(old Committed) bool { return stale(old, inc) }
+		}
 		key := semantics.OffsetKey(group, tp.Topic, tp.Partition)
 		if gen == NoGeneration {
 			return s.put(ctx, key, v)
 		}
-		return s.compareAndSet(ctx, key, tp, v)
+		return s.compareAndSet(ctx, key, tp, v, isStale)
 	})
 }
 
-// Reset sets offsets as an administrator (Generation -1, Member ""), unconditionally.
-// Negative offsets are refused with semantics.ErrInvalidRequest before anything is
+// Reset sets offsets as an administrator (Generation -1, Member ""), unconditionally;
+// a Store WithTopics checks the topics as Commit does. Negative offsets are refused with semantics.ErrInvalidRequest before anything is
 // written; if some partitions fail, the error is a *WriteError.
 func (s *Store) Reset(ctx context.Context, group string, offsets map[semantics.TopicPartition]int64) error {
 	if err := semantics.ValidateGroupID(group); err != nil {
@@ -131,9 +146,21 @@ func (s *Store) Reset(ctx context.Context, group string, offsets map[semantics.T
 			return fmt.Errorf("offsets: reset group %q: %w", group, err)
 		}
 	}
+	tps := sortedKeys(offsets)
+	cur, err := s.current(ctx, tps)
+	if err != nil {
+		return fmt.Errorf("offsets: reset group %q: %w", group, err)
+	}
 	now := time.Now().UTC()
-	return s.write(ctx, "reset", group, sortedKeys(offsets), func(ctx context.Context, tp semantics.TopicPartition) error {
+	return s.write(ctx, "reset", group, tps, func(ctx context.Context, tp semantics.TopicPartition) error {
 		v := Committed{Offset: offsets[tp], Generation: NoGeneration, Time: now}
+		if cur != nil {
+			inc := cur[tp.Topic]
+			if err := checkWritable(tp, "", inc); err != nil {
+				return err
+			}
+			v.TopicID = inc.meta.ID
+		}
 		return s.put(ctx, semantics.OffsetKey(group, tp.Topic, tp.Partition), v)
 	})
 }
@@ -163,8 +190,10 @@ func (s *Store) write(ctx context.Context, op, group string, tps []semantics.Top
 	return werr
 }
 
-// compareAndSet stores v at key unless the stored commit has a newer generation.
-func (s *Store) compareAndSet(ctx context.Context, key string, tp semantics.TopicPartition, v Committed) error {
+// compareAndSet stores v at key unless the stored commit has a newer generation. A
+// stored commit that isStale says is of an earlier incarnation of the topic is
+// overwritten whatever its generation.
+func (s *Store) compareAndSet(ctx context.Context, key string, tp semantics.TopicPartition, v Committed, isStale func(Committed) bool) error {
 	b, err := json.Marshal(v)
 	if err != nil {
 		return err
@@ -177,7 +206,7 @@ func (s *Store) compareAndSet(ctx context.Context, key string, tp semantics.Topi
 		if old == nil {
 			_, err = s.kv.Create(ctx, key, b)
 		} else {
-			if old.Generation > v.Generation {
+			if old.Generation > v.Generation && (isStale == nil || !isStale(*old)) {
 				return semantics.Errorf(semantics.ErrIllegalGeneration,
 					"commit of generation %d to %s refused: the stored commit is from the newer generation %d (member %q): rejoin the group",
 					v.Generation, tp, old.Generation, old.Member)

@@ -20,6 +20,9 @@ import (
 type Commit struct {
 	Offset   int64
 	Metadata string
+	// TopicID is the id of the topic the committer read (optional): a Store
+	// WithTopics refuses the commit when the topic now has another id.
+	TopicID string
 }
 
 // Committed is a stored commit with who made it.
@@ -29,7 +32,10 @@ type Committed struct {
 	Generation int32     `json:"generation"` // group generation of the commit; -1 for an admin reset
 	Member     string    `json:"member,omitempty"`
 	Time       time.Time `json:"time"`
-	Revision   uint64    `json:"-"` // KV revision it was read at
+	// TopicID is the id of the topic incarnation the offset belongs to; empty for
+	// commits stored before qxd stored topic ids, or by a Store without Topics.
+	TopicID  string `json:"topic_id,omitempty"`
+	Revision uint64 `json:"-"` // KV revision it was read at
 }
 
 // MaxMetadataLen is the longest commit metadata string accepted, Kafka's default
@@ -54,6 +60,8 @@ type Store struct {
 	// purgeTTL is the TTL given to purge markers; 0 when the bucket was not opened by
 	// Open and may not allow per-message TTLs.
 	purgeTTL time.Duration
+	// topics, when set, fences commits by topic incarnation (WithTopics).
+	topics Topics
 }
 
 // Open opens the offsets bucket (semantics.OffsetsBucket), creating it when missing:
@@ -93,7 +101,7 @@ func Open(ctx context.Context, js jetstream.JetStream, replicas int) (*Store, er
 func New(kv jetstream.KeyValue) *Store { return &Store{kv: kv} }
 
 // Fetch returns the commits of the given partitions; partitions without a commit are
-// absent.
+// absent (with WithTopics, so are commits of an earlier incarnation of a topic).
 func (s *Store) Fetch(ctx context.Context, group string, tps []semantics.TopicPartition) (map[semantics.TopicPartition]Committed, error) {
 	if err := semantics.ValidateGroupID(group); err != nil {
 		return nil, fmt.Errorf("offsets: fetch: %w", err)
@@ -117,10 +125,14 @@ func (s *Store) Fetch(ctx context.Context, group string, tps []semantics.TopicPa
 			out[tp] = *found[i]
 		}
 	}
+	if err := s.dropStale(ctx, group, out); err != nil {
+		return nil, fmt.Errorf("offsets: fetch group %q: %w", group, err)
+	}
 	return out, nil
 }
 
 // List returns every commit of group; a group without commits gives an empty map.
+// With WithTopics, commits of an earlier incarnation of a topic are left out.
 func (s *Store) List(ctx context.Context, group string) (map[semantics.TopicPartition]Committed, error) {
 	if err := semantics.ValidateGroupID(group); err != nil {
 		return nil, fmt.Errorf("offsets: list: %w", err)
@@ -141,6 +153,9 @@ func (s *Store) List(ctx context.Context, group string) (map[semantics.TopicPart
 		out[semantics.TopicPartition{Topic: topic, Partition: p}] = c
 		return nil
 	})
+	if err == nil {
+		err = s.dropStale(ctx, group, out)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("offsets: list group %q: %w", group, err)
 	}

@@ -205,4 +205,8 @@ type OffsetEntry struct {
 	Generation int32     `json:"generation,omitempty"`
 	Member     string    `json:"member,omitempty"`
 	Time       time.Time `json:"time,omitzero"`
+	// TopicID is the id of the topic incarnation: in a commit, the one the member
+	// read (the commit is refused if the topic was created again since); in a fetch,
+	// the one the offset was committed for.
+	TopicID string `json:"topic_id,omitempty"`
 }

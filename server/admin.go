@@ -270,6 +270,12 @@ func (a *admin) deleteTopic(ctx context.Context, name string) (semantics.TopicMe
 		}
 		_ = a.meta.parts.Purge(ctx, semantics.CheckpointKey(t.ID, p))
 	}
+	// Groups' committed offsets go with the topic, as in Kafka. Those left behind
+	// (this fails, or a member commits meanwhile) name this topic's id, so the
+	// offsets store ignores them once the topic is gone or created again.
+	if _, err := a.n.groups.offsets.DeleteTopicOffsets(ctx, name); err != nil {
+		a.n.log.Warn("committed offsets of a deleted topic not removed; they are ignored", "topic", name, "err", err)
+	}
 	if err := a.meta.topics.Purge(ctx, semantics.TopicKey(name)); err != nil {
 		return t, fmt.Errorf("delete topic %q: remove its record: %w (retry the delete to finish)", name, err)
 	}

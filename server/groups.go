@@ -60,7 +60,15 @@ func (s *groupService) run() {
 	}()
 }
 
-func newGroupService(ctx context.Context, n *Node, replicas int) (*groupService, error) {
+// topicRecords gives the offsets store the current topic records, so that commits
+// are tied to one incarnation of their topic.
+type topicRecords struct{ meta *metadata }
+
+func (t topicRecords) Topic(ctx context.Context, name string) (semantics.TopicMeta, error) {
+	return t.meta.getTopic(ctx, name)
+}
+
+func newGroupService(ctx context.Context, n *Node, meta *metadata, replicas int) (*groupService, error) {
 	kv, err := openBucket(ctx, n.js, jetstream.KeyValueConfig{
 		Bucket: semantics.GroupsBucket, Description: "qxd consumer group states", History: 1,
 		Storage: jetstream.FileStorage, Replicas: replicas,
@@ -72,7 +80,8 @@ func newGroupService(ctx context.Context, n *Node, replicas int) (*groupService,
 	if err != nil {
 		return nil, fmt.Errorf("open offsets bucket: %w", err)
 	}
-	return &groupService{n: n, states: groups.NewKVStateStore(kv), offsets: offs, stream: "KV_" + semantics.GroupsBucket}, nil
+	return &groupService{n: n, states: groups.NewKVStateStore(kv), offsets: offs.WithTopics(topicRecords{meta}),
+		stream: "KV_" + semantics.GroupsBucket}, nil
 }
 
 // reconcile starts or stops coordinating to match leadership of the groups bucket.
@@ -254,7 +263,7 @@ func (s *groupService) handle(ctx context.Context, coord *groups.Coordinator, m 
 		}
 		o := make(map[semantics.TopicPartition]offsets.Commit, len(req.Offsets))
 		for _, e := range req.Offsets {
-			o[semantics.TopicPartition{Topic: e.Topic, Partition: e.Partition}] = offsets.Commit{Offset: e.Offset, Metadata: e.Metadata}
+			o[semantics.TopicPartition{Topic: e.Topic, Partition: e.Partition}] = offsets.Commit{Offset: e.Offset, Metadata: e.Metadata, TopicID: e.TopicID}
 		}
 		return coord.CommitOffsets(ctx, groups.CommitRequest{Group: req.Group, MemberID: req.MemberID,
 			InstanceID: req.InstanceID, Generation: req.Generation, Offsets: o})
@@ -308,7 +317,7 @@ func offsetEntries(m map[semantics.TopicPartition]offsets.Committed) []semantics
 	out := make([]semantics.OffsetEntry, 0, len(m))
 	for tp, c := range m {
 		out = append(out, semantics.OffsetEntry{Topic: tp.Topic, Partition: tp.Partition, Offset: c.Offset,
-			Metadata: c.Metadata, Generation: c.Generation, Member: c.Member, Time: c.Time})
+			Metadata: c.Metadata, Generation: c.Generation, Member: c.Member, Time: c.Time, TopicID: c.TopicID})
 	}
 	return out
 }

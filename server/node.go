@@ -273,7 +273,7 @@ func (n *Node) startServices(ctx context.Context) error {
 		var err error
 		meta, err = openMetadata(actx, n.js, replicas)
 		if err == nil {
-			n.groups, err = newGroupService(actx, n, replicas)
+			n.groups, err = newGroupService(actx, n, meta, replicas)
 		}
 		if err == nil {
 			n.bridges, err = newBridgeService(actx, n, replicas)

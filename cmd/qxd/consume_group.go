@@ -160,8 +160,12 @@ func checkCommitted(ctx context.Context, admin *qxd.Admin, group, topic string) 
 		case !ok:
 			missing = append(missing, p)
 		case r.Committed < r.LogStart || r.Committed > r.HighWatermark:
-			return fmt.Errorf("consume %q with group %s and --reset none: the committed offset %d of %s is out of range: stored offsets are %d to %d (high watermark %d); move it with 'qxd group seek %s --topic %s --partition %d --to start', or use --reset earliest or latest",
-				topic, group, r.Committed, semantics.PartitionString(topic, p), r.LogStart, r.HighWatermark-1, r.HighWatermark, group, topic, p)
+			why := "behind the log start: records expired or were trimmed"
+			if r.Committed > r.HighWatermark {
+				why = "ahead of the log: records were trimmed, or the topic was created again"
+			}
+			return fmt.Errorf("consume %q with group %s and --reset none: the committed offset %d of %s is out of range (%s): stored offsets are %d to %d (high watermark %d); move it with 'qxd group seek %s --topic %s --partition %d --to start', or use --reset earliest or latest",
+				topic, group, r.Committed, semantics.PartitionString(topic, p), why, r.LogStart, r.HighWatermark-1, r.HighWatermark, group, topic, p)
 		}
 	}
 	if len(missing) > 0 {

@@ -278,7 +278,8 @@ func TestGroupSeek(t *testing.T) {
 	checkOnce(t, c.must("", "topic", "consume", "s", "-g", "g", "-e", "-f", consumeFmt), 0, 600)
 
 	// One partition to offset 5: its records from there.
-	if got, want := c.must("", "group", "seek", "g", "--topic", "s", "--to", "5", "--partition", "0"), "TOPIC  PARTITION  NEW-OFFSET\ns      0          5\n"; got != want {
+	if got, want := c.must("", "group", "seek", "g", "--topic", "s", "--to", "5", "--partition", "0"),
+		seekTable([]string{"s", "0", fmt.Sprint(before.Partitions[0].HighWatermark), "5"}); got != want {
 		t.Errorf("seek --to 5 --partition 0 printed %q, want %q", got, want)
 	}
 	out := c.must("", "topic", "consume", "s", "-g", "g", "-e", "-f", consumeFmt)
@@ -292,17 +293,18 @@ func TestGroupSeek(t *testing.T) {
 	time.Sleep(5 * time.Millisecond)
 	c.must(keyedRecords(600, 60), "topic", "produce", "s", "--key-delim", ":")
 	got := c.must("", "group", "seek", "g", "--topic", "s", "--to", "@"+strconv.FormatInt(mark, 10))
-	var want strings.Builder
-	want.WriteString("TOPIC  PARTITION  NEW-OFFSET\n")
+	var rows [][]string
 	for _, p := range before.Partitions {
-		fmt.Fprintf(&want, "s      %d          %d\n", p.Partition, p.HighWatermark)
+		hw := fmt.Sprint(p.HighWatermark)
+		rows = append(rows, []string{"s", fmt.Sprint(p.Partition), hw, hw})
 	}
-	if got != want.String() {
-		t.Errorf("seek --to @%d printed\n%s\nwant the high watermarks before the new records:\n%s", mark, got, want.String())
+	if want := seekTable(rows...); got != want {
+		t.Errorf("seek --to @%d printed\n%s\nwant the high watermarks before the new records:\n%s", mark, got, want)
 	}
 	checkOnce(t, c.must("", "topic", "consume", "s", "-g", "g", "-e", "-f", consumeFmt), 600, 660)
 
-	// While a member is active, seek and delete are refused.
+	// While a member is active, seek and delete wait for its session timeout, then
+	// are refused.
 	m := startMember(t, c, "s", "-g", "g", "--session-timeout", "2s")
 	waitFor(t, "the member to join", func() (bool, string) {
 		d := describeGroup(t, c, "g")
@@ -311,7 +313,8 @@ func TestGroupSeek(t *testing.T) {
 	golden(t, "group_describe_stable", maskMembers(c.must("", "group", "describe", "g"), describeGroup(t, c, "g")))
 	for _, op := range [][]string{{"group", "seek", "g", "--topic", "s", "--to", "start"}, {"group", "delete", "g"}} {
 		_, err := c.run("", op...)
-		if err == nil || !strings.Contains(err.Error(), `group "g": it has 1 active member: stop them first`) {
+		if err == nil || !strings.Contains(err.Error(), `group "g": it still has 1 member after `) ||
+			!strings.Contains(err.Error(), "session timeout 2s") || !strings.Contains(err.Error(), "stop them first") {
 			t.Errorf("%s with an active member: err = %v, want one saying to stop the member first", op[1], err)
 		}
 	}
@@ -364,6 +367,14 @@ func TestGroupErrors(t *testing.T) {
 		{"seek unknown topic", []string{"group", "seek", "g", "--topic", "nosuch", "--to", "start"}, []string{`"nosuch"`}},
 		{"seek unknown partition", []string{"group", "seek", "g", "--topic", "t", "--to", "start", "-p", "7"}, []string{"partition 7", "0 to 1"}},
 		{"seek out of range", []string{"group", "seek", "g", "--topic", "t", "--to", "3", "-p", "1"}, []string{"offset 3 is out of range", "0 to 1"}},
+		{"seek to and shift", []string{"group", "seek", "g", "--topic", "t", "--to", "start", "--shift-by", "1"}, []string{"--to", "--shift-by", "together"}},
+		{"seek topic and all topics", []string{"group", "seek", "g", "--topic", "t", "--all-topics", "--to", "start"}, []string{"--topic", "--all-topics"}},
+		{"seek partition of all topics", []string{"group", "seek", "g", "--all-topics", "-p", "0", "--to", "start"}, []string{"--partition", "one --topic"}},
+		{"seek partition of two topics", []string{"group", "seek", "g", "--topic", "t,u", "-p", "0", "--to", "start"}, []string{"--partition", "one --topic"}},
+		{"seek bad date-time", []string{"group", "seek", "g", "--topic", "t", "--to", "2026-02-30T10:00:00Z"}, []string{`"2026-02-30T10:00:00Z"`, "RFC 3339"}},
+		{"seek duration without minus", []string{"group", "seek", "g", "--topic", "t", "--to", "1h"}, []string{`"1h"`, "-1h"}},
+		{"seek all topics without commits", []string{"group", "seek", "nocommits", "--all-topics", "--to", "start"}, []string{`"nocommits"`, "no committed offsets"}},
+		{"shift without commits", []string{"group", "seek", "nocommits", "--topic", "t", "--shift-by", "-1"}, []string{"t/0, t/1 have no committed offset", "--to"}},
 		{"list with argument", []string{"group", "list", "g"}, []string{"group describe"}},
 		{"describe without group", []string{"group", "describe"}, []string{"GROUP"}},
 		{"unknown group command", []string{"group", "frobnicate"}, []string{`"frobnicate"`}},
@@ -406,13 +417,26 @@ func TestGroupEnv(t *testing.T) {
 	t.Setenv("QXD_TOPIC", "env")
 	t.Setenv("QXD_TO", "1")
 	t.Setenv("QXD_PARTITION", "1")
-	if got, want := c.must("", "group", "seek", "from-env"), "TOPIC  PARTITION  NEW-OFFSET\nenv    1          1\n"; got != want {
+	if got, want := c.must("", "group", "seek", "from-env"), seekTable([]string{"env", "1", "3", "1"}); got != want {
 		t.Errorf("seek from the environment printed %q, want %q", got, want)
 	}
 	os.Unsetenv("QXD_PARTITION") // t.Setenv restores it
 	if got := c.must("", "topic", "consume", "env"); got != "b\nc\n" {
 		t.Errorf("consume after the seek: %q", got)
 	}
+}
+
+// seekTable is the table group seek prints for rows of topic, partition, old and
+// new offset.
+func seekTable(rows ...[]string) string {
+	var b strings.Builder
+	tw := newTable(&b)
+	fmt.Fprintln(tw, "TOPIC\tPARTITION\tOLD-OFFSET\tNEW-OFFSET")
+	for _, r := range rows {
+		fmt.Fprintln(tw, strings.Join(r, "\t"))
+	}
+	tw.Flush()
+	return b.String()
 }
 
 // maskMembers replaces the member ids of d in s with member-1, member-2… (in d's

@@ -1,0 +1,80 @@
+package qxd_test
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/qxd-io/qxd"
+	"github.com/qxd-io/qxd/internal/qxdtest"
+	"github.com/qxd-io/qxd/semantics"
+)
+
+// TestCommitOfRecreatedTopicRefused: a consumer still holding records of a topic
+// that was deleted and created again cannot commit them to the new topic.
+func TestCommitOfRecreatedTopicRefused(t *testing.T) {
+	t.Parallel()
+	n := qxdtest.StartNode(t)
+	c := qxdtest.Connect(t, n)
+	ctx := qxdtest.Context(t, 60*time.Second)
+	qxdtest.CreateTopic(t, c, "re", qxd.TopicConfig{Partitions: 1})
+	p, err := c.NewProducer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close(ctx)
+	if err := p.ProduceSync(ctx, &qxd.Record{Topic: "re", Value: []byte("a")}, &qxd.Record{Topic: "re", Value: []byte("b")}); err != nil {
+		t.Fatal(err)
+	}
+	cons := c.NewConsumer(qxd.Group("g"))
+	defer cons.Close()
+	if err := cons.Assign(ctx, qxd.Assignment{Topic: "re", Partition: 0, Offset: qxd.AtStart()}); err != nil {
+		t.Fatal(err)
+	}
+	for got := 0; got < 2; {
+		rs, err := cons.Poll(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got += len(rs)
+	}
+
+	admin := c.Admin()
+	if err := admin.DeleteTopic(ctx, "re"); err != nil {
+		t.Fatal(err)
+	}
+	qxdtest.CreateTopic(t, c, "re", qxd.TopicConfig{Partitions: 1})
+	err = cons.Commit(ctx)
+	if !errors.Is(err, semantics.ErrUnknownTopic) || !strings.Contains(err.Error(), "created again") {
+		t.Errorf("commit of the old topic's records: err = %v, want UNKNOWN_TOPIC_OR_PARTITION saying the topic was created again", err)
+	}
+	if d, err := admin.DescribeGroup(ctx, "g"); err == nil && len(d.Partitions) > 0 {
+		t.Errorf("the refused commit was stored: %+v", d.Partitions)
+	}
+}
+
+// TestSeekGroupOffsetsDryRun: a dry run returns the change and makes none.
+func TestSeekGroupOffsetsDryRun(t *testing.T) {
+	t.Parallel()
+	n := qxdtest.StartNode(t)
+	c := qxdtest.Connect(t, n)
+	ctx := qxdtest.Context(t, 60*time.Second)
+	qxdtest.CreateTopic(t, c, "dry", qxd.TopicConfig{Partitions: 2})
+	admin := c.Admin()
+	if _, err := admin.SeekGroupOffsets(ctx, "g", qxd.GroupSeek{Topics: []string{"dry"}, To: qxd.AtEnd(), DryRun: true}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := admin.DescribeGroup(ctx, "g"); !errors.Is(err, semantics.ErrGroupIDNotFound) {
+		t.Errorf("after a dry run the group exists: err = %v", err)
+	}
+	want := []qxd.GroupOffsetChange{{Topic: "dry", Partition: 0, Old: -1, New: 0}, {Topic: "dry", Partition: 1, Old: -1, New: 0}}
+	got, err := admin.SeekGroupOffsets(ctx, "g", qxd.GroupSeek{Topics: []string{"dry"}, To: qxd.AtStart()})
+	if err != nil || len(got) != 2 || got[0] != want[0] || got[1] != want[1] {
+		t.Errorf("seek: %+v, %v; want %+v", got, err, want)
+	}
+	got, err = admin.SeekGroupOffsets(ctx, "g", qxd.GroupSeek{AllTopics: true, Shift: true, ShiftBy: 5, DryRun: true})
+	if err != nil || len(got) != 2 || got[0].Old != 0 || got[0].New != 0 {
+		t.Errorf("dry shift of an empty topic: %+v, %v; want 0 → 0 (clamped)", got, err)
+	}
+}
