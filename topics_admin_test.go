@@ -394,5 +394,31 @@ func TestMetadata(t *testing.T) {
 				t.Errorf("describe partition %d: leader %s, in sync %v", p.Partition, p.Leader, p.InSync)
 			}
 		}
+
+		// A node stops: it is down, without an address, and out of every ISR.
+		down := nodes[2].NATSServer().Name()
+		cctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+		err = nodes[2].Close(cctx)
+		cancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+		deadline = time.Now().Add(30 * time.Second)
+		for {
+			md, err = c.Admin().Metadata(ctx)
+			if err == nil && len(md.Brokers) == 3 && md.Brokers[2].Name == down && !md.Brokers[2].Up &&
+				!slices.ContainsFunc(md.Topics[0].Partitions, func(p semantics.PartitionMetadata) bool {
+					return p.Leader == "" || p.Leader == down || len(p.InSync) != 2 || slices.Contains(p.InSync, down) || len(p.Replicas) != 3
+				}) {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("metadata 30s after %s stopped: %+v, %v", down, md, err)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+		if md.Brokers[2].Addr != "" {
+			t.Errorf("stopped node %s has the address %q", down, md.Brokers[2].Addr)
+		}
 	})
 }
