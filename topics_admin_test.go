@@ -422,3 +422,33 @@ func TestMetadata(t *testing.T) {
 		}
 	})
 }
+
+// TestTopicAdminRights: altering and trimming need admin rights on the topic, and
+// are refused with an error that says which; the metadata view is open to everyone,
+// as the topic list is.
+func TestTopicAdminRights(t *testing.T) {
+	t.Parallel()
+	node := qxdtest.StartNodeWith(t, securedConfig(t))
+	super := connectAs(t, node.ClientURL(), "super")
+	qxdtest.CreateTopic(t, super, "orders", qxd.TopicConfig{})
+	ctx := qxdtest.Context(t, 30*time.Second)
+	prod := connectAs(t, node.ClientURL(), "producer")
+	_, err := prod.Admin().AlterTopicConfig(ctx, "orders", map[string]string{"retention": "1h"})
+	if !errors.Is(err, semantics.ErrTopicAuthorizationFailed) || !strings.Contains(err.Error(), `not authorized to alter the config of topic "orders"`) {
+		t.Errorf("alter config as producer: %v", err)
+	}
+	_, err = prod.Admin().DeleteRecords(ctx, "orders", 0, 0)
+	if !errors.Is(err, semantics.ErrTopicAuthorizationFailed) || !strings.Contains(err.Error(), `not authorized to trim topic "orders"`) {
+		t.Errorf("trim as producer: %v", err)
+	}
+	if info, _ := super.Admin().Topic(ctx, "orders"); info.Config.Retention != semantics.DefaultRetention {
+		t.Errorf("a refused alter changed the topic: %+v", info.Config)
+	}
+	md, err := connectAs(t, node.ClientURL(), "nobody").Admin().Metadata(ctx)
+	if err != nil || len(md.Topics) != 1 || len(md.Brokers) != 1 {
+		t.Errorf("metadata as nobody: %+v, %v", md, err)
+	}
+	if _, err := connectAs(t, node.ClientURL(), "admin").Admin().AlterTopicConfig(ctx, "orders", map[string]string{"retention": "1h"}); err != nil {
+		t.Errorf("alter config as admin: %v", err)
+	}
+}
