@@ -143,6 +143,20 @@ func TestAlterTopicConfig(t *testing.T) {
 		t.Errorf("alter an unknown topic: %v", err)
 	}
 
+	// A change that fails half-way (partition 2's stream is gone) records nothing
+	// and says to retry.
+	qxdtest.CreateTopic(t, c, "alt-half", qxd.TopicConfig{Partitions: 3})
+	if err := js.DeleteStream(ctx, semantics.StreamName("alt-half", 2)); err != nil {
+		t.Fatal(err)
+	}
+	_, err = adm.AlterTopicConfig(ctx, "alt-half", map[string]string{"retention": "1h"})
+	if err == nil || !strings.Contains(err.Error(), "partition 2") || !strings.Contains(err.Error(), "retry") {
+		t.Errorf("alter with a partition's stream gone: %v", err)
+	}
+	if now, _ := adm.Topic(ctx, "alt-half"); now.Config.Retention != semantics.DefaultRetention || len(now.Overrides) != 0 {
+		t.Errorf("a failed alter changed the record: %+v %v", now.Config, now.Overrides)
+	}
+
 	// A compacted topic takes delete-retention, not retention.
 	qxdtest.CreateTopic(t, c, "alt-c", qxd.TopicConfig{Compact: true})
 	if info, err := adm.AlterTopicConfig(ctx, "alt-c", map[string]string{"delete.retention.ms": "7200000"}); err != nil || info.Config.DeleteRetention != 2*time.Hour {

@@ -65,7 +65,7 @@ type CreateTopicRequest struct {
 	IfNotExists bool        `json:"if_not_exists,omitempty"`
 }
 
-// TopicRequest names one topic (delete, describe).
+// TopicRequest names one topic (describe, rebalance).
 type TopicRequest struct {
 	Name string `json:"name"`
 }
