@@ -40,14 +40,80 @@ func (a *Admin) CreateTopic(ctx context.Context, name string, cfg TopicConfig) (
 	return topicResult(resp)
 }
 
+// CreateTopicIfNotExists creates a topic unless one of that name is ready already
+// (kafka-topics --create --if-not-exists): then it returns that topic, whatever its
+// config, with created false.
+func (a *Admin) CreateTopicIfNotExists(ctx context.Context, name string, cfg TopicConfig) (t TopicInfo, created bool, err error) {
+	var resp semantics.TopicResponse
+	req := semantics.CreateTopicRequest{Name: name, Config: cfg, IfNotExists: true}
+	if err := a.c.request(ctx, topicAPISubject(semantics.APITopicCreate, name), req, &resp); err != nil {
+		return TopicInfo{}, false, fmt.Errorf("create topic %q: %w", name, err)
+	}
+	t, err = topicResult(resp)
+	return t, err == nil && !resp.Existed, err
+}
+
 // DeleteTopic deletes a topic and all its records.
 func (a *Admin) DeleteTopic(ctx context.Context, name string) error {
-	var resp semantics.TopicResponse
-	if err := a.c.request(ctx, topicAPISubject(semantics.APITopicDelete, name), semantics.TopicRequest{Name: name}, &resp); err != nil {
-		return fmt.Errorf("delete topic %q: %w", name, err)
-	}
-	_, err := topicResult(resp)
+	_, err := a.deleteTopic(ctx, name, false)
 	return err
+}
+
+// DeleteTopicIfExists deletes a topic if it exists (kafka-topics --delete
+// --if-exists); deleted is false when there was none.
+func (a *Admin) DeleteTopicIfExists(ctx context.Context, name string) (deleted bool, err error) {
+	return a.deleteTopic(ctx, name, true)
+}
+
+func (a *Admin) deleteTopic(ctx context.Context, name string, ifExists bool) (bool, error) {
+	var resp semantics.TopicResponse
+	if err := a.c.request(ctx, topicAPISubject(semantics.APITopicDelete, name), semantics.DeleteTopicRequest{Name: name, IfExists: ifExists}, &resp); err != nil {
+		return false, fmt.Errorf("delete topic %q: %w", name, err)
+	}
+	if err := resp.Failure(); err != nil {
+		return false, err
+	}
+	return resp.Topic != nil, nil
+}
+
+// AlterTopicConfig changes a topic's settings on every partition, as Kafka's
+// incremental alter-configs does: set gives keys their values, del puts keys back to
+// their default. Keys are qxd's names (semantics.ConfigKeys: retention,
+// retention-bytes, max-record-bytes, delete-retention) or Kafka's (retention.ms,
+// retention.bytes, max.message.bytes, delete.retention.ms). Values are strings as
+// the CLI takes them: durations "3d", "12h" or -1 for no limit (a bare number for a
+// .ms key is milliseconds), sizes "10GiB", "1048576" or -1. Every change is checked
+// before any is made: an unknown key or a bad value fails with
+// semantics.ErrInvalidConfig and changes nothing. A call that failed half-way is
+// finished by calling it again.
+func (a *Admin) AlterTopicConfig(ctx context.Context, name string, set map[string]string, del ...string) (TopicInfo, error) {
+	var resp semantics.TopicResponse
+	req := semantics.AlterTopicConfigRequest{Name: name, Set: set, Delete: del}
+	if err := a.c.request(ctx, topicAPISubject(semantics.APITopicAlterConfig, name), req, &resp); err != nil {
+		return TopicInfo{}, fmt.Errorf("alter topic %q: %w", name, err)
+	}
+	return topicResult(resp)
+}
+
+// DeleteRecords moves partition's log start offset up to offset, as Kafka's
+// DeleteRecords does, and returns the log start after it: records below it are no
+// longer readable, and a read from below it starts at it (or fails with
+// ErrOffsetOutOfRange, by the consumer's reset policy). Offsets do not change.
+// offset -1 means the high watermark: every record stored now. An offset beyond
+// the high watermark fails with ErrOffsetOutOfRange and names the range; an offset
+// at or below the log start changes nothing. A compacted topic cannot be trimmed
+// (semantics.ErrPolicyViolation). Whole batches below the new log start are
+// removed from storage; see docs/architecture.md for the batch that holds it.
+func (a *Admin) DeleteRecords(ctx context.Context, topic string, partition int32, offset int64) (int64, error) {
+	var resp semantics.DeleteRecordsResponse
+	req := semantics.DeleteRecordsRequest{Name: topic, Partition: partition, Offset: offset}
+	if err := a.c.request(ctx, topicAPISubject(semantics.APITopicDeleteRecords, topic), req, &resp); err != nil {
+		return 0, fmt.Errorf("trim %s: %w", semantics.PartitionString(topic, partition), err)
+	}
+	if err := resp.Failure(); err != nil {
+		return 0, err
+	}
+	return resp.LogStartOffset, nil
 }
 
 // AddPartitions raises a topic's partition count to total. Keyed records then map to

@@ -32,3 +32,21 @@ func (a *Admin) ClusterInfo(ctx context.Context) (ClusterInfo, error) {
 	}
 	return resp, nil
 }
+
+// Metadata is a one-shot view of the cluster, as kcat -L shows Kafka's: the nodes
+// with their addresses, and per partition the leader, replicas and in-sync
+// replicas. See semantics.Metadata for the fields.
+type Metadata = semantics.Metadata
+
+// Metadata asks a node for the cluster's metadata: of the topics named, or of every
+// topic when none is. A topic named that does not exist is listed with its error.
+func (a *Admin) Metadata(ctx context.Context, topics ...string) (Metadata, error) {
+	var resp semantics.Metadata
+	if err := a.c.request(ctx, semantics.APIClusterMetadata, semantics.MetadataRequest{Topics: topics}, &resp); err != nil {
+		return Metadata{}, fmt.Errorf("metadata: %w", err)
+	}
+	if err := resp.Failure(); err != nil {
+		return Metadata{}, err
+	}
+	return resp, nil
+}

@@ -453,8 +453,13 @@ func deniedError(subject string) error {
 	const ask = "ask an administrator for the right, or connect as another user"
 	if op, tok := semantics.SplitTopicAPISubject(subject); tok != "" {
 		verb := strings.TrimPrefix(op, "qxd.api.topic.")
-		if verb == "add_partitions" {
+		switch verb {
+		case "add_partitions":
 			verb = "add partitions to"
+		case "alter_config":
+			verb = "alter the config of"
+		case "delete_records":
+			verb = "trim"
 		}
 		need := "admin rights on the topic"
 		if verb == "describe" {

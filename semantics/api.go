@@ -15,6 +15,8 @@ const (
 	APITopicList          = "qxd.api.topic.list"
 	APITopicDescribe      = "qxd.api.topic.describe"
 	APITopicRebalance     = "qxd.api.topic.rebalance"
+	APITopicAlterConfig   = "qxd.api.topic.alter_config"
+	APITopicDeleteRecords = "qxd.api.topic.delete_records"
 	APIBridgeCreate       = "qxd.api.bridge.create"
 	APIBridgeDelete       = "qxd.api.bridge.delete"
 	APIBridgeList         = "qxd.api.bridge.list"
@@ -55,16 +57,56 @@ func NewAPIError(err error) *APIError {
 }
 
 // CreateTopicRequest asks a node to create a topic. Config has not had defaults
-// applied: the node applies them.
+// applied: the node applies them. With IfNotExists, a topic that exists is not an
+// error: the response has the existing topic, whatever its config.
 type CreateTopicRequest struct {
-	Name   string      `json:"name"`
-	Config TopicConfig `json:"config"`
+	Name        string      `json:"name"`
+	Config      TopicConfig `json:"config"`
+	IfNotExists bool        `json:"if_not_exists,omitempty"`
 }
 
-// TopicRequest names one topic (delete, describe).
+// TopicRequest names one topic (describe, rebalance).
 type TopicRequest struct {
 	Name string `json:"name"`
 }
+
+// DeleteTopicRequest asks a node to delete a topic. With IfExists, a topic that
+// does not exist is not an error: the response has neither error nor topic.
+type DeleteTopicRequest struct {
+	Name     string `json:"name"`
+	IfExists bool   `json:"if_exists,omitempty"`
+}
+
+// AlterTopicConfigRequest changes a topic's settings: Set gives keys (qxd's or
+// Kafka's names, see ConfigKeys) their values as strings ("3d", "10GiB",
+// "259200000" for retention.ms), Delete puts keys back to their default. Every
+// change is checked before any is made.
+type AlterTopicConfigRequest struct {
+	Name   string            `json:"name"`
+	Set    map[string]string `json:"set,omitempty"`
+	Delete []string          `json:"delete,omitempty"`
+}
+
+// DeleteRecordsRequest moves a partition's log start offset to Offset (Kafka's
+// DeleteRecords): records below it are no longer readable. Offset -1 means the
+// high watermark (delete every record stored now).
+type DeleteRecordsRequest struct {
+	Name      string `json:"name"`
+	Partition int32  `json:"partition"`
+	Offset    int64  `json:"offset"`
+}
+
+// DeleteRecordsResponse answers DeleteRecordsRequest with the partition's log start
+// offset after it.
+type DeleteRecordsResponse struct {
+	Error          *APIError `json:"error,omitempty"`
+	LogStartOffset int64     `json:"log_start_offset"`
+	// Batches is the number of stored batches removed.
+	Batches uint64 `json:"batches"`
+}
+
+// Failure returns the response's error, nil on success.
+func (r *DeleteRecordsResponse) Failure() error { return r.Error.Err() }
 
 // AddPartitionsRequest raises a topic's partition count to Total.
 type AddPartitionsRequest struct {
@@ -72,10 +114,12 @@ type AddPartitionsRequest struct {
 	Total int32  `json:"total"`
 }
 
-// TopicResponse answers create, delete and add-partitions.
+// TopicResponse answers create, delete, add-partitions and alter-config.
 type TopicResponse struct {
 	Error *APIError  `json:"error,omitempty"`
 	Topic *TopicMeta `json:"topic,omitempty"`
+	// Existed is set when a create with IfNotExists found the topic there.
+	Existed bool `json:"existed,omitempty"`
 }
 
 // Failure returns the response's error, nil on success.
@@ -96,6 +140,9 @@ type PartitionInfo struct {
 	Stream    string   `json:"stream"`
 	Leader    string   `json:"leader"`
 	Replicas  []string `json:"replicas"`
+	// InSync are the replicas that are current (Kafka's ISR): the leader, and the
+	// followers its leader sees caught up and that are not offline.
+	InSync []string `json:"in_sync"`
 	// LogStartOffset is the first offset still stored.
 	LogStartOffset int64 `json:"log_start_offset"`
 	// HighWatermark is the offset the next record will get.

@@ -52,6 +52,9 @@ var (
 	ErrInvalidConfig = &Error{Code: 40, Name: "INVALID_CONFIG", Message: "invalid configuration"}
 	// ErrInvalidRequest: a malformed request.
 	ErrInvalidRequest = &Error{Code: 42, Name: "INVALID_REQUEST", Message: "invalid request"}
+	// ErrPolicyViolation: a request the topic's policy forbids, such as trimming a
+	// compacted topic (Admin.DeleteRecords).
+	ErrPolicyViolation = &Error{Code: 44, Name: "POLICY_VIOLATION", Message: "request violates the topic's policy"}
 	// ErrOutOfOrderSequence: an idempotent producer skipped a sequence number.
 	ErrOutOfOrderSequence = &Error{Code: 45, Name: "OUT_OF_ORDER_SEQUENCE_NUMBER", Message: "out of order sequence number"}
 	// ErrDuplicateSequence: an idempotent producer resent a batch that is already stored
@@ -107,6 +110,7 @@ var byCode = func() map[int16]*Error {
 		ErrInvalidPartitions, ErrInvalidReplicationFactor, ErrInvalidConfig, ErrInvalidRequest,
 		ErrOutOfOrderSequence, ErrDuplicateSequence, ErrInvalidProducerEpoch, ErrInvalidRecord, ErrUnavailable, ErrTopicNotReady, ErrCoordinatorNotAvailable,
 		ErrNotCoordinator, ErrIllegalGeneration, ErrInconsistentGroupProtocol, ErrInvalidGroupID,
+		ErrPolicyViolation,
 		ErrUnknownMemberID, ErrInvalidSessionTimeout, ErrRebalanceInProgress, ErrNonEmptyGroup,
 		ErrGroupIDNotFound, ErrFencedInstanceID, ErrTopicAuthorizationFailed, ErrGroupAuthorizationFailed,
 		ErrClusterAuthorizationFailed, ErrAuthenticationFailed} {

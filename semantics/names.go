@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 )
 
 // MaxTopicNameLen is the longest topic name qxd accepts. Kafka allows 249 characters;
@@ -26,22 +27,31 @@ const (
 
 // ValidateTopicName applies Kafka's topic name rules: 1 to MaxTopicNameLen characters
 // from [a-zA-Z0-9._-], and not "." or "..". The error wraps ErrInvalidTopic and says
-// what to change.
+// what to change; a character that is not allowed is named as it was typed, with its
+// code point and its position counted in characters from 1.
 func ValidateTopicName(name string) error {
 	switch {
 	case name == "":
 		return Errorf(ErrInvalidTopic, "topic name is empty: give a name of 1 to %d characters from [a-zA-Z0-9._-]", MaxTopicNameLen)
 	case name == "." || name == "..":
 		return Errorf(ErrInvalidTopic, "topic name %q is not allowed: '.' and '..' are reserved", name)
-	case len(name) > MaxTopicNameLen:
-		return Errorf(ErrInvalidTopic, "topic name %.20q… is %d characters long: the limit is %d", name, len(name), MaxTopicNameLen)
 	}
-	for i := 0; i < len(name); i++ {
-		c := name[i]
+	pos := 0
+	for i, c := range name {
+		pos++
 		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-' {
 			continue
 		}
-		return Errorf(ErrInvalidTopic, "topic name %q has the character %q at position %d: use only [a-zA-Z0-9._-]", name, rune(c), i)
+		if c == utf8.RuneError {
+			if _, size := utf8.DecodeRuneInString(name[i:]); size == 1 {
+				return Errorf(ErrInvalidTopic, "topic name %q has the byte %#x at position %d, which is not UTF-8: use only [a-zA-Z0-9._-]", name, name[i], pos)
+			}
+		}
+		return Errorf(ErrInvalidTopic, "topic name %q has the character %q (%U) at position %d: use only [a-zA-Z0-9._-]", name, c, c, pos)
+	}
+	// Every character is ASCII here, so bytes and characters count the same.
+	if len(name) > MaxTopicNameLen {
+		return Errorf(ErrInvalidTopic, "topic name %.20q… is %d characters long: the limit is %d", name, len(name), MaxTopicNameLen)
 	}
 	return nil
 }

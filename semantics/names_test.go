@@ -41,6 +41,30 @@ func TestValidateTopicName(t *testing.T) {
 	}
 }
 
+// A name with a character outside [a-zA-Z0-9._-] is refused with that character,
+// as the person typed it, and its position counted in characters, not bytes.
+func TestValidateTopicNameNamesTheCharacter(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name, want string
+	}{
+		{"grün", `topic name "grün" has the character 'ü' (U+00FC) at position 3: use only [a-zA-Z0-9._-]`},
+		{"ö", `topic name "ö" has the character 'ö' (U+00F6) at position 1: use only [a-zA-Z0-9._-]`},
+		{"日本.orders", `topic name "日本.orders" has the character '日' (U+65E5) at position 1: use only [a-zA-Z0-9._-]`},
+		{"a b", `topic name "a b" has the character ' ' (U+0020) at position 2: use only [a-zA-Z0-9._-]`},
+		{"ok\x00", `topic name "ok\x00" has the character '\x00' (U+0000) at position 3: use only [a-zA-Z0-9._-]`},
+		{"ab\xff", `topic name "ab\xff" has the byte 0xff at position 3, which is not UTF-8: use only [a-zA-Z0-9._-]`},
+		// Over the length limit in bytes but not in characters: the character is what is wrong.
+		{strings.Repeat("ö", 200), `has the character 'ö' (U+00F6) at position 1`},
+	}
+	for _, tc := range cases {
+		err := semantics.ValidateTopicName(tc.name)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("ValidateTopicName(%q) = %v, want an error containing %s", tc.name, err, tc.want)
+		}
+	}
+}
+
 func TestNameMapping(t *testing.T) {
 	t.Parallel()
 	cases := []struct {

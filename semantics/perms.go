@@ -246,6 +246,7 @@ func (g Grant) Subjects(inbox string, topics []TopicPerms) SubjectPermissions {
 	// Every identity: open the metadata buckets, list topics, see the cluster.
 	add(jsAPI+"STREAM.INFO.KV_"+TopicsBucket, jsAPI+"STREAM.INFO.KV_"+PartitionsBucket,
 		APITopicList, APIClusterInfo)
+	add(APIClusterMetadata)
 
 	meta := map[string]bool{} // topic patterns whose metadata may be read
 	for _, l := range [][]string{g.Produce, g.Consume, g.Admin} {

@@ -87,6 +87,12 @@ func (c TopicConfig) Validate() error {
 	return nil
 }
 
+// LogStartMetadata is the key, in a partition stream's metadata, of the partition's
+// log start offset after a trim (DeleteRecords), in decimal. A trim removes the
+// batches wholly below the new log start; the batch that holds it stays, and
+// readers start at this offset within it.
+const LogStartMetadata = "qxd.log_start"
+
 // TopicState is where a topic is in its life.
 type TopicState string
 
@@ -105,6 +111,10 @@ type TopicMeta struct {
 	Config  TopicConfig `json:"config"`
 	State   TopicState  `json:"state"`
 	Created time.Time   `json:"created"`
+	// Overrides are the settings of ConfigKeys given explicitly, at creation or by
+	// AlterConfig, in ConfigKeys order; the others have their default. See
+	// ConfigSource.
+	Overrides []string `json:"overrides,omitempty"`
 	// Revision is the KV revision the record was read at (not stored).
 	Revision uint64 `json:"-"`
 }

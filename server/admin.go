@@ -23,6 +23,7 @@ type admin struct {
 	meta *metadata
 	sub  *nats.Subscription
 	hsub *nats.Subscription // this node's leadership hand-off requests
+	isub *nats.Subscription // this node's address, for metadata requests
 	wg   sync.WaitGroup
 }
 
@@ -50,12 +51,16 @@ func (a *admin) start() error {
 	if err != nil {
 		return fmt.Errorf("start admin API: %w", err)
 	}
+	a.isub, err = a.n.nc.Subscribe(semantics.NodeInfoSubject, a.serveNodeInfo)
+	if err != nil {
+		return fmt.Errorf("start admin API: %w", err)
+	}
 	// Make sure the server has the subscriptions before the node reports ready.
 	return a.n.nc.Flush()
 }
 
 func (a *admin) stop() {
-	for _, s := range []*nats.Subscription{a.sub, a.hsub} {
+	for _, s := range []*nats.Subscription{a.sub, a.hsub, a.isub} {
 		if s != nil {
 			s.Unsubscribe()
 		}
@@ -92,15 +97,38 @@ func (a *admin) serve(m *nats.Msg) {
 			break
 		}
 		t, err := a.createTopic(ctx, req.Name, req.Config)
+		if req.IfNotExists && errors.Is(err, semantics.ErrTopicExists) && t.State == semantics.TopicReady {
+			resp = semantics.TopicResponse{Topic: &t, Existed: true}
+			break
+		}
 		resp = topicResponse(t, err)
 	case semantics.APITopicDelete:
-		var req semantics.TopicRequest
+		var req semantics.DeleteTopicRequest
 		if err := json.Unmarshal(m.Data, &req); err != nil {
 			resp = semantics.TopicResponse{Error: semantics.NewAPIError(bad(err))}
 			break
 		}
 		t, err := a.deleteTopic(ctx, req.Name)
+		if req.IfExists && errors.Is(err, semantics.ErrUnknownTopic) {
+			resp = semantics.TopicResponse{}
+			break
+		}
 		resp = topicResponse(t, err)
+	case semantics.APITopicAlterConfig:
+		var req semantics.AlterTopicConfigRequest
+		if err := json.Unmarshal(m.Data, &req); err != nil {
+			resp = semantics.TopicResponse{Error: semantics.NewAPIError(bad(err))}
+			break
+		}
+		t, err := a.alterTopicConfig(ctx, req)
+		resp = topicResponse(t, err)
+	case semantics.APITopicDeleteRecords:
+		var req semantics.DeleteRecordsRequest
+		if err := json.Unmarshal(m.Data, &req); err != nil {
+			resp = semantics.DeleteRecordsResponse{Error: semantics.NewAPIError(bad(err))}
+			break
+		}
+		resp = a.deleteRecords(ctx, req)
 	case semantics.APITopicAddPartitions:
 		var req semantics.AddPartitionsRequest
 		if err := json.Unmarshal(m.Data, &req); err != nil {
@@ -130,6 +158,13 @@ func (a *admin) serve(m *nats.Msg) {
 		resp = a.n.bridges.serve(ctx, m)
 	case semantics.APIClusterInfo:
 		resp = a.clusterInfo(ctx)
+	case semantics.APIClusterMetadata:
+		var req semantics.MetadataRequest
+		if err := json.Unmarshal(m.Data, &req); err != nil {
+			resp = semantics.Metadata{Error: semantics.NewAPIError(bad(err))}
+			break
+		}
+		resp = a.metadata(ctx, req)
 	default:
 		resp = semantics.TopicResponse{Error: semantics.NewAPIError(semantics.Errorf(semantics.ErrInvalidRequest, "unknown API subject %s", m.Subject))}
 	}
@@ -190,6 +225,7 @@ func (a *admin) createTopic(ctx context.Context, name string, cfg semantics.Topi
 	if err := semantics.ValidateTopicName(name); err != nil {
 		return semantics.TopicMeta{}, err
 	}
+	given := cfg
 	cfg = cfg.WithDefaults()
 	if err := cfg.Validate(); err != nil {
 		return semantics.TopicMeta{}, fmt.Errorf("topic %q: %w", name, err)
@@ -202,7 +238,8 @@ func (a *admin) createTopic(ctx context.Context, name string, cfg semantics.Topi
 	t, err := a.meta.getTopic(ctx, name)
 	switch {
 	case errors.Is(err, semantics.ErrUnknownTopic):
-		t = semantics.TopicMeta{Name: name, ID: semantics.NewTopicID(), Config: cfg, State: semantics.TopicCreating, Created: time.Now().UTC()}
+		t = semantics.TopicMeta{Name: name, ID: semantics.NewTopicID(), Config: cfg, State: semantics.TopicCreating, Created: time.Now().UTC(),
+			Overrides: semantics.ConfigOverrides(given)}
 		rev, err := a.meta.putTopic(ctx, t)
 		if err != nil {
 			if errors.Is(err, jetstream.ErrKeyExists) {
@@ -352,7 +389,7 @@ func (a *admin) describeTopic(ctx context.Context, name string) semantics.Descri
 		if err != nil {
 			pi.Problem = err.Error()
 		} else {
-			pi.Leader, pi.Replicas = o.Leader, o.Replicas
+			pi.Leader, pi.Replicas, pi.InSync = o.Leader, o.Replicas, o.InSync
 			pi.LogStartOffset, pi.HighWatermark = o.LogStart, o.HighWatermark
 			pi.Batches, pi.Bytes = o.Msgs, o.Bytes
 			pi.Records = o.HighWatermark - o.LogStart

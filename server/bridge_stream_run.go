@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -283,7 +284,7 @@ func (s *streamSession) produce(ctx context.Context, m jetstream.Msg, md *jetstr
 		rec.Value = []byte{} // an empty message is an empty value, not a tombstone
 	}
 	for k, vs := range m.Headers() {
-		if !s.hf.Keep(k) {
+		if jetStreamHeader(k) || !s.hf.Keep(k) {
 			continue
 		}
 		for _, v := range vs {
@@ -334,6 +335,15 @@ func (s *streamSession) produce(ctx context.Context, m jetstream.Msg, md *jetstr
 		return nil
 	}
 	return fmt.Errorf("message %d of stream %s: %w", seq, r.def.Stream, err)
+}
+
+// jetStreamHeader reports whether a header of a stream's message is JetStream's own
+// rather than its publisher's, and so is not carried into the record: every header
+// named Nats-… (any case: NATS reserves the prefix), such as the pin id JetStream
+// adds on delivery to a priority group, a publisher's Nats-Expected-… conditions and
+// Nats-TTL, except Nats-Msg-Id, the publisher's own id for the message.
+func jetStreamHeader(name string) bool {
+	return len(name) >= 5 && strings.EqualFold(name[:5], "Nats-") && !strings.EqualFold(name, "Nats-Msg-Id")
 }
 
 // scanStored reads each partition of the bridge's topic back from its end and

@@ -14,6 +14,7 @@ func (a *app) clusterCommand() *cli.Command {
 		Action: groupAction,
 		Subcommands: []*cli.Command{
 			a.clusterInfoCommand(),
+			a.clusterMetadataCommand(),
 		},
 	}
 }
@@ -93,6 +94,77 @@ func (a *app) clusterInfo(c *cli.Context) error {
 	for _, p := range info.UnderReplicated {
 		fmt.Fprintf(tw, "%s\t%d\t%s\t%d/%d\t%s\n", p.Topic, p.Partition, dash(p.Leader), p.Current, p.Replicas,
 			dash(strings.Join(p.OutOfSync, ",")))
+	}
+	return tw.Flush()
+}
+
+func (a *app) clusterMetadataCommand() *cli.Command {
+	return &cli.Command{
+		Name:    "metadata",
+		Aliases: []string{"md"},
+		Usage:   "list the nodes with their addresses and every partition's leader, replicas and ISR (kcat -L)",
+		Description: "Any node answers. ADDRESS is where a node takes clients (- when it did not\n" +
+			"answer). ISR are the in-sync replicas: the leader, and the followers the leader\n" +
+			"sees caught up and that are not offline. --topic limits the list.",
+		Flags: []cli.Flag{
+			&cli.StringSliceFlag{Name: "topic", Aliases: []string{"t"}, Usage: "only `TOPIC`; repeat for more"},
+			&cli.BoolFlag{Name: "json", EnvVars: []string{"QXD_JSON"}, Usage: "print one JSON object"},
+		},
+		Action: a.clusterMetadata,
+	}
+}
+
+func (a *app) clusterMetadata(c *cli.Context) error {
+	if c.NArg() > 0 {
+		return fmt.Errorf("cluster metadata takes no arguments, got %q: to list some topics use --topic NAME", c.Args().Slice())
+	}
+	cl, err := a.connect(c)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	md, err := cl.Admin().Metadata(c.Context, c.StringSlice("topic")...)
+	if err != nil {
+		return err
+	}
+	if c.Bool("json") {
+		return writeJSON(a.stdout, md)
+	}
+	name := md.Cluster
+	if name == "" {
+		name = "- (single node)"
+	}
+	tw := newTable(a.stdout)
+	fmt.Fprintf(tw, "cluster:\t%s\n", name)
+	fmt.Fprintf(tw, "meta leader:\t%s\n", dash(md.MetaLeader))
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintln(a.stdout)
+	tw = newTable(a.stdout)
+	fmt.Fprintln(tw, "NODE\tADDRESS\tUP")
+	for _, b := range md.Brokers {
+		fmt.Fprintf(tw, "%s\t%s\t%t\n", b.Name, dash(b.Addr), b.Up)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintln(a.stdout)
+	tw = newTable(a.stdout)
+	fmt.Fprintln(tw, "TOPIC\tPARTITION\tLEADER\tREPLICAS\tISR\tPROBLEM")
+	for _, t := range md.Topics {
+		switch {
+		case t.Error != nil:
+			fmt.Fprintf(tw, "%s\t-\t-\t-\t-\t%s\n", t.Name, oneLine(t.Error.Message))
+			continue
+		case len(t.Partitions) == 0:
+			fmt.Fprintf(tw, "%s\t-\t-\t-\t-\ttopic is %s\n", t.Name, t.State)
+			continue
+		}
+		for _, p := range t.Partitions {
+			fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\n", t.Name, p.Partition, dash(p.Leader),
+				dash(strings.Join(p.Replicas, ",")), dash(strings.Join(p.InSync, ",")), dash(p.Problem))
+		}
 	}
 	return tw.Flush()
 }

@@ -20,7 +20,7 @@ import (
 func (a *app) topicCommand() *cli.Command {
 	return &cli.Command{
 		Name:   "topic",
-		Usage:  "create, list, describe and delete topics; produce and consume records",
+		Usage:  "create, list, describe, alter, trim and delete topics; produce and consume records",
 		Action: groupAction,
 		Subcommands: []*cli.Command{
 			a.topicCreateCommand(),
@@ -28,6 +28,8 @@ func (a *app) topicCommand() *cli.Command {
 			a.topicDescribeCommand(),
 			a.topicDeleteCommand(),
 			a.topicAddPartitionsCommand(),
+			a.topicAlterConfigCommand(),
+			a.topicTrimCommand(),
 			a.topicRebalanceCommand(),
 			a.produceCommand(),
 			a.consumeCommand(),
@@ -58,6 +60,8 @@ func (a *app) topicCreateCommand() *cli.Command {
 				Usage: "with --compact: keep tombstones readable for `DURATION` (delete.retention.ms)"},
 			&cli.StringFlag{Name: "max-record-bytes", Value: formatSize(semantics.DefaultMaxMessageBytes), EnvVars: []string{"QXD_MAX_RECORD_BYTES"},
 				Usage: "largest record batch `SIZE` a partition accepts, after compression (max.message.bytes), at most " + formatSize(semantics.MaxMessageBytesLimit)},
+			&cli.BoolFlag{Name: "if-not-exists",
+				Usage: "succeed without a change when the topic exists already, whatever its settings"},
 		},
 		Action: a.topicCreate,
 	}
@@ -77,6 +81,18 @@ func (a *app) topicCreate(c *cli.Context) error {
 		return err
 	}
 	defer cl.Close()
+	if c.Bool("if-not-exists") {
+		t, created, err := cl.Admin().CreateTopicIfNotExists(c.Context, name, cfg)
+		if err != nil {
+			return err
+		}
+		if !created {
+			fmt.Fprintf(a.stdout, "topic %s exists already (%s, id %s): left as it is\n", t.Name, plural(int(t.Config.Partitions), "partition"), t.ID)
+			return nil
+		}
+		fmt.Fprintf(a.stdout, "created topic %s (%s, id %s)\n", t.Name, plural(int(t.Config.Partitions), "partition"), t.ID)
+		return nil
+	}
 	t, err := cl.Admin().CreateTopic(c.Context, name, cfg)
 	if err != nil {
 		return err
@@ -96,30 +112,40 @@ func topicConfigFromFlags(c *cli.Context) (qxd.TopicConfig, error) {
 	if cfg.Replicas < 1 {
 		return cfg, fmt.Errorf("--replicas %d is not valid: use 1, 3 or 5", cfg.Replicas)
 	}
+	// A setting not given stays zero: the node gives it its default and describe
+	// shows it as one.
 	var err error
-	if cfg.Retention, err = parseRetention("retention", c.String("retention")); err != nil {
-		return cfg, err
+	if c.IsSet("retention") {
+		if cfg.Retention, err = parseRetention("retention", c.String("retention")); err != nil {
+			return cfg, err
+		}
 	}
-	if cfg.RetentionBytes, err = parseSize("retention-bytes", c.String("retention-bytes"), true); err != nil {
-		return cfg, err
+	if c.IsSet("retention-bytes") {
+		if cfg.RetentionBytes, err = parseSize("retention-bytes", c.String("retention-bytes"), true); err != nil {
+			return cfg, err
+		}
 	}
 	cfg.Compact = c.Bool("compact")
 	if cfg.Compact {
-		if cfg.DeleteRetention, err = parseRetention("delete-retention", c.String("delete-retention")); err != nil {
-			return cfg, err
+		if c.IsSet("delete-retention") {
+			if cfg.DeleteRetention, err = parseRetention("delete-retention", c.String("delete-retention")); err != nil {
+				return cfg, err
+			}
 		}
 	} else if c.IsSet("delete-retention") {
 		return cfg, fmt.Errorf("--delete-retention applies to compacted topics only: add --compact or drop it")
 	}
-	mb, err := parseSize("max-record-bytes", c.String("max-record-bytes"), false)
-	if err != nil {
-		return cfg, err
+	if c.IsSet("max-record-bytes") {
+		mb, err := parseSize("max-record-bytes", c.String("max-record-bytes"), false)
+		if err != nil {
+			return cfg, err
+		}
+		if mb < 1024 || mb > semantics.MaxMessageBytesLimit {
+			return cfg, fmt.Errorf("--max-record-bytes %s is out of range: use 1KiB (1024) to %s (%d)",
+				c.String("max-record-bytes"), formatSize(semantics.MaxMessageBytesLimit), semantics.MaxMessageBytesLimit)
+		}
+		cfg.MaxMessageBytes = int32(mb)
 	}
-	if mb < 1024 || mb > semantics.MaxMessageBytesLimit {
-		return cfg, fmt.Errorf("--max-record-bytes %s is out of range: use 1KiB (1024) to %s (%d)",
-			c.String("max-record-bytes"), formatSize(semantics.MaxMessageBytesLimit), semantics.MaxMessageBytesLimit)
-	}
-	cfg.MaxMessageBytes = int32(mb)
 	return cfg, nil
 }
 
@@ -191,7 +217,7 @@ func (a *app) topicDescribe(c *cli.Context) error {
 		return err
 	}
 	if c.Bool("json") {
-		out := describeJSON{Topic: newTopicJSON(d.Topic), Partitions: make([]partitionJSON, 0, len(d.Partitions))}
+		out := describeJSON{Topic: newTopicJSON(d.Topic), Config: newConfigJSON(d.Topic), Partitions: make([]partitionJSON, 0, len(d.Partitions))}
 		for _, p := range d.Partitions {
 			out.Partitions = append(out.Partitions, newPartitionJSON(p))
 		}
@@ -204,32 +230,26 @@ func (a *app) topicDescribe(c *cli.Context) error {
 	fmt.Fprintf(tw, "state:\t%s\n", t.State)
 	fmt.Fprintf(tw, "partitions:\t%d\n", t.Config.Partitions)
 	fmt.Fprintf(tw, "replicas:\t%d\n", t.Config.Replicas)
-	if t.Config.Compact {
-		fmt.Fprintf(tw, "retention:\t- (compacted)\n")
-	} else {
-		fmt.Fprintf(tw, "retention:\t%s\n", formatRetention(t.Config.Retention))
-	}
-	fmt.Fprintf(tw, "retention bytes:\t%s\n", formatSize(t.Config.RetentionBytes))
 	fmt.Fprintf(tw, "compact:\t%t\n", t.Config.Compact)
-	if t.Config.Compact {
-		fmt.Fprintf(tw, "delete retention:\t%s\n", formatRetention(t.Config.DeleteRetention))
-	}
-	fmt.Fprintf(tw, "max message bytes:\t%s\n", formatSize(int64(t.Config.MaxMessageBytes)))
 	fmt.Fprintf(tw, "created:\t%s\n", t.Created.UTC().Format(time.RFC3339))
 	if err := tw.Flush(); err != nil {
 		return err
 	}
 	fmt.Fprintln(a.stdout)
+	if err := a.writeConfigTable(t); err != nil {
+		return err
+	}
+	fmt.Fprintln(a.stdout)
 	problems := slices.ContainsFunc(d.Partitions, func(p qxd.PartitionInfo) bool { return p.Problem != "" })
 	tw = newTable(a.stdout)
-	header := "PARTITION\tLEADER\tREPLICAS\tLOG-START\tHIGH-WATERMARK\tRECORDS"
+	header := "PARTITION\tLEADER\tREPLICAS\tISR\tLOG-START\tHIGH-WATERMARK\tRECORDS"
 	if problems {
 		header += "\tPROBLEM"
 	}
 	fmt.Fprintln(tw, header)
 	for _, p := range d.Partitions {
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%d\t%d\t%d", p.Partition, dash(p.Leader), dash(strings.Join(p.Replicas, ",")),
-			p.LogStartOffset, p.HighWatermark, p.Records)
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%d\t%d\t%d", p.Partition, dash(p.Leader), dash(strings.Join(p.Replicas, ",")),
+			dash(strings.Join(p.InSync, ",")), p.LogStartOffset, p.HighWatermark, p.Records)
 		if problems {
 			fmt.Fprintf(tw, "\t%s", dash(oneLine(p.Problem)))
 		}
@@ -243,7 +263,10 @@ func (a *app) topicDeleteCommand() *cli.Command {
 		Name:      "delete",
 		Usage:     "delete a topic and all its records",
 		ArgsUsage: "NAME",
-		Action:    a.topicDelete,
+		Flags: []cli.Flag{
+			&cli.BoolFlag{Name: "if-exists", Usage: "succeed without a change when the topic does not exist"},
+		},
+		Action: a.topicDelete,
 	}
 }
 
@@ -253,7 +276,16 @@ func (a *app) topicDelete(c *cli.Context) error {
 		return err
 	}
 	defer cl.Close()
-	if err := cl.Admin().DeleteTopic(c.Context, name); err != nil {
+	if c.Bool("if-exists") {
+		deleted, err := cl.Admin().DeleteTopicIfExists(c.Context, name)
+		if err != nil {
+			return err
+		}
+		if !deleted {
+			fmt.Fprintf(a.stdout, "topic %s does not exist: nothing deleted\n", name)
+			return nil
+		}
+	} else if err := cl.Admin().DeleteTopic(c.Context, name); err != nil {
 		return err
 	}
 	fmt.Fprintf(a.stdout, "deleted topic %s\n", name)
@@ -340,6 +372,7 @@ type partitionJSON struct {
 	Partition      int32    `json:"partition"`
 	Leader         string   `json:"leader"`
 	Replicas       []string `json:"replicas"`
+	InSync         []string `json:"isr"`
 	LogStartOffset int64    `json:"log_start_offset"`
 	HighWatermark  int64    `json:"high_watermark"`
 	Records        int64    `json:"records"`
@@ -350,7 +383,7 @@ type partitionJSON struct {
 
 func newPartitionJSON(p qxd.PartitionInfo) partitionJSON {
 	return partitionJSON{
-		Partition: p.Partition, Leader: p.Leader, Replicas: append([]string{}, p.Replicas...),
+		Partition: p.Partition, Leader: p.Leader, Replicas: append([]string{}, p.Replicas...), InSync: append([]string{}, p.InSync...),
 		LogStartOffset: p.LogStartOffset, HighWatermark: p.HighWatermark, Records: p.Records,
 		Batches: p.Batches, Bytes: p.Bytes, Problem: p.Problem,
 	}
@@ -358,6 +391,7 @@ func newPartitionJSON(p qxd.PartitionInfo) partitionJSON {
 
 type describeJSON struct {
 	Topic      topicJSON       `json:"topic"`
+	Config     []configJSON    `json:"config"`
 	Partitions []partitionJSON `json:"partitions"`
 }
 

@@ -208,6 +208,12 @@ type StreamState struct {
 	Bytes    uint64
 	Leader   string
 	Replicas []string
+	// InSync are the replicas that are current: the leader, and the followers the
+	// leader sees caught up and that are not offline (Kafka's in-sync replicas).
+	InSync []string
+	// LogStart is the log start offset set by a trim (semantics.LogStartMetadata in
+	// the stream's metadata), 0 when the partition was never trimmed.
+	LogStart int64
 }
 
 // StreamInfo reads the stream's state from its leader.
@@ -226,10 +232,16 @@ func (r *Reader) StreamInfo(ctx context.Context) (StreamState, error) {
 			FirstSeq uint64 `json:"first_seq"`
 			LastSeq  uint64 `json:"last_seq"`
 		} `json:"state"`
+		Config struct {
+			Metadata map[string]string `json:"metadata"`
+		} `json:"config"`
 		Cluster *struct {
 			Leader   string `json:"leader"`
 			Replicas []struct {
-				Name string `json:"name"`
+				Name    string `json:"name"`
+				Current bool   `json:"current"`
+				Offline bool   `json:"offline"`
+				Pending bool   `json:"pending"`
 			} `json:"replicas"`
 		} `json:"cluster"`
 	}
@@ -240,13 +252,22 @@ func (r *Reader) StreamInfo(ctx context.Context) (StreamState, error) {
 		return StreamState{}, r.apiErr(out.Error)
 	}
 	s := StreamState{FirstSeq: out.State.FirstSeq, LastSeq: out.State.LastSeq, Msgs: out.State.Msgs, Bytes: out.State.Bytes}
+	if v, ok := out.Config.Metadata[semantics.LogStartMetadata]; ok {
+		if s.LogStart, err = strconv.ParseInt(v, 10, 64); err != nil || s.LogStart < 0 {
+			return StreamState{}, fmt.Errorf("partition %s: stream metadata %s=%q is not an offset", r.name(), semantics.LogStartMetadata, v)
+		}
+	}
 	if out.Cluster != nil {
 		s.Leader = out.Cluster.Leader
 		if s.Leader != "" {
 			s.Replicas = append(s.Replicas, s.Leader)
+			s.InSync = append(s.InSync, s.Leader)
 		}
 		for _, p := range out.Cluster.Replicas {
 			s.Replicas = append(s.Replicas, p.Name)
+			if s.Leader != "" && p.Current && !p.Offline && !p.Pending {
+				s.InSync = append(s.InSync, p.Name)
+			}
 		}
 	}
 	return s, nil
@@ -268,7 +289,10 @@ type Offsets struct {
 
 // ReadOffsets reads the partition's log start and high watermark. When every batch
 // has aged out, the high watermark comes from checkpoint (the writer's last
-// checkpointed next offset; 0 when none), so offsets never restart at 0.
+// checkpointed next offset; 0 when none), so offsets never restart at 0. A trim
+// (DeleteRecords) moves the log start past the first stored batch's base offset:
+// the stream's metadata keeps the exact offset, and the high watermark is never
+// below it.
 func (r *Reader) ReadOffsets(ctx context.Context, checkpoint func(context.Context) (int64, error)) (Offsets, error) {
 	st, err := r.StreamInfo(ctx)
 	if err != nil {
@@ -282,6 +306,7 @@ func (r *Reader) ReadOffsets(ctx context.Context, checkpoint func(context.Contex
 		}
 	}
 	if st.Msgs == 0 {
+		next = max(next, st.LogStart)
 		o.LogStart, o.HighWatermark = next, next
 		return o, nil
 	}
@@ -297,8 +322,8 @@ func (r *Reader) ReadOffsets(ctx context.Context, checkpoint func(context.Contex
 	if err != nil {
 		return Offsets{}, err
 	}
-	o.LogStart = first.BaseOffset
-	o.HighWatermark = max(last.LastOffset()+1, next)
+	o.HighWatermark = max(last.LastOffset()+1, next, st.LogStart)
+	o.LogStart = min(max(first.BaseOffset, st.LogStart), o.HighWatermark)
 	o.FirstBatchSeq, o.LastBatchSeq, o.LastBatchBase = firstSeq, lastMsg.Seq, last.BaseOffset
 	return o, nil
 }

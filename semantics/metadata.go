@@ -1,0 +1,68 @@
+package semantics
+
+// APIClusterMetadata asks any node for a one-shot view of the cluster's metadata,
+// as kcat -L shows Kafka's: the nodes with their addresses, and per topic and
+// partition the leader, the replicas and the in-sync replicas. The request is a
+// MetadataRequest, the answer a Metadata.
+const APIClusterMetadata = "qxd.api.cluster.metadata"
+
+// NodeInfoSubject is the subject every node answers (not as a queue group) with its
+// BrokerInfo, so that one node can gather the others' addresses.
+const NodeInfoSubject = "qxd.node.info"
+
+// MetadataRequest asks for the metadata of Topics, or of every topic when empty.
+type MetadataRequest struct {
+	Topics []string `json:"topics,omitempty"`
+}
+
+// Metadata answers APIClusterMetadata.
+type Metadata struct {
+	// Cluster is the NATS cluster name ("" for a single node).
+	Cluster string `json:"cluster"`
+	// MetaLeader is the node leading JetStream's meta group (Kafka's controller),
+	// "" while there is none.
+	MetaLeader string `json:"meta_leader"`
+	// Brokers are the nodes, sorted by name.
+	Brokers []BrokerInfo `json:"brokers"`
+	// Topics are sorted by name.
+	Topics []TopicMetadata `json:"topics"`
+	Error  *APIError       `json:"error,omitempty"`
+}
+
+// Failure returns the response's error, nil on success.
+func (r *Metadata) Failure() error { return r.Error.Err() }
+
+// BrokerInfo is one node in Metadata.
+type BrokerInfo struct {
+	Name string `json:"name"`
+	// Addr is the host:port the node takes clients on; "" when the node did not
+	// answer (it is down, or slow).
+	Addr string `json:"addr"`
+	// Up is false when the cluster saw the node shut down or lost track of it.
+	Up bool `json:"up"`
+}
+
+// TopicMetadata is one topic in Metadata.
+type TopicMetadata struct {
+	Name       string              `json:"name"`
+	ID         string              `json:"id"`
+	State      TopicState          `json:"state"`
+	Replicas   int                 `json:"replicas"`
+	Partitions []PartitionMetadata `json:"partitions"`
+	// Error is set for a topic asked for by name that does not exist.
+	Error *APIError `json:"error,omitempty"`
+}
+
+// PartitionMetadata is one partition in Metadata.
+type PartitionMetadata struct {
+	Partition int32 `json:"partition"`
+	// Leader is "" while the partition's stream has no leader.
+	Leader string `json:"leader"`
+	// Replicas are the nodes holding a replica, sorted by name.
+	Replicas []string `json:"replicas"`
+	// InSync are the replicas that are current (Kafka's ISR): the leader, and the
+	// followers it sees caught up and that are not offline; sorted by name.
+	InSync []string `json:"in_sync"`
+	// Problem is set when no node answered for the partition's stream.
+	Problem string `json:"problem,omitempty"`
+}

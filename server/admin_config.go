@@ -1,0 +1,91 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/qxd-io/qxd/semantics"
+)
+
+// alterTopicConfig changes a ready topic's settings (semantics.AlterConfig) on every
+// partition's stream and in the topic's record. Every change is checked before any
+// is made. The streams change first, then the record (compare-and-set), so a
+// failure half-way leaves the record as it was and the same request, retried,
+// finishes the job. A smaller max-record-bytes is put on the streams only after the
+// record, which the partition writers follow, so that no writer sends a batch the
+// stream's new limit would refuse.
+func (a *admin) alterTopicConfig(ctx context.Context, req semantics.AlterTopicConfigRequest) (semantics.TopicMeta, error) {
+	name := req.Name
+	if err := semantics.ValidateTopicName(name); err != nil {
+		return semantics.TopicMeta{}, err
+	}
+	t, err := a.meta.getTopic(ctx, name)
+	if err != nil {
+		return semantics.TopicMeta{}, err
+	}
+	if t.State != semantics.TopicReady {
+		return t, semantics.Errorf(semantics.ErrTopicNotReady, "topic %q is %s: finish that first", name, t.State)
+	}
+	cfg, over, err := semantics.AlterConfig(t, req.Set, req.Delete)
+	if err != nil {
+		return t, topicErr(name, err)
+	}
+	nt := t
+	nt.Config, nt.Overrides = cfg, over
+	loose := nt
+	loose.Config.MaxMessageBytes = max(t.Config.MaxMessageBytes, cfg.MaxMessageBytes)
+	for p := int32(0); p < t.Config.Partitions; p++ {
+		if err := a.updateStreamLimits(ctx, loose, p); err != nil {
+			return t, fmt.Errorf("alter topic %q: partition %d: %w (nothing is recorded yet: retry to finish)", name, p, err)
+		}
+	}
+	rev, err := a.meta.putTopic(ctx, nt)
+	if err != nil {
+		if errors.Is(err, jetstream.ErrKeyExists) {
+			return t, semantics.Errorf(semantics.ErrInvalidRequest, "alter topic %q: the topic changed meanwhile: retry", name)
+		}
+		return t, fmt.Errorf("alter topic %q: record the new config: %w (retry to finish)", name, err)
+	}
+	nt.Revision = rev
+	a.n.writers.sync(ctx, nt)
+	if cfg.MaxMessageBytes < t.Config.MaxMessageBytes {
+		for p := int32(0); p < t.Config.Partitions; p++ {
+			if err := a.updateStreamLimits(ctx, nt, p); err != nil {
+				return nt, fmt.Errorf("alter topic %q: partition %d: lower the stream's message size limit: %w (the topic's limit applies already; retry to finish)", name, p, err)
+			}
+		}
+	}
+	a.n.topicChanged(nt)
+	a.n.log.Info("topic config altered", "topic", name)
+	return nt, nil
+}
+
+// updateStreamLimits puts t's limits (age, size, message size, duplicate window) on
+// partition p's stream, keeping the rest of the stream's config (its metadata holds
+// a trimmed log start).
+func (a *admin) updateStreamLimits(ctx context.Context, t semantics.TopicMeta, p int32) error {
+	s, err := a.n.js.Stream(ctx, semantics.StreamName(t.Name, p))
+	if err != nil {
+		return err
+	}
+	want := streamConfig(t, p)
+	cur := s.CachedInfo().Config
+	if cur.MaxAge == want.MaxAge && cur.MaxBytes == want.MaxBytes && cur.MaxMsgSize == want.MaxMsgSize && cur.Duplicates == want.Duplicates {
+		return nil
+	}
+	cur.MaxAge, cur.MaxBytes, cur.MaxMsgSize, cur.Duplicates = want.MaxAge, want.MaxBytes, want.MaxMsgSize, want.Duplicates
+	_, err = a.n.js.UpdateStream(ctx, cur)
+	return err
+}
+
+// topicErr prefixes err's detail with the topic, keeping its kind.
+func topicErr(name string, err error) error {
+	var de *semantics.DetailError
+	if errors.As(err, &de) {
+		return semantics.Errorf(de.Kind, "topic %q: %s", name, de.Detail)
+	}
+	return fmt.Errorf("topic %q: %w", name, err)
+}

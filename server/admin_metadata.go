@@ -1,0 +1,166 @@
+package server
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"net/url"
+	"slices"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/qxd-io/qxd/semantics"
+)
+
+// nodeInfoWait bounds how long a metadata request waits for the other nodes to say
+// their addresses.
+const nodeInfoWait = time.Second
+
+// metadata answers semantics.APIClusterMetadata: the nodes of the meta group with
+// their addresses (each node answers semantics.NodeInfoSubject itself), and per
+// partition of the topics asked for the leader, the replicas and the in-sync
+// replicas, from JetStream's stream list (the stream leaders' view, as clusterInfo
+// reads it).
+func (a *admin) metadata(ctx context.Context, req semantics.MetadataRequest) semantics.Metadata {
+	var ci semantics.ClusterInfo
+	nodes := a.metaNodes(&ci)
+	md := semantics.Metadata{Cluster: ci.Name, MetaLeader: ci.MetaLeader, Brokers: []semantics.BrokerInfo{}, Topics: []semantics.TopicMetadata{}}
+
+	var topics []semantics.TopicMeta
+	if len(req.Topics) == 0 {
+		all, err := a.listTopics(ctx)
+		if err != nil {
+			return semantics.Metadata{Error: semantics.NewAPIError(semantics.Errorf(semantics.ErrUnavailable,
+				"metadata: read topics: %v; retry", err))}
+		}
+		topics = all
+	} else {
+		for _, name := range req.Topics {
+			var t semantics.TopicMeta
+			err := semantics.ValidateTopicName(name)
+			if err == nil {
+				t, err = a.meta.getTopic(ctx, name)
+			}
+			if err != nil {
+				md.Topics = append(md.Topics, semantics.TopicMetadata{Name: name, Partitions: []semantics.PartitionMetadata{}, Error: semantics.NewAPIError(err)})
+				continue
+			}
+			topics = append(topics, t)
+		}
+	}
+	var want []string
+	for _, t := range topics {
+		if t.State != semantics.TopicReady {
+			continue
+		}
+		for p := int32(0); p < t.Config.Partitions; p++ {
+			want = append(want, semantics.StreamName(t.Name, p))
+		}
+	}
+	streams := a.partitionStreams(ctx, want)
+	for _, t := range topics {
+		tm := semantics.TopicMetadata{Name: t.Name, ID: t.ID, State: t.State, Replicas: t.Config.Replicas, Partitions: []semantics.PartitionMetadata{}}
+		if t.State == semantics.TopicReady {
+			for p := int32(0); p < t.Config.Partitions; p++ {
+				pm := partitionMetadata(p, streams[semantics.StreamName(t.Name, p)])
+				for _, r := range pm.Replicas {
+					if _, ok := nodes[r]; !ok {
+						nodes[r] = &semantics.NodeInfo{Name: r, Up: true}
+					}
+				}
+				tm.Partitions = append(tm.Partitions, pm)
+			}
+		}
+		md.Topics = append(md.Topics, tm)
+	}
+	up := 0
+	for _, n := range nodes {
+		if n.Up {
+			up++
+		}
+	}
+	addrs := a.nodeAddrs(up)
+	for name, n := range nodes {
+		md.Brokers = append(md.Brokers, semantics.BrokerInfo{Name: name, Addr: addrs[name], Up: n.Up})
+	}
+	slices.SortFunc(md.Brokers, func(x, y semantics.BrokerInfo) int { return cmp.Compare(x.Name, y.Name) })
+	slices.SortFunc(md.Topics, func(x, y semantics.TopicMetadata) int { return cmp.Compare(x.Name, y.Name) })
+	return md
+}
+
+// partitionMetadata reads partition p's leader, replicas and in-sync replicas from
+// its stream's cluster info (nil: nobody answered for it). A follower is in sync
+// when its leader sees it current and it is not offline, as clusterInfo counts it.
+func partitionMetadata(p int32, ci *jetstream.ClusterInfo) semantics.PartitionMetadata {
+	pm := semantics.PartitionMetadata{Partition: p, Replicas: []string{}, InSync: []string{}}
+	if ci == nil {
+		pm.Problem = "no node answered for the partition's stream"
+		return pm
+	}
+	pm.Leader = ci.Leader
+	if ci.Leader != "" {
+		pm.Replicas = append(pm.Replicas, ci.Leader)
+		pm.InSync = append(pm.InSync, ci.Leader)
+	}
+	for _, r := range ci.Replicas {
+		if r.Name == "" || r.Name == ci.Leader {
+			continue
+		}
+		pm.Replicas = append(pm.Replicas, r.Name)
+		if ci.Leader != "" && r.Current && !r.Offline && !r.Pending {
+			pm.InSync = append(pm.InSync, r.Name)
+		}
+	}
+	slices.Sort(pm.Replicas)
+	slices.Sort(pm.InSync)
+	return pm
+}
+
+// selfInfo is this node as semantics.NodeInfoSubject answers it.
+func (a *admin) selfInfo() semantics.BrokerInfo {
+	addr := a.n.ns.ClientURL()
+	if u, err := url.Parse(addr); err == nil && u.Host != "" {
+		addr = u.Host
+	}
+	return semantics.BrokerInfo{Name: a.n.ns.Name(), Addr: addr, Up: true}
+}
+
+// serveNodeInfo answers semantics.NodeInfoSubject.
+func (a *admin) serveNodeInfo(m *nats.Msg) {
+	b, _ := json.Marshal(a.selfInfo())
+	_ = m.Respond(b)
+}
+
+// nodeAddrs gathers the nodes' addresses by name: this node's, and those of the
+// others that answer semantics.NodeInfoSubject within nodeInfoWait, until want
+// have.
+func (a *admin) nodeAddrs(want int) map[string]string {
+	self := a.selfInfo()
+	out := map[string]string{self.Name: self.Addr}
+	if !a.n.ns.JetStreamIsClustered() || want <= 1 {
+		return out
+	}
+	inbox := nats.NewInbox()
+	sub, err := a.n.nc.SubscribeSync(inbox)
+	if err != nil {
+		return out
+	}
+	defer sub.Unsubscribe()
+	if err := a.n.nc.PublishRequest(semantics.NodeInfoSubject, inbox, nil); err != nil {
+		return out
+	}
+	deadline := time.Now().Add(nodeInfoWait)
+	for len(out) < want {
+		m, err := sub.NextMsg(time.Until(deadline))
+		if err != nil {
+			break
+		}
+		var b semantics.BrokerInfo
+		if json.Unmarshal(m.Data, &b) == nil && b.Name != "" {
+			out[b.Name] = b.Addr
+		}
+	}
+	return out
+}
