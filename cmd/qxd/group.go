@@ -268,7 +268,7 @@ func (a *app) groupSeek(c *cli.Context) error {
 // or a negative duration back from now ("-1h", "-2d").
 func parseSeekTo(s string, now time.Time) (qxd.Offset, error) {
 	if ago, ok := strings.CutPrefix(s, "-"); ok {
-		d, err := parseDays(ago)
+		d, err := semantics.ParseDuration(ago)
 		if err != nil || d <= 0 {
 			return qxd.Offset{}, fmt.Errorf("%q is not a time ago: use a duration after the minus, e.g. -1h, -30m, -2d or -1d12h", s)
 		}
@@ -288,7 +288,7 @@ func parseSeekTo(s string, now time.Time) (qxd.Offset, error) {
 	if to, err := qxd.ParseOffset(s); err == nil {
 		return to, nil
 	}
-	if _, err := parseDays(s); err == nil && s != "" {
+	if d, err := semantics.ParseDuration(s); err == nil && d > 0 {
 		return qxd.Offset{}, fmt.Errorf("%q is a duration: a time ago takes a minus, e.g. -%s", s, s)
 	}
 	return qxd.Offset{}, fmt.Errorf("position %q is not valid: use start, end, an offset from 0, a date-time (2026-12-05T10:00:00Z), a time ago (-1h), or @<unix ms>", s)
