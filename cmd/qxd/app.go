@@ -41,8 +41,12 @@ func (a *app) cli() *cli.App {
 		Name:  "qxd",
 		Usage: "Kafka's topics, partitions, offsets and consumer groups on NATS JetStream",
 		Description: "qxd runs a node ('qxd server') and manages its topics and consumer groups.\n" +
-			"Every flag also reads the QXD_* environment variable shown next to it. Flags\n" +
-			"may come before or after a command's arguments.",
+			"A flag shown with a QXD_* environment variable also reads it: the global flags\n" +
+			"read QXD_<FLAG>, a command's own flags QXD_<COMMAND>_<FLAG>, so that a variable\n" +
+			"set for one command changes no other. Flags that pick what a command changes\n" +
+			"(add-partitions --num, group seek's targets, consume --group, produce's key and\n" +
+			"partition) come from the command line only. Flags may come before or after a\n" +
+			"command's arguments.",
 		Reader:                    a.stdin,
 		Writer:                    a.stdout,
 		ErrWriter:                 a.stderr,
@@ -114,6 +118,7 @@ func (a *app) setup(c *cli.Context) error {
 		return fmt.Errorf("log level %q is not valid: use debug, info, warn or error", c.String("log-level"))
 	}
 	a.log = slog.New(slog.NewTextHandler(a.stderr, &slog.HandlerOptions{Level: level}))
+	warnRetiredEnv(a.stderr, c.App)
 	return nil
 }
 

@@ -36,7 +36,7 @@ func (a *app) groupListCommand() *cli.Command {
 		Aliases: []string{"ls"},
 		Usage:   "list the groups with members or committed offsets, sorted by id",
 		Flags: []cli.Flag{
-			&cli.BoolFlag{Name: "json", EnvVars: []string{"QXD_JSON"}, Usage: "print a JSON array of groups"},
+			&cli.BoolFlag{Name: "json", Usage: "print a JSON array of groups"},
 		},
 		Action: a.groupList,
 	}
@@ -78,7 +78,7 @@ func (a *app) groupDescribeCommand() *cli.Command {
 			"partition's log start and high watermark, and the lag, the records from the\n" +
 			"committed offset (or the log start) to the high watermark.",
 		Flags: []cli.Flag{
-			&cli.BoolFlag{Name: "json", EnvVars: []string{"QXD_JSON"}, Usage: "print one JSON object"},
+			&cli.BoolFlag{Name: "json", Usage: "print one JSON object"},
 		},
 		Action: a.groupDescribe,
 	}
@@ -143,11 +143,11 @@ func (a *app) groupSeekCommand() *cli.Command {
 			"an error that names the range. The group must have no active members: stop its\n" +
 			"consumers first. Prints the new offsets. The members that join next start there.",
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "topic", Aliases: []string{"t"}, EnvVars: []string{"QXD_TOPIC"},
+			&cli.StringFlag{Name: "topic", Aliases: []string{"t"},
 				Usage: "the `TOPIC` whose offsets to set"},
-			&cli.StringFlag{Name: "to", EnvVars: []string{"QXD_TO"},
+			&cli.StringFlag{Name: "to",
 				Usage: "the new `POSITION`: start, end, an offset, or @<unix ms>"},
-			&cli.StringSliceFlag{Name: "partition", Aliases: []string{"p"}, EnvVars: []string{"QXD_PARTITION"},
+			&cli.StringSliceFlag{Name: "partition", Aliases: []string{"p"},
 				DefaultText: "all", Usage: "set only partition `P`; repeat or comma-separate for more"},
 		},
 		Action: a.groupSeek,
