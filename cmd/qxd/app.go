@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/urfave/cli/v2"
 
@@ -15,9 +16,14 @@ import (
 
 // Defaults of the global flags.
 const (
-	defaultServer   = "nats://127.0.0.1:4222"
-	defaultLogLevel = "info"
+	defaultServer         = "nats://127.0.0.1:4222"
+	defaultLogLevel       = "info"
+	defaultConnectTimeout = 5 * time.Second
 )
+
+// waitNotice is how long a command waits in silence before it says on stderr
+// what it is waiting for.
+const waitNotice = 2 * time.Second
 
 // app holds what every command writes to and logs with. Nothing in this package
 // touches os.Stdin, os.Stdout or os.Stderr: run's callers choose them.
@@ -61,6 +67,10 @@ func (a *app) cli() *cli.App {
 			&cli.StringFlag{
 				Name: "log-level", Value: defaultLogLevel, EnvVars: []string{"QXD_LOG_LEVEL"},
 				Usage: "log to stderr at `LEVEL`: debug, info, warn or error",
+			},
+			&cli.DurationFlag{
+				Name: "connect-timeout", Value: defaultConnectTimeout, EnvVars: []string{"QXD_CONNECT_TIMEOUT"},
+				Usage: "give up when no qxd node answers within `DURATION`",
 			},
 		}, authFlags()...),
 		Before: a.setup,
@@ -122,14 +132,40 @@ func (a *app) setup(c *cli.Context) error {
 	return nil
 }
 
-// connect opens a client to the nodes named by --server.
+// connect opens a client to the nodes named by --server and checks that a qxd
+// node answers there, within --connect-timeout. A wait past waitNotice is said
+// on stderr.
 func (a *app) connect(c *cli.Context) (*qxd.Client, error) {
 	servers := c.String("server")
-	cl, err := qxd.Connect(c.Context, servers, append([]qxd.ClientOption{qxd.WithName("qxd-cli"), qxd.WithLogger(a.log)}, authOptions(c)...)...)
+	timeout := c.Duration("connect-timeout")
+	if timeout <= 0 {
+		return nil, fmt.Errorf("--connect-timeout %s is not valid: give a positive duration such as 5s", timeout)
+	}
+	ctx, cancel := context.WithTimeout(c.Context, timeout)
+	defer cancel()
+	defer a.sayAfter(waitNotice, fmt.Sprintf("qxd: waiting for a qxd node at %s (up to %s, --connect-timeout)\n", servers, timeout))()
+	cl, err := qxd.Connect(ctx, servers, append([]qxd.ClientOption{qxd.WithName("qxd-cli"), qxd.WithLogger(a.log)}, authOptions(c)...)...)
 	if err != nil {
+		if ctx.Err() != nil && c.Context.Err() == nil {
+			return nil, fmt.Errorf("connect to %s: no NATS server accepted the connection within %s (--connect-timeout): check the address and that a qxd node runs there; to use another node, set --server or QXD_SERVER", servers, timeout)
+		}
 		return nil, fmt.Errorf("%w; to use another node, set --server or QXD_SERVER", err)
 	}
+	if err := cl.Ping(ctx); err != nil {
+		cl.Close()
+		if c.Context.Err() != nil {
+			return nil, err
+		}
+		return nil, fmt.Errorf("%w; check that --server (QXD_SERVER) names a qxd node ('qxd server') and, for a cluster, that a majority of its nodes are up", err)
+	}
 	return cl, nil
+}
+
+// sayAfter writes msg to stderr once d has passed, unless the returned function
+// is called first.
+func (a *app) sayAfter(d time.Duration, msg string) (cancel func()) {
+	t := time.AfterFunc(d, func() { fmt.Fprint(a.stderr, msg) })
+	return func() { t.Stop() }
 }
 
 // rootAction runs "qxd" without a command: it shows the help.
