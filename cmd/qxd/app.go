@@ -39,6 +39,10 @@ type app struct {
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	a := &app{stdin: stdin, stdout: stdout, stderr: stderr, log: slog.New(slog.DiscardHandler)}
 	c := a.cli()
+	if len(args) > 1 && args[1] == completeCommand {
+		complete(a.stdout, c, args[2:])
+		return nil
+	}
 	return c.RunContext(ctx, reorderArgs(c, args))
 }
 
@@ -72,9 +76,10 @@ func (a *app) cli() *cli.App {
 				Name: "connect-timeout", Value: defaultConnectTimeout, EnvVars: []string{"QXD_CONNECT_TIMEOUT"},
 				Usage: "give up when no qxd node answers within `DURATION`",
 			},
+			&cli.BoolFlag{Name: "version", Usage: "print the version and exit (as 'qxd version')"},
 		}, authFlags()...),
 		Before: a.setup,
-		Action: rootAction,
+		Action: a.rootAction,
 		Commands: []*cli.Command{
 			a.serverCommand(),
 			a.topicCommand(),
@@ -83,6 +88,8 @@ func (a *app) cli() *cli.App {
 			a.passwdCommand(),
 			a.bridgeCommand(),
 			a.benchCommand(),
+			a.versionCommand(),
+			a.completionCommand(),
 		},
 	}
 	// urfave/cli's own help flag and help command are package globals that every
@@ -91,8 +98,9 @@ func (a *app) cli() *cli.App {
 	c.HideHelp = true
 	c.Flags = append(c.Flags, helpFlag())
 	c.OnUsageError = usageError
+	c.CustomAppHelpTemplate = cli.AppHelpTemplate + templateLiteral(examplesText(c.Name))
 	for _, cmd := range c.Commands {
-		setupCommand(cmd)
+		setupCommand(cmd, c.Name)
 	}
 	return c
 }
@@ -101,14 +109,16 @@ func helpFlag() cli.Flag {
 	return &cli.BoolFlag{Name: "help", Aliases: []string{"h"}, Usage: "show help"}
 }
 
-// setupCommand gives cmd and its subcommands their own help flag and the app's
-// usage errors.
-func setupCommand(cmd *cli.Command) {
+// setupCommand gives cmd, under the command path parent, and its subcommands
+// their own help flag with their examples, and the app's usage errors.
+func setupCommand(cmd *cli.Command, parent string) {
+	path := parent + " " + cmd.Name
 	cmd.HideHelp, cmd.HideHelpCommand = true, true
 	cmd.Flags = append(cmd.Flags, helpFlag())
 	cmd.OnUsageError = usageError
+	cmd.CustomHelpTemplate = helpTemplate(cmd, path)
 	for _, sub := range cmd.Subcommands {
-		setupCommand(sub)
+		setupCommand(sub, path)
 	}
 }
 
@@ -168,19 +178,34 @@ func (a *app) sayAfter(d time.Duration, msg string) (cancel func()) {
 	return func() { t.Stop() }
 }
 
-// rootAction runs "qxd" without a command: it shows the help.
-func rootAction(c *cli.Context) error {
+// rootAction runs "qxd" without a command: it shows the help, or the version
+// with --version.
+func (a *app) rootAction(c *cli.Context) error {
 	if c.Args().Present() {
-		return fmt.Errorf("unknown command %q: run 'qxd --help' to list the commands", c.Args().First())
+		return unknownCommand(c, c.App.Name, c.App.Commands)
+	}
+	if c.Bool("version") {
+		a.printVersion()
+		return nil
 	}
 	return cli.ShowAppHelp(c)
+}
+
+// unknownCommand is the error for the unknown command c.Args().First() under
+// path, whose commands are cmds, with the nearest command when one is close.
+func unknownCommand(c *cli.Context, path string, cmds []*cli.Command) error {
+	name := c.Args().First()
+	if hint := didYouMean(c.App, path, cmds, name); hint != "" {
+		return fmt.Errorf("unknown command %q (%s): run '%s --help' to list the commands", name, hint, path)
+	}
+	return fmt.Errorf("unknown command %q: run '%s --help' to list the commands", name, path)
 }
 
 // groupAction runs a command that only groups others, such as "qxd topic": without
 // arguments it shows the help, with an unknown command it says so.
 func groupAction(c *cli.Context) error {
 	if c.Args().Present() {
-		return fmt.Errorf("unknown command %q: run '%s --help' to list the commands", c.Args().First(), c.Command.HelpName)
+		return unknownCommand(c, c.Command.HelpName, c.Command.Subcommands)
 	}
 	return cli.ShowSubcommandHelp(c)
 }
@@ -189,6 +214,9 @@ func usageError(c *cli.Context, err error, _ bool) error {
 	name := c.App.Name
 	if c.Command != nil && c.Command.HelpName != "" {
 		name = c.Command.HelpName
+	}
+	if hint := flagSuggestion(c, err); hint != "" {
+		return fmt.Errorf("%w (%s): run '%s --help' for usage", err, hint, name)
 	}
 	return fmt.Errorf("%w: run '%s --help' for usage", err, name)
 }
