@@ -379,12 +379,12 @@ const (
 )
 
 // Ping checks that a qxd node answers on the client's connection: it asks
-// JetStream about qxd's topics bucket, which every qxd node keeps and every
-// identity may read, and which every command reads. While JetStream does not
-// answer, holds no qxd metadata, or the bucket has no leader, Ping asks again until ctx ends (5s if ctx has no
-// deadline), then returns an ErrUnavailable error naming the server and the
-// last cause: a plain NATS server, a node still starting, or a cluster without
-// a majority of its nodes. Other failures return at once.
+// JetStream about qxd's topics bucket, which every qxd node keeps, every identity
+// may read and every operation needs. While JetStream does not answer, holds no
+// qxd metadata, or the bucket has no leader, Ping asks again until ctx ends (5s
+// if ctx has no deadline), then returns a semantics.ErrUnavailable error naming
+// the server and the last cause: a plain NATS server, a node still starting, or
+// a cluster without a majority of its nodes. Other failures return at once.
 func (c *Client) Ping(ctx context.Context) error {
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
