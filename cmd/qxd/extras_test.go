@@ -1,6 +1,7 @@
 package main
 
 import (
+	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
@@ -106,36 +107,72 @@ func TestCompletion(t *testing.T) {
 	}
 }
 
-// TestBashCompletion loads the bash script into a real bash and completes with
-// the qxd binary.
-func TestBashCompletion(t *testing.T) {
+// TestShellCompletion loads each completion script into its real shell (those
+// installed) and completes with the qxd binary.
+func TestShellCompletion(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the qxd binary; skipped with -short")
 	}
-	bash, err := exec.LookPath("bash")
-	if err != nil {
-		t.Skip("no bash")
-	}
 	t.Parallel()
 	bin := buildQxd(t)
-	for _, tc := range []struct{ line, want string }{
+	cases := []struct{ line, want string }{
 		{"qxd topic cr", "create"},
 		{"qxd group de", "describe delete"},
 		{"qxd topic produce orders --print-o", "--print-offsets"},
-	} {
-		words := strings.Fields(tc.line)
-		script := `source <("$QXD" completion bash); COMP_WORDS=(` + strings.Join(words, " ") + `); COMP_CWORD=` +
-			strconv.Itoa(len(words)-1) + `; _qxd; echo "${COMPREPLY[*]}"`
-		cmd := exec.Command(bash, "-c", script)
-		cmd.Env = append(cmd.Environ(), "QXD="+bin, "PATH="+filepath.Dir(bin)+":/usr/bin:/bin")
-		out, err := cmd.CombinedOutput()
+		{"qxd --tls-ca ", "FILES"},
+	}
+	// Each script prints the candidates for the words of a line, space-separated,
+	// or FILES where the shell would complete file names.
+	shells := map[string]func(words []string) string{
+		"bash": func(words []string) string {
+			return `source <(qxd completion bash); COMP_WORDS=(` + shellQuote(words) + `); COMP_CWORD=` + strconv.Itoa(len(words)-1) +
+				`; _qxd; if (( ${#COMPREPLY[@]} )); then echo "${COMPREPLY[*]}"; else echo FILES; fi`
+		},
+		"zsh": func(words []string) string {
+			return `compdef() { :; }; source <(qxd completion zsh); _describe() { print -r -- "${(j: :)${(@)${(@P)2}%%:*}}"; }; _files() { print FILES; }; ` +
+				`words=(` + shellQuote(words) + `); CURRENT=` + strconv.Itoa(len(words)) + `; _qxd`
+		},
+		"fish": func(words []string) string {
+			return `qxd completion fish | source; set -l out (complete -C"` + strings.Join(words, " ") + `" | string replace -r '\t.*' ''); ` +
+				`if string match -q -- '*/' $out[1]; echo FILES; else; echo (string join -- ' ' $out); end`
+		},
+	}
+	for shell, script := range shells {
+		path, err := exec.LookPath(shell)
 		if err != nil {
-			t.Fatalf("bash: %v\n%s", err, out)
+			t.Logf("%s is not installed: its script is not run", shell)
+			continue
 		}
-		if got := strings.TrimSpace(string(out)); got != tc.want {
-			t.Errorf("completing %q in bash gave %q, want %q", tc.line, got, tc.want)
+		for _, tc := range cases {
+			words := strings.Split(tc.line, " ")
+			cmd := exec.Command(path, "-c", script(words))
+			cmd.Dir = t.TempDir() // one subdirectory, so that file names complete to "d/"
+			if err := os.Mkdir(filepath.Join(cmd.Dir, "d"), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			cmd.Env = append(cmd.Environ(), "PATH="+filepath.Dir(bin)+":/usr/bin:/bin", "HOME="+cmd.Dir)
+			out, err := cmd.CombinedOutput()
+			if err != nil {
+				t.Fatalf("%s: %v\n%s", shell, err, out)
+			}
+			// fish sorts the candidates; the others keep qxd's order.
+			got, want := strings.Fields(string(out)), strings.Fields(tc.want)
+			slices.Sort(got)
+			slices.Sort(want)
+			if !slices.Equal(got, want) {
+				t.Errorf("completing %q in %s gave %q, want %q", tc.line, shell, got, tc.want)
+			}
 		}
 	}
+}
+
+// shellQuote quotes words for a shell array.
+func shellQuote(words []string) string {
+	q := make([]string, len(words))
+	for i, w := range words {
+		q[i] = "'" + w + "'"
+	}
+	return strings.Join(q, " ")
 }
 
 // TestHelpExamples checks that every command's --help shows examples, and that
