@@ -397,9 +397,7 @@ func (c *Client) Ping(ctx context.Context) error {
 		where = "the in-process node"
 	}
 	for {
-		actx, cancel := context.WithTimeout(ctx, pingAttempt)
-		s, err := c.js.Stream(actx, "KV_"+semantics.TopicsBucket)
-		cancel()
+		s, err := c.pingOnce(ctx)
 		if err == nil {
 			ci := s.CachedInfo().Cluster
 			if ci == nil || ci.Leader != "" {
@@ -418,6 +416,24 @@ func (c *Client) Ping(ctx context.Context) error {
 		case <-time.After(pingRetry):
 		}
 	}
+}
+
+// pingOnce asks JetStream about the topics bucket once, failing at once with a
+// not-authorized error when the server refuses the identity the question.
+func (c *Client) pingOnce(ctx context.Context) (jetstream.Stream, error) {
+	ctx, cancel := context.WithTimeout(ctx, pingAttempt)
+	defer cancel()
+	if c.authz == nil {
+		return c.js.Stream(ctx, "KV_"+semantics.TopicsBucket)
+	}
+	subject := "$JS.API.STREAM.INFO.KV_" + semantics.TopicsBucket
+	w := c.authz.watch(subject, cancel)
+	defer c.authz.unwatch(subject, w)
+	s, err := c.js.Stream(ctx, "KV_"+semantics.TopicsBucket)
+	if err != nil && w.isDenied() {
+		return nil, deniedError(subject)
+	}
+	return s, err
 }
 
 // errNoMetaLeader is Ping's cause when qxd's topics bucket has no leader.
