@@ -37,6 +37,8 @@ type Client struct {
 	partsKV   jetstream.KeyValue
 
 	authz *authz // turns permission violations into not-authorized errors
+
+	watch *connWatch // warns while the connection is down; nil for NewClient
 }
 
 type clientConfig struct {
@@ -75,7 +77,14 @@ func WithRequestTimeout(d time.Duration) ClientOption {
 }
 
 // Connect connects to the qxd nodes at servers, a comma-separated list of NATS URLs
-// ("nats://a:4222,nats://b:4222"); the client fails over between them.
+// ("nats://a:4222,nats://b:4222"); the client fails over between them. Connect
+// only opens the connection: Ping checks that a qxd node answers on it.
+//
+// While the connection is down the client logs a warning after 3s, and again
+// every 30s until it is back, then
+// logs at info level that it reconnected, so that a producer or consumer whose
+// node went away says so. Handlers given with WithNATSOptions
+// (nats.DisconnectErrHandler, nats.ReconnectHandler) still run.
 func Connect(ctx context.Context, servers string, opts ...ClientOption) (*Client, error) {
 	cfg := clientConfig{name: "qxd", reqTimeout: 30 * time.Second}
 	for _, o := range opts {
@@ -94,6 +103,8 @@ func Connect(ctx context.Context, servers string, opts ...ClientOption) (*Client
 	}
 	nopts = append(append(nopts, logAsyncErrors(cfg.logger)), aopts...)
 	nopts = append(nopts, cfg.natsOpts...)
+	watch := newConnWatch(cfg.logger, cfg.natsOpts)
+	nopts = append(nopts, watch.options()...)
 	if o := inboxOption(nopts); o != nil {
 		nopts = append(nopts, o)
 	}
@@ -113,6 +124,7 @@ func Connect(ctx context.Context, servers string, opts ...ClientOption) (*Client
 	select {
 	case r = <-done:
 	case <-ctx.Done():
+		watch.close()
 		go func() {
 			if r := <-done; r.nc != nil {
 				r.nc.Close()
@@ -121,6 +133,7 @@ func Connect(ctx context.Context, servers string, opts ...ClientOption) (*Client
 		return nil, fmt.Errorf("connect to %s: %w", servers, ctx.Err())
 	}
 	if r.err != nil {
+		watch.close()
 		if err := connectError(servers, r.err, cfg.auth); err != nil {
 			return nil, err
 		}
@@ -128,10 +141,11 @@ func Connect(ctx context.Context, servers string, opts ...ClientOption) (*Client
 	}
 	c, err := newClient(r.nc, cfg)
 	if err != nil {
+		watch.close()
 		r.nc.Close()
 		return nil, err
 	}
-	c.ownsNC = true
+	c.ownsNC, c.watch = true, watch
 	return c, nil
 }
 
@@ -163,6 +177,7 @@ func (c *Client) Conn() *nats.Conn { return c.nc }
 // first: Close does not flush them.
 func (c *Client) Close() {
 	if c.ownsNC {
+		c.watch.close()
 		c.nc.Close()
 	}
 }
@@ -180,6 +195,7 @@ func (c *Client) request(ctx context.Context, subject string, req, out any) erro
 		defer cancel()
 	}
 	backoff := 50 * time.Millisecond
+	start, said := time.Now(), false
 	for {
 		err := c.requestOnce(ctx, subject, req, out)
 		switch {
@@ -191,6 +207,10 @@ func (c *Client) request(ctx context.Context, subject string, req, out any) erro
 				return nil // the caller reads the response's own error
 			}
 			err = f.Failure()
+		}
+		if !said && time.Since(start) > waitNotice {
+			c.log.Info("waiting for a qxd node to answer", "subject", subject, "err", err)
+			said = true
 		}
 		select {
 		case <-ctx.Done():
@@ -346,4 +366,185 @@ func (c *Client) checkpointNext(ctx context.Context, t semantics.TopicMeta, p in
 		return 0, err
 	}
 	return ck.Next, nil
+}
+
+// Bounds of Ping and of the warnings about a lost connection.
+const (
+	defaultPingTimeout = 5 * time.Second // Ping without a deadline
+	pingAttempt        = 2 * time.Second // one question to JetStream
+	pingRetry          = 250 * time.Millisecond
+	disconnectWarning  = 3 * time.Second  // down this long: warn
+	disconnectReminder = 30 * time.Second // and again this often
+	waitNotice         = 2 * time.Second  // a request retried this long is logged
+)
+
+// Ping checks that a qxd node answers on the client's connection: it asks
+// JetStream about qxd's topics bucket, which every qxd node keeps, every identity
+// may read and every operation needs. While JetStream does not answer, holds no
+// qxd metadata, or the bucket has no leader, Ping asks again until ctx ends (5s
+// if ctx has no deadline), then returns a semantics.ErrUnavailable error naming
+// the server and the last cause: a plain NATS server, a node still starting, or
+// a cluster without a majority of its nodes. Other failures return at once.
+func (c *Client) Ping(ctx context.Context) error {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, defaultPingTimeout)
+		defer cancel()
+	}
+	start := time.Now()
+	where := c.nc.ConnectedUrlRedacted()
+	if where == "" {
+		where = "the in-process node"
+	}
+	for {
+		s, err := c.pingOnce(ctx)
+		if err == nil {
+			ci := s.CachedInfo().Cluster
+			if ci == nil || ci.Leader != "" {
+				return nil
+			}
+			err = errNoMetaLeader
+		}
+		cause, retry := pingCause(err)
+		if !retry {
+			return fmt.Errorf("ping %s: %w", where, wrapNATSError(err))
+		}
+		select {
+		case <-ctx.Done():
+			return semantics.Errorf(semantics.ErrUnavailable, "no qxd node answered at %s within %s: %s",
+				where, time.Since(start).Round(100*time.Millisecond), cause)
+		case <-time.After(pingRetry):
+		}
+	}
+}
+
+// pingOnce asks JetStream about the topics bucket once, failing at once with a
+// not-authorized error when the server refuses the identity the question.
+func (c *Client) pingOnce(ctx context.Context) (jetstream.Stream, error) {
+	ctx, cancel := context.WithTimeout(ctx, pingAttempt)
+	defer cancel()
+	if c.authz == nil {
+		return c.js.Stream(ctx, "KV_"+semantics.TopicsBucket)
+	}
+	subject := "$JS.API.STREAM.INFO.KV_" + semantics.TopicsBucket
+	w := c.authz.watch(subject, cancel)
+	defer c.authz.unwatch(subject, w)
+	s, err := c.js.Stream(ctx, "KV_"+semantics.TopicsBucket)
+	if err != nil && w.isDenied() {
+		return nil, deniedError(subject)
+	}
+	return s, err
+}
+
+// errNoMetaLeader is Ping's cause when qxd's topics bucket has no leader.
+var errNoMetaLeader = errors.New("no leader")
+
+// pingCause says what a failed ask for the topics bucket means, and whether
+// asking again may succeed.
+func pingCause(err error) (string, bool) {
+	var apiErr *jetstream.APIError
+	switch {
+	case errors.Is(err, errNoMetaLeader):
+		return "qxd's metadata (bucket " + semantics.TopicsBucket + ") has no leader, as when fewer than a majority of a cluster's nodes are up", true
+	case errors.Is(err, nats.ErrNoResponders), errors.Is(err, jetstream.ErrJetStreamNotEnabled):
+		return "the NATS server there has no JetStream (its JetStream API had no responders): a plain nats-server, or a qxd node still starting", true
+	case errors.Is(err, jetstream.ErrBucketNotFound), errors.Is(err, jetstream.ErrStreamNotFound):
+		return "its JetStream holds no qxd metadata (no bucket " + semantics.TopicsBucket + "): a plain nats-server, or a qxd node still starting", true
+	case errors.As(err, &apiErr) && apiErr.Code == 503:
+		return fmt.Sprintf("its JetStream is unavailable (%s), as when fewer than a majority of a cluster's nodes are up", apiErr.Description), true
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, nats.ErrTimeout):
+		return fmt.Sprintf("its JetStream did not answer within %s", pingAttempt), true
+	}
+	return "", false
+}
+
+// connWatch logs while a connection is down: a warning once it has been down
+// for disconnectWarning, again every disconnectReminder, and an info line when
+// it is back after a warning. It calls the handlers the caller gave too.
+type connWatch struct {
+	log          *slog.Logger
+	userDown     nats.ConnErrHandler
+	userUp       nats.ConnHandler
+	mu           sync.Mutex
+	timer        *time.Timer // set while down
+	node         string      // the server lost
+	err          error       // why
+	since        time.Time
+	warned, done bool
+}
+
+func newConnWatch(log *slog.Logger, userOpts []nats.Option) *connWatch {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	var user nats.Options
+	for _, o := range userOpts {
+		_ = o(&user)
+	}
+	return &connWatch{log: log, userDown: user.DisconnectedErrCB, userUp: user.ReconnectedCB}
+}
+
+// options are the nats.go handlers that feed w; they come after the caller's.
+func (w *connWatch) options() []nats.Option {
+	return []nats.Option{nats.DisconnectErrHandler(w.disconnected), nats.ReconnectHandler(w.reconnected)}
+}
+
+func (w *connWatch) disconnected(nc *nats.Conn, err error) {
+	w.mu.Lock()
+	if !w.done && w.timer == nil {
+		w.node, w.err, w.since, w.warned = nc.ConnectedServerName(), err, time.Now(), false
+		if w.node == "" {
+			w.node = nc.ConnectedUrlRedacted()
+		}
+		w.timer = time.AfterFunc(disconnectWarning, w.warn)
+	}
+	w.mu.Unlock()
+	if w.userDown != nil {
+		w.userDown(nc, err)
+	}
+}
+
+func (w *connWatch) warn() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.done || w.timer == nil {
+		return
+	}
+	errText := "connection closed"
+	if w.err != nil {
+		errText = w.err.Error()
+	}
+	w.log.Warn("lost the connection to the qxd node; reconnecting", "node", w.node,
+		"err", fmt.Sprintf("%s (down %s)", errText, time.Since(w.since).Round(time.Second)))
+	w.warned = true
+	w.timer.Reset(disconnectReminder)
+}
+
+func (w *connWatch) reconnected(nc *nats.Conn) {
+	w.mu.Lock()
+	if w.timer != nil {
+		w.timer.Stop()
+		w.timer = nil
+		if w.warned && !w.done {
+			w.log.Info("reconnected to a qxd node", "node", nc.ConnectedServerName())
+		}
+	}
+	w.mu.Unlock()
+	if w.userUp != nil {
+		w.userUp(nc)
+	}
+}
+
+// close stops w; it logs nothing more. Safe on nil and more than once.
+func (w *connWatch) close() {
+	if w == nil {
+		return
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.done = true
+	if w.timer != nil {
+		w.timer.Stop()
+		w.timer = nil
+	}
 }

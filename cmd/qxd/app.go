@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/urfave/cli/v2"
 
@@ -15,9 +16,14 @@ import (
 
 // Defaults of the global flags.
 const (
-	defaultServer   = "nats://127.0.0.1:4222"
-	defaultLogLevel = "info"
+	defaultServer         = "nats://127.0.0.1:4222"
+	defaultLogLevel       = "info"
+	defaultConnectTimeout = 5 * time.Second
 )
+
+// waitNotice is how long a command waits in silence before it says on stderr
+// what it is waiting for.
+const waitNotice = 2 * time.Second
 
 // app holds what every command writes to and logs with. Nothing in this package
 // touches os.Stdin, os.Stdout or os.Stderr: run's callers choose them.
@@ -33,6 +39,10 @@ type app struct {
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	a := &app{stdin: stdin, stdout: stdout, stderr: stderr, log: slog.New(slog.DiscardHandler)}
 	c := a.cli()
+	if len(args) > 1 && args[1] == completeCommand {
+		complete(a.stdout, c, args[2:])
+		return nil
+	}
 	return c.RunContext(ctx, reorderArgs(c, args))
 }
 
@@ -41,8 +51,12 @@ func (a *app) cli() *cli.App {
 		Name:  "qxd",
 		Usage: "Kafka's topics, partitions, offsets and consumer groups on NATS JetStream",
 		Description: "qxd runs a node ('qxd server') and manages its topics and consumer groups.\n" +
-			"Every flag also reads the QXD_* environment variable shown next to it. Flags\n" +
-			"may come before or after a command's arguments.",
+			"A flag shown with a QXD_* environment variable also reads it: the global flags\n" +
+			"read QXD_<FLAG>, a command's own flags QXD_<COMMAND>_<FLAG>, so that a variable\n" +
+			"set for one command changes no other. Flags that pick what a command changes\n" +
+			"(add-partitions --num, group seek's targets, consume --group, produce's key and\n" +
+			"partition) come from the command line only. Flags may come before or after a\n" +
+			"command's arguments.",
 		Reader:                    a.stdin,
 		Writer:                    a.stdout,
 		ErrWriter:                 a.stderr,
@@ -58,9 +72,14 @@ func (a *app) cli() *cli.App {
 				Name: "log-level", Value: defaultLogLevel, EnvVars: []string{"QXD_LOG_LEVEL"},
 				Usage: "log to stderr at `LEVEL`: debug, info, warn or error",
 			},
+			&cli.DurationFlag{
+				Name: "connect-timeout", Value: defaultConnectTimeout, EnvVars: []string{"QXD_CONNECT_TIMEOUT"},
+				Usage: "give up when no qxd node answers within `DURATION`",
+			},
+			&cli.BoolFlag{Name: "version", Usage: "print the version and exit (as 'qxd version')"},
 		}, authFlags()...),
 		Before: a.setup,
-		Action: rootAction,
+		Action: a.rootAction,
 		Commands: []*cli.Command{
 			a.serverCommand(),
 			a.topicCommand(),
@@ -69,6 +88,8 @@ func (a *app) cli() *cli.App {
 			a.passwdCommand(),
 			a.bridgeCommand(),
 			a.benchCommand(),
+			a.versionCommand(),
+			a.completionCommand(),
 		},
 	}
 	// urfave/cli's own help flag and help command are package globals that every
@@ -77,8 +98,9 @@ func (a *app) cli() *cli.App {
 	c.HideHelp = true
 	c.Flags = append(c.Flags, helpFlag())
 	c.OnUsageError = usageError
+	c.CustomAppHelpTemplate = cli.AppHelpTemplate + templateLiteral(examplesText(c.Name))
 	for _, cmd := range c.Commands {
-		setupCommand(cmd)
+		setupCommand(cmd, c.Name)
 	}
 	return c
 }
@@ -87,14 +109,16 @@ func helpFlag() cli.Flag {
 	return &cli.BoolFlag{Name: "help", Aliases: []string{"h"}, Usage: "show help"}
 }
 
-// setupCommand gives cmd and its subcommands their own help flag and the app's
-// usage errors.
-func setupCommand(cmd *cli.Command) {
+// setupCommand gives cmd, under the command path parent, and its subcommands
+// their own help flag with their examples, and the app's usage errors.
+func setupCommand(cmd *cli.Command, parent string) {
+	path := parent + " " + cmd.Name
 	cmd.HideHelp, cmd.HideHelpCommand = true, true
 	cmd.Flags = append(cmd.Flags, helpFlag())
 	cmd.OnUsageError = usageError
+	cmd.CustomHelpTemplate = helpTemplate(cmd, path)
 	for _, sub := range cmd.Subcommands {
-		setupCommand(sub)
+		setupCommand(sub, path)
 	}
 }
 
@@ -114,32 +138,74 @@ func (a *app) setup(c *cli.Context) error {
 		return fmt.Errorf("log level %q is not valid: use debug, info, warn or error", c.String("log-level"))
 	}
 	a.log = slog.New(slog.NewTextHandler(a.stderr, &slog.HandlerOptions{Level: level}))
+	warnRetiredEnv(a.stderr, c.App)
 	return nil
 }
 
-// connect opens a client to the nodes named by --server.
+// connect opens a client to the nodes named by --server and checks that a qxd
+// node answers there, within --connect-timeout. A wait past waitNotice is said
+// on stderr.
 func (a *app) connect(c *cli.Context) (*qxd.Client, error) {
 	servers := c.String("server")
-	cl, err := qxd.Connect(c.Context, servers, append([]qxd.ClientOption{qxd.WithName("qxd-cli"), qxd.WithLogger(a.log)}, authOptions(c)...)...)
+	timeout := c.Duration("connect-timeout")
+	if timeout <= 0 {
+		return nil, fmt.Errorf("--connect-timeout %s is not valid: give a positive duration such as 5s", timeout)
+	}
+	ctx, cancel := context.WithTimeout(c.Context, timeout)
+	defer cancel()
+	defer a.sayAfter(waitNotice, fmt.Sprintf("qxd: waiting for a qxd node at %s (up to %s, --connect-timeout)\n", servers, timeout))()
+	cl, err := qxd.Connect(ctx, servers, append([]qxd.ClientOption{qxd.WithName("qxd-cli"), qxd.WithLogger(a.log)}, authOptions(c)...)...)
 	if err != nil {
+		if ctx.Err() != nil && c.Context.Err() == nil {
+			return nil, fmt.Errorf("connect to %s: no NATS server accepted the connection within %s (--connect-timeout): check the address and that a qxd node runs there; to use another node, set --server or QXD_SERVER", servers, timeout)
+		}
 		return nil, fmt.Errorf("%w; to use another node, set --server or QXD_SERVER", err)
+	}
+	if err := cl.Ping(ctx); err != nil {
+		cl.Close()
+		if c.Context.Err() != nil {
+			return nil, err
+		}
+		return nil, fmt.Errorf("%w; check that --server (QXD_SERVER) names a qxd node ('qxd server') and, for a cluster, that a majority of its nodes are up", err)
 	}
 	return cl, nil
 }
 
-// rootAction runs "qxd" without a command: it shows the help.
-func rootAction(c *cli.Context) error {
+// sayAfter writes msg to stderr once d has passed, unless the returned function
+// is called first.
+func (a *app) sayAfter(d time.Duration, msg string) (cancel func()) {
+	t := time.AfterFunc(d, func() { fmt.Fprint(a.stderr, msg) })
+	return func() { t.Stop() }
+}
+
+// rootAction runs "qxd" without a command: it shows the help, or the version
+// with --version.
+func (a *app) rootAction(c *cli.Context) error {
 	if c.Args().Present() {
-		return fmt.Errorf("unknown command %q: run 'qxd --help' to list the commands", c.Args().First())
+		return unknownCommand(c, c.App.Name, c.App.Commands)
+	}
+	if c.Bool("version") {
+		a.printVersion()
+		return nil
 	}
 	return cli.ShowAppHelp(c)
+}
+
+// unknownCommand is the error for the unknown command c.Args().First() under
+// path, whose commands are cmds, with the nearest command when one is close.
+func unknownCommand(c *cli.Context, path string, cmds []*cli.Command) error {
+	name := c.Args().First()
+	if hint := didYouMean(c.App, path, cmds, name); hint != "" {
+		return fmt.Errorf("unknown command %q (%s): run '%s --help' to list the commands", name, hint, path)
+	}
+	return fmt.Errorf("unknown command %q: run '%s --help' to list the commands", name, path)
 }
 
 // groupAction runs a command that only groups others, such as "qxd topic": without
 // arguments it shows the help, with an unknown command it says so.
 func groupAction(c *cli.Context) error {
 	if c.Args().Present() {
-		return fmt.Errorf("unknown command %q: run '%s --help' to list the commands", c.Args().First(), c.Command.HelpName)
+		return unknownCommand(c, c.Command.HelpName, c.Command.Subcommands)
 	}
 	return cli.ShowSubcommandHelp(c)
 }
@@ -148,6 +214,9 @@ func usageError(c *cli.Context, err error, _ bool) error {
 	name := c.App.Name
 	if c.Command != nil && c.Command.HelpName != "" {
 		name = c.Command.HelpName
+	}
+	if hint := flagSuggestion(c, err); hint != "" {
+		return fmt.Errorf("%w (%s): run '%s --help' for usage", err, hint, name)
 	}
 	return fmt.Errorf("%w: run '%s --help' for usage", err, name)
 }

@@ -165,7 +165,7 @@ func (a *app) bridgeListCommand() *cli.Command {
 		Aliases: []string{"ls"},
 		Usage:   "list the bridges, sorted by name",
 		Flags: []cli.Flag{
-			&cli.BoolFlag{Name: "json", EnvVars: []string{"QXD_JSON"}, Usage: "print a JSON array of bridges"},
+			&cli.BoolFlag{Name: "json", Usage: "print a JSON array of bridges"},
 		},
 		Action: a.bridgeList,
 	}
@@ -210,7 +210,7 @@ func (a *app) bridgeDescribeCommand() *cli.Command {
 			"A bridge reading a stream also shows the messages taken from it (redeliveries\n" +
 			"included), those skipped as already stored, and the backlog not yet taken.",
 		Flags: []cli.Flag{
-			&cli.BoolFlag{Name: "json", EnvVars: []string{"QXD_JSON"}, Usage: "print one JSON object"},
+			&cli.BoolFlag{Name: "json", Usage: "print one JSON object"},
 		},
 		Action: a.bridgeDescribe,
 	}

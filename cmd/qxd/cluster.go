@@ -29,7 +29,7 @@ func (a *app) clusterInfoCommand() *cli.Command {
 			"fewer of its replicas than the topic's replication factor are current (caught\n" +
 			"up with the leader, which counts as current); one without a leader shows 0.",
 		Flags: []cli.Flag{
-			&cli.BoolFlag{Name: "json", EnvVars: []string{"QXD_JSON"}, Usage: "print one JSON object"},
+			&cli.BoolFlag{Name: "json", Usage: "print one JSON object"},
 		},
 		Action: a.clusterInfo,
 	}

@@ -31,27 +31,27 @@ func (a *app) consumeCommand() *cli.Command {
 			"consume started; records produced after that are not printed.\n\n" +
 			groupConsumeHelp + "\n\n" + formatHelp,
 		Flags: []cli.Flag{
-			&cli.StringSliceFlag{Name: "partition", Aliases: []string{"p"}, EnvVars: []string{"QXD_PARTITION"},
+			&cli.StringSliceFlag{Name: "partition", Aliases: []string{"p"}, EnvVars: []string{"QXD_CONSUME_PARTITION"},
 				DefaultText: "all", Usage: "read only partition `P`; repeat or comma-separate for more (not with --group)"},
-			&cli.StringFlag{Name: "offset", Aliases: []string{"o"}, Value: "start", EnvVars: []string{"QXD_OFFSET"},
+			&cli.StringFlag{Name: "offset", Aliases: []string{"o"}, Value: "start", EnvVars: []string{"QXD_CONSUME_OFFSET"},
 				Usage: "where to start: start, end, an `OFFSET`, -N (N before the end), +N (N after the start), or @<unix ms> (not with --group)"},
-			&cli.IntFlag{Name: "num", Aliases: []string{"n"}, EnvVars: []string{"QXD_NUM"},
+			&cli.IntFlag{Name: "num", Aliases: []string{"n"}, EnvVars: []string{"QXD_CONSUME_NUM"},
 				DefaultText: "no limit", Usage: "exit after `N` records"},
-			&cli.StringFlag{Name: "format", Aliases: []string{"f"}, Value: `%v\n`, DefaultText: `%v\n`, EnvVars: []string{"QXD_FORMAT"},
+			&cli.StringFlag{Name: "format", Aliases: []string{"f"}, Value: `%v\n`, DefaultText: `%v\n`, EnvVars: []string{"QXD_CONSUME_FORMAT"},
 				Usage: "print each record as `FORMAT`: verbs " + formatVerbs + ", or json (see above)"},
 			&cli.StringFlag{Name: "key-format", Value: "text",
 				Usage: "print keys (%k, and key_b64 in json) as `ENCODING`: text or base64"},
 			&cli.StringFlag{Name: "value-format", Value: "text",
 				Usage: "print values (%v, and value_b64 in json) as `ENCODING`: text or base64"},
-			&cli.BoolFlag{Name: "exit-at-end", Aliases: []string{"e"}, EnvVars: []string{"QXD_EXIT_AT_END"},
+			&cli.BoolFlag{Name: "exit-at-end", Aliases: []string{"e"}, EnvVars: []string{"QXD_CONSUME_EXIT_AT_END"},
 				Usage: "exit once every partition's end, as of the start (with --group: as of its assignment), is reached"},
-			&cli.StringFlag{Name: "reset", Value: "earliest", EnvVars: []string{"QXD_RESET"},
+			&cli.StringFlag{Name: "reset", Value: "earliest", EnvVars: []string{"QXD_CONSUME_RESET"},
 				Usage: "where to start when the start offset (--offset, or with --group the committed one) is missing or not stored (`POLICY`): earliest, latest or none (also error: fail)"},
-			&cli.StringFlag{Name: "group", Aliases: []string{"g"}, EnvVars: []string{"QXD_GROUP"},
+			&cli.StringFlag{Name: "group", Aliases: []string{"g"},
 				Usage: "join consumer group `G`: share the partitions with its other members, start at its committed offsets"},
-			&cli.StringFlag{Name: "instance-id", EnvVars: []string{"QXD_INSTANCE_ID"},
+			&cli.StringFlag{Name: "instance-id", EnvVars: []string{"QXD_CONSUME_INSTANCE_ID"},
 				Usage: "with --group: be the static member `ID` (group.instance.id); a restart within the session timeout gets its partitions back"},
-			&cli.DurationFlag{Name: "session-timeout", Value: qxd.DefaultSessionTimeout, EnvVars: []string{"QXD_SESSION_TIMEOUT"},
+			&cli.DurationFlag{Name: "session-timeout", Value: qxd.DefaultSessionTimeout, EnvVars: []string{"QXD_CONSUME_SESSION_TIMEOUT"},
 				Usage: "with --group: the group gives this member's partitions to others after `DURATION` without a heartbeat"},
 		},
 		Action: a.consume,
@@ -139,11 +139,11 @@ func consumeFlags(c *cli.Context) (consumeSettings, error) {
 		return s, fmt.Errorf("consume %q: --group: %w", s.topic, err)
 	}
 	if c.IsSet("partition") {
-		return s, fmt.Errorf("consume %q: --partition (QXD_PARTITION) cannot be used with --group %s: the group assigns partitions to its members; drop --partition, or drop --group to read chosen partitions alone",
+		return s, fmt.Errorf("consume %q: --partition (QXD_CONSUME_PARTITION) cannot be used with --group %s: the group assigns partitions to its members; drop --partition, or drop --group to read chosen partitions alone",
 			s.topic, s.group)
 	}
 	if c.IsSet("offset") {
-		return s, fmt.Errorf("consume %q: --offset (QXD_OFFSET) cannot be used with --group %s: each partition starts at the group's committed offset (--reset decides where one without a commit starts); drop --offset, or stop the group's members and move its offsets with 'qxd group seek %s --topic %s --to %s'",
+		return s, fmt.Errorf("consume %q: --offset (QXD_CONSUME_OFFSET) cannot be used with --group %s: each partition starts at the group's committed offset (--reset decides where one without a commit starts); drop --offset, or stop the group's members and move its offsets with 'qxd group seek %s --topic %s --to %s'",
 			s.topic, s.group, s.group, s.topic, c.String("offset"))
 	}
 	s.instanceID = c.String("instance-id")

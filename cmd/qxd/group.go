@@ -39,7 +39,7 @@ func (a *app) groupListCommand() *cli.Command {
 		Aliases: []string{"ls"},
 		Usage:   "list the groups with members or committed offsets, sorted by id",
 		Flags: []cli.Flag{
-			&cli.BoolFlag{Name: "json", EnvVars: []string{"QXD_JSON"}, Usage: "print a JSON array of groups"},
+			&cli.BoolFlag{Name: "json", Usage: "print a JSON array of groups"},
 		},
 		Action: a.groupList,
 	}
@@ -84,7 +84,7 @@ func (a *app) groupDescribeCommand() *cli.Command {
 			"trimmed or the topic created again; behind the log start: records expired);\n" +
 			"members start such a partition at their reset policy.",
 		Flags: []cli.Flag{
-			&cli.BoolFlag{Name: "json", EnvVars: []string{"QXD_JSON"}, Usage: "print one JSON object"},
+			&cli.BoolFlag{Name: "json", Usage: "print one JSON object"},
 		},
 		Action: a.groupDescribe,
 	}
@@ -172,13 +172,13 @@ func (a *app) groupSeekCommand() *cli.Command {
 			"so on stderr after 2s) and then fails naming those still there: stop them first.\n" +
 			"The members that join next start at the new offsets.",
 		Flags: []cli.Flag{
-			&cli.StringSliceFlag{Name: "topic", Aliases: []string{"t"}, EnvVars: []string{"QXD_TOPIC"},
+			&cli.StringSliceFlag{Name: "topic", Aliases: []string{"t"},
 				Usage: "set the offsets of `TOPIC`; repeat or comma-separate for more"},
 			&cli.BoolFlag{Name: "all-topics", Usage: "set the offsets of every topic the group has committed offsets on"},
-			&cli.StringFlag{Name: "to", EnvVars: []string{"QXD_TO"},
+			&cli.StringFlag{Name: "to",
 				Usage: "the new `POSITION`: start, end, an offset, a date-time (2026-12-05T10:00:00Z), a time ago (-1h), or @<unix ms>"},
 			&cli.Int64Flag{Name: "shift-by", Usage: "move each committed offset by `N` (negative: back), within the log"},
-			&cli.StringSliceFlag{Name: "partition", Aliases: []string{"p"}, EnvVars: []string{"QXD_PARTITION"},
+			&cli.StringSliceFlag{Name: "partition", Aliases: []string{"p"},
 				DefaultText: "all", Usage: "with one --topic, set only partition `P`; repeat or comma-separate for more"},
 			&cli.BoolFlag{Name: "dry-run", Usage: "print the old and new offsets, change nothing"},
 		},
@@ -298,9 +298,6 @@ func parseSeekTo(s string, now time.Time) (qxd.Offset, error) {
 // coordinator removes a member when its session timer fires, and the group then
 // completes its rebalance.
 const leaveMargin = 3 * time.Second
-
-// waitNotice is how long waitEmpty waits before it says so on stderr.
-const waitNotice = 2 * time.Second
 
 // waitEmpty waits until group has no members, as seek and delete need, for at most
 // the longest session timeout of its members (plus leaveMargin): a static member

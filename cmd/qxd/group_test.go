@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"os"
 	"regexp"
 	"strconv"
 	"strings"
@@ -404,24 +403,30 @@ func TestGroupErrors(t *testing.T) {
 	}
 }
 
-// TestGroupEnv checks that the group flags read their QXD_* variables.
+// TestGroupEnv checks that only the command line joins a group or moves its
+// offsets: QXD_GROUP, QXD_TOPIC, QXD_TO and QXD_PARTITION, which earlier versions
+// read, change nothing, while consume's own QXD_CONSUME_* variables still apply.
 func TestGroupEnv(t *testing.T) {
 	c := startCLI(t)
 	c.must("", "topic", "create", "env", "-p", "2")
 	c.must("a\nb\nc\n", "topic", "produce", "env", "-p", "1")
-	t.Setenv("QXD_GROUP", "from-env")
-	t.Setenv("QXD_EXIT_AT_END", "true")
+	c.must("", "topic", "consume", "env", "--group", "g", "-e") // commits the end of partition 1
+	t.Setenv("QXD_GROUP", "g")
+	t.Setenv("QXD_CONSUME_EXIT_AT_END", "true")
 	if got := c.must("", "topic", "consume", "env"); got != "a\nb\nc\n" {
-		t.Errorf("consume with QXD_GROUP: %q", got)
+		t.Errorf("consume with QXD_GROUP=g and no --group: %q, want every record (read alone, not as a member of g)", got)
 	}
 	t.Setenv("QXD_TOPIC", "env")
 	t.Setenv("QXD_TO", "1")
 	t.Setenv("QXD_PARTITION", "1")
-	if got, want := c.must("", "group", "seek", "from-env"), seekTable([]string{"env", "1", "3", "1"}); got != want {
-		t.Errorf("seek from the environment printed %q, want %q", got, want)
+	if _, err := c.run("", "group", "seek", "g"); err == nil || !strings.Contains(err.Error(), "needs --topic TOPIC") {
+		t.Errorf("seek with QXD_TOPIC, QXD_TO and QXD_PARTITION and no flags: err = %v, want one asking for --topic", err)
 	}
-	os.Unsetenv("QXD_PARTITION") // t.Setenv restores it
-	if got := c.must("", "topic", "consume", "env"); got != "b\nc\n" {
+	if got := c.must("", "topic", "consume", "env", "--group", "g"); got != "" {
+		t.Errorf("group g after the refused seek read %q, want nothing (its offsets unchanged)", got)
+	}
+	c.must("", "group", "seek", "g", "--topic", "env", "--to", "1", "--partition", "1")
+	if got := c.must("", "topic", "consume", "env", "--group", "g"); got != "b\nc\n" {
 		t.Errorf("consume after the seek: %q", got)
 	}
 }

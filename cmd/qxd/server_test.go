@@ -129,16 +129,16 @@ func TestServerEnv(t *testing.T) {
 	if got := s.out.String(); !strings.Contains(got, "qxd node envnode listening on nats://"+addr) || !strings.Contains(got, dir) {
 		t.Errorf("server printed %q", got)
 	}
-	// Client flags read QXD_* too.
+	// Client flags read QXD_* too; topic create's own flags QXD_TOPIC_*.
 	t.Setenv("QXD_SERVER", "nats://"+addr)
-	t.Setenv("QXD_PARTITIONS", "4")
-	t.Setenv("QXD_RETENTION", "3d")
+	t.Setenv("QXD_TOPIC_PARTITIONS", "4")
+	t.Setenv("QXD_TOPIC_RETENTION", "3d")
 	var out syncBuffer
 	if err := run(t.Context(), []string{"qxd", "topic", "create", "envtopic"}, strings.NewReader(""), &out, &out); err != nil {
 		t.Fatal(err)
 	}
 	if !strings.HasPrefix(out.String(), "created topic envtopic (4 partitions") {
-		t.Errorf("create with QXD_PARTITIONS=4 printed %q", out.String())
+		t.Errorf("create with QXD_TOPIC_PARTITIONS=4 printed %q", out.String())
 	}
 	out = syncBuffer{}
 	if err := run(t.Context(), []string{"qxd", "topic", "list"}, strings.NewReader(""), &out, &out); err != nil || !strings.Contains(out.String(), "3d") {

@@ -46,19 +46,19 @@ func (a *app) topicCreateCommand() *cli.Command {
 			"(12h, 30m) or days (7d, 1d12h); -1 or forever keeps records forever. Sizes are\n" +
 			"bytes or take a suffix: KiB, MiB, GiB (1024) or KB, MB, GB (1000).",
 		Flags: []cli.Flag{
-			&cli.IntFlag{Name: "partitions", Aliases: []string{"p"}, Value: 1, EnvVars: []string{"QXD_PARTITIONS"},
+			&cli.IntFlag{Name: "partitions", Aliases: []string{"p"}, Value: 1, EnvVars: []string{"QXD_TOPIC_PARTITIONS"},
 				Usage: "number of partitions `N`, 1 to " + strconv.Itoa(semantics.MaxPartitions)},
-			&cli.IntFlag{Name: "replicas", Aliases: []string{"r"}, Value: 1, EnvVars: []string{"QXD_REPLICAS"},
+			&cli.IntFlag{Name: "replicas", Aliases: []string{"r"}, Value: 1, EnvVars: []string{"QXD_TOPIC_REPLICAS"},
 				Usage: "`R` replicas per partition: 1, 3 or 5, at most the number of nodes"},
-			&cli.StringFlag{Name: "retention", Value: formatRetention(semantics.DefaultRetention), EnvVars: []string{"QXD_RETENTION"},
+			&cli.StringFlag{Name: "retention", Value: formatRetention(semantics.DefaultRetention), EnvVars: []string{"QXD_TOPIC_RETENTION"},
 				Usage: "keep records for `DURATION` (retention.ms); -1 or forever for no limit"},
-			&cli.StringFlag{Name: "retention-bytes", Value: "unlimited", EnvVars: []string{"QXD_RETENTION_BYTES"},
+			&cli.StringFlag{Name: "retention-bytes", Value: "unlimited", EnvVars: []string{"QXD_TOPIC_RETENTION_BYTES"},
 				Usage: "cap each partition at `SIZE` (retention.bytes); the oldest batches go first"},
-			&cli.BoolFlag{Name: "compact", EnvVars: []string{"QXD_COMPACT"},
+			&cli.BoolFlag{Name: "compact", EnvVars: []string{"QXD_TOPIC_COMPACT"},
 				Usage: "keep the latest record per key instead of aging records out (cleanup.policy=compact)"},
-			&cli.StringFlag{Name: "delete-retention", Value: formatRetention(semantics.DefaultDeleteRetention), EnvVars: []string{"QXD_DELETE_RETENTION"},
+			&cli.StringFlag{Name: "delete-retention", Value: formatRetention(semantics.DefaultDeleteRetention), EnvVars: []string{"QXD_TOPIC_DELETE_RETENTION"},
 				Usage: "with --compact: keep tombstones readable for `DURATION` (delete.retention.ms)"},
-			&cli.StringFlag{Name: "max-record-bytes", Value: formatSize(semantics.DefaultMaxMessageBytes), EnvVars: []string{"QXD_MAX_RECORD_BYTES"},
+			&cli.StringFlag{Name: "max-record-bytes", Value: formatSize(semantics.DefaultMaxMessageBytes), EnvVars: []string{"QXD_TOPIC_MAX_RECORD_BYTES"},
 				Usage: "largest record batch `SIZE` a partition accepts, after compression (max.message.bytes), at most " + formatSize(semantics.MaxMessageBytesLimit)},
 			&cli.BoolFlag{Name: "if-not-exists",
 				Usage: "succeed without a change when the topic exists already, whatever its settings"},
@@ -155,7 +155,7 @@ func (a *app) topicListCommand() *cli.Command {
 		Aliases: []string{"ls"},
 		Usage:   "list topics, sorted by name",
 		Flags: []cli.Flag{
-			&cli.BoolFlag{Name: "json", EnvVars: []string{"QXD_JSON"}, Usage: "print a JSON array of topics"},
+			&cli.BoolFlag{Name: "json", Usage: "print a JSON array of topics"},
 		},
 		Action: a.topicList,
 	}
@@ -200,7 +200,7 @@ func (a *app) topicDescribeCommand() *cli.Command {
 		Usage:     "show a topic's configuration and its partitions' leaders and offsets",
 		ArgsUsage: "NAME",
 		Flags: []cli.Flag{
-			&cli.BoolFlag{Name: "json", EnvVars: []string{"QXD_JSON"}, Usage: "print one JSON object"},
+			&cli.BoolFlag{Name: "json", Usage: "print one JSON object"},
 		},
 		Action: a.topicDescribe,
 	}
@@ -302,7 +302,7 @@ func (a *app) topicAddPartitionsCommand() *cli.Command {
 			"3-partition topic to 6. Partitions can only be added. Keyed records map to\n" +
 			"partitions by the new count from then on, as in Kafka.",
 		Flags: []cli.Flag{
-			&cli.IntFlag{Name: "num", Aliases: []string{"n"}, EnvVars: []string{"QXD_NUM"},
+			&cli.IntFlag{Name: "num", Aliases: []string{"n"},
 				Usage: "the new `TOTAL` number of partitions (not the number to add)"},
 		},
 		Action: a.topicAddPartitions,
