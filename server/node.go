@@ -7,7 +7,6 @@ import (
 	"hash/fnv"
 	"log/slog"
 	"net"
-	"net/url"
 	"os"
 	"runtime"
 	"strconv"
@@ -67,6 +66,10 @@ type Node struct {
 	groups  *groupService
 	bridges *bridgeService
 
+	// configuredNodes is how many nodes the peer list names, this one included.
+	configuredNodes int
+	upkeep          upkeep
+
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -118,6 +121,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		PingInterval: clientPingInterval,
 		MaxPingsOut:  maxPingsOut,
 	}
+	cfgNodes := 1
 	if cfg.clustered() {
 		hp, _ := cfg.clusterAddr()
 		cport, _ := strconv.Atoi(hp[1])
@@ -132,9 +136,11 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		}
 		opts.Cluster = natsserver.ClusterOpts{Name: name, Host: hp[0], Port: cport,
 			PingInterval: routePingInterval, MaxPingsOut: maxPingsOut}
-		for _, p := range cfg.Peers {
-			u, _ := url.Parse(p)
-			opts.Routes = append(opts.Routes, u)
+		var self []string
+		opts.Routes, self = peerRoutes(ctx, cfg.Peers, hp[0], portString(cport))
+		cfgNodes = len(opts.Routes) + 1
+		if len(self) > 0 {
+			log.Debug("peers that are this node are not routed to", "peers", self)
 		}
 	}
 	if err := applyTLS(cfg, opts); err != nil {
@@ -156,7 +162,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	}
 	nlog := &natsLogger{log: log}
 	ns.SetLoggerV2(nlog, cfg.NATSDebug, false, false)
-	n := &Node{cfg: cfg, log: log, nlog: nlog, ns: ns, auth: auth, internalKey: internalKey}
+	n := &Node{cfg: cfg, log: log, nlog: nlog, ns: ns, auth: auth, internalKey: internalKey, configuredNodes: cfgNodes}
 	if auth != nil {
 		auth.reg.ns = ns
 	}
@@ -171,6 +177,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		n.shutdownServer()
 		return nil, err
 	}
+	n.startUpkeep()
 	log.Info("node started", "listen", n.ClientURL(), "data", cfg.DataDir)
 	return n, nil
 }
@@ -195,7 +202,8 @@ func (n *Node) waitReady(ctx context.Context) error {
 			}
 			if time.Since(lastLog) > 5*time.Second {
 				lastLog = time.Now()
-				n.log.Info("waiting for the cluster: a majority of the nodes must be up", "status", h.Error)
+				n.log.Info("waiting for the cluster: a majority of the nodes must be up (for a brand-new cluster's first start, all nodes but one)",
+					"nodes", n.configuredNodes, "status", h.Error)
 			}
 			time.Sleep(50 * time.Millisecond)
 		}
@@ -218,18 +226,6 @@ func (n *Node) ClusterURL() string {
 		return ""
 	}
 	return "nats://" + addr.String()
-}
-
-// metaReplicas is the replication factor of qxd's own buckets: 3 in a cluster of at
-// least three nodes, else 1.
-func (n *Node) metaReplicas() int {
-	if !n.cfg.clustered() {
-		return 1
-	}
-	if max(n.clusterSize(), len(n.cfg.Peers)) >= 3 {
-		return 3
-	}
-	return 1
 }
 
 // clusterSize is the number of JetStream nodes the cluster knows, 1 for a single node.
@@ -335,6 +331,8 @@ func (n *Node) Close(ctx context.Context) error {
 		ctx, cancel := context.WithTimeout(ctx, n.cfg.ShutdownTimeout)
 		defer cancel()
 		var errs []error
+		// Background upkeep first: nothing moves leaders or buckets during a stop.
+		n.stopUpkeep()
 		// Stop serving first: writers finish and answer what they have in flight,
 		// then hand every leadership off, so producers and group members move to other
 		// nodes at once instead of after an election timeout.

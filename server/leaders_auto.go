@@ -1,0 +1,5 @@
+package server
+
+import "context"
+
+func (n *Node) autoRebalance(ctx context.Context) {}
