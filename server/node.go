@@ -69,6 +69,7 @@ type Node struct {
 	// configuredNodes is how many nodes the peer list names, this one included.
 	configuredNodes int
 	upkeep          upkeep
+	lock            *dataDirLock
 
 	closeOnce sync.Once
 	closeErr  error
@@ -95,6 +96,21 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	if err := checkDataDir(cfg.DataDir); err != nil {
 		return nil, err
 	}
+	lock, err := lockDataDir(cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	n, err := start(ctx, cfg, log)
+	if err != nil {
+		lock.release()
+		return nil, err
+	}
+	n.lock = lock
+	return n, nil
+}
+
+// start starts the node of Start once its data dir is locked.
+func start(ctx context.Context, cfg Config, log *slog.Logger) (*Node, error) {
 	host, portStr, _ := net.SplitHostPort(cfg.Listen)
 	port, _ := strconv.Atoi(portStr)
 	if port != 0 {
@@ -370,6 +386,7 @@ func (n *Node) Close(ctx context.Context) error {
 			n.auth.reg.stop()
 		}
 		n.shutdownServer()
+		n.lock.release()
 		n.closeErr = errors.Join(errs...)
 		n.log.Info("node stopped")
 	})
