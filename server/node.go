@@ -355,12 +355,33 @@ func (n *Node) Close(ctx context.Context) error {
 		if n.admin != nil {
 			n.admin.stop()
 		}
+		// The last node of a cluster to stop has no quorum: the JetStream API has no
+		// meta leader and replicated buckets and partitions take no writes. Every
+		// request of its services (a watch's consumer delete, a last checkpoint)
+		// would wait out its timeout; with their connection closed they fail at
+		// once. What they would have written could not be written anyway.
+		last := n.lastUp()
+		if last && n.nc != nil {
+			n.nc.Close()
+		}
 		if n.bridges != nil {
 			// Before the writers: ingest bridges finish and answer what they took.
 			n.bridges.stop(ctx)
 		}
 		if n.writers != nil {
-			errs = append(errs, n.writers.stop(ctx))
+			if last {
+				// No other node is up: appends in flight and the last checkpoints
+				// of replicated partitions and buckets cannot reach a quorum.
+				// Waiting for them only delays the stop; what was not acknowledged
+				// is retried by its producer once a quorum is back.
+				wctx, wcancel := context.WithTimeout(ctx, lastNodeWriterStop)
+				if err := n.writers.stop(wctx); err != nil {
+					n.log.Debug("writers stopped with appends or checkpoints unfinished: no quorum", "err", err)
+				}
+				wcancel()
+			} else {
+				errs = append(errs, n.writers.stop(ctx))
+			}
 		}
 		if n.groups != nil {
 			n.groups.stop()
@@ -391,6 +412,23 @@ func (n *Node) Close(ctx context.Context) error {
 		n.log.Info("node stopped")
 	})
 	return n.closeErr
+}
+
+// lastNodeWriterStop bounds the writers' stop on a node that no other node of its
+// cluster is up with.
+const lastNodeWriterStop = 2 * time.Second
+
+// lastUp reports whether this node is in a cluster and no other node of it is up.
+func (n *Node) lastUp() bool {
+	if !n.cfg.clustered() {
+		return false
+	}
+	for _, name := range n.onlineNodes() {
+		if name != n.cfg.Name {
+			return false
+		}
+	}
+	return true
 }
 
 func (n *Node) shutdownServer() {

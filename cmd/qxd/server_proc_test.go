@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/qxd-io/qxd"
 	"github.com/qxd-io/qxd/internal/qxdtest"
 )
 
@@ -101,4 +102,68 @@ func (n *procNode) pid() int {
 		return 0
 	}
 	return n.cmd.Process.Pid
+}
+
+// TestProcessClusterStopAll stops the three nodes of a cluster one after another
+// with SIGTERM. Every stop is a clean stop, the last ones too, whose quorum goes
+// with the nodes before them: each exits 0 within a few seconds, and a node that
+// could not hand a leadership off says so in one warning.
+func TestProcessClusterStopAll(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts three qxd processes; skipped with -short")
+	}
+	bin := buildQxd(t)
+	cl := startProcCluster(t, bin, loopbackLayout(t, 3))
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	c := connect(t, cl.urls())
+	if _, err := c.Admin().CreateTopic(ctx, "stop-all", qxd.TopicConfig{Partitions: 3, Replicas: 3}); err != nil {
+		t.Fatalf("create topic: %v", err)
+	}
+	c.Close()
+
+	// A stop is bounded by a few seconds; more is allowed here only for a loaded
+	// machine, far below the 10-17 s a stop without quorum used to wait.
+	const bound = 8 * time.Second
+	for i, n := range cl.nodes {
+		took, code, err := n.stopTimed(30 * time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("stop %s (%d of 3): exit %d after %v", n.name, i+1, code, took.Round(time.Millisecond))
+		if code != 0 {
+			t.Errorf("node %s exited %d on SIGTERM, want 0:\n%s", n.name, code, n.log(3000))
+		}
+		if took > bound {
+			t.Errorf("node %s took %v to stop, want at most %v:\n%s", n.name, took.Round(time.Millisecond), bound, n.log(3000))
+		}
+	}
+	last := cl.nodes[2].log(1 << 20)
+	if warns := strings.Count(last, "level=WARN msg=\"leaderships not handed off"); warns != 1 {
+		t.Errorf("last node logged %d warnings of leaderships not handed off, want 1:\n%s", warns, last)
+	}
+}
+
+// stopTimed sends SIGTERM and waits for the process to exit, at most timeout
+// (then it kills it). It returns how long the stop took and the exit code.
+func (n *procNode) stopTimed(timeout time.Duration) (time.Duration, int, error) {
+	n.mu.Lock()
+	cmd, exited := n.cmd, n.exited
+	n.mu.Unlock()
+	if cmd == nil {
+		return 0, 0, errors.New("node " + n.name + " is not running")
+	}
+	start := time.Now()
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-exited:
+	case <-time.After(timeout):
+		_ = n.kill()
+		return time.Since(start), -1, errors.New("node " + n.name + " did not stop within " + timeout.String() + " of SIGTERM; killed it")
+	}
+	took := time.Since(start)
+	n.mu.Lock()
+	n.cmd = nil
+	n.mu.Unlock()
+	return took, cmd.ProcessState.ExitCode(), nil
 }
