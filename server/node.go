@@ -69,6 +69,7 @@ type Node struct {
 	// configuredNodes is how many nodes the peer list names, this one included.
 	configuredNodes int
 	upkeep          upkeep
+	rebalance       rebalanceState // the upkeep loop's own
 	lock            *dataDirLock
 
 	closeOnce sync.Once

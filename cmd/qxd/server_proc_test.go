@@ -167,3 +167,22 @@ func (n *procNode) stopTimed(timeout time.Duration) (time.Duration, int, error) 
 	n.mu.Unlock()
 	return took, cmd.ProcessState.ExitCode(), nil
 }
+
+// The leader rebalancing flags reach the node: a check interval of zero is refused
+// with one line, unless automatic rebalancing is off.
+func TestServerLeaderRebalanceFlags(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	var out syncBuffer
+	err := run(ctx, []string{"qxd", "server", "--listen", "127.0.0.1:0", "--data", t.TempDir(),
+		"--leader-imbalance-check-interval", "0s"}, strings.NewReader(""), &out, &out)
+	if err == nil || !strings.Contains(err.Error(), "leader imbalance check interval") || strings.Contains(err.Error(), "\n") {
+		t.Errorf("qxd server --leader-imbalance-check-interval 0s: %v, want one line about the interval", err)
+	}
+	s := startServer(t, "--listen", "127.0.0.1:0", "--data", t.TempDir(),
+		"--auto-leader-rebalance=false", "--leader-imbalance-check-interval", "0s")
+	if err := s.stop(t); err != nil {
+		t.Errorf("stop: %v", err)
+	}
+}
