@@ -27,6 +27,10 @@ const (
 	maxPingsOut        = 3
 )
 
+// jsErrCodeNoPeers is JetStream's error code for a stream it cannot place: fewer
+// nodes are up than it has replicas.
+const jsErrCodeNoPeers jetstream.ErrorCode = 10005
+
 // writerConns is how many in-process connections a node's partition writers share:
 // one per core, up to 4. Every batch crosses a writer's connection twice (request in,
 // append out), and one connection's read loop and flusher would carry them all one
@@ -277,7 +281,10 @@ func (n *Node) startServices(ctx context.Context) error {
 		}
 		n.wconns = append(n.wconns, wc)
 	}
-	replicas := n.metaReplicas()
+	// qxd's buckets get their target replicas if the cluster can place them; a
+	// cluster that formed before all its nodes are up cannot, and they are created
+	// with as many as nodes are up, to be raised once more are (see upkeep.go).
+	replicas := n.targetMetaReplicas()
 	var meta *metadata
 	err = retryClustered(ctx, n, func() error {
 		// Bound each attempt: a request can go unanswered while leaders change.
@@ -290,6 +297,13 @@ func (n *Node) startServices(ctx context.Context) error {
 		}
 		if err == nil {
 			n.bridges, err = newBridgeService(actx, n, replicas)
+		}
+		var apiErr *jetstream.APIError
+		if errors.As(err, &apiErr) && apiErr.ErrorCode == jsErrCodeNoPeers {
+			if r := n.metaReplicas(); r < replicas {
+				n.log.Info("system buckets created with fewer replicas until more nodes are up", "replicas", r, "target", replicas)
+				replicas = r
+			}
 		}
 		return err
 	})
