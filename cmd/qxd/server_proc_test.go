@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
+	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -184,5 +186,54 @@ func TestServerLeaderRebalanceFlags(t *testing.T) {
 		"--auto-leader-rebalance=false", "--leader-imbalance-check-interval", "0s")
 	if err := s.stop(t); err != nil {
 		t.Errorf("stop: %v", err)
+	}
+}
+
+// TestProcessClusterFirstStart starts two of the three "qxd server" processes of a
+// brand-new cluster (each with the same --peers list, itself included): both are
+// ready without the third, logging no error for it; then the third joins.
+func TestProcessClusterFirstStart(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts qxd processes; skipped with -short")
+	}
+	bin := buildQxd(t)
+	l := loopbackLayout(t, 3)
+	var peers []string
+	for _, a := range l.cluster {
+		peers = append(peers, "nats://"+a)
+	}
+	logDir := t.TempDir()
+	cname := fmt.Sprintf("qxdfirst-%08x", rand.Uint32()) // apart from other tests' clusters
+	c := &procCluster{}
+	for i := range l.client {
+		n := &procNode{name: "n" + strconv.Itoa(i+1), bin: bin, client: l.client[i], cluster: l.cluster[i],
+			peers: peers, cname: cname, data: t.TempDir(), logDir: logDir}
+		c.nodes = append(c.nodes, n)
+		t.Cleanup(func() { _ = n.kill() })
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	began := time.Now()
+	for _, n := range c.nodes[:2] {
+		if err := n.start(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, n := range c.nodes[:2] {
+		if err := c.waitReady(ctx, n); err != nil {
+			t.Fatalf("two of three nodes of a new cluster: %v", err)
+		}
+	}
+	t.Logf("two of three nodes of a new cluster ready after %v", time.Since(began).Round(time.Millisecond))
+	for _, n := range c.nodes[:2] {
+		if log := n.log(1 << 20); strings.Contains(log, "level=ERROR") {
+			t.Errorf("node %s logged an error while the third node was not up:\n%s", n.name, log)
+		}
+	}
+	if err := c.nodes[2].start(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.waitReady(ctx, c.nodes[2]); err != nil {
+		t.Fatalf("the third node: %v", err)
 	}
 }
