@@ -300,8 +300,38 @@ func transientKVErr(err error) bool {
 		errors.Is(err, nats.ErrNoResponders) || errors.Is(err, jetstream.ErrNoStreamResponse)
 }
 
-// topic reads a topic's record. It must be ready.
+// topicCreatingWait bounds how long topic waits for a topic that reads as being
+// created: a create runs for a moment, and in a cluster a replica of the topics
+// bucket that lags behind still answers "creating" just after the create returned.
+// A create that died half-way is reported after this wait.
+const topicCreatingWait = 10 * time.Second
+
+// topic reads a topic's record. It must be ready; while it reads as being created,
+// topic reads it again, until ctx ends or topicCreatingWait has passed, as Kafka's
+// producer waits for a new topic's metadata.
 func (c *Client) topic(ctx context.Context, name string) (semantics.TopicMeta, error) {
+	var deadline time.Time
+	for {
+		t, err := c.readTopic(ctx, name)
+		if err == nil || t.State != semantics.TopicCreating {
+			return t, err
+		}
+		if deadline.IsZero() {
+			deadline = time.Now().Add(topicCreatingWait)
+		}
+		if time.Now().After(deadline) {
+			return t, err
+		}
+		select {
+		case <-ctx.Done():
+			return t, err
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// readTopic reads a topic's record once. It must be ready.
+func (c *Client) readTopic(ctx context.Context, name string) (semantics.TopicMeta, error) {
 	if err := semantics.ValidateTopicName(name); err != nil {
 		return semantics.TopicMeta{}, err
 	}

@@ -22,6 +22,8 @@ import (
 //	name: n1
 //	listen: "0.0.0.0:4222"
 //	data: "/var/lib/qxd"
+//	auto_leader_rebalance: true          # leaders return to their spread (default)
+//	leader_imbalance_check_interval: 1m
 //	cluster {
 //	  name: qxd
 //	  listen: "0.0.0.0:6222"
@@ -224,7 +226,8 @@ func (s section) list(key string) ([]section, error) {
 
 func configFromMap(m map[string]any, cfg Config, dir string) (Config, error) {
 	root := section{m: m, dir: dir}
-	if err := root.check("name", "listen", "data", "cluster", "tls", "auth", "shutdown_timeout"); err != nil {
+	if err := root.check("name", "listen", "data", "cluster", "tls", "auth", "shutdown_timeout",
+		"auto_leader_rebalance", "leader_imbalance_check_interval"); err != nil {
 		return cfg, err
 	}
 	err := firstErr(
@@ -232,6 +235,8 @@ func configFromMap(m map[string]any, cfg Config, dir string) (Config, error) {
 		root.str("listen", &cfg.Listen),
 		root.file("data", &cfg.DataDir),
 		root.duration("shutdown_timeout", &cfg.ShutdownTimeout),
+		root.boolean("auto_leader_rebalance", &cfg.AutoLeaderRebalance),
+		root.duration("leader_imbalance_check_interval", &cfg.LeaderImbalanceCheckInterval),
 	)
 	if err != nil {
 		return cfg, err

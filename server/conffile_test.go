@@ -18,6 +18,8 @@ name: n1
 listen: "127.0.0.1:4333"
 data: "data"
 shutdown_timeout: "20s"
+auto_leader_rebalance: false
+leader_imbalance_check_interval: "5m"
 cluster {
   name: prod
   listen: "127.0.0.1:6333"
@@ -55,6 +57,8 @@ func TestParseConfigFile(t *testing.T) {
 		{"listen", cfg.Listen, "127.0.0.1:4333"},
 		{"data relative to the file", cfg.DataDir, filepath.Join(dir, "data")},
 		{"shutdown", cfg.ShutdownTimeout, 20 * time.Second},
+		{"auto leader rebalance", cfg.AutoLeaderRebalance, false},
+		{"leader imbalance check interval", cfg.LeaderImbalanceCheckInterval, 5 * time.Minute},
 		{"cluster name", cfg.ClusterName, "prod"},
 		{"peers", len(cfg.Peers), 2},
 		{"cluster cert", cfg.ClusterTLS.Cert, filepath.Join(dir, "node.pem")},

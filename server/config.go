@@ -41,6 +41,15 @@ type Config struct {
 	// GroupInitialRebalanceDelay is how long an empty consumer group waits for more
 	// members before its first generation. Default 300ms (the coordinator's default).
 	GroupInitialRebalanceDelay time.Duration
+	// AutoLeaderRebalance moves partition leaderships back to their spread once a
+	// node that stopped is back and caught up (Kafka's auto.leader.rebalance.enable).
+	// Default true. 'qxd topic rebalance' moves them on request either way.
+	AutoLeaderRebalance bool
+	// LeaderImbalanceCheckInterval is how often the cluster's meta leader checks the
+	// spread of partition leaders (Kafka's leader.imbalance.check.interval.seconds);
+	// a node takes leaderships back once it was seen under its share at two checks
+	// in a row. Default 1m.
+	LeaderImbalanceCheckInterval time.Duration
 	// ShutdownTimeout bounds a graceful shutdown. Default 10s.
 	ShutdownTimeout time.Duration
 	// Logger receives the node's logs, NATS server logs included. Default: discard.
@@ -67,6 +76,9 @@ func DefaultConfig() Config {
 		MaxPayload:      semantics.MaxMessageBytesLimit + 64<<10,
 		MaxPending:      256 << 20,
 		ShutdownTimeout: 10 * time.Second,
+
+		AutoLeaderRebalance:          true,
+		LeaderImbalanceCheckInterval: time.Minute,
 	}
 }
 
@@ -99,6 +111,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxPayload < semantics.MaxMessageBytesLimit {
 		return fmt.Errorf("max payload %d is below the largest record batch a topic may allow (%d)", c.MaxPayload, semantics.MaxMessageBytesLimit)
+	}
+	if c.AutoLeaderRebalance && c.LeaderImbalanceCheckInterval <= 0 {
+		return fmt.Errorf("leader imbalance check interval %v must be positive (or turn automatic leader rebalancing off)", c.LeaderImbalanceCheckInterval)
 	}
 	if c.ShutdownTimeout <= 0 {
 		return fmt.Errorf("shutdown timeout %v must be positive", c.ShutdownTimeout)

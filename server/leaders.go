@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	natsserver "github.com/nats-io/nats-server/v2/server"
@@ -179,10 +180,12 @@ func (n *Node) BalanceLeaders(ctx context.Context, topics []semantics.TopicMeta)
 	return moved, nil
 }
 
-// handOffLeadership steps down from every stream this node leads, so that a node
-// that stops on purpose (a rolling restart) does not leave partitions, buckets or the
-// group coordinator leaderless until an election timeout. It waits, bounded by ctx,
-// until the node leads nothing.
+// handOffLeadership steps down from every stream this node leads that another
+// replica can take over, so that a node that stops on purpose (a rolling restart)
+// does not leave partitions, buckets or the group coordinator leaderless until an
+// election timeout. It waits, bounded by ctx, until the node leads none of them. A
+// stream whose other replicas are all down (the last nodes of a cluster
+// stopping) cannot be handed off: it is not waited for, and one warning names them.
 func (n *Node) handOffLeadership(ctx context.Context) {
 	if !n.cfg.clustered() {
 		return
@@ -191,33 +194,81 @@ func (n *Node) handOffLeadership(ctx context.Context) {
 	if len(led) == 0 {
 		return
 	}
+	var stuck, moving []string
 	for _, s := range led {
-		if err := n.stepDown(ctx, s, ""); err != nil {
-			n.log.Debug("step down failed", "stream", s, "err", err)
+		if len(s.takers) == 0 {
+			stuck = append(stuck, s.name)
+			continue
+		}
+		moving = append(moving, s.name)
+		if err := n.stepDown(ctx, s.name, ""); err != nil {
+			n.log.Debug("step down failed", "stream", s.name, "err", err)
 		}
 	}
-	for ctx.Err() == nil {
-		if len(n.ledStreams()) == 0 {
-			n.log.Info("leadership handed off", "streams", len(led))
-			return
+	for len(moving) > 0 && ctx.Err() == nil {
+		still := map[string]bool{}
+		for _, s := range n.ledStreams() {
+			still[s.name] = true
 		}
-		time.Sleep(50 * time.Millisecond)
+		moving = slices.DeleteFunc(moving, func(s string) bool { return !still[s] })
+		if len(moving) > 0 {
+			time.Sleep(50 * time.Millisecond)
+		}
 	}
-	n.log.Warn("some leaderships were not handed off before shutdown", "streams", len(n.ledStreams()))
+	left := append(stuck, moving...)
+	if len(left) == 0 {
+		n.log.Info("leadership handed off", "streams", len(led))
+		return
+	}
+	slices.Sort(left)
+	names := make([]string, len(left))
+	for i, s := range left {
+		names[i] = leadershipName(s)
+	}
+	n.log.Warn("leaderships not handed off: no other replica is up to take them; they move when the other nodes are back",
+		"leaderships", strings.Join(names, ", "), "handed_off", len(led)-len(left))
 }
 
-// ledStreams lists the streams this node leads.
-func (n *Node) ledStreams() []string {
+// leadershipName is how a led stream is named to a person: topic/partition for a
+// partition, the bucket's name for a KV bucket.
+func leadershipName(stream string) string {
+	if t, p, ok := semantics.ParseStreamName(stream); ok {
+		return semantics.PartitionString(t, p)
+	}
+	if b, ok := strings.CutPrefix(stream, "KV_"); ok {
+		return "bucket " + b
+	}
+	return "stream " + stream
+}
+
+// ledStream is a replicated stream this node leads, with the replicas that could
+// take its leadership over: those that are up (JetStream picks one that is current).
+type ledStream struct {
+	name   string
+	takers []string
+}
+
+// ledStreams lists the replicated streams this node leads.
+func (n *Node) ledStreams() []ledStream {
 	info, err := n.ns.Jsz(&natsserver.JSzOptions{Accounts: true, Streams: true, Config: true})
 	if err != nil {
 		return nil
 	}
-	var out []string
+	var out []ledStream
 	for _, acc := range info.AccountDetails {
 		for _, s := range acc.Streams {
-			if n.ns.JetStreamIsStreamLeader(acc.Name, s.Name) && s.Config != nil && s.Config.Replicas > 1 {
-				out = append(out, s.Name)
+			if !n.ns.JetStreamIsStreamLeader(acc.Name, s.Name) || s.Config == nil || s.Config.Replicas <= 1 {
+				continue
 			}
+			ls := ledStream{name: s.Name}
+			if s.Cluster != nil {
+				for _, r := range s.Cluster.Replicas {
+					if r != nil && r.Name != n.cfg.Name && !r.Offline {
+						ls.takers = append(ls.takers, r.Name)
+					}
+				}
+			}
+			out = append(out, ls)
 		}
 	}
 	return out
@@ -319,18 +370,18 @@ func (n *Node) waitReplaced(ctx context.Context, topic string, p int32, peer str
 	}
 }
 
-// onlineNodes lists the cluster's JetStream nodes that are up.
+// onlineNodes lists the cluster's JetStream nodes that are up, this one first. A
+// node is up unless the cluster saw it shut down or lost track of it; the meta
+// leader's name alone does not count, as it outlives a leader that stopped until
+// the others notice.
 func (n *Node) onlineNodes() []string {
+	out := []string{n.cfg.Name}
 	info, err := n.ns.Jsz(&natsserver.JSzOptions{})
 	if err != nil || info.Meta == nil {
-		return []string{n.cfg.Name}
-	}
-	var out []string
-	if info.Meta.Leader != "" {
-		out = append(out, info.Meta.Leader)
+		return out
 	}
 	for _, r := range info.Meta.Replicas {
-		if !r.Offline && !slices.Contains(out, r.Name) {
+		if r != nil && !r.Offline && r.Name != "" && !strings.HasPrefix(r.Name, "Server name unknown") && !slices.Contains(out, r.Name) {
 			out = append(out, r.Name)
 		}
 	}

@@ -22,9 +22,14 @@ func (l *natsLogger) emit(level slog.Level, format string, v ...any) {
 		return
 	}
 	msg := fmt.Sprintf(format, v...)
-	if level == slog.LevelWarn && strings.HasPrefix(msg, "Maximum payloads over") {
+	switch {
+	case level == slog.LevelWarn && strings.HasPrefix(msg, "Maximum payloads over"):
 		// qxd raises the max payload on purpose, to fit the largest record batch.
 		level = slog.LevelDebug
+	case level == slog.LevelError && strings.HasPrefix(msg, "Error trying to connect to route"):
+		// A peer that is not up (yet) is normal while a cluster starts or a node
+		// restarts; NATS keeps trying, and cluster info shows which nodes are down.
+		level = slog.LevelInfo
 	}
 	// The NATS server's own text is the message; it cannot be a constant.
 	l.log.Log(context.Background(), level, msg, "component", "nats")

@@ -7,7 +7,6 @@ import (
 	"hash/fnv"
 	"log/slog"
 	"net"
-	"net/url"
 	"os"
 	"runtime"
 	"strconv"
@@ -27,6 +26,10 @@ const (
 	routePingInterval  = 2 * time.Second
 	maxPingsOut        = 3
 )
+
+// jsErrCodeNoPeers is JetStream's error code for a stream it cannot place: fewer
+// nodes are up than it has replicas.
+const jsErrCodeNoPeers jetstream.ErrorCode = 10005
 
 // writerConns is how many in-process connections a node's partition writers share:
 // one per core, up to 4. Every batch crosses a writer's connection twice (request in,
@@ -67,6 +70,12 @@ type Node struct {
 	groups  *groupService
 	bridges *bridgeService
 
+	// configuredNodes is how many nodes the peer list names, this one included.
+	configuredNodes int
+	upkeep          upkeep
+	rebalance       rebalanceState // the upkeep loop's own
+	lock            *dataDirLock
+
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -92,6 +101,21 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	if err := checkDataDir(cfg.DataDir); err != nil {
 		return nil, err
 	}
+	lock, err := lockDataDir(cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	n, err := start(ctx, cfg, log)
+	if err != nil {
+		lock.release()
+		return nil, err
+	}
+	n.lock = lock
+	return n, nil
+}
+
+// start starts the node of Start once its data dir is locked.
+func start(ctx context.Context, cfg Config, log *slog.Logger) (*Node, error) {
 	host, portStr, _ := net.SplitHostPort(cfg.Listen)
 	port, _ := strconv.Atoi(portStr)
 	if port != 0 {
@@ -118,6 +142,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		PingInterval: clientPingInterval,
 		MaxPingsOut:  maxPingsOut,
 	}
+	cfgNodes := 1
 	if cfg.clustered() {
 		hp, _ := cfg.clusterAddr()
 		cport, _ := strconv.Atoi(hp[1])
@@ -132,9 +157,11 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		}
 		opts.Cluster = natsserver.ClusterOpts{Name: name, Host: hp[0], Port: cport,
 			PingInterval: routePingInterval, MaxPingsOut: maxPingsOut}
-		for _, p := range cfg.Peers {
-			u, _ := url.Parse(p)
-			opts.Routes = append(opts.Routes, u)
+		var self []string
+		opts.Routes, self = peerRoutes(ctx, cfg.Peers, hp[0], portString(cport))
+		cfgNodes = len(opts.Routes) + 1
+		if len(self) > 0 {
+			log.Debug("peers that are this node are not routed to", "peers", self)
 		}
 	}
 	if err := applyTLS(cfg, opts); err != nil {
@@ -156,7 +183,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	}
 	nlog := &natsLogger{log: log}
 	ns.SetLoggerV2(nlog, cfg.NATSDebug, false, false)
-	n := &Node{cfg: cfg, log: log, nlog: nlog, ns: ns, auth: auth, internalKey: internalKey}
+	n := &Node{cfg: cfg, log: log, nlog: nlog, ns: ns, auth: auth, internalKey: internalKey, configuredNodes: cfgNodes}
 	if auth != nil {
 		auth.reg.ns = ns
 	}
@@ -171,6 +198,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		n.shutdownServer()
 		return nil, err
 	}
+	n.startUpkeep()
 	log.Info("node started", "listen", n.ClientURL(), "data", cfg.DataDir)
 	return n, nil
 }
@@ -195,7 +223,8 @@ func (n *Node) waitReady(ctx context.Context) error {
 			}
 			if time.Since(lastLog) > 5*time.Second {
 				lastLog = time.Now()
-				n.log.Info("waiting for the cluster: a majority of the nodes must be up", "status", h.Error)
+				n.log.Info("waiting for the cluster: a majority of the nodes must be up (for a brand-new cluster's first start, all nodes but one)",
+					"nodes", n.configuredNodes, "status", h.Error)
 			}
 			time.Sleep(50 * time.Millisecond)
 		}
@@ -218,18 +247,6 @@ func (n *Node) ClusterURL() string {
 		return ""
 	}
 	return "nats://" + addr.String()
-}
-
-// metaReplicas is the replication factor of qxd's own buckets: 3 in a cluster of at
-// least three nodes, else 1.
-func (n *Node) metaReplicas() int {
-	if !n.cfg.clustered() {
-		return 1
-	}
-	if max(n.clusterSize(), len(n.cfg.Peers)) >= 3 {
-		return 3
-	}
-	return 1
 }
 
 // clusterSize is the number of JetStream nodes the cluster knows, 1 for a single node.
@@ -264,7 +281,10 @@ func (n *Node) startServices(ctx context.Context) error {
 		}
 		n.wconns = append(n.wconns, wc)
 	}
-	replicas := n.metaReplicas()
+	// qxd's buckets get their target replicas if the cluster can place them; a
+	// cluster that formed before all its nodes are up cannot, and they are created
+	// with as many as nodes are up, to be raised once more are (see upkeep.go).
+	replicas := n.targetMetaReplicas()
 	var meta *metadata
 	err = retryClustered(ctx, n, func() error {
 		// Bound each attempt: a request can go unanswered while leaders change.
@@ -277,6 +297,13 @@ func (n *Node) startServices(ctx context.Context) error {
 		}
 		if err == nil {
 			n.bridges, err = newBridgeService(actx, n, replicas)
+		}
+		var apiErr *jetstream.APIError
+		if errors.As(err, &apiErr) && apiErr.ErrorCode == jsErrCodeNoPeers {
+			if r := n.metaReplicas(); r < replicas {
+				n.log.Info("system buckets created with fewer replicas until more nodes are up", "replicas", r, "target", replicas)
+				replicas = r
+			}
 		}
 		return err
 	})
@@ -335,18 +362,41 @@ func (n *Node) Close(ctx context.Context) error {
 		ctx, cancel := context.WithTimeout(ctx, n.cfg.ShutdownTimeout)
 		defer cancel()
 		var errs []error
+		// Background upkeep first: nothing moves leaders or buckets during a stop.
+		n.stopUpkeep()
 		// Stop serving first: writers finish and answer what they have in flight,
 		// then hand every leadership off, so producers and group members move to other
 		// nodes at once instead of after an election timeout.
 		if n.admin != nil {
 			n.admin.stop()
 		}
+		// The last node of a cluster to stop has no quorum: the JetStream API has no
+		// meta leader and replicated buckets and partitions take no writes. Every
+		// request of its services (a watch's consumer delete, a last checkpoint)
+		// would wait out its timeout; with their connection closed they fail at
+		// once. What they would have written could not be written anyway.
+		last := n.lastUp()
+		if last && n.nc != nil {
+			n.nc.Close()
+		}
 		if n.bridges != nil {
 			// Before the writers: ingest bridges finish and answer what they took.
 			n.bridges.stop(ctx)
 		}
 		if n.writers != nil {
-			errs = append(errs, n.writers.stop(ctx))
+			if last {
+				// No other node is up: appends in flight and the last checkpoints
+				// of replicated partitions and buckets cannot reach a quorum.
+				// Waiting for them only delays the stop; what was not acknowledged
+				// is retried by its producer once a quorum is back.
+				wctx, wcancel := context.WithTimeout(ctx, lastNodeWriterStop)
+				if err := n.writers.stop(wctx); err != nil {
+					n.log.Debug("writers stopped with appends or checkpoints unfinished: no quorum", "err", err)
+				}
+				wcancel()
+			} else {
+				errs = append(errs, n.writers.stop(ctx))
+			}
 		}
 		if n.groups != nil {
 			n.groups.stop()
@@ -372,10 +422,28 @@ func (n *Node) Close(ctx context.Context) error {
 			n.auth.reg.stop()
 		}
 		n.shutdownServer()
+		n.lock.release()
 		n.closeErr = errors.Join(errs...)
 		n.log.Info("node stopped")
 	})
 	return n.closeErr
+}
+
+// lastNodeWriterStop bounds the writers' stop on a node that no other node of its
+// cluster is up with.
+const lastNodeWriterStop = 2 * time.Second
+
+// lastUp reports whether this node is in a cluster and no other node of it is up.
+func (n *Node) lastUp() bool {
+	if !n.cfg.clustered() {
+		return false
+	}
+	for _, name := range n.onlineNodes() {
+		if name != n.cfg.Name {
+			return false
+		}
+	}
+	return true
 }
 
 func (n *Node) shutdownServer() {

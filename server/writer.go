@@ -731,7 +731,12 @@ func (w *writer) checkpoint(ctx context.Context) bool {
 	w.dirty = false
 	w.mu.Unlock()
 	if err := w.meta.putCheckpoint(ctx, w.topicID, w.p, ck); err != nil {
-		w.log.Warn("checkpoint failed", "err", err)
+		if errors.Is(err, nats.ErrConnectionClosed) {
+			// The node is stopping without a quorum and says so itself.
+			w.log.Debug("checkpoint failed", "err", err)
+		} else {
+			w.log.Warn("checkpoint failed", "err", err)
+		}
 		w.mu.Lock()
 		w.dirty = true
 		w.mu.Unlock()

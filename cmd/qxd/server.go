@@ -37,6 +37,10 @@ func (a *app) serverCommand() *cli.Command {
 				Usage: "address `HOST:PORT` other nodes route to (port defaults to 6222); unset: a single node"},
 			&cli.StringFlag{Name: "peers", EnvVars: []string{"QXD_PEERS"},
 				Usage: "comma-separated cluster `URLS` of the nodes (nats://h1:6222,nats://h2:6222); this node may be listed"},
+			&cli.BoolFlag{Name: "auto-leader-rebalance", Value: def.AutoLeaderRebalance, EnvVars: []string{"QXD_AUTO_LEADER_REBALANCE"},
+				Usage: "move partition leaderships back to their spread once a node that stopped is back and caught up (=false: only 'qxd topic rebalance' moves them)"},
+			&cli.DurationFlag{Name: "leader-imbalance-check-interval", Value: def.LeaderImbalanceCheckInterval, EnvVars: []string{"QXD_LEADER_IMBALANCE_CHECK_INTERVAL"},
+				Usage: "how often the cluster checks the spread of partition leaders (`DURATION`)"},
 		}, serverConfigFlags()...),
 		Action: a.runServer,
 	}
@@ -49,6 +53,13 @@ func (a *app) runServer(c *cli.Context) error {
 	cfg, err := serverConfig(c)
 	if err != nil {
 		return err
+	}
+	// Over the config file only when given (serverConfig applies the others).
+	if c.IsSet("auto-leader-rebalance") || c.String("config") == "" {
+		cfg.AutoLeaderRebalance = c.Bool("auto-leader-rebalance")
+	}
+	if c.IsSet("leader-imbalance-check-interval") || c.String("config") == "" {
+		cfg.LeaderImbalanceCheckInterval = c.Duration("leader-imbalance-check-interval")
 	}
 	cfg.Logger = a.log
 	node, err := server.Start(c.Context, cfg)

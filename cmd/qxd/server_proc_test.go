@@ -1,0 +1,239 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/qxd-io/qxd"
+	"github.com/qxd-io/qxd/internal/qxdtest"
+)
+
+// The tests of this file run "qxd server" as real processes, for what only a
+// process shows: a lock left by a killed process, exit codes, how long a stop takes.
+
+// TestServerDataDirLockProcess runs a "qxd server" process and a second one on the
+// same data dir: the second exits 1 with one line naming the directory and the
+// first's PID. After the first is SIGKILLed (no clean shutdown, so no unlock), a
+// new node starts on the data dir at once.
+func TestServerDataDirLockProcess(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs qxd processes; skipped with -short")
+	}
+	bin := buildQxd(t)
+	dir := t.TempDir()
+	logDir := t.TempDir()
+	first := &procNode{name: "first", bin: bin, client: qxdtest.FreeAddr(t), data: dir, logDir: logDir}
+	t.Cleanup(func() { _ = first.kill() })
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := first.startSingle(); err != nil {
+		t.Fatal(err)
+	}
+	if err := first.waitListening(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	out, err := exec.CommandContext(ctx, bin, "server", "--listen", qxdtest.FreeAddr(t), "--data", dir).CombinedOutput()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 1 {
+		t.Fatalf("second qxd server on %s: %v, want exit status 1; output:\n%s", dir, err, out)
+	}
+	pid := strconv.Itoa(first.pid())
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	last := lines[len(lines)-1]
+	if !strings.Contains(last, strconv.Quote(dir)) || !strings.Contains(last, "process "+pid) {
+		t.Errorf("second qxd server's error %q: want one line naming %q and process %s; output:\n%s", last, dir, pid, out)
+	}
+
+	if err := first.kill(); err != nil {
+		t.Fatal(err)
+	}
+	again := &procNode{name: "again", bin: bin, client: qxdtest.FreeAddr(t), data: dir, logDir: logDir}
+	t.Cleanup(func() { _ = again.kill() })
+	start := time.Now()
+	if err := again.startSingle(); err != nil {
+		t.Fatal(err)
+	}
+	if err := again.waitListening(ctx); err != nil {
+		t.Fatalf("start on the data dir of a SIGKILLed node: %v", err)
+	}
+	t.Logf("restarted on the data dir of a SIGKILLed node in %v", time.Since(start).Round(time.Millisecond))
+}
+
+// startSingle starts the node as a single node (no cluster flags).
+func (n *procNode) startSingle() error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.starts++
+	n.logPath = filepath.Join(n.logDir, n.name+"-"+strconv.Itoa(n.starts)+".log")
+	f, err := os.Create(n.logPath)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	cmd := exec.Command(n.bin, "server", "--name", n.name, "--listen", n.client, "--data", n.data)
+	cmd.Stdout, cmd.Stderr = f, f
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	exited := make(chan struct{})
+	go func() {
+		_ = cmd.Wait()
+		close(exited)
+	}()
+	n.cmd, n.exited = cmd, exited
+	return nil
+}
+
+// pid is the node's current process id, 0 when it is not running.
+func (n *procNode) pid() int {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.cmd == nil {
+		return 0
+	}
+	return n.cmd.Process.Pid
+}
+
+// TestProcessClusterStopAll stops the three nodes of a cluster one after another
+// with SIGTERM. Every stop is a clean stop, the last ones too, whose quorum goes
+// with the nodes before them: each exits 0 within a few seconds, and a node that
+// could not hand a leadership off says so in one warning.
+func TestProcessClusterStopAll(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts three qxd processes; skipped with -short")
+	}
+	bin := buildQxd(t)
+	cl := startProcCluster(t, bin, loopbackLayout(t, 3))
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	c := connect(t, cl.urls())
+	if _, err := c.Admin().CreateTopic(ctx, "stop-all", qxd.TopicConfig{Partitions: 3, Replicas: 3}); err != nil {
+		t.Fatalf("create topic: %v", err)
+	}
+	c.Close()
+
+	// A stop is bounded by a few seconds; more is allowed here only for a loaded
+	// machine, far below the 10-17 s a stop without quorum used to wait.
+	const bound = 8 * time.Second
+	for i, n := range cl.nodes {
+		took, code, err := n.stopTimed(30 * time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("stop %s (%d of 3): exit %d after %v", n.name, i+1, code, took.Round(time.Millisecond))
+		if code != 0 {
+			t.Errorf("node %s exited %d on SIGTERM, want 0:\n%s", n.name, code, n.log(3000))
+		}
+		if took > bound {
+			t.Errorf("node %s took %v to stop, want at most %v:\n%s", n.name, took.Round(time.Millisecond), bound, n.log(3000))
+		}
+	}
+	last := cl.nodes[2].log(1 << 20)
+	if warns := strings.Count(last, "level=WARN msg=\"leaderships not handed off"); warns != 1 {
+		t.Errorf("last node logged %d warnings of leaderships not handed off, want 1:\n%s", warns, last)
+	}
+}
+
+// stopTimed sends SIGTERM and waits for the process to exit, at most timeout
+// (then it kills it). It returns how long the stop took and the exit code.
+func (n *procNode) stopTimed(timeout time.Duration) (time.Duration, int, error) {
+	n.mu.Lock()
+	cmd, exited := n.cmd, n.exited
+	n.mu.Unlock()
+	if cmd == nil {
+		return 0, 0, errors.New("node " + n.name + " is not running")
+	}
+	start := time.Now()
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-exited:
+	case <-time.After(timeout):
+		_ = n.kill()
+		return time.Since(start), -1, errors.New("node " + n.name + " did not stop within " + timeout.String() + " of SIGTERM; killed it")
+	}
+	took := time.Since(start)
+	n.mu.Lock()
+	n.cmd = nil
+	n.mu.Unlock()
+	return took, cmd.ProcessState.ExitCode(), nil
+}
+
+// The leader rebalancing flags reach the node: a check interval of zero is refused
+// with one line, unless automatic rebalancing is off.
+func TestServerLeaderRebalanceFlags(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	var out syncBuffer
+	err := run(ctx, []string{"qxd", "server", "--listen", "127.0.0.1:0", "--data", t.TempDir(),
+		"--leader-imbalance-check-interval", "0s"}, strings.NewReader(""), &out, &out)
+	if err == nil || !strings.Contains(err.Error(), "leader imbalance check interval") || strings.Contains(err.Error(), "\n") {
+		t.Errorf("qxd server --leader-imbalance-check-interval 0s: %v, want one line about the interval", err)
+	}
+	s := startServer(t, "--listen", "127.0.0.1:0", "--data", t.TempDir(),
+		"--auto-leader-rebalance=false", "--leader-imbalance-check-interval", "0s")
+	if err := s.stop(t); err != nil {
+		t.Errorf("stop: %v", err)
+	}
+}
+
+// TestProcessClusterFirstStart starts two of the three "qxd server" processes of a
+// brand-new cluster (each with the same --peers list, itself included): both are
+// ready without the third, logging no error for it; then the third joins.
+func TestProcessClusterFirstStart(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts qxd processes; skipped with -short")
+	}
+	bin := buildQxd(t)
+	l := loopbackLayout(t, 3)
+	var peers []string
+	for _, a := range l.cluster {
+		peers = append(peers, "nats://"+a)
+	}
+	logDir := t.TempDir()
+	cname := fmt.Sprintf("qxdfirst-%08x", rand.Uint32()) // apart from other tests' clusters
+	c := &procCluster{}
+	for i := range l.client {
+		n := &procNode{name: "n" + strconv.Itoa(i+1), bin: bin, client: l.client[i], cluster: l.cluster[i],
+			peers: peers, cname: cname, data: t.TempDir(), logDir: logDir}
+		c.nodes = append(c.nodes, n)
+		t.Cleanup(func() { _ = n.kill() })
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	began := time.Now()
+	for _, n := range c.nodes[:2] {
+		if err := n.start(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, n := range c.nodes[:2] {
+		if err := c.waitReady(ctx, n); err != nil {
+			t.Fatalf("two of three nodes of a new cluster: %v", err)
+		}
+	}
+	t.Logf("two of three nodes of a new cluster ready after %v", time.Since(began).Round(time.Millisecond))
+	for _, n := range c.nodes[:2] {
+		if log := n.log(1 << 20); strings.Contains(log, "level=ERROR") {
+			t.Errorf("node %s logged an error while the third node was not up:\n%s", n.name, log)
+		}
+	}
+	if err := c.nodes[2].start(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.waitReady(ctx, c.nodes[2]); err != nil {
+		t.Fatalf("the third node: %v", err)
+	}
+}

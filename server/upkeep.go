@@ -1,0 +1,128 @@
+package server
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/qxd-io/qxd/semantics"
+)
+
+// The node's upkeep in a cluster: work that runs in the background while the node
+// serves, owned by the node and stopped first when it closes.
+//
+//   - qxd's own buckets are created with as many replicas as nodes are up when the
+//     cluster first forms (a brand-new three-node cluster starts with two); once
+//     enough nodes are up, the meta leader raises them to their target.
+//   - Automatic preferred-leader election (see leaders_auto.go).
+
+// upkeepEvery is how often the upkeep loop looks at the buckets' replicas.
+const upkeepEvery = 2 * time.Second
+
+// systemBuckets are qxd's own KV buckets.
+var systemBuckets = []string{
+	semantics.TopicsBucket, semantics.PartitionsBucket, semantics.GroupsBucket,
+	semantics.OffsetsBucket, semantics.BridgesBucket,
+}
+
+type upkeep struct {
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// startUpkeep starts the upkeep loop of a clustered node.
+func (n *Node) startUpkeep() {
+	if !n.cfg.clustered() {
+		return
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	n.upkeep.cancel = cancel
+	n.upkeep.wg.Add(1)
+	go func() {
+		defer n.upkeep.wg.Done()
+		t := time.NewTicker(upkeepEvery)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			n.raiseBucketReplicas(ctx)
+			n.autoRebalance(ctx)
+		}
+	}()
+}
+
+// stopUpkeep stops the upkeep loop and waits for it. Idempotent.
+func (n *Node) stopUpkeep() {
+	if n.upkeep.cancel != nil {
+		n.upkeep.cancel()
+	}
+	n.upkeep.wg.Wait()
+}
+
+// targetMetaReplicas is the replication factor qxd's own buckets should have: 3 in
+// a cluster of at least three nodes, else 1.
+func (n *Node) targetMetaReplicas() int {
+	if !n.cfg.clustered() {
+		return 1
+	}
+	if max(n.clusterSize(), n.configuredNodes) >= 3 {
+		return 3
+	}
+	return 1
+}
+
+// metaReplicas is the replication factor qxd's buckets are created with: their
+// target, or as many nodes as are up when fewer are (a brand-new cluster forms
+// before all its nodes are up; raiseBucketReplicas raises them later).
+func (n *Node) metaReplicas() int {
+	return max(1, min(n.targetMetaReplicas(), len(n.onlineNodes())))
+}
+
+// raiseBucketReplicas raises the replicas of qxd's buckets to their target once
+// enough nodes are up. Only the meta leader does it, so that nodes do not race.
+func (n *Node) raiseBucketReplicas(ctx context.Context) {
+	if !n.ns.JetStreamIsLeader() {
+		return
+	}
+	target := n.targetMetaReplicas()
+	if len(n.onlineNodes()) < target {
+		return
+	}
+	for _, b := range systemBuckets {
+		if ctx.Err() != nil {
+			return
+		}
+		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		err := n.raiseReplicas(rctx, "KV_"+b, target)
+		cancel()
+		if err != nil {
+			n.log.Warn("system bucket replicas not raised; will retry", "bucket", b, "replicas", target, "err", err)
+		}
+	}
+}
+
+func (n *Node) raiseReplicas(ctx context.Context, stream string, target int) error {
+	s, err := n.js.Stream(ctx, stream)
+	if err != nil {
+		if err == jetstream.ErrStreamNotFound {
+			return nil
+		}
+		return err
+	}
+	cfg := s.CachedInfo().Config
+	if cfg.Replicas >= target {
+		return nil
+	}
+	from := cfg.Replicas
+	cfg.Replicas = target
+	if _, err := n.js.UpdateStream(ctx, cfg); err != nil {
+		return err
+	}
+	n.log.Info("system bucket replicas raised", "bucket", stream, "from", from, "replicas", target)
+	return nil
+}
