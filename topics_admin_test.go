@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -464,5 +465,39 @@ func TestTopicAdminRights(t *testing.T) {
 	}
 	if _, err := connectAs(t, node.ClientURL(), "admin").Admin().AlterTopicConfig(ctx, "orders", map[string]string{"retention": "1h"}); err != nil {
 		t.Errorf("alter config as admin: %v", err)
+	}
+}
+
+// TestAlterTopicConfigRefusedByJetStream alters retention-bytes to more than the node
+// can reserve for all partitions: the first partition takes it, a later one is refused.
+// The error must say so, and every partition and the topic must keep the old config.
+func TestAlterTopicConfigRefusedByJetStream(t *testing.T) {
+	t.Parallel()
+	n := qxdtest.StartNode(t)
+	c := qxdtest.Connect(t, n)
+	js := qxdtest.JetStream(t, n)
+	ctx := qxdtest.Context(t, 60*time.Second)
+	qxdtest.CreateTopic(t, c, "huge", qxd.TopicConfig{Partitions: 3, RetentionBytes: 1 << 20})
+	store := n.NATSServer().JetStreamConfig().MaxStore
+	if store <= 0 {
+		t.Fatalf("the node's JetStream store limit is %d", store)
+	}
+	// Over half the store: partition 0 can reserve it, partition 1 cannot.
+	set := map[string]string{"retention-bytes": strconv.FormatInt(store/2+store/4, 10)}
+	_, err := c.Admin().AlterTopicConfig(ctx, "huge", set)
+	if !errors.Is(err, semantics.ErrInvalidConfig) || !strings.Contains(err.Error(), "nothing changed") {
+		t.Fatalf("alter retention-bytes to %s of a %d-byte store: err = %v, want INVALID_CONFIG saying nothing changed", set["retention-bytes"], store, err)
+	}
+	info, err := c.Admin().Topic(ctx, "huge")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Config.RetentionBytes != 1<<20 {
+		t.Errorf("topic retention-bytes after the refused alter: %d, want %d", info.Config.RetentionBytes, 1<<20)
+	}
+	for p, sc := range streamConfigs(t, ctx, js, "huge", 3) {
+		if sc.MaxBytes != 1<<20 {
+			t.Errorf("partition %d stream max bytes after the refused alter: %d, want %d", p, sc.MaxBytes, 1<<20)
+		}
 	}
 }

@@ -39,6 +39,17 @@ func (a *admin) alterTopicConfig(ctx context.Context, req semantics.AlterTopicCo
 	loose.Config.MaxMessageBytes = max(t.Config.MaxMessageBytes, cfg.MaxMessageBytes)
 	for p := int32(0); p < t.Config.Partitions; p++ {
 		if err := a.updateStreamLimits(ctx, loose, p); err != nil {
+			if errors.As(err, new(*jetstream.APIError)) {
+				// JetStream refused the new limits (too much storage to reserve, say):
+				// a retry would be refused again, so put back the partitions changed
+				// so far.
+				for q := int32(0); q < p; q++ {
+					if rerr := a.updateStreamLimits(ctx, t, q); rerr != nil {
+						return t, fmt.Errorf("alter topic %q: partition %d refused the new config (%w), and partition %d could not be put back (%v): retry with the old values to undo", name, p, err, q, rerr)
+					}
+				}
+				return t, semantics.Errorf(semantics.ErrInvalidConfig, "alter topic %q: partition %d refused the new config: %v; nothing changed (retention-bytes is reserved per partition on each replica's node: use a smaller value or free disk)", name, p, err)
+			}
 			return t, fmt.Errorf("alter topic %q: partition %d: %w (nothing is recorded yet: retry to finish)", name, p, err)
 		}
 	}

@@ -108,7 +108,7 @@ func (a *app) clusterMetadataCommand() *cli.Command {
 			"sees caught up and that are not offline. --topic limits the list.",
 		Flags: []cli.Flag{
 			&cli.StringSliceFlag{Name: "topic", Aliases: []string{"t"}, Usage: "only `TOPIC`; repeat for more"},
-			&cli.BoolFlag{Name: "json", EnvVars: []string{"QXD_JSON"}, Usage: "print one JSON object"},
+			&cli.BoolFlag{Name: "json", Usage: "print one JSON object"},
 		},
 		Action: a.clusterMetadata,
 	}

@@ -28,6 +28,7 @@ var examples = map[string][]string{
 	},
 	"qxd topic create": {
 		"qxd topic create orders --partitions 6 --replicas 3",
+		"qxd topic create orders --partitions 6 --if-not-exists",
 		"qxd topic create audit.log --retention forever --retention-bytes 10GiB",
 		"qxd topic create users --compact --delete-retention 12h",
 	},
@@ -41,6 +42,16 @@ var examples = map[string][]string{
 	},
 	"qxd topic delete": {
 		"qxd topic delete orders",
+		"qxd topic delete orders --if-exists",
+	},
+	"qxd topic alter-config": {
+		"qxd topic alter-config orders --set retention=3d --set retention-bytes=1GiB",
+		"qxd topic alter-config orders --set max.message.bytes=4194304",
+		"qxd topic alter-config orders --delete retention",
+	},
+	"qxd topic trim": {
+		"qxd topic trim orders --partition 0 --offset 1200",
+		"qxd topic trim orders --partition 3 --offset end",
 	},
 	"qxd topic add-partitions": {
 		"qxd topic add-partitions orders --num 12",
@@ -52,11 +63,14 @@ var examples = map[string][]string{
 		"echo hello | qxd topic produce orders",
 		"printf 'user-1:signed up\\nuser-2:paid\\n' | qxd topic produce orders --key-delim :",
 		"qxd topic produce orders --header source=cli --compression zstd < records.txt",
+		"qxd topic produce notes --file notes.txt --delim '\\n---\\n'",
 	},
 	"qxd topic consume": {
 		"qxd topic consume orders --exit-at-end",
 		"qxd topic consume orders --partition 0 --offset 100 --num 10 --format '%p %o %k %v\\n'",
 		"qxd topic consume orders --group billing",
+		"qxd topic consume orders --offset -10 --format '%p %o %S %k\\n'",
+		"qxd topic consume images --value-format base64 --format json --exit-at-end",
 	},
 	"qxd group": {
 		"qxd group list",
@@ -74,12 +88,19 @@ var examples = map[string][]string{
 		"qxd group seek billing --topic orders --to start",
 		"qxd group seek billing --topic orders --partition 0 --to 1200",
 		"qxd group seek billing --topic orders --to @1767225600000",
+		"qxd group seek billing --topic orders --to 2026-12-05T10:00:00Z",
+		"qxd group seek billing --all-topics --to -1h --dry-run",
+		"qxd group seek billing --topic orders --shift-by -100",
 	},
 	"qxd group delete": {
 		"qxd group delete billing",
 	},
 	"qxd cluster": {
 		"qxd cluster info",
+	},
+	"qxd cluster metadata": {
+		"qxd cluster metadata",
+		"qxd cluster metadata --topic orders --json",
 	},
 	"qxd cluster info": {
 		"qxd cluster info",
