@@ -39,7 +39,7 @@ func (a *admin) alterTopicConfig(ctx context.Context, req semantics.AlterTopicCo
 	loose.Config.MaxMessageBytes = max(t.Config.MaxMessageBytes, cfg.MaxMessageBytes)
 	for p := int32(0); p < t.Config.Partitions; p++ {
 		if err := a.updateStreamLimits(ctx, loose, p); err != nil {
-			if errors.As(err, new(*jetstream.APIError)) {
+			if refusedForResources(err) {
 				// JetStream refused the new limits (too much storage to reserve, say):
 				// a retry would be refused again, so put back the partitions changed
 				// so far.
@@ -99,4 +99,18 @@ func topicErr(name string, err error) error {
 		return semantics.Errorf(de.Kind, "topic %q: %s", name, de.Detail)
 	}
 	return fmt.Errorf("topic %q: %w", name, err)
+}
+
+// refusedForResources reports whether JetStream refused a stream update because it
+// cannot reserve the storage the new limits ask for: a retry would be refused again.
+func refusedForResources(err error) bool {
+	var apiErr *jetstream.APIError
+	if !errors.As(err, &apiErr) {
+		return false
+	}
+	switch apiErr.ErrorCode {
+	case 10023, 10047: // insufficient resources; insufficient storage resources available
+		return true
+	}
+	return false
 }
