@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -44,6 +45,7 @@ func TestREADME(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	lockREADMEPorts(t)
 	bin := buildQxd(t)
 	r := newReadmeRun(t, bin)
 	for _, s := range steps {
@@ -294,6 +296,30 @@ func (r *readmeRun) killAll() {
 				r.t.Logf("README terminal %q (%s):\n%s", name, p.line, tail(p.out.String(), 30))
 			}
 		}
+	}
+}
+
+// readmePorts are the fixed addresses the README's commands use.
+var readmePorts = []string{"127.0.0.1:4222", "127.0.0.1:4223", "127.0.0.1:4224", "127.0.0.1:6222", "127.0.0.1:6223", "127.0.0.1:6224"}
+
+// lockREADMEPorts makes TestREADME runs on one machine take turns (two test runs at
+// once would race for the README's fixed ports), then skips the test if something
+// else holds one of those ports, such as a node the developer is running.
+func lockREADMEPorts(t *testing.T) {
+	f, err := os.OpenFile(filepath.Join(os.TempDir(), "qxd-readme-test.lock"), os.O_CREATE|os.O_RDWR, 0o666)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		t.Fatalf("lock %s: %v", f.Name(), err)
+	}
+	for _, addr := range readmePorts {
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			t.Skipf("the README's commands need %s, which is in use (%v): stop what listens there to run this test", addr, err)
+		}
+		l.Close()
 	}
 }
 
