@@ -358,16 +358,17 @@ func (c *Consumer) Poll(ctx context.Context) ([]Record, error) {
 		}
 		// A chunk's offsets increase: skip those already returned, keep what does not
 		// fit for the next Poll, and hand out the first chunk without copying it.
-		// Small chunks are gathered into one result; a large one is not copied behind
-		// others (nor others behind it): it waits for the next Poll, which costs less
-		// than copying its records.
+		// Small chunks are gathered into one result, as long as it stays within
+		// pollGather records; a chunk that would take it past that is not copied
+		// behind the others: it waits for the next Poll, which costs less than
+		// copying records (a batch of 1 KiB records holds about 250).
 		recs := ch.recs
 		i := 0
 		for i < len(recs) && recs[i].Offset < pc.next {
 			i++
 		}
 		recs = recs[i:]
-		if len(out) > 0 && len(recs) > 0 && (len(out) > pollGather || len(recs) > pollGather) {
+		if len(out) > 0 && len(recs) > 0 && len(out)+len(recs) > pollGather {
 			ch.recs = recs
 			c.leftover = append([]chunk{ch}, c.leftover...)
 			c.mu.Unlock()
@@ -390,7 +391,7 @@ func (c *Consumer) Poll(ctx context.Context) ([]Record, error) {
 	}
 }
 
-// pollGather is the most records Poll copies to gather small chunks into one result.
+// pollGather is the most records one Poll result gathers from several chunks.
 const pollGather = 256
 
 // deliver hands out records: it moves each partition's position past them, unless
