@@ -239,6 +239,11 @@ type Config struct {
 	Progress func(Progress)
 	// ProducerOptions are added after the ones the fields above make.
 	ProducerOptions []qxd.ProducerOption
+	// OnPhase, when set, is called as a side starts a phase (system "qxd", "raw" or
+	// "raw-pull"; phase "fill" while consume modes store their records, "run" for
+	// the timed part), and the function it returns, if any, as the phase ends. It
+	// lets a caller profile the timed phases of one side alone.
+	OnPhase func(system, phase string) (end func())
 }
 
 // defaultRunBytes sizes a run without Records or Duration: values of this many bytes

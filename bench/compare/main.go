@@ -6,7 +6,10 @@
 //
 // -only also takes single rows by name ("produce 1KiB"); -cpuprofile and -memprofile
 // write pprof profiles of the whole run, and -raw=false leaves out the raw side, for
-// profiling qxd alone.
+// profiling qxd alone. -phaseprofile DIR writes a CPU profile of each side's timed
+// phase alone, one file per row, side and run (DIR/consume-1KiB-qxd-1.prof,
+// …-raw-1.prof, …-raw-pull-1.prof), leaving out storing the records; give several
+// files of one side to `go tool pprof` to merge them.
 package main
 
 import (
@@ -14,6 +17,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"path/filepath"
 	"runtime"
 	"runtime/pprof"
 	"slices"
@@ -32,7 +36,18 @@ func main() {
 	batchBytes := flag.Int("batch-bytes", 0, "qxd producer batch size in bytes (default: the producer's)")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the run to this file")
 	memProfile := flag.String("memprofile", "", "write an allocation profile of the run to this file")
+	phaseProfile := flag.String("phaseprofile", "", "write CPU profiles of each side's timed phase into this directory")
 	flag.Parse()
+	if *cpuProfile != "" && *phaseProfile != "" {
+		fmt.Fprintln(os.Stderr, "compare: -cpuprofile and -phaseprofile both profile the CPU: give one of them")
+		os.Exit(2)
+	}
+	if *phaseProfile != "" {
+		if err := os.MkdirAll(*phaseProfile, 0o755); err != nil {
+			fmt.Fprintln(os.Stderr, "compare:", err)
+			os.Exit(1)
+		}
+	}
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)
 		if err != nil {
@@ -45,7 +60,7 @@ func main() {
 			os.Exit(1)
 		}
 	}
-	err := run(*runs, *records, strings.Split(*only, ","), *withRaw, *batchBytes)
+	err := run(*runs, *records, strings.Split(*only, ","), *withRaw, *batchBytes, *phaseProfile)
 	if *cpuProfile != "" {
 		pprof.StopCPUProfile()
 	}
@@ -116,7 +131,7 @@ func family(r row) string {
 	return string(r.c.Mode)
 }
 
-func run(runs, records int, only []string, withRaw bool, batchBytes int) error {
+func run(runs, records int, only []string, withRaw bool, batchBytes int, phaseProfile string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Minute)
 	defer cancel()
 	envs := map[int]*bench.Env{}
@@ -143,6 +158,9 @@ func run(runs, records int, only []string, withRaw bool, batchBytes int) error {
 			c := r.c
 			c.CompareRaw = withRaw
 			c.BatchBytes = batchBytes
+			if phaseProfile != "" {
+				c.OnPhase = profilePhase(phaseProfile, r.name, i+1)
+			}
 			res, err := bench.Run(ctx, e, c)
 			if err != nil {
 				return fmt.Errorf("%s: %w", r.name, err)
@@ -168,9 +186,55 @@ func run(runs, records int, only []string, withRaw bool, batchBytes int) error {
 			notes = fmt.Sprintf("÷ raw pull consumer: %.2f×", median(pull))
 		}
 		fmt.Printf("%-28s %12.0f %12.0f %8.2f× %-13s %-14s %s\n", r.name, median(raw), median(q), median(ratio), rng, r.target, notes)
+		if withRaw && !r.latency && runs > 1 {
+			fmt.Printf("%-28s %s\n", "", eachRun(ratio, pull, r.c.Mode == bench.ModeConsume || r.c.Mode == bench.ModeGroup))
+		}
 	}
 	fmt.Printf("medians of %d runs, same process, same node(s); keyed records, 8 partitions, acks all, raw window 4000\n", runs)
 	return nil
+}
+
+// profilePhase returns a bench.Config.OnPhase that writes a CPU profile of each
+// side's timed phase into dir.
+func profilePhase(dir, row string, run int) func(system, phase string) func() {
+	return func(system, phase string) func() {
+		if phase != "run" {
+			return nil
+		}
+		path := filepath.Join(dir, fmt.Sprintf("%s-%s-%d.prof", strings.ReplaceAll(row, " ", "-"), system, run))
+		f, err := os.Create(path)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "compare: phase profile:", err)
+			return nil
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintln(os.Stderr, "compare: phase profile:", err)
+			f.Close()
+			return nil
+		}
+		return func() {
+			pprof.StopCPUProfile()
+			f.Close()
+		}
+	}
+}
+
+// eachRun lists every run's ratio in run order, and with pull the ratio against
+// the raw pull consumer too: "runs: 1.62× 2.10× 1.95× (÷ pull 1.40× 1.77× 1.81×)".
+func eachRun(ratio, pullRatio []float64, pull bool) string {
+	var b strings.Builder
+	b.WriteString("runs:")
+	for _, r := range ratio {
+		fmt.Fprintf(&b, " %.2f×", r)
+	}
+	if pull {
+		b.WriteString(" (÷ pull")
+		for _, r := range pullRatio {
+			fmt.Fprintf(&b, " %.2f×", r)
+		}
+		b.WriteString(")")
+	}
+	return b.String()
 }
 
 // spread is the lowest and highest of v, as "1.80–2.20×".
