@@ -153,13 +153,28 @@ func run(runs, records int, only []string, withRaw bool, batchBytes int, phasePr
 			}
 			envs[r.nodes] = e
 		}
-		var raw, q, ratio, p50, p99, p999, rp50, rp99, rp999, stored, rawStored, pull []float64
+		var raw, q, ratio, p50, p99, p999, rp50, rp99, rp999, stored, rawStored, pull, cpuRatio []float64
 		for i := 0; i < runs; i++ {
 			c := r.c
 			c.CompareRaw = withRaw
 			c.BatchBytes = batchBytes
+			cpu := cpuPhases{}
+			var profile func(system, phase string) func()
 			if phaseProfile != "" {
-				c.OnPhase = profilePhase(phaseProfile, r.name, i+1)
+				profile = profilePhase(phaseProfile, r.name, i+1)
+			}
+			c.OnPhase = func(system, phase string) func() {
+				var end func()
+				if profile != nil {
+					end = profile(system, phase)
+				}
+				endCPU := cpu.start(system, phase)
+				return func() {
+					endCPU()
+					if end != nil {
+						end()
+					}
+				}
 			}
 			res, err := bench.Run(ctx, e, c)
 			if err != nil {
@@ -173,6 +188,7 @@ func run(runs, records int, only []string, withRaw bool, batchBytes int, phasePr
 			}
 			stored, rawStored = append(stored, float64(s.StoredBytes)), append(rawStored, float64(s.RawStoredBytes))
 			pull = append(pull, s.PullRatio)
+			cpuRatio = append(cpuRatio, cpu.ratio(res))
 		}
 		notes, rng := "", spread(ratio)
 		switch {
@@ -187,7 +203,7 @@ func run(runs, records int, only []string, withRaw bool, batchBytes int, phasePr
 		}
 		fmt.Printf("%-28s %12.0f %12.0f %8.2f× %-13s %-14s %s\n", r.name, median(raw), median(q), median(ratio), rng, r.target, notes)
 		if withRaw && !r.latency && runs > 1 {
-			fmt.Printf("%-28s %s\n", "", eachRun(ratio, pull, r.c.Mode == bench.ModeConsume || r.c.Mode == bench.ModeGroup))
+			fmt.Printf("%-28s %s\n", "", eachRun(ratio, pull, cpuRatio, r.c.Mode == bench.ModeConsume || r.c.Mode == bench.ModeGroup))
 		}
 	}
 	fmt.Printf("medians of %d runs, same process, same node(s); keyed records, 8 partitions, acks all, raw window 4000\n", runs)
@@ -219,22 +235,47 @@ func profilePhase(dir, row string, run int) func(system, phase string) func() {
 	}
 }
 
-// eachRun lists every run's ratio in run order, and with pull the ratio against
-// the raw pull consumer too: "runs: 1.62× 2.10× 1.95× (÷ pull 1.40× 1.77× 1.81×)".
-func eachRun(ratio, pullRatio []float64, pull bool) string {
+// eachRun lists every run's ratio in run order; with pull the ratio against the raw
+// pull consumer too; and the CPU ratio of every run, when measured: "runs: 1.62×
+// 2.10× 1.95×; ÷ pull 1.40× 1.77× 1.81×; CPU 1.70× 1.90× 1.85×".
+func eachRun(ratio, pullRatio, cpuRatio []float64, pull bool) string {
 	var b strings.Builder
-	b.WriteString("runs:")
-	for _, r := range ratio {
-		fmt.Fprintf(&b, " %.2f×", r)
-	}
-	if pull {
-		b.WriteString(" (÷ pull")
-		for _, r := range pullRatio {
+	list := func(name string, v []float64) {
+		b.WriteString(name)
+		for _, r := range v {
 			fmt.Fprintf(&b, " %.2f×", r)
 		}
-		b.WriteString(")")
+	}
+	list("runs:", ratio)
+	if pull {
+		list("; ÷ pull", pullRatio)
+	}
+	if slices.Max(cpuRatio) > 0 {
+		list("; CPU", cpuRatio)
 	}
 	return b.String()
+}
+
+// cpuPhases is the process's CPU time during each side's timed phase of one run.
+type cpuPhases map[string]time.Duration
+
+func (p cpuPhases) start(system, phase string) (end func()) {
+	if phase != "run" {
+		return func() {}
+	}
+	t0 := processCPU()
+	return func() { p[system] = processCPU() - t0 }
+}
+
+// ratio is raw's CPU time per record over qxd's (above 1: qxd spends less), or 0.
+// The process holds the node(s) and both clients, so it counts the server's work
+// too; with other work on the machine it moves less than the rates.
+func (p cpuPhases) ratio(res *bench.Result) float64 {
+	q, r := p["qxd"], p["raw"]
+	if res.Raw == nil || q <= 0 || r <= 0 || res.Qxd.Records == 0 || res.Raw.Records == 0 {
+		return 0
+	}
+	return (float64(r) / float64(res.Raw.Records)) / (float64(q) / float64(res.Qxd.Records))
 }
 
 // spread is the lowest and highest of v, as "1.80–2.20×".
