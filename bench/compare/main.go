@@ -9,7 +9,10 @@
 // profiling qxd alone. -phaseprofile DIR writes a CPU profile of each side's timed
 // phase alone, one file per row, side and run (DIR/consume-1KiB-qxd-1.prof,
 // …-raw-1.prof, …-raw-pull-1.prof), leaving out storing the records; give several
-// files of one side to `go tool pprof` to merge them.
+// files of one side to `go tool pprof` to merge them. Before the first row on new
+// nodes, one untimed run of it warms the process (-warmup=false leaves it out). Each
+// row prints every run's ratio under its medians, and the CPU ratio of each run:
+// raw's CPU time per record over qxd's, steadier than the rates on a busy machine.
 package main
 
 import (
@@ -33,6 +36,7 @@ func main() {
 	records := flag.Int("records", 500000, "records per run for 100 B records (1 KiB runs use half, 64 KiB runs a hundredth)")
 	only := flag.String("only", "produce,consume,group,e2e,r3,compression", "comma-separated workload families to run")
 	withRaw := flag.Bool("raw", true, "also run the raw JetStream side (ratios need it)")
+	warmup := flag.Bool("warmup", true, "run the first row once, untimed, on each new set of nodes")
 	batchBytes := flag.Int("batch-bytes", 0, "qxd producer batch size in bytes (default: the producer's)")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the run to this file")
 	memProfile := flag.String("memprofile", "", "write an allocation profile of the run to this file")
@@ -60,7 +64,7 @@ func main() {
 			os.Exit(1)
 		}
 	}
-	err := run(*runs, *records, strings.Split(*only, ","), *withRaw, *batchBytes, *phaseProfile)
+	err := run(*runs, *records, strings.Split(*only, ","), *withRaw, *warmup, *batchBytes, *phaseProfile)
 	if *cpuProfile != "" {
 		pprof.StopCPUProfile()
 	}
@@ -131,7 +135,7 @@ func family(r row) string {
 	return string(r.c.Mode)
 }
 
-func run(runs, records int, only []string, withRaw bool, batchBytes int, phaseProfile string) error {
+func run(runs, records int, only []string, withRaw, warmup bool, batchBytes int, phaseProfile string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Minute)
 	defer cancel()
 	envs := map[int]*bench.Env{}
@@ -152,6 +156,19 @@ func run(runs, records int, only []string, withRaw bool, batchBytes int, phasePr
 				return err
 			}
 			envs[r.nodes] = e
+			// The first run in a new process pays for growing its heap (page faults
+			// on fresh memory), and only the side that runs first (qxd) pays it: one
+			// untimed run of the first row, both sides, before any is timed.
+			if warmup {
+				c := r.c
+				c.CompareRaw = withRaw
+				c.BatchBytes = batchBytes
+				res, err := bench.Run(ctx, e, c)
+				if err != nil {
+					return fmt.Errorf("%s: warm-up: %w", r.name, err)
+				}
+				fmt.Printf("%-28s warm-up run, not counted: %.2f×\n", "("+r.name+")", res.Ratio())
+			}
 		}
 		var raw, q, ratio, p50, p99, p999, rp50, rp99, rp999, stored, rawStored, pull, cpuRatio []float64
 		for i := 0; i < runs; i++ {
