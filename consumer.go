@@ -2,9 +2,11 @@ package qxd
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -59,8 +61,8 @@ func MaxPollRecords(n int) ConsumerOption { return func(c *consumerConfig) { c.m
 // bytes. Default 32 MiB.
 func FetchMaxBytes(n int) ConsumerOption { return func(c *consumerConfig) { c.fetchMaxBytes = n } }
 
-// Consumer reads assigned partitions in offset order. Each partition is read by an
-// ordered JetStream consumer starting at the batch that holds the start offset;
+// Consumer reads assigned partitions in offset order. Each partition is read by a
+// JetStream consumer starting at the batch that holds the start offset, in order;
 // records before the start offset in that batch are skipped. Poll, Seek, Pause and
 // Resume may be called from different goroutines.
 type Consumer struct {
@@ -358,16 +360,17 @@ func (c *Consumer) Poll(ctx context.Context) ([]Record, error) {
 		}
 		// A chunk's offsets increase: skip those already returned, keep what does not
 		// fit for the next Poll, and hand out the first chunk without copying it.
-		// Small chunks are gathered into one result; a large one is not copied behind
-		// others (nor others behind it): it waits for the next Poll, which costs less
-		// than copying its records.
+		// Small chunks are gathered into one result, as long as it stays within
+		// pollGather records; a chunk that would take it past that is not copied
+		// behind the others: it waits for the next Poll, which costs less than
+		// copying records (a batch of 1 KiB records holds about 250).
 		recs := ch.recs
 		i := 0
 		for i < len(recs) && recs[i].Offset < pc.next {
 			i++
 		}
 		recs = recs[i:]
-		if len(out) > 0 && len(recs) > 0 && (len(out) > pollGather || len(recs) > pollGather) {
+		if len(out) > 0 && len(recs) > 0 && len(out)+len(recs) > pollGather {
 			ch.recs = recs
 			c.leftover = append([]chunk{ch}, c.leftover...)
 			c.mu.Unlock()
@@ -390,7 +393,7 @@ func (c *Consumer) Poll(ctx context.Context) ([]Record, error) {
 	}
 }
 
-// pollGather is the most records Poll copies to gather small chunks into one result.
+// pollGather is the most records one Poll result gathers from several chunks.
 const pollGather = 256
 
 // deliver hands out records: it moves each partition's position past them, unless
@@ -730,17 +733,26 @@ func dropConsumer(js jetstream.JetStream, stream string, cons jetstream.Consumer
 	}()
 }
 
-// fetchOnce reads with one ordered consumer until it fails; it returns the offset
-// after the last record handed to Poll, and whether the failure is final.
+// fetchOnce reads with one pull consumer until it fails; it returns the offset after
+// the last record handed to Poll, and whether the failure is final.
+//
+// It is an ordered read without nats.go's ordered consumer: an ephemeral consumer
+// without acks, starting at seq, whose deliveries must come with consecutive consumer
+// sequences (a gap, e.g. a message dropped on the way, ends the read, and fetch
+// starts again after the last record handed over). nats.go's ordered consumer
+// recreates a broken consumer for ever, with a backoff growing to 10 s and outside
+// ctx, so a read that broke while its stream refused new consumers (between leaders)
+// stayed silent for tens of seconds after the stream was back; fetch retries instead,
+// with its own backoff and ctx. And its iterator (Messages) sizes a channel for the
+// most messages a pull may bring, a million when pulling by bytes: 8 MB zeroed and
+// scanned by the collector per partition read. Consume hands each message to a
+// callback instead, in order, from one goroutine.
 func (c *Consumer) fetchOnce(ctx context.Context, pc *partConsumer, gen uint64, from int64, seq uint64) (int64, bool, error) {
-	// One attempt per reset: left to itself, nats.go recreates a broken ordered
-	// consumer for ever, with a backoff growing to 10 s and outside ctx, so a read that
-	// broke while its stream refused new consumers (between leaders) stayed silent for
-	// tens of seconds after the stream was back. This loop retries instead, with its
-	// own backoff and ctx.
-	cons, err := c.c.js.OrderedConsumer(ctx, pc.reader.Stream, jetstream.OrderedConsumerConfig{
+	cons, err := c.c.js.CreateConsumer(ctx, pc.reader.Stream, jetstream.ConsumerConfig{
+		Name:          "qxd_read_" + rand.Text(),
 		DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: max(seq, 1),
-		MaxResetAttempts: 1, InactiveThreshold: readInactiveThreshold,
+		AckPolicy: jetstream.AckNonePolicy, InactiveThreshold: readInactiveThreshold,
+		Replicas: 1, MemoryStorage: true,
 	})
 	if err != nil {
 		return from, errors.Is(err, jetstream.ErrStreamNotFound), err
@@ -750,48 +762,142 @@ func (c *Consumer) fetchOnce(ctx context.Context, pc *partConsumer, gen uint64, 
 	share := c.cfg.fetchMaxBytes / max(1, len(c.parts))
 	c.mu.Unlock()
 	share = max(share, int(pc.meta.Config.MaxMessageBytes)+64<<10)
-	// A byte limit alone makes nats.go pull up to a million messages at a time and
-	// size its buffer for them (8 MB per partition read). Bounding the count as well
-	// (PullMaxMessagesWithBytesLimit, 1024 or 16384 batches) saves that memory but
-	// measurably raised the end-to-end p99 at 5000 records/s with linger 0 (from about
-	// 1.2 ms to 2 ms, see docs/performance.md), so the read pulls by bytes only.
-	it, err := cons.Messages(jetstream.PullMaxBytes(share))
+	rctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	r := &partRead{c: c, pc: pc, gen: gen, ctx: rctx, next: from, failed: make(chan readFailure, 1)}
+	r.last.Store(time.Now().UnixNano())
+	// Pulling by bytes bounds what is fetched ahead whatever the batches' sizes.
+	// Bounding the count instead (PullMaxMessagesWithBytesLimit) measurably raised
+	// the end-to-end p99 at 5000 records/s with linger 0 (see docs/performance.md).
+	cc, err := cons.Consume(r.handle, jetstream.PullMaxBytes(share), jetstream.PullHeartbeat(readHeartbeat),
+		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) { r.fail(err, false) }))
 	if err != nil {
-		return from, false, err
+		return from, errors.Is(err, jetstream.ErrStreamNotFound), err
 	}
-	defer it.Stop()
+	failure := r.watch(ctx)
+	cancel()
+	cc.Stop()
+	return r.stop(), failure.fatal, failure.err
+}
+
+// readHeartbeat is how often the server says a read's consumer is alive while it has
+// nothing to deliver; two missed end the read (as nats.go's ordered consumers do).
+const readHeartbeat = 5 * time.Second
+
+// partRead is one fetchOnce's state, shared by its callback and its watch.
+type partRead struct {
+	c   *Consumer
+	pc  *partConsumer
+	gen uint64
+	ctx context.Context // ends the read
+
+	mu      sync.Mutex // held while a message is handed over
+	next    int64      // the offset after the last record handed to Poll
+	lastSeq uint64     // the consumer sequence of the last message
+	stopped bool
+
+	busy   atomic.Bool  // a message is being handled (maybe waiting for Poll)
+	last   atomic.Int64 // when the last message was handled, Unix ns
+	failed chan readFailure
+}
+
+type readFailure struct {
+	err   error
+	fatal bool
+}
+
+// fail ends the read with err, unless it ended already.
+func (r *partRead) fail(err error, fatal bool) {
+	select {
+	case r.failed <- readFailure{err: err, fatal: fatal}:
+	default:
+	}
+}
+
+// handle decodes one message and hands its records to Poll. Consume calls it for
+// one message after the other, in order.
+func (r *partRead) handle(msg jetstream.Msg) {
+	r.busy.Store(true)
+	defer func() {
+		r.last.Store(time.Now().UnixNano())
+		r.busy.Store(false)
+	}()
+	meta, err := msg.Metadata()
+	if err != nil {
+		r.fail(fmt.Errorf("read message metadata: %w", err), false)
+		return
+	}
+	recs, derr := semantics.DecodeRecords(nil, msg.Data(), r.pc.tp.Topic, r.pc.tp.Partition)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.stopped {
+		return
+	}
+	if meta.Sequence.Consumer != r.lastSeq+1 {
+		r.stopped = true
+		r.fail(fmt.Errorf("message %d of the read came after %d", meta.Sequence.Consumer, r.lastSeq), false)
+		return
+	}
+	r.lastSeq = meta.Sequence.Consumer
+	if derr != nil {
+		r.stopped = true
+		r.fail(derr, true)
+		return
+	}
+	i := 0
+	for i < len(recs) && recs[i].Offset < r.next {
+		i++
+	}
+	if i == len(recs) {
+		return
+	}
+	select {
+	case r.c.out <- chunk{pc: r.pc, gen: r.gen, recs: recs[i:]}:
+		r.next = recs[len(recs)-1].Offset + 1
+	case <-r.ctx.Done():
+		r.stopped = true
+	}
+}
+
+// watch waits until the read fails or ctx ends. It is also a watchdog: after a quiet
+// spell, a partition with records beyond what this read handed over is stalled (it
+// has been seen after failovers), so the read ends.
+func (r *partRead) watch(ctx context.Context) readFailure {
+	t := time.NewTimer(fetchQuiet)
+	defer t.Stop()
 	for {
-		// A watchdog: after a quiet spell, a partition with records beyond what this
-		// read handed over is stalled (it has been seen after failovers), so restart.
-		nctx, cancel := context.WithTimeout(ctx, fetchQuiet)
-		msg, err := it.Next(jetstream.NextContext(nctx))
-		cancel()
-		if err != nil && ctx.Err() == nil && nctx.Err() != nil {
-			offs, oerr := pc.reader.ReadOffsets(ctx, nil)
-			if oerr == nil && offs.HighWatermark <= from {
-				continue // nothing new: keep waiting
-			}
-			return from, false, fmt.Errorf("no records for %v while the partition has more", fetchQuiet)
+		select {
+		case <-ctx.Done():
+			return readFailure{err: ctx.Err()}
+		case f := <-r.failed:
+			return f
+		case <-t.C:
 		}
-		if err != nil {
-			return from, errors.Is(err, jetstream.ErrStreamNotFound), err
-		}
-		recs, err := semantics.DecodeRecords(nil, msg.Data(), pc.tp.Topic, pc.tp.Partition)
-		if err != nil {
-			return from, true, err
-		}
-		i := 0
-		for i < len(recs) && recs[i].Offset < from {
-			i++
-		}
-		if i == len(recs) {
+		if r.busy.Load() { // waiting for Poll, or decoding
+			t.Reset(fetchQuiet)
 			continue
 		}
-		select {
-		case c.out <- chunk{pc: pc, gen: gen, recs: recs[i:]}:
-			from = recs[len(recs)-1].Offset + 1
-		case <-ctx.Done():
-			return from, false, ctx.Err()
+		if quiet := time.Since(time.Unix(0, r.last.Load())); quiet < fetchQuiet {
+			t.Reset(fetchQuiet - quiet)
+			continue
 		}
+		r.mu.Lock()
+		next := r.next
+		r.mu.Unlock()
+		offs, err := r.pc.reader.ReadOffsets(ctx, nil)
+		if err == nil && offs.HighWatermark <= next {
+			t.Reset(fetchQuiet) // nothing new: keep waiting
+			continue
+		}
+		return readFailure{err: fmt.Errorf("no records for %v while the partition has more", fetchQuiet)}
 	}
+}
+
+// stop ends the read's hand-overs and returns the offset after the last record
+// handed to Poll. The read's ctx must have ended, so a hand-over in progress gives up.
+func (r *partRead) stop() int64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.stopped = true
+	return r.next
 }

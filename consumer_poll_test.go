@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"testing"
 	"time"
 
@@ -171,5 +172,97 @@ func TestConsumerReadRecoversWhenReadsCanStartAgain(t *testing.T) {
 	}
 	if d := time.Since(freed); d > 5*time.Second {
 		t.Fatalf("the read resumed %v after the stream took consumers again, want within 5s", d.Round(time.Millisecond))
+	}
+}
+
+// TestConsumerPollDoesNotGatherFullBatches: two fetched batches that together hold
+// more than Poll gathers (256 records) are handed out one per Poll, each as decoded,
+// rather than copied into one result.
+func TestConsumerPollDoesNotGatherFullBatches(t *testing.T) {
+	t.Parallel()
+	n := qxdtest.StartNode(t)
+	c := qxdtest.Connect(t, n)
+	ctx := qxdtest.Context(t, 30*time.Second)
+	qxdtest.CreateTopic(t, c, "full", qxd.TopicConfig{Partitions: 1})
+	p, err := c.NewProducer(qxd.Linger(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close(ctx)
+	const batch = 200
+	for range 2 {
+		rs := make([]*qxd.Record, batch)
+		for i := range rs {
+			rs[i] = &qxd.Record{Topic: "full", Value: []byte("v")}
+		}
+		if err := p.ProduceSync(ctx, rs...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cons := c.NewConsumer()
+	defer cons.Close()
+	if err := cons.Assign(ctx, qxd.Assignment{Topic: "full", Offset: qxd.AtStart()}); err != nil {
+		t.Fatal(err)
+	}
+	for qxd.FetchedChunks(cons) < 2 {
+		if ctx.Err() != nil {
+			t.Fatalf("the consumer fetched %d of 2 batches", qxd.FetchedChunks(cons))
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	for i := range 2 {
+		recs, err := cons.Poll(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(recs) != batch || recs[0].Offset != int64(i*batch) {
+			t.Fatalf("poll %d: %d records from offset %d, want batch %d alone (%d records from %d)",
+				i+1, len(recs), recs[0].Offset, i+1, batch, i*batch)
+		}
+	}
+}
+
+// TestConsumerReadsWithoutLargeBuffers starts reads of eight partitions holding one
+// record each: the reads allocate little, not a buffer sized for a million messages
+// per partition (8 MB each, zeroed and scanned by the collector), as nats.go's
+// message iterator does when pulling by bytes. Not parallel: it counts the process's
+// allocations.
+func TestConsumerReadsWithoutLargeBuffers(t *testing.T) {
+	n := qxdtest.StartNode(t)
+	c := qxdtest.Connect(t, n)
+	ctx := qxdtest.Context(t, 30*time.Second)
+	const parts = 8
+	qxdtest.CreateTopic(t, c, "small-reads", qxd.TopicConfig{Partitions: parts})
+	p, err := c.NewProducer(qxd.RecordPartition())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close(ctx)
+	for part := range int32(parts) {
+		if err := p.ProduceSync(ctx, &qxd.Record{Topic: "small-reads", Partition: part, Value: []byte("v")}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var as []qxd.Assignment
+	for part := range int32(parts) {
+		as = append(as, qxd.Assignment{Topic: "small-reads", Partition: part, Offset: qxd.AtStart()})
+	}
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	cons := c.NewConsumer()
+	defer cons.Close()
+	if err := cons.Assign(ctx, as...); err != nil {
+		t.Fatal(err)
+	}
+	for got := 0; got < parts; {
+		recs, err := cons.Poll(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got += len(recs)
+	}
+	runtime.ReadMemStats(&after)
+	if mb := float64(after.TotalAlloc-before.TotalAlloc) / (1 << 20); mb > 16 {
+		t.Errorf("starting %d partition reads of one record each allocated %.1f MiB, want under 16 MiB", parts, mb)
 	}
 }

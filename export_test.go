@@ -20,3 +20,6 @@ func PauseHeartbeats(c *Consumer) {
 	}
 	c.mu.Unlock()
 }
+
+// FetchedChunks returns how many decoded batches wait for Poll.
+func FetchedChunks(c *Consumer) int { return len(c.out) }

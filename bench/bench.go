@@ -239,6 +239,16 @@ type Config struct {
 	Progress func(Progress)
 	// ProducerOptions are added after the ones the fields above make.
 	ProducerOptions []qxd.ProducerOption
+	// Warmup runs the workload once, untimed, on both sides (on a fresh topic and
+	// streams) before the timed run: the first run in a new process pays for growing
+	// its heap (page faults on fresh memory), and only the side that runs first, qxd,
+	// would pay it.
+	Warmup bool
+	// OnPhase, when set, is called as a side starts a phase (system "qxd", "raw" or
+	// "raw-pull"; phase "fill" while consume modes store their records, "run" for
+	// the timed part), and the function it returns, if any, as the phase ends. It
+	// lets a caller profile the timed phases of one side alone.
+	OnPhase func(system, phase string) (end func())
 }
 
 // defaultRunBytes sizes a run without Records or Duration: values of this many bytes
@@ -379,6 +389,13 @@ func Run(ctx context.Context, e *Env, c Config) (*Result, error) {
 	c, err := c.withDefaults()
 	if err != nil {
 		return nil, err
+	}
+	if c.Warmup {
+		w := c
+		w.Warmup, w.Topic, w.Progress, w.OnPhase = false, "", nil, nil
+		if _, err := Run(ctx, e, w); err != nil {
+			return nil, fmt.Errorf("warm-up run: %w", err)
+		}
 	}
 	res := &Result{Config: c}
 	switch c.Mode {

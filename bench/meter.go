@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -43,6 +44,8 @@ type meter struct {
 	progress func(Progress)
 	base     Progress
 
+	end func() // the Config's OnPhase end, or nil
+
 	mu     sync.Mutex
 	series []int64
 	done   chan struct{}
@@ -52,6 +55,16 @@ type meter struct {
 func startMeter(c Config, system, phase string) *meter {
 	m := &meter{interval: c.Interval, progress: c.Progress, done: make(chan struct{}),
 		base: Progress{Mode: c.Mode, System: system, Phase: phase}}
+	if phase == "run" {
+		// Each side's timed part starts on a collected heap: without this, the
+		// garbage of storing the records (or of the other side's run) is collected,
+		// and its pages reused or returned to the system, on the clock of whichever
+		// side runs next.
+		runtime.GC()
+	}
+	if c.OnPhase != nil {
+		m.end = c.OnPhase(system, phase)
+	}
 	m.wg.Add(1)
 	go m.run()
 	return m
@@ -100,6 +113,9 @@ func (m *meter) run() {
 
 // stop ends sampling and returns the series.
 func (m *meter) stop() []int64 {
+	if m.end != nil {
+		m.end()
+	}
 	close(m.done)
 	m.wg.Wait()
 	m.mu.Lock()

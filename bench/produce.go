@@ -103,6 +103,26 @@ type produceSpec struct {
 	stamped bool       // e2e: each value carries its send time
 	lat     *Histogram // produce-to-ack latency, or nil
 	m       *meter
+	// warmParts > 0 makes every producer send one record to each of that many
+	// partitions and wait for their acknowledgements before the clock starts, so a
+	// run on a new topic or stream times the produce, not its start-up (qxd: the
+	// partitions' writers, the producer's id and per-partition senders; raw: the
+	// streams' first message and the publisher's reply subscription).
+	warmParts int32
+	// begin, when set, is called as the clock starts and gives the meter to count in.
+	begin func() *meter
+}
+
+// warmKeys returns, for each of parts partitions, a key of ks that Kafka's
+// partitioner sends there (nil where none does).
+func warmKeys(ks [][]byte, parts int32) [][]byte {
+	out := make([][]byte, parts)
+	for _, k := range ks {
+		if p := partitioner.KafkaPartition(k, parts); out[p] == nil {
+			out[p] = k
+		}
+	}
+	return out
 }
 
 // sending reports whether producer i should send record n.
@@ -134,6 +154,22 @@ func (e *Env) qxdProduce(ctx context.Context, topic string, s produceSpec) (int6
 		prods[i] = p
 	}
 	ks, val := keys(c.Keys), value(c.Size)
+	if s.warmParts > 0 {
+		var warm []*qxd.Record
+		for _, k := range warmKeys(ks, s.warmParts) {
+			if k != nil {
+				warm = append(warm, &qxd.Record{Topic: topic, Key: k, Value: val})
+			}
+		}
+		for _, p := range prods {
+			if err := p.ProduceSync(ctx, warm...); err != nil {
+				return 0, 0, 0, fmt.Errorf("warm-up: %w", err)
+			}
+		}
+	}
+	if s.begin != nil {
+		s.m = s.begin()
+	}
 	var errs errCount
 	// Callbacks run on one goroutine per partition: count in shards by partition (in
 	// the meter's tally, which the progress reports read, when there is one), and
@@ -255,14 +291,18 @@ func (e *Env) storedBytes(ctx context.Context, topic string) int64 {
 }
 
 func (e *Env) qxdProduceRun(ctx context.Context, c Config) (*Measure, error) {
-	topic, _, cleanup, err := e.topic(ctx, c)
+	topic, parts, cleanup, err := e.topic(ctx, c)
 	if err != nil {
 		return nil, err
 	}
 	defer cleanup()
-	m := startMeter(c, "qxd", "run")
+	var m *meter
 	lat := NewHistogram()
-	n, b, elapsed, err := e.qxdProduce(ctx, topic, produceSpec{c: c, lat: lat, m: m})
+	n, b, elapsed, err := e.qxdProduce(ctx, topic, produceSpec{c: c, lat: lat, warmParts: parts,
+		begin: func() *meter { m = startMeter(c, "qxd", "run"); return m }})
+	if m == nil {
+		return nil, err
+	}
 	series := m.stop()
 	if err != nil {
 		return nil, err
@@ -307,8 +347,13 @@ func (e *Env) rawProduce(ctx context.Context, subjects []string, s produceSpec) 
 	ks, val := keys(c.Keys), value(c.Size)
 	var errs errCount
 	var acked, bytes atomic.Int64
+	var timing atomic.Bool // warm-up acks are not counted
+	timing.Store(s.warmParts == 0)
 	bufs := sync.Pool{New: func() any { return make([]byte, 0, c.Size) }}
 	onAck := func(_ jetstream.JetStream, m *nats.Msg, _ *jetstream.PubAck) {
+		if !timing.Load() {
+			return
+		}
 		acked.Add(1)
 		bytes.Add(int64(len(m.Data)))
 		s.m.add(0, 1, int64(len(m.Data)))
@@ -318,6 +363,39 @@ func (e *Env) rawProduce(ctx context.Context, subjects []string, s produceSpec) 
 	}
 	onErr := func(_ jetstream.JetStream, _ *nats.Msg, err error) { errs.add(err) }
 	none := c.Acks == "none"
+	jss := make([]jetstream.JetStream, c.Producers)
+	for i := range jss {
+		js, err := jetstream.New(e.NC, jetstream.WithPublishAsyncMaxPending(c.RawWindow),
+			jetstream.WithPublishAsyncAckHandler(onAck), jetstream.WithPublishAsyncErrHandler(onErr))
+		if err != nil {
+			return 0, 0, 0, err
+		}
+		jss[i] = js
+	}
+	if s.warmParts > 0 {
+		for _, js := range jss {
+			for p, k := range warmKeys(ks, s.warmParts) {
+				if k == nil {
+					continue
+				}
+				if _, err := js.PublishAsync(subjects[p], val); err != nil {
+					return 0, 0, 0, fmt.Errorf("warm-up: %w", err)
+				}
+			}
+			select {
+			case <-js.PublishAsyncComplete():
+			case <-ctx.Done():
+				return 0, 0, 0, ctx.Err()
+			}
+		}
+		if err := errs.err(); err != nil {
+			return 0, 0, 0, fmt.Errorf("warm-up: %w", err)
+		}
+		timing.Store(true)
+	}
+	if s.begin != nil {
+		s.m = s.begin()
+	}
 	var deadline time.Time
 	if c.Records == 0 {
 		deadline = time.Now().Add(c.Duration)
@@ -325,12 +403,7 @@ func (e *Env) rawProduce(ctx context.Context, subjects []string, s produceSpec) 
 	start := time.Now()
 	var wg sync.WaitGroup
 	perr := make([]error, c.Producers)
-	for i := range c.Producers {
-		js, err := jetstream.New(e.NC, jetstream.WithPublishAsyncMaxPending(c.RawWindow),
-			jetstream.WithPublishAsyncAckHandler(onAck), jetstream.WithPublishAsyncErrHandler(onErr))
-		if err != nil {
-			return 0, 0, 0, err
-		}
+	for i, js := range jss {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -413,8 +486,12 @@ func (e *Env) rawProduceRun(ctx context.Context, c Config) (*Measure, error) {
 		return nil, err
 	}
 	defer cleanup()
-	m := startMeter(c, "raw", "run")
-	n, b, elapsed, err := e.rawProduce(ctx, subjects, produceSpec{c: c, m: m})
+	var m *meter
+	n, b, elapsed, err := e.rawProduce(ctx, subjects, produceSpec{c: c, warmParts: int32(len(subjects)),
+		begin: func() *meter { m = startMeter(c, "raw", "run"); return m }})
+	if m == nil {
+		return nil, err
+	}
 	series := m.stop()
 	if err != nil {
 		return nil, err

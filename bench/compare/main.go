@@ -6,7 +6,13 @@
 //
 // -only also takes single rows by name ("produce 1KiB"); -cpuprofile and -memprofile
 // write pprof profiles of the whole run, and -raw=false leaves out the raw side, for
-// profiling qxd alone.
+// profiling qxd alone. -phaseprofile DIR writes a CPU profile of each side's timed
+// phase alone, one file per row, side and run (DIR/consume-1KiB-qxd-1.prof,
+// …-raw-1.prof, …-raw-pull-1.prof), leaving out storing the records; give several
+// files of one side to `go tool pprof` to merge them. Before the first row on new
+// nodes, one untimed run of it warms the process (-warmup=false leaves it out). Each
+// row prints every run's ratio under its medians, and the CPU ratio of each run:
+// raw's CPU time per record over qxd's, steadier than the rates on a busy machine.
 package main
 
 import (
@@ -14,6 +20,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"path/filepath"
 	"runtime"
 	"runtime/pprof"
 	"slices"
@@ -29,10 +36,22 @@ func main() {
 	records := flag.Int("records", 500000, "records per run for 100 B records (1 KiB runs use half, 64 KiB runs a hundredth)")
 	only := flag.String("only", "produce,consume,group,e2e,r3,compression", "comma-separated workload families to run")
 	withRaw := flag.Bool("raw", true, "also run the raw JetStream side (ratios need it)")
+	warmup := flag.Bool("warmup", true, "run the first row once, untimed, on each new set of nodes")
 	batchBytes := flag.Int("batch-bytes", 0, "qxd producer batch size in bytes (default: the producer's)")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the run to this file")
 	memProfile := flag.String("memprofile", "", "write an allocation profile of the run to this file")
+	phaseProfile := flag.String("phaseprofile", "", "write CPU profiles of each side's timed phase into this directory")
 	flag.Parse()
+	if *cpuProfile != "" && *phaseProfile != "" {
+		fmt.Fprintln(os.Stderr, "compare: -cpuprofile and -phaseprofile both profile the CPU: give one of them")
+		os.Exit(2)
+	}
+	if *phaseProfile != "" {
+		if err := os.MkdirAll(*phaseProfile, 0o755); err != nil {
+			fmt.Fprintln(os.Stderr, "compare:", err)
+			os.Exit(1)
+		}
+	}
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)
 		if err != nil {
@@ -45,7 +64,7 @@ func main() {
 			os.Exit(1)
 		}
 	}
-	err := run(*runs, *records, strings.Split(*only, ","), *withRaw, *batchBytes)
+	err := run(*runs, *records, strings.Split(*only, ","), *withRaw, *warmup, *batchBytes, *phaseProfile)
 	if *cpuProfile != "" {
 		pprof.StopCPUProfile()
 	}
@@ -116,7 +135,7 @@ func family(r row) string {
 	return string(r.c.Mode)
 }
 
-func run(runs, records int, only []string, withRaw bool, batchBytes int) error {
+func run(runs, records int, only []string, withRaw, warmup bool, batchBytes int, phaseProfile string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Minute)
 	defer cancel()
 	envs := map[int]*bench.Env{}
@@ -137,12 +156,43 @@ func run(runs, records int, only []string, withRaw bool, batchBytes int) error {
 				return err
 			}
 			envs[r.nodes] = e
+			// The first run in a new process pays for growing its heap (page faults
+			// on fresh memory), and only the side that runs first (qxd) pays it: one
+			// untimed run of the first row, both sides, before any is timed.
+			if warmup {
+				c := r.c
+				c.CompareRaw = withRaw
+				c.BatchBytes = batchBytes
+				res, err := bench.Run(ctx, e, c)
+				if err != nil {
+					return fmt.Errorf("%s: warm-up: %w", r.name, err)
+				}
+				fmt.Printf("%-28s warm-up run, not counted: %.2f×\n", "("+r.name+")", res.Ratio())
+			}
 		}
-		var raw, q, ratio, p50, p99, p999, rp50, rp99, rp999, stored, rawStored, pull []float64
+		var raw, q, ratio, p50, p99, p999, rp50, rp99, rp999, stored, rawStored, pull, cpuRatio []float64
 		for i := 0; i < runs; i++ {
 			c := r.c
 			c.CompareRaw = withRaw
 			c.BatchBytes = batchBytes
+			cpu := cpuPhases{}
+			var profile func(system, phase string) func()
+			if phaseProfile != "" {
+				profile = profilePhase(phaseProfile, r.name, i+1)
+			}
+			c.OnPhase = func(system, phase string) func() {
+				var end func()
+				if profile != nil {
+					end = profile(system, phase)
+				}
+				endCPU := cpu.start(system, phase)
+				return func() {
+					endCPU()
+					if end != nil {
+						end()
+					}
+				}
+			}
 			res, err := bench.Run(ctx, e, c)
 			if err != nil {
 				return fmt.Errorf("%s: %w", r.name, err)
@@ -155,6 +205,7 @@ func run(runs, records int, only []string, withRaw bool, batchBytes int) error {
 			}
 			stored, rawStored = append(stored, float64(s.StoredBytes)), append(rawStored, float64(s.RawStoredBytes))
 			pull = append(pull, s.PullRatio)
+			cpuRatio = append(cpuRatio, cpu.ratio(res))
 		}
 		notes, rng := "", spread(ratio)
 		switch {
@@ -168,9 +219,80 @@ func run(runs, records int, only []string, withRaw bool, batchBytes int) error {
 			notes = fmt.Sprintf("÷ raw pull consumer: %.2f×", median(pull))
 		}
 		fmt.Printf("%-28s %12.0f %12.0f %8.2f× %-13s %-14s %s\n", r.name, median(raw), median(q), median(ratio), rng, r.target, notes)
+		if withRaw && !r.latency && runs > 1 {
+			fmt.Printf("%-28s %s\n", "", eachRun(ratio, pull, cpuRatio, r.c.Mode == bench.ModeConsume || r.c.Mode == bench.ModeGroup))
+		}
 	}
 	fmt.Printf("medians of %d runs, same process, same node(s); keyed records, 8 partitions, acks all, raw window 4000\n", runs)
 	return nil
+}
+
+// profilePhase returns a bench.Config.OnPhase that writes a CPU profile of each
+// side's timed phase into dir.
+func profilePhase(dir, row string, run int) func(system, phase string) func() {
+	return func(system, phase string) func() {
+		if phase != "run" {
+			return nil
+		}
+		path := filepath.Join(dir, fmt.Sprintf("%s-%s-%d.prof", strings.ReplaceAll(row, " ", "-"), system, run))
+		f, err := os.Create(path)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "compare: phase profile:", err)
+			return nil
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintln(os.Stderr, "compare: phase profile:", err)
+			f.Close()
+			return nil
+		}
+		return func() {
+			pprof.StopCPUProfile()
+			f.Close()
+		}
+	}
+}
+
+// eachRun lists every run's ratio in run order; with pull the ratio against the raw
+// pull consumer too; and the CPU ratio of every run, when measured: "runs: 1.62×
+// 2.10× 1.95×; ÷ pull 1.40× 1.77× 1.81×; CPU 1.70× 1.90× 1.85×".
+func eachRun(ratio, pullRatio, cpuRatio []float64, pull bool) string {
+	var b strings.Builder
+	list := func(name string, v []float64) {
+		b.WriteString(name)
+		for _, r := range v {
+			fmt.Fprintf(&b, " %.2f×", r)
+		}
+	}
+	list("runs:", ratio)
+	if pull {
+		list("; ÷ pull", pullRatio)
+	}
+	if slices.Max(cpuRatio) > 0 {
+		list("; CPU", cpuRatio)
+	}
+	return b.String()
+}
+
+// cpuPhases is the process's CPU time during each side's timed phase of one run.
+type cpuPhases map[string]time.Duration
+
+func (p cpuPhases) start(system, phase string) (end func()) {
+	if phase != "run" {
+		return func() {}
+	}
+	t0 := processCPU()
+	return func() { p[system] = processCPU() - t0 }
+}
+
+// ratio is raw's CPU time per record over qxd's (above 1: qxd spends less), or 0.
+// The process holds the node(s) and both clients, so it counts the server's work
+// too; with other work on the machine it moves less than the rates.
+func (p cpuPhases) ratio(res *bench.Result) float64 {
+	q, r := p["qxd"], p["raw"]
+	if res.Raw == nil || q <= 0 || r <= 0 || res.Qxd.Records == 0 || res.Raw.Records == 0 {
+		return 0
+	}
+	return (float64(r) / float64(res.Raw.Records)) / (float64(q) / float64(res.Qxd.Records))
 }
 
 // spread is the lowest and highest of v, as "1.80–2.20×".

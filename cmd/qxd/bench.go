@@ -37,7 +37,10 @@ func (a *app) benchCommand() *cli.Command {
 			"directory (three nodes for --replicas 3) and removes it afterwards. It prints a\n" +
 			"progress line on stderr every second and a summary on stdout. --compare-raw also\n" +
 			"runs raw JetStream doing the same work: per-record PublishAsync into one stream\n" +
-			"per partition with the same window, ordered and pull consumers, and prints qxd ÷ raw.",
+			"per partition with the same window, ordered and pull consumers, and prints qxd ÷ raw.\n" +
+			"Unless --warmup=false, it first runs the workload once untimed, both sides, so the\n" +
+			"new process's start is not timed; produce runs also send one record to every\n" +
+			"partition (and raw stream) before the clock starts.",
 		Action:      groupAction,
 		Subcommands: subs,
 	}
@@ -73,6 +76,8 @@ func benchFlags() []cli.Flag {
 			Usage: "use topic `NAME` (created if missing, kept afterwards)"},
 		&cli.BoolFlag{Name: "compare-raw", EnvVars: []string{"QXD_BENCH_COMPARE_RAW"},
 			Usage: "also run the raw JetStream equivalent and print qxd ÷ raw"},
+		&cli.BoolFlag{Name: "warmup", Value: true, EnvVars: []string{"QXD_BENCH_WARMUP"},
+			Usage: "first run the workload once, untimed, on both sides (--warmup=false to skip)"},
 		&cli.BoolFlag{Name: "json", Usage: "print one JSON object instead of the summary"},
 		&cli.StringFlag{Name: "chart", Usage: "write an SVG chart (throughput over time, latency histogram) to `FILE`"},
 		&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "no progress lines on stderr"},
@@ -83,7 +88,7 @@ func benchFlags() []cli.Flag {
 func benchConfig(c *cli.Context, mode bench.Mode) (bench.Config, error) {
 	cfg := bench.Config{Mode: mode, Records: c.Int("records"), Duration: c.Duration("duration"),
 		Producers: c.Int("producers"), Consumers: c.Int("consumers"), Rate: c.Int("rate"), Topic: c.String("topic"),
-		CompareRaw: c.Bool("compare-raw")}
+		CompareRaw: c.Bool("compare-raw"), Warmup: c.Bool("warmup")}
 	if c.Args().Present() {
 		return cfg, fmt.Errorf("qxd bench %s takes no arguments, got %q: give settings as flags", mode, c.Args().First())
 	}
