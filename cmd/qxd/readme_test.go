@@ -34,6 +34,7 @@ import (
 // A command followed by a comment line `# qxd: TEXT…` must fail, and its error must
 // contain TEXT (up to the ellipsis).
 func TestREADME(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("runs every README block against real nodes; skipped with -short")
 	}

@@ -26,6 +26,7 @@ import (
 // first's PID. After the first is SIGKILLed (no clean shutdown, so no unlock), a
 // new node starts on the data dir at once.
 func TestServerDataDirLockProcess(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("runs qxd processes; skipped with -short")
 	}
@@ -111,6 +112,7 @@ func (n *procNode) pid() int {
 // with the nodes before them: each exits 0 within a few seconds, and a node that
 // could not hand a leadership off says so in one warning.
 func TestProcessClusterStopAll(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("starts three qxd processes; skipped with -short")
 	}
@@ -193,6 +195,7 @@ func TestServerLeaderRebalanceFlags(t *testing.T) {
 // brand-new cluster (each with the same --peers list, itself included): both are
 // ready without the third, logging no error for it; then the third joins.
 func TestProcessClusterFirstStart(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("starts qxd processes; skipped with -short")
 	}
