@@ -274,11 +274,22 @@ func sameProtocols(a, b []Protocol) bool {
 	return slices.EqualFunc(a, b, func(x, y Protocol) bool { return x.Name == y.Name && string(x.Metadata) == string(y.Metadata) })
 }
 
+// joinSlack is how long a join may wait beyond the member's rebalance and session
+// timeouts: a join phase ends by the rebalance timeout, plus the wait for a removed
+// member's lease.
+const joinSlack = 5 * time.Second
+
 // Join is Kafka's JoinGroup: it blocks until the group's join phase completes (or ctx
-// ends) and returns the new generation; the leader gets every member's metadata.
+// ends, or the member's rebalance timeout plus its session timeout and joinSlack
+// pass) and returns the new generation; the leader gets every member's metadata.
 func (c *Coordinator) Join(ctx context.Context, req JoinRequest) (JoinResponse, error) {
 	if err := semantics.ValidateGroupID(req.Group); err != nil {
 		return JoinResponse{}, err
+	}
+	if req.RebalanceTimeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, req.RebalanceTimeout+req.SessionTimeout+joinSlack)
+		defer cancel()
 	}
 	switch {
 	case req.SessionTimeout < c.cfg.MinSessionTimeout || req.SessionTimeout > c.cfg.MaxSessionTimeout:
@@ -932,7 +943,7 @@ func (c *Coordinator) CommitOffsets(ctx context.Context, req CommitRequest) erro
 					"group %q has %d active members: commit as one of them, or stop them first", req.Group, n)
 			}
 		}
-		return c.offsets.Commit(ctx, req.Group, -1, "", req.Offsets)
+		return c.offsets.Commit(ctx, req.Group, -1, "", commits(req.Offsets))
 	}
 	if g == nil {
 		return semantics.Errorf(semantics.ErrUnknownMemberID, "group %q does not exist; join it", req.Group)
@@ -951,18 +962,40 @@ func (c *Coordinator) CommitOffsets(ctx context.Context, req CommitRequest) erro
 	if err != nil {
 		return err
 	}
-	return c.offsets.Commit(ctx, req.Group, gen, req.MemberID, req.Offsets)
+	return c.offsets.Commit(ctx, req.Group, gen, req.MemberID, commits(req.Offsets))
 }
 
-// FetchOffsets is Kafka's OffsetFetch.
-func (c *Coordinator) FetchOffsets(ctx context.Context, req FetchRequest) (map[semantics.TopicPartition]offsets.Committed, error) {
+// commits puts a commit request's entries in the offsets store's form.
+func commits(es []semantics.OffsetEntry) map[semantics.TopicPartition]offsets.Commit {
+	o := make(map[semantics.TopicPartition]offsets.Commit, len(es))
+	for _, e := range es {
+		o[semantics.TopicPartition{Topic: e.Topic, Partition: e.Partition}] = offsets.Commit{Offset: e.Offset, Metadata: e.Metadata, TopicID: e.TopicID}
+	}
+	return o
+}
+
+// FetchOffsets is Kafka's OffsetFetch: the group's committed offsets of the
+// requested partitions (all of them when none are named), in no particular order.
+func (c *Coordinator) FetchOffsets(ctx context.Context, req FetchRequest) ([]semantics.OffsetEntry, error) {
 	if err := semantics.ValidateGroupID(req.Group); err != nil {
 		return nil, err
 	}
+	var got map[semantics.TopicPartition]offsets.Committed
+	var err error
 	if len(req.Partitions) == 0 {
-		return c.offsets.List(ctx, req.Group)
+		got, err = c.offsets.List(ctx, req.Group)
+	} else {
+		got, err = c.offsets.Fetch(ctx, req.Group, req.Partitions)
 	}
-	return c.offsets.Fetch(ctx, req.Group, req.Partitions)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]semantics.OffsetEntry, 0, len(got))
+	for tp, cm := range got {
+		out = append(out, semantics.OffsetEntry{Topic: tp.Topic, Partition: tp.Partition, Offset: cm.Offset,
+			Metadata: cm.Metadata, Generation: cm.Generation, Member: cm.Member, Time: cm.Time, TopicID: cm.TopicID})
+	}
+	return out, nil
 }
 
 // DescribeGroup is Kafka's DescribeGroups for one group. A group with committed
@@ -1055,7 +1088,8 @@ func (g *group) requireEmptyLocked(op string) error {
 
 // ResetOffsets sets a group's committed offsets, only while it has no members (as
 // Kafka's kafka-consumer-groups --reset-offsets).
-func (c *Coordinator) ResetOffsets(ctx context.Context, id string, o map[semantics.TopicPartition]int64) error {
+func (c *Coordinator) ResetOffsets(ctx context.Context, req ResetRequest) error {
+	id := req.Group
 	g, err := c.group(id, false)
 	if err != nil {
 		return err
@@ -1067,6 +1101,10 @@ func (c *Coordinator) ResetOffsets(ctx context.Context, id string, o map[semanti
 		if err != nil {
 			return err
 		}
+	}
+	o := make(map[semantics.TopicPartition]int64, len(req.Offsets))
+	for _, e := range req.Offsets {
+		o[semantics.TopicPartition{Topic: e.Topic, Partition: e.Partition}] = e.Offset
 	}
 	return c.offsets.Reset(ctx, id, o)
 }

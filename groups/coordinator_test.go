@@ -349,7 +349,7 @@ func TestCommitFencing(t *testing.T) {
 	tp := semantics.TopicPartition{Topic: "t", Partition: 0}
 	commit := func(member string, gen int32, off int64) error {
 		return f.coord.CommitOffsets(ctx, groups.CommitRequest{Group: "g", MemberID: member, Generation: gen,
-			Offsets: map[semantics.TopicPartition]offsets.Commit{tp: {Offset: off}}})
+			Offsets: []semantics.OffsetEntry{{Topic: tp.Topic, Partition: tp.Partition, Offset: off}}})
 	}
 	if err := commit(joins[0].MemberID, 1, 10); err != nil {
 		t.Fatalf("commit of the current generation: %v", err)
@@ -370,7 +370,11 @@ func TestCommitFencing(t *testing.T) {
 			t.Errorf("%s: %v, want %v", tc.name, err, tc.want)
 		}
 	}
-	got, err := f.coord.FetchOffsets(ctx, groups.FetchRequest{Group: "g"})
+	entries, err := f.coord.FetchOffsets(ctx, groups.FetchRequest{Group: "g"})
+	got := map[semantics.TopicPartition]semantics.OffsetEntry{}
+	for _, e := range entries {
+		got[semantics.TopicPartition{Topic: e.Topic, Partition: e.Partition}] = e
+	}
 	if err != nil || got[tp].Offset != 10 || got[tp].Generation != 1 || got[tp].Member != joins[0].MemberID {
 		t.Fatalf("after rejected commits: %+v %v", got, err)
 	}
@@ -487,7 +491,7 @@ func TestLeaveAndTakeover(t *testing.T) {
 	if err := f.coord.DeleteGroup(ctx, "g"); !errors.Is(err, semantics.ErrNonEmptyGroup) {
 		t.Fatalf("delete of a group with members: %v", err)
 	}
-	if err := f.coord.ResetOffsets(ctx, "g", map[semantics.TopicPartition]int64{{Topic: "t"}: 0}); !errors.Is(err, semantics.ErrNonEmptyGroup) {
+	if err := f.coord.ResetOffsets(ctx, groups.ResetRequest{Group: "g", Offsets: []semantics.OffsetEntry{{Topic: "t"}}}); !errors.Is(err, semantics.ErrNonEmptyGroup) {
 		t.Fatalf("reset of a group with members: %v", err)
 	}
 	// Both leave: the group ends Empty.
