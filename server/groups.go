@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/qxd-io/qxd/groups"
+	"github.com/qxd-io/qxd/groups/coordinator"
 	"github.com/qxd-io/qxd/offsets"
 	"github.com/qxd-io/qxd/semantics"
 )
@@ -20,12 +21,12 @@ import (
 // over NATS. Another node takes over from the stored states when leadership moves.
 type groupService struct {
 	n       *Node
-	states  *groups.KVStateStore
+	states  *coordinator.KVStateStore
 	offsets *offsets.Store
 	stream  string
 
 	mu     sync.Mutex
-	coord  *groups.Coordinator
+	coord  *coordinator.Coordinator
 	sub    *nats.Subscription
 	closed bool
 	wg     sync.WaitGroup // request handlers
@@ -80,7 +81,7 @@ func newGroupService(ctx context.Context, n *Node, meta *metadata, replicas int)
 	if err != nil {
 		return nil, fmt.Errorf("open offsets bucket: %w", err)
 	}
-	return &groupService{n: n, states: groups.NewKVStateStore(kv), offsets: offs.WithTopics(topicRecords{meta}),
+	return &groupService{n: n, states: coordinator.NewKVStateStore(kv), offsets: offs.WithTopics(topicRecords{meta}),
 		stream: "KV_" + semantics.GroupsBucket}, nil
 }
 
@@ -104,12 +105,12 @@ func (s *groupService) reconcile(ctx context.Context) {
 }
 
 func (s *groupService) startLocked(ctx context.Context) error {
-	cfg := groups.DefaultConfig()
+	cfg := coordinator.DefaultConfig()
 	cfg.Logger = s.n.log
 	if s.n.cfg.GroupInitialRebalanceDelay > 0 {
 		cfg.InitialRebalanceDelay = s.n.cfg.GroupInitialRebalanceDelay
 	}
-	coord, err := groups.NewCoordinator(cfg, s.states, s.offsets)
+	coord, err := coordinator.NewCoordinator(cfg, s.states, s.offsets)
 	if err != nil {
 		return err
 	}
@@ -170,7 +171,7 @@ const quickGroupWait = 10 * time.Second
 
 // serve answers one group request: it decodes the request into its groups type,
 // calls the coordinator's method for it and encodes the groups.Response.
-func (s *groupService) serve(coord *groups.Coordinator, m *nats.Msg) {
+func (s *groupService) serve(coord *coordinator.Coordinator, m *nats.Msg) {
 	// Per-group subjects (semantics.GroupSubject) carry the group, so that
 	// permissions can name it; the body must name the same group.
 	subject, serr := groupSubject(m)
@@ -220,7 +221,7 @@ func decode(m *nats.Msg, v any) error {
 }
 
 // handleGroup calls the coordinator method of m's subject and fills resp.
-func handleGroup(ctx context.Context, coord *groups.Coordinator, m *nats.Msg, resp *groups.Response) error {
+func handleGroup(ctx context.Context, coord *coordinator.Coordinator, m *nats.Msg, resp *groups.Response) error {
 	var err error
 	switch m.Subject {
 	case semantics.GroupJoin:

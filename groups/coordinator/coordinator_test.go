@@ -1,4 +1,4 @@
-package groups_test
+package coordinator_test
 
 import (
 	"context"
@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/qxd-io/qxd/groups"
+	"github.com/qxd-io/qxd/groups/coordinator"
 	"github.com/qxd-io/qxd/internal/qxdtest"
 	"github.com/qxd-io/qxd/offsets"
 	"github.com/qxd-io/qxd/semantics"
@@ -40,7 +41,7 @@ func (c *manualClock) Now() time.Time {
 	return c.now
 }
 
-func (c *manualClock) AfterFunc(d time.Duration, f func()) groups.Timer {
+func (c *manualClock) AfterFunc(d time.Duration, f func()) coordinator.Timer {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	t := &manualTimer{c: c, due: c.now.Add(d), f: f}
@@ -92,10 +93,10 @@ func (c *manualClock) Advance(d time.Duration) {
 type fixture struct {
 	t      *testing.T
 	clock  *manualClock
-	coord  *groups.Coordinator
-	states *groups.KVStateStore
+	coord  *coordinator.Coordinator
+	states *coordinator.KVStateStore
 	offs   *offsets.Store
-	cfg    groups.Config
+	cfg    coordinator.Config
 }
 
 func newFixture(t *testing.T) *fixture {
@@ -116,16 +117,16 @@ func newFixture(t *testing.T) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &fixture{t: t, clock: newClock(), states: groups.NewKVStateStore(kv), offs: offs}
-	f.cfg = groups.DefaultConfig()
+	f := &fixture{t: t, clock: newClock(), states: coordinator.NewKVStateStore(kv), offs: offs}
+	f.cfg = coordinator.DefaultConfig()
 	f.cfg.Clock = f.clock
 	f.cfg.InitialRebalanceDelay = time.Second
 	f.coord = f.newCoordinator()
 	return f
 }
 
-func (f *fixture) newCoordinator() *groups.Coordinator {
-	c, err := groups.NewCoordinator(f.cfg, f.states, f.offs)
+func (f *fixture) newCoordinator() *coordinator.Coordinator {
+	c, err := coordinator.NewCoordinator(f.cfg, f.states, f.offs)
 	if err != nil {
 		f.t.Fatal(err)
 	}
