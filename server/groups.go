@@ -110,7 +110,7 @@ func (s *groupService) startLocked(ctx context.Context) error {
 	if s.n.cfg.GroupInitialRebalanceDelay > 0 {
 		cfg.InitialRebalanceDelay = s.n.cfg.GroupInitialRebalanceDelay
 	}
-	coord, err := coordinator.NewCoordinator(cfg, s.states, s.offsets)
+	coord, err := coordinator.New(cfg, s.states, s.offsets)
 	if err != nil {
 		return err
 	}

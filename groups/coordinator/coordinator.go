@@ -32,8 +32,8 @@ type Coordinator struct {
 	closed bool
 }
 
-// NewCoordinator returns a coordinator with no groups loaded.
-func NewCoordinator(cfg Config, states StateStore, offs OffsetStore) (*Coordinator, error) {
+// New returns a coordinator with no groups loaded.
+func New(cfg Config, states StateStore, offs OffsetStore) (*Coordinator, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}

@@ -126,7 +126,7 @@ func newFixture(t *testing.T) *fixture {
 }
 
 func (f *fixture) newCoordinator() *coordinator.Coordinator {
-	c, err := coordinator.NewCoordinator(f.cfg, f.states, f.offs)
+	c, err := coordinator.New(f.cfg, f.states, f.offs)
 	if err != nil {
 		f.t.Fatal(err)
 	}
