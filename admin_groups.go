@@ -55,7 +55,7 @@ type GroupDescription struct {
 
 // ListGroups lists the groups with members or committed offsets.
 func (a *Admin) ListGroups(ctx context.Context) ([]GroupSummary, error) {
-	resp, err := a.c.groupRequestRetry(ctx, semantics.GroupList, struct{}{}, a.c.cfg.reqTimeout)
+	resp, err := a.c.groupRequestRetry(ctx, semantics.GroupList, groups.ListRequest{}, a.c.cfg.reqTimeout)
 	if err != nil {
 		return nil, fmt.Errorf("list groups: %w", err)
 	}
@@ -71,7 +71,7 @@ func (a *Admin) DescribeGroup(ctx context.Context, group string) (GroupDescripti
 	if err := semantics.ValidateGroupID(group); err != nil {
 		return GroupDescription{}, err
 	}
-	resp, err := a.c.groupRequestRetry(ctx, semantics.GroupDescribe, groupWire{Group: group}, a.c.cfg.reqTimeout)
+	resp, err := a.c.groupRequestRetry(ctx, semantics.GroupDescribe, groups.DescribeRequest{Group: group}, a.c.cfg.reqTimeout)
 	if err != nil {
 		return GroupDescription{}, fmt.Errorf("describe group %q: %w", group, err)
 	}
@@ -225,7 +225,7 @@ func (a *Admin) SeekGroupOffsets(ctx context.Context, group string, s GroupSeek)
 	defer cons.Close()
 	var changes []GroupOffsetChange
 	var noCommit []TopicPartition
-	wire := groupWire{Group: group}
+	wire := groups.ResetRequest{Group: group}
 	for _, topic := range topics {
 		if err := a.c.authorizeTopic(ctx, semantics.OpConsume, topic); err != nil {
 			return nil, err
@@ -351,7 +351,7 @@ func (a *Admin) DeleteGroup(ctx context.Context, group string) error {
 	if err := semantics.ValidateGroupID(group); err != nil {
 		return err
 	}
-	if _, err := a.c.groupRequestRetry(ctx, semantics.GroupDelete, groupWire{Group: group}, a.c.cfg.reqTimeout); err != nil {
+	if _, err := a.c.groupRequestRetry(ctx, semantics.GroupDelete, groups.DeleteRequest{Group: group}, a.c.cfg.reqTimeout); err != nil {
 		return err // the coordinator's text names the group
 	}
 	return nil

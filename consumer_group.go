@@ -515,7 +515,7 @@ func (m *member) commit(ctx context.Context, o map[TopicPartition]int64) error {
 		return semantics.Errorf(semantics.ErrCoordinatorNotAvailable, "group %q: cut off from the coordinator (test)", m.cfg.id)
 	}
 	c.mu.Lock()
-	req := commitWire{Group: m.cfg.id, MemberID: m.memberID, InstanceID: m.cfg.instanceID, Generation: m.generation,
+	req := groups.CommitRequest{Group: m.cfg.id, MemberID: m.memberID, InstanceID: m.cfg.instanceID, Generation: m.generation,
 		Offsets: c.offsetEntriesLocked(o)}
 	stable := m.stable
 	c.mu.Unlock()
@@ -609,7 +609,7 @@ func (c *Consumer) commitStandalone(ctx context.Context, o map[TopicPartition]in
 		return ErrNotInGroup
 	}
 	c.mu.Lock()
-	req := commitWire{Group: c.cfg.group.id, Generation: -1, Offsets: c.offsetEntriesLocked(o)}
+	req := groups.CommitRequest{Group: c.cfg.group.id, Generation: -1, Offsets: c.offsetEntriesLocked(o)}
 	c.mu.Unlock()
 	_, err := c.c.groupRequestRetry(ctx, semantics.GroupCommit, req, c.c.cfg.reqTimeout)
 	return err

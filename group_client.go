@@ -10,33 +10,10 @@ import (
 	"github.com/qxd-io/qxd/semantics"
 )
 
-// groupResponse is the coordinator's answer on the wire.
-type groupResponse struct {
-	Error    *semantics.APIError      `json:"error,omitempty"`
-	Join     *groups.JoinResponse     `json:"join,omitempty"`
-	Sync     *groups.SyncResponse     `json:"sync,omitempty"`
-	Offsets  []semantics.OffsetEntry  `json:"offsets,omitempty"`
-	Describe *groups.GroupDescription `json:"describe,omitempty"`
-	Groups   []groups.GroupSummary    `json:"groups,omitempty"`
-}
-
-type commitWire struct {
-	Group      string                  `json:"group"`
-	MemberID   string                  `json:"member_id,omitempty"`
-	InstanceID string                  `json:"instance_id,omitempty"`
-	Generation int32                   `json:"generation"`
-	Offsets    []semantics.OffsetEntry `json:"offsets"`
-}
-
-type groupWire struct {
-	Group   string                  `json:"group"`
-	Offsets []semantics.OffsetEntry `json:"offsets,omitempty"`
-}
-
 // groupRequest sends a request to the group coordinator. timeout bounds it when ctx
 // has no deadline.
-func (c *Client) groupRequest(ctx context.Context, subject string, req any, timeout time.Duration) (groupResponse, error) {
-	var resp groupResponse
+func (c *Client) groupRequest(ctx context.Context, subject string, req any, timeout time.Duration) (groups.Response, error) {
+	var resp groups.Response
 	b, err := json.Marshal(req)
 	if err != nil {
 		return resp, err
@@ -74,7 +51,7 @@ const groupAttempt = 3 * time.Second
 
 // groupRequestRetry sends an idempotent group request, retrying while the coordinator
 // is unavailable or an attempt times out, until total has passed or ctx ends.
-func (c *Client) groupRequestRetry(ctx context.Context, subject string, req any, total time.Duration) (groupResponse, error) {
+func (c *Client) groupRequestRetry(ctx context.Context, subject string, req any, total time.Duration) (groups.Response, error) {
 	ctx, cancel := context.WithTimeout(ctx, total)
 	defer cancel()
 	backoff := 50 * time.Millisecond

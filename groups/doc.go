@@ -1,9 +1,9 @@
-// Package groups implements Kafka's consumer groups: the coordinator (Kafka's group
-// state machine: Empty, PreparingRebalance, CompletingRebalance, Stable, Dead, with
-// member ids, generations, session and rebalance timeouts and static members), the
-// partition assignors (range, round-robin, sticky), and the consumer protocol's
-// metadata that members exchange. The coordinator speaks Go, not a wire format: qxd's
-// NATS service and a Kafka-protocol listener can both drive it, since JoinGroup,
-// SyncGroup, Heartbeat, LeaveGroup, OffsetCommit and OffsetFetch map onto its methods
-// one to one.
+// Package groups is Kafka's consumer-group protocol as Go types: the requests and
+// responses of JoinGroup, SyncGroup, Heartbeat, LeaveGroup, OffsetCommit,
+// OffsetFetch, DescribeGroups, ListGroups and DeleteGroups (the one wire contract
+// the SDK and qxd's NATS service share), the group states, the consumer protocol's
+// member metadata and assignments, and the partition assignors (range, round-robin,
+// sticky) a group leader runs. It holds no coordinator: the state machine that
+// answers these requests is groups/coordinator, which members and the SDK never
+// import.
 package groups

@@ -3,13 +3,14 @@ package groups
 import (
 	"time"
 
-	"github.com/qxd-io/qxd/offsets"
 	"github.com/qxd-io/qxd/semantics"
 )
 
 // The coordinator's requests and responses mirror Kafka's JoinGroup, SyncGroup,
-// Heartbeat, LeaveGroup, OffsetCommit and OffsetFetch. qxd's NATS service sends them
-// as JSON; a Kafka-protocol front door would fill them from Kafka's messages.
+// Heartbeat, LeaveGroup, OffsetCommit, OffsetFetch, DescribeGroups, ListGroups and
+// DeleteGroups. They are declared once, here: the SDK sends them as JSON on
+// semantics.Group* subjects, qxd's NATS service decodes them into these same types,
+// and a Kafka-protocol front door fills them from Kafka's messages.
 
 // JoinRequest is Kafka's JoinGroup.
 type JoinRequest struct {
@@ -79,19 +80,43 @@ type LeaveRequest struct {
 }
 
 // CommitRequest is Kafka's OffsetCommit. Generation -1 with no member commits for a
-// group without active members (an assign-mode consumer, or a tool).
+// group without active members (an assign-mode consumer, or a tool). Each entry
+// carries the next offset to read, its metadata and, when known, the id of the
+// topic it was read from (a commit for another incarnation of the topic is refused).
 type CommitRequest struct {
-	Group      string                                      `json:"group"`
-	MemberID   string                                      `json:"member_id,omitempty"`
-	InstanceID string                                      `json:"instance_id,omitempty"`
-	Generation int32                                       `json:"generation"`
-	Offsets    map[semantics.TopicPartition]offsets.Commit `json:"-"`
+	Group      string                  `json:"group"`
+	MemberID   string                  `json:"member_id,omitempty"`
+	InstanceID string                  `json:"instance_id,omitempty"`
+	Generation int32                   `json:"generation"`
+	Offsets    []semantics.OffsetEntry `json:"offsets"`
 }
 
 // FetchRequest is Kafka's OffsetFetch; no partitions means all of the group's.
 type FetchRequest struct {
 	Group      string                     `json:"group"`
 	Partitions []semantics.TopicPartition `json:"partitions,omitempty"`
+}
+
+// DescribeRequest is Kafka's DescribeGroups for one group.
+type DescribeRequest struct {
+	Group string `json:"group"`
+}
+
+// ListRequest is Kafka's ListGroups.
+type ListRequest struct{}
+
+// DeleteRequest is Kafka's DeleteGroups for one group: it deletes a group without
+// members and its committed offsets.
+type DeleteRequest struct {
+	Group string `json:"group"`
+}
+
+// ResetRequest sets a group's committed offsets while it has no members, as
+// kafka-consumer-groups --reset-offsets does; only each entry's topic, partition and
+// offset are used.
+type ResetRequest struct {
+	Group   string                  `json:"group"`
+	Offsets []semantics.OffsetEntry `json:"offsets,omitempty"`
 }
 
 // MemberDescription is one member in DescribeGroup.
@@ -121,4 +146,16 @@ type GroupSummary struct {
 	Group   string `json:"group"`
 	State   State  `json:"state"`
 	Members int    `json:"members"`
+}
+
+// Response is the coordinator's answer to any of these requests on the wire: Error
+// when it failed, else the field of the request's kind (none for Heartbeat, Leave,
+// Commit, Delete and Reset).
+type Response struct {
+	Error    *semantics.APIError     `json:"error,omitempty"`
+	Join     *JoinResponse           `json:"join,omitempty"`
+	Sync     *SyncResponse           `json:"sync,omitempty"`
+	Offsets  []semantics.OffsetEntry `json:"offsets,omitempty"`
+	Describe *GroupDescription       `json:"describe,omitempty"`
+	Groups   []GroupSummary          `json:"groups,omitempty"`
 }

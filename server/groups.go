@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/qxd-io/qxd/groups"
+	"github.com/qxd-io/qxd/groups/coordinator"
 	"github.com/qxd-io/qxd/offsets"
 	"github.com/qxd-io/qxd/semantics"
 )
@@ -20,12 +21,12 @@ import (
 // over NATS. Another node takes over from the stored states when leadership moves.
 type groupService struct {
 	n       *Node
-	states  *groups.KVStateStore
+	states  *coordinator.KVStateStore
 	offsets *offsets.Store
 	stream  string
 
 	mu     sync.Mutex
-	coord  *groups.Coordinator
+	coord  *coordinator.Coordinator
 	sub    *nats.Subscription
 	closed bool
 	wg     sync.WaitGroup // request handlers
@@ -80,7 +81,7 @@ func newGroupService(ctx context.Context, n *Node, meta *metadata, replicas int)
 	if err != nil {
 		return nil, fmt.Errorf("open offsets bucket: %w", err)
 	}
-	return &groupService{n: n, states: groups.NewKVStateStore(kv), offsets: offs.WithTopics(topicRecords{meta}),
+	return &groupService{n: n, states: coordinator.NewKVStateStore(kv), offsets: offs.WithTopics(topicRecords{meta}),
 		stream: "KV_" + semantics.GroupsBucket}, nil
 }
 
@@ -104,12 +105,12 @@ func (s *groupService) reconcile(ctx context.Context) {
 }
 
 func (s *groupService) startLocked(ctx context.Context) error {
-	cfg := groups.DefaultConfig()
+	cfg := coordinator.DefaultConfig()
 	cfg.Logger = s.n.log
 	if s.n.cfg.GroupInitialRebalanceDelay > 0 {
 		cfg.InitialRebalanceDelay = s.n.cfg.GroupInitialRebalanceDelay
 	}
-	coord, err := groups.NewCoordinator(cfg, s.states, s.offsets)
+	coord, err := coordinator.New(cfg, s.states, s.offsets)
 	if err != nil {
 		return err
 	}
@@ -160,29 +161,6 @@ func (s *groupService) stop() {
 	s.wg.Wait()
 }
 
-// The wire forms of the coordinator's requests, where they differ from the Go ones.
-type (
-	commitWire struct {
-		Group      string                  `json:"group"`
-		MemberID   string                  `json:"member_id,omitempty"`
-		InstanceID string                  `json:"instance_id,omitempty"`
-		Generation int32                   `json:"generation"`
-		Offsets    []semantics.OffsetEntry `json:"offsets"`
-	}
-	groupWire struct {
-		Group   string                  `json:"group"`
-		Offsets []semantics.OffsetEntry `json:"offsets,omitempty"`
-	}
-	groupResponse struct {
-		Error    *semantics.APIError      `json:"error,omitempty"`
-		Join     *groups.JoinResponse     `json:"join,omitempty"`
-		Sync     *groups.SyncResponse     `json:"sync,omitempty"`
-		Offsets  []semantics.OffsetEntry  `json:"offsets,omitempty"`
-		Describe *groups.GroupDescription `json:"describe,omitempty"`
-		Groups   []groups.GroupSummary    `json:"groups,omitempty"`
-	}
-)
-
 // maxGroupWait bounds how long a join or sync may block on the coordinator.
 const maxGroupWait = 10 * time.Minute
 
@@ -191,12 +169,14 @@ const maxGroupWait = 10 * time.Minute
 // hang on one, nor keep the node from stopping.
 const quickGroupWait = 10 * time.Second
 
-func (s *groupService) serve(coord *groups.Coordinator, m *nats.Msg) {
+// serve answers one group request: it decodes the request into its groups type,
+// calls the coordinator's method for it and encodes the groups.Response.
+func (s *groupService) serve(coord *coordinator.Coordinator, m *nats.Msg) {
 	// Per-group subjects (semantics.GroupSubject) carry the group, so that
 	// permissions can name it; the body must name the same group.
 	subject, serr := groupSubject(m)
 	if serr != nil {
-		b, _ := json.Marshal(groupResponse{Error: semantics.NewAPIError(serr)})
+		b, _ := json.Marshal(groups.Response{Error: semantics.NewAPIError(serr)})
 		_ = m.Respond(b)
 		return
 	}
@@ -207,11 +187,30 @@ func (s *groupService) serve(coord *groups.Coordinator, m *nats.Msg) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
-	var resp groupResponse
-	err := s.handle(ctx, coord, m, &resp)
+	var resp groups.Response
+	err := handleGroup(ctx, coord, m, &resp)
 	resp.Error = semantics.NewAPIError(err)
 	b, _ := json.Marshal(resp)
 	_ = m.Respond(b)
+}
+
+// groupSubject returns the operation subject of a group request. A request sent on
+// a per-group subject (semantics.GroupSubject) must name that group in its body:
+// permissions were checked against the subject.
+func groupSubject(m *nats.Msg) (string, error) {
+	op, tok := semantics.SplitGroupSubject(m.Subject)
+	if tok == "" {
+		return m.Subject, nil
+	}
+	var named struct {
+		Group string `json:"group"`
+	}
+	_ = json.Unmarshal(m.Data, &named)
+	if semantics.EncodeGroupID(named.Group) != tok {
+		return op, semantics.Errorf(semantics.ErrInvalidRequest,
+			"request on %s names group %q: a per-group request must name the group of its subject", m.Subject, named.Group)
+	}
+	return op, nil
 }
 
 func decode(m *nats.Msg, v any) error {
@@ -221,103 +220,66 @@ func decode(m *nats.Msg, v any) error {
 	return nil
 }
 
-func (s *groupService) handle(ctx context.Context, coord *groups.Coordinator, m *nats.Msg, resp *groupResponse) error {
+// handleGroup calls the coordinator method of m's subject and fills resp.
+func handleGroup(ctx context.Context, coord *coordinator.Coordinator, m *nats.Msg, resp *groups.Response) error {
+	var err error
 	switch m.Subject {
 	case semantics.GroupJoin:
 		var req groups.JoinRequest
-		if err := decode(m, &req); err != nil {
-			return err
+		if err = decode(m, &req); err == nil {
+			var r groups.JoinResponse
+			r, err = coord.Join(ctx, req)
+			resp.Join = &r
 		}
-		if req.RebalanceTimeout > 0 {
-			var cancel context.CancelFunc
-			ctx, cancel = context.WithTimeout(ctx, req.RebalanceTimeout+req.SessionTimeout+5*time.Second)
-			defer cancel()
-		}
-		r, err := coord.Join(ctx, req)
-		resp.Join = &r
-		return err
 	case semantics.GroupSync:
 		var req groups.SyncRequest
-		if err := decode(m, &req); err != nil {
-			return err
+		if err = decode(m, &req); err == nil {
+			var r groups.SyncResponse
+			r, err = coord.Sync(ctx, req)
+			resp.Sync = &r
 		}
-		r, err := coord.Sync(ctx, req)
-		resp.Sync = &r
-		return err
 	case semantics.GroupHeartbeat:
 		var req groups.HeartbeatRequest
-		if err := decode(m, &req); err != nil {
-			return err
+		if err = decode(m, &req); err == nil {
+			err = coord.Heartbeat(ctx, req)
 		}
-		return coord.Heartbeat(ctx, req)
 	case semantics.GroupLeave:
 		var req groups.LeaveRequest
-		if err := decode(m, &req); err != nil {
-			return err
+		if err = decode(m, &req); err == nil {
+			err = coord.Leave(ctx, req)
 		}
-		return coord.Leave(ctx, req)
 	case semantics.GroupCommit:
-		var req commitWire
-		if err := decode(m, &req); err != nil {
-			return err
+		var req groups.CommitRequest
+		if err = decode(m, &req); err == nil {
+			err = coord.CommitOffsets(ctx, req)
 		}
-		o := make(map[semantics.TopicPartition]offsets.Commit, len(req.Offsets))
-		for _, e := range req.Offsets {
-			o[semantics.TopicPartition{Topic: e.Topic, Partition: e.Partition}] = offsets.Commit{Offset: e.Offset, Metadata: e.Metadata, TopicID: e.TopicID}
-		}
-		return coord.CommitOffsets(ctx, groups.CommitRequest{Group: req.Group, MemberID: req.MemberID,
-			InstanceID: req.InstanceID, Generation: req.Generation, Offsets: o})
 	case semantics.GroupFetch:
 		var req groups.FetchRequest
-		if err := decode(m, &req); err != nil {
-			return err
+		if err = decode(m, &req); err == nil {
+			resp.Offsets, err = coord.FetchOffsets(ctx, req)
 		}
-		got, err := coord.FetchOffsets(ctx, req)
-		if err != nil {
-			return err
-		}
-		resp.Offsets = offsetEntries(got)
-		return nil
 	case semantics.GroupDescribe:
-		var req groupWire
-		if err := decode(m, &req); err != nil {
-			return err
+		var req groups.DescribeRequest
+		if err = decode(m, &req); err == nil {
+			var d groups.GroupDescription
+			if d, err = coord.DescribeGroup(ctx, req.Group); err == nil {
+				resp.Describe = &d
+			}
 		}
-		d, err := coord.DescribeGroup(ctx, req.Group)
-		if err != nil {
-			return err
-		}
-		resp.Describe = &d
-		return nil
 	case semantics.GroupList:
-		gs, err := coord.ListGroups(ctx)
-		resp.Groups = gs
-		return err
+		resp.Groups, err = coord.ListGroups(ctx)
 	case semantics.GroupDelete:
-		var req groupWire
-		if err := decode(m, &req); err != nil {
-			return err
+		var req groups.DeleteRequest
+		if err = decode(m, &req); err == nil {
+			err = coord.DeleteGroup(ctx, req.Group)
 		}
-		return coord.DeleteGroup(ctx, req.Group)
 	case semantics.GroupReset:
-		var req groupWire
-		if err := decode(m, &req); err != nil {
-			return err
+		var req groups.ResetRequest
+		if err = decode(m, &req); err == nil {
+			err = coord.ResetOffsets(ctx, req)
 		}
-		o := make(map[semantics.TopicPartition]int64, len(req.Offsets))
-		for _, e := range req.Offsets {
-			o[semantics.TopicPartition{Topic: e.Topic, Partition: e.Partition}] = e.Offset
-		}
-		return coord.ResetOffsets(ctx, req.Group, o)
+	default:
+		err = semantics.Errorf(semantics.ErrInvalidRequest, "unknown group API subject %s", m.Subject)
 	}
-	return semantics.Errorf(semantics.ErrInvalidRequest, "unknown group API subject %s", m.Subject)
-}
-
-func offsetEntries(m map[semantics.TopicPartition]offsets.Committed) []semantics.OffsetEntry {
-	out := make([]semantics.OffsetEntry, 0, len(m))
-	for tp, c := range m {
-		out = append(out, semantics.OffsetEntry{Topic: tp.Topic, Partition: tp.Partition, Offset: c.Offset,
-			Metadata: c.Metadata, Generation: c.Generation, Member: c.Member, Time: c.Time, TopicID: c.TopicID})
-	}
-	return out
+	return err
 }

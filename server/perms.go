@@ -200,21 +200,3 @@ func topicSubject(m *nats.Msg) (string, error) {
 	}
 	return op, nil
 }
-
-// groupSubject returns the operation subject of a group request. A request sent on
-// a per-group subject (semantics.GroupSubject) must name that group in its body.
-func groupSubject(m *nats.Msg) (string, error) {
-	op, tok := semantics.SplitGroupSubject(m.Subject)
-	if tok == "" {
-		return m.Subject, nil
-	}
-	var named struct {
-		Group string `json:"group"`
-	}
-	_ = json.Unmarshal(m.Data, &named)
-	if semantics.EncodeGroupID(named.Group) != tok {
-		return op, semantics.Errorf(semantics.ErrInvalidRequest,
-			"request on %s names group %q: a per-group request must name the group of its subject", m.Subject, named.Group)
-	}
-	return op, nil
-}

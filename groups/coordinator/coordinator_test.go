@@ -1,4 +1,4 @@
-package groups_test
+package coordinator_test
 
 import (
 	"context"
@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/qxd-io/qxd/groups"
+	"github.com/qxd-io/qxd/groups/coordinator"
 	"github.com/qxd-io/qxd/internal/qxdtest"
 	"github.com/qxd-io/qxd/offsets"
 	"github.com/qxd-io/qxd/semantics"
@@ -40,7 +41,7 @@ func (c *manualClock) Now() time.Time {
 	return c.now
 }
 
-func (c *manualClock) AfterFunc(d time.Duration, f func()) groups.Timer {
+func (c *manualClock) AfterFunc(d time.Duration, f func()) coordinator.Timer {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	t := &manualTimer{c: c, due: c.now.Add(d), f: f}
@@ -92,10 +93,10 @@ func (c *manualClock) Advance(d time.Duration) {
 type fixture struct {
 	t      *testing.T
 	clock  *manualClock
-	coord  *groups.Coordinator
-	states *groups.KVStateStore
+	coord  *coordinator.Coordinator
+	states *coordinator.KVStateStore
 	offs   *offsets.Store
-	cfg    groups.Config
+	cfg    coordinator.Config
 }
 
 func newFixture(t *testing.T) *fixture {
@@ -116,16 +117,16 @@ func newFixture(t *testing.T) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &fixture{t: t, clock: newClock(), states: groups.NewKVStateStore(kv), offs: offs}
-	f.cfg = groups.DefaultConfig()
+	f := &fixture{t: t, clock: newClock(), states: coordinator.NewKVStateStore(kv), offs: offs}
+	f.cfg = coordinator.DefaultConfig()
 	f.cfg.Clock = f.clock
 	f.cfg.InitialRebalanceDelay = time.Second
 	f.coord = f.newCoordinator()
 	return f
 }
 
-func (f *fixture) newCoordinator() *groups.Coordinator {
-	c, err := groups.NewCoordinator(f.cfg, f.states, f.offs)
+func (f *fixture) newCoordinator() *coordinator.Coordinator {
+	c, err := coordinator.New(f.cfg, f.states, f.offs)
 	if err != nil {
 		f.t.Fatal(err)
 	}
@@ -349,7 +350,7 @@ func TestCommitFencing(t *testing.T) {
 	tp := semantics.TopicPartition{Topic: "t", Partition: 0}
 	commit := func(member string, gen int32, off int64) error {
 		return f.coord.CommitOffsets(ctx, groups.CommitRequest{Group: "g", MemberID: member, Generation: gen,
-			Offsets: map[semantics.TopicPartition]offsets.Commit{tp: {Offset: off}}})
+			Offsets: []semantics.OffsetEntry{{Topic: tp.Topic, Partition: tp.Partition, Offset: off}}})
 	}
 	if err := commit(joins[0].MemberID, 1, 10); err != nil {
 		t.Fatalf("commit of the current generation: %v", err)
@@ -370,7 +371,11 @@ func TestCommitFencing(t *testing.T) {
 			t.Errorf("%s: %v, want %v", tc.name, err, tc.want)
 		}
 	}
-	got, err := f.coord.FetchOffsets(ctx, groups.FetchRequest{Group: "g"})
+	entries, err := f.coord.FetchOffsets(ctx, groups.FetchRequest{Group: "g"})
+	got := map[semantics.TopicPartition]semantics.OffsetEntry{}
+	for _, e := range entries {
+		got[semantics.TopicPartition{Topic: e.Topic, Partition: e.Partition}] = e
+	}
 	if err != nil || got[tp].Offset != 10 || got[tp].Generation != 1 || got[tp].Member != joins[0].MemberID {
 		t.Fatalf("after rejected commits: %+v %v", got, err)
 	}
@@ -487,7 +492,7 @@ func TestLeaveAndTakeover(t *testing.T) {
 	if err := f.coord.DeleteGroup(ctx, "g"); !errors.Is(err, semantics.ErrNonEmptyGroup) {
 		t.Fatalf("delete of a group with members: %v", err)
 	}
-	if err := f.coord.ResetOffsets(ctx, "g", map[semantics.TopicPartition]int64{{Topic: "t"}: 0}); !errors.Is(err, semantics.ErrNonEmptyGroup) {
+	if err := f.coord.ResetOffsets(ctx, groups.ResetRequest{Group: "g", Offsets: []semantics.OffsetEntry{{Topic: "t"}}}); !errors.Is(err, semantics.ErrNonEmptyGroup) {
 		t.Fatalf("reset of a group with members: %v", err)
 	}
 	// Both leave: the group ends Empty.

@@ -1,0 +1,55 @@
+package coordinator
+
+import (
+	"context"
+	"time"
+
+	"github.com/qxd-io/qxd/groups"
+	"github.com/qxd-io/qxd/offsets"
+	"github.com/qxd-io/qxd/semantics"
+)
+
+// GroupState is a group as the coordinator stores it, so that another node can take
+// the group over: who is in it, in which generation, with what assignment.
+type GroupState struct {
+	Group        string        `json:"group"`
+	State        groups.State  `json:"state"`
+	Generation   int32         `json:"generation"`
+	ProtocolType string        `json:"protocol_type,omitempty"`
+	Protocol     string        `json:"protocol,omitempty"`
+	Leader       string        `json:"leader,omitempty"`
+	Members      []MemberState `json:"members,omitempty"`
+	// Revision is the store revision the state was read or written at (not stored).
+	Revision uint64 `json:"-"`
+}
+
+// MemberState is one member as stored.
+type MemberState struct {
+	MemberID         string            `json:"member_id"`
+	InstanceID       string            `json:"instance_id,omitempty"`
+	ClientID         string            `json:"client_id,omitempty"`
+	SessionTimeout   time.Duration     `json:"session_timeout"`
+	RebalanceTimeout time.Duration     `json:"rebalance_timeout"`
+	Protocols        []groups.Protocol `json:"protocols"`
+	Assignment       []byte            `json:"assignment,omitempty"`
+}
+
+// StateStore persists group states. SaveGroup is a compare-and-set on Revision (0:
+// the group must not exist yet) and returns the new revision.
+type StateStore interface {
+	LoadGroups(ctx context.Context) ([]GroupState, error)
+	SaveGroup(ctx context.Context, g GroupState) (uint64, error)
+	DeleteGroup(ctx context.Context, group string) error
+}
+
+// OffsetStore holds committed offsets; *offsets.Store implements it.
+type OffsetStore interface {
+	Commit(ctx context.Context, group string, gen int32, member string, o map[semantics.TopicPartition]offsets.Commit) error
+	Fetch(ctx context.Context, group string, tps []semantics.TopicPartition) (map[semantics.TopicPartition]offsets.Committed, error)
+	List(ctx context.Context, group string) (map[semantics.TopicPartition]offsets.Committed, error)
+	Groups(ctx context.Context) ([]string, error)
+	Reset(ctx context.Context, group string, o map[semantics.TopicPartition]int64) error
+	Delete(ctx context.Context, group string) error
+}
+
+var _ OffsetStore = (*offsets.Store)(nil)
