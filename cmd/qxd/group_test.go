@@ -304,7 +304,9 @@ func TestGroupSeek(t *testing.T) {
 
 	// While a member is active, seek and delete wait for its session timeout, then
 	// are refused.
-	m := startMember(t, c, "s", "-g", "g", "--session-timeout", "2s")
+	// A session timeout of 4 s: long enough that a loaded machine does not drop the
+	// member between the checks, short enough for the waits below.
+	m := startMember(t, c, "s", "-g", "g", "--session-timeout", "4s")
 	waitFor(t, "the member to join", func() (bool, string) {
 		d := describeGroup(t, c, "g")
 		return d.State == groups.Stable && len(d.Members) == 1, fmt.Sprintf("%+v", d)
@@ -313,7 +315,7 @@ func TestGroupSeek(t *testing.T) {
 	for _, op := range [][]string{{"group", "seek", "g", "--topic", "s", "--to", "start"}, {"group", "delete", "g"}} {
 		_, err := c.run("", op...)
 		if err == nil || !strings.Contains(err.Error(), `group "g": it still has 1 member after `) ||
-			!strings.Contains(err.Error(), "session timeout 2s") || !strings.Contains(err.Error(), "stop them first") {
+			!strings.Contains(err.Error(), "session timeout 4s") || !strings.Contains(err.Error(), "stop them first") {
 			t.Errorf("%s with an active member: err = %v, want one saying to stop the member first", op[1], err)
 		}
 	}
