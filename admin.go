@@ -151,7 +151,7 @@ func (a *Admin) RebalanceTopic(ctx context.Context, name string) (RebalanceResul
 // ListTopics lists every topic from the topics bucket (no stream is read).
 func (a *Admin) ListTopics(ctx context.Context) ([]TopicInfo, error) {
 	var resp semantics.ListTopicsResponse
-	if err := a.c.request(ctx, semantics.APITopicList, struct{}{}, &resp); err != nil {
+	if err := a.c.query(ctx, semantics.APITopicList, struct{}{}, &resp); err != nil {
 		return nil, fmt.Errorf("list topics: %w", err)
 	}
 	if err := resp.Error.Err(); err != nil {
@@ -164,7 +164,7 @@ func (a *Admin) ListTopics(ctx context.Context) ([]TopicInfo, error) {
 // offset, high watermark and record count.
 func (a *Admin) DescribeTopic(ctx context.Context, name string) (TopicDescription, error) {
 	var resp semantics.DescribeTopicResponse
-	if err := a.c.request(ctx, topicAPISubject(semantics.APITopicDescribe, name), semantics.TopicRequest{Name: name}, &resp); err != nil {
+	if err := a.c.query(ctx, topicAPISubject(semantics.APITopicDescribe, name), semantics.TopicRequest{Name: name}, &resp); err != nil {
 		return TopicDescription{}, fmt.Errorf("describe topic %q: %w", name, err)
 	}
 	if err := resp.Error.Err(); err != nil {

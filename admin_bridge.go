@@ -88,7 +88,7 @@ func (a *Admin) DeleteBridge(ctx context.Context, name string) error {
 // DescribeBridge returns a bridge's definition and its runner's report.
 func (a *Admin) DescribeBridge(ctx context.Context, name string) (BridgeDescription, error) {
 	var resp semantics.BridgeResponse
-	if err := a.c.request(ctx, semantics.APIBridgeDescribe, semantics.BridgeRequest{Name: name}, &resp); err != nil {
+	if err := a.c.query(ctx, semantics.APIBridgeDescribe, semantics.BridgeRequest{Name: name}, &resp); err != nil {
 		return BridgeDescription{}, fmt.Errorf("describe bridge %q: %w", name, err)
 	}
 	b, err := bridgeResult(resp)
@@ -98,7 +98,7 @@ func (a *Admin) DescribeBridge(ctx context.Context, name string) (BridgeDescript
 // ListBridges lists every bridge, sorted by name, and the node running them.
 func (a *Admin) ListBridges(ctx context.Context) ([]Bridge, string, error) {
 	var resp semantics.ListBridgesResponse
-	if err := a.c.request(ctx, semantics.APIBridgeList, struct{}{}, &resp); err != nil {
+	if err := a.c.query(ctx, semantics.APIBridgeList, struct{}{}, &resp); err != nil {
 		return nil, "", fmt.Errorf("list bridges: %w", err)
 	}
 	if err := resp.Error.Err(); err != nil {

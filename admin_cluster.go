@@ -24,7 +24,7 @@ type UnderReplicated = semantics.UnderReplicated
 // itself as the only node, leading every partition.
 func (a *Admin) ClusterInfo(ctx context.Context) (ClusterInfo, error) {
 	var resp semantics.ClusterInfo
-	if err := a.c.request(ctx, semantics.APIClusterInfo, struct{}{}, &resp); err != nil {
+	if err := a.c.query(ctx, semantics.APIClusterInfo, struct{}{}, &resp); err != nil {
 		return ClusterInfo{}, fmt.Errorf("cluster info: %w", err)
 	}
 	if err := resp.Failure(); err != nil {
@@ -42,7 +42,7 @@ type Metadata = semantics.Metadata
 // topic when none is. A topic named that does not exist is listed with its error.
 func (a *Admin) Metadata(ctx context.Context, topics ...string) (Metadata, error) {
 	var resp semantics.Metadata
-	if err := a.c.request(ctx, semantics.APIClusterMetadata, semantics.MetadataRequest{Topics: topics}, &resp); err != nil {
+	if err := a.c.query(ctx, semantics.APIClusterMetadata, semantics.MetadataRequest{Topics: topics}, &resp); err != nil {
 		return Metadata{}, fmt.Errorf("metadata: %w", err)
 	}
 	if err := resp.Failure(); err != nil {

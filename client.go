@@ -189,6 +189,17 @@ type failure interface{ Failure() error }
 // node can serve it (none answering, or leaders being elected: ErrUnavailable), it is
 // retried with backoff, up to the request timeout.
 func (c *Client) request(ctx context.Context, subject string, req, out any) error {
+	return c.send(ctx, subject, req, out, false)
+}
+
+// query is request for an admin API request that only reads, and so is safe to
+// send twice: one that waits for its answer while the connection is lost and
+// restored is sent again on the new connection; see requestResent.
+func (c *Client) query(ctx context.Context, subject string, req, out any) error {
+	return c.send(ctx, subject, req, out, true)
+}
+
+func (c *Client) send(ctx context.Context, subject string, req, out any, resend bool) error {
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, c.cfg.reqTimeout)
@@ -197,7 +208,7 @@ func (c *Client) request(ctx context.Context, subject string, req, out any) erro
 	backoff := 50 * time.Millisecond
 	start, said := time.Now(), false
 	for {
-		err := c.requestOnce(ctx, subject, req, out)
+		err := c.requestOnce(ctx, subject, req, out, resend)
 		switch {
 		case err != nil && !errors.Is(err, semantics.ErrUnavailable):
 			return err
@@ -221,14 +232,19 @@ func (c *Client) request(ctx context.Context, subject string, req, out any) erro
 	}
 }
 
-func (c *Client) requestOnce(ctx context.Context, subject string, req, out any) error {
+func (c *Client) requestOnce(ctx context.Context, subject string, req, out any, resend bool) error {
 	b, err := json.Marshal(req)
 	if err != nil {
 		return err
 	}
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.reqTimeout)
 	defer cancel()
-	m, err := c.requestWatched(ctx, subject, b)
+	var m *nats.Msg
+	if resend {
+		m, err = c.requestResent(ctx, subject, b)
+	} else {
+		m, err = c.requestWatched(ctx, subject, b)
+	}
 	if err != nil {
 		return wrapNATSError(err)
 	}
@@ -237,6 +253,43 @@ func (c *Client) requestOnce(ctx context.Context, subject string, req, out any) 
 		return semantics.Errorf(semantics.ErrInvalidRequest, "malformed response on %s: %v", subject, err)
 	}
 	return nil
+}
+
+// errReconnected ends a wait for an answer that the connection's loss may have
+// lost.
+var errReconnected = errors.New("reconnected while waiting for the answer")
+
+// requestResent is requestWatched for a request that is safe to send twice: when
+// the connection is lost and restored while it waits for the answer, it sends the
+// request again. NATS keeps what is published while the client reconnects, but not
+// what it wrote just before it noticed that its node had gone (a node that stopped,
+// a socket that closed under load): that request and its answer are lost with the
+// connection, and without a second request the caller would wait until ctx ends.
+func (c *Client) requestResent(ctx context.Context, subject string, data []byte) (*nats.Msg, error) {
+	for {
+		// Listen before sending: a reconnection that comes after the request was
+		// written is the one that may have lost it.
+		up := c.nc.StatusChanged(nats.CONNECTED)
+		rctx, cancel := context.WithCancelCause(ctx)
+		watched := make(chan struct{})
+		go func() {
+			defer close(watched)
+			select {
+			case <-up:
+				cancel(errReconnected)
+			case <-rctx.Done():
+			}
+		}()
+		m, err := c.requestWatched(rctx, subject, data)
+		lost := errors.Is(err, context.Canceled) && ctx.Err() == nil && errors.Is(context.Cause(rctx), errReconnected)
+		cancel(nil)
+		<-watched
+		c.nc.RemoveStatusListener(up)
+		if !lost {
+			return m, err
+		}
+		c.log.Debug("reconnected while waiting for an answer; asking again", "subject", subject)
+	}
 }
 
 // wrapNATSError turns connection-level failures into qxd errors that say what to do.
