@@ -60,7 +60,8 @@ func (s *bridgeService) start(meta *metadata) error {
 		return err
 	}
 	s.client = client
-	cancel, err := watchAndReconcile(s.kv, &s.wg, s.kick, false, s.apply, s.reconcile)
+	cancel, err := kvscan.Reconciler{Every: reconcileEvery, Kick: s.kick,
+		Apply: s.apply, Reconcile: s.reconcile}.Start(s.kv, &s.wg)
 	if err != nil {
 		return fmt.Errorf("watch bridge definitions: %w", err)
 	}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/qxd-io/qxd/internal/kvscan"
 	"github.com/qxd-io/qxd/semantics"
 )
 
@@ -71,7 +72,8 @@ func (m *writerManager) unhold(stream string) {
 }
 
 func (m *writerManager) start(ctx context.Context) error {
-	cancel, err := watchAndReconcile(m.meta.topics, &m.wg, m.kick, true, m.apply, m.reconcile)
+	cancel, err := kvscan.Reconciler{Every: reconcileEvery, Kick: m.kick, FirstNow: true,
+		Apply: m.apply, Reconcile: m.reconcile}.Start(m.meta.topics, &m.wg)
 	if err != nil {
 		return err
 	}

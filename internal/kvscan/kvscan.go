@@ -1,5 +1,7 @@
-// Package kvscan reads the live entries of a key-value bucket once, with the
-// bucket's watcher, and starts again when the read stalls.
+// Package kvscan reads the live entries of a key-value bucket, with the bucket's
+// watcher, starting again when the read stalls: once (Scan), as a followed view
+// (Follow), or as a loop that reconciles what a service runs with the bucket
+// (Reconciler).
 package kvscan
 
 import (
