@@ -143,7 +143,8 @@ func (n *Node) buckets() []string {
 	return append(slices.Clone(systemBuckets), n.hostedBuckets...)
 }
 
-// startHosted starts the embedder's services (Config.Services) in order.
+// startHosted starts the embedder's services (Config.Services) in order; when one
+// fails, it stops those started before it.
 func (n *Node) startHosted(ctx context.Context, meta *metadata) error {
 	h := nodeHost{n: n, meta: meta}
 	for i, s := range n.cfg.Services {
@@ -154,6 +155,9 @@ func (n *Node) startHosted(ctx context.Context, meta *metadata) error {
 			return err
 		})
 		if err != nil {
+			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), n.cfg.ShutdownTimeout)
+			n.stopHosted(sctx) // those started before it
+			cancel()
 			return fmt.Errorf("start service %d (%T): %w", i, s, err)
 		}
 		n.servicesMu.Lock()
