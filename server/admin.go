@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -154,8 +155,6 @@ func (a *admin) serve(m *nats.Msg) {
 			break
 		}
 		resp = a.describeTopic(ctx, req.Name)
-	case semantics.APIBridgeCreate, semantics.APIBridgeDelete, semantics.APIBridgeList, semantics.APIBridgeDescribe:
-		resp = a.n.bridges.serve(ctx, m)
 	case semantics.APIClusterInfo:
 		resp = a.clusterInfo(ctx)
 	case semantics.APIClusterMetadata:
@@ -166,7 +165,10 @@ func (a *admin) serve(m *nats.Msg) {
 		}
 		resp = a.metadata(ctx, req)
 	default:
-		resp = semantics.TopicResponse{Error: semantics.NewAPIError(semantics.Errorf(semantics.ErrInvalidRequest, "unknown API subject %s", m.Subject))}
+		var ok bool
+		if resp, ok = a.n.serveHosted(ctx, m); !ok {
+			resp = semantics.TopicResponse{Error: semantics.NewAPIError(unknownSubject(m.Subject))}
+		}
 	}
 	b, err := json.Marshal(resp)
 	if err != nil {
@@ -434,4 +436,13 @@ func (a *admin) createStream(ctx context.Context, cfg jetstream.StreamConfig) er
 		case <-time.After(250 * time.Millisecond):
 		}
 	}
+}
+
+// unknownSubject is the error for an admin subject no part of the node serves.
+func unknownSubject(subject string) error {
+	if strings.HasPrefix(subject, semantics.APIBridgePrefix) {
+		return semantics.Errorf(semantics.ErrInvalidRequest,
+			"%s: this node does not host bridges: run it with 'qxd server' (embedded: add bridge.Service to server.Config.Services)", subject)
+	}
+	return semantics.Errorf(semantics.ErrInvalidRequest, "unknown API subject %s", subject)
 }

@@ -65,6 +65,10 @@ type Config struct {
 	// ClusterTLS turns on TLS for the routes between nodes; nodes verify each other
 	// against its CA. Zero: plain text.
 	ClusterTLS TLSConfig
+	// Services are the parts the embedder adds to the node (cmd/qxd adds
+	// bridge.Service); each starts on every node once the node's own services are up.
+	// None by default. A configuration file does not set them.
+	Services []Service
 }
 
 // DefaultConfig returns the defaults documented on Config.

@@ -68,7 +68,12 @@ type Node struct {
 	admin   *admin
 	writers *writerManager
 	groups  *groupService
-	bridges *bridgeService
+
+	// The embedder's services (Config.Services), once started, and the buckets they
+	// opened through their Host.
+	servicesMu    sync.Mutex
+	services      []Running
+	hostedBuckets []string
 
 	// configuredNodes is how many nodes the peer list names, this one included.
 	configuredNodes int
@@ -295,9 +300,6 @@ func (n *Node) startServices(ctx context.Context) error {
 		if err == nil {
 			n.groups, err = newGroupService(actx, n, meta, replicas)
 		}
-		if err == nil {
-			n.bridges, err = newBridgeService(actx, n, replicas)
-		}
 		var apiErr *jetstream.APIError
 		if errors.As(err, &apiErr) && apiErr.ErrorCode == jsErrCodeNoPeers {
 			if r := n.metaReplicas(); r < replicas {
@@ -322,7 +324,7 @@ func (n *Node) startServices(ctx context.Context) error {
 		return err
 	}
 	n.groups.run()
-	if err := retryClustered(ctx, n, func() error { return n.bridges.start(meta) }); err != nil {
+	if err := n.startHosted(ctx, meta); err != nil {
 		return err
 	}
 	n.admin = newAdmin(n, meta)
@@ -379,10 +381,8 @@ func (n *Node) Close(ctx context.Context) error {
 		if last && n.nc != nil {
 			n.nc.Close()
 		}
-		if n.bridges != nil {
-			// Before the writers: ingest bridges finish and answer what they took.
-			n.bridges.stop(ctx)
-		}
+		// Before the writers: ingest bridges finish and answer what they took.
+		n.stopHosted(ctx)
 		if n.writers != nil {
 			if last {
 				// No other node is up: appends in flight and the last checkpoints

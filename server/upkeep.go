@@ -24,7 +24,7 @@ const upkeepEvery = 2 * time.Second
 // systemBuckets are qxd's own KV buckets.
 var systemBuckets = []string{
 	semantics.TopicsBucket, semantics.PartitionsBucket, semantics.GroupsBucket,
-	semantics.OffsetsBucket, semantics.BridgesBucket,
+	semantics.OffsetsBucket,
 }
 
 type upkeep struct {
@@ -93,7 +93,7 @@ func (n *Node) raiseBucketReplicas(ctx context.Context) {
 	if len(n.onlineNodes()) < target {
 		return
 	}
-	for _, b := range systemBuckets {
+	for _, b := range n.buckets() {
 		if ctx.Err() != nil {
 			return
 		}

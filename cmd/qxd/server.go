@@ -9,6 +9,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/qxd-io/qxd/server"
+	"github.com/qxd-io/qxd/server/bridge"
 )
 
 // closeTimeout bounds a node's shutdown after SIGINT or SIGTERM.
@@ -62,6 +63,7 @@ func (a *app) runServer(c *cli.Context) error {
 		cfg.LeaderImbalanceCheckInterval = c.Duration("leader-imbalance-check-interval")
 	}
 	cfg.Logger = a.log
+	cfg.Services = append(cfg.Services, bridge.Service{})
 	node, err := server.Start(c.Context, cfg)
 	if err != nil {
 		return err

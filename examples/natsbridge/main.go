@@ -39,6 +39,7 @@ import (
 	"github.com/qxd-io/qxd"
 	"github.com/qxd-io/qxd/semantics"
 	"github.com/qxd-io/qxd/server"
+	"github.com/qxd-io/qxd/server/bridge"
 )
 
 func main() {
@@ -86,6 +87,7 @@ func run(ctx context.Context, w io.Writer, orders, returns int) (summary, error)
 	cfg := server.DefaultConfig()
 	cfg.Listen = "127.0.0.1:0"
 	cfg.DataDir = dir
+	cfg.Services = []server.Service{bridge.Service{}} // the node hosts bridges, as qxd server does
 	node, err := server.Start(ctx, cfg)
 	if err != nil {
 		return sum, err

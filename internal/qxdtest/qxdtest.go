@@ -20,12 +20,14 @@ import (
 
 	"github.com/qxd-io/qxd"
 	"github.com/qxd-io/qxd/server"
+	"github.com/qxd-io/qxd/server/bridge"
 )
 
-// NodeConfig returns a test node config: a free port on 127.0.0.1 and dir as data
-// dir. Set QXD_TEST_LOG=1 to see the node's logs.
+// NodeConfig returns a test node config: a free port on 127.0.0.1, dir as data dir
+// and bridges hosted, as qxd server does. Set QXD_TEST_LOG=1 to see the node's logs.
 func NodeConfig(t testing.TB, dir string) server.Config {
 	cfg := server.DefaultConfig()
+	cfg.Services = []server.Service{bridge.Service{}}
 	cfg.Name = "test"
 	cfg.Listen = "127.0.0.1:0"
 	cfg.DataDir = dir

@@ -1,10 +1,17 @@
-package server
+// Package bridge runs NATS bridges on a qxd node: ingest bridges take plain NATS
+// messages (or a JetStream stream's) into a topic, egress bridges publish a topic's
+// records as plain NATS messages. It keeps the definitions in the qxd_bridges
+// bucket, answers the bridge admin API and runs every bridge, through the Go SDK, on
+// the node leading that bucket's stream. A node hosts bridges when its embedder adds
+// Service to server.Config.Services (qxd server does).
+package bridge
 
 import (
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strings"
 	"sync"
@@ -17,15 +24,42 @@ import (
 	"github.com/qxd-io/qxd/internal/kvscan"
 	"github.com/qxd-io/qxd/internal/partition"
 	"github.com/qxd-io/qxd/semantics"
+	"github.com/qxd-io/qxd/server"
 )
 
-// bridgeService keeps the bridge definitions (the qxd_bridges bucket), serves the
-// bridge admin API (on every node, through the admin queue group) and runs every
-// bridge on the node that leads the bucket's stream: one active runner per bridge,
-// taken over by the new leader when leadership moves.
-type bridgeService struct {
-	n      *Node
-	meta   *metadata
+// Service hosts bridges on a node: add it to server.Config.Services. It is a
+// description, the same for every node; each node's bridges run in what Start
+// returns.
+type Service struct{}
+
+var _ server.Service = Service{}
+
+// Start opens the bridge definitions (the qxd_bridges bucket) and keeps the bridges
+// running on the node that leads the bucket's stream. The running service answers
+// the bridge admin API (semantics.APIBridge*).
+func (Service) Start(ctx context.Context, h server.Host) (server.Running, error) {
+	kv, err := h.OpenBucket(ctx, jetstream.KeyValueConfig{
+		Bucket: semantics.BridgesBucket, Description: "qxd bridge definitions", History: 1,
+		Storage: jetstream.FileStorage,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("open bridge definitions: %w", err)
+	}
+	s := &service{h: h, log: h.Logger(), kv: kv, stream: "KV_" + semantics.BridgesBucket,
+		defs: map[string]semantics.Bridge{}, runners: map[string]*bridgeRunner{}, kick: make(chan struct{}, 1)}
+	if err := s.start(); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// service keeps the bridge definitions, serves the bridge admin API (on every node,
+// through the admin queue group) and runs every bridge on the node that leads the
+// bucket's stream: one active runner per bridge, taken over by the new leader when
+// leadership moves.
+type service struct {
+	h      server.Host
+	log    *slog.Logger
 	kv     jetstream.KeyValue
 	stream string
 
@@ -40,22 +74,14 @@ type bridgeService struct {
 	wg     sync.WaitGroup
 }
 
-func newBridgeService(ctx context.Context, n *Node, replicas int) (*bridgeService, error) {
-	kv, err := openBucket(ctx, n.js, jetstream.KeyValueConfig{
-		Bucket: semantics.BridgesBucket, Description: "qxd bridge definitions", History: 1,
-		Storage: jetstream.FileStorage, Replicas: replicas,
-	})
-	if err != nil {
-		return nil, err
-	}
-	return &bridgeService{n: n, kv: kv, stream: "KV_" + semantics.BridgesBucket,
-		defs: map[string]semantics.Bridge{}, runners: map[string]*bridgeRunner{}, kick: make(chan struct{}, 1)}, nil
-}
+var _ server.APIServer = (*service)(nil)
+
+// reconcileEvery is how often the service checks whether this node runs the bridges.
+const reconcileEvery = 250 * time.Millisecond
 
 // start loads the definitions and keeps the runners matching them and leadership.
-func (s *bridgeService) start(meta *metadata) error {
-	s.meta = meta
-	client, err := qxd.NewClient(s.n.nc, qxd.WithName("qxd-bridges"), qxd.WithLogger(s.n.log))
+func (s *service) start() error {
+	client, err := qxd.NewClient(s.h.Conn(), qxd.WithName("qxd-bridges"), qxd.WithLogger(s.log))
 	if err != nil {
 		return err
 	}
@@ -63,13 +89,14 @@ func (s *bridgeService) start(meta *metadata) error {
 	cancel, err := kvscan.Reconciler{Every: reconcileEvery, Kick: s.kick,
 		Apply: s.apply, Reconcile: s.reconcile}.Start(s.kv, &s.wg)
 	if err != nil {
+		client.Close()
 		return fmt.Errorf("watch bridge definitions: %w", err)
 	}
 	s.cancel = cancel
 	return nil
 }
 
-func (s *bridgeService) apply(e jetstream.KeyValueEntry) {
+func (s *service) apply(e jetstream.KeyValueEntry) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if e.Operation() != jetstream.KeyValuePut {
@@ -78,7 +105,7 @@ func (s *bridgeService) apply(e jetstream.KeyValueEntry) {
 	}
 	b, err := decodeBridge(e)
 	if err != nil {
-		s.n.log.Warn("skipping corrupt bridge definition", "bridge", e.Key(), "err", err)
+		s.log.Warn("skipping corrupt bridge definition", "bridge", e.Key(), "err", err)
 		return
 	}
 	s.defs[b.Name] = b
@@ -95,8 +122,8 @@ func decodeBridge(e jetstream.KeyValueEntry) (semantics.Bridge, error) {
 
 // reconcile starts and stops runners: on the leader of the bridges bucket, one per
 // definition (restarted when its definition changes); elsewhere none.
-func (s *bridgeService) reconcile(ctx context.Context) {
-	leader := s.n.isStreamLeader(s.stream)
+func (s *service) reconcile(ctx context.Context) {
+	leader := s.h.IsStreamLeader(s.stream)
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -114,7 +141,7 @@ func (s *bridgeService) reconcile(ctx context.Context) {
 	if leader {
 		for name, d := range s.defs {
 			if _, ok := s.runners[name]; !ok {
-				s.runners[name] = startBridgeRunner(s.n, s.client, d)
+				s.runners[name] = startBridgeRunner(s.h, s.log, s.client, d)
 			}
 		}
 	}
@@ -123,13 +150,13 @@ func (s *bridgeService) reconcile(ctx context.Context) {
 		r.stop(ctx)
 	}
 	if !leader && len(stop) > 0 {
-		s.n.log.Info("bridges moved to another node", "bridges", len(stop))
+		s.log.Info("bridges moved to another node", "bridges", len(stop))
 	}
 }
 
-// stop stops every runner: ingest runners stop taking messages and finish the
+// Close stops every runner: ingest runners stop taking messages and finish the
 // records in flight (answering request-style publishers) within ctx.
-func (s *bridgeService) stop(ctx context.Context) {
+func (s *service) Close(ctx context.Context) {
 	if s.cancel != nil {
 		s.cancel()
 	}
@@ -150,7 +177,7 @@ func (s *bridgeService) stop(ctx context.Context) {
 	wg.Wait()
 }
 
-func (s *bridgeService) wake() {
+func (s *service) wake() {
 	select {
 	case s.kick <- struct{}{}:
 	default:
@@ -158,11 +185,11 @@ func (s *bridgeService) wake() {
 }
 
 // runner is the node that runs the bridges: the bridges bucket's stream leader.
-func (s *bridgeService) runner(ctx context.Context) string {
-	if !s.n.ns.JetStreamIsClustered() {
-		return s.n.Name()
+func (s *service) runner(ctx context.Context) string {
+	if !s.h.Clustered() {
+		return s.h.Name()
 	}
-	st, err := s.n.js.Stream(ctx, s.stream)
+	st, err := s.h.JetStream().Stream(ctx, s.stream)
 	if err != nil {
 		return ""
 	}
@@ -172,8 +199,16 @@ func (s *bridgeService) runner(ctx context.Context) string {
 	return ""
 }
 
+// ServeAPI answers the bridge admin API's requests (semantics.APIBridgePrefix).
+func (s *service) ServeAPI(ctx context.Context, m *nats.Msg) (any, bool) {
+	if !strings.HasPrefix(m.Subject, semantics.APIBridgePrefix) {
+		return nil, false
+	}
+	return s.serve(ctx, m), true
+}
+
 // serve answers one bridge admin request.
-func (s *bridgeService) serve(ctx context.Context, m *nats.Msg) any {
+func (s *service) serve(ctx context.Context, m *nats.Msg) any {
 	bad := func(err error) error {
 		return semantics.Errorf(semantics.ErrInvalidRequest, "malformed %s request: %v", m.Subject, err)
 	}
@@ -221,7 +256,7 @@ func bridgeResponse(b semantics.Bridge, err error) semantics.BridgeResponse {
 	return semantics.BridgeResponse{Bridge: &b}
 }
 
-func (s *bridgeService) get(ctx context.Context, name string) (semantics.Bridge, error) {
+func (s *service) get(ctx context.Context, name string) (semantics.Bridge, error) {
 	if err := semantics.ValidateBridgeName(name); err != nil {
 		return semantics.Bridge{}, err
 	}
@@ -235,7 +270,7 @@ func (s *bridgeService) get(ctx context.Context, name string) (semantics.Bridge,
 	return decodeBridge(e)
 }
 
-func (s *bridgeService) list(ctx context.Context) ([]semantics.Bridge, error) {
+func (s *service) list(ctx context.Context) ([]semantics.Bridge, error) {
 	var bs []semantics.Bridge
 	err := kvscan.Scan(ctx, s.kv, jetstream.AllKeys, func() { bs = []semantics.Bridge{} },
 		func(e jetstream.KeyValueEntry) error {
@@ -256,13 +291,13 @@ func (s *bridgeService) list(ctx context.Context) ([]semantics.Bridge, error) {
 // create validates b (the one validation path for the CLI and the SDK), checks its
 // topic exists and that it does not feed a topic back into itself, sets a reliable
 // egress bridge's starting offsets, and stores it; the runner node starts it.
-func (s *bridgeService) create(ctx context.Context, b semantics.Bridge) (semantics.Bridge, error) {
+func (s *service) create(ctx context.Context, b semantics.Bridge) (semantics.Bridge, error) {
 	b = b.WithDefaults()
 	b.Created, b.Revision = time.Now().UTC().Truncate(time.Millisecond), 0
 	if err := b.Validate(); err != nil {
 		return b, err
 	}
-	t, err := s.meta.getTopic(ctx, b.Topic)
+	t, err := s.h.Topic(ctx, b.Topic)
 	if errors.Is(err, semantics.ErrUnknownTopic) {
 		return b, semantics.Errorf(semantics.ErrUnknownTopic, "bridge %q: topic %q does not exist: create it first with 'qxd topic create %s'", b.Name, b.Topic, b.Topic)
 	}
@@ -318,7 +353,7 @@ func (s *bridgeService) create(ctx context.Context, b semantics.Bridge) (semanti
 	}
 	b.Revision = rev
 	s.wake()
-	s.n.log.Info("bridge created", "bridge", b.Name, "topic", b.Topic, "kind", b.Kind)
+	s.log.Info("bridge created", "bridge", b.Name, "topic", b.Topic, "kind", b.Kind)
 	// Answer once the bridge runs (bounded), so that what is published right after
 	// the create is bridged.
 	deadline := time.Now().Add(bridgeStartWait)
@@ -332,10 +367,10 @@ func (s *bridgeService) create(ctx context.Context, b semantics.Bridge) (semanti
 const bridgeStartWait = 10 * time.Second
 
 // status asks a bridge's runner for its status; nil when none answers in time.
-func (s *bridgeService) status(ctx context.Context, name string, wait time.Duration) *semantics.BridgeStatus {
+func (s *service) status(ctx context.Context, name string, wait time.Duration) *semantics.BridgeStatus {
 	ctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
-	m, err := s.n.nc.RequestWithContext(ctx, semantics.BridgeStatusSubject(name), nil)
+	m, err := s.h.Conn().RequestWithContext(ctx, semantics.BridgeStatusSubject(name), nil)
 	if err != nil {
 		return nil
 	}
@@ -349,7 +384,7 @@ func (s *bridgeService) status(ctx context.Context, name string, wait time.Durat
 // checkLoop refuses an ingest bridge whose source takes what an egress bridge of the
 // same topic publishes, or the reverse: records would circle for ever. src holds
 // b's source patterns when b is an ingest bridge.
-func (s *bridgeService) checkLoop(ctx context.Context, b semantics.Bridge, src []string, o semantics.Bridge) error {
+func (s *service) checkLoop(ctx context.Context, b semantics.Bridge, src []string, o semantics.Bridge) error {
 	if b.Topic != o.Topic || b.Kind == o.Kind {
 		return nil
 	}
@@ -378,15 +413,11 @@ func (s *bridgeService) checkLoop(ctx context.Context, b semantics.Bridge, src [
 
 // setStart commits where a new reliable egress bridge's group starts: every
 // partition's high watermark (start "end") or log start (start "start").
-func (s *bridgeService) setStart(ctx context.Context, b semantics.Bridge, t semantics.TopicMeta) error {
-	if s.n.groups == nil || s.n.groups.offsets == nil {
-		return semantics.Errorf(semantics.ErrUnavailable, "bridge %q: offsets store not open; retry", b.Name)
-	}
+func (s *service) setStart(ctx context.Context, b semantics.Bridge, t semantics.TopicMeta) error {
 	offs := map[semantics.TopicPartition]int64{}
 	for p := int32(0); p < t.Config.Partitions; p++ {
-		o, err := partition.NewReader(s.n.nc, t.Name, p, false).ReadOffsets(ctx, func(ctx context.Context) (int64, error) {
-			ck, err := s.meta.getCheckpoint(ctx, t.ID, p)
-			return ck.Next, err
+		o, err := partition.NewReader(s.h.Conn(), t.Name, p, false).ReadOffsets(ctx, func(ctx context.Context) (int64, error) {
+			return s.h.Checkpoint(ctx, t.ID, p)
 		})
 		if err != nil {
 			return semantics.Errorf(semantics.ErrUnavailable, "bridge %q: read partition %d of topic %q: %v; retry", b.Name, p, t.Name, err)
@@ -396,13 +427,13 @@ func (s *bridgeService) setStart(ctx context.Context, b semantics.Bridge, t sema
 			offs[semantics.TopicPartition{Topic: t.Name, Partition: p}] = o.LogStart
 		}
 	}
-	if err := s.n.groups.offsets.Reset(ctx, semantics.BridgeGroup(b.Name), offs); err != nil {
+	if err := s.h.ResetOffsets(ctx, semantics.BridgeGroup(b.Name), offs); err != nil {
 		return semantics.Errorf(semantics.ErrUnavailable, "bridge %q: set the starting offsets of group %q: %v; retry", b.Name, semantics.BridgeGroup(b.Name), err)
 	}
 	return nil
 }
 
-func (s *bridgeService) delete(ctx context.Context, name string) (semantics.Bridge, error) {
+func (s *service) delete(ctx context.Context, name string) (semantics.Bridge, error) {
 	b, err := s.get(ctx, name)
 	if err != nil {
 		return b, err
@@ -413,13 +444,13 @@ func (s *bridgeService) delete(ctx context.Context, name string) (semantics.Brid
 	s.wake()
 	s.forgetGroup(ctx, b)
 	s.deleteSource(ctx, b)
-	s.n.log.Info("bridge deleted", "bridge", name)
+	s.log.Info("bridge deleted", "bridge", name)
 	return b, nil
 }
 
 // forgetGroup deletes a deleted reliable egress bridge's consumer group, once its
 // runner has left it (retried for a few seconds while it still has a member).
-func (s *bridgeService) forgetGroup(ctx context.Context, b semantics.Bridge) {
+func (s *service) forgetGroup(ctx context.Context, b semantics.Bridge) {
 	if b.Kind != semantics.BridgeEgress || b.Mode != semantics.EgressReliable {
 		return
 	}
@@ -427,7 +458,7 @@ func (s *bridgeService) forgetGroup(ctx context.Context, b semantics.Bridge) {
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		m, err := s.n.nc.RequestWithContext(rctx, semantics.GroupDelete, req)
+		m, err := s.h.Conn().RequestWithContext(rctx, semantics.GroupDelete, req)
 		cancel()
 		if err == nil {
 			var resp struct {
@@ -439,7 +470,7 @@ func (s *bridgeService) forgetGroup(ctx context.Context, b semantics.Bridge) {
 		}
 		if err == nil || errors.Is(err, semantics.ErrGroupIDNotFound) || time.Now().After(deadline) || ctx.Err() != nil {
 			if err != nil && !errors.Is(err, semantics.ErrGroupIDNotFound) {
-				s.n.log.Warn("consumer group of a deleted bridge not deleted; delete it with 'qxd group delete'",
+				s.log.Warn("consumer group of a deleted bridge not deleted; delete it with 'qxd group delete'",
 					"bridge", b.Name, "group", semantics.BridgeGroup(b.Name), "err", err)
 			}
 			return

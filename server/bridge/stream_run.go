@@ -1,4 +1,4 @@
-package server
+package bridge
 
 import (
 	"context"
@@ -51,7 +51,7 @@ func (r *bridgeRunner) runStreamIngest(ctx context.Context) error {
 		return err
 	}
 	if r.cons == nil { // kept across restarts of the runner's loop: it holds the pin
-		c, err := r.n.js.Consumer(ctx, r.def.Stream, semantics.BridgeConsumer(r.def.Name))
+		c, err := r.h.JetStream().Consumer(ctx, r.def.Stream, semantics.BridgeConsumer(r.def.Name))
 		if errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrStreamNotFound) {
 			return fmt.Errorf("consumer %s of stream %s does not exist (deleted outside qxd?): delete the bridge and create it again",
 				semantics.BridgeConsumer(r.def.Name), r.def.Stream)
@@ -113,7 +113,7 @@ func (s *streamSession) run(ctx context.Context) error {
 	if err := s.acquirePin(ctx); err != nil || ctx.Err() != nil {
 		return err
 	}
-	resp, err := r.n.js.ResetConsumer(ctx, r.def.Stream, semantics.BridgeConsumer(r.def.Name))
+	resp, err := r.h.JetStream().ResetConsumer(ctx, r.def.Stream, semantics.BridgeConsumer(r.def.Name))
 	if err != nil {
 		return fmt.Errorf("reset consumer %s to its ack floor: %w", semantics.BridgeConsumer(r.def.Name), err)
 	}
@@ -159,7 +159,7 @@ func (s *streamSession) run(ctx context.Context) error {
 			gctx, cancel := r.graceful()
 			finish(gctx)
 			// Let the next runner take over at once rather than after the pin's TTL.
-			if st, err := r.n.js.Stream(gctx, r.def.Stream); err == nil {
+			if st, err := r.h.JetStream().Stream(gctx, r.def.Stream); err == nil {
 				_ = st.UnpinConsumer(gctx, semantics.BridgeConsumer(r.def.Name), semantics.BridgePriorityGroup)
 			}
 			cancel()
@@ -360,7 +360,7 @@ func scanStored(ctx context.Context, r *bridgeRunner, floor uint64) (map[uint64]
 	found := map[uint64]struct{}{}
 	var recs []semantics.Record
 	for p := int32(0); p < t.Config.Partitions; p++ {
-		rd := partition.NewReader(r.n.nc, r.def.Topic, p, false)
+		rd := partition.NewReader(r.h.Conn(), r.def.Topic, p, false)
 		st, err := rd.StreamInfo(ctx)
 		if err != nil {
 			return nil, err

@@ -1,4 +1,4 @@
-package server
+package bridge
 
 import (
 	"context"
@@ -15,6 +15,7 @@ import (
 
 	"github.com/qxd-io/qxd"
 	"github.com/qxd-io/qxd/semantics"
+	"github.com/qxd-io/qxd/server"
 )
 
 // bridgeStopWait bounds how long a stopping ingest runner waits for the records in
@@ -30,7 +31,7 @@ const egressSessionTimeout = 6 * time.Second
 
 // bridgeRunner runs one bridge until stopped.
 type bridgeRunner struct {
-	n   *Node
+	h   server.Host
 	c   *qxd.Client
 	def semantics.Bridge
 	log *slog.Logger
@@ -54,9 +55,9 @@ type bridgeRunner struct {
 	backlog atomic.Uint64
 }
 
-func startBridgeRunner(n *Node, c *qxd.Client, def semantics.Bridge) *bridgeRunner {
-	r := &bridgeRunner{n: n, c: c, def: def, done: make(chan struct{}), since: time.Now().UTC(),
-		log: n.log.With("bridge", def.Name, "topic", def.Topic)}
+func startBridgeRunner(h server.Host, log *slog.Logger, c *qxd.Client, def semantics.Bridge) *bridgeRunner {
+	r := &bridgeRunner{h: h, c: c, def: def, done: make(chan struct{}), since: time.Now().UTC(),
+		log: log.With("bridge", def.Name, "topic", def.Topic)}
 	ctx, cancel := context.WithCancel(context.Background())
 	r.cancel = cancel
 	go func() {
@@ -82,9 +83,9 @@ func (r *bridgeRunner) stop(ctx context.Context) {
 // serveStatus answers status requests while the runner is live; the caller
 // unsubscribes when it stops.
 func (r *bridgeRunner) serveStatus() (*nats.Subscription, error) {
-	sub, err := r.n.nc.Subscribe(semantics.BridgeStatusSubject(r.def.Name), func(m *nats.Msg) {
+	sub, err := r.h.Conn().Subscribe(semantics.BridgeStatusSubject(r.def.Name), func(m *nats.Msg) {
 		r.mu.Lock()
-		st := semantics.BridgeStatus{Node: r.n.Name(), Since: r.since, Messages: r.messages.Load(),
+		st := semantics.BridgeStatus{Node: r.h.Name(), Since: r.since, Messages: r.messages.Load(),
 			Failed: r.failed.Load(), LastError: r.lastErr,
 			Taken: r.taken.Load(), Skipped: r.skipped.Load(), Backlog: r.backlog.Load()}
 		r.mu.Unlock()
@@ -94,7 +95,7 @@ func (r *bridgeRunner) serveStatus() (*nats.Subscription, error) {
 	if err != nil {
 		return nil, err
 	}
-	return sub, r.n.nc.Flush()
+	return sub, r.h.Conn().Flush()
 }
 
 func (r *bridgeRunner) fail(err error) {
@@ -164,7 +165,7 @@ func (r *bridgeRunner) runIngest(ctx context.Context) error {
 	pctx, pcancel := context.WithCancel(context.Background())
 	defer pcancel()
 	topic := r.def.Topic
-	sub, err := r.n.nc.QueueSubscribe(r.def.From, semantics.BridgeQueue(r.def.Name), func(m *nats.Msg) {
+	sub, err := r.h.Conn().QueueSubscribe(r.def.From, semantics.BridgeQueue(r.def.Name), func(m *nats.Msg) {
 		rec := &qxd.Record{Topic: topic, Key: key.Extract(m.Subject, m.Header), Value: m.Data}
 		if rec.Value == nil {
 			rec.Value = []byte{} // an empty message is an empty value, not a tombstone
@@ -308,7 +309,7 @@ func (r *bridgeRunner) runFastEgress(ctx context.Context) error {
 			return err
 		}
 		for i := range recs {
-			if err := r.n.nc.PublishMsg(qxd.RecordMsg(tmpl.Subject(recs[i].Key, recs[i].Partition, recs[i].Offset), &recs[i])); err != nil {
+			if err := r.h.Conn().PublishMsg(qxd.RecordMsg(tmpl.Subject(recs[i].Key, recs[i].Partition, recs[i].Offset), &recs[i])); err != nil {
 				return err
 			}
 		}
@@ -356,14 +357,14 @@ func (r *bridgeRunner) runReliableEgress(ctx context.Context) error {
 			continue
 		}
 		for i := range recs {
-			if err := r.n.nc.PublishMsg(qxd.RecordMsg(tmpl.Subject(recs[i].Key, recs[i].Partition, recs[i].Offset), &recs[i])); err != nil {
+			if err := r.h.Conn().PublishMsg(qxd.RecordMsg(tmpl.Subject(recs[i].Key, recs[i].Partition, recs[i].Offset), &recs[i])); err != nil {
 				return err
 			}
 		}
 		r.messages.Add(int64(len(recs)))
 		// The server has every message before the commit is written.
 		fctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		err = r.n.nc.FlushWithContext(fctx)
+		err = r.h.Conn().FlushWithContext(fctx)
 		cancel()
 		if err != nil {
 			if ctx.Err() != nil {

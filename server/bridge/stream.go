@@ -1,4 +1,4 @@
-package server
+package bridge
 
 import (
 	"context"
@@ -14,7 +14,7 @@ import (
 
 // Ingest bridges that read a JetStream stream (--from-stream, or --capture, where the
 // bridge creates the stream): how the stream and the consumer are made and checked.
-// The runner is in bridge_stream_run.go.
+// The runner is in stream_run.go.
 
 const (
 	// bridgeAckWait is how long a message taken stays unacknowledged before
@@ -44,7 +44,7 @@ func streamSource(b semantics.Bridge) bool {
 // sourcePatterns returns the subject patterns an ingest bridge takes messages from:
 // its pattern, or its filter, or the subjects of the stream it reads (nil when they
 // cannot be read).
-func (s *bridgeService) sourcePatterns(ctx context.Context, b semantics.Bridge) []string {
+func (s *service) sourcePatterns(ctx context.Context, b semantics.Bridge) []string {
 	switch {
 	case b.Kind != semantics.BridgeIngest:
 		return nil
@@ -53,7 +53,7 @@ func (s *bridgeService) sourcePatterns(ctx context.Context, b semantics.Bridge) 
 	case b.Filter != "":
 		return []string{b.Filter}
 	}
-	st, err := s.n.js.Stream(ctx, b.Stream)
+	st, err := s.h.JetStream().Stream(ctx, b.Stream)
 	if err != nil {
 		return nil
 	}
@@ -63,7 +63,7 @@ func (s *bridgeService) sourcePatterns(ctx context.Context, b semantics.Bridge) 
 // checkSource checks an ingest bridge's source against what exists: the stream it
 // reads, the streams a capture stream would overlap, and the other ingest bridges.
 // It returns the source's subject patterns.
-func (s *bridgeService) checkSource(ctx context.Context, b semantics.Bridge, existing []semantics.Bridge) ([]string, error) {
+func (s *service) checkSource(ctx context.Context, b semantics.Bridge, existing []semantics.Bridge) ([]string, error) {
 	bad := func(format string, args ...any) error {
 		return semantics.Errorf(semantics.ErrInvalidConfig, "bridge %q: "+format, append([]any{b.Name}, args...)...)
 	}
@@ -89,7 +89,7 @@ func (s *bridgeService) checkSource(ctx context.Context, b semantics.Bridge, exi
 					b.From, o.From, o.Name)
 			}
 		}
-		lister := s.n.js.ListStreams(ctx)
+		lister := s.h.JetStream().ListStreams(ctx)
 		for info := range lister.Info() {
 			if info.Config.Name == b.Stream {
 				return nil, bad("stream %s already exists (left by an earlier bridge of that name?): delete it with 'nats stream rm %s', or choose another bridge name",
@@ -108,7 +108,7 @@ func (s *bridgeService) checkSource(ctx context.Context, b semantics.Bridge, exi
 		return []string{b.From}, nil
 	}
 
-	st, err := s.n.js.Stream(ctx, b.Stream)
+	st, err := s.h.JetStream().Stream(ctx, b.Stream)
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
 		return nil, bad("stream %q does not exist: create it first, or give --from PATTERN --capture to have the bridge create a stream on PATTERN", b.Stream)
 	}
@@ -146,38 +146,38 @@ func (s *bridgeService) checkSource(ctx context.Context, b semantics.Bridge, exi
 // createSource creates what a stream-reading bridge needs before its definition is
 // stored: the capture stream (Capture) and the durable consumer. On error nothing
 // is left behind.
-func (s *bridgeService) createSource(ctx context.Context, b semantics.Bridge, t semantics.TopicMeta) error {
+func (s *service) createSource(ctx context.Context, b semantics.Bridge, t semantics.TopicMeta) error {
 	if b.Capture {
 		cfg := jetstream.StreamConfig{
 			Name:        b.Stream,
 			Description: fmt.Sprintf("qxd capture stream of bridge %s into topic %s", b.Name, b.Topic),
 			Subjects:    []string{b.From},
 			Storage:     jetstream.FileStorage,
-			Replicas:    s.n.metaReplicas(),
+			Replicas:    s.h.Replicas(),
 			Retention:   jetstream.WorkQueuePolicy,
 			Discard:     jetstream.DiscardNew,
 			MaxBytes:    captureMaxBytes,
 			MaxMsgSize:  max(t.Config.MaxMessageBytes-captureHeadroom, 1024),
 		}
-		if _, err := s.n.js.CreateStream(ctx, cfg); err != nil {
+		if _, err := s.h.JetStream().CreateStream(ctx, cfg); err != nil {
 			return semantics.Errorf(semantics.ErrInvalidConfig, "bridge %q: create capture stream %s on %q: %v", b.Name, b.Stream, b.From, err)
 		}
 	}
 	if err := s.createConsumer(ctx, b); err != nil {
 		if b.Capture {
-			_ = s.n.js.DeleteStream(context.WithoutCancel(ctx), b.Stream)
+			_ = s.h.JetStream().DeleteStream(context.WithoutCancel(ctx), b.Stream)
 		}
 		return err
 	}
 	return nil
 }
 
-func (s *bridgeService) createConsumer(ctx context.Context, b semantics.Bridge) error {
+func (s *service) createConsumer(ctx context.Context, b semantics.Bridge) error {
 	name := semantics.BridgeConsumer(b.Name)
 	// A consumer left by an earlier bridge of the same name holds that bridge's
 	// position: start afresh.
-	if err := s.n.js.DeleteConsumer(ctx, b.Stream, name); err == nil {
-		s.n.log.Info("deleted the consumer an earlier bridge left", "bridge", b.Name, "stream", b.Stream, "consumer", name)
+	if err := s.h.JetStream().DeleteConsumer(ctx, b.Stream, name); err == nil {
+		s.log.Info("deleted the consumer an earlier bridge left", "bridge", b.Name, "stream", b.Stream, "consumer", name)
 	}
 	cfg := jetstream.ConsumerConfig{
 		Durable:        name,
@@ -195,7 +195,7 @@ func (s *bridgeService) createConsumer(ctx context.Context, b semantics.Bridge) 
 	if b.Start == semantics.BridgeStartEnd {
 		cfg.DeliverPolicy = jetstream.DeliverNewPolicy
 	}
-	if _, err := s.n.js.CreateConsumer(ctx, b.Stream, cfg); err != nil {
+	if _, err := s.h.JetStream().CreateConsumer(ctx, b.Stream, cfg); err != nil {
 		return semantics.Errorf(semantics.ErrInvalidConfig, "bridge %q: create consumer %s on stream %q: %v", b.Name, name, b.Stream, err)
 	}
 	return nil
@@ -203,7 +203,7 @@ func (s *bridgeService) createConsumer(ctx context.Context, b semantics.Bridge) 
 
 // deleteSource removes what createSource made: the consumer, and the capture stream
 // if the bridge created one. It runs once the bridge's runner has stopped (bounded).
-func (s *bridgeService) deleteSource(ctx context.Context, b semantics.Bridge) {
+func (s *service) deleteSource(ctx context.Context, b semantics.Bridge) {
 	if !streamSource(b) {
 		return
 	}
@@ -212,16 +212,16 @@ func (s *bridgeService) deleteSource(ctx context.Context, b semantics.Bridge) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	if b.Capture {
-		if err := s.n.js.DeleteStream(ctx, b.Stream); err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
-			s.n.log.Warn("capture stream of a deleted bridge not deleted; delete it with 'nats stream rm'",
+		if err := s.h.JetStream().DeleteStream(ctx, b.Stream); err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
+			s.log.Warn("capture stream of a deleted bridge not deleted; delete it with 'nats stream rm'",
 				"bridge", b.Name, "stream", b.Stream, "err", err)
 		}
 		return
 	}
 	name := semantics.BridgeConsumer(b.Name)
-	if err := s.n.js.DeleteConsumer(ctx, b.Stream, name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) &&
+	if err := s.h.JetStream().DeleteConsumer(ctx, b.Stream, name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) &&
 		!errors.Is(err, jetstream.ErrStreamNotFound) {
-		s.n.log.Warn("consumer of a deleted bridge not deleted; delete it with 'nats consumer rm'",
+		s.log.Warn("consumer of a deleted bridge not deleted; delete it with 'nats consumer rm'",
 			"bridge", b.Name, "stream", b.Stream, "consumer", name, "err", err)
 	}
 }

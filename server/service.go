@@ -1,0 +1,202 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/qxd-io/qxd/semantics"
+)
+
+// Service is a part of a node that its embedder adds through Config.Services: NATS
+// bridges, a front door. A node starts every service once its own services (topics,
+// writers, groups) are up, before it serves the admin API, and stops them before its
+// partition writers, so that what a service took is stored and answered. The same
+// Service starts on every node of a process (a test cluster shares one Config), so
+// it keeps its state in what Start returns.
+type Service interface {
+	// Start starts the service on the node h stands for. In a cluster still
+	// electing leaders it fails and the node calls it again until ctx ends, so a
+	// failed Start releases what it took.
+	Start(ctx context.Context, h Host) (Running, error)
+}
+
+// Running is a started Service.
+type Running interface {
+	// Close stops the service within ctx. The node calls it once.
+	Close(ctx context.Context)
+}
+
+// APIServer is a Running that answers some of the admin API's subjects
+// (semantics.API*), which the node receives in its admin queue group.
+type APIServer interface {
+	// ServeAPI answers m, or returns false when m's subject is not the service's.
+	// The node sends the answer as JSON.
+	ServeAPI(ctx context.Context, m *nats.Msg) (resp any, ok bool)
+}
+
+// Host is what a Service gets from the node it runs on.
+type Host interface {
+	// Name is the node's name.
+	Name() string
+	// Conn is the node's in-process connection for its services.
+	Conn() *nats.Conn
+	// JetStream is the JetStream API over Conn.
+	JetStream() jetstream.JetStream
+	// Logger is the node's logger.
+	Logger() *slog.Logger
+	// Clustered reports whether the node's JetStream is clustered.
+	Clustered() bool
+	// IsStreamLeader reports whether this node leads stream (always, on a single
+	// node): a service that must run on one node runs where a stream of its own
+	// is led.
+	IsStreamLeader(stream string) bool
+	// Replicas is the replication factor for a service's own streams: the one of
+	// qxd's buckets now.
+	Replicas() int
+	// OpenBucket opens the service's KV bucket, creating it as qxd's own buckets
+	// are (cfg.Replicas is set by the node), and keeps its replicas raised with
+	// theirs as the cluster grows.
+	OpenBucket(ctx context.Context, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error)
+	// Topic reads a topic's metadata; semantics.ErrUnknownTopic when there is none.
+	Topic(ctx context.Context, name string) (semantics.TopicMeta, error)
+	// Checkpoint reads the next offset the last checkpoint of a partition records
+	// (of the topic with ID topicID).
+	Checkpoint(ctx context.Context, topicID string, p int32) (int64, error)
+	// ResetOffsets sets a consumer group's committed offsets.
+	ResetOffsets(ctx context.Context, group string, offsets map[semantics.TopicPartition]int64) error
+}
+
+// nodeHost is a node as the Host of its services.
+type nodeHost struct {
+	n    *Node
+	meta *metadata
+}
+
+var _ Host = nodeHost{}
+
+func (h nodeHost) Name() string                      { return h.n.cfg.Name }
+func (h nodeHost) Conn() *nats.Conn                  { return h.n.nc }
+func (h nodeHost) JetStream() jetstream.JetStream    { return h.n.js }
+func (h nodeHost) Logger() *slog.Logger              { return h.n.log }
+func (h nodeHost) Clustered() bool                   { return h.n.ns.JetStreamIsClustered() }
+func (h nodeHost) IsStreamLeader(stream string) bool { return h.n.isStreamLeader(stream) }
+func (h nodeHost) Replicas() int                     { return h.n.metaReplicas() }
+
+func (h nodeHost) OpenBucket(ctx context.Context, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
+	// As for qxd's own buckets (see startServices): the target replicas, or as many
+	// nodes as are up while a new cluster forms; upkeep raises them later.
+	cfg.Replicas = h.n.targetMetaReplicas()
+	actx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	kv, err := openBucket(actx, h.n.js, cfg)
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) && apiErr.ErrorCode == jsErrCodeNoPeers {
+		if r := h.n.metaReplicas(); r < cfg.Replicas {
+			h.n.log.Info("system buckets created with fewer replicas until more nodes are up", "replicas", r, "target", cfg.Replicas)
+			cfg.Replicas = r
+			kv, err = openBucket(actx, h.n.js, cfg)
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	h.n.hostBucket(cfg.Bucket)
+	return kv, nil
+}
+
+func (h nodeHost) Topic(ctx context.Context, name string) (semantics.TopicMeta, error) {
+	return h.meta.getTopic(ctx, name)
+}
+
+func (h nodeHost) Checkpoint(ctx context.Context, topicID string, p int32) (int64, error) {
+	ck, err := h.meta.getCheckpoint(ctx, topicID, p)
+	return ck.Next, err
+}
+
+func (h nodeHost) ResetOffsets(ctx context.Context, group string, offsets map[semantics.TopicPartition]int64) error {
+	if h.n.groups == nil || h.n.groups.offsets == nil {
+		return semantics.Errorf(semantics.ErrUnavailable, "offsets store not open; retry")
+	}
+	return h.n.groups.offsets.Reset(ctx, group, offsets)
+}
+
+// hostBucket adds a service's bucket to the buckets upkeep raises the replicas of.
+func (n *Node) hostBucket(bucket string) {
+	n.servicesMu.Lock()
+	defer n.servicesMu.Unlock()
+	if !slices.Contains(n.hostedBuckets, bucket) {
+		n.hostedBuckets = append(n.hostedBuckets, bucket)
+	}
+}
+
+// buckets returns qxd's own buckets and the services'.
+func (n *Node) buckets() []string {
+	n.servicesMu.Lock()
+	defer n.servicesMu.Unlock()
+	return append(slices.Clone(systemBuckets), n.hostedBuckets...)
+}
+
+// startHosted starts the embedder's services (Config.Services) in order; when one
+// fails, it stops those started before it.
+func (n *Node) startHosted(ctx context.Context, meta *metadata) error {
+	h := nodeHost{n: n, meta: meta}
+	for i, s := range n.cfg.Services {
+		var run Running
+		err := retryClustered(ctx, n, func() error {
+			var err error
+			run, err = s.Start(ctx, h)
+			return err
+		})
+		if err != nil {
+			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), n.cfg.ShutdownTimeout)
+			n.stopHosted(sctx) // those started before it
+			cancel()
+			return fmt.Errorf("start service %d (%T): %w", i, s, err)
+		}
+		n.servicesMu.Lock()
+		n.services = append(n.services, run)
+		n.servicesMu.Unlock()
+	}
+	return nil
+}
+
+// stopHosted stops the started services, all at once, within ctx.
+func (n *Node) stopHosted(ctx context.Context) {
+	n.servicesMu.Lock()
+	running := n.services
+	n.services = nil
+	n.servicesMu.Unlock()
+	done := make(chan struct{}, len(running))
+	for _, r := range running {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			r.Close(ctx)
+		}()
+	}
+	for range running {
+		<-done
+	}
+}
+
+// serveHosted offers an admin request to the services; false when none serves its
+// subject.
+func (n *Node) serveHosted(ctx context.Context, m *nats.Msg) (any, bool) {
+	n.servicesMu.Lock()
+	running := slices.Clone(n.services)
+	n.servicesMu.Unlock()
+	for _, r := range running {
+		if a, ok := r.(APIServer); ok {
+			if resp, ok := a.ServeAPI(ctx, m); ok {
+				return resp, true
+			}
+		}
+	}
+	return nil, false
+}
