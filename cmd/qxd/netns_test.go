@@ -230,7 +230,7 @@ func (l *netnsLab) heal(i int) error {
 // nodes 1 and 2 (the majority) must keep working, with no produce call stalled for
 // longer than a leader election and a retry take, and after the link heals and node 3
 // catches up, every acknowledged record is stored exactly once and no record twice
-// (invariants 1 and 2 of DESIGN.md across a network partition).
+// (invariants 1 and 2 of docs/architecture.md across a network partition).
 func TestNetnsPartition(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds a network of namespaces and starts three qxd processes; skipped with -short")

@@ -12,7 +12,7 @@ import (
 // that leads partition 0 while a keyed producer and a three-member group run, and
 // restarts it on its data. Every acknowledged record must be stored exactly once
 // where its acknowledgement said, offsets dense, each key in order, and the group
-// must have read everything (invariants 1, 2 and 5 of DESIGN.md, across a real
+// must have read everything (invariants 1, 2 and 5 of docs/architecture.md, across a real
 // process death: no graceful shutdown, no leadership hand-off).
 func TestProcessClusterSIGKILL(t *testing.T) {
 	if testing.Short() {

@@ -15,8 +15,8 @@ import (
 // and writes every change of membership, generation or assignment to its
 // StateStore, from which Load takes groups over after a failover.
 //
-// Invariant 3 of the design, at most one member receiving a partition's records at
-// any moment, rests on leases: a member may deliver records only until its last
+// Invariant 3 of docs/architecture.md, at most one member receiving a partition's
+// records at any moment, rests on leases: a member may deliver records only until its last
 // successful heartbeat's send time plus its session timeout, and the coordinator
 // hands a removed member's partitions to others only after its last successful
 // heartbeat's arrival time plus its session timeout. A member that rejoins gives up

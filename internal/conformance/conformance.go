@@ -615,7 +615,7 @@ type FailoverFrontDoor interface {
 
 // RunFailover runs one node failure scenario, by name: "LeaderKilledUnderLoad" (a
 // partition leader killed under load) or "RollingRestart" (every node restarted in
-// turn). Each needs a fresh cluster, and each checks invariants 1 to 5 of the design.
+// turn). Each needs a fresh cluster, and each checks invariants 1 to 5 of docs/architecture.md.
 func RunFailover(t *testing.T, fd FailoverFrontDoor, scenario string) {
 	switch scenario {
 	case "LeaderKilledUnderLoad":
