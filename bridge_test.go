@@ -747,6 +747,80 @@ func TestBridgeStreamResume(t *testing.T) {
 	}
 }
 
+// TestBridgeStreamLostDelivery: messages the consumer delivers to the runner that
+// never reach it (here a pull request with the runner's pin, whose reply nobody
+// reads: as a pull the runner gave up on while the server was still sending) are
+// stored anyway, soon, and before the later messages of their key.
+func TestBridgeStreamLostDelivery(t *testing.T) {
+	t.Parallel()
+	n := qxdtest.StartNode(t)
+	c := qxdtest.Connect(t, n)
+	ctx := qxdtest.Context(t, 40*time.Second)
+	qxdtest.CreateTopic(t, c, "lost", qxd.TopicConfig{Partitions: 1})
+	nc := plainConn(t, n.ClientURL())
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stream, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "LOST", Subjects: []string{"lost.*"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Admin().CreateBridge(ctx, qxd.StreamBridge("lost-in", "LOST", "lost", "token:2")); err != nil {
+		t.Fatal(err)
+	}
+	const first = 5
+	for i := range first {
+		jsPublish(t, ctx, js, "lost.k", fmt.Sprintf("a-%d", i), fmt.Sprintf("a-%d", i))
+	}
+	readTopic(t, c, "lost", 1, first)
+
+	// A pull with the runner's pin takes some of the next deliveries; the runner never
+	// sees them.
+	consumer := semantics.BridgeConsumer("lost-in")
+	var pin string
+	waitFor(t, 10*time.Second, func() bool {
+		cons, err := stream.Consumer(ctx, consumer)
+		if err != nil {
+			return false
+		}
+		for _, g := range cons.CachedInfo().PriorityGroups {
+			pin = g.PinnedClientID
+		}
+		return pin != ""
+	})
+	const lost = 3
+	req, _ := json.Marshal(map[string]any{"batch": lost, "expires": int64(10 * time.Second),
+		"group": semantics.BridgePriorityGroup, "id": pin})
+	inbox := nc.NewInbox()
+	stolen, err := nc.SubscribeSync(inbox) // read only to see that it took some
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.PublishRequest(fmt.Sprintf("$JS.API.CONSUMER.MSG.NEXT.LOST.%s", consumer), inbox, req); err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	// The runner's own pull (1 s) ends and its next one waits beside the one above.
+	time.Sleep(1500 * time.Millisecond)
+	const then = 20
+	for i := range then {
+		jsPublish(t, ctx, js, "lost.k", fmt.Sprintf("b-%d", i), fmt.Sprintf("b-%d", i))
+	}
+	if m, err := stolen.NextMsg(10 * time.Second); err != nil {
+		t.Fatalf("the pull with the runner's pin got no message: %v", err)
+	} else {
+		t.Logf("delivered and never seen by the runner: %s", m.Data)
+	}
+	recs := readTopic(t, c, "lost", 1, first+then)
+	count := checkBridged(t, recs, 1, "LOST")
+	if len(count) != first+then {
+		t.Errorf("topic holds %d distinct values, want %d", len(count), first+then)
+	}
+}
+
 // TestBridgeStreamBadDefinitions: bad stream and capture definitions are refused
 // with an error that names the input, and nothing is stored or created.
 func TestBridgeStreamBadDefinitions(t *testing.T) {

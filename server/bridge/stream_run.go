@@ -152,6 +152,12 @@ func (s *streamSession) run(ctx context.Context) error {
 	}
 
 	var highest uint64 // the last stream sequence taken in this session
+	// The consumer numbers its deliveries from 1 after the reset. A delivery that
+	// never reaches the session (a pull ended by its deadline while the server was
+	// still sending it its messages) leaves a gap: the messages after it must not be
+	// stored before it, so the session ends and the next one starts again from the
+	// ack floor, in order.
+	var delivered uint64
 	for {
 		var m jetstream.Msg
 		select {
@@ -177,6 +183,12 @@ func (s *streamSession) run(ctx context.Context) error {
 			continue
 		}
 		seq := md.Sequence.Stream
+		if md.Sequence.Consumer != delivered+1 {
+			finish(ctx)
+			return fmt.Errorf("consumer %s: delivery %d (message %d) came after delivery %d: messages delivered did not arrive, or the consumer was set back; starting again from the ack floor to keep the stream's order",
+				semantics.BridgeConsumer(r.def.Name), md.Sequence.Consumer, seq, delivered)
+		}
+		delivered = md.Sequence.Consumer
 		r.taken.Add(1)
 		r.backlog.Store(md.NumPending)
 		if seq <= highest {
