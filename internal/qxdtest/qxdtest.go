@@ -19,6 +19,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/qxd-io/qxd"
+	"github.com/qxd-io/qxd/semantics"
 	"github.com/qxd-io/qxd/server"
 	"github.com/qxd-io/qxd/server/bridge"
 )
@@ -173,6 +174,9 @@ func StartCluster(t testing.TB, cfgs []server.Config) []*server.Node {
 				}
 				wg.Wait()
 			})
+			if len(nodes) >= 3 && !cfgs[0].Auth.Enabled() && !cfgs[0].TLS.Enabled() {
+				waitSystemReplicas(t, nodes[0])
+			}
 			return nodes
 		}
 		if attempt == 3 || !strings.Contains(err.Error(), "address already in use") {
@@ -238,4 +242,39 @@ func ClientURLs(nodes []*server.Node) string {
 		urls = append(urls, n.ClientURL())
 	}
 	return strings.Join(urls, ",")
+}
+
+// waitSystemReplicas waits until qxd's own buckets have three replicas, all current.
+// A node becomes ready before the last nodes join, so the buckets may be created with
+// fewer replicas and raised a few seconds later; fault tests that stop a node right
+// away need them raised first.
+func waitSystemReplicas(t testing.TB, n *server.Node) {
+	t.Helper()
+	js := JetStream(t, n)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	for _, b := range []string{semantics.TopicsBucket, semantics.PartitionsBucket, semantics.GroupsBucket, semantics.OffsetsBucket} {
+		for {
+			s, err := js.Stream(ctx, "KV_"+b)
+			if err == nil {
+				info := s.CachedInfo()
+				current := 0
+				if info.Cluster != nil {
+					for _, r := range info.Cluster.Replicas {
+						if r.Current {
+							current++
+						}
+					}
+				}
+				if info.Config.Replicas == 3 && current == 2 {
+					break
+				}
+			}
+			select {
+			case <-ctx.Done():
+				t.Fatalf("bucket %s did not reach three current replicas within 60s (last error: %v)", b, err)
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+	}
 }
