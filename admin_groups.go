@@ -119,21 +119,11 @@ func (a *Admin) DescribeGroup(ctx context.Context, group string) (GroupDescripti
 	}
 	slices.SortFunc(out.Partitions, func(x, y GroupPartition) int {
 		if x.Topic != y.Topic {
-			return cmpStrings(x.Topic, y.Topic)
+			return strings.Compare(x.Topic, y.Topic)
 		}
 		return int(x.Partition - y.Partition)
 	})
 	return out, nil
-}
-
-func cmpStrings(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // partitionOffsets reads a partition's log start and high watermark.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"strings"
 
 	"github.com/qxd-io/qxd/groups"
 	"github.com/qxd-io/qxd/semantics"
@@ -69,18 +70,8 @@ func (c *Coordinator) ListGroups(ctx context.Context) ([]groups.GroupSummary, er
 	for _, s := range seen {
 		out = append(out, s)
 	}
-	slices.SortFunc(out, func(a, b groups.GroupSummary) int { return cmpString(a.Group, b.Group) })
+	slices.SortFunc(out, func(a, b groups.GroupSummary) int { return strings.Compare(a.Group, b.Group) })
 	return out, nil
-}
-
-func cmpString(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // ResetOffsets sets a group's committed offsets, only while it has no members (as
