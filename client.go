@@ -507,12 +507,12 @@ func (c *Client) pingOnce(ctx context.Context) (jetstream.Stream, error) {
 	ctx, cancel := context.WithTimeout(ctx, pingAttempt)
 	defer cancel()
 	if c.authz == nil {
-		return c.js.Stream(ctx, "KV_"+semantics.TopicsBucket)
+		return c.js.Stream(ctx, semantics.KVStream(semantics.TopicsBucket))
 	}
-	subject := "$JS.API.STREAM.INFO.KV_" + semantics.TopicsBucket
+	subject := semantics.Subject(semantics.JSStreamInfoPrefix, semantics.KVStream(semantics.TopicsBucket))
 	w := c.authz.watch(subject, cancel)
 	defer c.authz.unwatch(subject, w)
-	s, err := c.js.Stream(ctx, "KV_"+semantics.TopicsBucket)
+	s, err := c.js.Stream(ctx, semantics.KVStream(semantics.TopicsBucket))
 	if err != nil && w.isDenied() {
 		return nil, deniedError(subject)
 	}

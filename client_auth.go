@@ -370,7 +370,7 @@ func (c *Client) getTopicRecord(ctx context.Context, name string) (jetstream.Key
 	if c.authz == nil {
 		return kvGet(ctx, c.topicsKV, semantics.TopicKey(name))
 	}
-	subject := "$JS.API.DIRECT.GET.KV_" + semantics.TopicsBucket + ".$KV." + semantics.TopicsBucket + "." + semantics.TopicKey(name)
+	subject := semantics.KVDirectGetSubject(semantics.TopicsBucket, semantics.TopicKey(name))
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	w := c.authz.watch(subject, cancel)
@@ -452,7 +452,7 @@ func (c *Client) authorizeTopic(ctx context.Context, op semantics.Operation, nam
 func deniedError(subject string) error {
 	const ask = "ask an administrator for the right, or connect as another user"
 	if op, tok := semantics.SplitTopicAPISubject(subject); tok != "" {
-		verb := strings.TrimPrefix(op, "qxd.api.topic.")
+		verb, _ := semantics.CutSubject(op, semantics.APITopicPrefix)
 		switch verb {
 		case "add_partitions":
 			verb = "add partitions to"
@@ -468,11 +468,11 @@ func deniedError(subject string) error {
 		return semantics.Errorf(semantics.ErrTopicAuthorizationFailed, "not authorized to %s topic %q: it needs %s; %s",
 			verb, semantics.DecodeTopic(tok), need, ask)
 	}
-	if strings.HasPrefix(subject, semantics.APIBridgePrefix) {
+	if _, ok := semantics.CutSubject(subject, semantics.APIBridgePrefix); ok {
 		return semantics.Errorf(semantics.ErrClusterAuthorizationFailed,
 			"not authorized to manage bridges: bridges run with the node's rights, so they need admin rights on every topic (\"*\"); %s", ask)
 	}
-	if strings.HasPrefix(subject, "qxd.api.") {
+	if _, ok := semantics.CutSubject(subject, semantics.APIPrefix); ok {
 		return semantics.Errorf(semantics.ErrClusterAuthorizationFailed, "not authorized for %s: it needs admin rights on every topic (\"*\"); %s", subject, ask)
 	}
 	if g, ok := semantics.GroupFromSubject(subject); ok {
@@ -483,11 +483,11 @@ func deniedError(subject string) error {
 	}
 	if t, ok := semantics.TopicFromSubject(subject); ok {
 		switch {
-		case strings.HasPrefix(subject, "qxd.w."), subject == semantics.AuthzSubject(semantics.OpProduce, t):
+		case strings.HasPrefix(subject, semantics.WriterPrefix+"."), subject == semantics.AuthzSubject(semantics.OpProduce, t):
 			return semantics.Errorf(semantics.ErrTopicAuthorizationFailed, "not authorized to produce to topic %q: %s", t, ask)
 		case subject == semantics.AuthzSubject(semantics.OpAdmin, t):
 			return semantics.Errorf(semantics.ErrTopicAuthorizationFailed, "not authorized to administer topic %q: %s", t, ask)
-		case strings.HasPrefix(subject, "$JS.API.DIRECT.GET.KV_"+semantics.TopicsBucket):
+		case strings.HasPrefix(subject, semantics.Subject(semantics.JSDirectGetPrefix, semantics.KVStream(semantics.TopicsBucket))):
 			return semantics.Errorf(semantics.ErrTopicAuthorizationFailed, "not authorized to use topic %q (no produce, consume or admin rights on it): %s", t, ask)
 		default:
 			return semantics.Errorf(semantics.ErrTopicAuthorizationFailed, "not authorized to consume from topic %q: %s", t, ask)

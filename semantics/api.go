@@ -6,27 +6,6 @@ import (
 	"time"
 )
 
-// Subjects of the admin API that qxd nodes serve (request/reply, JSON bodies). Any
-// node answers; requests are load-balanced over a queue group.
-const (
-	APITopicCreate        = "qxd.api.topic.create"
-	APITopicDelete        = "qxd.api.topic.delete"
-	APITopicAddPartitions = "qxd.api.topic.add_partitions"
-	APITopicList          = "qxd.api.topic.list"
-	APITopicDescribe      = "qxd.api.topic.describe"
-	APITopicRebalance     = "qxd.api.topic.rebalance"
-	APITopicAlterConfig   = "qxd.api.topic.alter_config"
-	APITopicDeleteRecords = "qxd.api.topic.delete_records"
-	APIBridgeCreate       = "qxd.api.bridge.create"
-	APIBridgeDelete       = "qxd.api.bridge.delete"
-	APIBridgeList         = "qxd.api.bridge.list"
-	APIBridgeDescribe     = "qxd.api.bridge.describe"
-	// APIBridgePrefix starts every bridge API subject.
-	APIBridgePrefix = "qxd.api.bridge."
-	APIAllSubjects  = "qxd.api.>"
-	APIQueueGroup   = "qxd-api"
-)
-
 // Buckets qxd keeps its metadata in.
 const (
 	TopicsBucket     = "qxd_topics"
@@ -226,22 +205,6 @@ func ParseProduceReply(b []byte) (ProduceReply, error) {
 
 // Err returns the reply's error, nil on success.
 func (r ProduceReply) Err() error { return FromCode(r.Code, r.Detail) }
-
-// Subjects of the group coordinator (request/reply, JSON bodies). Only the node that
-// coordinates groups serves them.
-const (
-	GroupJoin      = "qxd.grp.join"
-	GroupSync      = "qxd.grp.sync"
-	GroupHeartbeat = "qxd.grp.heartbeat"
-	GroupLeave     = "qxd.grp.leave"
-	GroupCommit    = "qxd.grp.commit"
-	GroupFetch     = "qxd.grp.fetch"
-	GroupDescribe  = "qxd.grp.describe"
-	GroupList      = "qxd.grp.list"
-	GroupDelete    = "qxd.grp.delete"
-	GroupReset     = "qxd.grp.reset"
-	GroupAll       = "qxd.grp.>"
-)
 
 // OffsetEntry is one partition's offset on the wire (commit, fetch, reset).
 type OffsetEntry struct {

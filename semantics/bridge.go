@@ -334,10 +334,6 @@ func ValidateBridgeName(name string) error {
 	return nil
 }
 
-// reserved are the subject spaces a bridge must not touch: qxd's own subjects (topic
-// data, writers, APIs), JetStream's API, the system account and reply inboxes.
-var reserved = []string{"qxd.>", "$JS.>", "$KV.>", "$SYS.>", "_INBOX.>"}
-
 func checkReserved(pattern, what string) error {
 	if r := ReservedOverlap(pattern); r != "" {
 		return fmt.Errorf("%s %q overlaps %s, which qxd or NATS itself uses (qxd's topics live under qxd.>): choose subjects outside it", what, pattern, r)
@@ -348,17 +344,13 @@ func checkReserved(pattern, what string) error {
 // ReservedOverlap returns the subject space qxd or NATS uses itself (qxd.>, $JS.>,
 // $KV.>, $SYS.>, _INBOX.>) that the valid pattern overlaps, "" for none.
 func ReservedOverlap(pattern string) string {
-	for _, r := range reserved {
+	for _, r := range reservedSpaces {
 		if SubjectsOverlap(pattern, r) {
 			return r
 		}
 	}
 	return ""
 }
-
-// BridgeStatusSubject is where the runner of bridge name answers status requests
-// (empty body; the answer is a BridgeStatus).
-func BridgeStatusSubject(name string) string { return "qxd.bridge.status." + name }
 
 // BridgeStatus is what a bridge's runner reports.
 type BridgeStatus struct {

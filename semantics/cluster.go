@@ -1,14 +1,5 @@
 package semantics
 
-// APIClusterInfo asks any node for the cluster's health: its nodes, the meta leader,
-// and the partitions that are under-replicated. The request body is empty ({}); the
-// answer is a ClusterInfo.
-const APIClusterInfo = "qxd.api.cluster.info"
-
-// PartitionSubjects matches the subjects of every partition stream, to filter
-// JetStream's stream list to qxd's partitions.
-const PartitionSubjects = dataPrefix + ">"
-
 // ClusterInfo answers APIClusterInfo: the nodes qxd runs on and how well the
 // partitions of ready topics are replicated. A single node reports itself as the
 // only node, up, leading every partition.

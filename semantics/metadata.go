@@ -1,15 +1,5 @@
 package semantics
 
-// APIClusterMetadata asks any node for a one-shot view of the cluster's metadata,
-// as kcat -L shows Kafka's: the nodes with their addresses, and per topic and
-// partition the leader, the replicas and the in-sync replicas. The request is a
-// MetadataRequest, the answer a Metadata.
-const APIClusterMetadata = "qxd.api.cluster.metadata"
-
-// NodeInfoSubject is the subject every node answers (not as a queue group) with its
-// BrokerInfo, so that one node can gather the others' addresses.
-const NodeInfoSubject = "qxd.node.info"
-
 // MetadataRequest asks for the metadata of Topics, or of every topic when empty.
 type MetadataRequest struct {
 	Topics []string `json:"topics,omitempty"`

@@ -1,8 +1,6 @@
 package semantics
 
 import (
-	"crypto/sha256"
-	"encoding/base64"
 	"fmt"
 	"strconv"
 	"strings"
@@ -89,49 +87,6 @@ func ParseStreamName(stream string) (topic string, p int32, ok bool) {
 		return "", 0, false
 	}
 	return topic, int32(n), true
-}
-
-// Subject prefixes. Everything qxd stores or serves lives under "qxd.".
-const (
-	dataPrefix   = "qxd.t."
-	writerPrefix = "qxd.w."
-)
-
-// StreamSubject is the subject filter of partition p's stream.
-func StreamSubject(topic string, p int32) string {
-	return dataPrefix + EncodeTopic(topic) + "." + strconv.Itoa(int(p)) + ".>"
-}
-
-// BatchSubject is the subject a partition writer stores record batches on.
-func BatchSubject(topic string, p int32) string {
-	return dataPrefix + EncodeTopic(topic) + "." + strconv.Itoa(int(p)) + ".b"
-}
-
-// maxPlainKey is the longest key carried verbatim (base64) in a compacted record's
-// subject; longer keys are carried as their SHA-256, keeping subjects short.
-const maxPlainKey = 512
-
-// KeySubject is the subject a record with key is stored on in a compacted topic, so
-// that JetStream's MaxMsgsPerSubject of 1 keeps the latest record per key. The key is
-// base64url-encoded ("k.<b64>"); an empty key is "e"; keys over 512 bytes are
-// "h.<b64 of sha256(key)>".
-func KeySubject(topic string, p int32, key []byte) string {
-	base := dataPrefix + EncodeTopic(topic) + "." + strconv.Itoa(int(p))
-	switch {
-	case len(key) == 0:
-		return base + ".e"
-	case len(key) <= maxPlainKey:
-		return base + ".k." + base64.RawURLEncoding.EncodeToString(key)
-	default:
-		sum := sha256.Sum256(key)
-		return base + ".h." + base64.RawURLEncoding.EncodeToString(sum[:])
-	}
-}
-
-// WriterSubject is the subject the partition writer of p listens on for produce
-// requests.
-func WriterSubject(topic string, p int32) string {
-	return writerPrefix + EncodeTopic(topic) + "." + strconv.Itoa(int(p))
 }
 
 // TopicKey is the key of topic's record in the topics KV bucket.

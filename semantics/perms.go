@@ -1,8 +1,6 @@
 package semantics
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"slices"
 	"strings"
 )
@@ -114,8 +112,7 @@ func ValidatePlainSubject(s string) error {
 	switch first := toks[0]; {
 	case first == "*" || first == ">":
 		return Errorf(ErrInvalidConfig, "subject %q starts with a wildcard, which covers qxd's own subjects: start it with a literal token", s)
-	case first == "qxd" || first == "$JS" || first == "$KV" || first == "$O" || first == "$SYS" || first == "$NRG" ||
-		strings.HasPrefix(first, "_INBOX") || strings.HasPrefix(first, "_R_"):
+	case slices.Contains(reservedTokens, first) || strings.HasPrefix(first, inboxToken) || strings.HasPrefix(first, replyToken):
 		return Errorf(ErrInvalidConfig, "subject %q is under %q, which qxd or NATS uses itself: grant topic rights instead", s, first)
 	}
 	return nil
@@ -142,77 +139,6 @@ func (g Grant) Allows(op Operation, name string) bool {
 // given partitions.
 func (g Grant) ConsumesAll() bool { return slices.Contains(g.Consume, AllPattern) }
 
-// AuthzSubject is a subject nobody subscribes to, which an identity may publish to
-// exactly when it has right op on name (a topic, or a group for OpGroup). The SDK
-// publishes to it to learn, before doing anything, whether an operation is allowed.
-func AuthzSubject(op Operation, name string) string {
-	if op == OpGroup {
-		return authzPrefix + string(op) + "." + EncodeGroupID(name)
-	}
-	return authzPrefix + string(op) + "." + EncodeTopic(name)
-}
-
-const authzPrefix = "qxd.authz."
-
-// TopicAPISubject is the subject of an admin operation on one topic: op (one of
-// APITopicCreate, APITopicDelete, APITopicAddPartitions, APITopicDescribe,
-// APITopicRebalance) followed by the encoded topic, so that permissions can name
-// the topic. The node checks that the request body names the same topic.
-func TopicAPISubject(op, topic string) string { return op + "." + EncodeTopic(topic) }
-
-// SplitTopicAPISubject splits a subject made by TopicAPISubject into op and the
-// encoded topic. Other subjects are returned unchanged with an empty token.
-func SplitTopicAPISubject(subject string) (op, token string) {
-	rest, ok := strings.CutPrefix(subject, apiTopicPrefix)
-	if !ok {
-		return subject, ""
-	}
-	verb, tok, found := strings.Cut(rest, ".")
-	if !found {
-		return subject, ""
-	}
-	return apiTopicPrefix + verb, tok
-}
-
-const apiTopicPrefix = "qxd.api.topic."
-
-// GroupSubject is the subject of a group coordinator request about one group: op
-// (GroupJoin, GroupCommit, …) followed by the encoded group id, so that
-// permissions can name the group. GroupList has no group.
-func GroupSubject(op, group string) string { return op + "." + EncodeGroupID(group) }
-
-// SplitGroupSubject splits a subject made by GroupSubject into op and the encoded
-// group. Other subjects are returned unchanged with an empty token.
-func SplitGroupSubject(subject string) (op, token string) {
-	rest, ok := strings.CutPrefix(subject, groupPrefix)
-	if !ok {
-		return subject, ""
-	}
-	verb, tok, found := strings.Cut(rest, ".")
-	if !found {
-		return subject, ""
-	}
-	return groupPrefix + verb, tok
-}
-
-const groupPrefix = "qxd.grp."
-
-// InboxPrefix is the reply-subject prefix of an identity: the SDK sets it on its
-// connection, and an identity may subscribe only under its own prefix, so that no
-// one reads replies (records, offsets) sent to another. kind is "u" for a user
-// name, "k" for an nkey or JWT user (id is the public key) and "t" for a token (id
-// is the token; only its hash appears in the prefix).
-func InboxPrefix(kind, id string) string {
-	switch kind {
-	case "t":
-		sum := sha256.Sum256([]byte(id))
-		id = hex.EncodeToString(sum[:12])
-	case "u":
-		id = EncodeGroupID(id)
-	}
-	return "_INBOX_" + kind + "_" + id
-}
-
 // TopicPerms is what the subjects of consume rights depend on: a topic's
 // partitions and its id (the key of its checkpoints).
 type TopicPerms struct {
@@ -229,11 +155,9 @@ type SubjectPermissions struct {
 	SubscribeAllow []string
 }
 
-const jsAPI = "$JS.API."
-
 // internalStreams hold qxd's own state that only nodes read: group states,
 // committed offsets (reached through the coordinator) and bridge definitions.
-var internalStreams = []string{"KV_" + GroupsBucket, "KV_" + OffsetsBucket, "KV_" + BridgesBucket}
+var internalStreams = []string{KVStream(GroupsBucket), KVStream(OffsetsBucket), KVStream(BridgesBucket)}
 
 // Subjects maps g to NATS subject permissions for an identity whose replies come
 // under inbox (see InboxPrefix). topics are the topics that exist: consume rights
@@ -244,7 +168,7 @@ func (g Grant) Subjects(inbox string, topics []TopicPerms) SubjectPermissions {
 	var pub []string
 	add := func(s ...string) { pub = append(pub, s...) }
 	// Every identity: open the metadata buckets, list topics, see the cluster.
-	add(jsAPI+"STREAM.INFO.KV_"+TopicsBucket, jsAPI+"STREAM.INFO.KV_"+PartitionsBucket,
+	add(Subject(JSStreamInfoPrefix, KVStream(TopicsBucket)), Subject(JSStreamInfoPrefix, KVStream(PartitionsBucket)),
 		APITopicList, APIClusterInfo)
 	add(APIClusterMetadata)
 
@@ -256,24 +180,25 @@ func (g Grant) Subjects(inbox string, topics []TopicPerms) SubjectPermissions {
 	}
 	for _, p := range sortedKeys(meta) {
 		if p == AllPattern {
-			add(jsAPI+"DIRECT.GET.KV_"+TopicsBucket+".>", APITopicDescribe+".*")
+			add(Subject(JSDirectGetPrefix, KVStream(TopicsBucket), ">"), Subject(APITopicDescribe, "*"))
 			continue
 		}
-		add(jsAPI+"DIRECT.GET.KV_"+TopicsBucket+".$KV."+TopicsBucket+"."+EncodeTopic(p), TopicAPISubject(APITopicDescribe, p))
+		add(KVDirectGetSubject(TopicsBucket, EncodeTopic(p)), TopicAPISubject(APITopicDescribe, p))
 	}
 	for _, p := range g.Produce {
 		if p == AllPattern {
-			add(writerPrefix+">", authzPrefix+string(OpProduce)+".*")
+			add(Subject(WriterPrefix, ">"), Subject(authzPrefix, string(OpProduce), "*"))
 			continue
 		}
-		add(writerPrefix+EncodeTopic(p)+".*", AuthzSubject(OpProduce, p))
+		add(Subject(WriterPrefix, EncodeTopic(p), "*"), AuthzSubject(OpProduce, p))
 	}
 	for _, p := range g.Consume {
 		if p == AllPattern {
-			add(authzPrefix+string(OpConsume)+".*",
-				jsAPI+"STREAM.INFO.*", jsAPI+"DIRECT.GET.*", jsAPI+"DIRECT.GET.*.>", jsAPI+"STREAM.MSG.GET.*",
-				jsAPI+"CONSUMER.CREATE.*.>", jsAPI+"CONSUMER.MSG.NEXT.*.*", jsAPI+"CONSUMER.INFO.*.*",
-				jsAPI+"CONSUMER.DELETE.*.*")
+			add(Subject(authzPrefix, string(OpConsume), "*"),
+				Subject(JSStreamInfoPrefix, "*"), Subject(JSDirectGetPrefix, "*"), Subject(JSDirectGetPrefix, "*", ">"),
+				Subject(JSStreamMsgGetPrefix, "*"),
+				Subject(jsAPIPrefix, "CONSUMER.CREATE.*.>"), Subject(jsAPIPrefix, "CONSUMER.MSG.NEXT.*.*"),
+				Subject(jsAPIPrefix, "CONSUMER.INFO.*.*"), Subject(jsAPIPrefix, "CONSUMER.DELETE.*.*"))
 			continue
 		}
 		add(AuthzSubject(OpConsume, p))
@@ -284,7 +209,7 @@ func (g Grant) Subjects(inbox string, topics []TopicPerms) SubjectPermissions {
 				continue
 			}
 			if t.ID != "" {
-				add(jsAPI + "DIRECT.GET.KV_" + PartitionsBucket + ".$KV." + PartitionsBucket + "." + t.ID + ".*")
+				add(KVDirectGetSubject(PartitionsBucket, Subject(t.ID, "*")))
 			}
 			for p := int32(0); p < t.Partitions; p++ {
 				add(PartitionReadSubjects(t.Name, p)...)
@@ -293,20 +218,20 @@ func (g Grant) Subjects(inbox string, topics []TopicPerms) SubjectPermissions {
 	}
 	for _, p := range g.Admin {
 		if p == AllPattern {
-			add(APIAllSubjects, authzPrefix+string(OpAdmin)+".*")
+			add(APIAllSubjects, Subject(authzPrefix, string(OpAdmin), "*"))
 			continue
 		}
-		add(apiTopicPrefix+"*."+EncodeTopic(p), AuthzSubject(OpAdmin, p))
+		add(Subject(APITopicPrefix, "*", EncodeTopic(p)), AuthzSubject(OpAdmin, p))
 	}
 	if len(g.Groups) > 0 {
 		add(GroupList)
 	}
 	for _, p := range g.Groups {
 		if p == AllPattern {
-			add(GroupAll, authzPrefix+string(OpGroup)+".*")
+			add(GroupAll, Subject(authzPrefix, string(OpGroup), "*"))
 			continue
 		}
-		add(groupPrefix+"*."+EncodeGroupID(p), AuthzSubject(OpGroup, p))
+		add(Subject(groupPrefix, "*", EncodeGroupID(p)), AuthzSubject(OpGroup, p))
 	}
 
 	add(g.Publish...)
@@ -314,17 +239,17 @@ func (g Grant) Subjects(inbox string, topics []TopicPerms) SubjectPermissions {
 	deny := []string{
 		// Records enter partitions only through their writers, and metadata only
 		// through the nodes.
-		dataPrefix + ">", "$KV.>",
-		jsAPI + "STREAM.CREATE.>", jsAPI + "STREAM.UPDATE.>", jsAPI + "STREAM.DELETE.>",
-		jsAPI + "STREAM.PURGE.>", jsAPI + "STREAM.MSG.DELETE.>", jsAPI + "STREAM.SNAPSHOT.>",
-		jsAPI + "STREAM.RESTORE.>", jsAPI + "STREAM.LEADER.>", jsAPI + "STREAM.PEER.>",
-		jsAPI + "META.>", jsAPI + "SERVER.>", jsAPI + "ACCOUNT.>", "$SYS.>",
+		PartitionSubjects, Subject(kvToken, ">"),
+		Subject(jsAPIPrefix, "STREAM.CREATE.>"), Subject(jsAPIPrefix, "STREAM.UPDATE.>"), Subject(jsAPIPrefix, "STREAM.DELETE.>"),
+		Subject(JSStreamPurgePrefix, ">"), Subject(jsAPIPrefix, "STREAM.MSG.DELETE.>"), Subject(jsAPIPrefix, "STREAM.SNAPSHOT.>"),
+		Subject(jsAPIPrefix, "STREAM.RESTORE.>"), Subject(jsAPIPrefix, "STREAM.LEADER.>"), Subject(jsAPIPrefix, "STREAM.PEER.>"),
+		Subject(jsAPIPrefix, "META.>"), Subject(jsAPIPrefix, "SERVER.>"), Subject(jsAPIPrefix, "ACCOUNT.>"), Subject(sysToken, ">"),
 	}
 	for _, s := range internalStreams {
-		deny = append(deny, jsAPI+"DIRECT.GET."+s, jsAPI+"DIRECT.GET."+s+".>", jsAPI+"STREAM.MSG.GET."+s,
-			jsAPI+"CONSUMER.CREATE."+s+".>")
+		deny = append(deny, Subject(JSDirectGetPrefix, s), Subject(JSDirectGetPrefix, s, ">"), Subject(JSStreamMsgGetPrefix, s),
+			Subject(jsAPIPrefix, "CONSUMER.CREATE", s, ">"))
 	}
-	return SubjectPermissions{PublishAllow: pub, PublishDeny: deny, SubscribeAllow: append([]string{inbox + ".>"}, g.Subscribe...)}
+	return SubjectPermissions{PublishAllow: pub, PublishDeny: deny, SubscribeAllow: append([]string{Subject(inbox, ">")}, g.Subscribe...)}
 }
 
 // PartitionReadSubjects are the JetStream API subjects a consumer of partition p of
@@ -333,13 +258,13 @@ func (g Grant) Subjects(inbox string, topics []TopicPerms) SubjectPermissions {
 func PartitionReadSubjects(topic string, p int32) []string {
 	s := StreamName(topic, p)
 	return []string{
-		jsAPI + "STREAM.INFO." + s,
-		jsAPI + "DIRECT.GET." + s,
-		jsAPI + "STREAM.MSG.GET." + s,
-		jsAPI + "CONSUMER.CREATE." + s + ".>",
-		jsAPI + "CONSUMER.MSG.NEXT." + s + ".*",
-		jsAPI + "CONSUMER.INFO." + s + ".*",
-		jsAPI + "CONSUMER.DELETE." + s + ".*",
+		Subject(JSStreamInfoPrefix, s),
+		Subject(JSDirectGetPrefix, s),
+		Subject(JSStreamMsgGetPrefix, s),
+		Subject(jsAPIPrefix, "CONSUMER.CREATE", s, ">"),
+		Subject(jsAPIPrefix, "CONSUMER.MSG.NEXT", s, "*"),
+		Subject(jsAPIPrefix, "CONSUMER.INFO", s, "*"),
+		Subject(jsAPIPrefix, "CONSUMER.DELETE", s, "*"),
 	}
 }
 
@@ -347,16 +272,17 @@ func PartitionReadSubjects(topic string, p int32) []string {
 // writer, admin, authz and partition-stream subjects. ok is false for others.
 func TopicFromSubject(subject string) (topic string, ok bool) {
 	toks := strings.Split(subject, ".")
+	under := func(prefix string) bool { _, ok := CutSubject(subject, prefix); return ok }
 	switch {
-	case strings.HasPrefix(subject, writerPrefix) && len(toks) >= 3:
+	case under(WriterPrefix) && len(toks) >= 3:
 		return DecodeTopic(toks[2]), true
-	case strings.HasPrefix(subject, apiTopicPrefix) && len(toks) == 5:
+	case under(APITopicPrefix) && len(toks) == 5:
 		return DecodeTopic(toks[4]), true
-	case strings.HasPrefix(subject, authzPrefix) && len(toks) == 4 && toks[2] != string(OpGroup):
+	case under(authzPrefix) && len(toks) == 4 && toks[2] != string(OpGroup):
 		return DecodeTopic(toks[3]), true
-	case strings.HasPrefix(subject, jsAPI+"DIRECT.GET.KV_"+TopicsBucket+"."):
+	case under(Subject(JSDirectGetPrefix, KVStream(TopicsBucket))):
 		return DecodeTopic(toks[len(toks)-1]), true
-	case strings.HasPrefix(subject, jsAPI):
+	case under(jsAPIPrefix):
 		for _, tok := range toks[2:] {
 			if t, _, ok := ParseStreamName(tok); ok {
 				return t, true
@@ -368,15 +294,13 @@ func TopicFromSubject(subject string) (topic string, ok bool) {
 
 // GroupFromSubject finds the group a denied group subject was about.
 func GroupFromSubject(subject string) (group string, ok bool) {
-	op, tok := SplitGroupSubject(subject)
+	_, tok := SplitGroupSubject(subject)
 	if tok == "" {
-		if strings.HasPrefix(subject, authzPrefix+string(OpGroup)+".") {
-			tok = strings.TrimPrefix(subject, authzPrefix+string(OpGroup)+".")
-		} else {
+		var under bool
+		if tok, under = CutSubject(subject, Subject(authzPrefix, string(OpGroup))); !under {
 			return "", false
 		}
 	}
-	_ = op
 	g, err := DecodeGroupID(tok)
 	return g, err == nil
 }

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -42,7 +41,7 @@ func (a *admin) start() error {
 		return fmt.Errorf("start admin API: %w", err)
 	}
 	a.sub = sub
-	a.hsub, err = a.n.nc.Subscribe(handOffSubject(a.n.cfg.Name), func(m *nats.Msg) {
+	a.hsub, err = a.n.nc.Subscribe(semantics.HandOffSubject(a.n.cfg.Name), func(m *nats.Msg) {
 		a.wg.Add(1)
 		go func() {
 			defer a.wg.Done()
@@ -440,7 +439,7 @@ func (a *admin) createStream(ctx context.Context, cfg jetstream.StreamConfig) er
 
 // unknownSubject is the error for an admin subject no part of the node serves.
 func unknownSubject(subject string) error {
-	if strings.HasPrefix(subject, semantics.APIBridgePrefix) {
+	if _, ok := semantics.CutSubject(subject, semantics.APIBridgePrefix); ok {
 		return semantics.Errorf(semantics.ErrInvalidRequest,
 			"%s: this node does not host bridges: run it with 'qxd server' (embedded: add bridge.Service to server.Config.Services)", subject)
 	}

@@ -127,7 +127,7 @@ func (a *admin) purgeBelow(ctx context.Context, stream string, seq uint64) (uint
 	body, _ := json.Marshal(struct {
 		Seq uint64 `json:"seq"`
 	}{seq})
-	resp, err := a.n.nc.RequestWithContext(ctx, "$JS.API.STREAM.PURGE."+stream, body)
+	resp, err := a.n.nc.RequestWithContext(ctx, semantics.Subject(semantics.JSStreamPurgePrefix, stream), body)
 	if err != nil {
 		return 0, err
 	}

@@ -27,12 +27,8 @@ func (n *Node) stepDown(ctx context.Context, stream, prefer string) error {
 	if prefer != "" {
 		body, _ = json.Marshal(map[string]any{"placement": map[string]string{"preferred": prefer}})
 	}
-	return n.jsAPI(ctx, "$JS.API.STREAM.LEADER.STEPDOWN."+stream, body, "step down "+stream)
+	return n.jsAPI(ctx, semantics.Subject(semantics.JSStreamLeaderStepDownPrefix, stream), body, "step down "+stream)
 }
-
-// handOffSubject is where node takes requests to hand off the leadership of one
-// stream it leads (handOff).
-func handOffSubject(node string) string { return "qxd.internal.node." + node + ".handoff" }
 
 type handOffRequest struct {
 	Stream string `json:"stream"`
@@ -64,7 +60,7 @@ func (n *Node) handOffVia(ctx context.Context, leader, stream, prefer string) er
 	body, _ := json.Marshal(handOffRequest{Stream: stream, Prefer: prefer})
 	rctx, cancel := context.WithTimeout(ctx, writerStopTimeout+5*time.Second)
 	defer cancel()
-	resp, err := n.nc.RequestWithContext(rctx, handOffSubject(leader), body)
+	resp, err := n.nc.RequestWithContext(rctx, semantics.HandOffSubject(leader), body)
 	if errors.Is(err, nats.ErrNoResponders) {
 		return n.stepDown(ctx, stream, prefer)
 	}
@@ -346,7 +342,7 @@ func (n *Node) RebalanceTopic(ctx context.Context, t semantics.TopicMeta) ([]str
 
 func (n *Node) removePeer(ctx context.Context, stream, peer string) error {
 	body, _ := json.Marshal(map[string]string{"peer": peer})
-	return n.jsAPI(ctx, "$JS.API.STREAM.PEER.REMOVE."+stream, body, "move "+stream+" off "+peer)
+	return n.jsAPI(ctx, semantics.Subject(semantics.JSStreamPeerRemovePrefix, stream), body, "move "+stream+" off "+peer)
 }
 
 // waitReplaced waits until partition p has its replicas again without peer, and

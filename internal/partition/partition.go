@@ -94,7 +94,7 @@ func (r *Reader) get(ctx context.Context, mreq msgGetRequest) (Msg, error) {
 	}
 	ctx, cancel := bounded(ctx)
 	defer cancel()
-	resp, err := r.nc.RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET."+r.Stream, req)
+	resp, err := r.nc.RequestWithContext(ctx, semantics.Subject(semantics.JSStreamMsgGetPrefix, r.Stream), req)
 	if err != nil {
 		return Msg{}, r.wrap(err)
 	}
@@ -131,7 +131,7 @@ func (r *Reader) get(ctx context.Context, mreq msgGetRequest) (Msg, error) {
 func (r *Reader) getDirect(ctx context.Context, req []byte) (Msg, error) {
 	ctx, cancel := bounded(ctx)
 	defer cancel()
-	resp, err := r.nc.RequestWithContext(ctx, "$JS.API.DIRECT.GET."+r.Stream, req)
+	resp, err := r.nc.RequestWithContext(ctx, semantics.Subject(semantics.JSDirectGetPrefix, r.Stream), req)
 	if err != nil {
 		return Msg{}, r.wrap(err)
 	}
@@ -220,7 +220,7 @@ type StreamState struct {
 func (r *Reader) StreamInfo(ctx context.Context) (StreamState, error) {
 	ctx, cancel := bounded(ctx)
 	defer cancel()
-	resp, err := r.nc.RequestWithContext(ctx, "$JS.API.STREAM.INFO."+r.Stream, nil)
+	resp, err := r.nc.RequestWithContext(ctx, semantics.Subject(semantics.JSStreamInfoPrefix, r.Stream), nil)
 	if err != nil {
 		return StreamState{}, r.wrap(err)
 	}

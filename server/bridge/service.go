@@ -201,7 +201,7 @@ func (s *service) runner(ctx context.Context) string {
 
 // ServeAPI answers the bridge admin API's requests (semantics.APIBridgePrefix).
 func (s *service) ServeAPI(ctx context.Context, m *nats.Msg) (any, bool) {
-	if !strings.HasPrefix(m.Subject, semantics.APIBridgePrefix) {
+	if _, ok := semantics.CutSubject(m.Subject, semantics.APIBridgePrefix); !ok {
 		return nil, false
 	}
 	return s.serve(ctx, m), true
