@@ -4,7 +4,9 @@ import (
 	"go/ast"
 	"go/parser"
 	"go/token"
+	"io/fs"
 	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
@@ -265,4 +267,54 @@ func expandBraces(form string) []string {
 		out = append(out, expandBraces(form[:i]+alt+form[j+1:])...)
 	}
 	return out
+}
+
+// streamMetadataKeys are keys of qxd's stream metadata: they start with "qxd." but
+// are not subjects.
+var streamMetadataKeys = []string{"qxd.log_start", "qxd.topic", "qxd.topic_id", "qxd.partition"}
+
+// TestSubjectsOnlyInSubjectsFile keeps subjects.go the one place that spells
+// qxd's, JetStream's and KV's subjects: no other non-test Go file of the module has
+// a string literal starting with one of their prefixes.
+func TestSubjectsOnlyInSubjectsFile(t *testing.T) {
+	prefixes := []string{"qxd.", "$JS.", "$KV.", "_INBOX"}
+	err := filepath.WalkDir("..", func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			if n := d.Name(); path != ".." && (strings.HasPrefix(n, ".") || n == "testdata") {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") || path == filepath.Join("..", "semantics", "subjects.go") {
+			return nil
+		}
+		fset := token.NewFileSet()
+		f, err := parser.ParseFile(fset, path, nil, 0)
+		if err != nil {
+			return err
+		}
+		ast.Inspect(f, func(n ast.Node) bool {
+			lit, ok := n.(*ast.BasicLit)
+			if !ok || lit.Kind != token.STRING {
+				return true
+			}
+			s, err := strconv.Unquote(lit.Value)
+			if err != nil || slices.Contains(streamMetadataKeys, s) {
+				return true
+			}
+			for _, p := range prefixes {
+				if strings.HasPrefix(s, p) {
+					t.Errorf("%s: subject literal %q: name it in semantics/subjects.go (and docs/architecture.md's subject table)", fset.Position(lit.Pos()), s)
+				}
+			}
+			return true
+		})
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
 }
