@@ -264,7 +264,7 @@ func InboxPrefix(kind, id string) string {
 }
 
 // HandOffSubject is where node takes requests to hand off the leadership of one
-// partition stream (request/reply, JSON bodies).
+// stream it leads (request/reply, JSON bodies).
 func HandOffSubject(node string) string { return Subject(nodePrefix, node, "handoff") }
 
 // BridgeStatusSubject is where the runner of bridge name answers status requests
