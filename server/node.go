@@ -68,6 +68,7 @@ type Node struct {
 	admin   *admin
 	writers *writerManager
 	groups  *groupService
+	fetch   *Fetcher
 
 	// The embedder's services (Config.Services), once started, and the buckets they
 	// opened through their Host.
@@ -317,13 +318,14 @@ func (n *Node) startServices(ctx context.Context) error {
 			return fmt.Errorf("watch topics for permissions: %w", err)
 		}
 	}
-	n.writers = newWriterManager(n, meta)
+	n.writers = newWriterManager(writerEnv{log: n.log, conn: n.writerConn, reads: n.nc, leads: n, checkpoints: meta}, meta.topics)
 	// The topics watch needs the topics bucket's leader, which may be changing
 	// while another node is down: retry as for the buckets.
 	if err := retryClustered(ctx, n, func() error { return n.writers.start(ctx) }); err != nil {
 		return err
 	}
 	n.groups.run()
+	n.fetch = &Fetcher{nc: n.nc, topics: meta, checkpoints: meta}
 	if err := n.startHosted(ctx, meta); err != nil {
 		return err
 	}
