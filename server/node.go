@@ -17,6 +17,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nkeys"
+
+	"github.com/qxd-io/qxd/groups/coordinator"
 )
 
 // How often a node pings its clients and the other nodes' routes, and how many pings
@@ -299,7 +301,7 @@ func (n *Node) startServices(ctx context.Context) error {
 		var err error
 		meta, err = openMetadata(actx, n.js, replicas)
 		if err == nil {
-			n.groups, err = newGroupService(actx, n, meta, replicas)
+			n.groups, err = newGroupService(actx, n.groupEnv(), meta, replicas)
 		}
 		var apiErr *jetstream.APIError
 		if errors.As(err, &apiErr) && apiErr.ErrorCode == jsErrCodeNoPeers {
@@ -334,6 +336,16 @@ func (n *Node) startServices(ctx context.Context) error {
 		return err
 	}
 	return nil
+}
+
+// groupEnv is what the group coordinator's host gets from the node.
+func (n *Node) groupEnv() groupEnv {
+	cfg := coordinator.DefaultConfig()
+	cfg.Logger = n.log
+	if n.cfg.GroupInitialRebalanceDelay > 0 {
+		cfg.InitialRebalanceDelay = n.cfg.GroupInitialRebalanceDelay
+	}
+	return groupEnv{log: n.log, nc: n.nc, js: n.js, leads: n, cfg: cfg}
 }
 
 // Name is the node's name.
