@@ -67,7 +67,8 @@ type Node struct {
 	auth        *authenticator // nil without authentication
 	internalKey nkeys.KeyPair  // the services' identity when auth is on
 
-	admin   *admin
+	admin   *Admin
+	api     *adminDoor // the admin API's NATS door
 	writers *writerManager
 	groups  *groupService
 	fetch   *Fetcher
@@ -331,11 +332,14 @@ func (n *Node) startServices(ctx context.Context) error {
 	if err := n.startHosted(ctx, meta); err != nil {
 		return err
 	}
-	n.admin = newAdmin(n, meta)
-	if err := n.admin.start(); err != nil {
-		return err
+	var perms *permRegistry
+	if n.auth != nil {
+		perms = n.auth.reg
 	}
-	return nil
+	n.admin = &Admin{log: n.log, nc: n.nc, js: n.js, meta: meta, ns: n.ns, place: n,
+		follow: nodeTopics{writers: n.writers, perms: perms}, offsets: n.groups.offsets}
+	n.api = &adminDoor{admin: n.admin, nc: n.nc, node: n.cfg.Name, hosted: n.serveHosted, handOff: n.serveHandOff}
+	return n.api.start()
 }
 
 // groupEnv is what the group coordinator's host gets from the node.
@@ -383,8 +387,8 @@ func (n *Node) Close(ctx context.Context) error {
 		// Stop serving first: writers finish and answer what they have in flight,
 		// then hand every leadership off, so producers and group members move to other
 		// nodes at once instead of after an election timeout.
-		if n.admin != nil {
-			n.admin.stop()
+		if n.api != nil {
+			n.api.stop()
 		}
 		// The last node of a cluster to stop has no quorum: the JetStream API has no
 		// meta leader and replicated buckets and partitions take no writes. Every
