@@ -64,29 +64,7 @@ type serverView interface {
 }
 
 var (
-	_ streamLeadership = (*Node)(nil)
-	_ placement        = (*Node)(nil)
-	_ checkpointStore  = (*metadata)(nil)
-	_ topicStore       = (*metadata)(nil)
-	_ serverView       = (*natsserver.Server)(nil)
-	_ topicFollowers   = nodeTopics{}
+	_ checkpointStore = (*metadata)(nil)
+	_ topicStore      = (*metadata)(nil)
+	_ serverView      = (*natsserver.Server)(nil)
 )
-
-// nodeTopics tells a node's writers and permissions of a topic change made on this
-// node, so that producers and clients of this node may use it as soon as the admin
-// request is answered.
-type nodeTopics struct {
-	writers *writerManager
-	perms   *permRegistry // nil without authentication
-}
-
-func (f nodeTopics) topicChanged(ctx context.Context, t semantics.TopicMeta) {
-	f.writers.sync(ctx, t)
-	if f.perms != nil {
-		f.perms.setTopic(t.Name, &semantics.TopicPerms{Name: t.Name, ID: t.ID, Partitions: t.Config.Partitions})
-	}
-}
-
-func (f nodeTopics) topicRemoved(ctx context.Context, name string) {
-	f.writers.forget(ctx, name)
-}

@@ -19,6 +19,7 @@ import (
 	"github.com/nats-io/nkeys"
 
 	"github.com/qxd-io/qxd/groups/coordinator"
+	"github.com/qxd-io/qxd/semantics"
 )
 
 // How often a node pings its clients and the other nodes' routes, and how many pings
@@ -350,6 +351,50 @@ func (n *Node) groupEnv() groupEnv {
 		cfg.InitialRebalanceDelay = n.cfg.GroupInitialRebalanceDelay
 	}
 	return groupEnv{log: n.log, nc: n.nc, js: n.js, leads: n, cfg: cfg}
+}
+
+// The node's services, in process: what its NATS handlers call, and what another
+// front door calls alike.
+
+// Writers returns the node's produce service.
+func (n *Node) Writers() *Writers { return &Writers{m: n.writers} }
+
+// Fetcher returns the node's fetch service.
+func (n *Node) Fetcher() *Fetcher { return n.fetch }
+
+// Groups returns the node's group service. One node of a cluster coordinates the
+// groups at a time: the one that leads the qxd_groups bucket's stream. On the
+// others every method fails with NOT_COORDINATOR (semantics.ErrNotCoordinator), as
+// a Kafka broker that is not a group's coordinator answers; the service follows
+// leadership, so the same value serves when this node takes over.
+func (n *Node) Groups() GroupCoordinator { return n.groups }
+
+// Admin returns the node's admin service.
+func (n *Node) Admin() *Admin { return n.admin }
+
+var (
+	_ streamLeadership = (*Node)(nil)
+	_ placement        = (*Node)(nil)
+	_ topicFollowers   = nodeTopics{}
+)
+
+// nodeTopics tells a node's writers and permissions of a topic change made on this
+// node, so that producers and clients of this node may use it as soon as the admin
+// request is answered.
+type nodeTopics struct {
+	writers *writerManager
+	perms   *permRegistry // nil without authentication
+}
+
+func (f nodeTopics) topicChanged(ctx context.Context, t semantics.TopicMeta) {
+	f.writers.sync(ctx, t)
+	if f.perms != nil {
+		f.perms.setTopic(t.Name, &semantics.TopicPerms{Name: t.Name, ID: t.ID, Partitions: t.Config.Partitions})
+	}
+}
+
+func (f nodeTopics) topicRemoved(ctx context.Context, name string) {
+	f.writers.forget(ctx, name)
 }
 
 // Name is the node's name.

@@ -29,9 +29,6 @@ type Admin struct {
 	offsets topicOffsets
 }
 
-// Admin returns the node's admin service.
-func (n *Node) Admin() *Admin { return n.admin }
-
 // TopicDescription is a topic's record and its partitions' state.
 type TopicDescription struct {
 	Topic      semantics.TopicMeta

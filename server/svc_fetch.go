@@ -25,9 +25,6 @@ type Fetcher struct {
 	checkpoints checkpointStore
 }
 
-// Fetcher returns the node's fetch service.
-func (n *Node) Fetcher() *Fetcher { return n.fetch }
-
 // FetchRequest asks for partition Partition of Topic from Offset.
 type FetchRequest struct {
 	Topic     string

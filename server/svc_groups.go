@@ -30,13 +30,6 @@ var (
 	_ GroupCoordinator = (*groupService)(nil)
 )
 
-// Groups returns the node's group service. One node of a cluster coordinates the
-// groups at a time: the one that leads the qxd_groups bucket's stream. On the
-// others every method fails with NOT_COORDINATOR (semantics.ErrNotCoordinator), as
-// a Kafka broker that is not a group's coordinator answers; the service follows
-// leadership, so the same value serves when this node takes over.
-func (n *Node) Groups() GroupCoordinator { return n.groups }
-
 // current returns the running coordinator, or NOT_COORDINATOR when this node does
 // not coordinate the groups now.
 func (s *groupService) current() (*coordinator.Coordinator, error) {

@@ -14,9 +14,6 @@ type Writers struct {
 	m *writerManager
 }
 
-// Writers returns the node's produce service.
-func (n *Node) Writers() *Writers { return &Writers{m: n.writers} }
-
 // Append appends batch, one Kafka RecordBatch (v2, base offset 0), to partition p of
 // topic and waits until it is stored, or ctx ends. It returns the writer's answer:
 // the base offset given to the batch's first record and the append time. A refusal
