@@ -330,15 +330,15 @@ func (n *Node) startServices(ctx context.Context) error {
 	}
 	n.groups.run()
 	n.fetch = &Fetcher{nc: n.nc, topics: meta, checkpoints: meta}
-	if err := n.startHosted(ctx, meta); err != nil {
-		return err
-	}
 	var perms *permRegistry
 	if n.auth != nil {
 		perms = n.auth.reg
 	}
 	n.admin = &Admin{log: n.log, nc: n.nc, js: n.js, meta: meta, ns: n.ns, place: n,
 		follow: nodeTopics{writers: n.writers, perms: perms}, offsets: n.groups.offsets}
+	if err := n.startHosted(ctx, meta); err != nil {
+		return err
+	}
 	n.api = &adminDoor{admin: n.admin, nc: n.nc, node: n.cfg.Name, hosted: n.serveHosted, handOff: n.serveHandOff}
 	return n.api.start()
 }

@@ -130,3 +130,35 @@ func TestAdminRequestsHaveDeadline(t *testing.T) {
 		t.Fatalf("admin request context: deadline %v, %v left; want one within 30s", got.HasDeadline, got.Left)
 	}
 }
+
+// hostCapture is a Service that keeps the Host it was started with, as a front
+// door in its own package would.
+type hostCapture struct{ hosts chan server.Host }
+
+func (s hostCapture) Start(_ context.Context, h server.Host) (server.Running, error) {
+	s.hosts <- h
+	return deadlineRunning{}, nil
+}
+
+// TestHostGivesServices: a Service added by the embedder (a front door in another
+// package) reaches the node's services through its Host, in process: it creates a
+// topic, appends to it and reads it back.
+func TestHostGivesServices(t *testing.T) {
+	t.Parallel()
+	hc := hostCapture{hosts: make(chan server.Host, 1)}
+	cfg := qxdtest.NodeConfig(t, t.TempDir())
+	cfg.Services = []server.Service{hc}
+	qxdtest.StartNodeWith(t, cfg)
+	h := <-hc.hosts
+	ctx := qxdtest.Context(t, 30*time.Second)
+
+	if _, _, err := h.Admin().CreateTopic(ctx, semantics.CreateTopicRequest{Name: "svc-host"}); err != nil {
+		t.Fatal(err)
+	}
+	r := appendWhenLed(ctx, t, h.Writers(), "svc-host", 0, buildBatch(t, semantics.NoProducer, "a", "b"))
+	res, err := h.Fetcher().Fetch(ctx, server.FetchRequest{Topic: "svc-host", Offset: 1})
+	if err != nil || r.BaseOffset != 0 || res.HighWatermark != 2 || len(res.Batches) != 1 {
+		t.Fatalf("append at %d; fetch: high watermark %d, %d batches, %v", r.BaseOffset, res.HighWatermark, len(res.Batches), err)
+	}
+	waitCoordinating(ctx, t, h.Groups())
+}

@@ -39,22 +39,27 @@ func (s *Writers) Append(ctx context.Context, topic string, p int32, batch []byt
 // is on its way to the stream, so a caller may pipeline batches: those of one
 // caller are appended in the order of its calls. done is called once with the
 // answer (a non-zero Code is a refusal, see Append), from the writer's goroutine
-// and with its lock held: it must not block nor call the service. Like Append, it
-// patches the batch's base offset in place.
+// and with its lock held: it must not block nor call the service. A nil done asks
+// for no answer (Kafka's acks=0). Like Append, it patches the batch's base offset in
+// place.
 func (s *Writers) AppendAsync(topic string, p int32, batch []byte, done func(semantics.ProduceReply)) {
-	if err := s.check(topic, p); err != nil {
-		done(semantics.ProduceReply{Code: semantics.CodeOf(err), BaseOffset: -1, Detail: err.Error()})
+	to := answer{done: done}
+	err := s.check(topic, p)
+	var w *writer
+	if err == nil {
+		if w = s.m.lookup(semantics.StreamName(topic, p)); w == nil {
+			err = semantics.Errorf(semantics.ErrNotLeader,
+				"partition %s: node has no writer for it: another node leads it, the topic does not exist, or its writer is starting; ask the cluster's metadata and retry",
+				semantics.PartitionString(topic, p))
+		}
+	}
+	if err != nil {
+		if done != nil {
+			done(semantics.ProduceReply{Code: semantics.CodeOf(err), BaseOffset: -1, Detail: err.Error()})
+		}
 		return
 	}
-	w := s.m.lookup(semantics.StreamName(topic, p))
-	if w == nil {
-		err := semantics.Errorf(semantics.ErrNotLeader,
-			"partition %s: node has no writer for it: another node leads it, the topic does not exist, or its writer is starting; ask the cluster's metadata and retry",
-			semantics.PartitionString(topic, p))
-		done(semantics.ProduceReply{Code: semantics.CodeOf(err), BaseOffset: -1, Detail: err.Error()})
-		return
-	}
-	w.produce(batch, answer{done: done})
+	w.produce(batch, to)
 }
 
 func (s *Writers) check(topic string, p int32) error {
