@@ -61,9 +61,9 @@ func (a *app) topicCreateCommand() *cli.Command {
 			&cli.StringFlag{Name: "max-record-bytes", Value: formatSize(semantics.DefaultMaxMessageBytes), EnvVars: []string{"QXD_TOPIC_MAX_RECORD_BYTES"},
 				Usage: "largest record batch `SIZE` a partition accepts, after compression (max.message.bytes), at most " + formatSize(semantics.MaxMessageBytesLimit)},
 			&cli.StringFlag{Name: "durability", Value: semantics.DurabilitySync, EnvVars: []string{"QXD_TOPIC_DURABILITY"},
-				Usage: "`MODE` sync: on a node with --sync always, every append is on disk before it is acknowledged; " +
-					"async: appends are flushed lazily, faster, but a power failure can lose acknowledged records (for data you can afford to lose: metrics, caches). " +
-					"async needs --replicas 1 and is fixed at creation"},
+				Usage: "`MODE`: sync (on a node with --sync always, every append is on disk before it is acknowledged) or " +
+					"async (appends are flushed lazily: faster, but a power failure can lose acknowledged records; for data you can afford to lose, such as metrics or caches; " +
+					"needs --replicas 1; fixed at creation)"},
 			&cli.BoolFlag{Name: "if-not-exists",
 				Usage: "succeed without a change when the topic exists already, whatever its settings"},
 		},
