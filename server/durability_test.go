@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"errors"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -11,6 +12,7 @@ import (
 	"github.com/qxd-io/qxd"
 	"github.com/qxd-io/qxd/internal/qxdtest"
 	"github.com/qxd-io/qxd/semantics"
+	"github.com/qxd-io/qxd/server"
 )
 
 // A topic's durability is its partition streams' persist mode: async flushes
@@ -109,5 +111,29 @@ func TestTopicDurabilityErrors(t *testing.T) {
 	}
 	if d.Topic.Config.DurabilityOrDefault() != "sync" {
 		t.Errorf("after the refused alter: durability %q, want sync", d.Topic.Config.DurabilityOrDefault())
+	}
+}
+
+// A node that does not sync always warns at start, naming its interval and what a
+// power failure can lose; one that syncs always does not.
+func TestSyncStartWarning(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		sync time.Duration
+		warn bool
+	}{{server.SyncAlways, false}, {2 * time.Minute, true}} {
+		var logs syncBuffer
+		cfg := qxdtest.NodeConfig(t, t.TempDir())
+		cfg.Sync = tc.sync
+		cfg.Logger = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn}))
+		n := qxdtest.StartNodeWith(t, cfg)
+		warned := strings.Contains(logs.String(), "level=WARN msg=\"node does not sync appends to disk before acknowledging them: a power failure can lose")
+		if warned != tc.warn || (tc.warn && !strings.Contains(logs.String(), "sync=2m")) {
+			t.Errorf("sync %s: warned %t, want %t; logs:\n%s", server.FormatSync(tc.sync), warned, tc.warn, logs.String())
+		}
+		ctx := qxdtest.Context(t, 10*time.Second)
+		if err := n.Close(ctx); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
