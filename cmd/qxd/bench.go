@@ -168,7 +168,7 @@ func (a *app) bench(c *cli.Context, mode bench.Mode) error {
 	var env *bench.Env
 	sync, err := server.ParseSync(c.String("sync"))
 	if err != nil {
-		return fmt.Errorf("--sync: %w", err)
+		return fmt.Errorf("--sync %w", err)
 	}
 	if c.IsSet("server") && c.IsSet("sync") {
 		return fmt.Errorf("--sync applies to embedded nodes only: the nodes at --server run with their own --sync (drop one of them)")

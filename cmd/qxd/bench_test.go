@@ -139,7 +139,7 @@ func TestBenchFlagErrors(t *testing.T) {
 		{[]string{"bench", "produce", "--batch-size", "10"}, "--batch-size 10 is out of range"},
 		{[]string{"bench", "produce", "--linger", "-1s"}, "--linger -1s is negative"},
 		{[]string{"bench", "produce", "extra"}, "takes no arguments"},
-		{[]string{"bench", "produce", "--sync", "0"}, `--sync: sync "0" is neither always nor a positive interval`},
+		{[]string{"bench", "produce", "--sync", "0"}, `--sync "0" is neither always nor a positive interval`},
 		{[]string{"bench", "produce", "--sync", "1s"}, "--sync applies to embedded nodes only"},
 		{[]string{"bench", "nosuch"}, `unknown command "nosuch"`},
 	} {

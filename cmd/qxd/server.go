@@ -67,7 +67,7 @@ func (a *app) runServer(c *cli.Context) error {
 	if c.IsSet("sync") || c.String("config") == "" {
 		d, err := server.ParseSync(c.String("sync"))
 		if err != nil {
-			return fmt.Errorf("--sync: %w", err)
+			return fmt.Errorf("--sync %w", err)
 		}
 		cfg.Sync = d
 	}
