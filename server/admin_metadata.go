@@ -80,9 +80,9 @@ func (a *Admin) Metadata(ctx context.Context, req semantics.MetadataRequest) (se
 			up++
 		}
 	}
-	addrs := a.nodeAddrs(up)
+	infos := a.nodeInfos(up)
 	for name, n := range nodes {
-		md.Brokers = append(md.Brokers, semantics.BrokerInfo{Name: name, Addr: addrs[name], Up: n.Up})
+		md.Brokers = append(md.Brokers, semantics.BrokerInfo{Name: name, Addr: infos[name].Addr, Up: n.Up, Sync: infos[name].Sync})
 	}
 	slices.SortFunc(md.Brokers, func(x, y semantics.BrokerInfo) int { return cmp.Compare(x.Name, y.Name) })
 	slices.SortFunc(md.Topics, func(x, y semantics.TopicMetadata) int { return cmp.Compare(x.Name, y.Name) })
@@ -123,7 +123,7 @@ func (a *Admin) selfInfo() semantics.BrokerInfo {
 	if u, err := url.Parse(addr); err == nil && u.Host != "" {
 		addr = u.Host
 	}
-	return semantics.BrokerInfo{Name: a.ns.Name(), Addr: addr, Up: true}
+	return semantics.BrokerInfo{Name: a.ns.Name(), Addr: addr, Up: true, Sync: FormatSync(a.sync)}
 }
 
 // serveNodeInfo answers semantics.NodeInfoSubject.
@@ -132,12 +132,12 @@ func (a *Admin) serveNodeInfo(m *nats.Msg) {
 	_ = m.Respond(b)
 }
 
-// nodeAddrs gathers the nodes' addresses by name: this node's, and those of the
-// others that answer semantics.NodeInfoSubject within nodeInfoWait, until want
-// have.
-func (a *Admin) nodeAddrs(want int) map[string]string {
+// nodeInfos gathers what the nodes say of themselves (address, sync mode) by name:
+// this node's, and those of the others that answer semantics.NodeInfoSubject within
+// nodeInfoWait, until want have.
+func (a *Admin) nodeInfos(want int) map[string]semantics.BrokerInfo {
 	self := a.selfInfo()
-	out := map[string]string{self.Name: self.Addr}
+	out := map[string]semantics.BrokerInfo{self.Name: self}
 	if !a.ns.JetStreamIsClustered() || want <= 1 {
 		return out
 	}
@@ -158,7 +158,7 @@ func (a *Admin) nodeAddrs(want int) map[string]string {
 		}
 		var b semantics.BrokerInfo
 		if json.Unmarshal(m.Data, &b) == nil && b.Name != "" {
-			out[b.Name] = b.Addr
+			out[b.Name] = b
 		}
 	}
 	return out

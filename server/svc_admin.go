@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -27,6 +28,7 @@ type Admin struct {
 	place   placement
 	follow  topicFollowers
 	offsets topicOffsets
+	sync    time.Duration // the node's sync interval (0: every append), for node info
 }
 
 // TopicDescription is a topic's record and its partitions' state.
