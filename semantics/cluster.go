@@ -48,6 +48,10 @@ type NodeInfo struct {
 	// Lag is the sum over the partitions the node follows of how many operations it
 	// is behind their leaders, as the leaders last saw.
 	Lag uint64 `json:"lag,omitempty"`
+	// Sync is the node's --sync: "always" (every append synced to disk before it
+	// is acknowledged) or the interval of its background sync; "" when the node
+	// did not answer.
+	Sync string `json:"sync,omitempty"`
 }
 
 // UnderReplicated is a partition with fewer current replicas than its topic's

@@ -40,6 +40,10 @@ type BrokerInfo struct {
 	Addr string `json:"addr"`
 	// Up is false when the cluster saw the node shut down or lost track of it.
 	Up bool `json:"up"`
+	// Sync is the node's --sync: "always" (every append synced to disk before it
+	// is acknowledged) or the interval of its background sync; "" when the node
+	// did not answer.
+	Sync string `json:"sync,omitempty"`
 }
 
 // TopicMetadata is one topic in Metadata.

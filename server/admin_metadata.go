@@ -81,9 +81,9 @@ func (a *admin) metadata(ctx context.Context, req semantics.MetadataRequest) sem
 			up++
 		}
 	}
-	addrs := a.nodeAddrs(up)
+	infos := a.nodeInfos(up)
 	for name, n := range nodes {
-		md.Brokers = append(md.Brokers, semantics.BrokerInfo{Name: name, Addr: addrs[name], Up: n.Up})
+		md.Brokers = append(md.Brokers, semantics.BrokerInfo{Name: name, Addr: infos[name].Addr, Up: n.Up, Sync: infos[name].Sync})
 	}
 	slices.SortFunc(md.Brokers, func(x, y semantics.BrokerInfo) int { return cmp.Compare(x.Name, y.Name) })
 	slices.SortFunc(md.Topics, func(x, y semantics.TopicMetadata) int { return cmp.Compare(x.Name, y.Name) })
@@ -124,7 +124,7 @@ func (a *admin) selfInfo() semantics.BrokerInfo {
 	if u, err := url.Parse(addr); err == nil && u.Host != "" {
 		addr = u.Host
 	}
-	return semantics.BrokerInfo{Name: a.n.ns.Name(), Addr: addr, Up: true}
+	return semantics.BrokerInfo{Name: a.n.ns.Name(), Addr: addr, Up: true, Sync: FormatSync(a.n.cfg.Sync)}
 }
 
 // serveNodeInfo answers semantics.NodeInfoSubject.
@@ -133,12 +133,12 @@ func (a *admin) serveNodeInfo(m *nats.Msg) {
 	_ = m.Respond(b)
 }
 
-// nodeAddrs gathers the nodes' addresses by name: this node's, and those of the
-// others that answer semantics.NodeInfoSubject within nodeInfoWait, until want
-// have.
-func (a *admin) nodeAddrs(want int) map[string]string {
+// nodeInfos gathers what the nodes say of themselves (address, sync mode) by name:
+// this node's, and those of the others that answer semantics.NodeInfoSubject within
+// nodeInfoWait, until want have.
+func (a *admin) nodeInfos(want int) map[string]semantics.BrokerInfo {
 	self := a.selfInfo()
-	out := map[string]string{self.Name: self.Addr}
+	out := map[string]semantics.BrokerInfo{self.Name: self}
 	if !a.n.ns.JetStreamIsClustered() || want <= 1 {
 		return out
 	}
@@ -159,7 +159,7 @@ func (a *admin) nodeAddrs(want int) map[string]string {
 		}
 		var b semantics.BrokerInfo
 		if json.Unmarshal(m.Data, &b) == nil && b.Name != "" {
-			out[b.Name] = b.Addr
+			out[b.Name] = b
 		}
 	}
 	return out

@@ -104,7 +104,15 @@ func (a *admin) clusterInfo(ctx context.Context) semantics.ClusterInfo {
 			}
 		}
 	}
+	up := 0
 	for _, ni := range nodes {
+		if ni.Up {
+			up++
+		}
+	}
+	infos := a.nodeInfos(up)
+	for name, ni := range nodes {
+		ni.Sync = infos[name].Sync
 		info.Nodes = append(info.Nodes, *ni)
 	}
 	slices.SortFunc(info.Nodes, func(x, y semantics.NodeInfo) int { return cmp.Compare(x.Name, y.Name) })

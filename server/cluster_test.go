@@ -52,6 +52,7 @@ func nodeNames(info qxd.ClusterInfo) []string {
 func TestClusterInfo(t *testing.T) {
 	t.Parallel()
 	cfgs := qxdtest.ClusterConfigs(t, 3)
+	cfgs[0].Sync, cfgs[1].Sync, cfgs[2].Sync = server.SyncAlways, server.SyncAlways, time.Minute // each node says its own
 	nodes := qxdtest.StartCluster(t, cfgs)
 	ctx := qxdtest.Context(t, 2*time.Minute)
 	c, err := qxd.Connect(ctx, qxdtest.ClientURLs(nodes))
@@ -96,6 +97,9 @@ func TestClusterInfo(t *testing.T) {
 	for _, n := range info.Nodes {
 		if !n.Up {
 			t.Errorf("node %s is down, want all up", n.Name)
+		}
+		if want := map[string]string{"n1": "always", "n2": "always", "n3": "1m"}[n.Name]; n.Sync != want {
+			t.Errorf("node %s syncs %q, want %q", n.Name, n.Sync, want)
 		}
 		if want := 6 + len(singles[n.Name]); n.Replicas != want {
 			t.Errorf("node %s holds %d replicas, want %d: one of each of rep's 6 partitions and %d of single's",
@@ -220,7 +224,7 @@ func TestClusterInfoSingleNode(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := qxd.ClusterInfo{Name: "", MetaLeader: n.Name(), Nodes: []qxd.NodeInfo{{Name: n.Name(), Up: true}},
+	want := qxd.ClusterInfo{Name: "", MetaLeader: n.Name(), Nodes: []qxd.NodeInfo{{Name: n.Name(), Up: true, Sync: "always"}},
 		UnderReplicated: []qxd.UnderReplicated{}}
 	if b, w := mustJSON(t, info), mustJSON(t, want); b != w {
 		t.Errorf("cluster info of an empty node:\n got %s\nwant %s", b, w)

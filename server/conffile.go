@@ -22,6 +22,7 @@ import (
 //	name: n1
 //	listen: "0.0.0.0:4222"
 //	data: "/var/lib/qxd"
+//	sync: always                         # or an interval in quotes: "1s", "2m"
 //	auto_leader_rebalance: true          # leaders return to their spread (default)
 //	leader_imbalance_check_interval: 1m
 //	cluster {
@@ -167,6 +168,25 @@ func (s section) duration(key string, dst *time.Duration) error {
 	return nil
 }
 
+// sync reads a sync setting: always or an interval (see ParseSync). NATS's parser
+// reads an unquoted 2m as the number 2000000, so a number is refused.
+func (s section) sync(key string, dst *time.Duration) error {
+	v, ok := s.m[key]
+	if !ok {
+		return nil
+	}
+	str, ok := v.(string)
+	if !ok {
+		return fmt.Errorf("%s: %v is not always or an interval: write always or an interval in quotes such as \"2m\" (unquoted, 2m reads as the number 2000000)", s.name(key), v)
+	}
+	d, err := ParseSync(str)
+	if err != nil {
+		return fmt.Errorf("%s: %w", s.name(key), err)
+	}
+	*dst = d
+	return nil
+}
+
 // strings reads a list of strings; a single string is a list of one.
 func (s section) strings(key string, dst *[]string) error {
 	v, ok := s.m[key]
@@ -226,7 +246,7 @@ func (s section) list(key string) ([]section, error) {
 
 func configFromMap(m map[string]any, cfg Config, dir string) (Config, error) {
 	root := section{m: m, dir: dir}
-	if err := root.check("name", "listen", "data", "cluster", "tls", "auth", "shutdown_timeout",
+	if err := root.check("name", "listen", "data", "sync", "cluster", "tls", "auth", "shutdown_timeout",
 		"auto_leader_rebalance", "leader_imbalance_check_interval"); err != nil {
 		return cfg, err
 	}
@@ -234,6 +254,7 @@ func configFromMap(m map[string]any, cfg Config, dir string) (Config, error) {
 		root.str("name", &cfg.Name),
 		root.str("listen", &cfg.Listen),
 		root.file("data", &cfg.DataDir),
+		root.sync("sync", &cfg.Sync),
 		root.duration("shutdown_timeout", &cfg.ShutdownTimeout),
 		root.boolean("auto_leader_rebalance", &cfg.AutoLeaderRebalance),
 		root.duration("leader_imbalance_check_interval", &cfg.LeaderImbalanceCheckInterval),

@@ -17,6 +17,7 @@ const exampleConf = `
 name: n1
 listen: "127.0.0.1:4333"
 data: "data"
+sync: "2m"
 shutdown_timeout: "20s"
 auto_leader_rebalance: false
 leader_imbalance_check_interval: "5m"
@@ -57,6 +58,7 @@ func TestParseConfigFile(t *testing.T) {
 		{"listen", cfg.Listen, "127.0.0.1:4333"},
 		{"data relative to the file", cfg.DataDir, filepath.Join(dir, "data")},
 		{"shutdown", cfg.ShutdownTimeout, 20 * time.Second},
+		{"sync", cfg.Sync, 2 * time.Minute},
 		{"auto leader rebalance", cfg.AutoLeaderRebalance, false},
 		{"leader imbalance check interval", cfg.LeaderImbalanceCheckInterval, 5 * time.Minute},
 		{"cluster name", cfg.ClusterName, "prod"},
@@ -99,6 +101,9 @@ func TestParseConfigErrors(t *testing.T) {
 		{"qxd subject", `auth { users: [ { user: a, password: x, permissions: { publish: ["qxd.w.>"] } } ] }`, "qxd or NATS uses itself"},
 		{"unknown permission", `auth { users: [ { user: a, password: x, permissions: { write: [a] } } ] }`, `unknown key "auth.users[0].permissions.write"`},
 		{"syntax", "tls {", "config"},
+		{"sync unquoted interval", "sync: 2m", `sync: 2000000 is not always or an interval: write always or an interval in quotes such as "2m"`},
+		{"sync zero", `sync: "0"`, `sync: sync "0" is neither always nor a positive interval`},
+		{"sync word", "sync: sometimes", `sync "sometimes" is neither always nor a positive interval`},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -108,6 +113,49 @@ func TestParseConfigErrors(t *testing.T) {
 				t.Fatalf("got %v, want an error containing %q", err, c.want)
 			}
 		})
+	}
+}
+
+func TestParseSync(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		in   string
+		want time.Duration
+		err  string
+	}{
+		{"always", server.SyncAlways, ""},
+		{"ALWAYS", server.SyncAlways, ""},
+		{"1s", time.Second, ""},
+		{"2m", 2 * time.Minute, ""},
+		{"250ms", 250 * time.Millisecond, ""},
+		{"0", 0, `sync "0" is neither always nor a positive interval`},
+		{"0s", 0, `sync "0s" is neither always nor a positive interval`},
+		{"-1s", 0, `sync "-1s" is neither always nor a positive interval`},
+		{"sometimes", 0, `sync "sometimes" is neither always nor a positive interval: use always`},
+		{"", 0, `sync "" is neither always nor a positive interval`},
+	}
+	for _, c := range cases {
+		got, err := server.ParseSync(c.in)
+		if c.err != "" {
+			if err == nil || !strings.Contains(err.Error(), c.err) {
+				t.Errorf("ParseSync(%q): got %v, %v; want an error containing %q", c.in, got, err, c.err)
+			}
+			continue
+		}
+		if err != nil || got != c.want {
+			t.Errorf("ParseSync(%q): got %v, %v; want %v", c.in, got, err, c.want)
+		}
+		if c.in != "ALWAYS" && server.FormatSync(got) != c.in {
+			t.Errorf("FormatSync(%v) = %q, want %q", got, server.FormatSync(got), c.in)
+		}
+	}
+	if got := server.DefaultConfig().Sync; got != server.SyncAlways {
+		t.Errorf("default sync %v, want always", got)
+	}
+	cfg := server.DefaultConfig()
+	cfg.Sync = -time.Second
+	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "sync interval -1s is negative") {
+		t.Errorf("validate negative sync: %v", err)
 	}
 }
 

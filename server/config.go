@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/url"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/qxd-io/qxd/semantics"
@@ -50,6 +51,14 @@ type Config struct {
 	// a node takes leaderships back once it was seen under its share at two checks
 	// in a row. Default 1m.
 	LeaderImbalanceCheckInterval time.Duration
+	// Sync is when JetStream's store is synced to disk (fsync). SyncAlways, the
+	// default (0), syncs every append before it is acknowledged: a record a producer
+	// saw acknowledged survives a power failure (on a quorum of its replicas).
+	// A positive interval syncs in the background that often and acknowledges at
+	// once: a power failure of the node (of a quorum of a partition's replicas) can
+	// lose up to that interval of acknowledged records, committed offsets and
+	// metadata. docs/operations.md, "Durability", says what each mode covers.
+	Sync time.Duration
 	// ShutdownTimeout bounds a graceful shutdown. Default 10s.
 	ShutdownTimeout time.Duration
 	// Logger receives the node's logs, NATS server logs included. Default: discard.
@@ -119,6 +128,9 @@ func (c Config) Validate() error {
 	if c.AutoLeaderRebalance && c.LeaderImbalanceCheckInterval <= 0 {
 		return fmt.Errorf("leader imbalance check interval %v must be positive (or turn automatic leader rebalancing off)", c.LeaderImbalanceCheckInterval)
 	}
+	if c.Sync < 0 {
+		return fmt.Errorf("sync interval %v is negative: use always (the default) or a positive interval such as 1s", c.Sync)
+	}
 	if c.ShutdownTimeout <= 0 {
 		return fmt.Errorf("shutdown timeout %v must be positive", c.ShutdownTimeout)
 	}
@@ -129,6 +141,38 @@ func (c Config) Validate() error {
 		return err
 	}
 	return c.ClusterTLS.validate("cluster tls")
+}
+
+// SyncAlways is Config.Sync's default: every append is synced to disk before it is
+// acknowledged.
+const SyncAlways time.Duration = 0
+
+// ParseSync reads a sync setting as --sync and the configuration file's sync key
+// take it: "always", or a positive duration such as "1s" or "2m".
+func ParseSync(s string) (time.Duration, error) {
+	if strings.EqualFold(strings.TrimSpace(s), "always") {
+		return SyncAlways, nil
+	}
+	d, err := time.ParseDuration(strings.TrimSpace(s))
+	if err != nil || d <= 0 {
+		return 0, fmt.Errorf("sync %q is neither always nor a positive interval: use always (sync every append before acknowledging it) or an interval such as 1s or 2m", s)
+	}
+	return d, nil
+}
+
+// FormatSync writes a sync setting as ParseSync reads it: "always" or the interval.
+func FormatSync(d time.Duration) string {
+	if d == SyncAlways {
+		return "always"
+	}
+	s := d.String() // 2m0s, 1h0m0s: drop the zero units
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
 }
 
 // DefaultClusterPort is the cluster port used when ClusterListen has none.

@@ -147,6 +147,7 @@ func start(ctx context.Context, cfg Config, log *slog.Logger) (*Node, error) {
 		PingInterval: clientPingInterval,
 		MaxPingsOut:  maxPingsOut,
 	}
+	syncOptions(cfg.Sync, opts)
 	cfgNodes := 1
 	if cfg.clustered() {
 		hp, _ := cfg.clusterAddr()
@@ -204,8 +205,26 @@ func start(ctx context.Context, cfg Config, log *slog.Logger) (*Node, error) {
 		return nil, err
 	}
 	n.startUpkeep()
-	log.Info("node started", "listen", n.ClientURL(), "data", cfg.DataDir)
+	log.Info("node started", "listen", n.ClientURL(), "data", cfg.DataDir, "sync", FormatSync(cfg.Sync))
+	if cfg.Sync != SyncAlways {
+		log.Warn("node does not sync appends to disk before acknowledging them: a power failure can lose the acknowledged records, committed offsets and topic changes of up to the sync interval (run with --sync always to keep them)",
+			"sync", FormatSync(cfg.Sync))
+	}
 	return n, nil
+}
+
+// syncOptions sets the embedded server's fsync policy from Config.Sync. With
+// SyncAlways, nats-server syncs a single-replica stream's store on every write and a
+// replicated stream's RAFT log before the append is acknowledged, as it does the
+// JetStream meta log; docs/operations.md ("Durability") lists what that covers.
+func syncOptions(sync time.Duration, opts *natsserver.Options) {
+	if sync == SyncAlways {
+		opts.SyncAlways = true
+		opts.SyncInterval = 2 * time.Minute // the background sync, as nats-server's "sync_interval: always" sets it
+		return
+	}
+	opts.SyncAlways = false
+	opts.SyncInterval = sync
 }
 
 // waitReady waits until the server takes connections and JetStream is healthy: in a

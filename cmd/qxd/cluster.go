@@ -27,7 +27,10 @@ func (a *app) clusterInfoCommand() *cli.Command {
 			"track of it. LEADERS counts the partitions a node leads, REPLICAS the partition\n" +
 			"replicas it holds, its leaders included. A partition is under-replicated when\n" +
 			"fewer of its replicas than the topic's replication factor are current (caught\n" +
-			"up with the leader, which counts as current); one without a leader shows 0.",
+			"up with the leader, which counts as current); one without a leader shows 0.\n" +
+			"SYNC is the node's --sync: always (appends are on disk before they are\n" +
+			"acknowledged) or the interval of its background sync (a power failure can lose\n" +
+			"that much acknowledged data); - when the node did not answer.",
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "json", Usage: "print one JSON object"},
 		},
@@ -77,9 +80,9 @@ func (a *app) clusterInfo(c *cli.Context) error {
 
 	fmt.Fprintln(a.stdout)
 	tw = newTable(a.stdout)
-	fmt.Fprintln(tw, "NODE\tUP\tLEADERS\tREPLICAS")
+	fmt.Fprintln(tw, "NODE\tUP\tLEADERS\tREPLICAS\tSYNC")
 	for _, n := range info.Nodes { // sorted by name by the node
-		fmt.Fprintf(tw, "%s\t%t\t%d\t%d\n", n.Name, n.Up, n.Leaders, n.Replicas)
+		fmt.Fprintf(tw, "%s\t%t\t%d\t%d\t%s\n", n.Name, n.Up, n.Leaders, n.Replicas, dash(n.Sync))
 	}
 	if err := tw.Flush(); err != nil {
 		return err

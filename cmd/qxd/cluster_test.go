@@ -25,7 +25,7 @@ func TestClusterInfoGolden(t *testing.T) {
 	if err := json.Unmarshal([]byte(js), &info); err != nil {
 		t.Fatalf("cluster info --json is not a JSON object: %v\n%s", err, js)
 	}
-	want := qxd.NodeInfo{Name: c.node.Name(), Up: true, Leaders: 5, Replicas: 5}
+	want := qxd.NodeInfo{Name: c.node.Name(), Up: true, Leaders: 5, Replicas: 5, Sync: "always"}
 	if info.MetaLeader != c.node.Name() || len(info.Nodes) != 1 || info.Nodes[0] != want ||
 		info.Partitions != 5 || len(info.UnderReplicated) != 0 {
 		t.Errorf("cluster info --json of one node with 5 partitions: %+v", info)

@@ -36,6 +36,8 @@ func (a *app) serverCommand() *cli.Command {
 				Usage: "cluster `NAME`, the same on every node of a cluster"},
 			&cli.StringFlag{Name: "cluster-listen", EnvVars: []string{"QXD_CLUSTER_LISTEN"},
 				Usage: "address `HOST:PORT` other nodes route to (port defaults to 6222); unset: a single node"},
+			&cli.StringFlag{Name: "sync", Value: server.FormatSync(def.Sync), EnvVars: []string{"QXD_SERVER_SYNC"},
+				Usage: "when appends reach the disk: always (each is synced before it is acknowledged) or an `INTERVAL` such as 1s or 2m (synced in the background; a power failure can lose that much acknowledged data)"},
 			&cli.StringFlag{Name: "peers", EnvVars: []string{"QXD_PEERS"},
 				Usage: "comma-separated cluster `URLS` of the nodes (nats://h1:6222,nats://h2:6222); this node may be listed"},
 			&cli.BoolFlag{Name: "auto-leader-rebalance", Value: def.AutoLeaderRebalance, EnvVars: []string{"QXD_AUTO_LEADER_REBALANCE"},
@@ -62,6 +64,13 @@ func (a *app) runServer(c *cli.Context) error {
 	if c.IsSet("leader-imbalance-check-interval") || c.String("config") == "" {
 		cfg.LeaderImbalanceCheckInterval = c.Duration("leader-imbalance-check-interval")
 	}
+	if c.IsSet("sync") || c.String("config") == "" {
+		d, err := server.ParseSync(c.String("sync"))
+		if err != nil {
+			return fmt.Errorf("--sync: %w", err)
+		}
+		cfg.Sync = d
+	}
 	cfg.Logger = a.log
 	cfg.Services = append(cfg.Services, bridge.Service{})
 	node, err := server.Start(c.Context, cfg)
@@ -72,7 +81,7 @@ func (a *app) runServer(c *cli.Context) error {
 	if err != nil {
 		dir = cfg.DataDir
 	}
-	fmt.Fprintf(a.stdout, "qxd node %s listening on %s (data in %s)\n", node.Name(), node.ClientURL(), dir)
+	fmt.Fprintf(a.stdout, "qxd node %s listening on %s (data in %s, sync %s)\n", node.Name(), node.ClientURL(), dir, server.FormatSync(cfg.Sync))
 	<-c.Context.Done()
 	a.log.Info("stopping node", "node", node.Name())
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(c.Context), closeTimeout)

@@ -93,7 +93,7 @@ func TestServerRestart(t *testing.T) {
 	}
 
 	s := startServer(t, "--listen", addr, "--data", dir, "--name", "n1")
-	wantLine := "qxd node n1 listening on " + url + " (data in " + dir + ")\n"
+	wantLine := "qxd node n1 listening on " + url + " (data in " + dir + ", sync always)\n"
 	if got := s.out.String(); got != wantLine {
 		t.Errorf("server printed %q, want %q", got, wantLine)
 	}
@@ -149,6 +149,50 @@ func TestServerEnv(t *testing.T) {
 	}
 }
 
+// A node started with --sync INTERVAL (here from QXD_SERVER_SYNC) says so when it
+// starts, warns of what a power failure can lose, and cluster info shows its mode.
+func TestServerSyncInterval(t *testing.T) {
+	// Not parallel: it sets an environment variable.
+	t.Setenv("QXD_SERVER_SYNC", "2m")
+	addr, dir := freePort(t), t.TempDir()
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	var out, errOut syncBuffer
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"qxd", "server", "--listen", addr, "--data", dir, "--name", "lazy"}, strings.NewReader(""), &out, &errOut)
+	}()
+	deadline := time.Now().Add(30 * time.Second)
+	for !strings.Contains(out.String(), "listening on") {
+		select {
+		case err := <-done:
+			t.Fatalf("qxd server stopped before listening: %v\n%s", err, errOut.String())
+		case <-time.After(10 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("qxd server did not start")
+		}
+	}
+	if got := out.String(); !strings.Contains(got, ", sync 2m)") {
+		t.Errorf("server printed %q, want its sync mode 2m", got)
+	}
+	if got := errOut.String(); !strings.Contains(got, "does not sync appends to disk before acknowledging them: a power failure can lose") ||
+		!strings.Contains(got, "sync=2m") {
+		t.Errorf("server logged no warning naming what a power failure can lose:\n%s", got)
+	}
+	var info syncBuffer
+	if err := run(t.Context(), []string{"qxd", "--server", "nats://" + addr, "cluster", "info"}, strings.NewReader(""), &info, &info); err != nil {
+		t.Fatalf("cluster info: %v\n%s", err, info.String())
+	}
+	if !strings.Contains(info.String(), "SYNC") || !strings.Contains(info.String(), " 2m\n") {
+		t.Errorf("cluster info does not show the node's sync mode 2m:\n%s", info.String())
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("interrupted server returned %v", err)
+	}
+}
+
 func TestServerErrors(t *testing.T) {
 	t.Parallel()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -173,6 +217,9 @@ func TestServerErrors(t *testing.T) {
 		{"data dir under a file", []string{"--listen", "127.0.0.1:0", "--data", filepath.Join(file, "sub")}, file},
 		{"bad listen address", []string{"--listen", "localhost", "--data", t.TempDir()}, `"localhost"`},
 		{"arguments", []string{"now"}, `"now"`},
+		{"sync zero", []string{"--listen", "127.0.0.1:0", "--data", t.TempDir(), "--sync", "0"}, `--sync: sync "0" is neither always nor a positive interval`},
+		{"sync word", []string{"--listen", "127.0.0.1:0", "--data", t.TempDir(), "--sync", "sometimes"}, `"sometimes"`},
+		{"sync negative", []string{"--listen", "127.0.0.1:0", "--data", t.TempDir(), "--sync", "-1s"}, `"-1s"`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
