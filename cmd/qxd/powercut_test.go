@@ -152,9 +152,9 @@ func (pc *pcCluster) cut(nodes ...*procNode) (string, error) {
 
 // pcOutcome is what a power-cut run found.
 type pcOutcome struct {
-	ackedAtCut int    // records acknowledged before the cut
-	acked      int    // records acknowledged in the whole run
-	found      int    // acknowledged records found in the log afterwards
+	ackedAtCut int // records acknowledged before the cut
+	acked      int // records acknowledged in the whole run
+	found      int // acknowledged records found in the log afterwards
 	rep        logReport
 	ahead      []string // partitions whose committed group offset is past the log's end
 	readErr    error    // the log could not be read
