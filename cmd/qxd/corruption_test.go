@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 
@@ -216,13 +217,8 @@ func TestCorruptionOneNode(t *testing.T) {
 		t.Skip("starts a qxd process; skipped with -short")
 	}
 	o := runCorruption(t, buildQxd(t), 1, flipBits)
-	if o.wrong > 0 {
-		t.Errorf("%d records read back differ from what was acknowledged at their offsets", o.wrong)
-	}
-	// Known defect, checked by TestDurabilityCorruption (chaos tag): nats-server
-	// skips a message whose checksum fails when it delivers, and the reader does
-	// not notice the gap in offsets.
-	if o.missing > 0 {
-		t.Logf("KNOWN DEFECT: %d acknowledged records were skipped without an error", o.missing)
+	checkNeverWrong(t, o)
+	if o.readErr == nil || !strings.Contains(o.readErr.Error(), "node n1") || !strings.Contains(o.readErr.Error(), "damaged/0") {
+		t.Errorf("the read of the damaged partition ended with %v; want an error naming the partition, the offsets and the node", o.readErr)
 	}
 }
