@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -9,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go"
 
 	"github.com/qxd-io/qxd"
 	"github.com/qxd-io/qxd/semantics"
@@ -155,6 +158,17 @@ func runCorruption(t *testing.T, bin string, n int, d blkDamage) corruptOutcome 
 			t.Logf("after the restart: %v", err)
 		}
 	}
+	if n > 1 {
+		// Make the damaged node lead, as it may after any failover: a reader then
+		// reads its copy.
+		lctx, lcancel := context.WithTimeout(ctx, 30*time.Second)
+		if err := preferLeader(lctx, cl.urls(), semantics.StreamName(topic, 0), victim.name); err != nil {
+			t.Logf("moving partition 0's leadership to %s: %v", victim.name, err)
+		} else {
+			t.Logf("node %s, with the damaged block file, leads partition 0", victim.name)
+		}
+		lcancel()
+	}
 	if d, err := c.Admin().DescribeTopic(ctx, topic); err == nil {
 		for _, pi := range d.Partitions {
 			if pi.Partition == 0 {
@@ -220,5 +234,42 @@ func TestCorruptionOneNode(t *testing.T) {
 	checkNeverWrong(t, o)
 	if o.readErr == nil || !strings.Contains(o.readErr.Error(), "node n1") || !strings.Contains(o.readErr.Error(), "damaged/0") {
 		t.Errorf("the read of the damaged partition ended with %v; want an error naming the partition, the offsets and the node", o.readErr)
+	}
+}
+
+// preferLeader asks stream's leader to step down in favour of node, and waits
+// until node leads it.
+func preferLeader(ctx context.Context, urls, stream, node string) error {
+	nc, err := nats.Connect(urls)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	req, _ := json.Marshal(map[string]any{"placement": map[string]string{"preferred": node}})
+	var last string
+	for {
+		resp, err := nc.RequestWithContext(ctx, "$JS.API.STREAM.LEADER.STEPDOWN."+stream, req)
+		if err == nil {
+			last = string(resp.Data)
+		} else {
+			last = err.Error()
+		}
+		time.Sleep(500 * time.Millisecond)
+		info, err := nc.RequestWithContext(ctx, "$JS.API.STREAM.INFO."+stream, nil)
+		if err == nil {
+			var si struct {
+				Cluster struct {
+					Leader string `json:"leader"`
+				} `json:"cluster"`
+			}
+			if json.Unmarshal(info.Data, &si) == nil && si.Cluster.Leader == node {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%s does not lead %s: %s", node, stream, last)
+		case <-time.After(time.Second):
+		}
 	}
 }
