@@ -127,6 +127,13 @@ func (f *FS) Stats() Stats {
 }
 
 func (f *FS) mount() error {
+	// Files unlinked before the last unmount are named by nothing any more.
+	if err := os.RemoveAll(f.trash); err != nil {
+		return fmt.Errorf("powercut: mount %s: %w", f.dir, err)
+	}
+	if err := os.Mkdir(f.trash, 0o755); err != nil {
+		return fmt.Errorf("powercut: mount %s: %w", f.dir, err)
+	}
 	ns, err := walk(f.data)
 	if err != nil {
 		return fmt.Errorf("powercut: mount %s: %w", f.dir, err)
@@ -149,10 +156,8 @@ func (f *FS) mount() error {
 	server, err := fusefs.Mount(f.mnt, root.RootNode, &fusefs.Options{
 		EntryTimeout: &short, AttrTimeout: &short,
 		MountOptions: fuse.MountOptions{
+			// mount(2) directly, as root, so fusermount need not be installed.
 			FsName: "powercut", Name: "powercut", DirectMount: true,
-			// Every request is answered before the next, in the order the kernel
-			// sent them; a cut sees a consistent state.
-			MaxBackground: 16,
 		},
 	})
 	if err != nil {
