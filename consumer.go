@@ -927,8 +927,8 @@ func (r *partRead) watch(ctx context.Context) readFailure {
 		// topics aside): messages the stream counts past the last one it can
 		// return, or a next one it cannot find, were lost from its store.
 		check := err == nil && !r.pc.meta.Config.Compact
-		if check && (offs.HighWatermark > next || offs.LastSeq > offs.LastBatchSeq) {
-			if derr := r.missingError(ctx, next, offs.LastSeq); derr != nil {
+		if check && offs.Msgs > 0 && (offs.HighWatermark > next || offs.LastSeq > offs.LastBatchSeq) {
+			if derr := r.missingError(ctx, next, offs.StreamState); derr != nil {
 				return readFailure{err: derr, fatal: true}
 			}
 		}
@@ -944,11 +944,12 @@ func (r *partRead) watch(ctx context.Context) readFailure {
 // batch after the last one it got can be read at all: an ErrCorruptMessage naming
 // the offsets, the stream sequences and the node when it cannot (the store lost
 // them, as when a block file is cut short), else nil.
-func (r *partRead) missingError(ctx context.Context, next int64, lastSeq uint64) error {
+func (r *partRead) missingError(ctx context.Context, next int64, st partition.StreamState) error {
 	r.mu.Lock()
 	after := r.lastStream
 	r.mu.Unlock()
-	if after >= lastSeq {
+	after = max(after, st.FirstSeq-1) // retention or a trim removed the head
+	if after >= st.LastSeq {
 		return nil
 	}
 	m, err := r.pc.reader.Get(ctx, after+1)
@@ -958,9 +959,13 @@ func (r *partRead) missingError(ctx context.Context, next int64, lastSeq uint64)
 	default:
 		return nil
 	}
+	// The head may have moved on since st was read.
+	if now, err := r.pc.reader.StreamInfo(ctx); err != nil || now.FirstSeq > after+1 {
+		return nil
+	}
 	return semantics.Errorf(semantics.ErrCorruptMessage,
 		"the records from offset %d on, stored at stream sequences %d to %d, cannot be read from node %s: its stored data is damaged; read from a healthy replica or restore the partition",
-		next, after+1, lastSeq, r.pc.leader(ctx))
+		next, after+1, st.LastSeq, r.pc.leader(ctx))
 }
 
 // stop ends the read's hand-overs and returns the offset after the last record
