@@ -32,17 +32,30 @@ type Env struct {
 	Client *qxd.Client
 	NC     *nats.Conn
 	JS     jetstream.JetStream
-	dirs   []string
+	// Sync is the nodes' sync mode as cluster info reports it: "always", an
+	// interval such as "2m", or each node's when they differ ("n1 always, n2 1s").
+	// Both sides of a run use the same nodes, so the same mode.
+	Sync string
+	dirs []string
 }
+
+// EnvOption changes the configuration of the nodes NewClusterEnv starts.
+type EnvOption func(*server.Config)
+
+// WithSync sets the embedded nodes' sync mode (server.Config.Sync): server.SyncAlways,
+// the default, or an interval.
+func WithSync(d time.Duration) EnvOption { return func(c *server.Config) { c.Sync = d } }
 
 // NewEnv starts one embedded node with its data in a temporary directory, listening
 // on a free loopback port, and connects to it over TCP.
-func NewEnv(ctx context.Context) (*Env, error) { return NewClusterEnv(ctx, 1) }
+func NewEnv(ctx context.Context, opts ...EnvOption) (*Env, error) {
+	return NewClusterEnv(ctx, 1, opts...)
+}
 
 // NewClusterEnv starts n embedded nodes (1 or 3 or more, each with its own temporary
 // directory) in this process, clustered when n > 1, waits until they are ready and
 // connects to all of them.
-func NewClusterEnv(ctx context.Context, n int) (*Env, error) {
+func NewClusterEnv(ctx context.Context, n int, opts ...EnvOption) (*Env, error) {
 	if n < 1 {
 		return nil, fmt.Errorf("bench: %d nodes: start at least 1", n)
 	}
@@ -69,6 +82,9 @@ func NewClusterEnv(ctx context.Context, n int) (*Env, error) {
 			cfg.ClusterName = "bench"
 			cfg.ClusterListen = addr
 			routes = append(routes, "nats://"+addr)
+		}
+		for _, o := range opts {
+			o(&cfg)
 		}
 		cfgs[i] = cfg
 	}
@@ -134,7 +150,35 @@ func (e *Env) connect(ctx context.Context, servers string) error {
 		return err
 	}
 	e.JS = js
+	e.Sync = syncMode(ctx, c)
 	return nil
+}
+
+// syncMode is the nodes' sync mode as cluster info reports it (see Env.Sync), or
+// "unknown" when the cluster does not say.
+func syncMode(ctx context.Context, c *qxd.Client) string {
+	ictx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	info, err := c.Admin().ClusterInfo(ictx)
+	if err != nil || len(info.Nodes) == 0 {
+		return "unknown"
+	}
+	modes := map[string]bool{}
+	var each []string
+	for _, n := range info.Nodes {
+		m := n.Sync
+		if m == "" {
+			m = "unknown"
+		}
+		modes[m] = true
+		each = append(each, n.Name+" "+m)
+	}
+	if len(modes) == 1 {
+		for m := range modes {
+			return m
+		}
+	}
+	return strings.Join(each, ", ")
 }
 
 // Close disconnects, stops the embedded nodes and removes their data.
@@ -359,7 +403,9 @@ func (m *Measure) MBPerSec() float64 {
 
 // Result is one run of a Config: qxd's side and, with CompareRaw, raw JetStream's.
 type Result struct {
-	Config  Config
+	Config Config
+	// Sync is the nodes' sync mode (Env.Sync), the same for both sides.
+	Sync    string
 	Qxd     *Measure
 	Raw     *Measure // ordered consumers in consume modes
 	RawPull *Measure // consume modes: a durable pull consumer with cumulative acks
@@ -397,7 +443,7 @@ func Run(ctx context.Context, e *Env, c Config) (*Result, error) {
 			return nil, fmt.Errorf("warm-up run: %w", err)
 		}
 	}
-	res := &Result{Config: c}
+	res := &Result{Config: c, Sync: e.Sync}
 	switch c.Mode {
 	case ModeProduce:
 		res.Qxd, err = e.qxdProduceRun(ctx, c)

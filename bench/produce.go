@@ -350,6 +350,10 @@ func (e *Env) rawProduce(ctx context.Context, subjects []string, s produceSpec) 
 	var timing atomic.Bool // warm-up acks are not counted
 	timing.Store(s.warmParts == 0)
 	bufs := sync.Pool{New: func() any { return make([]byte, 0, c.Size) }}
+	// With a latency histogram, each value carries its send time (as in e2e mode),
+	// read back when the acknowledgement comes: produce to acknowledgement, as the
+	// qxd side times it.
+	stamped := s.stamped || (s.lat != nil && c.Size >= 8)
 	onAck := func(_ jetstream.JetStream, m *nats.Msg, _ *jetstream.PubAck) {
 		if !timing.Load() {
 			return
@@ -357,7 +361,10 @@ func (e *Env) rawProduce(ctx context.Context, subjects []string, s produceSpec) 
 		acked.Add(1)
 		bytes.Add(int64(len(m.Data)))
 		s.m.add(0, 1, int64(len(m.Data)))
-		if s.stamped {
+		if s.lat != nil && stamped {
+			s.lat.Record(sinceStamp(m.Data))
+		}
+		if stamped {
 			bufs.Put(m.Data[:0]) //nolint:staticcheck // a slice header per record is fine here
 		}
 	}
@@ -418,7 +425,7 @@ func (e *Env) rawProduce(ctx context.Context, subjects []string, s produceSpec) 
 				k := ks[rng.IntN(len(ks))]
 				subj := subjects[partitioner.KafkaPartition(k, int32(len(subjects)))]
 				data := val
-				if s.stamped {
+				if stamped {
 					data = append(bufs.Get().([]byte), val...)
 					stamp(data)
 				}
@@ -487,7 +494,11 @@ func (e *Env) rawProduceRun(ctx context.Context, c Config) (*Measure, error) {
 	}
 	defer cleanup()
 	var m *meter
-	n, b, elapsed, err := e.rawProduce(ctx, subjects, produceSpec{c: c, warmParts: int32(len(subjects)),
+	var lat *Histogram
+	if c.Size >= 8 { // room for the send time
+		lat = NewHistogram()
+	}
+	n, b, elapsed, err := e.rawProduce(ctx, subjects, produceSpec{c: c, lat: lat, warmParts: int32(len(subjects)),
 		begin: func() *meter { m = startMeter(c, "raw", "run"); return m }})
 	if m == nil {
 		return nil, err
@@ -499,6 +510,6 @@ func (e *Env) rawProduceRun(ctx context.Context, c Config) (*Measure, error) {
 	if n == 0 {
 		return nil, errNoRecords
 	}
-	return &Measure{System: "raw", Records: n, Bytes: b, Elapsed: elapsed,
+	return &Measure{System: "raw", Records: n, Bytes: b, Elapsed: elapsed, Latency: lat,
 		Series: series, Interval: c.Interval, StoredBytes: e.rawStoredBytes(ctx, streams)}, nil
 }

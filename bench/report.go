@@ -22,6 +22,7 @@ type Summary struct {
 	LingerMS    float64 `json:"linger_ms"`
 	BatchBytes  int     `json:"batch_bytes"`
 	Compression string  `json:"compression"`
+	Sync        string  `json:"sync"`
 	Seconds     float64 `json:"seconds"`
 	MsgsPerSec  float64 `json:"msgs_per_sec"`
 	MBPerSec    float64 `json:"mb_per_sec"`
@@ -54,7 +55,7 @@ func (r *Result) Summary() Summary {
 	s := Summary{
 		Mode: c.Mode, Records: q.Records, Size: c.Size, Partitions: c.Partitions, Replicas: c.Replicas,
 		Producers: c.Producers, Consumers: c.Consumers, Rate: c.Rate, Acks: c.Acks,
-		LingerMS: ms(c.Linger), BatchBytes: c.BatchBytes, Compression: c.Compression.String(),
+		LingerMS: ms(c.Linger), BatchBytes: c.BatchBytes, Compression: c.Compression.String(), Sync: r.Sync,
 		Seconds: q.Elapsed.Seconds(), MsgsPerSec: round(q.PerSec()), MBPerSec: round(q.MBPerSec()),
 		StoredBytes: q.StoredBytes, RebalanceMS: round(ms(q.Rebalance)),
 		IntervalMS: ms(q.Interval), Series: q.Series,
@@ -92,6 +93,9 @@ func (r *Result) WriteText(w io.Writer) {
 	if c.Rate > 0 {
 		fmt.Fprintf(w, ", rate %d/s", c.Rate)
 	}
+	if r.Sync != "" {
+		fmt.Fprintf(w, ", sync %s", r.Sync)
+	}
 	fmt.Fprintln(w)
 	fmt.Fprintf(w, "%-9s %12s %10s %10s %10s %10s %10s %14s\n", "", "records/s", "MB/s", "p50 ms", "p99 ms", "p99.9 ms", "max ms", "stored bytes")
 	for _, m := range []*Measure{r.Qxd, r.Raw, r.RawPull} {
@@ -121,7 +125,7 @@ func (r *Result) WriteText(w io.Writer) {
 	var notes []string
 	switch c.Mode {
 	case ModeProduce:
-		notes = append(notes, "latency: produce to acknowledgement (qxd)")
+		notes = append(notes, "latency: produce to acknowledgement")
 	case ModeConsume, ModeGroup:
 		notes = append(notes, "records were stored before the timed read; raw: one ordered consumer per stream, raw-pull: durable pull consumers acking every 1000")
 	case ModeE2E:

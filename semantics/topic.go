@@ -31,6 +31,12 @@ type TopicConfig struct {
 	// compression (Kafka's max.message.bytes). A single record can be no larger.
 	// Default 1 MiB; at most MaxMessageBytesLimit.
 	MaxMessageBytes int32 `json:"max_message_bytes"`
+	// Durability is when a partition's appends reach the disk on a node that syncs
+	// every append (--sync always): DurabilitySync (the default; "" reads as it)
+	// syncs each before it is acknowledged, DurabilityAsync flushes lazily, so a
+	// power failure can lose acknowledged records. One replica only; fixed when the
+	// topic is created. See ParseDurability.
+	Durability string `json:"durability,omitempty"`
 }
 
 // Topic defaults and limits.
@@ -63,6 +69,9 @@ func (c TopicConfig) WithDefaults() TopicConfig {
 	if c.MaxMessageBytes == 0 {
 		c.MaxMessageBytes = DefaultMaxMessageBytes
 	}
+	if d, err := ParseDurability(c.Durability); err == nil {
+		c.Durability = d // in lower case; "" stays: sync
+	}
 	return c
 }
 
@@ -83,6 +92,14 @@ func (c TopicConfig) Validate() error {
 		return Errorf(ErrInvalidConfig, "retention bytes %d is below max message bytes %d: a partition could not hold one batch", c.RetentionBytes, c.MaxMessageBytes)
 	case c.Compact && c.DeleteRetention < time.Second:
 		return Errorf(ErrInvalidConfig, "delete retention %v is too short: use at least 1s", c.DeleteRetention)
+	}
+	if c.Durability != "" {
+		if _, err := ParseDurability(c.Durability); err != nil {
+			return Errorf(ErrInvalidConfig, "%v", err)
+		}
+	}
+	if c.Async() && c.Replicas != 1 {
+		return Errorf(ErrInvalidConfig, "durability async needs 1 replica, not %d: JetStream cannot flush a replicated stream lazily; use --replicas 1, or keep durability sync", c.Replicas)
 	}
 	return nil
 }

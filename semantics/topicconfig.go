@@ -40,7 +40,39 @@ var fixedConfig = map[string]string{
 	"replication.factor": "the replication factor is fixed when the topic is created",
 	"compact":            "cleanup.policy is fixed when the topic is created: create a new topic",
 	"cleanup.policy":     "cleanup.policy is fixed when the topic is created: create a new topic",
+	"durability":         "durability is fixed when the topic is created (JetStream cannot change a stream's persist mode): create a new topic with --durability and move the records",
 }
+
+// Durabilities of a topic (TopicConfig.Durability).
+const (
+	// DurabilitySync: on a node that syncs always, every append is on disk before
+	// it is acknowledged. The default.
+	DurabilitySync = "sync"
+	// DurabilityAsync: appends are flushed to disk lazily, even on a node that
+	// syncs always (JetStream's persist mode async): a power failure can lose
+	// acknowledged records. For data one can afford to lose: metrics, caches.
+	DurabilityAsync = "async"
+)
+
+// ParseDurability reads a topic's durability: sync or async, in any case.
+func ParseDurability(s string) (string, error) {
+	switch d := strings.ToLower(strings.TrimSpace(s)); d {
+	case DurabilitySync, DurabilityAsync:
+		return d, nil
+	}
+	return "", fmt.Errorf("durability %q is not known: use sync (every append on disk before it is acknowledged) or async (flushed lazily; a power failure can lose acknowledged records)", s)
+}
+
+// DurabilityOrDefault is c's durability as describe shows it: sync when not set.
+func (c TopicConfig) DurabilityOrDefault() string {
+	if c.Durability == "" {
+		return DurabilitySync
+	}
+	return c.Durability
+}
+
+// Async reports whether c's partitions flush lazily (DurabilityAsync).
+func (c TopicConfig) Async() bool { return c.Durability == DurabilityAsync }
 
 // CanonicalConfigKey maps a setting's qxd or Kafka name (any case) to its qxd name.
 // The error names the key and lists the keys that can be changed.

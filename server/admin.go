@@ -220,6 +220,9 @@ func streamConfig(t semantics.TopicMeta, p int32) jetstream.StreamConfig {
 		cfg.MaxMsgsPerSubject = 1
 		cfg.AllowMsgTTL = true
 	}
+	if c.Async() {
+		cfg.PersistMode = jetstream.AsyncPersistMode
+	}
 	return cfg
 }
 

@@ -102,8 +102,8 @@ func TestParseConfigErrors(t *testing.T) {
 		{"unknown permission", `auth { users: [ { user: a, password: x, permissions: { write: [a] } } ] }`, `unknown key "auth.users[0].permissions.write"`},
 		{"syntax", "tls {", "config"},
 		{"sync unquoted interval", "sync: 2m", `sync: 2000000 is not always or an interval: write always or an interval in quotes such as "2m"`},
-		{"sync zero", `sync: "0"`, `sync: sync "0" is neither always nor a positive interval`},
-		{"sync word", "sync: sometimes", `sync "sometimes" is neither always nor a positive interval`},
+		{"sync zero", `sync: "0"`, `sync: "0" is neither always nor a positive interval`},
+		{"sync word", "sync: sometimes", `sync: "sometimes" is neither always nor a positive interval`},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -128,11 +128,11 @@ func TestParseSync(t *testing.T) {
 		{"1s", time.Second, ""},
 		{"2m", 2 * time.Minute, ""},
 		{"250ms", 250 * time.Millisecond, ""},
-		{"0", 0, `sync "0" is neither always nor a positive interval`},
-		{"0s", 0, `sync "0s" is neither always nor a positive interval`},
-		{"-1s", 0, `sync "-1s" is neither always nor a positive interval`},
-		{"sometimes", 0, `sync "sometimes" is neither always nor a positive interval: use always`},
-		{"", 0, `sync "" is neither always nor a positive interval`},
+		{"0", 0, `"0" is neither always nor a positive interval`},
+		{"0s", 0, `"0s" is neither always nor a positive interval`},
+		{"-1s", 0, `"-1s" is neither always nor a positive interval`},
+		{"sometimes", 0, `"sometimes" is neither always nor a positive interval: use always`},
+		{"", 0, `"" is neither always nor a positive interval`},
 	}
 	for _, c := range cases {
 		got, err := server.ParseSync(c.in)

@@ -155,7 +155,7 @@ func ParseSync(s string) (time.Duration, error) {
 	}
 	d, err := time.ParseDuration(strings.TrimSpace(s))
 	if err != nil || d <= 0 {
-		return 0, fmt.Errorf("sync %q is neither always nor a positive interval: use always (sync every append before acknowledging it) or an interval such as 1s or 2m", s)
+		return 0, fmt.Errorf("%q is neither always nor a positive interval: use always (sync every append before acknowledging it) or an interval such as 1s or 2m", s)
 	}
 	return d, nil
 }

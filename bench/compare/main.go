@@ -2,7 +2,15 @@
 // process, several times, and prints medians of records/s and of the ratio against
 // the targets.
 //
-//	go run ./bench/compare [-runs 3] [-records 200000] [-only produce,consume,group,e2e,r3,compression]
+//	go run ./bench/compare [-runs 3] [-records 200000] [-only produce,consume,group,e2e,r3,compression,durability]
+//
+// The nodes sync every append to disk before acknowledging it (qxd server's default,
+// --sync always), and both sides run on them. The durability family adds a table of
+// qxd and raw JetStream on such nodes and raw JetStream on nodes that sync every two
+// minutes (nats-server's default), for 100 B, 1 KiB and 64 KiB records, one and
+// three replicas, each side producing for -side. The partitions family (not run
+// unless named) prints qxd's rate with 8, 64 and 512 partitions on both kinds of
+// nodes.
 //
 // -only also takes single rows by name ("produce 1KiB"); -cpuprofile and -memprofile
 // write pprof profiles of the whole run, and -raw=false leaves out the raw side, for
@@ -34,7 +42,8 @@ import (
 func main() {
 	runs := flag.Int("runs", 3, "runs per workload; medians are printed")
 	records := flag.Int("records", 500000, "records per run for 100 B records (1 KiB runs use half, 64 KiB runs a hundredth)")
-	only := flag.String("only", "produce,consume,group,e2e,r3,compression", "comma-separated workload families to run")
+	only := flag.String("only", "produce,consume,group,e2e,r3,compression,durability", "comma-separated workload families to run (also: partitions)")
+	side := flag.Duration("side", 3*time.Second, "how long each side produces in the durability and partitions tables")
 	withRaw := flag.Bool("raw", true, "also run the raw JetStream side (ratios need it)")
 	warmup := flag.Bool("warmup", true, "run the first row once, untimed, on each new set of nodes")
 	batchBytes := flag.Int("batch-bytes", 0, "qxd producer batch size in bytes (default: the producer's)")
@@ -64,7 +73,14 @@ func main() {
 			os.Exit(1)
 		}
 	}
-	err := run(*runs, *records, strings.Split(*only, ","), *withRaw, *warmup, *batchBytes, *phaseProfile)
+	families := strings.Split(*only, ",")
+	err := run(*runs, *records, families, *withRaw, *warmup, *batchBytes, *phaseProfile)
+	if err == nil && slices.Contains(families, "durability") {
+		err = runDurability(context.Background(), *runs, *side)
+	}
+	if err == nil && slices.Contains(families, "partitions") {
+		err = runPartitionCurve(context.Background(), *runs, *side)
+	}
 	if *cpuProfile != "" {
 		pprof.StopCPUProfile()
 	}
@@ -144,10 +160,14 @@ func run(runs, records int, only []string, withRaw, warmup bool, batchBytes int,
 			e.Close()
 		}
 	}()
-	fmt.Printf("%-28s %12s %12s %9s %-13s %-14s %s\n", "workload", "raw rec/s", "qxd rec/s", "qxd/raw", "range", "target", "notes")
+	header := false
 	for _, r := range rows(records) {
 		if !slices.Contains(only, family(r)) && !slices.Contains(only, r.name) {
 			continue
+		}
+		if !header {
+			fmt.Printf("%-28s %12s %12s %9s %-13s %-14s %s\n", "workload", "raw rec/s", "qxd rec/s", "qxd/raw", "range", "target", "notes")
+			header = true
 		}
 		e := envs[r.nodes]
 		if e == nil {
@@ -223,7 +243,9 @@ func run(runs, records int, only []string, withRaw, warmup bool, batchBytes int,
 			fmt.Printf("%-28s %s\n", "", eachRun(ratio, pull, cpuRatio, r.c.Mode == bench.ModeConsume || r.c.Mode == bench.ModeGroup))
 		}
 	}
-	fmt.Printf("medians of %d runs, same process, same node(s); keyed records, 8 partitions, acks all, raw window 4000\n", runs)
+	if header {
+		fmt.Printf("medians of %d runs, same process, same node(s), syncing every append; keyed records, 8 partitions, acks all, raw window 4000\n", runs)
+	}
 	return nil
 }
 

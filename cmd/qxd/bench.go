@@ -12,6 +12,7 @@ import (
 
 	"github.com/qxd-io/qxd"
 	"github.com/qxd-io/qxd/bench"
+	"github.com/qxd-io/qxd/server"
 )
 
 func (a *app) benchCommand() *cli.Command {
@@ -36,8 +37,11 @@ func (a *app) benchCommand() *cli.Command {
 		Description: "Without --server (or QXD_SERVER) it starts an embedded node in a temporary\n" +
 			"directory (three nodes for --replicas 3) and removes it afterwards. It prints a\n" +
 			"progress line on stderr every second and a summary on stdout. --compare-raw also\n" +
-			"runs raw JetStream doing the same work: per-record PublishAsync into one stream\n" +
-			"per partition with the same window, ordered and pull consumers, and prints qxd ÷ raw.\n" +
+			"runs raw JetStream doing the same work on the same node(s), so in the same sync\n" +
+			"mode: per-record PublishAsync into one stream per partition with the same window,\n" +
+			"ordered and pull consumers, and prints qxd ÷ raw. The summary names the nodes'\n" +
+			"sync mode (embedded nodes take --sync; default always: every append on disk\n" +
+			"before it is acknowledged).\n" +
 			"Unless --warmup=false, it first runs the workload once untimed, both sides, so the\n" +
 			"new process's start is not timed; produce runs also send one record to every\n" +
 			"partition (and raw stream) before the clock starts.",
@@ -74,6 +78,8 @@ func benchFlags() []cli.Flag {
 			Usage: "compress batches with `CODEC`: none, gzip, snappy, lz4 or zstd"},
 		&cli.StringFlag{Name: "topic", DefaultText: "a new topic, deleted afterwards",
 			Usage: "use topic `NAME` (created if missing, kept afterwards)"},
+		&cli.StringFlag{Name: "sync", Value: "always", EnvVars: []string{"QXD_BENCH_SYNC"},
+			Usage: "embedded nodes' sync `MODE`, as 'qxd server --sync': always or an interval such as 2m (not with --server)"},
 		&cli.BoolFlag{Name: "compare-raw", EnvVars: []string{"QXD_BENCH_COMPARE_RAW"},
 			Usage: "also run the raw JetStream equivalent and print qxd ÷ raw"},
 		&cli.BoolFlag{Name: "warmup", Value: true, EnvVars: []string{"QXD_BENCH_WARMUP"},
@@ -160,6 +166,13 @@ func (a *app) bench(c *cli.Context, mode bench.Mode) error {
 	}
 	ctx := c.Context
 	var env *bench.Env
+	sync, err := server.ParseSync(c.String("sync"))
+	if err != nil {
+		return fmt.Errorf("--sync %w", err)
+	}
+	if c.IsSet("server") && c.IsSet("sync") {
+		return fmt.Errorf("--sync applies to embedded nodes only: the nodes at --server run with their own --sync (drop one of them)")
+	}
 	if c.IsSet("server") {
 		env, err = bench.Connect(ctx, c.String("server"))
 		if err != nil {
@@ -172,7 +185,7 @@ func (a *app) bench(c *cli.Context, mode bench.Mode) error {
 		}
 		a.log.Info("starting embedded nodes for the benchmark", "nodes", nodes)
 		sctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-		env, err = bench.NewClusterEnv(sctx, nodes)
+		env, err = bench.NewClusterEnv(sctx, nodes, bench.WithSync(sync))
 		cancel()
 		if err != nil {
 			return fmt.Errorf("bench: start an embedded node: %w", err)

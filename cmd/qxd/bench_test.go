@@ -41,6 +41,9 @@ func TestBenchJSON(t *testing.T) {
 					t.Errorf("field %q missing: %s", f, out)
 				}
 			}
+			if got["sync"] != "always" {
+				t.Errorf("sync %v, want always, the node's mode", got["sync"])
+			}
 			if got["mode"] != mode || got["records"] != 1500.0 || got["size"] != 100.0 || got["partitions"] != 2.0 {
 				t.Errorf("mode %v records %v size %v partitions %v", got["mode"], got["records"], got["size"], got["partitions"])
 			}
@@ -98,6 +101,28 @@ func TestBenchEmbedded(t *testing.T) {
 	}
 }
 
+// TestBenchEmbeddedSync: --sync sets the embedded node's mode, and the summary says
+// which mode both sides ran in.
+func TestBenchEmbeddedSync(t *testing.T) {
+	t.Setenv("QXD_SERVER", "")
+	os.Unsetenv("QXD_SERVER")
+	var out, errOut bytes.Buffer
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	args := []string{"qxd", "--log-level", "error", "bench", "produce", "--records", "500", "--partitions", "1",
+		"--compare-raw", "--warmup=false", "--quiet", "--json", "--sync", "1s"}
+	if err := run(ctx, args, strings.NewReader(""), &out, &errOut); err != nil {
+		t.Fatalf("%v\nstderr:\n%s", err, errOut.String())
+	}
+	var got map[string]any
+	if err := json.Unmarshal(out.Bytes(), &got); err != nil {
+		t.Fatalf("not one JSON object: %v\n%s", err, out.String())
+	}
+	if got["sync"] != "1s" {
+		t.Errorf("sync %v, want 1s", got["sync"])
+	}
+}
+
 // TestBenchFlagErrors: bad flags are refused before anything runs, naming the flag.
 func TestBenchFlagErrors(t *testing.T) {
 	for _, tc := range []struct {
@@ -114,6 +139,8 @@ func TestBenchFlagErrors(t *testing.T) {
 		{[]string{"bench", "produce", "--batch-size", "10"}, "--batch-size 10 is out of range"},
 		{[]string{"bench", "produce", "--linger", "-1s"}, "--linger -1s is negative"},
 		{[]string{"bench", "produce", "extra"}, "takes no arguments"},
+		{[]string{"bench", "produce", "--sync", "0"}, `--sync "0" is neither always nor a positive interval`},
+		{[]string{"bench", "produce", "--sync", "1s"}, "--sync applies to embedded nodes only"},
 		{[]string{"bench", "nosuch"}, `unknown command "nosuch"`},
 	} {
 		t.Run(strings.Join(tc.args[1:], " "), func(t *testing.T) {

@@ -37,7 +37,7 @@ func (a *app) serverCommand() *cli.Command {
 			&cli.StringFlag{Name: "cluster-listen", EnvVars: []string{"QXD_CLUSTER_LISTEN"},
 				Usage: "address `HOST:PORT` other nodes route to (port defaults to 6222); unset: a single node"},
 			&cli.StringFlag{Name: "sync", Value: server.FormatSync(def.Sync), EnvVars: []string{"QXD_SERVER_SYNC"},
-				Usage: "when appends reach the disk: always (each is synced before it is acknowledged) or an `INTERVAL` such as 1s or 2m (synced in the background; a power failure can lose that much acknowledged data)"},
+				Usage: "when appends reach the disk, `MODE`: always (each is synced before it is acknowledged) or an interval such as 1s or 2m (synced in the background; a power failure can lose that much acknowledged data)"},
 			&cli.StringFlag{Name: "peers", EnvVars: []string{"QXD_PEERS"},
 				Usage: "comma-separated cluster `URLS` of the nodes (nats://h1:6222,nats://h2:6222); this node may be listed"},
 			&cli.BoolFlag{Name: "auto-leader-rebalance", Value: def.AutoLeaderRebalance, EnvVars: []string{"QXD_AUTO_LEADER_REBALANCE"},
@@ -67,7 +67,7 @@ func (a *app) runServer(c *cli.Context) error {
 	if c.IsSet("sync") || c.String("config") == "" {
 		d, err := server.ParseSync(c.String("sync"))
 		if err != nil {
-			return fmt.Errorf("--sync: %w", err)
+			return fmt.Errorf("--sync %w", err)
 		}
 		cfg.Sync = d
 	}

@@ -217,7 +217,7 @@ func TestServerErrors(t *testing.T) {
 		{"data dir under a file", []string{"--listen", "127.0.0.1:0", "--data", filepath.Join(file, "sub")}, file},
 		{"bad listen address", []string{"--listen", "localhost", "--data", t.TempDir()}, `"localhost"`},
 		{"arguments", []string{"now"}, `"now"`},
-		{"sync zero", []string{"--listen", "127.0.0.1:0", "--data", t.TempDir(), "--sync", "0"}, `--sync: sync "0" is neither always nor a positive interval`},
+		{"sync zero", []string{"--listen", "127.0.0.1:0", "--data", t.TempDir(), "--sync", "0"}, `--sync "0" is neither always nor a positive interval`},
 		{"sync word", []string{"--listen", "127.0.0.1:0", "--data", t.TempDir(), "--sync", "sometimes"}, `"sometimes"`},
 		{"sync negative", []string{"--listen", "127.0.0.1:0", "--data", t.TempDir(), "--sync", "-1s"}, `"-1s"`},
 	}

@@ -60,6 +60,10 @@ func (a *app) topicCreateCommand() *cli.Command {
 				Usage: "with --compact: keep tombstones readable for `DURATION` (delete.retention.ms)"},
 			&cli.StringFlag{Name: "max-record-bytes", Value: formatSize(semantics.DefaultMaxMessageBytes), EnvVars: []string{"QXD_TOPIC_MAX_RECORD_BYTES"},
 				Usage: "largest record batch `SIZE` a partition accepts, after compression (max.message.bytes), at most " + formatSize(semantics.MaxMessageBytesLimit)},
+			&cli.StringFlag{Name: "durability", Value: semantics.DurabilitySync, EnvVars: []string{"QXD_TOPIC_DURABILITY"},
+				Usage: "`MODE`: sync (on a node with --sync always, every append is on disk before it is acknowledged) or " +
+					"async (appends are flushed lazily: faster, but a power failure can lose acknowledged records; for data you can afford to lose, such as metrics or caches; " +
+					"needs --replicas 1; fixed at creation)"},
 			&cli.BoolFlag{Name: "if-not-exists",
 				Usage: "succeed without a change when the topic exists already, whatever its settings"},
 		},
@@ -123,6 +127,14 @@ func topicConfigFromFlags(c *cli.Context) (qxd.TopicConfig, error) {
 	if c.IsSet("retention-bytes") {
 		if cfg.RetentionBytes, err = parseSize("retention-bytes", c.String("retention-bytes"), true); err != nil {
 			return cfg, err
+		}
+	}
+	if c.IsSet("durability") {
+		if cfg.Durability, err = semantics.ParseDurability(c.String("durability")); err != nil {
+			return cfg, fmt.Errorf("--durability: %w", err)
+		}
+		if cfg.Async() && cfg.Replicas != 1 {
+			return cfg, fmt.Errorf("--durability async needs --replicas 1, not %d: JetStream cannot flush a replicated stream lazily", cfg.Replicas)
 		}
 	}
 	cfg.Compact = c.Bool("compact")
@@ -231,6 +243,7 @@ func (a *app) topicDescribe(c *cli.Context) error {
 	fmt.Fprintf(tw, "partitions:\t%d\n", t.Config.Partitions)
 	fmt.Fprintf(tw, "replicas:\t%d\n", t.Config.Replicas)
 	fmt.Fprintf(tw, "compact:\t%t\n", t.Config.Compact)
+	fmt.Fprintf(tw, "durability:\t%s\n", t.Config.DurabilityOrDefault())
 	fmt.Fprintf(tw, "created:\t%s\n", t.Created.UTC().Format(time.RFC3339))
 	if err := tw.Flush(); err != nil {
 		return err
@@ -348,6 +361,7 @@ type topicJSON struct {
 	Compact           bool      `json:"compact"`
 	DeleteRetentionMs int64     `json:"delete_retention_ms,omitempty"`
 	MaxMessageBytes   int32     `json:"max_message_bytes"`
+	Durability        string    `json:"durability"`
 	Created           time.Time `json:"created"`
 }
 
@@ -363,7 +377,7 @@ func newTopicJSON(t qxd.TopicInfo) topicJSON {
 		Partitions: t.Config.Partitions, Replicas: t.Config.Replicas,
 		RetentionMs: ms(t.Config.Retention), RetentionBytes: t.Config.RetentionBytes,
 		Compact: t.Config.Compact, DeleteRetentionMs: ms(t.Config.DeleteRetention),
-		MaxMessageBytes: t.Config.MaxMessageBytes, Created: t.Created.UTC(),
+		MaxMessageBytes: t.Config.MaxMessageBytes, Durability: t.Config.DurabilityOrDefault(), Created: t.Created.UTC(),
 	}
 }
 

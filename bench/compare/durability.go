@@ -1,0 +1,232 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/qxd-io/qxd/bench"
+	"github.com/qxd-io/qxd/server"
+)
+
+// lazySync is the sync interval of the "lazy" nodes: nats-server's default, which
+// is what raw JetStream users run.
+const lazySync = 2 * time.Minute
+
+// durabilityRow is one line of the durability table: produce records of size into
+// 8 partitions of replicas replicas, for a fixed time per side.
+type durabilityRow struct {
+	size, replicas int
+}
+
+// durabilityTargets are the ratio targets of the durability table, by record size.
+var durabilityTargets = map[int]string{
+	100:  "qxd durable ≥ 20× raw durable, ≥ 3× raw lazy",
+	1024: "qxd durable ≥ 1× raw lazy",
+}
+
+// sideFigures are one side's figures over the runs of a row.
+type sideFigures struct{ rate, p50, p99 []float64 }
+
+func (f *sideFigures) add(rate float64, p50, p99 float64) {
+	f.rate, f.p50, f.p99 = append(f.rate, rate), append(f.p50, p50), append(f.p99, p99)
+}
+
+// cell is "median rec/s (p50/p99 ms)".
+func (f *sideFigures) cell() string {
+	return fmt.Sprintf("%8.0f (%.1f/%.1f)", median(f.rate), median(f.p50), median(f.p99))
+}
+
+// envs starts and keeps the embedded nodes the durability rows run on, by node
+// count and sync mode, and closes them.
+type envs map[[2]int]*bench.Env
+
+func (es envs) get(ctx context.Context, nodes int, lazy bool) (*bench.Env, error) {
+	key := [2]int{nodes, 0}
+	sync := server.SyncAlways
+	if lazy {
+		key[1], sync = 1, lazySync
+	}
+	if e := es[key]; e != nil {
+		return e, nil
+	}
+	e, err := bench.NewClusterEnv(ctx, nodes, bench.WithSync(sync))
+	if err != nil {
+		return nil, err
+	}
+	es[key] = e
+	return e, nil
+}
+
+func (es envs) close() {
+	for k, e := range es {
+		e.Close()
+		delete(es, k)
+	}
+}
+
+// runDurability prints the durability table: for each record size and replication
+// factor, qxd and raw JetStream on nodes that sync every append (durable), and the
+// same on nodes that sync every lazySync (lazy), each side producing for perSide.
+// Every run's figures are printed under the medians.
+func runDurability(ctx context.Context, runs int, perSide time.Duration) error {
+	var rows []durabilityRow
+	for _, r := range []int{1, 3} {
+		for _, size := range []int{100, 1024, 64 << 10} {
+			rows = append(rows, durabilityRow{size: size, replicas: r})
+		}
+	}
+	es := envs{}
+	defer es.close()
+	fmt.Printf("\ndurability: produce, 8 partitions, acks all, %v per side; rec/s (p50/p99 produce-to-ack ms); medians of %d runs\n", perSide, runs)
+	fmt.Printf("%-12s %-26s %-26s %-26s %-26s %9s %9s  %s\n", "workload", "qxd durable", "raw durable", "raw lazy", "qxd lazy",
+		"÷raw dur", "÷raw lazy", "target")
+	lastR := 0
+	for _, row := range rows {
+		if row.replicas != lastR {
+			es.close() // one set of nodes at a time: a 3-node pair is 6 nodes in this process
+			lastR = row.replicas
+		}
+		nodes := row.replicas
+		var qd, rd, rl, ql sideFigures
+		var perRun []string
+		for i := 0; i < runs; i++ {
+			c := bench.Config{Mode: bench.ModeProduce, Duration: perSide, Size: row.size, Partitions: 8,
+				Replicas: row.replicas, CompareRaw: true}
+			var sums [2]bench.Summary
+			for j, lazy := range []bool{false, true} {
+				e, err := es.get(ctx, nodes, lazy)
+				if err != nil {
+					return err
+				}
+				res, err := bench.Run(ctx, e, c)
+				if err != nil {
+					return fmt.Errorf("durability %s R%d (sync %s): %w", bench.SizeString(row.size), row.replicas, e.Sync, err)
+				}
+				sums[j] = res.Summary()
+			}
+			d, l := sums[0], sums[1]
+			qd.add(d.MsgsPerSec, d.P50, d.P99)
+			rd.add(d.RawMsgsPerSec, deref(d.RawP50), deref(d.RawP99))
+			rl.add(l.RawMsgsPerSec, deref(l.RawP50), deref(l.RawP99))
+			ql.add(l.MsgsPerSec, l.P50, l.P99)
+			perRun = append(perRun, fmt.Sprintf("run %d: qxd durable %.0f (%.1f/%.1f), raw durable %.0f (%.1f/%.1f), raw lazy %.0f (%.1f/%.1f), qxd lazy %.0f (%.1f/%.1f)",
+				i+1, d.MsgsPerSec, d.P50, d.P99, d.RawMsgsPerSec, deref(d.RawP50), deref(d.RawP99),
+				l.RawMsgsPerSec, deref(l.RawP50), deref(l.RawP99), l.MsgsPerSec, l.P50, l.P99))
+		}
+		name := fmt.Sprintf("%s R%d", bench.SizeString(row.size), row.replicas)
+		fmt.Printf("%-12s %-26s %-26s %-26s %-26s %8.1f× %8.1f×  %s\n", name, qd.cell(), rd.cell(), rl.cell(), ql.cell(),
+			ratioMedian(qd.rate, rd.rate), ratioMedian(qd.rate, rl.rate), durabilityTargets[row.size])
+		fmt.Printf("%-12s ranges: qxd durable %s, raw durable %s, raw lazy %s rec/s\n", "", rangeOf(qd.rate), rangeOf(rd.rate), rangeOf(rl.rate))
+		for _, l := range perRun {
+			fmt.Printf("%-12s %s\n", "", l)
+		}
+	}
+	es.close()
+	return runDurableE2E(ctx, es, runs, perSide)
+}
+
+// runDurableE2E prints end-to-end latency at 5000 records/s with linger 0 on one
+// durable node and one lazy node (target: qxd's p99 on the durable node below
+// 10 ms).
+func runDurableE2E(ctx context.Context, es envs, runs int, perSide time.Duration) error {
+	const rate = 5000
+	var qd, rd, rl sideFigures
+	var perRun []string
+	for i := 0; i < runs; i++ {
+		c := bench.Config{Mode: bench.ModeE2E, Records: max(int(rate*perSide.Seconds()), rate), Rate: rate, Linger: -1,
+			Partitions: 8, CompareRaw: true}
+		var sums [2]bench.Summary
+		for j, lazy := range []bool{false, true} {
+			e, err := es.get(ctx, 1, lazy)
+			if err != nil {
+				return err
+			}
+			res, err := bench.Run(ctx, e, c)
+			if err != nil {
+				return fmt.Errorf("durability e2e (sync %s): %w", e.Sync, err)
+			}
+			sums[j] = res.Summary()
+		}
+		d, l := sums[0], sums[1]
+		qd.add(d.MsgsPerSec, d.P50, d.P99)
+		rd.add(d.RawMsgsPerSec, deref(d.RawP50), deref(d.RawP99))
+		rl.add(l.RawMsgsPerSec, deref(l.RawP50), deref(l.RawP99))
+		perRun = append(perRun, fmt.Sprintf("run %d: p50/p99 ms qxd durable %.2f/%.2f, raw durable %.2f/%.2f, raw lazy %.2f/%.2f",
+			i+1, d.P50, d.P99, deref(d.RawP50), deref(d.RawP99), deref(l.RawP50), deref(l.RawP99)))
+	}
+	fmt.Printf("%-12s p50/p99 ms: qxd durable %.2f/%.2f, raw durable %.2f/%.2f, raw lazy %.2f/%.2f  target: qxd durable p99 < 10 ms\n",
+		"e2e 5k/s l0", median(qd.p50), median(qd.p99), median(rd.p50), median(rd.p99), median(rl.p50), median(rl.p99))
+	for _, l := range perRun {
+		fmt.Printf("%-12s %s\n", "", l)
+	}
+	return nil
+}
+
+// runPartitionCurve prints qxd's 100 B produce rate on durable and lazy nodes for
+// 8 to 512 partitions: one fsync per batch per partition costs more as the batches
+// get smaller.
+func runPartitionCurve(ctx context.Context, runs int, perSide time.Duration) error {
+	es := envs{}
+	defer es.close()
+	fmt.Printf("\npartitions: qxd produce 100B, acks all, R1, %v per run; rec/s (p50/p99 ms); medians of %d runs\n", perSide, runs)
+	fmt.Printf("%-12s %-26s %-26s %12s %12s\n", "partitions", "qxd durable", "qxd lazy", "durable÷lazy", "÷ 8 durable")
+	var base float64
+	for _, parts := range []int32{8, 64, 512} {
+		var d, l sideFigures
+		var perRun []string
+		for i := 0; i < runs; i++ {
+			c := bench.Config{Mode: bench.ModeProduce, Duration: perSide, Size: 100, Partitions: parts}
+			var sums [2]bench.Summary
+			for j, lazy := range []bool{false, true} {
+				e, err := es.get(ctx, 1, lazy)
+				if err != nil {
+					return err
+				}
+				res, err := bench.Run(ctx, e, c)
+				if err != nil {
+					return fmt.Errorf("partitions %d (sync %s): %w", parts, e.Sync, err)
+				}
+				sums[j] = res.Summary()
+			}
+			d.add(sums[0].MsgsPerSec, sums[0].P50, sums[0].P99)
+			l.add(sums[1].MsgsPerSec, sums[1].P50, sums[1].P99)
+			perRun = append(perRun, fmt.Sprintf("run %d: durable %.0f (%.1f/%.1f), lazy %.0f (%.1f/%.1f)", i+1,
+				sums[0].MsgsPerSec, sums[0].P50, sums[0].P99, sums[1].MsgsPerSec, sums[1].P50, sums[1].P99))
+		}
+		if parts == 8 {
+			base = median(d.rate)
+		}
+		fmt.Printf("%-12d %-26s %-26s %11.2f× %11.2f×\n", parts, d.cell(), l.cell(), ratioMedian(d.rate, l.rate), median(d.rate)/base)
+		fmt.Printf("%-12s %s\n", "", strings.Join(perRun, "; "))
+	}
+	return nil
+}
+
+func deref(p *float64) float64 {
+	if p == nil {
+		return 0
+	}
+	return *p
+}
+
+// ratioMedian is the median of the per-run ratios a[i]/b[i].
+func ratioMedian(a, b []float64) float64 {
+	var r []float64
+	for i := range a {
+		if i < len(b) && b[i] > 0 {
+			r = append(r, a[i]/b[i])
+		}
+	}
+	return median(r)
+}
+
+// rangeOf is "min–max" of v.
+func rangeOf(v []float64) string {
+	if len(v) == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.0f–%.0f", slices.Min(v), slices.Max(v))
+}
