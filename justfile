@@ -64,5 +64,8 @@ faults:
 # each power-cut scenario with --sync always (nothing acknowledged may be lost) and
 # --sync 2m (a loss must show); prints a RESULT line per run. About 10 minutes.
 durability:
+    #!/usr/bin/env bash
+    set -euo pipefail
     go test -count=1 -run 'TestCut' -v ./internal/powercut/
-    go test -tags chaos -count=1 -run 'TestDurabilityPowerCut|TestDurabilityCorruption' -v -timeout 30m ./cmd/qxd/ 2>&1 | grep -E '^(=== RUN|--- |\s+--- |PASS|FAIL|ok)|RESULT|power cut|KNOWN|lost|missing|no loss'
+    go test -tags chaos -count=1 -run 'TestDurabilityPowerCut|TestDurabilityCorruption' -v -timeout 30m ./cmd/qxd/ 2>&1 |
+        grep -E '^(=== RUN|--- |\s+--- |PASS|FAIL|ok)|RESULT|power cut|no loss|lost|missing'
