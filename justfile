@@ -59,3 +59,13 @@ chaos duration="2m":
 faults:
     go test -tags chaos -run 'TestProcessClusterSIGKILL|TestNetnsPartition|TestLeaderMovesUnderLoad' -v -timeout 30m ./cmd/qxd/
     go test -tags chaos -run 'TestLeaderKilledUnderLoad|TestRollingRestart' -v -timeout 30m .
+
+# Power cuts and damaged block files against real node processes (root, /dev/fuse):
+# each power-cut scenario with --sync always (nothing acknowledged may be lost) and
+# --sync 2m (a loss must show); prints a RESULT line per run. About 10 minutes.
+durability:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    go test -count=1 -run 'TestCut' -v ./internal/powercut/
+    go test -tags chaos -count=1 -run 'TestDurabilityPowerCut|TestDurabilityCorruption' -v -timeout 30m ./cmd/qxd/ 2>&1 |
+        grep -E '^(=== RUN|--- |\s+--- |PASS|FAIL|ok)|RESULT|power cut|no loss|lost|missing'
