@@ -68,6 +68,7 @@ type Node struct {
 	admin   *admin
 	writers *writerManager
 	groups  *groupService
+	kafka   *kafkaFront // nil without a Kafka listener
 
 	// The embedder's services (Config.Services), once started, and the buckets they
 	// opened through their Host.
@@ -331,7 +332,7 @@ func (n *Node) startServices(ctx context.Context) error {
 	if err := n.admin.start(); err != nil {
 		return err
 	}
-	return nil
+	return n.startKafka()
 }
 
 // Name is the node's name.
@@ -366,6 +367,7 @@ func (n *Node) Close(ctx context.Context) error {
 		var errs []error
 		// Background upkeep first: nothing moves leaders or buckets during a stop.
 		n.stopUpkeep()
+		n.stopKafka(ctx)
 		// Stop serving first: writers finish and answer what they have in flight,
 		// then hand every leadership off, so producers and group members move to other
 		// nodes at once instead of after an election timeout.

@@ -1,0 +1,653 @@
+package server
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"math"
+	"math/rand/v2"
+	"net"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/qxd-io/qxd/groups"
+	"github.com/qxd-io/qxd/groups/coordinator"
+	"github.com/qxd-io/qxd/internal/partition"
+	"github.com/qxd-io/qxd/kafka"
+	"github.com/qxd-io/qxd/semantics"
+)
+
+// kafkaBrokersSubject is the subject every node with a Kafka listener answers (not
+// as a queue group) with its name and advertised Kafka address.
+const kafkaBrokersSubject = "qxd.internal.kafka.brokers"
+
+// kafkaBrokerWait bounds how long a Metadata request waits for the other nodes to
+// say their Kafka addresses.
+const kafkaBrokerWait = time.Second
+
+// kafkaBackend is the node's services as the Kafka listener's Backend: partition
+// writers (reached over the node's in-process connection, which also reaches a
+// writer on another node), partition streams, the group coordinator and topic admin.
+type kafkaBackend struct {
+	n         *Node
+	nc        *nats.Conn // the listener's own in-process connection
+	advertise kafka.Broker
+
+	replyPrefix string
+	replySub    *nats.Subscription
+	infoSub     *nats.Subscription
+	nextID      atomic.Uint64
+	mu          sync.Mutex
+	waiting     map[uint64]chan *nats.Msg
+	addrs       map[string]kafka.Broker // other nodes' Kafka addresses, by name
+}
+
+var _ kafka.Backend = (*kafkaBackend)(nil)
+
+// kafkaFront is a node's Kafka listener with its backend.
+type kafkaFront struct {
+	b *kafkaBackend
+	l *kafka.Listener
+}
+
+// brokerID is a node's Kafka broker id: derived from its name, so that it is the
+// same after a restart and on every node.
+func brokerID(name string) int32 {
+	h := fnv.New32a()
+	h.Write([]byte(name))
+	return int32(h.Sum32() & math.MaxInt32)
+}
+
+// startKafka starts the Kafka listener when the config asks for one.
+func (n *Node) startKafka() error {
+	if n.cfg.KafkaListen == "" {
+		return nil
+	}
+	nc, err := nats.Connect("", append([]nats.Option{nats.InProcessServer(n.ns), nats.Name("qxd-node-" + n.cfg.Name + "-kafka"),
+		nats.MaxReconnects(-1), nats.ReconnectBufSize(-1)}, internalOptions(n.internalKey)...)...)
+	if err != nil {
+		return fmt.Errorf("connect the Kafka listener to the embedded server: %w", err)
+	}
+	b := &kafkaBackend{n: n, nc: nc, waiting: map[uint64]chan *nats.Msg{}, addrs: map[string]kafka.Broker{}}
+	l, err := kafka.Listen(kafka.Config{Listen: n.cfg.KafkaListen, Backend: b, Logger: n.log})
+	if err != nil {
+		nc.Close()
+		return err
+	}
+	adv := n.cfg.KafkaAdvertise
+	if adv == "" {
+		adv = l.Addr().String()
+	}
+	host, port, _ := net.SplitHostPort(adv)
+	if h, p, _ := net.SplitHostPort(l.Addr().String()); port == "0" || port == "" {
+		port = p
+		if host == "" {
+			host = h
+		}
+	}
+	pn, _ := strconv.Atoi(port)
+	b.advertise = kafka.Broker{ID: brokerID(n.cfg.Name), Name: n.cfg.Name, Host: host, Port: int32(pn)}
+	if err := b.start(); err != nil {
+		_ = l.Close(context.Background())
+		nc.Close()
+		return err
+	}
+	n.kafka = &kafkaFront{b: b, l: l}
+	n.log.Info("kafka listener started", "listen", l.Addr().String(), "advertise", net.JoinHostPort(host, port))
+	return nil
+}
+
+// stopKafka closes the Kafka listener and its connections.
+func (n *Node) stopKafka(ctx context.Context) {
+	if n.kafka == nil {
+		return
+	}
+	if err := n.kafka.l.Close(ctx); err != nil {
+		n.log.Warn("kafka listener did not stop in time", "err", err)
+	}
+	n.kafka.b.nc.Close()
+}
+
+// KafkaAddr is the address the node's Kafka listener listens on, "" without one.
+func (n *Node) KafkaAddr() string {
+	if n.kafka == nil {
+		return ""
+	}
+	return n.kafka.l.Addr().String()
+}
+
+func (b *kafkaBackend) start() error {
+	b.replyPrefix = b.nc.NewRespInbox() + "."
+	var err error
+	b.replySub, err = b.nc.Subscribe(b.replyPrefix+"*", b.onReply)
+	if err != nil {
+		return fmt.Errorf("kafka listener: subscribe for replies: %w", err)
+	}
+	_ = b.replySub.SetPendingLimits(-1, 512<<20)
+	b.infoSub, err = b.nc.Subscribe(kafkaBrokersSubject, func(m *nats.Msg) {
+		data, _ := json.Marshal(b.advertise)
+		_ = m.Respond(data)
+	})
+	if err != nil {
+		return fmt.Errorf("kafka listener: subscribe for broker requests: %w", err)
+	}
+	return b.nc.Flush()
+}
+
+func (b *kafkaBackend) onReply(m *nats.Msg) {
+	id, err := strconv.ParseUint(m.Subject[len(b.replyPrefix):], 10, 64)
+	if err != nil {
+		return
+	}
+	b.mu.Lock()
+	ch := b.waiting[id]
+	delete(b.waiting, id)
+	b.mu.Unlock()
+	if ch != nil {
+		ch <- m
+	}
+}
+
+// topic returns the record of a ready topic as the writers know it.
+func (b *kafkaBackend) topicMeta(ctx context.Context, name string) (semantics.TopicMeta, error) {
+	if err := semantics.ValidateTopicName(name); err != nil {
+		return semantics.TopicMeta{}, err
+	}
+	if w := b.n.writers; w != nil {
+		w.mu.Lock()
+		t, ok := w.topics[name]
+		w.mu.Unlock()
+		if ok && t.State == semantics.TopicReady {
+			return t, nil
+		}
+	}
+	t, err := b.n.admin.meta.getTopic(ctx, name)
+	if err != nil {
+		return t, err
+	}
+	if t.State != semantics.TopicReady {
+		return t, semantics.Errorf(semantics.ErrTopicNotReady, "topic %q is %s; retry", name, t.State)
+	}
+	return t, nil
+}
+
+func (b *kafkaBackend) partition(ctx context.Context, topic string, p int32) (semantics.TopicMeta, error) {
+	t, err := b.topicMeta(ctx, topic)
+	if err != nil {
+		return t, err
+	}
+	if p < 0 || p >= t.Config.Partitions {
+		return t, semantics.Errorf(semantics.ErrUnknownTopic, "topic %q has no partition %d (it has %d)", topic, p, t.Config.Partitions)
+	}
+	return t, nil
+}
+
+// Append implements kafka.Backend: the batch goes to the partition's writer as a
+// produce request, as the SDK sends it, on this node's in-process connection.
+func (b *kafkaBackend) Append(ctx context.Context, topic string, p int32, batch []byte, acks int16) func() (kafka.AppendResult, error) {
+	fail := func(err error) func() (kafka.AppendResult, error) {
+		return func() (kafka.AppendResult, error) { return kafka.AppendResult{}, err }
+	}
+	t, err := b.partition(ctx, topic, p)
+	if err != nil {
+		return fail(err)
+	}
+	if len(batch) > int(t.Config.MaxMessageBytes) {
+		return fail(semantics.Errorf(semantics.ErrMessageTooLarge,
+			"partition %s: batch of %d bytes is over the topic's max message bytes (%d): send smaller batches or raise max.message.bytes",
+			semantics.PartitionString(topic, p), len(batch), t.Config.MaxMessageBytes))
+	}
+	subject := semantics.WriterSubject(topic, p)
+	if acks == 0 {
+		if err := b.nc.Publish(subject, batch); err != nil {
+			return fail(semantics.Errorf(semantics.ErrUnavailable, "partition %s: send batch: %v", semantics.PartitionString(topic, p), err))
+		}
+		return fail(nil)
+	}
+	id := b.nextID.Add(1)
+	ch := make(chan *nats.Msg, 1)
+	b.mu.Lock()
+	b.waiting[id] = ch
+	b.mu.Unlock()
+	forget := func() {
+		b.mu.Lock()
+		delete(b.waiting, id)
+		b.mu.Unlock()
+	}
+	if err := b.nc.PublishRequest(subject, b.replyPrefix+strconv.FormatUint(id, 10), batch); err != nil {
+		forget()
+		return fail(semantics.Errorf(semantics.ErrUnavailable, "partition %s: send batch: %v", semantics.PartitionString(topic, p), err))
+	}
+	return func() (kafka.AppendResult, error) {
+		select {
+		case m := <-ch:
+			if len(m.Data) == 0 && m.Header.Get("Status") == "503" {
+				return kafka.AppendResult{}, semantics.Errorf(semantics.ErrNotLeader,
+					"partition %s: no writer serves it right now (leadership is moving); retry", semantics.PartitionString(topic, p))
+			}
+			r, err := semantics.ParseProduceReply(m.Data)
+			if err != nil {
+				return kafka.AppendResult{}, fmt.Errorf("partition %s: %w", semantics.PartitionString(topic, p), err)
+			}
+			if err := r.Err(); err != nil {
+				return kafka.AppendResult{}, err
+			}
+			return kafka.AppendResult{BaseOffset: r.BaseOffset, LogAppendTime: r.LogAppendTime, LogStart: -1}, nil
+		case <-ctx.Done():
+			forget()
+			return kafka.AppendResult{}, semantics.Errorf(semantics.ErrTimeout, "partition %s: no answer from its writer in time", semantics.PartitionString(topic, p))
+		}
+	}
+}
+
+// offsets reads a partition's offsets (from the stream leader's view) and returns
+// its reader for direct reads.
+func (b *kafkaBackend) offsets(ctx context.Context, topic string, p int32) (*partition.Reader, partition.Offsets, error) {
+	t, err := b.partition(ctx, topic, p)
+	if err != nil {
+		return nil, partition.Offsets{}, err
+	}
+	r := partition.NewReader(b.nc, topic, p, true)
+	offs, err := r.ReadOffsets(ctx, func(ctx context.Context) (int64, error) {
+		ck, err := b.n.admin.meta.getCheckpoint(ctx, t.ID, p)
+		return ck.Next, err
+	})
+	return r, offs, err
+}
+
+// Offsets implements kafka.Backend.
+func (b *kafkaBackend) Offsets(ctx context.Context, topic string, p int32) (int64, int64, error) {
+	_, offs, err := b.offsets(ctx, topic, p)
+	if err != nil {
+		return -1, -1, err
+	}
+	return offs.LogStart, offs.HighWatermark, nil
+}
+
+// Read implements kafka.Backend.
+func (b *kafkaBackend) Read(ctx context.Context, topic string, p int32, offset int64, maxBytes int) (kafka.ReadResult, error) {
+	r, offs, err := b.offsets(ctx, topic, p)
+	if err != nil {
+		return kafka.ReadResult{}, err
+	}
+	res := kafka.ReadResult{LogStart: offs.LogStart, HighWatermark: offs.HighWatermark}
+	if offset < offs.LogStart || offset > offs.HighWatermark {
+		return res, semantics.Errorf(semantics.ErrOffsetOutOfRange, "partition %s: offset %d is outside %d to %d",
+			semantics.PartitionString(topic, p), offset, offs.LogStart, offs.HighWatermark)
+	}
+	if offset == offs.HighWatermark || offs.Msgs == 0 {
+		return res, nil
+	}
+	var seq uint64
+	switch {
+	case offset <= offs.LogStart && offs.FirstBatchSeq > 0:
+		seq = offs.FirstBatchSeq
+	case offset >= offs.LastBatchBase && offs.LastBatchSeq > 0:
+		seq = offs.LastBatchSeq
+	default:
+		var found bool
+		seq, found, err = semantics.FindOffset(ctx, r, offs.FirstSeq, offs.LastSeq, offset)
+		if err != nil {
+			return res, err
+		}
+		if !found {
+			seq = offs.FirstSeq
+		}
+	}
+	size := 0
+	for seq <= offs.LastSeq && (size == 0 || size < maxBytes) {
+		m, err := r.Get(ctx, seq)
+		if errors.Is(err, semantics.ErrNoBatch) {
+			break
+		}
+		if err != nil {
+			if len(res.Batches) > 0 {
+				break
+			}
+			return res, err
+		}
+		if size > 0 && size+len(m.Data) > maxBytes {
+			break
+		}
+		res.Batches = append(res.Batches, m.Data)
+		size += len(m.Data)
+		seq = m.Seq + 1
+	}
+	return res, nil
+}
+
+// OffsetForTime implements kafka.Backend.
+func (b *kafkaBackend) OffsetForTime(ctx context.Context, topic string, p int32, ts int64) (int64, int64, error) {
+	r, offs, err := b.offsets(ctx, topic, p)
+	if err != nil {
+		return -1, -1, err
+	}
+	if offs.Msgs == 0 {
+		return -1, -1, nil
+	}
+	seq, found, err := semantics.FindTimestamp(ctx, r, offs.FirstSeq, offs.LastSeq, ts)
+	if err != nil || !found {
+		return -1, -1, err
+	}
+	m, err := r.Get(ctx, seq)
+	if err != nil {
+		return -1, -1, err
+	}
+	recs, err := semantics.DecodeRecords(nil, m.Data, topic, p)
+	if err != nil {
+		return -1, -1, err
+	}
+	for _, rec := range recs {
+		if rec.Offset >= offs.LogStart && rec.Timestamp.UnixMilli() >= ts {
+			return rec.Offset, rec.Timestamp.UnixMilli(), nil
+		}
+	}
+	return -1, -1, nil
+}
+
+// kafkaWatch is woken by publishes to partition streams' subjects.
+type kafkaWatch struct {
+	c    chan struct{}
+	subs []*nats.Subscription
+}
+
+func (w *kafkaWatch) C() <-chan struct{} { return w.c }
+
+func (w *kafkaWatch) Close() {
+	for _, s := range w.subs {
+		_ = s.Unsubscribe()
+	}
+}
+
+// Watch implements kafka.Backend: it subscribes to the partitions' stream subjects,
+// where the writers publish every append.
+func (b *kafkaBackend) Watch(ctx context.Context, parts []semantics.TopicPartition) (kafka.Watch, error) {
+	w := &kafkaWatch{c: make(chan struct{}, 1)}
+	for _, tp := range parts {
+		if semantics.ValidateTopicName(tp.Topic) != nil {
+			continue
+		}
+		s, err := b.nc.Subscribe(semantics.StreamSubject(tp.Topic, tp.Partition), func(*nats.Msg) {
+			select {
+			case w.c <- struct{}{}:
+			default:
+			}
+		})
+		if err != nil {
+			w.Close()
+			return nil, fmt.Errorf("watch partition %s: %w", tp, err)
+		}
+		w.subs = append(w.subs, s)
+	}
+	fctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := b.nc.FlushWithContext(fctx); err != nil {
+		w.Close()
+		return nil, fmt.Errorf("watch partitions: %w", err)
+	}
+	return w, nil
+}
+
+// brokers returns every node with a Kafka listener, by name: this one, and those
+// that answer within kafkaBrokerWait, until want have answered.
+func (b *kafkaBackend) brokers(ctx context.Context, want []string) map[string]kafka.Broker {
+	out := map[string]kafka.Broker{b.advertise.Name: b.advertise}
+	b.mu.Lock()
+	missing := false
+	for _, name := range want {
+		if a, ok := b.addrs[name]; ok {
+			out[name] = a
+		} else if name != b.advertise.Name {
+			missing = true
+		}
+	}
+	b.mu.Unlock()
+	if !missing || !b.n.ns.JetStreamIsClustered() {
+		return out
+	}
+	inbox := nats.NewInbox()
+	sub, err := b.nc.SubscribeSync(inbox)
+	if err != nil {
+		return out
+	}
+	defer sub.Unsubscribe()
+	if err := b.nc.PublishRequest(kafkaBrokersSubject, inbox, nil); err != nil {
+		return out
+	}
+	deadline := time.Now().Add(kafkaBrokerWait)
+	for len(out) < len(want) && ctx.Err() == nil {
+		m, err := sub.NextMsg(time.Until(deadline))
+		if err != nil {
+			break
+		}
+		var br kafka.Broker
+		if json.Unmarshal(m.Data, &br) == nil && br.Name != "" {
+			out[br.Name] = br
+			b.mu.Lock()
+			b.addrs[br.Name] = br
+			b.mu.Unlock()
+		}
+	}
+	return out
+}
+
+// Cluster implements kafka.Backend from the node's metadata (the same view as
+// 'qxd cluster metadata').
+func (b *kafkaBackend) Cluster(ctx context.Context, topics []string) (kafka.Cluster, error) {
+	md := b.n.admin.metadata(ctx, semantics.MetadataRequest{Topics: topics})
+	if err := md.Failure(); err != nil {
+		return kafka.Cluster{}, err
+	}
+	var names []string
+	for _, br := range md.Brokers {
+		if br.Up {
+			names = append(names, br.Name)
+		}
+	}
+	brokers := b.brokers(ctx, names)
+	cl := kafka.Cluster{ClusterID: md.Cluster, ControllerID: -1}
+	if cl.ClusterID == "" {
+		cl.ClusterID = "qxd"
+	}
+	if md.MetaLeader != "" {
+		cl.ControllerID = brokerID(md.MetaLeader)
+	} else if !b.n.ns.JetStreamIsClustered() {
+		cl.ControllerID = b.advertise.ID
+	}
+	for _, br := range brokers {
+		cl.Brokers = append(cl.Brokers, br)
+	}
+	for _, t := range md.Topics {
+		ti := kafka.TopicInfo{Name: t.Name}
+		if id, err := base64.RawURLEncoding.DecodeString(t.ID); err == nil && len(id) == 16 {
+			copy(ti.ID[:], id)
+		}
+		switch {
+		case t.Error != nil:
+			ti.Err = t.Error.Err()
+		case t.State != semantics.TopicReady:
+			ti.Err = semantics.Errorf(semantics.ErrTopicNotReady, "topic %q is %s", t.Name, t.State)
+		}
+		for _, p := range t.Partitions {
+			pi := kafka.PartitionInfo{Partition: p.Partition, Leader: -1, Replicas: []int32{}, ISR: []int32{}, Offline: []int32{}}
+			if p.Leader != "" {
+				pi.Leader = brokerID(p.Leader)
+			} else if !b.n.ns.JetStreamIsClustered() {
+				pi.Leader = b.advertise.ID
+			}
+			for _, r := range p.Replicas {
+				pi.Replicas = append(pi.Replicas, brokerID(r))
+				if _, up := brokers[r]; !up {
+					pi.Offline = append(pi.Offline, brokerID(r))
+				}
+			}
+			for _, r := range p.InSync {
+				pi.ISR = append(pi.ISR, brokerID(r))
+			}
+			if len(pi.Replicas) == 0 && pi.Leader >= 0 {
+				pi.Replicas, pi.ISR = []int32{pi.Leader}, []int32{pi.Leader}
+			}
+			ti.Partitions = append(ti.Partitions, pi)
+		}
+		cl.Topics = append(cl.Topics, ti)
+	}
+	return cl, nil
+}
+
+// coordinator returns this node's group coordinator, or NOT_COORDINATOR: Kafka
+// clients send group requests to the node FindCoordinator named, and ask again
+// when it moved.
+func (b *kafkaBackend) coordinator() (*coordinator.Coordinator, error) {
+	s := b.n.groups
+	if s == nil {
+		return nil, semantics.ErrCoordinatorNotAvailable
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.coord == nil {
+		return nil, semantics.Errorf(semantics.ErrNotCoordinator, "node %s does not coordinate groups now; find the coordinator again", b.n.cfg.Name)
+	}
+	return s.coord, nil
+}
+
+// Coordinator implements kafka.Backend: the node leading the groups bucket's stream.
+func (b *kafkaBackend) Coordinator(ctx context.Context, group string) (kafka.Broker, error) {
+	if group == "" {
+		return kafka.Broker{}, semantics.Errorf(semantics.ErrInvalidGroupID, "group id is empty")
+	}
+	if _, err := b.coordinator(); err == nil {
+		return b.advertise, nil
+	}
+	if !b.n.ns.JetStreamIsClustered() {
+		return kafka.Broker{}, semantics.Errorf(semantics.ErrCoordinatorNotAvailable, "the group coordinator is starting; retry")
+	}
+	info, err := b.n.js.Stream(ctx, b.n.groups.stream)
+	if err != nil {
+		return kafka.Broker{}, semantics.Errorf(semantics.ErrCoordinatorNotAvailable, "find the group coordinator: %v; retry", err)
+	}
+	ci := info.CachedInfo()
+	if ci.Cluster == nil || ci.Cluster.Leader == "" {
+		return kafka.Broker{}, semantics.Errorf(semantics.ErrCoordinatorNotAvailable, "the groups bucket has no leader now; retry")
+	}
+	leader := ci.Cluster.Leader
+	br, ok := b.brokers(ctx, []string{leader})[leader]
+	if !ok {
+		return kafka.Broker{}, semantics.Errorf(semantics.ErrCoordinatorNotAvailable, "node %s coordinates groups and has no Kafka listener", leader)
+	}
+	return br, nil
+}
+
+func (b *kafkaBackend) Join(ctx context.Context, req groups.JoinRequest) (groups.JoinResponse, error) {
+	c, err := b.coordinator()
+	if err != nil {
+		return groups.JoinResponse{}, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, maxGroupWait)
+	defer cancel()
+	return c.Join(ctx, req)
+}
+
+func (b *kafkaBackend) Sync(ctx context.Context, req groups.SyncRequest) (groups.SyncResponse, error) {
+	c, err := b.coordinator()
+	if err != nil {
+		return groups.SyncResponse{}, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, maxGroupWait)
+	defer cancel()
+	return c.Sync(ctx, req)
+}
+
+func (b *kafkaBackend) Heartbeat(ctx context.Context, req groups.HeartbeatRequest) error {
+	c, err := b.coordinator()
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, quickGroupWait)
+	defer cancel()
+	return c.Heartbeat(ctx, req)
+}
+
+func (b *kafkaBackend) Leave(ctx context.Context, req groups.LeaveRequest) error {
+	c, err := b.coordinator()
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, quickGroupWait)
+	defer cancel()
+	return c.Leave(ctx, req)
+}
+
+func (b *kafkaBackend) CommitOffsets(ctx context.Context, req groups.CommitRequest) error {
+	c, err := b.coordinator()
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, quickGroupWait)
+	defer cancel()
+	return c.CommitOffsets(ctx, req)
+}
+
+func (b *kafkaBackend) FetchOffsets(ctx context.Context, req groups.FetchRequest) ([]semantics.OffsetEntry, error) {
+	c, err := b.coordinator()
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, quickGroupWait)
+	defer cancel()
+	return c.FetchOffsets(ctx, req)
+}
+
+func (b *kafkaBackend) DescribeGroup(ctx context.Context, group string) (groups.GroupDescription, error) {
+	c, err := b.coordinator()
+	if err != nil {
+		return groups.GroupDescription{}, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, quickGroupWait)
+	defer cancel()
+	return c.DescribeGroup(ctx, group)
+}
+
+func (b *kafkaBackend) ListGroups(ctx context.Context) ([]groups.GroupSummary, error) {
+	c, err := b.coordinator()
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, quickGroupWait)
+	defer cancel()
+	return c.ListGroups(ctx)
+}
+
+// ProducerID implements kafka.Backend: 63 random bits, as the SDK's producers draw
+// theirs (no round trip, no coordinator; a collision is not a practical concern).
+func (b *kafkaBackend) ProducerID(context.Context) (int64, error) {
+	return rand.Int64N(math.MaxInt64), nil
+}
+
+// CreateTopic implements kafka.Backend.
+func (b *kafkaBackend) CreateTopic(ctx context.Context, name string, cfg semantics.TopicConfig, overrides map[string]string, validateOnly bool) (semantics.TopicMeta, error) {
+	return semantics.TopicMeta{}, semantics.Errorf(semantics.ErrInvalidRequest, "not implemented")
+}
+
+// DeleteTopic implements kafka.Backend.
+func (b *kafkaBackend) DeleteTopic(ctx context.Context, name string) error {
+	_, err := b.n.admin.deleteTopic(ctx, name)
+	return err
+}
+
+// AddPartitions implements kafka.Backend.
+func (b *kafkaBackend) AddPartitions(ctx context.Context, name string, total int32, validateOnly bool) error {
+	_, err := b.n.admin.addPartitions(ctx, name, total)
+	return err
+}
+
+// Topic implements kafka.Backend.
+func (b *kafkaBackend) Topic(ctx context.Context, name string) (semantics.TopicMeta, error) {
+	return b.n.admin.meta.getTopic(ctx, name)
+}
