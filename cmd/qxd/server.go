@@ -12,6 +12,9 @@ import (
 	"github.com/qxd-io/qxd/server/bridge"
 )
 
+// defaultKafkaListen is where 'qxd server' takes Kafka clients unless told otherwise.
+const defaultKafkaListen = "127.0.0.1:9092"
+
 // closeTimeout bounds a node's shutdown after SIGINT or SIGTERM.
 const closeTimeout = 15 * time.Second
 
@@ -40,6 +43,10 @@ func (a *app) serverCommand() *cli.Command {
 				Usage: "comma-separated cluster `URLS` of the nodes (nats://h1:6222,nats://h2:6222); this node may be listed"},
 			&cli.BoolFlag{Name: "auto-leader-rebalance", Value: def.AutoLeaderRebalance, EnvVars: []string{"QXD_AUTO_LEADER_REBALANCE"},
 				Usage: "move partition leaderships back to their spread once a node that stopped is back and caught up (=false: only 'qxd topic rebalance' moves them)"},
+			&cli.StringFlag{Name: "kafka-listen", Value: defaultKafkaListen, EnvVars: []string{"QXD_KAFKA_LISTEN"},
+				Usage: "Kafka wire protocol address `HOST:PORT` (any Kafka client connects here); empty turns it off"},
+			&cli.StringFlag{Name: "kafka-advertise", EnvVars: []string{"QXD_KAFKA_ADVERTISE"}, DefaultText: "the --kafka-listen address",
+				Usage: "address `HOST:PORT` Kafka clients are told to connect to for this node"},
 			&cli.DurationFlag{Name: "leader-imbalance-check-interval", Value: def.LeaderImbalanceCheckInterval, EnvVars: []string{"QXD_LEADER_IMBALANCE_CHECK_INTERVAL"},
 				Usage: "how often the cluster checks the spread of partition leaders (`DURATION`)"},
 		}, serverConfigFlags()...),
@@ -61,6 +68,12 @@ func (a *app) runServer(c *cli.Context) error {
 	}
 	if c.IsSet("leader-imbalance-check-interval") || c.String("config") == "" {
 		cfg.LeaderImbalanceCheckInterval = c.Duration("leader-imbalance-check-interval")
+	}
+	if c.IsSet("kafka-listen") || c.String("config") == "" {
+		cfg.KafkaListen = c.String("kafka-listen")
+	}
+	if c.IsSet("kafka-advertise") || c.String("config") == "" {
+		cfg.KafkaAdvertise = c.String("kafka-advertise")
 	}
 	cfg.Logger = a.log
 	cfg.Services = append(cfg.Services, bridge.Service{})
