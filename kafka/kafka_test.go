@@ -70,4 +70,10 @@ type rec struct {
 	offset     int64
 }
 
-func (r rec) String() string { return fmt.Sprintf("%s=%s@%d/%d", r.key, r.value, r.partition, r.offset) }
+func (r rec) String() string {
+	return fmt.Sprintf("%s=%s@%d/%d", r.key, r.value, r.partition, r.offset)
+}
+
+func contextWithTimeout(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, d)
+}

@@ -1,0 +1,115 @@
+package kafka_test
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/qxd-io/qxd"
+	"github.com/qxd-io/qxd/internal/qxdtest"
+)
+
+// A Kafka client's consumer group runs on the coordinator the SDK uses: its
+// commits are the group's committed offsets as the SDK describes them, and
+// offsets set through the SDK are where a Kafka group member starts.
+func TestKafkaGroupSharesCoordinator(t *testing.T) {
+	t.Parallel()
+	n, c := startNode(t)
+	qxdtest.CreateTopic(t, c, "bills", qxd.TopicConfig{Partitions: 3})
+	ctx := ctxFor(t, 90*time.Second)
+	prod := kafkaClient(t, n, kgo.DefaultProduceTopic("bills"))
+	for i := range 30 {
+		if err := prod.ProduceSync(ctx, &kgo.Record{Key: fmt.Appendf(nil, "k%d", i), Value: []byte("v")}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	end, err := kadm.NewClient(prod).ListEndOffsets(ctx, "bills")
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// Two members of one group share the partitions and read every record once.
+	newMember := func() *kgo.Client {
+		return kafkaClient(t, n, kgo.ConsumerGroup("billing"), kgo.ConsumeTopics("bills"),
+			kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.DisableAutoCommit(),
+			kgo.SessionTimeout(6*time.Second), kgo.HeartbeatInterval(500*time.Millisecond))
+	}
+	m1, m2 := newMember(), newMember()
+	seen := map[string]int{}
+	for len(seen) < 30 {
+		for _, m := range []*kgo.Client{m1, m2} {
+			pctx, cancel := contextWithTimeout(ctx, 200*time.Millisecond)
+			fs := m.PollFetches(pctx)
+			cancel()
+			fs.EachRecord(func(r *kgo.Record) { seen[fmt.Sprintf("%d/%d", r.Partition, r.Offset)]++ })
+			if err := m.CommitUncommittedOffsets(ctx); err != nil {
+				t.Fatalf("commit: %v", err)
+			}
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("read %d of 30 records", len(seen))
+		}
+	}
+	for k, n := range seen {
+		if n != 1 {
+			t.Errorf("record %s read %d times", k, n)
+		}
+	}
+
+	d, err := c.Admin().DescribeGroup(ctx, "billing")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(d.Members) != 2 || d.State != "Stable" {
+		t.Errorf("SDK describes %d members in state %s, want 2, Stable", len(d.Members), d.State)
+	}
+	for _, p := range d.Partitions {
+		want, _ := end.Lookup("bills", p.Partition)
+		if p.Committed != want.Offset || p.Lag != 0 {
+			t.Errorf("SDK sees partition %d committed at %d (lag %d), want %d", p.Partition, p.Committed, p.Lag, want.Offset)
+		}
+	}
+	m1.Close()
+	m2.Close()
+
+	// The group is empty now: the SDK sets partition 0 back to offset 2, and a
+	// new Kafka member starts there.
+	if _, err := c.Admin().SeekGroup(ctx, "billing", "bills", []int32{0}, qxd.At(2)); err != nil {
+		t.Fatal(err)
+	}
+	adm := kadm.NewClient(prod)
+	offs, err := adm.FetchOffsets(ctx, "billing")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o, ok := offs.Lookup("bills", 0); !ok || o.At != 2 {
+		t.Fatalf("Kafka client sees partition 0 committed at %+v, want 2", o)
+	}
+	m3 := newMember()
+	e0, _ := end.Lookup("bills", 0)
+	var first int64 = -1
+	got := 0
+	for got < int(e0.Offset-2) && ctx.Err() == nil {
+		m3.PollFetches(ctx).EachRecord(func(r *kgo.Record) {
+			if r.Partition == 0 {
+				if first < 0 {
+					first = r.Offset
+				}
+				got++
+			}
+		})
+	}
+	if first != 2 {
+		t.Fatalf("new member read partition 0 from %d, want 2 (the SDK's seek)", first)
+	}
+	groups, err := adm.ListGroups(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := groups["billing"]; !ok {
+		t.Fatalf("ListGroups: %v, want billing", groups.Groups())
+	}
+}
