@@ -53,9 +53,11 @@ type Backend interface {
 	// the same space as the SDK's producers.
 	ProducerID(ctx context.Context) (int64, error)
 
-	// CreateTopic creates a topic with its config; validateOnly checks it and
-	// creates nothing.
-	CreateTopic(ctx context.Context, name string, cfg semantics.TopicConfig, overrides map[string]string, validateOnly bool) (semantics.TopicMeta, error)
+	// CreateTopic creates a topic with partitions and replicas (0: the default)
+	// and configs by Kafka's names (retention.ms, retention.bytes,
+	// max.message.bytes, cleanup.policy, delete.retention.ms); validateOnly checks
+	// everything and creates nothing.
+	CreateTopic(ctx context.Context, name string, partitions int32, replicas int, configs map[string]string, validateOnly bool) (semantics.TopicMeta, error)
 	// DeleteTopic deletes a topic and everything stored for it.
 	DeleteTopic(ctx context.Context, name string) error
 	// AddPartitions raises a topic's partition count to total.

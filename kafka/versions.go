@@ -22,20 +22,24 @@ var apis map[int16]api
 
 func init() {
 	apis = map[int16]api{
-		kmsg.Produce.Int16():         {3, 9, handleProduce},
-		kmsg.Fetch.Int16():           {4, 12, handleFetch},
-		kmsg.ListOffsets.Int16():     {1, 6, handleListOffsets},
-		kmsg.Metadata.Int16():        {0, 12, handleMetadata},
-		kmsg.OffsetCommit.Int16():    {2, 8, handleOffsetCommit},
-		kmsg.OffsetFetch.Int16():     {1, 8, handleOffsetFetch},
-		kmsg.FindCoordinator.Int16(): {0, 4, handleFindCoordinator},
-		kmsg.JoinGroup.Int16():       {0, 9, handleJoinGroup},
-		kmsg.Heartbeat.Int16():       {0, 4, handleHeartbeat},
-		kmsg.LeaveGroup.Int16():      {0, 5, handleLeaveGroup},
-		kmsg.SyncGroup.Int16():       {0, 5, handleSyncGroup},
-		kmsg.ListGroups.Int16():      {0, 4, handleListGroups},
-		kmsg.ApiVersions.Int16():     {0, 4, handleApiVersions},
-		kmsg.InitProducerID.Int16():  {0, 4, handleInitProducerID},
+		kmsg.Produce.Int16():          {3, 9, handleProduce},
+		kmsg.Fetch.Int16():            {4, 12, handleFetch},
+		kmsg.ListOffsets.Int16():      {1, 6, handleListOffsets},
+		kmsg.Metadata.Int16():         {0, 12, handleMetadata},
+		kmsg.OffsetCommit.Int16():     {2, 8, handleOffsetCommit},
+		kmsg.OffsetFetch.Int16():      {1, 8, handleOffsetFetch},
+		kmsg.FindCoordinator.Int16():  {0, 4, handleFindCoordinator},
+		kmsg.JoinGroup.Int16():        {0, 9, handleJoinGroup},
+		kmsg.Heartbeat.Int16():        {0, 4, handleHeartbeat},
+		kmsg.LeaveGroup.Int16():       {0, 5, handleLeaveGroup},
+		kmsg.SyncGroup.Int16():        {0, 5, handleSyncGroup},
+		kmsg.ListGroups.Int16():       {0, 4, handleListGroups},
+		kmsg.ApiVersions.Int16():      {0, 4, handleApiVersions},
+		kmsg.InitProducerID.Int16():   {0, 4, handleInitProducerID},
+		kmsg.CreateTopics.Int16():     {0, 7, handleCreateTopics},
+		kmsg.DeleteTopics.Int16():     {0, 6, handleDeleteTopics},
+		kmsg.DescribeConfigs.Int16():  {0, 4, handleDescribeConfigs},
+		kmsg.CreatePartitions.Int16(): {0, 3, handleCreatePartitions},
 	}
 }
 

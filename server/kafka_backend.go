@@ -630,9 +630,65 @@ func (b *kafkaBackend) ProducerID(context.Context) (int64, error) {
 	return rand.Int64N(math.MaxInt64), nil
 }
 
-// CreateTopic implements kafka.Backend.
-func (b *kafkaBackend) CreateTopic(ctx context.Context, name string, cfg semantics.TopicConfig, overrides map[string]string, validateOnly bool) (semantics.TopicMeta, error) {
-	return semantics.TopicMeta{}, semantics.Errorf(semantics.ErrInvalidRequest, "not implemented")
+// CreateTopic implements kafka.Backend: the configs by Kafka's names are read by
+// the rules every door shares (semantics.AlterConfig), plus cleanup.policy, which
+// only a create sets.
+func (b *kafkaBackend) CreateTopic(ctx context.Context, name string, partitions int32, replicas int, configs map[string]string, validateOnly bool) (semantics.TopicMeta, error) {
+	if err := semantics.ValidateTopicName(name); err != nil {
+		return semantics.TopicMeta{}, err
+	}
+	given := semantics.TopicConfig{Partitions: partitions, Replicas: replicas}
+	set := map[string]string{}
+	for k, v := range configs {
+		if k != "cleanup.policy" {
+			set[k] = v
+			continue
+		}
+		switch v {
+		case "delete":
+		case "compact":
+			given.Compact = true
+		default:
+			return semantics.TopicMeta{}, semantics.Errorf(semantics.ErrInvalidConfig,
+				"topic %q: cleanup.policy=%s is not supported: use delete or compact", name, v)
+		}
+	}
+	if len(set) > 0 {
+		full, over, err := semantics.AlterConfig(semantics.TopicMeta{Name: name, Config: given.WithDefaults()}, set, nil)
+		if err != nil {
+			return semantics.TopicMeta{}, fmt.Errorf("topic %q: %w", name, err)
+		}
+		// Only what was set counts as set: the rest keeps its default.
+		for _, k := range over {
+			switch k {
+			case semantics.ConfigRetention:
+				given.Retention = full.Retention
+			case semantics.ConfigRetentionBytes:
+				given.RetentionBytes = full.RetentionBytes
+			case semantics.ConfigMaxRecordBytes:
+				given.MaxMessageBytes = full.MaxMessageBytes
+			case semantics.ConfigDeleteRetention:
+				given.DeleteRetention = full.DeleteRetention
+			}
+		}
+	}
+	if !validateOnly {
+		return b.n.admin.createTopic(ctx, name, given)
+	}
+	cfg := given.WithDefaults()
+	if err := cfg.Validate(); err != nil {
+		return semantics.TopicMeta{}, fmt.Errorf("topic %q: %w", name, err)
+	}
+	if peers := b.n.clusterSize(); cfg.Replicas > peers {
+		return semantics.TopicMeta{}, semantics.Errorf(semantics.ErrInvalidReplicationFactor,
+			"topic %q: %d replicas cannot be placed: the cluster has %d node(s) with JetStream", name, cfg.Replicas, peers)
+	}
+	if _, err := b.n.admin.meta.getTopic(ctx, name); err == nil {
+		return semantics.TopicMeta{}, semantics.Errorf(semantics.ErrTopicExists, "topic %q already exists", name)
+	} else if !errors.Is(err, semantics.ErrUnknownTopic) {
+		return semantics.TopicMeta{}, err
+	}
+	return semantics.TopicMeta{Name: name, Config: cfg, State: semantics.TopicReady, Overrides: semantics.ConfigOverrides(given)}, nil
 }
 
 // DeleteTopic implements kafka.Backend.
@@ -643,8 +699,22 @@ func (b *kafkaBackend) DeleteTopic(ctx context.Context, name string) error {
 
 // AddPartitions implements kafka.Backend.
 func (b *kafkaBackend) AddPartitions(ctx context.Context, name string, total int32, validateOnly bool) error {
-	_, err := b.n.admin.addPartitions(ctx, name, total)
-	return err
+	if err := semantics.ValidateTopicName(name); err != nil {
+		return err
+	}
+	if !validateOnly {
+		_, err := b.n.admin.addPartitions(ctx, name, total)
+		return err
+	}
+	t, err := b.topicMeta(ctx, name)
+	if err != nil {
+		return err
+	}
+	if total <= t.Config.Partitions || total > semantics.MaxPartitions {
+		return semantics.Errorf(semantics.ErrInvalidPartitions,
+			"topic %q has %d partitions: the new count %d must be larger, and at most %d", name, t.Config.Partitions, total, semantics.MaxPartitions)
+	}
+	return nil
 }
 
 // Topic implements kafka.Backend.

@@ -1,0 +1,116 @@
+package kafka_test
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/qxd-io/qxd/semantics"
+)
+
+func ptr(s string) *string { return &s }
+
+// A topic made through Kafka's admin API is an ordinary qxd topic, and the SDK's
+// changes show in Kafka's.
+func TestKafkaAdmin(t *testing.T) {
+	t.Parallel()
+	n, c := startNode(t)
+	ctx := ctxFor(t, 60*time.Second)
+	adm := kadm.NewClient(kafkaClient(t, n))
+
+	// Validate-only creates nothing.
+	r, err := adm.ValidateCreateTopics(ctx, 2, 1, map[string]*string{"retention.ms": ptr("3600000")}, "ledger")
+	if err != nil || r["ledger"].Err != nil {
+		t.Fatalf("validate create: %v %v", err, r["ledger"].Err)
+	}
+	if _, err := c.Admin().Topic(ctx, "ledger"); !errors.Is(err, semantics.ErrUnknownTopic) {
+		t.Fatalf("after a validate-only create: %v, want unknown topic", err)
+	}
+
+	r, err = adm.CreateTopics(ctx, 2, 1, map[string]*string{"retention.ms": ptr("3600000"), "max.message.bytes": ptr("2048")}, "ledger")
+	if err != nil || r["ledger"].Err != nil {
+		t.Fatalf("create: %v %v", err, r["ledger"].Err)
+	}
+	info, err := c.Admin().Topic(ctx, "ledger")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Config.Partitions != 2 || info.Config.Retention != time.Hour || info.Config.MaxMessageBytes != 2048 || info.Config.Compact {
+		t.Fatalf("SDK sees %+v", info.Config)
+	}
+	if id := r["ledger"].ID; id == (kadm.TopicID{}) {
+		t.Errorf("create answered no topic id")
+	}
+
+	for name, tc := range map[string]struct {
+		partitions int32
+		replicas   int16
+		configs    map[string]*string
+		topic      string
+		want       error
+	}{
+		"exists":         {1, 1, nil, "ledger", kerr.TopicAlreadyExists},
+		"replicas":       {1, 3, nil, "r3", kerr.InvalidReplicationFactor},
+		"bad name":       {1, 1, nil, "a/b", kerr.InvalidTopicException},
+		"unknown config": {1, 1, map[string]*string{"segment.ms": ptr("1")}, "cfg", kerr.InvalidConfig},
+		"bad policy":     {1, 1, map[string]*string{"cleanup.policy": ptr("compact,delete")}, "cfg", kerr.InvalidConfig},
+	} {
+		r, err := adm.CreateTopics(ctx, tc.partitions, tc.replicas, tc.configs, tc.topic)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := r[tc.topic].Err; !errors.Is(got, tc.want) {
+			t.Errorf("%s: %v, want %v", name, got, tc.want)
+		}
+	}
+
+	rc, err := adm.DescribeTopicConfigs(ctx, "ledger")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, cfg := range rc[0].Configs {
+		got[cfg.Key] = *cfg.Value
+		if (cfg.Key == "retention.ms") != (cfg.Source == 1) && cfg.Key != "max.message.bytes" {
+			t.Errorf("config %s source %v", cfg.Key, cfg.Source)
+		}
+	}
+	if got["retention.ms"] != "3600000" || got["max.message.bytes"] != "2048" || got["cleanup.policy"] != "delete" || got["retention.bytes"] != "-1" {
+		t.Errorf("configs %v", got)
+	}
+
+	if _, err := adm.CreatePartitions(ctx, 2, "ledger"); err != nil {
+		t.Fatal(err)
+	}
+	if info, err := c.Admin().Topic(ctx, "ledger"); err != nil || info.Config.Partitions != 4 {
+		t.Fatalf("after adding 2 partitions the SDK sees %d (%v)", info.Config.Partitions, err)
+	}
+	// A Kafka client produces to the new partitions.
+	cl := kafkaClient(t, n, kgo.DefaultProduceTopic("ledger"), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	if err := cl.ProduceSync(ctx, &kgo.Record{Partition: 3, Value: []byte("x")}).FirstErr(); err != nil {
+		t.Fatalf("produce to partition 3: %v", err)
+	}
+
+	r, err = adm.CreateTopics(ctx, 1, 1, map[string]*string{"cleanup.policy": ptr("compact")}, "latest")
+	if err != nil || r["latest"].Err != nil {
+		t.Fatalf("create compacted: %v %v", err, r["latest"].Err)
+	}
+	if info, err := c.Admin().Topic(ctx, "latest"); err != nil || !info.Config.Compact {
+		t.Fatalf("compacted topic: %+v %v", info.Config, err)
+	}
+
+	d, err := adm.DeleteTopics(ctx, "ledger", "missing")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d["ledger"].Err != nil || !errors.Is(d["missing"].Err, kerr.UnknownTopicOrPartition) {
+		t.Fatalf("delete: ledger %v, missing %v", d["ledger"].Err, d["missing"].Err)
+	}
+	if _, err := c.Admin().Topic(ctx, "ledger"); !errors.Is(err, semantics.ErrUnknownTopic) {
+		t.Fatalf("after delete the SDK sees %v", err)
+	}
+}
