@@ -72,6 +72,31 @@ func TestKafkaGroupSharesCoordinator(t *testing.T) {
 			t.Errorf("SDK sees partition %d committed at %d (lag %d), want %d", p.Partition, p.Committed, p.Lag, want.Offset)
 		}
 	}
+	// Kafka's DescribeGroups shows the same members and their partitions.
+	adm0 := kadm.NewClient(m1)
+	dg, err := adm0.DescribeGroups(ctx, "billing")
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := dg["billing"]
+	assigned := 0
+	for _, m := range g.Members {
+		if a, ok := m.Assigned.AsConsumer(); ok {
+			for _, tp := range a.Topics {
+				assigned += len(tp.Partitions)
+			}
+		}
+	}
+	if g.State != "Stable" || len(g.Members) != 2 || assigned != 3 {
+		t.Errorf("DescribeGroups: state %s, %d members, %d partitions assigned; want Stable, 2, 3", g.State, len(g.Members), assigned)
+	}
+	var sdkAssigned int
+	for _, m := range d.Members {
+		sdkAssigned += len(m.Partitions)
+	}
+	if sdkAssigned != 3 {
+		t.Errorf("SDK describes %d partitions assigned to the Kafka members, want 3", sdkAssigned)
+	}
 	m1.Close()
 	m2.Close()
 

@@ -33,6 +33,7 @@ func init() {
 		kmsg.Heartbeat.Int16():        {0, 4, handleHeartbeat},
 		kmsg.LeaveGroup.Int16():       {0, 5, handleLeaveGroup},
 		kmsg.SyncGroup.Int16():        {0, 5, handleSyncGroup},
+		kmsg.DescribeGroups.Int16():   {0, 5, handleDescribeGroups},
 		kmsg.ListGroups.Int16():       {0, 4, handleListGroups},
 		kmsg.ApiVersions.Int16():      {0, 4, handleApiVersions},
 		kmsg.InitProducerID.Int16():   {0, 4, handleInitProducerID},
