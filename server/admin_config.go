@@ -10,14 +10,14 @@ import (
 	"github.com/qxd-io/qxd/semantics"
 )
 
-// alterTopicConfig changes a ready topic's settings (semantics.AlterConfig) on every
+// AlterTopicConfig changes a ready topic's settings (semantics.AlterConfig) on every
 // partition's stream and in the topic's record. Every change is checked before any
 // is made. The streams change first, then the record (compare-and-set), so a
 // failure half-way leaves the record as it was and the same request, retried,
 // finishes the job. A smaller max-record-bytes is put on the streams only after the
 // record, which the partition writers follow, so that no writer sends a batch the
 // stream's new limit would refuse.
-func (a *admin) alterTopicConfig(ctx context.Context, req semantics.AlterTopicConfigRequest) (semantics.TopicMeta, error) {
+func (a *Admin) AlterTopicConfig(ctx context.Context, req semantics.AlterTopicConfigRequest) (semantics.TopicMeta, error) {
 	name := req.Name
 	if err := semantics.ValidateTopicName(name); err != nil {
 		return semantics.TopicMeta{}, err
@@ -61,7 +61,7 @@ func (a *admin) alterTopicConfig(ctx context.Context, req semantics.AlterTopicCo
 		return t, fmt.Errorf("alter topic %q: record the new config: %w (retry to finish)", name, err)
 	}
 	nt.Revision = rev
-	a.n.writers.sync(ctx, nt)
+	a.follow.topicChanged(ctx, nt)
 	if cfg.MaxMessageBytes < t.Config.MaxMessageBytes {
 		for p := int32(0); p < t.Config.Partitions; p++ {
 			if err := a.updateStreamLimits(ctx, nt, p); err != nil {
@@ -69,16 +69,15 @@ func (a *admin) alterTopicConfig(ctx context.Context, req semantics.AlterTopicCo
 			}
 		}
 	}
-	a.n.topicChanged(nt)
-	a.n.log.Info("topic config altered", "topic", name)
+	a.log.Info("topic config altered", "topic", name)
 	return nt, nil
 }
 
 // updateStreamLimits puts t's limits (age, size, message size, duplicate window) on
 // partition p's stream, keeping the rest of the stream's config (its metadata holds
 // a trimmed log start).
-func (a *admin) updateStreamLimits(ctx context.Context, t semantics.TopicMeta, p int32) error {
-	s, err := a.n.js.Stream(ctx, semantics.StreamName(t.Name, p))
+func (a *Admin) updateStreamLimits(ctx context.Context, t semantics.TopicMeta, p int32) error {
+	s, err := a.js.Stream(ctx, semantics.StreamName(t.Name, p))
 	if err != nil {
 		return err
 	}
@@ -88,7 +87,7 @@ func (a *admin) updateStreamLimits(ctx context.Context, t semantics.TopicMeta, p
 		return nil
 	}
 	cur.MaxAge, cur.MaxBytes, cur.MaxMsgSize, cur.Duplicates = want.MaxAge, want.MaxBytes, want.MaxMsgSize, want.Duplicates
-	_, err = a.n.js.UpdateStream(ctx, cur)
+	_, err = a.js.UpdateStream(ctx, cur)
 	return err
 }
 

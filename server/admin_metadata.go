@@ -18,22 +18,21 @@ import (
 // their addresses.
 const nodeInfoWait = time.Second
 
-// metadata answers semantics.APIClusterMetadata: the nodes of the meta group with
+// Metadata answers semantics.APIClusterMetadata: the nodes of the meta group with
 // their addresses (each node answers semantics.NodeInfoSubject itself), and per
 // partition of the topics asked for the leader, the replicas and the in-sync
-// replicas, from JetStream's stream list (the stream leaders' view, as clusterInfo
+// replicas, from JetStream's stream list (the stream leaders' view, as ClusterInfo
 // reads it).
-func (a *admin) metadata(ctx context.Context, req semantics.MetadataRequest) semantics.Metadata {
+func (a *Admin) Metadata(ctx context.Context, req semantics.MetadataRequest) (semantics.Metadata, error) {
 	var ci semantics.ClusterInfo
 	nodes := a.metaNodes(&ci)
 	md := semantics.Metadata{Cluster: ci.Name, MetaLeader: ci.MetaLeader, Brokers: []semantics.BrokerInfo{}, Topics: []semantics.TopicMetadata{}}
 
 	var topics []semantics.TopicMeta
 	if len(req.Topics) == 0 {
-		all, err := a.listTopics(ctx)
+		all, err := a.ListTopics(ctx)
 		if err != nil {
-			return semantics.Metadata{Error: semantics.NewAPIError(semantics.Errorf(semantics.ErrUnavailable,
-				"metadata: read topics: %v; retry", err))}
+			return semantics.Metadata{}, semantics.Errorf(semantics.ErrUnavailable, "metadata: read topics: %v; retry", err)
 		}
 		topics = all
 	} else {
@@ -87,12 +86,12 @@ func (a *admin) metadata(ctx context.Context, req semantics.MetadataRequest) sem
 	}
 	slices.SortFunc(md.Brokers, func(x, y semantics.BrokerInfo) int { return cmp.Compare(x.Name, y.Name) })
 	slices.SortFunc(md.Topics, func(x, y semantics.TopicMetadata) int { return cmp.Compare(x.Name, y.Name) })
-	return md
+	return md, nil
 }
 
 // partitionMetadata reads partition p's leader, replicas and in-sync replicas from
 // its stream's cluster info (nil: nobody answered for it). A follower is in sync
-// when its leader sees it current and it is not offline, as clusterInfo counts it.
+// when its leader sees it current and it is not offline, as ClusterInfo counts it.
 func partitionMetadata(p int32, ci *jetstream.ClusterInfo) semantics.PartitionMetadata {
 	pm := semantics.PartitionMetadata{Partition: p, Replicas: []string{}, InSync: []string{}}
 	if ci == nil {
@@ -119,16 +118,16 @@ func partitionMetadata(p int32, ci *jetstream.ClusterInfo) semantics.PartitionMe
 }
 
 // selfInfo is this node as semantics.NodeInfoSubject answers it.
-func (a *admin) selfInfo() semantics.BrokerInfo {
-	addr := a.n.ns.ClientURL()
+func (a *Admin) selfInfo() semantics.BrokerInfo {
+	addr := a.ns.ClientURL()
 	if u, err := url.Parse(addr); err == nil && u.Host != "" {
 		addr = u.Host
 	}
-	return semantics.BrokerInfo{Name: a.n.ns.Name(), Addr: addr, Up: true}
+	return semantics.BrokerInfo{Name: a.ns.Name(), Addr: addr, Up: true}
 }
 
 // serveNodeInfo answers semantics.NodeInfoSubject.
-func (a *admin) serveNodeInfo(m *nats.Msg) {
+func (a *Admin) serveNodeInfo(m *nats.Msg) {
 	b, _ := json.Marshal(a.selfInfo())
 	_ = m.Respond(b)
 }
@@ -136,19 +135,19 @@ func (a *admin) serveNodeInfo(m *nats.Msg) {
 // nodeAddrs gathers the nodes' addresses by name: this node's, and those of the
 // others that answer semantics.NodeInfoSubject within nodeInfoWait, until want
 // have.
-func (a *admin) nodeAddrs(want int) map[string]string {
+func (a *Admin) nodeAddrs(want int) map[string]string {
 	self := a.selfInfo()
 	out := map[string]string{self.Name: self.Addr}
-	if !a.n.ns.JetStreamIsClustered() || want <= 1 {
+	if !a.ns.JetStreamIsClustered() || want <= 1 {
 		return out
 	}
 	inbox := nats.NewInbox()
-	sub, err := a.n.nc.SubscribeSync(inbox)
+	sub, err := a.nc.SubscribeSync(inbox)
 	if err != nil {
 		return out
 	}
 	defer sub.Unsubscribe()
-	if err := a.n.nc.PublishRequest(semantics.NodeInfoSubject, inbox, nil); err != nil {
+	if err := a.nc.PublishRequest(semantics.NodeInfoSubject, inbox, nil); err != nil {
 		return out
 	}
 	deadline := time.Now().Add(nodeInfoWait)

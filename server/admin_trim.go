@@ -12,7 +12,7 @@ import (
 	"github.com/qxd-io/qxd/semantics"
 )
 
-// deleteRecords moves a partition's log start offset up to req.Offset, as Kafka's
+// DeleteRecords moves a partition's log start offset up to req.Offset, as Kafka's
 // DeleteRecords does: records below it are no longer readable, and offsets stay as
 // they are.
 //
@@ -26,10 +26,8 @@ import (
 // the high watermark stays readable from the stream itself. A log start never
 // moves down: a trim to or below it changes nothing. Compacted topics are refused,
 // as Kafka refuses them: their records leave by key.
-func (a *admin) deleteRecords(ctx context.Context, req semantics.DeleteRecordsRequest) semantics.DeleteRecordsResponse {
-	fail := func(err error) semantics.DeleteRecordsResponse {
-		return semantics.DeleteRecordsResponse{Error: semantics.NewAPIError(err)}
-	}
+func (a *Admin) DeleteRecords(ctx context.Context, req semantics.DeleteRecordsRequest) (Trimmed, error) {
+	fail := func(err error) (Trimmed, error) { return Trimmed{}, err }
 	name := req.Name
 	if err := semantics.ValidateTopicName(name); err != nil {
 		return fail(err)
@@ -50,7 +48,7 @@ func (a *admin) deleteRecords(ctx context.Context, req semantics.DeleteRecordsRe
 		return fail(semantics.Errorf(semantics.ErrUnknownTopic, "topic %q has partitions 0 to %d: partition %d does not exist", name, t.Config.Partitions-1, p))
 	}
 	part := semantics.PartitionString(name, p)
-	r := partition.NewReader(a.n.nc, name, p, false)
+	r := partition.NewReader(a.nc, name, p, false)
 	o, err := r.ReadOffsets(ctx, func(ctx context.Context) (int64, error) {
 		ck, err := a.meta.getCheckpoint(ctx, t.ID, p)
 		return ck.Next, err
@@ -68,12 +66,12 @@ func (a *admin) deleteRecords(ctx context.Context, req semantics.DeleteRecordsRe
 			part, req.Offset, o.LogStart, o.HighWatermark))
 	}
 	if target <= o.LogStart {
-		return semantics.DeleteRecordsResponse{LogStartOffset: o.LogStart}
+		return Trimmed{LogStartOffset: o.LogStart}, nil
 	}
 
 	// 1. The exact log start, in the stream's metadata: from now on no reader starts
 	// below it.
-	s, err := a.n.js.Stream(ctx, r.Stream)
+	s, err := a.js.Stream(ctx, r.Stream)
 	if err != nil {
 		return fail(fmt.Errorf("trim %s: %w (nothing changed: retry)", part, err))
 	}
@@ -88,14 +86,14 @@ func (a *admin) deleteRecords(ctx context.Context, req semantics.DeleteRecordsRe
 		cfg.Metadata = map[string]string{}
 	}
 	cfg.Metadata[semantics.LogStartMetadata] = strconv.FormatInt(target, 10)
-	if _, err := a.n.js.UpdateStream(ctx, cfg); err != nil {
+	if _, err := a.js.UpdateStream(ctx, cfg); err != nil {
 		return fail(fmt.Errorf("trim %s: record log start %d: %w (nothing changed: retry)", part, target, err))
 	}
 
 	// 2. The batches wholly below it go.
-	resp := semantics.DeleteRecordsResponse{LogStartOffset: target}
+	resp := Trimmed{LogStartOffset: target}
 	if o.Msgs == 0 {
-		return resp
+		return resp, nil
 	}
 	keep := o.LastBatchSeq // the batch that holds target, or the last one
 	if target < o.HighWatermark {
@@ -110,24 +108,24 @@ func (a *admin) deleteRecords(ctx context.Context, req semantics.DeleteRecordsRe
 		}
 	}
 	if keep <= o.FirstSeq {
-		return resp
+		return resp, nil
 	}
 	purged, err := a.purgeBelow(ctx, r.Stream, keep)
 	if err != nil {
 		return fail(fmt.Errorf("trim %s: remove the batches below offset %d: %w (the log start is %d already; retry to remove them)", part, target, err, target))
 	}
 	resp.Batches = purged
-	a.n.log.Info("partition trimmed", "topic", name, "partition", p, "offset", target)
-	return resp
+	a.log.Info("partition trimmed", "topic", name, "partition", p, "offset", target)
+	return resp, nil
 }
 
 // purgeBelow removes the messages of stream below sequence seq and returns how many
 // went.
-func (a *admin) purgeBelow(ctx context.Context, stream string, seq uint64) (uint64, error) {
+func (a *Admin) purgeBelow(ctx context.Context, stream string, seq uint64) (uint64, error) {
 	body, _ := json.Marshal(struct {
 		Seq uint64 `json:"seq"`
 	}{seq})
-	resp, err := a.n.nc.RequestWithContext(ctx, "$JS.API.STREAM.PURGE."+stream, body)
+	resp, err := a.nc.RequestWithContext(ctx, "$JS.API.STREAM.PURGE."+stream, body)
 	if err != nil {
 		return 0, err
 	}

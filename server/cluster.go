@@ -23,7 +23,7 @@ const (
 	clusterFallbackConns = 16
 )
 
-// clusterInfo answers semantics.APIClusterInfo.
+// ClusterInfo answers semantics.APIClusterInfo.
 //
 // The nodes and the meta leader come from this node's own view of JetStream's meta
 // group (Jsz): a node is up unless the cluster saw it shut down or lost track of
@@ -32,14 +32,13 @@ const (
 // used). Partitions come from JetStream's stream list, which the meta leader
 // answers by asking each stream's leader: replica Current and Lag flags are the
 // stream leader's view, the only one that knows its followers' progress.
-func (a *admin) clusterInfo(ctx context.Context) semantics.ClusterInfo {
+func (a *Admin) ClusterInfo(ctx context.Context) (semantics.ClusterInfo, error) {
 	info := semantics.ClusterInfo{Nodes: []semantics.NodeInfo{}, UnderReplicated: []semantics.UnderReplicated{}}
 	nodes := a.metaNodes(&info)
 
-	topics, err := a.listTopics(ctx)
+	topics, err := a.ListTopics(ctx)
 	if err != nil {
-		return semantics.ClusterInfo{Error: semantics.NewAPIError(semantics.Errorf(semantics.ErrUnavailable,
-			"cluster info: read topics: %v; retry", err))}
+		return semantics.ClusterInfo{}, semantics.Errorf(semantics.ErrUnavailable, "cluster info: read topics: %v; retry", err)
 	}
 	var want []string // streams of ready topics' partitions
 	for _, t := range topics {
@@ -111,21 +110,21 @@ func (a *admin) clusterInfo(ctx context.Context) semantics.ClusterInfo {
 	slices.SortFunc(info.UnderReplicated, func(x, y semantics.UnderReplicated) int {
 		return cmp.Or(cmp.Compare(x.Topic, y.Topic), cmp.Compare(x.Partition, y.Partition))
 	})
-	return info
+	return info, nil
 }
 
 // metaNodes fills info's cluster name and meta leader and returns the meta group's
 // nodes by name, this one included. A single node is the whole cluster and its own
 // leader.
-func (a *admin) metaNodes(info *semantics.ClusterInfo) map[string]*semantics.NodeInfo {
-	self := a.n.ns.Name()
+func (a *Admin) metaNodes(info *semantics.ClusterInfo) map[string]*semantics.NodeInfo {
+	self := a.ns.Name()
 	nodes := map[string]*semantics.NodeInfo{self: {Name: self, Up: true}}
-	if !a.n.ns.JetStreamIsClustered() {
+	if !a.ns.JetStreamIsClustered() {
 		info.MetaLeader = self
 		return nodes
 	}
-	info.Name = a.n.ns.ClusterName()
-	jsz, err := a.n.ns.Jsz(&natsserver.JSzOptions{})
+	info.Name = a.ns.ClusterName()
+	jsz, err := a.ns.Jsz(&natsserver.JSzOptions{})
 	if err != nil || jsz.Meta == nil {
 		return nodes
 	}
@@ -146,19 +145,19 @@ func (a *admin) metaNodes(info *semantics.ClusterInfo) map[string]*semantics.Nod
 // stream list gets them all; a stream the list left out (its leader did not answer
 // in time) is asked for on its own. A stream nobody answers for is missing from the
 // result.
-func (a *admin) partitionStreams(ctx context.Context, want []string) map[string]*jetstream.ClusterInfo {
+func (a *Admin) partitionStreams(ctx context.Context, want []string) map[string]*jetstream.ClusterInfo {
 	out := make(map[string]*jetstream.ClusterInfo, len(want))
 	if len(want) == 0 {
 		return out
 	}
 	lctx, cancel := context.WithTimeout(ctx, clusterListTimeout)
-	l := a.n.js.ListStreams(lctx, jetstream.WithStreamListSubject(semantics.PartitionSubjects))
+	l := a.js.ListStreams(lctx, jetstream.WithStreamListSubject(semantics.PartitionSubjects))
 	for si := range l.Info() {
 		out[si.Config.Name] = a.clusterOf(si)
 	}
 	cancel()
 	if err := l.Err(); err != nil {
-		a.n.log.Debug("cluster info: stream list failed; asking each partition", "err", err)
+		a.log.Debug("cluster info: stream list failed; asking each partition", "err", err)
 	}
 
 	var missing []string
@@ -188,7 +187,7 @@ func (a *admin) partitionStreams(ctx context.Context, want []string) map[string]
 			defer func() { <-sem; wg.Done() }()
 			sctx, cancel := context.WithTimeout(fctx, clusterStreamTimeout)
 			defer cancel()
-			s, err := a.n.js.Stream(sctx, name)
+			s, err := a.js.Stream(sctx, name)
 			if err != nil {
 				return
 			}
@@ -203,12 +202,12 @@ func (a *admin) partitionStreams(ctx context.Context, want []string) map[string]
 
 // clusterOf is a stream's cluster info. A single node reports none for its streams:
 // it leads them all.
-func (a *admin) clusterOf(si *jetstream.StreamInfo) *jetstream.ClusterInfo {
+func (a *Admin) clusterOf(si *jetstream.StreamInfo) *jetstream.ClusterInfo {
 	if si.Cluster == nil {
-		if a.n.ns.JetStreamIsClustered() {
+		if a.ns.JetStreamIsClustered() {
 			return &jetstream.ClusterInfo{}
 		}
-		return &jetstream.ClusterInfo{Leader: a.n.ns.Name()}
+		return &jetstream.ClusterInfo{Leader: a.ns.Name()}
 	}
 	return si.Cluster
 }

@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -20,10 +22,17 @@ import (
 // stream, so exactly one node coordinates at a time (RAFT leadership), and serves it
 // over NATS. Another node takes over from the stored states when leadership moves.
 type groupService struct {
-	n       *Node
+	log     *slog.Logger
+	nc      *nats.Conn // serves the group API
+	leads   streamLeadership
+	cfg     coordinator.Config
 	states  *coordinator.KVStateStore
 	offsets *offsets.Store
 	stream  string
+
+	// live is the running coordinator, for Node.Groups: a lookup must not wait for
+	// mu, which a reconcile holds while it loads the group states.
+	live atomic.Pointer[coordinator.Coordinator]
 
 	mu     sync.Mutex
 	coord  *coordinator.Coordinator
@@ -63,31 +72,41 @@ func (s *groupService) run() {
 
 // topicRecords gives the offsets store the current topic records, so that commits
 // are tied to one incarnation of their topic.
-type topicRecords struct{ meta *metadata }
+type topicRecords struct{ topics topicStore }
 
 func (t topicRecords) Topic(ctx context.Context, name string) (semantics.TopicMeta, error) {
-	return t.meta.getTopic(ctx, name)
+	return t.topics.getTopic(ctx, name)
 }
 
-func newGroupService(ctx context.Context, n *Node, meta *metadata, replicas int) (*groupService, error) {
-	kv, err := openBucket(ctx, n.js, jetstream.KeyValueConfig{
+// groupEnv is what the coordinator's host needs from its node.
+type groupEnv struct {
+	log   *slog.Logger
+	nc    *nats.Conn          // serves the group API
+	js    jetstream.JetStream // opens the groups and offsets buckets
+	leads streamLeadership
+	cfg   coordinator.Config
+}
+
+func newGroupService(ctx context.Context, env groupEnv, topics topicStore, replicas int) (*groupService, error) {
+	kv, err := openBucket(ctx, env.js, jetstream.KeyValueConfig{
 		Bucket: semantics.GroupsBucket, Description: "qxd consumer group states", History: 1,
 		Storage: jetstream.FileStorage, Replicas: replicas,
 	})
 	if err != nil {
 		return nil, err
 	}
-	offs, err := offsets.Open(ctx, n.js, replicas)
+	offs, err := offsets.Open(ctx, env.js, replicas)
 	if err != nil {
 		return nil, fmt.Errorf("open offsets bucket: %w", err)
 	}
-	return &groupService{n: n, states: coordinator.NewKVStateStore(kv), offsets: offs.WithTopics(topicRecords{meta}),
+	return &groupService{log: env.log, nc: env.nc, leads: env.leads, cfg: env.cfg,
+		states: coordinator.NewKVStateStore(kv), offsets: offs.WithTopics(topicRecords{topics}),
 		stream: "KV_" + semantics.GroupsBucket}, nil
 }
 
 // reconcile starts or stops coordinating to match leadership of the groups bucket.
 func (s *groupService) reconcile(ctx context.Context) {
-	leader := s.n.isStreamLeader(s.stream)
+	leader := s.leads.isStreamLeader(s.stream)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	switch {
@@ -96,28 +115,23 @@ func (s *groupService) reconcile(ctx context.Context) {
 		ctx, cancel := context.WithTimeout(ctx, groupStartTimeout)
 		defer cancel()
 		if err := s.startLocked(ctx); err != nil {
-			s.n.log.Warn("group coordinator did not start; will retry", "err", err)
+			s.log.Warn("group coordinator did not start; will retry", "err", err)
 		}
 	case !leader && s.coord != nil:
 		s.stopLocked()
-		s.n.log.Info("group coordinator moved to another node")
+		s.log.Info("group coordinator moved to another node")
 	}
 }
 
 func (s *groupService) startLocked(ctx context.Context) error {
-	cfg := coordinator.DefaultConfig()
-	cfg.Logger = s.n.log
-	if s.n.cfg.GroupInitialRebalanceDelay > 0 {
-		cfg.InitialRebalanceDelay = s.n.cfg.GroupInitialRebalanceDelay
-	}
-	coord, err := coordinator.New(cfg, s.states, s.offsets)
+	coord, err := coordinator.New(s.cfg, s.states, s.offsets)
 	if err != nil {
 		return err
 	}
 	if err := coord.Load(ctx); err != nil {
 		return err
 	}
-	sub, err := s.n.nc.Subscribe(semantics.GroupAll, func(m *nats.Msg) {
+	sub, err := s.nc.Subscribe(semantics.GroupAll, func(m *nats.Msg) {
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
@@ -128,13 +142,14 @@ func (s *groupService) startLocked(ctx context.Context) error {
 		coord.Close()
 		return err
 	}
-	if err := s.n.nc.Flush(); err != nil {
+	if err := s.nc.Flush(); err != nil {
 		sub.Unsubscribe()
 		coord.Close()
 		return err
 	}
 	s.coord, s.sub = coord, sub
-	s.n.log.Info("group coordinator started")
+	s.live.Store(coord)
+	s.log.Info("group coordinator started")
 	return nil
 }
 
@@ -144,6 +159,7 @@ func (s *groupService) stopLocked() {
 		s.sub = nil
 	}
 	if s.coord != nil {
+		s.live.Store(nil)
 		s.coord.Close()
 		s.coord = nil
 	}
@@ -169,9 +185,11 @@ const maxGroupWait = 10 * time.Minute
 // hang on one, nor keep the node from stopping.
 const quickGroupWait = 10 * time.Second
 
-// serve answers one group request: it decodes the request into its groups type,
-// calls the coordinator's method for it and encodes the groups.Response.
-func (s *groupService) serve(coord *coordinator.Coordinator, m *nats.Msg) {
+// serve is the NATS door of the coordinator: it answers one group request under a
+// deadline (maxGroupWait for join and sync, quickGroupWait for the others). It
+// decodes the request into its groups type, calls the coordinator's method for it
+// and encodes the groups.Response.
+func (s *groupService) serve(coord GroupCoordinator, m *nats.Msg) {
 	// Per-group subjects (semantics.GroupSubject) carry the group, so that
 	// permissions can name it; the body must name the same group.
 	subject, serr := groupSubject(m)
@@ -221,7 +239,7 @@ func decode(m *nats.Msg, v any) error {
 }
 
 // handleGroup calls the coordinator method of m's subject and fills resp.
-func handleGroup(ctx context.Context, coord *coordinator.Coordinator, m *nats.Msg, resp *groups.Response) error {
+func handleGroup(ctx context.Context, coord GroupCoordinator, m *nats.Msg, resp *groups.Response) error {
 	var err error
 	switch m.Subject {
 	case semantics.GroupJoin:

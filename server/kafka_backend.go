@@ -12,13 +12,11 @@ import (
 	"net"
 	"strconv"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
 
 	"github.com/qxd-io/qxd/groups"
-	"github.com/qxd-io/qxd/groups/coordinator"
 	"github.com/qxd-io/qxd/internal/partition"
 	"github.com/qxd-io/qxd/kafka"
 	"github.com/qxd-io/qxd/semantics"
@@ -32,21 +30,19 @@ const kafkaBrokersSubject = "qxd.internal.kafka.brokers"
 // say their Kafka addresses.
 const kafkaBrokerWait = time.Second
 
-// kafkaBackend is the node's services as the Kafka listener's Backend: partition
-// writers (reached over the node's in-process connection, which also reaches a
-// writer on another node), partition streams, the group coordinator and topic admin.
+// kafkaBackend is the node's services as the Kafka listener's Backend, in process:
+// produce (Node.Writers), fetch (Node.Fetcher), the group service (Node.Groups)
+// and topic admin (Node.Admin). Its own in-process connection reads partition
+// offsets, watches partitions for appends and asks the other nodes for their Kafka
+// addresses.
 type kafkaBackend struct {
 	n         *Node
 	nc        *nats.Conn // the listener's own in-process connection
 	advertise kafka.Broker
 
-	replyPrefix string
-	replySub    *nats.Subscription
-	infoSub     *nats.Subscription
-	nextID      atomic.Uint64
-	mu          sync.Mutex
-	waiting     map[uint64]chan *nats.Msg
-	addrs       map[string]kafka.Broker // other nodes' Kafka addresses, by name
+	infoSub *nats.Subscription
+	mu      sync.Mutex
+	addrs   map[string]kafka.Broker // other nodes' Kafka addresses, by name
 }
 
 var _ kafka.Backend = (*kafkaBackend)(nil)
@@ -75,7 +71,7 @@ func (n *Node) startKafka() error {
 	if err != nil {
 		return fmt.Errorf("connect the Kafka listener to the embedded server: %w", err)
 	}
-	b := &kafkaBackend{n: n, nc: nc, waiting: map[uint64]chan *nats.Msg{}, addrs: map[string]kafka.Broker{}}
+	b := &kafkaBackend{n: n, nc: nc, addrs: map[string]kafka.Broker{}}
 	l, err := kafka.Listen(kafka.Config{Listen: n.cfg.KafkaListen, Backend: b, Logger: n.log})
 	if err != nil {
 		nc.Close()
@@ -124,13 +120,7 @@ func (n *Node) KafkaAddr() string {
 }
 
 func (b *kafkaBackend) start() error {
-	b.replyPrefix = b.nc.NewRespInbox() + "."
 	var err error
-	b.replySub, err = b.nc.Subscribe(b.replyPrefix+"*", b.onReply)
-	if err != nil {
-		return fmt.Errorf("kafka listener: subscribe for replies: %w", err)
-	}
-	_ = b.replySub.SetPendingLimits(-1, 512<<20)
 	b.infoSub, err = b.nc.Subscribe(kafkaBrokersSubject, func(m *nats.Msg) {
 		data, _ := json.Marshal(b.advertise)
 		_ = m.Respond(data)
@@ -141,21 +131,7 @@ func (b *kafkaBackend) start() error {
 	return b.nc.Flush()
 }
 
-func (b *kafkaBackend) onReply(m *nats.Msg) {
-	id, err := strconv.ParseUint(m.Subject[len(b.replyPrefix):], 10, 64)
-	if err != nil {
-		return
-	}
-	b.mu.Lock()
-	ch := b.waiting[id]
-	delete(b.waiting, id)
-	b.mu.Unlock()
-	if ch != nil {
-		ch <- m
-	}
-}
-
-// topic returns the record of a ready topic as the writers know it.
+// topicMeta returns the record of a ready topic, as the writers know it if they do.
 func (b *kafkaBackend) topicMeta(ctx context.Context, name string) (semantics.TopicMeta, error) {
 	if err := semantics.ValidateTopicName(name); err != nil {
 		return semantics.TopicMeta{}, err
@@ -189,8 +165,10 @@ func (b *kafkaBackend) partition(ctx context.Context, topic string, p int32) (se
 	return t, nil
 }
 
-// Append implements kafka.Backend: the batch goes to the partition's writer as a
-// produce request, as the SDK sends it, on this node's in-process connection.
+// Append implements kafka.Backend through the node's produce service, in process:
+// the batch goes to the partition's writer as the client sent it. A partition this
+// node does not lead is NOT_LEADER_OR_FOLLOWER, so the client reads the metadata
+// again and sends it to the leader, as with Kafka.
 func (b *kafkaBackend) Append(ctx context.Context, topic string, p int32, batch []byte, acks int16) func() (kafka.AppendResult, error) {
 	fail := func(err error) func() (kafka.AppendResult, error) {
 		return func() (kafka.AppendResult, error) { return kafka.AppendResult{}, err }
@@ -204,45 +182,22 @@ func (b *kafkaBackend) Append(ctx context.Context, topic string, p int32, batch 
 			"partition %s: batch of %d bytes is over the topic's max message bytes (%d): send smaller batches or raise max.message.bytes",
 			semantics.PartitionString(topic, p), len(batch), t.Config.MaxMessageBytes))
 	}
-	subject := semantics.WriterSubject(topic, p)
 	if acks == 0 {
-		if err := b.nc.Publish(subject, batch); err != nil {
-			return fail(semantics.Errorf(semantics.ErrUnavailable, "partition %s: send batch: %v", semantics.PartitionString(topic, p), err))
-		}
+		b.n.Writers().AppendAsync(topic, p, batch, nil)
 		return fail(nil)
 	}
-	id := b.nextID.Add(1)
-	ch := make(chan *nats.Msg, 1)
-	b.mu.Lock()
-	b.waiting[id] = ch
-	b.mu.Unlock()
-	forget := func() {
-		b.mu.Lock()
-		delete(b.waiting, id)
-		b.mu.Unlock()
-	}
-	if err := b.nc.PublishRequest(subject, b.replyPrefix+strconv.FormatUint(id, 10), batch); err != nil {
-		forget()
-		return fail(semantics.Errorf(semantics.ErrUnavailable, "partition %s: send batch: %v", semantics.PartitionString(topic, p), err))
-	}
+	ch := make(chan semantics.ProduceReply, 1)
+	b.n.Writers().AppendAsync(topic, p, batch, func(r semantics.ProduceReply) { ch <- r })
 	return func() (kafka.AppendResult, error) {
 		select {
-		case m := <-ch:
-			if len(m.Data) == 0 && m.Header.Get("Status") == "503" {
-				return kafka.AppendResult{}, semantics.Errorf(semantics.ErrNotLeader,
-					"partition %s: no writer serves it right now (leadership is moving); retry", semantics.PartitionString(topic, p))
-			}
-			r, err := semantics.ParseProduceReply(m.Data)
-			if err != nil {
-				return kafka.AppendResult{}, fmt.Errorf("partition %s: %w", semantics.PartitionString(topic, p), err)
-			}
+		case r := <-ch:
 			if err := r.Err(); err != nil {
 				return kafka.AppendResult{}, err
 			}
 			return kafka.AppendResult{BaseOffset: r.BaseOffset, LogAppendTime: r.LogAppendTime, LogStart: -1}, nil
 		case <-ctx.Done():
-			forget()
-			return kafka.AppendResult{}, semantics.Errorf(semantics.ErrTimeout, "partition %s: no answer from its writer in time", semantics.PartitionString(topic, p))
+			return kafka.AppendResult{}, semantics.Errorf(semantics.ErrTimeout,
+				"partition %s: not stored in time (an idempotent producer resends it safely)", semantics.PartitionString(topic, p))
 		}
 	}
 }
@@ -271,56 +226,10 @@ func (b *kafkaBackend) Offsets(ctx context.Context, topic string, p int32) (int6
 	return offs.LogStart, offs.HighWatermark, nil
 }
 
-// Read implements kafka.Backend.
+// Read implements kafka.Backend through the node's fetch service.
 func (b *kafkaBackend) Read(ctx context.Context, topic string, p int32, offset int64, maxBytes int) (kafka.ReadResult, error) {
-	r, offs, err := b.offsets(ctx, topic, p)
-	if err != nil {
-		return kafka.ReadResult{}, err
-	}
-	res := kafka.ReadResult{LogStart: offs.LogStart, HighWatermark: offs.HighWatermark}
-	if offset < offs.LogStart || offset > offs.HighWatermark {
-		return res, semantics.Errorf(semantics.ErrOffsetOutOfRange, "partition %s: offset %d is outside %d to %d",
-			semantics.PartitionString(topic, p), offset, offs.LogStart, offs.HighWatermark)
-	}
-	if offset == offs.HighWatermark || offs.Msgs == 0 {
-		return res, nil
-	}
-	var seq uint64
-	switch {
-	case offset <= offs.LogStart && offs.FirstBatchSeq > 0:
-		seq = offs.FirstBatchSeq
-	case offset >= offs.LastBatchBase && offs.LastBatchSeq > 0:
-		seq = offs.LastBatchSeq
-	default:
-		var found bool
-		seq, found, err = semantics.FindOffset(ctx, r, offs.FirstSeq, offs.LastSeq, offset)
-		if err != nil {
-			return res, err
-		}
-		if !found {
-			seq = offs.FirstSeq
-		}
-	}
-	size := 0
-	for seq <= offs.LastSeq && (size == 0 || size < maxBytes) {
-		m, err := r.Get(ctx, seq)
-		if errors.Is(err, semantics.ErrNoBatch) {
-			break
-		}
-		if err != nil {
-			if len(res.Batches) > 0 {
-				break
-			}
-			return res, err
-		}
-		if size > 0 && size+len(m.Data) > maxBytes {
-			break
-		}
-		res.Batches = append(res.Batches, m.Data)
-		size += len(m.Data)
-		seq = m.Seq + 1
-	}
-	return res, nil
+	r, err := b.n.Fetcher().Fetch(ctx, FetchRequest{Topic: topic, Partition: p, Offset: offset, MaxBytes: maxBytes})
+	return kafka.ReadResult{Batches: r.Batches, LogStart: r.LogStartOffset, HighWatermark: r.HighWatermark}, err
 }
 
 // OffsetForTime implements kafka.Backend.
@@ -441,8 +350,8 @@ func (b *kafkaBackend) brokers(ctx context.Context, want []string) map[string]ka
 // Cluster implements kafka.Backend from the node's metadata (the same view as
 // 'qxd cluster metadata').
 func (b *kafkaBackend) Cluster(ctx context.Context, topics []string) (kafka.Cluster, error) {
-	md := b.n.admin.metadata(ctx, semantics.MetadataRequest{Topics: topics})
-	if err := md.Failure(); err != nil {
+	md, err := b.n.admin.Metadata(ctx, semantics.MetadataRequest{Topics: topics})
+	if err != nil {
 		return kafka.Cluster{}, err
 	}
 	var names []string
@@ -501,28 +410,13 @@ func (b *kafkaBackend) Cluster(ctx context.Context, topics []string) (kafka.Clus
 	return cl, nil
 }
 
-// coordinator returns this node's group coordinator, or NOT_COORDINATOR: Kafka
-// clients send group requests to the node FindCoordinator named, and ask again
-// when it moved.
-func (b *kafkaBackend) coordinator() (*coordinator.Coordinator, error) {
-	s := b.n.groups
-	if s == nil {
-		return nil, semantics.ErrCoordinatorNotAvailable
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.coord == nil {
-		return nil, semantics.Errorf(semantics.ErrNotCoordinator, "node %s does not coordinate groups now; find the coordinator again", b.n.cfg.Name)
-	}
-	return s.coord, nil
-}
-
-// Coordinator implements kafka.Backend: the node leading the groups bucket's stream.
+// Coordinator implements kafka.Backend: the node leading the groups bucket's
+// stream, which runs the group coordinator.
 func (b *kafkaBackend) Coordinator(ctx context.Context, group string) (kafka.Broker, error) {
 	if group == "" {
 		return kafka.Broker{}, semantics.Errorf(semantics.ErrInvalidGroupID, "group id is empty")
 	}
-	if _, err := b.coordinator(); err == nil {
+	if _, err := b.n.groups.current(); err == nil {
 		return b.advertise, nil
 	}
 	if !b.n.ns.JetStreamIsClustered() {
@@ -544,84 +438,56 @@ func (b *kafkaBackend) Coordinator(ctx context.Context, group string) (kafka.Bro
 	return br, nil
 }
 
+// The group requests go to the node's group service, which answers
+// NOT_COORDINATOR when this node does not coordinate (the client asks
+// FindCoordinator again). Joins and syncs wait as long as the NATS door lets them.
+
 func (b *kafkaBackend) Join(ctx context.Context, req groups.JoinRequest) (groups.JoinResponse, error) {
-	c, err := b.coordinator()
-	if err != nil {
-		return groups.JoinResponse{}, err
-	}
 	ctx, cancel := context.WithTimeout(ctx, maxGroupWait)
 	defer cancel()
-	return c.Join(ctx, req)
+	return b.n.Groups().Join(ctx, req)
 }
 
 func (b *kafkaBackend) Sync(ctx context.Context, req groups.SyncRequest) (groups.SyncResponse, error) {
-	c, err := b.coordinator()
-	if err != nil {
-		return groups.SyncResponse{}, err
-	}
 	ctx, cancel := context.WithTimeout(ctx, maxGroupWait)
 	defer cancel()
-	return c.Sync(ctx, req)
+	return b.n.Groups().Sync(ctx, req)
 }
 
 func (b *kafkaBackend) Heartbeat(ctx context.Context, req groups.HeartbeatRequest) error {
-	c, err := b.coordinator()
-	if err != nil {
-		return err
-	}
 	ctx, cancel := context.WithTimeout(ctx, quickGroupWait)
 	defer cancel()
-	return c.Heartbeat(ctx, req)
+	return b.n.Groups().Heartbeat(ctx, req)
 }
 
 func (b *kafkaBackend) Leave(ctx context.Context, req groups.LeaveRequest) error {
-	c, err := b.coordinator()
-	if err != nil {
-		return err
-	}
 	ctx, cancel := context.WithTimeout(ctx, quickGroupWait)
 	defer cancel()
-	return c.Leave(ctx, req)
+	return b.n.Groups().Leave(ctx, req)
 }
 
 func (b *kafkaBackend) CommitOffsets(ctx context.Context, req groups.CommitRequest) error {
-	c, err := b.coordinator()
-	if err != nil {
-		return err
-	}
 	ctx, cancel := context.WithTimeout(ctx, quickGroupWait)
 	defer cancel()
-	return c.CommitOffsets(ctx, req)
+	return b.n.Groups().CommitOffsets(ctx, req)
 }
 
 func (b *kafkaBackend) FetchOffsets(ctx context.Context, req groups.FetchRequest) ([]semantics.OffsetEntry, error) {
-	c, err := b.coordinator()
-	if err != nil {
-		return nil, err
-	}
 	ctx, cancel := context.WithTimeout(ctx, quickGroupWait)
 	defer cancel()
-	return c.FetchOffsets(ctx, req)
+	return b.n.Groups().FetchOffsets(ctx, req)
 }
 
 func (b *kafkaBackend) DescribeGroup(ctx context.Context, group string) (groups.GroupDescription, error) {
-	c, err := b.coordinator()
-	if err != nil {
-		return groups.GroupDescription{}, err
-	}
 	ctx, cancel := context.WithTimeout(ctx, quickGroupWait)
 	defer cancel()
-	return c.DescribeGroup(ctx, group)
+	return b.n.Groups().DescribeGroup(ctx, group)
 }
 
 func (b *kafkaBackend) ListGroups(ctx context.Context) ([]groups.GroupSummary, error) {
-	c, err := b.coordinator()
-	if err != nil {
-		return nil, err
-	}
 	ctx, cancel := context.WithTimeout(ctx, quickGroupWait)
 	defer cancel()
-	return c.ListGroups(ctx)
+	return b.n.Groups().ListGroups(ctx)
 }
 
 // ProducerID implements kafka.Backend: 63 random bits, as the SDK's producers draw
@@ -673,7 +539,8 @@ func (b *kafkaBackend) CreateTopic(ctx context.Context, name string, partitions 
 		}
 	}
 	if !validateOnly {
-		return b.n.admin.createTopic(ctx, name, given)
+		t, _, err := b.n.admin.CreateTopic(ctx, semantics.CreateTopicRequest{Name: name, Config: given})
+		return t, err
 	}
 	cfg := given.WithDefaults()
 	if err := cfg.Validate(); err != nil {
@@ -693,7 +560,7 @@ func (b *kafkaBackend) CreateTopic(ctx context.Context, name string, partitions 
 
 // DeleteTopic implements kafka.Backend.
 func (b *kafkaBackend) DeleteTopic(ctx context.Context, name string) error {
-	_, err := b.n.admin.deleteTopic(ctx, name)
+	_, err := b.n.admin.DeleteTopic(ctx, semantics.DeleteTopicRequest{Name: name})
 	return err
 }
 
@@ -703,7 +570,7 @@ func (b *kafkaBackend) AddPartitions(ctx context.Context, name string, total int
 		return err
 	}
 	if !validateOnly {
-		_, err := b.n.admin.addPartitions(ctx, name, total)
+		_, err := b.n.admin.AddPartitions(ctx, semantics.AddPartitionsRequest{Name: name, Total: total})
 		return err
 	}
 	t, err := b.topicMeta(ctx, name)

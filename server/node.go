@@ -17,6 +17,9 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nkeys"
+
+	"github.com/qxd-io/qxd/groups/coordinator"
+	"github.com/qxd-io/qxd/semantics"
 )
 
 // How often a node pings its clients and the other nodes' routes, and how many pings
@@ -65,9 +68,11 @@ type Node struct {
 	auth        *authenticator // nil without authentication
 	internalKey nkeys.KeyPair  // the services' identity when auth is on
 
-	admin   *admin
+	admin   *Admin
+	api     *adminDoor // the admin API's NATS door
 	writers *writerManager
 	groups  *groupService
+	fetch   *Fetcher
 	kafka   *kafkaFront // nil without a Kafka listener
 
 	// The embedder's services (Config.Services), once started, and the buckets they
@@ -299,7 +304,7 @@ func (n *Node) startServices(ctx context.Context) error {
 		var err error
 		meta, err = openMetadata(actx, n.js, replicas)
 		if err == nil {
-			n.groups, err = newGroupService(actx, n, meta, replicas)
+			n.groups, err = newGroupService(actx, n.groupEnv(), meta, replicas)
 		}
 		var apiErr *jetstream.APIError
 		if errors.As(err, &apiErr) && apiErr.ErrorCode == jsErrCodeNoPeers {
@@ -318,21 +323,82 @@ func (n *Node) startServices(ctx context.Context) error {
 			return fmt.Errorf("watch topics for permissions: %w", err)
 		}
 	}
-	n.writers = newWriterManager(n, meta)
+	n.writers = newWriterManager(writerEnv{log: n.log, conn: n.writerConn, reads: n.nc, leads: n, checkpoints: meta}, meta.topics)
 	// The topics watch needs the topics bucket's leader, which may be changing
 	// while another node is down: retry as for the buckets.
 	if err := retryClustered(ctx, n, func() error { return n.writers.start(ctx) }); err != nil {
 		return err
 	}
 	n.groups.run()
+	n.fetch = &Fetcher{nc: n.nc, topics: meta, checkpoints: meta}
+	var perms *permRegistry
+	if n.auth != nil {
+		perms = n.auth.reg
+	}
+	n.admin = &Admin{log: n.log, nc: n.nc, js: n.js, meta: meta, ns: n.ns, place: n,
+		follow: nodeTopics{writers: n.writers, perms: perms}, offsets: n.groups.offsets}
 	if err := n.startHosted(ctx, meta); err != nil {
 		return err
 	}
-	n.admin = newAdmin(n, meta)
-	if err := n.admin.start(); err != nil {
+	n.api = &adminDoor{admin: n.admin, nc: n.nc, node: n.cfg.Name, hosted: n.serveHosted, handOff: n.serveHandOff}
+	if err := n.api.start(); err != nil {
 		return err
 	}
 	return n.startKafka()
+}
+
+// groupEnv is what the group coordinator's host gets from the node.
+func (n *Node) groupEnv() groupEnv {
+	cfg := coordinator.DefaultConfig()
+	cfg.Logger = n.log
+	if n.cfg.GroupInitialRebalanceDelay > 0 {
+		cfg.InitialRebalanceDelay = n.cfg.GroupInitialRebalanceDelay
+	}
+	return groupEnv{log: n.log, nc: n.nc, js: n.js, leads: n, cfg: cfg}
+}
+
+// The node's services, in process: what its NATS handlers call, and what another
+// front door calls alike.
+
+// Writers returns the node's produce service.
+func (n *Node) Writers() *Writers { return &Writers{m: n.writers} }
+
+// Fetcher returns the node's fetch service.
+func (n *Node) Fetcher() *Fetcher { return n.fetch }
+
+// Groups returns the node's group service. One node of a cluster coordinates the
+// groups at a time: the one that leads the qxd_groups bucket's stream. On the
+// others every method fails with NOT_COORDINATOR (semantics.ErrNotCoordinator), as
+// a Kafka broker that is not a group's coordinator answers; the service follows
+// leadership, so the same value serves when this node takes over.
+func (n *Node) Groups() GroupCoordinator { return n.groups }
+
+// Admin returns the node's admin service.
+func (n *Node) Admin() *Admin { return n.admin }
+
+var (
+	_ streamLeadership = (*Node)(nil)
+	_ placement        = (*Node)(nil)
+	_ topicFollowers   = nodeTopics{}
+)
+
+// nodeTopics tells a node's writers and permissions of a topic change made on this
+// node, so that producers and clients of this node may use it as soon as the admin
+// request is answered.
+type nodeTopics struct {
+	writers *writerManager
+	perms   *permRegistry // nil without authentication
+}
+
+func (f nodeTopics) topicChanged(ctx context.Context, t semantics.TopicMeta) {
+	f.writers.sync(ctx, t)
+	if f.perms != nil {
+		f.perms.setTopic(t.Name, &semantics.TopicPerms{Name: t.Name, ID: t.ID, Partitions: t.Config.Partitions})
+	}
+}
+
+func (f nodeTopics) topicRemoved(ctx context.Context, name string) {
+	f.writers.forget(ctx, name)
 }
 
 // Name is the node's name.
@@ -371,8 +437,8 @@ func (n *Node) Close(ctx context.Context) error {
 		// Stop serving first: writers finish and answer what they have in flight,
 		// then hand every leadership off, so producers and group members move to other
 		// nodes at once instead of after an election timeout.
-		if n.admin != nil {
-			n.admin.stop()
+		if n.api != nil {
+			n.api.stop()
 		}
 		// The last node of a cluster to stop has no quorum: the JetStream API has no
 		// meta leader and replicated buckets and partitions take no writes. Every

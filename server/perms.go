@@ -120,16 +120,6 @@ func (r *permRegistry) setTopic(name string, t *semantics.TopicPerms) {
 	}
 }
 
-// topicChanged updates permissions for a topic the node just created or changed,
-// before the topics watch reports it, so a client of this node may use it as soon as
-// the admin request is answered.
-func (n *Node) topicChanged(t semantics.TopicMeta) {
-	if n.auth == nil {
-		return
-	}
-	n.auth.reg.setTopic(t.Name, &semantics.TopicPerms{Name: t.Name, ID: t.ID, Partitions: t.Config.Partitions})
-}
-
 // watch follows the topics bucket until stop; it returns once the topics that exist
 // now are loaded (a watch that goes quiet first is replaced: see kvscan.Follow), or
 // startCtx ends.

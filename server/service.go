@@ -71,6 +71,18 @@ type Host interface {
 	Checkpoint(ctx context.Context, topicID string, p int32) (int64, error)
 	// ResetOffsets sets a consumer group's committed offsets.
 	ResetOffsets(ctx context.Context, group string, offsets map[semantics.TopicPartition]int64) error
+
+	// The node's services, in process, for a front door a Service adds (a Kafka
+	// listener): the same the node's NATS handlers call.
+
+	// Writers is the produce service.
+	Writers() *Writers
+	// Fetcher is the fetch service.
+	Fetcher() *Fetcher
+	// Groups is the group coordinator.
+	Groups() GroupCoordinator
+	// Admin is the admin service.
+	Admin() *Admin
 }
 
 // nodeHost is a node as the Host of its services.
@@ -119,6 +131,11 @@ func (h nodeHost) Checkpoint(ctx context.Context, topicID string, p int32) (int6
 	ck, err := h.meta.getCheckpoint(ctx, topicID, p)
 	return ck.Next, err
 }
+
+func (h nodeHost) Writers() *Writers        { return h.n.Writers() }
+func (h nodeHost) Fetcher() *Fetcher        { return h.n.Fetcher() }
+func (h nodeHost) Groups() GroupCoordinator { return h.n.Groups() }
+func (h nodeHost) Admin() *Admin            { return h.n.Admin() }
 
 func (h nodeHost) ResetOffsets(ctx context.Context, group string, offsets map[semantics.TopicPartition]int64) error {
 	if h.n.groups == nil || h.n.groups.offsets == nil {

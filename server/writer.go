@@ -69,19 +69,24 @@ const (
 )
 
 type writer struct {
-	n       *Node
-	nc      *nats.Conn // the connection requests, appends and acks travel on
-	meta    *metadata
-	log     *slog.Logger
-	topic   string
-	topicID string
-	p       int32
-	reader  *partition.Reader
-	cfg     atomic.Pointer[semantics.TopicConfig]
+	nc          *nats.Conn // the connection requests, appends and acks travel on
+	leads       streamLeadership
+	checkpoints checkpointStore
+	lost        func() // called when the writer finds its node no longer leads the stream
+	log         *slog.Logger
+	topic       string
+	topicID     string
+	p           int32
+	reader      *partition.Reader
+	cfg         atomic.Pointer[semantics.TopicConfig]
 
 	sub       *nats.Subscription
 	ackSub    *nats.Subscription
 	ackPrefix string
+
+	// in takes requests one at a time, in the order their callers come, as the
+	// NATS subscription delivers them: produce releases mu while it reloads.
+	in sync.Mutex
 
 	mu        sync.Mutex
 	idle      *sync.Cond // signalled when pending empties
@@ -102,7 +107,7 @@ type writer struct {
 }
 
 type pendingAppend struct {
-	reply   string
+	reply   answer
 	base    int64
 	count   int64
 	parts   int // acks outstanding
@@ -125,11 +130,24 @@ type recentBatch struct {
 	pending          bool
 }
 
-func newWriter(n *Node, meta *metadata, t semantics.TopicMeta, p int32) *writer {
+// answer is where the answer to one produce request goes: a NATS reply subject
+// (the NATS door) or done (an in-process caller, see Writers). Neither: the
+// producer asked for no answer (acks=0).
+type answer struct {
+	subject string
+	// done is called once, with the writer's lock held: it must not block nor call
+	// the writer.
+	done func(semantics.ProduceReply)
+}
+
+func (a answer) none() bool { return a.subject == "" && a.done == nil }
+
+func newWriter(env writerEnv, t semantics.TopicMeta, p int32, lost func()) *writer {
 	w := &writer{
-		n: n, nc: n.writerConn(t.Name, p), meta: meta, topic: t.Name, topicID: t.ID, p: p,
-		log:    n.log.With("topic", t.Name, "partition", p),
-		reader: partition.NewReader(n.nc, t.Name, p, false),
+		nc: env.conn(t.Name, p), leads: env.leads, checkpoints: env.checkpoints, lost: lost,
+		topic: t.Name, topicID: t.ID, p: p,
+		log:    env.log.With("topic", t.Name, "partition", p),
+		reader: partition.NewReader(env.reads, t.Name, p, false),
 		done:   make(chan struct{}),
 	}
 	w.idle = sync.NewCond(&w.mu)
@@ -229,7 +247,7 @@ func (w *writer) load(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	ck, err := w.meta.getCheckpoint(ctx, w.topicID, w.p)
+	ck, err := w.checkpoints.getCheckpoint(ctx, w.topicID, w.p)
 	if err != nil {
 		return fmt.Errorf("partition %s: read checkpoint: %w", w.name(), err)
 	}
@@ -309,15 +327,17 @@ func seqBehind(s, ref int32) bool {
 	return d > 0 && d < math.MaxInt32/2
 }
 
-func (w *writer) reply(to string, r semantics.ProduceReply) {
-	if to == "" {
-		return
+func (w *writer) reply(to answer, r semantics.ProduceReply) {
+	switch {
+	case to.done != nil:
+		to.done(r)
+	case to.subject != "":
+		_ = w.nc.Publish(to.subject, semantics.AppendProduceReply(nil, r))
 	}
-	_ = w.nc.Publish(to, semantics.AppendProduceReply(nil, r))
 }
 
-func (w *writer) replyErr(to string, err error) {
-	if to == "" {
+func (w *writer) replyErr(to answer, err error) {
+	if to.none() {
 		if err != nil {
 			w.log.Debug("produce without ack failed", "err", err)
 		}
@@ -326,40 +346,51 @@ func (w *writer) replyErr(to string, err error) {
 	w.reply(to, semantics.ProduceReply{Code: semantics.CodeOf(err), BaseOffset: -1, Detail: err.Error()})
 }
 
-// onProduce handles one produce request. nats.go calls it from one goroutine, in the
-// order requests arrived, which is what gives a producer's batches their order.
+// onProduce is the NATS door of the writer: one request on the partition's writer
+// subject, answered on its reply subject. nats.go calls it from one goroutine, in
+// the order requests arrived, which is what gives a producer's batches their order.
 func (w *writer) onProduce(m *nats.Msg) {
-	h, err := semantics.ParseBatchHeader(m.Data)
+	w.produce(m.Data, answer{subject: m.Reply})
+}
+
+// produce takes one record batch, appends it and answers to when it is stored (or
+// refused). It returns once the batch is sent to the stream, not when it is stored,
+// so a caller may pipeline; requests are taken in the order produce is called. It
+// patches the batch's base offset in place.
+func (w *writer) produce(data []byte, to answer) {
+	h, err := semantics.ParseBatchHeader(data)
 	if err != nil {
-		w.replyErr(m.Reply, semantics.Errorf(semantics.ErrCorruptMessage, "partition %s: %v", w.name(), err))
+		w.replyErr(to, semantics.Errorf(semantics.ErrCorruptMessage, "partition %s: %v", w.name(), err))
 		return
 	}
 	cfg := w.cfg.Load()
-	if len(m.Data) > int(cfg.MaxMessageBytes) {
-		w.replyErr(m.Reply, semantics.Errorf(semantics.ErrMessageTooLarge,
+	if len(data) > int(cfg.MaxMessageBytes) {
+		w.replyErr(to, semantics.Errorf(semantics.ErrMessageTooLarge,
 			"partition %s: batch of %d bytes is over the topic's max message bytes (%d): send smaller batches or raise max.message.bytes",
-			w.name(), len(m.Data), cfg.MaxMessageBytes))
+			w.name(), len(data), cfg.MaxMessageBytes))
 		return
 	}
 	var parts []part
 	if cfg.Compact {
-		parts, err = splitCompacted(w.topic, w.p, m.Data, h, cfg)
+		parts, err = splitCompacted(w.topic, w.p, data, h, cfg)
 		if err != nil {
-			w.replyErr(m.Reply, err)
+			w.replyErr(to, err)
 			return
 		}
 	} else {
-		parts = []part{{subject: semantics.BatchSubject(w.topic, w.p), data: m.Data, records: int64(h.NumRecords)}}
+		parts = []part{{subject: semantics.BatchSubject(w.topic, w.p), data: data, records: int64(h.NumRecords)}}
 	}
 
+	w.in.Lock()
+	defer w.in.Unlock()
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	rechecked := false
 	for {
-		if !w.readyLocked(m.Reply) {
+		if !w.readyLocked(to) {
 			return
 		}
-		ps, rb, rest, verdict := w.admitLocked(m.Reply, h, cfg, parts)
+		ps, rb, rest, verdict := w.admitLocked(to, h, cfg, parts)
 		if verdict == admitOutOfOrder && !rechecked {
 			// The producer is ahead of what this writer knows. That happens when
 			// another writer appended just before this one took over: look at the
@@ -372,17 +403,17 @@ func (w *writer) onProduce(m *nats.Msg) {
 		}
 		switch verdict {
 		case admitDuplicate:
-			w.replyErr(m.Reply, semantics.Errorf(semantics.ErrDuplicateSequence,
+			w.replyErr(to, semantics.Errorf(semantics.ErrDuplicateSequence,
 				"partition %s: producer %d sequence %d is already stored", w.name(), h.ProducerID, h.BaseSequence))
 			return
 		case admitOutOfOrder:
-			w.replyErr(m.Reply, semantics.Errorf(semantics.ErrOutOfOrderSequence,
+			w.replyErr(to, semantics.Errorf(semantics.ErrOutOfOrderSequence,
 				"partition %s: producer %d sent sequence %d, expected %d", w.name(), h.ProducerID, h.BaseSequence, addSeq(ps.lastSeq, 1)))
 			return
 		case admitAnswered:
 			return
 		}
-		w.appendLocked(m.Reply, h, ps, rb, rest)
+		w.appendLocked(to, h, ps, rb, rest)
 		return
 	}
 }
@@ -390,7 +421,7 @@ func (w *writer) onProduce(m *nats.Msg) {
 // readyLocked reloads the writer's state if an append failed, and reports whether the
 // writer can take a request; if not, it has answered it. Called with mu held; it
 // releases mu while it reloads.
-func (w *writer) readyLocked(reply string) bool {
+func (w *writer) readyLocked(reply answer) bool {
 	for w.broken && !w.closed {
 		if len(w.pending) > 0 {
 			w.idle.Wait()
@@ -411,12 +442,12 @@ func (w *writer) readyLocked(reply string) bool {
 		w.replyErr(reply, semantics.Errorf(semantics.ErrNotLeader, "partition %s: writer is stopping; retry", w.name()))
 		return false
 	}
-	if w.cfg.Load().Replicas > 1 && !w.n.isStreamLeader(semantics.StreamName(w.topic, w.p)) {
+	if w.cfg.Load().Replicas > 1 && !w.leads.isStreamLeader(semantics.StreamName(w.topic, w.p)) {
 		// The stream's leadership moved and the manager has not stopped this writer
 		// yet: append nothing more, and let the manager catch up at once.
 		w.replyErr(reply, semantics.Errorf(semantics.ErrNotLeader, "partition %s: this node no longer leads it; retry", w.name()))
-		if w.n.writers != nil {
-			w.n.writers.wake()
+		if w.lost != nil {
+			w.lost()
 		}
 		return false
 	}
@@ -455,7 +486,7 @@ const (
 // to be appended, records it as the producer's latest. It returns the parts still to
 // append: a compacted batch whose first records are stored appends only the rest.
 // Called with mu held.
-func (w *writer) admitLocked(reply string, h semantics.BatchHeader, cfg *semantics.TopicConfig, parts []part) (*producerState, *recentBatch, []part, admitVerdict) {
+func (w *writer) admitLocked(reply answer, h semantics.BatchHeader, cfg *semantics.TopicConfig, parts []part) (*producerState, *recentBatch, []part, admitVerdict) {
 	if h.ProducerID < 0 {
 		return nil, nil, parts, admitAppend
 	}
@@ -509,7 +540,7 @@ func (w *writer) admitLocked(reply string, h semantics.BatchHeader, cfg *semanti
 
 // appendLocked gives parts their offsets and sends them to the stream, chained behind
 // the previous append. Called with mu held.
-func (w *writer) appendLocked(reply string, h semantics.BatchHeader, ps *producerState, rb *recentBatch, parts []part) {
+func (w *writer) appendLocked(reply answer, h semantics.BatchHeader, ps *producerState, rb *recentBatch, parts []part) {
 	id := w.nextID
 	w.nextID++
 	pa := &pendingAppend{reply: reply, base: w.next, parts: len(parts), sent: time.Now(), pid: h.ProducerID, rb: rb}
@@ -730,7 +761,7 @@ func (w *writer) checkpoint(ctx context.Context) bool {
 	}
 	w.dirty = false
 	w.mu.Unlock()
-	if err := w.meta.putCheckpoint(ctx, w.topicID, w.p, ck); err != nil {
+	if err := w.checkpoints.putCheckpoint(ctx, w.topicID, w.p, ck); err != nil {
 		if errors.Is(err, nats.ErrConnectionClosed) {
 			// The node is stopping without a quorum and says so itself.
 			w.log.Debug("checkpoint failed", "err", err)

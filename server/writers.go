@@ -3,9 +3,11 @@ package server
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/qxd-io/qxd/internal/kvscan"
@@ -19,22 +21,56 @@ const reconcileEvery = 250 * time.Millisecond
 // stops it when leadership moves or the topic goes away. It learns topics by
 // watching the topics bucket.
 type writerManager struct {
-	n    *Node
-	meta *metadata
+	env      writerEnv
+	topicsKV jetstream.KeyValue // the topics bucket, watched
 
 	mu      sync.Mutex
 	topics  map[string]semantics.TopicMeta
 	writers map[string]*writer   // by stream name
 	held    map[string]time.Time // streams being handed off, until when: start no writer
+	// live are the writers by stream name too, for Writers: a lookup must not wait
+	// for mu, which a reconcile holds while it starts writers.
+	live sync.Map
 
 	kick   chan struct{}
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 }
 
-func newWriterManager(n *Node, meta *metadata) *writerManager {
-	return &writerManager{n: n, meta: meta, topics: map[string]semantics.TopicMeta{},
+// writerEnv is what partition writers need from their node.
+type writerEnv struct {
+	log *slog.Logger
+	// conn is the connection the writer of partition p of topic takes requests and
+	// sends appends on.
+	conn func(topic string, p int32) *nats.Conn
+	// reads is the connection writers read their partitions' logs on.
+	reads       *nats.Conn
+	leads       streamLeadership
+	checkpoints checkpointStore
+}
+
+func newWriterManager(env writerEnv, topics jetstream.KeyValue) *writerManager {
+	return &writerManager{env: env, topicsKV: topics, topics: map[string]semantics.TopicMeta{},
 		writers: map[string]*writer{}, held: map[string]time.Time{}, kick: make(chan struct{}, 1)}
+}
+
+// setWriter records w as the running writer of stream. Called with mu held.
+func (m *writerManager) setWriter(stream string, w *writer) {
+	m.writers[stream] = w
+	m.live.Store(stream, w)
+}
+
+// dropWriter forgets the writer of stream. Called with mu held.
+func (m *writerManager) dropWriter(stream string) {
+	delete(m.writers, stream)
+	m.live.Delete(stream)
+}
+
+// lookup returns the running writer of stream, nil when this node runs none.
+func (m *writerManager) lookup(stream string) *writer {
+	w, _ := m.live.Load(stream)
+	wr, _ := w.(*writer)
+	return wr
 }
 
 // wake makes the loop reconcile at once.
@@ -59,7 +95,7 @@ func (m *writerManager) release(ctx context.Context, stream string) {
 	m.held[stream] = time.Now().Add(handOffHold)
 	if w, ok := m.writers[stream]; ok {
 		m.stopWriter(ctx, w)
-		delete(m.writers, stream)
+		m.dropWriter(stream)
 	}
 }
 
@@ -73,7 +109,7 @@ func (m *writerManager) unhold(stream string) {
 
 func (m *writerManager) start(ctx context.Context) error {
 	cancel, err := kvscan.Reconciler{Every: reconcileEvery, Kick: m.kick, FirstNow: true,
-		Apply: m.apply, Reconcile: m.reconcile}.Start(m.meta.topics, &m.wg)
+		Apply: m.apply, Reconcile: m.reconcile}.Start(m.topicsKV, &m.wg)
 	if err != nil {
 		return err
 	}
@@ -90,7 +126,7 @@ func (m *writerManager) apply(e jetstream.KeyValueEntry) {
 	}
 	t, err := decodeTopic(e)
 	if err != nil {
-		m.n.log.Warn("skipping corrupt topic record", "err", err)
+		m.env.log.Warn("skipping corrupt topic record", "err", err)
 		return
 	}
 	m.topics[t.Name] = t
@@ -130,7 +166,7 @@ func (m *writerManager) reconcile(ctx context.Context) {
 		}
 		for p := int32(0); p < t.Config.Partitions; p++ {
 			stream := semantics.StreamName(t.Name, p)
-			if !m.n.isStreamLeader(stream) {
+			if !m.env.leads.isStreamLeader(stream) {
 				delete(m.held, stream)
 				continue
 			}
@@ -148,25 +184,25 @@ func (m *writerManager) reconcile(ctx context.Context) {
 					continue
 				}
 				m.stopWriter(ctx, w)
-				delete(m.writers, stream)
+				m.dropWriter(stream)
 			}
-			w := newWriter(m.n, m.meta, t, p)
+			w := newWriter(m.env, t, p, m.wake)
 			sctx, cancel := context.WithTimeout(ctx, writerStartTimeout)
 			err := w.start(sctx)
 			cancel()
 			if err != nil {
 				if !errors.Is(err, context.Canceled) {
-					m.n.log.Warn("writer did not start; will retry", "topic", t.Name, "partition", p, "err", err)
+					m.env.log.Warn("writer did not start; will retry", "topic", t.Name, "partition", p, "err", err)
 				}
 				continue
 			}
-			m.writers[stream] = w
+			m.setWriter(stream, w)
 		}
 	}
 	for stream, w := range m.writers {
 		if !want[stream] {
 			m.stopWriter(ctx, w)
-			delete(m.writers, stream)
+			m.dropWriter(stream)
 		}
 	}
 }
@@ -194,6 +230,8 @@ func (m *writerManager) stop(ctx context.Context) error {
 		}()
 	}
 	wg.Wait()
-	m.writers = map[string]*writer{}
+	for stream := range m.writers {
+		m.dropWriter(stream)
+	}
 	return ctx.Err()
 }

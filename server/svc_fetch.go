@@ -1,0 +1,125 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/qxd-io/qxd/internal/partition"
+	"github.com/qxd-io/qxd/semantics"
+)
+
+// DefaultFetchMaxBytes bounds a fetch that gives no MaxBytes.
+const DefaultFetchMaxBytes = 1 << 20
+
+// Fetcher is the fetch service of a node: it reads a partition's stored record
+// batches from an offset, as Kafka's Fetch does, in process. Batches come back as
+// they are stored (the writer set their base offsets), so a Kafka listener passes
+// them through unchanged. Reads go to the partition stream's leader, the same view
+// the log start and high watermark are read from.
+type Fetcher struct {
+	nc          *nats.Conn // JetStream API requests
+	topics      topicStore
+	checkpoints checkpointStore
+}
+
+// FetchRequest asks for partition Partition of Topic from Offset.
+type FetchRequest struct {
+	Topic     string
+	Partition int32
+	Offset    int64
+	// MaxBytes bounds the size of the batches returned; the first batch is returned
+	// whatever its size, as Kafka does, so a reader always makes progress. 0 means
+	// DefaultFetchMaxBytes.
+	MaxBytes int
+}
+
+// FetchResult is a fetch's answer.
+type FetchResult struct {
+	// LogStartOffset is the first readable offset; HighWatermark the offset the
+	// next record will get.
+	LogStartOffset int64
+	HighWatermark  int64
+	// Batches are stored RecordBatches, in offset order, from the one holding the
+	// requested offset on: its records below that offset are the reader's to skip,
+	// as with Kafka. None when the offset is the high watermark. Each has passed its
+	// CRC check.
+	Batches [][]byte
+}
+
+// Fetch reads partition req.Partition of req.Topic from req.Offset. An offset below
+// the log start or above the high watermark is OFFSET_OUT_OF_RANGE; a topic or
+// partition that does not exist UNKNOWN_TOPIC_OR_PARTITION. A stored batch that
+// fails its CRC check ends the batches returned before it; the fetch that starts
+// at it fails with CORRUPT_MESSAGE.
+func (f *Fetcher) Fetch(ctx context.Context, req FetchRequest) (FetchResult, error) {
+	if err := semantics.ValidateTopicName(req.Topic); err != nil {
+		return FetchResult{}, err
+	}
+	t, err := f.topics.getTopic(ctx, req.Topic)
+	if err != nil {
+		return FetchResult{}, err
+	}
+	if t.State != semantics.TopicReady {
+		return FetchResult{}, semantics.Errorf(semantics.ErrTopicNotReady, "topic %q is %s: finish that first", t.Name, t.State)
+	}
+	p := req.Partition
+	if p < 0 || p >= t.Config.Partitions {
+		return FetchResult{}, semantics.Errorf(semantics.ErrUnknownTopic,
+			"topic %q has partitions 0 to %d: partition %d does not exist", t.Name, t.Config.Partitions-1, p)
+	}
+	part := semantics.PartitionString(t.Name, p)
+	r := partition.NewReader(f.nc, t.Name, p, false)
+	o, err := r.ReadOffsets(ctx, func(ctx context.Context) (int64, error) {
+		ck, err := f.checkpoints.getCheckpoint(ctx, t.ID, p)
+		return ck.Next, err
+	})
+	if err != nil {
+		return FetchResult{}, fmt.Errorf("fetch %s: read its offsets: %w", part, err)
+	}
+	res := FetchResult{LogStartOffset: o.LogStart, HighWatermark: o.HighWatermark}
+	if req.Offset < o.LogStart || req.Offset > o.HighWatermark {
+		return res, semantics.Errorf(semantics.ErrOffsetOutOfRange,
+			"fetch %s: offset %d is out of range: the partition holds offsets %d (the log start) to %d (the high watermark)",
+			part, req.Offset, o.LogStart, o.HighWatermark)
+	}
+	if req.Offset == o.HighWatermark || o.Msgs == 0 {
+		return res, nil
+	}
+	seq, found, err := semantics.FindOffset(ctx, r, o.FirstSeq, o.LastSeq, req.Offset)
+	if err != nil {
+		return res, fmt.Errorf("fetch %s: find the batch of offset %d: %w", part, req.Offset, err)
+	}
+	if !found {
+		seq = o.FirstSeq
+	}
+	limit := req.MaxBytes
+	if limit <= 0 {
+		limit = DefaultFetchMaxBytes
+	}
+	size := 0
+	for seq <= o.LastSeq {
+		m, err := r.Get(ctx, seq)
+		if errors.Is(err, semantics.ErrNoBatch) {
+			break
+		}
+		if err != nil {
+			return res, fmt.Errorf("fetch %s: read sequence %d: %w", part, seq, err)
+		}
+		if m.Seq > o.LastSeq || len(res.Batches) > 0 && size+len(m.Data) > limit {
+			break
+		}
+		if _, err := semantics.ParseBatchHeader(m.Data); err != nil {
+			if len(res.Batches) > 0 {
+				break // the next fetch starts at it, and fails
+			}
+			return res, fmt.Errorf("fetch %s: sequence %d: %w", part, m.Seq, err)
+		}
+		res.Batches = append(res.Batches, m.Data)
+		size += len(m.Data)
+		seq = m.Seq + 1
+	}
+	return res, nil
+}

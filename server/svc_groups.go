@@ -1,0 +1,121 @@
+package server
+
+import (
+	"context"
+
+	"github.com/qxd-io/qxd/groups"
+	"github.com/qxd-io/qxd/groups/coordinator"
+	"github.com/qxd-io/qxd/semantics"
+)
+
+// GroupCoordinator is the group service: Kafka's consumer-group requests, answered
+// by the group state machine (coordinator.Coordinator) and the committed-offset
+// store, in process. The NATS door (semantics.Group* subjects) and a Kafka listener
+// call the same methods.
+type GroupCoordinator interface {
+	Join(ctx context.Context, req groups.JoinRequest) (groups.JoinResponse, error)
+	Sync(ctx context.Context, req groups.SyncRequest) (groups.SyncResponse, error)
+	Heartbeat(ctx context.Context, req groups.HeartbeatRequest) error
+	Leave(ctx context.Context, req groups.LeaveRequest) error
+	CommitOffsets(ctx context.Context, req groups.CommitRequest) error
+	FetchOffsets(ctx context.Context, req groups.FetchRequest) ([]semantics.OffsetEntry, error)
+	DescribeGroup(ctx context.Context, group string) (groups.GroupDescription, error)
+	ListGroups(ctx context.Context) ([]groups.GroupSummary, error)
+	DeleteGroup(ctx context.Context, group string) error
+	ResetOffsets(ctx context.Context, req groups.ResetRequest) error
+}
+
+var (
+	_ GroupCoordinator = (*coordinator.Coordinator)(nil)
+	_ GroupCoordinator = (*groupService)(nil)
+)
+
+// current returns the running coordinator, or NOT_COORDINATOR when this node does
+// not coordinate the groups now.
+func (s *groupService) current() (*coordinator.Coordinator, error) {
+	if c := s.live.Load(); c != nil {
+		return c, nil
+	}
+	return nil, semantics.Errorf(semantics.ErrNotCoordinator,
+		"this node does not coordinate consumer groups now: the node leading the %s bucket does; retry there", semantics.GroupsBucket)
+}
+
+func (s *groupService) Join(ctx context.Context, req groups.JoinRequest) (groups.JoinResponse, error) {
+	c, err := s.current()
+	if err != nil {
+		return groups.JoinResponse{}, err
+	}
+	return c.Join(ctx, req)
+}
+
+func (s *groupService) Sync(ctx context.Context, req groups.SyncRequest) (groups.SyncResponse, error) {
+	c, err := s.current()
+	if err != nil {
+		return groups.SyncResponse{}, err
+	}
+	return c.Sync(ctx, req)
+}
+
+func (s *groupService) Heartbeat(ctx context.Context, req groups.HeartbeatRequest) error {
+	c, err := s.current()
+	if err != nil {
+		return err
+	}
+	return c.Heartbeat(ctx, req)
+}
+
+func (s *groupService) Leave(ctx context.Context, req groups.LeaveRequest) error {
+	c, err := s.current()
+	if err != nil {
+		return err
+	}
+	return c.Leave(ctx, req)
+}
+
+func (s *groupService) CommitOffsets(ctx context.Context, req groups.CommitRequest) error {
+	c, err := s.current()
+	if err != nil {
+		return err
+	}
+	return c.CommitOffsets(ctx, req)
+}
+
+func (s *groupService) FetchOffsets(ctx context.Context, req groups.FetchRequest) ([]semantics.OffsetEntry, error) {
+	c, err := s.current()
+	if err != nil {
+		return nil, err
+	}
+	return c.FetchOffsets(ctx, req)
+}
+
+func (s *groupService) DescribeGroup(ctx context.Context, group string) (groups.GroupDescription, error) {
+	c, err := s.current()
+	if err != nil {
+		return groups.GroupDescription{}, err
+	}
+	return c.DescribeGroup(ctx, group)
+}
+
+func (s *groupService) ListGroups(ctx context.Context) ([]groups.GroupSummary, error) {
+	c, err := s.current()
+	if err != nil {
+		return nil, err
+	}
+	return c.ListGroups(ctx)
+}
+
+func (s *groupService) DeleteGroup(ctx context.Context, group string) error {
+	c, err := s.current()
+	if err != nil {
+		return err
+	}
+	return c.DeleteGroup(ctx, group)
+}
+
+func (s *groupService) ResetOffsets(ctx context.Context, req groups.ResetRequest) error {
+	c, err := s.current()
+	if err != nil {
+		return err
+	}
+	return c.ResetOffsets(ctx, req)
+}
