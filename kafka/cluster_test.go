@@ -7,7 +7,9 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/qxd-io/qxd"
 	"github.com/qxd-io/qxd/internal/qxdtest"
@@ -57,6 +59,34 @@ func TestKafkaCluster(t *testing.T) {
 				t.Fatalf("metadata from node %d: partition %d leader %d replicas %v", i+1, p.Partition, p.Leader, p.Replicas)
 			}
 		}
+	}
+
+	// A produce sent to a node that does not lead the partition is refused with
+	// NOT_LEADER_OR_FOLLOWER, so the client reads the metadata again.
+	probe := kafkaClient(t, nodes[0])
+	md, err := kadm.NewClient(probe).Metadata(ctx, "spread")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var self int32 = -1
+	for _, b := range md.Brokers {
+		if fmt.Sprintf("%s:%d", b.Host, b.Port) == nodes[0].KafkaAddr() {
+			self = b.NodeID
+		}
+	}
+	for _, p := range md.Topics["spread"].Partitions {
+		if p.Leader == self {
+			continue
+		}
+		req := produceReq(-1, map[string]map[int32][]byte{"spread": {p.Partition: batch(t, 1, 10)}})
+		resp, err := probe.Broker(int(self)).Request(ctx, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if code := resp.(*kmsg.ProduceResponse).Topics[0].Partitions[0].ErrorCode; code != kerr.NotLeaderForPartition.Code {
+			t.Fatalf("produce to partition %d on a node that does not lead it: code %d, want NOT_LEADER_OR_FOLLOWER", p.Partition, code)
+		}
+		break
 	}
 
 	cl := kafkaClient(t, nodes[1], kgo.DefaultProduceTopic("spread"))
