@@ -24,7 +24,7 @@ func startServer(t *testing.T, args ...string) *serverRun {
 	s := &serverRun{cancel: cancel, done: make(chan error, 1), out: &syncBuffer{}}
 	errOut := &syncBuffer{}
 	go func() {
-		all := append([]string{"qxd", "--log-level", "warn", "server", "--kafka-listen", "127.0.0.1:0"}, args...)
+		all := append([]string{"qxd", "--log-level", "warn", "server", "--kafka-listen", ""}, args...)
 		s.done <- run(ctx, all, strings.NewReader(""), s.out, errOut)
 	}()
 	t.Cleanup(func() {
