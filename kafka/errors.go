@@ -12,10 +12,6 @@ const (
 	codeUnsupportedVersion      int16 = 35
 	codeUnsupportedForMsgFormat int16 = 43
 	codeUnknownTopicID          int16 = 100
-	codeInvalidTxnTimeout       int16 = 50
-	codeCoordinatorLoading      int16 = 14
-	codeTransactionalIDAuth     int16 = 53
-	codeUnsupportedCompression  int16 = 76
 )
 
 // code is the Kafka error code of err: semantics errors carry theirs, a context

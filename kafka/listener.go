@@ -197,7 +197,7 @@ func (c *conn) serve() {
 	close(c.slots)
 	wg.Wait()
 	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
-		c.log.Debug("kafka connection closed", "remote", c.nc.RemoteAddr().String(), "err", err)
+		c.log.Debug("kafka connection closed", "err", fmt.Errorf("client %s: %w", c.nc.RemoteAddr(), err))
 	}
 }
 
@@ -356,7 +356,7 @@ func (c *conn) handle(buf []byte) (err error) {
 		// answer: UNSUPPORTED_VERSION and the versions it has, so the client can
 		// ask again with one of them.
 		resp := apiVersionsResponse(0)
-		resp.ErrorCode = 35
+		resp.ErrorCode = codeUnsupportedVersion
 		h.version = 0
 		c.queueNow(h, resp)
 		return nil
