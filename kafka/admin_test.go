@@ -83,6 +83,37 @@ func TestKafkaAdmin(t *testing.T) {
 		t.Errorf("configs %v", got)
 	}
 
+	// IncrementalAlterConfigs sets and deletes; AlterConfigs replaces (what it does
+	// not name goes back to its default). Both are what the SDK sees.
+	ar, err := adm.AlterTopicConfigs(ctx, []kadm.AlterConfig{
+		{Op: kadm.SetConfig, Name: "retention.bytes", Value: ptr("10485760")},
+		{Op: kadm.DeleteConfig, Name: "retention.ms"},
+	}, "ledger")
+	if err != nil || ar[0].Err != nil {
+		t.Fatalf("incremental alter: %v %v", err, ar[0].Err)
+	}
+	if info, _ := c.Admin().Topic(ctx, "ledger"); info.Config.RetentionBytes != 10<<20 || info.Config.Retention != semantics.DefaultRetention {
+		t.Fatalf("after incremental alter the SDK sees %+v", info.Config)
+	}
+	ar, err = adm.AlterTopicConfigsState(ctx, []kadm.AlterConfig{{Name: "retention.ms", Value: ptr("60000")}}, "ledger")
+	if err != nil || ar[0].Err != nil {
+		t.Fatalf("alter: %v %v", err, ar[0].Err)
+	}
+	if info, _ := c.Admin().Topic(ctx, "ledger"); info.Config.Retention != time.Minute || info.Config.RetentionBytes != -1 || info.Config.MaxMessageBytes != semantics.DefaultMaxMessageBytes {
+		t.Fatalf("after alter the SDK sees %+v", info.Config)
+	}
+	ar, err = adm.AlterTopicConfigs(ctx, []kadm.AlterConfig{{Op: kadm.SetConfig, Name: "cleanup.policy", Value: ptr("compact")}}, "ledger")
+	if err != nil || !errors.Is(ar[0].Err, kerr.InvalidConfig) {
+		t.Fatalf("alter cleanup.policy: %v %v, want INVALID_CONFIG", err, ar[0].Err)
+	}
+	ar, err = adm.ValidateAlterTopicConfigs(ctx, []kadm.AlterConfig{{Op: kadm.SetConfig, Name: "retention.ms", Value: ptr("1000")}}, "ledger")
+	if err != nil || ar[0].Err != nil {
+		t.Fatalf("validate alter: %v %v", err, ar[0].Err)
+	}
+	if info, _ := c.Admin().Topic(ctx, "ledger"); info.Config.Retention != time.Minute {
+		t.Fatalf("a validate-only alter changed retention to %v", info.Config.Retention)
+	}
+
 	if _, err := adm.CreatePartitions(ctx, 2, "ledger"); err != nil {
 		t.Fatal(err)
 	}
@@ -101,6 +132,20 @@ func TestKafkaAdmin(t *testing.T) {
 	}
 	if info, err := c.Admin().Topic(ctx, "latest"); err != nil || !info.Config.Compact {
 		t.Fatalf("compacted topic: %+v %v", info.Config, err)
+	}
+
+	// DeleteRecords moves partition 3's log start past its record.
+	dr, err := adm.DeleteRecords(ctx, kadm.Offsets{"ledger": {3: {Topic: "ledger", Partition: 3, At: 1}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r, ok := dr.Lookup("ledger", 3); !ok || r.Err != nil || r.LowWatermark != 1 {
+		t.Fatalf("delete records: %+v", r)
+	}
+	if start, err := adm.ListStartOffsets(ctx, "ledger"); err != nil {
+		t.Fatal(err)
+	} else if o, _ := start.Lookup("ledger", 3); o.Offset != 1 {
+		t.Fatalf("log start after delete records: %d, want 1", o.Offset)
 	}
 
 	d, err := adm.DeleteTopics(ctx, "ledger", "missing")

@@ -49,6 +49,9 @@ type Backend interface {
 	DescribeGroup(ctx context.Context, group string) (groups.GroupDescription, error)
 	ListGroups(ctx context.Context) ([]groups.GroupSummary, error)
 
+	// DeleteGroup deletes a group without members and its committed offsets.
+	DeleteGroup(ctx context.Context, group string) error
+
 	// ProducerID allocates an idempotent producer id (Kafka's InitProducerId), from
 	// the same space as the SDK's producers.
 	ProducerID(ctx context.Context) (int64, error)
@@ -62,6 +65,12 @@ type Backend interface {
 	DeleteTopic(ctx context.Context, name string) error
 	// AddPartitions raises a topic's partition count to total.
 	AddPartitions(ctx context.Context, name string, total int32, validateOnly bool) error
+	// AlterConfig sets and deletes (back to the default) a topic's configs, by
+	// Kafka's names; validateOnly checks and changes nothing.
+	AlterConfig(ctx context.Context, topic string, set map[string]string, del []string, validateOnly bool) error
+	// DeleteRecords moves a partition's log start up to offset (-1: the high
+	// watermark) and returns the log start after it.
+	DeleteRecords(ctx context.Context, topic string, partition int32, offset int64) (int64, error)
 	// Topic reads a topic's record; semantics.ErrUnknownTopic when there is none.
 	Topic(ctx context.Context, name string) (semantics.TopicMeta, error)
 }

@@ -1,15 +1,18 @@
 package kafka_test
 
 import (
+	"errors"
 	"fmt"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/qxd-io/qxd"
 	"github.com/qxd-io/qxd/internal/qxdtest"
+	"github.com/qxd-io/qxd/semantics"
 )
 
 // A Kafka client's consumer group runs on the coordinator the SDK uses: its
@@ -136,5 +139,16 @@ func TestKafkaGroupSharesCoordinator(t *testing.T) {
 	}
 	if _, ok := groups["billing"]; !ok {
 		t.Fatalf("ListGroups: %v, want billing", groups.Groups())
+	}
+	// DeleteGroups refuses a group with members, and deletes it once empty.
+	if r, err := adm.DeleteGroups(ctx, "billing"); err != nil || !errors.Is(r["billing"].Err, kerr.NonEmptyGroup) {
+		t.Fatalf("delete a group with a member: %v %v, want NON_EMPTY_GROUP", err, r["billing"].Err)
+	}
+	m3.Close()
+	if r, err := adm.DeleteGroups(ctx, "billing"); err != nil || r["billing"].Err != nil {
+		t.Fatalf("delete: %v %v", err, r["billing"].Err)
+	}
+	if _, err := c.Admin().DescribeGroup(ctx, "billing"); !errors.Is(err, semantics.ErrGroupIDNotFound) {
+		t.Fatalf("after DeleteGroups the SDK sees %v, want GROUP_ID_NOT_FOUND", err)
 	}
 }

@@ -238,6 +238,11 @@ func TestMetadata(t *testing.T) {
 			t.Errorf("partition %d: leader %d replicas %v isr %v, want %d", p.Partition, p.Leader, p.Replicas, p.ISR, id)
 		}
 	}
+	dc := kmsg.NewPtrDescribeClusterRequest()
+	dresp, err := dc.RequestWith(ctx, kafkaClient(t, n))
+	if err != nil || dresp.ErrorCode != 0 || len(dresp.Brokers) != 1 || dresp.Brokers[0].NodeID != id || dresp.ControllerID != id {
+		t.Fatalf("DescribeCluster: %+v %v", dresp, err)
+	}
 	md2, err := adm.Metadata(ctx, "meta.data", "missing")
 	if err != nil {
 		t.Fatal(err)

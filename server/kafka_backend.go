@@ -588,3 +588,32 @@ func (b *kafkaBackend) AddPartitions(ctx context.Context, name string, total int
 func (b *kafkaBackend) Topic(ctx context.Context, name string) (semantics.TopicMeta, error) {
 	return b.n.admin.meta.getTopic(ctx, name)
 }
+
+// DeleteGroup implements kafka.Backend.
+func (b *kafkaBackend) DeleteGroup(ctx context.Context, group string) error {
+	ctx, cancel := context.WithTimeout(ctx, quickGroupWait)
+	defer cancel()
+	return b.n.Groups().DeleteGroup(ctx, group)
+}
+
+// AlterConfig implements kafka.Backend with the rules every door shares
+// (semantics.AlterConfig); validate-only applies them to the record read now and
+// changes nothing.
+func (b *kafkaBackend) AlterConfig(ctx context.Context, topic string, set map[string]string, del []string, validateOnly bool) error {
+	if !validateOnly {
+		_, err := b.n.admin.AlterTopicConfig(ctx, semantics.AlterTopicConfigRequest{Name: topic, Set: set, Delete: del})
+		return err
+	}
+	t, err := b.topicMeta(ctx, topic)
+	if err != nil {
+		return err
+	}
+	_, _, err = semantics.AlterConfig(t, set, del)
+	return err
+}
+
+// DeleteRecords implements kafka.Backend (qxd's trim).
+func (b *kafkaBackend) DeleteRecords(ctx context.Context, topic string, p int32, offset int64) (int64, error) {
+	r, err := b.n.admin.DeleteRecords(ctx, semantics.DeleteRecordsRequest{Name: topic, Partition: p, Offset: offset})
+	return r.LogStartOffset, err
+}
