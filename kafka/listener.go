@@ -32,6 +32,9 @@ type Config struct {
 	// ReadTimeout bounds the time to read one request once its first byte came, so
 	// a client that stops half-way does not hold a connection. Default 30s.
 	ReadTimeout time.Duration
+	// IdleTimeout closes a connection that sends no request for this long (Kafka's
+	// connections.max.idle.ms). Default 10m.
+	IdleTimeout time.Duration
 }
 
 // Defaults of Config.
@@ -39,6 +42,7 @@ const (
 	DefaultMaxRequestBytes = 100 << 20
 	DefaultMaxInFlight     = 64
 	DefaultReadTimeout     = 30 * time.Second
+	DefaultIdleTimeout     = 10 * time.Minute
 )
 
 // Listener takes Kafka clients' connections and answers their requests.
@@ -70,6 +74,9 @@ func Listen(cfg Config) (*Listener, error) {
 	}
 	if cfg.ReadTimeout <= 0 {
 		cfg.ReadTimeout = DefaultReadTimeout
+	}
+	if cfg.IdleTimeout <= 0 {
+		cfg.IdleTimeout = DefaultIdleTimeout
 	}
 	log := cfg.Logger
 	if log == nil {
@@ -234,7 +241,7 @@ func (c *conn) readLoop() error {
 	r := bufio.NewReaderSize(c.nc, 64<<10)
 	var sizeBuf [4]byte
 	for {
-		if err := c.nc.SetReadDeadline(time.Time{}); err != nil {
+		if err := c.nc.SetReadDeadline(time.Now().Add(c.l.cfg.IdleTimeout)); err != nil {
 			return err
 		}
 		if _, err := io.ReadFull(r, sizeBuf[:1]); err != nil {
