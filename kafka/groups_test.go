@@ -1,8 +1,12 @@
 package kafka_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"net"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -150,5 +154,83 @@ func TestKafkaGroupSharesCoordinator(t *testing.T) {
 	}
 	if _, err := c.Admin().DescribeGroup(ctx, "billing"); !errors.Is(err, semantics.ErrGroupIDNotFound) {
 		t.Fatalf("after DeleteGroups the SDK sees %v, want GROUP_ID_NOT_FOUND", err)
+	}
+}
+
+// When a Kafka member dies (its connections fail and its heartbeats stop), the
+// coordinator evicts it after its session timeout and the other member takes its
+// partitions, starting from the committed offsets: nothing committed is skipped and
+// every record is read.
+func TestKafkaGroupMemberDies(t *testing.T) {
+	t.Parallel()
+	n, c := startNode(t)
+	qxdtest.CreateTopic(t, c, "work", qxd.TopicConfig{Partitions: 4})
+	ctx := ctxFor(t, 90*time.Second)
+	prod := kafkaClient(t, n, kgo.DefaultProduceTopic("work"))
+	produce := func(from, to int) {
+		for i := from; i < to; i++ {
+			if err := prod.ProduceSync(ctx, &kgo.Record{Key: fmt.Appendf(nil, "k%d", i), Value: fmt.Appendf(nil, "%d", i)}).FirstErr(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	produce(0, 40)
+
+	var dead atomic.Bool
+	var mu sync.Mutex
+	var conns []net.Conn
+	dial := func(ctx context.Context, network, host string) (net.Conn, error) {
+		if dead.Load() {
+			return nil, errors.New("member is dead")
+		}
+		conn, err := (&net.Dialer{}).DialContext(ctx, network, host)
+		if err == nil {
+			mu.Lock()
+			conns = append(conns, conn)
+			mu.Unlock()
+		}
+		return conn, err
+	}
+	opts := []kgo.Opt{kgo.ConsumerGroup("workers"), kgo.ConsumeTopics("work"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.DisableAutoCommit(), kgo.SessionTimeout(3 * time.Second), kgo.HeartbeatInterval(300 * time.Millisecond)}
+	doomed := kafkaClient(t, n, append(opts, kgo.Dialer(dial))...)
+	survivor := kafkaClient(t, n, opts...)
+
+	seen := map[string]bool{}
+	read := func(m *kgo.Client) {
+		pctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+		defer cancel()
+		m.PollFetches(pctx).EachRecord(func(r *kgo.Record) { seen[string(r.Value)] = true })
+		_ = m.CommitUncommittedOffsets(ctx)
+	}
+	for len(seen) < 40 && ctx.Err() == nil {
+		read(doomed)
+		read(survivor)
+	}
+	if len(seen) < 40 {
+		t.Fatalf("read %d of 40 records before the member died", len(seen))
+	}
+	// The doomed member dies: its connections break and it cannot reconnect.
+	dead.Store(true)
+	mu.Lock()
+	for _, conn := range conns {
+		conn.Close()
+	}
+	mu.Unlock()
+	produce(40, 80)
+	start := time.Now()
+	for len(seen) < 80 && ctx.Err() == nil {
+		read(survivor)
+	}
+	if len(seen) < 80 {
+		t.Fatalf("the survivor read %d of 80 records after the other member died", len(seen))
+	}
+	t.Logf("the survivor had every record %v after the other member died", time.Since(start).Round(100*time.Millisecond))
+	d, err := c.Admin().DescribeGroup(ctx, "workers")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(d.Members) != 1 {
+		t.Fatalf("group has %d members after one died, want 1", len(d.Members))
 	}
 }
