@@ -15,6 +15,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/qxd-io/qxd"
+	"github.com/qxd-io/qxd/groups"
 	"github.com/qxd-io/qxd/internal/qxdtest"
 	"github.com/qxd-io/qxd/semantics"
 )
@@ -233,4 +234,72 @@ func TestKafkaGroupMemberDies(t *testing.T) {
 	if len(d.Members) != 1 {
 		t.Fatalf("group has %d members after one died, want 1", len(d.Members))
 	}
+}
+
+// A static member (group.instance.id) that restarts takes its own place again:
+// the group keeps two members (not a third), and it is given partitions. (Kafka
+// would not rebalance here; qxd's coordinator does, because the restarted client's
+// join metadata differs from its last: see docs/kafka.md.)
+func TestKafkaStaticMemberRestart(t *testing.T) {
+	t.Parallel()
+	n, c := startNode(t)
+	qxdtest.CreateTopic(t, c, "static", qxd.TopicConfig{Partitions: 4})
+	ctx := ctxFor(t, 90*time.Second)
+	var revoked atomic.Int32
+	assigned := func(dst *sync.Map) kgo.Opt {
+		return kgo.OnPartitionsAssigned(func(_ context.Context, _ *kgo.Client, m map[string][]int32) { dst.Store("parts", m["static"]) })
+	}
+	base := []kgo.Opt{kgo.ConsumerGroup("statics"), kgo.ConsumeTopics("static"), kgo.SessionTimeout(6 * time.Second), kgo.Balancers(kgo.RangeBalancer()),
+		kgo.HeartbeatInterval(300 * time.Millisecond)}
+	var aParts, bParts, a2Parts sync.Map
+	a, err := kgo.NewClient(append(base, kgo.SeedBrokers(n.KafkaAddr()), kgo.InstanceID("a"), assigned(&aParts))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := kafkaClient(t, n, append(base, kgo.InstanceID("b"), assigned(&bParts),
+		kgo.OnPartitionsRevoked(func(context.Context, *kgo.Client, map[string][]int32) { revoked.Add(1) }))...)
+	stable := func(want int) groups.GroupDescription {
+		t.Helper()
+		for {
+			for _, cl := range []*kgo.Client{a, b} {
+				if cl != nil {
+					pctx, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+					cl.PollFetches(pctx)
+					cancel()
+				}
+			}
+			d, err := c.Admin().DescribeGroup(ctx, "statics")
+			if err == nil && d.State == groups.Stable && len(d.Members) == want {
+				n := 0
+				for _, m := range d.Members {
+					n += len(m.Partitions)
+				}
+				if n == 4 {
+					return groups.GroupDescription{State: d.State, Generation: d.Generation}
+				}
+			}
+			if ctx.Err() != nil {
+				t.Fatalf("group not stable with %d members: %+v %v", want, d, err)
+			}
+		}
+	}
+	before := stable(2)
+	pa, _ := aParts.Load("parts")
+	// a stops without leaving (a static member's close keeps its membership) and
+	// comes back under the same instance id.
+	a.Close()
+	a = nil
+	a2 := kafkaClient(t, n, append(base, kgo.InstanceID("a"), assigned(&a2Parts))...)
+	a = a2
+	var pa2 any
+	for ok := false; !ok && ctx.Err() == nil; pa2, ok = a2Parts.Load("parts") {
+		pctx, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+		a2.PollFetches(pctx)
+		cancel()
+	}
+	after := stable(2)
+	if len(pa2.([]int32)) == 0 {
+		t.Errorf("restarted static member got no partitions (had %v)", pa)
+	}
+	t.Logf("generation %d before the restart, %d after; other member revoked %d times", before.Generation, after.Generation, revoked.Load())
 }
