@@ -19,6 +19,9 @@ import (
 type Config struct {
 	// Listen is the address to listen on, host:port (port 0 picks a free port).
 	Listen string
+	// Listener, when set, is used instead of listening on Listen: the caller bound
+	// it (to learn its address first).
+	Listener net.Listener
 	// Backend answers the requests. Required.
 	Backend Backend
 	// Logger receives the listener's logs. Default: discard.
@@ -82,9 +85,12 @@ func Listen(cfg Config) (*Listener, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	ln, err := net.Listen("tcp", cfg.Listen)
-	if err != nil {
-		return nil, fmt.Errorf("kafka listen address %s is not available: %w (stop what uses it or choose another with --kafka-listen)", cfg.Listen, err)
+	ln := cfg.Listener
+	if ln == nil {
+		var err error
+		if ln, err = net.Listen("tcp", cfg.Listen); err != nil {
+			return nil, fmt.Errorf("kafka listen address %s is not available: %w (stop what uses it or choose another with --kafka-listen)", cfg.Listen, err)
+		}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	l := &Listener{cfg: cfg, log: log, ln: ln, ctx: ctx, cancel: cancel, conns: map[*conn]struct{}{}}

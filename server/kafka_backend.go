@@ -10,6 +10,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"net"
+	"os"
 	"strconv"
 	"sync"
 	"time"
@@ -71,33 +72,69 @@ func (n *Node) startKafka() error {
 	if err != nil {
 		return fmt.Errorf("connect the Kafka listener to the embedded server: %w", err)
 	}
-	b := &kafkaBackend{n: n, nc: nc, addrs: map[string]kafka.Broker{}}
-	l, err := kafka.Listen(kafka.Config{Listen: n.cfg.KafkaListen, Backend: b, Logger: n.log})
+	ln, err := net.Listen("tcp", n.cfg.KafkaListen)
 	if err != nil {
+		nc.Close()
+		return kafkaListenErr(n.cfg.KafkaListen, err)
+	}
+	b := &kafkaBackend{n: n, nc: nc, addrs: map[string]kafka.Broker{}, advertise: advertised(n.cfg, ln.Addr())}
+	l, err := kafka.Listen(kafka.Config{Listener: ln, Backend: b, Logger: n.log})
+	if err != nil {
+		ln.Close()
 		nc.Close()
 		return err
 	}
-	adv := n.cfg.KafkaAdvertise
-	if adv == "" {
-		adv = l.Addr().String()
-	}
-	host, port, _ := net.SplitHostPort(adv)
-	if h, p, _ := net.SplitHostPort(l.Addr().String()); port == "0" || port == "" {
-		port = p
-		if host == "" {
-			host = h
-		}
-	}
-	pn, _ := strconv.Atoi(port)
-	b.advertise = kafka.Broker{ID: brokerID(n.cfg.Name), Name: n.cfg.Name, Host: host, Port: int32(pn)}
 	if err := b.start(); err != nil {
 		_ = l.Close(context.Background())
 		nc.Close()
 		return err
 	}
 	n.kafka = &kafkaFront{b: b, l: l}
-	n.log.Info("kafka listener started", "listen", l.Addr().String(), "advertise", net.JoinHostPort(host, port))
+	n.log.Info("kafka listener started", "listen", l.Addr().String(), "advertise", net.JoinHostPort(b.advertise.Host, strconv.Itoa(int(b.advertise.Port))))
 	return nil
+}
+
+func kafkaListenErr(addr string, err error) error {
+	return fmt.Errorf("kafka listen address %s is not available: %w (stop what uses it or choose another with --kafka-listen)", addr, err)
+}
+
+// checkKafkaPortFree fails when the Kafka listen address cannot be bound, before
+// the node starts anything.
+func checkKafkaPortFree(addr string) error {
+	if addr == "" {
+		return nil
+	}
+	if _, port, _ := net.SplitHostPort(addr); port == "0" {
+		return nil
+	}
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return kafkaListenErr(addr, err)
+	}
+	return l.Close()
+}
+
+// advertised is the broker address a node gives Kafka clients: KafkaAdvertise, or
+// the address bound; a wildcard host (0.0.0.0, ::) becomes the host name, as Kafka
+// advertises a listener without a host.
+func advertised(cfg Config, bound net.Addr) kafka.Broker {
+	host, port, _ := net.SplitHostPort(bound.String())
+	if cfg.KafkaAdvertise != "" {
+		ah, ap, _ := net.SplitHostPort(cfg.KafkaAdvertise)
+		if ah != "" {
+			host = ah
+		}
+		if ap != "" && ap != "0" {
+			port = ap
+		}
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+		if h, err := os.Hostname(); err == nil && h != "" {
+			host = h
+		}
+	}
+	pn, _ := strconv.Atoi(port)
+	return kafka.Broker{ID: brokerID(cfg.Name), Name: cfg.Name, Host: host, Port: int32(pn)}
 }
 
 // stopKafka closes the Kafka listener and its connections.

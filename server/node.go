@@ -136,6 +136,9 @@ func start(ctx context.Context, cfg Config, log *slog.Logger) (*Node, error) {
 	} else {
 		port = natsserver.RANDOM_PORT
 	}
+	if err := checkKafkaPortFree(cfg.KafkaListen); err != nil {
+		return nil, err
+	}
 
 	opts := &natsserver.Options{
 		ServerName:             cfg.Name,
