@@ -207,6 +207,9 @@ func (c *conn) serve() {
 		c.writeLoop()
 	}()
 	err := c.readLoop()
+	// The client is gone or broke the protocol: requests still waiting (a long
+	// poll, a join) end now rather than at their timeouts.
+	c.cancel()
 	close(c.slots)
 	wg.Wait()
 	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
