@@ -74,6 +74,13 @@ type Config struct {
 	// ClusterTLS turns on TLS for the routes between nodes; nodes verify each other
 	// against its CA. Zero: plain text.
 	ClusterTLS TLSConfig
+	// KafkaListen is the address of the Kafka wire protocol listener, host:port
+	// (port 0 picks a free port). Empty: no Kafka listener. Default empty; 'qxd
+	// server' listens on 127.0.0.1:9092 unless told otherwise. See docs/kafka.md.
+	KafkaListen string
+	// KafkaAdvertise is the host:port Kafka clients are told to connect to for this
+	// node (Kafka's advertised.listeners). Default: the address KafkaListen bound.
+	KafkaAdvertise string
 	// Services are the parts the embedder adds to the node (cmd/qxd adds
 	// bridge.Service); each starts on every node once the node's own services are up.
 	// None by default. A configuration file does not set them.
@@ -107,6 +114,19 @@ func (c Config) Validate() error {
 	_ = host
 	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
 		return fmt.Errorf("listen address %q has port %q: use a number from 0 to 65535", c.Listen, port)
+	}
+	for _, a := range []struct{ name, addr string }{{"kafka listen", c.KafkaListen}, {"kafka advertise", c.KafkaAdvertise}} {
+		if a.addr == "" {
+			continue
+		}
+		if _, port, err := net.SplitHostPort(a.addr); err != nil {
+			return fmt.Errorf("%s address %q is not host:port: %v", a.name, a.addr, err)
+		} else if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+			return fmt.Errorf("%s address %q has port %q: use a number from 0 to 65535", a.name, a.addr, port)
+		}
+	}
+	if c.KafkaListen != "" && (c.Auth.Enabled() || c.TLS.Enabled()) {
+		return fmt.Errorf("kafka listen address %q is set on a node with authentication or TLS: the Kafka listener has neither yet and would let any client in; turn it off (--kafka-listen \"\")", c.KafkaListen)
 	}
 	if c.ClusterListen == "" && len(c.Peers) > 0 {
 		return errors.New("peers are set without a cluster address: set --cluster-listen too")

@@ -74,7 +74,7 @@ func (n *procNode) args() []string {
 		level = l
 	}
 	args := []string{"--log-level", level, "server",
-		"--name", n.name, "--listen", n.client, "--data", n.data}
+		"--name", n.name, "--listen", n.client, "--data", n.data, "--kafka-listen", "127.0.0.1:0"}
 	if n.cluster != "" {
 		args = append(args, "--cluster-name", n.cname, "--cluster-listen", n.cluster,
 			"--peers", strings.Join(n.peers, ","))

@@ -12,6 +12,9 @@ import (
 	"github.com/qxd-io/qxd/server/bridge"
 )
 
+// defaultKafkaListen is where 'qxd server' takes Kafka clients unless told otherwise.
+const defaultKafkaListen = "127.0.0.1:9092"
+
 // closeTimeout bounds a node's shutdown after SIGINT or SIGTERM.
 const closeTimeout = 15 * time.Second
 
@@ -36,12 +39,16 @@ func (a *app) serverCommand() *cli.Command {
 				Usage: "cluster `NAME`, the same on every node of a cluster"},
 			&cli.StringFlag{Name: "cluster-listen", EnvVars: []string{"QXD_CLUSTER_LISTEN"},
 				Usage: "address `HOST:PORT` other nodes route to (port defaults to 6222); unset: a single node"},
-			&cli.StringFlag{Name: "sync", Value: server.FormatSync(def.Sync), EnvVars: []string{"QXD_SERVER_SYNC"},
+			&cli.StringFlag{Name: "sync", Value: server.FormatSync(def.Sync), EnvVars: []string{"QXD_SYNC"},
 				Usage: "when appends reach the disk, `MODE`: always (each is synced before it is acknowledged) or an interval such as 1s or 2m (synced in the background; a power failure can lose that much acknowledged data)"},
 			&cli.StringFlag{Name: "peers", EnvVars: []string{"QXD_PEERS"},
 				Usage: "comma-separated cluster `URLS` of the nodes (nats://h1:6222,nats://h2:6222); this node may be listed"},
 			&cli.BoolFlag{Name: "auto-leader-rebalance", Value: def.AutoLeaderRebalance, EnvVars: []string{"QXD_AUTO_LEADER_REBALANCE"},
 				Usage: "move partition leaderships back to their spread once a node that stopped is back and caught up (=false: only 'qxd topic rebalance' moves them)"},
+			&cli.StringFlag{Name: "kafka-listen", Value: defaultKafkaListen, EnvVars: []string{"QXD_KAFKA_LISTEN"},
+				Usage: "Kafka wire protocol address `HOST:PORT` (any Kafka client connects here); empty turns it off"},
+			&cli.StringFlag{Name: "kafka-advertise", EnvVars: []string{"QXD_KAFKA_ADVERTISE"}, DefaultText: "the --kafka-listen address",
+				Usage: "address `HOST:PORT` Kafka clients are told to connect to for this node"},
 			&cli.DurationFlag{Name: "leader-imbalance-check-interval", Value: def.LeaderImbalanceCheckInterval, EnvVars: []string{"QXD_LEADER_IMBALANCE_CHECK_INTERVAL"},
 				Usage: "how often the cluster checks the spread of partition leaders (`DURATION`)"},
 		}, serverConfigFlags()...),
@@ -70,6 +77,18 @@ func (a *app) runServer(c *cli.Context) error {
 			return fmt.Errorf("--sync %w", err)
 		}
 		cfg.Sync = d
+	}
+	if c.IsSet("kafka-listen") || c.String("config") == "" {
+		cfg.KafkaListen = c.String("kafka-listen")
+	}
+	if c.IsSet("kafka-advertise") || c.String("config") == "" {
+		cfg.KafkaAdvertise = c.String("kafka-advertise")
+	}
+	if !c.IsSet("kafka-listen") && cfg.KafkaListen == defaultKafkaListen && (cfg.Auth.Enabled() || cfg.TLS.Enabled()) {
+		// The Kafka listener neither authenticates nor encrypts yet: not by default
+		// on a node that does.
+		cfg.KafkaListen = ""
+		a.log.Warn("Kafka listener off: it has no authentication or TLS yet and this node has them; see docs/kafka.md")
 	}
 	cfg.Logger = a.log
 	cfg.Services = append(cfg.Services, bridge.Service{})
