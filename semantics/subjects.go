@@ -173,6 +173,12 @@ func StreamSubject(topic string, p int32) string { return partitionSubject(topic
 // BatchSubject is the subject a partition writer stores record batches on.
 func BatchSubject(topic string, p int32) string { return partitionSubject(topic, p, "b") }
 
+// CheckpointSubject is the subject a partition writer stores a record batch on when
+// the batch's message also carries the writer's checkpoint (CheckpointHeader): a
+// writer taking over finds the latest one with a last-by-subject read. Readers see
+// an ordinary batch.
+func CheckpointSubject(topic string, p int32) string { return partitionSubject(topic, p, "c") }
+
 // maxPlainKey is the longest key carried verbatim (base64) in a compacted record's
 // subject; longer keys are carried as their SHA-256, keeping subjects short.
 const maxPlainKey = 512
