@@ -183,6 +183,16 @@ func TestSIGSTOPDrill(t *testing.T) {
 	if healthyMax > 0 && healthy > healthyMax {
 		t.Errorf("a partition led by a healthy node waited %v for an acknowledgement (want at most %v)", healthy, healthyMax)
 	}
+	// Leadership changes of the drill's partitions after the pause ended, as the
+	// nodes logged them (their notices show at --log-level debug:
+	// QXD_TEST_NODE_LOG_LEVEL=debug).
+	for _, n := range cl.nodes {
+		for _, l := range strings.Split(n.log(1<<30), "\n") {
+			if strings.Contains(l, "stream leader") && strings.Contains(l, "QXD_"+topic) {
+				t.Logf("%s: %s", n.name, l)
+			}
+		}
+	}
 	if t.Failed() {
 		for _, n := range cl.nodes {
 			t.Logf("log of %s:\n%s", n.name, n.log(6000))
