@@ -183,12 +183,12 @@ func TestSIGSTOPDrill(t *testing.T) {
 	if healthyMax > 0 && healthy > healthyMax {
 		t.Errorf("a partition led by a healthy node waited %v for an acknowledgement (want at most %v)", healthy, healthyMax)
 	}
-	// Leadership changes of the drill's partitions after the pause ended, as the
-	// nodes logged them (their notices show at --log-level debug:
+	// The nodes' warnings, and the leadership changes of the drill's partitions
+	// (JetStream's notices, logged at --log-level debug:
 	// QXD_TEST_NODE_LOG_LEVEL=debug).
 	for _, n := range cl.nodes {
 		for _, l := range strings.Split(n.log(1<<30), "\n") {
-			if strings.Contains(l, "stream leader") && strings.Contains(l, "QXD_"+topic) {
+			if strings.Contains(l, "QXD_"+topic) && strings.Contains(l, "stream leader") || strings.Contains(l, "level=WARN") {
 				t.Logf("%s: %s", n.name, l)
 			}
 		}
