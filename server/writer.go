@@ -836,6 +836,13 @@ func (w *writer) background() {
 
 func (w *writer) bucketCheckpoints() {
 	defer w.wg.Done()
+	// A put in progress ends when the writer stops, which writes the last one.
+	base, stop := context.WithCancel(context.Background())
+	defer stop()
+	go func() {
+		<-w.done
+		stop()
+	}()
 	t := time.NewTicker(checkpointSoon)
 	defer t.Stop()
 	var last time.Time
@@ -848,14 +855,7 @@ func (w *writer) bucketCheckpoints() {
 		if time.Since(last) < checkpointEvery {
 			continue
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		go func() {
-			select {
-			case <-w.done:
-				cancel()
-			case <-ctx.Done():
-			}
-		}()
+		ctx, cancel := context.WithTimeout(base, 5*time.Second)
 		if w.checkpoint(ctx) {
 			last = time.Now()
 		}
@@ -894,8 +894,9 @@ func (w *writer) checkpoint(ctx context.Context) bool {
 	w.dirty = false
 	w.mu.Unlock()
 	if err := w.checkpoints.putCheckpoint(ctx, w.topicID, w.p, ck); err != nil {
-		if errors.Is(err, nats.ErrConnectionClosed) {
-			// The node is stopping without a quorum and says so itself.
+		if errors.Is(err, nats.ErrConnectionClosed) || errors.Is(err, context.Canceled) {
+			// The node is stopping without a quorum and says so itself, or the
+			// writer is stopping and writes its last checkpoint next.
 			w.log.Debug("checkpoint failed", "err", err)
 		} else {
 			w.log.Warn("checkpoint failed", "err", err)
