@@ -18,16 +18,17 @@ import (
 	"github.com/qxd-io/qxd"
 )
 
-// TestSIGSTOPDrill pauses (SIGSTOP) the node that leads partition 0 of a six-
-// partition, three-replica topic for QXD_DRILL_PAUSE (default 15s) while a producer
-// sends to every partition, one record in flight per partition, and reports for
-// each partition the longest time a record waited for its acknowledgement, split
-// into the partitions the paused node led and those healthy nodes led. The producer
-// connects to a healthy node first, or to the paused one with QXD_DRILL_VIA=paused.
-// QXD_DRILL_BIN runs a prebuilt qxd binary instead of building this tree's (to
-// measure another version with the same drill). It fails if a record failed, or if
-// a partition led by a healthy node waited more than QXD_DRILL_HEALTHY_MAX (default
-// none: report only).
+// TestSIGSTOPDrill pauses (SIGSTOP) the node that leads partition 0 of a
+// six-partition, three-replica topic for QXD_DRILL_PAUSE (default 15s), or with
+// QXD_DRILL_FAULT=kill or stop SIGKILLs it or stops it cleanly (SIGTERM) and
+// restarts it after that long, while a producer sends to every partition, one record
+// in flight per partition. It reports for each partition the longest time a record
+// waited for its acknowledgement, split into the partitions the faulty node led and
+// those healthy nodes led. The producer connects to a healthy node first, or to the
+// faulty one with QXD_DRILL_VIA=paused. QXD_DRILL_BIN runs a prebuilt qxd binary
+// instead of building this tree's (to measure another version with the same drill).
+// It fails if a record failed, or if a partition led by a healthy node waited more
+// than QXD_DRILL_HEALTHY_MAX (default none: report only).
 func TestSIGSTOPDrill(t *testing.T) {
 	pause := 15 * time.Second
 	if s := os.Getenv("QXD_DRILL_PAUSE"); s != "" {
@@ -44,6 +45,14 @@ func TestSIGSTOPDrill(t *testing.T) {
 			t.Fatalf("QXD_DRILL_HEALTHY_MAX=%q: %v (use a Go duration such as 1s)", s, err)
 		}
 		healthyMax = d
+	}
+	fault := os.Getenv("QXD_DRILL_FAULT")
+	switch fault {
+	case "":
+		fault = "pause"
+	case "pause", "kill", "stop":
+	default:
+		t.Fatalf("QXD_DRILL_FAULT=%q: use pause (SIGSTOP, then SIGCONT), kill (SIGKILL, then restart) or stop (SIGTERM, then restart)", fault)
 	}
 	via := os.Getenv("QXD_DRILL_VIA")
 	if via != "" && via != "paused" && via != "healthy" {
@@ -143,16 +152,36 @@ func TestSIGSTOPDrill(t *testing.T) {
 	}
 	mu.Unlock()
 
-	if err := victim.signal(syscall.SIGSTOP); err != nil {
-		t.Fatal(err)
-	}
 	pausedAt := time.Now()
-	t.Logf("SIGSTOP %s (leads partition 0) for %v; producer connected via %s; leaders %v", victim.name, pause, urls[0], leaders)
-	time.Sleep(pause)
-	if err := victim.signal(syscall.SIGCONT); err != nil {
-		t.Fatal(err)
+	switch fault {
+	case "pause":
+		if err := victim.signal(syscall.SIGSTOP); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("SIGSTOP %s (leads partition 0) for %v; producer connected via %s; leaders %v", victim.name, pause, urls[0], leaders)
+		time.Sleep(pause)
+		if err := victim.signal(syscall.SIGCONT); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("SIGCONT %s", victim.name)
+	case "kill", "stop":
+		if fault == "kill" {
+			err = victim.kill()
+		} else {
+			err = victim.stop(30 * time.Second)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("%s %s (leads partition 0) after %v; restart in %v; producer connected via %s; leaders %v",
+			map[string]string{"kill": "SIGKILLed", "stop": "stopped (SIGTERM)"}[fault], victim.name,
+			time.Since(pausedAt).Round(time.Millisecond), pause, urls[0], leaders)
+		time.Sleep(pause)
+		if err := cl.restart(ctx, victim); err != nil {
+			t.Fatalf("restart %s: %v", victim.name, err)
+		}
+		t.Logf("%s restarted and ready", victim.name)
 	}
-	t.Logf("SIGCONT %s", victim.name)
 	time.Sleep(20 * time.Second)
 	close(stop)
 	wg.Wait()
@@ -163,7 +192,7 @@ func TestSIGSTOPDrill(t *testing.T) {
 	for p, w := range res {
 		kind := "healthy"
 		if leaders[p] == victim.name {
-			kind = "paused"
+			kind = "faulty"
 			sick = max(sick, w.wait)
 		} else {
 			healthy = max(healthy, w.wait)
@@ -175,8 +204,8 @@ func TestSIGSTOPDrill(t *testing.T) {
 	for _, l := range lines {
 		t.Log(l)
 	}
-	t.Logf("SUMMARY pause=%v via=%s: longest ack wait, partitions the paused node led %v, partitions healthy nodes led %v; %d records failed",
-		pause, map[bool]string{true: "paused", false: "healthy"}[via == "paused"], sick.Round(time.Millisecond), healthy.Round(time.Millisecond), failed)
+	t.Logf("SUMMARY fault=%s for %v via=%s: longest ack wait, partitions the faulty node led %v, partitions healthy nodes led %v; %d records failed",
+		fault, pause, map[bool]string{true: "paused", false: "healthy"}[via == "paused"], sick.Round(time.Millisecond), healthy.Round(time.Millisecond), failed)
 	if failed > 0 {
 		t.Errorf("%d records failed; last error: %v", failed, lastErr)
 	}
