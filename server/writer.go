@@ -351,7 +351,7 @@ func (w *writer) loadCheckpoint(ctx context.Context, st partition.StreamState) (
 			if jerr := json.Unmarshal([]byte(m.Header.Get(semantics.CheckpointHeader)), &ck); jerr == nil && ck.Seq == m.Seq {
 				return ck, nil
 			}
-			w.log.Warn("stored checkpoint is unreadable; using the checkpoint bucket", "offset", m.Seq)
+			w.log.Warn("stored checkpoint is unreadable; using the checkpoint bucket")
 		case err == nil, errors.Is(err, semantics.ErrNoBatch):
 		default:
 			return semantics.Checkpoint{}, err
