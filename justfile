@@ -54,6 +54,12 @@ lint:
 chaos duration="2m":
     QXD_CHAOS_DURATION={{duration}} go test -tags chaos -run TestChaos -v -timeout 60m ./cmd/qxd/
 
+# The SIGSTOP drill: the leader of partition 0 paused for `pause`; prints the longest
+# acknowledgement wait of every partition. via=paused connects the producer to the
+# paused node.
+drill pause="15s" via="healthy":
+    QXD_DRILL_PAUSE={{pause}} QXD_DRILL_VIA={{via}} go test -tags chaos -count=1 -run TestSIGSTOPDrill -v -timeout 15m ./cmd/qxd/
+
 # The fault tests with real processes: SIGKILL of a partition leader, a network
 # partition in network namespaces (root), leader moves under load.
 faults:

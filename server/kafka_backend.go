@@ -23,10 +23,6 @@ import (
 	"github.com/qxd-io/qxd/semantics"
 )
 
-// kafkaBrokersSubject is the subject every node with a Kafka listener answers (not
-// as a queue group) with its name and advertised Kafka address.
-const kafkaBrokersSubject = "qxd.internal.kafka.brokers"
-
 // kafkaBrokerWait bounds how long a Metadata request waits for the other nodes to
 // say their Kafka addresses.
 const kafkaBrokerWait = time.Second
@@ -158,7 +154,7 @@ func (n *Node) KafkaAddr() string {
 
 func (b *kafkaBackend) start() error {
 	var err error
-	b.infoSub, err = b.nc.Subscribe(kafkaBrokersSubject, func(m *nats.Msg) {
+	b.infoSub, err = b.nc.Subscribe(semantics.KafkaBrokersSubject, func(m *nats.Msg) {
 		data, _ := json.Marshal(b.advertise)
 		_ = m.Respond(data)
 	})
@@ -364,7 +360,7 @@ func (b *kafkaBackend) brokers(ctx context.Context, want []string) map[string]ka
 		return out
 	}
 	defer sub.Unsubscribe()
-	if err := b.nc.PublishRequest(kafkaBrokersSubject, inbox, nil); err != nil {
+	if err := b.nc.PublishRequest(semantics.KafkaBrokersSubject, inbox, nil); err != nil {
 		return out
 	}
 	deadline := time.Now().Add(kafkaBrokerWait)
