@@ -631,3 +631,19 @@ func (w *connWatch) close() {
 		w.timer = nil
 	}
 }
+
+// logAsyncErrors logs the connection's asynchronous errors (permission
+// violations, slow consumer) at debug level instead of nats.go's default of
+// printing them to stderr; WithNATSOptions(nats.ErrorHandler(…)) replaces it.
+func logAsyncErrors(log *slog.Logger) nats.Option {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+		if sub != nil {
+			log.Debug("NATS connection error", "subject", sub.Subject, "err", err)
+			return
+		}
+		log.Debug("NATS connection error", "err", err)
+	})
+}
