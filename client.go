@@ -41,41 +41,6 @@ type Client struct {
 	watch *connWatch // warns while the connection is down; nil for NewClient
 }
 
-type clientConfig struct {
-	name       string
-	logger     *slog.Logger
-	natsOpts   []nats.Option
-	inProcess  nats.InProcessConnProvider
-	reqTimeout time.Duration
-	auth       authConfig
-}
-
-// ClientOption configures Connect.
-type ClientOption func(*clientConfig)
-
-// WithName names the connection, as NATS monitoring shows it. Default "qxd".
-func WithName(name string) ClientOption { return func(c *clientConfig) { c.name = name } }
-
-// WithLogger sets where the client logs. Default: nowhere.
-func WithLogger(l *slog.Logger) ClientOption { return func(c *clientConfig) { c.logger = l } }
-
-// WithNATSOptions adds nats.go connection options (credentials, TLS, reconnect
-// behaviour).
-func WithNATSOptions(opts ...nats.Option) ClientOption {
-	return func(c *clientConfig) { c.natsOpts = append(c.natsOpts, opts...) }
-}
-
-// WithInProcess connects to a node in the same process without a socket; servers is
-// then ignored. A *server.Node is such a provider.
-func WithInProcess(p nats.InProcessConnProvider) ClientOption {
-	return func(c *clientConfig) { c.inProcess = p }
-}
-
-// WithRequestTimeout bounds admin requests. Default 30s.
-func WithRequestTimeout(d time.Duration) ClientOption {
-	return func(c *clientConfig) { c.reqTimeout = d }
-}
-
 // Connect connects to the qxd nodes at servers, a comma-separated list of NATS URLs
 // ("nats://a:4222,nats://b:4222"); the client fails over between them. Connect
 // only opens the connection: Ping checks that a qxd node answers on it.
@@ -86,9 +51,9 @@ func WithRequestTimeout(d time.Duration) ClientOption {
 // node went away says so. Handlers given with WithNATSOptions
 // (nats.DisconnectErrHandler, nats.ReconnectHandler) still run.
 func Connect(ctx context.Context, servers string, opts ...ClientOption) (*Client, error) {
-	cfg := clientConfig{name: "qxd", reqTimeout: 30 * time.Second}
-	for _, o := range opts {
-		o(&cfg)
+	cfg, err := newClientConfig(opts)
+	if err != nil {
+		return nil, fmt.Errorf("connect to %s: %w", servers, err)
 	}
 	// Pings every 10s, three unanswered: a node cut off by a silent network
 	// partition is left for another within about half a minute, not NATS's minutes.
@@ -151,9 +116,9 @@ func Connect(ctx context.Context, servers string, opts ...ClientOption) (*Client
 
 // NewClient wraps an existing NATS connection. Close does not close nc.
 func NewClient(nc *nats.Conn, opts ...ClientOption) (*Client, error) {
-	cfg := clientConfig{name: "qxd", reqTimeout: 30 * time.Second}
-	for _, o := range opts {
-		o(&cfg)
+	cfg, err := newClientConfig(opts)
+	if err != nil {
+		return nil, fmt.Errorf("client: %w", err)
 	}
 	return newClient(nc, cfg)
 }

@@ -119,9 +119,6 @@ func (c *Client) NewConsumer(opts ...ConsumerOption) *Consumer {
 		out: make(chan chunk, 64), stop: make(chan struct{}), wakeup: make(chan struct{}, 1)}
 }
 
-// ErrConsumerClosed is returned by a closed consumer.
-var ErrConsumerClosed = errors.New("qxd: consumer is closed")
-
 // Assign replaces the consumer's partitions with as. Each start offset is resolved
 // now: an out-of-range offset with ResetNone, an unknown topic or partition fails
 // Assign and changes nothing. A consumer that subscribed to a group cannot Assign.

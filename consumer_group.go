@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"slices"
 	"time"
 
@@ -158,9 +157,6 @@ func (m *member) cutOff() bool {
 	return m.testPauseHeartbeats
 }
 
-// ErrNotInGroup is returned by group operations on a consumer without a group.
-var ErrNotInGroup = errors.New("qxd: the consumer has no group: create it with qxd.Group(id)")
-
 // Subscribe joins the consumer's group for topics; the coordinator's rebalances decide
 // which partitions Poll returns. Subscribe returns at once; the first assignment
 // arrives in the background (see OnAssigned). Calling it again changes the topics.
@@ -264,7 +260,7 @@ func (m *member) generationLoop(ctx context.Context) error {
 	memberID := m.memberID
 	c.mu.Unlock()
 	md := groups.EncodeMetadata(groups.ConsumerMetadata{Topics: m.topics, Owned: owned, Generation: gen})
-	req := groups.JoinRequest{Group: m.cfg.id, MemberID: memberID, InstanceID: m.cfg.instanceID, ClientID: clientID(),
+	req := groups.JoinRequest{Group: m.cfg.id, MemberID: memberID, InstanceID: m.cfg.instanceID, ClientID: c.c.cfg.clientID,
 		SessionTimeout: m.cfg.sessionTimeout, RebalanceTimeout: m.cfg.rebalanceTimeout, ProtocolType: groups.ConsumerProtocolType}
 	for _, a := range m.cfg.assignors {
 		req.Protocols = append(req.Protocols, groups.Protocol{Name: a, Metadata: md})
@@ -548,14 +544,6 @@ func (m *member) stop(ctx context.Context, leave bool) {
 	if has && leave {
 		_, _ = c.c.groupRequest(ctx, semantics.GroupLeave, req, 5*time.Second)
 	}
-}
-
-func clientID() string {
-	h, _ := os.Hostname()
-	if h == "" {
-		return "qxd"
-	}
-	return "qxd-" + h
 }
 
 // Commit commits the positions Poll has returned for every assigned partition: the

@@ -1,12 +1,32 @@
+// Every error the SDK's callers check, in one place: the SDK's own sentinels, and
+// Kafka's error codes re-exported from semantics.
+
 package qxd
 
 import (
+	"errors"
+
 	"github.com/qxd-io/qxd/groups"
 	"github.com/qxd-io/qxd/semantics"
 )
 
-// The errors callers most often check, re-exported from semantics (which documents
-// where each occurs). Compare with errors.Is.
+// The SDK's own errors. Compare with errors.Is.
+var (
+	// ErrProducerClosed fails Produce after Close, and the records still unsent
+	// when Close's context ends.
+	ErrProducerClosed = errors.New("qxd: producer is closed")
+	// ErrConsumerClosed is returned by Poll, Assign and Subscribe of a closed
+	// consumer.
+	ErrConsumerClosed = errors.New("qxd: consumer is closed")
+	// ErrNotInGroup is returned by Subscribe and the commits of a consumer made
+	// without Group.
+	ErrNotInGroup = errors.New("qxd: the consumer has no group: create it with qxd.Group(id)")
+)
+
+// Kafka's errors, as the node and the SDK report them; each is a
+// *semantics.Error with Kafka's code and name, and semantics documents where each
+// occurs. Compare with errors.Is; IsRetriable says whether trying again may
+// succeed.
 var (
 	ErrUnknownTopic             = semantics.ErrUnknownTopic
 	ErrTopicExists              = semantics.ErrTopicExists
@@ -23,12 +43,25 @@ var (
 	ErrFencedInstanceID         = semantics.ErrFencedInstanceID
 	ErrCoordinatorNotAvailable  = semantics.ErrCoordinatorNotAvailable
 	ErrInvalidReplicationFactor = semantics.ErrInvalidReplicationFactor
+	ErrInvalidRequest           = semantics.ErrInvalidRequest
+	ErrUnknownMemberID          = semantics.ErrUnknownMemberID
+	ErrNotCoordinator           = semantics.ErrNotCoordinator
+	ErrInvalidGroupID           = semantics.ErrInvalidGroupID
+	ErrCorruptMessage           = semantics.ErrCorruptMessage
+	// Retriable: no node answered in time, or a partition is between leaders.
+	ErrUnavailable = semantics.ErrUnavailable
+	ErrTimeout     = semantics.ErrTimeout
+	ErrNotLeader   = semantics.ErrNotLeader
 	// Authorization and authentication failures: see docs/security.md.
 	ErrTopicAuthorizationFailed   = semantics.ErrTopicAuthorizationFailed
 	ErrGroupAuthorizationFailed   = semantics.ErrGroupAuthorizationFailed
 	ErrClusterAuthorizationFailed = semantics.ErrClusterAuthorizationFailed
 	ErrAuthenticationFailed       = semantics.ErrAuthenticationFailed
 )
+
+// IsRetriable reports whether err is a Kafka error that may succeed if the same
+// request is sent again (a node between leaders, a request that timed out).
+func IsRetriable(err error) bool { return semantics.IsRetriable(err) }
 
 // GroupState is a consumer group's state.
 type GroupState = groups.State

@@ -79,9 +79,6 @@ func (c *Client) NewProducer(opts ...ProducerOption) (*Producer, error) {
 	return p, nil
 }
 
-// ErrProducerClosed is returned by Produce after Close.
-var ErrProducerClosed = errors.New("qxd: producer is closed")
-
 // metadataMaxAge is how often a producer rereads a topic's record, to see added
 // partitions (Kafka's metadata.max.age.ms is 5 minutes; reading a KV entry is cheap).
 const metadataMaxAge = 10 * time.Second
