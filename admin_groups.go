@@ -211,8 +211,7 @@ func (a *Admin) SeekGroupOffsets(ctx context.Context, group string, s GroupSeek)
 	if err != nil {
 		return nil, err
 	}
-	cons := a.c.NewConsumer(WithResetPolicy(ResetNone))
-	defer cons.Close()
+	starts := startResolver{c: a.c, reset: ResetNone, group: group}
 	var changes []GroupOffsetChange
 	var noCommit []TopicPartition
 	wire := groups.ResetRequest{Group: group}
@@ -239,20 +238,20 @@ func (a *Admin) SeekGroupOffsets(ctx context.Context, group string, s GroupSeek)
 			if e, ok := committed[tp]; ok {
 				old = e.Offset
 			}
-			pc := &partConsumer{tp: tp, meta: meta, reader: partition.NewReader(a.c.nc, topic, p, false)}
+			pc := newPartSource(a.c, meta, p, false)
 			var off int64
 			switch {
 			case s.Shift && old < 0:
 				noCommit = append(noCommit, tp)
 				continue
 			case s.Shift:
-				o, err := pc.reader.ReadOffsets(ctx, func(ctx context.Context) (int64, error) { return a.c.checkpointNext(ctx, meta, p) })
+				o, err := pc.readOffsets(ctx, a.c)
 				if err != nil {
 					return nil, fmt.Errorf("seek group %q: read the offsets of %s: %w", group, tp, err)
 				}
 				off = min(max(shifted(old, s.ShiftBy), o.LogStart), o.HighWatermark)
 			default:
-				if off, _, err = cons.resolve(ctx, pc, s.To); err != nil {
+				if off, _, err = starts.resolve(ctx, pc, s.To); err != nil {
 					return nil, fmt.Errorf("seek group %q: %w", group, err)
 				}
 			}

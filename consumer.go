@@ -2,16 +2,10 @@ package qxd
 
 import (
 	"context"
-	"crypto/rand"
-	"errors"
 	"fmt"
 	"sync"
-	"sync/atomic"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
-
-	"github.com/qxd-io/qxd/internal/partition"
 	"github.com/qxd-io/qxd/semantics"
 )
 
@@ -25,52 +19,17 @@ type Assignment struct {
 // TopicPartition names a partition.
 type TopicPartition = semantics.TopicPartition
 
-type consumerConfig struct {
-	reset          ResetPolicy
-	maxPollRecords int
-	fetchMaxBytes  int
-	group          groupConfig
-}
-
-// defaultStart is where a partition without a committed offset starts.
-func (c consumerConfig) defaultStart() Offset {
-	switch c.reset {
-	case ResetLatest:
-		return AtEnd()
-	case ResetNone:
-		return Offset{kind: offsetNone}
-	}
-	return AtStart()
-}
-
-// ConsumerOption configures a Consumer.
-type ConsumerOption func(*consumerConfig)
-
-// WithResetPolicy sets what happens when a start offset is not stored. Default
-// ResetEarliest.
-func WithResetPolicy(p ResetPolicy) ConsumerOption {
-	return func(c *consumerConfig) { c.reset = p }
-}
-
-// MaxPollRecords caps the records one Poll returns (Kafka's max.poll.records).
-// Default 10000.
-func MaxPollRecords(n int) ConsumerOption { return func(c *consumerConfig) { c.maxPollRecords = n } }
-
-// FetchMaxBytes caps the bytes the consumer fetches ahead of Poll, shared by its
-// partitions; each partition may still fetch one batch of its topic's max message
-// bytes. Default 32 MiB.
-func FetchMaxBytes(n int) ConsumerOption { return func(c *consumerConfig) { c.fetchMaxBytes = n } }
-
 // Consumer reads assigned partitions in offset order. Each partition is read by a
 // JetStream consumer starting at the batch that holds the start offset, in order;
 // records before the start offset in that batch are skipped. Poll, Seek, Pause and
 // Resume may be called from different goroutines.
 type Consumer struct {
-	c   *Client
-	cfg consumerConfig
+	c      *Client
+	cfg    consumerConfig
+	starts startResolver
 
 	mu     sync.Mutex
-	parts  map[TopicPartition]*partConsumer
+	parts  map[TopicPartition]*partSource
 	closed bool
 	member *member // set by Subscribe
 
@@ -83,40 +42,19 @@ type Consumer struct {
 	leftover []chunk // fetched, beyond what the last Poll could return; guarded by mu
 }
 
-type partConsumer struct {
-	tp        TopicPartition
-	meta      semantics.TopicMeta
-	reader    *partition.Reader
-	gen       uint64
-	next      int64 // next offset Poll returns
-	delivered bool  // Poll returned records of it (its position moved)
-	// consumed is the position as of the last Poll call's start: the application
-	// asked for more, so it is done with what came before. Auto-commit commits it.
-	consumed    int64
-	hasConsumed bool
-	paused      bool
-	cancel      context.CancelFunc
-	done        chan struct{}
-}
-
-type chunk struct {
-	pc   *partConsumer
-	gen  uint64
-	recs []Record
-	err  error
-}
-
-// NewConsumer returns a consumer with nothing assigned.
-func (c *Client) NewConsumer(opts ...ConsumerOption) *Consumer {
-	cfg := consumerConfig{reset: ResetEarliest, maxPollRecords: 10000, fetchMaxBytes: 32 << 20}
+// NewConsumer returns a consumer with nothing assigned and the given options; see
+// the option functions for defaults. An option out of range fails it with
+// ErrInvalidConfig, naming the option.
+func (c *Client) NewConsumer(opts ...ConsumerOption) (*Consumer, error) {
+	cfg := defaultConsumerConfig()
 	for _, o := range opts {
 		o(&cfg)
 	}
-	if cfg.group.id != "" && cfg.group.autoCommitInterval == 0 && !cfg.group.autoCommitSet {
-		cfg.group.autoCommit, cfg.group.autoCommitInterval = true, DefaultAutoCommitInterval
+	if err := cfg.validate(); err != nil {
+		return nil, fmt.Errorf("consumer: %w", err)
 	}
-	return &Consumer{c: c, cfg: cfg, parts: map[TopicPartition]*partConsumer{},
-		out: make(chan chunk, 64), stop: make(chan struct{}), wakeup: make(chan struct{}, 1)}
+	return &Consumer{c: c, cfg: cfg, starts: startResolver{c: c, reset: cfg.reset, group: cfg.group.id}, parts: map[TopicPartition]*partSource{},
+		out: make(chan chunk, 64), stop: make(chan struct{}), wakeup: make(chan struct{}, 1)}, nil
 }
 
 // Assign replaces the consumer's partitions with as. Each start offset is resolved
@@ -143,7 +81,7 @@ func (c *Consumer) Assign(ctx context.Context, as ...Assignment) error {
 }
 
 type resolved struct {
-	pc     *partConsumer
+	pc     *partSource
 	offset int64
 	seq    uint64
 }
@@ -175,8 +113,7 @@ func (c *Consumer) resolveAll(ctx context.Context, as []Assignment, wait bool) (
 			return nil, semantics.Errorf(semantics.ErrUnknownTopic, "topic %q has partitions 0 to %d: partition %d does not exist",
 				a.Topic, meta.Config.Partitions-1, a.Partition)
 		}
-		rs[i].pc = &partConsumer{tp: TopicPartition{Topic: a.Topic, Partition: a.Partition}, meta: meta,
-			reader: partition.NewReader(c.c.nc, a.Topic, a.Partition, true)}
+		rs[i].pc = newPartSource(c.c, meta, a.Partition, true)
 	}
 	errs := make([]error, len(as))
 	sem := make(chan struct{}, resolveParallel)
@@ -187,9 +124,9 @@ func (c *Consumer) resolveAll(ctx context.Context, as []Assignment, wait bool) (
 		go func() {
 			defer func() { <-sem; wg.Done() }()
 			if wait {
-				rs[i].offset, rs[i].seq, errs[i] = c.resolveRetrying(ctx, rs[i].pc, as[i].Offset)
+				rs[i].offset, rs[i].seq, errs[i] = c.starts.resolveRetrying(ctx, rs[i].pc, as[i].Offset)
 			} else {
-				rs[i].offset, rs[i].seq, errs[i] = c.resolve(ctx, rs[i].pc, as[i].Offset)
+				rs[i].offset, rs[i].seq, errs[i] = c.starts.resolve(ctx, rs[i].pc, as[i].Offset)
 			}
 		}()
 	}
@@ -207,7 +144,7 @@ func (c *Consumer) replaceLocked(rs []resolved) {
 	for _, pc := range c.parts {
 		pc.halt()
 	}
-	c.parts = map[TopicPartition]*partConsumer{}
+	c.parts = map[TopicPartition]*partSource{}
 	c.leftover = nil
 	for _, r := range rs {
 		c.parts[r.pc.tp] = r.pc
@@ -246,7 +183,7 @@ func (c *Consumer) Seek(ctx context.Context, topic string, p int32, o Offset) er
 	if !ok {
 		return semantics.Errorf(semantics.ErrInvalidRequest, "seek %s: the partition is not assigned to this consumer", semantics.PartitionString(topic, p))
 	}
-	off, seq, err := c.resolve(ctx, pc, o)
+	off, seq, err := c.starts.resolve(ctx, pc, o)
 	if err != nil {
 		return err
 	}
@@ -288,7 +225,7 @@ func (c *Consumer) Resume(ctx context.Context, tps ...TopicPartition) error {
 		}
 		next := pc.next
 		c.mu.Unlock()
-		off, seq, err := c.resolve(ctx, pc, At(next))
+		off, seq, err := c.starts.resolve(ctx, pc, At(next))
 		if err != nil {
 			return err
 		}
@@ -404,13 +341,13 @@ func (c *Consumer) deliver(out []Record) ([]Record, error) {
 		for _, pc := range c.parts {
 			pc.halt()
 		}
-		c.parts = map[TopicPartition]*partConsumer{}
+		c.parts = map[TopicPartition]*partSource{}
 		c.leftover = nil
 		m.leaseLost = true // the member must rejoin to read again
 		return nil, nil
 	}
 	kept := out[:0]
-	var pc *partConsumer
+	var pc *partSource
 	var tp TopicPartition
 	for i := range out {
 		r := &out[i]
@@ -498,10 +435,21 @@ func (c *Consumer) receive(ctx context.Context, wait bool, ch *chunk) bool {
 	}
 }
 
+// consumerCloseTimeout bounds Close when its context has no deadline.
+const consumerCloseTimeout = 10 * time.Second
+
 // Close stops reading. In a group it commits what Poll returned (with auto-commit)
 // and leaves the group at once, so the others rebalance without waiting for its
-// session to time out. It is idempotent.
-func (c *Consumer) Close() error {
+// session to time out. ctx bounds the commit and the leave (10s when ctx has no
+// deadline): when it ends, or no node answers, Close stops reading anyway and the
+// group gives the partitions to others after their session timeout. It is
+// idempotent.
+func (c *Consumer) Close(ctx context.Context) error {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, consumerCloseTimeout)
+		defer cancel()
+	}
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
@@ -511,9 +459,7 @@ func (c *Consumer) Close() error {
 	m := c.member
 	c.mu.Unlock()
 	if m != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		m.stop(ctx, true)
-		cancel()
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -522,379 +468,4 @@ func (c *Consumer) Close() error {
 	}
 	close(c.stop)
 	return nil
-}
-
-// resolve turns o into an offset and the stream sequence of the batch holding it.
-// resolveRetrying is resolve, asked again while the partition is between leaders (a
-// read timed out, or nothing answered): right after a node is lost, its partitions
-// answer again once new leaders are elected. It gives up when ctx ends, or after the
-// client's request timeout (WithRequestTimeout) if ctx has no deadline.
-func (c *Consumer) resolveRetrying(ctx context.Context, pc *partConsumer, o Offset) (int64, uint64, error) {
-	if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, c.c.cfg.reqTimeout)
-		defer cancel()
-	}
-	for {
-		off, seq, err := c.resolve(ctx, pc, o)
-		if err == nil || ctx.Err() != nil || !semantics.IsRetriable(err) {
-			return off, seq, err
-		}
-		select {
-		case <-ctx.Done():
-			return off, seq, err
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
-}
-
-func (c *Consumer) resolve(ctx context.Context, pc *partConsumer, o Offset) (int64, uint64, error) {
-	offs, err := pc.reader.ReadOffsets(ctx, func(ctx context.Context) (int64, error) {
-		return c.c.checkpointNext(ctx, pc.meta, pc.tp.Partition)
-	})
-	if err != nil {
-		return 0, 0, err
-	}
-	var want int64
-	switch o.kind {
-	case offsetNone:
-		return 0, 0, semantics.Errorf(semantics.ErrOffsetOutOfRange,
-			"partition %s: group %q has no committed offset and the reset policy is none: seek the group, or use reset earliest or latest",
-			pc.tp, c.cfg.group.id)
-	case offsetStart:
-		want = offs.LogStart
-	case offsetEnd:
-		want = offs.HighWatermark
-	case offsetAt:
-		want = o.at
-		if want < offs.LogStart || want > offs.HighWatermark {
-			switch c.cfg.reset {
-			case ResetEarliest:
-				want = offs.LogStart
-			case ResetLatest:
-				want = offs.HighWatermark
-			default:
-				if offs.LogStart == offs.HighWatermark {
-					return 0, 0, semantics.Errorf(semantics.ErrOffsetOutOfRange,
-						"partition %s: offset %d is out of range: the partition holds no records (high watermark %d); use start, end or %d",
-						pc.tp, want, offs.HighWatermark, offs.HighWatermark)
-				}
-				return 0, 0, semantics.Errorf(semantics.ErrOffsetOutOfRange,
-					"partition %s: offset %d is out of range: stored offsets are %d to %d (high watermark %d); use start, end or an offset in range",
-					pc.tp, want, offs.LogStart, offs.HighWatermark-1, offs.HighWatermark)
-			}
-		}
-	case offsetTime:
-		seq, found, err := semantics.FindTimestamp(ctx, pc.reader, offs.FirstSeq, offs.LastSeq, o.at)
-		if err != nil {
-			return 0, 0, err
-		}
-		if !found {
-			return offs.HighWatermark, offs.LastSeq + 1, nil
-		}
-		m, err := pc.reader.Get(ctx, seq)
-		if err != nil {
-			return 0, 0, err
-		}
-		recs, err := semantics.DecodeRecords(nil, m.Data, pc.tp.Topic, pc.tp.Partition)
-		if err != nil {
-			return 0, 0, err
-		}
-		want = recs[len(recs)-1].Offset
-		for _, r := range recs {
-			if r.Timestamp.UnixMilli() >= o.at {
-				want = r.Offset
-				break
-			}
-		}
-		return want, m.Seq, nil
-	}
-	seq, err := findOffset(ctx, pc.reader, offs, want)
-	return want, seq, err
-}
-
-// findOffset returns the sequence to start reading offset from: past the end at or
-// beyond the high watermark, the first or last batch without a search when the
-// offset is in one of them (reading from the start or the end), else the batch
-// found by binary search.
-func findOffset(ctx context.Context, r *partition.Reader, offs partition.Offsets, offset int64) (uint64, error) {
-	switch {
-	case offs.Msgs == 0 || offset >= offs.HighWatermark:
-		return offs.LastSeq + 1, nil
-	case offset <= offs.LogStart && offs.FirstBatchSeq > 0:
-		return offs.FirstBatchSeq, nil
-	case offset >= offs.LastBatchBase && offs.LastBatchSeq > 0:
-		return offs.LastBatchSeq, nil
-	}
-	seq, found, err := semantics.FindOffset(ctx, r, offs.FirstSeq, offs.LastSeq, offset)
-	if err != nil {
-		return 0, err
-	}
-	if !found {
-		seq = offs.FirstSeq
-	}
-	return seq, nil
-}
-
-// startLocked starts reading pc from offset off, at stream sequence seq.
-func (c *Consumer) startLocked(pc *partConsumer, off int64, seq uint64) {
-	pc.gen++
-	pc.next = off
-	ctx, cancel := context.WithCancel(context.Background())
-	pc.cancel = cancel
-	pc.done = make(chan struct{})
-	go c.fetch(ctx, pc, pc.gen, off, seq, pc.done)
-}
-
-// halt stops pc's fetcher. Called with the consumer's mu held.
-func (pc *partConsumer) halt() {
-	pc.gen++
-	if pc.cancel != nil {
-		pc.cancel()
-		pc.cancel = nil
-	}
-}
-
-// fetch reads pc's stream from seq and hands decoded records to Poll. When the read
-// breaks (a leader moved, a node died, the connection failed over), it starts again
-// after the last record it handed over, with backoff; only a partition that no longer
-// exists, or a batch that cannot be decoded, ends it with an error for Poll.
-func (c *Consumer) fetch(ctx context.Context, pc *partConsumer, gen uint64, from int64, seq uint64, done chan struct{}) {
-	defer close(done)
-	backoff := 50 * time.Millisecond
-	for {
-		next, fatal, err := c.fetchOnce(ctx, pc, gen, from, seq)
-		if ctx.Err() != nil {
-			return
-		}
-		if fatal {
-			select {
-			case c.out <- chunk{pc: pc, gen: gen, err: fmt.Errorf("read %s: %w", pc.tp, err)}:
-			case <-ctx.Done():
-			}
-			return
-		}
-		if next > from {
-			from, backoff = next, 50*time.Millisecond
-		}
-		c.c.log.Debug("partition read restarting", "topic", pc.tp.Topic, "partition", pc.tp.Partition, "offset", from, "err", err)
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(backoff):
-		}
-		backoff = min(2*backoff, 2*time.Second)
-		s, found, lerr := c.locate(ctx, pc, from)
-		switch {
-		case errors.Is(lerr, semantics.ErrUnknownTopic):
-			select {
-			case c.out <- chunk{pc: pc, gen: gen, err: fmt.Errorf("read %s: %w", pc.tp, lerr)}:
-			case <-ctx.Done():
-			}
-			return
-		case lerr == nil && found:
-			seq = s
-		}
-	}
-}
-
-// fetchQuiet is how long a partition read may go without records before it checks
-// whether the partition has more than it delivered.
-const fetchQuiet = 3 * time.Second
-
-// locate finds the stream sequence to read offset from.
-func (c *Consumer) locate(ctx context.Context, pc *partConsumer, offset int64) (uint64, bool, error) {
-	offs, err := pc.reader.ReadOffsets(ctx, nil)
-	if err != nil {
-		return 0, false, err
-	}
-	seq, err := findOffset(ctx, pc.reader, offs, offset)
-	return seq, err == nil, err
-}
-
-// readInactiveThreshold is how long the server keeps a partition read's consumer
-// once nobody pulls from it, should dropConsumer not reach the server.
-const readInactiveThreshold = 30 * time.Second
-
-// dropConsumer deletes a finished read's consumer on the server, in the background:
-// a read that restarts leaves the old one behind otherwise, until it goes inactive.
-func dropConsumer(js jetstream.JetStream, stream string, cons jetstream.Consumer) {
-	info := cons.CachedInfo()
-	if info == nil {
-		return
-	}
-	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = js.DeleteConsumer(ctx, stream, info.Name)
-	}()
-}
-
-// fetchOnce reads with one pull consumer until it fails; it returns the offset after
-// the last record handed to Poll, and whether the failure is final.
-//
-// It is an ordered read without nats.go's ordered consumer: an ephemeral consumer
-// without acks, starting at seq, whose deliveries must come with consecutive consumer
-// sequences (a gap, e.g. a message dropped on the way, ends the read, and fetch
-// starts again after the last record handed over). nats.go's ordered consumer
-// recreates a broken consumer for ever, with a backoff growing to 10 s and outside
-// ctx, so a read that broke while its stream refused new consumers (between leaders)
-// stayed silent for tens of seconds after the stream was back; fetch retries instead,
-// with its own backoff and ctx. And its iterator (Messages) sizes a channel for the
-// most messages a pull may bring, a million when pulling by bytes: 8 MB zeroed and
-// scanned by the collector per partition read. Consume hands each message to a
-// callback instead, in order, from one goroutine.
-func (c *Consumer) fetchOnce(ctx context.Context, pc *partConsumer, gen uint64, from int64, seq uint64) (int64, bool, error) {
-	cons, err := c.c.js.CreateConsumer(ctx, pc.reader.Stream, jetstream.ConsumerConfig{
-		Name:          "qxd_read_" + rand.Text(),
-		DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: max(seq, 1),
-		AckPolicy: jetstream.AckNonePolicy, InactiveThreshold: readInactiveThreshold,
-		Replicas: 1, MemoryStorage: true,
-	})
-	if err != nil {
-		return from, errors.Is(err, jetstream.ErrStreamNotFound), err
-	}
-	defer dropConsumer(c.c.js, pc.reader.Stream, cons)
-	c.mu.Lock()
-	share := c.cfg.fetchMaxBytes / max(1, len(c.parts))
-	c.mu.Unlock()
-	share = max(share, int(pc.meta.Config.MaxMessageBytes)+64<<10)
-	rctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	r := &partRead{c: c, pc: pc, gen: gen, ctx: rctx, next: from, failed: make(chan readFailure, 1)}
-	r.last.Store(time.Now().UnixNano())
-	// Pulling by bytes bounds what is fetched ahead whatever the batches' sizes.
-	// Bounding the count instead (PullMaxMessagesWithBytesLimit) measurably raised
-	// the end-to-end p99 at 5000 records/s with linger 0 (see docs/performance.md).
-	cc, err := cons.Consume(r.handle, jetstream.PullMaxBytes(share), jetstream.PullHeartbeat(readHeartbeat),
-		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) { r.fail(err, false) }))
-	if err != nil {
-		return from, errors.Is(err, jetstream.ErrStreamNotFound), err
-	}
-	failure := r.watch(ctx)
-	cancel()
-	cc.Stop()
-	return r.stop(), failure.fatal, failure.err
-}
-
-// readHeartbeat is how often the server says a read's consumer is alive while it has
-// nothing to deliver; two missed end the read (as nats.go's ordered consumers do).
-const readHeartbeat = 5 * time.Second
-
-// partRead is one fetchOnce's state, shared by its callback and its watch.
-type partRead struct {
-	c   *Consumer
-	pc  *partConsumer
-	gen uint64
-	ctx context.Context // ends the read
-
-	mu      sync.Mutex // held while a message is handed over
-	next    int64      // the offset after the last record handed to Poll
-	lastSeq uint64     // the consumer sequence of the last message
-	stopped bool
-
-	busy   atomic.Bool  // a message is being handled (maybe waiting for Poll)
-	last   atomic.Int64 // when the last message was handled, Unix ns
-	failed chan readFailure
-}
-
-type readFailure struct {
-	err   error
-	fatal bool
-}
-
-// fail ends the read with err, unless it ended already.
-func (r *partRead) fail(err error, fatal bool) {
-	select {
-	case r.failed <- readFailure{err: err, fatal: fatal}:
-	default:
-	}
-}
-
-// handle decodes one message and hands its records to Poll. Consume calls it for
-// one message after the other, in order.
-func (r *partRead) handle(msg jetstream.Msg) {
-	r.busy.Store(true)
-	defer func() {
-		r.last.Store(time.Now().UnixNano())
-		r.busy.Store(false)
-	}()
-	meta, err := msg.Metadata()
-	if err != nil {
-		r.fail(fmt.Errorf("read message metadata: %w", err), false)
-		return
-	}
-	recs, derr := semantics.DecodeRecords(nil, msg.Data(), r.pc.tp.Topic, r.pc.tp.Partition)
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.stopped {
-		return
-	}
-	if meta.Sequence.Consumer != r.lastSeq+1 {
-		r.stopped = true
-		r.fail(fmt.Errorf("message %d of the read came after %d", meta.Sequence.Consumer, r.lastSeq), false)
-		return
-	}
-	r.lastSeq = meta.Sequence.Consumer
-	if derr != nil {
-		r.stopped = true
-		r.fail(derr, true)
-		return
-	}
-	i := 0
-	for i < len(recs) && recs[i].Offset < r.next {
-		i++
-	}
-	if i == len(recs) {
-		return
-	}
-	select {
-	case r.c.out <- chunk{pc: r.pc, gen: r.gen, recs: recs[i:]}:
-		r.next = recs[len(recs)-1].Offset + 1
-	case <-r.ctx.Done():
-		r.stopped = true
-	}
-}
-
-// watch waits until the read fails or ctx ends. It is also a watchdog: after a quiet
-// spell, a partition with records beyond what this read handed over is stalled (it
-// has been seen after failovers), so the read ends.
-func (r *partRead) watch(ctx context.Context) readFailure {
-	t := time.NewTimer(fetchQuiet)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return readFailure{err: ctx.Err()}
-		case f := <-r.failed:
-			return f
-		case <-t.C:
-		}
-		if r.busy.Load() { // waiting for Poll, or decoding
-			t.Reset(fetchQuiet)
-			continue
-		}
-		if quiet := time.Since(time.Unix(0, r.last.Load())); quiet < fetchQuiet {
-			t.Reset(fetchQuiet - quiet)
-			continue
-		}
-		r.mu.Lock()
-		next := r.next
-		r.mu.Unlock()
-		offs, err := r.pc.reader.ReadOffsets(ctx, nil)
-		if err == nil && offs.HighWatermark <= next {
-			t.Reset(fetchQuiet) // nothing new: keep waiting
-			continue
-		}
-		return readFailure{err: fmt.Errorf("no records for %v while the partition has more", fetchQuiet)}
-	}
-}
-
-// stop ends the read's hand-overs and returns the offset after the last record
-// handed to Poll. The read's ctx must have ended, so a hand-over in progress gives up.
-func (r *partRead) stop() int64 {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.stopped = true
-	return r.next
 }

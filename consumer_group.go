@@ -11,122 +11,6 @@ import (
 	"github.com/qxd-io/qxd/semantics"
 )
 
-// The group defaults, in one place.
-const (
-	DefaultSessionTimeout     = 10 * time.Second
-	DefaultRebalanceTimeout   = 30 * time.Second
-	DefaultAutoCommitInterval = 5 * time.Second
-)
-
-type groupConfig struct {
-	id                 string
-	instanceID         string
-	sessionTimeout     time.Duration
-	rebalanceTimeout   time.Duration
-	heartbeatInterval  time.Duration
-	assignors          []string
-	autoCommit         bool
-	autoCommitSet      bool
-	autoCommitInterval time.Duration
-	onAssigned         func(context.Context, []TopicPartition)
-	onRevoked          func(context.Context, []TopicPartition)
-	onLost             func(context.Context, []TopicPartition)
-}
-
-// Group makes the consumer a member of consumer group id: Subscribe shares the
-// topics' partitions among the group's members, and commits go to the group.
-func Group(id string) ConsumerOption { return func(c *consumerConfig) { c.group.id = id } }
-
-// InstanceID makes the member static (Kafka's group.instance.id): restarted within
-// its session timeout, it gets its partitions back without a rebalance.
-func InstanceID(id string) ConsumerOption {
-	return func(c *consumerConfig) { c.group.instanceID = id }
-}
-
-// SessionTimeout is how long the coordinator waits for a silent member before giving
-// its partitions to others; the member itself stops delivering records a little
-// before that. Default 10s.
-func SessionTimeout(d time.Duration) ConsumerOption {
-	return func(c *consumerConfig) { c.group.sessionTimeout = d }
-}
-
-// RebalanceTimeout is how long a rebalance waits for members to rejoin. Default 30s.
-func RebalanceTimeout(d time.Duration) ConsumerOption {
-	return func(c *consumerConfig) { c.group.rebalanceTimeout = d }
-}
-
-// HeartbeatInterval is how often the member heartbeats. Default a third of the
-// session timeout.
-func HeartbeatInterval(d time.Duration) ConsumerOption {
-	return func(c *consumerConfig) { c.group.heartbeatInterval = d }
-}
-
-// Assignors lists the partition assignors the member supports, preferred first:
-// "range" (default), "roundrobin", "sticky".
-func Assignors(names ...string) ConsumerOption {
-	return func(c *consumerConfig) { c.group.assignors = names }
-}
-
-// AutoCommit commits, every interval and before partitions are revoked, the
-// positions the application is done with: everything returned by Polls before its
-// latest Poll call, as Kafka's auto-commit does; Close commits everything Poll
-// returned. Records are never committed before Poll returned them, so a crash can
-// repeat records but not lose them. Default on, every 5s; AutoCommit(0) turns it off.
-func AutoCommit(interval time.Duration) ConsumerOption {
-	return func(c *consumerConfig) {
-		c.group.autoCommit = interval > 0
-		c.group.autoCommitSet = true
-		c.group.autoCommitInterval = interval
-	}
-}
-
-// OnAssigned is called with the partitions a new generation gives the member, before
-// Poll returns any of their records. It runs on the member's own goroutine.
-func OnAssigned(f func(context.Context, []TopicPartition)) ConsumerOption {
-	return func(c *consumerConfig) { c.group.onAssigned = f }
-}
-
-// OnRevoked is called with the member's partitions before it gives them up in a
-// rebalance, while it can still commit them (Commit works inside the callback). It
-// runs on the member's own goroutine, beside the application's Poll loop: guard
-// state they share.
-func OnRevoked(f func(context.Context, []TopicPartition)) ConsumerOption {
-	return func(c *consumerConfig) { c.group.onRevoked = f }
-}
-
-// OnLost is called when the member lost its partitions without a chance to commit
-// (its session ran out, or it was removed from the group). Default: OnRevoked.
-func OnLost(f func(context.Context, []TopicPartition)) ConsumerOption {
-	return func(c *consumerConfig) { c.group.onLost = f }
-}
-
-func (g *groupConfig) defaults() error {
-	if g.sessionTimeout == 0 {
-		g.sessionTimeout = DefaultSessionTimeout
-	}
-	if g.rebalanceTimeout == 0 {
-		g.rebalanceTimeout = DefaultRebalanceTimeout
-	}
-	if g.heartbeatInterval == 0 {
-		g.heartbeatInterval = g.sessionTimeout / 3
-	}
-	if len(g.assignors) == 0 {
-		g.assignors = []string{groups.DefaultAssignor}
-	}
-	if g.onLost == nil {
-		g.onLost = g.onRevoked
-	}
-	for _, a := range g.assignors {
-		if _, err := groups.AssignorByName(a); err != nil {
-			return semantics.Errorf(semantics.ErrInvalidConfig, "%v", err)
-		}
-	}
-	if g.heartbeatInterval >= g.sessionTimeout {
-		return semantics.Errorf(semantics.ErrInvalidConfig, "heartbeat interval %v must be below the session timeout %v", g.heartbeatInterval, g.sessionTimeout)
-	}
-	return semantics.ValidateGroupID(g.id)
-}
-
 // member is the consumer's side of its group: join, sync, heartbeat, commit.
 type member struct {
 	c   *Consumer
@@ -163,9 +47,6 @@ func (m *member) cutOff() bool {
 func (c *Consumer) Subscribe(ctx context.Context, topics ...string) error {
 	if c.cfg.group.id == "" {
 		return ErrNotInGroup
-	}
-	if err := c.cfg.group.defaults(); err != nil {
-		return err
 	}
 	if len(topics) == 0 {
 		return semantics.Errorf(semantics.ErrInvalidRequest, "subscribe to group %q: no topics given", c.cfg.group.id)
