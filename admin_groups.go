@@ -6,6 +6,7 @@ import (
 	"math"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/qxd-io/qxd/groups"
 	"github.com/qxd-io/qxd/internal/partition"
@@ -14,10 +15,32 @@ import (
 )
 
 // GroupSummary is one group in ListGroups: its state and member count.
-type GroupSummary = groups.GroupSummary
+type GroupSummary struct {
+	Group   string     `json:"group"`
+	State   GroupState `json:"state"`
+	Members int        `json:"members"`
+}
 
-// GroupMember is one member of a group and its partitions.
-type GroupMember = groups.MemberDescription
+// GroupMember is one member of a group: its ids, its partitions, and how long it
+// stays in the group without a heartbeat (a static member that stopped stays that
+// long).
+type GroupMember struct {
+	MemberID       string           `json:"member_id"`
+	InstanceID     string           `json:"instance_id,omitempty"`
+	ClientID       string           `json:"client_id,omitempty"`
+	Partitions     []TopicPartition `json:"partitions"`
+	SessionTimeout time.Duration    `json:"session_timeout"`
+}
+
+// groupMembers turns the coordinator's member descriptions into GroupMembers.
+func groupMembers(ms []groups.MemberDescription) []GroupMember {
+	out := make([]GroupMember, len(ms))
+	for i, m := range ms {
+		out[i] = GroupMember{MemberID: m.MemberID, InstanceID: m.InstanceID, ClientID: m.ClientID,
+			Partitions: m.Partitions, SessionTimeout: m.SessionTimeout}
+	}
+	return out
+}
 
 // GroupPartition is one partition a group reads or has committed: its committed
 // offset (-1 when none), the partition's log start and high watermark, the lag, and
@@ -45,7 +68,7 @@ const (
 // committed offset and lag.
 type GroupDescription struct {
 	Group      string           `json:"group"`
-	State      groups.State     `json:"state"`
+	State      GroupState       `json:"state"`
 	Generation int32            `json:"generation"`
 	Protocol   string           `json:"protocol,omitempty"`
 	Leader     string           `json:"leader,omitempty"`
@@ -59,10 +82,11 @@ func (a *Admin) ListGroups(ctx context.Context) ([]GroupSummary, error) {
 	if err != nil {
 		return nil, fmt.Errorf("list groups: %w", err)
 	}
-	if resp.Groups == nil {
-		return []GroupSummary{}, nil
+	out := make([]GroupSummary, len(resp.Groups))
+	for i, g := range resp.Groups {
+		out[i] = GroupSummary{Group: g.Group, State: g.State, Members: g.Members}
 	}
-	return resp.Groups, nil
+	return out, nil
 }
 
 // DescribeGroup describes a group: state, generation, members with their partitions,
@@ -77,7 +101,7 @@ func (a *Admin) DescribeGroup(ctx context.Context, group string) (GroupDescripti
 	}
 	d := resp.Describe
 	out := GroupDescription{Group: d.Group, State: d.State, Generation: d.Generation, Protocol: d.Protocol,
-		Leader: d.Leader, Members: d.Members, Partitions: []GroupPartition{}}
+		Leader: d.Leader, Members: groupMembers(d.Members), Partitions: []GroupPartition{}}
 	committed, err := a.c.fetchCommitted(ctx, group, nil)
 	if err != nil {
 		return GroupDescription{}, fmt.Errorf("describe group %q: %w", group, err)

@@ -17,7 +17,10 @@ import (
 	"github.com/qxd-io/qxd/semantics"
 )
 
-// Record is one Kafka record; see semantics.Record.
+// Record is one Kafka record; see semantics.Record. Record, Header,
+// TopicPartition and Compression are the Kafka model's own types (package
+// semantics), shared with the node, the record batch codec and the CLI; they are
+// part of the SDK's API as they are.
 type Record = semantics.Record
 
 // Header is one record header; see semantics.Header.

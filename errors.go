@@ -63,7 +63,8 @@ var (
 // request is sent again (a node between leaders, a request that timed out).
 func IsRetriable(err error) bool { return semantics.IsRetriable(err) }
 
-// GroupState is a consumer group's state.
+// GroupState is a consumer group's state, as the coordinator reports it (part of
+// the group wire contract, package groups).
 type GroupState = groups.State
 
 // Consumer group states, as Kafka names them.
