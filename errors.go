@@ -21,6 +21,15 @@ var (
 	// ErrNotInGroup is returned by Subscribe and the commits of a consumer made
 	// without Group.
 	ErrNotInGroup = errors.New("qxd: the consumer has no group: create it with qxd.Group(id)")
+	// ErrRecordTimeout fails a record whose delivery timeout (DeliveryTimeout)
+	// passed before the producer knew its outcome: it was not sent, or it was sent
+	// and no answer came, so it may or may not be stored (a node that comes back
+	// may store it after this error). It is not retriable as such: producing the
+	// record again may store it twice. A caller that must not lose it produces it
+	// again and lets its readers drop duplicates (by key, or an id in a header);
+	// one that must not duplicate it reads the partition to see whether it is
+	// there. The error's text says which of the two it was, and the last cause.
+	ErrRecordTimeout = errors.New("qxd: record delivery timed out")
 )
 
 // Kafka's errors, as the node and the SDK report them; each is a

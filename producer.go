@@ -29,7 +29,8 @@ type Producer struct {
 	inbox string
 	sub   *nats.Subscription
 
-	mu     sync.Mutex                                // serialises changes to topics
+	mu     sync.Mutex                                // serialises changes to topics and loads
+	loads  map[string]*topicLoad                     // topics whose metadata is being read
 	topics atomic.Pointer[map[string]*topicProducer] // copied on change: read without a lock
 	closed atomic.Bool
 
@@ -65,7 +66,7 @@ func (c *Client) NewProducer(opts ...ProducerOption) (*Producer, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, fmt.Errorf("producer: %w", err)
 	}
-	p := &Producer{c: c, cfg: cfg, reqs: map[uint64]*batch{}}
+	p := &Producer{c: c, cfg: cfg, reqs: map[uint64]*batch{}, loads: map[string]*topicLoad{}}
 	p.topics.Store(&map[string]*topicProducer{})
 	p.bufCond = sync.NewCond(&p.bufMu)
 	p.ctx, p.cancel = context.WithCancel(context.Background())
@@ -91,7 +92,10 @@ type topicProducer struct {
 	parts   []*partProducer
 }
 
-// topic returns name's producer state; now is the current time.
+// topic returns name's producer state; now is the current time. A topic the
+// producer has not used yet is loaded in the background (see topicLoad): topic waits
+// for it until ctx ends or the request timeout passes, and then returns a
+// *slowLoad, with which Produce parks the record until the load ends.
 func (p *Producer) topic(ctx context.Context, name string, now time.Time) (*topicProducer, error) {
 	if p.closed.Load() {
 		return nil, p.closedErr()
@@ -102,18 +106,32 @@ func (p *Producer) topic(ctx context.Context, name string, now time.Time) (*topi
 		}
 		return tp, nil
 	}
-	if err := p.c.authorizeTopic(ctx, semantics.OpProduce, name); err != nil {
-		return nil, err
-	}
-	meta, err := p.c.topic(ctx, name)
+	l, err := p.startLoad(name)
 	if err != nil {
 		return nil, err
 	}
+	wait := time.NewTimer(p.cfg.requestTimeout)
+	defer wait.Stop()
+	select {
+	case <-l.done:
+		if l.err != nil {
+			return nil, l.err
+		}
+		return l.tp, nil
+	case <-ctx.Done():
+		return nil, fmt.Errorf("produce to topic %q: waiting for its metadata: %w", name, ctx.Err())
+	case <-wait.C:
+		return nil, &slowLoad{l: l}
+	}
+}
+
+// addTopic makes the producer state of a topic whose record was read.
+func (p *Producer) addTopic(meta semantics.TopicMeta) *topicProducer {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	old := *p.topics.Load()
-	if tp := old[name]; tp != nil {
-		return tp, nil
+	if tp := old[meta.Name]; tp != nil {
+		return tp
 	}
 	tp := &topicProducer{meta: meta, part: p.cfg.newPartitioner()}
 	tp.fetched.Store(time.Now().UnixNano())
@@ -124,9 +142,9 @@ func (p *Producer) topic(ctx context.Context, name string, now time.Time) (*topi
 	for k, v := range old {
 		topics[k] = v
 	}
-	topics[name] = tp
+	topics[meta.Name] = tp
 	p.topics.Store(&topics)
-	return tp, nil
+	return tp
 }
 
 // refresh rereads tp's record and adds partitions the topic gained.
@@ -156,29 +174,63 @@ func (p *Producer) closedErr() error { return ErrProducerClosed }
 // it. cb runs on the producer's goroutine for that partition: keep it short. Produce
 // blocks while BufferBytes are in use, or while r's partition already has two full
 // batches waiting for room in flight (MaxInFlight), until ctx ends. An error
-// returned by Produce itself (unknown topic, record too large, closed producer) means
-// r was not accepted and cb will not be called.
+// returned by Produce itself (unknown topic, record too large, closed producer, ctx
+// already done) means r was not accepted and cb will not be called.
+//
+// The first record for a topic waits for the topic's metadata for at most the
+// request timeout (RequestTimeout); if no node has answered by then, the record is
+// accepted and waits for the metadata in the background, and fails through cb with
+// ErrRecordTimeout (not sent) if none comes within the delivery timeout, or with
+// the node's answer (an unknown topic, say) when it comes.
 func (p *Producer) Produce(ctx context.Context, r *Record, cb func(*Record, error)) error {
 	if r.Topic == "" {
 		return semantics.Errorf(semantics.ErrInvalidTopic, "record has no topic: set Record.Topic")
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("produce to topic %q: %w", r.Topic, err)
 	}
 	now := r.Timestamp
 	if now.IsZero() {
 		now = time.Now()
 		r.Timestamp = now
 	}
+	var est semantics.BatchBuilder
+	size := int64(est.EncodedRecordSize(r) + semantics.BatchHeaderSize)
 	tp, err := p.topic(ctx, r.Topic, now)
+	var slow *slowLoad
+	if errors.As(err, &slow) {
+		if err := p.reserve(ctx, size); err != nil {
+			return err
+		}
+		slow.l.park(p, pendingRecord{r: r, cb: cb, size: size})
+		return nil
+	}
 	if err != nil {
 		return err
 	}
-	var est semantics.BatchBuilder
-	size := est.EncodedRecordSize(r) + semantics.BatchHeaderSize
+	pp, err := p.partitionFor(tp, r, size)
+	if err != nil {
+		return err
+	}
+	if err := p.waitQueue(ctx, pp); err != nil {
+		return err
+	}
+	if err := p.reserve(ctx, size); err != nil {
+		return err
+	}
+	r.Partition = pp.partition
+	pp.append(pendingRecord{r: r, cb: cb, size: size})
+	return nil
+}
+
+// partitionFor checks r against its topic and picks its partition.
+func (p *Producer) partitionFor(tp *topicProducer, r *Record, size int64) (*partProducer, error) {
 	var part int32
 	tp.mu.Lock()
 	compact, maxBytes := tp.meta.Config.Compact, tp.meta.Config.MaxMessageBytes
 	n := int32(len(tp.parts))
 	parts := tp.parts
-	ok := !(compact && r.Key == nil) && size <= int(maxBytes)
+	ok := !(compact && r.Key == nil) && size <= int64(maxBytes)
 	switch {
 	case !ok:
 	case p.cfg.recordPartition:
@@ -193,23 +245,15 @@ func (p *Producer) Produce(ctx context.Context, r *Record, cb func(*Record, erro
 	tp.mu.Unlock()
 	switch {
 	case compact && r.Key == nil:
-		return semantics.Errorf(semantics.ErrInvalidRecord, "topic %q is compacted: every record needs a key", r.Topic)
-	case size > int(maxBytes):
-		return semantics.Errorf(semantics.ErrMessageTooLarge,
+		return nil, semantics.Errorf(semantics.ErrInvalidRecord, "topic %q is compacted: every record needs a key", r.Topic)
+	case size > int64(maxBytes):
+		return nil, semantics.Errorf(semantics.ErrMessageTooLarge,
 			"record of %d bytes is over topic %q's max message bytes (%d): send a smaller record or raise the topic's max message bytes",
 			size, r.Topic, maxBytes)
 	case part < 0 || part >= n:
-		return semantics.Errorf(semantics.ErrUnknownTopic, "topic %q has partitions 0 to %d: partition %d does not exist", r.Topic, n-1, part)
+		return nil, semantics.Errorf(semantics.ErrUnknownTopic, "topic %q has partitions 0 to %d: partition %d does not exist", r.Topic, n-1, part)
 	}
-	if err := p.waitQueue(ctx, parts[part]); err != nil {
-		return err
-	}
-	if err := p.reserve(ctx, int64(size)); err != nil {
-		return err
-	}
-	r.Partition = part
-	parts[part].append(pendingRecord{r: r, cb: cb, size: int64(size)})
-	return nil
+	return parts[part], nil
 }
 
 // ProduceSync produces records and waits for all of them. Each record's Partition and
@@ -275,7 +319,10 @@ func (p *Producer) Close(ctx context.Context) error {
 		return nil
 	}
 	err := p.Flush(ctx)
-	if p.closed.Swap(true) {
+	p.mu.Lock() // no topic load starts after this
+	wasClosed := p.closed.Swap(true)
+	p.mu.Unlock()
+	if wasClosed {
 		return nil
 	}
 	p.cancel()
