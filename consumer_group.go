@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/qxd-io/qxd/groups"
@@ -400,7 +402,7 @@ func (m *member) commit(ctx context.Context, o map[TopicPartition]int64) error {
 		return semantics.Errorf(semantics.ErrRebalanceInProgress, "group %q: no assignment right now; commit after the next one", m.cfg.id)
 	}
 	if _, err := c.c.groupRequestRetry(ctx, semantics.GroupCommit, req, c.c.cfg.reqTimeout); err != nil {
-		return fmt.Errorf("commit group %q: %w", m.cfg.id, err)
+		return groupErr("commit", m.cfg.id, err)
 	}
 	c.mu.Lock()
 	for tp, off := range o {
@@ -448,8 +450,14 @@ func (c *Consumer) Commit(ctx context.Context) error {
 	return m.commit(ctx, o)
 }
 
-// CommitOffsets commits the given next offsets.
+// CommitOffsets commits the given next offsets: for each partition, the offset of
+// the next record to read. A topic or partition that does not exist is refused
+// with ErrUnknownTopic, an offset beyond the partition's high watermark with
+// ErrOffsetOutOfRange, as Kafka refuses them; a refused commit changes nothing.
 func (c *Consumer) CommitOffsets(ctx context.Context, offsets map[TopicPartition]int64) error {
+	if err := c.checkCommitOffsets(ctx, offsets); err != nil {
+		return err
+	}
 	c.mu.Lock()
 	m := c.member
 	c.mu.Unlock()
@@ -457,6 +465,50 @@ func (c *Consumer) CommitOffsets(ctx context.Context, offsets map[TopicPartition
 		return c.commitStandalone(ctx, offsets)
 	}
 	return m.commit(ctx, offsets)
+}
+
+// checkCommitOffsets refuses offsets beyond their partition's high watermark. An
+// offset at or before the position Poll reached is below it and needs no read.
+// The coordinator checks the topics and partitions.
+func (c *Consumer) checkCommitOffsets(ctx context.Context, offsets map[TopicPartition]int64) error {
+	for tp, off := range offsets {
+		c.mu.Lock()
+		pc := c.parts[tp]
+		c.mu.Unlock()
+		if pc != nil && off <= pc.next {
+			continue
+		}
+		if pc == nil {
+			meta, err := c.c.topic(ctx, tp.Topic)
+			if err != nil {
+				return fmt.Errorf("commit %s: %w", tp, err)
+			}
+			if tp.Partition < 0 || tp.Partition >= meta.Config.Partitions {
+				return semantics.Errorf(semantics.ErrUnknownTopic, "commit %s: topic %q has partitions 0 to %d: partition %d does not exist",
+					tp, tp.Topic, meta.Config.Partitions-1, tp.Partition)
+			}
+			pc = newPartSource(c.c, meta, tp.Partition, true)
+		}
+		offs, err := pc.readOffsets(ctx, c.c)
+		if err != nil {
+			return fmt.Errorf("commit %s: read its high watermark: %w", tp, err)
+		}
+		if off > offs.HighWatermark {
+			return semantics.Errorf(semantics.ErrOffsetOutOfRange,
+				"commit %s at offset %d: beyond the partition's high watermark %d: commit the offset after the last record processed, at most %d",
+				tp, off, offs.HighWatermark, offs.HighWatermark)
+		}
+	}
+	return nil
+}
+
+// groupErr says which operation on which group failed, unless err (the
+// coordinator's answer) names the group already.
+func groupErr(op, group string, err error) error {
+	if strings.Contains(err.Error(), strconv.Quote(group)) {
+		return err
+	}
+	return fmt.Errorf("%s group %q: %w", op, group, err)
 }
 
 // CommitAsync commits like Commit without waiting; cb (if not nil) gets the result.
