@@ -30,6 +30,7 @@ type Consumer struct {
 
 	mu     sync.Mutex
 	parts  map[TopicPartition]*partSource
+	paused map[TopicPartition]bool // by Pause, until Resume: kept across assignments
 	closed bool
 	member *member // set by Subscribe
 
@@ -54,7 +55,8 @@ func (c *Client) NewConsumer(opts ...ConsumerOption) (*Consumer, error) {
 		return nil, fmt.Errorf("consumer: %w", err)
 	}
 	return &Consumer{c: c, cfg: cfg, starts: startResolver{c: c, reset: cfg.reset, group: cfg.group.id}, parts: map[TopicPartition]*partSource{},
-		out: make(chan chunk, 64), stop: make(chan struct{}), wakeup: make(chan struct{}, 1)}, nil
+		paused: map[TopicPartition]bool{},
+		out:    make(chan chunk, 64), stop: make(chan struct{}), wakeup: make(chan struct{}, 1)}, nil
 }
 
 // Assign replaces the consumer's partitions with as. Each start offset is resolved
@@ -148,6 +150,10 @@ func (c *Consumer) replaceLocked(rs []resolved) {
 	c.leftover = nil
 	for _, r := range rs {
 		c.parts[r.pc.tp] = r.pc
+		if c.paused[r.pc.tp] {
+			r.pc.paused, r.pc.next = true, r.offset // read from there on Resume
+			continue
+		}
 		c.startLocked(r.pc, r.offset, r.seq)
 	}
 }
@@ -202,11 +208,14 @@ func (c *Consumer) Seek(ctx context.Context, topic string, p int32, o Offset) er
 }
 
 // Pause stops returning records of the given partitions until Resume; their
-// positions are kept.
+// positions are kept. A paused partition stays paused when a rebalance takes it
+// away and gives it back, or Assign assigns it again; a partition not assigned
+// now is paused when it is (as kgo's PauseFetchPartitions).
 func (c *Consumer) Pause(tps ...TopicPartition) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, tp := range tps {
+		c.paused[tp] = true
 		if pc, ok := c.parts[tp]; ok && !pc.paused {
 			pc.paused = true
 			pc.halt()
@@ -214,10 +223,22 @@ func (c *Consumer) Pause(tps ...TopicPartition) {
 	}
 }
 
+// Paused lists the partitions paused with Pause and not resumed, assigned or not.
+func (c *Consumer) Paused() []TopicPartition {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make([]TopicPartition, 0, len(c.paused))
+	for tp := range c.paused {
+		out = append(out, tp)
+	}
+	return out
+}
+
 // Resume resumes paused partitions from their positions.
 func (c *Consumer) Resume(ctx context.Context, tps ...TopicPartition) error {
 	for _, tp := range tps {
 		c.mu.Lock()
+		delete(c.paused, tp)
 		pc, ok := c.parts[tp]
 		if !ok || !pc.paused {
 			c.mu.Unlock()
@@ -378,10 +399,13 @@ func (c *Consumer) deliver(out []Record) ([]Record, error) {
 }
 
 // markConsumed records, at the start of a Poll, that the application is done with
-// the records earlier Polls returned.
+// the records earlier Polls returned, and that it polls (see MaxPollInterval).
 func (c *Consumer) markConsumed() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.member != nil {
+		c.member.pollStartedLocked(time.Now())
+	}
 	for _, pc := range c.parts {
 		if pc.delivered {
 			pc.consumed, pc.hasConsumed = pc.next, true

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/qxd-io/qxd/groups"
@@ -21,6 +22,10 @@ type member struct {
 	topics []string
 	cancel context.CancelFunc
 	done   chan struct{}
+	polled chan struct{} // a Poll started: a member that left for not polling rejoins
+
+	stopOnce  sync.Once
+	stopAfter func() bool // stops the subscription context's watch; guarded by c.mu
 
 	// Guarded by c.mu.
 	memberID   string
@@ -31,6 +36,7 @@ type member struct {
 	leaseLost  bool      // Poll dropped the partitions because the lease ran out
 	fatal      error
 	committed  map[TopicPartition]int64
+	lastPoll   time.Time // when the application last called Poll
 
 	// testPauseHeartbeats cuts the member off from its coordinator (no heartbeats,
 	// no rejoin) while it keeps polling, for fencing tests.
@@ -46,6 +52,11 @@ func (m *member) cutOff() bool {
 // Subscribe joins the consumer's group for topics; the coordinator's rebalances decide
 // which partitions Poll returns. Subscribe returns at once; the first assignment
 // arrives in the background (see OnAssigned). Calling it again changes the topics.
+//
+// ctx bounds the membership: when it ends, the member commits (with auto-commit)
+// what Poll returned and leaves the group, as Close does, and Poll returns an error
+// wrapping ctx's until Subscribe is called again. A member whose application stops
+// calling Poll leaves the group after MaxPollInterval.
 func (c *Consumer) Subscribe(ctx context.Context, topics ...string) error {
 	if c.cfg.group.id == "" {
 		return ErrNotInGroup
@@ -80,14 +91,75 @@ func (c *Consumer) Subscribe(ctx context.Context, topics ...string) error {
 		memberID = old.memberID
 		c.mu.Unlock()
 	}
-	m := &member{c: c, cfg: c.cfg.group, topics: topics, done: make(chan struct{}), memberID: memberID, committed: map[TopicPartition]int64{}}
+	m := &member{c: c, cfg: c.cfg.group, topics: topics, done: make(chan struct{}), polled: make(chan struct{}, 1),
+		memberID: memberID, committed: map[TopicPartition]int64{}, lastPoll: time.Now()}
 	mctx, cancel := context.WithCancel(context.Background())
 	m.cancel = cancel
 	c.mu.Lock()
 	c.member = m
 	c.mu.Unlock()
 	go m.run(mctx)
+	stopAfter := context.AfterFunc(ctx, func() { m.endSubscription(ctx) })
+	c.mu.Lock()
+	m.stopAfter = stopAfter
+	c.mu.Unlock()
 	return nil
+}
+
+// endSubscription ends the membership when the context given to Subscribe ends.
+func (m *member) endSubscription(sub context.Context) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(sub), consumerCloseTimeout)
+	defer cancel()
+	m.stop(ctx, true)
+	c := m.c
+	c.mu.Lock()
+	if m.fatal == nil {
+		m.fatal = fmt.Errorf("group %q: the member left the group: the context given to Subscribe ended (%w): call Subscribe again to rejoin",
+			m.cfg.id, context.Cause(sub))
+	}
+	c.mu.Unlock()
+	c.wake()
+}
+
+// errPollTimeout ends a generation whose member left the group because the
+// application did not call Poll within the max poll interval.
+var errPollTimeout = errors.New("the application did not poll within the max poll interval")
+
+// pollStartedLocked records that the application called Poll. Called with c.mu
+// held.
+func (m *member) pollStartedLocked(now time.Time) {
+	m.lastPoll = now
+	select {
+	case m.polled <- struct{}{}:
+	default:
+	}
+}
+
+// leaveUntilPoll leaves the group after the application stopped polling, and
+// waits for its next Poll (or ctx's end) to join again.
+func (m *member) leaveUntilPoll(ctx context.Context) {
+	c := m.c
+	c.mu.Lock()
+	req := groups.LeaveRequest{Group: m.cfg.id, MemberID: m.memberID, InstanceID: m.cfg.instanceID,
+		KeepMembership: m.cfg.instanceID != ""}
+	left := time.Now()
+	polledSince := m.lastPoll.After(left)
+	m.memberID = ""
+	c.mu.Unlock()
+	c.c.log.Warn("group member left the group: the application did not poll within the max poll interval",
+		"group", m.cfg.id, "member", req.MemberID, "err", fmt.Sprintf("max poll interval %v", m.cfg.maxPollInterval))
+	if req.MemberID != "" {
+		lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		_, _ = c.c.groupRequest(lctx, semantics.GroupLeave, req, 5*time.Second)
+		cancel()
+	}
+	if polledSince {
+		return
+	}
+	select {
+	case <-m.polled:
+	case <-ctx.Done():
+	}
 }
 
 // run is the member's life: join, sync, heartbeat until the group rebalances, repeat.
@@ -96,6 +168,10 @@ func (m *member) run(ctx context.Context) {
 	backoff := 50 * time.Millisecond
 	for ctx.Err() == nil {
 		err := m.generationLoop(ctx)
+		if errors.Is(err, errPollTimeout) {
+			m.leaveUntilPoll(ctx)
+			err = nil
+		}
 		if err == nil || ctx.Err() != nil {
 			backoff = 50 * time.Millisecond
 			continue
@@ -287,6 +363,13 @@ func (m *member) heartbeat(ctx context.Context) error {
 		case <-hb.C:
 		}
 		c.mu.Lock()
+		idle := time.Since(m.lastPoll)
+		c.mu.Unlock()
+		if idle > m.cfg.maxPollInterval {
+			m.revoke(ctx, false)
+			return errPollTimeout
+		}
+		c.mu.Lock()
 		paused := m.testPauseHeartbeats
 		req := groups.HeartbeatRequest{Group: m.cfg.id, MemberID: m.memberID, InstanceID: m.cfg.instanceID, Generation: m.generation}
 		leaseEnd := m.leaseEnd
@@ -415,6 +498,16 @@ func (m *member) commit(ctx context.Context, o map[TopicPartition]int64) error {
 // stop ends the member: a final commit, then it leaves the group (a static member
 // only gives up its lease, so a restart gets its partitions back).
 func (m *member) stop(ctx context.Context, leave bool) {
+	m.stopOnce.Do(func() { m.stopNow(ctx, leave) })
+}
+
+func (m *member) stopNow(ctx context.Context, leave bool) {
+	m.c.mu.Lock()
+	stopAfter := m.stopAfter
+	m.c.mu.Unlock()
+	if stopAfter != nil {
+		stopAfter()
+	}
 	m.cancel()
 	<-m.done
 	c := m.c

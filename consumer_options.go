@@ -19,12 +19,13 @@ const (
 	DefaultSessionTimeout     = 10 * time.Second
 	DefaultRebalanceTimeout   = 30 * time.Second
 	DefaultAutoCommitInterval = 5 * time.Second
+	DefaultMaxPollInterval    = 5 * time.Minute
 )
 
 func defaultConsumerConfig() consumerConfig {
 	return consumerConfig{reset: ResetEarliest, maxPollRecords: DefaultMaxPollRecords, fetchMaxBytes: DefaultFetchMaxBytes,
 		group: groupConfig{sessionTimeout: DefaultSessionTimeout, rebalanceTimeout: DefaultRebalanceTimeout,
-			autoCommit: true, autoCommitInterval: DefaultAutoCommitInterval}}
+			autoCommit: true, autoCommitInterval: DefaultAutoCommitInterval, maxPollInterval: DefaultMaxPollInterval}}
 }
 
 type consumerConfig struct {
@@ -72,6 +73,7 @@ type groupConfig struct {
 	assignors          []string
 	autoCommit         bool
 	autoCommitInterval time.Duration
+	maxPollInterval    time.Duration
 	onAssigned         func(context.Context, []TopicPartition)
 	onRevoked          func(context.Context, []TopicPartition)
 	onLost             func(context.Context, []TopicPartition)
@@ -103,6 +105,15 @@ func RebalanceTimeout(d time.Duration) ConsumerOption {
 // session timeout.
 func HeartbeatInterval(d time.Duration) ConsumerOption {
 	return func(c *consumerConfig) { c.group.heartbeatInterval = d }
+}
+
+// MaxPollInterval is the longest the application may go between Poll calls and
+// stay in the group (Kafka's max.poll.interval.ms): a member whose application
+// stops polling (hung, gone, its loop ended) leaves the group after it, its
+// partitions are lost (OnLost) and go to the other members, and its next Poll
+// joins the group again. Default 5 minutes (DefaultMaxPollInterval).
+func MaxPollInterval(d time.Duration) ConsumerOption {
+	return func(c *consumerConfig) { c.group.maxPollInterval = d }
 }
 
 // Assignors lists the partition assignors the member supports, preferred first:
@@ -167,6 +178,8 @@ func (g *groupConfig) validate() error {
 		return semantics.Errorf(semantics.ErrInvalidConfig, "rebalance timeout %v: give a positive duration", g.rebalanceTimeout)
 	case g.heartbeatInterval < 0:
 		return semantics.Errorf(semantics.ErrInvalidConfig, "heartbeat interval %v is negative", g.heartbeatInterval)
+	case g.maxPollInterval <= 0:
+		return semantics.Errorf(semantics.ErrInvalidConfig, "max poll interval %v: give a positive duration", g.maxPollInterval)
 	case g.autoCommitInterval < 0:
 		return semantics.Errorf(semantics.ErrInvalidConfig, "auto-commit interval %v is negative: give 0 to turn auto-commit off", g.autoCommitInterval)
 	}

@@ -71,7 +71,8 @@ func (c *Client) SubscribeHandler(ctx context.Context, group, topic string, h na
 	if err != nil {
 		return nil, fmt.Errorf("subscribe handler to topic %q in group %q: %w", topic, group, err)
 	}
-	if err := cons.Subscribe(ctx, topic); err != nil {
+	// The subscription lasts until Close, not until ctx ends.
+	if err := cons.Subscribe(context.WithoutCancel(ctx), topic); err != nil {
 		cons.Close(ctx)
 		return nil, fmt.Errorf("subscribe handler to topic %q in group %q: %w", topic, group, err)
 	}
