@@ -1,6 +1,7 @@
 package qxd_test
 
 import (
+	"context"
 	"errors"
 	"strings"
 	"testing"
@@ -95,6 +96,79 @@ func waitAssigned(t *testing.T, cons *qxd.Consumer, n int) {
 	for len(cons.Assigned()) != n {
 		if time.Now().After(deadline) {
 			t.Fatalf("assigned %v, want %d partitions", cons.Assigned(), n)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestMarkCommitRecords marks some of the records Poll returned: auto-commit with
+// AutoCommitMarks commits only the marked ones, however far Poll went; CommitRecords
+// commits after the records given, and metadata committed with an offset is read
+// back.
+func TestMarkCommitRecords(t *testing.T) {
+	t.Parallel()
+	n := qxdtest.StartNode(t)
+	c := qxdtest.Connect(t, n)
+	ctx := qxdtest.Context(t, 30*time.Second)
+	qxdtest.CreateTopic(t, c, "marks", qxd.TopicConfig{Partitions: 1})
+	p, err := c.NewProducer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close(ctx)
+	for i := range 10 {
+		if err := p.ProduceSync(ctx, &qxd.Record{Topic: "marks", Value: []byte{byte(i)}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cons := qxdtest.NewConsumer(t, c, qxd.Group("marks"), qxd.AutoCommit(100*time.Millisecond), qxd.AutoCommitMarks())
+	if err := cons.Subscribe(ctx, "marks"); err != nil {
+		t.Fatal(err)
+	}
+	var recs []qxd.Record
+	for len(recs) < 10 {
+		got, err := cons.Poll(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		recs = append(recs, got...)
+	}
+	cons.MarkCommitRecords(&recs[0], &recs[3], &recs[1])
+	tp := qxd.TopicPartition{Topic: "marks", Partition: 0}
+	pctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	cons.Poll(pctx) // the application is done with everything polled: still only marks count
+	cancel()
+	waitCommitted(t, cons, tp, 4)
+	time.Sleep(300 * time.Millisecond)
+	waitCommitted(t, cons, tp, 4)
+
+	if err := cons.CommitRecords(ctx, &recs[7], &recs[5]); err != nil {
+		t.Fatal(err)
+	}
+	waitCommitted(t, cons, tp, 8)
+	if err := cons.CommitOffsetsAndMetadata(ctx, map[qxd.TopicPartition]qxd.OffsetAndMetadata{tp: {Offset: 9, Metadata: "batch 42"}}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := cons.Committed(ctx, tp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got[tp] != (qxd.OffsetAndMetadata{Offset: 9, Metadata: "batch 42"}) {
+		t.Fatalf("committed %+v, want offset 9 with its metadata", got[tp])
+	}
+}
+
+// waitCommitted waits until the group of cons has committed want for tp.
+func waitCommitted(t *testing.T, cons *qxd.Consumer, tp qxd.TopicPartition, want int64) {
+	t.Helper()
+	ctx := qxdtest.Context(t, 10*time.Second)
+	for {
+		got, err := cons.Committed(ctx, tp)
+		if err == nil && got[tp].Offset == want {
+			return
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("committed %+v (%v), want %d", got[tp], err, want)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -449,19 +447,24 @@ func (m *member) revokeFinal(ctx context.Context, commit, closing bool) {
 // commitPositions commits the positions of the assigned partitions that moved: with
 // all, everything Poll returned (on Close: the application is done); otherwise what
 // the application was done with when it last called Poll (auto-commit, and before a
-// rebalance, which run beside the application's processing).
+// rebalance, which run beside the application's processing). With AutoCommitMarks,
+// only what the application marked (MarkCommitRecords), whatever all says.
 func (m *member) commitPositions(ctx context.Context, all bool) error {
 	c := m.c
 	c.mu.Lock()
-	o := map[TopicPartition]int64{}
+	o := map[TopicPartition]OffsetAndMetadata{}
 	for _, tp := range m.assigned {
 		pc, ok := c.parts[tp]
 		switch {
 		case !ok:
+		case m.cfg.autoCommitMarks:
+			if pc.hasMarked && m.committed[tp] != pc.marked {
+				o[tp] = OffsetAndMetadata{Offset: pc.marked}
+			}
 		case all && pc.delivered && m.committed[tp] != pc.next:
-			o[tp] = pc.next
+			o[tp] = OffsetAndMetadata{Offset: pc.next}
 		case !all && pc.hasConsumed && m.committed[tp] != pc.consumed:
-			o[tp] = pc.consumed
+			o[tp] = OffsetAndMetadata{Offset: pc.consumed}
 		}
 	}
 	c.mu.Unlock()
@@ -469,30 +472,6 @@ func (m *member) commitPositions(ctx context.Context, all bool) error {
 		return nil
 	}
 	return m.commit(ctx, o)
-}
-
-func (m *member) commit(ctx context.Context, o map[TopicPartition]int64) error {
-	c := m.c
-	if m.cutOff() {
-		return semantics.Errorf(semantics.ErrCoordinatorNotAvailable, "group %q: cut off from the coordinator (test)", m.cfg.id)
-	}
-	c.mu.Lock()
-	req := groups.CommitRequest{Group: m.cfg.id, MemberID: m.memberID, InstanceID: m.cfg.instanceID, Generation: m.generation,
-		Offsets: c.offsetEntriesLocked(o)}
-	stable := m.stable
-	c.mu.Unlock()
-	if !stable {
-		return semantics.Errorf(semantics.ErrRebalanceInProgress, "group %q: no assignment right now; commit after the next one", m.cfg.id)
-	}
-	if _, err := c.c.groupRequestRetry(ctx, semantics.GroupCommit, req, c.c.cfg.reqTimeout); err != nil {
-		return groupErr("commit", m.cfg.id, err)
-	}
-	c.mu.Lock()
-	for tp, off := range o {
-		m.committed[tp] = off
-	}
-	c.mu.Unlock()
-	return nil
 }
 
 // stop ends the member: a final commit, then it leaves the group (a static member
@@ -520,128 +499,6 @@ func (m *member) stopNow(ctx context.Context, leave bool) {
 	if has && leave {
 		_, _ = c.c.groupRequest(ctx, semantics.GroupLeave, req, 5*time.Second)
 	}
-}
-
-// Commit commits the positions Poll has returned for every assigned partition: the
-// group resumes there after a rebalance or a restart.
-func (c *Consumer) Commit(ctx context.Context) error {
-	c.mu.Lock()
-	m := c.member
-	o := map[TopicPartition]int64{}
-	for tp, pc := range c.parts {
-		if pc.delivered {
-			o[tp] = pc.next
-		}
-	}
-	c.mu.Unlock()
-	if m == nil {
-		return c.commitStandalone(ctx, o)
-	}
-	if len(o) == 0 {
-		return nil
-	}
-	return m.commit(ctx, o)
-}
-
-// CommitOffsets commits the given next offsets: for each partition, the offset of
-// the next record to read. A topic or partition that does not exist is refused
-// with ErrUnknownTopic, an offset beyond the partition's high watermark with
-// ErrOffsetOutOfRange, as Kafka refuses them; a refused commit changes nothing.
-func (c *Consumer) CommitOffsets(ctx context.Context, offsets map[TopicPartition]int64) error {
-	if err := c.checkCommitOffsets(ctx, offsets); err != nil {
-		return err
-	}
-	c.mu.Lock()
-	m := c.member
-	c.mu.Unlock()
-	if m == nil {
-		return c.commitStandalone(ctx, offsets)
-	}
-	return m.commit(ctx, offsets)
-}
-
-// checkCommitOffsets refuses offsets beyond their partition's high watermark. An
-// offset at or before the position Poll reached is below it and needs no read.
-// The coordinator checks the topics and partitions.
-func (c *Consumer) checkCommitOffsets(ctx context.Context, offsets map[TopicPartition]int64) error {
-	for tp, off := range offsets {
-		c.mu.Lock()
-		pc := c.parts[tp]
-		c.mu.Unlock()
-		if pc != nil && off <= pc.next {
-			continue
-		}
-		if pc == nil {
-			meta, err := c.c.topic(ctx, tp.Topic)
-			if err != nil {
-				return fmt.Errorf("commit %s: %w", tp, err)
-			}
-			if tp.Partition < 0 || tp.Partition >= meta.Config.Partitions {
-				return semantics.Errorf(semantics.ErrUnknownTopic, "commit %s: topic %q has partitions 0 to %d: partition %d does not exist",
-					tp, tp.Topic, meta.Config.Partitions-1, tp.Partition)
-			}
-			pc = newPartSource(c.c, meta, tp.Partition, true)
-		}
-		offs, err := pc.readOffsets(ctx, c.c)
-		if err != nil {
-			return fmt.Errorf("commit %s: read its high watermark: %w", tp, err)
-		}
-		if off > offs.HighWatermark {
-			return semantics.Errorf(semantics.ErrOffsetOutOfRange,
-				"commit %s at offset %d: beyond the partition's high watermark %d: commit the offset after the last record processed, at most %d",
-				tp, off, offs.HighWatermark, offs.HighWatermark)
-		}
-	}
-	return nil
-}
-
-// groupErr says which operation on which group failed, unless err (the
-// coordinator's answer) names the group already.
-func groupErr(op, group string, err error) error {
-	if strings.Contains(err.Error(), strconv.Quote(group)) {
-		return err
-	}
-	return fmt.Errorf("%s group %q: %w", op, group, err)
-}
-
-// CommitAsync commits like Commit without waiting; cb (if not nil) gets the result.
-func (c *Consumer) CommitAsync(cb func(error)) {
-	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), c.c.cfg.reqTimeout)
-		defer cancel()
-		err := c.Commit(ctx)
-		if cb != nil {
-			cb(err)
-		}
-	}()
-}
-
-// commitStandalone commits for an assign-mode consumer with a group: allowed while the
-// group has no active members, as Kafka allows.
-func (c *Consumer) commitStandalone(ctx context.Context, o map[TopicPartition]int64) error {
-	if c.cfg.group.id == "" {
-		return ErrNotInGroup
-	}
-	c.mu.Lock()
-	req := groups.CommitRequest{Group: c.cfg.group.id, Generation: -1, Offsets: c.offsetEntriesLocked(o)}
-	c.mu.Unlock()
-	_, err := c.c.groupRequestRetry(ctx, semantics.GroupCommit, req, c.c.cfg.reqTimeout)
-	return err
-}
-
-// offsetEntriesLocked puts offsets in their wire form, each with the id of the topic
-// its partition is read from, if it is: the coordinator refuses a commit of a topic
-// that was deleted and created again since.
-func (c *Consumer) offsetEntriesLocked(o map[TopicPartition]int64) []semantics.OffsetEntry {
-	out := make([]semantics.OffsetEntry, 0, len(o))
-	for tp, off := range o {
-		e := semantics.OffsetEntry{Topic: tp.Topic, Partition: tp.Partition, Offset: off}
-		if pc, ok := c.parts[tp]; ok {
-			e.TopicID = pc.meta.ID
-		}
-		out = append(out, e)
-	}
-	return out
 }
 
 // Generation returns the member's group generation and member id (0 and "" before the

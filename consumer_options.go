@@ -74,6 +74,7 @@ type groupConfig struct {
 	autoCommit         bool
 	autoCommitInterval time.Duration
 	maxPollInterval    time.Duration
+	autoCommitMarks    bool
 	onAssigned         func(context.Context, []TopicPartition)
 	onRevoked          func(context.Context, []TopicPartition)
 	onLost             func(context.Context, []TopicPartition)
@@ -132,6 +133,14 @@ func AutoCommit(interval time.Duration) ConsumerOption {
 		c.group.autoCommit = interval > 0
 		c.group.autoCommitInterval = interval
 	}
+}
+
+// AutoCommitMarks makes auto-commit, the commit before a rebalance and Close
+// commit only the positions after records marked with MarkCommitRecords, instead
+// of what Poll returned (kgo's AutoCommitMarks): a record is committed only once
+// the application says it is done with it. Default off.
+func AutoCommitMarks() ConsumerOption {
+	return func(c *consumerConfig) { c.group.autoCommitMarks = true }
 }
 
 // OnAssigned is called with the partitions a new generation gives the member, before

@@ -31,9 +31,13 @@ type partSource struct {
 	// asked for more, so it is done with what came before. Auto-commit commits it.
 	consumed    int64
 	hasConsumed bool
-	paused      bool
-	cancel      context.CancelFunc
-	done        chan struct{}
+	// marked is the offset after the last record marked with MarkCommitRecords;
+	// with AutoCommitMarks, auto-commit commits it.
+	marked    int64
+	hasMarked bool
+	paused    bool
+	cancel    context.CancelFunc
+	done      chan struct{}
 }
 
 type chunk struct {
