@@ -7,6 +7,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -257,17 +258,19 @@ func (p *Producer) partitionFor(tp *topicProducer, r *Record, size int64) (*part
 }
 
 // ProduceSync produces records and waits for all of them. Each record's Partition and
-// Offset are set on success; the error joins every record's failure.
+// Offset are set on success. When some fail, the error is a *ProduceError listing
+// each failed record with its error (errors.Is matches any of them); when ctx ends
+// first, ctx's error.
 func (p *Producer) ProduceSync(ctx context.Context, rs ...*Record) error {
 	var wg sync.WaitGroup
 	var mu sync.Mutex
-	var errs []error
+	var failed []RecordError
 	for _, r := range rs {
 		wg.Add(1)
 		err := p.Produce(ctx, r, func(r *Record, err error) {
 			if err != nil {
 				mu.Lock()
-				errs = append(errs, err)
+				failed = append(failed, RecordError{Record: r, Err: err})
 				mu.Unlock()
 			}
 			wg.Done()
@@ -275,7 +278,7 @@ func (p *Producer) ProduceSync(ctx context.Context, rs ...*Record) error {
 		if err != nil {
 			wg.Done()
 			mu.Lock()
-			errs = append(errs, err)
+			failed = append(failed, RecordError{Record: r, Err: err})
 			mu.Unlock()
 		}
 	}
@@ -287,7 +290,52 @@ func (p *Producer) ProduceSync(ctx context.Context, rs ...*Record) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-	return errors.Join(errs...)
+	if len(failed) == 0 {
+		return nil
+	}
+	return &ProduceError{Failed: failed, Total: len(rs)}
+}
+
+// RecordError is one record that failed and why.
+type RecordError struct {
+	Record *Record
+	Err    error
+}
+
+// ProduceError is ProduceSync's error when records failed: each failed record with
+// its error, in the order the results came. Unwrap returns the records' errors, so
+// errors.Is(err, qxd.ErrRecordTimeout) asks whether any failed so.
+type ProduceError struct {
+	Failed []RecordError
+	Total  int // records given to ProduceSync
+}
+
+func (e *ProduceError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "produce: %d of %d records failed", len(e.Failed), e.Total)
+	seen := map[string]bool{}
+	for _, f := range e.Failed {
+		msg := f.Err.Error()
+		if seen[msg] {
+			continue
+		}
+		if len(seen) == 3 {
+			b.WriteString("; …")
+			break
+		}
+		seen[msg] = true
+		fmt.Fprintf(&b, "; %s", msg)
+	}
+	return b.String()
+}
+
+// Unwrap returns the failed records' errors.
+func (e *ProduceError) Unwrap() []error {
+	errs := make([]error, len(e.Failed))
+	for i, f := range e.Failed {
+		errs[i] = f.Err
+	}
+	return errs
 }
 
 // flushAll asks every partition to send what it has collected now.

@@ -138,3 +138,31 @@ func TestProduceDoesNotBlockOnMetadata(t *testing.T) {
 		t.Fatalf("no result %v after the delivery timeout %v", 3*delivery, delivery)
 	}
 }
+
+// TestProduceSyncErrorsPerRecord produces records of which one is too large:
+// ProduceSync's error names that record, and the others are stored.
+func TestProduceSyncErrorsPerRecord(t *testing.T) {
+	t.Parallel()
+	n := qxdtest.StartNode(t)
+	c := qxdtest.Connect(t, n)
+	ctx := qxdtest.Context(t, 30*time.Second)
+	qxdtest.CreateTopic(t, c, "persync", qxd.TopicConfig{Partitions: 1, MaxMessageBytes: 2048})
+	p, err := c.NewProducer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close(ctx)
+	big := &qxd.Record{Topic: "persync", Value: make([]byte, 4096)}
+	rs := []*qxd.Record{{Topic: "persync", Value: []byte("a")}, big, {Topic: "persync", Value: []byte("b")}}
+	err = p.ProduceSync(ctx, rs...)
+	var pe *qxd.ProduceError
+	if !errors.As(err, &pe) || !errors.Is(err, qxd.ErrMessageTooLarge) {
+		t.Fatalf("ProduceSync with a record too large: %v, want a *ProduceError wrapping MESSAGE_TOO_LARGE", err)
+	}
+	if len(pe.Failed) != 1 || pe.Failed[0].Record != big || pe.Total != 3 {
+		t.Fatalf("failed records %+v of %d, want only the large one of 3", pe.Failed, pe.Total)
+	}
+	if rs[0].Offset != 0 || rs[2].Offset != 1 {
+		t.Fatalf("the other records at offsets %d and %d, want 0 and 1", rs[0].Offset, rs[2].Offset)
+	}
+}
