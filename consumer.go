@@ -40,7 +40,8 @@ type Consumer struct {
 	out      chan chunk
 	stop     chan struct{}
 	wakeup   chan struct{}
-	leftover []chunk // fetched, beyond what the last Poll could return; guarded by mu
+	leftover []chunk           // fetched, beyond what the last Poll could return; guarded by mu
+	partErrs []*PartitionError // read errors for the next Poll; guarded by mu
 }
 
 // NewConsumer returns a consumer with nothing assigned and the given options; see
@@ -262,15 +263,65 @@ func (c *Consumer) Resume(ctx context.Context, tps ...TopicPartition) error {
 
 // Poll waits for records of the assigned partitions, returning up to MaxPollRecords
 // in offset order per partition, or ctx's error. A partition's read error (deleted
-// topic, offset out of range) is returned with the records gathered before it.
+// topic, a batch that cannot be decoded) is a *PartitionError naming the partition;
+// it is returned by itself, by the Poll after the one that returned the records
+// gathered with it. PollFetches returns records and partition errors together.
 func (c *Consumer) Poll(ctx context.Context) ([]Record, error) {
+	f, err := c.PollFetches(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if len(f.Errors) == 0 {
+		return f.Records, nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(f.Records) > 0 {
+		c.partErrs = append(f.Errors, c.partErrs...)
+		return f.Records, nil
+	}
+	c.partErrs = append(f.Errors[1:], c.partErrs...)
+	return nil, f.Errors[0]
+}
+
+// Fetches is what PollFetches returns: records in offset order per partition, and
+// the partitions whose reads failed.
+type Fetches struct {
+	Records []Record
+	Errors  []*PartitionError
+}
+
+// PartitionError is a partition's read error. The partition's read has stopped: a
+// deleted topic, or a batch that cannot be decoded (semantics.ErrCorruptMessage).
+// Seek or assign the partition again to read it again.
+type PartitionError struct {
+	Topic     string
+	Partition int32
+	Err       error
+}
+
+func (e *PartitionError) Error() string {
+	return fmt.Sprintf("read %s: %v", semantics.PartitionString(e.Topic, e.Partition), e.Err)
+}
+
+func (e *PartitionError) Unwrap() error { return e.Err }
+
+// PollFetches is Poll returning the partitions' read errors beside the records
+// (kgo's PollFetches): it waits until there are records or errors, and returns an
+// error of its own only when ctx ends, the consumer is closed or its group
+// membership failed for good.
+func (c *Consumer) PollFetches(ctx context.Context) (Fetches, error) {
 	var out []Record
+	var errs []*PartitionError
 	marked := false
+	c.mu.Lock()
+	errs, c.partErrs = c.partErrs, nil
+	c.mu.Unlock()
 	for {
 		var ch chunk
-		if len(out) == 0 {
+		if len(out) == 0 && len(errs) == 0 {
 			if err := c.fatalErr(); err != nil {
-				return nil, err
+				return Fetches{}, err
 			}
 		}
 		if !marked {
@@ -284,18 +335,18 @@ func (c *Consumer) Poll(ctx context.Context) ([]Record, error) {
 			c.mu.Unlock()
 		} else {
 			c.mu.Unlock()
-			if !c.receive(ctx, len(out) == 0, &ch) {
-				if len(out) > 0 {
-					return c.deliver(out)
+			if !c.receive(ctx, len(out) == 0 && len(errs) == 0, &ch) {
+				if len(out) > 0 || len(errs) > 0 {
+					return c.deliverFetches(out, errs)
 				}
 				if err := ctx.Err(); err != nil {
-					return nil, err
+					return Fetches{}, err
 				}
 				if err := c.fatalErr(); err != nil {
-					return nil, err
+					return Fetches{}, err
 				}
 				if c.isClosed() {
-					return nil, ErrConsumerClosed
+					return Fetches{}, ErrConsumerClosed
 				}
 				continue
 			}
@@ -308,10 +359,8 @@ func (c *Consumer) Poll(ctx context.Context) ([]Record, error) {
 		}
 		if ch.err != nil {
 			c.mu.Unlock()
-			if len(out) > 0 {
-				return c.deliver(out)
-			}
-			return nil, ch.err
+			errs = append(errs, &PartitionError{Topic: pc.tp.Topic, Partition: pc.tp.Partition, Err: ch.err})
+			continue
 		}
 		// A chunk's offsets increase: skip those already returned, keep what does not
 		// fit for the next Poll, and hand out the first chunk without copying it.
@@ -329,7 +378,7 @@ func (c *Consumer) Poll(ctx context.Context) ([]Record, error) {
 			ch.recs = recs
 			c.leftover = append([]chunk{ch}, c.leftover...)
 			c.mu.Unlock()
-			return c.deliver(out)
+			return c.deliverFetches(out, errs)
 		}
 		if room := c.cfg.maxPollRecords - len(out); len(recs) > room {
 			ch.recs = recs[room:]
@@ -343,9 +392,15 @@ func (c *Consumer) Poll(ctx context.Context) ([]Record, error) {
 		}
 		c.mu.Unlock()
 		if len(out) >= c.cfg.maxPollRecords {
-			return c.deliver(out)
+			return c.deliverFetches(out, errs)
 		}
 	}
+}
+
+// deliverFetches is deliver for PollFetches.
+func (c *Consumer) deliverFetches(out []Record, errs []*PartitionError) (Fetches, error) {
+	recs, err := c.deliver(out)
+	return Fetches{Records: recs, Errors: errs}, err
 }
 
 // pollGather is the most records one Poll result gathers from several chunks.

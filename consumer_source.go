@@ -215,7 +215,7 @@ func (c *Consumer) fetch(ctx context.Context, pc *partSource, gen uint64, from i
 		}
 		if fatal {
 			select {
-			case c.out <- chunk{pc: pc, gen: gen, err: fmt.Errorf("read %s: %w", pc.tp, err)}:
+			case c.out <- chunk{pc: pc, gen: gen, err: err}:
 			case <-ctx.Done():
 			}
 			return
@@ -234,7 +234,7 @@ func (c *Consumer) fetch(ctx context.Context, pc *partSource, gen uint64, from i
 		switch {
 		case errors.Is(lerr, semantics.ErrUnknownTopic):
 			select {
-			case c.out <- chunk{pc: pc, gen: gen, err: fmt.Errorf("read %s: %w", pc.tp, lerr)}:
+			case c.out <- chunk{pc: pc, gen: gen, err: lerr}:
 			case <-ctx.Done():
 			}
 			return

@@ -1,0 +1,55 @@
+package qxd_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/qxd-io/qxd"
+	"github.com/qxd-io/qxd/internal/qxdtest"
+)
+
+// TestPollFetchesPartitionErrors reads two topics and deletes one: PollFetches
+// names the deleted topic's partition in a *PartitionError wrapping
+// UNKNOWN_TOPIC_OR_PARTITION, and records of the other keep coming.
+func TestPollFetchesPartitionErrors(t *testing.T) {
+	t.Parallel()
+	n := qxdtest.StartNode(t)
+	c := qxdtest.Connect(t, n)
+	ctx := qxdtest.Context(t, 30*time.Second)
+	qxdtest.CreateTopic(t, c, "stays", qxd.TopicConfig{Partitions: 1})
+	qxdtest.CreateTopic(t, c, "goes", qxd.TopicConfig{Partitions: 1})
+	cons := qxdtest.NewConsumer(t, c)
+	if err := cons.Assign(ctx, qxd.Assignment{Topic: "stays", Offset: qxd.AtStart()}, qxd.Assignment{Topic: "goes", Offset: qxd.AtStart()}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Admin().DeleteTopic(ctx, "goes"); err != nil {
+		t.Fatal(err)
+	}
+	p, err := c.NewProducer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close(ctx)
+	var perr *qxd.PartitionError
+	var records int
+	for perr == nil || records == 0 {
+		if err := p.ProduceSync(ctx, &qxd.Record{Topic: "stays", Value: []byte("v")}); err != nil {
+			t.Fatal(err)
+		}
+		pctx, cancel := context.WithTimeout(ctx, time.Second)
+		f, err := cons.PollFetches(pctx)
+		cancel()
+		if err != nil && ctx.Err() != nil {
+			t.Fatalf("no partition error after the topic's deletion (%d records read): %v", records, err)
+		}
+		records += len(f.Records)
+		for _, e := range f.Errors {
+			perr = e
+		}
+	}
+	if perr.Topic != "goes" || perr.Partition != 0 || !errors.Is(perr, qxd.ErrUnknownTopic) {
+		t.Fatalf("partition error %v (%s/%d), want goes/0 wrapping UNKNOWN_TOPIC_OR_PARTITION", perr, perr.Topic, perr.Partition)
+	}
+}
