@@ -30,6 +30,10 @@ var (
 	// one that must not duplicate it reads the partition to see whether it is
 	// there. The error's text says which of the two it was, and the last cause.
 	ErrRecordTimeout = errors.New("qxd: record delivery timed out")
+	// ErrMaxBuffered is returned by TryProduce when Produce would wait for room.
+	ErrMaxBuffered = errors.New("qxd: the producer's buffer is full")
+	// ErrPurged fails the records PurgeBuffered removed: they were not sent.
+	ErrPurged = errors.New("qxd: record purged before it was sent")
 )
 
 // Kafka's errors, as the node and the SDK report them; each is a

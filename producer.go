@@ -184,8 +184,21 @@ func (p *Producer) closedErr() error { return ErrProducerClosed }
 // ErrRecordTimeout (not sent) if none comes within the delivery timeout, or with
 // the node's answer (an unknown topic, say) when it comes.
 func (p *Producer) Produce(ctx context.Context, r *Record, cb func(*Record, error)) error {
+	return p.produce(ctx, r, cb, false)
+}
+
+// TryProduce is Produce that fails with ErrMaxBuffered instead of waiting when the
+// buffer (BufferBytes) is full or r's partition has two full batches waiting.
+func (p *Producer) TryProduce(ctx context.Context, r *Record, cb func(*Record, error)) error {
+	return p.produce(ctx, r, cb, true)
+}
+
+func (p *Producer) produce(ctx context.Context, r *Record, cb func(*Record, error), try bool) error {
 	if r.Topic == "" {
-		return semantics.Errorf(semantics.ErrInvalidTopic, "record has no topic: set Record.Topic")
+		if p.cfg.defaultTopic == "" {
+			return semantics.Errorf(semantics.ErrInvalidTopic, "record has no topic: set Record.Topic, or give the producer a DefaultTopic")
+		}
+		r.Topic = p.cfg.defaultTopic
 	}
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("produce to topic %q: %w", r.Topic, err)
@@ -200,7 +213,7 @@ func (p *Producer) Produce(ctx context.Context, r *Record, cb func(*Record, erro
 	tp, err := p.topic(ctx, r.Topic, now)
 	var slow *slowLoad
 	if errors.As(err, &slow) {
-		if err := p.reserve(ctx, size); err != nil {
+		if err := p.reserve(ctx, size, try); err != nil {
 			return err
 		}
 		slow.l.park(p, pendingRecord{r: r, cb: cb, size: size})
@@ -213,10 +226,13 @@ func (p *Producer) Produce(ctx context.Context, r *Record, cb func(*Record, erro
 	if err != nil {
 		return err
 	}
+	if try && pp.queued.Load() >= maxQueuedBatches {
+		return fmt.Errorf("%w: partition %s has %d full batches waiting to be sent", ErrMaxBuffered, pp.name, maxQueuedBatches)
+	}
 	if err := p.waitQueue(ctx, pp); err != nil {
 		return err
 	}
-	if err := p.reserve(ctx, size); err != nil {
+	if err := p.reserve(ctx, size, try); err != nil {
 		return err
 	}
 	r.Partition = pp.partition
@@ -383,13 +399,16 @@ func (p *Producer) Close(ctx context.Context) error {
 
 // reserve takes n bytes of the buffer for one record, waiting while it is full; a
 // record larger than the whole buffer goes when the buffer is empty.
-func (p *Producer) reserve(ctx context.Context, n int64) error {
+func (p *Producer) reserve(ctx context.Context, n int64, try bool) error {
 	if b := p.buffered.Add(n); b <= p.cfg.bufferBytes || b == n {
 		p.records.Add(1)
 		return nil
 	}
 	p.buffered.Add(-n)
 	p.wakeWaiters() // a waiter may have seen the bytes just given back
+	if try {
+		return fmt.Errorf("%w: buffer of %d bytes is full", ErrMaxBuffered, p.cfg.bufferBytes)
+	}
 	err := p.waitUntil(ctx, func() bool {
 		for {
 			b := p.buffered.Load()
@@ -444,6 +463,49 @@ func (p *Producer) waitQueue(ctx context.Context, pp *partProducer) error {
 		return fmt.Errorf("produce: partition %s has %d full batches waiting to be sent: %w", pp.name, maxQueuedBatches, err)
 	}
 	return nil
+}
+
+// BufferedRecords returns how many records were produced and have no result yet:
+// collecting, queued, in flight or waiting for their topic's metadata.
+func (p *Producer) BufferedRecords() int64 { return p.records.Load() }
+
+// BufferedBytes returns the buffer bytes (BufferBytes) those records hold.
+func (p *Producer) BufferedBytes() int64 { return p.buffered.Load() }
+
+// PurgeBuffered fails every record not yet sent with ErrPurged (they are not
+// stored) and returns how many it failed; records in flight keep their course.
+// Their callbacks run before it returns.
+func (p *Producer) PurgeBuffered() int {
+	n := 0
+	p.mu.Lock()
+	loads := make([]*topicLoad, 0, len(p.loads))
+	for _, l := range p.loads {
+		loads = append(loads, l)
+	}
+	p.mu.Unlock()
+	for _, l := range loads {
+		l.mu.Lock()
+		parked := l.parked
+		l.parked = nil
+		l.mu.Unlock()
+		for _, pr := range parked {
+			pr.r.Offset = -1
+			p.release(pr.size, 1)
+			if pr.cb != nil {
+				pr.cb(pr.r, ErrPurged)
+			}
+		}
+		n += len(parked)
+	}
+	for _, tp := range *p.topics.Load() {
+		tp.mu.Lock()
+		parts := tp.parts
+		tp.mu.Unlock()
+		for _, pp := range parts {
+			n += pp.purge()
+		}
+	}
+	return n
 }
 
 // release gives back the buffer bytes of records that finished.

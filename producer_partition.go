@@ -481,6 +481,39 @@ func (pp *partProducer) complete(b *batch, err error) {
 	b.recs, b.bytes = nil, 0
 }
 
+// purge fails the batches that were never sent (the open one and queued ones not
+// yet built) with ErrPurged, and returns their record count. Built batches hold
+// sequence numbers the writer expects, so they stay.
+func (pp *partProducer) purge() int {
+	pp.mu.Lock()
+	var purged []*batch
+	kept := pp.queue[:0]
+	for _, b := range pp.queue {
+		if b.data == nil {
+			purged = append(purged, b)
+		} else {
+			kept = append(kept, b)
+		}
+	}
+	clear(pp.queue[len(kept):])
+	pp.queue = kept
+	pp.queued.Store(int32(len(pp.queue)))
+	if pp.open != nil {
+		purged = append(purged, pp.open)
+		pp.open = nil
+	}
+	pp.mu.Unlock()
+	n := 0
+	for _, b := range purged {
+		n += len(b.recs)
+		pp.complete(b, ErrPurged)
+	}
+	if len(purged) > 0 {
+		pp.p.wakeWaiters()
+	}
+	return n
+}
+
 // abort fails everything the partition still holds, when the producer closes.
 func (pp *partProducer) abort() {
 	pp.mu.Lock()
