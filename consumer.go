@@ -1,8 +1,12 @@
 package qxd
 
 import (
+	"cmp"
 	"context"
+	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -547,4 +551,60 @@ func (c *Consumer) Close(ctx context.Context) error {
 	}
 	close(c.stop)
 	return nil
+}
+
+// PartitionLag is an assigned partition's position and how far it is behind.
+type PartitionLag struct {
+	Topic         string
+	Partition     int32
+	Position      int64 // the offset the next Poll returns
+	LogStart      int64
+	HighWatermark int64
+	Lag           int64 // HighWatermark - Position: records not yet returned by Poll
+	AtEnd         bool  // Poll has returned every record stored so far
+}
+
+// Lag reads the log start and high watermark of every assigned partition from its
+// stream (one read per partition, several at once; no admin request) and returns
+// each partition's position and lag, sorted by topic and partition.
+func (c *Consumer) Lag(ctx context.Context) ([]PartitionLag, error) {
+	c.mu.Lock()
+	pcs := make([]*partSource, 0, len(c.parts))
+	for _, pc := range c.parts {
+		pcs = append(pcs, pc)
+	}
+	c.mu.Unlock()
+	out := make([]PartitionLag, len(pcs))
+	errs := make([]error, len(pcs))
+	sem := make(chan struct{}, resolveParallel)
+	var wg sync.WaitGroup
+	for i, pc := range pcs {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			offs, err := pc.readOffsets(ctx, c.c)
+			if err != nil {
+				errs[i] = fmt.Errorf("lag of %s: %w", pc.tp, err)
+				return
+			}
+			c.mu.Lock()
+			pos := pc.next
+			c.mu.Unlock()
+			out[i] = PartitionLag{Topic: pc.tp.Topic, Partition: pc.tp.Partition, Position: pos,
+				LogStart: offs.LogStart, HighWatermark: offs.HighWatermark,
+				Lag: max(offs.HighWatermark-max(pos, offs.LogStart), 0), AtEnd: pos >= offs.HighWatermark}
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	slices.SortFunc(out, func(a, b PartitionLag) int {
+		if a.Topic != b.Topic {
+			return strings.Compare(a.Topic, b.Topic)
+		}
+		return cmp.Compare(a.Partition, b.Partition)
+	})
+	return out, nil
 }

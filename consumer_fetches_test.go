@@ -53,3 +53,42 @@ func TestPollFetchesPartitionErrors(t *testing.T) {
 		t.Fatalf("partition error %v (%s/%d), want goes/0 wrapping UNKNOWN_TOPIC_OR_PARTITION", perr, perr.Topic, perr.Partition)
 	}
 }
+
+// TestConsumerLag reads part of a partition: Lag reports the position, the high
+// watermark and the records not yet returned, and AtEnd once all are.
+func TestConsumerLag(t *testing.T) {
+	t.Parallel()
+	n := qxdtest.StartNode(t)
+	c := qxdtest.Connect(t, n)
+	ctx := qxdtest.Context(t, 30*time.Second)
+	qxdtest.CreateTopic(t, c, "lag", qxd.TopicConfig{Partitions: 2})
+	p, err := c.NewProducer(qxd.RecordPartition())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close(ctx)
+	for range 10 {
+		if err := p.ProduceSync(ctx, &qxd.Record{Topic: "lag", Partition: 1, Value: []byte("v")}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cons := qxdtest.NewConsumer(t, c, qxd.MaxPollRecords(4))
+	if err := cons.Assign(ctx, qxd.Assignment{Topic: "lag", Partition: 0, Offset: qxd.AtStart()},
+		qxd.Assignment{Topic: "lag", Partition: 1, Offset: qxd.AtStart()}); err != nil {
+		t.Fatal(err)
+	}
+	if recs, err := cons.Poll(ctx); err != nil || len(recs) != 4 {
+		t.Fatalf("poll: %d records, %v; want 4", len(recs), err)
+	}
+	lag, err := cons.Lag(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []qxd.PartitionLag{
+		{Topic: "lag", Partition: 0, AtEnd: true},
+		{Topic: "lag", Partition: 1, Position: 4, HighWatermark: 10, Lag: 6},
+	}
+	if len(lag) != 2 || lag[0] != want[0] || lag[1] != want[1] {
+		t.Fatalf("lag %+v, want %+v", lag, want)
+	}
+}
