@@ -46,6 +46,9 @@ type Consumer struct {
 	wakeup   chan struct{}
 	leftover []chunk           // fetched, beyond what the last Poll could return; guarded by mu
 	partErrs []*PartitionError // read errors for the next Poll; guarded by mu
+	// rebalanceAllowed is closed by AllowRebalance; nil while rebalances are not
+	// held (BlockRebalanceOnPoll). Guarded by mu.
+	rebalanceAllowed chan struct{}
 }
 
 // NewConsumer returns a consumer with nothing assigned and the given options; see
@@ -404,6 +407,11 @@ func (c *Consumer) PollFetches(ctx context.Context) (Fetches, error) {
 // deliverFetches is deliver for PollFetches.
 func (c *Consumer) deliverFetches(out []Record, errs []*PartitionError) (Fetches, error) {
 	recs, err := c.deliver(out)
+	if len(recs) > 0 {
+		c.mu.Lock()
+		c.blockRebalanceLocked()
+		c.mu.Unlock()
+	}
 	return Fetches{Records: recs, Errors: errs}, err
 }
 

@@ -424,6 +424,9 @@ func (m *member) revokeFinal(ctx context.Context, commit, closing bool) {
 	tps := slices.Clone(m.assigned)
 	c.mu.Unlock()
 	if commit && len(tps) > 0 {
+		if !closing {
+			m.waitAllowRebalance(ctx)
+		}
 		if m.cfg.autoCommit {
 			if err := m.commitPositions(ctx, closing); err != nil {
 				c.c.log.Debug("commit before revoke failed", "group", m.cfg.id, "err", err)
@@ -442,6 +445,63 @@ func (m *member) revokeFinal(ctx context.Context, commit, closing bool) {
 	m.leaseEnd = time.Time{}
 	c.replaceLocked(nil)
 	c.mu.Unlock()
+}
+
+// waitAllowRebalance waits, with BlockRebalanceOnPoll, until the application allows
+// the rebalance (AllowRebalance) after the records Poll returned it, at most the
+// rebalance timeout; it heartbeats meanwhile, so the session lasts.
+func (m *member) waitAllowRebalance(ctx context.Context) {
+	if !m.cfg.blockRebalance {
+		return
+	}
+	c := m.c
+	c.mu.Lock()
+	allowed := c.rebalanceAllowed
+	c.mu.Unlock()
+	if allowed == nil {
+		return
+	}
+	limit := time.NewTimer(m.cfg.rebalanceTimeout)
+	defer limit.Stop()
+	hb := time.NewTicker(m.cfg.heartbeatInterval)
+	defer hb.Stop()
+	for {
+		select {
+		case <-allowed:
+			return
+		case <-ctx.Done():
+			return
+		case <-limit.C:
+			c.c.log.Warn("rebalance went ahead without AllowRebalance after the rebalance timeout",
+				"group", m.cfg.id, "err", fmt.Sprintf("rebalance timeout %v", m.cfg.rebalanceTimeout))
+			return
+		case <-hb.C:
+			c.mu.Lock()
+			req := groups.HeartbeatRequest{Group: m.cfg.id, MemberID: m.memberID, InstanceID: m.cfg.instanceID, Generation: m.generation}
+			c.mu.Unlock()
+			_, _ = c.c.groupRequest(ctx, semantics.GroupHeartbeat, req, m.cfg.heartbeatInterval)
+		}
+	}
+}
+
+// AllowRebalance lets a rebalance held by BlockRebalanceOnPoll go ahead: the
+// application is done with the records Poll returned (and has committed or marked
+// them as it wants). Without BlockRebalanceOnPoll it does nothing.
+func (c *Consumer) AllowRebalance() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.rebalanceAllowed != nil {
+		close(c.rebalanceAllowed)
+		c.rebalanceAllowed = nil
+	}
+}
+
+// blockRebalanceLocked holds rebalances after Poll returned records, with
+// BlockRebalanceOnPoll, until AllowRebalance.
+func (c *Consumer) blockRebalanceLocked() {
+	if c.cfg.group.blockRebalance && c.member != nil && c.rebalanceAllowed == nil {
+		c.rebalanceAllowed = make(chan struct{})
+	}
 }
 
 // commitPositions commits the positions of the assigned partitions that moved: with

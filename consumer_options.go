@@ -75,6 +75,7 @@ type groupConfig struct {
 	autoCommitInterval time.Duration
 	maxPollInterval    time.Duration
 	autoCommitMarks    bool
+	blockRebalance     bool
 	onAssigned         func(context.Context, []TopicPartition)
 	onRevoked          func(context.Context, []TopicPartition)
 	onLost             func(context.Context, []TopicPartition)
@@ -141,6 +142,15 @@ func AutoCommit(interval time.Duration) ConsumerOption {
 // the application says it is done with it. Default off.
 func AutoCommitMarks() ConsumerOption {
 	return func(c *consumerConfig) { c.group.autoCommitMarks = true }
+}
+
+// BlockRebalanceOnPoll holds a rebalance that would revoke the member's partitions
+// from the moment Poll returns records until the application calls AllowRebalance
+// (kgo's BlockRebalanceOnPoll), at most the rebalance timeout: commits and
+// OnRevoked then never race the processing of what Poll returned. The member keeps
+// heartbeating while it holds one. Default off.
+func BlockRebalanceOnPoll() ConsumerOption {
+	return func(c *consumerConfig) { c.group.blockRebalance = true }
 }
 
 // OnAssigned is called with the partitions a new generation gives the member, before

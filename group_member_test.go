@@ -220,3 +220,50 @@ func TestMemberClientID(t *testing.T) {
 		t.Fatalf("connect with an empty client id: %v, want ErrInvalidConfig", err)
 	}
 }
+
+// TestBlockRebalanceOnPoll makes the group rebalance while a member holds records
+// Poll returned it: the member gives up its partitions (OnRevoked) only after
+// AllowRebalance.
+func TestBlockRebalanceOnPoll(t *testing.T) {
+	t.Parallel()
+	n := qxdtest.StartNode(t)
+	c := qxdtest.Connect(t, n)
+	ctx := qxdtest.Context(t, 60*time.Second)
+	qxdtest.CreateTopic(t, c, "block", qxd.TopicConfig{Partitions: 2})
+	p, err := c.NewProducer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close(ctx)
+	if err := p.ProduceSync(ctx, &qxd.Record{Topic: "block", Value: []byte("v")}); err != nil {
+		t.Fatal(err)
+	}
+	revoked := make(chan time.Time, 4)
+	cons := qxdtest.NewConsumer(t, c, qxd.Group("block"), qxd.BlockRebalanceOnPoll(),
+		qxd.SessionTimeout(3*time.Second), qxd.RebalanceTimeout(20*time.Second),
+		qxd.OnRevoked(func(context.Context, []qxd.TopicPartition) { revoked <- time.Now() }))
+	if err := cons.Subscribe(ctx, "block"); err != nil {
+		t.Fatal(err)
+	}
+	if recs, err := cons.Poll(ctx); err != nil || len(recs) == 0 {
+		t.Fatalf("poll: %d records, %v", len(recs), err)
+	}
+	other := qxdtest.NewConsumer(t, c, qxd.Group("block"), qxd.SessionTimeout(3*time.Second))
+	if err := other.Subscribe(ctx, "block"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-revoked:
+		t.Fatal("partitions revoked while the application held polled records")
+	case <-time.After(5 * time.Second): // beyond the session timeout: the member heartbeats while it waits
+	}
+	allowed := time.Now()
+	cons.AllowRebalance()
+	select {
+	case at := <-revoked:
+		t.Logf("revoked %v after AllowRebalance", at.Sub(allowed).Round(time.Millisecond))
+	case <-time.After(10 * time.Second):
+		t.Fatal("partitions not revoked after AllowRebalance")
+	}
+	waitGroupMembers(t, ctx, c, "block", 2)
+}
