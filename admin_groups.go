@@ -160,8 +160,7 @@ func (a *Admin) partitionOffsets(ctx context.Context, tp TopicPartition) (partit
 	if err != nil {
 		return partition.Offsets{}, err
 	}
-	r := partition.NewReader(a.c.nc, tp.Topic, tp.Partition, true)
-	return r.ReadOffsets(ctx, func(ctx context.Context) (int64, error) { return a.c.checkpointNext(ctx, meta, tp.Partition) })
+	return newPartSource(a.c, meta, tp.Partition, true).readOffsets(ctx, a.c)
 }
 
 // SeekGroup sets a group's committed offsets for topic (all partitions, or the given
