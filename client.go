@@ -331,11 +331,20 @@ const topicCreatingWait = 10 * time.Second
 // topic reads it again, until ctx ends or topicCreatingWait has passed, as Kafka's
 // producer waits for a new topic's metadata.
 func (c *Client) topic(ctx context.Context, name string) (semantics.TopicMeta, error) {
+	return c.topicAnswered(ctx, name, nil)
+}
+
+// topicAnswered is topic calling answered (when not nil) each time the topic's
+// record reads as being created: a node answers, the topic is not ready yet.
+func (c *Client) topicAnswered(ctx context.Context, name string, answered func()) (semantics.TopicMeta, error) {
 	var deadline time.Time
 	for {
 		t, err := c.readTopic(ctx, name)
 		if err == nil || t.State != semantics.TopicCreating {
 			return t, err
+		}
+		if answered != nil {
+			answered()
 		}
 		if deadline.IsZero() {
 			deadline = time.Now().Add(topicCreatingWait)

@@ -129,6 +129,14 @@ func (c *Consumer) Committed(ctx context.Context, tps ...TopicPartition) (map[To
 // offset at or before the position Poll reached is below it and needs no read.
 // The coordinator checks the topics and partitions.
 func (c *Consumer) checkCommitOffsets(ctx context.Context, offsets map[TopicPartition]OffsetAndMetadata) error {
+	if c.cfg.group.id == "" {
+		return ErrNotInGroup
+	}
+	// The group's right first: without it the commit is refused for that, whatever
+	// the offsets.
+	if err := c.c.authorizeTopic(ctx, semantics.OpGroup, c.cfg.group.id); err != nil {
+		return err
+	}
 	for tp, om := range offsets {
 		off := om.Offset
 		c.mu.Lock()
@@ -138,6 +146,11 @@ func (c *Consumer) checkCommitOffsets(ctx context.Context, offsets map[TopicPart
 			continue
 		}
 		if pc == nil {
+			// Reading the high watermark takes consume rights on the topic, as a
+			// commit does in Kafka.
+			if err := c.c.authorizeTopic(ctx, semantics.OpConsume, tp.Topic); err != nil {
+				return err
+			}
 			meta, err := c.c.topic(ctx, tp.Topic)
 			if err != nil {
 				return fmt.Errorf("commit %s: %w", tp, err)

@@ -113,16 +113,22 @@ func (p *Producer) topic(ctx context.Context, name string, now time.Time) (*topi
 	}
 	wait := time.NewTimer(p.cfg.requestTimeout)
 	defer wait.Stop()
-	select {
-	case <-l.done:
-		if l.err != nil {
-			return nil, l.err
+	for {
+		select {
+		case <-l.done:
+			if l.err != nil {
+				return nil, l.err
+			}
+			return l.tp, nil
+		case <-ctx.Done():
+			return nil, fmt.Errorf("produce to topic %q: waiting for its metadata: %w", name, ctx.Err())
+		case <-wait.C:
+			if !l.answered.Load() {
+				return nil, &slowLoad{l: l}
+			}
+			// A node says the topic is being created: wait for it, as Kafka's
+			// producer waits for a new topic's metadata (topicCreatingWait).
 		}
-		return l.tp, nil
-	case <-ctx.Done():
-		return nil, fmt.Errorf("produce to topic %q: waiting for its metadata: %w", name, ctx.Err())
-	case <-wait.C:
-		return nil, &slowLoad{l: l}
 	}
 }
 
@@ -179,7 +185,8 @@ func (p *Producer) closedErr() error { return ErrProducerClosed }
 // already done) means r was not accepted and cb will not be called.
 //
 // The first record for a topic waits for the topic's metadata for at most the
-// request timeout (RequestTimeout); if no node has answered by then, the record is
+// request timeout (RequestTimeout), or while a node says the topic is being created
+// (up to 10s, then ErrTopicNotReady); if no node has answered by then, the record is
 // accepted and waits for the metadata in the background, and fails through cb with
 // ErrRecordTimeout (not sent) if none comes within the delivery timeout, or with
 // the node's answer (an unknown topic, say) when it comes.

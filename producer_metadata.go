@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/qxd-io/qxd/semantics"
@@ -21,6 +22,9 @@ type topicLoad struct {
 	done chan struct{} // closed when the load ended; then tp or err is set
 	tp   *topicProducer
 	err  error
+	// answered is set once a node answered that the topic is being created: the
+	// metadata is coming, so Produce waits for it (see topicCreatingWait).
+	answered atomic.Bool
 
 	mu     sync.Mutex
 	ended  bool
@@ -71,9 +75,11 @@ func (p *Producer) load(l *topicLoad) {
 	for {
 		err = p.c.authorizeTopic(ctx, semantics.OpProduce, l.name)
 		if err == nil {
-			meta, err = p.c.topic(ctx, l.name)
+			meta, err = p.c.topicAnswered(ctx, l.name, func() { l.answered.Store(true) })
 		}
-		if err == nil || ctx.Err() != nil || !semantics.IsRetriable(err) {
+		// A topic still being created after topic's wait for it is reported, not
+		// waited for again.
+		if err == nil || ctx.Err() != nil || !semantics.IsRetriable(err) || errors.Is(err, semantics.ErrTopicNotReady) {
 			break
 		}
 		select {
