@@ -41,7 +41,12 @@ func TestMemberLeavesWhenPollingStops(t *testing.T) {
 	lost := make(chan []qxd.TopicPartition, 1)
 	stuck := qxdtest.NewConsumer(t, c, qxd.Group("stops"), qxd.SessionTimeout(20*time.Second),
 		qxd.HeartbeatInterval(200*time.Millisecond), qxd.MaxPollInterval(time.Second),
-		qxd.OnLost(func(_ context.Context, tps []qxd.TopicPartition) { lost <- tps }))
+		qxd.OnLost(func(_ context.Context, tps []qxd.TopicPartition) {
+			select {
+			case lost <- tps:
+			default:
+			}
+		}))
 	if err := stuck.Subscribe(ctx, "stops"); err != nil {
 		t.Fatal(err)
 	}
@@ -57,16 +62,26 @@ func TestMemberLeavesWhenPollingStops(t *testing.T) {
 		t.Fatal("a member that stopped polling kept its partitions")
 	}
 	waitGroupMembers(t, ctx, c, "stops", 0)
-	other := qxdtest.NewConsumer(t, c, qxd.Group("stops"), qxd.SessionTimeout(20*time.Second))
+	other := qxdtest.NewConsumer(t, c, qxd.Group("stops"), qxd.SessionTimeout(20*time.Second),
+		qxd.HeartbeatInterval(200*time.Millisecond))
 	if err := other.Subscribe(ctx, "stops"); err != nil {
 		t.Fatal(err)
 	}
 	waitAssigned(t, other, 2)
 	// Polling again rejoins.
-	pctx, cancel = context.WithTimeout(ctx, 200*time.Millisecond)
-	stuck.Poll(pctx)
-	cancel()
+	polling, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for polling.Err() == nil {
+			pctx, cancel := context.WithTimeout(polling, 100*time.Millisecond)
+			stuck.Poll(pctx)
+			cancel()
+		}
+	}()
 	waitGroupMembers(t, ctx, c, "stops", 2)
+	stop()
+	<-done
 }
 
 // TestSubscribeContextEndsMembership cancels the context given to Subscribe: the
@@ -241,7 +256,12 @@ func TestBlockRebalanceOnPoll(t *testing.T) {
 	revoked := make(chan time.Time, 4)
 	cons := qxdtest.NewConsumer(t, c, qxd.Group("block"), qxd.BlockRebalanceOnPoll(),
 		qxd.SessionTimeout(3*time.Second), qxd.RebalanceTimeout(20*time.Second),
-		qxd.OnRevoked(func(context.Context, []qxd.TopicPartition) { revoked <- time.Now() }))
+		qxd.OnRevoked(func(context.Context, []qxd.TopicPartition) {
+			select {
+			case revoked <- time.Now():
+			default:
+			}
+		}))
 	if err := cons.Subscribe(ctx, "block"); err != nil {
 		t.Fatal(err)
 	}
