@@ -132,26 +132,27 @@ func (p *Producer) topic(ctx context.Context, name string, now time.Time) (*topi
 	}
 }
 
-// addTopic makes the producer state of a topic whose record was read.
-func (p *Producer) addTopic(meta semantics.TopicMeta) *topicProducer {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	old := *p.topics.Load()
-	if tp := old[meta.Name]; tp != nil {
-		return tp
-	}
+// newTopicProducer makes the producer state of a topic whose record was read.
+func (p *Producer) newTopicProducer(meta semantics.TopicMeta) *topicProducer {
 	tp := &topicProducer{meta: meta, part: p.cfg.newPartitioner()}
 	tp.fetched.Store(time.Now().UnixNano())
 	for i := int32(0); i < meta.Config.Partitions; i++ {
 		tp.parts = append(tp.parts, p.newPart(meta, i))
 	}
+	return tp
+}
+
+// publishTopic makes tp the producer state of its topic for Produce.
+func (p *Producer) publishTopic(tp *topicProducer) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	old := *p.topics.Load()
 	topics := make(map[string]*topicProducer, len(old)+1)
 	for k, v := range old {
 		topics[k] = v
 	}
-	topics[meta.Name] = tp
+	topics[tp.meta.Name] = tp
 	p.topics.Store(&topics)
-	return tp
 }
 
 // refresh rereads tp's record and adds partitions the topic gained.

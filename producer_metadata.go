@@ -89,7 +89,7 @@ func (p *Producer) load(l *topicLoad) {
 	}
 	switch {
 	case err == nil:
-		l.tp = p.addTopic(meta)
+		l.tp = p.newTopicProducer(meta)
 	case p.ctx.Err() != nil:
 		l.err = p.closedErr()
 	case ctx.Err() != nil:
@@ -98,18 +98,30 @@ func (p *Producer) load(l *topicLoad) {
 	default:
 		l.err = err
 	}
+	// The parked records go first, in the order they came, and the topic is
+	// published for other records only after them: a record produced after a
+	// parked one never overtakes it.
+	for {
+		l.mu.Lock()
+		parked := l.parked
+		l.parked = nil
+		if len(parked) == 0 {
+			l.ended = true
+			l.mu.Unlock()
+			break
+		}
+		l.mu.Unlock()
+		for _, pr := range parked {
+			p.unpark(l, pr)
+		}
+	}
+	if l.tp != nil {
+		p.publishTopic(l.tp)
+	}
 	p.mu.Lock()
 	delete(p.loads, l.name)
 	p.mu.Unlock()
-	l.mu.Lock()
-	l.ended = true
-	parked := l.parked
-	l.parked = nil
-	l.mu.Unlock()
 	close(l.done)
-	for _, pr := range parked {
-		p.unpark(l, pr)
-	}
 }
 
 // park keeps pr until l ends, or hands it on at once if l has ended.
