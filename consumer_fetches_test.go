@@ -62,15 +62,18 @@ func TestConsumerLag(t *testing.T) {
 	c := qxdtest.Connect(t, n)
 	ctx := qxdtest.Context(t, 30*time.Second)
 	qxdtest.CreateTopic(t, c, "lag", qxd.TopicConfig{Partitions: 2})
-	p, err := c.NewProducer(qxd.RecordPartition())
+	// One batch of 10 records: Poll has all of them at once.
+	p, err := c.NewProducer(qxd.RecordPartition(), qxd.Linger(time.Hour))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer p.Close(ctx)
+	var recs []*qxd.Record
 	for range 10 {
-		if err := p.ProduceSync(ctx, &qxd.Record{Topic: "lag", Partition: 1, Value: []byte("v")}); err != nil {
-			t.Fatal(err)
-		}
+		recs = append(recs, &qxd.Record{Topic: "lag", Partition: 1, Value: []byte("v")})
+	}
+	if err := p.ProduceSync(ctx, recs...); err != nil {
+		t.Fatal(err)
 	}
 	cons := qxdtest.NewConsumer(t, c, qxd.MaxPollRecords(4))
 	if err := cons.Assign(ctx, qxd.Assignment{Topic: "lag", Partition: 0, Offset: qxd.AtStart()},
