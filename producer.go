@@ -111,6 +111,13 @@ func (p *Producer) topic(ctx context.Context, name string, now time.Time) (*topi
 	if err != nil {
 		return nil, err
 	}
+	if l.slow.Load() && !l.answered.Load() {
+		select {
+		case <-l.done:
+		default:
+			return nil, &slowLoad{l: l} // an earlier record waited its request timeout already
+		}
+	}
 	wait := time.NewTimer(p.cfg.requestTimeout)
 	defer wait.Stop()
 	for {
@@ -124,6 +131,7 @@ func (p *Producer) topic(ctx context.Context, name string, now time.Time) (*topi
 			return nil, fmt.Errorf("produce to topic %q: waiting for its metadata: %w", name, ctx.Err())
 		case <-wait.C:
 			if !l.answered.Load() {
+				l.slow.Store(true)
 				return nil, &slowLoad{l: l}
 			}
 			// A node says the topic is being created: wait for it, as Kafka's

@@ -25,6 +25,9 @@ type topicLoad struct {
 	// answered is set once a node answered that the topic is being created: the
 	// metadata is coming, so Produce waits for it (see topicCreatingWait).
 	answered atomic.Bool
+	// slow is set once a record waited the request timeout for the load: later
+	// records park at once instead of waiting again.
+	slow atomic.Bool
 
 	mu     sync.Mutex
 	ended  bool
