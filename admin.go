@@ -8,13 +8,16 @@ import (
 )
 
 // TopicConfig is a topic's configuration; see semantics.TopicConfig for fields and
-// defaults.
+// defaults. It is part of the wire
+// contract (the admin API's JSON form), shared with the node and the CLI.
 type TopicConfig = semantics.TopicConfig
 
-// TopicInfo is a topic's record: name, id, config, state, creation time.
+// TopicInfo is a topic's record: name, id, config, state, creation time. It is part of the wire
+// contract (the admin API's JSON form), shared with the node and the CLI.
 type TopicInfo = semantics.TopicMeta
 
-// PartitionInfo describes one partition: leader, replicas, offsets, size.
+// PartitionInfo describes one partition: leader, replicas, offsets, size. It is part of the wire
+// contract (the admin API's JSON form), shared with the node and the CLI.
 type PartitionInfo = semantics.PartitionInfo
 
 // TopicDescription is a topic with its partitions.
@@ -133,7 +136,8 @@ func (a *Admin) Topic(ctx context.Context, name string) (TopicInfo, error) {
 	return a.c.topic(ctx, name)
 }
 
-// RebalanceResult is what a rebalance did.
+// RebalanceResult is what a rebalance did. It is part of the wire
+// contract (the admin API's JSON form), shared with the node and the CLI.
 type RebalanceResult = semantics.RebalanceResponse
 
 // RebalanceTopic spreads a replicated topic's partition replicas over the cluster's

@@ -8,7 +8,8 @@ import (
 )
 
 // Bridge is a bridge definition: see semantics.Bridge for its fields. Build one
-// with IngestBridge or EgressBridge.
+// with IngestBridge or EgressBridge. It is part of the wire
+// contract (the admin API's JSON form), shared with the node and the CLI.
 type Bridge = semantics.Bridge
 
 // IngestBridge defines a bridge that takes the messages plain NATS publishers send on
@@ -50,7 +51,8 @@ func EgressBridge(name, topic, template, mode string) Bridge {
 	return Bridge{Name: name, Kind: semantics.BridgeEgress, Topic: topic, To: template, Mode: mode}
 }
 
-// BridgeStatus is a running bridge's report: its node, since when, and counts.
+// BridgeStatus is a running bridge's report: its node, since when, and counts. It is part of the wire
+// contract (the admin API's JSON form), shared with the node and the CLI.
 type BridgeStatus = semantics.BridgeStatus
 
 // BridgeDescription is a bridge with its runner's report.

@@ -9,14 +9,17 @@ import (
 
 // ClusterInfo is the cluster's health: its nodes (up, partitions led, replicas
 // held), the meta leader, and the under-replicated partitions. See
-// semantics.ClusterInfo for the fields.
+// semantics.ClusterInfo for the fields. It is part of the wire
+// contract (the admin API's JSON form), shared with the node and the CLI.
 type ClusterInfo = semantics.ClusterInfo
 
-// NodeInfo is one node in ClusterInfo.
+// NodeInfo is one node in ClusterInfo. It is part of the wire
+// contract (the admin API's JSON form), shared with the node and the CLI.
 type NodeInfo = semantics.NodeInfo
 
 // UnderReplicated is a partition with fewer current replicas than its topic's
-// replication factor.
+// replication factor. It is part of the wire
+// contract (the admin API's JSON form), shared with the node and the CLI.
 type UnderReplicated = semantics.UnderReplicated
 
 // ClusterInfo asks a node for the cluster's nodes, its meta leader and the
@@ -35,7 +38,8 @@ func (a *Admin) ClusterInfo(ctx context.Context) (ClusterInfo, error) {
 
 // Metadata is a one-shot view of the cluster, as kcat -L shows Kafka's: the nodes
 // with their addresses, and per partition the leader, replicas and in-sync
-// replicas. See semantics.Metadata for the fields.
+// replicas. See semantics.Metadata for the fields. It is part of the wire
+// contract (the admin API's JSON form), shared with the node and the CLI.
 type Metadata = semantics.Metadata
 
 // Metadata asks a node for the cluster's metadata: of the topics named, or of every

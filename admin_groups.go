@@ -6,6 +6,7 @@ import (
 	"math"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/qxd-io/qxd/groups"
 	"github.com/qxd-io/qxd/internal/partition"
@@ -14,10 +15,32 @@ import (
 )
 
 // GroupSummary is one group in ListGroups: its state and member count.
-type GroupSummary = groups.GroupSummary
+type GroupSummary struct {
+	Group   string     `json:"group"`
+	State   GroupState `json:"state"`
+	Members int        `json:"members"`
+}
 
-// GroupMember is one member of a group and its partitions.
-type GroupMember = groups.MemberDescription
+// GroupMember is one member of a group: its ids, its partitions, and how long it
+// stays in the group without a heartbeat (a static member that stopped stays that
+// long).
+type GroupMember struct {
+	MemberID       string           `json:"member_id"`
+	InstanceID     string           `json:"instance_id,omitempty"`
+	ClientID       string           `json:"client_id,omitempty"`
+	Partitions     []TopicPartition `json:"partitions"`
+	SessionTimeout time.Duration    `json:"session_timeout"`
+}
+
+// groupMembers turns the coordinator's member descriptions into GroupMembers.
+func groupMembers(ms []groups.MemberDescription) []GroupMember {
+	out := make([]GroupMember, len(ms))
+	for i, m := range ms {
+		out[i] = GroupMember{MemberID: m.MemberID, InstanceID: m.InstanceID, ClientID: m.ClientID,
+			Partitions: m.Partitions, SessionTimeout: m.SessionTimeout}
+	}
+	return out
+}
 
 // GroupPartition is one partition a group reads or has committed: its committed
 // offset (-1 when none), the partition's log start and high watermark, the lag, and
@@ -45,7 +68,7 @@ const (
 // committed offset and lag.
 type GroupDescription struct {
 	Group      string           `json:"group"`
-	State      groups.State     `json:"state"`
+	State      GroupState       `json:"state"`
 	Generation int32            `json:"generation"`
 	Protocol   string           `json:"protocol,omitempty"`
 	Leader     string           `json:"leader,omitempty"`
@@ -59,10 +82,11 @@ func (a *Admin) ListGroups(ctx context.Context) ([]GroupSummary, error) {
 	if err != nil {
 		return nil, fmt.Errorf("list groups: %w", err)
 	}
-	if resp.Groups == nil {
-		return []GroupSummary{}, nil
+	out := make([]GroupSummary, len(resp.Groups))
+	for i, g := range resp.Groups {
+		out[i] = GroupSummary{Group: g.Group, State: g.State, Members: g.Members}
 	}
-	return resp.Groups, nil
+	return out, nil
 }
 
 // DescribeGroup describes a group: state, generation, members with their partitions,
@@ -77,7 +101,7 @@ func (a *Admin) DescribeGroup(ctx context.Context, group string) (GroupDescripti
 	}
 	d := resp.Describe
 	out := GroupDescription{Group: d.Group, State: d.State, Generation: d.Generation, Protocol: d.Protocol,
-		Leader: d.Leader, Members: d.Members, Partitions: []GroupPartition{}}
+		Leader: d.Leader, Members: groupMembers(d.Members), Partitions: []GroupPartition{}}
 	committed, err := a.c.fetchCommitted(ctx, group, nil)
 	if err != nil {
 		return GroupDescription{}, fmt.Errorf("describe group %q: %w", group, err)
@@ -136,8 +160,7 @@ func (a *Admin) partitionOffsets(ctx context.Context, tp TopicPartition) (partit
 	if err != nil {
 		return partition.Offsets{}, err
 	}
-	r := partition.NewReader(a.c.nc, tp.Topic, tp.Partition, true)
-	return r.ReadOffsets(ctx, func(ctx context.Context) (int64, error) { return a.c.checkpointNext(ctx, meta, tp.Partition) })
+	return newPartSource(a.c, meta, tp.Partition, true).readOffsets(ctx, a.c)
 }
 
 // SeekGroup sets a group's committed offsets for topic (all partitions, or the given
@@ -211,8 +234,7 @@ func (a *Admin) SeekGroupOffsets(ctx context.Context, group string, s GroupSeek)
 	if err != nil {
 		return nil, err
 	}
-	cons := a.c.NewConsumer(WithResetPolicy(ResetNone))
-	defer cons.Close()
+	starts := startResolver{c: a.c, reset: ResetNone, group: group}
 	var changes []GroupOffsetChange
 	var noCommit []TopicPartition
 	wire := groups.ResetRequest{Group: group}
@@ -239,20 +261,20 @@ func (a *Admin) SeekGroupOffsets(ctx context.Context, group string, s GroupSeek)
 			if e, ok := committed[tp]; ok {
 				old = e.Offset
 			}
-			pc := &partConsumer{tp: tp, meta: meta, reader: partition.NewReader(a.c.nc, topic, p, false)}
+			pc := newPartSource(a.c, meta, p, false)
 			var off int64
 			switch {
 			case s.Shift && old < 0:
 				noCommit = append(noCommit, tp)
 				continue
 			case s.Shift:
-				o, err := pc.reader.ReadOffsets(ctx, func(ctx context.Context) (int64, error) { return a.c.checkpointNext(ctx, meta, p) })
+				o, err := pc.readOffsets(ctx, a.c)
 				if err != nil {
 					return nil, fmt.Errorf("seek group %q: read the offsets of %s: %w", group, tp, err)
 				}
 				off = min(max(shifted(old, s.ShiftBy), o.LogStart), o.HighWatermark)
 			default:
-				if off, _, err = cons.resolve(ctx, pc, s.To); err != nil {
+				if off, _, err = starts.resolve(ctx, pc, s.To); err != nil {
 					return nil, fmt.Errorf("seek group %q: %w", group, err)
 				}
 			}

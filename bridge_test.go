@@ -38,8 +38,8 @@ func plainConn(t *testing.T, url string) *nats.Conn {
 func readTopic(t *testing.T, c *qxd.Client, topic string, partitions int32, want int) []qxd.Record {
 	t.Helper()
 	ctx := qxdtest.Context(t, 20*time.Second)
-	cons := c.NewConsumer()
-	defer cons.Close()
+	cons := qxdtest.NewConsumer(t, c)
+	defer cons.Close(context.Background())
 	var as []qxd.Assignment
 	for p := int32(0); p < partitions; p++ {
 		as = append(as, qxd.Assignment{Topic: topic, Partition: p, Offset: qxd.AtStart()})

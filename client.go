@@ -17,7 +17,10 @@ import (
 	"github.com/qxd-io/qxd/semantics"
 )
 
-// Record is one Kafka record; see semantics.Record.
+// Record is one Kafka record; see semantics.Record. Record, Header,
+// TopicPartition and Compression are the Kafka model's own types (package
+// semantics), shared with the node, the record batch codec and the CLI; they are
+// part of the SDK's API as they are.
 type Record = semantics.Record
 
 // Header is one record header; see semantics.Header.
@@ -41,41 +44,6 @@ type Client struct {
 	watch *connWatch // warns while the connection is down; nil for NewClient
 }
 
-type clientConfig struct {
-	name       string
-	logger     *slog.Logger
-	natsOpts   []nats.Option
-	inProcess  nats.InProcessConnProvider
-	reqTimeout time.Duration
-	auth       authConfig
-}
-
-// ClientOption configures Connect.
-type ClientOption func(*clientConfig)
-
-// WithName names the connection, as NATS monitoring shows it. Default "qxd".
-func WithName(name string) ClientOption { return func(c *clientConfig) { c.name = name } }
-
-// WithLogger sets where the client logs. Default: nowhere.
-func WithLogger(l *slog.Logger) ClientOption { return func(c *clientConfig) { c.logger = l } }
-
-// WithNATSOptions adds nats.go connection options (credentials, TLS, reconnect
-// behaviour).
-func WithNATSOptions(opts ...nats.Option) ClientOption {
-	return func(c *clientConfig) { c.natsOpts = append(c.natsOpts, opts...) }
-}
-
-// WithInProcess connects to a node in the same process without a socket; servers is
-// then ignored. A *server.Node is such a provider.
-func WithInProcess(p nats.InProcessConnProvider) ClientOption {
-	return func(c *clientConfig) { c.inProcess = p }
-}
-
-// WithRequestTimeout bounds admin requests. Default 30s.
-func WithRequestTimeout(d time.Duration) ClientOption {
-	return func(c *clientConfig) { c.reqTimeout = d }
-}
-
 // Connect connects to the qxd nodes at servers, a comma-separated list of NATS URLs
 // ("nats://a:4222,nats://b:4222"); the client fails over between them. Connect
 // only opens the connection: Ping checks that a qxd node answers on it.
@@ -86,9 +54,9 @@ func WithRequestTimeout(d time.Duration) ClientOption {
 // node went away says so. Handlers given with WithNATSOptions
 // (nats.DisconnectErrHandler, nats.ReconnectHandler) still run.
 func Connect(ctx context.Context, servers string, opts ...ClientOption) (*Client, error) {
-	cfg := clientConfig{name: "qxd", reqTimeout: 30 * time.Second}
-	for _, o := range opts {
-		o(&cfg)
+	cfg, err := newClientConfig(opts)
+	if err != nil {
+		return nil, fmt.Errorf("connect to %s: %w", servers, err)
 	}
 	// Pings every 10s, three unanswered: a node cut off by a silent network
 	// partition is left for another within about half a minute, not NATS's minutes.
@@ -151,9 +119,9 @@ func Connect(ctx context.Context, servers string, opts ...ClientOption) (*Client
 
 // NewClient wraps an existing NATS connection. Close does not close nc.
 func NewClient(nc *nats.Conn, opts ...ClientOption) (*Client, error) {
-	cfg := clientConfig{name: "qxd", reqTimeout: 30 * time.Second}
-	for _, o := range opts {
-		o(&cfg)
+	cfg, err := newClientConfig(opts)
+	if err != nil {
+		return nil, fmt.Errorf("client: %w", err)
 	}
 	return newClient(nc, cfg)
 }
@@ -363,11 +331,20 @@ const topicCreatingWait = 10 * time.Second
 // topic reads it again, until ctx ends or topicCreatingWait has passed, as Kafka's
 // producer waits for a new topic's metadata.
 func (c *Client) topic(ctx context.Context, name string) (semantics.TopicMeta, error) {
+	return c.topicAnswered(ctx, name, nil)
+}
+
+// topicAnswered is topic calling answered (when not nil) each time the topic's
+// record reads as being created: a node answers, the topic is not ready yet.
+func (c *Client) topicAnswered(ctx context.Context, name string, answered func()) (semantics.TopicMeta, error) {
 	var deadline time.Time
 	for {
 		t, err := c.readTopic(ctx, name)
 		if err == nil || t.State != semantics.TopicCreating {
 			return t, err
+		}
+		if answered != nil {
+			answered()
 		}
 		if deadline.IsZero() {
 			deadline = time.Now().Add(topicCreatingWait)
@@ -630,4 +607,20 @@ func (w *connWatch) close() {
 		w.timer.Stop()
 		w.timer = nil
 	}
+}
+
+// logAsyncErrors logs the connection's asynchronous errors (permission
+// violations, slow consumer) at debug level instead of nats.go's default of
+// printing them to stderr; WithNATSOptions(nats.ErrorHandler(…)) replaces it.
+func logAsyncErrors(log *slog.Logger) nats.Option {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+		if sub != nil {
+			log.Debug("NATS connection error", "subject", sub.Subject, "err", err)
+			return
+		}
+		log.Debug("NATS connection error", "err", err)
+	})
 }

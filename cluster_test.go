@@ -1,6 +1,7 @@
 package qxd_test
 
 import (
+	"context"
 	"fmt"
 	"testing"
 	"time"
@@ -213,8 +214,8 @@ func assignAfterLeaderLoss(t *testing.T) (*qxd.Consumer, int) {
 		}
 	}
 	c := qxdtest.Connect(t, survivor)
-	cons := c.NewConsumer()
-	t.Cleanup(func() { cons.Close() })
+	cons := qxdtest.NewConsumer(t, c)
+	t.Cleanup(func() { cons.Close(context.Background()) })
 	began := time.Now()
 	if err := cons.Assign(ctx, qxd.Assignment{Topic: "lost", Offset: qxd.AtStart()}); err != nil {
 		t.Fatalf("assign right after the leader's node died: %v", err)

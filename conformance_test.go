@@ -67,7 +67,7 @@ func (f *sdkFrontDoor) NewMember(t *testing.T, group string, topics []string, op
 	if opts.InstanceID != "" {
 		copts = append(copts, qxd.InstanceID(opts.InstanceID))
 	}
-	cons := client.NewConsumer(copts...)
+	cons := qxdtest.NewConsumer(t, client, copts...)
 	m := &sdkMember{name: opts.Name, client: client, cons: cons, rec: rec}
 	qxd.SetDeliveryHook(cons, func(_ string, gen int32, recs []qxd.Record) {
 		now := time.Now()
@@ -105,7 +105,7 @@ func (m *sdkMember) Commit(ctx context.Context) error {
 	return nil
 }
 
-func (m *sdkMember) Close()            { m.cons.Close() }
+func (m *sdkMember) Close()            { m.cons.Close(context.Background()) }
 func (m *sdkMember) Kill()             { m.client.Conn().Close() }
 func (m *sdkMember) StallHeartbeats()  { qxd.PauseHeartbeats(m.cons) }
 func (m *sdkMember) Generation() int32 { g, _ := m.cons.Generation(); return g }
@@ -257,8 +257,11 @@ func (f *sdkFailoverFrontDoor) ReadLog(ctx context.Context, topic string) (map[i
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
-	cons := f.c.NewConsumer()
-	defer cons.Close()
+	cons, err := f.c.NewConsumer()
+	if err != nil {
+		return nil, err
+	}
+	defer cons.Close(context.Background())
 	var as []qxd.Assignment
 	left := map[int32]int64{}
 	for _, p := range d.Partitions {

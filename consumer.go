@@ -1,17 +1,15 @@
 package qxd
 
 import (
+	"cmp"
 	"context"
-	"crypto/rand"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
-
-	"github.com/qxd-io/qxd/internal/partition"
 	"github.com/qxd-io/qxd/semantics"
 )
 
@@ -25,52 +23,18 @@ type Assignment struct {
 // TopicPartition names a partition.
 type TopicPartition = semantics.TopicPartition
 
-type consumerConfig struct {
-	reset          ResetPolicy
-	maxPollRecords int
-	fetchMaxBytes  int
-	group          groupConfig
-}
-
-// defaultStart is where a partition without a committed offset starts.
-func (c consumerConfig) defaultStart() Offset {
-	switch c.reset {
-	case ResetLatest:
-		return AtEnd()
-	case ResetNone:
-		return Offset{kind: offsetNone}
-	}
-	return AtStart()
-}
-
-// ConsumerOption configures a Consumer.
-type ConsumerOption func(*consumerConfig)
-
-// WithResetPolicy sets what happens when a start offset is not stored. Default
-// ResetEarliest.
-func WithResetPolicy(p ResetPolicy) ConsumerOption {
-	return func(c *consumerConfig) { c.reset = p }
-}
-
-// MaxPollRecords caps the records one Poll returns (Kafka's max.poll.records).
-// Default 10000.
-func MaxPollRecords(n int) ConsumerOption { return func(c *consumerConfig) { c.maxPollRecords = n } }
-
-// FetchMaxBytes caps the bytes the consumer fetches ahead of Poll, shared by its
-// partitions; each partition may still fetch one batch of its topic's max message
-// bytes. Default 32 MiB.
-func FetchMaxBytes(n int) ConsumerOption { return func(c *consumerConfig) { c.fetchMaxBytes = n } }
-
 // Consumer reads assigned partitions in offset order. Each partition is read by a
 // JetStream consumer starting at the batch that holds the start offset, in order;
 // records before the start offset in that batch are skipped. Poll, Seek, Pause and
 // Resume may be called from different goroutines.
 type Consumer struct {
-	c   *Client
-	cfg consumerConfig
+	c      *Client
+	cfg    consumerConfig
+	starts startResolver
 
 	mu     sync.Mutex
-	parts  map[TopicPartition]*partConsumer
+	parts  map[TopicPartition]*partSource
+	paused map[TopicPartition]bool // by Pause, until Resume: kept across assignments
 	closed bool
 	member *member // set by Subscribe
 
@@ -80,47 +44,28 @@ type Consumer struct {
 	out      chan chunk
 	stop     chan struct{}
 	wakeup   chan struct{}
-	leftover []chunk // fetched, beyond what the last Poll could return; guarded by mu
+	leftover []chunk           // fetched, beyond what the last Poll could return; guarded by mu
+	partErrs []*PartitionError // read errors for the next Poll; guarded by mu
+	// rebalanceAllowed is closed by AllowRebalance; nil while rebalances are not
+	// held (BlockRebalanceOnPoll). Guarded by mu.
+	rebalanceAllowed chan struct{}
 }
 
-type partConsumer struct {
-	tp        TopicPartition
-	meta      semantics.TopicMeta
-	reader    *partition.Reader
-	gen       uint64
-	next      int64 // next offset Poll returns
-	delivered bool  // Poll returned records of it (its position moved)
-	// consumed is the position as of the last Poll call's start: the application
-	// asked for more, so it is done with what came before. Auto-commit commits it.
-	consumed    int64
-	hasConsumed bool
-	paused      bool
-	cancel      context.CancelFunc
-	done        chan struct{}
-}
-
-type chunk struct {
-	pc   *partConsumer
-	gen  uint64
-	recs []Record
-	err  error
-}
-
-// NewConsumer returns a consumer with nothing assigned.
-func (c *Client) NewConsumer(opts ...ConsumerOption) *Consumer {
-	cfg := consumerConfig{reset: ResetEarliest, maxPollRecords: 10000, fetchMaxBytes: 32 << 20}
+// NewConsumer returns a consumer with nothing assigned and the given options; see
+// the option functions for defaults. An option out of range fails it with
+// ErrInvalidConfig, naming the option.
+func (c *Client) NewConsumer(opts ...ConsumerOption) (*Consumer, error) {
+	cfg := defaultConsumerConfig()
 	for _, o := range opts {
 		o(&cfg)
 	}
-	if cfg.group.id != "" && cfg.group.autoCommitInterval == 0 && !cfg.group.autoCommitSet {
-		cfg.group.autoCommit, cfg.group.autoCommitInterval = true, DefaultAutoCommitInterval
+	if err := cfg.validate(); err != nil {
+		return nil, fmt.Errorf("consumer: %w", err)
 	}
-	return &Consumer{c: c, cfg: cfg, parts: map[TopicPartition]*partConsumer{},
-		out: make(chan chunk, 64), stop: make(chan struct{}), wakeup: make(chan struct{}, 1)}
+	return &Consumer{c: c, cfg: cfg, starts: startResolver{c: c, reset: cfg.reset, group: cfg.group.id}, parts: map[TopicPartition]*partSource{},
+		paused: map[TopicPartition]bool{},
+		out:    make(chan chunk, 64), stop: make(chan struct{}), wakeup: make(chan struct{}, 1)}, nil
 }
-
-// ErrConsumerClosed is returned by a closed consumer.
-var ErrConsumerClosed = errors.New("qxd: consumer is closed")
 
 // Assign replaces the consumer's partitions with as. Each start offset is resolved
 // now: an out-of-range offset with ResetNone, an unknown topic or partition fails
@@ -146,7 +91,7 @@ func (c *Consumer) Assign(ctx context.Context, as ...Assignment) error {
 }
 
 type resolved struct {
-	pc     *partConsumer
+	pc     *partSource
 	offset int64
 	seq    uint64
 }
@@ -178,8 +123,7 @@ func (c *Consumer) resolveAll(ctx context.Context, as []Assignment, wait bool) (
 			return nil, semantics.Errorf(semantics.ErrUnknownTopic, "topic %q has partitions 0 to %d: partition %d does not exist",
 				a.Topic, meta.Config.Partitions-1, a.Partition)
 		}
-		rs[i].pc = &partConsumer{tp: TopicPartition{Topic: a.Topic, Partition: a.Partition}, meta: meta,
-			reader: partition.NewReader(c.c.nc, a.Topic, a.Partition, true)}
+		rs[i].pc = newPartSource(c.c, meta, a.Partition, true)
 	}
 	errs := make([]error, len(as))
 	sem := make(chan struct{}, resolveParallel)
@@ -190,9 +134,9 @@ func (c *Consumer) resolveAll(ctx context.Context, as []Assignment, wait bool) (
 		go func() {
 			defer func() { <-sem; wg.Done() }()
 			if wait {
-				rs[i].offset, rs[i].seq, errs[i] = c.resolveRetrying(ctx, rs[i].pc, as[i].Offset)
+				rs[i].offset, rs[i].seq, errs[i] = c.starts.resolveRetrying(ctx, rs[i].pc, as[i].Offset)
 			} else {
-				rs[i].offset, rs[i].seq, errs[i] = c.resolve(ctx, rs[i].pc, as[i].Offset)
+				rs[i].offset, rs[i].seq, errs[i] = c.starts.resolve(ctx, rs[i].pc, as[i].Offset)
 			}
 		}()
 	}
@@ -210,10 +154,14 @@ func (c *Consumer) replaceLocked(rs []resolved) {
 	for _, pc := range c.parts {
 		pc.halt()
 	}
-	c.parts = map[TopicPartition]*partConsumer{}
+	c.parts = map[TopicPartition]*partSource{}
 	c.leftover = nil
 	for _, r := range rs {
 		c.parts[r.pc.tp] = r.pc
+		if c.paused[r.pc.tp] {
+			r.pc.paused, r.pc.next = true, r.offset // read from there on Resume
+			continue
+		}
 		c.startLocked(r.pc, r.offset, r.seq)
 	}
 }
@@ -249,7 +197,7 @@ func (c *Consumer) Seek(ctx context.Context, topic string, p int32, o Offset) er
 	if !ok {
 		return semantics.Errorf(semantics.ErrInvalidRequest, "seek %s: the partition is not assigned to this consumer", semantics.PartitionString(topic, p))
 	}
-	off, seq, err := c.resolve(ctx, pc, o)
+	off, seq, err := c.starts.resolve(ctx, pc, o)
 	if err != nil {
 		return err
 	}
@@ -268,11 +216,14 @@ func (c *Consumer) Seek(ctx context.Context, topic string, p int32, o Offset) er
 }
 
 // Pause stops returning records of the given partitions until Resume; their
-// positions are kept.
+// positions are kept. A paused partition stays paused when a rebalance takes it
+// away and gives it back, or Assign assigns it again; a partition not assigned
+// now is paused when it is (as kgo's PauseFetchPartitions).
 func (c *Consumer) Pause(tps ...TopicPartition) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, tp := range tps {
+		c.paused[tp] = true
 		if pc, ok := c.parts[tp]; ok && !pc.paused {
 			pc.paused = true
 			pc.halt()
@@ -280,10 +231,22 @@ func (c *Consumer) Pause(tps ...TopicPartition) {
 	}
 }
 
+// Paused lists the partitions paused with Pause and not resumed, assigned or not.
+func (c *Consumer) Paused() []TopicPartition {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make([]TopicPartition, 0, len(c.paused))
+	for tp := range c.paused {
+		out = append(out, tp)
+	}
+	return out
+}
+
 // Resume resumes paused partitions from their positions.
 func (c *Consumer) Resume(ctx context.Context, tps ...TopicPartition) error {
 	for _, tp := range tps {
 		c.mu.Lock()
+		delete(c.paused, tp)
 		pc, ok := c.parts[tp]
 		if !ok || !pc.paused {
 			c.mu.Unlock()
@@ -291,7 +254,7 @@ func (c *Consumer) Resume(ctx context.Context, tps ...TopicPartition) error {
 		}
 		next := pc.next
 		c.mu.Unlock()
-		off, seq, err := c.resolve(ctx, pc, At(next))
+		off, seq, err := c.starts.resolve(ctx, pc, At(next))
 		if err != nil {
 			return err
 		}
@@ -307,15 +270,65 @@ func (c *Consumer) Resume(ctx context.Context, tps ...TopicPartition) error {
 
 // Poll waits for records of the assigned partitions, returning up to MaxPollRecords
 // in offset order per partition, or ctx's error. A partition's read error (deleted
-// topic, offset out of range) is returned with the records gathered before it.
+// topic, a batch that cannot be decoded) is a *PartitionError naming the partition;
+// it is returned by itself, by the Poll after the one that returned the records
+// gathered with it. PollFetches returns records and partition errors together.
 func (c *Consumer) Poll(ctx context.Context) ([]Record, error) {
+	f, err := c.PollFetches(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if len(f.Errors) == 0 {
+		return f.Records, nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(f.Records) > 0 {
+		c.partErrs = append(f.Errors, c.partErrs...)
+		return f.Records, nil
+	}
+	c.partErrs = append(f.Errors[1:], c.partErrs...)
+	return nil, f.Errors[0]
+}
+
+// Fetches is what PollFetches returns: records in offset order per partition, and
+// the partitions whose reads failed.
+type Fetches struct {
+	Records []Record
+	Errors  []*PartitionError
+}
+
+// PartitionError is a partition's read error. The partition's read has stopped: a
+// deleted topic, or a batch that cannot be decoded (semantics.ErrCorruptMessage).
+// Seek or assign the partition again to read it again.
+type PartitionError struct {
+	Topic     string
+	Partition int32
+	Err       error
+}
+
+func (e *PartitionError) Error() string {
+	return fmt.Sprintf("read %s: %v", semantics.PartitionString(e.Topic, e.Partition), e.Err)
+}
+
+func (e *PartitionError) Unwrap() error { return e.Err }
+
+// PollFetches is Poll returning the partitions' read errors beside the records
+// (kgo's PollFetches): it waits until there are records or errors, and returns an
+// error of its own only when ctx ends, the consumer is closed or its group
+// membership failed for good.
+func (c *Consumer) PollFetches(ctx context.Context) (Fetches, error) {
 	var out []Record
+	var errs []*PartitionError
 	marked := false
+	c.mu.Lock()
+	errs, c.partErrs = c.partErrs, nil
+	c.mu.Unlock()
 	for {
 		var ch chunk
-		if len(out) == 0 {
+		if len(out) == 0 && len(errs) == 0 {
 			if err := c.fatalErr(); err != nil {
-				return nil, err
+				return Fetches{}, err
 			}
 		}
 		if !marked {
@@ -329,18 +342,18 @@ func (c *Consumer) Poll(ctx context.Context) ([]Record, error) {
 			c.mu.Unlock()
 		} else {
 			c.mu.Unlock()
-			if !c.receive(ctx, len(out) == 0, &ch) {
-				if len(out) > 0 {
-					return c.deliver(out)
+			if !c.receive(ctx, len(out) == 0 && len(errs) == 0, &ch) {
+				if len(out) > 0 || len(errs) > 0 {
+					return c.deliverFetches(out, errs)
 				}
 				if err := ctx.Err(); err != nil {
-					return nil, err
+					return Fetches{}, err
 				}
 				if err := c.fatalErr(); err != nil {
-					return nil, err
+					return Fetches{}, err
 				}
 				if c.isClosed() {
-					return nil, ErrConsumerClosed
+					return Fetches{}, ErrConsumerClosed
 				}
 				continue
 			}
@@ -353,10 +366,8 @@ func (c *Consumer) Poll(ctx context.Context) ([]Record, error) {
 		}
 		if ch.err != nil {
 			c.mu.Unlock()
-			if len(out) > 0 {
-				return c.deliver(out)
-			}
-			return nil, ch.err
+			errs = append(errs, &PartitionError{Topic: pc.tp.Topic, Partition: pc.tp.Partition, Err: ch.err})
+			continue
 		}
 		// A chunk's offsets increase: skip those already returned, keep what does not
 		// fit for the next Poll, and hand out the first chunk without copying it.
@@ -374,7 +385,7 @@ func (c *Consumer) Poll(ctx context.Context) ([]Record, error) {
 			ch.recs = recs
 			c.leftover = append([]chunk{ch}, c.leftover...)
 			c.mu.Unlock()
-			return c.deliver(out)
+			return c.deliverFetches(out, errs)
 		}
 		if room := c.cfg.maxPollRecords - len(out); len(recs) > room {
 			ch.recs = recs[room:]
@@ -388,9 +399,20 @@ func (c *Consumer) Poll(ctx context.Context) ([]Record, error) {
 		}
 		c.mu.Unlock()
 		if len(out) >= c.cfg.maxPollRecords {
-			return c.deliver(out)
+			return c.deliverFetches(out, errs)
 		}
 	}
+}
+
+// deliverFetches is deliver for PollFetches.
+func (c *Consumer) deliverFetches(out []Record, errs []*PartitionError) (Fetches, error) {
+	recs, err := c.deliver(out)
+	if len(recs) > 0 {
+		c.mu.Lock()
+		c.blockRebalanceLocked()
+		c.mu.Unlock()
+	}
+	return Fetches{Records: recs, Errors: errs}, err
 }
 
 // pollGather is the most records one Poll result gathers from several chunks.
@@ -407,13 +429,13 @@ func (c *Consumer) deliver(out []Record) ([]Record, error) {
 		for _, pc := range c.parts {
 			pc.halt()
 		}
-		c.parts = map[TopicPartition]*partConsumer{}
+		c.parts = map[TopicPartition]*partSource{}
 		c.leftover = nil
 		m.leaseLost = true // the member must rejoin to read again
 		return nil, nil
 	}
 	kept := out[:0]
-	var pc *partConsumer
+	var pc *partSource
 	var tp TopicPartition
 	for i := range out {
 		r := &out[i]
@@ -444,10 +466,13 @@ func (c *Consumer) deliver(out []Record) ([]Record, error) {
 }
 
 // markConsumed records, at the start of a Poll, that the application is done with
-// the records earlier Polls returned.
+// the records earlier Polls returned, and that it polls (see MaxPollInterval).
 func (c *Consumer) markConsumed() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.member != nil {
+		c.member.pollStartedLocked(time.Now())
+	}
 	for _, pc := range c.parts {
 		if pc.delivered {
 			pc.consumed, pc.hasConsumed = pc.next, true
@@ -501,10 +526,21 @@ func (c *Consumer) receive(ctx context.Context, wait bool, ch *chunk) bool {
 	}
 }
 
+// consumerCloseTimeout bounds Close when its context has no deadline.
+const consumerCloseTimeout = 10 * time.Second
+
 // Close stops reading. In a group it commits what Poll returned (with auto-commit)
 // and leaves the group at once, so the others rebalance without waiting for its
-// session to time out. It is idempotent.
-func (c *Consumer) Close() error {
+// session to time out. ctx bounds the commit and the leave (10s when ctx has no
+// deadline): when it ends, or no node answers, Close stops reading anyway and the
+// group gives the partitions to others after their session timeout. It is
+// idempotent.
+func (c *Consumer) Close(ctx context.Context) error {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, consumerCloseTimeout)
+		defer cancel()
+	}
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
@@ -514,9 +550,7 @@ func (c *Consumer) Close() error {
 	m := c.member
 	c.mu.Unlock()
 	if m != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		m.stop(ctx, true)
-		cancel()
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -527,452 +561,58 @@ func (c *Consumer) Close() error {
 	return nil
 }
 
-// resolve turns o into an offset and the stream sequence of the batch holding it.
-// resolveRetrying is resolve, asked again while the partition is between leaders (a
-// read timed out, or nothing answered): right after a node is lost, its partitions
-// answer again once new leaders are elected. It gives up when ctx ends, or after the
-// client's request timeout (WithRequestTimeout) if ctx has no deadline.
-func (c *Consumer) resolveRetrying(ctx context.Context, pc *partConsumer, o Offset) (int64, uint64, error) {
-	if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, c.c.cfg.reqTimeout)
-		defer cancel()
-	}
-	for {
-		off, seq, err := c.resolve(ctx, pc, o)
-		if err == nil || ctx.Err() != nil || !semantics.IsRetriable(err) {
-			return off, seq, err
-		}
-		select {
-		case <-ctx.Done():
-			return off, seq, err
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
+// PartitionLag is an assigned partition's position and how far it is behind.
+type PartitionLag struct {
+	Topic         string
+	Partition     int32
+	Position      int64 // the offset the next Poll returns
+	LogStart      int64
+	HighWatermark int64
+	Lag           int64 // HighWatermark - Position: records not yet returned by Poll
+	AtEnd         bool  // Poll has returned every record stored so far
 }
 
-func (c *Consumer) resolve(ctx context.Context, pc *partConsumer, o Offset) (int64, uint64, error) {
-	offs, err := pc.reader.ReadOffsets(ctx, func(ctx context.Context) (int64, error) {
-		return c.c.checkpointNext(ctx, pc.meta, pc.tp.Partition)
-	})
-	if err != nil {
-		return 0, 0, err
-	}
-	var want int64
-	switch o.kind {
-	case offsetNone:
-		return 0, 0, semantics.Errorf(semantics.ErrOffsetOutOfRange,
-			"partition %s: group %q has no committed offset and the reset policy is none: seek the group, or use reset earliest or latest",
-			pc.tp, c.cfg.group.id)
-	case offsetStart:
-		want = offs.LogStart
-	case offsetEnd:
-		want = offs.HighWatermark
-	case offsetAt:
-		want = o.at
-		if want < offs.LogStart || want > offs.HighWatermark {
-			switch c.cfg.reset {
-			case ResetEarliest:
-				want = offs.LogStart
-			case ResetLatest:
-				want = offs.HighWatermark
-			default:
-				if offs.LogStart == offs.HighWatermark {
-					return 0, 0, semantics.Errorf(semantics.ErrOffsetOutOfRange,
-						"partition %s: offset %d is out of range: the partition holds no records (high watermark %d); use start, end or %d",
-						pc.tp, want, offs.HighWatermark, offs.HighWatermark)
-				}
-				return 0, 0, semantics.Errorf(semantics.ErrOffsetOutOfRange,
-					"partition %s: offset %d is out of range: stored offsets are %d to %d (high watermark %d); use start, end or an offset in range",
-					pc.tp, want, offs.LogStart, offs.HighWatermark-1, offs.HighWatermark)
-			}
-		}
-	case offsetTime:
-		seq, found, err := semantics.FindTimestamp(ctx, pc.reader, offs.FirstSeq, offs.LastSeq, o.at)
-		if err != nil {
-			return 0, 0, err
-		}
-		if !found {
-			return offs.HighWatermark, offs.LastSeq + 1, nil
-		}
-		m, err := pc.reader.Get(ctx, seq)
-		if err != nil {
-			return 0, 0, err
-		}
-		recs, err := semantics.DecodeRecords(nil, m.Data, pc.tp.Topic, pc.tp.Partition)
-		if err != nil {
-			return 0, 0, err
-		}
-		want = recs[len(recs)-1].Offset
-		for _, r := range recs {
-			if r.Timestamp.UnixMilli() >= o.at {
-				want = r.Offset
-				break
-			}
-		}
-		return want, m.Seq, nil
-	}
-	seq, err := findOffset(ctx, pc.reader, offs, want)
-	return want, seq, err
-}
-
-// findOffset returns the sequence to start reading offset from: past the end at or
-// beyond the high watermark, the first or last batch without a search when the
-// offset is in one of them (reading from the start or the end), else the batch
-// found by binary search.
-func findOffset(ctx context.Context, r *partition.Reader, offs partition.Offsets, offset int64) (uint64, error) {
-	switch {
-	case offs.Msgs == 0 || offset >= offs.HighWatermark:
-		return offs.LastSeq + 1, nil
-	case offset <= offs.LogStart && offs.FirstBatchSeq > 0:
-		return offs.FirstBatchSeq, nil
-	case offset >= offs.LastBatchBase && offs.LastBatchSeq > 0:
-		return offs.LastBatchSeq, nil
-	}
-	seq, found, err := semantics.FindOffset(ctx, r, offs.FirstSeq, offs.LastSeq, offset)
-	if err != nil {
-		return 0, err
-	}
-	if !found {
-		seq = offs.FirstSeq
-	}
-	return seq, nil
-}
-
-// startLocked starts reading pc from offset off, at stream sequence seq.
-func (c *Consumer) startLocked(pc *partConsumer, off int64, seq uint64) {
-	pc.gen++
-	pc.next = off
-	ctx, cancel := context.WithCancel(context.Background())
-	pc.cancel = cancel
-	pc.done = make(chan struct{})
-	go c.fetch(ctx, pc, pc.gen, off, seq, pc.done)
-}
-
-// halt stops pc's fetcher. Called with the consumer's mu held.
-func (pc *partConsumer) halt() {
-	pc.gen++
-	if pc.cancel != nil {
-		pc.cancel()
-		pc.cancel = nil
-	}
-}
-
-// fetch reads pc's stream from seq and hands decoded records to Poll. When the read
-// breaks (a leader moved, a node died, the connection failed over), it starts again
-// after the last record it handed over, with backoff; only a partition that no longer
-// exists, or a batch that cannot be decoded, ends it with an error for Poll.
-func (c *Consumer) fetch(ctx context.Context, pc *partConsumer, gen uint64, from int64, seq uint64, done chan struct{}) {
-	defer close(done)
-	backoff := 50 * time.Millisecond
-	for {
-		next, fatal, err := c.fetchOnce(ctx, pc, gen, from, seq)
-		if ctx.Err() != nil {
-			return
-		}
-		if fatal {
-			select {
-			case c.out <- chunk{pc: pc, gen: gen, err: fmt.Errorf("read %s: %w", pc.tp, err)}:
-			case <-ctx.Done():
-			}
-			return
-		}
-		if next > from {
-			from, backoff = next, 50*time.Millisecond
-		}
-		c.c.log.Debug("partition read restarting", "topic", pc.tp.Topic, "partition", pc.tp.Partition, "offset", from, "err", err)
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(backoff):
-		}
-		backoff = min(2*backoff, 2*time.Second)
-		s, found, lerr := c.locate(ctx, pc, from)
-		switch {
-		case errors.Is(lerr, semantics.ErrUnknownTopic):
-			select {
-			case c.out <- chunk{pc: pc, gen: gen, err: fmt.Errorf("read %s: %w", pc.tp, lerr)}:
-			case <-ctx.Done():
-			}
-			return
-		case lerr == nil && found:
-			seq = s
-		}
-	}
-}
-
-// fetchQuiet is how long a partition read may go without records before it checks
-// whether the partition has more than it delivered.
-const fetchQuiet = 3 * time.Second
-
-// locate finds the stream sequence to read offset from.
-func (c *Consumer) locate(ctx context.Context, pc *partConsumer, offset int64) (uint64, bool, error) {
-	offs, err := pc.reader.ReadOffsets(ctx, nil)
-	if err != nil {
-		return 0, false, err
-	}
-	seq, err := findOffset(ctx, pc.reader, offs, offset)
-	return seq, err == nil, err
-}
-
-// readInactiveThreshold is how long the server keeps a partition read's consumer
-// once nobody pulls from it, should dropConsumer not reach the server.
-const readInactiveThreshold = 30 * time.Second
-
-// dropConsumer deletes a finished read's consumer on the server, in the background:
-// a read that restarts leaves the old one behind otherwise, until it goes inactive.
-func dropConsumer(js jetstream.JetStream, stream string, cons jetstream.Consumer) {
-	info := cons.CachedInfo()
-	if info == nil {
-		return
-	}
-	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = js.DeleteConsumer(ctx, stream, info.Name)
-	}()
-}
-
-// fetchOnce reads with one pull consumer until it fails; it returns the offset after
-// the last record handed to Poll, and whether the failure is final.
-//
-// It is an ordered read without nats.go's ordered consumer: an ephemeral consumer
-// without acks, starting at seq, whose deliveries must come with consecutive consumer
-// sequences (a gap, e.g. a message dropped on the way, ends the read, and fetch
-// starts again after the last record handed over). nats.go's ordered consumer
-// recreates a broken consumer for ever, with a backoff growing to 10 s and outside
-// ctx, so a read that broke while its stream refused new consumers (between leaders)
-// stayed silent for tens of seconds after the stream was back; fetch retries instead,
-// with its own backoff and ctx. And its iterator (Messages) sizes a channel for the
-// most messages a pull may bring, a million when pulling by bytes: 8 MB zeroed and
-// scanned by the collector per partition read. Consume hands each message to a
-// callback instead, in order, from one goroutine.
-func (c *Consumer) fetchOnce(ctx context.Context, pc *partConsumer, gen uint64, from int64, seq uint64) (int64, bool, error) {
-	cons, err := c.c.js.CreateConsumer(ctx, pc.reader.Stream, jetstream.ConsumerConfig{
-		Name:          "qxd_read_" + rand.Text(),
-		DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: max(seq, 1),
-		AckPolicy: jetstream.AckNonePolicy, InactiveThreshold: readInactiveThreshold,
-		Replicas: 1, MemoryStorage: true,
-	})
-	if err != nil {
-		return from, errors.Is(err, jetstream.ErrStreamNotFound), err
-	}
-	defer dropConsumer(c.c.js, pc.reader.Stream, cons)
+// Lag reads the log start and high watermark of every assigned partition from its
+// stream (one read per partition, several at once; no admin request) and returns
+// each partition's position and lag, sorted by topic and partition.
+func (c *Consumer) Lag(ctx context.Context) ([]PartitionLag, error) {
 	c.mu.Lock()
-	share := c.cfg.fetchMaxBytes / max(1, len(c.parts))
+	pcs := make([]*partSource, 0, len(c.parts))
+	for _, pc := range c.parts {
+		pcs = append(pcs, pc)
+	}
 	c.mu.Unlock()
-	share = max(share, int(pc.meta.Config.MaxMessageBytes)+64<<10)
-	rctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	r := &partRead{c: c, pc: pc, gen: gen, ctx: rctx, next: from, lastStream: max(seq, 1) - 1, failed: make(chan readFailure, 1)}
-	r.last.Store(time.Now().UnixNano())
-	// Pulling by bytes bounds what is fetched ahead whatever the batches' sizes.
-	// Bounding the count instead (PullMaxMessagesWithBytesLimit) measurably raised
-	// the end-to-end p99 at 5000 records/s with linger 0 (see docs/performance.md).
-	cc, err := cons.Consume(r.handle, jetstream.PullMaxBytes(share), jetstream.PullHeartbeat(readHeartbeat),
-		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) { r.fail(err, false) }))
-	if err != nil {
-		return from, errors.Is(err, jetstream.ErrStreamNotFound), err
-	}
-	failure := r.watch(ctx)
-	cancel()
-	cc.Stop()
-	return r.stop(), failure.fatal, failure.err
-}
-
-// readHeartbeat is how often the server says a read's consumer is alive while it has
-// nothing to deliver; two missed end the read (as nats.go's ordered consumers do).
-const readHeartbeat = 5 * time.Second
-
-// partRead is one fetchOnce's state, shared by its callback and its watch.
-type partRead struct {
-	c   *Consumer
-	pc  *partConsumer
-	gen uint64
-	ctx context.Context // ends the read
-
-	mu      sync.Mutex // held while a message is handed over
-	next    int64      // the offset after the last record handed to Poll
-	lastSeq uint64     // the consumer sequence of the last message
-	// lastStream is the stream sequence of the last message (before the first:
-	// the one before the read's start).
-	lastStream uint64
-	stopped    bool
-
-	busy   atomic.Bool  // a message is being handled (maybe waiting for Poll)
-	last   atomic.Int64 // when the last message was handled, Unix ns
-	failed chan readFailure
-}
-
-type readFailure struct {
-	err   error
-	fatal bool
-}
-
-// fail ends the read with err, unless it ended already.
-func (r *partRead) fail(err error, fatal bool) {
-	select {
-	case r.failed <- readFailure{err: err, fatal: fatal}:
-	default:
-	}
-}
-
-// leader names the node that leads pc's stream, for errors about what it stored.
-func (pc *partConsumer) leader(ctx context.Context) string {
-	st, err := pc.reader.StreamInfo(ctx)
-	if err != nil || st.Leader == "" {
-		return "(unknown: " + fmt.Sprint(err) + ")"
-	}
-	return st.Leader
-}
-
-// gapError explains offsets from to to-1 missing before the batch at stream
-// sequence seq: nil when the head of the log was removed past them (retention, a
-// trim), else an ErrCorruptMessage naming the range and the node: the batches are
-// gone from the middle of the log, as when a stored block file is damaged.
-func (pc *partConsumer) gapError(ctx context.Context, from, to int64, seq uint64) error {
-	st, err := pc.reader.StreamInfo(ctx)
-	if err != nil {
-		return fmt.Errorf("offsets %d to %d were skipped and the stream's state could not be read to tell why: %w", from, to-1, err)
-	}
-	if st.FirstSeq >= seq || st.LogStart >= to {
-		return nil
-	}
-	return semantics.Errorf(semantics.ErrCorruptMessage,
-		"offsets %d to %d are missing from the log stored on node %s (the batch at stream sequence %d starts at offset %d, and older batches are still stored): its stored data is damaged; read from a healthy replica or restore the partition",
-		from, to-1, st.Leader, seq, to)
-}
-
-// handle decodes one message and hands its records to Poll. Consume calls it for
-// one message after the other, in order.
-func (r *partRead) handle(msg jetstream.Msg) {
-	r.busy.Store(true)
-	defer func() {
-		r.last.Store(time.Now().UnixNano())
-		r.busy.Store(false)
-	}()
-	meta, err := msg.Metadata()
-	if err != nil {
-		r.fail(fmt.Errorf("read message metadata: %w", err), false)
-		return
-	}
-	recs, derr := semantics.DecodeRecords(nil, msg.Data(), r.pc.tp.Topic, r.pc.tp.Partition)
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.stopped {
-		return
-	}
-	if meta.Sequence.Consumer != r.lastSeq+1 {
-		r.stopped = true
-		r.fail(fmt.Errorf("message %d of the read came after %d", meta.Sequence.Consumer, r.lastSeq), false)
-		return
-	}
-	r.lastSeq, r.lastStream = meta.Sequence.Consumer, meta.Sequence.Stream
-	if derr != nil {
-		r.stopped = true
-		r.fail(fmt.Errorf("batch at stream sequence %d, after offset %d, on node %s: %w",
-			meta.Sequence.Stream, r.next-1, r.pc.leader(r.ctx), derr), true)
-		return
-	}
-	if len(recs) > 0 && recs[0].Offset > r.next && !r.pc.meta.Config.Compact {
-		// Offsets are dense; only removing the head (retention, a trim) skips some.
-		if gerr := r.pc.gapError(r.ctx, r.next, recs[0].Offset, meta.Sequence.Stream); gerr != nil {
-			r.stopped = true
-			r.fail(gerr, true)
-			return
-		}
-	}
-	i := 0
-	for i < len(recs) && recs[i].Offset < r.next {
-		i++
-	}
-	if i == len(recs) {
-		return
-	}
-	select {
-	case r.c.out <- chunk{pc: r.pc, gen: r.gen, recs: recs[i:]}:
-		r.next = recs[len(recs)-1].Offset + 1
-	case <-r.ctx.Done():
-		r.stopped = true
-	}
-}
-
-// watch waits until the read fails or ctx ends. It is also a watchdog: after a quiet
-// spell, a partition with records beyond what this read handed over is stalled (it
-// has been seen after failovers), so the read ends.
-func (r *partRead) watch(ctx context.Context) readFailure {
-	t := time.NewTimer(fetchQuiet)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return readFailure{err: ctx.Err()}
-		case f := <-r.failed:
-			return f
-		case <-t.C:
-		}
-		if r.busy.Load() { // waiting for Poll, or decoding
-			t.Reset(fetchQuiet)
-			continue
-		}
-		if quiet := time.Since(time.Unix(0, r.last.Load())); quiet < fetchQuiet {
-			t.Reset(fetchQuiet - quiet)
-			continue
-		}
-		r.mu.Lock()
-		next := r.next
-		r.mu.Unlock()
-		offs, err := r.pc.reader.ReadOffsets(ctx, nil)
-		// A partition stream holds batches only, under one subject (compacted
-		// topics aside): messages the stream counts past the last one it can
-		// return, or a next one it cannot find, were lost from its store.
-		check := err == nil && !r.pc.meta.Config.Compact
-		if check && offs.Msgs > 0 && (offs.HighWatermark > next || offs.LastSeq > offs.LastBatchSeq) {
-			if derr := r.missingError(ctx, next, offs.StreamState); derr != nil {
-				return readFailure{err: derr, fatal: true}
+	out := make([]PartitionLag, len(pcs))
+	errs := make([]error, len(pcs))
+	sem := make(chan struct{}, resolveParallel)
+	var wg sync.WaitGroup
+	for i, pc := range pcs {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			offs, err := pc.readOffsets(ctx, c.c)
+			if err != nil {
+				errs[i] = fmt.Errorf("lag of %s: %w", pc.tp, err)
+				return
 			}
+			c.mu.Lock()
+			pos := pc.next
+			c.mu.Unlock()
+			out[i] = PartitionLag{Topic: pc.tp.Topic, Partition: pc.tp.Partition, Position: pos,
+				LogStart: offs.LogStart, HighWatermark: offs.HighWatermark,
+				Lag: max(offs.HighWatermark-max(pos, offs.LogStart), 0), AtEnd: pos >= offs.HighWatermark}
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	slices.SortFunc(out, func(a, b PartitionLag) int {
+		if a.Topic != b.Topic {
+			return strings.Compare(a.Topic, b.Topic)
 		}
-		if err == nil && offs.HighWatermark <= next {
-			t.Reset(fetchQuiet) // nothing new: keep waiting
-			continue
-		}
-		return readFailure{err: fmt.Errorf("no records for %v while the partition has more", fetchQuiet)}
-	}
-}
-
-// missingError checks, for a read that got nothing for a while, whether the
-// batch after the last one it got can be read at all: an ErrCorruptMessage naming
-// the offsets, the stream sequences and the node when it cannot (the store lost
-// them, as when a block file is cut short), else nil.
-func (r *partRead) missingError(ctx context.Context, next int64, st partition.StreamState) error {
-	r.mu.Lock()
-	after := r.lastStream
-	r.mu.Unlock()
-	after = max(after, st.FirstSeq-1) // retention or a trim removed the head
-	if after >= st.LastSeq {
-		return nil
-	}
-	m, err := r.pc.reader.Get(ctx, after+1)
-	switch {
-	case errors.Is(err, semantics.ErrNoBatch):
-	case err == nil && m.Seq > after+1:
-	default:
-		return nil
-	}
-	// The head may have moved on since st was read.
-	if now, err := r.pc.reader.StreamInfo(ctx); err != nil || now.FirstSeq > after+1 {
-		return nil
-	}
-	return semantics.Errorf(semantics.ErrCorruptMessage,
-		"the records from offset %d on, stored at stream sequences %d to %d, cannot be read from node %s: its stored data is damaged; read from a healthy replica or restore the partition",
-		next, after+1, st.LastSeq, r.pc.leader(ctx))
-}
-
-// stop ends the read's hand-overs and returns the offset after the last record
-// handed to Poll. The read's ctx must have ended, so a hand-over in progress gives up.
-func (r *partRead) stop() int64 {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.stopped = true
-	return r.next
+		return cmp.Compare(a.Partition, b.Partition)
+	})
+	return out, nil
 }

@@ -4,129 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/qxd-io/qxd/groups"
 	"github.com/qxd-io/qxd/semantics"
 )
-
-// The group defaults, in one place.
-const (
-	DefaultSessionTimeout     = 10 * time.Second
-	DefaultRebalanceTimeout   = 30 * time.Second
-	DefaultAutoCommitInterval = 5 * time.Second
-)
-
-type groupConfig struct {
-	id                 string
-	instanceID         string
-	sessionTimeout     time.Duration
-	rebalanceTimeout   time.Duration
-	heartbeatInterval  time.Duration
-	assignors          []string
-	autoCommit         bool
-	autoCommitSet      bool
-	autoCommitInterval time.Duration
-	onAssigned         func(context.Context, []TopicPartition)
-	onRevoked          func(context.Context, []TopicPartition)
-	onLost             func(context.Context, []TopicPartition)
-}
-
-// Group makes the consumer a member of consumer group id: Subscribe shares the
-// topics' partitions among the group's members, and commits go to the group.
-func Group(id string) ConsumerOption { return func(c *consumerConfig) { c.group.id = id } }
-
-// InstanceID makes the member static (Kafka's group.instance.id): restarted within
-// its session timeout, it gets its partitions back without a rebalance.
-func InstanceID(id string) ConsumerOption {
-	return func(c *consumerConfig) { c.group.instanceID = id }
-}
-
-// SessionTimeout is how long the coordinator waits for a silent member before giving
-// its partitions to others; the member itself stops delivering records a little
-// before that. Default 10s.
-func SessionTimeout(d time.Duration) ConsumerOption {
-	return func(c *consumerConfig) { c.group.sessionTimeout = d }
-}
-
-// RebalanceTimeout is how long a rebalance waits for members to rejoin. Default 30s.
-func RebalanceTimeout(d time.Duration) ConsumerOption {
-	return func(c *consumerConfig) { c.group.rebalanceTimeout = d }
-}
-
-// HeartbeatInterval is how often the member heartbeats. Default a third of the
-// session timeout.
-func HeartbeatInterval(d time.Duration) ConsumerOption {
-	return func(c *consumerConfig) { c.group.heartbeatInterval = d }
-}
-
-// Assignors lists the partition assignors the member supports, preferred first:
-// "range" (default), "roundrobin", "sticky".
-func Assignors(names ...string) ConsumerOption {
-	return func(c *consumerConfig) { c.group.assignors = names }
-}
-
-// AutoCommit commits, every interval and before partitions are revoked, the
-// positions the application is done with: everything returned by Polls before its
-// latest Poll call, as Kafka's auto-commit does; Close commits everything Poll
-// returned. Records are never committed before Poll returned them, so a crash can
-// repeat records but not lose them. Default on, every 5s; AutoCommit(0) turns it off.
-func AutoCommit(interval time.Duration) ConsumerOption {
-	return func(c *consumerConfig) {
-		c.group.autoCommit = interval > 0
-		c.group.autoCommitSet = true
-		c.group.autoCommitInterval = interval
-	}
-}
-
-// OnAssigned is called with the partitions a new generation gives the member, before
-// Poll returns any of their records. It runs on the member's own goroutine.
-func OnAssigned(f func(context.Context, []TopicPartition)) ConsumerOption {
-	return func(c *consumerConfig) { c.group.onAssigned = f }
-}
-
-// OnRevoked is called with the member's partitions before it gives them up in a
-// rebalance, while it can still commit them (Commit works inside the callback). It
-// runs on the member's own goroutine, beside the application's Poll loop: guard
-// state they share.
-func OnRevoked(f func(context.Context, []TopicPartition)) ConsumerOption {
-	return func(c *consumerConfig) { c.group.onRevoked = f }
-}
-
-// OnLost is called when the member lost its partitions without a chance to commit
-// (its session ran out, or it was removed from the group). Default: OnRevoked.
-func OnLost(f func(context.Context, []TopicPartition)) ConsumerOption {
-	return func(c *consumerConfig) { c.group.onLost = f }
-}
-
-func (g *groupConfig) defaults() error {
-	if g.sessionTimeout == 0 {
-		g.sessionTimeout = DefaultSessionTimeout
-	}
-	if g.rebalanceTimeout == 0 {
-		g.rebalanceTimeout = DefaultRebalanceTimeout
-	}
-	if g.heartbeatInterval == 0 {
-		g.heartbeatInterval = g.sessionTimeout / 3
-	}
-	if len(g.assignors) == 0 {
-		g.assignors = []string{groups.DefaultAssignor}
-	}
-	if g.onLost == nil {
-		g.onLost = g.onRevoked
-	}
-	for _, a := range g.assignors {
-		if _, err := groups.AssignorByName(a); err != nil {
-			return semantics.Errorf(semantics.ErrInvalidConfig, "%v", err)
-		}
-	}
-	if g.heartbeatInterval >= g.sessionTimeout {
-		return semantics.Errorf(semantics.ErrInvalidConfig, "heartbeat interval %v must be below the session timeout %v", g.heartbeatInterval, g.sessionTimeout)
-	}
-	return semantics.ValidateGroupID(g.id)
-}
 
 // member is the consumer's side of its group: join, sync, heartbeat, commit.
 type member struct {
@@ -136,6 +20,10 @@ type member struct {
 	topics []string
 	cancel context.CancelFunc
 	done   chan struct{}
+	polled chan struct{} // a Poll started: a member that left for not polling rejoins
+
+	stopOnce  sync.Once
+	stopAfter func() bool // stops the subscription context's watch; guarded by c.mu
 
 	// Guarded by c.mu.
 	memberID   string
@@ -146,6 +34,7 @@ type member struct {
 	leaseLost  bool      // Poll dropped the partitions because the lease ran out
 	fatal      error
 	committed  map[TopicPartition]int64
+	lastPoll   time.Time // when the application last called Poll
 
 	// testPauseHeartbeats cuts the member off from its coordinator (no heartbeats,
 	// no rejoin) while it keeps polling, for fencing tests.
@@ -158,18 +47,17 @@ func (m *member) cutOff() bool {
 	return m.testPauseHeartbeats
 }
 
-// ErrNotInGroup is returned by group operations on a consumer without a group.
-var ErrNotInGroup = errors.New("qxd: the consumer has no group: create it with qxd.Group(id)")
-
 // Subscribe joins the consumer's group for topics; the coordinator's rebalances decide
 // which partitions Poll returns. Subscribe returns at once; the first assignment
 // arrives in the background (see OnAssigned). Calling it again changes the topics.
+//
+// ctx bounds the membership: when it ends, the member commits (with auto-commit)
+// what Poll returned and leaves the group, as Close does, and Poll returns an error
+// wrapping ctx's until Subscribe is called again. A member whose application stops
+// calling Poll leaves the group after MaxPollInterval.
 func (c *Consumer) Subscribe(ctx context.Context, topics ...string) error {
 	if c.cfg.group.id == "" {
 		return ErrNotInGroup
-	}
-	if err := c.cfg.group.defaults(); err != nil {
-		return err
 	}
 	if len(topics) == 0 {
 		return semantics.Errorf(semantics.ErrInvalidRequest, "subscribe to group %q: no topics given", c.cfg.group.id)
@@ -201,14 +89,75 @@ func (c *Consumer) Subscribe(ctx context.Context, topics ...string) error {
 		memberID = old.memberID
 		c.mu.Unlock()
 	}
-	m := &member{c: c, cfg: c.cfg.group, topics: topics, done: make(chan struct{}), memberID: memberID, committed: map[TopicPartition]int64{}}
+	m := &member{c: c, cfg: c.cfg.group, topics: topics, done: make(chan struct{}), polled: make(chan struct{}, 1),
+		memberID: memberID, committed: map[TopicPartition]int64{}, lastPoll: time.Now()}
 	mctx, cancel := context.WithCancel(context.Background())
 	m.cancel = cancel
 	c.mu.Lock()
 	c.member = m
 	c.mu.Unlock()
 	go m.run(mctx)
+	stopAfter := context.AfterFunc(ctx, func() { m.endSubscription(ctx) })
+	c.mu.Lock()
+	m.stopAfter = stopAfter
+	c.mu.Unlock()
 	return nil
+}
+
+// endSubscription ends the membership when the context given to Subscribe ends.
+func (m *member) endSubscription(sub context.Context) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(sub), consumerCloseTimeout)
+	defer cancel()
+	m.stop(ctx, true)
+	c := m.c
+	c.mu.Lock()
+	if m.fatal == nil {
+		m.fatal = fmt.Errorf("group %q: the member left the group: the context given to Subscribe ended (%w): call Subscribe again to rejoin",
+			m.cfg.id, context.Cause(sub))
+	}
+	c.mu.Unlock()
+	c.wake()
+}
+
+// errPollTimeout ends a generation whose member left the group because the
+// application did not call Poll within the max poll interval.
+var errPollTimeout = errors.New("the application did not poll within the max poll interval")
+
+// pollStartedLocked records that the application called Poll. Called with c.mu
+// held.
+func (m *member) pollStartedLocked(now time.Time) {
+	m.lastPoll = now
+	select {
+	case m.polled <- struct{}{}:
+	default:
+	}
+}
+
+// leaveUntilPoll leaves the group after the application stopped polling, and
+// waits for its next Poll (or ctx's end) to join again.
+func (m *member) leaveUntilPoll(ctx context.Context) {
+	c := m.c
+	c.mu.Lock()
+	req := groups.LeaveRequest{Group: m.cfg.id, MemberID: m.memberID, InstanceID: m.cfg.instanceID,
+		KeepMembership: m.cfg.instanceID != ""}
+	left := time.Now()
+	polledSince := m.lastPoll.After(left)
+	m.memberID = ""
+	c.mu.Unlock()
+	c.c.log.Warn("group member left the group: the application did not poll within the max poll interval",
+		"group", m.cfg.id, "member", req.MemberID, "err", fmt.Sprintf("max poll interval %v", m.cfg.maxPollInterval))
+	if req.MemberID != "" {
+		lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		_, _ = c.c.groupRequest(lctx, semantics.GroupLeave, req, 5*time.Second)
+		cancel()
+	}
+	if polledSince {
+		return
+	}
+	select {
+	case <-m.polled:
+	case <-ctx.Done():
+	}
 }
 
 // run is the member's life: join, sync, heartbeat until the group rebalances, repeat.
@@ -217,6 +166,10 @@ func (m *member) run(ctx context.Context) {
 	backoff := 50 * time.Millisecond
 	for ctx.Err() == nil {
 		err := m.generationLoop(ctx)
+		if errors.Is(err, errPollTimeout) {
+			m.leaveUntilPoll(ctx)
+			err = nil
+		}
 		if err == nil || ctx.Err() != nil {
 			backoff = 50 * time.Millisecond
 			continue
@@ -264,7 +217,7 @@ func (m *member) generationLoop(ctx context.Context) error {
 	memberID := m.memberID
 	c.mu.Unlock()
 	md := groups.EncodeMetadata(groups.ConsumerMetadata{Topics: m.topics, Owned: owned, Generation: gen})
-	req := groups.JoinRequest{Group: m.cfg.id, MemberID: memberID, InstanceID: m.cfg.instanceID, ClientID: clientID(),
+	req := groups.JoinRequest{Group: m.cfg.id, MemberID: memberID, InstanceID: m.cfg.instanceID, ClientID: c.c.cfg.clientID,
 		SessionTimeout: m.cfg.sessionTimeout, RebalanceTimeout: m.cfg.rebalanceTimeout, ProtocolType: groups.ConsumerProtocolType}
 	for _, a := range m.cfg.assignors {
 		req.Protocols = append(req.Protocols, groups.Protocol{Name: a, Metadata: md})
@@ -408,6 +361,13 @@ func (m *member) heartbeat(ctx context.Context) error {
 		case <-hb.C:
 		}
 		c.mu.Lock()
+		idle := time.Since(m.lastPoll)
+		c.mu.Unlock()
+		if idle > m.cfg.maxPollInterval {
+			m.revoke(ctx, false)
+			return errPollTimeout
+		}
+		c.mu.Lock()
 		paused := m.testPauseHeartbeats
 		req := groups.HeartbeatRequest{Group: m.cfg.id, MemberID: m.memberID, InstanceID: m.cfg.instanceID, Generation: m.generation}
 		leaseEnd := m.leaseEnd
@@ -464,6 +424,9 @@ func (m *member) revokeFinal(ctx context.Context, commit, closing bool) {
 	tps := slices.Clone(m.assigned)
 	c.mu.Unlock()
 	if commit && len(tps) > 0 {
+		if !closing {
+			m.waitAllowRebalance(ctx)
+		}
 		if m.cfg.autoCommit {
 			if err := m.commitPositions(ctx, closing); err != nil {
 				c.c.log.Debug("commit before revoke failed", "group", m.cfg.id, "err", err)
@@ -484,22 +447,84 @@ func (m *member) revokeFinal(ctx context.Context, commit, closing bool) {
 	c.mu.Unlock()
 }
 
+// waitAllowRebalance waits, with BlockRebalanceOnPoll, until the application allows
+// the rebalance (AllowRebalance) after the records Poll returned it, at most the
+// rebalance timeout; it heartbeats meanwhile, so the session lasts.
+func (m *member) waitAllowRebalance(ctx context.Context) {
+	if !m.cfg.blockRebalance {
+		return
+	}
+	c := m.c
+	c.mu.Lock()
+	allowed := c.rebalanceAllowed
+	c.mu.Unlock()
+	if allowed == nil {
+		return
+	}
+	limit := time.NewTimer(m.cfg.rebalanceTimeout)
+	defer limit.Stop()
+	hb := time.NewTicker(m.cfg.heartbeatInterval)
+	defer hb.Stop()
+	for {
+		select {
+		case <-allowed:
+			return
+		case <-ctx.Done():
+			return
+		case <-limit.C:
+			c.c.log.Warn("rebalance went ahead without AllowRebalance after the rebalance timeout",
+				"group", m.cfg.id, "err", fmt.Sprintf("rebalance timeout %v", m.cfg.rebalanceTimeout))
+			return
+		case <-hb.C:
+			c.mu.Lock()
+			req := groups.HeartbeatRequest{Group: m.cfg.id, MemberID: m.memberID, InstanceID: m.cfg.instanceID, Generation: m.generation}
+			c.mu.Unlock()
+			_, _ = c.c.groupRequest(ctx, semantics.GroupHeartbeat, req, m.cfg.heartbeatInterval)
+		}
+	}
+}
+
+// AllowRebalance lets a rebalance held by BlockRebalanceOnPoll go ahead: the
+// application is done with the records Poll returned (and has committed or marked
+// them as it wants). Without BlockRebalanceOnPoll it does nothing.
+func (c *Consumer) AllowRebalance() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.rebalanceAllowed != nil {
+		close(c.rebalanceAllowed)
+		c.rebalanceAllowed = nil
+	}
+}
+
+// blockRebalanceLocked holds rebalances after Poll returned records, with
+// BlockRebalanceOnPoll, until AllowRebalance.
+func (c *Consumer) blockRebalanceLocked() {
+	if c.cfg.group.blockRebalance && c.member != nil && c.rebalanceAllowed == nil {
+		c.rebalanceAllowed = make(chan struct{})
+	}
+}
+
 // commitPositions commits the positions of the assigned partitions that moved: with
 // all, everything Poll returned (on Close: the application is done); otherwise what
 // the application was done with when it last called Poll (auto-commit, and before a
-// rebalance, which run beside the application's processing).
+// rebalance, which run beside the application's processing). With AutoCommitMarks,
+// only what the application marked (MarkCommitRecords), whatever all says.
 func (m *member) commitPositions(ctx context.Context, all bool) error {
 	c := m.c
 	c.mu.Lock()
-	o := map[TopicPartition]int64{}
+	o := map[TopicPartition]OffsetAndMetadata{}
 	for _, tp := range m.assigned {
 		pc, ok := c.parts[tp]
 		switch {
 		case !ok:
+		case m.cfg.autoCommitMarks:
+			if pc.hasMarked && m.committed[tp] != pc.marked {
+				o[tp] = OffsetAndMetadata{Offset: pc.marked}
+			}
 		case all && pc.delivered && m.committed[tp] != pc.next:
-			o[tp] = pc.next
+			o[tp] = OffsetAndMetadata{Offset: pc.next}
 		case !all && pc.hasConsumed && m.committed[tp] != pc.consumed:
-			o[tp] = pc.consumed
+			o[tp] = OffsetAndMetadata{Offset: pc.consumed}
 		}
 	}
 	c.mu.Unlock()
@@ -509,33 +534,19 @@ func (m *member) commitPositions(ctx context.Context, all bool) error {
 	return m.commit(ctx, o)
 }
 
-func (m *member) commit(ctx context.Context, o map[TopicPartition]int64) error {
-	c := m.c
-	if m.cutOff() {
-		return semantics.Errorf(semantics.ErrCoordinatorNotAvailable, "group %q: cut off from the coordinator (test)", m.cfg.id)
-	}
-	c.mu.Lock()
-	req := groups.CommitRequest{Group: m.cfg.id, MemberID: m.memberID, InstanceID: m.cfg.instanceID, Generation: m.generation,
-		Offsets: c.offsetEntriesLocked(o)}
-	stable := m.stable
-	c.mu.Unlock()
-	if !stable {
-		return semantics.Errorf(semantics.ErrRebalanceInProgress, "group %q: no assignment right now; commit after the next one", m.cfg.id)
-	}
-	if _, err := c.c.groupRequestRetry(ctx, semantics.GroupCommit, req, c.c.cfg.reqTimeout); err != nil {
-		return fmt.Errorf("commit group %q: %w", m.cfg.id, err)
-	}
-	c.mu.Lock()
-	for tp, off := range o {
-		m.committed[tp] = off
-	}
-	c.mu.Unlock()
-	return nil
-}
-
 // stop ends the member: a final commit, then it leaves the group (a static member
 // only gives up its lease, so a restart gets its partitions back).
 func (m *member) stop(ctx context.Context, leave bool) {
+	m.stopOnce.Do(func() { m.stopNow(ctx, leave) })
+}
+
+func (m *member) stopNow(ctx context.Context, leave bool) {
+	m.c.mu.Lock()
+	stopAfter := m.stopAfter
+	m.c.mu.Unlock()
+	if stopAfter != nil {
+		stopAfter()
+	}
 	m.cancel()
 	<-m.done
 	c := m.c
@@ -548,86 +559,6 @@ func (m *member) stop(ctx context.Context, leave bool) {
 	if has && leave {
 		_, _ = c.c.groupRequest(ctx, semantics.GroupLeave, req, 5*time.Second)
 	}
-}
-
-func clientID() string {
-	h, _ := os.Hostname()
-	if h == "" {
-		return "qxd"
-	}
-	return "qxd-" + h
-}
-
-// Commit commits the positions Poll has returned for every assigned partition: the
-// group resumes there after a rebalance or a restart.
-func (c *Consumer) Commit(ctx context.Context) error {
-	c.mu.Lock()
-	m := c.member
-	o := map[TopicPartition]int64{}
-	for tp, pc := range c.parts {
-		if pc.delivered {
-			o[tp] = pc.next
-		}
-	}
-	c.mu.Unlock()
-	if m == nil {
-		return c.commitStandalone(ctx, o)
-	}
-	if len(o) == 0 {
-		return nil
-	}
-	return m.commit(ctx, o)
-}
-
-// CommitOffsets commits the given next offsets.
-func (c *Consumer) CommitOffsets(ctx context.Context, offsets map[TopicPartition]int64) error {
-	c.mu.Lock()
-	m := c.member
-	c.mu.Unlock()
-	if m == nil {
-		return c.commitStandalone(ctx, offsets)
-	}
-	return m.commit(ctx, offsets)
-}
-
-// CommitAsync commits like Commit without waiting; cb (if not nil) gets the result.
-func (c *Consumer) CommitAsync(cb func(error)) {
-	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), c.c.cfg.reqTimeout)
-		defer cancel()
-		err := c.Commit(ctx)
-		if cb != nil {
-			cb(err)
-		}
-	}()
-}
-
-// commitStandalone commits for an assign-mode consumer with a group: allowed while the
-// group has no active members, as Kafka allows.
-func (c *Consumer) commitStandalone(ctx context.Context, o map[TopicPartition]int64) error {
-	if c.cfg.group.id == "" {
-		return ErrNotInGroup
-	}
-	c.mu.Lock()
-	req := groups.CommitRequest{Group: c.cfg.group.id, Generation: -1, Offsets: c.offsetEntriesLocked(o)}
-	c.mu.Unlock()
-	_, err := c.c.groupRequestRetry(ctx, semantics.GroupCommit, req, c.c.cfg.reqTimeout)
-	return err
-}
-
-// offsetEntriesLocked puts offsets in their wire form, each with the id of the topic
-// its partition is read from, if it is: the coordinator refuses a commit of a topic
-// that was deleted and created again since.
-func (c *Consumer) offsetEntriesLocked(o map[TopicPartition]int64) []semantics.OffsetEntry {
-	out := make([]semantics.OffsetEntry, 0, len(o))
-	for tp, off := range o {
-		e := semantics.OffsetEntry{Topic: tp.Topic, Partition: tp.Partition, Offset: off}
-		if pc, ok := c.parts[tp]; ok {
-			e.TopicID = pc.meta.ID
-		}
-		out = append(out, e)
-	}
-	return out
 }
 
 // Generation returns the member's group generation and member id (0 and "" before the

@@ -46,8 +46,8 @@ func TestConsumerPollMixedBatches(t *testing.T) {
 	}
 
 	const maxPoll = 1000
-	cons := c.NewConsumer(qxd.MaxPollRecords(maxPoll))
-	defer cons.Close()
+	cons := qxdtest.NewConsumer(t, c, qxd.MaxPollRecords(maxPoll))
+	defer cons.Close(context.Background())
 	var as []qxd.Assignment
 	for part := range int32(parts) {
 		as = append(as, qxd.Assignment{Topic: "mixed", Partition: part, Offset: qxd.AtStart()})
@@ -126,8 +126,8 @@ func TestConsumerReadRecoversWhenReadsCanStartAgain(t *testing.T) {
 		return names
 	}
 
-	cons := c.NewConsumer()
-	defer cons.Close()
+	cons := qxdtest.NewConsumer(t, c)
+	defer cons.Close(context.Background())
 	if err := cons.Assign(ctx, qxd.Assignment{Topic: "refusing", Offset: qxd.AtStart()}); err != nil {
 		t.Fatal(err)
 	}
@@ -199,8 +199,8 @@ func TestConsumerPollDoesNotGatherFullBatches(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	cons := c.NewConsumer()
-	defer cons.Close()
+	cons := qxdtest.NewConsumer(t, c)
+	defer cons.Close(context.Background())
 	if err := cons.Assign(ctx, qxd.Assignment{Topic: "full", Offset: qxd.AtStart()}); err != nil {
 		t.Fatal(err)
 	}
@@ -249,8 +249,8 @@ func TestConsumerReadsWithoutLargeBuffers(t *testing.T) {
 	}
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
-	cons := c.NewConsumer()
-	defer cons.Close()
+	cons := qxdtest.NewConsumer(t, c)
+	defer cons.Close(context.Background())
 	if err := cons.Assign(ctx, as...); err != nil {
 		t.Fatal(err)
 	}

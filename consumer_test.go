@@ -1,6 +1,7 @@
 package qxd_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"sync"
@@ -58,8 +59,8 @@ func TestConsumerStartPositions(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx := qxdtest.Context(t, 20*time.Second)
-			cons := c.NewConsumer()
-			defer cons.Close()
+			cons := qxdtest.NewConsumer(t, c)
+			defer cons.Close(context.Background())
 			if err := cons.Assign(ctx, qxd.Assignment{Topic: "pos", Offset: tc.off}); err != nil {
 				t.Fatal(err)
 			}
@@ -78,8 +79,8 @@ func TestConsumerStartPositions(t *testing.T) {
 
 	t.Run("end waits for new records", func(t *testing.T) {
 		ctx := qxdtest.Context(t, 20*time.Second)
-		cons := c.NewConsumer()
-		defer cons.Close()
+		cons := qxdtest.NewConsumer(t, c)
+		defer cons.Close(context.Background())
 		if err := cons.Assign(ctx, qxd.Assignment{Topic: "pos", Offset: qxd.AtEnd()}); err != nil {
 			t.Fatal(err)
 		}
@@ -103,14 +104,14 @@ func TestConsumerStartPositions(t *testing.T) {
 			policy qxd.ResetPolicy
 			want   int64
 		}{{qxd.ResetEarliest, 0}, {qxd.ResetLatest, 101}} {
-			cons := c.NewConsumer(qxd.WithResetPolicy(tc.policy))
+			cons := qxdtest.NewConsumer(t, c, qxd.WithResetPolicy(tc.policy))
 			if err := cons.Assign(ctx, qxd.Assignment{Topic: "pos", Offset: qxd.At(5000)}); err != nil {
 				t.Fatal(err)
 			}
 			if pos, _ := cons.Position("pos", 0); pos != tc.want {
 				t.Errorf("policy %d: position %d, want %d", tc.policy, pos, tc.want)
 			}
-			cons.Close()
+			cons.Close(context.Background())
 		}
 	})
 }
@@ -122,8 +123,8 @@ func TestConsumerSeekPauseResume(t *testing.T) {
 	ctx := qxdtest.Context(t, 30*time.Second)
 	qxdtest.CreateTopic(t, c, "sp", qxd.TopicConfig{Partitions: 2})
 	fill(t, c, "sp", 50, 10)
-	cons := c.NewConsumer(qxd.MaxPollRecords(5))
-	defer cons.Close()
+	cons := qxdtest.NewConsumer(t, c, qxd.MaxPollRecords(5))
+	defer cons.Close(context.Background())
 	if err := cons.Assign(ctx, qxd.Assignment{Topic: "sp", Partition: 0}, qxd.Assignment{Topic: "sp", Partition: 1}); err != nil {
 		t.Fatal(err)
 	}
@@ -213,8 +214,8 @@ func TestProducerOptions(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	cons := c.NewConsumer()
-	defer cons.Close()
+	cons := qxdtest.NewConsumer(t, c)
+	defer cons.Close(context.Background())
 	cons.Assign(ctx, qxd.Assignment{Topic: "opts", Partition: 0}, qxd.Assignment{Topic: "opts", Partition: 1}, qxd.Assignment{Topic: "opts", Partition: 2})
 	perCase := map[string]int{}
 	for got := 0; got < total; {
@@ -266,8 +267,8 @@ func TestConcurrentProducersDenseOffsets(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	cons := c.NewConsumer()
-	defer cons.Close()
+	cons := qxdtest.NewConsumer(t, c)
+	defer cons.Close(context.Background())
 	cons.Assign(ctx, qxd.Assignment{Topic: "busy", Partition: 0}, qxd.Assignment{Topic: "busy", Partition: 1})
 	next := map[int32]int64{}
 	last := map[string]int{}

@@ -8,10 +8,19 @@
 //	p, err := c.NewProducer()
 //	err = p.ProduceSync(ctx, &qxd.Record{Topic: "orders", Key: []byte("k"), Value: []byte("v")})
 //
-//	cons := c.NewConsumer(qxd.Group("billing"))
+//	cons, err := c.NewConsumer(qxd.Group("billing"))
 //	err = cons.Subscribe(ctx, "orders")
 //	recs, err := cons.Poll(ctx)
 //
-// Errors wrap the sentinels of package semantics, re-exported here (ErrUnknownTopic,
-// ErrOffsetOutOfRange, ...): compare with errors.Is.
+// Errors wrap the sentinels in errors.go: the SDK's own (ErrProducerClosed, ...)
+// and Kafka's error codes re-exported from package semantics (ErrUnknownTopic,
+// ErrOffsetOutOfRange, ...): compare with errors.Is, and ask IsRetriable whether
+// trying again may help.
+//
+// The SDK's files by role: client*.go (connection, options, credentials,
+// authorization), producer.go and producer_options.go (API, buffer, options) over
+// producer_partition.go (the per-partition sink), consumer.go and
+// consumer_options.go (API, options) over consumer_source.go (the per-partition
+// source: start positions and fetching) and consumer_group.go (group
+// membership), admin*.go, and start_position.go (Offset, ResetPolicy).
 package qxd

@@ -43,8 +43,11 @@ func Example() {
 	}
 	fmt.Printf("key user-7 is on partition %d (as Kafka's Java client would place it)\n", recs[0].Partition)
 
-	consumer := client.NewConsumer()
-	defer consumer.Close()
+	consumer, err := client.NewConsumer()
+	if err != nil {
+		panic(err)
+	}
+	defer consumer.Close(ctx)
 	consumer.Assign(ctx, qxd.Assignment{Topic: "clicks", Partition: recs[0].Partition, Offset: qxd.At(2)})
 	got, _ := consumer.Poll(ctx)
 	for _, r := range got {

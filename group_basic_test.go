@@ -32,8 +32,8 @@ func TestGroupBasic(t *testing.T) {
 	owners := map[int32]map[string]bool{}
 	var wg sync.WaitGroup
 	for i := 0; i < 3; i++ {
-		cons := c.NewConsumer(qxd.Group("grp"), qxd.SessionTimeout(2*time.Second))
-		defer cons.Close()
+		cons := qxdtest.NewConsumer(t, c, qxd.Group("grp"), qxd.SessionTimeout(2*time.Second))
+		defer cons.Close(context.Background())
 		if err := cons.Subscribe(ctx, "g1"); err != nil {
 			t.Fatal(err)
 		}

@@ -1,6 +1,7 @@
 package qxd_test
 
 import (
+	"context"
 	"errors"
 	"strings"
 	"testing"
@@ -27,8 +28,8 @@ func TestCommitOfRecreatedTopicRefused(t *testing.T) {
 	if err := p.ProduceSync(ctx, &qxd.Record{Topic: "re", Value: []byte("a")}, &qxd.Record{Topic: "re", Value: []byte("b")}); err != nil {
 		t.Fatal(err)
 	}
-	cons := c.NewConsumer(qxd.Group("g"))
-	defer cons.Close()
+	cons := qxdtest.NewConsumer(t, c, qxd.Group("g"))
+	defer cons.Close(context.Background())
 	if err := cons.Assign(ctx, qxd.Assignment{Topic: "re", Partition: 0, Offset: qxd.AtStart()}); err != nil {
 		t.Fatal(err)
 	}

@@ -67,9 +67,13 @@ func (c *Client) SubscribeHandler(ctx context.Context, group, topic string, h na
 	}
 	all := append([]ConsumerOption{}, opts...)
 	all = append(all, Group(group), AutoCommit(0))
-	cons := c.NewConsumer(all...)
-	if err := cons.Subscribe(ctx, topic); err != nil {
-		cons.Close()
+	cons, err := c.NewConsumer(all...)
+	if err != nil {
+		return nil, fmt.Errorf("subscribe handler to topic %q in group %q: %w", topic, group, err)
+	}
+	// The subscription lasts until Close, not until ctx ends.
+	if err := cons.Subscribe(context.WithoutCancel(ctx), topic); err != nil {
+		cons.Close(ctx)
 		return nil, fmt.Errorf("subscribe handler to topic %q in group %q: %w", topic, group, err)
 	}
 	lctx, cancel := context.WithCancel(context.Background())
@@ -140,10 +144,15 @@ func (s *HandlerSubscription) Err() error {
 	return s.err
 }
 
+// handlerCloseTimeout bounds HandlerSubscription.Close's commit and leave.
+const handlerCloseTimeout = 10 * time.Second
+
 // Close stops calling the handler (after the call in progress), commits what it
-// handled and leaves the group. It is idempotent.
+// handled and leaves the group, within 10s. It is idempotent.
 func (s *HandlerSubscription) Close() error {
 	s.cancel()
 	<-s.done
-	return s.cons.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), handlerCloseTimeout)
+	defer cancel()
+	return s.cons.Close(ctx)
 }

@@ -55,8 +55,8 @@ func TestProduceConsumeKeyed(t *testing.T) {
 		perPart[r.Partition]++
 	}
 
-	cons := c.NewConsumer()
-	defer cons.Close()
+	cons := qxdtest.NewConsumer(t, c)
+	defer cons.Close(context.Background())
 	var as []qxd.Assignment
 	for i := int32(0); i < parts; i++ {
 		as = append(as, qxd.Assignment{Topic: "orders.eu", Partition: i, Offset: qxd.AtStart()})

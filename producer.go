@@ -7,6 +7,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -29,7 +30,8 @@ type Producer struct {
 	inbox string
 	sub   *nats.Subscription
 
-	mu     sync.Mutex                                // serialises changes to topics
+	mu     sync.Mutex                                // serialises changes to topics and loads
+	loads  map[string]*topicLoad                     // topics whose metadata is being read
 	topics atomic.Pointer[map[string]*topicProducer] // copied on change: read without a lock
 	closed atomic.Bool
 
@@ -65,7 +67,7 @@ func (c *Client) NewProducer(opts ...ProducerOption) (*Producer, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, fmt.Errorf("producer: %w", err)
 	}
-	p := &Producer{c: c, cfg: cfg, reqs: map[uint64]*batch{}}
+	p := &Producer{c: c, cfg: cfg, reqs: map[uint64]*batch{}, loads: map[string]*topicLoad{}}
 	p.topics.Store(&map[string]*topicProducer{})
 	p.bufCond = sync.NewCond(&p.bufMu)
 	p.ctx, p.cancel = context.WithCancel(context.Background())
@@ -79,9 +81,6 @@ func (c *Client) NewProducer(opts ...ProducerOption) (*Producer, error) {
 	return p, nil
 }
 
-// ErrProducerClosed is returned by Produce after Close.
-var ErrProducerClosed = errors.New("qxd: producer is closed")
-
 // metadataMaxAge is how often a producer rereads a topic's record, to see added
 // partitions (Kafka's metadata.max.age.ms is 5 minutes; reading a KV entry is cheap).
 const metadataMaxAge = 10 * time.Second
@@ -94,7 +93,10 @@ type topicProducer struct {
 	parts   []*partProducer
 }
 
-// topic returns name's producer state; now is the current time.
+// topic returns name's producer state; now is the current time. A topic the
+// producer has not used yet is loaded in the background (see topicLoad): topic waits
+// for it until ctx ends or the request timeout passes, and then returns a
+// *slowLoad, with which Produce parks the record until the load ends.
 func (p *Producer) topic(ctx context.Context, name string, now time.Time) (*topicProducer, error) {
 	if p.closed.Load() {
 		return nil, p.closedErr()
@@ -105,31 +107,60 @@ func (p *Producer) topic(ctx context.Context, name string, now time.Time) (*topi
 		}
 		return tp, nil
 	}
-	if err := p.c.authorizeTopic(ctx, semantics.OpProduce, name); err != nil {
-		return nil, err
-	}
-	meta, err := p.c.topic(ctx, name)
+	l, err := p.startLoad(name)
 	if err != nil {
 		return nil, err
 	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	old := *p.topics.Load()
-	if tp := old[name]; tp != nil {
-		return tp, nil
+	if l.slow.Load() && !l.answered.Load() {
+		select {
+		case <-l.done:
+		default:
+			return nil, &slowLoad{l: l} // an earlier record waited its request timeout already
+		}
 	}
+	wait := time.NewTimer(p.cfg.requestTimeout)
+	defer wait.Stop()
+	for {
+		select {
+		case <-l.done:
+			if l.err != nil {
+				return nil, l.err
+			}
+			return l.tp, nil
+		case <-ctx.Done():
+			return nil, fmt.Errorf("produce to topic %q: waiting for its metadata: %w", name, ctx.Err())
+		case <-wait.C:
+			if !l.answered.Load() {
+				l.slow.Store(true)
+				return nil, &slowLoad{l: l}
+			}
+			// A node says the topic is being created: wait for it, as Kafka's
+			// producer waits for a new topic's metadata (topicCreatingWait).
+		}
+	}
+}
+
+// newTopicProducer makes the producer state of a topic whose record was read.
+func (p *Producer) newTopicProducer(meta semantics.TopicMeta) *topicProducer {
 	tp := &topicProducer{meta: meta, part: p.cfg.newPartitioner()}
 	tp.fetched.Store(time.Now().UnixNano())
 	for i := int32(0); i < meta.Config.Partitions; i++ {
 		tp.parts = append(tp.parts, p.newPart(meta, i))
 	}
+	return tp
+}
+
+// publishTopic makes tp the producer state of its topic for Produce.
+func (p *Producer) publishTopic(tp *topicProducer) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	old := *p.topics.Load()
 	topics := make(map[string]*topicProducer, len(old)+1)
 	for k, v := range old {
 		topics[k] = v
 	}
-	topics[name] = tp
+	topics[tp.meta.Name] = tp
 	p.topics.Store(&topics)
-	return tp, nil
 }
 
 // refresh rereads tp's record and adds partitions the topic gained.
@@ -159,29 +190,80 @@ func (p *Producer) closedErr() error { return ErrProducerClosed }
 // it. cb runs on the producer's goroutine for that partition: keep it short. Produce
 // blocks while BufferBytes are in use, or while r's partition already has two full
 // batches waiting for room in flight (MaxInFlight), until ctx ends. An error
-// returned by Produce itself (unknown topic, record too large, closed producer) means
-// r was not accepted and cb will not be called.
+// returned by Produce itself (unknown topic, record too large, closed producer, ctx
+// already done) means r was not accepted and cb will not be called.
+//
+// The first record for a topic waits for the topic's metadata for at most the
+// request timeout (RequestTimeout), or while a node says the topic is being created
+// (up to 10s, then ErrTopicNotReady); if no node has answered by then, the record is
+// accepted and waits for the metadata in the background, and fails through cb with
+// ErrRecordTimeout (not sent) if none comes within the delivery timeout, or with
+// the node's answer (an unknown topic, say) when it comes.
 func (p *Producer) Produce(ctx context.Context, r *Record, cb func(*Record, error)) error {
+	return p.produce(ctx, r, cb, false)
+}
+
+// TryProduce is Produce that fails with ErrMaxBuffered instead of waiting when the
+// buffer (BufferBytes) is full or r's partition has two full batches waiting.
+func (p *Producer) TryProduce(ctx context.Context, r *Record, cb func(*Record, error)) error {
+	return p.produce(ctx, r, cb, true)
+}
+
+func (p *Producer) produce(ctx context.Context, r *Record, cb func(*Record, error), try bool) error {
 	if r.Topic == "" {
-		return semantics.Errorf(semantics.ErrInvalidTopic, "record has no topic: set Record.Topic")
+		if p.cfg.defaultTopic == "" {
+			return semantics.Errorf(semantics.ErrInvalidTopic, "record has no topic: set Record.Topic, or give the producer a DefaultTopic")
+		}
+		r.Topic = p.cfg.defaultTopic
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("produce to topic %q: %w", r.Topic, err)
 	}
 	now := r.Timestamp
 	if now.IsZero() {
 		now = time.Now()
 		r.Timestamp = now
 	}
+	var est semantics.BatchBuilder
+	size := int64(est.EncodedRecordSize(r) + semantics.BatchHeaderSize)
 	tp, err := p.topic(ctx, r.Topic, now)
+	var slow *slowLoad
+	if errors.As(err, &slow) {
+		if err := p.reserve(ctx, size, try); err != nil {
+			return err
+		}
+		slow.l.park(p, pendingRecord{r: r, cb: cb, size: size})
+		return nil
+	}
 	if err != nil {
 		return err
 	}
-	var est semantics.BatchBuilder
-	size := est.EncodedRecordSize(r) + semantics.BatchHeaderSize
+	pp, err := p.partitionFor(tp, r, size)
+	if err != nil {
+		return err
+	}
+	if try && pp.queued.Load() >= maxQueuedBatches {
+		return fmt.Errorf("%w: partition %s has %d full batches waiting to be sent", ErrMaxBuffered, pp.name, maxQueuedBatches)
+	}
+	if err := p.waitQueue(ctx, pp); err != nil {
+		return err
+	}
+	if err := p.reserve(ctx, size, try); err != nil {
+		return err
+	}
+	r.Partition = pp.partition
+	pp.append(pendingRecord{r: r, cb: cb, size: size})
+	return nil
+}
+
+// partitionFor checks r against its topic and picks its partition.
+func (p *Producer) partitionFor(tp *topicProducer, r *Record, size int64) (*partProducer, error) {
 	var part int32
 	tp.mu.Lock()
 	compact, maxBytes := tp.meta.Config.Compact, tp.meta.Config.MaxMessageBytes
 	n := int32(len(tp.parts))
 	parts := tp.parts
-	ok := !(compact && r.Key == nil) && size <= int(maxBytes)
+	ok := !(compact && r.Key == nil) && size <= int64(maxBytes)
 	switch {
 	case !ok:
 	case p.cfg.recordPartition:
@@ -196,37 +278,31 @@ func (p *Producer) Produce(ctx context.Context, r *Record, cb func(*Record, erro
 	tp.mu.Unlock()
 	switch {
 	case compact && r.Key == nil:
-		return semantics.Errorf(semantics.ErrInvalidRecord, "topic %q is compacted: every record needs a key", r.Topic)
-	case size > int(maxBytes):
-		return semantics.Errorf(semantics.ErrMessageTooLarge,
+		return nil, semantics.Errorf(semantics.ErrInvalidRecord, "topic %q is compacted: every record needs a key", r.Topic)
+	case size > int64(maxBytes):
+		return nil, semantics.Errorf(semantics.ErrMessageTooLarge,
 			"record of %d bytes is over topic %q's max message bytes (%d): send a smaller record or raise the topic's max message bytes",
 			size, r.Topic, maxBytes)
 	case part < 0 || part >= n:
-		return semantics.Errorf(semantics.ErrUnknownTopic, "topic %q has partitions 0 to %d: partition %d does not exist", r.Topic, n-1, part)
+		return nil, semantics.Errorf(semantics.ErrUnknownTopic, "topic %q has partitions 0 to %d: partition %d does not exist", r.Topic, n-1, part)
 	}
-	if err := p.waitQueue(ctx, parts[part]); err != nil {
-		return err
-	}
-	if err := p.reserve(ctx, int64(size)); err != nil {
-		return err
-	}
-	r.Partition = part
-	parts[part].append(pendingRecord{r: r, cb: cb, size: int64(size)})
-	return nil
+	return parts[part], nil
 }
 
 // ProduceSync produces records and waits for all of them. Each record's Partition and
-// Offset are set on success; the error joins every record's failure.
+// Offset are set on success. When some fail, the error is a *ProduceError listing
+// each failed record with its error (errors.Is matches any of them); when ctx ends
+// first, ctx's error.
 func (p *Producer) ProduceSync(ctx context.Context, rs ...*Record) error {
 	var wg sync.WaitGroup
 	var mu sync.Mutex
-	var errs []error
+	var failed []RecordError
 	for _, r := range rs {
 		wg.Add(1)
 		err := p.Produce(ctx, r, func(r *Record, err error) {
 			if err != nil {
 				mu.Lock()
-				errs = append(errs, err)
+				failed = append(failed, RecordError{Record: r, Err: err})
 				mu.Unlock()
 			}
 			wg.Done()
@@ -234,7 +310,7 @@ func (p *Producer) ProduceSync(ctx context.Context, rs ...*Record) error {
 		if err != nil {
 			wg.Done()
 			mu.Lock()
-			errs = append(errs, err)
+			failed = append(failed, RecordError{Record: r, Err: err})
 			mu.Unlock()
 		}
 	}
@@ -246,7 +322,52 @@ func (p *Producer) ProduceSync(ctx context.Context, rs ...*Record) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-	return errors.Join(errs...)
+	if len(failed) == 0 {
+		return nil
+	}
+	return &ProduceError{Failed: failed, Total: len(rs)}
+}
+
+// RecordError is one record that failed and why.
+type RecordError struct {
+	Record *Record
+	Err    error
+}
+
+// ProduceError is ProduceSync's error when records failed: each failed record with
+// its error, in the order the results came. Unwrap returns the records' errors, so
+// errors.Is(err, qxd.ErrRecordTimeout) asks whether any failed so.
+type ProduceError struct {
+	Failed []RecordError
+	Total  int // records given to ProduceSync
+}
+
+func (e *ProduceError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "produce: %d of %d records failed", len(e.Failed), e.Total)
+	seen := map[string]bool{}
+	for _, f := range e.Failed {
+		msg := f.Err.Error()
+		if seen[msg] {
+			continue
+		}
+		if len(seen) == 3 {
+			b.WriteString("; …")
+			break
+		}
+		seen[msg] = true
+		fmt.Fprintf(&b, "; %s", msg)
+	}
+	return b.String()
+}
+
+// Unwrap returns the failed records' errors.
+func (e *ProduceError) Unwrap() []error {
+	errs := make([]error, len(e.Failed))
+	for i, f := range e.Failed {
+		errs[i] = f.Err
+	}
+	return errs
 }
 
 // flushAll asks every partition to send what it has collected now.
@@ -278,7 +399,10 @@ func (p *Producer) Close(ctx context.Context) error {
 		return nil
 	}
 	err := p.Flush(ctx)
-	if p.closed.Swap(true) {
+	p.mu.Lock() // no topic load starts after this
+	wasClosed := p.closed.Swap(true)
+	p.mu.Unlock()
+	if wasClosed {
 		return nil
 	}
 	p.cancel()
@@ -291,13 +415,16 @@ func (p *Producer) Close(ctx context.Context) error {
 
 // reserve takes n bytes of the buffer for one record, waiting while it is full; a
 // record larger than the whole buffer goes when the buffer is empty.
-func (p *Producer) reserve(ctx context.Context, n int64) error {
+func (p *Producer) reserve(ctx context.Context, n int64, try bool) error {
 	if b := p.buffered.Add(n); b <= p.cfg.bufferBytes || b == n {
 		p.records.Add(1)
 		return nil
 	}
 	p.buffered.Add(-n)
 	p.wakeWaiters() // a waiter may have seen the bytes just given back
+	if try {
+		return fmt.Errorf("%w: buffer of %d bytes is full", ErrMaxBuffered, p.cfg.bufferBytes)
+	}
 	err := p.waitUntil(ctx, func() bool {
 		for {
 			b := p.buffered.Load()
@@ -352,6 +479,49 @@ func (p *Producer) waitQueue(ctx context.Context, pp *partProducer) error {
 		return fmt.Errorf("produce: partition %s has %d full batches waiting to be sent: %w", pp.name, maxQueuedBatches, err)
 	}
 	return nil
+}
+
+// BufferedRecords returns how many records were produced and have no result yet:
+// collecting, queued, in flight or waiting for their topic's metadata.
+func (p *Producer) BufferedRecords() int64 { return p.records.Load() }
+
+// BufferedBytes returns the buffer bytes (BufferBytes) those records hold.
+func (p *Producer) BufferedBytes() int64 { return p.buffered.Load() }
+
+// PurgeBuffered fails every record not yet sent with ErrPurged (they are not
+// stored) and returns how many it failed; records in flight keep their course.
+// Their callbacks run before it returns.
+func (p *Producer) PurgeBuffered() int {
+	n := 0
+	p.mu.Lock()
+	loads := make([]*topicLoad, 0, len(p.loads))
+	for _, l := range p.loads {
+		loads = append(loads, l)
+	}
+	p.mu.Unlock()
+	for _, l := range loads {
+		l.mu.Lock()
+		parked := l.parked
+		l.parked = nil
+		l.mu.Unlock()
+		for _, pr := range parked {
+			pr.r.Offset = -1
+			p.release(pr.size, 1)
+			if pr.cb != nil {
+				pr.cb(pr.r, ErrPurged)
+			}
+		}
+		n += len(parked)
+	}
+	for _, tp := range *p.topics.Load() {
+		tp.mu.Lock()
+		parts := tp.parts
+		tp.mu.Unlock()
+		for _, pp := range parts {
+			n += pp.purge()
+		}
+	}
+	return n
 }
 
 // release gives back the buffer bytes of records that finished.

@@ -154,3 +154,56 @@ func TestProducerWaitsForAStalledPartition(t *testing.T) {
 		t.Fatalf("after the restart: %d acked, %d failed, want %d acked", acked.Load(), failed.Load(), accepted+1)
 	}
 }
+
+// TestProducerControls fills a producer's buffer (records held in an open batch by a
+// long linger): BufferedRecords counts them, TryProduce fails with ErrMaxBuffered
+// instead of waiting, PurgeBuffered fails them with ErrPurged and stores nothing,
+// and a record without topic goes to DefaultTopic.
+func TestProducerControls(t *testing.T) {
+	t.Parallel()
+	n := qxdtest.StartNode(t)
+	c := qxdtest.Connect(t, n)
+	ctx := qxdtest.Context(t, 30*time.Second)
+	qxdtest.CreateTopic(t, c, "controls", qxd.TopicConfig{Partitions: 1})
+	const bufferBytes = 16 << 10
+	p, err := c.NewProducer(qxd.BufferBytes(bufferBytes), qxd.BatchBytes(bufferBytes), qxd.Linger(time.Hour),
+		qxd.DefaultTopic("controls"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close(ctx)
+	var purged atomic.Int64
+	cb := func(_ *qxd.Record, err error) {
+		if errors.Is(err, qxd.ErrPurged) {
+			purged.Add(1)
+		}
+	}
+	value := bytes.Repeat([]byte("v"), 1000)
+	accepted := 0
+	for {
+		err := p.TryProduce(ctx, &qxd.Record{Value: value}, cb)
+		if err != nil {
+			if !errors.Is(err, qxd.ErrMaxBuffered) {
+				t.Fatalf("TryProduce into a full buffer: %v, want ErrMaxBuffered", err)
+			}
+			break
+		}
+		accepted++
+		if accepted > bufferBytes/len(value) {
+			t.Fatalf("%d records of %d bytes accepted into a buffer of %d bytes", accepted, len(value), bufferBytes)
+		}
+	}
+	if got := p.BufferedRecords(); got != int64(accepted) {
+		t.Fatalf("BufferedRecords %d, want %d", got, accepted)
+	}
+	if got := p.PurgeBuffered(); got != accepted || purged.Load() != int64(accepted) || p.BufferedRecords() != 0 {
+		t.Fatalf("purged %d (%d callbacks), %d still buffered; want %d purged", got, purged.Load(), p.BufferedRecords(), accepted)
+	}
+	r := &qxd.Record{Value: []byte("after")}
+	if err := p.ProduceSync(ctx, r); err != nil {
+		t.Fatal(err)
+	}
+	if r.Topic != "controls" || r.Offset != 0 {
+		t.Fatalf("record without topic went to %s at %d, want controls at 0 (the purged ones not stored)", r.Topic, r.Offset)
+	}
+}

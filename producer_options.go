@@ -1,6 +1,7 @@
 package qxd
 
 import (
+	"fmt"
 	"time"
 
 	"github.com/qxd-io/qxd/partitioner"
@@ -72,6 +73,7 @@ type producerConfig struct {
 	deliveryTimeout time.Duration
 	bufferBytes     int64
 	retryBackoff    time.Duration
+	defaultTopic    string
 }
 
 func defaultProducerConfig() producerConfig {
@@ -150,7 +152,18 @@ func RetryBackoff(d time.Duration) ProducerOption {
 	return func(c *producerConfig) { c.retryBackoff = d }
 }
 
+// DefaultTopic is the topic of records produced without one. Default none: such
+// records are refused.
+func DefaultTopic(name string) ProducerOption {
+	return func(c *producerConfig) { c.defaultTopic = name }
+}
+
 func (c producerConfig) validate() error {
+	if c.defaultTopic != "" {
+		if err := semantics.ValidateTopicName(c.defaultTopic); err != nil {
+			return fmt.Errorf("default topic: %w", err)
+		}
+	}
 	switch {
 	case c.linger < 0:
 		return semantics.Errorf(semantics.ErrInvalidConfig, "linger %v is negative", c.linger)

@@ -2,6 +2,7 @@ package qxd
 
 import (
 	"errors"
+	"fmt"
 	"math"
 	"sync"
 	"sync/atomic"
@@ -358,8 +359,8 @@ func (pp *partProducer) sortOut(completed []*batch) (done, failed, retry []*batc
 			// be stored too: resending them under a new producer id could store them
 			// twice, so they fail with it (Kafka does the same when it bumps the
 			// epoch after a timeout).
-			b.err = semantics.Errorf(semantics.ErrTimeout,
-				"partition %s: a batch before this one timed out; this one may or may not be stored", pp.name)
+			b.err = fmt.Errorf("%w: partition %s: a batch sent before this one ran out of its delivery timeout; this one may or may not be stored",
+				ErrRecordTimeout, pp.name)
 			failed = append(failed, b)
 		case reset && !unknown:
 			retry = append(retry, b)
@@ -368,13 +369,18 @@ func (pp *partProducer) sortOut(completed []*batch) (done, failed, retry []*batc
 		case retriable(b.err) && time.Since(b.created) < pp.p.cfg.deliveryTimeout:
 			retry = append(retry, b)
 		default:
+			// A writer's refusal means not stored; anything else (a timeout, no
+			// node answering) leaves the outcome unknown.
+			outcomeUnknown := retriable(b.err)
+			if outcomeUnknown {
+				b.err = fmt.Errorf("%w: partition %s: no answer within the delivery timeout %v, so the records may or may not be stored (last error: %v)",
+					ErrRecordTimeout, pp.name, pp.p.cfg.deliveryTimeout, b.err)
+			}
 			failed = append(failed, b)
 			if pp.pid >= 0 && !reset {
 				reset = true
 				restampFrom = len(retry)
-				// A writer's refusal means not stored; anything else (a timeout, no
-				// node answering) leaves the outcome unknown.
-				unknown = retriable(b.err)
+				unknown = outcomeUnknown
 			}
 		}
 	}
@@ -473,6 +479,39 @@ func (pp *partProducer) complete(b *batch, err error) {
 	pp.p.release(b.bytes, int64(len(b.recs)))
 	putRecs(b.recs)
 	b.recs, b.bytes = nil, 0
+}
+
+// purge fails the batches that were never sent (the open one and queued ones not
+// yet built) with ErrPurged, and returns their record count. Built batches hold
+// sequence numbers the writer expects, so they stay.
+func (pp *partProducer) purge() int {
+	pp.mu.Lock()
+	var purged []*batch
+	kept := pp.queue[:0]
+	for _, b := range pp.queue {
+		if b.data == nil {
+			purged = append(purged, b)
+		} else {
+			kept = append(kept, b)
+		}
+	}
+	clear(pp.queue[len(kept):])
+	pp.queue = kept
+	pp.queued.Store(int32(len(pp.queue)))
+	if pp.open != nil {
+		purged = append(purged, pp.open)
+		pp.open = nil
+	}
+	pp.mu.Unlock()
+	n := 0
+	for _, b := range purged {
+		n += len(b.recs)
+		pp.complete(b, ErrPurged)
+	}
+	if len(purged) > 0 {
+		pp.p.wakeWaiters()
+	}
+	return n
 }
 
 // abort fails everything the partition still holds, when the producer closes.

@@ -108,8 +108,8 @@ func TestProducerRidesOutNodeRestart(t *testing.T) {
 	}
 	mu.Unlock()
 
-	cons := c.NewConsumer()
-	defer cons.Close()
+	cons := qxdtest.NewConsumer(t, c)
+	defer cons.Close(context.Background())
 	cons.Assign(ctx, qxd.Assignment{Topic: "restart", Partition: 0}, qxd.Assignment{Topic: "restart", Partition: 1}, qxd.Assignment{Topic: "restart", Partition: 2})
 	seen := map[string]int{}
 	last := map[string]int{}

@@ -181,8 +181,8 @@ func TestPermissionMatrix(t *testing.T) {
 		{
 			name: "consume", allowed: []string{"consumer"}, denied: semantics.ErrTopicAuthorizationFailed, names: "orders",
 			run: func(ctx context.Context, t *testing.T, c *qxd.Client, user string) error {
-				cons := c.NewConsumer()
-				defer cons.Close()
+				cons := qxdtest.NewConsumer(t, c)
+				defer cons.Close(context.Background())
 				if err := cons.Assign(ctx, qxd.Assignment{Topic: "orders", Partition: 0, Offset: qxd.AtStart()}); err != nil {
 					return err
 				}
@@ -198,8 +198,8 @@ func TestPermissionMatrix(t *testing.T) {
 		{
 			name: "group commit", allowed: []string{"consumer"}, denied: semantics.ErrGroupAuthorizationFailed, names: "billing",
 			run: func(ctx context.Context, t *testing.T, c *qxd.Client, user string) error {
-				cons := c.NewConsumer(qxd.Group("billing"))
-				defer cons.Close()
+				cons := qxdtest.NewConsumer(t, c, qxd.Group("billing"))
+				defer cons.Close(context.Background())
 				return cons.CommitOffsets(ctx, map[qxd.TopicPartition]int64{{Topic: "orders", Partition: 0}: 2})
 			},
 			check: func(t *testing.T) {
@@ -345,8 +345,8 @@ func TestPermissionsFollowTopics(t *testing.T) {
 		t.Fatal(err)
 	}
 	_ = p.Close(ctx)
-	cons := c.NewConsumer()
-	defer cons.Close()
+	cons := qxdtest.NewConsumer(t, c)
+	defer cons.Close(context.Background())
 	if err := cons.Assign(ctx, qxd.Assignment{Topic: "orders", Partition: 2, Offset: qxd.AtStart()}); err != nil {
 		t.Fatal(err)
 	}
@@ -552,8 +552,8 @@ func TestClusterRouteTLS(t *testing.T) {
 	}
 	_ = p.Close(ctx)
 	// The consumer's node learns of the topic from the replicated topics bucket.
-	cons := consumer.NewConsumer()
-	defer cons.Close()
+	cons := qxdtest.NewConsumer(t, consumer)
+	defer cons.Close(context.Background())
 	var aerr error
 	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
 		actx, cancel := context.WithTimeout(ctx, 7*time.Second)

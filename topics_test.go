@@ -1,6 +1,7 @@
 package qxd_test
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -71,8 +72,8 @@ func TestTopicBadInput(t *testing.T) {
 	if err := pm.Produce(ctx, &qxd.Record{Topic: "exists", Partition: 7, Value: []byte("x")}, nil); !errors.Is(err, semantics.ErrUnknownTopic) {
 		t.Errorf("produce to partition 7 of 2: %v", err)
 	}
-	cons := c.NewConsumer(qxd.WithResetPolicy(qxd.ResetNone))
-	defer cons.Close()
+	cons := qxdtest.NewConsumer(t, c, qxd.WithResetPolicy(qxd.ResetNone))
+	defer cons.Close(context.Background())
 	err = cons.Assign(ctx, qxd.Assignment{Topic: "exists", Partition: 0, Offset: qxd.At(10)})
 	if !errors.Is(err, semantics.ErrOffsetOutOfRange) || !strings.Contains(err.Error(), "high watermark 0") {
 		t.Errorf("out-of-range offset: %v", err)
@@ -214,8 +215,8 @@ func TestCompactedTopic(t *testing.T) {
 	put("carol", "1")
 	put("bob", "") // tombstone
 	latest := func() map[string]string {
-		cons := c.NewConsumer()
-		defer cons.Close()
+		cons := qxdtest.NewConsumer(t, c)
+		defer cons.Close(context.Background())
 		d, _ := c.Admin().DescribeTopic(ctx, "users")
 		if err := cons.Assign(ctx, qxd.Assignment{Topic: "users", Offset: qxd.AtStart()}); err != nil {
 			t.Fatal(err)

@@ -67,8 +67,12 @@ func (e *Env) qxdConsume(ctx context.Context, c Config, topic string, d qxd.Topi
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			cons := e.Client.NewConsumer()
-			defer cons.Close()
+			cons, err := e.Client.NewConsumer()
+			if err != nil {
+				errs[i] = err
+				return
+			}
+			defer cons.Close(context.Background())
 			if err := cons.Assign(ctx, as...); err != nil {
 				errs[i] = err
 				return
@@ -184,18 +188,21 @@ func (e *Env) qxdGroup(ctx context.Context, c Config, topic string, d qxd.TopicD
 	errs := make([]error, c.Consumers)
 	var total, bytes atomic.Int64
 	for i := range c.Consumers {
-		cons := e.Client.NewConsumer(qxd.Group(group),
+		cons, err := e.Client.NewConsumer(qxd.Group(group),
 			qxd.OnAssigned(func(_ context.Context, tps []qxd.TopicPartition) { g.assigned(i, tps, parts, c.Consumers) }),
 			qxd.OnRevoked(func(context.Context, []qxd.TopicPartition) { g.revoked(i) }),
 			qxd.OnLost(func(context.Context, []qxd.TopicPartition) { g.revoked(i) }))
+		if err != nil {
+			return nil, err
+		}
 		if err := cons.Subscribe(ctx, topic); err != nil {
-			cons.Close()
+			cons.Close(ctx)
 			return nil, err
 		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			defer cons.Close()
+			defer cons.Close(context.Background())
 			for {
 				recs, err := cons.Poll(rctx)
 				if rctx.Err() != nil {

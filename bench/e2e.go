@@ -75,16 +75,20 @@ func (e *Env) qxdE2E(ctx context.Context, c Config) (*Measure, error) {
 				as = append(as, qxd.Assignment{Topic: topic, Partition: p, Offset: qxd.AtEnd()})
 			}
 		}
-		cons := e.Client.NewConsumer()
+		cons, err := e.Client.NewConsumer()
+		if err != nil {
+			m.stop()
+			return nil, err
+		}
 		if err := cons.Assign(ctx, as...); err != nil {
-			cons.Close()
+			cons.Close(ctx)
 			m.stop()
 			return nil, err
 		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			defer cons.Close()
+			defer cons.Close(context.Background())
 			for {
 				recs, err := cons.Poll(rctx)
 				if rctx.Err() != nil {

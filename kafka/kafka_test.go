@@ -44,8 +44,7 @@ func ctxFor(t *testing.T, d time.Duration) context.Context {
 func pollSDK(t *testing.T, c *qxd.Client, topic string, partitions int32, want int) []qxd.Record {
 	t.Helper()
 	ctx := ctxFor(t, 30*time.Second)
-	cons := c.NewConsumer()
-	defer cons.Close()
+	cons := qxdtest.NewConsumer(t, c)
 	var as []qxd.Assignment
 	for p := range partitions {
 		as = append(as, qxd.Assignment{Topic: topic, Partition: p, Offset: qxd.AtStart()})

@@ -80,7 +80,7 @@ func TestThroughput(t *testing.T) {
 				}
 				produce = time.Since(start)
 				_ = p.Close(ctx)
-				cons := c.NewConsumer()
+				cons := qxdtest.NewConsumer(t, c)
 				if err := cons.Assign(ctx, qxd.Assignment{Topic: topic, Offset: qxd.AtStart()}); err != nil {
 					t.Fatal(err)
 				}
@@ -93,7 +93,7 @@ func TestThroughput(t *testing.T) {
 					got += len(rs)
 				}
 				consume = time.Since(start)
-				cons.Close()
+				cons.Close(ctx)
 			}
 			t.Logf("run %d %-5s 1 KiB x %d: produce %.1f MiB/s (%v), consume %.1f MiB/s (%v)",
 				run, door, n, mbps(produce), produce.Round(time.Millisecond), mbps(consume), consume.Round(time.Millisecond))

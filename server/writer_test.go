@@ -133,8 +133,8 @@ func TestWriterFencedByForeignAppend(t *testing.T) {
 	if got != 5 {
 		t.Fatalf("offset after reload %d, want 5", got)
 	}
-	cons := c.NewConsumer()
-	defer cons.Close()
+	cons := qxdtest.NewConsumer(t, c)
+	defer cons.Close(context.Background())
 	if err := cons.Assign(ctx, qxd.Assignment{Topic: "fence", Offset: qxd.AtStart()}); err != nil {
 		t.Fatal(err)
 	}
@@ -226,8 +226,8 @@ func TestWriterPipelineFencedAfterStaleView(t *testing.T) {
 		}
 	}
 	want := 2 + stored
-	cons := c.NewConsumer()
-	defer cons.Close()
+	cons := qxdtest.NewConsumer(t, c)
+	defer cons.Close(context.Background())
 	if err := cons.Assign(ctx, qxd.Assignment{Topic: "chain", Offset: qxd.AtStart()}); err != nil {
 		t.Fatal(err)
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"slices"
 	"strconv"
@@ -197,8 +198,11 @@ func (a *app) consumeAssigned(c *cli.Context, s consumeSettings) error {
 		}
 	}
 
-	cons := cl.NewConsumer(qxd.WithResetPolicy(s.reset))
-	defer cons.Close()
+	cons, err := cl.NewConsumer(qxd.WithResetPolicy(s.reset))
+	if err != nil {
+		return fmt.Errorf("consume %q: %w", topic, err)
+	}
+	defer cons.Close(context.Background())
 	as := make([]qxd.Assignment, 0, len(parts))
 	for _, p := range parts {
 		as = append(as, qxd.Assignment{Topic: topic, Partition: p, Offset: s.offset.in(info[p])})

@@ -50,7 +50,10 @@ func (a *app) consumeGroup(c *cli.Context, s consumeSettings) error {
 	if s.instanceID != "" {
 		opts = append(opts, qxd.InstanceID(s.instanceID))
 	}
-	cons := cl.NewConsumer(opts...)
+	cons, err := cl.NewConsumer(opts...)
+	if err != nil {
+		return fmt.Errorf("consume %q with group %s: %w", s.topic, s.group, err)
+	}
 	w.cons = cons // before Subscribe starts the member that calls w back
 	defer w.close()
 	if err := cons.Subscribe(ctx, s.topic); err != nil {
@@ -262,7 +265,7 @@ func (w *memberWatch) close() {
 	w.mu.Lock()
 	w.closing = true
 	w.mu.Unlock()
-	w.cons.Close()
+	w.cons.Close(context.Background()) // bounded: 10s
 }
 
 func (w *memberWatch) setKick(cancel context.CancelFunc) {

@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/qxd-io/qxd"
+	"github.com/qxd-io/qxd/internal/qxdtest"
 	"github.com/qxd-io/qxd/semantics"
 )
 
@@ -179,8 +180,7 @@ func runCorruption(t *testing.T, bin string, n int, d blkDamage) corruptOutcome 
 	}
 
 	out := corruptOutcome{acked: len(acked)}
-	cons := c.NewConsumer()
-	defer cons.Close()
+	cons := qxdtest.NewConsumer(t, c)
 	if err := cons.Assign(ctx, qxd.Assignment{Topic: topic, Partition: 0, Offset: qxd.AtStart()}); err != nil {
 		t.Fatal(err)
 	}

@@ -623,7 +623,7 @@ func startGroup(ctx context.Context, t *testing.T, urls, id, topic string, n int
 	g := &group{stop: make(chan struct{})}
 	for range n {
 		cl := connect(t, urls)
-		cons := cl.NewConsumer(qxd.Group(id), qxd.SessionTimeout(10*time.Second), qxd.AutoCommit(time.Second))
+		cons := qxdtest.NewConsumer(t, cl, qxd.Group(id), qxd.SessionTimeout(10*time.Second), qxd.AutoCommit(time.Second))
 		if err := cons.Subscribe(ctx, topic); err != nil {
 			t.Fatalf("subscribe member of %s: %v", id, err)
 		}
@@ -663,7 +663,7 @@ func (g *group) halt() {
 	close(g.stop)
 	g.wg.Wait()
 	for _, m := range g.members {
-		_ = m.Close()
+		_ = m.Close(context.Background())
 	}
 }
 
@@ -768,8 +768,11 @@ func readLog(ctx context.Context, c *qxd.Client, topic string) (map[int32][]stor
 		case <-time.After(250 * time.Millisecond):
 		}
 	}
-	cons := c.NewConsumer()
-	defer cons.Close()
+	cons, err := c.NewConsumer()
+	if err != nil {
+		return nil, err
+	}
+	defer cons.Close(context.Background())
 	var as []qxd.Assignment
 	want := map[int32]int64{}
 	for _, p := range d.Partitions {

@@ -145,7 +145,7 @@ func run(ctx context.Context, out io.Writer, n int) (_ Summary, err error) {
 	var consumers []*qxd.Consumer
 	defer func() {
 		for _, c := range consumers {
-			c.Close() // leaves the group at once
+			c.Close(context.WithoutCancel(ctx)) // leaves the group at once
 		}
 	}()
 	stageCtx, stopStages := context.WithCancelCause(ctx)

@@ -45,7 +45,7 @@ func consume(ctx context.Context, cons *qxd.Consumer, member string, out *printe
 
 // subscribe makes a member of group that reads topic and announces its partitions.
 func subscribe(ctx context.Context, client *qxd.Client, group, topic, member string, out *printer) (*qxd.Consumer, error) {
-	cons := client.NewConsumer(
+	cons, err := client.NewConsumer(
 		qxd.Group(group),
 		// consume commits after each handled batch, so turn the periodic
 		// auto-commit (default every 5s) off: it could commit records that are
@@ -55,8 +55,11 @@ func subscribe(ctx context.Context, client *qxd.Client, group, topic, member str
 			out.printf("%-18s assigned %v", member, tps)
 		}),
 	)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", member, err)
+	}
 	if err := cons.Subscribe(ctx, topic); err != nil {
-		cons.Close()
+		cons.Close(ctx)
 		return nil, fmt.Errorf("%s: subscribe to %s: %w", member, topic, err)
 	}
 	return cons, nil

@@ -69,8 +69,11 @@ func run() error {
 		fmt.Printf("produced %-6s %q to partition %d at offset %d\n", r.Key, r.Value, r.Partition, r.Offset)
 	}
 
-	consumer := client.NewConsumer()
-	defer consumer.Close()
+	consumer, err := client.NewConsumer()
+	if err != nil {
+		return err
+	}
+	defer consumer.Close(ctx)
 	var assign []qxd.Assignment
 	for p := int32(0); p < 3; p++ {
 		assign = append(assign, qxd.Assignment{Topic: "orders", Partition: p, Offset: qxd.AtStart()})

@@ -278,3 +278,15 @@ func waitSystemReplicas(t testing.TB, n *server.Node) {
 		}
 	}
 }
+
+// NewConsumer makes a consumer of c with opts, failing the test on an error, and
+// closes it when the test ends.
+func NewConsumer(t testing.TB, c *qxd.Client, opts ...qxd.ConsumerOption) *qxd.Consumer {
+	t.Helper()
+	cons, err := c.NewConsumer(opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cons.Close(context.Background()) })
+	return cons
+}

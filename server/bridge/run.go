@@ -262,8 +262,11 @@ func (r *bridgeRunner) runFastEgress(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	cons := r.c.NewConsumer()
-	defer cons.Close()
+	cons, err := r.c.NewConsumer()
+	if err != nil {
+		return err
+	}
+	defer cons.Close(context.WithoutCancel(ctx))
 	partitions := int32(0)
 	assign := func() error {
 		t, err := r.c.Admin().Topic(ctx, r.def.Topic)
@@ -334,9 +337,12 @@ func (r *bridgeRunner) runReliableEgress(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	cons := r.c.NewConsumer(qxd.Group(semantics.BridgeGroup(r.def.Name)), qxd.AutoCommit(0),
+	cons, err := r.c.NewConsumer(qxd.Group(semantics.BridgeGroup(r.def.Name)), qxd.AutoCommit(0),
 		qxd.SessionTimeout(egressSessionTimeout), qxd.MaxPollRecords(1000))
-	defer cons.Close()
+	if err != nil {
+		return err
+	}
+	defer cons.Close(context.WithoutCancel(ctx))
 	if err := cons.Subscribe(ctx, r.def.Topic); err != nil {
 		return err
 	}

@@ -1,3 +1,7 @@
+// Start positions: where a consumer starts reading a partition (Offset) and what it
+// does when that position is not stored (ResetPolicy). Committed group offsets are
+// in package offsets.
+
 package qxd
 
 import (

@@ -1,0 +1,95 @@
+// The client's options and their defaults, in one place. The producer's are in
+// producer_options.go, the consumer's in consumer_options.go.
+
+package qxd
+
+import (
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/qxd-io/qxd/semantics"
+)
+
+// The client's defaults.
+const (
+	DefaultClientName           = "qxd"
+	DefaultClientRequestTimeout = 30 * time.Second
+)
+
+func defaultClientConfig() clientConfig {
+	return clientConfig{name: DefaultClientName, clientID: defaultClientID(), reqTimeout: DefaultClientRequestTimeout}
+}
+
+// newClientConfig applies opts to the defaults and checks the result.
+func newClientConfig(opts []ClientOption) (clientConfig, error) {
+	cfg := defaultClientConfig()
+	for _, o := range opts {
+		o(&cfg)
+	}
+	return cfg, cfg.validate()
+}
+
+func (c clientConfig) validate() error {
+	switch {
+	case c.reqTimeout <= 0:
+		return semantics.Errorf(semantics.ErrInvalidConfig, "request timeout %v: give a positive duration", c.reqTimeout)
+	case c.clientID == "":
+		return semantics.Errorf(semantics.ErrInvalidConfig, "client id is empty: give a name, or leave the option out for qxd-<hostname>")
+	}
+	return nil
+}
+
+// defaultClientID is "qxd-<hostname>", or "qxd" when the hostname is unknown.
+func defaultClientID() string {
+	h, _ := os.Hostname()
+	if h == "" {
+		return "qxd"
+	}
+	return "qxd-" + h
+}
+
+type clientConfig struct {
+	name       string
+	clientID   string
+	logger     *slog.Logger
+	natsOpts   []nats.Option
+	inProcess  nats.InProcessConnProvider
+	reqTimeout time.Duration
+	auth       authConfig
+}
+
+// ClientOption configures Connect.
+type ClientOption func(*clientConfig)
+
+// WithName names the connection, as NATS monitoring shows it. Default "qxd"
+// (DefaultClientName).
+func WithName(name string) ClientOption { return func(c *clientConfig) { c.name = name } }
+
+// WithLogger sets where the client logs. Default: nowhere.
+func WithLogger(l *slog.Logger) ClientOption { return func(c *clientConfig) { c.logger = l } }
+
+// WithNATSOptions adds nats.go connection options (credentials, TLS, reconnect
+// behaviour).
+func WithNATSOptions(opts ...nats.Option) ClientOption {
+	return func(c *clientConfig) { c.natsOpts = append(c.natsOpts, opts...) }
+}
+
+// WithInProcess connects to a node in the same process without a socket; servers is
+// then ignored. A *server.Node is such a provider.
+func WithInProcess(p nats.InProcessConnProvider) ClientOption {
+	return func(c *clientConfig) { c.inProcess = p }
+}
+
+// WithRequestTimeout bounds admin requests, commits and group lookups when their
+// context has no deadline. Default 30s (DefaultClientRequestTimeout).
+func WithRequestTimeout(d time.Duration) ClientOption {
+	return func(c *clientConfig) { c.reqTimeout = d }
+}
+
+// WithClientID sets the client id that group members give the coordinator, as
+// Kafka's client.id: DescribeGroup and 'qxd group describe' show it beside each
+// member. Default "qxd-<hostname>".
+func WithClientID(id string) ClientOption { return func(c *clientConfig) { c.clientID = id } }

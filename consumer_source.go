@@ -1,0 +1,521 @@
+// The consumer's per-partition source: where a partition's read starts (a start
+// position resolved to an offset and a stream sequence), and the fetcher that reads
+// its stream and hands decoded records to Poll. The producer's per-partition sink is
+// producer_partition.go.
+
+package qxd
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/qxd-io/qxd/internal/partition"
+	"github.com/qxd-io/qxd/semantics"
+)
+
+// partSource is one assigned partition of a consumer: its position and its fetcher.
+type partSource struct {
+	tp        TopicPartition
+	meta      semantics.TopicMeta
+	reader    *partition.Reader
+	gen       uint64
+	next      int64 // next offset Poll returns
+	delivered bool  // Poll returned records of it (its position moved)
+	// consumed is the position as of the last Poll call's start: the application
+	// asked for more, so it is done with what came before. Auto-commit commits it.
+	consumed    int64
+	hasConsumed bool
+	// marked is the offset after the last record marked with MarkCommitRecords;
+	// with AutoCommitMarks, auto-commit commits it.
+	marked    int64
+	hasMarked bool
+	paused    bool
+	cancel    context.CancelFunc
+	done      chan struct{}
+}
+
+type chunk struct {
+	pc   *partSource
+	gen  uint64
+	recs []Record
+	err  error
+}
+
+// newPartSource returns the source of partition p of the topic meta describes,
+// not yet reading.
+func newPartSource(c *Client, meta semantics.TopicMeta, p int32, direct bool) *partSource {
+	return &partSource{tp: TopicPartition{Topic: meta.Name, Partition: p}, meta: meta,
+		reader: partition.NewReader(c.nc, meta.Name, p, direct)}
+}
+
+// readOffsets reads the partition's log start and high watermark.
+func (pc *partSource) readOffsets(ctx context.Context, c *Client) (partition.Offsets, error) {
+	return pc.reader.ReadOffsets(ctx, func(ctx context.Context) (int64, error) {
+		return c.checkpointNext(ctx, pc.meta, pc.tp.Partition)
+	})
+}
+
+// startResolver turns a start position (Offset) into an offset of a partition and
+// the stream sequence of the batch holding it, applying a reset policy to an offset
+// that is not stored. The consumer resolves its partitions' starts with it, and
+// Admin.SeekGroupOffsets a group's new positions.
+type startResolver struct {
+	c     *Client
+	reset ResetPolicy
+	group string // the group whose missing commit offsetNone reports
+}
+
+// resolveRetrying is resolve, asked again while the partition is between leaders (a
+// read timed out, or nothing answered): right after a node is lost, its partitions
+// answer again once new leaders are elected. It gives up when ctx ends, or after the
+// client's request timeout (WithRequestTimeout) if ctx has no deadline.
+func (sr startResolver) resolveRetrying(ctx context.Context, pc *partSource, o Offset) (int64, uint64, error) {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, sr.c.cfg.reqTimeout)
+		defer cancel()
+	}
+	for {
+		off, seq, err := sr.resolve(ctx, pc, o)
+		if err == nil || ctx.Err() != nil || !semantics.IsRetriable(err) {
+			return off, seq, err
+		}
+		select {
+		case <-ctx.Done():
+			return off, seq, err
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// resolve turns o into an offset of pc and the stream sequence of the batch holding
+// it.
+func (sr startResolver) resolve(ctx context.Context, pc *partSource, o Offset) (int64, uint64, error) {
+	offs, err := pc.readOffsets(ctx, sr.c)
+	if err != nil {
+		return 0, 0, err
+	}
+	var want int64
+	switch o.kind {
+	case offsetNone:
+		return 0, 0, semantics.Errorf(semantics.ErrOffsetOutOfRange,
+			"partition %s: group %q has no committed offset and the reset policy is none: seek the group, or use reset earliest or latest",
+			pc.tp, sr.group)
+	case offsetStart:
+		want = offs.LogStart
+	case offsetEnd:
+		want = offs.HighWatermark
+	case offsetAt:
+		want = o.at
+		if want < offs.LogStart || want > offs.HighWatermark {
+			switch sr.reset {
+			case ResetEarliest:
+				want = offs.LogStart
+			case ResetLatest:
+				want = offs.HighWatermark
+			default:
+				if offs.LogStart == offs.HighWatermark {
+					return 0, 0, semantics.Errorf(semantics.ErrOffsetOutOfRange,
+						"partition %s: offset %d is out of range: the partition holds no records (high watermark %d); use start, end or %d",
+						pc.tp, want, offs.HighWatermark, offs.HighWatermark)
+				}
+				return 0, 0, semantics.Errorf(semantics.ErrOffsetOutOfRange,
+					"partition %s: offset %d is out of range: stored offsets are %d to %d (high watermark %d); use start, end or an offset in range",
+					pc.tp, want, offs.LogStart, offs.HighWatermark-1, offs.HighWatermark)
+			}
+		}
+	case offsetTime:
+		seq, found, err := semantics.FindTimestamp(ctx, pc.reader, offs.FirstSeq, offs.LastSeq, o.at)
+		if err != nil {
+			return 0, 0, err
+		}
+		if !found {
+			return offs.HighWatermark, offs.LastSeq + 1, nil
+		}
+		m, err := pc.reader.Get(ctx, seq)
+		if err != nil {
+			return 0, 0, err
+		}
+		recs, err := semantics.DecodeRecords(nil, m.Data, pc.tp.Topic, pc.tp.Partition)
+		if err != nil {
+			return 0, 0, err
+		}
+		want = recs[len(recs)-1].Offset
+		for _, r := range recs {
+			if r.Timestamp.UnixMilli() >= o.at {
+				want = r.Offset
+				break
+			}
+		}
+		return want, m.Seq, nil
+	}
+	seq, err := findOffset(ctx, pc.reader, offs, want)
+	return want, seq, err
+}
+
+// findOffset returns the sequence to start reading offset from: past the end at or
+// beyond the high watermark, the first or last batch without a search when the
+// offset is in one of them (reading from the start or the end), else the batch
+// found by binary search.
+func findOffset(ctx context.Context, r *partition.Reader, offs partition.Offsets, offset int64) (uint64, error) {
+	switch {
+	case offs.Msgs == 0 || offset >= offs.HighWatermark:
+		return offs.LastSeq + 1, nil
+	case offset <= offs.LogStart && offs.FirstBatchSeq > 0:
+		return offs.FirstBatchSeq, nil
+	case offset >= offs.LastBatchBase && offs.LastBatchSeq > 0:
+		return offs.LastBatchSeq, nil
+	}
+	seq, found, err := semantics.FindOffset(ctx, r, offs.FirstSeq, offs.LastSeq, offset)
+	if err != nil {
+		return 0, err
+	}
+	if !found {
+		seq = offs.FirstSeq
+	}
+	return seq, nil
+}
+
+// startLocked starts reading pc from offset off, at stream sequence seq.
+func (c *Consumer) startLocked(pc *partSource, off int64, seq uint64) {
+	pc.gen++
+	pc.next = off
+	ctx, cancel := context.WithCancel(context.Background())
+	pc.cancel = cancel
+	pc.done = make(chan struct{})
+	go c.fetch(ctx, pc, pc.gen, off, seq, pc.done)
+}
+
+// halt stops pc's fetcher. Called with the consumer's mu held.
+func (pc *partSource) halt() {
+	pc.gen++
+	if pc.cancel != nil {
+		pc.cancel()
+		pc.cancel = nil
+	}
+}
+
+// fetch reads pc's stream from seq and hands decoded records to Poll. When the read
+// breaks (a leader moved, a node died, the connection failed over), it starts again
+// after the last record it handed over, with backoff; only a partition that no longer
+// exists, or a batch that cannot be decoded, ends it with an error for Poll.
+func (c *Consumer) fetch(ctx context.Context, pc *partSource, gen uint64, from int64, seq uint64, done chan struct{}) {
+	defer close(done)
+	backoff := 50 * time.Millisecond
+	for {
+		next, fatal, err := c.fetchOnce(ctx, pc, gen, from, seq)
+		if ctx.Err() != nil {
+			return
+		}
+		if fatal {
+			select {
+			case c.out <- chunk{pc: pc, gen: gen, err: err}:
+			case <-ctx.Done():
+			}
+			return
+		}
+		if next > from {
+			from, backoff = next, 50*time.Millisecond
+		}
+		c.c.log.Debug("partition read restarting", "topic", pc.tp.Topic, "partition", pc.tp.Partition, "offset", from, "err", err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 2*time.Second)
+		s, found, lerr := c.locate(ctx, pc, from)
+		switch {
+		case errors.Is(lerr, semantics.ErrUnknownTopic):
+			select {
+			case c.out <- chunk{pc: pc, gen: gen, err: lerr}:
+			case <-ctx.Done():
+			}
+			return
+		case lerr == nil && found:
+			seq = s
+		}
+	}
+}
+
+// fetchQuiet is how long a partition read may go without records before it checks
+// whether the partition has more than it delivered.
+const fetchQuiet = 3 * time.Second
+
+// locate finds the stream sequence to read offset from.
+func (c *Consumer) locate(ctx context.Context, pc *partSource, offset int64) (uint64, bool, error) {
+	offs, err := pc.reader.ReadOffsets(ctx, nil)
+	if err != nil {
+		return 0, false, err
+	}
+	seq, err := findOffset(ctx, pc.reader, offs, offset)
+	return seq, err == nil, err
+}
+
+// readInactiveThreshold is how long the server keeps a partition read's consumer
+// once nobody pulls from it, should dropConsumer not reach the server.
+const readInactiveThreshold = 30 * time.Second
+
+// dropConsumer deletes a finished read's consumer on the server, in the background:
+// a read that restarts leaves the old one behind otherwise, until it goes inactive.
+func dropConsumer(js jetstream.JetStream, stream string, cons jetstream.Consumer) {
+	info := cons.CachedInfo()
+	if info == nil {
+		return
+	}
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = js.DeleteConsumer(ctx, stream, info.Name)
+	}()
+}
+
+// fetchOnce reads with one pull consumer until it fails; it returns the offset after
+// the last record handed to Poll, and whether the failure is final.
+//
+// It is an ordered read without nats.go's ordered consumer: an ephemeral consumer
+// without acks, starting at seq, whose deliveries must come with consecutive consumer
+// sequences (a gap, e.g. a message dropped on the way, ends the read, and fetch
+// starts again after the last record handed over). nats.go's ordered consumer
+// recreates a broken consumer for ever, with a backoff growing to 10 s and outside
+// ctx, so a read that broke while its stream refused new consumers (between leaders)
+// stayed silent for tens of seconds after the stream was back; fetch retries instead,
+// with its own backoff and ctx. And its iterator (Messages) sizes a channel for the
+// most messages a pull may bring, a million when pulling by bytes: 8 MB zeroed and
+// scanned by the collector per partition read. Consume hands each message to a
+// callback instead, in order, from one goroutine.
+func (c *Consumer) fetchOnce(ctx context.Context, pc *partSource, gen uint64, from int64, seq uint64) (int64, bool, error) {
+	cons, err := c.c.js.CreateConsumer(ctx, pc.reader.Stream, jetstream.ConsumerConfig{
+		Name:          "qxd_read_" + rand.Text(),
+		DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: max(seq, 1),
+		AckPolicy: jetstream.AckNonePolicy, InactiveThreshold: readInactiveThreshold,
+		Replicas: 1, MemoryStorage: true,
+	})
+	if err != nil {
+		return from, errors.Is(err, jetstream.ErrStreamNotFound), err
+	}
+	defer dropConsumer(c.c.js, pc.reader.Stream, cons)
+	c.mu.Lock()
+	share := c.cfg.fetchMaxBytes / max(1, len(c.parts))
+	c.mu.Unlock()
+	share = max(share, int(pc.meta.Config.MaxMessageBytes)+64<<10)
+	rctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	r := &partRead{c: c, pc: pc, gen: gen, ctx: rctx, next: from, lastStream: max(seq, 1) - 1, failed: make(chan readFailure, 1)}
+	r.last.Store(time.Now().UnixNano())
+	// Pulling by bytes bounds what is fetched ahead whatever the batches' sizes.
+	// Bounding the count instead (PullMaxMessagesWithBytesLimit) measurably raised
+	// the end-to-end p99 at 5000 records/s with linger 0 (see docs/performance.md).
+	cc, err := cons.Consume(r.handle, jetstream.PullMaxBytes(share), jetstream.PullHeartbeat(readHeartbeat),
+		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) { r.fail(err, false) }))
+	if err != nil {
+		return from, errors.Is(err, jetstream.ErrStreamNotFound), err
+	}
+	failure := r.watch(ctx)
+	cancel()
+	cc.Stop()
+	return r.stop(), failure.fatal, failure.err
+}
+
+// readHeartbeat is how often the server says a read's consumer is alive while it has
+// nothing to deliver; two missed end the read (as nats.go's ordered consumers do).
+const readHeartbeat = 5 * time.Second
+
+// partRead is one fetchOnce's state, shared by its callback and its watch.
+type partRead struct {
+	c   *Consumer
+	pc  *partSource
+	gen uint64
+	ctx context.Context // ends the read
+
+	mu      sync.Mutex // held while a message is handed over
+	next    int64      // the offset after the last record handed to Poll
+	lastSeq uint64     // the consumer sequence of the last message
+	// lastStream is the stream sequence of the last message (before the first:
+	// the one before the read's start).
+	lastStream uint64
+	stopped    bool
+
+	busy   atomic.Bool  // a message is being handled (maybe waiting for Poll)
+	last   atomic.Int64 // when the last message was handled, Unix ns
+	failed chan readFailure
+}
+
+type readFailure struct {
+	err   error
+	fatal bool
+}
+
+// fail ends the read with err, unless it ended already.
+func (r *partRead) fail(err error, fatal bool) {
+	select {
+	case r.failed <- readFailure{err: err, fatal: fatal}:
+	default:
+	}
+}
+
+// leader names the node that leads pc's stream, for errors about what it stored.
+func (pc *partSource) leader(ctx context.Context) string {
+	st, err := pc.reader.StreamInfo(ctx)
+	if err != nil || st.Leader == "" {
+		return "(unknown: " + fmt.Sprint(err) + ")"
+	}
+	return st.Leader
+}
+
+// gapError explains offsets from to to-1 missing before the batch at stream
+// sequence seq: nil when the head of the log was removed past them (retention, a
+// trim), else an ErrCorruptMessage naming the range and the node: the batches are
+// gone from the middle of the log, as when a stored block file is damaged.
+func (pc *partSource) gapError(ctx context.Context, from, to int64, seq uint64) error {
+	st, err := pc.reader.StreamInfo(ctx)
+	if err != nil {
+		return fmt.Errorf("offsets %d to %d were skipped and the stream's state could not be read to tell why: %w", from, to-1, err)
+	}
+	if st.FirstSeq >= seq || st.LogStart >= to {
+		return nil
+	}
+	return semantics.Errorf(semantics.ErrCorruptMessage,
+		"offsets %d to %d are missing from the log stored on node %s (the batch at stream sequence %d starts at offset %d, and older batches are still stored): its stored data is damaged; read from a healthy replica or restore the partition",
+		from, to-1, st.Leader, seq, to)
+}
+
+// handle decodes one message and hands its records to Poll. Consume calls it for
+// one message after the other, in order.
+func (r *partRead) handle(msg jetstream.Msg) {
+	r.busy.Store(true)
+	defer func() {
+		r.last.Store(time.Now().UnixNano())
+		r.busy.Store(false)
+	}()
+	meta, err := msg.Metadata()
+	if err != nil {
+		r.fail(fmt.Errorf("read message metadata: %w", err), false)
+		return
+	}
+	recs, derr := semantics.DecodeRecords(nil, msg.Data(), r.pc.tp.Topic, r.pc.tp.Partition)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.stopped {
+		return
+	}
+	if meta.Sequence.Consumer != r.lastSeq+1 {
+		r.stopped = true
+		r.fail(fmt.Errorf("message %d of the read came after %d", meta.Sequence.Consumer, r.lastSeq), false)
+		return
+	}
+	r.lastSeq, r.lastStream = meta.Sequence.Consumer, meta.Sequence.Stream
+	if derr != nil {
+		r.stopped = true
+		r.fail(fmt.Errorf("batch at stream sequence %d, after offset %d, on node %s: %w",
+			meta.Sequence.Stream, r.next-1, r.pc.leader(r.ctx), derr), true)
+		return
+	}
+	if len(recs) > 0 && recs[0].Offset > r.next && !r.pc.meta.Config.Compact {
+		// Offsets are dense; only removing the head (retention, a trim) skips some.
+		if gerr := r.pc.gapError(r.ctx, r.next, recs[0].Offset, meta.Sequence.Stream); gerr != nil {
+			r.stopped = true
+			r.fail(gerr, true)
+			return
+		}
+	}
+	i := 0
+	for i < len(recs) && recs[i].Offset < r.next {
+		i++
+	}
+	if i == len(recs) {
+		return
+	}
+	select {
+	case r.c.out <- chunk{pc: r.pc, gen: r.gen, recs: recs[i:]}:
+		r.next = recs[len(recs)-1].Offset + 1
+	case <-r.ctx.Done():
+		r.stopped = true
+	}
+}
+
+// watch waits until the read fails or ctx ends. It is also a watchdog: after a quiet
+// spell, a partition with records beyond what this read handed over is stalled (it
+// has been seen after failovers), so the read ends.
+func (r *partRead) watch(ctx context.Context) readFailure {
+	t := time.NewTimer(fetchQuiet)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return readFailure{err: ctx.Err()}
+		case f := <-r.failed:
+			return f
+		case <-t.C:
+		}
+		if r.busy.Load() { // waiting for Poll, or decoding
+			t.Reset(fetchQuiet)
+			continue
+		}
+		if quiet := time.Since(time.Unix(0, r.last.Load())); quiet < fetchQuiet {
+			t.Reset(fetchQuiet - quiet)
+			continue
+		}
+		r.mu.Lock()
+		next := r.next
+		r.mu.Unlock()
+		offs, err := r.pc.reader.ReadOffsets(ctx, nil)
+		// A partition stream holds batches only, under one subject (compacted
+		// topics aside): messages the stream counts past the last one it can
+		// return, or a next one it cannot find, were lost from its store.
+		check := err == nil && !r.pc.meta.Config.Compact
+		if check && offs.Msgs > 0 && (offs.HighWatermark > next || offs.LastSeq > offs.LastBatchSeq) {
+			if derr := r.missingError(ctx, next, offs.StreamState); derr != nil {
+				return readFailure{err: derr, fatal: true}
+			}
+		}
+		if err == nil && offs.HighWatermark <= next {
+			t.Reset(fetchQuiet) // nothing new: keep waiting
+			continue
+		}
+		return readFailure{err: fmt.Errorf("no records for %v while the partition has more", fetchQuiet)}
+	}
+}
+
+// missingError checks, for a read that got nothing for a while, whether the
+// batch after the last one it got can be read at all: an ErrCorruptMessage naming
+// the offsets, the stream sequences and the node when it cannot (the store lost
+// them, as when a block file is cut short), else nil.
+func (r *partRead) missingError(ctx context.Context, next int64, st partition.StreamState) error {
+	r.mu.Lock()
+	after := r.lastStream
+	r.mu.Unlock()
+	after = max(after, st.FirstSeq-1) // retention or a trim removed the head
+	if after >= st.LastSeq {
+		return nil
+	}
+	m, err := r.pc.reader.Get(ctx, after+1)
+	switch {
+	case errors.Is(err, semantics.ErrNoBatch):
+	case err == nil && m.Seq > after+1:
+	default:
+		return nil
+	}
+	// The head may have moved on since st was read.
+	if now, err := r.pc.reader.StreamInfo(ctx); err != nil || now.FirstSeq > after+1 {
+		return nil
+	}
+	return semantics.Errorf(semantics.ErrCorruptMessage,
+		"the records from offset %d on, stored at stream sequences %d to %d, cannot be read from node %s: its stored data is damaged; read from a healthy replica or restore the partition",
+		next, after+1, st.LastSeq, r.pc.leader(ctx))
+}
+
+// stop ends the read's hand-overs and returns the offset after the last record
+// handed to Poll. The read's ctx must have ended, so a hand-over in progress gives up.
+func (r *partRead) stop() int64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.stopped = true
+	return r.next
+}
