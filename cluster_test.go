@@ -35,18 +35,35 @@ func TestClusterBasics(t *testing.T) {
 	if err := p.ProduceSync(ctx, recs...); err != nil {
 		t.Fatal(err)
 	}
-	d, err := c.Admin().DescribeTopic(ctx, "rep")
-	if err != nil {
-		t.Fatal(err)
+	// Every acknowledged record is read back.
+	if got := readTopic(t, c, "rep", 6, 3000); len(got) != 3000 {
+		t.Fatalf("read %d records, want 3000", len(got))
 	}
-	leaders := map[string]int{}
+	// Describe reads each partition's state from its stream leader; leaders move
+	// while the cluster spreads them, and a new leader may answer before it has
+	// applied every committed append, so its count may lag for a moment.
+	var d qxd.TopicDescription
+	var leaders map[string]int
 	var total int64
-	for _, pi := range d.Partitions {
-		if len(pi.Replicas) != 3 || pi.Leader == "" {
-			t.Fatalf("partition %d: leader %q replicas %v", pi.Partition, pi.Leader, pi.Replicas)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var err error
+		if d, err = c.Admin().DescribeTopic(ctx, "rep"); err != nil {
+			t.Fatal(err)
 		}
-		leaders[pi.Leader]++
-		total += pi.Records
+		leaders, total = map[string]int{}, 0
+		for _, pi := range d.Partitions {
+			if len(pi.Replicas) != 3 || pi.Leader == "" {
+				t.Fatalf("partition %d: leader %q replicas %v", pi.Partition, pi.Leader, pi.Replicas)
+			}
+			leaders[pi.Leader]++
+			total += pi.Records
+		}
+		if total == 3000 || time.Now().After(deadline) {
+			break
+		}
+		t.Logf("describe counts %d records of 3000; asking again", total)
+		time.Sleep(200 * time.Millisecond)
 	}
 	t.Logf("partition leaders per node: %v", leaders)
 	if len(leaders) != 3 {
