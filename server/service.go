@@ -83,6 +83,18 @@ type Host interface {
 	Groups() GroupCoordinator
 	// Admin is the admin service.
 	Admin() *Admin
+
+	// For a service that watches the node (server/httpapi):
+
+	// Observe registers o to see the node's appends and answered requests until
+	// remove is called.
+	Observe(o Observer) (remove func())
+	// Ready reports what keeps the node from serving clients: JetStream not running
+	// or not current with a meta leader, the partition writers not started. None
+	// when the node is ready.
+	Ready() []string
+	// Sync is the node's sync setting (Config.Sync).
+	Sync() time.Duration
 }
 
 // nodeHost is a node as the Host of its services.
@@ -132,10 +144,13 @@ func (h nodeHost) Checkpoint(ctx context.Context, topicID string, p int32) (int6
 	return ck.Next, err
 }
 
-func (h nodeHost) Writers() *Writers        { return h.n.Writers() }
-func (h nodeHost) Fetcher() *Fetcher        { return h.n.Fetcher() }
-func (h nodeHost) Groups() GroupCoordinator { return h.n.Groups() }
-func (h nodeHost) Admin() *Admin            { return h.n.Admin() }
+func (h nodeHost) Writers() *Writers         { return h.n.Writers() }
+func (h nodeHost) Fetcher() *Fetcher         { return h.n.Fetcher() }
+func (h nodeHost) Groups() GroupCoordinator  { return h.n.Groups() }
+func (h nodeHost) Admin() *Admin             { return h.n.Admin() }
+func (h nodeHost) Observe(o Observer) func() { return h.n.obs.add(o) }
+func (h nodeHost) Ready() []string           { return h.n.ready() }
+func (h nodeHost) Sync() time.Duration       { return h.n.cfg.Sync }
 
 func (h nodeHost) ResetOffsets(ctx context.Context, group string, offsets map[semantics.TopicPartition]int64) error {
 	if h.n.groups == nil || h.n.groups.offsets == nil {
