@@ -10,6 +10,7 @@ import (
 
 	"github.com/qxd-io/qxd/server"
 	"github.com/qxd-io/qxd/server/bridge"
+	"github.com/qxd-io/qxd/server/httpapi"
 )
 
 // closeTimeout bounds a node's shutdown after SIGINT or SIGTERM.
@@ -42,6 +43,8 @@ func (a *app) serverCommand() *cli.Command {
 				Usage: "comma-separated cluster `URLS` of the nodes (nats://h1:6222,nats://h2:6222); this node may be listed"},
 			&cli.BoolFlag{Name: "auto-leader-rebalance", Value: def.AutoLeaderRebalance, EnvVars: []string{"QXD_AUTO_LEADER_REBALANCE"},
 				Usage: "move partition leaderships back to their spread once a node that stopped is back and caught up (=false: only 'qxd topic rebalance' moves them)"},
+			&cli.StringFlag{Name: "http-listen", Value: def.HTTPListen, EnvVars: []string{"QXD_HTTP_LISTEN"},
+				Usage: "address `HOST:PORT` of the HTTP port: Prometheus metrics at /metrics, probes at /healthz and /readyz; \"\" serves none"},
 			&cli.DurationFlag{Name: "leader-imbalance-check-interval", Value: def.LeaderImbalanceCheckInterval, EnvVars: []string{"QXD_LEADER_IMBALANCE_CHECK_INTERVAL"},
 				Usage: "how often the cluster checks the spread of partition leaders (`DURATION`)"},
 		}, serverConfigFlags()...),
@@ -71,8 +74,14 @@ func (a *app) runServer(c *cli.Context) error {
 		}
 		cfg.Sync = d
 	}
+	if c.IsSet("http-listen") || c.String("config") == "" {
+		cfg.HTTPListen = c.String("http-listen")
+	}
 	cfg.Logger = a.log
 	cfg.Services = append(cfg.Services, bridge.Service{})
+	if cfg.HTTPListen != "" {
+		cfg.Services = append(cfg.Services, httpapi.Service{Listen: cfg.HTTPListen})
+	}
 	node, err := server.Start(c.Context, cfg)
 	if err != nil {
 		return err

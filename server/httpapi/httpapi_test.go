@@ -308,3 +308,34 @@ func TestMetricsAfterKnownWork(t *testing.T) {
 		t.Errorf("qxd_requests_total{api=group.join} = %v (present %v), want at least 1", v, ok)
 	}
 }
+
+// TestHTTPListenConfig reads http_listen from a configuration file, serves on it,
+// and refuses an address without a port.
+func TestHTTPListenConfig(t *testing.T) {
+	t.Parallel()
+	addr := qxdtest.FreeAddr(t)
+	cfg, err := server.ParseConfig(fmt.Sprintf("http_listen: %q\n", addr), qxdtest.NodeConfig(t, t.TempDir()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.HTTPListen != addr {
+		t.Fatalf("http_listen %q read as %q", addr, cfg.HTTPListen)
+	}
+	cfg.Services = append(cfg.Services, httpapi.Service{Listen: cfg.HTTPListen})
+	qxdtest.StartNodeWith(t, cfg)
+	if code, h := health(t, "http://"+addr+"/readyz"); code != http.StatusOK {
+		t.Errorf("GET /readyz on http_listen: %d %+v", code, h)
+	}
+	if def := server.DefaultConfig().HTTPListen; def != "127.0.0.1:9644" {
+		t.Errorf("default http listen %q, want 127.0.0.1:9644", def)
+	}
+	for _, bad := range []string{"localhost", "127.0.0.1:http", "127.0.0.1:70000"} {
+		cfg, err := server.ParseConfig(fmt.Sprintf("http_listen: %q\n", bad), qxdtest.NodeConfig(t, t.TempDir()))
+		if err == nil {
+			err = cfg.Validate()
+		}
+		if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("http listen address %q", bad)) {
+			t.Errorf("http_listen %q: %v, want an error naming it", bad, err)
+		}
+	}
+}
