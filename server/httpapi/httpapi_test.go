@@ -6,6 +6,9 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -306,6 +309,43 @@ func TestMetricsAfterKnownWork(t *testing.T) {
 	}
 	if v, ok := value(fams, "qxd_requests_total", "api", "group.join", "error", "NONE"); !ok || v < 1 {
 		t.Errorf("qxd_requests_total{api=group.join} = %v (present %v), want at least 1", v, ok)
+	}
+	checkDocumented(t, fams)
+}
+
+// checkDocumented checks that docs/operations.md lists every qxd_ metric of the
+// scrape and no other, and that the Grafana dashboard uses only those.
+func checkDocumented(t *testing.T, fams map[string]*dto.MetricFamily) {
+	t.Helper()
+	ops, err := os.ReadFile(filepath.Join("..", "..", "docs", "operations.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	documented := map[string]bool{}
+	for _, m := range regexp.MustCompile("(?m)^\\| `(qxd_[a-z_]+)` \\|").FindAllStringSubmatch(string(ops), -1) {
+		documented[m[1]] = true
+	}
+	for name := range fams {
+		if strings.HasPrefix(name, "qxd_") && !documented[name] {
+			t.Errorf("metric %s is not in docs/operations.md's table", name)
+		}
+	}
+	for name := range documented {
+		if fams[name] == nil {
+			t.Errorf("docs/operations.md lists %s, which the scrape does not have", name)
+		}
+	}
+	dash, err := os.ReadFile(filepath.Join("..", "..", "docs", "grafana", "qxd.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !json.Valid(dash) {
+		t.Fatal("docs/grafana/qxd.json is not JSON")
+	}
+	for _, name := range regexp.MustCompile(`qxd_[a-z_]+`).FindAllString(string(dash), -1) {
+		if base := strings.TrimSuffix(name, "_bucket"); !documented[base] && name != "qxd_overview" {
+			t.Errorf("the dashboard uses %s, which is not a documented metric", name)
+		}
 	}
 }
 
