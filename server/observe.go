@@ -29,26 +29,38 @@ type Observer interface {
 
 // APIName names a request for an Observer by its subject: "produce" for a
 // partition writer's, the operation for the admin API and the group coordinator
-// ("topic.create", "cluster.info", "group.join"); "other" for a subject of neither.
-// The names are few and fixed, whatever topics and groups there are.
+// ("topic.create", "cluster.info", "group.join"), "other" for any other subject.
+// The names are few and fixed, whatever topics, groups and subjects clients use.
 func APIName(subject string) string {
-	switch {
-	case strings.HasPrefix(subject, semantics.WriterPrefix+"."):
+	if strings.HasPrefix(subject, semantics.WriterPrefix+".") {
 		return "produce"
-	case strings.HasPrefix(subject, semantics.APIPrefix+"."):
-		rest := strings.TrimPrefix(subject, semantics.APIPrefix+".")
-		if strings.HasPrefix(rest, "topic.") {
-			if op, _, ok := strings.Cut(strings.TrimPrefix(rest, "topic."), "."); ok {
-				return "topic." + op // a per-topic subject: drop the topic
-			}
-		}
-		return rest
 	}
-	if op, _ := semantics.SplitGroupSubject(subject); strings.HasPrefix(op, "qxd.grp.") {
-		return "group." + strings.TrimPrefix(op, "qxd.grp.")
+	op, _ := semantics.SplitTopicAPISubject(subject)
+	if op == subject {
+		op, _ = semantics.SplitGroupSubject(subject)
+	}
+	if name, ok := apiNames[op]; ok {
+		return name
 	}
 	return "other"
 }
+
+// apiNames are the operations' names by subject.
+var apiNames = func() map[string]string {
+	m := map[string]string{}
+	for _, s := range []string{semantics.APITopicCreate, semantics.APITopicDelete, semantics.APITopicAddPartitions,
+		semantics.APITopicDescribe, semantics.APITopicRebalance, semantics.APITopicAlterConfig,
+		semantics.APITopicDeleteRecords, semantics.APITopicList, semantics.APIBridgeCreate, semantics.APIBridgeDelete,
+		semantics.APIBridgeList, semantics.APIBridgeDescribe, semantics.APIClusterInfo, semantics.APIClusterMetadata} {
+		m[s] = strings.TrimPrefix(s, semantics.APIPrefix+".")
+	}
+	for _, s := range []string{semantics.GroupJoin, semantics.GroupSync, semantics.GroupHeartbeat, semantics.GroupLeave,
+		semantics.GroupCommit, semantics.GroupFetch, semantics.GroupDescribe, semantics.GroupDelete, semantics.GroupReset,
+		semantics.GroupList} {
+		m[s] = "group." + s[strings.LastIndexByte(s, '.')+1:]
+	}
+	return m
+}()
 
 // observers are the Observers a node's services registered through their Host.
 // Without any, a hook costs one atomic load.

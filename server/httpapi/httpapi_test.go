@@ -229,6 +229,11 @@ func TestMetricsAfterKnownWork(t *testing.T) {
 		t.Fatalf("corrupt batch: %v, want CORRUPT_MESSAGE", err)
 	}
 
+	// So is a batch for a partition this node runs no writer for.
+	if _, err := n.Writers().Append(ctx, "metered", 7, []byte("not a batch")); semantics.CodeOf(err) != semantics.ErrNotLeader.Code {
+		t.Fatalf("batch for partition 7: %v, want NOT_LEADER_OR_FOLLOWER", err)
+	}
+
 	// A group reads everything and commits 5 of partition 0 and all of partition 1.
 	cons := c.NewConsumer(qxd.Group("billing"), qxd.AutoCommit(0))
 	defer cons.Close()
@@ -287,6 +292,7 @@ func TestMetricsAfterKnownWork(t *testing.T) {
 	expect("qxd_append_latency_seconds", 5, "topic", "metered") // the histogram's count
 	expect("qxd_requests_total", 5, "api", "produce", "error", "NONE")
 	expect("qxd_requests_total", 1, "api", "produce", "error", "CORRUPT_MESSAGE")
+	expect("qxd_requests_total", 1, "api", "produce", "error", "NOT_LEADER_OR_FOLLOWER")
 	expect("qxd_requests_total", 1, "api", "topic.create", "error", "NONE")
 	expect("qxd_group_committed_offset", 5, "group", "billing", "topic", "metered", "partition", "0")
 	expect("qxd_group_committed_offset", 10, "group", "billing", "topic", "metered", "partition", "1")
