@@ -43,9 +43,14 @@ func (s Service) Start(ctx context.Context, h server.Host) (server.Running, erro
 		return nil, fmt.Errorf("http listen on %s: %w (set --http-listen to a free HOST:PORT, or to \"\" to serve no HTTP)", s.Listen, err)
 	}
 	m := newMetrics(h)
+	adv := newAdvisories()
+	if err := adv.start(h.Conn()); err != nil {
+		ln.Close()
+		return nil, err
+	}
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(m, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	r := &running{h: h, log: h.Logger(), ln: ln, metrics: m, unobserve: h.Observe(m), done: make(chan struct{})}
+	reg.MustRegister(m, adv, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	r := &running{h: h, log: h.Logger(), ln: ln, metrics: m, adv: adv, unobserve: h.Observe(m), done: make(chan struct{})}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", r.healthz)
 	mux.HandleFunc("GET /readyz", r.readyz)
@@ -73,6 +78,7 @@ type running struct {
 	ln        net.Listener
 	srv       *http.Server
 	metrics   *metrics
+	adv       *advisories
 	unobserve func()
 	done      chan struct{}
 }
@@ -80,6 +86,7 @@ type running struct {
 // Close stops serving; requests under way get until ctx ends.
 func (r *running) Close(ctx context.Context) {
 	r.unobserve()
+	r.adv.stop()
 	if err := r.srv.Shutdown(ctx); err != nil {
 		_ = r.srv.Close()
 	}

@@ -95,7 +95,9 @@ func TestHTTPListenInUse(t *testing.T) {
 }
 
 // TestReadyzCluster stops nodes of a 3-node cluster: with one stopped the other two
-// stay ready; with two stopped the last has no meta leader and says so.
+// stay ready; with two stopped the last has no meta leader and says so. The
+// leader elections and lost quorums on the way are counted from JetStream's
+// advisories.
 func TestReadyzCluster(t *testing.T) {
 	t.Parallel()
 	cfgs := qxdtest.ClusterConfigs(t, 3)
@@ -104,6 +106,13 @@ func TestReadyzCluster(t *testing.T) {
 		bases = append(bases, withHTTP(t, &cfgs[i]))
 	}
 	nodes := qxdtest.StartCluster(t, cfgs)
+	c := qxdtest.Connect(t, nodes[0])
+	qxdtest.CreateTopic(t, c, "replicated", qxd.TopicConfig{Partitions: 3, Replicas: 3})
+	elections := func(kind string) float64 {
+		v, _ := value(scrape(t, bases[0]), "qxd_jetstream_leader_elections_total", "kind", kind)
+		return v
+	}
+	before := elections("partition")
 	for i, b := range bases {
 		if code, h := health(t, b+"/readyz"); code != http.StatusOK {
 			t.Fatalf("node %d: /readyz %d %+v, want 200", i+1, code, h)
@@ -119,6 +128,8 @@ func TestReadyzCluster(t *testing.T) {
 	for i, b := range bases[:2] {
 		waitHealth(t, b+"/readyz", http.StatusOK, fmt.Sprintf("node %d with n3 stopped", i+1))
 	}
+	// n3 led one of the partitions (leaders are spread): another node took it.
+	waitFor(t, "a partition leader election counted after n3 stopped", func() bool { return elections("partition") > before })
 	if err := nodes[1].Close(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -128,6 +139,23 @@ func TestReadyzCluster(t *testing.T) {
 	}
 	if code, _ := health(t, bases[0]+"/healthz"); code != http.StatusOK {
 		t.Errorf("node 1 alone: /healthz %d, want 200 (alive)", code)
+	}
+	// The partitions n1 leads lost their quorum: their leader steps down and says so.
+	waitFor(t, "a lost quorum counted on n1 alone", func() bool {
+		v, _ := value(scrape(t, bases[0]), "qxd_jetstream_quorum_lost_total", "kind", "partition")
+		return v > 0
+	})
+}
+
+// waitFor waits until cond holds, for up to a minute.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within 60s", what)
+		}
+		time.Sleep(500 * time.Millisecond)
 	}
 }
 
