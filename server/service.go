@@ -23,9 +23,25 @@ import (
 type Service interface {
 	// Start starts the service on the node h stands for. In a cluster still
 	// electing leaders it fails and the node calls it again until ctx ends, so a
-	// failed Start releases what it took.
+	// failed Start releases what it took; an error wrapped with Permanent stops
+	// the node's start at once.
 	Start(ctx context.Context, h Host) (Running, error)
 }
+
+// Permanent marks err, from a Service's Start, as one that trying again cannot
+// fix (a bad address, a port in use): the node does not retry, and fails to start
+// with err.
+func Permanent(err error) error {
+	if err == nil {
+		return nil
+	}
+	return permanentError{err}
+}
+
+type permanentError struct{ err error }
+
+func (e permanentError) Error() string { return e.err.Error() }
+func (e permanentError) Unwrap() error { return e.err }
 
 // Running is a started Service.
 type Running interface {
@@ -181,11 +197,19 @@ func (n *Node) startHosted(ctx context.Context, meta *metadata) error {
 	h := nodeHost{n: n, meta: meta}
 	for i, s := range n.cfg.Services {
 		var run Running
+		var permanent error
 		err := retryClustered(ctx, n, func() error {
 			var err error
 			run, err = s.Start(ctx, h)
+			if errors.As(err, new(permanentError)) {
+				permanent = err
+				return nil // no retry
+			}
 			return err
 		})
+		if permanent != nil {
+			err = permanent
+		}
 		if err != nil {
 			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), n.cfg.ShutdownTimeout)
 			n.stopHosted(sctx) // those started before it

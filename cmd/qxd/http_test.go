@@ -4,12 +4,15 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/qxd-io/qxd/internal/qxdtest"
 )
 
 // TestMain gives every node the tests start, in process or as a child process, its
@@ -100,5 +103,32 @@ func TestLogFormat(t *testing.T) {
 	_, err := runQXD(t, "", "--log-format", "xml", "version")
 	if err == nil || !strings.Contains(err.Error(), `log format "xml" is not valid: use text or json`) {
 		t.Errorf("--log-format xml: err = %v, want one naming the format", err)
+	}
+}
+
+// TestServerHTTPListenInUse fails at once, naming the address, when the HTTP port
+// is taken, also on a node joining a cluster (which retries what fails while its
+// cluster forms).
+func TestServerHTTPListenInUse(t *testing.T) {
+	t.Parallel()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	cfgs := qxdtest.ClusterConfigs(t, 3)
+	qxdtest.StartCluster(t, cfgs[:2])
+	third := cfgs[2]
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var out syncBuffer
+	err = run(ctx, []string{"qxd", "server", "--name", third.Name, "--listen", third.Listen, "--data", third.DataDir,
+		"--cluster-name", third.ClusterName, "--cluster-listen", third.ClusterListen, "--peers", strings.Join(third.Peers, ","),
+		"--http-listen", l.Addr().String()}, strings.NewReader(""), &out, &out)
+	if ctx.Err() != nil {
+		t.Fatal("qxd server on a taken --http-listen did not give up within 30s")
+	}
+	if err == nil || !strings.Contains(err.Error(), "http listen on "+l.Addr().String()) {
+		t.Fatalf("err = %v, want one naming the taken address", err)
 	}
 }

@@ -35,12 +35,12 @@ var _ server.Service = Service{}
 // Start listens on s.Listen and serves the node's metrics and probes until Close.
 func (s Service) Start(ctx context.Context, h server.Host) (server.Running, error) {
 	if _, _, err := net.SplitHostPort(s.Listen); err != nil {
-		return nil, fmt.Errorf("http listen address %q is not HOST:PORT: %v", s.Listen, err)
+		return nil, server.Permanent(fmt.Errorf("http listen address %q is not HOST:PORT: %v", s.Listen, err))
 	}
 	var lc net.ListenConfig
 	ln, err := lc.Listen(ctx, "tcp", s.Listen)
 	if err != nil {
-		return nil, fmt.Errorf("http listen on %s: %w (set --http-listen to a free HOST:PORT, or to \"\" to serve no HTTP)", s.Listen, err)
+		return nil, server.Permanent(fmt.Errorf("http listen on %s: %w (set --http-listen to a free HOST:PORT, or to \"\" to serve no HTTP)", s.Listen, err))
 	}
 	m := newMetrics(h)
 	adv := newAdvisories()
