@@ -764,7 +764,7 @@ func (c *Consumer) fetchOnce(ctx context.Context, pc *partConsumer, gen uint64, 
 	share = max(share, int(pc.meta.Config.MaxMessageBytes)+64<<10)
 	rctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	r := &partRead{c: c, pc: pc, gen: gen, ctx: rctx, next: from, failed: make(chan readFailure, 1)}
+	r := &partRead{c: c, pc: pc, gen: gen, ctx: rctx, next: from, lastStream: max(seq, 1) - 1, failed: make(chan readFailure, 1)}
 	r.last.Store(time.Now().UnixNano())
 	// Pulling by bytes bounds what is fetched ahead whatever the batches' sizes.
 	// Bounding the count instead (PullMaxMessagesWithBytesLimit) measurably raised
@@ -794,7 +794,10 @@ type partRead struct {
 	mu      sync.Mutex // held while a message is handed over
 	next    int64      // the offset after the last record handed to Poll
 	lastSeq uint64     // the consumer sequence of the last message
-	stopped bool
+	// lastStream is the stream sequence of the last message (before the first:
+	// the one before the read's start).
+	lastStream uint64
+	stopped    bool
 
 	busy   atomic.Bool  // a message is being handled (maybe waiting for Poll)
 	last   atomic.Int64 // when the last message was handled, Unix ns
@@ -812,6 +815,32 @@ func (r *partRead) fail(err error, fatal bool) {
 	case r.failed <- readFailure{err: err, fatal: fatal}:
 	default:
 	}
+}
+
+// leader names the node that leads pc's stream, for errors about what it stored.
+func (pc *partConsumer) leader(ctx context.Context) string {
+	st, err := pc.reader.StreamInfo(ctx)
+	if err != nil || st.Leader == "" {
+		return "(unknown: " + fmt.Sprint(err) + ")"
+	}
+	return st.Leader
+}
+
+// gapError explains offsets from to to-1 missing before the batch at stream
+// sequence seq: nil when the head of the log was removed past them (retention, a
+// trim), else an ErrCorruptMessage naming the range and the node: the batches are
+// gone from the middle of the log, as when a stored block file is damaged.
+func (pc *partConsumer) gapError(ctx context.Context, from, to int64, seq uint64) error {
+	st, err := pc.reader.StreamInfo(ctx)
+	if err != nil {
+		return fmt.Errorf("offsets %d to %d were skipped and the stream's state could not be read to tell why: %w", from, to-1, err)
+	}
+	if st.FirstSeq >= seq || st.LogStart >= to {
+		return nil
+	}
+	return semantics.Errorf(semantics.ErrCorruptMessage,
+		"offsets %d to %d are missing from the log stored on node %s (the batch at stream sequence %d starts at offset %d, and older batches are still stored): its stored data is damaged; read from a healthy replica or restore the partition",
+		from, to-1, st.Leader, seq, to)
 }
 
 // handle decodes one message and hands its records to Poll. Consume calls it for
@@ -838,11 +867,20 @@ func (r *partRead) handle(msg jetstream.Msg) {
 		r.fail(fmt.Errorf("message %d of the read came after %d", meta.Sequence.Consumer, r.lastSeq), false)
 		return
 	}
-	r.lastSeq = meta.Sequence.Consumer
+	r.lastSeq, r.lastStream = meta.Sequence.Consumer, meta.Sequence.Stream
 	if derr != nil {
 		r.stopped = true
-		r.fail(derr, true)
+		r.fail(fmt.Errorf("batch at stream sequence %d, after offset %d, on node %s: %w",
+			meta.Sequence.Stream, r.next-1, r.pc.leader(r.ctx), derr), true)
 		return
+	}
+	if len(recs) > 0 && recs[0].Offset > r.next && !r.pc.meta.Config.Compact {
+		// Offsets are dense; only removing the head (retention, a trim) skips some.
+		if gerr := r.pc.gapError(r.ctx, r.next, recs[0].Offset, meta.Sequence.Stream); gerr != nil {
+			r.stopped = true
+			r.fail(gerr, true)
+			return
+		}
 	}
 	i := 0
 	for i < len(recs) && recs[i].Offset < r.next {
@@ -885,12 +923,49 @@ func (r *partRead) watch(ctx context.Context) readFailure {
 		next := r.next
 		r.mu.Unlock()
 		offs, err := r.pc.reader.ReadOffsets(ctx, nil)
+		// A partition stream holds batches only, under one subject (compacted
+		// topics aside): messages the stream counts past the last one it can
+		// return, or a next one it cannot find, were lost from its store.
+		check := err == nil && !r.pc.meta.Config.Compact
+		if check && offs.Msgs > 0 && (offs.HighWatermark > next || offs.LastSeq > offs.LastBatchSeq) {
+			if derr := r.missingError(ctx, next, offs.StreamState); derr != nil {
+				return readFailure{err: derr, fatal: true}
+			}
+		}
 		if err == nil && offs.HighWatermark <= next {
 			t.Reset(fetchQuiet) // nothing new: keep waiting
 			continue
 		}
 		return readFailure{err: fmt.Errorf("no records for %v while the partition has more", fetchQuiet)}
 	}
+}
+
+// missingError checks, for a read that got nothing for a while, whether the
+// batch after the last one it got can be read at all: an ErrCorruptMessage naming
+// the offsets, the stream sequences and the node when it cannot (the store lost
+// them, as when a block file is cut short), else nil.
+func (r *partRead) missingError(ctx context.Context, next int64, st partition.StreamState) error {
+	r.mu.Lock()
+	after := r.lastStream
+	r.mu.Unlock()
+	after = max(after, st.FirstSeq-1) // retention or a trim removed the head
+	if after >= st.LastSeq {
+		return nil
+	}
+	m, err := r.pc.reader.Get(ctx, after+1)
+	switch {
+	case errors.Is(err, semantics.ErrNoBatch):
+	case err == nil && m.Seq > after+1:
+	default:
+		return nil
+	}
+	// The head may have moved on since st was read.
+	if now, err := r.pc.reader.StreamInfo(ctx); err != nil || now.FirstSeq > after+1 {
+		return nil
+	}
+	return semantics.Errorf(semantics.ErrCorruptMessage,
+		"the records from offset %d on, stored at stream sequences %d to %d, cannot be read from node %s: its stored data is damaged; read from a healthy replica or restore the partition",
+		next, after+1, st.LastSeq, r.pc.leader(ctx))
 }
 
 // stop ends the read's hand-overs and returns the offset after the last record

@@ -54,8 +54,24 @@ lint:
 chaos duration="2m":
     QXD_CHAOS_DURATION={{duration}} go test -tags chaos -run TestChaos -v -timeout 60m ./cmd/qxd/
 
+# The SIGSTOP drill: the leader of partition 0 paused for `pause`; prints the longest
+# acknowledgement wait of every partition. via=paused connects the producer to the
+# paused node.
+drill pause="15s" via="healthy":
+    QXD_DRILL_PAUSE={{pause}} QXD_DRILL_VIA={{via}} go test -tags chaos -count=1 -run TestSIGSTOPDrill -v -timeout 15m ./cmd/qxd/
+
 # The fault tests with real processes: SIGKILL of a partition leader, a network
 # partition in network namespaces (root), leader moves under load.
 faults:
     go test -tags chaos -run 'TestProcessClusterSIGKILL|TestNetnsPartition|TestLeaderMovesUnderLoad' -v -timeout 30m ./cmd/qxd/
     go test -tags chaos -run 'TestLeaderKilledUnderLoad|TestRollingRestart' -v -timeout 30m .
+
+# Power cuts and damaged block files against real node processes (root, /dev/fuse):
+# each power-cut scenario with --sync always (nothing acknowledged may be lost) and
+# --sync 2m (a loss must show); prints a RESULT line per run. About 10 minutes.
+durability:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    go test -count=1 -run 'TestCut' -v ./internal/powercut/
+    go test -tags chaos -count=1 -run 'TestDurabilityPowerCut|TestDurabilityCorruption' -v -timeout 30m ./cmd/qxd/ 2>&1 |
+        grep -E '^(=== RUN|--- |\s+--- |PASS|FAIL|ok)|RESULT|power cut|no loss|lost|missing'

@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 
+	"github.com/twmb/franz-go/pkg/kmsg"
+
 	"github.com/qxd-io/qxd/semantics"
 )
 
@@ -50,9 +52,25 @@ func EncodeAssignment(a ConsumerAssignment) []byte {
 }
 
 // DecodeAssignment decodes a member's assignment; empty input is no partitions.
+// Kafka clients' assignments (Kafka's ConsumerMemberAssignment, binary, starting
+// with its int16 version, where qxd's start with '{') decode too, so that a group of
+// Kafka clients is described with its partitions.
 func DecodeAssignment(b []byte) (ConsumerAssignment, error) {
 	var a ConsumerAssignment
 	if len(b) == 0 {
+		return a, nil
+	}
+	if b[0] != '{' {
+		var ka kmsg.ConsumerMemberAssignment
+		if err := ka.ReadFrom(b); err != nil {
+			return a, fmt.Errorf("consumer assignment (Kafka's format): %w", err)
+		}
+		a.Partitions = []semantics.TopicPartition{}
+		for _, t := range ka.Topics {
+			for _, p := range t.Partitions {
+				a.Partitions = append(a.Partitions, semantics.TopicPartition{Topic: t.Topic, Partition: p})
+			}
+		}
 		return a, nil
 	}
 	if err := json.Unmarshal(b, &a); err != nil {

@@ -2,10 +2,13 @@ package semantics
 
 import "strconv"
 
-// Checkpoint is a partition writer's periodic record of where the partition stands,
-// kept in the partitions KV bucket. A writer taking over a partition starts from the
-// checkpoint and replays the batches stored after it (as Kafka replays the log after
-// a producer-state snapshot), and the offsets survive batches aging out.
+// Checkpoint is a partition writer's periodic record of where the partition stands.
+// The writer stores it in the partition's own stream, as the CheckpointHeader of a
+// batch message on CheckpointSubject (covering that batch), and also in the
+// partitions KV bucket, which keeps it after every batch aged out. A writer taking
+// over a partition starts from the latest checkpoint and replays the batches stored
+// after it (as Kafka replays the log after a producer-state snapshot), and the
+// offsets survive batches aging out.
 type Checkpoint struct {
 	// Seq is the stream sequence of the last batch the checkpoint covers.
 	Seq uint64 `json:"seq"`
@@ -36,6 +39,10 @@ type BatchMeta struct {
 	LastSeq    int32 `json:"last_seq"`
 	BaseOffset int64 `json:"base_offset"`
 }
+
+// CheckpointHeader is the NATS header of a stored batch message that carries the
+// writer's checkpoint (JSON), covering the batch itself.
+const CheckpointHeader = "Qxd-Checkpoint"
 
 // CheckpointKey is the partitions-bucket key of partition p of the topic with id.
 func CheckpointKey(topicID string, p int32) string {

@@ -111,9 +111,12 @@ const authzPrefix = "qxd.authz"
 // Nodes. NodeInfoSubject is the subject every node answers (not as a queue group)
 // with its BrokerInfo, so that one node can gather the others' addresses; under
 // nodePrefix each node takes requests addressed to it alone (HandOffSubject).
+// KafkaBrokersSubject is answered by every node with a Kafka listener (not as a
+// queue group) with its name and advertised Kafka address.
 const (
-	NodeInfoSubject = "qxd.node.info"
-	nodePrefix      = "qxd.internal.node"
+	NodeInfoSubject     = "qxd.node.info"
+	nodePrefix          = "qxd.internal.node"
+	KafkaBrokersSubject = "qxd.internal.kafka.brokers"
 )
 
 // Bridges: the runner of a bridge answers status requests under bridgeStatusPrefix
@@ -172,6 +175,12 @@ func StreamSubject(topic string, p int32) string { return partitionSubject(topic
 
 // BatchSubject is the subject a partition writer stores record batches on.
 func BatchSubject(topic string, p int32) string { return partitionSubject(topic, p, "b") }
+
+// CheckpointSubject is the subject a partition writer stores a record batch on when
+// the batch's message also carries the writer's checkpoint (CheckpointHeader): a
+// writer taking over finds the latest one with a last-by-subject read. Readers see
+// an ordinary batch.
+func CheckpointSubject(topic string, p int32) string { return partitionSubject(topic, p, "c") }
 
 // maxPlainKey is the longest key carried verbatim (base64) in a compacted record's
 // subject; longer keys are carried as their SHA-256, keeping subjects short.

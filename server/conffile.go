@@ -26,6 +26,7 @@ import (
 //	auto_leader_rebalance: true          # leaders return to their spread (default)
 //	leader_imbalance_check_interval: 1m
 //	http_listen: "0.0.0.0:9644"          # metrics and probes; "" serves none
+//	kafka { listen: "0.0.0.0:9092", advertise: "n1.example.com:9092" }  # "" turns it off
 //	cluster {
 //	  name: qxd
 //	  listen: "0.0.0.0:6222"
@@ -248,7 +249,7 @@ func (s section) list(key string) ([]section, error) {
 func configFromMap(m map[string]any, cfg Config, dir string) (Config, error) {
 	root := section{m: m, dir: dir}
 	if err := root.check("name", "listen", "data", "sync", "cluster", "tls", "auth", "shutdown_timeout",
-		"auto_leader_rebalance", "leader_imbalance_check_interval", "http_listen"); err != nil {
+		"auto_leader_rebalance", "leader_imbalance_check_interval", "http_listen", "kafka"); err != nil {
 		return cfg, err
 	}
 	err := firstErr(
@@ -263,6 +264,16 @@ func configFromMap(m map[string]any, cfg Config, dir string) (Config, error) {
 	)
 	if err != nil {
 		return cfg, err
+	}
+	if s, ok, err := root.sub("kafka"); err != nil {
+		return cfg, err
+	} else if ok {
+		if err := s.check("listen", "advertise"); err != nil {
+			return cfg, err
+		}
+		if err := firstErr(s.str("listen", &cfg.KafkaListen), s.str("advertise", &cfg.KafkaAdvertise)); err != nil {
+			return cfg, err
+		}
 	}
 	if s, ok, err := root.sub("cluster"); err != nil {
 		return cfg, err

@@ -79,6 +79,13 @@ type Config struct {
 	// embedder adds server/httpapi's Service on it, as qxd server does. Default
 	// 127.0.0.1:9644.
 	HTTPListen string
+	// KafkaListen is the address of the Kafka wire protocol listener, host:port
+	// (port 0 picks a free port). Empty: no Kafka listener. Default empty; 'qxd
+	// server' listens on 127.0.0.1:9092 unless told otherwise. See docs/kafka.md.
+	KafkaListen string
+	// KafkaAdvertise is the host:port Kafka clients are told to connect to for this
+	// node (Kafka's advertised.listeners). Default: the address KafkaListen bound.
+	KafkaAdvertise string
 	// Services are the parts the embedder adds to the node (cmd/qxd adds
 	// bridge.Service); each starts on every node once the node's own services are up.
 	// None by default. A configuration file does not set them.
@@ -119,6 +126,19 @@ func (c Config) Validate() error {
 		if n, perr := strconv.Atoi(port); err != nil || perr != nil || n < 0 || n > 65535 {
 			return fmt.Errorf("http listen address %q is not HOST:PORT with a port from 0 to 65535: use such as 127.0.0.1:9644, or \"\" to serve no HTTP", c.HTTPListen)
 		}
+	}
+	for _, a := range []struct{ name, addr string }{{"kafka listen", c.KafkaListen}, {"kafka advertise", c.KafkaAdvertise}} {
+		if a.addr == "" {
+			continue
+		}
+		if _, port, err := net.SplitHostPort(a.addr); err != nil {
+			return fmt.Errorf("%s address %q is not host:port: %v", a.name, a.addr, err)
+		} else if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+			return fmt.Errorf("%s address %q has port %q: use a number from 0 to 65535", a.name, a.addr, port)
+		}
+	}
+	if c.KafkaListen != "" && (c.Auth.Enabled() || c.TLS.Enabled()) {
+		return fmt.Errorf("kafka listen address %q is set on a node with authentication or TLS: the Kafka listener has neither yet and would let any client in; turn it off (--kafka-listen \"\")", c.KafkaListen)
 	}
 	if c.ClusterListen == "" && len(c.Peers) > 0 {
 		return errors.New("peers are set without a cluster address: set --cluster-listen too")

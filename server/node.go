@@ -73,7 +73,8 @@ type Node struct {
 	writers *writerManager
 	groups  *groupService
 	fetch   *Fetcher
-	obs     observers // the services' Observers (Host.Observe)
+	obs     observers   // the services' Observers (Host.Observe)
+	kafka   *kafkaFront // nil without a Kafka listener
 
 	// The embedder's services (Config.Services), once started, and the buckets they
 	// opened through their Host.
@@ -135,6 +136,9 @@ func start(ctx context.Context, cfg Config, log *slog.Logger) (*Node, error) {
 		}
 	} else {
 		port = natsserver.RANDOM_PORT
+	}
+	if err := checkKafkaPortFree(cfg.KafkaListen); err != nil {
+		return nil, err
 	}
 
 	opts := &natsserver.Options{
@@ -360,7 +364,10 @@ func (n *Node) startServices(ctx context.Context) error {
 		return err
 	}
 	n.api = &adminDoor{admin: n.admin, nc: n.nc, node: n.cfg.Name, hosted: n.serveHosted, handOff: n.serveHandOff, obs: &n.obs}
-	return n.api.start()
+	if err := n.api.start(); err != nil {
+		return err
+	}
+	return n.startKafka()
 }
 
 // groupEnv is what the group coordinator's host gets from the node.
@@ -449,6 +456,7 @@ func (n *Node) Close(ctx context.Context) error {
 		var errs []error
 		// Background upkeep first: nothing moves leaders or buckets during a stop.
 		n.stopUpkeep()
+		n.stopKafka(ctx)
 		// Stop serving first: writers finish and answer what they have in flight,
 		// then hand every leadership off, so producers and group members move to other
 		// nodes at once instead of after an election timeout.

@@ -66,6 +66,22 @@ const (
 	// recheckTimeout bounds the look at the log a writer takes before refusing a
 	// producer's sequence as out of order.
 	recheckTimeout = 2 * time.Second
+	// bucketFallbackTimeout bounds the read of the checkpoint bucket when the
+	// partition's stream holds no checkpoint of its own (a partition last written by
+	// an older writer, or a compacted topic) but holds batches: the writer then
+	// loads from the log's tail rather than wait for a bucket whose quorum may be
+	// on a sick node.
+	bucketFallbackTimeout = 500 * time.Millisecond
+	// tailReplay is how many batches at the log's tail a writer replays when it
+	// has neither checkpoint.
+	tailReplay = 10000
+	// stopCheckpointTimeout bounds the last bucket checkpoint of a stopping
+	// writer: the stream holds the writer's state, and a stop must not hold up the
+	// node's other partitions while the bucket has no quorum.
+	stopCheckpointTimeout = time.Second
+	// checkpointRoom is what a batch message must leave free, beyond the
+	// checkpoint header, for the append's other headers.
+	checkpointRoom = 512
 )
 
 type writer struct {
@@ -102,6 +118,7 @@ type writer struct {
 	producers map[int64]*producerState
 	acked     semantics.Checkpoint // position after the last acked append
 	dirty     bool
+	ckAt      time.Time // when an append last carried a checkpoint into the stream
 
 	done chan struct{}
 	wg   sync.WaitGroup
@@ -236,20 +253,22 @@ func (w *writer) stop(ctx context.Context) {
 	if w.ackSub != nil {
 		w.ackSub.Unsubscribe()
 	}
-	w.checkpoint(ctx)
+	cctx, cancel := context.WithTimeout(ctx, stopCheckpointTimeout)
+	w.checkpoint(cctx)
+	cancel()
 	w.log.Debug("writer stopped")
 }
 
 func (w *writer) name() string { return semantics.PartitionString(w.topic, w.p) }
 
-// load rebuilds next offset, last sequence and producer state from the checkpoint and
-// the batches stored after it.
+// load rebuilds next offset, last sequence and producer state from the latest
+// checkpoint and the batches stored after it.
 func (w *writer) load(ctx context.Context) error {
 	st, err := w.reader.StreamInfo(ctx)
 	if err != nil {
 		return err
 	}
-	ck, err := w.checkpoints.getCheckpoint(ctx, w.topicID, w.p)
+	ck, err := w.loadCheckpoint(ctx, st)
 	if err != nil {
 		return fmt.Errorf("partition %s: read checkpoint: %w", w.name(), err)
 	}
@@ -304,10 +323,83 @@ func (w *writer) load(ctx context.Context) error {
 	w.pending = map[uint64]*pendingAppend{}
 	w.broken = false
 	w.acked = semantics.Checkpoint{Seq: st.LastSeq, Next: next}
+	w.ckAt = time.Time{} // the first append carries a checkpoint into the stream
 	// Nothing new to record: the log holds this state. The first append after the
 	// load is then checkpointed within checkpointSoon.
 	w.dirty = false
 	return nil
+}
+
+// loadCheckpoint finds the checkpoint a load starts from, asking only the
+// partition's own stream whenever it can answer:
+//
+//   - nothing ever stored: no checkpoint is needed;
+//   - the latest batch that carries a checkpoint (CheckpointSubject), when one is
+//     still stored;
+//   - else the checkpoint bucket: briefly when batches are stored (the stream was
+//     last written by an older writer, or the topic is compacted), and if the
+//     bucket does not answer in time, a replay of the log's last tailReplay
+//     batches; without a bound when every batch aged out, since only the bucket
+//     knows the offsets then.
+func (w *writer) loadCheckpoint(ctx context.Context, st partition.StreamState) (semantics.Checkpoint, error) {
+	if st.LastSeq == 0 {
+		return semantics.Checkpoint{}, nil
+	}
+	if st.Msgs > 0 && !w.cfg.Load().Compact {
+		m, err := w.reader.GetLastFor(ctx, semantics.CheckpointSubject(w.topic, w.p))
+		switch {
+		case err == nil && m.Seq >= st.FirstSeq:
+			var ck semantics.Checkpoint
+			if jerr := json.Unmarshal([]byte(m.Header.Get(semantics.CheckpointHeader)), &ck); jerr == nil && ck.Seq == m.Seq {
+				return ck, nil
+			}
+			w.log.Warn("stored checkpoint is unreadable; using the checkpoint bucket")
+		case err == nil, errors.Is(err, semantics.ErrNoBatch):
+		default:
+			return semantics.Checkpoint{}, err
+		}
+	}
+	if st.Msgs == 0 {
+		return w.checkpoints.getCheckpoint(ctx, w.topicID, w.p)
+	}
+	bctx, cancel := context.WithTimeout(ctx, bucketFallbackTimeout)
+	ck, err := w.checkpoints.getCheckpoint(bctx, w.topicID, w.p)
+	cancel()
+	if err == nil || ctx.Err() != nil {
+		return ck, err
+	}
+	w.log.Warn("checkpoint bucket did not answer; loading from the log's tail", "err", err)
+	if st.LastSeq-st.FirstSeq >= tailReplay {
+		return semantics.Checkpoint{Seq: st.LastSeq - tailReplay}, nil
+	}
+	return semantics.Checkpoint{}, nil
+}
+
+// streamCheckpointLocked encodes the writer's state after the append it is about
+// to send at stream sequence seq, ending before offset next, for that append's
+// CheckpointHeader. Every batch sent before it is counted, acknowledged or not: the
+// append lands only right behind them (see the fence), so wherever it is stored,
+// the state it carries is the log's. Called with mu held.
+func (w *writer) streamCheckpointLocked(seq uint64, next int64) []byte {
+	ck := semantics.Checkpoint{Seq: seq, Next: next, Producers: make(map[int64]semantics.ProducerCheckpoint, len(w.producers))}
+	now := time.Now()
+	for id, ps := range w.producers {
+		if now.Sub(ps.seen) > producerIdle || len(ps.recent) == 0 {
+			continue
+		}
+		var earlier []semantics.BatchMeta
+		for _, r := range ps.recent[:len(ps.recent)-1] {
+			earlier = append(earlier, semantics.BatchMeta{BaseSeq: r.baseSeq, LastSeq: r.lastSeq, BaseOffset: r.baseOffset})
+		}
+		last := ps.recent[len(ps.recent)-1]
+		ck.Producers[id] = semantics.ProducerCheckpoint{Epoch: ps.epoch, BaseSeq: last.baseSeq, LastSeq: last.lastSeq,
+			BaseOffset: last.baseOffset, Earlier: earlier, Seen: ps.seen.UnixMilli()}
+	}
+	b, err := json.Marshal(ck)
+	if err != nil {
+		return nil
+	}
+	return b
 }
 
 func (ps *producerState) remember(rb *recentBatch) {
@@ -551,11 +643,27 @@ func (w *writer) appendLocked(reply answer, h semantics.BatchHeader, ps *produce
 		rb.baseOffset = w.next
 	}
 	ackTo := w.ackPrefix + strconv.FormatUint(id, 10)
-	replicated := w.cfg.Load().Replicas > 1
+	cfg := w.cfg.Load()
+	replicated := cfg.Replicas > 1
+	var ck []byte
+	if !cfg.Compact && len(parts) == 1 && time.Since(w.ckAt) >= checkpointEvery {
+		// This append carries the writer's state into the stream, on the
+		// checkpoint subject, if it fits the message size limits.
+		ck = w.streamCheckpointLocked(w.lastSeq+1, w.next+parts[0].records)
+		limit := min(int64(cfg.MaxMessageBytes)+4096, w.nc.MaxPayload())
+		if int64(len(parts[0].data)+len(ck)+checkpointRoom) > limit {
+			ck = nil
+		}
+	}
 	for _, pt := range parts {
 		semantics.SetBaseOffset(pt.data, w.next)
 		msgID := w.chain + strconv.FormatUint(w.lastSeq+1, 36)
 		msg := &nats.Msg{Subject: pt.subject, Reply: ackTo, Data: pt.data, Header: nats.Header{}}
+		if ck != nil {
+			msg.Subject = semantics.CheckpointSubject(w.topic, w.p)
+			msg.Header[semantics.CheckpointHeader] = []string{string(ck)}
+			w.ckAt = time.Now()
+		}
 		msg.Header["Nats-Msg-Id"] = []string{msgID}
 		if w.lastMsgID == "" || replicated {
 			msg.Header["Nats-Expected-Last-Sequence"] = []string{strconv.FormatUint(w.lastSeq, 10)}
@@ -701,14 +809,17 @@ func (w *writer) failPending(err error) {
 	w.idle.Broadcast()
 }
 
-// background times out stuck appends and writes checkpoints: at most one a second
-// while busy, and the first after a quiet spell at once, so that the offsets of a
-// partition that then goes idle are recorded long before its records can age out.
+// background times out stuck appends, and, on its own goroutine so that a slow
+// bucket never delays a timeout, writes checkpoints to the bucket: at most one a
+// second while busy, and the first after a quiet spell at once, so that the offsets
+// of a partition that then goes idle are recorded long before its records can age
+// out.
 func (w *writer) background() {
 	defer w.wg.Done()
+	w.wg.Add(1)
+	go w.bucketCheckpoints()
 	t := time.NewTicker(checkpointSoon)
 	defer t.Stop()
-	var last time.Time
 	for {
 		select {
 		case <-w.done:
@@ -725,10 +836,31 @@ func (w *writer) background() {
 			}
 		}
 		w.mu.Unlock()
+	}
+}
+
+func (w *writer) bucketCheckpoints() {
+	defer w.wg.Done()
+	// A put in progress ends when the writer stops, which writes the last one.
+	base, stop := context.WithCancel(context.Background())
+	defer stop()
+	go func() {
+		<-w.done
+		stop()
+	}()
+	t := time.NewTicker(checkpointSoon)
+	defer t.Stop()
+	var last time.Time
+	for {
+		select {
+		case <-w.done:
+			return
+		case <-t.C:
+		}
 		if time.Since(last) < checkpointEvery {
 			continue
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		ctx, cancel := context.WithTimeout(base, 5*time.Second)
 		if w.checkpoint(ctx) {
 			last = time.Now()
 		}
@@ -767,8 +899,9 @@ func (w *writer) checkpoint(ctx context.Context) bool {
 	w.dirty = false
 	w.mu.Unlock()
 	if err := w.checkpoints.putCheckpoint(ctx, w.topicID, w.p, ck); err != nil {
-		if errors.Is(err, nats.ErrConnectionClosed) {
-			// The node is stopping without a quorum and says so itself.
+		if errors.Is(err, nats.ErrConnectionClosed) || errors.Is(err, context.Canceled) {
+			// The node is stopping without a quorum and says so itself, or the
+			// writer is stopping and writes its last checkpoint next.
 			w.log.Debug("checkpoint failed", "err", err)
 		} else {
 			w.log.Warn("checkpoint failed", "err", err)

@@ -157,6 +157,8 @@ func (m *writerManager) forget(ctx context.Context, name string) {
 const (
 	writerStartTimeout = 15 * time.Second
 	writerStopTimeout  = 10 * time.Second
+	// writerStarts is how many writers one reconcile starts at a time.
+	writerStarts = 16
 )
 
 // reconcile starts and stops writers to match topics and stream leadership.
@@ -164,6 +166,7 @@ func (m *writerManager) reconcile(ctx context.Context) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	want := map[string]bool{}
+	var starting []*writer
 	for _, t := range m.topics {
 		if t.State != semantics.TopicReady {
 			continue
@@ -190,19 +193,36 @@ func (m *writerManager) reconcile(ctx context.Context) {
 				m.stopWriter(ctx, w)
 				m.dropWriter(stream)
 			}
-			w := newWriter(m.env, t, p, m.wake)
+			starting = append(starting, newWriter(m.env, t, p, m.wake))
+		}
+	}
+	// Start side by side: one partition whose load waits (its stream is between
+	// leaders, or every batch aged out and the checkpoint bucket has no quorum)
+	// must not hold up the others.
+	var wg sync.WaitGroup
+	var set sync.Mutex // m.mu is held: the starts take turns with m.writers
+	sem := make(chan struct{}, writerStarts)
+	for _, w := range starting {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
 			sctx, cancel := context.WithTimeout(ctx, writerStartTimeout)
 			err := w.start(sctx)
 			cancel()
 			if err != nil {
 				if !errors.Is(err, context.Canceled) {
-					m.env.log.Warn("writer did not start; will retry", "topic", t.Name, "partition", p, "err", err)
+					m.env.log.Warn("writer did not start; will retry", "topic", w.topic, "partition", w.p, "err", err)
 				}
-				continue
+				return
 			}
-			m.setWriter(stream, w)
-		}
+			set.Lock()
+			m.setWriter(semantics.StreamName(w.topic, w.p), w)
+			set.Unlock()
+		}()
 	}
+	wg.Wait()
 	for stream, w := range m.writers {
 		if !want[stream] {
 			m.stopWriter(ctx, w)

@@ -62,6 +62,7 @@ func serverConfigFlags() []cli.Flag {
 // a file, the flags' defaults apply.
 func serverConfig(c *cli.Context) (server.Config, error) {
 	cfg := server.DefaultConfig()
+	cfg.KafkaListen = defaultKafkaListen // qxd server's default; an embedded node has none
 	file := c.String("config")
 	if file != "" {
 		var err error

@@ -55,6 +55,7 @@ type procNode struct {
 	cname   string
 	data    string
 	logDir  string
+	extra   []string // more "qxd server" flags
 
 	mu      sync.Mutex
 	cmd     *exec.Cmd
@@ -73,9 +74,12 @@ func (n *procNode) args() []string {
 		level = l
 	}
 	args := []string{"--log-level", level, "server",
-		"--name", n.name, "--listen", n.client, "--data", n.data,
-		"--cluster-name", n.cname, "--cluster-listen", n.cluster,
-		"--peers", strings.Join(n.peers, ",")}
+		"--name", n.name, "--listen", n.client, "--data", n.data, "--kafka-listen", "127.0.0.1:0"}
+	if n.cluster != "" {
+		args = append(args, "--cluster-name", n.cname, "--cluster-listen", n.cluster,
+			"--peers", strings.Join(n.peers, ","))
+	}
+	args = append(args, n.extra...)
 	if n.netns != "" {
 		return append([]string{"netns", "exec", n.netns, n.bin}, args...)
 	}

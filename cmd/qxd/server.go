@@ -13,6 +13,9 @@ import (
 	"github.com/qxd-io/qxd/server/httpapi"
 )
 
+// defaultKafkaListen is where 'qxd server' takes Kafka clients unless told otherwise.
+const defaultKafkaListen = "127.0.0.1:9092"
+
 // closeTimeout bounds a node's shutdown after SIGINT or SIGTERM.
 const closeTimeout = 15 * time.Second
 
@@ -37,7 +40,7 @@ func (a *app) serverCommand() *cli.Command {
 				Usage: "cluster `NAME`, the same on every node of a cluster"},
 			&cli.StringFlag{Name: "cluster-listen", EnvVars: []string{"QXD_CLUSTER_LISTEN"},
 				Usage: "address `HOST:PORT` other nodes route to (port defaults to 6222); unset: a single node"},
-			&cli.StringFlag{Name: "sync", Value: server.FormatSync(def.Sync), EnvVars: []string{"QXD_SERVER_SYNC"},
+			&cli.StringFlag{Name: "sync", Value: server.FormatSync(def.Sync), EnvVars: []string{"QXD_SYNC"},
 				Usage: "when appends reach the disk, `MODE`: always (each is synced before it is acknowledged) or an interval such as 1s or 2m (synced in the background; a power failure can lose that much acknowledged data)"},
 			&cli.StringFlag{Name: "peers", EnvVars: []string{"QXD_PEERS"},
 				Usage: "comma-separated cluster `URLS` of the nodes (nats://h1:6222,nats://h2:6222); this node may be listed"},
@@ -45,6 +48,10 @@ func (a *app) serverCommand() *cli.Command {
 				Usage: "move partition leaderships back to their spread once a node that stopped is back and caught up (=false: only 'qxd topic rebalance' moves them)"},
 			&cli.StringFlag{Name: "http-listen", Value: def.HTTPListen, EnvVars: []string{"QXD_HTTP_LISTEN"},
 				Usage: "address `HOST:PORT` of the HTTP port: Prometheus metrics at /metrics, probes at /healthz and /readyz; \"\" serves none"},
+			&cli.StringFlag{Name: "kafka-listen", Value: defaultKafkaListen, EnvVars: []string{"QXD_KAFKA_LISTEN"},
+				Usage: "Kafka wire protocol address `HOST:PORT` (any Kafka client connects here); empty turns it off"},
+			&cli.StringFlag{Name: "kafka-advertise", EnvVars: []string{"QXD_KAFKA_ADVERTISE"}, DefaultText: "the --kafka-listen address",
+				Usage: "address `HOST:PORT` Kafka clients are told to connect to for this node"},
 			&cli.DurationFlag{Name: "leader-imbalance-check-interval", Value: def.LeaderImbalanceCheckInterval, EnvVars: []string{"QXD_LEADER_IMBALANCE_CHECK_INTERVAL"},
 				Usage: "how often the cluster checks the spread of partition leaders (`DURATION`)"},
 		}, serverConfigFlags()...),
@@ -76,6 +83,18 @@ func (a *app) runServer(c *cli.Context) error {
 	}
 	if c.IsSet("http-listen") || c.String("config") == "" {
 		cfg.HTTPListen = c.String("http-listen")
+	}
+	if c.IsSet("kafka-listen") || c.String("config") == "" {
+		cfg.KafkaListen = c.String("kafka-listen")
+	}
+	if c.IsSet("kafka-advertise") || c.String("config") == "" {
+		cfg.KafkaAdvertise = c.String("kafka-advertise")
+	}
+	if !c.IsSet("kafka-listen") && cfg.KafkaListen == defaultKafkaListen && (cfg.Auth.Enabled() || cfg.TLS.Enabled()) {
+		// The Kafka listener neither authenticates nor encrypts yet: not by default
+		// on a node that does.
+		cfg.KafkaListen = ""
+		a.log.Warn("Kafka listener off: it has no authentication or TLS yet and this node has them; see docs/kafka.md")
 	}
 	cfg.Logger = a.log
 	cfg.Services = append(cfg.Services, bridge.Service{})

@@ -82,7 +82,7 @@ func (n *procNode) startSingle() error {
 		return err
 	}
 	defer f.Close()
-	cmd := exec.Command(n.bin, "server", "--name", n.name, "--listen", n.client, "--data", n.data)
+	cmd := exec.Command(n.bin, "server", "--name", n.name, "--listen", n.client, "--data", n.data, "--kafka-listen", "127.0.0.1:0")
 	cmd.Stdout, cmd.Stderr = f, f
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {

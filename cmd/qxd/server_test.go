@@ -24,7 +24,7 @@ func startServer(t *testing.T, args ...string) *serverRun {
 	s := &serverRun{cancel: cancel, done: make(chan error, 1), out: &syncBuffer{}}
 	errOut := &syncBuffer{}
 	go func() {
-		all := append([]string{"qxd", "--log-level", "warn", "server"}, args...)
+		all := append([]string{"qxd", "--log-level", "warn", "server", "--kafka-listen", ""}, args...)
 		s.done <- run(ctx, all, strings.NewReader(""), s.out, errOut)
 	}()
 	t.Cleanup(func() {
@@ -149,11 +149,11 @@ func TestServerEnv(t *testing.T) {
 	}
 }
 
-// A node started with --sync INTERVAL (here from QXD_SERVER_SYNC) says so when it
+// A node started with --sync INTERVAL (here from QXD_SYNC) says so when it
 // starts, warns of what a power failure can lose, and cluster info shows its mode.
 func TestServerSyncInterval(t *testing.T) {
 	// Not parallel: it sets an environment variable.
-	t.Setenv("QXD_SERVER_SYNC", "2m")
+	t.Setenv("QXD_SYNC", "2m")
 	addr, dir := freePort(t), t.TempDir()
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()

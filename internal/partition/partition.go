@@ -86,6 +86,11 @@ func (r *Reader) GetLast(ctx context.Context) (Msg, error) {
 	return r.get(ctx, msgGetRequest{LastFor: r.filter})
 }
 
+// GetLastFor returns the last message stored on subject, or semantics.ErrNoBatch.
+func (r *Reader) GetLastFor(ctx context.Context, subject string) (Msg, error) {
+	return r.get(ctx, msgGetRequest{LastFor: subject})
+}
+
 func (r *Reader) get(ctx context.Context, mreq msgGetRequest) (Msg, error) {
 	seq := mreq.Seq
 	req, _ := json.Marshal(mreq)

@@ -1,0 +1,116 @@
+package kafka
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/qxd-io/qxd/semantics"
+)
+
+// Produce: each partition's records are RecordBatch v2, handed to the partition's
+// writer as they came. The batches are sent in the read loop, in request order,
+// so a client's pipelined requests reach the writer in order; the answers are
+// awaited on the request's own goroutine. acks=1 and acks=all both answer once the
+// partition's replicas stored the batch (JetStream acknowledges a quorum): qxd has
+// no weaker acknowledgement than all. acks=0 gets no answer.
+func handleProduce(ctx context.Context, c *conn, kreq kmsg.Request) func() kmsg.Response {
+	req := kreq.(*kmsg.ProduceRequest)
+	resp := req.ResponseKind().(*kmsg.ProduceResponse)
+	type pending struct {
+		p     *kmsg.ProduceResponseTopicPartition
+		waits []func() (AppendResult, error)
+	}
+	var all []pending
+	ctx, cancel := context.WithTimeout(ctx, produceTimeout(req.TimeoutMillis))
+	for _, t := range req.Topics {
+		rt := kmsg.NewProduceResponseTopic()
+		rt.Topic = t.Topic
+		rt.Partitions = make([]kmsg.ProduceResponseTopicPartition, len(t.Partitions))
+		for i, tp := range t.Partitions {
+			rp := &rt.Partitions[i]
+			rp.Default()
+			rp.Partition = tp.Partition
+			rp.BaseOffset = -1
+			fail := func(code int16, msg string) {
+				rp.ErrorCode = code
+				rp.ErrorMessage = &msg
+			}
+			switch {
+			case req.Acks != 0 && req.Acks != 1 && req.Acks != -1:
+				fail(21, fmt.Sprintf("acks %d is not allowed: use 0, 1 or -1 (all)", req.Acks)) // INVALID_REQUIRED_ACKS
+				continue
+			case req.TransactionID != nil:
+				fail(semantics.ErrInvalidRequest.Code, "transactions are not supported yet: produce without a transactional id")
+				continue
+			}
+			batches, err := splitBatches(tp.Records)
+			if err != nil {
+				fail(code(err), err.Error())
+				continue
+			}
+			var waits []func() (AppendResult, error)
+			for _, b := range batches {
+				waits = append(waits, c.l.cfg.Backend.Append(ctx, t.Topic, tp.Partition, b, req.Acks))
+			}
+			all = append(all, pending{p: rp, waits: waits})
+		}
+		resp.Topics = append(resp.Topics, rt)
+	}
+	if req.Acks == 0 {
+		cancel()
+		return func() kmsg.Response { return nil }
+	}
+	return func() kmsg.Response {
+		defer cancel()
+		for _, pd := range all {
+			for i, wait := range pd.waits {
+				r, err := wait()
+				if err != nil {
+					pd.p.ErrorCode, pd.p.ErrorMessage = code(err), message(err)
+					pd.p.BaseOffset = -1
+					break
+				}
+				if i == 0 {
+					pd.p.BaseOffset = r.BaseOffset
+					pd.p.LogStartOffset = r.LogStart
+				}
+			}
+		}
+		return resp
+	}
+}
+
+// produceTimeout is how long a produce request waits for its acknowledgements: the
+// client's timeout, at least a second and at most a minute.
+func produceTimeout(ms int32) time.Duration {
+	return min(max(time.Duration(ms)*time.Millisecond, time.Second), time.Minute)
+}
+
+// splitBatches splits a partition's records into its RecordBatches. Every batch
+// must be v2 (magic 2): older message formats are refused.
+func splitBatches(b []byte) ([][]byte, error) {
+	if len(b) == 0 {
+		return nil, semantics.Errorf(semantics.ErrCorruptMessage, "produce request without records")
+	}
+	var out [][]byte
+	for len(b) > 0 {
+		if len(b) < semantics.BatchHeaderSize {
+			return nil, semantics.Errorf(semantics.ErrCorruptMessage, "record batch of %d bytes is shorter than a batch header", len(b))
+		}
+		if magic := b[16]; magic != 2 {
+			return nil, &codeError{code: codeUnsupportedForMsgFormat,
+				msg: fmt.Sprintf("message format v%d is not supported: qxd stores RecordBatch v2 (Kafka 0.11 and later clients)", magic)}
+		}
+		n := int64(binary.BigEndian.Uint32(b[8:])) + 12
+		if n < semantics.BatchHeaderSize || n > int64(len(b)) {
+			return nil, semantics.Errorf(semantics.ErrCorruptMessage, "record batch length %d does not match the %d bytes sent", n, len(b))
+		}
+		out = append(out, b[:n:n])
+		b = b[n:]
+	}
+	return out, nil
+}

@@ -1,0 +1,148 @@
+package kafka
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/qxd-io/qxd/semantics"
+)
+
+// maxFetchWait bounds a fetch's long poll, whatever the client asks.
+const maxFetchWait = 30 * time.Second
+
+// codeFetchSessionIDNotFound is Kafka's FETCH_SESSION_ID_NOT_FOUND.
+const codeFetchSessionIDNotFound int16 = 70
+
+// Fetch returns stored batches as stored. Fetch sessions (KIP-227) are declined:
+// every answer has session id 0, so clients send full fetch requests, which Kafka
+// allows. A fetch with less than min bytes waits up to max wait for an append to
+// any of its partitions (a long poll woken by the appends, not a sleep loop).
+func handleFetch(ctx context.Context, c *conn, kreq kmsg.Request) func() kmsg.Response {
+	req := kreq.(*kmsg.FetchRequest)
+	return func() kmsg.Response {
+		resp := req.ResponseKind().(*kmsg.FetchResponse)
+		if req.SessionID != 0 {
+			// qxd never gives a session id, so none can be asked for.
+			resp.ErrorCode = codeFetchSessionIDNotFound
+			return resp
+		}
+		wait := min(time.Duration(req.MaxWaitMillis)*time.Millisecond, maxFetchWait)
+		deadline := time.Now().Add(wait)
+		var watch Watch
+		defer func() {
+			if watch != nil {
+				watch.Close()
+			}
+		}()
+		for {
+			resp.Topics = resp.Topics[:0]
+			total, failed := fetchOnce(ctx, c, req, resp)
+			if total >= int(req.MinBytes) || failed || wait <= 0 || ctx.Err() != nil {
+				return resp
+			}
+			left := time.Until(deadline)
+			if left <= 0 {
+				return resp
+			}
+			if watch == nil {
+				// Watch first, then read again: an append between the read above
+				// and the watch is seen by the second read.
+				var parts []semantics.TopicPartition
+				for _, t := range req.Topics {
+					for _, p := range t.Partitions {
+						parts = append(parts, semantics.TopicPartition{Topic: t.Topic, Partition: p.Partition})
+					}
+				}
+				w, err := c.l.cfg.Backend.Watch(ctx, parts)
+				if err != nil {
+					c.log.Debug("kafka fetch could not watch for appends", "err", err)
+					return resp
+				}
+				watch = w
+				continue
+			}
+			t := time.NewTimer(left)
+			select {
+			case <-watch.C():
+				t.Stop()
+				// The append is seen when it is published, a moment before it is
+				// stored: read until it is there, briefly.
+				for _, d := range []time.Duration{0, time.Millisecond, 2 * time.Millisecond, 5 * time.Millisecond, 10 * time.Millisecond} {
+					time.Sleep(d)
+					resp.Topics = resp.Topics[:0]
+					total, failed = fetchOnce(ctx, c, req, resp)
+					if total > 0 || failed {
+						break
+					}
+				}
+				if total >= int(req.MinBytes) || failed {
+					return resp
+				}
+			case <-t.C:
+				resp.Topics = resp.Topics[:0]
+				fetchOnce(ctx, c, req, resp)
+				return resp
+			case <-ctx.Done():
+				t.Stop()
+				return resp
+			}
+		}
+	}
+}
+
+// fetchOnce reads every partition of req into resp and returns the bytes of
+// batches it holds and whether a partition failed (an error is answered at once).
+func fetchOnce(ctx context.Context, c *conn, req *kmsg.FetchRequest, resp *kmsg.FetchResponse) (int, bool) {
+	total := 0
+	failed := false
+	maxBytes := int(req.MaxBytes)
+	if maxBytes <= 0 {
+		maxBytes = 52428800 // Kafka's fetch.max.bytes default
+	}
+	for _, t := range req.Topics {
+		rt := kmsg.NewFetchResponseTopic()
+		rt.Topic = t.Topic
+		for _, p := range t.Partitions {
+			rp := kmsg.NewFetchResponseTopicPartition()
+			rp.Partition = p.Partition
+			rp.PreferredReadReplica = -1
+			budget := min(int(p.PartitionMaxBytes), maxBytes-total)
+			r, err := c.l.cfg.Backend.Read(ctx, t.Topic, p.Partition, p.FetchOffset, max(budget, 1))
+			if err != nil {
+				rp.ErrorCode = code(err)
+				rp.HighWatermark, rp.LastStableOffset, rp.LogStartOffset = -1, -1, -1
+				if errors.Is(err, semantics.ErrOffsetOutOfRange) {
+					rp.HighWatermark, rp.LastStableOffset, rp.LogStartOffset = r.HighWatermark, r.HighWatermark, r.LogStart
+				}
+				failed = true
+				rt.Partitions = append(rt.Partitions, rp)
+				continue
+			}
+			rp.HighWatermark, rp.LastStableOffset, rp.LogStartOffset = r.HighWatermark, r.HighWatermark, r.LogStart
+			n := 0
+			for _, b := range r.Batches {
+				n += len(b)
+			}
+			// The first batch goes out whatever its size, so a batch larger than
+			// the limits can be read; past it, the limits hold.
+			if n > budget && total > 0 {
+				r.Batches = nil
+				n = 0
+			}
+			if n > 0 {
+				buf := make([]byte, 0, n)
+				for _, b := range r.Batches {
+					buf = append(buf, b...)
+				}
+				rp.RecordBatches = buf
+				total += n
+			}
+			rt.Partitions = append(rt.Partitions, rp)
+		}
+		resp.Topics = append(resp.Topics, rt)
+	}
+	return total, failed
+}

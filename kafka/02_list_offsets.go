@@ -1,0 +1,54 @@
+package kafka
+
+import (
+	"context"
+
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/qxd-io/qxd/semantics"
+)
+
+// ListOffsets: timestamp -2 is the log start, -1 the high watermark (there are no
+// transactions, so it is also the last stable offset), any other the first
+// record at or after that time (offset -1 when there is none).
+func handleListOffsets(ctx context.Context, c *conn, kreq kmsg.Request) func() kmsg.Response {
+	req := kreq.(*kmsg.ListOffsetsRequest)
+	return func() kmsg.Response {
+		resp := req.ResponseKind().(*kmsg.ListOffsetsResponse)
+		b := c.l.cfg.Backend
+		for _, t := range req.Topics {
+			rt := kmsg.NewListOffsetsResponseTopic()
+			rt.Topic = t.Topic
+			for _, p := range t.Partitions {
+				rp := kmsg.NewListOffsetsResponseTopicPartition()
+				rp.Partition = p.Partition
+				rp.LeaderEpoch = -1
+				rp.Timestamp = -1
+				switch p.Timestamp {
+				case -1, -2:
+					start, hw, err := b.Offsets(ctx, t.Topic, p.Partition)
+					rp.ErrorCode = code(err)
+					if p.Timestamp == -1 {
+						rp.Offset = hw
+					} else {
+						rp.Offset = start
+					}
+				default:
+					if p.Timestamp < 0 {
+						rp.ErrorCode = semantics.ErrInvalidRequest.Code
+						break
+					}
+					off, ts, err := b.OffsetForTime(ctx, t.Topic, p.Partition, p.Timestamp)
+					rp.ErrorCode = code(err)
+					rp.Offset, rp.Timestamp = off, ts
+				}
+				if rp.ErrorCode != 0 {
+					rp.Offset, rp.Timestamp = -1, -1
+				}
+				rt.Partitions = append(rt.Partitions, rp)
+			}
+			resp.Topics = append(resp.Topics, rt)
+		}
+		return resp
+	}
+}

@@ -1,0 +1,116 @@
+package kafka_test
+
+import (
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/qxd-io/qxd"
+	"github.com/qxd-io/qxd/internal/qxdtest"
+)
+
+// In a cluster every node is a broker: bootstrapping from any one node, a Kafka
+// client sees all three with their own addresses, each partition's leader and
+// replicas, produces to the leaders and reads back what it wrote.
+func TestKafkaCluster(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a 3-node cluster")
+	}
+	t.Parallel()
+	cfgs := qxdtest.ClusterConfigs(t, 3)
+	for i := range cfgs {
+		cfgs[i].KafkaListen = "127.0.0.1:0"
+	}
+	nodes := qxdtest.StartCluster(t, cfgs)
+	c := qxdtest.Connect(t, nodes[0])
+	qxdtest.CreateTopic(t, c, "spread", qxd.TopicConfig{Partitions: 6, Replicas: 3})
+	ctx := ctxFor(t, 90*time.Second)
+
+	var addrs []string
+	for _, n := range nodes {
+		addrs = append(addrs, n.KafkaAddr())
+	}
+	for i, n := range nodes {
+		adm := kadm.NewClient(kafkaClient(t, n))
+		md, err := adm.Metadata(ctx, "spread")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		ids := map[int32]bool{}
+		for _, b := range md.Brokers {
+			got = append(got, fmt.Sprintf("%s:%d", b.Host, b.Port))
+			ids[b.NodeID] = true
+		}
+		slices.Sort(got)
+		want := slices.Clone(addrs)
+		slices.Sort(want)
+		if !slices.Equal(got, want) {
+			t.Fatalf("metadata from node %d lists brokers %v, want %v", i+1, got, want)
+		}
+		for _, p := range md.Topics["spread"].Partitions {
+			if !ids[p.Leader] || len(p.Replicas) != 3 {
+				t.Fatalf("metadata from node %d: partition %d leader %d replicas %v", i+1, p.Partition, p.Leader, p.Replicas)
+			}
+		}
+	}
+
+	// A produce sent to a node that does not lead the partition is refused with
+	// NOT_LEADER_OR_FOLLOWER, so the client reads the metadata again.
+	probe := kafkaClient(t, nodes[0])
+	md, err := kadm.NewClient(probe).Metadata(ctx, "spread")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var self int32 = -1
+	for _, b := range md.Brokers {
+		if fmt.Sprintf("%s:%d", b.Host, b.Port) == nodes[0].KafkaAddr() {
+			self = b.NodeID
+		}
+	}
+	for _, p := range md.Topics["spread"].Partitions {
+		if p.Leader == self {
+			continue
+		}
+		req := produceReq(-1, map[string]map[int32][]byte{"spread": {p.Partition: batch(t, 1, 10)}})
+		resp, err := probe.Broker(int(self)).Request(ctx, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if code := resp.(*kmsg.ProduceResponse).Topics[0].Partitions[0].ErrorCode; code != kerr.NotLeaderForPartition.Code {
+			t.Fatalf("produce to partition %d on a node that does not lead it: code %d, want NOT_LEADER_OR_FOLLOWER", p.Partition, code)
+		}
+		break
+	}
+
+	cl := kafkaClient(t, nodes[1], kgo.DefaultProduceTopic("spread"))
+	acked := map[string]rec{}
+	for i := range 60 {
+		r := &kgo.Record{Key: fmt.Appendf(nil, "k%d", i), Value: fmt.Appendf(nil, "v%d", i)}
+		if err := cl.ProduceSync(ctx, r).FirstErr(); err != nil {
+			t.Fatalf("produce %d: %v", i, err)
+		}
+		acked[string(r.Value)] = rec{string(r.Key), string(r.Value), r.Partition, r.Offset}
+	}
+	cons := kafkaClient(t, nodes[2], kgo.ConsumeTopics("spread"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.ConsumerGroup("spread-readers"))
+	seen := 0
+	for seen < len(acked) {
+		fs := cons.PollFetches(ctx)
+		if ctx.Err() != nil {
+			t.Fatalf("read %d of %d records", seen, len(acked))
+		}
+		fs.EachRecord(func(r *kgo.Record) {
+			seen++
+			if g := (rec{string(r.Key), string(r.Value), r.Partition, r.Offset}); g != acked[string(r.Value)] {
+				t.Errorf("read %v, producer was told %v", g, acked[string(r.Value)])
+			}
+		})
+	}
+}

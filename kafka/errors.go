@@ -1,0 +1,49 @@
+package kafka
+
+import (
+	"context"
+	"errors"
+
+	"github.com/qxd-io/qxd/semantics"
+)
+
+// Kafka error codes the listener answers that qxd's error set does not carry.
+const (
+	codeUnsupportedVersion      int16 = 35
+	codeUnsupportedForMsgFormat int16 = 43
+	codeUnknownTopicID          int16 = 100
+)
+
+// code is the Kafka error code of err: semantics errors carry theirs, a context
+// that ended is REQUEST_TIMED_OUT, anything else UNKNOWN_SERVER_ERROR.
+func code(err error) int16 {
+	if err == nil {
+		return 0
+	}
+	var ce *codeError
+	if errors.As(err, &ce) {
+		return ce.code
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return semantics.ErrTimeout.Code
+	}
+	return semantics.CodeOf(err)
+}
+
+// message is err's text for the error message fields of newer versions; nil
+// without an error.
+func message(err error) *string {
+	if err == nil {
+		return nil
+	}
+	s := err.Error()
+	return &s
+}
+
+// codeError is a Kafka error code qxd's error set has no kind for.
+type codeError struct {
+	code int16
+	msg  string
+}
+
+func (e *codeError) Error() string { return e.msg }

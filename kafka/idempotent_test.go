@@ -1,0 +1,84 @@
+package kafka_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/qxd-io/qxd"
+	"github.com/qxd-io/qxd/internal/qxdtest"
+	"github.com/qxd-io/qxd/semantics"
+)
+
+// An idempotent producer's resend is answered with the offset stored the first
+// time, a gap in its sequence and an older epoch are refused, as the partition
+// writer does for the SDK's producers.
+func TestIdempotentProduce(t *testing.T) {
+	t.Parallel()
+	n, c := startNode(t)
+	qxdtest.CreateTopic(t, c, "once", qxd.TopicConfig{})
+	ctx := ctxFor(t, 30*time.Second)
+	cl := kafkaClient(t, n)
+
+	init := kmsg.NewPtrInitProducerIDRequest()
+	init.TransactionTimeoutMillis = 60000
+	resp, err := init.RequestWith(ctx, cl)
+	if err != nil || resp.ErrorCode != 0 || resp.ProducerID < 0 || resp.ProducerEpoch != 0 {
+		t.Fatalf("InitProducerId: %+v %v", resp, err)
+	}
+	pid, epoch := resp.ProducerID, resp.ProducerEpoch
+
+	send := func(seq int32, epoch int16, n int) (int16, int64) {
+		var bb semantics.BatchBuilder
+		for range n {
+			bb.Append(&semantics.Record{Value: []byte("v")})
+		}
+		b, err := bb.Build(nil, semantics.ProducerInfo{ID: pid, Epoch: epoch, BaseSequence: seq}, semantics.CompressionNone)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, err := produceReq(-1, map[string]map[int32][]byte{"once": {0: b}}).RequestWith(ctx, cl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := r.Topics[0].Partitions[0]
+		return p.ErrorCode, p.BaseOffset
+	}
+	if code, off := send(0, epoch, 3); code != 0 || off != 0 {
+		t.Fatalf("first batch: code %d offset %d", code, off)
+	}
+	if code, off := send(0, epoch, 3); code != 0 || off != 0 {
+		t.Fatalf("resent batch: code %d offset %d, want the stored offset 0", code, off)
+	}
+	if code, _ := send(10, epoch, 1); code != kerr.OutOfOrderSequenceNumber.Code {
+		t.Fatalf("gap: code %d, want OUT_OF_ORDER_SEQUENCE_NUMBER", code)
+	}
+	if code, off := send(3, epoch, 2); code != 0 || off != 3 {
+		t.Fatalf("next batch: code %d offset %d, want 3", code, off)
+	}
+
+	// A producer that bumps its epoch keeps its id; its old epoch is fenced.
+	bump := kmsg.NewPtrInitProducerIDRequest()
+	bump.ProducerID, bump.ProducerEpoch = pid, epoch
+	bresp, err := bump.RequestWith(ctx, cl)
+	if err != nil || bresp.ErrorCode != 0 || bresp.ProducerID != pid || bresp.ProducerEpoch != epoch+1 {
+		t.Fatalf("bump: %+v %v", bresp, err)
+	}
+	if code, off := send(0, epoch+1, 1); code != 0 || off != 5 {
+		t.Fatalf("new epoch: code %d offset %d, want 5", code, off)
+	}
+	if code, _ := send(5, epoch, 1); code != kerr.InvalidProducerEpoch.Code {
+		t.Fatalf("old epoch: code %d, want INVALID_PRODUCER_EPOCH", code)
+	}
+
+	txn := kmsg.NewPtrInitProducerIDRequest()
+	txn.TransactionalID = ptr("tx-1")
+	if tresp, err := txn.RequestWith(ctx, cl); err == nil && tresp.ErrorCode == 0 {
+		t.Fatalf("transactional InitProducerId: %+v %v, want an error", tresp, err)
+	}
+	if recs := pollSDK(t, c, "once", 1, 6); len(recs) != 6 {
+		t.Fatalf("stored %d records, want 6", len(recs))
+	}
+}

@@ -1,0 +1,434 @@
+package kafka
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// Config configures a Listener.
+type Config struct {
+	// Listen is the address to listen on, host:port (port 0 picks a free port).
+	Listen string
+	// Listener, when set, is used instead of listening on Listen: the caller bound
+	// it (to learn its address first).
+	Listener net.Listener
+	// Backend answers the requests. Required.
+	Backend Backend
+	// Logger receives the listener's logs. Default: discard.
+	Logger *slog.Logger
+	// MaxRequestBytes bounds one request's size; a client that sends a larger one
+	// is disconnected. Default 100 MiB (Kafka's socket.request.max.bytes).
+	MaxRequestBytes int32
+	// MaxInFlight bounds the requests of one connection being answered at once;
+	// the listener stops reading a connection that has this many. Default 64.
+	MaxInFlight int
+	// ReadTimeout bounds the time to read one request once its first byte came, so
+	// a client that stops half-way does not hold a connection. Default 30s.
+	ReadTimeout time.Duration
+	// IdleTimeout closes a connection that sends no request for this long (Kafka's
+	// connections.max.idle.ms). Default 10m.
+	IdleTimeout time.Duration
+}
+
+// Defaults of Config.
+const (
+	DefaultMaxRequestBytes = 100 << 20
+	DefaultMaxInFlight     = 64
+	DefaultReadTimeout     = 30 * time.Second
+	DefaultIdleTimeout     = 10 * time.Minute
+)
+
+// Listener takes Kafka clients' connections and answers their requests.
+type Listener struct {
+	cfg Config
+	log *slog.Logger
+	ln  net.Listener
+
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	mu    sync.Mutex
+	conns map[*conn]struct{}
+	wg    sync.WaitGroup
+
+	closeOnce sync.Once
+}
+
+// Listen starts listening on cfg.Listen and serving connections until Close.
+func Listen(cfg Config) (*Listener, error) {
+	if cfg.Backend == nil {
+		return nil, errors.New("kafka listener: no backend")
+	}
+	if cfg.MaxRequestBytes <= 0 {
+		cfg.MaxRequestBytes = DefaultMaxRequestBytes
+	}
+	if cfg.MaxInFlight <= 0 {
+		cfg.MaxInFlight = DefaultMaxInFlight
+	}
+	if cfg.ReadTimeout <= 0 {
+		cfg.ReadTimeout = DefaultReadTimeout
+	}
+	if cfg.IdleTimeout <= 0 {
+		cfg.IdleTimeout = DefaultIdleTimeout
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	ln := cfg.Listener
+	if ln == nil {
+		var err error
+		if ln, err = net.Listen("tcp", cfg.Listen); err != nil {
+			return nil, fmt.Errorf("kafka listen address %s is not available: %w (stop what uses it or choose another with --kafka-listen)", cfg.Listen, err)
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	l := &Listener{cfg: cfg, log: log, ln: ln, ctx: ctx, cancel: cancel, conns: map[*conn]struct{}{}}
+	l.wg.Add(1)
+	go l.accept()
+	return l, nil
+}
+
+// Addr is the address the listener listens on.
+func (l *Listener) Addr() net.Addr { return l.ln.Addr() }
+
+// Close stops taking connections, closes those open and waits, within ctx, for
+// their requests to end. Close is idempotent.
+func (l *Listener) Close(ctx context.Context) error {
+	l.closeOnce.Do(func() {
+		l.cancel()
+		l.ln.Close()
+		l.mu.Lock()
+		for c := range l.conns {
+			c.nc.Close()
+		}
+		l.mu.Unlock()
+	})
+	done := make(chan struct{})
+	go func() {
+		l.wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("kafka listener: close: %w", ctx.Err())
+	}
+}
+
+func (l *Listener) accept() {
+	defer l.wg.Done()
+	for {
+		nc, err := l.ln.Accept()
+		if err != nil {
+			if l.ctx.Err() != nil {
+				return
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				time.Sleep(10 * time.Millisecond)
+				continue
+			}
+			l.log.Warn("kafka listener stopped accepting", "err", err)
+			return
+		}
+		c := newConn(l, nc)
+		l.mu.Lock()
+		if l.ctx.Err() != nil {
+			l.mu.Unlock()
+			nc.Close()
+			return
+		}
+		l.conns[c] = struct{}{}
+		l.wg.Add(1)
+		l.mu.Unlock()
+		go func() {
+			defer l.wg.Done()
+			c.serve()
+			l.mu.Lock()
+			delete(l.conns, c)
+			l.mu.Unlock()
+		}()
+	}
+}
+
+// conn is one client connection. Requests are read in order, handled concurrently
+// (a handler's first stage runs in the read loop, so that produce requests reach
+// the partition writers in the order they came) and answered in order, as Kafka
+// requires.
+type conn struct {
+	l   *Listener
+	nc  net.Conn
+	log *slog.Logger
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	slots  chan *slot
+
+	// clientID is the client id of the connection's first request, set before any
+	// handler runs.
+	clientID string
+	started  bool
+}
+
+// slot is one answer awaited, in request order.
+type slot struct {
+	done chan struct{}
+	buf  []byte // the framed response; nil: none (acks=0 produce)
+}
+
+func newConn(l *Listener, nc net.Conn) *conn {
+	ctx, cancel := context.WithCancel(l.ctx)
+	return &conn{l: l, nc: nc, log: l.log, ctx: ctx, cancel: cancel, slots: make(chan *slot, l.cfg.MaxInFlight)}
+}
+
+// errClose ends a connection without an answer: Kafka brokers close the
+// connection on requests they cannot parse or do not support.
+var errClose = errors.New("close connection")
+
+func (c *conn) serve() {
+	defer c.nc.Close()
+	defer c.cancel()
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		c.writeLoop()
+	}()
+	err := c.readLoop()
+	// The client is gone or broke the protocol: requests still waiting (a long
+	// poll, a join) end now rather than at their timeouts.
+	c.cancel()
+	close(c.slots)
+	wg.Wait()
+	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
+		c.log.Debug("kafka connection closed", "err", fmt.Errorf("client %s: %w", c.nc.RemoteAddr(), err))
+	}
+}
+
+// writeLoop writes the answers in request order.
+func (c *conn) writeLoop() {
+	w := bufio.NewWriterSize(c.nc, 64<<10)
+	broken := false
+	for s := range c.slots {
+		select {
+		case <-s.done:
+		case <-c.ctx.Done():
+			<-s.done // handlers end with the connection's context
+		}
+		if broken || s.buf == nil {
+			continue
+		}
+		if _, err := w.Write(s.buf); err != nil {
+			broken = true
+			c.cancel()
+			c.nc.Close()
+			continue
+		}
+		if len(c.slots) == 0 {
+			if err := w.Flush(); err != nil {
+				broken = true
+				c.cancel()
+				c.nc.Close()
+			}
+		}
+	}
+}
+
+func (c *conn) readLoop() error {
+	r := bufio.NewReaderSize(c.nc, 64<<10)
+	var sizeBuf [4]byte
+	for {
+		if err := c.nc.SetReadDeadline(time.Now().Add(c.l.cfg.IdleTimeout)); err != nil {
+			return err
+		}
+		if _, err := io.ReadFull(r, sizeBuf[:1]); err != nil {
+			return err
+		}
+		// The rest of a request must follow within ReadTimeout.
+		if err := c.nc.SetReadDeadline(time.Now().Add(c.l.cfg.ReadTimeout)); err != nil {
+			return err
+		}
+		if _, err := io.ReadFull(r, sizeBuf[1:]); err != nil {
+			return err
+		}
+		size := int32(binary.BigEndian.Uint32(sizeBuf[:]))
+		if size < 8 || size > c.l.cfg.MaxRequestBytes {
+			return fmt.Errorf("request of %d bytes is outside [8, %d]", size, c.l.cfg.MaxRequestBytes)
+		}
+		buf := make([]byte, size)
+		if _, err := io.ReadFull(r, buf); err != nil {
+			return err
+		}
+		if err := c.handle(buf); err != nil {
+			return err
+		}
+	}
+}
+
+// header is a request header (v1 or v2).
+type header struct {
+	key, version  int16
+	correlationID int32
+	clientID      string
+}
+
+// parseHeader reads a request header and returns the body after it. Request header
+// v2 (flexible versions) has tagged fields after the client id.
+func parseHeader(b []byte) (header, []byte, error) {
+	var h header
+	if len(b) < 10 {
+		return h, nil, errors.New("request header too short")
+	}
+	h.key = int16(binary.BigEndian.Uint16(b))
+	h.version = int16(binary.BigEndian.Uint16(b[2:]))
+	h.correlationID = int32(binary.BigEndian.Uint32(b[4:]))
+	n := int16(binary.BigEndian.Uint16(b[8:]))
+	b = b[10:]
+	if n > 0 {
+		if int(n) > len(b) {
+			return h, nil, errors.New("request header: client id past the end")
+		}
+		h.clientID = string(b[:n])
+		b = b[n:]
+	} else if n < -1 {
+		return h, nil, errors.New("request header: bad client id length")
+	}
+	return h, b, nil
+}
+
+// skipTags skips a tagged-field section.
+func skipTags(b []byte) ([]byte, error) {
+	num, n := binary.Uvarint(b)
+	if n <= 0 {
+		return nil, errors.New("bad tagged fields")
+	}
+	b = b[n:]
+	for ; num > 0; num-- {
+		_, n := binary.Uvarint(b)
+		if n <= 0 {
+			return nil, errors.New("bad tagged field")
+		}
+		b = b[n:]
+		size, n := binary.Uvarint(b)
+		if n <= 0 || size > uint64(len(b)-n) {
+			return nil, errors.New("bad tagged field size")
+		}
+		b = b[n+int(size):]
+	}
+	return b, nil
+}
+
+// decodeBody decodes the body of a request whose header is h; an API or version
+// the listener does not implement is an error.
+func decodeBody(h header, body []byte) (kmsg.Request, error) {
+	api, ok := apis[h.key]
+	if !ok || h.version < api.min || h.version > api.max {
+		return nil, fmt.Errorf("%w: api key %d version %d is not supported", errClose, h.key, h.version)
+	}
+	req := kmsg.RequestForKey(h.key)
+	req.SetVersion(h.version)
+	var err error
+	if req.IsFlexible() {
+		if body, err = skipTags(body); err != nil {
+			return nil, fmt.Errorf("request %s v%d: %w", kmsg.NameForKey(h.key), h.version, err)
+		}
+	}
+	if err := req.ReadFrom(body); err != nil {
+		return nil, fmt.Errorf("request %s v%d: %w", kmsg.NameForKey(h.key), h.version, err)
+	}
+	return req, nil
+}
+
+// handle parses one request and queues its answer.
+func (c *conn) handle(buf []byte) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("request handling panicked: %v", p)
+			c.log.Error("kafka request handling panicked", "err", err)
+		}
+	}()
+	h, body, err := parseHeader(buf)
+	if err != nil {
+		return err
+	}
+	if !c.started {
+		c.started = true
+		c.clientID = h.clientID
+	}
+	if h.key == kmsg.ApiVersions.Int16() && !supported(h.key, h.version) {
+		// Kafka answers an ApiVersions it does not know the version of with a v0
+		// answer: UNSUPPORTED_VERSION and the versions it has, so the client can
+		// ask again with one of them.
+		resp := apiVersionsResponse(0)
+		resp.ErrorCode = codeUnsupportedVersion
+		h.version = 0
+		c.queueNow(h, resp)
+		return nil
+	}
+	req, err := decodeBody(h, body)
+	if err != nil {
+		return err
+	}
+	rest := apis[h.key].handle(c.ctx, c, req)
+	s := &slot{done: make(chan struct{})}
+	select {
+	case c.slots <- s:
+	case <-c.ctx.Done():
+		return c.ctx.Err()
+	}
+	go func() {
+		defer close(s.done)
+		defer func() {
+			if p := recover(); p != nil {
+				c.log.Error("kafka request handling panicked", "err", fmt.Errorf("%v", p))
+				c.cancel()
+				c.nc.Close()
+			}
+		}()
+		resp := rest()
+		if resp != nil {
+			s.buf = frame(h, resp)
+		}
+	}()
+	return nil
+}
+
+// queueNow queues an answer that is ready.
+func (c *conn) queueNow(h header, resp kmsg.Response) {
+	s := &slot{done: make(chan struct{}), buf: frame(h, resp)}
+	close(s.done)
+	select {
+	case c.slots <- s:
+	case <-c.ctx.Done():
+	}
+}
+
+// frame encodes resp with its size and response header. Response header v1 (with
+// tagged fields) goes with flexible versions, except for ApiVersions, whose
+// response header is always v0 so that any client can read it.
+func frame(h header, resp kmsg.Response) []byte {
+	resp.SetVersion(h.version)
+	b := make([]byte, 8, 256)
+	binary.BigEndian.PutUint32(b[4:], uint32(h.correlationID))
+	if resp.IsFlexible() && h.key != kmsg.ApiVersions.Int16() {
+		b = append(b, 0)
+	}
+	b = resp.AppendTo(b)
+	binary.BigEndian.PutUint32(b, uint32(len(b)-4))
+	return b
+}
+
+// ready returns a second stage that answers resp.
+func ready(resp kmsg.Response) func() kmsg.Response { return func() kmsg.Response { return resp } }

@@ -1,0 +1,55 @@
+package kafka
+
+import (
+	"context"
+
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// api is one Kafka API the listener implements: the versions it advertises in
+// ApiVersions, every one of them honoured in full, and its handler.
+type api struct {
+	min, max int16
+	// handle runs in the connection's read loop and must not block: it returns the
+	// stage that computes the answer, which runs on its own goroutine. A nil answer
+	// sends none (acks=0 produce).
+	handle func(ctx context.Context, c *conn, req kmsg.Request) func() kmsg.Response
+}
+
+// apis are the implemented APIs by key. The range of each is what its handler
+// covers; docs/kafka.md lists them.
+var apis map[int16]api
+
+func init() {
+	apis = map[int16]api{
+		kmsg.Produce.Int16():                 {3, 9, handleProduce},
+		kmsg.Fetch.Int16():                   {4, 12, handleFetch},
+		kmsg.ListOffsets.Int16():             {1, 6, handleListOffsets},
+		kmsg.Metadata.Int16():                {0, 12, handleMetadata},
+		kmsg.OffsetCommit.Int16():            {2, 8, handleOffsetCommit},
+		kmsg.OffsetFetch.Int16():             {1, 8, handleOffsetFetch},
+		kmsg.FindCoordinator.Int16():         {0, 4, handleFindCoordinator},
+		kmsg.JoinGroup.Int16():               {0, 9, handleJoinGroup},
+		kmsg.Heartbeat.Int16():               {0, 4, handleHeartbeat},
+		kmsg.LeaveGroup.Int16():              {0, 5, handleLeaveGroup},
+		kmsg.SyncGroup.Int16():               {0, 5, handleSyncGroup},
+		kmsg.DescribeGroups.Int16():          {0, 5, handleDescribeGroups},
+		kmsg.ListGroups.Int16():              {0, 4, handleListGroups},
+		kmsg.ApiVersions.Int16():             {0, 4, handleApiVersions},
+		kmsg.InitProducerID.Int16():          {0, 4, handleInitProducerID},
+		kmsg.CreateTopics.Int16():            {0, 7, handleCreateTopics},
+		kmsg.DeleteTopics.Int16():            {0, 6, handleDeleteTopics},
+		kmsg.DescribeConfigs.Int16():         {0, 4, handleDescribeConfigs},
+		kmsg.CreatePartitions.Int16():        {0, 3, handleCreatePartitions},
+		kmsg.DeleteRecords.Int16():           {0, 2, handleDeleteRecords},
+		kmsg.AlterConfigs.Int16():            {0, 2, handleAlterConfigs},
+		kmsg.DeleteGroups.Int16():            {0, 2, handleDeleteGroups},
+		kmsg.IncrementalAlterConfigs.Int16(): {0, 1, handleIncrementalAlterConfigs},
+		kmsg.DescribeCluster.Int16():         {0, 1, handleDescribeCluster},
+	}
+}
+
+func supported(key, version int16) bool {
+	a, ok := apis[key]
+	return ok && version >= a.min && version <= a.max
+}

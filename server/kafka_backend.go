@@ -1,0 +1,652 @@
+package server
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"math"
+	"math/rand/v2"
+	"net"
+	"os"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/qxd-io/qxd/groups"
+	"github.com/qxd-io/qxd/internal/partition"
+	"github.com/qxd-io/qxd/kafka"
+	"github.com/qxd-io/qxd/semantics"
+)
+
+// kafkaBrokerWait bounds how long a Metadata request waits for the other nodes to
+// say their Kafka addresses.
+const kafkaBrokerWait = time.Second
+
+// kafkaBackend is the node's services as the Kafka listener's Backend, in process:
+// produce (Node.Writers), fetch (Node.Fetcher), the group service (Node.Groups)
+// and topic admin (Node.Admin). Its own in-process connection reads partition
+// offsets, watches partitions for appends and asks the other nodes for their Kafka
+// addresses.
+type kafkaBackend struct {
+	n         *Node
+	nc        *nats.Conn // the listener's own in-process connection
+	advertise kafka.Broker
+
+	infoSub *nats.Subscription
+	mu      sync.Mutex
+	addrs   map[string]kafka.Broker // other nodes' Kafka addresses, by name
+}
+
+var _ kafka.Backend = (*kafkaBackend)(nil)
+
+// kafkaFront is a node's Kafka listener with its backend.
+type kafkaFront struct {
+	b *kafkaBackend
+	l *kafka.Listener
+}
+
+// brokerID is a node's Kafka broker id: derived from its name, so that it is the
+// same after a restart and on every node.
+func brokerID(name string) int32 {
+	h := fnv.New32a()
+	h.Write([]byte(name))
+	return int32(h.Sum32() & math.MaxInt32)
+}
+
+// startKafka starts the Kafka listener when the config asks for one.
+func (n *Node) startKafka() error {
+	if n.cfg.KafkaListen == "" {
+		return nil
+	}
+	nc, err := nats.Connect("", append([]nats.Option{nats.InProcessServer(n.ns), nats.Name("qxd-node-" + n.cfg.Name + "-kafka"),
+		nats.MaxReconnects(-1), nats.ReconnectBufSize(-1)}, internalOptions(n.internalKey)...)...)
+	if err != nil {
+		return fmt.Errorf("connect the Kafka listener to the embedded server: %w", err)
+	}
+	ln, err := net.Listen("tcp", n.cfg.KafkaListen)
+	if err != nil {
+		nc.Close()
+		return kafkaListenErr(n.cfg.KafkaListen, err)
+	}
+	b := &kafkaBackend{n: n, nc: nc, addrs: map[string]kafka.Broker{}, advertise: advertised(n.cfg, ln.Addr())}
+	l, err := kafka.Listen(kafka.Config{Listener: ln, Backend: b, Logger: n.log})
+	if err != nil {
+		ln.Close()
+		nc.Close()
+		return err
+	}
+	if err := b.start(); err != nil {
+		_ = l.Close(context.Background())
+		nc.Close()
+		return err
+	}
+	n.kafka = &kafkaFront{b: b, l: l}
+	n.log.Info("kafka listener started", "listen", l.Addr().String(), "advertise", net.JoinHostPort(b.advertise.Host, strconv.Itoa(int(b.advertise.Port))))
+	return nil
+}
+
+func kafkaListenErr(addr string, err error) error {
+	return fmt.Errorf("kafka listen address %s is not available: %w (stop what uses it or choose another with --kafka-listen)", addr, err)
+}
+
+// checkKafkaPortFree fails when the Kafka listen address cannot be bound, before
+// the node starts anything.
+func checkKafkaPortFree(addr string) error {
+	if addr == "" {
+		return nil
+	}
+	if _, port, _ := net.SplitHostPort(addr); port == "0" {
+		return nil
+	}
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return kafkaListenErr(addr, err)
+	}
+	return l.Close()
+}
+
+// advertised is the broker address a node gives Kafka clients: KafkaAdvertise, or
+// the address bound; a wildcard host (0.0.0.0, ::) becomes the host name, as Kafka
+// advertises a listener without a host.
+func advertised(cfg Config, bound net.Addr) kafka.Broker {
+	host, port, _ := net.SplitHostPort(bound.String())
+	if cfg.KafkaAdvertise != "" {
+		ah, ap, _ := net.SplitHostPort(cfg.KafkaAdvertise)
+		if ah != "" {
+			host = ah
+		}
+		if ap != "" && ap != "0" {
+			port = ap
+		}
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+		if h, err := os.Hostname(); err == nil && h != "" {
+			host = h
+		}
+	}
+	pn, _ := strconv.Atoi(port)
+	return kafka.Broker{ID: brokerID(cfg.Name), Name: cfg.Name, Host: host, Port: int32(pn)}
+}
+
+// stopKafka closes the Kafka listener and its connections.
+func (n *Node) stopKafka(ctx context.Context) {
+	if n.kafka == nil {
+		return
+	}
+	if err := n.kafka.l.Close(ctx); err != nil {
+		n.log.Warn("kafka listener did not stop in time", "err", err)
+	}
+	n.kafka.b.nc.Close()
+}
+
+// KafkaAddr is the address the node's Kafka listener listens on, "" without one.
+func (n *Node) KafkaAddr() string {
+	if n.kafka == nil {
+		return ""
+	}
+	return n.kafka.l.Addr().String()
+}
+
+func (b *kafkaBackend) start() error {
+	var err error
+	b.infoSub, err = b.nc.Subscribe(semantics.KafkaBrokersSubject, func(m *nats.Msg) {
+		data, _ := json.Marshal(b.advertise)
+		_ = m.Respond(data)
+	})
+	if err != nil {
+		return fmt.Errorf("kafka listener: subscribe for broker requests: %w", err)
+	}
+	return b.nc.Flush()
+}
+
+// topicMeta returns the record of a ready topic, as the writers know it if they do.
+func (b *kafkaBackend) topicMeta(ctx context.Context, name string) (semantics.TopicMeta, error) {
+	if err := semantics.ValidateTopicName(name); err != nil {
+		return semantics.TopicMeta{}, err
+	}
+	if w := b.n.writers; w != nil {
+		w.mu.Lock()
+		t, ok := w.topics[name]
+		w.mu.Unlock()
+		if ok && t.State == semantics.TopicReady {
+			return t, nil
+		}
+	}
+	t, err := b.n.admin.meta.getTopic(ctx, name)
+	if err != nil {
+		return t, err
+	}
+	if t.State != semantics.TopicReady {
+		return t, semantics.Errorf(semantics.ErrTopicNotReady, "topic %q is %s; retry", name, t.State)
+	}
+	return t, nil
+}
+
+func (b *kafkaBackend) partition(ctx context.Context, topic string, p int32) (semantics.TopicMeta, error) {
+	t, err := b.topicMeta(ctx, topic)
+	if err != nil {
+		return t, err
+	}
+	if p < 0 || p >= t.Config.Partitions {
+		return t, semantics.Errorf(semantics.ErrUnknownTopic, "topic %q has no partition %d (it has %d)", topic, p, t.Config.Partitions)
+	}
+	return t, nil
+}
+
+// Append implements kafka.Backend through the node's produce service, in process:
+// the batch goes to the partition's writer as the client sent it. A partition this
+// node does not lead is NOT_LEADER_OR_FOLLOWER, so the client reads the metadata
+// again and sends it to the leader, as with Kafka.
+func (b *kafkaBackend) Append(ctx context.Context, topic string, p int32, batch []byte, acks int16) func() (kafka.AppendResult, error) {
+	fail := func(err error) func() (kafka.AppendResult, error) {
+		return func() (kafka.AppendResult, error) { return kafka.AppendResult{}, err }
+	}
+	t, err := b.partition(ctx, topic, p)
+	if err != nil {
+		return fail(err)
+	}
+	if len(batch) > int(t.Config.MaxMessageBytes) {
+		return fail(semantics.Errorf(semantics.ErrMessageTooLarge,
+			"partition %s: batch of %d bytes is over the topic's max message bytes (%d): send smaller batches or raise max.message.bytes",
+			semantics.PartitionString(topic, p), len(batch), t.Config.MaxMessageBytes))
+	}
+	if acks == 0 {
+		b.n.Writers().AppendAsync(topic, p, batch, nil)
+		return fail(nil)
+	}
+	ch := make(chan semantics.ProduceReply, 1)
+	b.n.Writers().AppendAsync(topic, p, batch, func(r semantics.ProduceReply) { ch <- r })
+	return func() (kafka.AppendResult, error) {
+		select {
+		case r := <-ch:
+			if err := r.Err(); err != nil {
+				return kafka.AppendResult{}, err
+			}
+			return kafka.AppendResult{BaseOffset: r.BaseOffset, LogAppendTime: r.LogAppendTime, LogStart: -1}, nil
+		case <-ctx.Done():
+			return kafka.AppendResult{}, semantics.Errorf(semantics.ErrTimeout,
+				"partition %s: not stored in time (an idempotent producer resends it safely)", semantics.PartitionString(topic, p))
+		}
+	}
+}
+
+// offsets reads a partition's offsets (from the stream leader's view) and returns
+// its reader for direct reads.
+func (b *kafkaBackend) offsets(ctx context.Context, topic string, p int32) (*partition.Reader, partition.Offsets, error) {
+	t, err := b.partition(ctx, topic, p)
+	if err != nil {
+		return nil, partition.Offsets{}, err
+	}
+	r := partition.NewReader(b.nc, topic, p, true)
+	offs, err := r.ReadOffsets(ctx, func(ctx context.Context) (int64, error) {
+		ck, err := b.n.admin.meta.getCheckpoint(ctx, t.ID, p)
+		return ck.Next, err
+	})
+	return r, offs, err
+}
+
+// Offsets implements kafka.Backend.
+func (b *kafkaBackend) Offsets(ctx context.Context, topic string, p int32) (int64, int64, error) {
+	_, offs, err := b.offsets(ctx, topic, p)
+	if err != nil {
+		return -1, -1, err
+	}
+	return offs.LogStart, offs.HighWatermark, nil
+}
+
+// Read implements kafka.Backend through the node's fetch service.
+func (b *kafkaBackend) Read(ctx context.Context, topic string, p int32, offset int64, maxBytes int) (kafka.ReadResult, error) {
+	r, err := b.n.Fetcher().Fetch(ctx, FetchRequest{Topic: topic, Partition: p, Offset: offset, MaxBytes: maxBytes})
+	return kafka.ReadResult{Batches: r.Batches, LogStart: r.LogStartOffset, HighWatermark: r.HighWatermark}, err
+}
+
+// OffsetForTime implements kafka.Backend.
+func (b *kafkaBackend) OffsetForTime(ctx context.Context, topic string, p int32, ts int64) (int64, int64, error) {
+	r, offs, err := b.offsets(ctx, topic, p)
+	if err != nil {
+		return -1, -1, err
+	}
+	if offs.Msgs == 0 {
+		return -1, -1, nil
+	}
+	seq, found, err := semantics.FindTimestamp(ctx, r, offs.FirstSeq, offs.LastSeq, ts)
+	if err != nil || !found {
+		return -1, -1, err
+	}
+	m, err := r.Get(ctx, seq)
+	if err != nil {
+		return -1, -1, err
+	}
+	recs, err := semantics.DecodeRecords(nil, m.Data, topic, p)
+	if err != nil {
+		return -1, -1, err
+	}
+	for _, rec := range recs {
+		if rec.Offset >= offs.LogStart && rec.Timestamp.UnixMilli() >= ts {
+			return rec.Offset, rec.Timestamp.UnixMilli(), nil
+		}
+	}
+	return -1, -1, nil
+}
+
+// kafkaWatch is woken by publishes to partition streams' subjects.
+type kafkaWatch struct {
+	c    chan struct{}
+	subs []*nats.Subscription
+}
+
+func (w *kafkaWatch) C() <-chan struct{} { return w.c }
+
+func (w *kafkaWatch) Close() {
+	for _, s := range w.subs {
+		_ = s.Unsubscribe()
+	}
+}
+
+// Watch implements kafka.Backend: it subscribes to the partitions' stream subjects,
+// where the writers publish every append.
+func (b *kafkaBackend) Watch(ctx context.Context, parts []semantics.TopicPartition) (kafka.Watch, error) {
+	w := &kafkaWatch{c: make(chan struct{}, 1)}
+	for _, tp := range parts {
+		if semantics.ValidateTopicName(tp.Topic) != nil {
+			continue
+		}
+		s, err := b.nc.Subscribe(semantics.StreamSubject(tp.Topic, tp.Partition), func(*nats.Msg) {
+			select {
+			case w.c <- struct{}{}:
+			default:
+			}
+		})
+		if err != nil {
+			w.Close()
+			return nil, fmt.Errorf("watch partition %s: %w", tp, err)
+		}
+		w.subs = append(w.subs, s)
+	}
+	fctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := b.nc.FlushWithContext(fctx); err != nil {
+		w.Close()
+		return nil, fmt.Errorf("watch partitions: %w", err)
+	}
+	return w, nil
+}
+
+// brokers returns every node with a Kafka listener, by name: this one, and those
+// that answer within kafkaBrokerWait, until want have answered.
+func (b *kafkaBackend) brokers(ctx context.Context, want []string) map[string]kafka.Broker {
+	out := map[string]kafka.Broker{b.advertise.Name: b.advertise}
+	b.mu.Lock()
+	missing := false
+	for _, name := range want {
+		if a, ok := b.addrs[name]; ok {
+			out[name] = a
+		} else if name != b.advertise.Name {
+			missing = true
+		}
+	}
+	b.mu.Unlock()
+	if !missing || !b.n.ns.JetStreamIsClustered() {
+		return out
+	}
+	inbox := nats.NewInbox()
+	sub, err := b.nc.SubscribeSync(inbox)
+	if err != nil {
+		return out
+	}
+	defer sub.Unsubscribe()
+	if err := b.nc.PublishRequest(semantics.KafkaBrokersSubject, inbox, nil); err != nil {
+		return out
+	}
+	deadline := time.Now().Add(kafkaBrokerWait)
+	for len(out) < len(want) && ctx.Err() == nil {
+		m, err := sub.NextMsg(time.Until(deadline))
+		if err != nil {
+			break
+		}
+		var br kafka.Broker
+		if json.Unmarshal(m.Data, &br) == nil && br.Name != "" {
+			out[br.Name] = br
+			b.mu.Lock()
+			b.addrs[br.Name] = br
+			b.mu.Unlock()
+		}
+	}
+	return out
+}
+
+// Cluster implements kafka.Backend from the node's metadata (the same view as
+// 'qxd cluster metadata').
+func (b *kafkaBackend) Cluster(ctx context.Context, topics []string) (kafka.Cluster, error) {
+	md, err := b.n.admin.Metadata(ctx, semantics.MetadataRequest{Topics: topics})
+	if err != nil {
+		return kafka.Cluster{}, err
+	}
+	var names []string
+	for _, br := range md.Brokers {
+		if br.Up {
+			names = append(names, br.Name)
+		}
+	}
+	brokers := b.brokers(ctx, names)
+	cl := kafka.Cluster{ClusterID: md.Cluster, ControllerID: -1}
+	if cl.ClusterID == "" {
+		cl.ClusterID = "qxd"
+	}
+	if md.MetaLeader != "" {
+		cl.ControllerID = brokerID(md.MetaLeader)
+	} else if !b.n.ns.JetStreamIsClustered() {
+		cl.ControllerID = b.advertise.ID
+	}
+	for _, br := range brokers {
+		cl.Brokers = append(cl.Brokers, br)
+	}
+	for _, t := range md.Topics {
+		ti := kafka.TopicInfo{Name: t.Name}
+		if id, err := base64.RawURLEncoding.DecodeString(t.ID); err == nil && len(id) == 16 {
+			copy(ti.ID[:], id)
+		}
+		switch {
+		case t.Error != nil:
+			ti.Err = t.Error.Err()
+		case t.State != semantics.TopicReady:
+			ti.Err = semantics.Errorf(semantics.ErrTopicNotReady, "topic %q is %s", t.Name, t.State)
+		}
+		for _, p := range t.Partitions {
+			pi := kafka.PartitionInfo{Partition: p.Partition, Leader: -1, Replicas: []int32{}, ISR: []int32{}, Offline: []int32{}}
+			if p.Leader != "" {
+				pi.Leader = brokerID(p.Leader)
+			} else if !b.n.ns.JetStreamIsClustered() {
+				pi.Leader = b.advertise.ID
+			}
+			for _, r := range p.Replicas {
+				pi.Replicas = append(pi.Replicas, brokerID(r))
+				if _, up := brokers[r]; !up {
+					pi.Offline = append(pi.Offline, brokerID(r))
+				}
+			}
+			for _, r := range p.InSync {
+				pi.ISR = append(pi.ISR, brokerID(r))
+			}
+			if len(pi.Replicas) == 0 && pi.Leader >= 0 {
+				pi.Replicas, pi.ISR = []int32{pi.Leader}, []int32{pi.Leader}
+			}
+			ti.Partitions = append(ti.Partitions, pi)
+		}
+		cl.Topics = append(cl.Topics, ti)
+	}
+	return cl, nil
+}
+
+// Coordinator implements kafka.Backend: the node leading the groups bucket's
+// stream, which runs the group coordinator.
+func (b *kafkaBackend) Coordinator(ctx context.Context, group string) (kafka.Broker, error) {
+	if group == "" {
+		return kafka.Broker{}, semantics.Errorf(semantics.ErrInvalidGroupID, "group id is empty")
+	}
+	if _, err := b.n.groups.current(); err == nil {
+		return b.advertise, nil
+	}
+	if !b.n.ns.JetStreamIsClustered() {
+		return kafka.Broker{}, semantics.Errorf(semantics.ErrCoordinatorNotAvailable, "the group coordinator is starting; retry")
+	}
+	info, err := b.n.js.Stream(ctx, b.n.groups.stream)
+	if err != nil {
+		return kafka.Broker{}, semantics.Errorf(semantics.ErrCoordinatorNotAvailable, "find the group coordinator: %v; retry", err)
+	}
+	ci := info.CachedInfo()
+	if ci.Cluster == nil || ci.Cluster.Leader == "" {
+		return kafka.Broker{}, semantics.Errorf(semantics.ErrCoordinatorNotAvailable, "the groups bucket has no leader now; retry")
+	}
+	leader := ci.Cluster.Leader
+	br, ok := b.brokers(ctx, []string{leader})[leader]
+	if !ok {
+		return kafka.Broker{}, semantics.Errorf(semantics.ErrCoordinatorNotAvailable, "node %s coordinates groups and has no Kafka listener", leader)
+	}
+	return br, nil
+}
+
+// The group requests go to the node's group service, which answers
+// NOT_COORDINATOR when this node does not coordinate (the client asks
+// FindCoordinator again). Joins and syncs wait as long as the NATS door lets them.
+
+func (b *kafkaBackend) Join(ctx context.Context, req groups.JoinRequest) (groups.JoinResponse, error) {
+	ctx, cancel := context.WithTimeout(ctx, maxGroupWait)
+	defer cancel()
+	return b.n.Groups().Join(ctx, req)
+}
+
+func (b *kafkaBackend) Sync(ctx context.Context, req groups.SyncRequest) (groups.SyncResponse, error) {
+	ctx, cancel := context.WithTimeout(ctx, maxGroupWait)
+	defer cancel()
+	return b.n.Groups().Sync(ctx, req)
+}
+
+func (b *kafkaBackend) Heartbeat(ctx context.Context, req groups.HeartbeatRequest) error {
+	ctx, cancel := context.WithTimeout(ctx, quickGroupWait)
+	defer cancel()
+	return b.n.Groups().Heartbeat(ctx, req)
+}
+
+func (b *kafkaBackend) Leave(ctx context.Context, req groups.LeaveRequest) error {
+	ctx, cancel := context.WithTimeout(ctx, quickGroupWait)
+	defer cancel()
+	return b.n.Groups().Leave(ctx, req)
+}
+
+func (b *kafkaBackend) CommitOffsets(ctx context.Context, req groups.CommitRequest) error {
+	ctx, cancel := context.WithTimeout(ctx, quickGroupWait)
+	defer cancel()
+	return b.n.Groups().CommitOffsets(ctx, req)
+}
+
+func (b *kafkaBackend) FetchOffsets(ctx context.Context, req groups.FetchRequest) ([]semantics.OffsetEntry, error) {
+	ctx, cancel := context.WithTimeout(ctx, quickGroupWait)
+	defer cancel()
+	return b.n.Groups().FetchOffsets(ctx, req)
+}
+
+func (b *kafkaBackend) DescribeGroup(ctx context.Context, group string) (groups.GroupDescription, error) {
+	ctx, cancel := context.WithTimeout(ctx, quickGroupWait)
+	defer cancel()
+	return b.n.Groups().DescribeGroup(ctx, group)
+}
+
+func (b *kafkaBackend) ListGroups(ctx context.Context) ([]groups.GroupSummary, error) {
+	ctx, cancel := context.WithTimeout(ctx, quickGroupWait)
+	defer cancel()
+	return b.n.Groups().ListGroups(ctx)
+}
+
+// ProducerID implements kafka.Backend: 63 random bits, as the SDK's producers draw
+// theirs (no round trip, no coordinator; a collision is not a practical concern).
+func (b *kafkaBackend) ProducerID(context.Context) (int64, error) {
+	return rand.Int64N(math.MaxInt64), nil
+}
+
+// CreateTopic implements kafka.Backend: the configs by Kafka's names are read by
+// the rules every door shares (semantics.AlterConfig), plus cleanup.policy, which
+// only a create sets.
+func (b *kafkaBackend) CreateTopic(ctx context.Context, name string, partitions int32, replicas int, configs map[string]string, validateOnly bool) (semantics.TopicMeta, error) {
+	if err := semantics.ValidateTopicName(name); err != nil {
+		return semantics.TopicMeta{}, err
+	}
+	given := semantics.TopicConfig{Partitions: partitions, Replicas: replicas}
+	set := map[string]string{}
+	for k, v := range configs {
+		if k != "cleanup.policy" {
+			set[k] = v
+			continue
+		}
+		switch v {
+		case "delete":
+		case "compact":
+			given.Compact = true
+		default:
+			return semantics.TopicMeta{}, semantics.Errorf(semantics.ErrInvalidConfig,
+				"topic %q: cleanup.policy=%s is not supported: use delete or compact", name, v)
+		}
+	}
+	if len(set) > 0 {
+		full, over, err := semantics.AlterConfig(semantics.TopicMeta{Name: name, Config: given.WithDefaults()}, set, nil)
+		if err != nil {
+			return semantics.TopicMeta{}, fmt.Errorf("topic %q: %w", name, err)
+		}
+		// Only what was set counts as set: the rest keeps its default.
+		for _, k := range over {
+			switch k {
+			case semantics.ConfigRetention:
+				given.Retention = full.Retention
+			case semantics.ConfigRetentionBytes:
+				given.RetentionBytes = full.RetentionBytes
+			case semantics.ConfigMaxRecordBytes:
+				given.MaxMessageBytes = full.MaxMessageBytes
+			case semantics.ConfigDeleteRetention:
+				given.DeleteRetention = full.DeleteRetention
+			}
+		}
+	}
+	if !validateOnly {
+		t, _, err := b.n.admin.CreateTopic(ctx, semantics.CreateTopicRequest{Name: name, Config: given})
+		return t, err
+	}
+	cfg := given.WithDefaults()
+	if err := cfg.Validate(); err != nil {
+		return semantics.TopicMeta{}, fmt.Errorf("topic %q: %w", name, err)
+	}
+	if peers := b.n.clusterSize(); cfg.Replicas > peers {
+		return semantics.TopicMeta{}, semantics.Errorf(semantics.ErrInvalidReplicationFactor,
+			"topic %q: %d replicas cannot be placed: the cluster has %d node(s) with JetStream", name, cfg.Replicas, peers)
+	}
+	if _, err := b.n.admin.meta.getTopic(ctx, name); err == nil {
+		return semantics.TopicMeta{}, semantics.Errorf(semantics.ErrTopicExists, "topic %q already exists", name)
+	} else if !errors.Is(err, semantics.ErrUnknownTopic) {
+		return semantics.TopicMeta{}, err
+	}
+	return semantics.TopicMeta{Name: name, Config: cfg, State: semantics.TopicReady, Overrides: semantics.ConfigOverrides(given)}, nil
+}
+
+// DeleteTopic implements kafka.Backend.
+func (b *kafkaBackend) DeleteTopic(ctx context.Context, name string) error {
+	_, err := b.n.admin.DeleteTopic(ctx, semantics.DeleteTopicRequest{Name: name})
+	return err
+}
+
+// AddPartitions implements kafka.Backend.
+func (b *kafkaBackend) AddPartitions(ctx context.Context, name string, total int32, validateOnly bool) error {
+	if err := semantics.ValidateTopicName(name); err != nil {
+		return err
+	}
+	if !validateOnly {
+		_, err := b.n.admin.AddPartitions(ctx, semantics.AddPartitionsRequest{Name: name, Total: total})
+		return err
+	}
+	t, err := b.topicMeta(ctx, name)
+	if err != nil {
+		return err
+	}
+	if total <= t.Config.Partitions || total > semantics.MaxPartitions {
+		return semantics.Errorf(semantics.ErrInvalidPartitions,
+			"topic %q has %d partitions: the new count %d must be larger, and at most %d", name, t.Config.Partitions, total, semantics.MaxPartitions)
+	}
+	return nil
+}
+
+// Topic implements kafka.Backend.
+func (b *kafkaBackend) Topic(ctx context.Context, name string) (semantics.TopicMeta, error) {
+	return b.n.admin.meta.getTopic(ctx, name)
+}
+
+// DeleteGroup implements kafka.Backend.
+func (b *kafkaBackend) DeleteGroup(ctx context.Context, group string) error {
+	ctx, cancel := context.WithTimeout(ctx, quickGroupWait)
+	defer cancel()
+	return b.n.Groups().DeleteGroup(ctx, group)
+}
+
+// AlterConfig implements kafka.Backend with the rules every door shares
+// (semantics.AlterConfig); validate-only applies them to the record read now and
+// changes nothing.
+func (b *kafkaBackend) AlterConfig(ctx context.Context, topic string, set map[string]string, del []string, validateOnly bool) error {
+	if !validateOnly {
+		_, err := b.n.admin.AlterTopicConfig(ctx, semantics.AlterTopicConfigRequest{Name: topic, Set: set, Delete: del})
+		return err
+	}
+	t, err := b.topicMeta(ctx, topic)
+	if err != nil {
+		return err
+	}
+	_, _, err = semantics.AlterConfig(t, set, del)
+	return err
+}
+
+// DeleteRecords implements kafka.Backend (qxd's trim).
+func (b *kafkaBackend) DeleteRecords(ctx context.Context, topic string, p int32, offset int64) (int64, error) {
+	r, err := b.n.admin.DeleteRecords(ctx, semantics.DeleteRecordsRequest{Name: topic, Partition: p, Offset: offset})
+	return r.LogStartOffset, err
+}
