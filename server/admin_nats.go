@@ -27,6 +27,7 @@ type adminDoor struct {
 	node    string                                       // this node's name, for its hand-off subject
 	hosted  func(context.Context, *nats.Msg) (any, bool) // the embedder's services' API
 	handOff func(*nats.Msg)                              // answers a hand-off request
+	obs     *observers
 	wg      sync.WaitGroup
 
 	sub  *nats.Subscription
@@ -81,6 +82,7 @@ func (d *adminDoor) serve(m *nats.Msg) {
 	if err != nil {
 		b, _ = json.Marshal(semantics.TopicResponse{Error: semantics.NewAPIError(err)})
 	}
+	d.obs.answeredJSON(m.Subject, b)
 	_ = m.Respond(b)
 }
 

@@ -25,6 +25,7 @@ import (
 //	sync: always                         # or an interval in quotes: "1s", "2m"
 //	auto_leader_rebalance: true          # leaders return to their spread (default)
 //	leader_imbalance_check_interval: 1m
+//	http_listen: "0.0.0.0:9644"          # metrics and probes; "" serves none
 //	kafka { listen: "0.0.0.0:9092", advertise: "n1.example.com:9092" }  # "" turns it off
 //	cluster {
 //	  name: qxd
@@ -248,12 +249,13 @@ func (s section) list(key string) ([]section, error) {
 func configFromMap(m map[string]any, cfg Config, dir string) (Config, error) {
 	root := section{m: m, dir: dir}
 	if err := root.check("name", "listen", "data", "sync", "cluster", "tls", "auth", "shutdown_timeout",
-		"auto_leader_rebalance", "leader_imbalance_check_interval", "kafka"); err != nil {
+		"auto_leader_rebalance", "leader_imbalance_check_interval", "http_listen", "kafka"); err != nil {
 		return cfg, err
 	}
 	err := firstErr(
 		root.str("name", &cfg.Name),
 		root.str("listen", &cfg.Listen),
+		root.str("http_listen", &cfg.HTTPListen),
 		root.file("data", &cfg.DataDir),
 		root.sync("sync", &cfg.Sync),
 		root.duration("shutdown_timeout", &cfg.ShutdownTimeout),

@@ -74,6 +74,11 @@ type Config struct {
 	// ClusterTLS turns on TLS for the routes between nodes; nodes verify each other
 	// against its CA. Zero: plain text.
 	ClusterTLS TLSConfig
+	// HTTPListen is the address of the node's HTTP port (Prometheus metrics, health
+	// probes), HOST:PORT; "" serves none. The node does not serve it itself: its
+	// embedder adds server/httpapi's Service on it, as qxd server does. Default
+	// 127.0.0.1:9644.
+	HTTPListen string
 	// KafkaListen is the address of the Kafka wire protocol listener, host:port
 	// (port 0 picks a free port). Empty: no Kafka listener. Default empty; 'qxd
 	// server' listens on 127.0.0.1:9092 unless told otherwise. See docs/kafka.md.
@@ -96,6 +101,7 @@ func DefaultConfig() Config {
 		MaxPayload:      semantics.MaxMessageBytesLimit + 64<<10,
 		MaxPending:      256 << 20,
 		ShutdownTimeout: 10 * time.Second,
+		HTTPListen:      DefaultHTTPListen,
 
 		AutoLeaderRebalance:          true,
 		LeaderImbalanceCheckInterval: time.Minute,
@@ -114,6 +120,12 @@ func (c Config) Validate() error {
 	_ = host
 	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
 		return fmt.Errorf("listen address %q has port %q: use a number from 0 to 65535", c.Listen, port)
+	}
+	if c.HTTPListen != "" {
+		_, port, err := net.SplitHostPort(c.HTTPListen)
+		if n, perr := strconv.Atoi(port); err != nil || perr != nil || n < 0 || n > 65535 {
+			return fmt.Errorf("http listen address %q is not HOST:PORT with a port from 0 to 65535: use such as 127.0.0.1:9644, or \"\" to serve no HTTP", c.HTTPListen)
+		}
 	}
 	for _, a := range []struct{ name, addr string }{{"kafka listen", c.KafkaListen}, {"kafka advertise", c.KafkaAdvertise}} {
 		if a.addr == "" {
@@ -194,6 +206,9 @@ func FormatSync(d time.Duration) string {
 	}
 	return s
 }
+
+// DefaultHTTPListen is Config.HTTPListen's default.
+const DefaultHTTPListen = "127.0.0.1:9644"
 
 // DefaultClusterPort is the cluster port used when ClusterListen has none.
 const DefaultClusterPort = 6222

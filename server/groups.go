@@ -26,6 +26,7 @@ type groupService struct {
 	nc      *nats.Conn // serves the group API
 	leads   streamLeadership
 	cfg     coordinator.Config
+	obs     *observers
 	states  *coordinator.KVStateStore
 	offsets *offsets.Store
 	stream  string
@@ -85,6 +86,7 @@ type groupEnv struct {
 	js    jetstream.JetStream // opens the groups and offsets buckets
 	leads streamLeadership
 	cfg   coordinator.Config
+	obs   *observers
 }
 
 func newGroupService(ctx context.Context, env groupEnv, topics topicStore, replicas int) (*groupService, error) {
@@ -99,7 +101,7 @@ func newGroupService(ctx context.Context, env groupEnv, topics topicStore, repli
 	if err != nil {
 		return nil, fmt.Errorf("open offsets bucket: %w", err)
 	}
-	return &groupService{log: env.log, nc: env.nc, leads: env.leads, cfg: env.cfg,
+	return &groupService{log: env.log, nc: env.nc, leads: env.leads, cfg: env.cfg, obs: env.obs,
 		states: coordinator.NewKVStateStore(kv), offsets: offs.WithTopics(topicRecords{topics}),
 		stream: "KV_" + semantics.GroupsBucket}, nil
 }
@@ -208,6 +210,7 @@ func (s *groupService) serve(coord GroupCoordinator, m *nats.Msg) {
 	var resp groups.Response
 	err := handleGroup(ctx, coord, m, &resp)
 	resp.Error = semantics.NewAPIError(err)
+	s.obs.answered(APIName(m.Subject), semantics.CodeOf(err))
 	b, _ := json.Marshal(resp)
 	_ = m.Respond(b)
 }

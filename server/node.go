@@ -73,6 +73,7 @@ type Node struct {
 	writers *writerManager
 	groups  *groupService
 	fetch   *Fetcher
+	obs     observers   // the services' Observers (Host.Observe)
 	kafka   *kafkaFront // nil without a Kafka listener
 
 	// The embedder's services (Config.Services), once started, and the buckets they
@@ -345,7 +346,7 @@ func (n *Node) startServices(ctx context.Context) error {
 			return fmt.Errorf("watch topics for permissions: %w", err)
 		}
 	}
-	n.writers = newWriterManager(writerEnv{log: n.log, conn: n.writerConn, reads: n.nc, leads: n, checkpoints: meta}, meta.topics)
+	n.writers = newWriterManager(writerEnv{log: n.log, conn: n.writerConn, reads: n.nc, leads: n, checkpoints: meta, obs: &n.obs}, meta.topics)
 	// The topics watch needs the topics bucket's leader, which may be changing
 	// while another node is down: retry as for the buckets.
 	if err := retryClustered(ctx, n, func() error { return n.writers.start(ctx) }); err != nil {
@@ -362,7 +363,7 @@ func (n *Node) startServices(ctx context.Context) error {
 	if err := n.startHosted(ctx, meta); err != nil {
 		return err
 	}
-	n.api = &adminDoor{admin: n.admin, nc: n.nc, node: n.cfg.Name, hosted: n.serveHosted, handOff: n.serveHandOff}
+	n.api = &adminDoor{admin: n.admin, nc: n.nc, node: n.cfg.Name, hosted: n.serveHosted, handOff: n.serveHandOff, obs: &n.obs}
 	if err := n.api.start(); err != nil {
 		return err
 	}
@@ -376,7 +377,7 @@ func (n *Node) groupEnv() groupEnv {
 	if n.cfg.GroupInitialRebalanceDelay > 0 {
 		cfg.InitialRebalanceDelay = n.cfg.GroupInitialRebalanceDelay
 	}
-	return groupEnv{log: n.log, nc: n.nc, js: n.js, leads: n, cfg: cfg}
+	return groupEnv{log: n.log, nc: n.nc, js: n.js, leads: n, cfg: cfg, obs: &n.obs}
 }
 
 // The node's services, in process: what its NATS handlers call, and what another

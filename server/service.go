@@ -23,9 +23,25 @@ import (
 type Service interface {
 	// Start starts the service on the node h stands for. In a cluster still
 	// electing leaders it fails and the node calls it again until ctx ends, so a
-	// failed Start releases what it took.
+	// failed Start releases what it took; an error wrapped with Permanent stops
+	// the node's start at once.
 	Start(ctx context.Context, h Host) (Running, error)
 }
+
+// Permanent marks err, from a Service's Start, as one that trying again cannot
+// fix (a bad address, a port in use): the node does not retry, and fails to start
+// with err.
+func Permanent(err error) error {
+	if err == nil {
+		return nil
+	}
+	return permanentError{err}
+}
+
+type permanentError struct{ err error }
+
+func (e permanentError) Error() string { return e.err.Error() }
+func (e permanentError) Unwrap() error { return e.err }
 
 // Running is a started Service.
 type Running interface {
@@ -83,6 +99,18 @@ type Host interface {
 	Groups() GroupCoordinator
 	// Admin is the admin service.
 	Admin() *Admin
+
+	// For a service that watches the node (server/httpapi):
+
+	// Observe registers o to see the node's appends and answered requests until
+	// remove is called.
+	Observe(o Observer) (remove func())
+	// Ready reports what keeps the node from serving clients: JetStream not running
+	// or not current with a meta leader, the partition writers not started. None
+	// when the node is ready.
+	Ready() []string
+	// Sync is the node's sync setting (Config.Sync).
+	Sync() time.Duration
 }
 
 // nodeHost is a node as the Host of its services.
@@ -132,10 +160,13 @@ func (h nodeHost) Checkpoint(ctx context.Context, topicID string, p int32) (int6
 	return ck.Next, err
 }
 
-func (h nodeHost) Writers() *Writers        { return h.n.Writers() }
-func (h nodeHost) Fetcher() *Fetcher        { return h.n.Fetcher() }
-func (h nodeHost) Groups() GroupCoordinator { return h.n.Groups() }
-func (h nodeHost) Admin() *Admin            { return h.n.Admin() }
+func (h nodeHost) Writers() *Writers         { return h.n.Writers() }
+func (h nodeHost) Fetcher() *Fetcher         { return h.n.Fetcher() }
+func (h nodeHost) Groups() GroupCoordinator  { return h.n.Groups() }
+func (h nodeHost) Admin() *Admin             { return h.n.Admin() }
+func (h nodeHost) Observe(o Observer) func() { return h.n.obs.add(o) }
+func (h nodeHost) Ready() []string           { return h.n.ready() }
+func (h nodeHost) Sync() time.Duration       { return h.n.cfg.Sync }
 
 func (h nodeHost) ResetOffsets(ctx context.Context, group string, offsets map[semantics.TopicPartition]int64) error {
 	if h.n.groups == nil || h.n.groups.offsets == nil {
@@ -166,11 +197,19 @@ func (n *Node) startHosted(ctx context.Context, meta *metadata) error {
 	h := nodeHost{n: n, meta: meta}
 	for i, s := range n.cfg.Services {
 		var run Running
+		var permanent error
 		err := retryClustered(ctx, n, func() error {
 			var err error
 			run, err = s.Start(ctx, h)
+			if errors.As(err, new(permanentError)) {
+				permanent = err
+				return nil // no retry
+			}
 			return err
 		})
+		if permanent != nil {
+			err = permanent
+		}
 		if err != nil {
 			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), n.cfg.ShutdownTimeout)
 			n.stopHosted(sctx) // those started before it

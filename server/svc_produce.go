@@ -54,6 +54,9 @@ func (s *Writers) AppendAsync(topic string, p int32, batch []byte, done func(sem
 		}
 	}
 	if err != nil {
+		if s.m != nil {
+			s.m.env.obs.answered("produce", semantics.CodeOf(err))
+		}
 		if done != nil {
 			done(semantics.ProduceReply{Code: semantics.CodeOf(err), BaseOffset: -1, Detail: err.Error()})
 		}

@@ -89,6 +89,7 @@ type writer struct {
 	leads       streamLeadership
 	checkpoints checkpointStore
 	lost        func() // called when the writer finds its node no longer leads the stream
+	obs         *observers
 	log         *slog.Logger
 	topic       string
 	topicID     string
@@ -132,6 +133,7 @@ type pendingAppend struct {
 	lastSeq uint64
 	pid     int64
 	rb      *recentBatch
+	bytes   int
 }
 
 type producerState struct {
@@ -161,7 +163,7 @@ func (a answer) none() bool { return a.subject == "" && a.done == nil }
 
 func newWriter(env writerEnv, t semantics.TopicMeta, p int32, lost func()) *writer {
 	w := &writer{
-		nc: env.conn(t.Name, p), leads: env.leads, checkpoints: env.checkpoints, lost: lost,
+		nc: env.conn(t.Name, p), leads: env.leads, checkpoints: env.checkpoints, lost: lost, obs: env.obs,
 		topic: t.Name, topicID: t.ID, p: p,
 		log:    env.log.With("topic", t.Name, "partition", p),
 		reader: partition.NewReader(env.reads, t.Name, p, false),
@@ -420,6 +422,7 @@ func seqBehind(s, ref int32) bool {
 }
 
 func (w *writer) reply(to answer, r semantics.ProduceReply) {
+	w.obs.answered("produce", r.Code)
 	switch {
 	case to.done != nil:
 		to.done(r)
@@ -680,6 +683,7 @@ func (w *writer) appendLocked(reply answer, h semantics.BatchHeader, ps *produce
 		w.lastSeq++
 		w.next += pt.records
 		pa.count += pt.records
+		pa.bytes += len(pt.data)
 	}
 	pa.lastSeq = w.lastSeq
 	w.pending[id] = pa
@@ -792,6 +796,7 @@ func (w *writer) onAck(m *nats.Msg) {
 	if len(w.pending) == 0 {
 		w.idle.Broadcast()
 	}
+	w.obs.appended(w.topic, w.p, pa.count, pa.bytes, time.Since(pa.sent))
 	w.reply(pa.reply, semantics.ProduceReply{BaseOffset: pa.base, LogAppendTime: time.Now()})
 }
 

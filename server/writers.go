@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -32,9 +33,10 @@ type writerManager struct {
 	// for mu, which a reconcile holds while it starts writers.
 	live sync.Map
 
-	kick   chan struct{}
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	kick    chan struct{}
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+	running atomic.Bool // started and not stopping: the node's readiness
 }
 
 // writerEnv is what partition writers need from their node.
@@ -47,6 +49,7 @@ type writerEnv struct {
 	reads       *nats.Conn
 	leads       streamLeadership
 	checkpoints checkpointStore
+	obs         *observers // the services' Observers
 }
 
 func newWriterManager(env writerEnv, topics jetstream.KeyValue) *writerManager {
@@ -114,6 +117,7 @@ func (m *writerManager) start(ctx context.Context) error {
 		return err
 	}
 	m.cancel = cancel
+	m.running.Store(true)
 	return nil
 }
 
@@ -235,6 +239,7 @@ func (m *writerManager) stopWriter(ctx context.Context, w *writer) {
 
 // stop stops every writer, letting appends in flight finish within ctx.
 func (m *writerManager) stop(ctx context.Context) error {
+	m.running.Store(false)
 	if m.cancel != nil {
 		m.cancel()
 	}

@@ -72,6 +72,10 @@ func (a *app) cli() *cli.App {
 				Name: "log-level", Value: defaultLogLevel, EnvVars: []string{"QXD_LOG_LEVEL"},
 				Usage: "log to stderr at `LEVEL`: debug, info, warn or error",
 			},
+			&cli.StringFlag{
+				Name: "log-format", Value: "text", EnvVars: []string{"QXD_LOG_FORMAT"},
+				Usage: "write logs as `FORMAT`: text (key=value) or json (one object a line)",
+			},
 			&cli.DurationFlag{
 				Name: "connect-timeout", Value: defaultConnectTimeout, EnvVars: []string{"QXD_CONNECT_TIMEOUT"},
 				Usage: "give up when no qxd node answers within `DURATION`",
@@ -137,7 +141,15 @@ func (a *app) setup(c *cli.Context) error {
 	default:
 		return fmt.Errorf("log level %q is not valid: use debug, info, warn or error", c.String("log-level"))
 	}
-	a.log = slog.New(slog.NewTextHandler(a.stderr, &slog.HandlerOptions{Level: level}))
+	opts := &slog.HandlerOptions{Level: level}
+	switch f := strings.ToLower(c.String("log-format")); f {
+	case "text":
+		a.log = slog.New(slog.NewTextHandler(a.stderr, opts))
+	case "json":
+		a.log = slog.New(slog.NewJSONHandler(a.stderr, opts))
+	default:
+		return fmt.Errorf("log format %q is not valid: use text or json", c.String("log-format"))
+	}
 	warnRetiredEnv(a.stderr, c.App)
 	return nil
 }

@@ -301,7 +301,8 @@ func (r *readmeRun) killAll() {
 }
 
 // readmePorts are the fixed addresses the README's commands use.
-var readmePorts = []string{"127.0.0.1:4222", "127.0.0.1:4223", "127.0.0.1:4224", "127.0.0.1:6222", "127.0.0.1:6223", "127.0.0.1:6224"}
+var readmePorts = []string{"127.0.0.1:4222", "127.0.0.1:4223", "127.0.0.1:4224", "127.0.0.1:6222", "127.0.0.1:6223", "127.0.0.1:6224",
+	"127.0.0.1:9644", "127.0.0.1:9645", "127.0.0.1:9646"}
 
 // lockREADMEPorts makes TestREADME runs on one machine take turns (two test runs at
 // once would race for the README's fixed ports), then skips the test if something

@@ -10,6 +10,7 @@ import (
 
 	"github.com/qxd-io/qxd/server"
 	"github.com/qxd-io/qxd/server/bridge"
+	"github.com/qxd-io/qxd/server/httpapi"
 )
 
 // defaultKafkaListen is where 'qxd server' takes Kafka clients unless told otherwise.
@@ -45,6 +46,8 @@ func (a *app) serverCommand() *cli.Command {
 				Usage: "comma-separated cluster `URLS` of the nodes (nats://h1:6222,nats://h2:6222); this node may be listed"},
 			&cli.BoolFlag{Name: "auto-leader-rebalance", Value: def.AutoLeaderRebalance, EnvVars: []string{"QXD_AUTO_LEADER_REBALANCE"},
 				Usage: "move partition leaderships back to their spread once a node that stopped is back and caught up (=false: only 'qxd topic rebalance' moves them)"},
+			&cli.StringFlag{Name: "http-listen", Value: def.HTTPListen, EnvVars: []string{"QXD_HTTP_LISTEN"},
+				Usage: "address `HOST:PORT` of the HTTP port: Prometheus metrics at /metrics, probes at /healthz and /readyz; \"\" serves none"},
 			&cli.StringFlag{Name: "kafka-listen", Value: defaultKafkaListen, EnvVars: []string{"QXD_KAFKA_LISTEN"},
 				Usage: "Kafka wire protocol address `HOST:PORT` (any Kafka client connects here); empty turns it off"},
 			&cli.StringFlag{Name: "kafka-advertise", EnvVars: []string{"QXD_KAFKA_ADVERTISE"}, DefaultText: "the --kafka-listen address",
@@ -78,6 +81,9 @@ func (a *app) runServer(c *cli.Context) error {
 		}
 		cfg.Sync = d
 	}
+	if c.IsSet("http-listen") || c.String("config") == "" {
+		cfg.HTTPListen = c.String("http-listen")
+	}
 	if c.IsSet("kafka-listen") || c.String("config") == "" {
 		cfg.KafkaListen = c.String("kafka-listen")
 	}
@@ -92,6 +98,9 @@ func (a *app) runServer(c *cli.Context) error {
 	}
 	cfg.Logger = a.log
 	cfg.Services = append(cfg.Services, bridge.Service{})
+	if cfg.HTTPListen != "" {
+		cfg.Services = append(cfg.Services, httpapi.Service{Listen: cfg.HTTPListen})
+	}
 	node, err := server.Start(c.Context, cfg)
 	if err != nil {
 		return err

@@ -1,0 +1,129 @@
+// Package httpapi is a qxd node's HTTP port: Prometheus metrics at /metrics, and
+// the probes /healthz (the process is alive) and /readyz (the node serves
+// clients). It is a server.Service the embedder adds (qxd server does, on
+// --http-listen) and reaches the node only through its server.Host.
+package httpapi
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/qxd-io/qxd/server"
+)
+
+// DefaultListen is the HTTP port's address unless the embedder sets another.
+const DefaultListen = "127.0.0.1:9644"
+
+// Service serves a node's HTTP port: add it to server.Config.Services.
+type Service struct {
+	// Listen is the address to serve on, HOST:PORT; port 0 picks a free port.
+	Listen string
+}
+
+var _ server.Service = Service{}
+
+// Start listens on s.Listen and serves the node's metrics and probes until Close.
+func (s Service) Start(ctx context.Context, h server.Host) (server.Running, error) {
+	if _, _, err := net.SplitHostPort(s.Listen); err != nil {
+		return nil, server.Permanent(fmt.Errorf("http listen address %q is not HOST:PORT: %v", s.Listen, err))
+	}
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", s.Listen)
+	if err != nil {
+		return nil, server.Permanent(fmt.Errorf("http listen on %s: %w (set --http-listen to a free HOST:PORT, or to \"\" to serve no HTTP)", s.Listen, err))
+	}
+	m := newMetrics(h)
+	adv := newAdvisories()
+	if err := adv.start(h.Conn()); err != nil {
+		ln.Close()
+		return nil, err
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(m, adv, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	r := &running{h: h, log: h.Logger(), ln: ln, metrics: m, adv: adv, unobserve: h.Observe(m), done: make(chan struct{})}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", r.healthz)
+	mux.HandleFunc("GET /readyz", r.readyz)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{
+		ErrorLog: slog.NewLogLogger(h.Logger().Handler(), slog.LevelWarn), Registry: reg, Timeout: scrapeTimeout,
+	}))
+	r.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(h.Logger().Handler(), slog.LevelDebug)}
+	go func() {
+		defer close(r.done)
+		if err := r.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			r.log.Error("http port stopped", "node", h.Name(), "err", err)
+		}
+	}()
+	r.log.Info("http port serving metrics and probes", "node", h.Name(), "addr", ln.Addr().String())
+	return r, nil
+}
+
+// scrapeTimeout bounds one scrape of /metrics.
+const scrapeTimeout = 20 * time.Second
+
+// running is a node's HTTP port.
+type running struct {
+	h         server.Host
+	log       *slog.Logger
+	ln        net.Listener
+	srv       *http.Server
+	metrics   *metrics
+	adv       *advisories
+	unobserve func()
+	done      chan struct{}
+}
+
+// Close stops serving; requests under way get until ctx ends.
+func (r *running) Close(ctx context.Context) {
+	r.unobserve()
+	r.adv.stop()
+	if err := r.srv.Shutdown(ctx); err != nil {
+		_ = r.srv.Close()
+	}
+	<-r.done
+}
+
+// Health is the body of /healthz and /readyz.
+type Health struct {
+	Node   string `json:"node"`
+	Status string `json:"status"` // "ok", or "not ready"
+	// NotReady says what keeps the node from serving clients (/readyz only).
+	NotReady []string `json:"not_ready,omitempty"`
+}
+
+// healthz answers 200 while the process serves HTTP at all: a liveness probe.
+func (r *running) healthz(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, Health{Node: r.h.Name(), Status: "ok"})
+}
+
+// readyz answers 200 when the node serves clients (JetStream current with a meta
+// leader, partition writers started), else 503 with what is not ready.
+func (r *running) readyz(w http.ResponseWriter, _ *http.Request) {
+	if not := r.h.Ready(); len(not) > 0 {
+		writeJSON(w, http.StatusServiceUnavailable, Health{Node: r.h.Name(), Status: "not ready", NotReady: not})
+		return
+	}
+	writeJSON(w, http.StatusOK, Health{Node: r.h.Name(), Status: "ok"})
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(code)
+	_, _ = w.Write(append(b, '\n'))
+}

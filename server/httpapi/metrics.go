@@ -1,0 +1,402 @@
+package httpapi
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/qxd-io/qxd/groups"
+	"github.com/qxd-io/qxd/internal/partition"
+	"github.com/qxd-io/qxd/semantics"
+	"github.com/qxd-io/qxd/server"
+)
+
+// The metrics. Counters come from the node's hooks (server.Observer) as things
+// happen; gauges are read from the node's services when Prometheus scrapes, at
+// most once per stateTTL (see snapshot). Every metric is in docs/operations.md,
+// "Metrics and health".
+//
+// Label cardinality is bounded: per-partition series only for partitions this
+// node leads (or led since it started, for the counters), per-group series only on
+// the node coordinating the groups, and the api and error labels take a fixed set
+// of values.
+
+// stateTTL is how long one read of the node's state serves scrapes.
+const stateTTL = 5 * time.Second
+
+// stateTimeout bounds one read of the node's state.
+const stateTimeout = 10 * time.Second
+
+var latencyBuckets = []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5}
+
+func desc(name, help string, labels ...string) *prometheus.Desc {
+	return prometheus.NewDesc(name, help, labels, nil)
+}
+
+var (
+	// State read at scrape time.
+	descLogStart = desc("qxd_partition_log_start_offset", "First offset still stored in the partition (partitions this node leads).", "topic", "partition")
+	descHWM      = desc("qxd_partition_high_watermark", "Offset the partition's next record will get (partitions this node leads).", "topic", "partition")
+	descStored   = desc("qxd_partition_stored_bytes", "Bytes the partition's stream stores (partitions this node leads).", "topic", "partition")
+	descBatches  = desc("qxd_partition_stored_batches", "Record batches the partition's stream stores (partitions this node leads).", "topic", "partition")
+	descLed      = desc("qxd_node_partitions_led", "Partitions whose stream this node leads (it runs their writers).")
+	descReady    = desc("qxd_node_ready", "1 when the node serves clients (as /readyz answers 200), else 0.")
+	descJS       = desc("qxd_node_jetstream_up", "1 when the node's JetStream answers, else 0.")
+	descSync     = desc("qxd_node_sync_interval_seconds", "The node's --sync: 0 syncs every append before it is acknowledged, else the background sync interval.")
+	descMetaLead = desc("qxd_cluster_meta_leader", "1 when this node leads JetStream's meta group (places streams), else 0.")
+	descNodes    = desc("qxd_cluster_nodes", "Nodes of the cluster by whether they are up (as this node sees them).", "up")
+	descParts    = desc("qxd_cluster_partitions", "Partitions of all ready topics in the cluster.")
+	descUnder    = desc("qxd_cluster_under_replicated_partitions", "Partitions with fewer current replicas than their replication factor, those without a leader included.")
+	descNoLeader = desc("qxd_cluster_partitions_without_leader", "Partitions whose stream has no leader (cannot be written).")
+	descCoord    = desc("qxd_group_coordinator", "1 when this node coordinates the consumer groups (exports the qxd_group_ metrics), else 0.")
+	descGState   = desc("qxd_group_state", "1 for the group's current state (Empty, PreparingRebalance, CompletingRebalance, Stable, Dead).", "group", "state")
+	descGMembers = desc("qxd_group_members", "Members of the group.", "group")
+	descGGen     = desc("qxd_group_generation", "The group's generation.", "group")
+	descGOffset  = desc("qxd_group_committed_offset", "The group's committed offset of the partition: the next offset it reads.", "group", "topic", "partition")
+	descGLag     = desc("qxd_group_lag", "Records the group has yet to read in the partition: high watermark minus committed offset.", "group", "topic", "partition")
+	descErrors   = desc("qxd_metrics_read_errors", "Parts of the node's state the last scrape could not read (their metrics are missing).")
+)
+
+// partCounters are one partition's counters, kept so that an append costs no label
+// lookup.
+type partCounters struct {
+	records, bytes, batches prometheus.Counter
+	latency                 prometheus.Observer
+}
+
+type partKey struct {
+	topic string
+	p     int32
+}
+
+type reqKey struct {
+	api  string
+	code int16
+}
+
+// metrics is the node's metrics: a server.Observer for the counters and a
+// prometheus.Collector for all of them.
+type metrics struct {
+	h server.Host
+
+	records, bytes, batches *prometheus.CounterVec
+	latency                 *prometheus.HistogramVec
+	requests                *prometheus.CounterVec
+	parts                   sync.Map // partKey → *partCounters
+	reqs                    sync.Map // reqKey → prometheus.Counter
+
+	mu   sync.Mutex // one state read at a time
+	last *snapshot
+}
+
+var (
+	_ server.Observer      = (*metrics)(nil)
+	_ prometheus.Collector = (*metrics)(nil)
+)
+
+func newMetrics(h server.Host) *metrics {
+	pl := []string{"topic", "partition"}
+	return &metrics{
+		h: h,
+		records: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "qxd_appended_records_total",
+			Help: "Records this node's partition writers stored."}, pl),
+		bytes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "qxd_appended_bytes_total",
+			Help: "Bytes of record batches this node's partition writers stored."}, pl),
+		batches: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "qxd_appended_batches_total",
+			Help: "Record batches this node's partition writers stored."}, pl),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "qxd_append_latency_seconds",
+			Help: "Time from a writer's append to JetStream's ack (stored, and synced as --sync says), per topic.", Buckets: latencyBuckets}, []string{"topic"}),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "qxd_requests_total",
+			Help: "Requests this node answered, by API and Kafka error name (NONE: success)."}, []string{"api", "error"}),
+	}
+}
+
+// Appended counts one stored batch.
+func (m *metrics) Appended(topic string, p int32, records int64, bytes int, latency time.Duration) {
+	k := partKey{topic, p}
+	v, ok := m.parts.Load(k)
+	if !ok {
+		ps := strconv.Itoa(int(p))
+		v, _ = m.parts.LoadOrStore(k, &partCounters{
+			records: m.records.WithLabelValues(topic, ps), bytes: m.bytes.WithLabelValues(topic, ps),
+			batches: m.batches.WithLabelValues(topic, ps), latency: m.latency.WithLabelValues(topic),
+		})
+	}
+	c := v.(*partCounters)
+	c.records.Add(float64(records))
+	c.bytes.Add(float64(bytes))
+	c.batches.Inc()
+	c.latency.Observe(latency.Seconds())
+}
+
+// Answered counts one answered request.
+func (m *metrics) Answered(api string, code int16) {
+	k := reqKey{api, code}
+	v, ok := m.reqs.Load(k)
+	if !ok {
+		v, _ = m.reqs.LoadOrStore(k, m.requests.WithLabelValues(api, errorName(code)))
+	}
+	v.(prometheus.Counter).Inc()
+}
+
+// errorName is Kafka's name of an error code; NONE for 0, as Kafka names it.
+func errorName(code int16) string {
+	if code == 0 {
+		return "NONE"
+	}
+	var e *semantics.Error
+	if errors.As(semantics.FromCode(code, ""), &e) {
+		return e.Name
+	}
+	return "UNKNOWN_SERVER_ERROR"
+}
+
+// Describe sends the descriptions of every metric.
+func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
+	m.records.Describe(ch)
+	m.bytes.Describe(ch)
+	m.batches.Describe(ch)
+	m.latency.Describe(ch)
+	m.requests.Describe(ch)
+	for _, d := range []*prometheus.Desc{descLogStart, descHWM, descStored, descBatches, descLed, descReady, descJS,
+		descSync, descMetaLead, descNodes, descParts, descUnder, descNoLeader, descCoord, descGState, descGMembers,
+		descGGen, descGOffset, descGLag, descErrors} {
+		ch <- d
+	}
+}
+
+// Collect sends every metric: the counters, and the state of the node as last read.
+func (m *metrics) Collect(ch chan<- prometheus.Metric) {
+	m.records.Collect(ch)
+	m.bytes.Collect(ch)
+	m.batches.Collect(ch)
+	m.latency.Collect(ch)
+	m.requests.Collect(ch)
+	m.state().collect(ch)
+}
+
+// state returns the node's state, read again when the last read is older than
+// stateTTL. Scrapes that come meanwhile wait for the read under way.
+func (m *metrics) state() *snapshot {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.last != nil && time.Since(m.last.at) < stateTTL {
+		return m.last
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), stateTimeout)
+	defer cancel()
+	m.last = readState(ctx, m.h)
+	return m.last
+}
+
+// snapshot is the node's state at one time, as the gauges show it.
+type snapshot struct {
+	at     time.Time
+	errors int
+
+	ready, jetstream bool
+	sync             time.Duration
+	led              []partState
+
+	cluster     bool // the cluster part was read
+	metaLeader  bool
+	nodesUp     int
+	nodesDown   int
+	partitions  int
+	underRep    int
+	noLeader    int
+	coordinator bool
+	groups      []groupState
+}
+
+type partState struct {
+	topic    string
+	p        int32
+	logStart int64
+	hwm      int64
+	bytes    uint64
+	batches  uint64
+}
+
+type groupState struct {
+	name       string
+	state      string
+	members    int
+	generation int32
+	offsets    []offsetState
+}
+
+type offsetState struct {
+	topic     string
+	p         int32
+	committed int64
+	lag       int64 // -1: the high watermark could not be read
+}
+
+// readState reads the node's state through its services. Its cost: one stream
+// info (and a read of the last batch) per partition this node leads, the cluster
+// info (one stream info per partition, which the admin service asks the leaders
+// for), and on the coordinating node the groups' descriptions and commits, with
+// one offset read per committed partition another node leads.
+func readState(ctx context.Context, h server.Host) *snapshot {
+	s := &snapshot{at: time.Now(), sync: h.Sync()}
+	s.ready = len(h.Ready()) == 0
+	if _, err := h.JetStream().AccountInfo(ctx); err == nil {
+		s.jetstream = true
+	}
+	topics, err := h.Admin().ListTopics(ctx)
+	if err != nil {
+		s.errors++
+	}
+	metas := map[string]semantics.TopicMeta{}
+	hwms := map[partKey]int64{}
+	for _, t := range topics {
+		if t.State != semantics.TopicReady {
+			continue
+		}
+		metas[t.Name] = t
+		for p := int32(0); p < t.Config.Partitions; p++ {
+			if !h.IsStreamLeader(semantics.StreamName(t.Name, p)) {
+				continue
+			}
+			o, err := readOffsets(ctx, h, t, p)
+			if err != nil {
+				s.errors++
+				continue
+			}
+			s.led = append(s.led, partState{topic: t.Name, p: p, logStart: o.LogStart, hwm: o.HighWatermark, bytes: o.Bytes, batches: o.Msgs})
+			hwms[partKey{t.Name, p}] = o.HighWatermark
+		}
+	}
+	if ci, err := h.Admin().ClusterInfo(ctx); err != nil {
+		s.errors++
+	} else {
+		s.cluster = true
+		s.metaLeader = ci.MetaLeader == h.Name() || !h.Clustered()
+		for _, n := range ci.Nodes {
+			if n.Up {
+				s.nodesUp++
+			} else {
+				s.nodesDown++
+			}
+		}
+		if !h.Clustered() && len(ci.Nodes) == 0 {
+			s.nodesUp = 1
+		}
+		s.partitions, s.underRep = ci.Partitions, len(ci.UnderReplicated)
+		for _, u := range ci.UnderReplicated {
+			if u.Leader == "" {
+				s.noLeader++
+			}
+		}
+	}
+	s.readGroups(ctx, h, metas, hwms)
+	return s
+}
+
+// readGroups reads the groups when this node coordinates them.
+func (s *snapshot) readGroups(ctx context.Context, h server.Host, metas map[string]semantics.TopicMeta, hwms map[partKey]int64) {
+	gs, err := h.Groups().ListGroups(ctx)
+	if errors.Is(err, semantics.ErrNotCoordinator) {
+		return
+	}
+	if err != nil {
+		s.errors++
+		return
+	}
+	s.coordinator = true
+	for _, g := range gs {
+		gst := groupState{name: g.Group, state: string(g.State), members: g.Members}
+		if d, err := h.Groups().DescribeGroup(ctx, g.Group); err == nil {
+			gst.state, gst.members, gst.generation = string(d.State), len(d.Members), d.Generation
+		} else {
+			s.errors++
+		}
+		offs, err := h.Groups().FetchOffsets(ctx, groups.FetchRequest{Group: g.Group})
+		if err != nil {
+			s.errors++
+		}
+		for _, o := range offs {
+			if o.Offset < 0 {
+				continue // nothing committed
+			}
+			k := partKey{o.Topic, o.Partition}
+			hwm, ok := hwms[k]
+			if !ok {
+				if t, known := metas[o.Topic]; known {
+					if off, err := readOffsets(ctx, h, t, o.Partition); err == nil {
+						hwm, ok = off.HighWatermark, true
+						hwms[k] = hwm
+					}
+				}
+			}
+			lag := int64(-1)
+			if ok {
+				lag = max(0, hwm-o.Offset)
+			} else {
+				s.errors++
+			}
+			gst.offsets = append(gst.offsets, offsetState{topic: o.Topic, p: o.Partition, committed: o.Offset, lag: lag})
+		}
+		s.groups = append(s.groups, gst)
+	}
+}
+
+// readOffsets reads partition p of t's log start and high watermark.
+func readOffsets(ctx context.Context, h server.Host, t semantics.TopicMeta, p int32) (partition.Offsets, error) {
+	r := partition.NewReader(h.Conn(), t.Name, p, false)
+	return r.ReadOffsets(ctx, func(ctx context.Context) (int64, error) { return h.Checkpoint(ctx, t.ID, p) })
+}
+
+func gauge(ch chan<- prometheus.Metric, d *prometheus.Desc, v float64, labels ...string) {
+	ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+}
+
+func boolf(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func (s *snapshot) collect(ch chan<- prometheus.Metric) {
+	gauge(ch, descReady, boolf(s.ready))
+	gauge(ch, descJS, boolf(s.jetstream))
+	gauge(ch, descSync, s.sync.Seconds())
+	gauge(ch, descLed, float64(len(s.led)))
+	gauge(ch, descErrors, float64(s.errors))
+	for _, p := range s.led {
+		ps := strconv.Itoa(int(p.p))
+		gauge(ch, descLogStart, float64(p.logStart), p.topic, ps)
+		gauge(ch, descHWM, float64(p.hwm), p.topic, ps)
+		gauge(ch, descStored, float64(p.bytes), p.topic, ps)
+		gauge(ch, descBatches, float64(p.batches), p.topic, ps)
+	}
+	if s.cluster {
+		gauge(ch, descMetaLead, boolf(s.metaLeader))
+		gauge(ch, descNodes, float64(s.nodesUp), "true")
+		gauge(ch, descNodes, float64(s.nodesDown), "false")
+		gauge(ch, descParts, float64(s.partitions))
+		gauge(ch, descUnder, float64(s.underRep))
+		gauge(ch, descNoLeader, float64(s.noLeader))
+	}
+	gauge(ch, descCoord, boolf(s.coordinator))
+	for _, g := range s.groups {
+		for _, st := range []groups.State{groups.Empty, groups.PreparingRebalance, groups.CompletingRebalance, groups.Stable, groups.Dead} {
+			gauge(ch, descGState, boolf(g.state == string(st)), g.name, string(st))
+		}
+		gauge(ch, descGMembers, float64(g.members), g.name)
+		gauge(ch, descGGen, float64(g.generation), g.name)
+		for _, o := range g.offsets {
+			ps := strconv.Itoa(int(o.p))
+			gauge(ch, descGOffset, float64(o.committed), g.name, o.topic, ps)
+			if o.lag >= 0 {
+				gauge(ch, descGLag, float64(o.lag), g.name, o.topic, ps)
+			}
+		}
+	}
+}
