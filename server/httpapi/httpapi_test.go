@@ -263,8 +263,7 @@ func TestMetricsAfterKnownWork(t *testing.T) {
 	}
 
 	// A group reads everything and commits 5 of partition 0 and all of partition 1.
-	cons := c.NewConsumer(qxd.Group("billing"), qxd.AutoCommit(0))
-	defer cons.Close()
+	cons := qxdtest.NewConsumer(t, c, qxd.Group("billing"), qxd.AutoCommit(0))
 	if err := cons.Subscribe(ctx, "metered"); err != nil {
 		t.Fatal(err)
 	}
