@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -42,6 +43,8 @@ func TestTopicListGolden(t *testing.T) {
 	golden(t, "topic_list_json", mask(js, ""))
 }
 
+var storedBytes = regexp.MustCompile(`"bytes": [1-9][0-9]*`)
+
 func TestTopicDescribeGolden(t *testing.T) {
 	t.Parallel()
 	c := startCLI(t)
@@ -50,7 +53,10 @@ func TestTopicDescribeGolden(t *testing.T) {
 	// linger makes one batch per partition, whatever the machine's speed.
 	c.must("a:1\nb:2\nc:3\na:4\n", "topic", "produce", "orders", "--key-delim", ":", "--linger", "10s")
 	golden(t, "topic_describe", mask(c.must("", "topic", "describe", "orders"), c.node.Name()))
-	golden(t, "topic_describe_json", mask(c.must("", "topic", "describe", "orders", "--json"), c.node.Name()))
+	// A partition's stored bytes include the writer's checkpoint header, whose length
+	// varies with the producer ids in it: masked where a partition holds anything.
+	js := mask(c.must("", "topic", "describe", "orders", "--json"), c.node.Name())
+	golden(t, "topic_describe_json", storedBytes.ReplaceAllString(js, `"bytes": <BYTES>`))
 }
 
 func TestTopicDeleteAndAddPartitions(t *testing.T) {
