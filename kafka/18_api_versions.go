@@ -7,16 +7,20 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
-func handleApiVersions(_ context.Context, _ *conn, req kmsg.Request) func() kmsg.Response {
-	return ready(apiVersionsResponse(req.GetVersion()))
+func handleApiVersions(_ context.Context, c *conn, req kmsg.Request) func() kmsg.Response {
+	return ready(apiVersionsResponse(req.GetVersion(), c.l.cfg.Auth != nil))
 }
 
-// apiVersionsResponse lists the implemented APIs and their versions.
-func apiVersionsResponse(version int16) *kmsg.ApiVersionsResponse {
+// apiVersionsResponse lists the implemented APIs and their versions; the SASL
+// APIs only on a listener with SASL.
+func apiVersionsResponse(version int16, sasl bool) *kmsg.ApiVersionsResponse {
 	resp := kmsg.NewPtrApiVersionsResponse()
 	resp.SetVersion(version)
 	keys := make([]int16, 0, len(apis))
 	for k := range apis {
+		if !sasl && (k == kmsg.SASLHandshake.Int16() || k == kmsg.SASLAuthenticate.Int16()) {
+			continue
+		}
 		keys = append(keys, k)
 	}
 	slices.Sort(keys)

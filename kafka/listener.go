@@ -3,6 +3,7 @@ package kafka
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -13,6 +14,8 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/qxd-io/qxd/semantics"
 )
 
 // Config configures a Listener.
@@ -24,6 +27,11 @@ type Config struct {
 	Listener net.Listener
 	// Backend answers the requests. Required.
 	Backend Backend
+	// TLS, when set, makes every connection TLS (the node's certificates).
+	TLS *tls.Config
+	// Auth, when set, requires SASL authentication (see Authenticator). Default:
+	// none, every client may do anything.
+	Auth Authenticator
 	// Logger receives the listener's logs. Default: discard.
 	Logger *slog.Logger
 	// MaxRequestBytes bounds one request's size; a client that sends a larger one
@@ -93,6 +101,9 @@ func Listen(cfg Config) (*Listener, error) {
 		}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
+	if cfg.TLS != nil {
+		ln = tls.NewListener(ln, cfg.TLS)
+	}
 	l := &Listener{cfg: cfg, log: log, ln: ln, ctx: ctx, cancel: cancel, conns: map[*conn]struct{}{}}
 	l.wg.Add(1)
 	go l.accept()
@@ -180,6 +191,13 @@ type conn struct {
 	// handler runs.
 	clientID string
 	started  bool
+
+	// SASL state, changed only in the read loop. grant is nil on a listener
+	// without Auth: everything is allowed.
+	mech   string // the mechanism a SaslHandshake chose, until SaslAuthenticate
+	authed bool
+	user   string
+	grant  *semantics.Grant
 }
 
 // slot is one answer awaited, in request order.
@@ -367,11 +385,14 @@ func (c *conn) handle(buf []byte) (err error) {
 		c.started = true
 		c.clientID = h.clientID
 	}
+	if c.l.cfg.Auth != nil && !c.authed && !saslOpen(h.key) {
+		return c.refuseUnauthenticated(h.key)
+	}
 	if h.key == kmsg.ApiVersions.Int16() && !supported(h.key, h.version) {
 		// Kafka answers an ApiVersions it does not know the version of with a v0
 		// answer: UNSUPPORTED_VERSION and the versions it has, so the client can
 		// ask again with one of them.
-		resp := apiVersionsResponse(0)
+		resp := apiVersionsResponse(0, c.l.cfg.Auth != nil)
 		resp.ErrorCode = codeUnsupportedVersion
 		h.version = 0
 		c.queueNow(h, resp)

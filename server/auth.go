@@ -242,15 +242,9 @@ func (a *authenticator) authenticate(c natsserver.ClientAuthentication, o *natss
 		}
 		return identity{name: nameOr(k.Name, k.PublicKey), grant: k.Grant, inbox: semantics.InboxPrefix("k", k.PublicKey)}, nil
 	case o.Username != "":
-		u, ok := a.users[o.Username]
-		if !ok {
-			// Spend the time a hash comparison takes, so that timing does not tell
-			// which user names exist.
-			_ = bcrypt.CompareHashAndPassword(a.dummy, []byte(o.Password))
-			return identity{}, fmt.Errorf("unknown user %q", o.Username)
-		}
-		if bcrypt.CompareHashAndPassword([]byte(u.Password), []byte(o.Password)) != nil {
-			return identity{}, fmt.Errorf("wrong password for user %q", o.Username)
+		u, err := a.checkPassword(o.Username, o.Password)
+		if err != nil {
+			return identity{}, err
 		}
 		return identity{name: u.Name, grant: u.Grant, inbox: semantics.InboxPrefix("u", u.Name)}, nil
 	case o.Token != "":
@@ -262,6 +256,22 @@ func (a *authenticator) authenticate(c natsserver.ClientAuthentication, o *natss
 		return identity{}, errors.New("unknown token")
 	}
 	return identity{}, errors.New("no credentials: give a user and password, a token or a creds file")
+}
+
+// checkPassword checks a user's password against its bcrypt hash; every door with
+// user names and passwords (NATS, Kafka's SASL PLAIN) checks them here.
+func (a *authenticator) checkPassword(user, password string) (*UserAuth, error) {
+	u, ok := a.users[user]
+	if !ok {
+		// Spend the time a hash comparison takes, so that timing does not tell
+		// which user names exist.
+		_ = bcrypt.CompareHashAndPassword(a.dummy, []byte(password))
+		return nil, fmt.Errorf("unknown user %q", user)
+	}
+	if bcrypt.CompareHashAndPassword([]byte(u.Password), []byte(password)) != nil {
+		return nil, fmt.Errorf("wrong password for user %q", user)
+	}
+	return u, nil
 }
 
 func (a *authenticator) checkJWT(c natsserver.ClientAuthentication, o *natsserver.ClientOpts, token string) (identity, error) {

@@ -137,9 +137,6 @@ func (c Config) Validate() error {
 			return fmt.Errorf("%s address %q has port %q: use a number from 0 to 65535", a.name, a.addr, port)
 		}
 	}
-	if c.KafkaListen != "" && (c.Auth.Enabled() || c.TLS.Enabled()) {
-		return fmt.Errorf("kafka listen address %q is set on a node with authentication or TLS: the Kafka listener has neither yet and would let any client in; turn it off (--kafka-listen \"\")", c.KafkaListen)
-	}
 	if c.ClusterListen == "" && len(c.Peers) > 0 {
 		return errors.New("peers are set without a cluster address: set --cluster-listen too")
 	}

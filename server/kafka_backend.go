@@ -74,7 +74,19 @@ func (n *Node) startKafka() error {
 		return kafkaListenErr(n.cfg.KafkaListen, err)
 	}
 	b := &kafkaBackend{n: n, nc: nc, addrs: map[string]kafka.Broker{}, advertise: advertised(n.cfg, ln.Addr())}
-	l, err := kafka.Listen(kafka.Config{Listener: ln, Backend: b, Logger: n.log})
+	kcfg := kafka.Config{Listener: ln, Backend: b, Logger: n.log}
+	if n.cfg.TLS.Enabled() {
+		// The node's certificates, as on its NATS port (mutual TLS with Verify).
+		if kcfg.TLS, _, err = n.cfg.TLS.build("tls", n.cfg.TLS.Verify); err != nil {
+			ln.Close()
+			nc.Close()
+			return fmt.Errorf("kafka listener: %w", err)
+		}
+	}
+	if n.auth != nil {
+		kcfg.Auth = kafkaAuth{n.auth}
+	}
+	l, err := kafka.Listen(kcfg)
 	if err != nil {
 		ln.Close()
 		nc.Close()
@@ -86,8 +98,23 @@ func (n *Node) startKafka() error {
 		return err
 	}
 	n.kafka = &kafkaFront{b: b, l: l}
-	n.log.Info("kafka listener started", "listen", l.Addr().String(), "advertise", net.JoinHostPort(b.advertise.Host, strconv.Itoa(int(b.advertise.Port))))
+	n.log.Info("kafka listener started", "tls", kcfg.TLS != nil, "sasl", kcfg.Auth != nil, "listen", l.Addr().String(), "advertise", net.JoinHostPort(b.advertise.Host, strconv.Itoa(int(b.advertise.Port))))
 	return nil
+}
+
+// kafkaAuth checks Kafka clients' SASL PLAIN credentials against the node's users,
+// as the NATS port checks them.
+type kafkaAuth struct{ a *authenticator }
+
+var _ kafka.Authenticator = kafkaAuth{}
+
+// Plain implements kafka.Authenticator.
+func (k kafkaAuth) Plain(_ context.Context, user, password string) (semantics.Grant, error) {
+	u, err := k.a.checkPassword(user, password)
+	if err != nil {
+		return semantics.Grant{}, err
+	}
+	return u.Grant, nil
 }
 
 func kafkaListenErr(addr string, err error) error {

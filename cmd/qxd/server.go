@@ -90,12 +90,6 @@ func (a *app) runServer(c *cli.Context) error {
 	if c.IsSet("kafka-advertise") || c.String("config") == "" {
 		cfg.KafkaAdvertise = c.String("kafka-advertise")
 	}
-	if !c.IsSet("kafka-listen") && cfg.KafkaListen == defaultKafkaListen && (cfg.Auth.Enabled() || cfg.TLS.Enabled()) {
-		// The Kafka listener neither authenticates nor encrypts yet: not by default
-		// on a node that does.
-		cfg.KafkaListen = ""
-		a.log.Warn("Kafka listener off: it has no authentication or TLS yet and this node has them; see docs/kafka.md")
-	}
 	cfg.Logger = a.log
 	cfg.Services = append(cfg.Services, bridge.Service{})
 	if cfg.HTTPListen != "" {
