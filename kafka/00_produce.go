@@ -54,7 +54,7 @@ func handleProduce(ctx context.Context, c *conn, kreq kmsg.Request) func() kmsg.
 			}
 			var waits []func() (AppendResult, error)
 			for _, b := range batches {
-				waits = append(waits, c.l.cfg.Backend.Append(ctx, t.Topic, tp.Partition, b, req.Acks))
+				waits = append(waits, c.b.Append(ctx, t.Topic, tp.Partition, b, req.Acks))
 			}
 			all = append(all, pending{p: rp, waits: waits})
 		}

@@ -56,7 +56,7 @@ func handleFetch(ctx context.Context, c *conn, kreq kmsg.Request) func() kmsg.Re
 						parts = append(parts, semantics.TopicPartition{Topic: t.Topic, Partition: p.Partition})
 					}
 				}
-				w, err := c.l.cfg.Backend.Watch(ctx, parts)
+				w, err := c.b.Watch(ctx, parts)
 				if err != nil {
 					c.log.Debug("kafka fetch could not watch for appends", "err", err)
 					return resp
@@ -110,7 +110,7 @@ func fetchOnce(ctx context.Context, c *conn, req *kmsg.FetchRequest, resp *kmsg.
 			rp.Partition = p.Partition
 			rp.PreferredReadReplica = -1
 			budget := min(int(p.PartitionMaxBytes), maxBytes-total)
-			r, err := c.l.cfg.Backend.Read(ctx, t.Topic, p.Partition, p.FetchOffset, max(budget, 1))
+			r, err := c.b.Read(ctx, t.Topic, p.Partition, p.FetchOffset, max(budget, 1))
 			if err != nil {
 				rp.ErrorCode = code(err)
 				rp.HighWatermark, rp.LastStableOffset, rp.LogStartOffset = -1, -1, -1

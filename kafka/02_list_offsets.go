@@ -15,7 +15,7 @@ func handleListOffsets(ctx context.Context, c *conn, kreq kmsg.Request) func() k
 	req := kreq.(*kmsg.ListOffsetsRequest)
 	return func() kmsg.Response {
 		resp := req.ResponseKind().(*kmsg.ListOffsetsResponse)
-		b := c.l.cfg.Backend
+		b := c.b
 		for _, t := range req.Topics {
 			rt := kmsg.NewListOffsetsResponseTopic()
 			rt.Topic = t.Topic

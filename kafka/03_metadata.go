@@ -32,7 +32,7 @@ func handleMetadata(ctx context.Context, c *conn, kreq kmsg.Request) func() kmsg
 				names = nil
 			}
 		}
-		cl, err := c.l.cfg.Backend.Cluster(ctx, names)
+		cl, err := c.b.Cluster(ctx, names)
 		if err != nil {
 			// No view of the cluster: answer this broker alone, every topic asked
 			// for as unavailable, so the client asks again.

@@ -30,7 +30,7 @@ func handleOffsetCommit(ctx context.Context, c *conn, kreq kmsg.Request) func() 
 				cr.Offsets = append(cr.Offsets, e)
 			}
 		}
-		err := c.l.cfg.Backend.CommitOffsets(ctx, cr)
+		err := c.b.CommitOffsets(ctx, cr)
 		for _, t := range req.Topics {
 			rt := kmsg.NewOffsetCommitResponseTopic()
 			rt.Topic = t.Topic

@@ -57,7 +57,7 @@ func fetchGroupOffsets(ctx context.Context, c *conn, group string, topics []kmsg
 	if topics != nil && len(fr.Partitions) == 0 {
 		return g
 	}
-	entries, err := c.l.cfg.Backend.FetchOffsets(ctx, fr)
+	entries, err := c.b.FetchOffsets(ctx, fr)
 	if err != nil {
 		g.ErrorCode = code(err)
 		return g

@@ -18,7 +18,7 @@ func handleFindCoordinator(ctx context.Context, c *conn, kreq kmsg.Request) func
 			if req.CoordinatorType != 0 {
 				return Broker{}, semantics.Errorf(semantics.ErrInvalidRequest, "transactions are not supported yet: there is no transaction coordinator")
 			}
-			return c.l.cfg.Backend.Coordinator(ctx, key)
+			return c.b.Coordinator(ctx, key)
 		}
 		if req.Version < 4 {
 			b, err := find(req.CoordinatorKey)

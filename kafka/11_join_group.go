@@ -32,7 +32,7 @@ func handleJoinGroup(ctx context.Context, c *conn, kreq kmsg.Request) func() kms
 		for _, p := range req.Protocols {
 			jr.Protocols = append(jr.Protocols, groups.Protocol{Name: p.Name, Metadata: p.Metadata})
 		}
-		r, err := c.l.cfg.Backend.Join(ctx, jr)
+		r, err := c.b.Join(ctx, jr)
 		if err != nil {
 			resp.ErrorCode = code(err)
 			resp.Generation = -1

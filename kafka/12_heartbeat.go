@@ -17,7 +17,7 @@ func handleHeartbeat(ctx context.Context, c *conn, kreq kmsg.Request) func() kms
 		if req.InstanceID != nil {
 			hr.InstanceID = *req.InstanceID
 		}
-		resp.ErrorCode = code(c.l.cfg.Backend.Heartbeat(ctx, hr))
+		resp.ErrorCode = code(c.b.Heartbeat(ctx, hr))
 		return resp
 	}
 }

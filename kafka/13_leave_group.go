@@ -15,7 +15,7 @@ func handleLeaveGroup(ctx context.Context, c *conn, kreq kmsg.Request) func() km
 	return func() kmsg.Response {
 		resp := req.ResponseKind().(*kmsg.LeaveGroupResponse)
 		if req.Version < 3 {
-			resp.ErrorCode = code(c.l.cfg.Backend.Leave(ctx, groups.LeaveRequest{Group: req.Group, MemberID: req.MemberID}))
+			resp.ErrorCode = code(c.b.Leave(ctx, groups.LeaveRequest{Group: req.Group, MemberID: req.MemberID}))
 			return resp
 		}
 		for _, m := range req.Members {
@@ -25,7 +25,7 @@ func handleLeaveGroup(ctx context.Context, c *conn, kreq kmsg.Request) func() km
 			if m.InstanceID != nil {
 				lr.InstanceID = *m.InstanceID
 			}
-			rm.ErrorCode = code(c.l.cfg.Backend.Leave(ctx, lr))
+			rm.ErrorCode = code(c.b.Leave(ctx, lr))
 			resp.Members = append(resp.Members, rm)
 		}
 		return resp

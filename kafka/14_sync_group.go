@@ -23,7 +23,7 @@ func handleSyncGroup(ctx context.Context, c *conn, kreq kmsg.Request) func() kms
 				sr.Assignments[a.MemberID] = a.MemberAssignment
 			}
 		}
-		r, err := c.l.cfg.Backend.Sync(ctx, sr)
+		r, err := c.b.Sync(ctx, sr)
 		resp.ErrorCode = code(err)
 		resp.ProtocolType, resp.Protocol = req.ProtocolType, req.Protocol
 		if err == nil {

@@ -22,7 +22,7 @@ func handleDescribeGroups(ctx context.Context, c *conn, kreq kmsg.Request) func(
 		for _, id := range req.Groups {
 			rg := kmsg.NewDescribeGroupsResponseGroup()
 			rg.Group = id
-			d, err := c.l.cfg.Backend.DescribeGroup(ctx, id)
+			d, err := c.b.DescribeGroup(ctx, id)
 			switch {
 			case errors.Is(err, semantics.ErrGroupIDNotFound):
 				rg.State = string(groups.Dead)

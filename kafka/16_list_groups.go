@@ -16,7 +16,7 @@ func handleListGroups(ctx context.Context, c *conn, kreq kmsg.Request) func() km
 	req := kreq.(*kmsg.ListGroupsRequest)
 	return func() kmsg.Response {
 		resp := req.ResponseKind().(*kmsg.ListGroupsResponse)
-		gs, err := c.l.cfg.Backend.ListGroups(ctx)
+		gs, err := c.b.ListGroups(ctx)
 		if err != nil {
 			resp.ErrorCode = code(err)
 			return resp

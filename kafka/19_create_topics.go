@@ -65,7 +65,7 @@ func createTopic(ctx context.Context, c *conn, req *kmsg.CreateTopicsRequest, t 
 	if t.ReplicationFactor == 0 {
 		return semantics.TopicMeta{}, semantics.Errorf(semantics.ErrInvalidReplicationFactor, "topic %q: replication factor 0: use 1, 3 or 5", t.Topic)
 	}
-	tm, err := c.l.cfg.Backend.CreateTopic(ctx, t.Topic, partitions, replicas, configs, req.ValidateOnly)
+	tm, err := c.b.CreateTopic(ctx, t.Topic, partitions, replicas, configs, req.ValidateOnly)
 	if err != nil && errors.Is(err, context.DeadlineExceeded) {
 		return tm, semantics.Errorf(semantics.ErrTimeout, "topic %q: create did not finish in time: %v", t.Topic, err)
 	}

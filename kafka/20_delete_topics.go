@@ -33,7 +33,7 @@ func handleDeleteTopics(ctx context.Context, c *conn, kreq kmsg.Request) func() 
 			if tg.name == nil {
 				// By id: find its name.
 				if cl == nil {
-					all, err := c.l.cfg.Backend.Cluster(ctx, nil)
+					all, err := c.b.Cluster(ctx, nil)
 					if err != nil {
 						rt.ErrorCode, rt.ErrorMessage = code(err), message(err)
 						resp.Topics = append(resp.Topics, rt)
@@ -53,7 +53,7 @@ func handleDeleteTopics(ctx context.Context, c *conn, kreq kmsg.Request) func() 
 					continue
 				}
 			}
-			err := c.l.cfg.Backend.DeleteTopic(ctx, *rt.Topic)
+			err := c.b.DeleteTopic(ctx, *rt.Topic)
 			rt.ErrorCode, rt.ErrorMessage = code(err), message(err)
 			if err == nil && req.Version >= 6 && rt.TopicID == ([16]byte{}) {
 				rt.TopicID = tg.id

@@ -18,7 +18,7 @@ func handleDeleteRecords(ctx context.Context, c *conn, kreq kmsg.Request) func()
 			for _, p := range t.Partitions {
 				rp := kmsg.NewDeleteRecordsResponseTopicPartition()
 				rp.Partition = p.Partition
-				start, err := c.l.cfg.Backend.DeleteRecords(ctx, t.Topic, p.Partition, p.Offset)
+				start, err := c.b.DeleteRecords(ctx, t.Topic, p.Partition, p.Offset)
 				rp.LowWatermark, rp.ErrorCode = start, code(err)
 				if err != nil {
 					rp.LowWatermark = -1

@@ -29,7 +29,7 @@ func handleInitProducerID(ctx context.Context, c *conn, kreq kmsg.Request) func(
 				return resp
 			}
 		}
-		id, err := c.l.cfg.Backend.ProducerID(ctx)
+		id, err := c.b.ProducerID(ctx)
 		if err != nil {
 			resp.ErrorCode = code(err)
 			return resp

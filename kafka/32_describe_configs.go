@@ -23,7 +23,7 @@ func handleDescribeConfigs(ctx context.Context, c *conn, kreq kmsg.Request) func
 			case kmsg.ConfigResourceTypeBroker, kmsg.ConfigResourceTypeBrokerLogger:
 				rr.Configs = []kmsg.DescribeConfigsResponseResourceConfig{}
 			case kmsg.ConfigResourceTypeTopic:
-				t, err := c.l.cfg.Backend.Topic(ctx, r.ResourceName)
+				t, err := c.b.Topic(ctx, r.ResourceName)
 				if err == nil && t.State != semantics.TopicReady {
 					err = semantics.Errorf(semantics.ErrUnknownTopic, "topic %q is %s", t.Name, t.State)
 				}

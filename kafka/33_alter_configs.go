@@ -55,7 +55,7 @@ func alterConfigs(ctx context.Context, c *conn, typ kmsg.ConfigResourceType, nam
 	if typ != kmsg.ConfigResourceTypeTopic {
 		return semantics.Errorf(semantics.ErrInvalidRequest, "only topic configs can be altered, not %s %q", typ, name)
 	}
-	t, err := c.l.cfg.Backend.Topic(ctx, name)
+	t, err := c.b.Topic(ctx, name)
 	if err != nil {
 		return err
 	}
@@ -76,5 +76,5 @@ func alterConfigs(ctx context.Context, c *conn, typ kmsg.ConfigResourceType, nam
 	if len(set) == 0 && len(del) == 0 {
 		return nil
 	}
-	return c.l.cfg.Backend.AlterConfig(ctx, name, set, del, validateOnly)
+	return c.b.AlterConfig(ctx, name, set, del, validateOnly)
 }

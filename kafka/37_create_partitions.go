@@ -21,7 +21,7 @@ func handleCreatePartitions(ctx context.Context, c *conn, kreq kmsg.Request) fun
 			if len(t.Assignment) > 0 {
 				err = semantics.Errorf(semantics.ErrInvalidRequest, "topic %q: replica assignments cannot be given: JetStream places each partition's replicas", t.Topic)
 			} else {
-				err = c.l.cfg.Backend.AddPartitions(ctx, t.Topic, t.Count, req.ValidateOnly)
+				err = c.b.AddPartitions(ctx, t.Topic, t.Count, req.ValidateOnly)
 			}
 			rt.ErrorCode, rt.ErrorMessage = code(err), message(err)
 			resp.Topics = append(resp.Topics, rt)

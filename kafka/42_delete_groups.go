@@ -14,7 +14,7 @@ func handleDeleteGroups(ctx context.Context, c *conn, kreq kmsg.Request) func() 
 		resp := req.ResponseKind().(*kmsg.DeleteGroupsResponse)
 		for _, g := range req.Groups {
 			rg := kmsg.NewDeleteGroupsResponseGroup()
-			rg.Group, rg.ErrorCode = g, code(c.l.cfg.Backend.DeleteGroup(ctx, g))
+			rg.Group, rg.ErrorCode = g, code(c.b.DeleteGroup(ctx, g))
 			resp.Groups = append(resp.Groups, rg)
 		}
 		return resp

@@ -20,7 +20,7 @@ func handleDescribeCluster(ctx context.Context, c *conn, kreq kmsg.Request) func
 			resp.ErrorCode = codeUnsupportedEndpointType
 			return resp
 		}
-		cl, err := c.l.cfg.Backend.Cluster(ctx, []string{})
+		cl, err := c.b.Cluster(ctx, []string{})
 		if err != nil {
 			resp.ErrorCode, resp.ErrorMessage = code(err), message(err)
 			return resp

@@ -192,6 +192,10 @@ type conn struct {
 	clientID string
 	started  bool
 
+	// b is the backend the handlers use: Config.Backend, behind authorized on a
+	// listener with Auth.
+	b Backend
+
 	// SASL state, changed only in the read loop. grant is nil on a listener
 	// without Auth: everything is allowed.
 	mech   string // the mechanism a SaslHandshake chose, until SaslAuthenticate
@@ -208,7 +212,11 @@ type slot struct {
 
 func newConn(l *Listener, nc net.Conn) *conn {
 	ctx, cancel := context.WithCancel(l.ctx)
-	return &conn{l: l, nc: nc, log: l.log, ctx: ctx, cancel: cancel, slots: make(chan *slot, l.cfg.MaxInFlight)}
+	c := &conn{l: l, nc: nc, log: l.log, ctx: ctx, cancel: cancel, slots: make(chan *slot, l.cfg.MaxInFlight), b: l.cfg.Backend}
+	if l.cfg.Auth != nil {
+		c.b = authorized{Backend: l.cfg.Backend, c: c}
+	}
+	return c
 }
 
 // errClose ends a connection without an answer: Kafka brokers close the
