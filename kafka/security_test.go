@@ -199,3 +199,27 @@ func TestKafkaTLSOnly(t *testing.T) {
 		t.Fatalf("produce over TLS: %v", err)
 	}
 }
+
+// TestKafkaSASLLoopback: a node with users and no TLS takes SASL PLAIN from this
+// machine, and refuses a client without SASL.
+func TestKafkaSASLLoopback(t *testing.T) {
+	cfg := qxdtest.NodeConfig(t, t.TempDir())
+	cfg.KafkaListen = "127.0.0.1:0"
+	cfg.Auth.Users = []server.UserAuth{{Name: "alice", Password: qxdtest.HashPassword(t, "pw"),
+		Grant: semantics.Grant{Produce: []string{"t1"}, Admin: []string{"t1"}}}}
+	n := qxdtest.StartNodeWith(t, cfg)
+	ctx := ctxFor(t, 30*time.Second)
+	cl := kafkaClient(t, n, kgo.SASL(plain.Auth{User: "alice", Pass: "pw"}.AsMechanism()))
+	if _, err := kadm.NewClient(cl).CreateTopic(ctx, 1, 1, nil, "t1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := cl.ProduceSync(ctx, &kgo.Record{Topic: "t1", Value: []byte("v")}).FirstErr(); err != nil {
+		t.Fatalf("produce with SASL PLAIN over loopback: %v", err)
+	}
+	anon := kafkaClient(t, n, kgo.RetryTimeout(time.Second))
+	mctx, cancel := contextWithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if _, err := kadm.NewClient(anon).ListTopics(mctx); err == nil {
+		t.Fatal("a client without SASL listed topics on a node with users")
+	}
+}
