@@ -7,8 +7,9 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
-// handleSASLHandshake picks the SASL mechanism of a connection. Only v1 is
-// implemented: v0 is followed by raw SASL tokens outside Kafka's framing.
+// handleSASLHandshake picks the SASL mechanism of a connection. After v1 the
+// client sends SaslAuthenticate; after v0 a raw SASL token, outside Kafka's
+// request framing (rawAuthenticate).
 func handleSASLHandshake(_ context.Context, c *conn, kreq kmsg.Request) func() kmsg.Response {
 	req := kreq.(*kmsg.SASLHandshakeRequest)
 	resp := req.ResponseKind().(*kmsg.SASLHandshakeResponse)
@@ -32,6 +33,7 @@ func handleSASLHandshake(_ context.Context, c *conn, kreq kmsg.Request) func() k
 			"err", fmt.Errorf("SASL PLAIN over plain text from another host would send the password in clear: turn TLS on for the node"))
 	default:
 		c.mech = mechPlain
+		c.rawSASL = req.Version == 0
 		resp.SupportedMechanisms = []string{mechPlain}
 	}
 	return ready(resp)

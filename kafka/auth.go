@@ -132,3 +132,22 @@ func (c *conn) refuseUnauthenticated(key int16) error {
 		"err", fmt.Errorf("request key %d before SASL authentication: this listener needs SASL PLAIN with a qxd user", key))
 	return fmt.Errorf("%w: request key %d before SASL authentication", errClose, key)
 }
+
+// rawAuthenticate takes the raw SASL PLAIN token that follows a SaslHandshake v0
+// (clients before SaslAuthenticate, such as kafka-python 2.0). Success is answered
+// with an empty token; a refusal closes the connection, as Kafka does.
+func (c *conn) rawAuthenticate(tok []byte) error {
+	c.rawSASL, c.mech = false, ""
+	if err := c.authenticatePlain(c.ctx, tok); err != nil {
+		return fmt.Errorf("%w: %v", errClose, err)
+	}
+	c.authed = true
+	s := &slot{done: make(chan struct{}), buf: make([]byte, 4)} // an empty token
+	close(s.done)
+	select {
+	case c.slots <- s:
+		return nil
+	case <-c.ctx.Done():
+		return c.ctx.Err()
+	}
+}

@@ -198,10 +198,12 @@ type conn struct {
 
 	// SASL state, changed only in the read loop. grant is nil on a listener
 	// without Auth: everything is allowed.
-	mech   string // the mechanism a SaslHandshake chose, until SaslAuthenticate
-	authed bool
-	user   string
-	grant  *semantics.Grant
+	mech string // the mechanism a SaslHandshake chose, until SaslAuthenticate
+	// rawSASL: a SaslHandshake v0 chose PLAIN, so the next frame is a raw token.
+	rawSASL bool
+	authed  bool
+	user    string
+	grant   *semantics.Grant
 }
 
 // slot is one answer awaited, in request order.
@@ -290,8 +292,12 @@ func (c *conn) readLoop() error {
 			return err
 		}
 		size := int32(binary.BigEndian.Uint32(sizeBuf[:]))
-		if size < 8 || size > c.l.cfg.MaxRequestBytes {
-			return fmt.Errorf("request of %d bytes is outside [8, %d]", size, c.l.cfg.MaxRequestBytes)
+		least := int32(8)
+		if c.rawSASL {
+			least = 1 // a raw SASL token, not a request
+		}
+		if size < least || size > c.l.cfg.MaxRequestBytes {
+			return fmt.Errorf("request of %d bytes is outside [%d, %d]", size, least, c.l.cfg.MaxRequestBytes)
 		}
 		buf := make([]byte, size)
 		if _, err := io.ReadFull(r, buf); err != nil {
@@ -385,6 +391,9 @@ func (c *conn) handle(buf []byte) (err error) {
 			c.log.Error("kafka request handling panicked", "err", err)
 		}
 	}()
+	if c.rawSASL {
+		return c.rawAuthenticate(buf)
+	}
 	h, body, err := parseHeader(buf)
 	if err != nil {
 		return err

@@ -3,7 +3,10 @@ package kafka_test
 import (
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/binary"
 	"errors"
+	"io"
+	"net"
 	"os"
 	"testing"
 	"time"
@@ -11,6 +14,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 	"github.com/twmb/franz-go/pkg/sasl/plain"
 
 	"github.com/qxd-io/qxd/internal/qxdtest"
@@ -221,5 +225,59 @@ func TestKafkaSASLLoopback(t *testing.T) {
 	defer cancel()
 	if _, err := kadm.NewClient(anon).ListTopics(mctx); err == nil {
 		t.Fatal("a client without SASL listed topics on a node with users")
+	}
+}
+
+// TestKafkaSASLHandshakeV0: after a SaslHandshake v0 the PLAIN token comes raw, as
+// clients before SaslAuthenticate send it; a wrong one closes the connection.
+func TestKafkaSASLHandshakeV0(t *testing.T) {
+	cfg := qxdtest.NodeConfig(t, t.TempDir())
+	cfg.KafkaListen = "127.0.0.1:0"
+	cfg.Auth.Users = []server.UserAuth{{Name: "alice", Password: qxdtest.HashPassword(t, "pw"),
+		Grant: semantics.Grant{Consume: []string{semantics.AllPattern}}}}
+	n := qxdtest.StartNodeWith(t, cfg)
+	f := kmsg.NewRequestFormatter(kmsg.FormatterClientID("test"))
+	for _, tc := range []struct {
+		name, token string
+		ok          bool
+	}{{"right password", "\x00alice\x00pw", true}, {"wrong password", "\x00alice\x00nope", false}} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := net.DialTimeout("tcp", n.KafkaAddr(), 5*time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+			hs := kmsg.NewPtrSASLHandshakeRequest()
+			hs.Version, hs.Mechanism = 0, "PLAIN"
+			if _, err := c.Write(f.AppendRequest(nil, hs, 1)); err != nil {
+				t.Fatal(err)
+			}
+			resp := hs.ResponseKind().(*kmsg.SASLHandshakeResponse)
+			if err := resp.ReadFrom(readFrame(t, c)[4:]); err != nil || resp.ErrorCode != 0 {
+				t.Fatalf("handshake v0: %v, code %d", err, resp.ErrorCode)
+			}
+			tok := binary.BigEndian.AppendUint32(nil, uint32(len(tc.token)))
+			if _, err := c.Write(append(tok, tc.token...)); err != nil {
+				t.Fatal(err)
+			}
+			var size [4]byte
+			_, err = io.ReadFull(c, size[:])
+			if !tc.ok {
+				if err == nil {
+					t.Fatalf("wrong password answered %x, want the connection closed", size)
+				}
+				return
+			}
+			if err != nil || binary.BigEndian.Uint32(size[:]) != 0 {
+				t.Fatalf("raw token answered %x, %v; want an empty token", size, err)
+			}
+			md := kmsg.NewPtrMetadataRequest()
+			md.Version = 4
+			if _, err := c.Write(f.AppendRequest(nil, md, 2)); err != nil {
+				t.Fatal(err)
+			}
+			readFrame(t, c)
+		})
 	}
 }
