@@ -281,3 +281,31 @@ func TestKafkaSASLHandshakeV0(t *testing.T) {
 		})
 	}
 }
+
+// TestKafkaMutualTLS: with verify, a Kafka client must present a certificate
+// signed by the node's CA, as on the NATS port.
+func TestKafkaMutualTLS(t *testing.T) {
+	certs := qxdtest.GenerateCerts(t)
+	cfg := qxdtest.NodeConfig(t, t.TempDir())
+	cfg.KafkaListen = "127.0.0.1:0"
+	cfg.TLS = server.TLSConfig{Cert: certs.NodeCert, Key: certs.NodeKey, CA: certs.CA, Verify: true}
+	n := qxdtest.StartNodeWith(t, cfg)
+	ctx := ctxFor(t, 30*time.Second)
+
+	bare := kafkaClient(t, n, kgo.DialTLSConfig(clientTLS(t, certs)), kgo.RetryTimeout(time.Second))
+	pctx, cancel := contextWithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := bare.Ping(pctx); err == nil {
+		t.Fatal("a client without a certificate reached a node that verifies clients")
+	}
+	tc := clientTLS(t, certs)
+	cert, err := tls.LoadX509KeyPair(certs.ClientCert, certs.ClientKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tc.Certificates = []tls.Certificate{cert}
+	cl := kafkaClient(t, n, kgo.DialTLSConfig(tc))
+	if err := cl.Ping(ctx); err != nil {
+		t.Fatalf("a client with a certificate of the node's CA: %v", err)
+	}
+}
