@@ -356,3 +356,46 @@ func TestClientKafkaPython(t *testing.T) {
 		})
 	}
 }
+
+// In a 3-node cluster kcat bootstraps from one node, sees the three brokers,
+// produces to every partition's leader and reads back what it wrote.
+func TestClientKcatCluster(t *testing.T) {
+	kcat := needKcat(t)
+	cfgs := qxdtest.ClusterConfigs(t, 3)
+	for i := range cfgs {
+		cfgs[i].KafkaListen = "127.0.0.1:0"
+	}
+	nodes := qxdtest.StartCluster(t, cfgs)
+	c := qxdtest.Connect(t, nodes[0])
+	qxdtest.CreateTopic(t, c, "spread", qxd.TopicConfig{Partitions: 6, Replicas: 3})
+	md := run(t, "", kcat, "-b", nodes[1].KafkaAddr(), "-L", "-t", "spread")
+	for _, n := range nodes {
+		if !strings.Contains(md, " at "+n.KafkaAddr()) {
+			t.Errorf("kcat -L from %s does not list broker %s:\n%s", nodes[1].KafkaAddr(), n.KafkaAddr(), md)
+		}
+	}
+	var in strings.Builder
+	for i := range 60 {
+		fmt.Fprintf(&in, "k%d:v%d\n", i, i)
+	}
+	run(t, in.String(), kcat, "-b", nodes[2].KafkaAddr(), "-P", "-t", "spread", "-K:", "-X", "enable.idempotence=true")
+	out := run(t, "", kcat, "-b", nodes[0].KafkaAddr(), "-C", "-t", "spread", "-o", "beginning", "-e", "-q", "-f", "%p %o %k %s\n")
+	kcatSaw := map[string]rec{}
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		f := strings.Fields(line)
+		if len(f) != 4 {
+			t.Fatalf("kcat printed %q", line)
+		}
+		p, _ := strconv.Atoi(f[0])
+		o, _ := strconv.ParseInt(f[1], 10, 64)
+		kcatSaw[f[3]] = rec{f[2], f[3], int32(p), o}
+	}
+	if len(kcatSaw) != 60 {
+		t.Fatalf("kcat read %d records, want 60:\n%s", len(kcatSaw), out)
+	}
+	for _, r := range pollSDK(t, c, "spread", 6, 60) {
+		if g, w := (rec{string(r.Key), string(r.Value), r.Partition, r.Offset}), kcatSaw[string(r.Value)]; g != w {
+			t.Errorf("SDK read %v, kcat read %v", g, w)
+		}
+	}
+}
