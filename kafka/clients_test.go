@@ -399,3 +399,42 @@ func TestClientKcatCluster(t *testing.T) {
 		}
 	}
 }
+
+const cooperativeProgram = `
+import sys, time
+import confluent_kafka as ck
+broker, topic, group = sys.argv[1:4]
+def member():
+    c = ck.Consumer({"bootstrap.servers": broker, "group.id": group, "auto.offset.reset": "earliest",
+                     "partition.assignment.strategy": "cooperative-sticky", "session.timeout.ms": 6000})
+    c.subscribe([topic])
+    return c
+def owned(c):
+    return sorted(p.partition for p in c.assignment())
+def wait(what, cond, members, limit=60):
+    deadline = time.time() + limit
+    while time.time() < deadline:
+        for m in members:
+            m.poll(0.1)
+        if cond():
+            return
+    sys.exit("%s: assignments %s" % (what, [owned(m) for m in members]))
+a = member()
+wait("one member", lambda: owned(a) == [0, 1, 2], [a])
+b = member()
+wait("two members", lambda: owned(a) and owned(b) and sorted(owned(a) + owned(b)) == [0, 1, 2], [a, b])
+b.close()
+wait("after one left", lambda: owned(a) == [0, 1, 2], [a])
+a.close()
+print("{}")
+`
+
+// confluent-kafka members with the cooperative-sticky assignor (incremental
+// rebalances): one member takes every partition, a second joins and takes some, and
+// the first takes them all again when the second leaves.
+func TestClientConfluentCooperativeRebalance(t *testing.T) {
+	py := needPython(t, "confluent_kafka", "python3-confluent-kafka")
+	n, c := startNode(t)
+	qxdtest.CreateTopic(t, c, "shared", qxd.TopicConfig{Partitions: 3})
+	run(t, "", py, "-c", cooperativeProgram, n.KafkaAddr(), "shared", "cooperative-group")
+}
