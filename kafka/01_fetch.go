@@ -109,6 +109,9 @@ func fetchOnce(ctx context.Context, c *conn, req *kmsg.FetchRequest, resp *kmsg.
 			rp := kmsg.NewFetchResponseTopicPartition()
 			rp.Partition = p.Partition
 			rp.PreferredReadReplica = -1
+			// Records are never null: Kafka sends an empty set, and librdkafka
+			// refuses a null one ("invalid MessageSetSize -1") and stalls.
+			rp.RecordBatches = []byte{}
 			budget := min(int(p.PartitionMaxBytes), maxBytes-total)
 			r, err := c.b.Read(ctx, t.Topic, p.Partition, p.FetchOffset, max(budget, 1))
 			if err != nil {

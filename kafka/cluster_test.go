@@ -36,6 +36,23 @@ func TestKafkaCluster(t *testing.T) {
 	for _, n := range nodes {
 		addrs = append(addrs, n.KafkaAddr())
 	}
+	// The nodes' Kafka addresses are in qxd's cluster info too (qxd cluster info).
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		info, err := c.Admin().ClusterInfo(ctx)
+		var got []string
+		for _, ni := range info.Nodes {
+			got = append(got, ni.Kafka)
+		}
+		slices.Sort(got)
+		want := slices.Sorted(slices.Values(addrs))
+		if err == nil && slices.Equal(got, want) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("cluster info Kafka addresses %v (err %v), want %v", got, err, want)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 	for i, n := range nodes {
 		adm := kadm.NewClient(kafkaClient(t, n))
 		md, err := adm.Metadata(ctx, "spread")

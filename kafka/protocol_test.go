@@ -10,6 +10,9 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/qxd-io/qxd"
+	"github.com/qxd-io/qxd/internal/qxdtest"
 )
 
 // roundTrip sends req over a new connection to addr and reads its answer.
@@ -156,5 +159,39 @@ func TestGarbageClosesConnection(t *testing.T) {
 	req := kmsg.NewPtrApiVersionsRequest()
 	if resp := roundTrip(t, n.KafkaAddr(), req).(*kmsg.ApiVersionsResponse); resp.ErrorCode != 0 {
 		t.Fatalf("after garbage: ApiVersions error %d", resp.ErrorCode)
+	}
+}
+
+// A fetch of a partition with nothing to return answers an empty record set, not a
+// null one: librdkafka (kcat, confluent-kafka) refuses a null set as a parse failure
+// and never reads the partition.
+func TestFetchEmptyRecordsNotNull(t *testing.T) {
+	t.Parallel()
+	n, c := startNode(t)
+	qxdtest.CreateTopic(t, c, "empty", qxd.TopicConfig{Partitions: 1})
+	for _, v := range []int16{4, 11, 12} {
+		req := kmsg.NewPtrFetchRequest()
+		req.SetVersion(v)
+		req.ReplicaID = -1
+		req.MaxBytes = 1 << 20
+		rt := kmsg.NewFetchRequestTopic()
+		rt.Topic = "empty"
+		rp := kmsg.NewFetchRequestTopicPartition()
+		rp.PartitionMaxBytes = 1 << 20
+		rp.LogStartOffset = -1
+		rp.CurrentLeaderEpoch = -1
+		rt.Partitions = append(rt.Partitions, rp)
+		req.Topics = append(req.Topics, rt)
+		resp := roundTrip(t, n.KafkaAddr(), req).(*kmsg.FetchResponse)
+		if len(resp.Topics) != 1 || len(resp.Topics[0].Partitions) != 1 {
+			t.Fatalf("fetch v%d: answer %+v, want one partition", v, resp.Topics)
+		}
+		p := resp.Topics[0].Partitions[0]
+		if p.ErrorCode != 0 {
+			t.Fatalf("fetch v%d: error code %d", v, p.ErrorCode)
+		}
+		if p.RecordBatches == nil {
+			t.Errorf("fetch v%d: records are null, want an empty set", v)
+		}
 	}
 }

@@ -43,6 +43,9 @@ type NodeInfo struct {
 	// is acknowledged) or the interval of its background sync; "" when the node
 	// did not answer.
 	Sync string `json:"sync,omitempty"`
+	// Kafka is the host:port the node's Kafka listener advertises to Kafka
+	// clients; "" when it has none or did not answer.
+	Kafka string `json:"kafka,omitempty"`
 }
 
 // UnderReplicated is a partition with fewer current replicas than its topic's

@@ -34,6 +34,9 @@ type BrokerInfo struct {
 	// is acknowledged) or the interval of its background sync; "" when the node
 	// did not answer.
 	Sync string `json:"sync,omitempty"`
+	// Kafka is the host:port the node's Kafka listener advertises to Kafka
+	// clients; "" when it has none or did not answer.
+	Kafka string `json:"kafka,omitempty"`
 }
 
 // TopicMetadata is one topic in Metadata.

@@ -123,7 +123,11 @@ func (a *Admin) selfInfo() semantics.BrokerInfo {
 	if u, err := url.Parse(addr); err == nil && u.Host != "" {
 		addr = u.Host
 	}
-	return semantics.BrokerInfo{Name: a.ns.Name(), Addr: addr, Up: true, Sync: FormatSync(a.sync)}
+	info := semantics.BrokerInfo{Name: a.ns.Name(), Addr: addr, Up: true, Sync: FormatSync(a.sync)}
+	if k := a.kafka.Load(); k != nil {
+		info.Kafka = *k
+	}
+	return info
 }
 
 // serveNodeInfo answers semantics.NodeInfoSubject.

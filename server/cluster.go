@@ -112,6 +112,7 @@ func (a *Admin) ClusterInfo(ctx context.Context) (semantics.ClusterInfo, error) 
 	infos := a.nodeInfos(up)
 	for name, ni := range nodes {
 		ni.Sync = infos[name].Sync
+		ni.Kafka = infos[name].Kafka
 		info.Nodes = append(info.Nodes, *ni)
 	}
 	slices.SortFunc(info.Nodes, func(x, y semantics.NodeInfo) int { return cmp.Compare(x.Name, y.Name) })

@@ -98,7 +98,9 @@ func (n *Node) startKafka() error {
 		return err
 	}
 	n.kafka = &kafkaFront{b: b, l: l}
-	n.log.Info("kafka listener started", "tls", kcfg.TLS != nil, "sasl", kcfg.Auth != nil, "listen", l.Addr().String(), "advertise", net.JoinHostPort(b.advertise.Host, strconv.Itoa(int(b.advertise.Port))))
+	kafkaAddr := net.JoinHostPort(b.advertise.Host, strconv.Itoa(int(b.advertise.Port)))
+	n.admin.kafka.Store(&kafkaAddr)
+	n.log.Info("kafka listener started", "tls", kcfg.TLS != nil, "sasl", kcfg.Auth != nil, "listen", l.Addr().String(), "advertise", kafkaAddr)
 	return nil
 }
 

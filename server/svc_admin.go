@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -28,7 +29,8 @@ type Admin struct {
 	place   placement
 	follow  topicFollowers
 	offsets topicOffsets
-	sync    time.Duration // the node's sync interval (0: every append), for node info
+	sync    time.Duration          // the node's sync interval (0: every append), for node info
+	kafka   atomic.Pointer[string] // the Kafka listener's advertised host:port, for node info
 }
 
 // TopicDescription is a topic's record and its partitions' state.

@@ -80,9 +80,9 @@ func (a *app) clusterInfo(c *cli.Context) error {
 
 	fmt.Fprintln(a.stdout)
 	tw = newTable(a.stdout)
-	fmt.Fprintln(tw, "NODE\tUP\tLEADERS\tREPLICAS\tSYNC")
+	fmt.Fprintln(tw, "NODE\tUP\tLEADERS\tREPLICAS\tSYNC\tKAFKA")
 	for _, n := range info.Nodes { // sorted by name by the node
-		fmt.Fprintf(tw, "%s\t%t\t%d\t%d\t%s\n", n.Name, n.Up, n.Leaders, n.Replicas, dash(n.Sync))
+		fmt.Fprintf(tw, "%s\t%t\t%d\t%d\t%s\t%s\n", n.Name, n.Up, n.Leaders, n.Replicas, dash(n.Sync), dash(n.Kafka))
 	}
 	if err := tw.Flush(); err != nil {
 		return err

@@ -9,6 +9,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/qxd-io/qxd"
+	"github.com/qxd-io/qxd/internal/qxdtest"
 	"github.com/qxd-io/qxd/semantics"
 )
 
@@ -29,6 +30,27 @@ func TestClusterInfoGolden(t *testing.T) {
 	if info.MetaLeader != c.node.Name() || len(info.Nodes) != 1 || info.Nodes[0] != want ||
 		info.Partitions != 5 || len(info.UnderReplicated) != 0 {
 		t.Errorf("cluster info --json of one node with 5 partitions: %+v", info)
+	}
+}
+
+// cluster info shows where each node's Kafka listener takes clients: the address it
+// advertises, in the table and in --json.
+func TestClusterInfoKafkaAddress(t *testing.T) {
+	t.Parallel()
+	cfg := qxdtest.NodeConfig(t, t.TempDir())
+	cfg.KafkaListen = "127.0.0.1:0"
+	c := newCLI(t, qxdtest.StartNodeWith(t, cfg))
+	addr := c.node.KafkaAddr()
+	out := c.must("", "cluster", "info")
+	if !strings.Contains(out, "KAFKA") || !strings.Contains(out, addr) {
+		t.Errorf("cluster info does not show the Kafka address %s:\n%s", addr, out)
+	}
+	var info qxd.ClusterInfo
+	if err := json.Unmarshal([]byte(c.must("", "cluster", "info", "--json")), &info); err != nil {
+		t.Fatal(err)
+	}
+	if len(info.Nodes) != 1 || info.Nodes[0].Kafka != addr {
+		t.Errorf("cluster info --json nodes %+v, want Kafka %s", info.Nodes, addr)
 	}
 }
 

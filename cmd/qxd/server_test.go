@@ -184,7 +184,7 @@ func TestServerSyncInterval(t *testing.T) {
 	if err := run(t.Context(), []string{"qxd", "--server", "nats://" + addr, "cluster", "info"}, strings.NewReader(""), &info, &info); err != nil {
 		t.Fatalf("cluster info: %v\n%s", err, info.String())
 	}
-	if !strings.Contains(info.String(), "SYNC") || !strings.Contains(info.String(), " 2m\n") {
+	if !strings.Contains(info.String(), "SYNC") || !strings.Contains(info.String(), " 2m ") {
 		t.Errorf("cluster info does not show the node's sync mode 2m:\n%s", info.String())
 	}
 	cancel()
