@@ -65,7 +65,7 @@ func (s Service) Start(ctx context.Context, h server.Host) (server.Running, erro
 	mux.HandleFunc("GET /healthz", r.healthz)
 	mux.HandleFunc("GET /readyz", r.readyz)
 	(&api{r: r, cl: cl, readOnly: s.ReadOnly}).routes(mux)
-	mux.Handle("GET /", consoleHandler())
+	mux.Handle("/", consoleHandler())
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{
 		ErrorLog: slog.NewLogLogger(h.Logger().Handler(), slog.LevelWarn), Registry: reg, Timeout: scrapeTimeout,
 	}))
