@@ -75,3 +75,11 @@ durability:
     go test -count=1 -run 'TestCut' -v ./internal/powercut/
     go test -tags chaos -count=1 -run 'TestDurabilityPowerCut|TestDurabilityCorruption' -v -timeout 30m ./cmd/qxd/ 2>&1 |
         grep -E '^(=== RUN|--- |\s+--- |PASS|FAIL|ok)|RESULT|power cut|no loss|lost|missing'
+
+# The web console in headless Chromium (Debian's chromium, installed here; root):
+# each page against a node with data, a topic created through the form, records
+# browsed, lag falling while a group commits. Screenshots go to
+# server/httpapi/testdata/out/.
+browser:
+    command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium)
+    go test -tags browser -count=1 -run TestConsoleInBrowser -v -timeout 10m ./server/httpapi/
