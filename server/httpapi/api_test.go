@@ -268,8 +268,9 @@ func TestConsoleAPIChanges(t *testing.T) {
 
 	var made qxd.TopicInfo
 	callJSON(t, "POST", base+"/api/topics", httpapi.CreateTopic{Name: "made", Partitions: 2, Config: map[string]string{"retention": "3d"}}, 201, &made)
-	if made.Name != "made" || made.Config.Partitions != 2 || made.Config.Retention != 72*time.Hour {
-		t.Errorf("created %+v, want made with 2 partitions and 3 days' retention", made)
+	if made.Name != "made" || made.Config.Partitions != 2 || made.Config.Retention != 72*time.Hour ||
+		made.Config.MaxMessageBytes != semantics.DefaultMaxMessageBytes || !slices.Equal(made.Overrides, []string{semantics.ConfigRetention}) {
+		t.Errorf("created %+v, want made with 2 partitions and 3 days' retention, its one override", made)
 	}
 	apiErr(t, "POST", base+"/api/topics", httpapi.CreateTopic{Name: "made"}, 409, "TOPIC_ALREADY_EXISTS", "made")
 	for _, bad := range []struct {

@@ -96,7 +96,7 @@ async function refreshTopics() {
   const ts = await api("GET", "/topics");
   const tb = clear("topics");
   for (const t of ts) {
-    row(tb, [t.name, t.config.partitions, t.config.replicas, t.state, (t.overrides || []).join(", "), ""],
+    row(tb, [t.name, t.config.partitions, t.config.replicas, t.state, (t.overrides || []).join(", ")],
       () => { topic = t.name; refreshTopic(); });
   }
   for (const f of document.querySelectorAll("form.mutate")) f.hidden = readOnly;
@@ -110,13 +110,28 @@ async function refreshTopic() {
   catch (e) { $("topic-detail").hidden = true; topic = null; throw e; }
   $("topic-detail").hidden = false;
   $("topic-title").textContent = "Topic " + d.topic.name + " (id " + d.topic.id + ")";
-  $("topic-config").textContent = JSON.stringify(d.topic.config, null, 2);
+  $("topic-config").textContent = configText(d.topic);
   if (document.activeElement !== $("partitions-total")) $("partitions-total").value = d.topic.config.partitions;
   const tb = clear("partitions");
   for (const p of d.partitions || []) {
     row(tb, [p.partition, p.leader, (p.replicas || []).join(", "), (p.in_sync || []).join(", "),
       p.log_start_offset, p.high_watermark, p.records, p.bytes]);
   }
+}
+
+// configText shows a topic's config, durations and sizes readable, overrides marked.
+function configText(t) {
+  const c = t.config, over = new Set(t.overrides || []);
+  const dur = (ns) => ns < 0 ? "forever" : (ns % 86400e9 === 0 ? ns / 86400e9 + "d" : ns / 1e9 + "s");
+  const size = (b) => b < 0 ? "unlimited" : b + " B";
+  const lines = [
+    ["retention", dur(c.retention)],
+    ["retention-bytes", size(c.retention_bytes)],
+    ["max-record-bytes", size(c.max_message_bytes)],
+  ];
+  if (c.compact) lines.push(["compact", "true"], ["delete-retention", dur(c.delete_retention)]);
+  if (c.durability) lines.push(["durability", c.durability]);
+  return lines.map(([k, v]) => k + " = " + v + (over.has(k) ? "   (set)" : "")).join("\n");
 }
 
 async function refreshGroups() {
@@ -234,7 +249,7 @@ async function act(what, fn) {
     status(what + ": done");
     await refresh();
   } catch (e) {
-    status(what + ": " + e.message, true);
+    status(e.message.startsWith(what) ? e.message : what + ": " + e.message, true);
   }
 }
 
