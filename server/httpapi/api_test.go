@@ -360,3 +360,84 @@ func TestConsoleReadOnly(t *testing.T) {
 		t.Errorf("topics after the refused changes: %+v %v, want orders unchanged", ts, err)
 	}
 }
+
+// TestConsoleAPICluster: every node of a 3-node cluster answers the console's
+// API the same, groups included (the coordinator runs on one node only), and
+// shows a stopped node as down.
+func TestConsoleAPICluster(t *testing.T) {
+	t.Parallel()
+	cfgs := qxdtest.ClusterConfigs(t, 3)
+	var bases []string
+	for i := range cfgs {
+		bases = append(bases, withHTTP(t, &cfgs[i]))
+	}
+	nodes := qxdtest.StartCluster(t, cfgs)
+	c := qxdtest.Connect(t, nodes[0])
+	ctx := qxdtest.Context(t, 2*time.Minute)
+
+	callJSON(t, "POST", bases[1]+"/api/topics", httpapi.CreateTopic{Name: "shared", Partitions: 3, Replicas: 3}, 201, nil)
+	p, err := c.NewProducer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 6 {
+		if err := p.ProduceSync(ctx, &qxd.Record{Topic: "shared", Key: []byte(fmt.Sprint(i)), Value: []byte("v")}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p.Close(ctx)
+	cons := qxdtest.NewConsumer(t, c, qxd.Group("billing"), qxd.AutoCommit(0))
+	if err := cons.Subscribe(ctx, "shared"); err != nil {
+		t.Fatal(err)
+	}
+	for read := 0; read < 6; {
+		rs, err := cons.Poll(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		read += len(rs)
+	}
+	for i, b := range bases {
+		var cl httpapi.ClusterView
+		callJSON(t, "GET", b+"/api/cluster", nil, 200, &cl)
+		up := 0
+		for _, n := range cl.Nodes {
+			if n.Up {
+				up++
+			}
+		}
+		if len(cl.Nodes) != 3 || up != 3 || cl.MetaLeader == "" {
+			t.Errorf("node %d: /api/cluster %+v, want 3 nodes up and a meta leader", i+1, cl)
+		}
+		var tv httpapi.TopicView
+		callJSON(t, "GET", b+"/api/topics/shared", nil, 200, &tv)
+		var hw int64
+		for _, p := range tv.Partitions {
+			hw += p.HighWatermark
+		}
+		if len(tv.Partitions) != 3 || hw != 6 {
+			t.Errorf("node %d: shared has %d partitions, %d records, want 3 and 6", i+1, len(tv.Partitions), hw)
+		}
+		var d qxd.GroupDescription
+		callJSON(t, "GET", b+"/api/groups/billing", nil, 200, &d)
+		if len(d.Members) != 1 || len(d.Partitions) != 3 {
+			t.Errorf("node %d: /api/groups/billing %+v, want 1 member on 3 partitions", i+1, d)
+		}
+	}
+	if err := nodes[2].Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "node 1's console shows the stopped node down", func() bool {
+		var cl httpapi.ClusterView
+		code, b := call(t, "GET", bases[0]+"/api/cluster", nil)
+		if code != 200 || json.Unmarshal(b, &cl) != nil {
+			return false
+		}
+		for _, n := range cl.Nodes {
+			if n.Name == cfgs[2].Name && !n.Up {
+				return true
+			}
+		}
+		return false
+	})
+}
