@@ -349,15 +349,15 @@ type Records struct {
 // (pretty-printed), "text" (valid UTF-8) or "base64" (Hex holds the first bytes
 // in hex too); null when the key or value is null.
 type RecordView struct {
-	Offset    int64        `json:"offset"`
-	Timestamp time.Time    `json:"timestamp"`
-	Key       *ShownBytes  `json:"key"`
-	Value     *ShownBytes  `json:"value"`
-	Headers   []ShownFiled `json:"headers"`
+	Offset    int64         `json:"offset"`
+	Timestamp time.Time     `json:"timestamp"`
+	Key       *ShownBytes   `json:"key"`
+	Value     *ShownBytes   `json:"value"`
+	Headers   []ShownHeader `json:"headers"`
 }
 
-// ShownFiled is a header.
-type ShownFiled struct {
+// ShownHeader is a record header, its value shown safely.
+type ShownHeader struct {
 	Key   string      `json:"key"`
 	Value *ShownBytes `json:"value"`
 }
@@ -552,9 +552,9 @@ func (a *api) read(ctx context.Context, w http.ResponseWriter, out *Records, fro
 					next = r.Offset
 					goto done
 				}
-				v := RecordView{Offset: r.Offset, Timestamp: r.Timestamp.UTC(), Key: show(r.Key), Value: show(r.Value), Headers: []ShownFiled{}}
+				v := RecordView{Offset: r.Offset, Timestamp: r.Timestamp.UTC(), Key: show(r.Key), Value: show(r.Value), Headers: []ShownHeader{}}
 				for _, hd := range r.Headers {
-					v.Headers = append(v.Headers, ShownFiled{Key: hd.Key, Value: show(hd.Value)})
+					v.Headers = append(v.Headers, ShownHeader{Key: hd.Key, Value: show(hd.Value)})
 				}
 				out.Records = append(out.Records, v)
 			}
