@@ -81,3 +81,11 @@ durability:
 kafka-clients:
     apt-get update && apt-get install -y kcat python3-confluent-kafka python3-kafka
     go test -tags kafkaclients -count=1 -run 'TestClient' -v ./kafka/
+
+# The web console in headless Chromium (Debian's chromium, installed here; root):
+# each page against a node with data, a topic created through the form, records
+# browsed, lag falling while a group commits. Screenshots go to
+# server/httpapi/testdata/out/.
+browser:
+    command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium)
+    go test -tags browser -count=1 -run TestConsoleInBrowser -v -timeout 10m ./server/httpapi/

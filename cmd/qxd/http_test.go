@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -11,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/crypto/bcrypt"
 
 	"github.com/qxd-io/qxd/internal/qxdtest"
 )
@@ -130,5 +133,41 @@ func TestServerHTTPListenInUse(t *testing.T) {
 	}
 	if err == nil || !strings.Contains(err.Error(), "http listen on "+l.Addr().String()) {
 		t.Fatalf("err = %v, want one naming the taken address", err)
+	}
+}
+
+// TestServerConsoleSecuredReadOnly: on a node with users the console reads but
+// refuses changes, since its HTTP port authenticates no one yet.
+func TestServerConsoleSecuredReadOnly(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	hash, err := bcrypt.GenerateFromPassword([]byte("ops-pw"), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conf := fmt.Sprintf("auth {\n  users: [ { user: ops, password: %q, permissions: { admin: [\"*\"] } } ]\n}\n", hash)
+	path := filepath.Join(dir, "qxd.conf")
+	if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	httpAddr := freePort(t)
+	startServer(t, "--config", path, "--listen", freePort(t), "--data", filepath.Join(dir, "data"), "--http-listen", httpAddr)
+	if code, body := httpGet(t, "http://"+httpAddr+"/api/cluster"); code != http.StatusOK || !strings.Contains(body, `"read_only":true`) {
+		t.Errorf("GET /api/cluster: %d %s, want 200 with read_only true", code, body)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+httpAddr+"/api/topics", strings.NewReader(`{"name":"made"}`))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusForbidden || !strings.Contains(string(b), "only reads") {
+		t.Errorf("POST /api/topics on a secured node: %d %s, want 403 saying the console only reads", resp.StatusCode, b)
+	}
+	if code, body := httpGet(t, "http://"+httpAddr+"/api/topics"); code != http.StatusOK || strings.Contains(body, "made") {
+		t.Errorf("GET /api/topics after the refused create: %d %s, want 200 without made", code, body)
 	}
 }

@@ -93,7 +93,7 @@ func (a *app) runServer(c *cli.Context) error {
 	cfg.Logger = a.log
 	cfg.Services = append(cfg.Services, bridge.Service{})
 	if cfg.HTTPListen != "" {
-		cfg.Services = append(cfg.Services, httpapi.Service{Listen: cfg.HTTPListen})
+		cfg.Services = append(cfg.Services, httpapi.Service{Listen: cfg.HTTPListen, ReadOnly: cfg.Auth.Enabled() || cfg.TLS.Enabled()})
 	}
 	node, err := server.Start(c.Context, cfg)
 	if err != nil {

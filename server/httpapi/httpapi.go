@@ -1,6 +1,6 @@
-// Package httpapi is a qxd node's HTTP port: Prometheus metrics at /metrics, and
-// the probes /healthz (the process is alive) and /readyz (the node serves
-// clients). It is a server.Service the embedder adds (qxd server does, on
+// Package httpapi is a qxd node's HTTP port: Prometheus metrics at /metrics, the
+// probes /healthz (the process is alive) and /readyz (the node serves clients),
+// and a web console at / over a small JSON API under /api/. It is a server.Service the embedder adds (qxd server does, on
 // --http-listen) and reaches the node only through its server.Host.
 package httpapi
 
@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/qxd-io/qxd"
 	"github.com/qxd-io/qxd/server"
 )
 
@@ -28,6 +29,9 @@ const DefaultListen = "127.0.0.1:9644"
 type Service struct {
 	// Listen is the address to serve on, HOST:PORT; port 0 picks a free port.
 	Listen string
+	// ReadOnly makes the console refuse changes (403): set it on a node with
+	// authentication or TLS, since the HTTP port authenticates no one yet.
+	ReadOnly bool
 }
 
 var _ server.Service = Service{}
@@ -50,10 +54,18 @@ func (s Service) Start(ctx context.Context, h server.Host) (server.Running, erro
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(m, adv, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	cl, err := qxd.NewClient(h.Conn(), qxd.WithLogger(h.Logger()))
+	if err != nil {
+		ln.Close()
+		adv.stop()
+		return nil, fmt.Errorf("http port: console client: %w", err)
+	}
 	r := &running{h: h, log: h.Logger(), ln: ln, metrics: m, adv: adv, unobserve: h.Observe(m), done: make(chan struct{})}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", r.healthz)
 	mux.HandleFunc("GET /readyz", r.readyz)
+	(&api{r: r, cl: cl, readOnly: s.ReadOnly}).routes(mux)
+	mux.Handle("/", consoleHandler())
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{
 		ErrorLog: slog.NewLogLogger(h.Logger().Handler(), slog.LevelWarn), Registry: reg, Timeout: scrapeTimeout,
 	}))
@@ -64,7 +76,8 @@ func (s Service) Start(ctx context.Context, h server.Host) (server.Running, erro
 			r.log.Error("http port stopped", "node", h.Name(), "err", err)
 		}
 	}()
-	r.log.Info("http port serving metrics and probes", "node", h.Name(), "addr", ln.Addr().String())
+	r.cl = cl
+	r.log.Info("http port serving metrics, probes and console", "node", h.Name(), "addr", ln.Addr().String())
 	return r, nil
 }
 
@@ -80,6 +93,7 @@ type running struct {
 	metrics   *metrics
 	adv       *advisories
 	unobserve func()
+	cl        *qxd.Client // the console's client, over the node's connection
 	done      chan struct{}
 }
 
@@ -91,6 +105,7 @@ func (r *running) Close(ctx context.Context) {
 		_ = r.srv.Close()
 	}
 	<-r.done
+	r.cl.Close()
 }
 
 // Health is the body of /healthz and /readyz.

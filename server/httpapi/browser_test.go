@@ -1,0 +1,210 @@
+//go:build browser
+
+package httpapi_test
+
+// The console in a real browser: headless Chromium (Debian's chromium package,
+// installed by `just browser`) driven with chromedp. Screenshots of each page go
+// to testdata/out/ (ignored by git), or to $QXD_SCREENSHOTS.
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/qxd-io/qxd"
+	"github.com/qxd-io/qxd/internal/qxdtest"
+	"github.com/qxd-io/qxd/server/httpapi"
+)
+
+// browser starts headless Chromium for the test and returns a tab's context.
+func browser(t *testing.T) context.Context {
+	t.Helper()
+	path := os.Getenv("QXD_CHROMIUM")
+	if path == "" {
+		var err error
+		if path, err = exec.LookPath("chromium"); err != nil {
+			t.Fatalf("no chromium on PATH: run `just browser`, which installs Debian's chromium, or set QXD_CHROMIUM to a Chromium binary")
+		}
+	}
+	var out strings.Builder
+	actx, cancel := chromedp.NewExecAllocator(context.Background(),
+		chromedp.ExecPath(path),
+		chromedp.Flag("headless", true),
+		chromedp.NoSandbox,
+		chromedp.DisableGPU,
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.NoFirstRun,
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.WindowSize(1280, 900),
+		chromedp.CombinedOutput(&out),
+	)
+	t.Cleanup(cancel)
+	ctx, cancelTab := chromedp.NewContext(actx, chromedp.WithErrorf(t.Logf))
+	t.Cleanup(func() {
+		cancelTab()
+		if t.Failed() && out.Len() > 0 {
+			t.Logf("chromium said:\n%s", out.String())
+		}
+	})
+	if err := chromedp.Do(ctx); err != nil { // starts the browser
+		t.Fatalf("start chromium %s: %v", path, err)
+	}
+	return ctx
+}
+
+// screenshot saves the whole page as name.png.
+func screenshot(t *testing.T, ctx context.Context, name string) {
+	t.Helper()
+	dir := os.Getenv("QXD_SCREENSHOTS")
+	if dir == "" {
+		dir = filepath.Join("testdata", "out")
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		t.Fatalf("screenshot %s: %v", name, err)
+	}
+	p := filepath.Join(dir, name+".png")
+	if err := os.WriteFile(p, png, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("screenshot %s", p)
+}
+
+// waitJS waits until the JavaScript expression is true on the page.
+func waitJS(t *testing.T, ctx context.Context, what, expr string) {
+	t.Helper()
+	if _, err := chromedp.Run(ctx, chromedp.Poll[chromedp.Void](expr, chromedp.WithPollingTimeout(60*time.Second))); err != nil {
+		var page string
+		page, _ = chromedp.Run(ctx, chromedp.Evaluate[string](`document.body.innerText`))
+		t.Fatalf("%s: %s not true within 60s: %v\npage:\n%s", what, expr, err, page)
+	}
+}
+
+func text(sel string) string {
+	return fmt.Sprintf(`document.querySelector(%q).innerText`, sel)
+}
+
+func TestConsoleInBrowser(t *testing.T) {
+	base, c := consoleNode(t, httpapi.Service{})
+	ctx := browser(t)
+	qctx := qxdtest.Context(t, 3*time.Minute)
+
+	// A group that read everything and committed 4 of 10: lag 6.
+	cons := qxdtest.NewConsumer(t, c, qxd.Group("billing"), qxd.AutoCommit(0))
+	if err := cons.Subscribe(qctx, "orders"); err != nil {
+		t.Fatal(err)
+	}
+	for read := 0; read < 10; {
+		rs, err := cons.Poll(qctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		read += len(rs)
+	}
+	commit := func(off int64) {
+		if err := cons.CommitOffsets(qctx, map[qxd.TopicPartition]int64{{Topic: "orders", Partition: 0}: off}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	commit(4)
+
+	t.Run("cluster", func(t *testing.T) {
+		if err := chromedp.Do(ctx, chromedp.Navigate(base+"/#cluster")); err != nil {
+			t.Fatal(err)
+		}
+		waitJS(t, ctx, "the cluster page lists node test, up", text("#nodes tbody")+`.includes("test") && `+text("#nodes tbody")+`.includes("up")`)
+		waitJS(t, ctx, "the header names the node and its sync mode", text("#node")+`.includes("sync always")`)
+		screenshot(t, ctx, "cluster")
+	})
+
+	t.Run("topics", func(t *testing.T) {
+		if err := chromedp.Do(ctx, chromedp.Navigate(base+"/#topics")); err != nil {
+			t.Fatal(err)
+		}
+		waitJS(t, ctx, "the topics page lists orders", text("#topics tbody")+`.includes("orders")`)
+		if err := chromedp.Do(ctx,
+			chromedp.SetValue("#create-name", "browsed"),
+			chromedp.SetValue("#create-partitions", "3"),
+			chromedp.SetValue("#create-config", "retention=2d"),
+			chromedp.Click("#create-submit"),
+		); err != nil {
+			t.Fatal(err)
+		}
+		waitJS(t, ctx, "the new topic is listed and shown", text("#topics tbody")+`.includes("browsed") && `+text("#topic-title")+`.includes("browsed") && document.querySelectorAll("#partitions tbody tr").length === 3`)
+		ti, err := c.Admin().Topic(qctx, "browsed")
+		if err != nil || ti.Config.Partitions != 3 || ti.Config.Retention != 48*time.Hour {
+			t.Fatalf("topic created through the form: %+v %v, want 3 partitions, retention 2 days", ti.Config, err)
+		}
+		// A bad name is refused with the service's error, and nothing is created.
+		if err := chromedp.Do(ctx, chromedp.SetValue("#create-name", "bad name!"), chromedp.Click("#create-submit")); err != nil {
+			t.Fatal(err)
+		}
+		waitJS(t, ctx, "the refused create says why", text("#status")+`.includes("create topic") && `+text("#status")+`.includes("bad name!")`)
+		screenshot(t, ctx, "topics")
+		if ts, err := c.Admin().ListTopics(qctx); err != nil || len(ts) != 2 {
+			t.Errorf("topics after the refused create: %d %v, want 2", len(ts), err)
+		}
+	})
+
+	t.Run("records", func(t *testing.T) {
+		if err := chromedp.Do(ctx, chromedp.Navigate(base+"/#records")); err != nil {
+			t.Fatal(err)
+		}
+		waitJS(t, ctx, "the topic list is loaded", `[...document.querySelectorAll("#browse-topic option")].some(o => o.value === "orders")`)
+		if err := chromedp.Do(ctx,
+			chromedp.SetValue("#browse-topic", "orders"),
+			chromedp.SetValue("#browse-offset", "3"),
+			chromedp.SetValue("#browse-limit", "7"),
+			chromedp.Click("#browse-submit"),
+		); err != nil {
+			t.Fatal(err)
+		}
+		waitJS(t, ctx, "records 3 to 9 shown, JSON pretty-printed, binary as base64",
+			`document.querySelectorAll("#records tbody tr").length === 7 && `+text("#records tbody")+`.includes('"n": 3') && `+
+				text("#records tbody")+`.includes("AAEC/w==") && `+text("#records tbody")+`.includes("plain text")`)
+		screenshot(t, ctx, "records")
+	})
+
+	t.Run("groups", func(t *testing.T) {
+		if err := chromedp.Do(ctx, chromedp.Navigate(base+"/#groups")); err != nil {
+			t.Fatal(err)
+		}
+		waitJS(t, ctx, "the groups page lists billing", text("#groups tbody")+`.includes("billing")`)
+		if err := chromedp.Do(ctx, chromedp.Click("#groups tbody tr")); err != nil {
+			t.Fatal(err)
+		}
+		waitJS(t, ctx, "billing's lag is 6", text("#lag-total")+` === "(total 6)"`)
+		screenshot(t, ctx, "groups-lag-6")
+		// The group commits on: the page shows the lag fall without a reload.
+		commit(10)
+		waitJS(t, ctx, "billing's lag fell to 0", text("#lag-total")+` === "(total 0)"`)
+		screenshot(t, ctx, "groups-lag-0")
+	})
+
+	t.Run("read-only", func(t *testing.T) {
+		roBase, _ := consoleNode(t, httpapi.Service{ReadOnly: true})
+		if err := chromedp.Do(ctx, chromedp.Navigate(roBase+"/#topics")); err != nil {
+			t.Fatal(err)
+		}
+		waitJS(t, ctx, "a read-only node hides the forms and says why",
+			`!document.getElementById("readonly").hidden && document.getElementById("create-form").hidden && `+text("#topics tbody")+`.includes("orders")`)
+		code, err := chromedp.Run(ctx, chromedp.Evaluate[int](`fetch("/api/topics/orders", {method: "DELETE"}).then(r => r.status)`,
+			chromedp.EvalAwaitPromise))
+		if err != nil || code != 403 {
+			t.Errorf("DELETE from the page on a read-only node: %d %v, want 403", code, err)
+		}
+		screenshot(t, ctx, "topics-read-only")
+	})
+}

@@ -1,0 +1,299 @@
+// qxd console: one page, four views, each refreshed with fetch + setInterval.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+let view = "cluster", timer = null, readOnly = false;
+let topic = null, group = null, lagHistory = [];
+let browseNext = null;
+
+async function api(method, path, body) {
+  const opt = { method, headers: {} };
+  if (body !== undefined) {
+    opt.headers["Content-Type"] = "application/json";
+    opt.body = JSON.stringify(body);
+  }
+  const resp = await fetch("/api" + path, opt);
+  const data = await resp.json().catch(() => ({ error: "HTTP " + resp.status }));
+  if (!resp.ok) throw new Error(data.error || ("HTTP " + resp.status));
+  return data;
+}
+
+function status(msg, err) {
+  const s = $("status");
+  s.textContent = msg;
+  s.className = err ? "err" : "";
+}
+
+// row appends a table row of cells (strings, or nodes) to tbody.
+function row(tbody, cells, onclick) {
+  const tr = document.createElement("tr");
+  for (const c of cells) {
+    const td = document.createElement("td");
+    if (c instanceof Node) td.appendChild(c); else td.textContent = c === undefined || c === null ? "" : String(c);
+    tr.appendChild(td);
+  }
+  if (onclick) { tr.className = "pick"; tr.addEventListener("click", onclick); }
+  tbody.appendChild(tr);
+  return tr;
+}
+
+function clear(id) {
+  const tb = document.querySelector("#" + id + " tbody");
+  tb.replaceChildren();
+  return tb;
+}
+
+function shown(b) {
+  if (!b) return el("span", "null", "fmt");
+  const d = document.createElement("div");
+  const pre = document.createElement("pre");
+  pre.textContent = b.data + (b.truncated ? "\n… (" + b.size + " bytes, cut)" : "");
+  d.appendChild(pre);
+  let fmt = b.format + ", " + b.size + " B";
+  if (b.hex) fmt += " — hex " + b.hex.slice(0, 64) + (b.hex.length > 64 ? "…" : "");
+  d.appendChild(el("span", fmt, "fmt"));
+  return d;
+}
+
+function el(tag, text, cls) {
+  const e = document.createElement(tag);
+  e.textContent = text;
+  if (cls) e.className = cls;
+  return e;
+}
+
+// parseKV reads "a=1, b=2" into {a: "1", b: "2"}.
+function parseKV(s) {
+  const out = {};
+  for (const part of s.split(",")) {
+    const p = part.trim();
+    if (!p) continue;
+    const i = p.indexOf("=");
+    if (i < 1) throw new Error("config " + JSON.stringify(p) + ": write key=value, comma-separated");
+    out[p.slice(0, i).trim()] = p.slice(i + 1).trim();
+  }
+  return out;
+}
+
+async function refreshCluster() {
+  const c = await api("GET", "/cluster");
+  readOnly = c.read_only;
+  $("node").textContent = "node " + c.node + " · sync " + c.sync;
+  $("cluster-summary").textContent = (c.name ? "cluster " + c.name + ", " : "") +
+    "meta leader " + (c.meta_leader || "none") + ", " + c.partitions + " partitions, " +
+    (c.under_replicated || []).length + " under-replicated";
+  const tb = clear("nodes");
+  for (const n of c.nodes || []) {
+    row(tb, [n.name, el("span", n.up ? "up" : "down", n.up ? "up" : "down"), n.leaders, n.replicas, n.lag || 0, n.sync || ""]);
+  }
+  const ub = clear("under");
+  for (const u of c.under_replicated || []) {
+    row(ub, [u.topic + "/" + u.partition, u.leader || "none", u.current + " / " + u.replicas, (u.out_of_sync || []).join(", ")]);
+  }
+}
+
+async function refreshTopics() {
+  const ts = await api("GET", "/topics");
+  const tb = clear("topics");
+  for (const t of ts) {
+    row(tb, [t.name, t.config.partitions, t.config.replicas, t.state, (t.overrides || []).join(", ")],
+      () => { topic = t.name; refreshTopic(); });
+  }
+  for (const f of document.querySelectorAll("form.mutate")) f.hidden = readOnly;
+  $("readonly").hidden = !readOnly;
+  if (topic) await refreshTopic();
+}
+
+async function refreshTopic() {
+  let d;
+  try { d = await api("GET", "/topics/" + encodeURIComponent(topic)); }
+  catch (e) { $("topic-detail").hidden = true; topic = null; throw e; }
+  $("topic-detail").hidden = false;
+  $("topic-title").textContent = "Topic " + d.topic.name + " (id " + d.topic.id + ")";
+  $("topic-config").textContent = configText(d.topic);
+  if (document.activeElement !== $("partitions-total")) $("partitions-total").value = d.topic.config.partitions;
+  const tb = clear("partitions");
+  for (const p of d.partitions || []) {
+    row(tb, [p.partition, p.leader, (p.replicas || []).join(", "), (p.in_sync || []).join(", "),
+      p.log_start_offset, p.high_watermark, p.records, p.bytes]);
+  }
+}
+
+// configText shows a topic's config, durations and sizes readable, overrides marked.
+function configText(t) {
+  const c = t.config, over = new Set(t.overrides || []);
+  const dur = (ns) => ns < 0 ? "forever" : (ns % 86400e9 === 0 ? ns / 86400e9 + "d" : ns / 1e9 + "s");
+  const size = (b) => b < 0 ? "unlimited" : b + " B";
+  const lines = [
+    ["retention", dur(c.retention)],
+    ["retention-bytes", size(c.retention_bytes)],
+    ["max-record-bytes", size(c.max_message_bytes)],
+  ];
+  if (c.compact) lines.push(["compact", "true"], ["delete-retention", dur(c.delete_retention)]);
+  if (c.durability) lines.push(["durability", c.durability]);
+  return lines.map(([k, v]) => k + " = " + v + (over.has(k) ? "   (set)" : "")).join("\n");
+}
+
+async function refreshGroups() {
+  const gs = await api("GET", "/groups");
+  const tb = clear("groups");
+  for (const g of gs) {
+    row(tb, [g.group, g.state, g.members], () => { group = g.group; lagHistory = []; refreshGroup(); });
+  }
+  if (group) await refreshGroup();
+}
+
+async function refreshGroup() {
+  const d = await api("GET", "/groups/" + encodeURIComponent(group));
+  $("group-detail").hidden = false;
+  $("group-title").textContent = "Group " + d.group;
+  $("group-summary").textContent = "state " + d.state + ", generation " + d.generation +
+    (d.protocol ? ", protocol " + d.protocol : "") + (d.leader ? ", leader " + d.leader : "");
+  const mb = clear("members");
+  for (const m of d.members || []) {
+    row(mb, [m.member_id, m.client_id || "", (m.partitions || []).map((tp) => tp.topic + "/" + tp.partition).join(", ")]);
+  }
+  const lb = clear("lag");
+  let total = 0;
+  for (const p of d.partitions || []) {
+    total += p.lag;
+    row(lb, [p.topic + "/" + p.partition, p.committed < 0 ? "none" : p.committed, p.log_start_offset, p.high_watermark, p.lag, p.member || "", p.note || ""]);
+  }
+  $("lag-total").textContent = "(total " + total + ")";
+  lagHistory.push(total);
+  if (lagHistory.length > 120) lagHistory.shift();
+  drawLag();
+}
+
+// drawLag plots the group's total lag over the last refreshes.
+function drawLag() {
+  const cv = $("lag-chart"), g = cv.getContext("2d");
+  g.clearRect(0, 0, cv.width, cv.height);
+  const max = Math.max(1, ...lagHistory);
+  g.strokeStyle = "#1d3557";
+  g.beginPath();
+  lagHistory.forEach((v, i) => {
+    const x = (i / 119) * (cv.width - 10) + 5, y = cv.height - 5 - (v / max) * (cv.height - 20);
+    if (i === 0) g.moveTo(x, y); else g.lineTo(x, y);
+  });
+  g.stroke();
+  g.fillStyle = "#222";
+  g.fillText("max " + max, 5, 12);
+}
+
+async function refreshBrowseTopics() {
+  const sel = $("browse-topic"), cur = sel.value;
+  const ts = await api("GET", "/topics");
+  sel.replaceChildren();
+  for (const t of ts) {
+    const o = el("option", t.name);
+    o.value = t.name;
+    sel.appendChild(o);
+  }
+  if (cur) sel.value = cur;
+}
+
+async function browse(offset) {
+  const t = $("browse-topic").value;
+  if (!t) throw new Error("no topic to browse: create one first");
+  const q = new URLSearchParams();
+  const off = offset !== undefined ? String(offset) : $("browse-offset").value.trim();
+  const tm = $("browse-time").value.trim();
+  if (off) q.set("offset", off); else if (tm) q.set("time", tm);
+  q.set("limit", $("browse-limit").value || "50");
+  const r = await api("GET", "/topics/" + encodeURIComponent(t) + "/partitions/" +
+    encodeURIComponent($("browse-partition").value) + "/records?" + q);
+  $("browse-summary").textContent = r.records.length + " records of " + r.topic + "/" + r.partition +
+    " from offset " + r.from + " (log start " + r.log_start_offset + ", high watermark " + r.high_watermark + ")";
+  browseNext = r.next < r.high_watermark ? r.next : null;
+  $("browse-next").disabled = browseNext === null;
+  const tb = clear("records");
+  for (const rec of r.records) {
+    const hs = document.createElement("div");
+    for (const h of rec.headers) { hs.appendChild(el("div", h.key + ":")); hs.appendChild(shown(h.value)); }
+    row(tb, [rec.offset, rec.timestamp, shown(rec.key), shown(rec.value), hs]);
+  }
+}
+
+const refreshers = {
+  cluster: refreshCluster,
+  topics: refreshTopics,
+  records: refreshBrowseTopics,
+  groups: refreshGroups,
+};
+const intervals = { cluster: 5000, topics: 5000, records: 0, groups: 2000 };
+
+async function refresh() {
+  try {
+    await refreshers[view]();
+    status("updated " + new Date().toLocaleTimeString());
+  } catch (e) {
+    status(e.message, true);
+  }
+}
+
+async function show(v) {
+  view = refreshers[v] ? v : "cluster";
+  for (const p of document.querySelectorAll(".page")) p.hidden = p.id !== "page-" + view;
+  for (const a of document.querySelectorAll("nav a")) a.classList.toggle("active", a.id === "nav-" + view);
+  clearInterval(timer);
+  if (view !== "cluster") await refreshCluster().catch(() => {});
+  await refresh();
+  if (intervals[view]) timer = setInterval(refresh, intervals[view]);
+}
+
+// act runs a change and reports its outcome.
+async function act(what, fn) {
+  try {
+    await fn();
+    status(what + ": done");
+    await refresh();
+  } catch (e) {
+    status(e.message.startsWith(what) ? e.message : what + ": " + e.message, true);
+  }
+}
+
+$("create-form").addEventListener("submit", (ev) => {
+  ev.preventDefault();
+  act("create topic", async () => {
+    const body = {
+      name: $("create-name").value.trim(),
+      partitions: Number($("create-partitions").value),
+      replicas: Number($("create-replicas").value),
+      config: parseKV($("create-config").value),
+    };
+    await api("POST", "/topics", body);
+    topic = body.name;
+  });
+});
+$("alter-form").addEventListener("submit", (ev) => {
+  ev.preventDefault();
+  act("alter config", () => api("POST", "/topics/" + encodeURIComponent(topic) + "/config", {
+    set: parseKV($("alter-set").value),
+    delete: $("alter-delete").value.split(",").map((s) => s.trim()).filter((s) => s),
+  }));
+});
+$("partitions-form").addEventListener("submit", (ev) => {
+  ev.preventDefault();
+  act("add partitions", () => api("POST", "/topics/" + encodeURIComponent(topic) + "/partitions",
+    { total: Number($("partitions-total").value) }));
+});
+$("delete-form").addEventListener("submit", (ev) => {
+  ev.preventDefault();
+  if (!confirm("Delete topic " + topic + " and all its records?")) return;
+  act("delete topic", async () => {
+    await api("DELETE", "/topics/" + encodeURIComponent(topic));
+    topic = null;
+    $("topic-detail").hidden = true;
+  });
+});
+$("browse-form").addEventListener("submit", (ev) => {
+  ev.preventDefault();
+  browse().then(() => status("browsed"), (e) => status(e.message, true));
+});
+$("browse-next").addEventListener("click", () => {
+  if (browseNext !== null) browse(browseNext).then(() => status("browsed"), (e) => status(e.message, true));
+});
+
+window.addEventListener("hashchange", () => show(location.hash.slice(1)));
+show(location.hash.slice(1) || "cluster");
