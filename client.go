@@ -58,10 +58,10 @@ func Connect(ctx context.Context, servers string, opts ...ClientOption) (*Client
 	if err != nil {
 		return nil, fmt.Errorf("connect to %s: %w", servers, err)
 	}
-	// Pings every 10s, three unanswered: a node cut off by a silent network
-	// partition is left for another within about half a minute, not NATS's minutes.
+	// Frequent pings (WithPing): a node paused or cut off by a silent network
+	// partition is left for another within seconds, not NATS's minutes.
 	nopts := []nats.Option{nats.Name(cfg.name), nats.MaxReconnects(-1), nats.RetryOnFailedConnect(false),
-		nats.PingInterval(10 * time.Second), nats.MaxPingsOutstanding(3)}
+		nats.PingInterval(cfg.pingInterval), nats.MaxPingsOutstanding(cfg.maxPingsOut)}
 	if cfg.inProcess != nil {
 		nopts = append(nopts, nats.InProcessServer(cfg.inProcess))
 	}
