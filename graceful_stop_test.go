@@ -48,6 +48,7 @@ func TestGracefulStopOfProducersNode(t *testing.T) {
 	var (
 		mu      sync.Mutex
 		longest time.Duration
+		slowest string // which call took longest, and when it began
 		calls   int
 		failed  error
 	)
@@ -71,6 +72,7 @@ func TestGracefulStopOfProducersNode(t *testing.T) {
 				calls++
 				if d > longest {
 					longest = d
+					slowest = fmt.Sprintf("partition %d, begun at %s", part, start.Format("15:04:05.000"))
 				}
 				if err != nil && failed == nil {
 					failed = fmt.Errorf("partition %d record %d: %w", part, i, err)
@@ -87,6 +89,7 @@ func TestGracefulStopOfProducersNode(t *testing.T) {
 
 	sctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	stopStart := time.Now()
+	t.Logf("stopping %s at %s", stopped.Name(), stopStart.Format("15:04:05.000"))
 	if err := stopped.Close(sctx); err != nil {
 		t.Errorf("stop %s: %v", stopped.Name(), err)
 	}
@@ -95,7 +98,7 @@ func TestGracefulStopOfProducersNode(t *testing.T) {
 	time.Sleep(2 * time.Second) // producing goes on through the others
 	close(done)
 	wg.Wait()
-	t.Logf("%d produce calls; longest %v; connected to %s", calls, longest.Round(time.Millisecond), c.Conn().ConnectedServerName())
+	t.Logf("%d produce calls; longest %v (%s); connected to %s", calls, longest.Round(time.Millisecond), slowest, c.Conn().ConnectedServerName())
 	if failed != nil {
 		t.Fatalf("produce failed: %v", failed)
 	}
