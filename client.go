@@ -58,10 +58,10 @@ func Connect(ctx context.Context, servers string, opts ...ClientOption) (*Client
 	if err != nil {
 		return nil, fmt.Errorf("connect to %s: %w", servers, err)
 	}
-	// Pings every 10s, three unanswered: a node cut off by a silent network
-	// partition is left for another within about half a minute, not NATS's minutes.
+	// Frequent pings (WithPing): a node paused or cut off by a silent network
+	// partition is left for another within seconds, not NATS's minutes.
 	nopts := []nats.Option{nats.Name(cfg.name), nats.MaxReconnects(-1), nats.RetryOnFailedConnect(false),
-		nats.PingInterval(10 * time.Second), nats.MaxPingsOutstanding(3)}
+		nats.PingInterval(cfg.pingInterval), nats.MaxPingsOutstanding(cfg.maxPingsOut)}
 	if cfg.inProcess != nil {
 		nopts = append(nopts, nats.InProcessServer(cfg.inProcess))
 	}
@@ -525,6 +525,7 @@ type connWatch struct {
 	log          *slog.Logger
 	userDown     nats.ConnErrHandler
 	userUp       nats.ConnHandler
+	userLDM      nats.ConnHandler
 	mu           sync.Mutex
 	timer        *time.Timer // set while down
 	node         string      // the server lost
@@ -541,12 +542,28 @@ func newConnWatch(log *slog.Logger, userOpts []nats.Option) *connWatch {
 	for _, o := range userOpts {
 		_ = o(&user)
 	}
-	return &connWatch{log: log, userDown: user.DisconnectedErrCB, userUp: user.ReconnectedCB}
+	return &connWatch{log: log, userDown: user.DisconnectedErrCB, userUp: user.ReconnectedCB, userLDM: user.LameDuckModeHandler}
 }
 
 // options are the nats.go handlers that feed w; they come after the caller's.
 func (w *connWatch) options() []nats.Option {
-	return []nats.Option{nats.DisconnectErrHandler(w.disconnected), nats.ReconnectHandler(w.reconnected)}
+	return []nats.Option{nats.DisconnectErrHandler(w.disconnected), nats.ReconnectHandler(w.reconnected),
+		nats.LameDuckModeHandler(w.lameDuck)}
+}
+
+// lameDuck moves the connection to another node as soon as its node says it is
+// stopping (NATS's lame-duck mode), while that node still serves it: what is
+// written meanwhile is kept and sent on the new connection, and producers resend
+// what was awaiting an answer (see Producer.resendOnReconnect). Waiting for the
+// node to close the connection instead loses what was written just before.
+func (w *connWatch) lameDuck(nc *nats.Conn) {
+	w.log.Info("the qxd node is stopping; moving to another", "node", nc.ConnectedServerName())
+	if err := nc.ForceReconnect(); err != nil {
+		w.log.Debug("move to another node failed", "err", err)
+	}
+	if w.userLDM != nil {
+		w.userLDM(nc)
+	}
 }
 
 func (w *connWatch) disconnected(nc *nats.Conn, err error) {

@@ -17,10 +17,16 @@ import (
 const (
 	DefaultClientName           = "qxd"
 	DefaultClientRequestTimeout = 30 * time.Second
+	// DefaultClientPingInterval and DefaultClientMaxPingsOut: a client pings its
+	// node every 2s and leaves it for another after two pings go unanswered, so a
+	// paused or silently cut-off node is left within about 6s.
+	DefaultClientPingInterval = 2 * time.Second
+	DefaultClientMaxPingsOut  = 2
 )
 
 func defaultClientConfig() clientConfig {
-	return clientConfig{name: DefaultClientName, clientID: defaultClientID(), reqTimeout: DefaultClientRequestTimeout}
+	return clientConfig{name: DefaultClientName, clientID: defaultClientID(), reqTimeout: DefaultClientRequestTimeout,
+		pingInterval: DefaultClientPingInterval, maxPingsOut: DefaultClientMaxPingsOut}
 }
 
 // newClientConfig applies opts to the defaults and checks the result.
@@ -36,6 +42,10 @@ func (c clientConfig) validate() error {
 	switch {
 	case c.reqTimeout <= 0:
 		return semantics.Errorf(semantics.ErrInvalidConfig, "request timeout %v: give a positive duration", c.reqTimeout)
+	case c.pingInterval <= 0:
+		return semantics.Errorf(semantics.ErrInvalidConfig, "ping interval %v: give a positive duration", c.pingInterval)
+	case c.maxPingsOut < 1:
+		return semantics.Errorf(semantics.ErrInvalidConfig, "max pings outstanding %d: give 1 or more", c.maxPingsOut)
 	case c.clientID == "":
 		return semantics.Errorf(semantics.ErrInvalidConfig, "client id is empty: give a name, or leave the option out for qxd-<hostname>")
 	}
@@ -59,6 +69,9 @@ type clientConfig struct {
 	inProcess  nats.InProcessConnProvider
 	reqTimeout time.Duration
 	auth       authConfig
+
+	pingInterval time.Duration
+	maxPingsOut  int
 }
 
 // ClientOption configures Connect.
@@ -87,6 +100,16 @@ func WithInProcess(p nats.InProcessConnProvider) ClientOption {
 // context has no deadline. Default 30s (DefaultClientRequestTimeout).
 func WithRequestTimeout(d time.Duration) ClientOption {
 	return func(c *clientConfig) { c.reqTimeout = d }
+}
+
+// WithPing sets how often the client pings its node and how many pings may go
+// unanswered before it takes the node for gone and continues through another: a
+// paused or silently cut-off node is left after about interval × (maxOut+1).
+// Default every 2s, 2 outstanding (DefaultClientPingInterval,
+// DefaultClientMaxPingsOut). A busy node answers pings late: too short a setting
+// moves clients off a node that is only slow.
+func WithPing(interval time.Duration, maxOut int) ClientOption {
+	return func(c *clientConfig) { c.pingInterval, c.maxPingsOut = interval, maxOut }
 }
 
 // WithClientID sets the client id that group members give the coordinator, as

@@ -78,7 +78,43 @@ func (c *Client) NewProducer(opts ...ProducerOption) (*Producer, error) {
 	}
 	_ = sub.SetPendingLimits(-1, -1)
 	p.sub = sub
+	up := c.nc.StatusChanged(nats.CONNECTED)
+	p.wg.Add(1)
+	go p.resendOnReconnect(up)
 	return p, nil
+}
+
+// resendOnReconnect fails every batch awaiting an answer, as retriable, each time
+// the connection comes back after a loss, so that their senders send them again
+// at once. NATS keeps what is published while the client reconnects, but a
+// request written just before the client noticed that its node had gone (a node
+// stopping, a socket closed under load), or the answer to it, is lost with the
+// connection: without this the batch waited out the request timeout. A batch that
+// was stored after all is answered as a duplicate with its offsets (idempotence).
+func (p *Producer) resendOnReconnect(up chan nats.Status) {
+	defer p.wg.Done()
+	defer p.c.nc.RemoveStatusListener(up)
+	for {
+		select {
+		case <-p.ctx.Done():
+			return
+		case _, ok := <-up:
+			if !ok {
+				return
+			}
+		}
+		p.reqMu.Lock()
+		lost := make([]*batch, 0, len(p.reqs))
+		for id, b := range p.reqs {
+			lost = append(lost, b)
+			delete(p.reqs, id)
+		}
+		p.reqMu.Unlock()
+		for _, b := range lost {
+			b.part.finish(b, -1, semantics.Errorf(semantics.ErrUnavailable,
+				"partition %s: the connection to the node was lost while the batch awaited its answer", b.part.name))
+		}
+	}
 }
 
 // metadataMaxAge is how often a producer rereads a topic's record, to see added

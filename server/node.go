@@ -156,6 +156,11 @@ func start(ctx context.Context, cfg Config, log *slog.Logger) (*Node, error) {
 		// default of minutes.
 		PingInterval: clientPingInterval,
 		MaxPingsOut:  maxPingsOut,
+		// A node that stops on purpose tells its clients to move (lame-duck
+		// mode, see Close), gives them lameDuckGrace to do so, then closes the
+		// rest within lameDuckDuration.
+		LameDuckGracePeriod: lameDuckGrace,
+		LameDuckDuration:    lameDuckDuration,
 	}
 	syncOptions(cfg.Sync, opts)
 	cfgNodes := 1
@@ -512,6 +517,9 @@ func (n *Node) Close(ctx context.Context) error {
 		if n.auth != nil {
 			n.auth.reg.stop()
 		}
+		if n.cfg.clustered() && !last {
+			n.lameDuck(ctx)
+		}
 		n.shutdownServer()
 		n.lock.release()
 		n.closeErr = errors.Join(errs...)
@@ -535,6 +543,34 @@ func (n *Node) lastUp() bool {
 		}
 	}
 	return true
+}
+
+// The lame-duck mode of a node that stops on purpose: clients are told to move
+// (nats.go calls its LameDuckModeHandler; the SDK reconnects to another node at
+// once), and those still connected after lameDuckGrace are closed, spread over
+// the rest of lameDuckDuration.
+const (
+	lameDuckGrace    = 500 * time.Millisecond
+	lameDuckDuration = time.Second
+)
+
+// lameDuck stops the client listener, tells the clients that the node is stopping
+// and closes their connections (NATS's lame-duck mode), so that clients move to
+// the other nodes while this one still serves them instead of being cut off with
+// what they had just written. It ends with the server's shutdown, or when ctx
+// ends. The node's own connections are closed before it.
+func (n *Node) lameDuck(ctx context.Context) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		n.ns.LameDuckShutdown()
+	}()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		n.ns.Shutdown()
+		<-done
+	}
 }
 
 func (n *Node) shutdownServer() {

@@ -1,0 +1,108 @@
+package qxd_test
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/qxd-io/qxd"
+	"github.com/qxd-io/qxd/internal/qxdtest"
+)
+
+// TestGracefulStopOfProducersNode stops, on purpose, the node a producer is
+// connected to while it produces to every partition of a replicated topic. The
+// node hands its leaderships off and tells its clients to move (NATS's lame-duck
+// mode) before it stops listening, and a produce request lost with the connection
+// is sent again at once: no produce call may take longer than 0.5 s. Before,
+// the clients were cut off and a lost request waited out the producer's 5 s
+// request timeout.
+func TestGracefulStopOfProducersNode(t *testing.T) {
+	t.Parallel()
+	nodes := qxdtest.StartCluster(t, qxdtest.ClusterConfigs(t, 3))
+	ctx := qxdtest.Context(t, 120*time.Second)
+	stopped := nodes[1]
+	urls := stopped.ClientURL() + "," + nodes[0].ClientURL() + "," + nodes[2].ClientURL()
+	c, err := qxd.Connect(ctx, urls, qxd.WithNATSOptions(nats.DontRandomize()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	if got := c.Conn().ConnectedServerName(); got != stopped.Name() {
+		t.Fatalf("client connected to %s, want %s", got, stopped.Name())
+	}
+	const topic = "moving"
+	const partitions = 6
+	qxdtest.CreateTopic(t, c, topic, qxd.TopicConfig{Partitions: partitions, Replicas: 3})
+	p, err := c.NewProducer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = p.Close(context.Background()) })
+
+	// One synchronous producer per partition, as many as a loaded producer has in
+	// flight, each timing every call.
+	var (
+		mu      sync.Mutex
+		longest time.Duration
+		slowest string // which call took longest, and when it began
+		calls   int
+		failed  error
+	)
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	for part := range partitions {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ; i++ {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				r := &qxd.Record{Topic: topic, Partition: int32(part), Value: fmt.Appendf(nil, "%d-%d", part, i)}
+				start := time.Now()
+				err := p.ProduceSync(ctx, r)
+				d := time.Since(start)
+				mu.Lock()
+				calls++
+				if d > longest {
+					longest = d
+					slowest = fmt.Sprintf("partition %d, begun at %s", part, start.Format("15:04:05.000"))
+				}
+				if err != nil && failed == nil {
+					failed = fmt.Errorf("partition %d record %d: %w", part, i, err)
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	// Warm up: every partition producing, the first calls' metadata read done.
+	time.Sleep(time.Second)
+	mu.Lock()
+	longest = 0
+	mu.Unlock()
+
+	sctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	stopStart := time.Now()
+	t.Logf("stopping %s at %s", stopped.Name(), stopStart.Format("15:04:05.000"))
+	if err := stopped.Close(sctx); err != nil {
+		t.Errorf("stop %s: %v", stopped.Name(), err)
+	}
+	cancel()
+	t.Logf("node %s stopped in %v", stopped.Name(), time.Since(stopStart).Round(time.Millisecond))
+	time.Sleep(2 * time.Second) // producing goes on through the others
+	close(done)
+	wg.Wait()
+	t.Logf("%d produce calls; longest %v (%s); connected to %s", calls, longest.Round(time.Millisecond), slowest, c.Conn().ConnectedServerName())
+	if failed != nil {
+		t.Fatalf("produce failed: %v", failed)
+	}
+	if longest > 500*time.Millisecond {
+		t.Fatalf("longest produce call took %v while the producer's node stopped gracefully, want at most 0.5s", longest.Round(time.Millisecond))
+	}
+}
