@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 	"testing"
@@ -82,8 +83,9 @@ type corruptOutcome struct {
 	readErr error // the error that ended the read, if any
 	// described is partition 0 as describe saw it after the restart, before the
 	// read; describe the output of "qxd topic describe" then.
-	described qxd.PartitionInfo
-	describe  string
+	described   qxd.PartitionInfo
+	describe    string
+	clusterInfo string // the output of "qxd cluster info" then
 }
 
 func (o corruptOutcome) String() string {
@@ -191,6 +193,11 @@ func runCorruption(t *testing.T, bin string, n int, d blkDamage) corruptOutcome 
 		t.Logf("qxd topic describe %s: %v", topic, err)
 	}
 	out.describe = desc.String()
+	desc.Reset()
+	if err := run(ctx, []string{"qxd", "--server", cl.urls(), "--log-level", "warn", "cluster", "info"}, strings.NewReader(""), &desc, io.Discard); err != nil {
+		t.Logf("qxd cluster info: %v", err)
+	}
+	out.clusterInfo = desc.String()
 	cons := qxdtest.NewConsumer(t, c)
 	if err := cons.Assign(ctx, qxd.Assignment{Topic: topic, Partition: 0, Offset: qxd.AtStart()}); err != nil {
 		t.Fatal(err)
@@ -264,6 +271,9 @@ func TestCorruptionOneNodeTruncated(t *testing.T) {
 	}
 	if !strings.Contains(o.describe, "DAMAGED") || !strings.Contains(o.describe, "NOTE: partition 0 is damaged") {
 		t.Errorf("qxd topic describe after the restart does not show partition 0 damaged:\n%s", o.describe)
+	}
+	if !regexp.MustCompile(`damaged:\s+1\n`).MatchString(o.clusterInfo) || !strings.Contains(o.clusterInfo, "partition damaged/0 is damaged") {
+		t.Errorf("qxd cluster info after the restart does not count partition 0 as damaged:\n%s", o.clusterInfo)
 	}
 }
 
