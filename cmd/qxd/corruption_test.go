@@ -25,9 +25,9 @@ import (
 // damaged on one node, the node restarts, and the test reads the partition back.
 // No reader may get a record that differs from the one acknowledged at its offset
 // (nor a record from a batch whose CRC-32C fails); where acknowledged records
-// cannot be read, the read must fail, not end early. TestCorruptionOneNode is the
-// short version that runs with every "go test"; the full set is in
-// durability_chaos_test.go.
+// cannot be read, the read must fail, not end early. TestCorruptionOneNode and
+// TestCorruptionOneNodeTruncated are the short versions that run with every "go
+// test"; the full set is in durability_chaos_test.go.
 
 // blkDamage is a way to damage a block file.
 type blkDamage string
