@@ -133,6 +133,14 @@ type PartitionInfo struct {
 	Bytes   uint64 `json:"bytes"`
 	// Problem is set when the partition's stream is missing or unreadable.
 	Problem string `json:"problem,omitempty"`
+	// Missing counts the batches gone from the middle of the log stored on the
+	// leader (stream sequences between its first and last that hold nothing, on a
+	// topic that is not compacted): only retention and trims remove batches, both
+	// from the head, so a partition with Missing > 0 is damaged. Damage says so in
+	// a sentence naming the node. Damage inside a stored batch that left its
+	// message in place is not seen here: a read of it fails instead.
+	Missing uint64 `json:"missing_batches,omitempty"`
+	Damage  string `json:"damage,omitempty"`
 }
 
 // DescribeTopicResponse answers describe.

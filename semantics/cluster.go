@@ -19,7 +19,21 @@ type ClusterInfo struct {
 	// whose stream has no leader, or that no node answered for, is listed with
 	// Leader "" and Current 0.
 	UnderReplicated []UnderReplicated `json:"under_replicated"`
-	Error           *APIError         `json:"error,omitempty"`
+	// Damaged are the partitions whose leader's stored log misses batches in its
+	// middle (PartitionInfo.Missing), sorted by topic and partition.
+	Damaged []DamagedPartition `json:"damaged"`
+	Error   *APIError          `json:"error,omitempty"`
+}
+
+// DamagedPartition is a partition whose log stored on its leader misses batches
+// in its middle: its stored data is damaged (see PartitionInfo.Missing).
+type DamagedPartition struct {
+	Topic     string `json:"topic"`
+	Partition int32  `json:"partition"`
+	// Leader is the node whose stored log it is.
+	Leader string `json:"leader"`
+	// Missing counts the missing batches.
+	Missing uint64 `json:"missing_batches"`
 }
 
 // Failure returns the response's error, nil on success.

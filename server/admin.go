@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"time"
 
@@ -236,10 +237,28 @@ func (a *Admin) DescribeTopic(ctx context.Context, name string) (TopicDescriptio
 			if t.Config.Compact {
 				pi.Records = int64(o.Msgs)
 			}
+			if pi.Missing = o.Missing(t.Config.Compact); pi.Missing > 0 {
+				pi.Damage = damageNote(pi.Missing, o.FirstSeq, o.LastSeq, o.Lost, o.Leader)
+			}
 		}
 		resp.Partitions = append(resp.Partitions, pi)
 	}
 	return resp, nil
+}
+
+// damageNote says that missing batches are gone from the middle of a partition's
+// log stored on leader, between stream sequences first and last.
+func damageNote(missing, first, last uint64, lost []uint64, leader string) string {
+	where := fmt.Sprintf("between stream sequences %d and %d", first, last)
+	if len(lost) > 0 {
+		where = fmt.Sprintf("(stream sequences %d to %d lost)", slices.Min(lost), slices.Max(lost))
+	}
+	node := leader
+	if node == "" {
+		node = "(unknown)"
+	}
+	return fmt.Sprintf("%d batches are missing %s from the log stored on node %s: its stored data is damaged; reads of those offsets fail; rebuild the replica from a healthy one or restore the partition",
+		missing, where, node)
 }
 
 // RebalanceTopic spreads a replicated topic's partition replicas over the

@@ -10,6 +10,7 @@ import (
 	natsserver "github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/qxd-io/qxd/internal/partition"
 	"github.com/qxd-io/qxd/semantics"
 )
 
@@ -33,7 +34,7 @@ const (
 // answers by asking each stream's leader: replica Current and Lag flags are the
 // stream leader's view, the only one that knows its followers' progress.
 func (a *Admin) ClusterInfo(ctx context.Context) (semantics.ClusterInfo, error) {
-	info := semantics.ClusterInfo{Nodes: []semantics.NodeInfo{}, UnderReplicated: []semantics.UnderReplicated{}}
+	info := semantics.ClusterInfo{Nodes: []semantics.NodeInfo{}, UnderReplicated: []semantics.UnderReplicated{}, Damaged: []semantics.DamagedPartition{}}
 	nodes := a.metaNodes(&info)
 
 	topics, err := a.ListTopics(ctx)
@@ -50,7 +51,7 @@ func (a *Admin) ClusterInfo(ctx context.Context) (semantics.ClusterInfo, error) 
 		}
 	}
 	info.Partitions = len(want)
-	streams := a.partitionStreams(ctx, want)
+	streams := a.partitionStreamInfos(ctx, want)
 
 	node := func(name string, up bool) *semantics.NodeInfo {
 		ni, ok := nodes[name]
@@ -65,7 +66,17 @@ func (a *Admin) ClusterInfo(ctx context.Context) (semantics.ClusterInfo, error) 
 			continue
 		}
 		for p := int32(0); p < t.Config.Partitions; p++ {
-			ci := streams[semantics.StreamName(t.Name, p)]
+			var ci *jetstream.ClusterInfo
+			if si := streams[semantics.StreamName(t.Name, p)]; si != nil {
+				ci = a.clusterOf(si)
+				st := partition.StreamState{FirstSeq: si.State.FirstSeq, LastSeq: si.State.LastSeq, Msgs: si.State.Msgs}
+				if si.State.Lost != nil {
+					st.Lost = si.State.Lost.Msgs
+				}
+				if missing := st.Missing(t.Config.Compact); missing > 0 {
+					info.Damaged = append(info.Damaged, semantics.DamagedPartition{Topic: t.Name, Partition: p, Leader: ci.Leader, Missing: missing})
+				}
+			}
 			current, outOfSync := 0, []string{}
 			var leader string
 			if ci != nil {
@@ -119,6 +130,9 @@ func (a *Admin) ClusterInfo(ctx context.Context) (semantics.ClusterInfo, error) 
 	slices.SortFunc(info.UnderReplicated, func(x, y semantics.UnderReplicated) int {
 		return cmp.Or(cmp.Compare(x.Topic, y.Topic), cmp.Compare(x.Partition, y.Partition))
 	})
+	slices.SortFunc(info.Damaged, func(x, y semantics.DamagedPartition) int {
+		return cmp.Or(cmp.Compare(x.Topic, y.Topic), cmp.Compare(x.Partition, y.Partition))
+	})
 	return info, nil
 }
 
@@ -150,19 +164,30 @@ func (a *Admin) metaNodes(info *semantics.ClusterInfo) map[string]*semantics.Nod
 	return nodes
 }
 
-// partitionStreams returns the cluster info of the streams in want, by name. One
+// partitionStreams returns the cluster info of the streams in want, by name, as
+// partitionStreamInfos finds them.
+func (a *Admin) partitionStreams(ctx context.Context, want []string) map[string]*jetstream.ClusterInfo {
+	infos := a.partitionStreamInfos(ctx, want)
+	out := make(map[string]*jetstream.ClusterInfo, len(infos))
+	for name, si := range infos {
+		out[name] = a.clusterOf(si)
+	}
+	return out
+}
+
+// partitionStreamInfos returns the info of the streams in want, by name. One
 // stream list gets them all; a stream the list left out (its leader did not answer
 // in time) is asked for on its own. A stream nobody answers for is missing from the
 // result.
-func (a *Admin) partitionStreams(ctx context.Context, want []string) map[string]*jetstream.ClusterInfo {
-	out := make(map[string]*jetstream.ClusterInfo, len(want))
+func (a *Admin) partitionStreamInfos(ctx context.Context, want []string) map[string]*jetstream.StreamInfo {
+	out := make(map[string]*jetstream.StreamInfo, len(want))
 	if len(want) == 0 {
 		return out
 	}
 	lctx, cancel := context.WithTimeout(ctx, clusterListTimeout)
 	l := a.js.ListStreams(lctx, jetstream.WithStreamListSubject(semantics.PartitionSubjects))
 	for si := range l.Info() {
-		out[si.Config.Name] = a.clusterOf(si)
+		out[si.Config.Name] = si
 	}
 	cancel()
 	if err := l.Err(); err != nil {
@@ -201,7 +226,7 @@ func (a *Admin) partitionStreams(ctx context.Context, want []string) map[string]
 				return
 			}
 			mu.Lock()
-			out[name] = a.clusterOf(s.CachedInfo())
+			out[name] = s.CachedInfo()
 			mu.Unlock()
 		}()
 	}

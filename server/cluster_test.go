@@ -225,7 +225,7 @@ func TestClusterInfoSingleNode(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := qxd.ClusterInfo{Name: "", MetaLeader: n.Name(), Nodes: []qxd.NodeInfo{{Name: n.Name(), Up: true, Sync: "always"}},
-		UnderReplicated: []qxd.UnderReplicated{}}
+		UnderReplicated: []qxd.UnderReplicated{}, Damaged: []semantics.DamagedPartition{}}
 	if b, w := mustJSON(t, info), mustJSON(t, want); b != w {
 		t.Errorf("cluster info of an empty node:\n got %s\nwant %s", b, w)
 	}

@@ -74,6 +74,7 @@ func (a *app) clusterInfo(c *cli.Context) error {
 	fmt.Fprintf(tw, "nodes:\t%d up of %d\n", up, len(info.Nodes))
 	fmt.Fprintf(tw, "partitions:\t%d\n", info.Partitions)
 	fmt.Fprintf(tw, "under-replicated:\t%d\n", len(info.UnderReplicated))
+	fmt.Fprintf(tw, "damaged:\t%d\n", len(info.Damaged))
 	if err := tw.Flush(); err != nil {
 		return err
 	}
@@ -86,6 +87,13 @@ func (a *app) clusterInfo(c *cli.Context) error {
 	}
 	if err := tw.Flush(); err != nil {
 		return err
+	}
+	if len(info.Damaged) > 0 {
+		fmt.Fprintln(a.stdout)
+	}
+	for _, d := range info.Damaged {
+		fmt.Fprintf(a.stdout, "NOTE: partition %s/%d is damaged: %d batches are missing from its log on node %s (qxd topic describe %s)\n",
+			d.Topic, d.Partition, d.Missing, dash(d.Leader), d.Topic)
 	}
 	if len(info.UnderReplicated) == 0 {
 		return nil

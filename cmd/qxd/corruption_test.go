@@ -1,11 +1,14 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 	"testing"
@@ -22,9 +25,9 @@ import (
 // damaged on one node, the node restarts, and the test reads the partition back.
 // No reader may get a record that differs from the one acknowledged at its offset
 // (nor a record from a batch whose CRC-32C fails); where acknowledged records
-// cannot be read, the read must fail, not end early. TestCorruptionOneNode is the
-// short version that runs with every "go test"; the full set is in
-// durability_chaos_test.go.
+// cannot be read, the read must fail, not end early. TestCorruptionOneNode and
+// TestCorruptionOneNodeTruncated are the short versions that run with every "go
+// test"; the full set is in durability_chaos_test.go.
 
 // blkDamage is a way to damage a block file.
 type blkDamage string
@@ -78,6 +81,11 @@ type corruptOutcome struct {
 	wrong   int   // records read back that differ from it: never allowed
 	missing int   // acknowledged records neither read nor covered by a read error
 	readErr error // the error that ended the read, if any
+	// described is partition 0 as describe saw it after the restart, before the
+	// read; describe the output of "qxd topic describe" then.
+	described   qxd.PartitionInfo
+	describe    string
+	clusterInfo string // the output of "qxd cluster info" then
 }
 
 func (o corruptOutcome) String() string {
@@ -170,16 +178,26 @@ func runCorruption(t *testing.T, bin string, n int, d blkDamage) corruptOutcome 
 		}
 		lcancel()
 	}
+	out := corruptOutcome{acked: len(acked)}
 	if d, err := c.Admin().DescribeTopic(ctx, topic); err == nil {
 		for _, pi := range d.Partitions {
 			if pi.Partition == 0 {
-				t.Logf("describe after the restart: partition 0 leader %s, in sync %v, offsets %d to %d, problem %q",
-					pi.Leader, pi.InSync, pi.LogStartOffset, pi.HighWatermark, pi.Problem)
+				out.described = pi
+				t.Logf("describe after the restart: partition 0 leader %s, in sync %v, offsets %d to %d, %d batches missing, problem %q, damage %q",
+					pi.Leader, pi.InSync, pi.LogStartOffset, pi.HighWatermark, pi.Missing, pi.Problem, pi.Damage)
 			}
 		}
 	}
-
-	out := corruptOutcome{acked: len(acked)}
+	var desc bytes.Buffer
+	if err := run(ctx, []string{"qxd", "--server", cl.urls(), "--log-level", "warn", "topic", "describe", topic}, strings.NewReader(""), &desc, io.Discard); err != nil {
+		t.Logf("qxd topic describe %s: %v", topic, err)
+	}
+	out.describe = desc.String()
+	desc.Reset()
+	if err := run(ctx, []string{"qxd", "--server", cl.urls(), "--log-level", "warn", "cluster", "info"}, strings.NewReader(""), &desc, io.Discard); err != nil {
+		t.Logf("qxd cluster info: %v", err)
+	}
+	out.clusterInfo = desc.String()
 	cons := qxdtest.NewConsumer(t, c)
 	if err := cons.Assign(ctx, qxd.Assignment{Topic: topic, Partition: 0, Offset: qxd.AtStart()}); err != nil {
 		t.Fatal(err)
@@ -234,6 +252,28 @@ func TestCorruptionOneNode(t *testing.T) {
 	checkNeverWrong(t, o)
 	if o.readErr == nil || !strings.Contains(o.readErr.Error(), "node n1") || !strings.Contains(o.readErr.Error(), "damaged/0") {
 		t.Errorf("the read of the damaged partition ended with %v; want an error naming the partition, the offsets and the node", o.readErr)
+	}
+}
+
+// TestCorruptionOneNodeTruncated truncates a partition's block file on a single
+// node: after the restart "topic describe" must show the partition damaged (the
+// batches past the cut are gone from the middle of its log), and reads stay
+// never wrong.
+func TestCorruptionOneNodeTruncated(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a qxd process; skipped with -short")
+	}
+	o := runCorruption(t, buildQxd(t), 1, truncateBlk)
+	checkNeverWrong(t, o)
+	if o.described.Missing == 0 || !strings.Contains(o.described.Damage, "node n1") {
+		t.Errorf("describe after the restart: partition 0 has %d batches missing, damage %q; want some missing and a note naming node n1",
+			o.described.Missing, o.described.Damage)
+	}
+	if !strings.Contains(o.describe, "DAMAGED") || !strings.Contains(o.describe, "NOTE: partition 0 is damaged") {
+		t.Errorf("qxd topic describe after the restart does not show partition 0 damaged:\n%s", o.describe)
+	}
+	if !regexp.MustCompile(`damaged:\s+1\n`).MatchString(o.clusterInfo) || !strings.Contains(o.clusterInfo, "partition damaged/0 is damaged") {
+		t.Errorf("qxd cluster info after the restart does not count partition 0 as damaged:\n%s", o.clusterInfo)
 	}
 }
 

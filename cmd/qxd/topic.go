@@ -253,7 +253,7 @@ func (a *app) topicDescribe(c *cli.Context) error {
 		return err
 	}
 	fmt.Fprintln(a.stdout)
-	problems := slices.ContainsFunc(d.Partitions, func(p qxd.PartitionInfo) bool { return p.Problem != "" })
+	problems := slices.ContainsFunc(d.Partitions, func(p qxd.PartitionInfo) bool { return p.Problem != "" || p.Damage != "" })
 	tw = newTable(a.stdout)
 	header := "PARTITION\tLEADER\tREPLICAS\tISR\tLOG-START\tHIGH-WATERMARK\tRECORDS"
 	if problems {
@@ -264,11 +264,23 @@ func (a *app) topicDescribe(c *cli.Context) error {
 		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%d\t%d\t%d", p.Partition, dash(p.Leader), dash(strings.Join(p.Replicas, ",")),
 			dash(strings.Join(p.InSync, ",")), p.LogStartOffset, p.HighWatermark, p.Records)
 		if problems {
-			fmt.Fprintf(tw, "\t%s", dash(oneLine(p.Problem)))
+			problem := p.Problem
+			if p.Damage != "" {
+				problem = fmt.Sprintf("DAMAGED: %d batches missing", p.Missing)
+			}
+			fmt.Fprintf(tw, "\t%s", dash(oneLine(problem)))
 		}
 		fmt.Fprintln(tw)
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	for _, p := range d.Partitions {
+		if p.Damage != "" {
+			fmt.Fprintf(a.stdout, "\nNOTE: partition %d is damaged: %s\n", p.Partition, p.Damage)
+		}
+	}
+	return nil
 }
 
 func (a *app) topicDeleteCommand() *cli.Command {
@@ -393,13 +405,15 @@ type partitionJSON struct {
 	Batches        uint64   `json:"batches"`
 	Bytes          uint64   `json:"bytes"`
 	Problem        string   `json:"problem,omitempty"`
+	Missing        uint64   `json:"missing_batches,omitempty"`
+	Damage         string   `json:"damage,omitempty"`
 }
 
 func newPartitionJSON(p qxd.PartitionInfo) partitionJSON {
 	return partitionJSON{
 		Partition: p.Partition, Leader: p.Leader, Replicas: append([]string{}, p.Replicas...), InSync: append([]string{}, p.InSync...),
 		LogStartOffset: p.LogStartOffset, HighWatermark: p.HighWatermark, Records: p.Records,
-		Batches: p.Batches, Bytes: p.Bytes, Problem: p.Problem,
+		Batches: p.Batches, Bytes: p.Bytes, Problem: p.Problem, Missing: p.Missing, Damage: p.Damage,
 	}
 }
 

@@ -219,6 +219,27 @@ type StreamState struct {
 	// LogStart is the log start offset set by a trim (semantics.LogStartMetadata in
 	// the stream's metadata), 0 when the partition was never trimmed.
 	LogStart int64
+	// Lost are the stream sequences the leader's store found lost when it rebuilt
+	// a damaged block file (JetStream's state.lost; kept in memory only, so empty
+	// again after the leader's next restart).
+	Lost []uint64
+}
+
+// Missing counts the batches gone from the middle of the stored log: the
+// sequences from FirstSeq to LastSeq that hold no message, or those the store
+// reported lost if more. Only retention and trims remove a partition's batches,
+// and both from the head, so on a topic that is not compacted anything missing
+// means the leader's stored data is damaged (a truncated or lost block file).
+// Compacted topics remove batches anywhere: 0 for them.
+func (s StreamState) Missing(compact bool) uint64 {
+	if compact {
+		return 0
+	}
+	var gaps uint64
+	if s.Msgs > 0 && s.LastSeq >= s.FirstSeq && s.LastSeq-s.FirstSeq+1 > s.Msgs {
+		gaps = s.LastSeq - s.FirstSeq + 1 - s.Msgs
+	}
+	return max(gaps, uint64(len(s.Lost)))
 }
 
 // StreamInfo reads the stream's state from its leader.
@@ -236,6 +257,9 @@ func (r *Reader) StreamInfo(ctx context.Context) (StreamState, error) {
 			Bytes    uint64 `json:"bytes"`
 			FirstSeq uint64 `json:"first_seq"`
 			LastSeq  uint64 `json:"last_seq"`
+			Lost     *struct {
+				Msgs []uint64 `json:"msgs"`
+			} `json:"lost"`
 		} `json:"state"`
 		Config struct {
 			Metadata map[string]string `json:"metadata"`
@@ -257,6 +281,9 @@ func (r *Reader) StreamInfo(ctx context.Context) (StreamState, error) {
 		return StreamState{}, r.apiErr(out.Error)
 	}
 	s := StreamState{FirstSeq: out.State.FirstSeq, LastSeq: out.State.LastSeq, Msgs: out.State.Msgs, Bytes: out.State.Bytes}
+	if out.State.Lost != nil {
+		s.Lost = out.State.Lost.Msgs
+	}
 	if v, ok := out.Config.Metadata[semantics.LogStartMetadata]; ok {
 		if s.LogStart, err = strconv.ParseInt(v, 10, 64); err != nil || s.LogStart < 0 {
 			return StreamState{}, fmt.Errorf("partition %s: stream metadata %s=%q is not an offset", r.name(), semantics.LogStartMetadata, v)
