@@ -37,7 +37,7 @@ func plainConn(t *testing.T, url string) *nats.Conn {
 // (or 20s passed) and returns them.
 func readTopic(t *testing.T, c *qxd.Client, topic string, partitions int32, want int) []qxd.Record {
 	t.Helper()
-	ctx := qxdtest.Context(t, 20*time.Second)
+	ctx := qxdtest.Context(t, 60*time.Second)
 	cons := qxdtest.NewConsumer(t, c)
 	defer cons.Close(context.Background())
 	var as []qxd.Assignment
@@ -896,7 +896,7 @@ func TestBridgeCaptureFailover(t *testing.T) {
 	nodes := qxdtest.StartCluster(t, qxdtest.ClusterConfigs(t, 3))
 	t.Cleanup(func() { t.Logf("test done after %v", time.Since(start).Round(time.Millisecond)) })
 	c := qxdtest.Connect(t, nodes[0])
-	ctx := qxdtest.Context(t, 60*time.Second)
+	ctx := qxdtest.Context(t, 120*time.Second)
 	qxdtest.CreateTopic(t, c, "jpay", qxd.TopicConfig{Partitions: 3, Replicas: 3})
 	t.Logf("cluster and topic ready after %v", time.Since(start).Round(time.Millisecond))
 	if _, err := c.Admin().CreateBridge(ctx, qxd.CaptureBridge("jpay-in", "jpay.*", "jpay", "token:2")); err != nil {
