@@ -134,6 +134,12 @@ const (
 	JSStreamPurgePrefix          = "$JS.API.STREAM.PURGE"
 	JSStreamLeaderStepDownPrefix = "$JS.API.STREAM.LEADER.STEPDOWN"
 	JSStreamPeerRemovePrefix     = "$JS.API.STREAM.PEER.REMOVE"
+	// JetStream's advisories qxd's metrics count, each scoped by a stream name
+	// (consumer advisories also by the consumer's).
+	JSAdvisoryStreamLeaderPrefix   = "$JS.EVENT.ADVISORY.STREAM.LEADER_ELECTED"
+	JSAdvisoryStreamQuorumPrefix   = "$JS.EVENT.ADVISORY.STREAM.QUORUM_LOST"
+	JSAdvisoryConsumerLeaderPrefix = "$JS.EVENT.ADVISORY.CONSUMER.LEADER_ELECTED"
+	JSAdvisoryConsumerQuorumPrefix = "$JS.EVENT.ADVISORY.CONSUMER.QUORUM_LOST"
 	// kvStreamPrefix starts the name of the stream behind a KV bucket.
 	kvStreamPrefix = "KV_"
 )

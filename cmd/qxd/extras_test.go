@@ -86,7 +86,7 @@ func TestCompletion(t *testing.T) {
 		{[]string{"topic", "c"}, []string{"create", "consume"}},
 		{[]string{"--server", "nats://h:4222", "topic", "l"}, []string{"list", "ls"}},
 		{[]string{"topic", "create", "orders", "--re"}, []string{"--replicas", "--retention", "--retention-bytes"}},
-		{[]string{"topic", "add-partitions", "--"}, []string{"--num", "--help", "--server", "--log-level", "--connect-timeout", "--version", "--user", "--password", "--token", "--creds", "--tls-ca", "--tls-cert", "--tls-key"}},
+		{[]string{"topic", "add-partitions", "--"}, []string{"--num", "--help", "--server", "--log-level", "--log-format", "--connect-timeout", "--version", "--user", "--password", "--token", "--creds", "--tls-ca", "--tls-cert", "--tls-key"}},
 		{[]string{"topic", "create", "--partitions", ""}, nil}, // a flag's value
 		{[]string{"--server", ""}, nil},
 		{[]string{"topic", "consume", "--", "-"}, nil},

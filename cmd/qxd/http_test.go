@@ -22,8 +22,11 @@ import (
 // own free HTTP port unless a test names one: the default, 127.0.0.1:9644, is one
 // port for all of them.
 func TestMain(m *testing.M) {
-	if _, ok := os.LookupEnv("QXD_HTTP_LISTEN"); !ok {
-		os.Setenv("QXD_HTTP_LISTEN", "127.0.0.1:0")
+	// Nodes the tests start listen on ports of their own, not the defaults.
+	for k, v := range map[string]string{"QXD_HTTP_LISTEN": "127.0.0.1:0", "QXD_KAFKA_LISTEN": "127.0.0.1:0"} {
+		if _, ok := os.LookupEnv(k); !ok {
+			os.Setenv(k, v)
+		}
 	}
 	os.Exit(m.Run())
 }

@@ -14,10 +14,10 @@ import (
 // JetStream's advisories this port counts, published by the node concerned into the
 // account qxd's streams are in, and received by every node's subscription.
 var advisorySubjects = []string{
-	"$JS.EVENT.ADVISORY.STREAM.LEADER_ELECTED.>",
-	"$JS.EVENT.ADVISORY.STREAM.QUORUM_LOST.>",
-	"$JS.EVENT.ADVISORY.CONSUMER.LEADER_ELECTED.>",
-	"$JS.EVENT.ADVISORY.CONSUMER.QUORUM_LOST.>",
+	semantics.Subject(semantics.JSAdvisoryStreamLeaderPrefix, ">"),
+	semantics.Subject(semantics.JSAdvisoryStreamQuorumPrefix, ">"),
+	semantics.Subject(semantics.JSAdvisoryConsumerLeaderPrefix, ">"),
+	semantics.Subject(semantics.JSAdvisoryConsumerQuorumPrefix, ">"),
 }
 
 // The kinds of RAFT group an advisory is about.
