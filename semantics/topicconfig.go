@@ -158,6 +158,32 @@ func ConfigOverrides(c TopicConfig) []string {
 	return keys
 }
 
+// WithConfig returns c, the config of a topic being created (name for errors),
+// with the keys of set applied as AlterConfig reads them. Only those keys are set:
+// the others stay zero, so they take their defaults and do not count as overrides.
+func WithConfig(name string, c TopicConfig, set map[string]string) (TopicConfig, error) {
+	if len(set) == 0 {
+		return c, nil
+	}
+	full, over, err := AlterConfig(TopicMeta{Name: name, Config: c.WithDefaults()}, set, nil)
+	if err != nil {
+		return c, err
+	}
+	for _, k := range over {
+		switch k {
+		case ConfigRetention:
+			c.Retention = full.Retention
+		case ConfigRetentionBytes:
+			c.RetentionBytes = full.RetentionBytes
+		case ConfigMaxRecordBytes:
+			c.MaxMessageBytes = full.MaxMessageBytes
+		case ConfigDeleteRetention:
+			c.DeleteRetention = full.DeleteRetention
+		}
+	}
+	return c, nil
+}
+
 // AlterConfig applies set (key → value) and then del (keys back to their default)
 // to topic t's config and returns the new config and overrides. Keys are qxd's or
 // Kafka's names (see CanonicalConfigKey); values are read as the CLI reads them

@@ -85,3 +85,19 @@ func TestConfigSource(t *testing.T) {
 		t.Errorf("ConfigOverrides = %v", got)
 	}
 }
+
+func TestWithConfigSetsOnlyGivenKeys(t *testing.T) {
+	c, err := semantics.WithConfig("orders", semantics.TopicConfig{Partitions: 3}, map[string]string{"retention.ms": "60000"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Retention != time.Minute || c.RetentionBytes != 0 || c.MaxMessageBytes != 0 || c.Partitions != 3 {
+		t.Fatalf("WithConfig = %+v, want retention 1m and the rest as given", c)
+	}
+	if got := semantics.ConfigOverrides(c); len(got) != 1 {
+		t.Fatalf("overrides %v, want only the retention", got)
+	}
+	if _, err := semantics.WithConfig("orders", semantics.TopicConfig{}, map[string]string{"nope": "1"}); err == nil {
+		t.Fatal("unknown key accepted")
+	}
+}

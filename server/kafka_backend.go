@@ -581,24 +581,9 @@ func (b *kafkaBackend) CreateTopic(ctx context.Context, name string, partitions 
 				"topic %q: cleanup.policy=%s is not supported: use delete or compact", name, v)
 		}
 	}
-	if len(set) > 0 {
-		full, over, err := semantics.AlterConfig(semantics.TopicMeta{Name: name, Config: given.WithDefaults()}, set, nil)
-		if err != nil {
-			return semantics.TopicMeta{}, fmt.Errorf("topic %q: %w", name, err)
-		}
-		// Only what was set counts as set: the rest keeps its default.
-		for _, k := range over {
-			switch k {
-			case semantics.ConfigRetention:
-				given.Retention = full.Retention
-			case semantics.ConfigRetentionBytes:
-				given.RetentionBytes = full.RetentionBytes
-			case semantics.ConfigMaxRecordBytes:
-				given.MaxMessageBytes = full.MaxMessageBytes
-			case semantics.ConfigDeleteRetention:
-				given.DeleteRetention = full.DeleteRetention
-			}
-		}
+	given, err := semantics.WithConfig(name, given, set)
+	if err != nil {
+		return semantics.TopicMeta{}, fmt.Errorf("topic %q: %w", name, err)
 	}
 	if !validateOnly {
 		t, _, err := b.n.admin.CreateTopic(ctx, semantics.CreateTopicRequest{Name: name, Config: given})

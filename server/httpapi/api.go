@@ -223,27 +223,10 @@ func (a *api) createTopic(w http.ResponseWriter, req *http.Request) {
 		failService(w, fmt.Errorf("create topic %q: %w", body.Name, err))
 		return
 	}
-	cfg := semantics.TopicConfig{Partitions: body.Partitions, Replicas: body.Replicas}
-	if len(body.Config) > 0 {
-		c, over, err := semantics.AlterConfig(semantics.TopicMeta{Name: body.Name, Config: cfg.WithDefaults()}, body.Config, nil)
-		if err != nil {
-			failService(w, fmt.Errorf("create topic %q: %w", body.Name, err))
-			return
-		}
-		// Only the keys given: the rest stay zero, to take their defaults and not
-		// count as overrides.
-		for _, k := range over {
-			switch k {
-			case semantics.ConfigRetention:
-				cfg.Retention = c.Retention
-			case semantics.ConfigRetentionBytes:
-				cfg.RetentionBytes = c.RetentionBytes
-			case semantics.ConfigMaxRecordBytes:
-				cfg.MaxMessageBytes = c.MaxMessageBytes
-			case semantics.ConfigDeleteRetention:
-				cfg.DeleteRetention = c.DeleteRetention
-			}
-		}
+	cfg, err := semantics.WithConfig(body.Name, semantics.TopicConfig{Partitions: body.Partitions, Replicas: body.Replicas}, body.Config)
+	if err != nil {
+		failService(w, fmt.Errorf("create topic %q: %w", body.Name, err))
+		return
 	}
 	ctx, cancel := reqContext(req)
 	defer cancel()
