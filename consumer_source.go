@@ -136,7 +136,8 @@ func (sr startResolver) resolve(ctx context.Context, pc *partSource, o Offset) (
 			return 0, 0, err
 		}
 		if !found {
-			return offs.HighWatermark, offs.LastSeq + 1, nil
+			seq, err := findOffset(ctx, pc.reader, offs, offs.HighWatermark)
+			return offs.HighWatermark, seq, err
 		}
 		m, err := pc.reader.Get(ctx, seq)
 		if err != nil {
@@ -165,8 +166,11 @@ func (sr startResolver) resolve(ctx context.Context, pc *partSource, o Offset) (
 // found by binary search.
 func findOffset(ctx context.Context, r *partition.Reader, offs partition.Offsets, offset int64) (uint64, error) {
 	switch {
-	case offs.Msgs == 0 || offset >= offs.HighWatermark:
+	case offs.Msgs == 0:
 		return offs.LastSeq + 1, nil
+	case offset >= offs.HighWatermark:
+		// Right after the last batch the high watermark was read from.
+		return offs.LastBatchSeq + 1, nil
 	case offset <= offs.LogStart && offs.FirstBatchSeq > 0:
 		return offs.FirstBatchSeq, nil
 	case offset >= offs.LastBatchBase && offs.LastBatchSeq > 0:

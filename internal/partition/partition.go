@@ -320,8 +320,10 @@ type Offsets struct {
 }
 
 // ReadOffsets reads the partition's log start and high watermark. When every batch
-// has aged out, the high watermark comes from checkpoint (the writer's last
-// checkpointed next offset; 0 when none), so offsets never restart at 0. A trim
+// has aged out, or the stream's last messages are gone (a compacted topic's
+// expired tombstones), the high watermark comes from checkpoint (the writer's last
+// checkpointed next offset; 0 when none), so offsets never restart at 0; the
+// stored batches alone answer otherwise, and checkpoint is not called. A trim
 // (DeleteRecords) moves the log start past the first stored batch's base offset:
 // the stream's metadata keeps the exact offset, and the high watermark is never
 // below it.
@@ -332,27 +334,43 @@ func (r *Reader) ReadOffsets(ctx context.Context, checkpoint func(context.Contex
 	}
 	o := Offsets{StreamState: st}
 	var next int64
-	if checkpoint != nil {
-		if next, err = checkpoint(ctx); err != nil {
-			return Offsets{}, err
+	fromCheckpoint := func() error {
+		if checkpoint == nil {
+			return nil
 		}
+		var err error
+		next, err = checkpoint(ctx)
+		return err
 	}
 	if st.Msgs == 0 {
+		if err := fromCheckpoint(); err != nil {
+			return Offsets{}, err
+		}
 		next = max(next, st.LogStart)
 		o.LogStart, o.HighWatermark = next, next
 		return o, nil
 	}
-	firstSeq, first, err := r.BatchAtOrAfter(ctx, st.FirstSeq)
+	// The ends are read from the leader, as the state was: a replica's direct
+	// answer may be behind it, and a last batch older than the state's last
+	// sequence would place the high watermark before batches the stream holds.
+	lr := *r
+	lr.Direct = false
+	firstSeq, first, err := lr.BatchAtOrAfter(ctx, st.FirstSeq)
 	if err != nil {
 		return Offsets{}, err
 	}
-	lastMsg, err := r.GetLast(ctx)
+	lastMsg, err := lr.GetLast(ctx)
 	if err != nil {
 		return Offsets{}, err
 	}
 	last, err := semantics.PeekBatchHeader(lastMsg.Data)
 	if err != nil {
 		return Offsets{}, err
+	}
+	if lastMsg.Seq < st.LastSeq {
+		if err := fromCheckpoint(); err != nil {
+			return Offsets{}, err
+		}
 	}
 	o.HighWatermark = max(last.LastOffset()+1, next, st.LogStart)
 	o.LogStart = min(max(first.BaseOffset, st.LogStart), o.HighWatermark)
