@@ -75,6 +75,11 @@ const (
 	// tailReplay is how many batches at the log's tail a writer replays when it
 	// has neither checkpoint.
 	tailReplay = 10000
+	// catchUpWait bounds how long a loading writer waits for the stream and the
+	// checkpoint to agree: a stream whose new leader has not yet applied what the
+	// old one acknowledged, or a checkpoint bucket still writing the last
+	// checkpoint of a writer that just stopped.
+	catchUpWait = 5 * time.Second
 	// stopCheckpointTimeout bounds the last bucket checkpoint of a stopping
 	// writer: the stream holds the writer's state, and a stop must not hold up the
 	// node's other partitions while the bucket has no quorum.
@@ -263,17 +268,42 @@ func (w *writer) name() string { return semantics.PartitionString(w.topic, w.p) 
 
 // load rebuilds next offset, last sequence and producer state from the latest
 // checkpoint and the batches stored after it.
+//
+// Offsets are never given twice (docs/architecture.md, invariant 2), so where the
+// log and the checkpoint disagree the writer takes the higher offset: a gap, never
+// a reuse. Two disagreements are waited out first (catchUpWait), since they are
+// usually a moment's lag: a checkpoint ahead of the stream (a new leader that has
+// not applied the old one's last appends), and a checkpoint bucket behind a stream
+// whose batches all aged out (the last checkpoint still being written).
 func (w *writer) load(ctx context.Context) error {
-	st, err := w.reader.StreamInfo(ctx)
-	if err != nil {
-		return err
-	}
-	ck, err := w.loadCheckpoint(ctx, st)
-	if err != nil {
-		return fmt.Errorf("partition %s: read checkpoint: %w", w.name(), err)
+	began := time.Now()
+	var st partition.StreamState
+	var ck semantics.Checkpoint
+	for {
+		var err error
+		if st, err = w.reader.StreamInfo(ctx); err != nil {
+			return err
+		}
+		var bucket bool
+		if ck, bucket, err = w.loadCheckpoint(ctx, st); err != nil {
+			return fmt.Errorf("partition %s: read checkpoint: %w", w.name(), err)
+		}
+		ahead := ck.Seq > st.LastSeq
+		behind := bucket && st.Msgs == 0 && ck.Seq < st.LastSeq
+		if !ahead && !behind || time.Since(began) >= catchUpWait {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("partition %s: wait for the log and its checkpoint to agree: %w", w.name(), ctx.Err())
+		case <-time.After(100 * time.Millisecond):
+		}
 	}
 	if ck.Seq > st.LastSeq {
-		// A checkpoint ahead of the stream cannot be trusted for producers.
+		// The log ends before batches the checkpoint says were stored: they were
+		// lost. Their offsets are not given again.
+		w.log.Error("partition log ends before its checkpoint; acknowledged batches are missing, and offsets continue after them",
+			"checkpoint_seq", ck.Seq, "last_seq", st.LastSeq, "offset", ck.Next)
 		ck = semantics.Checkpoint{Next: ck.Next}
 	}
 	producers := make(map[int64]*producerState, len(ck.Producers))
@@ -286,6 +316,8 @@ func (w *writer) load(ctx context.Context) error {
 		producers[id] = ps
 	}
 	next := ck.Next
+	// known is the last stream sequence whose offsets next accounts for.
+	known := ck.Seq
 	from := max(ck.Seq+1, st.FirstSeq)
 	for seq := from; seq <= st.LastSeq && st.Msgs > 0; {
 		m, err := w.reader.Get(ctx, seq)
@@ -300,6 +332,7 @@ func (w *writer) load(ctx context.Context) error {
 			return fmt.Errorf("partition %s: replay sequence %d: %w", w.name(), m.Seq, err)
 		}
 		next = max(next, h.LastOffset()+1)
+		known = m.Seq
 		if h.ProducerID >= 0 {
 			ps := producers[h.ProducerID]
 			if ps == nil || h.ProducerEpoch > ps.epoch {
@@ -312,6 +345,14 @@ func (w *writer) load(ctx context.Context) error {
 			ps.remember(&recentBatch{baseSeq: h.BaseSequence, lastSeq: last, baseOffset: h.BaseOffset})
 		}
 		seq = m.Seq + 1
+	}
+	next = max(next, st.LogStart) // a trim's log start, kept in the stream's metadata
+	if gone := st.LastSeq - min(known, st.LastSeq); gone > 0 {
+		next = afterRemoved(next, gone, w.cfg.Load().Compact)
+		if !w.cfg.Load().Compact {
+			w.log.Error("partition's last batches were removed before a checkpoint recorded their offsets; offsets continue past any they could have held",
+				"batches", gone, "last_seq", st.LastSeq, "offset", next)
+		}
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -330,6 +371,19 @@ func (w *writer) load(ctx context.Context) error {
 	return nil
 }
 
+// afterRemoved is the offset the next record gets when the gone messages after the
+// one that ends before next were removed (retention, expired tombstones) before any
+// checkpoint recorded their offsets. On a compacted topic each message held one
+// record. Otherwise a message held a batch of up to math.MaxInt32 records (Kafka's
+// count field), so the writer skips that many offsets for each: a gap, never an
+// offset given twice.
+func afterRemoved(next int64, gone uint64, compact bool) int64 {
+	if compact {
+		return next + int64(gone)
+	}
+	return next + int64(gone)*math.MaxInt32
+}
+
 // loadCheckpoint finds the checkpoint a load starts from, asking only the
 // partition's own stream whenever it can answer:
 //
@@ -341,9 +395,9 @@ func (w *writer) load(ctx context.Context) error {
 //     bucket does not answer in time, a replay of the log's last tailReplay
 //     batches; without a bound when every batch aged out, since only the bucket
 //     knows the offsets then.
-func (w *writer) loadCheckpoint(ctx context.Context, st partition.StreamState) (semantics.Checkpoint, error) {
+func (w *writer) loadCheckpoint(ctx context.Context, st partition.StreamState) (ck semantics.Checkpoint, bucket bool, err error) {
 	if st.LastSeq == 0 {
-		return semantics.Checkpoint{}, nil
+		return semantics.Checkpoint{}, false, nil
 	}
 	if st.Msgs > 0 && !w.cfg.Load().Compact {
 		m, err := w.reader.GetLastFor(ctx, semantics.CheckpointSubject(w.topic, w.p))
@@ -351,28 +405,29 @@ func (w *writer) loadCheckpoint(ctx context.Context, st partition.StreamState) (
 		case err == nil && m.Seq >= st.FirstSeq:
 			var ck semantics.Checkpoint
 			if jerr := json.Unmarshal([]byte(m.Header.Get(semantics.CheckpointHeader)), &ck); jerr == nil && ck.Seq == m.Seq {
-				return ck, nil
+				return ck, false, nil
 			}
 			w.log.Warn("stored checkpoint is unreadable; using the checkpoint bucket")
 		case err == nil, errors.Is(err, semantics.ErrNoBatch):
 		default:
-			return semantics.Checkpoint{}, err
+			return semantics.Checkpoint{}, false, err
 		}
 	}
 	if st.Msgs == 0 {
-		return w.checkpoints.getCheckpoint(ctx, w.topicID, w.p)
+		ck, err = w.checkpoints.getCheckpoint(ctx, w.topicID, w.p)
+		return ck, true, err
 	}
 	bctx, cancel := context.WithTimeout(ctx, bucketFallbackTimeout)
-	ck, err := w.checkpoints.getCheckpoint(bctx, w.topicID, w.p)
+	ck, err = w.checkpoints.getCheckpoint(bctx, w.topicID, w.p)
 	cancel()
 	if err == nil || ctx.Err() != nil {
-		return ck, err
+		return ck, true, err
 	}
 	w.log.Warn("checkpoint bucket did not answer; loading from the log's tail", "err", err)
 	if st.LastSeq-st.FirstSeq >= tailReplay {
-		return semantics.Checkpoint{Seq: st.LastSeq - tailReplay}, nil
+		return semantics.Checkpoint{Seq: st.LastSeq - tailReplay}, false, nil
 	}
-	return semantics.Checkpoint{}, nil
+	return semantics.Checkpoint{}, false, nil
 }
 
 // streamCheckpointLocked encodes the writer's state after the append it is about
