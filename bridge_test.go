@@ -978,7 +978,7 @@ func TestBridgeCaptureFailover(t *testing.T) {
 	}
 	// Kill the runner's node while it is busy, with records stored and messages not
 	// yet acknowledged (likely, not certain: see Skipped in the log).
-	waitFor(t, 20*time.Second, func() bool {
+	waitFor(t, 60*time.Second, func() bool {
 		d, err := c.Admin().DescribeBridge(ctx, "jpay-in")
 		return err == nil && d.Status != nil && d.Status.Messages >= 200
 	})

@@ -343,21 +343,20 @@ func TestOffsetsSurviveRetention(t *testing.T) {
 		t.Fatal(err)
 	}
 	p.Close(ctx)
-	deadline := time.Now().Add(15 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for {
 		d, err := c.Admin().DescribeTopic(ctx, "short")
 		if err != nil {
 			t.Fatal(err)
 		}
+		// Once the batches aged out, only the checkpoint bucket knows the offsets;
+		// its last write may land a moment after them.
 		pi := d.Partitions[0]
-		if pi.Batches == 0 {
-			if pi.LogStartOffset != 2 || pi.HighWatermark != 2 {
-				t.Fatalf("after retention: log start %d, high watermark %d, want 2 and 2", pi.LogStartOffset, pi.HighWatermark)
-			}
+		if pi.Batches == 0 && pi.LogStartOffset == 2 && pi.HighWatermark == 2 {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatal("records did not age out")
+			t.Fatalf("after retention: %d batches, log start %d, high watermark %d, want 0, 2 and 2", pi.Batches, pi.LogStartOffset, pi.HighWatermark)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}

@@ -82,6 +82,7 @@ func TestWriterReloadsWithoutCheckpointBucket(t *testing.T) {
 	}
 	start := time.Now()
 	var got int64 = -1
+	var lastErr error
 	for got < 0 && time.Since(start) < 30*time.Second {
 		off, err := produceRaw(t, nc, topic, 0, batch(2, "c"))
 		if err != nil && !semantics.IsRetriable(err) {
@@ -90,10 +91,11 @@ func TestWriterReloadsWithoutCheckpointBucket(t *testing.T) {
 		if err == nil {
 			got = off
 		}
+		lastErr = err
 	}
 	took := time.Since(start)
 	if got != 3 {
-		t.Fatalf("offset after the reload %d, want 3", got)
+		t.Fatalf("offset after the reload %d, want 3 (last error: %v)", got, lastErr)
 	}
 	if took > time.Second {
 		t.Fatalf("the partition took appends again only after %v without the checkpoint bucket (want under 1s)", took)
