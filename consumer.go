@@ -156,7 +156,16 @@ func (c *Consumer) replaceLocked(rs []resolved) {
 	}
 	c.parts = map[TopicPartition]*partSource{}
 	c.leftover = nil
+	c.addLocked(rs)
+}
+
+// addLocked starts reading rs beside the current partitions; a partition paused
+// with Pause stays paused.
+func (c *Consumer) addLocked(rs []resolved) {
 	for _, r := range rs {
+		if old, ok := c.parts[r.pc.tp]; ok {
+			old.halt()
+		}
 		c.parts[r.pc.tp] = r.pc
 		if c.paused[r.pc.tp] {
 			r.pc.paused, r.pc.next = true, r.offset // read from there on Resume

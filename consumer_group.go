@@ -18,9 +18,12 @@ type member struct {
 	cfg groupConfig
 
 	topics []string
-	cancel context.CancelFunc
-	done   chan struct{}
-	polled chan struct{} // a Poll started: a member that left for not polling rejoins
+	// cooperative: every assignor of the member rebalances incrementally, so it
+	// keeps its partitions while it rejoins (Kafka's COOPERATIVE protocol).
+	cooperative bool
+	cancel      context.CancelFunc
+	done        chan struct{}
+	polled      chan struct{} // a Poll started: a member that left for not polling rejoins
 
 	stopOnce  sync.Once
 	stopAfter func() bool // stops the subscription context's watch; guarded by c.mu
@@ -29,12 +32,15 @@ type member struct {
 	memberID   string
 	generation int32
 	assigned   []TopicPartition
-	leaseEnd   time.Time // records may be delivered until then
-	stable     bool      // has an assignment of the current generation
-	leaseLost  bool      // Poll dropped the partitions because the lease ran out
-	fatal      error
-	committed  map[TopicPartition]int64
-	lastPoll   time.Time // when the application last called Poll
+	// lastAssigned is the latest assignment, still claimed for stickiness after
+	// an eager rebalance revoked it.
+	lastAssigned []TopicPartition
+	leaseEnd     time.Time // records may be delivered until then
+	stable       bool      // has an assignment of the current generation
+	leaseLost    bool      // Poll dropped the partitions because the lease ran out
+	fatal        error
+	committed    map[TopicPartition]int64
+	lastPoll     time.Time // when the application last called Poll
 
 	// testPauseHeartbeats cuts the member off from its coordinator (no heartbeats,
 	// no rejoin) while it keeps polling, for fencing tests.
@@ -90,7 +96,10 @@ func (c *Consumer) Subscribe(ctx context.Context, topics ...string) error {
 		c.mu.Unlock()
 	}
 	m := &member{c: c, cfg: c.cfg.group, topics: topics, done: make(chan struct{}), polled: make(chan struct{}, 1),
-		memberID: memberID, committed: map[TopicPartition]int64{}, lastPoll: time.Now()}
+		memberID: memberID, committed: map[TopicPartition]int64{}, lastPoll: time.Now(), cooperative: true}
+	for _, a := range m.cfg.assignors {
+		m.cooperative = m.cooperative && groups.IsCooperative(a)
+	}
 	mctx, cancel := context.WithCancel(context.Background())
 	m.cancel = cancel
 	c.mu.Lock()
@@ -212,7 +221,12 @@ func (m *member) generationLoop(ctx context.Context) error {
 		}
 	}
 	c.mu.Lock()
+	// A cooperative member claims what it holds; an eager one revoked everything
+	// before rejoining and claims its last assignment, for the sticky assignor.
 	owned := slices.Clone(m.assigned)
+	if !m.cooperative && len(owned) == 0 {
+		owned = slices.Clone(m.lastAssigned)
+	}
 	gen := m.generation
 	memberID := m.memberID
 	c.mu.Unlock()
@@ -246,6 +260,9 @@ func (m *member) generationLoop(ctx context.Context) error {
 	a, err := groups.DecodeAssignment(resp.Sync.Assignment)
 	if err != nil {
 		return err
+	}
+	if m.cooperative {
+		return m.takeIncremental(ctx, a.Partitions, sent, join.Generation)
 	}
 	if err := m.take(ctx, a.Partitions, sent, join.Generation); err != nil {
 		m.revoke(ctx, true)
@@ -320,6 +337,7 @@ func (m *member) take(ctx context.Context, tps []TopicPartition, sent time.Time,
 	}
 	c.mu.Lock()
 	m.assigned = slices.Clone(tps)
+	m.lastAssigned = slices.Clone(tps)
 	m.generation = gen
 	m.leaseEnd = m.lease(sent)
 	m.stable = true
@@ -395,7 +413,9 @@ func (m *member) heartbeat(ctx context.Context) error {
 				return nil
 			}
 		case errors.Is(err, semantics.ErrRebalanceInProgress):
-			m.revoke(ctx, true)
+			if !m.cooperative {
+				m.revoke(ctx, true)
+			} // else keep reading while rejoining: the new assignment says what to revoke
 			return nil
 		case errors.Is(err, semantics.ErrUnknownMemberID), errors.Is(err, semantics.ErrIllegalGeneration),
 			errors.Is(err, semantics.ErrFencedInstanceID):
@@ -510,10 +530,19 @@ func (c *Consumer) blockRebalanceLocked() {
 // rebalance, which run beside the application's processing). With AutoCommitMarks,
 // only what the application marked (MarkCommitRecords), whatever all says.
 func (m *member) commitPositions(ctx context.Context, all bool) error {
+	return m.commitPositionsOf(ctx, nil, all)
+}
+
+// commitPositionsOf is commitPositions for the assigned partitions among tps (all
+// of them when tps is nil).
+func (m *member) commitPositionsOf(ctx context.Context, tps []TopicPartition, all bool) error {
 	c := m.c
 	c.mu.Lock()
 	o := map[TopicPartition]OffsetAndMetadata{}
-	for _, tp := range m.assigned {
+	if tps == nil {
+		tps = m.assigned
+	}
+	for _, tp := range tps {
 		pc, ok := c.parts[tp]
 		switch {
 		case !ok:

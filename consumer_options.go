@@ -119,7 +119,15 @@ func MaxPollInterval(d time.Duration) ConsumerOption {
 }
 
 // Assignors lists the partition assignors the member supports, preferred first:
-// "range" (default), "roundrobin", "sticky".
+// "range" (default), "roundrobin", "sticky", "cooperative-sticky". The first three
+// rebalance eagerly, as in Kafka: at every rebalance each member revokes all its
+// partitions (OnRevoked) and gets its new assignment (OnAssigned); "sticky" gives
+// back as many of them as balance allows. With "cooperative-sticky" alone (Kafka's
+// CooperativeStickyAssignor, KIP-429) the member rebalances incrementally: it keeps
+// reading its partitions while the group rebalances, OnRevoked names only the
+// partitions it gives up and OnAssigned only those it gains (neither is called
+// with none), and a partition moves to its new owner in the rebalance after its
+// old owner revoked it. A list that mixes it with the others rebalances eagerly.
 func Assignors(names ...string) ConsumerOption {
 	return func(c *consumerConfig) { c.group.assignors = names }
 }
@@ -154,7 +162,8 @@ func BlockRebalanceOnPoll() ConsumerOption {
 }
 
 // OnAssigned is called with the partitions a new generation gives the member, before
-// Poll returns any of their records. It runs on the member's own goroutine.
+// Poll returns any of their records (with "cooperative-sticky": only those new to
+// it). It runs on the member's own goroutine.
 func OnAssigned(f func(context.Context, []TopicPartition)) ConsumerOption {
 	return func(c *consumerConfig) { c.group.onAssigned = f }
 }
