@@ -70,7 +70,7 @@ func (m *member) revokeSome(ctx context.Context, tps []TopicPartition) {
 		}
 	}
 	if m.cfg.onRevoked != nil {
-		m.cfg.onRevoked(ctx, slices.Clone(tps))
+		m.cfg.onRevoked(ctx, c, slices.Clone(tps))
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -110,7 +110,7 @@ func (m *member) add(ctx context.Context, added, all []TopicPartition, sent time
 			return err
 		}
 		if m.cfg.onAssigned != nil {
-			m.cfg.onAssigned(ctx, slices.Clone(added))
+			m.cfg.onAssigned(ctx, c, slices.Clone(added))
 		}
 	}
 	c.mu.Lock()

@@ -333,7 +333,7 @@ func (m *member) take(ctx context.Context, tps []TopicPartition, sent time.Time,
 		return err
 	}
 	if m.cfg.onAssigned != nil {
-		m.cfg.onAssigned(ctx, slices.Clone(tps))
+		m.cfg.onAssigned(ctx, c, slices.Clone(tps))
 	}
 	c.mu.Lock()
 	m.assigned = slices.Clone(tps)
@@ -453,10 +453,10 @@ func (m *member) revokeFinal(ctx context.Context, commit, closing bool) {
 			}
 		}
 		if m.cfg.onRevoked != nil {
-			m.cfg.onRevoked(ctx, tps)
+			m.cfg.onRevoked(ctx, c, tps)
 		}
 	} else if !commit && len(tps) > 0 && m.cfg.onLost != nil {
-		m.cfg.onLost(ctx, tps)
+		m.cfg.onLost(ctx, c, tps)
 	}
 	c.mu.Lock()
 	m.stable = false

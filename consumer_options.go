@@ -76,9 +76,9 @@ type groupConfig struct {
 	maxPollInterval    time.Duration
 	autoCommitMarks    bool
 	blockRebalance     bool
-	onAssigned         func(context.Context, []TopicPartition)
-	onRevoked          func(context.Context, []TopicPartition)
-	onLost             func(context.Context, []TopicPartition)
+	onAssigned         RebalanceFunc
+	onRevoked          RebalanceFunc
+	onLost             RebalanceFunc
 }
 
 // Group makes the consumer a member of consumer group id: Subscribe shares the
@@ -161,24 +161,29 @@ func BlockRebalanceOnPoll() ConsumerOption {
 	return func(c *consumerConfig) { c.group.blockRebalance = true }
 }
 
+// RebalanceFunc is a rebalance callback (OnAssigned, OnRevoked, OnLost): it gets
+// the consumer whose partitions change, so that it can commit, seek or pause them
+// (kgo's OnPartitionsAssigned and the like get the client), and the partitions.
+type RebalanceFunc func(ctx context.Context, c *Consumer, tps []TopicPartition)
+
 // OnAssigned is called with the partitions a new generation gives the member, before
 // Poll returns any of their records (with "cooperative-sticky": only those new to
 // it). It runs on the member's own goroutine.
-func OnAssigned(f func(context.Context, []TopicPartition)) ConsumerOption {
+func OnAssigned(f RebalanceFunc) ConsumerOption {
 	return func(c *consumerConfig) { c.group.onAssigned = f }
 }
 
 // OnRevoked is called with the member's partitions before it gives them up in a
-// rebalance, while it can still commit them (Commit works inside the callback). It
-// runs on the member's own goroutine, beside the application's Poll loop: guard
-// state they share.
-func OnRevoked(f func(context.Context, []TopicPartition)) ConsumerOption {
+// rebalance, while it can still commit them (c.Commit and c.CommitRecords work
+// inside the callback). It runs on the member's own goroutine, beside the
+// application's Poll loop: guard state they share.
+func OnRevoked(f RebalanceFunc) ConsumerOption {
 	return func(c *consumerConfig) { c.group.onRevoked = f }
 }
 
 // OnLost is called when the member lost its partitions without a chance to commit
 // (its session ran out, or it was removed from the group). Default: OnRevoked.
-func OnLost(f func(context.Context, []TopicPartition)) ConsumerOption {
+func OnLost(f RebalanceFunc) ConsumerOption {
 	return func(c *consumerConfig) { c.group.onLost = f }
 }
 

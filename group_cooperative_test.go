@@ -104,8 +104,8 @@ func (l *deliveryLog) delivered() int {
 func startCoopMember(t *testing.T, ctx context.Context, n *server.Node, log *deliveryLog, name, group, topic string, opts ...qxd.ConsumerOption) *coopMember {
 	t.Helper()
 	m := &coopMember{name: name}
-	record := func(to *[][]qxd.TopicPartition) func(context.Context, []qxd.TopicPartition) {
-		return func(_ context.Context, tps []qxd.TopicPartition) {
+	record := func(to *[][]qxd.TopicPartition) qxd.RebalanceFunc {
+		return func(_ context.Context, _ *qxd.Consumer, tps []qxd.TopicPartition) {
 			m.mu.Lock()
 			*to = append(*to, tps)
 			m.mu.Unlock()
@@ -264,5 +264,85 @@ func TestEagerStickyRebalanceStaysSticky(t *testing.T) {
 				t.Errorf("member %s now holds %v, which it did not hold before (%v)", m.name, tp, before[m.name])
 			}
 		}
+	}
+}
+
+// TestRevokeCallbackCommits turns auto-commit off and commits in OnRevoked through
+// the consumer the callback gets: the member that takes the partition over starts
+// after what the first one read, with the eager and the cooperative protocol.
+func TestRevokeCallbackCommits(t *testing.T) {
+	t.Parallel()
+	for _, assignor := range []string{"range", "cooperative-sticky"} {
+		t.Run(assignor, func(t *testing.T) {
+			t.Parallel()
+			n := qxdtest.StartNode(t)
+			c := qxdtest.Connect(t, n)
+			ctx := qxdtest.Context(t, 60*time.Second)
+			qxdtest.CreateTopic(t, c, "revcommit", qxd.TopicConfig{Partitions: 2})
+			p, err := c.NewProducer()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer p.Close(ctx)
+			produce := func(from, to int) {
+				t.Helper()
+				for i := from; i < to; i++ {
+					for part := range int32(2) {
+						if err := p.ProduceSync(ctx, &qxd.Record{Topic: "revcommit", Partition: part, Value: []byte("v")}); err != nil {
+							t.Fatal(err)
+						}
+					}
+				}
+			}
+			produce(0, 10)
+			commitErrs := make(chan error, 4)
+			opts := []qxd.ConsumerOption{qxd.Group("revcommit"), qxd.Assignors(assignor), qxd.AutoCommit(0),
+				qxd.SessionTimeout(6 * time.Second), qxd.HeartbeatInterval(300 * time.Millisecond)}
+			a := qxdtest.NewConsumer(t, c, append(opts, qxd.OnRevoked(func(ctx context.Context, cons *qxd.Consumer, _ []qxd.TopicPartition) {
+				commitErrs <- cons.Commit(ctx)
+			}))...)
+			if err := a.Subscribe(ctx, "revcommit"); err != nil {
+				t.Fatal(err)
+			}
+			for got := 0; got < 20; {
+				recs, err := a.Poll(ctx)
+				if err != nil {
+					t.Fatal(err)
+				}
+				got += len(recs)
+			}
+			// a polls on, so that it rebalances; b takes a partition over.
+			pctx, stop := context.WithCancel(ctx)
+			polled := make(chan struct{})
+			go func() {
+				defer close(polled)
+				for pctx.Err() == nil {
+					a.Poll(pctx)
+				}
+			}()
+			b := qxdtest.NewConsumer(t, c, opts...)
+			if err := b.Subscribe(ctx, "revcommit"); err != nil {
+				t.Fatal(err)
+			}
+			waitAssigned(t, b, 1)
+			stop()
+			<-polled
+			select {
+			case err := <-commitErrs:
+				if err != nil {
+					t.Fatalf("Commit in OnRevoked: %v", err)
+				}
+			default:
+				t.Fatal("OnRevoked was not called")
+			}
+			produce(10, 11)
+			recs, err := b.Poll(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if recs[0].Offset != 10 {
+				t.Fatalf("the member that took the partition over started at offset %d, want 10 (after what OnRevoked committed)", recs[0].Offset)
+			}
+		})
 	}
 }

@@ -41,7 +41,7 @@ func TestMemberLeavesWhenPollingStops(t *testing.T) {
 	lost := make(chan []qxd.TopicPartition, 1)
 	stuck := qxdtest.NewConsumer(t, c, qxd.Group("stops"), qxd.SessionTimeout(20*time.Second),
 		qxd.HeartbeatInterval(200*time.Millisecond), qxd.MaxPollInterval(time.Second),
-		qxd.OnLost(func(_ context.Context, tps []qxd.TopicPartition) {
+		qxd.OnLost(func(_ context.Context, _ *qxd.Consumer, tps []qxd.TopicPartition) {
 			select {
 			case lost <- tps:
 			default:
@@ -264,7 +264,7 @@ func TestBlockRebalanceOnPoll(t *testing.T) {
 	revoked := make(chan time.Time, 4)
 	cons := qxdtest.NewConsumer(t, c, qxd.Group("block"), qxd.BlockRebalanceOnPoll(),
 		qxd.SessionTimeout(3*time.Second), qxd.RebalanceTimeout(20*time.Second),
-		qxd.OnRevoked(func(context.Context, []qxd.TopicPartition) {
+		qxd.OnRevoked(func(context.Context, *qxd.Consumer, []qxd.TopicPartition) {
 			select {
 			case revoked <- time.Now():
 			default:
