@@ -17,7 +17,11 @@ type member struct {
 	c   *Consumer
 	cfg groupConfig
 
-	topics []string
+	topics []string // guarded by c.mu
+	// regex, when set, is the subscription's patterns: topics follows what they
+	// match, and the member rejoins when it changes.
+	regex  *topicMatcher
+	rejoin chan struct{} // the subscription changed: rejoin
 	// cooperative: every assignor of the member rebalances incrementally, so it
 	// keeps its partitions while it rejoins (Kafka's COOPERATIVE protocol).
 	cooperative bool
@@ -81,6 +85,12 @@ func (c *Consumer) Subscribe(ctx context.Context, topics ...string) error {
 	}
 	topics = slices.Clone(topics)
 	slices.Sort(topics)
+	return c.subscribe(ctx, topics, nil)
+}
+
+// subscribe starts a member for topics; with regex, topics are what its patterns
+// match now, and the member follows them.
+func (c *Consumer) subscribe(ctx context.Context, topics []string, regex *topicMatcher) error {
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
@@ -96,7 +106,8 @@ func (c *Consumer) Subscribe(ctx context.Context, topics ...string) error {
 		c.mu.Unlock()
 	}
 	m := &member{c: c, cfg: c.cfg.group, topics: topics, done: make(chan struct{}), polled: make(chan struct{}, 1),
-		memberID: memberID, committed: map[TopicPartition]int64{}, lastPoll: time.Now(), cooperative: true}
+		memberID: memberID, committed: map[TopicPartition]int64{}, lastPoll: time.Now(), cooperative: true,
+		regex: regex, rejoin: make(chan struct{}, 1)}
 	for _, a := range m.cfg.assignors {
 		m.cooperative = m.cooperative && groups.IsCooperative(a)
 	}
@@ -172,6 +183,15 @@ func (m *member) leaveUntilPoll(ctx context.Context) {
 // run is the member's life: join, sync, heartbeat until the group rebalances, repeat.
 func (m *member) run(ctx context.Context) {
 	defer close(m.done)
+	if m.regex != nil {
+		wctx, cancel := context.WithCancel(ctx)
+		watched := make(chan struct{})
+		defer func() { cancel(); <-watched }()
+		go func() {
+			defer close(watched)
+			m.c.watchTopics(wctx, m.regex, m.regex.counts, m.topicsChanged)
+		}()
+	}
 	backoff := 50 * time.Millisecond
 	for ctx.Err() == nil {
 		err := m.generationLoop(ctx)
@@ -229,8 +249,9 @@ func (m *member) generationLoop(ctx context.Context) error {
 	}
 	gen := m.generation
 	memberID := m.memberID
+	topics := slices.Clone(m.topics)
 	c.mu.Unlock()
-	md := groups.EncodeMetadata(groups.ConsumerMetadata{Topics: m.topics, Owned: owned, Generation: gen})
+	md := groups.EncodeMetadata(groups.ConsumerMetadata{Topics: topics, Owned: owned, Generation: gen})
 	req := groups.JoinRequest{Group: m.cfg.id, MemberID: memberID, InstanceID: m.cfg.instanceID, ClientID: c.c.cfg.clientID,
 		SessionTimeout: m.cfg.sessionTimeout, RebalanceTimeout: m.cfg.rebalanceTimeout, ProtocolType: groups.ConsumerProtocolType}
 	for _, a := range m.cfg.assignors {
@@ -370,6 +391,12 @@ func (m *member) heartbeat(ctx context.Context) error {
 	for {
 		select {
 		case <-ctx.Done():
+			return nil
+		case <-m.rejoin:
+			// The subscription changed: rejoin with it.
+			if !m.cooperative {
+				m.revoke(ctx, true)
+			}
 			return nil
 		case <-commitC:
 			if err := m.commitPositions(ctx, false); err != nil {

@@ -20,10 +20,12 @@ const (
 	DefaultRebalanceTimeout   = 30 * time.Second
 	DefaultAutoCommitInterval = 5 * time.Second
 	DefaultMaxPollInterval    = 5 * time.Minute
+	DefaultMetadataMaxAge     = 5 * time.Minute
 )
 
 func defaultConsumerConfig() consumerConfig {
 	return consumerConfig{reset: ResetEarliest, maxPollRecords: DefaultMaxPollRecords, fetchMaxBytes: DefaultFetchMaxBytes,
+		metadataMaxAge: DefaultMetadataMaxAge,
 		group: groupConfig{sessionTimeout: DefaultSessionTimeout, rebalanceTimeout: DefaultRebalanceTimeout,
 			autoCommit: true, autoCommitInterval: DefaultAutoCommitInterval, maxPollInterval: DefaultMaxPollInterval}}
 }
@@ -32,6 +34,7 @@ type consumerConfig struct {
 	reset          ResetPolicy
 	maxPollRecords int
 	fetchMaxBytes  int
+	metadataMaxAge time.Duration
 	group          groupConfig
 }
 
@@ -63,6 +66,14 @@ func MaxPollRecords(n int) ConsumerOption { return func(c *consumerConfig) { c.m
 // partitions; each partition may still fetch one batch of its topic's max message
 // bytes. Default 32 MiB (DefaultFetchMaxBytes).
 func FetchMaxBytes(n int) ConsumerOption { return func(c *consumerConfig) { c.fetchMaxBytes = n } }
+
+// MetadataMaxAge is how often a regex subscription (SubscribeRegex) lists the
+// topics again, to read topics created and partitions added since (Kafka's
+// metadata.max.age.ms, kgo's MetadataMaxAge). Default 5 minutes
+// (DefaultMetadataMaxAge).
+func MetadataMaxAge(d time.Duration) ConsumerOption {
+	return func(c *consumerConfig) { c.metadataMaxAge = d }
+}
 
 type groupConfig struct {
 	id                 string
@@ -196,6 +207,8 @@ func (c *consumerConfig) validate() error {
 		return semantics.Errorf(semantics.ErrInvalidConfig, "max poll records %d: give at least 1", c.maxPollRecords)
 	case c.fetchMaxBytes < 1:
 		return semantics.Errorf(semantics.ErrInvalidConfig, "fetch max bytes %d: give at least 1", c.fetchMaxBytes)
+	case c.metadataMaxAge <= 0:
+		return semantics.Errorf(semantics.ErrInvalidConfig, "metadata max age %v: give a positive duration", c.metadataMaxAge)
 	}
 	if c.group.id == "" {
 		return nil
