@@ -72,6 +72,7 @@ func Connect(ctx context.Context, servers string, opts ...ClientOption) (*Client
 	nopts = append(append(nopts, logAsyncErrors(cfg.logger)), aopts...)
 	nopts = append(nopts, cfg.natsOpts...)
 	watch := newConnWatch(cfg.logger, cfg.natsOpts)
+	watch.hooks = &cfg.hooks
 	nopts = append(nopts, watch.options()...)
 	if o := inboxOption(nopts); o != nil {
 		nopts = append(nopts, o)
@@ -84,6 +85,7 @@ func Connect(ctx context.Context, servers string, opts ...ClientOption) (*Client
 		err error
 	}
 	done := make(chan result, 1)
+	dialed := time.Now()
 	go func() {
 		nc, err := nats.Connect(servers, nopts...)
 		done <- result{nc, err}
@@ -99,6 +101,11 @@ func Connect(ctx context.Context, servers string, opts ...ClientOption) (*Client
 			}
 		}()
 		return nil, fmt.Errorf("connect to %s: %w", servers, ctx.Err())
+	}
+	if r.err == nil {
+		cfg.hooks.connected(brokerOf(r.nc), time.Since(dialed), nil)
+	} else {
+		cfg.hooks.connected(BrokerMetadata{URL: servers}, time.Since(dialed), r.err)
 	}
 	if r.err != nil {
 		watch.close()
@@ -526,6 +533,7 @@ type connWatch struct {
 	userDown     nats.ConnErrHandler
 	userUp       nats.ConnHandler
 	userLDM      nats.ConnHandler
+	hooks        *hooks
 	mu           sync.Mutex
 	timer        *time.Timer // set while down
 	node         string      // the server lost
@@ -576,6 +584,9 @@ func (w *connWatch) disconnected(nc *nats.Conn, err error) {
 		w.timer = time.AfterFunc(disconnectWarning, w.warn)
 	}
 	w.mu.Unlock()
+	if w.hooks != nil {
+		w.hooks.disconnected(brokerOf(nc), err)
+	}
 	if w.userDown != nil {
 		w.userDown(nc, err)
 	}
@@ -607,6 +618,9 @@ func (w *connWatch) reconnected(nc *nats.Conn) {
 		}
 	}
 	w.mu.Unlock()
+	if w.hooks != nil {
+		w.hooks.connected(brokerOf(nc), 0, nil)
+	}
 	if w.userUp != nil {
 		w.userUp(nc)
 	}

@@ -48,6 +48,8 @@ func (c clientConfig) validate() error {
 		return semantics.Errorf(semantics.ErrInvalidConfig, "max pings outstanding %d: give 1 or more", c.maxPingsOut)
 	case c.clientID == "":
 		return semantics.Errorf(semantics.ErrInvalidConfig, "client id is empty: give a name, or leave the option out for qxd-<hostname>")
+	case c.badHook != nil:
+		return semantics.Errorf(semantics.ErrInvalidConfig, "hook %T implements none of the hook interfaces (HookBrokerConnect, HookBrokerDisconnect, HookProduceBatchWritten, HookFetchBatchRead)", c.badHook)
 	}
 	return nil
 }
@@ -72,10 +74,26 @@ type clientConfig struct {
 
 	pingInterval time.Duration
 	maxPingsOut  int
+
+	hooks   hooks
+	badHook Hook // the first hook given that implements no Hook interface
 }
 
 // ClientOption configures Connect.
 type ClientOption func(*clientConfig)
+
+// WithHooks adds hooks the client calls at connections, disconnections, batches
+// written and batches read (see Hook); for metrics, package qxdprom has one that
+// exports Prometheus metrics. Default none.
+func WithHooks(hs ...Hook) ClientOption {
+	return func(c *clientConfig) {
+		for _, h := range hs {
+			if !c.hooks.add(h) && c.badHook == nil {
+				c.badHook = h
+			}
+		}
+	}
+}
 
 // WithName names the connection, as NATS monitoring shows it. Default "qxd"
 // (DefaultClientName).

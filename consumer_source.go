@@ -417,6 +417,9 @@ func (r *partRead) handle(msg jetstream.Msg) {
 			meta.Sequence.Stream, r.next-1, r.pc.leader(r.ctx), derr), true)
 		return
 	}
+	if hs := &r.c.c.cfg.hooks; len(hs.read) > 0 && len(recs) > 0 {
+		hs.batchRead(r.pc.tp.Topic, r.pc.tp.Partition, FetchBatchMetrics{NumRecords: len(recs), BatchBytes: len(msg.Data()), FirstOffset: recs[0].Offset})
+	}
 	if len(recs) > 0 && recs[0].Offset > r.next && !r.pc.meta.Config.Compact {
 		// Offsets are dense; only removing the head (retention, a trim) skips some.
 		if gerr := r.pc.gapError(r.ctx, r.next, recs[0].Offset, meta.Sequence.Stream); gerr != nil {
