@@ -51,14 +51,14 @@ type Client struct {
 // While the connection is down the client logs a warning after 3s, and again
 // every 30s until it is back, then
 // logs at info level that it reconnected, so that a producer or consumer whose
-// node went away says so. Handlers given with WithNATSOptions
+// node went away says so. Handlers given with NATSOptions
 // (nats.DisconnectErrHandler, nats.ReconnectHandler) still run.
 func Connect(ctx context.Context, servers string, opts ...ClientOption) (*Client, error) {
 	cfg, err := newClientConfig(opts)
 	if err != nil {
 		return nil, fmt.Errorf("connect to %s: %w", servers, err)
 	}
-	// Frequent pings (WithPing): a node paused or cut off by a silent network
+	// Frequent pings (ClientPing): a node paused or cut off by a silent network
 	// partition is left for another within seconds, not NATS's minutes.
 	nopts := []nats.Option{nats.Name(cfg.name), nats.MaxReconnects(-1), nats.RetryOnFailedConnect(false),
 		nats.PingInterval(cfg.pingInterval), nats.MaxPingsOutstanding(cfg.maxPingsOut)}
@@ -642,7 +642,7 @@ func (w *connWatch) close() {
 
 // logAsyncErrors logs the connection's asynchronous errors (permission
 // violations, slow consumer) at debug level instead of nats.go's default of
-// printing them to stderr; WithNATSOptions(nats.ErrorHandler(…)) replaces it.
+// printing them to stderr; NATSOptions(nats.ErrorHandler(…)) replaces it.
 func logAsyncErrors(log *slog.Logger) nats.Option {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)

@@ -59,7 +59,7 @@ type sdkMember struct {
 
 func (f *sdkFrontDoor) NewMember(t *testing.T, group string, topics []string, opts conformance.MemberOptions, rec *conformance.Recorder) conformance.Member {
 	t.Helper()
-	client, err := qxd.Connect(context.Background(), f.urls, qxd.WithNATSOptions(nats.ReconnectWait(100*time.Millisecond)))
+	client, err := qxd.Connect(context.Background(), f.urls, qxd.NATSOptions(nats.ReconnectWait(100*time.Millisecond)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -178,7 +178,7 @@ type sdkFailoverFrontDoor struct {
 func newFailoverFrontDoor(t *testing.T) *sdkFailoverFrontDoor {
 	cfgs := qxdtest.ClusterConfigs(t, 3)
 	nodes := qxdtest.StartCluster(t, cfgs)
-	c, err := qxd.Connect(context.Background(), qxdtest.ClientURLs(nodes), qxd.WithNATSOptions(nats.ReconnectWait(100*time.Millisecond)))
+	c, err := qxd.Connect(context.Background(), qxdtest.ClientURLs(nodes), qxd.NATSOptions(nats.ReconnectWait(100*time.Millisecond)))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -52,9 +52,9 @@ func (c consumerConfig) defaultStart() Offset {
 // ConsumerOption configures a Consumer.
 type ConsumerOption func(*consumerConfig)
 
-// WithResetPolicy sets what happens when a start offset is not stored. Default
+// AutoOffsetReset sets what happens when a start offset is not stored. Default
 // ResetEarliest.
-func WithResetPolicy(p ResetPolicy) ConsumerOption {
+func AutoOffsetReset(p ResetPolicy) ConsumerOption {
 	return func(c *consumerConfig) { c.reset = p }
 }
 

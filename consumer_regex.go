@@ -77,7 +77,7 @@ func partitionCounts(ts map[string]semantics.TopicMeta) map[string]int32 {
 // In a group (Group) it is Subscribe for the matching topics: when they change,
 // the member rejoins with them, and the group shares their partitions. Without a
 // group the consumer reads every partition of the matching topics itself, from the
-// reset policy's start (WithResetPolicy). Calling it again replaces the patterns; a
+// reset policy's start (AutoOffsetReset). Calling it again replaces the patterns; a
 // consumer without a group stops reading topics the new patterns leave out. ctx
 // bounds the subscription as it does Subscribe's.
 func (c *Consumer) SubscribeRegex(ctx context.Context, patterns ...string) error {

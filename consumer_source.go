@@ -74,7 +74,7 @@ type startResolver struct {
 // resolveRetrying is resolve, asked again while the partition is between leaders (a
 // read timed out, or nothing answered): right after a node is lost, its partitions
 // answer again once new leaders are elected. It gives up when ctx ends, or after the
-// client's request timeout (WithRequestTimeout) if ctx has no deadline.
+// client's request timeout (ClientRequestTimeout) if ctx has no deadline.
 func (sr startResolver) resolveRetrying(ctx context.Context, pc *partSource, o Offset) (int64, uint64, error) {
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc

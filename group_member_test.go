@@ -225,7 +225,7 @@ func TestMemberClientID(t *testing.T) {
 	t.Parallel()
 	n := qxdtest.StartNode(t)
 	ctx := qxdtest.Context(t, 30*time.Second)
-	c, err := qxd.Connect(ctx, "", qxd.WithInProcess(n), qxd.WithClientID("billing-7"))
+	c, err := qxd.Connect(ctx, "", qxd.InProcess(n), qxd.ClientID("billing-7"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -239,7 +239,7 @@ func TestMemberClientID(t *testing.T) {
 	if got := d.Members[0].ClientID; got != "billing-7" {
 		t.Fatalf("member's client id %q, want billing-7", got)
 	}
-	if _, err := qxd.Connect(ctx, "", qxd.WithInProcess(n), qxd.WithClientID("")); !errors.Is(err, qxd.ErrInvalidConfig) {
+	if _, err := qxd.Connect(ctx, "", qxd.InProcess(n), qxd.ClientID("")); !errors.Is(err, qxd.ErrInvalidConfig) {
 		t.Fatalf("connect with an empty client id: %v, want ErrInvalidConfig", err)
 	}
 }

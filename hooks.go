@@ -1,4 +1,4 @@
-// Hooks: values the application passes with WithHooks that the client calls at
+// Hooks: values the application passes with Hooks that the client calls at
 // events worth counting or tracing (kgo's hooks). A hook implements any of the
 // Hook* interfaces; the client calls each method of each hook that implements it,
 // in the order the hooks were given, on the goroutine where the event happens:
@@ -12,7 +12,7 @@ import (
 	"github.com/nats-io/nats.go"
 )
 
-// Hook is a value given to WithHooks. It implements one or more of
+// Hook is a value given to Hooks. It implements one or more of
 // HookBrokerConnect, HookBrokerDisconnect, HookProduceBatchWritten and
 // HookFetchBatchRead; a hook that implements none is refused.
 type Hook any

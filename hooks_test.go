@@ -76,11 +76,11 @@ func TestHooks(t *testing.T) {
 	t.Parallel()
 	n := qxdtest.StartNode(t)
 	ctx := qxdtest.Context(t, 30*time.Second)
-	if _, err := qxd.Connect(ctx, n.ClientURL(), qxd.WithHooks(42)); !errors.Is(err, qxd.ErrInvalidConfig) || !strings.Contains(err.Error(), "int") {
+	if _, err := qxd.Connect(ctx, n.ClientURL(), qxd.Hooks(42)); !errors.Is(err, qxd.ErrInvalidConfig) || !strings.Contains(err.Error(), "int") {
 		t.Fatalf("Connect with a hook of no kind: %v, want ErrInvalidConfig naming its type", err)
 	}
 	h := &countingHook{}
-	c, err := qxd.Connect(ctx, n.ClientURL(), qxd.WithHooks(h))
+	c, err := qxd.Connect(ctx, n.ClientURL(), qxd.Hooks(h))
 	if err != nil {
 		t.Fatal(err)
 	}

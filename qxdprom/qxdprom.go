@@ -1,10 +1,10 @@
 // Package qxdprom exports the events of a qxd client as Prometheus metrics: a
-// Metrics is a hook to give the client (qxd.WithHooks) and a collector to
+// Metrics is a hook to give the client (qxd.Hooks) and a collector to
 // register (prometheus.Registerer.Register), as franz-go's kprom is for kgo.
 //
 //	m := qxdprom.New("myapp")
 //	prometheus.MustRegister(m)
-//	client, err := qxd.Connect(ctx, url, qxd.WithHooks(m))
+//	client, err := qxd.Connect(ctx, url, qxd.Hooks(m))
 //
 // Its metrics, each prefixed with the namespace given to New and "qxd_":
 //

@@ -58,7 +58,7 @@ func TestMetrics(t *testing.T) {
 	m := qxdprom.New("app")
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(m)
-	c, err := qxd.Connect(ctx, n.ClientURL(), qxd.WithHooks(m))
+	c, err := qxd.Connect(ctx, n.ClientURL(), qxd.Hooks(m))
 	if err != nil {
 		t.Fatal(err)
 	}
