@@ -51,14 +51,14 @@ type Client struct {
 // While the connection is down the client logs a warning after 3s, and again
 // every 30s until it is back, then
 // logs at info level that it reconnected, so that a producer or consumer whose
-// node went away says so. Handlers given with WithNATSOptions
+// node went away says so. Handlers given with NATSOptions
 // (nats.DisconnectErrHandler, nats.ReconnectHandler) still run.
 func Connect(ctx context.Context, servers string, opts ...ClientOption) (*Client, error) {
 	cfg, err := newClientConfig(opts)
 	if err != nil {
 		return nil, fmt.Errorf("connect to %s: %w", servers, err)
 	}
-	// Frequent pings (WithPing): a node paused or cut off by a silent network
+	// Frequent pings (ClientPing): a node paused or cut off by a silent network
 	// partition is left for another within seconds, not NATS's minutes.
 	nopts := []nats.Option{nats.Name(cfg.name), nats.MaxReconnects(-1), nats.RetryOnFailedConnect(false),
 		nats.PingInterval(cfg.pingInterval), nats.MaxPingsOutstanding(cfg.maxPingsOut)}
@@ -72,6 +72,7 @@ func Connect(ctx context.Context, servers string, opts ...ClientOption) (*Client
 	nopts = append(append(nopts, logAsyncErrors(cfg.logger)), aopts...)
 	nopts = append(nopts, cfg.natsOpts...)
 	watch := newConnWatch(cfg.logger, cfg.natsOpts)
+	watch.hooks = &cfg.hooks
 	nopts = append(nopts, watch.options()...)
 	if o := inboxOption(nopts); o != nil {
 		nopts = append(nopts, o)
@@ -84,6 +85,7 @@ func Connect(ctx context.Context, servers string, opts ...ClientOption) (*Client
 		err error
 	}
 	done := make(chan result, 1)
+	dialed := time.Now()
 	go func() {
 		nc, err := nats.Connect(servers, nopts...)
 		done <- result{nc, err}
@@ -99,6 +101,11 @@ func Connect(ctx context.Context, servers string, opts ...ClientOption) (*Client
 			}
 		}()
 		return nil, fmt.Errorf("connect to %s: %w", servers, ctx.Err())
+	}
+	if r.err == nil {
+		cfg.hooks.connected(brokerOf(r.nc), time.Since(dialed), nil)
+	} else {
+		cfg.hooks.connected(BrokerMetadata{URL: servers}, time.Since(dialed), r.err)
 	}
 	if r.err != nil {
 		watch.close()
@@ -526,6 +533,7 @@ type connWatch struct {
 	userDown     nats.ConnErrHandler
 	userUp       nats.ConnHandler
 	userLDM      nats.ConnHandler
+	hooks        *hooks
 	mu           sync.Mutex
 	timer        *time.Timer // set while down
 	node         string      // the server lost
@@ -576,6 +584,9 @@ func (w *connWatch) disconnected(nc *nats.Conn, err error) {
 		w.timer = time.AfterFunc(disconnectWarning, w.warn)
 	}
 	w.mu.Unlock()
+	if w.hooks != nil {
+		w.hooks.disconnected(brokerOf(nc), err)
+	}
 	if w.userDown != nil {
 		w.userDown(nc, err)
 	}
@@ -607,6 +618,9 @@ func (w *connWatch) reconnected(nc *nats.Conn) {
 		}
 	}
 	w.mu.Unlock()
+	if w.hooks != nil {
+		w.hooks.connected(brokerOf(nc), 0, nil)
+	}
 	if w.userUp != nil {
 		w.userUp(nc)
 	}
@@ -628,7 +642,7 @@ func (w *connWatch) close() {
 
 // logAsyncErrors logs the connection's asynchronous errors (permission
 // violations, slow consumer) at debug level instead of nats.go's default of
-// printing them to stderr; WithNATSOptions(nats.ErrorHandler(…)) replaces it.
+// printing them to stderr; NATSOptions(nats.ErrorHandler(…)) replaces it.
 func logAsyncErrors(log *slog.Logger) nats.Option {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)

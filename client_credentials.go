@@ -31,29 +31,29 @@ type authConfig struct {
 	tlsKey         string
 }
 
-// WithUserInfo authenticates as user with password. Default: no credentials.
-func WithUserInfo(user, password string) ClientOption {
+// UserInfo authenticates as user with password. Default: no credentials.
+func UserInfo(user, password string) ClientOption {
 	return func(c *clientConfig) { c.auth.user, c.auth.password = user, password }
 }
 
-// WithToken authenticates with a token. Default: no credentials.
-func WithToken(token string) ClientOption {
+// Token authenticates with a token. Default: no credentials.
+func Token(token string) ClientOption {
 	return func(c *clientConfig) { c.auth.token = token }
 }
 
-// WithCredsFile authenticates with a NATS credentials file: a .creds file holding a
+// CredsFile authenticates with a NATS credentials file: a .creds file holding a
 // user JWT and its nkey seed (as nsc writes them), or a file holding only a user
 // nkey seed ("SU…"). Default: no credentials.
-func WithCredsFile(path string) ClientOption {
+func CredsFile(path string) ClientOption {
 	return func(c *clientConfig) { c.auth.creds = path }
 }
 
-// WithTLS connects over TLS. caFile is the PEM file of the authority that signed
+// TLS connects over TLS. caFile is the PEM file of the authority that signed
 // the node's certificate ("" trusts the system's authorities); certFile and keyFile
 // are the client's certificate and key for nodes that require mutual TLS ("": none).
 // Default: plain text, unless the node requires TLS, in which case its certificate
 // must be trusted by the system.
-func WithTLS(caFile, certFile, keyFile string) ClientOption {
+func TLS(caFile, certFile, keyFile string) ClientOption {
 	return func(c *clientConfig) { c.auth.tlsCA, c.auth.tlsCert, c.auth.tlsKey = caFile, certFile, keyFile }
 }
 
@@ -156,7 +156,7 @@ func credsJWTOption(tok string, data []byte) (nats.Option, error) {
 }
 
 // CredsOptions returns the nats.go options with which the SDK authenticates with
-// a creds or seed file (WithCredsFile), for plain NATS clients of a qxd node.
+// a creds or seed file (CredsFile), for plain NATS clients of a qxd node.
 func CredsOptions(path string) (nats.Option, error) { return credsOption(path) }
 
 type jwtClaims struct {

@@ -24,7 +24,7 @@ func TestClientLeavesSilentNode(t *testing.T) {
 	ctx := qxdtest.Context(t, 60*time.Second)
 	relay := startSilentRelay(t, nodes[1].ClientURL()[len("nats://"):])
 	urls := "nats://" + relay.addr + "," + nodes[0].ClientURL() + "," + nodes[2].ClientURL()
-	c, err := qxd.Connect(ctx, urls, qxd.WithNATSOptions(nats.DontRandomize()))
+	c, err := qxd.Connect(ctx, urls, qxd.NATSOptions(nats.DontRandomize()))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -48,6 +48,8 @@ func (c clientConfig) validate() error {
 		return semantics.Errorf(semantics.ErrInvalidConfig, "max pings outstanding %d: give 1 or more", c.maxPingsOut)
 	case c.clientID == "":
 		return semantics.Errorf(semantics.ErrInvalidConfig, "client id is empty: give a name, or leave the option out for qxd-<hostname>")
+	case c.badHook != nil:
+		return semantics.Errorf(semantics.ErrInvalidConfig, "hook %T implements none of the hook interfaces (HookBrokerConnect, HookBrokerDisconnect, HookProduceBatchWritten, HookFetchBatchRead)", c.badHook)
 	}
 	return nil
 }
@@ -72,47 +74,63 @@ type clientConfig struct {
 
 	pingInterval time.Duration
 	maxPingsOut  int
+
+	hooks   hooks
+	badHook Hook // the first hook given that implements no Hook interface
 }
 
 // ClientOption configures Connect.
 type ClientOption func(*clientConfig)
 
-// WithName names the connection, as NATS monitoring shows it. Default "qxd"
+// Hooks adds hooks the client calls at connections, disconnections, batches
+// written and batches read (see Hook); for metrics, package qxdprom has one that
+// exports Prometheus metrics. Default none.
+func Hooks(hs ...Hook) ClientOption {
+	return func(c *clientConfig) {
+		for _, h := range hs {
+			if !c.hooks.add(h) && c.badHook == nil {
+				c.badHook = h
+			}
+		}
+	}
+}
+
+// ClientName names the connection, as NATS monitoring shows it. Default "qxd"
 // (DefaultClientName).
-func WithName(name string) ClientOption { return func(c *clientConfig) { c.name = name } }
+func ClientName(name string) ClientOption { return func(c *clientConfig) { c.name = name } }
 
-// WithLogger sets where the client logs. Default: nowhere.
-func WithLogger(l *slog.Logger) ClientOption { return func(c *clientConfig) { c.logger = l } }
+// Logger sets where the client logs. Default: nowhere.
+func Logger(l *slog.Logger) ClientOption { return func(c *clientConfig) { c.logger = l } }
 
-// WithNATSOptions adds nats.go connection options (credentials, TLS, reconnect
+// NATSOptions adds nats.go connection options (credentials, TLS, reconnect
 // behaviour).
-func WithNATSOptions(opts ...nats.Option) ClientOption {
+func NATSOptions(opts ...nats.Option) ClientOption {
 	return func(c *clientConfig) { c.natsOpts = append(c.natsOpts, opts...) }
 }
 
-// WithInProcess connects to a node in the same process without a socket; servers is
+// InProcess connects to a node in the same process without a socket; servers is
 // then ignored. A *server.Node is such a provider.
-func WithInProcess(p nats.InProcessConnProvider) ClientOption {
+func InProcess(p nats.InProcessConnProvider) ClientOption {
 	return func(c *clientConfig) { c.inProcess = p }
 }
 
-// WithRequestTimeout bounds admin requests, commits and group lookups when their
+// ClientRequestTimeout bounds admin requests, commits and group lookups when their
 // context has no deadline. Default 30s (DefaultClientRequestTimeout).
-func WithRequestTimeout(d time.Duration) ClientOption {
+func ClientRequestTimeout(d time.Duration) ClientOption {
 	return func(c *clientConfig) { c.reqTimeout = d }
 }
 
-// WithPing sets how often the client pings its node and how many pings may go
+// ClientPing sets how often the client pings its node and how many pings may go
 // unanswered before it takes the node for gone and continues through another: a
 // paused or silently cut-off node is left after about interval × (maxOut+1).
 // Default every 2s, 2 outstanding (DefaultClientPingInterval,
 // DefaultClientMaxPingsOut). A busy node answers pings late: too short a setting
 // moves clients off a node that is only slow.
-func WithPing(interval time.Duration, maxOut int) ClientOption {
+func ClientPing(interval time.Duration, maxOut int) ClientOption {
 	return func(c *clientConfig) { c.pingInterval, c.maxPingsOut = interval, maxOut }
 }
 
-// WithClientID sets the client id that group members give the coordinator, as
+// ClientID sets the client id that group members give the coordinator, as
 // Kafka's client.id: DescribeGroup and 'qxd group describe' show it beside each
 // member. Default "qxd-<hostname>".
-func WithClientID(id string) ClientOption { return func(c *clientConfig) { c.clientID = id } }
+func ClientID(id string) ClientOption { return func(c *clientConfig) { c.clientID = id } }

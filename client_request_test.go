@@ -116,7 +116,7 @@ func TestAdminReadAfterConnectionLoss(t *testing.T) {
 	r := startRelay(t, strings.TrimPrefix(node.ClientURL(), "nats://"))
 	ctx := qxdtest.Context(t, 60*time.Second)
 	// The relay first, then the node itself to fail over to.
-	c, err := qxd.Connect(ctx, "nats://"+r.addr()+","+node.ClientURL(), qxd.WithNATSOptions(nats.DontRandomize()))
+	c, err := qxd.Connect(ctx, "nats://"+r.addr()+","+node.ClientURL(), qxd.NATSOptions(nats.DontRandomize()))
 	if err != nil {
 		t.Fatal(err)
 	}

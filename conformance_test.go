@@ -20,9 +20,10 @@ import (
 // sdkFrontDoor runs the conformance suite through the Go SDK, each member on its own
 // connection, as separate processes would be.
 type sdkFrontDoor struct {
-	urls     string
-	c        *qxd.Client
-	replicas int
+	urls      string
+	c         *qxd.Client
+	replicas  int
+	assignors []string // the members' assignors; the default when empty
 }
 
 func (f *sdkFrontDoor) CreateTopic(t *testing.T, name string, partitions int32) {
@@ -58,7 +59,7 @@ type sdkMember struct {
 
 func (f *sdkFrontDoor) NewMember(t *testing.T, group string, topics []string, opts conformance.MemberOptions, rec *conformance.Recorder) conformance.Member {
 	t.Helper()
-	client, err := qxd.Connect(context.Background(), f.urls, qxd.WithNATSOptions(nats.ReconnectWait(100*time.Millisecond)))
+	client, err := qxd.Connect(context.Background(), f.urls, qxd.NATSOptions(nats.ReconnectWait(100*time.Millisecond)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,6 +67,9 @@ func (f *sdkFrontDoor) NewMember(t *testing.T, group string, topics []string, op
 	copts := []qxd.ConsumerOption{qxd.Group(group), qxd.SessionTimeout(opts.SessionTimeout), qxd.AutoCommit(200 * time.Millisecond)}
 	if opts.InstanceID != "" {
 		copts = append(copts, qxd.InstanceID(opts.InstanceID))
+	}
+	if len(f.assignors) > 0 {
+		copts = append(copts, qxd.Assignors(f.assignors...))
 	}
 	cons := qxdtest.NewConsumer(t, client, copts...)
 	m := &sdkMember{name: opts.Name, client: client, cons: cons, rec: rec}
@@ -113,6 +117,14 @@ func (m *sdkMember) Generation() int32 { g, _ := m.cons.Generation(); return g }
 func TestGroupConformance(t *testing.T) {
 	n := qxdtest.StartNode(t)
 	conformance.RunGroups(t, &sdkFrontDoor{urls: n.ClientURL(), c: qxdtest.Connect(t, n), replicas: 1})
+}
+
+// TestGroupConformanceCooperative runs the suite with members that rebalance
+// incrementally (cooperative-sticky), keeping their partitions while they rejoin.
+func TestGroupConformanceCooperative(t *testing.T) {
+	n := qxdtest.StartNode(t)
+	conformance.RunGroups(t, &sdkFrontDoor{urls: n.ClientURL(), c: qxdtest.Connect(t, n), replicas: 1,
+		assignors: []string{"cooperative-sticky"}})
 }
 
 type sdkClusterFrontDoor struct {
@@ -166,7 +178,7 @@ type sdkFailoverFrontDoor struct {
 func newFailoverFrontDoor(t *testing.T) *sdkFailoverFrontDoor {
 	cfgs := qxdtest.ClusterConfigs(t, 3)
 	nodes := qxdtest.StartCluster(t, cfgs)
-	c, err := qxd.Connect(context.Background(), qxdtest.ClientURLs(nodes), qxd.WithNATSOptions(nats.ReconnectWait(100*time.Millisecond)))
+	c, err := qxd.Connect(context.Background(), qxdtest.ClientURLs(nodes), qxd.NATSOptions(nats.ReconnectWait(100*time.Millisecond)))
 	if err != nil {
 		t.Fatal(err)
 	}

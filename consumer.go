@@ -36,7 +36,8 @@ type Consumer struct {
 	parts  map[TopicPartition]*partSource
 	paused map[TopicPartition]bool // by Pause, until Resume: kept across assignments
 	closed bool
-	member *member // set by Subscribe
+	member *member      // set by Subscribe
+	regex  *regexAssign // set by SubscribeRegex without a group
 
 	// testDeliveryHook sees every delivery under mu, for conformance tests.
 	testDeliveryHook func(member string, generation int32, recs []Record)
@@ -77,6 +78,7 @@ func (c *Consumer) Assign(ctx context.Context, as ...Assignment) error {
 	if subscribed {
 		return semantics.Errorf(semantics.ErrInvalidRequest, "assign: the consumer subscribed to group %q; its group assigns partitions", c.cfg.group.id)
 	}
+	c.stopRegexAssign() // Assign replaces a regex subscription
 	rs, err := c.resolveAll(ctx, as, true)
 	if err != nil {
 		return err
@@ -156,7 +158,16 @@ func (c *Consumer) replaceLocked(rs []resolved) {
 	}
 	c.parts = map[TopicPartition]*partSource{}
 	c.leftover = nil
+	c.addLocked(rs)
+}
+
+// addLocked starts reading rs beside the current partitions; a partition paused
+// with Pause stays paused.
+func (c *Consumer) addLocked(rs []resolved) {
 	for _, r := range rs {
+		if old, ok := c.parts[r.pc.tp]; ok {
+			old.halt()
+		}
 		c.parts[r.pc.tp] = r.pc
 		if c.paused[r.pc.tp] {
 			r.pc.paused, r.pc.next = true, r.offset // read from there on Resume
@@ -549,6 +560,7 @@ func (c *Consumer) Close(ctx context.Context) error {
 	c.closed = true
 	m := c.member
 	c.mu.Unlock()
+	c.stopRegexAssign()
 	if m != nil {
 		m.stop(ctx, true)
 	}

@@ -17,10 +17,17 @@ type member struct {
 	c   *Consumer
 	cfg groupConfig
 
-	topics []string
-	cancel context.CancelFunc
-	done   chan struct{}
-	polled chan struct{} // a Poll started: a member that left for not polling rejoins
+	topics []string // guarded by c.mu
+	// regex, when set, is the subscription's patterns: topics follows what they
+	// match, and the member rejoins when it changes.
+	regex  *topicMatcher
+	rejoin chan struct{} // the subscription changed: rejoin
+	// cooperative: every assignor of the member rebalances incrementally, so it
+	// keeps its partitions while it rejoins (Kafka's COOPERATIVE protocol).
+	cooperative bool
+	cancel      context.CancelFunc
+	done        chan struct{}
+	polled      chan struct{} // a Poll started: a member that left for not polling rejoins
 
 	stopOnce  sync.Once
 	stopAfter func() bool // stops the subscription context's watch; guarded by c.mu
@@ -29,12 +36,15 @@ type member struct {
 	memberID   string
 	generation int32
 	assigned   []TopicPartition
-	leaseEnd   time.Time // records may be delivered until then
-	stable     bool      // has an assignment of the current generation
-	leaseLost  bool      // Poll dropped the partitions because the lease ran out
-	fatal      error
-	committed  map[TopicPartition]int64
-	lastPoll   time.Time // when the application last called Poll
+	// lastAssigned is the latest assignment, still claimed for stickiness after
+	// an eager rebalance revoked it.
+	lastAssigned []TopicPartition
+	leaseEnd     time.Time // records may be delivered until then
+	stable       bool      // has an assignment of the current generation
+	leaseLost    bool      // Poll dropped the partitions because the lease ran out
+	fatal        error
+	committed    map[TopicPartition]int64
+	lastPoll     time.Time // when the application last called Poll
 
 	// testPauseHeartbeats cuts the member off from its coordinator (no heartbeats,
 	// no rejoin) while it keeps polling, for fencing tests.
@@ -75,6 +85,12 @@ func (c *Consumer) Subscribe(ctx context.Context, topics ...string) error {
 	}
 	topics = slices.Clone(topics)
 	slices.Sort(topics)
+	return c.subscribe(ctx, topics, nil)
+}
+
+// subscribe starts a member for topics; with regex, topics are what its patterns
+// match now, and the member follows them.
+func (c *Consumer) subscribe(ctx context.Context, topics []string, regex *topicMatcher) error {
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
@@ -90,7 +106,11 @@ func (c *Consumer) Subscribe(ctx context.Context, topics ...string) error {
 		c.mu.Unlock()
 	}
 	m := &member{c: c, cfg: c.cfg.group, topics: topics, done: make(chan struct{}), polled: make(chan struct{}, 1),
-		memberID: memberID, committed: map[TopicPartition]int64{}, lastPoll: time.Now()}
+		memberID: memberID, committed: map[TopicPartition]int64{}, lastPoll: time.Now(), cooperative: true,
+		regex: regex, rejoin: make(chan struct{}, 1)}
+	for _, a := range m.cfg.assignors {
+		m.cooperative = m.cooperative && groups.IsCooperative(a)
+	}
 	mctx, cancel := context.WithCancel(context.Background())
 	m.cancel = cancel
 	c.mu.Lock()
@@ -163,6 +183,15 @@ func (m *member) leaveUntilPoll(ctx context.Context) {
 // run is the member's life: join, sync, heartbeat until the group rebalances, repeat.
 func (m *member) run(ctx context.Context) {
 	defer close(m.done)
+	if m.regex != nil {
+		wctx, cancel := context.WithCancel(ctx)
+		watched := make(chan struct{})
+		defer func() { cancel(); <-watched }()
+		go func() {
+			defer close(watched)
+			m.c.watchTopics(wctx, m.regex, m.regex.counts, m.topicsChanged)
+		}()
+	}
 	backoff := 50 * time.Millisecond
 	for ctx.Err() == nil {
 		err := m.generationLoop(ctx)
@@ -212,11 +241,17 @@ func (m *member) generationLoop(ctx context.Context) error {
 		}
 	}
 	c.mu.Lock()
+	// A cooperative member claims what it holds; an eager one revoked everything
+	// before rejoining and claims its last assignment, for the sticky assignor.
 	owned := slices.Clone(m.assigned)
+	if !m.cooperative && len(owned) == 0 {
+		owned = slices.Clone(m.lastAssigned)
+	}
 	gen := m.generation
 	memberID := m.memberID
+	topics := slices.Clone(m.topics)
 	c.mu.Unlock()
-	md := groups.EncodeMetadata(groups.ConsumerMetadata{Topics: m.topics, Owned: owned, Generation: gen})
+	md := groups.EncodeMetadata(groups.ConsumerMetadata{Topics: topics, Owned: owned, Generation: gen})
 	req := groups.JoinRequest{Group: m.cfg.id, MemberID: memberID, InstanceID: m.cfg.instanceID, ClientID: c.c.cfg.clientID,
 		SessionTimeout: m.cfg.sessionTimeout, RebalanceTimeout: m.cfg.rebalanceTimeout, ProtocolType: groups.ConsumerProtocolType}
 	for _, a := range m.cfg.assignors {
@@ -246,6 +281,9 @@ func (m *member) generationLoop(ctx context.Context) error {
 	a, err := groups.DecodeAssignment(resp.Sync.Assignment)
 	if err != nil {
 		return err
+	}
+	if m.cooperative {
+		return m.takeIncremental(ctx, a.Partitions, sent, join.Generation)
 	}
 	if err := m.take(ctx, a.Partitions, sent, join.Generation); err != nil {
 		m.revoke(ctx, true)
@@ -316,10 +354,11 @@ func (m *member) take(ctx context.Context, tps []TopicPartition, sent time.Time,
 		return err
 	}
 	if m.cfg.onAssigned != nil {
-		m.cfg.onAssigned(ctx, slices.Clone(tps))
+		m.cfg.onAssigned(ctx, c, slices.Clone(tps))
 	}
 	c.mu.Lock()
 	m.assigned = slices.Clone(tps)
+	m.lastAssigned = slices.Clone(tps)
 	m.generation = gen
 	m.leaseEnd = m.lease(sent)
 	m.stable = true
@@ -352,6 +391,12 @@ func (m *member) heartbeat(ctx context.Context) error {
 	for {
 		select {
 		case <-ctx.Done():
+			return nil
+		case <-m.rejoin:
+			// The subscription changed: rejoin with it.
+			if !m.cooperative {
+				m.revoke(ctx, true)
+			}
 			return nil
 		case <-commitC:
 			if err := m.commitPositions(ctx, false); err != nil {
@@ -395,7 +440,9 @@ func (m *member) heartbeat(ctx context.Context) error {
 				return nil
 			}
 		case errors.Is(err, semantics.ErrRebalanceInProgress):
-			m.revoke(ctx, true)
+			if !m.cooperative {
+				m.revoke(ctx, true)
+			} // else keep reading while rejoining: the new assignment says what to revoke
 			return nil
 		case errors.Is(err, semantics.ErrUnknownMemberID), errors.Is(err, semantics.ErrIllegalGeneration),
 			errors.Is(err, semantics.ErrFencedInstanceID):
@@ -433,10 +480,10 @@ func (m *member) revokeFinal(ctx context.Context, commit, closing bool) {
 			}
 		}
 		if m.cfg.onRevoked != nil {
-			m.cfg.onRevoked(ctx, tps)
+			m.cfg.onRevoked(ctx, c, tps)
 		}
 	} else if !commit && len(tps) > 0 && m.cfg.onLost != nil {
-		m.cfg.onLost(ctx, tps)
+		m.cfg.onLost(ctx, c, tps)
 	}
 	c.mu.Lock()
 	m.stable = false
@@ -510,10 +557,19 @@ func (c *Consumer) blockRebalanceLocked() {
 // rebalance, which run beside the application's processing). With AutoCommitMarks,
 // only what the application marked (MarkCommitRecords), whatever all says.
 func (m *member) commitPositions(ctx context.Context, all bool) error {
+	return m.commitPositionsOf(ctx, nil, all)
+}
+
+// commitPositionsOf is commitPositions for the assigned partitions among tps (all
+// of them when tps is nil).
+func (m *member) commitPositionsOf(ctx context.Context, tps []TopicPartition, all bool) error {
 	c := m.c
 	c.mu.Lock()
 	o := map[TopicPartition]OffsetAndMetadata{}
-	for _, tp := range m.assigned {
+	if tps == nil {
+		tps = m.assigned
+	}
+	for _, tp := range tps {
 		pc, ok := c.parts[tp]
 		switch {
 		case !ok:

@@ -20,10 +20,12 @@ const (
 	DefaultRebalanceTimeout   = 30 * time.Second
 	DefaultAutoCommitInterval = 5 * time.Second
 	DefaultMaxPollInterval    = 5 * time.Minute
+	DefaultMetadataMaxAge     = 5 * time.Minute
 )
 
 func defaultConsumerConfig() consumerConfig {
 	return consumerConfig{reset: ResetEarliest, maxPollRecords: DefaultMaxPollRecords, fetchMaxBytes: DefaultFetchMaxBytes,
+		metadataMaxAge: DefaultMetadataMaxAge,
 		group: groupConfig{sessionTimeout: DefaultSessionTimeout, rebalanceTimeout: DefaultRebalanceTimeout,
 			autoCommit: true, autoCommitInterval: DefaultAutoCommitInterval, maxPollInterval: DefaultMaxPollInterval}}
 }
@@ -32,6 +34,7 @@ type consumerConfig struct {
 	reset          ResetPolicy
 	maxPollRecords int
 	fetchMaxBytes  int
+	metadataMaxAge time.Duration
 	group          groupConfig
 }
 
@@ -49,9 +52,9 @@ func (c consumerConfig) defaultStart() Offset {
 // ConsumerOption configures a Consumer.
 type ConsumerOption func(*consumerConfig)
 
-// WithResetPolicy sets what happens when a start offset is not stored. Default
+// AutoOffsetReset sets what happens when a start offset is not stored. Default
 // ResetEarliest.
-func WithResetPolicy(p ResetPolicy) ConsumerOption {
+func AutoOffsetReset(p ResetPolicy) ConsumerOption {
 	return func(c *consumerConfig) { c.reset = p }
 }
 
@@ -63,6 +66,14 @@ func MaxPollRecords(n int) ConsumerOption { return func(c *consumerConfig) { c.m
 // partitions; each partition may still fetch one batch of its topic's max message
 // bytes. Default 32 MiB (DefaultFetchMaxBytes).
 func FetchMaxBytes(n int) ConsumerOption { return func(c *consumerConfig) { c.fetchMaxBytes = n } }
+
+// MetadataMaxAge is how often a regex subscription (SubscribeRegex) lists the
+// topics again, to read topics created and partitions added since (Kafka's
+// metadata.max.age.ms, kgo's MetadataMaxAge). Default 5 minutes
+// (DefaultMetadataMaxAge).
+func MetadataMaxAge(d time.Duration) ConsumerOption {
+	return func(c *consumerConfig) { c.metadataMaxAge = d }
+}
 
 type groupConfig struct {
 	id                 string
@@ -76,9 +87,9 @@ type groupConfig struct {
 	maxPollInterval    time.Duration
 	autoCommitMarks    bool
 	blockRebalance     bool
-	onAssigned         func(context.Context, []TopicPartition)
-	onRevoked          func(context.Context, []TopicPartition)
-	onLost             func(context.Context, []TopicPartition)
+	onAssigned         RebalanceFunc
+	onRevoked          RebalanceFunc
+	onLost             RebalanceFunc
 }
 
 // Group makes the consumer a member of consumer group id: Subscribe shares the
@@ -119,7 +130,15 @@ func MaxPollInterval(d time.Duration) ConsumerOption {
 }
 
 // Assignors lists the partition assignors the member supports, preferred first:
-// "range" (default), "roundrobin", "sticky".
+// "range" (default), "roundrobin", "sticky", "cooperative-sticky". The first three
+// rebalance eagerly, as in Kafka: at every rebalance each member revokes all its
+// partitions (OnRevoked) and gets its new assignment (OnAssigned); "sticky" gives
+// back as many of them as balance allows. With "cooperative-sticky" alone (Kafka's
+// CooperativeStickyAssignor, KIP-429) the member rebalances incrementally: it keeps
+// reading its partitions while the group rebalances, OnRevoked names only the
+// partitions it gives up and OnAssigned only those it gains (neither is called
+// with none), and a partition moves to its new owner in the rebalance after its
+// old owner revoked it. A list that mixes it with the others rebalances eagerly.
 func Assignors(names ...string) ConsumerOption {
 	return func(c *consumerConfig) { c.group.assignors = names }
 }
@@ -153,23 +172,29 @@ func BlockRebalanceOnPoll() ConsumerOption {
 	return func(c *consumerConfig) { c.group.blockRebalance = true }
 }
 
+// RebalanceFunc is a rebalance callback (OnAssigned, OnRevoked, OnLost): it gets
+// the consumer whose partitions change, so that it can commit, seek or pause them
+// (kgo's OnPartitionsAssigned and the like get the client), and the partitions.
+type RebalanceFunc func(ctx context.Context, c *Consumer, tps []TopicPartition)
+
 // OnAssigned is called with the partitions a new generation gives the member, before
-// Poll returns any of their records. It runs on the member's own goroutine.
-func OnAssigned(f func(context.Context, []TopicPartition)) ConsumerOption {
+// Poll returns any of their records (with "cooperative-sticky": only those new to
+// it). It runs on the member's own goroutine.
+func OnAssigned(f RebalanceFunc) ConsumerOption {
 	return func(c *consumerConfig) { c.group.onAssigned = f }
 }
 
 // OnRevoked is called with the member's partitions before it gives them up in a
-// rebalance, while it can still commit them (Commit works inside the callback). It
-// runs on the member's own goroutine, beside the application's Poll loop: guard
-// state they share.
-func OnRevoked(f func(context.Context, []TopicPartition)) ConsumerOption {
+// rebalance, while it can still commit them (c.Commit and c.CommitRecords work
+// inside the callback). It runs on the member's own goroutine, beside the
+// application's Poll loop: guard state they share.
+func OnRevoked(f RebalanceFunc) ConsumerOption {
 	return func(c *consumerConfig) { c.group.onRevoked = f }
 }
 
 // OnLost is called when the member lost its partitions without a chance to commit
 // (its session ran out, or it was removed from the group). Default: OnRevoked.
-func OnLost(f func(context.Context, []TopicPartition)) ConsumerOption {
+func OnLost(f RebalanceFunc) ConsumerOption {
 	return func(c *consumerConfig) { c.group.onLost = f }
 }
 
@@ -182,6 +207,8 @@ func (c *consumerConfig) validate() error {
 		return semantics.Errorf(semantics.ErrInvalidConfig, "max poll records %d: give at least 1", c.maxPollRecords)
 	case c.fetchMaxBytes < 1:
 		return semantics.Errorf(semantics.ErrInvalidConfig, "fetch max bytes %d: give at least 1", c.fetchMaxBytes)
+	case c.metadataMaxAge <= 0:
+		return semantics.Errorf(semantics.ErrInvalidConfig, "metadata max age %v: give a positive duration", c.metadataMaxAge)
 	}
 	if c.group.id == "" {
 		return nil

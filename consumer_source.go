@@ -74,7 +74,7 @@ type startResolver struct {
 // resolveRetrying is resolve, asked again while the partition is between leaders (a
 // read timed out, or nothing answered): right after a node is lost, its partitions
 // answer again once new leaders are elected. It gives up when ctx ends, or after the
-// client's request timeout (WithRequestTimeout) if ctx has no deadline.
+// client's request timeout (ClientRequestTimeout) if ctx has no deadline.
 func (sr startResolver) resolveRetrying(ctx context.Context, pc *partSource, o Offset) (int64, uint64, error) {
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
@@ -420,6 +420,9 @@ func (r *partRead) handle(msg jetstream.Msg) {
 		r.fail(fmt.Errorf("batch at stream sequence %d, after offset %d, on node %s: %w",
 			meta.Sequence.Stream, r.next-1, r.pc.leader(r.ctx), derr), true)
 		return
+	}
+	if hs := &r.c.c.cfg.hooks; len(hs.read) > 0 && len(recs) > 0 {
+		hs.batchRead(r.pc.tp.Topic, r.pc.tp.Partition, FetchBatchMetrics{NumRecords: len(recs), BatchBytes: len(msg.Data()), FirstOffset: recs[0].Offset})
 	}
 	if len(recs) > 0 && recs[0].Offset > r.next && !r.pc.meta.Config.Compact {
 		// Offsets are dense; only removing the head (retention, a trim) skips some.

@@ -104,7 +104,7 @@ func TestConsumerStartPositions(t *testing.T) {
 			policy qxd.ResetPolicy
 			want   int64
 		}{{qxd.ResetEarliest, 0}, {qxd.ResetLatest, 101}} {
-			cons := qxdtest.NewConsumer(t, c, qxd.WithResetPolicy(tc.policy))
+			cons := qxdtest.NewConsumer(t, c, qxd.AutoOffsetReset(tc.policy))
 			if err := cons.Assign(ctx, qxd.Assignment{Topic: "pos", Offset: qxd.At(5000)}); err != nil {
 				t.Fatal(err)
 			}
@@ -166,14 +166,14 @@ func TestProducerOptions(t *testing.T) {
 		name string
 		opts []qxd.ProducerOption
 	}{
-		{"gzip", []qxd.ProducerOption{qxd.WithCompression(qxd.CompressionGzip)}},
-		{"snappy", []qxd.ProducerOption{qxd.WithCompression(qxd.CompressionSnappy)}},
-		{"lz4", []qxd.ProducerOption{qxd.WithCompression(qxd.CompressionLZ4)}},
-		{"zstd", []qxd.ProducerOption{qxd.WithCompression(qxd.CompressionZstd)}},
+		{"gzip", []qxd.ProducerOption{qxd.BatchCompression(qxd.CompressionGzip)}},
+		{"snappy", []qxd.ProducerOption{qxd.BatchCompression(qxd.CompressionSnappy)}},
+		{"lz4", []qxd.ProducerOption{qxd.BatchCompression(qxd.CompressionLZ4)}},
+		{"zstd", []qxd.ProducerOption{qxd.BatchCompression(qxd.CompressionZstd)}},
 		{"linger 0, tiny batches", []qxd.ProducerOption{qxd.Linger(0), qxd.BatchBytes(1024)}},
 		{"not idempotent", []qxd.ProducerOption{qxd.Idempotent(false)}},
-		{"acks leader", []qxd.ProducerOption{qxd.WithAcks(qxd.AcksLeader)}},
-		{"acks none", []qxd.ProducerOption{qxd.WithAcks(qxd.AcksNone)}},
+		{"acks leader", []qxd.ProducerOption{qxd.RequiredAcks(qxd.AcksLeader)}},
+		{"acks none", []qxd.ProducerOption{qxd.RequiredAcks(qxd.AcksNone)}},
 	}
 	total := 0
 	for _, tc := range cases {

@@ -27,7 +27,7 @@ func Example() {
 	}
 	defer node.Close(ctx)
 
-	client, _ := qxd.Connect(ctx, "", qxd.WithInProcess(node))
+	client, _ := qxd.Connect(ctx, "", qxd.InProcess(node))
 	defer client.Close()
 	client.Admin().CreateTopic(ctx, "clicks", qxd.TopicConfig{Partitions: 4})
 

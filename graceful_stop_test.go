@@ -26,7 +26,7 @@ func TestGracefulStopOfProducersNode(t *testing.T) {
 	ctx := qxdtest.Context(t, 120*time.Second)
 	stopped := nodes[1]
 	urls := stopped.ClientURL() + "," + nodes[0].ClientURL() + "," + nodes[2].ClientURL()
-	c, err := qxd.Connect(ctx, urls, qxd.WithNATSOptions(nats.DontRandomize()))
+	c, err := qxd.Connect(ctx, urls, qxd.NATSOptions(nats.DontRandomize()))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -41,7 +41,7 @@ func TestMemberLeavesWhenPollingStops(t *testing.T) {
 	lost := make(chan []qxd.TopicPartition, 1)
 	stuck := qxdtest.NewConsumer(t, c, qxd.Group("stops"), qxd.SessionTimeout(20*time.Second),
 		qxd.HeartbeatInterval(200*time.Millisecond), qxd.MaxPollInterval(time.Second),
-		qxd.OnLost(func(_ context.Context, tps []qxd.TopicPartition) {
+		qxd.OnLost(func(_ context.Context, _ *qxd.Consumer, tps []qxd.TopicPartition) {
 			select {
 			case lost <- tps:
 			default:
@@ -225,7 +225,7 @@ func TestMemberClientID(t *testing.T) {
 	t.Parallel()
 	n := qxdtest.StartNode(t)
 	ctx := qxdtest.Context(t, 30*time.Second)
-	c, err := qxd.Connect(ctx, "", qxd.WithInProcess(n), qxd.WithClientID("billing-7"))
+	c, err := qxd.Connect(ctx, "", qxd.InProcess(n), qxd.ClientID("billing-7"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -239,7 +239,7 @@ func TestMemberClientID(t *testing.T) {
 	if got := d.Members[0].ClientID; got != "billing-7" {
 		t.Fatalf("member's client id %q, want billing-7", got)
 	}
-	if _, err := qxd.Connect(ctx, "", qxd.WithInProcess(n), qxd.WithClientID("")); !errors.Is(err, qxd.ErrInvalidConfig) {
+	if _, err := qxd.Connect(ctx, "", qxd.InProcess(n), qxd.ClientID("")); !errors.Is(err, qxd.ErrInvalidConfig) {
 		t.Fatalf("connect with an empty client id: %v, want ErrInvalidConfig", err)
 	}
 }
@@ -264,7 +264,7 @@ func TestBlockRebalanceOnPoll(t *testing.T) {
 	revoked := make(chan time.Time, 4)
 	cons := qxdtest.NewConsumer(t, c, qxd.Group("block"), qxd.BlockRebalanceOnPoll(),
 		qxd.SessionTimeout(3*time.Second), qxd.RebalanceTimeout(20*time.Second),
-		qxd.OnRevoked(func(context.Context, []qxd.TopicPartition) {
+		qxd.OnRevoked(func(context.Context, *qxd.Consumer, []qxd.TopicPartition) {
 			select {
 			case revoked <- time.Now():
 			default:

@@ -59,7 +59,7 @@ type HandlerSubscription struct {
 // header an ingest bridge stores), or else the topic's name. After each polled batch
 // the offsets of the records h returned from are committed (at-least-once: a record
 // whose handler ran but was not yet committed when the member died is handled again).
-// h runs on one goroutine. opts are consumer options (SessionTimeout, WithResetPolicy,
+// h runs on one goroutine. opts are consumer options (SessionTimeout, AutoOffsetReset,
 // …); auto-commit is off.
 func (c *Client) SubscribeHandler(ctx context.Context, group, topic string, h nats.MsgHandler, opts ...ConsumerOption) (*HandlerSubscription, error) {
 	if h == nil {

@@ -107,12 +107,12 @@ func BatchBytes(n int) ProducerOption { return func(c *producerConfig) { c.batch
 // most Kafka allows with idempotence.
 func MaxInFlight(n int) ProducerOption { return func(c *producerConfig) { c.maxInFlight = n } }
 
-// WithAcks sets when a batch counts as stored. Default AcksAll. AcksNone turns
+// RequiredAcks sets when a batch counts as stored. Default AcksAll. AcksNone turns
 // idempotence off.
-func WithAcks(a Acks) ProducerOption { return func(c *producerConfig) { c.acks = a } }
+func RequiredAcks(a Acks) ProducerOption { return func(c *producerConfig) { c.acks = a } }
 
-// WithCompression compresses each batch with codec. Default none.
-func WithCompression(codec Compression) ProducerOption {
+// BatchCompression compresses each batch with codec. Default none.
+func BatchCompression(codec Compression) ProducerOption {
 	return func(c *producerConfig) { c.compression = codec }
 }
 
@@ -120,10 +120,10 @@ func WithCompression(codec Compression) ProducerOption {
 // batch is never stored twice) on or off. Default on.
 func Idempotent(on bool) ProducerOption { return func(c *producerConfig) { c.idempotent = on } }
 
-// WithPartitioner sets how records without an explicit partition pick one; newFn is
+// RecordPartitioner sets how records without an explicit partition pick one; newFn is
 // called once per topic. Default partitioner.NewDefault: murmur2 of the key as
 // Kafka's Java client, sticky for records without key.
-func WithPartitioner(newFn func() partitioner.Partitioner) ProducerOption {
+func RecordPartitioner(newFn func() partitioner.Partitioner) ProducerOption {
 	return func(c *producerConfig) { c.newPartitioner = newFn }
 }
 

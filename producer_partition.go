@@ -457,6 +457,10 @@ func (pp *partProducer) send(b *batch) bool {
 
 // complete hands each record of b its result.
 func (pp *partProducer) complete(b *batch, err error) {
+	if hs := &pp.p.c.cfg.hooks; err == nil && len(hs.written) > 0 && pp.p.cfg.acks != AcksNone {
+		hs.batchWritten(pp.topic, pp.partition, ProduceBatchMetrics{NumRecords: len(b.recs), RecordBytes: b.bytes,
+			BatchBytes: len(b.data), Compression: pp.p.cfg.compression, BaseOffset: b.base, Latency: time.Since(b.sentAt)})
+	}
 	putBatchBuf(b.b.TakeBuffer())
 	putBatchBuf(b.data)
 	b.data = nil

@@ -37,7 +37,7 @@ func startRestartable(t *testing.T, ctx context.Context) (server.Config, *server
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := qxd.Connect(ctx, "nats://"+cfg.Listen, qxd.WithNATSOptions(nats.ReconnectWait(50*time.Millisecond)))
+	c, err := qxd.Connect(ctx, "nats://"+cfg.Listen, qxd.NATSOptions(nats.ReconnectWait(50*time.Millisecond)))
 	if err != nil {
 		t.Fatal(err)
 	}

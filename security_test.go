@@ -41,7 +41,7 @@ func securedConfig(t *testing.T) server.Config {
 func connectAs(t *testing.T, url, user string, opts ...qxd.ClientOption) *qxd.Client {
 	t.Helper()
 	c, err := qxd.Connect(qxdtest.Context(t, 10*time.Second), url,
-		append([]qxd.ClientOption{qxd.WithUserInfo(user, user+"-pw"), qxd.WithRequestTimeout(5 * time.Second)}, opts...)...)
+		append([]qxd.ClientOption{qxd.UserInfo(user, user+"-pw"), qxd.ClientRequestTimeout(5 * time.Second)}, opts...)...)
 	if err != nil {
 		t.Fatalf("connect as %s: %v", user, err)
 	}
@@ -374,9 +374,9 @@ func TestAuthenticationRejected(t *testing.T) {
 		name string
 		opt  qxd.ClientOption
 	}{
-		{"token", qxd.WithToken("s3cret-token-value")},
-		{"creds", qxd.WithCredsFile(goodCreds)},
-		{"nkey seed", qxd.WithCredsFile(seed)},
+		{"token", qxd.Token("s3cret-token-value")},
+		{"creds", qxd.CredsFile(goodCreds)},
+		{"nkey seed", qxd.CredsFile(seed)},
 	}
 	for _, tc := range ok {
 		t.Run("accepts "+tc.name, func(t *testing.T) {
@@ -396,13 +396,13 @@ func TestAuthenticationRejected(t *testing.T) {
 		opts []qxd.ClientOption
 		want string
 	}{
-		{"wrong password", []qxd.ClientOption{qxd.WithUserInfo("producer", "nope")}, `password of user "producer"`},
-		{"unknown user", []qxd.ClientOption{qxd.WithUserInfo("mallory", "x")}, `password of user "mallory"`},
+		{"wrong password", []qxd.ClientOption{qxd.UserInfo("producer", "nope")}, `password of user "producer"`},
+		{"unknown user", []qxd.ClientOption{qxd.UserInfo("mallory", "x")}, `password of user "mallory"`},
 		{"no credentials", nil, "requires credentials"},
-		{"wrong token", []qxd.ClientOption{qxd.WithToken("guess-guess-guess")}, "check the token"},
-		{"expired creds", []qxd.ClientOption{qxd.WithCredsFile(expiredCreds)}, "expired at"},
-		{"expired creds at the node", []qxd.ClientOption{qxd.WithNATSOptions(rawCreds(t, expiredCreds)...)}, "authentication failed"},
-		{"unknown account", []qxd.ClientOption{qxd.WithCredsFile(strangerCreds)}, "unknown to the node"},
+		{"wrong token", []qxd.ClientOption{qxd.Token("guess-guess-guess")}, "check the token"},
+		{"expired creds", []qxd.ClientOption{qxd.CredsFile(expiredCreds)}, "expired at"},
+		{"expired creds at the node", []qxd.ClientOption{qxd.NATSOptions(rawCreds(t, expiredCreds)...)}, "authentication failed"},
+		{"unknown account", []qxd.ClientOption{qxd.CredsFile(strangerCreds)}, "unknown to the node"},
 	}
 	for _, tc := range bad {
 		t.Run("rejects "+tc.name, func(t *testing.T) {
@@ -425,8 +425,8 @@ func TestCredsExpireWhileConnected(t *testing.T) {
 	cfg := securedConfig(t)
 	cfg.Auth.Accounts = []server.AccountAuth{{PublicKey: acct.PublicKey, Grant: semantics.Grant{Admin: []string{"*"}}}}
 	node := qxdtest.StartNodeWith(t, cfg)
-	c, err := qxd.Connect(qxdtest.Context(t, 10*time.Second), node.ClientURL(), qxd.WithCredsFile(creds),
-		qxd.WithNATSOptions(nats.MaxReconnects(0)))
+	c, err := qxd.Connect(qxdtest.Context(t, 10*time.Second), node.ClientURL(), qxd.CredsFile(creds),
+		qxd.NATSOptions(nats.MaxReconnects(0)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -484,14 +484,14 @@ func TestTLSClients(t *testing.T) {
 		}
 		return err
 	}
-	if err := connect(qxd.WithTLS(certs.CA, "", "")); err != nil {
+	if err := connect(qxd.TLS(certs.CA, "", "")); err != nil {
 		t.Fatalf("TLS with the CA: %v", err)
 	}
 	err := connect()
 	if !errors.Is(err, semantics.ErrAuthenticationFailed) || !strings.Contains(err.Error(), "--tls-ca") {
 		t.Fatalf("plain client to a TLS node: got %v, want a clear TLS error naming --tls-ca", err)
 	}
-	err = connect(qxd.WithTLS(strange.CA, "", ""))
+	err = connect(qxd.TLS(strange.CA, "", ""))
 	if !errors.Is(err, semantics.ErrAuthenticationFailed) || !strings.Contains(err.Error(), "not signed by an authority") {
 		t.Fatalf("wrong CA: got %v", err)
 	}
@@ -511,13 +511,13 @@ func TestMutualTLS(t *testing.T) {
 		_, err = c.Admin().ListTopics(qxdtest.Context(t, 10*time.Second))
 		return err
 	}
-	if err := connect(qxd.WithTLS(certs.CA, certs.ClientCert, certs.ClientKey)); err != nil {
+	if err := connect(qxd.TLS(certs.CA, certs.ClientCert, certs.ClientKey)); err != nil {
 		t.Fatalf("mutual TLS: %v", err)
 	}
-	if err := connect(qxd.WithTLS(certs.CA, "", "")); !errors.Is(err, semantics.ErrAuthenticationFailed) || !strings.Contains(err.Error(), "certificate") {
+	if err := connect(qxd.TLS(certs.CA, "", "")); !errors.Is(err, semantics.ErrAuthenticationFailed) || !strings.Contains(err.Error(), "certificate") {
 		t.Fatalf("no client certificate: got %v", err)
 	}
-	if err := connect(qxd.WithTLS(certs.CA, strange.ClientCert, strange.ClientKey)); !errors.Is(err, semantics.ErrAuthenticationFailed) || !strings.Contains(err.Error(), "certificate") {
+	if err := connect(qxd.TLS(certs.CA, strange.ClientCert, strange.ClientKey)); !errors.Is(err, semantics.ErrAuthenticationFailed) || !strings.Contains(err.Error(), "certificate") {
 		t.Fatalf("client certificate of another CA: got %v", err)
 	}
 }
@@ -539,8 +539,8 @@ func TestClusterRouteTLS(t *testing.T) {
 			t.Fatalf("node %s has no routes", n.Name())
 		}
 	}
-	super := connectAs(t, qxdtest.ClientURLs(nodes), "super", qxd.WithTLS(certs.CA, "", ""))
-	consumer := connectAs(t, nodes[2].ClientURL(), "consumer", qxd.WithTLS(certs.CA, "", ""))
+	super := connectAs(t, qxdtest.ClientURLs(nodes), "super", qxd.TLS(certs.CA, "", ""))
+	consumer := connectAs(t, nodes[2].ClientURL(), "consumer", qxd.TLS(certs.CA, "", ""))
 	qxdtest.CreateTopic(t, super, "orders", qxd.TopicConfig{Partitions: 2, Replicas: 3})
 	ctx := qxdtest.Context(t, time.Minute)
 	p, err := super.NewProducer(qxd.RecordPartition())

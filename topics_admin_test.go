@@ -206,7 +206,7 @@ func TestCreateIfNotExistsDeleteIfExists(t *testing.T) {
 func readFrom(t *testing.T, c *qxd.Client, topic string, o qxd.Offset, reset qxd.ResetPolicy) (qxd.Record, error) {
 	t.Helper()
 	ctx := qxdtest.Context(t, 10*time.Second)
-	cons := qxdtest.NewConsumer(t, c, qxd.WithResetPolicy(reset))
+	cons := qxdtest.NewConsumer(t, c, qxd.AutoOffsetReset(reset))
 	defer cons.Close(context.Background())
 	if err := cons.Assign(ctx, qxd.Assignment{Topic: topic, Partition: 0, Offset: o}); err != nil {
 		return qxd.Record{}, err

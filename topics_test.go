@@ -72,7 +72,7 @@ func TestTopicBadInput(t *testing.T) {
 	if err := pm.Produce(ctx, &qxd.Record{Topic: "exists", Partition: 7, Value: []byte("x")}, nil); !errors.Is(err, semantics.ErrUnknownTopic) {
 		t.Errorf("produce to partition 7 of 2: %v", err)
 	}
-	cons := qxdtest.NewConsumer(t, c, qxd.WithResetPolicy(qxd.ResetNone))
+	cons := qxdtest.NewConsumer(t, c, qxd.AutoOffsetReset(qxd.ResetNone))
 	defer cons.Close(context.Background())
 	err = cons.Assign(ctx, qxd.Assignment{Topic: "exists", Partition: 0, Offset: qxd.At(10)})
 	if !errors.Is(err, semantics.ErrOffsetOutOfRange) || !strings.Contains(err.Error(), "high watermark 0") {

@@ -189,9 +189,11 @@ func (e *Env) qxdGroup(ctx context.Context, c Config, topic string, d qxd.TopicD
 	var total, bytes atomic.Int64
 	for i := range c.Consumers {
 		cons, err := e.Client.NewConsumer(qxd.Group(group),
-			qxd.OnAssigned(func(_ context.Context, tps []qxd.TopicPartition) { g.assigned(i, tps, parts, c.Consumers) }),
-			qxd.OnRevoked(func(context.Context, []qxd.TopicPartition) { g.revoked(i) }),
-			qxd.OnLost(func(context.Context, []qxd.TopicPartition) { g.revoked(i) }))
+			qxd.OnAssigned(func(_ context.Context, _ *qxd.Consumer, tps []qxd.TopicPartition) {
+				g.assigned(i, tps, parts, c.Consumers)
+			}),
+			qxd.OnRevoked(func(context.Context, *qxd.Consumer, []qxd.TopicPartition) { g.revoked(i) }),
+			qxd.OnLost(func(context.Context, *qxd.Consumer, []qxd.TopicPartition) { g.revoked(i) }))
 		if err != nil {
 			return nil, err
 		}

@@ -32,16 +32,20 @@ type MemberSubscription struct {
 // sorted by topic then partition. Every partition of a topic that at least one member
 // subscribes to is assigned to exactly one member that subscribes to it. Assign is
 // deterministic: the order of members, of their topics and of their owned partitions
-// does not change the result. Member ids must be unique.
+// does not change the result. Member ids must be unique. CooperativeSticky is the
+// exception to "every partition": it withholds partitions whose owner must revoke
+// them first.
 type Assignor interface {
-	// Name is the protocol name members announce: "range", "roundrobin" or "sticky".
+	// Name is the protocol name members announce: "range", "roundrobin", "sticky" or
+	// "cooperative-sticky".
 	Name() string
 	Assign(members []MemberSubscription, partitions map[string]int32) map[string][]semantics.TopicPartition
 }
 
-var assignorNames = []string{"range", "roundrobin", "sticky"}
+var assignorNames = []string{"range", "roundrobin", "sticky", "cooperative-sticky"}
 
-// AssignorByName returns the assignor called name: "range", "roundrobin" or "sticky".
+// AssignorByName returns the assignor called name: "range", "roundrobin", "sticky"
+// or "cooperative-sticky".
 func AssignorByName(name string) (Assignor, error) {
 	switch name {
 	case "range":
@@ -50,6 +54,8 @@ func AssignorByName(name string) (Assignor, error) {
 		return RoundRobin(), nil
 	case "sticky":
 		return Sticky(), nil
+	case "cooperative-sticky":
+		return CooperativeSticky(), nil
 	}
 	return nil, fmt.Errorf("groups: unknown partition assignor %q: use one of %s", name, strings.Join(assignorNames, ", "))
 }

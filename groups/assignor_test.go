@@ -73,7 +73,7 @@ func runAssignCases(t *testing.T, a groups.Assignor, cases []assignCase) {
 
 func TestAssignorByName(t *testing.T) {
 	t.Parallel()
-	for _, name := range []string{"range", "roundrobin", "sticky", groups.DefaultAssignor} {
+	for _, name := range []string{"range", "roundrobin", "sticky", "cooperative-sticky", groups.DefaultAssignor} {
 		a, err := groups.AssignorByName(name)
 		if err != nil {
 			t.Fatalf("AssignorByName(%q): %v", name, err)
@@ -82,8 +82,8 @@ func TestAssignorByName(t *testing.T) {
 			t.Errorf("AssignorByName(%q).Name() = %q", name, a.Name())
 		}
 	}
-	_, err := groups.AssignorByName("cooperative-sticky")
-	if err == nil || !strings.Contains(err.Error(), `"cooperative-sticky"`) || !strings.Contains(err.Error(), "range, roundrobin, sticky") {
+	_, err := groups.AssignorByName("cooperative-range")
+	if err == nil || !strings.Contains(err.Error(), `"cooperative-range"`) || !strings.Contains(err.Error(), "range, roundrobin, sticky, cooperative-sticky") {
 		t.Errorf("AssignorByName(unknown) error = %v, want it to name the input and the valid names", err)
 	}
 }

@@ -205,7 +205,7 @@ type memberWatch struct {
 	kick    context.CancelFunc // ends the Poll in progress, if any
 }
 
-func (w *memberWatch) assigned(ctx context.Context, tps []qxd.TopicPartition) {
+func (w *memberWatch) assigned(ctx context.Context, _ *qxd.Consumer, tps []qxd.TopicPartition) {
 	gen, member := w.cons.Generation()
 	w.log.Info("group partitions assigned", "group", w.group, "member", member, "generation", gen, "partitions", formatPartitions(tps))
 	var end map[qxd.TopicPartition]int64
@@ -232,7 +232,7 @@ func (w *memberWatch) highWatermarks(ctx context.Context) (map[qxd.TopicPartitio
 	return end, nil
 }
 
-func (w *memberWatch) revoked(_ context.Context, tps []qxd.TopicPartition) {
+func (w *memberWatch) revoked(_ context.Context, _ *qxd.Consumer, tps []qxd.TopicPartition) {
 	gen, member := w.cons.Generation()
 	w.log.Info("group partitions revoked", "group", w.group, "member", member, "generation", gen, "partitions", formatPartitions(tps))
 	w.unassign()
@@ -240,7 +240,7 @@ func (w *memberWatch) revoked(_ context.Context, tps []qxd.TopicPartition) {
 
 // lost is called when the member lost its partitions without committing, and by
 // Close after its final commit.
-func (w *memberWatch) lost(_ context.Context, tps []qxd.TopicPartition) {
+func (w *memberWatch) lost(_ context.Context, _ *qxd.Consumer, tps []qxd.TopicPartition) {
 	gen, member := w.cons.Generation()
 	w.mu.Lock()
 	closing := w.closing

@@ -51,7 +51,7 @@ func subscribe(ctx context.Context, client *qxd.Client, group, topic, member str
 		// auto-commit (default every 5s) off: it could commit records that are
 		// polled but not handled yet.
 		qxd.AutoCommit(0),
-		qxd.OnAssigned(func(_ context.Context, tps []qxd.TopicPartition) {
+		qxd.OnAssigned(func(_ context.Context, _ *qxd.Consumer, tps []qxd.TopicPartition) {
 			out.printf("%-18s assigned %v", member, tps)
 		}),
 	)

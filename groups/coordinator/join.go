@@ -138,8 +138,9 @@ func (g *group) joinLocked(req groups.JoinRequest, ch chan joinResult) (groups.J
 	changed := !sameProtocols(m.Protocols, req.Protocols)
 	m.Protocols = req.Protocols
 	m.SessionTimeout, m.RebalanceTimeout = req.SessionTimeout, req.RebalanceTimeout
-	// The member gave up its partitions before rejoining.
-	m.leaseEnd = now
+	// The lease stands: a member of a cooperative group keeps reading its
+	// partitions while it rejoins (an eager one gave them up, and its lease only
+	// makes a wait for it, were it removed, longer than needed).
 	switch g.state {
 	case groups.PreparingRebalance:
 		m.answerJoin(groups.JoinResponse{}, semantics.Errorf(semantics.ErrRebalanceInProgress, "superseded by a newer join"))
