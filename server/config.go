@@ -79,6 +79,9 @@ type Config struct {
 	// embedder adds server/httpapi's Service on it, as qxd server does. Default
 	// 127.0.0.1:9644.
 	HTTPListen string
+	// HTTPTLS turns on TLS for the HTTP port with keys of its own. Zero: the HTTP
+	// port uses TLS when the node's client port does, with the same keys (TLS).
+	HTTPTLS TLSConfig
 	// KafkaListen is the address of the Kafka wire protocol listener, host:port
 	// (port 0 picks a free port). Empty: no Kafka listener. Default empty; 'qxd
 	// server' listens on 127.0.0.1:9092 unless told otherwise. See docs/kafka.md.
@@ -164,6 +167,9 @@ func (c Config) Validate() error {
 		return fmt.Errorf("shutdown timeout %v must be positive", c.ShutdownTimeout)
 	}
 	if err := c.Auth.validate(); err != nil {
+		return err
+	}
+	if err := c.HTTPTLS.validate("http tls"); err != nil {
 		return err
 	}
 	if err := c.TLS.validate("tls"); err != nil {

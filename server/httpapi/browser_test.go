@@ -8,6 +8,7 @@ package httpapi_test
 
 import (
 	"context"
+	"encoding/base64"
 	"fmt"
 	"os"
 	"os/exec"
@@ -16,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
 
 	"github.com/qxd-io/qxd"
@@ -43,6 +46,7 @@ func browser(t *testing.T) context.Context {
 		chromedp.Flag("disable-component-update", true),
 		chromedp.Flag("disable-sync", true),
 		chromedp.NoFirstRun,
+		chromedp.Flag("ignore-certificate-errors", true), // the secured node's test CA
 		chromedp.UserDataDir(t.TempDir()),
 		chromedp.WindowSize(1280, 900),
 		chromedp.CombinedOutput(&out),
@@ -80,6 +84,14 @@ func screenshot(t *testing.T, ctx context.Context, name string) {
 		t.Fatal(err)
 	}
 	t.Logf("screenshot %s", p)
+}
+
+// setHeaders sends headers with every request of the tab.
+func setHeaders(h network.Headers) chromedp.Action[chromedp.Void] {
+	return chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
+		_, err := cdp.Call(ctx, t, network.SetExtraHTTPHeaders, network.SetExtraHTTPHeadersParams{Headers: h})
+		return err
+	})
 }
 
 // waitJS waits until the JavaScript expression is true on the page.
@@ -193,18 +205,61 @@ func TestConsoleInBrowser(t *testing.T) {
 		screenshot(t, ctx, "groups-lag-0")
 	})
 
-	t.Run("read-only", func(t *testing.T) {
-		roBase, _ := consoleNode(t, httpapi.Service{ReadOnly: true})
-		if err := chromedp.Do(ctx, chromedp.Navigate(roBase+"/#topics")); err != nil {
+	t.Run("secured", func(t *testing.T) {
+		sbase, _, sc := securedConsole(t)
+		// The page is opened as a user would after the browser's sign-in prompt:
+		// every request carries the user's basic credentials.
+		signIn := func(user string) {
+			t.Helper()
+			auth := "Basic " + base64.StdEncoding.EncodeToString([]byte(user+":"+user+"-pw"))
+			if err := chromedp.Do(ctx, setHeaders(network.Headers{"Authorization": auth})); err != nil {
+				t.Fatal(err)
+			}
+		}
+		signIn("viewer")
+		if err := chromedp.Do(ctx, chromedp.Navigate(sbase+"/#topics")); err != nil {
 			t.Fatal(err)
 		}
-		waitJS(t, ctx, "a read-only node hides the forms and says why",
-			`!document.getElementById("readonly").hidden && document.getElementById("create-form").hidden && `+text("#topics tbody")+`.includes("orders")`)
-		code, err := chromedp.Run(ctx, chromedp.Evaluate[int](`fetch("/api/topics/orders", {method: "DELETE"}).then(r => r.status)`,
-			chromedp.EvalAwaitPromise))
-		if err != nil || code != 403 {
-			t.Errorf("DELETE from the page on a read-only node: %d %v, want 403", code, err)
+		waitJS(t, ctx, "viewer sees orders, and no create form", text("#topics tbody")+`.includes("orders") && document.getElementById("create-form").hidden && `+
+			`!document.getElementById("readonly").hidden && `+text("#node")+`.includes("user viewer")`)
+		if err := chromedp.Do(ctx, chromedp.Click("#topics tbody tr")); err != nil {
+			t.Fatal(err)
 		}
-		screenshot(t, ctx, "topics-read-only")
+		waitJS(t, ctx, "viewer's topic page has no delete button and says why",
+			text("#topic-title")+`.includes("orders") && document.getElementById("delete-form").hidden && `+text("#topic-readonly")+`.includes("no admin right on topic orders")`)
+		screenshot(t, ctx, "topics-viewer")
+		// Asked all the same, the node refuses viewer's delete.
+		msg, err := chromedp.Run(ctx, chromedp.Evaluate[string](`fetch("/api/topics/orders", {method: "DELETE"}).then(r => r.json()).then(b => b.code + ": " + b.error)`,
+			chromedp.EvalAwaitPromise))
+		if err != nil || !strings.HasPrefix(msg, "TOPIC_AUTHORIZATION_FAILED") || !strings.Contains(msg, `user "viewer" has no admin right on topic "orders"`) {
+			t.Errorf("DELETE from the page as viewer: %q %v, want TOPIC_AUTHORIZATION_FAILED naming viewer and orders", msg, err)
+		}
+		if _, err := sc.Admin().Topic(qctx, "orders"); err != nil {
+			t.Errorf("orders after viewer's refused delete: %v", err)
+		}
+		// ops, with admin rights, deletes it through the form.
+		signIn("ops")
+		if err := chromedp.Do(ctx, chromedp.Navigate(sbase+"/#topics"), chromedp.Reload()); err != nil {
+			t.Fatal(err)
+		}
+		waitJS(t, ctx, "ops sees the create form", text("#topics tbody")+`.includes("orders") && !document.getElementById("create-form").hidden && `+text("#node")+`.includes("user ops")`)
+		if err := chromedp.Do(ctx, chromedp.Click("#topics tbody tr")); err != nil {
+			t.Fatal(err)
+		}
+		waitJS(t, ctx, "ops' topic page has the delete button", `!document.getElementById("delete-form").hidden && document.getElementById("topic-readonly").hidden`)
+		screenshot(t, ctx, "topics-ops")
+		if err := chromedp.Do(ctx, chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
+			_, err := chromedp.Evaluate[bool](`(window.confirm = () => true, true)`)(ctx, t)
+			return err
+		}), chromedp.Click("#delete-submit")); err != nil {
+			t.Fatal(err)
+		}
+		waitJS(t, ctx, "orders is gone", `!`+text("#topics tbody")+`.includes("orders")`)
+		if _, err := sc.Admin().Topic(qctx, "orders"); err == nil {
+			t.Error("orders still exists after ops deleted it from the console")
+		}
+		if err := chromedp.Do(ctx, setHeaders(network.Headers{})); err != nil {
+			t.Fatal(err)
+		}
 	})
 }

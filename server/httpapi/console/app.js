@@ -2,7 +2,8 @@
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-let view = "cluster", timer = null, readOnly = false;
+let view = "cluster", timer = null;
+let me = { secured: false }; // who the console speaks for (GET /api/me)
 let topic = null, group = null, lagHistory = [];
 let browseNext = null;
 
@@ -75,10 +76,17 @@ function parseKV(s) {
   return out;
 }
 
+// can reports whether the signed-in user has right op ("admin", "consume",
+// "groups") on name, as the node checks it; on a node without users, always.
+function can(op, name) {
+  if (!me.secured) return true;
+  const l = (me.grant && me.grant[op]) || [];
+  return l.includes("*") || (name !== undefined && l.includes(name));
+}
+
 async function refreshCluster() {
   const c = await api("GET", "/cluster");
-  readOnly = c.read_only;
-  $("node").textContent = "node " + c.node + " · sync " + c.sync;
+  $("node").textContent = "node " + c.node + " · sync " + c.sync + (me.secured ? " · user " + me.user : "");
   $("cluster-summary").textContent = (c.name ? "cluster " + c.name + ", " : "") +
     "meta leader " + (c.meta_leader || "none") + ", " + c.partitions + " partitions, " +
     (c.under_replicated || []).length + " under-replicated";
@@ -99,8 +107,11 @@ async function refreshTopics() {
     row(tb, [t.name, t.config.partitions, t.config.replicas, t.state, (t.overrides || []).join(", ")],
       () => { topic = t.name; refreshTopic(); });
   }
-  for (const f of document.querySelectorAll("form.mutate")) f.hidden = readOnly;
-  $("readonly").hidden = !readOnly;
+  // Forms for changes the user may not make are hidden; the node refuses them anyway.
+  const anyAdmin = !me.secured || ((me.grant && me.grant.admin) || []).length > 0;
+  $("create-form").hidden = !anyAdmin;
+  $("readonly").hidden = anyAdmin;
+  $("readonly").textContent = "User " + me.user + " has no admin right on any topic: the console only reads here.";
   if (topic) await refreshTopic();
 }
 
@@ -110,6 +121,10 @@ async function refreshTopic() {
   catch (e) { $("topic-detail").hidden = true; topic = null; throw e; }
   $("topic-detail").hidden = false;
   $("topic-title").textContent = "Topic " + d.topic.name + " (id " + d.topic.id + ")";
+  const admin = can("admin", d.topic.name);
+  for (const f of document.querySelectorAll("#topic-detail form.mutate")) f.hidden = !admin;
+  $("topic-readonly").hidden = admin;
+  $("topic-readonly").textContent = "User " + me.user + " has no admin right on topic " + d.topic.name + ": it cannot be changed or deleted here.";
   $("topic-config").textContent = configText(d.topic);
   if (document.activeElement !== $("partitions-total")) $("partitions-total").value = d.topic.config.partitions;
   const tb = clear("partitions");
@@ -296,4 +311,5 @@ $("browse-next").addEventListener("click", () => {
 });
 
 window.addEventListener("hashchange", () => show(location.hash.slice(1)));
-show(location.hash.slice(1) || "cluster");
+api("GET", "/me").then((m) => { me = m; }, (e) => status(e.message, true))
+  .finally(() => show(location.hash.slice(1) || "cluster"));
