@@ -26,7 +26,7 @@ import (
 //	auto_leader_rebalance: true          # leaders return to their spread (default)
 //	leader_imbalance_check_interval: 1m
 //	http_listen: "0.0.0.0:9644"          # metrics and probes; "" serves none
-//	http { listen: "0.0.0.0:9644", tls { cert: "http.pem", key: "http-key.pem" } }  # tls: default the node's
+//	http { listen: "0.0.0.0:9644", tls { cert: "http.pem", key: "http-key.pem" }, max_partition_series: 5000 }
 //	kafka { listen: "0.0.0.0:9092", advertise: "n1.example.com:9092" }  # "" turns it off
 //	cluster {
 //	  name: qxd
@@ -146,6 +146,19 @@ func (s section) boolean(key string, dst *bool) error {
 		return fmt.Errorf("%s: want true or false, got %T", s.name(key), v)
 	}
 	*dst = b
+	return nil
+}
+
+func (s section) integer(key string, dst *int) error {
+	v, ok := s.m[key]
+	if !ok {
+		return nil
+	}
+	n, ok := v.(int64)
+	if !ok {
+		return fmt.Errorf("%s: want a whole number, got %v", s.name(key), v)
+	}
+	*dst = int(n)
 	return nil
 }
 
@@ -269,7 +282,10 @@ func configFromMap(m map[string]any, cfg Config, dir string) (Config, error) {
 	if s, ok, err := root.sub("http"); err != nil {
 		return cfg, err
 	} else if ok {
-		if err := s.check("listen", "tls"); err != nil {
+		if err := s.check("listen", "tls", "max_partition_series"); err != nil {
+			return cfg, err
+		}
+		if err := s.integer("max_partition_series", &cfg.HTTPMaxPartitionSeries); err != nil {
 			return cfg, err
 		}
 		if _, both := root.m["http_listen"]; both && s.m["listen"] != nil {

@@ -48,6 +48,8 @@ func (a *app) serverCommand() *cli.Command {
 				Usage: "move partition leaderships back to their spread once a node that stopped is back and caught up (=false: only 'qxd topic rebalance' moves them)"},
 			&cli.StringFlag{Name: "http-listen", Value: def.HTTPListen, EnvVars: []string{"QXD_HTTP_LISTEN"},
 				Usage: "address `HOST:PORT` of the HTTP port: Prometheus metrics at /metrics, probes at /healthz and /readyz, the console at /; \"\" serves none (TLS and users as the node's, or the config file's http block)"},
+			&cli.IntFlag{Name: "http-max-partition-series", EnvVars: []string{"QXD_HTTP_MAX_PARTITION_SERIES"}, DefaultText: "5000",
+				Usage: "partitions (and group partitions) whose metrics get series of their own; the rest share series labelled (other) (`N`)"},
 			&cli.StringFlag{Name: "kafka-listen", Value: defaultKafkaListen, EnvVars: []string{"QXD_KAFKA_LISTEN"},
 				Usage: "Kafka wire protocol address `HOST:PORT` (any Kafka client connects here); empty turns it off"},
 			&cli.StringFlag{Name: "kafka-advertise", EnvVars: []string{"QXD_KAFKA_ADVERTISE"}, DefaultText: "the --kafka-listen address",
@@ -83,6 +85,9 @@ func (a *app) runServer(c *cli.Context) error {
 	}
 	if c.IsSet("http-listen") || c.String("config") == "" {
 		cfg.HTTPListen = c.String("http-listen")
+	}
+	if c.IsSet("http-max-partition-series") {
+		cfg.HTTPMaxPartitionSeries = c.Int("http-max-partition-series")
 	}
 	if c.IsSet("kafka-listen") || c.String("config") == "" {
 		cfg.KafkaListen = c.String("kafka-listen")

@@ -35,6 +35,10 @@ type Service struct {
 	// TLS serves HTTPS with these keys (with Verify, clients must present a
 	// certificate signed by its CA). Zero: plain HTTP.
 	TLS server.TLSConfig
+	// MaxPartitionSeries is how many partitions, and how many group partitions,
+	// get metric series of their own; the rest share series labelled "(other)".
+	// 0: DefaultMaxPartitionSeries.
+	MaxPartitionSeries int
 }
 
 var _ server.Service = Service{}
@@ -43,7 +47,7 @@ var _ server.Service = Service{}
 // with TLS when cfg.HTTPTLS is set, or else when the node's client port has TLS,
 // with the same keys.
 func ForConfig(cfg server.Config) Service {
-	s := Service{Listen: cfg.HTTPListen, TLS: cfg.HTTPTLS}
+	s := Service{Listen: cfg.HTTPListen, TLS: cfg.HTTPTLS, MaxPartitionSeries: cfg.HTTPMaxPartitionSeries}
 	if !s.TLS.Enabled() {
 		s.TLS = cfg.TLS
 	}
@@ -70,7 +74,13 @@ func (s Service) Start(ctx context.Context, h server.Host) (server.Running, erro
 	if tc != nil {
 		ln = tls.NewListener(ln, tc)
 	}
-	m := newMetrics(h)
+	if s.MaxPartitionSeries < 0 {
+		return nil, server.Permanent(fmt.Errorf("http port: max partition series %d is negative: give 0 (the default, %d) or more", s.MaxPartitionSeries, DefaultMaxPartitionSeries))
+	}
+	if s.MaxPartitionSeries == 0 {
+		s.MaxPartitionSeries = DefaultMaxPartitionSeries
+	}
+	m := newMetrics(h, s.MaxPartitionSeries)
 	adv := newAdvisories()
 	if err := adv.start(h.Conn()); err != nil {
 		ln.Close()

@@ -16,6 +16,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/qxd-io/qxd"
 	"github.com/qxd-io/qxd/internal/qxdtest"
@@ -227,6 +228,7 @@ next:
 func TestMetricsAfterKnownWork(t *testing.T) {
 	t.Parallel()
 	cfg := qxdtest.NodeConfig(t, t.TempDir())
+	cfg.KafkaListen = "127.0.0.1:0" // every metric is there to check against the docs
 	base := withHTTP(t, &cfg)
 	n := qxdtest.StartNodeWith(t, cfg)
 	c := qxdtest.Connect(t, n)
@@ -276,6 +278,18 @@ func TestMetricsAfterKnownWork(t *testing.T) {
 		read += len(rs)
 	}
 	if err := cons.CommitOffsets(ctx, map[qxd.TopicPartition]int64{{Topic: "metered", Partition: 0}: 5, {Topic: "metered", Partition: 1}: 10}); err != nil {
+		t.Fatal(err)
+	}
+
+	if _, err := n.Fetcher().Fetch(ctx, server.FetchRequest{Topic: "metered", Partition: 0}); err != nil {
+		t.Fatal(err)
+	}
+	kc, err := kgo.NewClient(kgo.SeedBrokers(n.KafkaAddr()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer kc.Close()
+	if err := kc.Ping(ctx); err != nil {
 		t.Fatal(err)
 	}
 
