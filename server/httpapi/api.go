@@ -69,6 +69,9 @@ func (a *api) routes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /api/topics/{topic}/partitions/{partition}/records", a.records)
 	mux.HandleFunc("GET /api/groups", a.listGroups)
 	mux.HandleFunc("GET /api/groups/{group}", a.describeGroup)
+	mux.HandleFunc("POST /api/groups/{group}/seek", a.seekGroup)
+	mux.HandleFunc("GET /api/bridges", a.bridges)
+	mux.HandleFunc("GET /api/events", a.events)
 	mux.HandleFunc("/api/", func(w http.ResponseWriter, req *http.Request) {
 		fail(w, http.StatusNotFound, fmt.Errorf("no API at %s %s: see docs/operations.md, Console", req.Method, req.URL.Path))
 	})

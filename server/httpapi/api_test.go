@@ -276,6 +276,100 @@ func TestConsoleAPIGroups(t *testing.T) {
 	apiErr(t, "GET", base+"/api/groups/nobody", nil, 404, "GROUP_ID_NOT_FOUND", `"nobody"`, "qxd group list")
 }
 
+// TestConsoleAPISeek: a group's offsets are set through the same admin service as
+// `qxd group seek`: refused while it has members and for bad input, changing
+// nothing; once it is empty, to the start, an offset or a time.
+func TestConsoleAPISeek(t *testing.T) {
+	t.Parallel()
+	base, c := consoleNode(t, httpapi.Service{})
+	ctx := qxdtest.Context(t, time.Minute)
+	cons := qxdtest.NewConsumer(t, c, qxd.Group("billing"), qxd.AutoCommit(0))
+	if err := cons.Subscribe(ctx, "orders"); err != nil {
+		t.Fatal(err)
+	}
+	for read := 0; read < 10; {
+		rs, err := cons.Poll(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		read += len(rs)
+	}
+	if err := cons.CommitOffsets(ctx, map[qxd.TopicPartition]int64{{Topic: "orders", Partition: 0}: 4}); err != nil {
+		t.Fatal(err)
+	}
+	committed := func() int64 {
+		t.Helper()
+		d, err := c.Admin().DescribeGroup(ctx, "billing")
+		if err != nil || len(d.Partitions) != 1 {
+			t.Fatalf("describe billing: %+v %v", d, err)
+		}
+		return d.Partitions[0].Committed
+	}
+	seek := func(to string) httpapi.SeekGroup { return httpapi.SeekGroup{Topic: "orders", To: to} }
+	apiErr(t, "POST", base+"/api/groups/billing/seek", seek("start"), 409, "NON_EMPTY_GROUP")
+	if err := cons.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, bad := range []struct {
+		body any
+		code int
+		says string
+	}{
+		{seek("soon"), 400, `seek to "soon"`},
+		{seek("99"), 400, "out"},
+		{httpapi.SeekGroup{Topic: "nope", To: "start"}, 404, `"nope"`},
+		{httpapi.SeekGroup{Topic: "bad name!", To: "start"}, 400, "bad name!"},
+		{httpapi.SeekGroup{Topic: "orders", Partitions: []int32{3}, To: "start"}, 404, "partition 3"},
+		{`{"topic":"orders","to":"start","extra":1}`, 400, "extra"},
+	} {
+		apiErr(t, "POST", base+"/api/groups/billing/seek", bad.body, bad.code, "", bad.says)
+	}
+	apiErr(t, "POST", base+"/api/groups/bad%01group/seek", seek("start"), 400, "INVALID_GROUP_ID", "control character")
+	if got := committed(); got != 4 {
+		t.Fatalf("committed after the refused seeks: %d, want 4", got)
+	}
+	var r httpapi.SeekResult
+	callJSON(t, "POST", base+"/api/groups/billing/seek", httpapi.SeekGroup{Topic: "orders", To: "start", DryRun: true}, 200, &r)
+	if len(r.Changes) != 1 || r.Changes[0].Old != 4 || r.Changes[0].New != 0 || committed() != 4 {
+		t.Errorf("dry run: %+v, committed %d; want 4 -> 0 and nothing set", r, committed())
+	}
+	callJSON(t, "POST", base+"/api/groups/billing/seek", seek("start"), 200, &r)
+	if got := committed(); got != 0 || len(r.Changes) != 1 || r.Changes[0].New != 0 {
+		t.Errorf("seek to start: %+v, committed %d; want 0", r, got)
+	}
+	callJSON(t, "POST", base+"/api/groups/billing/seek", seek("7"), 200, &r)
+	if got := committed(); got != 7 {
+		t.Errorf("seek to 7: committed %d", got)
+	}
+	// Record 3 was stamped t0+3s: seeking to that time sets offset 3.
+	callJSON(t, "POST", base+"/api/groups/billing/seek", seek(t0.Add(3*time.Second).Format(time.RFC3339)), 200, &r)
+	if got := committed(); got != 3 {
+		t.Errorf("seek to %s: committed %d, want 3", t0.Add(3*time.Second).Format(time.RFC3339), got)
+	}
+}
+
+// TestConsoleAPIBridges lists the bridges with their runner's report.
+func TestConsoleAPIBridges(t *testing.T) {
+	t.Parallel()
+	base, c := consoleNode(t, httpapi.Service{})
+	ctx := qxdtest.Context(t, time.Minute)
+	var v httpapi.BridgesView
+	callJSON(t, "GET", base+"/api/bridges", nil, 200, &v)
+	if len(v.Bridges) != 0 {
+		t.Fatalf("/api/bridges before any: %+v", v)
+	}
+	if _, err := c.Admin().CreateBridge(ctx, qxd.IngestBridge("sensors", "sensors.>", "orders", "token:2")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the bridge listed with its runner's report", func() bool {
+		callJSON(t, "GET", base+"/api/bridges", nil, 200, &v)
+		return len(v.Bridges) == 1 && v.Bridges[0].Bridge.Name == "sensors" && v.Bridges[0].Status != nil && v.Bridges[0].Status.Node == "test"
+	})
+	if v.Runner != "test" || v.Bridges[0].Bridge.From != "sensors.>" || v.Bridges[0].Bridge.Topic != "orders" {
+		t.Errorf("/api/bridges = %+v", v)
+	}
+}
+
 func TestConsoleAPIChanges(t *testing.T) {
 	t.Parallel()
 	base, c := consoleNode(t, httpapi.Service{})

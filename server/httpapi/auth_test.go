@@ -152,6 +152,11 @@ func TestConsoleAuth(t *testing.T) {
 	wantOK(as("writer"), "GET", "/api/topics/orders", nil, 200, nil)
 	wantErr(as("writer"), "GET", "/api/topics/orders/partitions/0/records", nil, 403, "TOPIC_AUTHORIZATION_FAILED", "consume right")
 	wantErr(as("writer"), "GET", "/api/groups/billing", nil, 403, "GROUP_AUTHORIZATION_FAILED")
+	wantErr(as("writer"), "POST", "/api/groups/billing/seek", httpapi.SeekGroup{Topic: "orders", To: "start"}, 403, "GROUP_AUTHORIZATION_FAILED")
+	wantErr(as("viewer"), "POST", "/api/groups/other/seek", httpapi.SeekGroup{Topic: "orders", To: "start"}, 403, "GROUP_AUTHORIZATION_FAILED")
+	wantErr(as("viewer"), "GET", "/api/bridges", nil, 403, "CLUSTER_AUTHORIZATION_FAILED", "admin on every topic")
+	wantOK(as("viewer"), "GET", "/api/events", nil, 200, nil)
+	wantOK(as("ops"), "GET", "/api/bridges", nil, 200, nil)
 
 	ctx := qxdtest.Context(t, time.Minute)
 	ts, err := c.Admin().ListTopics(ctx)

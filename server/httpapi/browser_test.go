@@ -94,6 +94,14 @@ func setHeaders(h network.Headers) chromedp.Action[chromedp.Void] {
 	})
 }
 
+// setJS runs a JavaScript statement on the page.
+func setJS(stmt string) chromedp.Action[chromedp.Void] {
+	return chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
+		_, err := chromedp.Evaluate[bool]("(" + stmt + ", true)")(ctx, t)
+		return err
+	})
+}
+
 // waitJS waits until the JavaScript expression is true on the page.
 func waitJS(t *testing.T, ctx context.Context, what, expr string) {
 	t.Helper()
@@ -187,6 +195,18 @@ func TestConsoleInBrowser(t *testing.T) {
 			`document.querySelectorAll("#records tbody tr").length === 7 && `+text("#records tbody")+`.includes('"n": 3') && `+
 				text("#records tbody")+`.includes("AAEC/w==") && `+text("#records tbody")+`.includes("plain text")`)
 		screenshot(t, ctx, "records")
+		// From a time: record 5 was stamped t0+5s.
+		if err := chromedp.Do(ctx,
+			setJS(`document.getElementById("browse-offset").value = ""`),
+			chromedp.SetValue("#browse-time", t0.Add(5*time.Second).Format(time.RFC3339)),
+			chromedp.SetValue("#browse-limit", "50"),
+			chromedp.Click("#browse-submit"),
+		); err != nil {
+			t.Fatal(err)
+		}
+		waitJS(t, ctx, "records 5 to 9 shown from the time of record 5",
+			`document.querySelectorAll("#records tbody tr").length === 5 && document.querySelector("#records tbody tr td").innerText === "5"`)
+		screenshot(t, ctx, "records-from-time")
 	})
 
 	t.Run("groups", func(t *testing.T) {
@@ -203,6 +223,55 @@ func TestConsoleInBrowser(t *testing.T) {
 		commit(10)
 		waitJS(t, ctx, "billing's lag fell to 0", text("#lag-total")+` === "(total 0)"`)
 		screenshot(t, ctx, "groups-lag-0")
+		// While the group has a member, seeking is not offered.
+		waitJS(t, ctx, "no seek while billing has a member", `document.getElementById("seek-form").hidden && `+text("#seek-note")+`.includes("empty")`)
+		// Its member leaves: the page offers the seek, which goes back to the start.
+		if err := cons.Close(qctx); err != nil {
+			t.Fatal(err)
+		}
+		waitJS(t, ctx, "the seek form once billing is empty", `!document.getElementById("seek-form").hidden && `+text("#group-summary")+`.includes("Empty")`)
+		if err := chromedp.Do(ctx,
+			chromedp.SetValue("#seek-topic", "orders"),
+			chromedp.SetValue("#seek-to", "start"),
+			chromedp.Click("#seek-submit"),
+		); err != nil {
+			t.Fatal(err)
+		}
+		waitJS(t, ctx, "billing's lag is 10 after the seek to the start", text("#lag-total")+` === "(total 10)" && `+text("#seek-result")+`.includes("orders/0: 10 -> 0")`)
+		screenshot(t, ctx, "groups-seek")
+		d, err := c.Admin().DescribeGroup(qctx, "billing")
+		if err != nil || len(d.Partitions) != 1 || d.Partitions[0].Committed != 0 {
+			t.Errorf("billing after the console's seek: %+v %v, want committed 0", d, err)
+		}
+	})
+
+	t.Run("bridges", func(t *testing.T) {
+		if _, err := c.Admin().CreateBridge(qctx, qxd.IngestBridge("sensors", "sensors.>", "orders", "token:2")); err != nil {
+			t.Fatal(err)
+		}
+		if err := chromedp.Do(ctx, chromedp.Navigate(base+"/#bridges")); err != nil {
+			t.Fatal(err)
+		}
+		waitJS(t, ctx, "the bridges page lists sensors, run by node test", text("#bridges tbody")+`.includes("sensors") && `+text("#bridges tbody")+`.includes("sensors.>") && `+text("#bridges-summary")+`.includes("node test")`)
+		screenshot(t, ctx, "bridges")
+	})
+
+	t.Run("events", func(t *testing.T) {
+		cfgs := qxdtest.ClusterConfigs(t, 3)
+		addr := qxdtest.FreeAddr(t)
+		cfgs[0].Services = append(cfgs[0].Services, httpapi.Service{Listen: addr})
+		nodes := qxdtest.StartCluster(t, cfgs)
+		cc := qxdtest.Connect(t, nodes[0])
+		qxdtest.CreateTopic(t, cc, "replicated", qxd.TopicConfig{Partitions: 3, Replicas: 3})
+		if err := chromedp.Do(ctx, chromedp.Navigate("http://"+addr+"/#events")); err != nil {
+			t.Fatal(err)
+		}
+		if err := nodes[2].Close(qctx); err != nil {
+			t.Fatal(err)
+		}
+		// The page refreshes itself: the election that follows n3's stop appears.
+		waitJS(t, ctx, "a partition of replicated elected a leader", text("#events tbody")+`.includes("leader elected") && `+text("#events tbody")+`.includes("replicated/")`)
+		screenshot(t, ctx, "events")
 	})
 
 	t.Run("secured", func(t *testing.T) {
@@ -248,10 +317,7 @@ func TestConsoleInBrowser(t *testing.T) {
 		}
 		waitJS(t, ctx, "ops' topic page has the delete button", `!document.getElementById("delete-form").hidden && document.getElementById("topic-readonly").hidden`)
 		screenshot(t, ctx, "topics-ops")
-		if err := chromedp.Do(ctx, chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
-			_, err := chromedp.Evaluate[bool](`(window.confirm = () => true, true)`)(ctx, t)
-			return err
-		}), chromedp.Click("#delete-submit")); err != nil {
+		if err := chromedp.Do(ctx, setJS(`window.confirm = () => true`), chromedp.Click("#delete-submit")); err != nil {
 			t.Fatal(err)
 		}
 		waitJS(t, ctx, "orders is gone", `!`+text("#topics tbody")+`.includes("orders")`)

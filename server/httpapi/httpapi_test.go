@@ -131,6 +131,17 @@ func TestReadyzCluster(t *testing.T) {
 	}
 	// n3 led one of the partitions (leaders are spread): another node took it.
 	waitFor(t, "a partition leader election counted after n3 stopped", func() bool { return elections("partition") > before })
+	// The console's events view shows it, with the partition it is about.
+	waitFor(t, "a partition's leader election in /api/events", func() bool {
+		var evs []httpapi.Event
+		callJSON(t, "GET", bases[0]+"/api/events", nil, 200, &evs)
+		for _, e := range evs {
+			if e.What == "leader elected" && e.Kind == "partition" && e.Topic == "replicated" && e.Partition != nil && e.Leader != "" {
+				return true
+			}
+		}
+		return false
+	})
 	if err := nodes[1].Close(ctx); err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,5 @@
-// qxd console: one page, four views, each refreshed with fetch + setInterval.
+// qxd console: one page, six views, each refreshed with fetch + setInterval
+// (no page reload).
 "use strict";
 
 const $ = (id) => document.getElementById(id);
@@ -175,6 +176,13 @@ async function refreshGroup() {
     row(lb, [p.topic + "/" + p.partition, p.committed < 0 ? "none" : p.committed, p.log_start_offset, p.high_watermark, p.lag, p.member || "", p.note || ""]);
   }
   $("lag-total").textContent = "(total " + total + ")";
+  // Seeking takes an empty group, the group right and consume on the topic.
+  const empty = d.state === "Empty" || d.state === "Dead";
+  $("seek-form").hidden = !empty || !can("groups", d.group);
+  $("seek-note").hidden = empty && can("groups", d.group);
+  $("seek-note").textContent = !can("groups", d.group) ? "User " + me.user + " has no right on group " + d.group + "." :
+    "Seek needs the group empty: it is " + d.state + " with " + (d.members || []).length + " members. Stop its consumers first.";
+  if (!$("seek-topic").value && d.partitions && d.partitions.length) $("seek-topic").value = d.partitions[0].topic;
   lagHistory.push(total);
   if (lagHistory.length > 120) lagHistory.shift();
   drawLag();
@@ -230,13 +238,38 @@ async function browse(offset) {
   }
 }
 
+async function refreshBridges() {
+  const v = await api("GET", "/bridges");
+  $("bridges-summary").textContent = v.bridges.length + " bridges" + (v.runner ? ", run by node " + v.runner : "");
+  const tb = clear("bridges");
+  for (const x of v.bridges) {
+    const b = x.bridge, st = x.status;
+    const ends = b.kind === "ingest" ? (b.stream || b.from || "") + (b.capture ? " (capture)" : "") : (b.to || b.subject || "");
+    row(tb, [b.name, b.kind, ends, b.topic, st ? st.node : "not running", st ? new Date(st.since).toLocaleString() : "",
+      st ? st.messages : "", st ? st.failed : "", st && st.backlog ? st.backlog : "", (st && st.last_error) || x.error || ""]);
+  }
+}
+
+async function refreshEvents() {
+  const evs = await api("GET", "/events");
+  const tb = clear("events");
+  for (const e of evs) {
+    const where = e.topic !== undefined && e.topic !== "" ? e.topic + "/" + e.partition : e.stream;
+    const reps = (e.replicas || []).map((r) => r.name + (r.offline ? " (offline)" : r.current ? "" : " (behind)")).join(", ");
+    const tr = row(tb, [new Date(e.time).toLocaleTimeString(), e.what, e.kind, where, e.consumer || "", e.leader || "", reps]);
+    if (e.what === "quorum lost") tr.className = "bad";
+  }
+}
+
 const refreshers = {
   cluster: refreshCluster,
   topics: refreshTopics,
   records: refreshBrowseTopics,
   groups: refreshGroups,
+  bridges: refreshBridges,
+  events: refreshEvents,
 };
-const intervals = { cluster: 5000, topics: 5000, records: 0, groups: 2000 };
+const intervals = { cluster: 5000, topics: 5000, records: 0, groups: 2000, bridges: 5000, events: 2000 };
 
 async function refresh() {
   try {
@@ -300,6 +333,16 @@ $("delete-form").addEventListener("submit", (ev) => {
     await api("DELETE", "/topics/" + encodeURIComponent(topic));
     topic = null;
     $("topic-detail").hidden = true;
+  });
+});
+$("seek-form").addEventListener("submit", (ev) => {
+  ev.preventDefault();
+  act("seek group", async () => {
+    const parts = $("seek-partitions").value.split(",").map((s) => s.trim()).filter((s) => s && s !== "all").map(Number);
+    const r = await api("POST", "/groups/" + encodeURIComponent(group) + "/seek",
+      { topic: $("seek-topic").value.trim(), partitions: parts, to: $("seek-to").value.trim() });
+    $("seek-result").textContent = r.changes.map((c) => c.topic + "/" + c.partition + ": " +
+      (c.old < 0 ? "none" : c.old) + " -> " + c.new).join("\n");
   });
 });
 $("browse-form").addEventListener("submit", (ev) => {
