@@ -97,7 +97,7 @@ func setHeaders(h network.Headers) chromedp.Action[chromedp.Void] {
 // setJS runs a JavaScript statement on the page.
 func setJS(stmt string) chromedp.Action[chromedp.Void] {
 	return chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
-		_, err := chromedp.Evaluate[bool]("(" + stmt + ", true)")(ctx, t)
+		_, err := chromedp.Evaluate[bool]("("+stmt+", true)")(ctx, t)
 		return err
 	})
 }
