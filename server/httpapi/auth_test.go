@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"strings"
@@ -243,5 +244,39 @@ func TestHTTPConfigBlock(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), c.says) {
 			t.Errorf("%s: %v, want an error saying %q", c.text, err, c.says)
 		}
+	}
+}
+
+// TestConsoleNoPasswordInClear: a node with users and a plain-HTTP port takes
+// passwords from its own host only, as its Kafka port does; another host is
+// told to turn TLS on.
+func TestConsoleNoPasswordInClear(t *testing.T) {
+	t.Parallel()
+	var other string
+	addrs, _ := net.InterfaceAddrs()
+	for _, a := range addrs {
+		if ipn, ok := a.(*net.IPNet); ok && ipn.IP.To4() != nil && !ipn.IP.IsLoopback() {
+			other = ipn.IP.String()
+			break
+		}
+	}
+	if other == "" {
+		t.Skip("no non-loopback IPv4 address on this machine to connect from")
+	}
+	cfg := qxdtest.NodeConfig(t, t.TempDir())
+	cfg.Auth.Users = []server.UserAuth{{Name: "ops", Password: qxdtest.HashPassword(t, "ops-pw"), Grant: semantics.Grant{Admin: []string{"*"}}}}
+	_, port, _ := net.SplitHostPort(qxdtest.FreeAddr(t))
+	cfg.Services = append(cfg.Services, httpapi.Service{Listen: "0.0.0.0:" + port})
+	qxdtest.StartNodeWith(t, cfg)
+	ops := &creds{"ops", "ops-pw"}
+	code, _, b := send(t, http.DefaultClient, ops, "GET", "http://"+net.JoinHostPort(other, port)+"/api/topics", nil)
+	if code != http.StatusForbidden || !strings.Contains(string(b), "turn TLS on") {
+		t.Errorf("GET /api/topics from %s over plain HTTP: %d %s, want 403 saying to turn TLS on", other, code, b)
+	}
+	if code, _, b := send(t, http.DefaultClient, nil, "GET", "http://"+net.JoinHostPort(other, port)+"/readyz", nil); code != http.StatusOK {
+		t.Errorf("GET /readyz from %s: %d %s, want 200 (probes need no user)", other, code, b)
+	}
+	if code, _, b := send(t, http.DefaultClient, ops, "GET", "http://127.0.0.1:"+port+"/api/topics", nil); code != http.StatusOK {
+		t.Errorf("GET /api/topics from 127.0.0.1: %d %s, want 200", code, b)
 	}
 }
