@@ -94,6 +94,7 @@ func (s Service) Start(ctx context.Context, h server.Host) (server.Running, erro
 		adv.stop()
 		return nil, fmt.Errorf("http port: console client: %w", err)
 	}
+	m.bridges = cl.Admin()
 	r := &running{h: h, log: h.Logger(), ln: ln, metrics: m, adv: adv, unobserve: h.Observe(m), done: make(chan struct{})}
 	// The probes answer anyone; the rest authenticates on a node with users.
 	mux := http.NewServeMux()

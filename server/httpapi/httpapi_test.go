@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
@@ -295,6 +296,24 @@ func TestMetricsAfterKnownWork(t *testing.T) {
 	if _, err := n.Fetcher().Fetch(ctx, server.FetchRequest{Topic: "metered", Partition: 0}); err != nil {
 		t.Fatal(err)
 	}
+	// A bridge takes messages published on sensors.> into topic bridged.
+	qxdtest.CreateTopic(t, c, "bridged", qxd.TopicConfig{Partitions: 1})
+	if _, err := c.Admin().CreateBridge(ctx, qxd.IngestBridge("sensors", "sensors.>", "bridged", "")); err != nil {
+		t.Fatal(err)
+	}
+	nc, err := nats.Connect(n.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	waitFor(t, "the bridge stores what is published", func() bool {
+		if _, err := nc.Request("sensors.a", []byte("reading"), 2*time.Second); err != nil {
+			return false
+		}
+		d, err := c.Admin().DescribeBridge(ctx, "sensors")
+		return err == nil && d.Status != nil && d.Status.Messages >= 3
+	})
+
 	kc, err := kgo.NewClient(kgo.SeedBrokers(n.KafkaAddr()))
 	if err != nil {
 		t.Fatal(err)
@@ -308,10 +327,9 @@ func TestMetricsAfterKnownWork(t *testing.T) {
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		fams = scrape(t, base)
-		if _, ok := value(fams, "qxd_group_committed_offset", "group", "billing", "topic", "metered", "partition", "0"); ok {
-			if v, _ := value(fams, "qxd_group_committed_offset", "group", "billing", "topic", "metered", "partition", "0"); v == 5 {
-				break
-			}
+		v, _ := value(fams, "qxd_group_committed_offset", "group", "billing", "topic", "metered", "partition", "0")
+		if _, bridged := value(fams, "qxd_bridge_running", "bridge", "sensors"); v == 5 && bridged {
+			break
 		}
 		if time.Now().After(deadline) {
 			t.Fatal("the scrape shows no commit of group billing within 30s")
@@ -342,10 +360,12 @@ func TestMetricsAfterKnownWork(t *testing.T) {
 		}
 	}
 	expect("qxd_append_latency_seconds", 5, "topic", "metered") // the histogram's count
-	expect("qxd_requests_total", 5, "api", "produce", "error", "NONE")
+	// Each batch the bridge appended was a produce request too.
+	bridgedBatches, _ := value(fams, "qxd_appended_batches_total", "topic", "bridged", "partition", "0")
+	expect("qxd_requests_total", 5+bridgedBatches, "api", "produce", "error", "NONE")
 	expect("qxd_requests_total", 1, "api", "produce", "error", "CORRUPT_MESSAGE")
 	expect("qxd_requests_total", 1, "api", "produce", "error", "NOT_LEADER_OR_FOLLOWER")
-	expect("qxd_requests_total", 1, "api", "topic.create", "error", "NONE")
+	expect("qxd_requests_total", 2, "api", "topic.create", "error", "NONE")
 	expect("qxd_group_committed_offset", 5, "group", "billing", "topic", "metered", "partition", "0")
 	expect("qxd_group_committed_offset", 10, "group", "billing", "topic", "metered", "partition", "1")
 	expect("qxd_group_lag", 12-5, "group", "billing", "topic", "metered", "partition", "0")
@@ -357,11 +377,17 @@ func TestMetricsAfterKnownWork(t *testing.T) {
 	expect("qxd_node_ready", 1)
 	expect("qxd_node_jetstream_up", 1)
 	expect("qxd_node_sync_interval_seconds", 0)
-	expect("qxd_node_partitions_led", 2+float64(0))
-	expect("qxd_cluster_partitions", 2)
+	expect("qxd_node_partitions_led", 3)
+	expect("qxd_cluster_partitions", 3)
 	expect("qxd_cluster_under_replicated_partitions", 0)
 	expect("qxd_cluster_partitions_without_leader", 0)
 	expect("qxd_metrics_read_errors", 0)
+	expect("qxd_bridge_running", 1, "bridge", "sensors", "kind", "ingest", "topic", "bridged")
+	expect("qxd_bridge_failed_total", 0, "bridge", "sensors")
+	expect("qxd_bridge_backlog", 0, "bridge", "sensors")
+	if v, ok := value(fams, "qxd_bridge_messages_total", "bridge", "sensors"); !ok || v < 3 {
+		t.Errorf("qxd_bridge_messages_total{bridge=sensors} = %v (present %v), want at least the 3 stored", v, ok)
+	}
 	if v, ok := value(fams, "qxd_group_generation", "group", "billing"); !ok || v < 1 {
 		t.Errorf("qxd_group_generation = %v (present %v), want at least 1", v, ok)
 	}

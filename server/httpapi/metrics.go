@@ -12,6 +12,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/qxd-io/qxd"
 	"github.com/qxd-io/qxd/groups"
 	"github.com/qxd-io/qxd/internal/partition"
 	"github.com/qxd-io/qxd/semantics"
@@ -38,6 +39,12 @@ const DefaultMaxPartitionSeries = 5000
 // otherLabel is the topic and partition label of the series of partitions past
 // the limit: not a valid topic name, so it cannot be mistaken for one.
 const otherLabel = "(other)"
+
+// bridgeAdmin reads the bridges (the SDK's admin client, as `qxd bridge` does).
+type bridgeAdmin interface {
+	ListBridges(ctx context.Context) ([]qxd.Bridge, string, error)
+	DescribeBridge(ctx context.Context, name string) (qxd.BridgeDescription, error)
+}
 
 // stateTTL is how long one read of the node's state serves scrapes.
 const stateTTL = 5 * time.Second
@@ -73,6 +80,10 @@ var (
 	descGOffset  = desc("qxd_group_committed_offset", "The group's committed offset of the partition: the next offset it reads.", "group", "topic", "partition")
 	descGLag     = desc("qxd_group_lag", "Records the group has yet to read in the partition: high watermark minus committed offset.", "group", "topic", "partition")
 	descErrors   = desc("qxd_metrics_read_errors", "Parts of the node's state the last scrape could not read (their metrics are missing).")
+	descBMsgs    = desc("qxd_bridge_messages_total", "Messages the bridge stored (ingest) or records it published (egress) since it started on its node.", "bridge", "kind", "topic")
+	descBFailed  = desc("qxd_bridge_failed_total", "Messages the bridge could not store since it started on its node.", "bridge", "kind", "topic")
+	descBBacklog = desc("qxd_bridge_backlog", "Messages of the stream a stream or capture bridge reads that it has yet to take.", "bridge", "kind", "topic")
+	descBRunning = desc("qxd_bridge_running", "1 when the bridge runs (its runner answered), else 0.", "bridge", "kind", "topic")
 	descGTotal   = desc("qxd_group_total_lag", "Records the group has yet to read, summed over its committed partitions.", "group")
 	descOver     = desc("qxd_metrics_partitions_over_limit", "Partitions (and group partitions) without series of their own, past the HTTP port's limit of partition series: their counters and sizes are in the series labelled (other).", "kind")
 )
@@ -102,7 +113,8 @@ type fetchCounters struct {
 // metrics is the node's metrics: a server.Observer for the counters and a
 // prometheus.Collector for all of them.
 type metrics struct {
-	h server.Host
+	h       server.Host
+	bridges bridgeAdmin // the bridges' definitions and reports
 
 	maxParts int // partitions with series of their own
 
@@ -241,7 +253,7 @@ func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 	m.kafkaRequests.Describe(ch)
 	m.fetchRecords.Describe(ch)
 	m.fetchBytes.Describe(ch)
-	for _, d := range []*prometheus.Desc{descGTotal, descOver, descLogStart, descHWM, descStored, descBatches, descLed, descReady, descJS,
+	for _, d := range []*prometheus.Desc{descGTotal, descOver, descBMsgs, descBFailed, descBBacklog, descBRunning, descLogStart, descHWM, descStored, descBatches, descLed, descReady, descJS,
 		descSync, descMetaLead, descNodes, descParts, descUnder, descNoLeader, descCoord, descGState, descGMembers,
 		descGGen, descGOffset, descGLag, descErrors} {
 		ch <- d
@@ -272,6 +284,9 @@ func (m *metrics) state() *snapshot {
 	ctx, cancel := context.WithTimeout(context.Background(), stateTimeout)
 	defer cancel()
 	m.last = readState(ctx, m.h)
+	if m.bridges != nil {
+		m.last.readBridges(ctx, m.h, m.bridges)
+	}
 	return m.last
 }
 
@@ -293,6 +308,40 @@ type snapshot struct {
 	noLeader    int
 	coordinator bool
 	groups      []groupState
+	bridges     []bridgeState // on the node running the bridges
+}
+
+// readBridges reads the bridges' reports when this node runs them, so that one
+// node of the cluster exports them.
+func (s *snapshot) readBridges(ctx context.Context, h server.Host, a bridgeAdmin) {
+	bs, runner, err := a.ListBridges(ctx)
+	if errors.Is(err, semantics.ErrInvalidRequest) {
+		return // the node hosts no bridges (an embedder without bridge.Service)
+	}
+	if err != nil {
+		s.errors++
+		return
+	}
+	if runner != h.Name() {
+		return
+	}
+	for _, b := range bs {
+		st := bridgeState{name: b.Name, kind: b.Kind, topic: b.Topic}
+		d, err := a.DescribeBridge(ctx, b.Name)
+		if err != nil {
+			s.errors++
+		} else if d.Status != nil {
+			st.running = true
+			st.messages, st.failed, st.backlog = float64(d.Status.Messages), float64(d.Status.Failed), float64(d.Status.Backlog)
+		}
+		s.bridges = append(s.bridges, st)
+	}
+}
+
+type bridgeState struct {
+	name, kind, topic         string
+	running                   bool
+	messages, failed, backlog float64
 }
 
 type partState struct {
@@ -517,5 +566,13 @@ func (m *metrics) collectState(ch chan<- prometheus.Metric, s *snapshot) {
 	}
 	if s.coordinator {
 		gauge(ch, descOver, float64(groupOver), "group_partition")
+	}
+	for _, b := range s.bridges {
+		gauge(ch, descBRunning, boolf(b.running), b.name, b.kind, b.topic)
+		if b.running {
+			ch <- prometheus.MustNewConstMetric(descBMsgs, prometheus.CounterValue, b.messages, b.name, b.kind, b.topic)
+			ch <- prometheus.MustNewConstMetric(descBFailed, prometheus.CounterValue, b.failed, b.name, b.kind, b.topic)
+			gauge(ch, descBBacklog, b.backlog, b.name, b.kind, b.topic)
+		}
 	}
 }
