@@ -34,6 +34,8 @@ type Config struct {
 	Auth Authenticator
 	// Logger receives the listener's logs. Default: discard.
 	Logger *slog.Logger
+	// Observer, when set, sees each answered request (metrics). Default: none.
+	Observer Observer
 	// MaxRequestBytes bounds one request's size; a client that sends a larger one
 	// is disconnected. Default 100 MiB (Kafka's socket.request.max.bytes).
 	MaxRequestBytes int32
@@ -437,6 +439,7 @@ func (c *conn) handle(buf []byte) (err error) {
 		}()
 		resp := rest()
 		if resp != nil {
+			c.l.observe(h.key, resp)
 			s.buf = frame(h, resp)
 		}
 	}()
@@ -445,6 +448,7 @@ func (c *conn) handle(buf []byte) (err error) {
 
 // queueNow queues an answer that is ready.
 func (c *conn) queueNow(h header, resp kmsg.Response) {
+	c.l.observe(h.key, resp)
 	s := &slot{done: make(chan struct{}), buf: frame(h, resp)}
 	close(s.done)
 	select {

@@ -274,6 +274,24 @@ func (a *authenticator) checkPassword(user, password string) (*UserAuth, error) 
 	return u, nil
 }
 
+// checkUserOrToken checks a user's password or, when user is "", a token: for
+// doors that take a user name and password (HTTP basic authentication).
+func (a *authenticator) checkUserOrToken(user, password string) (string, semantics.Grant, error) {
+	if user == "" {
+		for _, t := range a.tokens {
+			if tokenMatches(t.Token, password) {
+				return nameOr(t.Name, "token"), t.Grant, nil
+			}
+		}
+		return "", semantics.Grant{}, errors.New("no user name, and the password is not one of the node's tokens")
+	}
+	u, err := a.checkPassword(user, password)
+	if err != nil {
+		return "", semantics.Grant{}, err
+	}
+	return u.Name, u.Grant, nil
+}
+
 func (a *authenticator) checkJWT(c natsserver.ClientAuthentication, o *natsserver.ClientOpts, token string) (identity, error) {
 	uc, err := jwt.DecodeUserClaims(token)
 	if err != nil {

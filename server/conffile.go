@@ -26,6 +26,7 @@ import (
 //	auto_leader_rebalance: true          # leaders return to their spread (default)
 //	leader_imbalance_check_interval: 1m
 //	http_listen: "0.0.0.0:9644"          # metrics and probes; "" serves none
+//	http { listen: "0.0.0.0:9644", tls { cert: "http.pem", key: "http-key.pem" }, max_partition_series: 5000 }
 //	kafka { listen: "0.0.0.0:9092", advertise: "n1.example.com:9092" }  # "" turns it off
 //	cluster {
 //	  name: qxd
@@ -148,6 +149,19 @@ func (s section) boolean(key string, dst *bool) error {
 	return nil
 }
 
+func (s section) integer(key string, dst *int) error {
+	v, ok := s.m[key]
+	if !ok {
+		return nil
+	}
+	n, ok := v.(int64)
+	if !ok {
+		return fmt.Errorf("%s: want a whole number, got %v", s.name(key), v)
+	}
+	*dst = int(n)
+	return nil
+}
+
 func (s section) duration(key string, dst *time.Duration) error {
 	v, ok := s.m[key]
 	if !ok {
@@ -249,7 +263,7 @@ func (s section) list(key string) ([]section, error) {
 func configFromMap(m map[string]any, cfg Config, dir string) (Config, error) {
 	root := section{m: m, dir: dir}
 	if err := root.check("name", "listen", "data", "sync", "cluster", "tls", "auth", "shutdown_timeout",
-		"auto_leader_rebalance", "leader_imbalance_check_interval", "http_listen", "kafka"); err != nil {
+		"auto_leader_rebalance", "leader_imbalance_check_interval", "http_listen", "http", "kafka"); err != nil {
 		return cfg, err
 	}
 	err := firstErr(
@@ -264,6 +278,29 @@ func configFromMap(m map[string]any, cfg Config, dir string) (Config, error) {
 	)
 	if err != nil {
 		return cfg, err
+	}
+	if s, ok, err := root.sub("http"); err != nil {
+		return cfg, err
+	} else if ok {
+		if err := s.check("listen", "tls", "max_partition_series"); err != nil {
+			return cfg, err
+		}
+		if err := s.integer("max_partition_series", &cfg.HTTPMaxPartitionSeries); err != nil {
+			return cfg, err
+		}
+		if _, both := root.m["http_listen"]; both && s.m["listen"] != nil {
+			return cfg, fmt.Errorf("http_listen and http.listen are both set: keep one")
+		}
+		if err := s.str("listen", &cfg.HTTPListen); err != nil {
+			return cfg, err
+		}
+		if t, ok, err := s.sub("tls"); err != nil {
+			return cfg, err
+		} else if ok {
+			if cfg.HTTPTLS, err = tlsFromSection(t, cfg.HTTPTLS); err != nil {
+				return cfg, err
+			}
+		}
 	}
 	if s, ok, err := root.sub("kafka"); err != nil {
 		return cfg, err

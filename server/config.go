@@ -79,6 +79,12 @@ type Config struct {
 	// embedder adds server/httpapi's Service on it, as qxd server does. Default
 	// 127.0.0.1:9644.
 	HTTPListen string
+	// HTTPTLS turns on TLS for the HTTP port with keys of its own. Zero: the HTTP
+	// port uses TLS when the node's client port does, with the same keys (TLS).
+	HTTPTLS TLSConfig
+	// HTTPMaxPartitionSeries bounds the partitions (and group partitions) the HTTP
+	// port's metrics give series of their own; the rest share one. 0: its default.
+	HTTPMaxPartitionSeries int
 	// KafkaListen is the address of the Kafka wire protocol listener, host:port
 	// (port 0 picks a free port). Empty: no Kafka listener. Default empty; 'qxd
 	// server' listens on 127.0.0.1:9092 unless told otherwise. See docs/kafka.md.
@@ -164,6 +170,12 @@ func (c Config) Validate() error {
 		return fmt.Errorf("shutdown timeout %v must be positive", c.ShutdownTimeout)
 	}
 	if err := c.Auth.validate(); err != nil {
+		return err
+	}
+	if c.HTTPMaxPartitionSeries < 0 {
+		return fmt.Errorf("http max partition series %d is negative: give 0 (the default) or more", c.HTTPMaxPartitionSeries)
+	}
+	if err := c.HTTPTLS.validate("http tls"); err != nil {
 		return err
 	}
 	if err := c.TLS.validate("tls"); err != nil {

@@ -74,7 +74,7 @@ func (n *Node) startKafka() error {
 		return kafkaListenErr(n.cfg.KafkaListen, err)
 	}
 	b := &kafkaBackend{n: n, nc: nc, addrs: map[string]kafka.Broker{}, advertise: advertised(n.cfg, ln.Addr())}
-	kcfg := kafka.Config{Listener: ln, Backend: b, Logger: n.log}
+	kcfg := kafka.Config{Listener: ln, Backend: b, Logger: n.log, Observer: &n.obs}
 	if n.cfg.TLS.Enabled() {
 		// The node's certificates, as on its NATS port (mutual TLS with Verify).
 		if kcfg.TLS, _, err = n.cfg.TLS.build("tls", n.cfg.TLS.Verify); err != nil {

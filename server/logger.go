@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+
+	"github.com/qxd-io/qxd/semantics"
 )
 
 // natsLogger adapts the NATS server's logger to slog and remembers fatal errors, which
@@ -31,8 +33,28 @@ func (l *natsLogger) emit(level slog.Level, format string, v ...any) {
 		// restarts; NATS keeps trying, and cluster info shows which nodes are down.
 		level = slog.LevelInfo
 	}
-	// The NATS server's own text is the message; it cannot be a constant.
-	l.log.Log(context.Background(), level, msg, "component", "nats")
+	// The NATS server's own text is the message; it cannot be a constant. A
+	// warning or error about a partition's stream names its topic and partition.
+	args := []any{"component", "nats"}
+	if level >= slog.LevelWarn {
+		if topic, p, ok := partitionIn(msg); ok {
+			args = append(args, "topic", topic, "partition", p)
+		}
+	}
+	l.log.Log(context.Background(), level, msg, args...)
+}
+
+// partitionIn finds the first partition stream named in a NATS server message
+// ("JetStream cluster stream '$G > QXD_orders_3' has NO quorum, stalled").
+func partitionIn(msg string) (topic string, p int32, ok bool) {
+	for _, tok := range strings.FieldsFunc(msg, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' || r == '-' || r == '=')
+	}) {
+		if topic, p, ok := semantics.ParseStreamName(tok); ok {
+			return topic, p, true
+		}
+	}
+	return "", 0, false
 }
 
 // Noticef passes the NATS server's notices (its start-up banner, listeners) at debug

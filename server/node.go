@@ -358,7 +358,7 @@ func (n *Node) startServices(ctx context.Context) error {
 		return err
 	}
 	n.groups.run()
-	n.fetch = &Fetcher{nc: n.nc, topics: meta, checkpoints: meta}
+	n.fetch = &Fetcher{nc: n.nc, topics: meta, checkpoints: meta, obs: &n.obs}
 	var perms *permRegistry
 	if n.auth != nil {
 		perms = n.auth.reg

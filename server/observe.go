@@ -25,6 +25,14 @@ type Observer interface {
 	// Answered is called once per request a door answered: api names the request
 	// (APIName), code is the Kafka error code of its answer (0: none).
 	Answered(api string, code int16)
+	// Fetched is called once per fetch the node's fetch service answered with
+	// batches (the Kafka listener's Fetch, the console's records): records records
+	// in bytes bytes of partition p of topic.
+	Fetched(topic string, p int32, records int64, bytes int)
+	// KafkaAnswered is called once per request the Kafka listener answered: api is
+	// Kafka's name of the request ("Produce", "Fetch"), code the first error code
+	// in its answer (0: none).
+	KafkaAnswered(api string, code int16)
 }
 
 // APIName names a request for an Observer by its subject: "produce" for a
@@ -106,6 +114,26 @@ func (s *observers) answered(api string, code int16) {
 	if l := s.list.Load(); l != nil {
 		for _, o := range *l {
 			o.Answered(api, code)
+		}
+	}
+}
+
+func (s *observers) fetched(topic string, p int32, records int64, bytes int) {
+	if s == nil {
+		return
+	}
+	if l := s.list.Load(); l != nil {
+		for _, o := range *l {
+			o.Fetched(topic, p, records, bytes)
+		}
+	}
+}
+
+// Answered implements kafka.Observer: the Kafka listener's requests.
+func (s *observers) Answered(api string, code int16) {
+	if l := s.list.Load(); l != nil {
+		for _, o := range *l {
+			o.KafkaAnswered(api, code)
 		}
 	}
 }

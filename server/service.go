@@ -111,6 +111,15 @@ type Host interface {
 	Ready() []string
 	// Sync is the node's sync setting (Config.Sync).
 	Sync() time.Duration
+
+	// For a front door that authenticates its clients (server/httpapi):
+
+	// AuthEnabled reports whether the node's clients must authenticate (Config.Auth).
+	AuthEnabled() bool
+	// Authenticate checks a user name and password against the node's users, as
+	// the NATS and Kafka ports check them (a user "" with a token as password
+	// checks the node's tokens), and returns the identity's name and grant.
+	Authenticate(user, password string) (name string, grant semantics.Grant, err error)
 }
 
 // nodeHost is a node as the Host of its services.
@@ -167,6 +176,14 @@ func (h nodeHost) Admin() *Admin             { return h.n.Admin() }
 func (h nodeHost) Observe(o Observer) func() { return h.n.obs.add(o) }
 func (h nodeHost) Ready() []string           { return h.n.ready() }
 func (h nodeHost) Sync() time.Duration       { return h.n.cfg.Sync }
+func (h nodeHost) AuthEnabled() bool         { return h.n.auth != nil }
+
+func (h nodeHost) Authenticate(user, password string) (string, semantics.Grant, error) {
+	if h.n.auth == nil {
+		return "", semantics.Grant{}, errors.New("the node has no users: it authenticates no one")
+	}
+	return h.n.auth.checkUserOrToken(user, password)
+}
 
 func (h nodeHost) ResetOffsets(ctx context.Context, group string, offsets map[semantics.TopicPartition]int64) error {
 	if h.n.groups == nil || h.n.groups.offsets == nil {

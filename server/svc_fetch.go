@@ -23,6 +23,7 @@ type Fetcher struct {
 	nc          *nats.Conn // JetStream API requests
 	topics      topicStore
 	checkpoints checkpointStore
+	obs         *observers // the services' Observers
 }
 
 // FetchRequest asks for partition Partition of Topic from Offset.
@@ -99,7 +100,12 @@ func (f *Fetcher) Fetch(ctx context.Context, req FetchRequest) (FetchResult, err
 	if limit <= 0 {
 		limit = DefaultFetchMaxBytes
 	}
-	size := 0
+	size, records := 0, int64(0)
+	defer func() {
+		if len(res.Batches) > 0 {
+			f.obs.fetched(t.Name, p, records, size)
+		}
+	}()
 	for seq <= o.LastSeq {
 		m, err := r.Get(ctx, seq)
 		if errors.Is(err, semantics.ErrNoBatch) {
@@ -111,7 +117,8 @@ func (f *Fetcher) Fetch(ctx context.Context, req FetchRequest) (FetchResult, err
 		if m.Seq > o.LastSeq || len(res.Batches) > 0 && size+len(m.Data) > limit {
 			break
 		}
-		if _, err := semantics.ParseBatchHeader(m.Data); err != nil {
+		h, err := semantics.ParseBatchHeader(m.Data)
+		if err != nil {
 			if len(res.Batches) > 0 {
 				break // the next fetch starts at it, and fails
 			}
@@ -119,6 +126,7 @@ func (f *Fetcher) Fetch(ctx context.Context, req FetchRequest) (FetchResult, err
 		}
 		res.Batches = append(res.Batches, m.Data)
 		size += len(m.Data)
+		records += int64(h.NumRecords)
 		seq = m.Seq + 1
 	}
 	return res, nil

@@ -74,6 +74,17 @@ func (t TLSConfig) build(what string, verify bool) (*tls.Config, float64, error)
 	return cfg, timeout.Seconds(), nil
 }
 
+// ServerTLS builds the TLS configuration of a server with t's keys, as the node's
+// client port uses them: with Verify, clients must present a certificate signed
+// by CA. what names the section in errors ("http tls").
+func (t TLSConfig) ServerTLS(what string) (*tls.Config, error) {
+	if err := t.validate(what); err != nil {
+		return nil, err
+	}
+	cfg, _, err := t.build(what, t.Verify)
+	return cfg, err
+}
+
 // applyTLS sets the client and route TLS options of the embedded server.
 func applyTLS(cfg Config, opts *natsserver.Options) error {
 	if cfg.TLS.Enabled() {

@@ -130,7 +130,7 @@ func (m *writerManager) apply(e jetstream.KeyValueEntry) {
 	}
 	t, err := decodeTopic(e)
 	if err != nil {
-		m.env.log.Warn("skipping corrupt topic record", "err", err)
+		m.env.log.Warn("skipping corrupt topic record", "topic", semantics.DecodeTopic(e.Key()), "err", err)
 		return
 	}
 	m.topics[t.Name] = t

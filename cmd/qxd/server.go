@@ -47,7 +47,9 @@ func (a *app) serverCommand() *cli.Command {
 			&cli.BoolFlag{Name: "auto-leader-rebalance", Value: def.AutoLeaderRebalance, EnvVars: []string{"QXD_AUTO_LEADER_REBALANCE"},
 				Usage: "move partition leaderships back to their spread once a node that stopped is back and caught up (=false: only 'qxd topic rebalance' moves them)"},
 			&cli.StringFlag{Name: "http-listen", Value: def.HTTPListen, EnvVars: []string{"QXD_HTTP_LISTEN"},
-				Usage: "address `HOST:PORT` of the HTTP port: Prometheus metrics at /metrics, probes at /healthz and /readyz; \"\" serves none"},
+				Usage: "address `HOST:PORT` of the HTTP port: Prometheus metrics at /metrics, probes at /healthz and /readyz, the console at /; \"\" serves none (TLS and users as the node's, or the config file's http block)"},
+			&cli.IntFlag{Name: "http-max-partition-series", EnvVars: []string{"QXD_HTTP_MAX_PARTITION_SERIES"}, DefaultText: "5000",
+				Usage: "partitions (and group partitions) whose metrics get series of their own; the rest share series labelled (other) (`N`)"},
 			&cli.StringFlag{Name: "kafka-listen", Value: defaultKafkaListen, EnvVars: []string{"QXD_KAFKA_LISTEN"},
 				Usage: "Kafka wire protocol address `HOST:PORT` (any Kafka client connects here); empty turns it off"},
 			&cli.StringFlag{Name: "kafka-advertise", EnvVars: []string{"QXD_KAFKA_ADVERTISE"}, DefaultText: "the --kafka-listen address",
@@ -84,6 +86,9 @@ func (a *app) runServer(c *cli.Context) error {
 	if c.IsSet("http-listen") || c.String("config") == "" {
 		cfg.HTTPListen = c.String("http-listen")
 	}
+	if c.IsSet("http-max-partition-series") {
+		cfg.HTTPMaxPartitionSeries = c.Int("http-max-partition-series")
+	}
 	if c.IsSet("kafka-listen") || c.String("config") == "" {
 		cfg.KafkaListen = c.String("kafka-listen")
 	}
@@ -93,7 +98,7 @@ func (a *app) runServer(c *cli.Context) error {
 	cfg.Logger = a.log
 	cfg.Services = append(cfg.Services, bridge.Service{})
 	if cfg.HTTPListen != "" {
-		cfg.Services = append(cfg.Services, httpapi.Service{Listen: cfg.HTTPListen, ReadOnly: cfg.Auth.Enabled() || cfg.TLS.Enabled()})
+		cfg.Services = append(cfg.Services, httpapi.ForConfig(cfg))
 	}
 	node, err := server.Start(c.Context, cfg)
 	if err != nil {

@@ -2,6 +2,9 @@ package httpapi
 
 import (
 	"fmt"
+	"slices"
+	"sync"
+	"time"
 
 	"github.com/nats-io/jsm.go/api/jetstream/advisory"
 	"github.com/nats-io/jsm.go/registry"
@@ -27,13 +30,45 @@ const (
 	kindConsumer  = "consumer"  // a stream's consumer
 )
 
+// maxEvents is how many recent cluster events the console's events view keeps.
+const maxEvents = 200
+
+// Event is one cluster event for the console (GET /api/events): a JetStream
+// advisory as this node received it.
+type Event struct {
+	Time time.Time `json:"time"`
+	// What happened: "leader elected" or "quorum lost".
+	What string `json:"what"`
+	// Kind of RAFT group: partition, system or consumer.
+	Kind     string `json:"kind"`
+	Stream   string `json:"stream"`
+	Consumer string `json:"consumer,omitempty"`
+	// Topic and Partition name a partition's stream (Kind partition).
+	Topic     string `json:"topic,omitempty"`
+	Partition *int32 `json:"partition,omitempty"`
+	// Leader is the elected leader; Replicas the group's other peers, with
+	// whether each is current.
+	Leader   string         `json:"leader,omitempty"`
+	Replicas []EventReplica `json:"replicas,omitempty"`
+}
+
+// EventReplica is a peer of a RAFT group in an Event.
+type EventReplica struct {
+	Name    string `json:"name"`
+	Current bool   `json:"current"`
+	Offline bool   `json:"offline,omitempty"`
+}
+
 // advisories counts JetStream's cluster events, parsed with jsm.go's typed
 // schemas: leader elections and lost quorums of the RAFT groups of streams and
-// consumers.
+// consumers; it keeps the last maxEvents for the console.
 type advisories struct {
 	elections  *prometheus.CounterVec
 	quorumLost *prometheus.CounterVec
 	subs       []*nats.Subscription
+
+	mu     sync.Mutex
+	recent []Event // oldest first
 }
 
 func newAdvisories() *advisories {
@@ -70,22 +105,65 @@ func (a *advisories) stop() {
 	a.subs = nil
 }
 
-// onAdvisory counts one advisory; one of a schema it does not know is left out.
+// onAdvisory counts and keeps one advisory; one of a schema it does not know is
+// left out.
 func (a *advisories) onAdvisory(m *nats.Msg) {
 	_, ev, err := registry.ParseMessage(m.Data)
 	if err != nil {
 		return
 	}
+	const elected, lost = "leader elected", "quorum lost"
+	var e Event
 	switch ev := ev.(type) {
 	case *advisory.JSStreamLeaderElectedV1:
-		a.elections.WithLabelValues(streamKind(ev.Stream)).Inc()
+		e = Event{Time: ev.Time, What: elected, Kind: streamKind(ev.Stream), Stream: ev.Stream, Leader: ev.Leader, Replicas: replicas(ev.Replicas)}
+		a.elections.WithLabelValues(e.Kind).Inc()
 	case *advisory.JSStreamQuorumLostV1:
-		a.quorumLost.WithLabelValues(streamKind(ev.Stream)).Inc()
+		e = Event{Time: ev.Time, What: lost, Kind: streamKind(ev.Stream), Stream: ev.Stream, Replicas: replicas(ev.Replicas)}
+		a.quorumLost.WithLabelValues(e.Kind).Inc()
 	case *advisory.JSConsumerLeaderElectedV1:
+		e = Event{Time: ev.Time, What: elected, Kind: kindConsumer, Stream: ev.Stream, Consumer: ev.Consumer, Leader: ev.Leader, Replicas: replicas(ev.Replicas)}
 		a.elections.WithLabelValues(kindConsumer).Inc()
 	case *advisory.JSConsumerQuorumLostV1:
+		e = Event{Time: ev.Time, What: lost, Kind: kindConsumer, Stream: ev.Stream, Consumer: ev.Consumer, Replicas: replicas(ev.Replicas)}
 		a.quorumLost.WithLabelValues(kindConsumer).Inc()
+	default:
+		return
 	}
+	if t, p, ok := semantics.ParseStreamName(e.Stream); ok {
+		e.Topic, e.Partition = t, &p
+	}
+	if e.Time.IsZero() {
+		e.Time = time.Now()
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if len(a.recent) == maxEvents {
+		a.recent = slices.Delete(a.recent, 0, 1)
+	}
+	a.recent = append(a.recent, e)
+}
+
+func replicas(ps []*advisory.PeerInfoV1) []EventReplica {
+	var out []EventReplica
+	for _, p := range ps {
+		if p != nil {
+			out = append(out, EventReplica{Name: p.Name, Current: p.Current, Offline: p.Offline})
+		}
+	}
+	return out
+}
+
+// events returns the recent events, newest first.
+func (a *advisories) events() []Event {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	out := slices.Clone(a.recent)
+	slices.Reverse(out)
+	if out == nil {
+		out = []Event{}
+	}
+	return out
 }
 
 func streamKind(stream string) string {

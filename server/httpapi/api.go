@@ -43,13 +43,11 @@ const (
 // controlBatch is the attribute bit of Kafka's control (transaction marker) batches.
 const controlBatch = 0x20
 
-// api serves /api/.
+// api serves /api/. Each handler checks the signed-in user's rights (auth.go)
+// before it calls a service: the services run with the node's own rights.
 type api struct {
 	r  *running
 	cl *qxd.Client
-	// readOnly refuses mutations: the node has authentication or TLS and the HTTP
-	// port authenticates no one yet.
-	readOnly bool
 }
 
 // apiError is the body of every /api/ error.
@@ -60,16 +58,20 @@ type apiError struct {
 }
 
 func (a *api) routes(mux *http.ServeMux) {
+	mux.HandleFunc("GET /api/me", a.me)
 	mux.HandleFunc("GET /api/cluster", a.cluster)
 	mux.HandleFunc("GET /api/topics", a.listTopics)
-	mux.HandleFunc("POST /api/topics", a.mutation(a.createTopic))
+	mux.HandleFunc("POST /api/topics", a.createTopic)
 	mux.HandleFunc("GET /api/topics/{topic}", a.describeTopic)
-	mux.HandleFunc("DELETE /api/topics/{topic}", a.mutation(a.deleteTopic))
-	mux.HandleFunc("POST /api/topics/{topic}/config", a.mutation(a.alterConfig))
-	mux.HandleFunc("POST /api/topics/{topic}/partitions", a.mutation(a.addPartitions))
+	mux.HandleFunc("DELETE /api/topics/{topic}", a.deleteTopic)
+	mux.HandleFunc("POST /api/topics/{topic}/config", a.alterConfig)
+	mux.HandleFunc("POST /api/topics/{topic}/partitions", a.addPartitions)
 	mux.HandleFunc("GET /api/topics/{topic}/partitions/{partition}/records", a.records)
 	mux.HandleFunc("GET /api/groups", a.listGroups)
 	mux.HandleFunc("GET /api/groups/{group}", a.describeGroup)
+	mux.HandleFunc("POST /api/groups/{group}/seek", a.seekGroup)
+	mux.HandleFunc("GET /api/bridges", a.bridges)
+	mux.HandleFunc("GET /api/events", a.events)
 	mux.HandleFunc("/api/", func(w http.ResponseWriter, req *http.Request) {
 		fail(w, http.StatusNotFound, fmt.Errorf("no API at %s %s: see docs/operations.md, Console", req.Method, req.URL.Path))
 	})
@@ -117,16 +119,18 @@ func reqContext(req *http.Request) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(req.Context(), apiTimeout)
 }
 
-// mutation guards a handler that changes something: refused on a read-only port.
-func (a *api) mutation(h http.HandlerFunc) http.HandlerFunc {
-	return func(w http.ResponseWriter, req *http.Request) {
-		if a.readOnly {
-			fail(w, http.StatusForbidden, errors.New("this node has authentication or TLS and the HTTP port does not authenticate yet: "+
-				"the console only reads here; make the change with the qxd CLI as a user with admin rights"))
-			return
-		}
-		h(w, req)
+// allowed is true when err, a rights check, is nil; else it answers with err.
+func allowed(w http.ResponseWriter, err error) bool {
+	if err != nil {
+		failService(w, err)
+		return false
 	}
+	return true
+}
+
+func (a *api) me(w http.ResponseWriter, req *http.Request) {
+	p := who(req)
+	writeJSON(w, http.StatusOK, Me{Secured: p.grant != nil, User: p.name, Grant: p.grant})
 }
 
 // decodeBody reads req's JSON body into v, refusing unknown fields.
@@ -150,8 +154,6 @@ type ClusterView struct {
 	// an interval).
 	Node string `json:"node"`
 	Sync string `json:"sync"`
-	// ReadOnly is true when the console refuses changes (a secured node).
-	ReadOnly bool `json:"read_only"`
 	semantics.ClusterInfo
 }
 
@@ -170,7 +172,7 @@ func (a *api) cluster(w http.ResponseWriter, req *http.Request) {
 		failService(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, ClusterView{Node: a.r.h.Name(), Sync: syncString(a.r.h.Sync()), ReadOnly: a.readOnly, ClusterInfo: info})
+	writeJSON(w, http.StatusOK, ClusterView{Node: a.r.h.Name(), Sync: syncString(a.r.h.Sync()), ClusterInfo: info})
 }
 
 func (a *api) listTopics(w http.ResponseWriter, req *http.Request) {
@@ -194,6 +196,9 @@ type TopicView struct {
 }
 
 func (a *api) describeTopic(w http.ResponseWriter, req *http.Request) {
+	if !allowed(w, who(req).describeRight(req.PathValue("topic"))) {
+		return
+	}
 	ctx, cancel := reqContext(req)
 	defer cancel()
 	d, err := a.cl.Admin().DescribeTopic(ctx, req.PathValue("topic"))
@@ -223,6 +228,9 @@ func (a *api) createTopic(w http.ResponseWriter, req *http.Request) {
 		failService(w, fmt.Errorf("create topic %q: %w", body.Name, err))
 		return
 	}
+	if !allowed(w, who(req).topicRight(semantics.OpAdmin, body.Name)) {
+		return
+	}
 	cfg, err := semantics.WithConfig(body.Name, semantics.TopicConfig{Partitions: body.Partitions, Replicas: body.Replicas}, body.Config)
 	if err != nil {
 		failService(w, fmt.Errorf("create topic %q: %w", body.Name, err))
@@ -242,6 +250,9 @@ func (a *api) deleteTopic(w http.ResponseWriter, req *http.Request) {
 	ctx, cancel := reqContext(req)
 	defer cancel()
 	name := req.PathValue("topic")
+	if !allowed(w, who(req).topicRight(semantics.OpAdmin, name)) {
+		return
+	}
 	if err := a.cl.Admin().DeleteTopic(ctx, name); err != nil {
 		failService(w, err)
 		return
@@ -257,6 +268,9 @@ type AlterConfig struct {
 }
 
 func (a *api) alterConfig(w http.ResponseWriter, req *http.Request) {
+	if !allowed(w, who(req).topicRight(semantics.OpAdmin, req.PathValue("topic"))) {
+		return
+	}
 	var body AlterConfig
 	if !decodeBody(w, req, &body) {
 		return
@@ -277,6 +291,9 @@ type AddPartitions struct {
 }
 
 func (a *api) addPartitions(w http.ResponseWriter, req *http.Request) {
+	if !allowed(w, who(req).topicRight(semantics.OpAdmin, req.PathValue("topic"))) {
+		return
+	}
 	var body AddPartitions
 	if !decodeBody(w, req, &body) {
 		return
@@ -299,13 +316,22 @@ func (a *api) listGroups(w http.ResponseWriter, req *http.Request) {
 		failService(w, err)
 		return
 	}
-	if gs == nil {
-		gs = []qxd.GroupSummary{}
+	// A user sees the groups it has a right on, as Kafka's ListGroups shows them.
+	p := who(req)
+	shown := []qxd.GroupSummary{}
+	for _, g := range gs {
+		if p.allows(semantics.OpGroup, g.Group) {
+			shown = append(shown, g)
+		}
 	}
+	gs = shown
 	writeJSON(w, http.StatusOK, gs)
 }
 
 func (a *api) describeGroup(w http.ResponseWriter, req *http.Request) {
+	if !allowed(w, who(req).groupRight(req.PathValue("group"))) {
+		return
+	}
 	ctx, cancel := reqContext(req)
 	defer cancel()
 	d, err := a.cl.Admin().DescribeGroup(ctx, req.PathValue("group"))
@@ -415,6 +441,9 @@ func (a *api) records(w http.ResponseWriter, req *http.Request) {
 	defer cancel()
 	if err := semantics.ValidateTopicName(topic); err != nil {
 		failService(w, err)
+		return
+	}
+	if !allowed(w, who(req).topicRight(semantics.OpConsume, topic)) {
 		return
 	}
 	meta, err := a.r.h.Topic(ctx, topic)

@@ -15,12 +15,23 @@ import (
 	"github.com/qxd-io/qxd"
 	"github.com/qxd-io/qxd/internal/qxdtest"
 	"github.com/qxd-io/qxd/semantics"
+	"github.com/qxd-io/qxd/server"
 	"github.com/qxd-io/qxd/server/httpapi"
 )
 
 // call sends method url with body (JSON-encoded unless a string) and returns the
 // status and body.
 func call(t *testing.T, method, url string, body any) (int, []byte) {
+	t.Helper()
+	code, _, b := send(t, http.DefaultClient, nil, method, url, body)
+	return code, b
+}
+
+// creds are a user name and password for HTTP basic authentication.
+type creds struct{ user, password string }
+
+// send is call through hc, as who (nil: no credentials); it returns the headers too.
+func send(t *testing.T, hc *http.Client, who *creds, method, url string, body any) (int, http.Header, []byte) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -40,7 +51,10 @@ func call(t *testing.T, method, url string, body any) (int, []byte) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	if who != nil {
+		req.SetBasicAuth(who.user, who.password)
+	}
+	resp, err := hc.Do(req)
 	if err != nil {
 		t.Fatalf("%s %s: %v", method, url, err)
 	}
@@ -49,7 +63,7 @@ func call(t *testing.T, method, url string, body any) (int, []byte) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return resp.StatusCode, b
+	return resp.StatusCode, resp.Header, b
 }
 
 // callJSON is call that wants status want and decodes the body into out.
@@ -91,14 +105,24 @@ var t0 = time.Date(2026, 1, 2, 15, 4, 0, 0, time.UTC)
 // second apart from t0, keys k0…k9; values JSON for 0–7, text for 8, binary for 9.
 func consoleNode(t *testing.T, svc httpapi.Service) (string, *qxd.Client) {
 	t.Helper()
-	cfg := qxdtest.NodeConfig(t, t.TempDir())
+	return consoleNodeWith(t, qxdtest.NodeConfig(t, t.TempDir()), svc)
+}
+
+// consoleNodeWith is consoleNode on a node with cfg, its client connected with opts
+// (credentials on a node with users). The base URL is https:// when svc has TLS.
+func consoleNodeWith(t *testing.T, cfg server.Config, svc httpapi.Service, opts ...qxd.ClientOption) (string, *qxd.Client) {
+	t.Helper()
 	addr := qxdtest.FreeAddr(t)
 	svc.Listen = addr
 	cfg.Services = append(cfg.Services, svc)
 	n := qxdtest.StartNodeWith(t, cfg)
-	c := qxdtest.Connect(t, n)
-	qxdtest.CreateTopic(t, c, "orders", qxd.TopicConfig{Partitions: 1})
 	ctx := qxdtest.Context(t, time.Minute)
+	c, err := qxd.Connect(ctx, n.ClientURL(), opts...)
+	if err != nil {
+		t.Fatalf("connect: %v", err)
+	}
+	t.Cleanup(c.Close)
+	qxdtest.CreateTopic(t, c, "orders", qxd.TopicConfig{Partitions: 1})
 	p, err := c.NewProducer()
 	if err != nil {
 		t.Fatal(err)
@@ -119,6 +143,9 @@ func consoleNode(t *testing.T, svc httpapi.Service) (string, *qxd.Client) {
 	if err := p.ProduceSync(ctx, rs...); err != nil {
 		t.Fatal(err)
 	}
+	if svc.TLS.Enabled() {
+		return "https://" + addr, c
+	}
 	return "http://" + addr, c
 }
 
@@ -128,7 +155,7 @@ func TestConsoleAPIReads(t *testing.T) {
 
 	var cl httpapi.ClusterView
 	callJSON(t, "GET", base+"/api/cluster", nil, 200, &cl)
-	if cl.Node != "test" || cl.Sync != "always" || cl.ReadOnly || len(cl.Nodes) != 1 || !cl.Nodes[0].Up || cl.Partitions < 1 {
+	if cl.Node != "test" || cl.Sync != "always" || len(cl.Nodes) != 1 || !cl.Nodes[0].Up || cl.Partitions < 1 {
 		t.Errorf("/api/cluster = %+v, want node test, sync always, one node up", cl)
 	}
 	var ts []qxd.TopicInfo
@@ -249,6 +276,100 @@ func TestConsoleAPIGroups(t *testing.T) {
 	apiErr(t, "GET", base+"/api/groups/nobody", nil, 404, "GROUP_ID_NOT_FOUND", `"nobody"`, "qxd group list")
 }
 
+// TestConsoleAPISeek: a group's offsets are set through the same admin service as
+// `qxd group seek`: refused while it has members and for bad input, changing
+// nothing; once it is empty, to the start, an offset or a time.
+func TestConsoleAPISeek(t *testing.T) {
+	t.Parallel()
+	base, c := consoleNode(t, httpapi.Service{})
+	ctx := qxdtest.Context(t, time.Minute)
+	cons := qxdtest.NewConsumer(t, c, qxd.Group("billing"), qxd.AutoCommit(0))
+	if err := cons.Subscribe(ctx, "orders"); err != nil {
+		t.Fatal(err)
+	}
+	for read := 0; read < 10; {
+		rs, err := cons.Poll(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		read += len(rs)
+	}
+	if err := cons.CommitOffsets(ctx, map[qxd.TopicPartition]int64{{Topic: "orders", Partition: 0}: 4}); err != nil {
+		t.Fatal(err)
+	}
+	committed := func() int64 {
+		t.Helper()
+		d, err := c.Admin().DescribeGroup(ctx, "billing")
+		if err != nil || len(d.Partitions) != 1 {
+			t.Fatalf("describe billing: %+v %v", d, err)
+		}
+		return d.Partitions[0].Committed
+	}
+	seek := func(to string) httpapi.SeekGroup { return httpapi.SeekGroup{Topic: "orders", To: to} }
+	apiErr(t, "POST", base+"/api/groups/billing/seek", seek("start"), 409, "NON_EMPTY_GROUP")
+	if err := cons.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, bad := range []struct {
+		body any
+		code int
+		says string
+	}{
+		{seek("soon"), 400, `seek to "soon"`},
+		{seek("99"), 400, "out"},
+		{httpapi.SeekGroup{Topic: "nope", To: "start"}, 404, `"nope"`},
+		{httpapi.SeekGroup{Topic: "bad name!", To: "start"}, 400, "bad name!"},
+		{httpapi.SeekGroup{Topic: "orders", Partitions: []int32{3}, To: "start"}, 404, "partition 3"},
+		{`{"topic":"orders","to":"start","extra":1}`, 400, "extra"},
+	} {
+		apiErr(t, "POST", base+"/api/groups/billing/seek", bad.body, bad.code, "", bad.says)
+	}
+	apiErr(t, "POST", base+"/api/groups/bad%01group/seek", seek("start"), 400, "INVALID_GROUP_ID", "control character")
+	if got := committed(); got != 4 {
+		t.Fatalf("committed after the refused seeks: %d, want 4", got)
+	}
+	var r httpapi.SeekResult
+	callJSON(t, "POST", base+"/api/groups/billing/seek", httpapi.SeekGroup{Topic: "orders", To: "start", DryRun: true}, 200, &r)
+	if len(r.Changes) != 1 || r.Changes[0].Old != 4 || r.Changes[0].New != 0 || committed() != 4 {
+		t.Errorf("dry run: %+v, committed %d; want 4 -> 0 and nothing set", r, committed())
+	}
+	callJSON(t, "POST", base+"/api/groups/billing/seek", seek("start"), 200, &r)
+	if got := committed(); got != 0 || len(r.Changes) != 1 || r.Changes[0].New != 0 {
+		t.Errorf("seek to start: %+v, committed %d; want 0", r, got)
+	}
+	callJSON(t, "POST", base+"/api/groups/billing/seek", seek("7"), 200, &r)
+	if got := committed(); got != 7 {
+		t.Errorf("seek to 7: committed %d", got)
+	}
+	// Record 3 was stamped t0+3s: seeking to that time sets offset 3.
+	callJSON(t, "POST", base+"/api/groups/billing/seek", seek(t0.Add(3*time.Second).Format(time.RFC3339)), 200, &r)
+	if got := committed(); got != 3 {
+		t.Errorf("seek to %s: committed %d, want 3", t0.Add(3*time.Second).Format(time.RFC3339), got)
+	}
+}
+
+// TestConsoleAPIBridges lists the bridges with their runner's report.
+func TestConsoleAPIBridges(t *testing.T) {
+	t.Parallel()
+	base, c := consoleNode(t, httpapi.Service{})
+	ctx := qxdtest.Context(t, time.Minute)
+	var v httpapi.BridgesView
+	callJSON(t, "GET", base+"/api/bridges", nil, 200, &v)
+	if len(v.Bridges) != 0 {
+		t.Fatalf("/api/bridges before any: %+v", v)
+	}
+	if _, err := c.Admin().CreateBridge(ctx, qxd.IngestBridge("sensors", "sensors.>", "orders", "token:2")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the bridge listed with its runner's report", func() bool {
+		callJSON(t, "GET", base+"/api/bridges", nil, 200, &v)
+		return len(v.Bridges) == 1 && v.Bridges[0].Bridge.Name == "sensors" && v.Bridges[0].Status != nil && v.Bridges[0].Status.Node == "test"
+	})
+	if v.Runner != "test" || v.Bridges[0].Bridge.From != "sensors.>" || v.Bridges[0].Bridge.Topic != "orders" {
+		t.Errorf("/api/bridges = %+v", v)
+	}
+}
+
 func TestConsoleAPIChanges(t *testing.T) {
 	t.Parallel()
 	base, c := consoleNode(t, httpapi.Service{})
@@ -329,35 +450,6 @@ func TestConsoleAPIChanges(t *testing.T) {
 	apiErr(t, "DELETE", base+"/api/topics/made", nil, 404, "UNKNOWN_TOPIC_OR_PARTITION", "made")
 	if got := strings.Join(topics(), ","); got != "orders" {
 		t.Errorf("topics after the delete: %s, want orders", got)
-	}
-}
-
-// TestConsoleReadOnly: a read-only port (a secured node) reads but refuses every
-// change with 403, and changes nothing.
-func TestConsoleReadOnly(t *testing.T) {
-	t.Parallel()
-	base, c := consoleNode(t, httpapi.Service{ReadOnly: true})
-	var cl httpapi.ClusterView
-	callJSON(t, "GET", base+"/api/cluster", nil, 200, &cl)
-	if !cl.ReadOnly {
-		t.Error("/api/cluster: read_only false on a read-only port")
-	}
-	callJSON(t, "GET", base+"/api/topics/orders/partitions/0/records", nil, 200, nil)
-	for _, m := range []struct {
-		method, path string
-		body         any
-	}{
-		{"POST", "/api/topics", httpapi.CreateTopic{Name: "made"}},
-		{"DELETE", "/api/topics/orders", nil},
-		{"POST", "/api/topics/orders/config", httpapi.AlterConfig{Set: map[string]string{"retention": "1d"}}},
-		{"POST", "/api/topics/orders/partitions", httpapi.AddPartitions{Total: 4}},
-	} {
-		apiErr(t, m.method, base+m.path, m.body, 403, "", "authentication", "qxd CLI")
-	}
-	ctx := qxdtest.Context(t, time.Minute)
-	ts, err := c.Admin().ListTopics(ctx)
-	if err != nil || len(ts) != 1 || ts[0].Name != "orders" || ts[0].Config.Partitions != 1 || ts[0].Config.Retention != semantics.DefaultRetention {
-		t.Errorf("topics after the refused changes: %+v %v, want orders unchanged", ts, err)
 	}
 }
 

@@ -8,6 +8,7 @@ package httpapi_test
 
 import (
 	"context"
+	"encoding/base64"
 	"fmt"
 	"os"
 	"os/exec"
@@ -16,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
 
 	"github.com/qxd-io/qxd"
@@ -43,6 +46,7 @@ func browser(t *testing.T) context.Context {
 		chromedp.Flag("disable-component-update", true),
 		chromedp.Flag("disable-sync", true),
 		chromedp.NoFirstRun,
+		chromedp.Flag("ignore-certificate-errors", true), // the secured node's test CA
 		chromedp.UserDataDir(t.TempDir()),
 		chromedp.WindowSize(1280, 900),
 		chromedp.CombinedOutput(&out),
@@ -80,6 +84,22 @@ func screenshot(t *testing.T, ctx context.Context, name string) {
 		t.Fatal(err)
 	}
 	t.Logf("screenshot %s", p)
+}
+
+// setHeaders sends headers with every request of the tab.
+func setHeaders(h network.Headers) chromedp.Action[chromedp.Void] {
+	return chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
+		_, err := cdp.Call(ctx, t, network.SetExtraHTTPHeaders, network.SetExtraHTTPHeadersParams{Headers: h})
+		return err
+	})
+}
+
+// setJS runs a JavaScript statement on the page.
+func setJS(stmt string) chromedp.Action[chromedp.Void] {
+	return chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
+		_, err := chromedp.Evaluate[bool]("("+stmt+", true)")(ctx, t)
+		return err
+	})
 }
 
 // waitJS waits until the JavaScript expression is true on the page.
@@ -175,6 +195,18 @@ func TestConsoleInBrowser(t *testing.T) {
 			`document.querySelectorAll("#records tbody tr").length === 7 && `+text("#records tbody")+`.includes('"n": 3') && `+
 				text("#records tbody")+`.includes("AAEC/w==") && `+text("#records tbody")+`.includes("plain text")`)
 		screenshot(t, ctx, "records")
+		// From a time: record 5 was stamped t0+5s.
+		if err := chromedp.Do(ctx,
+			setJS(`document.getElementById("browse-offset").value = ""`),
+			chromedp.SetValue("#browse-time", t0.Add(5*time.Second).Format(time.RFC3339)),
+			chromedp.SetValue("#browse-limit", "50"),
+			chromedp.Click("#browse-submit"),
+		); err != nil {
+			t.Fatal(err)
+		}
+		waitJS(t, ctx, "records 5 to 9 shown from the time of record 5",
+			`document.querySelectorAll("#records tbody tr").length === 5 && document.querySelector("#records tbody tr td").innerText === "5"`)
+		screenshot(t, ctx, "records-from-time")
 	})
 
 	t.Run("groups", func(t *testing.T) {
@@ -191,20 +223,109 @@ func TestConsoleInBrowser(t *testing.T) {
 		commit(10)
 		waitJS(t, ctx, "billing's lag fell to 0", text("#lag-total")+` === "(total 0)"`)
 		screenshot(t, ctx, "groups-lag-0")
-	})
-
-	t.Run("read-only", func(t *testing.T) {
-		roBase, _ := consoleNode(t, httpapi.Service{ReadOnly: true})
-		if err := chromedp.Do(ctx, chromedp.Navigate(roBase+"/#topics")); err != nil {
+		// While the group has a member, seeking is not offered.
+		waitJS(t, ctx, "no seek while billing has a member", `document.getElementById("seek-form").hidden && `+text("#seek-note")+`.includes("empty")`)
+		// Its member leaves: the page offers the seek, which goes back to the start.
+		if err := cons.Close(qctx); err != nil {
 			t.Fatal(err)
 		}
-		waitJS(t, ctx, "a read-only node hides the forms and says why",
-			`!document.getElementById("readonly").hidden && document.getElementById("create-form").hidden && `+text("#topics tbody")+`.includes("orders")`)
-		code, err := chromedp.Run(ctx, chromedp.Evaluate[int](`fetch("/api/topics/orders", {method: "DELETE"}).then(r => r.status)`,
-			chromedp.EvalAwaitPromise))
-		if err != nil || code != 403 {
-			t.Errorf("DELETE from the page on a read-only node: %d %v, want 403", code, err)
+		waitJS(t, ctx, "the seek form once billing is empty", `!document.getElementById("seek-form").hidden && `+text("#group-summary")+`.includes("Empty")`)
+		if err := chromedp.Do(ctx,
+			chromedp.SetValue("#seek-topic", "orders"),
+			chromedp.SetValue("#seek-to", "start"),
+			chromedp.Click("#seek-submit"),
+		); err != nil {
+			t.Fatal(err)
 		}
-		screenshot(t, ctx, "topics-read-only")
+		waitJS(t, ctx, "billing's lag is 10 after the seek to the start", text("#lag-total")+` === "(total 10)" && `+text("#seek-result")+`.includes("orders/0: 10 -> 0")`)
+		screenshot(t, ctx, "groups-seek")
+		d, err := c.Admin().DescribeGroup(qctx, "billing")
+		if err != nil || len(d.Partitions) != 1 || d.Partitions[0].Committed != 0 {
+			t.Errorf("billing after the console's seek: %+v %v, want committed 0", d, err)
+		}
+	})
+
+	t.Run("bridges", func(t *testing.T) {
+		if _, err := c.Admin().CreateBridge(qctx, qxd.IngestBridge("sensors", "sensors.>", "orders", "token:2")); err != nil {
+			t.Fatal(err)
+		}
+		if err := chromedp.Do(ctx, chromedp.Navigate(base+"/#bridges")); err != nil {
+			t.Fatal(err)
+		}
+		waitJS(t, ctx, "the bridges page lists sensors, run by node test", text("#bridges tbody")+`.includes("sensors") && `+text("#bridges tbody")+`.includes("sensors.>") && `+text("#bridges-summary")+`.includes("node test")`)
+		screenshot(t, ctx, "bridges")
+	})
+
+	t.Run("events", func(t *testing.T) {
+		cfgs := qxdtest.ClusterConfigs(t, 3)
+		addr := qxdtest.FreeAddr(t)
+		cfgs[0].Services = append(cfgs[0].Services, httpapi.Service{Listen: addr})
+		nodes := qxdtest.StartCluster(t, cfgs)
+		cc := qxdtest.Connect(t, nodes[0])
+		qxdtest.CreateTopic(t, cc, "replicated", qxd.TopicConfig{Partitions: 3, Replicas: 3})
+		if err := chromedp.Do(ctx, chromedp.Navigate("http://"+addr+"/#events")); err != nil {
+			t.Fatal(err)
+		}
+		if err := nodes[2].Close(qctx); err != nil {
+			t.Fatal(err)
+		}
+		// The page refreshes itself: the election that follows n3's stop appears.
+		waitJS(t, ctx, "a partition of replicated elected a leader", text("#events tbody")+`.includes("leader elected") && `+text("#events tbody")+`.includes("replicated/")`)
+		screenshot(t, ctx, "events")
+	})
+
+	t.Run("secured", func(t *testing.T) {
+		sbase, _, sc := securedConsole(t)
+		// The page is opened as a user would after the browser's sign-in prompt:
+		// every request carries the user's basic credentials.
+		signIn := func(user string) {
+			t.Helper()
+			auth := "Basic " + base64.StdEncoding.EncodeToString([]byte(user+":"+user+"-pw"))
+			if err := chromedp.Do(ctx, setHeaders(network.Headers{"Authorization": auth})); err != nil {
+				t.Fatal(err)
+			}
+		}
+		signIn("viewer")
+		if err := chromedp.Do(ctx, chromedp.Navigate(sbase+"/#topics")); err != nil {
+			t.Fatal(err)
+		}
+		waitJS(t, ctx, "viewer sees orders, and no create form", text("#topics tbody")+`.includes("orders") && document.getElementById("create-form").hidden && `+
+			`!document.getElementById("readonly").hidden && `+text("#node")+`.includes("user viewer")`)
+		if err := chromedp.Do(ctx, chromedp.Click("#topics tbody tr")); err != nil {
+			t.Fatal(err)
+		}
+		waitJS(t, ctx, "viewer's topic page has no delete button and says why",
+			text("#topic-title")+`.includes("orders") && document.getElementById("delete-form").hidden && `+text("#topic-readonly")+`.includes("no admin right on topic orders")`)
+		screenshot(t, ctx, "topics-viewer")
+		// Asked all the same, the node refuses viewer's delete.
+		msg, err := chromedp.Run(ctx, chromedp.Evaluate[string](`fetch("/api/topics/orders", {method: "DELETE"}).then(r => r.json()).then(b => b.code + ": " + b.error)`,
+			chromedp.EvalAwaitPromise))
+		if err != nil || !strings.HasPrefix(msg, "TOPIC_AUTHORIZATION_FAILED") || !strings.Contains(msg, `user "viewer" has no admin right on topic "orders"`) {
+			t.Errorf("DELETE from the page as viewer: %q %v, want TOPIC_AUTHORIZATION_FAILED naming viewer and orders", msg, err)
+		}
+		if _, err := sc.Admin().Topic(qctx, "orders"); err != nil {
+			t.Errorf("orders after viewer's refused delete: %v", err)
+		}
+		// ops, with admin rights, deletes it through the form.
+		signIn("ops")
+		if err := chromedp.Do(ctx, chromedp.Navigate(sbase+"/#topics"), chromedp.Reload()); err != nil {
+			t.Fatal(err)
+		}
+		waitJS(t, ctx, "ops sees the create form", text("#topics tbody")+`.includes("orders") && !document.getElementById("create-form").hidden && `+text("#node")+`.includes("user ops")`)
+		if err := chromedp.Do(ctx, chromedp.Click("#topics tbody tr")); err != nil {
+			t.Fatal(err)
+		}
+		waitJS(t, ctx, "ops' topic page has the delete button", `!document.getElementById("delete-form").hidden && document.getElementById("topic-readonly").hidden`)
+		screenshot(t, ctx, "topics-ops")
+		if err := chromedp.Do(ctx, setJS(`window.confirm = () => true`), chromedp.Click("#delete-submit")); err != nil {
+			t.Fatal(err)
+		}
+		waitJS(t, ctx, "orders is gone", `!`+text("#topics tbody")+`.includes("orders")`)
+		if _, err := sc.Admin().Topic(qctx, "orders"); err == nil {
+			t.Error("orders still exists after ops deleted it from the console")
+		}
+		if err := chromedp.Do(ctx, setHeaders(network.Headers{})); err != nil {
+			t.Fatal(err)
+		}
 	})
 }

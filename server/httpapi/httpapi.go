@@ -6,6 +6,7 @@ package httpapi
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -25,28 +26,61 @@ import (
 // DefaultListen is the HTTP port's address unless the embedder sets another.
 const DefaultListen = "127.0.0.1:9644"
 
-// Service serves a node's HTTP port: add it to server.Config.Services.
+// Service serves a node's HTTP port: add it to server.Config.Services. On a node
+// with users it authenticates every request but the probes against them (see
+// auth.go).
 type Service struct {
 	// Listen is the address to serve on, HOST:PORT; port 0 picks a free port.
 	Listen string
-	// ReadOnly makes the console refuse changes (403): set it on a node with
-	// authentication or TLS, since the HTTP port authenticates no one yet.
-	ReadOnly bool
+	// TLS serves HTTPS with these keys (with Verify, clients must present a
+	// certificate signed by its CA). Zero: plain HTTP.
+	TLS server.TLSConfig
+	// MaxPartitionSeries is how many partitions, and how many group partitions,
+	// get metric series of their own; the rest share series labelled "(other)".
+	// 0: DefaultMaxPartitionSeries.
+	MaxPartitionSeries int
 }
 
 var _ server.Service = Service{}
+
+// ForConfig is the HTTP port of a node configured with cfg: on cfg.HTTPListen,
+// with TLS when cfg.HTTPTLS is set, or else when the node's client port has TLS,
+// with the same keys.
+func ForConfig(cfg server.Config) Service {
+	s := Service{Listen: cfg.HTTPListen, TLS: cfg.HTTPTLS, MaxPartitionSeries: cfg.HTTPMaxPartitionSeries}
+	if !s.TLS.Enabled() {
+		s.TLS = cfg.TLS
+	}
+	return s
+}
 
 // Start listens on s.Listen and serves the node's metrics and probes until Close.
 func (s Service) Start(ctx context.Context, h server.Host) (server.Running, error) {
 	if _, _, err := net.SplitHostPort(s.Listen); err != nil {
 		return nil, server.Permanent(fmt.Errorf("http listen address %q is not HOST:PORT: %v", s.Listen, err))
 	}
+	var tc *tls.Config
+	if s.TLS.Enabled() {
+		var err error
+		if tc, err = s.TLS.ServerTLS("http tls"); err != nil {
+			return nil, server.Permanent(err)
+		}
+	}
 	var lc net.ListenConfig
 	ln, err := lc.Listen(ctx, "tcp", s.Listen)
 	if err != nil {
 		return nil, server.Permanent(fmt.Errorf("http listen on %s: %w (set --http-listen to a free HOST:PORT, or to \"\" to serve no HTTP)", s.Listen, err))
 	}
-	m := newMetrics(h)
+	if tc != nil {
+		ln = tls.NewListener(ln, tc)
+	}
+	if s.MaxPartitionSeries < 0 {
+		return nil, server.Permanent(fmt.Errorf("http port: max partition series %d is negative: give 0 (the default, %d) or more", s.MaxPartitionSeries, DefaultMaxPartitionSeries))
+	}
+	if s.MaxPartitionSeries == 0 {
+		s.MaxPartitionSeries = DefaultMaxPartitionSeries
+	}
+	m := newMetrics(h, s.MaxPartitionSeries)
 	adv := newAdvisories()
 	if err := adv.start(h.Conn()); err != nil {
 		ln.Close()
@@ -60,15 +94,19 @@ func (s Service) Start(ctx context.Context, h server.Host) (server.Running, erro
 		adv.stop()
 		return nil, fmt.Errorf("http port: console client: %w", err)
 	}
+	m.bridges = cl.Admin()
 	r := &running{h: h, log: h.Logger(), ln: ln, metrics: m, adv: adv, unobserve: h.Observe(m), done: make(chan struct{})}
+	// The probes answer anyone; the rest authenticates on a node with users.
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", r.healthz)
 	mux.HandleFunc("GET /readyz", r.readyz)
-	(&api{r: r, cl: cl, readOnly: s.ReadOnly}).routes(mux)
-	mux.Handle("/", consoleHandler())
-	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{
+	inner := http.NewServeMux()
+	(&api{r: r, cl: cl}).routes(inner)
+	inner.Handle("/", consoleHandler())
+	inner.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{
 		ErrorLog: slog.NewLogLogger(h.Logger().Handler(), slog.LevelWarn), Registry: reg, Timeout: scrapeTimeout,
 	}))
+	mux.Handle("/", (&authn{h: h, tls: tc != nil}).wrap(inner))
 	r.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(h.Logger().Handler(), slog.LevelDebug)}
 	go func() {
 		defer close(r.done)
@@ -77,7 +115,8 @@ func (s Service) Start(ctx context.Context, h server.Host) (server.Running, erro
 		}
 	}()
 	r.cl = cl
-	r.log.Info("http port serving metrics, probes and console", "node", h.Name(), "addr", ln.Addr().String())
+	r.log.Info("http port serving metrics, probes and console", "node", h.Name(), "addr", ln.Addr().String(),
+		"tls", tc != nil, "auth", h.AuthEnabled())
 	return r, nil
 }
 

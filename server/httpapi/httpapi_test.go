@@ -13,9 +13,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/qxd-io/qxd"
 	"github.com/qxd-io/qxd/internal/qxdtest"
@@ -130,6 +132,17 @@ func TestReadyzCluster(t *testing.T) {
 	}
 	// n3 led one of the partitions (leaders are spread): another node took it.
 	waitFor(t, "a partition leader election counted after n3 stopped", func() bool { return elections("partition") > before })
+	// The console's events view shows it, with the partition it is about.
+	waitFor(t, "a partition's leader election in /api/events", func() bool {
+		var evs []httpapi.Event
+		callJSON(t, "GET", bases[0]+"/api/events", nil, 200, &evs)
+		for _, e := range evs {
+			if e.What == "leader elected" && e.Kind == "partition" && e.Topic == "replicated" && e.Partition != nil && e.Leader != "" {
+				return true
+			}
+		}
+		return false
+	})
 	if err := nodes[1].Close(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -227,6 +240,7 @@ next:
 func TestMetricsAfterKnownWork(t *testing.T) {
 	t.Parallel()
 	cfg := qxdtest.NodeConfig(t, t.TempDir())
+	cfg.KafkaListen = "127.0.0.1:0" // every metric is there to check against the docs
 	base := withHTTP(t, &cfg)
 	n := qxdtest.StartNodeWith(t, cfg)
 	c := qxdtest.Connect(t, n)
@@ -279,14 +293,43 @@ func TestMetricsAfterKnownWork(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	if _, err := n.Fetcher().Fetch(ctx, server.FetchRequest{Topic: "metered", Partition: 0}); err != nil {
+		t.Fatal(err)
+	}
+	// A bridge takes messages published on sensors.> into topic bridged.
+	qxdtest.CreateTopic(t, c, "bridged", qxd.TopicConfig{Partitions: 1})
+	if _, err := c.Admin().CreateBridge(ctx, qxd.IngestBridge("sensors", "sensors.>", "bridged", "")); err != nil {
+		t.Fatal(err)
+	}
+	nc, err := nats.Connect(n.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	waitFor(t, "the bridge stores what is published", func() bool {
+		if _, err := nc.Request("sensors.a", []byte("reading"), 2*time.Second); err != nil {
+			return false
+		}
+		d, err := c.Admin().DescribeBridge(ctx, "sensors")
+		return err == nil && d.Status != nil && d.Status.Messages >= 3
+	})
+
+	kc, err := kgo.NewClient(kgo.SeedBrokers(n.KafkaAddr()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer kc.Close()
+	if err := kc.Ping(ctx); err != nil {
+		t.Fatal(err)
+	}
+
 	var fams map[string]*dto.MetricFamily
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		fams = scrape(t, base)
-		if _, ok := value(fams, "qxd_group_committed_offset", "group", "billing", "topic", "metered", "partition", "0"); ok {
-			if v, _ := value(fams, "qxd_group_committed_offset", "group", "billing", "topic", "metered", "partition", "0"); v == 5 {
-				break
-			}
+		v, _ := value(fams, "qxd_group_committed_offset", "group", "billing", "topic", "metered", "partition", "0")
+		if _, bridged := value(fams, "qxd_bridge_running", "bridge", "sensors"); v == 5 && bridged {
+			break
 		}
 		if time.Now().After(deadline) {
 			t.Fatal("the scrape shows no commit of group billing within 30s")
@@ -317,10 +360,12 @@ func TestMetricsAfterKnownWork(t *testing.T) {
 		}
 	}
 	expect("qxd_append_latency_seconds", 5, "topic", "metered") // the histogram's count
-	expect("qxd_requests_total", 5, "api", "produce", "error", "NONE")
+	// Each batch the bridge appended was a produce request too.
+	bridgedBatches, _ := value(fams, "qxd_appended_batches_total", "topic", "bridged", "partition", "0")
+	expect("qxd_requests_total", 5+bridgedBatches, "api", "produce", "error", "NONE")
 	expect("qxd_requests_total", 1, "api", "produce", "error", "CORRUPT_MESSAGE")
 	expect("qxd_requests_total", 1, "api", "produce", "error", "NOT_LEADER_OR_FOLLOWER")
-	expect("qxd_requests_total", 1, "api", "topic.create", "error", "NONE")
+	expect("qxd_requests_total", 2, "api", "topic.create", "error", "NONE")
 	expect("qxd_group_committed_offset", 5, "group", "billing", "topic", "metered", "partition", "0")
 	expect("qxd_group_committed_offset", 10, "group", "billing", "topic", "metered", "partition", "1")
 	expect("qxd_group_lag", 12-5, "group", "billing", "topic", "metered", "partition", "0")
@@ -332,11 +377,17 @@ func TestMetricsAfterKnownWork(t *testing.T) {
 	expect("qxd_node_ready", 1)
 	expect("qxd_node_jetstream_up", 1)
 	expect("qxd_node_sync_interval_seconds", 0)
-	expect("qxd_node_partitions_led", 2+float64(0))
-	expect("qxd_cluster_partitions", 2)
+	expect("qxd_node_partitions_led", 3)
+	expect("qxd_cluster_partitions", 3)
 	expect("qxd_cluster_under_replicated_partitions", 0)
 	expect("qxd_cluster_partitions_without_leader", 0)
 	expect("qxd_metrics_read_errors", 0)
+	expect("qxd_bridge_running", 1, "bridge", "sensors", "kind", "ingest", "topic", "bridged")
+	expect("qxd_bridge_failed_total", 0, "bridge", "sensors")
+	expect("qxd_bridge_backlog", 0, "bridge", "sensors")
+	if v, ok := value(fams, "qxd_bridge_messages_total", "bridge", "sensors"); !ok || v < 3 {
+		t.Errorf("qxd_bridge_messages_total{bridge=sensors} = %v (present %v), want at least the 3 stored", v, ok)
+	}
 	if v, ok := value(fams, "qxd_group_generation", "group", "billing"); !ok || v < 1 {
 		t.Errorf("qxd_group_generation = %v (present %v), want at least 1", v, ok)
 	}

@@ -3,12 +3,16 @@ package httpapi
 import (
 	"context"
 	"errors"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/qxd-io/qxd"
 	"github.com/qxd-io/qxd/groups"
 	"github.com/qxd-io/qxd/internal/partition"
 	"github.com/qxd-io/qxd/semantics"
@@ -21,9 +25,26 @@ import (
 // "Metrics and health".
 //
 // Label cardinality is bounded: per-partition series only for partitions this
-// node leads (or led since it started, for the counters), per-group series only on
-// the node coordinating the groups, and the api and error labels take a fixed set
-// of values.
+// node leads (or led or served fetches of since it started, for the counters),
+// per-group series only on the node coordinating the groups, and the api and
+// error labels take a fixed set of values. Past maxParts partitions (and, for the
+// groups' offsets, group partitions), the rest share one series labelled
+// otherLabel (counters and summable gauges) or have none (offsets), and
+// qxd_metrics_partitions_over_limit counts them.
+
+// DefaultMaxPartitionSeries is how many partitions get series of their own unless
+// Service.MaxPartitionSeries says otherwise.
+const DefaultMaxPartitionSeries = 5000
+
+// otherLabel is the topic and partition label of the series of partitions past
+// the limit: not a valid topic name, so it cannot be mistaken for one.
+const otherLabel = "(other)"
+
+// bridgeAdmin reads the bridges (the SDK's admin client, as `qxd bridge` does).
+type bridgeAdmin interface {
+	ListBridges(ctx context.Context) ([]qxd.Bridge, string, error)
+	DescribeBridge(ctx context.Context, name string) (qxd.BridgeDescription, error)
+}
 
 // stateTTL is how long one read of the node's state serves scrapes.
 const stateTTL = 5 * time.Second
@@ -59,6 +80,12 @@ var (
 	descGOffset  = desc("qxd_group_committed_offset", "The group's committed offset of the partition: the next offset it reads.", "group", "topic", "partition")
 	descGLag     = desc("qxd_group_lag", "Records the group has yet to read in the partition: high watermark minus committed offset.", "group", "topic", "partition")
 	descErrors   = desc("qxd_metrics_read_errors", "Parts of the node's state the last scrape could not read (their metrics are missing).")
+	descBMsgs    = desc("qxd_bridge_messages_total", "Messages the bridge stored (ingest) or records it published (egress) since it started on its node.", "bridge", "kind", "topic")
+	descBFailed  = desc("qxd_bridge_failed_total", "Messages the bridge could not store since it started on its node.", "bridge", "kind", "topic")
+	descBBacklog = desc("qxd_bridge_backlog", "Messages of the stream a stream or capture bridge reads that it has yet to take.", "bridge", "kind", "topic")
+	descBRunning = desc("qxd_bridge_running", "1 when the bridge runs (its runner answered), else 0.", "bridge", "kind", "topic")
+	descGTotal   = desc("qxd_group_total_lag", "Records the group has yet to read, summed over its committed partitions.", "group")
+	descOver     = desc("qxd_metrics_partitions_over_limit", "Partitions (and group partitions) without series of their own, past the HTTP port's limit of partition series: their counters and sizes are in the series labelled (other).", "kind")
 )
 
 // partCounters are one partition's counters, kept so that an append costs no label
@@ -78,16 +105,28 @@ type reqKey struct {
 	code int16
 }
 
+// fetchCounters are one partition's fetch counters.
+type fetchCounters struct {
+	records, bytes prometheus.Counter
+}
+
 // metrics is the node's metrics: a server.Observer for the counters and a
 // prometheus.Collector for all of them.
 type metrics struct {
-	h server.Host
+	h       server.Host
+	bridges bridgeAdmin // the bridges' definitions and reports
 
-	records, bytes, batches *prometheus.CounterVec
-	latency                 *prometheus.HistogramVec
-	requests                *prometheus.CounterVec
-	parts                   sync.Map // partKey → *partCounters
-	reqs                    sync.Map // reqKey → prometheus.Counter
+	maxParts int // partitions with series of their own
+
+	records, bytes, batches  *prometheus.CounterVec
+	latency                  *prometheus.HistogramVec
+	requests, kafkaRequests  *prometheus.CounterVec
+	fetchRecords, fetchBytes *prometheus.CounterVec
+	parts                    sync.Map // partKey → *partCounters
+	fetches                  sync.Map // partKey → *fetchCounters
+	reqs, kafkaReqs          sync.Map // reqKey → prometheus.Counter
+	labelled, over           sync.Map // partKey → struct{}: partitions with series of their own, and past the limit
+	nLabelled, nOver         atomic.Int64
 
 	mu   sync.Mutex // one state read at a time
 	last *snapshot
@@ -98,10 +137,16 @@ var (
 	_ prometheus.Collector = (*metrics)(nil)
 )
 
-func newMetrics(h server.Host) *metrics {
+func newMetrics(h server.Host, maxParts int) *metrics {
 	pl := []string{"topic", "partition"}
 	return &metrics{
-		h: h,
+		h: h, maxParts: maxParts,
+		fetchRecords: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "qxd_fetched_records_total",
+			Help: "Records in the batches this node's fetch service returned (Kafka clients' Fetch, the console's records)."}, pl),
+		fetchBytes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "qxd_fetched_bytes_total",
+			Help: "Bytes of record batches this node's fetch service returned."}, pl),
+		kafkaRequests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "qxd_kafka_requests_total",
+			Help: "Requests this node's Kafka listener answered, by Kafka API and the first error name of the answer (NONE: success)."}, []string{"api", "error"}),
 		records: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "qxd_appended_records_total",
 			Help: "Records this node's partition writers stored."}, pl),
 		bytes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "qxd_appended_bytes_total",
@@ -115,15 +160,36 @@ func newMetrics(h server.Host) *metrics {
 	}
 }
 
+// labels returns the topic and partition labels of partition p of topic: its own
+// while fewer than maxParts partitions have series, else otherLabel; the second
+// result is false for the latter.
+func (m *metrics) labels(topic string, p int32) (string, string, bool) {
+	k := partKey{topic, p}
+	if _, ok := m.labelled.Load(k); ok {
+		return topic, strconv.Itoa(int(p)), true
+	}
+	if m.nLabelled.Add(1) > int64(m.maxParts) {
+		m.nLabelled.Add(-1)
+		if _, loaded := m.over.LoadOrStore(k, struct{}{}); !loaded {
+			m.nOver.Add(1)
+		}
+		return otherLabel, otherLabel, false
+	}
+	if _, loaded := m.labelled.LoadOrStore(k, struct{}{}); loaded {
+		m.nLabelled.Add(-1)
+	}
+	return topic, strconv.Itoa(int(p)), true
+}
+
 // Appended counts one stored batch.
 func (m *metrics) Appended(topic string, p int32, records int64, bytes int, latency time.Duration) {
 	k := partKey{topic, p}
 	v, ok := m.parts.Load(k)
 	if !ok {
-		ps := strconv.Itoa(int(p))
+		t, ps, _ := m.labels(topic, p)
 		v, _ = m.parts.LoadOrStore(k, &partCounters{
-			records: m.records.WithLabelValues(topic, ps), bytes: m.bytes.WithLabelValues(topic, ps),
-			batches: m.batches.WithLabelValues(topic, ps), latency: m.latency.WithLabelValues(topic),
+			records: m.records.WithLabelValues(t, ps), bytes: m.bytes.WithLabelValues(t, ps),
+			batches: m.batches.WithLabelValues(t, ps), latency: m.latency.WithLabelValues(t),
 		})
 	}
 	c := v.(*partCounters)
@@ -133,12 +199,34 @@ func (m *metrics) Appended(topic string, p int32, records int64, bytes int, late
 	c.latency.Observe(latency.Seconds())
 }
 
-// Answered counts one answered request.
-func (m *metrics) Answered(api string, code int16) {
-	k := reqKey{api, code}
-	v, ok := m.reqs.Load(k)
+// Fetched counts one fetch's batches.
+func (m *metrics) Fetched(topic string, p int32, records int64, bytes int) {
+	k := partKey{topic, p}
+	v, ok := m.fetches.Load(k)
 	if !ok {
-		v, _ = m.reqs.LoadOrStore(k, m.requests.WithLabelValues(api, errorName(code)))
+		t, ps, _ := m.labels(topic, p)
+		v, _ = m.fetches.LoadOrStore(k, &fetchCounters{records: m.fetchRecords.WithLabelValues(t, ps), bytes: m.fetchBytes.WithLabelValues(t, ps)})
+	}
+	c := v.(*fetchCounters)
+	c.records.Add(float64(records))
+	c.bytes.Add(float64(bytes))
+}
+
+// Answered counts one request a NATS door answered.
+func (m *metrics) Answered(api string, code int16) {
+	count(&m.reqs, m.requests, api, code)
+}
+
+// KafkaAnswered counts one request the Kafka listener answered.
+func (m *metrics) KafkaAnswered(api string, code int16) {
+	count(&m.kafkaReqs, m.kafkaRequests, api, code)
+}
+
+func count(cache *sync.Map, vec *prometheus.CounterVec, api string, code int16) {
+	k := reqKey{api, code}
+	v, ok := cache.Load(k)
+	if !ok {
+		v, _ = cache.LoadOrStore(k, vec.WithLabelValues(api, errorName(code)))
 	}
 	v.(prometheus.Counter).Inc()
 }
@@ -162,7 +250,10 @@ func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 	m.batches.Describe(ch)
 	m.latency.Describe(ch)
 	m.requests.Describe(ch)
-	for _, d := range []*prometheus.Desc{descLogStart, descHWM, descStored, descBatches, descLed, descReady, descJS,
+	m.kafkaRequests.Describe(ch)
+	m.fetchRecords.Describe(ch)
+	m.fetchBytes.Describe(ch)
+	for _, d := range []*prometheus.Desc{descGTotal, descOver, descBMsgs, descBFailed, descBBacklog, descBRunning, descLogStart, descHWM, descStored, descBatches, descLed, descReady, descJS,
 		descSync, descMetaLead, descNodes, descParts, descUnder, descNoLeader, descCoord, descGState, descGMembers,
 		descGGen, descGOffset, descGLag, descErrors} {
 		ch <- d
@@ -176,7 +267,10 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	m.batches.Collect(ch)
 	m.latency.Collect(ch)
 	m.requests.Collect(ch)
-	m.state().collect(ch)
+	m.kafkaRequests.Collect(ch)
+	m.fetchRecords.Collect(ch)
+	m.fetchBytes.Collect(ch)
+	m.collectState(ch, m.state())
 }
 
 // state returns the node's state, read again when the last read is older than
@@ -190,6 +284,9 @@ func (m *metrics) state() *snapshot {
 	ctx, cancel := context.WithTimeout(context.Background(), stateTimeout)
 	defer cancel()
 	m.last = readState(ctx, m.h)
+	if m.bridges != nil {
+		m.last.readBridges(ctx, m.h, m.bridges)
+	}
 	return m.last
 }
 
@@ -211,6 +308,40 @@ type snapshot struct {
 	noLeader    int
 	coordinator bool
 	groups      []groupState
+	bridges     []bridgeState // on the node running the bridges
+}
+
+// readBridges reads the bridges' reports when this node runs them, so that one
+// node of the cluster exports them.
+func (s *snapshot) readBridges(ctx context.Context, h server.Host, a bridgeAdmin) {
+	bs, runner, err := a.ListBridges(ctx)
+	if errors.Is(err, semantics.ErrInvalidRequest) {
+		return // the node hosts no bridges (an embedder without bridge.Service)
+	}
+	if err != nil {
+		s.errors++
+		return
+	}
+	if runner != h.Name() {
+		return
+	}
+	for _, b := range bs {
+		st := bridgeState{name: b.Name, kind: b.Kind, topic: b.Topic}
+		d, err := a.DescribeBridge(ctx, b.Name)
+		if err != nil {
+			s.errors++
+		} else if d.Status != nil {
+			st.running = true
+			st.messages, st.failed, st.backlog = float64(d.Status.Messages), float64(d.Status.Failed), float64(d.Status.Backlog)
+		}
+		s.bridges = append(s.bridges, st)
+	}
+}
+
+type bridgeState struct {
+	name, kind, topic         string
+	running                   bool
+	messages, failed, backlog float64
 }
 
 type partState struct {
@@ -342,8 +473,16 @@ func (s *snapshot) readGroups(ctx context.Context, h server.Host, metas map[stri
 			}
 			gst.offsets = append(gst.offsets, offsetState{topic: o.Topic, p: o.Partition, committed: o.Offset, lag: lag})
 		}
+		slices.SortFunc(gst.offsets, func(a, b offsetState) int {
+			if c := strings.Compare(a.topic, b.topic); c != 0 {
+				return c
+			}
+			return int(a.p - b.p)
+		})
 		s.groups = append(s.groups, gst)
 	}
+	// Sorted, so that the group partitions with series of their own stay the same.
+	slices.SortFunc(s.groups, func(a, b groupState) int { return strings.Compare(a.name, b.name) })
 }
 
 // readOffsets reads partition p of t's log start and high watermark.
@@ -363,19 +502,34 @@ func boolf(b bool) float64 {
 	return 0
 }
 
-func (s *snapshot) collect(ch chan<- prometheus.Metric) {
+// collectState sends the gauges of s: per partition for those with series of
+// their own (m.labels), summed under otherLabel for the rest.
+func (m *metrics) collectState(ch chan<- prometheus.Metric, s *snapshot) {
 	gauge(ch, descReady, boolf(s.ready))
 	gauge(ch, descJS, boolf(s.jetstream))
 	gauge(ch, descSync, s.sync.Seconds())
 	gauge(ch, descLed, float64(len(s.led)))
 	gauge(ch, descErrors, float64(s.errors))
+	var otherBytes, otherBatches uint64
+	others := false
 	for _, p := range s.led {
-		ps := strconv.Itoa(int(p.p))
-		gauge(ch, descLogStart, float64(p.logStart), p.topic, ps)
-		gauge(ch, descHWM, float64(p.hwm), p.topic, ps)
-		gauge(ch, descStored, float64(p.bytes), p.topic, ps)
-		gauge(ch, descBatches, float64(p.batches), p.topic, ps)
+		t, ps, own := m.labels(p.topic, p.p)
+		if !own {
+			otherBytes += p.bytes
+			otherBatches += p.batches
+			others = true
+			continue
+		}
+		gauge(ch, descLogStart, float64(p.logStart), t, ps)
+		gauge(ch, descHWM, float64(p.hwm), t, ps)
+		gauge(ch, descStored, float64(p.bytes), t, ps)
+		gauge(ch, descBatches, float64(p.batches), t, ps)
 	}
+	if others {
+		gauge(ch, descStored, float64(otherBytes), otherLabel, otherLabel)
+		gauge(ch, descBatches, float64(otherBatches), otherLabel, otherLabel)
+	}
+	gauge(ch, descOver, float64(m.nOver.Load()), "partition")
 	if s.cluster {
 		gauge(ch, descMetaLead, boolf(s.metaLeader))
 		gauge(ch, descNodes, float64(s.nodesUp), "true")
@@ -385,18 +539,40 @@ func (s *snapshot) collect(ch chan<- prometheus.Metric) {
 		gauge(ch, descNoLeader, float64(s.noLeader))
 	}
 	gauge(ch, descCoord, boolf(s.coordinator))
+	groupParts, groupOver := 0, 0
 	for _, g := range s.groups {
 		for _, st := range []groups.State{groups.Empty, groups.PreparingRebalance, groups.CompletingRebalance, groups.Stable, groups.Dead} {
 			gauge(ch, descGState, boolf(g.state == string(st)), g.name, string(st))
 		}
 		gauge(ch, descGMembers, float64(g.members), g.name)
 		gauge(ch, descGGen, float64(g.generation), g.name)
+		total := int64(0)
 		for _, o := range g.offsets {
+			if o.lag > 0 {
+				total += o.lag
+			}
+			if groupParts >= m.maxParts {
+				groupOver++
+				continue
+			}
+			groupParts++
 			ps := strconv.Itoa(int(o.p))
 			gauge(ch, descGOffset, float64(o.committed), g.name, o.topic, ps)
 			if o.lag >= 0 {
 				gauge(ch, descGLag, float64(o.lag), g.name, o.topic, ps)
 			}
+		}
+		gauge(ch, descGTotal, float64(total), g.name)
+	}
+	if s.coordinator {
+		gauge(ch, descOver, float64(groupOver), "group_partition")
+	}
+	for _, b := range s.bridges {
+		gauge(ch, descBRunning, boolf(b.running), b.name, b.kind, b.topic)
+		if b.running {
+			ch <- prometheus.MustNewConstMetric(descBMsgs, prometheus.CounterValue, b.messages, b.name, b.kind, b.topic)
+			ch <- prometheus.MustNewConstMetric(descBFailed, prometheus.CounterValue, b.failed, b.name, b.kind, b.topic)
+			gauge(ch, descBBacklog, b.backlog, b.name, b.kind, b.topic)
 		}
 	}
 }

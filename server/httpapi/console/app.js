@@ -1,8 +1,10 @@
-// qxd console: one page, four views, each refreshed with fetch + setInterval.
+// qxd console: one page, six views, each refreshed with fetch + setInterval
+// (no page reload).
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-let view = "cluster", timer = null, readOnly = false;
+let view = "cluster", timer = null;
+let me = { secured: false }; // who the console speaks for (GET /api/me)
 let topic = null, group = null, lagHistory = [];
 let browseNext = null;
 
@@ -75,10 +77,17 @@ function parseKV(s) {
   return out;
 }
 
+// can reports whether the signed-in user has right op ("admin", "consume",
+// "groups") on name, as the node checks it; on a node without users, always.
+function can(op, name) {
+  if (!me.secured) return true;
+  const l = (me.grant && me.grant[op]) || [];
+  return l.includes("*") || (name !== undefined && l.includes(name));
+}
+
 async function refreshCluster() {
   const c = await api("GET", "/cluster");
-  readOnly = c.read_only;
-  $("node").textContent = "node " + c.node + " · sync " + c.sync;
+  $("node").textContent = "node " + c.node + " · sync " + c.sync + (me.secured ? " · user " + me.user : "");
   $("cluster-summary").textContent = (c.name ? "cluster " + c.name + ", " : "") +
     "meta leader " + (c.meta_leader || "none") + ", " + c.partitions + " partitions, " +
     (c.under_replicated || []).length + " under-replicated";
@@ -99,8 +108,11 @@ async function refreshTopics() {
     row(tb, [t.name, t.config.partitions, t.config.replicas, t.state, (t.overrides || []).join(", ")],
       () => { topic = t.name; refreshTopic(); });
   }
-  for (const f of document.querySelectorAll("form.mutate")) f.hidden = readOnly;
-  $("readonly").hidden = !readOnly;
+  // Forms for changes the user may not make are hidden; the node refuses them anyway.
+  const anyAdmin = !me.secured || ((me.grant && me.grant.admin) || []).length > 0;
+  $("create-form").hidden = !anyAdmin;
+  $("readonly").hidden = anyAdmin;
+  $("readonly").textContent = "User " + me.user + " has no admin right on any topic: the console only reads here.";
   if (topic) await refreshTopic();
 }
 
@@ -110,6 +122,10 @@ async function refreshTopic() {
   catch (e) { $("topic-detail").hidden = true; topic = null; throw e; }
   $("topic-detail").hidden = false;
   $("topic-title").textContent = "Topic " + d.topic.name + " (id " + d.topic.id + ")";
+  const admin = can("admin", d.topic.name);
+  for (const f of document.querySelectorAll("#topic-detail form.mutate")) f.hidden = !admin;
+  $("topic-readonly").hidden = admin;
+  $("topic-readonly").textContent = "User " + me.user + " has no admin right on topic " + d.topic.name + ": it cannot be changed or deleted here.";
   $("topic-config").textContent = configText(d.topic);
   if (document.activeElement !== $("partitions-total")) $("partitions-total").value = d.topic.config.partitions;
   const tb = clear("partitions");
@@ -160,6 +176,13 @@ async function refreshGroup() {
     row(lb, [p.topic + "/" + p.partition, p.committed < 0 ? "none" : p.committed, p.log_start_offset, p.high_watermark, p.lag, p.member || "", p.note || ""]);
   }
   $("lag-total").textContent = "(total " + total + ")";
+  // Seeking takes an empty group, the group right and consume on the topic.
+  const empty = d.state === "Empty" || d.state === "Dead";
+  $("seek-form").hidden = !empty || !can("groups", d.group);
+  $("seek-note").hidden = empty && can("groups", d.group);
+  $("seek-note").textContent = !can("groups", d.group) ? "User " + me.user + " has no right on group " + d.group + "." :
+    "Seek needs the group empty: it is " + d.state + " with " + (d.members || []).length + " members. Stop its consumers first.";
+  if (!$("seek-topic").value && d.partitions && d.partitions.length) $("seek-topic").value = d.partitions[0].topic;
   lagHistory.push(total);
   if (lagHistory.length > 120) lagHistory.shift();
   drawLag();
@@ -215,13 +238,38 @@ async function browse(offset) {
   }
 }
 
+async function refreshBridges() {
+  const v = await api("GET", "/bridges");
+  $("bridges-summary").textContent = v.bridges.length + " bridges" + (v.runner ? ", run by node " + v.runner : "");
+  const tb = clear("bridges");
+  for (const x of v.bridges) {
+    const b = x.bridge, st = x.status;
+    const ends = b.kind === "ingest" ? (b.stream || b.from || "") + (b.capture ? " (capture)" : "") : (b.to || b.subject || "");
+    row(tb, [b.name, b.kind, ends, b.topic, st ? st.node : "not running", st ? new Date(st.since).toLocaleString() : "",
+      st ? st.messages : "", st ? st.failed : "", st && st.backlog ? st.backlog : "", (st && st.last_error) || x.error || ""]);
+  }
+}
+
+async function refreshEvents() {
+  const evs = await api("GET", "/events");
+  const tb = clear("events");
+  for (const e of evs) {
+    const where = e.topic !== undefined && e.topic !== "" ? e.topic + "/" + e.partition : e.stream;
+    const reps = (e.replicas || []).map((r) => r.name + (r.offline ? " (offline)" : r.current ? "" : " (behind)")).join(", ");
+    const tr = row(tb, [new Date(e.time).toLocaleTimeString(), e.what, e.kind, where, e.consumer || "", e.leader || "", reps]);
+    if (e.what === "quorum lost") tr.className = "bad";
+  }
+}
+
 const refreshers = {
   cluster: refreshCluster,
   topics: refreshTopics,
   records: refreshBrowseTopics,
   groups: refreshGroups,
+  bridges: refreshBridges,
+  events: refreshEvents,
 };
-const intervals = { cluster: 5000, topics: 5000, records: 0, groups: 2000 };
+const intervals = { cluster: 5000, topics: 5000, records: 0, groups: 2000, bridges: 5000, events: 2000 };
 
 async function refresh() {
   try {
@@ -287,6 +335,16 @@ $("delete-form").addEventListener("submit", (ev) => {
     $("topic-detail").hidden = true;
   });
 });
+$("seek-form").addEventListener("submit", (ev) => {
+  ev.preventDefault();
+  act("seek group", async () => {
+    const parts = $("seek-partitions").value.split(",").map((s) => s.trim()).filter((s) => s && s !== "all").map(Number);
+    const r = await api("POST", "/groups/" + encodeURIComponent(group) + "/seek",
+      { topic: $("seek-topic").value.trim(), partitions: parts, to: $("seek-to").value.trim() });
+    $("seek-result").textContent = r.changes.map((c) => c.topic + "/" + c.partition + ": " +
+      (c.old < 0 ? "none" : c.old) + " -> " + c.new).join("\n");
+  });
+});
 $("browse-form").addEventListener("submit", (ev) => {
   ev.preventDefault();
   browse().then(() => status("browsed"), (e) => status(e.message, true));
@@ -296,4 +354,5 @@ $("browse-next").addEventListener("click", () => {
 });
 
 window.addEventListener("hashchange", () => show(location.hash.slice(1)));
-show(location.hash.slice(1) || "cluster");
+api("GET", "/me").then((m) => { me = m; }, (e) => status(e.message, true))
+  .finally(() => show(location.hash.slice(1) || "cluster"));
