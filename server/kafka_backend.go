@@ -104,8 +104,9 @@ func (n *Node) startKafka() error {
 	return nil
 }
 
-// kafkaAuth checks Kafka clients' SASL PLAIN credentials against the node's users,
-// as the NATS port checks them.
+// kafkaAuth checks Kafka clients' SASL credentials against the node's users: PLAIN
+// against their bcrypt hashes, as the NATS port checks them, and SCRAM against
+// their SCRAM credentials.
 type kafkaAuth struct{ a *authenticator }
 
 var _ kafka.Authenticator = kafkaAuth{}
@@ -117,6 +118,15 @@ func (k kafkaAuth) Plain(_ context.Context, user, password string) (semantics.Gr
 		return semantics.Grant{}, err
 	}
 	return u.Grant, nil
+}
+
+// SCRAM implements kafka.Authenticator.
+func (k kafkaAuth) SCRAM(_ context.Context, mechanism, user string) (kafka.SCRAMCredential, semantics.Grant, error) {
+	u, c, err := k.a.scramCredential(user, mechanism)
+	if err != nil {
+		return c, semantics.Grant{}, err
+	}
+	return c, u.Grant, nil
 }
 
 func kafkaListenErr(addr string, err error) error {
