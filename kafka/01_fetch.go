@@ -29,6 +29,33 @@ func handleFetch(ctx context.Context, c *conn, kreq kmsg.Request) func() kmsg.Re
 			resp.ErrorCode = codeFetchSessionIDNotFound
 			return resp
 		}
+		// A client's current leader epoch is checked once, before reading.
+		var fenced map[semantics.TopicPartition]int16
+		for _, t := range req.Topics {
+			for _, p := range t.Partitions {
+				if ec := checkLeaderEpoch(ctx, c.b, t.Topic, p.Partition, p.CurrentLeaderEpoch); ec != 0 {
+					if fenced == nil {
+						fenced = map[semantics.TopicPartition]int16{}
+					}
+					fenced[semantics.TopicPartition{Topic: t.Topic, Partition: p.Partition}] = ec
+				}
+			}
+		}
+		if fenced != nil {
+			for _, t := range req.Topics {
+				rt := kmsg.NewFetchResponseTopic()
+				rt.Topic = t.Topic
+				for _, p := range t.Partitions {
+					rp := kmsg.NewFetchResponseTopicPartition()
+					rp.Partition, rp.PreferredReadReplica, rp.RecordBatches = p.Partition, -1, []byte{}
+					rp.HighWatermark, rp.LastStableOffset, rp.LogStartOffset = -1, -1, -1
+					rp.ErrorCode = fenced[semantics.TopicPartition{Topic: t.Topic, Partition: p.Partition}]
+					rt.Partitions = append(rt.Partitions, rp)
+				}
+				resp.Topics = append(resp.Topics, rt)
+			}
+			return resp
+		}
 		wait := min(time.Duration(req.MaxWaitMillis)*time.Millisecond, maxFetchWait)
 		deadline := time.Now().Add(wait)
 		var watch Watch

@@ -33,6 +33,14 @@ type Backend interface {
 	// OffsetForTime returns the first offset whose record's timestamp is at or after
 	// ts (Unix milliseconds) and that record's timestamp; -1, -1 when there is none.
 	OffsetForTime(ctx context.Context, topic string, partition int32, ts int64) (offset, timestamp int64, err error)
+	// LeaderEpoch returns a partition's leader epoch as this node knows it; -1 when
+	// it does not (it holds no replica, or the partition has no leader).
+	LeaderEpoch(ctx context.Context, topic string, partition int32) int32
+	// EpochEnd answers OffsetForLeaderEpoch on the partition's leader: the
+	// greatest epoch at or below epoch that the partition had, and the offset
+	// where it ended (the high watermark for the current epoch); -1, -1 for an
+	// epoch above the current one.
+	EpochEnd(ctx context.Context, topic string, partition int32, epoch int32) (int32, int64, error)
 	// Watch returns a Watch that is woken when a batch is appended to any of the
 	// partitions, from the moment Watch returns.
 	Watch(ctx context.Context, parts []semantics.TopicPartition) (Watch, error)
@@ -109,9 +117,11 @@ type TopicInfo struct {
 type PartitionInfo struct {
 	Partition int32
 	Leader    int32 // -1 while the partition has no leader
-	Replicas  []int32
-	ISR       []int32
-	Offline   []int32
+	// LeaderEpoch grows with every change of the partition's leader; -1 unknown.
+	LeaderEpoch int32
+	Replicas    []int32
+	ISR         []int32
+	Offline     []int32
 }
 
 // AppendResult is the answer to an Append.

@@ -48,6 +48,7 @@ func init() {
 		kmsg.DescribeCluster.Int16():         {0, 1, handleDescribeCluster},
 		kmsg.SASLHandshake.Int16():           {0, 1, handleSASLHandshake},
 		kmsg.SASLAuthenticate.Int16():        {0, 2, handleSASLAuthenticate},
+		kmsg.OffsetForLeaderEpoch.Int16():    {0, 4, handleOffsetForLeaderEpoch},
 	}
 }
 
