@@ -57,6 +57,11 @@ type Backend interface {
 	DescribeGroup(ctx context.Context, group string) (groups.GroupDescription, error)
 	ListGroups(ctx context.Context) ([]groups.GroupSummary, error)
 
+	// DeleteOffsets deletes group's committed offsets of topic's partitions
+	// (OffsetDelete); semantics.ErrGroupSubscribedToTopic while members consume
+	// the topic.
+	DeleteOffsets(ctx context.Context, group, topic string, partitions []int32) error
+
 	// DeleteGroup deletes a group without members and its committed offsets.
 	DeleteGroup(ctx context.Context, group string) error
 

@@ -49,6 +49,7 @@ func init() {
 		kmsg.SASLHandshake.Int16():           {0, 1, handleSASLHandshake},
 		kmsg.SASLAuthenticate.Int16():        {0, 2, handleSASLAuthenticate},
 		kmsg.OffsetForLeaderEpoch.Int16():    {0, 4, handleOffsetForLeaderEpoch},
+		kmsg.OffsetDelete.Int16():            {0, 0, handleOffsetDelete},
 	}
 }
 

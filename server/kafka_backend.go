@@ -795,6 +795,44 @@ func (b *kafkaBackend) DeleteGroup(ctx context.Context, group string) error {
 	return b.n.Groups().DeleteGroup(ctx, group)
 }
 
+// DeleteOffsets implements kafka.Backend (OffsetDelete) on the coordinating node:
+// a group with members that are assigned a partition of topic keeps its offsets
+// there (GROUP_SUBSCRIBED_TO_TOPIC); otherwise the commits of the partitions given
+// are deleted.
+func (b *kafkaBackend) DeleteOffsets(ctx context.Context, group, topic string, partitions []int32) error {
+	ctx, cancel := context.WithTimeout(ctx, quickGroupWait)
+	defer cancel()
+	g := b.n.Groups()
+	desc, err := g.DescribeGroup(ctx, group)
+	if err != nil {
+		return err
+	}
+	if desc.State != groups.Empty && desc.State != groups.Dead {
+		for _, m := range desc.Members {
+			for _, tp := range m.Partitions {
+				if tp.Topic == topic {
+					return semantics.Errorf(semantics.ErrGroupSubscribedToTopic,
+						"group %q is consuming topic %q (member %s): stop its members first", group, topic, m.MemberID)
+				}
+			}
+		}
+	}
+	if len(desc.Members) == 0 && desc.State == groups.Dead {
+		commits, err := b.n.groups.offsets.List(ctx, group)
+		if err != nil {
+			return err
+		}
+		if len(commits) == 0 {
+			return semantics.Errorf(semantics.ErrGroupIDNotFound, "group %q does not exist", group)
+		}
+	}
+	parts := make([]semantics.TopicPartition, len(partitions))
+	for i, p := range partitions {
+		parts[i] = semantics.TopicPartition{Topic: topic, Partition: p}
+	}
+	return b.n.groups.offsets.DeletePartitions(ctx, group, parts)
+}
+
 // AlterConfig implements kafka.Backend with the rules every door shares
 // (semantics.AlterConfig); validate-only applies them to the record read now and
 // changes nothing.
