@@ -84,6 +84,9 @@ type Backend interface {
 	// DeleteRecords moves a partition's log start up to offset (-1: the high
 	// watermark) and returns the log start after it.
 	DeleteRecords(ctx context.Context, topic string, partition int32, offset int64) (int64, error)
+	// TopicByID returns the name of the topic with id (Kafka's topic id, the
+	// topic record's); semantics.ErrUnknownTopic when there is none.
+	TopicByID(ctx context.Context, id [16]byte) (string, error)
 	// Topic reads a topic's record; semantics.ErrUnknownTopic when there is none.
 	Topic(ctx context.Context, name string) (semantics.TopicMeta, error)
 }

@@ -788,6 +788,32 @@ func (b *kafkaBackend) Topic(ctx context.Context, name string) (semantics.TopicM
 	return b.n.admin.meta.getTopic(ctx, name)
 }
 
+// TopicByID implements kafka.Backend: from the topics the writers know (every
+// topic, kept current by their watch), else from the topics bucket.
+func (b *kafkaBackend) TopicByID(ctx context.Context, id [16]byte) (string, error) {
+	want := base64.RawURLEncoding.EncodeToString(id[:])
+	if w := b.n.writers; w != nil {
+		w.mu.Lock()
+		for name, t := range w.topics {
+			if t.ID == want && t.State == semantics.TopicReady {
+				w.mu.Unlock()
+				return name, nil
+			}
+		}
+		w.mu.Unlock()
+	}
+	all, err := b.n.admin.ListTopics(ctx)
+	if err != nil {
+		return "", err
+	}
+	for _, t := range all {
+		if t.ID == want && t.State == semantics.TopicReady {
+			return t.Name, nil
+		}
+	}
+	return "", semantics.Errorf(semantics.ErrUnknownTopic, "no topic has id %s", want)
+}
+
 // DeleteGroup implements kafka.Backend.
 func (b *kafkaBackend) DeleteGroup(ctx context.Context, group string) error {
 	ctx, cancel := context.WithTimeout(ctx, quickGroupWait)
