@@ -22,73 +22,141 @@ const codeFetchSessionIDNotFound int16 = 70
 // any of its partitions (a long poll woken by the appends, not a sleep loop).
 func handleFetch(ctx context.Context, c *conn, kreq kmsg.Request) func() kmsg.Response {
 	req := kreq.(*kmsg.FetchRequest)
+	if req.Version < 13 {
+		return func() kmsg.Response { return fetch(ctx, c, req) }
+	}
+	// From v13 topics are named by id: look the names up, answer the fetch by
+	// name, and name the topics by id again in the answer. An unknown id is
+	// UNKNOWN_TOPIC_ID for each of its partitions.
 	return func() kmsg.Response {
-		resp := req.ResponseKind().(*kmsg.FetchResponse)
-		if req.SessionID != 0 {
-			// qxd never gives a session id, so none can be asked for.
-			resp.ErrorCode = codeFetchSessionIDNotFound
-			return resp
-		}
-		wait := min(time.Duration(req.MaxWaitMillis)*time.Millisecond, maxFetchWait)
-		deadline := time.Now().Add(wait)
-		var watch Watch
-		defer func() {
-			if watch != nil {
-				watch.Close()
-			}
-		}()
-		for {
-			resp.Topics = resp.Topics[:0]
-			total, failed := fetchOnce(ctx, c, req, resp)
-			if total >= int(req.MinBytes) || failed || wait <= 0 || ctx.Err() != nil {
-				return resp
-			}
-			left := time.Until(deadline)
-			if left <= 0 {
-				return resp
-			}
-			if watch == nil {
-				// Watch first, then read again: an append between the read above
-				// and the watch is seen by the second read.
-				var parts []semantics.TopicPartition
-				for _, t := range req.Topics {
-					for _, p := range t.Partitions {
-						parts = append(parts, semantics.TopicPartition{Topic: t.Topic, Partition: p.Partition})
-					}
+		var unknown []kmsg.FetchResponseTopic
+		known := req.Topics[:0:0]
+		for _, t := range req.Topics {
+			name, err := c.b.TopicByID(ctx, t.TopicID)
+			if err != nil {
+				rt := kmsg.NewFetchResponseTopic()
+				rt.TopicID = t.TopicID
+				for _, p := range t.Partitions {
+					rp := kmsg.NewFetchResponseTopicPartition()
+					rp.Partition, rp.ErrorCode, rp.PreferredReadReplica, rp.RecordBatches = p.Partition, codeUnknownTopicID, -1, []byte{}
+					rp.HighWatermark, rp.LastStableOffset, rp.LogStartOffset = -1, -1, -1
+					rt.Partitions = append(rt.Partitions, rp)
 				}
-				w, err := c.b.Watch(ctx, parts)
-				if err != nil {
-					c.log.Debug("kafka fetch could not watch for appends", "err", err)
-					return resp
-				}
-				watch = w
+				unknown = append(unknown, rt)
 				continue
 			}
-			t := time.NewTimer(left)
-			select {
-			case <-watch.C():
-				t.Stop()
-				// The append is seen when it is published, a moment before it is
-				// stored: read until it is there, briefly.
-				for _, d := range []time.Duration{0, time.Millisecond, 2 * time.Millisecond, 5 * time.Millisecond, 10 * time.Millisecond} {
-					time.Sleep(d)
-					resp.Topics = resp.Topics[:0]
-					total, failed = fetchOnce(ctx, c, req, resp)
-					if total > 0 || failed {
-						break
-					}
+			t.Topic = name
+			known = append(known, t)
+		}
+		byName := *req
+		byName.Topics = known
+		resp := fetch(ctx, c, &byName)
+		for i := range resp.Topics {
+			for _, t := range known {
+				if t.Topic == resp.Topics[i].Topic {
+					resp.Topics[i].TopicID = t.TopicID
 				}
-				if total >= int(req.MinBytes) || failed {
-					return resp
+			}
+		}
+		resp.Topics = append(resp.Topics, unknown...)
+		return resp
+	}
+}
+
+// fetch answers a fetch whose topics are named.
+func fetch(ctx context.Context, c *conn, req *kmsg.FetchRequest) *kmsg.FetchResponse {
+	resp := req.ResponseKind().(*kmsg.FetchResponse)
+	if req.SessionID != 0 {
+		// qxd never gives a session id, so none can be asked for.
+		resp.ErrorCode = codeFetchSessionIDNotFound
+		return resp
+	}
+	// A client's current leader epoch is checked once, before reading.
+	var fenced map[semantics.TopicPartition]int16
+	for _, t := range req.Topics {
+		for _, p := range t.Partitions {
+			if ec := checkLeaderEpoch(ctx, c.b, t.Topic, p.Partition, p.CurrentLeaderEpoch); ec != 0 {
+				if fenced == nil {
+					fenced = map[semantics.TopicPartition]int16{}
 				}
-			case <-t.C:
-				resp.Topics = resp.Topics[:0]
-				fetchOnce(ctx, c, req, resp)
-				return resp
-			case <-ctx.Done():
-				t.Stop()
+				fenced[semantics.TopicPartition{Topic: t.Topic, Partition: p.Partition}] = ec
+			}
+		}
+	}
+	if fenced != nil {
+		for _, t := range req.Topics {
+			rt := kmsg.NewFetchResponseTopic()
+			rt.Topic = t.Topic
+			for _, p := range t.Partitions {
+				rp := kmsg.NewFetchResponseTopicPartition()
+				rp.Partition, rp.PreferredReadReplica, rp.RecordBatches = p.Partition, -1, []byte{}
+				rp.HighWatermark, rp.LastStableOffset, rp.LogStartOffset = -1, -1, -1
+				rp.ErrorCode = fenced[semantics.TopicPartition{Topic: t.Topic, Partition: p.Partition}]
+				rt.Partitions = append(rt.Partitions, rp)
+			}
+			resp.Topics = append(resp.Topics, rt)
+		}
+		return resp
+	}
+	wait := min(time.Duration(req.MaxWaitMillis)*time.Millisecond, maxFetchWait)
+	deadline := time.Now().Add(wait)
+	var watch Watch
+	defer func() {
+		if watch != nil {
+			watch.Close()
+		}
+	}()
+	for {
+		resp.Topics = resp.Topics[:0]
+		total, failed := fetchOnce(ctx, c, req, resp)
+		if total >= int(req.MinBytes) || failed || wait <= 0 || ctx.Err() != nil {
+			return resp
+		}
+		left := time.Until(deadline)
+		if left <= 0 {
+			return resp
+		}
+		if watch == nil {
+			// Watch first, then read again: an append between the read above
+			// and the watch is seen by the second read.
+			var parts []semantics.TopicPartition
+			for _, t := range req.Topics {
+				for _, p := range t.Partitions {
+					parts = append(parts, semantics.TopicPartition{Topic: t.Topic, Partition: p.Partition})
+				}
+			}
+			w, err := c.b.Watch(ctx, parts)
+			if err != nil {
+				c.log.Debug("kafka fetch could not watch for appends", "err", err)
 				return resp
 			}
+			watch = w
+			continue
+		}
+		t := time.NewTimer(left)
+		select {
+		case <-watch.C():
+			t.Stop()
+			// The append is seen when it is published, a moment before it is
+			// stored: read until it is there, briefly.
+			for _, d := range []time.Duration{0, time.Millisecond, 2 * time.Millisecond, 5 * time.Millisecond, 10 * time.Millisecond} {
+				time.Sleep(d)
+				resp.Topics = resp.Topics[:0]
+				total, failed = fetchOnce(ctx, c, req, resp)
+				if total > 0 || failed {
+					break
+				}
+			}
+			if total >= int(req.MinBytes) || failed {
+				return resp
+			}
+		case <-t.C:
+			resp.Topics = resp.Topics[:0]
+			fetchOnce(ctx, c, req, resp)
+			return resp
+		case <-ctx.Done():
+			t.Stop()
+			return resp
 		}
 	}
 }

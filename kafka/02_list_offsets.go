@@ -10,7 +10,9 @@ import (
 
 // ListOffsets: timestamp -2 is the log start, -1 the high watermark (there are no
 // transactions, so it is also the last stable offset), any other the first
-// record at or after that time (offset -1 when there is none).
+// record at or after that time (offset -1 when there is none). The leader epoch
+// answered is the partition's current one; a client's current leader epoch is
+// checked as Kafka does.
 func handleListOffsets(ctx context.Context, c *conn, kreq kmsg.Request) func() kmsg.Response {
 	req := kreq.(*kmsg.ListOffsetsRequest)
 	return func() kmsg.Response {
@@ -24,6 +26,11 @@ func handleListOffsets(ctx context.Context, c *conn, kreq kmsg.Request) func() k
 				rp.Partition = p.Partition
 				rp.LeaderEpoch = -1
 				rp.Timestamp = -1
+				if rp.ErrorCode = checkLeaderEpoch(ctx, b, t.Topic, p.Partition, p.CurrentLeaderEpoch); rp.ErrorCode != 0 {
+					rp.Offset = -1
+					rt.Partitions = append(rt.Partitions, rp)
+					continue
+				}
 				switch p.Timestamp {
 				case -1, -2:
 					start, hw, err := b.Offsets(ctx, t.Topic, p.Partition)
@@ -44,6 +51,8 @@ func handleListOffsets(ctx context.Context, c *conn, kreq kmsg.Request) func() k
 				}
 				if rp.ErrorCode != 0 {
 					rp.Offset, rp.Timestamp = -1, -1
+				} else if rp.Offset >= 0 {
+					rp.LeaderEpoch = b.LeaderEpoch(ctx, t.Topic, p.Partition)
 				}
 				rt.Partitions = append(rt.Partitions, rp)
 			}

@@ -64,7 +64,7 @@ func handleMetadata(ctx context.Context, c *conn, kreq kmsg.Request) func() kmsg
 			for _, p := range t.Partitions {
 				rp := kmsg.NewMetadataResponseTopicPartition()
 				rp.Partition, rp.Leader = p.Partition, p.Leader
-				rp.LeaderEpoch = -1 // leader epochs are not tracked: clients skip epoch checks
+				rp.LeaderEpoch = p.LeaderEpoch
 				rp.Replicas, rp.ISR, rp.OfflineReplicas = nonNil(p.Replicas), nonNil(p.ISR), nonNil(p.Offline)
 				if p.Leader < 0 {
 					rp.ErrorCode = semantics.ErrTopicNotReady.Code

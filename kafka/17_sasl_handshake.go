@@ -2,13 +2,15 @@ package kafka
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 // handleSASLHandshake picks the SASL mechanism of a connection. After v1 the
-// client sends SaslAuthenticate; after v0 a raw SASL token, outside Kafka's
+// client sends SaslAuthenticate; after v0 raw SASL tokens, outside Kafka's
 // request framing (rawAuthenticate).
 func handleSASLHandshake(_ context.Context, c *conn, kreq kmsg.Request) func() kmsg.Response {
 	req := kreq.(*kmsg.SASLHandshakeRequest)
@@ -17,24 +19,25 @@ func handleSASLHandshake(_ context.Context, c *conn, kreq kmsg.Request) func() k
 	case c.l.cfg.Auth == nil:
 		resp.ErrorCode = codeUnsupportedSASLMechanism
 		resp.SupportedMechanisms = []string{}
-	case c.authed || c.mech != "":
+	case c.authed || c.sasl != nil:
 		resp.ErrorCode = codeIllegalSASLState
-		resp.SupportedMechanisms = []string{mechPlain}
-	case req.Mechanism != mechPlain:
+		resp.SupportedMechanisms = mechanisms
+	case !slices.Contains(mechanisms, req.Mechanism):
 		resp.ErrorCode = codeUnsupportedSASLMechanism
-		resp.SupportedMechanisms = []string{mechPlain}
+		resp.SupportedMechanisms = mechanisms
 		c.log.Warn("kafka client refused", "remote", c.nc.RemoteAddr().String(),
-			"err", fmt.Errorf("SASL mechanism %q is not offered: use PLAIN (SCRAM needs SCRAM credentials, and qxd stores bcrypt hashes)", req.Mechanism))
-	case !c.secureTransport():
+			"err", fmt.Errorf("SASL mechanism %q is not offered: use PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512", req.Mechanism))
+	case req.Mechanism == MechPlain && !c.secureTransport():
 		// PLAIN sends the password as it is: only over TLS or on this machine.
+		// SCRAM never sends it.
 		resp.ErrorCode = codeUnsupportedSASLMechanism
-		resp.SupportedMechanisms = []string{}
+		resp.SupportedMechanisms = []string{MechSCRAMSHA256, MechSCRAMSHA512}
 		c.log.Warn("kafka client refused", "remote", c.nc.RemoteAddr().String(),
-			"err", fmt.Errorf("SASL PLAIN over plain text from another host would send the password in clear: turn TLS on for the node"))
+			"err", errors.New("SASL PLAIN over plain text from another host would send the password in clear: turn TLS on for the node, or use SCRAM"))
 	default:
-		c.mech = mechPlain
+		c.sasl = c.newSASLSession(req.Mechanism)
 		c.rawSASL = req.Version == 0
-		resp.SupportedMechanisms = []string{mechPlain}
+		resp.SupportedMechanisms = mechanisms
 	}
 	return ready(resp)
 }

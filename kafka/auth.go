@@ -2,6 +2,7 @@ package kafka
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
 	"net"
 
@@ -16,6 +17,10 @@ type Authenticator interface {
 	// Plain checks a user name and password (SASL PLAIN) and returns the user's
 	// rights; a refusal is an error saying why (it is logged, not sent).
 	Plain(ctx context.Context, user, password string) (semantics.Grant, error)
+	// SCRAM returns the stored credential of user for mechanism (MechSCRAMSHA256
+	// or MechSCRAMSHA512) and the user's rights; an unknown user, or one without
+	// a credential for mechanism, is an error saying why (logged, not sent).
+	SCRAM(ctx context.Context, mechanism, user string) (SCRAMCredential, semantics.Grant, error)
 }
 
 // Kafka codes of authentication.
@@ -23,10 +28,6 @@ const (
 	codeUnsupportedSASLMechanism int16 = 33
 	codeIllegalSASLState         int16 = 34
 )
-
-// mechPlain is the one SASL mechanism the listener offers. SCRAM needs salted
-// SCRAM credentials stored per user, and qxd stores only bcrypt hashes.
-const mechPlain = "PLAIN"
 
 // saslOpen reports whether key may be sent before a connection authenticated.
 func saslOpen(key int16) bool {
@@ -129,20 +130,36 @@ func (c *conn) authenticatePlain(ctx context.Context, msg []byte) error {
 // authenticated, as Kafka closes it.
 func (c *conn) refuseUnauthenticated(key int16) error {
 	c.log.Warn("kafka client refused", "remote", c.nc.RemoteAddr().String(), "client", c.clientID,
-		"err", fmt.Errorf("request key %d before SASL authentication: this listener needs SASL PLAIN with a qxd user", key))
+		"err", fmt.Errorf("request key %d before SASL authentication: this listener needs SASL (PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512) with a qxd user", key))
 	return fmt.Errorf("%w: request key %d before SASL authentication", errClose, key)
 }
 
-// rawAuthenticate takes the raw SASL PLAIN token that follows a SaslHandshake v0
-// (clients before SaslAuthenticate, such as kafka-python 2.0). Success is answered
-// with an empty token; a refusal closes the connection, as Kafka does.
+// saslStep takes a client's next SASL token for the exchange a SaslHandshake
+// started. A refusal ends the exchange; the caller closes the connection after
+// answering, as Kafka does.
+func (c *conn) saslStep(ctx context.Context, tok []byte) ([]byte, error) {
+	reply, done, err := c.sasl.step(ctx, tok)
+	if err != nil {
+		c.sasl, c.rawSASL = nil, false
+		return nil, err
+	}
+	if done {
+		c.sasl, c.rawSASL, c.authed = nil, false, true
+	}
+	return reply, nil
+}
+
+// rawAuthenticate takes a raw SASL token that follows a SaslHandshake v0 (clients
+// before SaslAuthenticate, such as kafka-python 2.0), outside Kafka's request
+// framing, and answers with a raw token (empty for PLAIN). A refusal closes the
+// connection without an answer, as Kafka does.
 func (c *conn) rawAuthenticate(tok []byte) error {
-	c.rawSASL, c.mech = false, ""
-	if err := c.authenticatePlain(c.ctx, tok); err != nil {
+	reply, err := c.saslStep(c.ctx, tok)
+	if err != nil {
 		return fmt.Errorf("%w: %v", errClose, err)
 	}
-	c.authed = true
-	s := &slot{done: make(chan struct{}), buf: make([]byte, 4)} // an empty token
+	buf := binary.BigEndian.AppendUint32(make([]byte, 0, 4+len(reply)), uint32(len(reply)))
+	s := &slot{done: make(chan struct{}), buf: append(buf, reply...)}
 	close(s.done)
 	select {
 	case c.slots <- s:

@@ -33,6 +33,14 @@ type Backend interface {
 	// OffsetForTime returns the first offset whose record's timestamp is at or after
 	// ts (Unix milliseconds) and that record's timestamp; -1, -1 when there is none.
 	OffsetForTime(ctx context.Context, topic string, partition int32, ts int64) (offset, timestamp int64, err error)
+	// LeaderEpoch returns a partition's leader epoch as this node knows it; -1 when
+	// it does not (it holds no replica, or the partition has no leader).
+	LeaderEpoch(ctx context.Context, topic string, partition int32) int32
+	// EpochEnd answers OffsetForLeaderEpoch on the partition's leader: the
+	// greatest epoch at or below epoch that the partition had, and the offset
+	// where it ended (the high watermark for the current epoch); -1, -1 for an
+	// epoch above the current one.
+	EpochEnd(ctx context.Context, topic string, partition int32, epoch int32) (int32, int64, error)
 	// Watch returns a Watch that is woken when a batch is appended to any of the
 	// partitions, from the moment Watch returns.
 	Watch(ctx context.Context, parts []semantics.TopicPartition) (Watch, error)
@@ -48,6 +56,11 @@ type Backend interface {
 	FetchOffsets(ctx context.Context, req groups.FetchRequest) ([]semantics.OffsetEntry, error)
 	DescribeGroup(ctx context.Context, group string) (groups.GroupDescription, error)
 	ListGroups(ctx context.Context) ([]groups.GroupSummary, error)
+
+	// DeleteOffsets deletes group's committed offsets of topic's partitions
+	// (OffsetDelete); semantics.ErrGroupSubscribedToTopic while members consume
+	// the topic.
+	DeleteOffsets(ctx context.Context, group, topic string, partitions []int32) error
 
 	// DeleteGroup deletes a group without members and its committed offsets.
 	DeleteGroup(ctx context.Context, group string) error
@@ -71,6 +84,9 @@ type Backend interface {
 	// DeleteRecords moves a partition's log start up to offset (-1: the high
 	// watermark) and returns the log start after it.
 	DeleteRecords(ctx context.Context, topic string, partition int32, offset int64) (int64, error)
+	// TopicByID returns the name of the topic with id (Kafka's topic id, the
+	// topic record's); semantics.ErrUnknownTopic when there is none.
+	TopicByID(ctx context.Context, id [16]byte) (string, error)
 	// Topic reads a topic's record; semantics.ErrUnknownTopic when there is none.
 	Topic(ctx context.Context, name string) (semantics.TopicMeta, error)
 }
@@ -109,9 +125,11 @@ type TopicInfo struct {
 type PartitionInfo struct {
 	Partition int32
 	Leader    int32 // -1 while the partition has no leader
-	Replicas  []int32
-	ISR       []int32
-	Offline   []int32
+	// LeaderEpoch grows with every change of the partition's leader; -1 unknown.
+	LeaderEpoch int32
+	Replicas    []int32
+	ISR         []int32
+	Offline     []int32
 }
 
 // AppendResult is the answer to an Append.

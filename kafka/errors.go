@@ -12,7 +12,29 @@ const (
 	codeUnsupportedVersion      int16 = 35
 	codeUnsupportedForMsgFormat int16 = 43
 	codeUnknownTopicID          int16 = 100
+	codeFencedLeaderEpoch       int16 = 74
+	codeUnknownLeaderEpoch      int16 = 75
 )
+
+// checkLeaderEpoch compares the leader epoch a client believes current (-1: it
+// does not say) with the partition's, as Kafka's leader does (KIP-320): older is
+// FENCED_LEADER_EPOCH (the client's metadata is stale), newer
+// UNKNOWN_LEADER_EPOCH (this node's is). An epoch this node does not know passes.
+func checkLeaderEpoch(ctx context.Context, b Backend, topic string, p, clientEpoch int32) int16 {
+	if clientEpoch < 0 {
+		return 0
+	}
+	current := b.LeaderEpoch(ctx, topic, p)
+	switch {
+	case current < 0:
+		return 0
+	case clientEpoch < current:
+		return codeFencedLeaderEpoch
+	case clientEpoch > current:
+		return codeUnknownLeaderEpoch
+	}
+	return 0
+}
 
 // code is the Kafka error code of err: semantics errors carry theirs, a context
 // that ended is REQUEST_TIMED_OUT, anything else UNKNOWN_SERVER_ERROR.

@@ -3,6 +3,7 @@ package kafka
 import (
 	"bufio"
 	"context"
+	"crypto/rand"
 	"crypto/tls"
 	"encoding/binary"
 	"errors"
@@ -72,6 +73,9 @@ type Listener struct {
 	wg    sync.WaitGroup
 
 	closeOnce sync.Once
+
+	// decoyKey makes the SCRAM salts of users that do not exist (decoy).
+	decoyKey [32]byte
 }
 
 // Listen starts listening on cfg.Listen and serving connections until Close.
@@ -107,6 +111,7 @@ func Listen(cfg Config) (*Listener, error) {
 		ln = tls.NewListener(ln, cfg.TLS)
 	}
 	l := &Listener{cfg: cfg, log: log, ln: ln, ctx: ctx, cancel: cancel, conns: map[*conn]struct{}{}}
+	rand.Read(l.decoyKey[:])
 	l.wg.Add(1)
 	go l.accept()
 	return l, nil
@@ -200,12 +205,16 @@ type conn struct {
 
 	// SASL state, changed only in the read loop. grant is nil on a listener
 	// without Auth: everything is allowed.
-	mech string // the mechanism a SaslHandshake chose, until SaslAuthenticate
-	// rawSASL: a SaslHandshake v0 chose PLAIN, so the next frame is a raw token.
+	sasl saslSession // the exchange a SaslHandshake started, until it ends
+	// rawSASL: a SaslHandshake v0 started the exchange, so the next frames are
+	// raw tokens.
 	rawSASL bool
 	authed  bool
 	user    string
 	grant   *semantics.Grant
+	// closing: a handler in the read loop asked to close the connection once its
+	// answer is sent (a failed SaslAuthenticate).
+	closing error
 }
 
 // slot is one answer awaited, in request order.
@@ -443,6 +452,11 @@ func (c *conn) handle(buf []byte) (err error) {
 			s.buf = frame(h, resp)
 		}
 	}()
+	if c.closing != nil {
+		// The answer is queued: the write loop sends it before the connection
+		// closes.
+		return fmt.Errorf("%w: %w", errClose, c.closing)
+	}
 	return nil
 }
 

@@ -23,7 +23,7 @@ var apis map[int16]api
 func init() {
 	apis = map[int16]api{
 		kmsg.Produce.Int16():                 {3, 9, handleProduce},
-		kmsg.Fetch.Int16():                   {4, 12, handleFetch},
+		kmsg.Fetch.Int16():                   {4, 13, handleFetch},
 		kmsg.ListOffsets.Int16():             {1, 6, handleListOffsets},
 		kmsg.Metadata.Int16():                {0, 12, handleMetadata},
 		kmsg.OffsetCommit.Int16():            {2, 8, handleOffsetCommit},
@@ -48,6 +48,8 @@ func init() {
 		kmsg.DescribeCluster.Int16():         {0, 1, handleDescribeCluster},
 		kmsg.SASLHandshake.Int16():           {0, 1, handleSASLHandshake},
 		kmsg.SASLAuthenticate.Int16():        {0, 2, handleSASLAuthenticate},
+		kmsg.OffsetForLeaderEpoch.Int16():    {0, 4, handleOffsetForLeaderEpoch},
+		kmsg.OffsetDelete.Int16():            {0, 0, handleOffsetDelete},
 	}
 }
 

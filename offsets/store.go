@@ -206,6 +206,32 @@ func (s *Store) Delete(ctx context.Context, group string) error {
 	return nil
 }
 
+// DeletePartitions removes group's commits of the partitions given, those it has,
+// as Kafka's OffsetDelete does.
+func (s *Store) DeletePartitions(ctx context.Context, group string, parts []semantics.TopicPartition) error {
+	if err := semantics.ValidateGroupID(group); err != nil {
+		return fmt.Errorf("offsets: delete partitions: %w", err)
+	}
+	keys, err := s.keys(ctx, semantics.GroupOffsetsFilter(group), 0)
+	if err != nil {
+		return fmt.Errorf("offsets: delete partitions of group %q: %w", group, err)
+	}
+	have := make(map[string]bool, len(keys))
+	for _, k := range keys {
+		have[k] = true
+	}
+	var del []string
+	for _, tp := range parts {
+		if k := semantics.OffsetKey(group, tp.Topic, tp.Partition); have[k] {
+			del = append(del, k)
+		}
+	}
+	if err := s.purge(ctx, del); err != nil {
+		return fmt.Errorf("offsets: delete partitions of group %q: %w", group, err)
+	}
+	return nil
+}
+
 // DeleteTopic removes group's commits of one topic, as Kafka's OffsetDelete. A topic
 // without commits in the group is no error; a group without any commits gives an
 // error wrapping semantics.ErrGroupIDNotFound.

@@ -262,8 +262,11 @@ func (b *BatchBuilder) writeHeader(out []byte, p ProducerInfo, c Compression) er
 
 // BatchHeader is the fixed part of a RecordBatch, read without touching the records.
 type BatchHeader struct {
-	BaseOffset      int64
-	Length          int32
+	BaseOffset int64
+	Length     int32
+	// LeaderEpoch is the partition leader epoch the writer stamped on the batch
+	// (-1: none, as producers send it).
+	LeaderEpoch     int32
 	Attributes      int16
 	LastOffsetDelta int32
 	FirstTimestamp  int64 // ms
@@ -316,6 +319,7 @@ func ParseBatchHeader(b []byte) (BatchHeader, error) {
 	return BatchHeader{
 		BaseOffset:      rb.FirstOffset,
 		Length:          rb.Length,
+		LeaderEpoch:     rb.PartitionLeaderEpoch,
 		Attributes:      rb.Attributes,
 		LastOffsetDelta: rb.LastOffsetDelta,
 		FirstTimestamp:  rb.FirstTimestamp,
@@ -331,6 +335,13 @@ func ParseBatchHeader(b []byte) (BatchHeader, error) {
 // The field is outside the CRC, so the batch stays valid. b must be a parsed batch.
 func SetBaseOffset(b []byte, base int64) {
 	binary.BigEndian.PutUint64(b[:8], uint64(base))
+}
+
+// SetLeaderEpoch overwrites the batch's PartitionLeaderEpoch in place, as Kafka's
+// partition leader stamps its epoch on what it appends. The field is outside the
+// CRC. b must be a parsed batch.
+func SetLeaderEpoch(b []byte, epoch int32) {
+	binary.BigEndian.PutUint32(b[12:16], uint32(epoch))
 }
 
 // DecodeRecords validates batch b as ParseBatchHeader does (the CRC pass is cheap

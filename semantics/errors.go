@@ -86,6 +86,9 @@ var (
 	ErrNonEmptyGroup = &Error{Code: 68, Name: "NON_EMPTY_GROUP", Message: "group has active members"}
 	// ErrGroupIDNotFound: the group does not exist.
 	ErrGroupIDNotFound = &Error{Code: 69, Name: "GROUP_ID_NOT_FOUND", Message: "group not found"}
+	// ErrGroupSubscribedToTopic: offsets of a topic a group's members consume cannot
+	// be deleted (Kafka's OffsetDelete).
+	ErrGroupSubscribedToTopic = &Error{Code: 86, Name: "GROUP_SUBSCRIBED_TO_TOPIC", Message: "the group is subscribed to the topic"}
 	// ErrFencedInstanceID: a static member replaced by a newer member with its instance id.
 	ErrFencedInstanceID = &Error{Code: 82, Name: "FENCED_INSTANCE_ID", Message: "fenced instance id"}
 	// ErrTopicAuthorizationFailed: the identity may not do this with the topic (produce,
@@ -112,7 +115,7 @@ var byCode = func() map[int16]*Error {
 		ErrNotCoordinator, ErrIllegalGeneration, ErrInconsistentGroupProtocol, ErrInvalidGroupID,
 		ErrPolicyViolation,
 		ErrUnknownMemberID, ErrInvalidSessionTimeout, ErrRebalanceInProgress, ErrNonEmptyGroup,
-		ErrGroupIDNotFound, ErrFencedInstanceID, ErrTopicAuthorizationFailed, ErrGroupAuthorizationFailed,
+		ErrGroupIDNotFound, ErrGroupSubscribedToTopic, ErrFencedInstanceID, ErrTopicAuthorizationFailed, ErrGroupAuthorizationFailed,
 		ErrClusterAuthorizationFailed, ErrAuthenticationFailed} {
 		m[e.Code] = e
 	}

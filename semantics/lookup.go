@@ -37,6 +37,7 @@ func PeekBatchHeader(b []byte) (BatchHeader, error) {
 	return BatchHeader{
 		BaseOffset:      int64(be.Uint64(b[0:])),
 		Length:          int32(be.Uint32(b[8:])),
+		LeaderEpoch:     int32(be.Uint32(b[12:])),
 		Attributes:      int16(be.Uint16(b[21:])),
 		LastOffsetDelta: int32(be.Uint32(b[23:])),
 		FirstTimestamp:  int64(be.Uint64(b[27:])),
@@ -54,6 +55,32 @@ func PeekBatchHeader(b []byte) (BatchHeader, error) {
 // after offset.
 func FindOffset(ctx context.Context, src BatchSource, first, last uint64, offset int64) (seq uint64, found bool, err error) {
 	return search(ctx, src, first, last, func(h BatchHeader) bool { return h.BaseOffset <= offset })
+}
+
+// FindLeaderEpoch returns the sequence of the last batch stamped with a leader
+// epoch at or below epoch, and of the first one stamped above it (next is false
+// when there is none), for Kafka's OffsetForLeaderEpoch: epochs only grow along a
+// partition's log.
+func FindLeaderEpoch(ctx context.Context, src BatchSource, first, last uint64, epoch int32) (atOrBelow uint64, found bool, above uint64, next bool, err error) {
+	atOrBelow, found, err = search(ctx, src, first, last, func(h BatchHeader) bool { return h.LeaderEpoch <= epoch })
+	if err != nil {
+		return 0, false, 0, false, err
+	}
+	from := first
+	if found {
+		from = atOrBelow + 1
+	}
+	if from > last {
+		return atOrBelow, found, 0, false, nil
+	}
+	s, _, err := src.BatchAtOrAfter(ctx, from)
+	if errors.Is(err, ErrNoBatch) || err == nil && s > last {
+		return atOrBelow, found, 0, false, nil
+	}
+	if err != nil {
+		return 0, false, 0, false, err
+	}
+	return atOrBelow, found, s, true, nil
 }
 
 // FindTimestamp returns the sequence of the first batch whose max timestamp (ms) is

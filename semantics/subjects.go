@@ -112,11 +112,13 @@ const authzPrefix = "qxd.authz"
 // with its BrokerInfo, so that one node can gather the others' addresses; under
 // nodePrefix each node takes requests addressed to it alone (HandOffSubject).
 // KafkaBrokersSubject is answered by every node with a Kafka listener (not as a
-// queue group) with its name and advertised Kafka address.
+// queue group) with its name and advertised Kafka address; KafkaEpochsSubject by
+// every such node with the leader epochs it knows of the partition streams asked.
 const (
 	NodeInfoSubject     = "qxd.node.info"
 	nodePrefix          = "qxd.internal.node"
 	KafkaBrokersSubject = "qxd.internal.kafka.brokers"
+	KafkaEpochsSubject  = "qxd.internal.kafka.epochs"
 )
 
 // Bridges: the runner of a bridge answers status requests under bridgeStatusPrefix

@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nkeys"
 	"golang.org/x/crypto/bcrypt"
 
+	"github.com/qxd-io/qxd/kafka"
 	"github.com/qxd-io/qxd/semantics"
 )
 
@@ -39,11 +40,30 @@ type AuthConfig struct {
 	Accounts []AccountAuth
 }
 
-// UserAuth is a user name with a bcrypt-hashed password.
+// UserAuth is a user name with a bcrypt-hashed password, and optionally the
+// user's SCRAM credentials for Kafka clients (SASL SCRAM-SHA-256/512).
 type UserAuth struct {
 	Name     string
 	Password string
-	Grant    semantics.Grant
+	// SCRAMSHA256 and SCRAMSHA512 are SCRAM credentials in Kafka's stored form,
+	// "salt=…,stored_key=…,server_key=…,iterations=N" ('qxd passwd --mechanism
+	// SCRAM-SHA-256' makes one). Empty: the user cannot use that mechanism.
+	SCRAMSHA256 string
+	SCRAMSHA512 string
+	Grant       semantics.Grant
+}
+
+// scram returns the user's SCRAM credential for mechanism, or an error saying
+// why there is none.
+func (u *UserAuth) scram(mechanism string) (kafka.SCRAMCredential, error) {
+	s := u.SCRAMSHA256
+	if mechanism == kafka.MechSCRAMSHA512 {
+		s = u.SCRAMSHA512
+	}
+	if s == "" {
+		return kafka.SCRAMCredential{}, fmt.Errorf("user %q has no %s credential: add one to the user's entry with 'qxd passwd --mechanism %s'", u.Name, mechanism, mechanism)
+	}
+	return kafka.ParseSCRAMCredential(mechanism, s)
 }
 
 // TokenAuth is a token; Name appears in logs instead of the secret.
@@ -88,6 +108,14 @@ func (a AuthConfig) validate() error {
 		seen["u:"+u.Name] = true
 		if _, err := bcrypt.Cost([]byte(u.Password)); err != nil {
 			return fmt.Errorf("%s: the password must be a bcrypt hash (\"$2a$…\"): make one with 'qxd passwd' (%v)", what, err)
+		}
+		for _, sc := range []struct{ mech, cred string }{{kafka.MechSCRAMSHA256, u.SCRAMSHA256}, {kafka.MechSCRAMSHA512, u.SCRAMSHA512}} {
+			if sc.cred == "" {
+				continue
+			}
+			if _, err := kafka.ParseSCRAMCredential(sc.mech, sc.cred); err != nil {
+				return fmt.Errorf("%s: %w", what, err)
+			}
 		}
 		if err := u.Grant.Validate(); err != nil {
 			return fmt.Errorf("%s: %w", what, err)
@@ -290,6 +318,17 @@ func (a *authenticator) checkUserOrToken(user, password string) (string, semanti
 		return "", semantics.Grant{}, err
 	}
 	return u.Name, u.Grant, nil
+}
+
+// scramCredential returns a user's SCRAM credential for mechanism (Kafka's SASL
+// SCRAM), with the user.
+func (a *authenticator) scramCredential(user, mechanism string) (*UserAuth, kafka.SCRAMCredential, error) {
+	u, ok := a.users[user]
+	if !ok {
+		return nil, kafka.SCRAMCredential{}, fmt.Errorf("unknown user %q", user)
+	}
+	c, err := u.scram(mechanism)
+	return u, c, err
 }
 
 func (a *authenticator) checkJWT(c natsserver.ClientAuthentication, o *natsserver.ClientOpts, token string) (identity, error) {

@@ -38,6 +38,8 @@ import (
 //	auth {
 //	  users: [
 //	    { user: alice, password: "$2a$11$…",
+//	      scram_sha_256: "salt=…,stored_key=…,server_key=…,iterations=4096",  # optional, Kafka SCRAM
+//	      scram_sha_512: "salt=…,stored_key=…,server_key=…,iterations=4096",
 //	      permissions: { produce: [orders], consume: ["*"], admin: [], groups: [billing] } }
 //	  ]
 //	  tokens: [ { name: ci, token: "…", permissions: { admin: ["*"] } } ]
@@ -366,10 +368,11 @@ func authFromSection(s section) (AuthConfig, error) {
 	}
 	for _, u := range users {
 		var e UserAuth
-		if err := u.check("user", "password", "permissions"); err != nil {
+		if err := u.check("user", "password", "scram_sha_256", "scram_sha_512", "permissions"); err != nil {
 			return a, err
 		}
-		if err := firstErr(u.str("user", &e.Name), u.str("password", &e.Password)); err != nil {
+		if err := firstErr(u.str("user", &e.Name), u.str("password", &e.Password),
+			u.str("scram_sha_256", &e.SCRAMSHA256), u.str("scram_sha_512", &e.SCRAMSHA512)); err != nil {
 			return a, err
 		}
 		if e.Grant, err = grantFromSection(u); err != nil {

@@ -37,9 +37,10 @@ type kafkaBackend struct {
 	nc        *nats.Conn // the listener's own in-process connection
 	advertise kafka.Broker
 
-	infoSub *nats.Subscription
-	mu      sync.Mutex
-	addrs   map[string]kafka.Broker // other nodes' Kafka addresses, by name
+	infoSub  *nats.Subscription
+	epochSub *nats.Subscription
+	mu       sync.Mutex
+	addrs    map[string]kafka.Broker // other nodes' Kafka addresses, by name
 }
 
 var _ kafka.Backend = (*kafkaBackend)(nil)
@@ -104,8 +105,9 @@ func (n *Node) startKafka() error {
 	return nil
 }
 
-// kafkaAuth checks Kafka clients' SASL PLAIN credentials against the node's users,
-// as the NATS port checks them.
+// kafkaAuth checks Kafka clients' SASL credentials against the node's users: PLAIN
+// against their bcrypt hashes, as the NATS port checks them, and SCRAM against
+// their SCRAM credentials.
 type kafkaAuth struct{ a *authenticator }
 
 var _ kafka.Authenticator = kafkaAuth{}
@@ -117,6 +119,15 @@ func (k kafkaAuth) Plain(_ context.Context, user, password string) (semantics.Gr
 		return semantics.Grant{}, err
 	}
 	return u.Grant, nil
+}
+
+// SCRAM implements kafka.Authenticator.
+func (k kafkaAuth) SCRAM(_ context.Context, mechanism, user string) (kafka.SCRAMCredential, semantics.Grant, error) {
+	u, c, err := k.a.scramCredential(user, mechanism)
+	if err != nil {
+		return c, semantics.Grant{}, err
+	}
+	return c, u.Grant, nil
 }
 
 func kafkaListenErr(addr string, err error) error {
@@ -190,7 +201,140 @@ func (b *kafkaBackend) start() error {
 	if err != nil {
 		return fmt.Errorf("kafka listener: subscribe for broker requests: %w", err)
 	}
+	// Leader epochs this node knows (it holds a replica of the stream): a node
+	// holding none asks the others.
+	b.epochSub, err = b.nc.Subscribe(semantics.KafkaEpochsSubject, func(m *nats.Msg) {
+		var streams []string
+		if json.Unmarshal(m.Data, &streams) != nil {
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), kafkaBrokerWait)
+		defer cancel()
+		known := map[string]int32{}
+		for _, s := range streams {
+			if e := b.n.epochs.of(ctx, s); e >= 0 {
+				known[s] = e
+			}
+		}
+		data, _ := json.Marshal(known)
+		_ = m.Respond(data)
+	})
+	if err != nil {
+		return fmt.Errorf("kafka listener: subscribe for leader epoch requests: %w", err)
+	}
 	return b.nc.Flush()
+}
+
+// partitionEpochs returns the leader epochs of partition streams: from this node
+// where it holds a replica, else from the nodes that do, which answer within
+// kafkaBrokerWait (-1 for a stream none of them knows: no leader now).
+func (b *kafkaBackend) partitionEpochs(ctx context.Context, streams []string) map[string]int32 {
+	out := make(map[string]int32, len(streams))
+	var missing []string
+	for _, s := range streams {
+		if e := b.n.epochs.of(ctx, s); e >= 0 {
+			out[s] = e
+		} else {
+			out[s] = -1
+			missing = append(missing, s)
+		}
+	}
+	if len(missing) == 0 || !b.n.ns.JetStreamIsClustered() {
+		return out
+	}
+	inbox := nats.NewInbox()
+	sub, err := b.nc.SubscribeSync(inbox)
+	if err != nil {
+		return out
+	}
+	defer sub.Unsubscribe()
+	req, _ := json.Marshal(missing)
+	if err := b.nc.PublishRequest(semantics.KafkaEpochsSubject, inbox, req); err != nil {
+		return out
+	}
+	left := map[string]bool{}
+	for _, s := range missing {
+		left[s] = true
+	}
+	deadline := time.Now().Add(kafkaBrokerWait)
+	for len(left) > 0 && ctx.Err() == nil {
+		m, err := sub.NextMsg(time.Until(deadline))
+		if err != nil {
+			break
+		}
+		var known map[string]int32
+		if json.Unmarshal(m.Data, &known) != nil {
+			continue
+		}
+		for s, e := range known {
+			if _, asked := out[s]; asked && e > out[s] {
+				out[s] = e
+				delete(left, s)
+			}
+		}
+	}
+	return out
+}
+
+// LeaderEpoch implements kafka.Backend: the partition's leader epoch as this node
+// knows it (-1: it holds no replica, or there is no leader).
+func (b *kafkaBackend) LeaderEpoch(ctx context.Context, topic string, p int32) int32 {
+	return b.n.epochs.of(ctx, semantics.StreamName(topic, p))
+}
+
+// EpochEnd implements kafka.Backend (OffsetForLeaderEpoch) from the epochs the
+// writers stamped on the stored batches, as Kafka's leader epoch cache answers:
+// the current epoch ends at the high watermark; an older one where the first batch
+// of a later epoch begins, with the greatest epoch at or below the one asked that
+// wrote something; an epoch above the current one is unknown (-1, -1).
+func (b *kafkaBackend) EpochEnd(ctx context.Context, topic string, p int32, epoch int32) (int32, int64, error) {
+	stream := semantics.StreamName(topic, p)
+	if !b.n.isStreamLeader(stream) {
+		return -1, -1, semantics.Errorf(semantics.ErrNotLeader, "partition %s is led by another node", semantics.PartitionString(topic, p))
+	}
+	r, offs, err := b.offsets(ctx, topic, p)
+	if err != nil {
+		return -1, -1, err
+	}
+	current := b.n.epochs.of(ctx, stream)
+	switch {
+	case current < 0:
+		return -1, -1, semantics.Errorf(semantics.ErrNotLeader, "partition %s has no leader now", semantics.PartitionString(topic, p))
+	case epoch == current:
+		return current, offs.HighWatermark, nil
+	case epoch > current:
+		return -1, -1, nil
+	}
+	if offs.Msgs == 0 {
+		return epoch, offs.HighWatermark, nil
+	}
+	below, found, above, next, err := semantics.FindLeaderEpoch(ctx, r, offs.FirstSeq, offs.LastSeq, epoch)
+	if err != nil {
+		return -1, -1, err
+	}
+	end := offs.HighWatermark // the current epoch begins where the log ends
+	if next {
+		m, err := r.Get(ctx, above)
+		if err != nil {
+			return -1, -1, err
+		}
+		h, err := semantics.PeekBatchHeader(m.Data)
+		if err != nil {
+			return -1, -1, err
+		}
+		end = h.BaseOffset
+	}
+	got := epoch // older than every epoch stored: Kafka answers the one asked
+	if found {
+		m, err := r.Get(ctx, below)
+		if err != nil {
+			return -1, -1, err
+		}
+		if h, err := semantics.PeekBatchHeader(m.Data); err == nil && h.LeaderEpoch >= 0 {
+			got = h.LeaderEpoch
+		}
+	}
+	return got, end, nil
 }
 
 // topicMeta returns the record of a ready topic, as the writers know it if they do.
@@ -435,6 +579,13 @@ func (b *kafkaBackend) Cluster(ctx context.Context, topics []string) (kafka.Clus
 	for _, br := range brokers {
 		cl.Brokers = append(cl.Brokers, br)
 	}
+	var streams []string
+	for _, t := range md.Topics {
+		for _, p := range t.Partitions {
+			streams = append(streams, semantics.StreamName(t.Name, p.Partition))
+		}
+	}
+	epochs := b.partitionEpochs(ctx, streams)
 	for _, t := range md.Topics {
 		ti := kafka.TopicInfo{Name: t.Name}
 		if id, err := base64.RawURLEncoding.DecodeString(t.ID); err == nil && len(id) == 16 {
@@ -447,7 +598,8 @@ func (b *kafkaBackend) Cluster(ctx context.Context, topics []string) (kafka.Clus
 			ti.Err = semantics.Errorf(semantics.ErrTopicNotReady, "topic %q is %s", t.Name, t.State)
 		}
 		for _, p := range t.Partitions {
-			pi := kafka.PartitionInfo{Partition: p.Partition, Leader: -1, Replicas: []int32{}, ISR: []int32{}, Offline: []int32{}}
+			pi := kafka.PartitionInfo{Partition: p.Partition, Leader: -1, Replicas: []int32{}, ISR: []int32{}, Offline: []int32{},
+				LeaderEpoch: epochs[semantics.StreamName(t.Name, p.Partition)]}
 			if p.Leader != "" {
 				pi.Leader = brokerID(p.Leader)
 			} else if !b.n.ns.JetStreamIsClustered() {
@@ -636,11 +788,75 @@ func (b *kafkaBackend) Topic(ctx context.Context, name string) (semantics.TopicM
 	return b.n.admin.meta.getTopic(ctx, name)
 }
 
+// TopicByID implements kafka.Backend: from the topics the writers know (every
+// topic, kept current by their watch), else from the topics bucket.
+func (b *kafkaBackend) TopicByID(ctx context.Context, id [16]byte) (string, error) {
+	want := base64.RawURLEncoding.EncodeToString(id[:])
+	if w := b.n.writers; w != nil {
+		w.mu.Lock()
+		for name, t := range w.topics {
+			if t.ID == want && t.State == semantics.TopicReady {
+				w.mu.Unlock()
+				return name, nil
+			}
+		}
+		w.mu.Unlock()
+	}
+	all, err := b.n.admin.ListTopics(ctx)
+	if err != nil {
+		return "", err
+	}
+	for _, t := range all {
+		if t.ID == want && t.State == semantics.TopicReady {
+			return t.Name, nil
+		}
+	}
+	return "", semantics.Errorf(semantics.ErrUnknownTopic, "no topic has id %s", want)
+}
+
 // DeleteGroup implements kafka.Backend.
 func (b *kafkaBackend) DeleteGroup(ctx context.Context, group string) error {
 	ctx, cancel := context.WithTimeout(ctx, quickGroupWait)
 	defer cancel()
 	return b.n.Groups().DeleteGroup(ctx, group)
+}
+
+// DeleteOffsets implements kafka.Backend (OffsetDelete) on the coordinating node:
+// a group with members that are assigned a partition of topic keeps its offsets
+// there (GROUP_SUBSCRIBED_TO_TOPIC); otherwise the commits of the partitions given
+// are deleted.
+func (b *kafkaBackend) DeleteOffsets(ctx context.Context, group, topic string, partitions []int32) error {
+	ctx, cancel := context.WithTimeout(ctx, quickGroupWait)
+	defer cancel()
+	g := b.n.Groups()
+	desc, err := g.DescribeGroup(ctx, group)
+	if err != nil {
+		return err
+	}
+	if desc.State != groups.Empty && desc.State != groups.Dead {
+		for _, m := range desc.Members {
+			for _, tp := range m.Partitions {
+				if tp.Topic == topic {
+					return semantics.Errorf(semantics.ErrGroupSubscribedToTopic,
+						"group %q is consuming topic %q (member %s): stop its members first", group, topic, m.MemberID)
+				}
+			}
+		}
+	}
+	if len(desc.Members) == 0 && desc.State == groups.Dead {
+		commits, err := b.n.groups.offsets.List(ctx, group)
+		if err != nil {
+			return err
+		}
+		if len(commits) == 0 {
+			return semantics.Errorf(semantics.ErrGroupIDNotFound, "group %q does not exist", group)
+		}
+	}
+	parts := make([]semantics.TopicPartition, len(partitions))
+	for i, p := range partitions {
+		parts[i] = semantics.TopicPartition{Topic: topic, Partition: p}
+	}
+	return b.n.groups.offsets.DeletePartitions(ctx, group, parts)
 }
 
 // AlterConfig implements kafka.Backend with the rules every door shares

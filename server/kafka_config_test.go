@@ -4,6 +4,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/qxd-io/qxd/kafka"
 	"github.com/qxd-io/qxd/server"
 )
 
@@ -29,5 +30,30 @@ func TestKafkaConfig(t *testing.T) {
 		if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("listen %q advertise %q: %v, want an error about the %s", tc.listen, tc.advertise, err, tc.want)
 		}
+	}
+}
+
+// TestSCRAMUserConfig: a user's SCRAM credentials are read from the config file and
+// checked when the node's config is validated, naming the user at fault.
+func TestSCRAMUserConfig(t *testing.T) {
+	t.Parallel()
+	c256, err := kafka.NewSCRAMCredential(kafka.MechSCRAMSHA256, "pw", kafka.DefaultSCRAMIterations)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const hash = "$2a$04$Pz2S/7hXkHXs2.nBxxFn5e3Jb1F4ArbuDZ7b7S7zbdHkL.yJwWf5S"
+	cfg, err := server.ParseConfig(`auth { users: [ { user: alice, password: "`+hash+`", scram_sha_256: "`+c256.String()+`" } ] }`, server.DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u := cfg.Auth.Users[0]; u.SCRAMSHA256 != c256.String() || u.SCRAMSHA512 != "" {
+		t.Fatalf("user read as %+v", u)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatalf("valid SCRAM credential refused: %v", err)
+	}
+	cfg.Auth.Users[0].SCRAMSHA512 = c256.String() // a SHA-256 credential where SHA-512's goes
+	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), `"alice"`) || !strings.Contains(err.Error(), "SCRAM-SHA-512") {
+		t.Fatalf("SHA-256 credential as scram_sha_512: %v, want an error naming alice and SCRAM-SHA-512", err)
 	}
 }

@@ -61,6 +61,8 @@ type Node struct {
 
 	nc *nats.Conn // in-process connection the services use
 	js jetstream.JetStream
+	// epochs finds partitions' Kafka leader epochs.
+	epochs *epochs
 	// wconns are the partition writers' in-process connections (see writerConns); the
 	// writer of a partition uses the one writerConn picks.
 	wconns []*nats.Conn
@@ -351,7 +353,9 @@ func (n *Node) startServices(ctx context.Context) error {
 			return fmt.Errorf("watch topics for permissions: %w", err)
 		}
 	}
-	n.writers = newWriterManager(writerEnv{log: n.log, conn: n.writerConn, reads: n.nc, leads: n, checkpoints: meta, obs: &n.obs}, meta.topics)
+	n.epochs = &epochs{n: n, groups: map[string]raftGroup{}}
+	n.writers = newWriterManager(writerEnv{log: n.log, conn: n.writerConn, reads: n.nc, leads: n, checkpoints: meta, obs: &n.obs,
+		epoch: n.epochs.of}, meta.topics)
 	// The topics watch needs the topics bucket's leader, which may be changing
 	// while another node is down: retry as for the buckets.
 	if err := retryClustered(ctx, n, func() error { return n.writers.start(ctx) }); err != nil {

@@ -92,6 +92,7 @@ const (
 type writer struct {
 	nc          *nats.Conn // the connection requests, appends and acks travel on
 	leads       streamLeadership
+	epochOf     func(ctx context.Context, stream string) int32
 	checkpoints checkpointStore
 	lost        func() // called when the writer finds its node no longer leads the stream
 	obs         *observers
@@ -121,9 +122,11 @@ type writer struct {
 	broken    bool // an append failed: reload from the log before the next one
 	closed    bool
 	producers map[int64]*producerState
-	acked     semantics.Checkpoint // position after the last acked append
-	dirty     bool
-	ckAt      time.Time // when an append last carried a checkpoint into the stream
+	// epoch is the leader epoch stamped on every batch appended, from the load.
+	epoch int32
+	acked semantics.Checkpoint // position after the last acked append
+	dirty bool
+	ckAt  time.Time // when an append last carried a checkpoint into the stream
 
 	done chan struct{}
 	wg   sync.WaitGroup
@@ -168,7 +171,7 @@ func (a answer) none() bool { return a.subject == "" && a.done == nil }
 
 func newWriter(env writerEnv, t semantics.TopicMeta, p int32, lost func()) *writer {
 	w := &writer{
-		nc: env.conn(t.Name, p), leads: env.leads, checkpoints: env.checkpoints, lost: lost, obs: env.obs,
+		nc: env.conn(t.Name, p), leads: env.leads, epochOf: env.epoch, checkpoints: env.checkpoints, lost: lost, obs: env.obs,
 		topic: t.Name, topicID: t.ID, p: p,
 		log:    env.log.With("topic", t.Name, "partition", p),
 		reader: partition.NewReader(env.reads, t.Name, p, false),
@@ -315,6 +318,10 @@ func (w *writer) load(ctx context.Context) error {
 		ps.remember(&recentBatch{baseSeq: pc.BaseSeq, lastSeq: pc.LastSeq, baseOffset: pc.BaseOffset})
 		producers[id] = ps
 	}
+	epoch, err := w.leaderEpoch(ctx, st)
+	if err != nil {
+		return err
+	}
 	next := ck.Next
 	// known is the last stream sequence whose offsets next accounts for.
 	known := ck.Seq
@@ -357,6 +364,7 @@ func (w *writer) load(ctx context.Context) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.next = next
+	w.epoch = epoch
 	w.lastSeq = st.LastSeq
 	w.chain = newChainID()
 	w.lastMsgID = ""
@@ -382,6 +390,30 @@ func afterRemoved(next int64, gone uint64, compact bool) int64 {
 		return next + int64(gone)
 	}
 	return next + int64(gone)*math.MaxInt32
+}
+
+// leaderEpoch is the epoch this writer stamps on its batches: the partition's leader
+// epoch, and never below the epoch of the last stored batch, so that epochs only
+// grow along the log.
+func (w *writer) leaderEpoch(ctx context.Context, st partition.StreamState) (int32, error) {
+	epoch := int32(0)
+	if w.epochOf != nil {
+		epoch = max(epoch, w.epochOf(ctx, semantics.StreamName(w.topic, w.p)))
+	}
+	if st.Msgs == 0 {
+		return epoch, nil
+	}
+	m, err := w.reader.Get(ctx, st.LastSeq)
+	if errors.Is(err, semantics.ErrNoBatch) {
+		return epoch, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("partition %s: read the last batch: %w", w.name(), err)
+	}
+	if h, err := semantics.PeekBatchHeader(m.Data); err == nil {
+		epoch = max(epoch, h.LeaderEpoch)
+	}
+	return epoch, nil
 }
 
 // loadCheckpoint finds the checkpoint a load starts from, asking only the
@@ -712,6 +744,7 @@ func (w *writer) appendLocked(reply answer, h semantics.BatchHeader, ps *produce
 	}
 	for _, pt := range parts {
 		semantics.SetBaseOffset(pt.data, w.next)
+		semantics.SetLeaderEpoch(pt.data, w.epoch)
 		msgID := w.chain + strconv.FormatUint(w.lastSeq+1, 36)
 		msg := &nats.Msg{Subject: pt.subject, Reply: ackTo, Data: pt.data, Header: nats.Header{}}
 		if ck != nil {

@@ -50,6 +50,9 @@ type writerEnv struct {
 	leads       streamLeadership
 	checkpoints checkpointStore
 	obs         *observers // the services' Observers
+	// epoch is a partition stream's leader epoch on this node (see epochs.of);
+	// nil: 0.
+	epoch func(ctx context.Context, stream string) int32
 }
 
 func newWriterManager(env writerEnv, topics jetstream.KeyValue) *writerManager {

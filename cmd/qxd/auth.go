@@ -11,6 +11,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/qxd-io/qxd"
+	"github.com/qxd-io/qxd/kafka"
 	"github.com/qxd-io/qxd/server"
 )
 
@@ -107,13 +108,23 @@ func serverConfig(c *cli.Context) (server.Config, error) {
 func (a *app) passwdCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "passwd",
-		Usage: "print the bcrypt hash of a password, for a user in the server's config file",
+		Usage: "print the bcrypt hash or SCRAM credential of a password, for a user in the server's config file",
 		Description: "Reads a password from the first line of standard input (or --password) and\n" +
-			"prints its bcrypt hash, to put in the config file's auth.users[].password.",
+			"prints its bcrypt hash, to put in the config file's auth.users[].password. With\n" +
+			"--mechanism SCRAM-SHA-256 or SCRAM-SHA-512 it prints the user's salted SCRAM\n" +
+			"credential instead, in Kafka's stored form, for auth.users[].scram_sha_256 or\n" +
+			"scram_sha_512: what Kafka clients authenticating with SCRAM are checked against.",
 		Flags: []cli.Flag{
 			&cli.IntFlag{Name: "cost", Value: 11, Usage: "bcrypt `COST` (4 to 31); each step doubles the work"},
+			&cli.StringFlag{Name: "mechanism", Value: "bcrypt", Usage: "`MECHANISM`: bcrypt, SCRAM-SHA-256 or SCRAM-SHA-512"},
+			&cli.IntFlag{Name: "iterations", Value: kafka.DefaultSCRAMIterations,
+				Usage: fmt.Sprintf("SCRAM `ITERATIONS` (%d to %d)", kafka.MinSCRAMIterations, kafka.MaxSCRAMIterations)},
 		},
 		Action: func(c *cli.Context) error {
+			mech := strings.ToUpper(c.String("mechanism"))
+			if mech != "BCRYPT" && mech != kafka.MechSCRAMSHA256 && mech != kafka.MechSCRAMSHA512 {
+				return fmt.Errorf("passwd: --mechanism %q is not bcrypt, %s or %s", c.String("mechanism"), kafka.MechSCRAMSHA256, kafka.MechSCRAMSHA512)
+			}
 			pw := c.String("password")
 			if pw == "" {
 				line, err := bufio.NewReader(a.stdin).ReadString('\n')
@@ -126,6 +137,14 @@ func (a *app) passwdCommand() *cli.Command {
 				return errors.New("passwd: the password is empty")
 			}
 			start := time.Now()
+			if mech != "BCRYPT" {
+				cred, err := kafka.NewSCRAMCredential(mech, pw, c.Int("iterations"))
+				if err != nil {
+					return fmt.Errorf("passwd: %w", err)
+				}
+				fmt.Fprintln(a.stdout, cred.String())
+				return nil
+			}
 			h, err := bcrypt.GenerateFromPassword([]byte(pw), c.Int("cost"))
 			if err != nil {
 				return fmt.Errorf("passwd: %w", err)

@@ -13,6 +13,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/qxd-io/qxd/internal/qxdtest"
+	"github.com/qxd-io/qxd/kafka"
 	"github.com/qxd-io/qxd/semantics"
 	"github.com/qxd-io/qxd/server"
 )
@@ -133,5 +134,18 @@ func TestPasswd(t *testing.T) {
 	}
 	if bcrypt.CompareHashAndPassword([]byte(strings.TrimSpace(out)), []byte("s3cret")) != nil {
 		t.Fatalf("passwd printed %q, not a hash of the password", out)
+	}
+	for _, mech := range []string{kafka.MechSCRAMSHA256, kafka.MechSCRAMSHA512} {
+		out, err := runQXD(t, "s3cret\n", "passwd", "--mechanism", mech, "--iterations", "8192")
+		if err != nil {
+			t.Fatal(err)
+		}
+		cred, err := kafka.ParseSCRAMCredential(mech, strings.TrimSpace(out))
+		if err != nil || cred.Iterations != 8192 {
+			t.Fatalf("passwd --mechanism %s printed %q: %v", mech, out, err)
+		}
+	}
+	if _, err := runQXD(t, "s3cret\n", "passwd", "--mechanism", "SCRAM-SHA-1"); err == nil || !strings.Contains(err.Error(), "SCRAM-SHA-1") {
+		t.Fatalf("passwd --mechanism SCRAM-SHA-1: %v, want an error naming it", err)
 	}
 }
