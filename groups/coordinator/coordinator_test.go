@@ -90,6 +90,31 @@ func (c *manualClock) Advance(d time.Duration) {
 	}
 }
 
+// Jump moves time forward by d at once, then fires the timers that came due, late:
+// as a process paused (SIGSTOP, a frozen VM) sees its timers when it runs again.
+func (c *manualClock) Jump(d time.Duration) {
+	c.mu.Lock()
+	c.now = c.now.Add(d)
+	c.mu.Unlock()
+	for {
+		c.mu.Lock()
+		var next *manualTimer
+		for i, t := range c.timers {
+			if !t.stopped && !t.due.After(c.now) {
+				next = t
+				c.timers = append(c.timers[:i:i], c.timers[i+1:]...)
+				t.stopped = true
+				break
+			}
+		}
+		c.mu.Unlock()
+		if next == nil {
+			return
+		}
+		next.f()
+	}
+}
+
 type fixture struct {
 	t      *testing.T
 	clock  *manualClock
@@ -273,6 +298,34 @@ func TestJoinSyncStable(t *testing.T) {
 		if err := f.heartbeat("g", j); err != nil {
 			t.Fatalf("heartbeat in a stable group: %v", err)
 		}
+	}
+}
+
+// A coordinator whose process did not run for longer than a session (paused, then
+// woken) finds its members' session timers overdue: their heartbeats could not
+// reach it, so it keeps them, with a new session, rather than remove all of them
+// and rebalance. A member that then stays silent is still removed.
+func TestSessionTimersFiringLateAfterAPauseKeepMembers(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	joins := f.stable("g", joinReq("g", "", ""), joinReq("g", "", ""))
+	gen := f.describe("g").Generation
+	f.clock.Jump(session + 15*time.Second)
+	d := f.describe("g")
+	if len(d.Members) != 2 || d.State != groups.Stable || d.Generation != gen {
+		t.Fatalf("after the coordinator's own pause: %+v (want both members, stable, generation %d)", d, gen)
+	}
+	if err := f.heartbeat("g", joins[0]); err != nil {
+		t.Fatalf("heartbeat after the coordinator's pause: %v", err)
+	}
+	// joins[0] heartbeats every 3s, joins[1] stays silent past its new session.
+	for range 4 {
+		f.clock.Advance(3 * time.Second)
+		_ = f.heartbeat("g", joins[0])
+	}
+	d = f.describe("g")
+	if len(d.Members) != 1 || d.Members[0].MemberID != joins[0].MemberID {
+		t.Fatalf("a silent member after its new session: %+v (want it removed)", d)
 	}
 }
 
