@@ -35,6 +35,9 @@ type member struct {
 	fatal      error
 	committed  map[TopicPartition]int64
 	lastPoll   time.Time // when the application last called Poll
+	// dropped holds, with auto-commit, the positions of the partitions Poll dropped
+	// when the lease ran out, for a commit once the coordinator answers again.
+	dropped map[TopicPartition]OffsetAndMetadata
 
 	// testPauseHeartbeats cuts the member off from its coordinator (no heartbeats,
 	// no rejoin) while it keeps polling, for fencing tests.
@@ -390,7 +393,15 @@ func (m *member) heartbeat(ctx context.Context) error {
 			c.mu.Unlock()
 			if lost {
 				// Poll dropped the partitions when the lease ran out (the
-				// coordinator was unreachable for that long): rejoin to get them back.
+				// coordinator was unreachable for that long): rejoin to get them
+				// back. The coordinator still counts this member in its
+				// generation, so what it read is committed first, and a member
+				// given the same partitions again does not read it twice.
+				if m.cfg.autoCommit {
+					if err := m.commitPositions(ctx, false); err != nil {
+						c.c.log.Debug("commit after the lease ran out failed", "group", m.cfg.id, "err", err)
+					}
+				}
 				m.revoke(ctx, false)
 				return nil
 			}
@@ -441,6 +452,7 @@ func (m *member) revokeFinal(ctx context.Context, commit, closing bool) {
 	c.mu.Lock()
 	m.stable = false
 	m.leaseLost = false
+	m.dropped = nil
 	m.assigned = nil
 	m.leaseEnd = time.Time{}
 	c.replaceLocked(nil)
@@ -512,6 +524,24 @@ func (c *Consumer) blockRebalanceLocked() {
 func (m *member) commitPositions(ctx context.Context, all bool) error {
 	c := m.c
 	c.mu.Lock()
+	o := m.positionsLocked(all)
+	for tp, om := range m.dropped {
+		if _, ok := o[tp]; !ok && m.committed[tp] != om.Offset {
+			o[tp] = om
+		}
+	}
+	c.mu.Unlock()
+	if len(o) == 0 {
+		return nil
+	}
+	return m.commit(ctx, o)
+}
+
+// positionsLocked returns the positions of the assigned partitions that differ from
+// what the member committed: with all, everything delivered; else what the
+// application is done with (or marked). Called with c.mu held.
+func (m *member) positionsLocked(all bool) map[TopicPartition]OffsetAndMetadata {
+	c := m.c
 	o := map[TopicPartition]OffsetAndMetadata{}
 	for _, tp := range m.assigned {
 		pc, ok := c.parts[tp]
@@ -527,11 +557,7 @@ func (m *member) commitPositions(ctx context.Context, all bool) error {
 			o[tp] = OffsetAndMetadata{Offset: pc.consumed}
 		}
 	}
-	c.mu.Unlock()
-	if len(o) == 0 {
-		return nil
-	}
-	return m.commit(ctx, o)
+	return o
 }
 
 // stop ends the member: a final commit, then it leaves the group (a static member
