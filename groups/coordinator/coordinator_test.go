@@ -119,6 +119,7 @@ type fixture struct {
 	t      *testing.T
 	clock  *manualClock
 	coord  *coordinator.Coordinator
+	kv     jetstream.KeyValue
 	states *coordinator.KVStateStore
 	offs   *offsets.Store
 	cfg    coordinator.Config
@@ -142,7 +143,7 @@ func newFixture(t *testing.T) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &fixture{t: t, clock: newClock(), states: coordinator.NewKVStateStore(kv), offs: offs}
+	f := &fixture{t: t, clock: newClock(), kv: kv, states: coordinator.NewKVStateStore(kv), offs: offs}
 	f.cfg = coordinator.DefaultConfig()
 	f.cfg.Clock = f.clock
 	f.cfg.InitialRebalanceDelay = time.Second
@@ -326,6 +327,34 @@ func TestSessionTimersFiringLateAfterAPauseKeepMembers(t *testing.T) {
 	d = f.describe("g")
 	if len(d.Members) != 1 || d.Members[0].MemberID != joins[0].MemberID {
 		t.Fatalf("a silent member after its new session: %+v (want it removed)", d)
+	}
+}
+
+// A save whose acknowledgement was lost (the groups bucket changed leaders as it
+// was stored) leaves the coordinator with a revision older than the stored one,
+// though what is stored is its own state. Its next save must still go through, not
+// fail on the revision forever and leave the group unable to change.
+func TestGroupSavedAfterAStaleRevision(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	ctx := qxdtest.Context(t, 30*time.Second)
+	joins := f.stable("g", joinReq("g", "", ""))
+	e, err := f.kv.Get(ctx, semantics.GroupKey("g"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.kv.Put(ctx, semantics.GroupKey("g"), e.Value()); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.coord.Leave(ctx, groups.LeaveRequest{Group: "g", MemberID: joins[0].MemberID}); err != nil {
+		t.Fatalf("leave after the stored revision moved on: %v", err)
+	}
+	st, err := f.states.LoadGroups(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(st) != 1 || len(st[0].Members) != 0 || st[0].State != groups.Empty {
+		t.Fatalf("stored after the last member left: %+v (want the group empty)", st)
 	}
 }
 
