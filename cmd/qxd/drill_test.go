@@ -268,6 +268,13 @@ func TestFaultDrill(t *testing.T) {
 	led.mu.Lock()
 	redelivered, sameMember, replayedCommitted := 0, 0, 0
 	firstBy := map[string]int{}
+	type span struct {
+		from, to         int64
+		first, last      time.Time
+		members          map[[2]int]int // (first reader, second reader) → records
+		committedAtFirst int64
+	}
+	spans := map[int32]*span{}
 	for _, r := range led.reads {
 		first, ok := firstBy[r.value]
 		if !ok {
@@ -278,8 +285,26 @@ func TestFaultDrill(t *testing.T) {
 		if first == r.member {
 			sameMember++
 		}
-		if at, ok := led.acked[r.value]; ok && at.offset < committedAt(snaps, at.partition, r.at) {
+		at, ok := led.acked[r.value]
+		if !ok {
+			continue
+		}
+		if at.offset < committedAt(snaps, at.partition, r.at) {
 			replayedCommitted++
+		}
+		sp := spans[at.partition]
+		if sp == nil {
+			sp = &span{from: at.offset, to: at.offset, first: r.at, members: map[[2]int]int{},
+				committedAtFirst: committedAt(snaps, at.partition, r.at)}
+			spans[at.partition] = sp
+		}
+		sp.from, sp.to, sp.last = min(sp.from, at.offset), max(sp.to, at.offset), r.at
+		sp.members[[2]int{first, r.member}]++
+	}
+	for p := range int32(parts) {
+		if sp := spans[p]; sp != nil {
+			t.Logf("p%d read twice: offsets %d-%d, from %v to %v after the fault, (first reader, second reader) → records %v; committed offset then %d",
+				p, sp.from, sp.to, since(faultAt, sp.first), since(faultAt, sp.last), sp.members, sp.committedAtFirst)
 		}
 	}
 	led.mu.Unlock()
