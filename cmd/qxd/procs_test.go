@@ -490,6 +490,20 @@ func (l *ledger) longestSince(from time.Time) (time.Duration, time.Time) {
 	return d, at
 }
 
+// longestBetween returns the longest produce call (of those over a second) still
+// running at from or begun before to.
+func (l *ledger) longestBetween(from, to time.Time) time.Duration {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var d time.Duration
+	for _, s := range l.stalls {
+		if s.at.Add(s.took).After(from) && s.at.Before(to) {
+			d = max(d, s.took)
+		}
+	}
+	return d
+}
+
 func newLedger() *ledger {
 	return &ledger{acked: map[string]position{}, read: map[string]int{}}
 }
