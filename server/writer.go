@@ -122,8 +122,9 @@ type writer struct {
 	dirty     bool
 	ckAt      time.Time // when an append last carried a checkpoint into the stream
 
-	done chan struct{}
-	wg   sync.WaitGroup
+	done     chan struct{}
+	stopping chan struct{} // closed when stop begins: ends a reload in progress
+	wg       sync.WaitGroup
 }
 
 type pendingAppend struct {
@@ -169,7 +170,7 @@ func newWriter(env writerEnv, t semantics.TopicMeta, p int32, lost func()) *writ
 		topic: t.Name, topicID: t.ID, p: p,
 		log:    env.log.With("topic", t.Name, "partition", p),
 		reader: partition.NewReader(env.reads, t.Name, p, false),
-		done:   make(chan struct{}),
+		done:   make(chan struct{}), stopping: make(chan struct{}),
 	}
 	w.idle = sync.NewCond(&w.mu)
 	cfg := t.Config
@@ -228,6 +229,7 @@ func (w *writer) stop(ctx context.Context) {
 		return
 	}
 	w.closed = true
+	close(w.stopping)
 	w.mu.Unlock()
 	if w.sub != nil {
 		// Drain rather than unsubscribe: the requests already queued are answered
@@ -527,6 +529,12 @@ func (w *writer) produce(data []byte, to answer) {
 // writer can take a request; if not, it has answered it. Called with mu held; it
 // releases mu while it reloads.
 func (w *writer) readyLocked(reply answer) bool {
+	if w.broken && !w.closed && !w.leadsLocked(reply) {
+		// No reload on a node that no longer leads: it would wait on a stream
+		// between leaders and hold up the writer's stop, and with it the start
+		// of the writers of streams this node leads again.
+		return false
+	}
 	for w.broken && !w.closed {
 		if len(w.pending) > 0 {
 			w.idle.Wait()
@@ -534,6 +542,13 @@ func (w *writer) readyLocked(reply answer) bool {
 		}
 		w.mu.Unlock()
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		go func() { // a stop ends the reload: the writer is going away
+			select {
+			case <-w.stopping:
+				cancel()
+			case <-ctx.Done():
+			}
+		}()
 		err := w.load(ctx)
 		cancel()
 		w.mu.Lock()
@@ -547,6 +562,12 @@ func (w *writer) readyLocked(reply answer) bool {
 		w.replyErr(reply, semantics.Errorf(semantics.ErrNotLeader, "partition %s: writer is stopping; retry", w.name()))
 		return false
 	}
+	return w.leadsLocked(reply)
+}
+
+// leadsLocked reports whether this node leads the writer's stream (always, for one
+// replica); if not, it answers reply NOT_LEADER and has the manager catch up at once.
+func (w *writer) leadsLocked(reply answer) bool {
 	if w.cfg.Load().Replicas > 1 && !w.leads.isStreamLeader(semantics.StreamName(w.topic, w.p)) {
 		// The stream's leadership moved and the manager has not stopped this writer
 		// yet: append nothing more, and let the manager catch up at once.
