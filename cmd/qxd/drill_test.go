@@ -83,6 +83,7 @@ func TestFaultDrill(t *testing.T) {
 
 	led := newLedger()
 	led.reads = []readRec{}
+	led.pollErrs = []string{}
 	const groupID = "g-drill"
 	grp := startGroup(ctx, t, cl.urls(), groupID, topic, 3, led)
 	commits := watchCommitted(ctx, admin, groupID)
@@ -333,6 +334,32 @@ func TestFaultDrill(t *testing.T) {
 		t.Error(readErr)
 		t.Logf("the members' view:\n%s", members)
 		t.Logf("the coordinator's view: %s", coordView)
+	}
+	led.mu.Lock()
+	for _, e := range led.pollErrs {
+		t.Logf("poll error: %s", e)
+	}
+	led.mu.Unlock()
+	// The log against what was acknowledged: every record stored once, where its
+	// acknowledgement said, offsets dense, each key in order.
+	lctx, lcancel := context.WithTimeout(ctx, 60*time.Second)
+	if err := waitInSync(lctx, admin, 3); err != nil {
+		t.Logf("before reading the log: %v", err)
+	}
+	stored, err := readLog(lctx, admin, topic)
+	lcancel()
+	if err != nil {
+		t.Errorf("read the log: %v", err)
+	} else {
+		led.mu.Lock()
+		rep := checkLog(stored, led.acked)
+		led.mu.Unlock()
+		t.Logf("log: %d records stored, %d never acknowledged, %d duplicates, %d acknowledged records lost",
+			rep.stored, rep.unacked, rep.duplicates, len(rep.lost))
+		rep.report(t)
+		if t.Failed() {
+			dumpAnomalies(t, stored, 5)
+		}
 	}
 	if d.healthyMax > 0 && max(healthy, healthyAfter) > d.healthyMax {
 		t.Errorf("a partition led by a healthy node waited %v for an acknowledgement (want at most %v)", max(healthy, healthyAfter), d.healthyMax)

@@ -450,6 +450,8 @@ type ledger struct {
 	stalls   []stallRec     // produce calls that took over a second
 	// reads, when not nil, gets every record a group member read, in order.
 	reads []readRec
+	// pollErrs, when not nil, gets the first errors group members' Poll returned.
+	pollErrs []string
 }
 
 // readRec is one record a group member read, which member (its index), and when.
@@ -683,6 +685,11 @@ func startGroup(ctx context.Context, t *testing.T, urls, id, topic string, n int
 					led.mu.Unlock()
 				}
 				if err != nil && pctx.Err() == nil {
+					led.mu.Lock()
+					if led.pollErrs != nil && len(led.pollErrs) < 20 {
+						led.pollErrs = append(led.pollErrs, fmt.Sprintf("%s member %d: %v", time.Now().Format("15:04:05.000"), i, err))
+					}
+					led.mu.Unlock()
 					time.Sleep(50 * time.Millisecond) // a stopped member keeps failing
 				}
 			}
