@@ -233,10 +233,9 @@ func assignAfterLeaderLoss(t *testing.T) (*qxd.Consumer, int) {
 	c := qxdtest.Connect(t, survivor)
 	cons := qxdtest.NewConsumer(t, c)
 	t.Cleanup(func() { cons.Close(context.Background()) })
-	began := time.Now()
+	// No time is reported: the in-process node's shutdown is clean, no crash.
 	if err := cons.Assign(ctx, qxd.Assignment{Topic: "lost", Offset: qxd.AtStart()}); err != nil {
 		t.Fatalf("assign right after the leader's node died: %v", err)
 	}
-	t.Logf("assign took %v", time.Since(began).Round(time.Millisecond))
 	return cons, len(recs)
 }

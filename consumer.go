@@ -437,6 +437,9 @@ func (c *Consumer) deliver(out []Record) ([]Record, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if m := c.member; m != nil && !time.Now().Before(m.leaseEnd) {
+		if m.cfg.autoCommit && !m.leaseLost {
+			m.dropped = m.positionsLocked(nil, false)
+		}
 		for _, pc := range c.parts {
 			pc.halt()
 		}

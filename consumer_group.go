@@ -45,6 +45,9 @@ type member struct {
 	fatal        error
 	committed    map[TopicPartition]int64
 	lastPoll     time.Time // when the application last called Poll
+	// dropped holds, with auto-commit, the positions of the partitions Poll dropped
+	// when the lease ran out, for a commit once the coordinator answers again.
+	dropped map[TopicPartition]OffsetAndMetadata
 
 	// testPauseHeartbeats cuts the member off from its coordinator (no heartbeats,
 	// no rejoin) while it keeps polling, for fencing tests.
@@ -435,7 +438,15 @@ func (m *member) heartbeat(ctx context.Context) error {
 			c.mu.Unlock()
 			if lost {
 				// Poll dropped the partitions when the lease ran out (the
-				// coordinator was unreachable for that long): rejoin to get them back.
+				// coordinator was unreachable for that long): rejoin to get them
+				// back. The coordinator still counts this member in its
+				// generation, so what it read is committed first, and a member
+				// given the same partitions again does not read it twice.
+				if m.cfg.autoCommit {
+					if err := m.commitPositions(ctx, false); err != nil {
+						c.c.log.Debug("commit after the lease ran out failed", "group", m.cfg.id, "err", err)
+					}
+				}
 				m.revoke(ctx, false)
 				return nil
 			}
@@ -488,6 +499,7 @@ func (m *member) revokeFinal(ctx context.Context, commit, closing bool) {
 	c.mu.Lock()
 	m.stable = false
 	m.leaseLost = false
+	m.dropped = nil
 	m.assigned = nil
 	m.leaseEnd = time.Time{}
 	c.replaceLocked(nil)
@@ -565,6 +577,25 @@ func (m *member) commitPositions(ctx context.Context, all bool) error {
 func (m *member) commitPositionsOf(ctx context.Context, tps []TopicPartition, all bool) error {
 	c := m.c
 	c.mu.Lock()
+	o := m.positionsLocked(tps, all)
+	for tp, om := range m.dropped {
+		if _, ok := o[tp]; !ok && tps == nil && m.committed[tp] != om.Offset {
+			o[tp] = om
+		}
+	}
+	c.mu.Unlock()
+	if len(o) == 0 {
+		return nil
+	}
+	return m.commit(ctx, o)
+}
+
+// positionsLocked returns the positions of the assigned partitions among tps (all
+// of them when tps is nil) that differ from what the member committed: with all,
+// everything delivered; else what the application is done with (or marked).
+// Called with c.mu held.
+func (m *member) positionsLocked(tps []TopicPartition, all bool) map[TopicPartition]OffsetAndMetadata {
+	c := m.c
 	o := map[TopicPartition]OffsetAndMetadata{}
 	if tps == nil {
 		tps = m.assigned
@@ -583,11 +614,7 @@ func (m *member) commitPositionsOf(ctx context.Context, tps []TopicPartition, al
 			o[tp] = OffsetAndMetadata{Offset: pc.consumed}
 		}
 	}
-	c.mu.Unlock()
-	if len(o) == 0 {
-		return nil
-	}
-	return m.commit(ctx, o)
+	return o
 }
 
 // stop ends the member: a final commit, then it leaves the group (a static member

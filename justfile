@@ -54,11 +54,28 @@ lint:
 chaos duration="2m":
     QXD_CHAOS_DURATION={{duration}} go test -tags chaos -run TestChaos -v -timeout 60m ./cmd/qxd/
 
-# The SIGSTOP drill: the leader of partition 0 paused for `pause`; prints the longest
-# acknowledgement wait of every partition. via=paused connects the producer to the
-# paused node.
-drill pause="15s" via="healthy":
-    QXD_DRILL_PAUSE={{pause}} QXD_DRILL_VIA={{via}} go test -tags chaos -count=1 -run TestSIGSTOPDrill -v -timeout 15m ./cmd/qxd/
+# One fault drill on three node processes under a keyed producer and a consumer
+# group: fault=pause|kill|stop|int|cut (cut: root, network namespaces) of the leader
+# of partition 0 (target=leader) or of the groups bucket (target=buckets) for `pause`;
+# via=faulty connects the producer to that node. Prints the longest acknowledgement
+# wait of partitions on the faulty and on healthy nodes, before and after the node
+# came back, and what the group read twice (the SUMMARY line).
+drill fault="pause" pause="15s" target="leader" via="healthy":
+    QXD_DRILL_FAULT={{fault}} QXD_DRILL_PAUSE={{pause}} QXD_DRILL_TARGET={{target}} QXD_DRILL_VIA={{via}} go test -tags chaos -count=1 -run TestFaultDrill -v -timeout 15m ./cmd/qxd/
+
+# Every drill of docs/operations.md in turn (about 15 minutes; the cuts need root),
+# printing their SUMMARY lines.
+drills:
+    #!/usr/bin/env bash
+    set -uo pipefail
+    go test -c -tags chaos -o /tmp/qxd-drill.test ./cmd/qxd/
+    cd cmd/qxd
+    for d in "pause leader healthy" "pause leader faulty" "pause buckets healthy" "kill leader healthy" \
+        "int leader faulty" "stop leader healthy" "cut leader healthy" "cut leader faulty" "cut buckets healthy"; do
+        set -- $d
+        QXD_DRILL_FAULT=$1 QXD_DRILL_TARGET=$2 QXD_DRILL_VIA=$3 /tmp/qxd-drill.test -test.run TestFaultDrill -test.v -test.timeout 15m 2>&1 |
+            grep -E 'SUMMARY|^(--- |FAIL|ok)'
+    done
 
 # The fault tests with real processes: SIGKILL of a partition leader, a network
 # partition in network namespaces (root), leader moves under load.

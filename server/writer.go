@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	natsserver "github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 
 	"github.com/qxd-io/qxd/internal/partition"
@@ -106,6 +107,7 @@ type writer struct {
 	sub       *nats.Subscription
 	ackSub    *nats.Subscription
 	ackPrefix string
+	electSub  *nats.Subscription // the stream's leader-elected advisories
 
 	// in takes requests one at a time, in the order their callers come, as the
 	// NATS subscription delivers them: produce releases mu while it reloads.
@@ -128,8 +130,9 @@ type writer struct {
 	dirty bool
 	ckAt  time.Time // when an append last carried a checkpoint into the stream
 
-	done chan struct{}
-	wg   sync.WaitGroup
+	done     chan struct{}
+	stopping chan struct{} // closed when stop begins: ends a reload in progress
+	wg       sync.WaitGroup
 }
 
 type pendingAppend struct {
@@ -175,7 +178,7 @@ func newWriter(env writerEnv, t semantics.TopicMeta, p int32, lost func()) *writ
 		topic: t.Name, topicID: t.ID, p: p,
 		log:    env.log.With("topic", t.Name, "partition", p),
 		reader: partition.NewReader(env.reads, t.Name, p, false),
-		done:   make(chan struct{}),
+		done:   make(chan struct{}), stopping: make(chan struct{}),
 	}
 	w.idle = sync.NewCond(&w.mu)
 	cfg := t.Config
@@ -194,11 +197,17 @@ func (w *writer) start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	w.electSub, err = w.nc.Subscribe(semantics.Subject(semantics.JSAdvisoryStreamLeaderPrefix, semantics.StreamName(w.topic, w.p)), w.onLeaderElected)
+	if err != nil {
+		w.ackSub.Unsubscribe()
+		return err
+	}
 	// A queue subscription: while leadership moves, the old and the new writer may
 	// both listen for a moment, and each request must reach only one of them.
 	w.sub, err = w.nc.QueueSubscribe(semantics.WriterSubject(w.topic, w.p), "writer", w.onProduce)
 	if err != nil {
 		w.ackSub.Unsubscribe()
+		w.electSub.Unsubscribe()
 		return err
 	}
 	for _, s := range []*nats.Subscription{w.sub, w.ackSub} {
@@ -207,6 +216,7 @@ func (w *writer) start(ctx context.Context) error {
 	if err := w.nc.Flush(); err != nil {
 		w.sub.Unsubscribe()
 		w.ackSub.Unsubscribe()
+		w.electSub.Unsubscribe()
 		return err
 	}
 	w.wg.Add(1)
@@ -227,6 +237,7 @@ func (w *writer) stop(ctx context.Context) {
 		return
 	}
 	w.closed = true
+	close(w.stopping)
 	w.mu.Unlock()
 	if w.sub != nil {
 		// Drain rather than unsubscribe: the requests already queued are answered
@@ -260,6 +271,7 @@ func (w *writer) stop(ctx context.Context) {
 	w.wg.Wait()
 	if w.ackSub != nil {
 		w.ackSub.Unsubscribe()
+		w.electSub.Unsubscribe()
 	}
 	cctx, cancel := context.WithTimeout(ctx, stopCheckpointTimeout)
 	w.checkpoint(cctx)
@@ -604,6 +616,12 @@ func (w *writer) produce(data []byte, to answer) {
 // writer can take a request; if not, it has answered it. Called with mu held; it
 // releases mu while it reloads.
 func (w *writer) readyLocked(reply answer) bool {
+	if w.broken && !w.closed && !w.leadsLocked(reply) {
+		// No reload on a node that no longer leads: it would wait on a stream
+		// between leaders and hold up the writer's stop, and with it the start
+		// of the writers of streams this node leads again.
+		return false
+	}
 	for w.broken && !w.closed {
 		if len(w.pending) > 0 {
 			w.idle.Wait()
@@ -611,6 +629,13 @@ func (w *writer) readyLocked(reply answer) bool {
 		}
 		w.mu.Unlock()
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		go func() { // a stop ends the reload: the writer is going away
+			select {
+			case <-w.stopping:
+				cancel()
+			case <-ctx.Done():
+			}
+		}()
 		err := w.load(ctx)
 		cancel()
 		w.mu.Lock()
@@ -624,6 +649,12 @@ func (w *writer) readyLocked(reply answer) bool {
 		w.replyErr(reply, semantics.Errorf(semantics.ErrNotLeader, "partition %s: writer is stopping; retry", w.name()))
 		return false
 	}
+	return w.leadsLocked(reply)
+}
+
+// leadsLocked reports whether this node leads the writer's stream (always, for one
+// replica); if not, it answers reply NOT_LEADER and has the manager catch up at once.
+func (w *writer) leadsLocked(reply answer) bool {
 	if w.cfg.Load().Replicas > 1 && !w.leads.isStreamLeader(semantics.StreamName(w.topic, w.p)) {
 		// The stream's leadership moved and the manager has not stopped this writer
 		// yet: append nothing more, and let the manager catch up at once.
@@ -888,6 +919,39 @@ func (w *writer) onAck(m *nats.Msg) {
 	w.reply(pa.reply, semantics.ProduceReply{BaseOffset: pa.base, LogAppendTime: time.Now()})
 }
 
+// onLeaderElected handles JetStream's advisory that the stream elected a leader,
+// this node or another. An append sent before the election that is still in flight
+// was proposed in an older term, and JetStream answers none of those (a leader that
+// steps down drops its proposals' replies): fail them now, so that their producers
+// resend at once (an idempotent producer's resend of a stored batch is answered as
+// the duplicate it is), rather than after ackTimeout. A node woken from a pause, or
+// back from a cut, makes the healthy leaders of the groups it shares step down; here
+// that costs a resend, not a request timeout.
+func (w *writer) onLeaderElected(m *nats.Msg) {
+	var adv natsserver.JSStreamLeaderElectedAdvisory
+	if err := json.Unmarshal(m.Data, &adv); err != nil || adv.Time.IsZero() {
+		return
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	stale := false
+	for _, pa := range w.pending {
+		if pa.sent.Before(adv.Time) {
+			stale = true
+			break
+		}
+	}
+	if !stale || w.closed {
+		return
+	}
+	w.log.Info("stream elected a leader while appends were in flight; failing them for a resend", "node", adv.Leader)
+	w.broken = true
+	w.failPending(semantics.Errorf(semantics.ErrNotLeader, "partition %s: the stream elected a leader (%s) while the append was in flight; retry", w.name(), adv.Leader))
+	if w.lost != nil {
+		w.lost()
+	}
+}
+
 // failPending answers every append in flight with err. Called with mu held.
 func (w *writer) failPending(err error) {
 	for id, pa := range w.pending {
@@ -915,6 +979,17 @@ func (w *writer) background() {
 		case <-t.C:
 		}
 		w.mu.Lock()
+		if len(w.pending) > 0 && w.cfg.Load().Replicas > 1 && !w.leads.isStreamLeader(semantics.StreamName(w.topic, w.p)) {
+			// The stream's leader stepped down (a node woke from a pause or came
+			// back from a cut and called an election): it answers none of the
+			// appends it proposed. Fail them now for a resend, not after ackTimeout.
+			w.log.Info("stream leadership lost with appends in flight; failing them for a resend")
+			w.broken = true
+			w.failPending(semantics.Errorf(semantics.ErrNotLeader, "partition %s: this node stopped leading it while the append was in flight; retry", w.name()))
+			if w.lost != nil {
+				w.lost()
+			}
+		}
 		for _, pa := range w.pending {
 			if time.Since(pa.sent) > ackTimeout {
 				w.log.Warn("append not acknowledged in time; reloading from the log")

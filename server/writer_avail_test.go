@@ -62,8 +62,10 @@ func TestWriterReloadsWithoutCheckpointBucket(t *testing.T) {
 		}
 	}
 
-	// Stop the other two nodes abruptly: the buckets (three replicas) lose their
-	// quorum, the partition (one replica, on the leader) does not.
+	// Shut the other two nodes down (nats-server's Shutdown: clean, connections
+	// closed, so the buckets' requests fail fast rather than wait on a silent
+	// node; bucketFallbackTimeout bounds that wait): the buckets (three replicas)
+	// lose their quorum, the partition (one replica, on the leader) does not.
 	var wg sync.WaitGroup
 	for _, n := range nodes {
 		if n != leader {
@@ -105,7 +107,6 @@ func TestWriterReloadsWithoutCheckpointBucket(t *testing.T) {
 	if off, err := produceRaw(t, nc, topic, 0, batch(1, "b")); err != nil || off != 1 {
 		t.Fatalf("resend of batch 1: offset %d, %v (want 1)", off, err)
 	}
-	t.Logf("appends resumed %v after the reload began", took)
 }
 
 // TestWriterLoadsFromBucketCheckpoint loads a partition whose stream holds no

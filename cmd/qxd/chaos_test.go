@@ -23,9 +23,12 @@ import (
 // TestChaos runs a three-process cluster for QXD_CHAOS_DURATION (default 2m) while a
 // keyed producer and a three-member group run throughout, and a seeded random loop
 // disrupts one node at a time: SIGKILL and restart on its data, SIGSTOP for a few
-// seconds then SIGCONT, a clean restart (SIGTERM, as a rolling upgrade does), or (as
-// root, where network namespaces can be made) cut the node off from its peers for a
-// few seconds. At the end it prints one summary line
+// seconds or for 15 s then SIGCONT, a clean restart (SIGTERM, as a rolling upgrade
+// does), or (as root, where network namespaces can be made) cut the node off from
+// its peers for a few seconds. The node is, a third of the time each, the one the
+// producer is connected to, the one holding the groups bucket (the group
+// coordinator), or any. At the end it prints one summary line, with the longest
+// produce call per kind of disruption (max_failover_by_kind),
 // and fails if an acknowledged record was lost, stored twice, or stored out of order
 // for its key, or if the group did not read every acknowledged record.
 //
@@ -71,7 +74,8 @@ func TestChaos(t *testing.T) {
 
 	led := newLedger()
 	grp := startGroup(ctx, t, cl.urls(), "g-chaos", topic, 3, led)
-	prod := startProducer(ctx, t, connect(t, cl.urls()), topic, "p", led)
+	prodClient := connect(t, cl.urls())
+	prod := startProducer(ctx, t, prodClient, topic, "p", led)
 
 	type event struct {
 		at   time.Time
@@ -84,7 +88,7 @@ func TestChaos(t *testing.T) {
 		t.Logf("%s %s", e.at.Format("15:04:05.000"), e.what)
 	}
 	counts := map[string]int{}
-	actions := []string{"kill", "pause", "restart"}
+	actions := []string{"kill", "pause", "longpause", "restart"}
 	if lab != nil {
 		actions = append(actions, "partition")
 	}
@@ -93,12 +97,31 @@ func TestChaos(t *testing.T) {
 	began := time.Now()
 	deadline := began.Add(duration)
 	time.Sleep(2 * time.Second)
+	// The longest produce call begun during each disruption and the recovery after
+	// it, per kind of disruption.
+	kindStall := map[string]time.Duration{}
 	for time.Now().Before(deadline) {
 		i := rng.IntN(len(cl.nodes))
-		n := cl.nodes[i]
 		action := actions[rng.IntN(len(actions))]
 		hold := between(2*time.Second, 7*time.Second)
+		which := ""
+		switch rng.IntN(3) {
+		case 0: // the node the producer is connected to
+			which = prodClient.Conn().ConnectedServerName()
+		case 1: // the node holding the groups bucket (the group coordinator)
+			which = bucketLeaders(ctx, t, cl.urls())[semantics.GroupsBucket]
+		}
+		for j, n := range cl.nodes {
+			if n.name == which {
+				i = j
+			}
+		}
+		n := cl.nodes[i]
+		if action == "longpause" {
+			hold = 15 * time.Second
+		}
 		counts[action]++
+		began := time.Now()
 		switch action {
 		case "kill":
 			note("SIGKILL %s; restart in %v", n.name, hold.Round(time.Millisecond))
@@ -125,7 +148,7 @@ func TestChaos(t *testing.T) {
 				t.Fatalf("restart %s: %v", n.name, err)
 			}
 			note("%s restarted and ready", n.name)
-		case "pause":
+		case "pause", "longpause":
 			note("SIGSTOP %s for %v", n.name, hold.Round(time.Millisecond))
 			if err := n.signal(syscall.SIGSTOP); err != nil {
 				t.Fatal(err)
@@ -153,6 +176,9 @@ func TestChaos(t *testing.T) {
 		}
 		scancel()
 		time.Sleep(between(time.Second, 4*time.Second))
+		if d := led.longestBetween(began, time.Now()); d > kindStall[action] {
+			kindStall[action] = d
+		}
 	}
 	note("chaos over; stopping the producer")
 	prod.halt()
@@ -204,12 +230,15 @@ func TestChaos(t *testing.T) {
 	rep := checkLog(log, led.acked)
 	led.mu.Unlock()
 
-	var acts []string
+	var acts, stalls []string
 	for _, a := range actions {
 		acts = append(acts, fmt.Sprintf("%s=%d", a, counts[a]))
+		if counts[a] > 0 {
+			stalls = append(stalls, fmt.Sprintf("%s=%v", a, kindStall[a].Round(time.Millisecond)))
+		}
 	}
-	summary := fmt.Sprintf("chaos summary: seed=%d duration=%v disruptions[%s] produced=%d acknowledged=%d failed=%d read=%d lost=%d duplicates=%d unacknowledged_stored=%d order_broken=%d max_failover=%v",
-		seed, duration, strings.Join(acts, " "), produced, acked, failed, read, len(rep.lost), rep.duplicates, rep.unacked, rep.orderBroken, stall.Round(time.Millisecond))
+	summary := fmt.Sprintf("chaos summary: seed=%d duration=%v disruptions[%s] produced=%d acknowledged=%d failed=%d read=%d lost=%d duplicates=%d unacknowledged_stored=%d order_broken=%d max_failover=%v max_failover_by_kind[%s]",
+		seed, duration, strings.Join(acts, " "), produced, acked, failed, read, len(rep.lost), rep.duplicates, rep.unacked, rep.orderBroken, stall.Round(time.Millisecond), strings.Join(stalls, " "))
 	t.Log(summary)
 	fmt.Println(summary)
 

@@ -6,7 +6,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"sort"
 	"strings"
 	"sync"
 	"syscall"
@@ -14,56 +13,56 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/qxd-io/qxd"
+	"github.com/qxd-io/qxd/partitioner"
+	"github.com/qxd-io/qxd/semantics"
 )
 
-// TestSIGSTOPDrill pauses (SIGSTOP) the node that leads partition 0 of a
-// six-partition, three-replica topic for QXD_DRILL_PAUSE (default 15s), or with
-// QXD_DRILL_FAULT=kill or stop SIGKILLs it or stops it cleanly (SIGTERM) and
-// restarts it after that long, while a producer sends to every partition, one record
-// in flight per partition. It reports for each partition the longest time a record
-// waited for its acknowledgement, split into the partitions the faulty node led and
-// those healthy nodes led. The producer connects to a healthy node first, or to the
-// faulty one with QXD_DRILL_VIA=paused. QXD_DRILL_BIN runs a prebuilt qxd binary
-// instead of building this tree's (to measure another version with the same drill).
-// It fails if a record failed, or if a partition led by a healthy node waited more
-// than QXD_DRILL_HEALTHY_MAX (default none: report only).
-func TestSIGSTOPDrill(t *testing.T) {
-	pause := 15 * time.Second
-	if s := os.Getenv("QXD_DRILL_PAUSE"); s != "" {
-		d, err := time.ParseDuration(s)
-		if err != nil {
-			t.Fatalf("QXD_DRILL_PAUSE=%q: %v (use a Go duration such as 15s)", s, err)
-		}
-		pause = d
-	}
-	var healthyMax time.Duration
-	if s := os.Getenv("QXD_DRILL_HEALTHY_MAX"); s != "" {
-		d, err := time.ParseDuration(s)
-		if err != nil {
-			t.Fatalf("QXD_DRILL_HEALTHY_MAX=%q: %v (use a Go duration such as 1s)", s, err)
-		}
-		healthyMax = d
-	}
-	fault := os.Getenv("QXD_DRILL_FAULT")
-	switch fault {
-	case "":
-		fault = "pause"
-	case "pause", "kill", "stop":
-	default:
-		t.Fatalf("QXD_DRILL_FAULT=%q: use pause (SIGSTOP, then SIGCONT), kill (SIGKILL, then restart) or stop (SIGTERM, then restart)", fault)
-	}
-	via := os.Getenv("QXD_DRILL_VIA")
-	if via != "" && via != "paused" && via != "healthy" {
-		t.Fatalf("QXD_DRILL_VIA=%q: use paused or healthy", via)
-	}
+// TestFaultDrill runs three "qxd server" processes, a six-partition, three-replica
+// topic, a keyed producer with one record in flight per partition (a key per
+// partition), and a three-member consumer group committing every second; then it
+// harms one node and reports, for the partitions the faulty node led and for those
+// healthy nodes led, the longest time a record waited for its acknowledgement —
+// separately for records sent before the node came back (the fault's stall) and
+// after (a second stall the return adds) — and what the group read twice.
+//
+// Settings, all environment variables:
+//
+//   - QXD_DRILL_FAULT: pause (SIGSTOP, then SIGCONT; the default), kill (SIGKILL,
+//     then restart), stop (SIGTERM, then restart), int (SIGINT, then restart) or
+//     cut (the node's links to its peers down, then up; needs root and network
+//     namespaces).
+//   - QXD_DRILL_PAUSE: how long the node stays paused, down or cut off (default
+//     15s).
+//   - QXD_DRILL_TARGET: leader (the node that leads partition 0; the default) or
+//     buckets (the node that leads the stream of the groups bucket, where the group
+//     coordinator keeps its state).
+//   - QXD_DRILL_VIA: healthy (the producer connects to a healthy node first; the
+//     default) or faulty (to the faulty node first; "paused" is the same).
+//   - QXD_DRILL_BIN: a prebuilt qxd binary, to measure another build with the same
+//     drill.
+//   - QXD_DRILL_HEALTHY_MAX: fail if a partition a healthy node led waited longer
+//     (default: report only).
+//
+// It fails if a record failed or the group did not read every acknowledged record.
+// The last line starting SUMMARY holds the figures, with the machine's load.
+func TestFaultDrill(t *testing.T) {
+	d := drillSettings(t)
 	bin := os.Getenv("QXD_DRILL_BIN")
 	if bin == "" {
 		bin = buildQxd(t)
 	}
-	cl := startProcCluster(t, bin, loopbackLayout(t, 3))
-	ctx, cancel := context.WithTimeout(context.Background(), pause+5*time.Minute)
+	layout := loopbackLayout(t, 3)
+	var lab *netnsLab
+	if d.fault == "cut" {
+		lab = newNetnsLab(t, 3)
+		layout = lab.layout()
+	}
+	loadBefore := loadAvg()
+	cl := startProcCluster(t, bin, layout)
+	ctx, cancel := context.WithTimeout(context.Background(), d.hold+5*time.Minute)
 	defer cancel()
 
 	const topic = "drill"
@@ -74,16 +73,33 @@ func TestSIGSTOPDrill(t *testing.T) {
 	}
 	// Let leader balancing spread the partitions before the drill.
 	time.Sleep(5 * time.Second)
-	victimName, err := leaderOf(ctx, admin, topic, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	victim := cl.node(victimName)
 	leaders := make([]string, parts)
 	for p := range int32(parts) {
+		var err error
 		if leaders[p], err = leaderOf(ctx, admin, topic, p); err != nil {
 			t.Fatal(err)
 		}
+	}
+
+	led := newLedger()
+	led.reads = []readRec{}
+	led.pollErrs = []string{}
+	const groupID = "g-drill"
+	grp := startGroup(ctx, t, cl.urls(), groupID, topic, 3, led)
+	commits := watchCommitted(ctx, admin, groupID)
+	buckets := bucketLeaders(ctx, t, cl.urls())
+	victimName := leaders[0]
+	if d.target == "buckets" {
+		victimName = buckets[semantics.GroupsBucket]
+	}
+	victim, vi := cl.node(victimName), -1
+	for i, n := range cl.nodes {
+		if n == victim {
+			vi = i
+		}
+	}
+	if victim == nil {
+		t.Fatalf("the node to harm, %q, is not one of the drill's nodes", victimName)
 	}
 	var urls []string
 	for _, n := range cl.nodes {
@@ -91,26 +107,22 @@ func TestSIGSTOPDrill(t *testing.T) {
 			urls = append(urls, n.url())
 		}
 	}
-	if via == "paused" {
+	if d.via == "faulty" {
 		urls = append([]string{victim.url()}, urls...)
 	} else {
 		urls = append(urls, victim.url())
 	}
 	pc := connect(t, strings.Join(urls, ","), nats.DontRandomize())
-	prod, err := pc.NewProducer(qxd.RecordPartition(), qxd.Linger(0), qxd.DeliveryTimeout(2*time.Minute))
+	prod, err := pc.NewProducer(qxd.Linger(0), qxd.DeliveryTimeout(2*time.Minute))
 	if err != nil {
 		t.Fatal(err)
 	}
+	keys := partitionKeys(parts)
 
-	type worst struct {
-		wait  time.Duration
-		began time.Time
-		n     int
-	}
 	var mu sync.Mutex
+	var waits []ackWait
 	var failed int
 	var lastErr error
-	res := make([]worst, parts)
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	for p := range int32(parts) {
@@ -125,92 +137,232 @@ func TestSIGSTOPDrill(t *testing.T) {
 				}
 				began := time.Now()
 				done := make(chan error, 1)
-				r := &qxd.Record{Topic: topic, Partition: p, Value: fmt.Appendf(nil, "%d-%d", p, i)}
+				r := &qxd.Record{Topic: topic, Key: keys[p], Value: fmt.Appendf(nil, "d%d-%09d", p, i)}
 				if err := prod.Produce(ctx, r, func(_ *qxd.Record, err error) { done <- err }); err != nil {
 					done <- err
 				}
 				err := <-done
 				took := time.Since(began)
 				mu.Lock()
-				res[p].n++
+				waits = append(waits, ackWait{p: p, began: began, took: took})
 				if err != nil {
 					failed++
 					lastErr = err
 				}
-				if took > res[p].wait {
-					res[p].wait, res[p].began = took, began
-				}
 				mu.Unlock()
+				led.mu.Lock()
+				if err == nil {
+					led.acked[string(r.Value)] = position{r.Partition, r.Offset}
+				}
+				led.mu.Unlock()
 				time.Sleep(5 * time.Millisecond)
 			}
 		}()
 	}
 	time.Sleep(3 * time.Second)
-	mu.Lock()
-	for p := range res {
-		res[p] = worst{}
-	}
-	mu.Unlock()
 
-	pausedAt := time.Now()
-	switch fault {
+	faultAt := time.Now()
+	var backAt time.Time
+	what := map[string]string{"pause": "SIGSTOP", "kill": "SIGKILL", "stop": "SIGTERM", "int": "SIGINT", "cut": "cut off"}[d.fault]
+	t.Logf("%s %s (leads %v; buckets %v) for %v; producer connected via %s; leaders %v",
+		what, victim.name, ledBy(leaders, victim.name), buckets, d.hold, urls[0], leaders)
+	switch d.fault {
 	case "pause":
 		if err := victim.signal(syscall.SIGSTOP); err != nil {
 			t.Fatal(err)
 		}
-		t.Logf("SIGSTOP %s (leads partition 0) for %v; producer connected via %s; leaders %v", victim.name, pause, urls[0], leaders)
-		time.Sleep(pause)
+		time.Sleep(d.hold)
 		if err := victim.signal(syscall.SIGCONT); err != nil {
 			t.Fatal(err)
 		}
+		backAt = time.Now()
 		t.Logf("SIGCONT %s", victim.name)
-	case "kill", "stop":
-		if fault == "kill" {
+	case "cut":
+		if err := lab.cut(vi); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(d.hold)
+		if err := lab.heal(vi); err != nil {
+			t.Fatal(err)
+		}
+		backAt = time.Now()
+		t.Logf("healed %s's links", victim.name)
+	default:
+		switch d.fault {
+		case "kill":
 			err = victim.kill()
-		} else {
-			err = victim.stop(30 * time.Second)
+		case "stop":
+			err = victim.stopWith(syscall.SIGTERM, 30*time.Second)
+		case "int":
+			err = victim.stopWith(syscall.SIGINT, 30*time.Second)
 		}
 		if err != nil {
 			t.Fatal(err)
 		}
-		t.Logf("%s %s (leads partition 0) after %v; restart in %v; producer connected via %s; leaders %v",
-			map[string]string{"kill": "SIGKILLed", "stop": "stopped (SIGTERM)"}[fault], victim.name,
-			time.Since(pausedAt).Round(time.Millisecond), pause, urls[0], leaders)
-		time.Sleep(pause)
-		if err := cl.restart(ctx, victim); err != nil {
+		t.Logf("%s gone %v after the signal", victim.name, time.Since(faultAt).Round(time.Millisecond))
+		time.Sleep(d.hold)
+		if err := victim.start(); err != nil {
+			t.Fatal(err)
+		}
+		backAt = time.Now()
+		if err := cl.waitReady(ctx, victim); err != nil {
 			t.Fatalf("restart %s: %v", victim.name, err)
 		}
-		t.Logf("%s restarted and ready", victim.name)
+		t.Logf("%s restarted, ready %v after its start", victim.name, time.Since(backAt).Round(time.Millisecond))
 	}
 	time.Sleep(20 * time.Second)
 	close(stop)
 	wg.Wait()
 	_ = prod.Close(ctx)
 
-	var sick, healthy time.Duration
-	var lines []string
-	for p, w := range res {
+	rctx, rcancel := context.WithTimeout(ctx, 60*time.Second)
+	readErr := waitRead(rctx, led)
+	rcancel()
+	var members, coordView string
+	if readErr != nil {
+		members = grp.state()
+		dctx, dcancel := context.WithTimeout(ctx, 10*time.Second)
+		if d, err := admin.Admin().DescribeGroup(dctx, groupID); err == nil {
+			coordView = fmt.Sprintf("%+v", d)
+		} else {
+			coordView = err.Error()
+		}
+		dcancel()
+	}
+	grp.halt()
+
+	// The stalls, per partition and phase.
+	type worst struct {
+		during, after     time.Duration
+		duringAt, afterAt time.Time
+		n                 int
+	}
+	res := make([]worst, parts)
+	var sick, sickAfter, healthy, healthyAfter time.Duration
+	mu.Lock()
+	for _, w := range waits {
+		if w.began.Add(w.took).Before(faultAt) {
+			continue
+		}
+		r := &res[w.p]
+		r.n++
+		if w.began.Before(backAt) {
+			if w.took > r.during {
+				r.during, r.duringAt = w.took, w.began
+			}
+		} else if w.took > r.after {
+			r.after, r.afterAt = w.took, w.began
+		}
+	}
+	nFailed, lastFail := failed, lastErr
+	mu.Unlock()
+	back := map[string]string{"pause": "SIGCONT", "cut": "heal"}[d.fault]
+	if back == "" {
+		back = "restart"
+	}
+	for p, r := range res {
 		kind := "healthy"
 		if leaders[p] == victim.name {
 			kind = "faulty"
-			sick = max(sick, w.wait)
+			sick, sickAfter = max(sick, r.during), max(sickAfter, r.after)
 		} else {
-			healthy = max(healthy, w.wait)
+			healthy, healthyAfter = max(healthy, r.during), max(healthyAfter, r.after)
 		}
-		lines = append(lines, fmt.Sprintf("p%d (%s leader %s): longest ack wait %v, begun %v after SIGSTOP, %d records",
-			p, kind, leaders[p], w.wait.Round(time.Millisecond), w.began.Sub(pausedAt).Round(time.Millisecond), w.n))
+		t.Logf("p%d (%s leader %s): longest ack wait begun before the %s %v (at %v), after it %v (at %v); %d records",
+			p, kind, leaders[p], back, r.during.Round(time.Millisecond), since(faultAt, r.duringAt),
+			r.after.Round(time.Millisecond), since(faultAt, r.afterAt), r.n)
 	}
-	sort.Strings(lines)
-	for _, l := range lines {
-		t.Log(l)
+
+	// What the group read twice: every record delivered more than once, and those
+	// of them that the group had committed (as its description said) before they
+	// came again: a replay of committed records.
+	snaps := commits.halt()
+	led.mu.Lock()
+	redelivered, sameMember, replayedCommitted := 0, 0, 0
+	firstBy := map[string]int{}
+	type span struct {
+		from, to         int64
+		first, last      time.Time
+		members          map[[2]int]int // (first reader, second reader) → records
+		committedAtFirst int64
 	}
-	t.Logf("SUMMARY fault=%s for %v via=%s: longest ack wait, partitions the faulty node led %v, partitions healthy nodes led %v; %d records failed",
-		fault, pause, map[bool]string{true: "paused", false: "healthy"}[via == "paused"], sick.Round(time.Millisecond), healthy.Round(time.Millisecond), failed)
-	if failed > 0 {
-		t.Errorf("%d records failed; last error: %v", failed, lastErr)
+	spans := map[int32]*span{}
+	for _, r := range led.reads {
+		first, ok := firstBy[r.value]
+		if !ok {
+			firstBy[r.value] = r.member
+			continue
+		}
+		redelivered++
+		if first == r.member {
+			sameMember++
+		}
+		at, ok := led.acked[r.value]
+		if !ok {
+			continue
+		}
+		if at.offset < committedAt(snaps, at.partition, r.at) {
+			replayedCommitted++
+		}
+		sp := spans[at.partition]
+		if sp == nil {
+			sp = &span{from: at.offset, to: at.offset, first: r.at, members: map[[2]int]int{},
+				committedAtFirst: committedAt(snaps, at.partition, r.at)}
+			spans[at.partition] = sp
+		}
+		sp.from, sp.to, sp.last = min(sp.from, at.offset), max(sp.to, at.offset), r.at
+		sp.members[[2]int{first, r.member}]++
 	}
-	if healthyMax > 0 && healthy > healthyMax {
-		t.Errorf("a partition led by a healthy node waited %v for an acknowledgement (want at most %v)", healthy, healthyMax)
+	for p := range int32(parts) {
+		if sp := spans[p]; sp != nil {
+			t.Logf("p%d read twice: offsets %d-%d, from %v to %v after the fault, (first reader, second reader) → records %v; committed offset then %d",
+				p, sp.from, sp.to, since(faultAt, sp.first), since(faultAt, sp.last), sp.members, sp.committedAtFirst)
+		}
+	}
+	led.mu.Unlock()
+	t.Logf("group %s: longest time a partition's committed offset stood still from the fault on: %v", groupID, commitStall(snaps, faultAt))
+
+	t.Logf("SUMMARY fault=%s for %v target=%s(%s) via=%s: longest ack wait, partitions the faulty node led: %v before the %s, %v after; partitions healthy nodes led: %v before, %v after; %d records failed; group read %d records twice (%d by the member that read them first, %d already committed); load %s before, %s after",
+		d.fault, d.hold, d.target, victim.name, d.via,
+		sick.Round(time.Millisecond), back, sickAfter.Round(time.Millisecond),
+		healthy.Round(time.Millisecond), healthyAfter.Round(time.Millisecond),
+		nFailed, redelivered, sameMember, replayedCommitted, loadBefore, loadAvg())
+	if nFailed > 0 {
+		t.Errorf("%d records failed; last error: %v", nFailed, lastFail)
+	}
+	if readErr != nil {
+		t.Error(readErr)
+		t.Logf("the members' view:\n%s", members)
+		t.Logf("the coordinator's view: %s", coordView)
+	}
+	led.mu.Lock()
+	for _, e := range led.pollErrs {
+		t.Logf("poll error: %s", e)
+	}
+	led.mu.Unlock()
+	// The log against what was acknowledged: every record stored once, where its
+	// acknowledgement said, offsets dense, each key in order.
+	lctx, lcancel := context.WithTimeout(ctx, 60*time.Second)
+	if err := waitInSync(lctx, admin, 3); err != nil {
+		t.Logf("before reading the log: %v", err)
+	}
+	stored, err := readLog(lctx, admin, topic)
+	lcancel()
+	if err != nil {
+		t.Errorf("read the log: %v", err)
+	} else {
+		led.mu.Lock()
+		rep := checkLog(stored, led.acked)
+		led.mu.Unlock()
+		t.Logf("log: %d records stored, %d never acknowledged, %d duplicates, %d acknowledged records lost",
+			rep.stored, rep.unacked, rep.duplicates, len(rep.lost))
+		rep.report(t)
+		if t.Failed() {
+			dumpAnomalies(t, stored, 5)
+		}
+	}
+	if d.healthyMax > 0 && max(healthy, healthyAfter) > d.healthyMax {
+		t.Errorf("a partition led by a healthy node waited %v for an acknowledgement (want at most %v)", max(healthy, healthyAfter), d.healthyMax)
 	}
 	// The nodes' warnings, and the leadership changes of the drill's partitions
 	// (JetStream's notices, logged at --log-level debug:
@@ -227,4 +379,226 @@ func TestSIGSTOPDrill(t *testing.T) {
 			t.Logf("log of %s:\n%s", n.name, n.log(6000))
 		}
 	}
+}
+
+// drill is what TestFaultDrill does, from its environment variables.
+type drill struct {
+	fault, target, via string
+	hold, healthyMax   time.Duration
+}
+
+func drillSettings(t *testing.T) drill {
+	d := drill{fault: "pause", target: "leader", via: "healthy", hold: 15 * time.Second}
+	dur := func(name string, to *time.Duration) {
+		if s := os.Getenv(name); s != "" {
+			v, err := time.ParseDuration(s)
+			if err != nil {
+				t.Fatalf("%s=%q: %v (use a Go duration such as 15s)", name, s, err)
+			}
+			*to = v
+		}
+	}
+	dur("QXD_DRILL_PAUSE", &d.hold)
+	dur("QXD_DRILL_HEALTHY_MAX", &d.healthyMax)
+	switch s := os.Getenv("QXD_DRILL_FAULT"); s {
+	case "":
+	case "pause", "kill", "stop", "int", "cut":
+		d.fault = s
+	default:
+		t.Fatalf("QXD_DRILL_FAULT=%q: use pause (SIGSTOP, then SIGCONT), kill (SIGKILL), stop (SIGTERM), int (SIGINT), each then restart, or cut (links to the peers down, then up)", s)
+	}
+	switch s := os.Getenv("QXD_DRILL_TARGET"); s {
+	case "":
+	case "leader", "buckets":
+		d.target = s
+	default:
+		t.Fatalf("QXD_DRILL_TARGET=%q: use leader (the leader of partition 0) or buckets (the leader of the groups bucket)", s)
+	}
+	switch s := os.Getenv("QXD_DRILL_VIA"); s {
+	case "", "healthy":
+	case "faulty", "paused":
+		d.via = "faulty"
+	default:
+		t.Fatalf("QXD_DRILL_VIA=%q: use healthy or faulty", s)
+	}
+	return d
+}
+
+// ackWait is how long one record waited for its acknowledgement.
+type ackWait struct {
+	p     int32
+	began time.Time
+	took  time.Duration
+}
+
+// partitionKeys returns a key for each of n partitions that the default
+// partitioner (Kafka's murmur2) puts there.
+func partitionKeys(n int32) [][]byte {
+	keys := make([][]byte, n)
+	for i, found := 0, int32(0); found < n; i++ {
+		k := fmt.Appendf(nil, "key-%d", i)
+		if p := partitioner.KafkaPartition(k, n); keys[p] == nil {
+			keys[p] = k
+			found++
+		}
+	}
+	return keys
+}
+
+// bucketLeaders returns the node leading each of the metadata and group buckets'
+// streams; a bucket whose leader cannot be learned is left out (and logged).
+func bucketLeaders(ctx context.Context, t *testing.T, urls string) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	nc, err := nats.Connect(urls)
+	if err != nil {
+		t.Logf("bucket leaders: connect to %s: %v", urls, err)
+		return out
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Logf("bucket leaders: %v", err)
+		return out
+	}
+	for _, b := range []string{semantics.GroupsBucket, semantics.OffsetsBucket, semantics.TopicsBucket} {
+		sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		s, err := js.Stream(sctx, "KV_"+b)
+		cancel()
+		if err != nil {
+			t.Logf("bucket leaders: bucket %s: %v", b, err)
+			continue
+		}
+		if ci := s.CachedInfo().Cluster; ci != nil {
+			out[b] = ci.Leader
+		}
+	}
+	return out
+}
+
+// committedOffsets returns the group's committed offset of each partition (none
+// when the group cannot be described).
+func committedOffsets(ctx context.Context, c *qxd.Client, group string) map[int32]int64 {
+	out := map[int32]int64{}
+	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	d, err := c.Admin().DescribeGroup(dctx, group)
+	if err != nil {
+		return out
+	}
+	for _, p := range d.Partitions {
+		out[p.Partition] = p.Committed
+	}
+	return out
+}
+
+// commitSnap is a group's committed offsets at one moment.
+type commitSnap struct {
+	at        time.Time
+	committed map[int32]int64
+}
+
+// committedWatch describes a group every 250 ms, keeping its committed offsets.
+type committedWatch struct {
+	stop  chan struct{}
+	done  chan struct{}
+	snaps []commitSnap
+}
+
+func watchCommitted(ctx context.Context, c *qxd.Client, group string) *committedWatch {
+	w := &committedWatch{stop: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(w.done)
+		for {
+			if o := committedOffsets(ctx, c, group); len(o) > 0 {
+				w.snaps = append(w.snaps, commitSnap{time.Now(), o})
+			}
+			select {
+			case <-w.stop:
+				return
+			case <-ctx.Done():
+				return
+			case <-time.After(250 * time.Millisecond):
+			}
+		}
+	}()
+	return w
+}
+
+// halt stops the watch and returns what it saw.
+func (w *committedWatch) halt() []commitSnap {
+	close(w.stop)
+	<-w.done
+	return w.snaps
+}
+
+// committedAt is the highest committed offset of partition p seen before at.
+func committedAt(snaps []commitSnap, p int32, at time.Time) int64 {
+	var c int64
+	for _, s := range snaps {
+		if s.at.After(at) {
+			break
+		}
+		c = max(c, s.committed[p])
+	}
+	return c
+}
+
+// commitStall is the longest time from `from` on that a partition's committed
+// offset did not move, as seen by the watch.
+func commitStall(snaps []commitSnap, from time.Time) time.Duration {
+	var longest time.Duration
+	last := map[int32]int64{}
+	since := map[int32]time.Time{}
+	for _, s := range snaps {
+		for p, c := range s.committed {
+			if c != last[p] || since[p].IsZero() {
+				last[p], since[p] = c, s.at
+				continue
+			}
+			if s.at.After(from) {
+				longest = max(longest, s.at.Sub(maxTime(since[p], from)))
+			}
+		}
+	}
+	return longest.Round(time.Millisecond)
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
+// ledBy lists the partitions node leads.
+func ledBy(leaders []string, node string) []int {
+	var out []int
+	for p, l := range leaders {
+		if l == node {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// since says how long after from at was ("-" for no time).
+func since(from, at time.Time) string {
+	if at.IsZero() {
+		return "-"
+	}
+	return at.Sub(from).Round(time.Millisecond).String()
+}
+
+// loadAvg is the machine's 1-minute load average, as /proc/loadavg says.
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return "?"
+	}
+	return f[0]
 }

@@ -158,6 +158,12 @@ func (n *procNode) kill() error {
 
 // stop stops the node with SIGTERM (a clean shutdown), SIGKILL after timeout.
 func (n *procNode) stop(timeout time.Duration) error {
+	return n.stopWith(syscall.SIGTERM, timeout)
+}
+
+// stopWith stops the node with sig (SIGTERM or SIGINT: a clean shutdown), SIGKILL
+// after timeout.
+func (n *procNode) stopWith(sig syscall.Signal, timeout time.Duration) error {
 	n.mu.Lock()
 	cmd, exited, paused := n.cmd, n.exited, n.paused
 	n.mu.Unlock()
@@ -167,7 +173,7 @@ func (n *procNode) stop(timeout time.Duration) error {
 	if paused {
 		_ = cmd.Process.Signal(syscall.SIGCONT)
 	}
-	_ = cmd.Process.Signal(syscall.SIGTERM)
+	_ = cmd.Process.Signal(sig)
 	select {
 	case <-exited:
 		n.mu.Lock()
@@ -176,7 +182,7 @@ func (n *procNode) stop(timeout time.Duration) error {
 		return nil
 	case <-time.After(timeout):
 		_ = n.kill()
-		return fmt.Errorf("node %s did not stop within %v of SIGTERM; killed it", n.name, timeout)
+		return fmt.Errorf("node %s did not stop within %v of %v; killed it", n.name, timeout, sig)
 	}
 }
 
@@ -442,6 +448,17 @@ type ledger struct {
 	stall    time.Duration  // the longest produce call
 	stallAt  time.Time      // when that call began
 	stalls   []stallRec     // produce calls that took over a second
+	// reads, when not nil, gets every record a group member read, in order.
+	reads []readRec
+	// pollErrs, when not nil, gets the first errors group members' Poll returned.
+	pollErrs []string
+}
+
+// readRec is one record a group member read, which member (its index), and when.
+type readRec struct {
+	value  string
+	member int
+	at     time.Time
 }
 
 // stallRec is one slow produce call.
@@ -473,6 +490,20 @@ func (l *ledger) longestSince(from time.Time) (time.Duration, time.Time) {
 		}
 	}
 	return d, at
+}
+
+// longestBetween returns the longest produce call (of those over a second) still
+// running at from or begun before to.
+func (l *ledger) longestBetween(from, to time.Time) time.Duration {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var d time.Duration
+	for _, s := range l.stalls {
+		if s.at.Add(s.took).After(from) && s.at.Before(to) {
+			d = max(d, s.took)
+		}
+	}
+	return d
 }
 
 func newLedger() *ledger {
@@ -621,7 +652,7 @@ type group struct {
 func startGroup(ctx context.Context, t *testing.T, urls, id, topic string, n int, led *ledger) *group {
 	t.Helper()
 	g := &group{stop: make(chan struct{})}
-	for range n {
+	for i := range n {
 		cl := connect(t, urls)
 		cons := qxdtest.NewConsumer(t, cl, qxd.Group(id), qxd.SessionTimeout(10*time.Second), qxd.AutoCommit(time.Second))
 		if err := cons.Subscribe(ctx, topic); err != nil {
@@ -644,12 +675,21 @@ func startGroup(ctx context.Context, t *testing.T, urls, id, topic string, n int
 				cancel()
 				if len(recs) > 0 {
 					led.mu.Lock()
+					now := time.Now()
 					for _, r := range recs {
 						led.read[string(r.Value)]++
+						if led.reads != nil {
+							led.reads = append(led.reads, readRec{string(r.Value), i, now})
+						}
 					}
 					led.mu.Unlock()
 				}
 				if err != nil && pctx.Err() == nil {
+					led.mu.Lock()
+					if led.pollErrs != nil && len(led.pollErrs) < 20 {
+						led.pollErrs = append(led.pollErrs, fmt.Sprintf("%s member %d: %v", time.Now().Format("15:04:05.000"), i, err))
+					}
+					led.mu.Unlock()
 					time.Sleep(50 * time.Millisecond) // a stopped member keeps failing
 				}
 			}

@@ -90,10 +90,36 @@ func (c *manualClock) Advance(d time.Duration) {
 	}
 }
 
+// Jump moves time forward by d at once, then fires the timers that came due, late:
+// as a process paused (SIGSTOP, a frozen VM) sees its timers when it runs again.
+func (c *manualClock) Jump(d time.Duration) {
+	c.mu.Lock()
+	c.now = c.now.Add(d)
+	c.mu.Unlock()
+	for {
+		c.mu.Lock()
+		var next *manualTimer
+		for i, t := range c.timers {
+			if !t.stopped && !t.due.After(c.now) {
+				next = t
+				c.timers = append(c.timers[:i:i], c.timers[i+1:]...)
+				t.stopped = true
+				break
+			}
+		}
+		c.mu.Unlock()
+		if next == nil {
+			return
+		}
+		next.f()
+	}
+}
+
 type fixture struct {
 	t      *testing.T
 	clock  *manualClock
 	coord  *coordinator.Coordinator
+	kv     jetstream.KeyValue
 	states *coordinator.KVStateStore
 	offs   *offsets.Store
 	cfg    coordinator.Config
@@ -117,7 +143,7 @@ func newFixture(t *testing.T) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &fixture{t: t, clock: newClock(), states: coordinator.NewKVStateStore(kv), offs: offs}
+	f := &fixture{t: t, clock: newClock(), kv: kv, states: coordinator.NewKVStateStore(kv), offs: offs}
 	f.cfg = coordinator.DefaultConfig()
 	f.cfg.Clock = f.clock
 	f.cfg.InitialRebalanceDelay = time.Second
@@ -273,6 +299,62 @@ func TestJoinSyncStable(t *testing.T) {
 		if err := f.heartbeat("g", j); err != nil {
 			t.Fatalf("heartbeat in a stable group: %v", err)
 		}
+	}
+}
+
+// A coordinator whose process did not run for longer than a session (paused, then
+// woken) finds its members' session timers overdue: their heartbeats could not
+// reach it, so it keeps them, with a new session, rather than remove all of them
+// and rebalance. A member that then stays silent is still removed.
+func TestSessionTimersFiringLateAfterAPauseKeepMembers(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	joins := f.stable("g", joinReq("g", "", ""), joinReq("g", "", ""))
+	gen := f.describe("g").Generation
+	f.clock.Jump(session + 15*time.Second)
+	d := f.describe("g")
+	if len(d.Members) != 2 || d.State != groups.Stable || d.Generation != gen {
+		t.Fatalf("after the coordinator's own pause: %+v (want both members, stable, generation %d)", d, gen)
+	}
+	if err := f.heartbeat("g", joins[0]); err != nil {
+		t.Fatalf("heartbeat after the coordinator's pause: %v", err)
+	}
+	// joins[0] heartbeats every 3s, joins[1] stays silent past its new session.
+	for range 4 {
+		f.clock.Advance(3 * time.Second)
+		_ = f.heartbeat("g", joins[0])
+	}
+	d = f.describe("g")
+	if len(d.Members) != 1 || d.Members[0].MemberID != joins[0].MemberID {
+		t.Fatalf("a silent member after its new session: %+v (want it removed)", d)
+	}
+}
+
+// A save whose acknowledgement was lost (the groups bucket changed leaders as it
+// was stored) leaves the coordinator with a revision older than the stored one,
+// though what is stored is its own state. Its next save must still go through, not
+// fail on the revision forever and leave the group unable to change.
+func TestGroupSavedAfterAStaleRevision(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	ctx := qxdtest.Context(t, 30*time.Second)
+	joins := f.stable("g", joinReq("g", "", ""))
+	e, err := f.kv.Get(ctx, semantics.GroupKey("g"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.kv.Put(ctx, semantics.GroupKey("g"), e.Value()); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.coord.Leave(ctx, groups.LeaveRequest{Group: "g", MemberID: joins[0].MemberID}); err != nil {
+		t.Fatalf("leave after the stored revision moved on: %v", err)
+	}
+	st, err := f.states.LoadGroups(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(st) != 1 || len(st[0].Members) != 0 || st[0].State != groups.Empty {
+		t.Fatalf("stored after the last member left: %+v (want the group empty)", st)
 	}
 }
 

@@ -268,7 +268,8 @@ func (g *group) scheduleSessionLocked(m *member) {
 	m.token++
 	token := m.token
 	id := m.MemberID
-	d := m.lastSeen.Add(m.SessionTimeout).Sub(g.c.cfg.Clock.Now())
+	due := m.lastSeen.Add(m.SessionTimeout)
+	d := due.Sub(g.c.cfg.Clock.Now())
 	m.session = g.c.cfg.Clock.AfterFunc(max(d, 0), func() {
 		g.mu.Lock()
 		defer g.mu.Unlock()
@@ -276,8 +277,24 @@ func (g *group) scheduleSessionLocked(m *member) {
 		if !ok || cur.token != token || g.closed {
 			return
 		}
+		if now := g.c.cfg.Clock.Now(); now.Sub(due) > sessionLateness(cur.SessionTimeout) {
+			// The timer fired long after it was due: this coordinator did not
+			// run meanwhile (its process was paused or starved), so the member's
+			// heartbeats could not reach it. Give the member a new session
+			// rather than remove it for the coordinator's own absence.
+			cur.lastSeen = now
+			g.scheduleSessionLocked(cur)
+			return
+		}
 		g.onSessionExpiredLocked(cur)
 	})
+}
+
+// sessionLateness is how late a session timer may fire and still end the session:
+// later than that, the coordinator itself was not running (see
+// scheduleSessionLocked).
+func sessionLateness(session time.Duration) time.Duration {
+	return max(2*time.Second, session/4)
 }
 
 func (g *group) onSessionExpiredLocked(m *member) {

@@ -54,7 +54,25 @@ func (s *KVStateStore) SaveGroup(ctx context.Context, st GroupState) (uint64, er
 		}
 		return rev, err
 	}
-	return s.kv.Update(ctx, semantics.GroupKey(st.Group), b, st.Revision)
+	key := semantics.GroupKey(st.Group)
+	rev, err := s.kv.Update(ctx, key, b, st.Revision)
+	if !errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+		return rev, err
+	}
+	// The stored revision moved on. When what is stored is of this generation or
+	// an older one, it is this coordinator's own save whose acknowledgement was
+	// lost while the bucket changed leaders (or a coordinator's it took over
+	// from): write over it at its revision. A newer generation is another
+	// coordinator's: the conflict stands.
+	e, gerr := s.kv.Get(ctx, key)
+	if gerr != nil {
+		return 0, err
+	}
+	var stored GroupState
+	if jerr := json.Unmarshal(e.Value(), &stored); jerr != nil || stored.Generation > st.Generation {
+		return 0, err
+	}
+	return s.kv.Update(ctx, key, b, e.Revision())
 }
 
 // DeleteGroup removes a group.

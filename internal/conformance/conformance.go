@@ -603,7 +603,11 @@ type LogRecord struct {
 // FailoverFrontDoor is a cluster front door whose nodes can be killed and restarted.
 type FailoverFrontDoor interface {
 	ClusterFrontDoor
-	// KillLeaderOf kills, without a graceful shutdown, the node leading a partition.
+	// KillLeaderOf takes the node leading a partition away without qxd's graceful
+	// stop (no hand-off of leaderships first). In process that is nats-server's
+	// own Shutdown, which closes connections and stops its RAFT groups cleanly: it
+	// is no crash, so the scenario checks invariants, not failover times (those
+	// come from real processes: TestFaultDrill in cmd/qxd).
 	KillLeaderOf(t *testing.T, topic string, partition int32) string
 	// Nodes names the running nodes.
 	Nodes() []string
@@ -651,7 +655,6 @@ func underLoad(t *testing.T, fd FailoverFrontDoor, topic string, disrupt func(*t
 	var mu sync.Mutex
 	acked := map[string]Position{} // value → where it was stored
 	high := map[int32]int64{}
-	var worst time.Duration
 	stop := make(chan struct{})
 	done := make(chan struct{})
 	go func() {
@@ -668,15 +671,12 @@ func underLoad(t *testing.T, fd FailoverFrontDoor, topic string, disrupt func(*t
 				keys[j] = []byte(fmt.Sprintf("key-%d", (i+j)%23))
 				vals[j] = []byte(fmt.Sprint(i + j))
 			}
-			began := time.Now()
 			pos, err := fd.Produce(ctx, topic, keys, vals)
-			took := time.Since(began)
 			if err != nil {
 				t.Errorf("produce failed across the disruption: %v", err)
 				return
 			}
 			mu.Lock()
-			worst = max(worst, took)
 			for j, p := range pos {
 				acked[string(vals[j])] = p
 				high[p.Partition] = max(high[p.Partition], p.Offset+1)
@@ -692,7 +692,9 @@ func underLoad(t *testing.T, fd FailoverFrontDoor, topic string, disrupt func(*t
 	<-done
 	mu.Lock()
 	final := maps(high)
-	t.Logf("%d records acknowledged; the slowest produce call took %v", len(acked), worst.Round(time.Millisecond))
+	// No failover time is reported: an in-process node's shutdown is clean (see
+	// KillLeaderOf), and would understate what a crash costs.
+	t.Logf("%d records acknowledged", len(acked))
 	mu.Unlock()
 	waitAll(ctx, t, rec, final)
 	for _, r := range ms {
