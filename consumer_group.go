@@ -215,9 +215,14 @@ func (m *member) run(ctx context.Context) {
 			m.c.wake()
 			return
 		case errors.Is(err, semantics.ErrUnknownMemberID):
+			// Removed from the group: a cooperative member, which kept its
+			// partitions while rejoining, has lost them.
+			m.revoke(ctx, false)
 			m.c.mu.Lock()
 			m.memberID = ""
 			m.c.mu.Unlock()
+		case errors.Is(err, semantics.ErrIllegalGeneration):
+			m.revoke(ctx, false) // as above: the group moved on without it
 		}
 		m.c.c.log.Debug("group member retrying", "group", m.cfg.id, "err", err)
 		select {
