@@ -166,6 +166,20 @@ func TestGroupConformanceCluster(t *testing.T) {
 	conformance.RunGroupsCluster(t, &sdkClusterFrontDoor{sdkFrontDoor: sdkFrontDoor{urls: qxdtest.ClientURLs(nodes), c: c, replicas: 3}, nodes: nodes})
 }
 
+// TestGroupConformanceClusterCooperative kills the coordinator's node under
+// members that rebalance incrementally.
+func TestGroupConformanceClusterCooperative(t *testing.T) {
+	t.Parallel()
+	nodes := qxdtest.StartCluster(t, qxdtest.ClusterConfigs(t, 3))
+	c, err := qxd.Connect(context.Background(), qxdtest.ClientURLs(nodes))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	conformance.RunGroupsCluster(t, &sdkClusterFrontDoor{sdkFrontDoor: sdkFrontDoor{urls: qxdtest.ClientURLs(nodes), c: c, replicas: 3,
+		assignors: []string{"cooperative-sticky"}}, nodes: nodes})
+}
+
 // sdkFailoverFrontDoor runs a cluster whose nodes the tests kill and restart.
 type sdkFailoverFrontDoor struct {
 	sdkClusterFrontDoor

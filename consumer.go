@@ -286,6 +286,9 @@ func (c *Consumer) Resume(ctx context.Context, tps ...TopicPartition) error {
 // gathered with it. PollFetches returns records and partition errors together.
 func (c *Consumer) Poll(ctx context.Context) ([]Record, error) {
 	f, err := c.PollFetches(ctx)
+	for err == nil && len(f.Records) == 0 && len(f.Errors) == 0 {
+		f, err = c.PollFetches(ctx) // only partitions at their end: wait for records
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -302,11 +305,17 @@ func (c *Consumer) Poll(ctx context.Context) ([]Record, error) {
 	return nil, f.Errors[0]
 }
 
-// Fetches is what PollFetches returns: records in offset order per partition, and
-// the partitions whose reads failed.
+// Fetches is what PollFetches returns: records in offset order per partition, the
+// partitions whose reads failed, and the partitions that reached their end.
 type Fetches struct {
 	Records []Record
 	Errors  []*PartitionError
+	// EndOfPartition lists the partitions whose every stored record Poll has now
+	// returned (librdkafka's partition EOF): the last of their records in Records
+	// was the last stored when it was read, or they were assigned at their end.
+	// Learnt from the read itself, without a request; a partition is listed again
+	// only after Poll returned more of its records.
+	EndOfPartition []TopicPartition
 }
 
 // PartitionError is a partition's read error. The partition's read has stopped: a
@@ -325,19 +334,31 @@ func (e *PartitionError) Error() string {
 func (e *PartitionError) Unwrap() error { return e.Err }
 
 // PollFetches is Poll returning the partitions' read errors beside the records
-// (kgo's PollFetches): it waits until there are records or errors, and returns an
-// error of its own only when ctx ends, the consumer is closed or its group
-// membership failed for good.
+// (kgo's PollFetches): it waits until there are records, errors or partitions that
+// reached their end (Fetches.EndOfPartition), and returns an error of its own only
+// when ctx ends, the consumer is closed or its group membership failed for good.
 func (c *Consumer) PollFetches(ctx context.Context) (Fetches, error) {
+	for {
+		f, err := c.pollFetches(ctx)
+		if err != nil || len(f.Records) > 0 || len(f.Errors) > 0 || len(f.EndOfPartition) > 0 {
+			return f, err
+		}
+	}
+}
+
+// pollFetches is one try of PollFetches; what it gathered may come to nothing
+// (revoked meanwhile, an end already reported).
+func (c *Consumer) pollFetches(ctx context.Context) (Fetches, error) {
 	var out []Record
 	var errs []*PartitionError
+	var eofs []*partSource
 	marked := false
 	c.mu.Lock()
 	errs, c.partErrs = c.partErrs, nil
 	c.mu.Unlock()
 	for {
 		var ch chunk
-		if len(out) == 0 && len(errs) == 0 {
+		if len(out) == 0 && len(errs) == 0 && len(eofs) == 0 {
 			if err := c.fatalErr(); err != nil {
 				return Fetches{}, err
 			}
@@ -353,9 +374,9 @@ func (c *Consumer) PollFetches(ctx context.Context) (Fetches, error) {
 			c.mu.Unlock()
 		} else {
 			c.mu.Unlock()
-			if !c.receive(ctx, len(out) == 0 && len(errs) == 0, &ch) {
-				if len(out) > 0 || len(errs) > 0 {
-					return c.deliverFetches(out, errs)
+			if !c.receive(ctx, len(out) == 0 && len(errs) == 0 && len(eofs) == 0, &ch) {
+				if len(out) > 0 || len(errs) > 0 || len(eofs) > 0 {
+					return c.deliverFetches(out, errs, eofs)
 				}
 				if err := ctx.Err(); err != nil {
 					return Fetches{}, err
@@ -396,12 +417,14 @@ func (c *Consumer) PollFetches(ctx context.Context) (Fetches, error) {
 			ch.recs = recs
 			c.leftover = append([]chunk{ch}, c.leftover...)
 			c.mu.Unlock()
-			return c.deliverFetches(out, errs)
+			return c.deliverFetches(out, errs, eofs)
 		}
 		if room := c.cfg.maxPollRecords - len(out); len(recs) > room {
 			ch.recs = recs[room:]
-			c.leftover = append([]chunk{ch}, c.leftover...)
+			c.leftover = append([]chunk{ch}, c.leftover...) // its end, if at the end, with it
 			recs = recs[:room]
+		} else if ch.eof {
+			eofs = append(eofs, pc)
 		}
 		if len(out) == 0 {
 			out = recs[:len(recs):len(recs)] // appending later must not write into a leftover
@@ -410,20 +433,28 @@ func (c *Consumer) PollFetches(ctx context.Context) (Fetches, error) {
 		}
 		c.mu.Unlock()
 		if len(out) >= c.cfg.maxPollRecords {
-			return c.deliverFetches(out, errs)
+			return c.deliverFetches(out, errs, eofs)
 		}
 	}
 }
 
-// deliverFetches is deliver for PollFetches.
-func (c *Consumer) deliverFetches(out []Record, errs []*PartitionError) (Fetches, error) {
+// deliverFetches is deliver for PollFetches; eofs are the partitions whose last
+// chunk in out was at the end of the partition when read.
+func (c *Consumer) deliverFetches(out []Record, errs []*PartitionError, eofs []*partSource) (Fetches, error) {
 	recs, err := c.deliver(out)
+	c.mu.Lock()
 	if len(recs) > 0 {
-		c.mu.Lock()
 		c.blockRebalanceLocked()
-		c.mu.Unlock()
 	}
-	return Fetches{Records: recs, Errors: errs}, err
+	var ends []TopicPartition
+	for _, pc := range eofs {
+		if c.parts[pc.tp] == pc && !pc.paused && !pc.eofSent {
+			pc.eofSent = true
+			ends = append(ends, pc.tp)
+		}
+	}
+	c.mu.Unlock()
+	return Fetches{Records: recs, Errors: errs, EndOfPartition: ends}, err
 }
 
 // pollGather is the most records one Poll result gathers from several chunks.
@@ -462,6 +493,7 @@ func (c *Consumer) deliver(out []Record) ([]Record, error) {
 		}
 		pc.next = r.Offset + 1
 		pc.delivered = true
+		pc.eofSent = false
 		if len(kept) == i {
 			kept = kept[:i+1] // in place already
 		} else {

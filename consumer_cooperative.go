@@ -23,15 +23,17 @@ import (
 func (m *member) takeIncremental(ctx context.Context, tps []TopicPartition, sent time.Time, gen int32) error {
 	c := m.c
 	c.mu.Lock()
-	lost := m.leaseLost
-	c.mu.Unlock()
-	if lost {
+	if m.leaseLost {
 		// Poll dropped every partition when the lease ran out during the
 		// rebalance: they are lost, and what tps holds starts afresh.
+		c.mu.Unlock()
 		m.revoke(ctx, false)
+		c.mu.Lock()
 	}
-	c.mu.Lock()
 	owned := slices.Clone(m.assigned)
+	// The sync renewed the lease (the coordinator's runs from its arrival): the
+	// partitions kept are read on under it while the others are revoked.
+	m.leaseEnd = m.lease(sent)
 	c.mu.Unlock()
 	var revoked, added []TopicPartition
 	for _, tp := range owned {

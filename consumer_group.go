@@ -218,9 +218,14 @@ func (m *member) run(ctx context.Context) {
 			m.c.wake()
 			return
 		case errors.Is(err, semantics.ErrUnknownMemberID):
+			// Removed from the group: a cooperative member, which kept its
+			// partitions while rejoining, has lost them.
+			m.revoke(ctx, false)
 			m.c.mu.Lock()
 			m.memberID = ""
 			m.c.mu.Unlock()
+		case errors.Is(err, semantics.ErrIllegalGeneration):
+			m.revoke(ctx, false) // as above: the group moved on without it
 		}
 		m.c.c.log.Debug("group member retrying", "group", m.cfg.id, "err", err)
 		select {
@@ -244,20 +249,27 @@ func (m *member) generationLoop(ctx context.Context) error {
 		}
 	}
 	c.mu.Lock()
-	// A cooperative member claims what it holds; an eager one revoked everything
-	// before rejoining and claims its last assignment, for the sticky assignor.
-	owned := slices.Clone(m.assigned)
-	if !m.cooperative && len(owned) == 0 {
-		owned = slices.Clone(m.lastAssigned)
+	// For a cooperative assignor the member claims what it holds: the assignor
+	// withholds those partitions from others. For an eager one, a member that
+	// revoked everything before rejoining claims its last assignment, for the
+	// sticky assignor to keep it in place.
+	held := slices.Clone(m.assigned)
+	last := held
+	if len(held) == 0 {
+		last = slices.Clone(m.lastAssigned)
 	}
 	gen := m.generation
 	memberID := m.memberID
 	topics := slices.Clone(m.topics)
 	c.mu.Unlock()
-	md := groups.EncodeMetadata(groups.ConsumerMetadata{Topics: topics, Owned: owned, Generation: gen})
 	req := groups.JoinRequest{Group: m.cfg.id, MemberID: memberID, InstanceID: m.cfg.instanceID, ClientID: c.c.cfg.clientID,
 		SessionTimeout: m.cfg.sessionTimeout, RebalanceTimeout: m.cfg.rebalanceTimeout, ProtocolType: groups.ConsumerProtocolType}
 	for _, a := range m.cfg.assignors {
+		owned := last
+		if groups.IsCooperative(a) {
+			owned = held
+		}
+		md := groups.EncodeMetadata(groups.ConsumerMetadata{Topics: topics, Owned: owned, Generation: gen})
 		req.Protocols = append(req.Protocols, groups.Protocol{Name: a, Metadata: md})
 	}
 	resp, err := c.c.groupRequest(ctx, semantics.GroupJoin, req, m.cfg.rebalanceTimeout+m.cfg.sessionTimeout+10*time.Second)

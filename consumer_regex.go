@@ -79,7 +79,8 @@ func partitionCounts(ts map[string]semantics.TopicMeta) map[string]int32 {
 // group the consumer reads every partition of the matching topics itself, from the
 // reset policy's start (AutoOffsetReset). Calling it again replaces the patterns; a
 // consumer without a group stops reading topics the new patterns leave out. ctx
-// bounds the subscription as it does Subscribe's.
+// bounds the subscription: in a group, the membership, as Subscribe's does;
+// without one, the looking for new topics (the partitions found stay assigned).
 func (c *Consumer) SubscribeRegex(ctx context.Context, patterns ...string) error {
 	tm, err := compileTopicPatterns(patterns)
 	if err != nil {

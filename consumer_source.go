@@ -36,8 +36,11 @@ type partSource struct {
 	marked    int64
 	hasMarked bool
 	paused    bool
-	cancel    context.CancelFunc
-	done      chan struct{}
+	// eofSent: PollFetches reported the partition at its end, and has delivered
+	// nothing of it since.
+	eofSent bool
+	cancel  context.CancelFunc
+	done    chan struct{}
 }
 
 type chunk struct {
@@ -45,6 +48,9 @@ type chunk struct {
 	gen  uint64
 	recs []Record
 	err  error
+	// eof: when it was read, the stream held nothing after the chunk's last
+	// record (or, with no records, after the read's start).
+	eof bool
 }
 
 // newPartSource returns the source of partition p of the topic meta describes,
@@ -305,6 +311,14 @@ func (c *Consumer) fetchOnce(ctx context.Context, pc *partSource, gen uint64, fr
 		return from, errors.Is(err, jetstream.ErrStreamNotFound), err
 	}
 	defer dropConsumer(c.c.js, pc.reader.Stream, cons)
+	if info := cons.CachedInfo(); info != nil && info.NumPending == 0 {
+		// Nothing stored from the start on: the partition is at its end.
+		select {
+		case c.out <- chunk{pc: pc, gen: gen, eof: true}:
+		case <-ctx.Done():
+			return from, false, ctx.Err()
+		}
+	}
 	c.mu.Lock()
 	share := c.cfg.fetchMaxBytes / max(1, len(c.parts))
 	c.mu.Unlock()
@@ -436,12 +450,15 @@ func (r *partRead) handle(msg jetstream.Msg) {
 	for i < len(recs) && recs[i].Offset < r.next {
 		i++
 	}
-	if i == len(recs) {
+	eof := meta.NumPending == 0
+	if i == len(recs) && !eof {
 		return
 	}
 	select {
-	case r.c.out <- chunk{pc: r.pc, gen: r.gen, recs: recs[i:]}:
-		r.next = recs[len(recs)-1].Offset + 1
+	case r.c.out <- chunk{pc: r.pc, gen: r.gen, recs: recs[i:], eof: eof}:
+		if i < len(recs) {
+			r.next = recs[len(recs)-1].Offset + 1
+		}
 	case <-r.ctx.Done():
 		r.stopped = true
 	}

@@ -346,3 +346,35 @@ func TestRevokeCallbackCommits(t *testing.T) {
 		})
 	}
 }
+
+// TestMixedAssignorsRebalanceEagerly: members that list cooperative-sticky beside
+// an eager assignor rebalance eagerly, as in Kafka, though the group picks
+// cooperative-sticky: when a third member joins, every partition is assigned again
+// (none left withheld for an owner that already gave it up), and none is read by
+// two members at once.
+func TestMixedAssignorsRebalanceEagerly(t *testing.T) {
+	t.Parallel()
+	n := qxdtest.StartNode(t)
+	c := qxdtest.Connect(t, n)
+	ctx := qxdtest.Context(t, 60*time.Second)
+	qxdtest.CreateTopic(t, c, "mixed", qxd.TopicConfig{Partitions: 6})
+	log := &deliveryLog{tenures: map[int32]map[[2]any]*tenure{}, offsets: map[int32]map[int64]bool{}}
+	mixed := qxd.Assignors("cooperative-sticky", "range")
+	a := startCoopMember(t, ctx, n, log, "a", "mixed", "mixed", mixed)
+	b := startCoopMember(t, ctx, n, log, "b", "mixed", "mixed", mixed)
+	waitAssigned(t, a.cons, 3)
+	waitAssigned(t, b.cons, 3)
+	cm := startCoopMember(t, ctx, n, log, "c", "mixed", "mixed", mixed)
+	for _, m := range []*coopMember{a, b, cm} {
+		waitAssigned(t, m.cons, 2)
+	}
+	d := waitGroupMembers(t, ctx, c, "mixed", 3)
+	if d.Protocol != "cooperative-sticky" {
+		t.Fatalf("the group picked %q, want cooperative-sticky", d.Protocol)
+	}
+	revoked, _, _ := a.events()
+	if len(revoked) == 0 || len(revoked[len(revoked)-1]) != 3 {
+		t.Fatalf("member a revoked %v, want all three of its partitions at once (eager)", revoked)
+	}
+	log.checkExclusive(t)
+}

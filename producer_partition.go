@@ -457,10 +457,7 @@ func (pp *partProducer) send(b *batch) bool {
 
 // complete hands each record of b its result.
 func (pp *partProducer) complete(b *batch, err error) {
-	if hs := &pp.p.c.cfg.hooks; err == nil && len(hs.written) > 0 && pp.p.cfg.acks != AcksNone {
-		hs.batchWritten(pp.topic, pp.partition, ProduceBatchMetrics{NumRecords: len(b.recs), RecordBytes: b.bytes,
-			BatchBytes: len(b.data), Compression: pp.p.cfg.compression, BaseOffset: b.base, Latency: time.Since(b.sentAt)})
-	}
+	sent := len(b.data)
 	putBatchBuf(b.b.TakeBuffer())
 	putBatchBuf(b.data)
 	b.data = nil
@@ -469,6 +466,10 @@ func (pp *partProducer) complete(b *batch, err error) {
 		// no longer remembers where: stored, offset unknown, as Kafka's producer
 		// treats DUPLICATE_SEQUENCE_NUMBER.
 		err, b.base = nil, -1
+	}
+	if hs := &pp.p.c.cfg.hooks; err == nil && len(hs.written) > 0 && pp.p.cfg.acks != AcksNone {
+		hs.batchWritten(pp.topic, pp.partition, ProduceBatchMetrics{NumRecords: len(b.recs), RecordBytes: b.bytes,
+			BatchBytes: sent, Compression: pp.p.cfg.compression, BaseOffset: b.base, Latency: time.Since(b.sentAt)})
 	}
 	for i, pr := range b.recs {
 		if err == nil && b.base >= 0 {

@@ -51,8 +51,14 @@ func subscribe(ctx context.Context, client *qxd.Client, group, topic, member str
 		// auto-commit (default every 5s) off: it could commit records that are
 		// polled but not handled yet.
 		qxd.AutoCommit(0),
+		// Rebalance incrementally: a member keeps its partitions while others
+		// join or leave, and the callbacks name only the partitions that move.
+		qxd.Assignors("cooperative-sticky"),
 		qxd.OnAssigned(func(_ context.Context, _ *qxd.Consumer, tps []qxd.TopicPartition) {
 			out.printf("%-18s assigned %v", member, tps)
+		}),
+		qxd.OnRevoked(func(_ context.Context, _ *qxd.Consumer, tps []qxd.TopicPartition) {
+			out.printf("%-18s revoked %v", member, tps)
 		}),
 	)
 	if err != nil {

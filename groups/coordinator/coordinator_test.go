@@ -617,3 +617,41 @@ func TestJoinBadInput(t *testing.T) {
 		t.Errorf("unknown member id: %v", err)
 	}
 }
+
+// TestRejoinKeepsLease: a member of a cooperative group rejoins still reading its
+// partitions, then is cut off; its static instance restarts as a new member, whose
+// sync waits until the lease from the old member's last sync has ended. A rejoin
+// does not end a lease.
+func TestRejoinKeepsLease(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	ctx := context.Background()
+	joins := f.stable("g", joinReq("g", "", "inst-a"))
+	f.clock.Advance(time.Second)
+	rejoin := joinReq("g", joins[0].MemberID, "inst-a")
+	if o := wait(t, f.join(rejoin)); o.err != nil {
+		t.Fatalf("rejoin: %v", o.err)
+	}
+	f.clock.Advance(time.Second)
+	o := wait(t, f.join(joinReq("g", "", "inst-a")))
+	if o.err != nil {
+		t.Fatalf("restart: %v", o.err)
+	}
+	ch := make(chan error, 1)
+	go func() {
+		req := groups.SyncRequest{Group: "g", MemberID: o.resp.MemberID, InstanceID: "inst-a", Generation: o.resp.Generation}
+		if o.resp.Leader == o.resp.MemberID {
+			req.Assignments = map[string][]byte{o.resp.MemberID: groups.EncodeAssignment(groups.ConsumerAssignment{
+				Partitions: []semantics.TopicPartition{{Topic: "t", Partition: 0}}})}
+		}
+		_, err := f.coord.Sync(ctx, req)
+		ch <- err
+	}()
+	if !pending(ch) {
+		t.Fatal("the restarted member got its partitions while the member that rejoined could still read them")
+	}
+	f.clock.Advance(session) // the lease from the first sync has ended
+	if err := wait(t, ch); err != nil {
+		t.Fatal(err)
+	}
+}
