@@ -56,6 +56,8 @@ const (
 
 // Store is the committed-offset store on the qxd_offsets bucket. Safe for concurrent use.
 type Store struct {
+	// js, when set (Open), reads commits from the bucket's leader.
+	js jetstream.JetStream
 	kv jetstream.KeyValue
 	// purgeTTL is the TTL given to purge markers; 0 when the bucket was not opened by
 	// Open and may not allow per-message TTLs.
@@ -75,7 +77,7 @@ func Open(ctx context.Context, js jetstream.JetStream, replicas int) (*Store, er
 			"offsets: open bucket %s: %d replicas: use 1 to 5 (3 for a cluster)", semantics.OffsetsBucket, replicas)
 	}
 	if kv, err := js.KeyValue(ctx, semantics.OffsetsBucket); err == nil {
-		return &Store{kv: kv, purgeTTL: markerTTL}, nil
+		return &Store{kv: kv, js: js, purgeTTL: markerTTL}, nil
 	} else if !errors.Is(err, jetstream.ErrBucketNotFound) {
 		return nil, fmt.Errorf("offsets: open bucket %s: %w", semantics.OffsetsBucket, err)
 	}
@@ -93,7 +95,7 @@ func Open(ctx context.Context, js jetstream.JetStream, replicas int) (*Store, er
 	if err != nil {
 		return nil, fmt.Errorf("offsets: open bucket %s: %w", semantics.OffsetsBucket, err)
 	}
-	return &Store{kv: kv, purgeTTL: markerTTL}, nil
+	return &Store{kv: kv, js: js, purgeTTL: markerTTL}, nil
 }
 
 // New wraps an opened offsets bucket, for clients that only read it. Deletes through
@@ -264,8 +266,15 @@ func (s *Store) DeleteTopic(ctx context.Context, group, topic string) error {
 	return nil
 }
 
-// get reads one commit; nil without error when the key has none.
+// get reads one commit; nil without error when the key has none. A Store made by
+// Open reads from the bucket's leader: a direct get may be answered by a replica
+// that is behind (one back from a network cut answers while it catches up), and a
+// stale commit sends a member back over records its group committed, and makes a
+// compare-and-set fail on an old revision.
 func (s *Store) get(ctx context.Context, key string) (*Committed, error) {
+	if s.js != nil {
+		return s.getFromLeader(ctx, key)
+	}
 	e, err := s.kv.Get(ctx, key)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return nil, nil
@@ -278,6 +287,66 @@ func (s *Store) get(ctx context.Context, key string) (*Committed, error) {
 		return nil, err
 	}
 	return &c, nil
+}
+
+// getFromLeader reads key's last entry with the JetStream API's message get, which
+// the bucket's stream leader answers.
+func (s *Store) getFromLeader(ctx context.Context, key string) (*Committed, error) {
+	req, _ := json.Marshal(map[string]string{"last_by_subj": semantics.KVKeySubject(semantics.OffsetsBucket, key)})
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+	}
+	resp, err := s.js.Conn().RequestWithContext(ctx, semantics.Subject(semantics.JSStreamMsgGetPrefix, semantics.KVStream(semantics.OffsetsBucket)), req)
+	if err != nil {
+		return nil, fmt.Errorf("read %s from the bucket's leader: %w", key, err)
+	}
+	var out struct {
+		Message *struct {
+			Seq    uint64 `json:"seq"`
+			Header []byte `json:"hdrs"`
+			Data   []byte `json:"data"`
+		} `json:"message"`
+		Error *struct {
+			Code        int    `json:"code"`
+			ErrCode     uint16 `json:"err_code"`
+			Description string `json:"description"`
+		} `json:"error"`
+	}
+	if err := json.Unmarshal(resp.Data, &out); err != nil {
+		return nil, fmt.Errorf("read %s from the bucket's leader: %w", key, err)
+	}
+	if out.Error != nil {
+		if jetstream.ErrorCode(out.Error.ErrCode) == jetstream.JSErrCodeMessageNotFound {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("read %s from the bucket's leader: %s (JetStream error %d)", key, out.Error.Description, out.Error.ErrCode)
+	}
+	if out.Message == nil {
+		return nil, nil
+	}
+	if op := kvOperation(out.Message.Header); op == "DEL" || op == "PURGE" {
+		return nil, nil
+	}
+	var c Committed
+	if err := json.Unmarshal(out.Message.Data, &c); err != nil {
+		return nil, fmt.Errorf("stored commit %q is corrupt (reset or delete it): %w", key, err)
+	}
+	c.Revision = out.Message.Seq
+	return &c, nil
+}
+
+// kvOperation returns the KV-Operation header of a stored message's NATS headers
+// (empty for a put).
+func kvOperation(hdr []byte) string {
+	for _, line := range strings.Split(string(hdr), "\r\n") {
+		name, value, ok := strings.Cut(line, ":")
+		if ok && strings.EqualFold(strings.TrimSpace(name), "KV-Operation") {
+			return strings.TrimSpace(value)
+		}
+	}
+	return ""
 }
 
 func decode(e jetstream.KeyValueEntry) (Committed, error) {

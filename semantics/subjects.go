@@ -291,6 +291,9 @@ func BridgeStatusSubject(name string) string { return Subject(bridgeStatusPrefix
 // KVStream is the name of the stream behind KV bucket.
 func KVStream(bucket string) string { return kvStreamPrefix + bucket }
 
+// KVKeySubject is the subject key of KV bucket is stored on.
+func KVKeySubject(bucket, key string) string { return Subject(kvToken, bucket, key) }
+
 // KVDirectGetSubject is the JetStream API subject that reads key (or, with
 // wildcards, keys) of KV bucket directly from its stream.
 func KVDirectGetSubject(bucket, key string) string {

@@ -41,6 +41,7 @@ var subjectExamples = map[string]string{
 	"InboxPrefix":         InboxPrefix("u", "alice"),
 	"KVStream":            KVStream(TopicsBucket),
 	"KVDirectGetSubject":  KVDirectGetSubject(TopicsBucket, TopicKey("orders.eu")),
+	"KVKeySubject":        KVKeySubject(OffsetsBucket, OffsetKey("billing", "orders.eu", 0)),
 }
 
 // notNames are functions of subjects.go that build or take apart subjects without
