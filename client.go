@@ -274,6 +274,10 @@ func wrapNATSError(err error) error {
 		return semantics.Errorf(semantics.ErrUnavailable, "no qxd node answered (is the server running and JetStream ready?): %v", err)
 	case errors.Is(err, nats.ErrTimeout), errors.Is(err, context.DeadlineExceeded):
 		return semantics.Errorf(semantics.ErrTimeout, "no answer in time: %v", err)
+	case errors.Is(err, nats.ErrDisconnected), errors.Is(err, nats.ErrConnectionReconnecting):
+		// The node went away (a restart, a failover) and the client is moving to
+		// another: a request sent now fails at once, and is worth sending again.
+		return semantics.Errorf(semantics.ErrUnavailable, "the connection to the node is down and reconnecting: %v", err)
 	}
 	return err
 }
