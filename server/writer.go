@@ -99,6 +99,7 @@ type writer struct {
 
 	sub       *nats.Subscription
 	ackSub    *nats.Subscription
+	markerSub *nats.Subscription // transaction markers (writer_txn.go)
 	ackPrefix string
 
 	// in takes requests one at a time, in the order their callers come, as the
@@ -119,6 +120,10 @@ type writer struct {
 	acked     semantics.Checkpoint // position after the last acked append
 	dirty     bool
 	ckAt      time.Time // when an append last carried a checkpoint into the stream
+	// open are the transactions whose markers are not acknowledged yet, and
+	// aborted the aborted-transactions index (writer_txn.go).
+	open    []openTxn
+	aborted []semantics.AbortedTxn
 
 	done chan struct{}
 	wg   sync.WaitGroup
@@ -134,6 +139,7 @@ type pendingAppend struct {
 	pid     int64
 	rb      *recentBatch
 	bytes   int
+	marker  *markerAppend // a transaction marker
 }
 
 type producerState struct {
@@ -141,6 +147,10 @@ type producerState struct {
 	lastSeq int32
 	recent  []*recentBatch
 	seen    time.Time
+	// inTxn: a transaction of the producer is open in the log (its marker is not
+	// sent yet), begun at offset txnFirst.
+	inTxn    bool
+	txnFirst int64
 }
 
 type recentBatch struct {
@@ -193,12 +203,19 @@ func (w *writer) start(ctx context.Context) error {
 		w.ackSub.Unsubscribe()
 		return err
 	}
+	w.markerSub, err = w.nc.QueueSubscribe(semantics.MarkerSubject(w.topic, w.p), "writer", w.onMarker)
+	if err != nil {
+		w.sub.Unsubscribe()
+		w.ackSub.Unsubscribe()
+		return err
+	}
 	for _, s := range []*nats.Subscription{w.sub, w.ackSub} {
 		_ = s.SetPendingLimits(-1, 512<<20)
 	}
 	if err := w.nc.Flush(); err != nil {
 		w.sub.Unsubscribe()
 		w.ackSub.Unsubscribe()
+		w.markerSub.Unsubscribe()
 		return err
 	}
 	w.wg.Add(1)
@@ -220,6 +237,9 @@ func (w *writer) stop(ctx context.Context) {
 	}
 	w.closed = true
 	w.mu.Unlock()
+	if w.markerSub != nil {
+		w.markerSub.Unsubscribe()
+	}
 	if w.sub != nil {
 		// Drain rather than unsubscribe: the requests already queued are answered
 		// (NOT_LEADER, retry) instead of left to time out, so producers move to the
@@ -283,6 +303,9 @@ func (w *writer) load(ctx context.Context) error {
 			ps.remember(&recentBatch{baseSeq: b.BaseSeq, lastSeq: b.LastSeq, baseOffset: b.BaseOffset})
 		}
 		ps.remember(&recentBatch{baseSeq: pc.BaseSeq, lastSeq: pc.LastSeq, baseOffset: pc.BaseOffset})
+		if pc.TxnFirst != nil {
+			ps.inTxn, ps.txnFirst = true, *pc.TxnFirst
+		}
 		producers[id] = ps
 	}
 	next := ck.Next
@@ -300,7 +323,9 @@ func (w *writer) load(ctx context.Context) error {
 			return fmt.Errorf("partition %s: replay sequence %d: %w", w.name(), m.Seq, err)
 		}
 		next = max(next, h.LastOffset()+1)
-		if h.ProducerID >= 0 {
+		if h.Control() {
+			replayMarker(producers, h)
+		} else if h.ProducerID >= 0 {
 			ps := producers[h.ProducerID]
 			if ps == nil || h.ProducerEpoch > ps.epoch {
 				ps = &producerState{epoch: h.ProducerEpoch}
@@ -310,11 +335,20 @@ func (w *writer) load(ctx context.Context) error {
 			ps.lastSeq = last
 			ps.seen = time.UnixMilli(h.MaxTimestamp)
 			ps.remember(&recentBatch{baseSeq: h.BaseSequence, lastSeq: last, baseOffset: h.BaseOffset})
+			if h.Transactional() && !ps.inTxn {
+				ps.inTxn, ps.txnFirst = true, h.BaseOffset
+			}
 		}
 		seq = m.Seq + 1
 	}
+	aborted, err := w.loadAborted(ctx, st)
+	if err != nil {
+		return fmt.Errorf("partition %s: read its abort markers: %w", w.name(), err)
+	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	w.aborted = aborted
+	w.open = openTxns(producers)
 	w.next = next
 	w.lastSeq = st.LastSeq
 	w.chain = newChainID()
@@ -392,8 +426,13 @@ func (w *writer) streamCheckpointLocked(seq uint64, next int64) []byte {
 			earlier = append(earlier, semantics.BatchMeta{BaseSeq: r.baseSeq, LastSeq: r.lastSeq, BaseOffset: r.baseOffset})
 		}
 		last := ps.recent[len(ps.recent)-1]
-		ck.Producers[id] = semantics.ProducerCheckpoint{Epoch: ps.epoch, BaseSeq: last.baseSeq, LastSeq: last.lastSeq,
+		pc := semantics.ProducerCheckpoint{Epoch: ps.epoch, BaseSeq: last.baseSeq, LastSeq: last.lastSeq,
 			BaseOffset: last.baseOffset, Earlier: earlier, Seen: ps.seen.UnixMilli()}
+		if ps.inTxn {
+			first := ps.txnFirst
+			pc.TxnFirst = &first
+		}
+		ck.Producers[id] = pc
 	}
 	b, err := json.Marshal(ck)
 	if err != nil {
@@ -459,6 +498,10 @@ func (w *writer) produce(data []byte, to answer) {
 		return
 	}
 	cfg := w.cfg.Load()
+	if err := checkTxnBatch(w.name(), h, cfg); err != nil {
+		w.replyErr(to, err)
+		return
+	}
 	if len(data) > int(cfg.MaxMessageBytes) {
 		w.replyErr(to, semantics.Errorf(semantics.ErrMessageTooLarge,
 			"partition %s: batch of %d bytes is over the topic's max message bytes (%d): send smaller batches or raise max.message.bytes",
@@ -507,6 +550,9 @@ func (w *writer) produce(data []byte, to answer) {
 			return
 		case admitAnswered:
 			return
+		}
+		if h.Transactional() {
+			w.txnBatchLocked(h.ProducerID, ps)
 		}
 		w.appendLocked(to, h, ps, rb, rest)
 		return
@@ -638,7 +684,7 @@ func (w *writer) admitLocked(reply answer, h semantics.BatchHeader, cfg *semanti
 func (w *writer) appendLocked(reply answer, h semantics.BatchHeader, ps *producerState, rb *recentBatch, parts []part) {
 	id := w.nextID
 	w.nextID++
-	pa := &pendingAppend{reply: reply, base: w.next, parts: len(parts), sent: time.Now(), pid: h.ProducerID, rb: rb}
+	pa := &pendingAppend{reply: reply, base: w.next, parts: len(parts), sent: time.Now(), pid: h.ProducerID, rb: rb, marker: parts[0].marker}
 	if rb != nil {
 		rb.baseOffset = w.next
 	}
@@ -646,7 +692,7 @@ func (w *writer) appendLocked(reply answer, h semantics.BatchHeader, ps *produce
 	cfg := w.cfg.Load()
 	replicated := cfg.Replicas > 1
 	var ck []byte
-	if !cfg.Compact && len(parts) == 1 && time.Since(w.ckAt) >= checkpointEvery {
+	if !cfg.Compact && len(parts) == 1 && parts[0].marker == nil && time.Since(w.ckAt) >= checkpointEvery {
 		// This append carries the writer's state into the stream, on the
 		// checkpoint subject, if it fits the message size limits.
 		ck = w.streamCheckpointLocked(w.lastSeq+1, w.next+parts[0].records)
@@ -669,6 +715,9 @@ func (w *writer) appendLocked(reply answer, h semantics.BatchHeader, ps *produce
 			msg.Header["Nats-Expected-Last-Sequence"] = []string{strconv.FormatUint(w.lastSeq, 10)}
 		} else {
 			msg.Header["Nats-Expected-Last-Msg-Id"] = []string{w.lastMsgID}
+		}
+		if pt.marker != nil && pt.marker.had && !pt.marker.commit {
+			msg.Header[semantics.TxnFirstHeader] = []string{strconv.FormatInt(pt.marker.first, 10)}
 		}
 		if pt.ttl > 0 {
 			msg.Header["Nats-TTL"] = []string{strconv.FormatInt(int64(pt.ttl/time.Second), 10) + "s"}
@@ -701,6 +750,7 @@ type part struct {
 	data    []byte
 	records int64
 	ttl     time.Duration
+	marker  *markerAppend
 }
 
 // splitCompacted turns a batch for a compacted topic into one single-record batch per
@@ -787,6 +837,9 @@ func (w *writer) onAck(m *nats.Msg) {
 	delete(w.pending, id)
 	if pa.rb != nil {
 		pa.rb.pending = false
+	}
+	if pa.marker != nil {
+		w.markerStoredLocked(pa)
 	}
 	if ack.Seq >= w.acked.Seq {
 		w.acked.Seq = ack.Seq
@@ -893,7 +946,7 @@ func (w *writer) checkpoint(ctx context.Context) bool {
 		if n := len(covered); n > 0 {
 			last := covered[n-1]
 			ck.Producers[id] = semantics.ProducerCheckpoint{Epoch: ps.epoch, BaseSeq: last.BaseSeq, LastSeq: last.LastSeq,
-				BaseOffset: last.BaseOffset, Earlier: covered[:n-1], Seen: ps.seen.UnixMilli()}
+				BaseOffset: last.BaseOffset, Earlier: covered[:n-1], Seen: ps.seen.UnixMilli(), TxnFirst: w.openBefore(id, ck.Next)}
 		}
 	}
 	w.dirty = false
