@@ -48,6 +48,13 @@ func init() {
 		kmsg.DescribeCluster.Int16():         {0, 1, handleDescribeCluster},
 		kmsg.SASLHandshake.Int16():           {0, 1, handleSASLHandshake},
 		kmsg.SASLAuthenticate.Int16():        {0, 2, handleSASLAuthenticate},
+		kmsg.AddPartitionsToTxn.Int16():      {0, 3, handleAddPartitionsToTxn},
+		kmsg.AddOffsetsToTxn.Int16():         {0, 3, handleAddOffsetsToTxn},
+		kmsg.EndTxn.Int16():                  {0, 3, handleEndTxn},
+		kmsg.TxnOffsetCommit.Int16():         {0, 3, handleTxnOffsetCommit},
+		kmsg.DescribeProducers.Int16():       {0, 0, handleDescribeProducers},
+		kmsg.DescribeTransactions.Int16():    {0, 0, handleDescribeTransactions},
+		kmsg.ListTransactions.Int16():        {0, 1, handleListTransactions},
 	}
 }
 

@@ -534,8 +534,19 @@ func (c *txnCoordinator) EndTxn(ctx context.Context, id string, pid int64, epoch
 		return semantics.Errorf(semantics.ErrInvalidTxnState,
 			"transactional id %q is %s: it has no ongoing transaction to %s", id, e.rec.State, map[bool]string{true: "commit", false: "abort"}[commit])
 	}
-	return c.completeLocked(ctx, e)
+	// The decision is stored: finish it even if the client goes away meanwhile.
+	deadline, ok := ctx.Deadline()
+	if !ok {
+		deadline = time.Now().Add(endTxnWait)
+	}
+	cctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), deadline)
+	defer cancel()
+	return c.completeLocked(cctx, e)
 }
+
+// endTxnWait bounds how long EndTxn finishes a transaction's end itself before
+// leaving it to the background (and the client's retry).
+const endTxnWait = 30 * time.Second
 
 // completeLocked finishes e's decided end: markers to every partition, the
 // offsets of a commit, then the complete state. Called with e.mu held.
