@@ -93,8 +93,9 @@ type txnCoordinator struct {
 	mu   sync.Mutex
 	txns map[string]*txnEntry
 
-	done chan struct{}
-	wg   sync.WaitGroup
+	done      chan struct{}
+	closeOnce sync.Once
+	wg        sync.WaitGroup
 }
 
 // txnCheckEvery is how often the coordinator looks for transactions past their
@@ -133,8 +134,9 @@ func (c *txnCoordinator) load(ctx context.Context) error {
 	return nil
 }
 
+// close stops the background work and waits for it; it is idempotent.
 func (c *txnCoordinator) close() {
-	close(c.done)
+	c.closeOnce.Do(func() { close(c.done) })
 	c.wg.Wait()
 }
 

@@ -418,7 +418,7 @@ func (w *writer) streamCheckpointLocked(seq uint64, next int64) []byte {
 	ck := semantics.Checkpoint{Seq: seq, Next: next, Producers: make(map[int64]semantics.ProducerCheckpoint, len(w.producers))}
 	now := time.Now()
 	for id, ps := range w.producers {
-		if now.Sub(ps.seen) > producerIdle || len(ps.recent) == 0 {
+		if now.Sub(ps.seen) > producerIdle && !ps.inTxn || len(ps.recent) == 0 {
 			continue
 		}
 		var earlier []semantics.BatchMeta
@@ -932,7 +932,7 @@ func (w *writer) checkpoint(ctx context.Context) bool {
 	ck := semantics.Checkpoint{Seq: w.acked.Seq, Next: w.acked.Next, Producers: map[int64]semantics.ProducerCheckpoint{}}
 	now := time.Now()
 	for id, ps := range w.producers {
-		if now.Sub(ps.seen) > producerIdle {
+		if now.Sub(ps.seen) > producerIdle && !ps.inTxn { // an open transaction keeps its producer
 			delete(w.producers, id)
 			continue
 		}
