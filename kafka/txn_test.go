@@ -19,16 +19,15 @@ import (
 
 	"github.com/qxd-io/qxd"
 	"github.com/qxd-io/qxd/internal/qxdtest"
-	"github.com/qxd-io/qxd/server"
 )
 
 // readCommitted waits until no transaction is open in topic (ListOffsets'
 // read_committed end equals the high watermark), then reads every partition with
 // franz-go's read_committed consumer from the start: at least want records, and
 // whatever else comes within a second after.
-func readCommitted(ctx context.Context, t *testing.T, n *server.Node, topic string, want int) []*kgo.Record {
+func readCommitted(ctx context.Context, t *testing.T, seeds []string, topic string, want int) []*kgo.Record {
 	t.Helper()
-	adm := kadm.NewClient(kafkaClient(t, n))
+	adm := kadm.NewClient(seedClient(t, seeds))
 	var ends kadm.ListedOffsets
 	for {
 		lso, err := adm.ListCommittedOffsets(ctx, topic)
@@ -54,7 +53,7 @@ func readCommitted(ctx context.Context, t *testing.T, n *server.Node, topic stri
 	}
 	parts := map[int32]kgo.Offset{}
 	ends.Each(func(o kadm.ListedOffset) { parts[o.Partition] = kgo.NewOffset().AtStart() })
-	cl := kafkaClient(t, n, kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: parts}),
+	cl := seedClient(t, seeds, kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: parts}),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()))
 	var out []*kgo.Record
 	// At least want records, then whatever else comes within a second: a
@@ -108,7 +107,7 @@ func TestKafkaTransactions(t *testing.T) {
 		}
 	}
 	var got []string
-	for _, r := range readCommitted(ctx, t, n, "ktxn", 8) {
+	for _, r := range readCommitted(ctx, t, []string{n.KafkaAddr()}, "ktxn", 8) {
 		got = append(got, string(r.Value))
 	}
 	slices.Sort(got)
@@ -144,7 +143,7 @@ func TestKafkaTransactions(t *testing.T) {
 		t.Fatalf("fenced producer's commit: %v, want PRODUCER_FENCED", err)
 	}
 	got = got[:0]
-	for _, r := range readCommitted(ctx, t, n, "ktxn", 9) {
+	for _, r := range readCommitted(ctx, t, []string{n.KafkaAddr()}, "ktxn", 9) {
 		got = append(got, string(r.Value))
 	}
 	if slices.Contains(got, "zombie") || !slices.Contains(got, "new") {
@@ -182,6 +181,17 @@ func (d *killableDialer) kill() {
 	}
 }
 
+// seedClient returns a franz-go client of the listeners at seeds, closed at cleanup.
+func seedClient(t *testing.T, seeds []string, opts ...kgo.Opt) *kgo.Client {
+	t.Helper()
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(seeds...), kgo.RetryTimeout(30 * time.Second)}, opts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	return cl
+}
+
 // TestKafkaExactlyOncePipeline runs franz-go's GroupTransactSession as a
 // consume-transform-produce pipeline of three members over a partitioned input;
 // one member is killed in the middle of a transaction. The read-committed output
@@ -193,42 +203,64 @@ func TestKafkaExactlyOncePipeline(t *testing.T) {
 	qxdtest.CreateTopic(t, c, "eos-in", qxd.TopicConfig{Partitions: 3})
 	qxdtest.CreateTopic(t, c, "eos-out", qxd.TopicConfig{Partitions: 3})
 	ctx := ctxFor(t, 90*time.Second)
+	runPipeline(ctx, t, []string{n.KafkaAddr()}, 60, 25, 4*time.Second, true, nil)
+}
 
-	const keys, perKey = 30, 60
-
+// runPipeline runs the exactly-once pipeline of TestKafkaExactlyOncePipeline
+// from topic eos-in to eos-out (three partitions each) against the listeners at
+// seeds: member 0 is killed in the middle of a transaction when killMember, and
+// midRun, when set, is called once a third of the input is processed. It checks
+// the read-committed output.
+func runPipeline(ctx context.Context, t *testing.T, seeds []string, perKey, perRound int, txnTimeout time.Duration, killMember bool, midRun func()) {
+	t.Helper()
+	const keys = 30
 	var processed atomic.Int64
 	var killed atomic.Bool
 	rounds := make([]atomic.Int64, 3)
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
+	var restarts atomic.Int64
+	var memberSession func(i int, d *killableDialer, killAfter int) bool
+	// member runs member i until stop, as a process would: a session that fails
+	// (fenced, an end that did not finish) is closed and a new one started, as a
+	// restarted process would.
 	member := func(i int, d *killableDialer, killAfter int) {
 		defer wg.Done()
+		for {
+			if !memberSession(i, d, killAfter) {
+				return
+			}
+			restarts.Add(1)
+		}
+	}
+	memberSession = func(i int, d *killableDialer, killAfter int) bool {
 		opts := []kgo.Opt{
-			kgo.SeedBrokers(n.KafkaAddr()), kgo.TransactionalID(fmt.Sprintf("eos-%d", i)),
+			kgo.SeedBrokers(seeds...), kgo.TransactionalID(fmt.Sprintf("eos-%d", i)),
 			kgo.ConsumerGroup("eos"), kgo.ConsumeTopics("eos-in"), kgo.DefaultProduceTopic("eos-out"),
-			kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.TransactionTimeout(4 * time.Second),
+			kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.TransactionTimeout(txnTimeout),
 			kgo.SessionTimeout(4 * time.Second), kgo.HeartbeatInterval(500 * time.Millisecond),
 			kgo.FetchMaxWait(200 * time.Millisecond), kgo.MaxBufferedRecords(100), kgo.FetchMaxBytes(4 << 10),
-			kgo.Dialer(d.dial), kgo.RetryTimeout(20 * time.Second),
+			kgo.Dialer(d.dial), kgo.RetryTimeout(30 * time.Second),
 		}
 		s, err := kgo.NewGroupTransactSession(opts...)
 		if err != nil {
 			t.Error(err)
-			return
+			return false
 		}
 		for round := 0; ; round++ {
 			select {
 			case <-stop:
 				s.Close()
-				return
+				return false
 			default:
 			}
 			pctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
-			fs := s.PollRecords(pctx, 25)
+			fs := s.PollRecords(pctx, perRound)
 			cancel()
 			if err := s.Begin(); err != nil {
-				t.Errorf("member %d: begin: %v", i, err)
-				return
+				t.Logf("member %d: begin: %v; starting again", i, err)
+				go s.Close()
+				return true
 			}
 			var recs []*kgo.Record
 			fs.EachRecord(func(r *kgo.Record) { recs = append(recs, r) })
@@ -246,11 +278,15 @@ func TestKafkaExactlyOncePipeline(t *testing.T) {
 				killed.Store(true)
 				t.Logf("member %d killed after %d rounds, with %d records in its open transaction", i, round, len(recs))
 				go s.Close()
-				return
+				return false
 			}
-			committed, err := s.End(ctx, kgo.TryCommit)
+			ectx, cancel := context.WithTimeout(ctx, 30*time.Second)
+			committed, err := s.End(ectx, kgo.TryCommit)
+			cancel()
 			if err != nil {
-				t.Logf("member %d: end: %v", i, err)
+				t.Logf("member %d: end: %v; starting again", i, err)
+				go s.Close()
+				return true
 			}
 			if committed {
 				processed.Add(int64(len(recs)))
@@ -264,14 +300,14 @@ func TestKafkaExactlyOncePipeline(t *testing.T) {
 	for i, d := range dialers {
 		wg.Add(1)
 		killAfter := 0
-		if i == 0 {
+		if i == 0 && killMember {
 			killAfter = 2
 		}
 		go member(i, d, killAfter)
 	}
 
 	// The input goes in once the three members share it.
-	adm := kadm.NewClient(kafkaClient(t, n))
+	adm := kadm.NewClient(seedClient(t, seeds))
 	for {
 		gs, err := adm.DescribeGroups(ctx, "eos")
 		if g, ok := gs["eos"]; err == nil && ok && g.State == "Stable" && len(g.Members) == 3 {
@@ -282,7 +318,7 @@ func TestKafkaExactlyOncePipeline(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	in := kafkaClient(t, n, kgo.DefaultProduceTopic("eos-in"))
+	in := seedClient(t, seeds, kgo.DefaultProduceTopic("eos-in"))
 	var rs []*kgo.Record
 	for i := range perKey {
 		for k := range keys {
@@ -298,7 +334,12 @@ func TestKafkaExactlyOncePipeline(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	called := midRun == nil
 	for {
+		if !called && processed.Load() >= int64(keys*perKey/3) {
+			called = true
+			midRun()
+		}
 		offs, err := adm.FetchOffsets(ctx, "eos")
 		done := err == nil
 		ends.Each(func(e kadm.ListedOffset) {
@@ -317,12 +358,12 @@ func TestKafkaExactlyOncePipeline(t *testing.T) {
 	}
 	close(stop)
 	wg.Wait()
-	if !killed.Load() {
+	if killMember && !killed.Load() {
 		t.Fatal("member 0 was never killed: it committed no transaction with records before the input was done")
 	}
-	t.Logf("transactions with records committed by member: %d, %d, %d", rounds[0].Load(), rounds[1].Load(), rounds[2].Load())
+	t.Logf("transactions with records committed by member: %d, %d, %d; sessions started again: %d", rounds[0].Load(), rounds[1].Load(), rounds[2].Load(), restarts.Load())
 
-	out := readCommitted(ctx, t, n, "eos-out", keys*perKey)
+	out := readCommitted(ctx, t, seeds, "eos-out", keys*perKey)
 	seen := map[string][]int{}
 	for _, r := range out {
 		v, _, _ := strings.Cut(string(r.Value), "@")

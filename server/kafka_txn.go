@@ -16,32 +16,13 @@ import (
 
 var _ kafka.TxnBackend = (*kafkaBackend)(nil)
 
-// TxnCoordinator implements kafka.TxnBackend: the node leading the transactions
-// bucket's stream.
+// TxnCoordinator implements kafka.TxnBackend: the node coordinating groups, which
+// runs the transaction coordinator too (txnService).
 func (b *kafkaBackend) TxnCoordinator(ctx context.Context, id string) (kafka.Broker, error) {
 	if id == "" {
 		return kafka.Broker{}, semantics.Errorf(semantics.ErrInvalidRequest, "transactional id is empty")
 	}
-	if b.n.Transactions().Coordinating() {
-		return b.advertise, nil
-	}
-	if !b.n.ns.JetStreamIsClustered() {
-		return kafka.Broker{}, semantics.Errorf(semantics.ErrCoordinatorNotAvailable, "the transaction coordinator is starting; retry")
-	}
-	info, err := b.n.js.Stream(ctx, semantics.KVStream(semantics.TxnsBucket))
-	if err != nil {
-		return kafka.Broker{}, semantics.Errorf(semantics.ErrCoordinatorNotAvailable, "find the transaction coordinator: %v; retry", err)
-	}
-	ci := info.CachedInfo()
-	if ci.Cluster == nil || ci.Cluster.Leader == "" {
-		return kafka.Broker{}, semantics.Errorf(semantics.ErrCoordinatorNotAvailable, "the transactions bucket has no leader now; retry")
-	}
-	leader := ci.Cluster.Leader
-	br, ok := b.brokers(ctx, []string{leader})[leader]
-	if !ok {
-		return kafka.Broker{}, semantics.Errorf(semantics.ErrCoordinatorNotAvailable, "node %s coordinates transactions and has no Kafka listener", leader)
-	}
-	return br, nil
+	return b.Coordinator(ctx, id)
 }
 
 // InitTxnProducerID implements kafka.TxnBackend.

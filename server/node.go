@@ -413,8 +413,9 @@ func (n *Node) Fetcher() *Fetcher { return n.fetch }
 func (n *Node) Groups() GroupCoordinator { return n.groups }
 
 // Transactions returns the node's transaction service. One node of a cluster
-// coordinates transactions at a time: the one that leads the qxd_txns bucket's
-// stream; on the others every request fails with NOT_COORDINATOR.
+// coordinates transactions at a time: the one that coordinates groups (it leads
+// the qxd_groups bucket's stream); on the others every request fails with
+// NOT_COORDINATOR.
 func (n *Node) Transactions() *Transactions { return &Transactions{s: n.txns} }
 
 // Admin returns the node's admin service.

@@ -10,8 +10,8 @@ import (
 )
 
 // Transactions is the transaction service of a node: Kafka's transaction
-// coordinator requests, answered on the node that leads the qxd_txns bucket's
-// stream. On the others every method fails with NOT_COORDINATOR
+// coordinator requests, answered on the node that coordinates groups (the leader
+// of the qxd_groups bucket's stream; transactions are stored in qxd_txns). On the others every method fails with NOT_COORDINATOR
 // (semantics.ErrNotCoordinator), and the service follows leadership, so the same
 // value serves when this node takes over.
 type Transactions struct {
@@ -25,7 +25,7 @@ func (t *Transactions) current() (*txnCoordinator, error) {
 		}
 	}
 	return nil, semantics.Errorf(semantics.ErrNotCoordinator,
-		"this node does not coordinate transactions now: the node leading the %s bucket does; retry there", semantics.TxnsBucket)
+		"this node does not coordinate transactions now: the node leading the %s bucket does; retry there", semantics.GroupsBucket)
 }
 
 // Coordinating reports whether this node coordinates transactions now.

@@ -13,10 +13,13 @@ import (
 	"github.com/qxd-io/qxd/semantics"
 )
 
-// txnService runs the transaction coordinator on the node that leads the
-// transactions bucket's stream, so one node coordinates every transactional id at a
-// time (RAFT leadership), as groupService does for groups. A node taking over loads
-// the stored transactions and finishes the ends they record as decided.
+// txnService runs the transaction coordinator on the node that leads the groups
+// bucket's stream, beside the group coordinator, so one node coordinates every
+// transactional id at a time (RAFT leadership). It follows the groups bucket, not
+// its own: Kafka clients send TxnOffsetCommit to their group's coordinator, and
+// that node must be able to answer it. The transactions themselves are stored in
+// the transactions bucket. A node taking over loads them and finishes the ends
+// they record as decided.
 type txnService struct {
 	log     *slog.Logger
 	leads   streamLeadership
@@ -46,7 +49,7 @@ func newTxnService(ctx context.Context, log *slog.Logger, js jetstream.JetStream
 		return nil, err
 	}
 	return &txnService{log: log, leads: leads, kv: kv, markers: markers, offsets: offs, topics: topics,
-		stream: semantics.KVStream(semantics.TxnsBucket)}, nil
+		stream: semantics.KVStream(semantics.GroupsBucket)}, nil
 }
 
 // run reconciles coordinating with leadership every reconcileEvery until stop.

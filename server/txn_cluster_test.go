@@ -66,6 +66,16 @@ func TestTxnCoordinatorFailover(t *testing.T) {
 	}
 
 	coord := coordinating(nodes)
+	// Kafka clients send TxnOffsetCommit to the group coordinator: it must be the
+	// node coordinating transactions.
+	for {
+		if _, err := coord.Groups().ListGroups(ctx); err == nil {
+			break
+		} else if ctx.Err() != nil {
+			t.Fatalf("%s coordinates transactions but not groups: %v", coord.Name(), err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 	tx := coord.Transactions()
 	pid, epoch := initTxn(ctx, t, tx, "fo", time.Minute)
 	opid, oepoch := initTxn(ctx, t, tx, "fo-open", 3*time.Second)

@@ -586,6 +586,7 @@ func (c *txnCoordinator) completeLocked(ctx context.Context, e *txnEntry) error 
 // writeMarker writes one marker, retrying while the partition has no writer
 // (leadership moving) until ctx ends. A topic deleted meanwhile needs none.
 func (c *txnCoordinator) writeMarker(ctx context.Context, tp semantics.TopicPartition, req semantics.MarkerRequest) error {
+	warned := time.Now()
 	for {
 		err := c.markers.EndTxn(ctx, tp.Topic, tp.Partition, req)
 		switch {
@@ -594,6 +595,10 @@ func (c *txnCoordinator) writeMarker(ctx context.Context, tp semantics.TopicPart
 		case errors.Is(err, semantics.ErrInvalidProducerEpoch):
 			// A newer epoch ended it already (a fencing abort).
 			return nil
+		}
+		if time.Since(warned) >= 5*time.Second {
+			warned = time.Now()
+			c.log.Warn("transaction marker not written yet; retrying", "topic", tp.Topic, "partition", tp.Partition, "err", err)
 		}
 		select {
 		case <-ctx.Done():
