@@ -153,6 +153,10 @@ func (sr startResolver) resolve(ctx context.Context, pc *partSource, o Offset) (
 		if err != nil {
 			return 0, 0, err
 		}
+		if len(recs) == 0 { // a transaction marker: read from the offset after it
+			h, _ := semantics.PeekBatchHeader(m.Data)
+			return h.LastOffset() + 1, m.Seq + 1, nil
+		}
 		want = recs[len(recs)-1].Offset
 		for _, r := range recs {
 			if r.Timestamp.UnixMilli() >= o.at {
@@ -433,6 +437,14 @@ func (r *partRead) handle(msg jetstream.Msg) {
 		r.stopped = true
 		r.fail(fmt.Errorf("batch at stream sequence %d, after offset %d, on node %s: %w",
 			meta.Sequence.Stream, r.next-1, r.pc.leader(r.ctx), derr), true)
+		return
+	}
+	if len(recs) == 0 {
+		// A transaction marker takes an offset and holds no record for the
+		// application: the read goes on after it.
+		if h, herr := semantics.PeekBatchHeader(msg.Data()); herr == nil && h.LastOffset() >= r.next {
+			r.next = h.LastOffset() + 1
+		}
 		return
 	}
 	if hs := &r.c.c.cfg.hooks; len(hs.read) > 0 && len(recs) > 0 {

@@ -43,9 +43,6 @@ func handleProduce(ctx context.Context, c *conn, kreq kmsg.Request) func() kmsg.
 			case req.Acks != 0 && req.Acks != 1 && req.Acks != -1:
 				fail(21, fmt.Sprintf("acks %d is not allowed: use 0, 1 or -1 (all)", req.Acks)) // INVALID_REQUIRED_ACKS
 				continue
-			case req.TransactionID != nil:
-				fail(semantics.ErrInvalidRequest.Code, "transactions are not supported yet: produce without a transactional id")
-				continue
 			}
 			batches, err := splitBatches(tp.Records)
 			if err != nil {

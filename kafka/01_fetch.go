@@ -181,7 +181,7 @@ func fetchOnce(ctx context.Context, c *conn, req *kmsg.FetchRequest, resp *kmsg.
 			// refuses a null one ("invalid MessageSetSize -1") and stalls.
 			rp.RecordBatches = []byte{}
 			budget := min(int(p.PartitionMaxBytes), maxBytes-total)
-			r, err := c.b.Read(ctx, t.Topic, p.Partition, p.FetchOffset, max(budget, 1))
+			r, err := c.readIsolated(ctx, req.IsolationLevel, t.Topic, p.Partition, p.FetchOffset, max(budget, 1))
 			if err != nil {
 				rp.ErrorCode = code(err)
 				rp.HighWatermark, rp.LastStableOffset, rp.LogStartOffset = -1, -1, -1
@@ -192,7 +192,12 @@ func fetchOnce(ctx context.Context, c *conn, req *kmsg.FetchRequest, resp *kmsg.
 				rt.Partitions = append(rt.Partitions, rp)
 				continue
 			}
-			rp.HighWatermark, rp.LastStableOffset, rp.LogStartOffset = r.HighWatermark, r.HighWatermark, r.LogStart
+			rp.HighWatermark, rp.LastStableOffset, rp.LogStartOffset = r.HighWatermark, r.LastStableOffset, r.LogStart
+			for _, a := range r.Aborted {
+				at := kmsg.NewFetchResponseTopicPartitionAbortedTransaction()
+				at.ProducerID, at.FirstOffset = a.ProducerID, a.FirstOffset
+				rp.AbortedTransactions = append(rp.AbortedTransactions, at)
+			}
 			n := 0
 			for _, b := range r.Batches {
 				n += len(b)

@@ -8,11 +8,11 @@ import (
 	"github.com/qxd-io/qxd/semantics"
 )
 
-// ListOffsets: timestamp -2 is the log start, -1 the high watermark (there are no
-// transactions, so it is also the last stable offset), any other the first
-// record at or after that time (offset -1 when there is none). The leader epoch
-// answered is the partition's current one; a client's current leader epoch is
-// checked as Kafka does.
+// ListOffsets: timestamp -2 is the log start, -1 the high watermark
+// (read_uncommitted) or the last stable offset (read_committed, from the node
+// leading the partition), any other the first record at or after that time
+// (offset -1 when there is none). The leader epoch answered is the partition's
+// current one; a client's current leader epoch is checked as Kafka does.
 func handleListOffsets(ctx context.Context, c *conn, kreq kmsg.Request) func() kmsg.Response {
 	req := kreq.(*kmsg.ListOffsetsRequest)
 	return func() kmsg.Response {
@@ -35,6 +35,10 @@ func handleListOffsets(ctx context.Context, c *conn, kreq kmsg.Request) func() k
 				case -1, -2:
 					start, hw, err := b.Offsets(ctx, t.Topic, p.Partition)
 					rp.ErrorCode = code(err)
+					if p.Timestamp == -1 && req.IsolationLevel == 1 && err == nil {
+						hw, err = c.stableOffset(ctx, t.Topic, p.Partition, hw)
+						rp.ErrorCode = code(err)
+					}
 					if p.Timestamp == -1 {
 						rp.Offset = hw
 					} else {

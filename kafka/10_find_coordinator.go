@@ -8,15 +8,19 @@ import (
 	"github.com/qxd-io/qxd/semantics"
 )
 
-// FindCoordinator points at the node that runs the group coordinator. Transaction
-// coordinators (key type 1) do not exist yet and are answered INVALID_REQUEST.
+// FindCoordinator points at the node that runs the group coordinator (key type
+// 0) or the transaction coordinator (key type 1).
 func handleFindCoordinator(ctx context.Context, c *conn, kreq kmsg.Request) func() kmsg.Response {
 	req := kreq.(*kmsg.FindCoordinatorRequest)
 	return func() kmsg.Response {
 		resp := req.ResponseKind().(*kmsg.FindCoordinatorResponse)
 		find := func(key string) (Broker, error) {
-			if req.CoordinatorType != 0 {
-				return Broker{}, semantics.Errorf(semantics.ErrInvalidRequest, "transactions are not supported yet: there is no transaction coordinator")
+			switch req.CoordinatorType {
+			case 0:
+			case 1:
+				return c.txnCoordinator(ctx, key)
+			default:
+				return Broker{}, semantics.Errorf(semantics.ErrInvalidRequest, "coordinator key type %d is neither a group (0) nor a transaction (1)", req.CoordinatorType)
 			}
 			return c.b.Coordinator(ctx, key)
 		}

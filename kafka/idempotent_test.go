@@ -73,10 +73,16 @@ func TestIdempotentProduce(t *testing.T) {
 		t.Fatalf("old epoch: code %d, want INVALID_PRODUCER_EPOCH", code)
 	}
 
+	// A transactional id goes to the transaction coordinator, which checks its
+	// timeout.
 	txn := kmsg.NewPtrInitProducerIDRequest()
 	txn.TransactionalID = ptr("tx-1")
-	if tresp, err := txn.RequestWith(ctx, cl); err == nil && tresp.ErrorCode == 0 {
-		t.Fatalf("transactional InitProducerId: %+v %v, want an error", tresp, err)
+	if tresp, err := txn.RequestWith(ctx, cl); err != nil || tresp.ErrorCode != kerr.InvalidTransactionTimeout.Code {
+		t.Fatalf("transactional InitProducerId without a timeout: %+v %v, want INVALID_TRANSACTION_TIMEOUT", tresp, err)
+	}
+	txn.TransactionTimeoutMillis = 60000
+	if tresp, err := txn.RequestWith(ctx, cl); err != nil || tresp.ErrorCode != 0 || tresp.ProducerID < 0 {
+		t.Fatalf("transactional InitProducerId: %+v %v, want a producer id", tresp, err)
 	}
 	if recs := pollSDK(t, c, "once", 1, 6); len(recs) != 6 {
 		t.Fatalf("stored %d records, want 6", len(recs))

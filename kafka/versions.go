@@ -50,6 +50,13 @@ func init() {
 		kmsg.SASLAuthenticate.Int16():        {0, 2, handleSASLAuthenticate},
 		kmsg.OffsetForLeaderEpoch.Int16():    {0, 4, handleOffsetForLeaderEpoch},
 		kmsg.OffsetDelete.Int16():            {0, 0, handleOffsetDelete},
+		kmsg.AddPartitionsToTxn.Int16():      {0, 3, handleAddPartitionsToTxn},
+		kmsg.AddOffsetsToTxn.Int16():         {0, 3, handleAddOffsetsToTxn},
+		kmsg.EndTxn.Int16():                  {0, 3, handleEndTxn},
+		kmsg.TxnOffsetCommit.Int16():         {0, 3, handleTxnOffsetCommit},
+		kmsg.DescribeProducers.Int16():       {0, 0, handleDescribeProducers},
+		kmsg.DescribeTransactions.Int16():    {0, 0, handleDescribeTransactions},
+		kmsg.ListTransactions.Int16():        {0, 1, handleListTransactions},
 	}
 }
 

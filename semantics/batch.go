@@ -59,6 +59,16 @@ type ProducerInfo struct {
 	ID           int64
 	Epoch        int16
 	BaseSequence int32
+	// Transactional marks the batch as part of the producer's transaction
+	// (AttrTransactional).
+	Transactional bool
+}
+
+func (p ProducerInfo) attributes() int16 {
+	if p.Transactional {
+		return AttrTransactional
+	}
+	return 0
 }
 
 // NoProducer is ProducerInfo{-1, -1, -1}: a batch from a producer that is not
@@ -245,7 +255,7 @@ func (b *BatchBuilder) writeHeader(out []byte, p ProducerInfo, c Compression) er
 		Length:               int32(length),
 		PartitionLeaderEpoch: -1,
 		Magic:                2,
-		Attributes:           int16(c) & attrCodecMask, // CreateTime: bit 3 clear
+		Attributes:           int16(c)&attrCodecMask | p.attributes(), // CreateTime: bit 3 clear
 		LastOffsetDelta:      int32(b.n - 1),
 		FirstTimestamp:       b.firstTS,
 		MaxTimestamp:         b.maxTS,
@@ -356,6 +366,10 @@ func SetLeaderEpoch(b []byte, epoch int32) {
 // modify b while the records are in use. Header keys never alias b; a key repeated
 // from the previous record shares its string.
 //
+// A control batch (a transaction marker, IsControlBatch) holds no application
+// records: DecodeRecords checks it and appends nothing, so readers never hand a
+// marker to an application. Its offset is LastOffset of its header.
+//
 // Record offset deltas must run 0, 1, 2, …, as producers write them and as qxd's
 // dense offsets need. DecodeRecords does not panic on malformed input; errors wrap
 // ErrCorruptMessage, name the problem, and leave dst's length as it was.
@@ -363,6 +377,9 @@ func DecodeRecords(dst []Record, b []byte, topic string, partition int32) ([]Rec
 	h, err := ParseBatchHeader(b)
 	if err != nil {
 		return dst, err
+	}
+	if h.Control() {
+		return dst, nil
 	}
 	codec := h.Compression()
 	raw, err := decompress(b[BatchHeaderSize:], codec)

@@ -30,6 +30,9 @@ type ProducerCheckpoint struct {
 	Earlier []BatchMeta `json:"earlier,omitempty"`
 	// Seen is when the producer last wrote, in Unix ms; idle producers are forgotten.
 	Seen int64 `json:"seen"`
+	// TxnFirst is the first offset of the producer's transaction that is open in
+	// the partition (no marker yet), if one is.
+	TxnFirst *int64 `json:"txn_first,omitempty"`
 }
 
 // BatchMeta is where one idempotent batch was stored: its producer sequences and

@@ -102,6 +102,20 @@ var (
 	// ErrAuthenticationFailed: the node refused the client's credentials (wrong
 	// password, unknown or expired credentials, a certificate it does not trust).
 	ErrAuthenticationFailed = &Error{Code: 58, Name: "SASL_AUTHENTICATION_FAILED", Message: "authentication failed"}
+	// ErrProducerFenced: a transactional producer whose transactional id was taken over
+	// by a newer incarnation (InitProducerId bumped the epoch); it must stop.
+	ErrProducerFenced = &Error{Code: 90, Name: "PRODUCER_FENCED", Message: "producer fenced by a newer incarnation of its transactional id"}
+	// ErrInvalidTxnState: a transaction request that the transaction's state does not allow.
+	ErrInvalidTxnState = &Error{Code: 48, Name: "INVALID_TXN_STATE", Message: "invalid transaction state"}
+	// ErrInvalidProducerIDMapping: a transaction request whose producer id is not the
+	// transactional id's.
+	ErrInvalidProducerIDMapping = &Error{Code: 49, Name: "INVALID_PRODUCER_ID_MAPPING", Message: "producer id does not match the transactional id"}
+	// ErrInvalidTransactionTimeout: a transaction timeout outside the coordinator's range.
+	ErrInvalidTransactionTimeout = &Error{Code: 50, Name: "INVALID_TRANSACTION_TIMEOUT", Message: "invalid transaction timeout"}
+	// ErrConcurrentTransactions: the transaction is still being completed; retry.
+	ErrConcurrentTransactions = &Error{Code: 51, Name: "CONCURRENT_TRANSACTIONS", Retriable: true, Message: "the previous transaction is still being completed"}
+	// ErrTransactionalIDNotFound: describe of a transactional id the coordinator does not know.
+	ErrTransactionalIDNotFound = &Error{Code: 105, Name: "TRANSACTIONAL_ID_NOT_FOUND", Message: "transactional id not found"}
 	// ErrTopicNotReady: the topic's creation or deletion is incomplete; retry create to repair it.
 	ErrTopicNotReady = &Error{Code: 5, Name: "LEADER_NOT_AVAILABLE", Retriable: true, Message: "topic is not ready"}
 )
@@ -116,7 +130,8 @@ var byCode = func() map[int16]*Error {
 		ErrPolicyViolation,
 		ErrUnknownMemberID, ErrInvalidSessionTimeout, ErrRebalanceInProgress, ErrNonEmptyGroup,
 		ErrGroupIDNotFound, ErrGroupSubscribedToTopic, ErrFencedInstanceID, ErrTopicAuthorizationFailed, ErrGroupAuthorizationFailed,
-		ErrClusterAuthorizationFailed, ErrAuthenticationFailed} {
+		ErrClusterAuthorizationFailed, ErrAuthenticationFailed, ErrProducerFenced, ErrInvalidTxnState,
+		ErrInvalidProducerIDMapping, ErrInvalidTransactionTimeout, ErrConcurrentTransactions, ErrTransactionalIDNotFound} {
 		m[e.Code] = e
 	}
 	return m

@@ -105,6 +105,11 @@ const (
 	PartitionSubjects = "qxd.t.>"
 )
 
+// Transaction markers: the transaction coordinator asks the writer of a partition to
+// end a producer's transaction under markerPrefix.<topic>.<p> (MarkerSubject). Only
+// the nodes' own connections may publish there.
+const markerPrefix = "qxd.internal.marker"
+
 // Authorization probes: subjects nobody subscribes to (AuthzSubject).
 const authzPrefix = "qxd.authz"
 
@@ -189,6 +194,23 @@ func BatchSubject(topic string, p int32) string { return partitionSubject(topic,
 // writer taking over finds the latest one with a last-by-subject read. Readers see
 // an ordinary batch.
 func CheckpointSubject(topic string, p int32) string { return partitionSubject(topic, p, "c") }
+
+// ControlSubject is the subject a partition writer stores a transaction marker (a
+// control batch) on: "commit" or "abort", so a writer taking over reads the abort
+// markers alone to rebuild the aborted-transactions index. Readers read every
+// subject of the stream and skip control batches.
+func ControlSubject(topic string, p int32, commit bool) string {
+	if commit {
+		return partitionSubject(topic, p, "commit")
+	}
+	return partitionSubject(topic, p, "abort")
+}
+
+// MarkerSubject is the subject the partition writer of p takes transaction markers
+// on (a MarkerRequest), from the transaction coordinator.
+func MarkerSubject(topic string, p int32) string {
+	return Subject(markerPrefix, EncodeTopic(topic), strconv.Itoa(int(p)))
+}
 
 // maxPlainKey is the longest key carried verbatim (base64) in a compacted record's
 // subject; longer keys are carried as their SHA-256, keeping subjects short.

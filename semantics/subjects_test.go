@@ -34,6 +34,7 @@ var subjectExamples = map[string]string{
 	"StreamSubject":       StreamSubject("orders.eu", 3),
 	"BatchSubject":        BatchSubject("orders.eu", 3),
 	"CheckpointSubject":   CheckpointSubject("orders.eu", 3),
+	"MarkerSubject":       MarkerSubject("orders.eu", 3),
 	"KeySubject":          KeySubject("orders.eu", 3, []byte("alice")),
 	"AuthzSubject":        AuthzSubject(OpProduce, "orders.eu"),
 	"HandOffSubject":      HandOffSubject("n1"),

@@ -74,6 +74,7 @@ type Node struct {
 	api     *adminDoor // the admin API's NATS door
 	writers *writerManager
 	groups  *groupService
+	txns    *txnService
 	fetch   *Fetcher
 	obs     observers   // the services' Observers (Host.Observe)
 	kafka   *kafkaFront // nil without a Kafka listener
@@ -362,7 +363,17 @@ func (n *Node) startServices(ctx context.Context) error {
 		return err
 	}
 	n.groups.run()
-	n.fetch = &Fetcher{nc: n.nc, topics: meta, checkpoints: meta, obs: &n.obs}
+	if err := retryClustered(ctx, n, func() error {
+		actx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		var err error
+		n.txns, err = newTxnService(actx, n.log, n.js, n, replicas, n.Writers(), n.groups.offsets, meta)
+		return err
+	}); err != nil {
+		return err
+	}
+	n.txns.run()
+	n.fetch = &Fetcher{nc: n.nc, topics: meta, checkpoints: meta, writers: n.Writers(), obs: &n.obs}
 	var perms *permRegistry
 	if n.auth != nil {
 		perms = n.auth.reg
@@ -404,6 +415,12 @@ func (n *Node) Fetcher() *Fetcher { return n.fetch }
 // a Kafka broker that is not a group's coordinator answers; the service follows
 // leadership, so the same value serves when this node takes over.
 func (n *Node) Groups() GroupCoordinator { return n.groups }
+
+// Transactions returns the node's transaction service. One node of a cluster
+// coordinates transactions at a time: the one that coordinates groups (it leads
+// the qxd_groups bucket's stream); on the others every request fails with
+// NOT_COORDINATOR.
+func (n *Node) Transactions() *Transactions { return &Transactions{s: n.txns} }
 
 // Admin returns the node's admin service.
 func (n *Node) Admin() *Admin { return n.admin }
@@ -471,6 +488,10 @@ func (n *Node) Close(ctx context.Context) error {
 		// nodes at once instead of after an election timeout.
 		if n.api != nil {
 			n.api.stop()
+		}
+		// Before the writers, which it writes markers through.
+		if n.txns != nil {
+			n.txns.stop()
 		}
 		// The last node of a cluster to stop has no quorum: the JetStream API has no
 		// meta leader and replicated buckets and partitions take no writes. Every

@@ -24,6 +24,7 @@ type Fetcher struct {
 	topics      topicStore
 	checkpoints checkpointStore
 	obs         *observers // the services' Observers
+	writers     *Writers   // the last stable offset and aborted transactions
 }
 
 // FetchRequest asks for partition Partition of Topic from Offset.
@@ -35,6 +36,12 @@ type FetchRequest struct {
 	// whatever its size, as Kafka does, so a reader always makes progress. 0 means
 	// DefaultFetchMaxBytes.
 	MaxBytes int
+	// ReadCommitted is Kafka's read_committed isolation: the batches end at the last
+	// stable offset, and the result lists the aborted transactions among them.
+	// Only the node leading the partition knows those: elsewhere the fetch fails
+	// with NOT_LEADER_OR_FOLLOWER. Default: read_uncommitted, up to the high
+	// watermark.
+	ReadCommitted bool
 }
 
 // FetchResult is a fetch's answer.
@@ -48,6 +55,14 @@ type FetchResult struct {
 	// as with Kafka. None when the offset is the high watermark. Each has passed its
 	// CRC check.
 	Batches [][]byte
+	// LastStableOffset is the offset below which every transaction is decided:
+	// read-committed reads stop there. A fetch on a node that does not lead the
+	// partition, with read_uncommitted, gives the high watermark.
+	LastStableOffset int64
+	// Aborted are the aborted transactions among the batches (read-committed
+	// only): a reader drops their producers' records from FirstOffset until it
+	// passes the abort marker at LastOffset, as Kafka clients do.
+	Aborted []semantics.AbortedTxn
 }
 
 // Fetch reads partition req.Partition of req.Topic from req.Offset. An offset below
@@ -80,13 +95,26 @@ func (f *Fetcher) Fetch(ctx context.Context, req FetchRequest) (FetchResult, err
 	if err != nil {
 		return FetchResult{}, fmt.Errorf("fetch %s: read its offsets: %w", part, err)
 	}
-	res := FetchResult{LogStartOffset: o.LogStart, HighWatermark: o.HighWatermark}
+	res := FetchResult{LogStartOffset: o.LogStart, HighWatermark: o.HighWatermark, LastStableOffset: o.HighWatermark}
+	end := o.HighWatermark // batches end before it
+	if f.writers != nil {
+		lso, aborted, serr := f.writers.Stable(t.Name, p, req.Offset, o.LogStart)
+		switch {
+		case serr == nil:
+			res.LastStableOffset = min(lso, o.HighWatermark)
+			if req.ReadCommitted {
+				res.Aborted, end = aborted, res.LastStableOffset
+			}
+		case req.ReadCommitted:
+			return res, fmt.Errorf("fetch %s read-committed: %w", part, serr)
+		}
+	}
 	if req.Offset < o.LogStart || req.Offset > o.HighWatermark {
 		return res, semantics.Errorf(semantics.ErrOffsetOutOfRange,
 			"fetch %s: offset %d is out of range: the partition holds offsets %d (the log start) to %d (the high watermark)",
 			part, req.Offset, o.LogStart, o.HighWatermark)
 	}
-	if req.Offset == o.HighWatermark || o.Msgs == 0 {
+	if req.Offset >= end || o.Msgs == 0 {
 		return res, nil
 	}
 	seq, found, err := semantics.FindOffset(ctx, r, o.FirstSeq, o.LastSeq, req.Offset)
@@ -116,6 +144,9 @@ func (f *Fetcher) Fetch(ctx context.Context, req FetchRequest) (FetchResult, err
 		}
 		if m.Seq > o.LastSeq || len(res.Batches) > 0 && size+len(m.Data) > limit {
 			break
+		}
+		if h, err := semantics.PeekBatchHeader(m.Data); err == nil && h.BaseOffset >= end {
+			break // at the last stable offset
 		}
 		h, err := semantics.ParseBatchHeader(m.Data)
 		if err != nil {

@@ -24,7 +24,7 @@ const upkeepEvery = 2 * time.Second
 // systemBuckets are qxd's own KV buckets.
 var systemBuckets = []string{
 	semantics.TopicsBucket, semantics.PartitionsBucket, semantics.GroupsBucket,
-	semantics.OffsetsBucket,
+	semantics.OffsetsBucket, semantics.TxnsBucket,
 }
 
 type upkeep struct {

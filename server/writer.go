@@ -106,6 +106,7 @@ type writer struct {
 
 	sub       *nats.Subscription
 	ackSub    *nats.Subscription
+	markerSub *nats.Subscription // transaction markers (writer_txn.go)
 	ackPrefix string
 	electSub  *nats.Subscription // the stream's leader-elected advisories
 
@@ -129,6 +130,10 @@ type writer struct {
 	acked semantics.Checkpoint // position after the last acked append
 	dirty bool
 	ckAt  time.Time // when an append last carried a checkpoint into the stream
+	// open are the transactions whose markers are not acknowledged yet, and
+	// aborted the aborted-transactions index (writer_txn.go).
+	open    []openTxn
+	aborted []semantics.AbortedTxn
 
 	done     chan struct{}
 	stopping chan struct{} // closed when stop begins: ends a reload in progress
@@ -145,6 +150,7 @@ type pendingAppend struct {
 	pid     int64
 	rb      *recentBatch
 	bytes   int
+	marker  *markerAppend // a transaction marker
 }
 
 type producerState struct {
@@ -152,6 +158,10 @@ type producerState struct {
 	lastSeq int32
 	recent  []*recentBatch
 	seen    time.Time
+	// inTxn: a transaction of the producer is open in the log (its marker is not
+	// sent yet), begun at offset txnFirst.
+	inTxn    bool
+	txnFirst int64
 }
 
 type recentBatch struct {
@@ -210,6 +220,13 @@ func (w *writer) start(ctx context.Context) error {
 		w.electSub.Unsubscribe()
 		return err
 	}
+	w.markerSub, err = w.nc.QueueSubscribe(semantics.MarkerSubject(w.topic, w.p), "writer", w.onMarker)
+	if err != nil {
+		w.sub.Unsubscribe()
+		w.ackSub.Unsubscribe()
+		w.electSub.Unsubscribe()
+		return err
+	}
 	for _, s := range []*nats.Subscription{w.sub, w.ackSub} {
 		_ = s.SetPendingLimits(-1, 512<<20)
 	}
@@ -217,6 +234,7 @@ func (w *writer) start(ctx context.Context) error {
 		w.sub.Unsubscribe()
 		w.ackSub.Unsubscribe()
 		w.electSub.Unsubscribe()
+		w.markerSub.Unsubscribe()
 		return err
 	}
 	w.wg.Add(1)
@@ -239,6 +257,9 @@ func (w *writer) stop(ctx context.Context) {
 	w.closed = true
 	close(w.stopping)
 	w.mu.Unlock()
+	if w.markerSub != nil {
+		w.markerSub.Unsubscribe()
+	}
 	if w.sub != nil {
 		// Drain rather than unsubscribe: the requests already queued are answered
 		// (NOT_LEADER, retry) instead of left to time out, so producers move to the
@@ -328,6 +349,9 @@ func (w *writer) load(ctx context.Context) error {
 			ps.remember(&recentBatch{baseSeq: b.BaseSeq, lastSeq: b.LastSeq, baseOffset: b.BaseOffset})
 		}
 		ps.remember(&recentBatch{baseSeq: pc.BaseSeq, lastSeq: pc.LastSeq, baseOffset: pc.BaseOffset})
+		if pc.TxnFirst != nil {
+			ps.inTxn, ps.txnFirst = true, *pc.TxnFirst
+		}
 		producers[id] = ps
 	}
 	epoch, err := w.leaderEpoch(ctx, st)
@@ -352,7 +376,9 @@ func (w *writer) load(ctx context.Context) error {
 		}
 		next = max(next, h.LastOffset()+1)
 		known = m.Seq
-		if h.ProducerID >= 0 {
+		if h.Control() {
+			replayMarker(producers, h)
+		} else if h.ProducerID >= 0 {
 			ps := producers[h.ProducerID]
 			if ps == nil || h.ProducerEpoch > ps.epoch {
 				ps = &producerState{epoch: h.ProducerEpoch}
@@ -362,6 +388,9 @@ func (w *writer) load(ctx context.Context) error {
 			ps.lastSeq = last
 			ps.seen = time.UnixMilli(h.MaxTimestamp)
 			ps.remember(&recentBatch{baseSeq: h.BaseSequence, lastSeq: last, baseOffset: h.BaseOffset})
+			if h.Transactional() && !ps.inTxn {
+				ps.inTxn, ps.txnFirst = true, h.BaseOffset
+			}
 		}
 		seq = m.Seq + 1
 	}
@@ -373,8 +402,14 @@ func (w *writer) load(ctx context.Context) error {
 				"batches", gone, "last_seq", st.LastSeq, "offset", next)
 		}
 	}
+	aborted, err := w.loadAborted(ctx, st)
+	if err != nil {
+		return fmt.Errorf("partition %s: read its abort markers: %w", w.name(), err)
+	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	w.aborted = aborted
+	w.open = openTxns(producers)
 	w.next = next
 	w.epoch = epoch
 	w.lastSeq = st.LastSeq
@@ -483,7 +518,7 @@ func (w *writer) streamCheckpointLocked(seq uint64, next int64) []byte {
 	ck := semantics.Checkpoint{Seq: seq, Next: next, Producers: make(map[int64]semantics.ProducerCheckpoint, len(w.producers))}
 	now := time.Now()
 	for id, ps := range w.producers {
-		if now.Sub(ps.seen) > producerIdle || len(ps.recent) == 0 {
+		if now.Sub(ps.seen) > producerIdle && !ps.inTxn || len(ps.recent) == 0 {
 			continue
 		}
 		var earlier []semantics.BatchMeta
@@ -491,8 +526,13 @@ func (w *writer) streamCheckpointLocked(seq uint64, next int64) []byte {
 			earlier = append(earlier, semantics.BatchMeta{BaseSeq: r.baseSeq, LastSeq: r.lastSeq, BaseOffset: r.baseOffset})
 		}
 		last := ps.recent[len(ps.recent)-1]
-		ck.Producers[id] = semantics.ProducerCheckpoint{Epoch: ps.epoch, BaseSeq: last.baseSeq, LastSeq: last.lastSeq,
+		pc := semantics.ProducerCheckpoint{Epoch: ps.epoch, BaseSeq: last.baseSeq, LastSeq: last.lastSeq,
 			BaseOffset: last.baseOffset, Earlier: earlier, Seen: ps.seen.UnixMilli()}
+		if ps.inTxn {
+			first := ps.txnFirst
+			pc.TxnFirst = &first
+		}
+		ck.Producers[id] = pc
 	}
 	b, err := json.Marshal(ck)
 	if err != nil {
@@ -558,6 +598,10 @@ func (w *writer) produce(data []byte, to answer) {
 		return
 	}
 	cfg := w.cfg.Load()
+	if err := checkTxnBatch(w.name(), h, cfg); err != nil {
+		w.replyErr(to, err)
+		return
+	}
 	if len(data) > int(cfg.MaxMessageBytes) {
 		w.replyErr(to, semantics.Errorf(semantics.ErrMessageTooLarge,
 			"partition %s: batch of %d bytes is over the topic's max message bytes (%d): send smaller batches or raise max.message.bytes",
@@ -606,6 +650,9 @@ func (w *writer) produce(data []byte, to answer) {
 			return
 		case admitAnswered:
 			return
+		}
+		if h.Transactional() {
+			w.txnBatchLocked(h.ProducerID, ps)
 		}
 		w.appendLocked(to, h, ps, rb, rest)
 		return
@@ -756,7 +803,7 @@ func (w *writer) admitLocked(reply answer, h semantics.BatchHeader, cfg *semanti
 func (w *writer) appendLocked(reply answer, h semantics.BatchHeader, ps *producerState, rb *recentBatch, parts []part) {
 	id := w.nextID
 	w.nextID++
-	pa := &pendingAppend{reply: reply, base: w.next, parts: len(parts), sent: time.Now(), pid: h.ProducerID, rb: rb}
+	pa := &pendingAppend{reply: reply, base: w.next, parts: len(parts), sent: time.Now(), pid: h.ProducerID, rb: rb, marker: parts[0].marker}
 	if rb != nil {
 		rb.baseOffset = w.next
 	}
@@ -764,7 +811,7 @@ func (w *writer) appendLocked(reply answer, h semantics.BatchHeader, ps *produce
 	cfg := w.cfg.Load()
 	replicated := cfg.Replicas > 1
 	var ck []byte
-	if !cfg.Compact && len(parts) == 1 && time.Since(w.ckAt) >= checkpointEvery {
+	if !cfg.Compact && len(parts) == 1 && parts[0].marker == nil && time.Since(w.ckAt) >= checkpointEvery {
 		// This append carries the writer's state into the stream, on the
 		// checkpoint subject, if it fits the message size limits.
 		ck = w.streamCheckpointLocked(w.lastSeq+1, w.next+parts[0].records)
@@ -788,6 +835,9 @@ func (w *writer) appendLocked(reply answer, h semantics.BatchHeader, ps *produce
 			msg.Header["Nats-Expected-Last-Sequence"] = []string{strconv.FormatUint(w.lastSeq, 10)}
 		} else {
 			msg.Header["Nats-Expected-Last-Msg-Id"] = []string{w.lastMsgID}
+		}
+		if pt.marker != nil && pt.marker.had && !pt.marker.commit {
+			msg.Header[semantics.TxnFirstHeader] = []string{strconv.FormatInt(pt.marker.first, 10)}
 		}
 		if pt.ttl > 0 {
 			msg.Header["Nats-TTL"] = []string{strconv.FormatInt(int64(pt.ttl/time.Second), 10) + "s"}
@@ -820,6 +870,7 @@ type part struct {
 	data    []byte
 	records int64
 	ttl     time.Duration
+	marker  *markerAppend
 }
 
 // splitCompacted turns a batch for a compacted topic into one single-record batch per
@@ -906,6 +957,9 @@ func (w *writer) onAck(m *nats.Msg) {
 	delete(w.pending, id)
 	if pa.rb != nil {
 		pa.rb.pending = false
+	}
+	if pa.marker != nil {
+		w.markerStoredLocked(pa)
 	}
 	if ack.Seq >= w.acked.Seq {
 		w.acked.Seq = ack.Seq
@@ -1042,7 +1096,7 @@ func (w *writer) checkpoint(ctx context.Context) bool {
 	ck := semantics.Checkpoint{Seq: w.acked.Seq, Next: w.acked.Next, Producers: map[int64]semantics.ProducerCheckpoint{}}
 	now := time.Now()
 	for id, ps := range w.producers {
-		if now.Sub(ps.seen) > producerIdle {
+		if now.Sub(ps.seen) > producerIdle && !ps.inTxn { // an open transaction keeps its producer
 			delete(w.producers, id)
 			continue
 		}
@@ -1056,7 +1110,7 @@ func (w *writer) checkpoint(ctx context.Context) bool {
 		if n := len(covered); n > 0 {
 			last := covered[n-1]
 			ck.Producers[id] = semantics.ProducerCheckpoint{Epoch: ps.epoch, BaseSeq: last.BaseSeq, LastSeq: last.LastSeq,
-				BaseOffset: last.BaseOffset, Earlier: covered[:n-1], Seen: ps.seen.UnixMilli()}
+				BaseOffset: last.BaseOffset, Earlier: covered[:n-1], Seen: ps.seen.UnixMilli(), TxnFirst: w.openBefore(id, ck.Next)}
 		}
 	}
 	w.dirty = false

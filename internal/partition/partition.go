@@ -81,6 +81,15 @@ func (r *Reader) Get(ctx context.Context, seq uint64) (Msg, error) {
 	return r.get(ctx, msgGetRequest{Seq: seq, NextFor: r.filter})
 }
 
+// GetFor returns the first message stored on subject at sequence seq or later, or
+// semantics.ErrNoBatch.
+func (r *Reader) GetFor(ctx context.Context, seq uint64, subject string) (Msg, error) {
+	if seq == 0 {
+		seq = 1
+	}
+	return r.get(ctx, msgGetRequest{Seq: seq, NextFor: subject})
+}
+
 // GetLast returns the last stored message, or semantics.ErrNoBatch.
 func (r *Reader) GetLast(ctx context.Context) (Msg, error) {
 	return r.get(ctx, msgGetRequest{LastFor: r.filter})

@@ -1,0 +1,103 @@
+package server
+
+import (
+	"context"
+	"time"
+
+	"github.com/qxd-io/qxd/kafka"
+	"github.com/qxd-io/qxd/semantics"
+)
+
+// The Kafka listener's transactions (kafka.TxnBackend): the coordinator's
+// requests go to the node's transaction service, which answers NOT_COORDINATOR on a
+// node that does not coordinate (the client asks FindCoordinator again); the
+// partitions' last stable offsets and producers come from their writers, on the
+// node leading each partition.
+
+var _ kafka.TxnBackend = (*kafkaBackend)(nil)
+
+// TxnCoordinator implements kafka.TxnBackend: the node coordinating groups, which
+// runs the transaction coordinator too (txnService).
+func (b *kafkaBackend) TxnCoordinator(ctx context.Context, id string) (kafka.Broker, error) {
+	if id == "" {
+		return kafka.Broker{}, semantics.Errorf(semantics.ErrInvalidRequest, "transactional id is empty")
+	}
+	return b.Coordinator(ctx, id)
+}
+
+// InitTxnProducerID implements kafka.TxnBackend.
+func (b *kafkaBackend) InitTxnProducerID(ctx context.Context, id string, timeout time.Duration, pid int64, epoch int16) (int64, int16, error) {
+	return b.n.Transactions().InitProducerID(ctx, id, timeout, pid, epoch)
+}
+
+// AddPartitionsToTxn implements kafka.TxnBackend.
+func (b *kafkaBackend) AddPartitionsToTxn(ctx context.Context, id string, pid int64, epoch int16, parts []semantics.TopicPartition) error {
+	return b.n.Transactions().AddPartitions(ctx, id, pid, epoch, parts)
+}
+
+// AddOffsetsToTxn implements kafka.TxnBackend.
+func (b *kafkaBackend) AddOffsetsToTxn(ctx context.Context, id string, pid int64, epoch int16, group string) error {
+	return b.n.Transactions().AddGroup(ctx, id, pid, epoch, group)
+}
+
+// TxnOffsetCommit implements kafka.TxnBackend.
+func (b *kafkaBackend) TxnOffsetCommit(ctx context.Context, id string, pid int64, epoch int16, group string, generation int32, member string, offs []kafka.TxnOffset) error {
+	out := make([]TxnOffset, len(offs))
+	for i, o := range offs {
+		out[i] = TxnOffset(o)
+	}
+	return b.n.Transactions().CommitOffsets(ctx, id, pid, epoch, group, generation, member, out)
+}
+
+// EndTxn implements kafka.TxnBackend.
+func (b *kafkaBackend) EndTxn(ctx context.Context, id string, pid int64, epoch int16, commit bool) error {
+	return b.n.Transactions().EndTxn(ctx, id, pid, epoch, commit)
+}
+
+// DescribeTxn implements kafka.TxnBackend.
+func (b *kafkaBackend) DescribeTxn(_ context.Context, id string) (semantics.TxnDescription, error) {
+	return b.n.Transactions().Describe(id)
+}
+
+// ListTxns implements kafka.TxnBackend.
+func (b *kafkaBackend) ListTxns(context.Context) ([]semantics.TxnDescription, error) {
+	return b.n.Transactions().List()
+}
+
+// Producers implements kafka.TxnBackend.
+func (b *kafkaBackend) Producers(ctx context.Context, topic string, p int32) ([]kafka.Producer, error) {
+	if _, err := b.partition(ctx, topic, p); err != nil {
+		return nil, err
+	}
+	ps, err := b.n.Writers().Producers(topic, p)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]kafka.Producer, len(ps))
+	for i, s := range ps {
+		out[i] = kafka.Producer{ProducerID: s.ProducerID, Epoch: s.Epoch, LastSequence: s.LastSequence,
+			LastTimestamp: s.LastTimestamp, TxnStartOffset: s.TxnStartOffset}
+	}
+	return out, nil
+}
+
+// ReadIsolated implements kafka.TxnBackend through the node's fetch service.
+func (b *kafkaBackend) ReadIsolated(ctx context.Context, topic string, p int32, offset int64, maxBytes int, committed bool) (kafka.IsolatedRead, error) {
+	r, err := b.n.Fetcher().Fetch(ctx, FetchRequest{Topic: topic, Partition: p, Offset: offset, MaxBytes: maxBytes, ReadCommitted: committed})
+	return kafka.IsolatedRead{ReadResult: kafka.ReadResult{Batches: r.Batches, LogStart: r.LogStartOffset, HighWatermark: r.HighWatermark},
+		LastStableOffset: r.LastStableOffset, Aborted: r.Aborted}, err
+}
+
+// StableOffset implements kafka.TxnBackend: the partition's last stable offset,
+// from its writer on this node (NOT_LEADER_OR_FOLLOWER elsewhere).
+func (b *kafkaBackend) StableOffset(ctx context.Context, topic string, p int32) (int64, error) {
+	_, offs, err := b.offsets(ctx, topic, p)
+	if err != nil {
+		return -1, err
+	}
+	lso, _, err := b.n.Writers().Stable(topic, p, offs.HighWatermark, offs.LogStart)
+	if err != nil {
+		return -1, err
+	}
+	return min(lso, offs.HighWatermark), nil
+}

@@ -1,0 +1,33 @@
+package server
+
+import (
+	"context"
+
+	"github.com/qxd-io/qxd/semantics"
+)
+
+// DecideEndAndHalt stores the decision to commit or abort the transaction of id
+// and stops the coordinator's background work, as a coordinator whose node died
+// right after storing the decision leaves the transaction: decided, no marker
+// written. The node's requests still reach the halted coordinator.
+func (t *Transactions) DecideEndAndHalt(ctx context.Context, id string, pid int64, epoch int16, commit bool) error {
+	c, err := t.current()
+	if err != nil {
+		return err
+	}
+	c.close()
+	e, err := c.existing(id)
+	if err != nil {
+		return err
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if err := checkLocked(e, pid, epoch); err != nil {
+		return err
+	}
+	e.rec.State = semantics.TxnPrepareAbort
+	if commit {
+		e.rec.State = semantics.TxnPrepareCommit
+	}
+	return c.saveLocked(ctx, e)
+}
