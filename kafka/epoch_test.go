@@ -160,7 +160,7 @@ func TestKafkaLeaderEpochs(t *testing.T) {
 	fetch := kmsg.NewPtrFetchRequest()
 	fetch.Version, fetch.MaxWaitMillis, fetch.MaxBytes = 12, 0, 1<<20
 	ft := kmsg.NewFetchRequestTopic()
-	ft.Topic = "epochs"
+	ft.Topic, ft.TopicID = "epochs", topicID(t, ctx, cl, "epochs")
 	fp := kmsg.NewFetchRequestTopicPartition()
 	fp.Partition, fp.CurrentLeaderEpoch, fp.PartitionMaxBytes = 0, e1, 1<<20
 	ft.Partitions = append(ft.Partitions, fp)

@@ -39,6 +39,7 @@ type kafkaBackend struct {
 
 	infoSub  *nats.Subscription
 	epochSub *nats.Subscription
+	reads    kafkaReads // where partitions' last fetches ended
 	mu       sync.Mutex
 	addrs    map[string]kafka.Broker // other nodes' Kafka addresses, by name
 }
@@ -430,12 +431,6 @@ func (b *kafkaBackend) Offsets(ctx context.Context, topic string, p int32) (int6
 		return -1, -1, err
 	}
 	return offs.LogStart, offs.HighWatermark, nil
-}
-
-// Read implements kafka.Backend through the node's fetch service.
-func (b *kafkaBackend) Read(ctx context.Context, topic string, p int32, offset int64, maxBytes int) (kafka.ReadResult, error) {
-	r, err := b.n.Fetcher().Fetch(ctx, FetchRequest{Topic: topic, Partition: p, Offset: offset, MaxBytes: maxBytes})
-	return kafka.ReadResult{Batches: r.Batches, LogStart: r.LogStartOffset, HighWatermark: r.HighWatermark}, err
 }
 
 // OffsetForTime implements kafka.Backend.
