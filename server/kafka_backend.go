@@ -293,7 +293,9 @@ func (b *kafkaBackend) EpochEnd(ctx context.Context, topic string, p int32, epoc
 	if !b.n.isStreamLeader(stream) {
 		return -1, -1, semantics.Errorf(semantics.ErrNotLeader, "partition %s is led by another node", semantics.PartitionString(topic, p))
 	}
-	r, offs, err := b.offsets(ctx, topic, p)
+	// The leader's own view: a replica's may end before what consumers already
+	// read, which they would take for a truncated log.
+	r, offs, err := b.offsetsFrom(ctx, topic, p, false)
 	if err != nil {
 		return -1, -1, err
 	}
@@ -412,11 +414,17 @@ func (b *kafkaBackend) Append(ctx context.Context, topic string, p int32, batch 
 // offsets reads a partition's offsets (from the stream leader's view) and returns
 // its reader for direct reads.
 func (b *kafkaBackend) offsets(ctx context.Context, topic string, p int32) (*partition.Reader, partition.Offsets, error) {
+	return b.offsetsFrom(ctx, topic, p, true)
+}
+
+// offsetsFrom is offsets with direct reads (any replica answers, possibly a
+// little behind) or, without, reads answered by the stream's leader.
+func (b *kafkaBackend) offsetsFrom(ctx context.Context, topic string, p int32, direct bool) (*partition.Reader, partition.Offsets, error) {
 	t, err := b.partition(ctx, topic, p)
 	if err != nil {
 		return nil, partition.Offsets{}, err
 	}
-	r := partition.NewReader(b.nc, topic, p, true)
+	r := partition.NewReader(b.nc, topic, p, direct)
 	offs, err := r.ReadOffsets(ctx, func(ctx context.Context) (int64, error) {
 		ck, err := b.n.admin.meta.getCheckpoint(ctx, t.ID, p)
 		return ck.Next, err

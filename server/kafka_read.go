@@ -79,7 +79,11 @@ func (b *kafkaBackend) Read(ctx context.Context, topic string, p int32, offset i
 		return kafka.ReadResult{}, err
 	}
 	part := semantics.PartitionString(topic, p)
-	r, offs, err := b.offsets(ctx, topic, p)
+	// The leader's offsets, as the fetch service reads them: a replica's high
+	// watermark may be below what a consumer already read, which would be answered
+	// OFFSET_OUT_OF_RANGE. The batches may come from any replica (direct gets): one
+	// a little behind answers fewer of them.
+	r, offs, err := b.offsetsFrom(ctx, topic, p, false)
 	if err != nil {
 		return kafka.ReadResult{}, fmt.Errorf("fetch %s: read its offsets: %w", part, err)
 	}
