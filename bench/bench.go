@@ -28,10 +28,13 @@ import (
 // the raw side, to embedded nodes it started (removed on Close) or to a running
 // cluster.
 type Env struct {
-	Nodes  []*server.Node // embedded nodes; empty against a running cluster
-	Client *qxd.Client
-	NC     *nats.Conn
-	JS     jetstream.JetStream
+	Nodes []*server.Node // embedded nodes; empty against a running cluster
+	// KafkaAddrs are the nodes' Kafka listener addresses, for the Kafka-protocol
+	// side (Config.CompareKafka); embedded nodes listen on free loopback ports.
+	KafkaAddrs []string
+	Client     *qxd.Client
+	NC         *nats.Conn
+	JS         jetstream.JetStream
 	// Sync is the nodes' sync mode as cluster info reports it: "always", an
 	// interval such as "2m", or each node's when they differ ("n1 always, n2 1s").
 	// Both sides of a run use the same nodes, so the same mode.
@@ -73,6 +76,7 @@ func NewClusterEnv(ctx context.Context, n int, opts ...EnvOption) (*Env, error) 
 		cfg.Name = fmt.Sprintf("bench%d", i+1)
 		cfg.DataDir = dir
 		cfg.Listen = "127.0.0.1:0"
+		cfg.KafkaListen = "127.0.0.1:0"
 		if n > 1 {
 			addr, err := freeAddr()
 			if err != nil {
@@ -115,6 +119,7 @@ func NewClusterEnv(ctx context.Context, n int, opts ...EnvOption) (*Env, error) 
 	var urls []string
 	for _, nd := range e.Nodes {
 		urls = append(urls, nd.ClientURL())
+		e.KafkaAddrs = append(e.KafkaAddrs, nd.KafkaAddr())
 	}
 	if err := e.connect(ctx, strings.Join(urls, ",")); err != nil {
 		e.Close()
@@ -277,6 +282,9 @@ type Config struct {
 	Topic string
 	// CompareRaw also runs the raw JetStream equivalent, after qxd.
 	CompareRaw bool
+	// CompareKafka also runs the workload through the nodes' Kafka listeners with
+	// franz-go (a Kafka client), after qxd: produce and consume modes.
+	CompareKafka bool
 	// Interval is the throughput series' resolution. Default 100ms.
 	Interval time.Duration
 	// Progress, when set, is called about once a second while a side runs.
@@ -362,13 +370,15 @@ func (c Config) withDefaults() (Config, error) {
 		return c, fmt.Errorf("bench: partitions %d: use at least 1", c.Partitions)
 	case c.Rate < 0:
 		return c, fmt.Errorf("bench: rate %d is negative", c.Rate)
+	case c.CompareKafka && c.Mode != ModeProduce && c.Mode != ModeConsume:
+		return c, fmt.Errorf("bench: the Kafka-protocol side runs in produce and consume modes, not %s", c.Mode)
 	}
 	return c, nil
 }
 
 // Measure is one side's result.
 type Measure struct {
-	System  string        `json:"system"` // qxd, raw (ordered consumers) or raw-pull
+	System  string        `json:"system"` // qxd, kafka, raw (ordered consumers) or raw-pull
 	Records int64         `json:"records"`
 	Bytes   int64         `json:"bytes"` // value bytes moved
 	Elapsed time.Duration `json:"-"`
@@ -407,6 +417,7 @@ type Result struct {
 	// Sync is the nodes' sync mode (Env.Sync), the same for both sides.
 	Sync    string
 	Qxd     *Measure
+	Kafka   *Measure // through the Kafka listener (CompareKafka)
 	Raw     *Measure // ordered consumers in consume modes
 	RawPull *Measure // consume modes: a durable pull consumer with cumulative acks
 }
@@ -417,6 +428,24 @@ func (r *Result) Ratio() float64 {
 		return 0
 	}
 	return r.Qxd.PerSec() / r.Raw.PerSec()
+}
+
+// KafkaRatio is the Kafka-protocol side's records per second over raw's, or 0
+// without both.
+func (r *Result) KafkaRatio() float64 {
+	if r.Kafka == nil || r.Raw == nil || r.Raw.PerSec() == 0 {
+		return 0
+	}
+	return r.Kafka.PerSec() / r.Raw.PerSec()
+}
+
+// KafkaSDKRatio is the Kafka-protocol side's records per second over qxd's SDK
+// side's, or 0 without the Kafka side.
+func (r *Result) KafkaSDKRatio() float64 {
+	if r.Kafka == nil || r.Qxd.PerSec() == 0 {
+		return 0
+	}
+	return r.Kafka.PerSec() / r.Qxd.PerSec()
 }
 
 // Progress is a side's state while it runs.
@@ -454,6 +483,16 @@ func Run(ctx context.Context, e *Env, c Config) (*Result, error) {
 	}
 	if err != nil {
 		return nil, fmt.Errorf("qxd %s: %w", c.Mode, err)
+	}
+	if c.CompareKafka {
+		if c.Mode == ModeProduce {
+			res.Kafka, err = e.kafkaProduceRun(ctx, c)
+		} else {
+			res.Kafka, err = e.kafkaConsumeRun(ctx, c)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("kafka %s: %w", c.Mode, err)
+		}
 	}
 	if !c.CompareRaw {
 		return res, nil

@@ -293,3 +293,46 @@ func TestProduceTimesAWarmTopic(t *testing.T) {
 		t.Errorf("timed records: qxd %d, raw %d, want 2000 each (warm-up records not counted)", r.Qxd.Records, r.Raw.Records)
 	}
 }
+
+// TestRunKafkaSide: with CompareKafka, produce and consume also run through the
+// node's Kafka listener with franz-go, moving every record, and the ratios are the
+// Kafka side's rate over raw's and over the SDK's; other modes refuse it.
+func TestRunKafkaSide(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	e, err := bench.NewEnv(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	for _, c := range []bench.Config{
+		{Mode: bench.ModeProduce, Records: 3000, Partitions: 3, Producers: 2, Compression: qxd.CompressionLZ4},
+		{Mode: bench.ModeConsume, Records: 3000, Partitions: 3, Consumers: 2},
+	} {
+		t.Run(string(c.Mode), func(t *testing.T) {
+			c.CompareRaw, c.CompareKafka = true, true
+			r, err := bench.Run(ctx, e, c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			s := r.Summary()
+			if r.Kafka == nil || r.Kafka.Records != int64(c.Records) {
+				t.Fatalf("kafka side moved %+v records, want %d", r.Kafka, c.Records)
+			}
+			if want := s.KafkaPerSec / s.RawMsgsPerSec; s.KafkaPerSec <= 0 || math.Abs(s.KafkaRatio-want) > 0.01*want {
+				t.Errorf("kafka ratio %v, want kafka_msgs_per_sec/raw_msgs_per_sec = %v", s.KafkaRatio, want)
+			}
+			if want := s.KafkaPerSec / s.MsgsPerSec; math.Abs(s.KafkaSDKRatio-want) > 0.01*want {
+				t.Errorf("kafka/sdk ratio %v, want %v", s.KafkaSDKRatio, want)
+			}
+			var out strings.Builder
+			r.WriteText(&out)
+			if !strings.Contains(out.String(), "kafka ÷ qxd") {
+				t.Errorf("summary has no kafka line:\n%s", out.String())
+			}
+		})
+	}
+	if _, err := bench.Run(ctx, e, bench.Config{Mode: bench.ModeGroup, Records: 10, CompareKafka: true}); err == nil {
+		t.Error("group mode ran a Kafka side: want an error saying it runs in produce and consume modes")
+	}
+}

@@ -44,6 +44,12 @@ type Summary struct {
 	RawMax         *float64 `json:"raw_max_ms,omitempty"`
 	RawStoredBytes int64    `json:"raw_stored_bytes,omitempty"`
 	RawPullPerSec  float64  `json:"raw_pull_msgs_per_sec,omitempty"`
+	KafkaPerSec    float64  `json:"kafka_msgs_per_sec,omitempty"`
+	KafkaMBPerSec  float64  `json:"kafka_mb_per_sec,omitempty"`
+	KafkaP50       *float64 `json:"kafka_p50_ms,omitempty"`
+	KafkaP99       *float64 `json:"kafka_p99_ms,omitempty"`
+	KafkaRatio     float64  `json:"kafka_ratio,omitempty"`
+	KafkaSDKRatio  float64  `json:"kafka_sdk_ratio,omitempty"`
 	Ratio          float64  `json:"ratio,omitempty"`
 	PullRatio      float64  `json:"pull_ratio,omitempty"`
 }
@@ -74,6 +80,15 @@ func (r *Result) Summary() Summary {
 			s.RawP50, s.RawP99, s.RawP999, s.RawMax = &p50, &p99, &p999, &mx
 		}
 	}
+	if k := r.Kafka; k != nil {
+		s.KafkaPerSec, s.KafkaMBPerSec = round(k.PerSec()), round(k.MBPerSec())
+		s.KafkaRatio, s.KafkaSDKRatio = round(r.KafkaRatio()), round(r.KafkaSDKRatio())
+		if k.Latency != nil {
+			l := k.Latency.Summary()
+			p50, p99 := round(l.P50), round(l.P99)
+			s.KafkaP50, s.KafkaP99 = &p50, &p99
+		}
+	}
 	if r.RawPull != nil && r.RawPull.PerSec() > 0 {
 		s.RawPullPerSec = round(r.RawPull.PerSec())
 		s.PullRatio = round(q.PerSec() / r.RawPull.PerSec())
@@ -98,7 +113,7 @@ func (r *Result) WriteText(w io.Writer) {
 	}
 	fmt.Fprintln(w)
 	fmt.Fprintf(w, "%-9s %12s %10s %10s %10s %10s %10s %14s\n", "", "records/s", "MB/s", "p50 ms", "p99 ms", "p99.9 ms", "max ms", "stored bytes")
-	for _, m := range []*Measure{r.Qxd, r.Raw, r.RawPull} {
+	for _, m := range []*Measure{r.Qxd, r.Kafka, r.Raw, r.RawPull} {
 		if m == nil {
 			continue
 		}
@@ -122,12 +137,25 @@ func (r *Result) WriteText(w io.Writer) {
 		}
 		fmt.Fprintln(w)
 	}
+	if r.Kafka != nil {
+		fmt.Fprintf(w, "kafka ÷ qxd: %.2f×", r.KafkaSDKRatio())
+		if r.Raw != nil {
+			fmt.Fprintf(w, ", kafka ÷ raw: %.2f×", r.KafkaRatio())
+		}
+		fmt.Fprintln(w)
+	}
 	var notes []string
 	switch c.Mode {
 	case ModeProduce:
 		notes = append(notes, "latency: produce to acknowledgement")
+		if r.Kafka != nil {
+			notes = append(notes, "kafka: franz-go through the nodes' Kafka listeners, same acks, linger, batch size (at most 1MiB) and codec")
+		}
 	case ModeConsume, ModeGroup:
 		notes = append(notes, "records were stored before the timed read; raw: one ordered consumer per stream, raw-pull: durable pull consumers acking every 1000")
+		if r.Kafka != nil {
+			notes = append(notes, "kafka: franz-go consumers assigned the partitions, through the nodes' Kafka listeners")
+		}
 	case ModeE2E:
 		notes = append(notes, "latency: from produce to consume of each record")
 	}

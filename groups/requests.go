@@ -21,6 +21,7 @@ type JoinRequest struct {
 	// InstanceID makes the member static (Kafka's group.instance.id).
 	InstanceID       string        `json:"instance_id,omitempty"`
 	ClientID         string        `json:"client_id,omitempty"`
+	ClientHost       string        `json:"client_host,omitempty"` // the member's address, as Kafka shows it ("/127.0.0.1")
 	SessionTimeout   time.Duration `json:"session_timeout"`
 	RebalanceTimeout time.Duration `json:"rebalance_timeout"`
 	ProtocolType     string        `json:"protocol_type"`
@@ -124,6 +125,7 @@ type MemberDescription struct {
 	MemberID   string                     `json:"member_id"`
 	InstanceID string                     `json:"instance_id,omitempty"`
 	ClientID   string                     `json:"client_id,omitempty"`
+	ClientHost string                     `json:"client_host,omitempty"`
 	Partitions []semantics.TopicPartition `json:"partitions"`
 	// SessionTimeout is how long the member stays in the group without a
 	// heartbeat; a static member that stopped stays that long.

@@ -21,6 +21,7 @@ func handleProduce(ctx context.Context, c *conn, kreq kmsg.Request) func() kmsg.
 	req := kreq.(*kmsg.ProduceRequest)
 	resp := req.ResponseKind().(*kmsg.ProduceResponse)
 	type pending struct {
+		topic string
 		p     *kmsg.ProduceResponseTopicPartition
 		waits []func() (AppendResult, error)
 	}
@@ -53,7 +54,7 @@ func handleProduce(ctx context.Context, c *conn, kreq kmsg.Request) func() kmsg.
 			for _, b := range batches {
 				waits = append(waits, c.b.Append(ctx, t.Topic, tp.Partition, b, req.Acks))
 			}
-			all = append(all, pending{p: rp, waits: waits})
+			all = append(all, pending{topic: t.Topic, p: rp, waits: waits})
 		}
 		resp.Topics = append(resp.Topics, rt)
 	}
@@ -77,7 +78,55 @@ func handleProduce(ctx context.Context, c *conn, kreq kmsg.Request) func() kmsg.
 				}
 			}
 		}
+		if req.Version >= 10 {
+			var moved []*kmsg.ProduceResponseTopicPartition
+			var topics []string
+			for _, pd := range all {
+				if pd.p.ErrorCode == semantics.ErrNotLeader.Code {
+					moved = append(moved, pd.p)
+					topics = append(topics, pd.topic)
+				}
+			}
+			if len(moved) > 0 {
+				leaderHints(ctx, c, resp, moved, topics)
+			}
+		}
 		return resp
+	}
+}
+
+// leaderHints tells a producer sent NOT_LEADER_OR_FOLLOWER where each partition's
+// leader is now, with its address (KIP-951, Produce v10), so that it can go there
+// without reading the metadata first.
+func leaderHints(ctx context.Context, c *conn, resp *kmsg.ProduceResponse, moved []*kmsg.ProduceResponseTopicPartition, topics []string) {
+	cl, err := c.b.Cluster(ctx, topics)
+	if err != nil {
+		return // the client reads the metadata, as before v10
+	}
+	brokers := map[int32]Broker{}
+	for _, b := range cl.Brokers {
+		brokers[b.ID] = b
+	}
+	told := map[int32]bool{}
+	for i, rp := range moved {
+		for _, t := range cl.Topics {
+			if t.Name != topics[i] {
+				continue
+			}
+			for _, pi := range t.Partitions {
+				b, ok := brokers[pi.Leader]
+				if pi.Partition != rp.Partition || !ok {
+					continue
+				}
+				rp.CurrentLeader.LeaderID, rp.CurrentLeader.LeaderEpoch = pi.Leader, pi.LeaderEpoch
+				if !told[b.ID] {
+					told[b.ID] = true
+					rb := kmsg.NewProduceResponseBroker()
+					rb.NodeID, rb.Host, rb.Port = b.ID, b.Host, b.Port
+					resp.Brokers = append(resp.Brokers, rb)
+				}
+			}
+		}
 	}
 }
 

@@ -22,7 +22,7 @@ func handleJoinGroup(ctx context.Context, c *conn, kreq kmsg.Request) func() kms
 		if req.Version == 0 {
 			rebalance = req.SessionTimeoutMillis
 		}
-		jr := groups.JoinRequest{Group: req.Group, MemberID: req.MemberID, ClientID: c.clientID,
+		jr := groups.JoinRequest{Group: req.Group, MemberID: req.MemberID, ClientID: c.clientID, ClientHost: c.clientHost(),
 			SessionTimeout:   time.Duration(req.SessionTimeoutMillis) * time.Millisecond,
 			RebalanceTimeout: time.Duration(rebalance) * time.Millisecond,
 			ProtocolType:     req.ProtocolType}

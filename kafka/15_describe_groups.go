@@ -32,7 +32,7 @@ func handleDescribeGroups(ctx context.Context, c *conn, kreq kmsg.Request) func(
 				rg.State, rg.ProtocolType, rg.Protocol = string(d.State), d.ProtocolType, d.Protocol
 				for _, m := range d.Members {
 					rm := kmsg.NewDescribeGroupsResponseGroupMember()
-					rm.MemberID, rm.ClientID = m.MemberID, m.ClientID
+					rm.MemberID, rm.ClientID, rm.ClientHost = m.MemberID, m.ClientID, m.ClientHost
 					if m.InstanceID != "" {
 						iid := m.InstanceID
 						rm.InstanceID = &iid

@@ -34,6 +34,15 @@ func saslOpen(key int16) bool {
 	return key == 17 || key == 18 || key == 36 // SaslHandshake, ApiVersions, SaslAuthenticate
 }
 
+// clientHost is the client's address as Kafka's DescribeGroups shows it:
+// "/" and the IP address.
+func (c *conn) clientHost() string {
+	if a, ok := c.nc.RemoteAddr().(*net.TCPAddr); ok {
+		return "/" + a.IP.String()
+	}
+	return "/" + c.nc.RemoteAddr().String()
+}
+
 // secureTransport reports whether a password may cross c: over TLS, or from this
 // machine (loopback).
 func (c *conn) secureTransport() bool {

@@ -100,8 +100,16 @@ func TestKafkaCluster(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if code := resp.(*kmsg.ProduceResponse).Topics[0].Partitions[0].ErrorCode; code != kerr.NotLeaderForPartition.Code {
+		pr := resp.(*kmsg.ProduceResponse)
+		if code := pr.Topics[0].Partitions[0].ErrorCode; code != kerr.NotLeaderForPartition.Code {
 			t.Fatalf("produce to partition %d on a node that does not lead it: code %d, want NOT_LEADER_OR_FOLLOWER", p.Partition, code)
+		}
+		// Produce v10 (KIP-951): the answer names the leader and its address.
+		if cur := pr.Topics[0].Partitions[0].CurrentLeader; cur.LeaderID != p.Leader || cur.LeaderEpoch != p.LeaderEpoch {
+			t.Errorf("NOT_LEADER_OR_FOLLOWER names leader %d epoch %d, want %d epoch %d", cur.LeaderID, cur.LeaderEpoch, p.Leader, p.LeaderEpoch)
+		}
+		if len(pr.Brokers) != 1 || pr.Brokers[0].NodeID != p.Leader {
+			t.Errorf("NOT_LEADER_OR_FOLLOWER gives brokers %+v, want the leader %d with its address", pr.Brokers, p.Leader)
 		}
 		break
 	}

@@ -2,6 +2,7 @@ package kafka_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -160,7 +161,7 @@ func TestKafkaLeaderEpochs(t *testing.T) {
 	fetch := kmsg.NewPtrFetchRequest()
 	fetch.Version, fetch.MaxWaitMillis, fetch.MaxBytes = 12, 0, 1<<20
 	ft := kmsg.NewFetchRequestTopic()
-	ft.Topic = "epochs"
+	ft.Topic, ft.TopicID = "epochs", topicID(t, ctx, cl, "epochs")
 	fp := kmsg.NewFetchRequestTopicPartition()
 	fp.Partition, fp.CurrentLeaderEpoch, fp.PartitionMaxBytes = 0, e1, 1<<20
 	ft.Partitions = append(ft.Partitions, fp)
@@ -207,5 +208,83 @@ func TestKafkaLeaderEpochSingleNode(t *testing.T) {
 	}
 	if code, e, end := epochEnd(t, ctx, cl, leader, "one", 0, 0); code != 0 || e != 0 || end != 3 {
 		t.Fatalf("OffsetForLeaderEpoch(0) = code %d, epoch %d, end %d; want 0, 0, 3", code, e, end)
+	}
+}
+
+// TestKafkaLeaderChangeUnderLoad: while franz-go produces and consumes, the
+// partition's leader steps down twice; the clients follow the new leaders (the
+// consumer validating its position with OffsetForLeaderEpoch, as KIP-320
+// clients do), every acknowledged record is read once, in order, and no client
+// reports data loss.
+func TestKafkaLeaderChangeUnderLoad(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a 3-node cluster")
+	}
+	cfgs := qxdtest.ClusterConfigs(t, 3)
+	for i := range cfgs {
+		cfgs[i].KafkaListen = "127.0.0.1:0"
+	}
+	nodes := qxdtest.StartCluster(t, cfgs)
+	c := qxdtest.Connect(t, nodes[0])
+	qxdtest.CreateTopic(t, c, "moving", qxd.TopicConfig{Partitions: 1, Replicas: 3})
+	ctx := ctxFor(t, 120*time.Second)
+	_, e0 := partitionEpoch(t, ctx, nodes, "moving", 0)
+
+	prod := kafkaClient(t, nodes[0], kgo.DefaultProduceTopic("moving"))
+	cons := kafkaClient(t, nodes[1], kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{"moving": {0: kgo.NewOffset().AtStart()}}))
+	nc, err := nats.Connect(nodes[2].ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+
+	acked := make(chan int64, 10000)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; i < 600; i++ {
+			r := &kgo.Record{Value: fmt.Appendf(nil, "v%d", i)}
+			if err := prod.ProduceSync(ctx, r).FirstErr(); err != nil {
+				t.Errorf("produce %d: %v", i, err)
+				return
+			}
+			acked <- r.Offset
+			if i == 200 || i == 400 {
+				if _, err := nc.RequestWithContext(ctx, semantics.Subject(semantics.JSStreamLeaderStepDownPrefix, semantics.StreamName("moving", 0)), nil); err != nil {
+					t.Errorf("step down: %v", err)
+				}
+			}
+		}
+	}()
+	next := int64(0)
+	for next < 600 {
+		fs := cons.PollFetches(ctx)
+		if ctx.Err() != nil {
+			t.Fatalf("read %d of 600 records", next)
+		}
+		fs.EachError(func(_ string, _ int32, err error) {
+			var loss *kgo.ErrDataLoss
+			if errors.As(err, &loss) {
+				t.Fatalf("the consumer reports data loss: %v", err)
+			}
+		})
+		fs.EachRecord(func(r *kgo.Record) {
+			if r.Offset != next || string(r.Value) != fmt.Sprintf("v%d", next) {
+				t.Fatalf("read %s at %d, want v%d at %d", r.Value, r.Offset, next, next)
+			}
+			next++
+		})
+	}
+	<-done
+	close(acked)
+	n := int64(0)
+	for o := range acked {
+		if o != n {
+			t.Fatalf("acknowledged offset %d, want %d", o, n)
+		}
+		n++
+	}
+	if _, e := partitionEpoch(t, ctx, nodes, "moving", e0); e <= e0 {
+		t.Fatalf("epoch %d after two step-downs, want above %d", e, e0)
 	}
 }

@@ -1,6 +1,7 @@
 package kafka_test
 
 import (
+	"context"
 	"testing"
 	"time"
 
@@ -13,6 +14,17 @@ import (
 	"github.com/qxd-io/qxd/internal/qxdtest"
 )
 
+// topicID is topic's id as Metadata gives it: franz-go sends Fetch v13, which
+// names topics by id, to a listener that takes it.
+func topicID(t *testing.T, ctx context.Context, cl *kgo.Client, topic string) [16]byte {
+	t.Helper()
+	md, err := kadm.NewClient(cl).Metadata(ctx, topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return md.Topics[topic].ID
+}
+
 // TestKafkaFetchByTopicID: Fetch v13 names topics by id: the topic's records come
 // back under its id, and an unknown id is UNKNOWN_TOPIC_ID.
 func TestKafkaFetchByTopicID(t *testing.T) {
@@ -23,11 +35,7 @@ func TestKafkaFetchByTopicID(t *testing.T) {
 	if err := cl.ProduceSync(ctx, &kgo.Record{Value: []byte("v")}).FirstErr(); err != nil {
 		t.Fatal(err)
 	}
-	md, err := kadm.NewClient(cl).Metadata(ctx, "by-id")
-	if err != nil {
-		t.Fatal(err)
-	}
-	id := md.Topics["by-id"].ID
+	id := topicID(t, ctx, cl, "by-id")
 	for _, tc := range []struct {
 		name string
 		id   [16]byte

@@ -94,6 +94,9 @@ func TestKafkaGroupSharesCoordinator(t *testing.T) {
 				assigned += len(tp.Partitions)
 			}
 		}
+		if m.ClientHost != "/127.0.0.1" {
+			t.Errorf("DescribeGroups: member %s has client host %q, want /127.0.0.1 (its address, as Kafka gives it)", m.MemberID, m.ClientHost)
+		}
 	}
 	if g.State != "Stable" || len(g.Members) != 2 || assigned != 3 {
 		t.Errorf("DescribeGroups: state %s, %d members, %d partitions assigned; want Stable, 2, 3", g.State, len(g.Members), assigned)

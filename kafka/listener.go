@@ -476,7 +476,7 @@ func (c *conn) queueNow(h header, resp kmsg.Response) {
 // response header is always v0 so that any client can read it.
 func frame(h header, resp kmsg.Response) []byte {
 	resp.SetVersion(h.version)
-	b := make([]byte, 8, 256)
+	b := make([]byte, 8, 256+sizeHint(resp))
 	binary.BigEndian.PutUint32(b[4:], uint32(h.correlationID))
 	if resp.IsFlexible() && h.key != kmsg.ApiVersions.Int16() {
 		b = append(b, 0)
@@ -484,6 +484,22 @@ func frame(h header, resp kmsg.Response) []byte {
 	b = resp.AppendTo(b)
 	binary.BigEndian.PutUint32(b, uint32(len(b)-4))
 	return b
+}
+
+// sizeHint is the bytes of record batches a response carries, so that framing a
+// large fetch answer does not grow its buffer step by step.
+func sizeHint(resp kmsg.Response) int {
+	f, ok := resp.(*kmsg.FetchResponse)
+	if !ok {
+		return 0
+	}
+	n := 0
+	for _, t := range f.Topics {
+		for _, p := range t.Partitions {
+			n += len(p.RecordBatches) + 64
+		}
+	}
+	return n
 }
 
 // ready returns a second stage that answers resp.

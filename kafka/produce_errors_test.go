@@ -131,11 +131,12 @@ func TestFetchLongPoll(t *testing.T) {
 	qxdtest.CreateTopic(t, c, "poll", qxd.TopicConfig{})
 	cl := kafkaClient(t, n)
 	ctx := ctxFor(t, 30*time.Second)
+	id := topicID(t, ctx, cl, "poll")
 	fetch := func(offset int64, wait int32) (*kmsg.FetchResponseTopicPartition, time.Duration) {
 		req := kmsg.NewPtrFetchRequest()
 		req.Version, req.MaxWaitMillis, req.MinBytes, req.MaxBytes = 12, wait, 1, 1<<20
 		rt := kmsg.NewFetchRequestTopic()
-		rt.Topic = "poll"
+		rt.Topic, rt.TopicID = "poll", id
 		rp := kmsg.NewFetchRequestTopicPartition()
 		rp.Partition, rp.FetchOffset, rp.PartitionMaxBytes = 0, offset, 1<<20
 		rt.Partitions = append(rt.Partitions, rp)

@@ -22,7 +22,7 @@ var apis map[int16]api
 
 func init() {
 	apis = map[int16]api{
-		kmsg.Produce.Int16():                 {3, 9, handleProduce},
+		kmsg.Produce.Int16():                 {3, 10, handleProduce},
 		kmsg.Fetch.Int16():                   {4, 13, handleFetch},
 		kmsg.ListOffsets.Int16():             {1, 6, handleListOffsets},
 		kmsg.Metadata.Int16():                {0, 12, handleMetadata},

@@ -65,3 +65,38 @@ func TestFindOffset(t *testing.T) {
 		}
 	}
 }
+
+func TestFindLeaderEpoch(t *testing.T) {
+	t.Parallel()
+	// Batches stamped -1 (before epochs were stamped), then epochs 3, 3, 5, 8, with
+	// sequence 4 removed.
+	log := logSource{
+		1: {BaseOffset: 0, LeaderEpoch: -1},
+		2: {BaseOffset: 5, LeaderEpoch: 3},
+		3: {BaseOffset: 10, LeaderEpoch: 3},
+		5: {BaseOffset: 20, LeaderEpoch: 5},
+		6: {BaseOffset: 25, LeaderEpoch: 8},
+	}
+	for _, tc := range []struct {
+		epoch       int32
+		below       uint64
+		found       bool
+		above       uint64
+		next        bool
+		description string
+	}{
+		{-2, 0, false, 1, true, "before every batch"},
+		{2, 1, true, 2, true, "between the unstamped batches and epoch 3"},
+		{3, 3, true, 5, true, "epoch 3 ends where epoch 5 begins"},
+		{4, 3, true, 5, true, "an epoch that wrote nothing: the one before it"},
+		{5, 5, true, 6, true, "epoch 5"},
+		{8, 6, true, 0, false, "the last epoch: nothing after it"},
+		{9, 6, true, 0, false, "past the last"},
+	} {
+		below, found, above, next, err := semantics.FindLeaderEpoch(context.Background(), log, 1, 6, tc.epoch)
+		if err != nil || below != tc.below || found != tc.found || above != tc.above || next != tc.next {
+			t.Errorf("%s: FindLeaderEpoch(%d) = %d %v, %d %v, %v; want %d %v, %d %v", tc.description, tc.epoch,
+				below, found, above, next, err, tc.below, tc.found, tc.above, tc.next)
+		}
+	}
+}

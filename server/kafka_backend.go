@@ -39,6 +39,7 @@ type kafkaBackend struct {
 
 	infoSub  *nats.Subscription
 	epochSub *nats.Subscription
+	reads    kafkaReads // where partitions' last fetches ended
 	mu       sync.Mutex
 	addrs    map[string]kafka.Broker // other nodes' Kafka addresses, by name
 }
@@ -292,7 +293,9 @@ func (b *kafkaBackend) EpochEnd(ctx context.Context, topic string, p int32, epoc
 	if !b.n.isStreamLeader(stream) {
 		return -1, -1, semantics.Errorf(semantics.ErrNotLeader, "partition %s is led by another node", semantics.PartitionString(topic, p))
 	}
-	r, offs, err := b.offsets(ctx, topic, p)
+	// The leader's own view: a replica's may end before what consumers already
+	// read, which they would take for a truncated log.
+	r, offs, err := b.offsetsFrom(ctx, topic, p, false)
 	if err != nil {
 		return -1, -1, err
 	}
@@ -411,11 +414,17 @@ func (b *kafkaBackend) Append(ctx context.Context, topic string, p int32, batch 
 // offsets reads a partition's offsets (from the stream leader's view) and returns
 // its reader for direct reads.
 func (b *kafkaBackend) offsets(ctx context.Context, topic string, p int32) (*partition.Reader, partition.Offsets, error) {
+	return b.offsetsFrom(ctx, topic, p, true)
+}
+
+// offsetsFrom is offsets with direct reads (any replica answers, possibly a
+// little behind) or, without, reads answered by the stream's leader.
+func (b *kafkaBackend) offsetsFrom(ctx context.Context, topic string, p int32, direct bool) (*partition.Reader, partition.Offsets, error) {
 	t, err := b.partition(ctx, topic, p)
 	if err != nil {
 		return nil, partition.Offsets{}, err
 	}
-	r := partition.NewReader(b.nc, topic, p, true)
+	r := partition.NewReader(b.nc, topic, p, direct)
 	offs, err := r.ReadOffsets(ctx, func(ctx context.Context) (int64, error) {
 		ck, err := b.n.admin.meta.getCheckpoint(ctx, t.ID, p)
 		return ck.Next, err
@@ -430,12 +439,6 @@ func (b *kafkaBackend) Offsets(ctx context.Context, topic string, p int32) (int6
 		return -1, -1, err
 	}
 	return offs.LogStart, offs.HighWatermark, nil
-}
-
-// Read implements kafka.Backend through the node's fetch service.
-func (b *kafkaBackend) Read(ctx context.Context, topic string, p int32, offset int64, maxBytes int) (kafka.ReadResult, error) {
-	r, err := b.n.Fetcher().Fetch(ctx, FetchRequest{Topic: topic, Partition: p, Offset: offset, MaxBytes: maxBytes})
-	return kafka.ReadResult{Batches: r.Batches, LogStart: r.LogStartOffset, HighWatermark: r.HighWatermark}, err
 }
 
 // OffsetForTime implements kafka.Backend.

@@ -82,6 +82,10 @@ func benchFlags() []cli.Flag {
 			Usage: "embedded nodes' sync `MODE`, as 'qxd server --sync': always or an interval such as 2m (not with --server)"},
 		&cli.BoolFlag{Name: "compare-raw", EnvVars: []string{"QXD_BENCH_COMPARE_RAW"},
 			Usage: "also run the raw JetStream equivalent and print qxd ÷ raw"},
+		&cli.BoolFlag{Name: "compare-kafka", EnvVars: []string{"QXD_BENCH_COMPARE_KAFKA"},
+			Usage: "also run the workload with a Kafka client (franz-go) through the nodes' Kafka listeners, and print kafka ÷ qxd and kafka ÷ raw (produce and consume)"},
+		&cli.StringFlag{Name: "kafka-brokers", EnvVars: []string{"QXD_BENCH_KAFKA_BROKERS"},
+			Usage: "with --server and --compare-kafka: the nodes' Kafka listener `HOST:PORT`s, comma separated"},
 		&cli.BoolFlag{Name: "warmup", Value: true, EnvVars: []string{"QXD_BENCH_WARMUP"},
 			Usage: "first run the workload once, untimed, on both sides (--warmup=false to skip)"},
 		&cli.BoolFlag{Name: "json", Usage: "print one JSON object instead of the summary"},
@@ -94,9 +98,12 @@ func benchFlags() []cli.Flag {
 func benchConfig(c *cli.Context, mode bench.Mode) (bench.Config, error) {
 	cfg := bench.Config{Mode: mode, Records: c.Int("records"), Duration: c.Duration("duration"),
 		Producers: c.Int("producers"), Consumers: c.Int("consumers"), Rate: c.Int("rate"), Topic: c.String("topic"),
-		CompareRaw: c.Bool("compare-raw"), Warmup: c.Bool("warmup")}
+		CompareRaw: c.Bool("compare-raw"), CompareKafka: c.Bool("compare-kafka"), Warmup: c.Bool("warmup")}
 	if c.Args().Present() {
 		return cfg, fmt.Errorf("qxd bench %s takes no arguments, got %q: give settings as flags", mode, c.Args().First())
+	}
+	if cfg.CompareKafka && mode != bench.ModeProduce && mode != bench.ModeConsume {
+		return cfg, fmt.Errorf("--compare-kafka runs in produce and consume modes, not %s", mode)
 	}
 	if c.IsSet("records") && c.IsSet("duration") {
 		return cfg, fmt.Errorf("--records and --duration both set: give one")
@@ -177,6 +184,15 @@ func (a *app) bench(c *cli.Context, mode bench.Mode) error {
 		env, err = bench.Connect(ctx, c.String("server"))
 		if err != nil {
 			return fmt.Errorf("bench: %w; check --server or QXD_SERVER, or leave both unset to start an embedded node", err)
+		}
+		for _, b := range strings.Split(c.String("kafka-brokers"), ",") {
+			if b = strings.TrimSpace(b); b != "" {
+				env.KafkaAddrs = append(env.KafkaAddrs, b)
+			}
+		}
+		if cfg.CompareKafka && len(env.KafkaAddrs) == 0 {
+			env.Close()
+			return fmt.Errorf("--compare-kafka with --server needs --kafka-brokers: the nodes' Kafka listener addresses (qxd cluster info shows them)")
 		}
 	} else {
 		nodes := 1

@@ -33,7 +33,7 @@ func (c *Coordinator) DescribeGroup(ctx context.Context, id string) (groups.Grou
 		Protocol: g.protocol, Leader: g.leader, Members: []groups.MemberDescription{}}
 	for _, mid := range g.sortedMemberIDs() {
 		m := g.members[mid]
-		md := groups.MemberDescription{MemberID: m.MemberID, InstanceID: m.InstanceID, ClientID: m.ClientID,
+		md := groups.MemberDescription{MemberID: m.MemberID, InstanceID: m.InstanceID, ClientID: m.ClientID, ClientHost: m.ClientHost,
 			Partitions: []semantics.TopicPartition{}, SessionTimeout: m.SessionTimeout}
 		if a, err := groups.DecodeAssignment(m.Assignment); err == nil && a.Partitions != nil {
 			md.Partitions = a.Partitions

@@ -110,7 +110,7 @@ func (g *group) joinLocked(req groups.JoinRequest, ch chan joinResult) (groups.J
 	}
 	if req.MemberID == "" {
 		m := &member{MemberState: MemberState{
-			MemberID: newMemberID(req.ClientID), InstanceID: req.InstanceID, ClientID: req.ClientID,
+			MemberID: newMemberID(req.ClientID), InstanceID: req.InstanceID, ClientID: req.ClientID, ClientHost: req.ClientHost,
 			SessionTimeout: req.SessionTimeout, RebalanceTimeout: req.RebalanceTimeout, Protocols: req.Protocols,
 		}, lastSeen: now, leaseEnd: now}
 		g.members[m.MemberID] = m
@@ -171,7 +171,7 @@ func (g *group) staticRejoinLocked(req groups.JoinRequest, oldID string, ch chan
 	old := g.members[oldID]
 	m := &member{MemberState: old.MemberState, lastSeen: now, leaseEnd: now}
 	m.MemberID = newMemberID(req.ClientID)
-	m.ClientID = req.ClientID
+	m.ClientID, m.ClientHost = req.ClientID, req.ClientHost
 	m.SessionTimeout, m.RebalanceTimeout = req.SessionTimeout, req.RebalanceTimeout
 	// The old process may still deliver until its lease ends.
 	if old.leaseEnd.After(now) {

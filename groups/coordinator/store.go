@@ -28,6 +28,7 @@ type MemberState struct {
 	MemberID         string            `json:"member_id"`
 	InstanceID       string            `json:"instance_id,omitempty"`
 	ClientID         string            `json:"client_id,omitempty"`
+	ClientHost       string            `json:"client_host,omitempty"`
 	SessionTimeout   time.Duration     `json:"session_timeout"`
 	RebalanceTimeout time.Duration     `json:"rebalance_timeout"`
 	Protocols        []groups.Protocol `json:"protocols"`

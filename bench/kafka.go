@@ -1,0 +1,238 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/qxd-io/qxd"
+)
+
+// The Kafka-protocol side: franz-go, a Kafka client, through the nodes' Kafka
+// listeners, doing what the qxd side does through the SDK, on a topic of its own
+// made the same way. Produce and consume modes only.
+
+// errNoKafka is CompareKafka without Kafka listener addresses.
+var errNoKafka = errors.New("the Kafka side needs the nodes' Kafka listener addresses (Env.KafkaAddrs)")
+
+// kafkaOpts are the franz-go options of c's producer: acks, linger, batch size and
+// codec as the SDK's producer is given them.
+func kafkaOpts(c Config) ([]kgo.Opt, error) {
+	opts := []kgo.Opt{kgo.ProducerLinger(c.Linger), kgo.ProducerBatchMaxBytes(int32(min(c.BatchBytes, 1<<20))),
+		kgo.MaxBufferedRecords(1 << 20), kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil))}
+	switch c.Acks {
+	case "all":
+		opts = append(opts, kgo.RequiredAcks(kgo.AllISRAcks()))
+	case "leader":
+		opts = append(opts, kgo.RequiredAcks(kgo.LeaderAck()), kgo.DisableIdempotentWrite())
+	case "none":
+		opts = append(opts, kgo.RequiredAcks(kgo.NoAck()), kgo.DisableIdempotentWrite())
+	}
+	switch c.Compression {
+	case qxd.CompressionNone:
+		opts = append(opts, kgo.ProducerBatchCompression(kgo.NoCompression()))
+	case qxd.CompressionGzip:
+		opts = append(opts, kgo.ProducerBatchCompression(kgo.GzipCompression()))
+	case qxd.CompressionSnappy:
+		opts = append(opts, kgo.ProducerBatchCompression(kgo.SnappyCompression()))
+	case qxd.CompressionLZ4:
+		opts = append(opts, kgo.ProducerBatchCompression(kgo.Lz4Compression()))
+	case qxd.CompressionZstd:
+		opts = append(opts, kgo.ProducerBatchCompression(kgo.ZstdCompression()))
+	default:
+		return nil, fmt.Errorf("compression %v has no franz-go codec", c.Compression)
+	}
+	return opts, nil
+}
+
+func (e *Env) kafkaClient(opts ...kgo.Opt) (*kgo.Client, error) {
+	if len(e.KafkaAddrs) == 0 {
+		return nil, errNoKafka
+	}
+	return kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(e.KafkaAddrs...), kgo.ClientID("qxd-bench-kafka")}, opts...)...)
+}
+
+// kafkaProduceRun is the produce mode through the Kafka listener: c.Producers
+// franz-go clients, keyed records (franz-go's partitioner is Kafka's murmur2, as
+// the SDK's), timed until every record is acknowledged.
+func (e *Env) kafkaProduceRun(ctx context.Context, c Config) (*Measure, error) {
+	topic, parts, cleanup, err := e.topic(ctx, c)
+	if err != nil {
+		return nil, err
+	}
+	defer cleanup()
+	opts, err := kafkaOpts(c)
+	if err != nil {
+		return nil, err
+	}
+	cls := make([]*kgo.Client, c.Producers)
+	for i := range cls {
+		if cls[i], err = e.kafkaClient(append(opts, kgo.DefaultProduceTopic(topic))...); err != nil {
+			return nil, err
+		}
+		defer cls[i].Close()
+	}
+	ks, val := keys(c.Keys), value(c.Size)
+	// Warm up as the qxd side does: one record to every partition from every
+	// producer, acknowledged before the clock starts.
+	var warm []*kgo.Record
+	for _, k := range warmKeys(ks, parts) {
+		if k != nil {
+			warm = append(warm, &kgo.Record{Key: k, Value: val})
+		}
+	}
+	for _, cl := range cls {
+		if err := cl.ProduceSync(ctx, warm...).FirstErr(); err != nil {
+			return nil, fmt.Errorf("warm-up: %w", err)
+		}
+	}
+	m := startMeter(c, "kafka", "run")
+	lat := NewHistogram()
+	lats := make([]*Histogram, tallyShards)
+	for i := range lats {
+		lats[i] = NewHistogram()
+	}
+	var errs errCount
+	cb := func(r *kgo.Record, err error) {
+		if err != nil {
+			errs.add(err)
+			return
+		}
+		shard := int(r.Partition)
+		m.add(shard, 1, int64(len(r.Value)))
+		lats[uint(shard)%tallyShards].Record(time.Since(r.Timestamp))
+	}
+	s := produceSpec{c: c}
+	var deadline time.Time
+	if c.Records == 0 {
+		deadline = time.Now().Add(c.Duration)
+	}
+	start := time.Now()
+	var wg sync.WaitGroup
+	perr := make([]error, len(cls))
+	for i, cl := range cls {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rng := rand.New(rand.NewPCG(uint64(i), 7))
+			pace := newPacer(float64(c.Rate) / float64(c.Producers))
+			for n := 0; s.sending(ctx, i, n, deadline); n++ {
+				if err := pace.wait(ctx, n); err != nil {
+					perr[i] = err
+					return
+				}
+				cl.Produce(ctx, &kgo.Record{Key: ks[rng.IntN(len(ks))], Value: val, Timestamp: time.Now()}, cb)
+			}
+			perr[i] = cl.Flush(ctx)
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	series := m.stop()
+	for _, h := range lats {
+		lat.Merge(h)
+	}
+	for _, err := range perr {
+		if err != nil {
+			return nil, err
+		}
+	}
+	if err := errs.err(); err != nil {
+		return nil, err
+	}
+	n, b := m.t.load()
+	if n == 0 {
+		return nil, errNoRecords
+	}
+	return &Measure{System: "kafka", Records: n, Bytes: b, Elapsed: elapsed, Latency: lat,
+		Series: series, Interval: c.Interval, StoredBytes: e.storedBytes(ctx, topic)}, nil
+}
+
+// kafkaConsumeRun is the consume mode through the Kafka listener: the records are
+// stored first with the SDK, untimed, as for the qxd side, then read from the
+// start of every partition by c.Consumers franz-go clients splitting the
+// partitions.
+func (e *Env) kafkaConsumeRun(ctx context.Context, c Config) (*Measure, error) {
+	topic, _, cleanup, err := e.topic(ctx, c)
+	if err != nil {
+		return nil, err
+	}
+	defer cleanup()
+	fill := startMeter(c, "kafka", "fill")
+	_, _, _, err = e.qxdProduce(ctx, topic, produceSpec{c: c, m: fill})
+	fill.stop()
+	if err != nil {
+		return nil, fmt.Errorf("store records: %w", err)
+	}
+	d, err := e.Client.Admin().DescribeTopic(ctx, topic)
+	if err != nil {
+		return nil, err
+	}
+	var stored int64
+	for _, p := range d.Partitions {
+		stored += int64(p.Bytes)
+	}
+	n := min(c.Consumers, len(d.Partitions))
+	cls := make([]*kgo.Client, n)
+	wants := make([]int64, n)
+	for i := range cls {
+		assign := map[int32]kgo.Offset{}
+		for _, p := range d.Partitions {
+			if int(p.Partition)%n == i {
+				assign[p.Partition] = kgo.NewOffset().AtStart()
+				wants[i] += p.HighWatermark - p.LogStartOffset
+			}
+		}
+		cls[i], err = e.kafkaClient(kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: assign}),
+			kgo.FetchMaxBytes(64<<20), kgo.FetchMaxPartitionBytes(16<<20))
+		if err != nil {
+			return nil, err
+		}
+		defer cls[i].Close()
+	}
+	m := startMeter(c, "kafka", "run")
+	start := time.Now()
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	var total, bytes atomic.Int64
+	for i, cl := range cls {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var got, b int64
+			for got < wants[i] {
+				fs := cl.PollFetches(ctx)
+				if err := fs.Err0(); err != nil {
+					errs[i] = fmt.Errorf("after %d of %d records: %w", got, wants[i], err)
+					return
+				}
+				var rn, rb int64
+				fs.EachRecord(func(r *kgo.Record) {
+					rn++
+					rb += int64(len(r.Value))
+				})
+				got += rn
+				b += rb
+				m.add(i, rn, rb)
+			}
+			total.Add(got)
+			bytes.Add(b)
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	series := m.stop()
+	for _, err := range errs {
+		if err != nil {
+			return nil, err
+		}
+	}
+	return &Measure{System: "kafka", Records: total.Load(), Bytes: bytes.Load(), Elapsed: elapsed,
+		Series: series, Interval: c.Interval, StoredBytes: stored}, nil
+}
