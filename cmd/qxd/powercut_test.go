@@ -186,7 +186,15 @@ const (
 // keyed producer (acks=all, idempotent) and a two-member group run while the power
 // is cut; the cut nodes restart on what their disks kept; then the log is read and
 // checked against what was acknowledged.
-func runPowercut(t *testing.T, bin string, sc pcScenario, sync string, load time.Duration) pcOutcome {
+//
+// With settle > 0 the run waits that long after creating the topic before it
+// produces. With a sync interval of at most settle, every store of the topic has
+// then been synced once (nats-server syncs a store first between half an interval
+// and an interval after creating it, then once every interval), so a cut node
+// comes back with the topic's streams and RAFT logs but without the appends made
+// since; the cut must come before the second sync, one and a half intervals after
+// the topic was created, or the run fails as unable to tell.
+func runPowercut(t *testing.T, bin string, sc pcScenario, sync string, load, settle time.Duration) pcOutcome {
 	t.Helper()
 	began := time.Now()
 	n := 3
@@ -200,6 +208,11 @@ func runPowercut(t *testing.T, bin string, sc pcScenario, sync string, load time
 	c := connect(t, pc.urls())
 	if _, err := c.Admin().CreateTopic(ctx, topic, qxd.TopicConfig{Partitions: 4, Replicas: n}); err != nil {
 		t.Fatalf("create topic: %v", err)
+	}
+	created := time.Now()
+	if settle > 0 {
+		t.Logf("topic created; waiting %v before producing, so that every store of it has been synced once", settle)
+		time.Sleep(settle)
 	}
 	led := newLedger()
 	grp := startGroup(ctx, t, pc.urls(), groupID, topic, 2, led)
@@ -222,6 +235,12 @@ func runPowercut(t *testing.T, bin string, sc pcScenario, sync string, load time
 		time.Sleep(load / 2)
 		victims = pc.nodes[:1]
 		defer func() { _ = paused.signal(syscall.SIGCONT) }()
+	}
+	if iv, err := time.ParseDuration(sync); err == nil && settle > 0 {
+		// Margin: the stores were created up to a few seconds before CreateTopic returned.
+		if late := time.Since(created); late > iv*3/2-5*time.Second {
+			t.Fatalf("the cut would come %v after the topic was created, past its stores' second sync (%v at the earliest with --sync %s): this run cannot show what an unsynced append costs; use a longer interval", late.Round(time.Millisecond), iv*3/2, sync)
+		}
 	}
 	out.ackedAtCut = led.ackedCount()
 	what, err := pc.cut(victims...)
@@ -339,6 +358,6 @@ func TestPowerCutOneNode(t *testing.T) {
 		t.Skip("starts a qxd process on a FUSE file system; skipped with -short")
 	}
 	needPowercut(t)
-	o := runPowercut(t, buildQxd(t), cutOneNode, "always", 3*time.Second)
+	o := runPowercut(t, buildQxd(t), cutOneNode, "always", 3*time.Second, 0)
 	checkDurable(t, o)
 }
