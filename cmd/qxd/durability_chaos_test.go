@@ -19,7 +19,7 @@ import (
 // cut at once. The paused-node scenario needs the cut node to come back with the
 // topic's streams but without recent appends, so that it and the lagging node can
 // carry on as a majority that misses what the third node acknowledged with it:
-// there the run waits out one sync interval (40s) after creating the topic, and
+// there the run waits out one sync interval (60s) after creating the topic, and
 // both runs, so that they differ only in the sync setting.
 func TestDurabilityPowerCut(t *testing.T) {
 	needPowercut(t)
@@ -27,7 +27,7 @@ func TestDurabilityPowerCut(t *testing.T) {
 	for _, sc := range []pcScenario{cutOneNode, cutAllThree, cutWithPause} {
 		lazy, settle := "2m", time.Duration(0)
 		if sc == cutWithPause {
-			lazy, settle = "40s", 41*time.Second
+			lazy, settle = "60s", 61*time.Second
 		}
 		t.Run(string(sc), func(t *testing.T) {
 			t.Run("sync always", func(t *testing.T) {
