@@ -86,7 +86,8 @@ type corruptOutcome struct {
 	described   qxd.PartitionInfo
 	describe    string
 	clusterInfo string // the output of "qxd cluster info" then
-	// verify is the output of "qxd topic describe --verify" then, verifyErr its error.
+	// verify is the output of "qxd topic describe --verify" after the read,
+	// verifyErr its error.
 	verify    string
 	verifyErr error
 }
@@ -201,10 +202,6 @@ func runCorruption(t *testing.T, bin string, n int, d blkDamage) corruptOutcome 
 		t.Logf("qxd cluster info: %v", err)
 	}
 	out.clusterInfo = desc.String()
-	desc.Reset()
-	out.verifyErr = run(ctx, []string{"qxd", "--server", cl.urls(), "--log-level", "warn", "topic", "describe", topic, "--verify"}, strings.NewReader(""), &desc, io.Discard)
-	out.verify = desc.String()
-	t.Logf("qxd topic describe %s --verify after the restart (error: %v):\n%s", topic, out.verifyErr, out.verify)
 	cons := qxdtest.NewConsumer(t, c)
 	if err := cons.Assign(ctx, qxd.Assignment{Topic: topic, Partition: 0, Offset: qxd.AtStart()}); err != nil {
 		t.Fatal(err)
@@ -231,6 +228,12 @@ func runCorruption(t *testing.T, bin string, n int, d blkDamage) corruptOutcome 
 		// Ended without an error that explains it: what was not read is missing.
 		out.missing = len(acked) - out.read
 	}
+	// Verified after the read, so that the read meets the partition as the restart
+	// left it: a verify reads every message of the leader's copy.
+	desc.Reset()
+	out.verifyErr = run(ctx, []string{"qxd", "--server", cl.urls(), "--log-level", "warn", "topic", "describe", topic, "--verify"}, strings.NewReader(""), &desc, io.Discard)
+	out.verify = desc.String()
+	t.Logf("qxd topic describe %s --verify after the read (error: %v):\n%s", topic, out.verifyErr, out.verify)
 	t.Logf("RESULT %d node(s), block file %s: %v (test took %v)", n, d, out, time.Since(began).Round(time.Millisecond))
 	return out
 }
