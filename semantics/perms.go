@@ -180,10 +180,10 @@ func (g Grant) Subjects(inbox string, topics []TopicPerms) SubjectPermissions {
 	}
 	for _, p := range sortedKeys(meta) {
 		if p == AllPattern {
-			add(Subject(JSDirectGetPrefix, KVStream(TopicsBucket), ">"), Subject(APITopicDescribe, "*"))
+			add(Subject(JSDirectGetPrefix, KVStream(TopicsBucket), ">"), Subject(APITopicDescribe, "*"), Subject(APITopicVerify, "*"))
 			continue
 		}
-		add(KVDirectGetSubject(TopicsBucket, EncodeTopic(p)), TopicAPISubject(APITopicDescribe, p))
+		add(KVDirectGetSubject(TopicsBucket, EncodeTopic(p)), TopicAPISubject(APITopicDescribe, p), TopicAPISubject(APITopicVerify, p))
 	}
 	for _, p := range g.Produce {
 		if p == AllPattern {

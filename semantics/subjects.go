@@ -238,9 +238,14 @@ func WriterSubject(topic string, p int32) string {
 	return Subject(WriterPrefix, EncodeTopic(topic), strconv.Itoa(int(p)))
 }
 
+// APITopicVerify reads back one partition's stored batches on its leader and checks
+// them (VerifyPartitionRequest, VerifyPartitionResponse). It changes nothing and
+// needs the right to describe the topic.
+const APITopicVerify = "qxd.api.topic.verify"
+
 // TopicAPISubject is the subject of an admin operation on one topic: op (one of
 // APITopicCreate, APITopicDelete, APITopicAddPartitions, APITopicDescribe,
-// APITopicRebalance, APITopicAlterConfig, APITopicDeleteRecords) followed by the
+// APITopicRebalance, APITopicAlterConfig, APITopicDeleteRecords, APITopicVerify) followed by the
 // encoded topic, so that permissions can name the topic. The node checks that the
 // request body names the same topic.
 func TopicAPISubject(op, topic string) string { return Subject(op, EncodeTopic(topic)) }

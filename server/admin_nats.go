@@ -162,6 +162,16 @@ func (d *adminDoor) handle(ctx context.Context, m *nats.Msg) any {
 			return semantics.DescribeTopicResponse{Error: fail(err)}
 		}
 		return semantics.DescribeTopicResponse{Topic: &d.Topic, Partitions: d.Partitions}
+	case semantics.APITopicVerify:
+		var req semantics.VerifyPartitionRequest
+		if err := json.Unmarshal(m.Data, &req); err != nil {
+			return semantics.VerifyPartitionResponse{Error: bad(err)}
+		}
+		resp, err := a.VerifyPartition(ctx, req)
+		if err != nil {
+			return semantics.VerifyPartitionResponse{Error: fail(err)}
+		}
+		return resp
 	case semantics.APIClusterInfo:
 		info, err := a.ClusterInfo(ctx)
 		if err != nil {

@@ -86,6 +86,10 @@ type corruptOutcome struct {
 	described   qxd.PartitionInfo
 	describe    string
 	clusterInfo string // the output of "qxd cluster info" then
+	// verify is the output of "qxd topic describe --verify" after the read,
+	// verifyErr its error.
+	verify    string
+	verifyErr error
 }
 
 func (o corruptOutcome) String() string {
@@ -224,6 +228,12 @@ func runCorruption(t *testing.T, bin string, n int, d blkDamage) corruptOutcome 
 		// Ended without an error that explains it: what was not read is missing.
 		out.missing = len(acked) - out.read
 	}
+	// Verified after the read, so that the read meets the partition as the restart
+	// left it: a verify reads every message of the leader's copy.
+	desc.Reset()
+	out.verifyErr = run(ctx, []string{"qxd", "--server", cl.urls(), "--log-level", "warn", "topic", "describe", topic, "--verify"}, strings.NewReader(""), &desc, io.Discard)
+	out.verify = desc.String()
+	t.Logf("qxd topic describe %s --verify after the read (error: %v):\n%s", topic, out.verifyErr, out.verify)
 	t.Logf("RESULT %d node(s), block file %s: %v (test took %v)", n, d, out, time.Since(began).Round(time.Millisecond))
 	return out
 }
@@ -253,6 +263,26 @@ func TestCorruptionOneNode(t *testing.T) {
 	if o.readErr == nil || !strings.Contains(o.readErr.Error(), "node n1") || !strings.Contains(o.readErr.Error(), "damaged/0") {
 		t.Errorf("the read of the damaged partition ended with %v; want an error naming the partition, the offsets and the node", o.readErr)
 	}
+	checkVerifyFound(t, o)
+}
+
+// checkVerifyFound fails t unless "topic describe --verify" showed partition 0
+// damaged on node n1, naming the offsets, left partition 1 intact, and failed.
+func checkVerifyFound(t *testing.T, o corruptOutcome) {
+	t.Helper()
+	for _, want := range []*regexp.Regexp{
+		regexp.MustCompile(`(?m)^0\s.*DAMAGED: `),
+		regexp.MustCompile(`verify: partition 0 on node n1: \d+ batches, \d+ records, \d+ bytes read back; DAMAGED`),
+		regexp.MustCompile(`(unreadable|corrupt|offsets): .*offsets? (from |up to )?\d+.*node n1`),
+		regexp.MustCompile(`verify: partition 1 on node n1: .*; intact`),
+	} {
+		if !want.MatchString(o.verify) {
+			t.Errorf("qxd topic describe --verify after the damage does not match %s:\n%s", want, o.verify)
+		}
+	}
+	if o.verifyErr == nil || !strings.Contains(o.verifyErr.Error(), "partitions [0] are damaged") {
+		t.Errorf("qxd topic describe --verify after the damage ended with %v; want an error naming partition 0", o.verifyErr)
+	}
 }
 
 // TestCorruptionOneNodeTruncated truncates a partition's block file on a single
@@ -275,6 +305,7 @@ func TestCorruptionOneNodeTruncated(t *testing.T) {
 	if !regexp.MustCompile(`damaged:\s+1\n`).MatchString(o.clusterInfo) || !strings.Contains(o.clusterInfo, "partition damaged/0 is damaged") {
 		t.Errorf("qxd cluster info after the restart does not count partition 0 as damaged:\n%s", o.clusterInfo)
 	}
+	checkVerifyFound(t, o)
 }
 
 // preferLeader asks stream's leader to step down in favour of node, and waits

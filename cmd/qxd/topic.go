@@ -213,6 +213,7 @@ func (a *app) topicDescribeCommand() *cli.Command {
 		ArgsUsage: "NAME",
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "json", Usage: "print one JSON object"},
+			&cli.BoolFlag{Name: "verify", Usage: verifyUsage},
 		},
 		Action: a.topicDescribe,
 	}
@@ -228,12 +229,26 @@ func (a *app) topicDescribe(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	var verified map[int32]*verifyJSON
+	if c.Bool("verify") {
+		verified = verifyPartitions(c.Context, cl.Admin(), d)
+	}
 	if c.Bool("json") {
 		out := describeJSON{Topic: newTopicJSON(d.Topic), Config: newConfigJSON(d.Topic), Partitions: make([]partitionJSON, 0, len(d.Partitions))}
+		var bad []int32
 		for _, p := range d.Partitions {
-			out.Partitions = append(out.Partitions, newPartitionJSON(p))
+			pj := newPartitionJSON(p)
+			if verified != nil {
+				if pj.Verify = verified[p.Partition]; pj.Verify == nil || pj.Verify.Error != "" || len(pj.Verify.Damage) > 0 {
+					bad = append(bad, p.Partition)
+				}
+			}
+			out.Partitions = append(out.Partitions, pj)
 		}
-		return writeJSON(a.stdout, out)
+		if err := writeJSON(a.stdout, out); err != nil {
+			return err
+		}
+		return verifyErr(name, bad)
 	}
 	t := d.Topic
 	tw := newTable(a.stdout)
@@ -253,7 +268,9 @@ func (a *app) topicDescribe(c *cli.Context) error {
 		return err
 	}
 	fmt.Fprintln(a.stdout)
-	problems := slices.ContainsFunc(d.Partitions, func(p qxd.PartitionInfo) bool { return p.Problem != "" || p.Damage != "" })
+	problems := slices.ContainsFunc(d.Partitions, func(p qxd.PartitionInfo) bool {
+		return p.Problem != "" || p.Damage != "" || verifyProblem(verified[p.Partition]) != ""
+	})
 	tw = newTable(a.stdout)
 	header := "PARTITION\tLEADER\tREPLICAS\tISR\tLOG-START\tHIGH-WATERMARK\tRECORDS"
 	if problems {
@@ -267,6 +284,8 @@ func (a *app) topicDescribe(c *cli.Context) error {
 			problem := p.Problem
 			if p.Damage != "" {
 				problem = fmt.Sprintf("DAMAGED: %d batches missing", p.Missing)
+			} else if vp := verifyProblem(verified[p.Partition]); vp != "" {
+				problem = vp
 			}
 			fmt.Fprintf(tw, "\t%s", dash(oneLine(problem)))
 		}
@@ -280,7 +299,10 @@ func (a *app) topicDescribe(c *cli.Context) error {
 			fmt.Fprintf(a.stdout, "\nNOTE: partition %d is damaged: %s\n", p.Partition, p.Damage)
 		}
 	}
-	return nil
+	if verified == nil {
+		return nil
+	}
+	return verifyErr(name, writeVerifyNotes(a.stdout, d, verified))
 }
 
 func (a *app) topicDeleteCommand() *cli.Command {
@@ -407,6 +429,8 @@ type partitionJSON struct {
 	Problem        string   `json:"problem,omitempty"`
 	Missing        uint64   `json:"missing_batches,omitempty"`
 	Damage         string   `json:"damage,omitempty"`
+	// Verify is what --verify read back and found.
+	Verify *verifyJSON `json:"verify,omitempty"`
 }
 
 func newPartitionJSON(p qxd.PartitionInfo) partitionJSON {

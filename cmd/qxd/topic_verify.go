@@ -1,0 +1,117 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/qxd-io/qxd"
+	"github.com/qxd-io/qxd/semantics"
+)
+
+// verifyUsage is the --verify flag's help of "topic describe".
+const verifyUsage = "also read back every batch of each partition on its leader and check it (CRC-32C, format, offsets following on); " +
+	"reports damage, changes nothing, exits with status 1 when a partition is damaged; reads the whole topic, so it takes a while on a large one"
+
+// verifyJSON is one partition's verify in "topic describe --verify --json".
+type verifyJSON struct {
+	Leader  string            `json:"leader"`
+	Batches uint64            `json:"batches"`
+	Records int64             `json:"records"`
+	Bytes   uint64            `json:"bytes"`
+	Damage  []qxd.BatchDamage `json:"damage"`
+	Error   string            `json:"error,omitempty"`
+}
+
+// verifyPartitions verifies each partition of d that describe could read, and
+// returns what each showed, by partition.
+func verifyPartitions(ctx context.Context, adm *qxd.Admin, d qxd.TopicDescription) map[int32]*verifyJSON {
+	out := map[int32]*verifyJSON{}
+	for _, p := range d.Partitions {
+		if p.Problem != "" {
+			continue
+		}
+		chk, err := adm.VerifyPartition(ctx, d.Topic.Name, p.Partition)
+		v := &verifyJSON{Leader: chk.Leader, Batches: chk.Batches, Records: chk.Records, Bytes: chk.Bytes,
+			Damage: append([]qxd.BatchDamage{}, chk.Damage...)}
+		if err != nil {
+			v.Error = err.Error()
+		}
+		out[p.Partition] = v
+	}
+	return out
+}
+
+// verifyProblem is the PROBLEM column for a partition a verify found damaged, ""
+// when it did not.
+func verifyProblem(v *verifyJSON) string {
+	switch {
+	case v == nil:
+		return ""
+	case v.Error != "":
+		return "VERIFY FAILED"
+	case len(v.Damage) == 0:
+		return ""
+	}
+	var kinds []string
+	for _, k := range []string{semantics.DamageUnreadable, semantics.DamageCorrupt, semantics.DamageOffsets} {
+		n := 0
+		for _, d := range v.Damage {
+			if d.Kind == k {
+				n++
+			}
+		}
+		if n > 0 {
+			kinds = append(kinds, fmt.Sprintf("%d %s", n, k))
+		}
+	}
+	return "DAMAGED: " + strings.Join(kinds, ", ")
+}
+
+// maxDamageNotes bounds the damage notes printed per partition.
+const maxDamageNotes = 10
+
+// writeVerifyNotes prints, after describe's partition table, what the verify of
+// each partition read and every damage it found, and returns the partitions found
+// damaged or not verified.
+func writeVerifyNotes(w io.Writer, d qxd.TopicDescription, vs map[int32]*verifyJSON) (bad []int32) {
+	fmt.Fprintln(w)
+	for _, p := range d.Partitions {
+		v := vs[p.Partition]
+		switch {
+		case v == nil:
+			fmt.Fprintf(w, "verify: partition %d not verified: %s\n", p.Partition, oneLine(p.Problem))
+			bad = append(bad, p.Partition)
+			continue
+		case v.Error != "":
+			fmt.Fprintf(w, "verify: partition %d: %s\n", p.Partition, oneLine(v.Error))
+			bad = append(bad, p.Partition)
+			continue
+		}
+		state := "intact"
+		if len(v.Damage) > 0 {
+			state = fmt.Sprintf("DAMAGED (%d findings)", len(v.Damage))
+			bad = append(bad, p.Partition)
+		}
+		fmt.Fprintf(w, "verify: partition %d on node %s: %d batches, %d records, %d bytes read back; %s\n",
+			p.Partition, dash(v.Leader), v.Batches, v.Records, v.Bytes, state)
+		for i, dm := range v.Damage {
+			if i == maxDamageNotes {
+				fmt.Fprintf(w, "  … and %d more (--json lists them all)\n", len(v.Damage)-i)
+				break
+			}
+			fmt.Fprintf(w, "  %s: %s\n", dm.Kind, dm.Detail)
+		}
+	}
+	return bad
+}
+
+// verifyErr is describe --verify's error when partitions are damaged or could not
+// be verified.
+func verifyErr(topic string, bad []int32) error {
+	if len(bad) == 0 {
+		return nil
+	}
+	return fmt.Errorf("topic %q: partitions %v are damaged or could not be verified (see above): read them from a healthy replica, rebuild the damaged replica or restore the partition", topic, bad)
+}
