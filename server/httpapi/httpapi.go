@@ -111,11 +111,11 @@ func (s Service) Start(ctx context.Context, h server.Host) (server.Running, erro
 	go func() {
 		defer close(r.done)
 		if err := r.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			r.log.Error("http port stopped", "node", h.Name(), "err", err)
+			r.log.Error("http port stopped", "err", err)
 		}
 	}()
 	r.cl = cl
-	r.log.Info("http port serving metrics, probes and console", "node", h.Name(), "addr", ln.Addr().String(),
+	r.log.Info("http port serving metrics, probes and console", "addr", ln.Addr().String(),
 		"tls", tc != nil, "auth", h.AuthEnabled())
 	return r, nil
 }
