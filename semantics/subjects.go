@@ -306,6 +306,10 @@ func InboxPrefix(kind, id string) string {
 // stream it leads (request/reply, JSON bodies).
 func HandOffSubject(node string) string { return Subject(nodePrefix, node, "handoff") }
 
+// StableSubject is where node answers the last stable offset and aborted
+// transactions of a partition it leads (request/reply, JSON bodies).
+func StableSubject(node string) string { return Subject(nodePrefix, node, "stable") }
+
 // BridgeStatusSubject is where the runner of bridge name answers status requests
 // (empty body; the answer is a BridgeStatus).
 func BridgeStatusSubject(name string) string { return Subject(bridgeStatusPrefix, name) }

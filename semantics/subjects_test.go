@@ -38,6 +38,7 @@ var subjectExamples = map[string]string{
 	"KeySubject":          KeySubject("orders.eu", 3, []byte("alice")),
 	"AuthzSubject":        AuthzSubject(OpProduce, "orders.eu"),
 	"HandOffSubject":      HandOffSubject("n1"),
+	"StableSubject":       StableSubject("n1"),
 	"BridgeStatusSubject": BridgeStatusSubject("audit"),
 	"InboxPrefix":         InboxPrefix("u", "alice"),
 	"KVStream":            KVStream(TopicsBucket),
