@@ -93,6 +93,21 @@ const (
 	GroupList      = "qxd.grp.list"
 )
 
+// Transaction coordinator: request/reply, JSON bodies (TxnRequest, TxnResponse).
+// Only the node that coordinates transactions serves them. Every request but
+// TxnList is scoped by the encoded transactional id (TxnSubject).
+const (
+	txnPrefix        = "qxd.txn"
+	TxnAll           = "qxd.txn.>"
+	TxnInit          = "qxd.txn.init"
+	TxnAddPartitions = "qxd.txn.add_partitions"
+	TxnAddGroup      = "qxd.txn.add_group"
+	TxnCommitOffsets = "qxd.txn.commit_offsets"
+	TxnEnd           = "qxd.txn.end"
+	TxnDescribe      = "qxd.txn.describe"
+	TxnList          = "qxd.txn.list"
+)
+
 // Partition writers: a producer sends a batch to the writer of its partition,
 // WriterPrefix.<topic>.<p> (WriterSubject).
 const WriterPrefix = "qxd.w"
@@ -255,6 +270,17 @@ func SplitTopicAPISubject(subject string) (op, token string) {
 // (GroupJoin, GroupCommit, …) followed by the encoded group id, so that
 // permissions can name the group. GroupList has no group.
 func GroupSubject(op, group string) string { return Subject(op, EncodeGroupID(group)) }
+
+// TxnSubject is the subject of a transaction coordinator request: op (TxnInit,
+// TxnEnd, …) followed by the encoded transactional id (EncodeGroupID's
+// encoding), so that permissions can name it. TxnList has no id.
+func TxnSubject(op, id string) string { return Subject(op, EncodeGroupID(id)) }
+
+// SplitTxnSubject splits a subject made by TxnSubject into op and the encoded
+// transactional id. Other subjects are returned unchanged with an empty token.
+func SplitTxnSubject(subject string) (op, token string) {
+	return splitScoped(subject, txnPrefix)
+}
 
 // SplitGroupSubject splits a subject made by GroupSubject into op and the encoded
 // group. Other subjects are returned unchanged with an empty token.

@@ -30,6 +30,7 @@ func TestSubjectTableMatchesDocs(t *testing.T) {
 var subjectExamples = map[string]string{
 	"TopicAPISubject":     TopicAPISubject(APITopicCreate, "orders.eu"),
 	"GroupSubject":        GroupSubject(GroupCommit, "billing"),
+	"TxnSubject":          TxnSubject(TxnEnd, "etl-1"),
 	"WriterSubject":       WriterSubject("orders.eu", 3),
 	"StreamSubject":       StreamSubject("orders.eu", 3),
 	"BatchSubject":        BatchSubject("orders.eu", 3),
@@ -48,7 +49,7 @@ var subjectExamples = map[string]string{
 
 // notNames are functions of subjects.go that build or take apart subjects without
 // naming one, so the table does not list them.
-var notNames = []string{"Subject", "CutSubject", "SplitTopicAPISubject", "SplitGroupSubject"}
+var notNames = []string{"Subject", "CutSubject", "SplitTopicAPISubject", "SplitGroupSubject", "SplitTxnSubject"}
 
 type subjectRow struct {
 	line    int

@@ -389,7 +389,7 @@ func (n *Node) startServices(ctx context.Context) error {
 	if err := n.api.start(); err != nil {
 		return err
 	}
-	n.txnAPI = &txnDoor{nc: n.nc, node: n.cfg.Name, writers: n.Writers()}
+	n.txnAPI = &txnDoor{nc: n.nc, node: n.cfg.Name, writers: n.Writers(), txns: n.Transactions(), obs: &n.obs}
 	if err := n.txnAPI.start(); err != nil {
 		return err
 	}

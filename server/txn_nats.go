@@ -68,16 +68,31 @@ func (s *stableOffsets) Stable(ctx context.Context, leader, topic string, p int3
 	return min(r.LastStableOffset, hwm), r.Aborted, nil
 }
 
-// txnDoor is the NATS door of a node's transaction state: node to node, it
-// answers the last stable offset of the partitions this node leads.
+// txnDoor is the NATS door of a node's transactions: node to node, it answers
+// the last stable offset of the partitions this node leads; to clients, while
+// this node coordinates transactions, it takes the transaction coordinator's
+// requests (semantics.Txn*), decodes each, calls the Transactions service and
+// encodes its answer. It follows the service: it subscribes to semantics.TxnAll
+// while the node coordinates and unsubscribes when it stops, so a client's
+// request finds the coordinating node, or no responders.
 type txnDoor struct {
 	nc      *nats.Conn
 	node    string
 	writers *Writers
-	wg      sync.WaitGroup
+	txns    *Transactions
+	obs     *observers
+	wg      sync.WaitGroup // request handlers
 
 	ssub *nats.Subscription
+
+	cancel context.CancelFunc
+	loop   sync.WaitGroup
+	mu     sync.Mutex
+	tsub   *nats.Subscription // semantics.TxnAll, while coordinating
 }
+
+// txnDoorEvery is how often the door follows the coordinator's moves.
+const txnDoorEvery = 100 * time.Millisecond
 
 func (d *txnDoor) start() error {
 	var err error
@@ -89,14 +104,147 @@ func (d *txnDoor) start() error {
 	if err != nil {
 		return fmt.Errorf("start transaction API: %w", err)
 	}
+	if d.txns != nil {
+		ctx, cancel := context.WithCancel(context.Background())
+		d.cancel = cancel
+		d.follow()
+		d.loop.Add(1)
+		go func() {
+			defer d.loop.Done()
+			t := time.NewTicker(txnDoorEvery)
+			defer t.Stop()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-t.C:
+					d.follow()
+				}
+			}
+		}()
+	}
 	return d.nc.Flush()
 }
 
-func (d *txnDoor) stop() {
-	if d.ssub != nil {
-		_ = d.ssub.Unsubscribe()
+// follow subscribes to the coordinator's subjects while this node coordinates
+// transactions, and unsubscribes when it no longer does.
+func (d *txnDoor) follow() {
+	on := d.txns.Coordinating()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	switch {
+	case on && d.tsub == nil:
+		sub, err := d.nc.Subscribe(semantics.TxnAll, func(m *nats.Msg) {
+			d.wg.Add(1)
+			go func() {
+				defer d.wg.Done()
+				d.serveTxn(m)
+			}()
+		})
+		if err == nil {
+			d.tsub = sub
+		}
+	case !on && d.tsub != nil:
+		_ = d.tsub.Unsubscribe()
+		d.tsub = nil
 	}
+}
+
+func (d *txnDoor) stop() {
+	if d.cancel != nil {
+		d.cancel()
+	}
+	d.loop.Wait()
+	d.mu.Lock()
+	for _, s := range []*nats.Subscription{d.ssub, d.tsub} {
+		if s != nil {
+			_ = s.Unsubscribe()
+		}
+	}
+	d.tsub = nil
+	d.mu.Unlock()
 	d.wg.Wait()
+}
+
+// txnTimeout bounds one transaction request; an end waits for its markers.
+const txnTimeout = 30 * time.Second
+
+// serveTxn answers one transaction coordinator request within txnTimeout.
+func (d *txnDoor) serveTxn(m *nats.Msg) {
+	ctx, cancel := context.WithTimeout(context.Background(), txnTimeout)
+	defer cancel()
+	b, err := json.Marshal(d.handleTxn(ctx, m))
+	if err != nil {
+		b, _ = json.Marshal(semantics.TxnResponse{Error: semantics.NewAPIError(err)})
+	}
+	if d.obs != nil {
+		d.obs.answeredJSON(m.Subject, b)
+	}
+	_ = m.Respond(b)
+}
+
+// handleTxn decodes m by its subject and calls the Transactions method for it.
+func (d *txnDoor) handleTxn(ctx context.Context, m *nats.Msg) semantics.TxnResponse {
+	fail := func(err error) semantics.TxnResponse { return semantics.TxnResponse{Error: semantics.NewAPIError(err)} }
+	var req semantics.TxnRequest
+	if err := json.Unmarshal(m.Data, &req); err != nil {
+		return fail(semantics.Errorf(semantics.ErrInvalidRequest, "malformed %s request: %v", m.Subject, err))
+	}
+	op, token := semantics.SplitTxnSubject(m.Subject)
+	if op != semantics.TxnList {
+		if req.TransactionalID == "" {
+			return fail(semantics.Errorf(semantics.ErrInvalidRequest, "%s: the request names no transactional id: set transactional_id", op))
+		}
+		if token != semantics.EncodeGroupID(req.TransactionalID) {
+			return fail(semantics.Errorf(semantics.ErrInvalidRequest,
+				"%s: the subject's transactional id does not match the request's %q: send it on %s", op, req.TransactionalID, semantics.TxnSubject(op, req.TransactionalID)))
+		}
+	}
+	t, id := d.txns, req.TransactionalID
+	var err error
+	switch op {
+	case semantics.TxnInit:
+		timeout := time.Duration(req.TimeoutMs) * time.Millisecond
+		var resp semantics.TxnResponse
+		resp.ProducerID, resp.Epoch, err = t.InitProducerID(ctx, id, timeout, req.ProducerID, req.Epoch)
+		if err != nil {
+			return fail(err)
+		}
+		return resp
+	case semantics.TxnAddPartitions:
+		err = t.AddPartitions(ctx, id, req.ProducerID, req.Epoch, req.Partitions)
+	case semantics.TxnAddGroup:
+		err = t.AddGroup(ctx, id, req.ProducerID, req.Epoch, req.Group)
+	case semantics.TxnCommitOffsets:
+		offs := make([]TxnOffset, len(req.Offsets))
+		for i, o := range req.Offsets {
+			offs[i] = TxnOffset{Topic: o.Topic, Partition: o.Partition, Offset: o.Offset, Metadata: o.Metadata}
+		}
+		err = t.CommitOffsets(ctx, id, req.ProducerID, req.Epoch, req.Group, req.Generation, req.Member, offs)
+	case semantics.TxnEnd:
+		err = t.EndTxn(ctx, id, req.ProducerID, req.Epoch, req.Commit)
+	case semantics.TxnDescribe:
+		desc, derr := t.Describe(id)
+		if derr != nil {
+			return fail(derr)
+		}
+		return semantics.TxnResponse{Txn: &desc}
+	case semantics.TxnList:
+		list, lerr := t.List()
+		if lerr != nil {
+			return fail(lerr)
+		}
+		if list == nil {
+			list = []semantics.TxnDescription{}
+		}
+		return semantics.TxnResponse{Txns: list}
+	default:
+		err = semantics.Errorf(semantics.ErrInvalidRequest, "unknown transaction request %s", m.Subject)
+	}
+	if err != nil {
+		return fail(err)
+	}
+	return semantics.TxnResponse{}
 }
 
 // serveStable answers a stableRequest from this node's writers (a read of
