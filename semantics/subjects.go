@@ -108,6 +108,15 @@ const (
 	TxnList          = "qxd.txn.list"
 )
 
+// Last stable offsets: a read-committed reader asks for partition p's last
+// stable offset and aborted transactions on lsoPrefix.<topic>.<p>
+// (LSOSubject; request/reply, JSON StableRequest and StableReply). Every node
+// subscribes to LSOAll; only the node whose writer leads the partition answers.
+const (
+	lsoPrefix = "qxd.lso"
+	LSOAll    = "qxd.lso.>"
+)
+
 // Partition writers: a producer sends a batch to the writer of its partition,
 // WriterPrefix.<topic>.<p> (WriterSubject).
 const WriterPrefix = "qxd.w"
@@ -245,6 +254,27 @@ func KeySubject(topic string, p int32, key []byte) string {
 		sum := sha256.Sum256(key)
 		return partitionSubject(topic, p, "h", base64.RawURLEncoding.EncodeToString(sum[:]))
 	}
+}
+
+// LSOSubject is where the node leading partition p of topic answers its last
+// stable offset and aborted transactions.
+func LSOSubject(topic string, p int32) string {
+	return Subject(lsoPrefix, EncodeTopic(topic), strconv.Itoa(int(p)))
+}
+
+// SplitLSOSubject returns the topic and partition of a subject made by
+// LSOSubject; ok is false for any other subject.
+func SplitLSOSubject(subject string) (topic string, p int32, ok bool) {
+	rest, found := CutSubject(subject, lsoPrefix)
+	if !found {
+		return "", 0, false
+	}
+	tok, part, found := strings.Cut(rest, ".")
+	n, err := strconv.ParseInt(part, 10, 32)
+	if !found || err != nil || n < 0 || tok == "" {
+		return "", 0, false
+	}
+	return DecodeTopic(tok), int32(n), true
 }
 
 // WriterSubject is the subject the partition writer of p listens on for produce

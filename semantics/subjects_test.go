@@ -32,6 +32,7 @@ var subjectExamples = map[string]string{
 	"GroupSubject":        GroupSubject(GroupCommit, "billing"),
 	"TxnSubject":          TxnSubject(TxnEnd, "etl-1"),
 	"WriterSubject":       WriterSubject("orders.eu", 3),
+	"LSOSubject":          LSOSubject("orders.eu", 3),
 	"StreamSubject":       StreamSubject("orders.eu", 3),
 	"BatchSubject":        BatchSubject("orders.eu", 3),
 	"CheckpointSubject":   CheckpointSubject("orders.eu", 3),
@@ -49,7 +50,7 @@ var subjectExamples = map[string]string{
 
 // notNames are functions of subjects.go that build or take apart subjects without
 // naming one, so the table does not list them.
-var notNames = []string{"Subject", "CutSubject", "SplitTopicAPISubject", "SplitGroupSubject", "SplitTxnSubject"}
+var notNames = []string{"Subject", "CutSubject", "SplitTopicAPISubject", "SplitGroupSubject", "SplitTxnSubject", "SplitLSOSubject"}
 
 type subjectRow struct {
 	line    int

@@ -46,3 +46,19 @@ type TxnResponse struct {
 
 // Failure returns the response's error, nil on success.
 func (r *TxnResponse) Failure() error { return r.Error.Err() }
+
+// StableRequest asks the node leading a partition for its last stable offset
+// and its aborted transactions that end at or after From (JSON, on LSOSubject).
+type StableRequest struct {
+	From int64 `json:"from"`
+}
+
+// StableReply answers a StableRequest: LastStableOffset is the first offset of
+// the partition's earliest open transaction, else the offset its next record
+// gets; Aborted are the aborted transactions that end at or after the offset
+// asked and begin before LastStableOffset, oldest first.
+type StableReply struct {
+	Error            *APIError    `json:"error,omitempty"`
+	LastStableOffset int64        `json:"last_stable_offset"`
+	Aborted          []AbortedTxn `json:"aborted,omitempty"`
+}
