@@ -364,6 +364,8 @@ type partRead struct {
 	lastStream uint64
 	stopped    bool
 
+	stable stableView // read-committed: the partition's transactions (consumer_txn.go)
+
 	busy   atomic.Bool  // a message is being handled (maybe waiting for Poll)
 	last   atomic.Int64 // when the last message was handled, Unix ns
 	failed chan readFailure
@@ -438,6 +440,16 @@ func (r *partRead) handle(msg jetstream.Msg) {
 		r.fail(fmt.Errorf("batch at stream sequence %d, after offset %d, on node %s: %w",
 			meta.Sequence.Stream, r.next-1, r.pc.leader(r.ctx), derr), true)
 		return
+	}
+	if r.c.cfg.isolation == ReadCommitted {
+		skip, ok := r.committedOnly(msg.Data())
+		if !ok {
+			r.stopped = true
+			return
+		}
+		if skip {
+			recs = recs[:0] // an aborted transaction's: passed over as a marker is
+		}
 	}
 	if len(recs) == 0 {
 		// A transaction marker takes an offset and holds no record for the

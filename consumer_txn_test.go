@@ -1,0 +1,107 @@
+package qxd_test
+
+import (
+	"context"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/qxd-io/qxd"
+	"github.com/qxd-io/qxd/internal/qxdtest"
+)
+
+// pollValues polls cons until it has returned want values, or for 15 seconds,
+// and returns what it got.
+func pollValues(ctx context.Context, t *testing.T, cons *qxd.Consumer, want int) []string {
+	t.Helper()
+	return pollFor(ctx, cons, want, 15*time.Second)
+}
+
+func pollFor(ctx context.Context, cons *qxd.Consumer, want int, d time.Duration) []string {
+	got := []string{}
+	deadline := time.Now().Add(d)
+	for len(got) < want && time.Now().Before(deadline) {
+		pctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+		recs, _ := cons.Poll(pctx)
+		cancel()
+		for _, r := range recs {
+			got = append(got, string(r.Value))
+		}
+	}
+	return got
+}
+
+// quiet polls cons for a while and fails if it returns anything.
+func quiet(ctx context.Context, t *testing.T, cons *qxd.Consumer, what string) {
+	t.Helper()
+	if got := pollFor(ctx, cons, 1, 2*time.Second); len(got) != 0 {
+		t.Fatalf("%s: the read-committed consumer returned %q, want nothing", what, got)
+	}
+}
+
+// TestReadCommittedConsumer: a read-committed consumer stops at the last stable
+// offset (an open transaction holds back the records after it, a plain record
+// included), returns a committed transaction's records, never an aborted one's;
+// a read-uncommitted consumer returns everything.
+func TestReadCommittedConsumer(t *testing.T) {
+	t.Parallel()
+	n := qxdtest.StartNode(t)
+	c := qxdtest.Connect(t, n)
+	ctx := qxdtest.Context(t, 2*time.Minute)
+	const topic = "txn-rc-sdk"
+	qxdtest.CreateTopic(t, c, topic, qxd.TopicConfig{Partitions: 1})
+	at := qxd.Assignment{Topic: topic, Partition: 0, Offset: qxd.AtStart()}
+	rc := qxdtest.NewConsumer(t, c, qxd.Isolation(qxd.ReadCommitted))
+	ru := qxdtest.NewConsumer(t, c)
+	for _, cons := range []*qxd.Consumer{rc, ru} {
+		if err := cons.Assign(ctx, at); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tx := newTxnProducer(t, c, "rc-sdk")
+	plain, err := c.NewProducer(qxd.Linger(time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = plain.Close(context.Background()) })
+
+	// An aborted transaction, then an open one with a plain record after it.
+	if err := tx.BeginTransaction(); err != nil {
+		t.Fatal(err)
+	}
+	produceValues(ctx, t, tx, topic, "aborted-1", "aborted-2")
+	if err := tx.AbortTransaction(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.BeginTransaction(); err != nil {
+		t.Fatal(err)
+	}
+	produceValues(ctx, t, tx, topic, "t1", "t2")
+	if err := plain.ProduceSync(ctx, &qxd.Record{Topic: topic, Partition: 0, Value: []byte("plain")}); err != nil {
+		t.Fatal(err)
+	}
+	if got := pollValues(ctx, t, ru, 5); !slices.Equal(got, []string{"aborted-1", "aborted-2", "t1", "t2", "plain"}) {
+		t.Fatalf("read uncommitted: %q", got)
+	}
+	quiet(ctx, t, rc, "during the open transaction")
+
+	if err := tx.CommitTransaction(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := pollValues(ctx, t, rc, 3); !slices.Equal(got, []string{"t1", "t2", "plain"}) {
+		t.Fatalf("read committed after the commit: %q, want t1 t2 plain", got)
+	}
+	if err := tx.BeginTransaction(); err != nil {
+		t.Fatal(err)
+	}
+	produceValues(ctx, t, tx, topic, "aborted-3")
+	if err := tx.AbortTransaction(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := plain.ProduceSync(ctx, &qxd.Record{Topic: topic, Partition: 0, Value: []byte("last")}); err != nil {
+		t.Fatal(err)
+	}
+	if got := pollValues(ctx, t, rc, 1); !slices.Equal(got, []string{"last"}) {
+		t.Fatalf("read committed after a second abort: %q, want last", got)
+	}
+}
