@@ -401,6 +401,20 @@ func (c *Consumer) pollFetches(ctx context.Context) (Fetches, error) {
 			errs = append(errs, &PartitionError{Topic: pc.tp.Topic, Partition: pc.tp.Partition, Err: ch.err})
 			continue
 		}
+		if ch.skipTo > 0 && len(ch.recs) == 0 {
+			// Records of the partition gathered already move its position first.
+			if slices.ContainsFunc(out, func(r Record) bool { return r.Topic == pc.tp.Topic && r.Partition == pc.tp.Partition }) {
+				c.leftover = append([]chunk{ch}, c.leftover...)
+				c.mu.Unlock()
+				return c.deliverFetches(out, errs, eofs)
+			}
+			pc.next = max(pc.next, ch.skipTo)
+			if ch.eof {
+				eofs = append(eofs, pc)
+			}
+			c.mu.Unlock()
+			continue
+		}
 		// A chunk's offsets increase: skip those already returned, keep what does not
 		// fit for the next Poll, and hand out the first chunk without copying it.
 		// Small chunks are gathered into one result, as long as it stays within

@@ -51,6 +51,10 @@ type chunk struct {
 	// eof: when it was read, the stream held nothing after the chunk's last
 	// record (or, with no records, after the read's start).
 	eof bool
+	// skipTo, in a chunk without records: the read passed batches that hold
+	// none for the application (transaction markers, aborted transactions'
+	// records), up to this offset: the position moves there.
+	skipTo int64
 }
 
 // newPartSource returns the source of partition p of the topic meta describes,
@@ -453,9 +457,14 @@ func (r *partRead) handle(msg jetstream.Msg) {
 	}
 	if len(recs) == 0 {
 		// A transaction marker takes an offset and holds no record for the
-		// application: the read goes on after it.
+		// application: the read goes on after it, and so does the position.
 		if h, herr := semantics.PeekBatchHeader(msg.Data()); herr == nil && h.LastOffset() >= r.next {
-			r.next = h.LastOffset() + 1
+			select {
+			case r.c.out <- chunk{pc: r.pc, gen: r.gen, eof: meta.NumPending == 0, skipTo: h.LastOffset() + 1}:
+				r.next = h.LastOffset() + 1
+			case <-r.ctx.Done():
+				r.stopped = true
+			}
 		}
 		return
 	}

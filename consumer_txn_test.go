@@ -105,3 +105,50 @@ func TestReadCommittedConsumer(t *testing.T) {
 		t.Fatalf("read committed after a second abort: %q, want last", got)
 	}
 }
+
+// TestPositionPassesTransactionMarkers: a consumer's position moves past the
+// transaction markers (and, read-committed, the aborted records) it reads, as a
+// Kafka consumer's does, so a partition ending with a marker is read to its high
+// watermark, read-committed or not.
+func TestPositionPassesTransactionMarkers(t *testing.T) {
+	t.Parallel()
+	n := qxdtest.StartNode(t)
+	c := qxdtest.Connect(t, n)
+	ctx := qxdtest.Context(t, time.Minute)
+	const topic = "txn-pos"
+	qxdtest.CreateTopic(t, c, topic, qxd.TopicConfig{Partitions: 1})
+	tx := newTxnProducer(t, c, "pos")
+	if err := tx.BeginTransaction(); err != nil {
+		t.Fatal(err)
+	}
+	produceValues(ctx, t, tx, topic, "a")
+	if err := tx.CommitTransaction(ctx); err != nil { // a at 0, the marker at 1
+		t.Fatal(err)
+	}
+	if err := tx.BeginTransaction(); err != nil {
+		t.Fatal(err)
+	}
+	produceValues(ctx, t, tx, topic, "b")
+	if err := tx.AbortTransaction(ctx); err != nil { // b at 2, the marker at 3
+		t.Fatal(err)
+	}
+	for _, l := range []qxd.IsolationLevel{qxd.ReadUncommitted, qxd.ReadCommitted} {
+		cons := qxdtest.NewConsumer(t, c, qxd.Isolation(l))
+		if err := cons.Assign(ctx, qxd.Assignment{Topic: topic, Partition: 0, Offset: qxd.AtStart()}); err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(10 * time.Second)
+		pos := int64(-1)
+		for time.Now().Before(deadline) {
+			pctx, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+			_, _ = cons.Poll(pctx)
+			cancel()
+			if pos, _ = cons.Position(topic, 0); pos == 4 {
+				break
+			}
+		}
+		if pos != 4 {
+			t.Errorf("%s: position %d after reading the partition, want 4 (its high watermark, past the abort marker)", l, pos)
+		}
+	}
+}
