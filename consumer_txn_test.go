@@ -152,3 +152,66 @@ func TestPositionPassesTransactionMarkers(t *testing.T) {
 		}
 	}
 }
+
+// TestReadCommittedConsumerCluster: in a cluster, a read-committed consumer
+// connected to one node reads partitions led by the others (their leaders
+// answer the last stable offsets; the other nodes stay silent).
+func TestReadCommittedConsumerCluster(t *testing.T) {
+	t.Parallel()
+	nodes := qxdtest.StartCluster(t, qxdtest.ClusterConfigs(t, 3))
+	ctx := qxdtest.Context(t, 2*time.Minute)
+	c, err := qxd.Connect(ctx, nodes[0].ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	const topic = "txn-rc-cluster"
+	const parts = 3
+	qxdtest.CreateTopic(t, c, topic, qxd.TopicConfig{Partitions: parts, Replicas: 3})
+	p, err := c.NewProducer(qxd.TransactionalID("rc-cluster"), qxd.RecordPartition(), qxd.Linger(time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = p.Close(context.Background()) })
+	for _, commit := range []bool{false, true} {
+		if err := p.BeginTransaction(); err != nil {
+			t.Fatal(err)
+		}
+		for i := range int32(parts) {
+			v := map[bool]string{false: "aborted", true: "committed"}[commit]
+			if err := p.Produce(ctx, &qxd.Record{Topic: topic, Partition: i, Value: []byte(v)}, nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+		end := p.AbortTransaction
+		if commit {
+			end = p.CommitTransaction
+		}
+		if err := end(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cons := qxdtest.NewConsumer(t, c, qxd.Isolation(qxd.ReadCommitted))
+	var as []qxd.Assignment
+	for i := range int32(parts) {
+		as = append(as, qxd.Assignment{Topic: topic, Partition: i, Offset: qxd.AtStart()})
+	}
+	if err := cons.Assign(ctx, as...); err != nil {
+		t.Fatal(err)
+	}
+	got := map[int32][]string{}
+	deadline := time.Now().Add(20 * time.Second)
+	for len(got) < parts && time.Now().Before(deadline) {
+		pctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+		recs, _ := cons.Poll(pctx)
+		cancel()
+		for _, r := range recs {
+			got[r.Partition] = append(got[r.Partition], string(r.Value))
+		}
+	}
+	for i := range int32(parts) {
+		if !slices.Equal(got[i], []string{"committed"}) {
+			t.Errorf("partition %d read committed across the cluster: %q, want committed", i, got[i])
+		}
+	}
+}
