@@ -63,7 +63,7 @@ func (c *Client) NewConsumer(opts ...ConsumerOption) (*Consumer, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, fmt.Errorf("consumer: %w", err)
 	}
-	return &Consumer{c: c, cfg: cfg, starts: startResolver{c: c, reset: cfg.reset, group: cfg.group.id}, parts: map[TopicPartition]*partSource{},
+	return &Consumer{c: c, cfg: cfg, starts: startResolver{c: c, reset: cfg.reset, group: cfg.group.id, committed: cfg.isolation == ReadCommitted}, parts: map[TopicPartition]*partSource{},
 		paused: map[TopicPartition]bool{},
 		out:    make(chan chunk, 64), stop: make(chan struct{}), wakeup: make(chan struct{}, 1)}, nil
 }

@@ -79,6 +79,8 @@ type startResolver struct {
 	c     *Client
 	reset ResetPolicy
 	group string // the group whose missing commit offsetNone reports
+	// committed: the end is the last stable offset (read-committed)
+	committed bool
 }
 
 // resolveRetrying is resolve, asked again while the partition is between leaders (a
@@ -120,7 +122,9 @@ func (sr startResolver) resolve(ctx context.Context, pc *partSource, o Offset) (
 	case offsetStart:
 		want = offs.LogStart
 	case offsetEnd:
-		want = offs.HighWatermark
+		if want, err = sr.end(ctx, pc, offs.HighWatermark); err != nil {
+			return 0, 0, err
+		}
 	case offsetAt:
 		want = o.at
 		if want < offs.LogStart || want > offs.HighWatermark {
@@ -128,7 +132,9 @@ func (sr startResolver) resolve(ctx context.Context, pc *partSource, o Offset) (
 			case ResetEarliest:
 				want = offs.LogStart
 			case ResetLatest:
-				want = offs.HighWatermark
+				if want, err = sr.end(ctx, pc, offs.HighWatermark); err != nil {
+					return 0, 0, err
+				}
 			default:
 				if offs.LogStart == offs.HighWatermark {
 					return 0, 0, semantics.Errorf(semantics.ErrOffsetOutOfRange,

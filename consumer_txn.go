@@ -98,24 +98,50 @@ func (r *partRead) committedOnly(batch []byte) (skip, ok bool) {
 // refreshStable asks the node leading the partition for its last stable offset
 // and the aborted transactions from offset from on.
 func (r *partRead) refreshStable(from int64) error {
-	body, err := json.Marshal(semantics.StableRequest{From: from})
+	ctx, cancel := context.WithTimeout(r.ctx, stableAttempt)
+	defer cancel()
+	lso, aborted, err := r.c.c.lastStable(ctx, r.pc.tp, from)
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(r.ctx, stableAttempt)
-	defer cancel()
-	tp := r.pc.tp
-	m, err := r.c.c.requestWatched(ctx, semantics.LSOSubject(tp.Topic, tp.Partition), body)
+	r.stable = stableView{lso: lso, aborted: aborted}
+	return nil
+}
+
+// lastStable asks the node leading partition tp for its last stable offset and
+// the aborted transactions from offset from on.
+func (c *Client) lastStable(ctx context.Context, tp TopicPartition, from int64) (int64, []semantics.AbortedTxn, error) {
+	body, err := json.Marshal(semantics.StableRequest{From: from})
 	if err != nil {
-		return wrapNATSError(err)
+		return -1, nil, err
+	}
+	m, err := c.requestWatched(ctx, semantics.LSOSubject(tp.Topic, tp.Partition), body)
+	if err != nil {
+		return -1, nil, wrapNATSError(err)
 	}
 	var rep semantics.StableReply
 	if err := json.Unmarshal(m.Data, &rep); err != nil {
-		return fmt.Errorf("last stable offset of %s: malformed answer: %w", semantics.PartitionString(tp.Topic, tp.Partition), err)
+		return -1, nil, fmt.Errorf("last stable offset of %s: malformed answer: %w", semantics.PartitionString(tp.Topic, tp.Partition), err)
 	}
 	if err := rep.Error.Err(); err != nil {
-		return err
+		return -1, nil, err
 	}
-	r.stable = stableView{lso: rep.LastStableOffset, aborted: rep.Aborted}
-	return nil
+	return rep.LastStableOffset, rep.Aborted, nil
+}
+
+// end is where a read starting at the end of pc starts: the high watermark hwm,
+// or, read-committed, the last stable offset (as Kafka's ListOffsets answers a
+// read_committed client), so that a transaction open at the start is read once
+// it commits.
+func (sr startResolver) end(ctx context.Context, pc *partSource, hwm int64) (int64, error) {
+	if !sr.committed {
+		return hwm, nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, stableAttempt)
+	defer cancel()
+	lso, _, err := sr.c.lastStable(ctx, pc.tp, hwm)
+	if err != nil {
+		return 0, fmt.Errorf("partition %s: read its last stable offset: %w", pc.tp, err)
+	}
+	return min(lso, hwm), nil
 }

@@ -215,3 +215,30 @@ func TestReadCommittedConsumerCluster(t *testing.T) {
 		}
 	}
 }
+
+// TestReadCommittedStartsAtLastStableOffset: a read-committed consumer starting
+// at the end starts at the last stable offset, as a Kafka read_committed client's
+// ListOffsets does, so a transaction open when it starts is read once it commits.
+func TestReadCommittedStartsAtLastStableOffset(t *testing.T) {
+	t.Parallel()
+	n := qxdtest.StartNode(t)
+	c := qxdtest.Connect(t, n)
+	ctx := qxdtest.Context(t, time.Minute)
+	const topic = "txn-rc-end"
+	qxdtest.CreateTopic(t, c, topic, qxd.TopicConfig{Partitions: 1})
+	p := newTxnProducer(t, c, "rc-end")
+	if err := p.BeginTransaction(); err != nil {
+		t.Fatal(err)
+	}
+	produceValues(ctx, t, p, topic, "open-1", "open-2")
+	cons := qxdtest.NewConsumer(t, c, qxd.Isolation(qxd.ReadCommitted))
+	if err := cons.Assign(ctx, qxd.Assignment{Topic: topic, Partition: 0, Offset: qxd.AtEnd()}); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.CommitTransaction(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := pollValues(ctx, t, cons, 2); !slices.Equal(got, []string{"open-1", "open-2"}) {
+		t.Fatalf("read committed after the commit: %q, want open-1 open-2", got)
+	}
+}
