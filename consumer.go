@@ -63,7 +63,7 @@ func (c *Client) NewConsumer(opts ...ConsumerOption) (*Consumer, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, fmt.Errorf("consumer: %w", err)
 	}
-	return &Consumer{c: c, cfg: cfg, starts: startResolver{c: c, reset: cfg.reset, group: cfg.group.id}, parts: map[TopicPartition]*partSource{},
+	return &Consumer{c: c, cfg: cfg, starts: startResolver{c: c, reset: cfg.reset, group: cfg.group.id, committed: cfg.isolation == ReadCommitted}, parts: map[TopicPartition]*partSource{},
 		paused: map[TopicPartition]bool{},
 		out:    make(chan chunk, 64), stop: make(chan struct{}), wakeup: make(chan struct{}, 1)}, nil
 }
@@ -399,6 +399,20 @@ func (c *Consumer) pollFetches(ctx context.Context) (Fetches, error) {
 		if ch.err != nil {
 			c.mu.Unlock()
 			errs = append(errs, &PartitionError{Topic: pc.tp.Topic, Partition: pc.tp.Partition, Err: ch.err})
+			continue
+		}
+		if ch.skipTo > 0 && len(ch.recs) == 0 {
+			// Records of the partition gathered already move its position first.
+			if slices.ContainsFunc(out, func(r Record) bool { return r.Topic == pc.tp.Topic && r.Partition == pc.tp.Partition }) {
+				c.leftover = append([]chunk{ch}, c.leftover...)
+				c.mu.Unlock()
+				return c.deliverFetches(out, errs, eofs)
+			}
+			pc.next = max(pc.next, ch.skipTo)
+			if ch.eof {
+				eofs = append(eofs, pc)
+			}
+			c.mu.Unlock()
 			continue
 		}
 		// A chunk's offsets increase: skip those already returned, keep what does not

@@ -36,6 +36,7 @@ type consumerConfig struct {
 	fetchMaxBytes  int
 	metadataMaxAge time.Duration
 	group          groupConfig
+	isolation      IsolationLevel // Isolation (consumer_txn.go)
 }
 
 // defaultStart is where a partition without a committed offset starts.

@@ -51,6 +51,10 @@ type chunk struct {
 	// eof: when it was read, the stream held nothing after the chunk's last
 	// record (or, with no records, after the read's start).
 	eof bool
+	// skipTo, in a chunk without records: the read passed batches that hold
+	// none for the application (transaction markers, aborted transactions'
+	// records), up to this offset: the position moves there.
+	skipTo int64
 }
 
 // newPartSource returns the source of partition p of the topic meta describes,
@@ -75,6 +79,8 @@ type startResolver struct {
 	c     *Client
 	reset ResetPolicy
 	group string // the group whose missing commit offsetNone reports
+	// committed: the end is the last stable offset (read-committed)
+	committed bool
 }
 
 // resolveRetrying is resolve, asked again while the partition is between leaders (a
@@ -116,7 +122,9 @@ func (sr startResolver) resolve(ctx context.Context, pc *partSource, o Offset) (
 	case offsetStart:
 		want = offs.LogStart
 	case offsetEnd:
-		want = offs.HighWatermark
+		if want, err = sr.end(ctx, pc, offs.HighWatermark); err != nil {
+			return 0, 0, err
+		}
 	case offsetAt:
 		want = o.at
 		if want < offs.LogStart || want > offs.HighWatermark {
@@ -124,7 +132,9 @@ func (sr startResolver) resolve(ctx context.Context, pc *partSource, o Offset) (
 			case ResetEarliest:
 				want = offs.LogStart
 			case ResetLatest:
-				want = offs.HighWatermark
+				if want, err = sr.end(ctx, pc, offs.HighWatermark); err != nil {
+					return 0, 0, err
+				}
 			default:
 				if offs.LogStart == offs.HighWatermark {
 					return 0, 0, semantics.Errorf(semantics.ErrOffsetOutOfRange,
@@ -364,6 +374,8 @@ type partRead struct {
 	lastStream uint64
 	stopped    bool
 
+	stable stableView // read-committed: the partition's transactions (consumer_txn.go)
+
 	busy   atomic.Bool  // a message is being handled (maybe waiting for Poll)
 	last   atomic.Int64 // when the last message was handled, Unix ns
 	failed chan readFailure
@@ -439,11 +451,26 @@ func (r *partRead) handle(msg jetstream.Msg) {
 			meta.Sequence.Stream, r.next-1, r.pc.leader(r.ctx), derr), true)
 		return
 	}
+	if r.c.cfg.isolation == ReadCommitted {
+		skip, ok := r.committedOnly(msg.Data())
+		if !ok {
+			r.stopped = true
+			return
+		}
+		if skip {
+			recs = recs[:0] // an aborted transaction's: passed over as a marker is
+		}
+	}
 	if len(recs) == 0 {
 		// A transaction marker takes an offset and holds no record for the
-		// application: the read goes on after it.
+		// application: the read goes on after it, and so does the position.
 		if h, herr := semantics.PeekBatchHeader(msg.Data()); herr == nil && h.LastOffset() >= r.next {
-			r.next = h.LastOffset() + 1
+			select {
+			case r.c.out <- chunk{pc: r.pc, gen: r.gen, eof: meta.NumPending == 0, skipTo: h.LastOffset() + 1}:
+				r.next = h.LastOffset() + 1
+			case <-r.ctx.Done():
+				r.stopped = true
+			}
 		}
 		return
 	}

@@ -52,6 +52,8 @@ type Producer struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+
+	txn *producerTxn // with TransactionalID (producer_txn.go)
 }
 
 // NewProducer returns a producer with the given options; see the option functions
@@ -71,6 +73,12 @@ func (c *Client) NewProducer(opts ...ProducerOption) (*Producer, error) {
 	p.topics.Store(&map[string]*topicProducer{})
 	p.bufCond = sync.NewCond(&p.bufMu)
 	p.ctx, p.cancel = context.WithCancel(context.Background())
+	if cfg.txnID != "" {
+		if err := p.initTxn(); err != nil {
+			p.cancel()
+			return nil, err
+		}
+	}
 	p.inbox = c.nc.NewRespInbox() + "."
 	sub, err := c.nc.Subscribe(p.inbox+"*", p.onReply)
 	if err != nil {
@@ -254,6 +262,12 @@ func (p *Producer) produce(ctx context.Context, r *Record, cb func(*Record, erro
 	}
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("produce to topic %q: %w", r.Topic, err)
+	}
+	if p.txn != nil {
+		if err := p.txn.checkOpen(); err != nil {
+			return fmt.Errorf("produce to topic %q: %w", r.Topic, err)
+		}
+		cb = p.txn.track(cb)
 	}
 	now := r.Timestamp
 	if now.IsZero() {

@@ -74,6 +74,8 @@ type producerConfig struct {
 	bufferBytes     int64
 	retryBackoff    time.Duration
 	defaultTopic    string
+	txnID           string        // TransactionalID
+	txnTimeout      time.Duration // TransactionTimeout
 }
 
 func defaultProducerConfig() producerConfig {
@@ -88,6 +90,7 @@ func defaultProducerConfig() producerConfig {
 		deliveryTimeout: DefaultDeliveryTimeout,
 		bufferBytes:     DefaultBufferBytes,
 		retryBackoff:    DefaultRetryBackoff,
+		txnTimeout:      DefaultTransactionTimeout,
 	}
 }
 
@@ -163,6 +166,9 @@ func (c producerConfig) validate() error {
 		if err := semantics.ValidateTopicName(c.defaultTopic); err != nil {
 			return fmt.Errorf("default topic: %w", err)
 		}
+	}
+	if err := c.validateTxn(); err != nil {
+		return err
 	}
 	switch {
 	case c.linger < 0:

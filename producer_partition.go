@@ -123,6 +123,9 @@ func (p *Producer) newPart(meta semantics.TopicMeta, i int32) *partProducer {
 	if p.cfg.idempotent {
 		pp.pid, pp.epoch = newProducerID(), 0
 	}
+	if p.txn != nil {
+		pp.pid, pp.epoch = p.txn.pid, p.txn.epoch
+	}
 	return pp
 }
 
@@ -377,7 +380,7 @@ func (pp *partProducer) sortOut(completed []*batch) (done, failed, retry []*batc
 					ErrRecordTimeout, pp.name, pp.p.cfg.deliveryTimeout, b.err)
 			}
 			failed = append(failed, b)
-			if pp.pid >= 0 && !reset {
+			if pp.pid >= 0 && !reset && pp.p.txn == nil { // a transaction keeps its producer id: it fails
 				reset = true
 				restampFrom = len(retry)
 				unknown = outcomeUnknown
@@ -406,7 +409,7 @@ func (pp *partProducer) sortOut(completed []*batch) (done, failed, retry []*batc
 func (pp *partProducer) stamp(b *batch) {
 	b.seq = pp.seq
 	pp.seq = nextSeq(pp.seq, int32(len(b.recs)))
-	semantics.SetProducer(b.data, semantics.ProducerInfo{ID: pp.pid, Epoch: pp.epoch, BaseSequence: b.seq})
+	semantics.SetProducer(b.data, semantics.ProducerInfo{ID: pp.pid, Epoch: pp.epoch, BaseSequence: b.seq, Transactional: pp.p.txn != nil})
 }
 
 func nextSeq(s, n int32) int32 {
@@ -418,11 +421,15 @@ func nextSeq(s, n int32) int32 {
 func (pp *partProducer) send(b *batch) bool {
 	cfg := pp.p.cfg
 	if b.data == nil {
+		if err := pp.joinTxn(); err != nil {
+			pp.complete(b, err)
+			return false
+		}
 		pi := semantics.NoProducer
 		if pp.pid >= 0 {
 			b.seq = pp.seq
 			pp.seq = nextSeq(pp.seq, int32(len(b.recs)))
-			pi = semantics.ProducerInfo{ID: pp.pid, Epoch: pp.epoch, BaseSequence: b.seq}
+			pi = semantics.ProducerInfo{ID: pp.pid, Epoch: pp.epoch, BaseSequence: b.seq, Transactional: pp.p.txn != nil}
 		}
 		var dst []byte
 		if cfg.compression != CompressionNone {

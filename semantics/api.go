@@ -126,6 +126,11 @@ type PartitionInfo struct {
 	LogStartOffset int64 `json:"log_start_offset"`
 	// HighWatermark is the offset the next record will get.
 	HighWatermark int64 `json:"high_watermark"`
+	// LastStableOffset is the first offset of the earliest transaction still
+	// open in the partition, or the high watermark when none is: read-committed
+	// consumers read up to it. -1 when the node leading the partition could not
+	// be asked.
+	LastStableOffset int64 `json:"last_stable_offset"`
 	// Records is how many records are stored: HighWatermark - LogStartOffset, or the
 	// number of live keys on a compacted topic.
 	Records int64  `json:"records"`

@@ -185,6 +185,10 @@ func (g Grant) Subjects(inbox string, topics []TopicPerms) SubjectPermissions {
 		}
 		add(KVDirectGetSubject(TopicsBucket, EncodeTopic(p)), TopicAPISubject(APITopicDescribe, p), TopicAPISubject(APITopicVerify, p))
 	}
+	if len(g.Produce) > 0 {
+		// Transactions: as the Kafka listener, a right to produce to some topic.
+		add(TxnAll)
+	}
 	for _, p := range g.Produce {
 		if p == AllPattern {
 			add(Subject(WriterPrefix, ">"), Subject(authzPrefix, string(OpProduce), "*"))
@@ -194,6 +198,7 @@ func (g Grant) Subjects(inbox string, topics []TopicPerms) SubjectPermissions {
 	}
 	for _, p := range g.Consume {
 		if p == AllPattern {
+			add(LSOAll) // read-committed reads
 			add(Subject(authzPrefix, string(OpConsume), "*"),
 				Subject(JSStreamInfoPrefix, "*"), Subject(JSDirectGetPrefix, "*"), Subject(JSDirectGetPrefix, "*", ">"),
 				Subject(JSStreamMsgGetPrefix, "*"),
@@ -201,7 +206,7 @@ func (g Grant) Subjects(inbox string, topics []TopicPerms) SubjectPermissions {
 				Subject(jsAPIPrefix, "CONSUMER.INFO.*.*"), Subject(jsAPIPrefix, "CONSUMER.DELETE.*.*"))
 			continue
 		}
-		add(AuthzSubject(OpConsume, p))
+		add(AuthzSubject(OpConsume, p), Subject(lsoPrefix, EncodeTopic(p), "*"))
 	}
 	if !g.ConsumesAll() {
 		for _, t := range topics {

@@ -93,6 +93,30 @@ const (
 	GroupList      = "qxd.grp.list"
 )
 
+// Transaction coordinator: request/reply, JSON bodies (TxnRequest, TxnResponse).
+// Only the node that coordinates transactions serves them. Every request but
+// TxnList is scoped by the encoded transactional id (TxnSubject).
+const (
+	txnPrefix        = "qxd.txn"
+	TxnAll           = "qxd.txn.>"
+	TxnInit          = "qxd.txn.init"
+	TxnAddPartitions = "qxd.txn.add_partitions"
+	TxnAddGroup      = "qxd.txn.add_group"
+	TxnCommitOffsets = "qxd.txn.commit_offsets"
+	TxnEnd           = "qxd.txn.end"
+	TxnDescribe      = "qxd.txn.describe"
+	TxnList          = "qxd.txn.list"
+)
+
+// Last stable offsets: a read-committed reader asks for partition p's last
+// stable offset and aborted transactions on lsoPrefix.<topic>.<p>
+// (LSOSubject; request/reply, JSON StableRequest and StableReply). Every node
+// subscribes to LSOAll; only the node whose writer leads the partition answers.
+const (
+	lsoPrefix = "qxd.lso"
+	LSOAll    = "qxd.lso.>"
+)
+
 // Partition writers: a producer sends a batch to the writer of its partition,
 // WriterPrefix.<topic>.<p> (WriterSubject).
 const WriterPrefix = "qxd.w"
@@ -232,6 +256,27 @@ func KeySubject(topic string, p int32, key []byte) string {
 	}
 }
 
+// LSOSubject is where the node leading partition p of topic answers its last
+// stable offset and aborted transactions.
+func LSOSubject(topic string, p int32) string {
+	return Subject(lsoPrefix, EncodeTopic(topic), strconv.Itoa(int(p)))
+}
+
+// SplitLSOSubject returns the topic and partition of a subject made by
+// LSOSubject; ok is false for any other subject.
+func SplitLSOSubject(subject string) (topic string, p int32, ok bool) {
+	rest, found := CutSubject(subject, lsoPrefix)
+	if !found {
+		return "", 0, false
+	}
+	tok, part, found := strings.Cut(rest, ".")
+	n, err := strconv.ParseInt(part, 10, 32)
+	if !found || err != nil || n < 0 || tok == "" {
+		return "", 0, false
+	}
+	return DecodeTopic(tok), int32(n), true
+}
+
 // WriterSubject is the subject the partition writer of p listens on for produce
 // requests.
 func WriterSubject(topic string, p int32) string {
@@ -260,6 +305,17 @@ func SplitTopicAPISubject(subject string) (op, token string) {
 // (GroupJoin, GroupCommit, …) followed by the encoded group id, so that
 // permissions can name the group. GroupList has no group.
 func GroupSubject(op, group string) string { return Subject(op, EncodeGroupID(group)) }
+
+// TxnSubject is the subject of a transaction coordinator request: op (TxnInit,
+// TxnEnd, …) followed by the encoded transactional id (EncodeGroupID's
+// encoding), so that permissions can name it. TxnList has no id.
+func TxnSubject(op, id string) string { return Subject(op, EncodeGroupID(id)) }
+
+// SplitTxnSubject splits a subject made by TxnSubject into op and the encoded
+// transactional id. Other subjects are returned unchanged with an empty token.
+func SplitTxnSubject(subject string) (op, token string) {
+	return splitScoped(subject, txnPrefix)
+}
 
 // SplitGroupSubject splits a subject made by GroupSubject into op and the encoded
 // group. Other subjects are returned unchanged with an empty token.
@@ -310,6 +366,10 @@ func InboxPrefix(kind, id string) string {
 // HandOffSubject is where node takes requests to hand off the leadership of one
 // stream it leads (request/reply, JSON bodies).
 func HandOffSubject(node string) string { return Subject(nodePrefix, node, "handoff") }
+
+// StableSubject is where node answers the last stable offset and aborted
+// transactions of a partition it leads (request/reply, JSON bodies).
+func StableSubject(node string) string { return Subject(nodePrefix, node, "stable") }
 
 // BridgeStatusSubject is where the runner of bridge name answers status requests
 // (empty body; the answer is a BridgeStatus).

@@ -30,7 +30,9 @@ func TestSubjectTableMatchesDocs(t *testing.T) {
 var subjectExamples = map[string]string{
 	"TopicAPISubject":     TopicAPISubject(APITopicCreate, "orders.eu"),
 	"GroupSubject":        GroupSubject(GroupCommit, "billing"),
+	"TxnSubject":          TxnSubject(TxnEnd, "etl-1"),
 	"WriterSubject":       WriterSubject("orders.eu", 3),
+	"LSOSubject":          LSOSubject("orders.eu", 3),
 	"StreamSubject":       StreamSubject("orders.eu", 3),
 	"BatchSubject":        BatchSubject("orders.eu", 3),
 	"CheckpointSubject":   CheckpointSubject("orders.eu", 3),
@@ -38,6 +40,7 @@ var subjectExamples = map[string]string{
 	"KeySubject":          KeySubject("orders.eu", 3, []byte("alice")),
 	"AuthzSubject":        AuthzSubject(OpProduce, "orders.eu"),
 	"HandOffSubject":      HandOffSubject("n1"),
+	"StableSubject":       StableSubject("n1"),
 	"BridgeStatusSubject": BridgeStatusSubject("audit"),
 	"InboxPrefix":         InboxPrefix("u", "alice"),
 	"KVStream":            KVStream(TopicsBucket),
@@ -47,7 +50,7 @@ var subjectExamples = map[string]string{
 
 // notNames are functions of subjects.go that build or take apart subjects without
 // naming one, so the table does not list them.
-var notNames = []string{"Subject", "CutSubject", "SplitTopicAPISubject", "SplitGroupSubject"}
+var notNames = []string{"Subject", "CutSubject", "SplitTopicAPISubject", "SplitGroupSubject", "SplitTxnSubject", "SplitLSOSubject"}
 
 type subjectRow struct {
 	line    int

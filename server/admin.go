@@ -234,6 +234,7 @@ func (a *Admin) DescribeTopic(ctx context.Context, name string) (TopicDescriptio
 			pi.LogStartOffset, pi.HighWatermark = o.LogStart, o.HighWatermark
 			pi.Batches, pi.Bytes = o.Msgs, o.Bytes
 			pi.Records = o.HighWatermark - o.LogStart
+			pi.LastStableOffset = a.lastStable(ctx, o.Leader, name, p, o.HighWatermark, o.LogStart)
 			if t.Config.Compact {
 				pi.Records = int64(o.Msgs)
 			}

@@ -72,6 +72,7 @@ type Node struct {
 
 	admin   *Admin
 	api     *adminDoor // the admin API's NATS door
+	txnAPI  *txnDoor   // the transaction state's NATS door
 	writers *writerManager
 	groups  *groupService
 	txns    *txnService
@@ -379,12 +380,17 @@ func (n *Node) startServices(ctx context.Context) error {
 		perms = n.auth.reg
 	}
 	n.admin = &Admin{log: n.log, nc: n.nc, js: n.js, meta: meta, ns: n.ns, place: n,
-		follow: nodeTopics{writers: n.writers, perms: perms}, offsets: n.groups.offsets, sync: n.cfg.Sync}
+		follow: nodeTopics{writers: n.writers, perms: perms}, offsets: n.groups.offsets, sync: n.cfg.Sync,
+		stable: &stableOffsets{nc: n.nc, node: n.cfg.Name, writers: n.Writers()}}
 	if err := n.startHosted(ctx, meta); err != nil {
 		return err
 	}
 	n.api = &adminDoor{admin: n.admin, nc: n.nc, node: n.cfg.Name, hosted: n.serveHosted, handOff: n.serveHandOff, obs: &n.obs}
 	if err := n.api.start(); err != nil {
+		return err
+	}
+	n.txnAPI = &txnDoor{nc: n.nc, node: n.cfg.Name, writers: n.Writers(), txns: n.Transactions(), obs: &n.obs}
+	if err := n.txnAPI.start(); err != nil {
 		return err
 	}
 	return n.startKafka()
@@ -488,6 +494,9 @@ func (n *Node) Close(ctx context.Context) error {
 		// nodes at once instead of after an election timeout.
 		if n.api != nil {
 			n.api.stop()
+		}
+		if n.txnAPI != nil {
+			n.txnAPI.stop()
 		}
 		// Before the writers, which it writes markers through.
 		if n.txns != nil {

@@ -47,6 +47,9 @@ func APIName(subject string) string {
 	if op == subject {
 		op, _ = semantics.SplitGroupSubject(subject)
 	}
+	if op == subject {
+		op, _ = semantics.SplitTxnSubject(subject)
+	}
 	if name, ok := apiNames[op]; ok {
 		return name
 	}
@@ -66,6 +69,10 @@ var apiNames = func() map[string]string {
 		semantics.GroupCommit, semantics.GroupFetch, semantics.GroupDescribe, semantics.GroupDelete, semantics.GroupReset,
 		semantics.GroupList} {
 		m[s] = "group." + s[strings.LastIndexByte(s, '.')+1:]
+	}
+	for _, s := range []string{semantics.TxnInit, semantics.TxnAddPartitions, semantics.TxnAddGroup,
+		semantics.TxnCommitOffsets, semantics.TxnEnd, semantics.TxnDescribe, semantics.TxnList} {
+		m[s] = "txn." + s[strings.LastIndexByte(s, '.')+1:]
 	}
 	return m
 }()

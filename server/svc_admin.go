@@ -29,6 +29,7 @@ type Admin struct {
 	place   placement
 	follow  topicFollowers
 	offsets topicOffsets
+	stable  *stableOffsets         // partitions' last stable offsets, for describe
 	sync    time.Duration          // the node's sync interval (0: every append), for node info
 	kafka   atomic.Pointer[string] // the Kafka listener's advertised host:port, for node info
 }

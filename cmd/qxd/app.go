@@ -88,6 +88,7 @@ func (a *app) cli() *cli.App {
 			a.serverCommand(),
 			a.topicCommand(),
 			a.groupCommand(),
+			a.txnCommand(),
 			a.clusterCommand(),
 			a.passwdCommand(),
 			a.bridgeCommand(),

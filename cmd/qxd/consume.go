@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -48,6 +49,8 @@ func (a *app) consumeCommand() *cli.Command {
 				Usage: "exit once every partition's end, as of the start (with --group: as of its assignment), is reached"},
 			&cli.StringFlag{Name: "reset", Value: "earliest", EnvVars: []string{"QXD_CONSUME_RESET"},
 				Usage: "where to start when the start offset (--offset, or with --group the committed one) is missing or not stored (`POLICY`): earliest, latest or none (also error: fail)"},
+			&cli.StringFlag{Name: "isolation", Value: "read-uncommitted", EnvVars: []string{"QXD_CONSUME_ISOLATION"},
+				Usage: "records of transactions to read (`LEVEL`): read-uncommitted (all, as written) or read-committed (committed ones only, up to the last stable offset)"},
 			&cli.StringFlag{Name: "group", Aliases: []string{"g"},
 				Usage: "join consumer group `G`: share the partitions with its other members, start at its committed offsets"},
 			&cli.StringFlag{Name: "instance-id", EnvVars: []string{"QXD_CONSUME_INSTANCE_ID"},
@@ -84,6 +87,7 @@ type consumeSettings struct {
 	format    *recordFormat
 	num       int
 	exitAtEnd bool
+	isolation qxd.IsolationLevel
 
 	// Without a group.
 	offset startOffset
@@ -105,6 +109,9 @@ func consumeFlags(c *cli.Context) (consumeSettings, error) {
 		return s, fmt.Errorf("consume %q: %w", s.topic, err)
 	}
 	s.resetName = strings.ToLower(c.String("reset"))
+	if s.isolation, err = qxd.ParseIsolationLevel(c.String("isolation")); err != nil {
+		return s, fmt.Errorf("consume %q: --isolation: %w", s.topic, err)
+	}
 	if s.format, err = parseFormat(c.String("format")); err != nil {
 		return s, err
 	}
@@ -198,7 +205,7 @@ func (a *app) consumeAssigned(c *cli.Context, s consumeSettings) error {
 		}
 	}
 
-	cons, err := cl.NewConsumer(qxd.WithResetPolicy(s.reset))
+	cons, err := cl.NewConsumer(qxd.WithResetPolicy(s.reset), qxd.Isolation(s.isolation))
 	if err != nil {
 		return fmt.Errorf("consume %q: %w", topic, err)
 	}
@@ -225,6 +232,9 @@ func (a *app) consumeAssigned(c *cli.Context, s consumeSettings) error {
 		end, pending = map[int32]int64{}, map[int32]bool{}
 		for _, pi := range d.Partitions {
 			end[pi.Partition] = pi.HighWatermark
+			if s.isolation == qxd.ReadCommitted && pi.LastStableOffset >= 0 {
+				end[pi.Partition] = pi.LastStableOffset // a read-committed reader's end
+			}
 		}
 		for _, p := range parts {
 			pending[p] = true
@@ -237,7 +247,18 @@ func (a *app) consumeAssigned(c *cli.Context, s consumeSettings) error {
 	w := bufio.NewWriterSize(a.stdout, 64<<10)
 	count := 0
 	for {
-		recs, err := cons.Poll(ctx)
+		pctx := ctx
+		var cancel context.CancelFunc = func() {}
+		if end != nil {
+			// The position also moves past transaction markers and aborted
+			// records, which Poll does not return: look again now and then.
+			pctx, cancel = context.WithTimeout(ctx, endCheckEvery)
+		}
+		recs, err := cons.Poll(pctx)
+		cancel()
+		if err != nil && ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
+			err = nil
+		}
 		for i := range recs {
 			r := &recs[i]
 			if end != nil && r.Offset >= end[r.Partition] {
@@ -265,6 +286,10 @@ func (a *app) consumeAssigned(c *cli.Context, s consumeSettings) error {
 		}
 	}
 }
+
+// endCheckEvery is how often consume --exit-at-end checks the positions while
+// no records come.
+const endCheckEvery = 500 * time.Millisecond
 
 // sayResets tells on stderr, for each partition whose --offset was outside its
 // stored range, where --reset moved it.

@@ -44,7 +44,7 @@ func (a *app) consumeGroup(c *cli.Context, s consumeSettings) error {
 
 	w := &memberWatch{log: a.log, admin: cl.Admin(), group: s.group, topic: s.topic, exitAtEnd: s.exitAtEnd}
 	opts := []qxd.ConsumerOption{
-		qxd.Group(s.group), qxd.WithResetPolicy(s.reset), qxd.SessionTimeout(s.sessionTimeout),
+		qxd.Group(s.group), qxd.WithResetPolicy(s.reset), qxd.SessionTimeout(s.sessionTimeout), qxd.Isolation(s.isolation),
 		qxd.OnAssigned(w.assigned), qxd.OnRevoked(w.revoked), qxd.OnLost(w.lost),
 	}
 	if s.instanceID != "" {

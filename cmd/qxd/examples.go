@@ -71,6 +71,19 @@ var examples = map[string][]string{
 		"qxd topic consume orders --group billing",
 		"qxd topic consume orders --offset -10 --format '%p %o %S %k\\n'",
 		"qxd topic consume images --value-format base64 --format json --exit-at-end",
+		"qxd topic consume enriched --isolation read-committed --exit-at-end",
+	},
+	"qxd txn": {
+		"qxd txn list",
+		"qxd txn describe etl-1",
+	},
+	"qxd txn list": {
+		"qxd txn list",
+		"qxd txn ls --json",
+	},
+	"qxd txn describe": {
+		"qxd txn describe etl-1",
+		"qxd txn describe etl-1 --json",
 	},
 	"qxd group": {
 		"qxd group list",

@@ -81,7 +81,7 @@ func TestCompletion(t *testing.T) {
 		words []string
 		want  []string // candidates, without descriptions
 	}{
-		{[]string{""}, []string{"server", "topic", "group", "cluster", "passwd", "bridge", "bench", "version", "completion"}},
+		{[]string{""}, []string{"server", "topic", "group", "txn", "cluster", "passwd", "bridge", "bench", "version", "completion"}},
 		{[]string{"to"}, []string{"topic"}},
 		{[]string{"topic", "c"}, []string{"create", "consume"}},
 		{[]string{"--server", "nats://h:4222", "topic", "l"}, []string{"list", "ls"}},

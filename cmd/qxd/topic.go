@@ -272,14 +272,18 @@ func (a *app) topicDescribe(c *cli.Context) error {
 		return p.Problem != "" || p.Damage != "" || verifyProblem(verified[p.Partition]) != ""
 	})
 	tw = newTable(a.stdout)
-	header := "PARTITION\tLEADER\tREPLICAS\tISR\tLOG-START\tHIGH-WATERMARK\tRECORDS"
+	header := "PARTITION\tLEADER\tREPLICAS\tISR\tLOG-START\tHIGH-WATERMARK\tLAST-STABLE\tRECORDS"
 	if problems {
 		header += "\tPROBLEM"
 	}
 	fmt.Fprintln(tw, header)
 	for _, p := range d.Partitions {
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%d\t%d\t%d", p.Partition, dash(p.Leader), dash(strings.Join(p.Replicas, ",")),
-			dash(strings.Join(p.InSync, ",")), p.LogStartOffset, p.HighWatermark, p.Records)
+		lso := "-" // the leading node could not tell
+		if p.LastStableOffset >= 0 {
+			lso = strconv.FormatInt(p.LastStableOffset, 10)
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%d\t%d\t%s\t%d", p.Partition, dash(p.Leader), dash(strings.Join(p.Replicas, ",")),
+			dash(strings.Join(p.InSync, ",")), p.LogStartOffset, p.HighWatermark, lso, p.Records)
 		if problems {
 			problem := p.Problem
 			if p.Damage != "" {
@@ -423,6 +427,7 @@ type partitionJSON struct {
 	InSync         []string `json:"isr"`
 	LogStartOffset int64    `json:"log_start_offset"`
 	HighWatermark  int64    `json:"high_watermark"`
+	LastStable     int64    `json:"last_stable_offset"`
 	Records        int64    `json:"records"`
 	Batches        uint64   `json:"batches"`
 	Bytes          uint64   `json:"bytes"`
@@ -436,7 +441,7 @@ type partitionJSON struct {
 func newPartitionJSON(p qxd.PartitionInfo) partitionJSON {
 	return partitionJSON{
 		Partition: p.Partition, Leader: p.Leader, Replicas: append([]string{}, p.Replicas...), InSync: append([]string{}, p.InSync...),
-		LogStartOffset: p.LogStartOffset, HighWatermark: p.HighWatermark, Records: p.Records,
+		LogStartOffset: p.LogStartOffset, HighWatermark: p.HighWatermark, LastStable: p.LastStableOffset, Records: p.Records,
 		Batches: p.Batches, Bytes: p.Bytes, Problem: p.Problem, Missing: p.Missing, Damage: p.Damage,
 	}
 }

@@ -62,6 +62,7 @@ var (
 	// State read at scrape time.
 	descLogStart = desc("qxd_partition_log_start_offset", "First offset still stored in the partition (partitions this node leads).", "topic", "partition")
 	descHWM      = desc("qxd_partition_high_watermark", "Offset the partition's next record will get (partitions this node leads).", "topic", "partition")
+	descLSO      = desc("qxd_partition_last_stable_offset", "First offset of the partition's earliest open transaction, else its high watermark: read-committed consumers read up to it (partitions this node leads).", "topic", "partition")
 	descStored   = desc("qxd_partition_stored_bytes", "Bytes the partition's stream stores (partitions this node leads).", "topic", "partition")
 	descBatches  = desc("qxd_partition_stored_batches", "Record batches the partition's stream stores (partitions this node leads).", "topic", "partition")
 	descLed      = desc("qxd_node_partitions_led", "Partitions whose stream this node leads (it runs their writers).")
@@ -253,7 +254,7 @@ func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 	m.kafkaRequests.Describe(ch)
 	m.fetchRecords.Describe(ch)
 	m.fetchBytes.Describe(ch)
-	for _, d := range []*prometheus.Desc{descGTotal, descOver, descBMsgs, descBFailed, descBBacklog, descBRunning, descLogStart, descHWM, descStored, descBatches, descLed, descReady, descJS,
+	for _, d := range []*prometheus.Desc{descGTotal, descOver, descBMsgs, descBFailed, descBBacklog, descBRunning, descLogStart, descHWM, descLSO, descStored, descBatches, descLed, descReady, descJS,
 		descSync, descMetaLead, descNodes, descParts, descUnder, descNoLeader, descCoord, descGState, descGMembers,
 		descGGen, descGOffset, descGLag, descErrors} {
 		ch <- d
@@ -349,6 +350,7 @@ type partState struct {
 	p        int32
 	logStart int64
 	hwm      int64
+	lso      int64 // last stable offset
 	bytes    uint64
 	batches  uint64
 }
@@ -399,7 +401,11 @@ func readState(ctx context.Context, h server.Host) *snapshot {
 				s.errors++
 				continue
 			}
-			s.led = append(s.led, partState{topic: t.Name, p: p, logStart: o.LogStart, hwm: o.HighWatermark, bytes: o.Bytes, batches: o.Msgs})
+			lso := o.HighWatermark
+			if l, _, err := h.Writers().Stable(t.Name, p, o.HighWatermark, o.LogStart); err == nil {
+				lso = min(l, o.HighWatermark)
+			}
+			s.led = append(s.led, partState{topic: t.Name, p: p, logStart: o.LogStart, hwm: o.HighWatermark, lso: lso, bytes: o.Bytes, batches: o.Msgs})
 			hwms[partKey{t.Name, p}] = o.HighWatermark
 		}
 	}
@@ -522,6 +528,7 @@ func (m *metrics) collectState(ch chan<- prometheus.Metric, s *snapshot) {
 		}
 		gauge(ch, descLogStart, float64(p.logStart), t, ps)
 		gauge(ch, descHWM, float64(p.hwm), t, ps)
+		gauge(ch, descLSO, float64(p.lso), t, ps)
 		gauge(ch, descStored, float64(p.bytes), t, ps)
 		gauge(ch, descBatches, float64(p.batches), t, ps)
 	}

@@ -1,0 +1,313 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/qxd-io/qxd/semantics"
+)
+
+// stableRequest asks a node for the last stable offset of a partition it leads
+// (JSON, on semantics.StableSubject of that node), and the aborted transactions
+// that end at or after From.
+type stableRequest struct {
+	Topic     string `json:"topic"`
+	Partition int32  `json:"partition"`
+	From      int64  `json:"from"`
+	LogStart  int64  `json:"log_start"`
+}
+
+// stableReply answers a stableRequest.
+type stableReply struct {
+	Error            *semantics.APIError    `json:"error,omitempty"`
+	LastStableOffset int64                  `json:"last_stable_offset"`
+	Aborted          []semantics.AbortedTxn `json:"aborted,omitempty"`
+}
+
+// stableOffsets reads partitions' last stable offsets: from this node's writers
+// for the partitions it leads, and from the leading node, over NATS, for the
+// others. Only a partition's writer knows its open transactions.
+type stableOffsets struct {
+	nc      *nats.Conn
+	node    string // this node's name
+	writers *Writers
+}
+
+// Stable returns the last stable offset of partition p of topic, led by node
+// leader, and its aborted transactions that end at or after from. hwm and
+// logStart are the partition's offsets as the caller read them: the last stable
+// offset is never above hwm.
+func (s *stableOffsets) Stable(ctx context.Context, leader, topic string, p int32, from, hwm, logStart int64) (int64, []semantics.AbortedTxn, error) {
+	lso, aborted, err := s.writers.Stable(topic, p, from, logStart)
+	if err == nil {
+		return min(lso, hwm), aborted, nil
+	}
+	if leader == "" || leader == s.node {
+		return -1, nil, err
+	}
+	body, err := json.Marshal(stableRequest{Topic: topic, Partition: p, From: from, LogStart: logStart})
+	if err != nil {
+		return -1, nil, err
+	}
+	m, err := s.nc.RequestWithContext(ctx, semantics.StableSubject(leader), body)
+	if err != nil {
+		return -1, nil, fmt.Errorf("last stable offset of %s: ask node %s: %w", semantics.PartitionString(topic, p), leader, err)
+	}
+	var r stableReply
+	if err := json.Unmarshal(m.Data, &r); err != nil {
+		return -1, nil, fmt.Errorf("last stable offset of %s: node %s answered malformed JSON: %w", semantics.PartitionString(topic, p), leader, err)
+	}
+	if err := r.Error.Err(); err != nil {
+		return -1, nil, err
+	}
+	return min(r.LastStableOffset, hwm), r.Aborted, nil
+}
+
+// txnDoor is the NATS door of a node's transactions: node to node, it answers
+// the last stable offset of the partitions this node leads; to clients, while
+// this node coordinates transactions, it takes the transaction coordinator's
+// requests (semantics.Txn*), decodes each, calls the Transactions service and
+// encodes its answer. It follows the service: it subscribes to semantics.TxnAll
+// while the node coordinates and unsubscribes when it stops, so a client's
+// request finds the coordinating node, or no responders.
+type txnDoor struct {
+	nc      *nats.Conn
+	node    string
+	writers *Writers
+	txns    *Transactions
+	obs     *observers
+	wg      sync.WaitGroup // request handlers
+
+	ssub *nats.Subscription
+	lsub *nats.Subscription // semantics.LSOAll: read-committed readers
+
+	cancel context.CancelFunc
+	loop   sync.WaitGroup
+	mu     sync.Mutex
+	tsub   *nats.Subscription // semantics.TxnAll, while coordinating
+}
+
+// txnDoorEvery is how often the door follows the coordinator's moves.
+const txnDoorEvery = 100 * time.Millisecond
+
+func (d *txnDoor) start() error {
+	var err error
+	d.ssub, err = d.nc.Subscribe(semantics.StableSubject(d.node), func(m *nats.Msg) {
+		d.wg.Add(1)
+		defer d.wg.Done()
+		d.serveStable(m)
+	})
+	if err != nil {
+		return fmt.Errorf("start transaction API: %w", err)
+	}
+	d.lsub, err = d.nc.Subscribe(semantics.LSOAll, d.serveLSO)
+	if err != nil {
+		return fmt.Errorf("start transaction API: %w", err)
+	}
+	if d.txns != nil {
+		ctx, cancel := context.WithCancel(context.Background())
+		d.cancel = cancel
+		d.follow()
+		d.loop.Add(1)
+		go func() {
+			defer d.loop.Done()
+			t := time.NewTicker(txnDoorEvery)
+			defer t.Stop()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-t.C:
+					d.follow()
+				}
+			}
+		}()
+	}
+	return d.nc.Flush()
+}
+
+// follow subscribes to the coordinator's subjects while this node coordinates
+// transactions, and unsubscribes when it no longer does.
+func (d *txnDoor) follow() {
+	on := d.txns.Coordinating()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	switch {
+	case on && d.tsub == nil:
+		sub, err := d.nc.Subscribe(semantics.TxnAll, func(m *nats.Msg) {
+			d.wg.Add(1)
+			go func() {
+				defer d.wg.Done()
+				d.serveTxn(m)
+			}()
+		})
+		if err == nil {
+			d.tsub = sub
+		}
+	case !on && d.tsub != nil:
+		_ = d.tsub.Unsubscribe()
+		d.tsub = nil
+	}
+}
+
+func (d *txnDoor) stop() {
+	if d.cancel != nil {
+		d.cancel()
+	}
+	d.loop.Wait()
+	d.mu.Lock()
+	for _, s := range []*nats.Subscription{d.ssub, d.lsub, d.tsub} {
+		if s != nil {
+			_ = s.Unsubscribe()
+		}
+	}
+	d.tsub = nil
+	d.mu.Unlock()
+	d.wg.Wait()
+}
+
+// txnTimeout bounds one transaction request; an end waits for its markers.
+const txnTimeout = 30 * time.Second
+
+// serveTxn answers one transaction coordinator request within txnTimeout.
+func (d *txnDoor) serveTxn(m *nats.Msg) {
+	ctx, cancel := context.WithTimeout(context.Background(), txnTimeout)
+	defer cancel()
+	b, err := json.Marshal(d.handleTxn(ctx, m))
+	if err != nil {
+		b, _ = json.Marshal(semantics.TxnResponse{Error: semantics.NewAPIError(err)})
+	}
+	if d.obs != nil {
+		d.obs.answeredJSON(m.Subject, b)
+	}
+	_ = m.Respond(b)
+}
+
+// handleTxn decodes m by its subject and calls the Transactions method for it.
+func (d *txnDoor) handleTxn(ctx context.Context, m *nats.Msg) semantics.TxnResponse {
+	fail := func(err error) semantics.TxnResponse { return semantics.TxnResponse{Error: semantics.NewAPIError(err)} }
+	var req semantics.TxnRequest
+	if err := json.Unmarshal(m.Data, &req); err != nil {
+		return fail(semantics.Errorf(semantics.ErrInvalidRequest, "malformed %s request: %v", m.Subject, err))
+	}
+	op, token := semantics.SplitTxnSubject(m.Subject)
+	if op != semantics.TxnList {
+		if req.TransactionalID == "" {
+			return fail(semantics.Errorf(semantics.ErrInvalidRequest, "%s: the request names no transactional id: set transactional_id", op))
+		}
+		if token != semantics.EncodeGroupID(req.TransactionalID) {
+			return fail(semantics.Errorf(semantics.ErrInvalidRequest,
+				"%s: the subject's transactional id does not match the request's %q: send it on %s", op, req.TransactionalID, semantics.TxnSubject(op, req.TransactionalID)))
+		}
+	}
+	t, id := d.txns, req.TransactionalID
+	var err error
+	switch op {
+	case semantics.TxnInit:
+		timeout := time.Duration(req.TimeoutMs) * time.Millisecond
+		var resp semantics.TxnResponse
+		resp.ProducerID, resp.Epoch, err = t.InitProducerID(ctx, id, timeout, req.ProducerID, req.Epoch)
+		if err != nil {
+			return fail(err)
+		}
+		return resp
+	case semantics.TxnAddPartitions:
+		err = t.AddPartitions(ctx, id, req.ProducerID, req.Epoch, req.Partitions)
+	case semantics.TxnAddGroup:
+		err = t.AddGroup(ctx, id, req.ProducerID, req.Epoch, req.Group)
+	case semantics.TxnCommitOffsets:
+		offs := make([]TxnOffset, len(req.Offsets))
+		for i, o := range req.Offsets {
+			offs[i] = TxnOffset{Topic: o.Topic, Partition: o.Partition, Offset: o.Offset, Metadata: o.Metadata}
+		}
+		err = t.CommitOffsets(ctx, id, req.ProducerID, req.Epoch, req.Group, req.Generation, req.Member, offs)
+	case semantics.TxnEnd:
+		err = t.EndTxn(ctx, id, req.ProducerID, req.Epoch, req.Commit)
+	case semantics.TxnDescribe:
+		desc, derr := t.Describe(id)
+		if derr != nil {
+			return fail(derr)
+		}
+		return semantics.TxnResponse{Txn: &desc}
+	case semantics.TxnList:
+		list, lerr := t.List()
+		if lerr != nil {
+			return fail(lerr)
+		}
+		if list == nil {
+			list = []semantics.TxnDescription{}
+		}
+		return semantics.TxnResponse{Txns: list}
+	default:
+		err = semantics.Errorf(semantics.ErrInvalidRequest, "unknown transaction request %s", m.Subject)
+	}
+	if err != nil {
+		return fail(err)
+	}
+	return semantics.TxnResponse{}
+}
+
+// serveStable answers a stableRequest from this node's writers (a read of
+// their memory: no I/O, so it runs on the subscription's goroutine).
+func (d *txnDoor) serveStable(m *nats.Msg) {
+	var req stableRequest
+	var r stableReply
+	if err := json.Unmarshal(m.Data, &req); err != nil {
+		r.Error = semantics.NewAPIError(semantics.Errorf(semantics.ErrInvalidRequest, "malformed %s request: %v", m.Subject, err))
+	} else if lso, aborted, err := d.writers.Stable(req.Topic, req.Partition, req.From, req.LogStart); err != nil {
+		r.Error = semantics.NewAPIError(err)
+	} else {
+		r.LastStableOffset, r.Aborted = lso, aborted
+	}
+	b, _ := json.Marshal(r)
+	_ = m.Respond(b)
+}
+
+// serveLSO answers a read-committed reader's semantics.StableRequest when this
+// node's writer leads the partition, and stays silent otherwise: every node
+// gets the request, the leading one answers. A read of the writer's memory, on
+// the subscription's goroutine.
+func (d *txnDoor) serveLSO(m *nats.Msg) {
+	topic, p, ok := semantics.SplitLSOSubject(m.Subject)
+	if !ok {
+		return
+	}
+	var req semantics.StableRequest
+	var r semantics.StableReply
+	if err := json.Unmarshal(m.Data, &req); err != nil {
+		r.Error = semantics.NewAPIError(semantics.Errorf(semantics.ErrInvalidRequest, "malformed %s request: %v", m.Subject, err))
+	} else {
+		lso, aborted, err := d.writers.Stable(topic, p, req.From, 0)
+		if err != nil {
+			return // not the leader here; the leading node answers
+		}
+		r.LastStableOffset, r.Aborted = lso, aborted
+	}
+	b, _ := json.Marshal(r)
+	_ = m.Respond(b)
+}
+
+// lastStable returns partition p's last stable offset for describe, -1 when the
+// node leading it cannot tell (the partition is between leaders, or that node
+// does not answer).
+func (a *Admin) lastStable(ctx context.Context, leader, topic string, p int32, hwm, logStart int64) int64 {
+	if a.stable == nil {
+		return hwm
+	}
+	ctx, cancel := context.WithTimeout(ctx, stableTimeout)
+	defer cancel()
+	lso, _, err := a.stable.Stable(ctx, leader, topic, p, hwm, hwm, logStart)
+	if err != nil {
+		a.log.Debug("last stable offset unknown", "topic", topic, "partition", p, "node", leader, "err", err)
+		return -1
+	}
+	return lso
+}
+
+// stableTimeout bounds a request for another node's last stable offset.
+const stableTimeout = 2 * time.Second
