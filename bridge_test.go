@@ -896,7 +896,7 @@ func TestBridgeCaptureFailover(t *testing.T) {
 	nodes := qxdtest.StartCluster(t, qxdtest.ClusterConfigs(t, 3))
 	t.Cleanup(func() { t.Logf("test done after %v", time.Since(start).Round(time.Millisecond)) })
 	c := qxdtest.Connect(t, nodes[0])
-	ctx := qxdtest.Context(t, 120*time.Second)
+	ctx := qxdtest.Context(t, 300*time.Second)
 	qxdtest.CreateTopic(t, c, "jpay", qxd.TopicConfig{Partitions: 3, Replicas: 3})
 	t.Logf("cluster and topic ready after %v", time.Since(start).Round(time.Millisecond))
 	if _, err := c.Admin().CreateBridge(ctx, qxd.CaptureBridge("jpay-in", "jpay.*", "jpay", "token:2")); err != nil {
@@ -998,6 +998,21 @@ func TestBridgeCaptureFailover(t *testing.T) {
 	wg.Wait()
 
 	survivor := qxdtest.Connect(t, others[0])
+	// The bridge's new runner stores the tail once it took over; with two test runs
+	// sharing two cores that took over a minute. Wait for the count first (with
+	// its own deadline), then read and check every record.
+	waitFor(t, 150*time.Second, func() bool {
+		d, err := survivor.Admin().DescribeTopic(ctx, "jpay")
+		if err != nil {
+			return false
+		}
+		var n int64
+		for _, p := range d.Partitions {
+			n += p.Records
+		}
+		return n >= int64(len(acked))
+	})
+	t.Logf("the topic holds as many records as publishes acknowledged %v after the kill", time.Since(killedAt).Round(time.Millisecond))
 	recs := readTopic(t, survivor, "jpay", 3, len(acked))
 	t.Logf("%d publishes acknowledged, all in the topic %v after the kill", len(acked), time.Since(killedAt).Round(time.Millisecond))
 	time.Sleep(300 * time.Millisecond) // the bridge may still store unacknowledged publishes

@@ -359,16 +359,15 @@ func (r *Reader) ReadOffsets(ctx context.Context, checkpoint func(context.Contex
 		o.LogStart, o.HighWatermark = next, next
 		return o, nil
 	}
-	// The ends are read from the leader, as the state was: a replica's direct
-	// answer may be behind it, and a last batch older than the state's last
-	// sequence would place the high watermark before batches the stream holds.
-	lr := *r
-	lr.Direct = false
-	firstSeq, first, err := lr.BatchAtOrAfter(ctx, st.FirstSeq)
+	// With a direct reader, the ends may come from a replica behind the state's
+	// leader: the high watermark is then the replica's, never beyond what is
+	// stored, and LastBatchSeq says which batch it was read from (a read from the
+	// high watermark starts right after it).
+	firstSeq, first, err := r.BatchAtOrAfter(ctx, st.FirstSeq)
 	if err != nil {
 		return Offsets{}, err
 	}
-	lastMsg, err := lr.GetLast(ctx)
+	lastMsg, err := r.GetLast(ctx)
 	if err != nil {
 		return Offsets{}, err
 	}
