@@ -79,7 +79,9 @@ func TestWriterReloadsWithoutCheckpointBucket(t *testing.T) {
 	wg.Wait()
 	foreign := buildBatch(t, semantics.NoProducer, "x")
 	semantics.SetBaseOffset(foreign, 2)
-	if _, err := js.Publish(semantics.BatchSubject(topic, 0), foreign); err != nil {
+	// A loaded machine (two test runs on two cores) can take over the default 5 s
+	// to store it right after the other nodes stopped.
+	if _, err := js.Publish(semantics.BatchSubject(topic, 0), foreign, nats.AckWait(30*time.Second)); err != nil {
 		t.Fatalf("foreign append: %v", err)
 	}
 	start := time.Now()
