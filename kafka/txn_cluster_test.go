@@ -19,12 +19,7 @@ import (
 // holds every input record once, in key order. Behind the chaos tag (every
 // transaction writes to replicated buckets; a run takes minutes on a loaded
 // machine): go test -tags chaos -run TestKafkaExactlyOnceCoordinatorStops ./kafka/
-//
-// It does not pass yet: after the node stops, the franz-go members stop receiving
-// input (their empty transactions commit, and they keep dialing the stopped
-// node's listener) although Metadata from the other nodes no longer names it; the
-// cause is not found. TestTxnCoordinatorFailover (server) covers the coordinator's
-// own failover.
+// TestTxnCoordinatorFailover (server) covers the coordinator's own failover.
 func TestKafkaExactlyOnceCoordinatorStops(t *testing.T) {
 	t.Parallel()
 	cfgs := qxdtest.ClusterConfigs(t, 3)

@@ -307,7 +307,8 @@ func runPipeline(ctx context.Context, t *testing.T, seeds []string, perKey, perR
 	}
 
 	// The input goes in once the three members share it.
-	adm := kadm.NewClient(seedClient(t, seeds))
+	admClient := seedClient(t, seeds)
+	adm := kadm.NewClient(admClient)
 	for {
 		gs, err := adm.DescribeGroups(ctx, "eos")
 		if g, ok := gs["eos"]; err == nil && ok && g.State == "Stable" && len(g.Members) == 3 {
@@ -340,7 +341,15 @@ func runPipeline(ctx context.Context, t *testing.T, seeds []string, perKey, perR
 			called = true
 			midRun()
 		}
-		offs, err := adm.FetchOffsets(ctx, "eos")
+		fctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		offs, err := adm.FetchOffsets(fctx, "eos")
+		cancel()
+		if err != nil {
+			// franz-go keeps a group's coordinator cached when it cannot dial
+			// it (a node that stopped) on this request's path, until its
+			// metadata no longer lists the node: refresh it.
+			admClient.ForceMetadataRefresh()
+		}
 		done := err == nil
 		ends.Each(func(e kadm.ListedOffset) {
 			o, ok := offs.Lookup("eos-in", e.Partition)
@@ -352,7 +361,7 @@ func runPipeline(ctx context.Context, t *testing.T, seeds []string, perKey, perR
 			break
 		}
 		if ctx.Err() != nil {
-			t.Fatalf("the group did not commit the input's ends (%d records processed): %v", processed.Load(), offs)
+			t.Fatalf("the group did not commit the input's ends (%d records processed): %v (fetch: %v)", processed.Load(), offs, err)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
