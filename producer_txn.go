@@ -85,7 +85,8 @@ func (p *Producer) initTxn() error {
 }
 
 // request sends a transaction coordinator request, retrying while no node
-// coordinates transactions (a failover) until ctx ends.
+// coordinates transactions (a failover) or an attempt goes unanswered for the
+// client's request timeout, until ctx ends.
 func (t *producerTxn) request(ctx context.Context, op string, req semantics.TxnRequest, out *semantics.TxnResponse) error {
 	subject := op
 	if op != semantics.TxnList {
@@ -102,9 +103,18 @@ func (t *producerTxn) request(ctx context.Context, op string, req semantics.TxnR
 	}
 	backoff := 50 * time.Millisecond
 	for {
-		err := t.c.txnRequestOnce(ctx, subject, b, out)
+		// Bound each attempt, as Kafka's request.timeout.ms does: a request the
+		// coordinating node took and then died with gets no answer, not even
+		// "no responders", and is sent again. Every request is safe to repeat:
+		// a partition or group added again changes nothing, offsets are
+		// overwritten, an end already done is answered as done, and a second
+		// InitProducerId gives the next epoch.
+		actx, cancel := context.WithTimeout(ctx, t.c.cfg.reqTimeout)
+		err := t.c.txnRequestOnce(actx, subject, b, out)
+		cancel()
 		retry := errors.Is(err, semantics.ErrUnavailable) || errors.Is(err, semantics.ErrNotCoordinator) ||
-			errors.Is(err, semantics.ErrCoordinatorNotAvailable) || errors.Is(err, semantics.ErrConcurrentTransactions)
+			errors.Is(err, semantics.ErrCoordinatorNotAvailable) || errors.Is(err, semantics.ErrConcurrentTransactions) ||
+			errors.Is(err, semantics.ErrTimeout)
 		if !retry {
 			return err
 		}
