@@ -54,6 +54,12 @@ lint:
 chaos duration="2m":
     QXD_CHAOS_DURATION={{duration}} go test -tags chaos -run TestChaos -v -timeout 60m ./cmd/qxd/
 
+# The exactly-once pipeline on three node processes while members, partition
+# leaders and the transaction coordinator's node are killed at random for a while
+# (client=sdk|franz-go); prints the counts and the faults.
+eos duration="2m" client="sdk":
+    QXD_EOS_DURATION={{duration}} QXD_EOS_CLIENT={{client}} go test -tags chaos -count=1 -run 'TestExactlyOnceChaos' -v -timeout 60m ./cmd/qxd/
+
 # One fault drill on three node processes under a keyed producer and a consumer
 # group: fault=pause|kill|stop|int|cut (cut: root, network namespaces) of the leader
 # of partition 0 (target=leader) or of the groups bucket (target=buckets) for `pause`;

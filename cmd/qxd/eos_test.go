@@ -40,6 +40,7 @@ import (
 
 // eosPlan is one run of the pipeline.
 type eosPlan struct {
+	client     string // the members' client: "sdk" (default) or "franz-go" (GroupTransactSession on the Kafka listeners)
 	partitions int32
 	members    int
 	keys       int
@@ -101,11 +102,17 @@ func runEOS(t *testing.T, plan eosPlan) {
 		}
 	}
 	run := &eosRun{t: t, urls: cl.urls(), weaken: eosWeaken(), stop: make(chan struct{})}
+	for _, n := range cl.nodes {
+		run.seeds = append(run.seeds, n.kafka)
+	}
+	if plan.client == "franz-go" && run.weaken != "" {
+		t.Fatalf("QXD_EOS_WEAKEN=%s applies to SDK members only", run.weaken)
+	}
 	if run.weaken != "" {
 		t.Logf("WEAKENED: %s", run.weaken)
 	}
 	for i := range plan.members {
-		m := &eosMember{run: run, id: i}
+		m := &eosMember{run: run, id: i, franz: plan.client == "franz-go"}
 		run.members = append(run.members, m)
 		run.wg.Add(1)
 		go m.loop(ctx)
@@ -203,6 +210,7 @@ func runEOS(t *testing.T, plan eosPlan) {
 type eosRun struct {
 	t       *testing.T
 	urls    string
+	seeds   []string // the nodes' Kafka listeners
 	weaken  string
 	stop    chan struct{}
 	wg      sync.WaitGroup
@@ -279,9 +287,10 @@ func streamLeader(ctx context.Context, urls, stream string) string {
 // consumer, transactional producer with id eos-<id>) runs until it dies or
 // fails, and the next one takes its place, as a restarted process would.
 type eosMember struct {
-	run  *eosRun
-	id   int
-	kill atomic.Bool // die in the middle of the next transaction
+	run   *eosRun
+	id    int
+	franz bool        // a franz-go GroupTransactSession, not the SDK
+	kill  atomic.Bool // die in the middle of the next transaction
 }
 
 func (m *eosMember) loop(ctx context.Context) {
@@ -293,7 +302,13 @@ func (m *eosMember) loop(ctx context.Context) {
 		default:
 		}
 		m.run.incarnations.Add(1)
-		if !m.incarnation(ctx) {
+		again := false
+		if m.franz {
+			again = m.franzIncarnation(ctx)
+		} else {
+			again = m.incarnation(ctx)
+		}
+		if !again {
 			return
 		}
 		time.Sleep(500 * time.Millisecond)

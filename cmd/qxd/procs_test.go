@@ -51,6 +51,7 @@ type procNode struct {
 	netns   string // "" runs the node in the test's own namespace
 	client  string // HOST:PORT clients connect to
 	cluster string // HOST:PORT other nodes route to
+	kafka   string // HOST:PORT of the Kafka listener; "" picks a free port at each start
 	peers   []string
 	cname   string
 	data    string
@@ -73,8 +74,12 @@ func (n *procNode) args() []string {
 	if l := os.Getenv("QXD_TEST_NODE_LOG_LEVEL"); l != "" {
 		level = l
 	}
+	kafka := n.kafka
+	if kafka == "" {
+		kafka = "127.0.0.1:0"
+	}
 	args := []string{"--log-level", level, "server",
-		"--name", n.name, "--listen", n.client, "--data", n.data, "--kafka-listen", "127.0.0.1:0"}
+		"--name", n.name, "--listen", n.client, "--data", n.data, "--kafka-listen", kafka}
 	if n.cluster != "" {
 		args = append(args, "--cluster-name", n.cname, "--cluster-listen", n.cluster,
 			"--peers", strings.Join(n.peers, ","))
@@ -233,6 +238,7 @@ type clusterLayout struct {
 	netns   []string
 	client  []string
 	cluster []string
+	kafka   []string // Kafka listeners; none: a free port at each start
 }
 
 // loopbackLayout puts n nodes on free 127.0.0.1 ports.
@@ -242,6 +248,7 @@ func loopbackLayout(t *testing.T, n int) clusterLayout {
 		l.netns = append(l.netns, "")
 		l.client = append(l.client, qxdtest.FreeAddr(t))
 		l.cluster = append(l.cluster, qxdtest.FreeAddr(t))
+		l.kafka = append(l.kafka, qxdtest.FreeAddr(t))
 	}
 	return l
 }
@@ -273,6 +280,9 @@ func startProcCluster(t *testing.T, bin string, l clusterLayout) *procCluster {
 			client: l.client[i], cluster: l.cluster[i], peers: peers, cname: cname,
 			data: t.TempDir(), logDir: logDir,
 		})
+		if i < len(l.kafka) {
+			c.nodes[i].kafka = l.kafka[i]
+		}
 	}
 	t.Cleanup(func() {
 		for _, n := range c.nodes {
