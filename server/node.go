@@ -368,7 +368,7 @@ func (n *Node) startServices(ctx context.Context) error {
 		actx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		defer cancel()
 		var err error
-		n.txns, err = newTxnService(actx, n.log, n.js, n, replicas, n.Writers(), n.groups.offsets, meta)
+		n.txns, err = newTxnService(actx, n.log, n.js, n, replicas, n.Writers(), n.groups.offsets, meta, n.groups)
 		return err
 	}); err != nil {
 		return err

@@ -27,6 +27,7 @@ type txnService struct {
 	markers markerWriter
 	offsets txnOffsetStore
 	topics  topicStore
+	groups  txnGroups
 	stream  string
 
 	live atomic.Pointer[txnCoordinator]
@@ -40,7 +41,7 @@ type txnService struct {
 }
 
 func newTxnService(ctx context.Context, log *slog.Logger, js jetstream.JetStream, leads streamLeadership, replicas int,
-	markers markerWriter, offs *offsets.Store, topics topicStore) (*txnService, error) {
+	markers markerWriter, offs *offsets.Store, topics topicStore, gs txnGroups) (*txnService, error) {
 	kv, err := openBucket(ctx, js, jetstream.KeyValueConfig{
 		Bucket: semantics.TxnsBucket, Description: "qxd transactions", History: 1,
 		Storage: jetstream.FileStorage, Replicas: replicas,
@@ -48,7 +49,7 @@ func newTxnService(ctx context.Context, log *slog.Logger, js jetstream.JetStream
 	if err != nil {
 		return nil, err
 	}
-	return &txnService{log: log, leads: leads, kv: kv, markers: markers, offsets: offs, topics: topics,
+	return &txnService{log: log, leads: leads, kv: kv, markers: markers, offsets: offs, topics: topics, groups: gs,
 		stream: semantics.KVStream(semantics.GroupsBucket)}, nil
 }
 
@@ -81,7 +82,7 @@ func (s *txnService) reconcile(ctx context.Context) {
 	case leader && s.coord == nil:
 		ctx, cancel := context.WithTimeout(ctx, groupStartTimeout)
 		defer cancel()
-		c := newTxnCoordinator(s.log, s.kv, s.markers, s.offsets, s.topics)
+		c := newTxnCoordinator(s.log, s.kv, s.markers, s.offsets, s.topics, s.groups)
 		if err := c.load(ctx); err != nil {
 			s.log.Warn("transaction coordinator did not start; will retry", "err", err)
 			return

@@ -14,6 +14,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/qxd-io/qxd/groups"
 	"github.com/qxd-io/qxd/internal/kvscan"
 	"github.com/qxd-io/qxd/offsets"
 	"github.com/qxd-io/qxd/semantics"
@@ -80,6 +81,13 @@ type txnOffsetStore interface {
 	Commit(ctx context.Context, group string, gen int32, member string, offs map[semantics.TopicPartition]offsets.Commit) error
 }
 
+// txnGroups describes consumer groups (the node's group service, which runs
+// beside the transaction coordinator), to check the member of a transaction's
+// offset commit.
+type txnGroups interface {
+	DescribeGroup(ctx context.Context, group string) (groups.GroupDescription, error)
+}
+
 // txnCoordinator answers the transaction requests of every transactional id. It
 // runs on one node at a time (txnService).
 type txnCoordinator struct {
@@ -88,6 +96,7 @@ type txnCoordinator struct {
 	markers markerWriter
 	offsets txnOffsetStore
 	topics  topicStore
+	groups  txnGroups
 	epoch   int32 // this coordinator's epoch, in the markers it writes
 
 	mu   sync.Mutex
@@ -105,8 +114,8 @@ const txnCheckEvery = 250 * time.Millisecond
 // markerRetry bounds the wait between attempts to write a marker.
 const markerRetry = 200 * time.Millisecond
 
-func newTxnCoordinator(log *slog.Logger, kv jetstream.KeyValue, markers markerWriter, offs txnOffsetStore, topics topicStore) *txnCoordinator {
-	return &txnCoordinator{log: log, kv: kv, markers: markers, offsets: offs, topics: topics,
+func newTxnCoordinator(log *slog.Logger, kv jetstream.KeyValue, markers markerWriter, offs txnOffsetStore, topics topicStore, gs txnGroups) *txnCoordinator {
+	return &txnCoordinator{log: log, kv: kv, markers: markers, offsets: offs, topics: topics, groups: gs,
 		epoch: int32(time.Now().Unix() & math.MaxInt32), txns: map[string]*txnEntry{}, done: make(chan struct{})}
 }
 
@@ -471,10 +480,17 @@ func (c *txnCoordinator) AddGroup(ctx context.Context, id string, pid int64, epo
 
 // CommitOffsets records offsets of group in the ongoing transaction of id; they are
 // stored in the group when the transaction commits, and dropped if it aborts. The
-// group must have been added (AddGroup).
+// group must have been added (AddGroup). A member and generation given must be
+// the group's current ones (Kafka's KIP-447), so that a member whose partitions
+// moved in a rebalance it has not noticed cannot commit offsets of records their
+// new owner reads; generation -1 without a member (older Kafka clients) is not
+// checked.
 func (c *txnCoordinator) CommitOffsets(ctx context.Context, id string, pid int64, epoch int16, group string, generation int32, member string, offs []TxnOffset) error {
 	e, err := c.existing(id)
 	if err != nil {
+		return err
+	}
+	if err := c.checkMember(ctx, group, generation, member); err != nil {
 		return err
 	}
 	e.mu.Lock()
@@ -502,6 +518,29 @@ func (c *txnCoordinator) CommitOffsets(ctx context.Context, id string, pid int64
 		}
 	}
 	return c.saveLocked(ctx, e)
+}
+
+// checkMember checks that member is in group's generation, as the group
+// coordinator checks a commit's; generation -1 without a member is not checked.
+func (c *txnCoordinator) checkMember(ctx context.Context, group string, generation int32, member string) error {
+	if c.groups == nil || (generation < 0 && member == "") {
+		return nil
+	}
+	d, err := c.groups.DescribeGroup(ctx, group)
+	if errors.Is(err, semantics.ErrGroupIDNotFound) {
+		return semantics.Errorf(semantics.ErrUnknownMemberID, "group %q has no member %q: it does not exist; join it", group, member)
+	}
+	if err != nil {
+		return fmt.Errorf("check member %q of group %q: %w", member, group, err)
+	}
+	if !slices.ContainsFunc(d.Members, func(m groups.MemberDescription) bool { return m.MemberID == member }) {
+		return semantics.Errorf(semantics.ErrUnknownMemberID, "group %q has no member %q (removed, or never joined): rejoin the group", group, member)
+	}
+	if generation != d.Generation {
+		return semantics.Errorf(semantics.ErrIllegalGeneration,
+			"offsets of member %q of group %q are from generation %d, the group is in generation %d: abort the transaction and rejoin", member, group, generation, d.Generation)
+	}
+	return nil
 }
 
 // EndTxn commits or aborts the ongoing transaction of id: the decision is stored,
