@@ -490,12 +490,12 @@ func (c *txnCoordinator) CommitOffsets(ctx context.Context, id string, pid int64
 	if err != nil {
 		return err
 	}
-	if err := c.checkMember(ctx, group, generation, member); err != nil {
-		return err
-	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if err := checkLocked(e, pid, epoch); err != nil {
+		return err
+	}
+	if err := c.checkMember(ctx, group, generation, member); err != nil {
 		return err
 	}
 	i := slices.IndexFunc(e.rec.Groups, func(g txnGroup) bool { return g.Group == group })
