@@ -30,9 +30,12 @@ func TestExactlyOnceChaos(t *testing.T) {
 	default:
 		t.Fatalf("QXD_EOS_CLIENT=%q: use sdk or franz-go", client)
 	}
-	deadline := time.Now().Add(d)
+	var deadline time.Time // the input's end: faults come while it is produced
 	plan := eosPlan{client: client, partitions: 6, members: 3, keys: 30, rate: 200, load: d,
-		faults: func(int) (eosFault, time.Duration, bool) {
+		faults: func(i int) (eosFault, time.Duration, bool) {
+			if i == 0 {
+				deadline = time.Now().Add(d)
+			}
 			pause := time.Duration(5+rand.IntN(8)) * time.Second
 			if time.Now().Add(pause).After(deadline) {
 				return 0, 0, false
