@@ -631,3 +631,65 @@ func TestCutOffNode(t *testing.T) {
 		t.Errorf("the client that knows only %s, after the heal: %v", victim.name, err)
 	}
 }
+
+// TestWholeClusterCut cuts every node off from the others for 15 s: no node has a
+// majority, each tells its clients to move, and a client must not go round the
+// nodes for as long as the cut lasts: one whose server list holds every node moves
+// at most once per node, one that knows a single node does not reconnect. After
+// the heal both are served again.
+func TestWholeClusterCut(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds a network of namespaces and starts three qxd processes; skipped with -short")
+	}
+	lab := newNetnsLab(t, 3)
+	bin := os.Getenv("QXD_DRILL_BIN")
+	if bin == "" {
+		bin = buildQxd(t)
+	}
+	cl := startProcCluster(t, bin, lab.layout())
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	all := connect(t, cl.urls(), nats.DontRandomize())
+	one := connect(t, cl.nodes[1].url(), nats.IgnoreDiscoveredServers())
+	for _, c := range []*qxd.Client{all, one} {
+		if err := c.Ping(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	allBefore, oneBefore := all.Conn().Stats().Reconnects, one.Conn().Stats().Reconnects
+	for i := range cl.nodes {
+		if err := lab.cut(i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Log("cut every node off from the others for 15s")
+	time.Sleep(15 * time.Second)
+	allMoves, oneMoves := all.Conn().Stats().Reconnects-allBefore, one.Conn().Stats().Reconnects-oneBefore
+	for i := range cl.nodes {
+		if err := lab.heal(i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	healedAt := time.Now()
+	t.Logf("SUMMARY whole-cluster cut of 15s: the client of every node reconnected %d times, the client of one node %d times; load %s", allMoves, oneMoves, loadAvg())
+	if allMoves > uint64(len(cl.nodes)) {
+		t.Errorf("the client of every node reconnected %d times during the cut, want at most %d (once per node)", allMoves, len(cl.nodes))
+	}
+	if oneMoves > 0 {
+		t.Errorf("the client of one node reconnected %d times during the cut, want none", oneMoves)
+	}
+	pctx, pcancel := context.WithTimeout(ctx, 60*time.Second)
+	defer pcancel()
+	for _, c := range []*qxd.Client{all, one} {
+		for {
+			err := c.Ping(pctx)
+			if err == nil {
+				break
+			}
+			if pctx.Err() != nil {
+				t.Fatalf("a client is not served 60 s after the heal: %v", err)
+			}
+		}
+	}
+	t.Logf("both clients served %v after the heal", time.Since(healedAt).Round(time.Millisecond))
+}
