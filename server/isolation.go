@@ -44,17 +44,26 @@ const (
 )
 
 // isolationWatch decides from the nodes' answers whether this node is cut off.
+// It counts the node cut off only once a majority has answered: the other nodes
+// of a cluster that is starting answer only once their own services run, which
+// can be many seconds after this node's (a node that starts cut off stays as it
+// was before the watch: its clients stay).
 type isolationWatch struct {
-	self    string
-	started time.Time
+	self string
 
 	mu       sync.Mutex
 	heard    map[string]time.Time // node → when it last answered
+	armed    bool                 // a majority answered once
 	isolated bool
+	// majoritySince is when checks began to find a majority, each since then; a
+	// node cut off counts itself back after isolatedAfter of them, not at the
+	// first answers after a heal: routes that come back are often replaced
+	// within seconds, and the answers stop meanwhile.
+	majoritySince time.Time
 }
 
-func newIsolationWatch(self string, started time.Time) *isolationWatch {
-	return &isolationWatch{self: self, started: started, heard: map[string]time.Time{}}
+func newIsolationWatch(self string) *isolationWatch {
+	return &isolationWatch{self: self, heard: map[string]time.Time{}}
 }
 
 // answered records that node answered at at.
@@ -80,7 +89,15 @@ func (w *isolationWatch) check(at time.Time, size int) (isolated, changed bool, 
 			reached++
 		}
 	}
-	now := reached+1 < size/2+1 && at.Sub(w.started) >= isolatedAfter
+	majority := reached+1 >= size/2+1
+	w.armed = w.armed || majority
+	switch {
+	case !majority:
+		w.majoritySince = time.Time{}
+	case w.majoritySince.IsZero():
+		w.majoritySince = at
+	}
+	now := w.armed && (!majority || w.isolated && at.Sub(w.majoritySince) < isolatedAfter)
 	changed, w.isolated = now != w.isolated, now
 	return now, changed, reached
 }
@@ -88,7 +105,7 @@ func (w *isolationWatch) check(at time.Time, size int) (isolated, changed bool, 
 // watchIsolation probes the other nodes every probeEvery until ctx ends, keeps
 // n.isolated and sends clients away while the node is cut off. The upkeep owns it.
 func (n *Node) watchIsolation(ctx context.Context) {
-	w := newIsolationWatch(n.cfg.Name, time.Now())
+	w := newIsolationWatch(n.cfg.Name)
 	inbox := nats.NewInbox()
 	sub, err := n.nc.Subscribe(inbox, func(m *nats.Msg) {
 		var b semantics.BrokerInfo
