@@ -581,21 +581,20 @@ func (w *connWatch) lameDuck(nc *nats.Conn) {
 			w.log.Debug("move to another node failed", "err", err)
 		}
 	} else {
-		w.log.Info("the qxd node asks its clients to move, but every other node known asked so lately or is not known; staying", "node", nc.ConnectedServerName())
+		w.log.Info("the qxd node asks its clients to move, but no other node is known, or the last move led back to a node that had asked so; staying", "node", nc.ConnectedServerName())
 	}
 	if w.userLDM != nil {
 		w.userLDM(nc)
 	}
 }
 
-// movedLately is how long a node that told the client to move is not moved to
-// again for that reason.
+// movedLately is how long a client that a move led back to a node that had told
+// it to go stays there.
 const movedLately = 30 * time.Second
 
-// moves remembers which nodes told the client to move and when, so that a
-// client whose nodes all say so — a cluster without a majority, a node cut off
-// that is the only one the client knows — moves at most once per node instead of
-// going round them.
+// moves remembers which nodes told the client to move and when, so that a client
+// whose nodes all say so — a cluster without a majority — goes round them at most
+// once instead of for as long as that lasts.
 type moves struct {
 	told      map[string]time.Time // server URL → when it last told the client to move
 	from      string               // the server the last move left, until the next connection
@@ -603,8 +602,9 @@ type moves struct {
 }
 
 // toldToMove records that server (the connection's URL) told the client to move at
-// at, and says whether to: whether pool (the connection's server URLs) holds
-// another server that has not told it so within movedLately.
+// at, and says whether to: pool (the connection's server URLs) must hold another
+// server, and the client must not have come back to a node that told it to go
+// within movedLately (its other nodes refused it, or told it to go too).
 func (m *moves) toldToMove(server string, pool []string, at time.Time) bool {
 	if m.told == nil {
 		m.told = map[string]time.Time{}
@@ -614,7 +614,7 @@ func (m *moves) toldToMove(server string, pool []string, at time.Time) bool {
 		return false
 	}
 	for _, s := range pool {
-		if t, ok := m.told[s]; s != server && (!ok || at.Sub(t) >= movedLately) {
+		if s != server {
 			m.from = server
 			return true
 		}
@@ -623,8 +623,8 @@ func (m *moves) toldToMove(server string, pool []string, at time.Time) bool {
 }
 
 // connected records that the client connected to server at at. A move that ended
-// on a server that told the client to move within movedLately (no other took it)
-// keeps the client where it is until movedLately has passed.
+// on a server that told the client to move within movedLately keeps the client
+// where it is until movedLately has passed.
 func (m *moves) connected(server string, at time.Time) {
 	if m.from == "" {
 		return

@@ -102,6 +102,13 @@ func (w *isolationWatch) check(at time.Time, size int) (isolated, changed bool, 
 	return now, changed, reached
 }
 
+// isArmed reports whether a majority has answered once.
+func (w *isolationWatch) isArmed() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.armed
+}
+
 // watchIsolation probes the other nodes every probeEvery until ctx ends, keeps
 // n.isolated and sends clients away while the node is cut off. The upkeep owns it.
 func (n *Node) watchIsolation(ctx context.Context) {
@@ -120,6 +127,7 @@ func (n *Node) watchIsolation(ctx context.Context) {
 	defer func() { _ = sub.Unsubscribe() }()
 	defer n.isolated.Store(false)
 	told := map[uint64]bool{}
+	armed := false
 	t := time.NewTicker(probeEvery)
 	defer t.Stop()
 	for {
@@ -131,6 +139,11 @@ func (n *Node) watchIsolation(ctx context.Context) {
 		}
 		size := n.clusterSize()
 		isolated, changed, reached := w.check(time.Now(), max(size, n.configuredNodes))
+		if !armed && w.isArmed() {
+			armed = true
+			n.log.Info("a majority of the cluster answers this node: should it be cut off, it will send its clients to other nodes",
+				"reached", reached, "nodes", max(size, n.configuredNodes))
+		}
 		if changed {
 			n.isolated.Store(isolated)
 			if isolated {

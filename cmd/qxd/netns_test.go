@@ -553,6 +553,7 @@ func TestCutOffNode(t *testing.T) {
 		t.Fatalf("the producer is connected to %s, want %s", got, victim.name)
 	}
 	reconnectsBefore := only.Conn().Stats().Reconnects
+	waitWatching(ctx, t, cl)
 
 	if err := lab.cut(vi); err != nil {
 		t.Fatal(err)
@@ -656,6 +657,7 @@ func TestWholeClusterCut(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	waitWatching(ctx, t, cl)
 	allBefore, oneBefore := all.Conn().Stats().Reconnects, one.Conn().Stats().Reconnects
 	for i := range cl.nodes {
 		if err := lab.cut(i); err != nil {
@@ -678,6 +680,13 @@ func TestWholeClusterCut(t *testing.T) {
 	if oneMoves > 0 {
 		t.Errorf("the client of one node reconnected %d times during the cut, want none", oneMoves)
 	}
+	for _, n := range cl.nodes {
+		for _, l := range strings.Split(n.log(1<<20), "\n") {
+			if strings.Contains(l, "cut off") || strings.Contains(l, "told clients") || strings.Contains(l, "majority of") || strings.Contains(l, "cut from the cluster") {
+				t.Logf("%s: %s", n.name, l)
+			}
+		}
+	}
 	pctx, pcancel := context.WithTimeout(ctx, 60*time.Second)
 	defer pcancel()
 	for _, c := range []*qxd.Client{all, one} {
@@ -692,4 +701,22 @@ func TestWholeClusterCut(t *testing.T) {
 		}
 	}
 	t.Logf("both clients served %v after the heal", time.Since(healedAt).Round(time.Millisecond))
+}
+
+// waitWatching waits until every node has heard a majority of the cluster answer
+// it (it logs so once): only then does a node count itself cut off when the
+// answers stop. Right after a cluster's start that can take a second or two. A
+// build without the watch (QXD_DRILL_BIN) never says so: after 15 s it goes on.
+func waitWatching(ctx context.Context, t *testing.T, cl *procCluster) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for _, n := range cl.nodes {
+		for !strings.Contains(n.log(1<<20), "a majority of the cluster answers this node") {
+			if ctx.Err() != nil || time.Now().After(deadline) {
+				t.Logf("node %s did not say that a majority of the cluster answers it (a build without the watch?)", n.name)
+				return
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
 }
