@@ -544,6 +544,7 @@ type connWatch struct {
 	err          error       // why
 	since        time.Time
 	warned, done bool
+	moves        moves
 }
 
 func newConnWatch(log *slog.Logger, userOpts []nats.Option) *connWatch {
@@ -564,18 +565,74 @@ func (w *connWatch) options() []nats.Option {
 }
 
 // lameDuck moves the connection to another node as soon as its node says it is
-// stopping (NATS's lame-duck mode), while that node still serves it: what is
-// written meanwhile is kept and sent on the new connection, and producers resend
-// what was awaiting an answer (see Producer.resendOnReconnect). Waiting for the
-// node to close the connection instead loses what was written just before.
+// stopping, or that it is cut off from its cluster (NATS's lame-duck notice),
+// while that node still serves it: what is written meanwhile is kept and sent on
+// the new connection, and producers resend what was awaiting an answer (see
+// Producer.resendOnReconnect). Waiting for the node to close the connection
+// instead loses what was written just before. It stays when no other node it
+// knows is worth moving to (see moves).
 func (w *connWatch) lameDuck(nc *nats.Conn) {
-	w.log.Info("the qxd node is stopping; moving to another", "node", nc.ConnectedServerName())
-	if err := nc.ForceReconnect(); err != nil {
-		w.log.Debug("move to another node failed", "err", err)
+	w.mu.Lock()
+	move := w.moves.toldToMove(nc.ConnectedUrl(), nc.Servers(), time.Now())
+	w.mu.Unlock()
+	if move {
+		w.log.Info("the qxd node asks its clients to move (it is stopping, or cut off from its cluster); moving to another", "node", nc.ConnectedServerName())
+		if err := nc.ForceReconnect(); err != nil {
+			w.log.Debug("move to another node failed", "err", err)
+		}
+	} else {
+		w.log.Info("the qxd node asks its clients to move, but no other node is known, or the last move led back to a node that had asked so; staying", "node", nc.ConnectedServerName())
 	}
 	if w.userLDM != nil {
 		w.userLDM(nc)
 	}
+}
+
+// movedLately is how long a client that a move led back to a node that had told
+// it to go stays there.
+const movedLately = 30 * time.Second
+
+// moves remembers which nodes told the client to move and when, so that a client
+// whose nodes all say so — a cluster without a majority — goes round them at most
+// once instead of for as long as that lasts.
+type moves struct {
+	told      map[string]time.Time // server URL → when it last told the client to move
+	from      string               // the server the last move left, until the next connection
+	stayUntil time.Time            // a move led back to a node that had told it to go
+}
+
+// toldToMove records that server (the connection's URL) told the client to move at
+// at, and says whether to: pool (the connection's server URLs) must hold another
+// server, and the client must not have come back to a node that told it to go
+// within movedLately (its other nodes refused it, or told it to go too).
+func (m *moves) toldToMove(server string, pool []string, at time.Time) bool {
+	if m.told == nil {
+		m.told = map[string]time.Time{}
+	}
+	m.told[server] = at
+	if at.Before(m.stayUntil) {
+		return false
+	}
+	for _, s := range pool {
+		if s != server {
+			m.from = server
+			return true
+		}
+	}
+	return false
+}
+
+// connected records that the client connected to server at at. A move that ended
+// on a server that told the client to move within movedLately keeps the client
+// where it is until movedLately has passed.
+func (m *moves) connected(server string, at time.Time) {
+	if m.from == "" {
+		return
+	}
+	if t, ok := m.told[server]; ok && at.Sub(t) < movedLately {
+		m.stayUntil = at.Add(movedLately)
+	}
+	m.from = ""
 }
 
 func (w *connWatch) disconnected(nc *nats.Conn, err error) {
@@ -614,6 +671,7 @@ func (w *connWatch) warn() {
 
 func (w *connWatch) reconnected(nc *nats.Conn) {
 	w.mu.Lock()
+	w.moves.connected(nc.ConnectedUrl(), time.Now())
 	if w.timer != nil {
 		w.timer.Stop()
 		w.timer = nil

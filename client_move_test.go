@@ -15,9 +15,11 @@ import (
 // TestClientLeavesSilentNode connects a client to a node of a cluster through a
 // TCP relay, then freezes the relay: the node neither answers nor closes, as a
 // paused (SIGSTOPped) node or a silent network cut looks to its clients. The
-// client must notice within its pings' bound (2 s × 3 by default) and continue
-// through another node. With pings every 10 s, three outstanding, it was still on
-// the silent node after 8 s (nats.go gives up after up to 40 s then).
+// client must notice within its pings' bound (a ping every second, two
+// outstanding by default: gone after 2–3 s) and continue through another node.
+// With pings every 10 s, three outstanding, it was still on the silent node after
+// 8 s (nats.go gives up after up to 40 s then); with pings every 2 s, two
+// outstanding, it left after 4–6 s.
 func TestClientLeavesSilentNode(t *testing.T) {
 	t.Parallel()
 	nodes := qxdtest.StartCluster(t, qxdtest.ClusterConfigs(t, 3))
@@ -37,7 +39,7 @@ func TestClientLeavesSilentNode(t *testing.T) {
 	}
 	relay.freeze()
 	frozen := time.Now()
-	bound := 8 * time.Second // the default pings' 6 s, and slack for a loaded machine
+	bound := 4 * time.Second // the default pings' 3 s, and slack for a loaded machine
 	for c.Conn().ConnectedServerName() == nodes[1].Name() || !c.Conn().IsConnected() {
 		if time.Since(frozen) > bound {
 			t.Fatalf("client still on the silent node %s %v after it went silent, want it gone within %v",

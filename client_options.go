@@ -18,9 +18,11 @@ const (
 	DefaultClientName           = "qxd"
 	DefaultClientRequestTimeout = 30 * time.Second
 	// DefaultClientPingInterval and DefaultClientMaxPingsOut: a client pings its
-	// node every 2s and leaves it for another after two pings go unanswered, so a
-	// paused or silently cut-off node is left within about 6s.
-	DefaultClientPingInterval = 2 * time.Second
+	// node every second and leaves it for another after two pings go unanswered,
+	// so a paused node, or one whose client link is cut silently, is left within
+	// 2–3 s. (A node cut off from its cluster but not from its clients answers
+	// pings; it tells its clients to move itself.)
+	DefaultClientPingInterval = time.Second
 	DefaultClientMaxPingsOut  = 2
 )
 
@@ -123,7 +125,7 @@ func ClientRequestTimeout(d time.Duration) ClientOption {
 // ClientPing sets how often the client pings its node and how many pings may go
 // unanswered before it takes the node for gone and continues through another: a
 // paused or silently cut-off node is left after about interval × (maxOut+1).
-// Default every 2s, 2 outstanding (DefaultClientPingInterval,
+// Default every 1s, 2 outstanding (DefaultClientPingInterval,
 // DefaultClientMaxPingsOut). A busy node answers pings late: too short a setting
 // moves clients off a node that is only slow.
 func ClientPing(interval time.Duration, maxOut int) ClientOption {

@@ -83,10 +83,10 @@ drills:
             grep -E 'SUMMARY|^(--- |FAIL|ok)'
     done
 
-# The fault tests with real processes: SIGKILL of a partition leader, a network
-# partition in network namespaces (root), leader moves under load.
+# The fault tests with real processes: SIGKILL of a partition leader, network
+# partitions in network namespaces (root), leader moves under load.
 faults:
-    go test -tags chaos -run 'TestProcessClusterSIGKILL|TestNetnsPartition|TestLeaderMovesUnderLoad' -v -timeout 30m ./cmd/qxd/
+    go test -tags chaos -run 'TestProcessClusterSIGKILL|TestNetnsPartition|TestCutOffNode|TestWholeClusterCut|TestLeaderMovesUnderLoad' -v -timeout 30m ./cmd/qxd/
     go test -tags chaos -run 'TestLeaderKilledUnderLoad|TestRollingRestart' -v -timeout 30m .
 
 # Power cuts and damaged block files against real node processes (root, /dev/fuse):

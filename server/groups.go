@@ -121,7 +121,7 @@ func (s *groupService) reconcile(ctx context.Context) {
 		}
 	case !leader && s.coord != nil:
 		s.stopLocked()
-		s.log.Info("group coordinator moved to another node")
+		s.log.Info("group coordinator stopped: another node leads the groups bucket, or this one is cut off from its cluster")
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 	"runtime"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	natsserver "github.com/nats-io/nats-server/v2/server"
@@ -91,6 +92,10 @@ type Node struct {
 	upkeep          upkeep
 	rebalance       rebalanceState // the upkeep loop's own
 	lock            *dataDirLock
+
+	// isolated is set while the node cannot reach a majority of its cluster
+	// (isolation.go).
+	isolated atomic.Bool
 
 	closeOnce sync.Once
 	closeErr  error
@@ -368,7 +373,7 @@ func (n *Node) startServices(ctx context.Context) error {
 		actx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		defer cancel()
 		var err error
-		n.txns, err = newTxnService(actx, n.log, n.js, n, replicas, n.Writers(), n.groups.offsets, meta, n.groups)
+		n.txns, err = newTxnService(actx, n.log, n.js, coordinatorLeadership{n}, replicas, n.Writers(), n.groups.offsets, meta, n.groups)
 		return err
 	}); err != nil {
 		return err
@@ -403,7 +408,7 @@ func (n *Node) groupEnv() groupEnv {
 	if n.cfg.GroupInitialRebalanceDelay > 0 {
 		cfg.InitialRebalanceDelay = n.cfg.GroupInitialRebalanceDelay
 	}
-	return groupEnv{log: n.log, nc: n.nc, js: n.js, leads: n, cfg: cfg, obs: &n.obs}
+	return groupEnv{log: n.log, nc: n.nc, js: n.js, leads: coordinatorLeadership{n}, cfg: cfg, obs: &n.obs}
 }
 
 // The node's services, in process: what its NATS handlers call, and what another

@@ -179,6 +179,9 @@ func (n *Node) ready() []string {
 		}
 		not = append(not, msg)
 	}
+	if n.isolated.Load() {
+		not = append(not, "the node is cut off from its cluster: fewer than a majority of the nodes answer it")
+	}
 	if n.writers == nil || !n.writers.running.Load() {
 		not = append(not, "the partition writers are not started")
 	}

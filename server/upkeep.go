@@ -17,6 +17,8 @@ import (
 //     cluster first forms (a brand-new three-node cluster starts with two); once
 //     enough nodes are up, the meta leader raises them to their target.
 //   - Automatic preferred-leader election (see leaders_auto.go).
+//   - The watch for a cut from the cluster (see isolation.go), in its own loop:
+//     the upkeep loop's requests can wait seconds.
 
 // upkeepEvery is how often the upkeep loop looks at the buckets' replicas.
 const upkeepEvery = 2 * time.Second
@@ -39,7 +41,11 @@ func (n *Node) startUpkeep() {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	n.upkeep.cancel = cancel
-	n.upkeep.wg.Add(1)
+	n.upkeep.wg.Add(2)
+	go func() {
+		defer n.upkeep.wg.Done()
+		n.watchIsolation(ctx)
+	}()
 	go func() {
 		defer n.upkeep.wg.Done()
 		t := time.NewTicker(upkeepEvery)

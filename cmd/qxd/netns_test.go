@@ -14,18 +14,23 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	mrand "math/rand/v2"
 	"os"
 	"os/exec"
 	"regexp"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
 
 	"github.com/qxd-io/qxd"
+	"github.com/qxd-io/qxd/groups"
+	"github.com/qxd-io/qxd/semantics"
 )
 
 // netnsLab is a small network made of Linux network namespaces for one test, so that
@@ -384,4 +389,334 @@ func TestNetnsPartition(t *testing.T) {
 		dumpAnomalies(t, log, 5)
 	}
 	t.Logf("test took %v", time.Since(began).Round(time.Millisecond))
+}
+
+// TestCutOffNode cuts off, in network namespaces, the node that leads the groups
+// bucket (where the group coordinator runs) for 15 s (QXD_CUT_HOLD) while clients
+// are connected to it:
+//
+//   - a producer whose server list holds every node, connected to the cut-off node,
+//     must continue through another node within cutOffMoveBound: the cut-off node
+//     still answers its connection and its pings, so only the node can tell it;
+//   - a client that knows only the cut-off node must stay on it (no reconnection
+//     going round);
+//   - the cut-off node's group coordinator must stop answering within
+//     cutOffCoordBound of the cut: it can store nothing, and the majority elects
+//     another;
+//   - after the heal the node serves a client that knows only it.
+//
+// It reports when the producer moved, the longest acknowledgement wait of its
+// records to a partition a healthy node leads, and when the cut-off coordinator
+// last answered.
+func TestCutOffNode(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds a network of namespaces and starts three qxd processes; skipped with -short")
+	}
+	hold := 15 * time.Second
+	if s := os.Getenv("QXD_CUT_HOLD"); s != "" {
+		d, err := time.ParseDuration(s)
+		if err != nil {
+			t.Fatalf("QXD_CUT_HOLD=%q: %v (use a Go duration such as 15s)", s, err)
+		}
+		hold = d
+	}
+	const (
+		cutOffMoveBound  = 8 * time.Second
+		cutOffCoordBound = 6 * time.Second
+	)
+	lab := newNetnsLab(t, 3)
+	bin := os.Getenv("QXD_DRILL_BIN")
+	if bin == "" {
+		bin = buildQxd(t)
+	}
+	cl := startProcCluster(t, bin, lab.layout())
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+
+	const topic, groupID = "cut-off", "g-cut-off"
+	admin := connect(t, cl.urls())
+	if _, err := admin.Admin().CreateTopic(ctx, topic, qxd.TopicConfig{Partitions: 6, Replicas: 3}); err != nil {
+		t.Fatalf("create topic: %v", err)
+	}
+	buckets := bucketLeaders(ctx, t, cl.urls())
+	victim := cl.node(buckets[semantics.GroupsBucket])
+	if victim == nil {
+		t.Fatalf("the groups bucket's leader %q is not one of the nodes", buckets[semantics.GroupsBucket])
+	}
+	vi := slices.Index(cl.nodes, victim)
+	// A partition a healthy node leads, and a key that goes there.
+	keys := partitionKeys(6)
+	healthyP := int32(-1)
+	for p := range int32(6) {
+		if l, err := leaderOf(ctx, admin, topic, p); err == nil && l != victim.name {
+			healthyP = p
+			break
+		}
+	}
+	if healthyP < 0 {
+		t.Fatalf("%s leads every partition", victim.name)
+	}
+	led := newLedger()
+	grp := startGroup(ctx, t, cl.urls(), groupID, topic, 1, led)
+	defer grp.halt()
+
+	// The producer: every node in its list, the victim first.
+	var urls []string
+	urls = append(urls, victim.url())
+	for _, n := range cl.nodes {
+		if n != victim {
+			urls = append(urls, n.url())
+		}
+	}
+	pc := connect(t, strings.Join(urls, ","), nats.DontRandomize())
+	prod, err := pc.NewProducer(qxd.Linger(0), qxd.DeliveryTimeout(2*time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer prod.Close(ctx)
+	// The client that knows only the victim.
+	only := connect(t, victim.url(), nats.IgnoreDiscoveredServers(), nats.DontRandomize())
+	if err := only.Ping(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for wait := time.Now(); ; time.Sleep(100 * time.Millisecond) {
+		if _, id := grp.members[0].Generation(); id != "" {
+			break
+		}
+		if time.Since(wait) > 30*time.Second {
+			t.Fatalf("the group's member did not join within 30 s")
+		}
+	}
+
+	type ackRec struct {
+		began time.Time
+		took  time.Duration
+	}
+	var mu sync.Mutex
+	var acks []ackRec
+	var lastCoord, healedAt time.Time // the coordinator's last answer during the cut
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { // one record in flight to the healthy partition
+		defer wg.Done()
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			r := &qxd.Record{Topic: topic, Key: keys[healthyP], Value: fmt.Appendf(nil, "c-%09d", i)}
+			began := time.Now()
+			if err := prod.ProduceSync(ctx, r); err != nil {
+				t.Errorf("produce %s: %v", r.Value, err)
+				return
+			}
+			mu.Lock()
+			acks = append(acks, ackRec{began, time.Since(began)})
+			mu.Unlock()
+			time.Sleep(5 * time.Millisecond)
+		}
+	}()
+	// The victim's coordinator: the member's heartbeats, sent to the victim alone.
+	// Any answer is the coordinator acting (an error such as REBALANCE_IN_PROGRESS
+	// too); a node that does not coordinate has no subscriber for it.
+	hb, err := nats.Connect(victim.url(), nats.IgnoreDiscoveredServers(), nats.NoReconnect())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hb.Close()
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			gen, id := grp.members[0].Generation()
+			b, _ := json.Marshal(groups.HeartbeatRequest{Group: groupID, MemberID: id, Generation: gen})
+			m, err := hb.Request(semantics.GroupSubject(semantics.GroupHeartbeat, groupID), b, time.Second)
+			var resp groups.Response
+			if err == nil && json.Unmarshal(m.Data, &resp) == nil {
+				mu.Lock()
+				if healedAt.IsZero() {
+					lastCoord = time.Now()
+				}
+				mu.Unlock()
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}()
+	time.Sleep(2 * time.Second)
+	if got := pc.Conn().ConnectedServerName(); got != victim.name {
+		t.Fatalf("the producer is connected to %s, want %s", got, victim.name)
+	}
+	reconnectsBefore := only.Conn().Stats().Reconnects
+	waitWatching(ctx, t, cl)
+
+	if err := lab.cut(vi); err != nil {
+		t.Fatal(err)
+	}
+	cutAt := time.Now()
+	t.Logf("cut %s (leads the groups bucket; buckets %v) off for %v", victim.name, buckets, hold)
+	var movedAfter time.Duration
+	for time.Since(cutAt) < hold {
+		if movedAfter == 0 && pc.Conn().IsConnected() && pc.Conn().ConnectedServerName() != victim.name {
+			movedAfter = time.Since(cutAt)
+			t.Logf("the producer moved to %s %v after the cut", pc.Conn().ConnectedServerName(), movedAfter.Round(time.Millisecond))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := lab.heal(vi); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	healedAt = time.Now()
+	mu.Unlock()
+	t.Logf("healed %s's link", victim.name)
+	reconnectsDuring := only.Conn().Stats().Reconnects - reconnectsBefore
+	time.Sleep(3 * time.Second)
+	close(stop)
+	wg.Wait()
+
+	mu.Lock()
+	var longest, longestAfter time.Duration // begun before the heal, and after it
+	for _, a := range acks {
+		switch {
+		case !a.began.Add(a.took).After(cutAt):
+		case a.began.Before(healedAt):
+			longest = max(longest, a.took)
+		default:
+			longestAfter = max(longestAfter, a.took)
+		}
+	}
+	coordFor := lastCoord.Sub(cutAt)
+	mu.Unlock()
+	moved := "never"
+	if movedAfter > 0 {
+		moved = movedAfter.Round(time.Millisecond).String()
+	}
+	t.Logf("SUMMARY cut %v of %s: producer moved after %s; longest ack wait of p%d (healthy leader) %v before the heal, %v after; the cut-off coordinator last answered %v after the cut (during it); the client that knows only %s reconnected %d times during the cut; load %s",
+		hold, victim.name, moved, healthyP, longest.Round(time.Millisecond), longestAfter.Round(time.Millisecond),
+		coordFor.Round(time.Millisecond), victim.name, reconnectsDuring, loadAvg())
+	if movedAfter == 0 || movedAfter > cutOffMoveBound {
+		t.Errorf("the producer connected to the cut-off node moved %s after the cut, want within %v", moved, cutOffMoveBound)
+	}
+	if coordFor > cutOffCoordBound {
+		t.Errorf("the cut-off node's group coordinator answered %v after the cut, want at most %v", coordFor.Round(time.Millisecond), cutOffCoordBound)
+	}
+	if reconnectsDuring > 1 {
+		t.Errorf("the client that knows only the cut-off node reconnected %d times during the cut, want at most once", reconnectsDuring)
+	}
+
+	// After the heal the node serves a client that knows only it.
+	pctx, pcancel := context.WithTimeout(ctx, 45*time.Second)
+	defer pcancel()
+	for {
+		fresh, err := qxd.Connect(pctx, victim.url(), qxd.WithNATSOptions(nats.IgnoreDiscoveredServers()))
+		if err == nil {
+			err = fresh.Ping(pctx)
+			fresh.Close()
+		}
+		if err == nil {
+			t.Logf("%s serves a new client %v after the heal", victim.name, time.Since(healedAt).Round(time.Millisecond))
+			break
+		}
+		if pctx.Err() != nil {
+			t.Fatalf("%s does not serve a new client 45 s after the heal: %v", victim.name, err)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	if err := only.Ping(pctx); err != nil {
+		t.Errorf("the client that knows only %s, after the heal: %v", victim.name, err)
+	}
+}
+
+// TestWholeClusterCut cuts every node off from the others for 15 s: no node has a
+// majority, each tells its clients to move, and a client must not go round the
+// nodes for as long as the cut lasts: one whose server list holds every node moves
+// at most once per node, one that knows a single node does not reconnect. After
+// the heal both are served again.
+func TestWholeClusterCut(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds a network of namespaces and starts three qxd processes; skipped with -short")
+	}
+	lab := newNetnsLab(t, 3)
+	bin := os.Getenv("QXD_DRILL_BIN")
+	if bin == "" {
+		bin = buildQxd(t)
+	}
+	cl := startProcCluster(t, bin, lab.layout())
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	all := connect(t, cl.urls(), nats.DontRandomize())
+	one := connect(t, cl.nodes[1].url(), nats.IgnoreDiscoveredServers())
+	for _, c := range []*qxd.Client{all, one} {
+		if err := c.Ping(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitWatching(ctx, t, cl)
+	allBefore, oneBefore := all.Conn().Stats().Reconnects, one.Conn().Stats().Reconnects
+	for i := range cl.nodes {
+		if err := lab.cut(i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Log("cut every node off from the others for 15s")
+	time.Sleep(15 * time.Second)
+	allMoves, oneMoves := all.Conn().Stats().Reconnects-allBefore, one.Conn().Stats().Reconnects-oneBefore
+	for i := range cl.nodes {
+		if err := lab.heal(i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	healedAt := time.Now()
+	t.Logf("SUMMARY whole-cluster cut of 15s: the client of every node reconnected %d times, the client of one node %d times; load %s", allMoves, oneMoves, loadAvg())
+	if allMoves > uint64(len(cl.nodes)) {
+		t.Errorf("the client of every node reconnected %d times during the cut, want at most %d (once per node)", allMoves, len(cl.nodes))
+	}
+	if oneMoves > 0 {
+		t.Errorf("the client of one node reconnected %d times during the cut, want none", oneMoves)
+	}
+	for _, n := range cl.nodes {
+		for _, l := range strings.Split(n.log(1<<20), "\n") {
+			if strings.Contains(l, "cut off") || strings.Contains(l, "told clients") || strings.Contains(l, "majority of") || strings.Contains(l, "cut from the cluster") {
+				t.Logf("%s: %s", n.name, l)
+			}
+		}
+	}
+	pctx, pcancel := context.WithTimeout(ctx, 60*time.Second)
+	defer pcancel()
+	for _, c := range []*qxd.Client{all, one} {
+		for {
+			err := c.Ping(pctx)
+			if err == nil {
+				break
+			}
+			if pctx.Err() != nil {
+				t.Fatalf("a client is not served 60 s after the heal: %v", err)
+			}
+		}
+	}
+	t.Logf("both clients served %v after the heal", time.Since(healedAt).Round(time.Millisecond))
+}
+
+// waitWatching waits until every node has heard a majority of the cluster answer
+// it (it logs so once): only then does a node count itself cut off when the
+// answers stop. Right after a cluster's start that can take a second or two. A
+// build without the watch (QXD_DRILL_BIN) never says so: after 15 s it goes on.
+func waitWatching(ctx context.Context, t *testing.T, cl *procCluster) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for _, n := range cl.nodes {
+		for !strings.Contains(n.log(1<<20), "a majority of the cluster answers this node") {
+			if ctx.Err() != nil || time.Now().After(deadline) {
+				t.Logf("node %s did not say that a majority of the cluster answers it (a build without the watch?)", n.name)
+				return
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
 }

@@ -1,0 +1,216 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"sync"
+	"time"
+
+	natsserver "github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+
+	"github.com/qxd-io/qxd/semantics"
+)
+
+// A node cut off from its cluster — it cannot reach a majority of the cluster's
+// nodes — can store nothing: every RAFT group it leads has lost its quorum and its
+// JetStream API has no meta leader. Yet its clients' connections still work and it
+// answers their pings, so nothing tells them to go, and their requests time out
+// until the cut heals. JetStream's own signals come late: a leader steps down only
+// after its RAFT checks for a lost quorum (every 10 s, for a quorum unheard for 10
+// s), a follower campaigns after its election timeout (4–9 s).
+//
+// So the node asks the other nodes every probeEvery to answer
+// semantics.NodeInfoSubject, and counts itself cut off while fewer than a majority
+// of the cluster (itself included) have answered within the last isolatedAfter.
+// While cut off:
+//
+//   - it tells each of its clients once to move to another node (NATS's lame-duck
+//     notice, sent to that connection alone; the SDK moves when its server list
+//     holds a node that has not told it so lately, and stays otherwise, so that
+//     a whole cluster without a majority does not make clients go round). A
+//     client that connects during the cut is told once too. In-process
+//     connections (the node's own services, an embedder's) cannot move and are
+//     left alone;
+//   - it stops coordinating groups and transactions (coordinatorLeadership): a
+//     coordinator that cannot store anything must not grant sessions while the
+//     majority elects another.
+//
+// It accepts clients all along; once a majority answers again it is a node like
+// the others.
+const (
+	probeEvery    = 500 * time.Millisecond
+	isolatedAfter = 2500 * time.Millisecond
+)
+
+// isolationWatch decides from the nodes' answers whether this node is cut off.
+// It counts the node cut off only once a majority has answered: the other nodes
+// of a cluster that is starting answer only once their own services run, which
+// can be many seconds after this node's (a node that starts cut off stays as it
+// was before the watch: its clients stay).
+type isolationWatch struct {
+	self string
+
+	mu       sync.Mutex
+	heard    map[string]time.Time // node → when it last answered
+	armed    bool                 // a majority answered once
+	isolated bool
+	// majoritySince is when checks began to find a majority, each since then; a
+	// node cut off counts itself back after isolatedAfter of them, not at the
+	// first answers after a heal: routes that come back are often replaced
+	// within seconds, and the answers stop meanwhile.
+	majoritySince time.Time
+}
+
+func newIsolationWatch(self string) *isolationWatch {
+	return &isolationWatch{self: self, heard: map[string]time.Time{}}
+}
+
+// answered records that node answered at at.
+func (w *isolationWatch) answered(node string, at time.Time) {
+	if node == "" || node == w.self {
+		return
+	}
+	w.mu.Lock()
+	if at.After(w.heard[node]) {
+		w.heard[node] = at
+	}
+	w.mu.Unlock()
+}
+
+// check says at at whether the node is cut off from a cluster of size nodes
+// (itself included), whether that changed since the last check, and how many other
+// nodes answered within isolatedAfter.
+func (w *isolationWatch) check(at time.Time, size int) (isolated, changed bool, reached int) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, t := range w.heard {
+		if at.Sub(t) < isolatedAfter {
+			reached++
+		}
+	}
+	majority := reached+1 >= size/2+1
+	w.armed = w.armed || majority
+	switch {
+	case !majority:
+		w.majoritySince = time.Time{}
+	case w.majoritySince.IsZero():
+		w.majoritySince = at
+	}
+	now := w.armed && (!majority || w.isolated && at.Sub(w.majoritySince) < isolatedAfter)
+	changed, w.isolated = now != w.isolated, now
+	return now, changed, reached
+}
+
+// isArmed reports whether a majority has answered once.
+func (w *isolationWatch) isArmed() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.armed
+}
+
+// watchIsolation probes the other nodes every probeEvery until ctx ends, keeps
+// n.isolated and sends clients away while the node is cut off. The upkeep owns it.
+func (n *Node) watchIsolation(ctx context.Context) {
+	w := newIsolationWatch(n.cfg.Name)
+	inbox := nats.NewInbox()
+	sub, err := n.nc.Subscribe(inbox, func(m *nats.Msg) {
+		var b semantics.BrokerInfo
+		if json.Unmarshal(m.Data, &b) == nil {
+			w.answered(b.Name, time.Now())
+		}
+	})
+	if err != nil {
+		n.log.Warn("cannot watch for a cut from the cluster: clients of this node will not be sent away while it is cut off", "err", err)
+		return
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	defer n.isolated.Store(false)
+	told := map[uint64]bool{}
+	armed := false
+	t := time.NewTicker(probeEvery)
+	defer t.Stop()
+	for {
+		_ = n.nc.PublishRequest(semantics.NodeInfoSubject, inbox, nil)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		size := n.clusterSize()
+		isolated, changed, reached := w.check(time.Now(), max(size, n.configuredNodes))
+		if !armed && w.isArmed() {
+			armed = true
+			n.log.Info("a majority of the cluster answers this node: should it be cut off, it will send its clients to other nodes",
+				"reached", reached, "nodes", max(size, n.configuredNodes))
+		}
+		if changed {
+			n.isolated.Store(isolated)
+			if isolated {
+				n.log.Warn("node is cut off from its cluster: fewer than a majority of the nodes answer; sending its clients to other nodes and not coordinating groups",
+					"reached", reached, "nodes", max(size, n.configuredNodes))
+			} else {
+				n.log.Info("node reaches a majority of its cluster again", "reached", reached)
+				clear(told)
+			}
+		}
+		if isolated {
+			if sent := n.sendClientsAway(told); sent > 0 {
+				n.log.Info("told clients to move to another node: this node is cut off from its cluster", "clients", sent)
+			}
+		}
+	}
+}
+
+// sendClientsAway sends NATS's lame-duck notice to each client connection of the
+// node that told does not hold yet, and returns how many it told. In-process
+// connections (no address) are left alone: they cannot move. told keeps only
+// connections that are still open.
+func (n *Node) sendClientsAway(told map[uint64]bool) int {
+	sent := 0
+	open := map[uint64]bool{}
+	for offset := 0; ; {
+		cz, err := n.ns.Connz(&natsserver.ConnzOptions{Offset: offset, Limit: 1024})
+		if err != nil || len(cz.Conns) == 0 {
+			break
+		}
+		for _, c := range cz.Conns {
+			if c.IP == "" {
+				continue
+			}
+			open[c.Cid] = true
+			if told[c.Cid] {
+				continue
+			}
+			// A connection that has not finished its handshake cannot take the
+			// notice yet: it is told at the next probe.
+			if n.ns.LDMClientByID(c.Cid) == nil {
+				told[c.Cid] = true
+				sent++
+			}
+		}
+		offset += len(cz.Conns)
+		if offset >= cz.Total {
+			break
+		}
+	}
+	for cid := range told {
+		if !open[cid] {
+			delete(told, cid)
+		}
+	}
+	return sent
+}
+
+// coordinatorLeadership is stream leadership as the group and transaction
+// coordinators take it: a node cut off from its cluster does not lead, although
+// JetStream says it does until its RAFT notices the lost quorum (up to 20 s
+// later). Its coordinator would go on granting sessions and taking commits it can
+// no longer store while the majority elects another.
+type coordinatorLeadership struct{ n *Node }
+
+var _ streamLeadership = coordinatorLeadership{}
+
+func (l coordinatorLeadership) isStreamLeader(stream string) bool {
+	return !l.n.isolated.Load() && l.n.isStreamLeader(stream)
+}

@@ -1,0 +1,90 @@
+package server
+
+import (
+	"testing"
+	"time"
+)
+
+// TestIsolationWatch checks when a node counts itself cut off from its cluster:
+// fewer than a majority of the nodes (itself included) answered within
+// isolatedAfter, once a majority has answered.
+func TestIsolationWatch(t *testing.T) {
+	t.Parallel()
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	type answer struct {
+		node  string
+		after time.Duration
+	}
+	tests := []struct {
+		name    string
+		size    int
+		armed   bool // every other node answered at t0, and a check saw it
+		answers []answer
+		at      time.Duration
+		want    bool
+		reached int
+	}{
+		{name: "starting: nobody answered yet", size: 3, at: time.Minute, want: false},
+		{name: "starting: one of two peers answered long ago", size: 3, answers: []answer{{"b", 0}}, at: time.Minute, want: false},
+		{name: "nobody answered since", size: 3, armed: true, at: 3 * time.Second, want: true},
+		{name: "one of two peers answers", size: 3, armed: true, answers: []answer{{"b", 2 * time.Second}}, at: 3 * time.Second, want: false, reached: 1},
+		{name: "own answer does not count", size: 3, armed: true, answers: []answer{{"a", 2 * time.Second}}, at: 3 * time.Second, want: true},
+		{name: "answers within the window", size: 3, armed: true, at: 2 * time.Second, want: false, reached: 2},
+		{name: "five nodes, one peer answers", size: 5, armed: true, answers: []answer{{"b", 2 * time.Second}}, at: 3 * time.Second, want: true, reached: 1},
+		{name: "five nodes, two peers answer", size: 5, armed: true, answers: []answer{{"b", 2 * time.Second}, {"c", 2 * time.Second}}, at: 3 * time.Second, want: false, reached: 2},
+		{name: "two nodes, the peer is gone", size: 2, armed: true, at: 4 * time.Second, want: true},
+		{name: "a single node is never cut off", size: 1, armed: true, at: time.Minute, want: false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			w := newIsolationWatch("a")
+			if tc.armed {
+				for _, n := range []string{"b", "c", "d", "e"}[:tc.size-1] {
+					w.answered(n, t0)
+				}
+				if iso, _, _ := w.check(t0, tc.size); iso {
+					t.Fatal("cut off while every node answers")
+				}
+			}
+			for _, a := range tc.answers {
+				w.answered(a.node, t0.Add(a.after))
+			}
+			got, changed, reached := w.check(t0.Add(tc.at), tc.size)
+			if got != tc.want || changed != tc.want || reached != tc.reached {
+				t.Errorf("check = (isolated %v, changed %v, reached %d), want (%v, %v, %d)", got, changed, reached, tc.want, tc.want, tc.reached)
+			}
+		})
+	}
+}
+
+// TestIsolationWatchHeals checks that a node cut off counts itself back once a
+// majority answers again, and says so once.
+func TestIsolationWatchHeals(t *testing.T) {
+	t.Parallel()
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	w := newIsolationWatch("a")
+	w.answered("b", t0.Add(time.Second))
+	if iso, _, _ := w.check(t0.Add(3*time.Second), 3); iso {
+		t.Fatal("cut off while a peer answers")
+	}
+	if iso, changed, _ := w.check(t0.Add(4*time.Second), 3); !iso || !changed {
+		t.Fatalf("check 3 s after the last answer = (%v, changed %v), want cut off, changed", iso, changed)
+	}
+	if iso, changed, _ := w.check(t0.Add(5*time.Second), 3); !iso || changed {
+		t.Fatalf("second check while cut off = (%v, changed %v), want cut off, unchanged", iso, changed)
+	}
+	// Back only after a majority answered in every check for isolatedAfter.
+	w.answered("c", t0.Add(6*time.Second))
+	if iso, _, _ := w.check(t0.Add(6*time.Second), 3); !iso {
+		t.Fatal("back at the first answer after the cut")
+	}
+	w.answered("c", t0.Add(8*time.Second))
+	if iso, _, _ := w.check(t0.Add(8*time.Second), 3); !iso {
+		t.Fatal("back 2 s after the first answer")
+	}
+	w.answered("c", t0.Add(9*time.Second))
+	if iso, changed, reached := w.check(t0.Add(9*time.Second), 3); iso || !changed || reached != 1 {
+		t.Fatalf("check 3 s after the first answer = (%v, changed %v, reached %d), want not cut off, changed, 1", iso, changed, reached)
+	}
+}
