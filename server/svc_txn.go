@@ -20,7 +20,7 @@ type Transactions struct {
 
 func (t *Transactions) current() (*txnCoordinator, error) {
 	if t.s != nil {
-		if c := t.s.live.Load(); c != nil {
+		if c := t.s.role.current(); c != nil {
 			return c, nil
 		}
 	}
