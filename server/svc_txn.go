@@ -103,6 +103,17 @@ func (t *Transactions) List() ([]semantics.TxnDescription, error) {
 	return c.List(), nil
 }
 
+// PendingOffsets returns the partitions of group whose offsets a transaction
+// holds that has not completed (Kafka's pending transactional offset commits:
+// OffsetFetch with require_stable answers them UNSTABLE_OFFSET_COMMIT).
+func (t *Transactions) PendingOffsets(group string) ([]semantics.TopicPartition, error) {
+	c, err := t.current()
+	if err != nil {
+		return nil, err
+	}
+	return c.PendingOffsets(group), nil
+}
+
 // localWriter returns the running writer of partition p of topic on this node, or
 // NOT_LEADER_OR_FOLLOWER.
 func (s *Writers) localWriter(topic string, p int32) (*writer, error) {
