@@ -243,6 +243,26 @@ func TestReadCommittedStartsAtLastStableOffset(t *testing.T) {
 	}
 }
 
+// openAfterPlain creates topic with one partition, stores three plain records
+// (offsets 0-2), then two in a transaction of id left open (offsets 3 and 4), and
+// returns the transactional producer.
+func openAfterPlain(ctx context.Context, t *testing.T, c *qxd.Client, topic, id string) *qxd.Producer {
+	t.Helper()
+	qxdtest.CreateTopic(t, c, topic, qxd.TopicConfig{Partitions: 1})
+	plain, err := c.NewProducer(qxd.Linger(time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = plain.Close(context.Background()) })
+	produceValues(ctx, t, plain, topic, "a", "b", "c")
+	tx := newTxnProducer(t, c, id)
+	if err := tx.BeginTransaction(); err != nil {
+		t.Fatal(err)
+	}
+	produceValues(ctx, t, tx, topic, "t1", "t2")
+	return tx
+}
+
 // TestReadCommittedLag: a read-committed consumer's lag counts to the last stable
 // offset, as Kafka's does (records of an open transaction are not readable yet),
 // and it is at the end once it has read up to it; a read-uncommitted consumer's
@@ -253,18 +273,7 @@ func TestReadCommittedLag(t *testing.T) {
 	c := qxdtest.Connect(t, n)
 	ctx := qxdtest.Context(t, time.Minute)
 	const topic = "txn-lag"
-	qxdtest.CreateTopic(t, c, topic, qxd.TopicConfig{Partitions: 1})
-	plain, err := c.NewProducer(qxd.Linger(time.Millisecond))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = plain.Close(context.Background()) })
-	produceValues(ctx, t, plain, topic, "a", "b", "c")
-	tx := newTxnProducer(t, c, "lag-1")
-	if err := tx.BeginTransaction(); err != nil {
-		t.Fatal(err)
-	}
-	produceValues(ctx, t, tx, topic, "t1", "t2") // offsets 3 and 4, open
+	tx := openAfterPlain(ctx, t, c, topic, "lag-1")
 
 	at := qxd.Assignment{Topic: topic, Partition: 0, Offset: qxd.AtStart()}
 	rc := qxdtest.NewConsumer(t, c, qxd.Isolation(qxd.ReadCommitted))
@@ -312,18 +321,7 @@ func TestDescribeGroupReadCommittedLag(t *testing.T) {
 	c := qxdtest.Connect(t, n)
 	ctx := qxdtest.Context(t, time.Minute)
 	const topic, group = "txn-group-lag", "rc-lag"
-	qxdtest.CreateTopic(t, c, topic, qxd.TopicConfig{Partitions: 1})
-	plain, err := c.NewProducer(qxd.Linger(time.Millisecond))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = plain.Close(context.Background()) })
-	produceValues(ctx, t, plain, topic, "a", "b", "c")
-	tx := newTxnProducer(t, c, "group-lag-1")
-	if err := tx.BeginTransaction(); err != nil {
-		t.Fatal(err)
-	}
-	produceValues(ctx, t, tx, topic, "t1", "t2") // offsets 3 and 4, open
+	tx := openAfterPlain(ctx, t, c, topic, "group-lag-1")
 	admin := c.Admin()
 	if _, err := admin.SeekGroup(ctx, group, topic, nil, qxd.At(1)); err != nil {
 		t.Fatal(err)
