@@ -51,8 +51,16 @@ type GroupPartition struct {
 	Committed     int64  `json:"committed"`
 	LogStart      int64  `json:"log_start_offset"`
 	HighWatermark int64  `json:"high_watermark"`
-	Lag           int64  `json:"lag"`
-	Member        string `json:"member,omitempty"`
+	// LastStableOffset is the partition's last stable offset (the first offset
+	// of its earliest open transaction, else the high watermark) when the group
+	// was described read-committed (DescribeGroupIsolated), else -1.
+	LastStableOffset int64 `json:"last_stable_offset"`
+	// Lag is how many offsets the group has yet to read: from the committed
+	// offset (or the log start) to the high watermark, or described
+	// read-committed to the last stable offset, as Kafka counts a read_committed
+	// consumer's lag.
+	Lag    int64  `json:"lag"`
+	Member string `json:"member,omitempty"`
 	// Note says why the committed offset is outside the log (members start such a
 	// partition at their reset policy), or why the log offsets are unknown.
 	Note string `json:"note,omitempty"`
@@ -90,8 +98,18 @@ func (a *Admin) ListGroups(ctx context.Context) ([]GroupSummary, error) {
 }
 
 // DescribeGroup describes a group: state, generation, members with their partitions,
-// and per partition the committed offset, high watermark and lag.
+// and per partition the committed offset, high watermark and lag to it (the lag of
+// read-uncommitted members; see DescribeGroupIsolated).
 func (a *Admin) DescribeGroup(ctx context.Context, group string) (GroupDescription, error) {
+	return a.DescribeGroupIsolated(ctx, group, ReadUncommitted)
+}
+
+// DescribeGroupIsolated is DescribeGroup for a group whose members read at
+// isolation level l: read-committed, it also reads each partition's last stable
+// offset from the node leading it, and the lag counts to it, as Kafka counts a
+// read_committed consumer's (the records of an open transaction are not readable
+// yet). The group does not record its members' isolation: the caller says it.
+func (a *Admin) DescribeGroupIsolated(ctx context.Context, group string, l IsolationLevel) (GroupDescription, error) {
 	if err := semantics.ValidateGroupID(group); err != nil {
 		return GroupDescription{}, err
 	}
@@ -110,7 +128,7 @@ func (a *Admin) DescribeGroup(ctx context.Context, group string) (GroupDescripti
 	row := func(tp TopicPartition) *GroupPartition {
 		r, ok := rows[tp]
 		if !ok {
-			r = &GroupPartition{Topic: tp.Topic, Partition: tp.Partition, Committed: -1}
+			r = &GroupPartition{Topic: tp.Topic, Partition: tp.Partition, Committed: -1, LastStableOffset: -1}
 			rows[tp] = r
 		}
 		return r
@@ -130,7 +148,19 @@ func (a *Admin) DescribeGroup(ctx context.Context, group string) (GroupDescripti
 			continue
 		}
 		r.LogStart, r.HighWatermark = o.LogStart, o.HighWatermark
-		r.Lag = offsets.Lag(o.LogStart, o.HighWatermark, r.Committed)
+		end := o.HighWatermark
+		if l == ReadCommitted {
+			sctx, cancel := context.WithTimeout(ctx, stableAttempt)
+			lso, _, err := a.c.lastStable(sctx, tp, o.HighWatermark)
+			cancel()
+			if err != nil {
+				r.Note = "last stable offset not read, read-committed lag unknown: " + err.Error()
+				continue
+			}
+			end = min(lso, o.HighWatermark)
+			r.LastStableOffset = end
+		}
+		r.Lag = offsets.Lag(o.LogStart, end, r.Committed)
 		switch {
 		case r.Committed > o.HighWatermark:
 			r.Note = NoteAheadOfLog

@@ -629,13 +629,17 @@ type PartitionLag struct {
 	Position      int64 // the offset the next Poll returns
 	LogStart      int64
 	HighWatermark int64
-	Lag           int64 // HighWatermark - Position: records not yet returned by Poll
-	AtEnd         bool  // Poll has returned every record stored so far
+	// Lag is how many offsets Poll has yet to pass to reach the end: the high
+	// watermark, or for a read-committed consumer the last stable offset (the
+	// records of an open transaction are not readable yet), as Kafka counts it.
+	Lag   int64
+	AtEnd bool // Poll has returned every record readable so far (Lag is 0)
 }
 
 // Lag reads the log start and high watermark of every assigned partition from its
-// stream (one read per partition, several at once; no admin request) and returns
-// each partition's position and lag, sorted by topic and partition.
+// stream (one read per partition, several at once; no admin request), and for a
+// read-committed consumer its last stable offset from the node leading it, and
+// returns each partition's position and lag, sorted by topic and partition.
 func (c *Consumer) Lag(ctx context.Context) ([]PartitionLag, error) {
 	c.mu.Lock()
 	pcs := make([]*partSource, 0, len(c.parts))
@@ -657,12 +661,17 @@ func (c *Consumer) Lag(ctx context.Context) ([]PartitionLag, error) {
 				errs[i] = fmt.Errorf("lag of %s: %w", pc.tp, err)
 				return
 			}
+			end, err := c.starts.end(ctx, pc, offs.HighWatermark)
+			if err != nil {
+				errs[i] = fmt.Errorf("lag of %s: %w", pc.tp, err)
+				return
+			}
 			c.mu.Lock()
 			pos := pc.next
 			c.mu.Unlock()
 			out[i] = PartitionLag{Topic: pc.tp.Topic, Partition: pc.tp.Partition, Position: pos,
 				LogStart: offs.LogStart, HighWatermark: offs.HighWatermark,
-				Lag: max(offs.HighWatermark-max(pos, offs.LogStart), 0), AtEnd: pos >= offs.HighWatermark}
+				Lag: max(end-max(pos, offs.LogStart), 0), AtEnd: pos >= end}
 		}()
 	}
 	wg.Wait()

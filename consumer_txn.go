@@ -3,8 +3,11 @@ package qxd
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
+
+	"github.com/nats-io/nats.go"
 
 	"github.com/qxd-io/qxd/semantics"
 )
@@ -59,8 +62,8 @@ type stableView struct {
 	aborted []semantics.AbortedTxn
 }
 
-// stableAttempt bounds one request for a partition's last stable offset: no
-// node answers while the partition is between leaders.
+// stableAttempt bounds one request for a partition's last stable offset (one
+// without a writer anywhere finds no responders at once).
 const stableAttempt = time.Second
 
 // committedOnly holds a read-committed read at batch (its stored bytes) until
@@ -116,6 +119,11 @@ func (c *Client) lastStable(ctx context.Context, tp TopicPartition, from int64) 
 		return -1, nil, err
 	}
 	m, err := c.requestWatched(ctx, semantics.LSOSubject(tp.Topic, tp.Partition), body)
+	if errors.Is(err, nats.ErrNoResponders) {
+		// The partition's writer answers; none runs while it is between leaders.
+		return -1, nil, semantics.Errorf(semantics.ErrNotLeader,
+			"last stable offset of %s: no node serves the partition now (between leaders, or its node is down); retry", semantics.PartitionString(tp.Topic, tp.Partition))
+	}
 	if err != nil {
 		return -1, nil, wrapNATSError(err)
 	}

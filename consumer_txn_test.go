@@ -242,3 +242,107 @@ func TestReadCommittedStartsAtLastStableOffset(t *testing.T) {
 		t.Fatalf("read committed after the commit: %q, want open-1 open-2", got)
 	}
 }
+
+// openAfterPlain creates topic with one partition, stores three plain records
+// (offsets 0-2), then two in a transaction of id left open (offsets 3 and 4), and
+// returns the transactional producer.
+func openAfterPlain(ctx context.Context, t *testing.T, c *qxd.Client, topic, id string) *qxd.Producer {
+	t.Helper()
+	qxdtest.CreateTopic(t, c, topic, qxd.TopicConfig{Partitions: 1})
+	plain, err := c.NewProducer(qxd.Linger(time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = plain.Close(context.Background()) })
+	produceValues(ctx, t, plain, topic, "a", "b", "c")
+	tx := newTxnProducer(t, c, id)
+	if err := tx.BeginTransaction(); err != nil {
+		t.Fatal(err)
+	}
+	produceValues(ctx, t, tx, topic, "t1", "t2")
+	return tx
+}
+
+// TestReadCommittedLag: a read-committed consumer's lag counts to the last stable
+// offset, as Kafka's does (records of an open transaction are not readable yet),
+// and it is at the end once it has read up to it; a read-uncommitted consumer's
+// counts to the high watermark.
+func TestReadCommittedLag(t *testing.T) {
+	t.Parallel()
+	n := qxdtest.StartNode(t)
+	c := qxdtest.Connect(t, n)
+	ctx := qxdtest.Context(t, time.Minute)
+	const topic = "txn-lag"
+	tx := openAfterPlain(ctx, t, c, topic, "lag-1")
+
+	at := qxd.Assignment{Topic: topic, Partition: 0, Offset: qxd.AtStart()}
+	rc := qxdtest.NewConsumer(t, c, qxd.Isolation(qxd.ReadCommitted))
+	ru := qxdtest.NewConsumer(t, c)
+	for _, cons := range []*qxd.Consumer{rc, ru} {
+		if err := cons.Assign(ctx, at); err != nil {
+			t.Fatal(err)
+		}
+	}
+	lagOf := func(cons *qxd.Consumer) qxd.PartitionLag {
+		t.Helper()
+		l, err := cons.Lag(ctx)
+		if err != nil || len(l) != 1 {
+			t.Fatalf("lag: %+v, %v", l, err)
+		}
+		return l[0]
+	}
+	if l := lagOf(ru); l.Lag != 5 || l.HighWatermark != 5 {
+		t.Errorf("read-uncommitted lag %+v, want 5 to the high watermark 5", l)
+	}
+	if l := lagOf(rc); l.Lag != 3 || l.HighWatermark != 5 || l.AtEnd {
+		t.Errorf("read-committed lag with a transaction open at 3: %+v, want 3 (to the last stable offset), not at the end", l)
+	}
+	if got := pollValues(ctx, t, rc, 3); len(got) != 3 {
+		t.Fatalf("read-committed poll: %q, want a b c", got)
+	}
+	if l := lagOf(rc); l.Lag != 0 || !l.AtEnd {
+		t.Errorf("read-committed lag at the last stable offset: %+v, want 0 and at the end", l)
+	}
+	if err := tx.CommitTransaction(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// t1, t2 and the commit marker: the last stable offset is the high watermark.
+	if l := lagOf(rc); l.Lag != 3 || l.HighWatermark != 6 || l.AtEnd {
+		t.Errorf("read-committed lag after the commit: %+v, want 3 to the high watermark 6", l)
+	}
+}
+
+// TestDescribeGroupReadCommittedLag: described read-committed, a group's lag
+// counts from its committed offset to the last stable offset; described plainly,
+// to the high watermark.
+func TestDescribeGroupReadCommittedLag(t *testing.T) {
+	t.Parallel()
+	n := qxdtest.StartNode(t)
+	c := qxdtest.Connect(t, n)
+	ctx := qxdtest.Context(t, time.Minute)
+	const topic, group = "txn-group-lag", "rc-lag"
+	tx := openAfterPlain(ctx, t, c, topic, "group-lag-1")
+	admin := c.Admin()
+	if _, err := admin.SeekGroup(ctx, group, topic, nil, qxd.At(1)); err != nil {
+		t.Fatal(err)
+	}
+	row := func(d qxd.GroupDescription, err error) qxd.GroupPartition {
+		t.Helper()
+		if err != nil || len(d.Partitions) != 1 {
+			t.Fatalf("describe %s: %+v, %v", group, d, err)
+		}
+		return d.Partitions[0]
+	}
+	if r := row(admin.DescribeGroup(ctx, group)); r.Lag != 4 || r.LastStableOffset != -1 {
+		t.Errorf("described plainly: %+v, want lag 4 (to the high watermark 5), no last stable offset", r)
+	}
+	if r := row(admin.DescribeGroupIsolated(ctx, group, qxd.ReadCommitted)); r.Lag != 2 || r.LastStableOffset != 3 || r.HighWatermark != 5 {
+		t.Errorf("described read-committed with a transaction open at 3: %+v, want lag 2 to the last stable offset 3", r)
+	}
+	if err := tx.CommitTransaction(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if r := row(admin.DescribeGroupIsolated(ctx, group, qxd.ReadCommitted)); r.Lag != 5 || r.LastStableOffset != 6 {
+		t.Errorf("described read-committed after the commit: %+v, want lag 5 to the last stable offset 6", r)
+	}
+}

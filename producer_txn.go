@@ -66,6 +66,12 @@ type producerTxn struct {
 	parts  map[TopicPartition]bool // added to the open transaction
 	groups map[string]bool
 	failed error // the first record of the open transaction that failed
+	// Partitions wait in pending while an AddPartitions request is in flight
+	// (adding), and go together in the next one: one coordinator round trip for
+	// the partitions whose first batches are ready meanwhile, not one each.
+	pending map[TopicPartition]bool
+	adding  bool
+	added   chan struct{} // closed when the request in flight is answered
 }
 
 // initTxn registers the producer's transactional id with the coordinator.
@@ -161,6 +167,7 @@ func (p *Producer) BeginTransaction() error {
 		return ErrTransactionOpen
 	}
 	t.open, t.parts, t.groups, t.failed = true, map[TopicPartition]bool{}, map[string]bool{}, nil
+	clear(t.pending)
 	return nil
 }
 
@@ -191,26 +198,59 @@ func (t *producerTxn) track(cb func(*Record, error)) func(*Record, error) {
 }
 
 // addPartition adds partition tp to the open transaction before its first batch
-// of the transaction is sent (called by the partition's sender).
+// of the transaction is sent (called by the partition's sender). While another
+// partition's request is in flight it waits, and the partitions that waited go in
+// one request after it (as Kafka's producer sends AddPartitionsToTxn).
 func (t *producerTxn) addPartition(ctx context.Context, tp TopicPartition) error {
-	t.mu.Lock()
-	added := t.parts[tp]
-	t.mu.Unlock()
-	if added {
+	for {
+		t.mu.Lock()
+		if t.parts[tp] {
+			t.mu.Unlock()
+			return nil
+		}
+		if t.adding {
+			if t.pending == nil {
+				t.pending = map[TopicPartition]bool{}
+			}
+			t.pending[tp] = true
+			wait := t.added
+			t.mu.Unlock()
+			select {
+			case <-wait:
+				continue // added with the others, or this sender sends the next request
+			case <-ctx.Done():
+				return fmt.Errorf("add partition %s to transaction %q: %w", semantics.PartitionString(tp.Topic, tp.Partition), t.id, ctx.Err())
+			}
+		}
+		parts := []TopicPartition{tp}
+		for p := range t.pending {
+			if p != tp {
+				parts = append(parts, p)
+			}
+		}
+		clear(t.pending)
+		t.adding, t.added = true, make(chan struct{})
+		t.mu.Unlock()
+
+		req := t.ident()
+		req.Partitions = parts
+		var resp semantics.TxnResponse
+		err := t.request(ctx, semantics.TxnAddPartitions, req, &resp)
+		t.mu.Lock()
+		if err == nil && t.parts != nil {
+			for _, p := range parts {
+				t.parts[p] = true
+			}
+		}
+		t.adding = false
+		close(t.added)
+		t.mu.Unlock()
+		if err != nil {
+			// The others that waited send their own request and learn their answer.
+			return fmt.Errorf("add partition %s to transaction %q: %w", semantics.PartitionString(tp.Topic, tp.Partition), t.id, err)
+		}
 		return nil
 	}
-	req := t.ident()
-	req.Partitions = []TopicPartition{tp}
-	var resp semantics.TxnResponse
-	if err := t.request(ctx, semantics.TxnAddPartitions, req, &resp); err != nil {
-		return fmt.Errorf("add partition %s to transaction %q: %w", semantics.PartitionString(tp.Topic, tp.Partition), t.id, err)
-	}
-	t.mu.Lock()
-	if t.parts != nil {
-		t.parts[tp] = true
-	}
-	t.mu.Unlock()
-	return nil
 }
 
 // CommitTransaction sends every record of the open transaction, waits for them,

@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go"
 
 	"github.com/qxd-io/qxd"
 	"github.com/qxd-io/qxd/internal/qxdtest"
@@ -224,5 +227,64 @@ func TestTxnProducerOffsetsOnCommit(t *testing.T) {
 	}
 	if o := committed(); o != 7 {
 		t.Fatalf("committed offset %d after the commit, want 7", o)
+	}
+}
+
+// TestTxnProducerAddsPartitionsTogether: the partitions whose first batches of a
+// transaction are ready while an AddPartitions request is in flight go to the
+// coordinator together in the next request, not one request each.
+func TestTxnProducerAddsPartitionsTogether(t *testing.T) {
+	t.Parallel()
+	n := qxdtest.StartNode(t)
+	c := qxdtest.Connect(t, n)
+	ctx := qxdtest.Context(t, time.Minute)
+	const parts, txns = 8, 5
+	qxdtest.CreateTopic(t, c, "txn-adds", qxd.TopicConfig{Partitions: parts})
+	// Every request to the coordinator reaches this subscription too.
+	nc, err := nats.Connect(n.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	var adds atomic.Int64
+	sub, err := nc.Subscribe(semantics.TxnAddPartitions+".>", func(*nats.Msg) { adds.Add(1) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	p, err := c.NewProducer(qxd.TransactionalID("adds-1"), qxd.Linger(20*time.Millisecond),
+		qxd.RecordPartition())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close(context.Background())
+	for range txns {
+		if err := p.BeginTransaction(); err != nil {
+			t.Fatal(err)
+		}
+		for i := range parts {
+			if err := p.Produce(ctx, &qxd.Record{Topic: "txn-adds", Partition: int32(i), Value: []byte("v")}, nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := p.CommitTransaction(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	for i := range int32(parts) {
+		if got := readIsolated(ctx, t, n, "txn-adds", i, true); len(got) != txns {
+			t.Errorf("partition %d: %d committed records, want %d", i, len(got), txns)
+		}
+	}
+	// One request a partition would be parts×txns; batched, about two a
+	// transaction (the first partition's, then the others').
+	if got := adds.Load(); got > parts*txns/2 {
+		t.Errorf("%d AddPartitions requests for %d transactions over %d partitions: want at most %d", got, txns, parts, parts*txns/2)
 	}
 }

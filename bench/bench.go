@@ -285,6 +285,16 @@ type Config struct {
 	// CompareKafka also runs the workload through the nodes' Kafka listeners with
 	// franz-go (a Kafka client), after qxd: produce and consume modes.
 	CompareKafka bool
+	// Transactional also runs the produce with transactional producers, after the
+	// plain idempotent ones, on a topic of its own, and reports its throughput as a
+	// ratio of theirs and the commits' latency (produce mode, acks all). Each
+	// producer commits every TxnInterval or TxnRecords records, whichever comes
+	// first; with neither set, every DefaultTxnInterval.
+	Transactional bool
+	// TxnInterval is how long a transaction stays open at most; 0 is no limit.
+	TxnInterval time.Duration
+	// TxnRecords is how many records a transaction holds at most; 0 is no limit.
+	TxnRecords int
 	// Interval is the throughput series' resolution. Default 100ms.
 	Interval time.Duration
 	// Progress, when set, is called about once a second while a side runs.
@@ -302,6 +312,11 @@ type Config struct {
 	// lets a caller profile the timed phases of one side alone.
 	OnPhase func(system, phase string) (end func())
 }
+
+// DefaultTxnInterval is how often transactional runs commit when neither
+// Config.TxnInterval nor Config.TxnRecords is set: Kafka Streams' commit.interval.ms
+// under exactly-once.
+const DefaultTxnInterval = 100 * time.Millisecond
 
 // defaultRunBytes sizes a run without Records or Duration: values of this many bytes
 // in all, at most 500000 records.
@@ -372,6 +387,17 @@ func (c Config) withDefaults() (Config, error) {
 		return c, fmt.Errorf("bench: rate %d is negative", c.Rate)
 	case c.CompareKafka && c.Mode != ModeProduce && c.Mode != ModeConsume:
 		return c, fmt.Errorf("bench: the Kafka-protocol side runs in produce and consume modes, not %s", c.Mode)
+	case c.TxnInterval < 0 || c.TxnRecords < 0:
+		return c, fmt.Errorf("bench: transaction interval %v or records %d is negative", c.TxnInterval, c.TxnRecords)
+	case !c.Transactional && (c.TxnInterval > 0 || c.TxnRecords > 0):
+		return c, fmt.Errorf("bench: a transaction interval or record count is set but Transactional is not")
+	case c.Transactional && c.Mode != ModeProduce:
+		return c, fmt.Errorf("bench: transactional runs are produce runs, not %s", c.Mode)
+	case c.Transactional && c.Acks != "all":
+		return c, fmt.Errorf("bench: transactional producers need acks all, not %s", c.Acks)
+	}
+	if c.Transactional && c.TxnInterval == 0 && c.TxnRecords == 0 {
+		c.TxnInterval = DefaultTxnInterval
 	}
 	return c, nil
 }
@@ -393,6 +419,9 @@ type Measure struct {
 	// Rebalance is the time from the first member joining to every partition
 	// assigned (group mode).
 	Rebalance time.Duration `json:"-"`
+	// Commits is how long each CommitTransaction took, sending what the producer
+	// still buffered and ending the transaction (transactional side).
+	Commits *Histogram `json:"-"`
 }
 
 // PerSec is records per second.
@@ -417,6 +446,7 @@ type Result struct {
 	// Sync is the nodes' sync mode (Env.Sync), the same for both sides.
 	Sync    string
 	Qxd     *Measure
+	Txn     *Measure // transactional producers (Config.Transactional)
 	Kafka   *Measure // through the Kafka listener (CompareKafka)
 	Raw     *Measure // ordered consumers in consume modes
 	RawPull *Measure // consume modes: a durable pull consumer with cumulative acks
@@ -428,6 +458,25 @@ func (r *Result) Ratio() float64 {
 		return 0
 	}
 	return r.Qxd.PerSec() / r.Raw.PerSec()
+}
+
+// TxnRatio is the transactional side's records per second over the plain
+// idempotent side's, or 0 without a transactional side.
+func (r *Result) TxnRatio() float64 {
+	if r.Txn == nil || r.Qxd.PerSec() == 0 {
+		return 0
+	}
+	return r.Txn.PerSec() / r.Qxd.PerSec()
+}
+
+// TxnOverhead is the throughput transactions cost, in percent of the plain
+// idempotent side's: (1 - TxnRatio) × 100; negative when the transactional side
+// was faster.
+func (r *Result) TxnOverhead() float64 {
+	if r.Txn == nil {
+		return 0
+	}
+	return (1 - r.TxnRatio()) * 100
 }
 
 // KafkaRatio is the Kafka-protocol side's records per second over raw's, or 0
@@ -475,7 +524,7 @@ func Run(ctx context.Context, e *Env, c Config) (*Result, error) {
 	res := &Result{Config: c, Sync: e.Sync}
 	switch c.Mode {
 	case ModeProduce:
-		res.Qxd, err = e.qxdProduceRun(ctx, c)
+		res.Qxd, err = e.qxdProduceRun(ctx, c, nil)
 	case ModeConsume, ModeGroup:
 		res.Qxd, err = e.qxdConsumeRun(ctx, c)
 	case ModeE2E:
@@ -483,6 +532,12 @@ func Run(ctx context.Context, e *Env, c Config) (*Result, error) {
 	}
 	if err != nil {
 		return nil, fmt.Errorf("qxd %s: %w", c.Mode, err)
+	}
+	if c.Transactional {
+		res.Txn, err = e.qxdProduceRun(ctx, c, &txnSpec{interval: c.TxnInterval, records: c.TxnRecords, commits: NewHistogram()})
+		if err != nil {
+			return nil, fmt.Errorf("qxd transactional %s: %w", c.Mode, err)
+		}
 	}
 	if c.CompareKafka {
 		if c.Mode == ModeProduce {

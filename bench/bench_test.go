@@ -336,3 +336,71 @@ func TestRunKafkaSide(t *testing.T) {
 		t.Error("group mode ran a Kafka side: want an error saying it runs in produce and consume modes")
 	}
 }
+
+// TestRunTransactional: a transactional produce run also runs transactional
+// producers after the plain ones, moves every record through each, commits when a
+// transaction is due (here every 500 records), and reports its ratio to the plain
+// side and the commits' latency; the settings that do not fit are refused.
+func TestRunTransactional(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	e, err := bench.NewEnv(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	c := bench.Config{Mode: bench.ModeProduce, Records: 3000, Partitions: 3, Producers: 2,
+		Transactional: true, TxnRecords: 500, CompareRaw: true}
+	r, err := bench.Run(ctx, e, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Qxd.Records != 3000 || r.Txn == nil || r.Txn.Records != 3000 || r.Raw.Records != 3000 {
+		t.Fatalf("records: plain %d, transactional %+v, raw %d, want 3000 each", r.Qxd.Records, r.Txn, r.Raw.Records)
+	}
+	s := r.Summary()
+	if want := s.TxnMsgsPerSec / s.MsgsPerSec; s.TxnMsgsPerSec <= 0 || math.Abs(s.TxnRatio-want) > 0.01*want {
+		t.Errorf("txn ratio %v, want txn_msgs_per_sec/msgs_per_sec = %v", s.TxnRatio, want)
+	}
+	if s.TxnOverheadPct == nil || math.Abs(*s.TxnOverheadPct-(1-s.TxnRatio)*100) > 0.2 {
+		t.Errorf("txn overhead %v%%, want (1 - %v) × 100", s.TxnOverheadPct, s.TxnRatio)
+	}
+	// Each producer sends 1500 records: three transactions of 500.
+	if s.TxnCommits != 6 {
+		t.Errorf("%d commits timed, want 6 (two producers, 1500 records each, every 500)", s.TxnCommits)
+	}
+	if s.TxnCommitP50 == nil || !(*s.TxnCommitP50 > 0 && *s.TxnCommitP50 <= *s.TxnCommitP99 && *s.TxnCommitP99 <= *s.TxnCommitMax) {
+		t.Errorf("commit latency p50 %v p99 %v max %v", s.TxnCommitP50, s.TxnCommitP99, s.TxnCommitMax)
+	}
+	if s.TxnRecords != 500 || s.TxnIntervalMS != 0 {
+		t.Errorf("txn_records %d txn_interval_ms %v, want 500 and 0", s.TxnRecords, s.TxnIntervalMS)
+	}
+	var out strings.Builder
+	r.WriteText(&out)
+	for _, want := range []string{"qxd-txn", "transactional ÷ plain", "every 500 records", "6 commits"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("summary lacks %q:\n%s", want, out.String())
+		}
+	}
+
+	// By time: 2000 records at 4000/s take half a second, committed every 100 ms
+	// (the default) by one producer.
+	r, err = bench.Run(ctx, e, bench.Config{Mode: bench.ModeProduce, Records: 2000, Rate: 4000, Partitions: 2, Transactional: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := r.Summary(); s.TxnIntervalMS != 100 || s.TxnCommits < 3 || s.TxnCommits > 8 {
+		t.Errorf("txn_interval_ms %v, %d commits of a half-second run: want 100 and about 5", s.TxnIntervalMS, s.TxnCommits)
+	}
+
+	for _, bad := range []bench.Config{
+		{Mode: bench.ModeConsume, Records: 10, Transactional: true},
+		{Mode: bench.ModeProduce, Records: 10, Transactional: true, Acks: "leader"},
+		{Mode: bench.ModeProduce, Records: 10, TxnRecords: 5},
+		{Mode: bench.ModeProduce, Records: 10, Transactional: true, TxnInterval: -time.Second},
+	} {
+		if _, err := bench.Run(ctx, e, bad); err == nil {
+			t.Errorf("%+v ran: want an error", bad)
+		}
+	}
+}

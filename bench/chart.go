@@ -18,7 +18,7 @@ const (
 	leftA, leftB   = 70, 550
 )
 
-var sideColor = map[string]string{"qxd": "#1f77b4", "raw": "#d62728", "raw-pull": "#ff7f0e"}
+var sideColor = map[string]string{"qxd": "#1f77b4", "qxd-txn": "#2ca02c", "raw": "#d62728", "raw-pull": "#ff7f0e"}
 
 // WriteSVG draws r as an SVG image: records per second over time for each side on
 // the left, the latency histogram (log scale) on the right.
@@ -34,7 +34,7 @@ func (r *Result) WriteSVG(w io.Writer) error {
 		title += fmt.Sprintf(", %d/s", c.Rate)
 	}
 	fmt.Fprintf(bw, `<text x="%d" y="24" font-size="15" font-weight="bold">%s</text>`+"\n", leftA-40, html.EscapeString(title))
-	sides := []*Measure{r.Qxd, r.Raw, r.RawPull}
+	sides := []*Measure{r.Qxd, r.Txn, r.Raw, r.RawPull}
 	r.throughputPanel(bw, sides)
 	r.latencyPanel(bw, sides)
 	// Legend.

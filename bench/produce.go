@@ -111,6 +111,64 @@ type produceSpec struct {
 	warmParts int32
 	// begin, when set, is called as the clock starts and gives the meter to count in.
 	begin func() *meter
+	// txn, when set, makes the producers transactional.
+	txn *txnSpec
+}
+
+// txnSpec makes a produce phase transactional: each producer commits its
+// transaction once it is interval old or holds records records, whichever comes
+// first (a zero setting never triggers), and at the end.
+type txnSpec struct {
+	interval time.Duration
+	records  int
+	commits  *Histogram // CommitTransaction's duration: sending what it buffered, then ending
+}
+
+// due reports whether a transaction that began at begun and holds n records is
+// to be committed at now.
+func (t *txnSpec) due(n int, begun, now time.Time) bool {
+	return (t.records > 0 && n >= t.records) || (t.interval > 0 && now.Sub(begun) >= t.interval)
+}
+
+// txnProducer is one producer's transaction state in a transactional produce phase.
+type txnProducer struct {
+	p     *qxd.Producer
+	spec  *txnSpec
+	begun time.Time
+	n     int // records in the open transaction
+}
+
+func (t *txnProducer) begin() error {
+	if err := t.p.BeginTransaction(); err != nil {
+		return err
+	}
+	t.begun, t.n = time.Now(), 0
+	return nil
+}
+
+// commit commits the open transaction, timing it when it holds records.
+func (t *txnProducer) commit(ctx context.Context) error {
+	start := time.Now()
+	if err := t.p.CommitTransaction(ctx); err != nil {
+		return err
+	}
+	if t.n > 0 {
+		t.spec.commits.Record(time.Since(start))
+	}
+	return nil
+}
+
+// produced counts a record sent at now and commits (and begins the next
+// transaction) when the open one is due.
+func (t *txnProducer) produced(ctx context.Context, now time.Time) error {
+	t.n++
+	if !t.spec.due(t.n, t.begun, now) {
+		return nil
+	}
+	if err := t.commit(ctx); err != nil {
+		return err
+	}
+	return t.begin()
 }
 
 // warmKeys returns, for each of parts partitions, a key of ks that Kafka's
@@ -145,8 +203,13 @@ func (e *Env) qxdProduce(ctx context.Context, topic string, s produceSpec) (int6
 		qxd.WithAcks(acks), qxd.Linger(c.Linger), qxd.BatchBytes(c.BatchBytes), qxd.WithCompression(c.Compression),
 	}, c.ProducerOptions...)
 	prods := make([]*qxd.Producer, c.Producers)
+	txnBase := uniqueName("bench-txn-")
 	for i := range prods {
-		p, err := e.Client.NewProducer(opts...)
+		popts := opts
+		if s.txn != nil {
+			popts = append(popts[:len(popts):len(popts)], qxd.TransactionalID(fmt.Sprintf("%s-%d", txnBase, i)))
+		}
+		p, err := e.Client.NewProducer(popts...)
 		if err != nil {
 			return 0, 0, 0, err
 		}
@@ -162,7 +225,7 @@ func (e *Env) qxdProduce(ctx context.Context, topic string, s produceSpec) (int6
 			}
 		}
 		for _, p := range prods {
-			if err := p.ProduceSync(ctx, warm...); err != nil {
+			if err := warmUp(ctx, p, s.txn != nil, warm); err != nil {
 				return 0, 0, 0, fmt.Errorf("warm-up: %w", err)
 			}
 		}
@@ -218,6 +281,13 @@ func (e *Env) qxdProduce(ctx context.Context, topic string, s produceSpec) (int6
 			defer wg.Done()
 			rng := rand.New(rand.NewPCG(uint64(i), 7))
 			pace := newPacer(float64(c.Rate) / float64(c.Producers))
+			var tx *txnProducer
+			if s.txn != nil {
+				tx = &txnProducer{p: p, spec: s.txn}
+				if perr[i] = tx.begin(); perr[i] != nil {
+					return
+				}
+			}
 			for n := 0; s.sending(ctx, i, n, deadline); n++ {
 				if err := pace.wait(ctx, n); err != nil {
 					perr[i] = err
@@ -231,11 +301,22 @@ func (e *Env) qxdProduce(ctx context.Context, topic string, s produceSpec) (int6
 				} else {
 					r.Value = val
 				}
-				r.Timestamp = time.Now()
+				now := time.Now()
+				r.Timestamp = now
 				if err := p.Produce(ctx, r, cb); err != nil {
 					perr[i] = err
 					return
 				}
+				if tx != nil {
+					if err := tx.produced(ctx, now); err != nil {
+						perr[i] = err
+						return
+					}
+				}
+			}
+			if tx != nil {
+				perr[i] = tx.commit(ctx)
+				return
 			}
 			perr[i] = p.Flush(ctx)
 		}()
@@ -252,6 +333,20 @@ func (e *Env) qxdProduce(ctx context.Context, topic string, s produceSpec) (int6
 	}
 	n, b := acked.load()
 	return n, b, elapsed, nil
+}
+
+// warmUp sends records and waits for them, in a transaction it commits when txn.
+func warmUp(ctx context.Context, p *qxd.Producer, txn bool, records []*qxd.Record) error {
+	if !txn {
+		return p.ProduceSync(ctx, records...)
+	}
+	if err := p.BeginTransaction(); err != nil {
+		return err
+	}
+	if err := p.ProduceSync(ctx, records...); err != nil {
+		return err
+	}
+	return p.CommitTransaction(ctx)
 }
 
 // topic makes c's topic, or uses the named one; cleanup deletes a fresh one.
@@ -290,16 +385,22 @@ func (e *Env) storedBytes(ctx context.Context, topic string) int64 {
 	return n
 }
 
-func (e *Env) qxdProduceRun(ctx context.Context, c Config) (*Measure, error) {
+// qxdProduceRun times a produce phase on a topic of its own: plain idempotent
+// producers, or transactional ones with txn.
+func (e *Env) qxdProduceRun(ctx context.Context, c Config, txn *txnSpec) (*Measure, error) {
 	topic, parts, cleanup, err := e.topic(ctx, c)
 	if err != nil {
 		return nil, err
 	}
 	defer cleanup()
+	system := "qxd"
+	if txn != nil {
+		system = "qxd-txn"
+	}
 	var m *meter
 	lat := NewHistogram()
-	n, b, elapsed, err := e.qxdProduce(ctx, topic, produceSpec{c: c, lat: lat, warmParts: parts,
-		begin: func() *meter { m = startMeter(c, "qxd", "run"); return m }})
+	n, b, elapsed, err := e.qxdProduce(ctx, topic, produceSpec{c: c, lat: lat, warmParts: parts, txn: txn,
+		begin: func() *meter { m = startMeter(c, system, "run"); return m }})
 	if m == nil {
 		return nil, err
 	}
@@ -310,8 +411,12 @@ func (e *Env) qxdProduceRun(ctx context.Context, c Config) (*Measure, error) {
 	if n == 0 {
 		return nil, errNoRecords
 	}
-	return &Measure{System: "qxd", Records: n, Bytes: b, Elapsed: elapsed, Latency: lat,
-		Series: series, Interval: c.Interval, StoredBytes: e.storedBytes(ctx, topic)}, nil
+	ms := &Measure{System: system, Records: n, Bytes: b, Elapsed: elapsed, Latency: lat,
+		Series: series, Interval: c.Interval, StoredBytes: e.storedBytes(ctx, topic)}
+	if txn != nil {
+		ms.Commits = txn.commits
+	}
+	return ms, nil
 }
 
 // rawStreams creates one stream per partition, as qxd lays a topic out, and returns

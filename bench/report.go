@@ -44,6 +44,18 @@ type Summary struct {
 	RawMax         *float64 `json:"raw_max_ms,omitempty"`
 	RawStoredBytes int64    `json:"raw_stored_bytes,omitempty"`
 	RawPullPerSec  float64  `json:"raw_pull_msgs_per_sec,omitempty"`
+	TxnIntervalMS  float64  `json:"txn_interval_ms,omitempty"`
+	TxnRecords     int      `json:"txn_records,omitempty"`
+	TxnMsgsPerSec  float64  `json:"txn_msgs_per_sec,omitempty"`
+	TxnMBPerSec    float64  `json:"txn_mb_per_sec,omitempty"`
+	TxnP50         *float64 `json:"txn_p50_ms,omitempty"`
+	TxnP99         *float64 `json:"txn_p99_ms,omitempty"`
+	TxnRatio       float64  `json:"txn_ratio,omitempty"`
+	TxnOverheadPct *float64 `json:"txn_overhead_pct,omitempty"`
+	TxnCommits     uint64   `json:"txn_commits,omitempty"`
+	TxnCommitP50   *float64 `json:"txn_commit_p50_ms,omitempty"`
+	TxnCommitP99   *float64 `json:"txn_commit_p99_ms,omitempty"`
+	TxnCommitMax   *float64 `json:"txn_commit_max_ms,omitempty"`
 	KafkaPerSec    float64  `json:"kafka_msgs_per_sec,omitempty"`
 	KafkaMBPerSec  float64  `json:"kafka_mb_per_sec,omitempty"`
 	KafkaP50       *float64 `json:"kafka_p50_ms,omitempty"`
@@ -80,6 +92,23 @@ func (r *Result) Summary() Summary {
 			s.RawP50, s.RawP99, s.RawP999, s.RawMax = &p50, &p99, &p999, &mx
 		}
 	}
+	if t := r.Txn; t != nil {
+		s.TxnIntervalMS, s.TxnRecords = ms(c.TxnInterval), c.TxnRecords
+		s.TxnMsgsPerSec, s.TxnMBPerSec = round(t.PerSec()), round(t.MBPerSec())
+		s.TxnRatio = round(r.TxnRatio())
+		over := round(r.TxnOverhead())
+		s.TxnOverheadPct = &over
+		if t.Latency != nil {
+			l := t.Latency.Summary()
+			p50, p99 := round(l.P50), round(l.P99)
+			s.TxnP50, s.TxnP99 = &p50, &p99
+		}
+		if t.Commits != nil && t.Commits.Count() > 0 {
+			l := t.Commits.Summary()
+			p50, p99, mx := round(l.P50), round(l.P99), round(l.Max)
+			s.TxnCommits, s.TxnCommitP50, s.TxnCommitP99, s.TxnCommitMax = t.Commits.Count(), &p50, &p99, &mx
+		}
+	}
 	if k := r.Kafka; k != nil {
 		s.KafkaPerSec, s.KafkaMBPerSec = round(k.PerSec()), round(k.MBPerSec())
 		s.KafkaRatio, s.KafkaSDKRatio = round(r.KafkaRatio()), round(r.KafkaSDKRatio())
@@ -113,7 +142,7 @@ func (r *Result) WriteText(w io.Writer) {
 	}
 	fmt.Fprintln(w)
 	fmt.Fprintf(w, "%-9s %12s %10s %10s %10s %10s %10s %14s\n", "", "records/s", "MB/s", "p50 ms", "p99 ms", "p99.9 ms", "max ms", "stored bytes")
-	for _, m := range []*Measure{r.Qxd, r.Kafka, r.Raw, r.RawPull} {
+	for _, m := range []*Measure{r.Qxd, r.Txn, r.Kafka, r.Raw, r.RawPull} {
 		if m == nil {
 			continue
 		}
@@ -137,6 +166,15 @@ func (r *Result) WriteText(w io.Writer) {
 		}
 		fmt.Fprintln(w)
 	}
+	if t := r.Txn; t != nil {
+		fmt.Fprintf(w, "transactional ÷ plain: %.2f× (overhead %.1f%%), committing every %s",
+			r.TxnRatio(), r.TxnOverhead(), txnEvery(c))
+		if t.Commits != nil && t.Commits.Count() > 0 {
+			l := t.Commits.Summary()
+			fmt.Fprintf(w, "; %d commits, p50 %.3f ms, p99 %.3f ms, max %.3f ms", t.Commits.Count(), l.P50, l.P99, l.Max)
+		}
+		fmt.Fprintln(w)
+	}
 	if r.Kafka != nil {
 		fmt.Fprintf(w, "kafka ÷ qxd: %.2f×", r.KafkaSDKRatio())
 		if r.Raw != nil {
@@ -148,6 +186,9 @@ func (r *Result) WriteText(w io.Writer) {
 	switch c.Mode {
 	case ModeProduce:
 		notes = append(notes, "latency: produce to acknowledgement")
+		if r.Txn != nil {
+			notes = append(notes, "qxd-txn: transactional producers on a topic of their own, after the plain idempotent run (qxd); a commit is CommitTransaction: sending what the producer buffered, then ending the transaction")
+		}
 		if r.Kafka != nil {
 			notes = append(notes, "kafka: franz-go through the nodes' Kafka listeners, same acks, linger, batch size (at most 1MiB) and codec")
 		}
@@ -162,6 +203,19 @@ func (r *Result) WriteText(w io.Writer) {
 	for _, n := range notes {
 		fmt.Fprintln(w, n)
 	}
+}
+
+// txnEvery says when a transactional run commits: "100ms", "1000 records" or
+// "100ms or 1000 records".
+func txnEvery(c Config) string {
+	var parts []string
+	if c.TxnInterval > 0 {
+		parts = append(parts, c.TxnInterval.String())
+	}
+	if c.TxnRecords > 0 {
+		parts = append(parts, fmt.Sprintf("%d records", c.TxnRecords))
+	}
+	return strings.Join(parts, " or ")
 }
 
 // SizeString writes a byte count as 100B, 1KiB or 64KiB.

@@ -2,6 +2,7 @@ package kafka
 
 import (
 	"context"
+	"slices"
 
 	"github.com/twmb/franz-go/pkg/kmsg"
 
@@ -10,7 +11,11 @@ import (
 )
 
 // OffsetFetch reads a group's committed offsets (all of them when no topics are
-// named); a partition without a commit has offset -1.
+// named); a partition without a commit has offset -1. With require_stable (v7+),
+// a partition whose offset a transaction not yet completed holds is answered
+// UNSTABLE_OFFSET_COMMIT (retriable) instead of the offset stored before it, as
+// Kafka does (KIP-447): a member taking over the partition waits for the
+// transaction rather than start from the old offset.
 func handleOffsetFetch(ctx context.Context, c *conn, kreq kmsg.Request) func() kmsg.Response {
 	req := kreq.(*kmsg.OffsetFetchRequest)
 	return func() kmsg.Response {
@@ -23,7 +28,7 @@ func handleOffsetFetch(ctx context.Context, c *conn, kreq kmsg.Request) func() k
 					topics = append(topics, kmsg.OffsetFetchRequestGroupTopic{Topic: t.Topic, Partitions: t.Partitions})
 				}
 			}
-			g := fetchGroupOffsets(ctx, c, req.Group, topics)
+			g := fetchGroupOffsets(ctx, c, req.Group, topics, req.RequireStable)
 			resp.ErrorCode = g.ErrorCode
 			for _, t := range g.Topics {
 				rt := kmsg.NewOffsetFetchResponseTopic()
@@ -38,14 +43,16 @@ func handleOffsetFetch(ctx context.Context, c *conn, kreq kmsg.Request) func() k
 			return resp
 		}
 		for _, rg := range req.Groups {
-			resp.Groups = append(resp.Groups, fetchGroupOffsets(ctx, c, rg.Group, rg.Topics))
+			resp.Groups = append(resp.Groups, fetchGroupOffsets(ctx, c, rg.Group, rg.Topics, req.RequireStable))
 		}
 		return resp
 	}
 }
 
 // fetchGroupOffsets answers one group of an OffsetFetch; topics nil asks for all.
-func fetchGroupOffsets(ctx context.Context, c *conn, group string, topics []kmsg.OffsetFetchRequestGroupTopic) kmsg.OffsetFetchResponseGroup {
+// stable answers the partitions with pending transactional offsets
+// UNSTABLE_OFFSET_COMMIT.
+func fetchGroupOffsets(ctx context.Context, c *conn, group string, topics []kmsg.OffsetFetchRequestGroupTopic, stable bool) kmsg.OffsetFetchResponseGroup {
 	g := kmsg.NewOffsetFetchResponseGroup()
 	g.Group = group
 	fr := groups.FetchRequest{Group: group}
@@ -66,6 +73,15 @@ func fetchGroupOffsets(ctx context.Context, c *conn, group string, topics []kmsg
 	for _, e := range entries {
 		got[semantics.TopicPartition{Topic: e.Topic, Partition: e.Partition}] = e
 	}
+	var pending []semantics.TopicPartition
+	if stable {
+		if tb, ok := c.l.cfg.Backend.(TxnBackend); ok {
+			if pending, err = tb.PendingTxnOffsets(ctx, group); err != nil {
+				g.ErrorCode = code(err)
+				return g
+			}
+		}
+	}
 	add := func(topic string, p int32) {
 		var rt *kmsg.OffsetFetchResponseGroupTopic
 		for i := range g.Topics {
@@ -80,7 +96,12 @@ func fetchGroupOffsets(ctx context.Context, c *conn, group string, topics []kmsg
 		}
 		rp := kmsg.NewOffsetFetchResponseGroupTopicPartition()
 		rp.Partition, rp.Offset, rp.LeaderEpoch = p, -1, -1
-		if e, ok := got[semantics.TopicPartition{Topic: topic, Partition: p}]; ok {
+		tp := semantics.TopicPartition{Topic: topic, Partition: p}
+		if slices.Contains(pending, tp) {
+			rp.ErrorCode = semantics.ErrUnstableOffsetCommit.Code
+			empty := ""
+			rp.Metadata = &empty
+		} else if e, ok := got[tp]; ok {
 			rp.Offset = e.Offset
 			md := e.Metadata
 			rp.Metadata = &md

@@ -33,6 +33,9 @@ type TxnBackend interface {
 	EndTxn(ctx context.Context, id string, pid int64, epoch int16, commit bool) error
 	// DescribeTxn returns the state of transactional id.
 	DescribeTxn(ctx context.Context, id string) (semantics.TxnDescription, error)
+	// PendingTxnOffsets returns the partitions of group whose offsets a
+	// transaction holds that has not completed (OffsetFetch's require_stable).
+	PendingTxnOffsets(ctx context.Context, group string) ([]semantics.TopicPartition, error)
 	// ListTxns returns every transactional id the coordinator knows.
 	ListTxns(ctx context.Context) ([]semantics.TxnDescription, error)
 	// Producers returns the active producers of a partition (its leader knows them).

@@ -114,6 +114,10 @@ var (
 	ErrInvalidTransactionTimeout = &Error{Code: 50, Name: "INVALID_TRANSACTION_TIMEOUT", Message: "invalid transaction timeout"}
 	// ErrConcurrentTransactions: the transaction is still being completed; retry.
 	ErrConcurrentTransactions = &Error{Code: 51, Name: "CONCURRENT_TRANSACTIONS", Retriable: true, Message: "the previous transaction is still being completed"}
+	// ErrUnstableOffsetCommit: an offset fetch that asked for stable offsets only
+	// (Kafka's require_stable) of a partition whose offset a transaction not yet
+	// completed holds; retry.
+	ErrUnstableOffsetCommit = &Error{Code: 88, Name: "UNSTABLE_OFFSET_COMMIT", Retriable: true, Message: "a transaction holding the offset has not completed"}
 	// ErrTransactionalIDNotFound: describe of a transactional id the coordinator does not know.
 	ErrTransactionalIDNotFound = &Error{Code: 105, Name: "TRANSACTIONAL_ID_NOT_FOUND", Message: "transactional id not found"}
 	// ErrTopicNotReady: the topic's creation or deletion is incomplete; retry create to repair it.
@@ -131,7 +135,7 @@ var byCode = func() map[int16]*Error {
 		ErrUnknownMemberID, ErrInvalidSessionTimeout, ErrRebalanceInProgress, ErrNonEmptyGroup,
 		ErrGroupIDNotFound, ErrGroupSubscribedToTopic, ErrFencedInstanceID, ErrTopicAuthorizationFailed, ErrGroupAuthorizationFailed,
 		ErrClusterAuthorizationFailed, ErrAuthenticationFailed, ErrProducerFenced, ErrInvalidTxnState,
-		ErrInvalidProducerIDMapping, ErrInvalidTransactionTimeout, ErrConcurrentTransactions, ErrTransactionalIDNotFound} {
+		ErrInvalidProducerIDMapping, ErrInvalidTransactionTimeout, ErrConcurrentTransactions, ErrTransactionalIDNotFound, ErrUnstableOffsetCommit} {
 		m[e.Code] = e
 	}
 	return m

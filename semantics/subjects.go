@@ -110,8 +110,9 @@ const (
 
 // Last stable offsets: a read-committed reader asks for partition p's last
 // stable offset and aborted transactions on lsoPrefix.<topic>.<p>
-// (LSOSubject; request/reply, JSON StableRequest and StableReply). Every node
-// subscribes to LSOAll; only the node whose writer leads the partition answers.
+// (LSOSubject; request/reply, JSON StableRequest and StableReply). The
+// partition's writer answers; while none runs (between leaders) the request finds
+// no responders. LSOAll covers every partition's, for permissions.
 const (
 	lsoPrefix = "qxd.lso"
 	LSOAll    = "qxd.lso.>"

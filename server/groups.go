@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -24,52 +23,24 @@ import (
 type groupService struct {
 	log     *slog.Logger
 	nc      *nats.Conn // serves the group API
-	leads   streamLeadership
 	cfg     coordinator.Config
 	obs     *observers
 	states  *coordinator.KVStateStore
 	offsets *offsets.Store
-	stream  string
 
-	// live is the running coordinator, for Node.Groups: a lookup must not wait for
-	// mu, which a reconcile holds while it loads the group states.
-	live atomic.Pointer[coordinator.Coordinator]
-
-	mu     sync.Mutex
-	coord  *coordinator.Coordinator
-	sub    *nats.Subscription
-	closed bool
-	wg     sync.WaitGroup // request handlers
-
-	cancel context.CancelFunc
-	loop   sync.WaitGroup // the reconcile loop
+	role leaderRole[groupRun]
+	wg   sync.WaitGroup // request handlers
 }
 
-// groupStartTimeout bounds loading the group states when this node takes over
-// coordinating; a load that fails is retried at the next reconcile.
-const groupStartTimeout = 15 * time.Second
-
-// run reconciles coordinating with leadership every reconcileEvery until stop. It has
-// its own loop, not the writers': loading group states can wait on a bucket between
-// leaders, and partition writers must not wait with it.
-func (s *groupService) run() {
-	ctx, cancel := context.WithCancel(context.Background())
-	s.cancel = cancel
-	s.loop.Add(1)
-	go func() {
-		defer s.loop.Done()
-		t := time.NewTicker(reconcileEvery)
-		defer t.Stop()
-		for {
-			s.reconcile(ctx)
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-			}
-		}
-	}()
+// groupRun is the group coordinator running on this node and its subscription to
+// the group API.
+type groupRun struct {
+	coord *coordinator.Coordinator
+	sub   *nats.Subscription
 }
+
+// run follows leadership of the groups bucket's stream until stop.
+func (s *groupService) run() { s.role.run() }
 
 // topicRecords gives the offsets store the current topic records, so that commits
 // are tied to one incarnation of their topic.
@@ -101,37 +72,25 @@ func newGroupService(ctx context.Context, env groupEnv, topics topicStore, repli
 	if err != nil {
 		return nil, fmt.Errorf("open offsets bucket: %w", err)
 	}
-	return &groupService{log: env.log, nc: env.nc, leads: env.leads, cfg: env.cfg, obs: env.obs,
-		states: coordinator.NewKVStateStore(kv), offsets: offs.WithTopics(topicRecords{topics}),
-		stream: "KV_" + semantics.GroupsBucket}, nil
+	s := &groupService{log: env.log, nc: env.nc, cfg: env.cfg, obs: env.obs,
+		states: coordinator.NewKVStateStore(kv), offsets: offs.WithTopics(topicRecords{topics})}
+	s.role = leaderRole[groupRun]{log: env.log, leads: env.leads, stream: semantics.KVStream(semantics.GroupsBucket),
+		logs: roleLogs{
+			started: "group coordinator started",
+			failed:  "group coordinator did not start; will retry",
+			moved:   "group coordinator stopped: another node leads the groups bucket, or this one is cut off from its cluster",
+		},
+		start: s.startRun, stop: stopGroupRun}
+	return s, nil
 }
 
-// reconcile starts or stops coordinating to match leadership of the groups bucket.
-func (s *groupService) reconcile(ctx context.Context) {
-	leader := s.leads.isStreamLeader(s.stream)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	switch {
-	case s.closed:
-	case leader && s.coord == nil:
-		ctx, cancel := context.WithTimeout(ctx, groupStartTimeout)
-		defer cancel()
-		if err := s.startLocked(ctx); err != nil {
-			s.log.Warn("group coordinator did not start; will retry", "err", err)
-		}
-	case !leader && s.coord != nil:
-		s.stopLocked()
-		s.log.Info("group coordinator stopped: another node leads the groups bucket, or this one is cut off from its cluster")
-	}
-}
-
-func (s *groupService) startLocked(ctx context.Context) error {
+func (s *groupService) startRun(ctx context.Context) (*groupRun, error) {
 	coord, err := coordinator.New(s.cfg, s.states, s.offsets)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if err := coord.Load(ctx); err != nil {
-		return err
+		return nil, err
 	}
 	sub, err := s.nc.Subscribe(semantics.GroupAll, func(m *nats.Msg) {
 		s.wg.Add(1)
@@ -142,40 +101,23 @@ func (s *groupService) startLocked(ctx context.Context) error {
 	})
 	if err != nil {
 		coord.Close()
-		return err
+		return nil, err
 	}
 	if err := s.nc.Flush(); err != nil {
 		sub.Unsubscribe()
 		coord.Close()
-		return err
+		return nil, err
 	}
-	s.coord, s.sub = coord, sub
-	s.live.Store(coord)
-	s.log.Info("group coordinator started")
-	return nil
+	return &groupRun{coord: coord, sub: sub}, nil
 }
 
-func (s *groupService) stopLocked() {
-	if s.sub != nil {
-		s.sub.Unsubscribe()
-		s.sub = nil
-	}
-	if s.coord != nil {
-		s.live.Store(nil)
-		s.coord.Close()
-		s.coord = nil
-	}
+func stopGroupRun(r *groupRun) {
+	r.sub.Unsubscribe()
+	r.coord.Close()
 }
 
 func (s *groupService) stop() {
-	if s.cancel != nil {
-		s.cancel()
-	}
-	s.loop.Wait()
-	s.mu.Lock()
-	s.closed = true
-	s.stopLocked()
-	s.mu.Unlock()
+	s.role.close()
 	s.wg.Wait()
 }
 

@@ -639,7 +639,7 @@ func (b *kafkaBackend) Coordinator(ctx context.Context, group string) (kafka.Bro
 	if !b.n.ns.JetStreamIsClustered() {
 		return kafka.Broker{}, semantics.Errorf(semantics.ErrCoordinatorNotAvailable, "the group coordinator is starting; retry")
 	}
-	info, err := b.n.js.Stream(ctx, b.n.groups.stream)
+	info, err := b.n.js.Stream(ctx, b.n.groups.role.stream)
 	if err != nil {
 		return kafka.Broker{}, semantics.Errorf(semantics.ErrCoordinatorNotAvailable, "find the group coordinator: %v; retry", err)
 	}

@@ -59,6 +59,11 @@ func (b *kafkaBackend) DescribeTxn(_ context.Context, id string) (semantics.TxnD
 	return b.n.Transactions().Describe(id)
 }
 
+// PendingTxnOffsets implements kafka.TxnBackend.
+func (b *kafkaBackend) PendingTxnOffsets(_ context.Context, group string) ([]semantics.TopicPartition, error) {
+	return b.n.Transactions().PendingOffsets(group)
+}
+
 // ListTxns implements kafka.TxnBackend.
 func (b *kafkaBackend) ListTxns(context.Context) ([]semantics.TxnDescription, error) {
 	return b.n.Transactions().List()

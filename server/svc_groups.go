@@ -33,8 +33,8 @@ var (
 // current returns the running coordinator, or NOT_COORDINATOR when this node does
 // not coordinate the groups now.
 func (s *groupService) current() (*coordinator.Coordinator, error) {
-	if c := s.live.Load(); c != nil {
-		return c, nil
+	if r := s.role.current(); r != nil {
+		return r.coord, nil
 	}
 	return nil, semantics.Errorf(semantics.ErrNotCoordinator,
 		"this node does not coordinate consumer groups now: the node leading the %s bucket does; retry there", semantics.GroupsBucket)

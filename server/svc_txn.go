@@ -20,7 +20,7 @@ type Transactions struct {
 
 func (t *Transactions) current() (*txnCoordinator, error) {
 	if t.s != nil {
-		if c := t.s.live.Load(); c != nil {
+		if c := t.s.role.current(); c != nil {
 			return c, nil
 		}
 	}
@@ -101,6 +101,17 @@ func (t *Transactions) List() ([]semantics.TxnDescription, error) {
 		return nil, err
 	}
 	return c.List(), nil
+}
+
+// PendingOffsets returns the partitions of group whose offsets a transaction
+// holds that has not completed (Kafka's pending transactional offset commits:
+// OffsetFetch with require_stable answers them UNSTABLE_OFFSET_COMMIT).
+func (t *Transactions) PendingOffsets(group string) ([]semantics.TopicPartition, error) {
+	c, err := t.current()
+	if err != nil {
+		return nil, err
+	}
+	return c.PendingOffsets(group), nil
 }
 
 // localWriter returns the running writer of partition p of topic on this node, or

@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -68,6 +69,32 @@ type txnEntry struct {
 	mu  sync.Mutex
 	rec txnRecord
 	rev uint64 // 0: not stored yet
+	// pending is what publishLocked last saw of rec: read without mu, which a
+	// transaction's end holds while it writes its markers.
+	pending atomic.Pointer[pendingOffsets]
+}
+
+// pendingOffsets are, by group, the partitions whose offsets a stored
+// transaction holds and has not completed: Kafka's pending transactional offset
+// commits, which OffsetFetch with require_stable answers UNSTABLE_OFFSET_COMMIT.
+type pendingOffsets map[string][]semantics.TopicPartition
+
+// publishLocked makes e's pending offsets, as e.rec has them, visible to
+// PendingOffsets. Called with e.mu held whenever e.rec is what is stored.
+func (e *txnEntry) publishLocked() {
+	var p pendingOffsets
+	switch e.rec.State {
+	case semantics.TxnOngoing, semantics.TxnPrepareCommit, semantics.TxnPrepareAbort:
+		for _, g := range e.rec.Groups {
+			for _, o := range g.Offsets {
+				if p == nil {
+					p = pendingOffsets{}
+				}
+				p[g.Group] = append(p[g.Group], semantics.TopicPartition{Topic: o.Topic, Partition: o.Partition})
+			}
+		}
+	}
+	e.pending.Store(&p)
 }
 
 // markerWriter writes a transaction marker to a partition through its writer
@@ -129,7 +156,9 @@ func (c *txnCoordinator) load(ctx context.Context) error {
 		if err := json.Unmarshal(e.Value(), &rec); err != nil {
 			return fmt.Errorf("transaction record %q is corrupt: %w", e.Key(), err)
 		}
-		txns[rec.ID] = &txnEntry{rec: rec, rev: e.Revision()}
+		te := &txnEntry{rec: rec, rev: e.Revision()}
+		te.publishLocked() // not shared yet
+		txns[rec.ID] = te
 		return nil
 	})
 	if err != nil {
@@ -250,8 +279,10 @@ func (c *txnCoordinator) saveLocked(ctx context.Context, e *txnEntry) error {
 	}
 	if err == nil {
 		e.rev = rev
+		e.publishLocked()
 		return nil
 	}
+	defer e.publishLocked()
 	// What is stored is the truth: read it again, so the change not stored is
 	// forgotten (or, if that read fails too, the next request reads it).
 	id := e.rec.ID
@@ -291,6 +322,7 @@ func (c *txnCoordinator) reread(id string) {
 				if err == nil && json.Unmarshal(got.Value(), &e.rec) == nil {
 					e.rev = got.Revision()
 				}
+				e.publishLocked() // not shared yet
 				c.mu.Lock()
 				if _, ok := c.txns[id]; !ok {
 					c.txns[id] = e
@@ -673,6 +705,29 @@ func (c *txnCoordinator) commitGroup(ctx context.Context, g txnGroup) error {
 		case <-time.After(markerRetry):
 		}
 	}
+}
+
+// PendingOffsets returns the partitions of group whose offsets a transaction
+// holds that has not completed: stored in the group if it commits, dropped if it
+// aborts. It does not wait for a transaction's end in progress.
+func (c *txnCoordinator) PendingOffsets(group string) []semantics.TopicPartition {
+	c.mu.Lock()
+	entries := make([]*txnEntry, 0, len(c.txns))
+	for _, e := range c.txns {
+		entries = append(entries, e)
+	}
+	c.mu.Unlock()
+	var out []semantics.TopicPartition
+	for _, e := range entries {
+		if p := e.pending.Load(); p != nil {
+			for _, tp := range (*p)[group] {
+				if !slices.Contains(out, tp) {
+					out = append(out, tp)
+				}
+			}
+		}
+	}
+	return out
 }
 
 // Describe returns the state of transactional ids (every one when ids is nil);

@@ -84,7 +84,6 @@ type txnDoor struct {
 	wg      sync.WaitGroup // request handlers
 
 	ssub *nats.Subscription
-	lsub *nats.Subscription // semantics.LSOAll: read-committed readers
 
 	cancel context.CancelFunc
 	loop   sync.WaitGroup
@@ -102,10 +101,6 @@ func (d *txnDoor) start() error {
 		defer d.wg.Done()
 		d.serveStable(m)
 	})
-	if err != nil {
-		return fmt.Errorf("start transaction API: %w", err)
-	}
-	d.lsub, err = d.nc.Subscribe(semantics.LSOAll, d.serveLSO)
 	if err != nil {
 		return fmt.Errorf("start transaction API: %w", err)
 	}
@@ -161,7 +156,7 @@ func (d *txnDoor) stop() {
 	}
 	d.loop.Wait()
 	d.mu.Lock()
-	for _, s := range []*nats.Subscription{d.ssub, d.lsub, d.tsub} {
+	for _, s := range []*nats.Subscription{d.ssub, d.tsub} {
 		if s != nil {
 			_ = s.Unsubscribe()
 		}
@@ -262,30 +257,6 @@ func (d *txnDoor) serveStable(m *nats.Msg) {
 	} else if lso, aborted, err := d.writers.Stable(req.Topic, req.Partition, req.From, req.LogStart); err != nil {
 		r.Error = semantics.NewAPIError(err)
 	} else {
-		r.LastStableOffset, r.Aborted = lso, aborted
-	}
-	b, _ := json.Marshal(r)
-	_ = m.Respond(b)
-}
-
-// serveLSO answers a read-committed reader's semantics.StableRequest when this
-// node's writer leads the partition, and stays silent otherwise: every node
-// gets the request, the leading one answers. A read of the writer's memory, on
-// the subscription's goroutine.
-func (d *txnDoor) serveLSO(m *nats.Msg) {
-	topic, p, ok := semantics.SplitLSOSubject(m.Subject)
-	if !ok {
-		return
-	}
-	var req semantics.StableRequest
-	var r semantics.StableReply
-	if err := json.Unmarshal(m.Data, &req); err != nil {
-		r.Error = semantics.NewAPIError(semantics.Errorf(semantics.ErrInvalidRequest, "malformed %s request: %v", m.Subject, err))
-	} else {
-		lso, aborted, err := d.writers.Stable(topic, p, req.From, 0)
-		if err != nil {
-			return // not the leader here; the leading node answers
-		}
 		r.LastStableOffset, r.Aborted = lso, aborted
 	}
 	b, _ := json.Marshal(r)

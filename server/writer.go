@@ -107,6 +107,7 @@ type writer struct {
 	sub       *nats.Subscription
 	ackSub    *nats.Subscription
 	markerSub *nats.Subscription // transaction markers (writer_txn.go)
+	lsoSub    *nats.Subscription // read-committed readers' last stable offset (writer_txn.go)
 	ackPrefix string
 	electSub  *nats.Subscription // the stream's leader-elected advisories
 
@@ -227,6 +228,14 @@ func (w *writer) start(ctx context.Context) error {
 		w.electSub.Unsubscribe()
 		return err
 	}
+	w.lsoSub, err = w.nc.QueueSubscribe(semantics.LSOSubject(w.topic, w.p), "writer", w.onLSO)
+	if err != nil {
+		w.sub.Unsubscribe()
+		w.ackSub.Unsubscribe()
+		w.electSub.Unsubscribe()
+		w.markerSub.Unsubscribe()
+		return err
+	}
 	for _, s := range []*nats.Subscription{w.sub, w.ackSub} {
 		_ = s.SetPendingLimits(-1, 512<<20)
 	}
@@ -235,6 +244,7 @@ func (w *writer) start(ctx context.Context) error {
 		w.ackSub.Unsubscribe()
 		w.electSub.Unsubscribe()
 		w.markerSub.Unsubscribe()
+		w.lsoSub.Unsubscribe()
 		return err
 	}
 	w.wg.Add(1)
@@ -259,6 +269,7 @@ func (w *writer) stop(ctx context.Context) {
 	w.mu.Unlock()
 	if w.markerSub != nil {
 		w.markerSub.Unsubscribe()
+		w.lsoSub.Unsubscribe()
 	}
 	if w.sub != nil {
 		// Drain rather than unsubscribe: the requests already queued are answered

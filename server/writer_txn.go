@@ -166,6 +166,23 @@ func (w *writer) onMarker(m *nats.Msg) {
 	w.endTxn(req, answer{subject: m.Reply})
 }
 
+// onLSO answers a read-committed reader's semantics.StableRequest for the
+// partition (semantics.LSOSubject): a read of the writer's memory, on the
+// subscription's goroutine. Only the running writer listens, so a request for a
+// partition no writer serves (between leaders, or its node down) finds no
+// responders at once instead of waiting out its timeout.
+func (w *writer) onLSO(m *nats.Msg) {
+	var req semantics.StableRequest
+	var r semantics.StableReply
+	if err := json.Unmarshal(m.Data, &req); err != nil {
+		r.Error = semantics.NewAPIError(semantics.Errorf(semantics.ErrInvalidRequest, "malformed %s request: %v", m.Subject, err))
+	} else {
+		r.LastStableOffset, r.Aborted = w.stable(req.From, 0)
+	}
+	b, _ := json.Marshal(r)
+	_ = m.Respond(b)
+}
+
 // endTxn writes a transaction marker for producer req.ProducerID: it ends the
 // producer's open transaction in the partition, and a marker of a newer epoch also
 // fences the producer's older epochs. A marker for a producer with no open

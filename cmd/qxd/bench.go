@@ -24,10 +24,14 @@ func (a *app) benchCommand() *cli.Command {
 		bench.ModeE2E:     "produce at --rate while consuming; latency is produce to consume per record",
 	}
 	for _, m := range bench.Modes {
+		flags := benchFlags()
+		if m == bench.ModeProduce {
+			flags = append(flags, benchTxnFlags()...)
+		}
 		subs = append(subs, &cli.Command{
 			Name:   string(m),
 			Usage:  usage[m],
-			Flags:  benchFlags(),
+			Flags:  flags,
 			Action: func(c *cli.Context) error { return a.bench(c, m) },
 		})
 	}
@@ -42,6 +46,9 @@ func (a *app) benchCommand() *cli.Command {
 			"ordered and pull consumers, and prints qxd ÷ raw. The summary names the nodes'\n" +
 			"sync mode (embedded nodes take --sync; default always: every append on disk\n" +
 			"before it is acknowledged).\n" +
+			"produce --transactional also runs transactional producers after the plain\n" +
+			"idempotent ones, committing every --txn-interval (default 100ms) or --txn-records\n" +
+			"records, and prints transactional ÷ plain and the commits' latency.\n" +
 			"Unless --warmup=false, it first runs the workload once untimed, both sides, so the\n" +
 			"new process's start is not timed; produce runs also send one record to every\n" +
 			"partition (and raw stream) before the clock starts.",
@@ -92,6 +99,43 @@ func benchFlags() []cli.Flag {
 		&cli.StringFlag{Name: "chart", Usage: "write an SVG chart (throughput over time, latency histogram) to `FILE`"},
 		&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "no progress lines on stderr"},
 	}
+}
+
+// benchTxnFlags are produce's flags for transactional runs.
+func benchTxnFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.BoolFlag{Name: "transactional", EnvVars: []string{"QXD_BENCH_TRANSACTIONAL"},
+			Usage: "also produce with transactional producers, after the plain idempotent ones, and print transactional ÷ plain and the commits' latency"},
+		&cli.DurationFlag{Name: "txn-interval", EnvVars: []string{"QXD_BENCH_TXN_INTERVAL"},
+			DefaultText: "100ms unless --txn-records is set",
+			Usage:       "with --transactional: commit each transaction once it is `DURATION` old"},
+		&cli.IntFlag{Name: "txn-records", EnvVars: []string{"QXD_BENCH_TXN_RECORDS"},
+			Usage: "with --transactional: commit each transaction once it holds `N` records (with --txn-interval, whichever comes first)"},
+	}
+}
+
+// benchTxnConfig reads the transactional flags of produce into cfg.
+func benchTxnConfig(c *cli.Context, cfg *bench.Config) error {
+	if c.Command.Name != string(bench.ModeProduce) {
+		return nil
+	}
+	cfg.Transactional = c.Bool("transactional")
+	cfg.TxnInterval, cfg.TxnRecords = c.Duration("txn-interval"), c.Int("txn-records")
+	for _, f := range []string{"txn-interval", "txn-records"} {
+		if c.IsSet(f) && !cfg.Transactional {
+			return fmt.Errorf("--%s applies to transactional runs: add --transactional", f)
+		}
+	}
+	if c.IsSet("txn-interval") && cfg.TxnInterval <= 0 {
+		return fmt.Errorf("--txn-interval %v is not valid: use a positive duration such as 100ms", cfg.TxnInterval)
+	}
+	if c.IsSet("txn-records") && cfg.TxnRecords <= 0 {
+		return fmt.Errorf("--txn-records %d is not valid: use 1 or more", cfg.TxnRecords)
+	}
+	if cfg.Transactional && cfg.Acks != "all" {
+		return fmt.Errorf("--acks %s with --transactional: transactional producers need acks all (drop --acks)", cfg.Acks)
+	}
+	return nil
 }
 
 // benchConfig reads the bench flags.
@@ -162,6 +206,9 @@ func benchConfig(c *cli.Context, mode bench.Mode) (bench.Config, error) {
 	cfg.BatchBytes = int(bs)
 	if cfg.Compression, err = qxd.ParseCompression(c.String("compression")); err != nil {
 		return cfg, fmt.Errorf("--compression %q is not valid: use none, gzip, snappy, lz4 or zstd", c.String("compression"))
+	}
+	if err := benchTxnConfig(c, &cfg); err != nil {
+		return cfg, err
 	}
 	return cfg, nil
 }

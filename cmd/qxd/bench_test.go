@@ -142,6 +142,11 @@ func TestBenchFlagErrors(t *testing.T) {
 		{[]string{"bench", "produce", "--sync", "0"}, `--sync "0" is neither always nor a positive interval`},
 		{[]string{"bench", "produce", "--sync", "1s"}, "--sync applies to embedded nodes only"},
 		{[]string{"bench", "nosuch"}, `unknown command "nosuch"`},
+		{[]string{"bench", "produce", "--txn-records", "10"}, "--txn-records applies to transactional runs: add --transactional"},
+		{[]string{"bench", "produce", "--transactional", "--txn-interval", "0s"}, "--txn-interval 0s is not valid"},
+		{[]string{"bench", "produce", "--transactional", "--txn-records", "-1"}, "--txn-records -1 is not valid"},
+		{[]string{"bench", "produce", "--transactional", "--acks", "leader"}, "--acks leader with --transactional"},
+		{[]string{"bench", "consume", "--transactional"}, "flag provided but not defined: -transactional"},
 	} {
 		t.Run(strings.Join(tc.args[1:], " "), func(t *testing.T) {
 			var out, errOut bytes.Buffer
@@ -151,5 +156,40 @@ func TestBenchFlagErrors(t *testing.T) {
 				t.Errorf("error %v, want one containing %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// TestBenchTransactionalJSON: produce --transactional --json runs the plain and
+// the transactional producers on the node and adds the transactional figures to
+// the object: rate, ratio to plain, overhead and the commits' latency.
+func TestBenchTransactionalJSON(t *testing.T) {
+	c := startCLI(t)
+	args := []string{"bench", "produce", "--records", "2000", "--partitions", "2", "--transactional",
+		"--txn-records", "400", "--txn-interval", "1s", "--json", "--quiet", "--warmup=false"}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	out, err := c.runCtx(ctx, "", args...)
+	if err != nil {
+		t.Fatalf("qxd %s: %v", strings.Join(args, " "), err)
+	}
+	var got map[string]any
+	if err := json.Unmarshal([]byte(out), &got); err != nil {
+		t.Fatalf("not one JSON object: %v\n%s", err, out)
+	}
+	for _, f := range []string{"msgs_per_sec", "txn_msgs_per_sec", "txn_mb_per_sec", "txn_p50_ms", "txn_p99_ms",
+		"txn_ratio", "txn_overhead_pct", "txn_commits", "txn_commit_p50_ms", "txn_commit_p99_ms", "txn_commit_max_ms"} {
+		if _, ok := got[f]; !ok {
+			t.Errorf("field %q missing: %s", f, out)
+		}
+	}
+	if got["txn_records"] != 400.0 || got["txn_interval_ms"] != 1000.0 {
+		t.Errorf("txn_records %v txn_interval_ms %v, want 400 and 1000", got["txn_records"], got["txn_interval_ms"])
+	}
+	if n, _ := got["txn_commits"].(float64); n < 5 {
+		t.Errorf("txn_commits %v: 2000 records every 400 at most make 5 commits", got["txn_commits"])
+	}
+	q, tx, ratio := got["msgs_per_sec"].(float64), got["txn_msgs_per_sec"].(float64), got["txn_ratio"].(float64)
+	if q <= 0 || tx <= 0 || math.Abs(ratio-tx/q) > 0.01*ratio+0.001 {
+		t.Errorf("msgs_per_sec %v txn_msgs_per_sec %v txn_ratio %v", q, tx, ratio)
 	}
 }

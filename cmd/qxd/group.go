@@ -82,21 +82,31 @@ func (a *app) groupDescribeCommand() *cli.Command {
 			"committed offset (or the log start) to the high watermark. A NOTE column says\n" +
 			"why a committed offset is outside the log (ahead of the high watermark: records\n" +
 			"trimmed or the topic created again; behind the log start: records expired);\n" +
-			"members start such a partition at their reset policy.",
+			"members start such a partition at their reset policy.\n" +
+			"With --isolation read-committed (the members read so) it also reads each\n" +
+			"partition's last stable offset (LAST-STABLE: the first offset of its earliest\n" +
+			"open transaction) and the lag counts to it, as Kafka counts a read_committed\n" +
+			"consumer's: the records of an open transaction are not readable yet.",
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "json", Usage: "print one JSON object"},
+			&cli.StringFlag{Name: "isolation", Value: "read-uncommitted",
+				Usage: "the members' isolation `LEVEL`: read-uncommitted (lag to the high watermark) or read-committed (lag to the last stable offset)"},
 		},
 		Action: a.groupDescribe,
 	}
 }
 
 func (a *app) groupDescribe(c *cli.Context) error {
+	iso, err := qxd.ParseIsolationLevel(c.String("isolation"))
+	if err != nil {
+		return fmt.Errorf("group describe: --isolation: %w", err)
+	}
 	group, cl, err := a.named(c, "GROUP id")
 	if err != nil {
 		return err
 	}
 	defer cl.Close()
-	d, err := cl.Admin().DescribeGroup(c.Context, group)
+	d, err := cl.Admin().DescribeGroupIsolated(c.Context, group, iso)
 	if err != nil {
 		return groupError("describe", group, err)
 	}
@@ -130,6 +140,10 @@ func (a *app) groupDescribe(c *cli.Context) error {
 	// offset outside the log.
 	notes := slices.ContainsFunc(d.Partitions, func(p qxd.GroupPartition) bool { return p.Note != "" })
 	header := "TOPIC\tPARTITION\tMEMBER\tCOMMITTED\tLOG-START\tHIGH-WATERMARK\tLAG"
+	stable := iso == qxd.ReadCommitted
+	if stable {
+		header = "TOPIC\tPARTITION\tMEMBER\tCOMMITTED\tLOG-START\tHIGH-WATERMARK\tLAST-STABLE\tLAG"
+	}
 	if notes {
 		header += "\tNOTE"
 	}
@@ -139,7 +153,15 @@ func (a *app) groupDescribe(c *cli.Context) error {
 		if p.Committed >= 0 {
 			committed = fmt.Sprint(p.Committed)
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%d\t%d\t%d", p.Topic, p.Partition, dash(p.Member), committed, p.LogStart, p.HighWatermark, p.Lag)
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%d\t%d", p.Topic, p.Partition, dash(p.Member), committed, p.LogStart, p.HighWatermark)
+		if stable {
+			lso := "-"
+			if p.LastStableOffset >= 0 {
+				lso = fmt.Sprint(p.LastStableOffset)
+			}
+			fmt.Fprintf(tw, "\t%s", lso)
+		}
+		fmt.Fprintf(tw, "\t%d", p.Lag)
 		if notes {
 			fmt.Fprintf(tw, "\t%s", dash(p.Note))
 		}

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -72,6 +73,22 @@ func TestTxnCommandsAndIsolation(t *testing.T) {
 	}
 	if len(desc.Partitions) != 1 || desc.Partitions[0].HighWatermark != 6 || desc.Partitions[0].LastStable != 5 {
 		t.Errorf("describe: %+v, want high watermark 6, last stable offset 5", desc.Partitions)
+	}
+
+	// The group read up to the committed transaction's marker (offset 4): read
+	// committed, nothing is readable before the open transaction at 5.
+	c.must("", "group", "seek", "etl-readers", "--topic", "etl", "--to", "5")
+	plainLag := c.must("", "group", "describe", "etl-readers")
+	if !strings.Contains(plainLag, "HIGH-WATERMARK  LAG") || !regexp.MustCompile(`etl +0 +- +5 +0 +6 +1\n`).MatchString(plainLag) {
+		t.Errorf("group describe:\n%s\nwant lag 1 to the high watermark 6", plainLag)
+	}
+	rcLag := c.must("", "group", "describe", "etl-readers", "--isolation", "read-committed")
+	if !strings.Contains(rcLag, "LAST-STABLE") || !regexp.MustCompile(`etl +0 +- +5 +0 +6 +5 +0\n`).MatchString(rcLag) {
+		t.Errorf("group describe --isolation read-committed:\n%s\nwant last stable offset 5 and lag 0", rcLag)
+	}
+	if _, err := c.run("", "group", "describe", "etl-readers", "--isolation", "committed"); err == nil ||
+		!strings.Contains(err.Error(), `"committed"`) || !strings.Contains(err.Error(), "--isolation") {
+		t.Errorf("group describe --isolation committed: %v, want an error naming the flag and value", err)
 	}
 
 	list := c.must("", "txn", "list")
