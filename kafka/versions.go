@@ -24,7 +24,7 @@ func init() {
 	apis = map[int16]api{
 		kmsg.Produce.Int16():                 {3, 10, handleProduce},
 		kmsg.Fetch.Int16():                   {4, 13, handleFetch},
-		kmsg.ListOffsets.Int16():             {1, 6, handleListOffsets},
+		kmsg.ListOffsets.Int16():             {1, 10, handleListOffsets},
 		kmsg.Metadata.Int16():                {0, 12, handleMetadata},
 		kmsg.OffsetCommit.Int16():            {2, 8, handleOffsetCommit},
 		kmsg.OffsetFetch.Int16():             {1, 8, handleOffsetFetch},
