@@ -33,8 +33,8 @@ func init() {
 		kmsg.Heartbeat.Int16():               {0, 4, handleHeartbeat},
 		kmsg.LeaveGroup.Int16():              {0, 5, handleLeaveGroup},
 		kmsg.SyncGroup.Int16():               {0, 5, handleSyncGroup},
-		kmsg.DescribeGroups.Int16():          {0, 5, handleDescribeGroups},
-		kmsg.ListGroups.Int16():              {0, 4, handleListGroups},
+		kmsg.DescribeGroups.Int16():          {0, 6, handleDescribeGroups},
+		kmsg.ListGroups.Int16():              {0, 5, handleListGroups},
 		kmsg.ApiVersions.Int16():             {0, 4, handleApiVersions},
 		kmsg.InitProducerID.Int16():          {0, 5, handleInitProducerID},
 		kmsg.CreateTopics.Int16():            {0, 7, handleCreateTopics},
@@ -43,7 +43,7 @@ func init() {
 		kmsg.CreatePartitions.Int16():        {0, 3, handleCreatePartitions},
 		kmsg.DeleteRecords.Int16():           {0, 2, handleDeleteRecords},
 		kmsg.AlterConfigs.Int16():            {0, 2, handleAlterConfigs},
-		kmsg.DeleteGroups.Int16():            {0, 2, handleDeleteGroups},
+		kmsg.DeleteGroups.Int16():            {0, 3, handleDeleteGroups},
 		kmsg.IncrementalAlterConfigs.Int16(): {0, 1, handleIncrementalAlterConfigs},
 		kmsg.DescribeCluster.Int16():         {0, 2, handleDescribeCluster},
 		kmsg.SASLHandshake.Int16():           {0, 1, handleSASLHandshake},
@@ -56,7 +56,7 @@ func init() {
 		kmsg.TxnOffsetCommit.Int16():         {0, 4, handleTxnOffsetCommit},
 		kmsg.DescribeProducers.Int16():       {0, 0, handleDescribeProducers},
 		kmsg.DescribeTransactions.Int16():    {0, 0, handleDescribeTransactions},
-		kmsg.ListTransactions.Int16():        {0, 1, handleListTransactions},
+		kmsg.ListTransactions.Int16():        {0, 2, handleListTransactions},
 	}
 }
 

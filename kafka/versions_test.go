@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -26,10 +27,10 @@ import (
 // full.
 var advertised = map[int16][2]int16{
 	0: {3, 11}, 1: {4, 18}, 2: {1, 10}, 3: {0, 13}, 8: {2, 8}, 9: {1, 8}, 10: {0, 5}, 11: {0, 9},
-	12: {0, 4}, 13: {0, 5}, 14: {0, 5}, 15: {0, 5}, 16: {0, 4}, 18: {0, 4}, 19: {0, 7},
+	12: {0, 4}, 13: {0, 5}, 14: {0, 5}, 15: {0, 6}, 16: {0, 5}, 18: {0, 4}, 19: {0, 7},
 	20: {0, 6}, 21: {0, 2}, 22: {0, 5}, 23: {0, 4}, 24: {0, 3}, 25: {0, 4}, 26: {0, 4}, 28: {0, 4},
-	32: {0, 4}, 33: {0, 2}, 37: {0, 3}, 42: {0, 2}, 44: {0, 1}, 47: {0, 0}, 60: {0, 2},
-	61: {0, 0}, 65: {0, 0}, 66: {0, 1},
+	32: {0, 4}, 33: {0, 2}, 37: {0, 3}, 42: {0, 3}, 44: {0, 1}, 47: {0, 0}, 60: {0, 2},
+	61: {0, 0}, 65: {0, 0}, 66: {0, 2},
 }
 
 // ApiVersions lists exactly the advertised table.
@@ -292,5 +293,108 @@ func TestFetchLeaderHints(t *testing.T) {
 	}
 	if len(resp.Brokers) != 1 || resp.Brokers[0].NodeID != leader || resp.Brokers[0].Port == 0 {
 		t.Errorf("FENCED_LEADER_EPOCH gives brokers %+v, want the leader %d with its address", resp.Brokers, leader)
+	}
+}
+
+// DescribeGroups v6 answers a missing group GROUP_ID_NOT_FOUND with a message
+// (before v6: Dead, no error); ListGroups v5 names every group "classic" and
+// filters by type; DeleteGroups v3 says why a group was not deleted;
+// ListTransactions v2 filters by a pattern the whole transactional id matches
+// and refuses one that does not compile.
+func TestGroupAndTxnListingNewest(t *testing.T) {
+	t.Parallel()
+	n, c := startNode(t)
+	qxdtest.CreateTopic(t, c, "gl", qxd.TopicConfig{Partitions: 1})
+	ctx := ctxFor(t, 60*time.Second)
+	cl := kafkaClient(t, n, kgo.MaxVersions(ourMax()), kgo.DefaultProduceTopic("gl"))
+	adm := kadm.NewClient(cl)
+	if err := adm.CommitAllOffsets(ctx, "gl-group", kadm.Offsets{"gl": {0: {At: 0}}}); err != nil {
+		t.Fatal(err)
+	}
+
+	for _, v := range []int16{5, 6} {
+		dg := kmsg.NewPtrDescribeGroupsRequest()
+		dg.Version, dg.Groups = v, []string{"no-such-group", "gl-group"}
+		r := roundTrip(t, n.KafkaAddr(), dg).(*kmsg.DescribeGroupsResponse)
+		missing, there := r.Groups[0], r.Groups[1]
+		wantCode := int16(0)
+		if v >= 6 {
+			wantCode = kerr.GroupIDNotFound.Code
+		}
+		if missing.ErrorCode != wantCode || missing.State != "Dead" || (v >= 6) != (missing.ErrorMessage != nil) {
+			t.Errorf("DescribeGroups v%d of a missing group: code %d state %q message %v, want code %d, Dead", v, missing.ErrorCode, missing.State, missing.ErrorMessage, wantCode)
+		}
+		if there.ErrorCode != 0 || there.ErrorMessage != nil || there.State != "Empty" {
+			t.Errorf("DescribeGroups v%d of a group with offsets: %+v", v, there)
+		}
+	}
+
+	lg := kmsg.NewPtrListGroupsRequest()
+	lg.Version, lg.TypesFilter = 5, []string{"Classic"}
+	r := roundTrip(t, n.KafkaAddr(), lg).(*kmsg.ListGroupsResponse)
+	if len(r.Groups) != 1 || r.Groups[0].Group != "gl-group" || r.Groups[0].GroupType != "classic" {
+		t.Errorf("ListGroups v5 of classic groups: %+v", r.Groups)
+	}
+	lg.TypesFilter = []string{"consumer", "share"}
+	if r := roundTrip(t, n.KafkaAddr(), lg).(*kmsg.ListGroupsResponse); r.ErrorCode != 0 || len(r.Groups) != 0 {
+		t.Errorf("ListGroups v5 of consumer and share groups: code %d, %+v, want none", r.ErrorCode, r.Groups)
+	}
+
+	mem := kafkaClient(t, n, kgo.ConsumerGroup("gl-busy"), kgo.ConsumeTopics("gl"))
+	for {
+		d, err := adm.DescribeGroups(ctx, "gl-busy")
+		if err == nil && len(d["gl-busy"].Members) == 1 {
+			break
+		}
+		mem.PollRecords(ctxFor(t, 200*time.Millisecond), 1)
+		if ctx.Err() != nil {
+			t.Fatal("the member never joined gl-busy")
+		}
+	}
+	dl := kmsg.NewPtrDeleteGroupsRequest()
+	dl.Version, dl.Groups = 3, []string{"gl-busy", "gl-group"}
+	dr := roundTrip(t, n.KafkaAddr(), dl).(*kmsg.DeleteGroupsResponse)
+	busy, done := dr.Groups[0], dr.Groups[1]
+	if busy.ErrorCode != kerr.NonEmptyGroup.Code || busy.ErrorMessage == nil || *busy.ErrorMessage == "" {
+		t.Errorf("DeleteGroups v3 of a group with a member: code %d message %v, want NON_EMPTY_GROUP with a message", busy.ErrorCode, busy.ErrorMessage)
+	}
+	if done.ErrorCode != 0 || done.ErrorMessage != nil {
+		t.Errorf("DeleteGroups v3 of an empty group: code %d message %v", done.ErrorCode, done.ErrorMessage)
+	}
+
+	for _, id := range []string{"tx-a1", "tx-b1"} {
+		tx := kafkaClient(t, n, kgo.TransactionalID(id), kgo.DefaultProduceTopic("gl"))
+		if err := tx.BeginTransaction(); err != nil {
+			t.Fatal(err)
+		}
+		if err := tx.ProduceSync(ctx, &kgo.Record{Value: []byte(id)}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+		if err := tx.EndTransaction(ctx, kgo.TryCommit); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, c := range []struct {
+		pattern string
+		code    int16
+		want    []string
+	}{
+		{"", 0, []string{"tx-a1", "tx-b1"}},
+		{"tx-a.*", 0, []string{"tx-a1"}},
+		{"tx-a", 0, nil}, // the whole id must match
+		{"tx-(a|b)1", 0, []string{"tx-a1", "tx-b1"}},
+		{"tx-(", kerr.InvalidRegularExpression.Code, nil},
+	} {
+		lt := kmsg.NewPtrListTransactionsRequest()
+		lt.Version, lt.TransactionalIDPattern = 2, kmsg.StringPtr(c.pattern)
+		r := roundTrip(t, n.KafkaAddr(), lt).(*kmsg.ListTransactionsResponse)
+		var got []string
+		for _, s := range r.TransactionStates {
+			got = append(got, s.TransactionalID)
+		}
+		slices.Sort(got)
+		if r.ErrorCode != c.code || !slices.Equal(got, c.want) {
+			t.Errorf("ListTransactions v2 pattern %q: code %d, %q; want code %d, %q", c.pattern, r.ErrorCode, got, c.code, c.want)
+		}
 	}
 }
