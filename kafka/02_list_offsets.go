@@ -17,19 +17,21 @@ const (
 	maxTimestamp           = -3 // the record with the largest timestamp (v7+, KIP-734)
 	earliestLocalTimestamp = -4 // the local log start (v8+, KIP-405): the log start, nothing is tiered
 	latestTieredTimestamp  = -5 // the last offset in remote storage (v9+, KIP-1005): none, -1
+	earliestPendingUpload  = -6 // the first offset not yet tiered (v11+, KIP-1023): none, -1
 )
 
 // ListOffsets: timestamp -2 is the log start, -1 the high watermark
 // (read_uncommitted) or the last stable offset (read_committed, from the node
 // leading the partition), -3 the record with the largest timestamp (-1, -1 on an
 // empty partition; read_committed, -1, -1 when that record is not stable yet,
-// as Kafka answers), any other the first record at or after that time (offset -1
-// when there is none). qxd tiers nothing to remote storage, so -4, the local log
-// start, is the log start, and -5, the last tiered offset, is -1, as Kafka
-// answers for a topic without tiered storage. The leader epoch answered is the
-// partition's current one; a client's current leader epoch is checked as Kafka
-// does. From v10 the request's TimeoutMillis bounds the answer: partitions not
-// answered by then get REQUEST_TIMED_OUT.
+// as Kafka answers; the leader epoch is its batch's), any other the first record
+// at or after that time (offset -1 when there is none). qxd tiers nothing to
+// remote storage, so -4, the local log start, is the log start, and -5, the last
+// tiered offset, and -6, the first offset pending upload, are -1, as Kafka
+// answers for a topic without tiered storage. The leader epoch answered is
+// otherwise the partition's current one; a client's current leader epoch is
+// checked as Kafka does. From v10 the request's TimeoutMillis bounds the answer:
+// partitions not answered by then get REQUEST_TIMED_OUT.
 func handleListOffsets(ctx context.Context, c *conn, kreq kmsg.Request) func() kmsg.Response {
 	req := kreq.(*kmsg.ListOffsetsRequest)
 	return func() kmsg.Response {
@@ -73,14 +75,18 @@ func handleListOffsets(ctx context.Context, c *conn, kreq kmsg.Request) func() k
 						rp.Offset = start
 					}
 				case ts == maxTimestamp && req.Version >= 7:
-					rp.Offset, rp.Timestamp, err = b.MaxTimestamp(ctx, t.Topic, p.Partition)
+					var epoch int32
+					rp.Offset, rp.Timestamp, epoch, err = b.MaxTimestamp(ctx, t.Topic, p.Partition)
+					if err == nil && rp.Offset >= 0 && epoch >= 0 {
+						rp.LeaderEpoch = epoch
+					}
 					if err == nil && rp.Offset >= 0 && req.IsolationLevel == 1 {
 						var lso int64
 						if lso, err = c.stableOffset(ctx, t.Topic, p.Partition, rp.Offset+1); err == nil && rp.Offset >= lso {
-							rp.Offset, rp.Timestamp = -1, -1
+							rp.Offset, rp.Timestamp, rp.LeaderEpoch = -1, -1, -1
 						}
 					}
-				case ts == latestTieredTimestamp && req.Version >= 9:
+				case ts == latestTieredTimestamp && req.Version >= 9, ts == earliestPendingUpload && req.Version >= 11:
 					// Nothing is tiered: no offset, as Kafka answers without
 					// tiered storage; the partition must still exist.
 					_, _, err = b.Offsets(ctx, t.Topic, p.Partition)
@@ -97,8 +103,8 @@ func handleListOffsets(ctx context.Context, c *conn, kreq kmsg.Request) func() k
 					rp.ErrorCode = semantics.ErrTimeout.Code
 				}
 				if rp.ErrorCode != 0 {
-					rp.Offset, rp.Timestamp = -1, -1
-				} else if rp.Offset >= 0 {
+					rp.Offset, rp.Timestamp, rp.LeaderEpoch = -1, -1, -1
+				} else if rp.Offset >= 0 && rp.LeaderEpoch < 0 {
 					rp.LeaderEpoch = b.LeaderEpoch(ctx, t.Topic, p.Partition)
 				}
 				rt.Partitions = append(rt.Partitions, rp)
@@ -113,6 +119,8 @@ func handleListOffsets(ctx context.Context, c *conn, kreq kmsg.Request) func() k
 // -1 and -2.
 func specialsFrom(v int16) string {
 	switch {
+	case v >= 11:
+		return ", -3 (max timestamp), -4 (earliest local), -5 (latest tiered) or -6 (earliest pending upload)"
 	case v >= 9:
 		return ", -3 (max timestamp), -4 (earliest local) or -5 (latest tiered)"
 	case v >= 8:

@@ -107,15 +107,15 @@ func listOffset(t *testing.T, ctx context.Context, cl *kgo.Client, v int16, topi
 // it, wherever it is in the partition; -1, -1 while the partition is empty. Once
 // the records holding it are trimmed (DeleteRecords), the largest of those left
 // is answered: both when the log start moves inside the batch that held it and
-// when that batch is removed. v8's -4 is the log start, v9's -5 (nothing is
-// tiered) -1, and v10's timeout is honoured. A version before v7 refuses -3.
+// when that batch is removed. v8's -4 is the log start, v9's -5 and v11's -6
+// (nothing is tiered) -1. A version before v7 refuses -3.
 func TestListOffsetsMaxTimestamp(t *testing.T) {
 	t.Parallel()
 	n, c := startNode(t)
 	ctx := ctxFor(t, 60*time.Second)
 	qxdtest.CreateTopic(t, c, "stamps", qxd.TopicConfig{Partitions: 1})
 
-	for _, v := range []int16{7, 8, 9, 10} {
+	for _, v := range []int16{7, 8, 9, 10, 11} {
 		p := listOffset(t, ctx, pinned(t, n, v), v, "stamps", -3, 0)
 		if p.ErrorCode != 0 || p.Offset != -1 || p.Timestamp != -1 {
 			t.Fatalf("v%d max timestamp of an empty partition: code %d offset %d timestamp %d, want -1 -1", v, p.ErrorCode, p.Offset, p.Timestamp)
@@ -129,7 +129,7 @@ func TestListOffsetsMaxTimestamp(t *testing.T) {
 		tsBatch(t, 4000))             // 5
 	check := func(what string, wantOff, wantTS int64) {
 		t.Helper()
-		for _, v := range []int16{7, 8, 9, 10} {
+		for _, v := range []int16{7, 8, 9, 10, 11} {
 			p := listOffset(t, ctx, pinned(t, n, v), v, "stamps", -3, 0)
 			if p.ErrorCode != 0 || p.Offset != wantOff || p.Timestamp != wantTS {
 				t.Fatalf("%s: v%d max timestamp: code %d offset %d timestamp %d, want offset %d timestamp %d",
@@ -156,7 +156,7 @@ func TestListOffsetsMaxTimestamp(t *testing.T) {
 	for _, c := range []struct {
 		v  int16
 		ts int64
-	}{{6, -3}, {7, -4}, {8, -5}} {
+	}{{6, -3}, {7, -4}, {8, -5}, {10, -6}, {11, -7}} {
 		if p := listOffset(t, ctx, pinned(t, n, c.v), c.v, "stamps", c.ts, 0); p.ErrorCode != kerr.InvalidRequest.Code {
 			t.Errorf("v%d timestamp %d: code %d, want INVALID_REQUEST", c.v, c.ts, p.ErrorCode)
 		}
@@ -175,14 +175,17 @@ func TestListOffsetsMaxTimestamp(t *testing.T) {
 	}
 	trim(2) // the log start inside the first batch, past the record at 1
 	check("log start at 2", 4, 5000)
-	for _, v := range []int16{8, 9, 10} {
+	for _, v := range []int16{8, 9, 10, 11} {
 		if p := listOffset(t, ctx, pinned(t, n, v), v, "stamps", -4, 0); p.ErrorCode != 0 || p.Offset != 2 || p.Timestamp != -1 {
 			t.Fatalf("v%d earliest local: %+v, want offset 2 timestamp -1", v, p)
 		}
 	}
-	for _, v := range []int16{9, 10} {
-		if p := listOffset(t, ctx, pinned(t, n, v), v, "stamps", -5, 0); p.ErrorCode != 0 || p.Offset != -1 || p.Timestamp != -1 {
-			t.Fatalf("v%d latest tiered: %+v, want offset -1 timestamp -1", v, p)
+	for _, c := range []struct {
+		v  int16
+		ts int64
+	}{{9, -5}, {10, -5}, {11, -5}, {11, -6}} {
+		if p := listOffset(t, ctx, pinned(t, n, c.v), c.v, "stamps", c.ts, 0); p.ErrorCode != 0 || p.Offset != -1 || p.Timestamp != -1 {
+			t.Fatalf("v%d timestamp %d (nothing tiered): %+v, want offset -1 timestamp -1", c.v, c.ts, p)
 		}
 	}
 	trim(5) // the first two batches go
@@ -196,7 +199,8 @@ func TestListOffsetsMaxTimestamp(t *testing.T) {
 // The largest timestamp survives a change of the partition's leader on a
 // 3-node cluster: the new leader's writer knows it from the checkpoint and
 // the batches after it, and keeps it as appends go on; after a trim removes
-// its batch, the new leader finds the largest of the rest.
+// its batch, the new leader finds the largest of the rest. The leader epoch
+// answered is that of the record's batch, as Kafka answers.
 func TestListOffsetsMaxTimestampFailover(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a 3-node cluster")
@@ -218,11 +222,12 @@ func TestListOffsetsMaxTimestampFailover(t *testing.T) {
 	// offsets: 0 1000, 1 9000, 2 2000, 3 3000, 4 4000, 5 8000, 6 500
 
 	adm := kadm.NewClient(cl)
-	check := func(what string, wantOff, wantTS int64) {
+	check := func(what string, wantOff, wantTS int64, wantEpoch int32) {
 		t.Helper()
 		p := listOffset(t, ctx, pinned(t, nodes[1], 7), 7, "moves", -3, 0)
-		if p.ErrorCode != 0 || p.Offset != wantOff || p.Timestamp != wantTS {
-			t.Fatalf("%s: v7 max timestamp: code %d offset %d timestamp %d, want offset %d timestamp %d", what, p.ErrorCode, p.Offset, p.Timestamp, wantOff, wantTS)
+		if p.ErrorCode != 0 || p.Offset != wantOff || p.Timestamp != wantTS || p.LeaderEpoch != wantEpoch {
+			t.Fatalf("%s: v7 max timestamp: code %d offset %d timestamp %d epoch %d, want offset %d timestamp %d epoch %d (its batch's)",
+				what, p.ErrorCode, p.Offset, p.Timestamp, p.LeaderEpoch, wantOff, wantTS, wantEpoch)
 		}
 		lo, err := adm.ListMaxTimestampOffsets(ctx, "moves")
 		if err != nil {
@@ -232,7 +237,7 @@ func TestListOffsetsMaxTimestampFailover(t *testing.T) {
 			t.Fatalf("%s: kadm ListMaxTimestampOffsets: %+v, want offset %d timestamp %d", what, o, wantOff, wantTS)
 		}
 	}
-	check("before the move", 1, 9000)
+	check("before the move", 1, 9000, e1)
 
 	// The writer's checkpoint in the stream carries the mark.
 	nc, err := nats.Connect(nodes[0].ClientURL())
@@ -262,16 +267,16 @@ func TestListOffsetsMaxTimestampFailover(t *testing.T) {
 	if _, err := nc.RequestWithContext(ctx, semantics.Subject(semantics.JSStreamLeaderStepDownPrefix, semantics.StreamName("moves", 0)), nil); err != nil {
 		t.Fatalf("step the partition's leader down: %v", err)
 	}
-	leader, _ = partitionEpoch(t, ctx, nodes, "moves", e1)
-	check("after the move", 1, 9000)
+	leader, e2 := partitionEpoch(t, ctx, nodes, "moves", e1)
+	check("after the move", 1, 9000, e1)
 	produceBatches(t, ctx, cl, leader, "moves", tsBatch(t, 7000)) // 7
-	check("after an append on the new leader", 1, 9000)
+	check("after an append on the new leader", 1, 9000, e1)
 
 	ds, err := adm.DeleteRecords(ctx, kadm.Offsets{"moves": {0: {At: 3}}})
 	if err != nil || ds.Error() != nil {
 		t.Fatalf("trim: %v %v", err, ds.Error())
 	}
-	check("after the trim", 5, 8000)
+	check("after the trim", 5, 8000, e1)
 	produceBatches(t, ctx, cl, leader, "moves", tsBatch(t, 8500)) // 8
-	check("after an append past the trim", 8, 8500)
+	check("after an append past the trim", 8, 8500, e2)
 }

@@ -24,10 +24,10 @@ func init() {
 	apis = map[int16]api{
 		kmsg.Produce.Int16():                 {3, 11, handleProduce},
 		kmsg.Fetch.Int16():                   {4, 18, handleFetchHinted},
-		kmsg.ListOffsets.Int16():             {1, 10, handleListOffsets},
+		kmsg.ListOffsets.Int16():             {1, 11, handleListOffsets},
 		kmsg.Metadata.Int16():                {0, 13, handleMetadata},
 		kmsg.OffsetCommit.Int16():            {2, 8, handleOffsetCommit},
-		kmsg.OffsetFetch.Int16():             {1, 8, handleOffsetFetch},
+		kmsg.OffsetFetch.Int16():             {1, 9, handleOffsetFetch},
 		kmsg.FindCoordinator.Int16():         {0, 5, handleFindCoordinator},
 		kmsg.JoinGroup.Int16():               {0, 9, handleJoinGroup},
 		kmsg.Heartbeat.Int16():               {0, 4, handleHeartbeat},

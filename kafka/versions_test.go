@@ -26,7 +26,7 @@ import (
 // table. A change here is a change of what the listener promises to honour in
 // full.
 var advertised = map[int16][2]int16{
-	0: {3, 11}, 1: {4, 18}, 2: {1, 10}, 3: {0, 13}, 8: {2, 8}, 9: {1, 8}, 10: {0, 5}, 11: {0, 9},
+	0: {3, 11}, 1: {4, 18}, 2: {1, 11}, 3: {0, 13}, 8: {2, 8}, 9: {1, 9}, 10: {0, 5}, 11: {0, 9},
 	12: {0, 4}, 13: {0, 5}, 14: {0, 5}, 15: {0, 6}, 16: {0, 5}, 18: {0, 4}, 19: {0, 7},
 	20: {0, 6}, 21: {0, 2}, 22: {0, 5}, 23: {0, 4}, 24: {0, 3}, 25: {0, 4}, 26: {0, 4}, 28: {0, 4},
 	32: {0, 4}, 33: {0, 2}, 37: {0, 3}, 42: {0, 3}, 44: {0, 1}, 47: {0, 0}, 60: {0, 2},
@@ -111,8 +111,9 @@ func ourMax() *kversion.Versions {
 // A franz-go client pinned to the newest versions the listener advertises uses
 // each of them for a whole exchange: produce (v11), a transaction with its
 // offsets (FindCoordinator v5, InitProducerId v5, AddOffsetsToTxn v4,
-// TxnOffsetCommit v4, EndTxn v4), metadata (v13), offsets (ListOffsets v10) and
-// a read-committed fetch (v18) that returns what was committed.
+// TxnOffsetCommit v4, EndTxn v4), metadata (v13), offsets (ListOffsets v11), a
+// read-committed fetch (v18) that returns what was committed, and the offsets
+// the transaction committed (OffsetFetch v9).
 func TestNewestVersionsEndToEnd(t *testing.T) {
 	t.Parallel()
 	n, c := startNode(t)
@@ -184,8 +185,8 @@ func TestNewestVersionsEndToEnd(t *testing.T) {
 	}
 
 	for name, want := range map[string]int16{
-		"Produce": 11, "Fetch": 18, "ListOffsets": 10, "Metadata": 13, "FindCoordinator": 5,
-		"InitProducerID": 5, "AddOffsetsToTxn": 4, "TxnOffsetCommit": 4, "EndTxn": 4,
+		"Produce": 11, "Fetch": 18, "ListOffsets": 11, "Metadata": 13, "FindCoordinator": 5,
+		"InitProducerID": 5, "AddOffsetsToTxn": 4, "TxnOffsetCommit": 4, "EndTxn": 4, "OffsetFetch": 9,
 	} {
 		if got := log.max(name); got != want {
 			t.Errorf("%s was answered at v%d at most, want v%d", name, got, want)

@@ -55,31 +55,31 @@ func (w *writer) scannedMax(m semantics.TimestampMark, upTo uint64) bool {
 // several have it); -1, -1 when none is stored. Only the node leading the
 // partition knows it: NOT_LEADER_OR_FOLLOWER elsewhere. Transaction markers do
 // not count: they are no records of the application.
-func (b *kafkaBackend) MaxTimestamp(ctx context.Context, topic string, p int32) (offset, ts int64, err error) {
+func (b *kafkaBackend) MaxTimestamp(ctx context.Context, topic string, p int32) (offset, ts int64, epoch int32, err error) {
 	r, offs, err := b.offsets(ctx, topic, p)
 	if err != nil {
-		return -1, -1, err
+		return -1, -1, -1, err
 	}
 	w, err := b.n.Writers().localWriter(topic, p)
 	if err != nil {
-		return -1, -1, err
+		return -1, -1, -1, err
 	}
 	part := semantics.PartitionString(topic, p)
 	if offs.Msgs == 0 || offs.LogStart >= offs.HighWatermark {
-		return -1, -1, nil
+		return -1, -1, -1, nil
 	}
 	mark, known, _ := w.maxTimestamp()
 	if known {
 		if mark.Timestamp < 0 {
-			return -1, -1, nil
+			return -1, -1, -1, nil
 		}
 		if mark.Seq >= offs.FirstSeq {
-			off, ts, found, err := recordAt(ctx, r, mark, offs.LogStart)
+			off, ts, epoch, found, err := recordAt(ctx, r, mark, offs.LogStart)
 			if err != nil {
-				return -1, -1, fmt.Errorf("max timestamp of %s: read sequence %d: %w", part, mark.Seq, err)
+				return -1, -1, -1, fmt.Errorf("max timestamp of %s: read sequence %d: %w", part, mark.Seq, err)
 			}
 			if found {
-				return off, ts, nil
+				return off, ts, epoch, nil
 			}
 		}
 	}
@@ -90,7 +90,7 @@ func (b *kafkaBackend) MaxTimestamp(ctx context.Context, topic string, p int32) 
 	for round := 0; ; round++ {
 		m, err := b.scanMax(ctx, r, from, upTo, offs.LogStart)
 		if err != nil {
-			return -1, -1, fmt.Errorf("max timestamp of %s: scan sequences %d to %d: %w", part, from, upTo, err)
+			return -1, -1, -1, fmt.Errorf("max timestamp of %s: scan sequences %d to %d: %w", part, from, upTo, err)
 		}
 		found = found.Fold(m)
 		if w.scannedMax(found, upTo) || round == maxScanRounds {
@@ -100,40 +100,44 @@ func (b *kafkaBackend) MaxTimestamp(ctx context.Context, topic string, p int32) 
 		from, upTo = upTo+1, acked
 	}
 	if found.Timestamp < 0 {
-		return -1, -1, nil
+		return -1, -1, -1, nil
 	}
-	off, ts, ok, err := recordAt(ctx, r, found, offs.LogStart)
+	off, ts, epoch, ok, err := recordAt(ctx, r, found, offs.LogStart)
 	if err != nil || !ok {
-		return -1, -1, errors.Join(err, semantics.Errorf(semantics.ErrUnavailable,
+		return -1, -1, -1, errors.Join(err, semantics.Errorf(semantics.ErrUnavailable,
 			"max timestamp of %s: the batch at sequence %d went while it was read; retry", part, found.Seq))
 	}
-	return off, ts, nil
+	return off, ts, epoch, nil
 }
 
 // recordAt reads the batch m names and returns its first record at or after
-// logStart whose timestamp is m's; found is false when the batch is gone or no
-// such record is left.
-func recordAt(ctx context.Context, r *partition.Reader, m semantics.TimestampMark, logStart int64) (offset, ts int64, found bool, err error) {
+// logStart whose timestamp is m's, and the batch's leader epoch (-1 when it has
+// none); found is false when the batch is gone or no such record is left.
+func recordAt(ctx context.Context, r *partition.Reader, m semantics.TimestampMark, logStart int64) (offset, ts int64, epoch int32, found bool, err error) {
 	msg, err := r.Get(ctx, m.Seq)
 	if errors.Is(err, semantics.ErrNoBatch) {
-		return -1, -1, false, nil
+		return -1, -1, -1, false, nil
 	}
 	if err != nil {
-		return -1, -1, false, err
+		return -1, -1, -1, false, err
 	}
 	if msg.Seq != m.Seq {
-		return -1, -1, false, nil
+		return -1, -1, -1, false, nil
+	}
+	h, err := semantics.PeekBatchHeader(msg.Data)
+	if err != nil {
+		return -1, -1, -1, false, err
 	}
 	recs, err := semantics.DecodeRecords(nil, msg.Data, r.Topic, r.P)
 	if err != nil {
-		return -1, -1, false, err
+		return -1, -1, -1, false, err
 	}
 	for _, rec := range recs {
 		if rec.Offset >= logStart && rec.Timestamp.UnixMilli() == m.Timestamp {
-			return rec.Offset, m.Timestamp, true, nil
+			return rec.Offset, m.Timestamp, max(h.LeaderEpoch, -1), true, nil
 		}
 	}
-	return -1, -1, false, nil
+	return -1, -1, -1, false, nil
 }
 
 // scanMax reads the batches stored from sequence from to upTo and returns the
