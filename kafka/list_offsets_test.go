@@ -280,3 +280,57 @@ func TestListOffsetsMaxTimestampFailover(t *testing.T) {
 	produceBatches(t, ctx, cl, leader, "moves", tsBatch(t, 8500)) // 8
 	check("after an append past the trim", 8, 8500, e2)
 }
+
+// A writer loaded from a checkpoint that carries no largest timestamp (one an
+// older qxd wrote) finds it by scanning the log when first asked, and the
+// checkpoints it writes after that carry the whole log's, not only what it
+// appended since the load.
+func TestListOffsetsMaxTimestampOldCheckpoint(t *testing.T) {
+	t.Parallel()
+	n, c := startNode(t)
+	ctx := ctxFor(t, 60*time.Second)
+	qxdtest.CreateTopic(t, c, "oldck", qxd.TopicConfig{Partitions: 1})
+	cl := kafkaClient(t, n)
+	produceBatches(t, ctx, cl, -1, "oldck", tsBatch(t, 1000, 9000), tsBatch(t, 2000)) // offsets 0-2
+
+	// A batch with a checkpoint of the older form, as an older writer stored it.
+	js, err := jetstream.New(c.Conn())
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := js.Stream(ctx, semantics.StreamName("oldck", 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := st.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := tsBatch(t, 3000)
+	semantics.SetBaseOffset(old, 3)
+	msg := nats.NewMsg(semantics.CheckpointSubject("oldck", 0))
+	msg.Data = old
+	msg.Header.Set(semantics.CheckpointHeader, fmt.Sprintf(`{"seq":%d,"next":4}`, info.State.LastSeq+1))
+	if _, err := js.PublishMsg(ctx, msg); err != nil {
+		t.Fatal(err)
+	}
+	produceBatches(t, ctx, cl, -1, "oldck", tsBatch(t, 500)) // 4, after the writer reloads
+
+	p := listOffset(t, ctx, pinned(t, n, 7), 7, "oldck", -3, 0)
+	if p.ErrorCode != 0 || p.Offset != 1 || p.Timestamp != 9000 {
+		t.Fatalf("max timestamp after a load from an old checkpoint: %+v, want offset 1 timestamp 9000", p)
+	}
+	time.Sleep(1100 * time.Millisecond) // the next append carries a checkpoint
+	produceBatches(t, ctx, cl, -1, "oldck", tsBatch(t, 600)) // 5
+	m, err := st.GetLastMsgForSubject(ctx, semantics.CheckpointSubject("oldck", 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ck semantics.Checkpoint
+	if err := json.Unmarshal([]byte(m.Header.Get(semantics.CheckpointHeader)), &ck); err != nil {
+		t.Fatal(err)
+	}
+	if mt := ck.MaxTimestamp; ck.Next != 6 || mt == nil || mt.Timestamp != 9000 || mt.BaseOffset != 0 {
+		t.Fatalf("checkpoint (next %d) carries max timestamp %+v, want 9000 in the batch at offset 0", ck.Next, mt)
+	}
+}

@@ -39,7 +39,9 @@ func (w *writer) maxTimestamp() (semantics.TimestampMark, bool, uint64) {
 
 // scannedMax replaces the writer's mark by one a scan of the log up to sequence
 // upTo found, if no append was acknowledged after upTo since; it reports whether
-// it did. Acks after it fold into the mark as usual.
+// it did. Acks after it fold into the mark as usual. The mark of the batches
+// sent is the scan's with those still awaiting their ack: what the writer had
+// folded before knew only part of the log, or a batch that is gone.
 func (w *writer) scannedMax(m semantics.TimestampMark, upTo uint64) bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -47,6 +49,10 @@ func (w *writer) scannedMax(m semantics.TimestampMark, upTo uint64) bool {
 		return false
 	}
 	w.maxTS, w.maxKnown, w.dirty = m, true, true
+	w.sentMax = m
+	for _, pa := range w.pending {
+		w.sentMax = w.sentMax.Fold(pa.max)
+	}
 	return true
 }
 
