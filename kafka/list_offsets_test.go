@@ -334,3 +334,30 @@ func TestListOffsetsMaxTimestampOldCheckpoint(t *testing.T) {
 		t.Fatalf("checkpoint (next %d) carries max timestamp %+v, want 9000 in the batch at offset 0", ck.Next, mt)
 	}
 }
+
+// On a compacted topic the record with the largest timestamp leaves when a
+// newer record of its key comes; the largest of those left is answered.
+func TestListOffsetsMaxTimestampCompacted(t *testing.T) {
+	t.Parallel()
+	n, c := startNode(t)
+	ctx := ctxFor(t, 60*time.Second)
+	qxdtest.CreateTopic(t, c, "compacted", qxd.TopicConfig{Partitions: 1, Compact: true})
+	cl := kafkaClient(t, n)
+	keyed := func(key string, ms int64) []byte {
+		var bb semantics.BatchBuilder
+		bb.Append(&semantics.Record{Key: []byte(key), Value: []byte("v"), Timestamp: time.UnixMilli(ms)})
+		b, err := bb.Build(nil, semantics.NoProducer, semantics.CompressionNone)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	produceBatches(t, ctx, cl, -1, "compacted", keyed("a", 9000), keyed("b", 1000)) // offsets 0, 1
+	if p := listOffset(t, ctx, pinned(t, n, 7), 7, "compacted", -3, 0); p.ErrorCode != 0 || p.Offset != 0 || p.Timestamp != 9000 {
+		t.Fatalf("max timestamp: %+v, want offset 0 timestamp 9000", p)
+	}
+	produceBatches(t, ctx, cl, -1, "compacted", keyed("a", 2000)) // 2 replaces 0
+	if p := listOffset(t, ctx, pinned(t, n, 7), 7, "compacted", -3, 0); p.ErrorCode != 0 || p.Offset != 2 || p.Timestamp != 2000 {
+		t.Fatalf("max timestamp after its record was compacted away: %+v, want offset 2 timestamp 2000", p)
+	}
+}
