@@ -71,6 +71,9 @@ func (b *kafkaBackend) MaxTimestamp(ctx context.Context, topic string, p int32) 
 		return -1, -1, -1, err
 	}
 	part := semantics.PartitionString(topic, p)
+	// The mark's batch is read from the stream's leader: a replica a little
+	// behind may not have it yet.
+	leader := partition.NewReader(b.nc, topic, p, false)
 	if offs.Msgs == 0 || offs.LogStart >= offs.HighWatermark {
 		return -1, -1, -1, nil
 	}
@@ -80,7 +83,7 @@ func (b *kafkaBackend) MaxTimestamp(ctx context.Context, topic string, p int32) 
 			return -1, -1, -1, nil
 		}
 		if mark.Seq >= offs.FirstSeq {
-			off, ts, epoch, found, err := recordAt(ctx, r, mark, offs.LogStart)
+			off, ts, epoch, found, err := recordAt(ctx, leader, mark, offs.LogStart)
 			if err != nil {
 				return -1, -1, -1, fmt.Errorf("max timestamp of %s: read sequence %d: %w", part, mark.Seq, err)
 			}
@@ -108,7 +111,7 @@ func (b *kafkaBackend) MaxTimestamp(ctx context.Context, topic string, p int32) 
 	if found.Timestamp < 0 {
 		return -1, -1, -1, nil
 	}
-	off, ts, epoch, ok, err := recordAt(ctx, r, found, offs.LogStart)
+	off, ts, epoch, ok, err := recordAt(ctx, leader, found, offs.LogStart)
 	if err != nil || !ok {
 		return -1, -1, -1, errors.Join(err, semantics.Errorf(semantics.ErrUnavailable,
 			"max timestamp of %s: the batch at sequence %d went while it was read; retry", part, found.Seq))
@@ -148,10 +151,40 @@ func recordAt(ctx context.Context, r *partition.Reader, m semantics.TimestampMar
 
 // scanMax reads the batches stored from sequence from to upTo and returns the
 // mark of the one with the largest timestamp among its records at or after
-// logStart.
+// logStart. Batched direct reads may be answered by a replica a little behind
+// the leader; what such a replica does not have yet, the leader answers.
 func (b *kafkaBackend) scanMax(ctx context.Context, r *partition.Reader, from, upTo uint64, logStart int64) (semantics.TimestampMark, error) {
 	found := semantics.NoTimestampMark
-	for seq := from; seq <= upTo; {
+	add := func(seq uint64, data []byte) error {
+		h, err := semantics.PeekBatchHeader(data)
+		if err != nil {
+			return fmt.Errorf("sequence %d: %w", seq, err)
+		}
+		if h.Control() || h.LastOffset() < logStart {
+			return nil
+		}
+		mark := semantics.TimestampMark{Timestamp: h.MaxTimestamp, BaseOffset: h.BaseOffset, Seq: seq}
+		if h.BaseOffset < logStart {
+			// The log start falls inside the batch: only its records from there count.
+			recs, err := semantics.DecodeRecords(nil, data, r.Topic, r.P)
+			if err != nil {
+				return fmt.Errorf("sequence %d: %w", seq, err)
+			}
+			mark.Timestamp = -1
+			for _, rec := range recs {
+				if rec.Offset >= logStart {
+					mark.Timestamp = max(mark.Timestamp, rec.Timestamp.UnixMilli())
+				}
+			}
+			if mark.Timestamp < 0 {
+				return nil
+			}
+		}
+		found = found.Fold(mark)
+		return nil
+	}
+	seq := from
+	for seq <= upTo {
 		msgs, err := b.directBatch(ctx, r, directBatchRequest{Seq: seq, NextFor: semantics.StreamSubject(r.Topic, r.P),
 			Batch: kafkaReadBatchMax, MaxBytes: 8 << 20, UpToSeq: upTo})
 		if err != nil {
@@ -161,33 +194,28 @@ func (b *kafkaBackend) scanMax(ctx context.Context, r *partition.Reader, from, u
 			break
 		}
 		for _, m := range msgs {
-			h, err := semantics.PeekBatchHeader(m.data)
-			if err != nil {
-				return found, fmt.Errorf("sequence %d: %w", m.seq, err)
+			if err := add(m.seq, m.data); err != nil {
+				return found, err
 			}
-			if h.Control() || h.LastOffset() < logStart {
-				continue
-			}
-			mark := semantics.TimestampMark{Timestamp: h.MaxTimestamp, BaseOffset: h.BaseOffset, Seq: m.seq}
-			if h.BaseOffset < logStart {
-				// The log start falls inside the batch: only its records from there count.
-				recs, err := semantics.DecodeRecords(nil, m.data, r.Topic, r.P)
-				if err != nil {
-					return found, fmt.Errorf("sequence %d: %w", m.seq, err)
-				}
-				mark.Timestamp = -1
-				for _, rec := range recs {
-					if rec.Offset >= logStart {
-						mark.Timestamp = max(mark.Timestamp, rec.Timestamp.UnixMilli())
-					}
-				}
-				if mark.Timestamp < 0 {
-					continue
-				}
-			}
-			found = found.Fold(mark)
 		}
 		seq = msgs[len(msgs)-1].seq + 1
+	}
+	leader := partition.NewReader(b.nc, r.Topic, r.P, false)
+	for seq <= upTo {
+		m, err := leader.Get(ctx, seq)
+		if errors.Is(err, semantics.ErrNoBatch) {
+			break
+		}
+		if err != nil {
+			return found, err
+		}
+		if m.Seq > upTo {
+			break
+		}
+		if err := add(m.Seq, m.Data); err != nil {
+			return found, err
+		}
+		seq = m.Seq + 1
 	}
 	return found, nil
 }
