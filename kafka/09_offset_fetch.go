@@ -10,9 +10,7 @@ import (
 )
 
 // OffsetFetch reads a group's committed offsets (all of them when no topics are
-// named); a partition without a commit has offset -1. v9's member id and epoch
-// are for KIP-848 groups; qxd's groups are classic, whose offsets Kafka answers
-// whatever member asks, and so does qxd.
+// named); a partition without a commit has offset -1.
 func handleOffsetFetch(ctx context.Context, c *conn, kreq kmsg.Request) func() kmsg.Response {
 	req := kreq.(*kmsg.OffsetFetchRequest)
 	return func() kmsg.Response {

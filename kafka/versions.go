@@ -27,6 +27,8 @@ func init() {
 		kmsg.ListOffsets.Int16():             {1, 11, handleListOffsets},
 		kmsg.Metadata.Int16():                {0, 13, handleMetadata},
 		kmsg.OffsetCommit.Int16():            {2, 8, handleOffsetCommit},
+		// OffsetFetch v9's member id and epoch are for KIP-848 groups; every qxd
+		// group is classic, whose offsets Kafka answers whatever member asks.
 		kmsg.OffsetFetch.Int16():             {1, 9, handleOffsetFetch},
 		kmsg.FindCoordinator.Int16():         {0, 5, handleFindCoordinator},
 		kmsg.JoinGroup.Int16():               {0, 9, handleJoinGroup},
