@@ -17,7 +17,10 @@ type api struct {
 }
 
 // apis are the implemented APIs by key. The range of each is what its handler
-// covers; docs/kafka.md lists them.
+// covers; docs/kafka.md lists them, and what franz-go's newer versions add. Some
+// newer versions need nothing of their handler: OffsetFetch v9's member id and
+// epoch are for KIP-848 groups, and every qxd group is classic, whose offsets
+// Kafka answers whatever member asks.
 var apis map[int16]api
 
 func init() {
@@ -27,8 +30,6 @@ func init() {
 		kmsg.ListOffsets.Int16():             {1, 11, handleListOffsets},
 		kmsg.Metadata.Int16():                {0, 13, handleMetadata},
 		kmsg.OffsetCommit.Int16():            {2, 8, handleOffsetCommit},
-		// OffsetFetch v9's member id and epoch are for KIP-848 groups; every qxd
-		// group is classic, whose offsets Kafka answers whatever member asks.
 		kmsg.OffsetFetch.Int16():             {1, 9, handleOffsetFetch},
 		kmsg.FindCoordinator.Int16():         {0, 5, handleFindCoordinator},
 		kmsg.JoinGroup.Int16():               {0, 9, handleJoinGroup},
