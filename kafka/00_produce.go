@@ -16,7 +16,13 @@ import (
 // so a client's pipelined requests reach the writer in order; the answers are
 // awaited on the request's own goroutine. acks=1 and acks=all both answer once the
 // partition's replicas stored the batch (JetStream acknowledges a quorum): qxd has
-// no weaker acknowledgement than all. acks=0 gets no answer.
+// no weaker acknowledgement than all. acks=0 gets no answer. From v10 a
+// partition answered NOT_LEADER_OR_FOLLOWER names its leader (KIP-951). v11
+// (KIP-890 part 1) changes nothing on the wire: it lets a broker answer
+// TRANSACTION_ABORTABLE, which qxd has no need to. v12 is not advertised: a
+// transactional producer sending it expects the partition added to its
+// transaction implicitly (KIP-890 part 2, transaction.version 2), which the
+// transaction coordinator does not do; v13 (topic ids) comes after it.
 func handleProduce(ctx context.Context, c *conn, kreq kmsg.Request) func() kmsg.Response {
 	req := kreq.(*kmsg.ProduceRequest)
 	resp := req.ResponseKind().(*kmsg.ProduceResponse)
@@ -99,33 +105,19 @@ func handleProduce(ctx context.Context, c *conn, kreq kmsg.Request) func() kmsg.
 // leader is now, with its address (KIP-951, Produce v10), so that it can go there
 // without reading the metadata first.
 func leaderHints(ctx context.Context, c *conn, resp *kmsg.ProduceResponse, moved []*kmsg.ProduceResponseTopicPartition, topics []string) {
-	cl, err := c.b.Cluster(ctx, topics)
-	if err != nil {
-		return // the client reads the metadata, as before v10
-	}
-	brokers := map[int32]Broker{}
-	for _, b := range cl.Brokers {
-		brokers[b.ID] = b
-	}
+	parts, brokers := leaders(ctx, c, topics)
 	told := map[int32]bool{}
 	for i, rp := range moved {
-		for _, t := range cl.Topics {
-			if t.Name != topics[i] {
-				continue
-			}
-			for _, pi := range t.Partitions {
-				b, ok := brokers[pi.Leader]
-				if pi.Partition != rp.Partition || !ok {
-					continue
-				}
-				rp.CurrentLeader.LeaderID, rp.CurrentLeader.LeaderEpoch = pi.Leader, pi.LeaderEpoch
-				if !told[b.ID] {
-					told[b.ID] = true
-					rb := kmsg.NewProduceResponseBroker()
-					rb.NodeID, rb.Host, rb.Port = b.ID, b.Host, b.Port
-					resp.Brokers = append(resp.Brokers, rb)
-				}
-			}
+		pi, ok := parts[semantics.TopicPartition{Topic: topics[i], Partition: rp.Partition}]
+		if !ok {
+			continue
+		}
+		rp.CurrentLeader.LeaderID, rp.CurrentLeader.LeaderEpoch = pi.Leader, pi.LeaderEpoch
+		if b := brokers[pi.Leader]; !told[b.ID] {
+			told[b.ID] = true
+			rb := kmsg.NewProduceResponseBroker()
+			rb.NodeID, rb.Host, rb.Port = b.ID, b.Host, b.Port
+			resp.Brokers = append(resp.Brokers, rb)
 		}
 	}
 }

@@ -14,7 +14,8 @@ import (
 // assignment is given in Kafka's consumer format (ConsumerMemberAssignment) and its
 // metadata names the topics of its assignment: the coordinator keeps assignments
 // as partitions, not as the bytes the leader sent. A group that does not exist is
-// Dead, as Kafka answers before v6.
+// Dead, as Kafka answers before v6; from v6 (KIP-1043) it is also
+// GROUP_ID_NOT_FOUND, and every error has its message.
 func handleDescribeGroups(ctx context.Context, c *conn, kreq kmsg.Request) func() kmsg.Response {
 	req := kreq.(*kmsg.DescribeGroupsRequest)
 	return func() kmsg.Response {
@@ -26,8 +27,15 @@ func handleDescribeGroups(ctx context.Context, c *conn, kreq kmsg.Request) func(
 			switch {
 			case errors.Is(err, semantics.ErrGroupIDNotFound):
 				rg.State = string(groups.Dead)
+				if req.Version >= 6 {
+					msg := "group " + id + " does not exist"
+					rg.ErrorCode, rg.ErrorMessage = semantics.ErrGroupIDNotFound.Code, &msg
+				}
 			case err != nil:
 				rg.ErrorCode = code(err)
+				if req.Version >= 6 {
+					rg.ErrorMessage = message(err)
+				}
 			default:
 				rg.State, rg.ProtocolType, rg.Protocol = string(d.State), d.ProtocolType, d.Protocol
 				for _, m := range d.Members {

@@ -7,7 +7,7 @@ import (
 )
 
 // codeUnsupportedEndpointType is Kafka's UNSUPPORTED_ENDPOINT_TYPE.
-const codeUnsupportedEndpointType int16 = 120
+const codeUnsupportedEndpointType int16 = 115
 
 // DescribeCluster lists the brokers (every node with a Kafka listener), the cluster
 // id and the controller, as Metadata does. There are no separate controllers.

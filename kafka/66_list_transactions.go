@@ -2,6 +2,7 @@ package kafka
 
 import (
 	"context"
+	"regexp"
 	"slices"
 	"time"
 
@@ -10,13 +11,18 @@ import (
 	"github.com/qxd-io/qxd/semantics"
 )
 
+// codeInvalidRegularExpression is Kafka's INVALID_REGULAR_EXPRESSION.
+const codeInvalidRegularExpression int16 = 128
+
 // txnStates are the states ListTransactions can filter on.
 var txnStates = []semantics.TxnState{semantics.TxnEmpty, semantics.TxnOngoing, semantics.TxnPrepareCommit,
 	semantics.TxnPrepareAbort, semantics.TxnCompleteCommit, semantics.TxnCompleteAbort}
 
 // ListTransactions lists the transactional ids of the node coordinating
-// transactions (NOT_COORDINATOR elsewhere), filtered by state, producer id and
-// (v1) how long they have been running.
+// transactions (NOT_COORDINATOR elsewhere), filtered by state, producer id,
+// (v1) how long they have been running and (v2, KIP-1152) a regular expression
+// (RE2, as Kafka's) the whole transactional id matches; a pattern that does not
+// compile is INVALID_REGULAR_EXPRESSION.
 func handleListTransactions(ctx context.Context, c *conn, kreq kmsg.Request) func() kmsg.Response {
 	req := kreq.(*kmsg.ListTransactionsRequest)
 	return func() kmsg.Response {
@@ -25,6 +31,15 @@ func handleListTransactions(ctx context.Context, c *conn, kreq kmsg.Request) fun
 			if !slices.Contains(txnStates, semantics.TxnState(s)) {
 				resp.UnknownStateFilters = append(resp.UnknownStateFilters, s)
 			}
+		}
+		var pattern *regexp.Regexp
+		if p := req.TransactionalIDPattern; p != nil && *p != "" {
+			re, err := regexp.Compile("^(?:" + *p + ")$")
+			if err != nil {
+				resp.ErrorCode = codeInvalidRegularExpression
+				return resp
+			}
+			pattern = re
 		}
 		err := c.allowTxn("")
 		var all []semantics.TxnDescription
@@ -40,7 +55,8 @@ func handleListTransactions(ctx context.Context, c *conn, kreq kmsg.Request) fun
 			switch {
 			case len(req.StateFilters) > 0 && !slices.Contains(req.StateFilters, string(d.State)),
 				len(req.ProducerIDFilters) > 0 && !slices.Contains(req.ProducerIDFilters, d.ProducerID),
-				req.DurationFilterMillis > 0 && (d.StartMs < 0 || now-d.StartMs < req.DurationFilterMillis):
+				req.DurationFilterMillis > 0 && (d.StartMs < 0 || now-d.StartMs < req.DurationFilterMillis),
+				pattern != nil && !pattern.MatchString(d.TransactionalID):
 				continue
 			}
 			st := kmsg.NewListTransactionsResponseTransactionState()

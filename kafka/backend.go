@@ -33,6 +33,12 @@ type Backend interface {
 	// OffsetForTime returns the first offset whose record's timestamp is at or after
 	// ts (Unix milliseconds) and that record's timestamp; -1, -1 when there is none.
 	OffsetForTime(ctx context.Context, topic string, partition int32, ts int64) (offset, timestamp int64, err error)
+	// MaxTimestamp returns the offset and timestamp of the partition's record
+	// with the largest timestamp (the first one when several have it), at or
+	// after its log start, and the leader epoch of its batch; -1, -1, -1 when
+	// none is stored. It is answered on the node leading the partition
+	// (semantics.ErrNotLeader elsewhere).
+	MaxTimestamp(ctx context.Context, topic string, partition int32) (offset, timestamp int64, epoch int32, err error)
 	// LeaderEpoch returns a partition's leader epoch as this node knows it; -1 when
 	// it does not (it holds no replica, or the partition has no leader).
 	LeaderEpoch(ctx context.Context, topic string, partition int32) int32

@@ -16,6 +16,33 @@ type Checkpoint struct {
 	Next int64 `json:"next"`
 	// Producers is the idempotent producer state, by producer id.
 	Producers map[int64]ProducerCheckpoint `json:"producers,omitempty"`
+	// MaxTimestamp is the batch holding the partition's largest record timestamp
+	// among the batches the checkpoint covers (ListOffsets' MAX_TIMESTAMP); nil
+	// when the writer did not know it (a checkpoint written before it was kept).
+	MaxTimestamp *TimestampMark `json:"max_ts,omitempty"`
+}
+
+// TimestampMark locates the batch that holds a partition's largest record
+// timestamp: the first batch, in offset order, whose MaxTimestamp is the
+// largest. Timestamp -1 means no batch (nothing stored).
+type TimestampMark struct {
+	Timestamp int64 `json:"ts"`
+	// BaseOffset and Seq are the batch's base offset and stream sequence.
+	BaseOffset int64  `json:"base"`
+	Seq        uint64 `json:"seq"`
+}
+
+// NoTimestampMark is the mark of a partition with no batch.
+var NoTimestampMark = TimestampMark{Timestamp: -1, BaseOffset: -1}
+
+// Fold returns the mark of the later of m and o in a log where both are stored:
+// the larger timestamp, and on a tie the batch with the lower offset (the first
+// record with the largest timestamp is the one Kafka answers).
+func (m TimestampMark) Fold(o TimestampMark) TimestampMark {
+	if o.Timestamp > m.Timestamp || o.Timestamp == m.Timestamp && o.Timestamp >= 0 && o.BaseOffset < m.BaseOffset {
+		return o
+	}
+	return m
 }
 
 // ProducerCheckpoint is one idempotent producer's state in a partition: its epoch and

@@ -129,8 +129,16 @@ type writer struct {
 	// epoch is the leader epoch stamped on every batch appended, from the load.
 	epoch int32
 	acked semantics.Checkpoint // position after the last acked append
-	dirty bool
-	ckAt  time.Time // when an append last carried a checkpoint into the stream
+	// maxTS is the batch with the largest timestamp among the acknowledged ones
+	// (ListOffsets' MAX_TIMESTAMP), when maxKnown; sentMax the same over every
+	// batch sent, for the checkpoints appends carry. A load from a checkpoint that
+	// does not carry it leaves maxKnown false until a reader scans the log
+	// (max_timestamp.go).
+	maxTS    semantics.TimestampMark
+	sentMax  semantics.TimestampMark
+	maxKnown bool
+	dirty    bool
+	ckAt     time.Time // when an append last carried a checkpoint into the stream
 	// open are the transactions whose markers are not acknowledged yet, and
 	// aborted the aborted-transactions index (writer_txn.go).
 	open    []openTxn
@@ -152,6 +160,7 @@ type pendingAppend struct {
 	rb      *recentBatch
 	bytes   int
 	marker  *markerAppend // a transaction marker
+	max     semantics.TimestampMark
 }
 
 type producerState struct {
@@ -373,6 +382,12 @@ func (w *writer) load(ctx context.Context) error {
 	// known is the last stream sequence whose offsets next accounts for.
 	known := ck.Seq
 	from := max(ck.Seq+1, st.FirstSeq)
+	// The largest timestamp: the checkpoint's, or every stored batch's when the
+	// replay reads them all.
+	maxTS, maxKnown := semantics.NoTimestampMark, ck.MaxTimestamp != nil || from <= st.FirstSeq || st.Msgs == 0
+	if ck.MaxTimestamp != nil {
+		maxTS = *ck.MaxTimestamp
+	}
 	for seq := from; seq <= st.LastSeq && st.Msgs > 0; {
 		m, err := w.reader.Get(ctx, seq)
 		if errors.Is(err, semantics.ErrNoBatch) {
@@ -387,6 +402,9 @@ func (w *writer) load(ctx context.Context) error {
 		}
 		next = max(next, h.LastOffset()+1)
 		known = m.Seq
+		if !h.Control() {
+			maxTS = maxTS.Fold(semantics.TimestampMark{Timestamp: h.MaxTimestamp, BaseOffset: h.BaseOffset, Seq: m.Seq})
+		}
 		if h.Control() {
 			replayMarker(producers, h)
 		} else if h.ProducerID >= 0 {
@@ -430,6 +448,7 @@ func (w *writer) load(ctx context.Context) error {
 	w.pending = map[uint64]*pendingAppend{}
 	w.broken = false
 	w.acked = semantics.Checkpoint{Seq: st.LastSeq, Next: next}
+	w.maxTS, w.sentMax, w.maxKnown = maxTS, maxTS, maxKnown
 	w.ckAt = time.Time{} // the first append carries a checkpoint into the stream
 	// Nothing new to record: the log holds this state. The first append after the
 	// load is then checkpointed within checkpointSoon.
@@ -525,8 +544,11 @@ func (w *writer) loadCheckpoint(ctx context.Context, st partition.StreamState) (
 // CheckpointHeader. Every batch sent before it is counted, acknowledged or not: the
 // append lands only right behind them (see the fence), so wherever it is stored,
 // the state it carries is the log's. Called with mu held.
-func (w *writer) streamCheckpointLocked(seq uint64, next int64) []byte {
+func (w *writer) streamCheckpointLocked(seq uint64, next int64, sentMax semantics.TimestampMark) []byte {
 	ck := semantics.Checkpoint{Seq: seq, Next: next, Producers: make(map[int64]semantics.ProducerCheckpoint, len(w.producers))}
+	if w.maxKnown {
+		ck.MaxTimestamp = &sentMax
+	}
 	now := time.Now()
 	for id, ps := range w.producers {
 		if now.Sub(ps.seen) > producerIdle && !ps.inTxn || len(ps.recent) == 0 {
@@ -814,7 +836,8 @@ func (w *writer) admitLocked(reply answer, h semantics.BatchHeader, cfg *semanti
 func (w *writer) appendLocked(reply answer, h semantics.BatchHeader, ps *producerState, rb *recentBatch, parts []part) {
 	id := w.nextID
 	w.nextID++
-	pa := &pendingAppend{reply: reply, base: w.next, parts: len(parts), sent: time.Now(), pid: h.ProducerID, rb: rb, marker: parts[0].marker}
+	pa := &pendingAppend{reply: reply, base: w.next, parts: len(parts), sent: time.Now(), pid: h.ProducerID, rb: rb, marker: parts[0].marker,
+		max: semantics.NoTimestampMark}
 	if rb != nil {
 		rb.baseOffset = w.next
 	}
@@ -825,7 +848,8 @@ func (w *writer) appendLocked(reply answer, h semantics.BatchHeader, ps *produce
 	if !cfg.Compact && len(parts) == 1 && parts[0].marker == nil && time.Since(w.ckAt) >= checkpointEvery {
 		// This append carries the writer's state into the stream, on the
 		// checkpoint subject, if it fits the message size limits.
-		ck = w.streamCheckpointLocked(w.lastSeq+1, w.next+parts[0].records)
+		ck = w.streamCheckpointLocked(w.lastSeq+1, w.next+parts[0].records,
+			w.sentMax.Fold(semantics.TimestampMark{Timestamp: h.MaxTimestamp, BaseOffset: w.next, Seq: w.lastSeq + 1}))
 		limit := min(int64(cfg.MaxMessageBytes)+4096, w.nc.MaxPayload())
 		if int64(len(parts[0].data)+len(ck)+checkpointRoom) > limit {
 			ck = nil
@@ -861,11 +885,19 @@ func (w *writer) appendLocked(reply answer, h semantics.BatchHeader, ps *produce
 		}
 		w.lastMsgID = msgID
 		w.lastSeq++
+		if pt.marker == nil {
+			// The batch as stored: its base offset is set, its timestamps are the
+			// producer's.
+			if ph, err := semantics.PeekBatchHeader(pt.data); err == nil {
+				pa.max = pa.max.Fold(semantics.TimestampMark{Timestamp: ph.MaxTimestamp, BaseOffset: ph.BaseOffset, Seq: w.lastSeq})
+			}
+		}
 		w.next += pt.records
 		pa.count += pt.records
 		pa.bytes += len(pt.data)
 	}
 	pa.lastSeq = w.lastSeq
+	w.sentMax = w.sentMax.Fold(pa.max)
 	w.pending[id] = pa
 }
 
@@ -977,6 +1009,7 @@ func (w *writer) onAck(m *nats.Msg) {
 		w.acked.Next = pa.base + pa.count
 		w.dirty = true
 	}
+	w.maxTS = w.maxTS.Fold(pa.max)
 	if len(w.pending) == 0 {
 		w.idle.Broadcast()
 	}
@@ -1105,6 +1138,10 @@ func (w *writer) checkpoint(ctx context.Context) bool {
 		return false
 	}
 	ck := semantics.Checkpoint{Seq: w.acked.Seq, Next: w.acked.Next, Producers: map[int64]semantics.ProducerCheckpoint{}}
+	if w.maxKnown {
+		m := w.maxTS
+		ck.MaxTimestamp = &m
+	}
 	now := time.Now()
 	for id, ps := range w.producers {
 		if now.Sub(ps.seen) > producerIdle && !ps.inTxn { // an open transaction keeps its producer

@@ -1,0 +1,401 @@
+package kafka_test
+
+import (
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+	"github.com/twmb/franz-go/pkg/kversion"
+
+	"github.com/qxd-io/qxd"
+	"github.com/qxd-io/qxd/internal/qxdtest"
+	"github.com/qxd-io/qxd/semantics"
+)
+
+// advertised is what ApiVersions lists, by key, on a listener without SASL
+// (which adds SaslHandshake v0-1 and SaslAuthenticate v0-2): docs/kafka.md's
+// table. A change here is a change of what the listener promises to honour in
+// full.
+var advertised = map[int16][2]int16{
+	0: {3, 11}, 1: {4, 18}, 2: {1, 11}, 3: {0, 13}, 8: {2, 8}, 9: {1, 9}, 10: {0, 5}, 11: {0, 9},
+	12: {0, 4}, 13: {0, 5}, 14: {0, 5}, 15: {0, 6}, 16: {0, 5}, 18: {0, 4}, 19: {0, 7},
+	20: {0, 6}, 21: {0, 2}, 22: {0, 5}, 23: {0, 4}, 24: {0, 3}, 25: {0, 4}, 26: {0, 4}, 28: {0, 4},
+	32: {0, 4}, 33: {0, 2}, 37: {0, 3}, 42: {0, 3}, 44: {0, 1}, 47: {0, 0}, 60: {0, 2},
+	61: {0, 0}, 65: {0, 0}, 66: {0, 2},
+}
+
+// ApiVersions lists exactly the advertised table.
+func TestAdvertisedVersions(t *testing.T) {
+	t.Parallel()
+	n, _ := startNode(t)
+	req := kmsg.NewPtrApiVersionsRequest()
+	req.Version = 3
+	req.ClientSoftwareName, req.ClientSoftwareVersion = "test", "1"
+	resp := roundTrip(t, n.KafkaAddr(), req).(*kmsg.ApiVersionsResponse)
+	got := map[int16][2]int16{}
+	for _, k := range resp.ApiKeys {
+		got[k.ApiKey] = [2]int16{k.MinVersion, k.MaxVersion}
+	}
+	for _, k := range slices.Sorted(maps.Keys(advertised)) {
+		if got[k] != advertised[k] {
+			t.Errorf("ApiVersions lists %s (%d) as %v, want %v", kmsg.NameForKey(k), k, got[k], advertised[k])
+		}
+	}
+	for k := range got {
+		if _, ok := advertised[k]; !ok {
+			t.Errorf("ApiVersions lists %s (%d), not in the table", kmsg.NameForKey(k), k)
+		}
+	}
+}
+
+// versionLog records the version of every request a franz-go client had
+// answered (its debug log's "read <API> v<N>" lines without an error).
+type versionLog struct {
+	mu   sync.Mutex
+	seen map[string]int16
+}
+
+func (l *versionLog) Level() kgo.LogLevel { return kgo.LogLevelDebug }
+
+func (l *versionLog) Log(_ kgo.LogLevel, msg string, kv ...any) {
+	name, v, ok := strings.Cut(strings.TrimPrefix(msg, "read "), " v")
+	if !strings.HasPrefix(msg, "read ") || !ok {
+		return
+	}
+	for i := 0; i+1 < len(kv); i += 2 {
+		if kv[i] == "err" && kv[i+1] != nil {
+			return
+		}
+	}
+	var n int16
+	if _, err := fmt.Sscan(v, &n); err != nil {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.seen == nil {
+		l.seen = map[string]int16{}
+	}
+	l.seen[name] = max(l.seen[name], n)
+}
+
+func (l *versionLog) max(name string) int16 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if v, ok := l.seen[name]; ok {
+		return v
+	}
+	return -1
+}
+
+// ourMax is franz-go's newest versions capped at what the listener advertises.
+func ourMax() *kversion.Versions {
+	vs := kversion.Stable()
+	for k, mm := range advertised {
+		if v, ok := vs.LookupMaxKeyVersion(k); ok && v > mm[1] {
+			vs.SetMaxKeyVersion(k, mm[1])
+		}
+	}
+	return vs
+}
+
+// A franz-go client pinned to the newest versions the listener advertises uses
+// each of them for a whole exchange: produce (v11), a transaction with its
+// offsets (FindCoordinator v5, InitProducerId v5, AddOffsetsToTxn v4,
+// TxnOffsetCommit v4, EndTxn v4), metadata (v13), offsets (ListOffsets v11), a
+// read-committed fetch (v18) that returns what was committed, and the offsets
+// the transaction committed (OffsetFetch v9).
+func TestNewestVersionsEndToEnd(t *testing.T) {
+	t.Parallel()
+	n, c := startNode(t)
+	qxdtest.CreateTopic(t, c, "newest", qxd.TopicConfig{Partitions: 1})
+	ctx := ctxFor(t, 60*time.Second)
+	var log versionLog
+	opts := []kgo.Opt{kgo.MaxVersions(ourMax()), kgo.WithLogger(&log), kgo.DefaultProduceTopic("newest")}
+
+	p := kafkaClient(t, n, opts...)
+	if err := p.ProduceSync(ctx, &kgo.Record{Value: []byte("plain")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	tx := kafkaClient(t, n, append(opts, kgo.TransactionalID("newest-tx"))...)
+	if err := tx.BeginTransaction(); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.ProduceSync(ctx, &kgo.Record{Value: []byte("in txn")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	id, epoch, err := tx.ProducerID(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ao := kmsg.NewPtrAddOffsetsToTxnRequest()
+	ao.TransactionalID, ao.ProducerID, ao.ProducerEpoch, ao.Group = "newest-tx", id, epoch, "newest-g"
+	aor, err := ao.RequestWith(ctx, tx)
+	if err != nil || aor.ErrorCode != 0 {
+		t.Fatalf("AddOffsetsToTxn: %v (code %d)", err, aor.ErrorCode)
+	}
+	oc := kmsg.NewPtrTxnOffsetCommitRequest()
+	oc.TransactionalID, oc.Group, oc.ProducerID, oc.ProducerEpoch = "newest-tx", "newest-g", id, epoch
+	ot := kmsg.NewTxnOffsetCommitRequestTopic()
+	ot.Topic = "newest"
+	op := kmsg.NewTxnOffsetCommitRequestTopicPartition()
+	op.Partition, op.Offset = 0, 1
+	ot.Partitions = append(ot.Partitions, op)
+	oc.Topics = append(oc.Topics, ot)
+	ocr, err := oc.RequestWith(ctx, tx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code := ocr.Topics[0].Partitions[0].ErrorCode; code != 0 {
+		t.Fatalf("TxnOffsetCommit: %v", kerr.ErrorForCode(code))
+	}
+	if err := tx.EndTransaction(ctx, kgo.TryCommit); err != nil {
+		t.Fatal(err)
+	}
+
+	cons := kafkaClient(t, n, append(opts, kgo.ConsumeTopics("newest"), kgo.FetchIsolationLevel(kgo.ReadCommitted()))...)
+	var got []string
+	for len(got) < 2 {
+		fs := cons.PollFetches(ctx)
+		if err := fs.Err(); err != nil || ctx.Err() != nil {
+			t.Fatalf("consume after %q: %v", got, err)
+		}
+		fs.EachRecord(func(r *kgo.Record) { got = append(got, string(r.Value)) })
+	}
+	if !slices.Equal(got, []string{"plain", "in txn"}) {
+		t.Fatalf("read %q, want plain and in txn", got)
+	}
+	of := kmsg.NewPtrOffsetFetchRequest()
+	of.Group = "newest-g"
+	ofr, err := of.RequestWith(ctx, cons)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ofr.Topics) != 1 || ofr.Topics[0].Partitions[0].Offset != 1 {
+		t.Fatalf("offsets committed in the transaction: %+v, want newest/0 at 1", ofr.Topics)
+	}
+
+	for name, want := range map[string]int16{
+		"Produce": 11, "Fetch": 18, "ListOffsets": 11, "Metadata": 13, "FindCoordinator": 5,
+		"InitProducerID": 5, "AddOffsetsToTxn": 4, "TxnOffsetCommit": 4, "EndTxn": 4, "OffsetFetch": 9,
+	} {
+		if got := log.max(name); got != want {
+			t.Errorf("%s was answered at v%d at most, want v%d", name, got, want)
+		}
+	}
+}
+
+// Metadata v13 answers with its top-level error code 0.
+func TestMetadataV13(t *testing.T) {
+	t.Parallel()
+	n, c := startNode(t)
+	qxdtest.CreateTopic(t, c, "md", qxd.TopicConfig{Partitions: 2})
+	md := kmsg.NewPtrMetadataRequest()
+	md.Version = 13
+	mt := kmsg.NewMetadataRequestTopic()
+	mt.Topic = kmsg.StringPtr("md")
+	md.Topics = append(md.Topics, mt)
+	mr := roundTrip(t, n.KafkaAddr(), md).(*kmsg.MetadataResponse)
+	if mr.ErrorCode != 0 || len(mr.Brokers) != 1 || len(mr.Topics) != 1 || len(mr.Topics[0].Partitions) != 2 {
+		t.Fatalf("Metadata v13: code %d, brokers %d, topics %+v", mr.ErrorCode, len(mr.Brokers), mr.Topics)
+	}
+}
+
+// DescribeCluster lists the brokers, none fenced (v2), and refuses a controller
+// endpoint type with Kafka's UNSUPPORTED_ENDPOINT_TYPE (115), from v1 on.
+func TestDescribeClusterNewest(t *testing.T) {
+	t.Parallel()
+	n, _ := startNode(t)
+	for _, v := range []int16{1, 2} {
+		dc := kmsg.NewPtrDescribeClusterRequest()
+		dc.Version, dc.EndpointType, dc.IncludeFencedBrokers = v, 1, true
+		r := roundTrip(t, n.KafkaAddr(), dc).(*kmsg.DescribeClusterResponse)
+		if r.ErrorCode != 0 || len(r.Brokers) != 1 || r.Brokers[0].IsFenced {
+			t.Fatalf("DescribeCluster v%d: code %d, brokers %+v", v, r.ErrorCode, r.Brokers)
+		}
+		dc.EndpointType = 2 // controllers
+		r = roundTrip(t, n.KafkaAddr(), dc).(*kmsg.DescribeClusterResponse)
+		if r.ErrorCode != kerr.UnsupportedEndpointType.Code {
+			t.Fatalf("DescribeCluster v%d for controllers: code %d, want UNSUPPORTED_ENDPOINT_TYPE (%d)", v, r.ErrorCode, kerr.UnsupportedEndpointType.Code)
+		}
+	}
+}
+
+// Fetch v16 (KIP-951): a fetch with a leader epoch older than the partition's
+// is answered FENCED_LEADER_EPOCH with the current leader, its epoch and its
+// address, so the client need not read the metadata first.
+func TestFetchLeaderHints(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a 3-node cluster")
+	}
+	cfgs := qxdtest.ClusterConfigs(t, 3)
+	for i := range cfgs {
+		cfgs[i].KafkaListen = "127.0.0.1:0"
+	}
+	nodes := qxdtest.StartCluster(t, cfgs)
+	c := qxdtest.Connect(t, nodes[0])
+	qxdtest.CreateTopic(t, c, "hints", qxd.TopicConfig{Partitions: 1, Replicas: 3})
+	ctx := ctxFor(t, 90*time.Second)
+	_, e1 := partitionEpoch(t, ctx, nodes, "hints", -1)
+	nc, err := nats.Connect(nodes[0].ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	if _, err := nc.RequestWithContext(ctx, semantics.Subject(semantics.JSStreamLeaderStepDownPrefix, semantics.StreamName("hints", 0)), nil); err != nil {
+		t.Fatalf("step the partition's leader down: %v", err)
+	}
+	leader, e2 := partitionEpoch(t, ctx, nodes, "hints", e1)
+
+	vs := kversion.Stable()
+	vs.SetMaxKeyVersion(kmsg.Fetch.Int16(), 16)
+	cl := kafkaClient(t, nodes[1], kgo.MaxVersions(vs))
+	ids, err := kmsg.NewPtrMetadataRequest().RequestWith(ctx, cl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var topicID [16]byte
+	for _, mt := range ids.Topics {
+		if mt.Topic != nil && *mt.Topic == "hints" {
+			topicID = mt.TopicID
+		}
+	}
+	req := kmsg.NewPtrFetchRequest()
+	req.MaxWaitMillis, req.MinBytes = 0, 1
+	ft := kmsg.NewFetchRequestTopic()
+	ft.Topic, ft.TopicID = "hints", topicID
+	fp := kmsg.NewFetchRequestTopicPartition()
+	fp.Partition, fp.CurrentLeaderEpoch, fp.FetchOffset, fp.PartitionMaxBytes = 0, e1, 0, 1<<20
+	ft.Partitions = append(ft.Partitions, fp)
+	req.Topics = append(req.Topics, ft)
+	kresp, err := cl.Broker(int(leader)).Request(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp := kresp.(*kmsg.FetchResponse)
+	if resp.Version != 16 {
+		t.Fatalf("Fetch sent as v%d, want v16", resp.Version)
+	}
+	p := resp.Topics[0].Partitions[0]
+	if p.ErrorCode != kerr.FencedLeaderEpoch.Code {
+		t.Fatalf("fetch at epoch %d (current %d): code %d, want FENCED_LEADER_EPOCH", e1, e2, p.ErrorCode)
+	}
+	if p.CurrentLeader.LeaderID != leader || p.CurrentLeader.LeaderEpoch != e2 {
+		t.Errorf("FENCED_LEADER_EPOCH names leader %d epoch %d, want %d epoch %d", p.CurrentLeader.LeaderID, p.CurrentLeader.LeaderEpoch, leader, e2)
+	}
+	if len(resp.Brokers) != 1 || resp.Brokers[0].NodeID != leader || resp.Brokers[0].Port == 0 {
+		t.Errorf("FENCED_LEADER_EPOCH gives brokers %+v, want the leader %d with its address", resp.Brokers, leader)
+	}
+}
+
+// DescribeGroups v6 answers a missing group GROUP_ID_NOT_FOUND with a message
+// (before v6: Dead, no error); ListGroups v5 names every group "classic" and
+// filters by type; DeleteGroups v3 says why a group was not deleted;
+// ListTransactions v2 filters by a pattern the whole transactional id matches
+// and refuses one that does not compile.
+func TestGroupAndTxnListingNewest(t *testing.T) {
+	t.Parallel()
+	n, c := startNode(t)
+	qxdtest.CreateTopic(t, c, "gl", qxd.TopicConfig{Partitions: 1})
+	ctx := ctxFor(t, 60*time.Second)
+	cl := kafkaClient(t, n, kgo.MaxVersions(ourMax()), kgo.DefaultProduceTopic("gl"))
+	adm := kadm.NewClient(cl)
+	if err := adm.CommitAllOffsets(ctx, "gl-group", kadm.Offsets{"gl": {0: {At: 0}}}); err != nil {
+		t.Fatal(err)
+	}
+
+	for _, v := range []int16{5, 6} {
+		dg := kmsg.NewPtrDescribeGroupsRequest()
+		dg.Version, dg.Groups = v, []string{"no-such-group", "gl-group"}
+		r := roundTrip(t, n.KafkaAddr(), dg).(*kmsg.DescribeGroupsResponse)
+		missing, there := r.Groups[0], r.Groups[1]
+		wantCode := int16(0)
+		if v >= 6 {
+			wantCode = kerr.GroupIDNotFound.Code
+		}
+		if missing.ErrorCode != wantCode || missing.State != "Dead" || (v >= 6) != (missing.ErrorMessage != nil) {
+			t.Errorf("DescribeGroups v%d of a missing group: code %d state %q message %v, want code %d, Dead", v, missing.ErrorCode, missing.State, missing.ErrorMessage, wantCode)
+		}
+		if there.ErrorCode != 0 || there.ErrorMessage != nil || there.State != "Empty" {
+			t.Errorf("DescribeGroups v%d of a group with offsets: %+v", v, there)
+		}
+	}
+
+	lg := kmsg.NewPtrListGroupsRequest()
+	lg.Version, lg.TypesFilter = 5, []string{"Classic"}
+	r := roundTrip(t, n.KafkaAddr(), lg).(*kmsg.ListGroupsResponse)
+	if len(r.Groups) != 1 || r.Groups[0].Group != "gl-group" || r.Groups[0].GroupType != "classic" {
+		t.Errorf("ListGroups v5 of classic groups: %+v", r.Groups)
+	}
+	lg.TypesFilter = []string{"consumer", "share"}
+	if r := roundTrip(t, n.KafkaAddr(), lg).(*kmsg.ListGroupsResponse); r.ErrorCode != 0 || len(r.Groups) != 0 {
+		t.Errorf("ListGroups v5 of consumer and share groups: code %d, %+v, want none", r.ErrorCode, r.Groups)
+	}
+
+	mem := kafkaClient(t, n, kgo.ConsumerGroup("gl-busy"), kgo.ConsumeTopics("gl"))
+	for {
+		d, err := adm.DescribeGroups(ctx, "gl-busy")
+		if err == nil && len(d["gl-busy"].Members) == 1 {
+			break
+		}
+		mem.PollRecords(ctxFor(t, 200*time.Millisecond), 1)
+		if ctx.Err() != nil {
+			t.Fatal("the member never joined gl-busy")
+		}
+	}
+	dl := kmsg.NewPtrDeleteGroupsRequest()
+	dl.Version, dl.Groups = 3, []string{"gl-busy", "gl-group"}
+	dr := roundTrip(t, n.KafkaAddr(), dl).(*kmsg.DeleteGroupsResponse)
+	busy, done := dr.Groups[0], dr.Groups[1]
+	if busy.ErrorCode != kerr.NonEmptyGroup.Code || busy.ErrorMessage == nil || *busy.ErrorMessage == "" {
+		t.Errorf("DeleteGroups v3 of a group with a member: code %d message %v, want NON_EMPTY_GROUP with a message", busy.ErrorCode, busy.ErrorMessage)
+	}
+	if done.ErrorCode != 0 || done.ErrorMessage != nil {
+		t.Errorf("DeleteGroups v3 of an empty group: code %d message %v", done.ErrorCode, done.ErrorMessage)
+	}
+
+	for _, id := range []string{"tx-a1", "tx-b1"} {
+		tx := kafkaClient(t, n, kgo.TransactionalID(id), kgo.DefaultProduceTopic("gl"))
+		if err := tx.BeginTransaction(); err != nil {
+			t.Fatal(err)
+		}
+		if err := tx.ProduceSync(ctx, &kgo.Record{Value: []byte(id)}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+		if err := tx.EndTransaction(ctx, kgo.TryCommit); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, c := range []struct {
+		pattern string
+		code    int16
+		want    []string
+	}{
+		{"", 0, []string{"tx-a1", "tx-b1"}},
+		{"tx-a.*", 0, []string{"tx-a1"}},
+		{"tx-a", 0, nil}, // the whole id must match
+		{"tx-(a|b)1", 0, []string{"tx-a1", "tx-b1"}},
+		{"tx-(", kerr.InvalidRegularExpression.Code, nil},
+	} {
+		lt := kmsg.NewPtrListTransactionsRequest()
+		lt.Version, lt.TransactionalIDPattern = 2, kmsg.StringPtr(c.pattern)
+		r := roundTrip(t, n.KafkaAddr(), lt).(*kmsg.ListTransactionsResponse)
+		var got []string
+		for _, s := range r.TransactionStates {
+			got = append(got, s.TransactionalID)
+		}
+		slices.Sort(got)
+		if r.ErrorCode != c.code || !slices.Equal(got, c.want) {
+			t.Errorf("ListTransactions v2 pattern %q: code %d, %q; want code %d, %q", c.pattern, r.ErrorCode, got, c.code, c.want)
+		}
+	}
+}
