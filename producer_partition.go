@@ -305,6 +305,12 @@ func (pp *partProducer) run() {
 		for _, b := range failed {
 			pp.complete(b, b.err)
 		}
+		if len(completed) > 0 || len(failed) > 0 {
+			// The answers freed room in flight after this pass decided what to seal
+			// and send: look again at once. Appending to an open batch wakes no one,
+			// so otherwise its records would wait for it to fill.
+			pp.signal()
+		}
 
 		if !wake.IsZero() {
 			timer.Reset(max(time.Until(wake), 0))
