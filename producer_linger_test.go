@@ -2,6 +2,7 @@ package qxd_test
 
 import (
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -47,5 +48,75 @@ func TestProducerSendsWhenAnswersFreeRoom(t *testing.T) {
 					records, acked.Load(), failed.Load(), p.BufferedRecords())
 			}
 		})
+	}
+}
+
+// flightHook records when each acknowledged batch was sent and answered.
+type flightHook struct {
+	mu      sync.Mutex
+	flights [][2]time.Time // sent, answered
+	records []int
+}
+
+func (h *flightHook) OnProduceBatchWritten(_ string, _ int32, m qxd.ProduceBatchMetrics) {
+	now := time.Now()
+	h.mu.Lock()
+	h.flights = append(h.flights, [2]time.Time{now.Add(-m.Latency), now})
+	h.records = append(h.records, m.NumRecords)
+	h.mu.Unlock()
+}
+
+// TestProducerCollectsWhileABatchIsInFlight produces records one at a time at linger
+// 0 into one partition: the records that arrive while a batch awaits its answer
+// collect into the next batch, which leaves when the answer comes (Kafka's linger 0
+// batches whatever queued while the sender was busy), rather than each leaving as a
+// batch of its own to queue behind the others for its own fsync. Batches that are
+// not full never overlap in flight, whatever MaxInFlight allows.
+func TestProducerCollectsWhileABatchIsInFlight(t *testing.T) {
+	t.Parallel()
+	n := qxdtest.StartNode(t)
+	ctx := qxdtest.Context(t, 30*time.Second)
+	h := &flightHook{}
+	c, err := qxd.Connect(ctx, n.ClientURL(), qxd.Hooks(h))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	qxdtest.CreateTopic(t, c, "collect", qxd.TopicConfig{})
+	p, err := c.NewProducer(qxd.Linger(0), qxd.MaxInFlight(5))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close(ctx)
+	if err := p.ProduceSync(ctx, &qxd.Record{Topic: "collect", Value: []byte("first")}); err != nil {
+		t.Fatal(err)
+	}
+	acked, failed, cb := countResults()
+	const records = 500
+	for i := range records {
+		if err := p.Produce(ctx, &qxd.Record{Topic: "collect", Value: []byte(fmt.Sprint(i))}, cb); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(100 * time.Microsecond)
+	}
+	// No Flush: it sends the open batch at once, in flight or not.
+	deadline := time.Now().Add(10 * time.Second)
+	for acked.Load()+failed.Load() < records && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if acked.Load() != records || failed.Load() != 0 {
+		t.Fatalf("%d acked, %d failed, want %d acked", acked.Load(), failed.Load(), records)
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	overlaps := 0
+	for i := 1; i < len(h.flights); i++ {
+		if h.flights[i][0].Before(h.flights[i-1][1]) {
+			overlaps++
+		}
+	}
+	if overlaps > 0 {
+		t.Fatalf("%d of %d batches were sent before the one ahead of them was answered (records per batch: %v)",
+			overlaps, len(h.flights), h.records)
 	}
 }

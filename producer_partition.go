@@ -231,9 +231,20 @@ func (pp *partProducer) run() {
 		pp.mu.Lock()
 		room := cfg.maxInFlight - len(pp.inflight)
 		if pp.open != nil && len(pp.queue) == 0 && room > 0 && !recovering {
-			if pp.flushReq || now.Sub(pp.opened) >= cfg.linger {
+			switch {
+			case pp.flushReq:
 				pp.sealLocked()
-			} else {
+			case len(pp.inflight) > 0:
+				// A batch that is not full waits for the answers in flight, and
+				// collects the records that arrive meanwhile (Kafka's linger 0 batches
+				// whatever queued while the sender was busy). Sent at once, each would
+				// be one more message that the stream stores, and syncs, behind the
+				// others: on a node that syncs every append, a trickle of records
+				// became a queue of one-record fsyncs. Full batches still go
+				// MaxInFlight at a time. The answer wakes the sender.
+			case now.Sub(pp.opened) >= cfg.linger:
+				pp.sealLocked()
+			default:
 				wake = pp.opened.Add(cfg.linger)
 			}
 		}
