@@ -166,8 +166,9 @@ func runDurableE2E(ctx context.Context, es envs, runs int, perSide time.Duration
 		qd.add(d.MsgsPerSec, d.P50, d.P99)
 		rd.add(d.RawMsgsPerSec, deref(d.RawP50), deref(d.RawP99))
 		rl.add(l.RawMsgsPerSec, deref(l.RawP50), deref(l.RawP99))
-		perRun = append(perRun, fmt.Sprintf("run %d: p50/p99 ms qxd durable %.2f/%.2f, raw durable %.2f/%.2f, raw lazy %.2f/%.2f",
-			i+1, d.P50, d.P99, deref(d.RawP50), deref(d.RawP99), deref(l.RawP50), deref(l.RawP99)))
+		perRun = append(perRun, fmt.Sprintf("run %d: p50/p99 ms qxd durable %.2f/%.2f (acked %.2f/%.2f), raw durable %.2f/%.2f, raw lazy %.2f/%.2f (acked %.2f/%.2f)",
+			i+1, d.P50, d.P99, d.AckP50, d.AckP99, deref(d.RawP50), deref(d.RawP99), deref(l.RawP50), deref(l.RawP99),
+			deref(l.RawAckP50), deref(l.RawAckP99)))
 	}
 	fmt.Printf("%-12s p50/p99 ms: qxd durable %.2f/%.2f, raw durable %.2f/%.2f, raw lazy %.2f/%.2f  target: qxd durable p99 < 10 ms\n",
 		"e2e 5k/s l0", median(qd.p50), median(qd.p99), median(rd.p50), median(rd.p99), median(rl.p50), median(rl.p99))
