@@ -234,14 +234,17 @@ func (pp *partProducer) run() {
 			switch {
 			case pp.flushReq:
 				pp.sealLocked()
-			case len(pp.inflight) > 0:
-				// A batch that is not full waits for the answers in flight, and
-				// collects the records that arrive meanwhile (Kafka's linger 0 batches
-				// whatever queued while the sender was busy). Sent at once, each would
-				// be one more message that the stream stores, and syncs, behind the
-				// others: on a node that syncs every append, a trickle of records
-				// became a queue of one-record fsyncs. Full batches still go
-				// MaxInFlight at a time. The answer wakes the sender.
+			case cfg.linger == 0 && len(pp.inflight) > 0:
+				// At linger 0 a batch that is not full waits for the answers in
+				// flight, and collects the records that arrive meanwhile (Kafka's
+				// linger 0 batches whatever queued while the sender was busy). Sent at
+				// once, each would be one more message that the stream stores, and
+				// syncs, behind the others: on a node that syncs every append, a
+				// trickle of records became a queue of one-record fsyncs. Full
+				// batches still go MaxInFlight at a time; a linger bounds how many
+				// small batches a partition sends, and they keep the pipeline (on
+				// three replicas, waiting looked like it cost throughput while a keyed
+				// producer blocked on another partition). The answer wakes the sender.
 			case now.Sub(pp.opened) >= cfg.linger:
 				pp.sealLocked()
 			default:
