@@ -71,7 +71,7 @@ func (h *flightHook) OnProduceBatchWritten(_ string, _ int32, m qxd.ProduceBatch
 // collect into the next batch, which leaves when the answer comes (Kafka's linger 0
 // batches whatever queued while the sender was busy), rather than each leaving as a
 // batch of its own to queue behind the others for its own fsync. Batches that are
-// not full never overlap in flight, whatever MaxInFlight allows.
+// not full never overlap in flight at linger 0, whatever MaxInFlight allows.
 func TestProducerCollectsWhileABatchIsInFlight(t *testing.T) {
 	t.Parallel()
 	n := qxdtest.StartNode(t)
