@@ -99,7 +99,9 @@ type ProducerOption func(*producerConfig)
 
 // Linger is how long a partition's batch waits for more records before it is sent
 // (Kafka's linger.ms). While earlier batches are in flight, records keep collecting
-// regardless. Default 5ms; 0 sends as soon as the partition has room in flight.
+// regardless. Default 5ms. 0 sends a batch as soon as the partition has none in
+// flight: records that arrive while one is in flight collect into the next batch
+// (full batches still go MaxInFlight at a time).
 func Linger(d time.Duration) ProducerOption { return func(c *producerConfig) { c.linger = d } }
 
 // BatchBytes caps a batch's uncompressed size (Kafka's batch.size); a full batch is
@@ -107,7 +109,8 @@ func Linger(d time.Duration) ProducerOption { return func(c *producerConfig) { c
 func BatchBytes(n int) ProducerOption { return func(c *producerConfig) { c.batchBytes = n } }
 
 // MaxInFlight is how many batches per partition may await an answer. Default 5, the
-// most Kafka allows with idempotence.
+// most Kafka allows with idempotence. At Linger 0 only full batches (BatchBytes) fill
+// it: a batch that is not full waits for the one in flight.
 func MaxInFlight(n int) ProducerOption { return func(c *producerConfig) { c.maxInFlight = n } }
 
 // RequiredAcks sets when a batch counts as stored. Default AcksAll. AcksNone turns

@@ -231,9 +231,23 @@ func (pp *partProducer) run() {
 		pp.mu.Lock()
 		room := cfg.maxInFlight - len(pp.inflight)
 		if pp.open != nil && len(pp.queue) == 0 && room > 0 && !recovering {
-			if pp.flushReq || now.Sub(pp.opened) >= cfg.linger {
+			switch {
+			case pp.flushReq:
 				pp.sealLocked()
-			} else {
+			case cfg.linger == 0 && len(pp.inflight) > 0:
+				// At linger 0 a batch that is not full waits for the answers in
+				// flight, and collects the records that arrive meanwhile (Kafka's
+				// linger 0 batches whatever queued while the sender was busy). Sent at
+				// once, each would be one more message that the stream stores, and
+				// syncs, behind the others: on a node that syncs every append, a
+				// trickle of records became a queue of one-record fsyncs. Full
+				// batches still go MaxInFlight at a time; a linger bounds how many
+				// small batches a partition sends, and they keep the pipeline (on
+				// three replicas, waiting looked like it cost throughput while a keyed
+				// producer blocked on another partition). The answer wakes the sender.
+			case now.Sub(pp.opened) >= cfg.linger:
+				pp.sealLocked()
+			default:
 				wake = pp.opened.Add(cfg.linger)
 			}
 		}
@@ -304,6 +318,12 @@ func (pp *partProducer) run() {
 		}
 		for _, b := range failed {
 			pp.complete(b, b.err)
+		}
+		if len(completed) > 0 || len(failed) > 0 {
+			// The answers freed room in flight after this pass decided what to seal
+			// and send: look again at once. Appending to an open batch wakes no one,
+			// so otherwise its records would wait for it to fill.
+			pp.signal()
 		}
 
 		if !wake.IsZero() {

@@ -411,6 +411,9 @@ type Measure struct {
 	// Latency is per record: produce to acknowledgement in produce mode, produce to
 	// consume in e2e mode; empty in consume modes, whose records were stored before.
 	Latency *Histogram `json:"-"`
+	// AckLatency is per record in e2e mode: produce to acknowledgement, the part of
+	// Latency before the record is stored.
+	AckLatency *Histogram `json:"-"`
 	// Series is records per Interval, from the side's start.
 	Series   []int64       `json:"-"`
 	Interval time.Duration `json:"-"`

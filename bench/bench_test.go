@@ -203,6 +203,9 @@ func TestRunModes(t *testing.T) {
 			if c.Mode == bench.ModeE2E && (s.RawP99 == nil || *s.RawP99 <= 0) {
 				t.Errorf("raw e2e p99 missing: %v", s.RawP99)
 			}
+			if c.Mode == bench.ModeE2E && (s.AckP50 <= 0 || s.AckP99 < s.AckP50 || s.RawAckP99 == nil || *s.RawAckP99 <= 0) {
+				t.Errorf("e2e produce-to-ack latency: qxd p50 %v p99 %v, raw p99 %v: want both sides' figures", s.AckP50, s.AckP99, s.RawAckP99)
+			}
 			if c.Mode == bench.ModeGroup && s.RebalanceMS <= 0 {
 				t.Errorf("rebalance_ms %v", s.RebalanceMS)
 			}

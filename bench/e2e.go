@@ -63,7 +63,7 @@ func (e *Env) qxdE2E(ctx context.Context, c Config) (*Measure, error) {
 	rctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	n := min(c.Consumers, int(parts))
-	lat := NewHistogram()
+	lat, ackLat := NewHistogram(), NewHistogram()
 	m := startMeter(c, "qxd", "run")
 	var consumed, bytes, warm atomic.Int64
 	var wg sync.WaitGroup
@@ -118,7 +118,7 @@ func (e *Env) qxdE2E(ctx context.Context, c Config) (*Measure, error) {
 	start := time.Now()
 	var produced int64
 	if err == nil {
-		produced, _, _, err = e.qxdProduce(ctx, topic, produceSpec{c: c, stamped: true})
+		produced, _, _, err = e.qxdProduce(ctx, topic, produceSpec{c: c, stamped: true, lat: ackLat})
 	}
 	if err == nil {
 		err = waitConsumed(ctx, &consumed, produced)
@@ -136,7 +136,7 @@ func (e *Env) qxdE2E(ctx context.Context, c Config) (*Measure, error) {
 		}
 	}
 	return &Measure{System: "qxd", Records: consumed.Load(), Bytes: bytes.Load(), Elapsed: elapsed,
-		Latency: lat, Series: series, Interval: c.Interval, StoredBytes: e.storedBytes(ctx, topic)}, nil
+		Latency: lat, AckLatency: ackLat, Series: series, Interval: c.Interval, StoredBytes: e.storedBytes(ctx, topic)}, nil
 }
 
 // rawE2E does the same with one ordered consumer per stream and per-record
@@ -147,7 +147,7 @@ func (e *Env) rawE2E(ctx context.Context, c Config) (*Measure, error) {
 		return nil, err
 	}
 	defer cleanup()
-	lat := NewHistogram()
+	lat, ackLat := NewHistogram(), NewHistogram()
 	m := startMeter(c, "raw", "run")
 	var consumed, bytes, warm atomic.Int64
 	var ccs []jetstream.ConsumeContext
@@ -190,7 +190,7 @@ func (e *Env) rawE2E(ctx context.Context, c Config) (*Measure, error) {
 	start := time.Now()
 	var produced int64
 	if err == nil {
-		produced, _, _, err = e.rawProduce(ctx, subjects, produceSpec{c: c, stamped: true})
+		produced, _, _, err = e.rawProduce(ctx, subjects, produceSpec{c: c, stamped: true, lat: ackLat})
 	}
 	if err == nil {
 		err = waitConsumed(ctx, &consumed, produced)
@@ -201,5 +201,5 @@ func (e *Env) rawE2E(ctx context.Context, c Config) (*Measure, error) {
 		return nil, err
 	}
 	return &Measure{System: "raw", Records: consumed.Load(), Bytes: bytes.Load(), Elapsed: elapsed,
-		Latency: lat, Series: series, Interval: c.Interval, StoredBytes: e.rawStoredBytes(ctx, streams)}, nil
+		Latency: lat, AckLatency: ackLat, Series: series, Interval: c.Interval, StoredBytes: e.rawStoredBytes(ctx, streams)}, nil
 }

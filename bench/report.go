@@ -30,6 +30,10 @@ type Summary struct {
 	P99         float64 `json:"p99_ms"`
 	P999        float64 `json:"p999_ms"`
 	Max         float64 `json:"max_ms"`
+	// AckP50 and AckP99 are e2e's produce-to-acknowledgement latencies (the rest of
+	// P50 and P99 is delivery to the consumer).
+	AckP50      float64 `json:"ack_p50_ms,omitempty"`
+	AckP99      float64 `json:"ack_p99_ms,omitempty"`
 	StoredBytes int64   `json:"stored_bytes"`
 	RebalanceMS float64 `json:"rebalance_ms,omitempty"`
 	IntervalMS  float64 `json:"interval_ms"`
@@ -42,6 +46,8 @@ type Summary struct {
 	RawP99         *float64 `json:"raw_p99_ms,omitempty"`
 	RawP999        *float64 `json:"raw_p999_ms,omitempty"`
 	RawMax         *float64 `json:"raw_max_ms,omitempty"`
+	RawAckP50      *float64 `json:"raw_ack_p50_ms,omitempty"`
+	RawAckP99      *float64 `json:"raw_ack_p99_ms,omitempty"`
 	RawStoredBytes int64    `json:"raw_stored_bytes,omitempty"`
 	RawPullPerSec  float64  `json:"raw_pull_msgs_per_sec,omitempty"`
 	TxnIntervalMS  float64  `json:"txn_interval_ms,omitempty"`
@@ -82,6 +88,10 @@ func (r *Result) Summary() Summary {
 		l := q.Latency.Summary()
 		s.P50, s.P99, s.P999, s.Max = round(l.P50), round(l.P99), round(l.P999), round(l.Max)
 	}
+	if q.AckLatency != nil && q.AckLatency.Count() > 0 {
+		l := q.AckLatency.Summary()
+		s.AckP50, s.AckP99 = round(l.P50), round(l.P99)
+	}
 	if raw := r.Raw; raw != nil {
 		s.RawRecords, s.RawMsgsPerSec, s.RawMBPerSec = raw.Records, round(raw.PerSec()), round(raw.MBPerSec())
 		s.RawStoredBytes = raw.StoredBytes
@@ -90,6 +100,11 @@ func (r *Result) Summary() Summary {
 			l := raw.Latency.Summary()
 			p50, p99, p999, mx := round(l.P50), round(l.P99), round(l.P999), round(l.Max)
 			s.RawP50, s.RawP99, s.RawP999, s.RawMax = &p50, &p99, &p999, &mx
+		}
+		if raw.AckLatency != nil && raw.AckLatency.Count() > 0 {
+			l := raw.AckLatency.Summary()
+			p50, p99 := round(l.P50), round(l.P99)
+			s.RawAckP50, s.RawAckP99 = &p50, &p99
 		}
 	}
 	if t := r.Txn; t != nil {
@@ -199,6 +214,12 @@ func (r *Result) WriteText(w io.Writer) {
 		}
 	case ModeE2E:
 		notes = append(notes, "latency: from produce to consume of each record")
+		for _, m := range []*Measure{r.Qxd, r.Raw} {
+			if m != nil && m.AckLatency != nil && m.AckLatency.Count() > 0 {
+				l := m.AckLatency.Summary()
+				notes = append(notes, fmt.Sprintf("%s: produce to acknowledgement p50 %.3f ms, p99 %.3f ms", m.System, l.P50, l.P99))
+			}
+		}
 	}
 	for _, n := range notes {
 		fmt.Fprintln(w, n)

@@ -70,12 +70,16 @@ func (es envs) close() {
 // runDurability prints the durability table: for each record size and replication
 // factor, qxd and raw JetStream on nodes that sync every append (durable), and the
 // same on nodes that sync every lazySync (lazy), each side producing for perSide.
-// Every run's figures are printed under the medians.
-func runDurability(ctx context.Context, runs int, perSide time.Duration) error {
+// Every run's figures are printed under the medians. only, when not empty, names
+// the rows to run ("100B R3"; "e2e" for the end-to-end row).
+func runDurability(ctx context.Context, runs int, perSide time.Duration, only []string) error {
 	var rows []durabilityRow
 	for _, r := range []int{1, 3} {
 		for _, size := range []int{100, 1024, 64 << 10} {
-			rows = append(rows, durabilityRow{size: size, replicas: r})
+			row := durabilityRow{size: size, replicas: r}
+			if len(only) == 0 || slices.Contains(only, row.name()) {
+				rows = append(rows, row)
+			}
 		}
 	}
 	es := envs{}
@@ -116,7 +120,7 @@ func runDurability(ctx context.Context, runs int, perSide time.Duration) error {
 				i+1, d.MsgsPerSec, d.P50, d.P99, d.RawMsgsPerSec, deref(d.RawP50), deref(d.RawP99),
 				l.RawMsgsPerSec, deref(l.RawP50), deref(l.RawP99), l.MsgsPerSec, l.P50, l.P99))
 		}
-		name := fmt.Sprintf("%s R%d", bench.SizeString(row.size), row.replicas)
+		name := row.name()
 		fmt.Printf("%-12s %-26s %-26s %-26s %-26s %8.1f× %8.1f×  %s\n", name, qd.cell(), rd.cell(), rl.cell(), ql.cell(),
 			ratioMedian(qd.rate, rd.rate), ratioMedian(qd.rate, rl.rate), durabilityTargets[row.size])
 		fmt.Printf("%-12s ranges: qxd durable %s, raw durable %s, raw lazy %s rec/s\n", "", rangeOf(qd.rate), rangeOf(rd.rate), rangeOf(rl.rate))
@@ -125,7 +129,15 @@ func runDurability(ctx context.Context, runs int, perSide time.Duration) error {
 		}
 	}
 	es.close()
+	if len(only) > 0 && !slices.Contains(only, "e2e") {
+		return nil
+	}
 	return runDurableE2E(ctx, es, runs, perSide)
+}
+
+// name is the row's name in the table, such as "100B R3".
+func (r durabilityRow) name() string {
+	return fmt.Sprintf("%s R%d", bench.SizeString(r.size), r.replicas)
 }
 
 // runDurableE2E prints end-to-end latency at 5000 records/s with linger 0 on one
@@ -154,8 +166,9 @@ func runDurableE2E(ctx context.Context, es envs, runs int, perSide time.Duration
 		qd.add(d.MsgsPerSec, d.P50, d.P99)
 		rd.add(d.RawMsgsPerSec, deref(d.RawP50), deref(d.RawP99))
 		rl.add(l.RawMsgsPerSec, deref(l.RawP50), deref(l.RawP99))
-		perRun = append(perRun, fmt.Sprintf("run %d: p50/p99 ms qxd durable %.2f/%.2f, raw durable %.2f/%.2f, raw lazy %.2f/%.2f",
-			i+1, d.P50, d.P99, deref(d.RawP50), deref(d.RawP99), deref(l.RawP50), deref(l.RawP99)))
+		perRun = append(perRun, fmt.Sprintf("run %d: p50/p99 ms qxd durable %.2f/%.2f (acked %.2f/%.2f), raw durable %.2f/%.2f, raw lazy %.2f/%.2f (acked %.2f/%.2f)",
+			i+1, d.P50, d.P99, d.AckP50, d.AckP99, deref(d.RawP50), deref(d.RawP99), deref(l.RawP50), deref(l.RawP99),
+			deref(l.RawAckP50), deref(l.RawAckP99)))
 	}
 	fmt.Printf("%-12s p50/p99 ms: qxd durable %.2f/%.2f, raw durable %.2f/%.2f, raw lazy %.2f/%.2f  target: qxd durable p99 < 10 ms\n",
 		"e2e 5k/s l0", median(qd.p50), median(qd.p99), median(rd.p50), median(rd.p99), median(rl.p50), median(rl.p99))

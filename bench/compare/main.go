@@ -44,6 +44,7 @@ func main() {
 	records := flag.Int("records", 500000, "records per run for 100 B records (1 KiB runs use half, 64 KiB runs a hundredth)")
 	only := flag.String("only", "produce,consume,group,e2e,r3,compression,durability", "comma-separated workload families to run (also: partitions)")
 	side := flag.Duration("side", 3*time.Second, "how long each side produces in the durability and partitions tables")
+	durRows := flag.String("durability-rows", "", "comma-separated rows of the durability table to run, as the table names them ('100B R3'), or e2e (default: all)")
 	withRaw := flag.Bool("raw", true, "also run the raw JetStream side (ratios need it)")
 	warmup := flag.Bool("warmup", true, "run the first row once, untimed, on each new set of nodes")
 	batchBytes := flag.Int("batch-bytes", 0, "qxd producer batch size in bytes (default: the producer's)")
@@ -76,7 +77,7 @@ func main() {
 	families := strings.Split(*only, ",")
 	err := run(*runs, *records, families, *withRaw, *warmup, *batchBytes, *phaseProfile)
 	if err == nil && slices.Contains(families, "durability") {
-		err = runDurability(context.Background(), *runs, *side)
+		err = runDurability(context.Background(), *runs, *side, splitList(*durRows))
 	}
 	if err == nil && slices.Contains(families, "partitions") {
 		err = runPartitionCurve(context.Background(), *runs, *side)
@@ -332,4 +333,15 @@ func median(v []float64) float64 {
 	v = slices.Clone(v)
 	slices.Sort(v)
 	return v[len(v)/2]
+}
+
+// splitList is s's comma-separated items, trimmed; none for "".
+func splitList(s string) []string {
+	var out []string
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
 }

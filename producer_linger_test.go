@@ -1,0 +1,122 @@
+package qxd_test
+
+import (
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/qxd-io/qxd"
+	"github.com/qxd-io/qxd/internal/qxdtest"
+)
+
+// TestProducerSendsWhenAnswersFreeRoom produces records faster than one partition's
+// batches are answered, without Flush: the records that collect while the partition
+// has no room in flight must leave as soon as an answer frees room, not wait for
+// their batch to fill or for the next record.
+func TestProducerSendsWhenAnswersFreeRoom(t *testing.T) {
+	t.Parallel()
+	n := qxdtest.StartNode(t)
+	c := qxdtest.Connect(t, n)
+	qxdtest.CreateTopic(t, c, "room", qxd.TopicConfig{})
+	for _, inFlight := range []int{1, 5} {
+		t.Run(fmt.Sprintf("in flight %d", inFlight), func(t *testing.T) {
+			ctx := qxdtest.Context(t, 30*time.Second)
+			p, err := c.NewProducer(qxd.Linger(0), qxd.MaxInFlight(inFlight))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer p.Close(ctx)
+			if err := p.ProduceSync(ctx, &qxd.Record{Topic: "room", Value: []byte("first")}); err != nil {
+				t.Fatal(err)
+			}
+			// Paced, so that records keep arriving while batches are in flight.
+			acked, failed, cb := countResults()
+			const records = 500
+			for i := range records {
+				if err := p.Produce(ctx, &qxd.Record{Topic: "room", Value: []byte(fmt.Sprint(i))}, cb); err != nil {
+					t.Fatal(err)
+				}
+				time.Sleep(100 * time.Microsecond)
+			}
+			deadline := time.Now().Add(10 * time.Second)
+			for acked.Load()+failed.Load() < records && time.Now().Before(deadline) {
+				time.Sleep(5 * time.Millisecond)
+			}
+			if acked.Load() != records || failed.Load() != 0 {
+				t.Fatalf("10 s after producing %d records without Flush, one every 100 µs: %d acked, %d failed, %d still buffered",
+					records, acked.Load(), failed.Load(), p.BufferedRecords())
+			}
+		})
+	}
+}
+
+// flightHook records when each acknowledged batch was sent and answered.
+type flightHook struct {
+	mu      sync.Mutex
+	flights [][2]time.Time // sent, answered
+	records []int
+}
+
+func (h *flightHook) OnProduceBatchWritten(_ string, _ int32, m qxd.ProduceBatchMetrics) {
+	now := time.Now()
+	h.mu.Lock()
+	h.flights = append(h.flights, [2]time.Time{now.Add(-m.Latency), now})
+	h.records = append(h.records, m.NumRecords)
+	h.mu.Unlock()
+}
+
+// TestProducerCollectsWhileABatchIsInFlight produces records one at a time at linger
+// 0 into one partition: the records that arrive while a batch awaits its answer
+// collect into the next batch, which leaves when the answer comes (Kafka's linger 0
+// batches whatever queued while the sender was busy), rather than each leaving as a
+// batch of its own to queue behind the others for its own fsync. Batches that are
+// not full never overlap in flight at linger 0, whatever MaxInFlight allows.
+func TestProducerCollectsWhileABatchIsInFlight(t *testing.T) {
+	t.Parallel()
+	n := qxdtest.StartNode(t)
+	ctx := qxdtest.Context(t, 30*time.Second)
+	h := &flightHook{}
+	c, err := qxd.Connect(ctx, n.ClientURL(), qxd.Hooks(h))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	qxdtest.CreateTopic(t, c, "collect", qxd.TopicConfig{})
+	p, err := c.NewProducer(qxd.Linger(0), qxd.MaxInFlight(5))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close(ctx)
+	if err := p.ProduceSync(ctx, &qxd.Record{Topic: "collect", Value: []byte("first")}); err != nil {
+		t.Fatal(err)
+	}
+	acked, failed, cb := countResults()
+	const records = 500
+	for i := range records {
+		if err := p.Produce(ctx, &qxd.Record{Topic: "collect", Value: []byte(fmt.Sprint(i))}, cb); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(100 * time.Microsecond)
+	}
+	// No Flush: it sends the open batch at once, in flight or not.
+	deadline := time.Now().Add(10 * time.Second)
+	for acked.Load()+failed.Load() < records && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if acked.Load() != records || failed.Load() != 0 {
+		t.Fatalf("%d acked, %d failed, want %d acked", acked.Load(), failed.Load(), records)
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	overlaps := 0
+	for i := 1; i < len(h.flights); i++ {
+		if h.flights[i][0].Before(h.flights[i-1][1]) {
+			overlaps++
+		}
+	}
+	if overlaps > 0 {
+		t.Fatalf("%d of %d batches were sent before the one ahead of them was answered (records per batch: %v)",
+			overlaps, len(h.flights), h.records)
+	}
+}
