@@ -11,6 +11,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -341,6 +342,7 @@ func (c *Consumer) fetchOnce(ctx context.Context, pc *partSource, gen uint64, fr
 	rctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	r := &partRead{c: c, pc: pc, gen: gen, ctx: rctx, next: from, lastStream: max(seq, 1) - 1, failed: make(chan readFailure, 1)}
+	r.cons = cons
 	if info := cons.CachedInfo(); info != nil && info.Cluster != nil {
 		r.host = info.Cluster.Leader
 	}
@@ -369,9 +371,10 @@ type partRead struct {
 	pc  *partSource
 	gen uint64
 	ctx context.Context // ends the read
-	// host is the node serving the read's consumer: the copy of the stream it
-	// reads is that node's.
+	// host is the node serving the read's consumer cons: the copy of the stream
+	// it reads is that node's.
 	host string
+	cons jetstream.Consumer
 
 	mu      sync.Mutex // held while a message is handed over
 	next    int64      // the offset after the last record handed to Poll
@@ -456,7 +459,9 @@ func (r *partRead) handle(msg jetstream.Msg) {
 		return
 	}
 	prev, seq := r.lastStream, meta.Sequence.Stream
-	r.lastSeq, r.lastStream = meta.Sequence.Consumer, seq
+	// Past batches that fillTail read from another replica, should the consumer
+	// deliver them after all: hand skips their records.
+	r.lastSeq, r.lastStream = meta.Sequence.Consumer, max(prev, seq)
 	if errors.Is(derr, semantics.ErrCorruptMessage) {
 		if data, derr = r.fromReplica(seq, data, derr); derr == nil {
 			recs, derr = semantics.DecodeRecords(nil, data, r.pc.tp.Topic, r.pc.tp.Partition)
@@ -639,6 +644,14 @@ func (r *partRead) watch(ctx context.Context) readFailure {
 		// return, or a next one it cannot find, were lost from its store.
 		check := err == nil && !r.pc.meta.Config.Compact
 		if check && offs.Msgs > 0 && (offs.HighWatermark > next || offs.LastSeq > offs.LastBatchSeq) {
+			filled, ferr := r.fillTail(ctx, offs.StreamState)
+			if ferr != nil {
+				return readFailure{err: ferr, fatal: true}
+			}
+			if filled {
+				t.Reset(fetchQuiet)
+				continue
+			}
 			if derr := r.missingError(ctx, next, offs.StreamState); derr != nil {
 				return readFailure{err: derr, fatal: true}
 			}
@@ -649,6 +662,72 @@ func (r *partRead) watch(ctx context.Context) readFailure {
 		}
 		return readFailure{err: fmt.Errorf("no records for %v while the partition has more", fetchQuiet)}
 	}
+}
+
+// fillTail is for a read that got nothing for a while although the stream's
+// leader counts batches after the last one it got (st): when the read's consumer
+// says it has nothing pending, those batches are missing from the copy on the
+// node serving it (a truncated block file), and fillTail reads them from another
+// replica's intact copy and hands them to Poll, reporting the damage. It returns
+// whether it handed any over; the error, when no replica returned the first, is
+// an ErrCorruptMessage naming the partition, the offsets, the stream sequences
+// and the node.
+func (r *partRead) fillTail(ctx context.Context, st partition.StreamState) (bool, error) {
+	if r.cons == nil {
+		return false, nil
+	}
+	if r.host != "" && r.host != st.Leader && !slices.Contains(st.InSync, r.host) {
+		return false, nil // a follower behind: it may not have them yet
+	}
+	ci, err := r.cons.Info(ctx)
+	if err != nil || ci.NumPending > 0 {
+		return false, nil // a slow read, not a damaged copy
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	after := max(r.lastStream, st.FirstSeq-1)
+	if r.stopped || after >= st.LastSeq {
+		return false, nil
+	}
+	node, next := cmp.Or(r.host, st.Leader, "(unknown)"), r.next
+	var gerr error
+	filled := false
+	for q := after + 1; q <= st.LastSeq; q++ {
+		m, err := r.pc.reader.GetIntact(ctx, q, len(st.Replicas))
+		if err == nil {
+			var recs []Record
+			if recs, err = semantics.DecodeRecords(nil, m.Data, r.pc.tp.Topic, r.pc.tp.Partition); err == nil {
+				if !r.hand(m.Data, recs, q, q == st.LastSeq) {
+					return filled, nil
+				}
+				r.lastStream, filled = q, true
+				continue
+			}
+		}
+		gerr = err
+		break
+	}
+	if gerr != nil && !filled {
+		if now, err := r.pc.reader.StreamInfo(ctx); err == nil && now.FirstSeq > after+1 {
+			return false, nil // the head moved past them meanwhile
+		}
+	}
+	d := semantics.BatchDamage{Kind: semantics.DamageUnreadable, FromSeq: after + 1, ToSeq: st.LastSeq, FromOffset: next, ToOffset: -1, Node: node,
+		Detail: fmt.Sprintf("stream sequences %d to %d (offsets from %d) are missing from the copy on node %s", after+1, st.LastSeq, next, node)}
+	if filled {
+		d.ToOffset = r.next - 1
+	}
+	r.c.c.reportDamage(ctx, r.pc.tp, d, gerr == nil)
+	if gerr != nil && !filled {
+		return false, semantics.Errorf(semantics.ErrCorruptMessage,
+			"partition %s: the records from offset %d on, stored at stream sequences %d to %d, cannot be read from node %s, and no other replica returned them (%v): its stored data is damaged; rebuild the replica or restore the partition",
+			r.pc.tp, next, after+1, st.LastSeq, node, gerr)
+	}
+	if filled {
+		r.c.c.log.Warn("read batches missing from a replica from a healthy one", "topic", r.pc.tp.Topic, "partition", r.pc.tp.Partition,
+			"offset", next, "node", node)
+	}
+	return filled, nil
 }
 
 // missingError checks, for a read that got nothing for a while, whether the

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -176,31 +177,53 @@ func (a *Admin) ReportDamage(ctx context.Context, req semantics.ReportDamageRequ
 	return damageFound(ctx, a.log, a.meta, t, req.Partition, d, req.Recovered)
 }
 
-// damageRecordNote says what partition p's damage record holds, in a sentence
-// naming the offsets and the nodes; "" when nothing.
+// damageRecordNote says what a partition's damage record holds, in a sentence
+// naming the offsets and the nodes; "" when nothing. Entries of one node for
+// consecutive stream sequences are told as one stretch.
 func damageRecordNote(damage []semantics.BatchDamage) string {
 	if len(damage) == 0 {
 		return ""
 	}
-	byNode := map[string][]string{}
+	byNode := map[string][]semantics.BatchDamage{}
 	var nodes []string
 	for _, d := range damage {
 		if _, ok := byNode[d.Node]; !ok {
 			nodes = append(nodes, d.Node)
 		}
-		what := fmt.Sprintf("offsets %d to %d", d.FromOffset, d.ToOffset)
-		switch {
-		case d.FromOffset < 0:
-			what = fmt.Sprintf("offsets at stream sequences %d to %d", d.FromSeq, d.ToSeq)
-		case d.ToOffset < d.FromOffset:
-			what = fmt.Sprintf("offsets from %d", d.FromOffset)
-		}
-		byNode[d.Node] = append(byNode[d.Node], what)
+		byNode[d.Node] = append(byNode[d.Node], d)
 	}
 	var parts []string
 	for _, n := range nodes {
-		parts = append(parts, fmt.Sprintf("%s damaged on node %s", strings.Join(byNode[n], ", "), n))
+		ds := byNode[n]
+		slices.SortFunc(ds, func(x, y semantics.BatchDamage) int { return cmp.Compare(x.FromSeq, y.FromSeq) })
+		var stretches []string
+		for i := 0; i < len(ds); {
+			j := i
+			for j+1 < len(ds) && ds[j+1].FromSeq <= ds[j].ToSeq+1 {
+				j++
+			}
+			to := ds[i].ToOffset
+			for _, d := range ds[i+1 : j+1] {
+				to = max(to, d.ToOffset)
+			}
+			stretches = append(stretches, offsetsText(ds[i].FromOffset, to))
+			i = j + 1
+		}
+		parts = append(parts, fmt.Sprintf("%s damaged on node %s", strings.Join(stretches, ", "), n))
 	}
 	return fmt.Sprintf("reads found %s: batches there fail their CRC-32C or cannot be read; readers get them from a healthy replica where one holds them; rebuild the replica or restore the partition, then run 'qxd topic describe --verify' while that node leads the partition",
 		strings.Join(parts, "; "))
+}
+
+// offsetsText names the offsets from to to (-1: not known).
+func offsetsText(from, to int64) string {
+	switch {
+	case from >= 0 && to >= from:
+		return fmt.Sprintf("offsets %d to %d", from, to)
+	case from >= 0:
+		return fmt.Sprintf("the offsets from %d", from)
+	case to >= 0:
+		return fmt.Sprintf("the offsets up to %d", to)
+	}
+	return "offsets not known"
 }

@@ -141,21 +141,26 @@ func (f *Fetcher) Fetch(ctx context.Context, req FetchRequest) (FetchResult, err
 			f.obs.fetched(t.Name, p, records, size)
 		}
 	}()
+	expect := req.Offset // where the next batch should start, at the latest
 	for seq <= o.LastSeq {
 		m, err := r.Get(ctx, seq)
-		if errors.Is(err, semantics.ErrNoBatch) {
+		if errors.Is(err, semantics.ErrNoBatch) && t.Config.Compact {
 			break
 		}
-		if err != nil {
+		if err != nil && !errors.Is(err, semantics.ErrNoBatch) {
 			return res, fmt.Errorf("fetch %s: read sequence %d: %w", part, seq, err)
 		}
-		if m.Seq > seq && !t.Config.Compact {
-			// Batches are removed from the head only: the leader's copy lacks seq.
-			if m, err = f.missing(ctx, r, t, o.StreamState, seq, m); err != nil {
+		if (err != nil || m.Seq > seq) && !t.Config.Compact {
+			// Batches are removed from the head only: the leader's copy lacks seq
+			// (and, with nothing after it, the batches up to the last).
+			if m, err = f.missing(ctx, r, t, o.StreamState, seq, expect, m); err != nil {
 				if len(res.Batches) > 0 {
 					break // the next fetch starts at it, and fails
 				}
 				return res, fmt.Errorf("fetch %s: %w", part, err)
+			}
+			if m.Seq == 0 {
+				break // the head moved past it
 			}
 		}
 		if m.Seq > o.LastSeq || len(res.Batches) > 0 && size+len(m.Data) > limit {
@@ -177,6 +182,7 @@ func (f *Fetcher) Fetch(ctx context.Context, req FetchRequest) (FetchResult, err
 			return res, fmt.Errorf("fetch %s: %w", part, err)
 		}
 		res.Batches = append(res.Batches, m.Data)
+		expect = h.LastOffset() + 1
 		size += len(m.Data)
 		records += int64(h.NumRecords)
 		seq = m.Seq + 1
@@ -206,22 +212,20 @@ func (f *Fetcher) fromReplica(ctx context.Context, r *partition.Reader, t semant
 	if gerr == nil {
 		return good.Data, nil
 	}
-	what := fmt.Sprintf("offsets %d to %d", from, to)
-	if from < 0 {
-		what = "the offsets"
-	}
+	what := offsetsText(from, to)
 	return nil, semantics.Errorf(semantics.ErrCorruptMessage,
 		"partition %s: %s, stored at stream sequence %d, are corrupt on node %s (%v) and no other replica returned an intact copy (%v): restore the partition or rebuild the replica",
 		semantics.PartitionString(t.Name, r.P), what, m.Seq, node, derr, gerr)
 }
 
 // missing is the answer to a read of stream sequence seq that the leader's copy
-// of partition r answered with the later batch next: the batch at seq as another
-// replica stores it, when one holds an intact copy; next when retention or a trim
-// removed seq meanwhile. It records the damage either way. The error, when no
+// of partition r answered with the later batch next (none, Seq 0, when it holds
+// nothing from seq on): the batch at seq as another replica stores it, when one
+// holds an intact copy; next when retention or a trim removed seq meanwhile.
+// expect is the offset the batch at seq starts at or before. It records the damage either way. The error, when no
 // replica holds it, is an ErrCorruptMessage naming the partition, the offsets and
 // the node.
-func (f *Fetcher) missing(ctx context.Context, r *partition.Reader, t semantics.TopicMeta, st partition.StreamState, seq uint64, next partition.Msg) (partition.Msg, error) {
+func (f *Fetcher) missing(ctx context.Context, r *partition.Reader, t semantics.TopicMeta, st partition.StreamState, seq uint64, expect int64, next partition.Msg) (partition.Msg, error) {
 	good, gerr := r.GetIntact(ctx, seq, len(st.Replicas))
 	if gerr != nil {
 		if now, err := r.StreamInfo(ctx); err == nil && now.FirstSeq > seq {
@@ -230,13 +234,13 @@ func (f *Fetcher) missing(ctx context.Context, r *partition.Reader, t semantics.
 	}
 	node := cmp.Or(st.Leader, f.node)
 	to := int64(-1)
-	if h, err := semantics.PeekBatchHeader(next.Data); err == nil {
+	if h, err := semantics.PeekBatchHeader(next.Data); err == nil && next.Seq > 0 {
 		to = h.BaseOffset - 1
 	}
-	from := int64(-1)
+	from := expect
 	if gerr == nil {
 		if h, err := semantics.PeekBatchHeader(good.Data); err == nil {
-			from = h.BaseOffset
+			from, to = h.BaseOffset, h.LastOffset()
 		}
 	}
 	d := semantics.BatchDamage{Kind: semantics.DamageUnreadable, FromSeq: seq, ToSeq: seq, FromOffset: from, ToOffset: to, Node: node,
@@ -250,6 +254,6 @@ func (f *Fetcher) missing(ctx context.Context, r *partition.Reader, t semantics.
 		return good, nil
 	}
 	return partition.Msg{}, semantics.Errorf(semantics.ErrCorruptMessage,
-		"partition %s: the offsets up to %d, stored at stream sequence %d, are missing from the log stored on node %s, and no other replica returned them (%v): its stored data is damaged; rebuild the replica or restore the partition",
-		semantics.PartitionString(t.Name, r.P), to, seq, node, gerr)
+		"partition %s: %s, stored at stream sequence %d, are missing from the log stored on node %s, and no other replica returned them (%v): its stored data is damaged; rebuild the replica or restore the partition",
+		semantics.PartitionString(t.Name, r.P), offsetsText(from, to), seq, node, gerr)
 }

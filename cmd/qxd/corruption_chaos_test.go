@@ -24,8 +24,9 @@ import (
 // probability (2/3)^20, about 3 in 10,000.
 const maxLeaderReads = 20
 
-// TestCorruptionLeaderThreeNodes flips bits in partition 0's block file on its
-// leader, one node of three, restarts it and makes it lead again. Every
+// TestCorruptionLeaderThreeNodes flips bits in, or truncates, partition 0's
+// block file on its leader, one node of three, restarts it and makes it lead
+// again. Every
 // acknowledged record must still be read back intact, whichever replica a read
 // meets: reads are repeated until one was served by the damaged node's copy
 // (where the batches fail their CRC-32C and must be fetched from a healthy
@@ -33,6 +34,12 @@ const maxLeaderReads = 20
 // partition damaged on that node.
 func TestCorruptionLeaderThreeNodes(t *testing.T) {
 	bin := buildQxd(t)
+	for _, d := range []blkDamage{flipBits, truncateBlk} {
+		t.Run(string(d), func(t *testing.T) { leaderDamaged(t, bin, d) })
+	}
+}
+
+func leaderDamaged(t *testing.T, bin string, d blkDamage) {
 	type readResult struct {
 		hosts   []string
 		read    int
@@ -41,7 +48,7 @@ func TestCorruptionLeaderThreeNodes(t *testing.T) {
 	}
 	var reads []readResult
 	hitVictim, victimName := false, ""
-	o := runCorruptionThen(t, bin, 3, flipBits, func(ctx context.Context, c *qxd.Client, urls, victim string, acked map[int64]string) {
+	o := runCorruptionThen(t, bin, 3, d, func(ctx context.Context, c *qxd.Client, urls, victim string, acked map[int64]string) {
 		nc, err := nats.Connect(urls)
 		if err != nil {
 			t.Fatal(err)

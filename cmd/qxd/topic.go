@@ -524,7 +524,7 @@ func damagedColumn(p qxd.PartitionInfo) string {
 		}
 	}
 	if len(nodes) > 0 {
-		what = append(what, fmt.Sprintf("%d damaged batches on node %s", len(p.Damaged), strings.Join(nodes, ",")))
+		what = append(what, "reads found damage on node "+strings.Join(nodes, ","))
 	}
 	if len(what) == 0 {
 		return "DAMAGED"
