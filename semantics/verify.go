@@ -86,10 +86,6 @@ type ReportDamageResponse struct {
 // Failure returns the response's error, nil on success.
 func (r *ReportDamageResponse) Failure() error { return r.Error.Err() }
 
-// APITopicReportDamage takes a ReportDamageRequest. It needs the right to
-// describe the topic, as APITopicVerify does.
-const APITopicReportDamage = "qxd.api.topic.report_damage"
-
 // DamageRecord is what the partitions bucket holds, under DamageKey, about a
 // partition's stored copies that reads or verifies found damaged: one entry per
 // node and stretch of the log, oldest first.
