@@ -462,10 +462,13 @@ func (r *partRead) handle(msg jetstream.Msg) {
 	// Past batches that fillTail read from another replica, should the consumer
 	// deliver them after all: hand skips their records.
 	r.lastSeq, r.lastStream = meta.Sequence.Consumer, max(prev, seq)
-	if errors.Is(derr, semantics.ErrCorruptMessage) {
+	switch {
+	case errors.Is(derr, semantics.ErrCorruptMessage):
 		if data, derr = r.fromReplica(seq, data, derr); derr == nil {
 			recs, derr = semantics.DecodeRecords(nil, data, r.pc.tp.Topic, r.pc.tp.Partition)
 		}
+	case derr != nil:
+		derr = fmt.Errorf("batch at stream sequence %d, after offset %d, on node %s: %w", seq, r.next-1, cmp.Or(r.host, r.pc.leader(r.ctx)), derr)
 	}
 	if derr != nil {
 		r.stopped = true
