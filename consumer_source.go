@@ -421,14 +421,14 @@ func (pc *partSource) leader(ctx context.Context) string {
 func (r *partRead) gapError(ctx context.Context, from, to int64, seq uint64) error {
 	st, err := r.pc.reader.StreamInfo(ctx)
 	if err != nil {
-		return fmt.Errorf("partition %s: offsets %d to %d were skipped and the stream's state could not be read to tell why: %w", r.pc.tp, from, to-1, err)
+		return fmt.Errorf("offsets %d to %d were skipped and the stream's state could not be read to tell why: %w", from, to-1, err)
 	}
 	if st.FirstSeq >= seq || st.LogStart >= to {
 		return nil
 	}
 	return semantics.Errorf(semantics.ErrCorruptMessage,
-		"partition %s: offsets %d to %d are missing from the log stored on node %s (the batch at stream sequence %d starts at offset %d, and older batches are still stored), and no other replica returned them: its stored data is damaged; rebuild the replica or restore the partition",
-		r.pc.tp, from, to-1, cmp.Or(r.host, st.Leader, "(unknown)"), seq, to)
+		"offsets %d to %d are missing from the log stored on node %s (the batch at stream sequence %d starts at offset %d, and older batches are still stored), and no other replica returned them: its stored data is damaged; rebuild the replica or restore the partition",
+		from, to-1, cmp.Or(r.host, st.Leader, "(unknown)"), seq, to)
 }
 
 // handle decodes one message and hands its records to Poll. Consume calls it for
@@ -612,8 +612,8 @@ func (r *partRead) fromReplica(seq uint64, data []byte, derr error) ([]byte, err
 		what = fmt.Sprintf("the offsets from %d on", from)
 	}
 	return nil, semantics.Errorf(semantics.ErrCorruptMessage,
-		"partition %s: %s, stored at stream sequence %d, are corrupt on node %s (%v) and no other replica returned an intact copy (%v): restore the partition or rebuild the replica",
-		r.pc.tp, what, seq, node, derr, gerr)
+		"%s, stored at stream sequence %d, are corrupt on node %s (%v) and no other replica returned an intact copy (%v): rebuild the replica or restore the partition",
+		what, seq, node, derr, gerr)
 }
 
 // watch waits until the read fails or ctx ends. It is also a watchdog: after a quiet
@@ -723,8 +723,8 @@ func (r *partRead) fillTail(ctx context.Context, st partition.StreamState) (bool
 	r.c.c.reportDamage(ctx, r.pc.tp, d, gerr == nil)
 	if gerr != nil && !filled {
 		return false, semantics.Errorf(semantics.ErrCorruptMessage,
-			"partition %s: the records from offset %d on, stored at stream sequences %d to %d, cannot be read from node %s, and no other replica returned them (%v): its stored data is damaged; rebuild the replica or restore the partition",
-			r.pc.tp, next, after+1, st.LastSeq, node, gerr)
+			"the records from offset %d on, stored at stream sequences %d to %d, cannot be read from node %s, and no other replica returned them (%v): its stored data is damaged; rebuild the replica or restore the partition",
+			next, after+1, st.LastSeq, node, gerr)
 	}
 	if filled {
 		r.c.c.log.Warn("read batches missing from a replica from a healthy one", "topic", r.pc.tp.Topic, "partition", r.pc.tp.Partition,
