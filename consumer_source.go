@@ -6,10 +6,12 @@
 package qxd
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -340,6 +342,10 @@ func (c *Consumer) fetchOnce(ctx context.Context, pc *partSource, gen uint64, fr
 	rctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	r := &partRead{c: c, pc: pc, gen: gen, ctx: rctx, next: from, lastStream: max(seq, 1) - 1, failed: make(chan readFailure, 1)}
+	r.cons = cons
+	if info := cons.CachedInfo(); info != nil && info.Cluster != nil {
+		r.host = info.Cluster.Leader
+	}
 	r.last.Store(time.Now().UnixNano())
 	// Pulling by bytes bounds what is fetched ahead whatever the batches' sizes.
 	// Bounding the count instead (PullMaxMessagesWithBytesLimit) measurably raised
@@ -365,6 +371,10 @@ type partRead struct {
 	pc  *partSource
 	gen uint64
 	ctx context.Context // ends the read
+	// host is the node serving the read's consumer cons: the copy of the stream
+	// it reads is that node's.
+	host string
+	cons jetstream.Consumer
 
 	mu      sync.Mutex // held while a message is handed over
 	next    int64      // the offset after the last record handed to Poll
@@ -405,10 +415,11 @@ func (pc *partSource) leader(ctx context.Context) string {
 
 // gapError explains offsets from to to-1 missing before the batch at stream
 // sequence seq: nil when the head of the log was removed past them (retention, a
-// trim), else an ErrCorruptMessage naming the range and the node: the batches are
-// gone from the middle of the log, as when a stored block file is damaged.
-func (pc *partSource) gapError(ctx context.Context, from, to int64, seq uint64) error {
-	st, err := pc.reader.StreamInfo(ctx)
+// trim), else an ErrCorruptMessage naming the partition, the range and the node
+// serving the read: the batches are gone from the middle of its copy of the log,
+// as when a stored block file is damaged, and no other replica returned them.
+func (r *partRead) gapError(ctx context.Context, from, to int64, seq uint64) error {
+	st, err := r.pc.reader.StreamInfo(ctx)
 	if err != nil {
 		return fmt.Errorf("offsets %d to %d were skipped and the stream's state could not be read to tell why: %w", from, to-1, err)
 	}
@@ -416,12 +427,14 @@ func (pc *partSource) gapError(ctx context.Context, from, to int64, seq uint64) 
 		return nil
 	}
 	return semantics.Errorf(semantics.ErrCorruptMessage,
-		"offsets %d to %d are missing from the log stored on node %s (the batch at stream sequence %d starts at offset %d, and older batches are still stored): its stored data is damaged; read from a healthy replica or restore the partition",
-		from, to-1, st.Leader, seq, to)
+		"offsets %d to %d are missing from the log stored on node %s (the batch at stream sequence %d starts at offset %d, and older batches are still stored), and no other replica returned them: its stored data is damaged; rebuild the replica or restore the partition",
+		from, to-1, cmp.Or(r.host, st.Leader, "(unknown)"), seq, to)
 }
 
 // handle decodes one message and hands its records to Poll. Consume calls it for
-// one message after the other, in order.
+// one message after the other, in order. A batch that fails its checks on the
+// node serving the read, or batches missing from that node's copy, are read from
+// another replica's intact copy when one has them (fromReplica, fillGap).
 func (r *partRead) handle(msg jetstream.Msg) {
 	r.busy.Store(true)
 	defer func() {
@@ -433,7 +446,8 @@ func (r *partRead) handle(msg jetstream.Msg) {
 		r.fail(fmt.Errorf("read message metadata: %w", err), false)
 		return
 	}
-	recs, derr := semantics.DecodeRecords(nil, msg.Data(), r.pc.tp.Topic, r.pc.tp.Partition)
+	data := msg.Data()
+	recs, derr := semantics.DecodeRecords(nil, data, r.pc.tp.Topic, r.pc.tp.Partition)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.stopped {
@@ -444,18 +458,40 @@ func (r *partRead) handle(msg jetstream.Msg) {
 		r.fail(fmt.Errorf("message %d of the read came after %d", meta.Sequence.Consumer, r.lastSeq), false)
 		return
 	}
-	r.lastSeq, r.lastStream = meta.Sequence.Consumer, meta.Sequence.Stream
+	prev, seq := r.lastStream, meta.Sequence.Stream
+	// Past batches that fillTail read from another replica, should the consumer
+	// deliver them after all: hand skips their records.
+	r.lastSeq, r.lastStream = meta.Sequence.Consumer, max(prev, seq)
+	switch {
+	case errors.Is(derr, semantics.ErrCorruptMessage):
+		if data, derr = r.fromReplica(seq, data, derr); derr == nil {
+			recs, derr = semantics.DecodeRecords(nil, data, r.pc.tp.Topic, r.pc.tp.Partition)
+		}
+	case derr != nil:
+		derr = fmt.Errorf("batch at stream sequence %d, after offset %d, on node %s: %w", seq, r.next-1, cmp.Or(r.host, r.pc.leader(r.ctx)), derr)
+	}
 	if derr != nil {
 		r.stopped = true
-		r.fail(fmt.Errorf("batch at stream sequence %d, after offset %d, on node %s: %w",
-			meta.Sequence.Stream, r.next-1, r.pc.leader(r.ctx), derr), true)
+		r.fail(derr, true)
 		return
 	}
+	if h, herr := semantics.PeekBatchHeader(data); herr == nil && seq > prev+1 && h.BaseOffset > r.next && !r.pc.meta.Config.Compact {
+		if !r.fillGap(prev, seq, h.BaseOffset) {
+			return
+		}
+	}
+	r.hand(data, recs, seq, meta.NumPending == 0)
+}
+
+// hand hands the records of batch data, stored at stream sequence seq, to Poll;
+// eof: the stream held nothing after it. It returns false when the read ended.
+// Called with r.mu held.
+func (r *partRead) hand(data []byte, recs []Record, seq uint64, eof bool) bool {
 	if r.c.cfg.isolation == ReadCommitted {
-		skip, ok := r.committedOnly(msg.Data())
+		skip, ok := r.committedOnly(data)
 		if !ok {
 			r.stopped = true
-			return
+			return false
 		}
 		if skip {
 			recs = recs[:0] // an aborted transaction's: passed over as a marker is
@@ -464,43 +500,120 @@ func (r *partRead) handle(msg jetstream.Msg) {
 	if len(recs) == 0 {
 		// A transaction marker takes an offset and holds no record for the
 		// application: the read goes on after it, and so does the position.
-		if h, herr := semantics.PeekBatchHeader(msg.Data()); herr == nil && h.LastOffset() >= r.next {
+		if h, herr := semantics.PeekBatchHeader(data); herr == nil && h.LastOffset() >= r.next {
 			select {
-			case r.c.out <- chunk{pc: r.pc, gen: r.gen, eof: meta.NumPending == 0, skipTo: h.LastOffset() + 1}:
+			case r.c.out <- chunk{pc: r.pc, gen: r.gen, eof: eof, skipTo: h.LastOffset() + 1}:
 				r.next = h.LastOffset() + 1
 			case <-r.ctx.Done():
 				r.stopped = true
+				return false
 			}
 		}
-		return
+		return true
 	}
-	if hs := &r.c.c.cfg.hooks; len(hs.read) > 0 && len(recs) > 0 {
-		hs.batchRead(r.pc.tp.Topic, r.pc.tp.Partition, FetchBatchMetrics{NumRecords: len(recs), BatchBytes: len(msg.Data()), FirstOffset: recs[0].Offset})
+	if hs := &r.c.c.cfg.hooks; len(hs.read) > 0 {
+		hs.batchRead(r.pc.tp.Topic, r.pc.tp.Partition, FetchBatchMetrics{NumRecords: len(recs), BatchBytes: len(data), FirstOffset: recs[0].Offset})
 	}
-	if len(recs) > 0 && recs[0].Offset > r.next && !r.pc.meta.Config.Compact {
+	if recs[0].Offset > r.next && !r.pc.meta.Config.Compact {
 		// Offsets are dense; only removing the head (retention, a trim) skips some.
-		if gerr := r.pc.gapError(r.ctx, r.next, recs[0].Offset, meta.Sequence.Stream); gerr != nil {
+		if gerr := r.gapError(r.ctx, r.next, recs[0].Offset, seq); gerr != nil {
 			r.stopped = true
 			r.fail(gerr, true)
-			return
+			return false
 		}
 	}
 	i := 0
 	for i < len(recs) && recs[i].Offset < r.next {
 		i++
 	}
-	eof := meta.NumPending == 0
 	if i == len(recs) && !eof {
-		return
+		return true
 	}
 	select {
 	case r.c.out <- chunk{pc: r.pc, gen: r.gen, recs: recs[i:], eof: eof}:
 		if i < len(recs) {
 			r.next = recs[len(recs)-1].Offset + 1
 		}
+		return true
 	case <-r.ctx.Done():
 		r.stopped = true
+		return false
 	}
+}
+
+// fillGap reads the batches at stream sequences after prev and before seq, which
+// the node serving the read skipped although the batch at seq starts at offset
+// base, past the read's position: unless retention or a trim removed them, they
+// are missing from that node's copy (a damaged block file), and are read from
+// another replica's intact copy and handed to Poll. The damage is reported to the
+// cluster either way. It returns false when the read ended; when no replica holds
+// them, hand then fails the read naming the offsets and the node. Called with
+// r.mu held.
+func (r *partRead) fillGap(prev, seq uint64, base int64) bool {
+	st, err := r.pc.reader.StreamInfo(r.ctx)
+	if err != nil || st.FirstSeq >= seq || st.LogStart >= base {
+		return true // the head moved past them, or hand's check says why not
+	}
+	node := cmp.Or(r.host, st.Leader, "(unknown)")
+	from, next := max(prev+1, st.FirstSeq), r.next
+	d := semantics.BatchDamage{Kind: semantics.DamageUnreadable, FromSeq: from, ToSeq: seq - 1, FromOffset: next, ToOffset: base - 1, Node: node,
+		Detail: fmt.Sprintf("stream sequences %d to %d (offsets %d to %d) are missing from the copy on node %s", from, seq-1, next, base-1, node)}
+	var gerr error
+	for q := from; q < seq && gerr == nil; q++ {
+		var m partition.Msg
+		if m, gerr = r.pc.reader.GetIntact(r.ctx, q, len(st.Replicas)); gerr != nil {
+			break
+		}
+		recs, derr := semantics.DecodeRecords(nil, m.Data, r.pc.tp.Topic, r.pc.tp.Partition)
+		if derr != nil {
+			gerr = derr
+			break
+		}
+		if !r.hand(m.Data, recs, q, false) {
+			return false
+		}
+	}
+	r.c.c.reportDamage(r.ctx, r.pc.tp, d, gerr == nil)
+	if gerr == nil {
+		r.c.c.log.Warn("read batches missing from a replica from a healthy one", "topic", r.pc.tp.Topic, "partition", r.pc.tp.Partition,
+			"offset", next, "node", node)
+	}
+	return true
+}
+
+// fromReplica is the read's answer to the batch at stream sequence seq, data,
+// failing its checks with derr on the node serving the read: the same batch as
+// another replica stores it, when one holds an intact copy. Either way the damage
+// is reported to the cluster (it shows in describe and cluster info). The error,
+// when no replica holds an intact copy, is an ErrCorruptMessage naming the
+// partition, the offsets, the stream sequence and the node.
+func (r *partRead) fromReplica(seq uint64, data []byte, derr error) ([]byte, error) {
+	st, serr := r.pc.reader.StreamInfo(r.ctx)
+	node := cmp.Or(r.host, st.Leader, "(unknown)")
+	from, to := r.next, int64(-1)
+	if h, err := semantics.PeekBatchHeader(data); err == nil && h.NumRecords > 0 {
+		from, to = h.BaseOffset, h.LastOffset()
+	}
+	var good partition.Msg
+	gerr := serr
+	if serr == nil {
+		good, gerr = r.pc.reader.GetIntact(r.ctx, seq, len(st.Replicas))
+	}
+	d := semantics.BatchDamage{Kind: semantics.DamageCorrupt, FromSeq: seq, ToSeq: seq, FromOffset: from, ToOffset: to, Node: node,
+		Detail: fmt.Sprintf("the batch at stream sequence %d on node %s fails its checks: %v", seq, node, derr)}
+	r.c.c.reportDamage(r.ctx, r.pc.tp, d, gerr == nil)
+	if gerr == nil {
+		r.c.c.log.Warn("read a corrupt batch from a healthy replica", "topic", r.pc.tp.Topic, "partition", r.pc.tp.Partition,
+			"offset", from, "node", node, "err", derr)
+		return good.Data, nil
+	}
+	what := fmt.Sprintf("offsets %d to %d", from, to)
+	if to < 0 {
+		what = fmt.Sprintf("the offsets from %d on", from)
+	}
+	return nil, semantics.Errorf(semantics.ErrCorruptMessage,
+		"%s, stored at stream sequence %d, are corrupt on node %s (%v) and no other replica returned an intact copy (%v): rebuild the replica or restore the partition",
+		what, seq, node, derr, gerr)
 }
 
 // watch waits until the read fails or ctx ends. It is also a watchdog: after a quiet
@@ -534,6 +647,14 @@ func (r *partRead) watch(ctx context.Context) readFailure {
 		// return, or a next one it cannot find, were lost from its store.
 		check := err == nil && !r.pc.meta.Config.Compact
 		if check && offs.Msgs > 0 && (offs.HighWatermark > next || offs.LastSeq > offs.LastBatchSeq) {
+			filled, ferr := r.fillTail(ctx, offs.StreamState)
+			if ferr != nil {
+				return readFailure{err: ferr, fatal: true}
+			}
+			if filled {
+				t.Reset(fetchQuiet)
+				continue
+			}
 			if derr := r.missingError(ctx, next, offs.StreamState); derr != nil {
 				return readFailure{err: derr, fatal: true}
 			}
@@ -544,6 +665,72 @@ func (r *partRead) watch(ctx context.Context) readFailure {
 		}
 		return readFailure{err: fmt.Errorf("no records for %v while the partition has more", fetchQuiet)}
 	}
+}
+
+// fillTail is for a read that got nothing for a while although the stream's
+// leader counts batches after the last one it got (st): when the read's consumer
+// says it has nothing pending, those batches are missing from the copy on the
+// node serving it (a truncated block file), and fillTail reads them from another
+// replica's intact copy and hands them to Poll, reporting the damage. It returns
+// whether it handed any over; the error, when no replica returned the first, is
+// an ErrCorruptMessage naming the partition, the offsets, the stream sequences
+// and the node.
+func (r *partRead) fillTail(ctx context.Context, st partition.StreamState) (bool, error) {
+	if r.cons == nil {
+		return false, nil
+	}
+	if r.host != "" && r.host != st.Leader && !slices.Contains(st.InSync, r.host) {
+		return false, nil // a follower behind: it may not have them yet
+	}
+	ci, err := r.cons.Info(ctx)
+	if err != nil || ci.NumPending > 0 {
+		return false, nil // a slow read, not a damaged copy
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	after := max(r.lastStream, st.FirstSeq-1)
+	if r.stopped || after >= st.LastSeq {
+		return false, nil
+	}
+	node, next := cmp.Or(r.host, st.Leader, "(unknown)"), r.next
+	var gerr error
+	filled := false
+	for q := after + 1; q <= st.LastSeq; q++ {
+		m, err := r.pc.reader.GetIntact(ctx, q, len(st.Replicas))
+		if err == nil {
+			var recs []Record
+			if recs, err = semantics.DecodeRecords(nil, m.Data, r.pc.tp.Topic, r.pc.tp.Partition); err == nil {
+				if !r.hand(m.Data, recs, q, q == st.LastSeq) {
+					return filled, nil
+				}
+				r.lastStream, filled = q, true
+				continue
+			}
+		}
+		gerr = err
+		break
+	}
+	if gerr != nil && !filled {
+		if now, err := r.pc.reader.StreamInfo(ctx); err == nil && now.FirstSeq > after+1 {
+			return false, nil // the head moved past them meanwhile
+		}
+	}
+	d := semantics.BatchDamage{Kind: semantics.DamageUnreadable, FromSeq: after + 1, ToSeq: st.LastSeq, FromOffset: next, ToOffset: -1, Node: node,
+		Detail: fmt.Sprintf("stream sequences %d to %d (offsets from %d) are missing from the copy on node %s", after+1, st.LastSeq, next, node)}
+	if filled {
+		d.ToOffset = r.next - 1
+	}
+	r.c.c.reportDamage(ctx, r.pc.tp, d, gerr == nil)
+	if gerr != nil && !filled {
+		return false, semantics.Errorf(semantics.ErrCorruptMessage,
+			"the records from offset %d on, stored at stream sequences %d to %d, cannot be read from node %s, and no other replica returned them (%v): its stored data is damaged; rebuild the replica or restore the partition",
+			next, after+1, st.LastSeq, node, gerr)
+	}
+	if filled {
+		r.c.c.log.Warn("read batches missing from a replica from a healthy one", "topic", r.pc.tp.Topic, "partition", r.pc.tp.Partition,
+			"offset", next, "node", node)
+	}
+	return filled, nil
 }
 
 // missingError checks, for a read that got nothing for a while, whether the
@@ -581,4 +768,25 @@ func (r *partRead) stop() int64 {
 	defer r.mu.Unlock()
 	r.stopped = true
 	return r.next
+}
+
+// reportTimeout bounds a damage report: the read waits for it.
+const reportTimeout = 5 * time.Second
+
+// reportDamage tells the cluster that a read found the batch d names damaged on
+// d.Node (recovered: an intact copy was read from another replica), so that
+// describe and cluster info show it. A report that fails is logged: the read
+// goes on either way.
+func (c *Client) reportDamage(ctx context.Context, tp TopicPartition, d semantics.BatchDamage, recovered bool) {
+	ctx, cancel := context.WithTimeout(ctx, reportTimeout)
+	defer cancel()
+	req := semantics.ReportDamageRequest{Name: tp.Topic, Partition: tp.Partition, Damage: d, Recovered: recovered}
+	var resp semantics.ReportDamageResponse
+	err := c.send(ctx, topicAPISubject(semantics.APITopicReportDamage, tp.Topic), req, &resp, false)
+	if err == nil {
+		err = resp.Failure()
+	}
+	if err != nil {
+		c.log.Warn("damage report failed", "topic", tp.Topic, "partition", tp.Partition, "node", d.Node, "err", err)
+	}
 }

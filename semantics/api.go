@@ -143,9 +143,14 @@ type PartitionInfo struct {
 	// topic that is not compacted): only retention and trims remove batches, both
 	// from the head, so a partition with Missing > 0 is damaged. Damage says so in
 	// a sentence naming the node. Damage inside a stored batch that left its
-	// message in place is not seen here: a read of it fails instead.
+	// message in place is not seen here until a read or a verify meets it: then
+	// Damaged lists it, and Damage says so too.
 	Missing uint64 `json:"missing_batches,omitempty"`
 	Damage  string `json:"damage,omitempty"`
+	// Damaged is what reads and verifies found damaged in the partition's stored
+	// copies, on any replica, recorded until a verify reads that node's copy
+	// intact (see DamageRecord).
+	Damaged []BatchDamage `json:"damaged,omitempty"`
 }
 
 // DescribeTopicResponse answers describe.

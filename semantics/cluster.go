@@ -20,13 +20,15 @@ type ClusterInfo struct {
 	// Leader "" and Current 0.
 	UnderReplicated []UnderReplicated `json:"under_replicated"`
 	// Damaged are the partitions whose leader's stored log misses batches in its
-	// middle (PartitionInfo.Missing), sorted by topic and partition.
+	// middle (PartitionInfo.Missing), or whose stored copies reads or verifies
+	// found damaged (PartitionInfo.Damaged), sorted by topic and partition.
 	Damaged []DamagedPartition `json:"damaged"`
 	Error   *APIError          `json:"error,omitempty"`
 }
 
 // DamagedPartition is a partition whose log stored on its leader misses batches
-// in its middle: its stored data is damaged (see PartitionInfo.Missing).
+// in its middle, or whose stored copies reads found damaged: its stored data is
+// damaged (see PartitionInfo.Missing and Damaged).
 type DamagedPartition struct {
 	Topic     string `json:"topic"`
 	Partition int32  `json:"partition"`
@@ -34,6 +36,11 @@ type DamagedPartition struct {
 	Leader string `json:"leader"`
 	// Missing counts the missing batches.
 	Missing uint64 `json:"missing_batches"`
+	// Damaged is what reads and verifies found damaged in its stored copies, on
+	// any replica (see PartitionInfo.Damaged); Note says it in a sentence naming
+	// the offsets and the nodes.
+	Damaged []BatchDamage `json:"damaged,omitempty"`
+	Note    string        `json:"note,omitempty"`
 }
 
 // Failure returns the response's error, nil on success.

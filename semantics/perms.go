@@ -180,10 +180,12 @@ func (g Grant) Subjects(inbox string, topics []TopicPerms) SubjectPermissions {
 	}
 	for _, p := range sortedKeys(meta) {
 		if p == AllPattern {
-			add(Subject(JSDirectGetPrefix, KVStream(TopicsBucket), ">"), Subject(APITopicDescribe, "*"), Subject(APITopicVerify, "*"))
+			add(Subject(JSDirectGetPrefix, KVStream(TopicsBucket), ">"), Subject(APITopicDescribe, "*"), Subject(APITopicVerify, "*"),
+				Subject(APITopicReportDamage, "*"))
 			continue
 		}
-		add(KVDirectGetSubject(TopicsBucket, EncodeTopic(p)), TopicAPISubject(APITopicDescribe, p), TopicAPISubject(APITopicVerify, p))
+		add(KVDirectGetSubject(TopicsBucket, EncodeTopic(p)), TopicAPISubject(APITopicDescribe, p), TopicAPISubject(APITopicVerify, p),
+			TopicAPISubject(APITopicReportDamage, p))
 	}
 	if len(g.Produce) > 0 {
 		// Transactions: as the Kafka listener, a right to produce to some topic.

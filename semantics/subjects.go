@@ -289,9 +289,16 @@ func WriterSubject(topic string, p int32) string {
 // needs the right to describe the topic.
 const APITopicVerify = "qxd.api.topic.verify"
 
+// APITopicReportDamage takes a reader's report of a damaged stored batch
+// (ReportDamageRequest, ReportDamageResponse): the node records it for describe
+// and cluster info. It needs the right to describe the topic, as APITopicVerify
+// does.
+const APITopicReportDamage = "qxd.api.topic.report_damage"
+
 // TopicAPISubject is the subject of an admin operation on one topic: op (one of
 // APITopicCreate, APITopicDelete, APITopicAddPartitions, APITopicDescribe,
-// APITopicRebalance, APITopicAlterConfig, APITopicDeleteRecords, APITopicVerify) followed by the
+// APITopicRebalance, APITopicAlterConfig, APITopicDeleteRecords, APITopicVerify,
+// APITopicReportDamage) followed by the
 // encoded topic, so that permissions can name the topic. The node checks that the
 // request body names the same topic.
 func TopicAPISubject(op, topic string) string { return Subject(op, EncodeTopic(topic)) }

@@ -63,3 +63,39 @@ type BatchDamage struct {
 	// Detail says what is wrong in a sentence.
 	Detail string `json:"detail"`
 }
+
+// ReportDamageRequest tells a node that a reader found a batch of partition
+// Partition of topic Name damaged on node Damage.Node (Kind DamageCorrupt or
+// DamageUnreadable): the node records it with the partition (DamageKey), logs it
+// and shows it in describe and cluster info until a verify on that node finds
+// the partition intact. Reported tells whether the reader got an intact copy
+// from another replica. The answer is an empty response or its error.
+type ReportDamageRequest struct {
+	Name      string      `json:"name"`
+	Partition int32       `json:"partition"`
+	Damage    BatchDamage `json:"damage"`
+	// Recovered: the reader read the batch from another replica's intact copy.
+	Recovered bool `json:"recovered,omitempty"`
+}
+
+// ReportDamageResponse answers a ReportDamageRequest.
+type ReportDamageResponse struct {
+	Error *APIError `json:"error,omitempty"`
+}
+
+// Failure returns the response's error, nil on success.
+func (r *ReportDamageResponse) Failure() error { return r.Error.Err() }
+
+// DamageRecord is what the partitions bucket holds, under DamageKey, about a
+// partition's stored copies that reads or verifies found damaged: one entry per
+// node and stretch of the log, oldest first.
+type DamageRecord struct {
+	Damage []BatchDamage `json:"damage"`
+}
+
+// DamageKey is the partitions-bucket key of the damage record of partition p of
+// the topic with id: the checkpoint's key (CheckpointKey) with ".damage" after it.
+func DamageKey(topicID string, p int32) string { return CheckpointKey(topicID, p) + ".damage" }
+
+// DamageKeys is the partitions-bucket key filter that matches every DamageKey.
+const DamageKeys = "*.*.damage"

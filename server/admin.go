@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -144,6 +145,7 @@ func (a *Admin) deleteTopic(ctx context.Context, name string) (semantics.TopicMe
 			return t, fmt.Errorf("delete topic %q: partition %d: %w (retry the delete to finish)", name, p, err)
 		}
 		_ = a.meta.parts.Purge(ctx, semantics.CheckpointKey(t.ID, p))
+		_ = a.meta.parts.Purge(ctx, semantics.DamageKey(t.ID, p))
 	}
 	// Groups' committed offsets go with the topic, as in Kafka. Those left behind
 	// (this fails, or a member commits meanwhile) name this topic's id, so the
@@ -241,6 +243,12 @@ func (a *Admin) DescribeTopic(ctx context.Context, name string) (TopicDescriptio
 			if pi.Missing = o.Missing(t.Config.Compact); pi.Missing > 0 {
 				pi.Damage = damageNote(pi.Missing, o.FirstSeq, o.LastSeq, o.Lost, o.Leader)
 			}
+		}
+		if rec, _, err := a.meta.getDamage(ctx, t.ID, p); err != nil {
+			pi.Damage = strings.TrimPrefix(pi.Damage+"; ", "; ") + fmt.Sprintf("its damage record cannot be read: %v", err)
+		} else if note := damageRecordNote(rec.Damage); note != "" {
+			pi.Damaged = rec.Damage
+			pi.Damage = strings.TrimPrefix(pi.Damage+"; ", "; ") + note
 		}
 		resp.Partitions = append(resp.Partitions, pi)
 	}

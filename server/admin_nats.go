@@ -172,6 +172,12 @@ func (d *adminDoor) handle(ctx context.Context, m *nats.Msg) any {
 			return semantics.VerifyPartitionResponse{Error: fail(err)}
 		}
 		return resp
+	case semantics.APITopicReportDamage:
+		var req semantics.ReportDamageRequest
+		if err := json.Unmarshal(m.Data, &req); err != nil {
+			return semantics.ReportDamageResponse{Error: bad(err)}
+		}
+		return semantics.ReportDamageResponse{Error: fail(a.ReportDamage(ctx, req))}
 	case semantics.APIClusterInfo:
 		info, err := a.ClusterInfo(ctx)
 		if err != nil {

@@ -60,7 +60,31 @@ func (a *Admin) VerifyPartition(ctx context.Context, req semantics.VerifyPartiti
 		resp.NextSeq, resp.LastSeq = seq, seq-1
 	}
 	resp.NextOffset = v.next
+	a.keepVerified(ctx, t, req.Partition, resp, from <= st.FirstSeq && seq > st.LastSeq)
 	return resp, nil
+}
+
+// keepVerified records in partition p's damage record what a verify found
+// damaged (a corrupt or unreadable batch), and, when whole (the verify read the
+// leader's whole copy) found nothing, removes the leader's entries: its copy is
+// intact now.
+func (a *Admin) keepVerified(ctx context.Context, t semantics.TopicMeta, p int32, resp semantics.VerifyPartitionResponse, whole bool) {
+	for _, d := range resp.Damage {
+		if d.Kind != semantics.DamageCorrupt && d.Kind != semantics.DamageUnreadable {
+			continue
+		}
+		if err := damageFound(ctx, a.log, a.meta, t, p, d, false); err != nil {
+			a.log.Warn("damage not recorded", "topic", t.Name, "partition", p, "node", d.Node, "err", err)
+		}
+	}
+	if !whole || len(resp.Damage) > 0 {
+		return
+	}
+	if cleared, err := a.meta.clearDamage(ctx, t.ID, p, resp.Leader); err != nil {
+		a.log.Warn("damage record not cleared", "topic", t.Name, "partition", p, "node", resp.Leader, "err", err)
+	} else if cleared {
+		a.log.Info("partition copy verified intact: damage record cleared", "topic", t.Name, "partition", p, "node", resp.Leader)
+	}
 }
 
 // verifier checks one partition's stored batches in log order.

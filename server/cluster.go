@@ -52,6 +52,10 @@ func (a *Admin) ClusterInfo(ctx context.Context) (semantics.ClusterInfo, error) 
 	}
 	info.Partitions = len(want)
 	streams := a.partitionStreamInfos(ctx, want)
+	recorded, derr := a.meta.allDamage(ctx)
+	if derr != nil {
+		a.log.Warn("cluster info: damage records unreadable", "err", derr)
+	}
 
 	node := func(name string, up bool) *semantics.NodeInfo {
 		ni, ok := nodes[name]
@@ -67,15 +71,19 @@ func (a *Admin) ClusterInfo(ctx context.Context) (semantics.ClusterInfo, error) 
 		}
 		for p := int32(0); p < t.Config.Partitions; p++ {
 			var ci *jetstream.ClusterInfo
+			dp := semantics.DamagedPartition{Topic: t.Name, Partition: p, Damaged: recorded[t.ID][p]}
 			if si := streams[semantics.StreamName(t.Name, p)]; si != nil {
 				ci = a.clusterOf(si)
+				dp.Leader = ci.Leader
 				st := partition.StreamState{FirstSeq: si.State.FirstSeq, LastSeq: si.State.LastSeq, Msgs: si.State.Msgs}
 				if si.State.Lost != nil {
 					st.Lost = si.State.Lost.Msgs
 				}
-				if missing := st.Missing(t.Config.Compact); missing > 0 {
-					info.Damaged = append(info.Damaged, semantics.DamagedPartition{Topic: t.Name, Partition: p, Leader: ci.Leader, Missing: missing})
-				}
+				dp.Missing = st.Missing(t.Config.Compact)
+			}
+			if dp.Missing > 0 || len(dp.Damaged) > 0 {
+				dp.Note = damageRecordNote(dp.Damaged)
+				info.Damaged = append(info.Damaged, dp)
 			}
 			current, outOfSync := 0, []string{}
 			var leader string

@@ -379,7 +379,8 @@ func (n *Node) startServices(ctx context.Context) error {
 		return err
 	}
 	n.txns.run()
-	n.fetch = &Fetcher{nc: n.nc, topics: meta, checkpoints: meta, writers: n.Writers(), obs: &n.obs}
+	n.fetch = &Fetcher{nc: n.nc, topics: meta, checkpoints: meta, writers: n.Writers(), obs: &n.obs,
+		damage: meta, log: n.log, node: n.ns.Name()}
 	var perms *permRegistry
 	if n.auth != nil {
 		perms = n.auth.reg

@@ -1,9 +1,11 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 
 	"github.com/nats-io/nats.go"
 
@@ -25,6 +27,9 @@ type Fetcher struct {
 	checkpoints checkpointStore
 	obs         *observers // the services' Observers
 	writers     *Writers   // the last stable offset and aborted transactions
+	damage      damageStore
+	log         *slog.Logger
+	node        string // this node's name
 }
 
 // FetchRequest asks for partition Partition of Topic from Offset.
@@ -69,7 +74,9 @@ type FetchResult struct {
 // the log start or above the high watermark is OFFSET_OUT_OF_RANGE; a topic or
 // partition that does not exist UNKNOWN_TOPIC_OR_PARTITION. A stored batch that
 // fails its CRC check ends the batches returned before it; the fetch that starts
-// at it fails with CORRUPT_MESSAGE.
+// at it fails with CORRUPT_MESSAGE. A batch whose copy on the leader fails its
+// CRC check is read from another replica's intact copy instead, when one has it;
+// either way the damage is recorded (describe and cluster info show it).
 func (f *Fetcher) Fetch(ctx context.Context, req FetchRequest) (FetchResult, error) {
 	if err := semantics.ValidateTopicName(req.Topic); err != nil {
 		return FetchResult{}, err
@@ -134,13 +141,27 @@ func (f *Fetcher) Fetch(ctx context.Context, req FetchRequest) (FetchResult, err
 			f.obs.fetched(t.Name, p, records, size)
 		}
 	}()
+	expect := req.Offset // where the next batch should start, at the latest
 	for seq <= o.LastSeq {
 		m, err := r.Get(ctx, seq)
-		if errors.Is(err, semantics.ErrNoBatch) {
+		if errors.Is(err, semantics.ErrNoBatch) && t.Config.Compact {
 			break
 		}
-		if err != nil {
+		if err != nil && !errors.Is(err, semantics.ErrNoBatch) {
 			return res, fmt.Errorf("fetch %s: read sequence %d: %w", part, seq, err)
+		}
+		if (err != nil || m.Seq > seq) && !t.Config.Compact {
+			// Batches are removed from the head only: the leader's copy lacks seq
+			// (and, with nothing after it, the batches up to the last).
+			if m, err = f.missing(ctx, r, t, o.StreamState, seq, expect, m); err != nil {
+				if len(res.Batches) > 0 {
+					break // the next fetch starts at it, and fails
+				}
+				return res, fmt.Errorf("fetch %s: %w", part, err)
+			}
+			if m.Seq == 0 {
+				break // the head moved past it
+			}
 		}
 		if m.Seq > o.LastSeq || len(res.Batches) > 0 && size+len(m.Data) > limit {
 			break
@@ -150,15 +171,89 @@ func (f *Fetcher) Fetch(ctx context.Context, req FetchRequest) (FetchResult, err
 		}
 		h, err := semantics.ParseBatchHeader(m.Data)
 		if err != nil {
+			if m.Data, err = f.fromReplica(ctx, r, t, o.StreamState, m, err); err == nil {
+				h, err = semantics.ParseBatchHeader(m.Data)
+			}
+		}
+		if err != nil {
 			if len(res.Batches) > 0 {
 				break // the next fetch starts at it, and fails
 			}
-			return res, fmt.Errorf("fetch %s: sequence %d: %w", part, m.Seq, err)
+			return res, fmt.Errorf("fetch %s: %w", part, err)
 		}
 		res.Batches = append(res.Batches, m.Data)
+		expect = h.LastOffset() + 1
 		size += len(m.Data)
 		records += int64(h.NumRecords)
 		seq = m.Seq + 1
 	}
 	return res, nil
+}
+
+// fromReplica is the answer to batch m of partition r, whose copy on the leader
+// (st.Leader) fails its checks with derr: the same batch as another replica
+// stores it, when one holds an intact copy. It records the damage either way.
+// The error, when no replica holds an intact copy, is an ErrCorruptMessage naming
+// the partition, the offsets, the stream sequence and the node.
+func (f *Fetcher) fromReplica(ctx context.Context, r *partition.Reader, t semantics.TopicMeta, st partition.StreamState, m partition.Msg, derr error) ([]byte, error) {
+	node := cmp.Or(st.Leader, f.node)
+	from, to := int64(-1), int64(-1)
+	if h, err := semantics.PeekBatchHeader(m.Data); err == nil && h.NumRecords > 0 {
+		from, to = h.BaseOffset, h.LastOffset()
+	}
+	good, gerr := r.GetIntact(ctx, m.Seq, len(st.Replicas))
+	d := semantics.BatchDamage{Kind: semantics.DamageCorrupt, FromSeq: m.Seq, ToSeq: m.Seq, FromOffset: from, ToOffset: to, Node: node,
+		Detail: fmt.Sprintf("the batch at stream sequence %d on node %s fails its checks: %v", m.Seq, node, derr)}
+	if f.damage != nil {
+		if err := damageFound(ctx, f.log, f.damage, t, r.P, d, gerr == nil); err != nil {
+			f.log.Warn("damage not recorded", "topic", t.Name, "partition", r.P, "node", node, "err", err)
+		}
+	}
+	if gerr == nil {
+		return good.Data, nil
+	}
+	what := offsetsText(from, to)
+	return nil, semantics.Errorf(semantics.ErrCorruptMessage,
+		"partition %s: %s, stored at stream sequence %d, are corrupt on node %s (%v) and no other replica returned an intact copy (%v): restore the partition or rebuild the replica",
+		semantics.PartitionString(t.Name, r.P), what, m.Seq, node, derr, gerr)
+}
+
+// missing is the answer to a read of stream sequence seq that the leader's copy
+// of partition r answered with the later batch next (none, Seq 0, when it holds
+// nothing from seq on): the batch at seq as another replica stores it, when one
+// holds an intact copy; next when retention or a trim removed seq meanwhile.
+// expect is the offset the batch at seq starts at or before. It records the damage either way. The error, when no
+// replica holds it, is an ErrCorruptMessage naming the partition, the offsets and
+// the node.
+func (f *Fetcher) missing(ctx context.Context, r *partition.Reader, t semantics.TopicMeta, st partition.StreamState, seq uint64, expect int64, next partition.Msg) (partition.Msg, error) {
+	good, gerr := r.GetIntact(ctx, seq, len(st.Replicas))
+	if gerr != nil {
+		if now, err := r.StreamInfo(ctx); err == nil && now.FirstSeq > seq {
+			return next, nil
+		}
+	}
+	node := cmp.Or(st.Leader, f.node)
+	to := int64(-1)
+	if h, err := semantics.PeekBatchHeader(next.Data); err == nil && next.Seq > 0 {
+		to = h.BaseOffset - 1
+	}
+	from := expect
+	if gerr == nil {
+		if h, err := semantics.PeekBatchHeader(good.Data); err == nil {
+			from, to = h.BaseOffset, h.LastOffset()
+		}
+	}
+	d := semantics.BatchDamage{Kind: semantics.DamageUnreadable, FromSeq: seq, ToSeq: seq, FromOffset: from, ToOffset: to, Node: node,
+		Detail: fmt.Sprintf("stream sequence %d is missing from the copy on node %s", seq, node)}
+	if f.damage != nil {
+		if err := damageFound(ctx, f.log, f.damage, t, r.P, d, gerr == nil); err != nil {
+			f.log.Warn("damage not recorded", "topic", t.Name, "partition", r.P, "node", node, "err", err)
+		}
+	}
+	if gerr == nil {
+		return good, nil
+	}
+	return partition.Msg{}, semantics.Errorf(semantics.ErrCorruptMessage,
+		"partition %s: %s, stored at stream sequence %d, are missing from the log stored on node %s, and no other replica returned them (%v): its stored data is damaged; rebuild the replica or restore the partition",
+		semantics.PartitionString(t.Name, r.P), offsetsText(from, to), seq, node, gerr)
 }

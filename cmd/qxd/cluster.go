@@ -92,8 +92,13 @@ func (a *app) clusterInfo(c *cli.Context) error {
 		fmt.Fprintln(a.stdout)
 	}
 	for _, d := range info.Damaged {
-		fmt.Fprintf(a.stdout, "NOTE: partition %s/%d is damaged: %d batches are missing from its log on node %s (qxd topic describe %s)\n",
-			d.Topic, d.Partition, d.Missing, dash(d.Leader), d.Topic)
+		if d.Missing > 0 {
+			fmt.Fprintf(a.stdout, "NOTE: partition %s/%d is damaged: %d batches are missing from its log on node %s (qxd topic describe %s)\n",
+				d.Topic, d.Partition, d.Missing, dash(d.Leader), d.Topic)
+		}
+		if d.Note != "" {
+			fmt.Fprintf(a.stdout, "NOTE: partition %s/%d is damaged: %s (qxd topic describe %s)\n", d.Topic, d.Partition, d.Note, d.Topic)
+		}
 	}
 	if len(info.UnderReplicated) == 0 {
 		return nil

@@ -86,6 +86,10 @@ type corruptOutcome struct {
 	described   qxd.PartitionInfo
 	describe    string
 	clusterInfo string // the output of "qxd cluster info" then
+	// describeAfter and clusterAfter are the outputs of "qxd topic describe" and
+	// "qxd cluster info" after the read: what the read found damaged shows there.
+	describeAfter string
+	clusterAfter  string
 	// verify is the output of "qxd topic describe --verify" after the read,
 	// verifyErr its error.
 	verify    string
@@ -104,6 +108,17 @@ func (o corruptOutcome) String() string {
 // replicas n), stops a node that holds partition 0 (its leader), damages its block
 // file, restarts it and reads partition 0 back from the start.
 func runCorruption(t *testing.T, bin string, n int, d blkDamage) corruptOutcome {
+	t.Helper()
+	return runCorruptionThen(t, bin, n, d, nil)
+}
+
+// corruptRead reads partition 0 of the damaged topic again after the first read;
+// victim is the node whose block file was damaged, acked the acknowledged records
+// by offset. runCorruptionThen calls it before it describes the topic again.
+type corruptRead func(ctx context.Context, c *qxd.Client, urls string, victim string, acked map[int64]string)
+
+// runCorruptionThen is runCorruption with more reads, by then, after the first.
+func runCorruptionThen(t *testing.T, bin string, n int, d blkDamage, then corruptRead) corruptOutcome {
 	t.Helper()
 	began := time.Now()
 	cl := startNodes(t, bin, n, "always", false)
@@ -228,6 +243,20 @@ func runCorruption(t *testing.T, bin string, n int, d blkDamage) corruptOutcome 
 		// Ended without an error that explains it: what was not read is missing.
 		out.missing = len(acked) - out.read
 	}
+	if then != nil {
+		then(ctx, c, cl.urls(), victim.name, acked)
+	}
+	desc.Reset()
+	if err := run(ctx, []string{"qxd", "--server", cl.urls(), "--log-level", "warn", "topic", "describe", topic}, strings.NewReader(""), &desc, io.Discard); err != nil {
+		t.Logf("qxd topic describe %s after the read: %v", topic, err)
+	}
+	out.describeAfter = desc.String()
+	desc.Reset()
+	if err := run(ctx, []string{"qxd", "--server", cl.urls(), "--log-level", "warn", "cluster", "info"}, strings.NewReader(""), &desc, io.Discard); err != nil {
+		t.Logf("qxd cluster info after the read: %v", err)
+	}
+	out.clusterAfter = desc.String()
+	t.Logf("qxd topic describe %s after the read:\n%s\nqxd cluster info after the read:\n%s", topic, out.describeAfter, out.clusterAfter)
 	// Verified after the read, so that the read meets the partition as the restart
 	// left it: a verify reads every message of the leader's copy.
 	desc.Reset()
@@ -260,10 +289,31 @@ func TestCorruptionOneNode(t *testing.T) {
 	}
 	o := runCorruption(t, buildQxd(t), 1, flipBits)
 	checkNeverWrong(t, o)
-	if o.readErr == nil || !strings.Contains(o.readErr.Error(), "node n1") || !strings.Contains(o.readErr.Error(), "damaged/0") {
+	if o.readErr == nil || !strings.Contains(o.readErr.Error(), "node n1") || !strings.Contains(o.readErr.Error(), "damaged/0") ||
+		!regexp.MustCompile(`offsets \d+ to \d+`).MatchString(o.readErr.Error()) {
 		t.Errorf("the read of the damaged partition ended with %v; want an error naming the partition, the offsets and the node", o.readErr)
 	}
+	checkReadDamageShown(t, o, "n1")
 	checkVerifyFound(t, o)
+}
+
+// checkReadDamageShown fails t unless "qxd topic describe" and "qxd cluster info"
+// after the read show partition 0 damaged on node, with the offsets the read
+// found corrupt.
+func checkReadDamageShown(t *testing.T, o corruptOutcome, node string) {
+	t.Helper()
+	for _, want := range []*regexp.Regexp{
+		regexp.MustCompile(`(?m)^0\s.*DAMAGED`),
+		regexp.MustCompile(`NOTE: partition 0 is damaged: .*offsets \d+ to \d+ .*node ` + node),
+	} {
+		if !want.MatchString(o.describeAfter) {
+			t.Errorf("qxd topic describe after the read does not match %s:\n%s", want, o.describeAfter)
+		}
+	}
+	if !regexp.MustCompile(`damaged:\s+1\n`).MatchString(o.clusterAfter) ||
+		!regexp.MustCompile(`partition damaged/0 is damaged: .*node `+node).MatchString(o.clusterAfter) {
+		t.Errorf("qxd cluster info after the read does not show partition 0 damaged on node %s:\n%s", node, o.clusterAfter)
+	}
 }
 
 // checkVerifyFound fails t unless "topic describe --verify" showed partition 0

@@ -287,7 +287,7 @@ func (a *app) topicDescribe(c *cli.Context) error {
 		if problems {
 			problem := p.Problem
 			if p.Damage != "" {
-				problem = fmt.Sprintf("DAMAGED: %d batches missing", p.Missing)
+				problem = damagedColumn(p)
 			} else if vp := verifyProblem(verified[p.Partition]); vp != "" {
 				problem = vp
 			}
@@ -434,6 +434,8 @@ type partitionJSON struct {
 	Problem        string   `json:"problem,omitempty"`
 	Missing        uint64   `json:"missing_batches,omitempty"`
 	Damage         string   `json:"damage,omitempty"`
+	// Damaged is what reads and verifies found damaged and the cluster recorded.
+	Damaged []qxd.BatchDamage `json:"damaged,omitempty"`
 	// Verify is what --verify read back and found.
 	Verify *verifyJSON `json:"verify,omitempty"`
 }
@@ -442,7 +444,7 @@ func newPartitionJSON(p qxd.PartitionInfo) partitionJSON {
 	return partitionJSON{
 		Partition: p.Partition, Leader: p.Leader, Replicas: append([]string{}, p.Replicas...), InSync: append([]string{}, p.InSync...),
 		LogStartOffset: p.LogStartOffset, HighWatermark: p.HighWatermark, LastStable: p.LastStableOffset, Records: p.Records,
-		Batches: p.Batches, Bytes: p.Bytes, Problem: p.Problem, Missing: p.Missing, Damage: p.Damage,
+		Batches: p.Batches, Bytes: p.Bytes, Problem: p.Problem, Missing: p.Missing, Damage: p.Damage, Damaged: p.Damaged,
 	}
 }
 
@@ -506,4 +508,26 @@ func (a *app) topicRebalance(c *cli.Context) error {
 	}
 	fmt.Fprintf(a.stdout, "rebalanced topic %s: %d replica(s) and %d leadership(s) moved\n", name, len(res.Moves), res.LeadersMoved)
 	return nil
+}
+
+// damagedColumn is the PROBLEM column of a damaged partition: the batches missing
+// from its leader's log, and the nodes whose copies reads found damaged.
+func damagedColumn(p qxd.PartitionInfo) string {
+	var what []string
+	if p.Missing > 0 {
+		what = append(what, fmt.Sprintf("%d batches missing", p.Missing))
+	}
+	var nodes []string
+	for _, d := range p.Damaged {
+		if !slices.Contains(nodes, d.Node) {
+			nodes = append(nodes, d.Node)
+		}
+	}
+	if len(nodes) > 0 {
+		what = append(what, "reads found damage on node "+strings.Join(nodes, ","))
+	}
+	if len(what) == 0 {
+		return "DAMAGED"
+	}
+	return "DAMAGED: " + strings.Join(what, "; ")
 }

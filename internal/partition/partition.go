@@ -385,3 +385,46 @@ func (r *Reader) ReadOffsets(ctx context.Context, checkpoint func(context.Contex
 	o.FirstBatchSeq, o.LastBatchSeq, o.LastBatchBase = firstSeq, lastMsg.Seq, last.BaseOffset
 	return o, nil
 }
+
+// IntactTriesPerReplica is how many direct gets GetIntact makes per replica of
+// the stream: each is answered by one replica the NATS server picks at random
+// (the replicas answer direct gets as a queue group), so with one damaged copy
+// of three, all 3×IntactTriesPerReplica answers come from it with probability
+// (1/3)^(3×IntactTriesPerReplica).
+const IntactTriesPerReplica = 8
+
+// GetIntact returns the message stored at stream sequence seq from a replica
+// whose copy passes the record batch checks (semantics.ParseBatchHeader), for a
+// reader whose copy of it failed them. It asks with direct gets, which any
+// replica of the stream may answer (JetStream's leader-only message get always
+// gives the leader's copy), IntactTriesPerReplica times per replica. The error,
+// when no answer passed, is the last failure: ErrCorruptMessage when every copy
+// seen failed the checks, semantics.ErrNoBatch when none holds the sequence.
+// With one replica it asks nothing and returns ErrCorruptMessage.
+func (r *Reader) GetIntact(ctx context.Context, seq uint64, replicas int) (Msg, error) {
+	last := semantics.Errorf(semantics.ErrCorruptMessage, "partition %s: stream sequence %d: no other replica to read it from", r.name(), seq)
+	if replicas <= 1 {
+		return Msg{}, last
+	}
+	req, _ := json.Marshal(msgGetRequest{Seq: seq})
+	for range replicas * IntactTriesPerReplica {
+		if ctx.Err() != nil {
+			return Msg{}, ctx.Err()
+		}
+		m, err := r.getDirect(ctx, req)
+		switch {
+		case err != nil:
+			last = err
+			continue
+		case m.Seq != seq:
+			last = fmt.Errorf("partition %s: a replica answered sequence %d for %d", r.name(), m.Seq, seq)
+			continue
+		}
+		if _, err := semantics.ParseBatchHeader(m.Data); err != nil {
+			last = fmt.Errorf("partition %s: stream sequence %d: %w", r.name(), seq, err)
+			continue
+		}
+		return m, nil
+	}
+	return Msg{}, last
+}

@@ -1,0 +1,109 @@
+package server_test
+
+import (
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/qxd-io/qxd/internal/qxdtest"
+	"github.com/qxd-io/qxd/semantics"
+)
+
+// TestReportDamageRecordsAndShows reports a damaged batch the way a reader does
+// (over the admin API and in process): describe and cluster info show it naming
+// the offsets and the node, a second report of it adds nothing, bad reports are
+// refused and change nothing, and a verify that reads the node's whole copy
+// intact removes it.
+func TestReportDamageRecordsAndShows(t *testing.T) {
+	t.Parallel()
+	n := qxdtest.StartNode(t)
+	ctx := qxdtest.Context(t, 60*time.Second)
+	a := n.Admin()
+	if _, _, err := a.CreateTopic(ctx, semantics.CreateTopicRequest{Name: "dmg", Config: semantics.TopicConfig{Partitions: 2}}); err != nil {
+		t.Fatal(err)
+	}
+	appendWhenLed(ctx, t, n.Writers(), "dmg", 1, buildBatch(t, semantics.NoProducer, "a", "b"))
+	d, err := a.DescribeTopic(ctx, "dmg")
+	if err != nil {
+		t.Fatal(err)
+	}
+	node := d.Partitions[1].Leader
+	good := semantics.BatchDamage{Kind: semantics.DamageCorrupt, FromSeq: 1, ToSeq: 1, FromOffset: 0, ToOffset: 1, Node: node,
+		Detail: "the batch at stream sequence 1 fails its checks"}
+
+	for _, tc := range []struct {
+		name string
+		req  semantics.ReportDamageRequest
+		want *semantics.Error
+	}{
+		{"unknown topic", semantics.ReportDamageRequest{Name: "nope", Partition: 0, Damage: good}, semantics.ErrUnknownTopic},
+		{"unknown partition", semantics.ReportDamageRequest{Name: "dmg", Partition: 2, Damage: good}, semantics.ErrUnknownTopic},
+		{"bad kind", semantics.ReportDamageRequest{Name: "dmg", Partition: 1, Damage: func() semantics.BatchDamage {
+			d := good
+			d.Kind = "offsets"
+			return d
+		}()}, semantics.ErrInvalidRequest},
+		{"no node", semantics.ReportDamageRequest{Name: "dmg", Partition: 1, Damage: func() semantics.BatchDamage {
+			d := good
+			d.Node = ""
+			return d
+		}()}, semantics.ErrInvalidRequest},
+	} {
+		if err := a.ReportDamage(ctx, tc.req); !errors.Is(err, tc.want) {
+			t.Errorf("%s: report gave %v, want %v", tc.name, err, tc.want)
+		}
+	}
+	if d, err := a.DescribeTopic(ctx, "dmg"); err != nil || d.Partitions[0].Damage != "" || d.Partitions[1].Damage != "" {
+		t.Fatalf("describe after bad reports: %+v, %v; want no damage", d.Partitions, err)
+	}
+
+	// A reader's report, over the admin API, twice.
+	nc, err := nats.Connect(n.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	body, _ := json.Marshal(semantics.ReportDamageRequest{Name: "dmg", Partition: 1, Damage: good, Recovered: true})
+	for range 2 {
+		m, err := nc.RequestWithContext(ctx, semantics.TopicAPISubject(semantics.APITopicReportDamage, "dmg"), body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var resp semantics.ReportDamageResponse
+		if err := json.Unmarshal(m.Data, &resp); err != nil || resp.Failure() != nil {
+			t.Fatalf("report: %s (%v)", m.Data, err)
+		}
+	}
+	d, err = a.DescribeTopic(ctx, "dmg")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p1 := d.Partitions[1]
+	if len(p1.Damaged) != 1 || !strings.Contains(p1.Damage, "offsets 0 to 1 damaged on node "+node) || d.Partitions[0].Damage != "" {
+		t.Fatalf("describe after the report: partition 1 damaged %+v, note %q; partition 0 note %q; want one entry naming offsets 0 to 1 and node %s",
+			p1.Damaged, p1.Damage, d.Partitions[0].Damage, node)
+	}
+	info, err := a.ClusterInfo(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(info.Damaged) != 1 || info.Damaged[0].Partition != 1 || !strings.Contains(info.Damaged[0].Note, "node "+node) {
+		t.Fatalf("cluster info after the report: damaged %+v; want partition dmg/1 naming node %s", info.Damaged, node)
+	}
+
+	// The stored copy is intact: a verify of all of it clears the record.
+	v, err := a.VerifyPartition(ctx, semantics.VerifyPartitionRequest{Name: "dmg", Partition: 1, NextOffset: -1})
+	if err != nil || len(v.Damage) > 0 || v.NextSeq != 0 {
+		t.Fatalf("verify: %+v, %v", v, err)
+	}
+	if d, err := a.DescribeTopic(ctx, "dmg"); err != nil || d.Partitions[1].Damage != "" || len(d.Partitions[1].Damaged) != 0 {
+		t.Fatalf("describe after an intact verify: %+v, %v; want no damage", d.Partitions[1], err)
+	}
+	if info, err := a.ClusterInfo(ctx); err != nil || len(info.Damaged) != 0 {
+		t.Fatalf("cluster info after an intact verify: %+v, %v; want nothing damaged", info.Damaged, err)
+	}
+}
