@@ -39,6 +39,17 @@ const (
 // kafkaReadPositions bounds the remembered batch ends of one partition.
 const kafkaReadPositions = 4096
 
+// A fetch that stops before the end of what is stored starts reading the batches
+// that follow, for the consumer's next fetch, while this one travels to it and is
+// decoded there (a Kafka client sends its next fetch to a broker only then): the
+// read-ahead the SDK's consumers get from JetStream's push delivery. kafkaAheadBytes
+// bounds the bytes reserved by reads ahead on a node, kafkaAheadTTL how long a
+// read ahead waits for its fetch.
+const (
+	kafkaAheadBytes = 128 << 20
+	kafkaAheadTTL   = 5 * time.Second
+)
+
 // partReads is what the Kafka reads of one partition stream remember: the
 // sequence after each batch answered, by the offset after it, and the offsets
 // of the stream's first and last messages.
@@ -58,10 +69,111 @@ type partReads struct {
 // kafkaReads remembers partReads per partition stream, and bounds the batched
 // gets in flight.
 type kafkaReads struct {
-	mu    sync.Mutex
-	parts map[string]*partReads
-	once  sync.Once
-	slots chan struct{}
+	mu       sync.Mutex
+	parts    map[string]*partReads
+	ahead    map[string]*readAhead // by partition stream
+	reserved int                   // bytes reserved by ahead
+	once     sync.Once
+	slots    chan struct{}
+	ctx      context.Context // ends the reads ahead
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup // the reads ahead
+	closed   bool
+}
+
+// readAhead is a read started for a partition's next fetch.
+type readAhead struct {
+	topicID   string
+	offset    int64
+	maxBytes  int
+	committed bool
+	end       int64 // the offset the batches end before, at most
+	done      chan struct{}
+	batches   [][]byte
+	next      batchEnd
+	err       error
+	expire    *time.Timer
+}
+
+func (k *kafkaReads) init() {
+	k.once.Do(func() {
+		k.slots = make(chan struct{}, kafkaReadsInFlight)
+		k.ctx, k.cancel = context.WithCancel(context.Background())
+	})
+}
+
+// close stops the reads ahead and waits for them.
+func (k *kafkaReads) close() {
+	k.init()
+	k.mu.Lock()
+	k.closed = true
+	for stream, a := range k.ahead {
+		a.expire.Stop()
+		delete(k.ahead, stream)
+	}
+	k.reserved = 0
+	k.mu.Unlock()
+	k.cancel()
+	k.wg.Wait()
+}
+
+// startAhead reads partition stream's batches from offset for its next fetch,
+// unless the bytes reserved for reads ahead would pass kafkaAheadBytes.
+func (k *kafkaReads) startAhead(stream string, a *readAhead, read func(ctx context.Context) ([][]byte, batchEnd, error)) {
+	k.init()
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.closed {
+		return
+	}
+	if old := k.ahead[stream]; old != nil {
+		k.dropLocked(stream, old)
+	}
+	if k.reserved+a.maxBytes > kafkaAheadBytes {
+		return
+	}
+	if k.ahead == nil {
+		k.ahead = map[string]*readAhead{}
+	}
+	k.reserved += a.maxBytes
+	a.done = make(chan struct{})
+	k.ahead[stream] = a
+	a.expire = time.AfterFunc(kafkaAheadTTL, func() {
+		k.mu.Lock()
+		defer k.mu.Unlock()
+		if k.ahead[stream] == a {
+			k.dropLocked(stream, a)
+		}
+	})
+	k.wg.Add(1)
+	go func() {
+		defer k.wg.Done()
+		defer close(a.done)
+		a.batches, a.next, a.err = read(k.ctx)
+	}()
+}
+
+// dropLocked forgets stream's read ahead a. The caller holds k.mu.
+func (k *kafkaReads) dropLocked(stream string, a *readAhead) {
+	a.expire.Stop()
+	delete(k.ahead, stream)
+	k.reserved -= a.maxBytes
+}
+
+// takeAhead returns the read ahead of stream for a fetch of offset with maxBytes
+// and isolation committed, if there is one, and forgets it.
+func (k *kafkaReads) takeAhead(stream, topicID string, offset int64, maxBytes int, committed bool) *readAhead {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	a := k.ahead[stream]
+	if a == nil {
+		return nil
+	}
+	k.dropLocked(stream, a)
+	if a.topicID != topicID || a.offset != offset || a.maxBytes != maxBytes || a.committed != committed {
+		return nil
+	}
+	return a
 }
 
 // part returns the stream's partReads for topic id, new when the topic is new.
@@ -137,7 +249,7 @@ func (k *kafkaReads) setLast(stream, topicID string, seq uint64, base, next int6
 
 // acquire takes one of the batched-get slots; release gives it back.
 func (k *kafkaReads) acquire(ctx context.Context) error {
-	k.once.Do(func() { k.slots = make(chan struct{}, kafkaReadsInFlight) })
+	k.init()
 	select {
 	case k.slots <- struct{}{}:
 		return nil
@@ -154,9 +266,12 @@ type batchEnd struct {
 	seq    uint64
 }
 
+// directBatchRequest is JetStream's batched direct get. It names no subject: a
+// partition stream stores only its partition's subjects, and with one the server
+// counts the messages pending by scanning the stream's blocks, where without one
+// it counts them from the stream's state.
 type directBatchRequest struct {
 	Seq      uint64 `json:"seq"`
-	NextFor  string `json:"next_by_subj"`
 	Batch    int    `json:"batch"`
 	MaxBytes int    `json:"max_bytes"`
 	UpToSeq  uint64 `json:"up_to_seq,omitempty"`
@@ -220,8 +335,46 @@ func (b *kafkaBackend) read(ctx context.Context, topic string, p int32, offset i
 	if maxBytes <= 0 {
 		maxBytes = DefaultFetchMaxBytes
 	}
-	res.Batches, err = b.readBatches(ctx, r, t, offs, firstBase, offset, end, maxBytes)
-	return res, err
+	var next batchEnd
+	if a := b.reads.takeAhead(r.Stream, t.ID, offset, maxBytes, committed); a != nil {
+		select {
+		case <-a.done:
+			// Batches read past what may be answered now are not taken (the
+			// high watermark and last stable offset only grow, so this is
+			// a partition made again).
+			if a.err == nil && a.end <= end {
+				res.Batches, next = a.batches, a.next
+			}
+		case <-ctx.Done():
+			return res, ctx.Err()
+		}
+	}
+	if len(res.Batches) == 0 {
+		if res.Batches, next, err = b.readBatches(ctx, r, t, offs, firstBase, offset, end, maxBytes); err != nil {
+			return res, err
+		}
+	}
+	if len(res.Batches) == 0 {
+		return res, nil
+	}
+	records := int64(0)
+	size := 0
+	for _, batch := range res.Batches {
+		if h, err := semantics.PeekBatchHeader(batch); err == nil {
+			records += int64(h.NumRecords)
+		}
+		size += len(batch)
+	}
+	b.n.obs.fetched(topic, p, records, size)
+	if next.offset < end && next.seq <= offs.LastSeq {
+		// More is stored: read it for the next fetch.
+		from, seqs := next.offset, offs
+		b.reads.startAhead(r.Stream, &readAhead{topicID: t.ID, offset: from, maxBytes: maxBytes, committed: committed, end: end},
+			func(ctx context.Context) ([][]byte, batchEnd, error) {
+				return b.readBatches(ctx, r, t, seqs, firstBase, from, end, maxBytes)
+			})
+	}
+	return res, nil
 }
 
 // readEnds is partition.Reader.ReadOffsets from the stream leader's state, with
@@ -284,8 +437,9 @@ func (b *kafkaBackend) readEnds(ctx context.Context, r *partition.Reader, t sema
 }
 
 // readBatches reads the stored batches from the one holding offset, up to end (an
-// offset) and maxBytes, with batched direct gets of at most kafkaReadChunk bytes.
-func (b *kafkaBackend) readBatches(ctx context.Context, r *partition.Reader, t semantics.TopicMeta, offs partition.Offsets, firstBase, offset, end int64, maxBytes int) ([][]byte, error) {
+// offset) and maxBytes, with batched direct gets of at most kafkaReadChunk bytes,
+// and returns where they end.
+func (b *kafkaBackend) readBatches(ctx context.Context, r *partition.Reader, t semantics.TopicMeta, offs partition.Offsets, firstBase, offset, end int64, maxBytes int) (batches [][]byte, next batchEnd, err error) {
 	part := semantics.PartitionString(r.Topic, r.P)
 	seq, hit := b.reads.seqOf(r.Stream, t.ID, offset)
 	switch {
@@ -299,52 +453,50 @@ func (b *kafkaBackend) readBatches(ctx context.Context, r *partition.Reader, t s
 	default:
 		hit = false
 		found := false
-		var err error
 		seq, found, err = semantics.FindOffset(ctx, r, offs.FirstSeq, offs.LastSeq, offset)
 		if err != nil {
-			return nil, fmt.Errorf("fetch %s: find the batch of offset %d: %w", part, offset, err)
+			return nil, next, fmt.Errorf("fetch %s: find the batch of offset %d: %w", part, offset, err)
 		}
 		if !found {
 			seq = offs.FirstSeq
 		}
 	}
 	var (
-		batches [][]byte
-		ends    []batchEnd
-		size    int
-		records int64
+		ends []batchEnd
+		size int
 	)
 	defer func() {
 		b.reads.remember(r.Stream, t.ID, ends)
-		if len(batches) > 0 {
-			b.n.obs.fetched(r.Topic, r.P, records, size)
+		if len(ends) > 0 {
+			next = ends[len(ends)-1]
 		}
 	}()
 	for seq <= offs.LastSeq && size < maxBytes {
-		msgs, err := b.directBatch(ctx, r, directBatchRequest{Seq: seq, NextFor: semantics.StreamSubject(r.Topic, r.P),
+		var msgs []directMsg
+		msgs, err = b.directBatch(ctx, r, directBatchRequest{Seq: seq,
 			Batch: kafkaReadBatchMax, MaxBytes: min(maxBytes-size, kafkaReadChunk), UpToSeq: offs.LastSeq})
 		if err != nil {
 			if len(batches) > 0 {
-				return batches, nil // the next fetch reads from here again
+				return batches, next, nil // the next fetch reads from here again
 			}
-			return nil, fmt.Errorf("fetch %s: read from sequence %d: %w", part, seq, err)
+			return nil, next, fmt.Errorf("fetch %s: read from sequence %d: %w", part, seq, err)
 		}
 		if len(msgs) == 0 {
-			return batches, nil
+			return batches, next, nil
 		}
 		for _, m := range msgs {
 			if len(batches) > 0 && size+len(m.data) > maxBytes {
-				return batches, nil
+				return batches, next, nil
 			}
 			if h, err := semantics.PeekBatchHeader(m.data); err == nil && h.BaseOffset >= end {
-				return batches, nil // at the last stable offset
+				return batches, next, nil // at the last stable offset
 			}
-			h, err := semantics.ParseBatchHeader(m.data)
-			if err != nil {
+			h, perr := semantics.ParseBatchHeader(m.data)
+			if perr != nil {
 				if len(batches) > 0 {
-					return batches, nil // the next fetch starts at it, and fails
+					return batches, next, nil // the next fetch starts at it, and fails
 				}
-				return nil, fmt.Errorf("fetch %s: sequence %d: %w", part, m.seq, err)
+				return nil, next, fmt.Errorf("fetch %s: sequence %d: %w", part, m.seq, perr)
 			}
 			if len(batches) == 0 && hit && h.BaseOffset != offset {
 				// The remembered sequence no longer holds offset (the partition
@@ -355,14 +507,13 @@ func (b *kafkaBackend) readBatches(ctx context.Context, r *partition.Reader, t s
 			batches = append(batches, m.data)
 			ends = append(ends, batchEnd{offset: h.LastOffset() + 1, seq: m.seq + 1})
 			size += len(m.data)
-			records += int64(h.NumRecords)
 			if m.seq == offs.LastSeq {
 				b.reads.setLast(r.Stream, t.ID, m.seq, h.BaseOffset, h.LastOffset()+1)
 			}
 			seq = m.seq + 1
 		}
 	}
-	return batches, nil
+	return batches, next, nil
 }
 
 type directMsg struct {
