@@ -17,11 +17,11 @@ import (
 func TestFetchAnswerFramedInPieces(t *testing.T) {
 	t.Parallel()
 	a := apis[kmsg.Fetch.Int16()]
-	rng := rand.New(rand.NewPCG(1, 2))
 	sizes := []int{61, 127, 200, 16383, 16384, 70000, 2100000}
 	for v := a.min; v <= a.max; v++ {
 		t.Run(fmt.Sprintf("v%d", v), func(t *testing.T) {
 			t.Parallel()
+			rng := rand.New(rand.NewPCG(uint64(v), 2))
 			build := func() (*kmsg.FetchResponse, [][][]byte) {
 				resp := kmsg.NewPtrFetchResponse()
 				var stored [][][]byte
@@ -46,7 +46,7 @@ func TestFetchAnswerFramedInPieces(t *testing.T) {
 							for range 1 + rng.IntN(3) {
 								b := make([]byte, sizes[rng.IntN(len(sizes))])
 								for i := range b {
-									b[i] = byte(rng.Uint32())
+									b[i] = byte(i*7 + int(v))
 								}
 								batches = append(batches, b)
 							}
