@@ -189,8 +189,13 @@ func (e *Env) kafkaConsumeRun(ctx context.Context, c Config) (*Measure, error) {
 				wants[i] += p.HighWatermark - p.LogStartOffset
 			}
 		}
-		cls[i], err = e.kafkaClient(kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: assign}),
-			kgo.FetchMaxBytes(64<<20), kgo.FetchMaxPartitionBytes(16<<20))
+		// franz-go's fetch sizes are left at their defaults, Kafka's (50 MiB a
+		// fetch, 1 MiB a partition), as the SDK's consumer is left at its own: a
+		// franz-go client has one fetch in flight to a broker, and the node reads
+		// each partition's next batches while an answer travels and is decoded,
+		// so answers of a few MiB keep both sides busy where one large answer
+		// leaves each waiting for the other.
+		cls[i], err = e.kafkaClient(kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: assign}))
 		if err != nil {
 			return nil, err
 		}

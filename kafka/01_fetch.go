@@ -3,6 +3,7 @@ package kafka
 import (
 	"context"
 	"errors"
+	"sync"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -64,8 +65,8 @@ func handleFetch(ctx context.Context, c *conn, kreq kmsg.Request) func() kmsg.Re
 }
 
 // fetch answers a fetch whose topics are named.
-func fetch(ctx context.Context, c *conn, req *kmsg.FetchRequest) *kmsg.FetchResponse {
-	resp := req.ResponseKind().(*kmsg.FetchResponse)
+func fetch(ctx context.Context, c *conn, req *kmsg.FetchRequest) *fetchAnswer {
+	resp := newFetchAnswer(req.ResponseKind().(*kmsg.FetchResponse))
 	if req.SessionID != 0 {
 		// qxd never gives a session id, so none can be asked for.
 		resp.ErrorCode = codeFetchSessionIDNotFound
@@ -107,7 +108,7 @@ func fetch(ctx context.Context, c *conn, req *kmsg.FetchRequest) *kmsg.FetchResp
 		}
 	}()
 	for {
-		resp.Topics = resp.Topics[:0]
+		resp.reset()
 		total, failed := fetchOnce(ctx, c, req, resp)
 		if total >= int(req.MinBytes) || failed || wait <= 0 || ctx.Err() != nil {
 			return resp
@@ -141,7 +142,7 @@ func fetch(ctx context.Context, c *conn, req *kmsg.FetchRequest) *kmsg.FetchResp
 			// stored: read until it is there, briefly.
 			for _, d := range []time.Duration{0, time.Millisecond, 2 * time.Millisecond, 5 * time.Millisecond, 10 * time.Millisecond} {
 				time.Sleep(d)
-				resp.Topics = resp.Topics[:0]
+				resp.reset()
 				total, failed = fetchOnce(ctx, c, req, resp)
 				if total > 0 || failed {
 					break
@@ -151,7 +152,7 @@ func fetch(ctx context.Context, c *conn, req *kmsg.FetchRequest) *kmsg.FetchResp
 				return resp
 			}
 		case <-t.C:
-			resp.Topics = resp.Topics[:0]
+			resp.reset()
 			fetchOnce(ctx, c, req, resp)
 			return resp
 		case <-ctx.Done():
@@ -161,27 +162,70 @@ func fetch(ctx context.Context, c *conn, req *kmsg.FetchRequest) *kmsg.FetchResp
 	}
 }
 
+// fetchParallel bounds the partitions of one fetch read at once.
+const fetchParallel = 8
+
+// partRead is one partition's read within a fetch.
+type partRead struct {
+	r   IsolatedRead
+	err error
+}
+
 // fetchOnce reads every partition of req into resp and returns the bytes of
 // batches it holds and whether a partition failed (an error is answered at once).
-func fetchOnce(ctx context.Context, c *conn, req *kmsg.FetchRequest, resp *kmsg.FetchResponse) (int, bool) {
-	total := 0
-	failed := false
+// The partitions are read at once (at most fetchParallel together), each up to
+// its own limit; the fetch's limit is applied to them afterwards, in request
+// order: the first batch goes out whatever its size, so a batch larger than the
+// limits can be read, and past it the batches that would pass the limit are left
+// for the next fetch.
+func fetchOnce(ctx context.Context, c *conn, req *kmsg.FetchRequest, resp *fetchAnswer) (int, bool) {
 	maxBytes := int(req.MaxBytes)
 	if maxBytes <= 0 {
 		maxBytes = 52428800 // Kafka's fetch.max.bytes default
 	}
+	n := 0
+	for _, t := range req.Topics {
+		n += len(t.Partitions)
+	}
+	reads := make([]partRead, n)
+	read := func(i int, topic string, p kmsg.FetchRequestTopicPartition) {
+		budget := min(int(p.PartitionMaxBytes), maxBytes)
+		reads[i].r, reads[i].err = c.readIsolated(ctx, req.IsolationLevel, topic, p.Partition, p.FetchOffset, max(budget, 1))
+	}
+	if n == 1 {
+		read(0, req.Topics[0].Topic, req.Topics[0].Partitions[0])
+	} else if n > 1 {
+		var wg sync.WaitGroup
+		slots := make(chan struct{}, fetchParallel)
+		i := 0
+		for _, t := range req.Topics {
+			for _, p := range t.Partitions {
+				slots <- struct{}{}
+				wg.Add(1)
+				go func(i int, topic string, p kmsg.FetchRequestTopicPartition) {
+					defer func() { <-slots; wg.Done() }()
+					read(i, topic, p)
+				}(i, t.Topic, p)
+				i++
+			}
+		}
+		wg.Wait()
+	}
+	total := 0
+	failed := false
+	i := 0
 	for _, t := range req.Topics {
 		rt := kmsg.NewFetchResponseTopic()
 		rt.Topic = t.Topic
 		for _, p := range t.Partitions {
+			r, err := reads[i].r, reads[i].err
+			i++
 			rp := kmsg.NewFetchResponseTopicPartition()
 			rp.Partition = p.Partition
 			rp.PreferredReadReplica = -1
 			// Records are never null: Kafka sends an empty set, and librdkafka
 			// refuses a null one ("invalid MessageSetSize -1") and stalls.
 			rp.RecordBatches = []byte{}
-			budget := min(int(p.PartitionMaxBytes), maxBytes-total)
-			r, err := c.readIsolated(ctx, req.IsolationLevel, t.Topic, p.Partition, p.FetchOffset, max(budget, 1))
 			if err != nil {
 				rp.ErrorCode = code(err)
 				rp.HighWatermark, rp.LastStableOffset, rp.LogStartOffset = -1, -1, -1
@@ -198,27 +242,28 @@ func fetchOnce(ctx context.Context, c *conn, req *kmsg.FetchRequest, resp *kmsg.
 				at.ProducerID, at.FirstOffset = a.ProducerID, a.FirstOffset
 				rp.AbortedTransactions = append(rp.AbortedTransactions, at)
 			}
-			n := 0
-			for _, b := range r.Batches {
-				n += len(b)
-			}
-			// The first batch goes out whatever its size, so a batch larger than
-			// the limits can be read; past it, the limits hold.
-			if n > budget && total > 0 {
-				r.Batches = nil
-				n = 0
-			}
-			if n > 0 {
-				buf := make([]byte, 0, n)
-				for _, b := range r.Batches {
-					buf = append(buf, b...)
-				}
-				rp.RecordBatches = buf
-				total += n
-			}
+			var batches [][]byte
+			batches, total = takeBatches(r.Batches, total, int(p.PartitionMaxBytes), maxBytes)
+			rp.RecordBatches = resp.field(batches)
 			rt.Partitions = append(rt.Partitions, rp)
 		}
 		resp.Topics = append(resp.Topics, rt)
 	}
 	return total, failed
+}
+
+// takeBatches returns the batches of one partition that a fetch holding total
+// bytes of batches takes under the partition's limit partMax and the fetch's
+// maxBytes, and the fetch's new total: the batches while they fit, and the first
+// one whatever its size when the fetch holds none yet (as Kafka's brokers
+// answer, KIP-74).
+func takeBatches(batches [][]byte, total, partMax, maxBytes int) ([][]byte, int) {
+	n := 0
+	for i, b := range batches {
+		if (n+len(b) > partMax || total+n+len(b) > maxBytes) && total+n > 0 {
+			return batches[:i], total + n
+		}
+		n += len(b)
+	}
+	return batches, total + n
 }

@@ -221,6 +221,9 @@ type conn struct {
 type slot struct {
 	done chan struct{}
 	buf  []byte // the framed response; nil: none (acks=0 produce)
+	// more, when set, follows buf: a fetch answer's stored batches and the
+	// pieces of the answer between them (frameParts).
+	more [][]byte
 }
 
 func newConn(l *Listener, nc net.Conn) *conn {
@@ -269,7 +272,7 @@ func (c *conn) writeLoop() {
 		if broken || s.buf == nil {
 			continue
 		}
-		if _, err := w.Write(s.buf); err != nil {
+		if err := writeSlot(w, c.nc, s); err != nil {
 			broken = true
 			c.cancel()
 			c.nc.Close()
@@ -283,6 +286,22 @@ func (c *conn) writeLoop() {
 			}
 		}
 	}
+}
+
+// writeSlot writes an answer: through w, or, when it has pieces, after w is
+// flushed, with one vectored write of them all.
+func writeSlot(w *bufio.Writer, nc net.Conn, s *slot) error {
+	if len(s.more) == 0 {
+		_, err := w.Write(s.buf)
+		return err
+	}
+	if err := w.Flush(); err != nil {
+		return err
+	}
+	bufs := make(net.Buffers, 0, 1+len(s.more))
+	bufs = append(append(bufs, s.buf), s.more...)
+	_, err := bufs.WriteTo(nc)
+	return err
 }
 
 func (c *conn) readLoop() error {
@@ -448,8 +467,9 @@ func (c *conn) handle(buf []byte) (err error) {
 		}()
 		resp := rest()
 		if resp != nil {
-			c.l.observe(h.key, resp)
-			s.buf = frame(h, resp)
+			c.l.observe(h.key, answered(resp))
+			parts := frameParts(h, resp)
+			s.buf, s.more = parts[0], parts[1:]
 		}
 	}()
 	if c.closing != nil {

@@ -182,6 +182,7 @@ func (n *Node) stopKafka(ctx context.Context) {
 	if err := n.kafka.l.Close(ctx); err != nil {
 		n.log.Warn("kafka listener did not stop in time", "err", err)
 	}
+	n.kafka.b.reads.close()
 	n.kafka.b.nc.Close()
 }
 

@@ -17,131 +17,503 @@ import (
 )
 
 // Kafka fetches read a partition's stored batches with JetStream's batched direct
-// get: one request returns every batch from a sequence up to a byte limit, where
-// the node's fetch service asks for them one by one. A Kafka consumer fetches where
-// its last fetch ended, so the listener remembers, per partition, the sequence that
-// follows the offset it last answered up to, and skips the binary search then.
+// get: one request returns, as raw bytes, every batch from a sequence up to a byte
+// limit, where the node's fetch service asks for them one by one. A Kafka consumer
+// fetches where its last fetch ended, so the listener remembers, per partition, the
+// sequence that follows every batch it answered, and skips the binary search then.
+// The log start and high watermark are the stream leader's, as the fetch service
+// reads them; the leader's first and last batches are read again only when the
+// stream's first or last sequence moved (a sequence's message never changes).
 
-// kafkaReadBatchMax bounds the batches of one batched get; kafkaReadTimeout the
-// wait for its answer.
+// kafkaReadBatchMax bounds the batches of one batched get; kafkaReadChunk its
+// bytes; kafkaReadTimeout the wait for its answer; kafkaReadsInFlight the batched
+// gets in flight at once on the backend's connection, so that the bytes the node
+// buffers for it stay under Config.MaxPending (default 256 MiB).
 const (
-	kafkaReadBatchMax = 1000
-	kafkaReadTimeout  = 10 * time.Second
+	kafkaReadBatchMax  = 1000
+	kafkaReadChunk     = 8 << 20
+	kafkaReadTimeout   = 10 * time.Second
+	kafkaReadsInFlight = 16
 )
 
-// readPos is where a partition's last Kafka fetch ended: the offset the next
-// record has, and the sequence of the batch that holds it.
-type readPos struct {
+// kafkaReadPositions bounds the remembered batch ends of one partition.
+const kafkaReadPositions = 4096
+
+// A fetch that stops before the end of what is stored starts reading the batches
+// that follow, for the consumer's next fetch, while this one travels to it and is
+// decoded there (a Kafka client sends its next fetch to a broker only then): the
+// read-ahead the SDK's consumers get from JetStream's push delivery. kafkaAheadBytes
+// bounds the bytes reserved by reads ahead on a node, kafkaAheadTTL how long a
+// read ahead waits for its fetch.
+const (
+	kafkaAheadBytes = 128 << 20
+	kafkaAheadTTL   = 5 * time.Second
+)
+
+// partReads is what the Kafka reads of one partition stream remember: the
+// sequence after each batch answered, by the offset after it, and the offsets
+// of the stream's first and last messages.
+type partReads struct {
 	topicID string
-	offset  int64
-	seq     uint64
+	next    map[int64]uint64
+	// firstSeq is the stream's first sequence when firstBatch (the sequence of
+	// the batch at or after it) and firstBase (its base offset) were read.
+	firstSeq, firstBatch uint64
+	firstBase            int64
+	// lastSeq is the stream's last sequence; lastBase and lastNext the base
+	// offset of the batch stored there and the offset after it.
+	lastSeq            uint64
+	lastBase, lastNext int64
 }
 
-// kafkaReads remembers readPos per partition stream.
+// kafkaReads remembers partReads per partition stream, and bounds the batched
+// gets in flight.
 type kafkaReads struct {
-	mu  sync.Mutex
-	pos map[string]readPos
+	mu       sync.Mutex
+	parts    map[string]*partReads
+	ahead    map[string]*readAhead // by partition stream
+	reserved int                   // bytes reserved by ahead
+	once     sync.Once
+	slots    chan struct{}
+	ctx      context.Context // ends the reads ahead
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup // the reads ahead
+	closed   bool
 }
 
-func (k *kafkaReads) get(stream, topicID string, offset int64) (uint64, bool) {
+// readAhead is a read started for a partition's next fetch.
+type readAhead struct {
+	topicID   string
+	offset    int64
+	maxBytes  int
+	committed bool
+	end       int64 // the offset the batches end before, at most
+	done      chan struct{}
+	batches   [][]byte
+	next      batchEnd
+	err       error
+	expire    *time.Timer
+}
+
+func (k *kafkaReads) init() {
+	k.once.Do(func() {
+		k.slots = make(chan struct{}, kafkaReadsInFlight)
+		k.ctx, k.cancel = context.WithCancel(context.Background())
+	})
+}
+
+// close stops the reads ahead and waits for them.
+func (k *kafkaReads) close() {
+	k.init()
+	k.mu.Lock()
+	k.closed = true
+	for stream, a := range k.ahead {
+		a.expire.Stop()
+		delete(k.ahead, stream)
+	}
+	k.reserved = 0
+	k.mu.Unlock()
+	k.cancel()
+	k.wg.Wait()
+}
+
+// startAhead reads partition stream's batches from offset for its next fetch,
+// unless the bytes reserved for reads ahead would pass kafkaAheadBytes.
+func (k *kafkaReads) startAhead(stream string, a *readAhead, read func(ctx context.Context) ([][]byte, batchEnd, error)) {
+	k.init()
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	p, ok := k.pos[stream]
-	if !ok || p.topicID != topicID || p.offset != offset {
-		return 0, false
+	if k.closed {
+		return
 	}
-	return p.seq, true
+	if old := k.ahead[stream]; old != nil {
+		k.dropLocked(stream, old)
+	}
+	if k.reserved+a.maxBytes > kafkaAheadBytes {
+		return
+	}
+	if k.ahead == nil {
+		k.ahead = map[string]*readAhead{}
+	}
+	k.reserved += a.maxBytes
+	a.done = make(chan struct{})
+	k.ahead[stream] = a
+	a.expire = time.AfterFunc(kafkaAheadTTL, func() {
+		k.mu.Lock()
+		defer k.mu.Unlock()
+		if k.ahead[stream] == a {
+			k.dropLocked(stream, a)
+		}
+	})
+	k.wg.Add(1)
+	go func() {
+		defer k.wg.Done()
+		defer close(a.done)
+		a.batches, a.next, a.err = read(k.ctx)
+	}()
 }
 
-func (k *kafkaReads) put(stream string, p readPos) {
+// dropLocked forgets stream's read ahead a. The caller holds k.mu.
+func (k *kafkaReads) dropLocked(stream string, a *readAhead) {
+	a.expire.Stop()
+	delete(k.ahead, stream)
+	k.reserved -= a.maxBytes
+}
+
+// takeAhead returns the read ahead of stream for a fetch of offset with maxBytes
+// and isolation committed, if there is one, and forgets it.
+func (k *kafkaReads) takeAhead(stream, topicID string, offset int64, maxBytes int, committed bool) *readAhead {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	if k.pos == nil {
-		k.pos = map[string]readPos{}
+	a := k.ahead[stream]
+	if a == nil {
+		return nil
 	}
-	k.pos[stream] = p
+	k.dropLocked(stream, a)
+	if a.topicID != topicID || a.offset != offset || a.maxBytes != maxBytes || a.committed != committed {
+		return nil
+	}
+	return a
 }
 
+// part returns the stream's partReads for topic id, new when the topic is new.
+// The caller holds k.mu.
+func (k *kafkaReads) part(stream, topicID string) *partReads {
+	if k.parts == nil {
+		k.parts = map[string]*partReads{}
+	}
+	p := k.parts[stream]
+	if p == nil || p.topicID != topicID {
+		p = &partReads{topicID: topicID, next: map[int64]uint64{}}
+		k.parts[stream] = p
+	}
+	return p
+}
+
+// seqOf returns the sequence of the batch a read at offset starts with, if known.
+func (k *kafkaReads) seqOf(stream, topicID string, offset int64) (uint64, bool) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	seq, ok := k.part(stream, topicID).next[offset]
+	return seq, ok
+}
+
+// forget drops what a read at offset expected.
+func (k *kafkaReads) forget(stream, topicID string, offset int64) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	delete(k.part(stream, topicID).next, offset)
+}
+
+// remember records where the batches of a read end.
+func (k *kafkaReads) remember(stream, topicID string, ends []batchEnd) {
+	if len(ends) == 0 {
+		return
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	p := k.part(stream, topicID)
+	if len(p.next)+len(ends) > kafkaReadPositions {
+		clear(p.next)
+	}
+	for _, e := range ends {
+		p.next[e.offset] = e.seq
+	}
+}
+
+// ends returns a copy of the stream's remembered ends.
+func (k *kafkaReads) ends(stream, topicID string) partReads {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	p := *k.part(stream, topicID)
+	p.next = nil
+	return p
+}
+
+// setFirst and setLast record the stream's first and last batches.
+func (k *kafkaReads) setFirst(stream, topicID string, firstSeq, batchSeq uint64, base int64) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	p := k.part(stream, topicID)
+	p.firstSeq, p.firstBatch, p.firstBase = firstSeq, batchSeq, base
+}
+
+func (k *kafkaReads) setLast(stream, topicID string, seq uint64, base, next int64) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	p := k.part(stream, topicID)
+	if seq >= p.lastSeq {
+		p.lastSeq, p.lastBase, p.lastNext = seq, base, next
+	}
+}
+
+// acquire takes one of the batched-get slots; release gives it back.
+func (k *kafkaReads) acquire(ctx context.Context) error {
+	k.init()
+	select {
+	case k.slots <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (k *kafkaReads) release() { <-k.slots }
+
+// batchEnd is where a batch ends: the offset after it, and the sequence after it.
+type batchEnd struct {
+	offset int64
+	seq    uint64
+}
+
+// directBatchRequest is JetStream's batched direct get. It names no subject: a
+// partition stream stores only its partition's subjects, and with one the server
+// counts the messages pending by scanning the stream's blocks, where without one
+// it counts them from the stream's state.
 type directBatchRequest struct {
 	Seq      uint64 `json:"seq"`
-	NextFor  string `json:"next_by_subj"`
 	Batch    int    `json:"batch"`
 	MaxBytes int    `json:"max_bytes"`
 	UpToSeq  uint64 `json:"up_to_seq,omitempty"`
 }
 
-// Read implements kafka.Backend: stored batches from the one holding offset, as
-// stored, each checked against its CRC (a batch that fails ends the read; read
-// from it alone, it is an error), until they pass maxBytes.
+// Read implements kafka.Backend: ReadIsolated with read_uncommitted.
 func (b *kafkaBackend) Read(ctx context.Context, topic string, p int32, offset int64, maxBytes int) (kafka.ReadResult, error) {
+	r, err := b.read(ctx, topic, p, offset, maxBytes, false)
+	return r.ReadResult, err
+}
+
+// ReadIsolated implements kafka.TxnBackend: stored batches from the one holding
+// offset, as stored, each checked against its CRC (a batch that fails ends the
+// read; read from it alone, it is an error), until they pass maxBytes (the first
+// batch comes whatever its size). With committed, the batches end at the last
+// stable offset and the aborted transactions among them are listed; only the node
+// leading the partition knows those (NOT_LEADER_OR_FOLLOWER elsewhere).
+func (b *kafkaBackend) ReadIsolated(ctx context.Context, topic string, p int32, offset int64, maxBytes int, committed bool) (kafka.IsolatedRead, error) {
+	return b.read(ctx, topic, p, offset, maxBytes, committed)
+}
+
+func (b *kafkaBackend) read(ctx context.Context, topic string, p int32, offset int64, maxBytes int, committed bool) (kafka.IsolatedRead, error) {
+	none := kafka.IsolatedRead{ReadResult: kafka.ReadResult{LogStart: -1, HighWatermark: -1}, LastStableOffset: -1}
 	t, err := b.partition(ctx, topic, p)
 	if err != nil {
-		return kafka.ReadResult{}, err
+		return none, err
 	}
 	part := semantics.PartitionString(topic, p)
 	// The leader's offsets, as the fetch service reads them: a replica's high
 	// watermark may be below what a consumer already read, which would be answered
 	// OFFSET_OUT_OF_RANGE. The batches may come from any replica (direct gets): one
 	// a little behind answers fewer of them.
-	r, offs, err := b.offsetsFrom(ctx, topic, p, false)
+	r := partition.NewReader(b.nc, topic, p, false)
+	offs, firstBase, err := b.readEnds(ctx, r, t, p)
 	if err != nil {
-		return kafka.ReadResult{}, fmt.Errorf("fetch %s: read its offsets: %w", part, err)
+		return none, fmt.Errorf("fetch %s: read its offsets: %w", part, err)
 	}
-	res := kafka.ReadResult{LogStart: offs.LogStart, HighWatermark: offs.HighWatermark}
+	res := kafka.IsolatedRead{ReadResult: kafka.ReadResult{LogStart: offs.LogStart, HighWatermark: offs.HighWatermark},
+		LastStableOffset: offs.HighWatermark}
+	end := offs.HighWatermark // batches end before it
+	if w := b.n.Writers(); w != nil {
+		lso, aborted, serr := w.Stable(topic, p, offset, offs.LogStart)
+		switch {
+		case serr == nil:
+			res.LastStableOffset = min(lso, offs.HighWatermark)
+			if committed {
+				res.Aborted, end = aborted, res.LastStableOffset
+			}
+		case committed:
+			return res, fmt.Errorf("fetch %s read-committed: %w", part, serr)
+		}
+	}
 	if offset < offs.LogStart || offset > offs.HighWatermark {
 		return res, semantics.Errorf(semantics.ErrOffsetOutOfRange,
 			"fetch %s: offset %d is out of range: the partition holds offsets %d (the log start) to %d (the high watermark)",
 			part, offset, offs.LogStart, offs.HighWatermark)
 	}
-	if offset == offs.HighWatermark || offs.Msgs == 0 {
+	if offset >= end || offs.Msgs == 0 {
 		return res, nil
 	}
-	stream := semantics.StreamName(topic, p)
-	seq, hit := b.reads.get(stream, t.ID, offset)
-	if !hit || seq < offs.FirstSeq || seq > offs.LastSeq {
+	if maxBytes <= 0 {
+		maxBytes = DefaultFetchMaxBytes
+	}
+	var next batchEnd
+	if a := b.reads.takeAhead(r.Stream, t.ID, offset, maxBytes, committed); a != nil {
+		select {
+		case <-a.done:
+			// Batches read past what may be answered now are not taken (the
+			// high watermark and last stable offset only grow, so this is
+			// a partition made again).
+			if a.err == nil && a.end <= end {
+				res.Batches, next = a.batches, a.next
+			}
+		case <-ctx.Done():
+			return res, ctx.Err()
+		}
+	}
+	if len(res.Batches) == 0 {
+		if res.Batches, next, err = b.readBatches(ctx, r, t, offs, firstBase, offset, end, maxBytes); err != nil {
+			return res, err
+		}
+	}
+	if len(res.Batches) == 0 {
+		return res, nil
+	}
+	records := int64(0)
+	size := 0
+	for _, batch := range res.Batches {
+		if h, err := semantics.PeekBatchHeader(batch); err == nil {
+			records += int64(h.NumRecords)
+		}
+		size += len(batch)
+	}
+	b.n.obs.fetched(topic, p, records, size)
+	if next.offset < end && next.seq <= offs.LastSeq {
+		// More is stored: read it for the next fetch.
+		from, seqs := next.offset, offs
+		b.reads.startAhead(r.Stream, &readAhead{topicID: t.ID, offset: from, maxBytes: maxBytes, committed: committed, end: end},
+			func(ctx context.Context) ([][]byte, batchEnd, error) {
+				return b.readBatches(ctx, r, t, seqs, firstBase, from, end, maxBytes)
+			})
+	}
+	return res, nil
+}
+
+// readEnds is partition.Reader.ReadOffsets from the stream leader's state, with
+// the first and last batches read again only when the stream's first or last
+// sequence moved; it also returns the first batch's base offset (-1 when none).
+func (b *kafkaBackend) readEnds(ctx context.Context, r *partition.Reader, t semantics.TopicMeta, p int32) (partition.Offsets, int64, error) {
+	st, err := r.StreamInfo(ctx)
+	if err != nil {
+		return partition.Offsets{}, -1, err
+	}
+	o := partition.Offsets{StreamState: st}
+	var next int64
+	checkpoint := func() error {
+		ck, err := b.n.admin.meta.getCheckpoint(ctx, t.ID, p)
+		next = ck.Next
+		return err
+	}
+	if st.Msgs == 0 {
+		if err := checkpoint(); err != nil {
+			return partition.Offsets{}, -1, err
+		}
+		next = max(next, st.LogStart)
+		o.LogStart, o.HighWatermark = next, next
+		return o, -1, nil
+	}
+	known := b.reads.ends(r.Stream, t.ID)
+	if known.firstSeq != st.FirstSeq || known.firstBatch == 0 {
+		seq, h, err := r.BatchAtOrAfter(ctx, st.FirstSeq)
+		if err != nil {
+			return partition.Offsets{}, -1, err
+		}
+		known.firstBatch, known.firstBase = seq, h.BaseOffset
+		b.reads.setFirst(r.Stream, t.ID, st.FirstSeq, seq, h.BaseOffset)
+	}
+	if known.lastSeq != st.LastSeq {
+		m, err := r.GetLast(ctx)
+		if err != nil {
+			return partition.Offsets{}, -1, err
+		}
+		h, err := semantics.PeekBatchHeader(m.Data)
+		if err != nil {
+			return partition.Offsets{}, -1, err
+		}
+		known.lastSeq, known.lastBase, known.lastNext = m.Seq, h.BaseOffset, h.LastOffset()+1
+		if m.Seq < st.LastSeq {
+			// The stream's last messages are not batches of the partition (a
+			// compacted topic's expired tombstones): the writer's checkpoint says
+			// where offsets stand.
+			if err := checkpoint(); err != nil {
+				return partition.Offsets{}, -1, err
+			}
+		} else {
+			b.reads.setLast(r.Stream, t.ID, m.Seq, h.BaseOffset, h.LastOffset()+1)
+		}
+	}
+	o.HighWatermark = max(known.lastNext, next, st.LogStart)
+	o.LogStart = min(max(known.firstBase, st.LogStart), o.HighWatermark)
+	o.FirstBatchSeq, o.LastBatchSeq, o.LastBatchBase = known.firstBatch, known.lastSeq, known.lastBase
+	return o, known.firstBase, nil
+}
+
+// readBatches reads the stored batches from the one holding offset, up to end (an
+// offset) and maxBytes, with batched direct gets of at most kafkaReadChunk bytes,
+// and returns where they end.
+func (b *kafkaBackend) readBatches(ctx context.Context, r *partition.Reader, t semantics.TopicMeta, offs partition.Offsets, firstBase, offset, end int64, maxBytes int) (batches [][]byte, next batchEnd, err error) {
+	part := semantics.PartitionString(r.Topic, r.P)
+	seq, hit := b.reads.seqOf(r.Stream, t.ID, offset)
+	switch {
+	case hit && seq >= offs.FirstSeq && seq <= offs.LastSeq:
+	case offset == firstBase && offs.FirstBatchSeq != 0:
+		// From the start: the first batch, no search.
+		seq, hit = offs.FirstBatchSeq, false
+	case offset >= offs.LastBatchBase && offs.LastBatchSeq != 0:
+		// In the last batch.
+		seq, hit = offs.LastBatchSeq, false
+	default:
+		hit = false
 		found := false
-		if seq, found, err = semantics.FindOffset(ctx, r, offs.FirstSeq, offs.LastSeq, offset); err != nil {
-			return res, fmt.Errorf("fetch %s: find the batch of offset %d: %w", part, offset, err)
+		seq, found, err = semantics.FindOffset(ctx, r, offs.FirstSeq, offs.LastSeq, offset)
+		if err != nil {
+			return nil, next, fmt.Errorf("fetch %s: find the batch of offset %d: %w", part, offset, err)
 		}
 		if !found {
 			seq = offs.FirstSeq
 		}
 	}
-	if maxBytes <= 0 {
-		maxBytes = DefaultFetchMaxBytes
-	}
-	msgs, err := b.directBatch(ctx, r, directBatchRequest{Seq: seq, NextFor: semantics.StreamSubject(topic, p),
-		Batch: kafkaReadBatchMax, MaxBytes: maxBytes, UpToSeq: offs.LastSeq})
-	if err != nil {
-		return res, fmt.Errorf("fetch %s: read from sequence %d: %w", part, seq, err)
-	}
-	size := 0
-	var next readPos
-	for i, m := range msgs {
-		if i > 0 && size+len(m.data) > maxBytes {
-			break
+	var (
+		ends []batchEnd
+		size int
+	)
+	defer func() {
+		b.reads.remember(r.Stream, t.ID, ends)
+		if len(ends) > 0 {
+			next = ends[len(ends)-1]
 		}
-		h, err := semantics.ParseBatchHeader(m.data)
+	}()
+	for seq <= offs.LastSeq && size < maxBytes {
+		var msgs []directMsg
+		msgs, err = b.directBatch(ctx, r, directBatchRequest{Seq: seq,
+			Batch: kafkaReadBatchMax, MaxBytes: min(maxBytes-size, kafkaReadChunk), UpToSeq: offs.LastSeq})
 		if err != nil {
-			if i > 0 {
-				break // the next fetch starts at it, and fails
+			if len(batches) > 0 {
+				return batches, next, nil // the next fetch reads from here again
 			}
-			return res, fmt.Errorf("fetch %s: sequence %d: %w", part, m.seq, err)
+			return nil, next, fmt.Errorf("fetch %s: read from sequence %d: %w", part, seq, err)
 		}
-		if i == 0 && hit && h.BaseOffset != offset {
-			// The remembered sequence no longer holds offset (the partition was
-			// trimmed or made again): search.
-			b.reads.put(stream, readPos{})
-			return b.Read(ctx, topic, p, offset, maxBytes)
+		if len(msgs) == 0 {
+			return batches, next, nil
 		}
-		res.Batches = append(res.Batches, m.data)
-		size += len(m.data)
-		next = readPos{topicID: t.ID, offset: h.LastOffset() + 1, seq: m.seq + 1}
+		for _, m := range msgs {
+			if len(batches) > 0 && size+len(m.data) > maxBytes {
+				return batches, next, nil
+			}
+			if h, err := semantics.PeekBatchHeader(m.data); err == nil && h.BaseOffset >= end {
+				return batches, next, nil // at the last stable offset
+			}
+			h, perr := semantics.ParseBatchHeader(m.data)
+			if perr != nil {
+				if len(batches) > 0 {
+					return batches, next, nil // the next fetch starts at it, and fails
+				}
+				return nil, next, fmt.Errorf("fetch %s: sequence %d: %w", part, m.seq, perr)
+			}
+			if len(batches) == 0 && hit && h.BaseOffset != offset {
+				// The remembered sequence no longer holds offset (the partition
+				// was trimmed or compacted): search.
+				b.reads.forget(r.Stream, t.ID, offset)
+				return b.readBatches(ctx, r, t, offs, firstBase, offset, end, maxBytes)
+			}
+			batches = append(batches, m.data)
+			ends = append(ends, batchEnd{offset: h.LastOffset() + 1, seq: m.seq + 1})
+			size += len(m.data)
+			if m.seq == offs.LastSeq {
+				b.reads.setLast(r.Stream, t.ID, m.seq, h.BaseOffset, h.LastOffset()+1)
+			}
+			seq = m.seq + 1
+		}
 	}
-	if next.topicID != "" {
-		b.reads.put(stream, next)
-	}
-	return res, nil
+	return batches, next, nil
 }
 
 type directMsg struct {
@@ -152,8 +524,17 @@ type directMsg struct {
 // directBatch sends a batched direct get and collects its messages until the
 // end-of-batch marker.
 func (b *kafkaBackend) directBatch(ctx context.Context, r *partition.Reader, req directBatchRequest) ([]directMsg, error) {
-	inbox := b.nc.NewRespInbox()
-	ch := make(chan *nats.Msg, kafkaReadBatchMax+1)
+	if err := b.reads.acquire(ctx); err != nil {
+		return nil, err
+	}
+	defer b.reads.release()
+	// An inbox of its own: one under the connection's request inbox prefix would
+	// also reach the subscription all its requests' answers share, twice the work,
+	// and past that subscription's pending limit the answers of other requests are
+	// dropped.
+	inbox := b.nc.NewInbox()
+	// Room for every message and the end marker: a full channel drops messages.
+	ch := make(chan *nats.Msg, req.Batch+1)
 	sub, err := b.nc.ChanSubscribe(inbox, ch)
 	if err != nil {
 		return nil, err

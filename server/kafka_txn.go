@@ -86,13 +86,6 @@ func (b *kafkaBackend) Producers(ctx context.Context, topic string, p int32) ([]
 	return out, nil
 }
 
-// ReadIsolated implements kafka.TxnBackend through the node's fetch service.
-func (b *kafkaBackend) ReadIsolated(ctx context.Context, topic string, p int32, offset int64, maxBytes int, committed bool) (kafka.IsolatedRead, error) {
-	r, err := b.n.Fetcher().Fetch(ctx, FetchRequest{Topic: topic, Partition: p, Offset: offset, MaxBytes: maxBytes, ReadCommitted: committed})
-	return kafka.IsolatedRead{ReadResult: kafka.ReadResult{Batches: r.Batches, LogStart: r.LogStartOffset, HighWatermark: r.HighWatermark},
-		LastStableOffset: r.LastStableOffset, Aborted: r.Aborted}, err
-}
-
 // StableOffset implements kafka.TxnBackend: the partition's last stable offset,
 // from its writer on this node (NOT_LEADER_OR_FOLLOWER elsewhere).
 func (b *kafkaBackend) StableOffset(ctx context.Context, topic string, p int32) (int64, error) {

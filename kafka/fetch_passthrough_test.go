@@ -1,0 +1,166 @@
+package kafka_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/qxd-io/qxd"
+	"github.com/qxd-io/qxd/internal/qxdtest"
+	"github.com/qxd-io/qxd/server"
+)
+
+// produceBatches stores batches records batches of three records in each of
+// partitions of topic, one batch a produce, and returns the stored batches of
+// every partition as the node's fetch service reads them.
+func produceBatches(t *testing.T, ctx context.Context, n *server.Node, topic string, partitions int32, batches int) [][][]byte {
+	t.Helper()
+	cl := kafkaClient(t, n, kgo.DefaultProduceTopic(topic), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	for i := range batches {
+		for p := range partitions {
+			var rs []*kgo.Record
+			for j := range 3 {
+				rs = append(rs, &kgo.Record{Partition: p, Key: []byte(fmt.Sprintf("k%d", j)), Value: bytes.Repeat([]byte{byte('a' + i)}, 100+j)})
+			}
+			if err := cl.ProduceSync(ctx, rs...).FirstErr(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	stored := make([][][]byte, partitions)
+	for p := range partitions {
+		r, err := n.Fetcher().Fetch(ctx, server.FetchRequest{Topic: topic, Partition: p, MaxBytes: 1 << 20})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(r.Batches) != batches {
+			t.Fatalf("partition %d: %d batches stored, want %d", p, len(r.Batches), batches)
+		}
+		stored[p] = r.Batches
+	}
+	return stored
+}
+
+// rawFetch sends one Fetch of version v for partitions 0 to len(offsets)-1 of
+// topic, from offsets, and returns the answer's partitions.
+func rawFetch(t *testing.T, ctx context.Context, cl *kgo.Client, v int16, topic string, id [16]byte, offsets []int64, partMax, maxBytes int32) []kmsg.FetchResponseTopicPartition {
+	t.Helper()
+	req := kmsg.NewPtrFetchRequest()
+	req.Version, req.MaxWaitMillis, req.MinBytes, req.MaxBytes = v, 0, 1, maxBytes
+	rt := kmsg.NewFetchRequestTopic()
+	rt.Topic, rt.TopicID = topic, id
+	for p, o := range offsets {
+		rp := kmsg.NewFetchRequestTopicPartition()
+		rp.Partition, rp.FetchOffset, rp.PartitionMaxBytes = int32(p), o, partMax
+		rt.Partitions = append(rt.Partitions, rp)
+	}
+	req.Topics = append(req.Topics, rt)
+	resp, err := cl.Request(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fr := resp.(*kmsg.FetchResponse)
+	if len(fr.Topics) != 1 || len(fr.Topics[0].Partitions) != len(offsets) {
+		t.Fatalf("fetch v%d: answer of %d topics, want 1 with %d partitions", v, len(fr.Topics), len(offsets))
+	}
+	return fr.Topics[0].Partitions
+}
+
+// A Kafka fetch answers each partition's stored batches byte for byte as they
+// are stored, several of them in one records field, at every version from the
+// oldest served to the first naming topics by id; the limits hold as Kafka's
+// brokers apply them (KIP-74): the first batch of the first partition answering
+// any whatever its size, no batch past a partition's or the fetch's limit after
+// it.
+func TestFetchAnswersStoredBatches(t *testing.T) {
+	t.Parallel()
+	n, c := startNode(t)
+	qxdtest.CreateTopic(t, c, "stored", qxd.TopicConfig{Partitions: 2})
+	ctx := ctxFor(t, 60*time.Second)
+	stored := produceBatches(t, ctx, n, "stored", 2, 4)
+	cl := kafkaClient(t, n)
+	id := topicID(t, ctx, cl, "stored")
+	for _, v := range []int16{4, 11, 12, 13} {
+		parts := rawFetch(t, ctx, cl, v, "stored", id, []int64{0, 0}, 1<<20, 50<<20)
+		for p, rp := range parts {
+			if rp.ErrorCode != 0 || rp.HighWatermark != 12 || rp.LogStartOffset != 0 {
+				t.Fatalf("v%d partition %d: code %d, high watermark %d, log start %d; want 0, 12, 0", v, p, rp.ErrorCode, rp.HighWatermark, rp.LogStartOffset)
+			}
+			if want := bytes.Join(stored[p], nil); !bytes.Equal(rp.RecordBatches, want) {
+				t.Fatalf("v%d partition %d: %d bytes of records, not the %d bytes stored", v, p, len(rp.RecordBatches), len(want))
+			}
+		}
+		// From the second batch on.
+		second := rawFetch(t, ctx, cl, v, "stored", id, []int64{3, 3}, 1<<20, 50<<20)
+		for p, rp := range second {
+			if want := bytes.Join(stored[p][1:], nil); !bytes.Equal(rp.RecordBatches, want) {
+				t.Fatalf("v%d partition %d from offset 3: %d bytes, not the %d bytes stored from it", v, p, len(rp.RecordBatches), len(want))
+			}
+		}
+	}
+	one := int32(len(stored[0][0]))
+	cases := []struct {
+		name              string
+		partMax, maxBytes int32
+		want              [2][]byte
+	}{
+		{"a partition limit below every batch", 1, 50 << 20, [2][]byte{stored[0][0], nil}},
+		{"a fetch limit below every batch", 1 << 20, 1, [2][]byte{stored[0][0], nil}},
+		{"a partition limit of two batches", 2 * one, 50 << 20,
+			[2][]byte{bytes.Join(stored[0][:2], nil), bytes.Join(stored[1][:2], nil)}},
+		{"a fetch limit of three batches", 1 << 20, 3 * one,
+			[2][]byte{bytes.Join(stored[0][:3], nil), nil}},
+		{"a fetch limit of five batches", 1 << 20, 5 * one,
+			[2][]byte{bytes.Join(stored[0], nil), stored[1][0]}},
+	}
+	for _, tc := range cases {
+		parts := rawFetch(t, ctx, cl, 12, "stored", id, []int64{0, 0}, tc.partMax, tc.maxBytes)
+		for p, rp := range parts {
+			if !bytes.Equal(rp.RecordBatches, tc.want[p]) {
+				t.Errorf("%s: partition %d answered %d bytes, want %d", tc.name, p, len(rp.RecordBatches), len(tc.want[p]))
+			}
+		}
+	}
+}
+
+// A partition read ahead for a consumer's next fetch and trimmed in between is
+// answered as trimmed: OFFSET_OUT_OF_RANGE below the new log start, the batches
+// from it at it.
+func TestFetchReadAheadAfterTrim(t *testing.T) {
+	t.Parallel()
+	n, c := startNode(t)
+	qxdtest.CreateTopic(t, c, "ahead", qxd.TopicConfig{Partitions: 1})
+	ctx := ctxFor(t, 60*time.Second)
+	stored := produceBatches(t, ctx, n, "ahead", 1, 4)[0]
+	cl := kafkaClient(t, n)
+	id := topicID(t, ctx, cl, "ahead")
+	one := int32(len(stored[0]))
+	first := rawFetch(t, ctx, cl, 12, "ahead", id, []int64{0}, one, 50<<20)[0]
+	if !bytes.Equal(first.RecordBatches, stored[0]) {
+		t.Fatalf("first fetch: %d bytes, want the first batch's %d", len(first.RecordBatches), len(stored[0]))
+	}
+	// The node now reads offsets 3 to 5 ahead; the partition loses them.
+	dr, err := kadm.NewClient(cl).DeleteRecords(ctx, kadm.Offsets{"ahead": {0: {Topic: "ahead", Partition: 0, At: 6}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := dr.Error(); err != nil {
+		t.Fatal(err)
+	}
+	next := rawFetch(t, ctx, cl, 12, "ahead", id, []int64{3}, one, 50<<20)[0]
+	if next.ErrorCode != kerr.OffsetOutOfRange.Code || next.LogStartOffset != 6 || len(next.RecordBatches) != 0 {
+		t.Fatalf("fetch below the new log start: code %d, log start %d, %d bytes; want OFFSET_OUT_OF_RANGE, 6, none",
+			next.ErrorCode, next.LogStartOffset, len(next.RecordBatches))
+	}
+	at := rawFetch(t, ctx, cl, 12, "ahead", id, []int64{6}, 1<<20, 50<<20)[0]
+	if want := bytes.Join(stored[2:], nil); at.ErrorCode != 0 || !bytes.Equal(at.RecordBatches, want) {
+		t.Fatalf("fetch at the new log start: code %d, %d bytes; want the last two batches' %d", at.ErrorCode, len(at.RecordBatches), len(want))
+	}
+}
