@@ -47,8 +47,11 @@ func handleFetchHinted(ctx context.Context, c *conn, kreq kmsg.Request) func() k
 	}
 	return func() kmsg.Response {
 		resp := answer()
-		if r, ok := resp.(*kmsg.FetchResponse); ok {
+		switch r := resp.(type) {
+		case *kmsg.FetchResponse:
 			fetchLeaderHints(ctx, c, r)
+		case *fetchAnswer:
+			fetchLeaderHints(ctx, c, r.FetchResponse)
 		}
 		return resp
 	}

@@ -37,7 +37,7 @@ func tsBatch(t *testing.T, ts ...int64) []byte {
 
 // produceBatches stores each batch, in order, on partition 0 of topic through
 // broker leader (-1: any broker, on a single node).
-func produceBatches(t *testing.T, ctx context.Context, cl *kgo.Client, leader int32, topic string, batches ...[]byte) {
+func produceRawBatches(t *testing.T, ctx context.Context, cl *kgo.Client, leader int32, topic string, batches ...[]byte) {
 	t.Helper()
 	for i, b := range batches {
 		for {
@@ -123,7 +123,7 @@ func TestListOffsetsMaxTimestamp(t *testing.T) {
 	}
 
 	cl := kafkaClient(t, n)
-	produceBatches(t, ctx, cl, -1, "stamps",
+	produceRawBatches(t, ctx, cl, -1, "stamps",
 		tsBatch(t, 1000, 5000, 3000), // offsets 0-2: the largest at 1
 		tsBatch(t, 2000, 5000),       // 3-4: as large, later
 		tsBatch(t, 4000))             // 5
@@ -190,7 +190,7 @@ func TestListOffsetsMaxTimestamp(t *testing.T) {
 	}
 	trim(5) // the first two batches go
 	check("log start at 5", 5, 4000)
-	produceBatches(t, ctx, cl, -1, "stamps", tsBatch(t, 3500, 4500, 4500)) // 6-8
+	produceRawBatches(t, ctx, cl, -1, "stamps", tsBatch(t, 3500, 4500, 4500)) // 6-8
 	check("after a later append", 7, 4500)
 	trim(9)
 	check("everything trimmed", -1, -1)
@@ -216,9 +216,9 @@ func TestListOffsetsMaxTimestampFailover(t *testing.T) {
 
 	leader, e1 := partitionEpoch(t, ctx, nodes, "moves", -1)
 	cl := kafkaClient(t, nodes[0])
-	produceBatches(t, ctx, cl, leader, "moves", tsBatch(t, 1000, 9000, 2000), tsBatch(t, 3000))
+	produceRawBatches(t, ctx, cl, leader, "moves", tsBatch(t, 1000, 9000, 2000), tsBatch(t, 3000))
 	time.Sleep(1200 * time.Millisecond) // the next append carries a checkpoint
-	produceBatches(t, ctx, cl, leader, "moves", tsBatch(t, 4000, 8000), tsBatch(t, 500))
+	produceRawBatches(t, ctx, cl, leader, "moves", tsBatch(t, 4000, 8000), tsBatch(t, 500))
 	// offsets: 0 1000, 1 9000, 2 2000, 3 3000, 4 4000, 5 8000, 6 500
 
 	adm := kadm.NewClient(cl)
@@ -269,7 +269,7 @@ func TestListOffsetsMaxTimestampFailover(t *testing.T) {
 	}
 	leader, e2 := partitionEpoch(t, ctx, nodes, "moves", e1)
 	check("after the move", 1, 9000, e1)
-	produceBatches(t, ctx, cl, leader, "moves", tsBatch(t, 7000)) // 7
+	produceRawBatches(t, ctx, cl, leader, "moves", tsBatch(t, 7000)) // 7
 	check("after an append on the new leader", 1, 9000, e1)
 
 	ds, err := adm.DeleteRecords(ctx, kadm.Offsets{"moves": {0: {At: 3}}})
@@ -277,7 +277,7 @@ func TestListOffsetsMaxTimestampFailover(t *testing.T) {
 		t.Fatalf("trim: %v %v", err, ds.Error())
 	}
 	check("after the trim", 5, 8000, e1)
-	produceBatches(t, ctx, cl, leader, "moves", tsBatch(t, 8500)) // 8
+	produceRawBatches(t, ctx, cl, leader, "moves", tsBatch(t, 8500)) // 8
 	check("after an append past the trim", 8, 8500, e2)
 }
 
@@ -291,7 +291,7 @@ func TestListOffsetsMaxTimestampOldCheckpoint(t *testing.T) {
 	ctx := ctxFor(t, 60*time.Second)
 	qxdtest.CreateTopic(t, c, "oldck", qxd.TopicConfig{Partitions: 1})
 	cl := kafkaClient(t, n)
-	produceBatches(t, ctx, cl, -1, "oldck", tsBatch(t, 1000, 9000), tsBatch(t, 2000)) // offsets 0-2
+	produceRawBatches(t, ctx, cl, -1, "oldck", tsBatch(t, 1000, 9000), tsBatch(t, 2000)) // offsets 0-2
 
 	// A batch with a checkpoint of the older form, as an older writer stored it.
 	js, err := jetstream.New(c.Conn())
@@ -314,14 +314,14 @@ func TestListOffsetsMaxTimestampOldCheckpoint(t *testing.T) {
 	if _, err := js.PublishMsg(ctx, msg); err != nil {
 		t.Fatal(err)
 	}
-	produceBatches(t, ctx, cl, -1, "oldck", tsBatch(t, 500)) // 4, after the writer reloads
+	produceRawBatches(t, ctx, cl, -1, "oldck", tsBatch(t, 500)) // 4, after the writer reloads
 
 	p := listOffset(t, ctx, pinned(t, n, 7), 7, "oldck", -3, 0)
 	if p.ErrorCode != 0 || p.Offset != 1 || p.Timestamp != 9000 {
 		t.Fatalf("max timestamp after a load from an old checkpoint: %+v, want offset 1 timestamp 9000", p)
 	}
 	time.Sleep(1100 * time.Millisecond)                      // the next append carries a checkpoint
-	produceBatches(t, ctx, cl, -1, "oldck", tsBatch(t, 600)) // 5
+	produceRawBatches(t, ctx, cl, -1, "oldck", tsBatch(t, 600)) // 5
 	m, err := st.GetLastMsgForSubject(ctx, semantics.CheckpointSubject("oldck", 0))
 	if err != nil {
 		t.Fatal(err)
@@ -352,11 +352,11 @@ func TestListOffsetsMaxTimestampCompacted(t *testing.T) {
 		}
 		return b
 	}
-	produceBatches(t, ctx, cl, -1, "compacted", keyed("a", 9000), keyed("b", 1000)) // offsets 0, 1
+	produceRawBatches(t, ctx, cl, -1, "compacted", keyed("a", 9000), keyed("b", 1000)) // offsets 0, 1
 	if p := listOffset(t, ctx, pinned(t, n, 7), 7, "compacted", -3, 0); p.ErrorCode != 0 || p.Offset != 0 || p.Timestamp != 9000 {
 		t.Fatalf("max timestamp: %+v, want offset 0 timestamp 9000", p)
 	}
-	produceBatches(t, ctx, cl, -1, "compacted", keyed("a", 2000)) // 2 replaces 0
+	produceRawBatches(t, ctx, cl, -1, "compacted", keyed("a", 2000)) // 2 replaces 0
 	if p := listOffset(t, ctx, pinned(t, n, 7), 7, "compacted", -3, 0); p.ErrorCode != 0 || p.Offset != 2 || p.Timestamp != 2000 {
 		t.Fatalf("max timestamp after its record was compacted away: %+v, want offset 2 timestamp 2000", p)
 	}

@@ -185,7 +185,7 @@ func (b *kafkaBackend) scanMax(ctx context.Context, r *partition.Reader, from, u
 	}
 	seq := from
 	for seq <= upTo {
-		msgs, err := b.directBatch(ctx, r, directBatchRequest{Seq: seq, NextFor: semantics.StreamSubject(r.Topic, r.P),
+		msgs, err := b.directBatch(ctx, r, directBatchRequest{Seq: seq,
 			Batch: kafkaReadBatchMax, MaxBytes: 8 << 20, UpToSeq: upTo})
 		if err != nil {
 			return found, err
