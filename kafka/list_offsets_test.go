@@ -320,7 +320,7 @@ func TestListOffsetsMaxTimestampOldCheckpoint(t *testing.T) {
 	if p.ErrorCode != 0 || p.Offset != 1 || p.Timestamp != 9000 {
 		t.Fatalf("max timestamp after a load from an old checkpoint: %+v, want offset 1 timestamp 9000", p)
 	}
-	time.Sleep(1100 * time.Millisecond)                      // the next append carries a checkpoint
+	time.Sleep(1100 * time.Millisecond)                         // the next append carries a checkpoint
 	produceRawBatches(t, ctx, cl, -1, "oldck", tsBatch(t, 600)) // 5
 	m, err := st.GetLastMsgForSubject(ctx, semantics.CheckpointSubject("oldck", 0))
 	if err != nil {
