@@ -351,6 +351,9 @@ func (b *kafkaBackend) read(ctx context.Context, topic string, p int32, offset i
 	}
 	if len(res.Batches) == 0 {
 		if res.Batches, next, err = b.readBatches(ctx, r, t, offs, firstBase, offset, end, maxBytes); err != nil {
+			if errors.Is(err, errIrregularRead) {
+				return b.readByBatch(ctx, res, topic, p, offset, maxBytes, committed)
+			}
 			return res, err
 		}
 	}
@@ -482,9 +485,19 @@ func (b *kafkaBackend) readBatches(ctx context.Context, r *partition.Reader, t s
 			return nil, next, fmt.Errorf("fetch %s: read from sequence %d: %w", part, seq, err)
 		}
 		if len(msgs) == 0 {
+			if len(batches) == 0 && !t.Config.Compact && seq <= offs.LastSeq {
+				return nil, next, errIrregularRead // the batch at seq is missing
+			}
 			return batches, next, nil
 		}
 		for _, m := range msgs {
+			if m.seq != seq && !t.Config.Compact {
+				// A hole: only a compacted topic's log has them, or a damaged copy.
+				if len(batches) > 0 {
+					return batches, next, nil // the next fetch starts at it
+				}
+				return nil, next, errIrregularRead
+			}
 			if len(batches) > 0 && size+len(m.data) > maxBytes {
 				return batches, next, nil
 			}
@@ -494,9 +507,9 @@ func (b *kafkaBackend) readBatches(ctx context.Context, r *partition.Reader, t s
 			h, perr := semantics.ParseBatchHeader(m.data)
 			if perr != nil {
 				if len(batches) > 0 {
-					return batches, next, nil // the next fetch starts at it, and fails
+					return batches, next, nil // the next fetch starts at it
 				}
-				return nil, next, fmt.Errorf("fetch %s: sequence %d: %w", part, m.seq, perr)
+				return nil, next, fmt.Errorf("fetch %s: sequence %d: %w: %w", part, m.seq, errIrregularRead, perr)
 			}
 			if len(batches) == 0 && hit && h.BaseOffset != offset {
 				// The remembered sequence no longer holds offset (the partition
@@ -514,6 +527,24 @@ func (b *kafkaBackend) readBatches(ctx context.Context, r *partition.Reader, t s
 		}
 	}
 	return batches, next, nil
+}
+
+// errIrregularRead is a batched read that met a batch failing its checks, or a
+// stream sequence missing from the copy that answered, where the batch it should
+// have returned first was. The fetch service reads such a range batch by batch:
+// from another replica's intact copy when one has it, recording the damage, or
+// failing with an error that names the partition, the offsets and the node.
+var errIrregularRead = errors.New("batched read met a damaged or missing batch")
+
+// readByBatch answers a fetch the batched read could not (errIrregularRead) with
+// the fetch service's batch-by-batch read, keeping res's offsets.
+func (b *kafkaBackend) readByBatch(ctx context.Context, res kafka.IsolatedRead, topic string, p int32, offset int64, maxBytes int, committed bool) (kafka.IsolatedRead, error) {
+	fr, err := b.n.Fetcher().Fetch(ctx, FetchRequest{Topic: topic, Partition: p, Offset: offset, MaxBytes: maxBytes, ReadCommitted: committed})
+	if err != nil {
+		return res, err
+	}
+	res.Batches = fr.Batches
+	return res, nil
 }
 
 type directMsg struct {

@@ -4,14 +4,12 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/qxd-io/qxd"
 	"github.com/qxd-io/qxd/internal/qxdtest"
@@ -101,7 +99,7 @@ func leaderDamaged(t *testing.T, bin string, d blkDamage) {
 			t.Errorf("none of %d reads was served by node %s, the damaged one", len(reads), victim)
 		}
 		// A Kafka fetch reads the leader's copy: the damaged node's, every time.
-		kread, kwrong, kerr := kafkaRead(ctx, t, c, victim, acked)
+		kread, kwrong, _, kerr := kafkaRead(ctx, t, c, victim, acked, 30*time.Second)
 		t.Logf("Kafka read through node %s: %d of %d records read back intact, %d wrong, error %v", victim, kread, len(acked), kwrong, kerr)
 		if kwrong > 0 || kread < len(acked) || kerr != nil {
 			t.Errorf("the Kafka read through node %s, which leads partition 0 with the damaged copy, got %d of %d acknowledged records intact, %d wrong, and ended with %v; want all of them intact",
@@ -140,51 +138,4 @@ func readHosts(ctx context.Context, js jetstream.JetStream, stream string, seen 
 		hosts = append(hosts, ci.Cluster.Leader)
 	}
 	return hosts
-}
-
-// kafkaRead reads partition 0 of the damaged topic from the start through the
-// Kafka listener of node, and counts the records that match acked.
-func kafkaRead(ctx context.Context, t *testing.T, c *qxd.Client, node string, acked map[int64]string) (read, wrong int, err error) {
-	info, err := c.Admin().ClusterInfo(ctx)
-	if err != nil {
-		return 0, 0, err
-	}
-	var seed string
-	for _, n := range info.Nodes {
-		if n.Name == node {
-			seed = n.Kafka
-		}
-	}
-	if seed == "" {
-		return 0, 0, fmt.Errorf("node %s has no Kafka listener in %+v", node, info.Nodes)
-	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(seed),
-		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{"damaged": {0: kgo.NewOffset().AtStart()}}))
-	if err != nil {
-		return 0, 0, err
-	}
-	defer cl.Close()
-	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	got, logged := map[int64]bool{}, 0
-	for len(got) < len(acked) {
-		fs := cl.PollFetches(rctx)
-		if rctx.Err() != nil {
-			return read, wrong, fmt.Errorf("%d of %d records after 30 s: %w", len(got), len(acked), rctx.Err())
-		}
-		for _, fe := range fs.Errors() {
-			if logged++; logged <= 3 {
-				t.Logf("Kafka fetch error (the client retries): %v", fe.Err)
-			}
-		}
-		fs.EachRecord(func(r *kgo.Record) {
-			if want, ok := acked[r.Offset]; !ok || want != string(r.Value) || got[r.Offset] {
-				wrong++
-				return
-			}
-			got[r.Offset] = true
-			read++
-		})
-	}
-	return read, wrong, nil
 }

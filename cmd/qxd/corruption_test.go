@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/qxd-io/qxd"
 	"github.com/qxd-io/qxd/internal/qxdtest"
@@ -287,7 +288,18 @@ func TestCorruptionOneNode(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a qxd process; skipped with -short")
 	}
-	o := runCorruption(t, buildQxd(t), 1, flipBits)
+	// A Kafka client reads the only copy too: it may stop at the damage, but never
+	// go past records it did not hand out.
+	var kread, kwrong int
+	gap := int64(-1)
+	var kerr error
+	o := runCorruptionThen(t, buildQxd(t), 1, flipBits, func(ctx context.Context, c *qxd.Client, _ string, victim string, acked map[int64]string) {
+		kread, kwrong, gap, kerr = kafkaRead(ctx, t, c, victim, acked, 10*time.Second)
+	})
+	t.Logf("Kafka read through node n1: %d records intact, %d wrong, first offset read past unread ones %d, ended with %v", kread, kwrong, gap, kerr)
+	if kwrong > 0 || gap >= 0 {
+		t.Errorf("the Kafka read of the damaged partition got %d wrong records and went past unread offsets at %d; want neither", kwrong, gap)
+	}
 	checkNeverWrong(t, o)
 	if o.readErr == nil || !strings.Contains(o.readErr.Error(), "node n1") || !strings.Contains(o.readErr.Error(), "damaged/0") ||
 		!regexp.MustCompile(`offsets \d+ to \d+`).MatchString(o.readErr.Error()) {
@@ -393,4 +405,62 @@ func preferLeader(ctx context.Context, urls, stream, node string) error {
 		case <-time.After(time.Second):
 		}
 	}
+}
+
+// kafkaRead reads partition 0 of the damaged topic from the start through the
+// Kafka listener of node for at most wait, and counts the records that match
+// acked. gap is the first offset read whose predecessor was not (-1 when none):
+// a read that went past records it did not hand out.
+func kafkaRead(ctx context.Context, t *testing.T, c *qxd.Client, node string, acked map[int64]string, wait time.Duration) (read, wrong int, gap int64, err error) {
+	gap = -1
+	got := map[int64]bool{}
+	defer func() {
+		for o := range got {
+			if o > 0 && !got[o-1] && (gap < 0 || o < gap) {
+				gap = o
+			}
+		}
+	}()
+	info, err := c.Admin().ClusterInfo(ctx)
+	if err != nil {
+		return 0, 0, -1, err
+	}
+	var seed string
+	for _, n := range info.Nodes {
+		if n.Name == node {
+			seed = n.Kafka
+		}
+	}
+	if seed == "" {
+		return 0, 0, -1, fmt.Errorf("node %s has no Kafka listener in %+v", node, info.Nodes)
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(seed),
+		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{"damaged": {0: kgo.NewOffset().AtStart()}}))
+	if err != nil {
+		return 0, 0, -1, err
+	}
+	defer cl.Close()
+	rctx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	logged := 0
+	for len(got) < len(acked) {
+		fs := cl.PollFetches(rctx)
+		if rctx.Err() != nil {
+			return read, wrong, gap, fmt.Errorf("%d of %d records after %v: %w", len(got), len(acked), wait, rctx.Err())
+		}
+		for _, fe := range fs.Errors() {
+			if logged++; logged <= 3 {
+				t.Logf("Kafka fetch error (the client retries): %v", fe.Err)
+			}
+		}
+		fs.EachRecord(func(r *kgo.Record) {
+			if want, ok := acked[r.Offset]; !ok || want != string(r.Value) || got[r.Offset] {
+				wrong++
+				return
+			}
+			got[r.Offset] = true
+			read++
+		})
+	}
+	return read, wrong, gap, nil
 }
