@@ -172,7 +172,14 @@ func (n *Node) ready() []string {
 		return []string{"JetStream is not running"}
 	}
 	// JetStream current with a known meta leader (on a single node, always).
-	if h := n.ns.Healthz(&natsserver.HealthzOptions{JSMetaOnly: true}); h.Status != "ok" {
+	h := n.ns.Healthz(&natsserver.HealthzOptions{JSMetaOnly: true})
+	// nats-server checks its listeners within 1 ms: on a loaded machine the check
+	// can be descheduled past that before it looks, and then fails naming no
+	// listener. Such an answer says nothing of the node: ask again.
+	for i := 0; i < 3 && h.Status != "ok" && strings.HasSuffix(h.Error, "after 1ms: "); i++ {
+		h = n.ns.Healthz(&natsserver.HealthzOptions{JSMetaOnly: true})
+	}
+	if h.Status != "ok" {
 		msg := h.Error
 		if msg == "" {
 			msg = "JetStream is not current with the cluster (status " + h.Status + ")"
