@@ -331,9 +331,10 @@ func (p *Producer) produce(ctx context.Context, r *Record, cb func(*Record, erro
 		}
 		cb = p.txn.track(cb)
 	}
-	now := r.Timestamp
-	if now.IsZero() {
-		now = time.Now()
+	// The clock, not the record's timestamp, ages the topic's metadata: a record
+	// may carry any time (a mirror copies its source's).
+	now := time.Now()
+	if r.Timestamp.IsZero() {
 		r.Timestamp = now
 	}
 	var est semantics.BatchBuilder

@@ -187,3 +187,27 @@ func TestProducerForgetsDeletedTopic(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// TestProducerRereadsTopicWithOldTimestamps: records that carry old timestamps (a
+// mirror copying its source's) do not keep the producer from reading the topic's
+// record again: partitions added are used.
+func TestProducerRereadsTopicWithOldTimestamps(t *testing.T) {
+	t.Parallel()
+	n := qxdtest.StartNode(t)
+	ctx := qxdtest.Context(t, 30*time.Second)
+	c := qxdtest.Connect(t, n)
+	qxdtest.CreateTopic(t, c, "mirrored", qxd.TopicConfig{Partitions: 1})
+	p, err := c.NewProducer(qxd.RecordPartition())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close(context.Background())
+	old := time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC)
+	if err := p.ProduceSync(ctx, &qxd.Record{Topic: "mirrored", Timestamp: old, Value: []byte("v")}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Admin().AddPartitions(ctx, "mirrored", 2); err != nil {
+		t.Fatal(err)
+	}
+	waitProduced(t, ctx, p, &qxd.Record{Topic: "mirrored", Partition: 1, Timestamp: old, Value: []byte("v")})
+}
