@@ -126,18 +126,26 @@ func (p *Producer) resendOnReconnect(up chan nats.Status) {
 }
 
 // metadataMaxAge is how often a producer rereads a topic's record, to see added
-// partitions (Kafka's metadata.max.age.ms is 5 minutes; reading a KV entry is cheap).
+// partitions and a topic deleted or created again (Kafka's metadata.max.age.ms is 5
+// minutes; reading a KV entry is cheap). The reread runs in the background: Produce
+// goes on with the record it has meanwhile, as Kafka's producer does.
 const metadataMaxAge = 10 * time.Second
 
+// metadataRefreshRetry is how long after a failed reread the next one may start.
+const metadataRefreshRetry = time.Second
+
 type topicProducer struct {
-	fetched atomic.Int64 // UnixNano of the last read of the topic's record
-	mu      sync.Mutex   // guards meta, part, parts
-	meta    semantics.TopicMeta
-	part    partitioner.Partitioner
-	parts   []*partProducer
+	fetched    atomic.Int64 // UnixNano of the last read of the topic's record
+	refreshing atomic.Bool  // a reread of the record is under way (see refresh)
+	mu         sync.Mutex   // guards meta, part, parts
+	meta       semantics.TopicMeta
+	part       partitioner.Partitioner
+	parts      []*partProducer
 }
 
-// topic returns name's producer state; now is the current time. A topic the
+// topic returns name's producer state; now is the current time. A record older
+// than metadataMaxAge is read again in the background (see refresh), and the one
+// the producer has is returned meanwhile. A topic the
 // producer has not used yet is loaded in the background (see topicLoad): topic waits
 // for it until ctx ends or the request timeout passes, and then returns a
 // *slowLoad, with which Produce parks the record until the load ends.
@@ -146,8 +154,8 @@ func (p *Producer) topic(ctx context.Context, name string, now time.Time) (*topi
 		return nil, p.closedErr()
 	}
 	if tp := (*p.topics.Load())[name]; tp != nil {
-		if now.UnixNano()-tp.fetched.Load() > int64(metadataMaxAge) {
-			p.refresh(ctx, tp)
+		if now.UnixNano()-tp.fetched.Load() > int64(metadataMaxAge) && tp.refreshing.CompareAndSwap(false, true) {
+			p.startRefresh(tp)
 		}
 		return tp, nil
 	}
@@ -207,24 +215,78 @@ func (p *Producer) publishTopic(tp *topicProducer) {
 	p.topics.Store(&topics)
 }
 
-// refresh rereads tp's record and adds partitions the topic gained.
-func (p *Producer) refresh(ctx context.Context, tp *topicProducer) {
-	// One refresh at a time; the others go on with what they have.
-	tp.fetched.Store(time.Now().UnixNano())
-	tp.mu.Lock()
-	name := tp.meta.Name
-	tp.mu.Unlock()
-	meta, err := p.c.topic(ctx, name)
-	tp.mu.Lock()
-	defer tp.mu.Unlock()
-	tp.fetched.Store(time.Now().UnixNano())
-	if err != nil || meta.ID != tp.meta.ID {
+// startRefresh starts refresh of tp, whose refreshing flag the caller set.
+func (p *Producer) startRefresh(tp *topicProducer) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed.Load() {
+		tp.refreshing.Store(false)
 		return
 	}
-	for i := int32(len(tp.parts)); i < meta.Config.Partitions; i++ {
-		tp.parts = append(tp.parts, p.newPart(meta, i))
+	p.wg.Add(1)
+	go p.refresh(tp)
+}
+
+// refresh rereads tp's record, for at most the request timeout, and applies what
+// changed: partitions the topic gained are added to tp; a topic created again (a
+// new id) gets new producer state, so that no partition, sequence or setting of the
+// old incarnation applies to it; a deleted topic is forgotten, so that the next
+// record reads it as a first record does. When the read fails, tp is kept and read
+// again after metadataRefreshRetry.
+func (p *Producer) refresh(tp *topicProducer) {
+	defer p.wg.Done()
+	defer tp.refreshing.Store(false)
+	tp.mu.Lock()
+	name, id := tp.meta.Name, tp.meta.ID
+	tp.mu.Unlock()
+	ctx, cancel := context.WithTimeout(p.ctx, p.cfg.requestTimeout)
+	defer cancel()
+	meta, err := p.c.topic(ctx, name)
+	switch {
+	case err == nil && meta.ID == id:
+		tp.mu.Lock()
+		for i := int32(len(tp.parts)); i < meta.Config.Partitions; i++ {
+			tp.parts = append(tp.parts, p.newPart(meta, i))
+		}
+		tp.meta = meta
+		tp.mu.Unlock()
+		tp.fetched.Store(time.Now().UnixNano())
+	case err == nil:
+		p.replaceTopic(name, tp, p.newTopicProducer(meta))
+	case errors.Is(err, semantics.ErrUnknownTopic):
+		p.replaceTopic(name, tp, nil)
+	default:
+		if p.ctx.Err() == nil {
+			p.c.log.Warn("producer could not read a topic's metadata again; producing with the metadata it has", "topic", name, "err", err)
+		}
+		tp.fetched.Store(time.Now().Add(metadataRefreshRetry - metadataMaxAge).UnixNano())
 	}
-	tp.meta = meta
+}
+
+// replaceTopic puts next (nil: nothing) in old's place for Produce, if old is still
+// topic name's producer state. Records old collected are sent at once.
+func (p *Producer) replaceTopic(name string, old, next *topicProducer) {
+	p.mu.Lock()
+	cur := *p.topics.Load()
+	if cur[name] == old {
+		topics := make(map[string]*topicProducer, len(cur))
+		for k, v := range cur {
+			if v != old {
+				topics[k] = v
+			}
+		}
+		if next != nil {
+			topics[name] = next
+		}
+		p.topics.Store(&topics)
+	}
+	p.mu.Unlock()
+	old.mu.Lock()
+	parts := old.parts
+	old.mu.Unlock()
+	for _, pp := range parts {
+		pp.flush()
+	}
 }
 
 func (p *Producer) closedErr() error { return ErrProducerClosed }
@@ -269,9 +331,10 @@ func (p *Producer) produce(ctx context.Context, r *Record, cb func(*Record, erro
 		}
 		cb = p.txn.track(cb)
 	}
-	now := r.Timestamp
-	if now.IsZero() {
-		now = time.Now()
+	// The clock, not the record's timestamp, ages the topic's metadata: a record
+	// may carry any time (a mirror copies its source's).
+	now := time.Now()
+	if r.Timestamp.IsZero() {
 		r.Timestamp = now
 	}
 	var est semantics.BatchBuilder
