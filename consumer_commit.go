@@ -125,6 +125,34 @@ func (c *Consumer) Committed(ctx context.Context, tps ...TopicPartition) (map[To
 	return out, nil
 }
 
+// SeekToCommitted moves the consumer's position in tps (every assigned partition
+// when none are given) back to the group's committed offsets, and to the
+// partition's start where the group committed none: what a transactional
+// pipeline does after AbortTransaction, so that it reads the aborted
+// transaction's input again. Records buffered from those partitions are dropped.
+func (c *Consumer) SeekToCommitted(ctx context.Context, tps ...TopicPartition) error {
+	if len(tps) == 0 {
+		tps = c.Assigned()
+	}
+	if len(tps) == 0 {
+		return nil
+	}
+	committed, err := c.Committed(ctx, tps...)
+	if err != nil {
+		return err
+	}
+	for _, tp := range tps {
+		at := AtStart()
+		if o, ok := committed[tp]; ok {
+			at = At(o.Offset)
+		}
+		if err := c.Seek(ctx, tp.Topic, tp.Partition, at); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // checkCommitOffsets refuses offsets beyond their partition's high watermark. An
 // offset at or before the position Poll reached is below it and needs no read.
 // The coordinator checks the topics and partitions.

@@ -3,6 +3,7 @@ package qxd_test
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -155,6 +156,60 @@ func TestMarkCommitRecords(t *testing.T) {
 	}
 	if got[tp] != (qxd.OffsetAndMetadata{Offset: 9, Metadata: "batch 42"}) {
 		t.Fatalf("committed %+v, want offset 9 with its metadata", got[tp])
+	}
+}
+
+// TestSeekToCommitted reads a partition to its end, then moves back to what its
+// group committed: the next records are those after the commit. A partition the
+// group committed nothing for goes back to its start.
+func TestSeekToCommitted(t *testing.T) {
+	t.Parallel()
+	n := qxdtest.StartNode(t)
+	c := qxdtest.Connect(t, n)
+	ctx := qxdtest.Context(t, 30*time.Second)
+	qxdtest.CreateTopic(t, c, "rewind", qxd.TopicConfig{Partitions: 2})
+	p, err := c.NewProducer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close(ctx)
+	for i := range 10 {
+		if err := p.ProduceSync(ctx, &qxd.Record{Topic: "rewind", Partition: int32(i % 2), Value: []byte{byte(i)}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cons := qxdtest.NewConsumer(t, c, qxd.Group("rewind"))
+	if err := cons.Subscribe(ctx, "rewind"); err != nil {
+		t.Fatal(err)
+	}
+	read := func(want int) map[int32][]int64 {
+		got := map[int32][]int64{}
+		for total := 0; total < want; {
+			recs, err := cons.Poll(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, r := range recs {
+				got[r.Partition] = append(got[r.Partition], r.Offset)
+			}
+			total += len(recs)
+		}
+		return got
+	}
+	read(10)
+	tp0 := qxd.TopicPartition{Topic: "rewind", Partition: 0}
+	if err := cons.CommitOffsets(ctx, map[qxd.TopicPartition]int64{tp0: 3}); err != nil {
+		t.Fatal(err)
+	}
+	if err := cons.SeekToCommitted(ctx); err != nil {
+		t.Fatal(err)
+	}
+	got := read(2 + 5)
+	if want := []int64{3, 4}; !slices.Equal(got[0], want) {
+		t.Errorf("partition 0 after SeekToCommitted: offsets %v, want %v (after the committed 3)", got[0], want)
+	}
+	if want := []int64{0, 1, 2, 3, 4}; !slices.Equal(got[1], want) {
+		t.Errorf("partition 1 after SeekToCommitted: offsets %v, want %v (nothing committed: from the start)", got[1], want)
 	}
 }
 

@@ -160,7 +160,7 @@ func pipeline(ctx context.Context, w io.Writer, client *qxd.Client, words int) (
 			}
 			aborted = len(recs)
 			fmt.Fprintf(w, "transaction %d: aborted %d records\n", txn, len(recs))
-			if err := rewind(ctx, cons); err != nil {
+			if err := cons.SeekToCommitted(ctx); err != nil {
 				return done, aborted, err
 			}
 			continue
@@ -172,26 +172,6 @@ func pipeline(ctx context.Context, w io.Writer, client *qxd.Client, words int) (
 		fmt.Fprintf(w, "transaction %d: committed %d records\n", txn, len(recs))
 	}
 	return done, aborted, nil
-}
-
-// rewind moves cons back to its group's committed offsets (the start where
-// none is committed).
-func rewind(ctx context.Context, cons *qxd.Consumer) error {
-	tps := cons.Assigned()
-	committed, err := cons.Committed(ctx, tps...)
-	if err != nil {
-		return err
-	}
-	for _, tp := range tps {
-		at := qxd.AtStart()
-		if o, ok := committed[tp]; ok {
-			at = qxd.At(o.Offset)
-		}
-		if err := cons.Seek(ctx, tp.Topic, tp.Partition, at); err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 // readAll reads every record of "shouted" with isolation level l.
