@@ -1,0 +1,91 @@
+package qxd_test
+
+import (
+	"context"
+	"slices"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/qxd-io/qxd"
+	"github.com/qxd-io/qxd/internal/qxdtest"
+)
+
+// TestReadCommittedMemberWaitsForTransactionOffsets: a read-committed group
+// member given a partition whose offset an open transaction holds (sent to it by
+// the partition's previous owner) does not start from the offset committed
+// before: it waits for the transaction, then starts from the transaction's
+// offset if it commits, or from the old one if it aborts (Kafka's OffsetFetch
+// require_stable). Else it reads again what the transaction consumed.
+func TestReadCommittedMemberWaitsForTransactionOffsets(t *testing.T) {
+	t.Parallel()
+	for _, commit := range []bool{true, false} {
+		name := map[bool]string{true: "commit", false: "abort"}[commit]
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			n := qxdtest.StartNode(t)
+			c := qxdtest.Connect(t, n)
+			ctx := qxdtest.Context(t, 2*time.Minute)
+			in := qxd.TopicPartition{Topic: "stable-in", Partition: 0}
+			qxdtest.CreateTopic(t, c, in.Topic, qxd.TopicConfig{Partitions: 1})
+			qxdtest.CreateTopic(t, c, "stable-out", qxd.TopicConfig{Partitions: 1})
+			plain, err := c.NewProducer(qxd.Linger(time.Millisecond))
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = plain.Close(context.Background()) })
+			for i := range 10 {
+				if err := plain.ProduceSync(ctx, &qxd.Record{Topic: in.Topic, Partition: 0, Value: []byte(strconv.Itoa(i))}); err != nil {
+					t.Fatal(err)
+				}
+			}
+
+			// The first owner commits offset 2, then sends offset 8 to a
+			// transaction and leaves the group with the transaction open.
+			a := qxdtest.NewConsumer(t, c, qxd.Group("stable-g"), qxd.AutoCommit(0), qxd.Isolation(qxd.ReadCommitted))
+			if err := a.Subscribe(ctx, in.Topic); err != nil {
+				t.Fatal(err)
+			}
+			waitAssigned(t, a, 1)
+			if err := a.CommitOffsets(ctx, map[qxd.TopicPartition]int64{in: 2}); err != nil {
+				t.Fatal(err)
+			}
+			p := newTxnProducer(t, c, "stable-"+name)
+			if err := p.BeginTransaction(); err != nil {
+				t.Fatal(err)
+			}
+			produceValues(ctx, t, p, "stable-out", "out")
+			if err := p.SendOffsetsToTransaction(ctx, a, map[qxd.TopicPartition]qxd.OffsetAndMetadata{in: {Offset: 8}}); err != nil {
+				t.Fatal(err)
+			}
+			if err := a.Close(ctx); err != nil {
+				t.Fatal(err)
+			}
+
+			// The next owner must not start at 2 while the transaction is open.
+			b := qxdtest.NewConsumer(t, qxdtest.Connect(t, n), qxd.Group("stable-g"), qxd.AutoCommit(0),
+				qxd.Isolation(qxd.ReadCommitted))
+			if err := b.Subscribe(ctx, in.Topic); err != nil {
+				t.Fatal(err)
+			}
+			quiet(ctx, t, b, "while the transaction holding the partition's offset is open")
+
+			if commit {
+				err = p.CommitTransaction(ctx)
+			} else {
+				err = p.AbortTransaction(ctx)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := []string{"8", "9"}
+			if !commit {
+				want = []string{"2", "3", "4", "5", "6", "7", "8", "9"}
+			}
+			got := pollValues(ctx, t, b, len(want))
+			if !slices.Equal(got, want) {
+				t.Fatalf("after the %s the member read %q, want %q", name, got, want)
+			}
+		})
+	}
+}
