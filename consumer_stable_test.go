@@ -2,6 +2,7 @@ package qxd_test
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"strconv"
 	"testing"
@@ -17,6 +18,7 @@ import (
 // before: it waits for the transaction, then starts from the transaction's
 // offset if it commits, or from the old one if it aborts (Kafka's OffsetFetch
 // require_stable). Else it reads again what the transaction consumed.
+// Committed on a read-committed consumer waits for the transaction too.
 func TestReadCommittedMemberWaitsForTransactionOffsets(t *testing.T) {
 	t.Parallel()
 	for _, commit := range []bool{true, false} {
@@ -69,6 +71,13 @@ func TestReadCommittedMemberWaitsForTransactionOffsets(t *testing.T) {
 				t.Fatal(err)
 			}
 			quiet(ctx, t, b, "while the transaction holding the partition's offset is open")
+			// Committed waits likewise on a read-committed consumer.
+			cctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+			got, err := b.Committed(cctx, in)
+			cancel()
+			if !errors.Is(err, context.DeadlineExceeded) {
+				t.Fatalf("Committed while the transaction is open: %v, %v; want it to wait until its context ends", got, err)
+			}
 
 			if commit {
 				err = p.CommitTransaction(ctx)
@@ -82,9 +91,12 @@ func TestReadCommittedMemberWaitsForTransactionOffsets(t *testing.T) {
 			if !commit {
 				want = []string{"2", "3", "4", "5", "6", "7", "8", "9"}
 			}
-			got := pollValues(ctx, t, b, len(want))
-			if !slices.Equal(got, want) {
-				t.Fatalf("after the %s the member read %q, want %q", name, got, want)
+			if vals := pollValues(ctx, t, b, len(want)); !slices.Equal(vals, want) {
+				t.Fatalf("after the %s the member read %q, want %q", name, vals, want)
+			}
+			got, err = b.Committed(ctx, in)
+			if err != nil || got[in].Offset != map[bool]int64{true: 8, false: 2}[commit] {
+				t.Fatalf("Committed after the %s: %v, %v", name, got, err)
 			}
 		})
 	}
