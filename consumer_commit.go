@@ -109,12 +109,22 @@ func (c *Consumer) MarkCommitRecords(rs ...*Record) {
 }
 
 // Committed reads the group's committed offsets and metadata of tps (all the
-// group's partitions when none are given).
+// group's partitions when none are given). A read-committed consumer
+// (Isolation(ReadCommitted)) reads stable offsets, as Kafka's does: while a
+// transaction not yet completed holds the offset of one of tps, Committed waits
+// for it (until ctx ends), so that it never returns the offset from before a
+// transaction that commits.
 func (c *Consumer) Committed(ctx context.Context, tps ...TopicPartition) (map[TopicPartition]OffsetAndMetadata, error) {
 	if c.cfg.group.id == "" {
 		return nil, ErrNotInGroup
 	}
-	got, err := c.c.fetchCommitted(ctx, c.cfg.group.id, tps)
+	var got map[TopicPartition]semantics.OffsetEntry
+	var err error
+	if c.cfg.isolation == ReadCommitted {
+		got, err = c.c.fetchStable(ctx, c.cfg.group.id, tps, nil)
+	} else {
+		got, err = c.c.fetchCommitted(ctx, c.cfg.group.id, tps)
+	}
 	if err != nil {
 		return nil, groupErr("read the committed offsets of", c.cfg.group.id, err)
 	}

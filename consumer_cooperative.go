@@ -94,7 +94,7 @@ func (m *member) add(ctx context.Context, added, all []TopicPartition, sent time
 	var resolved []resolved
 	var committed map[TopicPartition]int64
 	if len(added) > 0 {
-		got, err := c.c.fetchCommitted(ctx, m.cfg.id, added)
+		got, err := m.committedOf(ctx, added)
 		if err != nil {
 			return err
 		}

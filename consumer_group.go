@@ -352,7 +352,7 @@ func (m *member) assign(ctx context.Context, join *groups.JoinResponse) (map[str
 // take starts reading an assignment from the committed offsets.
 func (m *member) take(ctx context.Context, tps []TopicPartition, sent time.Time, gen int32) error {
 	c := m.c
-	committed, err := c.c.fetchCommitted(ctx, m.cfg.id, tps)
+	committed, err := m.committedOf(ctx, tps)
 	if err != nil && len(tps) > 0 {
 		return err
 	}
@@ -389,6 +389,36 @@ func (m *member) take(ctx context.Context, tps []TopicPartition, sent time.Time,
 	c.c.log.Debug("group assignment", "group", m.cfg.id, "generation", gen, "partitions", len(tps))
 	c.wake()
 	return nil
+}
+
+// committedOf reads the committed offsets of partitions the member was given. A
+// read-committed member asks for stable offsets, as Kafka's consumer does
+// (require_stable): while a transaction not yet completed holds the offset of
+// one of them it waits, heartbeating so that it keeps its place in the group,
+// rather than start from the offset committed before that transaction and read
+// again what it consumed. A rebalance or a fence meanwhile ends the wait with
+// its error.
+func (m *member) committedOf(ctx context.Context, tps []TopicPartition) (map[TopicPartition]semantics.OffsetEntry, error) {
+	c := m.c
+	if c.cfg.isolation != ReadCommitted {
+		return c.c.fetchCommitted(ctx, m.cfg.id, tps)
+	}
+	last := time.Now()
+	return c.c.fetchStable(ctx, m.cfg.id, tps, func(ctx context.Context) error {
+		if time.Since(last) < m.cfg.heartbeatInterval {
+			return nil
+		}
+		last = time.Now()
+		c.mu.Lock()
+		req := groups.HeartbeatRequest{Group: m.cfg.id, MemberID: m.memberID, InstanceID: m.cfg.instanceID, Generation: m.generation}
+		c.mu.Unlock()
+		_, err := c.c.groupRequest(ctx, semantics.GroupHeartbeat, req, m.cfg.heartbeatInterval)
+		if errors.Is(err, semantics.ErrRebalanceInProgress) || errors.Is(err, semantics.ErrUnknownMemberID) ||
+			errors.Is(err, semantics.ErrIllegalGeneration) || errors.Is(err, semantics.ErrFencedInstanceID) {
+			return err
+		}
+		return nil // the coordinator may be failing over: the fetch retries too
+	})
 }
 
 // heartbeat keeps the member's session and lease alive and auto-commits, until the

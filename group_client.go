@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/qxd-io/qxd/groups"
@@ -73,7 +74,44 @@ func (c *Client) groupRequestRetry(ctx context.Context, subject string, req any,
 
 // fetchCommitted reads a group's committed offsets of tps (all when tps is empty).
 func (c *Client) fetchCommitted(ctx context.Context, group string, tps []TopicPartition) (map[TopicPartition]semantics.OffsetEntry, error) {
-	resp, err := c.groupRequestRetry(ctx, semantics.GroupFetch, groups.FetchRequest{Group: group, Partitions: tps}, c.cfg.reqTimeout)
+	return c.fetchOffsets(ctx, groups.FetchRequest{Group: group, Partitions: tps})
+}
+
+// Backoff of a stable offset fetch while a transaction holds an offset.
+const (
+	unstableBackoff    = 50 * time.Millisecond
+	maxUnstableBackoff = 500 * time.Millisecond
+)
+
+// fetchStable reads a group's committed offsets of tps (all when tps is empty)
+// as Kafka's require_stable does: while a transaction not yet completed holds
+// the offset of one of them (UNSTABLE_OFFSET_COMMIT), it asks again, backing
+// off, until ctx ends, so that it never returns the offset committed before a
+// transaction that may still commit. wait, if not nil, is called between tries
+// (a member heartbeats there); its error ends the fetch.
+func (c *Client) fetchStable(ctx context.Context, group string, tps []TopicPartition, wait func(context.Context) error) (map[TopicPartition]semantics.OffsetEntry, error) {
+	backoff := unstableBackoff
+	for {
+		got, err := c.fetchOffsets(ctx, groups.FetchRequest{Group: group, Partitions: tps, RequireStable: true})
+		if !errors.Is(err, semantics.ErrUnstableOffsetCommit) {
+			return got, err
+		}
+		if wait != nil {
+			if werr := wait(ctx); werr != nil {
+				return nil, werr
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("%w (waiting for a transaction to complete: %v)", ctx.Err(), err)
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, maxUnstableBackoff)
+	}
+}
+
+func (c *Client) fetchOffsets(ctx context.Context, req groups.FetchRequest) (map[TopicPartition]semantics.OffsetEntry, error) {
+	resp, err := c.groupRequestRetry(ctx, semantics.GroupFetch, req, c.cfg.reqTimeout)
 	if err != nil {
 		return nil, err
 	}

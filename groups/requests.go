@@ -93,9 +93,14 @@ type CommitRequest struct {
 }
 
 // FetchRequest is Kafka's OffsetFetch; no partitions means all of the group's.
+// RequireStable is Kafka's require_stable: while a transaction not yet completed
+// holds the offset of a partition asked for, the answer is
+// semantics.ErrUnstableOffsetCommit (retriable) instead of the offset stored
+// before it.
 type FetchRequest struct {
-	Group      string                     `json:"group"`
-	Partitions []semantics.TopicPartition `json:"partitions,omitempty"`
+	Group         string                     `json:"group"`
+	Partitions    []semantics.TopicPartition `json:"partitions,omitempty"`
+	RequireStable bool                       `json:"require_stable,omitempty"`
 }
 
 // DescribeRequest is Kafka's DescribeGroups for one group.

@@ -64,6 +64,19 @@ func fetchGroupOffsets(ctx context.Context, c *conn, group string, topics []kmsg
 	if topics != nil && len(fr.Partitions) == 0 {
 		return g
 	}
+	// The pending offsets first: a transaction stores its offsets before it
+	// stops counting as pending, so read in this order no answer holds an offset
+	// from before a transaction that completed in between.
+	var pending []semantics.TopicPartition
+	if stable {
+		if tb, ok := c.l.cfg.Backend.(TxnBackend); ok {
+			var err error
+			if pending, err = tb.PendingTxnOffsets(ctx, group); err != nil {
+				g.ErrorCode = code(err)
+				return g
+			}
+		}
+	}
 	entries, err := c.b.FetchOffsets(ctx, fr)
 	if err != nil {
 		g.ErrorCode = code(err)
@@ -72,15 +85,6 @@ func fetchGroupOffsets(ctx context.Context, c *conn, group string, topics []kmsg
 	got := map[semantics.TopicPartition]semantics.OffsetEntry{}
 	for _, e := range entries {
 		got[semantics.TopicPartition{Topic: e.Topic, Partition: e.Partition}] = e
-	}
-	var pending []semantics.TopicPartition
-	if stable {
-		if tb, ok := c.l.cfg.Backend.(TxnBackend); ok {
-			if pending, err = tb.PendingTxnOffsets(ctx, group); err != nil {
-				g.ErrorCode = code(err)
-				return g
-			}
-		}
 	}
 	add := func(topic string, p int32) {
 		var rt *kmsg.OffsetFetchResponseGroupTopic

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -30,6 +31,11 @@ type groupService struct {
 
 	role leaderRole[groupRun]
 	wg   sync.WaitGroup // request handlers
+
+	// txns is the node's transaction service once it is set up: stable offset
+	// fetches (FetchRequest.RequireStable) ask its coordinator which offsets
+	// pending transactions hold.
+	txns atomic.Pointer[txnService]
 }
 
 // groupRun is the group coordinator running on this node and its subscription to
@@ -150,7 +156,7 @@ func (s *groupService) serve(coord GroupCoordinator, m *nats.Msg) {
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
 	var resp groups.Response
-	err := handleGroup(ctx, coord, m, &resp)
+	err := handleGroup(ctx, coord, s.pendingOffsets, m, &resp)
 	resp.Error = semantics.NewAPIError(err)
 	s.obs.answered(APIName(m.Subject), semantics.CodeOf(err))
 	b, _ := json.Marshal(resp)
@@ -183,8 +189,9 @@ func decode(m *nats.Msg, v any) error {
 	return nil
 }
 
-// handleGroup calls the coordinator method of m's subject and fills resp.
-func handleGroup(ctx context.Context, coord GroupCoordinator, m *nats.Msg, resp *groups.Response) error {
+// handleGroup calls the coordinator method of m's subject and fills resp. pending
+// answers stable offset fetches.
+func handleGroup(ctx context.Context, coord GroupCoordinator, pending pendingFunc, m *nats.Msg, resp *groups.Response) error {
 	var err error
 	switch m.Subject {
 	case semantics.GroupJoin:
@@ -219,7 +226,7 @@ func handleGroup(ctx context.Context, coord GroupCoordinator, m *nats.Msg, resp 
 	case semantics.GroupFetch:
 		var req groups.FetchRequest
 		if err = decode(m, &req); err == nil {
-			resp.Offsets, err = coord.FetchOffsets(ctx, req)
+			resp.Offsets, err = fetchOffsets(ctx, coord, pending, req)
 		}
 	case semantics.GroupDescribe:
 		var req groups.DescribeRequest

@@ -378,6 +378,7 @@ func (n *Node) startServices(ctx context.Context) error {
 	}); err != nil {
 		return err
 	}
+	n.groups.txns.Store(n.txns)
 	n.txns.run()
 	n.fetch = &Fetcher{nc: n.nc, topics: meta, checkpoints: meta, writers: n.Writers(), obs: &n.obs,
 		damage: meta, log: n.log, node: n.ns.Name()}

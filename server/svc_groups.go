@@ -2,6 +2,8 @@ package server
 
 import (
 	"context"
+	"slices"
+	"strings"
 
 	"github.com/qxd-io/qxd/groups"
 	"github.com/qxd-io/qxd/groups/coordinator"
@@ -85,7 +87,45 @@ func (s *groupService) FetchOffsets(ctx context.Context, req groups.FetchRequest
 	if err != nil {
 		return nil, err
 	}
-	return c.FetchOffsets(ctx, req)
+	return fetchOffsets(ctx, c, s.pendingOffsets, req)
+}
+
+// pendingFunc returns the partitions of a group whose offsets a transaction not
+// yet completed holds.
+type pendingFunc func(group string) ([]semantics.TopicPartition, error)
+
+// pendingOffsets asks the transaction coordinator, which runs beside the group
+// coordinator, for the partitions of group whose offsets a transaction not yet
+// completed holds; NOT_COORDINATOR while it does not run on this node.
+func (s *groupService) pendingOffsets(group string) ([]semantics.TopicPartition, error) {
+	return (&Transactions{s: s.txns.Load()}).PendingOffsets(group)
+}
+
+// fetchOffsets answers an offset fetch from coord. With RequireStable, a
+// partition asked for (any of the group's when none are named) whose offset a
+// transaction not yet completed holds makes the answer UNSTABLE_OFFSET_COMMIT,
+// which the client retries. The pending offsets are read before the stored ones:
+// a transaction stores its offsets before it stops counting as pending, so an
+// answer never holds an offset from before a transaction that completed first.
+func fetchOffsets(ctx context.Context, coord GroupCoordinator, pending pendingFunc, req groups.FetchRequest) ([]semantics.OffsetEntry, error) {
+	if req.RequireStable {
+		held, err := pending(req.Group)
+		if err != nil {
+			return nil, err
+		}
+		var unstable []string
+		for _, tp := range held {
+			if len(req.Partitions) == 0 || slices.Contains(req.Partitions, tp) {
+				unstable = append(unstable, semantics.PartitionString(tp.Topic, tp.Partition))
+			}
+		}
+		if len(unstable) > 0 {
+			slices.Sort(unstable)
+			return nil, semantics.Errorf(semantics.ErrUnstableOffsetCommit,
+				"group %q: a transaction not yet completed holds the offsets of %s; retry", req.Group, strings.Join(unstable, ", "))
+		}
+	}
+	return coord.FetchOffsets(ctx, req)
 }
 
 func (s *groupService) DescribeGroup(ctx context.Context, group string) (groups.GroupDescription, error) {
