@@ -466,20 +466,7 @@ func rewind(ctx context.Context, cons *qxd.Consumer) error {
 	}
 	rctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
-	committed, err := cons.Committed(rctx, tps...)
-	if err != nil {
-		return err
-	}
-	for _, tp := range tps {
-		at := qxd.AtStart()
-		if o, ok := committed[tp]; ok {
-			at = qxd.At(o.Offset)
-		}
-		if err := cons.Seek(rctx, tp.Topic, tp.Partition, at); err != nil {
-			return err
-		}
-	}
-	return nil
+	return cons.SeekToCommitted(rctx, tps...)
 }
 
 // waitCommittedEnds waits until group's committed offset of every partition of
