@@ -15,7 +15,9 @@ import (
 // coordinating transactions, or the node leading a partition of the input or
 // the output (SIGKILL, restarted after 2 to 4 s). QXD_EOS_CLIENT=franz-go runs
 // franz-go GroupTransactSession members on the Kafka listeners instead of SDK
-// members. `just eos` runs it.
+// members; QXD_EOS_CLIENT=librdkafka runs each member as a Python process
+// with confluent-kafka (librdkafka) on them, "member dies" then being a
+// SIGKILL of that process in the middle of a transaction. `just eos` runs it.
 func TestExactlyOnceChaos(t *testing.T) {
 	d := 2 * time.Minute
 	if s := os.Getenv("QXD_EOS_DURATION"); s != "" {
@@ -27,8 +29,10 @@ func TestExactlyOnceChaos(t *testing.T) {
 	client := os.Getenv("QXD_EOS_CLIENT")
 	switch client {
 	case "", "sdk", "franz-go":
+	case "librdkafka":
+		needConfluentKafka(t)
 	default:
-		t.Fatalf("QXD_EOS_CLIENT=%q: use sdk or franz-go", client)
+		t.Fatalf("QXD_EOS_CLIENT=%q: use sdk, franz-go or librdkafka", client)
 	}
 	var deadline time.Time // the input's end: faults come while it is produced
 	plan := eosPlan{client: client, partitions: 6, members: 3, keys: 30, rate: 200, load: d,

@@ -40,7 +40,7 @@ import (
 
 // eosPlan is one run of the pipeline.
 type eosPlan struct {
-	client     string // the members' client: "sdk" (default) or "franz-go" (GroupTransactSession on the Kafka listeners)
+	client     string // the members' client: "sdk" (default), "franz-go" (GroupTransactSession on the Kafka listeners) or "librdkafka" (confluent-kafka Python processes on them)
 	partitions int32
 	members    int
 	keys       int
@@ -105,14 +105,14 @@ func runEOS(t *testing.T, plan eosPlan) {
 	for _, n := range cl.nodes {
 		run.seeds = append(run.seeds, n.kafka)
 	}
-	if plan.client == "franz-go" && run.weaken != "" {
+	if plan.client != "" && plan.client != "sdk" && run.weaken != "" {
 		t.Fatalf("QXD_EOS_WEAKEN=%s applies to SDK members only", run.weaken)
 	}
 	if run.weaken != "" {
 		t.Logf("WEAKENED: %s", run.weaken)
 	}
 	for i := range plan.members {
-		m := &eosMember{run: run, id: i, franz: plan.client == "franz-go"}
+		m := &eosMember{run: run, id: i, client: plan.client}
 		run.members = append(run.members, m)
 		run.wg.Add(1)
 		go m.loop(ctx)
@@ -287,10 +287,10 @@ func streamLeader(ctx context.Context, urls, stream string) string {
 // consumer, transactional producer with id eos-<id>) runs until it dies or
 // fails, and the next one takes its place, as a restarted process would.
 type eosMember struct {
-	run   *eosRun
-	id    int
-	franz bool        // a franz-go GroupTransactSession, not the SDK
-	kill  atomic.Bool // die in the middle of the next transaction
+	run    *eosRun
+	id     int
+	client string      // as eosPlan's
+	kill   atomic.Bool // die in the middle of the next transaction
 }
 
 func (m *eosMember) loop(ctx context.Context) {
@@ -302,10 +302,13 @@ func (m *eosMember) loop(ctx context.Context) {
 		default:
 		}
 		m.run.incarnations.Add(1)
-		again := false
-		if m.franz {
+		var again bool
+		switch m.client {
+		case "franz-go":
 			again = m.franzIncarnation(ctx)
-		} else {
+		case "librdkafka":
+			again = m.pythonIncarnation(ctx)
+		default:
 			again = m.incarnation(ctx)
 		}
 		if !again {
