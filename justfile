@@ -56,7 +56,9 @@ chaos duration="2m":
 
 # The exactly-once pipeline on three node processes while members, partition
 # leaders and the transaction coordinator's node are killed at random for a while
-# (client=sdk|franz-go); prints the counts and the faults.
+# (client=sdk|franz-go|librdkafka; librdkafka members are python3 processes with
+# confluent-kafka, skipped without it: `just kafka-clients`); prints the counts
+# and the faults.
 eos duration="2m" client="sdk":
     QXD_EOS_DURATION={{duration}} QXD_EOS_CLIENT={{client}} go test -tags chaos -count=1 -run 'TestExactlyOnceChaos' -v -timeout 60m ./cmd/qxd/
 
