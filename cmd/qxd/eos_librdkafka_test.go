@@ -39,7 +39,7 @@ func needConfluentKafka(t *testing.T) {
 
 // eosConfluentProgram is one member incarnation. Arguments: the bootstrap
 // servers and the transactional id. It prints one line an event: "commit N",
-// "fail N <error>", "died N", "fatal <what> <error>", "log <text>". SIGTERM
+// "fail N <error>[; deliveries failed: {<error>: count}]", "died N", "fatal <what> <error>", "log <text>". SIGTERM
 // stops it after the current transaction; SIGUSR1 makes it SIGKILL itself in
 // the middle of the next transaction, its records flushed to the log.
 const eosConfluentProgram = `
@@ -63,7 +63,14 @@ say("log confluent-kafka %s (librdkafka %s), transactional.id %s" % (confluent_k
 c = Consumer({"bootstrap.servers": seeds, "group.id": "eos", "isolation.level": "read_committed",
               "enable.auto.commit": False, "auto.offset.reset": "earliest",
               "session.timeout.ms": 6000, "heartbeat.interval.ms": 500})
-p = Producer({"bootstrap.servers": seeds, "transactional.id": tid, "transaction.timeout.ms": 15000})
+failed = {}  # the current transaction's delivery errors, counted by error
+
+def delivered(err, msg):
+    if err is not None:
+        failed[str(err)] = failed.get(str(err), 0) + 1
+
+p = Producer({"bootstrap.servers": seeds, "transactional.id": tid, "transaction.timeout.ms": 15000,
+              "on_delivery": delivered})
 
 def retrying(what, f):
     # f until it succeeds or fails with an error that retrying does not cure.
@@ -102,6 +109,7 @@ while not state["stop"]:
         recs.append(m)
     if not recs:
         continue
+    failed.clear()
     try:
         p.begin_transaction()
         nxt = {}
@@ -126,7 +134,7 @@ while not state["stop"]:
         err = e.args[0]
         if err.fatal():
             leave(1, "fatal transaction of %d records: %s" % (len(recs), err))
-        say("fail %d %s" % (len(recs), err))
+        say("fail %d %s" % (len(recs), err) + ("; deliveries failed: %s" % failed if failed else ""))
         try:
             retrying("abort_transaction", lambda: p.abort_transaction(30))
             rewind()
