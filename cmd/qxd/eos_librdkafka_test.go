@@ -38,15 +38,17 @@ func needConfluentKafka(t *testing.T) {
 }
 
 // eosConfluentProgram is one member incarnation. Arguments: the bootstrap
-// servers and the transactional id. It prints one line an event: "commit N",
+// servers, the transactional id and librdkafka's debug contexts (none when
+// empty). It prints one line an event: "begin N", "commit N",
 // "fail N <error>[; deliveries failed: {<error>: count}]", "died N", "fatal <what> <error>", "log <text>". SIGTERM
 // stops it after the current transaction; SIGUSR1 makes it SIGKILL itself in
 // the middle of the next transaction, its records flushed to the log.
 const eosConfluentProgram = `
-import os, signal, sys
+import os, signal, sys, time
 import confluent_kafka
 from confluent_kafka import Consumer, Producer, KafkaException, TopicPartition, OFFSET_BEGINNING
-seeds, tid = sys.argv[1:3]
+seeds, tid, debug = sys.argv[1:4]
+extra = {"debug": debug} if debug else {}
 state = {"stop": False, "die": False}
 signal.signal(signal.SIGTERM, lambda *a: state.__setitem__("stop", True))
 signal.signal(signal.SIGUSR1, lambda *a: state.__setitem__("die", True))
@@ -62,7 +64,7 @@ def leave(code, *a):
 say("log confluent-kafka %s (librdkafka %s), transactional.id %s" % (confluent_kafka.version()[0], confluent_kafka.libversion()[0], tid))
 c = Consumer({"bootstrap.servers": seeds, "group.id": "eos", "isolation.level": "read_committed",
               "enable.auto.commit": False, "auto.offset.reset": "earliest",
-              "session.timeout.ms": 6000, "heartbeat.interval.ms": 500})
+              "session.timeout.ms": 6000, "heartbeat.interval.ms": 500, **extra})
 failed = {}  # the current transaction's delivery errors, counted by error
 
 def delivered(err, msg):
@@ -70,7 +72,7 @@ def delivered(err, msg):
         failed[str(err)] = failed.get(str(err), 0) + 1
 
 p = Producer({"bootstrap.servers": seeds, "transactional.id": tid, "transaction.timeout.ms": 15000,
-              "on_delivery": delivered})
+              "on_delivery": delivered, **extra})
 
 def retrying(what, f):
     # f until it succeeds or fails with an error that retrying does not cure.
@@ -100,6 +102,7 @@ def rewind():
             tp.offset = OFFSET_BEGINNING
         c.seek(tp)
 
+quiet = time.time()
 while not state["stop"]:
     recs = []
     for m in c.consume(num_messages=60, timeout=0.3):
@@ -108,8 +111,17 @@ while not state["stop"]:
             continue
         recs.append(m)
     if not recs:
+        if time.time() - quiet > 15:
+            # Long without records: where its partitions stand, for the log.
+            quiet = time.time()
+            tps = c.assignment()
+            say("log nothing to read for 15 s; assigned %s at %s" % (
+                sorted(tp.partition for tp in tps),
+                sorted((tp.partition, tp.offset) for tp in c.position(tps))))
         continue
+    quiet = time.time()
     failed.clear()
+    say("begin %d" % len(recs))
     try:
         p.begin_transaction()
         nxt = {}
@@ -144,11 +156,18 @@ c.close()
 leave(0, "log stopped")
 `
 
+// eosHung is how long a librdkafka member may take from the start of a
+// transaction to its end before it counts as hung and is killed: the calls it
+// makes have 30 s timeouts, retried with a logged line. librdkafka's
+// send_offsets_to_transaction can wait past its timeout when the group
+// coordinator's node goes away (confluentinc/librdkafka#5456).
+const eosHung = 2 * time.Minute
+
 // pythonIncarnation runs one incarnation of the member as a confluent-kafka
 // process; it returns false when the run stops.
 func (m *eosMember) pythonIncarnation(ctx context.Context) bool {
 	cmd := exec.CommandContext(ctx, eosPython(), "-c", eosConfluentProgram,
-		strings.Join(m.run.seeds, ","), fmt.Sprintf("eos-%d", m.id))
+		strings.Join(m.run.seeds, ","), fmt.Sprintf("eos-%d", m.id), os.Getenv("QXD_EOS_LIBRDKAFKA_DEBUG"))
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		m.logf("python stdout: %v", err)
@@ -196,9 +215,18 @@ wait:
 			if m.kill.Swap(false) {
 				_ = cmd.Process.Signal(syscall.SIGUSR1)
 			}
+			if b := m.begun.Load(); b != 0 && time.Since(time.Unix(0, b)) > eosHung && !stopped {
+				// Every call it makes has a 30 s timeout and a retry logs a
+				// line: the client hangs. As a supervisor would, kill it.
+				m.run.hung.Add(1)
+				m.logf("HUNG: no end of its transaction %v after it began; SIGKILL", eosHung)
+				m.begun.Store(0)
+				_ = cmd.Process.Kill()
+			}
 		}
 	}
 	<-errDone
+	m.begun.Store(0)
 	err = cmd.Wait()
 	if stopped {
 		return false
@@ -214,10 +242,15 @@ func (m *eosMember) pythonLines(r io.Reader, prefix string) {
 		line := sc.Text()
 		if prefix == "" {
 			switch word, _, _ := strings.Cut(line, " "); word {
+			case "begin":
+				m.begun.Store(time.Now().UnixNano())
+				continue
 			case "commit":
+				m.begun.Store(0)
 				m.run.commits.Add(1)
 				continue
 			case "fail":
+				m.begun.Store(0)
 				m.run.failures.Add(1)
 			}
 		}

@@ -183,8 +183,8 @@ func runEOS(t *testing.T, plan eosPlan) {
 	ends := waitCommittedEnds(ctx, t, c, "eos", "eos-in")
 	close(run.stop)
 	run.wg.Wait()
-	t.Logf("pipeline done %v after the start; %d input records sent; faults: %s; transactions committed %d, aborted or failed %d, member incarnations %d",
-		time.Since(began).Round(time.Millisecond), sent, strings.Join(faults, ", "), run.commits.Load(), run.failures.Load(), run.incarnations.Load())
+	t.Logf("pipeline done %v after the start; %d input records sent; faults: %s; transactions committed %d, aborted or failed %d, member incarnations %d, members killed for hanging %d",
+		time.Since(began).Round(time.Millisecond), sent, strings.Join(faults, ", "), run.commits.Load(), run.failures.Load(), run.incarnations.Load(), run.hung.Load())
 
 	input, err := readLog(ctx, c, "eos-in")
 	if err != nil {
@@ -219,6 +219,7 @@ type eosRun struct {
 	commits      atomic.Int64
 	failures     atomic.Int64
 	incarnations atomic.Int64
+	hung         atomic.Int64 // librdkafka members killed for hanging in a transaction
 }
 
 // inject runs fault f and returns what it did.
@@ -289,8 +290,9 @@ func streamLeader(ctx context.Context, urls, stream string) string {
 type eosMember struct {
 	run    *eosRun
 	id     int
-	client string      // as eosPlan's
-	kill   atomic.Bool // die in the middle of the next transaction
+	client string       // as eosPlan's
+	kill   atomic.Bool  // die in the middle of the next transaction
+	begun  atomic.Int64 // librdkafka: when its open transaction began (Unix ns), 0 for none
 }
 
 func (m *eosMember) loop(ctx context.Context) {
