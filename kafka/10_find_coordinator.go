@@ -9,7 +9,9 @@ import (
 )
 
 // FindCoordinator points at the node that runs the group coordinator (key type
-// 0) or the transaction coordinator (key type 1).
+// 0) or the transaction coordinator (key type 1). Share groups (key type 2, v6,
+// KIP-932) are INVALID_REQUEST, as Kafka answers them on a broker without a
+// share coordinator.
 func handleFindCoordinator(ctx context.Context, c *conn, kreq kmsg.Request) func() kmsg.Response {
 	req := kreq.(*kmsg.FindCoordinatorRequest)
 	return func() kmsg.Response {
@@ -20,7 +22,7 @@ func handleFindCoordinator(ctx context.Context, c *conn, kreq kmsg.Request) func
 			case 1:
 				return c.txnCoordinator(ctx, key)
 			default:
-				return Broker{}, semantics.Errorf(semantics.ErrInvalidRequest, "coordinator key type %d is neither a group (0) nor a transaction (1)", req.CoordinatorType)
+				return Broker{}, semantics.Errorf(semantics.ErrInvalidRequest, "coordinator key type %d is neither a group (0) nor a transaction (1): qxd has no share groups (2)", req.CoordinatorType)
 			}
 			return c.b.Coordinator(ctx, key)
 		}

@@ -26,7 +26,7 @@ import (
 // table. A change here is a change of what the listener promises to honour in
 // full.
 var advertised = map[int16][2]int16{
-	0: {3, 11}, 1: {4, 18}, 2: {1, 11}, 3: {0, 13}, 8: {2, 8}, 9: {1, 9}, 10: {0, 5}, 11: {0, 9},
+	0: {3, 11}, 1: {4, 18}, 2: {1, 11}, 3: {0, 13}, 8: {2, 9}, 9: {1, 9}, 10: {0, 6}, 11: {0, 9},
 	12: {0, 4}, 13: {0, 5}, 14: {0, 5}, 15: {0, 6}, 16: {0, 5}, 18: {0, 4}, 19: {0, 7},
 	20: {0, 6}, 21: {0, 2}, 22: {0, 5}, 23: {0, 4}, 24: {0, 3}, 25: {0, 4}, 26: {0, 4}, 28: {0, 4},
 	32: {0, 4}, 33: {0, 2}, 37: {0, 3}, 42: {0, 3}, 44: {0, 1}, 47: {0, 0}, 60: {0, 2},
@@ -110,7 +110,7 @@ func ourMax() *kversion.Versions {
 
 // A franz-go client pinned to the newest versions the listener advertises uses
 // each of them for a whole exchange: produce (v11), a transaction with its
-// offsets (FindCoordinator v5, InitProducerId v5, AddOffsetsToTxn v4,
+// offsets (FindCoordinator v6, InitProducerId v5, AddOffsetsToTxn v4,
 // TxnOffsetCommit v4, EndTxn v4), metadata (v13), offsets (ListOffsets v11), a
 // read-committed fetch (v18) that returns what was committed, and the offsets
 // the transaction committed (OffsetFetch v9).
@@ -185,7 +185,7 @@ func TestNewestVersionsEndToEnd(t *testing.T) {
 	}
 
 	for name, want := range map[string]int16{
-		"Produce": 11, "Fetch": 18, "ListOffsets": 11, "Metadata": 13, "FindCoordinator": 5,
+		"Produce": 11, "Fetch": 18, "ListOffsets": 11, "Metadata": 13, "FindCoordinator": 6,
 		"InitProducerID": 5, "AddOffsetsToTxn": 4, "TxnOffsetCommit": 4, "EndTxn": 4, "OffsetFetch": 9,
 	} {
 		if got := log.max(name); got != want {
@@ -396,6 +396,130 @@ func TestGroupAndTxnListingNewest(t *testing.T) {
 		slices.Sort(got)
 		if r.ErrorCode != c.code || !slices.Equal(got, c.want) {
 			t.Errorf("ListTransactions v2 pattern %q: code %d, %q; want code %d, %q", c.pattern, r.ErrorCode, got, c.code, c.want)
+		}
+	}
+}
+
+// offsetCommit sends an OffsetCommit of version v for partition 0 of topic at
+// offset and returns the partition's code.
+func offsetCommit(t *testing.T, addr string, v int16, group, member string, generation int32, topic string, offset int64) int16 {
+	t.Helper()
+	req := kmsg.NewPtrOffsetCommitRequest()
+	req.Version, req.Group, req.MemberID, req.Generation = v, group, member, generation
+	rt := kmsg.NewOffsetCommitRequestTopic()
+	rt.Topic = topic
+	rp := kmsg.NewOffsetCommitRequestTopicPartition()
+	rp.Partition, rp.Offset = 0, offset
+	rt.Partitions = append(rt.Partitions, rp)
+	req.Topics = append(req.Topics, rt)
+	resp := roundTrip(t, addr, req).(*kmsg.OffsetCommitResponse)
+	if len(resp.Topics) != 1 || len(resp.Topics[0].Partitions) != 1 {
+		t.Fatalf("OffsetCommit v%d answered %+v, want one partition", v, resp.Topics)
+	}
+	return resp.Topics[0].Partitions[0].ErrorCode
+}
+
+// OffsetCommit v9 answers a commit with a generation to a group that does not
+// exist GROUP_ID_NOT_FOUND, as Kafka answers a classic group (v8:
+// UNKNOWN_MEMBER_ID, unchanged); a group with committed offsets exists, so an
+// unknown member of it is UNKNOWN_MEMBER_ID at v9 too; a member of a live group
+// commits at v9 with its generation and is fenced with another; and a franz-go
+// group member pinned to the advertised versions commits at v9.
+func TestOffsetCommitV9(t *testing.T) {
+	t.Parallel()
+	n, c := startNode(t)
+	qxdtest.CreateTopic(t, c, "oc9", qxd.TopicConfig{Partitions: 1})
+	addr := n.KafkaAddr()
+	for _, tc := range []struct {
+		name       string
+		v          int16
+		group      string
+		member     string
+		generation int32
+		want       int16
+	}{
+		{"v9 member of a missing group", 9, "oc9-missing", "m-1", 1, kerr.GroupIDNotFound.Code},
+		{"v9 generation 0 of a missing group", 9, "oc9-missing", "", 0, kerr.GroupIDNotFound.Code},
+		{"v8 member of a missing group", 8, "oc9-missing", "m-1", 1, kerr.UnknownMemberID.Code},
+		{"v9 without a generation makes the group", 9, "oc9-simple", "", -1, 0},
+		{"v9 member of a group with offsets only", 9, "oc9-simple", "m-1", 1, kerr.UnknownMemberID.Code},
+	} {
+		if got := offsetCommit(t, addr, tc.v, tc.group, tc.member, tc.generation, "oc9", 0); got != tc.want {
+			t.Errorf("%s: code %v, want %v", tc.name, kerr.ErrorForCode(got), kerr.ErrorForCode(tc.want))
+		}
+	}
+
+	ctx := ctxFor(t, 60*time.Second)
+	var log versionLog
+	p := kafkaClient(t, n, kgo.DefaultProduceTopic("oc9"))
+	for i := range 3 {
+		if err := p.ProduceSync(ctx, &kgo.Record{Value: fmt.Appendf(nil, "r%d", i)}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m := kafkaClient(t, n, kgo.MaxVersions(ourMax()), kgo.WithLogger(&log), kgo.ConsumerGroup("oc9-live"),
+		kgo.ConsumeTopics("oc9"), kgo.DisableAutoCommit(), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	for got := 0; got < 3; {
+		fs := m.PollFetches(ctx)
+		if ctx.Err() != nil {
+			t.Fatalf("member read %d of 3 records", got)
+		}
+		got += fs.NumRecords()
+	}
+	if err := m.CommitUncommittedOffsets(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if v := log.max("OffsetCommit"); v != 9 {
+		t.Errorf("franz-go committed at v%d, want v9", v)
+	}
+	member, gen := m.GroupMetadata()
+	if code := offsetCommit(t, addr, 9, "oc9-live", member, gen, "oc9", 2); code != 0 {
+		t.Errorf("v9 commit as the member, generation %d: %v", gen, kerr.ErrorForCode(code))
+	}
+	if code := offsetCommit(t, addr, 9, "oc9-live", member, gen+1, "oc9", 1); code != kerr.IllegalGeneration.Code {
+		t.Errorf("v9 commit with generation %d (the group's is %d): %v, want ILLEGAL_GENERATION", gen+1, gen, kerr.ErrorForCode(code))
+	}
+	offs, err := kadm.NewClient(p).FetchOffsets(ctx, "oc9-live")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o, ok := offs.Lookup("oc9", 0); !ok || o.At != 2 {
+		t.Errorf("oc9-live's offset of oc9/0: %+v, want 2 (the fenced commit changes nothing)", o)
+	}
+}
+
+// FindCoordinator v6 finds groups and transactions as v5 does and answers share
+// groups (key type 2) INVALID_REQUEST, as a Kafka broker without a share
+// coordinator does.
+func TestFindCoordinatorV6(t *testing.T) {
+	t.Parallel()
+	n, _ := startNode(t)
+	md := kmsg.NewPtrMetadataRequest()
+	self := roundTrip(t, n.KafkaAddr(), md).(*kmsg.MetadataResponse).Brokers[0]
+	for _, tc := range []struct {
+		keyType int8
+		key     string
+		want    int16
+	}{
+		{0, "fc6-group", 0},
+		{1, "fc6-txn", 0},
+		{2, "fc6-share:AAAAAAAAAAAAAAAAAAAAAA:0", kerr.InvalidRequest.Code},
+	} {
+		req := kmsg.NewPtrFindCoordinatorRequest()
+		req.Version, req.CoordinatorType, req.CoordinatorKeys = 6, tc.keyType, []string{tc.key}
+		r := roundTrip(t, n.KafkaAddr(), req).(*kmsg.FindCoordinatorResponse)
+		if len(r.Coordinators) != 1 {
+			t.Fatalf("FindCoordinator v6 key type %d: %+v", tc.keyType, r.Coordinators)
+		}
+		co := r.Coordinators[0]
+		if co.Key != tc.key || co.ErrorCode != tc.want {
+			t.Errorf("FindCoordinator v6 key type %d: key %q code %v, want %q and %v", tc.keyType, co.Key, kerr.ErrorForCode(co.ErrorCode), tc.key, kerr.ErrorForCode(tc.want))
+		}
+		if tc.want == 0 && (co.NodeID != self.NodeID || co.Host != self.Host || co.Port != self.Port) {
+			t.Errorf("FindCoordinator v6 key type %d names %d at %s:%d, want the node, %d at %s:%d", tc.keyType, co.NodeID, co.Host, co.Port, self.NodeID, self.Host, self.Port)
+		}
+		if tc.want != 0 && co.NodeID != -1 {
+			t.Errorf("FindCoordinator v6 key type %d refused but names node %d", tc.keyType, co.NodeID)
 		}
 	}
 }
