@@ -5,10 +5,31 @@ import (
 	"slices"
 
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/qxd-io/qxd/semantics"
 )
 
-func handleApiVersions(_ context.Context, c *conn, req kmsg.Request) func() kmsg.Response {
-	return ready(apiVersionsResponse(req.GetVersion(), c.l.cfg.Auth != nil))
+// ApiVersions lists the implemented APIs. From v5 (KIP-1242) a client that
+// names the cluster and broker it means to reach (both, or neither: one alone is
+// INVALID_REQUEST) is answered REBOOTSTRAP_REQUIRED when this node is not that
+// broker of that cluster, as Metadata names them: the client was sent to the
+// wrong place and must read the metadata again from its bootstrap servers.
+func handleApiVersions(ctx context.Context, c *conn, kreq kmsg.Request) func() kmsg.Response {
+	req := kreq.(*kmsg.ApiVersionsRequest)
+	resp := apiVersionsResponse(req.Version, c.l.cfg.Auth != nil)
+	if req.Version < 5 || (req.ClusterID == nil && req.NodeID == -1) {
+		return ready(resp)
+	}
+	return func() kmsg.Response {
+		if req.ClusterID == nil || req.NodeID == -1 {
+			resp.ErrorCode, resp.ApiKeys = semantics.ErrInvalidRequest.Code, nil
+			return resp
+		}
+		if cluster, id := c.b.Self(ctx); *req.ClusterID != cluster || req.NodeID != id {
+			resp.ErrorCode, resp.ApiKeys = codeRebootstrapRequired, nil
+		}
+		return resp
+	}
 }
 
 // apiVersionsResponse lists the implemented APIs and their versions; the SASL

@@ -16,6 +16,10 @@ type Backend interface {
 	// topics is nil). A topic asked for that does not exist is returned with its
 	// Err set.
 	Cluster(ctx context.Context, topics []string) (Cluster, error)
+	// Self returns the cluster id and this node's broker id, as Cluster gives
+	// them (ApiVersions v5 checks a client's idea of both). It must not block
+	// on other nodes.
+	Self(ctx context.Context) (clusterID string, brokerID int32)
 	// Append sends one RecordBatch v2 to a partition's writer, as the client sent
 	// it; the writer gives it its offsets. Append returns once the batch is on its
 	// way, without blocking on the writer, so batches appended one after the other

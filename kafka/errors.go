@@ -14,6 +14,7 @@ const (
 	codeUnknownTopicID          int16 = 100
 	codeFencedLeaderEpoch       int16 = 74
 	codeUnknownLeaderEpoch      int16 = 75
+	codeRebootstrapRequired     int16 = 129
 )
 
 // checkLeaderEpoch compares the leader epoch a client believes current (-1: it

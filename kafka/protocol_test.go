@@ -62,7 +62,7 @@ func TestApiVersions(t *testing.T) {
 	t.Parallel()
 	n, _ := startNode(t)
 	var first []kmsg.ApiVersionsResponseApiKey
-	for v := int16(0); v <= 4; v++ {
+	for v := int16(0); v <= 5; v++ {
 		req := kmsg.NewPtrApiVersionsRequest()
 		req.Version = v
 		req.ClientSoftwareName, req.ClientSoftwareVersion = "test", "1"

@@ -38,7 +38,7 @@ func init() {
 		kmsg.SyncGroup.Int16():               {0, 5, handleSyncGroup},
 		kmsg.DescribeGroups.Int16():          {0, 6, handleDescribeGroups},
 		kmsg.ListGroups.Int16():              {0, 5, handleListGroups},
-		kmsg.ApiVersions.Int16():             {0, 4, handleApiVersions},
+		kmsg.ApiVersions.Int16():             {0, 5, handleApiVersions},
 		kmsg.InitProducerID.Int16():          {0, 5, handleInitProducerID},
 		kmsg.CreateTopics.Int16():            {0, 7, handleCreateTopics},
 		kmsg.DeleteTopics.Int16():            {0, 6, handleDeleteTopics},

@@ -27,7 +27,7 @@ import (
 // full.
 var advertised = map[int16][2]int16{
 	0: {3, 11}, 1: {4, 18}, 2: {1, 11}, 3: {0, 13}, 8: {2, 9}, 9: {1, 9}, 10: {0, 6}, 11: {0, 9},
-	12: {0, 4}, 13: {0, 5}, 14: {0, 5}, 15: {0, 6}, 16: {0, 5}, 18: {0, 4}, 19: {0, 7},
+	12: {0, 4}, 13: {0, 5}, 14: {0, 5}, 15: {0, 6}, 16: {0, 5}, 18: {0, 5}, 19: {0, 7},
 	20: {0, 6}, 21: {0, 2}, 22: {0, 5}, 23: {0, 4}, 24: {0, 3}, 25: {0, 4}, 26: {0, 4}, 28: {0, 4},
 	32: {0, 4}, 33: {0, 2}, 37: {0, 3}, 42: {0, 3}, 44: {0, 1}, 47: {0, 0}, 60: {0, 2},
 	61: {0, 0}, 65: {0, 0}, 66: {0, 2},
@@ -520,6 +520,137 @@ func TestFindCoordinatorV6(t *testing.T) {
 		}
 		if tc.want != 0 && co.NodeID != -1 {
 			t.Errorf("FindCoordinator v6 key type %d refused but names node %d", tc.keyType, co.NodeID)
+		}
+	}
+}
+
+// apiVersionsV5 asks addr for ApiVersions v5 naming cluster and node (nil and
+// -1: neither) and returns the answer's code and its ApiVersions range.
+func apiVersionsV5(t *testing.T, addr string, cluster *string, node int32) (int16, [2]int16) {
+	t.Helper()
+	req := kmsg.NewPtrApiVersionsRequest()
+	req.Version, req.ClientSoftwareName, req.ClientSoftwareVersion = 5, "test", "1"
+	req.ClusterID, req.NodeID = cluster, node
+	resp := roundTrip(t, addr, req).(*kmsg.ApiVersionsResponse)
+	for _, k := range resp.ApiKeys {
+		if k.ApiKey == kmsg.ApiVersions.Int16() {
+			return resp.ErrorCode, [2]int16{k.MinVersion, k.MaxVersion}
+		}
+	}
+	return resp.ErrorCode, [2]int16{-1, -1}
+}
+
+// apiVersionsLog records the versions of the ApiVersions requests a franz-go
+// client sent to brokers it knows by id (not to a seed), when it names them.
+type apiVersionsLog struct {
+	mu       sync.Mutex
+	toBroker []any
+}
+
+func (l *apiVersionsLog) Level() kgo.LogLevel { return kgo.LogLevelDebug }
+
+func (l *apiVersionsLog) Log(_ kgo.LogLevel, msg string, kv ...any) {
+	if msg != "issuing api versions request" {
+		return
+	}
+	var broker string
+	var version any
+	for i := 0; i+1 < len(kv); i += 2 {
+		switch kv[i] {
+		case "broker":
+			broker = fmt.Sprint(kv[i+1])
+		case "version":
+			version = kv[i+1]
+		}
+	}
+	if !strings.HasPrefix(broker, "seed_") {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		l.toBroker = append(l.toBroker, version)
+	}
+}
+
+// ApiVersions v5 (KIP-1242): a client naming this node's cluster and broker
+// id, as Metadata gives them, or neither, gets the list; naming another cluster
+// or broker is REBOOTSTRAP_REQUIRED; naming only one of them INVALID_REQUEST.
+// A franz-go client, which names them on every connection to a broker it found
+// in the metadata, produces and consumes.
+func TestApiVersionsV5(t *testing.T) {
+	t.Parallel()
+	n, c := startNode(t)
+	qxdtest.CreateTopic(t, c, "av5", qxd.TopicConfig{Partitions: 1})
+	addr := n.KafkaAddr()
+	mreq := kmsg.NewPtrMetadataRequest()
+	mreq.Version = 13
+	md := roundTrip(t, addr, mreq).(*kmsg.MetadataResponse)
+	cluster, self := *md.ClusterID, md.Brokers[0].NodeID
+	other := "not-" + cluster
+	for _, tc := range []struct {
+		name    string
+		cluster *string
+		node    int32
+		want    int16
+	}{
+		{"neither", nil, -1, 0},
+		{"this cluster and broker", &cluster, self, 0},
+		{"another cluster", &other, self, kerr.RebootstrapRequired.Code},
+		{"another broker", &cluster, self + 1, kerr.RebootstrapRequired.Code},
+		{"only the cluster", &cluster, -1, kerr.InvalidRequest.Code},
+		{"only the broker", nil, self, kerr.InvalidRequest.Code},
+	} {
+		code, rng := apiVersionsV5(t, addr, tc.cluster, tc.node)
+		if code != tc.want {
+			t.Errorf("ApiVersions v5 naming %s: %v, want %v", tc.name, kerr.ErrorForCode(code), kerr.ErrorForCode(tc.want))
+		}
+		if tc.want == 0 && rng != [2]int16{0, 5} {
+			t.Errorf("ApiVersions v5 naming %s lists ApiVersions as %v, want [0 5]", tc.name, rng)
+		}
+	}
+
+	ctx := ctxFor(t, 60*time.Second)
+	var log apiVersionsLog
+	cl := kafkaClient(t, n, kgo.WithLogger(&log), kgo.DefaultProduceTopic("av5"), kgo.ConsumeTopics("av5"))
+	if err := cl.ProduceSync(ctx, &kgo.Record{Value: []byte("v5")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	if fs := cl.PollFetches(ctx); fs.Err() != nil || fs.NumRecords() != 1 {
+		t.Fatalf("consume: %v, %d records", fs.Err(), fs.NumRecords())
+	}
+	log.mu.Lock()
+	defer log.mu.Unlock()
+	if !slices.ContainsFunc(log.toBroker, func(v any) bool { return fmt.Sprint(v) == "5" }) {
+		t.Errorf("franz-go sent ApiVersions to the broker at %v, want v5 among them", log.toBroker)
+	}
+}
+
+// In a cluster every node answers ApiVersions v5 naming itself and the cluster
+// id Metadata gives, and REBOOTSTRAP_REQUIRED naming another node.
+func TestApiVersionsV5Cluster(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a 3-node cluster")
+	}
+	cfgs := qxdtest.ClusterConfigs(t, 3)
+	for i := range cfgs {
+		cfgs[i].KafkaListen = "127.0.0.1:0"
+	}
+	nodes := qxdtest.StartCluster(t, cfgs)
+	mreq := kmsg.NewPtrMetadataRequest()
+	mreq.Version = 13
+	md := roundTrip(t, nodes[0].KafkaAddr(), mreq).(*kmsg.MetadataResponse)
+	if len(md.Brokers) != 3 {
+		t.Fatalf("Metadata lists %d brokers, want 3", len(md.Brokers))
+	}
+	cluster := *md.ClusterID
+	for _, b := range md.Brokers {
+		addr := fmt.Sprintf("%s:%d", b.Host, b.Port)
+		for _, o := range md.Brokers {
+			want := int16(0)
+			if o.NodeID != b.NodeID {
+				want = kerr.RebootstrapRequired.Code
+			}
+			if code, _ := apiVersionsV5(t, addr, &cluster, o.NodeID); code != want {
+				t.Errorf("ApiVersions v5 to broker %d naming %q and broker %d: %v, want %v", b.NodeID, cluster, o.NodeID, kerr.ErrorForCode(code), kerr.ErrorForCode(want))
+			}
 		}
 	}
 }

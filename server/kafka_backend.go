@@ -557,6 +557,23 @@ func (b *kafkaBackend) brokers(ctx context.Context, want []string) map[string]ka
 	return out
 }
 
+// kafkaClusterID is the cluster id Kafka clients are given for the JetStream
+// cluster named name: "qxd" for a single node, whose cluster has no name.
+func kafkaClusterID(name string) string {
+	if name == "" {
+		return "qxd"
+	}
+	return name
+}
+
+// Self implements kafka.Backend: the cluster id Cluster answers, read the same
+// way on this node alone, and the node's broker id.
+func (b *kafkaBackend) Self(context.Context) (string, int32) {
+	var ci semantics.ClusterInfo
+	b.n.admin.metaNodes(&ci)
+	return kafkaClusterID(ci.Name), b.advertise.ID
+}
+
 // Cluster implements kafka.Backend from the node's metadata (the same view as
 // 'qxd cluster metadata').
 func (b *kafkaBackend) Cluster(ctx context.Context, topics []string) (kafka.Cluster, error) {
@@ -571,10 +588,7 @@ func (b *kafkaBackend) Cluster(ctx context.Context, topics []string) (kafka.Clus
 		}
 	}
 	brokers := b.brokers(ctx, names)
-	cl := kafka.Cluster{ClusterID: md.Cluster, ControllerID: -1}
-	if cl.ClusterID == "" {
-		cl.ClusterID = "qxd"
-	}
+	cl := kafka.Cluster{ClusterID: kafkaClusterID(md.Cluster), ControllerID: -1}
 	if md.MetaLeader != "" {
 		cl.ControllerID = brokerID(md.MetaLeader)
 	} else if !b.n.ns.JetStreamIsClustered() {
