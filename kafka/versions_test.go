@@ -26,7 +26,7 @@ import (
 // table. A change here is a change of what the listener promises to honour in
 // full.
 var advertised = map[int16][2]int16{
-	0: {3, 11}, 1: {4, 18}, 2: {1, 11}, 3: {0, 13}, 8: {2, 9}, 9: {1, 9}, 10: {0, 6}, 11: {0, 9},
+	0: {3, 11}, 1: {4, 18}, 2: {1, 11}, 3: {0, 13}, 8: {2, 10}, 9: {1, 10}, 10: {0, 6}, 11: {0, 9},
 	12: {0, 4}, 13: {0, 5}, 14: {0, 5}, 15: {0, 6}, 16: {0, 5}, 18: {0, 5}, 19: {0, 7},
 	20: {0, 6}, 21: {0, 2}, 22: {0, 5}, 23: {0, 4}, 24: {0, 3}, 25: {0, 4}, 26: {0, 4}, 28: {0, 4},
 	32: {0, 4}, 33: {0, 2}, 37: {0, 3}, 42: {0, 3}, 44: {0, 1}, 47: {0, 0}, 60: {0, 2},
@@ -186,7 +186,7 @@ func TestNewestVersionsEndToEnd(t *testing.T) {
 
 	for name, want := range map[string]int16{
 		"Produce": 11, "Fetch": 18, "ListOffsets": 11, "Metadata": 13, "FindCoordinator": 6,
-		"InitProducerID": 5, "AddOffsetsToTxn": 4, "TxnOffsetCommit": 4, "EndTxn": 4, "OffsetFetch": 9,
+		"InitProducerID": 5, "AddOffsetsToTxn": 4, "TxnOffsetCommit": 4, "EndTxn": 4, "OffsetFetch": 10,
 	} {
 		if got := log.max(name); got != want {
 			t.Errorf("%s was answered at v%d at most, want v%d", name, got, want)
@@ -424,7 +424,7 @@ func offsetCommit(t *testing.T, addr string, v int16, group, member string, gene
 // UNKNOWN_MEMBER_ID, unchanged); a group with committed offsets exists, so an
 // unknown member of it is UNKNOWN_MEMBER_ID at v9 too; a member of a live group
 // commits at v9 with its generation and is fenced with another; and a franz-go
-// group member pinned to the advertised versions commits at v9.
+// group member pinned to OffsetCommit v9 commits at v9.
 func TestOffsetCommitV9(t *testing.T) {
 	t.Parallel()
 	n, c := startNode(t)
@@ -457,7 +457,9 @@ func TestOffsetCommitV9(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	m := kafkaClient(t, n, kgo.MaxVersions(ourMax()), kgo.WithLogger(&log), kgo.ConsumerGroup("oc9-live"),
+	vs := ourMax()
+	vs.SetMaxKeyVersion(kmsg.OffsetCommit.Int16(), 9)
+	m := kafkaClient(t, n, kgo.MaxVersions(vs), kgo.WithLogger(&log), kgo.ConsumerGroup("oc9-live"),
 		kgo.ConsumeTopics("oc9"), kgo.DisableAutoCommit(), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
 	for got := 0; got < 3; {
 		fs := m.PollFetches(ctx)
@@ -651,6 +653,104 @@ func TestApiVersionsV5Cluster(t *testing.T) {
 			if code, _ := apiVersionsV5(t, addr, &cluster, o.NodeID); code != want {
 				t.Errorf("ApiVersions v5 to broker %d naming %q and broker %d: %v, want %v", b.NodeID, cluster, o.NodeID, kerr.ErrorForCode(code), kerr.ErrorForCode(want))
 			}
+		}
+	}
+}
+
+// OffsetCommit v10 and OffsetFetch v10 name topics by id: a commit by id is
+// stored for that topic, an id no topic has is UNKNOWN_TOPIC_ID (the rest of the
+// request is answered), a fetch by id or of all the group's offsets answers each
+// topic by its id; a franz-go group member, which uses both, commits and a
+// second member resumes from its commit.
+func TestOffsetsByTopicID(t *testing.T) {
+	t.Parallel()
+	n, c := startNode(t)
+	qxdtest.CreateTopic(t, c, "tid", qxd.TopicConfig{Partitions: 2})
+	addr := n.KafkaAddr()
+	mreq := kmsg.NewPtrMetadataRequest()
+	mreq.Version = 13
+	mt := kmsg.NewMetadataRequestTopic()
+	mt.Topic = kmsg.StringPtr("tid")
+	mreq.Topics = append(mreq.Topics, mt)
+	id := roundTrip(t, addr, mreq).(*kmsg.MetadataResponse).Topics[0].TopicID
+	unknown := id
+	unknown[0] ^= 0xff
+
+	oc := kmsg.NewPtrOffsetCommitRequest()
+	oc.Version, oc.Group = 10, "tid-g"
+	for _, tid := range [][16]byte{id, unknown} {
+		rt := kmsg.NewOffsetCommitRequestTopic()
+		rt.TopicID = tid
+		rp := kmsg.NewOffsetCommitRequestTopicPartition()
+		rp.Partition, rp.Offset = 0, 5
+		rt.Partitions = append(rt.Partitions, rp)
+		oc.Topics = append(oc.Topics, rt)
+	}
+	ocr := roundTrip(t, addr, oc).(*kmsg.OffsetCommitResponse)
+	if len(ocr.Topics) != 2 || ocr.Topics[0].TopicID != id || ocr.Topics[0].Partitions[0].ErrorCode != 0 ||
+		ocr.Topics[1].TopicID != unknown || ocr.Topics[1].Partitions[0].ErrorCode != kerr.UnknownTopicID.Code {
+		t.Fatalf("OffsetCommit v10 of tid and an unknown id: %+v, want tid committed and UNKNOWN_TOPIC_ID", ocr.Topics)
+	}
+
+	fetch := func(topics []kmsg.OffsetFetchRequestGroupTopic) kmsg.OffsetFetchResponseGroup {
+		t.Helper()
+		of := kmsg.NewPtrOffsetFetchRequest()
+		of.Version = 10
+		g := kmsg.NewOffsetFetchRequestGroup()
+		g.Group, g.Topics = "tid-g", topics
+		of.Groups = append(of.Groups, g)
+		r := roundTrip(t, addr, of).(*kmsg.OffsetFetchResponse)
+		if len(r.Groups) != 1 || r.Groups[0].ErrorCode != 0 {
+			t.Fatalf("OffsetFetch v10: %+v", r.Groups)
+		}
+		return r.Groups[0]
+	}
+	g := fetch([]kmsg.OffsetFetchRequestGroupTopic{{TopicID: id, Partitions: []int32{0, 1}}, {TopicID: unknown, Partitions: []int32{0}}})
+	if len(g.Topics) != 2 || g.Topics[0].TopicID != id || len(g.Topics[0].Partitions) != 2 ||
+		g.Topics[0].Partitions[0].Offset != 5 || g.Topics[0].Partitions[1].Offset != -1 ||
+		g.Topics[1].TopicID != unknown || g.Topics[1].Partitions[0].ErrorCode != kerr.UnknownTopicID.Code {
+		t.Errorf("OffsetFetch v10 of tid/0, tid/1 and an unknown id: %+v", g.Topics)
+	}
+	g = fetch(nil)
+	if len(g.Topics) != 1 || g.Topics[0].TopicID != id || len(g.Topics[0].Partitions) != 1 || g.Topics[0].Partitions[0].Offset != 5 {
+		t.Errorf("OffsetFetch v10 of all of tid-g's offsets: %+v, want tid/0 at 5 by its id", g.Topics)
+	}
+
+	ctx := ctxFor(t, 60*time.Second)
+	p := kafkaClient(t, n, kgo.DefaultProduceTopic("tid"), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	for i := range 4 {
+		if err := p.ProduceSync(ctx, &kgo.Record{Partition: 1, Value: fmt.Appendf(nil, "r%d", i)}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var log versionLog
+	member := func() *kgo.Client {
+		return kafkaClient(t, n, kgo.WithLogger(&log), kgo.ConsumerGroup("tid-live"), kgo.ConsumeTopics("tid"),
+			kgo.DisableAutoCommit(), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	}
+	m1 := member()
+	var first []*kgo.Record
+	for len(first) < 2 {
+		first = append(first, m1.PollRecords(ctx, 2-len(first)).Records()...)
+		if ctx.Err() != nil {
+			t.Fatal("the first member read nothing")
+		}
+	}
+	if err := m1.CommitRecords(ctx, first...); err != nil {
+		t.Fatal(err)
+	}
+	m1.Close()
+	m2 := member()
+	fs := m2.PollFetches(ctx)
+	if fs.Err() != nil || fs.NumRecords() == 0 {
+		t.Fatalf("second member: %v, %d records", fs.Err(), fs.NumRecords())
+	}
+	if got := fs.Records()[0]; got.Partition != 1 || got.Offset != first[len(first)-1].Offset+1 {
+		t.Errorf("second member starts at %d/%d, want 1/%d (after the first member's commit)", got.Partition, got.Offset, first[len(first)-1].Offset+1)
+	}
+	for _, api := range []string{"OffsetCommit", "OffsetFetch"} {
+		if v := log.max(api); v != 10 {
+			t.Errorf("franz-go's group sent %s at v%d at most, want v10", api, v)
 		}
 	}
 }
