@@ -107,6 +107,10 @@ func TestAddNodeAndRebalance(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	before, err := c.Admin().DescribeTopic(ctx, "grow")
+	if err != nil {
+		t.Fatal(err)
+	}
 	qxdtest.StartCluster(t, cfgs[3:]) // n4 joins the running cluster
 	for {
 		info, err := c.Admin().ClusterInfo(ctx)
@@ -171,11 +175,24 @@ func TestAddNodeAndRebalance(t *testing.T) {
 			t.Fatalf("node %s holds %d replicas after rebalance: %v", node, n, perNode)
 		}
 	}
-	// Right after a move, the stream info a describe reads may come from a replica
-	// still catching up: wait for the count, which never reaches 2000 if records
-	// were lost.
-	for deadline := time.Now().Add(20 * time.Second); total != 2000; {
+	// Every acknowledged record is still there, each once.
+	seen := map[string]bool{}
+	for _, r := range readTopic(t, c, "grow", 8, 2000) {
+		if seen[string(r.Value)] {
+			t.Fatalf("record %s read twice after moving replicas", r.Value)
+		}
+		seen[string(r.Value)] = true
+	}
+	// Right after a move, the stream info a describe reads may come from a leader
+	// still applying what it was sent: wait for the count (a lost record showed
+	// above), and name each partition if it never comes.
+	for deadline := time.Now().Add(60 * time.Second); total != 2000; {
 		if time.Now().After(deadline) {
+			for i, pi := range d.Partitions {
+				b := before.Partitions[i]
+				t.Logf("partition %d: before the move leader %s, high watermark %d, %d batches; now leader %s replicas %v, log start %d, high watermark %d, %d batches",
+					pi.Partition, b.Leader, b.HighWatermark, b.Batches, pi.Leader, pi.Replicas, pi.LogStartOffset, pi.HighWatermark, pi.Batches)
+			}
 			t.Fatalf("records after moving replicas: %d, want 2000", total)
 		}
 		time.Sleep(200 * time.Millisecond)
