@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -514,4 +515,85 @@ func TestFetchSessionFranzGo(t *testing.T) {
 		t.Fatalf("fetch answers with session errors: %v", sniff.errors)
 	}
 	t.Logf("%d sessions; most fetches answered in one: %d; incremental fetches: %d", len(sniff.answers), most, sniff.incremental)
+}
+
+// TestFetchSessionRights: a session is its user's: another user's fetch does
+// not find it nor close it; and rights are checked on every fetch of a session,
+// incremental ones too, so that a partition the user may not read is refused
+// every time and none of its records is ever answered.
+func TestFetchSessionRights(t *testing.T) {
+	n, certs := startSecureNode(t)
+	ctx := ctxFor(t, 60*time.Second)
+	adminCl := saslClient(t, n, certs, "admin", "admin-pw", kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	readerCl := saslClient(t, n, certs, "reader", "reader-pw")
+	ids := map[string][16]byte{}
+	for _, topic := range []string{"orders", "secret"} {
+		if _, err := kadm.NewClient(adminCl).CreateTopic(ctx, 1, 1, nil, topic); err != nil {
+			t.Fatal(err)
+		}
+		produceTo(t, ctx, adminCl, topic, 0)
+		ids[topic] = topicID(t, ctx, adminCl, topic)
+	}
+	// fetch sends a fetch (franz-go's newest version: topics by id) of the
+	// topics' partition 0 at offset.
+	fetch := func(cl *kgo.Client, session, epoch int32, offset int64, topics ...string) *kmsg.FetchResponse {
+		t.Helper()
+		req := kmsg.NewPtrFetchRequest()
+		req.MaxBytes, req.SessionID, req.SessionEpoch = 1<<20, session, epoch
+		for _, topic := range topics {
+			ft := kmsg.NewFetchRequestTopic()
+			ft.Topic, ft.TopicID = topic, ids[topic]
+			fp := kmsg.NewFetchRequestTopicPartition()
+			fp.FetchOffset, fp.PartitionMaxBytes = offset, 1<<20
+			ft.Partitions = append(ft.Partitions, fp)
+			req.Topics = append(req.Topics, ft)
+		}
+		resp, err := cl.Request(ctx, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.(*kmsg.FetchResponse)
+	}
+	// said is what an answer says by topic.
+	said := func(resp *kmsg.FetchResponse) map[string]string {
+		out := map[string]string{}
+		for _, rt := range resp.Topics {
+			for topic, id := range ids {
+				if id == rt.TopicID {
+					out[topic] = answered(t, &kmsg.FetchResponse{Topics: []kmsg.FetchResponseTopic{rt}})[0]
+				}
+			}
+		}
+		return out
+	}
+
+	resp := fetch(adminCl, 0, 0, 0, "orders", "secret")
+	adminSession := resp.SessionID
+	if adminSession == 0 || len(said(resp)) != 2 {
+		t.Fatalf("admin's full fetch: session %d, answered %v", adminSession, said(resp))
+	}
+	if resp := fetch(readerCl, adminSession, 1, 1); resp.ErrorCode != kerr.FetchSessionIDNotFound.Code || len(resp.Topics) != 0 {
+		t.Fatalf("reader in admin's session: code %v, answered %v; want FETCH_SESSION_ID_NOT_FOUND and nothing", kerr.ErrorForCode(resp.ErrorCode), said(resp))
+	}
+	fetch(readerCl, adminSession, -1, 1, "orders")
+	if resp := fetch(adminCl, adminSession, 1, 1, "orders", "secret"); resp.ErrorCode != 0 || resp.SessionID != adminSession {
+		t.Fatalf("admin's session after the reader tried to close it: code %v, session %d", kerr.ErrorForCode(resp.ErrorCode), resp.SessionID)
+	}
+
+	refused := kerr.TopicAuthorizationFailed.Error()
+	resp = fetch(readerCl, 0, 0, 0, "orders", "secret")
+	readerSession := resp.SessionID
+	if got := said(resp); readerSession == 0 || got["orders"] != "1 records, hw 1" || got["secret"] != refused {
+		t.Fatalf("reader's full fetch: session %d, answered %v", readerSession, got)
+	}
+	resp = fetch(readerCl, readerSession, 1, 1, "orders")
+	if got := said(resp); resp.ErrorCode != 0 || fmt.Sprint(got) != fmt.Sprint(map[string]string{"secret": refused}) {
+		t.Fatalf("reader's incremental fetch: code %v, answered %v; want secret refused only", kerr.ErrorForCode(resp.ErrorCode), got)
+	}
+	produceTo(t, ctx, adminCl, "secret", 0)
+	produceTo(t, ctx, adminCl, "orders", 0)
+	resp = fetch(readerCl, readerSession, 2, 0)
+	if got := said(resp); fmt.Sprint(got) != fmt.Sprint(map[string]string{"orders": "1 records, hw 2", "secret": refused}) {
+		t.Fatalf("reader's incremental fetch after appends: answered %v; want orders' record and secret refused", got)
+	}
 }
