@@ -95,9 +95,8 @@ type fetchSessions struct {
 	slots      int
 	evictAfter time.Duration
 
-	mu        sync.Mutex
-	byID      map[int32]*fetchSession
-	evictions int64
+	mu   sync.Mutex
+	byID map[int32]*fetchSession
 }
 
 func newFetchSessions(slots int, evictAfter time.Duration) *fetchSessions {
@@ -157,7 +156,6 @@ func (fs *fetchSessions) evictFor(size int, now time.Time) bool {
 	default:
 		return false
 	}
-	fs.evictions++
 	return true
 }
 
