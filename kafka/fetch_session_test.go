@@ -597,3 +597,42 @@ func TestFetchSessionRights(t *testing.T) {
 		t.Fatalf("reader's incremental fetch after appends: answered %v; want orders' record and secret refused", got)
 	}
 }
+
+// TestFetchSessionTopicRecreated: a session naming a topic by id never reads
+// the topic made again under the same name: the old id is UNKNOWN_TOPIC_ID on
+// every fetch, and none of the new topic's records is answered.
+func TestFetchSessionTopicRecreated(t *testing.T) {
+	n, c := startNode(t)
+	ctx := ctxFor(t, 60*time.Second)
+	cl := kafkaClient(t, n, kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	qxdtest.CreateTopic(t, c, "remade", qxd.TopicConfig{Partitions: 1})
+	produceTo(t, ctx, cl, "remade", 0)
+	f := &sessionFetcher{t: t, addr: n.KafkaAddr(), version: 18, topic: "remade", id: topicID(t, ctx, cl, "remade")}
+	resp := f.fetch([]fetchPart{{0, 1}}, nil, 0)
+	if resp.SessionID == 0 {
+		t.Fatal("no session")
+	}
+	f.session, f.epoch = resp.SessionID, 1
+	adm := kadm.NewClient(cl)
+	if _, err := adm.DeleteTopic(ctx, "remade"); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if _, err := adm.CreateTopic(ctx, 1, 1, nil, "remade"); err == nil {
+			break
+		} else if time.Now().After(deadline) {
+			t.Fatalf("create the topic again: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	produceTo(t, ctx, cl, "remade", 0)
+	produceTo(t, ctx, cl, "remade", 0)
+	for range 2 {
+		resp := f.fetch(nil, nil, 0)
+		f.epoch++
+		if got := answered(t, resp); resp.ErrorCode != 0 || fmt.Sprint(got) != fmt.Sprint(map[int32]string{0: kerr.UnknownTopicID.Error()}) {
+			t.Fatalf("the old id after the topic was made again: code %v, answered %v; want UNKNOWN_TOPIC_ID", kerr.ErrorForCode(resp.ErrorCode), got)
+		}
+	}
+}
