@@ -14,64 +14,177 @@ import (
 // maxFetchWait bounds a fetch's long poll, whatever the client asks.
 const maxFetchWait = 30 * time.Second
 
-// codeFetchSessionIDNotFound is Kafka's FETCH_SESSION_ID_NOT_FOUND.
-const codeFetchSessionIDNotFound int16 = 70
-
-// Fetch returns stored batches as stored. Fetch sessions (KIP-227) are declined:
-// every answer has session id 0, so clients send full fetch requests, which Kafka
-// allows. A fetch with less than min bytes waits up to max wait for an append to
-// any of its partitions (a long poll woken by the appends, not a sleep loop).
+// Fetch returns stored batches as stored, within fetch sessions (KIP-227, see
+// fetch_session.go) when the client asks for one. A fetch with less than min
+// bytes waits up to max wait for an append to any of its partitions (a long poll
+// woken by the appends, not a sleep loop), incremental fetches included.
 func handleFetch(ctx context.Context, c *conn, kreq kmsg.Request) func() kmsg.Response {
 	req := kreq.(*kmsg.FetchRequest)
-	if req.Version < 13 {
-		return func() kmsg.Response { return fetch(ctx, c, req) }
-	}
-	// From v13 topics are named by id: look the names up, answer the fetch by
-	// name, and name the topics by id again in the answer. An unknown id is
-	// UNKNOWN_TOPIC_ID for each of its partitions.
-	return func() kmsg.Response {
-		var unknown []kmsg.FetchResponseTopic
-		known := req.Topics[:0:0]
-		for _, t := range req.Topics {
-			name, err := c.b.TopicByID(ctx, t.TopicID)
-			if err != nil {
-				rt := kmsg.NewFetchResponseTopic()
-				rt.TopicID = t.TopicID
-				for _, p := range t.Partitions {
-					rp := kmsg.NewFetchResponseTopicPartition()
-					rp.Partition, rp.ErrorCode, rp.PreferredReadReplica, rp.RecordBatches = p.Partition, codeUnknownTopicID, -1, []byte{}
-					rp.HighWatermark, rp.LastStableOffset, rp.LogStartOffset = -1, -1, -1
-					rt.Partitions = append(rt.Partitions, rp)
-				}
-				unknown = append(unknown, rt)
-				continue
-			}
-			t.Topic = name
-			known = append(known, t)
+	return func() kmsg.Response { return fetchInSession(ctx, c, req) }
+}
+
+// fetchInSession answers req as a sessionless, full or incremental fetch. A
+// session belongs to the principal that made it (the SASL user; everyone on a
+// listener without Auth): another's id is not found. Rights are checked on
+// every read, so a session never reads what its principal may not.
+func fetchInSession(ctx context.Context, c *conn, req *kmsg.FetchRequest) *fetchAnswer {
+	usesIDs := req.Version >= 13
+	principal := c.user
+	parts := requestParts(req)
+	if req.Version < 7 || req.SessionEpoch == sessionEpochInitial || req.SessionEpoch == sessionEpochFinal {
+		if req.Version >= 7 && req.SessionID != 0 {
+			// A full fetch ends the session it names; epoch 0 starts another.
+			c.l.sessions.remove(req.SessionID, principal)
 		}
-		byName := *req
-		byName.Topics = known
-		resp := fetch(ctx, c, &byName)
-		for i := range resp.Topics {
-			for _, t := range known {
-				if t.Topic == resp.Topics[i].Topic {
-					resp.Topics[i].TopicID = t.TopicID
+		resp := fetchParts(ctx, c, req, parts)
+		if req.Version >= 7 && req.SessionEpoch == sessionEpochInitial && resp.ErrorCode == 0 {
+			byKey := make(map[sessionKey]*sessionPart, len(parts))
+			for _, p := range parts {
+				byKey[p.key] = p
+			}
+			for ti := range resp.Topics {
+				t := &resp.Topics[ti]
+				for pi := range t.Partitions {
+					if p, ok := byKey[answerKey(usesIDs, t, t.Partitions[pi].Partition)]; ok {
+						p.tell(&t.Partitions[pi])
+					}
 				}
 			}
+			resp.SessionID = c.l.sessions.create(principal, usesIDs, parts)
 		}
-		resp.Topics = append(resp.Topics, unknown...)
 		return resp
 	}
+	var forget []sessionKey
+	for _, ft := range req.ForgottenTopics {
+		for _, p := range ft.Partitions {
+			if usesIDs {
+				forget = append(forget, sessionKey{id: ft.TopicID, partition: p})
+			} else {
+				forget = append(forget, sessionKey{topic: ft.Topic, partition: p})
+			}
+		}
+	}
+	s, read, code := c.l.sessions.update(req.SessionID, req.SessionEpoch, principal, usesIDs, parts, forget)
+	if code != 0 {
+		resp := newFetchAnswer(req.ResponseKind().(*kmsg.FetchResponse))
+		resp.ErrorCode = code
+		return resp
+	}
+	if s == nil {
+		// The fetch forgot every partition: the session is closed, and the
+		// fetch answered as a sessionless one, as Kafka does.
+		return fetchParts(ctx, c, req, parts)
+	}
+	ptrs := make([]*sessionPart, len(read))
+	for i := range read {
+		ptrs[i] = &read[i]
+	}
+	resp := fetchParts(ctx, c, req, ptrs)
+	resp.SessionID = s.id
+	if resp.ErrorCode != 0 {
+		return resp
+	}
+	if code := s.answered(req.SessionEpoch, resp.FetchResponse, func(t *kmsg.FetchResponseTopic, p int32) sessionKey {
+		return answerKey(usesIDs, t, p)
+	}); code != 0 {
+		resp.reset()
+		resp.ErrorCode = code
+	}
+	return resp
+}
+
+// requestParts are the partitions req names, as a session keys them.
+func requestParts(req *kmsg.FetchRequest) []*sessionPart {
+	var parts []*sessionPart
+	for _, t := range req.Topics {
+		for _, p := range t.Partitions {
+			k := sessionKey{topic: t.Topic, partition: p.Partition}
+			if req.Version >= 13 {
+				k = sessionKey{id: t.TopicID, partition: p.Partition}
+			}
+			parts = append(parts, &sessionPart{key: k, req: p, highWatermark: -1, lastStable: -1, logStart: -1})
+		}
+	}
+	return parts
+}
+
+// answerKey names an answered partition as a session does.
+func answerKey(usesIDs bool, t *kmsg.FetchResponseTopic, p int32) sessionKey {
+	if usesIDs {
+		return sessionKey{id: t.TopicID, partition: p}
+	}
+	return sessionKey{topic: t.Topic, partition: p}
+}
+
+// fetchParts answers a fetch of parts with req's other parameters. From v13
+// topics are named by id: the names are looked up (on every fetch, so that a
+// topic deleted and created again is never read under the old one's id), the
+// fetch answered by name, and the topics named by id again in the answer. An
+// unknown id is UNKNOWN_TOPIC_ID for each of its partitions.
+func fetchParts(ctx context.Context, c *conn, req *kmsg.FetchRequest, parts []*sessionPart) *fetchAnswer {
+	byName := *req
+	byName.Topics = nil
+	var unknown []kmsg.FetchResponseTopic
+	var names map[[16]byte]string
+	var ids map[string][16]byte
+	if req.Version >= 13 {
+		names, ids = map[[16]byte]string{}, map[string][16]byte{}
+	}
+	for _, p := range parts {
+		topic := p.key.topic
+		if names != nil {
+			name, ok := names[p.key.id]
+			if !ok {
+				var err error
+				if name, err = c.b.TopicByID(ctx, p.key.id); err != nil {
+					name = ""
+				}
+				names[p.key.id] = name
+				if name != "" {
+					ids[name] = p.key.id
+				}
+			}
+			if name == "" {
+				rp := kmsg.NewFetchResponseTopicPartition()
+				rp.Partition, rp.ErrorCode, rp.PreferredReadReplica, rp.RecordBatches = p.key.partition, codeUnknownTopicID, -1, []byte{}
+				rp.HighWatermark, rp.LastStableOffset, rp.LogStartOffset = -1, -1, -1
+				if n := len(unknown); n > 0 && unknown[n-1].TopicID == p.key.id {
+					unknown[n-1].Partitions = append(unknown[n-1].Partitions, rp)
+				} else {
+					rt := kmsg.NewFetchResponseTopic()
+					rt.TopicID = p.key.id
+					rt.Partitions = append(rt.Partitions, rp)
+					unknown = append(unknown, rt)
+				}
+				continue
+			}
+			topic = name
+		}
+		// Consecutive partitions of a topic go together, as Kafka answers.
+		if n := len(byName.Topics); n == 0 || byName.Topics[n-1].Topic != topic {
+			ft := kmsg.NewFetchRequestTopic()
+			ft.Topic = topic
+			byName.Topics = append(byName.Topics, ft)
+		}
+		ft := &byName.Topics[len(byName.Topics)-1]
+		ft.Partitions = append(ft.Partitions, p.req)
+	}
+	if len(unknown) > 0 {
+		byName.MaxWaitMillis = 0 // an error is answered at once
+	}
+	resp := fetch(ctx, c, &byName)
+	if ids != nil {
+		for i := range resp.Topics {
+			resp.Topics[i].TopicID = ids[resp.Topics[i].Topic]
+		}
+		resp.Topics = append(resp.Topics, unknown...)
+	}
+	return resp
 }
 
 // fetch answers a fetch whose topics are named.
 func fetch(ctx context.Context, c *conn, req *kmsg.FetchRequest) *fetchAnswer {
 	resp := newFetchAnswer(req.ResponseKind().(*kmsg.FetchResponse))
-	if req.SessionID != 0 {
-		// qxd never gives a session id, so none can be asked for.
-		resp.ErrorCode = codeFetchSessionIDNotFound
-		return resp
-	}
 	// A client's current leader epoch is checked once, before reading.
 	var fenced map[semantics.TopicPartition]int16
 	for _, t := range req.Topics {

@@ -49,6 +49,15 @@ type Config struct {
 	// IdleTimeout closes a connection that sends no request for this long (Kafka's
 	// connections.max.idle.ms). Default 10m.
 	IdleTimeout time.Duration
+	// FetchSessionSlots bounds the fetch sessions (KIP-227) the listener keeps
+	// for its clients, Kafka's max.incremental.fetch.session.cache.slots.
+	// Default DefaultFetchSessionSlots.
+	FetchSessionSlots int
+	// FetchSessionEviction is how long a session is safe from eviction after it
+	// is used and after it is made, Kafka's
+	// min.incremental.fetch.session.eviction.ms. Default
+	// DefaultFetchSessionEviction.
+	FetchSessionEviction time.Duration
 }
 
 // Defaults of Config.
@@ -74,6 +83,9 @@ type Listener struct {
 
 	closeOnce sync.Once
 
+	// sessions are the fetch sessions of the listener's clients.
+	sessions *fetchSessions
+
 	// decoyKey makes the SCRAM salts of users that do not exist (decoy).
 	decoyKey [32]byte
 }
@@ -95,6 +107,12 @@ func Listen(cfg Config) (*Listener, error) {
 	if cfg.IdleTimeout <= 0 {
 		cfg.IdleTimeout = DefaultIdleTimeout
 	}
+	if cfg.FetchSessionSlots <= 0 {
+		cfg.FetchSessionSlots = DefaultFetchSessionSlots
+	}
+	if cfg.FetchSessionEviction <= 0 {
+		cfg.FetchSessionEviction = DefaultFetchSessionEviction
+	}
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -110,7 +128,8 @@ func Listen(cfg Config) (*Listener, error) {
 	if cfg.TLS != nil {
 		ln = tls.NewListener(ln, cfg.TLS)
 	}
-	l := &Listener{cfg: cfg, log: log, ln: ln, ctx: ctx, cancel: cancel, conns: map[*conn]struct{}{}}
+	l := &Listener{cfg: cfg, log: log, ln: ln, ctx: ctx, cancel: cancel, conns: map[*conn]struct{}{},
+		sessions: newFetchSessions(cfg.FetchSessionSlots, cfg.FetchSessionEviction)}
 	rand.Read(l.decoyKey[:])
 	l.wg.Add(1)
 	go l.accept()
