@@ -40,6 +40,9 @@ type Env struct {
 	// Both sides of a run use the same nodes, so the same mode.
 	Sync string
 	dirs []string
+	// batches counts the batches Client's producers have acknowledged in a timed
+	// produce (see batchStats).
+	batches *batchStats
 }
 
 // EnvOption changes the configuration of the nodes NewClusterEnv starts.
@@ -140,7 +143,8 @@ func Connect(ctx context.Context, servers string) (*Env, error) {
 }
 
 func (e *Env) connect(ctx context.Context, servers string) error {
-	c, err := qxd.Connect(ctx, servers, qxd.WithName("qxd-bench"))
+	e.batches = new(batchStats)
+	c, err := qxd.Connect(ctx, servers, qxd.WithName("qxd-bench"), qxd.Hooks(e.batches))
 	if err != nil {
 		return err
 	}
@@ -425,6 +429,21 @@ type Measure struct {
 	// Commits is how long each CommitTransaction took, sending what the producer
 	// still buffered and ending the transaction (transactional side).
 	Commits *Histogram `json:"-"`
+	// Batches and BatchRecords are the record batches (JetStream messages) qxd's
+	// producers had acknowledged while producing, and the records they held;
+	// BatchLatency is each batch's time from send to answer (qxd in produce and e2e
+	// modes).
+	Batches      int64      `json:"-"`
+	BatchRecords int64      `json:"-"`
+	BatchLatency *Histogram `json:"-"`
+}
+
+// RecordsPerBatch is the mean number of records per acknowledged batch, or 0.
+func (m *Measure) RecordsPerBatch() float64 {
+	if m == nil || m.Batches == 0 {
+		return 0
+	}
+	return float64(m.BatchRecords) / float64(m.Batches)
 }
 
 // PerSec is records per second.

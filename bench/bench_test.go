@@ -407,3 +407,41 @@ func TestRunTransactional(t *testing.T) {
 		}
 	}
 }
+
+// TestRunCountsBatches checks the batch figures of the qxd side: every record timed
+// is counted in exactly one acknowledged batch, and the warm-up records sent before
+// the clock starts are not.
+func TestRunCountsBatches(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	e, err := bench.NewEnv(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	for _, c := range []bench.Config{
+		{Mode: bench.ModeProduce, Records: 3000, Partitions: 4},
+		{Mode: bench.ModeE2E, Records: 500, Partitions: 4, Rate: 5000},
+	} {
+		t.Run(string(c.Mode), func(t *testing.T) {
+			r, err := bench.Run(ctx, e, c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			q := r.Qxd
+			if q.Batches <= 0 || q.Batches > q.Records {
+				t.Fatalf("batches = %d for %d records: want 1 to %d", q.Batches, q.Records, q.Records)
+			}
+			if q.BatchRecords != q.Records {
+				t.Errorf("records in counted batches = %d, want the %d records timed", q.BatchRecords, q.Records)
+			}
+			if q.BatchLatency == nil || q.BatchLatency.Count() != uint64(q.Batches) {
+				t.Errorf("batch latencies recorded: %v, want %d", q.BatchLatency, q.Batches)
+			}
+			s := r.Summary()
+			if want := float64(q.Records) / float64(q.Batches); s.Batches != q.Batches || math.Abs(s.RecordsPerBatch-want) > 0.001 || s.BatchP99 == nil {
+				t.Errorf("summary batches %d, records per batch %v, batch p99 %v; want %d, %.3f and a p99", s.Batches, s.RecordsPerBatch, s.BatchP99, q.Batches, want)
+			}
+		})
+	}
+}

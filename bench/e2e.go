@@ -115,10 +115,11 @@ func (e *Env) qxdE2E(ctx context.Context, c Config) (*Measure, error) {
 		}()
 	}
 	err = e.qxdWarmup(ctx, topic, parts, &warm)
+	var bs Measure
 	start := time.Now()
 	var produced int64
 	if err == nil {
-		produced, _, _, err = e.qxdProduce(ctx, topic, produceSpec{c: c, stamped: true, lat: ackLat})
+		produced, _, _, err = e.qxdProduce(ctx, topic, produceSpec{c: c, stamped: true, lat: ackLat, batches: &bs})
 	}
 	if err == nil {
 		err = waitConsumed(ctx, &consumed, produced)
@@ -136,7 +137,8 @@ func (e *Env) qxdE2E(ctx context.Context, c Config) (*Measure, error) {
 		}
 	}
 	return &Measure{System: "qxd", Records: consumed.Load(), Bytes: bytes.Load(), Elapsed: elapsed,
-		Latency: lat, AckLatency: ackLat, Series: series, Interval: c.Interval, StoredBytes: e.storedBytes(ctx, topic)}, nil
+		Latency: lat, AckLatency: ackLat, Series: series, Interval: c.Interval, StoredBytes: e.storedBytes(ctx, topic),
+		Batches: bs.Batches, BatchRecords: bs.BatchRecords, BatchLatency: bs.BatchLatency}, nil
 }
 
 // rawE2E does the same with one ordered consumer per stream and per-record

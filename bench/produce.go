@@ -113,6 +113,9 @@ type produceSpec struct {
 	begin func() *meter
 	// txn, when set, makes the producers transactional.
 	txn *txnSpec
+	// batches, when set, gets the batches acknowledged while producing (its
+	// Batches, BatchRecords and BatchLatency).
+	batches *Measure
 }
 
 // txnSpec makes a produce phase transactional: each producer commits its
@@ -233,6 +236,8 @@ func (e *Env) qxdProduce(ctx context.Context, topic string, s produceSpec) (int6
 	if s.begin != nil {
 		s.m = s.begin()
 	}
+	e.batches.start()
+	defer e.batches.stop()
 	var errs errCount
 	// Callbacks run on one goroutine per partition: count in shards by partition (in
 	// the meter's tally, which the progress reports read, when there is one), and
@@ -323,6 +328,11 @@ func (e *Env) qxdProduce(ctx context.Context, topic string, s produceSpec) (int6
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
+	if s.batches != nil {
+		s.batches.Batches, s.batches.BatchRecords, s.batches.BatchLatency = e.batches.stop()
+	} else {
+		e.batches.stop()
+	}
 	for _, err := range perr {
 		if err != nil {
 			return 0, 0, 0, err
@@ -399,7 +409,8 @@ func (e *Env) qxdProduceRun(ctx context.Context, c Config, txn *txnSpec) (*Measu
 	}
 	var m *meter
 	lat := NewHistogram()
-	n, b, elapsed, err := e.qxdProduce(ctx, topic, produceSpec{c: c, lat: lat, warmParts: parts, txn: txn,
+	var bs Measure
+	n, b, elapsed, err := e.qxdProduce(ctx, topic, produceSpec{c: c, lat: lat, warmParts: parts, txn: txn, batches: &bs,
 		begin: func() *meter { m = startMeter(c, system, "run"); return m }})
 	if m == nil {
 		return nil, err
@@ -412,7 +423,8 @@ func (e *Env) qxdProduceRun(ctx context.Context, c Config, txn *txnSpec) (*Measu
 		return nil, errNoRecords
 	}
 	ms := &Measure{System: system, Records: n, Bytes: b, Elapsed: elapsed, Latency: lat,
-		Series: series, Interval: c.Interval, StoredBytes: e.storedBytes(ctx, topic)}
+		Series: series, Interval: c.Interval, StoredBytes: e.storedBytes(ctx, topic),
+		Batches: bs.Batches, BatchRecords: bs.BatchRecords, BatchLatency: bs.BatchLatency}
 	if txn != nil {
 		ms.Commits = txn.commits
 	}

@@ -35,9 +35,16 @@ type Summary struct {
 	AckP50      float64 `json:"ack_p50_ms,omitempty"`
 	AckP99      float64 `json:"ack_p99_ms,omitempty"`
 	StoredBytes int64   `json:"stored_bytes"`
-	RebalanceMS float64 `json:"rebalance_ms,omitempty"`
-	IntervalMS  float64 `json:"interval_ms"`
-	Series      []int64 `json:"series"`
+	// Batches is how many record batches (JetStream messages) qxd's producers had
+	// acknowledged in a produce or e2e run, RecordsPerBatch their mean size, and
+	// BatchP50/BatchP99 a batch's time from send to answer.
+	Batches         int64    `json:"batches,omitempty"`
+	RecordsPerBatch float64  `json:"records_per_batch,omitempty"`
+	BatchP50        *float64 `json:"batch_p50_ms,omitempty"`
+	BatchP99        *float64 `json:"batch_p99_ms,omitempty"`
+	RebalanceMS     float64  `json:"rebalance_ms,omitempty"`
+	IntervalMS      float64  `json:"interval_ms"`
+	Series          []int64  `json:"series"`
 
 	RawRecords     int64    `json:"raw_records,omitempty"`
 	RawMsgsPerSec  float64  `json:"raw_msgs_per_sec,omitempty"`
@@ -91,6 +98,14 @@ func (r *Result) Summary() Summary {
 	if q.AckLatency != nil && q.AckLatency.Count() > 0 {
 		l := q.AckLatency.Summary()
 		s.AckP50, s.AckP99 = round(l.P50), round(l.P99)
+	}
+	if q.Batches > 0 {
+		s.Batches, s.RecordsPerBatch = q.Batches, round(q.RecordsPerBatch())
+		if q.BatchLatency != nil {
+			l := q.BatchLatency.Summary()
+			p50, p99 := round(l.P50), round(l.P99)
+			s.BatchP50, s.BatchP99 = &p50, &p99
+		}
 	}
 	if raw := r.Raw; raw != nil {
 		s.RawRecords, s.RawMsgsPerSec, s.RawMBPerSec = raw.Records, round(raw.PerSec()), round(raw.MBPerSec())
@@ -170,6 +185,18 @@ func (r *Result) WriteText(w io.Writer) {
 		}
 		fmt.Fprintf(w, "%-9s %12.0f %10.1f %10s %10s %10s %10s %14d\n", m.System, m.PerSec(), m.MBPerSec(),
 			lat[0], lat[1], lat[2], lat[3], m.StoredBytes)
+	}
+	for _, m := range []*Measure{r.Qxd, r.Txn} {
+		if m == nil || m.Batches == 0 {
+			continue
+		}
+		fmt.Fprintf(w, "%s batches: %d (%.0f/s), %.1f records per batch", m.System, m.Batches,
+			float64(m.Batches)/m.Elapsed.Seconds(), m.RecordsPerBatch())
+		if m.BatchLatency != nil && m.BatchLatency.Count() > 0 {
+			l := m.BatchLatency.Summary()
+			fmt.Fprintf(w, ", send to answer p50 %.3f ms, p99 %.3f ms", l.P50, l.P99)
+		}
+		fmt.Fprintln(w)
 	}
 	if r.Qxd.Rebalance > 0 {
 		fmt.Fprintf(w, "group stable (every partition assigned) after %v\n", r.Qxd.Rebalance.Round(1e6))

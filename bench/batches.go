@@ -1,0 +1,53 @@
+package bench
+
+import (
+	"sync/atomic"
+
+	"github.com/qxd-io/qxd"
+)
+
+// batchStats counts the record batches the bench's qxd producers have had
+// acknowledged while a timed part runs: each batch is one JetStream message, so
+// records per batch is what qxd's batching buys over raw's one message per record,
+// and a batch's send-to-answer time is the writer, the store (and its fsync or RAFT
+// round) and the way back. It is the client's HookProduceBatchWritten; outside a
+// timed part it counts nothing.
+type batchStats struct {
+	armed   atomic.Bool
+	batches atomic.Int64
+	records atomic.Int64
+	latency atomic.Pointer[Histogram]
+}
+
+var _ qxd.HookProduceBatchWritten = (*batchStats)(nil)
+
+func (s *batchStats) OnProduceBatchWritten(_ string, _ int32, m qxd.ProduceBatchMetrics) {
+	if s == nil || !s.armed.Load() {
+		return
+	}
+	s.batches.Add(1)
+	s.records.Add(int64(m.NumRecords))
+	if h := s.latency.Load(); h != nil {
+		h.Record(m.Latency)
+	}
+}
+
+// start clears the counts and starts counting.
+func (s *batchStats) start() {
+	if s == nil {
+		return
+	}
+	s.batches.Store(0)
+	s.records.Store(0)
+	s.latency.Store(NewHistogram())
+	s.armed.Store(true)
+}
+
+// stop ends counting and returns what was counted since start.
+func (s *batchStats) stop() (batches, records int64, latency *Histogram) {
+	if s == nil {
+		return 0, 0, nil
+	}
+	s.armed.Store(false)
+	return s.batches.Load(), s.records.Load(), s.latency.Load()
+}
