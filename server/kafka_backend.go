@@ -42,6 +42,9 @@ type kafkaBackend struct {
 	reads    kafkaReads // where partitions' last fetches ended
 	mu       sync.Mutex
 	addrs    map[string]kafka.Broker // other nodes' Kafka addresses, by name
+	// parts is the partition count of each topic as Metadata last answered it,
+	// for answers while the topic's record cannot be read.
+	parts map[string]int32
 }
 
 var _ kafka.Backend = (*kafkaBackend)(nil)
@@ -75,7 +78,7 @@ func (n *Node) startKafka() error {
 		nc.Close()
 		return kafkaListenErr(n.cfg.KafkaListen, err)
 	}
-	b := &kafkaBackend{n: n, nc: nc, addrs: map[string]kafka.Broker{}, advertise: advertised(n.cfg, ln.Addr())}
+	b := &kafkaBackend{n: n, nc: nc, addrs: map[string]kafka.Broker{}, parts: map[string]int32{}, advertise: advertised(n.cfg, ln.Addr())}
 	kcfg := kafka.Config{Listener: ln, Backend: b, Logger: n.log, Observer: &n.obs}
 	if n.cfg.TLS.Enabled() {
 		// The node's certificates, as on its NATS port (mutual TLS with Verify).
@@ -596,11 +599,33 @@ func (b *kafkaBackend) Cluster(ctx context.Context, topics []string) (kafka.Clus
 			copy(ti.ID[:], id)
 		}
 		switch {
+		case t.Error != nil && semantics.IsRetriable(t.Error.Err()):
+			// The topic's record could not be read now (the topics bucket
+			// has no leader for a moment, say): the topic has not changed.
+			// Kafka clients drop the partitions of a topic answered with an
+			// error and none (librdkafka fails the records it holds for them
+			// with _UNKNOWN_PARTITION), so it keeps those it last had, each
+			// without a leader, and everything retriable, for them to ask
+			// again.
+			ti.Err = semantics.Errorf(semantics.ErrTopicNotReady, "topic %q: %s", t.Name, t.Error.Message)
+			for p := range b.knownPartitions(t.Name) {
+				ti.Partitions = append(ti.Partitions, kafka.PartitionInfo{Partition: p, Leader: -1, LeaderEpoch: -1,
+					Replicas: []int32{}, ISR: []int32{}, Offline: []int32{}})
+			}
+			cl.Topics = append(cl.Topics, ti)
+			continue
 		case t.Error != nil:
 			ti.Err = t.Error.Err()
 		case t.State != semantics.TopicReady:
 			ti.Err = semantics.Errorf(semantics.ErrTopicNotReady, "topic %q is %s", t.Name, t.State)
 		}
+		b.mu.Lock()
+		if t.State == semantics.TopicReady && t.Error == nil {
+			b.parts[t.Name] = int32(len(t.Partitions))
+		} else {
+			delete(b.parts, t.Name)
+		}
+		b.mu.Unlock()
 		for _, p := range t.Partitions {
 			pi := kafka.PartitionInfo{Partition: p.Partition, Leader: -1, Replicas: []int32{}, ISR: []int32{}, Offline: []int32{},
 				LeaderEpoch: epochs[semantics.StreamName(t.Name, p.Partition)]}
@@ -626,6 +651,23 @@ func (b *kafkaBackend) Cluster(ctx context.Context, topics []string) (kafka.Clus
 		cl.Topics = append(cl.Topics, ti)
 	}
 	return cl, nil
+}
+
+// knownPartitions is how many partitions the topic had when this node last knew
+// it: as the partition writers know it (from the topics bucket's watch), else as
+// Metadata last answered it; 0 for a topic it never knew.
+func (b *kafkaBackend) knownPartitions(name string) int32 {
+	if w := b.n.writers; w != nil {
+		w.mu.Lock()
+		t, ok := w.topics[name]
+		w.mu.Unlock()
+		if ok && t.State == semantics.TopicReady {
+			return t.Config.Partitions
+		}
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.parts[name]
 }
 
 // Coordinator implements kafka.Backend: the node leading the groups bucket's
