@@ -34,10 +34,14 @@ import (
 //     left alone;
 //   - it stops coordinating groups and transactions (coordinatorLeadership): a
 //     coordinator that cannot store anything must not grant sessions while the
-//     majority elects another.
+//     majority elects another;
+//   - its Kafka listener closes its connections and refuses new ones
+//     (kafkaCutOff): Kafka clients have no lame-duck notice, but take a refused
+//     connection for a broker that is down and read the metadata again from
+//     another.
 //
-// It accepts clients all along; once a majority answers again it is a node like
-// the others.
+// It accepts NATS clients all along; once a majority answers again it is a node
+// like the others, its Kafka listener serving again.
 const (
 	probeEvery    = 500 * time.Millisecond
 	isolatedAfter = 2500 * time.Millisecond
@@ -154,6 +158,7 @@ func (n *Node) watchIsolation(ctx context.Context) {
 				clear(told)
 			}
 		}
+		n.kafkaCutOff(isolated)
 		if isolated {
 			if sent := n.sendClientsAway(told); sent > 0 {
 				n.log.Info("told clients to move to another node: this node is cut off from its cluster", "clients", sent)

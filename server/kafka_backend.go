@@ -53,6 +53,40 @@ var _ kafka.Backend = (*kafkaBackend)(nil)
 type kafkaFront struct {
 	b *kafkaBackend
 	l *kafka.Listener
+
+	resumeErr string // the last failure to resume the listener, logged once
+}
+
+// kafkaCutOff suspends the Kafka listener while the node is cut off from its
+// cluster, and resumes it once the node is not: a Kafka client has no lame-duck
+// notice, but takes a refused connection for a broker that is down, reads the
+// metadata again from another broker and goes to the leaders and coordinators
+// the majority elects. The isolation watch calls it at every probe, so that a
+// listener that could not listen again tries again.
+func (n *Node) kafkaCutOff(isolated bool) {
+	k := n.kafka
+	if k == nil {
+		return
+	}
+	if isolated {
+		if !k.l.Suspended() {
+			k.l.Suspend()
+			n.log.Warn("kafka listener suspended: the node is cut off from its cluster; Kafka clients go to other nodes", "listen", k.l.Addr().String())
+		}
+		return
+	}
+	if !k.l.Suspended() {
+		return
+	}
+	if err := k.l.Resume(); err != nil {
+		if err.Error() != k.resumeErr {
+			k.resumeErr = err.Error()
+			n.log.Error("kafka listener cannot listen again after the node was cut off from its cluster; retrying", "err", err)
+		}
+		return
+	}
+	k.resumeErr = ""
+	n.log.Info("kafka listener serves again: the node reaches a majority of its cluster", "listen", k.l.Addr().String())
 }
 
 // brokerID is a node's Kafka broker id: derived from its name, so that it is the
@@ -593,6 +627,9 @@ func (b *kafkaBackend) Cluster(ctx context.Context, topics []string) (kafka.Clus
 		}
 	}
 	epochs := b.partitionEpochs(ctx, streams)
+	// A node cut off from its cluster does not know who leads: its view is
+	// stale, and it leads nothing it can store to.
+	cutOff := b.n.isolated.Load()
 	for _, t := range md.Topics {
 		ti := kafka.TopicInfo{Name: t.Name}
 		if id, err := base64.RawURLEncoding.DecodeString(t.ID); err == nil && len(id) == 16 {
@@ -629,9 +666,12 @@ func (b *kafkaBackend) Cluster(ctx context.Context, topics []string) (kafka.Clus
 		for _, p := range t.Partitions {
 			pi := kafka.PartitionInfo{Partition: p.Partition, Leader: -1, Replicas: []int32{}, ISR: []int32{}, Offline: []int32{},
 				LeaderEpoch: epochs[semantics.StreamName(t.Name, p.Partition)]}
-			if p.Leader != "" {
+			switch {
+			case cutOff:
+				pi.LeaderEpoch = -1
+			case p.Leader != "":
 				pi.Leader = brokerID(p.Leader)
-			} else if !b.n.ns.JetStreamIsClustered() {
+			case !b.n.ns.JetStreamIsClustered():
 				pi.Leader = b.advertise.ID
 			}
 			for _, r := range p.Replicas {
@@ -675,6 +715,9 @@ func (b *kafkaBackend) knownPartitions(name string) int32 {
 func (b *kafkaBackend) Coordinator(ctx context.Context, group string) (kafka.Broker, error) {
 	if group == "" {
 		return kafka.Broker{}, semantics.Errorf(semantics.ErrInvalidGroupID, "group id is empty")
+	}
+	if b.n.isolated.Load() {
+		return kafka.Broker{}, semantics.Errorf(semantics.ErrCoordinatorNotAvailable, "this node is cut off from its cluster; ask another node")
 	}
 	if _, err := b.n.groups.current(); err == nil {
 		return b.advertise, nil
