@@ -11,10 +11,12 @@ import (
 	"math/rand/v2"
 	"net"
 	"os"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
 
+	natsserver "github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 
 	"github.com/qxd-io/qxd/groups"
@@ -26,6 +28,14 @@ import (
 // kafkaBrokerWait bounds how long a Metadata request waits for the other nodes to
 // say their Kafka addresses.
 const kafkaBrokerWait = time.Second
+
+// kafkaMetadataWait bounds how long a Metadata answer waits for the partition
+// streams' leaders to describe them. While a node that led streams is lost,
+// JetStream's stream list waits 4 s for it and asking each stream 2 s more:
+// longer than Kafka clients wait, when they need the new leaders most. A
+// partition not described by then gets its leader as this node's replica knows it
+// (localLeader).
+const kafkaMetadataWait = 2 * time.Second
 
 // kafkaBackend is the node's services as the Kafka listener's Backend, in process:
 // produce (Node.Writers), fetch (Node.Fetcher), the group service (Node.Groups)
@@ -597,7 +607,9 @@ func (b *kafkaBackend) brokers(ctx context.Context, want []string) map[string]ka
 // Cluster implements kafka.Backend from the node's metadata (the same view as
 // 'qxd cluster metadata').
 func (b *kafkaBackend) Cluster(ctx context.Context, topics []string) (kafka.Cluster, error) {
-	md, err := b.n.admin.Metadata(ctx, semantics.MetadataRequest{Topics: topics})
+	mctx, cancel := context.WithTimeout(ctx, kafkaMetadataWait)
+	md, err := b.n.admin.Metadata(mctx, semantics.MetadataRequest{Topics: topics})
+	cancel()
 	if err != nil {
 		return kafka.Cluster{}, err
 	}
@@ -673,6 +685,13 @@ func (b *kafkaBackend) Cluster(ctx context.Context, topics []string) (kafka.Clus
 				pi.Leader = brokerID(p.Leader)
 			case !b.n.ns.JetStreamIsClustered():
 				pi.Leader = b.advertise.ID
+			default:
+				if leader, replicas, term := b.localLeader(semantics.StreamName(t.Name, p.Partition)); leader != "" {
+					// Its epoch too: clients keep a leader they know over one
+					// named without an epoch.
+					pi.Leader, pi.LeaderEpoch = brokerID(leader), term
+					p.Replicas, p.InSync = replicas, []string{leader}
+				}
 			}
 			for _, r := range p.Replicas {
 				pi.Replicas = append(pi.Replicas, brokerID(r))
@@ -691,6 +710,45 @@ func (b *kafkaBackend) Cluster(ctx context.Context, topics []string) (kafka.Clus
 		cl.Topics = append(cl.Topics, ti)
 	}
 	return cl, nil
+}
+
+// localLeader is the leader of a partition stream as this node's replica knows
+// it, with the replicas of the stream and the leader's epoch (its RAFT term);
+// "" when the node holds no replica whose group it knows (epochs caches it), or
+// the group has no leader. A leader that was lost stays named until the others
+// elect another, as in the streams' own answers.
+func (b *kafkaBackend) localLeader(stream string) (string, []string, int32) {
+	e := b.n.epochs
+	e.mu.Lock()
+	g, ok := e.groups[stream]
+	e.mu.Unlock()
+	if !ok {
+		return "", nil, -1
+	}
+	rz := b.n.ns.Raftz(&natsserver.RaftzOptions{AccountFilter: natsserver.DEFAULT_GLOBAL_ACCOUNT, GroupFilter: g.name})
+	if rz == nil {
+		return "", nil, -1
+	}
+	grp, ok := (*rz)[natsserver.DEFAULT_GLOBAL_ACCOUNT][g.name]
+	if !ok || grp.Leader == "" {
+		return "", nil, -1
+	}
+	names := map[string]string{grp.ID: b.n.ns.Name()}
+	for id, p := range grp.Peers {
+		names[id] = p.Name
+	}
+	leader := names[grp.Leader]
+	if leader == "" {
+		return "", nil, -1
+	}
+	var replicas []string
+	for _, name := range names {
+		if name != "" {
+			replicas = append(replicas, name)
+		}
+	}
+	slices.Sort(replicas)
+	return leader, replicas, int32(min(grp.Term, math.MaxInt32))
 }
 
 // knownPartitions is how many partitions the topic had when this node last knew

@@ -47,9 +47,13 @@ func TestKafkaCutOffNode(t *testing.T) {
 	}
 	const (
 		// The cut is seen within isolatedAfter (2.5 s); the majority elects new
-		// stream leaders within RAFT's election timeout (4–9 s).
-		kafkaCutProduceBound = 12 * time.Second
-		kafkaCutConsumeBound = 15 * time.Second
+		// stream leaders within RAFT's election timeout (4–9 s), and franz-go
+		// reads the metadata again at most every 5 s (MetadataMinAge) once a
+		// refused connection or a partition without a leader asks it to. Before
+		// the node suspended its Kafka listener, a record waited 15.4–16.4 s.
+		kafkaCutProduceBound = 14 * time.Second
+		// The member must keep consuming; its lag was 10–12.4 s before too.
+		kafkaCutConsumeBound = 20 * time.Second
 		partitions           = 6
 	)
 	lab := newNetnsLab(t, 3)
@@ -112,8 +116,19 @@ func TestKafkaCutOffNode(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer member.Close()
-	prod, err := kgo.NewClient(kgo.SeedBrokers(seeds...), kgo.RecordPartitioner(kgo.ManualPartitioner()),
-		kgo.ProducerLinger(0), kgo.RecordDeliveryTimeout(2*time.Minute), kgo.ClientID("kafka-cut-producer"))
+	popts := []kgo.Opt{kgo.SeedBrokers(seeds...), kgo.RecordPartitioner(kgo.ManualPartitioner()),
+		kgo.ProducerLinger(0), kgo.RecordDeliveryTimeout(2 * time.Minute), kgo.ClientID("kafka-cut-producer")}
+	if dir := os.Getenv("QXD_TEST_KEEP_LOGS"); dir != "" {
+		// The producer's own log, beside the nodes'.
+		f, err := os.CreateTemp(dir, "kafka-cut-producer-*.log")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		t.Logf("producer log in %s", f.Name())
+		popts = append(popts, kgo.WithLogger(kgo.BasicLogger(f, kgo.LogLevelInfo, func() string { return time.Now().Format("15:04:05.000 ") })))
+	}
+	prod, err := kgo.NewClient(popts...)
 	if err != nil {
 		t.Fatal(err)
 	}
