@@ -4,7 +4,9 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net"
 	"os"
 	"slices"
 	"sync"
@@ -207,7 +209,36 @@ func TestKafkaCutOffNode(t *testing.T) {
 	}
 	cutAt := time.Now()
 	t.Logf("cut %s (coordinates groups, leads p%d; p%d is led elsewhere) off for %v", victim.name, victimP, healthyP, hold)
-	time.Sleep(hold)
+	// Once the node counts itself cut off (2.5 s), a client that knows only it
+	// must not be told that it leads, nor be left waiting: it is refused, or told
+	// of no leader within 5 s.
+	time.Sleep(5 * time.Second)
+	var claimed string
+	var metaErr error
+	if only, err := kgo.NewClient(kgo.SeedBrokers(victim.kafka), kgo.RequestRetries(0)); err == nil {
+		req := kmsg.NewPtrMetadataRequest()
+		rt := kmsg.NewMetadataRequestTopic()
+		rt.Topic = kmsg.StringPtr(topic)
+		req.Topics = append(req.Topics, rt)
+		mctx, mcancel := context.WithTimeout(ctx, 5*time.Second)
+		resp, err := req.RequestWith(mctx, only)
+		mcancel()
+		only.Close()
+		metaErr = err
+		if err == nil {
+			for _, t := range resp.Topics {
+				for _, p := range t.Partitions {
+					for _, b := range resp.Brokers {
+						if b.NodeID == p.Leader && fmt.Sprintf("%s:%d", b.Host, b.Port) == victim.kafka {
+							claimed += fmt.Sprintf(" p%d", p.Partition)
+						}
+					}
+				}
+			}
+		}
+		t.Logf("Metadata asked of %s 5 s after the cut: err %v, it leads:%s", victim.name, err, claimed)
+	}
+	time.Sleep(hold - time.Since(cutAt))
 	if err := lab.heal(vi); err != nil {
 		t.Fatal(err)
 	}
@@ -268,6 +299,13 @@ func TestKafkaCutOffNode(t *testing.T) {
 		if longest[p] > kafkaCutProduceBound {
 			t.Errorf("a record to p%d waited %v for its acknowledgement during the cut, want at most %v", p, longest[p].Round(time.Millisecond), kafkaCutProduceBound)
 		}
+	}
+	var dial *net.OpError
+	switch {
+	case claimed != "":
+		t.Errorf("%s answered Metadata during the cut as the leader of%s, want the connection refused or no leader", victim.name, claimed)
+	case metaErr != nil && !(errors.As(metaErr, &dial) && dial.Op == "dial"):
+		t.Errorf("Metadata asked of %s during the cut: %v, want the connection refused or an answer naming no leader on it", victim.name, metaErr)
 	}
 	if during == 0 {
 		t.Errorf("no record was acknowledged during the cut")
