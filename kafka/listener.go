@@ -70,14 +70,15 @@ const (
 
 // Listener takes Kafka clients' connections and answers their requests.
 type Listener struct {
-	cfg Config
-	log *slog.Logger
-	ln  net.Listener
+	cfg  Config
+	log  *slog.Logger
+	addr net.Addr // the address bound, kept while the listener is suspended
 
 	ctx    context.Context
 	cancel context.CancelFunc
 
 	mu    sync.Mutex
+	ln    net.Listener // nil while suspended
 	conns map[*conn]struct{}
 	wg    sync.WaitGroup
 
@@ -125,27 +126,79 @@ func Listen(cfg Config) (*Listener, error) {
 		}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
+	addr := ln.Addr()
 	if cfg.TLS != nil {
 		ln = tls.NewListener(ln, cfg.TLS)
 	}
-	l := &Listener{cfg: cfg, log: log, ln: ln, ctx: ctx, cancel: cancel, conns: map[*conn]struct{}{},
+	l := &Listener{cfg: cfg, log: log, addr: addr, ln: ln, ctx: ctx, cancel: cancel, conns: map[*conn]struct{}{},
 		sessions: newFetchSessions(cfg.FetchSessionSlots, cfg.FetchSessionEviction)}
 	rand.Read(l.decoyKey[:])
 	l.wg.Add(1)
-	go l.accept()
+	go l.accept(ln)
 	return l, nil
 }
 
 // Addr is the address the listener listens on.
-func (l *Listener) Addr() net.Addr { return l.ln.Addr() }
+func (l *Listener) Addr() net.Addr { return l.addr }
+
+// Suspend stops serving until Resume: it stops listening, so that clients'
+// connection attempts are refused, and closes every client connection, ending
+// their requests. Kafka clients take a refused connection for a broker that is
+// down: they read the metadata again from another broker and go to the leaders
+// and coordinators it names. A node cut off from its cluster suspends its
+// listener, as it can store nothing and its view of the leaders is stale.
+// Suspend is idempotent; it does nothing after Close.
+func (l *Listener) Suspend() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.ln == nil || l.ctx.Err() != nil {
+		return
+	}
+	l.ln.Close()
+	l.ln = nil
+	for c := range l.conns {
+		c.cancel()
+		c.nc.Close()
+	}
+}
+
+// Resume listens again, on the address bound first, after Suspend. It is
+// idempotent, and does nothing after Close.
+func (l *Listener) Resume() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.ln != nil || l.ctx.Err() != nil {
+		return nil
+	}
+	ln, err := net.Listen(l.addr.Network(), l.addr.String())
+	if err != nil {
+		return fmt.Errorf("kafka listener: listen again on %s: %w", l.addr, err)
+	}
+	if l.cfg.TLS != nil {
+		ln = tls.NewListener(ln, l.cfg.TLS)
+	}
+	l.ln = ln
+	l.wg.Add(1)
+	go l.accept(ln)
+	return nil
+}
+
+// Suspended reports whether the listener is suspended.
+func (l *Listener) Suspended() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.ln == nil && l.ctx.Err() == nil
+}
 
 // Close stops taking connections, closes those open and waits, within ctx, for
 // their requests to end. Close is idempotent.
 func (l *Listener) Close(ctx context.Context) error {
 	l.closeOnce.Do(func() {
-		l.cancel()
-		l.ln.Close()
 		l.mu.Lock()
+		l.cancel()
+		if l.ln != nil {
+			l.ln.Close()
+		}
 		for c := range l.conns {
 			c.nc.Close()
 		}
@@ -164,12 +217,16 @@ func (l *Listener) Close(ctx context.Context) error {
 	}
 }
 
-func (l *Listener) accept() {
+// accept takes the connections of ln until it is closed.
+func (l *Listener) accept(ln net.Listener) {
 	defer l.wg.Done()
 	for {
-		nc, err := l.ln.Accept()
+		nc, err := ln.Accept()
 		if err != nil {
-			if l.ctx.Err() != nil {
+			l.mu.Lock()
+			retired := l.ln != ln // closed by Suspend or Close
+			l.mu.Unlock()
+			if retired || l.ctx.Err() != nil {
 				return
 			}
 			var ne net.Error
@@ -182,7 +239,7 @@ func (l *Listener) accept() {
 		}
 		c := newConn(l, nc)
 		l.mu.Lock()
-		if l.ctx.Err() != nil {
+		if l.ctx.Err() != nil || l.ln != ln {
 			l.mu.Unlock()
 			nc.Close()
 			return

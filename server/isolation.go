@@ -34,25 +34,37 @@ import (
 //     left alone;
 //   - it stops coordinating groups and transactions (coordinatorLeadership): a
 //     coordinator that cannot store anything must not grant sessions while the
-//     majority elects another.
+//     majority elects another;
+//   - its Kafka listener closes its connections and refuses new ones
+//     (kafkaCutOff): Kafka clients have no lame-duck notice, but take a refused
+//     connection for a broker that is down and read the metadata again from
+//     another.
 //
-// It accepts clients all along; once a majority answers again it is a node like
-// the others.
+// It accepts NATS clients all along; once a majority answers again it is a node
+// like the others, its Kafka listener serving again.
 const (
 	probeEvery    = 500 * time.Millisecond
 	isolatedAfter = 2500 * time.Millisecond
+	// startCutOffAfter is how long a node of a cluster of three nodes or more
+	// waits, from its first probe, for a majority to answer before it counts
+	// itself cut off although none ever did: it started cut off. The other
+	// nodes of a cluster that is forming answer once their own services run,
+	// seconds after this node's.
+	startCutOffAfter = 4 * isolatedAfter
 )
 
 // isolationWatch decides from the nodes' answers whether this node is cut off.
-// It counts the node cut off only once a majority has answered: the other nodes
-// of a cluster that is starting answer only once their own services run, which
-// can be many seconds after this node's (a node that starts cut off stays as it
-// was before the watch: its clients stay).
+// It counts the node cut off once a majority has answered and no longer does, or,
+// in a cluster of three nodes or more, when no majority has answered within
+// startCutOffAfter of its first check: the other nodes of a cluster that is
+// starting answer only once their own services run, which can be seconds after
+// this node's. A single node or a pair is never cut off from the start.
 type isolationWatch struct {
 	self string
 
 	mu       sync.Mutex
 	heard    map[string]time.Time // node → when it last answered
+	first    time.Time            // the first check
 	armed    bool                 // a majority answered once
 	isolated bool
 	// majoritySince is when checks began to find a majority, each since then; a
@@ -84,6 +96,9 @@ func (w *isolationWatch) answered(node string, at time.Time) {
 func (w *isolationWatch) check(at time.Time, size int) (isolated, changed bool, reached int) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	if w.first.IsZero() {
+		w.first = at
+	}
 	for _, t := range w.heard {
 		if at.Sub(t) < isolatedAfter {
 			reached++
@@ -97,7 +112,8 @@ func (w *isolationWatch) check(at time.Time, size int) (isolated, changed bool, 
 	case w.majoritySince.IsZero():
 		w.majoritySince = at
 	}
-	now := w.armed && (!majority || w.isolated && at.Sub(w.majoritySince) < isolatedAfter)
+	startedCut := !w.armed && size >= 3 && at.Sub(w.first) >= startCutOffAfter
+	now := (w.armed || startedCut) && (!majority || w.isolated && at.Sub(w.majoritySince) < isolatedAfter)
 	changed, w.isolated = now != w.isolated, now
 	return now, changed, reached
 }
@@ -154,6 +170,7 @@ func (n *Node) watchIsolation(ctx context.Context) {
 				clear(told)
 			}
 		}
+		n.kafkaCutOff(isolated)
 		if isolated {
 			if sent := n.sendClientsAway(told); sent > 0 {
 				n.log.Info("told clients to move to another node: this node is cut off from its cluster", "clients", sent)

@@ -11,10 +11,12 @@ import (
 	"math/rand/v2"
 	"net"
 	"os"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
 
+	natsserver "github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 
 	"github.com/qxd-io/qxd/groups"
@@ -26,6 +28,14 @@ import (
 // kafkaBrokerWait bounds how long a Metadata request waits for the other nodes to
 // say their Kafka addresses.
 const kafkaBrokerWait = time.Second
+
+// kafkaMetadataWait bounds how long a Metadata answer waits for the partition
+// streams' leaders to describe them. While a node that led streams is lost,
+// JetStream's stream list waits 4 s for it and asking each stream 2 s more:
+// longer than Kafka clients wait, when they need the new leaders most. A
+// partition not described by then gets its leader as this node's replica knows it
+// (localLeader).
+const kafkaMetadataWait = 2 * time.Second
 
 // kafkaBackend is the node's services as the Kafka listener's Backend, in process:
 // produce (Node.Writers), fetch (Node.Fetcher), the group service (Node.Groups)
@@ -42,6 +52,9 @@ type kafkaBackend struct {
 	reads    kafkaReads // where partitions' last fetches ended
 	mu       sync.Mutex
 	addrs    map[string]kafka.Broker // other nodes' Kafka addresses, by name
+	// parts is the partition count of each topic as Metadata last answered it,
+	// for answers while the topic's record cannot be read.
+	parts map[string]int32
 }
 
 var _ kafka.Backend = (*kafkaBackend)(nil)
@@ -50,6 +63,40 @@ var _ kafka.Backend = (*kafkaBackend)(nil)
 type kafkaFront struct {
 	b *kafkaBackend
 	l *kafka.Listener
+
+	resumeErr string // the last failure to resume the listener, logged once
+}
+
+// kafkaCutOff suspends the Kafka listener while the node is cut off from its
+// cluster, and resumes it once the node is not: a Kafka client has no lame-duck
+// notice, but takes a refused connection for a broker that is down, reads the
+// metadata again from another broker and goes to the leaders and coordinators
+// the majority elects. The isolation watch calls it at every probe, so that a
+// listener that could not listen again tries again.
+func (n *Node) kafkaCutOff(isolated bool) {
+	k := n.kafka
+	if k == nil {
+		return
+	}
+	if isolated {
+		if !k.l.Suspended() {
+			k.l.Suspend()
+			n.log.Warn("kafka listener suspended: the node is cut off from its cluster; Kafka clients go to other nodes", "listen", k.l.Addr().String())
+		}
+		return
+	}
+	if !k.l.Suspended() {
+		return
+	}
+	if err := k.l.Resume(); err != nil {
+		if err.Error() != k.resumeErr {
+			k.resumeErr = err.Error()
+			n.log.Error("kafka listener cannot listen again after the node was cut off from its cluster; retrying", "err", err)
+		}
+		return
+	}
+	k.resumeErr = ""
+	n.log.Info("kafka listener serves again: the node reaches a majority of its cluster", "listen", k.l.Addr().String())
 }
 
 // brokerID is a node's Kafka broker id: derived from its name, so that it is the
@@ -75,7 +122,7 @@ func (n *Node) startKafka() error {
 		nc.Close()
 		return kafkaListenErr(n.cfg.KafkaListen, err)
 	}
-	b := &kafkaBackend{n: n, nc: nc, addrs: map[string]kafka.Broker{}, advertise: advertised(n.cfg, ln.Addr())}
+	b := &kafkaBackend{n: n, nc: nc, addrs: map[string]kafka.Broker{}, parts: map[string]int32{}, advertise: advertised(n.cfg, ln.Addr())}
 	kcfg := kafka.Config{Listener: ln, Backend: b, Logger: n.log, Observer: &n.obs}
 	if n.cfg.TLS.Enabled() {
 		// The node's certificates, as on its NATS port (mutual TLS with Verify).
@@ -577,7 +624,9 @@ func (b *kafkaBackend) Self(context.Context) (string, int32) {
 // Cluster implements kafka.Backend from the node's metadata (the same view as
 // 'qxd cluster metadata').
 func (b *kafkaBackend) Cluster(ctx context.Context, topics []string) (kafka.Cluster, error) {
-	md, err := b.n.admin.Metadata(ctx, semantics.MetadataRequest{Topics: topics})
+	mctx, cancel := context.WithTimeout(ctx, kafkaMetadataWait)
+	md, err := b.n.admin.Metadata(mctx, semantics.MetadataRequest{Topics: topics})
+	cancel()
 	if err != nil {
 		return kafka.Cluster{}, err
 	}
@@ -604,24 +653,59 @@ func (b *kafkaBackend) Cluster(ctx context.Context, topics []string) (kafka.Clus
 		}
 	}
 	epochs := b.partitionEpochs(ctx, streams)
+	// A node cut off from its cluster does not know who leads: its view is
+	// stale, and it leads nothing it can store to.
+	cutOff := b.n.isolated.Load()
 	for _, t := range md.Topics {
 		ti := kafka.TopicInfo{Name: t.Name}
 		if id, err := base64.RawURLEncoding.DecodeString(t.ID); err == nil && len(id) == 16 {
 			copy(ti.ID[:], id)
 		}
 		switch {
+		case t.Error != nil && semantics.IsRetriable(t.Error.Err()):
+			// The topic's record could not be read now (the topics bucket
+			// has no leader for a moment, say): the topic has not changed.
+			// Kafka clients drop the partitions of a topic answered with an
+			// error and none (librdkafka fails the records it holds for them
+			// with _UNKNOWN_PARTITION), so it keeps those it last had, each
+			// without a leader, and everything retriable, for them to ask
+			// again.
+			ti.Err = semantics.Errorf(semantics.ErrTopicNotReady, "topic %q: %s", t.Name, t.Error.Message)
+			for p := range b.knownPartitions(t.Name) {
+				ti.Partitions = append(ti.Partitions, kafka.PartitionInfo{Partition: p, Leader: -1, LeaderEpoch: -1,
+					Replicas: []int32{}, ISR: []int32{}, Offline: []int32{}})
+			}
+			cl.Topics = append(cl.Topics, ti)
+			continue
 		case t.Error != nil:
 			ti.Err = t.Error.Err()
 		case t.State != semantics.TopicReady:
 			ti.Err = semantics.Errorf(semantics.ErrTopicNotReady, "topic %q is %s", t.Name, t.State)
 		}
+		b.mu.Lock()
+		if t.State == semantics.TopicReady && t.Error == nil {
+			b.parts[t.Name] = int32(len(t.Partitions))
+		} else {
+			delete(b.parts, t.Name)
+		}
+		b.mu.Unlock()
 		for _, p := range t.Partitions {
 			pi := kafka.PartitionInfo{Partition: p.Partition, Leader: -1, Replicas: []int32{}, ISR: []int32{}, Offline: []int32{},
 				LeaderEpoch: epochs[semantics.StreamName(t.Name, p.Partition)]}
-			if p.Leader != "" {
+			switch {
+			case cutOff:
+				pi.LeaderEpoch = -1
+			case p.Leader != "":
 				pi.Leader = brokerID(p.Leader)
-			} else if !b.n.ns.JetStreamIsClustered() {
+			case !b.n.ns.JetStreamIsClustered():
 				pi.Leader = b.advertise.ID
+			default:
+				if leader, replicas, term := b.localLeader(semantics.StreamName(t.Name, p.Partition)); leader != "" {
+					// Its epoch too: clients keep a leader they know over one
+					// named without an epoch.
+					pi.Leader, pi.LeaderEpoch = brokerID(leader), term
+					p.Replicas, p.InSync = replicas, []string{leader}
+				}
 			}
 			for _, r := range p.Replicas {
 				pi.Replicas = append(pi.Replicas, brokerID(r))
@@ -642,11 +726,70 @@ func (b *kafkaBackend) Cluster(ctx context.Context, topics []string) (kafka.Clus
 	return cl, nil
 }
 
+// localLeader is the leader of a partition stream as this node's replica knows
+// it, with the replicas of the stream and the leader's epoch (its RAFT term);
+// "" when the node holds no replica whose group it knows (epochs caches it), or
+// the group has no leader. A leader that was lost stays named until the others
+// elect another, as in the streams' own answers.
+func (b *kafkaBackend) localLeader(stream string) (string, []string, int32) {
+	e := b.n.epochs
+	e.mu.Lock()
+	g, ok := e.groups[stream]
+	e.mu.Unlock()
+	if !ok {
+		return "", nil, -1
+	}
+	rz := b.n.ns.Raftz(&natsserver.RaftzOptions{AccountFilter: natsserver.DEFAULT_GLOBAL_ACCOUNT, GroupFilter: g.name})
+	if rz == nil {
+		return "", nil, -1
+	}
+	grp, ok := (*rz)[natsserver.DEFAULT_GLOBAL_ACCOUNT][g.name]
+	if !ok || grp.Leader == "" {
+		return "", nil, -1
+	}
+	names := map[string]string{grp.ID: b.n.ns.Name()}
+	for id, p := range grp.Peers {
+		names[id] = p.Name
+	}
+	leader := names[grp.Leader]
+	if leader == "" {
+		return "", nil, -1
+	}
+	var replicas []string
+	for _, name := range names {
+		if name != "" {
+			replicas = append(replicas, name)
+		}
+	}
+	slices.Sort(replicas)
+	return leader, replicas, int32(min(grp.Term, math.MaxInt32))
+}
+
+// knownPartitions is how many partitions the topic had when this node last knew
+// it: as the partition writers know it (from the topics bucket's watch), else as
+// Metadata last answered it; 0 for a topic it never knew.
+func (b *kafkaBackend) knownPartitions(name string) int32 {
+	if w := b.n.writers; w != nil {
+		w.mu.Lock()
+		t, ok := w.topics[name]
+		w.mu.Unlock()
+		if ok && t.State == semantics.TopicReady {
+			return t.Config.Partitions
+		}
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.parts[name]
+}
+
 // Coordinator implements kafka.Backend: the node leading the groups bucket's
 // stream, which runs the group coordinator.
 func (b *kafkaBackend) Coordinator(ctx context.Context, group string) (kafka.Broker, error) {
 	if group == "" {
 		return kafka.Broker{}, semantics.Errorf(semantics.ErrInvalidGroupID, "group id is empty")
+	}
+	if b.n.isolated.Load() {
+		return kafka.Broker{}, semantics.Errorf(semantics.ErrCoordinatorNotAvailable, "this node is cut off from its cluster; ask another node")
 	}
 	if _, err := b.n.groups.current(); err == nil {
 		return b.advertise, nil
