@@ -405,17 +405,28 @@ func (b *kafkaBackend) readEnds(ctx context.Context, r *partition.Reader, t sema
 	}
 	known := b.reads.ends(r.Stream, t.ID)
 	if known.firstSeq != st.FirstSeq || known.firstBatch == 0 {
-		seq, h, err := r.BatchAtOrAfter(ctx, st.FirstSeq)
-		if err != nil {
-			return partition.Offsets{}, -1, err
+		m, direct := b.edgeBatch(ctx, r, t, st.FirstSeq)
+		var seq uint64
+		var h semantics.BatchHeader
+		if direct {
+			seq = m.Seq
+			h, err = semantics.PeekBatchHeader(m.Data)
+			direct = err == nil
+		}
+		if !direct {
+			if seq, h, err = r.BatchAtOrAfter(ctx, st.FirstSeq); err != nil {
+				return partition.Offsets{}, -1, err
+			}
 		}
 		known.firstBatch, known.firstBase = seq, h.BaseOffset
 		b.reads.setFirst(r.Stream, t.ID, st.FirstSeq, seq, h.BaseOffset)
 	}
 	if known.lastSeq != st.LastSeq {
-		m, err := r.GetLast(ctx)
-		if err != nil {
-			return partition.Offsets{}, -1, err
+		m, direct := b.edgeBatch(ctx, r, t, st.LastSeq)
+		if !direct {
+			if m, err = r.GetLast(ctx); err != nil {
+				return partition.Offsets{}, -1, err
+			}
 		}
 		h, err := semantics.PeekBatchHeader(m.Data)
 		if err != nil {
@@ -437,6 +448,26 @@ func (b *kafkaBackend) readEnds(ctx context.Context, r *partition.Reader, t sema
 	o.LogStart = min(max(known.firstBase, st.LogStart), o.HighWatermark)
 	o.FirstBatchSeq, o.LastBatchSeq, o.LastBatchBase = known.firstBatch, known.lastSeq, known.lastBase
 	return o, known.firstBase, nil
+}
+
+// edgeBatch reads the batch stored at exactly seq, one of the stream's ends the
+// leader's state names, with a direct get: raw bytes, where the leader's message
+// get answers JSON with the whole batch in base64 (a read of a few hundred KiB
+// encoded, sent and decoded again for the dozen header bytes wanted). A message
+// at a sequence never changes, so whichever copy answers gives the leader's
+// bytes; a copy that does not hold the batch at seq (one behind, or a compacted
+// topic's end that is not a batch) answers false, and the caller asks the leader.
+// Compacted topics always ask the leader: their copies may keep messages the
+// leader has already removed.
+func (b *kafkaBackend) edgeBatch(ctx context.Context, r *partition.Reader, t semantics.TopicMeta, seq uint64) (partition.Msg, bool) {
+	if t.Config.Compact {
+		return partition.Msg{}, false
+	}
+	m, err := partition.NewReader(b.nc, r.Topic, r.P, true).Get(ctx, seq)
+	if err != nil || m.Seq != seq {
+		return partition.Msg{}, false
+	}
+	return m, true
 }
 
 // readBatches reads the stored batches from the one holding offset, up to end (an
