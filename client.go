@@ -156,9 +156,9 @@ func (c *Client) Conn() *nats.Conn { return c.nc }
 // first: Close does not flush them.
 func (c *Client) Close() {
 	if c.ownsNC {
-		c.check.close()
 		c.watch.close()
 		c.nc.Close()
+		c.check.close() // after the connection: a ping in flight ends with it
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -16,7 +17,8 @@ import (
 // default). A producer notices sooner: a request that has had no answer for
 // stallCheckAfter makes the client ping its node at once, and move to another
 // when nothing at all — neither the PONG nor any other message — comes from the
-// node within nodeCheckWait (about 1.3 s after the stall began).
+// node within nodeCheckWait (about 1.3 s after the stall began), or within twice
+// the slowest answer of the last 30 s when that is longer (a busy node).
 //
 // A node cut off from its peers is not found so: it answers pings. It tells its
 // clients to move itself once it counts itself cut off (see the server's
@@ -37,6 +39,12 @@ const (
 	// nodeCheckEvery spaces the checks: one at a time, and the next at least this
 	// long after the last one began.
 	nodeCheckEvery = 500 * time.Millisecond
+	// A node whose answers took long lately gets longer: a check waits twice the
+	// slowest answer (a produce answer or a PONG) of the last slowWindow, up to
+	// maxCheckWait. Pings (every second, two outstanding) still find a paused node
+	// in 2–3 s meanwhile.
+	slowWindow   = 30 * time.Second
+	maxCheckWait = 10 * time.Second
 )
 
 // nodeCheck checks the client's node when a request stalls (suspect) and moves
@@ -53,6 +61,37 @@ type nodeCheck struct {
 	closed  bool
 	stop    chan struct{} // closed by close: a check running ends
 	wg      sync.WaitGroup
+
+	slowest   atomic.Int64 // the slowest answer (ns) seen since slowSince
+	slowSince atomic.Int64 // unix ns
+}
+
+// answered records that an answer from the node took took. Cheap for answers
+// under nodeCheckWait/2, which change nothing. Safe on nil.
+func (k *nodeCheck) answered(took time.Duration) {
+	if k == nil || took < nodeCheckWait/2 {
+		return
+	}
+	now := time.Now().UnixNano()
+	for {
+		cur, since := k.slowest.Load(), k.slowSince.Load()
+		if now-since < int64(slowWindow) && int64(took) <= cur {
+			return
+		}
+		if k.slowest.CompareAndSwap(cur, int64(took)) {
+			k.slowSince.Store(now)
+			return
+		}
+	}
+}
+
+// wait is how long a check waits for anything from the node.
+func (k *nodeCheck) wait() time.Duration {
+	d := nodeCheckWait
+	if time.Now().UnixNano()-k.slowSince.Load() < int64(slowWindow) {
+		d = max(d, 2*time.Duration(k.slowest.Load()))
+	}
+	return min(d, maxCheckWait)
 }
 
 func newNodeCheck(nc *nats.Conn, log *slog.Logger, watch *connWatch) *nodeCheck {
@@ -153,16 +192,29 @@ func (k *nodeCheck) check() {
 // goes on sending what it answered before it).
 func (k *nodeCheck) alive() bool {
 	inBefore := k.nc.Stats().InMsgs
+	wait := k.wait()
 	pong := make(chan error, 1)
-	go func() { pong <- k.nc.FlushTimeout(nodeCheckWait) }()
+	began := time.Now()
+	k.wg.Add(1)
+	go func() {
+		defer k.wg.Done()
+		// The PONG is waited for longer than the check, to learn how slow the
+		// node is (a move ends the wait).
+		err := k.nc.FlushTimeout(maxCheckWait)
+		if err == nil {
+			k.answered(time.Since(began))
+		}
+		pong <- err
+	}()
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
 	select {
 	case err := <-pong:
-		if err == nil || k.nc.Stats().InMsgs > inBefore {
-			return true
-		}
 		// A ping that could not be sent (the connection is closing or
 		// reconnecting) decides nothing.
-		return !errors.Is(err, nats.ErrTimeout) && !errors.Is(err, context.DeadlineExceeded)
+		return err == nil || !errors.Is(err, nats.ErrTimeout) && !errors.Is(err, context.DeadlineExceeded)
+	case <-timer.C:
+		return k.nc.Stats().InMsgs > inBefore
 	case <-k.stop:
 		return true
 	}

@@ -75,15 +75,16 @@ func TestProducerLeavesSilentNode(t *testing.T) {
 		c.Conn().ConnectedServerName(), moved.Round(time.Millisecond), acked.Round(time.Millisecond))
 	// The pings alone leave after at least 2 s; the check after a 0.3 s stall and
 	// its 1 s wait, about 1.3 s. 1.9 s leaves room for a loaded machine.
-	if bound := 1900 * time.Millisecond; moved > bound {
+	if bound := 1900 * time.Millisecond; moved > bound && !raceDetector {
 		t.Errorf("client left the silent node %v after it went silent, want within %v", moved.Round(time.Millisecond), bound)
 	}
 }
 
-// TestProducerStaysOnLoadedNodes runs producers at full pace on a healthy
-// three-node cluster whose partitions sync every append, so that answers come
-// late (a busy machine makes that worse), and checks that no client moves: a
-// late answer makes a client check its node, and a healthy node passes.
+// TestProducerStaysOnLoadedNodes runs producers at full pace (16 records of 4 KiB
+// in flight each) on a healthy three-node cluster whose partitions sync every
+// append, so that answers come late (a busy machine makes that worse), and checks
+// that no client moves: a late answer makes a client check its node, and a
+// healthy node passes.
 func TestProducerStaysOnLoadedNodes(t *testing.T) {
 	t.Parallel()
 	nodes := qxdtest.StartCluster(t, qxdtest.ClusterConfigs(t, 3)) // syncs every append by default
@@ -101,13 +102,18 @@ func TestProducerStaysOnLoadedNodes(t *testing.T) {
 			checks.Add(1)
 		}
 	}})
-	const producers = 6
-	value := make([]byte, 16<<10)
+	producers, inFlight := 6, 16
+	if raceDetector {
+		// A load the slower build still answers within about a second: a node
+		// that answers nothing for seconds is not the healthy one this is about.
+		producers, inFlight = 3, 4
+	}
+	value := make([]byte, 4<<10)
 	var wg sync.WaitGroup
 	var slow atomic.Int64 // answers that took over 0.3 s
 	var longest atomic.Int64
 	var clients []*qxd.Client
-	until := time.Now().Add(12 * time.Second)
+	until := time.Now().Add(10 * time.Second)
 	for i := range producers {
 		n := nodes[i%len(nodes)]
 		urls := n.ClientURL()
@@ -130,7 +136,7 @@ func TestProducerStaysOnLoadedNodes(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			defer p.Close(context.Background())
-			sem := make(chan struct{}, 64)
+			sem := make(chan struct{}, inFlight)
 			for k := 0; time.Now().Before(until); k++ {
 				sem <- struct{}{}
 				began := time.Now()

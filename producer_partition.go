@@ -509,6 +509,9 @@ func (pp *partProducer) complete(b *batch, err error) {
 		// treats DUPLICATE_SEQUENCE_NUMBER.
 		err, b.base = nil, -1
 	}
+	if err == nil && pp.p.cfg.acks != AcksNone {
+		pp.p.c.check.answered(time.Since(b.sentAt))
+	}
 	if hs := &pp.p.c.cfg.hooks; err == nil && len(hs.written) > 0 && pp.p.cfg.acks != AcksNone {
 		hs.batchWritten(pp.topic, pp.partition, ProduceBatchMetrics{NumRecords: len(b.recs), RecordBytes: b.bytes,
 			BatchBytes: sent, Compression: pp.p.cfg.compression, BaseOffset: b.base, Latency: time.Since(b.sentAt)})
