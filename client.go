@@ -42,6 +42,7 @@ type Client struct {
 	authz *authz // turns permission violations into not-authorized errors
 
 	watch *connWatch // warns while the connection is down; nil for NewClient
+	check *nodeCheck // moves off a paused or cut-off node; nil for NewClient and in-process
 }
 
 // Connect connects to the qxd nodes at servers, a comma-separated list of NATS URLs
@@ -121,6 +122,9 @@ func Connect(ctx context.Context, servers string, opts ...ClientOption) (*Client
 		return nil, err
 	}
 	c.ownsNC, c.watch = true, watch
+	if cfg.inProcess == nil {
+		c.check = newNodeCheck(r.nc, c.log, watch)
+	}
 	return c, nil
 }
 
@@ -154,6 +158,7 @@ func (c *Client) Close() {
 	if c.ownsNC {
 		c.watch.close()
 		c.nc.Close()
+		c.check.close() // after the connection: a ping in flight ends with it
 	}
 }
 
@@ -586,6 +591,15 @@ func (w *connWatch) lameDuck(nc *nats.Conn) {
 	if w.userLDM != nil {
 		w.userLDM(nc)
 	}
+}
+
+// leave says whether to leave the node at server (the connection's URL) that a
+// check found paused or cut off, as if it had told the client to move (see
+// moves).
+func (w *connWatch) leave(nc *nats.Conn, server string) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.moves.toldToMove(server, nc.Servers(), time.Now())
 }
 
 // movedLately is how long a client that a move led back to a node that had told

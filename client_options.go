@@ -20,8 +20,10 @@ const (
 	// DefaultClientPingInterval and DefaultClientMaxPingsOut: a client pings its
 	// node every second and leaves it for another after two pings go unanswered,
 	// so a paused node, or one whose client link is cut silently, is left within
-	// 2–3 s. (A node cut off from its cluster but not from its clients answers
-	// pings; it tells its clients to move itself.)
+	// 2–3 s. A producer whose request has no answer for 0.3 s pings at once and
+	// leaves after about 1.3 s (see nodeCheck). (A node cut off from its cluster
+	// but not from its clients answers pings; it tells its clients to move
+	// itself.)
 	DefaultClientPingInterval = time.Second
 	DefaultClientMaxPingsOut  = 2
 )

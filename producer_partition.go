@@ -32,9 +32,12 @@ type batch struct {
 	// Set by the sender and by replies, under part.mu.
 	id     uint64
 	sentAt time.Time
-	done   bool
-	base   int64
-	err    error
+	// checked: the batch waited stallCheckAfter for its answer and made the
+	// client check its node (once per send).
+	checked bool
+	done    bool
+	base    int64
+	err     error
 }
 
 // batchBufs holds the buffers of completed batches, for the next ones to fill: a
@@ -306,12 +309,24 @@ func (pp *partProducer) run() {
 			backoffUntil = now.Add(cfg.retryBackoff)
 			wake = earliest(wake, backoffUntil)
 		}
+		stalled := false
 		for _, b := range pp.inflight {
 			if !b.done {
 				wake = earliest(wake, b.sentAt.Add(cfg.requestTimeout))
+				switch {
+				case b.checked:
+				case now.Sub(b.sentAt) >= stallCheckAfter:
+					b.checked, stalled = true, true
+				default:
+					wake = earliest(wake, b.sentAt.Add(stallCheckAfter))
+				}
 			}
 		}
 		pp.mu.Unlock()
+		if stalled {
+			// No answer yet: the node may be paused or cut off (see nodeCheck).
+			pp.p.c.check.suspect()
+		}
 
 		for _, b := range completed {
 			pp.complete(b, b.err)
@@ -470,7 +485,7 @@ func (pp *partProducer) send(b *batch) bool {
 		return false
 	}
 	pp.mu.Lock()
-	b.done, b.err, b.base = false, nil, -1
+	b.done, b.err, b.base, b.checked = false, nil, -1, false
 	b.sentAt = time.Now()
 	pp.mu.Unlock()
 	reply := pp.p.register(b)
@@ -493,6 +508,9 @@ func (pp *partProducer) complete(b *batch, err error) {
 		// no longer remembers where: stored, offset unknown, as Kafka's producer
 		// treats DUPLICATE_SEQUENCE_NUMBER.
 		err, b.base = nil, -1
+	}
+	if err == nil && pp.p.cfg.acks != AcksNone {
+		pp.p.c.check.answered(time.Since(b.sentAt))
 	}
 	if hs := &pp.p.c.cfg.hooks; err == nil && len(hs.written) > 0 && pp.p.cfg.acks != AcksNone {
 		hs.batchWritten(pp.topic, pp.partition, ProduceBatchMetrics{NumRecords: len(b.recs), RecordBytes: b.bytes,

@@ -4,7 +4,9 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"log/slog"
 	"os"
 	"strings"
 	"sync"
@@ -101,6 +103,8 @@ func TestFaultDrill(t *testing.T) {
 	if victim == nil {
 		t.Fatalf("the node to harm, %q, is not one of the drill's nodes", victimName)
 	}
+	var faultMu sync.Mutex
+	var faultAtShared time.Time
 	var urls []string
 	for _, n := range cl.nodes {
 		if n != victim {
@@ -112,7 +116,10 @@ func TestFaultDrill(t *testing.T) {
 	} else {
 		urls = append(urls, victim.url())
 	}
-	pc := connect(t, strings.Join(urls, ","), nats.DontRandomize())
+	elections := watchElections(t, urls[1:])
+	pc := connectLogged(t, strings.Join(urls, ","), func(msg string) {
+		t.Logf("producer's client: %s (%v after the fault)", msg, since(faultAtOf(&faultMu, &faultAtShared), time.Now()))
+	})
 	prod, err := pc.NewProducer(qxd.Linger(0), qxd.DeliveryTimeout(2*time.Minute))
 	if err != nil {
 		t.Fatal(err)
@@ -162,6 +169,9 @@ func TestFaultDrill(t *testing.T) {
 	time.Sleep(3 * time.Second)
 
 	faultAt := time.Now()
+	faultMu.Lock()
+	faultAtShared = faultAt
+	faultMu.Unlock()
 	var backAt time.Time
 	what := map[string]string{"pause": "SIGSTOP", "kill": "SIGKILL", "stop": "SIGTERM", "int": "SIGINT", "cut": "cut off"}[d.fault]
 	t.Logf("%s %s (leads %v; buckets %v) for %v; producer connected via %s; leaders %v",
@@ -255,7 +265,16 @@ func TestFaultDrill(t *testing.T) {
 		}
 	}
 	nFailed, lastFail := failed, lastErr
+	for _, w := range waits {
+		if w.took >= time.Second && !w.began.Add(w.took).Before(faultAt) {
+			t.Logf("p%d waited %v for a record sent %v after the fault (answered %v after it)",
+				w.p, w.took.Round(time.Millisecond), since(faultAt, w.began), since(faultAt, w.began.Add(w.took)))
+		}
+	}
 	mu.Unlock()
+	for _, e := range elections.halt() {
+		t.Logf("%v after the fault: %s", since(faultAt, e.at), e.what)
+	}
 	back := map[string]string{"pause": "SIGCONT", "cut": "heal"}[d.fault]
 	if back == "" {
 		back = "restart"
@@ -602,3 +621,98 @@ func loadAvg() string {
 	}
 	return f[0]
 }
+
+func faultAtOf(mu *sync.Mutex, at *time.Time) time.Time {
+	mu.Lock()
+	defer mu.Unlock()
+	return *at
+}
+
+// election is one of JetStream's advisories about a stream's leadership.
+type election struct {
+	at   time.Time
+	what string
+}
+
+// electionWatch records JetStream's leader-elected and quorum-lost advisories, as
+// the nodes at urls relay them.
+type electionWatch struct {
+	mu  sync.Mutex
+	got []election
+	ncs []*nats.Conn
+}
+
+func watchElections(t *testing.T, urls []string) *electionWatch {
+	t.Helper()
+	w := &electionWatch{}
+	for _, u := range urls {
+		nc, err := nats.Connect(u, nats.MaxReconnects(-1))
+		if err != nil {
+			t.Logf("advisories from %s: %v", u, err)
+			continue
+		}
+		w.ncs = append(w.ncs, nc)
+		for _, subj := range []string{"$JS.EVENT.ADVISORY.STREAM.LEADER_ELECTED.>", "$JS.EVENT.ADVISORY.STREAM.QUORUM_LOST.>"} {
+			_, err := nc.Subscribe(subj, func(m *nats.Msg) {
+				var a struct {
+					Stream string `json:"stream"`
+					Leader string `json:"leader"`
+				}
+				_ = json.Unmarshal(m.Data, &a)
+				kind := "leader elected"
+				if strings.Contains(m.Subject, "QUORUM_LOST") {
+					kind = "quorum lost"
+				}
+				w.mu.Lock()
+				w.got = append(w.got, election{time.Now(), fmt.Sprintf("%s %s: %s (via %s)", a.Stream, kind, a.Leader, nc.ConnectedServerName())})
+				w.mu.Unlock()
+			})
+			if err != nil {
+				t.Logf("advisories from %s: %v", u, err)
+			}
+		}
+	}
+	return w
+}
+
+func (w *electionWatch) halt() []election {
+	for _, nc := range w.ncs {
+		nc.Close()
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.got
+}
+
+// connectLogged is connect for the drill's producer, whose client's log lines go to
+// logf.
+func connectLogged(t *testing.T, urls string, logf func(string)) *qxd.Client {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := qxd.Connect(ctx, urls, qxd.NATSOptions(nats.ReconnectWait(100*time.Millisecond), nats.DontRandomize()),
+		qxd.WithRequestTimeout(10*time.Second), qxd.Logger(slog.New(logfHandler{logf})))
+	if err != nil {
+		t.Fatalf("connect to %s: %v", urls, err)
+	}
+	t.Cleanup(c.Close)
+	return c
+}
+
+// logfHandler is a slog handler that hands each record, with its attributes, to
+// logf.
+type logfHandler struct{ logf func(string) }
+
+func (h logfHandler) Enabled(context.Context, slog.Level) bool { return true }
+func (h logfHandler) Handle(_ context.Context, r slog.Record) error {
+	var b strings.Builder
+	b.WriteString(r.Level.String() + " " + r.Message)
+	r.Attrs(func(a slog.Attr) bool {
+		b.WriteString(" " + a.String())
+		return true
+	})
+	h.logf(b.String())
+	return nil
+}
+func (h logfHandler) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h logfHandler) WithGroup(string) slog.Handler      { return h }

@@ -1,0 +1,221 @@
+package qxd
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+)
+
+// A node can fail its clients without closing their connections: a paused
+// process (SIGSTOP, a VM frozen, a swap storm) keeps its sockets open and answers
+// nothing. NATS's pings find it after PingInterval × (MaxPingsOut + 1) (2–3 s by
+// default). A producer notices sooner: a request that has had no answer for
+// stallCheckAfter makes the client ping its node at once, and move to another
+// when nothing at all — neither the PONG nor any other message — comes from the
+// node within nodeCheckWait (about 1.3 s after the stall began), or within twice
+// the slowest answer of the last 30 s when that is longer (a busy node).
+//
+// A node cut off from its peers is not found so: it answers pings. It tells its
+// clients to move itself once it counts itself cut off (see the server's
+// isolation watch, 2.5 s). A check of the cluster from the client (asking every
+// node to answer through the client's node, and leaving when fewer than a
+// majority do) was tried: on a busy machine the answers of healthy nodes came
+// later than 1 s too often, twice in a row, and clients moved off healthy nodes.
+const (
+	// stallCheckAfter is how long a produce request waits for its answer before
+	// the client checks its node. A healthy node under load often answers later:
+	// that costs one ping, not a move.
+	stallCheckAfter = 300 * time.Millisecond
+	// nodeCheckWait is how long a check waits for the PONG, or for anything else
+	// from the node. A busy node answers the ping late (it comes behind
+	// everything the client sent before it) but goes on sending answers; a
+	// paused one sends nothing.
+	nodeCheckWait = time.Second
+	// nodeCheckEvery spaces the checks: one at a time, and the next at least this
+	// long after the last one began.
+	nodeCheckEvery = 500 * time.Millisecond
+	// A node whose answers took long lately gets longer: a check waits twice the
+	// slowest answer (a produce answer or a PONG) of the last slowWindow, up to
+	// maxCheckWait. Pings (every second, two outstanding) still find a paused node
+	// in 2–3 s meanwhile.
+	slowWindow   = 30 * time.Second
+	maxCheckWait = 10 * time.Second
+)
+
+// nodeCheck checks the client's node when a request stalls (suspect) and moves
+// the connection to another node when the node sends nothing.
+type nodeCheck struct {
+	nc    *nats.Conn
+	log   *slog.Logger
+	watch *connWatch // decides whether a move is worth it (see moves)
+
+	mu      sync.Mutex
+	running bool
+	pending bool      // a request stalled while a check ran or too soon after one
+	last    time.Time // when the last check began
+	closed  bool
+	stop    chan struct{} // closed by close: a check running ends
+	wg      sync.WaitGroup
+
+	slowest   atomic.Int64 // the slowest answer (ns) seen since slowSince
+	slowSince atomic.Int64 // unix ns
+}
+
+// answered records that an answer from the node took took. Cheap for answers
+// under nodeCheckWait/2, which change nothing. Safe on nil.
+func (k *nodeCheck) answered(took time.Duration) {
+	if k == nil || took < nodeCheckWait/2 {
+		return
+	}
+	now := time.Now().UnixNano()
+	for {
+		cur, since := k.slowest.Load(), k.slowSince.Load()
+		if now-since < int64(slowWindow) && int64(took) <= cur {
+			return
+		}
+		if k.slowest.CompareAndSwap(cur, int64(took)) {
+			k.slowSince.Store(now)
+			return
+		}
+	}
+}
+
+// wait is how long a check waits for anything from the node.
+func (k *nodeCheck) wait() time.Duration {
+	d := nodeCheckWait
+	if time.Now().UnixNano()-k.slowSince.Load() < int64(slowWindow) {
+		d = max(d, 2*time.Duration(k.slowest.Load()))
+	}
+	return min(d, maxCheckWait)
+}
+
+func newNodeCheck(nc *nats.Conn, log *slog.Logger, watch *connWatch) *nodeCheck {
+	return &nodeCheck{nc: nc, log: log, watch: watch, stop: make(chan struct{})}
+}
+
+// suspect checks the node in the background: at once, or when the check running
+// ends or nodeCheckEvery has passed since the last one began. Safe on nil.
+func (k *nodeCheck) suspect() {
+	if k == nil {
+		return
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.closed {
+		return
+	}
+	if k.running || time.Since(k.last) < nodeCheckEvery {
+		k.pending = true
+		return
+	}
+	k.startLocked()
+}
+
+// startLocked runs a check. Called with mu held.
+func (k *nodeCheck) startLocked() {
+	k.running, k.last, k.pending = true, time.Now(), false
+	k.wg.Add(1)
+	go func() {
+		defer k.wg.Done()
+		k.check()
+		k.mu.Lock()
+		defer k.mu.Unlock()
+		k.running = false
+		if !k.pending || k.closed {
+			return
+		}
+		// A request stalled while this check ran, or soon after the last: check
+		// again once nodeCheckEvery has passed.
+		wait := time.Until(k.last.Add(nodeCheckEvery))
+		k.wg.Add(1)
+		go func() {
+			defer k.wg.Done()
+			select {
+			case <-time.After(wait):
+			case <-k.stop:
+				return
+			}
+			k.mu.Lock()
+			defer k.mu.Unlock()
+			if !k.closed && !k.running {
+				k.startLocked()
+			}
+		}()
+	}()
+}
+
+// close stops the checks and waits for one running. Safe on nil and more than
+// once.
+func (k *nodeCheck) close() {
+	if k == nil {
+		return
+	}
+	k.mu.Lock()
+	if !k.closed {
+		k.closed = true
+		close(k.stop)
+	}
+	k.mu.Unlock()
+	k.wg.Wait()
+}
+
+func (k *nodeCheck) check() {
+	url := k.nc.ConnectedUrl()
+	if url == "" || !k.nc.IsConnected() {
+		return // reconnecting already
+	}
+	if k.alive() {
+		k.log.Debug("the qxd node answered a check after a request had waited; staying", "node", k.nc.ConnectedServerName())
+		return
+	}
+	if k.nc.ConnectedUrl() != url || !k.nc.IsConnected() {
+		return
+	}
+	if !k.watch.leave(k.nc, url) {
+		k.log.Info("the qxd node sends nothing, not even an answer to a ping, but no other node is worth moving to; staying",
+			"node", k.nc.ConnectedServerName())
+		return
+	}
+	k.log.Info("the qxd node sends nothing, not even an answer to a ping; moving to another", "node", k.nc.ConnectedServerName())
+	if err := k.nc.ForceReconnect(); err != nil {
+		k.log.Debug("move to another node failed", "err", err)
+	}
+}
+
+// alive pings the node and reports whether anything came from it within
+// nodeCheckWait: the PONG, or any message (a busy node answers the ping late but
+// goes on sending what it answered before it).
+func (k *nodeCheck) alive() bool {
+	inBefore := k.nc.Stats().InMsgs
+	wait := k.wait()
+	pong := make(chan error, 1)
+	began := time.Now()
+	k.wg.Add(1)
+	go func() {
+		defer k.wg.Done()
+		// The PONG is waited for longer than the check, to learn how slow the
+		// node is (a move ends the wait).
+		err := k.nc.FlushTimeout(maxCheckWait)
+		if err == nil {
+			k.answered(time.Since(began))
+		}
+		pong <- err
+	}()
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	select {
+	case err := <-pong:
+		// A ping that could not be sent (the connection is closing or
+		// reconnecting) decides nothing.
+		return err == nil || !errors.Is(err, nats.ErrTimeout) && !errors.Is(err, context.DeadlineExceeded)
+	case <-timer.C:
+		return k.nc.Stats().InMsgs > inBefore
+	case <-k.stop:
+		return true
+	}
+}
