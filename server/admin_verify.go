@@ -46,6 +46,9 @@ func (a *Admin) VerifyPartition(ctx context.Context, req semantics.VerifyPartiti
 	resp := semantics.VerifyPartitionResponse{Leader: v.leader, FirstSeq: from, LastSeq: st.LastSeq}
 	if st.Msgs == 0 || from > st.LastSeq {
 		resp.NextOffset = v.next
+		if st.Msgs == 0 { // nothing stored: nothing up to the last sequence can be damaged
+			a.keepVerified(ctx, t, req.Partition, resp, 0, st.LastSeq)
+		}
 		return resp, nil
 	}
 	deadline := time.Now().Add(verifyBudget)
@@ -60,15 +63,25 @@ func (a *Admin) VerifyPartition(ctx context.Context, req semantics.VerifyPartiti
 		resp.NextSeq, resp.LastSeq = seq, seq-1
 	}
 	resp.NextOffset = v.next
-	a.keepVerified(ctx, t, req.Partition, resp, from <= st.FirstSeq && seq > st.LastSeq)
+	// The stretch read: from the log's start when the request began there (what
+	// lies before it is gone), to the last sequence read. Only when the same node
+	// led all along was it one node's copy.
+	lo, hi := from, seq-1
+	if from <= st.FirstSeq {
+		lo = 0
+	}
+	if after, err := r.StreamInfo(ctx); err != nil || (after.Leader != "" && after.Leader != v.leader) {
+		hi = 0 // not known to be the leader's copy throughout: clear nothing
+	}
+	a.keepVerified(ctx, t, req.Partition, resp, lo, hi)
 	return resp, nil
 }
 
 // keepVerified records in partition p's damage record what a verify found
-// damaged (a corrupt or unreadable batch), and, when whole (the verify read the
-// leader's whole copy) found nothing, removes the leader's entries: its copy is
-// intact now.
-func (a *Admin) keepVerified(ctx context.Context, t semantics.TopicMeta, p int32, resp semantics.VerifyPartitionResponse, whole bool) {
+// damaged (a corrupt or unreadable batch), and, when it found nothing, removes
+// the leader's entries for stream sequences lo to hi, which it read intact (hi
+// 0: none). A verify in pages thus clears the record page by page.
+func (a *Admin) keepVerified(ctx context.Context, t semantics.TopicMeta, p int32, resp semantics.VerifyPartitionResponse, lo, hi uint64) {
 	for _, d := range resp.Damage {
 		if d.Kind != semantics.DamageCorrupt && d.Kind != semantics.DamageUnreadable {
 			continue
@@ -77,10 +90,10 @@ func (a *Admin) keepVerified(ctx context.Context, t semantics.TopicMeta, p int32
 			a.log.Warn("damage not recorded", "topic", t.Name, "partition", p, "node", d.Node, "err", err)
 		}
 	}
-	if !whole || len(resp.Damage) > 0 {
+	if hi == 0 || hi < lo || len(resp.Damage) > 0 {
 		return
 	}
-	if cleared, err := a.meta.clearDamage(ctx, t.ID, p, resp.Leader); err != nil {
+	if cleared, err := a.meta.clearDamage(ctx, t.ID, p, resp.Leader, lo, hi); err != nil {
 		a.log.Warn("damage record not cleared", "topic", t.Name, "partition", p, "node", resp.Leader, "err", err)
 	} else if cleared {
 		a.log.Info("partition copy verified intact: damage record cleared", "topic", t.Name, "partition", p, "node", resp.Leader)
