@@ -31,6 +31,7 @@ func (a *app) topicCommand() *cli.Command {
 			a.topicAlterConfigCommand(),
 			a.topicTrimCommand(),
 			a.topicRebalanceCommand(),
+			a.topicRepairCommand(),
 			a.produceCommand(),
 			a.consumeCommand(),
 		},
