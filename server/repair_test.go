@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/qxd-io/qxd/internal/qxdtest"
 	"github.com/qxd-io/qxd/semantics"
@@ -113,5 +114,56 @@ func TestRepairRebuildsCopyOnThreeNodes(t *testing.T) {
 		if err != nil || len(v.Damage) > 0 || v.Batches != batches {
 			t.Errorf("verify of node %s's copy after the repair: %d batches, damage %+v, %v; want %d intact", n, v.Batches, v.Damage, err, batches)
 		}
+	}
+}
+
+// TestRepairRefusesWhileReplicaDown: with one of the three nodes stopped, a repair
+// of another node's copy would leave a single copy; it is refused with a one-line
+// error naming the partition and what to do, and the partition keeps its three
+// replicas.
+func TestRepairRefusesWhileReplicaDown(t *testing.T) {
+	t.Parallel()
+	nodes := qxdtest.StartCluster(t, qxdtest.ClusterConfigs(t, 3))
+	ctx := qxdtest.Context(t, 2*time.Minute)
+	a := nodes[0].Admin()
+	if _, _, err := a.CreateTopic(ctx, semantics.CreateTopicRequest{Name: "down", Config: semantics.TopicConfig{Partitions: 1, Replicas: 3}}); err != nil {
+		t.Fatal(err)
+	}
+	d, err := a.DescribeTopic(ctx, "down")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := nodes[2].Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	victim := "n2"
+	for { // the leader notices n3 is gone
+		d, err = a.DescribeTopic(ctx, "down")
+		if err == nil && len(d.Partitions[0].InSync) < 3 && d.Partitions[0].Leader != "" {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	_, err = a.RepairPartition(ctx, semantics.RepairPartitionRequest{Name: "down", Partition: 0, Node: victim})
+	if !errors.Is(err, semantics.ErrInvalidRequest) || !strings.Contains(err.Error(), "partition down/0 cannot be repaired now") ||
+		!strings.Contains(err.Error(), "n3") || strings.Contains(err.Error(), "\n") {
+		t.Fatalf("repair with node n3 down gave %v; want a one-line refusal naming the partition and node n3", err)
+	}
+	t.Logf("refused: %v", err)
+	nc, err := nats.Connect(nodes[0].ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := js.Stream(ctx, semantics.StreamName("down", 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := s.CachedInfo().Config.Replicas; r != 3 {
+		t.Fatalf("after the refused repair the stream has %d replicas configured; want 3", r)
 	}
 }
