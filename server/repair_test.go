@@ -167,3 +167,55 @@ func TestRepairRefusesWhileReplicaDown(t *testing.T) {
 		t.Fatalf("after the refused repair the stream has %d replicas configured; want 3", r)
 	}
 }
+
+// TestVerifyOnReplica verifies each replica's copy of a three-replica partition,
+// not only the leader's: each answer names the node read, which led the partition
+// while it was read; a reader's damage report against a follower's copy is
+// cleared once that copy is read back intact; a node that holds no copy is
+// refused.
+func TestVerifyOnReplica(t *testing.T) {
+	t.Parallel()
+	nodes := qxdtest.StartCluster(t, qxdtest.ClusterConfigs(t, 3))
+	ctx := qxdtest.Context(t, 2*time.Minute)
+	a := nodes[0].Admin()
+	if _, _, err := a.CreateTopic(ctx, semantics.CreateTopicRequest{Name: "each", Config: semantics.TopicConfig{Partitions: 1, Replicas: 3}}); err != nil {
+		t.Fatal(err)
+	}
+	nc, err := nats.Connect(nodes[0].ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	for range 5 {
+		if _, err := produceRaw(t, nc, "each", 0, buildBatch(t, semantics.NoProducer, "a", "b")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	d, err := a.DescribeTopic(ctx, "each")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var follower string
+	for _, r := range d.Partitions[0].Replicas {
+		if r != d.Partitions[0].Leader {
+			follower = r
+		}
+	}
+	dm := semantics.BatchDamage{Kind: semantics.DamageCorrupt, FromSeq: 2, ToSeq: 2, FromOffset: 2, ToOffset: 3, Node: follower, Detail: "fails its checks"}
+	if err := a.ReportDamage(ctx, semantics.ReportDamageRequest{Name: "each", Partition: 0, Damage: dm}); err != nil {
+		t.Fatal(err)
+	}
+	for _, node := range []string{"n1", "n2", "n3"} {
+		v, err := a.VerifyPartition(ctx, semantics.VerifyPartitionRequest{Name: "each", Partition: 0, NextOffset: -1, Node: node})
+		if err != nil || v.Leader != node || v.Batches != 5 || len(v.Damage) > 0 || v.NextSeq != 0 {
+			t.Errorf("verify on node %s: %+v, %v; want node %s's 5 batches read intact", node, v, err, node)
+		}
+	}
+	if d, err := a.DescribeTopic(ctx, "each"); err != nil || len(d.Partitions[0].Damaged) != 0 {
+		t.Errorf("describe after every copy was verified intact: damaged %+v (%v); want none (the report named follower %s)", d.Partitions[0].Damaged, err, follower)
+	}
+	_, err = a.VerifyPartition(ctx, semantics.VerifyPartitionRequest{Name: "each", Partition: 0, NextOffset: -1, Node: "n9"})
+	if !errors.Is(err, semantics.ErrInvalidRequest) || !strings.Contains(err.Error(), "holds no copy") {
+		t.Errorf("verify on node n9, which holds no copy, gave %v; want a refusal", err)
+	}
+}
