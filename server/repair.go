@@ -177,40 +177,29 @@ func (a *Admin) damagedNode(ctx context.Context, t semantics.TopicMeta, p int32,
 		"partition %s is recorded damaged on nodes %s: repair one copy at a time, naming its node with --node", part, strings.Join(nodes, ", "))
 }
 
-// verifyOn makes node lead partition p and reads its whole copy back (as
-// VerifyPartition, page after page), which records what it finds and clears what
-// it reads intact. The verify fails if another node led meanwhile.
+// verifyOn reads node's whole copy of partition p back, page after page, each
+// page making node lead the partition first (VerifyPartition with Node): it
+// records what it finds and clears what it reads intact.
 func (a *Admin) verifyOn(ctx context.Context, t semantics.TopicMeta, p int32, node string) (semantics.VerifyPartitionResponse, error) {
-	stream := semantics.StreamName(t.Name, p)
-	var out semantics.VerifyPartitionResponse
-	for attempt := 0; ; attempt++ {
-		if err := a.leadOn(ctx, stream, node); err != nil {
+	out := semantics.VerifyPartitionResponse{Leader: node}
+	req := semantics.VerifyPartitionRequest{Name: t.Name, Partition: p, NextOffset: -1, Node: node}
+	for moved := 0; ; {
+		v, err := a.VerifyPartition(ctx, req)
+		if errors.Is(err, semantics.ErrNotLeader) && moved < 3 { // the leadership moved on meanwhile
+			moved++
+			continue
+		}
+		if err != nil {
 			return out, err
 		}
-		out = semantics.VerifyPartitionResponse{Leader: node}
-		req := semantics.VerifyPartitionRequest{Name: t.Name, Partition: p, NextOffset: -1}
-		moved := false
-		for {
-			v, err := a.VerifyPartition(ctx, req)
-			if err != nil {
-				return out, err
-			}
-			if v.Leader != node {
-				moved = true
-				break
-			}
-			out.Batches += v.Batches
-			out.Records += v.Records
-			out.Bytes += v.Bytes
-			out.Damage = append(out.Damage, v.Damage...)
-			if v.NextSeq == 0 {
-				return out, nil
-			}
-			req.FromSeq, req.NextOffset = v.NextSeq, v.NextOffset
+		out.Batches += v.Batches
+		out.Records += v.Records
+		out.Bytes += v.Bytes
+		out.Damage = append(out.Damage, v.Damage...)
+		if v.NextSeq == 0 {
+			return out, nil
 		}
-		if moved && attempt == 2 {
-			return out, fmt.Errorf("node %s kept losing the partition's leadership during the verify", node)
-		}
+		req.FromSeq, req.NextOffset = v.NextSeq, v.NextOffset
 	}
 }
 

@@ -163,5 +163,5 @@ func verifyErr(topic string, bad []int32) error {
 	if len(bad) == 0 {
 		return nil
 	}
-	return fmt.Errorf("topic %q: partitions %v are damaged or could not be verified (see above): read them from a healthy replica, rebuild the damaged replica or restore the partition", topic, bad)
+	return fmt.Errorf("topic %q: partitions %v are damaged or could not be verified (see above): rebuild a damaged copy from the healthy replicas with 'qxd topic repair %s', or restore the partition", topic, bad, topic)
 }
