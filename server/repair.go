@@ -252,16 +252,9 @@ func (a *Admin) dropCopy(ctx context.Context, stream, node string, replicas int)
 		return false, fmt.Errorf("remove peer: %w", err)
 	}
 	// No node to spare.
-	s, err := a.js.Stream(ctx, stream)
-	if err != nil {
-		return false, err
-	}
-	cfg := s.CachedInfo().Config
-	cfg.Replicas = replicas - 1
-	if _, err := a.js.UpdateStream(ctx, cfg); err != nil {
+	if err := a.setReplicas(ctx, stream, replicas-1); err != nil {
 		return false, fmt.Errorf("scale down to %d replicas: %w", replicas-1, err)
 	}
-	cfg.Replicas = replicas
 	for {
 		code, err = a.jsRequest(ctx, semantics.Subject(semantics.JSStreamPeerRemovePrefix, stream), peerRemove)
 		if err == nil || code == jsErrPeerNotMember {
@@ -269,7 +262,7 @@ func (a *Admin) dropCopy(ctx context.Context, stream, node string, replicas int)
 		}
 		if code != jsErrPeerRemap || ctx.Err() != nil {
 			// Undo the scale-down: one stacked on it keeps every peer.
-			if _, uerr := a.js.UpdateStream(context.WithoutCancel(ctx), cfg); uerr != nil {
+			if uerr := a.setReplicas(context.WithoutCancel(ctx), stream, replicas); uerr != nil {
 				return false, fmt.Errorf("remove peer: %w; and scale back up to %d replicas: %v (scale it up by hand)", err, replicas, uerr)
 			}
 			return false, fmt.Errorf("remove peer: %w", err)
@@ -284,10 +277,23 @@ func (a *Admin) dropCopy(ctx context.Context, stream, node string, replicas int)
 	}, fmt.Sprintf("the group to shrink to %d replicas without node %s", replicas-1, node)); err != nil {
 		return false, err
 	}
-	if _, err := a.js.UpdateStream(ctx, cfg); err != nil {
+	if err := a.setReplicas(ctx, stream, replicas); err != nil {
 		return false, fmt.Errorf("scale back up to %d replicas: %w (scale it up by hand: the partition runs on %d replicas)", replicas, err, replicas-1)
 	}
 	return true, nil
+}
+
+// setReplicas sets stream's replicas to n, keeping the rest of its config as it
+// is now (a trim meanwhile may have changed its metadata).
+func (a *Admin) setReplicas(ctx context.Context, stream string, n int) error {
+	s, err := a.js.Stream(ctx, stream)
+	if err != nil {
+		return err
+	}
+	cfg := s.CachedInfo().Config
+	cfg.Replicas = n
+	_, err = a.js.UpdateStream(ctx, cfg)
+	return err
 }
 
 // jsErrPeerNotMember is JetStream's error code for a peer-remove of a node that is
