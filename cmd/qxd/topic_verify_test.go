@@ -172,3 +172,34 @@ func TestTopicDescribeVerifyReplicas(t *testing.T) {
 		t.Errorf("describe --verify-replicas finds a healthy topic damaged:\n%s", out)
 	}
 }
+
+// TestTopicRepairRefuses: "topic repair" with nothing recorded damaged says so and
+// changes nothing; bad flags and a single-replica partition are clear errors.
+// TestCorruptionRepairThreeNodes (chaos tag) repairs real damage.
+func TestTopicRepairRefuses(t *testing.T) {
+	t.Parallel()
+	c := startCLI(t)
+	c.must("", "topic", "create", "one", "-p", "2")
+	c.must("a\nb\n", "topic", "produce", "one", "-p", "0")
+	before := c.must("", "topic", "describe", "one")
+	if out := c.must("", "topic", "repair", "one"); !strings.Contains(out, "topic one: no partition has damage recorded: nothing to repair") {
+		t.Errorf("repair of a healthy topic printed %q; want that nothing is damaged", out)
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"topic", "repair", "one", "--node", "n1"}, "--node needs a node name and --partition P"},
+		{[]string{"topic", "repair", "one", "--partition", "-3"}, "--partition -3 is not a partition"},
+		{[]string{"topic", "repair", "one", "--partition", "0"}, "has one replica: there is no other copy to rebuild it from"},
+		{[]string{"topic", "repair", "nope", "--partition", "0"}, "nope"},
+	} {
+		out, err := c.run("", tc.args...)
+		if err == nil || !strings.Contains(out+err.Error(), tc.want) || strings.Contains(err.Error(), "\n") {
+			t.Errorf("qxd %s: printed %q, error %v; want a one-line error saying %q", strings.Join(tc.args, " "), out, err, tc.want)
+		}
+	}
+	if after := c.must("", "topic", "describe", "one"); after != before {
+		t.Errorf("refused repairs changed what describe shows:\n%s\nwas:\n%s", after, before)
+	}
+}
