@@ -36,8 +36,17 @@ type PartitionCheck struct {
 // leader, so it takes a while on a large one; batches appended after it started
 // are not checked.
 func (a *Admin) VerifyPartition(ctx context.Context, topic string, p int32) (PartitionCheck, error) {
+	return a.VerifyPartitionOn(ctx, topic, p, "")
+}
+
+// VerifyPartitionOn is VerifyPartition of the copy replica node holds: the node
+// answering first makes node lead the partition (only the leader's copy can be
+// read sequence by sequence), so producers see its leadership move. It fails if
+// the leadership moves again before the verify is done. "" verifies the leader's
+// copy, as VerifyPartition does.
+func (a *Admin) VerifyPartitionOn(ctx context.Context, topic string, p int32, node string) (PartitionCheck, error) {
 	out := PartitionCheck{Partition: p}
-	req := semantics.VerifyPartitionRequest{Name: topic, Partition: p, NextOffset: -1}
+	req := semantics.VerifyPartitionRequest{Name: topic, Partition: p, NextOffset: -1, Node: node}
 	for {
 		var resp semantics.VerifyPartitionResponse
 		if err := a.c.query(ctx, topicAPISubject(semantics.APITopicVerify, topic), req, &resp); err != nil {

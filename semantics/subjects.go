@@ -295,10 +295,15 @@ const APITopicVerify = "qxd.api.topic.verify"
 // does.
 const APITopicReportDamage = "qxd.api.topic.report_damage"
 
+// APITopicRepair rebuilds one partition's damaged copy on a node from its healthy
+// replicas (RepairPartitionRequest, RepairPartitionResponse). It needs the right to
+// administer the topic.
+const APITopicRepair = "qxd.api.topic.repair"
+
 // TopicAPISubject is the subject of an admin operation on one topic: op (one of
 // APITopicCreate, APITopicDelete, APITopicAddPartitions, APITopicDescribe,
 // APITopicRebalance, APITopicAlterConfig, APITopicDeleteRecords, APITopicVerify,
-// APITopicReportDamage) followed by the
+// APITopicReportDamage, APITopicRepair) followed by the
 // encoded topic, so that permissions can name the topic. The node checks that the
 // request body names the same topic.
 func TopicAPISubject(op, topic string) string { return Subject(op, EncodeTopic(topic)) }

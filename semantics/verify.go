@@ -12,6 +12,10 @@ type VerifyPartitionRequest struct {
 	Partition  int32  `json:"partition"`
 	FromSeq    uint64 `json:"from_seq,omitempty"`
 	NextOffset int64  `json:"next_offset"`
+	// Node, when set, is the replica whose copy to read: the node first makes it
+	// lead the partition (moving the leadership), as only the leader's copy can be
+	// read sequence by sequence. "": the current leader's.
+	Node string `json:"node,omitempty"`
 }
 
 // VerifyPartitionResponse answers a VerifyPartitionRequest with what one stretch

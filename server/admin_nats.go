@@ -74,9 +74,14 @@ func (d *adminDoor) stop() {
 	d.wg.Wait()
 }
 
-// serve answers one admin API request within adminTimeout.
+// serve answers one admin API request within adminTimeout (a repair within
+// repairTimeout).
 func (d *adminDoor) serve(m *nats.Msg) {
-	ctx, cancel := context.WithTimeout(context.Background(), adminTimeout)
+	timeout := adminTimeout
+	if op, _ := semantics.SplitTopicAPISubject(m.Subject); op == semantics.APITopicRepair {
+		timeout = repairTimeout
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	b, err := json.Marshal(d.handle(ctx, m))
 	if err != nil {
@@ -171,6 +176,14 @@ func (d *adminDoor) handle(ctx context.Context, m *nats.Msg) any {
 		if err != nil {
 			return semantics.VerifyPartitionResponse{Error: fail(err)}
 		}
+		return resp
+	case semantics.APITopicRepair:
+		var req semantics.RepairPartitionRequest
+		if err := json.Unmarshal(m.Data, &req); err != nil {
+			return semantics.RepairPartitionResponse{Error: bad(err)}
+		}
+		resp, err := a.RepairPartition(ctx, req)
+		resp.Error = fail(err)
 		return resp
 	case semantics.APITopicReportDamage:
 		var req semantics.ReportDamageRequest

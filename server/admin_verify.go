@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/qxd-io/qxd/internal/partition"
@@ -15,7 +17,8 @@ import (
 const verifyBudget = 10 * time.Second
 
 // VerifyPartition reads back the batches partition req.Partition of topic
-// req.Name stores on its leader, one after the other from req.FromSeq, and checks
+// req.Name stores on its leader (on req.Node, made to lead it first, when set),
+// one after the other from req.FromSeq, and checks
 // each: that the store returns every sequence between the first and the last it
 // holds, that the batch passes its Kafka CRC-32C and format checks, and (on a
 // topic that is not compacted) that its offsets follow the previous batch's. It
@@ -33,19 +36,32 @@ func (a *Admin) VerifyPartition(ctx context.Context, req semantics.VerifyPartiti
 		return semantics.VerifyPartitionResponse{}, semantics.Errorf(semantics.ErrUnknownTopic,
 			"partition %d of topic %q does not exist: the topic has partitions 0 to %d", req.Partition, req.Name, t.Config.Partitions-1)
 	}
+	part := semantics.PartitionString(req.Name, req.Partition)
+	if req.Node != "" {
+		if err := a.leadForVerify(ctx, semantics.StreamName(req.Name, req.Partition), part, req.Node); err != nil {
+			return semantics.VerifyPartitionResponse{}, err
+		}
+	}
 	r := partition.NewReader(a.nc, req.Name, req.Partition, false) // not direct: the leader's copy
 	st, err := r.StreamInfo(ctx)
 	if err != nil {
-		return semantics.VerifyPartitionResponse{}, fmt.Errorf("verify partition %s: %w", semantics.PartitionString(req.Name, req.Partition), err)
+		return semantics.VerifyPartitionResponse{}, fmt.Errorf("verify partition %s: %w", part, err)
 	}
 	v := verifier{r: r, compact: t.Config.Compact, leader: st.Leader, next: req.NextOffset}
 	if v.leader == "" {
 		v.leader = a.ns.Name() // a single node: no cluster info
 	}
+	if req.Node != "" && v.leader != req.Node {
+		return semantics.VerifyPartitionResponse{}, semantics.Errorf(semantics.ErrNotLeader,
+			"verify partition %s on node %s: node %s leads it now; verify again", part, req.Node, v.leader)
+	}
 	from := max(req.FromSeq, st.FirstSeq, 1)
 	resp := semantics.VerifyPartitionResponse{Leader: v.leader, FirstSeq: from, LastSeq: st.LastSeq}
 	if st.Msgs == 0 || from > st.LastSeq {
 		resp.NextOffset = v.next
+		if st.Msgs == 0 { // nothing stored: nothing up to the last sequence can be damaged
+			a.keepVerified(ctx, t, req.Partition, resp, 0, st.LastSeq)
+		}
 		return resp, nil
 	}
 	deadline := time.Now().Add(verifyBudget)
@@ -60,15 +76,25 @@ func (a *Admin) VerifyPartition(ctx context.Context, req semantics.VerifyPartiti
 		resp.NextSeq, resp.LastSeq = seq, seq-1
 	}
 	resp.NextOffset = v.next
-	a.keepVerified(ctx, t, req.Partition, resp, from <= st.FirstSeq && seq > st.LastSeq)
+	// The stretch read: from the log's start when the request began there (what
+	// lies before it is gone), to the last sequence read. Only when the same node
+	// led all along was it one node's copy.
+	lo, hi := from, seq-1
+	if from <= st.FirstSeq {
+		lo = 0
+	}
+	if after, err := r.StreamInfo(ctx); err != nil || (after.Leader != "" && after.Leader != v.leader) {
+		hi = 0 // not known to be the leader's copy throughout: clear nothing
+	}
+	a.keepVerified(ctx, t, req.Partition, resp, lo, hi)
 	return resp, nil
 }
 
 // keepVerified records in partition p's damage record what a verify found
-// damaged (a corrupt or unreadable batch), and, when whole (the verify read the
-// leader's whole copy) found nothing, removes the leader's entries: its copy is
-// intact now.
-func (a *Admin) keepVerified(ctx context.Context, t semantics.TopicMeta, p int32, resp semantics.VerifyPartitionResponse, whole bool) {
+// damaged (a corrupt or unreadable batch), and, when it found nothing, removes
+// the leader's entries for stream sequences lo to hi, which it read intact (hi
+// 0: none). A verify in pages thus clears the record page by page.
+func (a *Admin) keepVerified(ctx context.Context, t semantics.TopicMeta, p int32, resp semantics.VerifyPartitionResponse, lo, hi uint64) {
 	for _, d := range resp.Damage {
 		if d.Kind != semantics.DamageCorrupt && d.Kind != semantics.DamageUnreadable {
 			continue
@@ -77,10 +103,10 @@ func (a *Admin) keepVerified(ctx context.Context, t semantics.TopicMeta, p int32
 			a.log.Warn("damage not recorded", "topic", t.Name, "partition", p, "node", d.Node, "err", err)
 		}
 	}
-	if !whole || len(resp.Damage) > 0 {
+	if hi == 0 || hi < lo || len(resp.Damage) > 0 {
 		return
 	}
-	if cleared, err := a.meta.clearDamage(ctx, t.ID, p, resp.Leader); err != nil {
+	if cleared, err := a.meta.clearDamage(ctx, t.ID, p, resp.Leader, lo, hi); err != nil {
 		a.log.Warn("damage record not cleared", "topic", t.Name, "partition", p, "node", resp.Leader, "err", err)
 	} else if cleared {
 		a.log.Info("partition copy verified intact: damage record cleared", "topic", t.Name, "partition", p, "node", resp.Leader)
@@ -190,4 +216,27 @@ func (v *verifier) gap(ctx context.Context, resp *semantics.VerifyPartitionRespo
 	} else {
 		v.next = -1
 	}
+}
+
+// leadForVerify makes node, a replica of stream, lead it, for a verify of its copy.
+func (a *Admin) leadForVerify(ctx context.Context, stream, part, node string) error {
+	st, err := a.groupState(ctx, stream)
+	if err != nil {
+		return fmt.Errorf("verify partition %s on node %s: %w", part, node, err)
+	}
+	peers := st.peers()
+	if len(peers) == 0 { // a single node: no cluster info
+		peers = []string{a.ns.Name()}
+	}
+	if !slices.Contains(peers, node) {
+		return semantics.Errorf(semantics.ErrInvalidRequest, "verify partition %s on node %s: the node holds no copy of it (its replicas are on %s): name one of them",
+			part, node, strings.Join(peers, ", "))
+	}
+	if st.Leader == "" && node == a.ns.Name() {
+		return nil
+	}
+	if err := a.leadOn(ctx, stream, node); err != nil {
+		return fmt.Errorf("verify partition %s on node %s: %w", part, node, err)
+	}
+	return nil
 }

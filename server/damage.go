@@ -21,7 +21,8 @@ import (
 // replicated as the checkpoints are, so that describe and cluster info show it on
 // whichever node answers them. A node's reads (Fetcher), its verifies and the
 // SDK's reads (semantics.APITopicReportDamage) add to it; a verify that reads a
-// node's copy of the whole partition intact removes that node's entries.
+// stretch of a node's copy intact removes that node's entries for it (so a verify
+// of the whole partition, in one request or many, removes them all).
 
 // maxDamageEntries bounds a partition's damage record: past it, the newest
 // findings are dropped (the first ones say the copy is damaged; a verify lists
@@ -95,11 +96,15 @@ func (m *metadata) addDamage(ctx context.Context, topicID string, p int32, d sem
 	})
 }
 
-// clearDamage removes node's entries from partition p's damage record.
-func (m *metadata) clearDamage(ctx context.Context, topicID string, p int32, node string) (bool, error) {
+// clearDamage removes node's entries for stream sequences from to to (both
+// included) from partition p's damage record: a verify read that stretch of
+// node's copy intact. 0 and math.MaxUint64 clear all of node's entries.
+func (m *metadata) clearDamage(ctx context.Context, topicID string, p int32, node string, from, to uint64) (bool, error) {
 	return m.updateDamage(ctx, topicID, p, func(rec *semantics.DamageRecord) bool {
 		n := len(rec.Damage)
-		rec.Damage = slices.DeleteFunc(rec.Damage, func(x semantics.BatchDamage) bool { return x.Node == node })
+		rec.Damage = slices.DeleteFunc(rec.Damage, func(x semantics.BatchDamage) bool {
+			return x.Node == node && x.FromSeq >= from && x.ToSeq <= to
+		})
 		return len(rec.Damage) != n
 	})
 }
@@ -211,7 +216,7 @@ func damageRecordNote(damage []semantics.BatchDamage) string {
 		}
 		parts = append(parts, fmt.Sprintf("%s damaged on node %s", strings.Join(stretches, ", "), n))
 	}
-	return fmt.Sprintf("reads found %s: batches there fail their CRC-32C or cannot be read; readers get them from a healthy replica where one holds them; rebuild the replica or restore the partition, then run 'qxd topic describe --verify' while that node leads the partition",
+	return fmt.Sprintf("reads found %s: batches there fail their CRC-32C or cannot be read; readers get them from a healthy replica where one holds them; rebuild the damaged copy with 'qxd topic repair' (or restore the partition); 'qxd topic describe --verify-replicas' reads every copy back",
 		strings.Join(parts, "; "))
 }
 

@@ -1,8 +1,10 @@
 package server_test
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -105,5 +107,66 @@ func TestReportDamageRecordsAndShows(t *testing.T) {
 	}
 	if info, err := a.ClusterInfo(ctx); err != nil || len(info.Damaged) != 0 {
 		t.Fatalf("cluster info after an intact verify: %+v, %v; want nothing damaged", info.Damaged, err)
+	}
+}
+
+// TestVerifyInPagesClearsDamage verifies a partition too big for one verify
+// request (each request's context leaves it a few milliseconds, so it answers
+// with where to go on): once the pages together have read the node's whole copy
+// intact, the damage record a reader left is gone, as after a verify in one
+// request.
+func TestVerifyInPagesClearsDamage(t *testing.T) {
+	t.Parallel()
+	n := qxdtest.StartNode(t)
+	ctx := qxdtest.Context(t, 120*time.Second)
+	a := n.Admin()
+	if _, _, err := a.CreateTopic(ctx, semantics.CreateTopicRequest{Name: "paged", Config: semantics.TopicConfig{Partitions: 1}}); err != nil {
+		t.Fatal(err)
+	}
+	const batches = 400
+	for i := range batches {
+		appendWhenLed(ctx, t, n.Writers(), "paged", 0, buildBatch(t, semantics.NoProducer, fmt.Sprintf("r%d", i)))
+	}
+	d, err := a.DescribeTopic(ctx, "paged")
+	if err != nil {
+		t.Fatal(err)
+	}
+	node := d.Partitions[0].Leader
+	for _, seq := range []uint64{3, batches - 2} { // one entry early, one late in the log
+		dm := semantics.BatchDamage{Kind: semantics.DamageCorrupt, FromSeq: seq, ToSeq: seq, FromOffset: int64(seq - 1), ToOffset: int64(seq - 1),
+			Node: node, Detail: "the batch fails its checks"}
+		if err := a.ReportDamage(ctx, semantics.ReportDamageRequest{Name: "paged", Partition: 0, Damage: dm, Recovered: true}); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	req := semantics.VerifyPartitionRequest{Name: "paged", Partition: 0, NextOffset: -1}
+	pages, batchesRead := 0, uint64(0)
+	for {
+		pctx, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
+		v, err := a.VerifyPartition(pctx, req)
+		cancel()
+		if err != nil { // the short context ran out inside a read: ask again
+			if ctx.Err() != nil {
+				t.Fatal(err)
+			}
+			continue
+		}
+		pages++
+		batchesRead += v.Batches
+		if len(v.Damage) > 0 {
+			t.Fatalf("page %d found damage in an intact copy: %+v", pages, v.Damage)
+		}
+		if v.NextSeq == 0 {
+			break
+		}
+		req.FromSeq, req.NextOffset = v.NextSeq, v.NextOffset
+	}
+	if pages < 2 || batchesRead != batches {
+		t.Fatalf("the verify read %d batches in %d pages; want all %d in more than one", batchesRead, pages, batches)
+	}
+	t.Logf("verified %d batches in %d pages", batchesRead, pages)
+	if d, err := a.DescribeTopic(ctx, "paged"); err != nil || d.Partitions[0].Damage != "" || len(d.Partitions[0].Damaged) != 0 {
+		t.Fatalf("describe after a verify that read the whole copy intact in %d pages: damaged %+v (%v); want no damage", pages, d.Partitions[0].Damaged, err)
 	}
 }

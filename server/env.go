@@ -38,6 +38,7 @@ type placement interface {
 	clusterSize() int
 	BalanceLeaders(ctx context.Context, topics []semantics.TopicMeta) (int, error)
 	RebalanceTopic(ctx context.Context, t semantics.TopicMeta) ([]string, int, error)
+	handOffVia(ctx context.Context, leader, stream, prefer string) error
 }
 
 // topicFollowers are the parts of a node that follow the topic records — the

@@ -1,9 +1,23 @@
 package server
 
-import "context"
+import (
+	"context"
+
+	"github.com/qxd-io/qxd/semantics"
+)
 
 // HandOffVia exposes handOffVia to the tests: it asks node leader to hand the
 // leadership of stream off, preferring node prefer.
 func (n *Node) HandOffVia(ctx context.Context, leader, stream, prefer string) error {
 	return n.handOffVia(ctx, leader, stream, prefer)
+}
+
+// VerifyOnNode exposes verifyOn to the tests: it makes node lead partition p of
+// topic and reads its whole copy back.
+func (a *Admin) VerifyOnNode(ctx context.Context, topic string, p int32, node string) (semantics.VerifyPartitionResponse, error) {
+	t, err := a.meta.getTopic(ctx, topic)
+	if err != nil {
+		return semantics.VerifyPartitionResponse{}, err
+	}
+	return a.verifyOn(ctx, t, p, node)
 }

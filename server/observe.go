@@ -61,7 +61,8 @@ var apiNames = func() map[string]string {
 	m := map[string]string{}
 	for _, s := range []string{semantics.APITopicCreate, semantics.APITopicDelete, semantics.APITopicAddPartitions,
 		semantics.APITopicDescribe, semantics.APITopicRebalance, semantics.APITopicAlterConfig,
-		semantics.APITopicDeleteRecords, semantics.APITopicList, semantics.APIBridgeCreate, semantics.APIBridgeDelete,
+		semantics.APITopicDeleteRecords, semantics.APITopicVerify, semantics.APITopicReportDamage, semantics.APITopicRepair,
+		semantics.APITopicList, semantics.APIBridgeCreate, semantics.APIBridgeDelete,
 		semantics.APIBridgeList, semantics.APIBridgeDescribe, semantics.APIClusterInfo, semantics.APIClusterMetadata} {
 		m[s] = strings.TrimPrefix(s, semantics.APIPrefix+".")
 	}

@@ -16,6 +16,8 @@ func TestAPIName(t *testing.T) {
 		{semantics.TopicAPISubject(semantics.APITopicCreate, "orders.eu"), "topic.create"},
 		{semantics.APITopicCreate, "topic.create"},
 		{semantics.APITopicList, "topic.list"},
+		{semantics.TopicAPISubject(semantics.APITopicVerify, "orders.eu"), "topic.verify"},
+		{semantics.TopicAPISubject(semantics.APITopicReportDamage, "orders.eu"), "topic.report_damage"},
 		{semantics.APIClusterInfo, "cluster.info"},
 		{semantics.APIBridgeDescribe, "bridge.describe"},
 		{semantics.GroupSubject(semantics.GroupJoin, "billing"), "group.join"},

@@ -31,6 +31,7 @@ func (a *app) topicCommand() *cli.Command {
 			a.topicAlterConfigCommand(),
 			a.topicTrimCommand(),
 			a.topicRebalanceCommand(),
+			a.topicRepairCommand(),
 			a.produceCommand(),
 			a.consumeCommand(),
 		},
@@ -214,6 +215,7 @@ func (a *app) topicDescribeCommand() *cli.Command {
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "json", Usage: "print one JSON object"},
 			&cli.BoolFlag{Name: "verify", Usage: verifyUsage},
+			&cli.BoolFlag{Name: "verify-replicas", Usage: verifyReplicasUsage},
 		},
 		Action: a.topicDescribe,
 	}
@@ -230,8 +232,8 @@ func (a *app) topicDescribe(c *cli.Context) error {
 		return err
 	}
 	var verified map[int32]*verifyJSON
-	if c.Bool("verify") {
-		verified = verifyPartitions(c.Context, cl.Admin(), d)
+	if c.Bool("verify") || c.Bool("verify-replicas") {
+		verified = verifyPartitions(c.Context, cl.Admin(), d, c.Bool("verify-replicas"))
 	}
 	if c.Bool("json") {
 		out := describeJSON{Topic: newTopicJSON(d.Topic), Config: newConfigJSON(d.Topic), Partitions: make([]partitionJSON, 0, len(d.Partitions))}

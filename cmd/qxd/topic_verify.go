@@ -14,6 +14,10 @@ import (
 const verifyUsage = "also read back every batch of each partition on its leader and check it (CRC-32C, format, offsets following on); " +
 	"reports damage, changes nothing, exits with status 1 when a partition is damaged; reads the whole topic, so it takes a while on a large one"
 
+// verifyReplicasUsage is the --verify-replicas flag's help of "topic describe".
+const verifyReplicasUsage = "as --verify, reading back every replica's copy, not only the leader's: each replica in turn is made to lead " +
+	"the partition while its copy is read (producers see the leadership move); names the node of each finding"
+
 // verifyJSON is one partition's verify in "topic describe --verify --json".
 type verifyJSON struct {
 	Leader  string            `json:"leader"`
@@ -22,23 +26,47 @@ type verifyJSON struct {
 	Bytes   uint64            `json:"bytes"`
 	Damage  []qxd.BatchDamage `json:"damage"`
 	Error   string            `json:"error,omitempty"`
+	// Copies are the verifies of each replica's copy (--verify-replicas); Damage
+	// and Error above then sum them up.
+	Copies []*verifyJSON `json:"copies,omitempty"`
 }
 
-// verifyPartitions verifies each partition of d that describe could read, and
-// returns what each showed, by partition.
-func verifyPartitions(ctx context.Context, adm *qxd.Admin, d qxd.TopicDescription) map[int32]*verifyJSON {
+// verifyPartitions verifies each partition of d that describe could read (every
+// replica's copy with replicas, else the leader's), and returns what each showed,
+// by partition.
+func verifyPartitions(ctx context.Context, adm *qxd.Admin, d qxd.TopicDescription, replicas bool) map[int32]*verifyJSON {
 	out := map[int32]*verifyJSON{}
-	for _, p := range d.Partitions {
-		if p.Problem != "" {
-			continue
-		}
-		chk, err := adm.VerifyPartition(ctx, d.Topic.Name, p.Partition)
+	one := func(p int32, node string) *verifyJSON {
+		chk, err := adm.VerifyPartitionOn(ctx, d.Topic.Name, p, node)
 		v := &verifyJSON{Leader: chk.Leader, Batches: chk.Batches, Records: chk.Records, Bytes: chk.Bytes,
 			Damage: append([]qxd.BatchDamage{}, chk.Damage...)}
 		if err != nil {
 			v.Error = err.Error()
+			if v.Leader == "" {
+				v.Leader = node
+			}
 		}
-		out[p.Partition] = v
+		return v
+	}
+	for _, p := range d.Partitions {
+		if p.Problem != "" {
+			continue
+		}
+		if !replicas || len(p.Replicas) < 2 {
+			out[p.Partition] = one(p.Partition, "")
+			continue
+		}
+		all := &verifyJSON{Leader: p.Leader, Damage: []qxd.BatchDamage{}}
+		for _, node := range p.Replicas {
+			v := one(p.Partition, node)
+			all.Copies = append(all.Copies, v)
+			all.Damage = append(all.Damage, v.Damage...)
+			if v.Error != "" && all.Error == "" {
+				all.Error = v.Error
+			}
+		}
+		all.Batches, all.Records, all.Bytes = all.Copies[0].Batches, all.Copies[0].Records, all.Copies[0].Bytes
+		out[p.Partition] = all
 	}
 	return out
 }
@@ -79,32 +107,54 @@ func writeVerifyNotes(w io.Writer, d qxd.TopicDescription, vs map[int32]*verifyJ
 	fmt.Fprintln(w)
 	for _, p := range d.Partitions {
 		v := vs[p.Partition]
-		switch {
-		case v == nil:
+		if v == nil {
 			fmt.Fprintf(w, "verify: partition %d not verified: %s\n", p.Partition, oneLine(p.Problem))
 			bad = append(bad, p.Partition)
 			continue
-		case v.Error != "":
-			fmt.Fprintf(w, "verify: partition %d: %s\n", p.Partition, oneLine(v.Error))
-			bad = append(bad, p.Partition)
-			continue
 		}
-		state := "intact"
-		if len(v.Damage) > 0 {
-			state = fmt.Sprintf("DAMAGED (%d findings)", len(v.Damage))
-			bad = append(bad, p.Partition)
+		copies := v.Copies
+		if len(copies) == 0 {
+			copies = []*verifyJSON{v}
 		}
-		fmt.Fprintf(w, "verify: partition %d on node %s: %d batches, %d records, %d bytes read back; %s\n",
-			p.Partition, dash(v.Leader), v.Batches, v.Records, v.Bytes, state)
-		for i, dm := range v.Damage {
-			if i == maxDamageNotes {
-				fmt.Fprintf(w, "  … and %d more (--json lists them all)\n", len(v.Damage)-i)
-				break
+		damaged := false
+		for _, v := range copies {
+			if writeCopyNotes(w, p.Partition, v, len(v.Copies) > 0 || len(copies) > 1) {
+				damaged = true
 			}
-			fmt.Fprintf(w, "  %s: %s\n", dm.Kind, dm.Detail)
+		}
+		if damaged {
+			bad = append(bad, p.Partition)
 		}
 	}
 	return bad
+}
+
+// writeCopyNotes prints what the verify of one copy of partition p read and found
+// (naming its node when named), and reports whether it was damaged or not
+// verified.
+func writeCopyNotes(w io.Writer, p int32, v *verifyJSON, named bool) bool {
+	if v.Error != "" {
+		if named {
+			fmt.Fprintf(w, "verify: partition %d on node %s: %s\n", p, dash(v.Leader), oneLine(v.Error))
+		} else {
+			fmt.Fprintf(w, "verify: partition %d: %s\n", p, oneLine(v.Error))
+		}
+		return true
+	}
+	state := "intact"
+	if len(v.Damage) > 0 {
+		state = fmt.Sprintf("DAMAGED (%d findings)", len(v.Damage))
+	}
+	fmt.Fprintf(w, "verify: partition %d on node %s: %d batches, %d records, %d bytes read back; %s\n",
+		p, dash(v.Leader), v.Batches, v.Records, v.Bytes, state)
+	for i, dm := range v.Damage {
+		if i == maxDamageNotes {
+			fmt.Fprintf(w, "  … and %d more (--json lists them all)\n", len(v.Damage)-i)
+			break
+		}
+		fmt.Fprintf(w, "  %s: %s\n", dm.Kind, dm.Detail)
+	}
+	return len(v.Damage) > 0
 }
 
 // verifyErr is describe --verify's error when partitions are damaged or could not
@@ -113,5 +163,5 @@ func verifyErr(topic string, bad []int32) error {
 	if len(bad) == 0 {
 		return nil
 	}
-	return fmt.Errorf("topic %q: partitions %v are damaged or could not be verified (see above): read them from a healthy replica, rebuild the damaged replica or restore the partition", topic, bad)
+	return fmt.Errorf("topic %q: partitions %v are damaged or could not be verified (see above): rebuild a damaged copy from the healthy replicas with 'qxd topic repair %s', or restore the partition", topic, bad, topic)
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/qxd-io/qxd/internal/qxdtest"
 	"github.com/qxd-io/qxd/semantics"
 )
 
@@ -136,5 +137,69 @@ func TestTopicDescribeVerifyBadBatches(t *testing.T) {
 	}
 	if err == nil || !strings.Contains(err.Error(), `topic "log": partitions [1] are damaged`) {
 		t.Errorf("describe --verify of a damaged topic ended with %v; want an error naming partition 1", err)
+	}
+}
+
+// TestTopicDescribeVerifyReplicas: "topic describe --verify-replicas" on three
+// nodes reads back each replica's copy of each partition and names the node of
+// each; a healthy topic is intact on all of them.
+func TestTopicDescribeVerifyReplicas(t *testing.T) {
+	t.Parallel()
+	nodes := qxdtest.StartCluster(t, qxdtest.ClusterConfigs(t, 3))
+	c := newCLI(t, nodes[0])
+	c.must("", "topic", "create", "rep", "-p", "2", "-r", "3")
+	c.must("a\nb\nc\n", "topic", "produce", "rep", "-p", "0")
+	c.must("d\n", "topic", "produce", "rep", "-p", "1")
+	deadline := time.Now().Add(30 * time.Second)
+	for !regexp.MustCompile(`(?m)^1 +n\d +\S+ +n\d,n\d,n\d `).MatchString(c.must("", "topic", "describe", "rep")) { // all in sync
+		if time.Now().After(deadline) {
+			t.Fatal("replicas not in sync within 30s")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	out := c.must("", "topic", "describe", "rep", "--verify-replicas")
+	for _, node := range []string{"n1", "n2", "n3"} {
+		for _, want := range []*regexp.Regexp{
+			regexp.MustCompile(`verify: partition 0 on node ` + node + `: 1 batches, 3 records, \d+ bytes read back; intact\n`),
+			regexp.MustCompile(`verify: partition 1 on node ` + node + `: 1 batches, 1 records, \d+ bytes read back; intact\n`),
+		} {
+			if !want.MatchString(out) {
+				t.Errorf("describe --verify-replicas does not match %s:\n%s", want, out)
+			}
+		}
+	}
+	if strings.Contains(out, "DAMAGED") {
+		t.Errorf("describe --verify-replicas finds a healthy topic damaged:\n%s", out)
+	}
+}
+
+// TestTopicRepairRefuses: "topic repair" with nothing recorded damaged says so and
+// changes nothing; bad flags and a single-replica partition are clear errors.
+// TestCorruptionRepairThreeNodes (chaos tag) repairs real damage.
+func TestTopicRepairRefuses(t *testing.T) {
+	t.Parallel()
+	c := startCLI(t)
+	c.must("", "topic", "create", "one", "-p", "2")
+	c.must("a\nb\n", "topic", "produce", "one", "-p", "0")
+	before := c.must("", "topic", "describe", "one")
+	if out := c.must("", "topic", "repair", "one"); !strings.Contains(out, "topic one: no partition has damage recorded: nothing to repair") {
+		t.Errorf("repair of a healthy topic printed %q; want that nothing is damaged", out)
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"topic", "repair", "one", "--node", "n1"}, "--node needs a node name and --partition P"},
+		{[]string{"topic", "repair", "one", "--partition", "-3"}, "--partition -3 is not a partition"},
+		{[]string{"topic", "repair", "one", "--partition", "0"}, "has one replica: there is no other copy to rebuild it from"},
+		{[]string{"topic", "repair", "nope", "--partition", "0"}, "nope"},
+	} {
+		out, err := c.run("", tc.args...)
+		if err == nil || !strings.Contains(out+err.Error(), tc.want) || strings.Contains(err.Error(), "\n") {
+			t.Errorf("qxd %s: printed %q, error %v; want a one-line error saying %q", strings.Join(tc.args, " "), out, err, tc.want)
+		}
+	}
+	if after := c.must("", "topic", "describe", "one"); after != before {
+		t.Errorf("refused repairs changed what describe shows:\n%s\nwas:\n%s", after, before)
 	}
 }

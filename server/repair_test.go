@@ -1,0 +1,221 @@
+package server_test
+
+import (
+	"errors"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/qxd-io/qxd/internal/qxdtest"
+	"github.com/qxd-io/qxd/semantics"
+)
+
+// TestRepairRebuildsCopyOnThreeNodes records damage on a follower's copy of a
+// three-replica partition on three nodes (no node to spare) and repairs it: the
+// other two copies are verified first, the damaged node's copy is dropped and
+// placed on the same node again, verified intact there, and the damage record
+// is gone. Every record stays readable. Bad requests are refused first and change
+// nothing.
+func TestRepairRebuildsCopyOnThreeNodes(t *testing.T) {
+	t.Parallel()
+	nodes := qxdtest.StartCluster(t, qxdtest.ClusterConfigs(t, 3))
+	ctx := qxdtest.Context(t, 5*time.Minute)
+	a := nodes[0].Admin()
+	for _, tc := range []semantics.CreateTopicRequest{
+		{Name: "fix", Config: semantics.TopicConfig{Partitions: 1, Replicas: 3}},
+		{Name: "single", Config: semantics.TopicConfig{Partitions: 1, Replicas: 1}},
+	} {
+		if _, _, err := a.CreateTopic(ctx, tc); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const batches = 50
+	nc, err := nats.Connect(nodes[0].ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	for i := range batches {
+		if _, err := produceRaw(t, nc, "fix", 0, buildBatch(t, semantics.NoProducer, "a", "b", strings.Repeat("x", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	d, err := a.DescribeTopic(ctx, "fix")
+	if err != nil {
+		t.Fatal(err)
+	}
+	leader := d.Partitions[0].Leader
+	var victim string
+	for _, r := range d.Partitions[0].Replicas {
+		if r != leader {
+			victim = r
+			break
+		}
+	}
+
+	// Refused, changing nothing.
+	for _, tc := range []struct {
+		name string
+		req  semantics.RepairPartitionRequest
+		want *semantics.Error
+		text string
+	}{
+		{"unknown topic", semantics.RepairPartitionRequest{Name: "nope"}, semantics.ErrUnknownTopic, ""},
+		{"unknown partition", semantics.RepairPartitionRequest{Name: "fix", Partition: 1}, semantics.ErrUnknownTopic, "partitions 0 to 0"},
+		{"one replica", semantics.RepairPartitionRequest{Name: "single", Node: leader}, semantics.ErrInvalidRequest, "one replica"},
+		{"no damage recorded", semantics.RepairPartitionRequest{Name: "fix"}, semantics.ErrInvalidRequest, "no damage recorded"},
+		{"node without a copy", semantics.RepairPartitionRequest{Name: "fix", Node: "n9"}, semantics.ErrInvalidRequest, "holds no copy"},
+	} {
+		_, err := a.RepairPartition(ctx, tc.req)
+		if !errors.Is(err, tc.want) || !strings.Contains(err.Error(), tc.text) {
+			t.Errorf("%s: repair gave %v; want %v saying %q", tc.name, err, tc.want, tc.text)
+		}
+	}
+
+	dm := semantics.BatchDamage{Kind: semantics.DamageCorrupt, FromSeq: 5, ToSeq: 5, FromOffset: 12, ToOffset: 14, Node: victim,
+		Detail: "the batch fails its checks"}
+	if err := a.ReportDamage(ctx, semantics.ReportDamageRequest{Name: "fix", Partition: 0, Damage: dm, Recovered: true}); err != nil {
+		t.Fatal(err)
+	}
+	for { // the node answering the repair reads the record from its replica of the bucket
+		d, err := nodes[1].Admin().DescribeTopic(ctx, "fix")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(d.Partitions[0].Damaged) > 0 {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	began := time.Now()
+	resp, err := nodes[1].Admin().RepairPartition(ctx, semantics.RepairPartitionRequest{Name: "fix", Partition: 0})
+	if err != nil {
+		t.Fatalf("repair: %v", err)
+	}
+	t.Logf("repair of node %s's copy took %v: %+v", victim, time.Since(began).Round(time.Millisecond), resp)
+	if resp.Node != victim || resp.Rebuilt != victim || len(resp.Verified) != 2 || slices.Contains(resp.Verified, victim) ||
+		len(resp.Replicas) != 3 || !slices.Contains(resp.Replicas, victim) || resp.Batches != batches {
+		t.Fatalf("repair answered %+v; want node %s's copy rebuilt there, the two others verified, %d batches", resp, victim, batches)
+	}
+	d, err = a.DescribeTopic(ctx, "fix")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := d.Partitions[0]; p.Damage != "" || len(p.Damaged) != 0 || len(p.InSync) != 3 {
+		t.Fatalf("describe after the repair: %+v; want no damage and three replicas in sync", p)
+	}
+	// Each copy reads back whole.
+	for _, n := range []string{"n1", "n2", "n3"} {
+		v, err := a.VerifyOnNode(ctx, "fix", 0, n)
+		if err != nil || len(v.Damage) > 0 || v.Batches != batches {
+			t.Errorf("verify of node %s's copy after the repair: %d batches, damage %+v, %v; want %d intact", n, v.Batches, v.Damage, err, batches)
+		}
+	}
+}
+
+// TestRepairRefusesWhileReplicaDown: with one of the three nodes stopped, a repair
+// of another node's copy would leave a single copy; it is refused with a one-line
+// error naming the partition and what to do, and the partition keeps its three
+// replicas.
+func TestRepairRefusesWhileReplicaDown(t *testing.T) {
+	t.Parallel()
+	nodes := qxdtest.StartCluster(t, qxdtest.ClusterConfigs(t, 3))
+	ctx := qxdtest.Context(t, 2*time.Minute)
+	a := nodes[0].Admin()
+	if _, _, err := a.CreateTopic(ctx, semantics.CreateTopicRequest{Name: "down", Config: semantics.TopicConfig{Partitions: 1, Replicas: 3}}); err != nil {
+		t.Fatal(err)
+	}
+	d, err := a.DescribeTopic(ctx, "down")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := nodes[2].Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	victim := "n2"
+	for { // the leader notices n3 is gone
+		d, err = a.DescribeTopic(ctx, "down")
+		if err == nil && len(d.Partitions[0].InSync) < 3 && d.Partitions[0].Leader != "" {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	_, err = a.RepairPartition(ctx, semantics.RepairPartitionRequest{Name: "down", Partition: 0, Node: victim})
+	if !errors.Is(err, semantics.ErrInvalidRequest) || !strings.Contains(err.Error(), "partition down/0 cannot be repaired now") ||
+		!strings.Contains(err.Error(), "n3") || strings.Contains(err.Error(), "\n") {
+		t.Fatalf("repair with node n3 down gave %v; want a one-line refusal naming the partition and node n3", err)
+	}
+	t.Logf("refused: %v", err)
+	nc, err := nats.Connect(nodes[0].ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := js.Stream(ctx, semantics.StreamName("down", 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := s.CachedInfo().Config.Replicas; r != 3 {
+		t.Fatalf("after the refused repair the stream has %d replicas configured; want 3", r)
+	}
+}
+
+// TestVerifyOnReplica verifies each replica's copy of a three-replica partition,
+// not only the leader's: each answer names the node read, which led the partition
+// while it was read; a reader's damage report against a follower's copy is
+// cleared once that copy is read back intact; a node that holds no copy is
+// refused.
+func TestVerifyOnReplica(t *testing.T) {
+	t.Parallel()
+	nodes := qxdtest.StartCluster(t, qxdtest.ClusterConfigs(t, 3))
+	ctx := qxdtest.Context(t, 2*time.Minute)
+	a := nodes[0].Admin()
+	if _, _, err := a.CreateTopic(ctx, semantics.CreateTopicRequest{Name: "each", Config: semantics.TopicConfig{Partitions: 1, Replicas: 3}}); err != nil {
+		t.Fatal(err)
+	}
+	nc, err := nats.Connect(nodes[0].ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	for range 5 {
+		if _, err := produceRaw(t, nc, "each", 0, buildBatch(t, semantics.NoProducer, "a", "b")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	d, err := a.DescribeTopic(ctx, "each")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var follower string
+	for _, r := range d.Partitions[0].Replicas {
+		if r != d.Partitions[0].Leader {
+			follower = r
+		}
+	}
+	dm := semantics.BatchDamage{Kind: semantics.DamageCorrupt, FromSeq: 2, ToSeq: 2, FromOffset: 2, ToOffset: 3, Node: follower, Detail: "fails its checks"}
+	if err := a.ReportDamage(ctx, semantics.ReportDamageRequest{Name: "each", Partition: 0, Damage: dm}); err != nil {
+		t.Fatal(err)
+	}
+	for _, node := range []string{"n1", "n2", "n3"} {
+		v, err := a.VerifyPartition(ctx, semantics.VerifyPartitionRequest{Name: "each", Partition: 0, NextOffset: -1, Node: node})
+		if err != nil || v.Leader != node || v.Batches != 5 || len(v.Damage) > 0 || v.NextSeq != 0 {
+			t.Errorf("verify on node %s: %+v, %v; want node %s's 5 batches read intact", node, v, err, node)
+		}
+	}
+	if d, err := a.DescribeTopic(ctx, "each"); err != nil || len(d.Partitions[0].Damaged) != 0 {
+		t.Errorf("describe after every copy was verified intact: damaged %+v (%v); want none (the report named follower %s)", d.Partitions[0].Damaged, err, follower)
+	}
+	_, err = a.VerifyPartition(ctx, semantics.VerifyPartitionRequest{Name: "each", Partition: 0, NextOffset: -1, Node: "n9"})
+	if !errors.Is(err, semantics.ErrInvalidRequest) || !strings.Contains(err.Error(), "holds no copy") {
+		t.Errorf("verify on node n9, which holds no copy, gave %v; want a refusal", err)
+	}
+}
