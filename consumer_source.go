@@ -638,33 +638,40 @@ func (r *partRead) watch(ctx context.Context) readFailure {
 			t.Reset(fetchQuiet - quiet)
 			continue
 		}
-		r.mu.Lock()
-		next := r.next
-		r.mu.Unlock()
-		offs, err := r.pc.reader.ReadOffsets(ctx, nil)
-		// A partition stream holds batches only, under one subject (compacted
-		// topics aside): messages the stream counts past the last one it can
-		// return, or a next one it cannot find, were lost from its store.
-		check := err == nil && !r.pc.meta.Config.Compact
-		if check && offs.Msgs > 0 && (offs.HighWatermark > next || offs.LastSeq > offs.LastBatchSeq) {
-			filled, ferr := r.fillTail(ctx, offs.StreamState)
-			if ferr != nil {
-				return readFailure{err: ferr, fatal: true}
-			}
-			if filled {
-				t.Reset(fetchQuiet)
-				continue
-			}
-			if derr := r.missingError(ctx, next, offs.StreamState); derr != nil {
-				return readFailure{err: derr, fatal: true}
-			}
+		if f, wait := r.check(ctx); !wait {
+			return f
 		}
-		if err == nil && offs.HighWatermark <= next {
-			t.Reset(fetchQuiet) // nothing new: keep waiting
-			continue
-		}
-		return readFailure{err: fmt.Errorf("no records for %v while the partition has more", fetchQuiet)}
+		t.Reset(fetchQuiet)
 	}
+}
+
+// check is the watchdog's look at a read quiet for fetchQuiet: whether to keep
+// waiting, or else how the read ends.
+func (r *partRead) check(ctx context.Context) (readFailure, bool) {
+	r.mu.Lock()
+	next := r.next
+	r.mu.Unlock()
+	offs, err := r.pc.reader.ReadOffsets(ctx, nil)
+	// A partition stream holds batches only, under one subject (compacted
+	// topics aside): messages the stream counts past the last one it can
+	// return, or a next one it cannot find, were lost from its store.
+	check := err == nil && !r.pc.meta.Config.Compact
+	if check && offs.Msgs > 0 && (offs.HighWatermark > next || offs.LastSeq > offs.LastBatchSeq) {
+		filled, ferr := r.fillTail(ctx, offs.StreamState)
+		if ferr != nil {
+			return readFailure{err: ferr, fatal: true}, false
+		}
+		if filled {
+			return readFailure{}, true
+		}
+		if derr := r.missingError(ctx, next, offs.StreamState); derr != nil {
+			return readFailure{err: derr, fatal: true}, false
+		}
+	}
+	if err == nil && offs.HighWatermark <= next {
+		return readFailure{}, true // nothing new: keep waiting
+	}
+	return readFailure{err: fmt.Errorf("no records for %v while the partition has more", fetchQuiet)}, false
 }
 
 // fillTail is for a read that got nothing for a while although the stream's
