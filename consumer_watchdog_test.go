@@ -20,7 +20,8 @@ import (
 //   - deliveries held: the consumer delivered batches the read has not handled yet
 //     (in transit, as under heavy load). The read is slow, not damaged: it waits.
 //     It used to end with a final "its stored data is damaged" error, as GetIntact
-//     asks no other replica of a single-replica stream.
+//     asks no other replica of a single-replica stream. Held for a second spell,
+//     they are taken as lost on the way: the read restarts, not final.
 //   - a copy behind: the consumer has delivered everything its copy holds (nothing
 //     pending), and the stream's leader holds more, as a read whose consumer sits
 //     on a follower that fell behind. The read restarts (a new consumer), and the
@@ -74,6 +75,14 @@ func TestReadWatchdogJudgesByTheLeader(t *testing.T) {
 	}
 	qc := qxdtest.NewConsumer(t, c)
 	tp := qxd.TopicPartition{Topic: "wd", Partition: 0}
+	watchdog := func(t *testing.T, cons jetstream.Consumer, host string, next int64, lastStream uint64) func() (bool, error, bool) {
+		t.Helper()
+		check, err := qxd.Watchdog(ctx, qc, tp, cons, host, next, lastStream)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return check
+	}
 
 	t.Run("deliveries held", func(t *testing.T) {
 		cons, host := read(t, stream, 1)
@@ -88,30 +97,36 @@ func TestReadWatchdogJudgesByTheLeader(t *testing.T) {
 		if got != batches {
 			t.Fatalf("fetched %d messages, want %d", got, batches)
 		}
-		wait, err, fatal := qxd.WatchdogCheck(ctx, qc, tp, cons, host, 0, 0)
+		check := watchdog(t, cons, host, 0, 0)
+		wait, err, fatal := check()
 		if !wait || err != nil || fatal {
 			t.Fatalf("watchdog with %d batches delivered and not yet handled: wait %v, err %v (final %v); want it to wait", batches, wait, err, fatal)
+		}
+		// Still not handled a spell later: lost on the way, the read restarts.
+		wait, err, fatal = check()
+		if wait || err == nil || fatal || errors.Is(err, qxd.ErrCorruptMessage) {
+			t.Fatalf("watchdog with deliveries held for a second spell: wait %v, err %v (final %v); want a restart, not final", wait, err, fatal)
 		}
 	})
 	t.Run("a copy behind", func(t *testing.T) {
 		// A consumer of a stream holding one batch, started after it: it has
 		// delivered all its copy holds, one batch, as the read has.
 		cons, host := read(t, semantics.StreamName("wdbehind", 0), 2)
-		wait, err, fatal := qxd.WatchdogCheck(ctx, qc, tp, cons, host, 1, 1)
+		wait, err, fatal := watchdog(t, cons, host, 1, 1)()
 		if wait || err == nil || fatal || errors.Is(err, qxd.ErrCorruptMessage) {
 			t.Fatalf("watchdog with a consumer behind the stream's leader: wait %v, err %v (final %v); want a restart, not final", wait, err, fatal)
 		}
 	})
 	t.Run("nothing delivered", func(t *testing.T) {
 		cons, host := read(t, stream, 1)
-		wait, err, fatal := qxd.WatchdogCheck(ctx, qc, tp, cons, host, 0, 0)
+		wait, err, fatal := watchdog(t, cons, host, 0, 0)()
 		if wait || err == nil || fatal {
 			t.Fatalf("watchdog with a consumer that delivered nothing: wait %v, err %v (final %v); want a restart, not final", wait, err, fatal)
 		}
 	})
 	t.Run("nothing new", func(t *testing.T) {
 		cons, host := read(t, stream, batches+1)
-		wait, err, fatal := qxd.WatchdogCheck(ctx, qc, tp, cons, host, batches, batches)
+		wait, err, fatal := watchdog(t, cons, host, batches, batches)()
 		if !wait || err != nil || fatal {
 			t.Fatalf("watchdog of a read at the stream's end: wait %v, err %v (final %v); want it to wait", wait, err, fatal)
 		}

@@ -30,18 +30,20 @@ func PauseHeartbeats(c *Consumer) {
 // FetchedChunks returns how many decoded batches wait for Poll.
 func FetchedChunks(c *Consumer) int { return len(c.out) }
 
-// WatchdogCheck runs a partition read's watchdog check once (what the read does
-// after fetchQuiet without records), for a read of tp through consumer cons,
-// served by node host, that handed over the records before offset next, the last
-// stored at stream sequence lastStream. It returns whether the read keeps
+// Watchdog returns a partition read's watchdog check (what the read does after
+// each fetchQuiet without records), for a read of tp through consumer cons, served
+// by node host, that handed over the records before offset next, the last stored
+// at stream sequence lastStream. The check returns whether the read keeps
 // waiting; else the error it would end with, and whether that is final.
-func WatchdogCheck(ctx context.Context, c *Consumer, tp TopicPartition, cons jetstream.Consumer, host string, next int64, lastStream uint64) (wait bool, err error, fatal bool) {
+func Watchdog(ctx context.Context, c *Consumer, tp TopicPartition, cons jetstream.Consumer, host string, next int64, lastStream uint64) (func() (wait bool, err error, fatal bool), error) {
 	meta, err := c.c.topic(ctx, tp.Topic)
 	if err != nil {
-		return false, err, false
+		return nil, err
 	}
 	r := &partRead{c: c, pc: newPartSource(c.c, meta, tp.Partition, true), ctx: ctx, cons: cons, host: host,
 		next: next, lastStream: lastStream, failed: make(chan readFailure, 1)}
-	f, wait := r.check(ctx)
-	return wait, f.err, f.fatal
+	return func() (bool, error, bool) {
+		f, wait := r.check(ctx)
+		return wait, f.err, f.fatal
+	}, nil
 }
