@@ -782,7 +782,7 @@ func (r *partRead) fillTail(ctx context.Context, st partition.StreamState) bool 
 // batch after the last one it got can be read at all: an ErrCorruptMessage naming
 // the offsets, the stream sequences and the node when the stream's leader cannot
 // return it although it counts it stored (the store lost it, as when a block file
-// is cut short), else nil. It asks the leader (a message get, not a direct get,
+// is cut short), reported to the cluster as damage, else nil. It asks the leader (a message get, not a direct get,
 // which a replica behind may answer).
 func (r *partRead) missingError(ctx context.Context, next int64, st partition.StreamState) error {
 	r.mu.Lock()
@@ -805,9 +805,13 @@ func (r *partRead) missingError(ctx context.Context, next int64, st partition.St
 	if err != nil || now.FirstSeq > after+1 || now.Leader != st.Leader {
 		return nil
 	}
+	node := cmp.Or(st.Leader, "(unknown)")
+	d := semantics.BatchDamage{Kind: semantics.DamageUnreadable, FromSeq: after + 1, ToSeq: st.LastSeq, FromOffset: next, ToOffset: -1, Node: node,
+		Detail: fmt.Sprintf("stream sequences %d to %d (offsets from %d) are missing from the copy on node %s", after+1, st.LastSeq, next, node)}
+	r.c.c.reportDamage(ctx, r.pc.tp, d, false)
 	return semantics.Errorf(semantics.ErrCorruptMessage,
-		"the records from offset %d on, stored at stream sequences %d to %d, cannot be read from node %s: its stored data is damaged; read from a healthy replica or restore the partition",
-		next, after+1, st.LastSeq, cmp.Or(st.Leader, "(unknown)"))
+		"the records from offset %d on, stored at stream sequences %d to %d, cannot be read from node %s, the stream's leader: its stored data is damaged; rebuild the replica or restore the partition",
+		next, after+1, st.LastSeq, node)
 }
 
 // stop ends the read's hand-overs and returns the offset after the last record
