@@ -383,6 +383,9 @@ type partRead struct {
 	// the one before the read's start).
 	lastStream uint64
 	stopped    bool
+	// held is the consumer's delivered stream sequence when the watchdog last
+	// found deliveries on the way, past lastStream (0: none).
+	held uint64
 
 	stable stableView // read-committed: the partition's transactions (consumer_txn.go)
 
@@ -617,8 +620,7 @@ func (r *partRead) fromReplica(seq uint64, data []byte, derr error) ([]byte, err
 }
 
 // watch waits until the read fails or ctx ends. It is also a watchdog: after a quiet
-// spell, a partition with records beyond what this read handed over is stalled (it
-// has been seen after failovers), so the read ends.
+// spell it checks whether the read is stalled (check), and ends it if so.
 func (r *partRead) watch(ctx context.Context) readFailure {
 	t := time.NewTimer(fetchQuiet)
 	defer t.Stop()
@@ -638,59 +640,114 @@ func (r *partRead) watch(ctx context.Context) readFailure {
 			t.Reset(fetchQuiet - quiet)
 			continue
 		}
-		r.mu.Lock()
-		next := r.next
-		r.mu.Unlock()
-		offs, err := r.pc.reader.ReadOffsets(ctx, nil)
-		// A partition stream holds batches only, under one subject (compacted
-		// topics aside): messages the stream counts past the last one it can
-		// return, or a next one it cannot find, were lost from its store.
-		check := err == nil && !r.pc.meta.Config.Compact
-		if check && offs.Msgs > 0 && (offs.HighWatermark > next || offs.LastSeq > offs.LastBatchSeq) {
-			filled, ferr := r.fillTail(ctx, offs.StreamState)
-			if ferr != nil {
-				return readFailure{err: ferr, fatal: true}
-			}
-			if filled {
-				t.Reset(fetchQuiet)
-				continue
-			}
-			if derr := r.missingError(ctx, next, offs.StreamState); derr != nil {
-				return readFailure{err: derr, fatal: true}
-			}
+		if f, wait := r.check(ctx); !wait {
+			return f
 		}
-		if err == nil && offs.HighWatermark <= next {
-			t.Reset(fetchQuiet) // nothing new: keep waiting
-			continue
-		}
-		return readFailure{err: fmt.Errorf("no records for %v while the partition has more", fetchQuiet)}
+		t.Reset(fetchQuiet)
 	}
 }
 
-// fillTail is for a read that got nothing for a while although the stream's
-// leader counts batches after the last one it got (st): when the read's consumer
-// says it has nothing pending, those batches are missing from the copy on the
-// node serving it (a truncated block file), and fillTail reads them from another
-// replica's intact copy and hands them to Poll, reporting the damage. It returns
-// whether it handed any over; the error, when no replica returned the first, is
-// an ErrCorruptMessage naming the partition, the offsets, the stream sequences
-// and the node.
-func (r *partRead) fillTail(ctx context.Context, st partition.StreamState) (bool, error) {
+// check is the watchdog's look at a read quiet for fetchQuiet: whether to keep
+// waiting, or else how the read ends.
+//
+// It judges by the stream's leader (StreamInfo): the read is stalled when the
+// leader holds batches after the last one the read got (r.lastStream) and the
+// read's consumer delivered none of them. JetStream places the consumer on any
+// replica, a follower behind included, which delivers only what it has applied
+// while its heartbeats go on; a direct get may be answered by that same replica
+// (direct gets are a queue group, and NATS prefers a local member), so neither
+// tells a stalled read. A new consumer, which JetStream places afresh, reads them:
+// the read ends with an error that is not final, and fetch starts it again.
+//
+// Deliveries not yet handled (the consumer's delivered stream sequence is past
+// r.lastStream: in transit, or in the client's buffers, as under heavy load) are
+// waited for one more spell, then the read restarts. Only a consumer served by the
+// leader or a follower the leader counts in sync, with nothing pending, can mean
+// that its copy lacks the batches: fillTail reads them from another replica, and
+// missingError ends the read as damaged only when the leader itself cannot return
+// the next one. A slow or lagging read never ends as damaged.
+func (r *partRead) check(ctx context.Context) (readFailure, bool) {
+	r.mu.Lock()
+	next, got := r.next, r.lastStream
+	r.mu.Unlock()
+	st, err := r.pc.reader.StreamInfo(ctx)
+	if err != nil {
+		// Between leaders, or the leader is unreachable: the read's heartbeats
+		// tell whether its consumer is gone; look again after the next spell.
+		return readFailure{}, true
+	}
+	if st.LastSeq <= max(got, st.FirstSeq-1) {
+		r.held = 0
+		return readFailure{}, true // nothing new: keep waiting
+	}
+	host := cmp.Or(r.host, "(unknown)")
 	if r.cons == nil {
-		return false, nil
+		return r.stalled(next, got, host, st, "has no consumer"), false
+	}
+	ci, err := r.cons.Info(ctx)
+	if err != nil {
+		return r.stalled(next, got, host, st, fmt.Sprintf("has a consumer that does not answer (%v)", err)), false
+	}
+	if d := ci.Delivered.Stream; d > got {
+		if d != r.held {
+			r.held = d
+			return readFailure{}, true // delivered, on the way: wait
+		}
+		return r.stalled(next, got, host, st, fmt.Sprintf("did not receive what its consumer delivered up to stream sequence %d", d)), false
+	}
+	r.held = 0
+	inSync := r.host == "" || r.host == st.Leader || slices.Contains(st.InSync, r.host)
+	if ci.NumPending == 0 && inSync {
+		if r.pc.meta.Config.Compact {
+			// Compaction removes batches anywhere, the last ones included: the
+			// leader's last sequence may hold nothing.
+			return readFailure{}, true
+		}
+		if r.fillTail(ctx, st) {
+			return readFailure{}, true
+		}
+		if derr := r.missingError(ctx, next, st); derr != nil {
+			return readFailure{err: derr, fatal: true}, false
+		}
+	}
+	return r.stalled(next, got, host, st, "has a consumer that delivered nothing after it"), false
+}
+
+// stalled logs a stalled read and returns the failure that restarts it.
+func (r *partRead) stalled(next int64, got uint64, host string, st partition.StreamState, why string) readFailure {
+	r.c.c.log.Warn("partition read stalled behind its stream's leader: restarting it", "topic", r.pc.tp.Topic,
+		"partition", r.pc.tp.Partition, "offset", next, "node", host)
+	return readFailure{err: fmt.Errorf("partition %s: the read through node %s %s for %v, at stream sequence %d, while the stream's leader %s holds sequences up to %d",
+		semantics.PartitionString(r.pc.tp.Topic, r.pc.tp.Partition), host, why, fetchQuiet, got, cmp.Or(st.Leader, "(unknown)"), st.LastSeq)}
+}
+
+// fillTail is for a read that got nothing for a while although the stream's
+// leader holds batches after the last one it got (st), and whose consumer, served
+// by a replica the leader counts in sync, has delivered nothing since and has
+// nothing pending: those batches are missing from that replica's copy (a
+// truncated block file). fillTail reads them from another replica's intact copy
+// and hands them to Poll, reporting the damage. It returns whether it handed any
+// over. With one replica there is no other copy (GetIntact would not ask): it
+// hands nothing over, and missingError decides from the leader's copy. When no
+// other replica returns the first batch it hands nothing over either: a
+// replica's direct get may come from a copy behind, so only missingError, which
+// asks the leader, may call the batches lost.
+func (r *partRead) fillTail(ctx context.Context, st partition.StreamState) bool {
+	if r.cons == nil || len(st.Replicas) <= 1 {
+		return false
 	}
 	if r.host != "" && r.host != st.Leader && !slices.Contains(st.InSync, r.host) {
-		return false, nil // a follower behind: it may not have them yet
+		return false // a follower behind: it may not have them yet
 	}
 	ci, err := r.cons.Info(ctx)
 	if err != nil || ci.NumPending > 0 {
-		return false, nil // a slow read, not a damaged copy
+		return false // a slow read, not a damaged copy
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	after := max(r.lastStream, st.FirstSeq-1)
-	if r.stopped || after >= st.LastSeq {
-		return false, nil
+	if r.stopped || after >= st.LastSeq || ci.Delivered.Stream > r.lastStream {
+		return false // delivered, on the way: not missing
 	}
 	node, next := cmp.Or(r.host, st.Leader, "(unknown)"), r.next
 	var gerr error
@@ -701,7 +758,7 @@ func (r *partRead) fillTail(ctx context.Context, st partition.StreamState) (bool
 			var recs []Record
 			if recs, err = semantics.DecodeRecords(nil, m.Data, r.pc.tp.Topic, r.pc.tp.Partition); err == nil {
 				if !r.hand(m.Data, recs, q, q == st.LastSeq) {
-					return filled, nil
+					return filled
 				}
 				r.lastStream, filled = q, true
 				continue
@@ -710,33 +767,23 @@ func (r *partRead) fillTail(ctx context.Context, st partition.StreamState) (bool
 		gerr = err
 		break
 	}
-	if gerr != nil && !filled {
-		if now, err := r.pc.reader.StreamInfo(ctx); err == nil && now.FirstSeq > after+1 {
-			return false, nil // the head moved past them meanwhile
-		}
+	if !filled {
+		return false // missingError asks the leader
 	}
-	d := semantics.BatchDamage{Kind: semantics.DamageUnreadable, FromSeq: after + 1, ToSeq: st.LastSeq, FromOffset: next, ToOffset: -1, Node: node,
+	d := semantics.BatchDamage{Kind: semantics.DamageUnreadable, FromSeq: after + 1, ToSeq: st.LastSeq, FromOffset: next, ToOffset: r.next - 1, Node: node,
 		Detail: fmt.Sprintf("stream sequences %d to %d (offsets from %d) are missing from the copy on node %s", after+1, st.LastSeq, next, node)}
-	if filled {
-		d.ToOffset = r.next - 1
-	}
 	r.c.c.reportDamage(ctx, r.pc.tp, d, gerr == nil)
-	if gerr != nil && !filled {
-		return false, semantics.Errorf(semantics.ErrCorruptMessage,
-			"the records from offset %d on, stored at stream sequences %d to %d, cannot be read from node %s, and no other replica returned them (%v): its stored data is damaged; rebuild the replica or restore the partition",
-			next, after+1, st.LastSeq, node, gerr)
-	}
-	if filled {
-		r.c.c.log.Warn("read batches missing from a replica from a healthy one", "topic", r.pc.tp.Topic, "partition", r.pc.tp.Partition,
-			"offset", next, "node", node)
-	}
-	return filled, nil
+	r.c.c.log.Warn("read batches missing from a replica from a healthy one", "topic", r.pc.tp.Topic, "partition", r.pc.tp.Partition,
+		"offset", next, "node", node)
+	return true
 }
 
 // missingError checks, for a read that got nothing for a while, whether the
 // batch after the last one it got can be read at all: an ErrCorruptMessage naming
-// the offsets, the stream sequences and the node when it cannot (the store lost
-// them, as when a block file is cut short), else nil.
+// the offsets, the stream sequences and the node when the stream's leader cannot
+// return it although it counts it stored (the store lost it, as when a block file
+// is cut short), reported to the cluster as damage, else nil. It asks the leader (a message get, not a direct get,
+// which a replica behind may answer).
 func (r *partRead) missingError(ctx context.Context, next int64, st partition.StreamState) error {
 	r.mu.Lock()
 	after := r.lastStream
@@ -745,20 +792,26 @@ func (r *partRead) missingError(ctx context.Context, next int64, st partition.St
 	if after >= st.LastSeq {
 		return nil
 	}
-	m, err := r.pc.reader.Get(ctx, after+1)
+	leader := partition.NewReader(r.c.c.nc, r.pc.tp.Topic, r.pc.tp.Partition, false)
+	m, err := leader.Get(ctx, after+1)
 	switch {
 	case errors.Is(err, semantics.ErrNoBatch):
 	case err == nil && m.Seq > after+1:
 	default:
 		return nil
 	}
-	// The head may have moved on since st was read.
-	if now, err := r.pc.reader.StreamInfo(ctx); err != nil || now.FirstSeq > after+1 {
+	// The head may have moved on, or the stream grown, since st was read.
+	now, err := r.pc.reader.StreamInfo(ctx)
+	if err != nil || now.FirstSeq > after+1 || now.Leader != st.Leader {
 		return nil
 	}
+	node := cmp.Or(st.Leader, "(unknown)")
+	d := semantics.BatchDamage{Kind: semantics.DamageUnreadable, FromSeq: after + 1, ToSeq: st.LastSeq, FromOffset: next, ToOffset: -1, Node: node,
+		Detail: fmt.Sprintf("stream sequences %d to %d (offsets from %d) are missing from the copy on node %s", after+1, st.LastSeq, next, node)}
+	r.c.c.reportDamage(ctx, r.pc.tp, d, false)
 	return semantics.Errorf(semantics.ErrCorruptMessage,
-		"the records from offset %d on, stored at stream sequences %d to %d, cannot be read from node %s: its stored data is damaged; read from a healthy replica or restore the partition",
-		next, after+1, st.LastSeq, r.pc.leader(ctx))
+		"the records from offset %d on, stored at stream sequences %d to %d, cannot be read from node %s, the stream's leader: its stored data is damaged; rebuild the replica or restore the partition",
+		next, after+1, st.LastSeq, node)
 }
 
 // stop ends the read's hand-overs and returns the offset after the last record

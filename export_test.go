@@ -1,5 +1,11 @@
 package qxd
 
+import (
+	"context"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
 // Test hooks for the conformance suite (package qxd_test).
 
 // SetDeliveryHook calls f with every batch of records Poll returns, at the moment of
@@ -23,3 +29,21 @@ func PauseHeartbeats(c *Consumer) {
 
 // FetchedChunks returns how many decoded batches wait for Poll.
 func FetchedChunks(c *Consumer) int { return len(c.out) }
+
+// Watchdog returns a partition read's watchdog check (what the read does after
+// each fetchQuiet without records), for a read of tp through consumer cons, served
+// by node host, that handed over the records before offset next, the last stored
+// at stream sequence lastStream. The check returns whether the read keeps
+// waiting; else the error it would end with, and whether that is final.
+func Watchdog(ctx context.Context, c *Consumer, tp TopicPartition, cons jetstream.Consumer, host string, next int64, lastStream uint64) (func() (wait bool, err error, fatal bool), error) {
+	meta, err := c.c.topic(ctx, tp.Topic)
+	if err != nil {
+		return nil, err
+	}
+	r := &partRead{c: c, pc: newPartSource(c.c, meta, tp.Partition, true), ctx: ctx, cons: cons, host: host,
+		next: next, lastStream: lastStream, failed: make(chan readFailure, 1)}
+	return func() (bool, error, bool) {
+		f, wait := r.check(ctx)
+		return wait, f.err, f.fatal
+	}, nil
+}
