@@ -39,6 +39,11 @@ var examples = map[string][]string{
 	"qxd topic describe": {
 		"qxd topic describe orders",
 		"qxd topic describe orders --json",
+		"qxd topic describe orders --verify-replicas",
+	},
+	"qxd topic repair": {
+		"qxd topic repair orders",
+		"qxd topic repair orders --partition 2 --node n3",
 	},
 	"qxd topic delete": {
 		"qxd topic delete orders",
