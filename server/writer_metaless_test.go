@@ -1,7 +1,9 @@
 package server_test
 
 import (
+	"bytes"
 	"encoding/json"
+	"errors"
 	"sync"
 	"testing"
 	"time"
@@ -10,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/qxd-io/qxd"
+	"github.com/qxd-io/qxd/internal/partition"
 	"github.com/qxd-io/qxd/internal/qxdtest"
 	"github.com/qxd-io/qxd/semantics"
 	"github.com/qxd-io/qxd/server"
@@ -183,5 +186,43 @@ func TestWriterLoadsWithoutMetaLeader(t *testing.T) {
 	}
 	if off, err := produce(batch(5, "f"), time.Now().Add(10*time.Second)); off != 5 {
 		t.Fatalf("append f: offset %d, %v (want 5)", off, err)
+	}
+
+	// The reads the load made, the meta group still without a leader: every
+	// stored batch, from the leader's state, by subject and by sequence.
+	r := partition.NewReader(nc, topic, 0, false)
+	st, err := r.StreamInfo(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.GetFor(ctx, st.FirstSeq, semantics.BatchSubject(topic, 0)); !errors.Is(err, partition.ErrNoMetaLeader) {
+		t.Fatalf("leader message get: %v (want ErrNoMetaLeader: the meta group still has no leader)", err)
+	}
+	stored := 0
+	for _, subject := range []string{semantics.BatchSubject(topic, 0), semantics.CheckpointSubject(topic, 0)} {
+		ms, err := r.AllOn(ctx, subject, st)
+		if err != nil {
+			t.Fatalf("messages on %s: %v", subject, err)
+		}
+		for _, m := range ms {
+			at, err := r.GetAt(ctx, m.Seq)
+			if err != nil || !bytes.Equal(at.Data, m.Data) || at.Subject != subject {
+				t.Fatalf("sequence %d: %s %q, %v (want %s %q)", m.Seq, at.Subject, at.Data, err, subject, m.Data)
+			}
+		}
+		stored += len(ms)
+	}
+	if uint64(stored) != st.Msgs {
+		t.Fatalf("read %d messages by subject, the leader holds %d", stored, st.Msgs)
+	}
+	last, err := r.GetAt(ctx, st.LastSeq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h, err := semantics.PeekBatchHeader(last.Data); err != nil || h.BaseOffset != 5 {
+		t.Fatalf("last batch: base offset %d, %v (want 5)", h.BaseOffset, err)
+	}
+	if m, err := r.GetRecentFor(ctx, semantics.CheckpointSubject(topic, 0)); err != nil && !errors.Is(err, semantics.ErrNoBatch) || err == nil && m.Seq > st.LastSeq {
+		t.Fatalf("latest checkpoint: sequence %d, %v", m.Seq, err)
 	}
 }
