@@ -389,7 +389,7 @@ func (w *writer) load(ctx context.Context) error {
 		maxTS = *ck.MaxTimestamp
 	}
 	for seq := from; seq <= st.LastSeq && st.Msgs > 0; {
-		m, err := w.reader.Get(ctx, seq)
+		m, err := w.replayAt(ctx, seq)
 		if errors.Is(err, semantics.ErrNoBatch) {
 			break
 		}
@@ -456,6 +456,24 @@ func (w *writer) load(ctx context.Context) error {
 	return nil
 }
 
+// replayAt returns the first message stored at sequence seq or after it, as the
+// stream leader stores it, or semantics.ErrNoBatch. A topic that is not compacted
+// holds a message at every sequence from its first to its last, so the one at
+// exactly seq is read, from any replica that holds it (partition.Reader.GetAt):
+// that works while JetStream's meta group has no leader, when the leader's
+// message get is refused. A compacted topic's replica may hold a message the
+// leader has removed, and a gap is usual there: the leader is asked.
+func (w *writer) replayAt(ctx context.Context, seq uint64) (partition.Msg, error) {
+	if !w.cfg.Load().Compact {
+		m, err := w.reader.GetAt(ctx, seq)
+		if !errors.Is(err, semantics.ErrNoBatch) {
+			return m, err
+		}
+		// Nothing at seq (a damaged store lost it): the next one, as below.
+	}
+	return w.reader.Get(ctx, seq)
+}
+
 // afterRemoved is the offset the next record gets when the gone messages after the
 // one that ends before next were removed (retention, expired tombstones) before any
 // checkpoint recorded their offsets. On a compacted topic each message held one
@@ -480,7 +498,7 @@ func (w *writer) leaderEpoch(ctx context.Context, st partition.StreamState) (int
 	if st.Msgs == 0 {
 		return epoch, nil
 	}
-	m, err := w.reader.Get(ctx, st.LastSeq)
+	m, err := w.replayAt(ctx, st.LastSeq)
 	if errors.Is(err, semantics.ErrNoBatch) {
 		return epoch, nil
 	}
@@ -509,7 +527,10 @@ func (w *writer) loadCheckpoint(ctx context.Context, st partition.StreamState) (
 		return semantics.Checkpoint{}, false, nil
 	}
 	if st.Msgs > 0 && !w.cfg.Load().Compact {
-		m, err := w.reader.GetLastFor(ctx, semantics.CheckpointSubject(w.topic, w.p))
+		// While JetStream's meta group has no leader, a replica's latest: an
+		// earlier checkpoint from one behind the leader serves as well, the
+		// replay after it reading the leader's batches.
+		m, err := w.reader.GetRecentFor(ctx, semantics.CheckpointSubject(w.topic, w.p))
 		switch {
 		case err == nil && m.Seq >= st.FirstSeq:
 			var ck semantics.Checkpoint

@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"context"
 	"encoding/json"
-	"errors"
 	"slices"
 	"strconv"
 	"time"
@@ -126,23 +125,12 @@ func (w *writer) openBefore(pid int64, next int64) *int64 {
 // loadAborted rebuilds the aborted-transactions index from the abort markers
 // stored in the partition's stream.
 func (w *writer) loadAborted(ctx context.Context, st partition.StreamState) ([]semantics.AbortedTxn, error) {
-	if st.Msgs == 0 {
-		return nil, nil
+	markers, err := w.reader.AllOn(ctx, semantics.ControlSubject(w.topic, w.p, false), st)
+	if err != nil {
+		return nil, err
 	}
-	subject := semantics.ControlSubject(w.topic, w.p, false)
 	var out []semantics.AbortedTxn
-	for seq := st.FirstSeq; seq <= st.LastSeq; {
-		m, err := w.reader.GetFor(ctx, seq, subject)
-		if errors.Is(err, semantics.ErrNoBatch) {
-			break
-		}
-		if err != nil {
-			return nil, err
-		}
-		seq = m.Seq + 1
-		if m.Seq > st.LastSeq {
-			break
-		}
+	for _, m := range markers {
 		h, err := semantics.PeekBatchHeader(m.Data)
 		if err != nil {
 			continue

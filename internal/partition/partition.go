@@ -65,6 +65,13 @@ type apiError struct {
 const errCodeMessageNotFound = 10037
 const errCodeStreamNotFound = 10059
 
+// ErrNoMetaLeader is the cause (errors.Is) of a leader message get that JetStream
+// refused because its meta group has no leader (JetStream error 10008, "JetStream
+// system temporarily unavailable"): it answers so from every node, even for a
+// stream whose own leader is elected. The stream's leader still answers its info,
+// and every replica direct gets; GetAt and the readers' fallbacks use those.
+var ErrNoMetaLeader = errors.New("JetStream's meta group has no leader")
+
 // JetStream's answers while a stream or the cluster is between leaders.
 const (
 	errCodeClusterNotAvailable = 10008
@@ -101,11 +108,17 @@ func (r *Reader) GetLastFor(ctx context.Context, subject string) (Msg, error) {
 }
 
 func (r *Reader) get(ctx context.Context, mreq msgGetRequest) (Msg, error) {
-	seq := mreq.Seq
-	req, _ := json.Marshal(mreq)
 	if r.Direct {
+		req, _ := json.Marshal(mreq)
 		return r.getDirect(ctx, req)
 	}
+	return r.leaderGet(ctx, mreq)
+}
+
+// leaderGet asks the stream leader (JetStream's message get).
+func (r *Reader) leaderGet(ctx context.Context, mreq msgGetRequest) (Msg, error) {
+	seq := mreq.Seq
+	req, _ := json.Marshal(mreq)
 	ctx, cancel := bounded(ctx)
 	defer cancel()
 	resp, err := r.nc.RequestWithContext(ctx, semantics.Subject(semantics.JSStreamMsgGetPrefix, r.Stream), req)
@@ -192,7 +205,10 @@ func (r *Reader) apiErr(e *apiError) error {
 		return semantics.ErrNoBatch
 	case errCodeStreamNotFound:
 		return semantics.Errorf(semantics.ErrUnknownTopic, "partition %s: stream %s not found", r.name(), r.Stream)
-	case errCodeClusterNotAvailable, errCodeClusterNotLeader, errCodeStreamOffline:
+	case errCodeClusterNotAvailable:
+		// Between meta leaders: worth asking again, or asking otherwise.
+		return fmt.Errorf("%w (%w)", semantics.Errorf(semantics.ErrUnavailable, "partition %s: %s (JetStream error %d)", r.name(), e.Description, e.ErrCode), ErrNoMetaLeader)
+	case errCodeClusterNotLeader, errCodeStreamOffline:
 		// Between leaders: worth asking again.
 		return semantics.Errorf(semantics.ErrUnavailable, "partition %s: %s (JetStream error %d)", r.name(), e.Description, e.ErrCode)
 	}
