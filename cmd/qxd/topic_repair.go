@@ -70,6 +70,9 @@ func (a *app) topicRepair(c *cli.Context) error {
 	var failed []string
 	for _, p := range parts {
 		r, err := adm.RepairPartition(c.Context, name, p, node)
+		if err != nil && len(parts) == 1 {
+			return fmt.Errorf("partition %d not repaired: %w", p, err)
+		}
 		if err != nil {
 			fmt.Fprintf(a.stdout, "partition %d: not repaired: %s\n", p, oneLine(err.Error()))
 			failed = append(failed, fmt.Sprint(p))
