@@ -403,17 +403,27 @@ func (r *Reader) ReadOffsets(ctx context.Context, checkpoint func(context.Contex
 }
 
 // IntactTriesPerReplica is how many direct gets GetIntact makes per replica of
-// the stream: each is answered by one replica the NATS server picks at random
-// (the replicas answer direct gets as a queue group), so with one damaged copy
-// of three, all 3×IntactTriesPerReplica answers come from it with probability
-// (1/3)^(3×IntactTriesPerReplica).
+// the stream. Each replica that answers direct gets subscribes to them in one
+// queue group (nats-server v2.15.2 stream.go subscribeToDirect, group "_sys_"),
+// and the server a request comes in on picks one member at random, weighing its
+// own subscriber and each other server holding one alike (client.go
+// processMsgResults: a random start in the queue list, weightedQSubIndex, and
+// the first subscriber from there, local or routed, takes it); the server a
+// routed request reaches answers from its own replica. So a request through a
+// node holding a damaged copy is answered by that copy only one time in three
+// with three replicas answering, and all 3×IntactTriesPerReplica answers come
+// from it with probability (1/3)^(3×IntactTriesPerReplica). A follower joins the
+// group only once caught up (checked every 2 s after a leader change), so one
+// behind answers none.
 const IntactTriesPerReplica = 8
 
 // GetIntact returns the message stored at stream sequence seq from a replica
 // whose copy passes the record batch checks (semantics.ParseBatchHeader), for a
 // reader whose copy of it failed them. It asks with direct gets, which any
-// replica of the stream may answer (JetStream's leader-only message get always
-// gives the leader's copy), IntactTriesPerReplica times per replica. The error,
+// replica of the stream may answer, whichever node the reader is connected to
+// (JetStream's leader-only message get always gives the leader's copy),
+// IntactTriesPerReplica times per replica; each request is bounded by
+// requestTimeout and ctx. It never returns a copy that fails the checks. The error,
 // when no answer passed, is the last failure: ErrCorruptMessage when every copy
 // seen failed the checks, semantics.ErrNoBatch when none holds the sequence.
 // With one replica it asks nothing and returns ErrCorruptMessage.
