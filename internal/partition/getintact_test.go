@@ -23,9 +23,9 @@ import (
 // TestGetIntactFromTheDamagedNode damages one batch in one node's copy of an R3
 // partition (bits flipped in its block file while the node is down) and asks
 // GetIntact for that batch through connections to that very node, over TCP and
-// in process, as the node's own services and a client attached to it do: each
-// call must return the batch as it was acknowledged, read from a healthy
-// replica, however the damaged copy is placed.
+// in process, as the node's own services and a client attached to it do, first
+// while the node follows, then while it leads: each call must return the batch
+// as it was acknowledged, read from a healthy replica.
 func TestGetIntactFromTheDamagedNode(t *testing.T) {
 	t.Parallel()
 	cfgs := qxdtest.ClusterConfigs(t, 3)
@@ -91,36 +91,71 @@ func TestGetIntactFromTheDamagedNode(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(inProc.Close)
+	for _, role := range []string{"follower", "leader"} {
+		if role == "leader" {
+			// A Kafka fetch reads the leader's copy, through the leader's node.
+			leadOn(ctx, t, c.Conn(), r, cfgs[vi].Name)
+		}
+		checkThrough(ctx, t, role, cfgs[vi].Name, topic, damaged, marker, tcp, inProc)
+	}
+}
+
+// checkThrough checks GetIntact of sequence seq, the batch holding marker as its
+// sixth record, whose copy on node victim (playing role) is damaged, through a
+// TCP and an in-process connection to that node.
+func checkThrough(ctx context.Context, t *testing.T, role, victim, topic string, seq uint64, marker []byte, tcp, inProc *nats.Conn) {
+	t.Helper()
 	for _, conn := range []struct {
-		name string
-		nc   *nats.Conn
+		how string
+		nc  *nats.Conn
 	}{{"tcp", tcp}, {"in process", inProc}} {
 		rd := partition.NewReader(conn.nc, topic, 0, true)
+		name := fmt.Sprintf("%s %s, %s", role, victim, conn.how)
 		// The damage took, and the victim answers direct gets: its copy of the batch
 		// is served damaged or not at all, which direct gets through it see.
-		if !seesDamage(ctx, t, rd, damaged) {
-			t.Fatalf("%s: no direct get through node %s returned a damaged copy of sequence %d: the damage did not take", conn.name, cfgs[vi].Name, damaged)
+		if !seesDamage(ctx, t, rd, seq) {
+			t.Fatalf("%s: no direct get through node %s returned a damaged copy of sequence %d: the damage did not take", name, victim, seq)
 		}
 		// Direct gets through the victim are not all answered by the victim's own
 		// replica: nats-server spreads a client's request over the queue group's
 		// local subscriber and each other server holding one.
 		const tries = 300
-		if bad := damagedAnswers(ctx, rd, damaged, tries); bad > tries*2/3 {
-			t.Fatalf("%s: %d of %d direct gets through node %s returned its damaged copy, want about a third", conn.name, bad, tries, cfgs[vi].Name)
+		if bad := damagedAnswers(ctx, rd, seq, tries); bad > tries*2/3 {
+			t.Fatalf("%s: %d of %d direct gets through node %s returned its damaged copy, want about a third", name, bad, tries, victim)
 		} else {
-			t.Logf("%s: %d of %d direct gets through node %s returned its damaged copy", conn.name, bad, tries, cfgs[vi].Name)
+			t.Logf("%s: %d of %d direct gets through node %s returned its damaged copy", name, bad, tries, victim)
 		}
-		for i := range 10 {
-			m, err := rd.GetIntact(ctx, damaged, 3)
+		for call := range 10 {
+			m, err := rd.GetIntact(ctx, seq, 3)
 			if err != nil {
-				t.Fatalf("%s: GetIntact(%d) through node %s, call %d: %v", conn.name, damaged, cfgs[vi].Name, i+1, err)
+				t.Fatalf("%s: GetIntact(%d) through node %s, call %d: %v", name, seq, victim, call+1, err)
 			}
 			recs, err := semantics.DecodeRecords(nil, m.Data, topic, 0)
 			if err != nil || len(recs) != 10 || !bytes.Equal(recs[5].Value, marker) {
-				t.Fatalf("%s: GetIntact(%d) through node %s returned %d records (%v), not the batch acknowledged", conn.name, damaged, cfgs[vi].Name, len(recs), err)
+				t.Fatalf("%s: GetIntact(%d) through node %s returned %d records (%v), not the batch acknowledged", name, seq, victim, len(recs), err)
 			}
 		}
 	}
+}
+
+// leadOn moves the partition's leadership to node, through nc, and waits until
+// node leads it.
+func leadOn(ctx context.Context, t *testing.T, nc *nats.Conn, r *partition.Reader, node string) {
+	t.Helper()
+	req, _ := json.Marshal(map[string]any{"placement": map[string]string{"preferred": node}})
+	var last string
+	for range 30 {
+		st, err := r.StreamInfo(ctx)
+		if err == nil && st.Leader == node {
+			return
+		}
+		last = fmt.Sprintf("leader %q (%v)", st.Leader, err)
+		if _, err := nc.RequestWithContext(ctx, "$JS.API.STREAM.LEADER.STEPDOWN."+r.Stream, req); err != nil {
+			last += fmt.Sprintf(", step down: %v", err)
+		}
+		time.Sleep(time.Second)
+	}
+	t.Fatalf("node %s does not lead %s: %s", node, r.Stream, last)
 }
 
 // seesDamage reports whether a direct get of seq through rd returns a copy that
