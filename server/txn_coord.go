@@ -652,15 +652,14 @@ func (c *txnCoordinator) EndTxnBumping(ctx context.Context, id string, pid int64
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	want, done := semantics.TxnPrepareAbort, semantics.TxnCompleteAbort
+	want := semantics.TxnPrepareAbort
 	if commit {
-		want, done = semantics.TxnPrepareCommit, semantics.TxnCompleteCommit
+		want = semantics.TxnPrepareCommit
 	}
 	verb := map[bool]string{true: "commit", false: "abort"}[commit]
-	if l := e.rec.Ended; l != nil && e.rev != 0 && l.ProducerID == pid && l.Epoch == epoch &&
-		(e.rec.State == want || e.rec.State == done || e.rec.State == semantics.TxnPrepareCommit || e.rec.State == semantics.TxnPrepareAbort ||
-			e.rec.State == semantics.TxnCompleteCommit || e.rec.State == semantics.TxnCompleteAbort) {
-		// A retry of the end that bumped the epoch.
+	if l := e.rec.Ended; l != nil && e.rev != 0 && l.ProducerID == pid && l.Epoch == epoch {
+		// A retry of the end that bumped the epoch (Ended is cleared when
+		// anything else changes the producer or starts a transaction).
 		if l.Commit != commit {
 			return -1, -1, semantics.Errorf(semantics.ErrInvalidTxnState,
 				"transactional id %q: producer %d epoch %d ended its transaction with %s, not %s", id, pid, epoch,
