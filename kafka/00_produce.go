@@ -3,6 +3,7 @@ package kafka
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"time"
 
@@ -19,10 +20,10 @@ import (
 // no weaker acknowledgement than all. acks=0 gets no answer. From v10 a
 // partition answered NOT_LEADER_OR_FOLLOWER names its leader (KIP-951). v11
 // (KIP-890 part 1) changes nothing on the wire: it lets a broker answer
-// TRANSACTION_ABORTABLE, which qxd has no need to. v12 is not advertised: a
-// transactional producer sending it expects the partition added to its
-// transaction implicitly (KIP-890 part 2, transaction.version 2), which the
-// transaction coordinator does not do; v13 (topic ids) comes after it.
+// TRANSACTION_ABORTABLE, which qxd has no need to. From v12 (KIP-890 part 2,
+// transaction.version 2) a transactional produce adds its partitions to the
+// transaction at the coordinator before they are appended (addProduced); v13
+// (topic ids) is not advertised.
 func handleProduce(ctx context.Context, c *conn, kreq kmsg.Request) func() kmsg.Response {
 	req := kreq.(*kmsg.ProduceRequest)
 	resp := req.ResponseKind().(*kmsg.ProduceResponse)
@@ -33,6 +34,10 @@ func handleProduce(ctx context.Context, c *conn, kreq kmsg.Request) func() kmsg.
 	}
 	var all []pending
 	ctx, cancel := context.WithTimeout(ctx, produceTimeout(req.TimeoutMillis))
+	refused := map[semantics.TopicPartition]error{}
+	if req.Version >= 12 {
+		refused = addProduced(ctx, c, req)
+	}
 	for _, t := range req.Topics {
 		rt := kmsg.NewProduceResponseTopic()
 		rt.Topic = t.Topic
@@ -52,6 +57,9 @@ func handleProduce(ctx context.Context, c *conn, kreq kmsg.Request) func() kmsg.
 				continue
 			}
 			batches, err := splitBatches(tp.Records)
+			if err == nil {
+				err = refused[semantics.TopicPartition{Topic: t.Topic, Partition: tp.Partition}]
+			}
 			if err != nil {
 				fail(code(err), err.Error())
 				continue
@@ -99,6 +107,58 @@ func handleProduce(ctx context.Context, c *conn, kreq kmsg.Request) func() kmsg.
 		}
 		return resp
 	}
+}
+
+// addProduced adds the partitions of a v12 request's transactional batches to
+// their transaction at the coordinator, one call per topic, and returns the
+// partitions it could not add, with why: they are not appended. It runs in the
+// read loop, before any batch of the request is handed to its writer, so that
+// no transactional batch is stored in a partition its transaction does not
+// hold (the coordinator would write it no marker).
+func addProduced(ctx context.Context, c *conn, req *kmsg.ProduceRequest) map[semantics.TopicPartition]error {
+	refused := map[semantics.TopicPartition]error{}
+	for _, t := range req.Topics {
+		var parts []semantics.TopicPartition
+		var pid int64
+		var epoch int16
+		for _, tp := range t.Partitions {
+			h, err := semantics.PeekBatchHeader(tp.Records)
+			if err != nil || !h.Transactional() {
+				continue
+			}
+			parts = append(parts, semantics.TopicPartition{Topic: t.Topic, Partition: tp.Partition})
+			pid, epoch = h.ProducerID, h.ProducerEpoch
+		}
+		if len(parts) == 0 {
+			continue
+		}
+		var err error
+		if req.TransactionID == nil || *req.TransactionID == "" {
+			err = semantics.Errorf(semantics.ErrInvalidTxnState,
+				"topic %q: a transactional batch in a produce request without a transactional id: set the request's transactional id", t.Topic)
+		}
+		if err == nil {
+			err = c.allowTopic(semantics.OpProduce, t.Topic)
+		}
+		var tb TxnBackend
+		if err == nil {
+			tb, err = c.txns()
+		}
+		if err == nil {
+			err = tb.AddProducedPartitions(ctx, *req.TransactionID, pid, epoch, parts)
+		}
+		if err == nil {
+			continue
+		}
+		if errors.Is(err, semantics.ErrProducerFenced) {
+			// Produce answers a fenced epoch as INVALID_PRODUCER_EPOCH.
+			err = semantics.Errorf(semantics.ErrInvalidProducerEpoch, "%s", err.Error())
+		}
+		for _, tp := range parts {
+			refused[tp] = err
+		}
+	}
+	return refused
 }
 
 // leaderHints tells a producer sent NOT_LEADER_OR_FOLLOWER where each partition's

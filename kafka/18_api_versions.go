@@ -32,8 +32,14 @@ func handleApiVersions(ctx context.Context, c *conn, kreq kmsg.Request) func() k
 	}
 }
 
+// transactionVersion is the feature that turns transactions v2 on (KIP-890
+// part 2); qxd finalizes it at 2.
+const transactionVersion = "transaction.version"
+
 // apiVersionsResponse lists the implemented APIs and their versions; the SASL
-// APIs only on a listener with SASL.
+// APIs only on a listener with SASL. From v3 it names the features: the feature
+// transaction.version is finalized at 2 (KIP-890 part 2), so clients use Produce
+// v12, EndTxn v5 and TxnOffsetCommit v5 for their transactions.
 func apiVersionsResponse(version int16, sasl bool) *kmsg.ApiVersionsResponse {
 	resp := kmsg.NewPtrApiVersionsResponse()
 	resp.SetVersion(version)
@@ -48,6 +54,15 @@ func apiVersionsResponse(version int16, sasl bool) *kmsg.ApiVersionsResponse {
 	for _, k := range keys {
 		a := apis[k]
 		resp.ApiKeys = append(resp.ApiKeys, kmsg.ApiVersionsResponseApiKey{ApiKey: k, MinVersion: a.min, MaxVersion: a.max})
+	}
+	if version >= 3 {
+		sf := kmsg.NewApiVersionsResponseSupportedFeature()
+		sf.Name, sf.MinVersion, sf.MaxVersion = transactionVersion, 0, 2
+		resp.SupportedFeatures = []kmsg.ApiVersionsResponseSupportedFeature{sf}
+		ff := kmsg.NewApiVersionsResponseFinalizedFeature()
+		ff.Name, ff.MinVersionLevel, ff.MaxVersionLevel = transactionVersion, 2, 2
+		resp.FinalizedFeatures = []kmsg.ApiVersionsResponseFinalizedFeature{ff}
+		resp.FinalizedFeaturesEpoch = 1 // the features never change
 	}
 	return resp
 }

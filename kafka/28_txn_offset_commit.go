@@ -8,8 +8,9 @@ import (
 	"github.com/qxd-io/qxd/semantics"
 )
 
-// TxnOffsetCommit records a group's offsets in a producer's transaction (v0–3):
-// the group sees them only when the transaction commits. Rights as for
+// TxnOffsetCommit records a group's offsets in a producer's transaction: the
+// group sees them only when the transaction commits. From v5 (KIP-890 part 2)
+// the commit adds its group to the transaction itself, as AddOffsetsToTxn does. Rights as for
 // OffsetCommit: the group and consume on every topic.
 func handleTxnOffsetCommit(ctx context.Context, c *conn, kreq kmsg.Request) func() kmsg.Response {
 	req := kreq.(*kmsg.TxnOffsetCommitRequest)
@@ -36,7 +37,12 @@ func handleTxnOffsetCommit(ctx context.Context, c *conn, kreq kmsg.Request) func
 				if req.Version >= 3 {
 					gen, member = req.Generation, req.MemberID
 				}
-				err = tb.TxnOffsetCommit(ctx, req.TransactionalID, req.ProducerID, req.ProducerEpoch, req.Group, gen, member, offs)
+				if req.Version >= 5 {
+					err = tb.AddOffsetsToTxn(ctx, req.TransactionalID, req.ProducerID, req.ProducerEpoch, req.Group)
+				}
+				if err == nil {
+					err = tb.TxnOffsetCommit(ctx, req.TransactionalID, req.ProducerID, req.ProducerEpoch, req.Group, gen, member, offs)
+				}
 			}
 		}
 		for _, t := range req.Topics {

@@ -29,8 +29,16 @@ type TxnBackend interface {
 	// TxnOffsetCommit records offsets of group in the transaction of id, stored in
 	// the group when it commits.
 	TxnOffsetCommit(ctx context.Context, id string, pid int64, epoch int16, group string, generation int32, member string, offsets []TxnOffset) error
-	// EndTxn commits or aborts the transaction of id.
-	EndTxn(ctx context.Context, id string, pid int64, epoch int16, commit bool) error
+	// AddProducedPartitions adds partitions to the transaction of id from the
+	// node a transactional produce came to (Produce v12, KIP-890 part 2): on
+	// whichever node coordinates transactions.
+	AddProducedPartitions(ctx context.Context, id string, pid int64, epoch int16, parts []semantics.TopicPartition) error
+	// EndTxn commits or aborts the transaction of id and returns the producer id
+	// and epoch of the producer's next transaction. With bump (EndTxn v5, KIP-890
+	// part 2) the end bumps the epoch, a retry at the ended epoch is answered as
+	// done and an abort with no transaction is taken; without, they are pid and
+	// epoch unchanged.
+	EndTxn(ctx context.Context, id string, pid int64, epoch int16, commit, bump bool) (int64, int16, error)
 	// DescribeTxn returns the state of transactional id.
 	DescribeTxn(ctx context.Context, id string) (semantics.TxnDescription, error)
 	// PendingTxnOffsets returns the partitions of group whose offsets a

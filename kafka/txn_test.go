@@ -196,14 +196,22 @@ func seedClient(t *testing.T, seeds []string, opts ...kgo.Opt) *kgo.Client {
 // consume-transform-produce pipeline of three members over a partitioned input;
 // one member is killed in the middle of a transaction. The read-committed output
 // holds exactly one copy of every input record, each key's records in order, and
-// the group's committed offsets are the input's ends.
+// the group's committed offsets are the input's ends. The members run
+// transactions v2 (KIP-890 part 2): Produce v12, TxnOffsetCommit v5 and EndTxn
+// v5, never AddPartitionsToTxn or AddOffsetsToTxn.
 func TestKafkaExactlyOncePipeline(t *testing.T) {
 	t.Parallel()
 	n, c := startNode(t)
 	qxdtest.CreateTopic(t, c, "eos-in", qxd.TopicConfig{Partitions: 3})
 	qxdtest.CreateTopic(t, c, "eos-out", qxd.TopicConfig{Partitions: 3})
 	ctx := ctxFor(t, 90*time.Second)
-	runPipeline(ctx, t, []string{n.KafkaAddr()}, 60, 25, 4*time.Second, true, nil)
+	var log versionLog
+	runPipeline(ctx, t, []string{n.KafkaAddr()}, 60, 25, 4*time.Second, true, nil, kgo.WithLogger(&log))
+	for name, want := range map[string]int16{"Produce": 12, "TxnOffsetCommit": 5, "EndTxn": 5, "AddPartitionsToTxn": -1, "AddOffsetsToTxn": -1} {
+		if got := log.max(name); got != want {
+			t.Errorf("%s was answered at v%d at most, want v%d (-1: never)", name, got, want)
+		}
+	}
 }
 
 // runPipeline runs the exactly-once pipeline of TestKafkaExactlyOncePipeline
@@ -211,7 +219,7 @@ func TestKafkaExactlyOncePipeline(t *testing.T) {
 // seeds: member 0 is killed in the middle of a transaction when killMember, and
 // midRun, when set, is called once a third of the input is processed. It checks
 // the read-committed output.
-func runPipeline(ctx context.Context, t *testing.T, seeds []string, perKey, perRound int, txnTimeout time.Duration, killMember bool, midRun func()) {
+func runPipeline(ctx context.Context, t *testing.T, seeds []string, perKey, perRound int, txnTimeout time.Duration, killMember bool, midRun func(), extra ...kgo.Opt) {
 	t.Helper()
 	const keys = 30
 	var processed atomic.Int64
@@ -242,7 +250,7 @@ func runPipeline(ctx context.Context, t *testing.T, seeds []string, perKey, perR
 			kgo.FetchMaxWait(200 * time.Millisecond), kgo.MaxBufferedRecords(100), kgo.FetchMaxBytes(4 << 10),
 			kgo.Dialer(d.dial), kgo.RetryTimeout(30 * time.Second),
 		}
-		s, err := kgo.NewGroupTransactSession(opts...)
+		s, err := kgo.NewGroupTransactSession(append(opts, extra...)...)
 		if err != nil {
 			t.Error(err)
 			return false

@@ -2,7 +2,12 @@ package server
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
 	"time"
+
+	"github.com/nats-io/nats.go"
 
 	"github.com/qxd-io/qxd/kafka"
 	"github.com/qxd-io/qxd/semantics"
@@ -49,9 +54,38 @@ func (b *kafkaBackend) TxnOffsetCommit(ctx context.Context, id string, pid int64
 	return b.n.Transactions().CommitOffsets(ctx, id, pid, epoch, group, generation, member, out)
 }
 
+// AddProducedPartitions implements kafka.TxnBackend: on the coordinating node
+// the call is local; elsewhere it is sent to the coordinator's NATS door, as
+// the SDK's producers send theirs.
+func (b *kafkaBackend) AddProducedPartitions(ctx context.Context, id string, pid int64, epoch int16, parts []semantics.TopicPartition) error {
+	err := b.n.Transactions().AddPartitions(ctx, id, pid, epoch, parts)
+	if !errors.Is(err, semantics.ErrNotCoordinator) {
+		return err
+	}
+	body, err := json.Marshal(semantics.TxnRequest{TransactionalID: id, ProducerID: pid, Epoch: epoch, Partitions: parts})
+	if err != nil {
+		return err
+	}
+	m, err := b.nc.RequestWithContext(ctx, semantics.TxnSubject(semantics.TxnAddPartitions, id), body)
+	if errors.Is(err, nats.ErrNoResponders) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) {
+		return semantics.Errorf(semantics.ErrNotCoordinator, "add partitions to transaction %q: no node coordinates transactions now; retry", id)
+	}
+	if err != nil {
+		return fmt.Errorf("add partitions to transaction %q: %w", id, err)
+	}
+	var resp semantics.TxnResponse
+	if err := json.Unmarshal(m.Data, &resp); err != nil {
+		return fmt.Errorf("add partitions to transaction %q: the coordinator answered malformed JSON: %w", id, err)
+	}
+	return resp.Failure()
+}
+
 // EndTxn implements kafka.TxnBackend.
-func (b *kafkaBackend) EndTxn(ctx context.Context, id string, pid int64, epoch int16, commit bool) error {
-	return b.n.Transactions().EndTxn(ctx, id, pid, epoch, commit)
+func (b *kafkaBackend) EndTxn(ctx context.Context, id string, pid int64, epoch int16, commit, bump bool) (int64, int16, error) {
+	if bump {
+		return b.n.Transactions().EndTxnBumping(ctx, id, pid, epoch, commit)
+	}
+	return pid, epoch, b.n.Transactions().EndTxn(ctx, id, pid, epoch, commit)
 }
 
 // DescribeTxn implements kafka.TxnBackend.

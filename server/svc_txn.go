@@ -84,6 +84,17 @@ func (t *Transactions) EndTxn(ctx context.Context, id string, pid int64, epoch i
 	return c.EndTxn(ctx, id, pid, epoch, commit)
 }
 
+// EndTxnBumping commits or aborts the transaction of id as Kafka's EndTxn v5
+// does (KIP-890 part 2): the epoch is bumped by the end, and the producer id and
+// epoch of the producer's next transaction are returned.
+func (t *Transactions) EndTxnBumping(ctx context.Context, id string, pid int64, epoch int16, commit bool) (int64, int16, error) {
+	c, err := t.current()
+	if err != nil {
+		return -1, -1, err
+	}
+	return c.EndTxnBumping(ctx, id, pid, epoch, commit)
+}
+
 // Describe returns transactional id's state; TRANSACTIONAL_ID_NOT_FOUND when the
 // coordinator does not know it.
 func (t *Transactions) Describe(id string) (semantics.TxnDescription, error) {

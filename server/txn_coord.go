@@ -39,6 +39,20 @@ type txnRecord struct {
 	Groups     []txnGroup                 `json:"groups,omitempty"`
 	Started    int64                      `json:"started,omitempty"` // Unix ms
 	Updated    int64                      `json:"updated"`
+	// Ended is the producer's identity in the transaction whose end bumped the
+	// epoch (Kafka's EndTxn v5), kept while that end is being completed or is the
+	// last thing that happened, so that a retried end is answered as done.
+	Ended *txnEnd `json:"ended,omitempty"`
+	// NextProducerID is the producer id the producer goes on with once an end
+	// that used the epoch's last value completes (0: none).
+	NextProducerID int64 `json:"next_producer_id,omitempty"`
+}
+
+// txnEnd is the producer id and epoch a bumping end was asked with.
+type txnEnd struct {
+	ProducerID int64 `json:"producer_id"`
+	Epoch      int16 `json:"epoch"`
+	Commit     bool  `json:"commit"`
 }
 
 // txnGroup is a group added to the transaction and the offsets committed in it,
@@ -409,6 +423,7 @@ func (c *txnCoordinator) InitProducerID(ctx context.Context, id string, timeout 
 	}
 	e.rec.TimeoutMs = int32(timeout / time.Millisecond)
 	e.rec.State = semantics.TxnEmpty
+	e.rec.Ended = nil
 	if err := c.saveLocked(ctx, e); err != nil {
 		return -1, -1, err
 	}
@@ -418,6 +433,7 @@ func (c *txnCoordinator) InitProducerID(ctx context.Context, id string, timeout 
 // abortFencingLocked bumps e's epoch and aborts its ongoing transaction with the new
 // epoch, so every partition of it refuses the old one. Called with e.mu held.
 func (c *txnCoordinator) abortFencingLocked(ctx context.Context, e *txnEntry) error {
+	e.rec.Ended = nil
 	if e.rec.Epoch >= math.MaxInt16-1 {
 		// No epoch left to fence with: abort with this one; the next
 		// InitProducerId gives a new producer id.
@@ -441,7 +457,7 @@ func beginLocked(e *txnEntry) error {
 	default:
 		e.rec.State = semantics.TxnOngoing
 		e.rec.Started = time.Now().UnixMilli()
-		e.rec.Partitions, e.rec.Groups = nil, nil
+		e.rec.Partitions, e.rec.Groups, e.rec.Ended = nil, nil, nil
 	}
 	return nil
 }
@@ -607,7 +623,12 @@ func (c *txnCoordinator) EndTxn(ctx context.Context, id string, pid int64, epoch
 		return semantics.Errorf(semantics.ErrInvalidTxnState,
 			"transactional id %q is %s: it has no ongoing transaction to %s", id, e.rec.State, map[bool]string{true: "commit", false: "abort"}[commit])
 	}
-	// The decision is stored: finish it even if the client goes away meanwhile.
+	return c.finishLocked(ctx, e)
+}
+
+// finishLocked completes e's stored decision: even if the client goes away
+// meanwhile, within ctx's deadline or endTxnWait. Called with e.mu held.
+func (c *txnCoordinator) finishLocked(ctx context.Context, e *txnEntry) error {
 	deadline, ok := ctx.Deadline()
 	if !ok {
 		deadline = time.Now().Add(endTxnWait)
@@ -615,6 +636,72 @@ func (c *txnCoordinator) EndTxn(ctx context.Context, id string, pid int64, epoch
 	cctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), deadline)
 	defer cancel()
 	return c.completeLocked(cctx, e)
+}
+
+// EndTxnBumping is Kafka's EndTxn v5 (KIP-890 part 2, transaction.version 2):
+// the end bumps the producer's epoch, its markers carry the new epoch (so every
+// partition of the transaction refuses the old one), and it returns the producer
+// id and epoch of the next transaction — a new producer id, epoch 0, when the
+// epoch has no value left. A retry at the ended epoch is answered as done with
+// the new ones; an abort with no ongoing transaction is taken (it bumps the
+// epoch and writes no marker), a commit is INVALID_TXN_STATE.
+func (c *txnCoordinator) EndTxnBumping(ctx context.Context, id string, pid int64, epoch int16, commit bool) (int64, int16, error) {
+	e, err := c.existing(id)
+	if err != nil {
+		return -1, -1, err
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	want := semantics.TxnPrepareAbort
+	if commit {
+		want = semantics.TxnPrepareCommit
+	}
+	verb := map[bool]string{true: "commit", false: "abort"}[commit]
+	if l := e.rec.Ended; l != nil && e.rev != 0 && l.ProducerID == pid && l.Epoch == epoch {
+		// A retry of the end that bumped the epoch (Ended is cleared when
+		// anything else changes the producer or starts a transaction).
+		if l.Commit != commit {
+			return -1, -1, semantics.Errorf(semantics.ErrInvalidTxnState,
+				"transactional id %q: producer %d epoch %d ended its transaction with %s, not %s", id, pid, epoch,
+				map[bool]string{true: "a commit", false: "an abort"}[l.Commit], verb)
+		}
+		if e.rec.State == want {
+			if err := c.finishLocked(ctx, e); err != nil {
+				return -1, -1, err
+			}
+		}
+		return e.rec.ProducerID, e.rec.Epoch, nil
+	}
+	if err := checkLocked(e, pid, epoch); err != nil {
+		return -1, -1, err
+	}
+	switch e.rec.State {
+	case semantics.TxnOngoing:
+	case semantics.TxnEmpty, semantics.TxnCompleteCommit, semantics.TxnCompleteAbort:
+		if commit {
+			return -1, -1, semantics.Errorf(semantics.ErrInvalidTxnState,
+				"transactional id %q is %s: it has no ongoing transaction to commit", id, e.rec.State)
+		}
+		e.rec.Partitions, e.rec.Groups = nil, nil // an abort of an empty transaction
+	default:
+		return -1, -1, semantics.Errorf(semantics.ErrConcurrentTransactions,
+			"transactional id %q: the previous transaction is still being completed; retry", id)
+	}
+	e.rec.Ended = &txnEnd{ProducerID: pid, Epoch: epoch, Commit: commit}
+	if epoch >= math.MaxInt16-1 {
+		// The markers take the epoch's last value; the producer goes on with a
+		// new producer id.
+		e.rec.NextProducerID = rand.Int64N(math.MaxInt64-1) + 1
+	}
+	e.rec.Epoch = epoch + 1
+	e.rec.State = want
+	if err := c.saveLocked(ctx, e); err != nil {
+		return -1, -1, err
+	}
+	if err := c.finishLocked(ctx, e); err != nil {
+		return -1, -1, err
+	}
+	return e.rec.ProducerID, e.rec.Epoch, nil
 }
 
 // endTxnWait bounds how long EndTxn finishes a transaction's end itself before
@@ -651,6 +738,9 @@ func (c *txnCoordinator) completeLocked(ctx context.Context, e *txnEntry) error 
 		e.rec.State = semantics.TxnCompleteCommit
 	}
 	e.rec.Partitions, e.rec.Groups, e.rec.Started = nil, nil, 0
+	if e.rec.NextProducerID != 0 {
+		e.rec.ProducerID, e.rec.Epoch, e.rec.NextProducerID = e.rec.NextProducerID, 0, 0
+	}
 	return c.saveLocked(ctx, e)
 }
 

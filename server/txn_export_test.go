@@ -31,3 +31,20 @@ func (t *Transactions) DecideEndAndHalt(ctx context.Context, id string, pid int6
 	}
 	return c.saveLocked(ctx, e)
 }
+
+// SetTxnEpoch stores epoch as the current one of transactional id's producer,
+// as that many bumps would have.
+func (t *Transactions) SetTxnEpoch(ctx context.Context, id string, epoch int16) error {
+	c, err := t.current()
+	if err != nil {
+		return err
+	}
+	e, err := c.existing(id)
+	if err != nil {
+		return err
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.rec.Epoch = epoch
+	return c.saveLocked(ctx, e)
+}
