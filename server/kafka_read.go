@@ -490,7 +490,11 @@ func (b *kafkaBackend) readBatches(ctx context.Context, r *partition.Reader, t s
 	default:
 		hit = false
 		found := false
-		seq, found, err = semantics.FindOffset(ctx, r, offs.FirstSeq, offs.LastSeq, offset)
+		var src semantics.BatchSource = r
+		if !t.Config.Compact {
+			src = r.Gapless(offs.StreamState)
+		}
+		seq, found, err = semantics.FindOffset(ctx, src, offs.FirstSeq, offs.LastSeq, offset)
 		if err != nil {
 			return nil, next, fmt.Errorf("fetch %s: find the batch of offset %d: %w", part, offset, err)
 		}

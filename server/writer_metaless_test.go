@@ -18,6 +18,7 @@ import (
 	"github.com/qxd-io/qxd"
 	"github.com/qxd-io/qxd/internal/partition"
 	"github.com/qxd-io/qxd/internal/qxdtest"
+	"github.com/qxd-io/qxd/kafka"
 	"github.com/qxd-io/qxd/semantics"
 	"github.com/qxd-io/qxd/server"
 )
@@ -38,11 +39,18 @@ type metaless struct {
 	nc       *nats.Conn   // connected to leader and follower
 }
 
-// startMetaless starts the cluster and creates topic with one partition of three
-// replicas and cfg's other settings; the meta group still has its leader.
-func startMetaless(t *testing.T, topic string, cfg qxd.TopicConfig) *metaless {
+// startMetaless starts the cluster (with Kafka listeners when kafka is set) and
+// creates topic with one partition of three replicas and cfg's other settings;
+// the meta group still has its leader.
+func startMetaless(t *testing.T, topic string, cfg qxd.TopicConfig, kafka bool) *metaless {
 	t.Helper()
-	nodes := qxdtest.StartCluster(t, qxdtest.ClusterConfigs(t, 5))
+	cfgs := qxdtest.ClusterConfigs(t, 5)
+	for i := range cfgs {
+		if kafka {
+			cfgs[i].KafkaListen = "127.0.0.1:0"
+		}
+	}
+	nodes := qxdtest.StartCluster(t, cfgs)
 	ctx := qxdtest.Context(t, 120*time.Second)
 	c, err := qxd.Connect(ctx, qxdtest.ClientURLs(nodes))
 	if err != nil {
@@ -186,7 +194,7 @@ func (m *metaless) moveLeader() time.Time {
 func TestWriterLoadsWithoutMetaLeader(t *testing.T) {
 	t.Parallel()
 	const topic = "metaless"
-	m := startMetaless(t, topic, qxd.TopicConfig{})
+	m := startMetaless(t, topic, qxd.TopicConfig{}, false)
 	ctx := m.ctx
 
 	pid := int64(91)
@@ -275,7 +283,7 @@ func TestWriterLoadsWithoutMetaLeader(t *testing.T) {
 func TestCompactedWriterLoadsWithoutMetaLeader(t *testing.T) {
 	t.Parallel()
 	const topic = "metaless-compact"
-	m := startMetaless(t, topic, qxd.TopicConfig{Compact: true})
+	m := startMetaless(t, topic, qxd.TopicConfig{Compact: true}, false)
 	ctx := m.ctx
 
 	pid := int64(92)
@@ -345,5 +353,46 @@ func TestCompactedWriterLoadsWithoutMetaLeader(t *testing.T) {
 	// b@5 (offset 4), c@7 (6), d@8 (7), a@9 (8).
 	if want := []string{"4@5", "6@7", "7@8", "8@9"}; !slices.Equal(got, want) {
 		t.Fatalf("held batches (offset@sequence): %v, want %v", got, want)
+	}
+}
+
+// TestKafkaReadWithoutMetaLeader fetches from the middle of a partition over the
+// Kafka listener while JetStream's meta group has no leader (see metaless): the
+// search for the batch holding the offset reads exact sequences, which replicas
+// answer, where the leader's message gets are refused.
+func TestKafkaReadWithoutMetaLeader(t *testing.T) {
+	t.Parallel()
+	const topic = "metaless-read"
+	m := startMetaless(t, topic, qxd.TopicConfig{}, true)
+	ctx := m.ctx
+	values := []string{"a", "b", "c", "d", "e", "f", "g"}
+	for i, v := range values {
+		b := buildBatch(t, semantics.ProducerInfo{ID: 93, Epoch: 0, BaseSequence: int32(i)}, v)
+		if off, err := m.produce(b, time.Now().Add(30*time.Second)); off != int64(i) {
+			t.Fatalf("append %s: offset %d, %v", v, off, err)
+		}
+	}
+	m.dropMetaLeader()
+	// Not the first batch nor the last: a search over the stored batches.
+	const from = 3
+	var res kafka.ReadResult
+	var err error
+	for _, n := range []*server.Node{m.leader, m.follower} {
+		if res, err = n.KafkaRead(ctx, topic, 0, from, 1<<20); err != nil {
+			t.Fatalf("read offset %d on %s with no meta leader: %v", from, n.Name(), err)
+		}
+		if res.LogStart != 0 || res.HighWatermark != int64(len(values)) || len(res.Batches) != len(values)-from {
+			t.Fatalf("read offset %d on %s: log start %d, high watermark %d, %d batches (want 0, %d, %d)",
+				from, n.Name(), res.LogStart, res.HighWatermark, len(res.Batches), len(values), len(values)-from)
+		}
+		for i, b := range res.Batches {
+			h, err := semantics.PeekBatchHeader(b)
+			if err != nil || h.BaseOffset != int64(from+i) {
+				t.Fatalf("batch %d read on %s: base offset %d, %v (want %d)", i, n.Name(), h.BaseOffset, err, from+i)
+			}
+		}
+	}
+	if _, err := partition.NewReader(m.nc, topic, 0, false).Get(ctx, 1); !errors.Is(err, partition.ErrNoMetaLeader) {
+		t.Fatalf("leader message get: %v (want ErrNoMetaLeader: the meta group still has no leader)", err)
 	}
 }

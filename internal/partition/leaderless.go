@@ -243,3 +243,37 @@ func (r *Reader) LeaderHeld(ctx context.Context) (Held, error) {
 	}
 	return h, nil
 }
+
+// Gapless returns r as a semantics.BatchSource for a stream that holds a message
+// at every sequence from st.FirstSeq to st.LastSeq (a topic that is not
+// compacted; st is the stream leader's state): there the first message at or
+// after a sequence is the one at exactly it, which GetAt reads from any replica
+// that holds it, so offset lookups work while JetStream's meta group has no
+// leader. Outside that range, or where nothing is stored at the sequence (a
+// damaged store), it asks the leader as Reader.BatchAtOrAfter does.
+func (r *Reader) Gapless(st StreamState) semantics.BatchSource {
+	return gapless{r: r, first: st.FirstSeq, last: st.LastSeq}
+}
+
+type gapless struct {
+	r           *Reader
+	first, last uint64
+}
+
+func (g gapless) BatchAtOrAfter(ctx context.Context, seq uint64) (uint64, semantics.BatchHeader, error) {
+	if seq = max(seq, g.first); seq > g.last || g.first == 0 {
+		return g.r.BatchAtOrAfter(ctx, seq)
+	}
+	m, err := g.r.GetAt(ctx, seq)
+	if errors.Is(err, semantics.ErrNoBatch) {
+		return g.r.BatchAtOrAfter(ctx, seq)
+	}
+	if err != nil {
+		return 0, semantics.BatchHeader{}, err
+	}
+	h, err := semantics.PeekBatchHeader(m.Data)
+	if err != nil {
+		return 0, semantics.BatchHeader{}, fmt.Errorf("partition %s: message %d: %w", g.r.name(), m.Seq, err)
+	}
+	return m.Seq, h, nil
+}
