@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 
+	"github.com/qxd-io/qxd/kafka"
 	"github.com/qxd-io/qxd/semantics"
 )
 
@@ -20,4 +21,10 @@ func (a *Admin) VerifyOnNode(ctx context.Context, topic string, p int32, node st
 		return semantics.VerifyPartitionResponse{}, err
 	}
 	return a.verifyOn(ctx, t, p, node)
+}
+
+// KafkaRead exposes the Kafka listener's fetch read to the tests: what a fetch of
+// partition p of topic from offset is answered with, on node n.
+func (n *Node) KafkaRead(ctx context.Context, topic string, p int32, offset int64, maxBytes int) (kafka.ReadResult, error) {
+	return n.kafka.b.Read(ctx, topic, p, offset, maxBytes)
 }

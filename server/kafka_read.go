@@ -405,15 +405,15 @@ func (b *kafkaBackend) readEnds(ctx context.Context, r *partition.Reader, t sema
 	}
 	known := b.reads.ends(r.Stream, t.ID)
 	if known.firstSeq != st.FirstSeq || known.firstBatch == 0 {
-		m, direct := b.edgeBatch(ctx, r, t, st.FirstSeq)
+		m, exact := b.edgeBatch(ctx, r, t, st.FirstSeq)
 		var seq uint64
 		var h semantics.BatchHeader
-		if direct {
+		if exact {
 			seq = m.Seq
 			h, err = semantics.PeekBatchHeader(m.Data)
-			direct = err == nil
+			exact = err == nil
 		}
-		if !direct {
+		if !exact {
 			if seq, h, err = r.BatchAtOrAfter(ctx, st.FirstSeq); err != nil {
 				return partition.Offsets{}, -1, err
 			}
@@ -422,8 +422,8 @@ func (b *kafkaBackend) readEnds(ctx context.Context, r *partition.Reader, t sema
 		b.reads.setFirst(r.Stream, t.ID, st.FirstSeq, seq, h.BaseOffset)
 	}
 	if known.lastSeq != st.LastSeq {
-		m, direct := b.edgeBatch(ctx, r, t, st.LastSeq)
-		if !direct {
+		m, exact := b.edgeBatch(ctx, r, t, st.LastSeq)
+		if !exact {
 			if m, err = r.GetLast(ctx); err != nil {
 				return partition.Offsets{}, -1, err
 			}
@@ -451,20 +451,23 @@ func (b *kafkaBackend) readEnds(ctx context.Context, r *partition.Reader, t sema
 }
 
 // edgeBatch reads the batch stored at exactly seq, one of the stream's ends the
-// leader's state names, with a direct get: raw bytes, where the leader's message
-// get answers JSON with the whole batch in base64 (a read of a few hundred KiB
-// encoded, sent and decoded again for the dozen header bytes wanted). A message
-// at a sequence never changes, so whichever copy answers gives the leader's
-// bytes; a copy that does not hold the batch at seq (one behind, or a compacted
-// topic's end that is not a batch) answers false, and the caller asks the leader.
+// leader's state names, with partition.Reader.GetAt: a direct get first (raw
+// bytes, where the leader's message get answers JSON with the whole batch in
+// base64, a read of a few hundred KiB encoded, sent and decoded again for the
+// dozen header bytes wanted), the leader when the copy that answered does not
+// hold seq, and other copies again while JetStream's meta group has no leader
+// and the leader's message get is refused. A message at a sequence never
+// changes, so whichever copy answers gives the leader's bytes. It answers false
+// when none is read (nothing stored at seq: a compacted topic's end that is not
+// a batch, a damaged store), and the caller asks the leader for the nearest.
 // Compacted topics always ask the leader: their copies may keep messages the
 // leader has already removed.
 func (b *kafkaBackend) edgeBatch(ctx context.Context, r *partition.Reader, t semantics.TopicMeta, seq uint64) (partition.Msg, bool) {
 	if t.Config.Compact {
 		return partition.Msg{}, false
 	}
-	m, err := partition.NewReader(b.nc, r.Topic, r.P, true).Get(ctx, seq)
-	if err != nil || m.Seq != seq {
+	m, err := r.GetAt(ctx, seq)
+	if err != nil {
 		return partition.Msg{}, false
 	}
 	return m, true
@@ -487,7 +490,11 @@ func (b *kafkaBackend) readBatches(ctx context.Context, r *partition.Reader, t s
 	default:
 		hit = false
 		found := false
-		seq, found, err = semantics.FindOffset(ctx, r, offs.FirstSeq, offs.LastSeq, offset)
+		var src semantics.BatchSource = r
+		if !t.Config.Compact {
+			src = r.Gapless(offs.StreamState)
+		}
+		seq, found, err = semantics.FindOffset(ctx, src, offs.FirstSeq, offs.LastSeq, offset)
 		if err != nil {
 			return nil, next, fmt.Errorf("fetch %s: find the batch of offset %d: %w", part, offset, err)
 		}

@@ -374,7 +374,8 @@ func (w *writer) load(ctx context.Context) error {
 		}
 		producers[id] = ps
 	}
-	epoch, err := w.leaderEpoch(ctx, st)
+	replayAt := w.replayer(st)
+	epoch, err := w.leaderEpoch(ctx, st, replayAt)
 	if err != nil {
 		return err
 	}
@@ -389,7 +390,7 @@ func (w *writer) load(ctx context.Context) error {
 		maxTS = *ck.MaxTimestamp
 	}
 	for seq := from; seq <= st.LastSeq && st.Msgs > 0; {
-		m, err := w.replayAt(ctx, seq)
+		m, err := replayAt(ctx, seq)
 		if errors.Is(err, semantics.ErrNoBatch) {
 			break
 		}
@@ -456,22 +457,57 @@ func (w *writer) load(ctx context.Context) error {
 	return nil
 }
 
-// replayAt returns the first message stored at sequence seq or after it, as the
-// stream leader stores it, or semantics.ErrNoBatch. A topic that is not compacted
-// holds a message at every sequence from its first to its last, so the one at
-// exactly seq is read, from any replica that holds it (partition.Reader.GetAt):
-// that works while JetStream's meta group has no leader, when the leader's
-// message get is refused. A compacted topic's replica may hold a message the
-// leader has removed, and a gap is usual there: the leader is asked.
-func (w *writer) replayAt(ctx context.Context, seq uint64) (partition.Msg, error) {
+// replayer returns the load's reader of the log after the checkpoint: it gives
+// the first message stored at sequence seq or after it, up to st.LastSeq, as the
+// stream leader stores it, or semantics.ErrNoBatch. It works while JetStream's
+// meta group has no leader, when the leader's message get is refused (see
+// partition.ErrNoMetaLeader), by reading exact sequences, which any replica that
+// holds one answers with the leader's bytes (partition.Reader.GetAt: a message at
+// a sequence never changes).
+//
+// A topic that is not compacted holds a message at every sequence from its first
+// to its last, so the one at exactly seq is read. A compacted topic's gaps are
+// usual, and a replica behind the leader may still hold a message the leader has
+// removed: while the leader's get is refused, the sequences read are those the
+// leader's own state lists as held (partition.Reader.LeaderHeld, read once per
+// load), so the replay reads exactly the messages the leader's gets would.
+func (w *writer) replayer(st partition.StreamState) func(context.Context, uint64) (partition.Msg, error) {
 	if !w.cfg.Load().Compact {
-		m, err := w.reader.GetAt(ctx, seq)
-		if !errors.Is(err, semantics.ErrNoBatch) {
+		return func(ctx context.Context, seq uint64) (partition.Msg, error) {
+			m, err := w.reader.GetAt(ctx, seq)
+			if !errors.Is(err, semantics.ErrNoBatch) {
+				return m, err
+			}
+			// Nothing at seq (a damaged store lost it): the next one.
+			return w.reader.Get(ctx, seq)
+		}
+	}
+	var held *partition.Held
+	return func(ctx context.Context, seq uint64) (partition.Msg, error) {
+		if held == nil {
+			m, err := w.reader.Get(ctx, seq)
+			if !errors.Is(err, partition.ErrNoMetaLeader) {
+				return m, err
+			}
+			h, err := w.reader.LeaderHeld(ctx)
+			if err != nil {
+				return partition.Msg{}, err
+			}
+			if h.LastSeq < st.LastSeq {
+				return partition.Msg{}, semantics.Errorf(semantics.ErrNotLeader,
+					"partition %s: the stream's leader lists sequences up to %d, its state said %d: it changed during the load", w.name(), h.LastSeq, st.LastSeq)
+			}
+			held = &h
+		}
+		for at, ok := held.Next(seq, st.LastSeq); ok; at, ok = held.Next(at+1, st.LastSeq) {
+			m, err := w.reader.GetAt(ctx, at)
+			if errors.Is(err, semantics.ErrNoBatch) {
+				continue // removed since the list was read: as a later leader get would find
+			}
 			return m, err
 		}
-		// Nothing at seq (a damaged store lost it): the next one, as below.
+		return partition.Msg{}, semantics.ErrNoBatch
 	}
-	return w.reader.Get(ctx, seq)
 }
 
 // afterRemoved is the offset the next record gets when the gone messages after the
@@ -490,7 +526,7 @@ func afterRemoved(next int64, gone uint64, compact bool) int64 {
 // leaderEpoch is the epoch this writer stamps on its batches: the partition's leader
 // epoch, and never below the epoch of the last stored batch, so that epochs only
 // grow along the log.
-func (w *writer) leaderEpoch(ctx context.Context, st partition.StreamState) (int32, error) {
+func (w *writer) leaderEpoch(ctx context.Context, st partition.StreamState, replayAt func(context.Context, uint64) (partition.Msg, error)) (int32, error) {
 	epoch := int32(0)
 	if w.epochOf != nil {
 		epoch = max(epoch, w.epochOf(ctx, semantics.StreamName(w.topic, w.p)))
@@ -498,7 +534,7 @@ func (w *writer) leaderEpoch(ctx context.Context, st partition.StreamState) (int
 	if st.Msgs == 0 {
 		return epoch, nil
 	}
-	m, err := w.replayAt(ctx, st.LastSeq)
+	m, err := replayAt(ctx, st.LastSeq)
 	if errors.Is(err, semantics.ErrNoBatch) {
 		return epoch, nil
 	}

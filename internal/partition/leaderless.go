@@ -180,3 +180,100 @@ func (r *Reader) SubjectCount(ctx context.Context, subject string) (uint64, erro
 	}
 	return out.State.Subjects[subject], nil
 }
+
+// Held is the set of stream sequences the stream leader held a message at when
+// Reader.LeaderHeld read it: from FirstSeq to LastSeq, less those it had
+// removed. A sequence it names was held then; one it leaves out was removed, and
+// a removal is never undone, so no later read finds a message there either.
+type Held struct {
+	FirstSeq uint64
+	LastSeq  uint64
+	removed  map[uint64]struct{}
+}
+
+// Next returns the first sequence at seq or after it, up to last, that h holds,
+// and false when there is none.
+func (h Held) Next(seq, last uint64) (uint64, bool) {
+	for seq = max(seq, h.FirstSeq); seq <= min(last, h.LastSeq); seq++ {
+		if _, gone := h.removed[seq]; !gone {
+			return seq, true
+		}
+	}
+	return 0, false
+}
+
+// LeaderHeld reads which sequences the stream leader holds a message at: the
+// stream's info with its deleted sequences listed (JetStream's deleted_details),
+// which the leader answers while JetStream's meta group has no leader. The
+// answer lists every removed sequence from the first to the last stored one:
+// meant for the reads that cannot wait for a meta leader, since on a compacted
+// stream that list can be long.
+func (r *Reader) LeaderHeld(ctx context.Context) (Held, error) {
+	ctx, cancel := bounded(ctx)
+	defer cancel()
+	resp, err := r.nc.RequestWithContext(ctx, semantics.Subject(semantics.JSStreamInfoPrefix, r.Stream), []byte(`{"deleted_details":true}`))
+	if err != nil {
+		return Held{}, r.wrap(err)
+	}
+	var out struct {
+		Error *apiError `json:"error"`
+		State struct {
+			FirstSeq uint64   `json:"first_seq"`
+			LastSeq  uint64   `json:"last_seq"`
+			Msgs     uint64   `json:"messages"`
+			Deleted  []uint64 `json:"deleted"`
+		} `json:"state"`
+	}
+	if err := json.Unmarshal(resp.Data, &out); err != nil {
+		return Held{}, fmt.Errorf("partition %s: list the removed sequences: %w", r.name(), err)
+	}
+	if out.Error != nil {
+		return Held{}, r.apiErr(out.Error)
+	}
+	s := out.State
+	h := Held{FirstSeq: s.FirstSeq, LastSeq: s.LastSeq, removed: make(map[uint64]struct{}, len(s.Deleted))}
+	for _, seq := range s.Deleted {
+		h.removed[seq] = struct{}{}
+	}
+	if s.Msgs == 0 {
+		h.FirstSeq = s.LastSeq + 1 // nothing held
+	} else if s.LastSeq-s.FirstSeq+1 != s.Msgs+uint64(len(h.removed)) {
+		return Held{}, fmt.Errorf("partition %s: list the removed sequences: the leader holds %d messages from sequence %d to %d and lists %d removed",
+			r.name(), s.Msgs, s.FirstSeq, s.LastSeq, len(h.removed))
+	}
+	return h, nil
+}
+
+// Gapless returns r as a semantics.BatchSource for a stream that holds a message
+// at every sequence from st.FirstSeq to st.LastSeq (a topic that is not
+// compacted; st is the stream leader's state): there the first message at or
+// after a sequence is the one at exactly it, which GetAt reads from any replica
+// that holds it, so offset lookups work while JetStream's meta group has no
+// leader. Outside that range, or where nothing is stored at the sequence (a
+// damaged store), it asks the leader as Reader.BatchAtOrAfter does.
+func (r *Reader) Gapless(st StreamState) semantics.BatchSource {
+	return gapless{r: r, first: st.FirstSeq, last: st.LastSeq}
+}
+
+type gapless struct {
+	r           *Reader
+	first, last uint64
+}
+
+func (g gapless) BatchAtOrAfter(ctx context.Context, seq uint64) (uint64, semantics.BatchHeader, error) {
+	if seq = max(seq, g.first); seq > g.last || g.first == 0 {
+		return g.r.BatchAtOrAfter(ctx, seq)
+	}
+	m, err := g.r.GetAt(ctx, seq)
+	if errors.Is(err, semantics.ErrNoBatch) {
+		return g.r.BatchAtOrAfter(ctx, seq)
+	}
+	if err != nil {
+		return 0, semantics.BatchHeader{}, err
+	}
+	h, err := semantics.PeekBatchHeader(m.Data)
+	if err != nil {
+		return 0, semantics.BatchHeader{}, fmt.Errorf("partition %s: message %d: %w", g.r.name(), m.Seq, err)
+	}
+	return m.Seq, h, nil
+}
