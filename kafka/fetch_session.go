@@ -97,6 +97,10 @@ type fetchSessions struct {
 
 	mu   sync.Mutex
 	byID map[int32]*fetchSession
+	// For the metrics: the partitions the sessions hold (their sizes at their
+	// last touch, summed), and the sessions evicted since the cache was made.
+	partitions int
+	evictions  uint64
 }
 
 func newFetchSessions(slots int, evictAfter time.Duration) *fetchSessions {
@@ -133,6 +137,7 @@ func (fs *fetchSessions) create(principal string, usesIDs bool, parts []*session
 	}
 	s.lastUsed, s.size = now, len(s.parts)
 	fs.byID[s.id] = s
+	fs.partitions += s.size
 	return s.id
 }
 
@@ -148,15 +153,24 @@ func (fs *fetchSessions) evictFor(size int, now time.Time) bool {
 			small = s
 		}
 	}
+	var gone *fetchSession
 	switch {
 	case lru != nil && now.Sub(lru.lastUsed) > fs.evictAfter:
-		delete(fs.byID, lru.id)
+		gone = lru
 	case small != nil && size > small.size:
-		delete(fs.byID, small.id)
+		gone = small
 	default:
 		return false
 	}
+	fs.drop(gone)
+	fs.evictions++
 	return true
+}
+
+// drop takes s out of the cache. Called with mu held.
+func (fs *fetchSessions) drop(s *fetchSession) {
+	delete(fs.byID, s.id)
+	fs.partitions -= s.size
 }
 
 // remove closes the session id of principal, if there is one.
@@ -164,7 +178,7 @@ func (fs *fetchSessions) remove(id int32, principal string) {
 	fs.mu.Lock()
 	defer fs.mu.Unlock()
 	if s, ok := fs.byID[id]; ok && s.principal == principal {
-		delete(fs.byID, id)
+		fs.drop(s)
 	}
 }
 
@@ -173,6 +187,13 @@ func (fs *fetchSessions) len() int {
 	fs.mu.Lock()
 	defer fs.mu.Unlock()
 	return len(fs.byID)
+}
+
+// stats reads the cache's figures for the metrics.
+func (fs *fetchSessions) stats() FetchSessionStats {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	return FetchSessionStats{Sessions: len(fs.byID), Partitions: fs.partitions, Evictions: fs.evictions}
 }
 
 // update applies an incremental fetch of session id at epoch to its session:
@@ -212,9 +233,10 @@ func (fs *fetchSessions) update(id, epoch int32, principal string, usesIDs bool,
 		}
 	}
 	if len(s.parts) == 0 {
-		delete(fs.byID, id)
+		fs.drop(s)
 		return nil, nil, 0
 	}
+	fs.partitions += len(s.parts) - s.size
 	s.lastUsed, s.size = time.Now(), len(s.parts)
 	s.epoch = nextEpoch(s.epoch)
 	read := make([]sessionPart, 0, len(s.parts))

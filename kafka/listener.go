@@ -51,7 +51,9 @@ type Config struct {
 	IdleTimeout time.Duration
 	// FetchSessionSlots bounds the fetch sessions (KIP-227) the listener keeps
 	// for its clients, Kafka's max.incremental.fetch.session.cache.slots.
-	// Default DefaultFetchSessionSlots.
+	// Default (0) DefaultFetchSessionSlots; NoFetchSessions (any negative
+	// number) keeps none: every fetch is answered sessionless, with session id
+	// 0, as a Kafka broker with 0 slots answers.
 	FetchSessionSlots int
 	// FetchSessionEviction is how long a session is safe from eviction after it
 	// is used and after it is made, Kafka's
@@ -67,6 +69,10 @@ const (
 	DefaultReadTimeout     = 30 * time.Second
 	DefaultIdleTimeout     = 10 * time.Minute
 )
+
+// NoFetchSessions is Config.FetchSessionSlots of a listener that keeps no fetch
+// sessions.
+const NoFetchSessions = -1
 
 // Listener takes Kafka clients' connections and answers their requests.
 type Listener struct {
@@ -108,8 +114,11 @@ func Listen(cfg Config) (*Listener, error) {
 	if cfg.IdleTimeout <= 0 {
 		cfg.IdleTimeout = DefaultIdleTimeout
 	}
-	if cfg.FetchSessionSlots <= 0 {
+	switch {
+	case cfg.FetchSessionSlots == 0:
 		cfg.FetchSessionSlots = DefaultFetchSessionSlots
+	case cfg.FetchSessionSlots < 0:
+		cfg.FetchSessionSlots = 0
 	}
 	if cfg.FetchSessionEviction <= 0 {
 		cfg.FetchSessionEviction = DefaultFetchSessionEviction

@@ -23,6 +23,24 @@ func (l *Listener) observe(key int16, resp kmsg.Response) {
 	l.cfg.Observer.Answered(kmsg.NameForKey(key), FirstErrorCode(resp))
 }
 
+// FetchSessionStats are a listener's fetch session (KIP-227) figures, as Kafka's
+// FetchSessionCache metrics give them.
+type FetchSessionStats struct {
+	// Sessions is the number of sessions held (NumIncrementalFetchSessions).
+	Sessions int
+	// Partitions is the number of partitions the sessions hold, summed
+	// (NumIncrementalFetchPartitionsCached).
+	Partitions int
+	// Evictions counts the sessions evicted to make room for new ones since the
+	// listener started (IncrementalFetchSessionEvictionsPerSec's count).
+	Evictions uint64
+}
+
+// FetchSessionStats reads the listener's fetch session figures.
+func (l *Listener) FetchSessionStats() FetchSessionStats {
+	return l.sessions.stats()
+}
+
 // FirstErrorCode is the first non-zero ErrorCode in resp, at its top or in its
 // topics and partitions, in the order of the answer; 0 when there is none.
 func FirstErrorCode(resp kmsg.Response) int16 {

@@ -27,7 +27,7 @@ import (
 //	leader_imbalance_check_interval: 1m
 //	http_listen: "0.0.0.0:9644"          # metrics and probes; "" serves none
 //	http { listen: "0.0.0.0:9644", tls { cert: "http.pem", key: "http-key.pem" }, max_partition_series: 5000 }
-//	kafka { listen: "0.0.0.0:9092", advertise: "n1.example.com:9092" }  # "" turns it off
+//	kafka { listen: "0.0.0.0:9092", advertise: "n1.example.com:9092", fetch_session_slots: 1000 }  # listen "" turns it off; 0 slots: no fetch sessions
 //	cluster {
 //	  name: qxd
 //	  listen: "0.0.0.0:6222"
@@ -307,11 +307,15 @@ func configFromMap(m map[string]any, cfg Config, dir string) (Config, error) {
 	if s, ok, err := root.sub("kafka"); err != nil {
 		return cfg, err
 	} else if ok {
-		if err := s.check("listen", "advertise"); err != nil {
+		if err := s.check("listen", "advertise", "fetch_session_slots"); err != nil {
 			return cfg, err
 		}
-		if err := firstErr(s.str("listen", &cfg.KafkaListen), s.str("advertise", &cfg.KafkaAdvertise)); err != nil {
+		if err := firstErr(s.str("listen", &cfg.KafkaListen), s.str("advertise", &cfg.KafkaAdvertise),
+			s.integer("fetch_session_slots", &cfg.KafkaFetchSessionSlots)); err != nil {
 			return cfg, err
+		}
+		if cfg.KafkaFetchSessionSlots < 0 {
+			return cfg, fmt.Errorf("%s: %d is negative: give 0 (no fetch sessions) or more", s.name("fetch_session_slots"), cfg.KafkaFetchSessionSlots)
 		}
 	}
 	if s, ok, err := root.sub("cluster"); err != nil {

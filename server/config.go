@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/qxd-io/qxd/kafka"
 	"github.com/qxd-io/qxd/semantics"
 )
 
@@ -92,6 +93,11 @@ type Config struct {
 	// KafkaAdvertise is the host:port Kafka clients are told to connect to for this
 	// node (Kafka's advertised.listeners). Default: the address KafkaListen bound.
 	KafkaAdvertise string
+	// KafkaFetchSessionSlots bounds the fetch sessions (KIP-227) the Kafka
+	// listener keeps for its clients (Kafka's
+	// max.incremental.fetch.session.cache.slots); 0 keeps none: every fetch is
+	// sessionless, as on a Kafka broker with 0 slots. Default 1000.
+	KafkaFetchSessionSlots int
 	// Services are the parts the embedder adds to the node (cmd/qxd adds
 	// bridge.Service); each starts on every node once the node's own services are up.
 	// None by default. A configuration file does not set them.
@@ -108,6 +114,8 @@ func DefaultConfig() Config {
 		MaxPending:      256 << 20,
 		ShutdownTimeout: 10 * time.Second,
 		HTTPListen:      DefaultHTTPListen,
+
+		KafkaFetchSessionSlots: kafka.DefaultFetchSessionSlots,
 
 		AutoLeaderRebalance:          true,
 		LeaderImbalanceCheckInterval: time.Minute,
@@ -142,6 +150,9 @@ func (c Config) Validate() error {
 		} else if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
 			return fmt.Errorf("%s address %q has port %q: use a number from 0 to 65535", a.name, a.addr, port)
 		}
+	}
+	if c.KafkaFetchSessionSlots < 0 {
+		return fmt.Errorf("kafka fetch session slots %d is negative: give 0 (no sessions) or more (default %d)", c.KafkaFetchSessionSlots, kafka.DefaultFetchSessionSlots)
 	}
 	if c.ClusterListen == "" && len(c.Peers) > 0 {
 		return errors.New("peers are set without a cluster address: set --cluster-listen too")

@@ -123,7 +123,10 @@ func (n *Node) startKafka() error {
 		return kafkaListenErr(n.cfg.KafkaListen, err)
 	}
 	b := &kafkaBackend{n: n, nc: nc, addrs: map[string]kafka.Broker{}, parts: map[string]int32{}, advertise: advertised(n.cfg, ln.Addr())}
-	kcfg := kafka.Config{Listener: ln, Backend: b, Logger: n.log, Observer: &n.obs}
+	kcfg := kafka.Config{Listener: ln, Backend: b, Logger: n.log, Observer: &n.obs, FetchSessionSlots: n.cfg.KafkaFetchSessionSlots}
+	if kcfg.FetchSessionSlots == 0 {
+		kcfg.FetchSessionSlots = kafka.NoFetchSessions
+	}
 	if n.cfg.TLS.Enabled() {
 		// The node's certificates, as on its NATS port (mutual TLS with Verify).
 		if kcfg.TLS, _, err = n.cfg.TLS.build("tls", n.cfg.TLS.Verify); err != nil {
@@ -239,6 +242,15 @@ func (n *Node) KafkaAddr() string {
 		return ""
 	}
 	return n.kafka.l.Addr().String()
+}
+
+// KafkaFetchSessions reads the Kafka listener's fetch session figures; false
+// without a Kafka listener.
+func (n *Node) KafkaFetchSessions() (kafka.FetchSessionStats, bool) {
+	if n.kafka == nil {
+		return kafka.FetchSessionStats{}, false
+	}
+	return n.kafka.l.FetchSessionStats(), true
 }
 
 func (b *kafkaBackend) start() error {

@@ -57,3 +57,48 @@ func TestSCRAMUserConfig(t *testing.T) {
 		t.Fatalf("SHA-256 credential as scram_sha_512: %v, want an error naming alice and SCRAM-SHA-512", err)
 	}
 }
+
+// TestKafkaFetchSessionSlotsConfig: the kafka block's fetch_session_slots sets
+// the Kafka listener's fetch session slots (default 1000, 0: none); anything but
+// a whole number of 0 or more is refused, naming the key.
+func TestKafkaFetchSessionSlotsConfig(t *testing.T) {
+	t.Parallel()
+	if got := server.DefaultConfig().KafkaFetchSessionSlots; got != kafka.DefaultFetchSessionSlots {
+		t.Fatalf("default fetch session slots %d, want %d", got, kafka.DefaultFetchSessionSlots)
+	}
+	for _, tc := range []struct {
+		text string
+		want int
+	}{
+		{`kafka { fetch_session_slots: 5 }`, 5},
+		{`kafka { fetch_session_slots: 0 }`, 0},
+		{`kafka { listen: "127.0.0.1:9092" }`, kafka.DefaultFetchSessionSlots},
+	} {
+		cfg, err := server.ParseConfig(tc.text, server.DefaultConfig())
+		if err != nil {
+			t.Fatalf("%s: %v", tc.text, err)
+		}
+		if cfg.KafkaFetchSessionSlots != tc.want {
+			t.Errorf("%s: slots %d, want %d", tc.text, cfg.KafkaFetchSessionSlots, tc.want)
+		}
+		if err := cfg.Validate(); err != nil {
+			t.Errorf("%s: %v", tc.text, err)
+		}
+	}
+	for _, tc := range []struct{ text, want string }{
+		{`kafka { fetch_session_slots: -1 }`, "kafka.fetch_session_slots: -1 is negative"},
+		{`kafka { fetch_session_slots: many }`, "kafka.fetch_session_slots: want a whole number"},
+		{`kafka { fetch_session_slots: "10" }`, "kafka.fetch_session_slots: want a whole number"},
+		{`kafka { fetch_session_slot: 10 }`, `"kafka.fetch_session_slot"`},
+	} {
+		_, err := server.ParseConfig(tc.text, server.DefaultConfig())
+		if err == nil || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "\n") {
+			t.Errorf("%s: %v, want one line containing %q", tc.text, err, tc.want)
+		}
+	}
+	cfg := server.DefaultConfig()
+	cfg.KafkaFetchSessionSlots = -2
+	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "kafka fetch session slots -2") {
+		t.Errorf("slots -2: %v, want an error naming the kafka fetch session slots", err)
+	}
+}

@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/qxd-io/qxd/kafka"
 	"github.com/qxd-io/qxd/semantics"
 )
 
@@ -111,6 +112,9 @@ type Host interface {
 	Ready() []string
 	// Sync is the node's sync setting (Config.Sync).
 	Sync() time.Duration
+	// KafkaFetchSessions reads the Kafka listener's fetch session figures; false
+	// when the node has no Kafka listener.
+	KafkaFetchSessions() (kafka.FetchSessionStats, bool)
 
 	// For a front door that authenticates its clients (server/httpapi):
 
@@ -177,6 +181,10 @@ func (h nodeHost) Observe(o Observer) func() { return h.n.obs.add(o) }
 func (h nodeHost) Ready() []string           { return h.n.ready() }
 func (h nodeHost) Sync() time.Duration       { return h.n.cfg.Sync }
 func (h nodeHost) AuthEnabled() bool         { return h.n.auth != nil }
+
+func (h nodeHost) KafkaFetchSessions() (kafka.FetchSessionStats, bool) {
+	return h.n.KafkaFetchSessions()
+}
 
 func (h nodeHost) Authenticate(user, password string) (string, semantics.Grant, error) {
 	if h.n.auth == nil {

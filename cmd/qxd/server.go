@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -54,6 +56,8 @@ func (a *app) serverCommand() *cli.Command {
 				Usage: "Kafka wire protocol address `HOST:PORT` (any Kafka client connects here); empty turns it off"},
 			&cli.StringFlag{Name: "kafka-advertise", EnvVars: []string{"QXD_KAFKA_ADVERTISE"}, DefaultText: "the --kafka-listen address",
 				Usage: "address `HOST:PORT` Kafka clients are told to connect to for this node"},
+			&cli.StringFlag{Name: "kafka-fetch-session-slots", Value: strconv.Itoa(def.KafkaFetchSessionSlots), EnvVars: []string{"QXD_KAFKA_FETCH_SESSION_SLOTS"},
+				Usage: "fetch sessions (KIP-227) the Kafka listener keeps for its clients, Kafka's max.incremental.fetch.session.cache.slots (`N`); 0 keeps none: every fetch is sessionless"},
 			&cli.DurationFlag{Name: "leader-imbalance-check-interval", Value: def.LeaderImbalanceCheckInterval, EnvVars: []string{"QXD_LEADER_IMBALANCE_CHECK_INTERVAL"},
 				Usage: "how often the cluster checks the spread of partition leaders (`DURATION`)"},
 		}, serverConfigFlags()...),
@@ -69,6 +73,7 @@ func (a *app) runServer(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	def := server.DefaultConfig()
 	// Over the config file only when given (serverConfig applies the others).
 	if c.IsSet("auto-leader-rebalance") || c.String("config") == "" {
 		cfg.AutoLeaderRebalance = c.Bool("auto-leader-rebalance")
@@ -94,6 +99,14 @@ func (a *app) runServer(c *cli.Context) error {
 	}
 	if c.IsSet("kafka-advertise") || c.String("config") == "" {
 		cfg.KafkaAdvertise = c.String("kafka-advertise")
+	}
+	if c.IsSet("kafka-fetch-session-slots") {
+		v := c.String("kafka-fetch-session-slots")
+		n, err := strconv.Atoi(strings.TrimSpace(v))
+		if err != nil || n < 0 {
+			return fmt.Errorf("--kafka-fetch-session-slots %q is not a number of sessions: give 0 (no fetch sessions) or more, such as %d", v, def.KafkaFetchSessionSlots)
+		}
+		cfg.KafkaFetchSessionSlots = n
 	}
 	cfg.Logger = a.log
 	cfg.Services = append(cfg.Services, bridge.Service{})

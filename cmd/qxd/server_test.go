@@ -220,6 +220,8 @@ func TestServerErrors(t *testing.T) {
 		{"sync zero", []string{"--listen", "127.0.0.1:0", "--data", t.TempDir(), "--sync", "0"}, `--sync "0" is neither always nor a positive interval`},
 		{"sync word", []string{"--listen", "127.0.0.1:0", "--data", t.TempDir(), "--sync", "sometimes"}, `"sometimes"`},
 		{"sync negative", []string{"--listen", "127.0.0.1:0", "--data", t.TempDir(), "--sync", "-1s"}, `"-1s"`},
+		{"fetch session slots negative", []string{"--listen", "127.0.0.1:0", "--data", t.TempDir(), "--kafka-fetch-session-slots", "-1"}, `--kafka-fetch-session-slots "-1" is not a number of sessions`},
+		{"fetch session slots word", []string{"--listen", "127.0.0.1:0", "--data", t.TempDir(), "--kafka-fetch-session-slots", "many"}, `--kafka-fetch-session-slots "many" is not a number of sessions`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -86,6 +86,9 @@ var (
 	descBBacklog = desc("qxd_bridge_backlog", "Messages of the stream a stream or capture bridge reads that it has yet to take.", "bridge", "kind", "topic")
 	descBRunning = desc("qxd_bridge_running", "1 when the bridge runs (its runner answered), else 0.", "bridge", "kind", "topic")
 	descGTotal   = desc("qxd_group_total_lag", "Records the group has yet to read, summed over its committed partitions.", "group")
+	descFSess    = desc("qxd_kafka_fetch_sessions", "Fetch sessions (KIP-227) the Kafka listener holds for its clients (Kafka's NumIncrementalFetchSessions); at most --kafka-fetch-session-slots.")
+	descFSParts  = desc("qxd_kafka_fetch_session_partitions", "Partitions held in the Kafka listener's fetch sessions, summed over them (Kafka's NumIncrementalFetchPartitionsCached).")
+	descFSEvict  = desc("qxd_kafka_fetch_session_evictions_total", "Fetch sessions the Kafka listener evicted to make room for new ones since it started (Kafka's IncrementalFetchSessionEvictionsPerSec).")
 	descOver     = desc("qxd_metrics_partitions_over_limit", "Partitions (and group partitions) without series of their own, past the HTTP port's limit of partition series: their counters and sizes are in the series labelled (other).", "kind")
 )
 
@@ -254,7 +257,7 @@ func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 	m.kafkaRequests.Describe(ch)
 	m.fetchRecords.Describe(ch)
 	m.fetchBytes.Describe(ch)
-	for _, d := range []*prometheus.Desc{descGTotal, descOver, descBMsgs, descBFailed, descBBacklog, descBRunning, descLogStart, descHWM, descLSO, descStored, descBatches, descLed, descReady, descJS,
+	for _, d := range []*prometheus.Desc{descFSess, descFSParts, descFSEvict, descGTotal, descOver, descBMsgs, descBFailed, descBBacklog, descBRunning, descLogStart, descHWM, descLSO, descStored, descBatches, descLed, descReady, descJS,
 		descSync, descMetaLead, descNodes, descParts, descUnder, descNoLeader, descCoord, descGState, descGMembers,
 		descGGen, descGOffset, descGLag, descErrors} {
 		ch <- d
@@ -271,6 +274,12 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	m.kafkaRequests.Collect(ch)
 	m.fetchRecords.Collect(ch)
 	m.fetchBytes.Collect(ch)
+	if fs, ok := m.h.KafkaFetchSessions(); ok {
+		// Read at every scrape: the listener keeps them at hand.
+		gauge(ch, descFSess, float64(fs.Sessions))
+		gauge(ch, descFSParts, float64(fs.Partitions))
+		ch <- prometheus.MustNewConstMetric(descFSEvict, prometheus.CounterValue, float64(fs.Evictions))
+	}
 	m.collectState(ch, m.state())
 }
 

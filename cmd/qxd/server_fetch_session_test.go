@@ -1,0 +1,93 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+	"github.com/twmb/franz-go/pkg/kversion"
+)
+
+// fullFetchSession creates topic on the node at natsAddr, produces a record to
+// it and sends a full fetch at epoch 0 of it to the Kafka listener at addr; it
+// returns the session id the fetch is given (0: none).
+func fullFetchSession(t *testing.T, natsAddr, addr, topic string) int32 {
+	t.Helper()
+	ctx := t.Context()
+	var out syncBuffer
+	if err := run(ctx, []string{"qxd", "--server", "nats://" + natsAddr, "topic", "create", topic, "--partitions", "1"}, strings.NewReader(""), &out, &out); err != nil {
+		t.Fatalf("topic create %s: %v\n%s", topic, err, out.String())
+	}
+	kc, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.MaxVersions(kversion.V2_8_0())) // Fetch v12: topics by name
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer kc.Close()
+	if err := kc.ProduceSync(ctx, &kgo.Record{Topic: topic, Value: []byte("v")}).FirstErr(); err != nil {
+		t.Fatalf("produce to %s: %v", topic, err)
+	}
+	req := kmsg.NewPtrFetchRequest()
+	req.Version, req.MaxBytes, req.SessionEpoch = 12, 1<<20, 0 // epoch 0: asks for a session
+	ft := kmsg.NewFetchRequestTopic()
+	ft.Topic = topic
+	fp := kmsg.NewFetchRequestTopicPartition()
+	fp.PartitionMaxBytes = 1 << 20
+	ft.Partitions = append(ft.Partitions, fp)
+	req.Topics = append(req.Topics, ft)
+	resp, err := req.RequestWith(ctx, kc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.ErrorCode != 0 || len(resp.Topics) != 1 || len(resp.Topics[0].Partitions) != 1 || len(resp.Topics[0].Partitions[0].RecordBatches) == 0 {
+		t.Fatalf("full fetch of %s: code %d, answer %+v; want its record", topic, resp.ErrorCode, resp.Topics)
+	}
+	return resp.SessionID
+}
+
+// TestServerKafkaFetchSessionSlots: QXD_KAFKA_FETCH_SESSION_SLOTS=0 turns the
+// Kafka listener's fetch sessions off (a full fetch gets its records and no
+// session); the config file's kafka.fetch_session_slots does too, and the flag
+// overrides the file.
+func TestServerKafkaFetchSessionSlots(t *testing.T) {
+	// Not parallel: it sets an environment variable.
+	t.Run("env 0", func(t *testing.T) {
+		t.Setenv("QXD_KAFKA_FETCH_SESSION_SLOTS", "0")
+		natsAddr, kafkaAddr := freePort(t), freePort(t)
+		startServer(t, "--listen", natsAddr, "--data", t.TempDir(), "--kafka-listen", kafkaAddr)
+		if id := fullFetchSession(t, natsAddr, kafkaAddr, "env-off"); id != 0 {
+			t.Fatalf("session %d with QXD_KAFKA_FETCH_SESSION_SLOTS=0, want none", id)
+		}
+	})
+	conf := filepath.Join(t.TempDir(), "qxd.conf")
+	if err := os.WriteFile(conf, []byte("kafka { fetch_session_slots: 0 }\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Run("file 0", func(t *testing.T) {
+		natsAddr, kafkaAddr := freePort(t), freePort(t)
+		startServer(t, "--config", conf, "--listen", natsAddr, "--data", t.TempDir(), "--kafka-listen", kafkaAddr)
+		if id := fullFetchSession(t, natsAddr, kafkaAddr, "file-off"); id != 0 {
+			t.Fatalf("session %d with fetch_session_slots: 0, want none", id)
+		}
+	})
+	t.Run("flag over file", func(t *testing.T) {
+		natsAddr, kafkaAddr := freePort(t), freePort(t)
+		startServer(t, "--config", conf, "--listen", natsAddr, "--data", t.TempDir(), "--kafka-listen", kafkaAddr, "--kafka-fetch-session-slots", "5")
+		if id := fullFetchSession(t, natsAddr, kafkaAddr, "flag-on"); id == 0 {
+			t.Fatal("no session with --kafka-fetch-session-slots 5 over the file's 0")
+		}
+	})
+	t.Run("bad file", func(t *testing.T) {
+		bad := filepath.Join(t.TempDir(), "qxd.conf")
+		if err := os.WriteFile(bad, []byte("kafka { fetch_session_slots: -3 }\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		var out syncBuffer
+		err := run(t.Context(), []string{"qxd", "server", "--config", bad, "--listen", "127.0.0.1:0", "--data", t.TempDir()}, strings.NewReader(""), &out, &out)
+		if err == nil || !strings.Contains(err.Error(), "kafka.fetch_session_slots: -3 is negative") || strings.Contains(err.Error(), "\n") {
+			t.Fatalf("fetch_session_slots: -3: %v, want one line naming the key", err)
+		}
+	})
+}
