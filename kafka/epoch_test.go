@@ -74,14 +74,7 @@ func epochEnd(t *testing.T, ctx context.Context, cl *kgo.Client, id int32, topic
 // client with a stale or future epoch is told so (FENCED_LEADER_EPOCH,
 // UNKNOWN_LEADER_EPOCH), as by Kafka.
 func TestKafkaLeaderEpochs(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts a 3-node cluster")
-	}
-	cfgs := qxdtest.ClusterConfigs(t, 3)
-	for i := range cfgs {
-		cfgs[i].KafkaListen = "127.0.0.1:0"
-	}
-	nodes := qxdtest.StartCluster(t, cfgs)
+	nodes := startKafkaCluster(t)
 	c := qxdtest.Connect(t, nodes[0])
 	qxdtest.CreateTopic(t, c, "epochs", qxd.TopicConfig{Partitions: 1, Replicas: 3})
 	ctx := ctxFor(t, 120*time.Second)
@@ -217,14 +210,7 @@ func TestKafkaLeaderEpochSingleNode(t *testing.T) {
 // clients do), every acknowledged record is read once, in order, and no client
 // reports data loss.
 func TestKafkaLeaderChangeUnderLoad(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts a 3-node cluster")
-	}
-	cfgs := qxdtest.ClusterConfigs(t, 3)
-	for i := range cfgs {
-		cfgs[i].KafkaListen = "127.0.0.1:0"
-	}
-	nodes := qxdtest.StartCluster(t, cfgs)
+	nodes := startKafkaCluster(t)
 	c := qxdtest.Connect(t, nodes[0])
 	qxdtest.CreateTopic(t, c, "moving", qxd.TopicConfig{Partitions: 1, Replicas: 3})
 	ctx := ctxFor(t, 120*time.Second)

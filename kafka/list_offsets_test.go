@@ -202,14 +202,7 @@ func TestListOffsetsMaxTimestamp(t *testing.T) {
 // its batch, the new leader finds the largest of the rest. The leader epoch
 // answered is that of the record's batch, as Kafka answers.
 func TestListOffsetsMaxTimestampFailover(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts a 3-node cluster")
-	}
-	cfgs := qxdtest.ClusterConfigs(t, 3)
-	for i := range cfgs {
-		cfgs[i].KafkaListen = "127.0.0.1:0"
-	}
-	nodes := qxdtest.StartCluster(t, cfgs)
+	nodes := startKafkaCluster(t)
 	c := qxdtest.Connect(t, nodes[0])
 	qxdtest.CreateTopic(t, c, "moves", qxd.TopicConfig{Partitions: 1, Replicas: 3})
 	ctx := ctxFor(t, 120*time.Second)

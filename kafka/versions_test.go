@@ -234,14 +234,7 @@ func TestDescribeClusterNewest(t *testing.T) {
 // is answered FENCED_LEADER_EPOCH with the current leader, its epoch and its
 // address, so the client need not read the metadata first.
 func TestFetchLeaderHints(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts a 3-node cluster")
-	}
-	cfgs := qxdtest.ClusterConfigs(t, 3)
-	for i := range cfgs {
-		cfgs[i].KafkaListen = "127.0.0.1:0"
-	}
-	nodes := qxdtest.StartCluster(t, cfgs)
+	nodes := startKafkaCluster(t)
 	c := qxdtest.Connect(t, nodes[0])
 	qxdtest.CreateTopic(t, c, "hints", qxd.TopicConfig{Partitions: 1, Replicas: 3})
 	ctx := ctxFor(t, 90*time.Second)
@@ -628,14 +621,7 @@ func TestApiVersionsV5(t *testing.T) {
 // In a cluster every node answers ApiVersions v5 naming itself and the cluster
 // id Metadata gives, and REBOOTSTRAP_REQUIRED naming another node.
 func TestApiVersionsV5Cluster(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts a 3-node cluster")
-	}
-	cfgs := qxdtest.ClusterConfigs(t, 3)
-	for i := range cfgs {
-		cfgs[i].KafkaListen = "127.0.0.1:0"
-	}
-	nodes := qxdtest.StartCluster(t, cfgs)
+	nodes := startKafkaCluster(t)
 	mreq := kmsg.NewPtrMetadataRequest()
 	mreq.Version = 13
 	md := roundTrip(t, nodes[0].KafkaAddr(), mreq).(*kmsg.MetadataResponse)
