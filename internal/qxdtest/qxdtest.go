@@ -279,6 +279,18 @@ func waitSystemReplicas(t testing.TB, n *server.Node) {
 	}
 }
 
+// NewProducer makes a producer of c with opts, failing the test on an error, and
+// closes it when the test ends.
+func NewProducer(t testing.TB, c *qxd.Client, opts ...qxd.ProducerOption) *qxd.Producer {
+	t.Helper()
+	p, err := c.NewProducer(opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close(context.Background()) })
+	return p
+}
+
 // NewConsumer makes a consumer of c with opts, failing the test on an error, and
 // closes it when the test ends.
 func NewConsumer(t testing.TB, c *qxd.Client, opts ...qxd.ConsumerOption) *qxd.Consumer {
