@@ -34,11 +34,7 @@ func TestWriterLoadsWithoutMetaLeader(t *testing.T) {
 	t.Parallel()
 	nodes := qxdtest.StartCluster(t, qxdtest.ClusterConfigs(t, 5))
 	ctx := qxdtest.Context(t, 120*time.Second)
-	c, err := qxd.Connect(ctx, qxdtest.ClientURLs(nodes))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
+	c := qxdtest.ConnectCluster(t, nodes)
 	const topic = "metaless"
 	stream := semantics.StreamName(topic, 0)
 	qxdtest.CreateTopic(t, c, topic, qxd.TopicConfig{Partitions: 1, Replicas: 3})
