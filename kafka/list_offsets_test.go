@@ -257,10 +257,7 @@ func TestListOffsetsMaxTimestampFailover(t *testing.T) {
 	if mt := ck.MaxTimestamp; mt == nil || mt.Timestamp != 9000 || mt.BaseOffset != 0 {
 		t.Fatalf("checkpoint at sequence %d carries max timestamp %+v, want 9000 in the batch at offset 0", ck.Seq, mt)
 	}
-	if _, err := nc.RequestWithContext(ctx, semantics.Subject(semantics.JSStreamLeaderStepDownPrefix, semantics.StreamName("moves", 0)), nil); err != nil {
-		t.Fatalf("step the partition's leader down: %v", err)
-	}
-	leader, e2 := partitionEpoch(t, ctx, nodes, "moves", e1)
+	leader, e2 := moveLeader(t, ctx, nodes, "moves", e1)
 	check("after the move", 1, 9000, e1)
 	produceRawBatches(t, ctx, cl, leader, "moves", tsBatch(t, 7000)) // 7
 	check("after an append on the new leader", 1, 9000, e1)

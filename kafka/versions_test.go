@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -18,7 +17,6 @@ import (
 
 	"github.com/qxd-io/qxd"
 	"github.com/qxd-io/qxd/internal/qxdtest"
-	"github.com/qxd-io/qxd/semantics"
 )
 
 // advertised is what ApiVersions lists, by key, on a listener without SASL
@@ -239,15 +237,7 @@ func TestFetchLeaderHints(t *testing.T) {
 	qxdtest.CreateTopic(t, c, "hints", qxd.TopicConfig{Partitions: 1, Replicas: 3})
 	ctx := ctxFor(t, 90*time.Second)
 	_, e1 := partitionEpoch(t, ctx, nodes, "hints", -1)
-	nc, err := nats.Connect(nodes[0].ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	if _, err := nc.RequestWithContext(ctx, semantics.Subject(semantics.JSStreamLeaderStepDownPrefix, semantics.StreamName("hints", 0)), nil); err != nil {
-		t.Fatalf("step the partition's leader down: %v", err)
-	}
-	leader, e2 := partitionEpoch(t, ctx, nodes, "hints", e1)
+	leader, e2 := moveLeader(t, ctx, nodes, "hints", e1)
 
 	vs := kversion.Stable()
 	vs.SetMaxKeyVersion(kmsg.Fetch.Int16(), 16)
