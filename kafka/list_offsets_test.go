@@ -233,15 +233,7 @@ func TestListOffsetsMaxTimestampFailover(t *testing.T) {
 	check("before the move", 1, 9000, e1)
 
 	// The writer's checkpoint in the stream carries the mark.
-	nc, err := nats.Connect(nodes[0].ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := qxdtest.JetStream(t, nodes[0])
 	st, err := js.Stream(ctx, semantics.StreamName("moves", 0))
 	if err != nil {
 		t.Fatal(err)
