@@ -16,11 +16,7 @@ func TestClusterBasics(t *testing.T) {
 	t.Parallel()
 	nodes := qxdtest.StartCluster(t, qxdtest.ClusterConfigs(t, 3))
 	ctx := qxdtest.Context(t, 60*time.Second)
-	c, err := qxd.Connect(ctx, qxdtest.ClientURLs(nodes))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := qxdtest.ConnectCluster(t, nodes)
 	info, err := c.Admin().CreateTopic(ctx, "rep", qxd.TopicConfig{Partitions: 6, Replicas: 3})
 	if err != nil {
 		t.Fatal(err)
@@ -89,11 +85,7 @@ func TestAddNodeAndRebalance(t *testing.T) {
 	}
 	nodes := qxdtest.StartCluster(t, cfgs[:3])
 	ctx := qxdtest.Context(t, 3*time.Minute)
-	c, err := qxd.Connect(ctx, qxdtest.ClientURLs(nodes))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := qxdtest.ConnectCluster(t, nodes)
 	if _, err := c.Admin().CreateTopic(ctx, "grow", qxd.TopicConfig{Partitions: 8, Replicas: 3}); err != nil {
 		t.Fatal(err)
 	}

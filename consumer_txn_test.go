@@ -59,24 +59,14 @@ func TestReadCommittedConsumer(t *testing.T) {
 		}
 	}
 	tx := newTxnProducer(t, c, "rc-sdk")
-	plain, err := c.NewProducer(qxd.Linger(time.Millisecond))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = plain.Close(context.Background()) })
+	plain := qxdtest.NewProducer(t, c, qxd.Linger(time.Millisecond))
 
 	// An aborted transaction, then an open one with a plain record after it.
-	if err := tx.BeginTransaction(); err != nil {
-		t.Fatal(err)
-	}
-	produceValues(ctx, t, tx, topic, "aborted-1", "aborted-2")
+	beginValues(ctx, t, tx, topic, "aborted-1", "aborted-2")
 	if err := tx.AbortTransaction(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if err := tx.BeginTransaction(); err != nil {
-		t.Fatal(err)
-	}
-	produceValues(ctx, t, tx, topic, "t1", "t2")
+	beginValues(ctx, t, tx, topic, "t1", "t2")
 	if err := plain.ProduceSync(ctx, &qxd.Record{Topic: topic, Partition: 0, Value: []byte("plain")}); err != nil {
 		t.Fatal(err)
 	}
@@ -91,10 +81,7 @@ func TestReadCommittedConsumer(t *testing.T) {
 	if got := pollValues(ctx, t, rc, 3); !slices.Equal(got, []string{"t1", "t2", "plain"}) {
 		t.Fatalf("read committed after the commit: %q, want t1 t2 plain", got)
 	}
-	if err := tx.BeginTransaction(); err != nil {
-		t.Fatal(err)
-	}
-	produceValues(ctx, t, tx, topic, "aborted-3")
+	beginValues(ctx, t, tx, topic, "aborted-3")
 	if err := tx.AbortTransaction(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -118,17 +105,11 @@ func TestPositionPassesTransactionMarkers(t *testing.T) {
 	const topic = "txn-pos"
 	qxdtest.CreateTopic(t, c, topic, qxd.TopicConfig{Partitions: 1})
 	tx := newTxnProducer(t, c, "pos")
-	if err := tx.BeginTransaction(); err != nil {
-		t.Fatal(err)
-	}
-	produceValues(ctx, t, tx, topic, "a")
+	beginValues(ctx, t, tx, topic, "a")
 	if err := tx.CommitTransaction(ctx); err != nil { // a at 0, the marker at 1
 		t.Fatal(err)
 	}
-	if err := tx.BeginTransaction(); err != nil {
-		t.Fatal(err)
-	}
-	produceValues(ctx, t, tx, topic, "b")
+	beginValues(ctx, t, tx, topic, "b")
 	if err := tx.AbortTransaction(ctx); err != nil { // b at 2, the marker at 3
 		t.Fatal(err)
 	}
@@ -227,10 +208,7 @@ func TestReadCommittedStartsAtLastStableOffset(t *testing.T) {
 	const topic = "txn-rc-end"
 	qxdtest.CreateTopic(t, c, topic, qxd.TopicConfig{Partitions: 1})
 	p := newTxnProducer(t, c, "rc-end")
-	if err := p.BeginTransaction(); err != nil {
-		t.Fatal(err)
-	}
-	produceValues(ctx, t, p, topic, "open-1", "open-2")
+	beginValues(ctx, t, p, topic, "open-1", "open-2")
 	cons := qxdtest.NewConsumer(t, c, qxd.Isolation(qxd.ReadCommitted))
 	if err := cons.Assign(ctx, qxd.Assignment{Topic: topic, Partition: 0, Offset: qxd.AtEnd()}); err != nil {
 		t.Fatal(err)
@@ -249,17 +227,10 @@ func TestReadCommittedStartsAtLastStableOffset(t *testing.T) {
 func openAfterPlain(ctx context.Context, t *testing.T, c *qxd.Client, topic, id string) *qxd.Producer {
 	t.Helper()
 	qxdtest.CreateTopic(t, c, topic, qxd.TopicConfig{Partitions: 1})
-	plain, err := c.NewProducer(qxd.Linger(time.Millisecond))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = plain.Close(context.Background()) })
+	plain := qxdtest.NewProducer(t, c, qxd.Linger(time.Millisecond))
 	produceValues(ctx, t, plain, topic, "a", "b", "c")
 	tx := newTxnProducer(t, c, id)
-	if err := tx.BeginTransaction(); err != nil {
-		t.Fatal(err)
-	}
-	produceValues(ctx, t, tx, topic, "t1", "t2")
+	beginValues(ctx, t, tx, topic, "t1", "t2")
 	return tx
 }
 

@@ -1,6 +1,7 @@
 package qxd_test
 
 import (
+	"context"
 	"fmt"
 	"sync"
 	"testing"
@@ -22,33 +23,38 @@ func TestProducerSendsWhenAnswersFreeRoom(t *testing.T) {
 	for _, inFlight := range []int{1, 5} {
 		t.Run(fmt.Sprintf("in flight %d", inFlight), func(t *testing.T) {
 			ctx := qxdtest.Context(t, 30*time.Second)
-			p, err := c.NewProducer(qxd.Linger(0), qxd.MaxInFlight(inFlight))
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer p.Close(ctx)
-			if err := p.ProduceSync(ctx, &qxd.Record{Topic: "room", Value: []byte("first")}); err != nil {
-				t.Fatal(err)
-			}
-			// Paced, so that records keep arriving while batches are in flight.
-			acked, failed, cb := countResults()
+			p := qxdtest.NewProducer(t, c, qxd.Linger(0), qxd.MaxInFlight(inFlight))
 			const records = 500
-			for i := range records {
-				if err := p.Produce(ctx, &qxd.Record{Topic: "room", Value: []byte(fmt.Sprint(i))}, cb); err != nil {
-					t.Fatal(err)
-				}
-				time.Sleep(100 * time.Microsecond)
-			}
-			deadline := time.Now().Add(10 * time.Second)
-			for acked.Load()+failed.Load() < records && time.Now().Before(deadline) {
-				time.Sleep(5 * time.Millisecond)
-			}
-			if acked.Load() != records || failed.Load() != 0 {
+			if acked, failed := producePaced(t, ctx, p, "room", records); acked != records || failed != 0 {
 				t.Fatalf("10 s after producing %d records without Flush, one every 100 µs: %d acked, %d failed, %d still buffered",
-					records, acked.Load(), failed.Load(), p.BufferedRecords())
+					records, acked, failed, p.BufferedRecords())
 			}
 		})
 	}
+}
+
+// producePaced produces one record to topic and waits for it, then produces
+// records more, one every 100 µs so that they keep arriving while batches are in
+// flight, without Flush (it would send the open batch at once, in flight or not),
+// and waits up to 10 s for their callbacks. It returns how many were acknowledged
+// and how many failed.
+func producePaced(t *testing.T, ctx context.Context, p *qxd.Producer, topic string, records int) (acked, failed int64) {
+	t.Helper()
+	if err := p.ProduceSync(ctx, &qxd.Record{Topic: topic, Value: []byte("first")}); err != nil {
+		t.Fatal(err)
+	}
+	a, f, cb := countResults()
+	for i := range records {
+		if err := p.Produce(ctx, &qxd.Record{Topic: topic, Value: []byte(fmt.Sprint(i))}, cb); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(100 * time.Microsecond)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for a.Load()+f.Load() < int64(records) && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	return a.Load(), f.Load()
 }
 
 // flightHook records when each acknowledged batch was sent and answered.
@@ -83,29 +89,10 @@ func TestProducerCollectsWhileABatchIsInFlight(t *testing.T) {
 	}
 	defer c.Close()
 	qxdtest.CreateTopic(t, c, "collect", qxd.TopicConfig{})
-	p, err := c.NewProducer(qxd.Linger(0), qxd.MaxInFlight(5))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close(ctx)
-	if err := p.ProduceSync(ctx, &qxd.Record{Topic: "collect", Value: []byte("first")}); err != nil {
-		t.Fatal(err)
-	}
-	acked, failed, cb := countResults()
+	p := qxdtest.NewProducer(t, c, qxd.Linger(0), qxd.MaxInFlight(5))
 	const records = 500
-	for i := range records {
-		if err := p.Produce(ctx, &qxd.Record{Topic: "collect", Value: []byte(fmt.Sprint(i))}, cb); err != nil {
-			t.Fatal(err)
-		}
-		time.Sleep(100 * time.Microsecond)
-	}
-	// No Flush: it sends the open batch at once, in flight or not.
-	deadline := time.Now().Add(10 * time.Second)
-	for acked.Load()+failed.Load() < records && time.Now().Before(deadline) {
-		time.Sleep(5 * time.Millisecond)
-	}
-	if acked.Load() != records || failed.Load() != 0 {
-		t.Fatalf("%d acked, %d failed, want %d acked", acked.Load(), failed.Load(), records)
+	if acked, failed := producePaced(t, ctx, p, "collect", records); acked != records || failed != 0 {
+		t.Fatalf("%d acked, %d failed, want %d acked", acked, failed, records)
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()

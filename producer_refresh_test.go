@@ -61,11 +61,7 @@ func TestProduceDoesNotWaitForMetadataRefresh(t *testing.T) {
 	ctx := qxdtest.Context(t, 90*time.Second)
 	c := qxdtest.Connect(t, n)
 	qxdtest.CreateTopic(t, c, "fresh", qxd.TopicConfig{Partitions: 1})
-	p, err := c.NewProducer(qxd.RecordPartition())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close(context.Background())
+	p := qxdtest.NewProducer(t, c, qxd.RecordPartition())
 	if err := p.ProduceSync(ctx, &qxd.Record{Topic: "fresh", Value: []byte("first")}); err != nil {
 		t.Fatal(err)
 	}
@@ -128,11 +124,7 @@ func TestProducerFollowsRecreatedTopic(t *testing.T) {
 	ctx := qxdtest.Context(t, 90*time.Second)
 	c := qxdtest.Connect(t, n)
 	qxdtest.CreateTopic(t, c, "again", qxd.TopicConfig{Partitions: 1})
-	p, err := c.NewProducer(qxd.RecordPartition())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close(context.Background())
+	p := qxdtest.NewProducer(t, c, qxd.RecordPartition())
 	for range 3 {
 		if err := p.ProduceSync(ctx, &qxd.Record{Topic: "again", Value: []byte("old")}); err != nil {
 			t.Fatal(err)
@@ -162,11 +154,7 @@ func TestProducerForgetsDeletedTopic(t *testing.T) {
 	ctx := qxdtest.Context(t, 60*time.Second)
 	c := qxdtest.Connect(t, n)
 	qxdtest.CreateTopic(t, c, "gone", qxd.TopicConfig{Partitions: 1})
-	p, err := c.NewProducer(qxd.RequestTimeout(time.Second), qxd.DeliveryTimeout(2*time.Second))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close(context.Background())
+	p := qxdtest.NewProducer(t, c, qxd.RequestTimeout(time.Second), qxd.DeliveryTimeout(2*time.Second))
 	if err := p.ProduceSync(ctx, &qxd.Record{Topic: "gone", Value: []byte("v")}); err != nil {
 		t.Fatal(err)
 	}
@@ -197,11 +185,7 @@ func TestProducerRereadsTopicWithOldTimestamps(t *testing.T) {
 	ctx := qxdtest.Context(t, 30*time.Second)
 	c := qxdtest.Connect(t, n)
 	qxdtest.CreateTopic(t, c, "mirrored", qxd.TopicConfig{Partitions: 1})
-	p, err := c.NewProducer(qxd.RecordPartition())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close(context.Background())
+	p := qxdtest.NewProducer(t, c, qxd.RecordPartition())
 	old := time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC)
 	if err := p.ProduceSync(ctx, &qxd.Record{Topic: "mirrored", Timestamp: old, Value: []byte("v")}); err != nil {
 		t.Fatal(err)

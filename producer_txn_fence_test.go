@@ -49,10 +49,7 @@ func TestTxnOffsetsFencedByGeneration(t *testing.T) {
 
 	in := qxd.TopicPartition{Topic: "fence-in", Partition: 0}
 	p := newTxnProducer(t, c, "fence")
-	if err := p.BeginTransaction(); err != nil {
-		t.Fatal(err)
-	}
-	produceValues(ctx, t, p, "fence-out", "1")
+	beginValues(ctx, t, p, "fence-out", "1")
 	err := p.SendOffsetsToTransaction(ctx, qxd.GroupMemberID{Group: "fence-g", GenerationID: oldGen, MemberID: oldMember},
 		map[qxd.TopicPartition]qxd.OffsetAndMetadata{in: {Offset: 5}})
 	if !errors.Is(err, qxd.ErrIllegalGeneration) {

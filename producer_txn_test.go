@@ -54,12 +54,17 @@ func readIsolated(ctx context.Context, t *testing.T, n *server.Node, topic strin
 
 func newTxnProducer(t *testing.T, c *qxd.Client, id string) *qxd.Producer {
 	t.Helper()
-	p, err := c.NewProducer(qxd.TransactionalID(id), qxd.Linger(time.Millisecond))
-	if err != nil {
+	return qxdtest.NewProducer(t, c, qxd.TransactionalID(id), qxd.Linger(time.Millisecond))
+}
+
+// beginValues opens a transaction of p and produces values in it to partition 0
+// of topic.
+func beginValues(ctx context.Context, t *testing.T, p *qxd.Producer, topic string, values ...string) {
+	t.Helper()
+	if err := p.BeginTransaction(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = p.Close(context.Background()) })
-	return p
+	produceValues(ctx, t, p, topic, values...)
 }
 
 func produceValues(ctx context.Context, t *testing.T, p *qxd.Producer, topic string, values ...string) {
@@ -108,17 +113,11 @@ func TestTxnProducerCommitAndAbort(t *testing.T) {
 		t.Fatalf("read committed after the commit: %q, want a b c", got)
 	}
 
-	if err := p.BeginTransaction(); err != nil {
-		t.Fatal(err)
-	}
-	produceValues(ctx, t, p, "txn-sdk", "x", "y")
+	beginValues(ctx, t, p, "txn-sdk", "x", "y")
 	if err := p.AbortTransaction(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if err := p.BeginTransaction(); err != nil {
-		t.Fatal(err)
-	}
-	produceValues(ctx, t, p, "txn-sdk", "d")
+	beginValues(ctx, t, p, "txn-sdk", "d")
 	if err := p.CommitTransaction(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -143,10 +142,7 @@ func TestTxnProducerZombieFenced(t *testing.T) {
 	ctx := qxdtest.Context(t, time.Minute)
 	qxdtest.CreateTopic(t, c, "txn-zombie", qxd.TopicConfig{Partitions: 1})
 	zombie := newTxnProducer(t, c, "zombie")
-	if err := zombie.BeginTransaction(); err != nil {
-		t.Fatal(err)
-	}
-	produceValues(ctx, t, zombie, "txn-zombie", "old")
+	beginValues(ctx, t, zombie, "txn-zombie", "old")
 
 	fresh := newTxnProducer(t, c, "zombie")
 	fenced := func(err error) bool {
@@ -158,10 +154,7 @@ func TestTxnProducerZombieFenced(t *testing.T) {
 	if err := zombie.CommitTransaction(ctx); err == nil {
 		t.Fatal("the zombie's commit succeeded, want it refused")
 	}
-	if err := fresh.BeginTransaction(); err != nil {
-		t.Fatal(err)
-	}
-	produceValues(ctx, t, fresh, "txn-zombie", "new")
+	beginValues(ctx, t, fresh, "txn-zombie", "new")
 	if err := fresh.CommitTransaction(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -198,10 +191,7 @@ func TestTxnProducerOffsetsOnCommit(t *testing.T) {
 	}
 	p := newTxnProducer(t, c, "offsets")
 
-	if err := p.BeginTransaction(); err != nil {
-		t.Fatal(err)
-	}
-	produceValues(ctx, t, p, "txn-out", "1")
+	beginValues(ctx, t, p, "txn-out", "1")
 	if err := p.SendOffsetsToTransaction(ctx, cons, map[qxd.TopicPartition]qxd.OffsetAndMetadata{in: {Offset: 5}}); err != nil {
 		t.Fatal(err)
 	}
@@ -215,10 +205,7 @@ func TestTxnProducerOffsetsOnCommit(t *testing.T) {
 		t.Fatalf("committed offset %d after an abort, want none", o)
 	}
 
-	if err := p.BeginTransaction(); err != nil {
-		t.Fatal(err)
-	}
-	produceValues(ctx, t, p, "txn-out", "2")
+	beginValues(ctx, t, p, "txn-out", "2")
 	if err := p.SendOffsetsToTransaction(ctx, cons, map[qxd.TopicPartition]qxd.OffsetAndMetadata{in: {Offset: 7}}); err != nil {
 		t.Fatal(err)
 	}

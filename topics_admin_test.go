@@ -362,11 +362,7 @@ func TestMetadata(t *testing.T) {
 		t.Parallel()
 		nodes := qxdtest.StartCluster(t, qxdtest.ClusterConfigs(t, 3))
 		ctx := qxdtest.Context(t, 60*time.Second)
-		c, err := qxd.Connect(ctx, qxdtest.ClientURLs(nodes))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
+		c := qxdtest.ConnectCluster(t, nodes)
 		if _, err := c.Admin().CreateTopic(ctx, "md3", qxd.TopicConfig{Partitions: 3, Replicas: 3}); err != nil {
 			t.Fatal(err)
 		}
@@ -374,7 +370,10 @@ func TestMetadata(t *testing.T) {
 		for _, n := range nodes {
 			addrs[n.NATSServer().Name()] = n.ClientURL()
 		}
-		var md qxd.Metadata
+		var (
+			md  qxd.Metadata
+			err error
+		)
 		deadline := time.Now().Add(20 * time.Second)
 		for {
 			md, err = c.Admin().Metadata(ctx)

@@ -147,14 +147,22 @@ func BenchmarkCompression(b *testing.B) {
 
 // TestRunModes runs every mode on a tiny workload with the raw side: the counts
 // match, the figures are positive, and the ratio is qxd's rate over raw's.
-func TestRunModes(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
+// testEnv starts an Env on one node, closed at cleanup, and a context that ends
+// after d.
+func testEnv(t *testing.T, d time.Duration) (context.Context, *bench.Env) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
 	e, err := bench.NewEnv(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer e.Close()
+	t.Cleanup(e.Close)
+	return ctx, e
+}
+
+func TestRunModes(t *testing.T) {
+	ctx, e := testEnv(t, 2*time.Minute)
 	for _, c := range []bench.Config{
 		{Mode: bench.ModeProduce, Records: 3000, Partitions: 3, Producers: 2},
 		{Mode: bench.ModeConsume, Records: 3000, Partitions: 3, Consumers: 2},
@@ -218,13 +226,7 @@ func TestRunModes(t *testing.T) {
 
 // TestRunDuration produces for a duration instead of a count.
 func TestRunDuration(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	e, err := bench.NewEnv(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer e.Close()
+	ctx, e := testEnv(t, time.Minute)
 	start := time.Now()
 	r, err := bench.Run(ctx, e, bench.Config{Mode: bench.ModeProduce, Duration: 300 * time.Millisecond, Rate: 2000, Partitions: 1})
 	if err != nil {
@@ -244,13 +246,7 @@ func TestRunDuration(t *testing.T) {
 // not the topic's start-up (the partitions' writers) or the raw streams' first
 // message.
 func TestProduceTimesAWarmTopic(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	e, err := bench.NewEnv(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer e.Close()
+	ctx, e := testEnv(t, 2*time.Minute)
 	const parts = 4
 	topic := "warm-start"
 	empty := map[string][]string{} // side → partitions or streams without a record at its start
@@ -301,13 +297,7 @@ func TestProduceTimesAWarmTopic(t *testing.T) {
 // node's Kafka listener with franz-go, moving every record, and the ratios are the
 // Kafka side's rate over raw's and over the SDK's; other modes refuse it.
 func TestRunKafkaSide(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	e, err := bench.NewEnv(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer e.Close()
+	ctx, e := testEnv(t, 2*time.Minute)
 	for _, c := range []bench.Config{
 		{Mode: bench.ModeProduce, Records: 3000, Partitions: 3, Producers: 2, Compression: qxd.CompressionLZ4},
 		{Mode: bench.ModeConsume, Records: 3000, Partitions: 3, Consumers: 2},
@@ -347,13 +337,7 @@ func TestRunKafkaSide(t *testing.T) {
 // transaction is due (here every 500 records), and reports its ratio to the plain
 // side and the commits' latency; the settings that do not fit are refused.
 func TestRunTransactional(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	e, err := bench.NewEnv(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer e.Close()
+	ctx, e := testEnv(t, 2*time.Minute)
 	c := bench.Config{Mode: bench.ModeProduce, Records: 3000, Partitions: 3, Producers: 2,
 		Transactional: true, TxnRecords: 500, CompareRaw: true}
 	r, err := bench.Run(ctx, e, c)
@@ -414,13 +398,7 @@ func TestRunTransactional(t *testing.T) {
 // is counted in exactly one acknowledged batch, and the warm-up records sent before
 // the clock starts are not.
 func TestRunCountsBatches(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	e, err := bench.NewEnv(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer e.Close()
+	ctx, e := testEnv(t, 2*time.Minute)
 	for _, c := range []bench.Config{
 		{Mode: bench.ModeProduce, Records: 3000, Partitions: 4},
 		{Mode: bench.ModeE2E, Records: 500, Partitions: 4, Rate: 5000},

@@ -16,25 +16,11 @@ import (
 // with c.Consumers consumers splitting the partitions (consume) or with c.Consumers
 // members of a new group with auto-commit (group).
 func (e *Env) qxdConsumeRun(ctx context.Context, c Config) (*Measure, error) {
-	topic, _, cleanup, err := e.topic(ctx, c)
+	topic, d, stored, cleanup, err := e.filledTopic(ctx, c, "qxd")
 	if err != nil {
 		return nil, err
 	}
 	defer cleanup()
-	fill := startMeter(c, "qxd", "fill")
-	_, _, _, err = e.qxdProduce(ctx, topic, produceSpec{c: c, m: fill})
-	fill.stop()
-	if err != nil {
-		return nil, fmt.Errorf("store records: %w", err)
-	}
-	d, err := e.Client.Admin().DescribeTopic(ctx, topic)
-	if err != nil {
-		return nil, err
-	}
-	var stored int64
-	for _, p := range d.Partitions {
-		stored += int64(p.Bytes)
-	}
 	var meas *Measure
 	if c.Mode == ModeGroup {
 		meas, err = e.qxdGroup(ctx, c, topic, d)
@@ -46,6 +32,32 @@ func (e *Env) qxdConsumeRun(ctx context.Context, c Config) (*Measure, error) {
 	}
 	meas.StoredBytes = stored
 	return meas, nil
+}
+
+// filledTopic makes c's topic and stores c's records in it with the SDK, untimed
+// (system's fill phase), and returns the topic's description and the bytes it
+// stores. The caller runs cleanup once done with the topic; on an error it has
+// run already.
+func (e *Env) filledTopic(ctx context.Context, c Config, system string) (topic string, d qxd.TopicDescription, stored int64, cleanup func(), err error) {
+	topic, _, cleanup, err = e.topic(ctx, c)
+	if err != nil {
+		return "", d, 0, nil, err
+	}
+	fill := startMeter(c, system, "fill")
+	_, _, _, err = e.qxdProduce(ctx, topic, produceSpec{c: c, m: fill})
+	fill.stop()
+	if err != nil {
+		cleanup()
+		return "", d, 0, nil, fmt.Errorf("store records: %w", err)
+	}
+	if d, err = e.Client.Admin().DescribeTopic(ctx, topic); err != nil {
+		cleanup()
+		return "", d, 0, nil, err
+	}
+	for _, p := range d.Partitions {
+		stored += int64(p.Bytes)
+	}
+	return topic, d, stored, cleanup, nil
 }
 
 func (e *Env) qxdConsume(ctx context.Context, c Config, topic string, d qxd.TopicDescription) (*Measure, error) {

@@ -159,25 +159,11 @@ func (e *Env) kafkaProduceRun(ctx context.Context, c Config) (*Measure, error) {
 // start of every partition by c.Consumers franz-go clients splitting the
 // partitions.
 func (e *Env) kafkaConsumeRun(ctx context.Context, c Config) (*Measure, error) {
-	topic, _, cleanup, err := e.topic(ctx, c)
+	topic, d, stored, cleanup, err := e.filledTopic(ctx, c, "kafka")
 	if err != nil {
 		return nil, err
 	}
 	defer cleanup()
-	fill := startMeter(c, "kafka", "fill")
-	_, _, _, err = e.qxdProduce(ctx, topic, produceSpec{c: c, m: fill})
-	fill.stop()
-	if err != nil {
-		return nil, fmt.Errorf("store records: %w", err)
-	}
-	d, err := e.Client.Admin().DescribeTopic(ctx, topic)
-	if err != nil {
-		return nil, err
-	}
-	var stored int64
-	for _, p := range d.Partitions {
-		stored += int64(p.Bytes)
-	}
 	n := min(c.Consumers, len(d.Partitions))
 	cls := make([]*kgo.Client, n)
 	wants := make([]int64, n)

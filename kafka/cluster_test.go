@@ -13,21 +13,29 @@ import (
 
 	"github.com/qxd-io/qxd"
 	"github.com/qxd-io/qxd/internal/qxdtest"
+	"github.com/qxd-io/qxd/server"
 )
+
+// startKafkaCluster starts a 3-node cluster, each node with a Kafka listener on
+// a free port (skipped with -short).
+func startKafkaCluster(t *testing.T) []*server.Node {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("starts a 3-node cluster")
+	}
+	cfgs := qxdtest.ClusterConfigs(t, 3)
+	for i := range cfgs {
+		cfgs[i].KafkaListen = "127.0.0.1:0"
+	}
+	return qxdtest.StartCluster(t, cfgs)
+}
 
 // In a cluster every node is a broker: bootstrapping from any one node, a Kafka
 // client sees all three with their own addresses, each partition's leader and
 // replicas, produces to the leaders and reads back what it wrote.
 func TestKafkaCluster(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts a 3-node cluster")
-	}
 	t.Parallel()
-	cfgs := qxdtest.ClusterConfigs(t, 3)
-	for i := range cfgs {
-		cfgs[i].KafkaListen = "127.0.0.1:0"
-	}
-	nodes := qxdtest.StartCluster(t, cfgs)
+	nodes := startKafkaCluster(t)
 	c := qxdtest.Connect(t, nodes[0])
 	qxdtest.CreateTopic(t, c, "spread", qxd.TopicConfig{Partitions: 6, Replicas: 3})
 	ctx := ctxFor(t, 90*time.Second)

@@ -49,6 +49,21 @@ func partitionEpoch(t *testing.T, ctx context.Context, nodes []*server.Node, top
 	}
 }
 
+// moveLeader asks the leader of partition 0 of topic to step down, and returns
+// the next leader and its epoch (above after) once every node names them.
+func moveLeader(t *testing.T, ctx context.Context, nodes []*server.Node, topic string, after int32) (leader, epoch int32) {
+	t.Helper()
+	nc, err := nats.Connect(nodes[0].ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	if _, err := nc.RequestWithContext(ctx, semantics.Subject(semantics.JSStreamLeaderStepDownPrefix, semantics.StreamName(topic, 0)), nil); err != nil {
+		t.Fatalf("step the partition's leader down: %v", err)
+	}
+	return partitionEpoch(t, ctx, nodes, topic, after)
+}
+
 // epochEnd sends OffsetForLeaderEpoch for partition 0 of topic to broker id.
 func epochEnd(t *testing.T, ctx context.Context, cl *kgo.Client, id int32, topic string, current, epoch int32) (int16, int32, int64) {
 	t.Helper()
@@ -74,14 +89,7 @@ func epochEnd(t *testing.T, ctx context.Context, cl *kgo.Client, id int32, topic
 // client with a stale or future epoch is told so (FENCED_LEADER_EPOCH,
 // UNKNOWN_LEADER_EPOCH), as by Kafka.
 func TestKafkaLeaderEpochs(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts a 3-node cluster")
-	}
-	cfgs := qxdtest.ClusterConfigs(t, 3)
-	for i := range cfgs {
-		cfgs[i].KafkaListen = "127.0.0.1:0"
-	}
-	nodes := qxdtest.StartCluster(t, cfgs)
+	nodes := startKafkaCluster(t)
 	c := qxdtest.Connect(t, nodes[0])
 	qxdtest.CreateTopic(t, c, "epochs", qxd.TopicConfig{Partitions: 1, Replicas: 3})
 	ctx := ctxFor(t, 120*time.Second)
@@ -98,15 +106,7 @@ func TestKafkaLeaderEpochs(t *testing.T) {
 	produce(0, 5)
 
 	// The leader steps down; another is elected with a greater epoch.
-	nc, err := nats.Connect(nodes[0].ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	if _, err := nc.RequestWithContext(ctx, semantics.Subject(semantics.JSStreamLeaderStepDownPrefix, semantics.StreamName("epochs", 0)), nil); err != nil {
-		t.Fatalf("step the partition's leader down: %v", err)
-	}
-	leader2, e2 := partitionEpoch(t, ctx, nodes, "epochs", e1)
+	leader2, e2 := moveLeader(t, ctx, nodes, "epochs", e1)
 	t.Logf("leader %d at epoch %d, then %d at epoch %d", leader1, e1, leader2, e2)
 	produce(5, 3)
 
@@ -217,14 +217,7 @@ func TestKafkaLeaderEpochSingleNode(t *testing.T) {
 // clients do), every acknowledged record is read once, in order, and no client
 // reports data loss.
 func TestKafkaLeaderChangeUnderLoad(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts a 3-node cluster")
-	}
-	cfgs := qxdtest.ClusterConfigs(t, 3)
-	for i := range cfgs {
-		cfgs[i].KafkaListen = "127.0.0.1:0"
-	}
-	nodes := qxdtest.StartCluster(t, cfgs)
+	nodes := startKafkaCluster(t)
 	c := qxdtest.Connect(t, nodes[0])
 	qxdtest.CreateTopic(t, c, "moving", qxd.TopicConfig{Partitions: 1, Replicas: 3})
 	ctx := ctxFor(t, 120*time.Second)

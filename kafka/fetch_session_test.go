@@ -335,25 +335,6 @@ func TestFetchSessionCacheFull(t *testing.T) {
 	}
 }
 
-// onConn sends req on nc and reads its answer.
-func onConn(t *testing.T, nc net.Conn, req kmsg.Request) kmsg.Response {
-	t.Helper()
-	_ = nc.SetDeadline(time.Now().Add(10 * time.Second))
-	if _, err := nc.Write(kmsg.NewRequestFormatter(kmsg.FormatterClientID("test")).AppendRequest(nil, req, 7)); err != nil {
-		t.Fatal(err)
-	}
-	body := readFrame(t, nc)[4:]
-	resp := req.ResponseKind()
-	resp.SetVersion(req.GetVersion())
-	if resp.IsFlexible() {
-		body = body[1:]
-	}
-	if err := resp.ReadFrom(body); err != nil {
-		t.Fatal(err)
-	}
-	return resp
-}
-
 // fetchSniffer watches the Fetch requests and answers of franz-go's
 // connections (kgo.Dialer): the sessions answered and the incremental fetches.
 type fetchSniffer struct {

@@ -202,14 +202,7 @@ func TestListOffsetsMaxTimestamp(t *testing.T) {
 // its batch, the new leader finds the largest of the rest. The leader epoch
 // answered is that of the record's batch, as Kafka answers.
 func TestListOffsetsMaxTimestampFailover(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts a 3-node cluster")
-	}
-	cfgs := qxdtest.ClusterConfigs(t, 3)
-	for i := range cfgs {
-		cfgs[i].KafkaListen = "127.0.0.1:0"
-	}
-	nodes := qxdtest.StartCluster(t, cfgs)
+	nodes := startKafkaCluster(t)
 	c := qxdtest.Connect(t, nodes[0])
 	qxdtest.CreateTopic(t, c, "moves", qxd.TopicConfig{Partitions: 1, Replicas: 3})
 	ctx := ctxFor(t, 120*time.Second)
@@ -240,15 +233,7 @@ func TestListOffsetsMaxTimestampFailover(t *testing.T) {
 	check("before the move", 1, 9000, e1)
 
 	// The writer's checkpoint in the stream carries the mark.
-	nc, err := nats.Connect(nodes[0].ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := qxdtest.JetStream(t, nodes[0])
 	st, err := js.Stream(ctx, semantics.StreamName("moves", 0))
 	if err != nil {
 		t.Fatal(err)
@@ -264,10 +249,7 @@ func TestListOffsetsMaxTimestampFailover(t *testing.T) {
 	if mt := ck.MaxTimestamp; mt == nil || mt.Timestamp != 9000 || mt.BaseOffset != 0 {
 		t.Fatalf("checkpoint at sequence %d carries max timestamp %+v, want 9000 in the batch at offset 0", ck.Seq, mt)
 	}
-	if _, err := nc.RequestWithContext(ctx, semantics.Subject(semantics.JSStreamLeaderStepDownPrefix, semantics.StreamName("moves", 0)), nil); err != nil {
-		t.Fatalf("step the partition's leader down: %v", err)
-	}
-	leader, e2 := partitionEpoch(t, ctx, nodes, "moves", e1)
+	leader, e2 := moveLeader(t, ctx, nodes, "moves", e1)
 	check("after the move", 1, 9000, e1)
 	produceRawBatches(t, ctx, cl, leader, "moves", tsBatch(t, 7000)) // 7
 	check("after an append on the new leader", 1, 9000, e1)

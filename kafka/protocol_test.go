@@ -23,6 +23,12 @@ func roundTrip(t *testing.T, addr string, req kmsg.Request) kmsg.Response {
 		t.Fatal(err)
 	}
 	defer c.Close()
+	return onConn(t, c, req)
+}
+
+// onConn sends req over the connection c and reads its answer.
+func onConn(t *testing.T, c net.Conn, req kmsg.Request) kmsg.Response {
+	t.Helper()
 	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
 	if _, err := c.Write(kmsg.NewRequestFormatter(kmsg.FormatterClientID("test")).AppendRequest(nil, req, 42)); err != nil {
 		t.Fatal(err)

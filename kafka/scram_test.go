@@ -102,7 +102,6 @@ func TestKafkaSCRAM(t *testing.T) {
 // answers, then closes the connection, as Kafka does.
 func TestKafkaSASLFailureCloses(t *testing.T) {
 	n := startSCRAMNode(t)
-	f := kmsg.NewRequestFormatter(kmsg.FormatterClientID("test"))
 	for _, tc := range []struct {
 		name, mech string
 		token      string
@@ -117,37 +116,19 @@ func TestKafkaSASLFailureCloses(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer c.Close()
-			_ = c.SetDeadline(time.Now().Add(10 * time.Second))
 			hs := kmsg.NewPtrSASLHandshakeRequest()
 			hs.Version, hs.Mechanism = 1, tc.mech
-			if _, err := c.Write(f.AppendRequest(nil, hs, 1)); err != nil {
-				t.Fatal(err)
-			}
-			hsResp := hs.ResponseKind().(*kmsg.SASLHandshakeResponse)
-			hsResp.Version = 1
-			if err := hsResp.ReadFrom(readFrame(t, c)[4:]); err != nil || hsResp.ErrorCode != 0 {
-				t.Fatalf("handshake: %v, code %d", err, hsResp.ErrorCode)
+			if code := onConn(t, c, hs).(*kmsg.SASLHandshakeResponse).ErrorCode; code != 0 {
+				t.Fatalf("handshake: code %d", code)
 			}
 			au := kmsg.NewPtrSASLAuthenticateRequest()
 			au.Version, au.SASLAuthBytes = 1, []byte(tc.token)
-			if _, err := c.Write(f.AppendRequest(nil, au, 2)); err != nil {
-				t.Fatal(err)
-			}
-			auResp := au.ResponseKind().(*kmsg.SASLAuthenticateResponse)
-			auResp.Version = 1
-			if err := auResp.ReadFrom(readFrame(t, c)[4:]); err != nil {
-				t.Fatal(err)
-			}
+			auResp := onConn(t, c, au).(*kmsg.SASLAuthenticateResponse)
 			if tc.mech == kafka.MechSCRAMSHA512 && auResp.ErrorCode == 0 {
 				// An unknown user gets a server-first like any other; the
 				// client-final then fails.
 				au.SASLAuthBytes = []byte("c=biws,r=abcdefgh" + scramNonce(t, auResp.SASLAuthBytes) + ",p=AAAA")
-				if _, err := c.Write(f.AppendRequest(nil, au, 3)); err != nil {
-					t.Fatal(err)
-				}
-				if err := auResp.ReadFrom(readFrame(t, c)[4:]); err != nil {
-					t.Fatal(err)
-				}
+				auResp = onConn(t, c, au).(*kmsg.SASLAuthenticateResponse)
 			}
 			if auResp.ErrorCode != kerr.SaslAuthenticationFailed.Code {
 				t.Fatalf("SaslAuthenticate answered code %d, want SASL_AUTHENTICATION_FAILED", auResp.ErrorCode)

@@ -236,7 +236,6 @@ func TestKafkaSASLHandshakeV0(t *testing.T) {
 	cfg.Auth.Users = []server.UserAuth{{Name: "alice", Password: qxdtest.HashPassword(t, "pw"),
 		Grant: semantics.Grant{Consume: []string{semantics.AllPattern}}}}
 	n := qxdtest.StartNodeWith(t, cfg)
-	f := kmsg.NewRequestFormatter(kmsg.FormatterClientID("test"))
 	for _, tc := range []struct {
 		name, token string
 		ok          bool
@@ -247,15 +246,10 @@ func TestKafkaSASLHandshakeV0(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer c.Close()
-			_ = c.SetDeadline(time.Now().Add(10 * time.Second))
 			hs := kmsg.NewPtrSASLHandshakeRequest()
 			hs.Version, hs.Mechanism = 0, "PLAIN"
-			if _, err := c.Write(f.AppendRequest(nil, hs, 1)); err != nil {
-				t.Fatal(err)
-			}
-			resp := hs.ResponseKind().(*kmsg.SASLHandshakeResponse)
-			if err := resp.ReadFrom(readFrame(t, c)[4:]); err != nil || resp.ErrorCode != 0 {
-				t.Fatalf("handshake v0: %v, code %d", err, resp.ErrorCode)
+			if code := onConn(t, c, hs).(*kmsg.SASLHandshakeResponse).ErrorCode; code != 0 {
+				t.Fatalf("handshake v0: code %d", code)
 			}
 			tok := binary.BigEndian.AppendUint32(nil, uint32(len(tc.token)))
 			if _, err := c.Write(append(tok, tc.token...)); err != nil {
@@ -274,10 +268,7 @@ func TestKafkaSASLHandshakeV0(t *testing.T) {
 			}
 			md := kmsg.NewPtrMetadataRequest()
 			md.Version = 4
-			if _, err := c.Write(f.AppendRequest(nil, md, 2)); err != nil {
-				t.Fatal(err)
-			}
-			readFrame(t, c)
+			onConn(t, c, md)
 		})
 	}
 }

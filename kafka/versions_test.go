@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -18,7 +17,6 @@ import (
 
 	"github.com/qxd-io/qxd"
 	"github.com/qxd-io/qxd/internal/qxdtest"
-	"github.com/qxd-io/qxd/semantics"
 )
 
 // advertised is what ApiVersions lists, by key, on a listener without SASL
@@ -234,27 +232,12 @@ func TestDescribeClusterNewest(t *testing.T) {
 // is answered FENCED_LEADER_EPOCH with the current leader, its epoch and its
 // address, so the client need not read the metadata first.
 func TestFetchLeaderHints(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts a 3-node cluster")
-	}
-	cfgs := qxdtest.ClusterConfigs(t, 3)
-	for i := range cfgs {
-		cfgs[i].KafkaListen = "127.0.0.1:0"
-	}
-	nodes := qxdtest.StartCluster(t, cfgs)
+	nodes := startKafkaCluster(t)
 	c := qxdtest.Connect(t, nodes[0])
 	qxdtest.CreateTopic(t, c, "hints", qxd.TopicConfig{Partitions: 1, Replicas: 3})
 	ctx := ctxFor(t, 90*time.Second)
 	_, e1 := partitionEpoch(t, ctx, nodes, "hints", -1)
-	nc, err := nats.Connect(nodes[0].ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	if _, err := nc.RequestWithContext(ctx, semantics.Subject(semantics.JSStreamLeaderStepDownPrefix, semantics.StreamName("hints", 0)), nil); err != nil {
-		t.Fatalf("step the partition's leader down: %v", err)
-	}
-	leader, e2 := partitionEpoch(t, ctx, nodes, "hints", e1)
+	leader, e2 := moveLeader(t, ctx, nodes, "hints", e1)
 
 	vs := kversion.Stable()
 	vs.SetMaxKeyVersion(kmsg.Fetch.Int16(), 16)
@@ -628,14 +611,7 @@ func TestApiVersionsV5(t *testing.T) {
 // In a cluster every node answers ApiVersions v5 naming itself and the cluster
 // id Metadata gives, and REBOOTSTRAP_REQUIRED naming another node.
 func TestApiVersionsV5Cluster(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts a 3-node cluster")
-	}
-	cfgs := qxdtest.ClusterConfigs(t, 3)
-	for i := range cfgs {
-		cfgs[i].KafkaListen = "127.0.0.1:0"
-	}
-	nodes := qxdtest.StartCluster(t, cfgs)
+	nodes := startKafkaCluster(t)
 	mreq := kmsg.NewPtrMetadataRequest()
 	mreq.Version = 13
 	md := roundTrip(t, nodes[0].KafkaAddr(), mreq).(*kmsg.MetadataResponse)

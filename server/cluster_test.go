@@ -55,11 +55,7 @@ func TestClusterInfo(t *testing.T) {
 	cfgs[0].Sync, cfgs[1].Sync, cfgs[2].Sync = server.SyncAlways, server.SyncAlways, time.Minute // each node says its own
 	nodes := qxdtest.StartCluster(t, cfgs)
 	ctx := qxdtest.Context(t, 2*time.Minute)
-	c, err := qxd.Connect(ctx, qxdtest.ClientURLs(nodes))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := qxdtest.ConnectCluster(t, nodes)
 	qxdtest.CreateTopic(t, c, "rep", qxd.TopicConfig{Partitions: 6, Replicas: 3})
 	// Three partitions with one replica each: when the node holding one stops, it
 	// has no replica left to lead it.

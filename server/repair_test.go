@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/qxd-io/qxd/internal/qxdtest"
 	"github.com/qxd-io/qxd/semantics"
@@ -150,15 +149,7 @@ func TestRepairRefusesWhileReplicaDown(t *testing.T) {
 		t.Fatalf("repair with node n3 down gave %v; want a one-line refusal naming the partition and node n3", err)
 	}
 	t.Logf("refused: %v", err)
-	nc, err := nats.Connect(nodes[0].ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := qxdtest.JetStream(t, nodes[0])
 	s, err := js.Stream(ctx, semantics.StreamName("down", 0))
 	if err != nil {
 		t.Fatal(err)

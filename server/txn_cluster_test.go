@@ -21,11 +21,7 @@ func TestTxnCoordinatorFailover(t *testing.T) {
 	t.Parallel()
 	nodes := qxdtest.StartCluster(t, qxdtest.ClusterConfigs(t, 3))
 	ctx := qxdtest.Context(t, 60*time.Second)
-	c, err := qxd.Connect(ctx, qxdtest.ClientURLs(nodes))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
+	c := qxdtest.ConnectCluster(t, nodes)
 	const topic = "txn-fo"
 	qxdtest.CreateTopic(t, c, topic, qxd.TopicConfig{Partitions: 2, Replicas: 3})
 	parts := []semantics.TopicPartition{{Topic: topic, Partition: 0}, {Topic: topic, Partition: 1}}

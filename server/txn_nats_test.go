@@ -51,11 +51,7 @@ func TestDescribeShowsLastStableOffset(t *testing.T) {
 	t.Parallel()
 	nodes := qxdtest.StartCluster(t, qxdtest.ClusterConfigs(t, 3))
 	ctx := qxdtest.Context(t, 60*time.Second)
-	c, err := qxd.Connect(ctx, qxdtest.ClientURLs(nodes))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
+	c := qxdtest.ConnectCluster(t, nodes)
 	const topic = "txn-lso"
 	const parts = 3
 	qxdtest.CreateTopic(t, c, topic, qxd.TopicConfig{Partitions: parts, Replicas: 3})
@@ -176,11 +172,7 @@ func TestLSOOfLeaderlessPartitionAnswersPromptly(t *testing.T) {
 	t.Parallel()
 	nodes := qxdtest.StartCluster(t, qxdtest.ClusterConfigs(t, 3))
 	ctx := qxdtest.Context(t, 60*time.Second)
-	c, err := qxd.Connect(ctx, qxdtest.ClientURLs(nodes))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
+	c := qxdtest.ConnectCluster(t, nodes)
 	const topic = "lso-leaderless"
 	qxdtest.CreateTopic(t, c, topic, qxd.TopicConfig{Partitions: 3, Replicas: 1})
 	// A partition and the node leading it, once its writer answers.

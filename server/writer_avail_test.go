@@ -24,11 +24,7 @@ func TestWriterReloadsWithoutCheckpointBucket(t *testing.T) {
 	t.Parallel()
 	nodes := qxdtest.StartCluster(t, qxdtest.ClusterConfigs(t, 3))
 	ctx := qxdtest.Context(t, 90*time.Second)
-	c, err := qxd.Connect(ctx, qxdtest.ClientURLs(nodes))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
+	c := qxdtest.ConnectCluster(t, nodes)
 	const topic = "solo"
 	qxdtest.CreateTopic(t, c, topic, qxd.TopicConfig{Partitions: 1, Replicas: 1})
 	js, _ := c.Conn().JetStream()

@@ -17,11 +17,7 @@ func clusterWithTopic(t *testing.T, topic string) ([]*server.Node, *qxd.Client, 
 	t.Helper()
 	nodes := qxdtest.StartCluster(t, qxdtest.ClusterConfigs(t, 3))
 	ctx := qxdtest.Context(t, 60*time.Second)
-	c, err := qxd.Connect(ctx, qxdtest.ClientURLs(nodes))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
+	c := qxdtest.ConnectCluster(t, nodes)
 	qxdtest.CreateTopic(t, c, topic, qxd.TopicConfig{Partitions: 1, Replicas: 3})
 	return nodes, c, ctx
 }

@@ -14,6 +14,29 @@ import (
 	"time"
 )
 
+// benchJSON runs qxd with args (a bench with --json) and returns the JSON object it
+// prints, failing the test if it does not print one and noting each of fields
+// missing from it.
+func benchJSON(t *testing.T, c *qxdCLI, args []string, fields ...string) map[string]any {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	out, err := c.runCtx(ctx, "", args...)
+	if err != nil {
+		t.Fatalf("qxd %s: %v", strings.Join(args, " "), err)
+	}
+	var got map[string]any
+	if err := json.Unmarshal([]byte(out), &got); err != nil {
+		t.Fatalf("not one JSON object: %v\n%s", err, out)
+	}
+	for _, f := range fields {
+		if _, ok := got[f]; !ok {
+			t.Errorf("field %q missing: %s", f, out)
+		}
+	}
+	return got
+}
+
 // TestBenchJSON runs every mode against a node with --compare-raw --json on a few
 // records: the object has the fields a script reads, the counts match, and ratio is
 // msgs_per_sec over raw_msgs_per_sec.
@@ -25,22 +48,8 @@ func TestBenchJSON(t *testing.T) {
 			if mode == "e2e" {
 				args = append(args, "--rate", "10000", "--linger", "0")
 			}
-			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-			defer cancel()
-			out, err := c.runCtx(ctx, "", args...)
-			if err != nil {
-				t.Fatalf("qxd %s: %v", strings.Join(args, " "), err)
-			}
-			var got map[string]any
-			if err := json.Unmarshal([]byte(out), &got); err != nil {
-				t.Fatalf("not one JSON object: %v\n%s", err, out)
-			}
-			for _, f := range []string{"mode", "records", "size", "partitions", "msgs_per_sec", "mb_per_sec",
-				"p50_ms", "p99_ms", "p999_ms", "raw_msgs_per_sec", "ratio", "series"} {
-				if _, ok := got[f]; !ok {
-					t.Errorf("field %q missing: %s", f, out)
-				}
-			}
+			got := benchJSON(t, c, args, "mode", "records", "size", "partitions", "msgs_per_sec", "mb_per_sec",
+				"p50_ms", "p99_ms", "p999_ms", "raw_msgs_per_sec", "ratio", "series")
 			if got["sync"] != "always" {
 				t.Errorf("sync %v, want always, the node's mode", got["sync"])
 			}
@@ -166,22 +175,8 @@ func TestBenchTransactionalJSON(t *testing.T) {
 	c := startCLI(t)
 	args := []string{"bench", "produce", "--records", "2000", "--partitions", "2", "--transactional",
 		"--txn-records", "400", "--txn-interval", "1s", "--json", "--quiet", "--warmup=false"}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	out, err := c.runCtx(ctx, "", args...)
-	if err != nil {
-		t.Fatalf("qxd %s: %v", strings.Join(args, " "), err)
-	}
-	var got map[string]any
-	if err := json.Unmarshal([]byte(out), &got); err != nil {
-		t.Fatalf("not one JSON object: %v\n%s", err, out)
-	}
-	for _, f := range []string{"msgs_per_sec", "txn_msgs_per_sec", "txn_mb_per_sec", "txn_p50_ms", "txn_p99_ms",
-		"txn_ratio", "txn_overhead_pct", "txn_commits", "txn_commit_p50_ms", "txn_commit_p99_ms", "txn_commit_max_ms"} {
-		if _, ok := got[f]; !ok {
-			t.Errorf("field %q missing: %s", f, out)
-		}
-	}
+	got := benchJSON(t, c, args, "msgs_per_sec", "txn_msgs_per_sec", "txn_mb_per_sec", "txn_p50_ms", "txn_p99_ms",
+		"txn_ratio", "txn_overhead_pct", "txn_commits", "txn_commit_p50_ms", "txn_commit_p99_ms", "txn_commit_max_ms")
 	if got["txn_records"] != 400.0 || got["txn_interval_ms"] != 1000.0 {
 		t.Errorf("txn_records %v txn_interval_ms %v, want 400 and 1000", got["txn_records"], got["txn_interval_ms"])
 	}

@@ -52,10 +52,7 @@ import (
 // The last line starting SUMMARY holds the figures, with the machine's load.
 func TestFaultDrill(t *testing.T) {
 	d := drillSettings(t)
-	bin := os.Getenv("QXD_DRILL_BIN")
-	if bin == "" {
-		bin = buildQxd(t)
-	}
+	bin := drillBin(t)
 	layout := loopbackLayout(t, 3)
 	var lab *netnsLab
 	if d.fault == "cut" {
@@ -716,3 +713,13 @@ func (h logfHandler) Handle(_ context.Context, r slog.Record) error {
 }
 func (h logfHandler) WithAttrs([]slog.Attr) slog.Handler { return h }
 func (h logfHandler) WithGroup(string) slog.Handler      { return h }
+
+// drillBin returns the qxd binary the drills run: QXD_DRILL_BIN, else one built
+// from this tree.
+func drillBin(t *testing.T) string {
+	t.Helper()
+	if bin := os.Getenv("QXD_DRILL_BIN"); bin != "" {
+		return bin
+	}
+	return buildQxd(t)
+}

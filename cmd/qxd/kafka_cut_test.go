@@ -39,14 +39,7 @@ func TestKafkaCutOffNode(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds a network of namespaces and starts three qxd processes; skipped with -short")
 	}
-	hold := 15 * time.Second
-	if s := os.Getenv("QXD_CUT_HOLD"); s != "" {
-		d, err := time.ParseDuration(s)
-		if err != nil {
-			t.Fatalf("QXD_CUT_HOLD=%q: %v (use a Go duration such as 15s)", s, err)
-		}
-		hold = d
-	}
+	hold := cutHold(t)
 	const (
 		// The cut is seen within isolatedAfter (2.5 s); the majority elects new
 		// stream leaders within RAFT's election timeout (4–9 s), and franz-go
@@ -59,10 +52,7 @@ func TestKafkaCutOffNode(t *testing.T) {
 		partitions           = 6
 	)
 	lab := newNetnsLab(t, 3)
-	bin := os.Getenv("QXD_DRILL_BIN")
-	if bin == "" {
-		bin = buildQxd(t)
-	}
+	bin := drillBin(t)
 	layout := lab.layout()
 	for i := range lab.nodes {
 		layout.kafka = append(layout.kafka, lab.clientIP(i)+":9092")

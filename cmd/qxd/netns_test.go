@@ -412,23 +412,13 @@ func TestCutOffNode(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds a network of namespaces and starts three qxd processes; skipped with -short")
 	}
-	hold := 15 * time.Second
-	if s := os.Getenv("QXD_CUT_HOLD"); s != "" {
-		d, err := time.ParseDuration(s)
-		if err != nil {
-			t.Fatalf("QXD_CUT_HOLD=%q: %v (use a Go duration such as 15s)", s, err)
-		}
-		hold = d
-	}
+	hold := cutHold(t)
 	const (
 		cutOffMoveBound  = 8 * time.Second
 		cutOffCoordBound = 6 * time.Second
 	)
 	lab := newNetnsLab(t, 3)
-	bin := os.Getenv("QXD_DRILL_BIN")
-	if bin == "" {
-		bin = buildQxd(t)
-	}
+	bin := drillBin(t)
 	cl := startProcCluster(t, bin, lab.layout())
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
@@ -643,10 +633,7 @@ func TestWholeClusterCut(t *testing.T) {
 		t.Skip("builds a network of namespaces and starts three qxd processes; skipped with -short")
 	}
 	lab := newNetnsLab(t, 3)
-	bin := os.Getenv("QXD_DRILL_BIN")
-	if bin == "" {
-		bin = buildQxd(t)
-	}
+	bin := drillBin(t)
 	cl := startProcCluster(t, bin, lab.layout())
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
@@ -719,4 +706,19 @@ func waitWatching(ctx context.Context, t *testing.T, cl *procCluster) {
 			time.Sleep(100 * time.Millisecond)
 		}
 	}
+}
+
+// cutHold is how long the cut-off tests hold a node cut off: QXD_CUT_HOLD, else
+// 15 s.
+func cutHold(t *testing.T) time.Duration {
+	t.Helper()
+	s := os.Getenv("QXD_CUT_HOLD")
+	if s == "" {
+		return 15 * time.Second
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		t.Fatalf("QXD_CUT_HOLD=%q: %v (use a Go duration such as 15s)", s, err)
+	}
+	return d
 }

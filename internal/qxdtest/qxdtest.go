@@ -235,6 +235,20 @@ func startAll(cfgs []server.Config) ([]*server.Node, error) {
 	return nil, first
 }
 
+// ConnectCluster returns a client of the nodes over TCP that fails over between
+// them, closed at cleanup.
+func ConnectCluster(t testing.TB, nodes []*server.Node) *qxd.Client {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, err := qxd.Connect(ctx, ClientURLs(nodes))
+	if err != nil {
+		t.Fatalf("connect: %v", err)
+	}
+	t.Cleanup(c.Close)
+	return c
+}
+
 // ClientURLs joins the nodes' client URLs for a client that fails over between them.
 func ClientURLs(nodes []*server.Node) string {
 	var urls []string
@@ -277,6 +291,18 @@ func waitSystemReplicas(t testing.TB, n *server.Node) {
 			}
 		}
 	}
+}
+
+// NewProducer makes a producer of c with opts, failing the test on an error, and
+// closes it when the test ends.
+func NewProducer(t testing.TB, c *qxd.Client, opts ...qxd.ProducerOption) *qxd.Producer {
+	t.Helper()
+	p, err := c.NewProducer(opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close(context.Background()) })
+	return p
 }
 
 // NewConsumer makes a consumer of c with opts, failing the test on an error, and
