@@ -106,7 +106,9 @@ func TestGracefulStopOfProducersNode(t *testing.T) {
 	// for a timed test on a shared machine; what this test holds is that no call
 	// waits out the producer's request timeout (5 s) for a request lost with the
 	// stopping node's connection, as every call did before lame-duck mode.
-	if longest > 2500*time.Millisecond {
+	// Under a loaded machine a call can take a few seconds for other reasons (one
+	// begun before the stop took 2.6 s in CI): the bound sits just under 5 s.
+	if longest > 4*time.Second {
 		t.Fatalf("longest produce call took %v while the producer's node stopped gracefully: a request lost with the connection waited for its timeout", longest.Round(time.Millisecond))
 	}
 }
