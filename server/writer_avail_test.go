@@ -77,7 +77,13 @@ func TestWriterReloadsWithoutCheckpointBucket(t *testing.T) {
 	semantics.SetBaseOffset(foreign, 2)
 	// A loaded machine (two test runs on two cores) can take over the default 5 s
 	// to store it right after the other nodes stopped.
-	if _, err := js.Publish(semantics.BatchSubject(topic, 0), foreign, nats.AckWait(30*time.Second)); err != nil {
+	// Through the leader's own connection: the cluster client may be on a node
+	// just shut down, and fail with "server is disconnected".
+	ljs, err := nc.JetStream()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ljs.Publish(semantics.BatchSubject(topic, 0), foreign, nats.AckWait(30*time.Second)); err != nil {
 		t.Fatalf("foreign append: %v", err)
 	}
 	start := time.Now()
