@@ -38,13 +38,10 @@ import (
 //   - its Kafka listener closes its connections and refuses new ones
 //     (kafkaCutOff): Kafka clients have no lame-duck notice, but take a refused
 //     connection for a broker that is down and read the metadata again from
-//     another;
-//   - it shuts its JetStream down, keeping its state (pauseJetStream), so that
-//     its RAFT groups do not campaign and raise their terms: back, they would
-//     make every leader on the healthy nodes step down.
+//     another.
 //
 // It accepts NATS clients all along; once a majority answers again it is a node
-// like the others, its JetStream started again and its Kafka listener serving.
+// like the others, its Kafka listener serving again.
 const (
 	probeEvery    = 500 * time.Millisecond
 	isolatedAfter = 2500 * time.Millisecond
@@ -147,8 +144,6 @@ func (n *Node) watchIsolation(ctx context.Context) {
 	defer n.isolated.Store(false)
 	told := map[uint64]bool{}
 	armed := false
-	paused := false // JetStream is shut down while the node is cut off
-
 	t := time.NewTicker(probeEvery)
 	defer t.Stop()
 	for {
@@ -174,12 +169,6 @@ func (n *Node) watchIsolation(ctx context.Context) {
 				n.log.Info("node reaches a majority of its cluster again", "reached", reached)
 				clear(told)
 			}
-		}
-		switch {
-		case isolated && !paused:
-			paused = n.pauseJetStream()
-		case !isolated && paused:
-			paused = !n.resumeJetStream()
 		}
 		n.kafkaCutOff(isolated)
 		if isolated {
@@ -241,46 +230,4 @@ var _ streamLeadership = coordinatorLeadership{}
 
 func (l coordinatorLeadership) isStreamLeader(stream string) bool {
 	return !l.n.isolated.Load() && l.n.isStreamLeader(stream)
-}
-
-// pauseJetStream shuts the node's JetStream down once it counts itself cut off,
-// keeping its RAFT state on disk (ShutdownJetStream, not DisableJetStream, which
-// would delete the meta group's state and have the cluster remove the node). Cut
-// off, its RAFT groups could do nothing but campaign, and each campaign raises
-// their term: once the cut heals they would answer their leaders' heartbeats with
-// the higher term, and every leader on the healthy nodes would step down and
-// leave its group without a leader for a whole election timeout (4–9 s). The cut
-// is noticed after isolatedAfter, before JetStream's first campaign (its election
-// timeout is 4 s at least), so the groups stop at the term their leaders have.
-// It reports whether JetStream is down.
-func (n *Node) pauseJetStream() bool {
-	if !n.ns.JetStreamEnabled() {
-		return true
-	}
-	start := time.Now()
-	if err := n.ns.ShutdownJetStream(); err != nil {
-		n.log.Warn("cannot shut JetStream down while the node is cut off: its RAFT groups may campaign and make leaders step down after the cut heals", "err", err)
-		return false
-	}
-	n.log.Info("jetstream shut down while the node is cut off: its RAFT groups will not campaign", "took", time.Since(start).String())
-	return true
-}
-
-// resumeJetStream starts the node's JetStream again once it reaches a majority:
-// the meta group and the streams come back from their state on disk, as
-// followers at the terms they had, and catch up. It reports whether JetStream
-// runs; the watch tries again at its next probe when it does not.
-func (n *Node) resumeJetStream() bool {
-	if n.ns.JetStreamEnabled() {
-		return true
-	}
-	start := time.Now()
-	// As the node started it: with no limits given, the limits, strict mode and
-	// sync come from the server's options.
-	if err := n.ns.EnableJetStream(&natsserver.JetStreamConfig{StoreDir: n.cfg.DataDir}); err != nil {
-		n.log.Error("cannot start JetStream again after the cut: will try again", "err", err)
-		return false
-	}
-	n.log.Info("jetstream started again: the node reaches a majority of its cluster", "took", time.Since(start).String())
-	return true
 }

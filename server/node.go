@@ -480,9 +480,7 @@ func (n *Node) InProcessConn() (net.Conn, error) { return n.ns.InProcessConn() }
 // a cluster leads every stream it has.
 func (n *Node) isStreamLeader(stream string) bool {
 	if !n.ns.JetStreamIsClustered() {
-		// A node of a cluster whose JetStream is down (shut down while the node
-		// is cut off, or starting again) leads nothing.
-		return n.configuredNodes <= 1
+		return true
 	}
 	return n.ns.JetStreamIsStreamLeader(natsserver.DEFAULT_GLOBAL_ACCOUNT, stream)
 }
