@@ -144,7 +144,9 @@ func (r *Reader) allOnReplicas(ctx context.Context, subject string, st StreamSta
 			return nil, ctx.Err()
 		}
 		if misses++; misses >= replicaTries {
-			return nil, fmt.Errorf("partition %s: read the messages on %s: the leader holds %d, no replica answered more than %d: %w",
+			// Not semantics.ErrNoBatch, which the replicas answered: the leader
+			// holds the messages, and a later read may find them.
+			return nil, semantics.Errorf(semantics.ErrUnavailable, "partition %s: read the messages on %s: the leader holds %d, no replica answered more than %d (%v); retry",
 				r.name(), subject, count, len(out), err)
 		}
 		if err := pause(ctx); err != nil {

@@ -107,12 +107,29 @@ func (r *Reader) GetLastFor(ctx context.Context, subject string) (Msg, error) {
 	return r.get(ctx, msgGetRequest{LastFor: subject})
 }
 
+// get answers mreq from the stream leader, or, for a direct Reader, from any
+// replica that holds an answer. A replica's "none there" is not the partition's:
+// a follower answers direct gets once it is within 90% of the leader and goes on
+// answering when it falls behind again, so one that has not applied the latest
+// appends, or none yet, answers not found for batches the leader stores and has
+// acknowledged. A direct Reader then asks the leader, and returns
+// semantics.ErrNoBatch only when the leader holds none either, or, while the
+// leader's get is refused for want of a meta leader (ErrNoMetaLeader), when the
+// replica held none.
 func (r *Reader) get(ctx context.Context, mreq msgGetRequest) (Msg, error) {
-	if r.Direct {
-		req, _ := json.Marshal(mreq)
-		return r.getDirect(ctx, req)
+	if !r.Direct {
+		return r.leaderGet(ctx, mreq)
 	}
-	return r.leaderGet(ctx, mreq)
+	req, _ := json.Marshal(mreq)
+	m, err := r.getDirect(ctx, req)
+	if !errors.Is(err, semantics.ErrNoBatch) {
+		return m, err
+	}
+	lm, lerr := r.leaderGet(ctx, mreq)
+	if errors.Is(lerr, ErrNoMetaLeader) {
+		return m, err
+	}
+	return lm, lerr
 }
 
 // leaderGet asks the stream leader (JetStream's message get).
@@ -352,7 +369,29 @@ type Offsets struct {
 // (DeleteRecords) moves the log start past the first stored batch's base offset:
 // the stream's metadata keeps the exact offset, and the high watermark is never
 // below it.
+//
+// The batches the state counts are read after it: when none is found there (the
+// leader removed them since, by retention or a trim, or, while JetStream's meta
+// group has no leader, a direct read reached a replica that holds none yet), the
+// state is read again, up to offsetReads times in all, and then the error is
+// semantics.ErrUnavailable, worth a retry: never semantics.ErrNoBatch.
 func (r *Reader) ReadOffsets(ctx context.Context, checkpoint func(context.Context) (int64, error)) (Offsets, error) {
+	var err error
+	for range offsetReads {
+		var o Offsets
+		if o, err = r.readOffsets(ctx, checkpoint); !errors.Is(err, semantics.ErrNoBatch) {
+			return o, err
+		}
+	}
+	return Offsets{}, semantics.Errorf(semantics.ErrUnavailable,
+		"partition %s: read offsets: %d times the batches its stream's leader counted were not found when read; retry", r.name(), offsetReads)
+}
+
+// offsetReads bounds the reads of a partition's state ReadOffsets makes when the
+// batches a state counts are not found.
+const offsetReads = 3
+
+func (r *Reader) readOffsets(ctx context.Context, checkpoint func(context.Context) (int64, error)) (Offsets, error) {
 	st, err := r.StreamInfo(ctx)
 	if err != nil {
 		return Offsets{}, err
