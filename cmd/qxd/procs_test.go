@@ -2,11 +2,14 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -208,7 +211,18 @@ func (n *procNode) log(size int) string {
 
 // waitListening waits until the node's current process says it is ready ("qxd node
 // ... listening on", printed once its JetStream has a meta leader), or fails.
+//
+// A node's addresses are free ports chosen before it starts (qxdtest.FreeAddr),
+// and on this machine other tests and other test runs choose ports too: one may
+// hold a port for a moment (a probe of whether it is free) or take it for good
+// between the choice and the node's bind, or while the node is down between a
+// kill and its restart. When the process exits because an address it listens on
+// is taken, waitListening starts it again: on the same addresses at first, then,
+// outside a network namespace, with the taken one moved to a fresh free port
+// (other nodes find a node at its new cluster address when it routes to them; a
+// client learns a new client address from the cluster, or from urls).
 func (n *procNode) waitListening(ctx context.Context) error {
+	taken := 0
 	for {
 		n.mu.Lock()
 		path, exited := n.logPath, n.exited
@@ -218,12 +232,74 @@ func (n *procNode) waitListening(ctx context.Context) error {
 		}
 		select {
 		case <-exited:
+			if addr := n.takenAddr(); addr != "" && taken < portTakenStarts && ctx.Err() == nil {
+				taken++
+				if err := n.startAgain(addr, taken); err != nil {
+					return fmt.Errorf("node %s: start again after its address %s was taken: %w", n.name, addr, err)
+				}
+				continue
+			}
 			return fmt.Errorf("node %s exited before it was ready:\n%s", n.name, n.log(4000))
 		case <-ctx.Done():
 			return fmt.Errorf("node %s not ready: %w\n%s", n.name, ctx.Err(), n.log(4000))
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
+}
+
+// portTakenStarts bounds the starts waitListening makes of a node whose address
+// was taken; the later half of them on a fresh port.
+const portTakenStarts = 6
+
+// takenRE matches the line a node exits with when an address it is to listen on
+// is taken ("cluster listen address 127.0.0.1:26748 is not available: listen tcp
+// ...: bind: address already in use (...)"); the address is its first group.
+var takenRE = regexp.MustCompile(`listen address (\S+) is not available: [^\n]*address already in use`)
+
+// takenAddr returns the address the node's current process found taken, from
+// its log, or "".
+func (n *procNode) takenAddr() string {
+	if m := takenRE.FindStringSubmatch(n.log(4000)); m != nil {
+		return m[1]
+	}
+	return ""
+}
+
+// startAgain starts the node again after its process exited because addr was
+// taken: after a pause, on the same addresses for the first half of
+// portTakenStarts, then, outside a network namespace, with addr moved to a
+// fresh free port.
+func (n *procNode) startAgain(addr string, try int) error {
+	time.Sleep(time.Duration(try) * 200 * time.Millisecond)
+	n.mu.Lock()
+	n.cmd = nil
+	if try > portTakenStarts/2 && n.netns == "" {
+		fresh, err := freeLoopbackAddr()
+		if err != nil {
+			n.mu.Unlock()
+			return err
+		}
+		for _, a := range []*string{&n.client, &n.cluster, &n.kafka} {
+			if *a == addr {
+				*a = fresh
+			}
+		}
+	}
+	n.mu.Unlock()
+	return n.start()
+}
+
+// freeLoopbackAddr is qxdtest.FreeAddr for a caller without a test at hand: a
+// free 127.0.0.1 port below Linux's ephemeral range.
+func freeLoopbackAddr() (string, error) {
+	for range 50 {
+		addr := fmt.Sprintf("127.0.0.1:%d", 20000+rand.IntN(12000))
+		if l, err := net.Listen("tcp", addr); err == nil {
+			l.Close()
+			return addr, nil
+		}
+	}
+	return "", errors.New("no free 127.0.0.1 port found in 50 tries")
 }
 
 // procCluster is a cluster of qxd node processes. Every process is killed at the

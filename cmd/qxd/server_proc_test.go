@@ -5,9 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"os"
+	"net"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -71,30 +70,10 @@ func TestServerDataDirLockProcess(t *testing.T) {
 	t.Logf("restarted on the data dir of a SIGKILLed node in %v", time.Since(start).Round(time.Millisecond))
 }
 
-// startSingle starts the node as a single node (no cluster flags).
+// startSingle starts the node as a single node: one without a cluster address
+// has no cluster flags.
 func (n *procNode) startSingle() error {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	n.starts++
-	n.logPath = filepath.Join(n.logDir, n.name+"-"+strconv.Itoa(n.starts)+".log")
-	f, err := os.Create(n.logPath)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	cmd := exec.Command(n.bin, "server", "--name", n.name, "--listen", n.client, "--data", n.data, "--kafka-listen", "127.0.0.1:0")
-	cmd.Stdout, cmd.Stderr = f, f
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		return err
-	}
-	exited := make(chan struct{})
-	go func() {
-		_ = cmd.Wait()
-		close(exited)
-	}()
-	n.cmd, n.exited = cmd, exited
-	return nil
+	return n.start()
 }
 
 // pid is the node's current process id, 0 when it is not running.
@@ -238,5 +217,46 @@ func TestProcessClusterFirstStart(t *testing.T) {
 	}
 	if err := c.waitReady(ctx, c.nodes[2]); err != nil {
 		t.Fatalf("the third node: %v", err)
+	}
+}
+
+// TestProcNodeStartsWhenItsPortIsTaken starts node processes on a client address
+// something else holds, as another test or test run may between the choice of a
+// free port and the node's bind: held for a moment (a probe of whether it is
+// free), the node starts on it once it is let go; held for good, on a fresh port.
+func TestProcNodeStartsWhenItsPortIsTaken(t *testing.T) {
+	t.Parallel()
+	if testing.Short() {
+		t.Skip("runs qxd processes; skipped with -short")
+	}
+	bin := buildQxd(t)
+	for _, c := range []struct {
+		name string
+		hold time.Duration // 0: for good
+	}{{"for a moment", 700 * time.Millisecond}, {"for good", 0}} {
+		t.Run(c.name, func(t *testing.T) {
+			addr := qxdtest.FreeAddr(t)
+			l, err := net.Listen("tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer l.Close()
+			if c.hold > 0 {
+				time.AfterFunc(c.hold, func() { l.Close() })
+			}
+			n := &procNode{name: "taken", bin: bin, client: addr, data: t.TempDir(), logDir: t.TempDir()}
+			t.Cleanup(func() { _ = n.kill() })
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+			if err := n.start(); err != nil {
+				t.Fatal(err)
+			}
+			if err := n.waitListening(ctx); err != nil {
+				t.Fatalf("node on %s, held %s: %v", addr, c.name, err)
+			}
+			if moved := n.client != addr; moved != (c.hold == 0) {
+				t.Errorf("node listens on %s; it was to listen on %s, held %s", n.client, addr, c.name)
+			}
+		})
 	}
 }
