@@ -459,8 +459,14 @@ const (
 // may read and every operation needs. While JetStream does not answer, holds no
 // qxd metadata, or the bucket has no leader, Ping asks again until ctx ends (5s
 // if ctx has no deadline), then returns a semantics.ErrUnavailable error naming
-// the server and the last cause: a plain NATS server, a node still starting, or
-// a cluster without a majority of its nodes. Other failures return at once.
+// the server and the cause: a plain NATS server, a node still starting, or a
+// cluster without a majority of its nodes. Other failures return at once.
+//
+// A question JetStream has not answered within pingAttempt is not given up: a
+// loaded server can take longer, and its late answer (the bucket has no leader)
+// says more than a timeout. Ping asks again meanwhile, in case the question or
+// its answer was lost, and takes whichever answer comes first; the cause it
+// reports is the last answer's, a timeout only when none came.
 func (c *Client) Ping(ctx context.Context) error {
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
@@ -472,33 +478,81 @@ func (c *Client) Ping(ctx context.Context) error {
 	if where == "" {
 		where = "the in-process node"
 	}
-	for {
-		s, err := c.pingOnce(ctx)
-		if err == nil {
-			ci := s.CachedInfo().Cluster
-			if ci == nil || ci.Leader != "" {
-				return nil
+	actx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
+	answers := make(chan error)
+	ask := func() {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			err := c.pingOnce(actx)
+			select {
+			case answers <- err:
+			case <-actx.Done():
 			}
-			err = errNoMetaLeader
-		}
-		cause, retry := pingCause(err)
-		if !retry {
-			return fmt.Errorf("ping %s: %w", where, wrapNATSError(err))
-		}
+		}()
+	}
+	ask()
+	cause, answered := "", false
+	again := time.NewTimer(pingAttempt) // the next question, if no answer comes first
+	defer again.Stop()
+	for {
 		select {
 		case <-ctx.Done():
+			if !answered {
+				cause = fmt.Sprintf("its JetStream did not answer within %s", pingAttempt)
+			}
 			return semantics.Errorf(semantics.ErrUnavailable, "no qxd node answered at %s within %s: %s",
 				where, time.Since(start).Round(100*time.Millisecond), cause)
-		case <-time.After(pingRetry):
+		case <-again.C:
+			ask()
+			again.Reset(pingAttempt)
+		case err := <-answers:
+			if err == nil {
+				return nil
+			}
+			why, retry := pingCause(err)
+			if !retry {
+				return fmt.Errorf("ping %s: %w", where, wrapNATSError(err))
+			}
+			if !isTimeout(err) {
+				cause, answered = why, true
+			}
+			if !again.Stop() {
+				select {
+				case <-again.C:
+				default:
+				}
+			}
+			again.Reset(pingRetry)
 		}
 	}
 }
 
-// pingOnce asks JetStream about the topics bucket once, failing at once with a
+func isTimeout(err error) bool {
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) || errors.Is(err, nats.ErrTimeout)
+}
+
+// pingOnce asks JetStream about the topics bucket once, bounded by ctx alone: nil
+// when a qxd node answers with a bucket that has a leader (or is not clustered),
+// errNoMetaLeader when the bucket has none, and the failure otherwise, at once a
 // not-authorized error when the server refuses the identity the question.
-func (c *Client) pingOnce(ctx context.Context) (jetstream.Stream, error) {
-	ctx, cancel := context.WithTimeout(ctx, pingAttempt)
+func (c *Client) pingOnce(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	s, err := c.askTopicsBucket(ctx, cancel)
+	if err != nil {
+		return err
+	}
+	if ci := s.CachedInfo().Cluster; ci != nil && ci.Leader == "" {
+		return errNoMetaLeader
+	}
+	return nil
+}
+
+func (c *Client) askTopicsBucket(ctx context.Context, cancel context.CancelFunc) (jetstream.Stream, error) {
 	if c.authz == nil {
 		return c.js.Stream(ctx, semantics.KVStream(semantics.TopicsBucket))
 	}
