@@ -343,6 +343,8 @@ func (c *Consumer) fetchOnce(ctx context.Context, pc *partSource, gen uint64, fr
 	defer cancel()
 	r := &partRead{c: c, pc: pc, gen: gen, ctx: rctx, next: from, lastStream: max(seq, 1) - 1, failed: make(chan readFailure, 1)}
 	r.cons = cons
+	r.stall = c.c.check.stallTimer()
+	defer r.stall.disarm()
 	if info := cons.CachedInfo(); info != nil && info.Cluster != nil {
 		r.host = info.Cluster.Leader
 	}
@@ -388,6 +390,10 @@ type partRead struct {
 	held uint64
 
 	stable stableView // read-committed: the partition's transactions (consumer_txn.go)
+
+	// stall checks the client's node when the next batch of a stream that holds
+	// more does not come (see nodeCheck); nil without a check.
+	stall *stallTimer
 
 	busy   atomic.Bool  // a message is being handled (maybe waiting for Poll)
 	last   atomic.Int64 // when the last message was handled, Unix ns
@@ -440,15 +446,21 @@ func (r *partRead) gapError(ctx context.Context, from, to int64, seq uint64) err
 // another replica's intact copy when one has them (fromReplica, fillGap).
 func (r *partRead) handle(msg jetstream.Msg) {
 	r.busy.Store(true)
+	r.stall.disarm()
+	more := false // the stream holds more for the read: it awaits the next batch
 	defer func() {
 		r.last.Store(time.Now().UnixNano())
 		r.busy.Store(false)
+		if more && r.ctx.Err() == nil {
+			r.stall.arm()
+		}
 	}()
 	meta, err := msg.Metadata()
 	if err != nil {
 		r.fail(fmt.Errorf("read message metadata: %w", err), false)
 		return
 	}
+	more = meta.NumPending > 0
 	data := msg.Data()
 	recs, derr := semantics.DecodeRecords(nil, data, r.pc.tp.Topic, r.pc.tp.Partition)
 	r.mu.Lock()
