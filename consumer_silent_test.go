@@ -3,6 +3,8 @@ package qxd_test
 import (
 	"fmt"
 	"log/slog"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -15,15 +17,21 @@ import (
 
 // silentNodeClient connects a client to nodes[1] through a TCP relay, with the
 // other nodes to move to, and pings so rare (every minute) that only the client's
-// own check of its node can find it silent within the tests' bounds.
-func silentNodeClient(t *testing.T, nodes []*server.Node) (*qxd.Client, *silentRelay) {
+// own check of its node can find it silent within the tests' bounds. Its log
+// messages go to the test's log, and to seen, if not nil.
+func silentNodeClient(t *testing.T, nodes []*server.Node, seen func(string)) (*qxd.Client, *silentRelay) {
 	t.Helper()
 	relay := startSilentRelay(t, nodes[1].ClientURL()[len("nats://"):])
 	urls := "nats://" + relay.addr + "," + nodes[0].ClientURL() + "," + nodes[2].ClientURL()
 	ctx := qxdtest.Context(t, 30*time.Second)
 	c, err := qxd.Connect(ctx, urls, qxd.ClientPing(time.Minute, 2),
 		qxd.NATSOptions(nats.DontRandomize(), nats.ReconnectWait(50*time.Millisecond)),
-		qxd.Logger(slog.New(countHandler{func(msg string) { t.Logf("%v: %s", time.Now().Format("15:04:05.000"), msg) }})))
+		qxd.Logger(slog.New(countHandler{func(msg string) {
+			t.Logf("%v: %s", time.Now().Format("15:04:05.000"), msg)
+			if seen != nil {
+				seen(msg)
+			}
+		}})))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -70,7 +78,12 @@ func TestConsumerLeavesSilentNode(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	c, relay := silentNodeClient(t, nodes)
+	var stalled atomic.Int32
+	c, relay := silentNodeClient(t, nodes, func(msg string) {
+		if strings.Contains(msg, "partition read stalled") {
+			stalled.Add(1)
+		}
+	})
 	cons := qxdtest.NewConsumer(t, c, qxd.MaxPollRecords(10))
 	if err := cons.Assign(ctx, qxd.Assignment{Topic: topic, Partition: 0, Offset: qxd.AtStart()}); err != nil {
 		t.Fatal(err)
@@ -127,6 +140,12 @@ func TestConsumerLeavesSilentNode(t *testing.T) {
 	t.Logf("client moved to %s %v after its node went silent", c.Conn().ConnectedServerName(), moved.Round(time.Millisecond))
 	<-readDone
 	t.Logf("read all %d records %v after the relay froze", records, time.Since(frozen).Round(time.Millisecond))
+	// What the read's consumer sent on the lost connection is lost with it: the
+	// read starts again when the connection is back, not when its watchdog finds
+	// it stalled seconds later.
+	if n := stalled.Load(); n > 0 {
+		t.Errorf("the read went on only after its watchdog found it stalled (%d times)", n)
+	}
 }
 
 // TestGroupMemberLeavesSilentNode freezes the connection of a group member that
@@ -140,7 +159,7 @@ func TestGroupMemberLeavesSilentNode(t *testing.T) {
 	const topic = "silent-member"
 	qxdtest.CreateTopic(t, admin, topic, qxd.TopicConfig{Partitions: 1, Replicas: 3})
 
-	c, relay := silentNodeClient(t, nodes)
+	c, relay := silentNodeClient(t, nodes, nil)
 	cons := qxdtest.NewConsumer(t, c, qxd.Group("silent"), qxd.SessionTimeout(20*time.Second),
 		qxd.HeartbeatInterval(500*time.Millisecond))
 	if err := cons.Subscribe(ctx, topic); err != nil {
