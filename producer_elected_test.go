@@ -15,10 +15,9 @@ import (
 )
 
 // TestProducerResendsWhenItsStreamElectsALeader loses a produce request the way a
-// dying leader loses it: a subscriber in the writers' queue group, on the node the
-// producer is connected to (NATS prefers it), takes the request and answers
-// nothing, as a killed or paused writer does; then it goes, and the partition's
-// stream elects a new leader. The producer must resend the batch as soon as
+// dying leader loses it: a subscriber in the writers' queue group takes the
+// request and answers nothing, as a killed or paused writer does; then it goes,
+// and the partition's stream elects a new leader. The producer must resend the batch as soon as
 // JetStream announces the election, not after its request timeout (30 s here), and
 // the record must be stored once.
 func TestProducerResendsWhenItsStreamElectsALeader(t *testing.T) {
@@ -81,17 +80,33 @@ func TestProducerResendsWhenItsStreamElectsALeader(t *testing.T) {
 	// The node must know the subscription before the record is sent.
 	time.Sleep(100 * time.Millisecond)
 
-	done := make(chan error, 1)
-	sent := time.Now()
-	if err := p.Produce(ctx, &qxd.Record{Topic: topic, Value: []byte("lost-request")}, func(_ *qxd.Record, err error) { done <- err }); err != nil {
-		t.Fatal(err)
+	// NATS hands a request to a queue group member picked at random, local or
+	// not: send records until the silent writer takes one.
+	var done chan error
+	var sent time.Time
+	lost := ""
+	for i := 0; lost == ""; i++ {
+		if i == 30 {
+			t.Fatal("the silent writer took none of 30 requests")
+		}
+		value := fmt.Sprintf("try-%d", i)
+		d := make(chan error, 1)
+		sent = time.Now()
+		if err := p.Produce(ctx, &qxd.Record{Topic: topic, Value: []byte(value)}, func(_ *qxd.Record, err error) { d <- err }); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case <-swallowed:
+			lost, done = value, d
+		case err := <-d:
+			if err != nil {
+				t.Fatalf("produce %s: %v", value, err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("record %s neither answered nor taken by the silent writer within 10 s", value)
+		}
 	}
-	select {
-	case <-swallowed:
-	case <-time.After(10 * time.Second):
-		t.Fatal("the silent writer did not get the request within 10 s")
-	}
-	t.Logf("%v: the silent writer took the request", time.Now().Format("15:04:05.000"))
+	t.Logf("%v: the silent writer took the request of %s", time.Now().Format("15:04:05.000"), lost)
 	if err := hole.Unsubscribe(); err != nil {
 		t.Fatal(err)
 	}
@@ -130,27 +145,40 @@ func TestProducerResendsWhenItsStreamElectsALeader(t *testing.T) {
 		t.Fatalf("the record whose request was lost was not acknowledged within %v of the election: the producer waits for its request timeout (%v)", bound, requestTimeout)
 	}
 
-	recs := readTopic(t, c, topic, 1, 6)
+	// Every record once, at dense offsets: the warm-up's, those the writer
+	// answered at once, and the one resent.
+	want := 5 + int(parseTry(t, lost)) + 1
+	recs := readTopic(t, c, topic, 1, want)
 	var copies int
 	for i, r := range recs {
 		if r.Offset != int64(i) {
 			t.Errorf("record %d has offset %d", i, r.Offset)
 		}
-		if string(r.Value) == "lost-request" {
+		if string(r.Value) == lost {
 			copies++
 		}
 	}
-	if copies != 1 || len(recs) != 6 {
-		t.Errorf("read %d records, %d copies of the resent one; want 6 and 1", len(recs), copies)
+	if copies != 1 || len(recs) != want {
+		t.Errorf("read %d records, %d copies of the resent one; want %d and 1", len(recs), copies, want)
 	}
 	ctx2, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	cons := qxdtest.NewConsumer(t, c)
 	defer cons.Close(context.Background())
-	if err := cons.Assign(ctx2, qxd.Assignment{Topic: topic, Partition: 0, Offset: qxd.At(6)}); err != nil {
+	if err := cons.Assign(ctx2, qxd.Assignment{Topic: topic, Partition: 0, Offset: qxd.At(int64(want))}); err != nil {
 		t.Fatal(err)
 	}
 	if extra, _ := cons.Poll(ctx2); len(extra) > 0 {
-		t.Errorf("%d records after the 6 produced, the first %q", len(extra), extra[0].Value)
+		t.Errorf("%d records after the %d produced, the first %q", len(extra), want, extra[0].Value)
 	}
+}
+
+// parseTry returns i of "try-<i>".
+func parseTry(t *testing.T, v string) int64 {
+	t.Helper()
+	var i int64
+	if _, err := fmt.Sscanf(v, "try-%d", &i); err != nil {
+		t.Fatalf("record value %q: %v", v, err)
+	}
+	return i
 }

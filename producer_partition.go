@@ -291,6 +291,7 @@ func (pp *partProducer) run() {
 		// Complete answered batches in order; time out stuck ones, and give up
 		// at once on those a leader election left without an answer.
 		pp.mu.Lock()
+		gaveUp := 0
 		for _, b := range pp.inflight {
 			switch {
 			case b.done:
@@ -300,8 +301,10 @@ func (pp *partProducer) run() {
 			case pp.giveUpLocked(b, now) && pp.p.unregister(b):
 				b.done, b.base, b.elected = true, -1, true
 				b.err = semantics.Errorf(semantics.ErrNotLeader, "partition %s: its stream elected a leader while the batch awaited an answer; resending", pp.name)
+				gaveUp++
 			}
 		}
+
 		var completed []*batch
 		if !recovering {
 			for len(pp.inflight) > 0 && pp.inflight[0].done {
@@ -349,6 +352,10 @@ func (pp *partProducer) run() {
 			}
 		}
 		pp.mu.Unlock()
+		if gaveUp > 0 {
+			pp.p.c.log.Debug("batches left without an answer by the partition's leader election; resending them",
+				"topic", pp.topic, "partition", pp.partition)
+		}
 		if stalled {
 			// No answer yet: the node may be paused or cut off (see nodeCheck).
 			pp.p.c.check.suspect()
