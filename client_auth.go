@@ -102,6 +102,9 @@ func (w *deniedWaiter) isDenied() bool {
 // requestWatched is nc.RequestWithContext that fails at once with a not-authorized
 // error when the server refuses the request's subject.
 func (c *Client) requestWatched(ctx context.Context, subject string, data []byte) (*nats.Msg, error) {
+	// An answer that does not come soon makes the client check its node (see
+	// nodeCheck).
+	defer c.check.awaiting()()
 	if c.authz == nil {
 		return c.nc.RequestWithContext(ctx, subject, data)
 	}

@@ -14,11 +14,16 @@ import (
 // A node can fail its clients without closing their connections: a paused
 // process (SIGSTOP, a VM frozen, a swap storm) keeps its sockets open and answers
 // nothing. NATS's pings find it after PingInterval × (MaxPingsOut + 1) (2–3 s by
-// default). A producer notices sooner: a request that has had no answer for
-// stallCheckAfter makes the client ping its node at once, and move to another
+// default). A client notices sooner: anything it awaits from its node that has not
+// come within stallCheckAfter makes it ping its node at once, and move to another
 // when nothing at all — neither the PONG nor any other message — comes from the
 // node within nodeCheckWait (about 1.3 s after the stall began), or within twice
-// the slowest answer of the last 30 s when that is longer (a busy node).
+// the slowest answer of the last 30 s when that is longer (a busy node). One check
+// serves the whole connection; what it awaits is a producer's batch (the
+// partition's sender looks at its batches in flight), a request of the admin API
+// or of a consumer group (heartbeats, joins, commits: Client.requestWatched), and
+// a partition read's next batch while its stream holds more than the read got
+// (a stallTimer per read).
 //
 // A node cut off from its peers is not found so: it answers pings. It tells its
 // clients to move itself once it counts itself cut off (see the server's
@@ -27,8 +32,8 @@ import (
 // majority do) was tried: on a busy machine the answers of healthy nodes came
 // later than 1 s too often, twice in a row, and clients moved off healthy nodes.
 const (
-	// stallCheckAfter is how long a produce request waits for its answer before
-	// the client checks its node. A healthy node under load often answers later:
+	// stallCheckAfter is how long a request (or a read's next batch) waits for
+	// its answer before the client checks its node. A healthy node under load often answers later:
 	// that costs one ping, not a move.
 	stallCheckAfter = 300 * time.Millisecond
 	// nodeCheckWait is how long a check waits for the PONG, or for anything else
@@ -92,6 +97,47 @@ func (k *nodeCheck) wait() time.Duration {
 		d = max(d, 2*time.Duration(k.slowest.Load()))
 	}
 	return min(d, maxCheckWait)
+}
+
+// awaiting tells the check that the client awaits an answer from its node: the
+// node is checked when done has not been called within stallCheckAfter. Safe on
+// nil; done may be called more than once.
+func (k *nodeCheck) awaiting() (done func()) {
+	if k == nil {
+		return func() {}
+	}
+	t := time.AfterFunc(stallCheckAfter, k.suspect)
+	return func() { t.Stop() }
+}
+
+// stallTimer is awaiting for something awaited again and again (a read's next
+// batch): arm it when the client starts waiting, disarm it when what it awaited
+// came or nothing is awaited any more. The zero value (and nil) does nothing.
+type stallTimer struct {
+	t *time.Timer
+}
+
+// stallTimer returns a disarmed stallTimer of the check (one that does nothing
+// on nil).
+func (k *nodeCheck) stallTimer() *stallTimer {
+	if k == nil {
+		return nil
+	}
+	t := time.AfterFunc(time.Hour, k.suspect)
+	t.Stop()
+	return &stallTimer{t: t}
+}
+
+func (s *stallTimer) arm() {
+	if s != nil {
+		s.t.Reset(stallCheckAfter)
+	}
+}
+
+func (s *stallTimer) disarm() {
+	if s != nil {
+		s.t.Stop()
+	}
 }
 
 func newNodeCheck(nc *nats.Conn, log *slog.Logger, watch *connWatch) *nodeCheck {

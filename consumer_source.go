@@ -16,6 +16,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/qxd-io/qxd/internal/partition"
 	"github.com/qxd-io/qxd/semantics"
@@ -343,6 +344,8 @@ func (c *Consumer) fetchOnce(ctx context.Context, pc *partSource, gen uint64, fr
 	defer cancel()
 	r := &partRead{c: c, pc: pc, gen: gen, ctx: rctx, next: from, lastStream: max(seq, 1) - 1, failed: make(chan readFailure, 1)}
 	r.cons = cons
+	r.stall = c.c.check.stallTimer()
+	defer r.stall.disarm()
 	if info := cons.CachedInfo(); info != nil && info.Cluster != nil {
 		r.host = info.Cluster.Leader
 	}
@@ -350,12 +353,16 @@ func (c *Consumer) fetchOnce(ctx context.Context, pc *partSource, gen uint64, fr
 	// Pulling by bytes bounds what is fetched ahead whatever the batches' sizes.
 	// Bounding the count instead (PullMaxMessagesWithBytesLimit) measurably raised
 	// the end-to-end p99 at 5000 records/s with linger 0 (see docs/performance.md).
+	// A move to another node loses what the consumer sent on the old connection
+	// and had not arrived: listen before the first pull.
+	up := c.c.nc.StatusChanged(nats.CONNECTED)
+	defer c.c.nc.RemoveStatusListener(up)
 	cc, err := cons.Consume(r.handle, jetstream.PullMaxBytes(share), jetstream.PullHeartbeat(readHeartbeat),
 		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) { r.fail(err, false) }))
 	if err != nil {
 		return from, errors.Is(err, jetstream.ErrStreamNotFound), err
 	}
-	failure := r.watch(ctx)
+	failure := r.watch(ctx, up)
 	cancel()
 	cc.Stop()
 	return r.stop(), failure.fatal, failure.err
@@ -388,6 +395,10 @@ type partRead struct {
 	held uint64
 
 	stable stableView // read-committed: the partition's transactions (consumer_txn.go)
+
+	// stall checks the client's node when the next batch of a stream that holds
+	// more does not come (see nodeCheck); nil without a check.
+	stall *stallTimer
 
 	busy   atomic.Bool  // a message is being handled (maybe waiting for Poll)
 	last   atomic.Int64 // when the last message was handled, Unix ns
@@ -440,15 +451,21 @@ func (r *partRead) gapError(ctx context.Context, from, to int64, seq uint64) err
 // another replica's intact copy when one has them (fromReplica, fillGap).
 func (r *partRead) handle(msg jetstream.Msg) {
 	r.busy.Store(true)
+	r.stall.disarm()
+	more := false // the stream holds more for the read: it awaits the next batch
 	defer func() {
 		r.last.Store(time.Now().UnixNano())
 		r.busy.Store(false)
+		if more && r.ctx.Err() == nil {
+			r.stall.arm()
+		}
 	}()
 	meta, err := msg.Metadata()
 	if err != nil {
 		r.fail(fmt.Errorf("read message metadata: %w", err), false)
 		return
 	}
+	more = meta.NumPending > 0
 	data := msg.Data()
 	recs, derr := semantics.DecodeRecords(nil, data, r.pc.tp.Topic, r.pc.tp.Partition)
 	r.mu.Lock()
@@ -620,8 +637,11 @@ func (r *partRead) fromReplica(seq uint64, data []byte, derr error) ([]byte, err
 }
 
 // watch waits until the read fails or ctx ends. It is also a watchdog: after a quiet
-// spell it checks whether the read is stalled (check), and ends it if so.
-func (r *partRead) watch(ctx context.Context) readFailure {
+// spell it checks whether the read is stalled (check), and ends it if so. It ends
+// the read when the connection comes back after a loss (up): what the read's
+// consumer sent on the lost connection did not arrive, and, sent already, would
+// not be sent again (the watchdog would find that only after two quiet spells).
+func (r *partRead) watch(ctx context.Context, up <-chan nats.Status) readFailure {
 	t := time.NewTimer(fetchQuiet)
 	defer t.Stop()
 	for {
@@ -630,6 +650,12 @@ func (r *partRead) watch(ctx context.Context) readFailure {
 			return readFailure{err: ctx.Err()}
 		case f := <-r.failed:
 			return f
+		case _, ok := <-up:
+			if !ok {
+				up = nil // the connection closed: ctx or a failure ends the read
+				continue
+			}
+			return readFailure{err: errors.New("the connection to the node was lost and restored: what the read's consumer sent meanwhile may be lost")}
 		case <-t.C:
 		}
 		if r.busy.Load() { // waiting for Poll, or decoding

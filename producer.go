@@ -29,6 +29,9 @@ type Producer struct {
 
 	inbox string
 	sub   *nats.Subscription
+	// elected receives JetStream's leader-elected advisories of every stream (see
+	// partProducer.leaderElected); nil when the subscription failed.
+	elected *nats.Subscription
 
 	mu     sync.Mutex                                // serialises changes to topics and loads
 	loads  map[string]*topicLoad                     // topics whose metadata is being read
@@ -86,6 +89,12 @@ func (c *Client) NewProducer(opts ...ProducerOption) (*Producer, error) {
 	}
 	_ = sub.SetPendingLimits(-1, -1)
 	p.sub = sub
+	if cfg.acks != AcksNone {
+		// Without it (an identity not allowed to subscribe to JetStream's
+		// advisories), a batch a dead leader left unanswered waits out its request
+		// timeout.
+		p.elected, _ = c.nc.Subscribe(semantics.Subject(semantics.JSAdvisoryStreamLeaderPrefix, "*"), p.onLeaderElected)
+	}
 	up := c.nc.StatusChanged(nats.CONNECTED)
 	p.wg.Add(1)
 	go p.resendOnReconnect(up)
@@ -523,6 +532,9 @@ func (p *Producer) Close(ctx context.Context) error {
 	if p.sub != nil {
 		p.sub.Unsubscribe()
 	}
+	if p.elected != nil {
+		p.elected.Unsubscribe()
+	}
 	return err
 }
 
@@ -678,6 +690,30 @@ func (p *Producer) onReply(m *nats.Msg) {
 		res, base = r.Err(), r.BaseOffset
 	}
 	b.part.finish(b, base, res)
+}
+
+// onLeaderElected receives JetStream's advisory that a stream elected a leader;
+// for a partition of a topic the producer writes to, the partition's sender gives
+// up on the batches the election left without an answer and sends them again.
+func (p *Producer) onLeaderElected(m *nats.Msg) {
+	stream := m.Subject[strings.LastIndexByte(m.Subject, '.')+1:]
+	topic, part, ok := semantics.ParseStreamName(stream)
+	if !ok {
+		return
+	}
+	tp := (*p.topics.Load())[topic]
+	if tp == nil {
+		return
+	}
+	tp.mu.Lock()
+	var pp *partProducer
+	if part >= 0 && int(part) < len(tp.parts) {
+		pp = tp.parts[part]
+	}
+	tp.mu.Unlock()
+	if pp != nil {
+		pp.leaderElected(time.Now())
+	}
 }
 
 func (p *Producer) register(b *batch) string {

@@ -35,6 +35,12 @@ type batch struct {
 	// checked: the batch waited stallCheckAfter for its answer and made the
 	// client check its node (once per send).
 	checked bool
+	// hurried: the batch is being resent after its stream elected a leader while
+	// it awaited an answer; each attempt waits electedAnswerWait, not the request
+	// timeout (see leaderElected).
+	hurried bool
+	// elected: the batch was given up because its stream elected a leader.
+	elected bool
 	done    bool
 	base    int64
 	err     error
@@ -108,6 +114,10 @@ type partProducer struct {
 	// to size the next one's buffers.
 	lastBytes int
 	lastRecs  int
+
+	// elected is when JetStream's advisory last said that the partition's stream
+	// elected a leader (zero: never); guarded by mu.
+	elected time.Time
 
 	// Owned by the sender goroutine.
 	pid      int64
@@ -278,14 +288,23 @@ func (pp *partProducer) run() {
 			}
 		}
 
-		// Complete answered batches in order; time out stuck ones.
+		// Complete answered batches in order; time out stuck ones, and give up
+		// at once on those a leader election left without an answer.
 		pp.mu.Lock()
+		gaveUp := 0
 		for _, b := range pp.inflight {
-			if !b.done && now.Sub(b.sentAt) >= cfg.requestTimeout && pp.p.unregister(b) {
+			switch {
+			case b.done:
+			case now.Sub(b.sentAt) >= cfg.requestTimeout && pp.p.unregister(b):
 				b.done, b.base = true, -1
 				b.err = semantics.Errorf(semantics.ErrTimeout, "partition %s: no answer within %v", pp.name, cfg.requestTimeout)
+			case pp.giveUpLocked(b, now) && pp.p.unregister(b):
+				b.done, b.base, b.elected = true, -1, true
+				b.err = semantics.Errorf(semantics.ErrNotLeader, "partition %s: its stream elected a leader while the batch awaited an answer; resending", pp.name)
+				gaveUp++
 			}
 		}
+
 		var completed []*batch
 		if !recovering {
 			for len(pp.inflight) > 0 && pp.inflight[0].done {
@@ -301,7 +320,14 @@ func (pp *partProducer) run() {
 		var failed []*batch
 		var retry []*batch
 		if recovering && allDone(pp.inflight) {
+			hurry := false
+			for _, b := range pp.inflight {
+				hurry = hurry || b.elected
+			}
 			completed, failed, retry = pp.sortOut(completed)
+			for _, b := range retry {
+				b.hurried = b.hurried || hurry
+			}
 			pp.queue = append(retry, pp.queue...)
 			pp.queued.Store(int32(len(pp.queue)))
 			pp.inflight = nil
@@ -313,6 +339,9 @@ func (pp *partProducer) run() {
 		for _, b := range pp.inflight {
 			if !b.done {
 				wake = earliest(wake, b.sentAt.Add(cfg.requestTimeout))
+				if at := pp.giveUpAtLocked(b); !at.IsZero() {
+					wake = earliest(wake, at)
+				}
 				switch {
 				case b.checked:
 				case now.Sub(b.sentAt) >= stallCheckAfter:
@@ -323,6 +352,10 @@ func (pp *partProducer) run() {
 			}
 		}
 		pp.mu.Unlock()
+		if gaveUp > 0 {
+			pp.p.c.log.Debug("batches left without an answer by the partition's leader election; resending them",
+				"topic", pp.topic, "partition", pp.partition)
+		}
 		if stalled {
 			// No answer yet: the node may be paused or cut off (see nodeCheck).
 			pp.p.c.check.suspect()
@@ -358,6 +391,65 @@ func (pp *partProducer) run() {
 			}
 		}
 	}
+}
+
+// A partition whose leader dies (a crash, a kill, a pause, a cut) loses the
+// requests that reached its writer, and their answers: before, each waited out
+// the request timeout (5 s) before it was sent again, although JetStream's
+// election, which ends such a stall, often takes less (4–9 s, counted from the
+// last heartbeat the followers heard, often before the send). JetStream announces
+// each election ($JS.EVENT.ADVISORY.STREAM.LEADER_ELECTED.<stream>): a batch
+// sent before that and still without an answer is given up then and sent again
+// at once, to the new leader's writer, or, while that is starting, retried on
+// its "no responders" every RetryBackoff. A resend is safe: the writer stores a
+// producer's batch once (a resend of a stored batch is answered with its offsets,
+// or as a duplicate), and a writer that lost its leadership cannot append.
+//
+// Until the cluster gives up on the old leader's routes (about 6 s after a pause
+// or a cut), its writer's queue subscription still takes some of the requests:
+// a batch resent after an election waits electedAnswerWait for each attempt,
+// not the request timeout. A healthy writer drains its answers before its
+// leadership moves on purpose, so a planned move resends nothing.
+const (
+	// electedGrace: a batch sent this shortly before the advisory arrived may be
+	// on its way to the new writer; it gets this long.
+	electedGrace = 100 * time.Millisecond
+	// electedAnswerWait bounds each attempt of a batch resent after an election.
+	electedAnswerWait = time.Second
+)
+
+// leaderElected records that the partition's stream elected a leader at at, and
+// wakes the sender to give up on the batches it left without an answer.
+func (pp *partProducer) leaderElected(at time.Time) {
+	pp.mu.Lock()
+	pp.elected = at
+	pp.mu.Unlock()
+	pp.signal()
+}
+
+// giveUpAtLocked is when the unanswered b is given up and sent again although
+// the request timeout has not passed (zero: not before the request timeout):
+// after the stream elected a leader, or after electedAnswerWait for a batch
+// being resent after an election. Called with mu held.
+func (pp *partProducer) giveUpAtLocked(b *batch) time.Time {
+	var at time.Time
+	if e := pp.elected; !e.IsZero() && b.sentAt.Before(e) {
+		at = e
+		if g := b.sentAt.Add(electedGrace); g.After(at) {
+			at = g
+		}
+	}
+	if b.hurried {
+		at = earliest(at, b.sentAt.Add(electedAnswerWait))
+	}
+	return at
+}
+
+// giveUpLocked reports whether the unanswered b is to be given up at now (see
+// giveUpAtLocked). Called with mu held.
+func (pp *partProducer) giveUpLocked(b *batch, now time.Time) bool {
+	at := pp.giveUpAtLocked(b)
+	return !at.IsZero() && !now.Before(at)
 }
 
 func earliest(a, b time.Time) time.Time {
@@ -485,7 +577,7 @@ func (pp *partProducer) send(b *batch) bool {
 		return false
 	}
 	pp.mu.Lock()
-	b.done, b.err, b.base, b.checked = false, nil, -1, false
+	b.done, b.err, b.base, b.checked, b.elected = false, nil, -1, false, false
 	b.sentAt = time.Now()
 	pp.mu.Unlock()
 	reply := pp.p.register(b)

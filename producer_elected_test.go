@@ -1,0 +1,184 @@
+package qxd_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/qxd-io/qxd"
+	"github.com/qxd-io/qxd/internal/qxdtest"
+	"github.com/qxd-io/qxd/semantics"
+)
+
+// TestProducerResendsWhenItsStreamElectsALeader loses a produce request the way a
+// dying leader loses it: a subscriber in the writers' queue group takes the
+// request and answers nothing, as a killed or paused writer does; then it goes,
+// and the partition's stream elects a new leader. The producer must resend the batch as soon as
+// JetStream announces the election, not after its request timeout (30 s here), and
+// the record must be stored once.
+func TestProducerResendsWhenItsStreamElectsALeader(t *testing.T) {
+	t.Parallel()
+	nodes := qxdtest.StartCluster(t, qxdtest.ClusterConfigs(t, 3))
+	ctx := qxdtest.Context(t, 120*time.Second)
+	admin := qxdtest.Connect(t, nodes[0])
+	const topic = "elected"
+	qxdtest.CreateTopic(t, admin, topic, qxd.TopicConfig{Partitions: 1, Replicas: 3})
+	stream := semantics.StreamName(topic, 0)
+
+	// The producer's node leads nothing of the partition.
+	js := qxdtest.JetStream(t, nodes[0])
+	s, err := js.Stream(ctx, stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leader := s.CachedInfo().Cluster.Leader
+	var via int
+	for i, n := range nodes {
+		if n.Name() != leader {
+			via = i
+			break
+		}
+	}
+	c, err := qxd.Connect(ctx, nodes[via].ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	const requestTimeout = 30 * time.Second
+	p := qxdtest.NewProducer(t, c, qxd.Linger(0), qxd.RequestTimeout(requestTimeout), qxd.DeliveryTimeout(2*requestTimeout))
+	for i := range 5 {
+		if err := p.ProduceSync(ctx, &qxd.Record{Topic: topic, Value: fmt.Appendf(nil, "warm-%d", i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// The silent writer, on the producer's node.
+	nc, err := nats.Connect(nodes[via].ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	elections, err := nc.Subscribe(semantics.Subject(semantics.JSAdvisoryStreamLeaderPrefix, stream), func(m *nats.Msg) {
+		t.Logf("%v: %s", time.Now().Format("15:04:05.000"), m.Data)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer elections.Unsubscribe()
+	swallowed := make(chan struct{}, 16)
+	hole, err := nc.QueueSubscribe(semantics.WriterSubject(topic, 0), "writer", func(*nats.Msg) { swallowed <- struct{}{} })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	// The node must know the subscription before the record is sent.
+	time.Sleep(100 * time.Millisecond)
+
+	// NATS hands a request to a queue group member picked at random, local or
+	// not: send records until the silent writer takes one.
+	var done chan error
+	var sent time.Time
+	lost := ""
+	for i := 0; lost == ""; i++ {
+		if i == 30 {
+			t.Fatal("the silent writer took none of 30 requests")
+		}
+		value := fmt.Sprintf("try-%d", i)
+		d := make(chan error, 1)
+		sent = time.Now()
+		if err := p.Produce(ctx, &qxd.Record{Topic: topic, Value: []byte(value)}, func(_ *qxd.Record, err error) { d <- err }); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case <-swallowed:
+			lost, done = value, d
+		case err := <-d:
+			if err != nil {
+				t.Fatalf("produce %s: %v", value, err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("record %s neither answered nor taken by the silent writer within 10 s", value)
+		}
+	}
+	t.Logf("%v: the silent writer took the request of %s", time.Now().Format("15:04:05.000"), lost)
+	if err := hole.Unsubscribe(); err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+
+	// A new election, as after the leader's death.
+	m, err := nc.RequestWithContext(ctx, "$JS.API.STREAM.LEADER.STEPDOWN."+stream, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var resp struct {
+		Success bool `json:"success"`
+		Error   *struct {
+			Description string `json:"description"`
+		} `json:"error"`
+	}
+	if err := json.Unmarshal(m.Data, &resp); err != nil || !resp.Success {
+		t.Fatalf("step down %s: %s (%v)", stream, m.Data, err)
+	}
+	stepped := time.Now()
+
+	// Generous: the election and the new writer's start take a second or two, the
+	// request timeout 30 s.
+	bound := requestTimeout / 2
+	select {
+	case err := <-done:
+		t.Logf("%v: answered", time.Now().Format("15:04:05.000"))
+		if err != nil {
+			t.Fatalf("the record whose request was lost failed: %v", err)
+		}
+		t.Logf("acknowledged %v after the step-down (%v after it was sent)",
+			time.Since(stepped).Round(time.Millisecond), time.Since(sent).Round(time.Millisecond))
+	case <-time.After(bound):
+		t.Fatalf("the record whose request was lost was not acknowledged within %v of the election: the producer waits for its request timeout (%v)", bound, requestTimeout)
+	}
+
+	// Every record once, at dense offsets: the warm-up's, those the writer
+	// answered at once, and the one resent.
+	want := 5 + int(parseTry(t, lost)) + 1
+	recs := readTopic(t, c, topic, 1, want)
+	var copies int
+	for i, r := range recs {
+		if r.Offset != int64(i) {
+			t.Errorf("record %d has offset %d", i, r.Offset)
+		}
+		if string(r.Value) == lost {
+			copies++
+		}
+	}
+	if copies != 1 || len(recs) != want {
+		t.Errorf("read %d records, %d copies of the resent one; want %d and 1", len(recs), copies, want)
+	}
+	ctx2, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	cons := qxdtest.NewConsumer(t, c)
+	defer cons.Close(context.Background())
+	if err := cons.Assign(ctx2, qxd.Assignment{Topic: topic, Partition: 0, Offset: qxd.At(int64(want))}); err != nil {
+		t.Fatal(err)
+	}
+	if extra, _ := cons.Poll(ctx2); len(extra) > 0 {
+		t.Errorf("%d records after the %d produced, the first %q", len(extra), want, extra[0].Value)
+	}
+}
+
+// parseTry returns i of "try-<i>".
+func parseTry(t *testing.T, v string) int64 {
+	t.Helper()
+	var i int64
+	if _, err := fmt.Sscanf(v, "try-%d", &i); err != nil {
+		t.Fatalf("record value %q: %v", v, err)
+	}
+	return i
+}
