@@ -404,7 +404,11 @@ func TestNetnsPartition(t *testing.T) {
 //   - the cut-off node's group coordinator must stop answering within
 //     cutOffCoordBound of the cut: it can store nothing, and the majority elects
 //     another;
-//   - after the heal the node serves a client that knows only it.
+//   - after the heal the node serves a client that knows only it;
+//   - the heal adds no stall of its own: a record sent after it to a partition a
+//     healthy node leads waits at most healStallBound for its acknowledgement (a
+//     node whose RAFT groups campaigned while cut off would make that leader step
+//     down at the heal, and the partition wait 4–9 s for an election).
 //
 // It reports when the producer moved, the longest acknowledgement wait of its
 // records to a partition a healthy node leads, and when the cut-off coordinator
@@ -417,6 +421,10 @@ func TestCutOffNode(t *testing.T) {
 	const (
 		cutOffMoveBound  = 8 * time.Second
 		cutOffCoordBound = 6 * time.Second
+		healStallBound   = 2 * time.Second
+		// afterHeal is how long records go on after the heal: the leaders
+		// stepped down within 0.4 s of it when the cut-off node's terms ran ahead.
+		afterHeal = 8 * time.Second
 	)
 	lab := newNetnsLab(t, 3)
 	bin := drillBin(t)
@@ -567,7 +575,7 @@ func TestCutOffNode(t *testing.T) {
 	mu.Unlock()
 	t.Logf("healed %s's link", victim.name)
 	reconnectsDuring := only.Conn().Stats().Reconnects - reconnectsBefore
-	time.Sleep(3 * time.Second)
+	time.Sleep(afterHeal)
 	close(stop)
 	wg.Wait()
 
@@ -599,6 +607,10 @@ func TestCutOffNode(t *testing.T) {
 	}
 	if reconnectsDuring > 1 {
 		t.Errorf("the client that knows only the cut-off node reconnected %d times during the cut, want at most once", reconnectsDuring)
+	}
+	if longestAfter > healStallBound {
+		t.Errorf("a record to p%d, which a healthy node leads, waited %v for its acknowledgement after the heal, want at most %v: the heal made its leader step down",
+			healthyP, longestAfter.Round(time.Millisecond), healStallBound)
 	}
 
 	// After the heal the node serves a client that knows only it.
@@ -689,8 +701,9 @@ func TestWholeClusterCut(t *testing.T) {
 		}
 	}
 	t.Logf("both clients served %v after the heal", time.Since(healedAt).Round(time.Millisecond))
-	// Every node shut its JetStream down while cut off; after the heal the cluster
-	// stores records again: a topic is made and a record acknowledged.
+	// Every node held its RAFT groups from campaigning while cut off; after the
+	// heal the cluster elects leaders and stores records again: a topic is made
+	// and a record acknowledged.
 	for {
 		err := func() error {
 			actx, acancel := context.WithTimeout(pctx, 10*time.Second)
@@ -721,6 +734,13 @@ func TestWholeClusterCut(t *testing.T) {
 		time.Sleep(500 * time.Millisecond)
 	}
 	t.Logf("a record stored %v after the heal", time.Since(healedAt).Round(time.Millisecond))
+	for _, n := range cl.nodes {
+		for _, l := range strings.Split(n.log(1<<20), "\n") {
+			if strings.Contains(l, "free to campaign") || strings.Contains(l, "reaches a majority") {
+				t.Logf("%s: %s", n.name, l)
+			}
+		}
+	}
 }
 
 // waitWatching waits until every node has heard a majority of the cluster answer
