@@ -43,7 +43,9 @@ import (
 // campaigns at once (RaftNode.Campaign: within 0.1–0.8 s) instead of after a whole
 // election timeout, so such a cluster is not slower to elect than one whose
 // nodes campaigned all along. A group that was already an observer (a write error,
-// lame duck) is left as it was.
+// lame duck) is left as it was. (SetObserver also resets the meta group's
+// leaf node domain extension state, which matters only to a JetStream extended
+// over leaf nodes; a qxd node makes no leaf node connections.)
 //
 // nats-server exports no way to reach a server's RAFT groups, only their state
 // (Server.Raftz), so lookupRaftNode links to its own lookup; its signature is
