@@ -23,8 +23,11 @@ import (
 // nats-server's observer mode (RaftNode.SetObserver) is what it uses itself for a
 // node in lame duck mode: an observer follows its leader, stores and votes, but
 // never campaigns, so its term does not move. The node puts its groups into
-// observer mode when it counts itself cut off (isolatedAfter, 2.5 s, before the
-// first election timer can fire), and takes them out when it counts itself back:
+// observer mode when it counts itself cut off (2.5–3 s after the cut, nearly
+// always before the first election timer fires: the earliest comes 4 s after the
+// leader's last heartbeat, a second at most before the cut; a group whose timer
+// fired sooner is one term ahead and makes its own leader step down at the
+// heal), and takes them out when it counts itself back:
 // by then its groups follow the leaders the majority has, at their terms, and no
 // leader steps down. Unlike shutting JetStream down, this changes nothing for a
 // node whose peers have stopped: its JetStream keeps answering (a bucket "has no
@@ -48,9 +51,10 @@ import (
 // over leaf nodes; a qxd node makes no leaf node connections.)
 //
 // nats-server exports no way to reach a server's RAFT groups, only their state
-// (Server.Raftz), so lookupRaftNode links to its own lookup; its signature is
-// pinned by the nats-server version in go.mod (a change fails the build at link
-// time, and TestCutOffNodeHoldsRaftGroups checks the effect).
+// (Server.Raftz), so lookupRaftNode links to its own lookup, as of the
+// nats-server version in go.mod: a rename fails the build at link time, but a
+// changed signature would not, so check it when nats-server is upgraded
+// (TestCutOffNodeHoldsRaftGroups checks the effect).
 
 // lookupRaftNode is nats-server's (*Server).lookupRaftNode: the RAFT node of
 // group on s, or nil.
