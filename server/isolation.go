@@ -38,10 +38,14 @@ import (
 //   - its Kafka listener closes its connections and refuses new ones
 //     (kafkaCutOff): Kafka clients have no lame-duck notice, but take a refused
 //     connection for a broker that is down and read the metadata again from
-//     another.
+//     another;
+//   - its RAFT groups do not campaign (raftHold, isolation_raft.go): each
+//     campaign would raise their terms, and back, they would make the leaders
+//     on the healthy nodes step down.
 //
 // It accepts NATS clients all along; once a majority answers again it is a node
-// like the others, its Kafka listener serving again.
+// like the others, its RAFT groups free to campaign and its Kafka listener
+// serving again.
 const (
 	probeEvery    = 500 * time.Millisecond
 	isolatedAfter = 2500 * time.Millisecond
@@ -144,6 +148,7 @@ func (n *Node) watchIsolation(ctx context.Context) {
 	defer n.isolated.Store(false)
 	told := map[uint64]bool{}
 	armed := false
+	hold := newRaftHold(n.ns)
 	t := time.NewTicker(probeEvery)
 	defer t.Stop()
 	for {
@@ -170,6 +175,7 @@ func (n *Node) watchIsolation(ctx context.Context) {
 				clear(told)
 			}
 		}
+		n.holdRaft(hold, isolated, max(size, n.configuredNodes))
 		n.kafkaCutOff(isolated)
 		if isolated {
 			if sent := n.sendClientsAway(told); sent > 0 {
@@ -230,4 +236,27 @@ var _ streamLeadership = coordinatorLeadership{}
 
 func (l coordinatorLeadership) isStreamLeader(stream string) bool {
 	return !l.n.isolated.Load() && l.n.isStreamLeader(stream)
+}
+
+// holdRaft keeps the node's RAFT groups from campaigning while it is cut off from
+// a cluster of size nodes, and lets them campaign again once it is back or routes
+// to a majority have connected since (isolation_raft.go).
+func (n *Node) holdRaft(h *raftHold, isolated bool, size int) {
+	switch {
+	case !isolated:
+		h.done()
+		if h.holding() {
+			released, campaigned := h.release()
+			n.log.Info("raft groups free to campaign again: the node reaches a majority of its cluster", "groups", released, "campaigning", campaigned)
+		}
+	case h.rejoined(size):
+		if h.holding() {
+			released, campaigned := h.release()
+			n.log.Info("raft groups free to campaign again: routes to a majority of the cluster connected since the node was cut off", "groups", released, "campaigning", campaigned)
+		}
+	default:
+		if put := h.hold(); put > 0 {
+			n.log.Info("raft groups held from campaigning while the node is cut off", "groups", put)
+		}
+	}
 }

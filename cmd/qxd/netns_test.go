@@ -404,7 +404,11 @@ func TestNetnsPartition(t *testing.T) {
 //   - the cut-off node's group coordinator must stop answering within
 //     cutOffCoordBound of the cut: it can store nothing, and the majority elects
 //     another;
-//   - after the heal the node serves a client that knows only it.
+//   - after the heal the node serves a client that knows only it;
+//   - the heal adds no stall of its own: a record sent after it to a partition a
+//     healthy node leads waits at most healStallBound for its acknowledgement (a
+//     node whose RAFT groups campaigned while cut off would make that leader step
+//     down at the heal, and the partition wait 4–9 s for an election).
 //
 // It reports when the producer moved, the longest acknowledgement wait of its
 // records to a partition a healthy node leads, and when the cut-off coordinator
@@ -417,6 +421,10 @@ func TestCutOffNode(t *testing.T) {
 	const (
 		cutOffMoveBound  = 8 * time.Second
 		cutOffCoordBound = 6 * time.Second
+		healStallBound   = 2 * time.Second
+		// afterHeal is how long records go on after the heal: the leaders
+		// stepped down within 0.4 s of it when the cut-off node's terms ran ahead.
+		afterHeal = 8 * time.Second
 	)
 	lab := newNetnsLab(t, 3)
 	bin := drillBin(t)
@@ -567,7 +575,7 @@ func TestCutOffNode(t *testing.T) {
 	mu.Unlock()
 	t.Logf("healed %s's link", victim.name)
 	reconnectsDuring := only.Conn().Stats().Reconnects - reconnectsBefore
-	time.Sleep(3 * time.Second)
+	time.Sleep(afterHeal)
 	close(stop)
 	wg.Wait()
 
@@ -599,6 +607,10 @@ func TestCutOffNode(t *testing.T) {
 	}
 	if reconnectsDuring > 1 {
 		t.Errorf("the client that knows only the cut-off node reconnected %d times during the cut, want at most once", reconnectsDuring)
+	}
+	if longestAfter > healStallBound {
+		t.Errorf("a record to p%d, which a healthy node leads, waited %v for its acknowledgement after the heal, want at most %v: the heal made its leader step down",
+			healthyP, longestAfter.Round(time.Millisecond), healStallBound)
 	}
 
 	// After the heal the node serves a client that knows only it.
@@ -645,6 +657,19 @@ func TestWholeClusterCut(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// A topic made before the cut, and a producer that knows it: after the heal
+	// its record waits only for the partition's leader and writer.
+	if _, err := all.Admin().CreateTopic(ctx, "before-cut", qxd.TopicConfig{Partitions: 1, Replicas: 3}); err != nil {
+		t.Fatal(err)
+	}
+	early, err := all.NewProducer(qxd.Linger(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer early.Close(ctx)
+	if err := early.ProduceSync(ctx, &qxd.Record{Topic: "before-cut", Value: []byte("before")}); err != nil {
+		t.Fatal(err)
+	}
 	waitWatching(ctx, t, cl)
 	allBefore, oneBefore := all.Conn().Stats().Reconnects, one.Conn().Stats().Reconnects
 	for i := range cl.nodes {
@@ -689,11 +714,26 @@ func TestWholeClusterCut(t *testing.T) {
 		}
 	}
 	t.Logf("both clients served %v after the heal", time.Since(healedAt).Round(time.Millisecond))
-	// Every node shut its JetStream down while cut off; after the heal the cluster
-	// stores records again: a topic is made and a record acknowledged.
+	for {
+		actx, acancel := context.WithTimeout(pctx, time.Second)
+		err := early.ProduceSync(actx, &qxd.Record{Topic: "before-cut", Value: []byte("after")})
+		acancel()
+		if err == nil {
+			break
+		}
+		if pctx.Err() != nil {
+			t.Fatalf("the topic made before the cut takes no record 60 s after the heal: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Logf("a record to the topic made before the cut stored %v after the heal", time.Since(healedAt).Round(time.Millisecond))
+	// Every node held its RAFT groups from campaigning while cut off; after the
+	// heal the cluster elects leaders and stores records again: a topic is made
+	// and a record acknowledged. Each try is short, so that one sent before the
+	// leaders are back does not hide for long when they came back.
 	for {
 		err := func() error {
-			actx, acancel := context.WithTimeout(pctx, 10*time.Second)
+			actx, acancel := context.WithTimeout(pctx, 3*time.Second)
 			defer acancel()
 			if _, err := all.Admin().CreateTopic(actx, "after-cut", qxd.TopicConfig{Partitions: 1, Replicas: 3}); err != nil && !errors.Is(err, semantics.ErrTopicExists) {
 				return err
@@ -721,6 +761,13 @@ func TestWholeClusterCut(t *testing.T) {
 		time.Sleep(500 * time.Millisecond)
 	}
 	t.Logf("a record stored %v after the heal", time.Since(healedAt).Round(time.Millisecond))
+	for _, n := range cl.nodes {
+		for _, l := range strings.Split(n.log(1<<20), "\n") {
+			if strings.Contains(l, "free to campaign") || strings.Contains(l, "reaches a majority") {
+				t.Logf("%s: %s", n.name, l)
+			}
+		}
+	}
 }
 
 // waitWatching waits until every node has heard a majority of the cluster answer
