@@ -22,8 +22,11 @@ import (
 // (KIP-890 part 1) changes nothing on the wire: it lets a broker answer
 // TRANSACTION_ABORTABLE, which qxd has no need to. From v12 (KIP-890 part 2,
 // transaction.version 2) a transactional produce adds its partitions to the
-// transaction at the coordinator before they are appended (addProduced); v13
-// (topic ids) is not advertised.
+// transaction at the coordinator before they are appended (addProduced). v13
+// (KIP-516) names topics by id: each id is looked up on every request, so that
+// a topic deleted and made again is never written under the old one's id, and
+// an id no topic has (the zero id too) is UNKNOWN_TOPIC_ID for each of its
+// partitions; the answer names topics by id.
 func handleProduce(ctx context.Context, c *conn, kreq kmsg.Request) func() kmsg.Response {
 	req := kreq.(*kmsg.ProduceRequest)
 	resp := req.ResponseKind().(*kmsg.ProduceResponse)
@@ -34,13 +37,17 @@ func handleProduce(ctx context.Context, c *conn, kreq kmsg.Request) func() kmsg.
 	}
 	var all []pending
 	ctx, cancel := context.WithTimeout(ctx, produceTimeout(req.TimeoutMillis))
+	unknownIDs := make([]error, len(req.Topics))
+	if req.Version >= 13 {
+		unknownIDs = namesByID(ctx, c, req)
+	}
 	refused := map[semantics.TopicPartition]error{}
 	if req.Version >= 12 {
-		refused = addProduced(ctx, c, req)
+		refused = addProduced(ctx, c, req, unknownIDs)
 	}
-	for _, t := range req.Topics {
+	for ti, t := range req.Topics {
 		rt := kmsg.NewProduceResponseTopic()
-		rt.Topic = t.Topic
+		rt.Topic, rt.TopicID = t.Topic, t.TopicID
 		rt.Partitions = make([]kmsg.ProduceResponseTopicPartition, len(t.Partitions))
 		for i, tp := range t.Partitions {
 			rp := &rt.Partitions[i]
@@ -54,6 +61,9 @@ func handleProduce(ctx context.Context, c *conn, kreq kmsg.Request) func() kmsg.
 			switch {
 			case req.Acks != 0 && req.Acks != 1 && req.Acks != -1:
 				fail(21, fmt.Sprintf("acks %d is not allowed: use 0, 1 or -1 (all)", req.Acks)) // INVALID_REQUIRED_ACKS
+				continue
+			case unknownIDs[ti] != nil:
+				fail(code(unknownIDs[ti]), unknownIDs[ti].Error())
 				continue
 			}
 			batches, err := splitBatches(tp.Records)
@@ -115,9 +125,12 @@ func handleProduce(ctx context.Context, c *conn, kreq kmsg.Request) func() kmsg.
 // read loop, before any batch of the request is handed to its writer, so that
 // no transactional batch is stored in a partition its transaction does not
 // hold (the coordinator would write it no marker).
-func addProduced(ctx context.Context, c *conn, req *kmsg.ProduceRequest) map[semantics.TopicPartition]error {
+func addProduced(ctx context.Context, c *conn, req *kmsg.ProduceRequest, unknownIDs []error) map[semantics.TopicPartition]error {
 	refused := map[semantics.TopicPartition]error{}
-	for _, t := range req.Topics {
+	for ti, t := range req.Topics {
+		if unknownIDs[ti] != nil {
+			continue
+		}
 		var parts []semantics.TopicPartition
 		var pid int64
 		var epoch int16
@@ -159,6 +172,33 @@ func addProduced(ctx context.Context, c *conn, req *kmsg.ProduceRequest) map[sem
 		}
 	}
 	return refused
+}
+
+// namesByID names the topics of a v13 request, which come by id only, for the
+// rest of the handling, and returns, by topic, why an id names none: an id no
+// topic has now (the zero id, an unknown one, or that of a topic deleted since)
+// is UNKNOWN_TOPIC_ID. An id that comes twice is looked up once.
+func namesByID(ctx context.Context, c *conn, req *kmsg.ProduceRequest) []error {
+	errs := make([]error, len(req.Topics))
+	type found struct {
+		name string
+		err  error
+	}
+	seen := map[[16]byte]found{}
+	for i := range req.Topics {
+		t := &req.Topics[i]
+		f, ok := seen[t.TopicID]
+		if !ok {
+			if t.TopicID == ([16]byte{}) {
+				f.err = &codeError{code: codeUnknownTopicID, msg: "topic id 0 names no topic: name topics by the ids Metadata answers"}
+			} else {
+				f.name, f.err = topicByID(ctx, c, t.TopicID)
+			}
+			seen[t.TopicID] = f
+		}
+		t.Topic, errs[i] = f.name, f.err
+	}
+	return errs
 }
 
 // leaderHints tells a producer sent NOT_LEADER_OR_FOLLOWER where each partition's
