@@ -127,6 +127,9 @@ func handleProduce(ctx context.Context, c *conn, kreq kmsg.Request) func() kmsg.
 		} else if transactional {
 			refused = addProduced(ctx, c, req, unknownIDs)
 		}
+		if req.Version >= 13 {
+			renamed(ctx, c, req, unknownIDs, refused)
+		}
 		send(refused)
 		markSent()
 		return answer()
@@ -315,6 +318,28 @@ func namesByID(ctx context.Context, c *conn, req *kmsg.ProduceRequest) []error {
 		t.Topic, errs[i] = f.name, f.err
 	}
 	return errs
+}
+
+// renamed looks a v13 request's topic ids up again after the wait for the
+// coordinator, and refuses the partitions of a topic whose id no longer names
+// the topic it named (deleted, perhaps made again, meanwhile) with
+// UNKNOWN_TOPIC_ID: its batches must not reach the topic that has the name now.
+func renamed(ctx context.Context, c *conn, req *kmsg.ProduceRequest, unknownIDs []error, refused map[semantics.TopicPartition]error) {
+	for i, t := range req.Topics {
+		if unknownIDs[i] != nil {
+			continue
+		}
+		name, err := topicByID(ctx, c, t.TopicID)
+		if err == nil && name == t.Topic {
+			continue
+		}
+		if err == nil {
+			err = &codeError{code: codeUnknownTopicID, msg: fmt.Sprintf("topic id %x now names topic %q, not %q: read the metadata again", t.TopicID, name, t.Topic)}
+		}
+		for _, tp := range t.Partitions {
+			refused[semantics.TopicPartition{Topic: t.Topic, Partition: tp.Partition}] = err
+		}
+	}
 }
 
 // leaderHints tells a producer sent NOT_LEADER_OR_FOLLOWER where each partition's

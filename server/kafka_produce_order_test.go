@@ -188,3 +188,56 @@ func TestKafkaTransactionalProduceNotHeld(t *testing.T) {
 		}
 	}
 }
+
+// TestKafkaProduceByIDTopicRemade: a transactional Produce v13 names its topic
+// by id; if the topic is deleted and made again while the request waits for
+// the transaction coordinator, its batch is refused with UNKNOWN_TOPIC_ID and
+// stores nothing in the new topic, which has another id.
+func TestKafkaProduceByIDTopicRemade(t *testing.T) {
+	t.Parallel()
+	cfg := qxdtest.NodeConfig(t, t.TempDir())
+	cfg.KafkaListen = "127.0.0.1:0"
+	n := qxdtest.StartNodeWith(t, cfg)
+	c := qxdtest.Connect(t, n)
+	qxdtest.CreateTopic(t, c, "remade", qxd.TopicConfig{Partitions: 1})
+	addr := n.KafkaAddr()
+
+	md := kmsg.NewPtrMetadataRequest()
+	md.Version = 13
+	mt := kmsg.NewMetadataRequestTopic()
+	mt.Topic = kmsg.StringPtr("remade")
+	md.Topics = append(md.Topics, mt)
+	id := roundTrip(t, addr, md).(*kmsg.MetadataResponse).Topics[0].TopicID
+
+	init := kmsg.NewPtrInitProducerIDRequest()
+	init.Version, init.TransactionalID, init.TransactionTimeoutMillis = 5, kmsg.StringPtr("remade-tx"), 60000
+	ir := roundTrip(t, addr, init).(*kmsg.InitProducerIDResponse)
+	if ir.ErrorCode != 0 {
+		t.Fatalf("InitProducerId: code %d", ir.ErrorCode)
+	}
+	release, err := n.Transactions().HoldTxn("remade-tx")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer release()
+
+	req := produceV12("", "remade-tx", oneRecord(t, "old topic", semantics.ProducerInfo{ID: ir.ProducerID, Epoch: ir.ProducerEpoch, Transactional: true}))
+	req.Version, req.Topics[0].TopicID = 13, id
+	k := dialKafka(t, addr)
+	k.send(req, 1)
+	time.Sleep(100 * time.Millisecond) // the request reaches the coordinator's wait
+	ctx := qxdtest.Context(t, 30*time.Second)
+	if err := c.Admin().DeleteTopic(ctx, "remade"); err != nil {
+		t.Fatal(err)
+	}
+	qxdtest.CreateTopic(t, c, "remade", qxd.TopicConfig{Partitions: 1})
+	release()
+
+	r := k.read(req, 1, 20*time.Second).(*kmsg.ProduceResponse)
+	if p := r.Topics[0].Partitions[0]; r.Topics[0].TopicID != id || p.ErrorCode != 100 { // UNKNOWN_TOPIC_ID
+		t.Fatalf("produce by the id of remade, made again meanwhile: code %d at %d, want UNKNOWN_TOPIC_ID", p.ErrorCode, p.BaseOffset)
+	}
+	if hw := highWatermark(t, addr, "remade"); hw != 0 {
+		t.Fatalf("remade made again has %d records, want none", hw)
+	}
+}
