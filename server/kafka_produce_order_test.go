@@ -69,6 +69,7 @@ func (k *kafkaConn) read(req kmsg.Request, correlation int32, d time.Duration) k
 func roundTrip(t *testing.T, addr string, req kmsg.Request) kmsg.Response {
 	t.Helper()
 	k := dialKafka(t, addr)
+	defer k.nc.Close()
 	k.send(req, 1)
 	return k.read(req, 1, 10*time.Second)
 }
