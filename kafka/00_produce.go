@@ -5,6 +5,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
+	"sync"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -13,37 +15,45 @@ import (
 )
 
 // Produce: each partition's records are RecordBatch v2, handed to the partition's
-// writer as they came. The batches are sent in the read loop, in request order,
-// so a client's pipelined requests reach the writer in order; the answers are
-// awaited on the request's own goroutine. acks=1 and acks=all both answer once the
-// partition's replicas stored the batch (JetStream acknowledges a quorum): qxd has
-// no weaker acknowledgement than all. acks=0 gets no answer. From v10 a
-// partition answered NOT_LEADER_OR_FOLLOWER names its leader (KIP-951). v11
-// (KIP-890 part 1) changes nothing on the wire: it lets a broker answer
-// TRANSACTION_ABORTABLE, which qxd has no need to. From v12 (KIP-890 part 2,
-// transaction.version 2) a transactional produce adds its partitions to the
-// transaction at the coordinator before they are appended (addProduced); v13
-// (topic ids) is not advertised.
+// writer as they came. A client's pipelined requests reach each partition's
+// writer in request order: the batches are sent in the read loop, unless the
+// request must first ask the transaction coordinator (below) or a partition of
+// it still waits for an earlier request's batches to be sent; then they are sent
+// from the request's own stage, after those (produceOrder). The answers are
+// awaited on the request's own goroutine, and go back in request order, as every
+// answer does. acks=1 and acks=all both answer once the partition's replicas
+// stored the batch (JetStream acknowledges a quorum): qxd has no weaker
+// acknowledgement than all. acks=0 gets no answer. From v10 a partition
+// answered NOT_LEADER_OR_FOLLOWER names its leader (KIP-951). v11 (KIP-890 part
+// 1) changes nothing on the wire: it lets a broker answer TRANSACTION_ABORTABLE,
+// which qxd has no need to. From v12 (KIP-890 part 2, transaction.version 2) a
+// transactional produce adds its partitions to the transaction at the
+// coordinator before they are appended (addProduced), off the read loop, so
+// that the round trip holds no later request of the connection but those to the
+// same partitions. v13 (KIP-516) names topics by id: each id is looked up on
+// every request, so that a topic deleted and made again is never written under
+// the old one's id, and an id no topic has (the zero id too) is
+// UNKNOWN_TOPIC_ID for each of its partitions; the answer names topics by id.
 func handleProduce(ctx context.Context, c *conn, kreq kmsg.Request) func() kmsg.Response {
 	req := kreq.(*kmsg.ProduceRequest)
 	resp := req.ResponseKind().(*kmsg.ProduceResponse)
-	type pending struct {
-		topic string
-		p     *kmsg.ProduceResponseTopicPartition
-		waits []func() (AppendResult, error)
-	}
-	var all []pending
 	ctx, cancel := context.WithTimeout(ctx, produceTimeout(req.TimeoutMillis))
-	refused := map[semantics.TopicPartition]error{}
-	if req.Version >= 12 {
-		refused = addProduced(ctx, c, req)
+	unknownIDs := make([]error, len(req.Topics))
+	if req.Version >= 13 {
+		unknownIDs = namesByID(ctx, c, req)
 	}
-	for _, t := range req.Topics {
+	// The partitions to append to, each with its batches; the others are
+	// answered with their error now.
+	var all []*producePart
+	var parts []semantics.TopicPartition
+	transactional := false
+	for ti, t := range req.Topics {
 		rt := kmsg.NewProduceResponseTopic()
-		rt.Topic = t.Topic
+		rt.Topic, rt.TopicID = t.Topic, t.TopicID
 		rt.Partitions = make([]kmsg.ProduceResponseTopicPartition, len(t.Partitions))
+		resp.Topics = append(resp.Topics, rt)
 		for i, tp := range t.Partitions {
-			rp := &rt.Partitions[i]
+			rp := &resp.Topics[len(resp.Topics)-1].Partitions[i]
 			rp.Default()
 			rp.Partition = tp.Partition
 			rp.BaseOffset = -1
@@ -55,69 +65,191 @@ func handleProduce(ctx context.Context, c *conn, kreq kmsg.Request) func() kmsg.
 			case req.Acks != 0 && req.Acks != 1 && req.Acks != -1:
 				fail(21, fmt.Sprintf("acks %d is not allowed: use 0, 1 or -1 (all)", req.Acks)) // INVALID_REQUIRED_ACKS
 				continue
+			case unknownIDs[ti] != nil:
+				fail(code(unknownIDs[ti]), unknownIDs[ti].Error())
+				continue
 			}
 			batches, err := splitBatches(tp.Records)
-			if err == nil {
-				err = refused[semantics.TopicPartition{Topic: t.Topic, Partition: tp.Partition}]
-			}
 			if err != nil {
 				fail(code(err), err.Error())
 				continue
 			}
-			var waits []func() (AppendResult, error)
-			for _, b := range batches {
-				waits = append(waits, c.b.Append(ctx, t.Topic, tp.Partition, b, req.Acks))
+			tpk := semantics.TopicPartition{Topic: t.Topic, Partition: tp.Partition}
+			all = append(all, &producePart{tp: tpk, p: rp, batches: batches})
+			parts = append(parts, tpk)
+			if req.Version >= 12 && !transactional {
+				h, err := semantics.PeekBatchHeader(tp.Records)
+				transactional = err == nil && h.Transactional()
 			}
-			all = append(all, pending{topic: t.Topic, p: rp, waits: waits})
 		}
-		resp.Topics = append(resp.Topics, rt)
 	}
-	if req.Acks == 0 {
-		cancel()
-		return func() kmsg.Response { return nil }
+	send := func(refused map[semantics.TopicPartition]error) {
+		for _, pp := range all {
+			if err := refused[pp.tp]; err != nil {
+				pp.p.ErrorCode, pp.p.ErrorMessage = code(err), message(err)
+				continue
+			}
+			for _, b := range pp.batches {
+				pp.waits = append(pp.waits, c.b.Append(ctx, pp.tp.Topic, pp.tp.Partition, b, req.Acks))
+			}
+		}
 	}
-	return func() kmsg.Response {
+	answer := func() kmsg.Response {
 		defer cancel()
-		for _, pd := range all {
-			for i, wait := range pd.waits {
-				r, err := wait()
-				if err != nil {
-					pd.p.ErrorCode, pd.p.ErrorMessage = code(err), message(err)
-					pd.p.BaseOffset = -1
-					break
-				}
-				if i == 0 {
-					pd.p.BaseOffset = r.BaseOffset
-					pd.p.LogStartOffset = r.LogStart
-				}
-			}
+		if req.Acks == 0 {
+			return nil
 		}
-		if req.Version >= 10 {
-			var moved []*kmsg.ProduceResponseTopicPartition
-			var topics []string
-			for _, pd := range all {
-				if pd.p.ErrorCode == semantics.ErrNotLeader.Code {
-					moved = append(moved, pd.p)
-					topics = append(topics, pd.topic)
-				}
-			}
-			if len(moved) > 0 {
-				leaderHints(ctx, c, resp, moved, topics)
-			}
-		}
-		return resp
+		return awaitProduced(ctx, c, req, resp, all)
 	}
+	before := c.produced.before(parts)
+	if !transactional && len(before) == 0 {
+		send(nil)
+		if req.Acks == 0 {
+			cancel()
+			return func() kmsg.Response { return nil }
+		}
+		return answer
+	}
+	// The coordinator's round trip, and the earlier batches this request's
+	// follow, are awaited off the read loop; later requests' batches to these
+	// partitions wait for this one's.
+	sent := make(chan struct{})
+	c.produced.hold(parts, sent)
+	return func() kmsg.Response {
+		markSent := sync.OnceFunc(func() { close(sent) })
+		defer markSent()
+		refused := map[semantics.TopicPartition]error{}
+		if err := waitAll(ctx, before); err != nil {
+			for _, pp := range all {
+				refused[pp.tp] = semantics.Errorf(semantics.ErrTimeout,
+					"partition %s: not appended in time: an earlier request of the connection to it was still waiting for the transaction coordinator", semantics.PartitionString(pp.tp.Topic, pp.tp.Partition))
+			}
+		} else if transactional {
+			refused = addProduced(ctx, c, req, unknownIDs)
+		}
+		if req.Version >= 13 {
+			renamed(ctx, c, req, unknownIDs, refused)
+		}
+		send(refused)
+		markSent()
+		return answer()
+	}
+}
+
+// producePart is one partition of a produce request being appended.
+type producePart struct {
+	tp      semantics.TopicPartition
+	p       *kmsg.ProduceResponseTopicPartition
+	batches [][]byte
+	waits   []func() (AppendResult, error)
+}
+
+// awaitProduced fills resp with the answers of the partitions' appends.
+func awaitProduced(ctx context.Context, c *conn, req *kmsg.ProduceRequest, resp *kmsg.ProduceResponse, all []*producePart) kmsg.Response {
+	for _, pp := range all {
+		for i, wait := range pp.waits {
+			r, err := wait()
+			if err != nil {
+				pp.p.ErrorCode, pp.p.ErrorMessage = code(err), message(err)
+				pp.p.BaseOffset = -1
+				break
+			}
+			if i == 0 {
+				pp.p.BaseOffset = r.BaseOffset
+				pp.p.LogStartOffset = r.LogStart
+			}
+		}
+	}
+	if req.Version >= 10 {
+		var moved []*kmsg.ProduceResponseTopicPartition
+		var topics []string
+		for _, pp := range all {
+			if pp.p.ErrorCode == semantics.ErrNotLeader.Code {
+				moved = append(moved, pp.p)
+				topics = append(topics, pp.tp.Topic)
+			}
+		}
+		if len(moved) > 0 {
+			leaderHints(ctx, c, resp, moved, topics)
+		}
+	}
+	return resp
+}
+
+// produceOrder keeps a connection's batches in request order, partition by
+// partition, when a request sends its batches from its own stage rather than
+// from the read loop: a later request's batches to one of its partitions are
+// sent after its own. It is used by the read loop only.
+type produceOrder struct {
+	// pending is, by partition, the signal of the last request whose batches
+	// to it are not sent yet, closed once they are.
+	pending map[semantics.TopicPartition]chan struct{}
+}
+
+// before returns the signals of the earlier requests whose batches to any of
+// parts are not sent yet.
+func (o *produceOrder) before(parts []semantics.TopicPartition) []chan struct{} {
+	var out []chan struct{}
+	for _, tp := range parts {
+		ch, ok := o.pending[tp]
+		if !ok {
+			continue
+		}
+		select {
+		case <-ch:
+			delete(o.pending, tp)
+		default:
+			if !slices.Contains(out, ch) {
+				out = append(out, ch)
+			}
+		}
+	}
+	return out
+}
+
+// hold records that the batches to parts are sent when sent is closed.
+func (o *produceOrder) hold(parts []semantics.TopicPartition, sent chan struct{}) {
+	if o.pending == nil {
+		o.pending = map[semantics.TopicPartition]chan struct{}{}
+	}
+	if len(o.pending) > 1024 {
+		for tp, ch := range o.pending {
+			select {
+			case <-ch:
+				delete(o.pending, tp)
+			default:
+			}
+		}
+	}
+	for _, tp := range parts {
+		o.pending[tp] = sent
+	}
+}
+
+// waitAll waits until every channel of chs is closed, or ctx ends.
+func waitAll(ctx context.Context, chs []chan struct{}) error {
+	for _, ch := range chs {
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
 }
 
 // addProduced adds the partitions of a v12 request's transactional batches to
 // their transaction at the coordinator, one call per topic, and returns the
-// partitions it could not add, with why: they are not appended. It runs in the
-// read loop, before any batch of the request is handed to its writer, so that
-// no transactional batch is stored in a partition its transaction does not
+// partitions it could not add, with why: they are not appended. It runs on the
+// request's stage, before any batch of the request is handed to its writer, so
+// that no transactional batch is stored in a partition its transaction does not
 // hold (the coordinator would write it no marker).
-func addProduced(ctx context.Context, c *conn, req *kmsg.ProduceRequest) map[semantics.TopicPartition]error {
+func addProduced(ctx context.Context, c *conn, req *kmsg.ProduceRequest, unknownIDs []error) map[semantics.TopicPartition]error {
 	refused := map[semantics.TopicPartition]error{}
-	for _, t := range req.Topics {
+	for ti, t := range req.Topics {
+		if unknownIDs[ti] != nil {
+			continue
+		}
 		var parts []semantics.TopicPartition
 		var pid int64
 		var epoch int16
@@ -159,6 +291,55 @@ func addProduced(ctx context.Context, c *conn, req *kmsg.ProduceRequest) map[sem
 		}
 	}
 	return refused
+}
+
+// namesByID names the topics of a v13 request, which come by id only, for the
+// rest of the handling, and returns, by topic, why an id names none: an id no
+// topic has now (the zero id, an unknown one, or that of a topic deleted since)
+// is UNKNOWN_TOPIC_ID. An id that comes twice is looked up once.
+func namesByID(ctx context.Context, c *conn, req *kmsg.ProduceRequest) []error {
+	errs := make([]error, len(req.Topics))
+	type found struct {
+		name string
+		err  error
+	}
+	seen := map[[16]byte]found{}
+	for i := range req.Topics {
+		t := &req.Topics[i]
+		f, ok := seen[t.TopicID]
+		if !ok {
+			if t.TopicID == ([16]byte{}) {
+				f.err = &codeError{code: codeUnknownTopicID, msg: "topic id 0 names no topic: name topics by the ids Metadata answers"}
+			} else {
+				f.name, f.err = topicByID(ctx, c, t.TopicID)
+			}
+			seen[t.TopicID] = f
+		}
+		t.Topic, errs[i] = f.name, f.err
+	}
+	return errs
+}
+
+// renamed looks a v13 request's topic ids up again after the wait for the
+// coordinator, and refuses the partitions of a topic whose id no longer names
+// the topic it named (deleted, perhaps made again, meanwhile) with
+// UNKNOWN_TOPIC_ID: its batches must not reach the topic that has the name now.
+func renamed(ctx context.Context, c *conn, req *kmsg.ProduceRequest, unknownIDs []error, refused map[semantics.TopicPartition]error) {
+	for i, t := range req.Topics {
+		if unknownIDs[i] != nil {
+			continue
+		}
+		name, err := topicByID(ctx, c, t.TopicID)
+		if err == nil && name == t.Topic {
+			continue
+		}
+		if err == nil {
+			err = &codeError{code: codeUnknownTopicID, msg: fmt.Sprintf("topic id %x now names topic %q, not %q: read the metadata again", t.TopicID, name, t.Topic)}
+		}
+		for _, tp := range t.Partitions {
+			refused[semantics.TopicPartition{Topic: t.Topic, Partition: tp.Partition}] = err
+		}
+	}
 }
 
 // leaderHints tells a producer sent NOT_LEADER_OR_FOLLOWER where each partition's

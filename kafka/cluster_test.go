@@ -88,7 +88,7 @@ func TestKafkaCluster(t *testing.T) {
 
 	// A produce sent to a node that does not lead the partition is refused with
 	// NOT_LEADER_OR_FOLLOWER, so the client reads the metadata again.
-	probe := kafkaClient(t, nodes[0])
+	probe := kafkaClient(t, nodes[0], byName())
 	md, err := kadm.NewClient(probe).Metadata(ctx, "spread")
 	if err != nil {
 		t.Fatal(err)

@@ -20,7 +20,7 @@ func TestIdempotentProduce(t *testing.T) {
 	n, c := startNode(t)
 	qxdtest.CreateTopic(t, c, "once", qxd.TopicConfig{})
 	ctx := ctxFor(t, 30*time.Second)
-	cl := kafkaClient(t, n)
+	cl := kafkaClient(t, n, byName())
 
 	init := kmsg.NewPtrInitProducerIDRequest()
 	init.TransactionTimeoutMillis = 60000

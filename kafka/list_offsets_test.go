@@ -122,7 +122,7 @@ func TestListOffsetsMaxTimestamp(t *testing.T) {
 		}
 	}
 
-	cl := kafkaClient(t, n)
+	cl := kafkaClient(t, n, byName())
 	produceRawBatches(t, ctx, cl, -1, "stamps",
 		tsBatch(t, 1000, 5000, 3000), // offsets 0-2: the largest at 1
 		tsBatch(t, 2000, 5000),       // 3-4: as large, later
@@ -208,7 +208,7 @@ func TestListOffsetsMaxTimestampFailover(t *testing.T) {
 	ctx := ctxFor(t, 120*time.Second)
 
 	leader, e1 := partitionEpoch(t, ctx, nodes, "moves", -1)
-	cl := kafkaClient(t, nodes[0])
+	cl := kafkaClient(t, nodes[0], byName())
 	produceRawBatches(t, ctx, cl, leader, "moves", tsBatch(t, 1000, 9000, 2000), tsBatch(t, 3000))
 	time.Sleep(1200 * time.Millisecond) // the next append carries a checkpoint
 	produceRawBatches(t, ctx, cl, leader, "moves", tsBatch(t, 4000, 8000), tsBatch(t, 500))
@@ -272,7 +272,7 @@ func TestListOffsetsMaxTimestampOldCheckpoint(t *testing.T) {
 	n, c := startNode(t)
 	ctx := ctxFor(t, 60*time.Second)
 	qxdtest.CreateTopic(t, c, "oldck", qxd.TopicConfig{Partitions: 1})
-	cl := kafkaClient(t, n)
+	cl := kafkaClient(t, n, byName())
 	produceRawBatches(t, ctx, cl, -1, "oldck", tsBatch(t, 1000, 9000), tsBatch(t, 2000)) // offsets 0-2
 
 	// A batch with a checkpoint of the older form, as an older writer stored it.
@@ -324,7 +324,7 @@ func TestListOffsetsMaxTimestampCompacted(t *testing.T) {
 	n, c := startNode(t)
 	ctx := ctxFor(t, 60*time.Second)
 	qxdtest.CreateTopic(t, c, "compacted", qxd.TopicConfig{Partitions: 1, Compact: true})
-	cl := kafkaClient(t, n)
+	cl := kafkaClient(t, n, byName())
 	keyed := func(key string, ms int64) []byte {
 		var bb semantics.BatchBuilder
 		bb.Append(&semantics.Record{Key: []byte(key), Value: []byte("v"), Timestamp: time.UnixMilli(ms)})

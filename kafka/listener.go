@@ -300,6 +300,9 @@ type conn struct {
 	// closing: a handler in the read loop asked to close the connection once its
 	// answer is sent (a failed SaslAuthenticate).
 	closing error
+	// produced keeps produce batches in request order per partition when a
+	// request sends them off the read loop (read loop only).
+	produced produceOrder
 }
 
 // slot is one answer awaited, in request order.

@@ -13,6 +13,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
+	"github.com/twmb/franz-go/pkg/kversion"
 
 	"github.com/qxd-io/qxd"
 	"github.com/qxd-io/qxd/internal/qxdtest"
@@ -31,6 +32,15 @@ func batch(t *testing.T, n, size int) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// byName caps a franz-go client's Produce at v12, the last version that names
+// topics, for a client that sends produceReq's requests (franz-go sends a raw
+// request at the newest version both sides have, and v13 carries only ids).
+func byName() kgo.Opt {
+	vs := kversion.Stable()
+	vs.SetMaxKeyVersion(kmsg.Produce.Int16(), 12)
+	return kgo.MaxVersions(vs)
 }
 
 func produceReq(acks int16, parts map[string]map[int32][]byte) *kmsg.ProduceRequest {
@@ -70,7 +80,7 @@ func TestProducePartitionCodes(t *testing.T) {
 		"missing": {0: batch(t, 1, 10)},
 		"old":     {0: v1},
 	})
-	cl := kafkaClient(t, n)
+	cl := kafkaClient(t, n, byName())
 	kresp, err := cl.Request(ctx, req)
 	if err != nil {
 		t.Fatal(err)

@@ -62,6 +62,11 @@ type TxnOffset struct {
 	Partition int32
 	Offset    int64
 	Metadata  string
+	// TopicID, when set (TxnOffsetCommit v6 names topics by id), is the id of
+	// the topic the offset was committed to, as the topic record holds it
+	// (base64, unpadded URL encoding): the offset is not stored if the topic
+	// was made again since.
+	TopicID string
 }
 
 // Producer is one active producer of a partition (DescribeProducers).

@@ -197,8 +197,9 @@ func seedClient(t *testing.T, seeds []string, opts ...kgo.Opt) *kgo.Client {
 // one member is killed in the middle of a transaction. The read-committed output
 // holds exactly one copy of every input record, each key's records in order, and
 // the group's committed offsets are the input's ends. The members run
-// transactions v2 (KIP-890 part 2): Produce v12, TxnOffsetCommit v5 and EndTxn
-// v5, never AddPartitionsToTxn or AddOffsetsToTxn.
+// transactions v2 (KIP-890 part 2): Produce v13 (v12 and up add the
+// partitions), TxnOffsetCommit v6 (v5 and up add the group) and EndTxn v5,
+// never AddPartitionsToTxn or AddOffsetsToTxn.
 func TestKafkaExactlyOncePipeline(t *testing.T) {
 	t.Parallel()
 	n, c := startNode(t)
@@ -207,7 +208,7 @@ func TestKafkaExactlyOncePipeline(t *testing.T) {
 	ctx := ctxFor(t, 90*time.Second)
 	var log versionLog
 	runPipeline(ctx, t, []string{n.KafkaAddr()}, 60, 25, 4*time.Second, true, nil, kgo.WithLogger(&log))
-	for name, want := range map[string]int16{"Produce": 12, "TxnOffsetCommit": 5, "EndTxn": 5, "AddPartitionsToTxn": -1, "AddOffsetsToTxn": -1} {
+	for name, want := range map[string]int16{"Produce": 13, "TxnOffsetCommit": 6, "EndTxn": 5, "AddPartitionsToTxn": -1, "AddOffsetsToTxn": -1} {
 		if got := log.max(name); got != want {
 			t.Errorf("%s was answered at v%d at most, want v%d (-1: never)", name, got, want)
 		}

@@ -18,7 +18,8 @@ import (
 )
 
 // TestKafkaTransactionsV2: franz-go sees transaction.version 2 and runs its
-// transactions on KIP-890 part 2 (Produce v12 adding the partitions, EndTxn v5,
+// transactions on KIP-890 part 2 (Produce v12 and up adding the partitions —
+// v13, by topic id, is what it sends —, EndTxn v5,
 // no AddPartitionsToTxn); every end bumps the epoch; read_committed readers see
 // exactly the committed records; the producer at the epoch before a bump is
 // fenced at produce and at TxnOffsetCommit; a retried EndTxn is answered as
@@ -59,7 +60,7 @@ func TestKafkaTransactionsV2(t *testing.T) {
 			t.Fatalf("transaction %d ended at producer %d epoch %d, the next one has %d epoch %d: want the epoch bumped", i, id, ep, pid, epoch)
 		}
 	}
-	for name, want := range map[string]int16{"Produce": 12, "EndTxn": 5, "AddPartitionsToTxn": -1} {
+	for name, want := range map[string]int16{"Produce": 13, "EndTxn": 5, "AddPartitionsToTxn": -1} {
 		if got := log.max(name); got != want {
 			t.Errorf("%s was answered at v%d at most, want v%d (-1: never)", name, got, want)
 		}

@@ -202,8 +202,12 @@ func txnOffsetCommit(ctx context.Context, cl *kgo.Client, pid int64, epoch int16
 	commit := kmsg.NewPtrTxnOffsetCommitRequest()
 	commit.TransactionalID, commit.Group, commit.ProducerID, commit.ProducerEpoch = id, id, pid, epoch
 	commit.Generation = -1
+	md, err := kadm.NewClient(cl).Metadata(ctx, id)
+	if err != nil {
+		return err
+	}
 	rt := kmsg.NewTxnOffsetCommitRequestTopic()
-	rt.Topic = id
+	rt.Topic, rt.TopicID = id, md.Topics[id].ID // v6 names topics by id
 	rp := kmsg.NewTxnOffsetCommitRequestTopicPartition()
 	rp.Partition, rp.Offset = 0, offset
 	rt.Partitions = append(rt.Partitions, rp)

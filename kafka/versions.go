@@ -25,7 +25,7 @@ var apis map[int16]api
 
 func init() {
 	apis = map[int16]api{
-		kmsg.Produce.Int16():                 {3, 12, handleProduce},
+		kmsg.Produce.Int16():                 {3, 13, handleProduce},
 		kmsg.Fetch.Int16():                   {4, 18, handleFetchHinted},
 		kmsg.ListOffsets.Int16():             {1, 11, handleListOffsets},
 		kmsg.Metadata.Int16():                {0, 13, handleMetadata},
@@ -56,7 +56,7 @@ func init() {
 		kmsg.AddPartitionsToTxn.Int16():      {0, 3, handleAddPartitionsToTxn},
 		kmsg.AddOffsetsToTxn.Int16():         {0, 4, handleAddOffsetsToTxn},
 		kmsg.EndTxn.Int16():                  {0, 5, handleEndTxn},
-		kmsg.TxnOffsetCommit.Int16():         {0, 5, handleTxnOffsetCommit},
+		kmsg.TxnOffsetCommit.Int16():         {0, 6, handleTxnOffsetCommit},
 		kmsg.DescribeProducers.Int16():       {0, 0, handleDescribeProducers},
 		kmsg.DescribeTransactions.Int16():    {0, 0, handleDescribeTransactions},
 		kmsg.ListTransactions.Int16():        {0, 2, handleListTransactions},

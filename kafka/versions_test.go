@@ -24,9 +24,9 @@ import (
 // table. A change here is a change of what the listener promises to honour in
 // full.
 var advertised = map[int16][2]int16{
-	0: {3, 12}, 1: {4, 18}, 2: {1, 11}, 3: {0, 13}, 8: {2, 10}, 9: {1, 10}, 10: {0, 6}, 11: {0, 9},
+	0: {3, 13}, 1: {4, 18}, 2: {1, 11}, 3: {0, 13}, 8: {2, 10}, 9: {1, 10}, 10: {0, 6}, 11: {0, 9},
 	12: {0, 4}, 13: {0, 5}, 14: {0, 5}, 15: {0, 6}, 16: {0, 5}, 18: {0, 5}, 19: {0, 7},
-	20: {0, 6}, 21: {0, 2}, 22: {0, 5}, 23: {0, 4}, 24: {0, 3}, 25: {0, 4}, 26: {0, 5}, 28: {0, 5},
+	20: {0, 6}, 21: {0, 2}, 22: {0, 5}, 23: {0, 4}, 24: {0, 3}, 25: {0, 4}, 26: {0, 5}, 28: {0, 6},
 	32: {0, 4}, 33: {0, 2}, 37: {0, 3}, 42: {0, 3}, 44: {0, 1}, 47: {0, 0}, 60: {0, 2},
 	61: {0, 0}, 65: {0, 0}, 66: {0, 2},
 }
@@ -107,9 +107,9 @@ func ourMax() *kversion.Versions {
 }
 
 // A franz-go client pinned to the newest versions the listener advertises uses
-// each of them for a whole exchange: produce (v11), a transaction with its
-// offsets (FindCoordinator v6, InitProducerId v5, AddOffsetsToTxn v4,
-// TxnOffsetCommit v4, EndTxn v4), metadata (v13), offsets (ListOffsets v11), a
+// each of them for a whole exchange: produce (v13, by topic id), a transaction
+// with its offsets (FindCoordinator v6, InitProducerId v5, AddOffsetsToTxn v4,
+// TxnOffsetCommit v6, EndTxn v5), metadata (v13), offsets (ListOffsets v11), a
 // read-committed fetch (v18) that returns what was committed, and the offsets
 // the transaction committed (OffsetFetch v9).
 func TestNewestVersionsEndToEnd(t *testing.T) {
@@ -144,7 +144,7 @@ func TestNewestVersionsEndToEnd(t *testing.T) {
 	oc := kmsg.NewPtrTxnOffsetCommitRequest()
 	oc.TransactionalID, oc.Group, oc.ProducerID, oc.ProducerEpoch = "newest-tx", "newest-g", id, epoch
 	ot := kmsg.NewTxnOffsetCommitRequestTopic()
-	ot.Topic = "newest"
+	ot.Topic, ot.TopicID = "newest", metadataTopicID(t, n.KafkaAddr(), "newest") // v6 names it by id
 	op := kmsg.NewTxnOffsetCommitRequestTopicPartition()
 	op.Partition, op.Offset = 0, 1
 	ot.Partitions = append(ot.Partitions, op)
@@ -183,8 +183,8 @@ func TestNewestVersionsEndToEnd(t *testing.T) {
 	}
 
 	for name, want := range map[string]int16{
-		"Produce": 12, "Fetch": 18, "ListOffsets": 11, "Metadata": 13, "FindCoordinator": 6,
-		"InitProducerID": 5, "AddOffsetsToTxn": 4, "TxnOffsetCommit": 5, "EndTxn": 5, "OffsetFetch": 10,
+		"Produce": 13, "Fetch": 18, "ListOffsets": 11, "Metadata": 13, "FindCoordinator": 6,
+		"InitProducerID": 5, "AddOffsetsToTxn": 4, "TxnOffsetCommit": 6, "EndTxn": 5, "OffsetFetch": 10,
 	} {
 		if got := log.max(name); got != want {
 			t.Errorf("%s was answered at v%d at most, want v%d", name, got, want)

@@ -27,7 +27,7 @@ import (
 //	leader_imbalance_check_interval: 1m
 //	http_listen: "0.0.0.0:9644"          # metrics and probes; "" serves none
 //	http { listen: "0.0.0.0:9644", tls { cert: "http.pem", key: "http-key.pem" }, max_partition_series: 5000 }
-//	kafka { listen: "0.0.0.0:9092", advertise: "n1.example.com:9092", fetch_session_slots: 1000 }  # listen "" turns it off; 0 slots: no fetch sessions
+//	kafka { listen: "0.0.0.0:9092", advertise: "n1.example.com:9092", fetch_session_slots: 1000, fetch_session_eviction: "2m" }  # listen "" turns it off; 0 slots: no fetch sessions
 //	cluster {
 //	  name: qxd
 //	  listen: "0.0.0.0:6222"
@@ -186,6 +186,26 @@ func (s section) duration(key string, dst *time.Duration) error {
 	return nil
 }
 
+// positiveDuration reads a duration above zero written in quotes ("2m"). NATS's
+// parser reads an unquoted 2m as the number 2000000, so a number is refused
+// rather than taken as that many seconds.
+func (s section) positiveDuration(key string, dst *time.Duration) error {
+	v, ok := s.m[key]
+	if !ok {
+		return nil
+	}
+	str, ok := v.(string)
+	if !ok {
+		return fmt.Errorf("%s: %v is not a duration: write one in quotes such as \"2m\" (unquoted, 2m reads as the number 2000000)", s.name(key), v)
+	}
+	d, err := time.ParseDuration(str)
+	if err != nil || d <= 0 {
+		return fmt.Errorf("%s: %q is not a positive duration: write one such as \"2m\" or \"30s\"", s.name(key), str)
+	}
+	*dst = d
+	return nil
+}
+
 // sync reads a sync setting: always or an interval (see ParseSync). NATS's parser
 // reads an unquoted 2m as the number 2000000, so a number is refused.
 func (s section) sync(key string, dst *time.Duration) error {
@@ -307,11 +327,12 @@ func configFromMap(m map[string]any, cfg Config, dir string) (Config, error) {
 	if s, ok, err := root.sub("kafka"); err != nil {
 		return cfg, err
 	} else if ok {
-		if err := s.check("listen", "advertise", "fetch_session_slots"); err != nil {
+		if err := s.check("listen", "advertise", "fetch_session_slots", "fetch_session_eviction"); err != nil {
 			return cfg, err
 		}
 		if err := firstErr(s.str("listen", &cfg.KafkaListen), s.str("advertise", &cfg.KafkaAdvertise),
-			s.integer("fetch_session_slots", &cfg.KafkaFetchSessionSlots)); err != nil {
+			s.integer("fetch_session_slots", &cfg.KafkaFetchSessionSlots),
+			s.positiveDuration("fetch_session_eviction", &cfg.KafkaFetchSessionEviction)); err != nil {
 			return cfg, err
 		}
 		if cfg.KafkaFetchSessionSlots < 0 {

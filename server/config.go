@@ -98,6 +98,12 @@ type Config struct {
 	// max.incremental.fetch.session.cache.slots); 0 keeps none: every fetch is
 	// sessionless, as on a Kafka broker with 0 slots. Default 1000.
 	KafkaFetchSessionSlots int
+	// KafkaFetchSessionEviction is how long a fetch session of the Kafka
+	// listener is safe from eviction after it is made and after each use
+	// (Kafka's min.incremental.fetch.session.eviction.ms): a new session takes
+	// the place of one left unused this long when the slots are full. 0: the
+	// default, 2m.
+	KafkaFetchSessionEviction time.Duration
 	// Services are the parts the embedder adds to the node (cmd/qxd adds
 	// bridge.Service); each starts on every node once the node's own services are up.
 	// None by default. A configuration file does not set them.
@@ -115,7 +121,8 @@ func DefaultConfig() Config {
 		ShutdownTimeout: 10 * time.Second,
 		HTTPListen:      DefaultHTTPListen,
 
-		KafkaFetchSessionSlots: kafka.DefaultFetchSessionSlots,
+		KafkaFetchSessionSlots:    kafka.DefaultFetchSessionSlots,
+		KafkaFetchSessionEviction: kafka.DefaultFetchSessionEviction,
 
 		AutoLeaderRebalance:          true,
 		LeaderImbalanceCheckInterval: time.Minute,
@@ -153,6 +160,9 @@ func (c Config) Validate() error {
 	}
 	if c.KafkaFetchSessionSlots < 0 {
 		return fmt.Errorf("kafka fetch session slots %d is negative: give 0 (no sessions) or more (default %d)", c.KafkaFetchSessionSlots, kafka.DefaultFetchSessionSlots)
+	}
+	if c.KafkaFetchSessionEviction < 0 {
+		return fmt.Errorf("kafka fetch session eviction %v is negative: give a positive duration such as 2m (default %v)", c.KafkaFetchSessionEviction, kafka.DefaultFetchSessionEviction)
 	}
 	if c.ClusterListen == "" && len(c.Peers) > 0 {
 		return errors.New("peers are set without a cluster address: set --cluster-listen too")

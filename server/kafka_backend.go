@@ -123,7 +123,8 @@ func (n *Node) startKafka() error {
 		return kafkaListenErr(n.cfg.KafkaListen, err)
 	}
 	b := &kafkaBackend{n: n, nc: nc, addrs: map[string]kafka.Broker{}, parts: map[string]int32{}, advertise: advertised(n.cfg, ln.Addr())}
-	kcfg := kafka.Config{Listener: ln, Backend: b, Logger: n.log, Observer: &n.obs, FetchSessionSlots: n.cfg.KafkaFetchSessionSlots}
+	kcfg := kafka.Config{Listener: ln, Backend: b, Logger: n.log, Observer: &n.obs, FetchSessionSlots: n.cfg.KafkaFetchSessionSlots,
+		FetchSessionEviction: n.cfg.KafkaFetchSessionEviction}
 	if kcfg.FetchSessionSlots == 0 {
 		kcfg.FetchSessionSlots = kafka.NoFetchSessions
 	}

@@ -3,6 +3,7 @@ package server_test
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/qxd-io/qxd/kafka"
 	"github.com/qxd-io/qxd/server"
@@ -100,5 +101,52 @@ func TestKafkaFetchSessionSlotsConfig(t *testing.T) {
 	cfg.KafkaFetchSessionSlots = -2
 	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "kafka fetch session slots -2") {
 		t.Errorf("slots -2: %v, want an error naming the kafka fetch session slots", err)
+	}
+}
+
+// TestKafkaFetchSessionEvictionConfig: the kafka block's fetch_session_eviction
+// sets how long the Kafka listener's fetch sessions are safe from eviction
+// (default 2m); anything but a positive duration in quotes is refused, naming
+// the key, and Validate refuses a negative one.
+func TestKafkaFetchSessionEvictionConfig(t *testing.T) {
+	t.Parallel()
+	if got := server.DefaultConfig().KafkaFetchSessionEviction; got != kafka.DefaultFetchSessionEviction {
+		t.Fatalf("default fetch session eviction %v, want %v", got, kafka.DefaultFetchSessionEviction)
+	}
+	for _, tc := range []struct {
+		text string
+		want time.Duration
+	}{
+		{`kafka { fetch_session_eviction: "30s" }`, 30 * time.Second},
+		{`kafka { fetch_session_eviction: "1h" }`, time.Hour},
+		{`kafka { fetch_session_slots: 5 }`, kafka.DefaultFetchSessionEviction},
+	} {
+		cfg, err := server.ParseConfig(tc.text, server.DefaultConfig())
+		if err != nil {
+			t.Fatalf("%s: %v", tc.text, err)
+		}
+		if cfg.KafkaFetchSessionEviction != tc.want {
+			t.Errorf("%s: eviction %v, want %v", tc.text, cfg.KafkaFetchSessionEviction, tc.want)
+		}
+		if err := cfg.Validate(); err != nil {
+			t.Errorf("%s: %v", tc.text, err)
+		}
+	}
+	for _, tc := range []struct{ text, want string }{
+		{`kafka { fetch_session_eviction: "0s" }`, `kafka.fetch_session_eviction: "0s" is not a positive duration`},
+		{`kafka { fetch_session_eviction: "-1m" }`, `kafka.fetch_session_eviction: "-1m" is not a positive duration`},
+		{`kafka { fetch_session_eviction: "soon" }`, `kafka.fetch_session_eviction: "soon" is not a positive duration`},
+		{`kafka { fetch_session_eviction: 2m }`, "kafka.fetch_session_eviction: 2000000 is not a duration: write one in quotes"},
+		{`kafka { fetch_session_eviction: 30 }`, "kafka.fetch_session_eviction: 30 is not a duration: write one in quotes"},
+	} {
+		_, err := server.ParseConfig(tc.text, server.DefaultConfig())
+		if err == nil || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "\n") {
+			t.Errorf("%s: %v, want one line containing %q", tc.text, err, tc.want)
+		}
+	}
+	cfg := server.DefaultConfig()
+	cfg.KafkaFetchSessionEviction = -time.Second
+	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "kafka fetch session eviction -1s") {
+		t.Errorf("eviction -1s: %v, want an error naming the kafka fetch session eviction", err)
 	}
 }

@@ -69,6 +69,7 @@ type txnOffset struct {
 	Partition int32  `json:"partition"`
 	Offset    int64  `json:"offset"`
 	Metadata  string `json:"metadata,omitempty"`
+	TopicID   string `json:"topic_id,omitempty"`
 }
 
 // TxnOffset is one offset committed in a transaction (TxnOffsetCommit).
@@ -77,6 +78,10 @@ type TxnOffset struct {
 	Partition int32
 	Offset    int64
 	Metadata  string
+	// TopicID, when set, is the id of the topic the offset was committed to
+	// (TxnOffsetCommit v6): the offset is not stored if the topic was made again
+	// before the transaction commits.
+	TopicID string
 }
 
 type txnEntry struct {
@@ -558,7 +563,7 @@ func (c *txnCoordinator) CommitOffsets(ctx context.Context, id string, pid int64
 			return semantics.Errorf(semantics.ErrInvalidRequest, "offset %d of %s is negative", o.Offset, semantics.PartitionString(o.Topic, o.Partition))
 		}
 		j := slices.IndexFunc(g.Offsets, func(x txnOffset) bool { return x.Topic == o.Topic && x.Partition == o.Partition })
-		to := txnOffset{Topic: o.Topic, Partition: o.Partition, Offset: o.Offset, Metadata: o.Metadata}
+		to := txnOffset{Topic: o.Topic, Partition: o.Partition, Offset: o.Offset, Metadata: o.Metadata, TopicID: o.TopicID}
 		if j >= 0 {
 			g.Offsets[j] = to
 		} else {
@@ -777,7 +782,7 @@ func (c *txnCoordinator) commitGroup(ctx context.Context, g txnGroup) error {
 	}
 	offs := make(map[semantics.TopicPartition]offsets.Commit, len(g.Offsets))
 	for _, o := range g.Offsets {
-		offs[semantics.TopicPartition{Topic: o.Topic, Partition: o.Partition}] = offsets.Commit{Offset: o.Offset, Metadata: o.Metadata}
+		offs[semantics.TopicPartition{Topic: o.Topic, Partition: o.Partition}] = offsets.Commit{Offset: o.Offset, Metadata: o.Metadata, TopicID: o.TopicID}
 	}
 	gen := max(g.Generation, offsets.NoGeneration)
 	for {

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"sync"
 
 	"github.com/qxd-io/qxd/semantics"
 )
@@ -47,4 +48,20 @@ func (t *Transactions) SetTxnEpoch(ctx context.Context, id string, epoch int16) 
 	defer e.mu.Unlock()
 	e.rec.Epoch = epoch
 	return c.saveLocked(ctx, e)
+}
+
+// HoldTxn holds transactional id at the coordinator, as the coordinator does
+// while it stores the transaction's state or writes its end's markers: its
+// calls for id (adding partitions, ending) wait until release.
+func (t *Transactions) HoldTxn(id string) (release func(), err error) {
+	c, err := t.current()
+	if err != nil {
+		return nil, err
+	}
+	e, err := c.existing(id)
+	if err != nil {
+		return nil, err
+	}
+	e.mu.Lock()
+	return sync.OnceFunc(e.mu.Unlock), nil
 }

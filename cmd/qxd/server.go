@@ -58,6 +58,8 @@ func (a *app) serverCommand() *cli.Command {
 				Usage: "address `HOST:PORT` Kafka clients are told to connect to for this node"},
 			&cli.StringFlag{Name: "kafka-fetch-session-slots", Value: strconv.Itoa(def.KafkaFetchSessionSlots), EnvVars: []string{"QXD_KAFKA_FETCH_SESSION_SLOTS"},
 				Usage: "fetch sessions (KIP-227) the Kafka listener keeps for its clients, Kafka's max.incremental.fetch.session.cache.slots (`N`); 0 keeps none: every fetch is sessionless"},
+			&cli.StringFlag{Name: "kafka-fetch-session-eviction", Value: def.KafkaFetchSessionEviction.String(), EnvVars: []string{"QXD_KAFKA_FETCH_SESSION_EVICTION"},
+				Usage: "how long a Kafka fetch session is safe from eviction after it is made and after each use, Kafka's min.incremental.fetch.session.eviction.ms (`DURATION`); when the slots are full a new session takes the place of one unused this long"},
 			&cli.DurationFlag{Name: "leader-imbalance-check-interval", Value: def.LeaderImbalanceCheckInterval, EnvVars: []string{"QXD_LEADER_IMBALANCE_CHECK_INTERVAL"},
 				Usage: "how often the cluster checks the spread of partition leaders (`DURATION`)"},
 		}, serverConfigFlags()...),
@@ -107,6 +109,14 @@ func (a *app) runServer(c *cli.Context) error {
 			return fmt.Errorf("--kafka-fetch-session-slots %q is not a number of sessions: give 0 (no fetch sessions) or more, such as %d", v, def.KafkaFetchSessionSlots)
 		}
 		cfg.KafkaFetchSessionSlots = n
+	}
+	if c.IsSet("kafka-fetch-session-eviction") {
+		v := c.String("kafka-fetch-session-eviction")
+		d, err := time.ParseDuration(strings.TrimSpace(v))
+		if err != nil || d <= 0 {
+			return fmt.Errorf("--kafka-fetch-session-eviction %q is not a positive duration: give one such as 2m or 30s (default %v)", v, def.KafkaFetchSessionEviction)
+		}
+		cfg.KafkaFetchSessionEviction = d
 	}
 	cfg.Logger = a.log
 	cfg.Services = append(cfg.Services, bridge.Service{})

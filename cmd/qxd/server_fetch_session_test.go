@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -90,4 +91,76 @@ func TestServerKafkaFetchSessionSlots(t *testing.T) {
 			t.Fatalf("fetch_session_slots: -3: %v, want one line naming the key", err)
 		}
 	})
+}
+
+// TestServerKafkaFetchSessionEviction: with one fetch session slot, a second
+// client's full fetch gets a session only once the first session was left
+// unused for --kafka-fetch-session-eviction (QXD_KAFKA_FETCH_SESSION_EVICTION,
+// the config file's kafka.fetch_session_eviction); with the default (2m) it gets
+// none. A value that is not a positive duration stops the server with one line
+// naming the flag or key.
+func TestServerKafkaFetchSessionEviction(t *testing.T) {
+	// Not parallel: it sets an environment variable.
+	// twoSessions makes a session, waits past a short eviction time and makes
+	// another: the ids the two full fetches were given.
+	twoSessions := func(t *testing.T, args ...string) (int32, int32) {
+		t.Helper()
+		natsAddr, kafkaAddr := freePort(t), freePort(t)
+		startServer(t, append([]string{"--listen", natsAddr, "--data", t.TempDir(), "--kafka-listen", kafkaAddr, "--kafka-fetch-session-slots", "1"}, args...)...)
+		first := fullFetchSession(t, natsAddr, kafkaAddr, "evict-a")
+		time.Sleep(500 * time.Millisecond) // past the 300ms below: the first session may go
+		return first, fullFetchSession(t, natsAddr, kafkaAddr, "evict-b")
+	}
+	t.Run("default keeps", func(t *testing.T) {
+		if a, b := twoSessions(t); a == 0 || b != 0 {
+			t.Fatalf("sessions %d then %d with one slot and the default eviction time, want one then none", a, b)
+		}
+	})
+	t.Run("flag", func(t *testing.T) {
+		if a, b := twoSessions(t, "--kafka-fetch-session-eviction", "300ms"); a == 0 || b == 0 || a == b {
+			t.Fatalf("sessions %d then %d with --kafka-fetch-session-eviction 300ms, want two", a, b)
+		}
+	})
+	t.Run("env", func(t *testing.T) {
+		t.Setenv("QXD_KAFKA_FETCH_SESSION_EVICTION", "300ms")
+		if a, b := twoSessions(t); a == 0 || b == 0 || a == b {
+			t.Fatalf("sessions %d then %d with QXD_KAFKA_FETCH_SESSION_EVICTION=300ms, want two", a, b)
+		}
+	})
+	t.Run("file", func(t *testing.T) {
+		conf := filepath.Join(t.TempDir(), "qxd.conf")
+		if err := os.WriteFile(conf, []byte("kafka { fetch_session_eviction: \"300ms\" }\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if a, b := twoSessions(t, "--config", conf); a == 0 || b == 0 || a == b {
+			t.Fatalf("sessions %d then %d with fetch_session_eviction: \"300ms\", want two", a, b)
+		}
+	})
+	for _, tc := range []struct {
+		name, conf string
+		args       []string
+		want       string
+	}{
+		{name: "word", args: []string{"--kafka-fetch-session-eviction", "soon"}, want: `--kafka-fetch-session-eviction "soon" is not a positive duration`},
+		{name: "zero", args: []string{"--kafka-fetch-session-eviction", "0s"}, want: `--kafka-fetch-session-eviction "0s" is not a positive duration`},
+		{name: "negative", args: []string{"--kafka-fetch-session-eviction", "-5s"}, want: `--kafka-fetch-session-eviction "-5s" is not a positive duration`},
+		{name: "file unquoted", conf: "kafka { fetch_session_eviction: 2m }\n", want: "kafka.fetch_session_eviction: 2000000 is not a duration"},
+		{name: "file zero", conf: "kafka { fetch_session_eviction: \"0s\" }\n", want: `kafka.fetch_session_eviction: "0s" is not a positive duration`},
+	} {
+		t.Run("bad "+tc.name, func(t *testing.T) {
+			args := []string{"qxd", "server", "--listen", "127.0.0.1:0", "--data", t.TempDir(), "--kafka-listen", ""}
+			if tc.conf != "" {
+				conf := filepath.Join(t.TempDir(), "qxd.conf")
+				if err := os.WriteFile(conf, []byte(tc.conf), 0o600); err != nil {
+					t.Fatal(err)
+				}
+				args = append(args, "--config", conf)
+			}
+			var out syncBuffer
+			err := run(t.Context(), append(args, tc.args...), strings.NewReader(""), &out, &out)
+			if err == nil || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "\n") {
+				t.Fatalf("%v: %v, want one line containing %q", tc.args, err, tc.want)
+			}
+		})
+	}
 }

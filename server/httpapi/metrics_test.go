@@ -7,6 +7,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
+	"github.com/twmb/franz-go/pkg/kversion"
 
 	"github.com/qxd-io/qxd"
 	"github.com/qxd-io/qxd/internal/qxdtest"
@@ -64,7 +65,9 @@ func TestMetricsFetchedAndKafka(t *testing.T) {
 	}
 
 	// Kafka: one metadata request, and one produce to a topic that does not exist.
-	kc, err := kgo.NewClient(kgo.SeedBrokers(n.KafkaAddr()))
+	byName := kversion.Stable()
+	byName.SetMaxKeyVersion(kmsg.Produce.Int16(), 12) // v13 names topics by id only
+	kc, err := kgo.NewClient(kgo.SeedBrokers(n.KafkaAddr()), kgo.MaxVersions(byName))
 	if err != nil {
 		t.Fatal(err)
 	}
