@@ -11,6 +11,7 @@ import (
 
 	"github.com/qxd-io/qxd/internal/qxdtest"
 	"github.com/qxd-io/qxd/semantics"
+	"github.com/qxd-io/qxd/server"
 )
 
 // TestRepairRebuildsCopyOnThreeNodes records damage on a follower's copy of a
@@ -21,7 +22,7 @@ import (
 // nothing.
 func TestRepairRebuildsCopyOnThreeNodes(t *testing.T) {
 	t.Parallel()
-	nodes := qxdtest.StartCluster(t, qxdtest.ClusterConfigs(t, 3))
+	nodes := qxdtest.StartCluster(t, manualRepairConfigs(t))
 	ctx := qxdtest.Context(t, 5*time.Minute)
 	a := nodes[0].Admin()
 	for _, tc := range []semantics.CreateTopicRequest{
@@ -166,7 +167,7 @@ func TestRepairRefusesWhileReplicaDown(t *testing.T) {
 // refused.
 func TestVerifyOnReplica(t *testing.T) {
 	t.Parallel()
-	nodes := qxdtest.StartCluster(t, qxdtest.ClusterConfigs(t, 3))
+	nodes := qxdtest.StartCluster(t, manualRepairConfigs(t))
 	ctx := qxdtest.Context(t, 2*time.Minute)
 	a := nodes[0].Admin()
 	if _, _, err := a.CreateTopic(ctx, semantics.CreateTopicRequest{Name: "each", Config: semantics.TopicConfig{Partitions: 1, Replicas: 3}}); err != nil {
@@ -209,4 +210,14 @@ func TestVerifyOnReplica(t *testing.T) {
 	if !errors.Is(err, semantics.ErrInvalidRequest) || !strings.Contains(err.Error(), "holds no copy") {
 		t.Errorf("verify on node n9, which holds no copy, gave %v; want a refusal", err)
 	}
+}
+
+// manualRepairConfigs are three nodes' configs with the automatic repair off,
+// for tests that record damage and repair it on request.
+func manualRepairConfigs(t *testing.T) []server.Config {
+	cfgs := qxdtest.ClusterConfigs(t, 3)
+	for i := range cfgs {
+		cfgs[i].AutoRepair = false
+	}
+	return cfgs
 }

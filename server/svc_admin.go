@@ -32,6 +32,7 @@ type Admin struct {
 	stable  *stableOffsets         // partitions' last stable offsets, for describe
 	sync    time.Duration          // the node's sync interval (0: every append), for node info
 	kafka   atomic.Pointer[string] // the Kafka listener's advertised host:port, for node info
+	repairs repairCounts           // the repairs this node ran, by result
 }
 
 // TopicDescription is a topic's record and its partitions' state.
