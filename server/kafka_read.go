@@ -345,6 +345,10 @@ func (b *kafkaBackend) read(ctx context.Context, topic string, p int32, offset i
 			if a.err == nil && a.end <= end {
 				res.Batches, next = a.batches, a.next
 			}
+			if errors.Is(a.err, errIrregularRead) {
+				// It met a damaged or missing batch first: read it as below.
+				return b.readByBatch(ctx, res, topic, p, offset, maxBytes, committed)
+			}
 		case <-ctx.Done():
 			return res, ctx.Err()
 		}
@@ -532,6 +536,7 @@ func (b *kafkaBackend) readBatches(ctx context.Context, r *partition.Reader, t s
 			if m.seq != seq && !t.Config.Compact {
 				// A hole: only a compacted topic's log has them, or a damaged copy.
 				if len(batches) > 0 {
+					b.damageMet(ctx, r, seq, ends[len(ends)-1].offset)
 					return batches, next, nil // the next fetch starts at it
 				}
 				return nil, next, errIrregularRead
@@ -545,6 +550,7 @@ func (b *kafkaBackend) readBatches(ctx context.Context, r *partition.Reader, t s
 			h, perr := semantics.ParseBatchHeader(m.data)
 			if perr != nil {
 				if len(batches) > 0 {
+					b.damageMet(ctx, r, m.seq, ends[len(ends)-1].offset)
 					return batches, next, nil // the next fetch starts at it
 				}
 				return nil, next, fmt.Errorf("fetch %s: sequence %d: %w: %w", part, m.seq, errIrregularRead, perr)
@@ -573,6 +579,27 @@ func (b *kafkaBackend) readBatches(ctx context.Context, r *partition.Reader, t s
 // from another replica's intact copy when one has it, recording the damage, or
 // failing with an error that names the partition, the offsets and the node.
 var errIrregularRead = errors.New("batched read met a damaged or missing batch")
+
+// damageMet handles a damaged or missing batch that a batched read met at stream
+// sequence seq (offset, at the latest) after the batches it answered. The next
+// fetch starts there, but its direct get may well be answered by another,
+// healthy, copy, and what this one found would be lost: so the leader's copy of
+// seq is read now, and when it fails its checks too, the fetch service reads it
+// (from another replica) and records the damage naming the leader. A direct get
+// does not say which replica answered it: when the leader's copy is intact, the
+// damaged copy is a follower's, and a warning says so.
+func (b *kafkaBackend) damageMet(ctx context.Context, r *partition.Reader, seq uint64, offset int64) {
+	if m, err := r.Get(ctx, seq); err == nil && m.Seq == seq {
+		if _, err := semantics.ParseBatchHeader(m.Data); err == nil {
+			b.n.log.Warn("a follower's copy of a partition is damaged or missing a batch: verify the replicas ('qxd topic describe --verify-replicas')",
+				"topic", r.Topic, "partition", r.P, "offset", offset)
+			return
+		}
+	}
+	if _, err := b.n.Fetcher().Fetch(ctx, FetchRequest{Topic: r.Topic, Partition: r.P, Offset: offset, MaxBytes: 1}); err != nil {
+		b.n.log.Debug("damaged batch read again from the leader's copy", "topic", r.Topic, "partition", r.P, "offset", offset, "err", err)
+	}
+}
 
 // readByBatch answers a fetch the batched read could not (errIrregularRead) with
 // the fetch service's batch-by-batch read, keeping res's offsets.
