@@ -306,13 +306,23 @@ func repairCounts(nodes []*server.Node) map[string]uint64 {
 }
 
 // TestKafkaReadRecordsDamageMetMidRead damages one batch in the middle of one
-// node's copy of a three-replica partition and makes that node lead it. Kafka
-// reads through it from the start use batched direct gets, which any replica
-// answers: one answered by the damaged copy stops before the damaged batch. The
-// damage it met must be recorded, naming the node, even though the next reads
-// (answered by healthy copies) return every record intact.
+// node's copy of a three-replica partition, with that node leading the
+// partition or following it. Kafka reads through it from the start use batched
+// direct gets, which any replica answers: one answered by the damaged copy stops
+// before the damaged batch. The damage it met must be recorded, naming the node,
+// even though the next reads (answered by healthy copies) return every record
+// intact.
 func TestKafkaReadRecordsDamageMetMidRead(t *testing.T) {
 	t.Parallel()
+	for _, role := range []string{"leader", "follower"} {
+		t.Run(role, func(t *testing.T) {
+			t.Parallel()
+			kafkaReadMeetsDamage(t, role == "leader")
+		})
+	}
+}
+
+func kafkaReadMeetsDamage(t *testing.T, leads bool) {
 	cfgs := manualRepairConfigs(t)
 	for i := range cfgs {
 		cfgs[i].KafkaListen = "127.0.0.1:0"
@@ -334,23 +344,29 @@ func TestKafkaReadRecordsDamageMetMidRead(t *testing.T) {
 	stream := semantics.StreamName("kread", 0)
 	for {
 		d, err := a.DescribeTopic(ctx, "kread")
-		if err == nil && d.Partitions[0].Leader == victim {
+		if err == nil && d.Partitions[0].Leader != "" && (d.Partitions[0].Leader == victim) == leads {
 			break
 		}
 		if err == nil && d.Partitions[0].Leader != "" {
-			_ = nodes[0].HandOffVia(ctx, d.Partitions[0].Leader, stream, victim)
+			prefer := victim
+			if !leads {
+				prefer = cfgs[0].Name
+			}
+			_ = nodes[0].HandOffVia(ctx, d.Partitions[0].Leader, stream, prefer)
 		}
 		if ctx.Err() != nil {
-			t.Fatalf("node %s does not take the lead of %s", victim, stream)
+			t.Fatalf("the leadership of %s does not move as wanted (node %s leading: %t)", stream, victim, leads)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
 
+	// Followers answer direct gets again a few seconds after a leader change:
+	// read for a while.
 	short := 0
-	for i := 0; i < 30 && short < 3; i++ {
+	for end := time.Now().Add(15 * time.Second); time.Now().Before(end) && short < 3; time.Sleep(100 * time.Millisecond) {
 		res, err := nodes[vi].KafkaRead(ctx, "kread", 0, 0, 1<<20)
 		if err != nil {
-			t.Fatalf("Kafka read %d through node %s: %v", i+1, victim, err)
+			t.Fatalf("Kafka read through node %s: %v", victim, err)
 		}
 		if len(res.Batches) < batches {
 			short++
@@ -359,13 +375,27 @@ func TestKafkaReadRecordsDamageMetMidRead(t *testing.T) {
 	if short == 0 {
 		t.Skip("no read was answered by the damaged copy: inconclusive")
 	}
-	d, err := a.DescribeTopic(ctx, "kread")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !slices.ContainsFunc(d.Partitions[0].Damaged, func(x semantics.BatchDamage) bool { return x.Node == victim }) {
-		t.Fatalf("%d Kafka reads through node %s stopped at its damaged batch, yet its damage record is %+v; want the damage recorded naming node %s",
-			short, victim, d.Partitions[0].Damaged, victim)
+	// A follower's copy is read again in the background.
+	var d server.TopicDescription
+	for deadline := time.Now().Add(time.Minute); ; {
+		var err error
+		d, err = a.DescribeTopic(ctx, "kread")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if slices.ContainsFunc(d.Partitions[0].Damaged, func(x semantics.BatchDamage) bool { return x.Node == victim }) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d Kafka reads through node %s (leading: %t) stopped at its damaged batch, yet its damage record is %+v; want the damage recorded naming node %s",
+				short, victim, leads, d.Partitions[0].Damaged, victim)
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 	t.Logf("%d reads stopped at the damaged batch; recorded: %s", short, d.Partitions[0].Damage)
+	for _, x := range d.Partitions[0].Damaged {
+		if x.Node != victim {
+			t.Errorf("damage recorded on node %s, whose copy is intact: %+v", x.Node, x)
+		}
+	}
 }
