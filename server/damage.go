@@ -297,7 +297,7 @@ func damageRecordNote(damage []semantics.BatchDamage) string {
 		}
 		parts = append(parts, fmt.Sprintf("%s damaged on node %s", strings.Join(stretches, ", "), n))
 	}
-	return fmt.Sprintf("reads found %s: batches there fail their CRC-32C or cannot be read; readers get them from a healthy replica where one holds them; rebuild the damaged copy with 'qxd topic repair' (or restore the partition); 'qxd topic describe --verify-replicas' reads every copy back",
+	return fmt.Sprintf("reads found %s: batches there fail their CRC-32C or cannot be read; readers get them from a healthy replica where one holds them; nodes started with --auto-repair (the default) rebuild a replicated partition's damaged copy on their own, else rebuild it with 'qxd topic repair' (or restore the partition); 'qxd topic describe --verify-replicas' reads every copy back",
 		strings.Join(parts, "; "))
 }
 

@@ -216,7 +216,7 @@ func underReplicatedNote(have, want int, nodes []string) string {
 	if have == 0 || have >= want {
 		return ""
 	}
-	return fmt.Sprintf("under-replicated: %d of its %d replicas (on %s): an interrupted repair or a failed scale-up left it short; the cluster scales it back on its own (automatic repair), or run 'qxd topic repair' for it",
+	return fmt.Sprintf("under-replicated: %d of its %d replicas (on %s): an interrupted repair or a failed scale-up left it short; nodes started with --auto-repair (the default) scale it back on their own, or run 'qxd topic repair' for it",
 		have, want, strings.Join(nodes, ", "))
 }
 

@@ -99,13 +99,24 @@ func TestAutoRepairRebuildsDamagedCopy(t *testing.T) {
 // TestAutoRepairRestoresReplicas leaves a three-replica partition on three nodes
 // as a repair interrupted between its scale-down and its scale-up leaves it
 // (scaled down to two replicas, the third node's copy removed): describe says it
-// is under-replicated, and the cluster scales it back to three on its own; the
-// new copy reads back whole.
+// is under-replicated, and the cluster scales it back to three on its own, or,
+// with the automatic repair off, a repair request does; the new copy reads back
+// whole.
 func TestAutoRepairRestoresReplicas(t *testing.T) {
 	t.Parallel()
+	for _, auto := range []bool{true, false} {
+		t.Run(fmt.Sprintf("auto=%t", auto), func(t *testing.T) {
+			t.Parallel()
+			restoresReplicas(t, auto)
+		})
+	}
+}
+
+func restoresReplicas(t *testing.T, auto bool) {
 	cfgs := qxdtest.ClusterConfigs(t, 3)
 	for i := range cfgs {
 		cfgs[i].AutoRepairDelay = autoRepairDelay
+		cfgs[i].AutoRepair = auto
 	}
 	nodes := qxdtest.StartCluster(t, cfgs)
 	ctx := qxdtest.Context(t, 5*time.Minute)
@@ -168,6 +179,13 @@ func TestAutoRepairRestoresReplicas(t *testing.T) {
 			}
 			if sawShort && len(p.InSync) == 3 && p.Problem == "" {
 				break
+			}
+			if sawShort && !auto {
+				resp, err := a.RepairPartition(ctx, semantics.RepairPartitionRequest{Name: "short", Partition: 0})
+				if err != nil || resp.Node != "" || resp.Rebuilt != victim || len(resp.Replicas) != 3 || resp.Batches != batches {
+					t.Fatalf("repair of the partition short of a replica: %+v, %v; want it scaled back up, the new copy on node %s with %d batches", resp, err, victim, batches)
+				}
+				t.Logf("repair request: %+v", resp)
 			}
 		}
 		if ctx.Err() != nil {
