@@ -83,6 +83,11 @@ func (a *Admin) RepairPartition(ctx context.Context, req semantics.RepairPartiti
 			"partition %s has one replica: there is no other copy to rebuild it from; restore the partition from a backup", part)
 	}
 	stream := semantics.StreamName(req.Name, p)
+	if _, running := a.repairing.LoadOrStore(stream, true); running {
+		return resp, semantics.Errorf(semantics.ErrInvalidRequest,
+			"partition %s is being repaired on node %s now: wait until that repair ends and look again ('qxd topic describe %s')", part, a.ns.Name(), req.Name)
+	}
+	defer a.repairing.Delete(stream)
 	st, err := a.groupState(ctx, stream)
 	if err != nil {
 		return resp, fmt.Errorf("repair partition %s: %w", part, err)

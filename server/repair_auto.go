@@ -132,16 +132,16 @@ func (n *Node) restoreReplicas(ctx context.Context, topics map[string]semantics.
 		clear(r.short)
 		return
 	}
-	r.mu.Lock()
-	running := r.running
-	r.mu.Unlock()
 	now := time.Now()
 	short := map[string]bool{}
 	l := n.js.ListStreams(ctx, jetstream.WithStreamListSubject(semantics.PartitionSubjects))
 	for si := range l.Info() {
 		t, ok := want[si.Config.Name]
-		if !ok || si.Config.Replicas >= t.Config.Replicas || si.Config.Name == running {
+		if !ok || si.Config.Replicas >= t.Config.Replicas {
 			continue
+		}
+		if _, repairing := n.admin.repairing.Load(si.Config.Name); repairing {
+			continue // a repair on this node scales it back itself
 		}
 		stream := si.Config.Name
 		short[stream] = true

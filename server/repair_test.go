@@ -101,12 +101,20 @@ func TestRepairRebuildsCopyOnThreeNodes(t *testing.T) {
 		len(resp.Replicas) != 3 || !slices.Contains(resp.Replicas, victim) || resp.Batches != batches {
 		t.Fatalf("repair answered %+v; want node %s's copy rebuilt there, the two others verified, %d batches", resp, victim, batches)
 	}
-	d, err = a.DescribeTopic(ctx, "fix")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if p := d.Partitions[0]; p.Damage != "" || len(p.Damaged) != 0 || len(p.InSync) != 3 {
-		t.Fatalf("describe after the repair: %+v; want no damage and three replicas in sync", p)
+	// Node n1 reads the record from its replica of the bucket, which may lag the
+	// repairing node's write for a moment.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		d, err = a.DescribeTopic(ctx, "fix")
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := d.Partitions[0]
+		if p.Damage == "" && len(p.Damaged) == 0 && len(p.InSync) == 3 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("describe after the repair: %+v; want no damage and three replicas in sync", p)
+		}
 	}
 	// Each copy reads back whole.
 	for _, n := range []string{"n1", "n2", "n3"} {
