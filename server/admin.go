@@ -243,6 +243,7 @@ func (a *Admin) DescribeTopic(ctx context.Context, name string) (TopicDescriptio
 			if pi.Missing = o.Missing(t.Config.Compact); pi.Missing > 0 {
 				pi.Damage = damageNote(pi.Missing, o.FirstSeq, o.LastSeq, o.Lost, o.Leader)
 			}
+			pi.Problem = underReplicatedNote(len(o.Replicas), t.Config.Replicas, o.Replicas)
 		}
 		if rec, _, err := a.meta.getDamage(ctx, t.ID, p); err != nil {
 			pi.Damage = strings.TrimPrefix(pi.Damage+"; ", "; ") + fmt.Sprintf("its damage record cannot be read: %v", err)

@@ -285,7 +285,7 @@ func (s section) list(key string) ([]section, error) {
 func configFromMap(m map[string]any, cfg Config, dir string) (Config, error) {
 	root := section{m: m, dir: dir}
 	if err := root.check("name", "listen", "data", "sync", "cluster", "tls", "auth", "shutdown_timeout",
-		"auto_leader_rebalance", "leader_imbalance_check_interval", "http_listen", "http", "kafka"); err != nil {
+		"auto_leader_rebalance", "leader_imbalance_check_interval", "auto_repair", "auto_repair_delay", "http_listen", "http", "kafka"); err != nil {
 		return cfg, err
 	}
 	err := firstErr(
@@ -297,6 +297,8 @@ func configFromMap(m map[string]any, cfg Config, dir string) (Config, error) {
 		root.duration("shutdown_timeout", &cfg.ShutdownTimeout),
 		root.boolean("auto_leader_rebalance", &cfg.AutoLeaderRebalance),
 		root.duration("leader_imbalance_check_interval", &cfg.LeaderImbalanceCheckInterval),
+		root.boolean("auto_repair", &cfg.AutoRepair),
+		root.duration("auto_repair_delay", &cfg.AutoRepairDelay),
 	)
 	if err != nil {
 		return cfg, err

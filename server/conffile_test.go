@@ -21,6 +21,8 @@ sync: "2m"
 shutdown_timeout: "20s"
 auto_leader_rebalance: false
 leader_imbalance_check_interval: "5m"
+auto_repair: false
+auto_repair_delay: "45s"
 cluster {
   name: prod
   listen: "127.0.0.1:6333"
@@ -61,6 +63,8 @@ func TestParseConfigFile(t *testing.T) {
 		{"sync", cfg.Sync, 2 * time.Minute},
 		{"auto leader rebalance", cfg.AutoLeaderRebalance, false},
 		{"leader imbalance check interval", cfg.LeaderImbalanceCheckInterval, 5 * time.Minute},
+		{"auto repair", cfg.AutoRepair, false},
+		{"auto repair delay", cfg.AutoRepairDelay, 45 * time.Second},
 		{"cluster name", cfg.ClusterName, "prod"},
 		{"peers", len(cfg.Peers), 2},
 		{"cluster cert", cfg.ClusterTLS.Cert, filepath.Join(dir, "node.pem")},

@@ -52,6 +52,18 @@ type Config struct {
 	// a node takes leaderships back once it was seen under its share at two checks
 	// in a row. Default 1m.
 	LeaderImbalanceCheckInterval time.Duration
+	// AutoRepair rebuilds a replicated partition's damaged copy without being asked
+	// (as 'qxd topic repair' does) once reads or verifies recorded damage on one
+	// node's copy and the partition's other copies read back intact, and scales a
+	// partition stream back to its topic's replication factor when an interrupted
+	// repair or a failed scale-up left it with fewer replicas. The cluster's meta
+	// leader does both, AutoRepairDelay after it first sees the need. A partition with
+	// one replica is never touched. Default true.
+	AutoRepair bool
+	// AutoRepairDelay is how long the damage or the missing replica must have been
+	// seen before an automatic repair starts; a repair that failed is tried again
+	// ten delays later. Default 30s.
+	AutoRepairDelay time.Duration
 	// Sync is when JetStream's store is synced to disk (fsync). SyncAlways, the
 	// default (0), syncs every append before it is acknowledged: a record a producer
 	// saw acknowledged survives a power failure (on a quorum of its replicas).
@@ -126,6 +138,8 @@ func DefaultConfig() Config {
 
 		AutoLeaderRebalance:          true,
 		LeaderImbalanceCheckInterval: time.Minute,
+		AutoRepair:                   true,
+		AutoRepairDelay:              30 * time.Second,
 	}
 }
 
@@ -183,6 +197,9 @@ func (c Config) Validate() error {
 	}
 	if c.AutoLeaderRebalance && c.LeaderImbalanceCheckInterval <= 0 {
 		return fmt.Errorf("leader imbalance check interval %v must be positive (or turn automatic leader rebalancing off)", c.LeaderImbalanceCheckInterval)
+	}
+	if c.AutoRepair && c.AutoRepairDelay <= 0 {
+		return fmt.Errorf("repair delay %v must be positive (or turn automatic repair off)", c.AutoRepairDelay)
 	}
 	if c.Sync < 0 {
 		return fmt.Errorf("sync interval %v is negative: use always (the default) or a positive interval such as 1s", c.Sync)

@@ -3,12 +3,14 @@ package server
 import (
 	"cmp"
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -153,6 +155,85 @@ func damageFound(ctx context.Context, log *slog.Logger, m damageStore, t semanti
 	return nil
 }
 
+// copyCheckTries is how many consumers checkCopies creates per node it reads:
+// JetStream places each on one of the stream's replicas at random.
+const copyCheckTries = 6
+
+// checkCopies reads the batch at stream sequence seq of partition p of t from
+// the copies held by nodes, each through an ephemeral consumer that JetStream
+// placed on that node (a direct get does not say which replica answered it; a
+// consumer runs on one replica and reads that replica's store), and records,
+// naming the node, what it finds damaged: a batch that fails its checks, or seq
+// missing. from and to are the offsets the batch holds (-1: not known). It
+// returns the nodes whose copies it read.
+func checkCopies(ctx context.Context, log *slog.Logger, js jetstream.JetStream, m damageStore, t semantics.TopicMeta, p int32, seq uint64, from, to int64, nodes []string) []string {
+	stream := semantics.StreamName(t.Name, p)
+	var checked []string
+	for try := 0; try < copyCheckTries*len(nodes) && len(checked) < len(nodes) && ctx.Err() == nil; try++ {
+		name := "qxd_check_" + rand.Text()
+		c, err := js.CreateConsumer(ctx, stream, jetstream.ConsumerConfig{
+			Name:          name,
+			DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: seq,
+			AckPolicy: jetstream.AckNonePolicy, InactiveThreshold: time.Minute,
+			Replicas: 1, MemoryStorage: true,
+		})
+		if err != nil {
+			log.Debug("copy check consumer not created", "topic", t.Name, "partition", p, "err", err)
+			return checked
+		}
+		host := ""
+		if info := c.CachedInfo(); info != nil && info.Cluster != nil {
+			host = info.Cluster.Leader
+		}
+		if slices.Contains(nodes, host) && !slices.Contains(checked, host) {
+			if d, ok := readCopy(ctx, c, seq, from, to, host); ok {
+				checked = append(checked, host)
+				if d != nil {
+					if err := damageFound(ctx, log, m, t, p, *d, true); err != nil {
+						log.Warn("damage not recorded", "topic", t.Name, "partition", p, "node", host, "err", err)
+					}
+				}
+			}
+		}
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		_ = js.DeleteConsumer(dctx, stream, name)
+		cancel()
+	}
+	return checked
+}
+
+// readCopy reads the message at seq (holding offsets from to to) through
+// consumer c, which runs on node and starts there: the damage it finds (nil when
+// none), and whether it read one.
+func readCopy(ctx context.Context, c jetstream.Consumer, seq uint64, from, to int64, node string) (*semantics.BatchDamage, bool) {
+	fctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	batch, err := c.Fetch(1, jetstream.FetchContext(fctx))
+	if err != nil {
+		return nil, false
+	}
+	for msg := range batch.Messages() {
+		md, err := msg.Metadata()
+		if err != nil {
+			return nil, false
+		}
+		at := md.Sequence.Stream
+		switch {
+		case at > seq:
+			return &semantics.BatchDamage{Kind: semantics.DamageUnreadable, FromSeq: seq, ToSeq: seq, FromOffset: from, ToOffset: to, Node: node,
+				Detail: fmt.Sprintf("stream sequence %d is missing from the copy on node %s", seq, node)}, true
+		case at < seq:
+			return nil, false
+		}
+		if _, err := semantics.ParseBatchHeader(msg.Data()); err != nil {
+			return &semantics.BatchDamage{Kind: semantics.DamageCorrupt, FromSeq: seq, ToSeq: seq, FromOffset: from, ToOffset: to, Node: node,
+				Detail: fmt.Sprintf("the batch at stream sequence %d on node %s fails its checks: %v", seq, node, err)}, true
+		}
+		return nil, true
+	}
+	return nil, false
+}
+
 // ReportDamage records damage a reader found in a partition's copy on a node
 // (semantics.APITopicReportDamage): describe and cluster info show it until a
 // verify reads that node's copy intact.
@@ -216,7 +297,7 @@ func damageRecordNote(damage []semantics.BatchDamage) string {
 		}
 		parts = append(parts, fmt.Sprintf("%s damaged on node %s", strings.Join(stretches, ", "), n))
 	}
-	return fmt.Sprintf("reads found %s: batches there fail their CRC-32C or cannot be read; readers get them from a healthy replica where one holds them; rebuild the damaged copy with 'qxd topic repair' (or restore the partition); 'qxd topic describe --verify-replicas' reads every copy back",
+	return fmt.Sprintf("reads found %s: batches there fail their CRC-32C or cannot be read; readers get them from a healthy replica where one holds them; nodes started with --auto-repair (the default) rebuild a replicated partition's damaged copy on their own, else rebuild it with 'qxd topic repair' (or restore the partition); 'qxd topic describe --verify-replicas' reads every copy back",
 		strings.Join(parts, "; "))
 }
 

@@ -77,7 +77,8 @@ type kafkaReads struct {
 	slots    chan struct{}
 	ctx      context.Context // ends the reads ahead
 	cancel   context.CancelFunc
-	wg       sync.WaitGroup // the reads ahead
+	wg       sync.WaitGroup  // the reads ahead and the checks
+	checks   map[string]bool // the background checks running, by key
 	closed   bool
 }
 
@@ -345,6 +346,10 @@ func (b *kafkaBackend) read(ctx context.Context, topic string, p int32, offset i
 			if a.err == nil && a.end <= end {
 				res.Batches, next = a.batches, a.next
 			}
+			if errors.Is(a.err, errIrregularRead) {
+				// It met a damaged or missing batch first: read it as below.
+				return b.readByBatch(ctx, res, topic, p, offset, maxBytes, committed)
+			}
 		case <-ctx.Done():
 			return res, ctx.Err()
 		}
@@ -532,6 +537,7 @@ func (b *kafkaBackend) readBatches(ctx context.Context, r *partition.Reader, t s
 			if m.seq != seq && !t.Config.Compact {
 				// A hole: only a compacted topic's log has them, or a damaged copy.
 				if len(batches) > 0 {
+					b.damageMet(ctx, r, t, seq, ends[len(ends)-1].offset)
 					return batches, next, nil // the next fetch starts at it
 				}
 				return nil, next, errIrregularRead
@@ -545,6 +551,7 @@ func (b *kafkaBackend) readBatches(ctx context.Context, r *partition.Reader, t s
 			h, perr := semantics.ParseBatchHeader(m.data)
 			if perr != nil {
 				if len(batches) > 0 {
+					b.damageMet(ctx, r, t, m.seq, ends[len(ends)-1].offset)
 					return batches, next, nil // the next fetch starts at it
 				}
 				return nil, next, fmt.Errorf("fetch %s: sequence %d: %w: %w", part, m.seq, errIrregularRead, perr)
@@ -573,6 +580,66 @@ func (b *kafkaBackend) readBatches(ctx context.Context, r *partition.Reader, t s
 // from another replica's intact copy when one has it, recording the damage, or
 // failing with an error that names the partition, the offsets and the node.
 var errIrregularRead = errors.New("batched read met a damaged or missing batch")
+
+// damageMet handles a damaged or missing batch that a batched read of partition
+// r of t met at stream sequence seq (offset, at the latest) after the batches it
+// answered. The next fetch starts there, but its direct get may well be
+// answered by another, healthy, copy, and what this one found would be lost: so
+// the leader's copy of seq is read now, and when it fails its checks too, the
+// fetch service reads it (from another replica) and records the damage naming
+// the leader. A direct get does not say which replica answered it: when the
+// leader's copy is intact, the damaged copy is a follower's, and the followers'
+// copies of seq are read in the background (checkCopies), which records the
+// damage naming the follower.
+func (b *kafkaBackend) damageMet(ctx context.Context, r *partition.Reader, t semantics.TopicMeta, seq uint64, offset int64) {
+	if m, err := r.Get(ctx, seq); err == nil && m.Seq == seq {
+		if h, err := semantics.ParseBatchHeader(m.Data); err == nil {
+			st, err := r.StreamInfo(ctx)
+			if err != nil {
+				return
+			}
+			var followers []string
+			for _, n := range st.Replicas {
+				if n != st.Leader {
+					followers = append(followers, n)
+				}
+			}
+			b.reads.background(r.Stream+" "+strconv.FormatUint(seq, 10), func(ctx context.Context) {
+				if checked := checkCopies(ctx, b.n.log, b.n.js, b.n.admin.meta, t, r.P, seq, h.BaseOffset, h.LastOffset(), followers); len(checked) < len(followers) {
+					b.n.log.Warn("a follower's copy of a partition is damaged or missing a batch, not all followers' copies could be read: verify the replicas ('qxd topic describe --verify-replicas')",
+						"topic", r.Topic, "partition", r.P, "offset", offset)
+				}
+			})
+			return
+		}
+	}
+	if _, err := b.n.Fetcher().Fetch(ctx, FetchRequest{Topic: r.Topic, Partition: r.P, Offset: offset, MaxBytes: 1}); err != nil {
+		b.n.log.Debug("damaged batch read again from the leader's copy", "topic", r.Topic, "partition", r.P, "offset", offset, "err", err)
+	}
+}
+
+// background runs check, named key, on its own under the reads' context, unless
+// one of that key runs already or the reads are closed.
+func (k *kafkaReads) background(key string, check func(ctx context.Context)) {
+	k.init()
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.closed || k.checks[key] {
+		return
+	}
+	if k.checks == nil {
+		k.checks = map[string]bool{}
+	}
+	k.checks[key] = true
+	k.wg.Add(1)
+	go func() {
+		defer k.wg.Done()
+		check(k.ctx)
+		k.mu.Lock()
+		delete(k.checks, key)
+		k.mu.Unlock()
+	}()
+}
 
 // readByBatch answers a fetch the batched read could not (errIrregularRead) with
 // the fetch service's batch-by-batch read, keeping res's offsets.

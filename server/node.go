@@ -91,6 +91,7 @@ type Node struct {
 	configuredNodes int
 	upkeep          upkeep
 	rebalance       rebalanceState // the upkeep loop's own
+	repairs         autoRepairs    // the automatic repair's (repair_auto.go)
 	lock            *dataDirLock
 
 	// isolated is set while the node cannot reach a majority of its cluster

@@ -48,8 +48,23 @@ const jsErrPeerRemap = 10075
 // partition's other replicas. It refuses, changing nothing, unless the partition
 // is replicated, every replica is online and current, and every other replica's
 // copy reads back intact. It answers once the new copy is current and verified.
-func (a *Admin) RepairPartition(ctx context.Context, req semantics.RepairPartitionRequest) (semantics.RepairPartitionResponse, error) {
-	var resp semantics.RepairPartitionResponse
+//
+// A partition stream with fewer replicas than its topic's replication factor (a
+// repair interrupted between its scale-down and its scale-up, or a scale-up that
+// failed) is scaled back up to it instead, and the new copy read back: resp.Node
+// is "" then.
+func (a *Admin) RepairPartition(ctx context.Context, req semantics.RepairPartitionRequest) (resp semantics.RepairPartitionResponse, err error) {
+	changed := false // a copy was dropped or a replica added
+	defer func() {
+		result := repairResult(err)
+		switch {
+		case err != nil && !changed:
+			result = RepairRefused
+		case err == nil && resp.Node == "":
+			result = RepairRestored
+		}
+		a.repairs.add(result)
+	}()
 	if err := semantics.ValidateTopicName(req.Name); err != nil {
 		return resp, err
 	}
@@ -67,16 +82,24 @@ func (a *Admin) RepairPartition(ctx context.Context, req semantics.RepairPartiti
 		return resp, semantics.Errorf(semantics.ErrInvalidRequest,
 			"partition %s has one replica: there is no other copy to rebuild it from; restore the partition from a backup", part)
 	}
+	stream := semantics.StreamName(req.Name, p)
+	if _, running := a.repairing.LoadOrStore(stream, true); running {
+		return resp, semantics.Errorf(semantics.ErrInvalidRequest,
+			"partition %s is being repaired on node %s now: wait until that repair ends and look again ('qxd topic describe %s')", part, a.ns.Name(), req.Name)
+	}
+	defer a.repairing.Delete(stream)
+	st, err := a.groupState(ctx, stream)
+	if err != nil {
+		return resp, fmt.Errorf("repair partition %s: %w", part, err)
+	}
+	if st.Replicas > 0 && st.Replicas < t.Config.Replicas && req.Node == "" {
+		return a.restoreReplicas(ctx, t, p, st, &changed)
+	}
 	node, err := a.damagedNode(ctx, t, p, req.Node)
 	if err != nil {
 		return resp, err
 	}
 	resp.Node = node
-	stream := semantics.StreamName(req.Name, p)
-	st, err := a.groupState(ctx, stream)
-	if err != nil {
-		return resp, fmt.Errorf("repair partition %s: %w", part, err)
-	}
 	if !slices.Contains(st.peers(), node) {
 		return resp, semantics.Errorf(semantics.ErrInvalidRequest,
 			"node %s holds no copy of partition %s (its replicas are on %s): nothing to rebuild there; name a node that holds one with --node",
@@ -114,6 +137,7 @@ func (a *Admin) RepairPartition(ctx context.Context, req semantics.RepairPartiti
 		}
 	}
 	a.log.Warn("rebuilding a damaged partition copy", "topic", req.Name, "partition", p, "node", node)
+	changed = true
 	inPlace, err := a.dropCopy(ctx, stream, node, t.Config.Replicas)
 	if err != nil {
 		return resp, fmt.Errorf("repair partition %s: drop the copy on node %s: %w", part, node, err)
@@ -147,6 +171,58 @@ func (a *Admin) RepairPartition(ctx context.Context, req semantics.RepairPartiti
 	}
 	a.log.Info("partition copy rebuilt", "topic", req.Name, "partition", p, "node", resp.Rebuilt)
 	return resp, nil
+}
+
+// restoreReplicas scales partition p of t, whose stream has st.Replicas replicas
+// configured, below the topic's replication factor, back up to it, waits until
+// the new copies are current, and reads them back.
+func (a *Admin) restoreReplicas(ctx context.Context, t semantics.TopicMeta, p int32, st groupState, changed *bool) (semantics.RepairPartitionResponse, error) {
+	var resp semantics.RepairPartitionResponse
+	part := semantics.PartitionString(t.Name, p)
+	stream := semantics.StreamName(t.Name, p)
+	if up := a.jetStreamPeers(); up < t.Config.Replicas {
+		return resp, semantics.Errorf(semantics.ErrInvalidRequest,
+			"partition %s runs on %d of its %d replicas, and the cluster has %d nodes: start the missing nodes and try again", part, st.Replicas, t.Config.Replicas, up)
+	}
+	before := st.peers()
+	a.log.Warn("scaling a partition back to its replication factor", "topic", t.Name, "partition", p, "replicas", t.Config.Replicas)
+	*changed = true
+	if err := a.setReplicas(ctx, stream, t.Config.Replicas); err != nil {
+		return resp, fmt.Errorf("repair partition %s: scale up from %d to %d replicas: %w", part, st.Replicas, t.Config.Replicas, err)
+	}
+	st, err := a.waitGroup(ctx, stream, func(s groupState) bool { return s.settledAt(t.Config.Replicas) }, "its replicas to be current")
+	if err != nil {
+		return resp, fmt.Errorf("repair partition %s: scaled up to %d replicas, but %w", part, t.Config.Replicas, err)
+	}
+	resp.Replicas, resp.Verified = st.peers(), before
+	for _, r := range resp.Replicas {
+		if slices.Contains(before, r) {
+			continue
+		}
+		resp.Rebuilt = r
+		v, err := a.verifyOn(ctx, t, p, r)
+		if err != nil {
+			return resp, fmt.Errorf("repair partition %s: verify the new copy on node %s: %w", part, r, err)
+		}
+		resp.Batches = v.Batches
+		if len(v.Damage) > 0 {
+			return resp, semantics.Errorf(semantics.ErrCorruptMessage,
+				"partition %s: the new copy on node %s does not read back intact (%s): check that node's disk", part, r, v.Damage[0].Detail)
+		}
+	}
+	a.log.Info("partition scaled back to its replication factor", "topic", t.Name, "partition", p, "replicas", t.Config.Replicas)
+	return resp, nil
+}
+
+// underReplicatedNote is describe's Problem for a partition whose stream has
+// copies on have nodes (nodes), fewer than the want replicas of its topic; ""
+// when it has them all.
+func underReplicatedNote(have, want int, nodes []string) string {
+	if have == 0 || have >= want {
+		return ""
+	}
+	return fmt.Sprintf("under-replicated: %d of its %d replicas (on %s): an interrupted repair or a failed scale-up left it short; nodes started with --auto-repair (the default) scale it back on their own, or run 'qxd topic repair' for it",
+		have, want, strings.Join(nodes, ", "))
 }
 
 // damagedNode is the node whose copy of partition p a repair rebuilds: named, or

@@ -11,6 +11,7 @@ import (
 
 	"github.com/qxd-io/qxd/internal/qxdtest"
 	"github.com/qxd-io/qxd/semantics"
+	"github.com/qxd-io/qxd/server"
 )
 
 // TestRepairRebuildsCopyOnThreeNodes records damage on a follower's copy of a
@@ -21,7 +22,7 @@ import (
 // nothing.
 func TestRepairRebuildsCopyOnThreeNodes(t *testing.T) {
 	t.Parallel()
-	nodes := qxdtest.StartCluster(t, qxdtest.ClusterConfigs(t, 3))
+	nodes := qxdtest.StartCluster(t, manualRepairConfigs(t))
 	ctx := qxdtest.Context(t, 5*time.Minute)
 	a := nodes[0].Admin()
 	for _, tc := range []semantics.CreateTopicRequest{
@@ -100,12 +101,20 @@ func TestRepairRebuildsCopyOnThreeNodes(t *testing.T) {
 		len(resp.Replicas) != 3 || !slices.Contains(resp.Replicas, victim) || resp.Batches != batches {
 		t.Fatalf("repair answered %+v; want node %s's copy rebuilt there, the two others verified, %d batches", resp, victim, batches)
 	}
-	d, err = a.DescribeTopic(ctx, "fix")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if p := d.Partitions[0]; p.Damage != "" || len(p.Damaged) != 0 || len(p.InSync) != 3 {
-		t.Fatalf("describe after the repair: %+v; want no damage and three replicas in sync", p)
+	// Node n1 reads the record from its replica of the bucket, which may lag the
+	// repairing node's write for a moment.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		d, err = a.DescribeTopic(ctx, "fix")
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := d.Partitions[0]
+		if p.Damage == "" && len(p.Damaged) == 0 && len(p.InSync) == 3 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("describe after the repair: %+v; want no damage and three replicas in sync", p)
+		}
 	}
 	// Each copy reads back whole.
 	for _, n := range []string{"n1", "n2", "n3"} {
@@ -166,7 +175,7 @@ func TestRepairRefusesWhileReplicaDown(t *testing.T) {
 // refused.
 func TestVerifyOnReplica(t *testing.T) {
 	t.Parallel()
-	nodes := qxdtest.StartCluster(t, qxdtest.ClusterConfigs(t, 3))
+	nodes := qxdtest.StartCluster(t, manualRepairConfigs(t))
 	ctx := qxdtest.Context(t, 2*time.Minute)
 	a := nodes[0].Admin()
 	if _, _, err := a.CreateTopic(ctx, semantics.CreateTopicRequest{Name: "each", Config: semantics.TopicConfig{Partitions: 1, Replicas: 3}}); err != nil {
@@ -202,11 +211,30 @@ func TestVerifyOnReplica(t *testing.T) {
 			t.Errorf("verify on node %s: %+v, %v; want node %s's 5 batches read intact", node, v, err, node)
 		}
 	}
-	if d, err := a.DescribeTopic(ctx, "each"); err != nil || len(d.Partitions[0].Damaged) != 0 {
-		t.Errorf("describe after every copy was verified intact: damaged %+v (%v); want none (the report named follower %s)", d.Partitions[0].Damaged, err, follower)
+	// The describing node reads the record from its replica of the bucket, which
+	// may lag the verifying node's write for a moment.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		d, err := a.DescribeTopic(ctx, "each")
+		if err == nil && len(d.Partitions[0].Damaged) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("describe after every copy was verified intact: damaged %+v (%v); want none (the report named follower %s)", d.Partitions[0].Damaged, err, follower)
+			break
+		}
 	}
 	_, err = a.VerifyPartition(ctx, semantics.VerifyPartitionRequest{Name: "each", Partition: 0, NextOffset: -1, Node: "n9"})
 	if !errors.Is(err, semantics.ErrInvalidRequest) || !strings.Contains(err.Error(), "holds no copy") {
 		t.Errorf("verify on node n9, which holds no copy, gave %v; want a refusal", err)
 	}
+}
+
+// manualRepairConfigs are three nodes' configs with the automatic repair off,
+// for tests that record damage and repair it on request.
+func manualRepairConfigs(t *testing.T) []server.Config {
+	cfgs := qxdtest.ClusterConfigs(t, 3)
+	for i := range cfgs {
+		cfgs[i].AutoRepair = false
+	}
+	return cfgs
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -32,6 +33,9 @@ type Admin struct {
 	stable  *stableOffsets         // partitions' last stable offsets, for describe
 	sync    time.Duration          // the node's sync interval (0: every append), for node info
 	kafka   atomic.Pointer[string] // the Kafka listener's advertised host:port, for node info
+	repairs repairCounts           // the repairs this node ran, by result
+	// repairing are the partition streams a repair runs on in this node now.
+	repairing sync.Map
 }
 
 // TopicDescription is a topic's record and its partitions' state.

@@ -17,6 +17,8 @@ import (
 //     cluster first forms (a brand-new three-node cluster starts with two); once
 //     enough nodes are up, the meta leader raises them to their target.
 //   - Automatic preferred-leader election (see leaders_auto.go).
+//   - Automatic repair of damaged partition copies and of partitions left short
+//     of replicas (see repair_auto.go).
 //   - The watch for a cut from the cluster (see isolation.go), in its own loop:
 //     the upkeep loop's requests can wait seconds.
 
@@ -58,6 +60,7 @@ func (n *Node) startUpkeep() {
 			}
 			n.raiseBucketReplicas(ctx)
 			n.autoRebalance(ctx)
+			n.autoRepair(ctx)
 		}
 	}()
 }

@@ -122,6 +122,9 @@ type corruptRead func(ctx context.Context, c *qxd.Client, urls string, victim st
 func runCorruptionThen(t *testing.T, bin string, n int, d blkDamage, then corruptRead) corruptOutcome {
 	t.Helper()
 	began := time.Now()
+	// The nodes must not rebuild the damaged copy on their own: the tests read
+	// what the damage does, and repair it when they say so.
+	t.Setenv("QXD_AUTO_REPAIR", "false")
 	cl := startNodes(t, bin, n, "always", false)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()

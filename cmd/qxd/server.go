@@ -48,6 +48,10 @@ func (a *app) serverCommand() *cli.Command {
 				Usage: "comma-separated cluster `URLS` of the nodes (nats://h1:6222,nats://h2:6222); this node may be listed"},
 			&cli.BoolFlag{Name: "auto-leader-rebalance", Value: def.AutoLeaderRebalance, EnvVars: []string{"QXD_AUTO_LEADER_REBALANCE"},
 				Usage: "move partition leaderships back to their spread once a node that stopped is back and caught up (=false: only 'qxd topic rebalance' moves them)"},
+			&cli.BoolFlag{Name: "auto-repair", Value: def.AutoRepair, EnvVars: []string{"QXD_AUTO_REPAIR"},
+				Usage: "rebuild a replicated partition's damaged copy from its intact ones, and scale a partition left short of replicas back up, without being asked (=false: only 'qxd topic repair' does)"},
+			&cli.DurationFlag{Name: "auto-repair-delay", Value: def.AutoRepairDelay, EnvVars: []string{"QXD_AUTO_REPAIR_DELAY"},
+				Usage: "how long damage or a missing replica must have been seen before an automatic repair starts (`DURATION`)"},
 			&cli.StringFlag{Name: "http-listen", Value: def.HTTPListen, EnvVars: []string{"QXD_HTTP_LISTEN"},
 				Usage: "address `HOST:PORT` of the HTTP port: Prometheus metrics at /metrics, probes at /healthz and /readyz, the console at /; \"\" serves none (TLS and users as the node's, or the config file's http block)"},
 			&cli.IntFlag{Name: "http-max-partition-series", EnvVars: []string{"QXD_HTTP_MAX_PARTITION_SERIES"}, DefaultText: "5000",
@@ -82,6 +86,12 @@ func (a *app) runServer(c *cli.Context) error {
 	}
 	if c.IsSet("leader-imbalance-check-interval") || c.String("config") == "" {
 		cfg.LeaderImbalanceCheckInterval = c.Duration("leader-imbalance-check-interval")
+	}
+	if c.IsSet("auto-repair") || c.String("config") == "" {
+		cfg.AutoRepair = c.Bool("auto-repair")
+	}
+	if c.IsSet("auto-repair-delay") || c.String("config") == "" {
+		cfg.AutoRepairDelay = c.Duration("auto-repair-delay")
 	}
 	if c.IsSet("sync") || c.String("config") == "" {
 		d, err := server.ParseSync(c.String("sync"))

@@ -22,7 +22,9 @@ func (a *app) topicRepairCommand() *cli.Command {
 			"replica short meanwhile, on the verified copies). The new copy is read back too,\n" +
 			"which clears the damage record. Changes nothing when a check fails. Producers\n" +
 			"see the partition's leadership move a few times; it takes a while on a large\n" +
-			"partition.",
+			"partition. A partition left with fewer replicas than its topic's replication\n" +
+			"factor (an interrupted repair) is scaled back up instead. Nodes started with\n" +
+			"--auto-repair (the default) do both on their own.",
 		Flags: []cli.Flag{
 			&cli.IntFlag{Name: "partition", Aliases: []string{"p"}, Value: -1, DefaultText: "every damaged one", Usage: "the `P`artition to repair"},
 			&cli.StringFlag{Name: "node", Usage: "the `NODE` whose copy to rebuild (with --partition); default: the one the damage record names"},
@@ -58,12 +60,12 @@ func (a *app) topicRepair(c *cli.Context) error {
 		}
 		parts = nil
 		for _, pi := range d.Partitions {
-			if len(pi.Damaged) > 0 {
+			if len(pi.Damaged) > 0 || len(pi.Replicas) > 0 && len(pi.Replicas) < d.Topic.Config.Replicas {
 				parts = append(parts, pi.Partition)
 			}
 		}
 		if len(parts) == 0 {
-			fmt.Fprintf(a.stdout, "topic %s: no partition has damage recorded: nothing to repair (run 'qxd topic describe %s --verify' to look for damage)\n", name, name)
+			fmt.Fprintf(a.stdout, "topic %s: no partition has damage recorded: nothing to repair (none is short of replicas either; run 'qxd topic describe %s --verify' to look for damage)\n", name, name)
 			return nil
 		}
 	}
@@ -76,6 +78,11 @@ func (a *app) topicRepair(c *cli.Context) error {
 		if err != nil {
 			fmt.Fprintf(a.stdout, "partition %d: not repaired: %s\n", p, oneLine(err.Error()))
 			failed = append(failed, fmt.Sprint(p))
+			continue
+		}
+		if r.Node == "" {
+			fmt.Fprintf(a.stdout, "partition %d: was short of replicas: scaled back up, the new copy on node %s read back intact (%d batches); replicas %s\n",
+				p, r.Rebuilt, r.Batches, strings.Join(r.Replicas, ", "))
 			continue
 		}
 		where := "on the same node"

@@ -89,6 +89,7 @@ var (
 	descFSess    = desc("qxd_kafka_fetch_sessions", "Fetch sessions (KIP-227) the Kafka listener holds for its clients (Kafka's NumIncrementalFetchSessions); at most --kafka-fetch-session-slots.")
 	descFSParts  = desc("qxd_kafka_fetch_session_partitions", "Partitions held in the Kafka listener's fetch sessions, summed over them (Kafka's NumIncrementalFetchPartitionsCached).")
 	descFSEvict  = desc("qxd_kafka_fetch_session_evictions_total", "Fetch sessions the Kafka listener evicted to make room for new ones since it started (Kafka's IncrementalFetchSessionEvictionsPerSec).")
+	descRepairs  = desc("qxd_partition_repairs_total", "Partition repairs this node ran since it started, asked for or automatic, by result: rebuilt (a damaged copy rebuilt and read back intact), restored (a partition short of replicas scaled back up), refused (nothing changed: the partition was not fit for it), failed.", "result")
 	descOver     = desc("qxd_metrics_partitions_over_limit", "Partitions (and group partitions) without series of their own, past the HTTP port's limit of partition series: their counters and sizes are in the series labelled (other).", "kind")
 )
 
@@ -257,7 +258,7 @@ func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 	m.kafkaRequests.Describe(ch)
 	m.fetchRecords.Describe(ch)
 	m.fetchBytes.Describe(ch)
-	for _, d := range []*prometheus.Desc{descFSess, descFSParts, descFSEvict, descGTotal, descOver, descBMsgs, descBFailed, descBBacklog, descBRunning, descLogStart, descHWM, descLSO, descStored, descBatches, descLed, descReady, descJS,
+	for _, d := range []*prometheus.Desc{descFSess, descFSParts, descFSEvict, descRepairs, descGTotal, descOver, descBMsgs, descBFailed, descBBacklog, descBRunning, descLogStart, descHWM, descLSO, descStored, descBatches, descLed, descReady, descJS,
 		descSync, descMetaLead, descNodes, descParts, descUnder, descNoLeader, descCoord, descGState, descGMembers,
 		descGGen, descGOffset, descGLag, descErrors} {
 		ch <- d
@@ -279,6 +280,12 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 		gauge(ch, descFSess, float64(fs.Sessions))
 		gauge(ch, descFSParts, float64(fs.Partitions))
 		ch <- prometheus.MustNewConstMetric(descFSEvict, prometheus.CounterValue, float64(fs.Evictions))
+	}
+	if a := m.h.Admin(); a != nil {
+		counts := a.RepairCounts()
+		for _, r := range []string{server.RepairRebuilt, server.RepairRestored, server.RepairRefused, server.RepairFailed} {
+			ch <- prometheus.MustNewConstMetric(descRepairs, prometheus.CounterValue, float64(counts[r]), r)
+		}
 	}
 	m.collectState(ch, m.state())
 }
