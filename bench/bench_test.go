@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -324,6 +325,15 @@ func TestRunKafkaSide(t *testing.T) {
 			r.WriteText(&out)
 			if !strings.Contains(out.String(), "kafka ÷ qxd") {
 				t.Errorf("summary has no kafka line:\n%s", out.String())
+			}
+			if c.Mode == bench.ModeConsume && runtime.GOOS != "windows" {
+				// Each side's CPU per record: what a loaded machine does not swing.
+				if s.CPUNsPerRecord <= 0 || s.KafkaCPUNs <= 0 || s.RawCPUNs <= 0 {
+					t.Errorf("CPU per record: qxd %v, kafka %v, raw %v ns; want each above 0", s.CPUNsPerRecord, s.KafkaCPUNs, s.RawCPUNs)
+				}
+				if !strings.Contains(out.String(), "CPU per record read") {
+					t.Errorf("summary has no CPU line:\n%s", out.String())
+				}
 			}
 		})
 	}

@@ -225,5 +225,5 @@ func (e *Env) kafkaConsumeRun(ctx context.Context, c Config) (*Measure, error) {
 		}
 	}
 	return &Measure{System: "kafka", Records: total.Load(), Bytes: bytes.Load(), Elapsed: elapsed,
-		Series: series, Interval: c.Interval, StoredBytes: stored}, nil
+		Series: series, Interval: c.Interval, StoredBytes: stored, CPU: time.Duration(m.cpu)}, nil
 }
