@@ -436,6 +436,20 @@ type Measure struct {
 	Batches      int64      `json:"-"`
 	BatchRecords int64      `json:"-"`
 	BatchLatency *Histogram `json:"-"`
+	// CPU is the CPU time the whole process used during the side's timed part
+	// (consume modes): with embedded nodes their work too, so it is the side's
+	// cost on the machine, comparable between sides where records per second
+	// swing with the machine's load. 0 when unknown.
+	CPU time.Duration `json:"-"`
+}
+
+// CPUPerRecord is m's CPU time per record moved, in nanoseconds, or 0 when
+// unknown.
+func (m *Measure) CPUPerRecord() float64 {
+	if m == nil || m.CPU <= 0 || m.Records == 0 {
+		return 0
+	}
+	return float64(m.CPU.Nanoseconds()) / float64(m.Records)
 }
 
 // RecordsPerBatch is the mean number of records per acknowledged batch, or 0.

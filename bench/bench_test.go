@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -325,10 +326,52 @@ func TestRunKafkaSide(t *testing.T) {
 			if !strings.Contains(out.String(), "kafka ÷ qxd") {
 				t.Errorf("summary has no kafka line:\n%s", out.String())
 			}
+			if c.Mode == bench.ModeConsume && runtime.GOOS != "windows" {
+				// Each side's CPU per record: what a loaded machine does not swing.
+				if s.CPUNsPerRecord <= 0 || s.KafkaCPUNs <= 0 || s.RawCPUNs <= 0 {
+					t.Errorf("CPU per record: qxd %v, kafka %v, raw %v ns; want each above 0", s.CPUNsPerRecord, s.KafkaCPUNs, s.RawCPUNs)
+				}
+				if !strings.Contains(out.String(), "CPU per record read") {
+					t.Errorf("summary has no CPU line:\n%s", out.String())
+				}
+			}
 		})
 	}
 	if _, err := bench.Run(ctx, e, bench.Config{Mode: bench.ModeGroup, Records: 10, CompareKafka: true}); err == nil {
 		t.Error("group mode ran a Kafka side: want an error saying it runs in produce and consume modes")
+	}
+}
+
+// TestKafkaConsumeClockStartsFirst: the Kafka consume side's clock starts before
+// its franz-go clients exist, as the SDK side's starts before its consumers: a
+// client made earlier starts fetching at once, and would read records off the
+// clock while the meter collects the heap.
+func TestKafkaConsumeClockStartsFirst(t *testing.T) {
+	ctx, e := testEnv(t, 2*time.Minute)
+	var early int
+	onPhase := func(system, phase string) func() {
+		if system != "kafka" || phase != "run" {
+			return nil
+		}
+		// A client made already has a fetch session on the node within moments.
+		for deadline := time.Now().Add(time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+			if st, ok := e.Nodes[0].KafkaFetchSessions(); ok && st.Sessions > 0 {
+				early = st.Sessions
+				break
+			}
+		}
+		return nil
+	}
+	r, err := bench.Run(ctx, e, bench.Config{Mode: bench.ModeConsume, Records: 2000, Partitions: 2,
+		CompareKafka: true, OnPhase: onPhase})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if early > 0 {
+		t.Errorf("%d fetch sessions on the node before the Kafka side's clock started: its clients fetched off the clock", early)
+	}
+	if r.Kafka == nil || r.Kafka.Records != 2000 {
+		t.Fatalf("kafka side moved %+v records, want 2000", r.Kafka)
 	}
 }
 

@@ -117,7 +117,7 @@ func (e *Env) qxdConsume(ctx context.Context, c Config, topic string, d qxd.Topi
 		}
 	}
 	return &Measure{System: "qxd", Records: total.Load(), Bytes: bytes.Load(), Elapsed: elapsed,
-		Series: series, Interval: c.Interval}, nil
+		Series: series, Interval: c.Interval, CPU: time.Duration(m.cpu)}, nil
 }
 
 // groupProgress tracks how far a group read each partition and when every partition
@@ -369,5 +369,5 @@ func (e *Env) rawRead(ctx context.Context, c Config, streams []string, system st
 		}
 	}
 	return &Measure{System: system, Records: total.Load(), Bytes: bytes.Load(), Elapsed: elapsed,
-		Series: series, Interval: c.Interval}, nil
+		Series: series, Interval: c.Interval, CPU: time.Duration(m.cpu)}, nil
 }

@@ -165,6 +165,10 @@ func (e *Env) kafkaConsumeRun(ctx context.Context, c Config) (*Measure, error) {
 	}
 	defer cleanup()
 	n := min(c.Consumers, len(d.Partitions))
+	// The clock starts before the clients exist, as the SDK side's starts before
+	// its consumers: a franz-go client starts fetching as it is made.
+	m := startMeter(c, "kafka", "run")
+	start := time.Now()
 	cls := make([]*kgo.Client, n)
 	wants := make([]int64, n)
 	for i := range cls {
@@ -183,12 +187,11 @@ func (e *Env) kafkaConsumeRun(ctx context.Context, c Config) (*Measure, error) {
 		// leaves each waiting for the other.
 		cls[i], err = e.kafkaClient(kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: assign}))
 		if err != nil {
+			m.stop()
 			return nil, err
 		}
 		defer cls[i].Close()
 	}
-	m := startMeter(c, "kafka", "run")
-	start := time.Now()
 	var wg sync.WaitGroup
 	errs := make([]error, n)
 	var total, bytes atomic.Int64
@@ -225,5 +228,5 @@ func (e *Env) kafkaConsumeRun(ctx context.Context, c Config) (*Measure, error) {
 		}
 	}
 	return &Measure{System: "kafka", Records: total.Load(), Bytes: bytes.Load(), Elapsed: elapsed,
-		Series: series, Interval: c.Interval, StoredBytes: stored}, nil
+		Series: series, Interval: c.Interval, StoredBytes: stored, CPU: time.Duration(m.cpu)}, nil
 }

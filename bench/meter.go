@@ -46,6 +46,10 @@ type meter struct {
 
 	end func() // the Config's OnPhase end, or nil
 
+	// cpu is the process's CPU time when the meter started, then (after stop)
+	// the CPU time the process used while it ran.
+	cpu int64
+
 	mu     sync.Mutex
 	series []int64
 	done   chan struct{}
@@ -65,6 +69,7 @@ func startMeter(c Config, system, phase string) *meter {
 	if c.OnPhase != nil {
 		m.end = c.OnPhase(system, phase)
 	}
+	m.cpu = processCPU()
 	m.wg.Add(1)
 	go m.run()
 	return m
@@ -113,6 +118,11 @@ func (m *meter) run() {
 
 // stop ends sampling and returns the series.
 func (m *meter) stop() []int64 {
+	if used := processCPU() - m.cpu; m.cpu > 0 && used > 0 {
+		m.cpu = used
+	} else {
+		m.cpu = 0
+	}
 	if m.end != nil {
 		m.end()
 	}

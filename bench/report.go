@@ -43,8 +43,11 @@ type Summary struct {
 	BatchP50        *float64 `json:"batch_p50_ms,omitempty"`
 	BatchP99        *float64 `json:"batch_p99_ms,omitempty"`
 	RebalanceMS     float64  `json:"rebalance_ms,omitempty"`
-	IntervalMS      float64  `json:"interval_ms"`
-	Series          []int64  `json:"series"`
+	// CPUNsPerRecord is the process's CPU time per record read during the timed
+	// part, embedded nodes included (consume mode; kafka_ and raw_ likewise).
+	CPUNsPerRecord float64 `json:"cpu_ns_per_record,omitempty"`
+	IntervalMS     float64 `json:"interval_ms"`
+	Series         []int64 `json:"series"`
 
 	RawRecords     int64    `json:"raw_records,omitempty"`
 	RawMsgsPerSec  float64  `json:"raw_msgs_per_sec,omitempty"`
@@ -56,6 +59,7 @@ type Summary struct {
 	RawAckP50      *float64 `json:"raw_ack_p50_ms,omitempty"`
 	RawAckP99      *float64 `json:"raw_ack_p99_ms,omitempty"`
 	RawStoredBytes int64    `json:"raw_stored_bytes,omitempty"`
+	RawCPUNs       float64  `json:"raw_cpu_ns_per_record,omitempty"`
 	RawPullPerSec  float64  `json:"raw_pull_msgs_per_sec,omitempty"`
 	TxnIntervalMS  float64  `json:"txn_interval_ms,omitempty"`
 	TxnRecords     int      `json:"txn_records,omitempty"`
@@ -75,6 +79,7 @@ type Summary struct {
 	KafkaP99       *float64 `json:"kafka_p99_ms,omitempty"`
 	KafkaRatio     float64  `json:"kafka_ratio,omitempty"`
 	KafkaSDKRatio  float64  `json:"kafka_sdk_ratio,omitempty"`
+	KafkaCPUNs     float64  `json:"kafka_cpu_ns_per_record,omitempty"`
 	Ratio          float64  `json:"ratio,omitempty"`
 	PullRatio      float64  `json:"pull_ratio,omitempty"`
 }
@@ -89,7 +94,7 @@ func (r *Result) Summary() Summary {
 		LingerMS: ms(c.Linger), BatchBytes: c.BatchBytes, Compression: c.Compression.String(), Sync: r.Sync,
 		Seconds: q.Elapsed.Seconds(), MsgsPerSec: round(q.PerSec()), MBPerSec: round(q.MBPerSec()),
 		StoredBytes: q.StoredBytes, RebalanceMS: round(ms(q.Rebalance)),
-		IntervalMS: ms(q.Interval), Series: q.Series,
+		IntervalMS: ms(q.Interval), Series: q.Series, CPUNsPerRecord: math.Round(q.CPUPerRecord()),
 	}
 	if q.Latency != nil {
 		l := q.Latency.Summary()
@@ -110,6 +115,7 @@ func (r *Result) Summary() Summary {
 	if raw := r.Raw; raw != nil {
 		s.RawRecords, s.RawMsgsPerSec, s.RawMBPerSec = raw.Records, round(raw.PerSec()), round(raw.MBPerSec())
 		s.RawStoredBytes = raw.StoredBytes
+		s.RawCPUNs = math.Round(raw.CPUPerRecord())
 		s.Ratio = round(r.Ratio())
 		if raw.Latency != nil {
 			l := raw.Latency.Summary()
@@ -142,6 +148,7 @@ func (r *Result) Summary() Summary {
 	if k := r.Kafka; k != nil {
 		s.KafkaPerSec, s.KafkaMBPerSec = round(k.PerSec()), round(k.MBPerSec())
 		s.KafkaRatio, s.KafkaSDKRatio = round(r.KafkaRatio()), round(r.KafkaSDKRatio())
+		s.KafkaCPUNs = math.Round(k.CPUPerRecord())
 		if k.Latency != nil {
 			l := k.Latency.Summary()
 			p50, p99 := round(l.P50), round(l.P99)
@@ -223,6 +230,15 @@ func (r *Result) WriteText(w io.Writer) {
 			fmt.Fprintf(w, ", kafka ÷ raw: %.2f×", r.KafkaRatio())
 		}
 		fmt.Fprintln(w)
+	}
+	var cpu []string
+	for _, m := range []*Measure{r.Qxd, r.Kafka, r.Raw} {
+		if ns := m.CPUPerRecord(); ns > 0 {
+			cpu = append(cpu, fmt.Sprintf("%s %.0f ns", m.System, ns))
+		}
+	}
+	if len(cpu) > 0 {
+		fmt.Fprintf(w, "CPU per record read (the whole process, embedded nodes included): %s\n", strings.Join(cpu, ", "))
 	}
 	var notes []string
 	switch c.Mode {
