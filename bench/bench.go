@@ -43,6 +43,9 @@ type Env struct {
 	// batches counts the batches Client's producers have acknowledged in a timed
 	// produce (see batchStats).
 	batches *batchStats
+	// appends times the embedded nodes' appends for e2e's stages; nil against a
+	// running cluster.
+	appends *appendStats
 }
 
 // EnvOption changes the configuration of the nodes NewClusterEnv starts.
@@ -65,7 +68,7 @@ func NewClusterEnv(ctx context.Context, n int, opts ...EnvOption) (*Env, error) 
 	if n < 1 {
 		return nil, fmt.Errorf("bench: %d nodes: start at least 1", n)
 	}
-	e := &Env{}
+	e := &Env{appends: new(appendStats)}
 	cfgs := make([]server.Config, n)
 	var routes []string
 	for i := range cfgs {
@@ -93,6 +96,7 @@ func NewClusterEnv(ctx context.Context, n int, opts ...EnvOption) (*Env, error) 
 		for _, o := range opts {
 			o(&cfg)
 		}
+		cfg.Services = append(cfg.Services, e.appends)
 		cfgs[i] = cfg
 	}
 	for i := range cfgs {
@@ -436,6 +440,8 @@ type Measure struct {
 	Batches      int64      `json:"-"`
 	BatchRecords int64      `json:"-"`
 	BatchLatency *Histogram `json:"-"`
+	// Stages splits Latency into the parts of a record's way (qxd in e2e mode).
+	Stages *Stages `json:"-"`
 }
 
 // RecordsPerBatch is the mean number of records per acknowledged batch, or 0.
