@@ -488,6 +488,19 @@ func (r *Result) Ratio() float64 {
 	return r.Qxd.PerSec() / r.Raw.PerSec()
 }
 
+// P99Ratio is qxd's p99 latency over raw's (e2e: produce to consume), or 0
+// without both.
+func (r *Result) P99Ratio() float64 {
+	if r.Raw == nil || r.Raw.Latency == nil || r.Qxd.Latency == nil || r.Raw.Latency.Count() == 0 || r.Qxd.Latency.Count() == 0 {
+		return 0
+	}
+	raw := r.Raw.Latency.Summary().P99
+	if raw <= 0 {
+		return 0
+	}
+	return r.Qxd.Latency.Summary().P99 / raw
+}
+
 // TxnRatio is the transactional side's records per second over the plain
 // idempotent side's, or 0 without a transactional side.
 func (r *Result) TxnRatio() float64 {

@@ -56,15 +56,17 @@ type Summary struct {
 	IntervalMS       float64  `json:"interval_ms"`
 	Series           []int64  `json:"series"`
 
-	RawRecords     int64    `json:"raw_records,omitempty"`
-	RawMsgsPerSec  float64  `json:"raw_msgs_per_sec,omitempty"`
-	RawMBPerSec    float64  `json:"raw_mb_per_sec,omitempty"`
-	RawP50         *float64 `json:"raw_p50_ms,omitempty"`
-	RawP99         *float64 `json:"raw_p99_ms,omitempty"`
-	RawP999        *float64 `json:"raw_p999_ms,omitempty"`
-	RawMax         *float64 `json:"raw_max_ms,omitempty"`
-	RawAckP50      *float64 `json:"raw_ack_p50_ms,omitempty"`
-	RawAckP99      *float64 `json:"raw_ack_p99_ms,omitempty"`
+	RawRecords    int64    `json:"raw_records,omitempty"`
+	RawMsgsPerSec float64  `json:"raw_msgs_per_sec,omitempty"`
+	RawMBPerSec   float64  `json:"raw_mb_per_sec,omitempty"`
+	RawP50        *float64 `json:"raw_p50_ms,omitempty"`
+	RawP99        *float64 `json:"raw_p99_ms,omitempty"`
+	RawP999       *float64 `json:"raw_p999_ms,omitempty"`
+	RawMax        *float64 `json:"raw_max_ms,omitempty"`
+	RawAckP50     *float64 `json:"raw_ack_p50_ms,omitempty"`
+	RawAckP99     *float64 `json:"raw_ack_p99_ms,omitempty"`
+	// P99Ratio is e2e's p99 qxd ÷ raw (lower is better).
+	P99Ratio       float64  `json:"p99_ratio,omitempty"`
 	RawStoredBytes int64    `json:"raw_stored_bytes,omitempty"`
 	RawPullPerSec  float64  `json:"raw_pull_msgs_per_sec,omitempty"`
 	TxnIntervalMS  float64  `json:"txn_interval_ms,omitempty"`
@@ -139,6 +141,9 @@ func (r *Result) Summary() Summary {
 			l := raw.AckLatency.Summary()
 			p50, p99 := round(l.P50), round(l.P99)
 			s.RawAckP50, s.RawAckP99 = &p50, &p99
+		}
+		if c.Mode == ModeE2E {
+			s.P99Ratio = round(r.P99Ratio())
 		}
 	}
 	if t := r.Txn; t != nil {
@@ -232,6 +237,9 @@ func (r *Result) WriteText(w io.Writer) {
 	}
 	if r.Raw != nil {
 		fmt.Fprintf(w, "qxd ÷ raw: %.2f×", r.Ratio())
+		if c.Mode == ModeE2E && r.P99Ratio() > 0 {
+			fmt.Fprintf(w, " (records/s); p99 latency qxd ÷ raw: %.2f× (lower is better)", r.P99Ratio())
+		}
 		if r.RawPull != nil && r.RawPull.PerSec() > 0 {
 			fmt.Fprintf(w, " (÷ raw pull: %.2f×)", r.Qxd.PerSec()/r.RawPull.PerSec())
 		}
