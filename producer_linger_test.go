@@ -107,3 +107,78 @@ func TestProducerCollectsWhileABatchIsInFlight(t *testing.T) {
 			overlaps, len(h.flights), h.records)
 	}
 }
+
+// sendHook records when each acknowledged batch was sent and its base offset.
+type sendHook struct {
+	mu    sync.Mutex
+	sent  []time.Time
+	bases []int64
+}
+
+func (h *sendHook) OnProduceBatchWritten(_ string, _ int32, m qxd.ProduceBatchMetrics) {
+	now := time.Now()
+	h.mu.Lock()
+	h.sent = append(h.sent, now.Add(-m.Latency))
+	h.bases = append(h.bases, m.BaseOffset)
+	h.mu.Unlock()
+}
+
+// TestProducerSendsBeforeRunningCallbacks produces records one at a time at linger
+// 0 into one partition, with callbacks that take their time: the records collected
+// while a batch was in flight must leave when its answer comes, before its records'
+// callbacks run, not after them.
+func TestProducerSendsBeforeRunningCallbacks(t *testing.T) {
+	t.Parallel()
+	n := qxdtest.StartNode(t)
+	ctx := qxdtest.Context(t, 30*time.Second)
+	h := &sendHook{}
+	c, err := qxd.Connect(ctx, n.ClientURL(), qxd.Hooks(h))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	qxdtest.CreateTopic(t, c, "callbacks", qxd.TopicConfig{})
+	p := qxdtest.NewProducer(t, c, qxd.Linger(0))
+	if err := p.ProduceSync(ctx, &qxd.Record{Topic: "callbacks", Value: []byte("first")}); err != nil {
+		t.Fatal(err)
+	}
+	const records = 300
+	var mu sync.Mutex
+	called := map[int64]time.Time{} // offset → when its callback ran
+	slow := func(r *qxd.Record, err error) {
+		if err == nil {
+			mu.Lock()
+			called[r.Offset] = time.Now()
+			mu.Unlock()
+		}
+		time.Sleep(300 * time.Microsecond)
+	}
+	for i := range records {
+		if err := p.Produce(ctx, &qxd.Record{Topic: "callbacks", Value: []byte(fmt.Sprint(i))}, slow); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(100 * time.Microsecond)
+	}
+	if err := p.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(called) != records {
+		t.Fatalf("%d of %d records acknowledged", len(called), records)
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	// Batch 0 is the first record, produced alone; batch 1 the first paced one.
+	early := 0
+	for i := 2; i < len(h.sent); i++ {
+		if h.sent[i].Before(called[h.bases[i-1]]) {
+			early++
+		}
+	}
+	if early == 0 {
+		t.Fatalf("none of %d batches left before the callbacks of the batch ahead of it ran (base offsets: %v)",
+			len(h.sent)-2, h.bases)
+	}
+	t.Logf("%d of %d batches left before the callbacks of the batch ahead of it ran", early, len(h.sent)-2)
+}

@@ -44,6 +44,9 @@ type batch struct {
 	done    bool
 	base    int64
 	err     error
+	// settled: its outcome was reported to the hooks (settle); its callbacks may
+	// not have run yet. Owned by the sender once the batch is answered.
+	settled bool
 }
 
 // batchBufs holds the buffers of completed batches, for the next ones to fill: a
@@ -230,6 +233,12 @@ func (pp *partProducer) finish(b *batch, base int64, err error) {
 // on flush) and there is room in flight, sends queued batches up to MaxInFlight,
 // completes answered batches in order, and on a failure waits for everything in
 // flight, then resends what failed, in order.
+//
+// Each pass takes the answered batches off the front of those in flight (and
+// reports them to the hooks) before it decides what to seal and send, and runs their
+// records' callbacks only after sending: the room an answer frees goes at once to
+// the records waiting for it (at linger 0, those collected while the answered batch
+// was in flight), which do not wait for the answered records' callbacks.
 func (pp *partProducer) run() {
 	defer pp.p.wg.Done()
 	cfg := pp.p.cfg
@@ -242,55 +251,8 @@ func (pp *partProducer) run() {
 		var toSend []*batch
 		var wake time.Time
 		pp.mu.Lock()
-		room := cfg.maxInFlight - len(pp.inflight)
-		if pp.open != nil && len(pp.queue) == 0 && room > 0 && !recovering {
-			switch {
-			case pp.flushReq:
-				pp.sealLocked()
-			case cfg.linger == 0 && len(pp.inflight) > 0:
-				// At linger 0 a batch that is not full waits for the answers in
-				// flight, and collects the records that arrive meanwhile (Kafka's
-				// linger 0 batches whatever queued while the sender was busy). Sent at
-				// once, each would be one more message that the stream stores, and
-				// syncs, behind the others: on a node that syncs every append, a
-				// trickle of records became a queue of one-record fsyncs. Full
-				// batches still go MaxInFlight at a time; a linger bounds how many
-				// small batches a partition sends, and they keep the pipeline (on
-				// three replicas, waiting looked like it cost throughput while a keyed
-				// producer blocked on another partition). The answer wakes the sender.
-			case now.Sub(pp.opened) >= cfg.linger:
-				pp.sealLocked()
-			default:
-				wake = pp.opened.Add(cfg.linger)
-			}
-		}
-		if pp.open == nil {
-			pp.flushReq = false
-		}
-		if !recovering && !now.Before(backoffUntil) {
-			for room > 0 && len(pp.queue) > 0 {
-				toSend = append(toSend, pp.queue[0])
-				pp.queue = pp.queue[1:]
-				room--
-			}
-			if len(toSend) > 0 {
-				pp.queued.Store(int32(len(pp.queue)))
-				pp.p.wakeWaiters()
-			}
-		} else if !recovering && len(pp.queue) > 0 {
-			wake = earliest(wake, backoffUntil)
-		}
-		pp.mu.Unlock()
-
-		for _, b := range toSend {
-			if pp.send(b) {
-				pp.inflight = append(pp.inflight, b)
-			}
-		}
-
 		// Complete answered batches in order; time out stuck ones, and give up
 		// at once on those a leader election left without an answer.
-		pp.mu.Lock()
 		gaveUp := 0
 		for _, b := range pp.inflight {
 			switch {
@@ -335,6 +297,57 @@ func (pp *partProducer) run() {
 			backoffUntil = now.Add(cfg.retryBackoff)
 			wake = earliest(wake, backoffUntil)
 		}
+
+		room := cfg.maxInFlight - len(pp.inflight)
+		if pp.open != nil && len(pp.queue) == 0 && room > 0 && !recovering {
+			switch {
+			case pp.flushReq:
+				pp.sealLocked()
+			case cfg.linger == 0 && len(pp.inflight) > 0:
+				// At linger 0 a batch that is not full waits for the answers in
+				// flight, and collects the records that arrive meanwhile (Kafka's
+				// linger 0 batches whatever queued while the sender was busy). Sent at
+				// once, each would be one more message that the stream stores, and
+				// syncs, behind the others: on a node that syncs every append, a
+				// trickle of records became a queue of one-record fsyncs. Full
+				// batches still go MaxInFlight at a time; a linger bounds how many
+				// small batches a partition sends, and they keep the pipeline (on
+				// three replicas, waiting looked like it cost throughput while a keyed
+				// producer blocked on another partition). The answer wakes the sender.
+			case now.Sub(pp.opened) >= cfg.linger:
+				pp.sealLocked()
+			default:
+				wake = earliest(wake, pp.opened.Add(cfg.linger))
+			}
+		}
+		if pp.open == nil {
+			pp.flushReq = false
+		}
+		if !recovering && !now.Before(backoffUntil) {
+			for room > 0 && len(pp.queue) > 0 {
+				toSend = append(toSend, pp.queue[0])
+				pp.queue = pp.queue[1:]
+				room--
+			}
+			if len(toSend) > 0 {
+				pp.queued.Store(int32(len(pp.queue)))
+				pp.p.wakeWaiters()
+			}
+		} else if !recovering && len(pp.queue) > 0 {
+			wake = earliest(wake, backoffUntil)
+		}
+		pp.mu.Unlock()
+
+		for _, b := range completed {
+			pp.settle(b, b.err)
+		}
+		for _, b := range toSend {
+			if pp.send(b) {
+				pp.inflight = append(pp.inflight, b)
+			}
+		}
+
+		pp.mu.Lock()
 		stalled := false
 		for _, b := range pp.inflight {
 			if !b.done {
@@ -368,9 +381,8 @@ func (pp *partProducer) run() {
 			pp.complete(b, b.err)
 		}
 		if len(completed) > 0 || len(failed) > 0 {
-			// The answers freed room in flight after this pass decided what to seal
-			// and send: look again at once. Appending to an open batch wakes no one,
-			// so otherwise its records would wait for it to fill.
+			// Answers that came while the callbacks ran, and records produced
+			// meanwhile, are looked at at once.
 			pp.signal()
 		}
 
@@ -589,25 +601,38 @@ func (pp *partProducer) send(b *batch) bool {
 	return true
 }
 
-// complete hands each record of b its result.
-func (pp *partProducer) complete(b *batch, err error) {
-	sent := len(b.data)
-	putBatchBuf(b.b.TakeBuffer())
-	putBatchBuf(b.data)
-	b.data = nil
+// settle is the first part of completing b with err: the outcome its records get,
+// reported to the node check and the hooks. The sender settles answered batches
+// before it sends the batches that waited for their room, and runs their callbacks
+// (complete) after.
+func (pp *partProducer) settle(b *batch, err error) {
+	if b.settled {
+		return
+	}
+	b.settled = true
 	if errors.Is(err, semantics.ErrDuplicateSequence) {
 		// The writer has stored this batch before (a resend after a lost answer) but
 		// no longer remembers where: stored, offset unknown, as Kafka's producer
 		// treats DUPLICATE_SEQUENCE_NUMBER.
 		err, b.base = nil, -1
 	}
+	b.err = err
 	if err == nil && pp.p.cfg.acks != AcksNone {
 		pp.p.c.check.answered(time.Since(b.sentAt))
 	}
 	if hs := &pp.p.c.cfg.hooks; err == nil && len(hs.written) > 0 && pp.p.cfg.acks != AcksNone {
 		hs.batchWritten(pp.topic, pp.partition, ProduceBatchMetrics{NumRecords: len(b.recs), RecordBytes: b.bytes,
-			BatchBytes: sent, Compression: pp.p.cfg.compression, BaseOffset: b.base, Latency: time.Since(b.sentAt)})
+			BatchBytes: len(b.data), Compression: pp.p.cfg.compression, BaseOffset: b.base, Latency: time.Since(b.sentAt)})
 	}
+}
+
+// complete hands each record of b its result.
+func (pp *partProducer) complete(b *batch, err error) {
+	pp.settle(b, err)
+	err = b.err
+	putBatchBuf(b.b.TakeBuffer())
+	putBatchBuf(b.data)
+	b.data = nil
 	for i, pr := range b.recs {
 		if err == nil && b.base >= 0 {
 			pr.r.Offset = b.base + int64(i)

@@ -1,7 +1,9 @@
 package bench
 
 import (
+	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/qxd-io/qxd"
 )
@@ -17,19 +19,40 @@ type batchStats struct {
 	batches atomic.Int64
 	records atomic.Int64
 	latency atomic.Pointer[Histogram]
+	// last is each partition's last batch send-to-answer time (int32 →
+	// *atomic.Int64, ns): a record's callback runs right after its batch's hook, on
+	// the same goroutine, so it reads its own batch's.
+	last sync.Map
 }
 
 var _ qxd.HookProduceBatchWritten = (*batchStats)(nil)
 
-func (s *batchStats) OnProduceBatchWritten(_ string, _ int32, m qxd.ProduceBatchMetrics) {
+func (s *batchStats) OnProduceBatchWritten(_ string, p int32, m qxd.ProduceBatchMetrics) {
 	if s == nil || !s.armed.Load() {
 		return
 	}
+	v, ok := s.last.Load(p)
+	if !ok {
+		v, _ = s.last.LoadOrStore(p, new(atomic.Int64))
+	}
+	v.(*atomic.Int64).Store(int64(m.Latency))
 	s.batches.Add(1)
 	s.records.Add(int64(m.NumRecords))
 	if h := s.latency.Load(); h != nil {
 		h.Record(m.Latency)
 	}
+}
+
+// lastLatency is partition p's last acknowledged batch's send-to-answer time, 0
+// when none was counted.
+func (s *batchStats) lastLatency(p int32) time.Duration {
+	if s == nil {
+		return 0
+	}
+	if v, ok := s.last.Load(p); ok {
+		return time.Duration(v.(*atomic.Int64).Load())
+	}
+	return 0
 }
 
 // start clears the counts and starts counting.
@@ -39,6 +62,7 @@ func (s *batchStats) start() {
 	}
 	s.batches.Store(0)
 	s.records.Store(0)
+	s.last.Clear()
 	s.latency.Store(NewHistogram())
 	s.armed.Store(true)
 }

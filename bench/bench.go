@@ -43,6 +43,9 @@ type Env struct {
 	// batches counts the batches Client's producers have acknowledged in a timed
 	// produce (see batchStats).
 	batches *batchStats
+	// appends times the embedded nodes' appends for e2e's stages; nil against a
+	// running cluster.
+	appends *appendStats
 }
 
 // EnvOption changes the configuration of the nodes NewClusterEnv starts.
@@ -65,7 +68,7 @@ func NewClusterEnv(ctx context.Context, n int, opts ...EnvOption) (*Env, error) 
 	if n < 1 {
 		return nil, fmt.Errorf("bench: %d nodes: start at least 1", n)
 	}
-	e := &Env{}
+	e := &Env{appends: new(appendStats)}
 	cfgs := make([]server.Config, n)
 	var routes []string
 	for i := range cfgs {
@@ -93,6 +96,7 @@ func NewClusterEnv(ctx context.Context, n int, opts ...EnvOption) (*Env, error) 
 		for _, o := range opts {
 			o(&cfg)
 		}
+		cfg.Services = append(cfg.Services, e.appends)
 		cfgs[i] = cfg
 	}
 	for i := range cfgs {
@@ -441,6 +445,8 @@ type Measure struct {
 	// cost on the machine, comparable between sides where records per second
 	// swing with the machine's load. 0 when unknown.
 	CPU time.Duration `json:"-"`
+	// Stages splits Latency into the parts of a record's way (qxd in e2e mode).
+	Stages *Stages `json:"-"`
 }
 
 // CPUPerRecord is m's CPU time per record moved, in nanoseconds, or 0 when
@@ -494,6 +500,19 @@ func (r *Result) Ratio() float64 {
 		return 0
 	}
 	return r.Qxd.PerSec() / r.Raw.PerSec()
+}
+
+// P99Ratio is qxd's p99 latency over raw's (e2e: produce to consume), or 0
+// without both.
+func (r *Result) P99Ratio() float64 {
+	if r.Raw == nil || r.Raw.Latency == nil || r.Qxd.Latency == nil || r.Raw.Latency.Count() == 0 || r.Qxd.Latency.Count() == 0 {
+		return 0
+	}
+	raw := r.Raw.Latency.Summary().P99
+	if raw <= 0 {
+		return 0
+	}
+	return r.Qxd.Latency.Summary().P99 / raw
 }
 
 // TxnRatio is the transactional side's records per second over the plain

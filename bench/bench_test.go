@@ -215,6 +215,15 @@ func TestRunModes(t *testing.T) {
 			if c.Mode == bench.ModeE2E && (s.AckP50 <= 0 || s.AckP99 < s.AckP50 || s.RawAckP99 == nil || *s.RawAckP99 <= 0) {
 				t.Errorf("e2e produce-to-ack latency: qxd p50 %v p99 %v, raw p99 %v: want both sides' figures", s.AckP50, s.AckP99, s.RawAckP99)
 			}
+			if c.Mode == bench.ModeE2E {
+				if s.WaitP99 == nil || s.StoreP50 == nil || *s.StoreP50 <= 0 || s.DeliveryP99 == nil || s.ConsumedFirstPct == nil {
+					t.Errorf("e2e stages: wait %v, store %v, delivery %v, consumed first %v: want each (the nodes are embedded)",
+						s.WaitP99, s.StoreP50, s.DeliveryP99, s.ConsumedFirstPct)
+				}
+				if want := s.P99 / *s.RawP99; math.Abs(s.P99Ratio-want) > 0.01*want {
+					t.Errorf("p99 ratio %v, want p99_ms/raw_p99_ms = %v", s.P99Ratio, want)
+				}
+			}
 			if c.Mode == bench.ModeGroup && s.RebalanceMS <= 0 {
 				t.Errorf("rebalance_ms %v", s.RebalanceMS)
 			}

@@ -64,6 +64,7 @@ func (e *Env) qxdE2E(ctx context.Context, c Config) (*Measure, error) {
 	defer cancel()
 	n := min(c.Consumers, int(parts))
 	lat, ackLat := NewHistogram(), NewHistogram()
+	sc := newStageClock()
 	m := startMeter(c, "qxd", "run")
 	var consumed, bytes, warm atomic.Int64
 	var wg sync.WaitGroup
@@ -99,12 +100,14 @@ func (e *Env) qxdE2E(ctx context.Context, c Config) (*Measure, error) {
 					return
 				}
 				var rb, n int64
+				now := time.Now()
 				for j := range recs {
 					if isWarmup(recs[j].Value) {
 						warm.Add(1)
 						continue
 					}
 					lat.Record(sinceStamp(recs[j].Value))
+					sc.consumed(recs[j].Partition, recs[j].Offset, now)
 					rb += int64(len(recs[j].Value))
 					n++
 				}
@@ -119,12 +122,14 @@ func (e *Env) qxdE2E(ctx context.Context, c Config) (*Measure, error) {
 	start := time.Now()
 	var produced int64
 	if err == nil {
-		produced, _, _, err = e.qxdProduce(ctx, topic, produceSpec{c: c, stamped: true, lat: ackLat, batches: &bs})
+		e.appends.start(topic, sc.s.Stored)
+		produced, _, _, err = e.qxdProduce(ctx, topic, produceSpec{c: c, stamped: true, lat: ackLat, batches: &bs, stages: sc})
 	}
 	if err == nil {
 		err = waitConsumed(ctx, &consumed, produced)
 	}
 	elapsed := time.Since(start)
+	e.appends.stop()
 	cancel()
 	wg.Wait()
 	series := m.stop()
@@ -138,7 +143,7 @@ func (e *Env) qxdE2E(ctx context.Context, c Config) (*Measure, error) {
 	}
 	return &Measure{System: "qxd", Records: consumed.Load(), Bytes: bytes.Load(), Elapsed: elapsed,
 		Latency: lat, AckLatency: ackLat, Series: series, Interval: c.Interval, StoredBytes: e.storedBytes(ctx, topic),
-		Batches: bs.Batches, BatchRecords: bs.BatchRecords, BatchLatency: bs.BatchLatency}, nil
+		Batches: bs.Batches, BatchRecords: bs.BatchRecords, BatchLatency: bs.BatchLatency, Stages: sc.stages()}, nil
 }
 
 // rawE2E does the same with one ordered consumer per stream and per-record

@@ -116,6 +116,9 @@ type produceSpec struct {
 	// batches, when set, gets the batches acknowledged while producing (its
 	// Batches, BatchRecords and BatchLatency).
 	batches *Measure
+	// stages, when set, times each acknowledged record's wait in the producer and
+	// notes its ack for the delivery stage (e2e).
+	stages *stageClock
 }
 
 // txnSpec makes a produce phase transactional: each producer commits its
@@ -266,8 +269,13 @@ func (e *Env) qxdProduce(ctx context.Context, topic string, s produceSpec) (int6
 		} else {
 			shard := int(r.Partition)
 			acked.add(shard, 1, int64(len(r.Value)))
-			if lats != nil {
-				lats[uint(shard)%tallyShards].Record(time.Since(r.Timestamp))
+			if lats != nil || s.stages != nil {
+				now := time.Now()
+				since := now.Sub(r.Timestamp)
+				if lats != nil {
+					lats[uint(shard)%tallyShards].Record(since)
+				}
+				s.stages.acked(r.Partition, r.Offset, now, since, e.batches.lastLatency(r.Partition))
 			}
 		}
 		*r = qxd.Record{Value: r.Value[:0]}

@@ -42,22 +42,34 @@ type Summary struct {
 	RecordsPerBatch float64  `json:"records_per_batch,omitempty"`
 	BatchP50        *float64 `json:"batch_p50_ms,omitempty"`
 	BatchP99        *float64 `json:"batch_p99_ms,omitempty"`
-	RebalanceMS     float64  `json:"rebalance_ms,omitempty"`
+	// e2e's stages (see Stages): a record's wait in the producer, a batch's store
+	// as the embedded nodes' writers time it, a record's time from its ack to its
+	// consumer, and the share of records consumed before their ack.
+	WaitP50          *float64 `json:"wait_p50_ms,omitempty"`
+	WaitP99          *float64 `json:"wait_p99_ms,omitempty"`
+	StoreP50         *float64 `json:"store_p50_ms,omitempty"`
+	StoreP99         *float64 `json:"store_p99_ms,omitempty"`
+	DeliveryP50      *float64 `json:"delivery_p50_ms,omitempty"`
+	DeliveryP99      *float64 `json:"delivery_p99_ms,omitempty"`
+	ConsumedFirstPct *float64 `json:"consumed_first_pct,omitempty"`
+	RebalanceMS      float64  `json:"rebalance_ms,omitempty"`
 	// CPUNsPerRecord is the process's CPU time per record read during the timed
 	// part, embedded nodes included (consume mode; kafka_ and raw_ likewise).
 	CPUNsPerRecord float64 `json:"cpu_ns_per_record,omitempty"`
 	IntervalMS     float64 `json:"interval_ms"`
 	Series         []int64 `json:"series"`
 
-	RawRecords     int64    `json:"raw_records,omitempty"`
-	RawMsgsPerSec  float64  `json:"raw_msgs_per_sec,omitempty"`
-	RawMBPerSec    float64  `json:"raw_mb_per_sec,omitempty"`
-	RawP50         *float64 `json:"raw_p50_ms,omitempty"`
-	RawP99         *float64 `json:"raw_p99_ms,omitempty"`
-	RawP999        *float64 `json:"raw_p999_ms,omitempty"`
-	RawMax         *float64 `json:"raw_max_ms,omitempty"`
-	RawAckP50      *float64 `json:"raw_ack_p50_ms,omitempty"`
-	RawAckP99      *float64 `json:"raw_ack_p99_ms,omitempty"`
+	RawRecords    int64    `json:"raw_records,omitempty"`
+	RawMsgsPerSec float64  `json:"raw_msgs_per_sec,omitempty"`
+	RawMBPerSec   float64  `json:"raw_mb_per_sec,omitempty"`
+	RawP50        *float64 `json:"raw_p50_ms,omitempty"`
+	RawP99        *float64 `json:"raw_p99_ms,omitempty"`
+	RawP999       *float64 `json:"raw_p999_ms,omitempty"`
+	RawMax        *float64 `json:"raw_max_ms,omitempty"`
+	RawAckP50     *float64 `json:"raw_ack_p50_ms,omitempty"`
+	RawAckP99     *float64 `json:"raw_ack_p99_ms,omitempty"`
+	// P99Ratio is e2e's p99 qxd ÷ raw (lower is better).
+	P99Ratio       float64  `json:"p99_ratio,omitempty"`
 	RawStoredBytes int64    `json:"raw_stored_bytes,omitempty"`
 	RawCPUNs       float64  `json:"raw_cpu_ns_per_record,omitempty"`
 	RawPullPerSec  float64  `json:"raw_pull_msgs_per_sec,omitempty"`
@@ -112,6 +124,15 @@ func (r *Result) Summary() Summary {
 			s.BatchP50, s.BatchP99 = &p50, &p99
 		}
 	}
+	if st := q.Stages; st != nil {
+		s.WaitP50, s.WaitP99 = quantiles(st.InProducer)
+		s.StoreP50, s.StoreP99 = quantiles(st.Stored)
+		s.DeliveryP50, s.DeliveryP99 = quantiles(st.Delivered)
+		if n := st.Delivered.Count(); n > 0 {
+			pct := round(100 * float64(st.ConsumedFirst) / float64(n))
+			s.ConsumedFirstPct = &pct
+		}
+	}
 	if raw := r.Raw; raw != nil {
 		s.RawRecords, s.RawMsgsPerSec, s.RawMBPerSec = raw.Records, round(raw.PerSec()), round(raw.MBPerSec())
 		s.RawStoredBytes = raw.StoredBytes
@@ -126,6 +147,9 @@ func (r *Result) Summary() Summary {
 			l := raw.AckLatency.Summary()
 			p50, p99 := round(l.P50), round(l.P99)
 			s.RawAckP50, s.RawAckP99 = &p50, &p99
+		}
+		if c.Mode == ModeE2E {
+			s.P99Ratio = round(r.P99Ratio())
 		}
 	}
 	if t := r.Txn; t != nil {
@@ -160,6 +184,16 @@ func (r *Result) Summary() Summary {
 		s.PullRatio = round(q.PerSec() / r.RawPull.PerSec())
 	}
 	return s
+}
+
+// quantiles are h's p50 and p99 in ms, nil when h is empty.
+func quantiles(h *Histogram) (p50, p99 *float64) {
+	if h == nil || h.Count() == 0 {
+		return nil, nil
+	}
+	l := h.Summary()
+	a, b := round(l.P50), round(l.P99)
+	return &a, &b
 }
 
 // round keeps three decimals, so JSON stays readable.
@@ -210,6 +244,9 @@ func (r *Result) WriteText(w io.Writer) {
 	}
 	if r.Raw != nil {
 		fmt.Fprintf(w, "qxd ÷ raw: %.2f×", r.Ratio())
+		if c.Mode == ModeE2E && r.P99Ratio() > 0 {
+			fmt.Fprintf(w, " (records/s); p99 latency qxd ÷ raw: %.2f× (lower is better)", r.P99Ratio())
+		}
 		if r.RawPull != nil && r.RawPull.PerSec() > 0 {
 			fmt.Fprintf(w, " (÷ raw pull: %.2f×)", r.Qxd.PerSec()/r.RawPull.PerSec())
 		}
@@ -257,6 +294,9 @@ func (r *Result) WriteText(w io.Writer) {
 		}
 	case ModeE2E:
 		notes = append(notes, "latency: from produce to consume of each record")
+		if st := r.Qxd.Stages; st != nil {
+			notes = append(notes, stagesNote(st))
+		}
 		for _, m := range []*Measure{r.Qxd, r.Raw} {
 			if m != nil && m.AckLatency != nil && m.AckLatency.Count() > 0 {
 				l := m.AckLatency.Summary()
@@ -302,4 +342,21 @@ func FormatProgress(p Progress) string {
 	}
 	fmt.Fprintf(&b, ": %d records in %v, %.0f records/s, %.1f MB/s", p.Records, p.Elapsed.Round(1e8), p.PerSec, p.MBPerSec)
 	return b.String()
+}
+
+// stagesNote is a line with e2e's stages on qxd's side.
+func stagesNote(st *Stages) string {
+	pp := func(h *Histogram) string {
+		if h == nil || h.Count() == 0 {
+			return "-"
+		}
+		l := h.Summary()
+		return fmt.Sprintf("%.3f/%.3f", l.P50, l.P99)
+	}
+	s := fmt.Sprintf("qxd stages, p50/p99 ms: in the producer %s, the stream's store %s (writer to JetStream ack, per batch), ack to consumer %s",
+		pp(st.InProducer), pp(st.Stored), pp(st.Delivered))
+	if n := st.Delivered.Count(); n > 0 {
+		s += fmt.Sprintf(" (%.0f%% consumed before their ack)", 100*float64(st.ConsumedFirst)/float64(n))
+	}
+	return s
 }

@@ -176,9 +176,9 @@ func runDurableE2E(ctx context.Context, es envs, runs int, perSide time.Duration
 		rd.add(d.RawMsgsPerSec, deref(d.RawP50), deref(d.RawP99))
 		rl.add(l.RawMsgsPerSec, deref(l.RawP50), deref(l.RawP99))
 		ql.add(l.MsgsPerSec, l.P50, l.P99)
-		perRun = append(perRun, fmt.Sprintf("run %d: p50/p99 ms qxd durable %.2f/%.2f (acked %.2f/%.2f; %s), raw durable %.2f/%.2f, raw lazy %.2f/%.2f (acked %.2f/%.2f), qxd lazy %.2f/%.2f (acked %.2f/%.2f; %s)",
-			i+1, d.P50, d.P99, d.AckP50, d.AckP99, batchesNote(d), deref(d.RawP50), deref(d.RawP99), deref(l.RawP50), deref(l.RawP99),
-			deref(l.RawAckP50), deref(l.RawAckP99), l.P50, l.P99, l.AckP50, l.AckP99, batchesNote(l)))
+		perRun = append(perRun, fmt.Sprintf("run %d: p50/p99 ms qxd durable %.2f/%.2f (acked %.2f/%.2f; %s; %s), raw durable %.2f/%.2f, raw lazy %.2f/%.2f (acked %.2f/%.2f), qxd lazy %.2f/%.2f (acked %.2f/%.2f; %s; %s)",
+			i+1, d.P50, d.P99, d.AckP50, d.AckP99, batchesNote(d), stagesNote(d), deref(d.RawP50), deref(d.RawP99), deref(l.RawP50), deref(l.RawP99),
+			deref(l.RawAckP50), deref(l.RawAckP99), l.P50, l.P99, l.AckP50, l.AckP99, batchesNote(l), stagesNote(l)))
 	}
 	fmt.Printf("%-12s p50/p99 ms: qxd durable %.2f/%.2f, raw durable %.2f/%.2f, raw lazy %.2f/%.2f, qxd lazy %.2f/%.2f  target: qxd durable p99 < 10 ms\n",
 		"e2e 5k/s l0", median(qd.p50), median(qd.p99), median(rd.p50), median(rd.p99), median(rl.p50), median(rl.p99), median(ql.p50), median(ql.p99))
@@ -186,6 +186,17 @@ func runDurableE2E(ctx context.Context, es envs, runs int, perSide time.Duration
 		fmt.Printf("%-12s %s\n", "", l)
 	}
 	return nil
+}
+
+// stagesNote says where a qxd e2e run's time went (see bench.Stages), p50/p99 ms.
+func stagesNote(s bench.Summary) string {
+	pp := func(a, b *float64) string {
+		if a == nil || b == nil {
+			return "-"
+		}
+		return fmt.Sprintf("%.1f/%.1f", *a, *b)
+	}
+	return fmt.Sprintf("waiting in the producer %s, store %s, ack to consumer %s", pp(s.WaitP50, s.WaitP99), pp(s.StoreP50, s.StoreP99), pp(s.DeliveryP50, s.DeliveryP99))
 }
 
 // runPartitionCurve prints qxd's 100 B produce rate on durable and lazy nodes for
