@@ -190,9 +190,12 @@ func (n *Node) handOffLeadership(ctx context.Context) {
 	if len(led) == 0 {
 		return
 	}
+	// With no route to any peer, none can take a leadership, whatever JetStream
+	// still counts as up (a peer killed a moment ago, see lastUp).
+	reachable := n.ns.NumRoutes() > 0
 	var stuck, moving []string
 	for _, s := range led {
-		if len(s.takers) == 0 {
+		if len(s.takers) == 0 || !reachable {
 			stuck = append(stuck, s.name)
 			continue
 		}

@@ -579,6 +579,12 @@ func (n *Node) lastUp() bool {
 	if !n.cfg.clustered() {
 		return false
 	}
+	// No route to any peer: none is up that this node can reach, whatever the
+	// meta group still thinks. A peer that died without a goodbye (a kill, a
+	// crash) counts as online there for seconds after its routes are gone.
+	if n.ns.NumRoutes() == 0 {
+		return true
+	}
 	for _, name := range n.onlineNodes() {
 		if name != n.cfg.Name {
 			return false

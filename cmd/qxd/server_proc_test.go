@@ -127,6 +127,55 @@ func TestProcessClusterStopAll(t *testing.T) {
 	}
 }
 
+// TestProcessClusterStopAfterPeersKilled: the last node of a cluster whose
+// other nodes were killed (SIGKILL: no goodbye, so JetStream still counts them
+// online for a while) stops as cleanly and as promptly as one whose peers
+// stopped: with no route to any peer it is the last one up, and it does not wait
+// out its shutdown timeout for appends and checkpoints that cannot reach a
+// quorum.
+func TestProcessClusterStopAfterPeersKilled(t *testing.T) {
+	t.Parallel()
+	if testing.Short() {
+		t.Skip("starts three qxd processes; skipped with -short")
+	}
+	bin := buildQxd(t)
+	cl := startProcCluster(t, bin, loopbackLayout(t, 3))
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	c := connect(t, cl.urls())
+	if _, err := c.Admin().CreateTopic(ctx, "peers-killed", qxd.TopicConfig{Partitions: 3, Replicas: 3}); err != nil {
+		t.Fatalf("create topic: %v", err)
+	}
+	c.Close()
+	for _, n := range cl.nodes[1:] {
+		if err := n.kill(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The stop begins once the last node has lost its routes to the killed
+	// peers (it tries to reach them again), as when an operator stops it after a
+	// crash of the others; JetStream still counts them online then.
+	last := cl.nodes[0]
+	for _, peer := range cl.nodes[1:] {
+		lost := "Error trying to connect to route (attempt 1): dial tcp " + peer.cluster
+		for !strings.Contains(last.log(1<<20), lost) {
+			if ctx.Err() != nil {
+				t.Fatalf("node %s did not lose its route to %s: %v", last.name, peer.name, ctx.Err())
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	const bound = 8 * time.Second
+	took, code, err := last.stopTimed(30 * time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("stop %s after its peers were killed: exit %d after %v", last.name, code, took.Round(time.Millisecond))
+	if code != 0 || took > bound {
+		t.Errorf("node %s exited %d after %v on SIGTERM, want 0 within %v:\n%s", last.name, code, took.Round(time.Millisecond), bound, last.log(3000))
+	}
+}
+
 // stopTimed sends SIGTERM and waits for the process to exit, at most timeout
 // (then it kills it). It returns how long the stop took and the exit code.
 func (n *procNode) stopTimed(timeout time.Duration) (time.Duration, int, error) {
