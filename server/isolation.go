@@ -123,6 +123,19 @@ func (w *isolationWatch) check(at time.Time, size int) (isolated, changed bool, 
 }
 
 // isArmed reports whether a majority has answered once.
+// reachable returns the nodes that answered within isolatedAfter of at.
+func (w *isolationWatch) reachable(at time.Time) []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var out []string
+	for node, t := range w.heard {
+		if at.Sub(t) < isolatedAfter {
+			out = append(out, node)
+		}
+	}
+	return out
+}
+
 func (w *isolationWatch) isArmed() bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -175,7 +188,7 @@ func (n *Node) watchIsolation(ctx context.Context) {
 				clear(told)
 			}
 		}
-		n.holdRaft(hold, isolated, max(size, n.configuredNodes))
+		n.holdRaft(hold, isolated, max(size, n.configuredNodes), w.reachable(time.Now()))
 		n.kafkaCutOff(isolated)
 		if isolated {
 			if sent := n.sendClientsAway(told); sent > 0 {
@@ -241,7 +254,7 @@ func (l coordinatorLeadership) isStreamLeader(stream string) bool {
 // holdRaft keeps the node's RAFT groups from campaigning while it is cut off from
 // a cluster of size nodes, and lets them campaign again once it is back or routes
 // to a majority have connected since (isolation_raft.go).
-func (n *Node) holdRaft(h *raftHold, isolated bool, size int) {
+func (n *Node) holdRaft(h *raftHold, isolated bool, size int, reachable []string) {
 	switch {
 	case !isolated:
 		h.done()
@@ -255,7 +268,7 @@ func (n *Node) holdRaft(h *raftHold, isolated bool, size int) {
 			n.log.Info("raft groups free to campaign again: routes to a majority of the cluster connected since the node was cut off", "groups", released, "campaigning", campaigned)
 		}
 	default:
-		if put := h.hold(); put > 0 {
+		if put := h.hold(reachable); put > 0 {
 			n.log.Info("raft groups held from campaigning while the node is cut off", "groups", put)
 		}
 	}

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"crypto/sha256"
 	"time"
 	_ "unsafe" // go:linkname, for lookupRaftNode
 
@@ -96,21 +97,41 @@ func (h *raftHold) raftGroups() map[string]bool {
 	return groups
 }
 
-// hold puts every group of the server that is not an observer yet into observer
-// mode, and returns how many it put. It is called at every check while the node
-// is cut off, so a group that starts meanwhile is held too.
-func (h *raftHold) hold() int {
+// hold puts every group of the server that is not an observer yet, and whose
+// peers this node cannot reach a majority of, into observer mode, and returns how
+// many it put. reachable names the nodes that answered the node's probes lately. A
+// group with a reachable majority is left to campaign: cut off from most of a
+// five-node cluster, a node and its one reachable peer still make a quorum of a
+// three-replica partition whose third replica is gone, and they must be able to
+// elect its leader. It is called at every check while the node is cut off, so a
+// group that starts meanwhile is held too.
+func (h *raftHold) hold(reachable []string) int {
 	if h.since.IsZero() {
 		h.since = time.Now()
 	}
+	reach := map[string]bool{h.ns.Node(): true}
+	for _, name := range reachable {
+		reach[raftPeerID(name)] = true
+	}
 	put := 0
 	for name, observer := range h.raftGroups() {
-		if observer || h.held[name] {
+		if observer || h.held[name] || name == metaGroup {
 			continue
 		}
 		rn := lookupRaftNode(h.ns, name)
 		if rn == nil {
 			continue
+		}
+		if peers := rn.Peers(); len(peers) > 0 {
+			n := 0
+			for _, p := range peers {
+				if reach[p.ID] {
+					n++
+				}
+			}
+			if n >= len(peers)/2+1 {
+				continue
+			}
 		}
 		rn.SetObserver(true)
 		h.held[name] = true
@@ -136,6 +157,30 @@ func (h *raftHold) release() (released, campaigned int) {
 		}
 	}
 	return released, campaigned
+}
+
+// metaGroup is JetStream's meta group, which the hold leaves alone. Held, it
+// would go on naming its lost leader instead of having none, and JetStream
+// would forward API requests to that leader and leave them unanswered instead
+// of refusing them at once (10008, "temporarily unavailable"), the answer that
+// lets a starting writer load from its stream without the meta group
+// (TestWriterLoadsWithoutMetaLeader). The price: after a heal, the meta leader
+// steps down for the returning node's higher term, and topic admin waits for
+// the meta group's election; partitions and buckets do not.
+const metaGroup = "_meta_"
+
+// raftPeerID is the RAFT peer id nats-server gives the server named name: the
+// first 8 characters of its SHA-256 in base 62 (nats-server's getHash, which it
+// does not export; Server.Node returns it for the server itself, and
+// TestRaftPeerIDMatchesServer checks the two agree).
+func raftPeerID(name string) string {
+	const digits = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+	b := sha256.Sum256([]byte(name))
+	out := make([]byte, 8)
+	for i := range out {
+		out[i] = digits[int(b[i]%62)]
+	}
+	return string(out)
 }
 
 // holding reports whether the hold has groups in observer mode.

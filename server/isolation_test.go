@@ -3,6 +3,8 @@ package server
 import (
 	"testing"
 	"time"
+
+	natsserver "github.com/nats-io/nats-server/v2/server"
 )
 
 // TestIsolationWatch checks when a node counts itself cut off from its cluster:
@@ -86,5 +88,21 @@ func TestIsolationWatchHeals(t *testing.T) {
 	w.answered("c", t0.Add(9*time.Second))
 	if iso, changed, reached := w.check(t0.Add(9*time.Second), 3); iso || !changed || reached != 1 {
 		t.Fatalf("check 3 s after the first answer = (%v, changed %v, reached %d), want not cut off, changed, 1", iso, changed, reached)
+	}
+}
+
+// TestRaftPeerIDMatchesServer: the RAFT peer id the hold computes from a node's
+// name is the one nats-server gives that node, for several names.
+func TestRaftPeerIDMatchesServer(t *testing.T) {
+	for _, name := range []string{"n1", "node-2", "qxd-eu-west-3", "Ünïcode"} {
+		s, err := natsserver.NewServer(&natsserver.Options{ServerName: name, Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.Start()
+		t.Cleanup(s.Shutdown)
+		if got, want := raftPeerID(name), s.Node(); got != want {
+			t.Errorf("raftPeerID(%q) = %q, nats-server's id is %q", name, got, want)
+		}
 	}
 }
