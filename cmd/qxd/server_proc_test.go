@@ -86,24 +86,32 @@ func (n *procNode) pid() int {
 	return n.cmd.Process.Pid
 }
 
+// stoppingCluster starts a three-process cluster for a stop test (skipped with
+// -short) with a three-replica topic of three partitions, and returns it with a
+// context for the test.
+func stoppingCluster(t *testing.T, topic string) (*procCluster, context.Context) {
+	t.Helper()
+	t.Parallel()
+	if testing.Short() {
+		t.Skip("starts three qxd processes; skipped with -short")
+	}
+	cl := startProcCluster(t, buildQxd(t), loopbackLayout(t, 3))
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	t.Cleanup(cancel)
+	c := connect(t, cl.urls())
+	defer c.Close()
+	if _, err := c.Admin().CreateTopic(ctx, topic, qxd.TopicConfig{Partitions: 3, Replicas: 3}); err != nil {
+		t.Fatalf("create topic: %v", err)
+	}
+	return cl, ctx
+}
+
 // TestProcessClusterStopAll stops the three nodes of a cluster one after another
 // with SIGTERM. Every stop is a clean stop, the last ones too, whose quorum goes
 // with the nodes before them: each exits 0 within a few seconds, and a node that
 // could not hand a leadership off says so in one warning.
 func TestProcessClusterStopAll(t *testing.T) {
-	t.Parallel()
-	if testing.Short() {
-		t.Skip("starts three qxd processes; skipped with -short")
-	}
-	bin := buildQxd(t)
-	cl := startProcCluster(t, bin, loopbackLayout(t, 3))
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-	defer cancel()
-	c := connect(t, cl.urls())
-	if _, err := c.Admin().CreateTopic(ctx, "stop-all", qxd.TopicConfig{Partitions: 3, Replicas: 3}); err != nil {
-		t.Fatalf("create topic: %v", err)
-	}
-	c.Close()
+	cl, _ := stoppingCluster(t, "stop-all")
 
 	// A stop is bounded by a few seconds; more is allowed here only for a loaded
 	// machine, far below the 10-17 s a stop without quorum used to wait.
@@ -134,19 +142,7 @@ func TestProcessClusterStopAll(t *testing.T) {
 // out its shutdown timeout for appends and checkpoints that cannot reach a
 // quorum.
 func TestProcessClusterStopAfterPeersKilled(t *testing.T) {
-	t.Parallel()
-	if testing.Short() {
-		t.Skip("starts three qxd processes; skipped with -short")
-	}
-	bin := buildQxd(t)
-	cl := startProcCluster(t, bin, loopbackLayout(t, 3))
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-	defer cancel()
-	c := connect(t, cl.urls())
-	if _, err := c.Admin().CreateTopic(ctx, "peers-killed", qxd.TopicConfig{Partitions: 3, Replicas: 3}); err != nil {
-		t.Fatalf("create topic: %v", err)
-	}
-	c.Close()
+	cl, ctx := stoppingCluster(t, "peers-killed")
 	for _, n := range cl.nodes[1:] {
 		if err := n.kill(); err != nil {
 			t.Fatal(err)
