@@ -199,7 +199,7 @@ func (c Config) Validate() error {
 		return fmt.Errorf("leader imbalance check interval %v must be positive (or turn automatic leader rebalancing off)", c.LeaderImbalanceCheckInterval)
 	}
 	if c.AutoRepair && c.AutoRepairDelay <= 0 {
-		return fmt.Errorf("repair delay %v must be positive (or turn automatic repair off)", c.AutoRepairDelay)
+		return fmt.Errorf("auto repair delay %v must be positive: set --auto-repair-delay (config auto_repair_delay) to a duration such as 30s, or turn automatic repair off with --auto-repair=false", c.AutoRepairDelay)
 	}
 	if c.Sync < 0 {
 		return fmt.Errorf("sync interval %v is negative: use always (the default) or a positive interval such as 1s", c.Sync)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
+	"os"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -207,6 +208,15 @@ func TestServerLeaderRebalanceFlags(t *testing.T) {
 		"--leader-imbalance-check-interval", "0s"}, strings.NewReader(""), &out, &out)
 	if err == nil || !strings.Contains(err.Error(), "leader imbalance check interval") || strings.Contains(err.Error(), "\n") {
 		t.Errorf("qxd server --leader-imbalance-check-interval 0s: %v, want one line about the interval", err)
+	}
+	dir := t.TempDir()
+	err = run(ctx, []string{"qxd", "server", "--listen", "127.0.0.1:0", "--data", dir,
+		"--auto-repair-delay", "-5s"}, strings.NewReader(""), &out, &out)
+	if err == nil || !strings.Contains(err.Error(), "--auto-repair-delay") || strings.Contains(err.Error(), "\n") {
+		t.Errorf("qxd server --auto-repair-delay -5s: %v, want one line naming the flag", err)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) > 0 {
+		t.Errorf("a refused --auto-repair-delay left %d entries in the data dir", len(entries))
 	}
 	s := startServer(t, "--listen", "127.0.0.1:0", "--data", t.TempDir(),
 		"--auto-leader-rebalance=false", "--leader-imbalance-check-interval", "0s")
