@@ -101,3 +101,28 @@ func TestReadCommittedMemberWaitsForTransactionOffsets(t *testing.T) {
 		})
 	}
 }
+
+// TestCommittedReportsItsContextsEnd: Committed on a read-committed consumer
+// whose context ends while its request is out reports the context's end
+// (errors.Is context.DeadlineExceeded), as it does when the context ends while it
+// waits for a transaction, not a node that did not answer.
+func TestCommittedReportsItsContextsEnd(t *testing.T) {
+	t.Parallel()
+	n := qxdtest.StartNode(t)
+	c := qxdtest.Connect(t, n)
+	ctx := qxdtest.Context(t, time.Minute)
+	in := qxd.TopicPartition{Topic: "stable-ctx", Partition: 0}
+	qxdtest.CreateTopic(t, c, in.Topic, qxd.TopicConfig{Partitions: 1})
+	m := qxdtest.NewConsumer(t, c, qxd.Group("stable-ctx-g"), qxd.AutoCommit(0), qxd.Isolation(qxd.ReadCommitted))
+	if err := m.Subscribe(ctx, in.Topic); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range []time.Duration{0, time.Microsecond, 50 * time.Microsecond} {
+		cctx, cancel := context.WithTimeout(ctx, d)
+		got, err := m.Committed(cctx, in)
+		cancel()
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("Committed with a context of %v: %v, %v; want the context's end", d, got, err)
+		}
+	}
+}

@@ -93,6 +93,11 @@ func (c *Client) fetchStable(ctx context.Context, group string, tps []TopicParti
 	backoff := unstableBackoff
 	for {
 		got, err := c.fetchOffsets(ctx, groups.FetchRequest{Group: group, Partitions: tps, RequireStable: true})
+		if err != nil && ctx.Err() != nil && !errors.Is(err, ctx.Err()) {
+			// ctx ended while a request was out: that is the caller's deadline,
+			// not the node's failure to answer.
+			return nil, fmt.Errorf("%w (waiting for a transaction to complete: %v)", ctx.Err(), err)
+		}
 		if !errors.Is(err, semantics.ErrUnstableOffsetCommit) {
 			return got, err
 		}
