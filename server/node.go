@@ -514,26 +514,33 @@ func (n *Node) Close(ctx context.Context) error {
 		// meta leader and replicated buckets and partitions take no writes. Every
 		// request of its services (a watch's consumer delete, a last checkpoint)
 		// would wait out its timeout; with their connection closed they fail at
-		// once. What they would have written could not be written anyway.
+		// once. What they would have written could not be written anyway. Peers
+		// that die during the stop (killed a moment before it) make this node the
+		// last one up while it stops: the same then happens at that moment.
 		last := n.lastUp()
-		if last && n.nc != nil {
-			n.nc.Close()
+		var became atomic.Bool
+		wctx, wcancel := context.WithCancel(ctx)
+		defer wcancel()
+		if last {
+			n.becomeLast(wcancel)
+		} else {
+			stopWatch := n.watchLastUp(ctx, func() {
+				became.Store(true)
+				n.becomeLast(wcancel)
+			})
+			defer stopWatch()
 		}
 		// Before the writers: ingest bridges finish and answer what they took.
 		n.stopHosted(ctx)
 		if n.writers != nil {
-			if last {
-				// No other node is up: appends in flight and the last checkpoints
-				// of replicated partitions and buckets cannot reach a quorum.
-				// Waiting for them only delays the stop; what was not acknowledged
-				// is retried by its producer once a quorum is back.
-				wctx, wcancel := context.WithTimeout(ctx, lastNodeWriterStop)
-				if err := n.writers.stop(wctx); err != nil {
-					n.log.Debug("writers stopped with appends or checkpoints unfinished: no quorum", "err", err)
-				}
-				wcancel()
+			// With no other node up, appends in flight and the last checkpoints of
+			// replicated partitions and buckets cannot reach a quorum. Waiting for
+			// them only delays the stop; what was not acknowledged is retried by
+			// its producer once a quorum is back.
+			if err := n.writers.stop(wctx); err != nil && ctx.Err() == nil {
+				n.log.Debug("writers stopped with appends or checkpoints unfinished: no quorum", "err", err)
 			} else {
-				errs = append(errs, n.writers.stop(ctx))
+				errs = append(errs, err)
 			}
 		}
 		if n.groups != nil {
@@ -559,7 +566,7 @@ func (n *Node) Close(ctx context.Context) error {
 		if n.auth != nil {
 			n.auth.reg.stop()
 		}
-		if n.cfg.clustered() && !last {
+		if n.cfg.clustered() && !last && !became.Load() {
 			n.lameDuck(ctx)
 		}
 		n.shutdownServer()
@@ -573,6 +580,40 @@ func (n *Node) Close(ctx context.Context) error {
 // lastNodeWriterStop bounds the writers' stop on a node that no other node of its
 // cluster is up with.
 const lastNodeWriterStop = 2 * time.Second
+
+// becomeLast is what a node does once it is the last of its cluster up while it
+// stops: it closes its services' connection, so that their requests to the
+// JetStream API fail at once instead of waiting for a meta leader, and it ends
+// the writers' stop (through endWriters) lastNodeWriterStop later.
+func (n *Node) becomeLast(endWriters context.CancelFunc) {
+	if n.nc != nil {
+		n.nc.Close()
+	}
+	time.AfterFunc(lastNodeWriterStop, endWriters)
+}
+
+// watchLastUp calls became once, when this node finds itself the last one of its
+// cluster up, checking every 100 ms until ctx ends or stop is called.
+func (n *Node) watchLastUp(ctx context.Context, became func()) (stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	go func() {
+		t := time.NewTicker(100 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			if n.lastUp() {
+				n.log.Debug("no other node is up any more: stopping without waiting for a quorum")
+				became()
+				return
+			}
+		}
+	}()
+	return cancel
+}
 
 // lastUp reports whether this node is in a cluster and no other node of it is up.
 func (n *Node) lastUp() bool {
