@@ -131,7 +131,7 @@ func TestRepairRebuildsCopyOnThreeNodes(t *testing.T) {
 // replicas.
 func TestRepairRefusesWhileReplicaDown(t *testing.T) {
 	t.Parallel()
-	nodes := qxdtest.StartCluster(t, qxdtest.ClusterConfigs(t, 3))
+	nodes := qxdtest.StartCluster(t, manualRepairConfigs(t))
 	ctx := qxdtest.Context(t, 2*time.Minute)
 	a := nodes[0].Admin()
 	if _, _, err := a.CreateTopic(ctx, semantics.CreateTopicRequest{Name: "down", Config: semantics.TopicConfig{Partitions: 1, Replicas: 3}}); err != nil {
@@ -145,12 +145,14 @@ func TestRepairRefusesWhileReplicaDown(t *testing.T) {
 		t.Fatal(err)
 	}
 	victim := "n2"
-	for { // the leader notices n3 is gone
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(100 * time.Millisecond) { // the leader notices n3 is gone
 		d, err = a.DescribeTopic(ctx, "down")
 		if err == nil && len(d.Partitions[0].InSync) < 3 && d.Partitions[0].Leader != "" {
 			break
 		}
-		time.Sleep(100 * time.Millisecond)
+		if time.Now().After(deadline) {
+			t.Fatalf("a minute after node n3 stopped, describe gives %+v, %v; want a leader and fewer than three replicas in sync", d, err)
+		}
 	}
 	_, err = a.RepairPartition(ctx, semantics.RepairPartitionRequest{Name: "down", Partition: 0, Node: victim})
 	if !errors.Is(err, semantics.ErrInvalidRequest) || !strings.Contains(err.Error(), "partition down/0 cannot be repaired now") ||
