@@ -596,23 +596,31 @@ func (n *Node) becomeLast(endWriters context.CancelFunc) {
 // cluster up, checking every 100 ms until ctx ends or stop is called.
 func (n *Node) watchLastUp(ctx context.Context, became func()) (stop func()) {
 	ctx, cancel := context.WithCancel(ctx)
-	go func() {
-		t := time.NewTicker(100 * time.Millisecond)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-			}
-			if n.lastUp() {
-				n.log.Debug("no other node is up any more: stopping without waiting for a quorum")
-				became()
-				return
-			}
+	go everyTick(ctx, 100*time.Millisecond, func() bool {
+		if !n.lastUp() {
+			return true
 		}
-	}()
+		n.log.Debug("no other node is up any more: stopping without waiting for a quorum")
+		became()
+		return false
+	})
 	return cancel
+}
+
+// everyTick calls f every d until ctx ends or f returns false.
+func everyTick(ctx context.Context, d time.Duration, f func() bool) {
+	t := time.NewTicker(d)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if !f() {
+			return
+		}
+	}
 }
 
 // lastUp reports whether this node is in a cluster and no other node of it is up.

@@ -111,16 +111,7 @@ func (d *txnDoor) start() error {
 		d.loop.Add(1)
 		go func() {
 			defer d.loop.Done()
-			t := time.NewTicker(txnDoorEvery)
-			defer t.Stop()
-			for {
-				select {
-				case <-ctx.Done():
-					return
-				case <-t.C:
-					d.follow()
-				}
-			}
+			everyTick(ctx, txnDoorEvery, func() bool { d.follow(); return true })
 		}()
 	}
 	return d.nc.Flush()

@@ -50,18 +50,12 @@ func (n *Node) startUpkeep() {
 	}()
 	go func() {
 		defer n.upkeep.wg.Done()
-		t := time.NewTicker(upkeepEvery)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-			}
+		everyTick(ctx, upkeepEvery, func() bool {
 			n.raiseBucketReplicas(ctx)
 			n.autoRebalance(ctx)
 			n.autoRepair(ctx)
-		}
+			return true
+		})
 	}()
 }
 
