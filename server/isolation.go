@@ -55,6 +55,12 @@ const (
 	// nodes of a cluster that is forming answer once their own services run,
 	// seconds after this node's.
 	startCutOffAfter = 4 * isolatedAfter
+	// lateCheck: a check that comes this long after the one before it finds
+	// that the node itself did not run on time (it was paused, or starved of
+	// CPU), so the silence since says nothing of the other nodes: their answers
+	// may wait unread, and its own probes were not sent. Such a node does not
+	// count itself cut off until isolatedAfter of checks on time have passed.
+	lateCheck = 4 * probeEvery
 )
 
 // isolationWatch decides from the nodes' answers whether this node is cut off.
@@ -71,6 +77,11 @@ type isolationWatch struct {
 	first    time.Time            // the first check
 	armed    bool                 // a majority answered once
 	isolated bool
+	// last is the previous check; lateAfter is the gap after it that makes a
+	// check late (lateCheck; 0: never), and lateUntil is when the last late
+	// check stops holding the node from counting itself cut off.
+	last, lateUntil time.Time
+	lateAfter       time.Duration
 	// majoritySince is when checks began to find a majority, each since then; a
 	// node cut off counts itself back after isolatedAfter of them, not at the
 	// first answers after a heal: routes that come back are often replaced
@@ -79,7 +90,7 @@ type isolationWatch struct {
 }
 
 func newIsolationWatch(self string) *isolationWatch {
-	return &isolationWatch{self: self, heard: map[string]time.Time{}}
+	return &isolationWatch{self: self, heard: map[string]time.Time{}, lateAfter: lateCheck}
 }
 
 // answered records that node answered at at.
@@ -103,6 +114,10 @@ func (w *isolationWatch) check(at time.Time, size int) (isolated, changed bool, 
 	if w.first.IsZero() {
 		w.first = at
 	}
+	if w.lateAfter > 0 && !w.last.IsZero() && at.Sub(w.last) >= w.lateAfter {
+		w.lateUntil = at.Add(isolatedAfter)
+	}
+	w.last = at
 	for _, t := range w.heard {
 		if at.Sub(t) < isolatedAfter {
 			reached++
@@ -118,6 +133,9 @@ func (w *isolationWatch) check(at time.Time, size int) (isolated, changed bool, 
 	}
 	startedCut := !w.armed && size >= 3 && at.Sub(w.first) >= startCutOffAfter
 	now := (w.armed || startedCut) && (!majority || w.isolated && at.Sub(w.majoritySince) < isolatedAfter)
+	if now && !w.isolated && at.Before(w.lateUntil) {
+		now = false // the node did not run on time: see lateCheck
+	}
 	changed, w.isolated = now != w.isolated, now
 	return now, changed, reached
 }

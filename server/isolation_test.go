@@ -41,6 +41,7 @@ func TestIsolationWatch(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			w := newIsolationWatch("a")
+			w.lateAfter = 0 // the checks here jump seconds ahead: see TestIsolationWatchLateCheck
 			if tc.armed {
 				for _, n := range []string{"b", "c", "d", "e"}[:tc.size-1] {
 					w.answered(n, t0)
@@ -88,6 +89,58 @@ func TestIsolationWatchHeals(t *testing.T) {
 	w.answered("c", t0.Add(9*time.Second))
 	if iso, changed, reached := w.check(t0.Add(9*time.Second), 3); iso || !changed || reached != 1 {
 		t.Fatalf("check 3 s after the first answer = (%v, changed %v, reached %d), want not cut off, changed, 1", iso, changed, reached)
+	}
+}
+
+// TestIsolationWatchLateCheck: a node whose own checks stop for a while (it was
+// paused, or starved of CPU) does not count itself cut off at its first check
+// back, when every answer it holds is old, but only if the others stay silent
+// for isolatedAfter of checks on time after it; answers that come meanwhile keep
+// it in. Without the late check (lateAfter 0) it counted itself cut off at once.
+func TestIsolationWatchLateCheck(t *testing.T) {
+	t.Parallel()
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	armed := func(lateAfter time.Duration) *isolationWatch {
+		w := newIsolationWatch("a")
+		w.lateAfter = lateAfter
+		for at := time.Duration(0); at <= time.Second; at += probeEvery {
+			w.answered("b", t0.Add(at))
+			w.answered("c", t0.Add(at))
+			if iso, _, _ := w.check(t0.Add(at), 3); iso {
+				t.Fatal("cut off while every node answers")
+			}
+		}
+		return w
+	}
+	wake := t0.Add(16 * time.Second) // the checks stopped for 15 s
+
+	// Silence after the wake: cut off once isolatedAfter of checks on time found none.
+	w := armed(lateCheck)
+	var cut time.Duration
+	for at := wake; at.Sub(wake) <= 2*isolatedAfter; at = at.Add(probeEvery) {
+		if iso, _, _ := w.check(at, 3); iso && cut == 0 {
+			cut = at.Sub(wake)
+		}
+	}
+	if cut != isolatedAfter {
+		t.Errorf("silent after a late check: counted cut off %v after it, want %v", cut, isolatedAfter)
+	}
+
+	// Answers after the wake: never cut off.
+	w = armed(lateCheck)
+	for at := wake; at.Sub(wake) <= 2*isolatedAfter; at = at.Add(probeEvery) {
+		if at.Sub(wake) >= probeEvery {
+			w.answered("b", at.Add(-probeEvery/2))
+		}
+		if iso, _, _ := w.check(at, 3); iso {
+			t.Fatalf("answered after a late check: counted cut off %v after it", at.Sub(wake))
+		}
+	}
+
+	// The same wake without the late check: cut off at once.
+	w = armed(0)
+	if iso, _, _ := w.check(wake, 3); !iso {
+		t.Error("without the late check the first check after the wake should count the node cut off")
 	}
 }
 
