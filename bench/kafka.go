@@ -164,6 +164,18 @@ func (e *Env) kafkaConsumeRun(ctx context.Context, c Config) (*Measure, error) {
 		return nil, err
 	}
 	defer cleanup()
+	meas, err := e.kafkaConsume(ctx, c, topic, d)
+	if err != nil {
+		return nil, err
+	}
+	meas.StoredBytes = stored
+	return meas, nil
+}
+
+// kafkaConsume reads topic (described by d) from the start of every partition
+// with c.Consumers franz-go clients splitting the partitions, timed.
+func (e *Env) kafkaConsume(ctx context.Context, c Config, topic string, d qxd.TopicDescription) (*Measure, error) {
+	var err error
 	n := min(c.Consumers, len(d.Partitions))
 	// The clock starts before the clients exist, as the SDK side's starts before
 	// its consumers: a franz-go client starts fetching as it is made.
@@ -228,5 +240,5 @@ func (e *Env) kafkaConsumeRun(ctx context.Context, c Config) (*Measure, error) {
 		}
 	}
 	return &Measure{System: "kafka", Records: total.Load(), Bytes: bytes.Load(), Elapsed: elapsed,
-		Series: series, Interval: c.Interval, StoredBytes: stored, CPU: time.Duration(m.cpu)}, nil
+		Series: series, Interval: c.Interval, CPU: time.Duration(m.cpu)}, nil
 }
