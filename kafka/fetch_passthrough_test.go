@@ -182,12 +182,13 @@ func TestFetchReadAheadAfterTopicRemade(t *testing.T) {
 		t.Fatalf("first fetch: code %d, %d bytes, want the first batch's %d", first.ErrorCode, len(first.RecordBatches), len(old[0]))
 	}
 	// The node now reads offsets 3 to 5 of the old topic ahead; the topic goes,
-	// and one of two batches takes its place.
+	// and a longer one takes its place (so that the old batches' end is within
+	// the new topic's).
 	if err := c.Admin().DeleteTopic(ctx, "remade-ahead"); err != nil {
 		t.Fatal(err)
 	}
 	qxdtest.CreateTopic(t, c, "remade-ahead", qxd.TopicConfig{Partitions: 1})
-	remade := produceBatches(t, ctx, n, "remade-ahead", 1, 2)[0]
+	remade := produceBatches(t, ctx, n, "remade-ahead", 1, 5)[0]
 	// The client learns the new topic's id, as a consumer's metadata refresh does
 	// (a new client: this one keeps the metadata it read a moment ago).
 	newID := topicID(t, ctx, kafkaClient(t, n), "remade-ahead")
@@ -195,8 +196,8 @@ func TestFetchReadAheadAfterTopicRemade(t *testing.T) {
 		t.Fatalf("the topic made again has the old one's id %x", oldID)
 	}
 	next := rawFetch(t, ctx, cl, 13, "remade-ahead", newID, []int64{3}, one, 50<<20)[0]
-	if next.ErrorCode != 0 || next.HighWatermark != 6 || !bytes.Equal(next.RecordBatches, remade[1]) {
-		t.Fatalf("fetch at offset 3 of the remade topic: code %d, high watermark %d, %d bytes (the old topic's batch: %v); want 0, 6 and the new second batch's %d bytes",
+	if next.ErrorCode != 0 || next.HighWatermark != 15 || !bytes.Equal(next.RecordBatches, remade[1]) {
+		t.Fatalf("fetch at offset 3 of the remade topic: code %d, high watermark %d, %d bytes (the old topic's batch: %v); want 0, 15 and the new second batch's %d bytes",
 			next.ErrorCode, next.HighWatermark, len(next.RecordBatches), bytes.Equal(next.RecordBatches, old[1]), len(remade[1]))
 	}
 }
