@@ -445,8 +445,22 @@ type Measure struct {
 	// cost on the machine, comparable between sides where records per second
 	// swing with the machine's load. 0 when unknown.
 	CPU time.Duration `json:"-"`
+	// FetchWait is how long the Kafka side's clients waited for their fetches'
+	// answers, from the request written to the answer read (the node answering
+	// and the answer's transfer), averaged over the clients (Kafka consume). A
+	// franz-go client sends a broker its next fetch only once the last answer is
+	// decoded and polled, so the rest of Elapsed is the client's own work.
+	FetchWait time.Duration `json:"-"`
 	// Stages splits Latency into the parts of a record's way (qxd in e2e mode).
 	Stages *Stages `json:"-"`
+}
+
+// FetchWaitShare is m.FetchWait as a part of m.Elapsed, or 0 when unknown.
+func (m *Measure) FetchWaitShare() float64 {
+	if m == nil || m.FetchWait <= 0 || m.Elapsed <= 0 {
+		return 0
+	}
+	return float64(m.FetchWait) / float64(m.Elapsed)
 }
 
 // CPUPerRecord is m's CPU time per record moved, in nanoseconds, or 0 when

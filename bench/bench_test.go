@@ -345,6 +345,15 @@ func TestRunKafkaSide(t *testing.T) {
 					t.Errorf("summary has no CPU line:\n%s", out.String())
 				}
 			}
+			if c.Mode == bench.ModeConsume {
+				// The clients' wait for fetch answers: a part of their read.
+				if s.KafkaFetchWaitShare <= 0 || s.KafkaFetchWaitShare > 1 {
+					t.Errorf("kafka fetch wait share %v, want in (0, 1]", s.KafkaFetchWaitShare)
+				}
+				if !strings.Contains(out.String(), "waited for fetch answers") {
+					t.Errorf("summary has no fetch wait:\n%s", out.String())
+				}
+			}
 		})
 	}
 	if _, err := bench.Run(ctx, e, bench.Config{Mode: bench.ModeGroup, Records: 10, CompareKafka: true}); err == nil {

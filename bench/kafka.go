@@ -164,6 +164,18 @@ func (e *Env) kafkaConsumeRun(ctx context.Context, c Config) (*Measure, error) {
 		return nil, err
 	}
 	defer cleanup()
+	meas, err := e.kafkaConsume(ctx, c, topic, d)
+	if err != nil {
+		return nil, err
+	}
+	meas.StoredBytes = stored
+	return meas, nil
+}
+
+// kafkaConsume reads topic (described by d) from the start of every partition
+// with c.Consumers franz-go clients splitting the partitions, timed.
+func (e *Env) kafkaConsume(ctx context.Context, c Config, topic string, d qxd.TopicDescription) (*Measure, error) {
+	var err error
 	n := min(c.Consumers, len(d.Partitions))
 	// The clock starts before the clients exist, as the SDK side's starts before
 	// its consumers: a franz-go client starts fetching as it is made.
@@ -171,6 +183,7 @@ func (e *Env) kafkaConsumeRun(ctx context.Context, c Config) (*Measure, error) {
 	start := time.Now()
 	cls := make([]*kgo.Client, n)
 	wants := make([]int64, n)
+	waits := new(fetchWaits)
 	for i := range cls {
 		assign := map[int32]kgo.Offset{}
 		for _, p := range d.Partitions {
@@ -185,7 +198,7 @@ func (e *Env) kafkaConsumeRun(ctx context.Context, c Config) (*Measure, error) {
 		// each partition's next batches while an answer travels and is decoded,
 		// so answers of a few MiB keep both sides busy where one large answer
 		// leaves each waiting for the other.
-		cls[i], err = e.kafkaClient(kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: assign}))
+		cls[i], err = e.kafkaClient(kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: assign}), kgo.WithHooks(waits))
 		if err != nil {
 			m.stop()
 			return nil, err
@@ -221,6 +234,7 @@ func (e *Env) kafkaConsumeRun(ctx context.Context, c Config) (*Measure, error) {
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
+	waited := time.Duration(waits.ns.Load()) / time.Duration(n)
 	series := m.stop()
 	for _, err := range errs {
 		if err != nil {
@@ -228,5 +242,17 @@ func (e *Env) kafkaConsumeRun(ctx context.Context, c Config) (*Measure, error) {
 		}
 	}
 	return &Measure{System: "kafka", Records: total.Load(), Bytes: bytes.Load(), Elapsed: elapsed,
-		Series: series, Interval: c.Interval, StoredBytes: stored, CPU: time.Duration(m.cpu)}, nil
+		Series: series, Interval: c.Interval, CPU: time.Duration(m.cpu), FetchWait: waited}, nil
+}
+
+// fetchWaits adds up how long Kafka clients waited for their fetches' answers.
+type fetchWaits struct{ ns atomic.Int64 }
+
+var _ kgo.HookBrokerE2E = (*fetchWaits)(nil)
+
+// OnBrokerE2E implements kgo.HookBrokerE2E.
+func (f *fetchWaits) OnBrokerE2E(_ kgo.BrokerMetadata, key int16, e kgo.BrokerE2E) {
+	if key == 1 { // Fetch
+		f.ns.Add(int64(e.ReadWait + e.TimeToRead))
+	}
 }

@@ -92,8 +92,11 @@ type Summary struct {
 	KafkaRatio     float64  `json:"kafka_ratio,omitempty"`
 	KafkaSDKRatio  float64  `json:"kafka_sdk_ratio,omitempty"`
 	KafkaCPUNs     float64  `json:"kafka_cpu_ns_per_record,omitempty"`
-	Ratio          float64  `json:"ratio,omitempty"`
-	PullRatio      float64  `json:"pull_ratio,omitempty"`
+	// KafkaFetchWaitShare is the part of the Kafka side's read its clients
+	// spent waiting for fetch answers (Measure.FetchWait ÷ its elapsed time).
+	KafkaFetchWaitShare float64 `json:"kafka_fetch_wait_share,omitempty"`
+	Ratio               float64 `json:"ratio,omitempty"`
+	PullRatio           float64 `json:"pull_ratio,omitempty"`
 }
 
 // Summary flattens r.
@@ -173,6 +176,7 @@ func (r *Result) Summary() Summary {
 		s.KafkaPerSec, s.KafkaMBPerSec = round(k.PerSec()), round(k.MBPerSec())
 		s.KafkaRatio, s.KafkaSDKRatio = round(r.KafkaRatio()), round(r.KafkaSDKRatio())
 		s.KafkaCPUNs = math.Round(k.CPUPerRecord())
+		s.KafkaFetchWaitShare = round(k.FetchWaitShare())
 		if k.Latency != nil {
 			l := k.Latency.Summary()
 			p50, p99 := round(l.P50), round(l.P99)
@@ -265,6 +269,9 @@ func (r *Result) WriteText(w io.Writer) {
 		fmt.Fprintf(w, "kafka ÷ qxd: %.2f×", r.KafkaSDKRatio())
 		if r.Raw != nil {
 			fmt.Fprintf(w, ", kafka ÷ raw: %.2f×", r.KafkaRatio())
+		}
+		if share := r.Kafka.FetchWaitShare(); share > 0 {
+			fmt.Fprintf(w, "; kafka clients waited for fetch answers %.0f%% of their read", 100*share)
 		}
 		fmt.Fprintln(w)
 	}

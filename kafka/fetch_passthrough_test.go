@@ -164,3 +164,40 @@ func TestFetchReadAheadAfterTrim(t *testing.T) {
 		t.Fatalf("fetch at the new log start: code %d, %d bytes; want the last two batches' %d", at.ErrorCode, len(at.RecordBatches), len(want))
 	}
 }
+
+// A partition read ahead for a consumer's next fetch, whose topic is deleted and
+// made again in between, is answered from the new topic: the batches read ahead
+// belong to the old one and are never served under its name.
+func TestFetchReadAheadAfterTopicRemade(t *testing.T) {
+	t.Parallel()
+	n, c := startNode(t)
+	qxdtest.CreateTopic(t, c, "remade-ahead", qxd.TopicConfig{Partitions: 1})
+	ctx := ctxFor(t, 60*time.Second)
+	old := produceBatches(t, ctx, n, "remade-ahead", 1, 4)[0]
+	cl := kafkaClient(t, n)
+	one := int32(len(old[0]))
+	oldID := topicID(t, ctx, cl, "remade-ahead")
+	first := rawFetch(t, ctx, cl, 13, "remade-ahead", oldID, []int64{0}, one, 50<<20)[0]
+	if !bytes.Equal(first.RecordBatches, old[0]) {
+		t.Fatalf("first fetch: code %d, %d bytes, want the first batch's %d", first.ErrorCode, len(first.RecordBatches), len(old[0]))
+	}
+	// The node now reads offsets 3 to 5 of the old topic ahead; the topic goes,
+	// and a longer one takes its place (so that the old batches' end is within
+	// the new topic's).
+	if err := c.Admin().DeleteTopic(ctx, "remade-ahead"); err != nil {
+		t.Fatal(err)
+	}
+	qxdtest.CreateTopic(t, c, "remade-ahead", qxd.TopicConfig{Partitions: 1})
+	remade := produceBatches(t, ctx, n, "remade-ahead", 1, 5)[0]
+	// The client learns the new topic's id, as a consumer's metadata refresh does
+	// (a new client: this one keeps the metadata it read a moment ago).
+	newID := topicID(t, ctx, kafkaClient(t, n), "remade-ahead")
+	if newID == oldID {
+		t.Fatalf("the topic made again has the old one's id %x", oldID)
+	}
+	next := rawFetch(t, ctx, cl, 13, "remade-ahead", newID, []int64{3}, one, 50<<20)[0]
+	if next.ErrorCode != 0 || next.HighWatermark != 15 || !bytes.Equal(next.RecordBatches, remade[1]) {
+		t.Fatalf("fetch at offset 3 of the remade topic: code %d, high watermark %d, %d bytes (the old topic's batch: %v); want 0, 15 and the new second batch's %d bytes",
+			next.ErrorCode, next.HighWatermark, len(next.RecordBatches), bytes.Equal(next.RecordBatches, old[1]), len(remade[1]))
+	}
+}
