@@ -280,16 +280,24 @@ func (r *copyRead) run(ctx context.Context, p *pacer, st *scrubState) (time.Dura
 		cancel()
 	}()
 	saved := time.Now()
+	first := r.expect == c.from // nothing of the copy read yet: a gap is at its head
 	for empty := 0; r.expect <= c.last; {
 		var resp semantics.VerifyPartitionResponse
-		batch, err := cons.Fetch(scrubFetch, jetstream.FetchMaxWait(scrubWait))
+		fctx, cancel := context.WithTimeout(ctx, scrubWait)
+		batch, err := cons.Fetch(scrubFetch, jetstream.FetchContext(fctx))
 		if err != nil {
+			cancel()
 			return 0, fmt.Errorf("scrub %s at stream sequence %d: %w", c.stream, r.expect, err)
 		}
-		read, got := r.check(ctx, batch, &resp)
+		read, got := r.check(ctx, batch, &resp, first)
+		cancel()
+		if ctx.Err() != nil {
+			return 0, ctx.Err()
+		}
 		if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, jetstream.ErrNoHeartbeat) {
 			return 0, fmt.Errorf("scrub %s at stream sequence %d: %w", c.stream, r.expect, err)
 		}
+		first = first && got == 0
 		if got > 0 {
 			empty = 0
 		} else if empty++; empty >= scrubEmptyReads && r.expect <= c.last {
@@ -319,8 +327,9 @@ func (r *copyRead) run(ctx context.Context, p *pacer, st *scrubState) (time.Dura
 }
 
 // check checks the batches of batch, adding what it finds damaged to resp: the
-// bytes it read and how many messages it got.
-func (r *copyRead) check(ctx context.Context, batch jetstream.MessageBatch, resp *semantics.VerifyPartitionResponse) (uint64, int) {
+// bytes it read and how many messages it got. head tells that nothing of the
+// copy was read before batch.
+func (r *copyRead) check(ctx context.Context, batch jetstream.MessageBatch, resp *semantics.VerifyPartitionResponse, head bool) (uint64, int) {
 	var read uint64
 	got := 0
 	for msg := range batch.Messages() {
@@ -335,7 +344,7 @@ func (r *copyRead) check(ctx context.Context, batch jetstream.MessageBatch, resp
 			r.expect = r.c.last + 1
 			continue
 		}
-		if seq > r.expect {
+		if seq > r.expect && (got > 1 || !head || !r.headMoved(ctx, seq-1)) {
 			base := int64(-1)
 			if h, err := semantics.PeekBatchHeader(msg.Data()); err == nil {
 				base = h.BaseOffset
@@ -352,6 +361,25 @@ func (r *copyRead) check(ctx context.Context, batch jetstream.MessageBatch, resp
 		r.expect = seq + 1
 	}
 	return read, got
+}
+
+// scrubHeadWait is how long a copy that starts past the sequence the scrub asked
+// for waits for the leader's copy to start past it too.
+const scrubHeadWait = 10 * time.Second
+
+// headMoved reports whether the leader's copy starts past sequence to, now or
+// within scrubHeadWait: each replica removes what its topic's retention.ms
+// removes by its own clock, so a follower's copy can start a moment before the
+// leader's does.
+func (r *copyRead) headMoved(ctx context.Context, to uint64) bool {
+	for deadline := time.Now().Add(scrubHeadWait); ; {
+		if st, err := r.v.r.StreamInfo(ctx); err == nil && st.FirstSeq > to {
+			return true
+		}
+		if time.Now().After(deadline) || !sleepCtx(ctx, time.Second) {
+			return false
+		}
+	}
 }
 
 // scrubFound records the damage resp holds, found in this node's copy of c, as a
