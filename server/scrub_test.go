@@ -1,6 +1,8 @@
 package server_test
 
 import (
+	"bytes"
+	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -17,12 +19,27 @@ import (
 const scrubInterval = 2 * time.Second
 
 // TestScrubFindsUnreadDamagedCopy damages one follower's copy of a
-// three-replica partition on three nodes (a bit flipped in its block file while
-// the node is down) and reads nothing: the follower's scrub, reading its own copy
+// three-replica partition on three nodes (a bit flipped in its block file, or the
+// file cut in the middle, while the node is down) and reads nothing: the follower's scrub, reading its own copy
 // in the background, finds the flipped batch and records it, and the automatic
 // repair rebuilds the copy, after which every copy reads back intact.
 func TestScrubFindsUnreadDamagedCopy(t *testing.T) {
 	t.Parallel()
+	for _, truncate := range []bool{false, true} {
+		name := "flipped"
+		if truncate {
+			name = "truncated"
+		}
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			scrubFindsDamage(t, truncate)
+		})
+	}
+}
+
+// scrubFindsDamage damages a follower's copy, a bit flipped or (truncate) its
+// block file cut in the middle, and waits for the scrub and the repair.
+func scrubFindsDamage(t *testing.T, truncate bool) {
 	cfgs := qxdtest.ClusterConfigs(t, 3)
 	for i := range cfgs {
 		cfgs[i].AutoRepairDelay = autoRepairDelay
@@ -41,7 +58,11 @@ func TestScrubFindsUnreadDamagedCopy(t *testing.T) {
 	waitInSync(ctx, t, a, "scrubbed", 3)
 	vi := followerIndex(ctx, t, a, cfgs, "scrubbed")
 	victim := cfgs[vi].Name
-	nodes[vi] = restartDamaged(ctx, t, cfgs, nodes, vi, "scrubbed", marker)
+	if truncate {
+		nodes[vi] = restartTruncated(ctx, t, cfgs, nodes, vi, "scrubbed", marker)
+	} else {
+		nodes[vi] = restartDamaged(ctx, t, cfgs, nodes, vi, "scrubbed", marker)
+	}
 	waitInSync(ctx, t, a, "scrubbed", 3)
 
 	// Nobody reads: the victim's scrub finds the damage.
@@ -74,6 +95,38 @@ func TestScrubFindsUnreadDamagedCopy(t *testing.T) {
 			t.Errorf("verify of node %s's copy after the repair: %d batches, damage %+v, %v; want %d intact", n, v.Batches, v.Damage, err, batches)
 		}
 	}
+}
+
+// restartTruncated stops node vi, cuts its block file of partition 0 of topic
+// where marker begins, and starts it again.
+func restartTruncated(ctx context.Context, t *testing.T, cfgs []server.Config, nodes []*server.Node, vi int, topic, marker string) *server.Node {
+	t.Helper()
+	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	err := nodes[vi].Close(cctx)
+	cancel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stream := semantics.StreamName(topic, 0)
+	blks, _ := filepath.Glob(filepath.Join(cfgs[vi].DataDir, "jetstream", "$G", "streams", stream, "msgs", "*.blk"))
+	cut := false
+	for _, path := range blks {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if at := bytes.Index(b, []byte(marker)); at >= 0 {
+			if err := os.Truncate(path, int64(at)); err != nil {
+				t.Fatal(err)
+			}
+			cut = true
+			break
+		}
+	}
+	if !cut {
+		t.Fatalf("no block file of %s on node %s holds the marker", stream, cfgs[vi].Name)
+	}
+	return qxdtest.StartNodeWith(t, cfgs[vi])
 }
 
 // TestScrubReadsIntactCopies runs the scrub on one node with intact partitions:
