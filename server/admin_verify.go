@@ -147,14 +147,7 @@ func (v *verifier) run(ctx context.Context, resp *semantics.VerifyPartitionRespo
 		}
 		h, err := semantics.ParseBatchHeader(m.Data)
 		if err != nil {
-			from, to := v.next, int64(-1)
-			if ph, perr := semantics.PeekBatchHeader(m.Data); perr == nil {
-				from, to = ph.BaseOffset, ph.LastOffset()
-			}
-			resp.Damage = append(resp.Damage, semantics.BatchDamage{Kind: semantics.DamageCorrupt, FromSeq: m.Seq, ToSeq: m.Seq,
-				FromOffset: from, ToOffset: to, Node: v.leader,
-				Detail: fmt.Sprintf("the batch stored at stream sequence %d on node %s fails its checks: %v", m.Seq, v.leader, err)})
-			v.next = -1
+			v.corrupt(resp, m.Seq, m.Data, err)
 			seq = m.Seq + 1
 			continue
 		}
@@ -178,6 +171,19 @@ func (v *verifier) run(ctx context.Context, resp *semantics.VerifyPartitionRespo
 		seq = m.Seq + 1
 	}
 	return seq, nil
+}
+
+// corrupt records that the batch data stored at stream sequence seq fails its
+// checks with err.
+func (v *verifier) corrupt(resp *semantics.VerifyPartitionResponse, seq uint64, data []byte, err error) {
+	from, to := v.next, int64(-1)
+	if ph, perr := semantics.PeekBatchHeader(data); perr == nil {
+		from, to = ph.BaseOffset, ph.LastOffset()
+	}
+	resp.Damage = append(resp.Damage, semantics.BatchDamage{Kind: semantics.DamageCorrupt, FromSeq: seq, ToSeq: seq,
+		FromOffset: from, ToOffset: to, Node: v.leader,
+		Detail: fmt.Sprintf("the batch stored at stream sequence %d on node %s fails its checks: %v", seq, v.leader, err)})
+	v.next = -1
 }
 
 // gap records that stream sequences from to to hold nothing the leader's store

@@ -206,6 +206,31 @@ func (s section) positiveDuration(key string, dst *time.Duration) error {
 	return nil
 }
 
+// scrubInterval reads the scrub's interval: a duration in quotes ("24h"), or 0
+// (the scrub off). NATS's parser reads an unquoted 6h as a number, so a number
+// other than 0 is refused rather than taken as that many seconds.
+func (s section) scrubInterval(key string, dst *time.Duration) error {
+	v, ok := s.m[key]
+	if !ok {
+		return nil
+	}
+	switch v := v.(type) {
+	case int64:
+		if v == 0 {
+			*dst = 0
+			return nil
+		}
+	case string:
+		d, err := time.ParseDuration(v)
+		if err != nil || d < 0 {
+			return fmt.Errorf("%s: %q is not a duration: write one in quotes such as \"24h\", or \"0\" to turn the scrub off", s.name(key), v)
+		}
+		*dst = d
+		return nil
+	}
+	return fmt.Errorf("%s: %v is not a duration: write one in quotes such as \"24h\" (unquoted, it reads as a number), or 0 to turn the scrub off", s.name(key), v)
+}
+
 // sync reads a sync setting: always or an interval (see ParseSync). NATS's parser
 // reads an unquoted 2m as the number 2000000, so a number is refused.
 func (s section) sync(key string, dst *time.Duration) error {
@@ -285,7 +310,7 @@ func (s section) list(key string) ([]section, error) {
 func configFromMap(m map[string]any, cfg Config, dir string) (Config, error) {
 	root := section{m: m, dir: dir}
 	if err := root.check("name", "listen", "data", "sync", "cluster", "tls", "auth", "shutdown_timeout",
-		"auto_leader_rebalance", "leader_imbalance_check_interval", "auto_repair", "auto_repair_delay", "http_listen", "http", "kafka"); err != nil {
+		"auto_leader_rebalance", "leader_imbalance_check_interval", "auto_repair", "auto_repair_delay", "scrub", "scrub_interval", "http_listen", "http", "kafka"); err != nil {
 		return cfg, err
 	}
 	err := firstErr(
@@ -299,6 +324,8 @@ func configFromMap(m map[string]any, cfg Config, dir string) (Config, error) {
 		root.duration("leader_imbalance_check_interval", &cfg.LeaderImbalanceCheckInterval),
 		root.boolean("auto_repair", &cfg.AutoRepair),
 		root.duration("auto_repair_delay", &cfg.AutoRepairDelay),
+		root.boolean("scrub", &cfg.Scrub),
+		root.scrubInterval("scrub_interval", &cfg.ScrubInterval),
 	)
 	if err != nil {
 		return cfg, err

@@ -23,6 +23,8 @@ auto_leader_rebalance: false
 leader_imbalance_check_interval: "5m"
 auto_repair: false
 auto_repair_delay: "45s"
+scrub: false
+scrub_interval: "6h"
 cluster {
   name: prod
   listen: "127.0.0.1:6333"
@@ -65,6 +67,8 @@ func TestParseConfigFile(t *testing.T) {
 		{"leader imbalance check interval", cfg.LeaderImbalanceCheckInterval, 5 * time.Minute},
 		{"auto repair", cfg.AutoRepair, false},
 		{"auto repair delay", cfg.AutoRepairDelay, 45 * time.Second},
+		{"scrub", cfg.Scrub, false},
+		{"scrub interval", cfg.ScrubInterval, 6 * time.Hour},
 		{"cluster name", cfg.ClusterName, "prod"},
 		{"peers", len(cfg.Peers), 2},
 		{"cluster cert", cfg.ClusterTLS.Cert, filepath.Join(dir, "node.pem")},
@@ -108,6 +112,9 @@ func TestParseConfigErrors(t *testing.T) {
 		{"sync unquoted interval", "sync: 2m", `sync: 2000000 is not always or an interval: write always or an interval in quotes such as "2m"`},
 		{"sync zero", `sync: "0"`, `sync: "0" is neither always nor a positive interval`},
 		{"sync word", "sync: sometimes", `sync: "sometimes" is neither always nor a positive interval`},
+		{"scrub interval unquoted", "scrub_interval: 2m", `scrub_interval: 2000000 is not a duration`},
+		{"scrub interval word", `scrub_interval: "daily"`, `scrub_interval: "daily" is not a duration`},
+		{"scrub interval negative", `scrub_interval: "-1h"`, `scrub_interval: "-1h" is not a duration`},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

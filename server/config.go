@@ -64,6 +64,17 @@ type Config struct {
 	// seen before an automatic repair starts; a repair that failed is tried again
 	// ten delays later. Default 30s.
 	AutoRepairDelay time.Duration
+	// Scrub reads every partition copy this node stores back in the background,
+	// slowly, and records what it finds damaged (a batch that fails its CRC-32C,
+	// stream sequences its store no longer returns) as a read would, so that a
+	// damaged copy nobody reads is found and, with AutoRepair, rebuilt. Each node
+	// reads its own copies, from its own store. Default true.
+	Scrub bool
+	// ScrubInterval is how long one scrub pass over all the node's copies takes:
+	// the scrub reads at the bytes the node stores divided by it, and a pass begins
+	// at most once an interval. 0 turns the scrub off; at least 1s otherwise.
+	// Default 24h.
+	ScrubInterval time.Duration
 	// Sync is when JetStream's store is synced to disk (fsync). SyncAlways, the
 	// default (0), syncs every append before it is acknowledged: a record a producer
 	// saw acknowledged survives a power failure (on a quorum of its replicas).
@@ -140,6 +151,8 @@ func DefaultConfig() Config {
 		LeaderImbalanceCheckInterval: time.Minute,
 		AutoRepair:                   true,
 		AutoRepairDelay:              30 * time.Second,
+		Scrub:                        true,
+		ScrubInterval:                24 * time.Hour,
 	}
 }
 
@@ -200,6 +213,9 @@ func (c Config) Validate() error {
 	}
 	if c.AutoRepair && c.AutoRepairDelay <= 0 {
 		return fmt.Errorf("auto repair delay %v must be positive: set --auto-repair-delay (config auto_repair_delay) to a duration such as 30s, or turn automatic repair off with --auto-repair=false", c.AutoRepairDelay)
+	}
+	if c.Scrub && (c.ScrubInterval < 0 || c.ScrubInterval > 0 && c.ScrubInterval < minScrubInterval) {
+		return fmt.Errorf("scrub interval %v is not a duration of at least %v: set --scrub-interval (config scrub_interval) to one such as 24h, or to 0 (or --scrub=false) to turn the scrub off", c.ScrubInterval, minScrubInterval)
 	}
 	if c.Sync < 0 {
 		return fmt.Errorf("sync interval %v is negative: use always (the default) or a positive interval such as 1s", c.Sync)

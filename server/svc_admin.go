@@ -34,6 +34,7 @@ type Admin struct {
 	sync    time.Duration          // the node's sync interval (0: every append), for node info
 	kafka   atomic.Pointer[string] // the Kafka listener's advertised host:port, for node info
 	repairs repairCounts           // the repairs this node ran, by result
+	scrubs  scrubCounts            // what this node's scrub read and found
 	// repairing are the partition streams a repair runs on in this node now.
 	repairing sync.Map
 }

@@ -19,6 +19,8 @@ import (
 //   - Automatic preferred-leader election (see leaders_auto.go).
 //   - Automatic repair of damaged partition copies and of partitions left short
 //     of replicas (see repair_auto.go).
+//   - The scrub of the node's own partition copies (see scrub.go), on every
+//     node, a single one too.
 //   - The watch for a cut from the cluster (see isolation.go), in its own loop:
 //     the upkeep loop's requests can wait seconds.
 
@@ -36,13 +38,20 @@ type upkeep struct {
 	wg     sync.WaitGroup
 }
 
-// startUpkeep starts the upkeep loop of a clustered node.
+// startUpkeep starts the scrub, and the upkeep loop of a clustered node.
 func (n *Node) startUpkeep() {
+	ctx, cancel := context.WithCancel(context.Background())
+	n.upkeep.cancel = cancel
+	if n.cfg.scrubOn() {
+		n.upkeep.wg.Add(1)
+		go func() {
+			defer n.upkeep.wg.Done()
+			n.runScrub(ctx)
+		}()
+	}
 	if !n.cfg.clustered() {
 		return
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	n.upkeep.cancel = cancel
 	n.upkeep.wg.Add(2)
 	go func() {
 		defer n.upkeep.wg.Done()

@@ -52,6 +52,10 @@ func (a *app) serverCommand() *cli.Command {
 				Usage: "rebuild a replicated partition's damaged copy from its intact ones, and scale a partition left short of replicas back up, without being asked (=false: only 'qxd topic repair' does)"},
 			&cli.DurationFlag{Name: "auto-repair-delay", Value: def.AutoRepairDelay, EnvVars: []string{"QXD_AUTO_REPAIR_DELAY"},
 				Usage: "how long damage or a missing replica must have been seen before an automatic repair starts (`DURATION`)"},
+			&cli.BoolFlag{Name: "scrub", Value: def.Scrub, EnvVars: []string{"QXD_SCRUB"},
+				Usage: "read the node's own copy of every partition back in the background and record what fails its checks as damaged, so that --auto-repair rebuilds a damaged copy nobody reads (=false: only reads and 'qxd topic describe --verify-replicas' find damage)"},
+			&cli.StringFlag{Name: "scrub-interval", Value: strings.TrimSuffix(strings.TrimSuffix(def.ScrubInterval.String(), "0s"), "0m"), EnvVars: []string{"QXD_SCRUB_INTERVAL"},
+				Usage: "`DURATION` of one scrub pass over the node's copies: the scrub spreads its reads of the bytes the node stores over it; 0 turns the scrub off"},
 			&cli.StringFlag{Name: "http-listen", Value: def.HTTPListen, EnvVars: []string{"QXD_HTTP_LISTEN"},
 				Usage: "address `HOST:PORT` of the HTTP port: Prometheus metrics at /metrics, probes at /healthz and /readyz, the console at /; \"\" serves none (TLS and users as the node's, or the config file's http block)"},
 			&cli.IntFlag{Name: "http-max-partition-series", EnvVars: []string{"QXD_HTTP_MAX_PARTITION_SERIES"}, DefaultText: "5000",
@@ -92,6 +96,17 @@ func (a *app) runServer(c *cli.Context) error {
 	}
 	if c.IsSet("auto-repair-delay") || c.String("config") == "" {
 		cfg.AutoRepairDelay = c.Duration("auto-repair-delay")
+	}
+	if c.IsSet("scrub") || c.String("config") == "" {
+		cfg.Scrub = c.Bool("scrub")
+	}
+	if c.IsSet("scrub-interval") || c.String("config") == "" {
+		v := c.String("scrub-interval")
+		d, err := time.ParseDuration(strings.TrimSpace(v))
+		if err != nil {
+			return fmt.Errorf("--scrub-interval %q is not a duration: give one such as 24h or 6h, or 0 to turn the scrub off (default %v)", v, def.ScrubInterval)
+		}
+		cfg.ScrubInterval = d
 	}
 	if c.IsSet("sync") || c.String("config") == "" {
 		d, err := server.ParseSync(c.String("sync"))

@@ -189,6 +189,8 @@ func (n *procNode) stopTimed(timeout time.Duration) (time.Duration, int, error) 
 
 // The leader rebalancing flags reach the node: a check interval of zero is refused
 // with one line, unless automatic rebalancing is off.
+// A bad --auto-repair-delay or --scrub-interval is refused with one line naming
+// the flag, before the data dir is touched; --scrub-interval 0 turns the scrub off.
 func TestServerLeaderRebalanceFlags(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
@@ -208,8 +210,23 @@ func TestServerLeaderRebalanceFlags(t *testing.T) {
 	if entries, _ := os.ReadDir(dir); len(entries) > 0 {
 		t.Errorf("a refused --auto-repair-delay left %d entries in the data dir", len(entries))
 	}
+	for _, c := range []struct{ value, want string }{
+		{"-5s", "scrub interval -5s"},
+		{"10ms", "scrub interval 10ms"},
+		{"daily", `--scrub-interval "daily" is not a duration`},
+	} {
+		dir := t.TempDir()
+		err = run(ctx, []string{"qxd", "server", "--listen", "127.0.0.1:0", "--data", dir,
+			"--scrub-interval", c.value}, strings.NewReader(""), &out, &out)
+		if err == nil || !strings.Contains(err.Error(), c.want) || !strings.Contains(err.Error(), "--scrub-interval") || strings.Contains(err.Error(), "\n") {
+			t.Errorf("qxd server --scrub-interval %s: %v, want one line naming the flag (%q)", c.value, err, c.want)
+		}
+		if entries, _ := os.ReadDir(dir); len(entries) > 0 {
+			t.Errorf("a refused --scrub-interval %s left %d entries in the data dir", c.value, len(entries))
+		}
+	}
 	s := startServer(t, "--listen", "127.0.0.1:0", "--data", t.TempDir(),
-		"--auto-leader-rebalance=false", "--leader-imbalance-check-interval", "0s")
+		"--auto-leader-rebalance=false", "--leader-imbalance-check-interval", "0s", "--scrub-interval", "0")
 	if err := s.stop(t); err != nil {
 		t.Errorf("stop: %v", err)
 	}

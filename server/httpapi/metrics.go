@@ -90,6 +90,9 @@ var (
 	descFSParts  = desc("qxd_kafka_fetch_session_partitions", "Partitions held in the Kafka listener's fetch sessions, summed over them (Kafka's NumIncrementalFetchPartitionsCached).")
 	descFSEvict  = desc("qxd_kafka_fetch_session_evictions_total", "Fetch sessions the Kafka listener evicted to make room for new ones since it started (Kafka's IncrementalFetchSessionEvictionsPerSec).")
 	descRepairs  = desc("qxd_partition_repairs_total", "Partition repairs this node ran since it started, asked for or automatic, by result: rebuilt (a damaged copy rebuilt and read back intact), restored (a partition short of replicas scaled back up), refused (nothing changed: the partition was not fit for it), failed.", "result")
+	descScrubB   = desc("qxd_scrub_bytes_total", "Bytes the scrub read back from this node's partition copies since the node started.")
+	descScrubD   = desc("qxd_scrub_damage_found_total", "Damaged stretches (a batch failing its checks, stream sequences the store did not return) the scrub found in this node's partition copies since the node started; each is recorded as a read's report is.")
+	descScrubP   = desc("qxd_scrub_passes_total", "Scrub passes over all this node's partition copies completed since the node started.")
 	descOver     = desc("qxd_metrics_partitions_over_limit", "Partitions (and group partitions) without series of their own, past the HTTP port's limit of partition series: their counters and sizes are in the series labelled (other).", "kind")
 )
 
@@ -258,7 +261,7 @@ func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 	m.kafkaRequests.Describe(ch)
 	m.fetchRecords.Describe(ch)
 	m.fetchBytes.Describe(ch)
-	for _, d := range []*prometheus.Desc{descFSess, descFSParts, descFSEvict, descRepairs, descGTotal, descOver, descBMsgs, descBFailed, descBBacklog, descBRunning, descLogStart, descHWM, descLSO, descStored, descBatches, descLed, descReady, descJS,
+	for _, d := range []*prometheus.Desc{descFSess, descFSParts, descFSEvict, descRepairs, descScrubB, descScrubD, descScrubP, descGTotal, descOver, descBMsgs, descBFailed, descBBacklog, descBRunning, descLogStart, descHWM, descLSO, descStored, descBatches, descLed, descReady, descJS,
 		descSync, descMetaLead, descNodes, descParts, descUnder, descNoLeader, descCoord, descGState, descGMembers,
 		descGGen, descGOffset, descGLag, descErrors} {
 		ch <- d
@@ -286,6 +289,10 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 		for _, r := range []string{server.RepairRebuilt, server.RepairRestored, server.RepairRefused, server.RepairFailed} {
 			ch <- prometheus.MustNewConstMetric(descRepairs, prometheus.CounterValue, float64(counts[r]), r)
 		}
+		sc := a.ScrubStats()
+		ch <- prometheus.MustNewConstMetric(descScrubB, prometheus.CounterValue, float64(sc.Bytes))
+		ch <- prometheus.MustNewConstMetric(descScrubD, prometheus.CounterValue, float64(sc.Damage))
+		ch <- prometheus.MustNewConstMetric(descScrubP, prometheus.CounterValue, float64(sc.Passes))
 	}
 	m.collectState(ch, m.state())
 }
