@@ -38,7 +38,9 @@ import (
 // healthy node led, and fails when one exceeds kafkaDrillBound (the faulty node's
 // partitions, JetStream's election and a second more) or kafkaDrillHealthyBound
 // (the healthy nodes'). Nothing acknowledged may be lost, doubled or reordered in
-// the log, and every acknowledged record reaches the group.
+// the log, and every acknowledged record reaches the group. With
+// QXD_KAFKA_FAST_TIMEOUTS=1 the producer gives up on a request after 5 s instead
+// of franz-go's 20 s.
 func TestKafkaFaultDrill(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds a network of namespaces and starts three qxd processes; skipped with -short")
@@ -95,6 +97,12 @@ func TestKafkaFaultDrill(t *testing.T) {
 	defer member.Close()
 	popts := []kgo.Opt{kgo.SeedBrokers(seeds...), kgo.RequiredAcks(kgo.AllISRAcks()),
 		kgo.ProducerLinger(0), kgo.RecordDeliveryTimeout(2 * time.Minute), kgo.ClientID("kafka-drill-producer")}
+	if os.Getenv("QXD_KAFKA_FAST_TIMEOUTS") == "1" {
+		// A produce request unanswered for 3 s + 2 s is abandoned and sent
+		// again, to another broker once the metadata names one (franz-go's
+		// defaults are 10 s + 10 s).
+		popts = append(popts, kgo.ProduceRequestTimeout(3*time.Second), kgo.RequestTimeoutOverhead(2*time.Second))
+	}
 	if dir := os.Getenv("QXD_TEST_KEEP_LOGS"); dir != "" {
 		f, err := os.CreateTemp(dir, "kafka-drill-producer-*.log")
 		if err != nil {
