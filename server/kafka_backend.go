@@ -55,6 +55,10 @@ type kafkaBackend struct {
 	// parts is the partition count of each topic as Metadata last answered it,
 	// for answers while the topic's record cannot be read.
 	parts map[string]int32
+	// leaders is each partition's leader as Metadata last answered it, by
+	// stream, for the partitions whose leader this node's RAFT view cannot
+	// name while the topic's record cannot be read.
+	leaders map[string]kafka.PartitionInfo
 }
 
 var _ kafka.Backend = (*kafkaBackend)(nil)
@@ -122,7 +126,7 @@ func (n *Node) startKafka() error {
 		nc.Close()
 		return kafkaListenErr(n.cfg.KafkaListen, err)
 	}
-	b := &kafkaBackend{n: n, nc: nc, addrs: map[string]kafka.Broker{}, parts: map[string]int32{}, advertise: advertised(n.cfg, ln.Addr())}
+	b := &kafkaBackend{n: n, nc: nc, addrs: map[string]kafka.Broker{}, parts: map[string]int32{}, leaders: map[string]kafka.PartitionInfo{}, advertise: advertised(n.cfg, ln.Addr())}
 	kcfg := kafka.Config{Listener: ln, Backend: b, Logger: n.log, Observer: &n.obs, FetchSessionSlots: n.cfg.KafkaFetchSessionSlots,
 		FetchSessionEviction: n.cfg.KafkaFetchSessionEviction}
 	if kcfg.FetchSessionSlots == 0 {
@@ -744,6 +748,11 @@ func (b *kafkaBackend) Cluster(ctx context.Context, topics []string) (kafka.Clus
 			if len(pi.Replicas) == 0 && pi.Leader >= 0 {
 				pi.Replicas, pi.ISR = []int32{pi.Leader}, []int32{pi.Leader}
 			}
+			if pi.Leader >= 0 && ti.Err == nil {
+				b.mu.Lock()
+				b.leaders[semantics.StreamName(t.Name, p.Partition)] = pi
+				b.mu.Unlock()
+			}
 			ti.Partitions = append(ti.Partitions, pi)
 		}
 		cl.Topics = append(cl.Topics, ti)
@@ -766,8 +775,9 @@ func (b *kafkaBackend) knownTopic(name string) (semantics.TopicMeta, bool) {
 
 // knownTopicInfo is the Metadata answer for topic t from this node's own view:
 // each partition's leader as its replica here knows it (localLeader), with the
-// leader's epoch, or, on a single node, this node; a partition whose leader the
-// node does not know has none (LEADER_NOT_AVAILABLE, for clients to ask again).
+// leader's epoch, or, on a single node, this node; else the leader Metadata last
+// answered for it; a partition whose leader the node does not know has none
+// (LEADER_NOT_AVAILABLE, for clients to ask again).
 func (b *kafkaBackend) knownTopicInfo(ctx context.Context, t semantics.TopicMeta, brokers map[string]kafka.Broker) kafka.TopicInfo {
 	ti := kafka.TopicInfo{Name: t.Name}
 	if id, err := base64.RawURLEncoding.DecodeString(t.ID); err == nil && len(id) == 16 {
@@ -789,6 +799,14 @@ func (b *kafkaBackend) knownTopicInfo(ctx context.Context, t semantics.TopicMeta
 					pi.Offline = append(pi.Offline, brokerID(r))
 				}
 			}
+		} else {
+			// The node's RAFT view does not name the leader (a peer whose
+			// name it has not learnt yet): the leader Metadata last answered.
+			b.mu.Lock()
+			if last, ok := b.leaders[stream]; ok {
+				pi = last
+			}
+			b.mu.Unlock()
 		}
 		ti.Partitions = append(ti.Partitions, pi)
 	}

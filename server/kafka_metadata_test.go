@@ -64,10 +64,12 @@ func topicLookupFails(t *testing.T, nodes []*server.Node) {
 		rt := kmsg.NewMetadataRequestTopic()
 		rt.Topic = kmsg.StringPtr(topic)
 		req.Topics = append(req.Topics, rt)
-		resp, err := req.RequestWith(ctx, cl)
+		// Asked of n, always: the answer is n's view.
+		r, err := cl.SeedBrokers()[0].RetriableRequest(ctx, req)
 		if err != nil {
 			t.Fatal(err)
 		}
+		resp := r.(*kmsg.MetadataResponse)
 		if len(resp.Topics) != 1 {
 			t.Fatalf("metadata answers %d topics, want 1", len(resp.Topics))
 		}
