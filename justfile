@@ -71,6 +71,13 @@ eos duration="2m" client="sdk":
 drill fault="pause" pause="15s" target="leader" via="healthy":
     QXD_DRILL_FAULT={{fault}} QXD_DRILL_PAUSE={{pause}} QXD_DRILL_TARGET={{target}} QXD_DRILL_VIA={{via}} go test -tags chaos -count=1 -run TestFaultDrill -v -timeout 15m ./cmd/qxd/
 
+# The fault drill for Kafka clients: franz-go producer (keyed, acks=all) and group
+# member through a partition leader that is killed, paused or cut off
+# (fault=kill|pause|cut; root, network namespaces); prints the longest
+# acknowledgement wait on the faulty and on healthy nodes (the SUMMARY line).
+kafka-drill fault="cut" hold="15s":
+    QXD_KAFKA_FAULT={{fault}} QXD_CUT_HOLD={{hold}} go test -tags chaos -count=1 -run 'TestKafkaFaultDrill$' -v -timeout 15m ./cmd/qxd/
+
 # Every drill of docs/operations.md in turn (about 15 minutes; the cuts need root),
 # printing their SUMMARY lines.
 drills:

@@ -55,6 +55,10 @@ type kafkaBackend struct {
 	// parts is the partition count of each topic as Metadata last answered it,
 	// for answers while the topic's record cannot be read.
 	parts map[string]int32
+	// leaders is each partition's leader as Metadata last answered it, by
+	// stream, for the partitions whose leader this node's RAFT view cannot
+	// name while the topic's record cannot be read.
+	leaders map[string]kafka.PartitionInfo
 }
 
 var _ kafka.Backend = (*kafkaBackend)(nil)
@@ -122,7 +126,7 @@ func (n *Node) startKafka() error {
 		nc.Close()
 		return kafkaListenErr(n.cfg.KafkaListen, err)
 	}
-	b := &kafkaBackend{n: n, nc: nc, addrs: map[string]kafka.Broker{}, parts: map[string]int32{}, advertise: advertised(n.cfg, ln.Addr())}
+	b := &kafkaBackend{n: n, nc: nc, addrs: map[string]kafka.Broker{}, parts: map[string]int32{}, leaders: map[string]kafka.PartitionInfo{}, advertise: advertised(n.cfg, ln.Addr())}
 	kcfg := kafka.Config{Listener: ln, Backend: b, Logger: n.log, Observer: &n.obs, FetchSessionSlots: n.cfg.KafkaFetchSessionSlots,
 		FetchSessionEviction: n.cfg.KafkaFetchSessionEviction}
 	if kcfg.FetchSessionSlots == 0 {
@@ -675,6 +679,18 @@ func (b *kafkaBackend) Cluster(ctx context.Context, topics []string) (kafka.Clus
 			copy(ti.ID[:], id)
 		}
 		switch {
+		case t.Error != nil && semantics.IsRetriable(t.Error.Err()) && !cutOff:
+			if known, ok := b.knownTopic(t.Name); ok {
+				// The topic's record could not be read now (the topics
+				// bucket's leader was lost and the others have not elected
+				// another), but the node knows the topic from the bucket's
+				// watch, and its partitions' leaders from their own RAFT
+				// groups: a partition that has a leader keeps it, so that
+				// clients go on producing to it while the bucket elects.
+				cl.Topics = append(cl.Topics, b.knownTopicInfo(ctx, known, brokers))
+				continue
+			}
+			fallthrough
 		case t.Error != nil && semantics.IsRetriable(t.Error.Err()):
 			// The topic's record could not be read now (the topics bucket
 			// has no leader for a moment, say): the topic has not changed.
@@ -732,11 +748,69 @@ func (b *kafkaBackend) Cluster(ctx context.Context, topics []string) (kafka.Clus
 			if len(pi.Replicas) == 0 && pi.Leader >= 0 {
 				pi.Replicas, pi.ISR = []int32{pi.Leader}, []int32{pi.Leader}
 			}
+			if pi.Leader >= 0 && ti.Err == nil {
+				b.mu.Lock()
+				b.leaders[semantics.StreamName(t.Name, p.Partition)] = pi
+				b.mu.Unlock()
+			}
 			ti.Partitions = append(ti.Partitions, pi)
 		}
 		cl.Topics = append(cl.Topics, ti)
 	}
 	return cl, nil
+}
+
+// knownTopic is the topic as this node's writers know it from the topics
+// bucket's watch, if it is ready.
+func (b *kafkaBackend) knownTopic(name string) (semantics.TopicMeta, bool) {
+	w := b.n.writers
+	if w == nil {
+		return semantics.TopicMeta{}, false
+	}
+	w.mu.Lock()
+	t, ok := w.topics[name]
+	w.mu.Unlock()
+	return t, ok && t.State == semantics.TopicReady
+}
+
+// knownTopicInfo is the Metadata answer for topic t from this node's own view:
+// each partition's leader as its replica here knows it (localLeader), with the
+// leader's epoch, or, on a single node, this node; else the leader Metadata last
+// answered for it; a partition whose leader the node does not know has none
+// (LEADER_NOT_AVAILABLE, for clients to ask again).
+func (b *kafkaBackend) knownTopicInfo(ctx context.Context, t semantics.TopicMeta, brokers map[string]kafka.Broker) kafka.TopicInfo {
+	ti := kafka.TopicInfo{Name: t.Name}
+	if id, err := base64.RawURLEncoding.DecodeString(t.ID); err == nil && len(id) == 16 {
+		copy(ti.ID[:], id)
+	}
+	clustered := b.n.ns.JetStreamIsClustered()
+	for p := range t.Config.Partitions {
+		stream := semantics.StreamName(t.Name, p)
+		pi := kafka.PartitionInfo{Partition: p, Leader: -1, LeaderEpoch: -1, Replicas: []int32{}, ISR: []int32{}, Offline: []int32{}}
+		if !clustered {
+			pi.Leader, pi.LeaderEpoch = b.advertise.ID, b.n.epochs.of(ctx, stream)
+			pi.Replicas, pi.ISR = []int32{pi.Leader}, []int32{pi.Leader}
+		} else if leader, replicas, term := b.localLeader(stream); leader != "" {
+			pi.Leader, pi.LeaderEpoch = brokerID(leader), term
+			pi.ISR = []int32{pi.Leader}
+			for _, r := range replicas {
+				pi.Replicas = append(pi.Replicas, brokerID(r))
+				if _, up := brokers[r]; !up {
+					pi.Offline = append(pi.Offline, brokerID(r))
+				}
+			}
+		} else {
+			// The node's RAFT view does not name the leader (a peer whose
+			// name it has not learnt yet): the leader Metadata last answered.
+			b.mu.Lock()
+			if last, ok := b.leaders[stream]; ok {
+				pi = last
+			}
+			b.mu.Unlock()
+		}
+		ti.Partitions = append(ti.Partitions, pi)
+	}
+	return ti
 }
 
 // localLeader is the leader of a partition stream as this node's replica knows

@@ -1,0 +1,407 @@
+//go:build chaos
+
+package main
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/qxd-io/qxd"
+	"github.com/qxd-io/qxd/semantics"
+)
+
+// TestKafkaFaultDrill drills Kafka clients through a sick partition leader: three
+// node processes in their own network namespaces, a franz-go producer (keyed
+// records, acks=all, idempotent) and a franz-go group member, both bootstrapped
+// with every node's Kafka address. The node that leads the groups bucket (the
+// group's coordinator) and some of the topic's partitions gets the fault named by
+// QXD_KAFKA_FAULT:
+//
+//   - kill: SIGKILL, restarted after QXD_CUT_HOLD (15 s);
+//   - pause: SIGSTOP, SIGCONT after QXD_CUT_HOLD;
+//   - cut: its link to the other nodes down (its clients still reach it), up
+//     after QXD_CUT_HOLD.
+//
+// Every key is produced one record at a time and every acknowledgement timed; the
+// test reports the longest wait for a partition the faulty node led and for one a
+// healthy node led, and fails when one exceeds kafkaDrillBound (the faulty node's
+// partitions, JetStream's election and a second more) or kafkaDrillHealthyBound
+// (the healthy nodes'). Nothing acknowledged may be lost, doubled or reordered in
+// the log, and every acknowledged record reaches the group. With
+// QXD_KAFKA_FAST_TIMEOUTS=1 the producer gives up on a request after 5 s instead
+// of franz-go's 20 s.
+func TestKafkaFaultDrill(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds a network of namespaces and starts three qxd processes; skipped with -short")
+	}
+	fault := os.Getenv("QXD_KAFKA_FAULT")
+	if fault == "" {
+		fault = "cut"
+	}
+	if !slices.Contains([]string{"kill", "pause", "cut"}, fault) {
+		t.Fatalf("QXD_KAFKA_FAULT=%q: use kill (SIGKILL, then restart), pause (SIGSTOP, then SIGCONT) or cut (links down, then up)", fault)
+	}
+	hold := cutHold(t)
+	const (
+		// A partition whose leader fails waits for JetStream's election (4–9 s),
+		// then a second for the client to find the new leader.
+		kafkaDrillBound = 10 * time.Second
+		// A partition a healthy node leads waits for nothing but the load.
+		kafkaDrillHealthyBound = 3 * time.Second
+		partitions             = 6
+		keys                   = 12
+	)
+	lab := newNetnsLab(t, 3)
+	bin := drillBin(t)
+	layout := lab.layout()
+	for i := range lab.nodes {
+		layout.kafka = append(layout.kafka, lab.clientIP(i)+":9092")
+	}
+	cl := startProcCluster(t, bin, layout)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+
+	const topic, groupID = "kafka-drill", "g-kafka-drill"
+	admin := connect(t, cl.urls())
+	if _, err := admin.Admin().CreateTopic(ctx, topic, qxd.TopicConfig{Partitions: partitions, Replicas: 3}); err != nil {
+		t.Fatalf("create topic: %v", err)
+	}
+	buckets := bucketLeaders(ctx, t, cl.urls())
+	victim := cl.node(buckets[semantics.GroupsBucket])
+	if victim == nil {
+		t.Fatalf("the groups bucket's leader %q is not one of the nodes", buckets[semantics.GroupsBucket])
+	}
+	vi := slices.Index(cl.nodes, victim)
+	var seeds []string
+	for _, n := range cl.nodes {
+		seeds = append(seeds, n.kafka)
+	}
+
+	d := &kafkaDrillLedger{acked: map[string]kafkaAck{}, consumed: map[string]int{}}
+	member, err := kgo.NewClient(kgo.SeedBrokers(seeds...), kgo.ConsumerGroup(groupID), kgo.ConsumeTopics(topic),
+		kgo.FetchMaxWait(500*time.Millisecond), kgo.ClientID("kafka-drill-member"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer member.Close()
+	popts := []kgo.Opt{kgo.SeedBrokers(seeds...), kgo.RequiredAcks(kgo.AllISRAcks()),
+		kgo.ProducerLinger(0), kgo.RecordDeliveryTimeout(2 * time.Minute), kgo.ClientID("kafka-drill-producer")}
+	if os.Getenv("QXD_KAFKA_FAST_TIMEOUTS") == "1" {
+		// A produce request unanswered for 3 s + 2 s is abandoned and sent
+		// again, to another broker once the metadata names one (franz-go's
+		// defaults are 10 s + 10 s).
+		popts = append(popts, kgo.ProduceRequestTimeout(3*time.Second), kgo.RequestTimeoutOverhead(2*time.Second))
+	}
+	if dir := os.Getenv("QXD_TEST_KEEP_LOGS"); dir != "" {
+		f, err := os.CreateTemp(dir, "kafka-drill-producer-*.log")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		t.Logf("producer log in %s", f.Name())
+		popts = append(popts, kgo.WithLogger(kgo.BasicLogger(f, kafkaDrillLogLevel(), func() string { return time.Now().Format("15:04:05.000 ") })))
+	}
+	prod, err := kgo.NewClient(popts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer prod.Close()
+
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for k := range keys {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			key := fmt.Appendf(nil, "key-%02d", k)
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				r := &kgo.Record{Topic: topic, Key: key, Value: fmt.Appendf(nil, "%s/%09d", key, i)}
+				began := time.Now()
+				if err := prod.ProduceSync(ctx, r).FirstErr(); err != nil {
+					t.Errorf("produce %s: %v", r.Value, err)
+					return
+				}
+				d.ack(r, began, time.Now())
+				time.Sleep(5 * time.Millisecond)
+			}
+		}()
+	}
+	memberDone := make(chan struct{})
+	go func() {
+		defer close(memberDone)
+		for ctx.Err() == nil {
+			fs := member.PollFetches(ctx)
+			if fs.IsClientClosed() {
+				return
+			}
+			d.consume(fs)
+		}
+	}()
+	for wait := time.Now(); d.consumedCount() == 0; time.Sleep(100 * time.Millisecond) {
+		if time.Since(wait) > 45*time.Second {
+			t.Fatalf("the group member consumed nothing within 45 s")
+		}
+	}
+	waitWatching(ctx, t, cl)
+	time.Sleep(2 * time.Second)
+
+	// The partitions the faulty node leads, as the cluster says just before.
+	led := map[int32]bool{}
+	for p := range int32(partitions) {
+		if l, err := leaderOf(ctx, admin, topic, p); err == nil && l == victim.name {
+			led[p] = true
+		}
+	}
+	if len(led) == 0 || len(led) == partitions {
+		t.Fatalf("want %s to lead some partitions but not all (it leads %d of %d)", victim.name, len(led), partitions)
+	}
+	faultAt := time.Now()
+	switch fault {
+	case "kill":
+		if err := victim.kill(); err != nil {
+			t.Fatal(err)
+		}
+	case "pause":
+		if err := victim.signal(syscall.SIGSTOP); err != nil {
+			t.Fatal(err)
+		}
+	case "cut":
+		if err := lab.cut(vi); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Logf("%s %s (coordinates the group, leads %v) for %v", fault, victim.name, slices.Sorted(maps.Keys(led)), hold)
+	time.Sleep(hold - time.Since(faultAt))
+	switch fault {
+	case "kill":
+		if err := victim.start(); err != nil {
+			t.Fatal(err)
+		}
+	case "pause":
+		if err := victim.signal(syscall.SIGCONT); err != nil {
+			t.Fatal(err)
+		}
+	case "cut":
+		if err := lab.heal(vi); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Logf("%s is back (%s)", victim.name, map[string]string{"kill": "restarted", "pause": "SIGCONT", "cut": "healed"}[fault])
+	time.Sleep(10 * time.Second)
+	close(stop)
+	wg.Wait()
+	// Every record acknowledged reaches the member.
+	for wait := time.Now(); d.missing() > 0 && time.Since(wait) < 45*time.Second; time.Sleep(200 * time.Millisecond) {
+	}
+	member.Close()
+	<-memberDone
+	endAt := time.Now()
+
+	// The stalls: the longest wait of a record in flight from the fault to 10 s
+	// after the node's return, per partition.
+	longest, began := d.longest(faultAt, endAt)
+	var faulty, healthy time.Duration
+	var faultyP, healthyP int32 = -1, -1
+	for p, w := range longest {
+		switch {
+		case led[p] && w > faulty:
+			faulty, faultyP = w, p
+		case !led[p] && w > healthy:
+			healthy, healthyP = w, p
+		}
+	}
+	lost, doubled, reordered := kafkaDrillCheckLog(ctx, t, seeds, topic, d)
+	missing, again := d.missing(), d.readAgain()
+	t.Logf("SUMMARY kafka %s %v of %s: longest produce wait %v (p%d, led by %s), %v (p%d, led by a healthy node); %d records acknowledged; log: %d lost, %d doubled, %d out of order; group: %d never consumed, %d consumed again; load %s",
+		fault, hold, victim.name, faulty.Round(time.Millisecond), faultyP, victim.name, healthy.Round(time.Millisecond), healthyP,
+		d.ackedCount(), lost, doubled, reordered, missing, again, loadAvg())
+	for _, p := range slices.Sorted(maps.Keys(longest)) {
+		t.Logf("p%d (led by %s before the fault: %v): longest wait %v, from %v after the fault", p, victim.name, led[p], longest[p].Round(time.Millisecond), began[p].Sub(faultAt).Round(time.Millisecond))
+	}
+	if faulty > kafkaDrillBound {
+		t.Errorf("a record to p%d, which %s led, waited %v for its acknowledgement, want at most %v", faultyP, victim.name, faulty.Round(time.Millisecond), kafkaDrillBound)
+	}
+	if healthy > kafkaDrillHealthyBound {
+		t.Errorf("a record to p%d, which a healthy node led, waited %v for its acknowledgement, want at most %v", healthyP, healthy.Round(time.Millisecond), kafkaDrillHealthyBound)
+	}
+	if lost+doubled+reordered > 0 {
+		t.Errorf("the log lost %d acknowledged records, holds %d twice and %d out of their key's order", lost, doubled, reordered)
+	}
+	if missing > 0 {
+		t.Errorf("%d acknowledged records never reached the group", missing)
+	}
+}
+
+// kafkaDrillLogLevel is the producer log's level: debug with
+// QXD_KAFKA_DRILL_DEBUG=1, else info.
+func kafkaDrillLogLevel() kgo.LogLevel {
+	if os.Getenv("QXD_KAFKA_DRILL_DEBUG") == "1" {
+		return kgo.LogLevelDebug
+	}
+	return kgo.LogLevelInfo
+}
+
+// kafkaAck is one acknowledged record: where it was stored and how long its
+// acknowledgement took.
+type kafkaAck struct {
+	partition int32
+	offset    int64
+	began     time.Time
+	took      time.Duration
+}
+
+// kafkaDrillLedger keeps what the drill's producer had acknowledged and what its
+// group member consumed, by record value.
+type kafkaDrillLedger struct {
+	mu       sync.Mutex
+	acked    map[string]kafkaAck
+	consumed map[string]int
+}
+
+func (d *kafkaDrillLedger) ack(r *kgo.Record, began, at time.Time) {
+	d.mu.Lock()
+	d.acked[string(r.Value)] = kafkaAck{r.Partition, r.Offset, began, at.Sub(began)}
+	d.mu.Unlock()
+}
+
+func (d *kafkaDrillLedger) consume(fs kgo.Fetches) {
+	d.mu.Lock()
+	fs.EachRecord(func(r *kgo.Record) { d.consumed[string(r.Value)]++ })
+	d.mu.Unlock()
+}
+
+func (d *kafkaDrillLedger) consumedCount() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return len(d.consumed)
+}
+
+func (d *kafkaDrillLedger) ackedCount() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return len(d.acked)
+}
+
+// missing is how many acknowledged records the member has not consumed.
+func (d *kafkaDrillLedger) missing() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	n := 0
+	for v := range d.acked {
+		if d.consumed[v] == 0 {
+			n++
+		}
+	}
+	return n
+}
+
+// readAgain is how many records the member consumed more than once (a group
+// reads at least once: those it read again after a rebalance).
+func (d *kafkaDrillLedger) readAgain() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	n := 0
+	for _, c := range d.consumed {
+		if c > 1 {
+			n++
+		}
+	}
+	return n
+}
+
+// longest is, per partition, the longest wait of a record whose wait overlapped
+// from..to.
+func (d *kafkaDrillLedger) longest(from, to time.Time) (map[int32]time.Duration, map[int32]time.Time) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	out, began := map[int32]time.Duration{}, map[int32]time.Time{}
+	for _, a := range d.acked {
+		if a.began.Add(a.took).After(from) && a.began.Before(to) && a.took > out[a.partition] {
+			out[a.partition], began[a.partition] = a.took, a.began
+		}
+	}
+	return out, began
+}
+
+// kafkaDrillCheckLog reads every partition from its start with a client of its
+// own and counts the acknowledged records not at their acknowledged offset (lost),
+// the records stored twice, and the records of a key stored out of the order the
+// key's producer sent them.
+func kafkaDrillCheckLog(ctx context.Context, t *testing.T, seeds []string, topic string, d *kafkaDrillLedger) (lost, doubled, reordered int) {
+	t.Helper()
+	d.mu.Lock()
+	want := map[int32]int64{} // partition → offset past the last acknowledged record
+	for _, a := range d.acked {
+		want[a.partition] = max(want[a.partition], a.offset+1)
+	}
+	d.mu.Unlock()
+	offs := map[string]map[int32]kgo.Offset{topic: {}}
+	for p := range want {
+		offs[topic][p] = kgo.NewOffset().AtStart()
+	}
+	c, err := kgo.NewClient(kgo.SeedBrokers(seeds...), kgo.ConsumePartitions(offs), kgo.FetchMaxWait(500*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	stored := map[string][]int64{} // value → offsets holding it
+	last := map[string]int64{}     // key → last sequence read
+	next := map[int32]int64{}
+	rctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	for rctx.Err() == nil {
+		done := true
+		for p, w := range want {
+			if next[p] < w {
+				done = false
+			}
+		}
+		if done {
+			break
+		}
+		fs := c.PollFetches(rctx)
+		fs.EachRecord(func(r *kgo.Record) {
+			next[r.Partition] = max(next[r.Partition], r.Offset+1)
+			v := string(r.Value)
+			stored[v] = append(stored[v], r.Offset)
+			k, seq, _ := strings.Cut(v, "/")
+			n, _ := strconv.ParseInt(seq, 10, 64)
+			if l, ok := last[k]; ok && n <= l {
+				reordered++
+			}
+			last[k] = n
+		})
+	}
+	if rctx.Err() != nil {
+		t.Errorf("reading the log back: %v (read to %v, want %v)", rctx.Err(), next, want)
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for v, a := range d.acked {
+		if !slices.Contains(stored[v], a.offset) {
+			lost++
+		}
+	}
+	for _, o := range stored {
+		if len(o) > 1 {
+			doubled++
+		}
+	}
+	return lost, doubled, reordered
+}
