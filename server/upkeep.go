@@ -21,6 +21,8 @@ import (
 //     of replicas (see repair_auto.go).
 //   - The watch for a cut from the cluster (see isolation.go), in its own loop:
 //     the upkeep loop's requests can wait seconds.
+//   - The watch that makes RAFT groups without a live leader campaign early (see
+//     raft_campaign.go), in its own loop too.
 
 // upkeepEvery is how often the upkeep loop looks at the buckets' replicas.
 const upkeepEvery = 2 * time.Second
@@ -43,10 +45,14 @@ func (n *Node) startUpkeep() {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	n.upkeep.cancel = cancel
-	n.upkeep.wg.Add(2)
+	n.upkeep.wg.Add(3)
 	go func() {
 		defer n.upkeep.wg.Done()
 		n.watchIsolation(ctx)
+	}()
+	go func() {
+		defer n.upkeep.wg.Done()
+		n.watchElections(ctx)
 	}()
 	go func() {
 		defer n.upkeep.wg.Done()
