@@ -48,12 +48,13 @@ import (
 // higher term makes a live leader step down. The conditions keep that away from
 // a group with a live leader: (a) needs the group to have no leader on this node
 // for a while, which a follower of a live leader never sees, and (b) needs its
-// leader's node unreachable from this node, which while it lives is a cut (and
-// then its leader steps down within 10–20 s for a lost quorum anyway). A node
+// leader's node unreachable from this node, which while it lives is a cut
+// between the two (and then this node's own election timer calls the same
+// election 4–9 s later: it hears no heartbeat). A node
 // that woke from a pause is the case to fear: its groups are behind and its
 // terms ahead. It does not campaign early: it counts itself cut off for seconds
 // after it wakes (nobody answered its probes meanwhile), and a check that comes
-// long after the one before (a pause, or a starved process) forgets what the
+// electionGap after the one before (a pause) forgets what the
 // watch knew, so no group counts as seen current until it follows a leader
 // again. The followers of a dead leader campaign one after the other
 // (campaignRank), so that one asks for votes first and the others grant it (a
@@ -78,8 +79,10 @@ const (
 	// it campaign again, if it still has no leader (a split vote).
 	electionRetryAfter = 2 * time.Second
 	// electionGap is how long between two checks makes the watch forget what it
-	// knew: the node was paused or starved, and its groups may be behind.
-	electionGap = time.Second
+	// knew: the node was paused, and its groups may be behind and their terms
+	// ahead. A shorter pause or a starved process (checks late under load)
+	// leaves the terms alone: no election timer fires within 4 s.
+	electionGap = 3 * time.Second
 	// electionListEvery is how often the watch lists the node's RAFT groups.
 	electionListEvery = time.Second
 )
