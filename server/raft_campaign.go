@@ -83,7 +83,9 @@ const (
 	// ahead. A shorter pause or a starved process (checks late under load)
 	// leaves the terms alone: no election timer fires within 4 s.
 	electionGap = 3 * time.Second
-	// electionListEvery is how often the watch lists the node's RAFT groups.
+	// electionListEvery is how often the watch lists the node's RAFT groups. A
+	// group whose leader it has not seen yet (one that lost its leader within
+	// about a second of its start) waits for JetStream's own election.
 	electionListEvery = time.Second
 )
 

@@ -285,6 +285,18 @@ func TestLeaderlessGroupElectedQuickly(t *testing.T) {
 	if lrn == nil {
 		t.Fatalf("no RAFT node %s on %s", group, leader.Name())
 	}
+	// The leader's node lists its RAFT groups every second: a group it has not
+	// seen led yet is not one it knows to be current.
+	for {
+		since := lrn.LeaderSince()
+		if since != nil && time.Since(*since) > 1500*time.Millisecond {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("%s has not led %s for 1.5 s", leader.Name(), stream)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 	var frns []natsserver.RaftNode
 	for _, n := range nodes {
 		if n != leader {
@@ -301,17 +313,21 @@ func TestLeaderlessGroupElectedQuickly(t *testing.T) {
 		t.Fatalf("step down: %v", err)
 	}
 	// The followers leave observer mode once the leader has gone quiet: its last
-	// message, the leadership handed over, has come and gone.
+	// message, the leadership handed over, has come (after the step-down) and
+	// gone (nothing since for 0.3 s).
 	for _, rn := range frns {
 		for {
-			quiet := true
+			quiet := false
 			for _, peer := range rn.Peers() {
-				if peer.ID == lrn.ID() && time.Since(peer.Last) < 300*time.Millisecond {
-					quiet = false
+				if peer.ID == lrn.ID() && peer.Last.After(down) && time.Since(peer.Last) >= 300*time.Millisecond {
+					quiet = true
 				}
 			}
 			if quiet {
 				break
+			}
+			if time.Since(down) > 2*time.Second {
+				t.Fatal("a follower heard nothing from its leader after the step-down within 2s")
 			}
 			time.Sleep(20 * time.Millisecond)
 		}
