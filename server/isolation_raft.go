@@ -166,7 +166,8 @@ func (h *raftHold) release() (released, campaigned int) {
 // lets a starting writer load from its stream without the meta group
 // (TestWriterLoadsWithoutMetaLeader). The price: after a heal, the meta leader
 // steps down for the returning node's higher term, and topic admin waits for
-// the meta group's election; partitions and buckets do not.
+// the meta group's election (which that leader calls early, raft_campaign.go);
+// partitions and buckets do not.
 const metaGroup = "_meta_"
 
 // raftPeerID is the RAFT peer id nats-server gives the server named name: the

@@ -23,6 +23,8 @@ import (
 //     node, a single one too.
 //   - The watch for a cut from the cluster (see isolation.go), in its own loop:
 //     the upkeep loop's requests can wait seconds.
+//   - The watch that makes RAFT groups without a live leader campaign early (see
+//     raft_campaign.go), in its own loop too.
 
 // upkeepEvery is how often the upkeep loop looks at the buckets' replicas.
 const upkeepEvery = 2 * time.Second
@@ -52,10 +54,14 @@ func (n *Node) startUpkeep() {
 	if !n.cfg.clustered() {
 		return
 	}
-	n.upkeep.wg.Add(2)
+	n.upkeep.wg.Add(3)
 	go func() {
 		defer n.upkeep.wg.Done()
 		n.watchIsolation(ctx)
+	}()
+	go func() {
+		defer n.upkeep.wg.Done()
+		n.watchElections(ctx)
 	}()
 	go func() {
 		defer n.upkeep.wg.Done()

@@ -1,0 +1,350 @@
+package server_test
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	natsserver "github.com/nats-io/nats-server/v2/server"
+
+	"github.com/qxd-io/qxd"
+	"github.com/qxd-io/qxd/internal/qxdtest"
+	"github.com/qxd-io/qxd/semantics"
+	"github.com/qxd-io/qxd/server"
+)
+
+// childNodeEnv carries the config of the node TestElectionChildNode runs.
+const childNodeEnv = "QXD_TEST_CHILD_NODE"
+
+// childNode is the part of a cluster node's config the child process needs.
+type childNode struct {
+	Name, Listen, ClusterName, ClusterListen, DataDir string
+	Peers                                             []string
+}
+
+// TestElectionChildNode is not a test: it runs one node of a cluster in its own
+// process for TestKilledLeaderElectedQuickly, which kills it (SIGKILL, as a
+// crash: no step-down, no goodbye, its sockets closed by the kernel). It runs
+// only with childNodeEnv set.
+func TestElectionChildNode(t *testing.T) {
+	spec := os.Getenv(childNodeEnv)
+	if spec == "" {
+		t.Skip("runs only as the child process of TestKilledLeaderElectedQuickly")
+	}
+	var c childNode
+	if err := json.Unmarshal([]byte(spec), &c); err != nil {
+		t.Fatal(err)
+	}
+	cfg := qxdtest.NodeConfig(t, c.DataDir)
+	cfg.Name, cfg.Listen, cfg.ClusterName, cfg.ClusterListen, cfg.Peers = c.Name, c.Listen, c.ClusterName, c.ClusterListen, c.Peers
+	n, err := server.Start(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Println("child node ready:", n.Name())
+	select {} // until killed
+}
+
+// startChildNode starts the node of cfg in a child process and returns it once
+// the node is ready; the test kills it at the end if it still runs.
+func startChildNode(t *testing.T, cfg server.Config) *exec.Cmd {
+	t.Helper()
+	spec, err := json.Marshal(childNode{Name: cfg.Name, Listen: cfg.Listen, ClusterName: cfg.ClusterName,
+		ClusterListen: cfg.ClusterListen, DataDir: cfg.DataDir, Peers: cfg.Peers})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^TestElectionChildNode$", "-test.count=1", "-test.v")
+	cmd.Env = append(os.Environ(), childNodeEnv+"="+string(spec))
+	cmd.Stderr = os.Stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start child node %s: %v", cfg.Name, err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	})
+	ready := make(chan struct{})
+	go func() {
+		s := bufio.NewScanner(out)
+		for s.Scan() {
+			if strings.HasPrefix(s.Text(), "child node ready:") {
+				close(ready)
+			}
+		}
+	}()
+	select {
+	case <-ready:
+		return cmd
+	case <-time.After(90 * time.Second):
+		t.Fatalf("the child node %s did not get ready within 90s", cfg.Name)
+		return nil
+	}
+}
+
+// streamLeader returns the name of the node among nodes that leads stream, or "".
+func streamLeader(nodes []*server.Node, stream string) string {
+	for _, n := range nodes {
+		if n.NATSServer().JetStreamIsStreamLeader(natsserver.DEFAULT_GLOBAL_ACCOUNT, stream) {
+			return n.Name()
+		}
+	}
+	return ""
+}
+
+// TestKilledLeaderElectedQuickly kills (SIGKILL) the node leading partitions of a
+// three-replica topic and checks that the two others elect new leaders for them
+// within 2.5 s. Without the early campaign (raft_campaign.go) the followers wait
+// out their election timers: 4–9 s after the leader's last heartbeat, which came
+// at most 1 s before the kill.
+func TestKilledLeaderElectedQuickly(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a node in a child process; skipped with -short")
+	}
+	cfgs := qxdtest.ClusterConfigs(t, 3)
+	var (
+		wg    sync.WaitGroup
+		nodes = make([]*server.Node, 2)
+		errs  = make([]error, 2)
+		child *exec.Cmd
+	)
+	ctx := qxdtest.Context(t, 3*time.Minute)
+	for i := range nodes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			nodes[i], errs[i] = server.Start(ctx, cfgs[i])
+		}()
+	}
+	child = startChildNode(t, cfgs[2])
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("start %s: %v", cfgs[i].Name, err)
+		}
+		n := nodes[i]
+		t.Cleanup(func() {
+			cctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			_ = n.Close(cctx)
+		})
+	}
+	victim := cfgs[2].Name
+	c := qxdtest.ConnectCluster(t, nodes)
+	const topic = "killed"
+	qxdtest.CreateTopic(t, c, topic, qxd.TopicConfig{Partitions: 6, Replicas: 3})
+	p := qxdtest.NewProducer(t, c)
+	for i := range int32(6) {
+		if err := p.ProduceSync(ctx, &qxd.Record{Topic: topic, Partition: i, Value: []byte("before")}); err != nil {
+			t.Fatalf("produce to partition %d: %v", i, err)
+		}
+	}
+
+	// The partitions the child leads (at least one: hand one over if none).
+	var led []string
+	leaderOf := func(stream string) string {
+		js := qxdtest.JetStream(t, nodes[0])
+		s, err := js.Stream(ctx, stream)
+		if err != nil || s.CachedInfo().Cluster == nil {
+			return ""
+		}
+		return s.CachedInfo().Cluster.Leader
+	}
+	for i := range int32(6) {
+		if leaderOf(semantics.StreamName(topic, i)) == victim {
+			led = append(led, semantics.StreamName(topic, i))
+		}
+	}
+	if len(led) == 0 {
+		stream := semantics.StreamName(topic, 0)
+		if err := nodes[0].HandOffVia(ctx, leaderOf(stream), stream, victim); err != nil {
+			t.Fatalf("hand %s over to %s: %v", stream, victim, err)
+		}
+		for leaderOf(stream) != victim {
+			if ctx.Err() != nil {
+				t.Fatalf("%s did not move to %s", stream, victim)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		led = []string{stream}
+	}
+	// Every replica current, so that either survivor may win.
+	for _, stream := range led {
+		for {
+			js := qxdtest.JetStream(t, nodes[0])
+			s, err := js.Stream(ctx, stream)
+			current := 0
+			if err == nil && s.CachedInfo().Cluster != nil {
+				for _, r := range s.CachedInfo().Cluster.Replicas {
+					if r.Current {
+						current++
+					}
+				}
+			}
+			if current == 2 {
+				break
+			}
+			if ctx.Err() != nil {
+				t.Fatalf("%s: replicas not current", stream)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+
+	killed := time.Now()
+	if err := child.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	pending := map[string]bool{}
+	for _, s := range led {
+		pending[s] = true
+	}
+	var worst time.Duration
+	for len(pending) > 0 {
+		for s := range pending {
+			if who := streamLeader(nodes, s); who != "" {
+				took := time.Since(killed)
+				t.Logf("%s: %s elected %v after the kill", s, who, took.Round(time.Millisecond))
+				worst = max(worst, took)
+				delete(pending, s)
+			}
+		}
+		if time.Since(killed) > 20*time.Second {
+			t.Fatalf("no leader elected within 20s of the kill for %v", pending)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if worst > 2500*time.Millisecond {
+		t.Errorf("the partitions the killed node led had a new leader only %v after the kill, want within 2.5s", worst.Round(time.Millisecond))
+	}
+}
+
+// TestLeaderlessGroupElectedQuickly leaves a three-replica partition's RAFT group
+// in the state a leader's step-down on a higher term leaves it in (raft.go,
+// processAppendEntryResponse): its leader steps down with no successor and waits
+// a whole election timeout (4–9 s), as do its followers, which still name it.
+// Here the step-down is the leader's own StepDown with both followers in observer
+// mode, so that neither takes the leadership it hands over; they leave observer
+// mode as soon as the leader has gone quiet. The group must have a leader within
+// 2.5 s of the step-down.
+func TestLeaderlessGroupElectedQuickly(t *testing.T) {
+	if testing.Short() {
+		t.Skip("in-process cluster; skipped with -short")
+	}
+	nodes := qxdtest.StartCluster(t, qxdtest.ClusterConfigs(t, 3))
+	c := qxdtest.ConnectCluster(t, nodes)
+	const topic = "leaderless"
+	qxdtest.CreateTopic(t, c, topic, qxd.TopicConfig{Partitions: 1, Replicas: 3})
+	ctx := qxdtest.Context(t, 2*time.Minute)
+	p := qxdtest.NewProducer(t, c)
+	if err := p.ProduceSync(ctx, &qxd.Record{Topic: topic, Value: []byte("before")}); err != nil {
+		t.Fatal(err)
+	}
+	stream := semantics.StreamName(topic, 0)
+	js := qxdtest.JetStream(t, nodes[0])
+	var group string
+	var leader *server.Node
+	for {
+		s, err := js.Stream(ctx, stream)
+		if err == nil && s.CachedInfo().Cluster != nil {
+			ci := s.CachedInfo().Cluster
+			current := 0
+			for _, r := range ci.Replicas {
+				if r.Current {
+					current++
+				}
+			}
+			if ci.Leader != "" && current == 2 {
+				group = ci.RaftGroup
+				for _, n := range nodes {
+					if n.Name() == ci.Leader {
+						leader = n
+					}
+				}
+				break
+			}
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("stream %s: no leader with two current replicas", stream)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	lrn := leader.RaftNode(group)
+	if lrn == nil {
+		t.Fatalf("no RAFT node %s on %s", group, leader.Name())
+	}
+	// The leader's node lists its RAFT groups every second: a group it has not
+	// seen led yet is not one it knows to be current.
+	for {
+		since := lrn.LeaderSince()
+		if since != nil && time.Since(*since) > 1500*time.Millisecond {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("%s has not led %s for 1.5 s", leader.Name(), stream)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	var frns []natsserver.RaftNode
+	for _, n := range nodes {
+		if n != leader {
+			rn := n.RaftNode(group)
+			if rn == nil {
+				t.Fatalf("no RAFT node %s on %s", group, n.Name())
+			}
+			rn.SetObserver(true)
+			frns = append(frns, rn)
+		}
+	}
+	down := time.Now()
+	if err := lrn.StepDown(); err != nil {
+		t.Fatalf("step down: %v", err)
+	}
+	// The followers leave observer mode once the leader has gone quiet: its last
+	// message, the leadership handed over, has come (after the step-down) and
+	// gone (nothing since for 0.3 s).
+	for _, rn := range frns {
+		for {
+			quiet := false
+			for _, peer := range rn.Peers() {
+				if peer.ID == lrn.ID() && peer.Last.After(down) && time.Since(peer.Last) >= 300*time.Millisecond {
+					quiet = true
+				}
+			}
+			if quiet {
+				break
+			}
+			if time.Since(down) > 2*time.Second {
+				t.Fatal("a follower heard nothing from its leader after the step-down within 2s")
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	for _, rn := range frns {
+		rn.SetObserver(false)
+	}
+	t.Logf("followers out of observer mode %v after the step-down", time.Since(down).Round(time.Millisecond))
+	for streamLeader(nodes, stream) == "" {
+		if time.Since(down) > 20*time.Second {
+			t.Fatal("no leader within 20s of the step-down")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	took := time.Since(down)
+	t.Logf("%s: %s elected %v after the step-down", stream, streamLeader(nodes, stream), took.Round(time.Millisecond))
+	if took > 2500*time.Millisecond {
+		t.Errorf("the group had a leader only %v after its leader stepped down, want within 2.5s", took.Round(time.Millisecond))
+	}
+}
