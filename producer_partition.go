@@ -412,8 +412,8 @@ func (pp *partProducer) run() {
 // last heartbeat the followers heard, often before the send). JetStream announces
 // each election ($JS.EVENT.ADVISORY.STREAM.LEADER_ELECTED.<stream>): a batch
 // sent before that and still without an answer is given up then and sent again
-// at once, to the new leader's writer, or, while that is starting, retried on
-// its "no responders" every RetryBackoff. A resend is safe: the writer stores a
+// electedSettle later, to the new leader's writer, or, while that is starting,
+// retried on its "no responders" every RetryBackoff. A resend is safe: the writer stores a
 // producer's batch once (a resend of a stored batch is answered with its offsets,
 // or as a duplicate), and a writer that lost its leadership cannot append.
 //
@@ -429,6 +429,11 @@ const (
 	// electedGrace: a batch sent this shortly before the advisory arrived may be
 	// on its way to the new writer; it gets this long.
 	electedGrace = 100 * time.Millisecond
+	// electedSettle: a batch the election left without an answer is resent
+	// this long after the advisory came. The new leader's node starts its
+	// writer on the same advisory (its load takes milliseconds); a resend
+	// before the writer subscribed could only reach the old one.
+	electedSettle = 100 * time.Millisecond
 	// electedAnswerWait bounds each attempt of a batch resent after an election,
 	// or sent within electedStale after it.
 	electedAnswerWait = time.Second
@@ -457,7 +462,7 @@ func (pp *partProducer) giveUpAtLocked(b *batch) time.Time {
 	switch e := pp.elected; {
 	case e.IsZero():
 	case b.sentAt.Before(e):
-		at = e
+		at = e.Add(electedSettle)
 		if g := b.sentAt.Add(electedGrace); g.After(at) {
 			at = g
 		}
