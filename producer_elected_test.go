@@ -182,3 +182,135 @@ func parseTry(t *testing.T, v string) int64 {
 	}
 	return i
 }
+
+// TestProducerResendsAfterElectionPastSilentWriter sends records just after the
+// partition's stream elected a leader while a subscriber in the writers' queue
+// group takes requests and answers nothing, as the old leader's writer does
+// after a cut until the nodes drop its routes (6–8 s after the cut): NATS hands
+// it a share of the requests, chosen at random, also those sent after the
+// election. A record it took must be sent again after a second, not after the
+// request timeout (30 s here), and stored once.
+func TestProducerResendsAfterElectionPastSilentWriter(t *testing.T) {
+	t.Parallel()
+	nodes := qxdtest.StartCluster(t, qxdtest.ClusterConfigs(t, 3))
+	ctx := qxdtest.Context(t, 120*time.Second)
+	admin := qxdtest.Connect(t, nodes[0])
+	const topic = "elected-silent"
+	qxdtest.CreateTopic(t, admin, topic, qxd.TopicConfig{Partitions: 1, Replicas: 3})
+	stream := semantics.StreamName(topic, 0)
+
+	c, err := qxd.Connect(ctx, nodes[0].ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	const requestTimeout = 30 * time.Second
+	p := qxdtest.NewProducer(t, c, qxd.Linger(0), qxd.RequestTimeout(requestTimeout), qxd.DeliveryTimeout(2*requestTimeout))
+	for i := range 5 {
+		if err := p.ProduceSync(ctx, &qxd.Record{Topic: topic, Value: fmt.Appendf(nil, "warm-%d", i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	nc, err := nats.Connect(nodes[0].ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	elected := make(chan time.Time, 4)
+	advisories, err := nc.Subscribe(semantics.Subject(semantics.JSAdvisoryStreamLeaderPrefix, stream), func(*nats.Msg) { elected <- time.Now() })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer advisories.Unsubscribe()
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	m, err := nc.RequestWithContext(ctx, "$JS.API.STREAM.LEADER.STEPDOWN."+stream, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var resp struct {
+		Success bool `json:"success"`
+	}
+	if err := json.Unmarshal(m.Data, &resp); err != nil || !resp.Success {
+		t.Fatalf("step down %s: %s (%v)", stream, m.Data, err)
+	}
+	var electedAt time.Time
+	select {
+	case electedAt = <-elected:
+	case <-ctx.Done():
+		t.Fatal("no leader-elected advisory after the step-down")
+	}
+	// The new writer answers.
+	if err := p.ProduceSync(ctx, &qxd.Record{Topic: topic, Value: []byte("after")}); err != nil {
+		t.Fatal(err)
+	}
+
+	// The silent writer, on the producer's node, beside the new writer.
+	swallowed := make(chan struct{}, 16)
+	hole, err := nc.QueueSubscribe(semantics.WriterSubject(topic, 0), "writer", func(*nats.Msg) { swallowed <- struct{}{} })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	var done chan error
+	var sent time.Time
+	lost := ""
+	for i := 0; lost == ""; i++ {
+		if i == 30 {
+			t.Fatal("the silent writer took none of 30 requests")
+		}
+		value := fmt.Sprintf("try-%d", i)
+		d := make(chan error, 1)
+		sent = time.Now()
+		if err := p.Produce(ctx, &qxd.Record{Topic: topic, Value: []byte(value)}, func(_ *qxd.Record, err error) { d <- err }); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case <-swallowed:
+			lost, done = value, d
+		case err := <-d:
+			if err != nil {
+				t.Fatalf("produce %s: %v", value, err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("record %s neither answered nor taken by the silent writer within 10 s", value)
+		}
+	}
+	t.Logf("the silent writer took %s, sent %v after the election", lost, sent.Sub(electedAt).Round(time.Millisecond))
+	if err := hole.Unsubscribe(); err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	// Generous against the one second an attempt waits; the request timeout is 30 s.
+	const bound = 10 * time.Second
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("the record the silent writer took failed: %v", err)
+		}
+		t.Logf("acknowledged %v after it was sent", time.Since(sent).Round(time.Millisecond))
+	case <-time.After(bound):
+		t.Fatalf("the record the silent writer took was not acknowledged within %v: the producer waits for its request timeout (%v)", bound, requestTimeout)
+	}
+
+	want := 5 + 1 + int(parseTry(t, lost)) + 1
+	recs := readTopic(t, c, topic, 1, want)
+	var copies int
+	for i, r := range recs {
+		if r.Offset != int64(i) {
+			t.Errorf("record %d has offset %d", i, r.Offset)
+		}
+		if string(r.Value) == lost {
+			copies++
+		}
+	}
+	if copies != 1 || len(recs) != want {
+		t.Errorf("read %d records, %d copies of the one resent; want %d and 1", len(recs), copies, want)
+	}
+}

@@ -412,22 +412,35 @@ func (pp *partProducer) run() {
 // last heartbeat the followers heard, often before the send). JetStream announces
 // each election ($JS.EVENT.ADVISORY.STREAM.LEADER_ELECTED.<stream>): a batch
 // sent before that and still without an answer is given up then and sent again
-// at once, to the new leader's writer, or, while that is starting, retried on
-// its "no responders" every RetryBackoff. A resend is safe: the writer stores a
+// electedSettle later, to the new leader's writer, or, while that is starting,
+// retried on its "no responders" every RetryBackoff. A resend is safe: the writer stores a
 // producer's batch once (a resend of a stored batch is answered with its offsets,
 // or as a duplicate), and a writer that lost its leadership cannot append.
 //
-// Until the cluster gives up on the old leader's routes (about 6 s after a pause
-// or a cut), its writer's queue subscription still takes some of the requests:
-// a batch resent after an election waits electedAnswerWait for each attempt,
-// not the request timeout. A healthy writer drains its answers before its
-// leadership moves on purpose, so a planned move resends nothing.
+// Until the cluster gives up on the old leader's routes (6–8 s after a pause or
+// a cut: the nodes ping their routes every 2 s and drop one after 3 unanswered
+// pings), its writer's queue subscription still takes some of the requests, and
+// NATS hands each to a member picked at random: a batch resent after an
+// election, and any batch sent within electedStale after it, waits
+// electedAnswerWait for each attempt, not the request timeout. A healthy writer
+// drains its answers before its leadership moves on purpose, so a planned move
+// resends nothing.
 const (
 	// electedGrace: a batch sent this shortly before the advisory arrived may be
 	// on its way to the new writer; it gets this long.
 	electedGrace = 100 * time.Millisecond
-	// electedAnswerWait bounds each attempt of a batch resent after an election.
+	// electedSettle: a batch the election left without an answer is resent
+	// this long after the advisory came. The new leader's node starts its
+	// writer on the same advisory (its load takes milliseconds); a resend
+	// before the writer subscribed could only reach the old one.
+	electedSettle = 100 * time.Millisecond
+	// electedAnswerWait bounds each attempt of a batch resent after an election,
+	// or sent within electedStale after it.
 	electedAnswerWait = time.Second
+	// electedStale is how long after an election the old leader's writer may
+	// still take requests: JetStream elects 4–9 s after a leader stops
+	// answering, and the routes to it are dropped 6–8 s after.
+	electedStale = 8 * time.Second
 )
 
 // leaderElected records that the partition's stream elected a leader at at, and
@@ -442,14 +455,19 @@ func (pp *partProducer) leaderElected(at time.Time) {
 // giveUpAtLocked is when the unanswered b is given up and sent again although
 // the request timeout has not passed (zero: not before the request timeout):
 // after the stream elected a leader, or after electedAnswerWait for a batch
-// being resent after an election. Called with mu held.
+// being resent after an election or sent within electedStale after one. Called
+// with mu held.
 func (pp *partProducer) giveUpAtLocked(b *batch) time.Time {
 	var at time.Time
-	if e := pp.elected; !e.IsZero() && b.sentAt.Before(e) {
-		at = e
+	switch e := pp.elected; {
+	case e.IsZero():
+	case b.sentAt.Before(e):
+		at = e.Add(electedSettle)
 		if g := b.sentAt.Add(electedGrace); g.After(at) {
 			at = g
 		}
+	case b.sentAt.Sub(e) < electedStale:
+		at = b.sentAt.Add(electedAnswerWait)
 	}
 	if b.hurried {
 		at = earliest(at, b.sentAt.Add(electedAnswerWait))

@@ -208,6 +208,7 @@ func newWriter(env writerEnv, t semantics.TopicMeta, p int32, lost func()) *writ
 
 // start loads the partition's state from the log and begins serving produce requests.
 func (w *writer) start(ctx context.Context) error {
+	began := time.Now()
 	if err := w.load(ctx); err != nil {
 		return err
 	}
@@ -261,7 +262,7 @@ func (w *writer) start(ctx context.Context) error {
 	w.mu.Lock()
 	next := w.next
 	w.mu.Unlock()
-	w.log.Debug("writer started", "offset", next)
+	w.log.Debug("writer started", "offset", next, "took", time.Since(began))
 	return nil
 }
 
@@ -335,15 +336,20 @@ func (w *writer) load(ctx context.Context) error {
 	began := time.Now()
 	var st partition.StreamState
 	var ck semantics.Checkpoint
+	var tookInfo, tookCk time.Duration
 	for {
 		var err error
+		at := time.Now()
 		if st, err = w.reader.StreamInfo(ctx); err != nil {
 			return err
 		}
+		tookInfo += time.Since(at)
+		at = time.Now()
 		var bucket bool
 		if ck, bucket, err = w.loadCheckpoint(ctx, st); err != nil {
 			return fmt.Errorf("partition %s: read checkpoint: %w", w.name(), err)
 		}
+		tookCk += time.Since(at)
 		ahead := ck.Seq > st.LastSeq
 		behind := bucket && st.Msgs == 0 && ck.Seq < st.LastSeq
 		if !ahead && !behind || time.Since(began) >= catchUpWait {
@@ -375,10 +381,13 @@ func (w *writer) load(ctx context.Context) error {
 		producers[id] = ps
 	}
 	replayAt := w.replayer(st)
+	at := time.Now()
 	epoch, err := w.leaderEpoch(ctx, st, replayAt)
 	if err != nil {
 		return err
 	}
+	tookEpoch := time.Since(at)
+	at = time.Now()
 	next := ck.Next
 	// known is the last stream sequence whose offsets next accounts for.
 	known := ck.Seq
@@ -432,10 +441,14 @@ func (w *writer) load(ctx context.Context) error {
 				"batches", gone, "last_seq", st.LastSeq, "offset", next)
 		}
 	}
+	tookReplay := time.Since(at)
+	at = time.Now()
 	aborted, err := w.loadAborted(ctx, st)
 	if err != nil {
 		return fmt.Errorf("partition %s: read its abort markers: %w", w.name(), err)
 	}
+	w.log.Debug("writer loaded its partition's state", "took", time.Since(began),
+		"stream_info", tookInfo, "checkpoint", tookCk, "epoch", tookEpoch, "replay", tookReplay, "aborted", time.Since(at))
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.aborted = aborted
@@ -459,11 +472,19 @@ func (w *writer) load(ctx context.Context) error {
 
 // replayer returns the load's reader of the log after the checkpoint: it gives
 // the first message stored at sequence seq or after it, up to st.LastSeq, as the
-// stream leader stores it, or semantics.ErrNoBatch. It works while JetStream's
-// meta group has no leader, when the leader's message get is refused (see
-// partition.ErrNoMetaLeader), by reading exact sequences, which any replica that
-// holds one answers with the leader's bytes (partition.Reader.GetAt: a message at
-// a sequence never changes).
+// stream leader stores it, or semantics.ErrNoBatch.
+//
+// It asks the stream leader (a leader message get), which is this node: the
+// writer runs where the stream is led, so the answer comes from the node itself.
+// A direct get would reach a replica the NATS server picks at random, and one cut
+// off from the cluster still takes its share of them until the nodes give up on
+// its routes (6–8 s after a cut): each read that went there waited out the read
+// timeout (5 s), after JetStream had elected the new leader in time.
+//
+// It works while JetStream's meta group has no leader, when the leader's message
+// get is refused (see partition.ErrNoMetaLeader), by reading exact sequences,
+// which any replica that holds one answers with the leader's bytes
+// (partition.Reader.GetAt: a message at a sequence never changes).
 //
 // A topic that is not compacted holds a message at every sequence from its first
 // to its last, so the one at exactly seq is read. A compacted topic's gaps are
@@ -474,7 +495,11 @@ func (w *writer) load(ctx context.Context) error {
 func (w *writer) replayer(st partition.StreamState) func(context.Context, uint64) (partition.Msg, error) {
 	if !w.cfg.Load().Compact {
 		return func(ctx context.Context, seq uint64) (partition.Msg, error) {
-			m, err := w.reader.GetAt(ctx, seq)
+			m, err := w.reader.Get(ctx, seq)
+			if !errors.Is(err, partition.ErrNoMetaLeader) {
+				return m, err
+			}
+			m, err = w.reader.GetAt(ctx, seq)
 			if !errors.Is(err, semantics.ErrNoBatch) {
 				return m, err
 			}

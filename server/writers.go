@@ -33,7 +33,10 @@ type writerManager struct {
 	// for mu, which a reconcile holds while it starts writers.
 	live sync.Map
 
-	kick    chan struct{}
+	kick chan struct{}
+	// elected wakes the loop on JetStream's leader-elected advisories, so that a
+	// new leader's writer starts at once, not on the next reconcileEvery.
+	elected *nats.Subscription
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
 	running atomic.Bool // started and not stopping: the node's readiness
@@ -120,6 +123,10 @@ func (m *writerManager) start(ctx context.Context) error {
 		return err
 	}
 	m.cancel = cancel
+	if m.env.reads != nil {
+		// Best effort: without it, leadership is seen every reconcileEvery.
+		m.elected, _ = m.env.reads.Subscribe(semantics.Subject(semantics.JSAdvisoryStreamLeaderPrefix, "*"), func(*nats.Msg) { m.wake() })
+	}
 	m.running.Store(true)
 	return nil
 }
@@ -243,6 +250,9 @@ func (m *writerManager) stopWriter(ctx context.Context, w *writer) {
 // stop stops every writer, letting appends in flight finish within ctx.
 func (m *writerManager) stop(ctx context.Context) error {
 	m.running.Store(false)
+	if m.elected != nil {
+		m.elected.Unsubscribe()
+	}
 	if m.cancel != nil {
 		m.cancel()
 	}

@@ -390,6 +390,18 @@ func TestFaultDrill(t *testing.T) {
 			}
 		}
 	}
+	// The writers' starts and stops from the fault on (their debug lines), when
+	// after the fault.
+	for _, n := range cl.nodes {
+		for _, l := range strings.Split(n.log(1<<30), "\n") {
+			if !strings.Contains(l, `msg="writer `) || !strings.Contains(l, "topic="+topic+" ") {
+				continue
+			}
+			if at, ok := logTime(l); ok && !at.Before(faultAt) {
+				t.Logf("%s, %v after the fault: %s", n.name, since(faultAt, at), l)
+			}
+		}
+	}
 	if t.Failed() {
 		for _, n := range cl.nodes {
 			t.Logf("log of %s:\n%s", n.name, n.log(6000))
@@ -617,6 +629,17 @@ func loadAvg() string {
 		return "?"
 	}
 	return f[0]
+}
+
+// logTime is the time of a node's log line (its time= field).
+func logTime(l string) (time.Time, bool) {
+	f, ok := strings.CutPrefix(l, "time=")
+	if !ok {
+		return time.Time{}, false
+	}
+	f, _, _ = strings.Cut(f, " ")
+	at, err := time.Parse(time.RFC3339Nano, f)
+	return at, err == nil
 }
 
 func faultAtOf(mu *sync.Mutex, at *time.Time) time.Time {
