@@ -80,32 +80,7 @@ func TestProducerResendsWhenItsStreamElectsALeader(t *testing.T) {
 	// The node must know the subscription before the record is sent.
 	time.Sleep(100 * time.Millisecond)
 
-	// NATS hands a request to a queue group member picked at random, local or
-	// not: send records until the silent writer takes one.
-	var done chan error
-	var sent time.Time
-	lost := ""
-	for i := 0; lost == ""; i++ {
-		if i == 30 {
-			t.Fatal("the silent writer took none of 30 requests")
-		}
-		value := fmt.Sprintf("try-%d", i)
-		d := make(chan error, 1)
-		sent = time.Now()
-		if err := p.Produce(ctx, &qxd.Record{Topic: topic, Value: []byte(value)}, func(_ *qxd.Record, err error) { d <- err }); err != nil {
-			t.Fatal(err)
-		}
-		select {
-		case <-swallowed:
-			lost, done = value, d
-		case err := <-d:
-			if err != nil {
-				t.Fatalf("produce %s: %v", value, err)
-			}
-		case <-time.After(10 * time.Second):
-			t.Fatalf("record %s neither answered nor taken by the silent writer within 10 s", value)
-		}
-	}
+	lost, done, sent := produceUntilSwallowed(ctx, t, p, topic, swallowed)
 	t.Logf("%v: the silent writer took the request of %s", time.Now().Format("15:04:05.000"), lost)
 	if err := hole.Unsubscribe(); err != nil {
 		t.Fatal(err)
@@ -256,30 +231,7 @@ func TestProducerResendsAfterElectionPastSilentWriter(t *testing.T) {
 	if err := nc.Flush(); err != nil {
 		t.Fatal(err)
 	}
-	var done chan error
-	var sent time.Time
-	lost := ""
-	for i := 0; lost == ""; i++ {
-		if i == 30 {
-			t.Fatal("the silent writer took none of 30 requests")
-		}
-		value := fmt.Sprintf("try-%d", i)
-		d := make(chan error, 1)
-		sent = time.Now()
-		if err := p.Produce(ctx, &qxd.Record{Topic: topic, Value: []byte(value)}, func(_ *qxd.Record, err error) { d <- err }); err != nil {
-			t.Fatal(err)
-		}
-		select {
-		case <-swallowed:
-			lost, done = value, d
-		case err := <-d:
-			if err != nil {
-				t.Fatalf("produce %s: %v", value, err)
-			}
-		case <-time.After(10 * time.Second):
-			t.Fatalf("record %s neither answered nor taken by the silent writer within 10 s", value)
-		}
-	}
+	lost, done, sent := produceUntilSwallowed(ctx, t, p, topic, swallowed)
 	t.Logf("the silent writer took %s, sent %v after the election", lost, sent.Sub(electedAt).Round(time.Millisecond))
 	if err := hole.Unsubscribe(); err != nil {
 		t.Fatal(err)
@@ -313,4 +265,33 @@ func TestProducerResendsAfterElectionPastSilentWriter(t *testing.T) {
 	if copies != 1 || len(recs) != want {
 		t.Errorf("read %d records, %d copies of the one resent; want %d and 1", len(recs), copies, want)
 	}
+}
+
+// produceUntilSwallowed sends records to topic, one at a time, until the silent
+// writer's subscription (swallowed) takes one; NATS hands a request to a queue
+// group member picked at random, local or not. It returns that record's value,
+// its callback's channel and when it was sent; records the real writer answers
+// must succeed.
+func produceUntilSwallowed(ctx context.Context, t *testing.T, p *qxd.Producer, topic string, swallowed <-chan struct{}) (string, chan error, time.Time) {
+	t.Helper()
+	for i := range 30 {
+		value := fmt.Sprintf("try-%d", i)
+		d := make(chan error, 1)
+		sent := time.Now()
+		if err := p.Produce(ctx, &qxd.Record{Topic: topic, Value: []byte(value)}, func(_ *qxd.Record, err error) { d <- err }); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case <-swallowed:
+			return value, d, sent
+		case err := <-d:
+			if err != nil {
+				t.Fatalf("produce %s: %v", value, err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("record %s neither answered nor taken by the silent writer within 10 s", value)
+		}
+	}
+	t.Fatal("the silent writer took none of 30 requests")
+	return "", nil, time.Time{}
 }

@@ -283,14 +283,7 @@ func campaignRank(group, self, leader string, peers []*natsserver.Peer, routed m
 // early (see above), every electionCheckEvery until ctx ends. The upkeep owns it.
 func (n *Node) watchElections(ctx context.Context) {
 	w := newElectionWatch(n.ns)
-	t := time.NewTicker(electionCheckEvery)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	everyTick(ctx, electionCheckEvery, func() bool {
 		for _, c := range w.check(time.Now(), n.isolated.Load()) {
 			if c.leader != "" {
 				n.log.Info("raft group campaigning early: its leader's node is gone", "raft", c.group, "leader", c.leader)
@@ -298,5 +291,6 @@ func (n *Node) watchElections(ctx context.Context) {
 				n.log.Info("raft group campaigning early: it has no leader", "raft", c.group)
 			}
 		}
-	}
+		return true
+	})
 }
