@@ -123,19 +123,7 @@ func TestProducerResendsWhenItsStreamElectsALeader(t *testing.T) {
 	// Every record once, at dense offsets: the warm-up's, those the writer
 	// answered at once, and the one resent.
 	want := 5 + int(parseTry(t, lost)) + 1
-	recs := readTopic(t, c, topic, 1, want)
-	var copies int
-	for i, r := range recs {
-		if r.Offset != int64(i) {
-			t.Errorf("record %d has offset %d", i, r.Offset)
-		}
-		if string(r.Value) == lost {
-			copies++
-		}
-	}
-	if copies != 1 || len(recs) != want {
-		t.Errorf("read %d records, %d copies of the resent one; want %d and 1", len(recs), copies, want)
-	}
+	checkOnceDense(t, c, topic, want, lost)
 	ctx2, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	cons := qxdtest.NewConsumer(t, c)
@@ -251,20 +239,7 @@ func TestProducerResendsAfterElectionPastSilentWriter(t *testing.T) {
 		t.Fatalf("the record the silent writer took was not acknowledged within %v: the producer waits for its request timeout (%v)", bound, requestTimeout)
 	}
 
-	want := 5 + 1 + int(parseTry(t, lost)) + 1
-	recs := readTopic(t, c, topic, 1, want)
-	var copies int
-	for i, r := range recs {
-		if r.Offset != int64(i) {
-			t.Errorf("record %d has offset %d", i, r.Offset)
-		}
-		if string(r.Value) == lost {
-			copies++
-		}
-	}
-	if copies != 1 || len(recs) != want {
-		t.Errorf("read %d records, %d copies of the one resent; want %d and 1", len(recs), copies, want)
-	}
+	checkOnceDense(t, c, topic, 5+1+int(parseTry(t, lost))+1, lost)
 }
 
 // produceUntilSwallowed sends records to topic, one at a time, until the silent
@@ -294,4 +269,23 @@ func produceUntilSwallowed(ctx context.Context, t *testing.T, p *qxd.Producer, t
 	}
 	t.Fatal("the silent writer took none of 30 requests")
 	return "", nil, time.Time{}
+}
+
+// checkOnceDense reads partition 0 of topic: want records at dense offsets, the
+// resent one (value lost) among them once.
+func checkOnceDense(t *testing.T, c *qxd.Client, topic string, want int, lost string) {
+	t.Helper()
+	recs := readTopic(t, c, topic, 1, want)
+	var copies int
+	for i, r := range recs {
+		if r.Offset != int64(i) {
+			t.Errorf("record %d has offset %d", i, r.Offset)
+		}
+		if string(r.Value) == lost {
+			copies++
+		}
+	}
+	if copies != 1 || len(recs) != want {
+		t.Errorf("read %d records, %d copies of the resent one; want %d and 1", len(recs), copies, want)
+	}
 }
