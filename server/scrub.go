@@ -127,7 +127,7 @@ func (n *Node) runScrub(ctx context.Context) {
 			continue
 		}
 		n.admin.scrubs.passes.Add(1)
-		n.log.Info("scrub pass over the node's partition copies done", "node", n.ns.Name())
+		n.log.Info("scrub pass over the node's partition copies done")
 		if !sleepCtx(ctx, time.Until(st.Began.Add(interval))) {
 			return
 		}
