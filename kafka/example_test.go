@@ -2,12 +2,14 @@ package kafka_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log"
 	"os"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/qxd-io/qxd/server"
@@ -39,7 +41,8 @@ func Example_franzGo() {
 	}
 	defer cl.Close()
 
-	if _, err := kadm.NewClient(cl).CreateTopic(ctx, 3, 1, nil, "orders"); err != nil {
+	// Three partitions, one replica; a topic already there (the README's orders) is fine.
+	if _, err := kadm.NewClient(cl).CreateTopic(ctx, 3, 1, nil, "orders"); err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
 		log.Fatal(err)
 	}
 	for _, v := range []string{"order 1", "order 2", "order 3"} {
