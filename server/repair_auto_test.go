@@ -64,23 +64,9 @@ func TestAutoRepairRebuildsDamagedCopy(t *testing.T) {
 	t.Logf("verify of node %s's copy found: %s", victim, v.Damage[0].Detail)
 
 	began := time.Now()
-	for {
-		d, err := a.DescribeTopic(ctx, "auto")
-		if err == nil && len(d.Partitions[0].Damaged) == 0 && len(d.Partitions[0].InSync) == 3 {
-			break
-		}
-		if ctx.Err() != nil {
-			t.Fatalf("no automatic repair: describe says %+v (%v)", d.Partitions, err)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	waitRepaired(ctx, t, a, nodes, "auto", false)
 	t.Logf("the damage record was cleared %v after the verify", time.Since(began).Round(time.Millisecond))
-	for _, n := range []string{"n1", "n2", "n3"} {
-		v, err := a.VerifyOnNode(ctx, "auto", 0, n)
-		if err != nil || len(v.Damage) > 0 || v.Batches != batches {
-			t.Errorf("verify of node %s's copy after the automatic repair: %d batches, damage %+v, %v; want %d intact", n, v.Batches, v.Damage, err, batches)
-		}
-	}
+	verifyIntact(ctx, t, a, "auto", batches, "the automatic repair")
 	if c := repairCounts(nodes); c[server.RepairRebuilt] == 0 {
 		t.Errorf("repair counts over the nodes: %v; want a copy rebuilt", c)
 	}
@@ -200,11 +186,35 @@ func restoresReplicas(t *testing.T, auto bool) {
 	if c := repairCounts(nodes); c[server.RepairRestored] == 0 {
 		t.Errorf("repair counts over the nodes: %v; want a partition restored", c)
 	}
+	verifyIntact(ctx, t, a, "short", batches, "the restore")
+}
+
+// verifyIntact checks that each node's copy of partition 0 of topic reads back
+// with batches batches and no damage; after names what came before, for the errors.
+func verifyIntact(ctx context.Context, t *testing.T, a *server.Admin, topic string, batches uint64, after string) {
+	t.Helper()
 	for _, n := range []string{"n1", "n2", "n3"} {
-		v, err := a.VerifyOnNode(ctx, "short", 0, n)
+		v, err := a.VerifyOnNode(ctx, topic, 0, n)
 		if err != nil || len(v.Damage) > 0 || v.Batches != batches {
-			t.Errorf("verify of node %s's copy after the restore: %d batches, damage %+v, %v; want %d intact", n, v.Batches, v.Damage, err, batches)
+			t.Errorf("verify of node %s's copy after %s: %d batches, damage %+v, %v; want %d intact", n, after, v.Batches, v.Damage, err, batches)
 		}
+	}
+}
+
+// waitRepaired waits until partition 0 of topic has no damage recorded and three
+// replicas in sync and, with rebuilt, until a node has counted a copy rebuilt.
+func waitRepaired(ctx context.Context, t *testing.T, a *server.Admin, nodes []*server.Node, topic string, rebuilt bool) {
+	t.Helper()
+	for {
+		d, err := a.DescribeTopic(ctx, topic)
+		if err == nil && len(d.Partitions[0].Damaged) == 0 && len(d.Partitions[0].InSync) == 3 &&
+			(!rebuilt || repairCounts(nodes)[server.RepairRebuilt] > 0) {
+			return
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("no automatic repair of %s/0: describe says %+v (%v), repairs %v", topic, d.Partitions, err, repairCounts(nodes))
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 }
 
@@ -265,6 +275,27 @@ func followerIndex(ctx context.Context, t *testing.T, a *server.Admin, cfgs []se
 // of topic, and starts it again.
 func restartDamaged(ctx context.Context, t *testing.T, cfgs []server.Config, nodes []*server.Node, vi int, topic, marker string) *server.Node {
 	t.Helper()
+	return restartWithBlock(ctx, t, cfgs, nodes, vi, topic, marker, func(path string, b []byte, at int) error {
+		b[at+len(marker)/2] ^= 0x08
+		return os.WriteFile(path, b, 0o640)
+	})
+}
+
+// restartTruncated stops node vi, cuts its block file of partition 0 of topic
+// where marker begins, and starts it again.
+func restartTruncated(ctx context.Context, t *testing.T, cfgs []server.Config, nodes []*server.Node, vi int, topic, marker string) *server.Node {
+	t.Helper()
+	return restartWithBlock(ctx, t, cfgs, nodes, vi, topic, marker, func(path string, _ []byte, at int) error {
+		return os.Truncate(path, int64(at))
+	})
+}
+
+// restartWithBlock stops node vi, hands damage the first block file of its copy
+// of partition 0 of topic that holds marker (its path, its bytes and where marker
+// begins in them), and starts the node again.
+func restartWithBlock(ctx context.Context, t *testing.T, cfgs []server.Config, nodes []*server.Node, vi int, topic, marker string,
+	damage func(path string, b []byte, at int) error) *server.Node {
+	t.Helper()
 	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	err := nodes[vi].Close(cctx)
 	cancel()
@@ -276,25 +307,20 @@ func restartDamaged(ctx context.Context, t *testing.T, cfgs []server.Config, nod
 	if err != nil || len(blks) == 0 {
 		t.Fatalf("no block files of %s on node %s (%v)", stream, cfgs[vi].Name, err)
 	}
-	flipped := false
 	for _, path := range blks {
 		b, err := os.ReadFile(path)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if at := bytes.Index(b, []byte(marker)); at >= 0 {
-			b[at+len(marker)/2] ^= 0x08
-			if err := os.WriteFile(path, b, 0o640); err != nil {
+			if err := damage(path, b, at); err != nil {
 				t.Fatal(err)
 			}
-			flipped = true
-			break
+			return qxdtest.StartNodeWith(t, cfgs[vi])
 		}
 	}
-	if !flipped {
-		t.Fatalf("no block file of %s on node %s holds the marker", stream, cfgs[vi].Name)
-	}
-	return qxdtest.StartNodeWith(t, cfgs[vi])
+	t.Fatalf("no block file of %s on node %s holds the marker", stream, cfgs[vi].Name)
+	return nil
 }
 
 // waitInSync waits until partition 0 of topic has a leader and n replicas in sync.

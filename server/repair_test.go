@@ -117,12 +117,7 @@ func TestRepairRebuildsCopyOnThreeNodes(t *testing.T) {
 		}
 	}
 	// Each copy reads back whole.
-	for _, n := range []string{"n1", "n2", "n3"} {
-		v, err := a.VerifyOnNode(ctx, "fix", 0, n)
-		if err != nil || len(v.Damage) > 0 || v.Batches != batches {
-			t.Errorf("verify of node %s's copy after the repair: %d batches, damage %+v, %v; want %d intact", n, v.Batches, v.Damage, err, batches)
-		}
-	}
+	verifyIntact(ctx, t, a, "fix", batches, "the repair")
 }
 
 // TestRepairRefusesWhileReplicaDown: with one of the three nodes stopped, a repair

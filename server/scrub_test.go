@@ -1,8 +1,6 @@
 package server_test
 
 import (
-	"bytes"
-	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -12,7 +10,6 @@ import (
 
 	"github.com/qxd-io/qxd/internal/qxdtest"
 	"github.com/qxd-io/qxd/semantics"
-	"github.com/qxd-io/qxd/server"
 )
 
 // scrubInterval is the scrub interval of the scrub tests' nodes.
@@ -78,55 +75,9 @@ func scrubFindsDamage(t *testing.T, truncate bool) {
 	t.Logf("node %s's scrub found the damage %v after the restart (stats %+v)", victim, time.Since(began).Round(time.Millisecond), nodes[vi].Admin().ScrubStats())
 
 	// The automatic repair rebuilds the copy the scrub found damaged.
-	for {
-		d, err := a.DescribeTopic(ctx, "scrubbed")
-		if err == nil && len(d.Partitions[0].Damaged) == 0 && len(d.Partitions[0].InSync) == 3 && repairCounts(nodes)[server.RepairRebuilt] > 0 {
-			break
-		}
-		if ctx.Err() != nil {
-			t.Fatalf("no automatic repair of the damage the scrub found: describe says %+v (%v), repairs %v", d.Partitions, err, repairCounts(nodes))
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	waitRepaired(ctx, t, a, nodes, "scrubbed", true)
 	t.Logf("rebuilt %v after the restart", time.Since(began).Round(time.Millisecond))
-	for _, n := range []string{"n1", "n2", "n3"} {
-		v, err := a.VerifyOnNode(ctx, "scrubbed", 0, n)
-		if err != nil || len(v.Damage) > 0 || v.Batches != batches {
-			t.Errorf("verify of node %s's copy after the repair: %d batches, damage %+v, %v; want %d intact", n, v.Batches, v.Damage, err, batches)
-		}
-	}
-}
-
-// restartTruncated stops node vi, cuts its block file of partition 0 of topic
-// where marker begins, and starts it again.
-func restartTruncated(ctx context.Context, t *testing.T, cfgs []server.Config, nodes []*server.Node, vi int, topic, marker string) *server.Node {
-	t.Helper()
-	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	err := nodes[vi].Close(cctx)
-	cancel()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stream := semantics.StreamName(topic, 0)
-	blks, _ := filepath.Glob(filepath.Join(cfgs[vi].DataDir, "jetstream", "$G", "streams", stream, "msgs", "*.blk"))
-	cut := false
-	for _, path := range blks {
-		b, err := os.ReadFile(path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if at := bytes.Index(b, []byte(marker)); at >= 0 {
-			if err := os.Truncate(path, int64(at)); err != nil {
-				t.Fatal(err)
-			}
-			cut = true
-			break
-		}
-	}
-	if !cut {
-		t.Fatalf("no block file of %s on node %s holds the marker", stream, cfgs[vi].Name)
-	}
-	return qxdtest.StartNodeWith(t, cfgs[vi])
+	verifyIntact(ctx, t, a, "scrubbed", batches, "the repair")
 }
 
 // TestScrubReadsIntactCopies runs the scrub on one node with intact partitions:
