@@ -87,7 +87,17 @@ type isolationWatch struct {
 	// first answers after a heal: routes that come back are often replaced
 	// within seconds, and the answers stop meanwhile.
 	majoritySince time.Time
+	// onTimeSince is when the checks, and so the probes, began to come on time
+	// (each within probeLate of the one before): a node whose probes went out
+	// on time since and got no answer from another node knows that node is
+	// silent, not itself (the election watch, raft_campaign.go).
+	onTimeSince time.Time
 }
+
+// probeLate is the gap between two checks past which the node counts its own
+// probes late: each check follows a probe by probeEvery, and two missed ticks
+// mean the node itself did not run (paused, starved of CPU).
+const probeLate = 2 * probeEvery
 
 func newIsolationWatch(self string) *isolationWatch {
 	return &isolationWatch{self: self, heard: map[string]time.Time{}, lateAfter: lateCheck}
@@ -117,6 +127,9 @@ func (w *isolationWatch) check(at time.Time, size int) (isolated, changed bool, 
 	if w.lateAfter > 0 && !w.last.IsZero() && at.Sub(w.last) >= w.lateAfter {
 		w.lateUntil = at.Add(isolatedAfter)
 	}
+	if w.last.IsZero() || at.Sub(w.last) >= probeLate {
+		w.onTimeSince = at
+	}
 	w.last = at
 	for _, t := range w.heard {
 		if at.Sub(t) < isolatedAfter {
@@ -140,7 +153,6 @@ func (w *isolationWatch) check(at time.Time, size int) (isolated, changed bool, 
 	return now, changed, reached
 }
 
-// isArmed reports whether a majority has answered once.
 // reachable returns the nodes that answered within isolatedAfter of at.
 func (w *isolationWatch) reachable(at time.Time) []string {
 	w.mu.Lock()
@@ -154,16 +166,36 @@ func (w *isolationWatch) reachable(at time.Time) []string {
 	return out
 }
 
+// isArmed reports whether a majority has answered once.
 func (w *isolationWatch) isArmed() bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.armed
 }
 
-// watchIsolation probes the other nodes every probeEvery until ctx ends, keeps
-// n.isolated and sends clients away while the node is cut off. The upkeep owns it.
-func (n *Node) watchIsolation(ctx context.Context) {
-	w := newIsolationWatch(n.cfg.Name)
+// probed is what the probes say at at for the election watch: when each other
+// node last answered, by its RAFT peer id (raftPeerID of its server name), and
+// whether the probes have gone out on time for at least silentAfter up to at:
+// only then does a node's silence say something of that node rather than of
+// this one. (Should the probes stall later, the others' answers grow old too.)
+func (w *isolationWatch) probed(at time.Time) probeView {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	v := probeView{
+		heard:  make(map[string]time.Time, len(w.heard)),
+		onTime: !w.onTimeSince.IsZero() && at.Sub(w.onTimeSince) >= silentAfter,
+		cutOff: w.isolated,
+	}
+	for node, t := range w.heard {
+		v.heard[raftPeerID(node)] = t
+	}
+	return v
+}
+
+// watchIsolation probes the other nodes every probeEvery with w until ctx
+// ends, keeps n.isolated and sends clients away while the node is cut off. The
+// upkeep owns it.
+func (n *Node) watchIsolation(ctx context.Context, w *isolationWatch) {
 	inbox := nats.NewInbox()
 	sub, err := n.nc.Subscribe(inbox, func(m *nats.Msg) {
 		var b semantics.BrokerInfo

@@ -10,11 +10,16 @@ import (
 
 // A RAFT group whose leader is gone waits, in nats-server v2.15.2, for a
 // follower's election timer: 4–9 s after the leader's last heartbeat, fixed in
-// nats-server, with no pre-vote. Two cases leave a group so for seconds although
-// the node could tell at once that nobody leads:
+// nats-server, with no pre-vote. Three cases leave a group so for seconds
+// although the node could tell sooner that nobody leads:
 //
 //   - The leader's node died (SIGKILL, a crash): its routes close within
 //     milliseconds, yet its followers wait out their timers.
+//   - The leader's node is paused (SIGSTOP, a VM freeze) or cut off by the
+//     network: its routes stay up until nats-server's route pings give up on
+//     them (every 2 s, three outstanding: 6–8 s), and the followers' timers
+//     fire 4–9 s after its last heartbeat; but it answers none of this node's
+//     probes (isolation.go, every probeEvery) from the moment it stops.
 //   - A leader stepped down because a peer answered its heartbeat with a higher
 //     term (a node that woke from a pause, or came back from a cut: its timers
 //     fired meanwhile, raising its terms; raft.go, processAppendEntryResponse).
@@ -30,7 +35,15 @@ import (
 //	(a) it has had no leader for electionSettle, or
 //	(b) its leader's node has had no route from this node for electionSettle (and
 //	    electionStagger more for each voter ranked before this node, see
-//	    campaignRank) and has not been heard from for electionSettle,
+//	    campaignRank) and has not been heard from for electionSettle, or
+//	(c) its leader's node is silent though its routes are up: it answered this
+//	    node's probes once but none for silentAfter (and electionStagger more
+//	    for each voter ranked before this node), and the group heard nothing
+//	    from its leader over RAFT for silentAfter either, while this node's own
+//	    probes went out on time for all that while (probeView.onTime) and a
+//	    quorum of the group's peers, this node and peers that answered its
+//	    probes within answeredWithin, not counting the leader, stands ready to
+//	    elect,
 //
 // and this node is a fit candidate: a voter of the group (in its peer set, not an
 // observer, not a candidate already within electionRetryAfter of its last
@@ -50,13 +63,31 @@ import (
 // for a while, which a follower of a live leader never sees, and (b) needs its
 // leader's node unreachable from this node, which while it lives is a cut
 // between the two (and then this node's own election timer calls the same
-// election 4–9 s later: it hears no heartbeat). A node
-// that woke from a pause is the case to fear: its groups are behind and its
-// terms ahead. It does not campaign early: it counts itself cut off for seconds
-// after it wakes (nobody answered its probes meanwhile), and a check that comes
-// electionGap after the one before (a pause) forgets what the
-// watch knew, so no group counts as seen current until it follows a leader
-// again. The followers of a dead leader campaign one after the other
+// election 4–9 s later: it hears no heartbeat).
+//
+// (c) is the one that can depose a live leader: a leader's node starved of CPU
+// (CI machines run at load averages of 20 and more) answers late. So it needs
+// two channels silent at once — the leader's qxd services (the probes' answers,
+// four of them missed) and its RAFT (heartbeats at least every 1–2 s, far more
+// often while the group takes writes) — and this node itself demonstrably on
+// time: its probes went out every probeEvery for the whole silence (a node that
+// was paused or starved itself sent none, so heard none), and a quorum of the
+// group's peers answered it within answeredWithin, half the leader's silence.
+// A leader silent on both for silentAfter is one that nats-server itself counts
+// as not current (a follower that has not heard its leader for two heartbeat
+// intervals, raft.go isCurrent); a leader that is alive but that slow would
+// be deposed by the followers' own election timers from 4 s on. The cost of a
+// wrong call is one leader change (its writer's appends in flight fail and are
+// resent), never a lost or reordered record: see above.
+//
+// A node that woke from a pause is the case to fear: its groups are behind and
+// its terms ahead. It does not campaign early: it counts itself cut off for
+// seconds after it wakes (nobody answered its probes meanwhile), and a check
+// that comes electionGap after the one before (a pause) forgets what the watch
+// knew, so no group counts as seen current until it follows a leader again;
+// for (c) its probes count as on time only silentAfter after it woke, by when
+// every live node has answered them. A leader it woke as has stepped down on
+// the new leader's higher term by then. The followers of a dead leader campaign one after the other
 // (campaignRank), so that one asks for votes first and the others grant it (a
 // follower that sees a higher term forgets its leader and resets its timer); a
 // follower whose log is longer refuses and campaigns itself (nats-server's
@@ -87,12 +118,25 @@ const (
 	// group whose leader it has not seen yet (one that lost its leader within
 	// about a second of its start) waits for JetStream's own election.
 	electionListEvery = time.Second
+	// silentAfter is how long a leader's node must have answered none of the
+	// node's probes, and its group heard nothing from it over RAFT, before the
+	// node counts it silent (c): four probes unanswered, and twice RAFT's
+	// heartbeat interval, past which nats-server counts a leader not current.
+	// Shorter than isolatedAfter, the same silence from most nodes, because
+	// it takes a quorum heard from lately too; long enough that a leader merely
+	// slow under load is not deposed routinely (see above).
+	silentAfter = 2 * time.Second
+	// answeredWithin is how recently a peer must have answered the node's
+	// probes to count towards the quorum that elects a silent leader's
+	// successor (c): one probe late at most.
+	answeredWithin = 2 * probeEvery
 )
 
 // electionWatch decides which RAFT groups of a node campaign early. The election
 // watch loop owns it; it is not safe for concurrent use.
 type electionWatch struct {
 	ns     *natsserver.Server
+	probes *isolationWatch // the isolation watch's probes; nil: no case (c)
 	names  []string
 	listed time.Time
 	last   time.Time // the previous check
@@ -110,11 +154,53 @@ type groupElection struct {
 // earlyCampaign is a group the watch made campaign, and why.
 type earlyCampaign struct {
 	group  string
-	leader string // the gone leader's peer id, for a leader whose node is gone
+	leader string // the leader's peer id, for a leader whose node is gone or silent
+	silent bool   // the leader's node is silent, though routed (c)
 }
 
-func newElectionWatch(ns *natsserver.Server) *electionWatch {
-	return &electionWatch{ns: ns, groups: map[string]*groupElection{}}
+// probeView is what the isolation watch's probes say at one check of the
+// election watch (isolationWatch.probed).
+type probeView struct {
+	heard  map[string]time.Time // RAFT peer id → when that node last answered
+	onTime bool                 // the probes went out on time for silentAfter
+	cutOff bool                 // the node counts itself cut off
+}
+
+// silentLeader reports whether, at now, a group may be made to campaign because
+// its leader's node is silent (case (c) above): peer leader answered the probes
+// once but not for silentAfter plus electionStagger per voter ranked before
+// this node, the group heard nothing from it over RAFT since raftLast for
+// silentAfter, this node's probes went out on time, it is not cut off, and it
+// and the peers that answered within answeredWithin make a quorum of peers.
+// self is this node's peer id; the other fitness checks are observe's.
+func (v probeView) silentLeader(now time.Time, group, self, leader string, peers []*natsserver.Peer, raftLast time.Time) bool {
+	heard, ok := v.heard[leader]
+	if !v.onTime || v.cutOff || !ok || now.Sub(raftLast) < silentAfter || now.Sub(heard) < silentAfter {
+		return false
+	}
+	answering := map[string]bool{}
+	ready := 0
+	for _, p := range peers {
+		switch {
+		case p.ID == leader:
+		case p.ID == self:
+			ready++
+		default:
+			if t, ok := v.heard[p.ID]; ok && now.Sub(t) < answeredWithin {
+				answering[p.ID] = true
+				ready++
+			}
+		}
+	}
+	if ready < len(peers)/2+1 {
+		return false
+	}
+	wait := silentAfter + time.Duration(campaignRank(group, self, leader, peers, answering))*electionStagger
+	return now.Sub(heard) >= wait
+}
+
+func newElectionWatch(ns *natsserver.Server, probes *isolationWatch) *electionWatch {
+	return &electionWatch{ns: ns, probes: probes, groups: map[string]*groupElection{}}
 }
 
 // check looks at every RAFT group of the node at now and makes those campaign
@@ -140,6 +226,10 @@ func (w *electionWatch) check(now time.Time, cutOff bool) []earlyCampaign {
 		}
 	}
 	routed := w.routed()
+	var probes probeView
+	if w.probes != nil {
+		probes = w.probes.probed(now)
+	}
 	var out []earlyCampaign
 	for _, name := range w.names {
 		rn := lookupRaftNode(w.ns, name)
@@ -151,7 +241,7 @@ func (w *electionWatch) check(now time.Time, cutOff bool) []earlyCampaign {
 			g = &groupElection{}
 			w.groups[name] = g
 		}
-		if c, ok := g.observe(now, name, rn, routed); ok {
+		if c, ok := g.observe(now, name, rn, routed, probes); ok {
 			out = append(out, c)
 		}
 	}
@@ -176,7 +266,7 @@ func (w *electionWatch) routed() map[string]bool {
 // observe updates what the watch knows of group name from its RAFT node rn at
 // now, makes it campaign when it has no live leader and this node is a fit
 // candidate, and reports whether it did.
-func (g *groupElection) observe(now time.Time, name string, rn natsserver.RaftNode, routed map[string]bool) (earlyCampaign, bool) {
+func (g *groupElection) observe(now time.Time, name string, rn natsserver.RaftNode, routed map[string]bool, probes probeView) (earlyCampaign, bool) {
 	state := rn.State()
 	if state == natsserver.Closed || rn.IsObserver() {
 		*g = groupElection{}
@@ -213,6 +303,8 @@ func (g *groupElection) observe(now time.Time, name string, rn natsserver.RaftNo
 		if g.gone.IsZero() {
 			g.gone = now
 		}
+	case leader != self && probes.silentLeader(now, name, self, leader, peers, leaderSeen):
+		g.leaderless, g.gone = time.Time{}, time.Time{}
 	default:
 		g.leaderless, g.gone = time.Time{}, time.Time{}
 		return earlyCampaign{}, false
@@ -237,6 +329,9 @@ func (g *groupElection) observe(now time.Time, name string, rn natsserver.RaftNo
 			return earlyCampaign{}, false
 		}
 		c = earlyCampaign{group: name}
+	case g.gone.IsZero():
+		// The leader's node is silent (c): silentLeader waited its turn.
+		c = earlyCampaign{group: name, leader: leader, silent: true}
 	default:
 		wait := electionSettle + time.Duration(campaignRank(name, self, leader, peers, routed))*electionStagger
 		if now.Sub(g.gone) < wait || now.Sub(leaderSeen) < electionSettle {
@@ -280,14 +375,18 @@ func campaignRank(group, self, leader string, peers []*natsserver.Peer, routed m
 }
 
 // watchElections makes the node's RAFT groups that have no live leader campaign
-// early (see above), every electionCheckEvery until ctx ends. The upkeep owns it.
-func (n *Node) watchElections(ctx context.Context) {
-	w := newElectionWatch(n.ns)
+// early (see above), every electionCheckEvery until ctx ends, with what the
+// isolation watch's probes heard. The upkeep owns it.
+func (n *Node) watchElections(ctx context.Context, probes *isolationWatch) {
+	w := newElectionWatch(n.ns, probes)
 	everyTick(ctx, electionCheckEvery, func() bool {
 		for _, c := range w.check(time.Now(), n.isolated.Load()) {
-			if c.leader != "" {
+			switch {
+			case c.silent:
+				n.log.Info("raft group campaigning early: its leader's node is silent", "raft", c.group, "leader", c.leader)
+			case c.leader != "":
 				n.log.Info("raft group campaigning early: its leader's node is gone", "raft", c.group, "leader", c.leader)
-			} else {
+			default:
 				n.log.Info("raft group campaigning early: it has no leader", "raft", c.group)
 			}
 		}

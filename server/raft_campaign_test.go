@@ -104,23 +104,16 @@ func streamLeader(nodes []*server.Node, stream string) string {
 	return ""
 }
 
-// TestKilledLeaderElectedQuickly kills (SIGKILL) the node leading partitions of a
-// three-replica topic and checks that the two others elect new leaders for them
-// within 2.5 s. Without the early campaign (raft_campaign.go) the followers wait
-// out their election timers: 4–9 s after the leader's last heartbeat, which came
-// at most 1 s before the kill.
-func TestKilledLeaderElectedQuickly(t *testing.T) {
-	if testing.Short() {
-		t.Skip("runs a node in a child process; skipped with -short")
-	}
+// clusterWithChild starts a three-node cluster whose third node runs in a child
+// process, and returns the two in-process nodes, the child and its name.
+func clusterWithChild(t *testing.T, ctx context.Context) ([]*server.Node, *exec.Cmd, string) {
+	t.Helper()
 	cfgs := qxdtest.ClusterConfigs(t, 3)
 	var (
 		wg    sync.WaitGroup
 		nodes = make([]*server.Node, 2)
 		errs  = make([]error, 2)
-		child *exec.Cmd
 	)
-	ctx := qxdtest.Context(t, 3*time.Minute)
 	for i := range nodes {
 		wg.Add(1)
 		go func() {
@@ -128,7 +121,7 @@ func TestKilledLeaderElectedQuickly(t *testing.T) {
 			nodes[i], errs[i] = server.Start(ctx, cfgs[i])
 		}()
 	}
-	child = startChildNode(t, cfgs[2])
+	child := startChildNode(t, cfgs[2])
 	wg.Wait()
 	for i, err := range errs {
 		if err != nil {
@@ -141,9 +134,16 @@ func TestKilledLeaderElectedQuickly(t *testing.T) {
 			_ = n.Close(cctx)
 		})
 	}
-	victim := cfgs[2].Name
-	c := qxdtest.ConnectCluster(t, nodes)
-	const topic = "killed"
+	return nodes, child, cfgs[2].Name
+}
+
+// childLedStreams creates topic (six partitions, three replicas) on the
+// cluster of nodes and the child node victim, writes a record to each
+// partition, and returns the streams of the partitions victim leads (one
+// handed over to it if it led none), once all their replicas are current, with
+// their RAFT groups.
+func childLedStreams(t *testing.T, ctx context.Context, nodes []*server.Node, c *qxd.Client, topic, victim string) map[string]string {
+	t.Helper()
 	qxdtest.CreateTopic(t, c, topic, qxd.TopicConfig{Partitions: 6, Replicas: 3})
 	p := qxdtest.NewProducer(t, c)
 	for i := range int32(6) {
@@ -151,17 +151,15 @@ func TestKilledLeaderElectedQuickly(t *testing.T) {
 			t.Fatalf("produce to partition %d: %v", i, err)
 		}
 	}
-
-	// The partitions the child leads (at least one: hand one over if none).
-	var led []string
+	js := qxdtest.JetStream(t, nodes[0])
 	leaderOf := func(stream string) string {
-		js := qxdtest.JetStream(t, nodes[0])
 		s, err := js.Stream(ctx, stream)
 		if err != nil || s.CachedInfo().Cluster == nil {
 			return ""
 		}
 		return s.CachedInfo().Cluster.Leader
 	}
+	var led []string
 	for i := range int32(6) {
 		if leaderOf(semantics.StreamName(topic, i)) == victim {
 			led = append(led, semantics.StreamName(topic, i))
@@ -181,9 +179,9 @@ func TestKilledLeaderElectedQuickly(t *testing.T) {
 		led = []string{stream}
 	}
 	// Every replica current, so that either survivor may win.
+	groups := map[string]string{}
 	for _, stream := range led {
 		for {
-			js := qxdtest.JetStream(t, nodes[0])
 			s, err := js.Stream(ctx, stream)
 			current := 0
 			if err == nil && s.CachedInfo().Cluster != nil {
@@ -194,6 +192,7 @@ func TestKilledLeaderElectedQuickly(t *testing.T) {
 				}
 			}
 			if current == 2 {
+				groups[stream] = s.CachedInfo().Cluster.RaftGroup
 				break
 			}
 			if ctx.Err() != nil {
@@ -202,32 +201,140 @@ func TestKilledLeaderElectedQuickly(t *testing.T) {
 			time.Sleep(50 * time.Millisecond)
 		}
 	}
+	return groups
+}
 
-	killed := time.Now()
-	if err := child.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
+// awaitLeaders waits until every stream of led has a leader among nodes, logs
+// when each came, and returns the last one's time since from.
+func awaitLeaders(t *testing.T, nodes []*server.Node, led map[string]string, from time.Time, what string) time.Duration {
+	t.Helper()
 	pending := map[string]bool{}
-	for _, s := range led {
+	for s := range led {
 		pending[s] = true
 	}
 	var worst time.Duration
 	for len(pending) > 0 {
 		for s := range pending {
 			if who := streamLeader(nodes, s); who != "" {
-				took := time.Since(killed)
-				t.Logf("%s: %s elected %v after the kill", s, who, took.Round(time.Millisecond))
+				took := time.Since(from)
+				t.Logf("%s: %s elected %v after %s", s, who, took.Round(time.Millisecond), what)
 				worst = max(worst, took)
 				delete(pending, s)
 			}
 		}
-		if time.Since(killed) > 20*time.Second {
-			t.Fatalf("no leader elected within 20s of the kill for %v", pending)
+		if time.Since(from) > 20*time.Second {
+			t.Fatalf("no leader elected within 20s of %s for %v", what, pending)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	if worst > 2500*time.Millisecond {
+	return worst
+}
+
+// TestKilledLeaderElectedQuickly kills (SIGKILL) the node leading partitions of a
+// three-replica topic and checks that the two others elect new leaders for them
+// within 2.5 s. Without the early campaign (raft_campaign.go) the followers wait
+// out their election timers: 4–9 s after the leader's last heartbeat, which came
+// at most 1 s before the kill.
+func TestKilledLeaderElectedQuickly(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a node in a child process; skipped with -short")
+	}
+	ctx := qxdtest.Context(t, 3*time.Minute)
+	nodes, child, victim := clusterWithChild(t, ctx)
+	c := qxdtest.ConnectCluster(t, nodes)
+	led := childLedStreams(t, ctx, nodes, c, "killed", victim)
+
+	killed := time.Now()
+	if err := child.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	if worst := awaitLeaders(t, nodes, led, killed, "the kill"); worst > 2500*time.Millisecond {
 		t.Errorf("the partitions the killed node led had a new leader only %v after the kill, want within 2.5s", worst.Round(time.Millisecond))
+	}
+}
+
+// TestPausedLeaderElectedQuickly pauses (SIGSTOP) the node leading partitions of
+// a three-replica topic while a producer writes to them, and checks that the two
+// others elect new leaders within 4 s of the last append they heard from it,
+// while their routes to it are still up (nats-server drops a route after three
+// unanswered pings, every 2 s: 6–8 s). Left to nats-server, a follower's
+// election timer fires 4–9 s after the last append it heard, no sooner; the
+// election watch's case (c) calls the election once the paused node has
+// answered no probe for 2 s (raft_campaign.go).
+func TestPausedLeaderElectedQuickly(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a node in a child process; skipped with -short")
+	}
+	ctx := qxdtest.Context(t, 3*time.Minute)
+	nodes, child, victim := clusterWithChild(t, ctx)
+	// Killed before the nodes close (cleanups run last first): a paused peer
+	// would hold up their stop.
+	t.Cleanup(func() { _ = child.Process.Kill() })
+	c := qxdtest.ConnectCluster(t, nodes)
+	const topic = "paused"
+	led := childLedStreams(t, ctx, nodes, c, topic, victim)
+
+	// Appends up to the pause, so that the followers' timers were reset just
+	// before it.
+	var parts []int32
+	for i := range int32(6) {
+		if _, ok := led[semantics.StreamName(topic, i)]; ok {
+			parts = append(parts, i)
+		}
+	}
+	p := qxdtest.NewProducer(t, c)
+	stop, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			err := p.ProduceSync(pctx, &qxd.Record{Topic: topic, Partition: parts[i%len(parts)], Value: []byte("flowing")})
+			cancel()
+			if err != nil {
+				t.Errorf("produce before the pause: %v", err)
+				return
+			}
+		}
+	}()
+	time.Sleep(time.Second)
+	close(stop)
+	<-done
+	paused := time.Now()
+	if err := child.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	// When the followers last heard the paused leader, over each led group.
+	time.Sleep(300 * time.Millisecond)
+	last := paused
+	for _, group := range led {
+		for _, n := range nodes {
+			rn := n.RaftNode(group)
+			if rn == nil {
+				t.Fatalf("no RAFT node %s on %s", group, n.Name())
+			}
+			for _, peer := range rn.Peers() {
+				if peer.ID == rn.GroupLeader() && !peer.Last.IsZero() && peer.Last.Before(last) {
+					last = peer.Last
+				}
+			}
+		}
+	}
+	t.Logf("the followers last heard the paused leader %v before the pause", paused.Sub(last).Round(time.Millisecond))
+	worst := awaitLeaders(t, nodes, led, last, "the last append heard from the paused leader")
+	routed := false
+	if rz, err := nodes[0].NATSServer().Routez(&natsserver.RoutezOptions{}); err == nil {
+		for _, r := range rz.Routes {
+			routed = routed || r.RemoteName == victim
+		}
+	}
+	t.Logf("route from %s to the paused node still up once every partition had a leader: %v", nodes[0].Name(), routed)
+	if worst >= 4*time.Second {
+		t.Errorf("the partitions the paused node led had a new leader only %v after the last append heard from it, want within 4s (before any follower's election timer)", worst.Round(time.Millisecond))
 	}
 }
 

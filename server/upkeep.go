@@ -55,13 +55,15 @@ func (n *Node) startUpkeep() {
 		return
 	}
 	n.upkeep.wg.Add(3)
+	// The election watch reads what the isolation watch's probes heard.
+	probes := newIsolationWatch(n.cfg.Name)
 	go func() {
 		defer n.upkeep.wg.Done()
-		n.watchIsolation(ctx)
+		n.watchIsolation(ctx, probes)
 	}()
 	go func() {
 		defer n.upkeep.wg.Done()
-		n.watchElections(ctx)
+		n.watchElections(ctx, probes)
 	}()
 	go func() {
 		defer n.upkeep.wg.Done()
