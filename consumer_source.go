@@ -376,9 +376,12 @@ func (c *Consumer) fetchOnce(ctx context.Context, pc *partSource, gen uint64, fr
 // the client's consumers is pulled over its one connection, and the node buffers
 // what they asked for while the client reads it more slowly than the node sends:
 // past the node's MaxPending it cuts the connection off as a slow consumer, and
-// every read, request and producer of the client starts again after a reconnect.
-// Eight consumers of 32 MiB each did so, as one of them reading eight partitions
-// did not. A read keeps the share it started with until it restarts.
+// every read, request and producer of the client starts again after a reconnect
+// (eight consumers of one client, 32 MiB ahead each, were cut off so; one
+// consumer reading the same eight partitions, 4 MiB ahead each, was not). A read
+// keeps the share it started with until it restarts: reads that start one after
+// another hold more than ClientFetchMaxBytes together, at most its multiple by
+// the harmonic number of their count.
 func (c *Client) readShare(consumer int) int {
 	return min(consumer, c.cfg.fetchMaxBytes/max(1, int(c.reads.Load())))
 }
