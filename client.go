@@ -9,6 +9,7 @@ import (
 	"reflect"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -43,6 +44,8 @@ type Client struct {
 
 	watch *connWatch // warns while the connection is down; nil for NewClient
 	check *nodeCheck // moves off a paused or cut-off node; nil for NewClient and in-process
+
+	reads atomic.Int64 // partition reads of the client's consumers running (see readShare)
 }
 
 // Connect connects to the qxd nodes at servers, a comma-separated list of NATS URLs

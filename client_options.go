@@ -26,11 +26,15 @@ const (
 	// itself.)
 	DefaultClientPingInterval = time.Second
 	DefaultClientMaxPingsOut  = 2
+	// DefaultClientFetchMaxBytes is a quarter of what a node buffers for one
+	// client by default (its MaxPending, 256 MiB) before it cuts the client off
+	// as a slow consumer.
+	DefaultClientFetchMaxBytes = 64 << 20
 )
 
 func defaultClientConfig() clientConfig {
 	return clientConfig{name: DefaultClientName, clientID: defaultClientID(), reqTimeout: DefaultClientRequestTimeout,
-		pingInterval: DefaultClientPingInterval, maxPingsOut: DefaultClientMaxPingsOut}
+		pingInterval: DefaultClientPingInterval, maxPingsOut: DefaultClientMaxPingsOut, fetchMaxBytes: DefaultClientFetchMaxBytes}
 }
 
 // newClientConfig applies opts to the defaults and checks the result.
@@ -50,6 +54,8 @@ func (c clientConfig) validate() error {
 		return semantics.Errorf(semantics.ErrInvalidConfig, "ping interval %v: give a positive duration", c.pingInterval)
 	case c.maxPingsOut < 1:
 		return semantics.Errorf(semantics.ErrInvalidConfig, "max pings outstanding %d: give 1 or more", c.maxPingsOut)
+	case c.fetchMaxBytes < 1:
+		return semantics.Errorf(semantics.ErrInvalidConfig, "client fetch max bytes %d: give at least 1", c.fetchMaxBytes)
 	case c.clientID == "":
 		return semantics.Errorf(semantics.ErrInvalidConfig, "client id is empty: give a name, or leave the option out for qxd-<hostname>")
 	case c.badHook != nil:
@@ -78,6 +84,8 @@ type clientConfig struct {
 
 	pingInterval time.Duration
 	maxPingsOut  int
+
+	fetchMaxBytes int
 
 	hooks   hooks
 	badHook Hook // the first hook given that implements no Hook interface
@@ -133,6 +141,16 @@ func ClientRequestTimeout(d time.Duration) ClientOption {
 func ClientPing(interval time.Duration, maxOut int) ClientOption {
 	return func(c *clientConfig) { c.pingInterval, c.maxPingsOut = interval, maxOut }
 }
+
+// ClientFetchMaxBytes caps the bytes all the client's consumers fetch ahead of
+// Poll together, on the client's one connection: a partition read that starts
+// asks for at most this cap shared by every partition read of the client then
+// running, and at most its consumer's share (FetchMaxBytes); each may still
+// fetch one batch of its topic's max message bytes. The node cuts off a client
+// it holds more than its MaxPending for (256 MiB by default) as a slow consumer,
+// which several consumers of one client each fetching FetchMaxBytes ahead
+// reached. Default 64 MiB (DefaultClientFetchMaxBytes).
+func ClientFetchMaxBytes(n int) ClientOption { return func(c *clientConfig) { c.fetchMaxBytes = n } }
 
 // ClientID sets the client id that group members give the coordinator, as
 // Kafka's client.id: DescribeGroup and 'qxd group describe' show it beside each

@@ -65,7 +65,8 @@ func MaxPollRecords(n int) ConsumerOption { return func(c *consumerConfig) { c.m
 
 // FetchMaxBytes caps the bytes the consumer fetches ahead of Poll, shared by its
 // partitions; each partition may still fetch one batch of its topic's max message
-// bytes. Default 32 MiB (DefaultFetchMaxBytes).
+// bytes. The client's consumers share ClientFetchMaxBytes besides. Default 32 MiB
+// (DefaultFetchMaxBytes).
 func FetchMaxBytes(n int) ConsumerOption { return func(c *consumerConfig) { c.fetchMaxBytes = n } }
 
 // MetadataMaxAge is how often a regex subscription (SubscribeRegex) lists the

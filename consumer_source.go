@@ -234,6 +234,8 @@ func (pc *partSource) halt() {
 // exists, or a batch that cannot be decoded, ends it with an error for Poll.
 func (c *Consumer) fetch(ctx context.Context, pc *partSource, gen uint64, from int64, seq uint64, done chan struct{}) {
 	defer close(done)
+	c.c.reads.Add(1)
+	defer c.c.reads.Add(-1)
 	backoff := 50 * time.Millisecond
 	for {
 		next, fatal, err := c.fetchOnce(ctx, pc, gen, from, seq)
@@ -339,7 +341,7 @@ func (c *Consumer) fetchOnce(ctx context.Context, pc *partSource, gen uint64, fr
 	c.mu.Lock()
 	share := c.cfg.fetchMaxBytes / max(1, len(c.parts))
 	c.mu.Unlock()
-	share = max(share, int(pc.meta.Config.MaxMessageBytes)+64<<10)
+	share = max(c.c.readShare(share), int(pc.meta.Config.MaxMessageBytes)+64<<10)
 	rctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	r := &partRead{c: c, pc: pc, gen: gen, ctx: rctx, next: from, lastStream: max(seq, 1) - 1, failed: make(chan readFailure, 1)}
@@ -366,6 +368,22 @@ func (c *Consumer) fetchOnce(ctx context.Context, pc *partSource, gen uint64, fr
 	cancel()
 	cc.Stop()
 	return r.stop(), failure.fatal, failure.err
+}
+
+// readShare is the most bytes a partition read starting now may have fetched
+// ahead of Poll: its consumer's share (consumer), and at most an equal share of
+// ClientFetchMaxBytes among the client's partition reads running. Every read of
+// the client's consumers is pulled over its one connection, and the node buffers
+// what they asked for while the client reads it more slowly than the node sends:
+// past the node's MaxPending it cuts the connection off as a slow consumer, and
+// every read, request and producer of the client starts again after a reconnect
+// (eight consumers of one client, 32 MiB ahead each, were cut off so; one
+// consumer reading the same eight partitions, 4 MiB ahead each, was not). A read
+// keeps the share it started with until it restarts: reads that start one after
+// another hold more than ClientFetchMaxBytes together, at most its multiple by
+// the harmonic number of their count.
+func (c *Client) readShare(consumer int) int {
+	return min(consumer, c.cfg.fetchMaxBytes/max(1, int(c.reads.Load())))
 }
 
 // readHeartbeat is how often the server says a read's consumer is alive while it has

@@ -38,7 +38,8 @@ type Config struct {
 	MaxPayload int32
 	// MaxPending is how many bytes the node buffers for one client before it cuts the
 	// client off as a slow consumer. Default 256 MiB, room for consumers that fetch
-	// many partitions ahead.
+	// many partitions ahead (a client's consumers fetch at most 64 MiB ahead
+	// together by default, qxd.ClientFetchMaxBytes); at least MaxPayload.
 	MaxPending int64
 	// GroupInitialRebalanceDelay is how long an empty consumer group waits for more
 	// members before its first generation. Default 300ms (the coordinator's default).
@@ -207,6 +208,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxPayload < semantics.MaxMessageBytesLimit {
 		return fmt.Errorf("max payload %d is below the largest record batch a topic may allow (%d)", c.MaxPayload, semantics.MaxMessageBytesLimit)
+	}
+	if c.MaxPending < int64(c.MaxPayload) {
+		return fmt.Errorf("max pending %d is below the max payload %d: a client must be able to have at least one message pending", c.MaxPending, c.MaxPayload)
 	}
 	if c.AutoLeaderRebalance && c.LeaderImbalanceCheckInterval <= 0 {
 		return fmt.Errorf("leader imbalance check interval %v must be positive (or turn automatic leader rebalancing off)", c.LeaderImbalanceCheckInterval)

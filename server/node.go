@@ -158,6 +158,7 @@ func start(ctx context.Context, cfg Config, log *slog.Logger) (*Node, error) {
 		JetStream:              true,
 		StoreDir:               cfg.DataDir,
 		MaxPayload:             cfg.MaxPayload,
+		MaxPending:             cfg.MaxPending,
 		NoSigs:                 true,
 		Debug:                  cfg.NATSDebug,
 		DisableJetStreamBanner: true,
