@@ -222,8 +222,8 @@ func TestRunModes(t *testing.T) {
 				}
 				if s.TailRecords == 0 || s.TailE2E == nil || s.TailWait == nil || s.TailBatch == nil || s.TailStore == nil || *s.TailStore <= 0 ||
 					s.SchedP99 == nil || s.GCCycles == nil || s.RawSchedP99 == nil {
-					t.Errorf("e2e slowest records: %d records, e2e %v wait %v batch %v store %v; runtime: sched p99 %v, gc cycles %v, raw sched p99 %v: want each",
-						s.TailRecords, s.TailE2E, s.TailWait, s.TailBatch, s.TailStore, s.SchedP99, s.GCCycles, s.RawSchedP99)
+					t.Errorf("e2e slowest records: %d records, e2e %s wait %s batch %s store %s; runtime: sched p99 %s, gc cycles %v, raw sched p99 %s: want each",
+						s.TailRecords, show(s.TailE2E), show(s.TailWait), show(s.TailBatch), show(s.TailStore), show(s.SchedP99), s.GCCycles != nil, show(s.RawSchedP99))
 				}
 				// The report rounds the ratio to three decimals.
 				if want := s.P99 / *s.RawP99; math.Abs(s.P99Ratio-want) > max(0.01*want, 0.0005) {
@@ -491,4 +491,12 @@ func TestRunCountsBatches(t *testing.T) {
 			}
 		})
 	}
+}
+
+// show prints an optional figure of a Summary.
+func show(v *float64) string {
+	if v == nil {
+		return "missing"
+	}
+	return fmt.Sprint(*v)
 }
