@@ -25,7 +25,7 @@ type batchStats struct {
 	last sync.Map
 	// stores, when set, is asked each answered batch's store time (lastStore).
 	stores *appendStats
-	store  sync.Map // int32 → *atomic.Int64, as last
+	store  sync.Map // int32 → *[2]atomic.Int64 (store, back), as last
 }
 
 var _ qxd.HookProduceBatchWritten = (*batchStats)(nil)
@@ -42,9 +42,11 @@ func (s *batchStats) OnProduceBatchWritten(_ string, p int32, m qxd.ProduceBatch
 	if s.stores != nil {
 		v, ok := s.store.Load(p)
 		if !ok {
-			v, _ = s.store.LoadOrStore(p, new(atomic.Int64))
+			v, _ = s.store.LoadOrStore(p, new([2]atomic.Int64))
 		}
-		v.(*atomic.Int64).Store(int64(s.stores.taken(p, m.NumRecords)))
+		store, back := s.stores.taken(p, m.NumRecords, time.Now())
+		v.(*[2]atomic.Int64)[0].Store(int64(store))
+		v.(*[2]atomic.Int64)[1].Store(int64(back))
 	}
 	s.batches.Add(1)
 	s.records.Add(int64(m.NumRecords))
@@ -66,15 +68,17 @@ func (s *batchStats) lastLatency(p int32) time.Duration {
 }
 
 // lastStore is partition p's last acknowledged batch's store time, as the
-// embedded node's writer timed it; 0 when unknown.
-func (s *batchStats) lastStore(p int32) time.Duration {
+// embedded node's writer timed it, and its answer's way back from the writer to
+// the producer's sender; zeros when unknown.
+func (s *batchStats) lastStore(p int32) (store, back time.Duration) {
 	if s == nil {
-		return 0
+		return 0, 0
 	}
 	if v, ok := s.store.Load(p); ok {
-		return time.Duration(v.(*atomic.Int64).Load())
+		a := v.(*[2]atomic.Int64)
+		return time.Duration(a[0].Load()), time.Duration(a[1].Load())
 	}
-	return 0
+	return 0, 0
 }
 
 // start clears the counts and starts counting.

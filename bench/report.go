@@ -64,6 +64,9 @@ type Summary struct {
 	// batch time over the same records (those whose append was matched).
 	TailStore      *float64 `json:"tail_store_ms,omitempty"`
 	TailStoreBatch *float64 `json:"tail_store_batch_ms,omitempty"`
+	// TailBack is the part of TailStoreBatch from the writer having the stream's
+	// ack to the producer's sender settling the batch.
+	TailBack *float64 `json:"tail_back_ms,omitempty"`
 	// What the Go runtime saw of the whole process in e2e's timed part (see
 	// SchedStats): a runnable goroutine's wait for a thread, p50/p99, and the
 	// collector's cycles and stop-the-world pauses (raw_ likewise for raw's part).
@@ -162,7 +165,7 @@ func (r *Result) Summary() Summary {
 			s.TailRecords = t.Records
 			s.TailE2E, s.TailWait, s.TailBatch, s.TailDelivery = msPtr(t.E2E), msPtr(t.InProducer), msPtr(t.Batch), msPtr(t.Delivery)
 			if t.StoredRecords > 0 {
-				s.TailStore, s.TailStoreBatch = msPtr(t.Stored), msPtr(t.StoredBatch)
+				s.TailStore, s.TailStoreBatch, s.TailBack = msPtr(t.Stored), msPtr(t.StoredBatch), msPtr(t.Back)
 			}
 		}
 	}
@@ -427,7 +430,8 @@ func tailNote(t TailStages) string {
 	out := fmt.Sprintf("qxd's slowest 1%% (%d records), mean ms: %.3f produce to consume = in the producer %.3f + batch send to answer %.3f + ack to consumer %.3f",
 		t.Records, ms(t.E2E), ms(t.InProducer), ms(t.Batch), ms(t.Delivery))
 	if t.StoredRecords > 0 {
-		out += fmt.Sprintf("; of a batch's %.3f, the stream's store %.3f (%d records matched)", ms(t.StoredBatch), ms(t.Stored), t.StoredRecords)
+		out += fmt.Sprintf("; of a batch's %.3f, to the writer and its append %.3f, the stream's store %.3f, the answer back to the producer's sender %.3f (%d records matched)",
+			ms(t.StoredBatch), ms(t.StoredBatch-t.Stored-t.Back), ms(t.Stored), ms(t.Back), t.StoredRecords)
 	}
 	return out
 }

@@ -46,12 +46,15 @@ type Stages struct {
 // Stored is the part of Batch spent in the stream's store (from the writer's
 // append to JetStream's ack), over the StoredRecords of them whose append the
 // embedded nodes matched with the producer's answer; the rest of Batch is the
-// trips between producer, writer and stream.
+// trips between producer, writer and stream: Back of it from the writer having
+// the stream's ack to the producer's sender settling the batch (the answer's way
+// back and the sender's wake-up), and the rest the request's way to the writer
+// and the writer's append.
 type TailStages struct {
 	Records                          int
 	E2E, InProducer, Batch, Delivery time.Duration
 	StoredRecords                    int
-	Stored, StoredBatch              time.Duration // StoredBatch: Batch over the same records
+	Stored, StoredBatch, Back        time.Duration // StoredBatch: Batch over the same records
 }
 
 // stageClock gathers a run's Stages while it runs.
@@ -68,14 +71,14 @@ type stageClock struct {
 // stageSeen is what one side noted of a record: ack is its ack's time (Unix ns)
 // with wait and batch, or consumed its consumption's time with e2e.
 type stageSeen struct {
-	ack, consumed      int64
-	wait, batch, store time.Duration
-	e2e                time.Duration
+	ack, consumed            int64
+	wait, batch, store, back time.Duration
+	e2e                      time.Duration
 }
 
 // stageMet is one record's way through the stages.
 type stageMet struct {
-	e2e, wait, batch, store, delivery time.Duration
+	e2e, wait, batch, store, back, delivery time.Duration
 }
 
 type stageKey struct {
@@ -89,9 +92,10 @@ func newStageClock() *stageClock {
 }
 
 // acked notes that the record at offset off of partition p was acknowledged at
-// now, batch being its batch's send-to-answer time, store its batch's store (0:
-// unknown) and since its produce-to-acknowledgement time.
-func (sc *stageClock) acked(p int32, off int64, now time.Time, since, batch, store time.Duration) {
+// now, batch being its batch's send-to-answer time, store its batch's store and
+// back the answer's way from the writer (0: unknown), and since its
+// produce-to-acknowledgement time.
+func (sc *stageClock) acked(p int32, off int64, now time.Time, since, batch, store, back time.Duration) {
 	if sc == nil {
 		return
 	}
@@ -100,7 +104,7 @@ func (sc *stageClock) acked(p int32, off int64, now time.Time, since, batch, sto
 		wait = max(since-batch, 0)
 		sc.s.InProducer.Record(wait)
 	}
-	sc.meet(stageKey{p, off}, stageSeen{ack: now.UnixNano(), wait: wait, batch: batch, store: store})
+	sc.meet(stageKey{p, off}, stageSeen{ack: now.UnixNano(), wait: wait, batch: batch, store: store, back: back})
 }
 
 // consumed notes that the record at offset off of partition p reached a consumer
@@ -131,7 +135,7 @@ func (sc *stageClock) meet(k stageKey, side stageSeen) {
 	if !first {
 		d = time.Duration(cons.consumed - ack.ack)
 	}
-	sc.met = append(sc.met, stageMet{e2e: cons.e2e, wait: ack.wait, batch: ack.batch, store: ack.store, delivery: d})
+	sc.met = append(sc.met, stageMet{e2e: cons.e2e, wait: ack.wait, batch: ack.batch, store: ack.store, back: ack.back, delivery: d})
 	sc.mu.Unlock()
 	if first {
 		sc.first.Add(1)
@@ -175,6 +179,7 @@ func tailOf(met []stageMet) TailStages {
 			t.StoredRecords++
 			t.Stored += m.store
 			t.StoredBatch += m.batch
+			t.Back += m.back
 		}
 	}
 	n := time.Duration(t.Records)
@@ -182,6 +187,7 @@ func tailOf(met []stageMet) TailStages {
 	if t.StoredRecords > 0 {
 		t.Stored /= time.Duration(t.StoredRecords)
 		t.StoredBatch /= time.Duration(t.StoredRecords)
+		t.Back /= time.Duration(t.StoredRecords)
 	}
 	return t
 }
@@ -198,10 +204,12 @@ type appendStats struct {
 	acked map[int32][]storedAppend
 }
 
-// storedAppend is one acknowledged append: its record count and its store time.
+// storedAppend is one acknowledged append: its record count, its store time and
+// when the writer had its ack (and answered the producer).
 type storedAppend struct {
 	records int64
 	latency time.Duration
+	at      time.Time
 }
 
 var _ server.Observer = (*appendStats)(nil)
@@ -220,22 +228,24 @@ func (a *appendStats) start(topic string, h *Histogram) {
 
 // taken returns the store time of partition p's oldest acknowledged append not
 // yet taken, which must hold records records (the batch whose answer the
-// producer just had); 0 when there is none or it does not match.
-func (a *appendStats) taken(p int32, records int) time.Duration {
+// producer just had), and the time since the writer had its ack (the answer's
+// way back to the producer's sender); zeros when there is none or it does not
+// match.
+func (a *appendStats) taken(p int32, records int, now time.Time) (store, back time.Duration) {
 	if a == nil || a.topic.Load() == nil {
-		return 0
+		return 0, 0
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	q := a.acked[p]
 	if len(q) == 0 {
-		return 0
+		return 0, 0
 	}
 	a.acked[p] = q[1:]
 	if q[0].records != int64(records) {
-		return 0
+		return 0, 0
 	}
-	return q[0].latency
+	return q[0].latency, max(now.Sub(q[0].at), 0)
 }
 
 func (a *appendStats) stop() {
@@ -252,7 +262,7 @@ func (a *appendStats) Appended(topic string, p int32, records int64, _ int, late
 		}
 		a.mu.Lock()
 		if a.acked != nil {
-			a.acked[p] = append(a.acked[p], storedAppend{records: records, latency: latency})
+			a.acked[p] = append(a.acked[p], storedAppend{records: records, latency: latency, at: time.Now()})
 		}
 		a.mu.Unlock()
 	}

@@ -16,7 +16,8 @@ func TestStagesTraceTheSlowestRecords(t *testing.T) {
 	for i := range 1000 {
 		// Record i takes i µs from produce to consume, but the ten slowest (990 to
 		// 999) wait 40 ms in the producer, their batch takes 10 ms (4 ms of it the
-		// store), and they reach the consumer 5 ms after their ack.
+		// store, 2.5 ms the answer's way back), and they reach the consumer 5 ms
+		// after their ack.
 		e2e, wait, batch, store, delivery := time.Duration(i)*time.Microsecond, time.Duration(0), time.Millisecond, time.Millisecond/2, time.Duration(0)
 		if i >= 990 {
 			wait, batch, store, delivery = 40*time.Millisecond, 10*time.Millisecond, 4*time.Millisecond, 5*time.Millisecond
@@ -24,17 +25,17 @@ func TestStagesTraceTheSlowestRecords(t *testing.T) {
 		}
 		ack := base.Add(time.Duration(i) * time.Second)
 		if i%2 == 0 {
-			sc.acked(0, int64(i), ack, wait+batch, batch, store)
+			sc.acked(0, int64(i), ack, wait+batch, batch, store, batch/4)
 			sc.consumed(0, int64(i), ack.Add(delivery), e2e)
 		} else { // consumed first
 			sc.consumed(0, int64(i), ack.Add(-delivery), e2e)
-			sc.acked(0, int64(i), ack, wait+batch, batch, store)
+			sc.acked(0, int64(i), ack, wait+batch, batch, store, batch/4)
 		}
 	}
 	got := sc.stages().Tail
 	want := TailStages{Records: 10, E2E: 55 * time.Millisecond, InProducer: 40 * time.Millisecond, Batch: 10 * time.Millisecond,
 		Delivery:      2500 * time.Microsecond, // the odd ones were consumed before their ack: 0
-		StoredRecords: 10, Stored: 4 * time.Millisecond, StoredBatch: 10 * time.Millisecond}
+		StoredRecords: 10, Stored: 4 * time.Millisecond, StoredBatch: 10 * time.Millisecond, Back: 2500 * time.Microsecond}
 	if got != want {
 		t.Errorf("tail %+v, want %+v", got, want)
 	}

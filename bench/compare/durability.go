@@ -234,8 +234,8 @@ func stagesNote(s bench.Summary) string {
 	out := fmt.Sprintf("waiting in the producer %s, store %s, ack to consumer %s", pp(s.WaitP50, s.WaitP99), pp(s.StoreP50, s.StoreP99), pp(s.DeliveryP50, s.DeliveryP99))
 	if s.TailE2E != nil && s.TailWait != nil && s.TailBatch != nil && s.TailDelivery != nil {
 		out += fmt.Sprintf("; slowest 1%% mean %.1f = wait %.1f + batch %.1f", *s.TailE2E, *s.TailWait, *s.TailBatch)
-		if s.TailStore != nil {
-			out += fmt.Sprintf(" (store %.1f)", *s.TailStore)
+		if s.TailStore != nil && s.TailBack != nil {
+			out += fmt.Sprintf(" (store %.1f, answer back %.1f)", *s.TailStore, *s.TailBack)
 		}
 		out += fmt.Sprintf(" + delivery %.1f", *s.TailDelivery)
 	}
