@@ -147,7 +147,7 @@ func Connect(ctx context.Context, servers string) (*Env, error) {
 }
 
 func (e *Env) connect(ctx context.Context, servers string) error {
-	e.batches = new(batchStats)
+	e.batches = &batchStats{stores: e.appends}
 	c, err := qxd.Connect(ctx, servers, qxd.WithName("qxd-bench"), qxd.Hooks(e.batches))
 	if err != nil {
 		return err
@@ -453,6 +453,8 @@ type Measure struct {
 	FetchWait time.Duration `json:"-"`
 	// Stages splits Latency into the parts of a record's way (qxd in e2e mode).
 	Stages *Stages `json:"-"`
+	// Sched is what the Go runtime saw of the process during the timed part (e2e).
+	Sched *SchedStats `json:"-"`
 }
 
 // FetchWaitShare is m.FetchWait as a part of m.Elapsed, or 0 when unknown.

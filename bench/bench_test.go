@@ -220,6 +220,11 @@ func TestRunModes(t *testing.T) {
 					t.Errorf("e2e stages: wait %v, store %v, delivery %v, consumed first %v: want each (the nodes are embedded)",
 						s.WaitP99, s.StoreP50, s.DeliveryP99, s.ConsumedFirstPct)
 				}
+				if s.TailRecords == 0 || s.TailE2E == nil || s.TailWait == nil || s.TailBatch == nil || s.TailStore == nil || *s.TailStore <= 0 || s.TailBack == nil ||
+					s.SchedP99 == nil || s.GCCycles == nil || s.RawSchedP99 == nil {
+					t.Errorf("e2e slowest records: %d records, e2e %s wait %s batch %s store %s; runtime: sched p99 %s, gc cycles %v, raw sched p99 %s: want each",
+						s.TailRecords, show(s.TailE2E), show(s.TailWait), show(s.TailBatch), show(s.TailStore), show(s.SchedP99), s.GCCycles != nil, show(s.RawSchedP99))
+				}
 				// The report rounds the ratio to three decimals.
 				if want := s.P99 / *s.RawP99; math.Abs(s.P99Ratio-want) > max(0.01*want, 0.0005) {
 					t.Errorf("p99 ratio %v, want p99_ms/raw_p99_ms = %v", s.P99Ratio, want)
@@ -486,4 +491,12 @@ func TestRunCountsBatches(t *testing.T) {
 			}
 		})
 	}
+}
+
+// show prints an optional figure of a Summary.
+func show(v *float64) string {
+	if v == nil {
+		return "missing"
+	}
+	return fmt.Sprint(*v)
 }

@@ -106,8 +106,9 @@ func (e *Env) qxdE2E(ctx context.Context, c Config) (*Measure, error) {
 						warm.Add(1)
 						continue
 					}
-					lat.Record(sinceStamp(recs[j].Value))
-					sc.consumed(recs[j].Partition, recs[j].Offset, now)
+					e2e := sinceStamp(recs[j].Value)
+					lat.Record(e2e)
+					sc.consumed(recs[j].Partition, recs[j].Offset, now, e2e)
 					rb += int64(len(recs[j].Value))
 					n++
 				}
@@ -120,6 +121,7 @@ func (e *Env) qxdE2E(ctx context.Context, c Config) (*Measure, error) {
 	err = e.qxdWarmup(ctx, topic, parts, &warm)
 	var bs Measure
 	start := time.Now()
+	rt := startRuntimeClock()
 	var produced int64
 	if err == nil {
 		e.appends.start(topic, sc.s.Stored)
@@ -129,6 +131,7 @@ func (e *Env) qxdE2E(ctx context.Context, c Config) (*Measure, error) {
 		err = waitConsumed(ctx, &consumed, produced)
 	}
 	elapsed := time.Since(start)
+	sched := rt.stop()
 	e.appends.stop()
 	cancel()
 	wg.Wait()
@@ -143,7 +146,7 @@ func (e *Env) qxdE2E(ctx context.Context, c Config) (*Measure, error) {
 	}
 	return &Measure{System: "qxd", Records: consumed.Load(), Bytes: bytes.Load(), Elapsed: elapsed,
 		Latency: lat, AckLatency: ackLat, Series: series, Interval: c.Interval, StoredBytes: e.storedBytes(ctx, topic),
-		Batches: bs.Batches, BatchRecords: bs.BatchRecords, BatchLatency: bs.BatchLatency, Stages: sc.stages()}, nil
+		Batches: bs.Batches, BatchRecords: bs.BatchRecords, BatchLatency: bs.BatchLatency, Stages: sc.stages(), Sched: sched}, nil
 }
 
 // rawE2E does the same with one ordered consumer per stream and per-record
@@ -195,6 +198,7 @@ func (e *Env) rawE2E(ctx context.Context, c Config) (*Measure, error) {
 		err = waitConsumed(ctx, &warm, int64(len(subjects)))
 	}
 	start := time.Now()
+	rt := startRuntimeClock()
 	var produced int64
 	if err == nil {
 		produced, _, _, err = e.rawProduce(ctx, subjects, produceSpec{c: c, stamped: true, lat: ackLat})
@@ -203,10 +207,11 @@ func (e *Env) rawE2E(ctx context.Context, c Config) (*Measure, error) {
 		err = waitConsumed(ctx, &consumed, produced)
 	}
 	elapsed := time.Since(start)
+	sched := rt.stop()
 	series := m.stop()
 	if err != nil {
 		return nil, err
 	}
-	return &Measure{System: "raw", Records: consumed.Load(), Bytes: bytes.Load(), Elapsed: elapsed,
+	return &Measure{System: "raw", Sched: sched, Records: consumed.Load(), Bytes: bytes.Load(), Elapsed: elapsed,
 		Latency: lat, AckLatency: ackLat, Series: series, Interval: c.Interval, StoredBytes: e.rawStoredBytes(ctx, streams)}, nil
 }

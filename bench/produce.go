@@ -275,7 +275,8 @@ func (e *Env) qxdProduce(ctx context.Context, topic string, s produceSpec) (int6
 				if lats != nil {
 					lats[uint(shard)%tallyShards].Record(since)
 				}
-				s.stages.acked(r.Partition, r.Offset, now, since, e.batches.lastLatency(r.Partition))
+				store, back := e.batches.lastStore(r.Partition)
+				s.stages.acked(r.Partition, r.Offset, now, since, e.batches.lastLatency(r.Partition), store, back)
 			}
 		}
 		*r = qxd.Record{Value: r.Value[:0]}

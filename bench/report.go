@@ -5,6 +5,7 @@ import (
 	"io"
 	"math"
 	"strings"
+	"time"
 )
 
 // Summary is a Result as one flat JSON object: qxd's figures, raw's prefixed with
@@ -52,7 +53,32 @@ type Summary struct {
 	DeliveryP50      *float64 `json:"delivery_p50_ms,omitempty"`
 	DeliveryP99      *float64 `json:"delivery_p99_ms,omitempty"`
 	ConsumedFirstPct *float64 `json:"consumed_first_pct,omitempty"`
-	RebalanceMS      float64  `json:"rebalance_ms,omitempty"`
+	// The slowest 1% of e2e's records (see TailStages): how many, and their
+	// mean produce-to-consume time split into the same parts.
+	TailRecords  int      `json:"tail_records,omitempty"`
+	TailE2E      *float64 `json:"tail_e2e_ms,omitempty"`
+	TailWait     *float64 `json:"tail_wait_ms,omitempty"`
+	TailBatch    *float64 `json:"tail_batch_ms,omitempty"`
+	TailDelivery *float64 `json:"tail_delivery_ms,omitempty"`
+	// TailStore is the stream's store within TailBatch, and TailStoreBatch the
+	// batch time over the same records (those whose append was matched).
+	TailStore      *float64 `json:"tail_store_ms,omitempty"`
+	TailStoreBatch *float64 `json:"tail_store_batch_ms,omitempty"`
+	// TailBack is the part of TailStoreBatch from the writer having the stream's
+	// ack to the producer's sender settling the batch.
+	TailBack *float64 `json:"tail_back_ms,omitempty"`
+	// What the Go runtime saw of the whole process in e2e's timed part (see
+	// SchedStats): a runnable goroutine's wait for a thread, p50/p99, and the
+	// collector's cycles and stop-the-world pauses (raw_ likewise for raw's part).
+	SchedP50       *float64 `json:"sched_p50_ms,omitempty"`
+	SchedP99       *float64 `json:"sched_p99_ms,omitempty"`
+	GCCycles       *uint64  `json:"gc_cycles,omitempty"`
+	GCPauses       *uint64  `json:"gc_pauses,omitempty"`
+	GCPauseTotalMS *float64 `json:"gc_pause_total_ms,omitempty"`
+	GCPauseMaxMS   *float64 `json:"gc_pause_max_ms,omitempty"`
+	RawSchedP99    *float64 `json:"raw_sched_p99_ms,omitempty"`
+	RawGCPauseMax  *float64 `json:"raw_gc_pause_max_ms,omitempty"`
+	RebalanceMS    float64  `json:"rebalance_ms,omitempty"`
 	// CPUNsPerRecord is the process's CPU time per record read during the timed
 	// part, embedded nodes included (consume mode; kafka_ and raw_ likewise).
 	CPUNsPerRecord float64 `json:"cpu_ns_per_record,omitempty"`
@@ -135,6 +161,22 @@ func (r *Result) Summary() Summary {
 			pct := round(100 * float64(st.ConsumedFirst) / float64(n))
 			s.ConsumedFirstPct = &pct
 		}
+		if t := st.Tail; t.Records > 0 {
+			s.TailRecords = t.Records
+			s.TailE2E, s.TailWait, s.TailBatch, s.TailDelivery = msPtr(t.E2E), msPtr(t.InProducer), msPtr(t.Batch), msPtr(t.Delivery)
+			if t.StoredRecords > 0 {
+				s.TailStore, s.TailStoreBatch, s.TailBack = msPtr(t.Stored), msPtr(t.StoredBatch), msPtr(t.Back)
+			}
+		}
+	}
+	if rs := q.Sched; rs != nil {
+		s.SchedP50, s.SchedP99 = msPtr(rs.SchedP50), msPtr(rs.SchedP99)
+		cycles, pauses := rs.GCCycles, rs.GCPauses
+		s.GCCycles, s.GCPauses = &cycles, &pauses
+		s.GCPauseTotalMS, s.GCPauseMaxMS = msPtr(rs.GCPauseTotal), msPtr(rs.GCPauseMax)
+	}
+	if r.Raw != nil && r.Raw.Sched != nil {
+		s.RawSchedP99, s.RawGCPauseMax = msPtr(r.Raw.Sched.SchedP99), msPtr(r.Raw.Sched.GCPauseMax)
 	}
 	if raw := r.Raw; raw != nil {
 		s.RawRecords, s.RawMsgsPerSec, s.RawMBPerSec = raw.Records, round(raw.PerSec()), round(raw.MBPerSec())
@@ -191,6 +233,12 @@ func (r *Result) Summary() Summary {
 }
 
 // quantiles are h's p50 and p99 in ms, nil when h is empty.
+// msPtr is d in milliseconds, rounded as the report rounds.
+func msPtr(d time.Duration) *float64 {
+	v := round(float64(d) / float64(time.Millisecond))
+	return &v
+}
+
 func quantiles(h *Histogram) (p50, p99 *float64) {
 	if h == nil || h.Count() == 0 {
 		return nil, nil
@@ -303,6 +351,14 @@ func (r *Result) WriteText(w io.Writer) {
 		notes = append(notes, "latency: from produce to consume of each record")
 		if st := r.Qxd.Stages; st != nil {
 			notes = append(notes, stagesNote(st))
+			if t := st.Tail; t.Records > 0 {
+				notes = append(notes, tailNote(t))
+			}
+		}
+		for _, m := range []*Measure{r.Qxd, r.Raw} {
+			if m != nil && m.Sched != nil {
+				notes = append(notes, schedNote(m.System, m.Sched))
+			}
 		}
 		for _, m := range []*Measure{r.Qxd, r.Raw} {
 			if m != nil && m.AckLatency != nil && m.AckLatency.Count() > 0 {
@@ -366,4 +422,24 @@ func stagesNote(st *Stages) string {
 		s += fmt.Sprintf(" (%.0f%% consumed before their ack)", 100*float64(st.ConsumedFirst)/float64(n))
 	}
 	return s
+}
+
+// tailNote is a line with where e2e's slowest records spent their time.
+func tailNote(t TailStages) string {
+	ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+	out := fmt.Sprintf("qxd's slowest 1%% (%d records), mean ms: %.3f produce to consume = in the producer %.3f + batch send to answer %.3f + ack to consumer %.3f",
+		t.Records, ms(t.E2E), ms(t.InProducer), ms(t.Batch), ms(t.Delivery))
+	if t.StoredRecords > 0 {
+		out += fmt.Sprintf("; of a batch's %.3f, to the writer and its append %.3f, the stream's store %.3f, the answer back to the producer's sender %.3f (%d records matched)",
+			ms(t.StoredBatch), ms(t.StoredBatch-t.Stored-t.Back), ms(t.Stored), ms(t.Back), t.StoredRecords)
+	}
+	return out
+}
+
+// schedNote is a line with what the Go runtime saw of the process in a side's
+// timed part.
+func schedNote(system string, st *SchedStats) string {
+	ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+	return fmt.Sprintf("%s: process runtime: runnable goroutines waited p50 %.3f ms, p99 %.3f ms; %d GC cycles, %d stop-the-world pauses, %.1f ms in all, longest %.1f ms",
+		system, ms(st.SchedP50), ms(st.SchedP99), st.GCCycles, st.GCPauses, ms(st.GCPauseTotal), ms(st.GCPauseMax))
 }

@@ -71,8 +71,10 @@ func (es envs) close() {
 // factor, qxd and raw JetStream on nodes that sync every append (durable), and the
 // same on nodes that sync every lazySync (lazy), each side producing for perSide.
 // Every run's figures are printed under the medians. only, when not empty, names
-// the rows to run ("100B R3"; "e2e" for the end-to-end row).
-func runDurability(ctx context.Context, runs int, perSide time.Duration, only []string) error {
+// the rows to run ("100B R3"; "e2e" for the end-to-end row). Each run also
+// prints the process's CPU time per record on each side of the durable nodes, and
+// with phaseProfile each side's CPU profile is written into that directory.
+func runDurability(ctx context.Context, runs int, perSide time.Duration, only []string, phaseProfile string) error {
 	var rows []durabilityRow
 	for _, r := range []int{1, 3} {
 		for _, size := range []int{100, 1024, 64 << 10} {
@@ -100,25 +102,47 @@ func runDurability(ctx context.Context, runs int, perSide time.Duration, only []
 			c := bench.Config{Mode: bench.ModeProduce, Duration: perSide, Size: row.size, Partitions: 8,
 				Replicas: row.replicas, CompareRaw: true}
 			var sums [2]bench.Summary
+			var cpuNote string
 			for j, lazy := range []bool{false, true} {
 				e, err := es.get(ctx, nodes, lazy)
 				if err != nil {
 					return err
+				}
+				cpu := cpuPhases{}
+				var profile func(system, phase string) func()
+				if phaseProfile != "" {
+					profile = profilePhase(phaseProfile, fmt.Sprintf("%s-sync-%s", row.name(), e.Sync), i+1)
+				}
+				c.OnPhase = func(system, phase string) func() {
+					var end func()
+					if profile != nil {
+						end = profile(system, phase)
+					}
+					endCPU := cpu.start(system, phase)
+					return func() {
+						endCPU()
+						if end != nil {
+							end()
+						}
+					}
 				}
 				res, err := bench.Run(ctx, e, c)
 				if err != nil {
 					return fmt.Errorf("durability %s R%d (sync %s): %w", bench.SizeString(row.size), row.replicas, e.Sync, err)
 				}
 				sums[j] = res.Summary()
+				if !lazy {
+					cpuNote = cpuPerRecord(cpu, res)
+				}
 			}
 			d, l := sums[0], sums[1]
 			qd.add(d.MsgsPerSec, d.P50, d.P99)
 			rd.add(d.RawMsgsPerSec, deref(d.RawP50), deref(d.RawP99))
 			rl.add(l.RawMsgsPerSec, deref(l.RawP50), deref(l.RawP99))
 			ql.add(l.MsgsPerSec, l.P50, l.P99)
-			perRun = append(perRun, fmt.Sprintf("run %d: qxd durable %.0f (%.1f/%.1f; %s), raw durable %.0f (%.1f/%.1f), raw lazy %.0f (%.1f/%.1f), qxd lazy %.0f (%.1f/%.1f; %s)",
+			perRun = append(perRun, fmt.Sprintf("run %d: qxd durable %.0f (%.1f/%.1f; %s), raw durable %.0f (%.1f/%.1f), raw lazy %.0f (%.1f/%.1f), qxd lazy %.0f (%.1f/%.1f; %s)%s",
 				i+1, d.MsgsPerSec, d.P50, d.P99, batchesNote(d), d.RawMsgsPerSec, deref(d.RawP50), deref(d.RawP99),
-				l.RawMsgsPerSec, deref(l.RawP50), deref(l.RawP99), l.MsgsPerSec, l.P50, l.P99, batchesNote(l)))
+				l.RawMsgsPerSec, deref(l.RawP50), deref(l.RawP99), l.MsgsPerSec, l.P50, l.P99, batchesNote(l), cpuNote))
 		}
 		name := row.name()
 		fmt.Printf("%-12s %-26s %-26s %-26s %-26s %8.1f× %8.1f×  %s\n", name, qd.cell(), rd.cell(), rl.cell(), ql.cell(),
@@ -133,6 +157,17 @@ func runDurability(ctx context.Context, runs int, perSide time.Duration, only []
 		return nil
 	}
 	return runDurableE2E(ctx, es, runs, perSide)
+}
+
+// cpuPerRecord says what a durable run cost each side: the process's CPU time per
+// record acknowledged (nodes, producers and bench together), and raw's over qxd's.
+func cpuPerRecord(cpu cpuPhases, res *bench.Result) string {
+	q, r := cpu["qxd"], cpu["raw"]
+	if res.Raw == nil || q <= 0 || r <= 0 || res.Qxd.Records == 0 || res.Raw.Records == 0 {
+		return ""
+	}
+	qn, rn := float64(q)/float64(res.Qxd.Records), float64(r)/float64(res.Raw.Records)
+	return fmt.Sprintf("; durable CPU per record qxd %.1f µs, raw %.1f µs (%.1f×)", qn/1e3, rn/1e3, rn/qn)
 }
 
 // batchesNote says how qxd's side batched in a run: mean records per batch (one
@@ -196,7 +231,18 @@ func stagesNote(s bench.Summary) string {
 		}
 		return fmt.Sprintf("%.1f/%.1f", *a, *b)
 	}
-	return fmt.Sprintf("waiting in the producer %s, store %s, ack to consumer %s", pp(s.WaitP50, s.WaitP99), pp(s.StoreP50, s.StoreP99), pp(s.DeliveryP50, s.DeliveryP99))
+	out := fmt.Sprintf("waiting in the producer %s, store %s, ack to consumer %s", pp(s.WaitP50, s.WaitP99), pp(s.StoreP50, s.StoreP99), pp(s.DeliveryP50, s.DeliveryP99))
+	if s.TailE2E != nil && s.TailWait != nil && s.TailBatch != nil && s.TailDelivery != nil {
+		out += fmt.Sprintf("; slowest 1%% mean %.1f = wait %.1f + batch %.1f", *s.TailE2E, *s.TailWait, *s.TailBatch)
+		if s.TailStore != nil && s.TailBack != nil {
+			out += fmt.Sprintf(" (store %.1f, answer back %.1f)", *s.TailStore, *s.TailBack)
+		}
+		out += fmt.Sprintf(" + delivery %.1f", *s.TailDelivery)
+	}
+	if s.SchedP99 != nil && s.GCPauseMaxMS != nil {
+		out += fmt.Sprintf("; runnable goroutines p99 %.1f, longest GC pause %.1f", *s.SchedP99, *s.GCPauseMaxMS)
+	}
+	return out
 }
 
 // runPartitionCurve prints qxd's 100 B produce rate on durable and lazy nodes for

@@ -77,7 +77,7 @@ func main() {
 	families := strings.Split(*only, ",")
 	err := run(*runs, *records, families, *withRaw, *warmup, *batchBytes, *phaseProfile)
 	if err == nil && slices.Contains(families, "durability") {
-		err = runDurability(context.Background(), *runs, *side, splitList(*durRows))
+		err = runDurability(context.Background(), *runs, *side, splitList(*durRows), *phaseProfile)
 	}
 	if err == nil && slices.Contains(families, "partitions") {
 		err = runPartitionCurve(context.Background(), *runs, *side)
