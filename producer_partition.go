@@ -438,11 +438,12 @@ func (pp *partProducer) run() {
 // Until the cluster gives up on the old leader's routes (6–8 s after a pause or
 // a cut: the nodes ping their routes every 2 s and drop one after 3 unanswered
 // pings), its writer's queue subscription still takes some of the requests, and
-// NATS hands each to a member picked at random: a batch resent after an
-// election, and any batch sent within electedStale after it, waits
-// electedAnswerWait for each attempt, not the request timeout. A healthy writer
-// drains its answers before its leadership moves on purpose, so a planned move
-// resends nothing.
+// NATS hands each to a member picked at random. So a batch resent after an
+// election, and any batch sent within electedStale after it, goes to the
+// elected node's writer alone (see targetLocked), and each attempt waits
+// electedAnswerWait, not the request timeout, in case that is not where the
+// partition's writer runs. A healthy writer drains its answers before its
+// leadership moves on purpose, so a planned move resends nothing.
 const (
 	// electedGrace: a batch sent this shortly before the advisory arrived may be
 	// on its way to the new writer; it gets this long.
@@ -450,13 +451,14 @@ const (
 	// electedSettle: a batch the election left without an answer is resent
 	// this long after the advisory came. The new leader's node starts its
 	// writer on the same advisory (its load takes milliseconds); a resend
-	// before the writer subscribed could only reach the old one.
+	// before the writer subscribed finds no responder and waits RetryBackoff.
 	electedSettle = 100 * time.Millisecond
 	// electedAnswerWait bounds each attempt of a batch resent after an election,
 	// or sent within electedStale after it.
 	electedAnswerWait = time.Second
 	// electedStale is how long after an election the old leader's writer may
-	// still take requests: JetStream elects 4–9 s after a leader stops
+	// still take requests on the queue subject, and batches go to the elected
+	// node's writer instead: JetStream elects 4–9 s after a leader stops
 	// answering, and the routes to it are dropped 6–8 s after.
 	electedStale = 8 * time.Second
 )
