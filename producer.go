@@ -2,6 +2,7 @@ package qxd
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -712,7 +713,13 @@ func (p *Producer) onLeaderElected(m *nats.Msg) {
 	}
 	tp.mu.Unlock()
 	if pp != nil {
-		pp.leaderElected(time.Now())
+		// The advisory names the leader by its server name, which is its qxd
+		// node's name: where the partition's writer now runs.
+		var adv struct {
+			Leader string `json:"leader"`
+		}
+		_ = json.Unmarshal(m.Data, &adv)
+		pp.leaderElected(time.Now(), adv.Leader)
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -146,14 +147,17 @@ func parseTry(t *testing.T, v string) int64 {
 	return i
 }
 
-// TestProducerResendsAfterElectionPastSilentWriter sends records just after the
-// partition's stream elected a leader while a subscriber in the writers' queue
-// group takes requests and answers nothing, as the old leader's writer does
-// after a cut until the nodes drop its routes (6–8 s after the cut): NATS hands
-// it a share of the requests, chosen at random, also those sent after the
-// election. A record it took must be sent again after a second, not after the
-// request timeout (30 s here), and stored once.
-func TestProducerResendsAfterElectionPastSilentWriter(t *testing.T) {
+// TestProducerResendsToElectedLeaderPastSilentWriter loses a produce request
+// the way a paused or cut-off leader loses it: a subscriber in the writers' queue
+// group takes requests and answers nothing. It stays, as the old leader's
+// writer's interest stays until the nodes drop their routes to its node (6–8 s
+// after a cut), while the partition's stream elects a leader. NATS hands a queue
+// request to a member picked at random, so a resend and every record sent after
+// the election would reach the silent subscriber about every other time, 1 s
+// lost each. The producer must send them to the writer of the node JetStream's
+// advisory named (semantics.WriterDirectSubject): none may reach the silent
+// subscriber, and every record must be stored once, at dense offsets.
+func TestProducerResendsToElectedLeaderPastSilentWriter(t *testing.T) {
 	t.Parallel()
 	nodes := qxdtest.StartCluster(t, qxdtest.ClusterConfigs(t, 3))
 	ctx := qxdtest.Context(t, 120*time.Second)
@@ -175,21 +179,44 @@ func TestProducerResendsAfterElectionPastSilentWriter(t *testing.T) {
 		}
 	}
 
+	// The silent writer, on the producer's node.
 	nc, err := nats.Connect(nodes[0].ClientURL())
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(nc.Close)
-	elected := make(chan time.Time, 4)
-	advisories, err := nc.Subscribe(semantics.Subject(semantics.JSAdvisoryStreamLeaderPrefix, stream), func(*nats.Msg) { elected <- time.Now() })
+	elected := make(chan string, 4)
+	advisories, err := nc.Subscribe(semantics.Subject(semantics.JSAdvisoryStreamLeaderPrefix, stream), func(m *nats.Msg) {
+		var adv struct {
+			Leader string `json:"leader"`
+		}
+		_ = json.Unmarshal(m.Data, &adv)
+		elected <- adv.Leader
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer advisories.Unsubscribe()
+	var took atomic.Int32
+	swallowed := make(chan struct{}, 64)
+	hole, err := nc.QueueSubscribe(semantics.WriterSubject(topic, 0), "writer", func(*nats.Msg) {
+		took.Add(1)
+		swallowed <- struct{}{}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hole.Unsubscribe()
 	if err := nc.Flush(); err != nil {
 		t.Fatal(err)
 	}
-	m, err := nc.RequestWithContext(ctx, "$JS.API.STREAM.LEADER.STEPDOWN."+stream, nil)
+	// The other nodes must know the subscription before the record is sent.
+	time.Sleep(100 * time.Millisecond)
+	lost, done, sent := produceUntilSwallowed(ctx, t, p, topic, swallowed)
+	before := took.Load()
+
+	// A new election, the silent subscriber still in the queue group.
+	m, err := nc.RequestWithContext(ctx, semantics.Subject(semantics.JSStreamLeaderStepDownPrefix, stream), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -199,47 +226,43 @@ func TestProducerResendsAfterElectionPastSilentWriter(t *testing.T) {
 	if err := json.Unmarshal(m.Data, &resp); err != nil || !resp.Success {
 		t.Fatalf("step down %s: %s (%v)", stream, m.Data, err)
 	}
-	var electedAt time.Time
 	select {
-	case electedAt = <-elected:
+	case leader := <-elected:
+		t.Logf("the stream elected %s", leader)
 	case <-ctx.Done():
 		t.Fatal("no leader-elected advisory after the step-down")
 	}
-	// The new writer answers.
-	if err := p.ProduceSync(ctx, &qxd.Record{Topic: topic, Value: []byte("after")}); err != nil {
-		t.Fatal(err)
-	}
-
-	// The silent writer, on the producer's node, beside the new writer.
-	swallowed := make(chan struct{}, 16)
-	hole, err := nc.QueueSubscribe(semantics.WriterSubject(topic, 0), "writer", func(*nats.Msg) { swallowed <- struct{}{} })
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := nc.Flush(); err != nil {
-		t.Fatal(err)
-	}
-	lost, done, sent := produceUntilSwallowed(ctx, t, p, topic, swallowed)
-	t.Logf("the silent writer took %s, sent %v after the election", lost, sent.Sub(electedAt).Round(time.Millisecond))
-	if err := hole.Unsubscribe(); err != nil {
-		t.Fatal(err)
-	}
-	if err := nc.Flush(); err != nil {
-		t.Fatal(err)
-	}
-	// Generous against the one second an attempt waits; the request timeout is 30 s.
+	// Generous: the resend goes 100 ms after the advisory; the request timeout is
+	// 30 s, and each attempt that reached the silent subscriber would wait 1 s.
 	const bound = 10 * time.Second
 	select {
 	case err := <-done:
 		if err != nil {
-			t.Fatalf("the record the silent writer took failed: %v", err)
+			t.Fatalf("the record the silent subscriber took failed: %v", err)
 		}
-		t.Logf("acknowledged %v after it was sent", time.Since(sent).Round(time.Millisecond))
+		t.Logf("%s acknowledged %v after it was sent", lost, time.Since(sent).Round(time.Millisecond))
 	case <-time.After(bound):
-		t.Fatalf("the record the silent writer took was not acknowledged within %v: the producer waits for its request timeout (%v)", bound, requestTimeout)
+		t.Fatalf("the record the silent subscriber took was not acknowledged within %v: the producer waits for its request timeout (%v)", bound, requestTimeout)
+	}
+	// Records sent after the election, well within the 8 s the old leader's
+	// interest may linger.
+	const after = 20
+	sentAfter := 0
+	for i := range after {
+		if n := took.Load() - before; n > 0 {
+			t.Errorf("the silent subscriber took %d requests after the election (the resend and %d records sent after it): the producer sent them to the queue subject, not to the elected leader's writer", n, i)
+			break
+		}
+		if err := p.ProduceSync(ctx, &qxd.Record{Topic: topic, Value: fmt.Appendf(nil, "after-%d", i)}); err != nil {
+			t.Fatal(err)
+		}
+		sentAfter++
+	}
+	if n := took.Load() - before; n > 0 && sentAfter == after {
+		t.Errorf("the silent subscriber took %d requests after the election (the resend and %d records sent after it): the producer sent them to the queue subject, not to the elected leader's writer", n, after)
 	}
 
-	checkOnceDense(t, c, topic, 5+1+int(parseTry(t, lost))+1, lost)
+	checkOnceDense(t, c, topic, 5+int(parseTry(t, lost))+1+sentAfter, lost)
 }
 
 // produceUntilSwallowed sends records to topic, one at a time, until the silent

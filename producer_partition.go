@@ -32,6 +32,9 @@ type batch struct {
 	// Set by the sender and by replies, under part.mu.
 	id     uint64
 	sentAt time.Time
+	// to is the node whose writer the batch was last sent to directly
+	// (WriterDirectSubject); "" for the partition's queue subject.
+	to string
 	// checked: the batch waited stallCheckAfter for its answer and made the
 	// client check its node (once per send).
 	checked bool
@@ -119,8 +122,13 @@ type partProducer struct {
 	lastRecs  int
 
 	// elected is when JetStream's advisory last said that the partition's stream
-	// elected a leader (zero: never); guarded by mu.
+	// elected a leader (zero: never), and leader the node it named ("" when
+	// unknown, or after that node's writer answered NOT_LEADER); guarded by mu.
 	elected time.Time
+	leader  string
+	// target is the node whose writer the batches in flight were sent to
+	// directly, "" for the queue subject (see targetLocked); guarded by mu.
+	target string
 
 	// Owned by the sender goroutine.
 	pid      int64
@@ -225,6 +233,11 @@ func (pp *partProducer) flush() {
 func (pp *partProducer) finish(b *batch, base int64, err error) {
 	pp.mu.Lock()
 	b.done, b.base, b.err = true, base, err
+	if b.to != "" && b.to == pp.leader && errors.Is(err, semantics.ErrNotLeader) {
+		// The node the advisory named leads the stream no longer: the next
+		// batches go to the queue subject, or to the next advisory's leader.
+		pp.leader = ""
+	}
 	pp.mu.Unlock()
 	pp.signal()
 }
@@ -341,6 +354,11 @@ func (pp *partProducer) run() {
 		for _, b := range completed {
 			pp.settle(b, b.err)
 		}
+		if len(toSend) > 0 && len(pp.inflight) == 0 {
+			pp.mu.Lock()
+			pp.target = pp.targetLocked(now)
+			pp.mu.Unlock()
+		}
 		for _, b := range toSend {
 			if pp.send(b) {
 				pp.inflight = append(pp.inflight, b)
@@ -420,11 +438,12 @@ func (pp *partProducer) run() {
 // Until the cluster gives up on the old leader's routes (6–8 s after a pause or
 // a cut: the nodes ping their routes every 2 s and drop one after 3 unanswered
 // pings), its writer's queue subscription still takes some of the requests, and
-// NATS hands each to a member picked at random: a batch resent after an
-// election, and any batch sent within electedStale after it, waits
-// electedAnswerWait for each attempt, not the request timeout. A healthy writer
-// drains its answers before its leadership moves on purpose, so a planned move
-// resends nothing.
+// NATS hands each to a member picked at random. So a batch resent after an
+// election, and any batch sent within electedStale after it, goes to the
+// elected node's writer alone (see targetLocked), and each attempt waits
+// electedAnswerWait, not the request timeout, in case that is not where the
+// partition's writer runs. A healthy writer drains its answers before its
+// leadership moves on purpose, so a planned move resends nothing.
 const (
 	// electedGrace: a batch sent this shortly before the advisory arrived may be
 	// on its way to the new writer; it gets this long.
@@ -432,24 +451,45 @@ const (
 	// electedSettle: a batch the election left without an answer is resent
 	// this long after the advisory came. The new leader's node starts its
 	// writer on the same advisory (its load takes milliseconds); a resend
-	// before the writer subscribed could only reach the old one.
+	// before the writer subscribed finds no responder and waits RetryBackoff.
 	electedSettle = 100 * time.Millisecond
 	// electedAnswerWait bounds each attempt of a batch resent after an election,
 	// or sent within electedStale after it.
 	electedAnswerWait = time.Second
 	// electedStale is how long after an election the old leader's writer may
-	// still take requests: JetStream elects 4–9 s after a leader stops
+	// still take requests on the queue subject, and batches go to the elected
+	// node's writer instead: JetStream elects 4–9 s after a leader stops
 	// answering, and the routes to it are dropped 6–8 s after.
 	electedStale = 8 * time.Second
 )
 
-// leaderElected records that the partition's stream elected a leader at at, and
-// wakes the sender to give up on the batches it left without an answer.
-func (pp *partProducer) leaderElected(at time.Time) {
+// Within electedStale after an election the batches go to the writer of the node
+// the advisory named (the partition's WriterDirectSubject), not to the queue
+// subject: the old leader's lingering queue subscription cannot take them, so a
+// resend after an election waits for the new writer alone. Back on the queue
+// subject are the batches sent after electedStale, after the named node's writer
+// answered NOT_LEADER (it lost the leadership again), and those of a producer
+// that saw no advisory. The sender changes subjects only with no batch in flight:
+// a writer takes each subscription's requests in order, not two subscriptions'
+// requests in the order they were sent.
+
+// leaderElected records that the partition's stream elected leader (a node's
+// name, "" if unknown) at at, and wakes the sender to give up on the batches it
+// left without an answer.
+func (pp *partProducer) leaderElected(at time.Time, leader string) {
 	pp.mu.Lock()
-	pp.elected = at
+	pp.elected, pp.leader = at, leader
 	pp.mu.Unlock()
 	pp.signal()
+}
+
+// targetLocked is the node whose writer batches sent at now go to directly, ""
+// for the queue subject. Called with mu held.
+func (pp *partProducer) targetLocked(now time.Time) string {
+	if pp.leader == "" || now.Sub(pp.elected) >= electedStale {
+		return ""
+	}
+	return pp.leader
 }
 
 // giveUpAtLocked is when the unanswered b is given up and sent again although
@@ -609,9 +649,14 @@ func (pp *partProducer) send(b *batch) bool {
 	pp.mu.Lock()
 	b.done, b.err, b.base, b.checked, b.elected = false, nil, -1, false, false
 	b.sentAt = time.Now()
+	b.to = pp.target
 	pp.mu.Unlock()
+	subject := pp.subject
+	if b.to != "" {
+		subject = semantics.WriterDirectSubject(pp.topic, pp.partition, b.to)
+	}
 	reply := pp.p.register(b)
-	if err := pp.p.c.nc.PublishMsg(&nats.Msg{Subject: pp.subject, Reply: reply, Data: b.data}); err != nil {
+	if err := pp.p.c.nc.PublishMsg(&nats.Msg{Subject: subject, Reply: reply, Data: b.data}); err != nil {
 		if pp.p.unregister(b) {
 			pp.finish(b, -1, semantics.Errorf(semantics.ErrUnavailable, "partition %s: send: %v", pp.name, err))
 		}

@@ -571,3 +571,78 @@ func TestClusterRouteTLS(t *testing.T) {
 		t.Fatalf("poll: %v, %v", recs, err)
 	}
 }
+
+// TestProduceRightsCoverDirectWriter checks the subjects a producer sends to
+// after an election, the partition's writer on one node
+// (semantics.WriterDirectSubject): produce rights on a topic reach its writers so,
+// and nothing of another topic nor under a writer's subject.
+func TestProduceRightsCoverDirectWriter(t *testing.T) {
+	node := qxdtest.StartNodeWith(t, securedConfig(t))
+	super := connectAs(t, node.ClientURL(), "super")
+	qxdtest.CreateTopic(t, super, "orders", qxd.TopicConfig{Partitions: 1})
+	qxdtest.CreateTopic(t, super, "other", qxd.TopicConfig{Partitions: 1})
+	prod := connectAs(t, node.ClientURL(), "producer")
+	nc := prod.Conn()
+	errs := make(chan error, 16)
+	nc.SetErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { errs <- err })
+
+	var b semantics.BatchBuilder
+	b.Append(&semantics.Record{Value: []byte("direct")})
+	batch, err := b.Seal(nil, semantics.NoProducer, semantics.CompressionNone)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := qxdtest.Context(t, 30*time.Second)
+	// The writer answers: the request was allowed and reached it.
+	var r semantics.ProduceReply
+	for ctx.Err() == nil {
+		m, err := nc.Request(semantics.WriterDirectSubject("orders", 0, node.Name()), batch, 2*time.Second)
+		if err != nil {
+			if errors.Is(err, nats.ErrNoResponders) { // the writer is starting
+				time.Sleep(20 * time.Millisecond)
+				continue
+			}
+			t.Fatalf("produce to the writer of orders/0 on %s: %v", node.Name(), err)
+		}
+		if r, err = semantics.ParseProduceReply(m.Data); err != nil || r.Err() != nil {
+			t.Fatalf("produce to the writer of orders/0 on %s: %v, %v", node.Name(), err, r.Err())
+		}
+		break
+	}
+	if r.BaseOffset != 0 {
+		t.Fatalf("stored at offset %d, want 0", r.BaseOffset)
+	}
+	select {
+	case err := <-errs:
+		t.Fatalf("allowed publish reported %v", err)
+	default:
+	}
+
+	for _, s := range []string{
+		semantics.WriterDirectSubject("other", 0, node.Name()),
+		semantics.WriterDirectSubject("orders", 0, node.Name()) + ".x",
+	} {
+		if err := nc.Publish(s, batch); err != nil {
+			t.Fatal(err)
+		}
+		if err := nc.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case err := <-errs:
+			if !errors.Is(err, nats.ErrPermissionViolation) || !strings.Contains(err.Error(), s) {
+				t.Errorf("publish to %s: got %v, want a permissions violation", s, err)
+			}
+		case <-time.After(2 * time.Second):
+			t.Errorf("publish to %s was not refused", s)
+		}
+	}
+	// The other topic is as it was.
+	d, err := super.Admin().DescribeTopic(ctx, "other")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if hw := d.Partitions[0].HighWatermark; hw != 0 {
+		t.Errorf("topic other has high watermark %d, want 0", hw)
+	}
+}

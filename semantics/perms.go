@@ -196,7 +196,9 @@ func (g Grant) Subjects(inbox string, topics []TopicPerms) SubjectPermissions {
 			add(Subject(WriterPrefix, ">"), Subject(authzPrefix, string(OpProduce), "*"))
 			continue
 		}
-		add(Subject(WriterPrefix, EncodeTopic(p), "*"), AuthzSubject(OpProduce, p))
+		// The topic's writers: every partition's (WriterSubject) and every
+		// partition's on one node (WriterDirectSubject), nothing longer.
+		add(Subject(WriterPrefix, EncodeTopic(p), "*"), Subject(WriterPrefix, EncodeTopic(p), "*", "*"), AuthzSubject(OpProduce, p))
 	}
 	for _, p := range g.Consume {
 		if p == AllPattern {

@@ -14,6 +14,7 @@ func TestGrantSubjects(t *testing.T) {
 	sp := g.Subjects("_INBOX_u_alice", []semantics.TopicPerms{{Name: "orders.eu", ID: "abc", Partitions: 2}, {Name: "other", ID: "x", Partitions: 1}})
 	for _, want := range []string{
 		"qxd.w.orders=eu.*",
+		"qxd.w.orders=eu.*.*",
 		"$JS.API.DIRECT.GET.KV_qxd_topics.$KV.qxd_topics.orders=eu",
 		"$JS.API.DIRECT.GET.QXD_orders=eu_1",
 		"$JS.API.CONSUMER.CREATE.QXD_orders=eu_0.>",
@@ -39,6 +40,58 @@ func TestGrantSubjects(t *testing.T) {
 			t.Errorf("publish deny lacks %s", want)
 		}
 	}
+}
+
+// TestGrantWriterSubjects checks which writer subjects produce rights on one
+// topic open: the topic's partitions' writers, also on one node, and nothing of
+// another topic nor longer subjects under the topic's.
+func TestGrantWriterSubjects(t *testing.T) {
+	t.Parallel()
+	sp := semantics.Grant{Produce: []string{"orders.eu"}}.Subjects("_INBOX_u_alice", nil)
+	allowed := func(subject string) bool {
+		return slices.ContainsFunc(sp.PublishAllow, func(p string) bool { return subjectMatches(p, subject) }) &&
+			!slices.ContainsFunc(sp.PublishDeny, func(p string) bool { return subjectMatches(p, subject) })
+	}
+	for _, tc := range []struct {
+		name    string
+		subject string
+		want    bool
+	}{
+		{"partition writer", semantics.WriterSubject("orders.eu", 3), true},
+		{"partition writer on a node", semantics.WriterDirectSubject("orders.eu", 3, "n1"), true},
+		{"partition writer on a node with dots in its name", semantics.WriterDirectSubject("orders.eu", 3, "host.example.com"), true},
+		{"another topic's writer", semantics.WriterSubject("orders.us", 3), false},
+		{"another topic's writer on a node", semantics.WriterDirectSubject("orders.us", 3, "n1"), false},
+		{"under a node's writer", semantics.WriterDirectSubject("orders.eu", 3, "n1") + ".x", false},
+		{"every writer", semantics.WriterPrefix + ".>", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := allowed(tc.subject); got != tc.want {
+				t.Errorf("publish to %s allowed: %v, want %v (allow %v)", tc.subject, got, tc.want, sp.PublishAllow)
+			}
+		})
+	}
+}
+
+// subjectMatches reports whether NATS subject pattern p (with * and >) matches
+// subject s, a literal subject or, for ">" and "*" in s, a pattern covered by p.
+func subjectMatches(p, s string) bool {
+	pt, st := strings.Split(p, "."), strings.Split(s, ".")
+	for i, tok := range pt {
+		switch {
+		case tok == ">":
+			return len(st) > i
+		case i >= len(st):
+			return false
+		case tok == "*":
+			if st[i] == ">" {
+				return false
+			}
+		case tok != st[i]:
+			return false
+		}
+	}
+	return len(pt) == len(st)
 }
 
 func TestGrantValidate(t *testing.T) {
@@ -106,6 +159,7 @@ func FuzzGrantSubjects(f *testing.F) {
 		}
 		for _, s := range []string{
 			semantics.WriterSubject(topic, 1),
+			semantics.WriterDirectSubject(topic, 1, group),
 			semantics.TopicAPISubject(semantics.APITopicDelete, topic),
 			semantics.AuthzSubject(semantics.OpConsume, topic),
 			"$JS.API.STREAM.INFO." + semantics.StreamName(topic, 1),

@@ -119,7 +119,8 @@ const (
 )
 
 // Partition writers: a producer sends a batch to the writer of its partition,
-// WriterPrefix.<topic>.<p> (WriterSubject).
+// WriterPrefix.<topic>.<p> (WriterSubject), or, to reach the writer on one node,
+// WriterPrefix.<topic>.<p>.<node> (WriterDirectSubject).
 const WriterPrefix = "qxd.w"
 
 // Partition data: what partition streams store, under dataPrefix.<topic>.<p>.
@@ -282,6 +283,17 @@ func SplitLSOSubject(subject string) (topic string, p int32, ok bool) {
 // requests.
 func WriterSubject(topic string, p int32) string {
 	return Subject(WriterPrefix, EncodeTopic(topic), strconv.Itoa(int(p)))
+}
+
+// WriterDirectSubject is where the partition writer of p on node alone takes
+// produce requests (a plain subscription beside WriterSubject's queue
+// subscription). A producer uses it after the partition's stream elected node its
+// leader: until the cluster drops its routes to a paused or cut-off old leader,
+// that leader's writer keeps its interest in WriterSubject, and NATS would hand
+// it a share of the requests. The node's name is escaped as a group id is
+// (EncodeGroupID), so that it is one token whatever it holds.
+func WriterDirectSubject(topic string, p int32, node string) string {
+	return Subject(WriterSubject(topic, p), EncodeGroupID(node))
 }
 
 // APITopicVerify reads back one partition's stored batches on its leader and checks

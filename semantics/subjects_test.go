@@ -32,6 +32,7 @@ var subjectExamples = map[string]string{
 	"GroupSubject":        GroupSubject(GroupCommit, "billing"),
 	"TxnSubject":          TxnSubject(TxnEnd, "etl-1"),
 	"WriterSubject":       WriterSubject("orders.eu", 3),
+	"WriterDirectSubject": WriterDirectSubject("orders.eu", 3, "n1"),
 	"LSOSubject":          LSOSubject("orders.eu", 3),
 	"StreamSubject":       StreamSubject("orders.eu", 3),
 	"BatchSubject":        BatchSubject("orders.eu", 3),

@@ -104,7 +104,9 @@ type writer struct {
 	reader      *partition.Reader
 	cfg         atomic.Pointer[semantics.TopicConfig]
 
+	node      string // this node's name (writerEnv.node)
 	sub       *nats.Subscription
+	directSub *nats.Subscription // requests addressed to this node's writer alone
 	ackSub    *nats.Subscription
 	markerSub *nats.Subscription // transaction markers (writer_txn.go)
 	lsoSub    *nats.Subscription // read-committed readers' last stable offset (writer_txn.go)
@@ -194,7 +196,7 @@ func (a answer) none() bool { return a.subject == "" && a.done == nil }
 
 func newWriter(env writerEnv, t semantics.TopicMeta, p int32, lost func()) *writer {
 	w := &writer{
-		nc: env.conn(t.Name, p), leads: env.leads, epochOf: env.epoch, checkpoints: env.checkpoints, lost: lost, obs: env.obs,
+		nc: env.conn(t.Name, p), node: env.node, leads: env.leads, epochOf: env.epoch, checkpoints: env.checkpoints, lost: lost, obs: env.obs,
 		topic: t.Name, topicID: t.ID, p: p,
 		log:    env.log.With("topic", t.Name, "partition", p),
 		reader: partition.NewReader(env.reads, t.Name, p, false),
@@ -231,9 +233,24 @@ func (w *writer) start(ctx context.Context) error {
 		w.electSub.Unsubscribe()
 		return err
 	}
+	// A plain subscription beside it, for the requests a producer addresses to
+	// this node's writer alone: after an election it sends to the leader the
+	// advisory named, where the old leader's lingering queue subscription cannot
+	// take them. The same door: a request that comes once the node no longer
+	// leads is answered NOT_LEADER (readyLocked). A producer sends to one of the
+	// two subscriptions at a time (it changes only with nothing in flight), so
+	// each one's order is its order.
+	w.directSub, err = w.nc.Subscribe(semantics.WriterDirectSubject(w.topic, w.p, w.node), w.onProduce)
+	if err != nil {
+		w.sub.Unsubscribe()
+		w.ackSub.Unsubscribe()
+		w.electSub.Unsubscribe()
+		return err
+	}
 	w.markerSub, err = w.nc.QueueSubscribe(semantics.MarkerSubject(w.topic, w.p), "writer", w.onMarker)
 	if err != nil {
 		w.sub.Unsubscribe()
+		w.directSub.Unsubscribe()
 		w.ackSub.Unsubscribe()
 		w.electSub.Unsubscribe()
 		return err
@@ -241,16 +258,18 @@ func (w *writer) start(ctx context.Context) error {
 	w.lsoSub, err = w.nc.QueueSubscribe(semantics.LSOSubject(w.topic, w.p), "writer", w.onLSO)
 	if err != nil {
 		w.sub.Unsubscribe()
+		w.directSub.Unsubscribe()
 		w.ackSub.Unsubscribe()
 		w.electSub.Unsubscribe()
 		w.markerSub.Unsubscribe()
 		return err
 	}
-	for _, s := range []*nats.Subscription{w.sub, w.ackSub} {
+	for _, s := range []*nats.Subscription{w.sub, w.directSub, w.ackSub} {
 		_ = s.SetPendingLimits(-1, 512<<20)
 	}
 	if err := w.nc.Flush(); err != nil {
 		w.sub.Unsubscribe()
+		w.directSub.Unsubscribe()
 		w.ackSub.Unsubscribe()
 		w.electSub.Unsubscribe()
 		w.markerSub.Unsubscribe()
@@ -285,11 +304,19 @@ func (w *writer) stop(ctx context.Context) {
 		// Drain rather than unsubscribe: the requests already queued are answered
 		// (NOT_LEADER, retry) instead of left to time out, so producers move to the
 		// partition's new writer at once.
-		if err := w.sub.Drain(); err != nil {
-			w.sub.Unsubscribe()
+		subs := []*nats.Subscription{w.sub}
+		if w.directSub != nil {
+			subs = append(subs, w.directSub)
 		}
-		for w.sub.IsValid() && ctx.Err() == nil {
-			time.Sleep(2 * time.Millisecond)
+		for _, s := range subs {
+			if err := s.Drain(); err != nil {
+				s.Unsubscribe()
+			}
+		}
+		for _, s := range subs {
+			for s.IsValid() && ctx.Err() == nil {
+				time.Sleep(2 * time.Millisecond)
+			}
 		}
 	}
 	waited := make(chan struct{})

@@ -45,6 +45,9 @@ type writerManager struct {
 // writerEnv is what partition writers need from their node.
 type writerEnv struct {
 	log *slog.Logger
+	// node is the node's name as JetStream's advisories name a stream's leader:
+	// each writer also takes requests on its WriterDirectSubject.
+	node string
 	// conn is the connection the writer of partition p of topic takes requests and
 	// sends appends on.
 	conn func(topic string, p int32) *nats.Conn
