@@ -350,17 +350,16 @@ func renamed(ctx context.Context, c *conn, req *kmsg.ProduceRequest, unknownIDs 
 // leader is now, with its address (KIP-951, Produce v10), so that it can go there
 // without reading the metadata first.
 //
-// A node's view may not name the new leader yet, or still name the node itself:
-// a node woken from a pause learns that it lost a partition before it hears who
-// leads it now. The answer then waits for a leader other than this node, until
-// ctx ends (hintWait): without a hint a client reads the metadata again, which
-// franz-go does at most every 5 s (its MetadataMinAge), and with one naming
-// this node it resends here. A partition still without one gets no hint.
+// A node's view may not name the new leader yet: a node woken from a pause
+// learns that it lost a partition before it hears who leads it now, and an
+// election may be under way. The answer then waits for a leader, until ctx
+// ends (hintWait): without a hint a client reads the metadata again, which
+// franz-go does at most every 5 s (its MetadataMinAge). A partition still
+// without one gets no hint.
 func leaderHints(ctx context.Context, c *conn, resp *kmsg.ProduceResponse, moved []*kmsg.ProduceResponseTopicPartition, topics []string) {
-	_, self := c.b.Self(ctx)
 	found := func(parts map[semantics.TopicPartition]PartitionInfo, i int) (PartitionInfo, bool) {
 		pi, ok := parts[semantics.TopicPartition{Topic: topics[i], Partition: moved[i].Partition}]
-		return pi, ok && pi.Leader != self
+		return pi, ok
 	}
 	var parts map[semantics.TopicPartition]PartitionInfo
 	var brokers map[int32]Broker
@@ -402,7 +401,7 @@ func leaderHints(ctx context.Context, c *conn, resp *kmsg.ProduceResponse, moved
 
 // hintWait bounds the metadata read that names the new leaders of the
 // partitions a produce answers NOT_LEADER_OR_FOLLOWER.
-const hintWait = 2 * time.Second
+const hintWait = time.Second
 
 // hintRetry is how often a NOT_LEADER_OR_FOLLOWER answer looks again for a
 // partition's new leader while it waits for one (leaderHints).
