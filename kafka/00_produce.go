@@ -359,7 +359,7 @@ func renamed(ctx context.Context, c *conn, req *kmsg.ProduceRequest, unknownIDs 
 func leaderHints(ctx context.Context, c *conn, resp *kmsg.ProduceResponse, moved []*kmsg.ProduceResponseTopicPartition, topics []string) {
 	found := func(parts map[semantics.TopicPartition]PartitionInfo, i int) (PartitionInfo, bool) {
 		pi, ok := parts[semantics.TopicPartition{Topic: topics[i], Partition: moved[i].Partition}]
-		return pi, ok
+		return pi, ok && !pi.FormerLeader
 	}
 	var parts map[semantics.TopicPartition]PartitionInfo
 	var brokers map[int32]Broker

@@ -774,9 +774,7 @@ func (b *kafkaBackend) Cluster(ctx context.Context, topics []string) (kafka.Clus
 					p.Replicas, p.InSync = replicas, []string{leader}
 				}
 			}
-			if b.staleSelf(pi.Leader, semantics.StreamName(t.Name, p.Partition)) {
-				pi.Leader, pi.LeaderEpoch = -1, -1
-			}
+			pi.FormerLeader = b.formerLeader(pi.Leader, semantics.StreamName(t.Name, p.Partition))
 			for _, r := range p.Replicas {
 				pi.Replicas = append(pi.Replicas, brokerID(r))
 				if _, up := brokers[r]; !up {
@@ -831,8 +829,9 @@ func (b *kafkaBackend) knownTopicInfo(ctx context.Context, t semantics.TopicMeta
 		if !clustered {
 			pi.Leader, pi.LeaderEpoch = b.advertise.ID, b.n.epochs.of(ctx, stream)
 			pi.Replicas, pi.ISR = []int32{pi.Leader}, []int32{pi.Leader}
-		} else if leader, replicas, term := b.localLeader(stream); leader != "" && !b.staleSelf(brokerID(leader), stream) {
+		} else if leader, replicas, term := b.localLeader(stream); leader != "" {
 			pi.Leader, pi.LeaderEpoch = brokerID(leader), term
+			pi.FormerLeader = b.formerLeader(pi.Leader, stream)
 			pi.ISR = []int32{pi.Leader}
 			for _, r := range replicas {
 				pi.Replicas = append(pi.Replicas, brokerID(r))
@@ -854,13 +853,10 @@ func (b *kafkaBackend) knownTopicInfo(ctx context.Context, t semantics.TopicMeta
 	return ti
 }
 
-// staleSelf reports whether leader, as a view of stream's leader, names this
-// node although it no longer leads the stream: a node woken from a pause, whose
-// RAFT group stepped down before it heard who leads now, or whose stream list
-// was answered from before. Named so, clients would send the partition's
-// records here again; it answers no leader instead (LEADER_NOT_AVAILABLE), for
-// them to ask again.
-func (b *kafkaBackend) staleSelf(leader int32, stream string) bool {
+// formerLeader reports whether leader, as a view of stream's leader, names this
+// node although it does not lead the stream now (kafka.PartitionInfo's
+// FormerLeader).
+func (b *kafkaBackend) formerLeader(leader int32, stream string) bool {
 	return leader == b.advertise.ID && b.n.ns.JetStreamIsClustered() && !b.n.isStreamLeader(stream)
 }
 
