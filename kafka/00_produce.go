@@ -170,7 +170,11 @@ func awaitProduced(ctx context.Context, c *conn, req *kmsg.ProduceRequest, resp 
 			}
 		}
 		if len(moved) > 0 {
-			leaderHints(ctx, c, resp, moved, topics)
+			// The request's own deadline may have passed (a node woken from a
+			// pause answers what it held): the hints get a time of their own.
+			hctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), hintWait)
+			leaderHints(hctx, c, resp, moved, topics)
+			cancel()
 		}
 	}
 	return resp
@@ -345,11 +349,43 @@ func renamed(ctx context.Context, c *conn, req *kmsg.ProduceRequest, unknownIDs 
 // leaderHints tells a producer sent NOT_LEADER_OR_FOLLOWER where each partition's
 // leader is now, with its address (KIP-951, Produce v10), so that it can go there
 // without reading the metadata first.
+//
+// A node's view may not name the new leader yet: a node woken from a pause
+// learns that it lost a partition before it hears who leads it now, and an
+// election may be under way. The answer then waits for a leader, until ctx
+// ends (hintWait): without a hint a client reads the metadata again, which
+// franz-go does at most every 5 s (its MetadataMinAge). A partition still
+// without one gets no hint.
 func leaderHints(ctx context.Context, c *conn, resp *kmsg.ProduceResponse, moved []*kmsg.ProduceResponseTopicPartition, topics []string) {
-	parts, brokers := leaders(ctx, c, topics)
+	found := func(parts map[semantics.TopicPartition]PartitionInfo, i int) (PartitionInfo, bool) {
+		pi, ok := parts[semantics.TopicPartition{Topic: topics[i], Partition: moved[i].Partition}]
+		return pi, ok && !pi.FormerLeader
+	}
+	var parts map[semantics.TopicPartition]PartitionInfo
+	var brokers map[int32]Broker
+	for {
+		if p, b := leaders(ctx, c, topics); p != nil {
+			parts, brokers = p, b
+		}
+		all := true
+		for i := range moved {
+			if _, ok := found(parts, i); !ok {
+				all = false
+			}
+		}
+		if all {
+			break
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(hintRetry):
+			continue
+		}
+		break
+	}
 	told := map[int32]bool{}
 	for i, rp := range moved {
-		pi, ok := parts[semantics.TopicPartition{Topic: topics[i], Partition: rp.Partition}]
+		pi, ok := found(parts, i)
 		if !ok {
 			continue
 		}
@@ -362,6 +398,14 @@ func leaderHints(ctx context.Context, c *conn, resp *kmsg.ProduceResponse, moved
 		}
 	}
 }
+
+// hintWait bounds the metadata read that names the new leaders of the
+// partitions a produce answers NOT_LEADER_OR_FOLLOWER.
+const hintWait = time.Second
+
+// hintRetry is how often a NOT_LEADER_OR_FOLLOWER answer looks again for a
+// partition's new leader while it waits for one (leaderHints).
+const hintRetry = 100 * time.Millisecond
 
 // produceTimeout is how long a produce request waits for its acknowledgements: the
 // client's timeout, at least a second and at most a minute.

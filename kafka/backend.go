@@ -140,6 +140,15 @@ type PartitionInfo struct {
 	Replicas    []int32
 	ISR         []int32
 	Offline     []int32
+	// FormerLeader: Leader is this node, as its view of the partition still
+	// says, although it no longer leads it (a node woken from a pause, whose
+	// RAFT group stepped down before it heard who leads now, or an election is
+	// under way). Metadata names it all the same: clients keep sending there,
+	// and the answer NOT_LEADER_OR_FOLLOWER names the new leader once it is
+	// known, where a partition without a leader has franz-go wait up to 5 s
+	// (its MetadataMinAge) before it asks again. A produce answer's hint never
+	// names a former leader.
+	FormerLeader bool
 }
 
 // AppendResult is the answer to an Append.

@@ -24,6 +24,14 @@ const nodeInfoWait = time.Second
 // replicas, from JetStream's stream list (the stream leaders' view, as ClusterInfo
 // reads it).
 func (a *Admin) Metadata(ctx context.Context, req semantics.MetadataRequest) (semantics.Metadata, error) {
+	return a.metadata(ctx, req, true)
+}
+
+// metadata is Metadata; without addrs the brokers have no address nor sync
+// mode, and the other nodes are not asked for them (a Kafka listener knows
+// their Kafka addresses: it need not wait up to nodeInfoWait for a node that
+// is lost).
+func (a *Admin) metadata(ctx context.Context, req semantics.MetadataRequest, addrs bool) (semantics.Metadata, error) {
 	var ci semantics.ClusterInfo
 	nodes := a.metaNodes(&ci)
 	md := semantics.Metadata{Cluster: ci.Name, MetaLeader: ci.MetaLeader, Brokers: []semantics.BrokerInfo{}, Topics: []semantics.TopicMetadata{}}
@@ -80,7 +88,10 @@ func (a *Admin) Metadata(ctx context.Context, req semantics.MetadataRequest) (se
 			up++
 		}
 	}
-	infos := a.nodeInfos(up)
+	infos := map[string]semantics.BrokerInfo{}
+	if addrs {
+		infos = a.nodeInfos(up)
+	}
 	for name, n := range nodes {
 		md.Brokers = append(md.Brokers, semantics.BrokerInfo{Name: name, Addr: infos[name].Addr, Up: n.Up, Sync: infos[name].Sync})
 	}

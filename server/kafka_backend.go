@@ -32,10 +32,16 @@ const kafkaBrokerWait = time.Second
 // kafkaMetadataWait bounds how long a Metadata answer waits for the partition
 // streams' leaders to describe them. While a node that led streams is lost,
 // JetStream's stream list waits 4 s for it and asking each stream 2 s more:
-// longer than Kafka clients wait, when they need the new leaders most. A
-// partition not described by then gets its leader as this node's replica knows it
-// (localLeader).
-const kafkaMetadataWait = 2 * time.Second
+// longer than Kafka clients wait, when they need the new leaders most (a
+// client that bounds its requests to a few seconds, to leave a frozen broker
+// soon, gives Metadata no more). A partition not described by then gets its
+// leader as this node's replica knows it (localLeader), which names a new
+// leader as soon as it is elected.
+const kafkaMetadataWait = 500 * time.Millisecond
+
+// kafkaEpochWait bounds how long a Metadata answer waits for the other nodes to
+// name the leader epochs of partitions whose replica here knows no leader.
+const kafkaEpochWait = 500 * time.Millisecond
 
 // kafkaBackend is the node's services as the Kafka listener's Backend, in process:
 // produce (Node.Writers), fetch (Node.Fetcher), the group service (Node.Groups)
@@ -293,7 +299,7 @@ func (b *kafkaBackend) start() error {
 
 // partitionEpochs returns the leader epochs of partition streams: from this node
 // where it holds a replica, else from the nodes that do, which answer within
-// kafkaBrokerWait (-1 for a stream none of them knows: no leader now).
+// kafkaEpochWait (-1 for a stream none of them knows: no leader now).
 func (b *kafkaBackend) partitionEpochs(ctx context.Context, streams []string) map[string]int32 {
 	out := make(map[string]int32, len(streams))
 	var missing []string
@@ -322,7 +328,7 @@ func (b *kafkaBackend) partitionEpochs(ctx context.Context, streams []string) ma
 	for _, s := range missing {
 		left[s] = true
 	}
-	deadline := time.Now().Add(kafkaBrokerWait)
+	deadline := time.Now().Add(kafkaEpochWait)
 	for len(left) > 0 && ctx.Err() == nil {
 		m, err := sub.NextMsg(time.Until(deadline))
 		if err != nil {
@@ -470,9 +476,41 @@ func (b *kafkaBackend) Append(ctx context.Context, topic string, p int32, batch 
 			}
 			return kafka.AppendResult{BaseOffset: r.BaseOffset, LogAppendTime: r.LogAppendTime, LogStart: -1}, nil
 		case <-ctx.Done():
+			if r, ok := wokenAnswer(ctx, ch); ok {
+				if err := r.Err(); err != nil {
+					return kafka.AppendResult{}, err
+				}
+				return kafka.AppendResult{BaseOffset: r.BaseOffset, LogAppendTime: r.LogAppendTime, LogStart: -1}, nil
+			}
 			return kafka.AppendResult{}, semantics.Errorf(semantics.ErrTimeout,
 				"partition %s: not stored in time (an idempotent producer resends it safely)", semantics.PartitionString(topic, p))
 		}
+	}
+}
+
+// wokenLate is how long after a produce request's deadline its timer must fire
+// for the Kafka listener to take it that the node did not run meanwhile (it was
+// paused, SIGSTOP) rather than that the append waited on the cluster.
+const wokenLate = time.Second
+
+// wokenAnswer waits for the writer's answer to an append whose request's
+// deadline passed while the node did not run: the writer's answer (NOT_LEADER
+// once the node, woken, learns that another node leads the partition now)
+// sends a Kafka client to the new leader at once, where REQUEST_TIMED_OUT has it
+// resend to this node. It waits at most the writer's ackTimeout, after which
+// the writer answers whatever happened.
+func wokenAnswer(ctx context.Context, ch <-chan semantics.ProduceReply) (semantics.ProduceReply, bool) {
+	deadline, ok := ctx.Deadline()
+	if !ok || time.Since(deadline) < wokenLate {
+		return semantics.ProduceReply{}, false
+	}
+	t := time.NewTimer(ackTimeout + time.Second)
+	defer t.Stop()
+	select {
+	case r := <-ch:
+		return r, true
+	case <-t.C:
+		return semantics.ProduceReply{}, false
 	}
 }
 
@@ -642,7 +680,7 @@ func (b *kafkaBackend) Self(context.Context) (string, int32) {
 // 'qxd cluster metadata').
 func (b *kafkaBackend) Cluster(ctx context.Context, topics []string) (kafka.Cluster, error) {
 	mctx, cancel := context.WithTimeout(ctx, kafkaMetadataWait)
-	md, err := b.n.admin.Metadata(mctx, semantics.MetadataRequest{Topics: topics})
+	md, err := b.n.admin.metadata(mctx, semantics.MetadataRequest{Topics: topics}, false)
 	cancel()
 	if err != nil {
 		return kafka.Cluster{}, err
@@ -736,6 +774,7 @@ func (b *kafkaBackend) Cluster(ctx context.Context, topics []string) (kafka.Clus
 					p.Replicas, p.InSync = replicas, []string{leader}
 				}
 			}
+			pi.FormerLeader = b.formerLeader(pi.Leader, semantics.StreamName(t.Name, p.Partition))
 			for _, r := range p.Replicas {
 				pi.Replicas = append(pi.Replicas, brokerID(r))
 				if _, up := brokers[r]; !up {
@@ -792,6 +831,7 @@ func (b *kafkaBackend) knownTopicInfo(ctx context.Context, t semantics.TopicMeta
 			pi.Replicas, pi.ISR = []int32{pi.Leader}, []int32{pi.Leader}
 		} else if leader, replicas, term := b.localLeader(stream); leader != "" {
 			pi.Leader, pi.LeaderEpoch = brokerID(leader), term
+			pi.FormerLeader = b.formerLeader(pi.Leader, stream)
 			pi.ISR = []int32{pi.Leader}
 			for _, r := range replicas {
 				pi.Replicas = append(pi.Replicas, brokerID(r))
@@ -811,6 +851,13 @@ func (b *kafkaBackend) knownTopicInfo(ctx context.Context, t semantics.TopicMeta
 		ti.Partitions = append(ti.Partitions, pi)
 	}
 	return ti
+}
+
+// formerLeader reports whether leader, as a view of stream's leader, names this
+// node although it does not lead the stream now (kafka.PartitionInfo's
+// FormerLeader).
+func (b *kafkaBackend) formerLeader(leader int32, stream string) bool {
+	return leader == b.advertise.ID && b.n.ns.JetStreamIsClustered() && !b.n.isStreamLeader(stream)
 }
 
 // localLeader is the leader of a partition stream as this node's replica knows

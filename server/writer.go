@@ -88,6 +88,10 @@ const (
 	// checkpointRoom is what a batch message must leave free, beyond the
 	// checkpoint header, for the append's other headers.
 	checkpointRoom = 512
+	// lateTick is how late a tick of the writer's background loop must come for
+	// the writer to take it that its node did not run (paused, or starved of
+	// CPU) rather than that its appends waited on the cluster.
+	lateTick = time.Second
 )
 
 type writer struct {
@@ -1179,12 +1183,25 @@ func (w *writer) background() {
 	go w.bucketCheckpoints()
 	t := time.NewTicker(checkpointSoon)
 	defer t.Stop()
+	// resumed is when the loop last found that its node had not run (a tick
+	// lateTick late: the node was paused, SIGSTOP). Appends in flight then
+	// waited on this node, not on the cluster: their ackTimeout counts from
+	// there. Woken, the node soon learns whether it still leads the stream
+	// (its RAFT group hears from the others): if not, the check below answers
+	// them NOT_LEADER, which sends Kafka clients to the new leader at once,
+	// where a timeout had them resend to this node.
+	var resumed time.Time
+	last := time.Now()
 	for {
 		select {
 		case <-w.done:
 			return
 		case <-t.C:
 		}
+		if time.Since(last) > lateTick {
+			resumed = time.Now()
+		}
+		last = time.Now()
 		w.mu.Lock()
 		if len(w.pending) > 0 && w.cfg.Load().Replicas > 1 && !w.leads.isStreamLeader(semantics.StreamName(w.topic, w.p)) {
 			// The stream's leader stepped down (a node woke from a pause or came
@@ -1198,7 +1215,7 @@ func (w *writer) background() {
 			}
 		}
 		for _, pa := range w.pending {
-			if time.Since(pa.sent) > ackTimeout {
+			if time.Since(pa.sent) > ackTimeout && time.Since(resumed) > ackTimeout {
 				w.log.Warn("append not acknowledged in time; reloading from the log")
 				w.broken = true
 				w.failPending(semantics.Errorf(semantics.ErrTimeout, "partition %s: append not acknowledged within %v; retry", w.name(), ackTimeout))
