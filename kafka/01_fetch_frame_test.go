@@ -72,6 +72,20 @@ func TestFetchAnswerFramedInPieces(t *testing.T) {
 			if len(parts) < 2 {
 				t.Fatalf("framed in %d piece(s): the batches were copied", len(parts))
 			}
+			// Every stored batch is itself a piece, in order: written from the
+			// bytes read from the store, not from a copy of them.
+			at := 0
+			for k, batches := range stored {
+				for j, b := range batches {
+					for at < len(parts) && !sameBytes(parts[at], b) {
+						at++
+					}
+					if at == len(parts) {
+						t.Fatalf("partition %d's batch %d (%d bytes) is not a piece of the answer: it was copied", k, j, len(b))
+					}
+					at++
+				}
+			}
 			k = 0
 			for ti := range resp.Topics {
 				for pi := range resp.Topics[ti].Partitions {
@@ -107,4 +121,10 @@ func TestFetchAnswerFallback(t *testing.T) {
 	if want := frame(h, resp); len(parts) != 1 || !bytes.Equal(parts[0], want) {
 		t.Fatalf("fallback framed %d piece(s), not kmsg's answer with the batch copied in", len(parts))
 	}
+}
+
+// sameBytes reports whether a and b are the same bytes in memory, not only
+// equal ones.
+func sameBytes(a, b []byte) bool {
+	return len(a) == len(b) && len(a) > 0 && &a[0] == &b[0]
 }
