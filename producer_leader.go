@@ -85,10 +85,13 @@ const (
 
 // leaderElected records that the partition's stream elected leader (a node's
 // name, "" if unknown) at at, and wakes the sender to give up on the batches it
-// left without an answer.
+// left without an answer. It ends the wait for a lookup of the leader after a
+// move (see clientMoved): the advisory says where the leader is now, and the
+// lookup, sent before the election, is answered by nobody.
 func (pp *partProducer) leaderElected(at time.Time, leader string) {
 	pp.mu.Lock()
 	pp.elected, pp.leader, pp.leaderAt = at, leader, at
+	pp.lookupUntil = time.Time{}
 	pp.mu.Unlock()
 	pp.signal()
 }
