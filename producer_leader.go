@@ -91,8 +91,13 @@ const (
 func (pp *partProducer) leaderElected(at time.Time, leader string) {
 	pp.mu.Lock()
 	pp.elected, pp.leader, pp.leaderAt = at, leader, at
+	looking := !pp.lookupUntil.IsZero()
 	pp.lookupUntil = time.Time{}
 	pp.mu.Unlock()
+	if looking {
+		pp.p.c.log.Debug("the partition's stream elected a leader while the producer looked it up after a move; sending to that node's writer",
+			"topic", pp.topic, "partition", pp.partition, "node", leader)
+	}
 	pp.signal()
 }
 
@@ -195,7 +200,7 @@ func (p *Producer) lookUpLeader(pp *partProducer, at time.Time) {
 			p.lookupDenied.Store(true)
 		}
 		if err != nil && p.ctx.Err() == nil {
-			pp.p.c.log.Debug("could not look up the partition's leader after the client moved; resending to its writers' queue subject",
+			pp.p.c.log.Debug("could not look up the partition's leader after the client moved",
 				"topic", pp.topic, "partition", pp.partition, "err", err)
 		}
 	}
