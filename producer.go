@@ -2,7 +2,6 @@ package qxd
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -33,6 +32,9 @@ type Producer struct {
 	// elected receives JetStream's leader-elected advisories of every stream (see
 	// partProducer.leaderElected); nil when the subscription failed.
 	elected *nats.Subscription
+	// lookupDenied: the identity may not look up a partition's leader (see
+	// lookUpLeader).
+	lookupDenied atomic.Bool
 
 	mu     sync.Mutex                                // serialises changes to topics and loads
 	loads  map[string]*topicLoad                     // topics whose metadata is being read
@@ -100,39 +102,6 @@ func (c *Client) NewProducer(opts ...ProducerOption) (*Producer, error) {
 	p.wg.Add(1)
 	go p.resendOnReconnect(up)
 	return p, nil
-}
-
-// resendOnReconnect fails every batch awaiting an answer, as retriable, each time
-// the connection comes back after a loss, so that their senders send them again
-// at once. NATS keeps what is published while the client reconnects, but a
-// request written just before the client noticed that its node had gone (a node
-// stopping, a socket closed under load), or the answer to it, is lost with the
-// connection: without this the batch waited out the request timeout. A batch that
-// was stored after all is answered as a duplicate with its offsets (idempotence).
-func (p *Producer) resendOnReconnect(up chan nats.Status) {
-	defer p.wg.Done()
-	defer p.c.nc.RemoveStatusListener(up)
-	for {
-		select {
-		case <-p.ctx.Done():
-			return
-		case _, ok := <-up:
-			if !ok {
-				return
-			}
-		}
-		p.reqMu.Lock()
-		lost := make([]*batch, 0, len(p.reqs))
-		for id, b := range p.reqs {
-			lost = append(lost, b)
-			delete(p.reqs, id)
-		}
-		p.reqMu.Unlock()
-		for _, b := range lost {
-			b.part.finish(b, -1, semantics.Errorf(semantics.ErrUnavailable,
-				"partition %s: the connection to the node was lost while the batch awaited its answer", b.part.name))
-		}
-	}
 }
 
 // metadataMaxAge is how often a producer rereads a topic's record, to see added
@@ -691,36 +660,6 @@ func (p *Producer) onReply(m *nats.Msg) {
 		res, base = r.Err(), r.BaseOffset
 	}
 	b.part.finish(b, base, res)
-}
-
-// onLeaderElected receives JetStream's advisory that a stream elected a leader;
-// for a partition of a topic the producer writes to, the partition's sender gives
-// up on the batches the election left without an answer and sends them again.
-func (p *Producer) onLeaderElected(m *nats.Msg) {
-	stream := m.Subject[strings.LastIndexByte(m.Subject, '.')+1:]
-	topic, part, ok := semantics.ParseStreamName(stream)
-	if !ok {
-		return
-	}
-	tp := (*p.topics.Load())[topic]
-	if tp == nil {
-		return
-	}
-	tp.mu.Lock()
-	var pp *partProducer
-	if part >= 0 && int(part) < len(tp.parts) {
-		pp = tp.parts[part]
-	}
-	tp.mu.Unlock()
-	if pp != nil {
-		// The advisory names the leader by its server name, which is its qxd
-		// node's name: where the partition's writer now runs.
-		var adv struct {
-			Leader string `json:"leader"`
-		}
-		_ = json.Unmarshal(m.Data, &adv)
-		pp.leaderElected(time.Now(), adv.Leader)
-	}
 }
 
 func (p *Producer) register(b *batch) string {

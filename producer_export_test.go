@@ -1,6 +1,12 @@
 package qxd
 
-import "time"
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/qxd-io/qxd/semantics"
+)
 
 // Test hooks for the producer's metadata (package qxd_test).
 
@@ -10,4 +16,11 @@ func AgeTopicMetadata(p *Producer, topic string) {
 	if tp := (*p.topics.Load())[topic]; tp != nil {
 		tp.fetched.Store(time.Now().Add(-2 * metadataMaxAge).UnixNano())
 	}
+}
+
+// StreamLeader is the lookup of a partition's leader a producer makes after its
+// client moved (lookUpLeader), and whether the identity was refused it.
+func StreamLeader(ctx context.Context, c *Client, topic string, partition int32) (leader string, denied bool, err error) {
+	leader, err = c.streamLeader(ctx, semantics.StreamName(topic, partition))
+	return leader, errors.Is(err, errLookupDenied), err
 }

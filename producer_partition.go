@@ -38,15 +38,18 @@ type batch struct {
 	// checked: the batch waited stallCheckAfter for its answer and made the
 	// client check its node (once per send).
 	checked bool
-	// hurried: the batch is being resent after its stream elected a leader while
-	// it awaited an answer; each attempt waits electedAnswerWait, not the request
-	// timeout (see leaderElected).
+	// hurried: the batch is being resent after its stream elected a leader, or
+	// after the client moved to another node, while it awaited an answer; each
+	// attempt waits electedAnswerWait, not the request timeout (see
+	// leaderElected, clientMoved).
 	hurried bool
-	// elected: the batch was given up because its stream elected a leader.
-	elected bool
-	done    bool
-	base    int64
-	err     error
+	// hurry: the batch was given up because its stream elected a leader, or
+	// lost with the connection when the client moved: the batches resent with it
+	// are hurried.
+	hurry bool
+	done  bool
+	base  int64
+	err   error
 	// settled: its outcome was reported to the hooks (settle); its callbacks may
 	// not have run yet. Owned by the sender once the batch is answered.
 	settled bool
@@ -122,10 +125,18 @@ type partProducer struct {
 	lastRecs  int
 
 	// elected is when JetStream's advisory last said that the partition's stream
-	// elected a leader (zero: never), and leader the node it named ("" when
-	// unknown, or after that node's writer answered NOT_LEADER); guarded by mu.
-	elected time.Time
-	leader  string
+	// elected a leader (zero: never); leader is the node it named, or the one
+	// the lookup after a move found ("" when unknown, or after that node's
+	// writer answered NOT_LEADER), learned at leaderAt; guarded by mu.
+	elected  time.Time
+	leader   string
+	leaderAt time.Time
+	// moved is when the client last moved to another node while the partition
+	// had batches awaiting answers (zero: never), and lookupUntil when the lookup
+	// of its leader begun then gives up (zero: none running); see clientMoved.
+	// Guarded by mu.
+	moved       time.Time
+	lookupUntil time.Time
 	// target is the node whose writer the batches in flight were sent to
 	// directly, "" for the queue subject (see targetLocked); guarded by mu.
 	target string
@@ -274,7 +285,7 @@ func (pp *partProducer) run() {
 				b.done, b.base = true, -1
 				b.err = semantics.Errorf(semantics.ErrTimeout, "partition %s: no answer within %v", pp.name, cfg.requestTimeout)
 			case pp.giveUpLocked(b, now) && pp.p.unregister(b):
-				b.done, b.base, b.elected = true, -1, true
+				b.done, b.base, b.hurry = true, -1, true
 				b.err = semantics.Errorf(semantics.ErrNotLeader, "partition %s: its stream elected a leader while the batch awaited an answer; resending", pp.name)
 				gaveUp++
 			}
@@ -297,7 +308,7 @@ func (pp *partProducer) run() {
 		if recovering && allDone(pp.inflight) {
 			hurry := false
 			for _, b := range pp.inflight {
-				hurry = hurry || b.elected
+				hurry = hurry || b.hurry
 			}
 			completed, failed, retry = pp.sortOut(completed)
 			for _, b := range retry {
@@ -336,7 +347,14 @@ func (pp *partProducer) run() {
 		if pp.open == nil {
 			pp.flushReq = false
 		}
-		if !recovering && !now.Before(backoffUntil) {
+		// With nothing in flight, the next batches wait for the lookup of the
+		// partition's leader after a move too: it decides their subject (see
+		// clientMoved).
+		sendAt := backoffUntil
+		if len(pp.inflight) == 0 && pp.lookupUntil.After(sendAt) {
+			sendAt = pp.lookupUntil
+		}
+		if !recovering && !now.Before(sendAt) {
 			for room > 0 && len(pp.queue) > 0 {
 				toSend = append(toSend, pp.queue[0])
 				pp.queue = pp.queue[1:]
@@ -347,7 +365,7 @@ func (pp *partProducer) run() {
 				pp.p.wakeWaiters()
 			}
 		} else if !recovering && len(pp.queue) > 0 {
-			wake = earliest(wake, backoffUntil)
+			wake = earliest(wake, sendAt)
 		}
 		pp.mu.Unlock()
 
@@ -421,105 +439,6 @@ func (pp *partProducer) run() {
 			}
 		}
 	}
-}
-
-// A partition whose leader dies (a crash, a kill, a pause, a cut) loses the
-// requests that reached its writer, and their answers: before, each waited out
-// the request timeout (5 s) before it was sent again, although JetStream's
-// election, which ends such a stall, often takes less (4–9 s, counted from the
-// last heartbeat the followers heard, often before the send). JetStream announces
-// each election ($JS.EVENT.ADVISORY.STREAM.LEADER_ELECTED.<stream>): a batch
-// sent before that and still without an answer is given up then and sent again
-// electedSettle later, to the new leader's writer, or, while that is starting,
-// retried on its "no responders" every RetryBackoff. A resend is safe: the writer stores a
-// producer's batch once (a resend of a stored batch is answered with its offsets,
-// or as a duplicate), and a writer that lost its leadership cannot append.
-//
-// Until the cluster gives up on the old leader's routes (6–8 s after a pause or
-// a cut: the nodes ping their routes every 2 s and drop one after 3 unanswered
-// pings), its writer's queue subscription still takes some of the requests, and
-// NATS hands each to a member picked at random. So a batch resent after an
-// election, and any batch sent within electedStale after it, goes to the
-// elected node's writer alone (see targetLocked), and each attempt waits
-// electedAnswerWait, not the request timeout, in case that is not where the
-// partition's writer runs. A healthy writer drains its answers before its
-// leadership moves on purpose, so a planned move resends nothing.
-const (
-	// electedGrace: a batch sent this shortly before the advisory arrived may be
-	// on its way to the new writer; it gets this long.
-	electedGrace = 100 * time.Millisecond
-	// electedSettle: a batch the election left without an answer is resent
-	// this long after the advisory came. The new leader's node starts its
-	// writer on the same advisory (its load takes milliseconds); a resend
-	// before the writer subscribed finds no responder and waits RetryBackoff.
-	electedSettle = 100 * time.Millisecond
-	// electedAnswerWait bounds each attempt of a batch resent after an election,
-	// or sent within electedStale after it.
-	electedAnswerWait = time.Second
-	// electedStale is how long after an election the old leader's writer may
-	// still take requests on the queue subject, and batches go to the elected
-	// node's writer instead: JetStream elects 4–9 s after a leader stops
-	// answering, and the routes to it are dropped 6–8 s after.
-	electedStale = 8 * time.Second
-)
-
-// Within electedStale after an election the batches go to the writer of the node
-// the advisory named (the partition's WriterDirectSubject), not to the queue
-// subject: the old leader's lingering queue subscription cannot take them, so a
-// resend after an election waits for the new writer alone. Back on the queue
-// subject are the batches sent after electedStale, after the named node's writer
-// answered NOT_LEADER (it lost the leadership again), and those of a producer
-// that saw no advisory. The sender changes subjects only with no batch in flight:
-// a writer takes each subscription's requests in order, not two subscriptions'
-// requests in the order they were sent.
-
-// leaderElected records that the partition's stream elected leader (a node's
-// name, "" if unknown) at at, and wakes the sender to give up on the batches it
-// left without an answer.
-func (pp *partProducer) leaderElected(at time.Time, leader string) {
-	pp.mu.Lock()
-	pp.elected, pp.leader = at, leader
-	pp.mu.Unlock()
-	pp.signal()
-}
-
-// targetLocked is the node whose writer batches sent at now go to directly, ""
-// for the queue subject. Called with mu held.
-func (pp *partProducer) targetLocked(now time.Time) string {
-	if pp.leader == "" || now.Sub(pp.elected) >= electedStale {
-		return ""
-	}
-	return pp.leader
-}
-
-// giveUpAtLocked is when the unanswered b is given up and sent again although
-// the request timeout has not passed (zero: not before the request timeout):
-// after the stream elected a leader, or after electedAnswerWait for a batch
-// being resent after an election or sent within electedStale after one. Called
-// with mu held.
-func (pp *partProducer) giveUpAtLocked(b *batch) time.Time {
-	var at time.Time
-	switch e := pp.elected; {
-	case e.IsZero():
-	case b.sentAt.Before(e):
-		at = e.Add(electedSettle)
-		if g := b.sentAt.Add(electedGrace); g.After(at) {
-			at = g
-		}
-	case b.sentAt.Sub(e) < electedStale:
-		at = b.sentAt.Add(electedAnswerWait)
-	}
-	if b.hurried {
-		at = earliest(at, b.sentAt.Add(electedAnswerWait))
-	}
-	return at
-}
-
-// giveUpLocked reports whether the unanswered b is to be given up at now (see
-// giveUpAtLocked). Called with mu held.
-func (pp *partProducer) giveUpLocked(b *batch, now time.Time) bool {
-	at := pp.giveUpAtLocked(b)
-	return !at.IsZero() && !now.Before(at)
 }
 
 func earliest(a, b time.Time) time.Time {
@@ -647,7 +566,7 @@ func (pp *partProducer) send(b *batch) bool {
 		return false
 	}
 	pp.mu.Lock()
-	b.done, b.err, b.base, b.checked, b.elected = false, nil, -1, false, false
+	b.done, b.err, b.base, b.checked, b.hurry = false, nil, -1, false, false
 	b.sentAt = time.Now()
 	b.to = pp.target
 	pp.mu.Unlock()

@@ -646,3 +646,30 @@ func TestProduceRightsCoverDirectWriter(t *testing.T) {
 		t.Errorf("topic other has high watermark %d, want 0", hw)
 	}
 }
+
+// TestProducerLeaderLookupRights checks the lookup of a partition's leader a
+// producer makes after its client moved: an identity that may consume the topic
+// learns the node; one with produce rights alone is refused at once, not after
+// the lookup's time runs out.
+func TestProducerLeaderLookupRights(t *testing.T) {
+	node := qxdtest.StartNodeWith(t, securedConfig(t))
+	super := connectAs(t, node.ClientURL(), "super")
+	qxdtest.CreateTopic(t, super, "orders", qxd.TopicConfig{Partitions: 1})
+	ctx := qxdtest.Context(t, 30*time.Second)
+
+	leader, denied, err := qxd.StreamLeader(ctx, super, "orders", 0)
+	if err != nil || denied || leader != node.Name() {
+		t.Fatalf("super: leader %q, denied %v, err %v; want %q", leader, denied, err, node.Name())
+	}
+	prod := connectAs(t, node.ClientURL(), "producer")
+	began := time.Now()
+	leader, denied, err = qxd.StreamLeader(ctx, prod, "orders", 0)
+	took := time.Since(began)
+	if !denied || leader != "" {
+		t.Fatalf("producer: leader %q, denied %v, err %v; want refused", leader, denied, err)
+	}
+	if took > 2*time.Second {
+		t.Errorf("producer: refused after %v, want at once", took)
+	}
+	t.Logf("producer refused after %v", took.Round(time.Millisecond))
+}
