@@ -60,7 +60,9 @@ func (a *Admin) VerifyPartition(ctx context.Context, req semantics.VerifyPartiti
 	if st.Msgs == 0 || from > st.LastSeq {
 		resp.NextOffset = v.next
 		if st.Msgs == 0 { // nothing stored: nothing up to the last sequence can be damaged
-			a.keepVerified(ctx, t, req.Partition, resp, 0, st.LastSeq)
+			kctx, cancel := bookkeeping(ctx)
+			a.keepVerified(kctx, t, req.Partition, resp, 0, st.LastSeq)
+			cancel()
 		}
 		return resp, nil
 	}
@@ -83,11 +85,22 @@ func (a *Admin) VerifyPartition(ctx context.Context, req semantics.VerifyPartiti
 	if from <= st.FirstSeq {
 		lo = 0
 	}
-	if after, err := r.StreamInfo(ctx); err != nil || (after.Leader != "" && after.Leader != v.leader) {
+	kctx, cancel := bookkeeping(ctx)
+	defer cancel()
+	if after, err := r.StreamInfo(kctx); err != nil || (after.Leader != "" && after.Leader != v.leader) {
 		hi = 0 // not known to be the leader's copy throughout: clear nothing
 	}
-	a.keepVerified(ctx, t, req.Partition, resp, lo, hi)
+	a.keepVerified(kctx, t, req.Partition, resp, lo, hi)
 	return resp, nil
+}
+
+// bookkeeping is the context of what a verify records once its reads are done
+// (the leader check after them, the damage record): not the caller's, whose
+// deadline a verify in short pages may reach just after the reads, and the page
+// would be answered with its damage found or cleared left unrecorded, never to
+// be read again; bounded on its own.
+func bookkeeping(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 }
 
 // keepVerified records in partition p's damage record what a verify found
