@@ -3,6 +3,7 @@ package partition
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -11,7 +12,7 @@ import (
 // A node that is paused or cut off keeps its members in that group on the other
 // nodes until they drop its route (route pings: 6–8 s), so a direct get sent
 // meanwhile may reach a replica that never answers, and waits out its whole
-// timeout. DirectRead sends it again instead, while the first still waits.
+// timeout. DirectRead sends it again after DirectAttempt instead.
 
 // DirectAttempt is how long DirectRead waits for a read to begin answering before
 // it sends the read again. A healthy replica answers a direct get in about a
@@ -19,27 +20,59 @@ import (
 // garbage collection (TestDirectReadsPastAPausedReplica logs the figures: a
 // median of 0.7 ms and a slowest of 2.6 ms in 200 gets with -race on 2 cores
 // at load 5): half a second is past that by an order of magnitude or more, so a
-// healthy answer seldom costs a second request, and an answer slower still is
-// not lost (the earlier reads keep waiting). A silent replica costs half a
-// second, not the whole timeout.
+// healthy answer seldom costs a second request, and an answer slower still
+// costs one DirectAttempt more at most (from the second read on, the earlier
+// reads keep waiting). A silent replica costs half a second, not the whole
+// timeout.
 const DirectAttempt = 500 * time.Millisecond
 
-// directAttempts bounds the reads DirectRead has in flight at once: ten attempts
-// are DirectAttempt × 10 = 5 s, the timeout one direct get had alone
-// (requestTimeout); past them it waits for those it sent.
+// directAttempts bounds the reads DirectRead sends: ten are DirectAttempt × 10 =
+// 5 s, the timeout one direct get had alone (requestTimeout); past them it waits
+// for those it sent.
 const directAttempts = 10
 
 // DirectRead runs read, a read of a partition's stream that any replica may
 // answer and that answers the same whichever replica holds what it asks for (a
-// message at a stream sequence never changes), until ctx ends. While no read has
-// begun to answer, it starts read again every DirectAttempt, up to
-// directAttempts in flight, keeping those already sent: a read sent to a replica
-// that never answers costs one DirectAttempt, and a slow but healthy answer to an
-// earlier one still counts. A read begins to answer when it calls begun (a
-// batched read, at its first message) or returns; DirectRead returns the result
-// of the first read that began, and cancels and waits for the others. read must
-// return when its ctx ends.
+// message at a stream sequence never changes), until ctx ends. A read that has
+// not begun to answer within DirectAttempt is sent again: the first read runs on
+// the caller's goroutine and is cancelled then (most answer within a
+// millisecond, and starting no goroutine keeps them cheap); from then on a read
+// is started every DirectAttempt while none has begun, up to directAttempts in
+// flight, keeping those already sent, so a slow but healthy answer to any of
+// them still counts. A read sent to a replica that never answers costs one
+// DirectAttempt. A read begins to answer when it calls begun (a batched read, at
+// its first message) or returns; once one has begun, DirectRead returns its
+// result (or, in the second phase, the first result of any), and cancels and
+// waits for the others. read must return when its ctx ends.
 func DirectRead[T any](ctx context.Context, read func(ctx context.Context, begun func()) (T, error)) (T, error) {
+	const (
+		waiting = iota
+		began
+		timedOut
+	)
+	var state atomic.Int32
+	rctx, cancel := context.WithCancel(ctx)
+	timer := time.AfterFunc(DirectAttempt, func() {
+		if state.CompareAndSwap(waiting, timedOut) {
+			cancel()
+		}
+	})
+	v, err := read(rctx, func() {
+		if state.Load() == waiting {
+			state.CompareAndSwap(waiting, began)
+		}
+	})
+	timer.Stop()
+	cancel()
+	if err == nil || state.Load() != timedOut || ctx.Err() != nil {
+		return v, err
+	}
+	return directAgain(ctx, read)
+}
+
+// directAgain is DirectRead's second phase, after the first read got no answer
+// within DirectAttempt.
+func directAgain[T any](ctx context.Context, read func(ctx context.Context, begun func()) (T, error)) (T, error) {
 	type result struct {
 		i   int
 		v   T
@@ -90,7 +123,7 @@ func DirectRead[T any](ctx context.Context, read func(ctx context.Context, begun
 				return res.v, res.err
 			}
 		case <-again.C:
-			if winner < 0 && len(cancels) < directAttempts {
+			if winner < 0 && len(cancels) < directAttempts-1 {
 				start()
 				again.Reset(DirectAttempt)
 			}
