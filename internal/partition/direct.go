@@ -17,9 +17,10 @@ import (
 // DirectAttempt is how long DirectRead waits for a read to begin answering before
 // it sends the read again. A healthy replica answers a direct get in about a
 // millisecond, and in tens of milliseconds on a machine stalled by load or
-// garbage collection (TestDirectReadsPastAPausedReplica logs the figures: a
-// median of 0.7 ms and a slowest of 2.6 ms in 200 gets with -race on 2 cores
-// at load 5): half a second is past that by an order of magnitude or more, so a
+// garbage collection (TestDirectReadsPastAPausedReplica logs the figures: in
+// 200 gets with -race on 2 cores at load 5–13, a median of 0.3–0.8 ms and a
+// slowest of 0.8–24 ms in 10 runs): half a second is past that by an order of
+// magnitude or more, so a
 // healthy answer seldom costs a second request, and an answer slower still
 // costs one DirectAttempt more at most (from the second read on, the earlier
 // reads keep waiting). A silent replica costs half a second, not the whole
