@@ -32,9 +32,10 @@ const DirectAttempt = 500 * time.Millisecond
 // for those it sent.
 const directAttempts = 10
 
-// DirectRead runs read, a read of a partition's stream that any replica may
-// answer and that answers the same whichever replica holds what it asks for (a
-// message at a stream sequence never changes), until ctx ends. A read that has
+// DirectRead runs read, a read of a stream that any replica may answer (a
+// direct get), until ctx ends. Sending it again changes nothing its caller
+// relies on: one request was handed to a replica at random as well, and the
+// answer taken is one replica's, as it was. A read that has
 // not begun to answer within DirectAttempt is sent again: the first read runs on
 // the caller's goroutine and is cancelled then (most answer within a
 // millisecond, and starting no goroutine keeps them cheap); from then on a read
