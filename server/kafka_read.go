@@ -658,12 +658,24 @@ type directMsg struct {
 }
 
 // directBatch sends a batched direct get and collects its messages until the
-// end-of-batch marker.
+// end-of-batch marker. Any replica may answer it, one of a paused or cut-off
+// node too, which never does: partition.DirectRead sends it again while no
+// message has come.
 func (b *kafkaBackend) directBatch(ctx context.Context, r *partition.Reader, req directBatchRequest) ([]directMsg, error) {
 	if err := b.reads.acquire(ctx); err != nil {
 		return nil, err
 	}
 	defer b.reads.release()
+	ctx, cancel := context.WithTimeout(ctx, kafkaReadTimeout)
+	defer cancel()
+	return partition.DirectRead(ctx, func(ctx context.Context, begun func()) ([]directMsg, error) {
+		return b.directBatchOnce(ctx, r, req, begun)
+	})
+}
+
+// directBatchOnce sends the batched direct get req once, and calls begun when
+// its first message comes.
+func (b *kafkaBackend) directBatchOnce(ctx context.Context, r *partition.Reader, req directBatchRequest, begun func()) ([]directMsg, error) {
 	// An inbox of its own: one under the connection's request inbox prefix would
 	// also reach the subscription all its requests' answers share, twice the work,
 	// and past that subscription's pending limit the answers of other requests are
@@ -681,12 +693,11 @@ func (b *kafkaBackend) directBatch(ctx context.Context, r *partition.Reader, req
 	if err := b.nc.PublishRequest(semantics.Subject(semantics.JSDirectGetPrefix, r.Stream), inbox, body); err != nil {
 		return nil, err
 	}
-	ctx, cancel := context.WithTimeout(ctx, kafkaReadTimeout)
-	defer cancel()
 	var out []directMsg
 	for {
 		select {
 		case m := <-ch:
+			begun()
 			if len(m.Data) == 0 {
 				switch st := m.Header.Get("Status"); st {
 				case "204": // end of batch

@@ -105,10 +105,15 @@ func streamLeader(nodes []*server.Node, stream string) string {
 }
 
 // clusterWithChild starts a three-node cluster whose third node runs in a child
-// process, and returns the two in-process nodes, the child and its name.
-func clusterWithChild(t *testing.T, ctx context.Context) ([]*server.Node, *exec.Cmd, string) {
+// process, and returns the two in-process nodes, the child and its name. Each
+// of edits may change the in-process nodes' configs (the first two of cfgs)
+// before they start.
+func clusterWithChild(t *testing.T, ctx context.Context, edits ...func(cfgs []server.Config)) ([]*server.Node, *exec.Cmd, string) {
 	t.Helper()
 	cfgs := qxdtest.ClusterConfigs(t, 3)
+	for _, edit := range edits {
+		edit(cfgs)
+	}
 	var (
 		wg    sync.WaitGroup
 		nodes = make([]*server.Node, 2)

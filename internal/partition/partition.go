@@ -172,10 +172,16 @@ func (r *Reader) leaderGet(ctx context.Context, mreq msgGetRequest) (Msg, error)
 	return m, nil
 }
 
+// getDirect sends a direct get, which any replica of the stream may answer, with
+// DirectRead: a replica that never answers (its node paused or cut off) costs
+// DirectAttempt, not the whole request timeout.
 func (r *Reader) getDirect(ctx context.Context, req []byte) (Msg, error) {
 	ctx, cancel := bounded(ctx)
 	defer cancel()
-	resp, err := r.nc.RequestWithContext(ctx, semantics.Subject(semantics.JSDirectGetPrefix, r.Stream), req)
+	subject := semantics.Subject(semantics.JSDirectGetPrefix, r.Stream)
+	resp, err := DirectRead(ctx, func(ctx context.Context, _ func()) (*nats.Msg, error) {
+		return r.nc.RequestWithContext(ctx, subject, req)
+	})
 	if err != nil {
 		return Msg{}, r.wrap(err)
 	}
