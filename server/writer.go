@@ -509,8 +509,9 @@ func (w *writer) load(ctx context.Context) error {
 // writer runs where the stream is led, so the answer comes from the node itself.
 // A direct get would reach a replica the NATS server picks at random, and one cut
 // off from the cluster still takes its share of them until the nodes give up on
-// its routes (6–8 s after a cut): each read that went there waited out the read
-// timeout (5 s), after JetStream had elected the new leader in time.
+// its routes (6–8 s after a cut): each read that went there costs a direct-get
+// attempt (partition.DirectAttempt, 0.5 s; before attempts, the whole 5 s read
+// timeout), after JetStream had elected the new leader in time.
 //
 // It works while JetStream's meta group has no leader, when the leader's message
 // get is refused (see partition.ErrNoMetaLeader), by reading exact sequences,
