@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/qxd-io/qxd/internal/kvscan"
 	"github.com/qxd-io/qxd/semantics"
 )
 
@@ -411,11 +412,14 @@ func (c *Client) readTopic(ctx context.Context, name string) (semantics.TopicMet
 const kvGetAttempt = 5 * time.Second
 
 // kvGet reads key from kv, retrying reads that time out or find no responders (the
-// bucket between leaders) until ctx ends.
+// bucket between leaders) until ctx ends. Each attempt is a direct get that any
+// replica of the bucket answers, sent again every partition.DirectAttempt while
+// none has answered (kvscan.Get), so a replica on a paused or cut-off node costs
+// half a second, not the attempt's 5 s.
 func kvGet(ctx context.Context, kv jetstream.KeyValue, key string) (jetstream.KeyValueEntry, error) {
 	for {
 		actx, cancel := context.WithTimeout(ctx, kvGetAttempt)
-		e, err := kv.Get(actx, key)
+		e, err := kvscan.Get(actx, kv, key)
 		cancel()
 		if err == nil || ctx.Err() != nil || !transientKVErr(err) {
 			return e, err

@@ -12,6 +12,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/qxd-io/qxd/internal/kvscan"
 	"github.com/qxd-io/qxd/semantics"
 )
 
@@ -270,12 +271,13 @@ func (s *Store) DeleteTopic(ctx context.Context, group, topic string) error {
 // Open reads from the bucket's leader: a direct get may be answered by a replica
 // that is behind (one back from a network cut answers while it catches up), and a
 // stale commit sends a member back over records its group committed, and makes a
-// compare-and-set fail on an old revision.
+// compare-and-set fail on an old revision. A Store made by New reads with a
+// direct get (kvscan.Get), sent again past a replica that does not answer.
 func (s *Store) get(ctx context.Context, key string) (*Committed, error) {
 	if s.js != nil {
 		return s.getFromLeader(ctx, key)
 	}
-	e, err := s.kv.Get(ctx, key)
+	e, err := kvscan.Get(ctx, s.kv, key)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return nil, nil
 	}

@@ -34,7 +34,7 @@ const maxDamageEntries = 64
 // getDamage returns partition p's damage record (empty when none).
 func (m *metadata) getDamage(ctx context.Context, topicID string, p int32) (semantics.DamageRecord, uint64, error) {
 	var rec semantics.DamageRecord
-	e, err := m.parts.Get(ctx, semantics.DamageKey(topicID, p))
+	e, err := kvscan.Get(ctx, m.parts, semantics.DamageKey(topicID, p))
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return rec, 0, nil
 	}

@@ -28,3 +28,10 @@ func (a *Admin) VerifyOnNode(ctx context.Context, topic string, p int32, node st
 func (n *Node) KafkaRead(ctx context.Context, topic string, p int32, offset int64, maxBytes int) (kafka.ReadResult, error) {
 	return n.kafka.b.Read(ctx, topic, p, offset, maxBytes)
 }
+
+// DamageRecord exposes getDamage to the tests: the damage record of partition p
+// of the topic whose id is topicID, read from the partitions bucket.
+func (a *Admin) DamageRecord(ctx context.Context, topicID string, p int32) (semantics.DamageRecord, error) {
+	rec, _, err := a.meta.getDamage(ctx, topicID, p)
+	return rec, err
+}

@@ -8,7 +8,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/qxd-io/qxd/internal/partition"
+	"github.com/qxd-io/qxd/internal/kvscan"
 	"github.com/qxd-io/qxd/semantics"
 )
 
@@ -39,7 +39,7 @@ func openMetadata(ctx context.Context, js jetstream.JetStream, replicas int) (*m
 
 // getTopic returns the topic record, or an ErrUnknownTopic error naming it.
 func (m *metadata) getTopic(ctx context.Context, name string) (semantics.TopicMeta, error) {
-	e, err := kvRead(ctx, m.topics, semantics.TopicKey(name))
+	e, err := kvscan.Get(ctx, m.topics, semantics.TopicKey(name))
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return semantics.TopicMeta{}, semantics.Errorf(semantics.ErrUnknownTopic, "topic %q does not exist: list topics with 'qxd topic list'", name)
 	}
@@ -47,16 +47,6 @@ func (m *metadata) getTopic(ctx context.Context, name string) (semantics.TopicMe
 		return semantics.TopicMeta{}, semantics.Errorf(semantics.ErrUnavailable, "read topic %q: %v; retry", name, err)
 	}
 	return decodeTopic(e)
-}
-
-// kvRead reads key from the metadata bucket kv. The buckets' streams answer
-// reads with direct gets (nats.go's KV Get), which a replica on a paused or
-// cut-off node may be picked for and never answer: partition.DirectRead sends
-// the read again after partition.DirectAttempt.
-func kvRead(ctx context.Context, kv jetstream.KeyValue, key string) (jetstream.KeyValueEntry, error) {
-	return partition.DirectRead(ctx, func(ctx context.Context, _ func()) (jetstream.KeyValueEntry, error) {
-		return kv.Get(ctx, key)
-	})
 }
 
 func decodeTopic(e jetstream.KeyValueEntry) (semantics.TopicMeta, error) {
@@ -82,7 +72,7 @@ func (m *metadata) putTopic(ctx context.Context, t semantics.TopicMeta) (uint64,
 
 func (m *metadata) getCheckpoint(ctx context.Context, topicID string, p int32) (semantics.Checkpoint, error) {
 	var c semantics.Checkpoint
-	e, err := kvRead(ctx, m.parts, semantics.CheckpointKey(topicID, p))
+	e, err := kvscan.Get(ctx, m.parts, semantics.CheckpointKey(topicID, p))
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return c, nil
 	}
@@ -119,7 +109,7 @@ func openBucket(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyVa
 		return nil, fmt.Errorf("open metadata bucket %s: %w", cfg.Bucket, err)
 	}
 	// A read proves the bucket's stream has a leader (in a cluster it may not yet).
-	if _, err := kv.Get(ctx, "qxd-probe"); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+	if _, err := kvscan.Get(ctx, kv, "qxd-probe"); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
 		return nil, fmt.Errorf("read metadata bucket %s: %w", cfg.Bucket, err)
 	}
 	return kv, nil

@@ -305,7 +305,7 @@ func (c *txnCoordinator) saveLocked(ctx context.Context, e *txnEntry) error {
 	// What is stored is the truth: read it again, so the change not stored is
 	// forgotten (or, if that read fails too, the next request reads it).
 	id := e.rec.ID
-	if got, gerr := c.kv.Get(ctx, key); gerr == nil {
+	if got, gerr := kvscan.Get(ctx, c.kv, key); gerr == nil {
 		var rec txnRecord
 		if json.Unmarshal(got.Value(), &rec) == nil {
 			e.rec, e.rev = rec, got.Revision()
@@ -334,7 +334,7 @@ func (c *txnCoordinator) reread(id string) {
 		defer c.wg.Done()
 		for {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			got, err := c.kv.Get(ctx, semantics.TxnKey(id))
+			got, err := kvscan.Get(ctx, c.kv, semantics.TxnKey(id))
 			cancel()
 			if err == nil || errors.Is(err, jetstream.ErrKeyNotFound) {
 				e := &txnEntry{rec: txnRecord{ID: id}}

@@ -64,7 +64,7 @@ func (s *KVStateStore) SaveGroup(ctx context.Context, st GroupState) (uint64, er
 	// lost while the bucket changed leaders (or a coordinator's it took over
 	// from): write over it at its revision. A newer generation is another
 	// coordinator's: the conflict stands.
-	e, gerr := s.kv.Get(ctx, key)
+	e, gerr := kvscan.Get(ctx, s.kv, key)
 	if gerr != nil {
 		return 0, err
 	}

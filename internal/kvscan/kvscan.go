@@ -1,7 +1,8 @@
 // Package kvscan reads the live entries of a key-value bucket, with the bucket's
 // watcher, starting again when the read stalls: once (Scan), as a followed view
 // (Follow), or as a loop that reconciles what a service runs with the bucket
-// (Reconciler).
+// (Reconciler); and one key's entry with a direct get, sent again past a replica
+// that does not answer (Get).
 package kvscan
 
 import (

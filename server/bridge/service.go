@@ -260,7 +260,7 @@ func (s *service) get(ctx context.Context, name string) (semantics.Bridge, error
 	if err := semantics.ValidateBridgeName(name); err != nil {
 		return semantics.Bridge{}, err
 	}
-	e, err := s.kv.Get(ctx, name)
+	e, err := kvscan.Get(ctx, s.kv, name)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return semantics.Bridge{}, semantics.Errorf(semantics.ErrInvalidRequest, "bridge %q does not exist: list bridges with 'qxd bridge list'", name)
 	}
