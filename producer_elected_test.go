@@ -49,13 +49,8 @@ func TestProducerResendsWhenItsStreamElectsALeader(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(c.Close)
-	const requestTimeout = 30 * time.Second
-	p := qxdtest.NewProducer(t, c, qxd.Linger(0), qxd.RequestTimeout(requestTimeout), qxd.DeliveryTimeout(2*requestTimeout))
-	for i := range 5 {
-		if err := p.ProduceSync(ctx, &qxd.Record{Topic: topic, Value: fmt.Appendf(nil, "warm-%d", i)}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	p := warmProducer(ctx, t, c, topic)
+	const requestTimeout = electedRequestTimeout
 
 	// The silent writer, on the producer's node.
 	nc, err := nats.Connect(nodes[via].ClientURL())
@@ -171,13 +166,7 @@ func TestProducerResendsToElectedLeaderPastSilentWriter(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(c.Close)
-	const requestTimeout = 30 * time.Second
-	p := qxdtest.NewProducer(t, c, qxd.Linger(0), qxd.RequestTimeout(requestTimeout), qxd.DeliveryTimeout(2*requestTimeout))
-	for i := range 5 {
-		if err := p.ProduceSync(ctx, &qxd.Record{Topic: topic, Value: fmt.Appendf(nil, "warm-%d", i)}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	p := warmProducer(ctx, t, c, topic)
 
 	// The silent writer, on the producer's node.
 	nc, err := nats.Connect(nodes[0].ClientURL())
@@ -185,18 +174,7 @@ func TestProducerResendsToElectedLeaderPastSilentWriter(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(nc.Close)
-	elected := make(chan string, 4)
-	advisories, err := nc.Subscribe(semantics.Subject(semantics.JSAdvisoryStreamLeaderPrefix, stream), func(m *nats.Msg) {
-		var adv struct {
-			Leader string `json:"leader"`
-		}
-		_ = json.Unmarshal(m.Data, &adv)
-		elected <- adv.Leader
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer advisories.Unsubscribe()
+	elected := electedLeaders(t, nc, stream)
 	var took atomic.Int32
 	swallowed := make(chan struct{}, 64)
 	hole, err := nc.QueueSubscribe(semantics.WriterSubject(topic, 0), "writer", func(*nats.Msg) {
@@ -216,22 +194,7 @@ func TestProducerResendsToElectedLeaderPastSilentWriter(t *testing.T) {
 	before := took.Load()
 
 	// A new election, the silent subscriber still in the queue group.
-	m, err := nc.RequestWithContext(ctx, semantics.Subject(semantics.JSStreamLeaderStepDownPrefix, stream), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var resp struct {
-		Success bool `json:"success"`
-	}
-	if err := json.Unmarshal(m.Data, &resp); err != nil || !resp.Success {
-		t.Fatalf("step down %s: %s (%v)", stream, m.Data, err)
-	}
-	select {
-	case leader := <-elected:
-		t.Logf("the stream elected %s", leader)
-	case <-ctx.Done():
-		t.Fatal("no leader-elected advisory after the step-down")
-	}
+	stepDownAndElect(ctx, t, nc, stream, elected)
 	// Generous: the resend goes 100 ms after the advisory; the request timeout is
 	// 30 s, and each attempt that reached the silent subscriber would wait 1 s.
 	const bound = 10 * time.Second
@@ -242,7 +205,7 @@ func TestProducerResendsToElectedLeaderPastSilentWriter(t *testing.T) {
 		}
 		t.Logf("%s acknowledged %v after it was sent", lost, time.Since(sent).Round(time.Millisecond))
 	case <-time.After(bound):
-		t.Fatalf("the record the silent subscriber took was not acknowledged within %v: the producer waits for its request timeout (%v)", bound, requestTimeout)
+		t.Fatalf("the record the silent subscriber took was not acknowledged within %v: the producer waits for its request timeout (%v)", bound, electedRequestTimeout)
 	}
 	// Records sent after the election, well within the 8 s the old leader's
 	// interest may linger.
@@ -310,5 +273,67 @@ func checkOnceDense(t *testing.T, c *qxd.Client, topic string, want int, lost st
 	}
 	if copies != 1 || len(recs) != want {
 		t.Errorf("read %d records, %d copies of the resent one; want %d and 1", len(recs), copies, want)
+	}
+}
+
+// warmProducer makes a producer of c (linger 0, a request timeout of
+// electedRequestTimeout) and stores five records of topic with it, so its
+// partitions' writers run and it knows them.
+func warmProducer(ctx context.Context, t *testing.T, c *qxd.Client, topic string) *qxd.Producer {
+	t.Helper()
+	p := qxdtest.NewProducer(t, c, qxd.Linger(0), qxd.RequestTimeout(electedRequestTimeout), qxd.DeliveryTimeout(2*electedRequestTimeout))
+	for i := range 5 {
+		if err := p.ProduceSync(ctx, &qxd.Record{Topic: topic, Value: fmt.Appendf(nil, "warm-%d", i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return p
+}
+
+// electedRequestTimeout is the request timeout of the election tests' producers:
+// long, so a record that waits it out shows.
+const electedRequestTimeout = 30 * time.Second
+
+// electedLeaders subscribes nc to stream's leader-elected advisories: each
+// leader one names comes on the channel.
+func electedLeaders(t *testing.T, nc *nats.Conn, stream string) <-chan string {
+	t.Helper()
+	elected := make(chan string, 4)
+	advisories, err := nc.Subscribe(semantics.Subject(semantics.JSAdvisoryStreamLeaderPrefix, stream), func(m *nats.Msg) {
+		var adv struct {
+			Leader string `json:"leader"`
+		}
+		_ = json.Unmarshal(m.Data, &adv)
+		select {
+		case elected <- adv.Leader:
+		default:
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = advisories.Unsubscribe() })
+	return elected
+}
+
+// stepDownAndElect makes stream's leader step down and waits for the advisory of
+// the election that follows on elected.
+func stepDownAndElect(ctx context.Context, t *testing.T, nc *nats.Conn, stream string, elected <-chan string) {
+	t.Helper()
+	m, err := nc.RequestWithContext(ctx, semantics.Subject(semantics.JSStreamLeaderStepDownPrefix, stream), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var resp struct {
+		Success bool `json:"success"`
+	}
+	if err := json.Unmarshal(m.Data, &resp); err != nil || !resp.Success {
+		t.Fatalf("step down %s: %s (%v)", stream, m.Data, err)
+	}
+	select {
+	case leader := <-elected:
+		t.Logf("the stream elected %s", leader)
+	case <-ctx.Done():
+		t.Fatal("no leader-elected advisory after the step-down")
 	}
 }

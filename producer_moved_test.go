@@ -2,7 +2,6 @@ package qxd_test
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"testing"
 	"time"
@@ -47,14 +46,8 @@ func TestProducerMovedAfterElectionResendsToLeader(t *testing.T) {
 	if got := c.Conn().ConnectedServerName(); got != nodes[1].Name() {
 		t.Fatalf("client connected to %s, want %s", got, nodes[1].Name())
 	}
-	const requestTimeout = 30 * time.Second
-	p := qxdtest.NewProducer(t, c, qxd.Linger(0), qxd.RequestTimeout(requestTimeout), qxd.DeliveryTimeout(2*requestTimeout))
-	const warm = 5
-	for i := range warm {
-		if err := p.ProduceSync(ctx, &qxd.Record{Topic: topic, Value: fmt.Appendf(nil, "warm-%d", i)}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	p := warmProducer(ctx, t, c, topic)
+	const warm = 5 // the records warmProducer stored
 
 	relay.freeze()
 
@@ -64,34 +57,7 @@ func TestProducerMovedAfterElectionResendsToLeader(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(nc.Close)
-	elected := make(chan string, 4)
-	advisories, err := nc.Subscribe(semantics.Subject(semantics.JSAdvisoryStreamLeaderPrefix, stream), func(m *nats.Msg) {
-		var adv struct {
-			Leader string `json:"leader"`
-		}
-		_ = json.Unmarshal(m.Data, &adv)
-		elected <- adv.Leader
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer advisories.Unsubscribe()
-	m, err := nc.RequestWithContext(ctx, semantics.Subject(semantics.JSStreamLeaderStepDownPrefix, stream), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var resp struct {
-		Success bool `json:"success"`
-	}
-	if err := json.Unmarshal(m.Data, &resp); err != nil || !resp.Success {
-		t.Fatalf("step down %s: %s (%v)", stream, m.Data, err)
-	}
-	select {
-	case leader := <-elected:
-		t.Logf("the stream elected %s", leader)
-	case <-ctx.Done():
-		t.Fatal("no leader-elected advisory after the step-down")
-	}
+	stepDownAndElect(ctx, t, nc, stream, electedLeaders(t, nc, stream))
 
 	// The old writer's lingering interest, on the node the client moves to.
 	const silent = 30
@@ -133,7 +99,7 @@ func TestProducerMovedAfterElectionResendsToLeader(t *testing.T) {
 			}
 		case <-timeout:
 			t.Fatalf("%d of %d records the move left unanswered were not acknowledged within %v of the move: the producer resent them to the queue subject and waits for its request timeout (%v)",
-				n-i, n, bound, requestTimeout)
+				n-i, n, bound, electedRequestTimeout)
 		}
 	}
 	t.Logf("all acknowledged %v after the move", time.Since(moved).Round(time.Millisecond))

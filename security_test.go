@@ -288,20 +288,7 @@ func TestInternalStateNotWritable(t *testing.T) {
 		"$JS.API.CONSUMER.CREATE.KV_qxd_groups.x",
 	}
 	for _, s := range denied {
-		if err := nc.Publish(s, []byte("{}")); err != nil {
-			t.Fatal(err)
-		}
-		if err := nc.Flush(); err != nil {
-			t.Fatal(err)
-		}
-		select {
-		case err := <-errs:
-			if !errors.Is(err, nats.ErrPermissionViolation) || !strings.Contains(err.Error(), s) {
-				t.Errorf("publish to %s: got %v, want a permissions violation", s, err)
-			}
-		case <-time.After(2 * time.Second):
-			t.Errorf("publish to %s was not refused", s)
-		}
+		publishRefused(t, nc, errs, s, []byte("{}"))
 	}
 	for _, s := range []string{"qxd.w.>", "qxd.api.>", "qxd.grp.>", "_INBOX.>", "$KV.>"} {
 		sub, err := nc.SubscribeSync(s)
@@ -622,20 +609,7 @@ func TestProduceRightsCoverDirectWriter(t *testing.T) {
 		semantics.WriterDirectSubject("other", 0, node.Name()),
 		semantics.WriterDirectSubject("orders", 0, node.Name()) + ".x",
 	} {
-		if err := nc.Publish(s, batch); err != nil {
-			t.Fatal(err)
-		}
-		if err := nc.Flush(); err != nil {
-			t.Fatal(err)
-		}
-		select {
-		case err := <-errs:
-			if !errors.Is(err, nats.ErrPermissionViolation) || !strings.Contains(err.Error(), s) {
-				t.Errorf("publish to %s: got %v, want a permissions violation", s, err)
-			}
-		case <-time.After(2 * time.Second):
-			t.Errorf("publish to %s was not refused", s)
-		}
+		publishRefused(t, nc, errs, s, batch)
 	}
 	// The other topic is as it was.
 	d, err := super.Admin().DescribeTopic(ctx, "other")
@@ -672,4 +646,25 @@ func TestProducerLeaderLookupRights(t *testing.T) {
 		t.Errorf("producer: refused after %v, want at once", took)
 	}
 	t.Logf("producer refused after %v", took.Round(time.Millisecond))
+}
+
+// publishRefused publishes data to subject on nc and checks that the server
+// refuses it: a permissions violation naming subject comes on errs, nc's async
+// error handler's channel, within 2 s.
+func publishRefused(t *testing.T, nc *nats.Conn, errs <-chan error, subject string, data []byte) {
+	t.Helper()
+	if err := nc.Publish(subject, data); err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-errs:
+		if !errors.Is(err, nats.ErrPermissionViolation) || !strings.Contains(err.Error(), subject) {
+			t.Errorf("publish to %s: got %v, want a permissions violation", subject, err)
+		}
+	case <-time.After(2 * time.Second):
+		t.Errorf("publish to %s was not refused", subject)
+	}
 }

@@ -109,23 +109,7 @@ func runDurability(ctx context.Context, runs int, perSide time.Duration, only []
 					return err
 				}
 				cpu := cpuPhases{}
-				var profile func(system, phase string) func()
-				if phaseProfile != "" {
-					profile = profilePhase(phaseProfile, fmt.Sprintf("%s-sync-%s", row.name(), e.Sync), i+1)
-				}
-				c.OnPhase = func(system, phase string) func() {
-					var end func()
-					if profile != nil {
-						end = profile(system, phase)
-					}
-					endCPU := cpu.start(system, phase)
-					return func() {
-						endCPU()
-						if end != nil {
-							end()
-						}
-					}
-				}
+				c.OnPhase = cpu.onPhase(phaseProfile, fmt.Sprintf("%s-sync-%s", row.name(), e.Sync), i+1)
 				res, err := bench.Run(ctx, e, c)
 				if err != nil {
 					return fmt.Errorf("durability %s R%d (sync %s): %w", bench.SizeString(row.size), row.replicas, e.Sync, err)

@@ -197,23 +197,7 @@ func run(runs, records int, only []string, withRaw, warmup bool, batchBytes int,
 			c.CompareRaw = withRaw
 			c.BatchBytes = batchBytes
 			cpu := cpuPhases{}
-			var profile func(system, phase string) func()
-			if phaseProfile != "" {
-				profile = profilePhase(phaseProfile, r.name, i+1)
-			}
-			c.OnPhase = func(system, phase string) func() {
-				var end func()
-				if profile != nil {
-					end = profile(system, phase)
-				}
-				endCPU := cpu.start(system, phase)
-				return func() {
-					endCPU()
-					if end != nil {
-						end()
-					}
-				}
-			}
+			c.OnPhase = cpu.onPhase(phaseProfile, r.name, i+1)
 			res, err := bench.Run(ctx, e, c)
 			if err != nil {
 				return fmt.Errorf("%s: %w", r.name, err)
@@ -305,6 +289,28 @@ func (p cpuPhases) start(system, phase string) (end func()) {
 	}
 	t0 := processCPU()
 	return func() { p[system] = processCPU() - t0 }
+}
+
+// onPhase returns a bench.Config.OnPhase that measures each side's timed phase
+// into p and, with dir set, writes its CPU profile there (profilePhase).
+func (p cpuPhases) onPhase(dir, row string, run int) func(system, phase string) func() {
+	var profile func(system, phase string) func()
+	if dir != "" {
+		profile = profilePhase(dir, row, run)
+	}
+	return func(system, phase string) func() {
+		var end func()
+		if profile != nil {
+			end = profile(system, phase)
+		}
+		endCPU := p.start(system, phase)
+		return func() {
+			endCPU()
+			if end != nil {
+				end()
+			}
+		}
+	}
 }
 
 // ratio is raw's CPU time per record over qxd's (above 1: qxd spends less), or 0.
