@@ -3,7 +3,6 @@ package qxd_test
 import (
 	"context"
 	"fmt"
-	"net"
 	"sync"
 	"testing"
 	"time"
@@ -17,12 +16,7 @@ import (
 
 func freePort(t *testing.T) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
+	return qxdtest.FreeAddr(t)
 }
 
 // startRestartable starts a node on a fixed port, so that it can be closed and

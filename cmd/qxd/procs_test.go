@@ -2,10 +2,8 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"math/rand/v2"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -252,15 +250,18 @@ func (n *procNode) waitListening(ctx context.Context) error {
 const portTakenStarts = 6
 
 // takenRE matches the line a node exits with when an address it is to listen on
-// is taken ("cluster listen address 127.0.0.1:26748 is not available: listen tcp
-// ...: bind: address already in use (...)"); the address is its first group.
-var takenRE = regexp.MustCompile(`listen address (\S+) is not available: [^\n]*address already in use`)
+// is taken: qxd's own check ("cluster listen address 127.0.0.1:26748 is not
+// available: listen tcp ...: bind: address already in use (...)") or, when the
+// port was taken after that check, nats-server's ("Error listening on port:
+// 127.0.0.1:24435, \"listen tcp ...: bind: address already in use\""); the
+// address is its first or second group.
+var takenRE = regexp.MustCompile(`(?:listen address (\S+) is not available|Error listening on port: (\S+?),)[^\n]*address already in use`)
 
 // takenAddr returns the address the node's current process found taken, from
 // its log, or "".
 func (n *procNode) takenAddr() string {
 	if m := takenRE.FindStringSubmatch(n.log(4000)); m != nil {
-		return m[1]
+		return m[1] + m[2]
 	}
 	return ""
 }
@@ -274,7 +275,7 @@ func (n *procNode) startAgain(addr string, try int) error {
 	n.mu.Lock()
 	n.cmd = nil
 	if try > portTakenStarts/2 && n.netns == "" {
-		fresh, err := freeLoopbackAddr()
+		fresh, err := qxdtest.FreeLoopbackAddr()
 		if err != nil {
 			n.mu.Unlock()
 			return err
@@ -287,19 +288,6 @@ func (n *procNode) startAgain(addr string, try int) error {
 	}
 	n.mu.Unlock()
 	return n.start()
-}
-
-// freeLoopbackAddr is qxdtest.FreeAddr for a caller without a test at hand: a
-// free 127.0.0.1 port below Linux's ephemeral range.
-func freeLoopbackAddr() (string, error) {
-	for range 50 {
-		addr := fmt.Sprintf("127.0.0.1:%d", 20000+rand.IntN(12000))
-		if l, err := net.Listen("tcp", addr); err == nil {
-			l.Close()
-			return addr, nil
-		}
-	}
-	return "", errors.New("no free 127.0.0.1 port found in 50 tries")
 }
 
 // procCluster is a cluster of qxd node processes. Every process is killed at the

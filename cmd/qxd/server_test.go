@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/qxd-io/qxd/internal/qxdtest"
 )
 
 // serverRun is a "qxd server" running in-process.
@@ -67,13 +69,7 @@ func (s *serverRun) stop(t *testing.T) error {
 
 func freePort(t *testing.T) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	return addr
+	return qxdtest.FreeAddr(t)
 }
 
 // TestServerRestart runs "qxd server", writes through the CLI, stops it with an

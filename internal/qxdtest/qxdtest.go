@@ -107,25 +107,49 @@ func CreateTopic(t testing.TB, c *qxd.Client, name string, cfg qxd.TopicConfig) 
 	return info
 }
 
-// FreeAddr returns a free 127.0.0.1 address. It picks ports below Linux's ephemeral
-// range (32768 and up), which outgoing connections also draw from: a port the kernel
-// handed out for listening and freed again can be taken by any connection before a
-// node binds it, or binds it again on restart.
+// FreeAddr returns a free 127.0.0.1 address, or fails the test (FreeLoopbackAddr).
 func FreeAddr(t testing.TB) string {
 	t.Helper()
-	for range 50 {
-		addr := fmt.Sprintf("127.0.0.1:%d", 20000+rand.IntN(12000))
-		if l, err := net.Listen("tcp", addr); err == nil {
-			l.Close()
-			return addr
-		}
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := FreeLoopbackAddr()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().String()
+	return addr
+}
+
+// FreeLoopbackAddr returns a free 127.0.0.1 address that this process has not
+// handed out before. It picks ports below Linux's ephemeral range (32768 and up),
+// which outgoing connections also draw from: a port the kernel handed out for
+// listening and freed again can be taken by any connection before a node binds
+// it, or binds it again on restart. A port is free when it could be bound just
+// now, which says nothing of a port handed out a moment ago and not yet bound:
+// hence the record of what was handed out (two nodes of one cluster were once
+// given the same client port, and one of them could not start).
+func FreeLoopbackAddr() (string, error) {
+	handedOut.Lock()
+	defer handedOut.Unlock()
+	if handedOut.ports == nil {
+		handedOut.ports = make(map[int]bool)
+	}
+	for range 200 {
+		port := 20000 + rand.IntN(12000)
+		if handedOut.ports[port] {
+			continue
+		}
+		addr := fmt.Sprintf("127.0.0.1:%d", port)
+		if l, err := net.Listen("tcp", addr); err == nil {
+			l.Close()
+			handedOut.ports[port] = true
+			return addr, nil
+		}
+	}
+	return "", errors.New("no free 127.0.0.1 port below 32000 found in 200 tries")
+}
+
+// handedOut is every port FreeLoopbackAddr returned in this process.
+var handedOut struct {
+	sync.Mutex
+	ports map[int]bool
 }
 
 // ClusterConfigs returns configs for an n-node cluster on 127.0.0.1: fixed free
