@@ -77,17 +77,10 @@ func roundTrip(t *testing.T, addr string, req kmsg.Request) kmsg.Response {
 // produceV12 is a Produce v12 (acks all) of batch to partition 0 of topic, in
 // transactional id txn ("" for none).
 func produceV12(topic, txn string, batch []byte) *kmsg.ProduceRequest {
-	req := kmsg.NewPtrProduceRequest()
-	req.Version, req.Acks, req.TimeoutMillis = 12, -1, 30000
+	req := qxdtest.ProduceRequest(12, -1, 30*time.Second, topic, batch)
 	if txn != "" {
 		req.TransactionID = kmsg.StringPtr(txn)
 	}
-	rt := kmsg.NewProduceRequestTopic()
-	rt.Topic = topic
-	rp := kmsg.NewProduceRequestTopicPartition()
-	rp.Records = batch
-	rt.Partitions = append(rt.Partitions, rp)
-	req.Topics = append(req.Topics, rt)
 	return req
 }
 

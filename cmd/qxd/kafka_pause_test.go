@@ -15,6 +15,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/qxd-io/qxd"
+	"github.com/qxd-io/qxd/internal/qxdtest"
 	"github.com/qxd-io/qxd/semantics"
 )
 
@@ -204,15 +205,7 @@ func kafkaPausedProduce(t *testing.T, topic string, timeout time.Duration) *kmsg
 	if err != nil {
 		t.Fatal(err)
 	}
-	req := kmsg.NewPtrProduceRequest()
-	req.Version, req.Acks, req.TimeoutMillis = 12, -1, int32(timeout.Milliseconds())
-	rt := kmsg.NewProduceRequestTopic()
-	rt.Topic = topic
-	rp := kmsg.NewProduceRequestTopicPartition()
-	rp.Records = batch
-	rt.Partitions = append(rt.Partitions, rp)
-	req.Topics = append(req.Topics, rt)
-	return req
+	return qxdtest.ProduceRequest(12, -1, timeout, topic, batch)
 }
 
 // kafkaPausedLeader asks the node at addr (its Kafka listener) for partition 0

@@ -75,14 +75,7 @@ func TestMetricsFetchedAndKafka(t *testing.T) {
 	if _, err := kmsg.NewPtrMetadataRequest().RequestWith(ctx, kc); err != nil {
 		t.Fatal(err)
 	}
-	pr := kmsg.NewPtrProduceRequest()
-	pr.Acks, pr.TimeoutMillis = 1, 5000
-	pt := kmsg.NewProduceRequestTopic()
-	pt.Topic = "nope"
-	pp := kmsg.NewProduceRequestTopicPartition()
-	pp.Records = batchOf(t, 1, "x")
-	pt.Partitions = append(pt.Partitions, pp)
-	pr.Topics = append(pr.Topics, pt)
+	pr := qxdtest.ProduceRequest(0, 1, 5*time.Second, "nope", batchOf(t, 1, "x"))
 	resp, err := pr.RequestWith(ctx, kc)
 	if err != nil {
 		t.Fatal(err)
