@@ -283,8 +283,11 @@ func (r *copyRead) run(ctx context.Context, p *pacer, st *scrubState) (time.Dura
 	first := r.expect == c.from // nothing of the copy read yet: a gap is at its head
 	for empty := 0; r.expect <= c.last; {
 		var resp semantics.VerifyPartitionResponse
+		// Ask for no more than is left: a pull waits for all it asks for (or
+		// scrubWait), so asking for more would hold the end of every copy.
+		want := int(min(scrubFetch, c.last-r.expect+1))
 		fctx, cancel := context.WithTimeout(ctx, scrubWait)
-		batch, err := cons.Fetch(scrubFetch, jetstream.FetchContext(fctx))
+		batch, err := cons.Fetch(want, jetstream.FetchContext(fctx))
 		if err != nil {
 			cancel()
 			return 0, fmt.Errorf("scrub %s at stream sequence %d: %w", c.stream, r.expect, err)
