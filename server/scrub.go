@@ -6,9 +6,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -35,8 +37,10 @@ import (
 // involved.
 //
 // One pass over the node's copies is spread over Config.ScrubInterval: the scrub
-// reads at the pace of the bytes the node stores divided by the interval, then
-// waits for the interval's end before the next pass. Where the pass is (its
+// reads at the pace of the bytes the node stores divided by the interval, never
+// faster than Config.ScrubRate when that is set (a token bucket, pacer), then
+// waits for the interval's end before the next pass (or starts it at once when
+// the cap made the pass outlast the interval). Where the pass is (its
 // start and, by partition stream, the next sequence to read) is kept in
 // scrubStateFile in the data dir, so a node that restarts goes on where it
 // stopped.
@@ -157,9 +161,13 @@ func (n *Node) scrubPass(ctx context.Context, st *scrubState) error {
 		left += c.bytes
 	}
 	// The pace: what is left over the time left, not faster than a tenth of
-	// the interval would take.
+	// the interval would take, nor than the rate cap.
 	span := max(time.Until(st.Began.Add(n.cfg.ScrubInterval)), n.cfg.ScrubInterval/10)
-	p := &pacer{rate: float64(left) / span.Seconds()}
+	rate := float64(left) / span.Seconds()
+	if limit := float64(n.cfg.ScrubRate); limit > 0 && (rate <= 0 || rate > limit) {
+		rate = limit
+	}
+	p := newPacer(rate)
 	for _, c := range copies {
 		if ctx.Err() != nil {
 			return ctx.Err()
@@ -458,17 +466,51 @@ func (n *Node) copyEndsAt(ctx context.Context, cons jetstream.Consumer, stream s
 	return false
 }
 
-// pacer spreads reads at rate bytes a second.
+// pacer spreads reads at rate bytes a second: a token bucket that starts
+// empty, fills at rate and holds at most one second's worth. Each read is
+// charged after it is made, which may take the bucket below empty; the reader
+// then waits until it is back at empty. So from the pacer's start to the end of
+// the wait after any read, at most rate bytes a second were read.
 type pacer struct {
-	rate float64
+	rate   float64 // bytes a second; 0: no limit
+	tokens float64
+	last   time.Time
 }
 
-// delay is how long reading n bytes takes at the pacer's rate.
+// newPacer returns an empty pacer of rate bytes a second (0: no limit).
+func newPacer(rate float64) *pacer { return &pacer{rate: rate, last: time.Now()} }
+
+// delay charges n bytes just read and returns how long to wait before the next
+// read.
 func (p *pacer) delay(n uint64) time.Duration {
-	if p.rate <= 0 || n == 0 {
+	if p.rate <= 0 {
 		return 0
 	}
-	return time.Duration(float64(n) / p.rate * float64(time.Second))
+	now := time.Now()
+	p.tokens = min(p.tokens+now.Sub(p.last).Seconds()*p.rate, p.rate)
+	p.last = now
+	p.tokens -= float64(n)
+	if p.tokens >= 0 {
+		return 0
+	}
+	return time.Duration(math.Ceil(-p.tokens / p.rate * float64(time.Second)))
+}
+
+// ParseScrubRate reads a scrub rate (Config.ScrubRate): bytes a second, plain
+// or with a unit as semantics.ParseSize reads it ("8MiB", "512KiB", "10MB"),
+// optionally followed by "/s"; 0 sets no cap. The error quotes s and says what
+// to give.
+func ParseScrubRate(s string) (int64, error) {
+	t := strings.TrimSpace(s)
+	t = strings.TrimSpace(strings.TrimSuffix(strings.TrimSuffix(t, "/s"), "/S"))
+	if t == "0" {
+		return 0, nil
+	}
+	n, err := semantics.ParseSize(t, false)
+	if err != nil {
+		return 0, fmt.Errorf("%q is not a rate in bytes a second: give one such as 8MiB or 512KiB, or 0 for no cap", s)
+	}
+	return n, nil
 }
 
 // sleepCtx waits for d; false when ctx ended first.
