@@ -26,7 +26,13 @@ import (
 // sequences its store no longer returns) in the partition's damage record, as a
 // read or a verify does. Describe and cluster info then show the copy damaged,
 // and the automatic repair (repair_auto.go) rebuilds it, without anyone having
-// read the damaged batches.
+// read the damaged batches. What it reads intact it clears, as a verify does:
+// an entry of the damage record that names this node, recorded before the read
+// of the copy began, goes once the scrub has read every stream sequence it
+// names from this node's copy intact, with nothing found damaged in between
+// (after a repair, or after JetStream rebuilt the copy). Entries naming another
+// node are that node's scrub's business, so a partition's record goes once
+// every copy it names reads intact.
 //
 // A node reads its own copy, not a copy another node holds: through an
 // ephemeral one-replica consumer that JetStream placed on this node (a consumer
@@ -244,9 +250,17 @@ func (n *Node) scrubOne(ctx context.Context, c scrubCopy, p *pacer, st *scrubSta
 	me := n.ns.Name()
 	r := &copyRead{n: n, c: c, expect: c.from,
 		v: verifier{r: partition.NewReader(n.nc, c.t.Name, c.p, false), compact: c.t.Config.Compact, leader: me, next: -1}}
+	if rec, _, err := n.admin.meta.getDamage(ctx, c.t.ID, c.p); err == nil {
+		for _, d := range rec.Damage {
+			if d.Node == me {
+				r.known = append(r.known, d)
+			}
+		}
+	}
 	defer func() {
 		st.Next[c.stream] = r.expect
 		n.saveScrubState(*st)
+		r.clearIntact(ctx)
 	}()
 	for r.expect <= c.last {
 		pause, err := r.run(ctx, p, st)
@@ -255,6 +269,7 @@ func (n *Node) scrubOne(ctx context.Context, c scrubCopy, p *pacer, st *scrubSta
 		}
 		st.Next[c.stream] = r.expect
 		n.saveScrubState(*st)
+		r.clearIntact(ctx)
 		if !sleepCtx(ctx, pause) {
 			return ctx.Err()
 		}
@@ -271,6 +286,66 @@ type copyRead struct {
 	c      scrubCopy
 	v      verifier
 	expect uint64 // the next stream sequence the copy should return
+
+	// known are the entries naming this node in the partition's damage record
+	// when the read began: the ones it may clear.
+	known []semantics.BatchDamage
+	// clean is the first stream sequence of the stretch read intact since the
+	// read began or last found damage (0: none); intact are the stretches
+	// (first and last sequence) read intact and not yet cleared.
+	clean  uint64
+	intact [][2]uint64
+}
+
+// readIntact notes that the batch at seq passed its checks.
+func (r *copyRead) readIntact(seq uint64) {
+	if r.clean == 0 {
+		r.clean = seq
+	}
+}
+
+// found notes the damage resp holds past its first skip entries: the stretch
+// read intact ends before the first of them.
+func (r *copyRead) found(resp *semantics.VerifyPartitionResponse, skip int) {
+	if len(resp.Damage) > skip {
+		r.endIntact(resp.Damage[skip].FromSeq - 1)
+	}
+}
+
+// endIntact ends the stretch read intact at sequence to, where damage begins.
+func (r *copyRead) endIntact(to uint64) {
+	if r.clean != 0 && to >= r.clean && len(r.known) > 0 {
+		r.intact = append(r.intact, [2]uint64{r.clean, to})
+	}
+	r.clean = 0
+}
+
+// clearIntact removes from the partition's damage record the known entries
+// whose stream sequences all lie in a stretch this read found intact, and
+// starts the stretch read since afresh.
+func (r *copyRead) clearIntact(ctx context.Context) {
+	if len(r.known) == 0 {
+		return
+	}
+	if r.clean != 0 && r.expect > r.clean {
+		r.intact = append(r.intact, [2]uint64{r.clean, r.expect - 1})
+		r.clean = r.expect // the stretch goes on from here
+	}
+	if len(r.intact) == 0 || ctx.Err() != nil {
+		return
+	}
+	n, c, me := r.n, r.c, r.v.leader
+	cleared, err := n.admin.meta.clearScrubbed(ctx, c.t.ID, c.p, me, r.known, r.intact)
+	if err != nil {
+		n.log.Warn("damage record not cleared", "topic", c.t.Name, "partition", c.p, "node", me, "err", err)
+		return
+	}
+	r.intact = r.intact[:0]
+	if len(cleared) == 0 {
+		return
+	}
+	r.known = slices.DeleteFunc(r.known, func(d semantics.BatchDamage) bool { return slices.Contains(cleared, d) })
+	n.log.Info("scrub read the partition copy intact: damage record cleared", "topic", c.t.Name, "partition", c.p, "node", me)
 }
 
 // run reads the copy on from r.expect through a consumer on this node until it
@@ -315,7 +390,9 @@ func (r *copyRead) run(ctx context.Context, p *pacer, st *scrubState) (time.Dura
 			// Nothing more comes: if the copy is current and holds nothing past
 			// expect, the rest is missing from it.
 			if n.copyEndsAt(ctx, cons, c.stream) {
+				before := len(resp.Damage)
 				r.v.gap(ctx, &resp, r.expect, c.last, -1)
+				r.found(&resp, before)
 				r.expect = c.last + 1
 			} else if empty >= 4*scrubEmptyReads {
 				return 0, fmt.Errorf("scrub %s at stream sequence %d: the copy on node %s does not get there", c.stream, r.expect, r.v.leader)
@@ -350,8 +427,10 @@ func (r *copyRead) check(ctx context.Context, batch jetstream.MessageBatch, resp
 		}
 		got++
 		seq := md.Sequence.Stream
+		before := len(resp.Damage)
 		if seq > r.c.last { // the ones up to the last are gone from this copy
 			r.v.gap(ctx, resp, r.expect, r.c.last, -1)
+			r.found(resp, before)
 			r.expect = r.c.last + 1
 			continue
 		}
@@ -367,6 +446,9 @@ func (r *copyRead) check(ctx context.Context, batch jetstream.MessageBatch, resp
 		} else {
 			r.v.next = h.LastOffset() + 1
 			r.n.admin.scrubs.batches.Add(1)
+		}
+		if r.found(resp, before); len(resp.Damage) == before {
+			r.readIntact(seq)
 		}
 		read += uint64(len(msg.Data()))
 		r.expect = seq + 1

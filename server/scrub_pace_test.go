@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -99,5 +100,81 @@ func TestScrubRateCapsPace(t *testing.T) {
 	}
 	if took < want {
 		t.Errorf("a pass over %d bytes took %v under a cap of %d bytes/s: want at least %v", stored, took, rate, want)
+	}
+}
+
+// TestScrubClearsDamageItReadsIntact leaves entries in a one-node partition's
+// damage record for batches that read intact (as after a repair, or a copy
+// JetStream rebuilt), one naming this node and one naming another, and damages a
+// third batch for real: the scrub removes the entry naming this node once it
+// has read those sequences of its copy intact, and keeps the real damage and
+// the entry naming the node whose copy it did not read.
+func TestScrubClearsDamageItReadsIntact(t *testing.T) {
+	t.Parallel()
+	cfg := qxdtest.NodeConfig(t, t.TempDir())
+	cfg.ScrubInterval = time.Second
+	n := qxdtest.StartNodeWith(t, cfg)
+	ctx := qxdtest.Context(t, 2*time.Minute)
+	a := n.Admin()
+	if _, _, err := a.CreateTopic(ctx, semantics.CreateTopicRequest{Name: "healed", Config: semantics.TopicConfig{Partitions: 1, Replicas: 1}}); err != nil {
+		t.Fatal(err)
+	}
+	marker := "MARKER-" + strings.Repeat("m", 200)
+	const batches = 20 // the marker in the batch at stream sequence 11
+	produceMarked(ctx, t, n, "healed", batches, marker)
+	nodes := []*server.Node{n}
+	n = restartDamaged(ctx, t, []server.Config{cfg}, nodes, 0, "healed", marker)
+	a = n.Admin()
+	me := n.Name()
+	stale := []semantics.BatchDamage{
+		{Kind: semantics.DamageCorrupt, FromSeq: 3, ToSeq: 3, FromOffset: 6, ToOffset: 8, Node: me, Detail: "the batch fails its checks"},
+		{Kind: semantics.DamageUnreadable, FromSeq: 4, ToSeq: 6, FromOffset: 9, ToOffset: 17, Node: me, Detail: "the batches cannot be read"},
+		{Kind: semantics.DamageCorrupt, FromSeq: 3, ToSeq: 3, FromOffset: 6, ToOffset: 8, Node: "elsewhere", Detail: "the batch fails its checks"},
+	}
+	for _, d := range stale {
+		if err := a.ReportDamage(ctx, semantics.ReportDamageRequest{Name: "healed", Partition: 0, Damage: d}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	damaged := func() []semantics.BatchDamage {
+		d, err := a.DescribeTopic(ctx, "healed")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d.Partitions[0].Damaged
+	}
+	mine := func(ds []semantics.BatchDamage, from uint64) bool {
+		return slices.ContainsFunc(ds, func(d semantics.BatchDamage) bool { return d.Node == me && d.FromSeq == from })
+	}
+	began := time.Now()
+	for {
+		ds := damaged()
+		if !mine(ds, 3) && !mine(ds, 4) && a.ScrubStats().Damage > 0 {
+			break
+		}
+		if time.Since(began) > 30*time.Second {
+			t.Fatalf("30s after the restart the damage record is %+v (scrub stats %+v); want the entries of this node's sequences 3 to 6 gone and the scrub's own finding there",
+				ds, a.ScrubStats())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Logf("the scrub cleared what it read intact %v after the restart (stats %+v): %+v", time.Since(began).Round(time.Millisecond), a.ScrubStats(), damaged())
+	// Two more passes change nothing of what is left.
+	for p := a.ScrubStats().Passes + 2; a.ScrubStats().Passes < p; {
+		if ctx.Err() != nil {
+			t.Fatalf("no two more passes: %+v", a.ScrubStats())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	ds := damaged()
+	if !slices.ContainsFunc(ds, func(d semantics.BatchDamage) bool { return d.Node == me && d.FromSeq <= 11 && d.ToSeq >= 11 }) {
+		t.Errorf("damage record %+v: want this node's damaged batch at sequence 11 still there", ds)
+	}
+	if !slices.ContainsFunc(ds, func(d semantics.BatchDamage) bool { return d.Node == "elsewhere" }) {
+		t.Errorf("damage record %+v: want the entry naming node elsewhere, whose copy this scrub does not read, still there", ds)
+	}
+	t.Logf("two passes later (%v): %+v", time.Since(began).Round(time.Millisecond), ds)
+	if mine(ds, 3) || mine(ds, 4) {
+		t.Errorf("damage record %+v: this node's entries for sequences 3 to 6 are back", ds)
 	}
 }
