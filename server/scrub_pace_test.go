@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/qxd-io/qxd/internal/qxdtest"
 	"github.com/qxd-io/qxd/semantics"
@@ -101,6 +102,73 @@ func TestScrubRateCapsPace(t *testing.T) {
 	if took < want {
 		t.Errorf("a pass over %d bytes took %v under a cap of %d bytes/s: want at least %v", stored, took, rate, want)
 	}
+}
+
+// TestScrubResumesAfterRestart stops a node in the middle of a scrub pass and
+// starts it again: the scrub goes on with the same pass, its first read of the
+// copy starting at the stream sequence the state file kept, not at the first.
+func TestScrubResumesAfterRestart(t *testing.T) {
+	t.Parallel()
+	cfg := qxdtest.NodeConfig(t, t.TempDir())
+	cfg.ScrubInterval, cfg.ScrubRate = time.Second, 256<<10 // 2 s for the 512 KiB
+	stored := storeForScrub(t, cfg, "resumed", 64)
+	stream := semantics.StreamName("resumed", 0)
+	n := qxdtest.StartNodeWith(t, cfg)
+	ctx := qxdtest.Context(t, time.Minute)
+	for n.Admin().ScrubStats().Bytes < stored/4 {
+		if ctx.Err() != nil {
+			t.Fatalf("the scrub did not get going: %+v", n.Admin().ScrubStats())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	err := n.Close(cctx)
+	cancel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	kept, ok := readScrubState(cfg.DataDir)
+	next := kept.Next[stream]
+	if !ok || kept.Began.IsZero() || next <= 1 || next > 64 {
+		t.Fatalf("state after a stop in mid-pass: %+v (%v); want a pass begun and %s's next sequence past 1 and not past 64", kept, ok, stream)
+	}
+
+	n = qxdtest.StartNodeWith(t, cfg)
+	js := qxdtest.JetStream(t, n)
+	s, err := js.Stream(ctx, stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var first *jetstream.ConsumerConfig
+	for first == nil {
+		if ctx.Err() != nil {
+			t.Fatalf("no scrub consumer after the restart: %+v", n.Admin().ScrubStats())
+		}
+		for l := s.ListConsumers(ctx); ; {
+			ci, ok := <-l.Info()
+			if !ok {
+				break
+			}
+			if strings.HasPrefix(ci.Name, "qxd_scrub_") && first == nil {
+				first = &ci.Config
+			}
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if first.DeliverPolicy != jetstream.DeliverByStartSequencePolicy || first.OptStartSeq != next {
+		t.Errorf("the restarted node's scrub reads from %v sequence %d; want the sequence kept, %d", first.DeliverPolicy, first.OptStartSeq, next)
+	}
+	a := n.Admin()
+	for a.ScrubStats().Passes == 0 {
+		if st, ok := readScrubState(cfg.DataDir); ok && !st.Began.Equal(kept.Began) {
+			t.Fatalf("the restarted node began a new pass (%v) before it ended the one it stopped in (%v)", st.Began, kept.Began)
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("the pass did not end after the restart: %+v", a.ScrubStats())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	t.Logf("stopped at sequence %d of 64; after the restart the scrub read on from %d and ended the pass (stats %+v)", next, first.OptStartSeq, a.ScrubStats())
 }
 
 // TestScrubClearsDamageItReadsIntact leaves entries in a one-node partition's
