@@ -24,6 +24,8 @@ import (
 //	data: "/var/lib/qxd"
 //	sync: always                         # or an interval in quotes: "1s", "2m"
 //	auto_leader_rebalance: true          # leaders return to their spread (default)
+//	scrub_interval: "24h"                # one scrub pass over the node's copies; "0": no scrub
+//	scrub_rate: "8MiB"                   # the scrub reads at most this a second; 0: no cap (default)
 //	leader_imbalance_check_interval: 1m
 //	http_listen: "0.0.0.0:9644"          # metrics and probes; "" serves none
 //	http { listen: "0.0.0.0:9644", tls { cert: "http.pem", key: "http-key.pem" }, max_partition_series: 5000 }
@@ -231,6 +233,31 @@ func (s section) scrubInterval(key string, dst *time.Duration) error {
 	return fmt.Errorf("%s: %v is not a duration: write one in quotes such as \"24h\" (unquoted, it reads as a number), or 0 to turn the scrub off", s.name(key), v)
 }
 
+// scrubRate reads the scrub's rate cap in bytes a second: a size in quotes as
+// ParseScrubRate reads it ("8MiB"), or a number of bytes (NATS's parser reads an
+// unquoted 8MiB or 8MB as 8388608 itself); 0 sets no cap.
+func (s section) scrubRate(key string, dst *int64) error {
+	v, ok := s.m[key]
+	if !ok {
+		return nil
+	}
+	switch v := v.(type) {
+	case int64:
+		if v >= 0 {
+			*dst = v
+			return nil
+		}
+	case string:
+		n, err := ParseScrubRate(v)
+		if err != nil {
+			return fmt.Errorf("%s: %w", s.name(key), err)
+		}
+		*dst = n
+		return nil
+	}
+	return fmt.Errorf("%s: %v is not a rate in bytes a second: write one in quotes such as \"8MiB\", or 0 for no cap", s.name(key), v)
+}
+
 // sync reads a sync setting: always or an interval (see ParseSync). NATS's parser
 // reads an unquoted 2m as the number 2000000, so a number is refused.
 func (s section) sync(key string, dst *time.Duration) error {
@@ -310,7 +337,7 @@ func (s section) list(key string) ([]section, error) {
 func configFromMap(m map[string]any, cfg Config, dir string) (Config, error) {
 	root := section{m: m, dir: dir}
 	if err := root.check("name", "listen", "data", "sync", "cluster", "tls", "auth", "shutdown_timeout",
-		"auto_leader_rebalance", "leader_imbalance_check_interval", "auto_repair", "auto_repair_delay", "scrub", "scrub_interval", "http_listen", "http", "kafka"); err != nil {
+		"auto_leader_rebalance", "leader_imbalance_check_interval", "auto_repair", "auto_repair_delay", "scrub", "scrub_interval", "scrub_rate", "http_listen", "http", "kafka"); err != nil {
 		return cfg, err
 	}
 	err := firstErr(
@@ -326,6 +353,7 @@ func configFromMap(m map[string]any, cfg Config, dir string) (Config, error) {
 		root.duration("auto_repair_delay", &cfg.AutoRepairDelay),
 		root.boolean("scrub", &cfg.Scrub),
 		root.scrubInterval("scrub_interval", &cfg.ScrubInterval),
+		root.scrubRate("scrub_rate", &cfg.ScrubRate),
 	)
 	if err != nil {
 		return cfg, err

@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -25,6 +26,7 @@ auto_repair: false
 auto_repair_delay: "45s"
 scrub: false
 scrub_interval: "6h"
+scrub_rate: "8MiB"
 cluster {
   name: prod
   listen: "127.0.0.1:6333"
@@ -69,6 +71,7 @@ func TestParseConfigFile(t *testing.T) {
 		{"auto repair delay", cfg.AutoRepairDelay, 45 * time.Second},
 		{"scrub", cfg.Scrub, false},
 		{"scrub interval", cfg.ScrubInterval, 6 * time.Hour},
+		{"scrub rate", cfg.ScrubRate, int64(8 << 20)},
 		{"cluster name", cfg.ClusterName, "prod"},
 		{"peers", len(cfg.Peers), 2},
 		{"cluster cert", cfg.ClusterTLS.Cert, filepath.Join(dir, "node.pem")},
@@ -115,6 +118,10 @@ func TestParseConfigErrors(t *testing.T) {
 		{"scrub interval unquoted", "scrub_interval: 2m", `scrub_interval: 2000000 is not a duration`},
 		{"scrub interval word", `scrub_interval: "daily"`, `scrub_interval: "daily" is not a duration`},
 		{"scrub interval negative", `scrub_interval: "-1h"`, `scrub_interval: "-1h" is not a duration`},
+		{"scrub rate word", `scrub_rate: "fast"`, `scrub_rate: "fast" is not a rate in bytes a second`},
+		{"scrub rate negative", `scrub_rate: -5`, `scrub_rate: -5 is not a rate in bytes a second`},
+		{"scrub rate negative size", `scrub_rate: "-1MiB"`, `scrub_rate: "-1MiB" is not a rate in bytes a second`},
+		{"scrub rate bool", `scrub_rate: true`, `scrub_rate: true is not a rate in bytes a second`},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -124,6 +131,43 @@ func TestParseConfigErrors(t *testing.T) {
 				t.Fatalf("got %v, want an error containing %q", err, c.want)
 			}
 		})
+	}
+}
+
+func TestParseScrubRate(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		in   string
+		want int64
+		ok   bool
+	}{
+		{"0", 0, true},
+		{"8MiB", 8 << 20, true},
+		{"8mib/s", 8 << 20, true},
+		{" 512KiB ", 512 << 10, true},
+		{"10MB", 10e6, true},
+		{"4096", 4096, true},
+		{"-1", 0, false},
+		{"unlimited", 0, false},
+		{"fast", 0, false},
+		{"", 0, false},
+	} {
+		got, err := server.ParseScrubRate(c.in)
+		if (err == nil) != c.ok || got != c.want {
+			t.Errorf("ParseScrubRate(%q) = %d, %v; want %d (ok %t)", c.in, got, err, c.want, c.ok)
+		}
+		if err != nil && (!strings.Contains(err.Error(), fmt.Sprintf("%q", c.in)) || strings.Contains(err.Error(), "\n")) {
+			t.Errorf("ParseScrubRate(%q): %v; want one line quoting the value", c.in, err)
+		}
+	}
+	cfg := server.DefaultConfig()
+	cfg.DataDir = t.TempDir()
+	if cfg.ScrubRate != 0 {
+		t.Errorf("default scrub rate %d: want 0, no cap", cfg.ScrubRate)
+	}
+	cfg.ScrubRate = -1
+	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "--scrub-rate") {
+		t.Errorf("validate a scrub rate of -1: %v; want an error naming --scrub-rate", err)
 	}
 }
 

@@ -76,6 +76,11 @@ type Config struct {
 	// at most once an interval. 0 turns the scrub off; at least 1s otherwise.
 	// Default 24h.
 	ScrubInterval time.Duration
+	// ScrubRate caps the scrub's reads, in bytes of batches a second, whatever
+	// pace ScrubInterval asks for: a pass over more than ScrubRate × ScrubInterval
+	// bytes then takes longer than the interval (and the next begins when it
+	// ends). 0, the default, sets no cap.
+	ScrubRate int64
 	// Sync is when JetStream's store is synced to disk (fsync). SyncAlways, the
 	// default (0), syncs every append before it is acknowledged: a record a producer
 	// saw acknowledged survives a power failure (on a quorum of its replicas).
@@ -220,6 +225,9 @@ func (c Config) Validate() error {
 	}
 	if c.Scrub && (c.ScrubInterval < 0 || c.ScrubInterval > 0 && c.ScrubInterval < minScrubInterval) {
 		return fmt.Errorf("scrub interval %v is not a duration of at least %v: set --scrub-interval (config scrub_interval) to one such as 24h, or to 0 (or --scrub=false) to turn the scrub off", c.ScrubInterval, minScrubInterval)
+	}
+	if c.ScrubRate < 0 {
+		return fmt.Errorf("scrub rate %d is negative: set --scrub-rate (config scrub_rate) to bytes a second such as 8MiB, or to 0 for no cap", c.ScrubRate)
 	}
 	if c.Sync < 0 {
 		return fmt.Errorf("sync interval %v is negative: use always (the default) or a positive interval such as 1s", c.Sync)

@@ -111,6 +111,32 @@ func (m *metadata) clearDamage(ctx context.Context, topicID string, p int32, nod
 	})
 }
 
+// clearScrubbed removes from partition p's damage record the entries of known
+// (entries naming node) whose stream sequences all lie in one of the stretches
+// intact (first and last sequence, both included): the scrub read that much of
+// node's copy intact after it saw those entries. Entries not in known
+// (recorded since the read began) stay. It returns the entries it removed.
+func (m *metadata) clearScrubbed(ctx context.Context, topicID string, p int32, node string, known []semantics.BatchDamage, intact [][2]uint64) ([]semantics.BatchDamage, error) {
+	var cleared []semantics.BatchDamage
+	_, err := m.updateDamage(ctx, topicID, p, func(rec *semantics.DamageRecord) bool {
+		cleared = cleared[:0]
+		rec.Damage = slices.DeleteFunc(rec.Damage, func(x semantics.BatchDamage) bool {
+			if x.Node != node || !slices.Contains(known, x) || !slices.ContainsFunc(intact, func(s [2]uint64) bool {
+				return x.FromSeq >= s[0] && x.ToSeq <= s[1]
+			}) {
+				return false
+			}
+			cleared = append(cleared, x)
+			return true
+		})
+		return len(cleared) > 0
+	})
+	if err != nil {
+		return nil, err
+	}
+	return cleared, nil
+}
+
 // allDamage returns every partition's damage record, by topic id and partition.
 func (m *metadata) allDamage(ctx context.Context) (map[string]map[int32][]semantics.BatchDamage, error) {
 	all := map[string]map[int32][]semantics.BatchDamage{}

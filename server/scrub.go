@@ -6,9 +6,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -24,7 +26,13 @@ import (
 // sequences its store no longer returns) in the partition's damage record, as a
 // read or a verify does. Describe and cluster info then show the copy damaged,
 // and the automatic repair (repair_auto.go) rebuilds it, without anyone having
-// read the damaged batches.
+// read the damaged batches. What it reads intact it clears, as a verify does:
+// an entry of the damage record that names this node, recorded before the read
+// of the copy began, goes once the scrub has read every stream sequence it
+// names from this node's copy intact, with nothing found damaged in between
+// (after a repair, or after JetStream rebuilt the copy). Entries naming another
+// node are that node's scrub's business, so a partition's record goes once
+// every copy it names reads intact.
 //
 // A node reads its own copy, not a copy another node holds: through an
 // ephemeral one-replica consumer that JetStream placed on this node (a consumer
@@ -35,8 +43,10 @@ import (
 // involved.
 //
 // One pass over the node's copies is spread over Config.ScrubInterval: the scrub
-// reads at the pace of the bytes the node stores divided by the interval, then
-// waits for the interval's end before the next pass. Where the pass is (its
+// reads at the pace of the bytes the node stores divided by the interval, never
+// faster than Config.ScrubRate when that is set (a token bucket, pacer), then
+// waits for the interval's end before the next pass (or starts it at once when
+// the cap made the pass outlast the interval). Where the pass is (its
 // start and, by partition stream, the next sequence to read) is kept in
 // scrubStateFile in the data dir, so a node that restarts goes on where it
 // stopped.
@@ -157,9 +167,13 @@ func (n *Node) scrubPass(ctx context.Context, st *scrubState) error {
 		left += c.bytes
 	}
 	// The pace: what is left over the time left, not faster than a tenth of
-	// the interval would take.
+	// the interval would take, nor than the rate cap.
 	span := max(time.Until(st.Began.Add(n.cfg.ScrubInterval)), n.cfg.ScrubInterval/10)
-	p := &pacer{rate: float64(left) / span.Seconds()}
+	rate := float64(left) / span.Seconds()
+	if limit := float64(n.cfg.ScrubRate); limit > 0 && (rate <= 0 || rate > limit) {
+		rate = limit
+	}
+	p := newPacer(rate)
 	for _, c := range copies {
 		if ctx.Err() != nil {
 			return ctx.Err()
@@ -236,9 +250,17 @@ func (n *Node) scrubOne(ctx context.Context, c scrubCopy, p *pacer, st *scrubSta
 	me := n.ns.Name()
 	r := &copyRead{n: n, c: c, expect: c.from,
 		v: verifier{r: partition.NewReader(n.nc, c.t.Name, c.p, false), compact: c.t.Config.Compact, leader: me, next: -1}}
+	if rec, _, err := n.admin.meta.getDamage(ctx, c.t.ID, c.p); err == nil {
+		for _, d := range rec.Damage {
+			if d.Node == me {
+				r.known = append(r.known, d)
+			}
+		}
+	}
 	defer func() {
 		st.Next[c.stream] = r.expect
 		n.saveScrubState(*st)
+		r.clearIntact(ctx)
 	}()
 	for r.expect <= c.last {
 		pause, err := r.run(ctx, p, st)
@@ -247,6 +269,7 @@ func (n *Node) scrubOne(ctx context.Context, c scrubCopy, p *pacer, st *scrubSta
 		}
 		st.Next[c.stream] = r.expect
 		n.saveScrubState(*st)
+		r.clearIntact(ctx)
 		if !sleepCtx(ctx, pause) {
 			return ctx.Err()
 		}
@@ -263,6 +286,66 @@ type copyRead struct {
 	c      scrubCopy
 	v      verifier
 	expect uint64 // the next stream sequence the copy should return
+
+	// known are the entries naming this node in the partition's damage record
+	// when the read began: the ones it may clear.
+	known []semantics.BatchDamage
+	// clean is the first stream sequence of the stretch read intact since the
+	// read began or last found damage (0: none); intact are the stretches
+	// (first and last sequence) read intact and not yet cleared.
+	clean  uint64
+	intact [][2]uint64
+}
+
+// readIntact notes that the batch at seq passed its checks.
+func (r *copyRead) readIntact(seq uint64) {
+	if r.clean == 0 {
+		r.clean = seq
+	}
+}
+
+// found notes the damage resp holds past its first skip entries: the stretch
+// read intact ends before the first of them.
+func (r *copyRead) found(resp *semantics.VerifyPartitionResponse, skip int) {
+	if len(resp.Damage) > skip {
+		r.endIntact(resp.Damage[skip].FromSeq - 1)
+	}
+}
+
+// endIntact ends the stretch read intact at sequence to, where damage begins.
+func (r *copyRead) endIntact(to uint64) {
+	if r.clean != 0 && to >= r.clean && len(r.known) > 0 {
+		r.intact = append(r.intact, [2]uint64{r.clean, to})
+	}
+	r.clean = 0
+}
+
+// clearIntact removes from the partition's damage record the known entries
+// whose stream sequences all lie in a stretch this read found intact, and
+// starts the stretch read since afresh.
+func (r *copyRead) clearIntact(ctx context.Context) {
+	if len(r.known) == 0 {
+		return
+	}
+	if r.clean != 0 && r.expect > r.clean {
+		r.intact = append(r.intact, [2]uint64{r.clean, r.expect - 1})
+		r.clean = r.expect // the stretch goes on from here
+	}
+	if len(r.intact) == 0 || ctx.Err() != nil {
+		return
+	}
+	n, c, me := r.n, r.c, r.v.leader
+	cleared, err := n.admin.meta.clearScrubbed(ctx, c.t.ID, c.p, me, r.known, r.intact)
+	if err != nil {
+		n.log.Warn("damage record not cleared", "topic", c.t.Name, "partition", c.p, "node", me, "err", err)
+		return
+	}
+	r.intact = r.intact[:0]
+	if len(cleared) == 0 {
+		return
+	}
+	r.known = slices.DeleteFunc(r.known, func(d semantics.BatchDamage) bool { return slices.Contains(cleared, d) })
+	n.log.Info("scrub read the partition copy intact: damage record cleared", "topic", c.t.Name, "partition", c.p, "node", me)
 }
 
 // run reads the copy on from r.expect through a consumer on this node until it
@@ -283,8 +366,11 @@ func (r *copyRead) run(ctx context.Context, p *pacer, st *scrubState) (time.Dura
 	first := r.expect == c.from // nothing of the copy read yet: a gap is at its head
 	for empty := 0; r.expect <= c.last; {
 		var resp semantics.VerifyPartitionResponse
+		// Ask for no more than is left: a pull waits for all it asks for (or
+		// scrubWait), so asking for more would hold the end of every copy.
+		want := int(min(scrubFetch, c.last-r.expect+1))
 		fctx, cancel := context.WithTimeout(ctx, scrubWait)
-		batch, err := cons.Fetch(scrubFetch, jetstream.FetchContext(fctx))
+		batch, err := cons.Fetch(want, jetstream.FetchContext(fctx))
 		if err != nil {
 			cancel()
 			return 0, fmt.Errorf("scrub %s at stream sequence %d: %w", c.stream, r.expect, err)
@@ -304,7 +390,9 @@ func (r *copyRead) run(ctx context.Context, p *pacer, st *scrubState) (time.Dura
 			// Nothing more comes: if the copy is current and holds nothing past
 			// expect, the rest is missing from it.
 			if n.copyEndsAt(ctx, cons, c.stream) {
+				before := len(resp.Damage)
 				r.v.gap(ctx, &resp, r.expect, c.last, -1)
+				r.found(&resp, before)
 				r.expect = c.last + 1
 			} else if empty >= 4*scrubEmptyReads {
 				return 0, fmt.Errorf("scrub %s at stream sequence %d: the copy on node %s does not get there", c.stream, r.expect, r.v.leader)
@@ -339,8 +427,10 @@ func (r *copyRead) check(ctx context.Context, batch jetstream.MessageBatch, resp
 		}
 		got++
 		seq := md.Sequence.Stream
+		before := len(resp.Damage)
 		if seq > r.c.last { // the ones up to the last are gone from this copy
 			r.v.gap(ctx, resp, r.expect, r.c.last, -1)
+			r.found(resp, before)
 			r.expect = r.c.last + 1
 			continue
 		}
@@ -356,6 +446,9 @@ func (r *copyRead) check(ctx context.Context, batch jetstream.MessageBatch, resp
 		} else {
 			r.v.next = h.LastOffset() + 1
 			r.n.admin.scrubs.batches.Add(1)
+		}
+		if r.found(resp, before); len(resp.Damage) == before {
+			r.readIntact(seq)
 		}
 		read += uint64(len(msg.Data()))
 		r.expect = seq + 1
@@ -455,17 +548,51 @@ func (n *Node) copyEndsAt(ctx context.Context, cons jetstream.Consumer, stream s
 	return false
 }
 
-// pacer spreads reads at rate bytes a second.
+// pacer spreads reads at rate bytes a second: a token bucket that starts
+// empty, fills at rate and holds at most one second's worth. Each read is
+// charged after it is made, which may take the bucket below empty; the reader
+// then waits until it is back at empty. So from the pacer's start to the end of
+// the wait after any read, at most rate bytes a second were read.
 type pacer struct {
-	rate float64
+	rate   float64 // bytes a second; 0: no limit
+	tokens float64
+	last   time.Time
 }
 
-// delay is how long reading n bytes takes at the pacer's rate.
+// newPacer returns an empty pacer of rate bytes a second (0: no limit).
+func newPacer(rate float64) *pacer { return &pacer{rate: rate, last: time.Now()} }
+
+// delay charges n bytes just read and returns how long to wait before the next
+// read.
 func (p *pacer) delay(n uint64) time.Duration {
-	if p.rate <= 0 || n == 0 {
+	if p.rate <= 0 {
 		return 0
 	}
-	return time.Duration(float64(n) / p.rate * float64(time.Second))
+	now := time.Now()
+	p.tokens = min(p.tokens+now.Sub(p.last).Seconds()*p.rate, p.rate)
+	p.last = now
+	p.tokens -= float64(n)
+	if p.tokens >= 0 {
+		return 0
+	}
+	return time.Duration(math.Ceil(-p.tokens / p.rate * float64(time.Second)))
+}
+
+// ParseScrubRate reads a scrub rate (Config.ScrubRate): bytes a second, plain
+// or with a unit as semantics.ParseSize reads it ("8MiB", "512KiB", "10MB"),
+// optionally followed by "/s"; 0 sets no cap. The error quotes s and says what
+// to give.
+func ParseScrubRate(s string) (int64, error) {
+	t := strings.TrimSpace(s)
+	t = strings.TrimSpace(strings.TrimSuffix(strings.TrimSuffix(t, "/s"), "/S"))
+	if t == "0" {
+		return 0, nil
+	}
+	n, err := semantics.ParseSize(t, false)
+	if err != nil {
+		return 0, fmt.Errorf("%q is not a rate in bytes a second: give one such as 8MiB or 512KiB, or 0 for no cap", s)
+	}
+	return n, nil
 }
 
 // sleepCtx waits for d; false when ctx ended first.

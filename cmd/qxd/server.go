@@ -56,6 +56,8 @@ func (a *app) serverCommand() *cli.Command {
 				Usage: "read the node's own copy of every partition back in the background and record what fails its checks as damaged, so that --auto-repair rebuilds a damaged copy nobody reads (=false: only reads and 'qxd topic describe --verify-replicas' find damage)"},
 			&cli.StringFlag{Name: "scrub-interval", Value: strings.TrimSuffix(strings.TrimSuffix(def.ScrubInterval.String(), "0s"), "0m"), EnvVars: []string{"QXD_SCRUB_INTERVAL"},
 				Usage: "`DURATION` of one scrub pass over the node's copies: the scrub spreads its reads of the bytes the node stores over it; 0 turns the scrub off"},
+			&cli.StringFlag{Name: "scrub-rate", Value: "0", EnvVars: []string{"QXD_SCRUB_RATE"},
+				Usage: "most `BYTES` a second the scrub reads (8MiB, 512KiB), whatever pace --scrub-interval asks for: a pass over more than rate × interval then outlasts the interval; 0 sets no cap"},
 			&cli.StringFlag{Name: "http-listen", Value: def.HTTPListen, EnvVars: []string{"QXD_HTTP_LISTEN"},
 				Usage: "address `HOST:PORT` of the HTTP port: Prometheus metrics at /metrics, probes at /healthz and /readyz, the console at /; \"\" serves none (TLS and users as the node's, or the config file's http block)"},
 			&cli.IntFlag{Name: "http-max-partition-series", EnvVars: []string{"QXD_HTTP_MAX_PARTITION_SERIES"}, DefaultText: "5000",
@@ -107,6 +109,13 @@ func (a *app) runServer(c *cli.Context) error {
 			return fmt.Errorf("--scrub-interval %q is not a duration: give one such as 24h or 6h, or 0 to turn the scrub off (default %v)", v, def.ScrubInterval)
 		}
 		cfg.ScrubInterval = d
+	}
+	if c.IsSet("scrub-rate") || c.String("config") == "" {
+		n, err := server.ParseScrubRate(c.String("scrub-rate"))
+		if err != nil {
+			return fmt.Errorf("--scrub-rate %w", err)
+		}
+		cfg.ScrubRate = n
 	}
 	if c.IsSet("sync") || c.String("config") == "" {
 		d, err := server.ParseSync(c.String("sync"))

@@ -232,6 +232,26 @@ func TestServerLeaderRebalanceFlags(t *testing.T) {
 	}
 }
 
+// A bad --scrub-rate (flag or QXD_SCRUB_RATE) is refused with one line naming the
+// flag, before the data dir is touched.
+func TestServerScrubRateRefused(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	for _, value := range []string{"-1MiB", "fast", "8 apples", "1.5B", ""} {
+		dir := t.TempDir()
+		var out syncBuffer
+		err := run(ctx, []string{"qxd", "server", "--listen", "127.0.0.1:0", "--data", dir, "--kafka-listen", "", "--http-listen", "",
+			"--scrub-rate", value}, strings.NewReader(""), &out, &out)
+		if err == nil || !strings.Contains(err.Error(), "--scrub-rate") || !strings.Contains(err.Error(), fmt.Sprintf("%q", value)) || strings.Contains(err.Error(), "\n") {
+			t.Errorf("qxd server --scrub-rate %q: %v, want one line naming the flag and the value", value, err)
+		}
+		if entries, _ := os.ReadDir(dir); len(entries) > 0 {
+			t.Errorf("a refused --scrub-rate %q left %d entries in the data dir", value, len(entries))
+		}
+	}
+}
+
 // TestProcessClusterFirstStart starts two of the three "qxd server" processes of a
 // brand-new cluster (each with the same --peers list, itself included): both are
 // ready without the third, logging no error for it; then the third joins.
