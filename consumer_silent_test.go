@@ -84,7 +84,12 @@ func TestConsumerLeavesSilentNode(t *testing.T) {
 			stalled.Add(1)
 		}
 	})
-	cons := qxdtest.NewConsumer(t, c, qxd.MaxPollRecords(10))
+	// A read-ahead of about 1 MiB (the least a read asks for: one batch of the
+	// topic's largest) of the 8 MB stored, so the read cannot have fetched the
+	// whole partition before the freeze and still awaits batches after it (in a
+	// CI run it had, and with nothing left to await the client never checked
+	// its node).
+	cons := qxdtest.NewConsumer(t, c, qxd.MaxPollRecords(10), qxd.FetchMaxBytes(1<<20))
 	if err := cons.Assign(ctx, qxd.Assignment{Topic: topic, Partition: 0, Offset: qxd.AtStart()}); err != nil {
 		t.Fatal(err)
 	}
