@@ -1,9 +1,11 @@
 package qxd_test
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -11,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/qxd-io/qxd"
+	"github.com/qxd-io/qxd/internal/partition"
 	"github.com/qxd-io/qxd/internal/qxdtest"
 	"github.com/qxd-io/qxd/server"
 )
@@ -67,16 +70,7 @@ func TestConsumerLeavesSilentNode(t *testing.T) {
 	admin := qxdtest.Connect(t, nodes[0])
 	const topic, records = "silent-read", 2000
 	qxdtest.CreateTopic(t, admin, topic, qxd.TopicConfig{Partitions: 1, Replicas: 3})
-	p := qxdtest.NewProducer(t, admin, qxd.BatchBytes(64<<10))
-	value := make([]byte, 4<<10)
-	for i := range records {
-		if err := p.Produce(ctx, &qxd.Record{Topic: topic, Key: fmt.Appendf(nil, "%d", i), Value: value}, nil); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := p.Flush(ctx); err != nil {
-		t.Fatal(err)
-	}
+	produceStored(ctx, t, admin, topic, records, 4<<10)
 
 	var stalled atomic.Int32
 	c, relay := silentNodeClient(t, nodes, func(msg string) {
@@ -84,7 +78,13 @@ func TestConsumerLeavesSilentNode(t *testing.T) {
 			stalled.Add(1)
 		}
 	})
-	cons := qxdtest.NewConsumer(t, c, qxd.MaxPollRecords(10))
+	// A read pulls about 1 MiB ahead (the least it asks for: one batch of the
+	// topic's largest), and hands at most 64 batches (about 4 MiB here) to the
+	// consumer's buffer for Poll: short of the 8 MB stored, so the read cannot
+	// have fetched the whole partition before the freeze and still awaits
+	// batches after it (with the default 32 MiB, in a CI run it had, and with
+	// nothing left to await the client never checked its node).
+	cons := qxdtest.NewConsumer(t, c, qxd.MaxPollRecords(10), qxd.FetchMaxBytes(1<<20))
 	if err := cons.Assign(ctx, qxd.Assignment{Topic: topic, Partition: 0, Offset: qxd.AtStart()}); err != nil {
 		t.Fatal(err)
 	}
@@ -120,7 +120,7 @@ func TestConsumerLeavesSilentNode(t *testing.T) {
 			}
 			recs, err := cons.Poll(ctx)
 			if err != nil {
-				t.Errorf("poll at offset %d: %v", next, err)
+				t.Errorf("poll at offset %d: %v (%s)", next, err, highWatermark(cons))
 				return
 			}
 			for _, r := range recs {
@@ -191,4 +191,72 @@ func TestGroupMemberLeavesSilentNode(t *testing.T) {
 	if got, _ := cons.Generation(); got != gen {
 		t.Logf("the group rebalanced meanwhile: generation %d, then %d", gen, got)
 	}
+}
+
+// produceStored produces records records of size bytes to partition 0 of topic
+// in batches of 64 KiB, and fails t unless the partition's leader holds them all
+// then. The first is produced alone, so that the partition's writer is up and
+// has stored the producer's first sequence before batches are pipelined: a
+// writer that first hears of an idempotent producer at a later sequence (its
+// first batches went unanswered and were resent after later ones were stored)
+// admits it there, and answers the resent first batches as duplicates, stored,
+// which they are not (the producer acknowledges their records without an
+// offset). A read of the partition then waits for records it does not hold.
+func produceStored(ctx context.Context, t *testing.T, c *qxd.Client, topic string, records, size int) {
+	t.Helper()
+	p := qxdtest.NewProducer(t, c, qxd.BatchBytes(64<<10))
+	value := make([]byte, size)
+	if err := p.ProduceSync(ctx, &qxd.Record{Topic: topic, Key: []byte("0"), Value: value}); err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var failed, noOffset int
+	var first error
+	for i := 1; i < records; i++ {
+		err := p.Produce(ctx, &qxd.Record{Topic: topic, Key: fmt.Appendf(nil, "%d", i), Value: value}, func(r *qxd.Record, err error) {
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case err != nil:
+				failed++
+				if first == nil {
+					first = err
+				}
+			case r.Offset < 0:
+				noOffset++ // a duplicate: stored before, or so the writer says
+			}
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := p.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// The leader's high watermark, not a replica's (which may be behind).
+	offs, err := partition.NewReader(c.Conn(), topic, 0, false).ReadOffsets(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if failed > 0 || offs.HighWatermark != int64(records) {
+		t.Fatalf("produce: of %d records, %d failed (first: %v) and %d were acknowledged without an offset; the partition's leader holds offsets %d to %d",
+			records, failed, first, noOffset, offs.LogStart, offs.HighWatermark-1)
+	}
+}
+
+// highWatermark describes cons's partitions' high watermarks, for a failed read.
+func highWatermark(cons *qxd.Consumer) string {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	lags, err := cons.Lag(ctx)
+	if err != nil {
+		return fmt.Sprintf("high watermark unknown: %v", err)
+	}
+	var b strings.Builder
+	for _, l := range lags {
+		fmt.Fprintf(&b, "partition %d: high watermark %d, position %d; ", l.Partition, l.HighWatermark, l.Position)
+	}
+	return strings.TrimSuffix(b.String(), "; ")
 }
