@@ -59,6 +59,10 @@ func startPartitionProbe(ctx context.Context, t *testing.T, c *qxd.Client, topic
 				r := &qxd.Record{Topic: topic, Key: keys[part], Value: fmt.Appendf(nil, "q%d-%09d", part, i)}
 				if err := p.Produce(ctx, r, func(_ *qxd.Record, err error) { done <- err }); err != nil {
 					done <- err
+				} else {
+					led.mu.Lock()
+					led.produced++
+					led.mu.Unlock()
 				}
 				err := <-done
 				took := time.Since(began)
@@ -90,11 +94,13 @@ func (pp *partitionProbe) halt() {
 }
 
 // disruption is one fault of TestChaos: its kind, the node, which node that was
-// (the producer's, the groups bucket's leader, or any), the partitions' leaders as
-// it began, when it began, when the node came back (SIGCONT, heal, restart) and
-// when the next disruption could begin.
+// (the producer's, the groups bucket's leader, or one picked at random), whether
+// the producers' client was connected to it, the partitions' leaders as it began,
+// when it began, when the node came back (SIGCONT, heal, restart) and when the
+// next disruption could begin.
 type disruption struct {
 	kind, node, target string
+	viaNode            bool
 	leaders            []string
 	began, back, end   time.Time
 }

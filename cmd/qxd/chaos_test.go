@@ -114,12 +114,12 @@ func TestChaos(t *testing.T) {
 		i := rng.IntN(len(cl.nodes))
 		action := actions[rng.IntN(len(actions))]
 		hold := between(2*time.Second, 7*time.Second)
-		which, target := "", "any"
+		which, target := "", "a node picked at random"
 		switch rng.IntN(3) {
 		case 0: // the node the producer is connected to
-			which, target = prodClient.Conn().ConnectedServerName(), "producer's"
+			which, target = prodClient.Conn().ConnectedServerName(), "the producer's node"
 		case 1: // the node holding the groups bucket (the group coordinator)
-			which, target = bucketLeaders(ctx, t, cl.urls())[semantics.GroupsBucket], "groups bucket's"
+			which, target = bucketLeaders(ctx, t, cl.urls())[semantics.GroupsBucket], "the groups bucket's leader"
 		}
 		found := false
 		for j, n := range cl.nodes {
@@ -128,10 +128,11 @@ func TestChaos(t *testing.T) {
 			}
 		}
 		if !found {
-			target = "any"
+			target = "a node picked at random"
 		}
 		n := cl.nodes[i]
 		leaders := partitionLeaders(ctx, c, topic, 6)
+		viaNode := prodClient.Conn().ConnectedServerName() == n.name
 		if action == "longpause" {
 			hold = 15 * time.Second
 		}
@@ -199,7 +200,7 @@ func TestChaos(t *testing.T) {
 		if d := led.longestBetween(began, time.Now()); d > kindStall[action] {
 			kindStall[action] = d
 		}
-		disruptions = append(disruptions, disruption{kind: action, node: n.name, target: target, leaders: leaders, began: began, back: back, end: time.Now()})
+		disruptions = append(disruptions, disruption{kind: action, node: n.name, target: target, viaNode: viaNode, leaders: leaders, began: began, back: back, end: time.Now()})
 	}
 	note("chaos over; stopping the producer")
 	prod.halt()
@@ -279,8 +280,12 @@ func TestChaos(t *testing.T) {
 				ledParts = append(ledParts, p)
 			}
 		}
-		t.Logf("disruption %d at %s: %s of %s (the %s node; led partitions %v): %v",
-			j+1, d.began.Format("15:04:05.000"), d.kind, d.node, d.target, ledParts, waits[j])
+		via := ""
+		if d.viaNode {
+			via = ", the producers' client connected to it"
+		}
+		t.Logf("disruption %d at %s: %s of %s (%s%s; it led partitions %v): %v",
+			j+1, d.began.Format("15:04:05.000"), d.kind, d.node, d.target, via, ledParts, waits[j])
 	}
 	partsSummary := fmt.Sprintf("chaos partitions: seed=%d longest ack wait per kind, partitions the disrupted node led / healthy nodes led, before the node came back/after: %s",
 		seed, byKind(actions, disruptions, waits))
