@@ -466,8 +466,9 @@ func retriable(err error) bool {
 // ones complete, transient failures are resent with the same sequence numbers, and
 // a batch that failed for good fails its records. After a batch the writer refused,
 // the writer still expects its sequence numbers, so every later batch is resent
-// under the producer id's next epoch (or a new id); after one whose outcome is unknown (delivery timeout),
-// the later batches in flight fail too, as they may be stored. Called with mu held.
+// under the producer id's next epoch (or a new id); after one whose outcome is
+// unknown (delivery timeout), the later batches in flight fail too, as they may be
+// stored. Called with mu held.
 func (pp *partProducer) sortOut(completed []*batch) (done, failed, retry []*batch) {
 	reset, unknown := false, false
 	restampFrom := -1 // retry[restampFrom:] are sent after the refused batch
