@@ -466,8 +466,9 @@ func retriable(err error) bool {
 // ones complete, transient failures are resent with the same sequence numbers, and
 // a batch that failed for good fails its records. After a batch the writer refused,
 // the writer still expects its sequence numbers, so every later batch is resent
-// under a new producer id; after one whose outcome is unknown (delivery timeout),
-// the later batches in flight fail too, as they may be stored. Called with mu held.
+// under the producer id's next epoch (or a new id); after one whose outcome is
+// unknown (delivery timeout), the later batches in flight fail too, as they may be
+// stored. Called with mu held.
 func (pp *partProducer) sortOut(completed []*batch) (done, failed, retry []*batch) {
 	reset, unknown := false, false
 	restampFrom := -1 // retry[restampFrom:] are sent after the refused batch
@@ -506,8 +507,19 @@ func (pp *partProducer) sortOut(completed []*batch) (done, failed, retry []*batc
 	if reset {
 		// Batches before the refused one keep their identity: the writer still
 		// expects their sequence numbers, and a resend of one that was stored after
-		// all is recognised as a duplicate. Only the later ones move to a new id.
-		pp.pid, pp.epoch, pp.seq = newProducerID(), 0, 0
+		// all is recognised as a duplicate. Only the later ones move on. With none
+		// before it, they move to the next epoch of the same id, as Kafka's
+		// producer bumps its epoch after a timeout: the writer then refuses any
+		// batch of the older epoch that reaches it late (a request a dead link
+		// delivers after all, such as a cut-off node's route after the heal),
+		// where under a new id it stored it behind the newer records of its keys.
+		// Resends under the old identity could meet that refusal, so with some,
+		// or with no epoch left, they move to a new id.
+		if restampFrom == 0 && pp.epoch < math.MaxInt16 {
+			pp.epoch, pp.seq = pp.epoch+1, 0
+		} else {
+			pp.pid, pp.epoch, pp.seq = newProducerID(), 0, 0
+		}
 		for _, b := range retry[restampFrom:] {
 			pp.stamp(b)
 		}

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"math"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -1102,6 +1103,11 @@ func (w *writer) onAck(m *nats.Msg) {
 		} else {
 			detail = fmt.Sprintf("%s (JetStream error %d)", ack.Error.Description, ack.Error.ErrCode)
 		}
+		if jerr == nil && behindLeader(ack.Error.ErrCode, ack.Error.Description, w.acked.Seq) {
+			// A former leader's answer: see behindLeader. The leader answers too.
+			w.log.Debug("append answered by a former leader of the stream; awaiting the leader's answer", "err", detail)
+			return
+		}
 		w.log.Warn("append failed; reloading from the log", "err", detail)
 		w.broken = true
 		w.failPending(semantics.Errorf(semantics.ErrNotLeader, "partition %s: append failed: %s; retry", w.name(), detail))
@@ -1129,6 +1135,31 @@ func (w *writer) onAck(m *nats.Msg) {
 	}
 	w.obs.appended(w.topic, w.p, pa.count, pa.bytes, time.Since(pa.sent))
 	w.reply(pa.reply, semantics.ProduceReply{BaseOffset: pa.base, LogAppendTime: time.Now()})
+}
+
+// wrongLastSeq is JetStream's error code for an append whose
+// Nats-Expected-Last-Sequence is not the stream's last sequence; its description
+// ends with the last sequence the answering server counts ("wrong last sequence:
+// 200").
+var wrongLastSeq = natsserver.ApiErrors[natsserver.JSStreamWrongLastSequenceErrF].ErrCode
+
+// behindLeader tells whether an append's error answer came from a server whose
+// view of the stream is behind the log the writer knows: a wrong-last-sequence
+// answer counting fewer messages than the writer saw acknowledged (or loaded),
+// which the stream's leader, whose log never shrinks, cannot give. A leader cut
+// off from its peers goes on counting itself the stream's leader, subscribed to
+// its subjects, until it hears of the newer term after the heal; in that window
+// it answers every append with its old last sequence, beside the leader's own
+// answer. Taken as the writer's failure, that answer failed every append in
+// flight and reloaded the writer over and over for up to a second after a heal,
+// stalling partitions led by healthy nodes.
+func behindLeader(code int, description string, known uint64) bool {
+	if code != int(wrongLastSeq) {
+		return false
+	}
+	i := strings.LastIndexByte(description, ' ')
+	n, err := strconv.ParseUint(description[i+1:], 10, 64)
+	return err == nil && n < known
 }
 
 // onLeaderElected handles JetStream's advisory that the stream elected a leader,

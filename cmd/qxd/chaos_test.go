@@ -28,7 +28,12 @@ import (
 // its peers for a few seconds. The node is, a third of the time each, the one the
 // producer is connected to, the one holding the groups bucket (the group
 // coordinator), or any. At the end it prints one summary line, with the longest
-// produce call per kind of disruption (max_failover_by_kind),
+// produce call per kind of disruption (max_failover_by_kind), and a second one
+// ("chaos partitions") from a probe producer with one record in flight per
+// partition: per kind of disruption, the longest acknowledgement wait of the
+// partitions the disrupted node led and of those healthy nodes led, each for
+// records sent before the node came back and after, and the records the group read
+// twice (every disruption is logged the same way);
 // and fails if an acknowledged record was lost, stored twice, or stored out of order
 // for its key, or if the group did not read every acknowledged record.
 //
@@ -73,9 +78,13 @@ func TestChaos(t *testing.T) {
 	}
 
 	led := newLedger()
+	led.reads = []readRec{}
 	grp := startGroup(ctx, t, cl.urls(), "g-chaos", topic, 3, led)
 	prodClient := connect(t, cl.urls())
 	prod := startProducer(ctx, t, prodClient, topic, "p", led)
+	// One record in flight per partition, on the producer's client, to tell the
+	// partitions the disrupted node led from those healthy nodes led.
+	probe := startPartitionProbe(ctx, t, prodClient, topic, 6, led)
 
 	type event struct {
 		at   time.Time
@@ -100,28 +109,36 @@ func TestChaos(t *testing.T) {
 	// The longest produce call begun during each disruption and the recovery after
 	// it, per kind of disruption.
 	kindStall := map[string]time.Duration{}
+	var disruptions []disruption
 	for time.Now().Before(deadline) {
 		i := rng.IntN(len(cl.nodes))
 		action := actions[rng.IntN(len(actions))]
 		hold := between(2*time.Second, 7*time.Second)
-		which := ""
+		which, target := "", "a node picked at random"
 		switch rng.IntN(3) {
 		case 0: // the node the producer is connected to
-			which = prodClient.Conn().ConnectedServerName()
+			which, target = prodClient.Conn().ConnectedServerName(), "the producer's node"
 		case 1: // the node holding the groups bucket (the group coordinator)
-			which = bucketLeaders(ctx, t, cl.urls())[semantics.GroupsBucket]
+			which, target = bucketLeaders(ctx, t, cl.urls())[semantics.GroupsBucket], "the groups bucket's leader"
 		}
+		found := false
 		for j, n := range cl.nodes {
 			if n.name == which {
-				i = j
+				i, found = j, true
 			}
 		}
+		if !found {
+			target = "a node picked at random"
+		}
 		n := cl.nodes[i]
+		leaders := partitionLeaders(ctx, c, topic, 6)
+		viaNode := prodClient.Conn().ConnectedServerName() == n.name
 		if action == "longpause" {
 			hold = 15 * time.Second
 		}
 		counts[action]++
 		began := time.Now()
+		var back time.Time
 		switch action {
 		case "kill":
 			note("SIGKILL %s; restart in %v", n.name, hold.Round(time.Millisecond))
@@ -129,6 +146,7 @@ func TestChaos(t *testing.T) {
 				t.Fatal(err)
 			}
 			time.Sleep(hold)
+			back = time.Now()
 			rctx, rcancel := context.WithTimeout(ctx, 90*time.Second)
 			err := cl.restart(rctx, n)
 			rcancel()
@@ -141,6 +159,7 @@ func TestChaos(t *testing.T) {
 			if err := n.stop(30 * time.Second); err != nil {
 				note("%v", err)
 			}
+			back = time.Now()
 			rctx, rcancel := context.WithTimeout(ctx, 90*time.Second)
 			err := cl.restart(rctx, n)
 			rcancel()
@@ -157,6 +176,7 @@ func TestChaos(t *testing.T) {
 			if err := n.signal(syscall.SIGCONT); err != nil {
 				t.Fatal(err)
 			}
+			back = time.Now()
 			note("SIGCONT %s", n.name)
 		case "partition":
 			note("cut %s off from its peers for %v", n.name, hold.Round(time.Millisecond))
@@ -167,6 +187,7 @@ func TestChaos(t *testing.T) {
 			if err := lab.heal(i); err != nil {
 				t.Fatal(err)
 			}
+			back = time.Now()
 			note("healed %s", n.name)
 		}
 		// One node disrupted at a time: let the cluster recover before the next.
@@ -179,9 +200,11 @@ func TestChaos(t *testing.T) {
 		if d := led.longestBetween(began, time.Now()); d > kindStall[action] {
 			kindStall[action] = d
 		}
+		disruptions = append(disruptions, disruption{kind: action, node: n.name, target: target, viaNode: viaNode, leaders: leaders, began: began, back: back, end: time.Now()})
 	}
 	note("chaos over; stopping the producer")
 	prod.halt()
+	probe.halt()
 
 	led.mu.Lock()
 	produced, acked, failed, lastErr := led.produced, len(led.acked), led.failed, led.lastErr
@@ -241,6 +264,33 @@ func TestChaos(t *testing.T) {
 		seed, duration, strings.Join(acts, " "), produced, acked, failed, read, len(rep.lost), rep.duplicates, rep.unacked, rep.orderBroken, stall.Round(time.Millisecond), strings.Join(stalls, " "))
 	t.Log(summary)
 	fmt.Println(summary)
+
+	// Per disruption and per kind: the probe's longest acknowledgement wait for the
+	// partitions the disrupted node led and for those healthy nodes led, before the
+	// node came back / after, and what the group read twice meanwhile.
+	probe.mu.Lock()
+	led.mu.Lock()
+	waits := measure(disruptions, probe.waits, sortedReads(led.reads))
+	led.mu.Unlock()
+	probe.mu.Unlock()
+	for j, d := range disruptions {
+		var ledParts []int
+		for p, l := range d.leaders {
+			if l == d.node {
+				ledParts = append(ledParts, p)
+			}
+		}
+		via := ""
+		if d.viaNode {
+			via = ", the producers' client connected to it"
+		}
+		t.Logf("disruption %d at %s: %s of %s (%s%s; it led partitions %v): %v",
+			j+1, d.began.Format("15:04:05.000"), d.kind, d.node, d.target, via, ledParts, waits[j])
+	}
+	partsSummary := fmt.Sprintf("chaos partitions: seed=%d longest ack wait per kind, partitions the disrupted node led / healthy nodes led, before the node came back/after: %s",
+		seed, byKind(actions, disruptions, waits))
+	t.Log(partsSummary)
+	fmt.Println(partsSummary)
 
 	if readErr != nil {
 		t.Error(readErr)
