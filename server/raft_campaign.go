@@ -123,7 +123,7 @@ import (
 const (
 	electionCheckEvery = 200 * time.Millisecond
 	// ledCheckEvery is how often, between two checks, the watch looks at the
-	// groups this node led at the last check: a leader that stepped down is
+	// groups this node led lately: a leader that stepped down is
 	// the group's best candidate (no follower's log is longer), and its group
 	// waits for it.
 	ledCheckEvery = 50 * time.Millisecond
@@ -257,8 +257,8 @@ func newElectionWatch(ns *natsserver.Server, probes *isolationWatch) *electionWa
 // check looks at every RAFT group of the node at now and makes those campaign
 // that have no live leader, as described above: every electionCheckEvery, and
 // between those, every ledCheckEvery, while a group this node led lately has
-// lost its leader and has not been made to campaign. cutOff says whether the node counts itself cut off
-// from its cluster.
+// lost its leader and has not been made to campaign since. cutOff says whether
+// the node counts itself cut off from its cluster.
 func (w *electionWatch) check(now time.Time, cutOff bool) []earlyCampaign {
 	gap := !w.last.IsZero() && now.Sub(w.last) > electionGap
 	w.last = now
@@ -311,7 +311,8 @@ func (w *electionWatch) check(now time.Time, cutOff bool) []earlyCampaign {
 }
 
 // formerLed reports whether a group this node led lately (within
-// electionRecentFor), and has not made campaign since, has no leader now.
+// electionRecentFor), and has not made campaign since it led it, has no
+// leader now.
 func (w *electionWatch) formerLed(now time.Time) bool {
 	for name, g := range w.groups {
 		if g.led.IsZero() || now.Sub(g.led) > electionRecentFor || g.campaigned.After(g.led) {
