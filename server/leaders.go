@@ -43,12 +43,17 @@ func (n *Node) handOff(ctx context.Context, stream, prefer string) error {
 	if n.writers != nil {
 		n.writers.release(ctx, stream)
 	}
+	n.handingOff.Store(time.Now().Add(handOffElects).UnixNano())
 	err := n.stepDown(ctx, stream, prefer)
 	if err != nil && n.writers != nil {
 		n.writers.unhold(stream)
 	}
 	return err
 }
+
+// handOffElects bounds how long a hand-off's successor takes to be elected
+// after the step-down (milliseconds, as a rule), for the election watch.
+const handOffElects = 2 * time.Second
 
 // handOffVia asks node leader, which leads stream, to hand its leadership off (see
 // handOff). A node that does not answer (it is stopping, or is of a version without

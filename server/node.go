@@ -97,6 +97,10 @@ type Node struct {
 	// isolated is set while the node cannot reach a majority of its cluster
 	// (isolation.go).
 	isolated atomic.Bool
+	// handingOff is until when (Unix nanoseconds) a hand-off this node asked
+	// for may still be electing its successor: the election watch makes no
+	// group it led campaign early meanwhile (raft_campaign.go).
+	handingOff atomic.Int64
 
 	closeOnce sync.Once
 	closeErr  error

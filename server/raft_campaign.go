@@ -3,7 +3,10 @@ package server
 import (
 	"context"
 	"hash/fnv"
+	"reflect"
+	"sync"
 	"time"
+	"unsafe"
 
 	natsserver "github.com/nats-io/nats-server/v2/server"
 )
@@ -32,7 +35,8 @@ import (
 // makes a group campaign (RaftNode.Campaign: after a random 0.1–0.8 s, the delay
 // nats-server gives a follower that refused a vote for a staler log) when
 //
-//	(a) it has had no leader for electionSettle, or
+//	(a) it has had no leader for electionSettle (formerLeaderSettle when this
+//	    node led it within electionRecentFor: see below), or
 //	(b) its leader's node has had no route from this node for electionSettle (and
 //	    electionStagger more for each voter ranked before this node, see
 //	    campaignRank) and has not been heard from for electionSettle, or
@@ -80,11 +84,35 @@ import (
 // wrong call is one leader change (its writer's appends in flight fail and are
 // resent), never a lost or reordered record: see above.
 //
+// A leader that stepped down for a woken node's higher term is its group's
+// best candidate: no follower's log is longer than its own, and it is current.
+// Its node therefore looks every ledCheckEvery at the groups it led lately,
+// and makes one that has lost its leader campaign after formerLeaderSettle,
+// with formerLeaderDelay rather than Campaign's random 0.1–0.8 s
+// (campaignAfter): its group has a leader again about 0.1–0.2 s after the
+// step-down, where the followers' watch, 0.3 s and a random delay on, would
+// take 0.4–1.3 s. It asks for votes before the healthy followers' own timers
+// fire (a woken node's vote request sets them to 0.1–0.8 s, raft.go
+// processVoteRequest; its followers' watch keeps electionSettle), so that they
+// grant them, as does the woken node, whose log is behind, instead of
+// splitting the vote, which only the slow woken node could then decide.
+// A hand-off this node asked for (handOff: leader balancing, moves) elects its
+// successor within milliseconds, but the watch leaves the groups it led alone
+// for handOffElects after it; one that JetStream is asked for directly and
+// that takes longer than formerLeaderSettle may see the former leader take the
+// group back, which costs a leader change, never a record. A stopping node's
+// watch has stopped before it hands its leaderships off. A node that woke from
+// a pause counts no group as led by it for electionRecentFor after it woke:
+// a group it led before the pause still names it leader, at a stale term,
+// until it hears its successor, and then steps down with a log that is behind.
+//
 // A node that woke from a pause is the case to fear: its groups are behind and
-// its terms ahead. It does not campaign early: it counts itself cut off for
-// seconds after it wakes (nobody answered its probes meanwhile), and a check
-// that comes electionGap after the one before (a pause) forgets what the watch
-// knew, so no group counts as seen current until it follows a leader again;
+// its terms ahead. It does not campaign early: it makes no group campaign for
+// electionRecentFor after a check that comes electionGap after the one before
+// (a pause; a group it follows may lose its leader again meanwhile, to another
+// of its groups' higher terms, and a campaign of its own would raise one
+// more), and that check forgets what the watch knew, so no group counts as
+// seen current until it follows a leader again;
 // for (c) its probes count as on time only silentAfter after it woke, by when
 // every live node has answered them. A leader it woke as has stepped down on
 // the new leader's higher term by then. The followers of a dead leader campaign one after the other
@@ -94,6 +122,22 @@ import (
 // rule).
 const (
 	electionCheckEvery = 200 * time.Millisecond
+	// ledCheckEvery is how often, between two checks, the watch looks at the
+	// groups this node led lately: a leader that stepped down is
+	// the group's best candidate (no follower's log is longer), and its group
+	// waits for it.
+	ledCheckEvery = 50 * time.Millisecond
+	// formerLeaderSettle is how long a group this node led must be seen without
+	// a leader before the node makes it campaign, with formerLeaderDelay rather
+	// than Campaign's random 0.1–0.8 s: sooner than the healthy followers' own
+	// timers, which a woken node's vote request sets to fire after 0.1–0.8 s
+	// (raft.go, processVoteRequest), so that the former leader asks for votes
+	// first and they grant them instead of splitting the vote with it. A
+	// hand-off elects its successor within milliseconds.
+	formerLeaderSettle = 50 * time.Millisecond
+	// formerLeaderDelay is when the former leader asks for votes after the
+	// watch makes it campaign.
+	formerLeaderDelay = 20 * time.Millisecond
 	// electionSettle is how long a group must be seen without a leader, or its
 	// leader's node without a route, before the node makes it campaign: an
 	// election in progress ends in milliseconds, and a route that is replaced
@@ -137,15 +181,21 @@ const (
 type electionWatch struct {
 	ns     *natsserver.Server
 	probes *isolationWatch // the isolation watch's probes; nil: no case (c)
-	names  []string
-	listed time.Time
-	last   time.Time // the previous check
-	groups map[string]*groupElection
+	// handingOff returns until when a hand-off the node asked for may still be
+	// electing its successor; nil: never.
+	handingOff func() time.Time
+	names      []string
+	listed     time.Time
+	last       time.Time // the previous check
+	full       time.Time // the previous check of every group
+	woke       time.Time // when a check came electionGap after the one before
+	groups     map[string]*groupElection
 }
 
 // groupElection is what the watch knows of one group.
 type groupElection struct {
 	current    time.Time // last seen current under a live leader
+	led        time.Time // last seen led by this node
 	leaderless time.Time // since when without a leader; zero while it has one
 	gone       time.Time // since when its leader's node has no route; zero while it has
 	campaigned time.Time // when the watch last made it campaign
@@ -156,6 +206,7 @@ type earlyCampaign struct {
 	group  string
 	leader string // the leader's peer id, for a leader whose node is gone or silent
 	silent bool   // the leader's node is silent, though routed (c)
+	former bool   // this node led the group until it lost its leader
 }
 
 // probeView is what the isolation watch's probes say at one check of the
@@ -204,15 +255,25 @@ func newElectionWatch(ns *natsserver.Server, probes *isolationWatch) *electionWa
 }
 
 // check looks at every RAFT group of the node at now and makes those campaign
-// that have no live leader, as described above. cutOff says whether the node
-// counts itself cut off from its cluster.
+// that have no live leader, as described above: every electionCheckEvery, and
+// between those, every ledCheckEvery, while a group this node led lately has
+// lost its leader and has not been made to campaign since. cutOff says whether
+// the node counts itself cut off from its cluster.
 func (w *electionWatch) check(now time.Time, cutOff bool) []earlyCampaign {
 	gap := !w.last.IsZero() && now.Sub(w.last) > electionGap
 	w.last = now
+	if gap {
+		w.woke = now
+	}
 	if gap || cutOff {
 		clear(w.groups)
+		w.full = time.Time{}
 		return nil
 	}
+	if !w.full.IsZero() && now.Sub(w.full) < electionCheckEvery && !w.formerLed(now) {
+		return nil
+	}
+	w.full = now
 	if w.listed.IsZero() || now.Sub(w.listed) >= electionListEvery {
 		w.names = w.names[:0]
 		for name := range newRaftHold(w.ns).raftGroups() {
@@ -226,6 +287,7 @@ func (w *electionWatch) check(now time.Time, cutOff bool) []earlyCampaign {
 		}
 	}
 	routed := w.routed()
+	handingOff := w.handingOff != nil && now.Before(w.handingOff())
 	var probes probeView
 	if w.probes != nil {
 		probes = w.probes.probed(now)
@@ -241,11 +303,26 @@ func (w *electionWatch) check(now time.Time, cutOff bool) []earlyCampaign {
 			g = &groupElection{}
 			w.groups[name] = g
 		}
-		if c, ok := g.observe(now, name, rn, routed, probes); ok {
+		if c, ok := g.observe(now, name, rn, routed, probes, w.woke, handingOff); ok {
 			out = append(out, c)
 		}
 	}
 	return out
+}
+
+// formerLed reports whether a group this node led lately (within
+// electionRecentFor), and has not made campaign since it led it, has no
+// leader now.
+func (w *electionWatch) formerLed(now time.Time) bool {
+	for name, g := range w.groups {
+		if g.led.IsZero() || now.Sub(g.led) > electionRecentFor || g.campaigned.After(g.led) {
+			continue
+		}
+		if rn := lookupRaftNode(w.ns, name); rn != nil && rn.State() != natsserver.Leader && rn.GroupLeader() == "" {
+			return true
+		}
+	}
+	return false
 }
 
 // routed returns the RAFT peer ids of the servers this node has a route to.
@@ -265,8 +342,10 @@ func (w *electionWatch) routed() map[string]bool {
 
 // observe updates what the watch knows of group name from its RAFT node rn at
 // now, makes it campaign when it has no live leader and this node is a fit
-// candidate, and reports whether it did.
-func (g *groupElection) observe(now time.Time, name string, rn natsserver.RaftNode, routed map[string]bool, probes probeView) (earlyCampaign, bool) {
+// candidate, and reports whether it did. woke is when the node last woke from a
+// pause (zero: never); handingOff, whether a hand-off the node asked for may
+// still be electing its successor.
+func (g *groupElection) observe(now time.Time, name string, rn natsserver.RaftNode, routed map[string]bool, probes probeView, woke time.Time, handingOff bool) (earlyCampaign, bool) {
 	state := rn.State()
 	if state == natsserver.Closed || rn.IsObserver() {
 		*g = groupElection{}
@@ -292,6 +371,11 @@ func (g *groupElection) observe(now time.Time, name string, rn natsserver.RaftNo
 	if leader != "" && current {
 		g.current = now
 	}
+	if state == natsserver.Leader && (woke.IsZero() || now.Sub(woke) >= electionRecentFor) {
+		// A node that woke from a pause may still lead at a stale term until
+		// it hears the new leader's: what it led then does not count.
+		g.led = now
+	}
 	switch {
 	case leader == "":
 		if g.leaderless.IsZero() {
@@ -309,7 +393,14 @@ func (g *groupElection) observe(now time.Time, name string, rn natsserver.RaftNo
 		g.leaderless, g.gone = time.Time{}, time.Time{}
 		return earlyCampaign{}, false
 	}
-	fit := voter && state != natsserver.Leader &&
+	// A leader that stepped down (for a peer's higher term: a node woke from
+	// a pause) campaigns first and soon; no peer's log is longer than its own.
+	former := !g.led.IsZero() && now.Sub(g.led) <= electionRecentFor && !g.leaderless.IsZero() && !handingOff
+	// A node that woke from a pause calls no election for electionRecentFor
+	// after it woke: its groups are behind, and every election it calls
+	// raises a term that makes a healthy leader step down again.
+	quiet := !woke.IsZero() && now.Sub(woke) < electionRecentFor
+	fit := voter && state != natsserver.Leader && !quiet &&
 		!g.current.IsZero() && now.Sub(g.current) <= electionRecentFor &&
 		reached >= len(peers)/2+1 &&
 		(g.campaigned.IsZero() || now.Sub(g.campaigned) >= electionRetryAfter)
@@ -322,13 +413,16 @@ func (g *groupElection) observe(now time.Time, name string, rn natsserver.RaftNo
 		// A candidate is campaigning already: only one whose election has gone
 		// on past a vote's round trip (a split vote) is made to try again.
 		settle := electionSettle
+		if former {
+			settle = formerLeaderSettle
+		}
 		if state == natsserver.Candidate {
 			settle = electionRetryAfter
 		}
 		if !current || now.Sub(g.leaderless) < settle {
 			return earlyCampaign{}, false
 		}
-		c = earlyCampaign{group: name}
+		c = earlyCampaign{group: name, former: former}
 	case g.gone.IsZero():
 		// The leader's node is silent (c): silentLeader waited its turn.
 		c = earlyCampaign{group: name, leader: leader, silent: true}
@@ -339,7 +433,11 @@ func (g *groupElection) observe(now time.Time, name string, rn natsserver.RaftNo
 		}
 		c = earlyCampaign{group: name, leader: leader}
 	}
-	if rn.Campaign() != nil {
+	campaign := rn.Campaign
+	if c.former {
+		campaign = func() error { return campaignAfter(rn, formerLeaderDelay) }
+	}
+	if campaign() != nil {
 		return earlyCampaign{}, false
 	}
 	g.campaigned = now
@@ -379,9 +477,12 @@ func campaignRank(group, self, leader string, peers []*natsserver.Peer, routed m
 // isolation watch's probes heard. The upkeep owns it.
 func (n *Node) watchElections(ctx context.Context, probes *isolationWatch) {
 	w := newElectionWatch(n.ns, probes)
-	everyTick(ctx, electionCheckEvery, func() bool {
+	w.handingOff = func() time.Time { return time.Unix(0, n.handingOff.Load()) }
+	everyTick(ctx, ledCheckEvery, func() bool {
 		for _, c := range w.check(time.Now(), n.isolated.Load()) {
 			switch {
+			case c.former:
+				n.log.Info("raft group campaigning early: it has no leader since this node stepped down", "raft", c.group)
 			case c.silent:
 				n.log.Info("raft group campaigning early: its leader's node is silent", "raft", c.group, "leader", c.leader)
 			case c.leader != "":
@@ -392,4 +493,37 @@ func (n *Node) watchElections(ctx context.Context, probes *isolationWatch) {
 		}
 		return true
 	})
+}
+
+// raftCampaignLocked is nats-server's (*raft).campaign, the body of
+// RaftNode.Campaign: the group's election timer fires after et (no sooner
+// than the timer's goroutine runs) and, still without a leader, it campaigns.
+// The caller holds the group's lock. Linked as lookupRaftNode is
+// (isolation_raft.go): its receiver, nats-server's unexported *raft, passed as
+// the pointer it is; check it when nats-server is upgraded
+// (TestSteppedDownLeaderElectedAgainSoon checks the effect).
+//
+//go:linkname raftCampaignLocked github.com/nats-io/nats-server/v2/server.(*raft).campaign
+func raftCampaignLocked(n unsafe.Pointer, et time.Duration) error
+
+// raftNodeType is the type of nats-server's RAFT nodes.
+const raftNodeType = "*server.raft"
+
+// campaignAfter makes rn campaign after d, as RaftNode.Campaign does after a
+// random 0.1–0.8 s: the delay nats-server gives a follower that refused a vote
+// for a staler log, meant to spread peers that all campaign at once. The
+// watch calls it only for the group's former leader, whose peers wait longer
+// (electionSettle). Anything but nats-server's own RAFT node campaigns with
+// Campaign.
+func campaignAfter(rn natsserver.RaftNode, d time.Duration) error {
+	l, ok := rn.(sync.Locker)
+	if !ok || reflect.TypeOf(rn).String() != raftNodeType {
+		return rn.Campaign()
+	}
+	// An interface value is a type word and a data word; the data word of a
+	// *raft is the pointer itself.
+	p := (*[2]unsafe.Pointer)(unsafe.Pointer(&rn))[1]
+	l.Lock()
+	defer l.Unlock()
+	return raftCampaignLocked(p, d)
 }

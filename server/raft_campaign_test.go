@@ -365,50 +365,8 @@ func TestLeaderlessGroupElectedQuickly(t *testing.T) {
 		t.Fatal(err)
 	}
 	stream := semantics.StreamName(topic, 0)
-	js := qxdtest.JetStream(t, nodes[0])
-	var group string
-	var leader *server.Node
-	for {
-		s, err := js.Stream(ctx, stream)
-		if err == nil && s.CachedInfo().Cluster != nil {
-			ci := s.CachedInfo().Cluster
-			current := 0
-			for _, r := range ci.Replicas {
-				if r.Current {
-					current++
-				}
-			}
-			if ci.Leader != "" && current == 2 {
-				group = ci.RaftGroup
-				for _, n := range nodes {
-					if n.Name() == ci.Leader {
-						leader = n
-					}
-				}
-				break
-			}
-		}
-		if ctx.Err() != nil {
-			t.Fatalf("stream %s: no leader with two current replicas", stream)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	group, leader := settledGroup(t, ctx, nodes, stream)
 	lrn := leader.RaftNode(group)
-	if lrn == nil {
-		t.Fatalf("no RAFT node %s on %s", group, leader.Name())
-	}
-	// The leader's node lists its RAFT groups every second: a group it has not
-	// seen led yet is not one it knows to be current.
-	for {
-		since := lrn.LeaderSince()
-		if since != nil && time.Since(*since) > 1500*time.Millisecond {
-			break
-		}
-		if ctx.Err() != nil {
-			t.Fatalf("%s has not led %s for 1.5 s", leader.Name(), stream)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 	var frns []natsserver.RaftNode
 	for _, n := range nodes {
 		if n != leader {
@@ -458,5 +416,121 @@ func TestLeaderlessGroupElectedQuickly(t *testing.T) {
 	t.Logf("%s: %s elected %v after the step-down", stream, streamLeader(nodes, stream), took.Round(time.Millisecond))
 	if took > 2500*time.Millisecond {
 		t.Errorf("the group had a leader only %v after its leader stepped down, want within 2.5s", took.Round(time.Millisecond))
+	}
+}
+
+// settledGroup waits until stream has a leader with both other replicas current,
+// which has led it for 1.5 s (the leader's node lists its RAFT groups every
+// second: a group it has not seen led yet is not one it knows to be current),
+// and returns the stream's RAFT group and the leading node.
+func settledGroup(t *testing.T, ctx context.Context, nodes []*server.Node, stream string) (string, *server.Node) {
+	t.Helper()
+	js := qxdtest.JetStream(t, nodes[0])
+	var group string
+	var leader *server.Node
+	for {
+		s, err := js.Stream(ctx, stream)
+		if err == nil && s.CachedInfo().Cluster != nil {
+			ci := s.CachedInfo().Cluster
+			current := 0
+			for _, r := range ci.Replicas {
+				if r.Current {
+					current++
+				}
+			}
+			if ci.Leader != "" && current == 2 {
+				group = ci.RaftGroup
+				for _, n := range nodes {
+					if n.Name() == ci.Leader {
+						leader = n
+					}
+				}
+				break
+			}
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("stream %s: no leader with two current replicas", stream)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	lrn := leader.RaftNode(group)
+	if lrn == nil {
+		t.Fatalf("no RAFT node %s on %s", group, leader.Name())
+	}
+	// The leader's node lists its RAFT groups every second: a group it has not
+	// seen led yet is not one it knows to be current.
+	for {
+		since := lrn.LeaderSince()
+		if since != nil && time.Since(*since) > 1500*time.Millisecond {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("%s has not led %s for 1.5 s", leader.Name(), stream)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return group, leader
+}
+
+// TestSteppedDownLeaderElectedAgainSoon makes a three-replica partition's leader
+// step down with no successor, as a peer's higher term does (a node woke from a
+// pause: raft.go, processAppendEntryResponse and processVoteRequest), and
+// checks that the former leader, whose log no follower's is longer than, leads
+// again within 0.4 s: its node's election watch sees the group without a leader
+// within ledCheckEvery and makes it campaign after formerLeaderSettle, with a
+// short delay. Both followers stay in observer mode throughout, so that only the
+// former leader can be elected (and the leadership its StepDown hands over is
+// not taken). Without that, the watch makes any group without a leader campaign
+// no sooner than 0.3 s after it sees it so, and Campaign's own delay is 0.1–0.8
+// s more: 0.4 s at the very least. The best of three step-downs counts, so that a
+// starved moment of the machine does not decide.
+func TestSteppedDownLeaderElectedAgainSoon(t *testing.T) {
+	if testing.Short() {
+		t.Skip("in-process cluster; skipped with -short")
+	}
+	nodes := qxdtest.StartCluster(t, qxdtest.ClusterConfigs(t, 3))
+	c := qxdtest.ConnectCluster(t, nodes)
+	const topic = "steppeddown"
+	qxdtest.CreateTopic(t, c, topic, qxd.TopicConfig{Partitions: 1, Replicas: 3})
+	ctx := qxdtest.Context(t, 2*time.Minute)
+	p := qxdtest.NewProducer(t, c)
+	if err := p.ProduceSync(ctx, &qxd.Record{Topic: topic, Value: []byte("before")}); err != nil {
+		t.Fatal(err)
+	}
+	stream := semantics.StreamName(topic, 0)
+	group, leader := settledGroup(t, ctx, nodes, stream)
+	lrn := leader.RaftNode(group)
+	for _, n := range nodes {
+		if n != leader {
+			rn := n.RaftNode(group)
+			if rn == nil {
+				t.Fatalf("no RAFT node %s on %s", group, n.Name())
+			}
+			rn.SetObserver(true)
+			t.Cleanup(func() { rn.SetObserver(false) })
+		}
+	}
+	best := time.Duration(1<<63 - 1)
+	for round := range 3 {
+		if round > 0 {
+			// The watch makes a group campaign again only 2 s after the last time.
+			time.Sleep(2200 * time.Millisecond)
+		}
+		down := time.Now()
+		if err := lrn.StepDown(); err != nil {
+			t.Fatalf("step down: %v", err)
+		}
+		for lrn.State() != natsserver.Leader {
+			if time.Since(down) > 20*time.Second {
+				t.Fatalf("%s did not lead %s again within 20s of its step-down", leader.Name(), stream)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		took := time.Since(down)
+		t.Logf("%s led %s again %v after its step-down", leader.Name(), stream, took.Round(time.Millisecond))
+		best = min(best, took)
+	}
+	if best >= 400*time.Millisecond {
+		t.Errorf("the former leader led again %v after its step-down at best, want within 0.4s", best.Round(time.Millisecond))
 	}
 }

@@ -293,10 +293,21 @@ func (w *writer) start(ctx context.Context) error {
 // stop stops taking requests, waits (bounded by ctx) for appends in flight, and writes
 // a last checkpoint.
 func (w *writer) stop(ctx context.Context) {
+	if w.halt(ctx) {
+		w.lastCheckpoint(ctx)
+	}
+}
+
+// halt stops taking requests and waits (bounded by ctx) for appends in flight: once
+// it returns, the writer appends nothing more and no longer listens on its
+// subjects, so another writer of its partition may start on this node. What is
+// left is its last checkpoint (lastCheckpoint). It reports false if the writer
+// was stopped already.
+func (w *writer) halt(ctx context.Context) bool {
 	w.mu.Lock()
 	if w.closed {
 		w.mu.Unlock()
-		return
+		return false
 	}
 	w.closed = true
 	close(w.stopping)
@@ -347,6 +358,12 @@ func (w *writer) stop(ctx context.Context) {
 		w.ackSub.Unsubscribe()
 		w.electSub.Unsubscribe()
 	}
+	return true
+}
+
+// lastCheckpoint writes the stopped writer's last checkpoint, bounded by
+// stopCheckpointTimeout and ctx.
+func (w *writer) lastCheckpoint(ctx context.Context) {
 	cctx, cancel := context.WithTimeout(ctx, stopCheckpointTimeout)
 	w.checkpoint(cctx)
 	cancel()

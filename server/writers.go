@@ -39,7 +39,8 @@ type writerManager struct {
 	elected *nats.Subscription
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
-	running atomic.Bool // started and not stopping: the node's readiness
+	closing sync.WaitGroup // the last checkpoints of writers a reconcile stopped; added to with mu held
+	running atomic.Bool    // started and not stopping: the node's readiness
 }
 
 // writerEnv is what partition writers need from their node.
@@ -236,12 +237,39 @@ func (m *writerManager) reconcile(ctx context.Context) {
 		}()
 	}
 	wg.Wait()
+	// The writers of streams this node no longer leads stop side by side, and
+	// their last checkpoints are written after the reconcile: a checkpoint waits
+	// up to stopCheckpointTimeout when the checkpoint bucket is between leaders
+	// (a node that woke from a pause made its leader step down too), and the
+	// next reconcile must be free to start the writer of a stream this node was
+	// elected to lead again meanwhile. A writer that starts before its
+	// predecessor's last checkpoint is stored replays a little more of the log.
+	var stopped []*writer
 	for stream, w := range m.writers {
 		if !want[stream] {
-			m.stopWriter(ctx, w)
+			stopped = append(stopped, w)
 			m.dropWriter(stream)
 		}
 	}
+	m.closing.Add(len(stopped))
+	for _, w := range stopped {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			hctx, cancel := context.WithTimeout(ctx, writerStopTimeout)
+			halted := w.halt(hctx)
+			cancel()
+			if !halted {
+				m.closing.Done()
+				return
+			}
+			go func() {
+				defer m.closing.Done()
+				w.lastCheckpoint(context.WithoutCancel(ctx))
+			}()
+		}()
+	}
+	wg.Wait()
 }
 
 func (m *writerManager) stopWriter(ctx context.Context, w *writer) {
@@ -262,6 +290,7 @@ func (m *writerManager) stop(ctx context.Context) error {
 	m.wg.Wait()
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	m.closing.Wait() // added to with mu held
 	var wg sync.WaitGroup
 	for _, w := range m.writers {
 		wg.Add(1)

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -47,6 +48,9 @@ import (
 //     drill.
 //   - QXD_DRILL_HEALTHY_MAX: fail if a partition a healthy node led waited longer
 //     (default: report only).
+//   - QXD_DRILL_LOGS: a directory to write each node's whole log to, as
+//     <node>.log (default: none; QXD_TEST_NODE_LOG_LEVEL=debug for JetStream's
+//     and RAFT's debug lines).
 //
 // It fails if a record failed or the group did not read every acknowledged record.
 // The last line starting SUMMARY holds the figures, with the machine's load.
@@ -390,11 +394,12 @@ func TestFaultDrill(t *testing.T) {
 			}
 		}
 	}
-	// The writers' starts and stops from the fault on (their debug lines), when
-	// after the fault.
+	// The writers' starts and stops (their debug lines) and the RAFT groups the
+	// election watch made campaign, from the fault on, when after the fault.
 	for _, n := range cl.nodes {
 		for _, l := range strings.Split(n.log(1<<30), "\n") {
-			if !strings.Contains(l, `msg="writer `) || !strings.Contains(l, "topic="+topic+" ") {
+			writer := strings.Contains(l, `msg="writer `) && strings.Contains(l, "topic="+topic+" ")
+			if !writer && !strings.Contains(l, `msg="raft group campaigning early`) {
 				continue
 			}
 			if at, ok := logTime(l); ok && !at.Before(faultAt) {
@@ -405,6 +410,14 @@ func TestFaultDrill(t *testing.T) {
 	if t.Failed() {
 		for _, n := range cl.nodes {
 			t.Logf("log of %s:\n%s", n.name, n.log(6000))
+		}
+	}
+	if dir := os.Getenv("QXD_DRILL_LOGS"); dir != "" {
+		for _, n := range cl.nodes {
+			path := filepath.Join(dir, n.name+".log")
+			if err := os.WriteFile(path, []byte(n.log(1<<30)), 0o644); err != nil {
+				t.Errorf("keep %s's log: %v", n.name, err)
+			}
 		}
 	}
 }
