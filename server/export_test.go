@@ -35,3 +35,7 @@ func (a *Admin) DamageRecord(ctx context.Context, topicID string, p int32) (sema
 	rec, _, err := a.meta.getDamage(ctx, topicID, p)
 	return rec, err
 }
+
+// KafkaCutOff exposes kafkaCutOff to the tests: the Kafka listener as the node
+// serves it while it counts itself cut off from its cluster (suspended), or not.
+func (n *Node) KafkaCutOff(isolated bool) { n.kafkaCutOff(isolated) }
