@@ -192,6 +192,18 @@ func (w *isolationWatch) probed(at time.Time) probeView {
 	return v
 }
 
+// silent reports whether node, which answered this node's probes once, has
+// answered none for silentAfter up to at while the probes went out on time: the
+// node the election watch counts silent (case (c), raft_campaign.go), whose RAFT
+// groups' followers elect new leaders now.
+func (w *isolationWatch) silent(node string, at time.Time) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	heard, ok := w.heard[node]
+	return ok && !w.isolated && at.Sub(heard) >= silentAfter &&
+		!w.onTimeSince.IsZero() && at.Sub(w.onTimeSince) >= silentAfter
+}
+
 // watchIsolation probes the other nodes every probeEvery with w until ctx
 // ends, keeps n.isolated and sends clients away while the node is cut off. The
 // upkeep owns it.

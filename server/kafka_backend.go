@@ -711,6 +711,8 @@ func (b *kafkaBackend) Cluster(ctx context.Context, topics []string) (kafka.Clus
 	// A node cut off from its cluster does not know who leads: its view is
 	// stale, and it leads nothing it can store to.
 	cutOff := b.n.isolated.Load()
+	var held []heldPartition
+	asked := time.Now()
 	for _, t := range md.Topics {
 		ti := kafka.TopicInfo{Name: t.Name}
 		if id, err := base64.RawURLEncoding.DecodeString(t.ID); err == nil && len(id) == 16 {
@@ -757,22 +759,27 @@ func (b *kafkaBackend) Cluster(ctx context.Context, topics []string) (kafka.Clus
 		}
 		b.mu.Unlock()
 		for _, p := range t.Partitions {
+			stream := semantics.StreamName(t.Name, p.Partition)
 			pi := kafka.PartitionInfo{Partition: p.Partition, Leader: -1, Replicas: []int32{}, ISR: []int32{}, Offline: []int32{},
-				LeaderEpoch: epochs[semantics.StreamName(t.Name, p.Partition)]}
+				LeaderEpoch: epochs[stream]}
+			leaderName := ""
 			switch {
 			case cutOff:
 				pi.LeaderEpoch = -1
 			case p.Leader != "":
-				pi.Leader = brokerID(p.Leader)
+				pi.Leader, leaderName = brokerID(p.Leader), p.Leader
 			case !b.n.ns.JetStreamIsClustered():
 				pi.Leader = b.advertise.ID
 			default:
-				if leader, replicas, term := b.localLeader(semantics.StreamName(t.Name, p.Partition)); leader != "" {
+				if leader, replicas, term := b.localLeader(stream); leader != "" {
 					// Its epoch too: clients keep a leader they know over one
 					// named without an epoch.
-					pi.Leader, pi.LeaderEpoch = brokerID(leader), term
+					pi.Leader, pi.LeaderEpoch, leaderName = brokerID(leader), term, leader
 					p.Replicas, p.InSync = replicas, []string{leader}
 				}
+			}
+			if leaderName != "" && b.silentLeader(leaderName, stream) {
+				held = append(held, heldPartition{topic: len(cl.Topics), part: len(ti.Partitions), stream: stream, silent: leaderName})
 			}
 			pi.FormerLeader = b.formerLeader(pi.Leader, semantics.StreamName(t.Name, p.Partition))
 			for _, r := range p.Replicas {
@@ -796,7 +803,101 @@ func (b *kafkaBackend) Cluster(ctx context.Context, topics []string) (kafka.Clus
 		}
 		cl.Topics = append(cl.Topics, ti)
 	}
+	b.awaitElections(ctx, &cl, held, asked.Add(kafkaElectionWait))
 	return cl, nil
+}
+
+// kafkaElectionWait bounds how long, from its start, a Metadata answer waits
+// for the new leader of a partition whose leader's node is silent
+// (isolationWatch.silent). The other nodes elect its successor then: the first
+// follower in line campaigns once it counts the leader silent too (within half
+// a second of this node, their probes being apart by up to probeEvery), within
+// electionCheckEvery, after nats-server's random 0.1–0.8 s, and wins within
+// milliseconds. 1.5 s, the stream descriptions' wait (kafkaMetadataWait)
+// included, keeps the answer within the 2 s a client bounding its requests to
+// a few seconds gives Metadata (docs/kafka.md).
+const kafkaElectionWait = 1500 * time.Millisecond
+
+// kafkaElectionPoll is how often a held Metadata answer looks for the new
+// leaders.
+const kafkaElectionPoll = 25 * time.Millisecond
+
+// heldPartition is a partition of a Metadata answer (cl.Topics[topic]
+// .Partitions[part]) whose leader, node silent, is being replaced.
+type heldPartition struct {
+	topic, part int
+	stream      string
+	silent      string
+}
+
+// silentLeader reports whether leader, a partition stream's leader as this node
+// knows it, is a node that has gone silent (it answered none of this node's
+// probes for silentAfter, isolationWatch.silent) and this node holds a replica
+// of the stream, whose RAFT group will name its successor as soon as it is
+// elected (localLeader).
+func (b *kafkaBackend) silentLeader(leader, stream string) bool {
+	probes := b.n.probes.Load()
+	if probes == nil || leader == b.advertise.Name || !probes.silent(leader, time.Now()) {
+		return false
+	}
+	e := b.n.epochs
+	e.mu.Lock()
+	_, ok := e.groups[stream]
+	e.mu.Unlock()
+	return ok
+}
+
+// awaitElections waits, until deadline, for the held partitions of cl
+// to get new leaders, and names each in cl with its epoch as soon as this
+// node's replica knows it; those still without one keep the silent leader.
+//
+// A Kafka client reads the metadata again when its requests to a partition's
+// leader fail, and then at most every MetadataMinAge (franz-go: 5 s): an answer
+// that still names the silent leader, in the second or so between the others
+// counting it silent and electing its successor, makes the client wait those
+// 5 s; one that names no leader (LEADER_NOT_AVAILABLE) as well, and franz-go
+// keeps sending to the leader it knew meanwhile. The client loses less waiting
+// for the election here. The node waits only while it knows the leader silent
+// (a cut-off node's clients ask just after it suspends its listener, 2.5–3 s
+// after the cut, when the others elect) and only for its own replica's RAFT
+// view, which names the new leader the moment it wins.
+func (b *kafkaBackend) awaitElections(ctx context.Context, cl *kafka.Cluster, held []heldPartition, until time.Time) {
+	if len(held) == 0 {
+		return
+	}
+	deadline := time.NewTimer(time.Until(until))
+	defer deadline.Stop()
+	tick := time.NewTicker(kafkaElectionPoll)
+	defer tick.Stop()
+	for {
+		left := held[:0]
+		for _, h := range held {
+			leader, _, term := b.localLeader(h.stream)
+			if leader == "" || leader == h.silent {
+				left = append(left, h)
+				continue
+			}
+			pi := &cl.Topics[h.topic].Partitions[h.part]
+			pi.Leader, pi.LeaderEpoch, pi.ISR = brokerID(leader), term, []int32{brokerID(leader)}
+			pi.FormerLeader = b.formerLeader(pi.Leader, h.stream)
+			if cl.Topics[h.topic].Err == nil {
+				b.mu.Lock()
+				b.leaders[h.stream] = *pi
+				b.mu.Unlock()
+			}
+		}
+		held = left
+		if len(held) == 0 {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-deadline.C:
+			return
+		case <-tick.C:
+		}
+	}
 }
 
 // knownTopic is the topic as this node's writers know it from the topics

@@ -97,6 +97,10 @@ type Node struct {
 	// isolated is set while the node cannot reach a majority of its cluster
 	// (isolation.go).
 	isolated atomic.Bool
+	// probes is the isolation watch of a clustered node once its upkeep runs:
+	// which nodes answer its probes (Kafka's Metadata asks it which leaders are
+	// silent).
+	probes atomic.Pointer[isolationWatch]
 
 	closeOnce sync.Once
 	closeErr  error
