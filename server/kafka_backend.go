@@ -679,6 +679,9 @@ func (b *kafkaBackend) Self(context.Context) (string, int32) {
 // Cluster implements kafka.Backend from the node's metadata (the same view as
 // 'qxd cluster metadata').
 func (b *kafkaBackend) Cluster(ctx context.Context, topics []string) (kafka.Cluster, error) {
+	if err := b.awaitOwnFate(ctx); err != nil {
+		return kafka.Cluster{}, err
+	}
 	mctx, cancel := context.WithTimeout(ctx, kafkaMetadataWait)
 	md, err := b.n.admin.metadata(mctx, semantics.MetadataRequest{Topics: topics}, false)
 	cancel()
@@ -805,6 +808,43 @@ func (b *kafkaBackend) Cluster(ctx context.Context, topics []string) (kafka.Clus
 	}
 	b.awaitElections(ctx, &cl, held, asked.Add(kafkaElectionWait))
 	return cl, nil
+}
+
+// kafkaDoubtWait bounds how long a Metadata answer waits while its node doubts
+// it reaches its cluster (awaitOwnFate): from doubtAfter of silence to
+// counting itself cut off at isolatedAfter, and a probe's tick more.
+const kafkaDoubtWait = isolatedAfter - doubtAfter + probeEvery
+
+// awaitOwnFate holds a Metadata answer while the node doubts it reaches a
+// majority of its cluster (isolationWatch.doubtful), until it hears from one
+// again or counts itself cut off, then suspends its Kafka listener and resets
+// the request's connection (ctx ends); at most kafkaDoubtWait. A node cut off
+// knows no leader but its stale view, which names itself for the partitions it
+// led: a client told so goes on sending there, and reads the metadata again
+// only MetadataMinAge (franz-go: 5 s) after this answer, when its connection
+// to the node is refused 2.5–3 s after the cut. Held and reset, the request
+// is sent to another node at once, whose answer names the new leaders.
+func (b *kafkaBackend) awaitOwnFate(ctx context.Context) error {
+	probes := b.n.probes.Load()
+	if probes == nil || !probes.doubtful(time.Now()) {
+		return nil
+	}
+	deadline := time.NewTimer(kafkaDoubtWait)
+	defer deadline.Stop()
+	tick := time.NewTicker(kafkaElectionPoll)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-deadline.C:
+			return nil
+		case <-tick.C:
+		}
+		if !b.n.isolated.Load() && !probes.doubtful(time.Now()) {
+			return nil
+		}
+	}
 }
 
 // kafkaElectionWait bounds how long, from its start, a Metadata answer waits
