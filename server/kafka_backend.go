@@ -688,9 +688,19 @@ func (b *kafkaBackend) Cluster(ctx context.Context, topics []string) (kafka.Clus
 	if err != nil {
 		return kafka.Cluster{}, err
 	}
+	// A node silent to this node's probes (isolationWatch.silent: paused, cut
+	// off, or dead with its routes not yet dropped) is left out of the brokers,
+	// as Kafka's controller leaves out a broker it fenced, and listed among its
+	// partitions' offline replicas. franz-go then closes its connections to it:
+	// a request it waits for there, which the node would answer only once it
+	// wakes or the cut heals, fails and is sent again to the partition's new
+	// leader, instead of holding the partition until the client's request
+	// timeout (20 s by default).
+	probes, now := b.n.probes.Load(), time.Now()
 	var names []string
 	for _, br := range md.Brokers {
-		if br.Up {
+		silent := probes != nil && br.Name != b.advertise.Name && probes.silent(br.Name, now)
+		if br.Up && !silent {
 			names = append(names, br.Name)
 		}
 	}

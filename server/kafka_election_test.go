@@ -20,7 +20,8 @@ import (
 // node, which suspends its Kafka listener then, read the metadata again. The
 // answer must name each partition's new leader, with a higher epoch, not the
 // silent one: a client told the old leader (or none) reads the metadata again
-// only after its MetadataMinAge (franz-go: 5 s), and waits that long.
+// only after its MetadataMinAge (franz-go: 5 s), and waits that long. And the
+// paused node must not be listed among the brokers.
 func TestKafkaMetadataAwaitsSilentLeadersSuccessor(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs a node in a child process; skipped with -short")
@@ -93,6 +94,14 @@ func TestKafkaMetadataAwaitsSilentLeadersSuccessor(t *testing.T) {
 		if p.Leader == victimID || p.Leader < 0 || p.LeaderEpoch <= epoch {
 			t.Errorf("partition %d: Metadata asked when %s counted its leader silent names leader %d, epoch %d; want its successor, epoch above %d",
 				p.Partition, n.Name(), p.Leader, p.LeaderEpoch, epoch)
+		}
+	}
+	// The silent node is left out of the brokers, as Kafka leaves out a fenced
+	// broker: franz-go drops its connections to it, failing what it waits for
+	// there, to be sent to the new leaders.
+	for _, b := range resp.Brokers {
+		if b.NodeID == victimID {
+			t.Errorf("Metadata lists the silent %s (broker %d) among the brokers", victim, victimID)
 		}
 	}
 	if d := answered.Sub(silent); d > 2*time.Second {
