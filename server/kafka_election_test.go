@@ -38,14 +38,13 @@ func TestKafkaMetadataAwaitsSilentLeadersSuccessor(t *testing.T) {
 	c := qxdtest.ConnectCluster(t, nodes)
 	const topic = "silent-successor"
 	led := childLedStreams(t, ctx, nodes, c, topic, victim)
-	n := nodes[0]
-	cl, err := kgo.NewClient(kgo.SeedBrokers(n.KafkaAddr()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	metadata := func() *kmsg.MetadataResponse {
+	metadata := func(n *server.Node) *kmsg.MetadataResponse {
 		t.Helper()
+		cl, err := kgo.NewClient(kgo.SeedBrokers(n.KafkaAddr()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer cl.Close()
 		req := kmsg.NewPtrMetadataRequest()
 		rt := kmsg.NewMetadataRequestTopic()
 		rt.Topic = kmsg.StringPtr(topic)
@@ -56,9 +55,13 @@ func TestKafkaMetadataAwaitsSilentLeadersSuccessor(t *testing.T) {
 		}
 		return r.(*kmsg.MetadataResponse)
 	}
+	// Asked before the pause of one healthy node, after it of the other: the
+	// first Metadata that node answers for the topic, which is when it looks up
+	// the partitions' RAFT groups (it must not ask the lost leader for them).
+	n := nodes[1]
 	victimID := int32(-1)
 	before := map[int32]int32{} // partition → epoch
-	for _, p := range metadata().Topics[0].Partitions {
+	for _, p := range metadata(nodes[0]).Topics[0].Partitions {
 		if _, ok := led[semantics.StreamName(topic, p.Partition)]; ok {
 			victimID = p.Leader
 			before[p.Partition] = p.LeaderEpoch
@@ -80,7 +83,7 @@ func TestKafkaMetadataAwaitsSilentLeadersSuccessor(t *testing.T) {
 		time.Sleep(5 * time.Millisecond)
 	}
 	silent := time.Now()
-	resp := metadata()
+	resp := metadata(n)
 	answered := time.Now()
 	t.Logf("%s counts %s silent %v after the pause; Metadata answered %v later", n.Name(), victim,
 		silent.Sub(paused).Round(time.Millisecond), answered.Sub(silent).Round(time.Millisecond))
