@@ -231,6 +231,22 @@ func (w *isolationWatch) silent(node string, at time.Time) bool {
 		!w.onTimeSince.IsZero() && at.Sub(w.onTimeSince) >= silentAfter
 }
 
+// anySilent reports whether any node is silent at at (silent).
+func (w *isolationWatch) anySilent(at time.Time) bool {
+	w.mu.Lock()
+	nodes := make([]string, 0, len(w.heard))
+	for node := range w.heard {
+		nodes = append(nodes, node)
+	}
+	w.mu.Unlock()
+	for _, node := range nodes {
+		if w.silent(node, at) {
+			return true
+		}
+	}
+	return false
+}
+
 // watchIsolation probes the other nodes every probeEvery with w until ctx
 // ends, keeps n.isolated and sends clients away while the node is cut off. The
 // upkeep owns it.

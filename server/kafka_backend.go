@@ -740,7 +740,7 @@ func (b *kafkaBackend) Cluster(ctx context.Context, topics []string) (kafka.Clus
 				// watch, and its partitions' leaders from their own RAFT
 				// groups: a partition that has a leader keeps it, so that
 				// clients go on producing to it while the bucket elects.
-				cl.Topics = append(cl.Topics, b.knownTopicInfo(ctx, known, brokers))
+				cl.Topics = append(cl.Topics, b.knownTopicInfo(ctx, known, brokers, len(cl.Topics), &held))
 				continue
 			}
 			fallthrough
@@ -791,8 +791,11 @@ func (b *kafkaBackend) Cluster(ctx context.Context, topics []string) (kafka.Clus
 					p.Replicas, p.InSync = replicas, []string{leader}
 				}
 			}
-			if leaderName != "" && b.silentLeader(leaderName, stream) {
+			switch {
+			case leaderName != "" && b.silentLeader(leaderName, stream):
 				held = append(held, heldPartition{topic: len(cl.Topics), part: len(ti.Partitions), stream: stream, silent: leaderName})
+			case leaderName == "" && !cutOff && b.electing(stream):
+				held = append(held, heldPartition{topic: len(cl.Topics), part: len(ti.Partitions), stream: stream})
 			}
 			pi.FormerLeader = b.formerLeader(pi.Leader, semantics.StreamName(t.Name, p.Partition))
 			for _, r := range p.Replicas {
@@ -873,7 +876,8 @@ const kafkaElectionWait = 1500 * time.Millisecond
 const kafkaElectionPoll = 25 * time.Millisecond
 
 // heldPartition is a partition of a Metadata answer (cl.Topics[topic]
-// .Partitions[part]) whose leader, node silent, is being replaced.
+// .Partitions[part]) whose leader, node silent, is being replaced, or which has
+// no leader while a node is silent (silent "").
 type heldPartition struct {
 	topic, part int
 	stream      string
@@ -897,9 +901,29 @@ func (b *kafkaBackend) silentLeader(leader, stream string) bool {
 	return ok
 }
 
+// electing reports whether stream, which has no leader in this node's view,
+// is electing one because a node went silent: some node is silent
+// (isolationWatch.silent), and this node holds a replica of the stream, whose
+// RAFT group will name the new leader as soon as it is elected (localLeader).
+// A partition answered without a leader (LEADER_NOT_AVAILABLE) makes franz-go
+// keep sending to the leader it knew, and read the metadata again only 5 s
+// later.
+func (b *kafkaBackend) electing(stream string) bool {
+	probes := b.n.probes.Load()
+	if probes == nil || !probes.anySilent(time.Now()) {
+		return false
+	}
+	e := b.n.epochs
+	e.mu.Lock()
+	_, ok := e.groups[stream]
+	e.mu.Unlock()
+	return ok
+}
+
 // awaitElections waits, until deadline, for the held partitions of cl
 // to get new leaders, and names each in cl with its epoch as soon as this
-// node's replica knows it; those still without one keep the silent leader.
+// node's replica knows it; those still without one keep what they had (the
+// silent leader, or none).
 //
 // A Kafka client reads the metadata again when its requests to a partition's
 // leader fail, and then at most every MetadataMinAge (franz-go: 5 s): an answer
@@ -922,13 +946,18 @@ func (b *kafkaBackend) awaitElections(ctx context.Context, cl *kafka.Cluster, he
 	for {
 		left := held[:0]
 		for _, h := range held {
-			leader, _, term := b.localLeader(h.stream)
+			leader, replicas, term := b.localLeader(h.stream)
 			if leader == "" || leader == h.silent {
 				left = append(left, h)
 				continue
 			}
 			pi := &cl.Topics[h.topic].Partitions[h.part]
 			pi.Leader, pi.LeaderEpoch, pi.ISR = brokerID(leader), term, []int32{brokerID(leader)}
+			if len(pi.Replicas) == 0 {
+				for _, r := range replicas {
+					pi.Replicas = append(pi.Replicas, brokerID(r))
+				}
+			}
 			pi.FormerLeader = b.formerLeader(pi.Leader, h.stream)
 			if cl.Topics[h.topic].Err == nil {
 				b.mu.Lock()
@@ -968,7 +997,11 @@ func (b *kafkaBackend) knownTopic(name string) (semantics.TopicMeta, bool) {
 // leader's epoch, or, on a single node, this node; else the leader Metadata last
 // answered for it; a partition whose leader the node does not know has none
 // (LEADER_NOT_AVAILABLE, for clients to ask again).
-func (b *kafkaBackend) knownTopicInfo(ctx context.Context, t semantics.TopicMeta, brokers map[string]kafka.Broker) kafka.TopicInfo {
+//
+// Its partitions whose leader's node is silent, or that have none while a node
+// is silent, are added to held (as the topic at index topic of the answer), for
+// awaitElections.
+func (b *kafkaBackend) knownTopicInfo(ctx context.Context, t semantics.TopicMeta, brokers map[string]kafka.Broker, topic int, held *[]heldPartition) kafka.TopicInfo {
 	ti := kafka.TopicInfo{Name: t.Name}
 	if id, err := base64.RawURLEncoding.DecodeString(t.ID); err == nil && len(id) == 16 {
 		copy(ti.ID[:], id)
@@ -990,6 +1023,9 @@ func (b *kafkaBackend) knownTopicInfo(ctx context.Context, t semantics.TopicMeta
 					pi.Offline = append(pi.Offline, brokerID(r))
 				}
 			}
+			if b.silentLeader(leader, stream) {
+				*held = append(*held, heldPartition{topic: topic, part: int(p), stream: stream, silent: leader})
+			}
 		} else {
 			// The node's RAFT view does not name the leader (a peer whose
 			// name it has not learnt yet): the leader Metadata last answered.
@@ -998,6 +1034,9 @@ func (b *kafkaBackend) knownTopicInfo(ctx context.Context, t semantics.TopicMeta
 				pi = last
 			}
 			b.mu.Unlock()
+			if b.electing(stream) {
+				*held = append(*held, heldPartition{topic: topic, part: int(p), stream: stream})
+			}
 		}
 		ti.Partitions = append(ti.Partitions, pi)
 	}
@@ -1021,6 +1060,9 @@ func (b *kafkaBackend) localLeader(stream string) (string, []string, int32) {
 	e.mu.Lock()
 	g, ok := e.groups[stream]
 	e.mu.Unlock()
+	if !ok {
+		g, ok = e.local(stream)
+	}
 	if !ok {
 		return "", nil, -1
 	}
