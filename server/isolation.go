@@ -224,15 +224,22 @@ func (w *isolationWatch) doubtful(at time.Time) bool {
 // node the election watch counts silent (case (c), raft_campaign.go), whose RAFT
 // groups' followers elect new leaders now.
 func (w *isolationWatch) silent(node string, at time.Time) bool {
+	return w.quiet(node, at, silentAfter)
+}
+
+// quiet reports whether node, which answered this node's probes once, has
+// answered none for d up to at while the probes went out on time for d, and
+// this node does not count itself cut off.
+func (w *isolationWatch) quiet(node string, at time.Time, d time.Duration) bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	heard, ok := w.heard[node]
-	return ok && !w.isolated && at.Sub(heard) >= silentAfter &&
-		!w.onTimeSince.IsZero() && at.Sub(w.onTimeSince) >= silentAfter
+	return ok && !w.isolated && at.Sub(heard) >= d &&
+		!w.onTimeSince.IsZero() && at.Sub(w.onTimeSince) >= d
 }
 
-// anySilent reports whether any node is silent at at (silent).
-func (w *isolationWatch) anySilent(at time.Time) bool {
+// anyQuiet reports whether any node is quiet for d at at (quiet).
+func (w *isolationWatch) anyQuiet(at time.Time, d time.Duration) bool {
 	w.mu.Lock()
 	nodes := make([]string, 0, len(w.heard))
 	for node := range w.heard {
@@ -240,7 +247,7 @@ func (w *isolationWatch) anySilent(at time.Time) bool {
 	}
 	w.mu.Unlock()
 	for _, node := range nodes {
-		if w.silent(node, at) {
+		if w.quiet(node, at, d) {
 			return true
 		}
 	}

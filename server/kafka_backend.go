@@ -861,12 +861,12 @@ func (b *kafkaBackend) awaitOwnFate(ctx context.Context) error {
 }
 
 // kafkaElectionWait bounds how long, from its start, a Metadata answer waits
-// for the new leader of a partition whose leader's node is silent
-// (isolationWatch.silent). The other nodes elect its successor then: the first
-// follower in line campaigns once it counts the leader silent too (within half
-// a second of this node, their probes being apart by up to probeEvery), within
-// electionCheckEvery, after nats-server's random 0.1–0.8 s, and wins within
-// milliseconds. 1.5 s, the stream descriptions' wait (kafkaMetadataWait)
+// for the new leader of a partition whose leader's node has gone quiet
+// (isolationWatch.quiet, for doubtAfter). The other nodes elect its successor
+// once it is silent (silentAfter): the first follower in line campaigns once
+// it counts the leader silent (within half a second of this node, their
+// probes being apart by up to probeEvery), within electionCheckEvery, after
+// nats-server's random 0.1–0.8 s, and wins within milliseconds. 1.5 s, the stream descriptions' wait (kafkaMetadataWait)
 // included, keeps the answer within the 2 s a client bounding its requests to
 // a few seconds gives Metadata (docs/kafka.md).
 const kafkaElectionWait = 1500 * time.Millisecond
@@ -885,13 +885,13 @@ type heldPartition struct {
 }
 
 // silentLeader reports whether leader, a partition stream's leader as this node
-// knows it, is a node that has gone silent (it answered none of this node's
-// probes for silentAfter, isolationWatch.silent) and this node holds a replica
-// of the stream, whose RAFT group will name its successor as soon as it is
-// elected (localLeader).
+// knows it, is a node that has gone quiet (it answered none of this node's
+// probes for doubtAfter, isolationWatch.quiet: after silentAfter the nodes
+// elect its successor) and this node holds a replica of the stream, whose RAFT
+// group will name the successor as soon as it is elected (localLeader).
 func (b *kafkaBackend) silentLeader(leader, stream string) bool {
 	probes := b.n.probes.Load()
-	if probes == nil || leader == b.advertise.Name || !probes.silent(leader, time.Now()) {
+	if probes == nil || leader == b.advertise.Name || !probes.quiet(leader, time.Now(), doubtAfter) {
 		return false
 	}
 	e := b.n.epochs
@@ -902,15 +902,15 @@ func (b *kafkaBackend) silentLeader(leader, stream string) bool {
 }
 
 // electing reports whether stream, which has no leader in this node's view,
-// is electing one because a node went silent: some node is silent
-// (isolationWatch.silent), and this node holds a replica of the stream, whose
+// may be electing one because a node went quiet: some node is quiet for
+// doubtAfter (isolationWatch.quiet), and this node holds a replica of the stream, whose
 // RAFT group will name the new leader as soon as it is elected (localLeader).
 // A partition answered without a leader (LEADER_NOT_AVAILABLE) makes franz-go
 // keep sending to the leader it knew, and read the metadata again only 5 s
 // later.
 func (b *kafkaBackend) electing(stream string) bool {
 	probes := b.n.probes.Load()
-	if probes == nil || !probes.anySilent(time.Now()) {
+	if probes == nil || !probes.anyQuiet(time.Now(), doubtAfter) {
 		return false
 	}
 	e := b.n.epochs
@@ -927,14 +927,13 @@ func (b *kafkaBackend) electing(stream string) bool {
 //
 // A Kafka client reads the metadata again when its requests to a partition's
 // leader fail, and then at most every MetadataMinAge (franz-go: 5 s): an answer
-// that still names the silent leader, in the second or so between the others
-// counting it silent and electing its successor, makes the client wait those
-// 5 s; one that names no leader (LEADER_NOT_AVAILABLE) as well, and franz-go
-// keeps sending to the leader it knew meanwhile. The client loses less waiting
-// for the election here. The node waits only while it knows the leader silent
-// (a cut-off node's clients ask just after it suspends its listener, 2.5–3 s
-// after the cut, when the others elect) and only for its own replica's RAFT
-// view, which names the new leader the moment it wins.
+// that still names the quiet leader, in the seconds between its last answer
+// and its successor's election, makes the client wait those 5 s; one that
+// names no leader (LEADER_NOT_AVAILABLE) as well, and franz-go keeps sending to
+// the leader it knew meanwhile. The client loses less waiting for the election
+// here. The node waits only while the leader stays quiet (one that answers
+// again leads on, and is named) and only for its own replica's RAFT view,
+// which names the new leader the moment it wins.
 func (b *kafkaBackend) awaitElections(ctx context.Context, cl *kafka.Cluster, held []heldPartition, until time.Time) {
 	if len(held) == 0 {
 		return
@@ -945,7 +944,11 @@ func (b *kafkaBackend) awaitElections(ctx context.Context, cl *kafka.Cluster, he
 	defer tick.Stop()
 	for {
 		left := held[:0]
+		probes := b.n.probes.Load()
 		for _, h := range held {
+			if h.silent != "" && probes != nil && !probes.quiet(h.silent, time.Now(), doubtAfter) {
+				continue // it answers again: it leads
+			}
 			leader, replicas, term := b.localLeader(h.stream)
 			if leader == "" || leader == h.silent {
 				left = append(left, h)
