@@ -679,6 +679,7 @@ func (b *kafkaBackend) Self(context.Context) (string, int32) {
 // Cluster implements kafka.Backend from the node's metadata (the same view as
 // 'qxd cluster metadata').
 func (b *kafkaBackend) Cluster(ctx context.Context, topics []string) (kafka.Cluster, error) {
+	asked := time.Now()
 	if err := b.awaitOwnFate(ctx); err != nil {
 		return kafka.Cluster{}, err
 	}
@@ -725,7 +726,6 @@ func (b *kafkaBackend) Cluster(ctx context.Context, topics []string) (kafka.Clus
 	// stale, and it leads nothing it can store to.
 	cutOff := b.n.isolated.Load()
 	var held []heldPartition
-	asked := time.Now()
 	for _, t := range md.Topics {
 		ti := kafka.TopicInfo{Name: t.Name}
 		if id, err := base64.RawURLEncoding.DecodeString(t.ID); err == nil && len(id) == 16 {
