@@ -151,12 +151,21 @@ func Listen(cfg Config) (*Listener, error) {
 func (l *Listener) Addr() net.Addr { return l.addr }
 
 // Suspend stops serving until Resume: it stops listening, so that clients'
-// connection attempts are refused, and closes every client connection, ending
+// connection attempts are refused, and resets every client connection, ending
 // their requests. Kafka clients take a refused connection for a broker that is
 // down: they read the metadata again from another broker and go to the leaders
 // and coordinators it names. A node cut off from its cluster suspends its
 // listener, as it can store nothing and its view of the leaders is stale.
-// Suspend is idempotent; it does nothing after Close.
+//
+// The connections are reset (TCP RST), not closed: a client that sees a
+// connection end in an orderly close (EOF) before its first answer on it takes
+// the broker for one that wants authentication it did not offer, and franz-go
+// then gives the request up rather than sending it to another broker (its
+// ErrFirstReadEOF: a Metadata request in flight fails the records it holds for
+// partitions without a sent batch, and the failed attempt counts as the
+// client's last metadata read, so it reads again only MetadataMinAge, 5 s,
+// later). A reset is a network error every client retries, at once and
+// elsewhere. Suspend is idempotent; it does nothing after Close.
 func (l *Listener) Suspend() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -167,7 +176,19 @@ func (l *Listener) Suspend() {
 	l.ln = nil
 	for c := range l.conns {
 		c.cancel()
+		resetOnClose(c.nc)
 		c.nc.Close()
+	}
+}
+
+// resetOnClose makes Close of nc, a TCP connection or TLS over one, reset it
+// (SO_LINGER 0) instead of closing it in order.
+func resetOnClose(nc net.Conn) {
+	if tc, ok := nc.(*tls.Conn); ok {
+		nc = tc.NetConn()
+	}
+	if tc, ok := nc.(*net.TCPConn); ok {
+		_ = tc.SetLinger(0)
 	}
 }
 

@@ -22,6 +22,8 @@ type epochs struct {
 	n *Node
 
 	mu sync.Mutex
+	// listed is when local last listed the node's own streams.
+	listed time.Time
 	// groups caches each stream's RAFT group name (fixed for the stream's life; a
 	// stream made again under the same name is looked up again when its old group
 	// is gone).
@@ -48,6 +50,9 @@ func (e *epochs) of(ctx context.Context, stream string) int32 {
 	g, ok := e.groups[stream]
 	e.mu.Unlock()
 	if !ok {
+		g, ok = e.local(stream)
+	}
+	if !ok {
 		info, err := e.n.js.Stream(ctx, stream)
 		if err != nil || info.CachedInfo().Cluster == nil || info.CachedInfo().Cluster.RaftGroup == "" {
 			return -1
@@ -64,6 +69,43 @@ func (e *epochs) of(ctx context.Context, stream string) int32 {
 		e.mu.Unlock()
 	}
 	return term
+}
+
+// localListEvery is how often local lists the node's streams at most.
+const localListEvery = time.Second
+
+// local finds the RAFT group of stream among the streams this node holds a
+// replica of, from the node's own JetStream state, and caches the groups of all
+// of them; at most every localListEvery. The stream's description (of asks
+// for it otherwise) is the stream leader's to give: while that leader is lost,
+// the request waits 5 s for an answer that does not come, and a Kafka Metadata
+// answer with it.
+func (e *epochs) local(stream string) (raftGroup, bool) {
+	e.mu.Lock()
+	if time.Since(e.listed) < localListEvery {
+		e.mu.Unlock()
+		return raftGroup{}, false
+	}
+	e.listed = time.Now()
+	e.mu.Unlock()
+	jsz, err := e.n.ns.Jsz(&natsserver.JSzOptions{Account: natsserver.DEFAULT_GLOBAL_ACCOUNT, Streams: true, RaftGroups: true})
+	if err != nil {
+		return raftGroup{}, false
+	}
+	now := time.Now()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, a := range jsz.AccountDetails {
+		for _, sd := range a.Streams {
+			if sd.RaftGroup != "" {
+				if _, known := e.groups[sd.Name]; !known {
+					e.groups[sd.Name] = raftGroup{name: sd.RaftGroup, seen: now}
+				}
+			}
+		}
+	}
+	g, ok := e.groups[stream]
+	return g, ok
 }
 
 // term returns the term of RAFT group g on this node, while g knows its leader.

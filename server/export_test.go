@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"time"
 
 	"github.com/qxd-io/qxd/kafka"
 	"github.com/qxd-io/qxd/semantics"
@@ -34,4 +35,15 @@ func (n *Node) KafkaRead(ctx context.Context, topic string, p int32, offset int6
 func (a *Admin) DamageRecord(ctx context.Context, topicID string, p int32) (semantics.DamageRecord, error) {
 	rec, _, err := a.meta.getDamage(ctx, topicID, p)
 	return rec, err
+}
+
+// KafkaCutOff exposes kafkaCutOff to the tests: the Kafka listener as the node
+// serves it while it counts itself cut off from its cluster (suspended), or not.
+func (n *Node) KafkaCutOff(isolated bool) { n.kafkaCutOff(isolated) }
+
+// CountsSilent reports whether n counts node silent now: it answered n's probes
+// once and none for a while (isolationWatch.silent).
+func (n *Node) CountsSilent(node string) bool {
+	w := n.probes.Load()
+	return w != nil && w.silent(node, time.Now())
 }

@@ -92,7 +92,14 @@ type isolationWatch struct {
 	// on time since and got no answer from another node knows that node is
 	// silent, not itself (the election watch, raft_campaign.go).
 	onTimeSince time.Time
+	// size is the cluster's size at the last check, itself included.
+	size int
 }
+
+// doubtAfter is how long a node whose probes went out on time has heard from
+// fewer than a majority before it doubts its view (isolationWatch.doubtful): two
+// probes unanswered, where it counts itself cut off after isolatedAfter.
+const doubtAfter = 2 * probeEvery
 
 // probeLate is the gap between two checks past which the node counts its own
 // probes late: each check follows a probe by probeEvery, and two missed ticks
@@ -130,7 +137,7 @@ func (w *isolationWatch) check(at time.Time, size int) (isolated, changed bool, 
 	if w.last.IsZero() || at.Sub(w.last) >= probeLate {
 		w.onTimeSince = at
 	}
-	w.last = at
+	w.last, w.size = at, size
 	for _, t := range w.heard {
 		if at.Sub(t) < isolatedAfter {
 			reached++
@@ -190,6 +197,61 @@ func (w *isolationWatch) probed(at time.Time) probeView {
 		v.heard[raftPeerID(node)] = t
 	}
 	return v
+}
+
+// doubtful reports whether at at the node may be cut off and does not know yet:
+// a majority answered it once, it does not count itself cut off, its probes
+// went out on time for doubtAfter, and fewer than a majority of the cluster
+// answered any within doubtAfter. Unless answers come again, it counts itself
+// cut off once isolatedAfter has passed.
+func (w *isolationWatch) doubtful(at time.Time) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.armed || w.isolated || w.size < 3 || w.onTimeSince.IsZero() || at.Sub(w.onTimeSince) < doubtAfter {
+		return false
+	}
+	reached := 0
+	for _, t := range w.heard {
+		if at.Sub(t) < doubtAfter {
+			reached++
+		}
+	}
+	return reached+1 < w.size/2+1
+}
+
+// silent reports whether node, which answered this node's probes once, has
+// answered none for silentAfter up to at while the probes went out on time: the
+// node the election watch counts silent (case (c), raft_campaign.go), whose RAFT
+// groups' followers elect new leaders now.
+func (w *isolationWatch) silent(node string, at time.Time) bool {
+	return w.quiet(node, at, silentAfter)
+}
+
+// quiet reports whether node, which answered this node's probes once, has
+// answered none for d up to at while the probes went out on time for d, and
+// this node does not count itself cut off.
+func (w *isolationWatch) quiet(node string, at time.Time, d time.Duration) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	heard, ok := w.heard[node]
+	return ok && !w.isolated && at.Sub(heard) >= d &&
+		!w.onTimeSince.IsZero() && at.Sub(w.onTimeSince) >= d
+}
+
+// anyQuiet reports whether any node is quiet for d at at (quiet).
+func (w *isolationWatch) anyQuiet(at time.Time, d time.Duration) bool {
+	w.mu.Lock()
+	nodes := make([]string, 0, len(w.heard))
+	for node := range w.heard {
+		nodes = append(nodes, node)
+	}
+	w.mu.Unlock()
+	for _, node := range nodes {
+		if w.quiet(node, at, d) {
+			return true
+		}
+	}
+	return false
 }
 
 // watchIsolation probes the other nodes every probeEvery with w until ctx

@@ -159,3 +159,57 @@ func TestRaftPeerIDMatchesServer(t *testing.T) {
 		}
 	}
 }
+
+// TestIsolationWatchDoubtful: a node whose probes go out every probeEvery and
+// that hears from fewer than a majority for doubtAfter doubts it reaches its
+// cluster until it counts itself cut off (isolatedAfter) or hears from a
+// majority again; a node that did not run on time, or has only just started,
+// does not. Every peer answers each probe 5 ms after it goes out until it falls
+// silent.
+func TestIsolationWatchDoubtful(t *testing.T) {
+	t.Parallel()
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	const sec = time.Second
+	tests := []struct {
+		name   string
+		size   int
+		silent map[string]time.Duration // when each peer stops answering
+		paused [2]time.Duration         // no probe, no check in between
+		at     time.Duration
+		want   bool
+	}{
+		{name: "every peer answers", size: 3, at: 12 * sec, want: false},
+		{name: "cut 0.4 s ago, last answers 0.9 s ago", size: 3, silent: map[string]time.Duration{"b": 10 * sec, "c": 10 * sec}, at: 10*sec + 400*time.Millisecond, want: false},
+		{name: "cut 1.5 s ago", size: 3, silent: map[string]time.Duration{"b": 10 * sec, "c": 10 * sec}, at: 11*sec + 500*time.Millisecond, want: true},
+		{name: "cut 2.4 s ago", size: 3, silent: map[string]time.Duration{"b": 10 * sec, "c": 10 * sec}, at: 12*sec + 400*time.Millisecond, want: true},
+		{name: "cut off: it knows", size: 3, silent: map[string]time.Duration{"b": 10 * sec, "c": 10 * sec}, at: 14 * sec, want: false},
+		{name: "one peer silent: a majority answers", size: 3, silent: map[string]time.Duration{"b": 10 * sec}, at: 11*sec + 500*time.Millisecond, want: false},
+		{name: "five nodes, three silent", size: 5, silent: map[string]time.Duration{"b": 10 * sec, "c": 10 * sec, "d": 10 * sec}, at: 11*sec + 500*time.Millisecond, want: true},
+		{name: "five nodes, two silent", size: 5, silent: map[string]time.Duration{"b": 10 * sec, "c": 10 * sec}, at: 11*sec + 500*time.Millisecond, want: false},
+		{name: "two nodes: never", size: 2, silent: map[string]time.Duration{"b": 10 * sec}, at: 11*sec + 500*time.Millisecond, want: false},
+		{name: "woke from a pause 0.6 s ago", size: 3, paused: [2]time.Duration{8 * sec, 11 * sec}, at: 11*sec + 600*time.Millisecond, want: false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			w := newIsolationWatch("a")
+			peers := []string{"b", "c", "d", "e"}[:tc.size-1]
+			for at := time.Duration(0); at <= tc.at; at += probeEvery {
+				if at > tc.paused[0] && at < tc.paused[1] {
+					continue
+				}
+				for _, p := range peers {
+					if s, ok := tc.silent[p]; !ok || at+5*time.Millisecond < s {
+						w.answered(p, t0.Add(at+5*time.Millisecond))
+					}
+				}
+				if at+probeEvery <= tc.at {
+					w.check(t0.Add(at+probeEvery), tc.size)
+				}
+			}
+			if got := w.doubtful(t0.Add(tc.at)); got != tc.want {
+				t.Errorf("doubtful at %v = %v, want %v", tc.at, got, tc.want)
+			}
+		})
+	}
+}

@@ -679,15 +679,29 @@ func (b *kafkaBackend) Self(context.Context) (string, int32) {
 // Cluster implements kafka.Backend from the node's metadata (the same view as
 // 'qxd cluster metadata').
 func (b *kafkaBackend) Cluster(ctx context.Context, topics []string) (kafka.Cluster, error) {
+	asked := time.Now()
+	if err := b.awaitOwnFate(ctx); err != nil {
+		return kafka.Cluster{}, err
+	}
 	mctx, cancel := context.WithTimeout(ctx, kafkaMetadataWait)
 	md, err := b.n.admin.metadata(mctx, semantics.MetadataRequest{Topics: topics}, false)
 	cancel()
 	if err != nil {
 		return kafka.Cluster{}, err
 	}
+	// A node silent to this node's probes (isolationWatch.silent: paused, cut
+	// off, or dead with its routes not yet dropped) is left out of the brokers,
+	// as Kafka's controller leaves out a broker it fenced, and listed among its
+	// partitions' offline replicas. franz-go then closes its connections to it:
+	// a request it waits for there, which the node would answer only once it
+	// wakes or the cut heals, fails and is sent again to the partition's new
+	// leader, instead of holding the partition until the client's request
+	// timeout (20 s by default).
+	probes, now := b.n.probes.Load(), time.Now()
 	var names []string
 	for _, br := range md.Brokers {
-		if br.Up {
+		silent := probes != nil && br.Name != b.advertise.Name && probes.silent(br.Name, now)
+		if br.Up && !silent {
 			names = append(names, br.Name)
 		}
 	}
@@ -711,6 +725,7 @@ func (b *kafkaBackend) Cluster(ctx context.Context, topics []string) (kafka.Clus
 	// A node cut off from its cluster does not know who leads: its view is
 	// stale, and it leads nothing it can store to.
 	cutOff := b.n.isolated.Load()
+	var held []heldPartition
 	for _, t := range md.Topics {
 		ti := kafka.TopicInfo{Name: t.Name}
 		if id, err := base64.RawURLEncoding.DecodeString(t.ID); err == nil && len(id) == 16 {
@@ -725,7 +740,7 @@ func (b *kafkaBackend) Cluster(ctx context.Context, topics []string) (kafka.Clus
 				// watch, and its partitions' leaders from their own RAFT
 				// groups: a partition that has a leader keeps it, so that
 				// clients go on producing to it while the bucket elects.
-				cl.Topics = append(cl.Topics, b.knownTopicInfo(ctx, known, brokers))
+				cl.Topics = append(cl.Topics, b.knownTopicInfo(ctx, known, brokers, len(cl.Topics), &held))
 				continue
 			}
 			fallthrough
@@ -757,22 +772,30 @@ func (b *kafkaBackend) Cluster(ctx context.Context, topics []string) (kafka.Clus
 		}
 		b.mu.Unlock()
 		for _, p := range t.Partitions {
+			stream := semantics.StreamName(t.Name, p.Partition)
 			pi := kafka.PartitionInfo{Partition: p.Partition, Leader: -1, Replicas: []int32{}, ISR: []int32{}, Offline: []int32{},
-				LeaderEpoch: epochs[semantics.StreamName(t.Name, p.Partition)]}
+				LeaderEpoch: epochs[stream]}
+			leaderName := ""
 			switch {
 			case cutOff:
 				pi.LeaderEpoch = -1
 			case p.Leader != "":
-				pi.Leader = brokerID(p.Leader)
+				pi.Leader, leaderName = brokerID(p.Leader), p.Leader
 			case !b.n.ns.JetStreamIsClustered():
 				pi.Leader = b.advertise.ID
 			default:
-				if leader, replicas, term := b.localLeader(semantics.StreamName(t.Name, p.Partition)); leader != "" {
+				if leader, replicas, term := b.localLeader(stream); leader != "" {
 					// Its epoch too: clients keep a leader they know over one
 					// named without an epoch.
-					pi.Leader, pi.LeaderEpoch = brokerID(leader), term
+					pi.Leader, pi.LeaderEpoch, leaderName = brokerID(leader), term, leader
 					p.Replicas, p.InSync = replicas, []string{leader}
 				}
+			}
+			switch {
+			case leaderName != "" && b.silentLeader(leaderName, stream):
+				held = append(held, heldPartition{topic: len(cl.Topics), part: len(ti.Partitions), stream: stream, silent: leaderName})
+			case leaderName == "" && !cutOff && b.electing(stream):
+				held = append(held, heldPartition{topic: len(cl.Topics), part: len(ti.Partitions), stream: stream})
 			}
 			pi.FormerLeader = b.formerLeader(pi.Leader, semantics.StreamName(t.Name, p.Partition))
 			for _, r := range p.Replicas {
@@ -796,7 +819,167 @@ func (b *kafkaBackend) Cluster(ctx context.Context, topics []string) (kafka.Clus
 		}
 		cl.Topics = append(cl.Topics, ti)
 	}
+	b.awaitElections(ctx, &cl, held, asked.Add(kafkaElectionWait))
 	return cl, nil
+}
+
+// kafkaDoubtWait bounds how long a Metadata answer waits while its node doubts
+// it reaches its cluster (awaitOwnFate): from doubtAfter of silence to
+// counting itself cut off at isolatedAfter, and a probe's tick more.
+const kafkaDoubtWait = isolatedAfter - doubtAfter + probeEvery
+
+// awaitOwnFate holds a Metadata answer while the node doubts it reaches a
+// majority of its cluster (isolationWatch.doubtful), until it hears from one
+// again or counts itself cut off, then suspends its Kafka listener and resets
+// the request's connection (ctx ends); at most kafkaDoubtWait. A node cut off
+// knows no leader but its stale view, which names itself for the partitions it
+// led: a client told so goes on sending there, and reads the metadata again
+// only MetadataMinAge (franz-go: 5 s) after this answer, when its connection
+// to the node is refused 2.5–3 s after the cut. Held and reset, the request
+// is sent to another node at once, whose answer names the new leaders.
+func (b *kafkaBackend) awaitOwnFate(ctx context.Context) error {
+	probes := b.n.probes.Load()
+	if probes == nil || !probes.doubtful(time.Now()) {
+		return nil
+	}
+	deadline := time.NewTimer(kafkaDoubtWait)
+	defer deadline.Stop()
+	tick := time.NewTicker(kafkaElectionPoll)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-deadline.C:
+			return nil
+		case <-tick.C:
+		}
+		if !b.n.isolated.Load() && !probes.doubtful(time.Now()) {
+			return nil
+		}
+	}
+}
+
+// kafkaElectionWait bounds how long, from its start, a Metadata answer waits
+// for the new leader of a partition whose leader's node has gone quiet
+// (isolationWatch.quiet, for doubtAfter). The other nodes elect its successor
+// once it is silent (silentAfter): the first follower in line campaigns once
+// it counts the leader silent (within half a second of this node, their
+// probes being apart by up to probeEvery), within electionCheckEvery, after
+// nats-server's random 0.1–0.8 s, and wins within milliseconds. 1.5 s, the stream descriptions' wait (kafkaMetadataWait)
+// included, keeps the answer within the 2 s a client bounding its requests to
+// a few seconds gives Metadata (docs/kafka.md).
+const kafkaElectionWait = 1500 * time.Millisecond
+
+// kafkaElectionPoll is how often a held Metadata answer looks for the new
+// leaders.
+const kafkaElectionPoll = 25 * time.Millisecond
+
+// heldPartition is a partition of a Metadata answer (cl.Topics[topic]
+// .Partitions[part]) whose leader, node silent, is being replaced, or which has
+// no leader while a node is silent (silent "").
+type heldPartition struct {
+	topic, part int
+	stream      string
+	silent      string
+}
+
+// silentLeader reports whether leader, a partition stream's leader as this node
+// knows it, is a node that has gone quiet (it answered none of this node's
+// probes for doubtAfter, isolationWatch.quiet: after silentAfter the nodes
+// elect its successor) and this node holds a replica of the stream, whose RAFT
+// group will name the successor as soon as it is elected (localLeader).
+func (b *kafkaBackend) silentLeader(leader, stream string) bool {
+	probes := b.n.probes.Load()
+	if probes == nil || leader == b.advertise.Name || !probes.quiet(leader, time.Now(), doubtAfter) {
+		return false
+	}
+	e := b.n.epochs
+	e.mu.Lock()
+	_, ok := e.groups[stream]
+	e.mu.Unlock()
+	return ok
+}
+
+// electing reports whether stream, which has no leader in this node's view,
+// may be electing one because a node went quiet: some node is quiet for
+// doubtAfter (isolationWatch.quiet), and this node holds a replica of the stream, whose
+// RAFT group will name the new leader as soon as it is elected (localLeader).
+// A partition answered without a leader (LEADER_NOT_AVAILABLE) makes franz-go
+// keep sending to the leader it knew, and read the metadata again only 5 s
+// later.
+func (b *kafkaBackend) electing(stream string) bool {
+	probes := b.n.probes.Load()
+	if probes == nil || !probes.anyQuiet(time.Now(), doubtAfter) {
+		return false
+	}
+	e := b.n.epochs
+	e.mu.Lock()
+	_, ok := e.groups[stream]
+	e.mu.Unlock()
+	return ok
+}
+
+// awaitElections waits, until deadline, for the held partitions of cl
+// to get new leaders, and names each in cl with its epoch as soon as this
+// node's replica knows it; those still without one keep what they had (the
+// silent leader, or none).
+//
+// A Kafka client reads the metadata again when its requests to a partition's
+// leader fail, and then at most every MetadataMinAge (franz-go: 5 s): an answer
+// that still names the quiet leader, in the seconds between its last answer
+// and its successor's election, makes the client wait those 5 s; one that
+// names no leader (LEADER_NOT_AVAILABLE) as well, and franz-go keeps sending to
+// the leader it knew meanwhile. The client loses less waiting for the election
+// here. The node waits only while the leader stays quiet (one that answers
+// again leads on, and is named) and only for its own replica's RAFT view,
+// which names the new leader the moment it wins.
+func (b *kafkaBackend) awaitElections(ctx context.Context, cl *kafka.Cluster, held []heldPartition, until time.Time) {
+	if len(held) == 0 {
+		return
+	}
+	deadline := time.NewTimer(time.Until(until))
+	defer deadline.Stop()
+	tick := time.NewTicker(kafkaElectionPoll)
+	defer tick.Stop()
+	for {
+		left := held[:0]
+		probes := b.n.probes.Load()
+		for _, h := range held {
+			if h.silent != "" && probes != nil && !probes.quiet(h.silent, time.Now(), doubtAfter) {
+				continue // it answers again: it leads
+			}
+			leader, replicas, term := b.localLeader(h.stream)
+			if leader == "" || leader == h.silent {
+				left = append(left, h)
+				continue
+			}
+			pi := &cl.Topics[h.topic].Partitions[h.part]
+			pi.Leader, pi.LeaderEpoch, pi.ISR = brokerID(leader), term, []int32{brokerID(leader)}
+			if len(pi.Replicas) == 0 {
+				for _, r := range replicas {
+					pi.Replicas = append(pi.Replicas, brokerID(r))
+				}
+			}
+			pi.FormerLeader = b.formerLeader(pi.Leader, h.stream)
+			if cl.Topics[h.topic].Err == nil {
+				b.mu.Lock()
+				b.leaders[h.stream] = *pi
+				b.mu.Unlock()
+			}
+		}
+		held = left
+		if len(held) == 0 {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-deadline.C:
+			return
+		case <-tick.C:
+		}
+	}
 }
 
 // knownTopic is the topic as this node's writers know it from the topics
@@ -817,7 +1000,11 @@ func (b *kafkaBackend) knownTopic(name string) (semantics.TopicMeta, bool) {
 // leader's epoch, or, on a single node, this node; else the leader Metadata last
 // answered for it; a partition whose leader the node does not know has none
 // (LEADER_NOT_AVAILABLE, for clients to ask again).
-func (b *kafkaBackend) knownTopicInfo(ctx context.Context, t semantics.TopicMeta, brokers map[string]kafka.Broker) kafka.TopicInfo {
+//
+// Its partitions whose leader's node is silent, or that have none while a node
+// is silent, are added to held (as the topic at index topic of the answer), for
+// awaitElections.
+func (b *kafkaBackend) knownTopicInfo(ctx context.Context, t semantics.TopicMeta, brokers map[string]kafka.Broker, topic int, held *[]heldPartition) kafka.TopicInfo {
 	ti := kafka.TopicInfo{Name: t.Name}
 	if id, err := base64.RawURLEncoding.DecodeString(t.ID); err == nil && len(id) == 16 {
 		copy(ti.ID[:], id)
@@ -839,6 +1026,9 @@ func (b *kafkaBackend) knownTopicInfo(ctx context.Context, t semantics.TopicMeta
 					pi.Offline = append(pi.Offline, brokerID(r))
 				}
 			}
+			if b.silentLeader(leader, stream) {
+				*held = append(*held, heldPartition{topic: topic, part: int(p), stream: stream, silent: leader})
+			}
 		} else {
 			// The node's RAFT view does not name the leader (a peer whose
 			// name it has not learnt yet): the leader Metadata last answered.
@@ -847,6 +1037,9 @@ func (b *kafkaBackend) knownTopicInfo(ctx context.Context, t semantics.TopicMeta
 				pi = last
 			}
 			b.mu.Unlock()
+			if b.electing(stream) {
+				*held = append(*held, heldPartition{topic: topic, part: int(p), stream: stream})
+			}
 		}
 		ti.Partitions = append(ti.Partitions, pi)
 	}
@@ -870,6 +1063,9 @@ func (b *kafkaBackend) localLeader(stream string) (string, []string, int32) {
 	e.mu.Lock()
 	g, ok := e.groups[stream]
 	e.mu.Unlock()
+	if !ok {
+		g, ok = e.local(stream)
+	}
 	if !ok {
 		return "", nil, -1
 	}

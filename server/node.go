@@ -101,6 +101,10 @@ type Node struct {
 	// for may still be electing its successor: the election watch makes no
 	// group it led campaign early meanwhile (raft_campaign.go).
 	handingOff atomic.Int64
+	// probes is the isolation watch of a clustered node once its upkeep runs:
+	// which nodes answer its probes (Kafka's Metadata asks it which leaders are
+	// silent).
+	probes atomic.Pointer[isolationWatch]
 
 	closeOnce sync.Once
 	closeErr  error

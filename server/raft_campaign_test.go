@@ -28,6 +28,7 @@ const childNodeEnv = "QXD_TEST_CHILD_NODE"
 type childNode struct {
 	Name, Listen, ClusterName, ClusterListen, DataDir string
 	Peers                                             []string
+	KafkaListen                                       string // "": no Kafka listener
 }
 
 // TestElectionChildNode is not a test: it runs one node of a cluster in its own
@@ -45,6 +46,7 @@ func TestElectionChildNode(t *testing.T) {
 	}
 	cfg := qxdtest.NodeConfig(t, c.DataDir)
 	cfg.Name, cfg.Listen, cfg.ClusterName, cfg.ClusterListen, cfg.Peers = c.Name, c.Listen, c.ClusterName, c.ClusterListen, c.Peers
+	cfg.KafkaListen = c.KafkaListen
 	n, err := server.Start(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -58,7 +60,7 @@ func TestElectionChildNode(t *testing.T) {
 func startChildNode(t *testing.T, cfg server.Config) *exec.Cmd {
 	t.Helper()
 	spec, err := json.Marshal(childNode{Name: cfg.Name, Listen: cfg.Listen, ClusterName: cfg.ClusterName,
-		ClusterListen: cfg.ClusterListen, DataDir: cfg.DataDir, Peers: cfg.Peers})
+		ClusterListen: cfg.ClusterListen, DataDir: cfg.DataDir, Peers: cfg.Peers, KafkaListen: cfg.KafkaListen})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -57,6 +57,7 @@ func (n *Node) startUpkeep() {
 	n.upkeep.wg.Add(3)
 	// The election watch reads what the isolation watch's probes heard.
 	probes := newIsolationWatch(n.cfg.Name)
+	n.probes.Store(probes)
 	go func() {
 		defer n.upkeep.wg.Done()
 		n.watchIsolation(ctx, probes)
