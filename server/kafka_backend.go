@@ -725,6 +725,7 @@ func (b *kafkaBackend) Cluster(ctx context.Context, topics []string) (kafka.Clus
 	// A node cut off from its cluster does not know who leads: its view is
 	// stale, and it leads nothing it can store to.
 	cutOff := b.n.isolated.Load()
+	woke := b.wokeAt(time.Now())
 	var held []heldPartition
 	for _, t := range md.Topics {
 		ti := kafka.TopicInfo{Name: t.Name}
@@ -796,6 +797,8 @@ func (b *kafkaBackend) Cluster(ctx context.Context, topics []string) (kafka.Clus
 				held = append(held, heldPartition{topic: len(cl.Topics), part: len(ti.Partitions), stream: stream, silent: leaderName})
 			case leaderName == "" && !cutOff && b.electing(stream):
 				held = append(held, heldPartition{topic: len(cl.Topics), part: len(ti.Partitions), stream: stream})
+			case !cutOff && b.wokeStale(woke, leaderName, stream):
+				held = append(held, b.wokeHeld(len(cl.Topics), len(ti.Partitions), stream, woke))
 			}
 			pi.FormerLeader = b.formerLeader(pi.Leader, semantics.StreamName(t.Name, p.Partition))
 			for _, r := range p.Replicas {
@@ -877,11 +880,100 @@ const kafkaElectionPoll = 25 * time.Millisecond
 
 // heldPartition is a partition of a Metadata answer (cl.Topics[topic]
 // .Partitions[part]) whose leader, node silent, is being replaced, or which has
-// no leader while a node is silent (silent "").
+// no leader while a node is silent (silent ""), or whose leader this node, just
+// woken from a pause (woke), does not know or may no longer be (wokeStale).
 type heldPartition struct {
 	topic, part int
 	stream      string
 	silent      string
+	// For a woken node: when it woke, its group's term when the hold began
+	// (-1: it had no leader), and whether the group, led by this node at that
+	// term, was heard from by a quorum since the wake at the last look.
+	woke      time.Time
+	term      int32
+	confirmed bool
+}
+
+// kafkaWakeFor is how long after the node woke from a pause its Metadata holds
+// the partitions its stale view names no leader for, or itself
+// (wokeStale): the election watch's electionRecentFor, for which the node
+// calls no election. Within it the node hears its groups' current leaders
+// (the next append or heartbeat, within a second), and a group it led before
+// the pause either hears its peers again or steps down for their higher term.
+const kafkaWakeFor = electionRecentFor
+
+// wokeAt is when the node woke from a pause if that was within kafkaWakeFor of
+// now, or now when the election watch has not checked the groups for
+// electionGap (the node is waking now, before the watch noticed); zero
+// otherwise.
+func (b *kafkaBackend) wokeAt(now time.Time) time.Time {
+	if c := b.n.electionChecked.Load(); c != 0 && now.Sub(time.Unix(0, c)) > electionGap {
+		return now
+	}
+	if w := b.n.woke.Load(); w != 0 && now.Sub(time.Unix(0, w)) < kafkaWakeFor {
+		return time.Unix(0, w)
+	}
+	return time.Time{}
+}
+
+// wokeStale reports whether the node woke at woke (zero: not lately), holds a
+// replica of stream, and names leader ("": none) for it, which its view may
+// have wrong: a group it led before the pause names it leader, at a stale
+// term, until it hears its successor, and one between elections names none.
+// Answered so, franz-go would send to the node, or keep the leader it knew,
+// and read the metadata again only MetadataMinAge (5 s) later.
+func (b *kafkaBackend) wokeStale(woke time.Time, leader, stream string) bool {
+	if woke.IsZero() || leader != "" && leader != b.advertise.Name {
+		return false
+	}
+	e := b.n.epochs
+	e.mu.Lock()
+	_, ok := e.groups[stream]
+	e.mu.Unlock()
+	return ok
+}
+
+// wokeHeld is the held partition cl.Topics[topic].Partitions[part] of stream,
+// for a node that woke at woke (wokeStale).
+func (b *kafkaBackend) wokeHeld(topic, part int, stream string, woke time.Time) heldPartition {
+	h := heldPartition{topic: topic, part: part, stream: stream, woke: woke, term: -1}
+	if leader, _, term := b.localLeader(stream); leader != "" {
+		h.term = term
+	}
+	return h
+}
+
+// leadsSinceWake reports whether this node, which names itself leader of h's
+// stream at term, leads it indeed: it won an election after the hold began (a
+// term above h.term), or it was heard by a quorum of the group since it woke,
+// at two looks in a row at the same term. A response at a higher term counts
+// as heard an instant before the leader steps down for it; the second look
+// sees the step-down.
+func (b *kafkaBackend) leadsSinceWake(h *heldPartition, term int32) bool {
+	if term > h.term {
+		return true
+	}
+	e := b.n.epochs
+	e.mu.Lock()
+	g, ok := e.groups[h.stream]
+	e.mu.Unlock()
+	var rn natsserver.RaftNode
+	if ok {
+		rn = lookupRaftNode(b.n.ns, g.name)
+	}
+	if rn == nil || rn.State() != natsserver.Leader || int32(min(rn.Term(), math.MaxInt32)) != term {
+		h.confirmed = false
+		return false
+	}
+	peers, heard := rn.Peers(), 0
+	for _, p := range peers {
+		if p.ID == rn.ID() || p.Last.After(h.woke) {
+			heard++
+		}
+	}
+	was := h.confirmed
+	h.confirmed = heard >= len(peers)/2+1
+	return was && h.confirmed
 }
 
 // silentLeader reports whether leader, a partition stream's leader as this node
@@ -950,7 +1042,7 @@ func (b *kafkaBackend) awaitElections(ctx context.Context, cl *kafka.Cluster, he
 				continue // it answers again: it leads
 			}
 			leader, replicas, term := b.localLeader(h.stream)
-			if leader == "" || leader == h.silent {
+			if leader == "" || leader == h.silent || !h.woke.IsZero() && leader == b.advertise.Name && !b.leadsSinceWake(&h, term) {
 				left = append(left, h)
 				continue
 			}
@@ -1026,8 +1118,11 @@ func (b *kafkaBackend) knownTopicInfo(ctx context.Context, t semantics.TopicMeta
 					pi.Offline = append(pi.Offline, brokerID(r))
 				}
 			}
-			if b.silentLeader(leader, stream) {
+			switch woke := b.wokeAt(time.Now()); {
+			case b.silentLeader(leader, stream):
 				*held = append(*held, heldPartition{topic: topic, part: int(p), stream: stream, silent: leader})
+			case b.wokeStale(woke, leader, stream):
+				*held = append(*held, b.wokeHeld(topic, int(p), stream, woke))
 			}
 		} else {
 			// The node's RAFT view does not name the leader (a peer whose
@@ -1037,8 +1132,11 @@ func (b *kafkaBackend) knownTopicInfo(ctx context.Context, t semantics.TopicMeta
 				pi = last
 			}
 			b.mu.Unlock()
-			if b.electing(stream) {
+			switch woke := b.wokeAt(time.Now()); {
+			case b.electing(stream):
 				*held = append(*held, heldPartition{topic: topic, part: int(p), stream: stream})
+			case b.wokeStale(woke, "", stream):
+				*held = append(*held, b.wokeHeld(topic, int(p), stream, woke))
 			}
 		}
 		ti.Partitions = append(ti.Partitions, pi)

@@ -105,6 +105,11 @@ type Node struct {
 	// which nodes answer its probes (Kafka's Metadata asks it which leaders are
 	// silent).
 	probes atomic.Pointer[isolationWatch]
+	// electionChecked and woke are when (Unix nanoseconds) the election watch
+	// last checked the node's groups and when it last saw the node wake from a
+	// pause (raft_campaign.go): Kafka's Metadata holds the leaders a woken
+	// node's stale view names (kafkaBackend.wokeAt).
+	electionChecked, woke atomic.Int64
 
 	closeOnce sync.Once
 	closeErr  error

@@ -479,7 +479,13 @@ func (n *Node) watchElections(ctx context.Context, probes *isolationWatch) {
 	w := newElectionWatch(n.ns, probes)
 	w.handingOff = func() time.Time { return time.Unix(0, n.handingOff.Load()) }
 	everyTick(ctx, ledCheckEvery, func() bool {
-		for _, c := range w.check(time.Now(), n.isolated.Load()) {
+		now := time.Now()
+		campaigns := w.check(now, n.isolated.Load())
+		if !w.woke.IsZero() {
+			n.woke.Store(w.woke.UnixNano())
+		}
+		n.electionChecked.Store(now.UnixNano())
+		for _, c := range campaigns {
 			switch {
 			case c.former:
 				n.log.Info("raft group campaigning early: it has no leader since this node stepped down", "raft", c.group)
