@@ -1015,7 +1015,9 @@ func (b *kafkaBackend) electing(stream string) bool {
 // awaitElections waits, until deadline, for the held partitions of cl
 // to get new leaders, and names each in cl with its epoch as soon as this
 // node's replica knows it; those still without one keep what they had (the
-// silent leader, or none).
+// silent leader, or none; a woken node's own view, itself or none). A woken
+// node's partition named itself is released once its leadership is confirmed
+// (leadsSinceWake).
 //
 // A Kafka client reads the metadata again when its requests to a partition's
 // leader fail, and then at most every MetadataMinAge (franz-go: 5 s): an answer

@@ -478,6 +478,8 @@ func campaignRank(group, self, leader string, peers []*natsserver.Peer, routed m
 func (n *Node) watchElections(ctx context.Context, probes *isolationWatch) {
 	w := newElectionWatch(n.ns, probes)
 	w.handingOff = func() time.Time { return time.Unix(0, n.handingOff.Load()) }
+	// A watch that stopped (the node stops) checks no more: that is no pause.
+	defer n.electionChecked.Store(0)
 	everyTick(ctx, ledCheckEvery, func() bool {
 		now := time.Now()
 		campaigns := w.check(now, n.isolated.Load())
