@@ -776,7 +776,7 @@ func (w *writer) produce(data []byte, to answer) {
 			return
 		}
 		ps, rb, rest, verdict := w.admitLocked(to, h, cfg, parts)
-		if verdict == admitOutOfOrder && !rechecked {
+		if verdict.ahead() && !rechecked {
 			// The producer is ahead of what this writer knows. That happens when
 			// another writer appended just before this one took over: look at the
 			// log before refusing, and reload if it moved.
@@ -794,6 +794,16 @@ func (w *writer) produce(data []byte, to answer) {
 		case admitOutOfOrder:
 			w.replyErr(to, semantics.Errorf(semantics.ErrOutOfOrderSequence,
 				"partition %s: producer %d sent sequence %d, expected %d", w.name(), h.ProducerID, h.BaseSequence, addSeq(ps.lastSeq, 1)))
+			return
+		case admitUnknownProducer:
+			w.replyErr(to, semantics.Errorf(semantics.ErrUnknownProducerID,
+				"partition %s: producer %d is unknown here and its batch begins at sequence %d, not 0: its earlier batches are not stored (yet)",
+				w.name(), h.ProducerID, h.BaseSequence))
+			return
+		case admitNewEpochGap:
+			w.replyErr(to, semantics.Errorf(semantics.ErrOutOfOrderSequence,
+				"partition %s: producer %d epoch %d begins at sequence %d, expected 0 (a new epoch starts its sequences over)",
+				w.name(), h.ProducerID, h.ProducerEpoch, h.BaseSequence))
 			return
 		case admitAnswered:
 			return
@@ -883,11 +893,19 @@ func (w *writer) logMovedLocked() bool {
 type admitVerdict int
 
 const (
-	admitAppend     admitVerdict = iota // append the batch
-	admitAnswered                       // a resend of a batch in the recent window: answered
-	admitDuplicate                      // stored before, outside the recent window
-	admitOutOfOrder                     // the producer's sequence is ahead of the expected one
+	admitAppend          admitVerdict = iota // append the batch
+	admitAnswered                            // a resend of a batch in the recent window: answered
+	admitDuplicate                           // stored before, outside the recent window
+	admitOutOfOrder                          // the producer's sequence is ahead of the expected one
+	admitUnknownProducer                     // a producer the writer does not know, not at sequence 0
+	admitNewEpochGap                         // a new epoch of the producer, not at sequence 0
 )
+
+// ahead reports whether the verdict refuses a batch that is ahead of what the
+// writer knows of its producer: the log may hold what the writer missed.
+func (v admitVerdict) ahead() bool {
+	return v == admitOutOfOrder || v == admitUnknownProducer || v == admitNewEpochGap
+}
 
 // admitLocked checks an idempotent producer's epoch and sequence and, when the batch is
 // to be appended, records it as the producer's latest. It returns the parts still to
@@ -901,6 +919,17 @@ func (w *writer) admitLocked(reply answer, h semantics.BatchHeader, cfg *semanti
 	ps := w.producers[h.ProducerID]
 	switch {
 	case ps == nil || h.ProducerEpoch > ps.epoch:
+		// As Kafka's ProducerStateManager: a producer's first batch, and the first
+		// of a new epoch, begin at sequence 0. A later batch that came first (its
+		// predecessors were sent to a writer that was not listening yet, and are
+		// resent) would otherwise start the producer's state, and the resends of
+		// the earlier ones be taken for duplicates: acknowledged, never stored.
+		if h.BaseSequence != 0 {
+			if ps == nil {
+				return nil, nil, nil, admitUnknownProducer
+			}
+			return ps, nil, nil, admitNewEpochGap
+		}
 		ps = &producerState{epoch: h.ProducerEpoch}
 		w.producers[h.ProducerID] = ps
 	case h.ProducerEpoch < ps.epoch:
