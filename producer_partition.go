@@ -457,9 +457,12 @@ func allDone(bs []*batch) bool {
 	return true
 }
 
-// retriable reports whether a batch that failed with err is worth resending.
+// retriable reports whether a batch that failed with err is worth resending. An
+// unknown producer id behind batches that are not stored yet is: they land first
+// (see sortOut for the oldest batch).
 func retriable(err error) bool {
-	return semantics.IsRetriable(err) || errors.Is(err, semantics.ErrOutOfOrderSequence)
+	return semantics.IsRetriable(err) || errors.Is(err, semantics.ErrOutOfOrderSequence) ||
+		errors.Is(err, semantics.ErrUnknownProducerID)
 }
 
 // sortOut decides the fate of every batch in flight once all have answers: stored
@@ -467,7 +470,15 @@ func retriable(err error) bool {
 // a batch that failed for good fails its records. After a batch the writer refused,
 // the writer still expects its sequence numbers, so every later batch is resent
 // under a new producer id; after one whose outcome is unknown (delivery timeout),
-// the later batches in flight fail too, as they may be stored. Called with mu held.
+// the later batches in flight fail too, as they may be stored.
+//
+// UNKNOWN_PRODUCER_ID (the writer does not know the producer, and the batch does not
+// begin at sequence 0) on a batch behind others that are not stored is resent as
+// it is: those went unanswered and land first. On the oldest batch, everything
+// before it stored, it means the writer forgot the producer (idle past the node's
+// producer id expiration): nothing of it or after it is stored, and it and the
+// later batches start over at sequence 0, under a new producer id, or, for a
+// transaction (which keeps its id), the same one. Called with mu held.
 func (pp *partProducer) sortOut(completed []*batch) (done, failed, retry []*batch) {
 	reset, unknown := false, false
 	restampFrom := -1 // retry[restampFrom:] are sent after the refused batch
@@ -485,6 +496,11 @@ func (pp *partProducer) sortOut(completed []*batch) (done, failed, retry []*batc
 			retry = append(retry, b)
 		case b.err == nil || errors.Is(b.err, semantics.ErrDuplicateSequence):
 			completed = append(completed, b)
+		case errors.Is(b.err, semantics.ErrUnknownProducerID) && len(retry) == 0 && len(failed) == 0 && !reset &&
+			time.Since(b.created) < pp.p.cfg.deliveryTimeout:
+			reset = true
+			restampFrom = len(retry)
+			retry = append(retry, b)
 		case retriable(b.err) && time.Since(b.created) < pp.p.cfg.deliveryTimeout:
 			retry = append(retry, b)
 		default:
@@ -507,7 +523,10 @@ func (pp *partProducer) sortOut(completed []*batch) (done, failed, retry []*batc
 		// Batches before the refused one keep their identity: the writer still
 		// expects their sequence numbers, and a resend of one that was stored after
 		// all is recognised as a duplicate. Only the later ones move to a new id.
-		pp.pid, pp.epoch, pp.seq = newProducerID(), 0, 0
+		if pp.p.txn == nil {
+			pp.pid, pp.epoch = newProducerID(), 0
+		}
+		pp.seq = 0
 		for _, b := range retry[restampFrom:] {
 			pp.stamp(b)
 		}

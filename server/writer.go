@@ -1,6 +1,7 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -58,9 +59,10 @@ const (
 	// state; the first change after a quiet spell is recorded within checkpointSoon.
 	checkpointEvery = time.Second
 	checkpointSoon  = 100 * time.Millisecond
-	// producerIdle is how long an idempotent producer is remembered after its last write
-	// (Kafka's producer.id.expiration.ms default).
-	producerIdle = 24 * time.Hour
+	// defaultProducerIdle is how long an idempotent producer is remembered after its
+	// last write (Kafka's producer.id.expiration.ms default), unless
+	// Config.ProducerIDExpiration says otherwise.
+	defaultProducerIdle = 24 * time.Hour
 	// recentBatches is how many batches per producer are remembered with their offsets,
 	// enough for Kafka's five in-flight requests per partition.
 	recentBatches = 5
@@ -107,6 +109,9 @@ type writer struct {
 	p           int32
 	reader      *partition.Reader
 	cfg         atomic.Pointer[semantics.TopicConfig]
+	// producerIdle is how long an idempotent producer is remembered after its
+	// last write.
+	producerIdle time.Duration
 
 	node      string // this node's name (writerEnv.node)
 	sub       *nats.Subscription
@@ -207,6 +212,7 @@ func newWriter(env writerEnv, t semantics.TopicMeta, p int32, lost func()) *writ
 		done:   make(chan struct{}), stopping: make(chan struct{}),
 	}
 	w.idle = sync.NewCond(&w.mu)
+	w.producerIdle = cmp.Or(env.producerIdle, defaultProducerIdle)
 	cfg := t.Config
 	w.cfg.Store(&cfg)
 	return w
@@ -665,7 +671,7 @@ func (w *writer) streamCheckpointLocked(seq uint64, next int64, sentMax semantic
 	}
 	now := time.Now()
 	for id, ps := range w.producers {
-		if now.Sub(ps.seen) > producerIdle && !ps.inTxn || len(ps.recent) == 0 {
+		if now.Sub(ps.seen) > w.producerIdle && !ps.inTxn || len(ps.recent) == 0 {
 			continue
 		}
 		var earlier []semantics.BatchMeta
@@ -1300,7 +1306,7 @@ func (w *writer) checkpoint(ctx context.Context) bool {
 	}
 	now := time.Now()
 	for id, ps := range w.producers {
-		if now.Sub(ps.seen) > producerIdle && !ps.inTxn { // an open transaction keeps its producer
+		if now.Sub(ps.seen) > w.producerIdle && !ps.inTxn { // an open transaction keeps its producer
 			delete(w.producers, id)
 			continue
 		}
