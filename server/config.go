@@ -137,7 +137,8 @@ type Config struct {
 	// idempotent producer after its last write to the partition (Kafka's
 	// producer.id.expiration.ms); an open transaction keeps its producer. A
 	// producer's batch after that is refused UNKNOWN_PRODUCER_ID unless it begins
-	// at sequence 0, and the SDK's producer starts over under a new producer id.
+	// at sequence 0, and the SDK's producer starts over at sequence 0 (under a new
+	// producer id unless it is transactional). Not a flag or config file key yet.
 	// 0: the default, 24h.
 	ProducerIDExpiration time.Duration
 	// Services are the parts the embedder adds to the node (cmd/qxd adds
