@@ -457,9 +457,12 @@ func allDone(bs []*batch) bool {
 	return true
 }
 
-// retriable reports whether a batch that failed with err is worth resending.
+// retriable reports whether a batch that failed with err is worth resending. An
+// unknown producer id behind batches that are not stored yet is: they land first
+// (see sortOut for the oldest batch).
 func retriable(err error) bool {
-	return semantics.IsRetriable(err) || errors.Is(err, semantics.ErrOutOfOrderSequence)
+	return semantics.IsRetriable(err) || errors.Is(err, semantics.ErrOutOfOrderSequence) ||
+		errors.Is(err, semantics.ErrUnknownProducerID)
 }
 
 // sortOut decides the fate of every batch in flight once all have answers: stored
@@ -468,7 +471,15 @@ func retriable(err error) bool {
 // the writer still expects its sequence numbers, so every later batch is resent
 // under the producer id's next epoch (or a new id); after one whose outcome is
 // unknown (delivery timeout), the later batches in flight fail too, as they may be
-// stored. Called with mu held.
+// stored.
+//
+// UNKNOWN_PRODUCER_ID (the writer does not know the producer, and the batch does not
+// begin at sequence 0) on a batch behind others that are not stored is resent as
+// it is: those went unanswered and land first. On the oldest batch, everything
+// before it stored, it means the writer forgot the producer (idle past the node's
+// producer id expiration): nothing of it or after it is stored, and it and the
+// later batches start over at sequence 0, under the id's next epoch, or, for a
+// transaction (which keeps its id and epoch), the same ones. Called with mu held.
 func (pp *partProducer) sortOut(completed []*batch) (done, failed, retry []*batch) {
 	reset, unknown := false, false
 	restampFrom := -1 // retry[restampFrom:] are sent after the refused batch
@@ -486,6 +497,11 @@ func (pp *partProducer) sortOut(completed []*batch) (done, failed, retry []*batc
 			retry = append(retry, b)
 		case b.err == nil || errors.Is(b.err, semantics.ErrDuplicateSequence):
 			completed = append(completed, b)
+		case errors.Is(b.err, semantics.ErrUnknownProducerID) && len(retry) == 0 && len(failed) == 0 && !reset &&
+			time.Since(b.created) < pp.p.cfg.deliveryTimeout:
+			reset = true
+			restampFrom = len(retry)
+			retry = append(retry, b)
 		case retriable(b.err) && time.Since(b.created) < pp.p.cfg.deliveryTimeout:
 			retry = append(retry, b)
 		default:
@@ -514,10 +530,15 @@ func (pp *partProducer) sortOut(completed []*batch) (done, failed, retry []*batc
 		// delivers after all, such as a cut-off node's route after the heal),
 		// where under a new id it stored it behind the newer records of its keys.
 		// Resends under the old identity could meet that refusal, so with some,
-		// or with no epoch left, they move to a new id.
-		if restampFrom == 0 && pp.epoch < math.MaxInt16 {
+		// or with no epoch left, they move to a new id. A transaction keeps its
+		// id and epoch (its coordinator fences by them): it gets here only when
+		// the writer forgot it, and starts over at sequence 0.
+		switch {
+		case pp.p.txn != nil:
+			pp.seq = 0
+		case restampFrom == 0 && pp.epoch < math.MaxInt16:
 			pp.epoch, pp.seq = pp.epoch+1, 0
-		} else {
+		default:
 			pp.pid, pp.epoch, pp.seq = newProducerID(), 0, 0
 		}
 		for _, b := range retry[restampFrom:] {

@@ -88,3 +88,50 @@ func TestIdempotentProduce(t *testing.T) {
 		t.Fatalf("stored %d records, want 6", len(recs))
 	}
 }
+
+// A producer's later batch that reaches the partition before its first (the
+// first was answered NOT_LEADER_OR_FOLLOWER by a writer still starting, and is
+// resent) is refused UNKNOWN_PRODUCER_ID, storing nothing: Kafka clients resend
+// it behind the first. Stored, it made the first one's resend a duplicate,
+// acknowledged and never stored.
+func TestIdempotentProduceLaterBatchFirst(t *testing.T) {
+	t.Parallel()
+	n, c := startNode(t)
+	qxdtest.CreateTopic(t, c, "later", qxd.TopicConfig{})
+	ctx := ctxFor(t, 30*time.Second)
+	cl := kafkaClient(t, n, byName())
+
+	init := kmsg.NewPtrInitProducerIDRequest()
+	resp, err := init.RequestWith(ctx, cl)
+	if err != nil || resp.ErrorCode != 0 {
+		t.Fatalf("InitProducerId: %+v %v", resp, err)
+	}
+	send := func(seq int32, n int) (int16, int64) {
+		var bb semantics.BatchBuilder
+		for range n {
+			bb.Append(&semantics.Record{Value: []byte("v")})
+		}
+		b, err := bb.Build(nil, semantics.ProducerInfo{ID: resp.ProducerID, Epoch: resp.ProducerEpoch, BaseSequence: seq}, semantics.CompressionNone)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, err := produceReq(-1, map[string]map[int32][]byte{"later": {0: b}}).RequestWith(ctx, cl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := r.Topics[0].Partitions[0]
+		return p.ErrorCode, p.BaseOffset
+	}
+	if code, off := send(3, 2); code != kerr.UnknownProducerID.Code {
+		t.Fatalf("later batch first: code %d offset %d, want UNKNOWN_PRODUCER_ID", code, off)
+	}
+	if code, off := send(0, 3); code != 0 || off != 0 {
+		t.Fatalf("first batch: code %d offset %d, want offset 0", code, off)
+	}
+	if code, off := send(3, 2); code != 0 || off != 3 {
+		t.Fatalf("later batch resent: code %d offset %d, want offset 3", code, off)
+	}
+	if recs := pollSDK(t, c, "later", 1, 5); len(recs) != 5 {
+		t.Fatalf("stored %d records, want 5", len(recs))
+	}
+}

@@ -60,6 +60,12 @@ var (
 	// ErrDuplicateSequence: an idempotent producer resent a batch that is already stored
 	// but no longer remembered with its offset; the producer treats it as stored.
 	ErrDuplicateSequence = &Error{Code: 46, Name: "DUPLICATE_SEQUENCE_NUMBER", Message: "duplicate sequence number"}
+	// ErrUnknownProducerID: a batch from an idempotent producer the partition's writer
+	// does not know (never seen, or forgotten after 24 hours without a write) that
+	// does not begin at sequence 0; nothing is stored. While earlier batches of the
+	// producer are unanswered they may still land first (resend it); on the oldest one
+	// the producer starts over (a new producer id, or sequence 0).
+	ErrUnknownProducerID = &Error{Code: 59, Name: "UNKNOWN_PRODUCER_ID", Message: "unknown producer id"}
 	// ErrInvalidProducerEpoch: a producer with an older epoch than the partition has seen.
 	ErrInvalidProducerEpoch = &Error{Code: 47, Name: "INVALID_PRODUCER_EPOCH", Message: "producer fenced by a newer epoch"}
 	// ErrInvalidRecord: a record the topic cannot take (e.g. no key on a compacted topic).
@@ -129,7 +135,7 @@ var byCode = func() map[int16]*Error {
 	for _, e := range []*Error{ErrUnknown, ErrOffsetOutOfRange, ErrCorruptMessage, ErrUnknownTopic,
 		ErrNotLeader, ErrTimeout, ErrMessageTooLarge, ErrInvalidTopic, ErrTopicExists,
 		ErrInvalidPartitions, ErrInvalidReplicationFactor, ErrInvalidConfig, ErrInvalidRequest,
-		ErrOutOfOrderSequence, ErrDuplicateSequence, ErrInvalidProducerEpoch, ErrInvalidRecord, ErrUnavailable, ErrTopicNotReady, ErrCoordinatorNotAvailable,
+		ErrOutOfOrderSequence, ErrDuplicateSequence, ErrUnknownProducerID, ErrInvalidProducerEpoch, ErrInvalidRecord, ErrUnavailable, ErrTopicNotReady, ErrCoordinatorNotAvailable,
 		ErrNotCoordinator, ErrIllegalGeneration, ErrInconsistentGroupProtocol, ErrInvalidGroupID,
 		ErrPolicyViolation,
 		ErrUnknownMemberID, ErrInvalidSessionTimeout, ErrRebalanceInProgress, ErrNonEmptyGroup,

@@ -133,6 +133,14 @@ type Config struct {
 	// the place of one left unused this long when the slots are full. 0: the
 	// default, 2m.
 	KafkaFetchSessionEviction time.Duration
+	// ProducerIDExpiration is how long a partition's writer remembers an
+	// idempotent producer after its last write to the partition (Kafka's
+	// producer.id.expiration.ms); an open transaction keeps its producer. A
+	// producer's batch after that is refused UNKNOWN_PRODUCER_ID unless it begins
+	// at sequence 0, and the SDK's producer starts over at sequence 0 (under a new
+	// producer id unless it is transactional). Not a flag or config file key yet.
+	// 0: the default, 24h.
+	ProducerIDExpiration time.Duration
 	// Services are the parts the embedder adds to the node (cmd/qxd adds
 	// bridge.Service); each starts on every node once the node's own services are up.
 	// None by default. A configuration file does not set them.
@@ -193,6 +201,9 @@ func (c Config) Validate() error {
 	}
 	if c.KafkaFetchSessionSlots < 0 {
 		return fmt.Errorf("kafka fetch session slots %d is negative: give 0 (no sessions) or more (default %d)", c.KafkaFetchSessionSlots, kafka.DefaultFetchSessionSlots)
+	}
+	if c.ProducerIDExpiration < 0 {
+		return fmt.Errorf("producer id expiration %v is negative: give a positive duration such as 24h (the default)", c.ProducerIDExpiration)
 	}
 	if c.KafkaFetchSessionEviction < 0 {
 		return fmt.Errorf("kafka fetch session eviction %v is negative: give a positive duration such as 2m (default %v)", c.KafkaFetchSessionEviction, kafka.DefaultFetchSessionEviction)

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -59,9 +60,10 @@ const (
 	// state; the first change after a quiet spell is recorded within checkpointSoon.
 	checkpointEvery = time.Second
 	checkpointSoon  = 100 * time.Millisecond
-	// producerIdle is how long an idempotent producer is remembered after its last write
-	// (Kafka's producer.id.expiration.ms default).
-	producerIdle = 24 * time.Hour
+	// defaultProducerIdle is how long an idempotent producer is remembered after its
+	// last write (Kafka's producer.id.expiration.ms default), unless
+	// Config.ProducerIDExpiration says otherwise.
+	defaultProducerIdle = 24 * time.Hour
 	// recentBatches is how many batches per producer are remembered with their offsets,
 	// enough for Kafka's five in-flight requests per partition.
 	recentBatches = 5
@@ -108,6 +110,9 @@ type writer struct {
 	p           int32
 	reader      *partition.Reader
 	cfg         atomic.Pointer[semantics.TopicConfig]
+	// producerIdle is how long an idempotent producer is remembered after its
+	// last write.
+	producerIdle time.Duration
 
 	node      string // this node's name (writerEnv.node)
 	sub       *nats.Subscription
@@ -208,6 +213,7 @@ func newWriter(env writerEnv, t semantics.TopicMeta, p int32, lost func()) *writ
 		done:   make(chan struct{}), stopping: make(chan struct{}),
 	}
 	w.idle = sync.NewCond(&w.mu)
+	w.producerIdle = cmp.Or(env.producerIdle, defaultProducerIdle)
 	cfg := t.Config
 	w.cfg.Store(&cfg)
 	return w
@@ -683,7 +689,7 @@ func (w *writer) streamCheckpointLocked(seq uint64, next int64, sentMax semantic
 	}
 	now := time.Now()
 	for id, ps := range w.producers {
-		if now.Sub(ps.seen) > producerIdle && !ps.inTxn || len(ps.recent) == 0 {
+		if now.Sub(ps.seen) > w.producerIdle && !ps.inTxn || len(ps.recent) == 0 {
 			continue
 		}
 		var earlier []semantics.BatchMeta
@@ -794,7 +800,7 @@ func (w *writer) produce(data []byte, to answer) {
 			return
 		}
 		ps, rb, rest, verdict := w.admitLocked(to, h, cfg, parts)
-		if verdict == admitOutOfOrder && !rechecked {
+		if verdict.ahead() && !rechecked {
 			// The producer is ahead of what this writer knows. That happens when
 			// another writer appended just before this one took over: look at the
 			// log before refusing, and reload if it moved.
@@ -812,6 +818,16 @@ func (w *writer) produce(data []byte, to answer) {
 		case admitOutOfOrder:
 			w.replyErr(to, semantics.Errorf(semantics.ErrOutOfOrderSequence,
 				"partition %s: producer %d sent sequence %d, expected %d", w.name(), h.ProducerID, h.BaseSequence, addSeq(ps.lastSeq, 1)))
+			return
+		case admitUnknownProducer:
+			w.replyErr(to, semantics.Errorf(semantics.ErrUnknownProducerID,
+				"partition %s: producer %d is unknown here and its batch begins at sequence %d, not 0: its earlier batches are not stored (yet)",
+				w.name(), h.ProducerID, h.BaseSequence))
+			return
+		case admitNewEpochGap:
+			w.replyErr(to, semantics.Errorf(semantics.ErrOutOfOrderSequence,
+				"partition %s: producer %d epoch %d begins at sequence %d, expected 0 (a new epoch starts its sequences over)",
+				w.name(), h.ProducerID, h.ProducerEpoch, h.BaseSequence))
 			return
 		case admitAnswered:
 			return
@@ -901,11 +917,19 @@ func (w *writer) logMovedLocked() bool {
 type admitVerdict int
 
 const (
-	admitAppend     admitVerdict = iota // append the batch
-	admitAnswered                       // a resend of a batch in the recent window: answered
-	admitDuplicate                      // stored before, outside the recent window
-	admitOutOfOrder                     // the producer's sequence is ahead of the expected one
+	admitAppend          admitVerdict = iota // append the batch
+	admitAnswered                            // a resend of a batch in the recent window: answered
+	admitDuplicate                           // stored before, outside the recent window
+	admitOutOfOrder                          // the producer's sequence is ahead of the expected one
+	admitUnknownProducer                     // a producer the writer does not know, not at sequence 0
+	admitNewEpochGap                         // a new epoch of the producer, not at sequence 0
 )
+
+// ahead reports whether the verdict refuses a batch that is ahead of what the
+// writer knows of its producer: the log may hold what the writer missed.
+func (v admitVerdict) ahead() bool {
+	return v == admitOutOfOrder || v == admitUnknownProducer || v == admitNewEpochGap
+}
 
 // admitLocked checks an idempotent producer's epoch and sequence and, when the batch is
 // to be appended, records it as the producer's latest. It returns the parts still to
@@ -919,6 +943,17 @@ func (w *writer) admitLocked(reply answer, h semantics.BatchHeader, cfg *semanti
 	ps := w.producers[h.ProducerID]
 	switch {
 	case ps == nil || h.ProducerEpoch > ps.epoch:
+		// As Kafka's ProducerStateManager: a producer's first batch, and the first
+		// of a new epoch, begin at sequence 0. A later batch that came first (its
+		// predecessors were sent to a writer that was not listening yet, and are
+		// resent) would otherwise start the producer's state, and the resends of
+		// the earlier ones be taken for duplicates: acknowledged, never stored.
+		if h.BaseSequence != 0 {
+			if ps == nil {
+				return nil, nil, nil, admitUnknownProducer
+			}
+			return ps, nil, nil, admitNewEpochGap
+		}
 		ps = &producerState{epoch: h.ProducerEpoch}
 		w.producers[h.ProducerID] = ps
 	case h.ProducerEpoch < ps.epoch:
@@ -1319,7 +1354,7 @@ func (w *writer) checkpoint(ctx context.Context) bool {
 	}
 	now := time.Now()
 	for id, ps := range w.producers {
-		if now.Sub(ps.seen) > producerIdle && !ps.inTxn { // an open transaction keeps its producer
+		if now.Sub(ps.seen) > w.producerIdle && !ps.inTxn { // an open transaction keeps its producer
 			delete(w.producers, id)
 			continue
 		}

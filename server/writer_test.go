@@ -96,6 +96,57 @@ func TestWriterIdempotence(t *testing.T) {
 	}
 }
 
+// TestWriterUnknownProducerSequence sends a fresh producer's second batch before
+// its first, as a pipelined producer does when its first batches went to a writer
+// that was not listening yet: the writer must refuse it (UNKNOWN_PRODUCER_ID),
+// storing nothing, so that the first batch and then the second are stored when
+// resent. Taken as the producer's start, the second batch made the resend of the
+// first a "duplicate": acknowledged, never stored. A new epoch likewise begins at
+// sequence 0.
+func TestWriterUnknownProducerSequence(t *testing.T) {
+	t.Parallel()
+	n := qxdtest.StartNode(t)
+	c := qxdtest.Connect(t, n)
+	qxdtest.CreateTopic(t, c, "unknownpid", qxd.TopicConfig{})
+	nc := c.Conn()
+
+	pid := int64(7373)
+	b0 := buildBatch(t, semantics.ProducerInfo{ID: pid, Epoch: 0, BaseSequence: 0}, "a", "b", "c")
+	b1 := buildBatch(t, semantics.ProducerInfo{ID: pid, Epoch: 0, BaseSequence: 3}, "d", "e")
+	steps := []struct {
+		name    string
+		batch   []byte
+		want    int64
+		wantErr error
+	}{
+		{"a later batch before the first", b1, -1, semantics.ErrUnknownProducerID},
+		{"the first batch", b0, 0, nil},
+		{"the later batch resent", b1, 3, nil},
+		{"a new epoch not at sequence 0", buildBatch(t, semantics.ProducerInfo{ID: pid, Epoch: 1, BaseSequence: 5}, "f"), -1, semantics.ErrOutOfOrderSequence},
+		{"the old epoch goes on", buildBatch(t, semantics.ProducerInfo{ID: pid, Epoch: 0, BaseSequence: 5}, "g"), 5, nil},
+		{"a new epoch at sequence 0", buildBatch(t, semantics.ProducerInfo{ID: pid, Epoch: 1, BaseSequence: 0}, "h"), 6, nil},
+	}
+	for _, s := range steps {
+		got, err := produceRaw(t, nc, "unknownpid", 0, s.batch)
+		if s.wantErr != nil {
+			if !errors.Is(err, s.wantErr) {
+				t.Fatalf("%s: offset %d err %v, want %v", s.name, got, err, s.wantErr)
+			}
+			continue
+		}
+		if err != nil || got != s.want {
+			t.Fatalf("%s: offset %d err %v, want offset %d", s.name, got, err, s.want)
+		}
+	}
+	d, err := c.Admin().DescribeTopic(context.Background(), "unknownpid")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if hw := d.Partitions[0].HighWatermark; hw != 7 {
+		t.Fatalf("high watermark %d, want 7: every record sent in order is stored once", hw)
+	}
+}
+
 // TestWriterFencedByForeignAppend appends a batch to the partition stream behind the
 // writer's back, as a writer on another node that still believed it led would. The
 // writer's next append must be refused by Nats-Expected-Last-Sequence, the writer

@@ -60,6 +60,9 @@ type writerEnv struct {
 	// epoch is a partition stream's leader epoch on this node (see epochs.of);
 	// nil: 0.
 	epoch func(ctx context.Context, stream string) int32
+	// producerIdle is how long a writer remembers an idle idempotent producer
+	// (Config.ProducerIDExpiration); 0: defaultProducerIdle.
+	producerIdle time.Duration
 }
 
 func newWriterManager(env writerEnv, topics jetstream.KeyValue) *writerManager {
