@@ -471,7 +471,7 @@ func (w *writer) load(ctx context.Context) error {
 			maxTS = maxTS.Fold(semantics.TimestampMark{Timestamp: h.MaxTimestamp, BaseOffset: h.BaseOffset, Seq: m.Seq})
 		}
 		if h.Control() {
-			replayMarker(producers, h)
+			replayMarker(producers, h, storedAt(m, h))
 		} else if h.ProducerID >= 0 {
 			ps := producers[h.ProducerID]
 			if ps == nil || h.ProducerEpoch > ps.epoch {
@@ -480,7 +480,7 @@ func (w *writer) load(ctx context.Context) error {
 			}
 			last := addSeq(h.BaseSequence, h.NumRecords-1)
 			ps.lastSeq = last
-			ps.seen = time.UnixMilli(h.MaxTimestamp)
+			ps.seen = storedAt(m, h)
 			ps.remember(&recentBatch{baseSeq: h.BaseSequence, lastSeq: last, baseOffset: h.BaseOffset})
 			if h.Transactional() && !ps.inTxn {
 				ps.inTxn, ps.txnFirst = true, h.BaseOffset
@@ -941,6 +941,16 @@ func (w *writer) admitLocked(reply answer, h semantics.BatchHeader, cfg *semanti
 	}
 	last := addSeq(h.BaseSequence, h.NumRecords-1)
 	ps := w.producers[h.ProducerID]
+	if ps != nil && !ps.inTxn && time.Since(ps.seen) > w.producerIdle {
+		// Forgotten: idle past the expiration, whether or not this writer has
+		// dropped it from its state yet. Every writer judges a producer by when
+		// it was last stored, so one whose state a load rebuilt from the log
+		// agrees with the one that refused the producer as unknown: a producer
+		// that then starts over at sequence 0 is stored, not answered as a
+		// duplicate of what it sent a day before.
+		delete(w.producers, h.ProducerID)
+		ps = nil
+	}
 	switch {
 	case ps == nil || h.ProducerEpoch > ps.epoch:
 		// As Kafka's ProducerStateManager: a producer's first batch, and the first
@@ -1387,4 +1397,14 @@ func (w *writer) checkpoint(ctx context.Context) bool {
 		return false
 	}
 	return true
+}
+
+// storedAt is when a replayed batch was stored: the stream's own time, which the
+// producer's record timestamps (a backfill may carry old ones) cannot skew, else
+// the batch's largest timestamp.
+func storedAt(m partition.Msg, h semantics.BatchHeader) time.Time {
+	if !m.Time.IsZero() {
+		return m.Time
+	}
+	return time.UnixMilli(h.MaxTimestamp)
 }

@@ -337,3 +337,39 @@ func TestWriterRechecksLogBeforeOutOfOrder(t *testing.T) {
 		t.Fatalf("sequence gap: err %v, want out of order", err)
 	}
 }
+
+// TestWriterForgetsIdleProducerAtAdmission: a producer idle past the producer id
+// expiration is unknown to the writer at its next batch, whether or not the writer
+// has dropped it from its state yet (it does so only when it records its state,
+// after a write). So its next batch, not at sequence 0, is refused as from an
+// unknown producer, and the producer starting over at sequence 0 is stored, not
+// answered as a duplicate of its first batch: every writer, one that rebuilt the
+// producer's state from the log included, judges the producer the same way.
+func TestWriterForgetsIdleProducerAtAdmission(t *testing.T) {
+	t.Parallel()
+	cfg := qxdtest.NodeConfig(t, t.TempDir())
+	cfg.ProducerIDExpiration = 300 * time.Millisecond
+	n := qxdtest.StartNodeWith(t, cfg)
+	c := qxdtest.Connect(t, n)
+	qxdtest.CreateTopic(t, c, "idlepid", qxd.TopicConfig{})
+	nc := c.Conn()
+
+	pid := int64(7474)
+	if off, err := produceRaw(t, nc, "idlepid", 0, buildBatch(t, semantics.ProducerInfo{ID: pid, BaseSequence: 0}, "a", "b", "c")); err != nil || off != 0 {
+		t.Fatalf("first batch: offset %d err %v", off, err)
+	}
+	time.Sleep(500 * time.Millisecond)
+	if off, err := produceRaw(t, nc, "idlepid", 0, buildBatch(t, semantics.ProducerInfo{ID: pid, BaseSequence: 3}, "d")); !errors.Is(err, semantics.ErrUnknownProducerID) {
+		t.Fatalf("next batch after the expiration: offset %d err %v, want UNKNOWN_PRODUCER_ID", off, err)
+	}
+	if off, err := produceRaw(t, nc, "idlepid", 0, buildBatch(t, semantics.ProducerInfo{ID: pid, BaseSequence: 0}, "d")); err != nil || off != 3 {
+		t.Fatalf("starting over at sequence 0: offset %d err %v, want offset 3", off, err)
+	}
+	d, err := c.Admin().DescribeTopic(context.Background(), "idlepid")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if hw := d.Partitions[0].HighWatermark; hw != 4 {
+		t.Fatalf("high watermark %d, want 4", hw)
+	}
+}

@@ -75,14 +75,14 @@ func (w *writer) txnBatchLocked(pid int64, ps *producerState) {
 }
 
 // replayMarker applies a stored marker to the producer state a load rebuilds.
-func replayMarker(producers map[int64]*producerState, h semantics.BatchHeader) {
+func replayMarker(producers map[int64]*producerState, h semantics.BatchHeader, seen time.Time) {
 	ps := producers[h.ProducerID]
 	if ps == nil || h.ProducerEpoch > ps.epoch {
 		ps = bumpedProducer(ps, h.ProducerEpoch, h.BaseOffset)
 		producers[h.ProducerID] = ps
 	}
 	ps.inTxn = false
-	ps.seen = time.UnixMilli(h.MaxTimestamp)
+	ps.seen = seen
 }
 
 // bumpedProducer is a producer's state after a marker of a newer epoch: its
