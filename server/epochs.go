@@ -74,6 +74,15 @@ func (e *epochs) of(ctx context.Context, stream string) int32 {
 // localListEvery is how often local lists the node's streams at most.
 const localListEvery = time.Second
 
+// cached is stream's RAFT group if this node has looked it up (it holds a
+// replica of the stream).
+func (e *epochs) cached(stream string) (raftGroup, bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	g, ok := e.groups[stream]
+	return g, ok
+}
+
 // local finds the RAFT group of stream among the streams this node holds a
 // replica of, from the node's own JetStream state, and caches the groups of all
 // of them; at most every localListEvery. The stream's description (of asks

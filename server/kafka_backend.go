@@ -926,10 +926,7 @@ func (b *kafkaBackend) wokeStale(woke time.Time, leader, stream string) bool {
 	if woke.IsZero() || leader != "" && leader != b.advertise.Name {
 		return false
 	}
-	e := b.n.epochs
-	e.mu.Lock()
-	_, ok := e.groups[stream]
-	e.mu.Unlock()
+	_, ok := b.n.epochs.cached(stream)
 	return ok
 }
 
@@ -953,10 +950,7 @@ func (b *kafkaBackend) leadsSinceWake(h *heldPartition, term int32) bool {
 	if term > h.term {
 		return true
 	}
-	e := b.n.epochs
-	e.mu.Lock()
-	g, ok := e.groups[h.stream]
-	e.mu.Unlock()
+	g, ok := b.n.epochs.cached(h.stream)
 	var rn natsserver.RaftNode
 	if ok {
 		rn = lookupRaftNode(b.n.ns, g.name)
@@ -986,10 +980,7 @@ func (b *kafkaBackend) silentLeader(leader, stream string) bool {
 	if probes == nil || leader == b.advertise.Name || !probes.quiet(leader, time.Now(), doubtAfter) {
 		return false
 	}
-	e := b.n.epochs
-	e.mu.Lock()
-	_, ok := e.groups[stream]
-	e.mu.Unlock()
+	_, ok := b.n.epochs.cached(stream)
 	return ok
 }
 
@@ -1005,10 +996,7 @@ func (b *kafkaBackend) electing(stream string) bool {
 	if probes == nil || !probes.anyQuiet(time.Now(), doubtAfter) {
 		return false
 	}
-	e := b.n.epochs
-	e.mu.Lock()
-	_, ok := e.groups[stream]
-	e.mu.Unlock()
+	_, ok := b.n.epochs.cached(stream)
 	return ok
 }
 
@@ -1160,9 +1148,7 @@ func (b *kafkaBackend) formerLeader(leader int32, stream string) bool {
 // elect another, as in the streams' own answers.
 func (b *kafkaBackend) localLeader(stream string) (string, []string, int32) {
 	e := b.n.epochs
-	e.mu.Lock()
-	g, ok := e.groups[stream]
-	e.mu.Unlock()
+	g, ok := e.cached(stream)
 	if !ok {
 		g, ok = e.local(stream)
 	}
