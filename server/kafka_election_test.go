@@ -1,6 +1,8 @@
 package server_test
 
 import (
+	"context"
+	"os/exec"
 	"syscall"
 	"testing"
 	"time"
@@ -27,33 +29,11 @@ func TestKafkaMetadataAwaitsSilentLeadersSuccessor(t *testing.T) {
 		t.Skip("runs a node in a child process; skipped with -short")
 	}
 	ctx := qxdtest.Context(t, 3*time.Minute)
-	nodes, child, victim := clusterWithChild(t, ctx, func(cfgs []server.Config) {
-		// Every node with a Kafka listener, as in a Kafka cluster: a Metadata
-		// answer waits for no node's address.
-		for i := range cfgs {
-			cfgs[i].KafkaListen = "127.0.0.1:0"
-		}
-	})
-	t.Cleanup(func() { _ = child.Process.Kill() })
-	c := qxdtest.ConnectCluster(t, nodes)
 	const topic = "silent-successor"
-	led := childLedStreams(t, ctx, nodes, c, topic, victim)
+	nodes, child, victim, led := kafkaClusterWithChild(t, ctx, topic)
 	metadata := func(n *server.Node) *kmsg.MetadataResponse {
 		t.Helper()
-		cl, err := kgo.NewClient(kgo.SeedBrokers(n.KafkaAddr()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer cl.Close()
-		req := kmsg.NewPtrMetadataRequest()
-		rt := kmsg.NewMetadataRequestTopic()
-		rt.Topic = kmsg.StringPtr(topic)
-		req.Topics = append(req.Topics, rt)
-		r, err := cl.SeedBrokers()[0].RetriableRequest(ctx, req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return r.(*kmsg.MetadataResponse)
+		return topicMetadata(t, ctx, n.KafkaAddr(), topic)
 	}
 	// Asked before the pause of one healthy node, after it of the other: the
 	// first Metadata that node answers for the topic, which is when it looks up
@@ -110,4 +90,39 @@ func TestKafkaMetadataAwaitsSilentLeadersSuccessor(t *testing.T) {
 	if d := answered.Sub(silent); d > 2*time.Second {
 		t.Errorf("Metadata took %v, want at most 2 s", d.Round(time.Millisecond))
 	}
+}
+
+// kafkaClusterWithChild is clusterWithChild with a Kafka listener on every node,
+// as in a Kafka cluster (a Metadata answer waits for no node's address), and
+// topic created with partitions the child leads (led: their streams). The child
+// is killed at cleanup.
+func kafkaClusterWithChild(t *testing.T, ctx context.Context, topic string) ([]*server.Node, *exec.Cmd, string, map[string]string) {
+	t.Helper()
+	nodes, child, victim := clusterWithChild(t, ctx, func(cfgs []server.Config) {
+		for i := range cfgs {
+			cfgs[i].KafkaListen = "127.0.0.1:0"
+		}
+	})
+	t.Cleanup(func() { _ = child.Process.Kill() })
+	c := qxdtest.ConnectCluster(t, nodes)
+	return nodes, child, victim, childLedStreams(t, ctx, nodes, c, topic, victim)
+}
+
+// topicMetadata asks the Kafka listener at addr for topic's Metadata.
+func topicMetadata(t *testing.T, ctx context.Context, addr, topic string) *kmsg.MetadataResponse {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	req := kmsg.NewPtrMetadataRequest()
+	rt := kmsg.NewMetadataRequestTopic()
+	rt.Topic = kmsg.StringPtr(topic)
+	req.Topics = append(req.Topics, rt)
+	r, err := cl.SeedBrokers()[0].RetriableRequest(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r.(*kmsg.MetadataResponse)
 }

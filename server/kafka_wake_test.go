@@ -7,12 +7,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/qxd-io/qxd/internal/qxdtest"
 	"github.com/qxd-io/qxd/semantics"
-	"github.com/qxd-io/qxd/server"
 )
 
 // TestKafkaMetadataOfWokenNode pauses (SIGSTOP) the node that leads partitions
@@ -27,31 +25,11 @@ func TestKafkaMetadataOfWokenNode(t *testing.T) {
 		t.Skip("runs a node in a child process; skipped with -short")
 	}
 	ctx := qxdtest.Context(t, 3*time.Minute)
-	nodes, child, victim := clusterWithChild(t, ctx, func(cfgs []server.Config) {
-		for i := range cfgs {
-			cfgs[i].KafkaListen = "127.0.0.1:0"
-		}
-	})
-	t.Cleanup(func() { _ = child.Process.Kill() })
-	c := qxdtest.ConnectCluster(t, nodes)
 	const topic = "woken"
-	led := childLedStreams(t, ctx, nodes, c, topic, victim)
+	nodes, child, victim, led := kafkaClusterWithChild(t, ctx, topic)
 	metadata := func(addr string) *kmsg.MetadataResponse {
 		t.Helper()
-		cl, err := kgo.NewClient(kgo.SeedBrokers(addr))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer cl.Close()
-		req := kmsg.NewPtrMetadataRequest()
-		rt := kmsg.NewMetadataRequestTopic()
-		rt.Topic = kmsg.StringPtr(topic)
-		req.Topics = append(req.Topics, rt)
-		r, err := cl.SeedBrokers()[0].RetriableRequest(ctx, req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return r.(*kmsg.MetadataResponse)
+		return topicMetadata(t, ctx, addr, topic)
 	}
 	// The child's Kafka address, from a healthy node's answer; and one answer
 	// of the child's own before the pause, so that it knows the partitions'
