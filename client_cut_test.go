@@ -1,0 +1,149 @@
+package qxd_test
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/qxd-io/qxd"
+	"github.com/qxd-io/qxd/internal/qxdtest"
+)
+
+// TestClientLeavesCutOffNode cuts a node of a cluster of three off from its peers
+// (its routes pass through TCP relays that are then frozen: neither closed nor
+// answering, as a network cut looks) while a client stays connected to it, as its
+// clients do through a cut between nodes. The node answers the client's pings, so
+// the client cannot find the cut itself: the node must tell it to move once it
+// doubts it reaches its cluster (no other node has answered it for a second), not
+// only once it counts itself cut off (2.5 s): a client connected to a cut-off node
+// should leave it about as soon as it leaves a paused one.
+func TestClientLeavesCutOffNode(t *testing.T) {
+	t.Parallel()
+	cfgs := qxdtest.ClusterConfigs(t, 3)
+	// Every route to or from node 2 passes through a relay.
+	var relays []*silentRelay
+	relayTo := func(i int) string {
+		r := startSilentRelay(t, cfgs[i].ClusterListen)
+		relays = append(relays, r)
+		return "nats://" + r.addr
+	}
+	via := []string{relayTo(0), relayTo(1), relayTo(2)}
+	direct := append([]string(nil), cfgs[0].Peers...)
+	cfgs[0].Peers = []string{direct[0], via[1], direct[2]}
+	cfgs[1].Peers = []string{via[0], direct[1], via[2]}
+	cfgs[2].Peers = []string{direct[0], via[1], direct[2]}
+	const (
+		armed  = "a majority of the cluster answers this node: should it be cut off, it will send its clients to other nodes"
+		cutOff = "node is cut off from its cluster: fewer than a majority of the nodes answer; sending its clients to other nodes and not coordinating groups"
+	)
+	logged := &logTimes{}
+	cfgs[1].Logger = slog.New(logged)
+	nodes := qxdtest.StartCluster(t, cfgs)
+	// Closing the relayed routes first lets the nodes stop without waiting for
+	// a quorum they cannot reach (cleanups run last first).
+	t.Cleanup(func() {
+		for _, r := range relays {
+			r.closeConns()
+		}
+	})
+	ctx := qxdtest.Context(t, 60*time.Second)
+
+	c, err := qxd.Connect(ctx, nodes[1].ClientURL(), qxd.NATSOptions(nats.DontRandomize()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	if got := c.Conn().ConnectedServerName(); got != nodes[1].Name() {
+		t.Fatalf("client connected to %s, want %s", got, nodes[1].Name())
+	}
+	if err := c.Ping(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// The node learns of the others through its routes; let its client learn of
+	// them too (NATS's INFO), so that it has somewhere to move to.
+	for len(c.Conn().Servers()) < 3 {
+		if ctx.Err() != nil {
+			t.Fatalf("client knows the servers %v, want all three", c.Conn().Servers())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+
+	// The node sends its clients away only once a majority has answered it.
+	if logged.wait(ctx, armed).IsZero() {
+		t.Fatalf("node %s never heard from a majority of its cluster", nodes[1].Name())
+	}
+	for _, r := range relays {
+		r.freeze()
+	}
+	cut := time.Now()
+	for c.Conn().ConnectedServerName() == nodes[1].Name() || !c.Conn().IsConnected() {
+		if time.Since(cut) > 20*time.Second {
+			t.Fatalf("client still on the cut-off node %s %v after the cut", nodes[1].Name(), time.Since(cut).Round(time.Millisecond))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	moved := time.Now()
+	counted := logged.wait(ctx, cutOff)
+	if counted.IsZero() {
+		t.Fatalf("node %s never counted itself cut off: the cut is not complete (a route bypasses the relays?)", nodes[1].Name())
+	}
+	t.Logf("client moved to %s %v after the cut; the node counted itself cut off %v after it",
+		c.Conn().ConnectedServerName(), moved.Sub(cut).Round(time.Millisecond), counted.Sub(cut).Round(time.Millisecond))
+	if !moved.Before(counted) {
+		t.Fatalf("client moved %v after the cut, when its node had counted itself cut off (%v): want it gone while the node only doubts it reaches its cluster",
+			moved.Sub(cut).Round(time.Millisecond), counted.Sub(cut).Round(time.Millisecond))
+	}
+	if err := c.Ping(ctx); err != nil {
+		t.Fatalf("ping through the new node: %v", err)
+	}
+}
+
+// logTimes is a slog handler that records when each message was first logged.
+type logTimes struct {
+	mu sync.Mutex
+	at map[string]time.Time
+}
+
+func (h *logTimes) Enabled(context.Context, slog.Level) bool { return true }
+
+func (h *logTimes) Handle(_ context.Context, r slog.Record) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.at == nil {
+		h.at = map[string]time.Time{}
+	}
+	if _, ok := h.at[r.Message]; !ok {
+		h.at[r.Message] = time.Now()
+	}
+	return nil
+}
+
+func (h *logTimes) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h *logTimes) WithGroup(string) slog.Handler      { return h }
+
+// wait returns when msg was first logged, waiting for it until ctx ends (zero
+// then).
+func (h *logTimes) wait(ctx context.Context, msg string) time.Time {
+	for {
+		h.mu.Lock()
+		at := h.at[msg]
+		h.mu.Unlock()
+		if !at.IsZero() || ctx.Err() != nil {
+			return at
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// closeConns closes the connections relayed so far: a cut that heals by closing.
+func (r *silentRelay) closeConns() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, c := range r.conns {
+		c.Close()
+	}
+}
