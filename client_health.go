@@ -26,8 +26,8 @@ import (
 // (a stallTimer per read).
 //
 // A node cut off from its peers is not found so: it answers pings. It tells its
-// clients to move itself once it counts itself cut off (see the server's
-// isolation watch, 2.5 s). A check of the cluster from the client (asking every
+// clients to move itself once no other node has answered it for a second (see
+// the server's isolation watch), about when a client leaves a paused node. A check of the cluster from the client (asking every
 // node to answer through the client's node, and leaving when fewer than a
 // majority do) was tried: on a busy machine the answers of healthy nodes came
 // later than 1 s too often, twice in a row, and clients moved off healthy nodes.
