@@ -357,29 +357,7 @@ func TestLeaderlessGroupElectedQuickly(t *testing.T) {
 	if testing.Short() {
 		t.Skip("in-process cluster; skipped with -short")
 	}
-	nodes := qxdtest.StartCluster(t, qxdtest.ClusterConfigs(t, 3))
-	c := qxdtest.ConnectCluster(t, nodes)
-	const topic = "leaderless"
-	qxdtest.CreateTopic(t, c, topic, qxd.TopicConfig{Partitions: 1, Replicas: 3})
-	ctx := qxdtest.Context(t, 2*time.Minute)
-	p := qxdtest.NewProducer(t, c)
-	if err := p.ProduceSync(ctx, &qxd.Record{Topic: topic, Value: []byte("before")}); err != nil {
-		t.Fatal(err)
-	}
-	stream := semantics.StreamName(topic, 0)
-	group, leader := settledGroup(t, ctx, nodes, stream)
-	lrn := leader.RaftNode(group)
-	var frns []natsserver.RaftNode
-	for _, n := range nodes {
-		if n != leader {
-			rn := n.RaftNode(group)
-			if rn == nil {
-				t.Fatalf("no RAFT node %s on %s", group, n.Name())
-			}
-			rn.SetObserver(true)
-			frns = append(frns, rn)
-		}
-	}
+	nodes, stream, _, lrn, frns := observedGroup(t, "leaderless")
 	down := time.Now()
 	if err := lrn.StepDown(); err != nil {
 		t.Fatalf("step down: %v", err)
@@ -419,6 +397,39 @@ func TestLeaderlessGroupElectedQuickly(t *testing.T) {
 	if took > 2500*time.Millisecond {
 		t.Errorf("the group had a leader only %v after its leader stepped down, want within 2.5s", took.Round(time.Millisecond))
 	}
+}
+
+// observedGroup starts a three-node in-process cluster with topic, one partition
+// on three replicas holding one record, waits for its RAFT group to settle
+// (settledGroup) and puts the group's followers in observer mode, so that they
+// take no leadership (until cleanup, or until the test lets them). It returns
+// the nodes, the partition's stream, the leading node and its RAFT node, and
+// the followers' RAFT nodes.
+func observedGroup(t *testing.T, topic string) ([]*server.Node, string, *server.Node, natsserver.RaftNode, []natsserver.RaftNode) {
+	t.Helper()
+	nodes := qxdtest.StartCluster(t, qxdtest.ClusterConfigs(t, 3))
+	c := qxdtest.ConnectCluster(t, nodes)
+	qxdtest.CreateTopic(t, c, topic, qxd.TopicConfig{Partitions: 1, Replicas: 3})
+	ctx := qxdtest.Context(t, 2*time.Minute)
+	p := qxdtest.NewProducer(t, c)
+	if err := p.ProduceSync(ctx, &qxd.Record{Topic: topic, Value: []byte("before")}); err != nil {
+		t.Fatal(err)
+	}
+	stream := semantics.StreamName(topic, 0)
+	group, leader := settledGroup(t, ctx, nodes, stream)
+	var followers []natsserver.RaftNode
+	for _, n := range nodes {
+		if n != leader {
+			rn := n.RaftNode(group)
+			if rn == nil {
+				t.Fatalf("no RAFT node %s on %s", group, n.Name())
+			}
+			rn.SetObserver(true)
+			t.Cleanup(func() { rn.SetObserver(false) })
+			followers = append(followers, rn)
+		}
+	}
+	return nodes, stream, leader, leader.RaftNode(group), followers
 }
 
 // settledGroup waits until stream has a leader with both other replicas current,
@@ -490,28 +501,7 @@ func TestSteppedDownLeaderElectedAgainSoon(t *testing.T) {
 	if testing.Short() {
 		t.Skip("in-process cluster; skipped with -short")
 	}
-	nodes := qxdtest.StartCluster(t, qxdtest.ClusterConfigs(t, 3))
-	c := qxdtest.ConnectCluster(t, nodes)
-	const topic = "steppeddown"
-	qxdtest.CreateTopic(t, c, topic, qxd.TopicConfig{Partitions: 1, Replicas: 3})
-	ctx := qxdtest.Context(t, 2*time.Minute)
-	p := qxdtest.NewProducer(t, c)
-	if err := p.ProduceSync(ctx, &qxd.Record{Topic: topic, Value: []byte("before")}); err != nil {
-		t.Fatal(err)
-	}
-	stream := semantics.StreamName(topic, 0)
-	group, leader := settledGroup(t, ctx, nodes, stream)
-	lrn := leader.RaftNode(group)
-	for _, n := range nodes {
-		if n != leader {
-			rn := n.RaftNode(group)
-			if rn == nil {
-				t.Fatalf("no RAFT node %s on %s", group, n.Name())
-			}
-			rn.SetObserver(true)
-			t.Cleanup(func() { rn.SetObserver(false) })
-		}
-	}
+	_, stream, leader, lrn, _ := observedGroup(t, "steppeddown")
 	best := time.Duration(1<<63 - 1)
 	for round := range 3 {
 		if round > 0 {
