@@ -45,7 +45,13 @@ func TestProducerBufferBytes(t *testing.T) {
 	value := bytes.Repeat([]byte("v"), 1000)
 	accepted := 0
 	for {
-		short, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+		// The first record waits for the topic's metadata as well, which may
+		// take more than 100 ms on a loaded machine (a CI run accepted none).
+		wait := 100 * time.Millisecond
+		if accepted == 0 {
+			wait = 10 * time.Second
+		}
+		short, cancel := context.WithTimeout(ctx, wait)
 		err := p.Produce(short, &qxd.Record{Topic: "buffer", Value: value}, cb)
 		cancel()
 		if err != nil {
