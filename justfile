@@ -113,6 +113,7 @@ durability:
 kafka-clients:
     apt-get update && apt-get install -y kcat python3-confluent-kafka python3-kafka
     go test -tags kafkaclients -count=1 -run 'TestClient' -v ./kafka/
+    go test -count=1 -run 'TestREADME$' -v ./cmd/qxd/   # its kcat and confluent-kafka blocks run only with them
 
 # The web console in headless Chromium (Debian's chromium, installed here; root):
 # each page against a node with data, a topic created through the form, records

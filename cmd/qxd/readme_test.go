@@ -30,6 +30,11 @@ import (
 //	                                 waited for until it says it is listening
 //	<!-- test: stop NAME -->         Ctrl-C in those terminals: each process gets
 //	                                 SIGINT and must exit 0 within 20 s
+//	<!-- test: needs TOOL -->        the next block needs a client a fresh machine
+//	                                 lacks (kcat, python3-confluent-kafka; `just
+//	                                 kafka-clients` installs them): it runs when
+//	                                 the tool is there and is skipped, said in the
+//	                                 log, when it is not
 //
 // A command followed by a comment line `# qxd: TEXT…` must fail, and its error must
 // contain TEXT (up to the ellipsis).
@@ -56,6 +61,12 @@ func TestREADME(t *testing.T) {
 		switch s.kind {
 		case "background":
 			r.background(s)
+		case "needs":
+			if missing := readmeToolMissing(s.needs); missing != "" {
+				t.Logf("README block at line %d skipped: %s", s.line, missing)
+				continue
+			}
+			r.foreground(s)
 		case "stop":
 			r.stop(s)
 		default:
@@ -67,13 +78,14 @@ func TestREADME(t *testing.T) {
 // readmeStep is one thing a README reader does: run a block, run a block's lines in
 // terminals of their own, or stop those terminals.
 type readmeStep struct {
-	kind string // "run", "background" or "stop"
-	name string // the terminals' name, for background and stop
-	line int    // the README line the block starts on
-	text string
+	kind  string // "run", "background", "stop" or "needs"
+	name  string // the terminals' name, for background and stop
+	needs string // the tool a "needs" block runs only with
+	line  int    // the README line the block starts on
+	text  string
 }
 
-var readmeDirective = regexp.MustCompile(`^<!-- test: (background|stop) ([a-z0-9-]+) -->$`)
+var readmeDirective = regexp.MustCompile(`^<!-- test: (background|stop|needs) ([a-z0-9-]+) -->$`)
 
 // readmeSteps splits a README into its shell blocks and the directives between them.
 func readmeSteps(doc string) ([]readmeStep, error) {
@@ -87,7 +99,12 @@ func readmeSteps(doc string) ([]readmeStep, error) {
 		case block != nil && line == "```":
 			s := readmeStep{kind: "run", line: start, text: block.String()}
 			if pending != nil {
-				s.kind, s.name = pending.kind, pending.name
+				s.kind = pending.kind
+				if pending.kind == "needs" {
+					s.needs = pending.name
+				} else {
+					s.name = pending.name
+				}
 				pending = nil
 			}
 			steps = append(steps, s)
@@ -105,6 +122,9 @@ func readmeSteps(doc string) ([]readmeStep, error) {
 				steps = append(steps, readmeStep{kind: "stop", name: m[2], line: n})
 				continue
 			}
+			if m[1] == "needs" && readmeTools[m[2]] == nil {
+				return nil, fmt.Errorf("README line %d: %q is not a tool the test knows how to look for", n, m[2])
+			}
 			pending = &readmeStep{kind: m[1], name: m[2], line: n}
 		}
 	}
@@ -115,6 +135,22 @@ func readmeSteps(doc string) ([]readmeStep, error) {
 		return nil, fmt.Errorf("README line %d: a directive with no block after it", pending.line)
 	}
 	return steps, nil
+}
+
+// readmeTools are the tools a README block may need, each with how to tell whether
+// this machine has it: a program on PATH or a module /usr/bin/python3 imports.
+var readmeTools = map[string][]string{
+	"kcat":                    {"kcat", "-V"},
+	"python3-confluent-kafka": {"/usr/bin/python3", "-c", "import confluent_kafka"},
+}
+
+// readmeToolMissing says why a "needs" block cannot run here, or "" when it can.
+func readmeToolMissing(tool string) string {
+	probe := readmeTools[tool]
+	if err := exec.Command(probe[0], probe[1:]...).Run(); err != nil {
+		return fmt.Sprintf("%s is not installed here (%v); `just kafka-clients` installs it", tool, err)
+	}
+	return ""
 }
 
 // readmeRun is the reader's machine: a work directory, a shell state carried from one
@@ -339,4 +375,20 @@ func tail(s string, n int) string {
 		}
 	}
 	return strings.Join(lines, "\n")
+}
+
+// TestREADMEStepsNeeds checks how the README's directives become steps: a "needs"
+// block names its tool, and a tool the test cannot look for is refused.
+func TestREADMEStepsNeeds(t *testing.T) {
+	doc := "<!-- test: needs kcat -->\n```sh\nkcat -L\n```\n\n```sh\nls\n```\n"
+	steps, err := readmeSteps(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(steps) != 2 || steps[0].kind != "needs" || steps[0].needs != "kcat" || steps[0].text != "kcat -L\n" || steps[1].kind != "run" || steps[1].needs != "" {
+		t.Fatalf("steps %+v, want a kcat block that needs kcat, then a plain one", steps)
+	}
+	if _, err := readmeSteps("<!-- test: needs java -->\n```sh\njava\n```\n"); err == nil || !strings.Contains(err.Error(), `"java"`) {
+		t.Fatalf("a block needing an unknown tool: err %v, want one naming it", err)
+	}
 }
