@@ -74,7 +74,7 @@ var (
 	descParts    = desc("qxd_cluster_partitions", "Partitions of all ready topics in the cluster.")
 	descUnder    = desc("qxd_cluster_under_replicated_partitions", "Partitions with fewer current replicas than their replication factor, those without a leader included.")
 	descNoLeader = desc("qxd_cluster_partitions_without_leader", "Partitions whose stream has no leader (cannot be written).")
-	descBehind   = desc("qxd_cluster_replicas_behind", "Partition replicas on the node that their leader does not count current (behind it, catching up, or offline).", "node")
+	descBehind   = desc("qxd_cluster_replicas_behind", "Partition replicas on the node that are not current: behind their leader or catching up, offline, or of a partition without a leader.", "node")
 	descRepLag   = desc("qxd_cluster_replica_lag", "RAFT entries the node's partition replicas are behind their leaders, summed, as the leaders last saw.", "node")
 	descCoord    = desc("qxd_group_coordinator", "1 when this node coordinates the consumer groups (exports the qxd_group_ metrics), else 0.")
 	descGState   = desc("qxd_group_state", "1 for the group's current state (Empty, PreparingRebalance, CompletingRebalance, Stable, Dead).", "group", "state")
