@@ -25,7 +25,9 @@ func (a *app) clusterInfoCommand() *cli.Command {
 		Usage: "show the nodes, the meta leader and the under-replicated partitions",
 		Description: "Any node answers. A node is up unless the cluster saw it shut down or lost\n" +
 			"track of it. LEADERS counts the partitions a node leads, REPLICAS the partition\n" +
-			"replicas it holds, its leaders included. A partition is under-replicated when\n" +
+			"replicas it holds, its leaders included; LAG the RAFT entries its replicas are\n" +
+			"behind their leaders, summed (a node that led partitions when it was cut off\n" +
+			"can stay behind for a while after the heal). A partition is under-replicated when\n" +
 			"fewer of its replicas than the topic's replication factor are current (caught\n" +
 			"up with the leader, which counts as current); one without a leader shows 0.\n" +
 			"SYNC is the node's --sync: always (appends are on disk before they are\n" +
@@ -81,9 +83,9 @@ func (a *app) clusterInfo(c *cli.Context) error {
 
 	fmt.Fprintln(a.stdout)
 	tw = newTable(a.stdout)
-	fmt.Fprintln(tw, "NODE\tUP\tLEADERS\tREPLICAS\tSYNC\tKAFKA")
+	fmt.Fprintln(tw, "NODE\tUP\tLEADERS\tREPLICAS\tLAG\tSYNC\tKAFKA")
 	for _, n := range info.Nodes { // sorted by name by the node
-		fmt.Fprintf(tw, "%s\t%t\t%d\t%d\t%s\t%s\n", n.Name, n.Up, n.Leaders, n.Replicas, dash(n.Sync), dash(n.Kafka))
+		fmt.Fprintf(tw, "%s\t%t\t%d\t%d\t%d\t%s\t%s\n", n.Name, n.Up, n.Leaders, n.Replicas, n.Lag, dash(n.Sync), dash(n.Kafka))
 	}
 	if err := tw.Flush(); err != nil {
 		return err

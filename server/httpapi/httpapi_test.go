@@ -132,6 +132,13 @@ func TestReadyzCluster(t *testing.T) {
 	}
 	// n3 led one of the partitions (leaders are spread): another node took it.
 	waitFor(t, "a partition leader election counted after n3 stopped", func() bool { return elections("partition") > before })
+	// Its three replicas are behind their leaders now, and the others' none.
+	waitFor(t, "n3's three replicas counted behind", func() bool {
+		fams := scrape(t, bases[0])
+		behind, _ := value(fams, "qxd_cluster_replicas_behind", "node", cfgs[2].Name)
+		others, ok := value(fams, "qxd_cluster_replicas_behind", "node", cfgs[0].Name)
+		return behind == 3 && ok && others == 0
+	})
 	// The console's events view shows it, with the partition it is about.
 	waitFor(t, "a partition's leader election in /api/events", func() bool {
 		var evs []httpapi.Event
@@ -385,6 +392,8 @@ func TestMetricsAfterKnownWork(t *testing.T) {
 	expect("qxd_cluster_partitions", 3)
 	expect("qxd_cluster_under_replicated_partitions", 0)
 	expect("qxd_cluster_partitions_without_leader", 0)
+	expect("qxd_cluster_replicas_behind", 0, "node", n.Name())
+	expect("qxd_cluster_replica_lag", 0, "node", n.Name())
 	expect("qxd_metrics_read_errors", 0)
 	expect("qxd_bridge_running", 1, "bridge", "sensors", "kind", "ingest", "topic", "bridged")
 	expect("qxd_bridge_failed_total", 0, "bridge", "sensors")

@@ -74,6 +74,8 @@ var (
 	descParts    = desc("qxd_cluster_partitions", "Partitions of all ready topics in the cluster.")
 	descUnder    = desc("qxd_cluster_under_replicated_partitions", "Partitions with fewer current replicas than their replication factor, those without a leader included.")
 	descNoLeader = desc("qxd_cluster_partitions_without_leader", "Partitions whose stream has no leader (cannot be written).")
+	descBehind   = desc("qxd_cluster_replicas_behind", "Partition replicas on the node that are not current: behind their leader or catching up, offline, or of a partition without a leader.", "node")
+	descRepLag   = desc("qxd_cluster_replica_lag", "RAFT entries the node's partition replicas are behind their leaders, summed, as the leaders last saw.", "node")
 	descCoord    = desc("qxd_group_coordinator", "1 when this node coordinates the consumer groups (exports the qxd_group_ metrics), else 0.")
 	descGState   = desc("qxd_group_state", "1 for the group's current state (Empty, PreparingRebalance, CompletingRebalance, Stable, Dead).", "group", "state")
 	descGMembers = desc("qxd_group_members", "Members of the group.", "group")
@@ -262,7 +264,7 @@ func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 	m.fetchRecords.Describe(ch)
 	m.fetchBytes.Describe(ch)
 	for _, d := range []*prometheus.Desc{descFSess, descFSParts, descFSEvict, descRepairs, descScrubB, descScrubD, descScrubP, descGTotal, descOver, descBMsgs, descBFailed, descBBacklog, descBRunning, descLogStart, descHWM, descLSO, descStored, descBatches, descLed, descReady, descJS,
-		descSync, descMetaLead, descNodes, descParts, descUnder, descNoLeader, descCoord, descGState, descGMembers,
+		descSync, descMetaLead, descNodes, descParts, descUnder, descNoLeader, descBehind, descRepLag, descCoord, descGState, descGMembers,
 		descGGen, descGOffset, descGLag, descErrors} {
 		ch <- d
 	}
@@ -330,9 +332,18 @@ type snapshot struct {
 	partitions  int
 	underRep    int
 	noLeader    int
+	replicas    []replicaState // per node, partition replicas behind their leaders
 	coordinator bool
 	groups      []groupState
 	bridges     []bridgeState // on the node running the bridges
+}
+
+// replicaState is how far behind their leaders a node's partition replicas are,
+// as cluster info reports it.
+type replicaState struct {
+	node   string
+	behind int    // replicas not current
+	lag    uint64 // RAFT entries behind, summed
 }
 
 // readBridges reads the bridges' reports when this node runs them, so that one
@@ -437,12 +448,19 @@ func readState(ctx context.Context, h server.Host) *snapshot {
 	} else {
 		s.cluster = true
 		s.metaLeader = ci.MetaLeader == h.Name() || !h.Clustered()
+		behind := map[string]int{}
+		for _, u := range ci.UnderReplicated {
+			for _, r := range u.OutOfSync {
+				behind[r]++
+			}
+		}
 		for _, n := range ci.Nodes {
 			if n.Up {
 				s.nodesUp++
 			} else {
 				s.nodesDown++
 			}
+			s.replicas = append(s.replicas, replicaState{node: n.Name, behind: behind[n.Name], lag: n.Lag})
 		}
 		if !h.Clustered() && len(ci.Nodes) == 0 {
 			s.nodesUp = 1
@@ -567,6 +585,10 @@ func (m *metrics) collectState(ch chan<- prometheus.Metric, s *snapshot) {
 		gauge(ch, descParts, float64(s.partitions))
 		gauge(ch, descUnder, float64(s.underRep))
 		gauge(ch, descNoLeader, float64(s.noLeader))
+		for _, r := range s.replicas {
+			gauge(ch, descBehind, float64(r.behind), r.node)
+			gauge(ch, descRepLag, float64(r.lag), r.node)
+		}
 	}
 	gauge(ch, descCoord, boolf(s.coordinator))
 	groupParts, groupOver := 0, 0
