@@ -389,7 +389,7 @@ func (b *kafkaBackend) read(ctx context.Context, topic string, p int32, offset i
 // the first and last batches read again only when the stream's first or last
 // sequence moved; it also returns the first batch's base offset (-1 when none).
 func (b *kafkaBackend) readEnds(ctx context.Context, r *partition.Reader, t semantics.TopicMeta, p int32) (partition.Offsets, int64, error) {
-	st, err := r.StreamInfo(ctx)
+	st, err := b.streamState(ctx, r)
 	if err != nil {
 		return partition.Offsets{}, -1, err
 	}
@@ -471,6 +471,13 @@ func (b *kafkaBackend) edgeBatch(ctx context.Context, r *partition.Reader, t sem
 	if t.Config.Compact {
 		return partition.Msg{}, false
 	}
+	if s := b.leaderStore(r.Stream); s != nil {
+		// The leader's own copy, read in process.
+		if msgs, err := s.read(directBatchRequest{Seq: seq, Batch: 1, MaxBytes: 1, UpToSeq: seq}); err == nil && msgs[0].seq == seq && msgs[0].data != nil {
+			b.stores.store.Add(1)
+			return partition.Msg{Seq: seq, Data: msgs[0].data}, true
+		}
+	}
 	m, err := r.GetAt(ctx, seq)
 	if err != nil {
 		return partition.Msg{}, false
@@ -517,9 +524,10 @@ func (b *kafkaBackend) readBatches(ctx context.Context, r *partition.Reader, t s
 			next = ends[len(ends)-1]
 		}
 	}()
+	local := b.leaderStore(r.Stream)
 	for seq <= offs.LastSeq && size < maxBytes {
 		var msgs []directMsg
-		msgs, err = b.directBatch(ctx, r, directBatchRequest{Seq: seq,
+		msgs, err = b.readChunk(ctx, r, &local, directBatchRequest{Seq: seq,
 			Batch: kafkaReadBatchMax, MaxBytes: min(maxBytes-size, kafkaReadChunk), UpToSeq: offs.LastSeq})
 		if err != nil {
 			if len(batches) > 0 {
@@ -650,6 +658,25 @@ func (b *kafkaBackend) readByBatch(ctx context.Context, res kafka.IsolatedRead, 
 	}
 	res.Batches = fr.Batches
 	return res, nil
+}
+
+// readChunk reads the stored messages req asks for: from *local, the store of
+// the partition stream this node leads, when there is one, or with a batched
+// direct get. A store that cannot be read (the node stopped leading the stream,
+// the stream is gone, its store does not hold req.Seq) is not read again in
+// this read.
+func (b *kafkaBackend) readChunk(ctx context.Context, r *partition.Reader, local **leaderStore, req directBatchRequest) ([]directMsg, error) {
+	if *local != nil {
+		msgs, err := (*local).read(req)
+		if err == nil {
+			b.stores.store.Add(int64(len(msgs)))
+			return msgs, nil
+		}
+		*local = nil
+	}
+	msgs, err := b.directBatch(ctx, r, req)
+	b.stores.nats.Add(int64(len(msgs)))
+	return msgs, err
 }
 
 type directMsg struct {
