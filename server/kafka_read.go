@@ -16,9 +16,12 @@ import (
 	"github.com/qxd-io/qxd/semantics"
 )
 
-// Kafka fetches read a partition's stored batches with JetStream's batched direct
-// get: one request returns, as raw bytes, every batch from a sequence up to a byte
-// limit, where the node's fetch service asks for them one by one. A Kafka consumer
+// Kafka fetches read a partition's stored batches from its stream's store when
+// this node leads it (kafka_store.go), else with JetStream's batched direct get:
+// one request returns, as raw bytes, every batch from a sequence up to a byte
+// limit, where the node's fetch service asks for them one by one. Either way
+// each batch read is a buffer of its own, never reused: the answer's writev
+// sends it as it is, and the garbage collector frees it once written. A Kafka consumer
 // fetches where its last fetch ended, so the listener remembers, per partition, the
 // sequence that follows every batch it answered, and skips the binary search then.
 // The log start and high watermark are the stream leader's, as the fetch service
@@ -456,7 +459,8 @@ func (b *kafkaBackend) readEnds(ctx context.Context, r *partition.Reader, t sema
 }
 
 // edgeBatch reads the batch stored at exactly seq, one of the stream's ends the
-// leader's state names, with partition.Reader.GetAt: a direct get first (raw
+// leader's state names: from the store when this node leads the stream, else
+// (or when the store does not hold it) with partition.Reader.GetAt: a direct get first (raw
 // bytes, where the leader's message get answers JSON with the whole batch in
 // base64, a read of a few hundred KiB encoded, sent and decoded again for the
 // dozen header bytes wanted), the leader when the copy that answered does not
