@@ -262,7 +262,8 @@ func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 	m.kafkaRequests.Describe(ch)
 	m.fetchRecords.Describe(ch)
 	m.fetchBytes.Describe(ch)
-	for _, d := range []*prometheus.Desc{descFSess, descFSParts, descFSEvict, descFReads, descRepairs, descScrubB, descScrubD, descScrubP, descGTotal, descOver, descBMsgs, descBFailed, descBBacklog, descBRunning, descLogStart, descHWM, descLSO, descStored, descBatches, descLed, descReady, descJS,
+	ch <- descFReads
+	for _, d := range []*prometheus.Desc{descFSess, descFSParts, descFSEvict, descRepairs, descScrubB, descScrubD, descScrubP, descGTotal, descOver, descBMsgs, descBFailed, descBBacklog, descBRunning, descLogStart, descHWM, descLSO, descStored, descBatches, descLed, descReady, descJS,
 		descSync, descMetaLead, descNodes, descParts, descUnder, descNoLeader, descCoord, descGState, descGMembers,
 		descGGen, descGOffset, descGLag, descErrors} {
 		ch <- d
