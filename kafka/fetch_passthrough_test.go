@@ -73,6 +73,17 @@ func rawFetch(t *testing.T, ctx context.Context, cl *kgo.Client, v int16, topic 
 	return fr.Topics[0].Partitions
 }
 
+// readsFromStore checks that node n's Kafka listener read the batches it
+// answered from its own store, in process, and none through NATS since it
+// started (it leads every partition it serves).
+func readsFromStore(t *testing.T, n *server.Node) {
+	t.Helper()
+	r, ok := n.KafkaFetchReads()
+	if !ok || r.Store == 0 || r.NATS != 0 {
+		t.Fatalf("the Kafka listener read %d batches from its store and %d through NATS (listener %t); want them all from its store", r.Store, r.NATS, ok)
+	}
+}
+
 // A Kafka fetch answers each partition's stored batches byte for byte as they
 // are stored, several of them in one records field, at every version from the
 // oldest served to the first naming topics by id; the limits hold as Kafka's
@@ -105,6 +116,7 @@ func TestFetchAnswersStoredBatches(t *testing.T) {
 			}
 		}
 	}
+	readsFromStore(t, n)
 	one := int32(len(stored[0][0]))
 	cases := []struct {
 		name              string
@@ -163,6 +175,7 @@ func TestFetchReadAheadAfterTrim(t *testing.T) {
 	if want := bytes.Join(stored[2:], nil); at.ErrorCode != 0 || !bytes.Equal(at.RecordBatches, want) {
 		t.Fatalf("fetch at the new log start: code %d, %d bytes; want the last two batches' %d", at.ErrorCode, len(at.RecordBatches), len(want))
 	}
+	readsFromStore(t, n)
 }
 
 // A partition read ahead for a consumer's next fetch, whose topic is deleted and
@@ -200,4 +213,5 @@ func TestFetchReadAheadAfterTopicRemade(t *testing.T) {
 		t.Fatalf("fetch at offset 3 of the remade topic: code %d, high watermark %d, %d bytes (the old topic's batch: %v); want 0, 15 and the new second batch's %d bytes",
 			next.ErrorCode, next.HighWatermark, len(next.RecordBatches), bytes.Equal(next.RecordBatches, old[1]), len(remade[1]))
 	}
+	readsFromStore(t, n)
 }

@@ -16,9 +16,12 @@ import (
 	"github.com/qxd-io/qxd/semantics"
 )
 
-// Kafka fetches read a partition's stored batches with JetStream's batched direct
-// get: one request returns, as raw bytes, every batch from a sequence up to a byte
-// limit, where the node's fetch service asks for them one by one. A Kafka consumer
+// Kafka fetches read a partition's stored batches from its stream's store when
+// this node leads it (kafka_store.go), else with JetStream's batched direct get:
+// one request returns, as raw bytes, every batch from a sequence up to a byte
+// limit, where the node's fetch service asks for them one by one. Either way
+// each batch read is a buffer of its own, never reused: the answer's writev
+// sends it as it is, and the garbage collector frees it once written. A Kafka consumer
 // fetches where its last fetch ended, so the listener remembers, per partition, the
 // sequence that follows every batch it answered, and skips the binary search then.
 // The log start and high watermark are the stream leader's, as the fetch service
@@ -389,7 +392,7 @@ func (b *kafkaBackend) read(ctx context.Context, topic string, p int32, offset i
 // the first and last batches read again only when the stream's first or last
 // sequence moved; it also returns the first batch's base offset (-1 when none).
 func (b *kafkaBackend) readEnds(ctx context.Context, r *partition.Reader, t semantics.TopicMeta, p int32) (partition.Offsets, int64, error) {
-	st, err := r.StreamInfo(ctx)
+	st, err := b.streamState(ctx, r)
 	if err != nil {
 		return partition.Offsets{}, -1, err
 	}
@@ -456,7 +459,8 @@ func (b *kafkaBackend) readEnds(ctx context.Context, r *partition.Reader, t sema
 }
 
 // edgeBatch reads the batch stored at exactly seq, one of the stream's ends the
-// leader's state names, with partition.Reader.GetAt: a direct get first (raw
+// leader's state names: from the store when this node leads the stream, else
+// (or when the store does not hold it) with partition.Reader.GetAt: a direct get first (raw
 // bytes, where the leader's message get answers JSON with the whole batch in
 // base64, a read of a few hundred KiB encoded, sent and decoded again for the
 // dozen header bytes wanted), the leader when the copy that answered does not
@@ -470,6 +474,13 @@ func (b *kafkaBackend) readEnds(ctx context.Context, r *partition.Reader, t sema
 func (b *kafkaBackend) edgeBatch(ctx context.Context, r *partition.Reader, t semantics.TopicMeta, seq uint64) (partition.Msg, bool) {
 	if t.Config.Compact {
 		return partition.Msg{}, false
+	}
+	if s := b.leaderStore(r.Stream); s != nil {
+		// The leader's own copy, read in process.
+		if msgs, err := s.read(directBatchRequest{Seq: seq, Batch: 1, MaxBytes: 1, UpToSeq: seq}); err == nil && msgs[0].seq == seq && msgs[0].data != nil {
+			b.stores.store.Add(1)
+			return partition.Msg{Seq: seq, Data: msgs[0].data}, true
+		}
 	}
 	m, err := r.GetAt(ctx, seq)
 	if err != nil {
@@ -517,9 +528,10 @@ func (b *kafkaBackend) readBatches(ctx context.Context, r *partition.Reader, t s
 			next = ends[len(ends)-1]
 		}
 	}()
+	local := b.leaderStore(r.Stream)
 	for seq <= offs.LastSeq && size < maxBytes {
 		var msgs []directMsg
-		msgs, err = b.directBatch(ctx, r, directBatchRequest{Seq: seq,
+		msgs, err = b.readChunk(ctx, r, &local, directBatchRequest{Seq: seq,
 			Batch: kafkaReadBatchMax, MaxBytes: min(maxBytes-size, kafkaReadChunk), UpToSeq: offs.LastSeq})
 		if err != nil {
 			if len(batches) > 0 {
@@ -650,6 +662,25 @@ func (b *kafkaBackend) readByBatch(ctx context.Context, res kafka.IsolatedRead, 
 	}
 	res.Batches = fr.Batches
 	return res, nil
+}
+
+// readChunk reads the stored messages req asks for: from *local, the store of
+// the partition stream this node leads, when there is one, or with a batched
+// direct get. A store that cannot be read (the node stopped leading the stream,
+// the stream is gone, its store does not hold req.Seq) is not read again in
+// this read.
+func (b *kafkaBackend) readChunk(ctx context.Context, r *partition.Reader, local **leaderStore, req directBatchRequest) ([]directMsg, error) {
+	if *local != nil {
+		msgs, err := (*local).read(req)
+		if err == nil {
+			b.stores.store.Add(int64(len(msgs)))
+			return msgs, nil
+		}
+		*local = nil
+	}
+	msgs, err := b.directBatch(ctx, r, req)
+	b.stores.nats.Add(int64(len(msgs)))
+	return msgs, err
 }
 
 type directMsg struct {

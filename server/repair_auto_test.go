@@ -419,6 +419,9 @@ func kafkaReadMeetsDamage(t *testing.T, leads bool) {
 	if short == 0 {
 		t.Skip("no read was answered by the damaged copy: inconclusive")
 	}
+	if r, _ := nodes[vi].KafkaFetchReads(); leads && r.Store == 0 {
+		t.Fatalf("the leader read %d batches through NATS and none from its own store", r.NATS)
+	}
 	// A follower's copy is read again in the background.
 	var d server.TopicDescription
 	for deadline := time.Now().Add(time.Minute); ; {

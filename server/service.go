@@ -115,6 +115,10 @@ type Host interface {
 	// KafkaFetchSessions reads the Kafka listener's fetch session figures; false
 	// when the node has no Kafka listener.
 	KafkaFetchSessions() (kafka.FetchSessionStats, bool)
+	// KafkaFetchReads counts the batches the Kafka listener read for fetches,
+	// from its own store and through NATS; false when the node has no Kafka
+	// listener.
+	KafkaFetchReads() (KafkaFetchReads, bool)
 
 	// For a front door that authenticates its clients (server/httpapi):
 
@@ -185,6 +189,8 @@ func (h nodeHost) AuthEnabled() bool         { return h.n.auth != nil }
 func (h nodeHost) KafkaFetchSessions() (kafka.FetchSessionStats, bool) {
 	return h.n.KafkaFetchSessions()
 }
+
+func (h nodeHost) KafkaFetchReads() (KafkaFetchReads, bool) { return h.n.KafkaFetchReads() }
 
 func (h nodeHost) Authenticate(user, password string) (string, semantics.Grant, error) {
 	if h.n.auth == nil {

@@ -90,6 +90,7 @@ var (
 	descGTotal   = desc("qxd_group_total_lag", "Records the group has yet to read, summed over its committed partitions.", "group")
 	descFSess    = desc("qxd_kafka_fetch_sessions", "Fetch sessions (KIP-227) the Kafka listener holds for its clients (Kafka's NumIncrementalFetchSessions); at most --kafka-fetch-session-slots.")
 	descFSParts  = desc("qxd_kafka_fetch_session_partitions", "Partitions held in the Kafka listener's fetch sessions, summed over them (Kafka's NumIncrementalFetchPartitionsCached).")
+	descFReads   = desc("qxd_kafka_fetch_batches_read_total", "Stored batches the Kafka listener read for fetches since it started, by where from: store (in process, from a partition this node leads) or nats (batched direct gets).", "from")
 	descFSEvict  = desc("qxd_kafka_fetch_session_evictions_total", "Fetch sessions the Kafka listener evicted to make room for new ones since it started (Kafka's IncrementalFetchSessionEvictionsPerSec).")
 	descRepairs  = desc("qxd_partition_repairs_total", "Partition repairs this node ran since it started, asked for or automatic, by result: rebuilt (a damaged copy rebuilt and read back intact), restored (a partition short of replicas scaled back up), refused (nothing changed: the partition was not fit for it), failed.", "result")
 	descScrubB   = desc("qxd_scrub_bytes_total", "Bytes the scrub read back from this node's partition copies since the node started.")
@@ -263,6 +264,7 @@ func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 	m.kafkaRequests.Describe(ch)
 	m.fetchRecords.Describe(ch)
 	m.fetchBytes.Describe(ch)
+	ch <- descFReads
 	for _, d := range []*prometheus.Desc{descFSess, descFSParts, descFSEvict, descRepairs, descScrubB, descScrubD, descScrubP, descGTotal, descOver, descBMsgs, descBFailed, descBBacklog, descBRunning, descLogStart, descHWM, descLSO, descStored, descBatches, descLed, descReady, descJS,
 		descSync, descMetaLead, descNodes, descParts, descUnder, descNoLeader, descBehind, descRepLag, descCoord, descGState, descGMembers,
 		descGGen, descGOffset, descGLag, descErrors} {
@@ -285,6 +287,10 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 		gauge(ch, descFSess, float64(fs.Sessions))
 		gauge(ch, descFSParts, float64(fs.Partitions))
 		ch <- prometheus.MustNewConstMetric(descFSEvict, prometheus.CounterValue, float64(fs.Evictions))
+	}
+	if fr, ok := m.h.KafkaFetchReads(); ok {
+		ch <- prometheus.MustNewConstMetric(descFReads, prometheus.CounterValue, float64(fr.Store), "store")
+		ch <- prometheus.MustNewConstMetric(descFReads, prometheus.CounterValue, float64(fr.NATS), "nats")
 	}
 	if a := m.h.Admin(); a != nil {
 		counts := a.RepairCounts()

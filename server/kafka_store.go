@@ -1,0 +1,234 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"reflect"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"unsafe" // go:linkname, for the stream lookup; the StoreMsg layout
+
+	natsserver "github.com/nats-io/nats-server/v2/server"
+
+	"github.com/qxd-io/qxd/internal/partition"
+	"github.com/qxd-io/qxd/semantics"
+)
+
+// The Kafka listener reads the batches of a partition this node leads, and its
+// stream's state, from the stream's store, in process: StreamStore.LoadMsg copies each stored message
+// once, from the store's block cache into a buffer of its own, where a batched
+// direct get has nats-server load and copy it, send it through the in-process
+// connection, and nats.go read it into a fresh buffer again. What it returns is
+// what a direct get returns: the bytes stored, checked by the caller against
+// their CRC-32C (invariant 7) as before.
+//
+// Only the stream's leader reads its own store. On a replicated stream the
+// leader stores a message when it applies it, and it applies only what its RAFT
+// group committed (nats-server v2.15.2: processClusteredInboundMsg proposes the
+// message, applyStreamEntries stores it through processJetStreamMsg), so the
+// store never holds an entry that could be rolled back; the reads are still
+// bounded by the leader's last sequence and the high watermark, as before. A node
+// that loses the leadership during a read stops reading its store there, keeping
+// what it read (committed entries); the next fetch reads through NATS.
+//
+// nats-server exports no way to reach a stream: (*stream).Store is exported,
+// but only (*Account).lookupStream returns a *stream, and StoreMsg's fields are
+// unexported. lookupStream, (*stream).Store, (*stream).IsLeader and
+// (*stream).config are linked as lookupRaftNode is (isolation_raft.go), the
+// *stream kept as the opaque pointer it is, and a loaded StoreMsg is read through storeMsgView, whose layout is
+// checked against StoreMsg's once (storeLayoutOK). As of nats-server v2.15.2 (the
+// version in go.mod); when it is upgraded, check that the four functions keep
+// their signatures (a rename fails the build at link time, a changed signature
+// does not), that StoreMsg keeps its fields (a change turns the store reads off,
+// with a log line), and that a leader still stores only what it applied.
+// TestKafkaFetchReadsLeaderStore and the Kafka fetch tests check the effect.
+
+// streamLookup is nats-server's (*Account).lookupStream: the stream named name
+// in account a, as the opaque *stream pointer.
+//
+//go:linkname streamLookup github.com/nats-io/nats-server/v2/server.(*Account).lookupStream
+func streamLookup(a *natsserver.Account, name string) (unsafe.Pointer, error)
+
+// streamStore is nats-server's (*stream).Store: the stream's store.
+//
+//go:linkname streamStore github.com/nats-io/nats-server/v2/server.(*stream).Store
+func streamStore(mset unsafe.Pointer) natsserver.StreamStore
+
+// streamIsLeader is nats-server's (*stream).IsLeader: whether this server leads
+// the stream (always, for a stream that is not clustered).
+//
+//go:linkname streamIsLeader github.com/nats-io/nats-server/v2/server.(*stream).IsLeader
+func streamIsLeader(mset unsafe.Pointer) bool
+
+// storedStreamConfig is nats-server's (*stream).config: a copy of the stream's
+// configuration.
+//
+//go:linkname storedStreamConfig github.com/nats-io/nats-server/v2/server.(*stream).config
+func storedStreamConfig(mset unsafe.Pointer) natsserver.StreamConfig
+
+// storeMsgView is nats-server v2.15.2's StoreMsg with its fields readable.
+type storeMsgView struct {
+	subj string
+	hdr  []byte
+	msg  []byte
+	buf  []byte
+	seq  uint64
+	ts   int64
+}
+
+// storeLayoutOK reports whether StoreMsg is laid out as storeMsgView: the same
+// fields, names, kinds and offsets, and the same size.
+var storeLayoutOK = sync.OnceValue(func() bool {
+	got, want := reflect.TypeFor[natsserver.StoreMsg](), reflect.TypeFor[storeMsgView]()
+	if got.Size() != want.Size() || got.NumField() != want.NumField() {
+		return false
+	}
+	for i := range want.NumField() {
+		g, w := got.Field(i), want.Field(i)
+		if g.Name != w.Name || g.Offset != w.Offset || g.Type.Kind() != w.Type.Kind() ||
+			(w.Type.Kind() == reflect.Slice && g.Type.Elem().Kind() != w.Type.Elem().Kind()) {
+			return false
+		}
+	}
+	return true
+})
+
+// leaderStore is the store of a partition stream this node leads.
+type leaderStore struct {
+	mset  unsafe.Pointer
+	store natsserver.StreamStore
+}
+
+// kafkaStores counts the batches the Kafka listener read from its own store and
+// through NATS, and says once when it cannot read a store it should.
+type kafkaStores struct {
+	store, nats atomic.Int64
+	off         sync.Once
+}
+
+// leaderStore returns the store of stream when this node leads it, or nil: the
+// stream is looked up at every read, so a stream deleted and made again (a topic
+// deleted and created again) is never read through the store of the old one.
+func (b *kafkaBackend) leaderStore(stream string) *leaderStore {
+	if !storeLayoutOK() {
+		b.stores.off.Do(func() {
+			b.n.log.Warn("kafka fetches read through NATS: this nats-server's StoreMsg is not laid out as expected")
+		})
+		return nil
+	}
+	acc := b.n.ns.GlobalAccount()
+	if acc == nil {
+		return nil
+	}
+	mset, err := streamLookup(acc, stream)
+	if err != nil || mset == nil {
+		if b.n.isStreamLeader(stream) {
+			b.stores.off.Do(func() {
+				b.n.log.Warn("kafka fetches read a partition this node leads through NATS: its stream is not found in process", "err", err)
+			})
+		}
+		return nil
+	}
+	if !streamIsLeader(mset) {
+		return nil
+	}
+	st := streamStore(mset)
+	if st == nil {
+		return nil
+	}
+	return &leaderStore{mset: mset, store: st}
+}
+
+// state is the stream's state as its leader's stream info answers it (the
+// figures partition.Reader.StreamInfo reads): the store's, and the log start in
+// the stream's metadata. It is the leader's own: a stream info request this node
+// sends is answered by it too.
+func (s *leaderStore) state() (partition.StreamState, error) {
+	var st natsserver.StreamState
+	s.store.FastState(&st)
+	out := partition.StreamState{FirstSeq: st.FirstSeq, LastSeq: st.LastSeq, Msgs: st.Msgs, Bytes: st.Bytes}
+	if v, ok := storedStreamConfig(s.mset).Metadata[semantics.LogStartMetadata]; ok {
+		ls, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || ls < 0 {
+			return partition.StreamState{}, fmt.Errorf("stream metadata %s=%q is not an offset", semantics.LogStartMetadata, v)
+		}
+		out.LogStart = ls
+	}
+	return out, nil
+}
+
+// streamState is r's stream state, read from its store when this node leads
+// it, else asked of its leader.
+func (b *kafkaBackend) streamState(ctx context.Context, r *partition.Reader) (partition.StreamState, error) {
+	if s := b.leaderStore(r.Stream); s != nil {
+		return s.state()
+	}
+	return r.StreamInfo(ctx)
+}
+
+// errStoreStopped is a store read that stopped before its first message: the
+// node no longer leads the stream, the store does not hold the sequence asked
+// for (yet), or the store is closed (the stream deleted).
+var errStoreStopped = errors.New("the leader's store could not be read")
+
+// read loads the stored messages from seq on, as a batched direct get of req
+// answers them (the next stored message at or after each sequence, at most
+// req.Batch of them, up to req.UpToSeq, stopping once req.MaxBytes are passed),
+// each into a buffer of its own. It stops early where this node stopped leading
+// the stream; with nothing read it is errStoreStopped. A message the store
+// cannot load (damaged on disk) ends the read as a message with no data at its
+// sequence: the caller's checks find it, as they find a damaged batch.
+func (s *leaderStore) read(req directBatchRequest) ([]directMsg, error) {
+	var out []directMsg
+	size := 0
+	var sm natsserver.StoreMsg
+	view := (*storeMsgView)(unsafe.Pointer(&sm))
+	for seq := max(req.Seq, 1); seq <= req.UpToSeq && len(out) < req.Batch && size < req.MaxBytes; seq++ {
+		if !streamIsLeader(s.mset) {
+			break
+		}
+		view.buf = nil // a buffer of its own for each message: they are answered as they are
+		_, err := s.store.LoadMsg(seq, &sm)
+		if err != nil && !errors.Is(err, natsserver.ErrStoreEOF) && !errors.Is(err, natsserver.ErrStoreClosed) {
+			// Removed (a compacted topic's log has such holes, a damaged
+			// block rebuilt loses some): the next one stored, as a direct
+			// get answers.
+			view.buf = nil
+			_, _, err = s.store.LoadNextMsg(">", true, seq, &sm)
+			if err != nil && !errors.Is(err, natsserver.ErrStoreEOF) && !errors.Is(err, natsserver.ErrStoreClosed) {
+				out = append(out, directMsg{seq: seq})
+				break
+			}
+		}
+		if err != nil || view.seq < seq || view.seq > req.UpToSeq {
+			break
+		}
+		seq = view.seq
+		out = append(out, directMsg{seq: seq, data: view.msg[:len(view.msg):len(view.msg)]})
+		size += len(view.msg)
+	}
+	if len(out) == 0 {
+		return nil, errStoreStopped
+	}
+	return out, nil
+}
+
+// KafkaFetchReads counts the stored batches the node's Kafka listener has read
+// for fetches since it started: from the store of a partition the node leads,
+// in process, and through NATS (batched direct gets: partitions led elsewhere,
+// a store that could not be read).
+type KafkaFetchReads struct {
+	Store, NATS int64
+}
+
+// KafkaFetchReads reads the Kafka listener's counts of batches read; false
+// without a Kafka listener.
+func (n *Node) KafkaFetchReads() (KafkaFetchReads, bool) {
+	if n.kafka == nil {
+		return KafkaFetchReads{}, false
+	}
+	s := &n.kafka.b.stores
+	return KafkaFetchReads{Store: s.store.Load(), NATS: s.nats.Load()}, true
+}
