@@ -227,8 +227,19 @@ func (r *kafkaDrill) timeouts() string {
 	return "default client timeouts"
 }
 
-// warmUp waits for the group to read its first record and for every node to
-// watch its cluster, then notes the partitions the victim leads.
+// kafkaDrillSettle is how long the producer runs before the fault: past the
+// metadata reads a client makes as it starts (franz-go reads the metadata again
+// 5 s after its first read, then only every 5 minutes or after an error). A
+// fault in those seconds meets a read the client would not make later, which
+// can move it early: in two pause runs of the first version of the drill (the
+// fault 2 s after the group's first record, about 3 s after the producer's
+// start) franz-go moved after 2.6 and 3.0 s, where a fault 10 s in costs it
+// its request timeout, 5 s.
+const kafkaDrillSettle = 10 * time.Second
+
+// warmUp waits for the group to read its first record, for every node to watch
+// its cluster and for the producer to have run kafkaDrillSettle, then notes the
+// partitions the victim leads.
 func (r *kafkaDrill) warmUp(t *testing.T, d *kafkaDrillLedger) {
 	t.Helper()
 	for wait := time.Now(); d.consumedCount() == 0; time.Sleep(100 * time.Millisecond) {
@@ -238,6 +249,7 @@ func (r *kafkaDrill) warmUp(t *testing.T, d *kafkaDrillLedger) {
 	}
 	waitWatching(r.ctx, t, r.cl)
 	time.Sleep(2 * time.Second)
+	time.Sleep(time.Until(d.firstAck().Add(kafkaDrillSettle)))
 	for p := range int32(kafkaDrillPartitions) {
 		if l, err := leaderOf(r.ctx, r.admin, kafkaDrillTopic, p); err == nil && l == r.victim.name {
 			r.led[p] = true
@@ -372,6 +384,19 @@ func (d *kafkaDrillLedger) ack(value string, partition int32, offset int64, bega
 	d.mu.Lock()
 	d.acked[value] = kafkaAck{partition, offset, began, at.Sub(began)}
 	d.mu.Unlock()
+}
+
+// firstAck is when the first record acknowledged was sent.
+func (d *kafkaDrillLedger) firstAck() time.Time {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var first time.Time
+	for _, a := range d.acked {
+		if first.IsZero() || a.began.Before(first) {
+			first = a.began
+		}
+	}
+	return first
 }
 
 // fail counts a record whose delivery failed.
