@@ -73,10 +73,19 @@ drill fault="pause" pause="15s" target="leader" via="healthy":
 
 # The fault drill for Kafka clients: franz-go producer (keyed, acks=all) and group
 # member through a partition leader that is killed, paused or cut off
-# (fault=kill|pause|cut; root, network namespaces); prints the longest
+# (fault=kill|pause|cut; root, network namespaces); timeouts=short (5 s request
+# timeouts, as docs/kafka.md recommends) or default (franz-go's own: a pause is
+# then reported without the faulty node's bound); prints the longest
 # acknowledgement wait on the faulty and on healthy nodes (the SUMMARY line).
-kafka-drill fault="cut" hold="15s":
-    QXD_KAFKA_FAULT={{fault}} QXD_CUT_HOLD={{hold}} go test -tags chaos -count=1 -run 'TestKafkaFaultDrill$' -v -timeout 15m ./cmd/qxd/
+kafka-drill fault="cut" hold="15s" timeouts="short":
+    QXD_KAFKA_FAULT={{fault}} QXD_CUT_HOLD={{hold}} QXD_KAFKA_TIMEOUTS={{timeouts}} go test -tags chaos -count=1 -run 'TestKafkaFaultDrill$' -v -timeout 15m ./cmd/qxd/
+
+# The same drill with librdkafka clients: a confluent-kafka producer (idempotent,
+# acks=all) and group member as python3 processes (skipped without
+# python3-confluent-kafka: `just kafka-clients` installs it); timeouts=short sets
+# socket.timeout.ms to 5 s, default keeps librdkafka's.
+kafka-drill-rdkafka fault="cut" hold="15s" timeouts="short":
+    QXD_KAFKA_FAULT={{fault}} QXD_CUT_HOLD={{hold}} QXD_KAFKA_TIMEOUTS={{timeouts}} go test -tags chaos -count=1 -run 'TestKafkaRdkafkaFaultDrill$' -v -timeout 15m ./cmd/qxd/
 
 # Every drill of docs/operations.md in turn (about 15 minutes; the cuts need root),
 # printing their SUMMARY lines.
