@@ -324,6 +324,24 @@ type conn struct {
 	// produced keeps produce batches in request order per partition when a
 	// request sends them off the read loop (read loop only).
 	produced produceOrder
+	// behind is the last Metadata request's RequestBehind channel, closed when
+	// the next request is read (read loop only; nil once closed).
+	behind chan struct{}
+}
+
+// behindKey keys a Metadata request's RequestBehind channel in its context.
+type behindKey struct{}
+
+// RequestBehind returns a channel the listener closes once the connection that
+// carried the request of ctx carries another request after it, whose answer
+// must then wait for this one's (a connection's answers go in request order).
+// A backend holding a Metadata answer for something better to say (the
+// successor of a silent leader) stops holding then: librdkafka sends Metadata
+// on the connection that carries its produce requests, which would otherwise
+// wait out the hold. Nil, never closed, for other requests.
+func RequestBehind(ctx context.Context) <-chan struct{} {
+	ch, _ := ctx.Value(behindKey{}).(chan struct{})
+	return ch
 }
 
 // slot is one answer awaited, in request order.
@@ -530,6 +548,10 @@ func (c *conn) handle(buf []byte) (err error) {
 			c.log.Error("kafka request handling panicked", "err", err)
 		}
 	}()
+	if c.behind != nil {
+		close(c.behind)
+		c.behind = nil
+	}
 	if c.rawSASL {
 		return c.rawAuthenticate(buf)
 	}
@@ -558,7 +580,12 @@ func (c *conn) handle(buf []byte) (err error) {
 	if err != nil {
 		return err
 	}
-	rest := apis[h.key].handle(c.ctx, c, req)
+	ctx := c.ctx
+	if h.key == kmsg.Metadata.Int16() {
+		c.behind = make(chan struct{})
+		ctx = context.WithValue(ctx, behindKey{}, c.behind)
+	}
+	rest := apis[h.key].handle(ctx, c, req)
 	s := &slot{done: make(chan struct{})}
 	select {
 	case c.slots <- s:

@@ -47,3 +47,12 @@ func (n *Node) CountsSilent(node string) bool {
 	w := n.probes.Load()
 	return w != nil && w.silent(node, time.Now())
 }
+
+// KafkaAwaitElection exposes awaitElections to the tests: a Metadata answer held
+// for a new leader of stream, until until, or until behind is closed (a request
+// behind it on its connection). It returns the partition's leader as answered.
+func (n *Node) KafkaAwaitElection(ctx context.Context, behind <-chan struct{}, stream string, until time.Time) int32 {
+	cl := kafka.Cluster{Topics: []kafka.TopicInfo{{Partitions: []kafka.PartitionInfo{{Leader: -1}}}}}
+	n.kafka.b.awaitElections(ctx, behind, &cl, []heldPartition{{stream: stream}}, until)
+	return cl.Topics[0].Partitions[0].Leader
+}

@@ -823,7 +823,7 @@ func (b *kafkaBackend) Cluster(ctx context.Context, topics []string) (kafka.Clus
 		}
 		cl.Topics = append(cl.Topics, ti)
 	}
-	b.awaitElections(ctx, &cl, held, asked.Add(kafkaElectionWait))
+	b.awaitElections(ctx, kafka.RequestBehind(ctx), &cl, held, asked.Add(kafkaElectionWait))
 	return cl, nil
 }
 
@@ -1016,8 +1016,10 @@ func (b *kafkaBackend) electing(stream string) bool {
 // the leader it knew meanwhile. The client loses less waiting for the election
 // here. The node waits only while the leader stays quiet (one that answers
 // again leads on, and is named) and only for its own replica's RAFT view,
-// which names the new leader the moment it wins.
-func (b *kafkaBackend) awaitElections(ctx context.Context, cl *kafka.Cluster, held []heldPartition, until time.Time) {
+// which names the new leader the moment it wins; and not once behind is
+// closed (kafka.RequestBehind: the client sent another request on the
+// connection, whose answer waits for this one), when cl says what is known.
+func (b *kafkaBackend) awaitElections(ctx context.Context, behind <-chan struct{}, cl *kafka.Cluster, held []heldPartition, until time.Time) {
 	if len(held) == 0 {
 		return
 	}
@@ -1059,6 +1061,8 @@ func (b *kafkaBackend) awaitElections(ctx context.Context, cl *kafka.Cluster, he
 		case <-ctx.Done():
 			return
 		case <-deadline.C:
+			return
+		case <-behind:
 			return
 		case <-tick.C:
 		}
