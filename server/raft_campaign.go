@@ -96,6 +96,9 @@ import (
 // processVoteRequest; its followers' watch keeps electionSettle), so that they
 // grant them, as does the woken node, whose log is behind, instead of
 // splitting the vote, which only the slow woken node could then decide.
+// Its stream has it as leader once its first entry is committed, which
+// raft_confirm.go sees to when its followers are both caught up through
+// catch-up streams.
 // A hand-off this node asked for (handOff: leader balancing, moves) elects its
 // successor within milliseconds, but the watch leaves the groups it led alone
 // for handOffElects after it; one that JetStream is asked for directly and
@@ -478,6 +481,9 @@ func campaignRank(group, self, leader string, peers []*natsserver.Peer, routed m
 func (n *Node) watchElections(ctx context.Context, probes *isolationWatch) {
 	w := newElectionWatch(n.ns, probes)
 	w.handingOff = func() time.Time { return time.Unix(0, n.handingOff.Load()) }
+	// The term at which each group last sent a heartbeat to confirm its new
+	// leader (raft_confirm.go): logged once per leadership.
+	confirming := map[string]uint64{}
 	// A watch that stopped (the node stops) checks no more: that is no pause.
 	defer n.electionChecked.Store(0)
 	everyTick(ctx, ledCheckEvery, func() bool {
@@ -487,6 +493,19 @@ func (n *Node) watchElections(ctx context.Context, probes *isolationWatch) {
 			n.woke.Store(w.woke.UnixNano())
 		}
 		n.electionChecked.Store(now.UnixNano())
+		for _, group := range w.confirmLeads() {
+			rn := lookupRaftNode(n.ns, group)
+			if rn == nil {
+				continue
+			}
+			if term := rn.Term(); confirming[group] != term {
+				confirming[group] = term
+				n.log.Info("raft group heartbeat sent early: its new leader's first entry waits for acknowledgements", "raft", group)
+			}
+		}
+		if len(confirming) > len(w.names)+64 {
+			clear(confirming)
+		}
 		for _, c := range campaigns {
 			switch {
 			case c.former:
