@@ -193,6 +193,9 @@ type electionWatch struct {
 	full       time.Time // the previous check of every group
 	woke       time.Time // when a check came electionGap after the one before
 	groups     map[string]*groupElection
+	// confirming is the term at which each group last sent a heartbeat to
+	// confirm its new leader (raft_confirm.go).
+	confirming map[string]uint64
 }
 
 // groupElection is what the watch knows of one group.
@@ -254,7 +257,7 @@ func (v probeView) silentLeader(now time.Time, group, self, leader string, peers
 }
 
 func newElectionWatch(ns *natsserver.Server, probes *isolationWatch) *electionWatch {
-	return &electionWatch{ns: ns, probes: probes, groups: map[string]*groupElection{}}
+	return &electionWatch{ns: ns, probes: probes, groups: map[string]*groupElection{}, confirming: map[string]uint64{}}
 }
 
 // check looks at every RAFT group of the node at now and makes those campaign
@@ -286,6 +289,11 @@ func (w *electionWatch) check(now time.Time, cutOff bool) []earlyCampaign {
 		for name := range w.groups {
 			if lookupRaftNode(w.ns, name) == nil {
 				delete(w.groups, name)
+			}
+		}
+		for name := range w.confirming {
+			if lookupRaftNode(w.ns, name) == nil {
+				delete(w.confirming, name)
 			}
 		}
 	}
@@ -481,9 +489,6 @@ func campaignRank(group, self, leader string, peers []*natsserver.Peer, routed m
 func (n *Node) watchElections(ctx context.Context, probes *isolationWatch) {
 	w := newElectionWatch(n.ns, probes)
 	w.handingOff = func() time.Time { return time.Unix(0, n.handingOff.Load()) }
-	// The term at which each group last sent a heartbeat to confirm its new
-	// leader (raft_confirm.go): logged once per leadership.
-	confirming := map[string]uint64{}
 	// A watch that stopped (the node stops) checks no more: that is no pause.
 	defer n.electionChecked.Store(0)
 	everyTick(ctx, ledCheckEvery, func() bool {
@@ -494,17 +499,7 @@ func (n *Node) watchElections(ctx context.Context, probes *isolationWatch) {
 		}
 		n.electionChecked.Store(now.UnixNano())
 		for _, group := range w.confirmLeads() {
-			rn := lookupRaftNode(n.ns, group)
-			if rn == nil {
-				continue
-			}
-			if term := rn.Term(); confirming[group] != term {
-				confirming[group] = term
-				n.log.Info("raft group heartbeat sent early: its new leader's first entry waits for acknowledgements", "raft", group)
-			}
-		}
-		if len(confirming) > len(w.names)+64 {
-			clear(confirming)
+			n.log.Info("raft group heartbeat sent early: its new leader's first entry waits for acknowledgements", "raft", group)
 		}
 		for _, c := range campaigns {
 			switch {

@@ -37,7 +37,8 @@ import (
 
 // confirmLeads makes every group of the node that is the leader in RAFT but not
 // yet the leader JetStream acts on, its first entry not yet committed, send a
-// heartbeat (see above), and returns the groups that did.
+// heartbeat (see above), and returns those that sent their first one for their
+// current term.
 func (w *electionWatch) confirmLeads() []string {
 	var out []string
 	for _, name := range w.names {
@@ -51,7 +52,10 @@ func (w *electionWatch) confirmLeads() []string {
 			continue
 		}
 		rn.SendHeartbeat()
-		out = append(out, name)
+		if term := rn.Term(); w.confirming[name] != term {
+			w.confirming[name] = term
+			out = append(out, name)
+		}
 	}
 	return out
 }
