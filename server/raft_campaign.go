@@ -96,6 +96,9 @@ import (
 // processVoteRequest; its followers' watch keeps electionSettle), so that they
 // grant them, as does the woken node, whose log is behind, instead of
 // splitting the vote, which only the slow woken node could then decide.
+// Its stream has it as leader once its first entry is committed, which
+// raft_confirm.go sees to when its followers are both caught up through
+// catch-up streams.
 // A hand-off this node asked for (handOff: leader balancing, moves) elects its
 // successor within milliseconds, but the watch leaves the groups it led alone
 // for handOffElects after it; one that JetStream is asked for directly and
@@ -190,6 +193,9 @@ type electionWatch struct {
 	full       time.Time // the previous check of every group
 	woke       time.Time // when a check came electionGap after the one before
 	groups     map[string]*groupElection
+	// confirming is the term at which each group last sent a heartbeat to
+	// confirm its new leader (raft_confirm.go).
+	confirming map[string]uint64
 }
 
 // groupElection is what the watch knows of one group.
@@ -251,7 +257,7 @@ func (v probeView) silentLeader(now time.Time, group, self, leader string, peers
 }
 
 func newElectionWatch(ns *natsserver.Server, probes *isolationWatch) *electionWatch {
-	return &electionWatch{ns: ns, probes: probes, groups: map[string]*groupElection{}}
+	return &electionWatch{ns: ns, probes: probes, groups: map[string]*groupElection{}, confirming: map[string]uint64{}}
 }
 
 // check looks at every RAFT group of the node at now and makes those campaign
@@ -283,6 +289,11 @@ func (w *electionWatch) check(now time.Time, cutOff bool) []earlyCampaign {
 		for name := range w.groups {
 			if lookupRaftNode(w.ns, name) == nil {
 				delete(w.groups, name)
+			}
+		}
+		for name := range w.confirming {
+			if lookupRaftNode(w.ns, name) == nil {
+				delete(w.confirming, name)
 			}
 		}
 	}
@@ -487,6 +498,9 @@ func (n *Node) watchElections(ctx context.Context, probes *isolationWatch) {
 			n.woke.Store(w.woke.UnixNano())
 		}
 		n.electionChecked.Store(now.UnixNano())
+		for _, group := range w.confirmLeads() {
+			n.log.Info("raft group heartbeat sent early: its new leader's first entry waits for acknowledgements", "raft", group)
+		}
 		for _, c := range campaigns {
 			switch {
 			case c.former:

@@ -49,8 +49,8 @@ import (
 //   - QXD_DRILL_HEALTHY_MAX: fail if a partition a healthy node led waited longer
 //     (default: report only).
 //   - QXD_DRILL_LOGS: a directory to write each node's whole log to, as
-//     <node>.log (default: none; QXD_TEST_NODE_LOG_LEVEL=debug for JetStream's
-//     and RAFT's debug lines).
+//     <node>.log (default: none; QXD_TEST_NODE_LOG_LEVEL=debug for qxd's
+//     debug lines, with QXD_NATS_DEBUG=1 also JetStream's and RAFT's).
 //
 // It fails if a record failed or the group did not read every acknowledged record.
 // The last line starting SUMMARY holds the figures, with the machine's load.
@@ -395,11 +395,12 @@ func TestFaultDrill(t *testing.T) {
 		}
 	}
 	// The writers' starts and stops (their debug lines) and the RAFT groups the
-	// election watch made campaign, from the fault on, when after the fault.
+	// election watch made campaign or send an early heartbeat, from the fault
+	// on, when after the fault.
 	for _, n := range cl.nodes {
 		for _, l := range strings.Split(n.log(1<<30), "\n") {
 			writer := strings.Contains(l, `msg="writer `) && strings.Contains(l, "topic="+topic+" ")
-			if !writer && !strings.Contains(l, `msg="raft group campaigning early`) {
+			if !writer && !strings.Contains(l, `msg="raft group `) {
 				continue
 			}
 			if at, ok := logTime(l); ok && !at.Before(faultAt) {

@@ -70,6 +70,8 @@ func (a *app) serverCommand() *cli.Command {
 				Usage: "fetch sessions (KIP-227) the Kafka listener keeps for its clients, Kafka's max.incremental.fetch.session.cache.slots (`N`); 0 keeps none: every fetch is sessionless"},
 			&cli.StringFlag{Name: "kafka-fetch-session-eviction", Value: def.KafkaFetchSessionEviction.String(), EnvVars: []string{"QXD_KAFKA_FETCH_SESSION_EVICTION"},
 				Usage: "how long a Kafka fetch session is safe from eviction after it is made and after each use, Kafka's min.incremental.fetch.session.eviction.ms (`DURATION`); when the slots are full a new session takes the place of one unused this long"},
+			&cli.BoolFlag{Name: "nats-debug", EnvVars: []string{"QXD_NATS_DEBUG"},
+				Usage: "log the embedded NATS server's debug lines, RAFT's elections among them (votes asked, granted and refused, terms, leaders elected), at --log-level debug"},
 			&cli.DurationFlag{Name: "leader-imbalance-check-interval", Value: def.LeaderImbalanceCheckInterval, EnvVars: []string{"QXD_LEADER_IMBALANCE_CHECK_INTERVAL"},
 				Usage: "how often the cluster checks the spread of partition leaders (`DURATION`)"},
 		}, serverConfigFlags()...),
@@ -153,6 +155,7 @@ func (a *app) runServer(c *cli.Context) error {
 		cfg.KafkaFetchSessionEviction = d
 	}
 	cfg.Logger = a.log
+	cfg.NATSDebug = c.Bool("nats-debug")
 	cfg.Services = append(cfg.Services, bridge.Service{})
 	if cfg.HTTPListen != "" {
 		cfg.Services = append(cfg.Services, httpapi.ForConfig(cfg))

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/qxd-io/qxd/internal/qxdtest"
 )
 
@@ -231,6 +233,74 @@ func TestServerErrors(t *testing.T) {
 			}
 			if !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "\n") {
 				t.Errorf("qxd server %q: error %q, want one line naming %s", tc.args, err, tc.want)
+			}
+		})
+	}
+}
+
+// TestServerNATSDebug runs "qxd --log-level debug server" with and without
+// --nats-debug and connects a client: the embedded NATS server's debug lines
+// (its "Client connection created" among them, and RAFT's in a cluster) reach
+// the log only with the flag.
+func TestServerNATSDebug(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name  string
+		flags []string
+		want  bool
+	}{
+		{"without --nats-debug", nil, false},
+		{"with --nats-debug", []string{"--nats-debug"}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			addr := freePort(t)
+			ctx, cancel := context.WithCancel(context.Background())
+			var out, errOut syncBuffer
+			done := make(chan error, 1)
+			go func() {
+				args := append([]string{"qxd", "--log-level", "debug", "server", "--kafka-listen", "", "--http-listen", "",
+					"--listen", addr, "--data", t.TempDir()}, tc.flags...)
+				done <- run(ctx, args, strings.NewReader(""), &out, &errOut)
+			}()
+			t.Cleanup(func() {
+				cancel()
+				select {
+				case <-done:
+				case <-time.After(20 * time.Second):
+				}
+			})
+			deadline := time.Now().Add(30 * time.Second)
+			for !strings.Contains(out.String(), "listening on") {
+				select {
+				case err := <-done:
+					t.Fatalf("qxd server stopped before listening: %v\n%s", err, errOut.String())
+				case <-time.After(10 * time.Millisecond):
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("qxd server did not start:\n%s", errOut.String())
+				}
+			}
+			nc, err := nats.Connect("nats://" + addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := nc.Flush(); err != nil {
+				t.Fatal(err)
+			}
+			nc.Close()
+			cancel()
+			select {
+			case err := <-done:
+				done <- err // for the cleanup
+				if err != nil {
+					t.Fatalf("qxd server: %v", err)
+				}
+			case <-time.After(20 * time.Second):
+				t.Fatal("qxd server did not stop within 20s of the interrupt")
+			}
+			if got := strings.Contains(errOut.String(), "Client connection created"); got != tc.want {
+				t.Errorf("NATS's debug line %q in the log: %v, want %v; log:\n%s", "Client connection created", got, tc.want, errOut.String())
 			}
 		})
 	}
