@@ -1,9 +1,15 @@
 package qxd_test
 
 import (
+	"context"
 	"net"
 	"sync"
 	"testing"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/qxd-io/qxd"
+	"github.com/qxd-io/qxd/server"
 )
 
 // relay passes TCP connections through to a node, and fails them as a network
@@ -12,6 +18,8 @@ import (
 //   - silence drops what either side sends from then on, as a connection whose
 //     far end has gone loses what is written to it before the writer notices;
 //     cut then closes the connections;
+//   - freeze stops passing anything on, and reading, without closing anything,
+//     as a paused (SIGSTOPped) node or a silent network cut looks to its peers;
 //   - hold makes the connections open at that moment a dead link: what their
 //     clients send is kept, in order, and nothing reaches them; release then
 //     delivers what was kept to the node, as a link that comes back delivers
@@ -21,8 +29,11 @@ type relay struct {
 	target string
 	wg     sync.WaitGroup
 
+	done chan struct{} // closed at the test's end
+
 	mu     sync.Mutex
 	silent bool
+	frozen bool
 	conns  []*relayConn
 	held   []*relayConn
 }
@@ -42,11 +53,12 @@ func startRelay(t *testing.T, target string) *relay {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &relay{l: l, target: target}
+	r := &relay{l: l, target: target, done: make(chan struct{})}
 	r.wg.Add(1)
 	go r.accept()
 	t.Cleanup(func() {
 		l.Close()
+		close(r.done)
 		r.release()
 		r.cut()
 		r.wg.Wait()
@@ -87,8 +99,12 @@ func (r *relay) toNode(c *relayConn) {
 	for {
 		n, err := c.in.Read(buf)
 		r.mu.Lock()
-		silent := r.silent
+		silent, frozen := r.silent, r.frozen
 		r.mu.Unlock()
+		if frozen && n > 0 {
+			<-r.done // silent until the test ends
+			return
+		}
 		c.mu.Lock()
 		if c.holding {
 			c.buf = append(c.buf, buf[:n]...)
@@ -119,8 +135,12 @@ func (r *relay) toClient(c *relayConn) {
 	for {
 		n, err := c.out.Read(buf)
 		r.mu.Lock()
-		silent := r.silent
+		silent, frozen := r.silent, r.frozen
 		r.mu.Unlock()
+		if frozen && n > 0 {
+			<-r.done
+			return
+		}
 		c.mu.Lock()
 		holding := c.holding
 		c.mu.Unlock()
@@ -142,7 +162,13 @@ func (r *relay) silence() {
 	r.mu.Unlock()
 }
 
-// cut closes every connection the relay holds open.
+func (r *relay) freeze() {
+	r.mu.Lock()
+	r.frozen = true
+	r.mu.Unlock()
+}
+
+// cut closes every connection the relay holds open: a cut that heals by closing.
 func (r *relay) cut() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -179,4 +205,20 @@ func (r *relay) release() {
 		}
 		c.mu.Unlock()
 	}
+}
+
+// connectTo connects a client to the servers of urls, in order (the first is
+// node on, the others where the client may move to), and checks that it is on
+// on. It is closed at the test's end.
+func connectTo(ctx context.Context, t *testing.T, urls string, on *server.Node, opts ...qxd.ClientOption) *qxd.Client {
+	t.Helper()
+	c, err := qxd.Connect(ctx, urls, append([]qxd.ClientOption{qxd.NATSOptions(nats.DontRandomize())}, opts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	if got := c.Conn().ConnectedServerName(); got != on.Name() {
+		t.Fatalf("client connected to %s, want %s", got, on.Name())
+	}
+	return c
 }
