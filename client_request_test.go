@@ -2,11 +2,8 @@ package qxd_test
 
 import (
 	"context"
-	"strings"
 	"testing"
 	"time"
-
-	"github.com/nats-io/nats.go"
 
 	"github.com/qxd-io/qxd"
 	"github.com/qxd-io/qxd/internal/qxdtest"
@@ -18,19 +15,9 @@ import (
 // rather than waiting out its whole timeout for an answer that cannot come.
 func TestAdminReadAfterConnectionLoss(t *testing.T) {
 	t.Parallel()
-	node := qxdtest.StartNode(t)
-	r := startRelay(t, strings.TrimPrefix(node.ClientURL(), "nats://"))
 	ctx := qxdtest.Context(t, 60*time.Second)
-	// The relay first, then the node itself to fail over to.
-	c, err := qxd.Connect(ctx, "nats://"+r.addr()+","+node.ClientURL(), qxd.NATSOptions(nats.DontRandomize()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	r, c := relayedClient(ctx, t)
 	qxdtest.CreateTopic(t, c, "lost", qxd.TopicConfig{})
-	if got := c.Conn().ConnectedAddr(); got != r.addr() {
-		t.Fatalf("client connected to %s, want the relay %s", got, r.addr())
-	}
 
 	r.silence()
 	time.AfterFunc(time.Second, r.cut)

@@ -2,11 +2,8 @@ package qxd_test
 
 import (
 	"errors"
-	"strings"
 	"testing"
 	"time"
-
-	"github.com/nats-io/nats.go"
 
 	"github.com/qxd-io/qxd"
 	"github.com/qxd-io/qxd/internal/qxdtest"
@@ -21,20 +18,10 @@ import (
 // late requests and stored the record behind the newer one.
 func TestProducerFencesLateBatchesAfterTimeout(t *testing.T) {
 	t.Parallel()
-	node := qxdtest.StartNode(t)
-	r := startRelay(t, strings.TrimPrefix(node.ClientURL(), "nats://"))
 	ctx := qxdtest.Context(t, 60*time.Second)
-	// The relay first, then the node itself to move to.
-	c, err := qxd.Connect(ctx, "nats://"+r.addr()+","+node.ClientURL(), qxd.NATSOptions(nats.DontRandomize()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	r, c := relayedClient(ctx, t)
 	const topic = "late"
 	qxdtest.CreateTopic(t, c, topic, qxd.TopicConfig{Partitions: 1})
-	if got := c.Conn().ConnectedAddr(); got != r.addr() {
-		t.Fatalf("client connected to %s, want the relay %s", got, r.addr())
-	}
 	p := qxdtest.NewProducer(t, c, qxd.Linger(0), qxd.RequestTimeout(150*time.Millisecond), qxd.DeliveryTimeout(500*time.Millisecond))
 	key := []byte("k")
 	if err := p.ProduceSync(ctx, &qxd.Record{Topic: topic, Key: key, Value: []byte("first")}); err != nil {
@@ -42,7 +29,7 @@ func TestProducerFencesLateBatchesAfterTimeout(t *testing.T) {
 	}
 
 	r.hold()
-	err = p.ProduceSync(ctx, &qxd.Record{Topic: topic, Key: key, Value: []byte("timed-out")})
+	err := p.ProduceSync(ctx, &qxd.Record{Topic: topic, Key: key, Value: []byte("timed-out")})
 	if !errors.Is(err, qxd.ErrRecordTimeout) {
 		t.Fatalf("record produced into the dead link: %v, want a delivery timeout", err)
 	}

@@ -3,12 +3,14 @@ package qxd_test
 import (
 	"context"
 	"net"
+	"strings"
 	"sync"
 	"testing"
 
 	"github.com/nats-io/nats.go"
 
 	"github.com/qxd-io/qxd"
+	"github.com/qxd-io/qxd/internal/qxdtest"
 	"github.com/qxd-io/qxd/server"
 )
 
@@ -221,4 +223,22 @@ func connectTo(ctx context.Context, t *testing.T, urls string, on *server.Node, 
 		t.Fatalf("client connected to %s, want %s", got, on.Name())
 	}
 	return c
+}
+
+// relayedClient starts a node and a relay to it, and connects a client to the
+// relay first, then to the node itself, for the client to move to. The client
+// is closed at the test's end.
+func relayedClient(ctx context.Context, t *testing.T) (*relay, *qxd.Client) {
+	t.Helper()
+	node := qxdtest.StartNode(t)
+	r := startRelay(t, strings.TrimPrefix(node.ClientURL(), "nats://"))
+	c, err := qxd.Connect(ctx, "nats://"+r.addr()+","+node.ClientURL(), qxd.NATSOptions(nats.DontRandomize()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	if got := c.Conn().ConnectedAddr(); got != r.addr() {
+		t.Fatalf("client connected to %s, want the relay %s", got, r.addr())
+	}
+	return r, c
 }
