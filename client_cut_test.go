@@ -12,9 +12,7 @@ import (
 	"time"
 
 	natsserver "github.com/nats-io/nats-server/v2/server"
-	"github.com/nats-io/nats.go"
 
-	"github.com/qxd-io/qxd"
 	"github.com/qxd-io/qxd/internal/qxdtest"
 	"github.com/qxd-io/qxd/server"
 )
@@ -33,14 +31,7 @@ func TestClientLeavesCutOffNode(t *testing.T) {
 	ctx := qxdtest.Context(t, 90*time.Second)
 	nodes, relays, logged := relayedCluster(ctx, t)
 
-	c, err := qxd.Connect(ctx, nodes[1].ClientURL(), qxd.NATSOptions(nats.DontRandomize()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
-	if got := c.Conn().ConnectedServerName(); got != nodes[1].Name() {
-		t.Fatalf("client connected to %s, want %s", got, nodes[1].Name())
-	}
+	c := connectTo(ctx, t, nodes[1].ClientURL(), nodes[1])
 	if err := c.Ping(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -80,21 +71,21 @@ func TestClientLeavesCutOffNode(t *testing.T) {
 }
 
 // relayedCluster starts a cluster of three whose node 2 has every route, to or
-// from it, through a silentRelay, and returns, once a majority has answered node
+// from it, through a relay, and returns, once a majority has answered node
 // 2, the nodes, the relays and what node 2 logs. A node may learn another's own cluster address from a third
 // (NATS's route gossip) and route to it directly, past the relays: such a
 // cluster is closed and another started, once; the test is skipped when that
 // one is bypassed too.
-func relayedCluster(ctx context.Context, t *testing.T) ([]*server.Node, []*silentRelay, *logTimes) {
+func relayedCluster(ctx context.Context, t *testing.T) ([]*server.Node, []*relay, *logTimes) {
 	t.Helper()
 	const armed = "a majority of the cluster answers this node: should it be cut off, it will send its clients to other nodes"
 	for attempt := 1; ; attempt++ {
 		cfgs := qxdtest.ClusterConfigs(t, 3)
-		var relays []*silentRelay
+		var relays []*relay
 		relayTo := func(i int) string {
-			r := startSilentRelay(t, cfgs[i].ClusterListen)
+			r := startRelay(t, cfgs[i].ClusterListen)
 			relays = append(relays, r)
-			return "nats://" + r.addr
+			return "nats://" + r.addr()
 		}
 		via := []string{relayTo(0), relayTo(1), relayTo(2)}
 		direct := append([]string(nil), cfgs[0].Peers...)
@@ -108,7 +99,7 @@ func relayedCluster(ctx context.Context, t *testing.T) ([]*server.Node, []*silen
 		// for a quorum they cannot reach (cleanups run last first).
 		t.Cleanup(func() {
 			for _, r := range relays {
-				r.closeConns()
+				r.cut()
 			}
 		})
 		// The node sends its clients away only once a majority has answered
@@ -141,14 +132,15 @@ func relayedCluster(ctx context.Context, t *testing.T) ([]*server.Node, []*silen
 // bypassingRoutes lists the routes of n that pass no relay of relays: their far
 // end is neither a relay's listener (n dialled it) nor a relay's own end of a
 // connection it made to n.
-func bypassingRoutes(t *testing.T, n *server.Node, relays []*silentRelay) string {
+func bypassingRoutes(t *testing.T, n *server.Node, relays []*relay) string {
 	t.Helper()
 	ends := map[string]bool{}
 	for _, r := range relays {
-		ends[r.addr] = true
+		ends[r.addr()] = true
 		r.mu.Lock()
 		for _, c := range r.conns {
-			ends[c.LocalAddr().String()] = true
+			ends[c.in.LocalAddr().String()] = true
+			ends[c.out.LocalAddr().String()] = true
 		}
 		r.mu.Unlock()
 	}
@@ -212,14 +204,5 @@ func (h *logTimes) wait(ctx context.Context, msg string) time.Time {
 			return at
 		}
 		time.Sleep(10 * time.Millisecond)
-	}
-}
-
-// closeConns closes the connections relayed so far: a cut that heals by closing.
-func (r *silentRelay) closeConns() {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for _, c := range r.conns {
-		c.Close()
 	}
 }

@@ -28,17 +28,10 @@ func TestProducerLeavesSilentNode(t *testing.T) {
 	ctx := qxdtest.Context(t, 90*time.Second)
 	admin := qxdtest.Connect(t, nodes[0])
 	qxdtest.CreateTopic(t, admin, "silent", qxd.TopicConfig{Partitions: 3, Replicas: 3})
-	relay := startSilentRelay(t, nodes[1].ClientURL()[len("nats://"):])
-	urls := "nats://" + relay.addr + "," + nodes[0].ClientURL() + "," + nodes[2].ClientURL()
-	c, err := qxd.Connect(ctx, urls, qxd.NATSOptions(nats.DontRandomize(), nats.ReconnectWait(50*time.Millisecond)),
+	relay := startRelay(t, nodes[1].ClientURL()[len("nats://"):])
+	urls := "nats://" + relay.addr() + "," + nodes[0].ClientURL() + "," + nodes[2].ClientURL()
+	c := connectTo(ctx, t, urls, nodes[1], qxd.NATSOptions(nats.ReconnectWait(50*time.Millisecond)),
 		qxd.Logger(slog.New(countHandler{func(msg string) { t.Logf("%v: %s", time.Now().Format("15:04:05.000"), msg) }})))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
-	if got := c.Conn().ConnectedServerName(); got != nodes[1].Name() {
-		t.Fatalf("client connected to %s, want %s", got, nodes[1].Name())
-	}
 	p, err := c.NewProducer(qxd.Linger(0))
 	if err != nil {
 		t.Fatal(err)

@@ -22,26 +22,19 @@ import (
 // other nodes to move to, and pings so rare (every minute) that only the client's
 // own check of its node can find it silent within the tests' bounds. Its log
 // messages go to the test's log, and to seen, if not nil.
-func silentNodeClient(t *testing.T, nodes []*server.Node, seen func(string)) (*qxd.Client, *silentRelay) {
+func silentNodeClient(t *testing.T, nodes []*server.Node, seen func(string)) (*qxd.Client, *relay) {
 	t.Helper()
-	relay := startSilentRelay(t, nodes[1].ClientURL()[len("nats://"):])
-	urls := "nats://" + relay.addr + "," + nodes[0].ClientURL() + "," + nodes[2].ClientURL()
+	relay := startRelay(t, nodes[1].ClientURL()[len("nats://"):])
+	urls := "nats://" + relay.addr() + "," + nodes[0].ClientURL() + "," + nodes[2].ClientURL()
 	ctx := qxdtest.Context(t, 30*time.Second)
-	c, err := qxd.Connect(ctx, urls, qxd.ClientPing(time.Minute, 2),
-		qxd.NATSOptions(nats.DontRandomize(), nats.ReconnectWait(50*time.Millisecond)),
+	c := connectTo(ctx, t, urls, nodes[1], qxd.ClientPing(time.Minute, 2),
+		qxd.NATSOptions(nats.ReconnectWait(50*time.Millisecond)),
 		qxd.Logger(slog.New(countHandler{func(msg string) {
 			t.Logf("%v: %s", time.Now().Format("15:04:05.000"), msg)
 			if seen != nil {
 				seen(msg)
 			}
 		}})))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
-	if got := c.Conn().ConnectedServerName(); got != nodes[1].Name() {
-		t.Fatalf("client connected to %s, want %s", got, nodes[1].Name())
-	}
 	return c, relay
 }
 

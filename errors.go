@@ -22,10 +22,13 @@ var (
 	// without Group.
 	ErrNotInGroup = errors.New("qxd: the consumer has no group: create it with qxd.Group(id)")
 	// ErrRecordTimeout fails a record whose delivery timeout (DeliveryTimeout)
-	// passed before the producer knew its outcome: it was not sent, or it was sent
-	// and no answer came, so it may or may not be stored (a node that comes back
-	// may store it after this error). It is not retriable as such: producing the
-	// record again may store it twice. A caller that must not lose it produces it
+	// passed before the producer knew its outcome: it was not sent; or the
+	// partition's writer refused it as from a producer it no longer knows, and
+	// the timeout passed before it could be sent again, so it is not stored (the
+	// error matches ErrUnknownProducerID too); or it was sent and no answer came,
+	// so it may or may not be stored (a node that comes back may store it after
+	// this error). It is not retriable as such: producing the record again may
+	// store it twice. A caller that must not lose it produces it
 	// again and lets its readers drop duplicates (by key, or an id in a header);
 	// one that must not duplicate it reads the partition to see whether it is
 	// there. The error's text says which of the two it was, and the last cause.
@@ -61,6 +64,12 @@ var (
 	ErrNotCoordinator           = semantics.ErrNotCoordinator
 	ErrInvalidGroupID           = semantics.ErrInvalidGroupID
 	ErrCorruptMessage           = semantics.ErrCorruptMessage
+	// ErrUnknownProducerID: a partition's writer refused a batch of an idempotent
+	// producer it does not know (it forgot it after the node's producer id
+	// expiration, or the producer's earlier batches are not stored yet). The
+	// producer sends the batch again; a record that fails with it (within an
+	// ErrRecordTimeout) is not stored.
+	ErrUnknownProducerID = semantics.ErrUnknownProducerID
 	// Retriable: no node answered in time, or a partition is between leaders.
 	ErrUnavailable = semantics.ErrUnavailable
 	ErrTimeout     = semantics.ErrTimeout

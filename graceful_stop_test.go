@@ -7,8 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
-
 	"github.com/qxd-io/qxd"
 	"github.com/qxd-io/qxd/internal/qxdtest"
 )
@@ -26,14 +24,7 @@ func TestGracefulStopOfProducersNode(t *testing.T) {
 	ctx := qxdtest.Context(t, 120*time.Second)
 	stopped := nodes[1]
 	urls := stopped.ClientURL() + "," + nodes[0].ClientURL() + "," + nodes[2].ClientURL()
-	c, err := qxd.Connect(ctx, urls, qxd.NATSOptions(nats.DontRandomize()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
-	if got := c.Conn().ConnectedServerName(); got != stopped.Name() {
-		t.Fatalf("client connected to %s, want %s", got, stopped.Name())
-	}
+	c := connectTo(ctx, t, urls, stopped)
 	const topic = "moving"
 	const partitions = 6
 	qxdtest.CreateTopic(t, c, topic, qxd.TopicConfig{Partitions: partitions, Replicas: 3})

@@ -2,7 +2,9 @@ package qxd_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -148,4 +150,58 @@ func TestProducerTxnForgottenByWriter(t *testing.T) {
 		}
 	}
 	checkEachOnce(t, c, topic, 100, plain)
+}
+
+// TestProducerRefusedPastDeliveryTimeout: a batch the writer refused
+// UNKNOWN_PRODUCER_ID (it forgot the idle producer), answered after the batch's
+// delivery timeout, fails as not stored, which it is, not as "may or may not be
+// stored"; the producer's next record is stored as usual. The sender is held in
+// the first record's callback while the second waits, past its delivery timeout
+// and the writer's producer id expiration.
+func TestProducerRefusedPastDeliveryTimeout(t *testing.T) {
+	t.Parallel()
+	const topic = "refusedlate"
+	ctx := qxdtest.Context(t, 60*time.Second)
+	_, c := forgetfulNode(t, topic)
+	p := qxdtest.NewProducer(t, c, qxd.Linger(0), qxd.RequestTimeout(500*time.Millisecond), qxd.DeliveryTimeout(500*time.Millisecond))
+
+	inCallback, produced := make(chan struct{}), make(chan struct{})
+	if err := p.Produce(ctx, &qxd.Record{Topic: topic, Value: []byte("a")}, func(_ *qxd.Record, err error) {
+		if err != nil {
+			t.Errorf("record a: %v", err)
+		}
+		close(inCallback)
+		<-produced
+		time.Sleep(time.Second) // past the delivery timeout and the 200 ms expiration
+	}); err != nil {
+		t.Fatal(err)
+	}
+	<-inCallback
+	result := make(chan error, 1)
+	if err := p.Produce(ctx, &qxd.Record{Topic: topic, Value: []byte("b")}, func(_ *qxd.Record, err error) { result <- err }); err != nil {
+		t.Fatal(err)
+	}
+	close(produced)
+	err := <-result
+	if !errors.Is(err, qxd.ErrRecordTimeout) || !errors.Is(err, qxd.ErrUnknownProducerID) ||
+		!strings.Contains(err.Error(), "not stored") || strings.Contains(err.Error(), "may or may not") {
+		t.Fatalf("record b, refused past its delivery timeout: %v; want a delivery timeout that says it is not stored, matching UNKNOWN_PRODUCER_ID", err)
+	}
+	if err := p.ProduceSync(ctx, &qxd.Record{Topic: topic, Value: []byte("c")}); err != nil {
+		t.Fatalf("record c: %v", err)
+	}
+	d, err := c.Admin().DescribeTopic(ctx, topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if hw := d.Partitions[0].HighWatermark; hw != 2 {
+		t.Fatalf("high watermark %d, want 2 (a and c)", hw)
+	}
+	var got []string
+	for _, r := range readTopic(t, c, topic, 1, 2) {
+		got = append(got, string(r.Value))
+	}
+	if strings.Join(got, ",") != "a,c" {
+		t.Fatalf("partition holds %v, want a, c", got)
+	}
 }

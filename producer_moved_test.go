@@ -36,16 +36,9 @@ func TestProducerMovedAfterElectionResendsToLeader(t *testing.T) {
 
 	// The client reaches nodes[1] through the relay, and moves to nodes[0]. Its
 	// pings are rare: only its check of a stalled batch moves it.
-	relay := startSilentRelay(t, nodes[1].ClientURL()[len("nats://"):])
-	urls := "nats://" + relay.addr + "," + nodes[0].ClientURL() + "," + nodes[2].ClientURL()
-	c, err := qxd.Connect(ctx, urls, qxd.NATSOptions(nats.DontRandomize()), qxd.ClientPing(time.Minute, 3))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
-	if got := c.Conn().ConnectedServerName(); got != nodes[1].Name() {
-		t.Fatalf("client connected to %s, want %s", got, nodes[1].Name())
-	}
+	relay := startRelay(t, nodes[1].ClientURL()[len("nats://"):])
+	urls := "nats://" + relay.addr() + "," + nodes[0].ClientURL() + "," + nodes[2].ClientURL()
+	c := connectTo(ctx, t, urls, nodes[1], qxd.ClientPing(time.Minute, 3))
 	p := warmProducer(ctx, t, c, topic)
 	const warm = 5 // the records warmProducer stored
 

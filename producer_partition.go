@@ -47,9 +47,14 @@ type batch struct {
 	// lost with the connection when the client moved: the batches resent with it
 	// are hurried.
 	hurry bool
-	done  bool
-	base  int64
-	err   error
+	// unsure: a request of the batch ended without an answer that says the
+	// writer did not store it (no answer in time, a lost connection, an append
+	// whose outcome the writer does not know), so that request may still be
+	// stored; see refused.
+	unsure bool
+	done   bool
+	base   int64
+	err    error
 	// settled: its outcome was reported to the hooks (settle); its callbacks may
 	// not have run yet. Owned by the sender once the batch is answered.
 	settled bool
@@ -244,6 +249,7 @@ func (pp *partProducer) flush() {
 func (pp *partProducer) finish(b *batch, base int64, err error) {
 	pp.mu.Lock()
 	b.done, b.base, b.err = true, base, err
+	b.unsure = b.unsure || err != nil && !refused(err)
 	if b.to != "" && b.to == pp.leader && errors.Is(err, semantics.ErrNotLeader) {
 		// The node the advisory named leads the stream no longer: the next
 		// batches go to the queue subject, or to the next advisory's leader.
@@ -282,10 +288,10 @@ func (pp *partProducer) run() {
 			switch {
 			case b.done:
 			case now.Sub(b.sentAt) >= cfg.requestTimeout && pp.p.unregister(b):
-				b.done, b.base = true, -1
+				b.done, b.base, b.unsure = true, -1, true
 				b.err = semantics.Errorf(semantics.ErrTimeout, "partition %s: no answer within %v", pp.name, cfg.requestTimeout)
 			case pp.giveUpLocked(b, now) && pp.p.unregister(b):
-				b.done, b.base, b.hurry = true, -1, true
+				b.done, b.base, b.hurry, b.unsure = true, -1, true, true
 				b.err = semantics.Errorf(semantics.ErrNotLeader, "partition %s: its stream elected a leader while the batch awaited an answer; resending", pp.name)
 				gaveUp++
 			}
@@ -465,6 +471,16 @@ func retriable(err error) bool {
 		errors.Is(err, semantics.ErrUnknownProducerID)
 }
 
+// refused reports whether err, a writer's answer to a request, says that the writer
+// refused the batch before appending it: that request is not stored, and cannot be
+// stored later. Other errors leave the request's outcome open (the writer fails
+// appends in flight with NOT_LEADER, for one, and the SDK gives them when no
+// answer comes).
+func refused(err error) bool {
+	return errors.Is(err, semantics.ErrUnknownProducerID) || errors.Is(err, semantics.ErrOutOfOrderSequence) ||
+		errors.Is(err, semantics.ErrInvalidProducerEpoch)
+}
+
 // sortOut decides the fate of every batch in flight once all have answers: stored
 // ones complete, transient failures are resent with the same sequence numbers, and
 // a batch that failed for good fails its records. After a batch the writer refused,
@@ -479,7 +495,9 @@ func retriable(err error) bool {
 // before it stored, it means the writer forgot the producer (idle past the node's
 // producer id expiration): nothing of it or after it is stored, and it and the
 // later batches start over at sequence 0, under the id's next epoch, or, for a
-// transaction (which keeps its id and epoch), the same ones. Called with mu held.
+// transaction (which keeps its id and epoch), the same ones. Past its delivery
+// timeout such a batch fails as not stored, unless an earlier request of it went
+// without such an answer (unsure), which may still be stored. Called with mu held.
 func (pp *partProducer) sortOut(completed []*batch) (done, failed, retry []*batch) {
 	reset, unknown := false, false
 	restampFrom := -1 // retry[restampFrom:] are sent after the refused batch
@@ -506,9 +524,16 @@ func (pp *partProducer) sortOut(completed []*batch) (done, failed, retry []*batc
 			retry = append(retry, b)
 		default:
 			// A writer's refusal means not stored; anything else (a timeout, no
-			// node answering) leaves the outcome unknown.
+			// node answering) leaves the outcome unknown. So does UNKNOWN_PRODUCER_ID
+			// after a request of the batch that no refusal answered: that one may
+			// still land.
 			outcomeUnknown := retriable(b.err)
-			if outcomeUnknown {
+			switch {
+			case outcomeUnknown && errors.Is(b.err, semantics.ErrUnknownProducerID) && !b.unsure:
+				outcomeUnknown = false
+				b.err = fmt.Errorf("%w: not stored: partition %s: the writer refused the batch, as it no longer knows the producer, and the delivery timeout %v passed before it could be sent again: %w",
+					ErrRecordTimeout, pp.name, pp.p.cfg.deliveryTimeout, b.err)
+			case outcomeUnknown:
 				b.err = fmt.Errorf("%w: partition %s: no answer within the delivery timeout %v, so the records may or may not be stored (last error: %v)",
 					ErrRecordTimeout, pp.name, pp.p.cfg.deliveryTimeout, b.err)
 			}

@@ -1,16 +1,38 @@
 package kafka_test
 
 import (
+	"context"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/qxd-io/qxd"
 	"github.com/qxd-io/qxd/internal/qxdtest"
 	"github.com/qxd-io/qxd/semantics"
 )
+
+// sendIdempotent produces a batch of n records from producer pi to partition 0
+// of topic and returns the partition's error code and base offset.
+func sendIdempotent(ctx context.Context, t *testing.T, cl *kgo.Client, topic string, pi semantics.ProducerInfo, n int) (int16, int64) {
+	t.Helper()
+	var bb semantics.BatchBuilder
+	for range n {
+		bb.Append(&semantics.Record{Value: []byte("v")})
+	}
+	b, err := bb.Build(nil, pi, semantics.CompressionNone)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := produceReq(-1, map[string]map[int32][]byte{topic: {0: b}}).RequestWith(ctx, cl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := r.Topics[0].Partitions[0]
+	return p.ErrorCode, p.BaseOffset
+}
 
 // An idempotent producer's resend is answered with the offset stored the first
 // time, a gap in its sequence and an older epoch are refused, as the partition
@@ -31,20 +53,7 @@ func TestIdempotentProduce(t *testing.T) {
 	pid, epoch := resp.ProducerID, resp.ProducerEpoch
 
 	send := func(seq int32, epoch int16, n int) (int16, int64) {
-		var bb semantics.BatchBuilder
-		for range n {
-			bb.Append(&semantics.Record{Value: []byte("v")})
-		}
-		b, err := bb.Build(nil, semantics.ProducerInfo{ID: pid, Epoch: epoch, BaseSequence: seq}, semantics.CompressionNone)
-		if err != nil {
-			t.Fatal(err)
-		}
-		r, err := produceReq(-1, map[string]map[int32][]byte{"once": {0: b}}).RequestWith(ctx, cl)
-		if err != nil {
-			t.Fatal(err)
-		}
-		p := r.Topics[0].Partitions[0]
-		return p.ErrorCode, p.BaseOffset
+		return sendIdempotent(ctx, t, cl, "once", semantics.ProducerInfo{ID: pid, Epoch: epoch, BaseSequence: seq}, n)
 	}
 	if code, off := send(0, epoch, 3); code != 0 || off != 0 {
 		t.Fatalf("first batch: code %d offset %d", code, off)
@@ -107,20 +116,7 @@ func TestIdempotentProduceLaterBatchFirst(t *testing.T) {
 		t.Fatalf("InitProducerId: %+v %v", resp, err)
 	}
 	send := func(seq int32, n int) (int16, int64) {
-		var bb semantics.BatchBuilder
-		for range n {
-			bb.Append(&semantics.Record{Value: []byte("v")})
-		}
-		b, err := bb.Build(nil, semantics.ProducerInfo{ID: resp.ProducerID, Epoch: resp.ProducerEpoch, BaseSequence: seq}, semantics.CompressionNone)
-		if err != nil {
-			t.Fatal(err)
-		}
-		r, err := produceReq(-1, map[string]map[int32][]byte{"later": {0: b}}).RequestWith(ctx, cl)
-		if err != nil {
-			t.Fatal(err)
-		}
-		p := r.Topics[0].Partitions[0]
-		return p.ErrorCode, p.BaseOffset
+		return sendIdempotent(ctx, t, cl, "later", semantics.ProducerInfo{ID: resp.ProducerID, Epoch: resp.ProducerEpoch, BaseSequence: seq}, n)
 	}
 	if code, off := send(3, 2); code != kerr.UnknownProducerID.Code {
 		t.Fatalf("later batch first: code %d offset %d, want UNKNOWN_PRODUCER_ID", code, off)

@@ -61,7 +61,8 @@ var (
 	// but no longer remembered with its offset; the producer treats it as stored.
 	ErrDuplicateSequence = &Error{Code: 46, Name: "DUPLICATE_SEQUENCE_NUMBER", Message: "duplicate sequence number"}
 	// ErrUnknownProducerID: a batch from an idempotent producer the partition's writer
-	// does not know (never seen, or forgotten after 24 hours without a write) that
+	// does not know (never seen, or forgotten after a time without a write: the
+	// node's producer id expiration, 24 hours by default) that
 	// does not begin at sequence 0; nothing is stored. While earlier batches of the
 	// producer are unanswered they may still land first (resend it); on the oldest one
 	// the producer starts over (a new producer id, or sequence 0).

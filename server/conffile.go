@@ -27,6 +27,7 @@ import (
 //	scrub_interval: "24h"                # one scrub pass over the node's copies; "0": no scrub
 //	scrub_rate: "8MiB"                   # the scrub reads at most this a second; 0: no cap (default)
 //	leader_imbalance_check_interval: 1m
+//	producer_id_expiration: "24h"        # writers forget an idempotent producer idle this long
 //	http_listen: "0.0.0.0:9644"          # metrics and probes; "" serves none
 //	http { listen: "0.0.0.0:9644", tls { cert: "http.pem", key: "http-key.pem" }, max_partition_series: 5000 }
 //	kafka { listen: "0.0.0.0:9092", advertise: "n1.example.com:9092", fetch_session_slots: 1000, fetch_session_eviction: "2m" }  # listen "" turns it off; 0 slots: no fetch sessions
@@ -337,7 +338,7 @@ func (s section) list(key string) ([]section, error) {
 func configFromMap(m map[string]any, cfg Config, dir string) (Config, error) {
 	root := section{m: m, dir: dir}
 	if err := root.check("name", "listen", "data", "sync", "cluster", "tls", "auth", "shutdown_timeout",
-		"auto_leader_rebalance", "leader_imbalance_check_interval", "auto_repair", "auto_repair_delay", "scrub", "scrub_interval", "scrub_rate", "http_listen", "http", "kafka"); err != nil {
+		"auto_leader_rebalance", "leader_imbalance_check_interval", "auto_repair", "auto_repair_delay", "scrub", "scrub_interval", "scrub_rate", "producer_id_expiration", "http_listen", "http", "kafka"); err != nil {
 		return cfg, err
 	}
 	err := firstErr(
@@ -354,6 +355,7 @@ func configFromMap(m map[string]any, cfg Config, dir string) (Config, error) {
 		root.boolean("scrub", &cfg.Scrub),
 		root.scrubInterval("scrub_interval", &cfg.ScrubInterval),
 		root.scrubRate("scrub_rate", &cfg.ScrubRate),
+		root.positiveDuration("producer_id_expiration", &cfg.ProducerIDExpiration),
 	)
 	if err != nil {
 		return cfg, err

@@ -27,6 +27,7 @@ auto_repair_delay: "45s"
 scrub: false
 scrub_interval: "6h"
 scrub_rate: "8MiB"
+producer_id_expiration: "90m"
 cluster {
   name: prod
   listen: "127.0.0.1:6333"
@@ -72,6 +73,7 @@ func TestParseConfigFile(t *testing.T) {
 		{"scrub", cfg.Scrub, false},
 		{"scrub interval", cfg.ScrubInterval, 6 * time.Hour},
 		{"scrub rate", cfg.ScrubRate, int64(8 << 20)},
+		{"producer id expiration", cfg.ProducerIDExpiration, 90 * time.Minute},
 		{"cluster name", cfg.ClusterName, "prod"},
 		{"peers", len(cfg.Peers), 2},
 		{"cluster cert", cfg.ClusterTLS.Cert, filepath.Join(dir, "node.pem")},
@@ -122,6 +124,9 @@ func TestParseConfigErrors(t *testing.T) {
 		{"scrub rate negative", `scrub_rate: -5`, `scrub_rate: -5 is not a rate in bytes a second`},
 		{"scrub rate negative size", `scrub_rate: "-1MiB"`, `scrub_rate: "-1MiB" is not a rate in bytes a second`},
 		{"scrub rate bool", `scrub_rate: true`, `scrub_rate: true is not a rate in bytes a second`},
+		{"producer id expiration unquoted", "producer_id_expiration: 30m", `producer_id_expiration: 30000000 is not a duration`},
+		{"producer id expiration word", `producer_id_expiration: "daily"`, `producer_id_expiration: "daily" is not a positive duration`},
+		{"producer id expiration zero", `producer_id_expiration: "0s"`, `producer_id_expiration: "0s" is not a positive duration`},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -138,8 +138,8 @@ type Config struct {
 	// producer.id.expiration.ms); an open transaction keeps its producer. A
 	// producer's batch after that is refused UNKNOWN_PRODUCER_ID unless it begins
 	// at sequence 0, and the SDK's producer starts over at sequence 0 (under a new
-	// producer id unless it is transactional). Not a flag or config file key yet.
-	// 0: the default, 24h.
+	// producer id unless it is transactional). 'qxd server --producer-id-expiration',
+	// config file key producer_id_expiration. 0: the default, 24h.
 	ProducerIDExpiration time.Duration
 	// Services are the parts the embedder adds to the node (cmd/qxd adds
 	// bridge.Service); each starts on every node once the node's own services are up.
@@ -292,6 +292,10 @@ func FormatSync(d time.Duration) string {
 	}
 	return s
 }
+
+// DefaultProducerIDExpiration is Config.ProducerIDExpiration's default (Kafka's
+// producer.id.expiration.ms default).
+const DefaultProducerIDExpiration = 24 * time.Hour
 
 // DefaultHTTPListen is Config.HTTPListen's default.
 const DefaultHTTPListen = "127.0.0.1:9644"

@@ -280,10 +280,21 @@ func (c *txnCoordinator) existing(id string) (*txnEntry, error) {
 	return e, nil
 }
 
+// txnStoreAttempt bounds one write of a transaction's record, and the read after a
+// failed one. A write that the bucket's stream drops in a leader change is never
+// answered: unbounded, it held the transaction (and, in the background pass, every
+// transaction after it) for the whole deadline of the end (30 s), as after a
+// coordinator's failover, when the transactions bucket's leadership moves too.
+const txnStoreAttempt = 5 * time.Second
+
 // saveLocked stores e.rec by compare-and-set. A conflict means another coordinator
 // wrote it: the entry is read again and NOT_COORDINATOR returned, so the client
-// asks again. Called with e.mu held.
+// asks again. A write not answered within txnStoreAttempt fails the same way, with
+// COORDINATOR_NOT_AVAILABLE (the entry is what the bucket holds, read again).
+// Called with e.mu held.
 func (c *txnCoordinator) saveLocked(ctx context.Context, e *txnEntry) error {
+	wctx, cancel := context.WithTimeout(ctx, txnStoreAttempt)
+	defer cancel()
 	e.rec.Updated = time.Now().UnixMilli()
 	b, err := json.Marshal(e.rec)
 	if err != nil {
@@ -292,9 +303,9 @@ func (c *txnCoordinator) saveLocked(ctx context.Context, e *txnEntry) error {
 	key := semantics.TxnKey(e.rec.ID)
 	var rev uint64
 	if e.rev == 0 {
-		rev, err = c.kv.Create(ctx, key, b)
+		rev, err = c.kv.Create(wctx, key, b)
 	} else {
-		rev, err = c.kv.Update(ctx, key, b, e.rev)
+		rev, err = c.kv.Update(wctx, key, b, e.rev)
 	}
 	if err == nil {
 		e.rev = rev
@@ -305,7 +316,9 @@ func (c *txnCoordinator) saveLocked(ctx context.Context, e *txnEntry) error {
 	// What is stored is the truth: read it again, so the change not stored is
 	// forgotten (or, if that read fails too, the next request reads it).
 	id := e.rec.ID
-	if got, gerr := kvscan.Get(ctx, c.kv, key); gerr == nil {
+	rctx, cancel := context.WithTimeout(ctx, txnStoreAttempt)
+	defer cancel()
+	if got, gerr := kvscan.Get(rctx, c.kv, key); gerr == nil {
 		var rec txnRecord
 		if json.Unmarshal(got.Value(), &rec) == nil {
 			e.rec, e.rev = rec, got.Revision()

@@ -2,7 +2,10 @@ package server
 
 import (
 	"context"
+	"log/slog"
 	"sync"
+
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/qxd-io/qxd/semantics"
 )
@@ -64,4 +67,14 @@ func (t *Transactions) HoldTxn(id string) (release func(), err error) {
 	}
 	e.mu.Lock()
 	return sync.OnceFunc(e.mu.Unlock), nil
+}
+
+// TxnCoordinator is the transaction coordinator, for tests that drive one over a
+// bucket of their own.
+type TxnCoordinator = txnCoordinator
+
+// NewTxnCoordinator is a transaction coordinator storing transactions in kv,
+// without markers, offsets or groups: enough for InitProducerID.
+func NewTxnCoordinator(kv jetstream.KeyValue) *TxnCoordinator {
+	return newTxnCoordinator(slog.New(slog.DiscardHandler), kv, nil, nil, nil, nil)
 }

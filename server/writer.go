@@ -61,9 +61,8 @@ const (
 	checkpointEvery = time.Second
 	checkpointSoon  = 100 * time.Millisecond
 	// defaultProducerIdle is how long an idempotent producer is remembered after its
-	// last write (Kafka's producer.id.expiration.ms default), unless
-	// Config.ProducerIDExpiration says otherwise.
-	defaultProducerIdle = 24 * time.Hour
+	// last write, unless Config.ProducerIDExpiration says otherwise.
+	defaultProducerIdle = DefaultProducerIDExpiration
 	// recentBatches is how many batches per producer are remembered with their offsets,
 	// enough for Kafka's five in-flight requests per partition.
 	recentBatches = 5

@@ -47,6 +47,33 @@ func produceRaw(t *testing.T, nc *nats.Conn, topic string, p int32, batch []byte
 	return r.BaseOffset, r.Err()
 }
 
+// produceStep is a batch sent to a partition's writer and the answer it must get:
+// the offset it is stored at, or the error wantErr.
+type produceStep struct {
+	name    string
+	batch   []byte
+	want    int64
+	wantErr error
+}
+
+// produceSteps sends each step's batch to partition 0 of topic in turn and checks
+// its answer.
+func produceSteps(t *testing.T, nc *nats.Conn, topic string, steps []produceStep) {
+	t.Helper()
+	for _, s := range steps {
+		got, err := produceRaw(t, nc, topic, 0, s.batch)
+		if s.wantErr != nil {
+			if !errors.Is(err, s.wantErr) {
+				t.Fatalf("%s: offset %d err %v, want %v", s.name, got, err, s.wantErr)
+			}
+			continue
+		}
+		if err != nil || got != s.want {
+			t.Fatalf("%s: offset %d err %v, want offset %d", s.name, got, err, s.want)
+		}
+	}
+}
+
 func TestWriterIdempotence(t *testing.T) {
 	t.Parallel()
 	n := qxdtest.StartNode(t)
@@ -59,12 +86,7 @@ func TestWriterIdempotence(t *testing.T) {
 	b1 := buildBatch(t, semantics.ProducerInfo{ID: pid, Epoch: 0, BaseSequence: 3}, "d")
 	gap := buildBatch(t, semantics.ProducerInfo{ID: pid, Epoch: 0, BaseSequence: 9}, "x")
 
-	steps := []struct {
-		name    string
-		batch   []byte
-		want    int64
-		wantErr error
-	}{
+	steps := []produceStep{
 		{"first batch", b0, 0, nil},
 		{"second batch", b1, 3, nil},
 		{"resend of the first batch returns its offset", b0, 0, nil},
@@ -75,18 +97,7 @@ func TestWriterIdempotence(t *testing.T) {
 		{"older epoch is fenced", buildBatch(t, semantics.ProducerInfo{ID: pid, Epoch: 0, BaseSequence: 4}, "g"), -1, semantics.ErrInvalidProducerEpoch},
 		{"corrupt batch", append([]byte{}, b0[:len(b0)-1]...), -1, semantics.ErrCorruptMessage},
 	}
-	for _, s := range steps {
-		got, err := produceRaw(t, nc, "idem", 0, s.batch)
-		if s.wantErr != nil {
-			if !errors.Is(err, s.wantErr) {
-				t.Fatalf("%s: err %v, want %v", s.name, err, s.wantErr)
-			}
-			continue
-		}
-		if err != nil || got != s.want {
-			t.Fatalf("%s: offset %d err %v, want offset %d", s.name, got, err, s.want)
-		}
-	}
+	produceSteps(t, nc, "idem", steps)
 	d, err := c.Admin().DescribeTopic(context.Background(), "idem")
 	if err != nil {
 		t.Fatal(err)
@@ -113,12 +124,7 @@ func TestWriterUnknownProducerSequence(t *testing.T) {
 	pid := int64(7373)
 	b0 := buildBatch(t, semantics.ProducerInfo{ID: pid, Epoch: 0, BaseSequence: 0}, "a", "b", "c")
 	b1 := buildBatch(t, semantics.ProducerInfo{ID: pid, Epoch: 0, BaseSequence: 3}, "d", "e")
-	steps := []struct {
-		name    string
-		batch   []byte
-		want    int64
-		wantErr error
-	}{
+	steps := []produceStep{
 		{"a later batch before the first", b1, -1, semantics.ErrUnknownProducerID},
 		{"the first batch", b0, 0, nil},
 		{"the later batch resent", b1, 3, nil},
@@ -126,18 +132,7 @@ func TestWriterUnknownProducerSequence(t *testing.T) {
 		{"the old epoch goes on", buildBatch(t, semantics.ProducerInfo{ID: pid, Epoch: 0, BaseSequence: 5}, "g"), 5, nil},
 		{"a new epoch at sequence 0", buildBatch(t, semantics.ProducerInfo{ID: pid, Epoch: 1, BaseSequence: 0}, "h"), 6, nil},
 	}
-	for _, s := range steps {
-		got, err := produceRaw(t, nc, "unknownpid", 0, s.batch)
-		if s.wantErr != nil {
-			if !errors.Is(err, s.wantErr) {
-				t.Fatalf("%s: offset %d err %v, want %v", s.name, got, err, s.wantErr)
-			}
-			continue
-		}
-		if err != nil || got != s.want {
-			t.Fatalf("%s: offset %d err %v, want offset %d", s.name, got, err, s.want)
-		}
-	}
+	produceSteps(t, nc, "unknownpid", steps)
 	d, err := c.Admin().DescribeTopic(context.Background(), "unknownpid")
 	if err != nil {
 		t.Fatal(err)

@@ -72,6 +72,8 @@ func (a *app) serverCommand() *cli.Command {
 				Usage: "how long a Kafka fetch session is safe from eviction after it is made and after each use, Kafka's min.incremental.fetch.session.eviction.ms (`DURATION`); when the slots are full a new session takes the place of one unused this long"},
 			&cli.BoolFlag{Name: "nats-debug", EnvVars: []string{"QXD_NATS_DEBUG"},
 				Usage: "log the embedded NATS server's debug lines, RAFT's elections among them (votes asked, granted and refused, terms, leaders elected), at --log-level debug"},
+			&cli.StringFlag{Name: "producer-id-expiration", Value: strings.TrimSuffix(strings.TrimSuffix(server.DefaultProducerIDExpiration.String(), "0s"), "0m"), EnvVars: []string{"QXD_PRODUCER_ID_EXPIRATION"},
+				Usage: "how long a partition's writer remembers an idempotent producer after its last write to the partition, Kafka's producer.id.expiration.ms (`DURATION`); the producer's next batch after that is refused UNKNOWN_PRODUCER_ID unless it starts over at sequence 0 (an open transaction keeps its producer)"},
 			&cli.DurationFlag{Name: "leader-imbalance-check-interval", Value: def.LeaderImbalanceCheckInterval, EnvVars: []string{"QXD_LEADER_IMBALANCE_CHECK_INTERVAL"},
 				Usage: "how often the cluster checks the spread of partition leaders (`DURATION`)"},
 		}, serverConfigFlags()...),
@@ -153,6 +155,14 @@ func (a *app) runServer(c *cli.Context) error {
 			return fmt.Errorf("--kafka-fetch-session-eviction %q is not a positive duration: give one such as 2m or 30s (default %v)", v, def.KafkaFetchSessionEviction)
 		}
 		cfg.KafkaFetchSessionEviction = d
+	}
+	if c.IsSet("producer-id-expiration") {
+		v := c.String("producer-id-expiration")
+		d, err := time.ParseDuration(strings.TrimSpace(v))
+		if err != nil || d <= 0 {
+			return fmt.Errorf("--producer-id-expiration %q is not a positive duration: give one such as 24h (the default) or 30m", v)
+		}
+		cfg.ProducerIDExpiration = d
 	}
 	cfg.Logger = a.log
 	cfg.NATSDebug = c.Bool("nats-debug")

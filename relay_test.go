@@ -1,0 +1,244 @@
+package qxd_test
+
+import (
+	"context"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/qxd-io/qxd"
+	"github.com/qxd-io/qxd/internal/qxdtest"
+	"github.com/qxd-io/qxd/server"
+)
+
+// relay passes TCP connections through to a node, and fails them as a network
+// does:
+//
+//   - silence drops what either side sends from then on, as a connection whose
+//     far end has gone loses what is written to it before the writer notices;
+//     cut then closes the connections;
+//   - freeze stops passing anything on, and reading, without closing anything,
+//     as a paused (SIGSTOPped) node or a silent network cut looks to its peers;
+//   - hold makes the connections open at that moment a dead link: what their
+//     clients send is kept, in order, and nothing reaches them; release then
+//     delivers what was kept to the node, as a link that comes back delivers
+//     what it had buffered (a cut-off node's route after the heal).
+type relay struct {
+	l      net.Listener
+	target string
+	wg     sync.WaitGroup
+
+	done chan struct{} // closed at the test's end
+
+	mu     sync.Mutex
+	silent bool
+	frozen bool
+	conns  []*relayConn
+	held   []*relayConn
+}
+
+// relayConn is one client's connection (in) and the relay's to the node (out).
+type relayConn struct {
+	in, out  net.Conn
+	mu       sync.Mutex
+	holding  bool
+	buf      []byte // what the client sent while held
+	released chan struct{}
+}
+
+func startRelay(t *testing.T, target string) *relay {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &relay{l: l, target: target, done: make(chan struct{})}
+	r.wg.Add(1)
+	go r.accept()
+	t.Cleanup(func() {
+		l.Close()
+		close(r.done)
+		r.release()
+		r.cut()
+		r.wg.Wait()
+	})
+	return r
+}
+
+func (r *relay) addr() string { return r.l.Addr().String() }
+
+func (r *relay) accept() {
+	defer r.wg.Done()
+	for {
+		in, err := r.l.Accept()
+		if err != nil {
+			return
+		}
+		out, err := net.Dial("tcp", r.target)
+		if err != nil {
+			in.Close()
+			continue
+		}
+		c := &relayConn{in: in, out: out, released: make(chan struct{})}
+		r.mu.Lock()
+		r.conns = append(r.conns, c)
+		r.mu.Unlock()
+		r.wg.Add(2)
+		go r.toNode(c)
+		go r.toClient(c)
+	}
+}
+
+// toNode copies the client's bytes to the node: dropped while silent, kept
+// while held. Once the client is gone, what was kept is delivered at the
+// release.
+func (r *relay) toNode(c *relayConn) {
+	defer r.wg.Done()
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := c.in.Read(buf)
+		r.mu.Lock()
+		silent, frozen := r.silent, r.frozen
+		r.mu.Unlock()
+		if frozen && n > 0 {
+			<-r.done // silent until the test ends
+			return
+		}
+		c.mu.Lock()
+		if c.holding {
+			c.buf = append(c.buf, buf[:n]...)
+			n = 0
+		}
+		holding := c.holding
+		c.mu.Unlock()
+		if n > 0 && !silent {
+			if _, werr := c.out.Write(buf[:n]); werr != nil {
+				return
+			}
+		}
+		if err != nil {
+			if holding {
+				<-c.released
+			}
+			c.out.Close()
+			return
+		}
+	}
+}
+
+// toClient copies the node's bytes to the client, dropping them while silent
+// or held.
+func (r *relay) toClient(c *relayConn) {
+	defer r.wg.Done()
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := c.out.Read(buf)
+		r.mu.Lock()
+		silent, frozen := r.silent, r.frozen
+		r.mu.Unlock()
+		if frozen && n > 0 {
+			<-r.done
+			return
+		}
+		c.mu.Lock()
+		holding := c.holding
+		c.mu.Unlock()
+		if n > 0 && !silent && !holding {
+			if _, werr := c.in.Write(buf[:n]); werr != nil {
+				return
+			}
+		}
+		if err != nil {
+			c.in.Close()
+			return
+		}
+	}
+}
+
+func (r *relay) silence() {
+	r.mu.Lock()
+	r.silent = true
+	r.mu.Unlock()
+}
+
+func (r *relay) freeze() {
+	r.mu.Lock()
+	r.frozen = true
+	r.mu.Unlock()
+}
+
+// cut closes every connection the relay holds open: a cut that heals by closing.
+func (r *relay) cut() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, c := range r.conns {
+		c.in.Close()
+		c.out.Close()
+	}
+	r.conns = nil
+}
+
+func (r *relay) hold() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, c := range r.conns {
+		c.mu.Lock()
+		c.holding = true
+		c.mu.Unlock()
+		r.held = append(r.held, c)
+	}
+}
+
+// release delivers what the held connections kept, in order, to the node.
+func (r *relay) release() {
+	r.mu.Lock()
+	held := r.held
+	r.held = nil
+	r.mu.Unlock()
+	for _, c := range held {
+		c.mu.Lock()
+		if c.holding {
+			_, _ = c.out.Write(c.buf)
+			c.buf, c.holding = nil, false
+			close(c.released)
+		}
+		c.mu.Unlock()
+	}
+}
+
+// connectTo connects a client to the servers of urls, in order (the first is
+// node on, the others where the client may move to), and checks that it is on
+// on. It is closed at the test's end.
+func connectTo(ctx context.Context, t *testing.T, urls string, on *server.Node, opts ...qxd.ClientOption) *qxd.Client {
+	t.Helper()
+	c, err := qxd.Connect(ctx, urls, append([]qxd.ClientOption{qxd.NATSOptions(nats.DontRandomize())}, opts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	if got := c.Conn().ConnectedServerName(); got != on.Name() {
+		t.Fatalf("client connected to %s, want %s", got, on.Name())
+	}
+	return c
+}
+
+// relayedClient starts a node and a relay to it, and connects a client to the
+// relay first, then to the node itself, for the client to move to. The client
+// is closed at the test's end.
+func relayedClient(ctx context.Context, t *testing.T) (*relay, *qxd.Client) {
+	t.Helper()
+	node := qxdtest.StartNode(t)
+	r := startRelay(t, strings.TrimPrefix(node.ClientURL(), "nats://"))
+	c, err := qxd.Connect(ctx, "nats://"+r.addr()+","+node.ClientURL(), qxd.NATSOptions(nats.DontRandomize()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	if got := c.Conn().ConnectedAddr(); got != r.addr() {
+		t.Fatalf("client connected to %s, want the relay %s", got, r.addr())
+	}
+	return r, c
+}
