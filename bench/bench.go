@@ -46,6 +46,8 @@ type Env struct {
 	// appends times the embedded nodes' appends for e2e's stages; nil against a
 	// running cluster.
 	appends *appendStats
+	// kafkaRecords is the Kafka side's franz-go consumers' pool of record slices.
+	kafkaRecords recordPool
 }
 
 // EnvOption changes the configuration of the nodes NewClusterEnv starts.

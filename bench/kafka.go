@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/qxd-io/qxd"
 )
@@ -175,16 +176,47 @@ func (e *Env) kafkaConsumeRun(ctx context.Context, c Config) (*Measure, error) {
 // kafkaConsume reads topic (described by d) from the start of every partition
 // with c.Consumers franz-go clients splitting the partitions, timed.
 func (e *Env) kafkaConsume(ctx context.Context, c Config, topic string, d qxd.TopicDescription) (*Measure, error) {
-	var err error
 	n := min(c.Consumers, len(d.Partitions))
-	// The clock starts before the clients exist, as the SDK side's starts before
-	// its consumers: a franz-go client starts fetching as it is made.
-	m := startMeter(c, "kafka", "run")
-	start := time.Now()
+	// The clients connect before the clock starts, as the SDK side's client is
+	// connected before its clock: each pings the node (its connection made, the
+	// API versions asked) but is given no partitions, so it fetches nothing
+	// yet. The clock then covers what the SDK side's does: giving the consumers
+	// their partitions (for franz-go: the topic's metadata, ListOffsets, its
+	// fetch connection) and reading.
+	//
+	// franz-go's fetch sizes are left at their defaults, Kafka's (50 MiB a
+	// fetch, 1 MiB a partition), as the SDK's consumer is left at its own: a
+	// franz-go client has one fetch in flight to a broker, and the node reads
+	// each partition's next batches while an answer travels and is decoded, so
+	// answers of a few MiB keep both sides busy where one large answer leaves
+	// each waiting for the other.
+	//
+	// Records are decoded into slices from a pool (kgo.WithPools) and each is
+	// recycled once counted, as a franz-go user reading at a high rate does:
+	// without it every batch's records are a fresh, zeroed slice, most of them
+	// large allocations.
 	cls := make([]*kgo.Client, n)
-	wants := make([]int64, n)
 	waits := new(fetchWaits)
 	for i := range cls {
+		cl, err := e.kafkaClient(kgo.WithHooks(waits), kgo.WithPools(&e.kafkaRecords))
+		if err != nil {
+			return nil, err
+		}
+		defer cl.Close()
+		// The metadata answer names the node as a broker, and the ping then
+		// connects to that broker, not only to the seed address.
+		if _, err := cl.Request(ctx, kmsg.NewPtrMetadataRequest()); err != nil {
+			return nil, fmt.Errorf("connect: %w", err)
+		}
+		if err := cl.Ping(ctx); err != nil {
+			return nil, fmt.Errorf("connect: %w", err)
+		}
+		cls[i] = cl
+	}
+	m := startMeter(c, "kafka", "run")
+	start := time.Now()
+	wants := make([]int64, n)
+	for i, cl := range cls {
 		assign := map[int32]kgo.Offset{}
 		for _, p := range d.Partitions {
 			if int(p.Partition)%n == i {
@@ -192,18 +224,7 @@ func (e *Env) kafkaConsume(ctx context.Context, c Config, topic string, d qxd.To
 				wants[i] += p.HighWatermark - p.LogStartOffset
 			}
 		}
-		// franz-go's fetch sizes are left at their defaults, Kafka's (50 MiB a
-		// fetch, 1 MiB a partition), as the SDK's consumer is left at its own: a
-		// franz-go client has one fetch in flight to a broker, and the node reads
-		// each partition's next batches while an answer travels and is decoded,
-		// so answers of a few MiB keep both sides busy where one large answer
-		// leaves each waiting for the other.
-		cls[i], err = e.kafkaClient(kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: assign}), kgo.WithHooks(waits))
-		if err != nil {
-			m.stop()
-			return nil, err
-		}
-		defer cls[i].Close()
+		cl.AddConsumePartitions(map[string]map[int32]kgo.Offset{topic: assign})
 	}
 	var wg sync.WaitGroup
 	errs := make([]error, n)
@@ -223,6 +244,7 @@ func (e *Env) kafkaConsume(ctx context.Context, c Config, topic string, d qxd.To
 				fs.EachRecord(func(r *kgo.Record) {
 					rn++
 					rb += int64(len(r.Value))
+					r.Recycle()
 				})
 				got += rn
 				b += rb
@@ -255,4 +277,30 @@ func (f *fetchWaits) OnBrokerE2E(_ kgo.BrokerMetadata, key int16, e kgo.BrokerE2
 	if key == 1 { // Fetch
 		f.ns.Add(int64(e.ReadWait + e.TimeToRead))
 	}
+}
+
+// recordPool is the bench's franz-go consumers' pool of record slices
+// (kgo.PoolRecords): a batch's records are decoded into a slice from it, and the
+// slice goes back once every record of the batch is recycled.
+type recordPool struct {
+	p sync.Pool // of *[]kgo.Record
+	// gets and puts count the slices handed out and returned.
+	gets, puts atomic.Int64
+}
+
+var _ kgo.PoolRecords = (*recordPool)(nil)
+
+// GetRecords implements kgo.PoolRecords: a slice of capacity n or more.
+func (p *recordPool) GetRecords(n int) []kgo.Record {
+	p.gets.Add(1)
+	if s, ok := p.p.Get().(*[]kgo.Record); ok && cap(*s) >= n {
+		return (*s)[:n]
+	}
+	return make([]kgo.Record, n)
+}
+
+// PutRecords implements kgo.PoolRecords.
+func (p *recordPool) PutRecords(s []kgo.Record) {
+	p.puts.Add(1)
+	p.p.Put(&s)
 }

@@ -142,6 +142,86 @@ func TestFetchAnswersStoredBatches(t *testing.T) {
 	}
 }
 
+// A consumer reading a partition fetch after fetch has every stored batch loaded
+// from the leader's store once: a read stops once past its limit, so it loads a
+// batch it does not answer, and that batch starts the read ahead for the next
+// fetch rather than being loaded again.
+func TestFetchLoadsEachBatchOnce(t *testing.T) {
+	t.Parallel()
+	n, c := startNode(t)
+	qxdtest.CreateTopic(t, c, "once", qxd.TopicConfig{Partitions: 1})
+	ctx := ctxFor(t, 60*time.Second)
+	stored := produceBatches(t, ctx, n, "once", 1, 9)[0]
+	cl := kafkaClient(t, n)
+	id := topicID(t, ctx, cl, "once")
+	// The first fetch of a partition also loads the stream's first and last
+	// batches: fetch the last batch alone first, which starts no read ahead.
+	if rp := rawFetch(t, ctx, cl, 12, "once", id, []int64{24}, 1<<20, 50<<20)[0]; !bytes.Equal(rp.RecordBatches, stored[8]) {
+		t.Fatalf("from offset 24: %d bytes, want the last batch's %d", len(rp.RecordBatches), len(stored[8]))
+	}
+	before := fetchReads(t, n)
+	// Two and a half batches a fetch: each read loads a third batch and stops.
+	limit := int32(len(stored[0])) * 5 / 2
+	var got []byte
+	fetches := 0
+	for offset := int64(0); offset < 27; fetches++ {
+		rp := rawFetch(t, ctx, cl, 12, "once", id, []int64{offset}, limit, 50<<20)[0]
+		if rp.ErrorCode != 0 || len(rp.RecordBatches) == 0 {
+			t.Fatalf("fetch from offset %d: code %d, %d bytes", offset, rp.ErrorCode, len(rp.RecordBatches))
+		}
+		got = append(got, rp.RecordBatches...)
+		offset += 3 * int64(len(rp.RecordBatches)/len(stored[0]))
+	}
+	if want := bytes.Join(stored, nil); !bytes.Equal(got, want) {
+		t.Fatalf("%d fetches answered %d bytes, not the %d bytes stored", fetches, len(got), len(want))
+	}
+	after := fetchReads(t, n)
+	if loaded := after.Store - before.Store; loaded != int64(len(stored)) || after.NATS != before.NATS {
+		t.Errorf("%d fetches loaded %d batches from the store and %d through NATS for the %d stored; want each loaded once, from the store",
+			fetches, loaded, after.NATS-before.NATS, len(stored))
+	}
+}
+
+// ListOffsets reads a partition's offsets as a fetch does, from the leader's
+// store, and the stream's first and last batches it reads for them serve the
+// consumer's first fetch, which then loads only the batches it answers.
+func TestListOffsetsReadsAsFetch(t *testing.T) {
+	t.Parallel()
+	n, c := startNode(t)
+	qxdtest.CreateTopic(t, c, "listed", qxd.TopicConfig{Partitions: 1})
+	ctx := ctxFor(t, 60*time.Second)
+	stored := produceBatches(t, ctx, n, "listed", 1, 4)[0]
+	cl := kafkaClient(t, n)
+	id := topicID(t, ctx, cl, "listed")
+	before := fetchReads(t, n)
+	adm := kadm.NewClient(cl)
+	starts, err := adm.ListStartOffsets(ctx, "listed")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ends, err := adm.ListEndOffsets(ctx, "listed")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, _ := starts.Lookup("listed", 0)
+	e, _ := ends.Lookup("listed", 0)
+	if s.Err != nil || e.Err != nil || s.Offset != 0 || e.Offset != 12 {
+		t.Fatalf("ListOffsets: start %d (%v), end %d (%v); want 0 and 12", s.Offset, s.Err, e.Offset, e.Err)
+	}
+	listed := fetchReads(t, n)
+	if listed.NATS != before.NATS || listed.Store == before.Store {
+		t.Errorf("ListOffsets read %d batches from the store and %d through NATS; want the stream's ends from the store",
+			listed.Store-before.Store, listed.NATS-before.NATS)
+	}
+	if rp := rawFetch(t, ctx, cl, 12, "listed", id, []int64{0}, 1<<20, 50<<20)[0]; !bytes.Equal(rp.RecordBatches, bytes.Join(stored, nil)) {
+		t.Fatalf("fetch from 0: %d bytes, want the %d stored", len(rp.RecordBatches), len(bytes.Join(stored, nil)))
+	}
+	if after := fetchReads(t, n); after.Store-listed.Store != int64(len(stored)) || after.NATS != listed.NATS {
+		t.Errorf("the first fetch after ListOffsets loaded %d batches from the store and %d through NATS; want the %d it answered, from the store",
+			after.Store-listed.Store, after.NATS-listed.NATS, len(stored))
+	}
+}
+
 // A partition read ahead for a consumer's next fetch and trimmed in between is
 // answered as trimmed: OFFSET_OUT_OF_RANGE below the new log start, the batches
 // from it at it.

@@ -536,9 +536,15 @@ func (b *kafkaBackend) offsetsFrom(ctx context.Context, topic string, p int32, d
 	return r, offs, err
 }
 
-// Offsets implements kafka.Backend.
+// Offsets implements kafka.Backend: the offsets a fetch reads (readEnds), from
+// the leader's store when this node leads the partition, and the stream's first
+// and last batches remembered for the consumer's first fetch.
 func (b *kafkaBackend) Offsets(ctx context.Context, topic string, p int32) (int64, int64, error) {
-	_, offs, err := b.offsets(ctx, topic, p)
+	t, err := b.partition(ctx, topic, p)
+	if err != nil {
+		return -1, -1, err
+	}
+	offs, _, err := b.readEnds(ctx, partition.NewReader(b.nc, topic, p, false), t, p)
 	if err != nil {
 		return -1, -1, err
 	}

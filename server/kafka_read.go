@@ -95,6 +95,7 @@ type readAhead struct {
 	done      chan struct{}
 	batches   [][]byte
 	next      batchEnd
+	over      directMsg // the batch read past maxBytes, the next read's first
 	err       error
 	expire    *time.Timer
 }
@@ -123,7 +124,7 @@ func (k *kafkaReads) close() {
 
 // startAhead reads partition stream's batches from offset for its next fetch,
 // unless the bytes reserved for reads ahead would pass kafkaAheadBytes.
-func (k *kafkaReads) startAhead(stream string, a *readAhead, read func(ctx context.Context) ([][]byte, batchEnd, error)) {
+func (k *kafkaReads) startAhead(stream string, a *readAhead, read func(ctx context.Context) ([][]byte, batchEnd, directMsg, error)) {
 	k.init()
 	k.mu.Lock()
 	defer k.mu.Unlock()
@@ -153,7 +154,7 @@ func (k *kafkaReads) startAhead(stream string, a *readAhead, read func(ctx conte
 	go func() {
 		defer k.wg.Done()
 		defer close(a.done)
-		a.batches, a.next, a.err = read(k.ctx)
+		a.batches, a.next, a.over, a.err = read(k.ctx)
 	}()
 }
 
@@ -339,7 +340,10 @@ func (b *kafkaBackend) read(ctx context.Context, topic string, p int32, offset i
 	if maxBytes <= 0 {
 		maxBytes = DefaultFetchMaxBytes
 	}
-	var next batchEnd
+	var (
+		next batchEnd
+		over directMsg
+	)
 	if a := b.reads.takeAhead(r.Stream, t.ID, offset, maxBytes, committed); a != nil {
 		select {
 		case <-a.done:
@@ -347,7 +351,7 @@ func (b *kafkaBackend) read(ctx context.Context, topic string, p int32, offset i
 			// high watermark and last stable offset only grow, so this is
 			// a partition made again).
 			if a.err == nil && a.end <= end {
-				res.Batches, next = a.batches, a.next
+				res.Batches, next, over = a.batches, a.next, a.over
 			}
 			if errors.Is(a.err, errIrregularRead) {
 				// It met a damaged or missing batch first: read it as below.
@@ -358,7 +362,7 @@ func (b *kafkaBackend) read(ctx context.Context, topic string, p int32, offset i
 		}
 	}
 	if len(res.Batches) == 0 {
-		if res.Batches, next, err = b.readBatches(ctx, r, t, offs, firstBase, offset, end, maxBytes); err != nil {
+		if res.Batches, next, over, err = b.readBatches(ctx, r, t, offs, firstBase, offset, end, maxBytes, directMsg{}); err != nil {
 			if errors.Is(err, errIrregularRead) {
 				return b.readByBatch(ctx, res, topic, p, offset, maxBytes, committed)
 			}
@@ -381,8 +385,8 @@ func (b *kafkaBackend) read(ctx context.Context, topic string, p int32, offset i
 		// More is stored: read it for the next fetch.
 		from, seqs := next.offset, offs
 		b.reads.startAhead(r.Stream, &readAhead{topicID: t.ID, offset: from, maxBytes: maxBytes, committed: committed, end: end},
-			func(ctx context.Context) ([][]byte, batchEnd, error) {
-				return b.readBatches(ctx, r, t, seqs, firstBase, from, end, maxBytes)
+			func(ctx context.Context) ([][]byte, batchEnd, directMsg, error) {
+				return b.readBatches(ctx, r, t, seqs, firstBase, from, end, maxBytes, over)
 			})
 	}
 	return res, nil
@@ -491,8 +495,11 @@ func (b *kafkaBackend) edgeBatch(ctx context.Context, r *partition.Reader, t sem
 
 // readBatches reads the stored batches from the one holding offset, up to end (an
 // offset) and maxBytes, with batched direct gets of at most kafkaReadChunk bytes,
-// and returns where they end.
-func (b *kafkaBackend) readBatches(ctx context.Context, r *partition.Reader, t semantics.TopicMeta, offs partition.Offsets, firstBase, offset, end int64, maxBytes int) (batches [][]byte, next batchEnd, err error) {
+// and returns where they end. A read stops once it passes maxBytes, so it has read
+// one batch more than it answers: that batch is returned as over, and a read
+// given it as first (the read ahead after this one) starts with it rather than
+// reading it again, when it is the batch at the sequence the read starts from.
+func (b *kafkaBackend) readBatches(ctx context.Context, r *partition.Reader, t semantics.TopicMeta, offs partition.Offsets, firstBase, offset, end int64, maxBytes int, first directMsg) (batches [][]byte, next batchEnd, over directMsg, err error) {
 	part := semantics.PartitionString(r.Topic, r.P)
 	seq, hit := b.reads.seqOf(r.Stream, t.ID, offset)
 	switch {
@@ -512,7 +519,7 @@ func (b *kafkaBackend) readBatches(ctx context.Context, r *partition.Reader, t s
 		}
 		seq, found, err = semantics.FindOffset(ctx, src, offs.FirstSeq, offs.LastSeq, offset)
 		if err != nil {
-			return nil, next, fmt.Errorf("fetch %s: find the batch of offset %d: %w", part, offset, err)
+			return nil, next, directMsg{}, fmt.Errorf("fetch %s: find the batch of offset %d: %w", part, offset, err)
 		}
 		if !found {
 			seq = offs.FirstSeq
@@ -531,48 +538,54 @@ func (b *kafkaBackend) readBatches(ctx context.Context, r *partition.Reader, t s
 	local := b.leaderStore(r.Stream)
 	for seq <= offs.LastSeq && size < maxBytes {
 		var msgs []directMsg
-		msgs, err = b.readChunk(ctx, r, &local, directBatchRequest{Seq: seq,
-			Batch: kafkaReadBatchMax, MaxBytes: min(maxBytes-size, kafkaReadChunk), UpToSeq: offs.LastSeq})
+		if first.data != nil && first.seq == seq {
+			// Read already, past the last read's maxBytes: checked below as
+			// any batch read.
+			msgs, first = []directMsg{first}, directMsg{}
+		} else {
+			msgs, err = b.readChunk(ctx, r, &local, directBatchRequest{Seq: seq,
+				Batch: kafkaReadBatchMax, MaxBytes: min(maxBytes-size, kafkaReadChunk), UpToSeq: offs.LastSeq})
+		}
 		if err != nil {
 			if len(batches) > 0 {
-				return batches, next, nil // the next fetch reads from here again
+				return batches, next, directMsg{}, nil // the next fetch reads from here again
 			}
-			return nil, next, fmt.Errorf("fetch %s: read from sequence %d: %w", part, seq, err)
+			return nil, next, directMsg{}, fmt.Errorf("fetch %s: read from sequence %d: %w", part, seq, err)
 		}
 		if len(msgs) == 0 {
 			if len(batches) == 0 && !t.Config.Compact && seq <= offs.LastSeq {
-				return nil, next, errIrregularRead // the batch at seq is missing
+				return nil, next, directMsg{}, errIrregularRead // the batch at seq is missing
 			}
-			return batches, next, nil
+			return batches, next, directMsg{}, nil
 		}
 		for _, m := range msgs {
 			if m.seq != seq && !t.Config.Compact {
 				// A hole: only a compacted topic's log has them, or a damaged copy.
 				if len(batches) > 0 {
 					b.damageMet(ctx, r, t, seq, ends[len(ends)-1].offset)
-					return batches, next, nil // the next fetch starts at it
+					return batches, next, directMsg{}, nil // the next fetch starts at it
 				}
-				return nil, next, errIrregularRead
+				return nil, next, directMsg{}, errIrregularRead
 			}
 			if len(batches) > 0 && size+len(m.data) > maxBytes {
-				return batches, next, nil
+				return batches, next, m, nil
 			}
 			if h, err := semantics.PeekBatchHeader(m.data); err == nil && h.BaseOffset >= end {
-				return batches, next, nil // at the last stable offset
+				return batches, next, directMsg{}, nil // at the last stable offset
 			}
 			h, perr := semantics.ParseBatchHeader(m.data)
 			if perr != nil {
 				if len(batches) > 0 {
 					b.damageMet(ctx, r, t, m.seq, ends[len(ends)-1].offset)
-					return batches, next, nil // the next fetch starts at it
+					return batches, next, directMsg{}, nil // the next fetch starts at it
 				}
-				return nil, next, fmt.Errorf("fetch %s: sequence %d: %w: %w", part, m.seq, errIrregularRead, perr)
+				return nil, next, directMsg{}, fmt.Errorf("fetch %s: sequence %d: %w: %w", part, m.seq, errIrregularRead, perr)
 			}
 			if len(batches) == 0 && hit && h.BaseOffset != offset {
 				// The remembered sequence no longer holds offset (the partition
 				// was trimmed or compacted): search.
 				b.reads.forget(r.Stream, t.ID, offset)
-				return b.readBatches(ctx, r, t, offs, firstBase, offset, end, maxBytes)
+				return b.readBatches(ctx, r, t, offs, firstBase, offset, end, maxBytes, directMsg{})
 			}
 			batches = append(batches, m.data)
 			ends = append(ends, batchEnd{offset: h.LastOffset() + 1, seq: m.seq + 1})
@@ -583,7 +596,7 @@ func (b *kafkaBackend) readBatches(ctx context.Context, r *partition.Reader, t s
 			seq = m.seq + 1
 		}
 	}
-	return batches, next, nil
+	return batches, next, directMsg{}, nil
 }
 
 // errIrregularRead is a batched read that met a batch failing its checks, or a
