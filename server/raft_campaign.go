@@ -170,8 +170,11 @@ const (
 	// comes back as quickly.
 	electionSettle = 300 * time.Millisecond
 	// electionStagger is how much longer than the one before it each follower of
-	// a dead leader waits before it campaigns (campaignRank): longer than
-	// Campaign's random delay spreads (0.7 s).
+	// a dead or silent leader waits before it campaigns (campaignRank): longer
+	// than the followers' counts of a silent leader's silence spread (their
+	// probes' answers, up to probeEvery apart, and their checks,
+	// electionCheckEvery), with rankedCampaignDelay and a vote's round trip
+	// to spare (TestSilentLeaderTurnsDoNotOverlap).
 	electionStagger = time.Second
 	// electionRecentFor is how recently the node must have seen the group current
 	// under a live leader (itself or another) to count as up to date.
@@ -528,7 +531,7 @@ func campaignDelay(c earlyCampaign) (lo, hi time.Duration) {
 // that this node reaches, itself included, ordered by a hash of the group's name
 // and the peer's id, so that the groups of a dead node prefer different nodes.
 // They all see the dead node's routes close at once; each waits electionStagger
-// longer than the one before it, more than Campaign's random delay spreads, so
+// longer than the one before it, and asks rankedCampaignDelay after its turn, so
 // that one asks for votes first and the others grant it instead of splitting
 // the vote (a split vote waits out a whole election timeout).
 func campaignRank(group, self, leader string, peers []*natsserver.Peer, routed map[string]bool) int {
