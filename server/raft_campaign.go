@@ -33,7 +33,8 @@ import (
 // So every node watches the RAFT groups it holds — partitions', buckets' and
 // consumers' streams and JetStream's meta group — every electionCheckEvery, and
 // makes a group campaign (RaftNode.Campaign: after a random 0.1–0.8 s, the delay
-// nats-server gives a follower that refused a vote for a staler log) when
+// nats-server gives a follower that refused a vote for a staler log; for (b)
+// and (c) after rankedCampaignDelay, see below) when
 //
 //	(a) it has had no leader for electionSettle (formerLeaderSettle when this
 //	    node led it within electionRecentFor: see below), or
@@ -118,11 +119,21 @@ import (
 // seen current until it follows a leader again;
 // for (c) its probes count as on time only silentAfter after it woke, by when
 // every live node has answered them. A leader it woke as has stepped down on
-// the new leader's higher term by then. The followers of a dead leader campaign one after the other
-// (campaignRank), so that one asks for votes first and the others grant it (a
-// follower that sees a higher term forgets its leader and resets its timer); a
-// follower whose log is longer refuses and campaigns itself (nats-server's
-// rule).
+// the new leader's higher term by then. The followers of a dead or silent
+// leader campaign one after the other (campaignRank), so that one asks for
+// votes first and the others grant it (a follower that sees a higher term
+// forgets its leader and resets its timer); a follower whose log is longer
+// refuses and campaigns itself (nats-server's rule). Two followers that both
+// ask for votes at one term vote for themselves and split the vote, which
+// waits out an election timeout (4–9 s). So each asks rankedCampaignDelay
+// after its turn, not after Campaign's random delay: a silent leader's
+// followers count its silence from the last answers to their own probes (up
+// to probeEvery apart) and check every electionCheckEvery, and with the
+// random delay on top the first one's vote request could go out after the
+// second one's turn had come. And a follower that saw the group's term rise on
+// a peer's vote request stands down for standDownFor (peerCampaigning), until
+// the group has a leader, rather than call an election at that candidate's
+// term or above it; a former leader does not (it is the best candidate).
 const (
 	electionCheckEvery = 200 * time.Millisecond
 	// ledCheckEvery is how often, between two checks, the watch looks at the
@@ -141,14 +152,29 @@ const (
 	// formerLeaderDelay is when the former leader asks for votes after the
 	// watch makes it campaign.
 	formerLeaderDelay = 20 * time.Millisecond
+	// rankedCampaignDelay is when a follower of a gone or silent leader (cases
+	// (b) and (c)) asks for votes after the watch makes it campaign, rather
+	// than after Campaign's random 0.1–0.8 s: its turn (campaignRank) already
+	// orders it among the group's followers, and a random delay as wide as
+	// most of electionStagger let the first one's vote request go out after
+	// the next one had called its own election (a split vote).
+	rankedCampaignDelay = 20 * time.Millisecond
+	// standDownFor is how long a follower without a leader leaves the group
+	// to a peer whose vote request raised its term (campaigning): that
+	// candidate wins within a round trip of the votes it asked for, and an
+	// election this node called meanwhile would split the vote or depose it.
+	standDownFor = electionStagger
 	// electionSettle is how long a group must be seen without a leader, or its
 	// leader's node without a route, before the node makes it campaign: an
 	// election in progress ends in milliseconds, and a route that is replaced
 	// comes back as quickly.
 	electionSettle = 300 * time.Millisecond
 	// electionStagger is how much longer than the one before it each follower of
-	// a dead leader waits before it campaigns (campaignRank): longer than
-	// Campaign's random delay spreads (0.7 s).
+	// a dead or silent leader waits before it campaigns (campaignRank): longer
+	// than the followers' counts of a silent leader's silence spread (their
+	// probes' answers, up to probeEvery apart, and their checks,
+	// electionCheckEvery), with rankedCampaignDelay and a vote's round trip
+	// to spare (TestSilentLeaderTurnsDoNotOverlap).
 	electionStagger = time.Second
 	// electionRecentFor is how recently the node must have seen the group current
 	// under a live leader (itself or another) to count as up to date.
@@ -205,6 +231,34 @@ type groupElection struct {
 	leaderless time.Time // since when without a leader; zero while it has one
 	gone       time.Time // since when its leader's node has no route; zero while it has
 	campaigned time.Time // when the watch last made it campaign
+	term       uint64    // the group's term at the last check
+	// peerTerm is when the group's term last rose on a peer's vote request
+	// (peerCampaigning): a follower's term rises only so or on a new
+	// leader's append, after which it has a leader.
+	peerTerm time.Time
+}
+
+// sawTerm records the group's term at now, with its state and leader then:
+// a term that rose while the node was a follower without a leader rose on a
+// peer's vote request (raft.go, processVoteRequest, which also forgets the
+// leader): a peer campaigns. The node's own campaign makes it a candidate
+// first, and a new leader's append names the leader.
+func (g *groupElection) sawTerm(now time.Time, term uint64, state natsserver.RaftState, leader string) {
+	if g.term != 0 && term > g.term && state == natsserver.Follower && leader == "" {
+		g.peerTerm = now
+	}
+	if leader != "" {
+		g.peerTerm = time.Time{}
+	}
+	g.term = term
+}
+
+// peerCampaigning reports whether, at now, a peer's vote request raised the
+// group's term within standDownFor: this node leaves the election to it,
+// whatever it saw before (a silent or gone leader's turn, a group without a
+// leader), rather than call one of its own at the same term.
+func (g *groupElection) peerCampaigning(now time.Time) bool {
+	return !g.peerTerm.IsZero() && now.Sub(g.peerTerm) < standDownFor
 }
 
 // earlyCampaign is a group the watch made campaign, and why.
@@ -379,6 +433,7 @@ func (g *groupElection) observe(now time.Time, name string, rn natsserver.RaftNo
 		}
 	}
 	current := rn.Current()
+	g.sawTerm(now, rn.Term(), state, leader)
 	if leader != "" && current {
 		g.current = now
 	}
@@ -411,7 +466,7 @@ func (g *groupElection) observe(now time.Time, name string, rn natsserver.RaftNo
 	// after it woke: its groups are behind, and every election it calls
 	// raises a term that makes a healthy leader step down again.
 	quiet := !woke.IsZero() && now.Sub(woke) < electionRecentFor
-	fit := voter && state != natsserver.Leader && !quiet &&
+	fit := voter && state != natsserver.Leader && !quiet && (former || !g.peerCampaigning(now)) &&
 		!g.current.IsZero() && now.Sub(g.current) <= electionRecentFor &&
 		reached >= len(peers)/2+1 &&
 		(g.campaigned.IsZero() || now.Sub(g.campaigned) >= electionRetryAfter)
@@ -445,8 +500,8 @@ func (g *groupElection) observe(now time.Time, name string, rn natsserver.RaftNo
 		c = earlyCampaign{group: name, leader: leader}
 	}
 	campaign := rn.Campaign
-	if c.former {
-		campaign = func() error { return campaignAfter(rn, formerLeaderDelay) }
+	if lo, hi := campaignDelay(c); lo == hi {
+		campaign = func() error { return campaignAfter(rn, lo) }
 	}
 	if campaign() != nil {
 		return earlyCampaign{}, false
@@ -455,12 +510,28 @@ func (g *groupElection) observe(now time.Time, name string, rn natsserver.RaftNo
 	return c, true
 }
 
+// campaignDelay returns the least and the most time after the watch makes a
+// group campaign for c that it asks for votes: formerLeaderDelay for a former
+// leader, rankedCampaignDelay for a follower of a gone or silent leader, which
+// took its turn, and Campaign's random 0.1–0.8 s for a group without a leader,
+// whose followers may all campaign at once.
+func campaignDelay(c earlyCampaign) (lo, hi time.Duration) {
+	switch {
+	case c.former:
+		return formerLeaderDelay, formerLeaderDelay
+	case c.leader != "":
+		return rankedCampaignDelay, rankedCampaignDelay
+	default:
+		return 100 * time.Millisecond, 800 * time.Millisecond
+	}
+}
+
 // campaignRank is this node's place (0 first) among the group's voters that may
 // follow a leader whose node is gone: the group's peers other than that leader
 // that this node reaches, itself included, ordered by a hash of the group's name
 // and the peer's id, so that the groups of a dead node prefer different nodes.
 // They all see the dead node's routes close at once; each waits electionStagger
-// longer than the one before it, more than Campaign's random delay spreads, so
+// longer than the one before it, and asks rankedCampaignDelay after its turn, so
 // that one asks for votes first and the others grant it instead of splitting
 // the vote (a split vote waits out a whole election timeout).
 func campaignRank(group, self, leader string, peers []*natsserver.Peer, routed map[string]bool) int {
@@ -534,9 +605,10 @@ const raftNodeType = "*server.raft"
 // campaignAfter makes rn campaign after d, as RaftNode.Campaign does after a
 // random 0.1–0.8 s: the delay nats-server gives a follower that refused a vote
 // for a staler log, meant to spread peers that all campaign at once. The
-// watch calls it only for the group's former leader, whose peers wait longer
-// (electionSettle). Anything but nats-server's own RAFT node campaigns with
-// Campaign.
+// watch calls it for the group's former leader, whose peers wait longer
+// (electionSettle), and for a follower of a gone or silent leader, whose peers
+// wait their turns (campaignDelay). Anything but nats-server's own RAFT node
+// campaigns with Campaign.
 func campaignAfter(rn natsserver.RaftNode, d time.Duration) error {
 	l, ok := rn.(sync.Locker)
 	if !ok || reflect.TypeOf(rn).String() != raftNodeType {
