@@ -37,10 +37,19 @@ func (c *Client) Admin() *Admin { return &Admin{c: c} }
 // is finished by calling CreateTopic again with the same config.
 func (a *Admin) CreateTopic(ctx context.Context, name string, cfg TopicConfig) (TopicInfo, error) {
 	var resp semantics.TopicResponse
-	if err := a.c.request(ctx, topicAPISubject(semantics.APITopicCreate, name), semantics.CreateTopicRequest{Name: name, Config: cfg}, &resp); err != nil {
+	req := semantics.CreateTopicRequest{Name: name, Config: cfg, Token: newCreateToken()}
+	if err := a.c.request(ctx, topicAPISubject(semantics.APITopicCreate, name), req, &resp); err != nil {
 		return TopicInfo{}, fmt.Errorf("create topic %q: %w", name, err)
 	}
 	return topicResult(resp)
+}
+
+// newCreateToken names one create call (semantics.CreateTopicRequest.Token): the
+// client sends a request again when a node answers that it could not finish it
+// (ErrUnavailable), and the node may have made the topic all the same; with the
+// token it answers the call as the topic's creator, not TOPIC_ALREADY_EXISTS.
+func newCreateToken() string {
+	return semantics.NewTopicID() // 16 random bytes, as a topic id
 }
 
 // CreateTopicIfNotExists creates a topic unless one of that name is ready already
@@ -48,7 +57,7 @@ func (a *Admin) CreateTopic(ctx context.Context, name string, cfg TopicConfig) (
 // config, with created false.
 func (a *Admin) CreateTopicIfNotExists(ctx context.Context, name string, cfg TopicConfig) (t TopicInfo, created bool, err error) {
 	var resp semantics.TopicResponse
-	req := semantics.CreateTopicRequest{Name: name, Config: cfg, IfNotExists: true}
+	req := semantics.CreateTopicRequest{Name: name, Config: cfg, IfNotExists: true, Token: newCreateToken()}
 	if err := a.c.request(ctx, topicAPISubject(semantics.APITopicCreate, name), req, &resp); err != nil {
 		return TopicInfo{}, false, fmt.Errorf("create topic %q: %w", name, err)
 	}

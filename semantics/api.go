@@ -42,6 +42,11 @@ type CreateTopicRequest struct {
 	Name        string      `json:"name"`
 	Config      TopicConfig `json:"config"`
 	IfNotExists bool        `json:"if_not_exists,omitempty"`
+	// Token, when set, names this create call, sent again as is when the client
+	// sends the request again: a ready topic made by a request with the same token
+	// is this call's own (its first sending's answer was lost), answered as
+	// created rather than TOPIC_ALREADY_EXISTS.
+	Token string `json:"token,omitempty"`
 }
 
 // TopicRequest names one topic (describe, rebalance).

@@ -132,6 +132,9 @@ type TopicMeta struct {
 	// AlterConfig, in ConfigKeys order; the others have their default. See
 	// ConfigSource.
 	Overrides []string `json:"overrides,omitempty"`
+	// CreateToken is the token of the create request that made the topic
+	// (CreateTopicRequest.Token), if it had one.
+	CreateToken string `json:"create_token,omitempty"`
 	// Revision is the KV revision the record was read at (not stored).
 	Revision uint64 `json:"-"`
 }

@@ -61,7 +61,7 @@ func streamConfig(t semantics.TopicMeta, p int32) jetstream.StreamConfig {
 	return cfg
 }
 
-func (a *Admin) createTopic(ctx context.Context, name string, cfg semantics.TopicConfig) (semantics.TopicMeta, error) {
+func (a *Admin) createTopic(ctx context.Context, name string, cfg semantics.TopicConfig, token string) (semantics.TopicMeta, error) {
 	if err := semantics.ValidateTopicName(name); err != nil {
 		return semantics.TopicMeta{}, err
 	}
@@ -79,7 +79,7 @@ func (a *Admin) createTopic(ctx context.Context, name string, cfg semantics.Topi
 	switch {
 	case errors.Is(err, semantics.ErrUnknownTopic):
 		t = semantics.TopicMeta{Name: name, ID: semantics.NewTopicID(), Config: cfg, State: semantics.TopicCreating, Created: time.Now().UTC(),
-			Overrides: semantics.ConfigOverrides(given)}
+			Overrides: semantics.ConfigOverrides(given), CreateToken: token}
 		rev, err := a.meta.putTopic(ctx, t)
 		if err != nil {
 			if errors.Is(err, jetstream.ErrKeyExists) {
@@ -90,6 +90,8 @@ func (a *Admin) createTopic(ctx context.Context, name string, cfg semantics.Topi
 		t.Revision = rev
 	case err != nil:
 		return semantics.TopicMeta{}, err
+	case t.State == semantics.TopicReady && token != "" && t.CreateToken == token:
+		return t, nil // this request's own topic: its first sending's answer was lost
 	case t.State == semantics.TopicReady:
 		return t, semantics.Errorf(semantics.ErrTopicExists, "topic %q already exists (%d partitions, id %s)", name, t.Config.Partitions, t.ID)
 	case t.State == semantics.TopicDeleting:

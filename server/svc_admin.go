@@ -62,9 +62,11 @@ type Rebalanced struct {
 
 // CreateTopic creates req.Name with req.Config (defaults applied here), or finishes
 // a create that stopped half-way. A ready topic of that name is TOPIC_ALREADY_EXISTS,
-// unless req.IfNotExists: then existed is true and t is the topic as it is.
+// unless req.IfNotExists: then existed is true and t is the topic as it is; or
+// unless the topic was made by a request with req.Token (this request, sent
+// again after its answer was lost): then it is answered as created.
 func (a *Admin) CreateTopic(ctx context.Context, req semantics.CreateTopicRequest) (t semantics.TopicMeta, existed bool, err error) {
-	t, err = a.createTopic(ctx, req.Name, req.Config)
+	t, err = a.createTopic(ctx, req.Name, req.Config, req.Token)
 	if req.IfNotExists && errors.Is(err, semantics.ErrTopicExists) && t.State == semantics.TopicReady {
 		return t, true, nil
 	}
