@@ -199,8 +199,8 @@ func (m *writerManager) sync(ctx context.Context, t semantics.TopicMeta) {
 	})
 }
 
-// awaitStarts waits, bounded by ctx, until the writers being started now whose
-// streams of reports true have started or given up.
+// awaitStarts waits, bounded by ctx, until every writer being started now for a
+// stream that of accepts has started or given up.
 func (m *writerManager) awaitStarts(ctx context.Context, of func(stream string) bool) {
 	m.mu.Lock()
 	var wait []chan struct{}
