@@ -29,6 +29,16 @@ type writerManager struct {
 	topics  map[string]semantics.TopicMeta
 	writers map[string]*writer   // by stream name
 	held    map[string]time.Time // streams being handed off, until when: start no writer
+	// starting are the writers being started, by stream name: each starts on its
+	// own goroutine, and a reconcile neither waits for it nor starts another.
+	starting map[string]*startingWriter
+	stopped  bool // stop began: a writer that finishes starting is stopped at once
+	// startSlots bounds how many writers load at a time on the node.
+	startSlots chan struct{}
+	// startCtx is the parent of every start; stop cancels it.
+	startCtx    context.Context
+	startCancel context.CancelFunc
+	starts      sync.WaitGroup // the start goroutines; added to with mu held
 	// live are the writers by stream name too, for Writers: a lookup must not wait
 	// for mu, which a reconcile holds while it starts writers.
 	live sync.Map
@@ -65,9 +75,19 @@ type writerEnv struct {
 	producerIdle time.Duration
 }
 
+// startingWriter is a writer being started, and done, closed once the start is
+// over and the writer registered, or stopped because it is no longer wanted.
+type startingWriter struct {
+	w    *writer
+	done chan struct{}
+}
+
 func newWriterManager(env writerEnv, topics jetstream.KeyValue) *writerManager {
-	return &writerManager{env: env, topicsKV: topics, topics: map[string]semantics.TopicMeta{},
-		writers: map[string]*writer{}, held: map[string]time.Time{}, kick: make(chan struct{}, 1)}
+	m := &writerManager{env: env, topicsKV: topics, topics: map[string]semantics.TopicMeta{},
+		writers: map[string]*writer{}, held: map[string]time.Time{}, starting: map[string]*startingWriter{},
+		startSlots: make(chan struct{}, writerStarts), kick: make(chan struct{}, 1)}
+	m.startCtx, m.startCancel = context.WithCancel(context.Background())
+	return m
 }
 
 // setWriter records w as the running writer of stream. Called with mu held.
@@ -107,8 +127,18 @@ const handOffHold = 5 * time.Second
 // new leader loads the log.
 func (m *writerManager) release(ctx context.Context, stream string) {
 	m.mu.Lock()
-	defer m.mu.Unlock()
 	m.held[stream] = time.Now().Add(handOffHold)
+	if s, ok := m.starting[stream]; ok {
+		// The writer is loading: once loaded it sees the hold and stops itself
+		// without taking a request.
+		m.mu.Unlock()
+		select {
+		case <-s.done:
+		case <-ctx.Done():
+		}
+		m.mu.Lock()
+	}
+	defer m.mu.Unlock()
 	if w, ok := m.writers[stream]; ok {
 		m.stopWriter(ctx, w)
 		m.dropWriter(stream)
@@ -130,6 +160,8 @@ func (m *writerManager) start(ctx context.Context) error {
 		return err
 	}
 	m.cancel = cancel
+	// The node is ready once the writers of the partitions it leads now serve.
+	m.awaitStarts(ctx, func(string) bool { return true })
 	if m.env.reads != nil {
 		// Best effort: without it, leadership is seen every reconcileEvery.
 		m.elected, _ = m.env.reads.Subscribe(semantics.Subject(semantics.JSAdvisoryStreamLeaderPrefix, "*"), func(*nats.Msg) { m.wake() })
@@ -153,12 +185,38 @@ func (m *writerManager) apply(e jetstream.KeyValueEntry) {
 	m.topics[t.Name] = t
 }
 
-// sync makes the manager see topic t at once (after an admin change on this node).
+// sync makes the manager see topic t at once (after an admin change on this node),
+// and waits (bounded by ctx) for the writers of t's partitions this node leads to
+// start.
 func (m *writerManager) sync(ctx context.Context, t semantics.TopicMeta) {
 	m.mu.Lock()
 	m.topics[t.Name] = t
 	m.mu.Unlock()
 	m.reconcile(ctx)
+	m.awaitStarts(ctx, func(stream string) bool {
+		topic, _, ok := semantics.ParseStreamName(stream)
+		return ok && topic == t.Name
+	})
+}
+
+// awaitStarts waits, bounded by ctx, until every writer being started now for a
+// stream that of accepts has started or given up.
+func (m *writerManager) awaitStarts(ctx context.Context, of func(stream string) bool) {
+	m.mu.Lock()
+	var wait []chan struct{}
+	for stream, s := range m.starting {
+		if of(stream) {
+			wait = append(wait, s.done)
+		}
+	}
+	m.mu.Unlock()
+	for _, done := range wait {
+		select {
+		case <-done:
+		case <-ctx.Done():
+			return
+		}
+	}
 }
 
 func (m *writerManager) forget(ctx context.Context, name string) {
@@ -174,7 +232,9 @@ func (m *writerManager) forget(ctx context.Context, name string) {
 const (
 	writerStartTimeout = 15 * time.Second
 	writerStopTimeout  = 10 * time.Second
-	// writerStarts is how many writers one reconcile starts at a time.
+	// writerStarts is how many writers load at a time on a node: the loads' reads
+	// queue in JetStream's API workers anyway, and more at once only lengthen
+	// every load.
 	writerStarts = 16
 )
 
@@ -182,8 +242,10 @@ const (
 func (m *writerManager) reconcile(ctx context.Context) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if m.stopped {
+		return
+	}
 	want := map[string]bool{}
-	var starting []*writer
 	for _, t := range m.topics {
 		if t.State != semantics.TopicReady {
 			continue
@@ -210,36 +272,13 @@ func (m *writerManager) reconcile(ctx context.Context) {
 				m.stopWriter(ctx, w)
 				m.dropWriter(stream)
 			}
-			starting = append(starting, newWriter(m.env, t, p, m.wake))
+			if _, ok := m.starting[stream]; ok {
+				continue
+			}
+			m.startWriter(stream, newWriter(m.env, t, p, m.wake))
 		}
 	}
-	// Start side by side: one partition whose load waits (its stream is between
-	// leaders, or every batch aged out and the checkpoint bucket has no quorum)
-	// must not hold up the others.
 	var wg sync.WaitGroup
-	var set sync.Mutex // m.mu is held: the starts take turns with m.writers
-	sem := make(chan struct{}, writerStarts)
-	for _, w := range starting {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			sctx, cancel := context.WithTimeout(ctx, writerStartTimeout)
-			err := w.start(sctx)
-			cancel()
-			if err != nil {
-				if !errors.Is(err, context.Canceled) {
-					m.env.log.Warn("writer did not start; will retry", "topic", w.topic, "partition", w.p, "err", err)
-				}
-				return
-			}
-			set.Lock()
-			m.setWriter(semantics.StreamName(w.topic, w.p), w)
-			set.Unlock()
-		}()
-	}
-	wg.Wait()
 	// The writers of streams this node no longer leads stop side by side, and
 	// their last checkpoints are written after the reconcile: a checkpoint waits
 	// up to stopCheckpointTimeout when the checkpoint bucket is between leaders
@@ -275,6 +314,59 @@ func (m *writerManager) reconcile(ctx context.Context) {
 	wg.Wait()
 }
 
+// startWriter starts w, the writer of stream, on a goroutine of its own and returns
+// at once: a partition whose load waits (its stream is between leaders, or every
+// batch aged out and the checkpoint bucket has no quorum) or replays a long tail
+// holds up neither the other partitions' starts nor the next reconcile, which may
+// start the writers of streams elected meanwhile. Called with mu held.
+func (m *writerManager) startWriter(stream string, w *writer) {
+	s := &startingWriter{w: w, done: make(chan struct{})}
+	m.starting[stream] = s
+	m.starts.Add(1)
+	go func() {
+		defer m.starts.Done()
+		defer close(s.done)
+		select {
+		case m.startSlots <- struct{}{}:
+		case <-m.startCtx.Done():
+			m.finishStart(stream, s, m.startCtx.Err())
+			return
+		}
+		sctx, cancel := context.WithTimeout(m.startCtx, writerStartTimeout)
+		err := w.start(sctx)
+		cancel()
+		<-m.startSlots
+		m.finishStart(stream, s, err)
+	}()
+}
+
+// finishStart registers the writer s started for stream, if the start succeeded
+// and the node still wants it: it leads the stream, the topic is the same, no
+// hand-off holds the stream, and the manager is not stopping. Otherwise the
+// writer is stopped before it takes a request the node should not serve.
+func (m *writerManager) finishStart(stream string, s *startingWriter, err error) {
+	w := s.w
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	delete(m.starting, stream)
+	if err != nil {
+		if !errors.Is(err, context.Canceled) {
+			m.env.log.Warn("writer did not start; will retry", "topic", w.topic, "partition", w.p, "err", err)
+		}
+		return
+	}
+	t, ok := m.topics[w.topic]
+	_, held := m.held[stream]
+	if m.stopped || !ok || t.ID != w.topicID || t.State != semantics.TopicReady || held || !m.env.leads.isStreamLeader(stream) {
+		m.stopWriter(m.startCtx, w)
+		m.wake()
+		return
+	}
+	cfg := t.Config
+	w.cfg.Store(&cfg)
+	m.setWriter(stream, w)
+}
+
 func (m *writerManager) stopWriter(ctx context.Context, w *writer) {
 	ctx, cancel := context.WithTimeout(ctx, writerStopTimeout)
 	defer cancel()
@@ -291,6 +383,11 @@ func (m *writerManager) stop(ctx context.Context) error {
 		m.cancel()
 	}
 	m.wg.Wait()
+	m.mu.Lock()
+	m.stopped = true
+	m.mu.Unlock()
+	m.startCancel()
+	m.starts.Wait() // added to with mu held, before stopped was set
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.closing.Wait() // added to with mu held
