@@ -335,8 +335,18 @@ func (c *Client) buckets(ctx context.Context) error {
 }
 
 // transientKVErr reports whether a metadata bucket request may succeed if sent again:
-// it timed out, or nothing answered (the bucket between leaders).
+// it timed out, nothing answered (the bucket between leaders), or JetStream
+// answered that it is between leaders itself: 10008 ("JetStream system temporarily
+// unavailable": its meta group has none, as for a moment after a node dies), 10009
+// (not the cluster's leader) or 10118 (the stream offline).
 func transientKVErr(err error) bool {
+	var api *jetstream.APIError
+	if errors.As(err, &api) {
+		switch api.ErrorCode {
+		case 10008, 10009, 10118:
+			return true
+		}
+	}
 	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) ||
 		errors.Is(err, nats.ErrNoResponders) || errors.Is(err, jetstream.ErrNoStreamResponse)
 }
