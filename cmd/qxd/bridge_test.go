@@ -91,15 +91,7 @@ func TestBridgeStreamCLI(t *testing.T) {
 	t.Parallel()
 	c := startCLI(t)
 	c.must("", "topic", "create", "payments", "-p", "3")
-	nc, err := nats.Connect(c.node.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := connectJetStream(t, c.node.ClientURL(), nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "LEDGER", Subjects: []string{"ledger.>"}}); err != nil {

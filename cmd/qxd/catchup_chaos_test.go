@@ -89,24 +89,8 @@ func TestCutLeaderCatchUp(t *testing.T) {
 	// the victim stores and its peers never see, and on one to the two other nodes,
 	// whose writes the new leaders store during the cut.
 	only := []nats.Option{nats.IgnoreDiscoveredServers(), nats.DontRandomize(), nats.Timeout(2 * time.Second)}
-	vc, err := nats.Connect(victim.url(), only...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer vc.Close()
-	vjs, err := jetstream.New(vc, jetstream.WithPublishAsyncMaxPending(512), jetstream.WithPublishAsyncTimeout(3*time.Second))
-	if err != nil {
-		t.Fatal(err)
-	}
-	hc, err := nats.Connect(cl.nodes[1].url()+","+cl.nodes[2].url(), only...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer hc.Close()
-	hjs, err := jetstream.New(hc, jetstream.WithPublishAsyncMaxPending(512), jetstream.WithPublishAsyncTimeout(3*time.Second))
-	if err != nil {
-		t.Fatal(err)
-	}
+	vjs := connectJetStream(t, victim.url(), only, jetstream.WithPublishAsyncMaxPending(512), jetstream.WithPublishAsyncTimeout(3*time.Second))
+	hjs := connectJetStream(t, cl.nodes[1].url()+","+cl.nodes[2].url(), only, jetstream.WithPublishAsyncMaxPending(512), jetstream.WithPublishAsyncTimeout(3*time.Second))
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	var published, publishErrs atomic.Int64

@@ -5,9 +5,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/qxd-io/qxd"
 	"github.com/qxd-io/qxd/internal/qxdtest"
 	"github.com/qxd-io/qxd/semantics"
@@ -60,15 +57,7 @@ func TestClusterInfoMissingStream(t *testing.T) {
 	t.Parallel()
 	c := startCLI(t)
 	c.must("", "topic", "create", "orders", "-p", "3")
-	nc, err := nats.Connect(c.node.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := connectJetStream(t, c.node.ClientURL(), nil)
 	if err := js.DeleteStream(t.Context(), semantics.StreamName("orders", 1)); err != nil {
 		t.Fatal(err)
 	}

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/qxd-io/qxd"
 	"github.com/qxd-io/qxd/internal/qxdtest"
@@ -452,6 +453,22 @@ func connect(t *testing.T, urls string, opts ...nats.Option) *qxd.Client {
 	}
 	t.Cleanup(c.Close)
 	return c
+}
+
+// connectJetStream connects plain NATS to urls (a raw JetStream client, beside
+// qxd's), closed at cleanup.
+func connectJetStream(t *testing.T, urls string, nopts []nats.Option, jopts ...jetstream.JetStreamOpt) jetstream.JetStream {
+	t.Helper()
+	nc, err := nats.Connect(urls, nopts...)
+	if err != nil {
+		t.Fatalf("connect to %s: %v", urls, err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc, jopts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return js
 }
 
 // waitInSync waits until the cluster reports every node up and no partition under

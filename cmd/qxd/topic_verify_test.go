@@ -8,9 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/qxd-io/qxd/internal/qxdtest"
 	"github.com/qxd-io/qxd/semantics"
 )
@@ -90,15 +87,7 @@ func TestTopicDescribeVerifyBadBatches(t *testing.T) {
 	c := startCLI(t)
 	c.must("", "topic", "create", "log", "-p", "2")
 	c.must("a\nb\nc\n", "topic", "produce", "log", "-p", "1")
-	nc, err := nats.Connect(c.node.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := connectJetStream(t, c.node.ClientURL(), nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	stream, err := js.Stream(ctx, semantics.StreamName("log", 1))
