@@ -48,6 +48,16 @@ func (n *Node) CountsSilent(node string) bool {
 	return w != nil && w.silent(node, time.Now())
 }
 
+// SetKafkaElectionPoll makes n's held Metadata answers look for new leaders
+// every d instead of every kafkaElectionPoll.
+func (n *Node) SetKafkaElectionPoll(d time.Duration) { n.kafka.b.electionPoll.Store(int64(d)) }
+
+// KafkaLocalLeader is stream's leader as n's replica knows it ("": none).
+func (n *Node) KafkaLocalLeader(stream string) string {
+	leader, _, _ := n.kafka.b.localLeader(stream)
+	return leader
+}
+
 // KafkaAwaitElection exposes awaitElections to the tests: a Metadata answer held
 // for a new leader of stream, until until, or until behind is closed (a request
 // behind it on its connection). It returns the partition's leader as answered.
