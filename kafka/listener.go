@@ -327,6 +327,9 @@ type conn struct {
 	// behind is the last Metadata request's RequestBehind channel, closed when
 	// the next request is read (read loop only; nil once closed).
 	behind chan struct{}
+	// last is the slot of the last answer queued (read loop only): a Metadata
+	// answer is read once it is ready.
+	last *slot
 }
 
 // behindKey keys a Metadata request's RequestBehind channel in its context.
@@ -592,6 +595,19 @@ func (c *conn) handle(buf []byte) (err error) {
 	case <-c.ctx.Done():
 		return c.ctx.Err()
 	}
+	// A Metadata answer is read when the answers ahead of it on the connection
+	// are ready, as a Kafka broker, handling one request of a connection at a
+	// time, reads it: it goes out after them, and read on arrival it would be
+	// as old as the slowest of them (a FindCoordinator waiting 5 s for a lost
+	// coordinator, say) and name leaders the client has since heard were
+	// replaced. librdkafka 2.0.2, told a partition's new leader, then the lost
+	// one, then the new one again, stays with the lost one's broker
+	// (docs/kafka.md).
+	var ahead *slot
+	if h.key == kmsg.Metadata.Int16() {
+		ahead = c.last
+	}
+	c.last = s
 	go func() {
 		defer close(s.done)
 		defer func() {
@@ -601,6 +617,13 @@ func (c *conn) handle(buf []byte) (err error) {
 				c.nc.Close()
 			}
 		}()
+		if ahead != nil {
+			select {
+			case <-ahead.done:
+			case <-c.ctx.Done():
+				return
+			}
+		}
 		resp := rest()
 		if resp != nil {
 			c.l.observe(h.key, answered(resp))
@@ -623,6 +646,7 @@ func (c *conn) queueNow(h header, resp kmsg.Response) {
 	close(s.done)
 	select {
 	case c.slots <- s:
+		c.last = s
 	case <-c.ctx.Done():
 	}
 }
