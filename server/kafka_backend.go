@@ -828,7 +828,50 @@ func (b *kafkaBackend) Cluster(ctx context.Context, topics []string) (kafka.Clus
 		cl.Topics = append(cl.Topics, ti)
 	}
 	b.awaitElections(ctx, kafka.RequestBehind(ctx), &cl, held, asked.Add(kafkaElectionWait))
+	if time.Since(asked) > kafkaSlowAnswer {
+		b.refreshLeaders(&cl)
+	}
 	return cl, nil
+}
+
+// kafkaSlowAnswer is how long a Metadata answer may take before its leaders,
+// read at its start, are looked at again (refreshLeaders).
+const kafkaSlowAnswer = 250 * time.Millisecond
+
+// refreshLeaders names, in an answer that took long to read, each partition's
+// leader as this node's replica knows it now where that is a later term than
+// the one read at the answer's start. An answer read in 5 s (the first after
+// a kill, waiting on the lost node) named the lost leader after the client had
+// heard of its successor from another node; librdkafka 2.0.2, told the
+// successor, then the lost leader, then the successor again, stayed with the
+// lost leader's broker for good (docs/kafka.md).
+func (b *kafkaBackend) refreshLeaders(cl *kafka.Cluster) {
+	for ti := range cl.Topics {
+		t := &cl.Topics[ti]
+		if t.Err != nil {
+			continue
+		}
+		for pi := range t.Partitions {
+			p := &t.Partitions[pi]
+			stream := semantics.StreamName(t.Name, p.Partition)
+			if _, ok := b.n.epochs.cached(stream); !ok || p.LeaderEpoch < 0 {
+				continue
+			}
+			leader, _, term := b.localLeader(stream)
+			if leader == "" || term <= p.LeaderEpoch {
+				continue
+			}
+			id := brokerID(leader)
+			if id != p.Leader {
+				p.Leader, p.ISR = id, []int32{id}
+				p.FormerLeader = b.formerLeader(id, stream)
+			}
+			p.LeaderEpoch = term
+			b.mu.Lock()
+			b.leaders[stream] = *p
+			b.mu.Unlock()
+		}
+	}
 }
 
 // kafkaDoubtWait bounds how long a Metadata answer waits while its node doubts

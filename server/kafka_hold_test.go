@@ -79,3 +79,34 @@ func TestKafkaElectionHoldEndsWithLeaderKnownThen(t *testing.T) {
 		t.Fatal("the hold did not end within 10 s of the request behind it")
 	}
 }
+
+// A Metadata answer that took long to read names each partition's leader as
+// the node's replica knows it when the answer is done, where that is a later
+// term than the one read at the start: here an answer that read another
+// leader at epoch 0 before the partition's group elected its first.
+func TestKafkaSlowMetadataNamesLeaderKnownThen(t *testing.T) {
+	cfgs := qxdtest.ClusterConfigs(t, 3)
+	for i := range cfgs {
+		cfgs[i].KafkaListen = "127.0.0.1:0"
+	}
+	nodes := qxdtest.StartCluster(t, cfgs)
+	n := nodes[0]
+	c := qxdtest.ConnectCluster(t, nodes)
+	ctx := qxdtest.Context(t, time.Minute)
+	const topic = "slow-answer"
+	stream := semantics.StreamName(topic, 0)
+	qxdtest.CreateTopic(t, c, topic, qxd.TopicConfig{Partitions: 1, Replicas: 3})
+	for n.KafkaLocalLeader(stream) == "" {
+		if ctx.Err() != nil {
+			t.Fatal("the partition's replica on the node names no leader")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	const stale = 12345 // no node's broker id
+	if leader, epoch := n.KafkaRefreshLeaders(topic, 0, stale, 0); leader == stale || epoch <= 0 {
+		t.Errorf("a slow answer that read leader %d at epoch 0 still names leader %d at epoch %d; the node's replica knows %s", stale, leader, epoch, n.KafkaLocalLeader(stream))
+	}
+	if leader, epoch := n.KafkaRefreshLeaders(topic, 0, stale, 1<<30); leader != stale || epoch != 1<<30 {
+		t.Errorf("a slow answer that read leader %d at an epoch above the replica's was changed to leader %d at epoch %d", stale, leader, epoch)
+	}
+}
