@@ -11,6 +11,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"slices"
 	"sync"
 	"time"
 
@@ -327,9 +328,10 @@ type conn struct {
 	// behind is the last Metadata request's RequestBehind channel, closed when
 	// the next request is read (read loop only; nil once closed).
 	behind chan struct{}
-	// last is the slot of the last answer queued (read loop only): a Metadata
-	// answer is read once it is ready.
-	last *slot
+	// ahead is the answers queued and not yet ready, oldest first (read loop
+	// only; those found ready at its front are dropped): a Metadata answer is
+	// read once they are.
+	ahead []*slot
 }
 
 // behindKey keys a Metadata request's RequestBehind channel in its context.
@@ -603,11 +605,14 @@ func (c *conn) handle(buf []byte) (err error) {
 	// replaced. librdkafka 2.0.2, told a partition's new leader, then the lost
 	// one, then the new one again, stays with the lost one's broker
 	// (docs/kafka.md).
-	var ahead *slot
-	if h.key == kmsg.Metadata.Int16() {
-		ahead = c.last
+	for len(c.ahead) > 0 && isDone(c.ahead[0]) {
+		c.ahead = c.ahead[1:]
 	}
-	c.last = s
+	var ahead []*slot
+	if h.key == kmsg.Metadata.Int16() {
+		ahead = slices.Clone(c.ahead)
+	}
+	c.ahead = append(c.ahead, s)
 	go func() {
 		defer close(s.done)
 		defer func() {
@@ -617,9 +622,9 @@ func (c *conn) handle(buf []byte) (err error) {
 				c.nc.Close()
 			}
 		}()
-		if ahead != nil {
+		for _, a := range ahead {
 			select {
-			case <-ahead.done:
+			case <-a.done:
 			case <-c.ctx.Done():
 				return
 			}
@@ -646,8 +651,17 @@ func (c *conn) queueNow(h header, resp kmsg.Response) {
 	close(s.done)
 	select {
 	case c.slots <- s:
-		c.last = s
 	case <-c.ctx.Done():
+	}
+}
+
+// isDone reports whether s's answer is ready.
+func isDone(s *slot) bool {
+	select {
+	case <-s.done:
+		return true
+	default:
+		return false
 	}
 }
 
