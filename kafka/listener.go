@@ -11,6 +11,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"slices"
 	"sync"
 	"time"
 
@@ -327,6 +328,10 @@ type conn struct {
 	// behind is the last Metadata request's RequestBehind channel, closed when
 	// the next request is read (read loop only; nil once closed).
 	behind chan struct{}
+	// ahead is the answers queued and not yet ready, oldest first (read loop
+	// only; those found ready at its front are dropped): a Metadata answer is
+	// read once they are.
+	ahead []*slot
 }
 
 // behindKey keys a Metadata request's RequestBehind channel in its context.
@@ -592,6 +597,22 @@ func (c *conn) handle(buf []byte) (err error) {
 	case <-c.ctx.Done():
 		return c.ctx.Err()
 	}
+	// A Metadata answer is read when the answers ahead of it on the connection
+	// are ready, as a Kafka broker, handling one request of a connection at a
+	// time, reads it: it goes out after them, and read on arrival it would be
+	// as old as the slowest of them (a FindCoordinator waiting 5 s for a lost
+	// coordinator, say) and name leaders the client has since heard were
+	// replaced. librdkafka 2.0.2, told a partition's new leader, then the lost
+	// one, then the new one again, stays with the lost one's broker
+	// (docs/kafka.md).
+	for len(c.ahead) > 0 && isDone(c.ahead[0]) {
+		c.ahead = c.ahead[1:]
+	}
+	var ahead []*slot
+	if h.key == kmsg.Metadata.Int16() {
+		ahead = slices.Clone(c.ahead)
+	}
+	c.ahead = append(c.ahead, s)
 	go func() {
 		defer close(s.done)
 		defer func() {
@@ -601,6 +622,13 @@ func (c *conn) handle(buf []byte) (err error) {
 				c.nc.Close()
 			}
 		}()
+		for _, a := range ahead {
+			select {
+			case <-a.done:
+			case <-c.ctx.Done():
+				return
+			}
+		}
 		resp := rest()
 		if resp != nil {
 			c.l.observe(h.key, answered(resp))
@@ -624,6 +652,16 @@ func (c *conn) queueNow(h header, resp kmsg.Response) {
 	select {
 	case c.slots <- s:
 	case <-c.ctx.Done():
+	}
+}
+
+// isDone reports whether s's answer is ready.
+func isDone(s *slot) bool {
+	select {
+	case <-s.done:
+		return true
+	default:
+		return false
 	}
 }
 

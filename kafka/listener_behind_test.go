@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"io"
 	"net"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -89,5 +90,102 @@ func TestMetadataHoldEndsWithRequestBehind(t *testing.T) {
 	}
 	if corr := answer(); corr != 2 {
 		t.Fatalf("second answer for request %d, want the ApiVersions' (2)", corr)
+	}
+}
+
+// slowCoordinatorBackend answers FindCoordinator only once release is closed,
+// and Metadata with the cluster id view holds when it is read.
+type slowCoordinatorBackend struct {
+	noBackend
+	release chan struct{}
+	view    *atomic.Value
+}
+
+func (b slowCoordinatorBackend) Coordinator(ctx context.Context, group string) (Broker, error) {
+	select {
+	case <-b.release:
+	case <-ctx.Done():
+	}
+	return Broker{ID: 1, Host: "127.0.0.1", Port: 9}, nil
+}
+
+func (b slowCoordinatorBackend) Cluster(ctx context.Context, topics []string) (Cluster, error) {
+	return Cluster{ClusterID: b.view.Load().(string), ControllerID: -1}, nil
+}
+
+// A Metadata answer that goes out behind a slow answer on its connection is
+// read when that answer is ready, not when the request arrived: read on
+// arrival, it named the leaders of seconds before (behind a FindCoordinator
+// waiting for a lost coordinator), after the client had heard of their
+// successors, and librdkafka went back to a lost leader for good.
+func TestMetadataReadAfterAnswersAhead(t *testing.T) {
+	t.Parallel()
+	view := &atomic.Value{}
+	view.Store("before")
+	b := slowCoordinatorBackend{release: make(chan struct{}), view: view}
+	l, err := Listen(Config{Listen: "127.0.0.1:0", Backend: b})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close(context.Background())
+	c, err := net.Dial("tcp", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(20 * time.Second))
+	send := func(corr int32, req kmsg.Request) {
+		t.Helper()
+		body := req.AppendTo(nil)
+		hdr := binary.BigEndian.AppendUint16(nil, uint16(req.Key()))
+		hdr = binary.BigEndian.AppendUint16(hdr, uint16(req.GetVersion()))
+		hdr = binary.BigEndian.AppendUint32(hdr, uint32(corr))
+		hdr = append(hdr, 0, 1, 't') // client id "t"; header v1 (neither request is flexible)
+		frame := binary.BigEndian.AppendUint32(nil, uint32(len(hdr)+len(body)))
+		if _, err := c.Write(append(append(frame, hdr...), body...)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r := bufio.NewReader(c)
+	answer := func() (int32, []byte) {
+		t.Helper()
+		var size [4]byte
+		if _, err := io.ReadFull(r, size[:]); err != nil {
+			t.Fatal(err)
+		}
+		buf := make([]byte, binary.BigEndian.Uint32(size[:]))
+		if _, err := io.ReadFull(r, buf); err != nil {
+			t.Fatal(err)
+		}
+		return int32(binary.BigEndian.Uint32(buf)), buf[4:]
+	}
+
+	fc := kmsg.NewPtrFindCoordinatorRequest()
+	fc.SetVersion(1)
+	fc.CoordinatorKey = "g"
+	send(1, fc)
+	md := kmsg.NewPtrMetadataRequest()
+	md.SetVersion(4)
+	send(2, md)
+	time.Sleep(200 * time.Millisecond) // both are read by now
+	view.Store("after")
+	close(b.release)
+	if corr, _ := answer(); corr != 1 {
+		t.Fatalf("first answer for request %d, want the FindCoordinator's (1)", corr)
+	}
+	corr, body := answer()
+	if corr != 2 {
+		t.Fatalf("second answer for request %d, want the Metadata's (2)", corr)
+	}
+	resp := kmsg.NewPtrMetadataResponse()
+	resp.SetVersion(4)
+	if err := resp.ReadFrom(body); err != nil {
+		t.Fatal(err)
+	}
+	if got := kmsg.StringPtr(""); resp.ClusterID == nil || *resp.ClusterID != "after" {
+		if resp.ClusterID != nil {
+			got = resp.ClusterID
+		}
+		t.Errorf("the Metadata answer behind the FindCoordinator's gave the view %q (when it arrived), want %q (when the answer ahead was ready)", *got, "after")
 	}
 }

@@ -48,6 +48,26 @@ func (n *Node) CountsSilent(node string) bool {
 	return w != nil && w.silent(node, time.Now())
 }
 
+// SetKafkaElectionPoll makes n's held Metadata answers look for new leaders
+// every d instead of every kafkaElectionPoll.
+func (n *Node) SetKafkaElectionPoll(d time.Duration) { n.kafka.b.electionPoll.Store(int64(d)) }
+
+// KafkaLocalLeader is stream's leader as n's replica knows it ("": none).
+func (n *Node) KafkaLocalLeader(stream string) string {
+	leader, _, _ := n.kafka.b.localLeader(stream)
+	return leader
+}
+
+// KafkaRefreshLeaders exposes refreshLeaders to the tests: partition p of topic
+// answered with leader at epoch, looked at again. It returns the leader and
+// epoch as answered then.
+func (n *Node) KafkaRefreshLeaders(topic string, p, leader, epoch int32) (int32, int32) {
+	cl := kafka.Cluster{Topics: []kafka.TopicInfo{{Name: topic, Partitions: []kafka.PartitionInfo{{Partition: p, Leader: leader, LeaderEpoch: epoch}}}}}
+	n.kafka.b.refreshLeaders(&cl)
+	pi := cl.Topics[0].Partitions[0]
+	return pi.Leader, pi.LeaderEpoch
+}
+
 // KafkaAwaitElection exposes awaitElections to the tests: a Metadata answer held
 // for a new leader of stream, until until, or until behind is closed (a request
 // behind it on its connection). It returns the partition's leader as answered.

@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	natsserver "github.com/nats-io/nats-server/v2/server"
@@ -66,6 +67,9 @@ type kafkaBackend struct {
 	// stream, for the partitions whose leader this node's RAFT view cannot
 	// name while the topic's record cannot be read.
 	leaders map[string]kafka.PartitionInfo
+	// electionPoll, when set (nanoseconds), replaces kafkaElectionPoll: the
+	// tests slow the held answers' looks down.
+	electionPoll atomic.Int64
 }
 
 var _ kafka.Backend = (*kafkaBackend)(nil)
@@ -830,7 +834,50 @@ func (b *kafkaBackend) Cluster(ctx context.Context, topics []string) (kafka.Clus
 		cl.Topics = append(cl.Topics, ti)
 	}
 	b.awaitElections(ctx, kafka.RequestBehind(ctx), &cl, held, asked.Add(kafkaElectionWait))
+	if time.Since(asked) > kafkaSlowAnswer {
+		b.refreshLeaders(&cl)
+	}
 	return cl, nil
+}
+
+// kafkaSlowAnswer is how long a Metadata answer may take before its leaders,
+// read at its start, are looked at again (refreshLeaders).
+const kafkaSlowAnswer = 250 * time.Millisecond
+
+// refreshLeaders names, in an answer that took long to read, each partition's
+// leader as this node's replica knows it now where that is a later term than
+// the one read at the answer's start. An answer read in 5 s (the first after
+// a kill, waiting on the lost node) named the lost leader after the client had
+// heard of its successor from another node; librdkafka 2.0.2, told the
+// successor, then the lost leader, then the successor again, stayed with the
+// lost leader's broker for good (docs/kafka.md).
+func (b *kafkaBackend) refreshLeaders(cl *kafka.Cluster) {
+	for ti := range cl.Topics {
+		t := &cl.Topics[ti]
+		if t.Err != nil {
+			continue
+		}
+		for pi := range t.Partitions {
+			p := &t.Partitions[pi]
+			stream := semantics.StreamName(t.Name, p.Partition)
+			if _, ok := b.n.epochs.cached(stream); !ok || p.LeaderEpoch < 0 {
+				continue
+			}
+			leader, _, term := b.localLeader(stream)
+			if leader == "" || term <= p.LeaderEpoch {
+				continue
+			}
+			id := brokerID(leader)
+			if id != p.Leader {
+				p.Leader, p.ISR = id, []int32{id}
+				p.FormerLeader = b.formerLeader(id, stream)
+			}
+			p.LeaderEpoch = term
+			b.mu.Lock()
+			b.leaders[stream] = *p
+			b.mu.Unlock()
+		}
+	}
 }
 
 // kafkaDoubtWait bounds how long a Metadata answer waits while its node doubts
@@ -1025,15 +1072,28 @@ func (b *kafkaBackend) electing(stream string) bool {
 // which names the new leader the moment it wins; and not once behind is
 // closed (kafka.RequestBehind: the client sent another request on the
 // connection, whose answer waits for this one), when cl says what is known.
+//
+// However the hold ends, the node looks once more before it answers: an
+// election won since its last look (up to a poll earlier) is named. Else the
+// held answer would name the lost leader while the answer to the request
+// behind it, read a moment later, names its successor; librdkafka 2.0.2,
+// told the successor, then the lost leader, then the successor in quick
+// succession, left the partition with the lost leader's broker and took the
+// successor for a "preferred replica" it would not migrate away from (a
+// produce stall of 1m52s in the kill drill, docs/kafka.md).
 func (b *kafkaBackend) awaitElections(ctx context.Context, behind <-chan struct{}, cl *kafka.Cluster, held []heldPartition, until time.Time) {
 	if len(held) == 0 {
 		return
 	}
 	deadline := time.NewTimer(time.Until(until))
 	defer deadline.Stop()
-	tick := time.NewTicker(kafkaElectionPoll)
+	poll := kafkaElectionPoll
+	if d := b.electionPoll.Load(); d > 0 {
+		poll = time.Duration(d)
+	}
+	tick := time.NewTicker(poll)
 	defer tick.Stop()
-	for {
+	for last := false; ; {
 		left := held[:0]
 		probes := b.n.probes.Load()
 		for _, h := range held {
@@ -1060,16 +1120,16 @@ func (b *kafkaBackend) awaitElections(ctx context.Context, behind <-chan struct{
 			}
 		}
 		held = left
-		if len(held) == 0 {
+		if len(held) == 0 || last {
 			return
 		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-deadline.C:
-			return
+			last = true
 		case <-behind:
-			return
+			last = true
 		case <-tick.C:
 		}
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"maps"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -346,6 +347,30 @@ func (r *kafkaDrill) verdict(t *testing.T, d *kafkaDrillLedger, client string, f
 	}
 	if missing > 0 {
 		t.Errorf("%d acknowledged records never reached the group", missing)
+	}
+	r.keepLogs(t)
+}
+
+// keepLogs copies every node's logs, one file per start (<node>-<start>.log),
+// to the directory QXD_DRILL_LOGS names, if it names one
+// (QXD_TEST_NODE_LOG_LEVEL=debug for qxd's debug lines).
+func (r *kafkaDrill) keepLogs(t *testing.T) {
+	t.Helper()
+	dir := os.Getenv("QXD_DRILL_LOGS")
+	if dir == "" {
+		return
+	}
+	for _, n := range r.cl.nodes {
+		paths, _ := filepath.Glob(filepath.Join(n.logDir, n.name+"-*.log"))
+		for _, path := range paths {
+			b, err := os.ReadFile(path)
+			if err == nil {
+				err = os.WriteFile(filepath.Join(dir, filepath.Base(path)), b, 0o644)
+			}
+			if err != nil {
+				t.Errorf("keep %s's log %s: %v", n.name, path, err)
+			}
+		}
 	}
 }
 
