@@ -53,7 +53,13 @@ func (e *epochs) of(ctx context.Context, stream string) int32 {
 		g, ok = e.local(stream)
 	}
 	if !ok {
-		info, err := e.n.js.Stream(ctx, stream)
+		// The stream's leader answers its info: bounded, as a dead leader's
+		// stream answers nothing until its successor is elected, and a caller
+		// without a deadline (a Kafka Metadata request) would otherwise wait
+		// JetStream's default 5 s for a -1 it can have at once.
+		ictx, cancel := context.WithTimeout(ctx, streamInfoWait)
+		info, err := e.n.js.Stream(ictx, stream)
+		cancel()
 		if err != nil || info.CachedInfo().Cluster == nil || info.CachedInfo().Cluster.RaftGroup == "" {
 			return -1
 		}
@@ -70,6 +76,10 @@ func (e *epochs) of(ctx context.Context, stream string) int32 {
 	}
 	return term
 }
+
+// streamInfoWait bounds of's stream info request for a stream whose group this
+// node has not found among its own.
+const streamInfoWait = 500 * time.Millisecond
 
 // localListEvery is how often local lists the node's streams at most.
 const localListEvery = time.Second

@@ -308,8 +308,12 @@ func (b *kafkaBackend) start() error {
 func (b *kafkaBackend) partitionEpochs(ctx context.Context, streams []string) map[string]int32 {
 	out := make(map[string]int32, len(streams))
 	var missing []string
+	// The local lookups together within kafkaEpochWait: a stream whose group
+	// this node has not found asks its leader, which may be the node just lost.
+	lctx, cancel := context.WithTimeout(ctx, kafkaEpochWait)
+	defer cancel()
 	for _, s := range streams {
-		if e := b.n.epochs.of(ctx, s); e >= 0 {
+		if e := b.n.epochs.of(lctx, s); e >= 0 {
 			out[s] = e
 		} else {
 			out[s] = -1
