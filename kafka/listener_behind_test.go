@@ -42,37 +42,9 @@ func TestMetadataHoldEndsWithRequestBehind(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer l.Close(context.Background())
-	c, err := net.Dial("tcp", l.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(2 * hold))
-	send := func(corr int32, req kmsg.Request) {
-		t.Helper()
-		body := req.AppendTo(nil)
-		hdr := binary.BigEndian.AppendUint16(nil, uint16(req.Key()))
-		hdr = binary.BigEndian.AppendUint16(hdr, uint16(req.GetVersion()))
-		hdr = binary.BigEndian.AppendUint32(hdr, uint32(corr))
-		hdr = append(hdr, 0, 1, 't') // client id "t"; v4 Metadata and v0 ApiVersions use header v1
-		frame := binary.BigEndian.AppendUint32(nil, uint32(len(hdr)+len(body)))
-		if _, err := c.Write(append(append(frame, hdr...), body...)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	r := bufio.NewReader(c)
-	answer := func() int32 {
-		t.Helper()
-		var size [4]byte
-		if _, err := io.ReadFull(r, size[:]); err != nil {
-			t.Fatal(err)
-		}
-		buf := make([]byte, binary.BigEndian.Uint32(size[:]))
-		if _, err := io.ReadFull(r, buf); err != nil {
-			t.Fatal(err)
-		}
-		return int32(binary.BigEndian.Uint32(buf))
-	}
+	rc := dialRaw(t, l, 2*hold)
+	send := rc.send
+	answer := func() int32 { corr, _ := rc.answer(); return corr }
 
 	md := kmsg.NewPtrMetadataRequest()
 	md.SetVersion(4)
@@ -128,37 +100,8 @@ func TestMetadataReadAfterAnswersAhead(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer l.Close(context.Background())
-	c, err := net.Dial("tcp", l.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(20 * time.Second))
-	send := func(corr int32, req kmsg.Request) {
-		t.Helper()
-		body := req.AppendTo(nil)
-		hdr := binary.BigEndian.AppendUint16(nil, uint16(req.Key()))
-		hdr = binary.BigEndian.AppendUint16(hdr, uint16(req.GetVersion()))
-		hdr = binary.BigEndian.AppendUint32(hdr, uint32(corr))
-		hdr = append(hdr, 0, 1, 't') // client id "t"; header v1 (neither request is flexible)
-		frame := binary.BigEndian.AppendUint32(nil, uint32(len(hdr)+len(body)))
-		if _, err := c.Write(append(append(frame, hdr...), body...)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	r := bufio.NewReader(c)
-	answer := func() (int32, []byte) {
-		t.Helper()
-		var size [4]byte
-		if _, err := io.ReadFull(r, size[:]); err != nil {
-			t.Fatal(err)
-		}
-		buf := make([]byte, binary.BigEndian.Uint32(size[:]))
-		if _, err := io.ReadFull(r, buf); err != nil {
-			t.Fatal(err)
-		}
-		return int32(binary.BigEndian.Uint32(buf)), buf[4:]
-	}
+	rc := dialRaw(t, l, 20*time.Second)
+	send, answer := rc.send, rc.answer
 
 	fc := kmsg.NewPtrFindCoordinatorRequest()
 	fc.SetVersion(1)
@@ -188,4 +131,52 @@ func TestMetadataReadAfterAnswersAhead(t *testing.T) {
 		}
 		t.Errorf("the Metadata answer behind the FindCoordinator's gave the view %q (when it arrived), want %q (when the answer ahead was ready)", *got, "after")
 	}
+}
+
+// rawConn is a Kafka connection whose requests are framed and answers read by
+// hand (request header v1, client id "t": no request these tests send is
+// flexible), for tests of the order of a connection's answers.
+type rawConn struct {
+	t *testing.T
+	c net.Conn
+	r *bufio.Reader
+}
+
+// dialRaw connects to l for within, closed at the test's end.
+func dialRaw(t *testing.T, l *Listener, within time.Duration) *rawConn {
+	t.Helper()
+	c, err := net.Dial("tcp", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	_ = c.SetDeadline(time.Now().Add(within))
+	return &rawConn{t: t, c: c, r: bufio.NewReader(c)}
+}
+
+func (rc *rawConn) send(corr int32, req kmsg.Request) {
+	rc.t.Helper()
+	body := req.AppendTo(nil)
+	hdr := binary.BigEndian.AppendUint16(nil, uint16(req.Key()))
+	hdr = binary.BigEndian.AppendUint16(hdr, uint16(req.GetVersion()))
+	hdr = binary.BigEndian.AppendUint32(hdr, uint32(corr))
+	hdr = append(hdr, 0, 1, 't')
+	frame := binary.BigEndian.AppendUint32(nil, uint32(len(hdr)+len(body)))
+	if _, err := rc.c.Write(append(append(frame, hdr...), body...)); err != nil {
+		rc.t.Fatal(err)
+	}
+}
+
+// answer reads the next answer: its correlation id and what follows it.
+func (rc *rawConn) answer() (int32, []byte) {
+	rc.t.Helper()
+	var size [4]byte
+	if _, err := io.ReadFull(rc.r, size[:]); err != nil {
+		rc.t.Fatal(err)
+	}
+	buf := make([]byte, binary.BigEndian.Uint32(size[:]))
+	if _, err := io.ReadFull(rc.r, buf); err != nil {
+		rc.t.Fatal(err)
+	}
+	return int32(binary.BigEndian.Uint32(buf)), buf[4:]
 }

@@ -1,12 +1,14 @@
 package server_test
 
 import (
+	"context"
 	"testing"
 	"time"
 
 	"github.com/qxd-io/qxd"
 	"github.com/qxd-io/qxd/internal/qxdtest"
 	"github.com/qxd-io/qxd/semantics"
+	"github.com/qxd-io/qxd/server"
 )
 
 // A node holding a Metadata answer for a partition's new leader stops holding it
@@ -46,13 +48,7 @@ func TestKafkaElectionHoldEndsWithRequestBehind(t *testing.T) {
 // apart here, so only the last look, when the hold ends, can see the leader of
 // the partition created during the hold.
 func TestKafkaElectionHoldEndsWithLeaderKnownThen(t *testing.T) {
-	cfgs := qxdtest.ClusterConfigs(t, 3)
-	for i := range cfgs {
-		cfgs[i].KafkaListen = "127.0.0.1:0"
-	}
-	nodes := qxdtest.StartCluster(t, cfgs)
-	n := nodes[0]
-	c := qxdtest.ConnectCluster(t, nodes)
+	n, c := kafkaHoldCluster(t)
 	ctx := qxdtest.Context(t, time.Minute)
 	const topic = "held-then-led"
 	stream := semantics.StreamName(topic, 0)
@@ -63,12 +59,7 @@ func TestKafkaElectionHoldEndsWithLeaderKnownThen(t *testing.T) {
 	go func() { answered <- n.KafkaAwaitElection(ctx, behind, stream, time.Now().Add(time.Minute)) }()
 	time.Sleep(200 * time.Millisecond) // its first look: no such partition yet
 	qxdtest.CreateTopic(t, c, topic, qxd.TopicConfig{Partitions: 1, Replicas: 3})
-	for n.KafkaLocalLeader(stream) == "" {
-		if ctx.Err() != nil {
-			t.Fatal("the new partition's replica on the node names no leader")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	awaitLocalLeader(ctx, t, n, stream)
 	close(behind)
 	select {
 	case leader := <-answered:
@@ -85,28 +76,40 @@ func TestKafkaElectionHoldEndsWithLeaderKnownThen(t *testing.T) {
 // term than the one read at the start: here an answer that read another
 // leader at epoch 0 before the partition's group elected its first.
 func TestKafkaSlowMetadataNamesLeaderKnownThen(t *testing.T) {
-	cfgs := qxdtest.ClusterConfigs(t, 3)
-	for i := range cfgs {
-		cfgs[i].KafkaListen = "127.0.0.1:0"
-	}
-	nodes := qxdtest.StartCluster(t, cfgs)
-	n := nodes[0]
-	c := qxdtest.ConnectCluster(t, nodes)
+	n, c := kafkaHoldCluster(t)
 	ctx := qxdtest.Context(t, time.Minute)
 	const topic = "slow-answer"
 	stream := semantics.StreamName(topic, 0)
 	qxdtest.CreateTopic(t, c, topic, qxd.TopicConfig{Partitions: 1, Replicas: 3})
-	for n.KafkaLocalLeader(stream) == "" {
-		if ctx.Err() != nil {
-			t.Fatal("the partition's replica on the node names no leader")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	awaitLocalLeader(ctx, t, n, stream)
 	const stale = 12345 // no node's broker id
 	if leader, epoch := n.KafkaRefreshLeaders(topic, 0, stale, 0); leader == stale || epoch <= 0 {
 		t.Errorf("a slow answer that read leader %d at epoch 0 still names leader %d at epoch %d; the node's replica knows %s", stale, leader, epoch, n.KafkaLocalLeader(stream))
 	}
 	if leader, epoch := n.KafkaRefreshLeaders(topic, 0, stale, 1<<30); leader != stale || epoch != 1<<30 {
 		t.Errorf("a slow answer that read leader %d at an epoch above the replica's was changed to leader %d at epoch %d", stale, leader, epoch)
+	}
+}
+
+// kafkaHoldCluster starts three nodes with Kafka listeners and returns the
+// first, whose Metadata holds the tests drive, and a client of all three.
+func kafkaHoldCluster(t *testing.T) (*server.Node, *qxd.Client) {
+	t.Helper()
+	cfgs := qxdtest.ClusterConfigs(t, 3)
+	for i := range cfgs {
+		cfgs[i].KafkaListen = "127.0.0.1:0"
+	}
+	nodes := qxdtest.StartCluster(t, cfgs)
+	return nodes[0], qxdtest.ConnectCluster(t, nodes)
+}
+
+// awaitLocalLeader waits until n's replica of stream names a leader.
+func awaitLocalLeader(ctx context.Context, t *testing.T, n *server.Node, stream string) {
+	t.Helper()
+	for n.KafkaLocalLeader(stream) == "" {
+		if ctx.Err() != nil {
+			t.Fatalf("%s's replica of %s names no leader", n.Name(), stream)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
