@@ -25,6 +25,10 @@ import (
 // what a direct get returns: the bytes stored, checked by the caller against
 // their CRC-32C (invariant 7) as before.
 //
+// A partition writer's load replays the batches after its checkpoint from the
+// same store (writer.replayer, Node.replayStore): the writer runs where the
+// stream is led.
+//
 // Only the stream's leader reads its own store. On a replicated stream the
 // leader stores a message when it applies it, and it applies only what its RAFT
 // group committed (nats-server v2.15.2: processClusteredInboundMsg proposes the
@@ -43,8 +47,13 @@ import (
 // version in go.mod); when it is upgraded, check that the four functions keep
 // their signatures (a rename fails the build at link time, a changed signature
 // does not), that StoreMsg keeps its fields (a change turns the store reads off,
-// with a log line), and that a leader still stores only what it applied.
-// TestKafkaFetchReadsLeaderStore and the Kafka fetch tests check the effect.
+// with a log line), that a leader still stores only what it applied, and that
+// its message get still answers with LoadNextMsg (leaderStore.next does what it
+// does).
+// kafka.TestFetchReadsLeaderStoreAcrossLeaderChange and the Kafka fetch tests check
+// the effect, and
+// TestWriterReplayStoreMatchesNATS and TestWriterLoadReplaysLeaderStore the
+// writers'.
 
 // streamLookup is nats-server's (*Account).lookupStream: the stream named name
 // in account a, as the opaque *stream pointer.
