@@ -2,8 +2,10 @@ package server
 
 import (
 	"context"
+	"errors"
 	"time"
 
+	"github.com/qxd-io/qxd/internal/partition"
 	"github.com/qxd-io/qxd/kafka"
 	"github.com/qxd-io/qxd/semantics"
 )
@@ -75,4 +77,37 @@ func (n *Node) KafkaAwaitElection(ctx context.Context, behind <-chan struct{}, s
 	cl := kafka.Cluster{Topics: []kafka.TopicInfo{{Partitions: []kafka.PartitionInfo{{Leader: -1}}}}}
 	n.kafka.b.awaitElections(ctx, behind, &cl, []heldPartition{{stream: stream}}, until)
 	return cl.Topics[0].Partitions[0].Leader
+}
+
+// WriterReplay exposes the writer's replay to the tests: the messages a load of
+// partition p of topic on n replays from sequence from on (up to the stream's
+// last), read as the writer reads them (fromStore: from the node's store when
+// it leads the stream, else through NATS, or through NATS only).
+func (n *Node) WriterReplay(ctx context.Context, topic string, p int32, from uint64, fromStore bool) ([]partition.Msg, error) {
+	t, err := n.admin.meta.getTopic(ctx, topic)
+	if err != nil {
+		return nil, err
+	}
+	w := newWriter(n.writers.env, t, p, nil)
+	st, err := w.reader.StreamInfo(ctx)
+	if err != nil {
+		return nil, err
+	}
+	replayAt := w.natsReplayer(st)
+	if fromStore {
+		replayAt = w.replayer(st)
+	}
+	var out []partition.Msg
+	for seq := from; seq <= st.LastSeq; {
+		m, err := replayAt(ctx, seq)
+		if errors.Is(err, semantics.ErrNoBatch) {
+			break
+		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, m)
+		seq = m.Seq + 1
+	}
+	return out, nil
 }

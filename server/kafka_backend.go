@@ -57,7 +57,7 @@ type kafkaBackend struct {
 	infoSub  *nats.Subscription
 	epochSub *nats.Subscription
 	reads    kafkaReads // where partitions' last fetches ended
-	stores   kafkaStores
+	stores   storeReads
 	mu       sync.Mutex
 	addrs    map[string]kafka.Broker // other nodes' Kafka addresses, by name
 	// parts is the partition count of each topic as Metadata last answered it,

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"time"
 	"unsafe" // go:linkname, for the stream lookup; the StoreMsg layout
 
 	natsserver "github.com/nats-io/nats-server/v2/server"
@@ -23,6 +24,10 @@ import (
 // connection, and nats.go read it into a fresh buffer again. What it returns is
 // what a direct get returns: the bytes stored, checked by the caller against
 // their CRC-32C (invariant 7) as before.
+//
+// A partition writer's load replays the batches after its checkpoint from the
+// same store (writer.replayer, Node.replayStore): the writer runs where the
+// stream is led.
 //
 // Only the stream's leader reads its own store. On a replicated stream the
 // leader stores a message when it applies it, and it applies only what its RAFT
@@ -42,8 +47,13 @@ import (
 // version in go.mod); when it is upgraded, check that the four functions keep
 // their signatures (a rename fails the build at link time, a changed signature
 // does not), that StoreMsg keeps its fields (a change turns the store reads off,
-// with a log line), and that a leader still stores only what it applied.
-// TestKafkaFetchReadsLeaderStore and the Kafka fetch tests check the effect.
+// with a log line), that a leader still stores only what it applied, and that
+// its message get still answers with LoadNextMsg (leaderStore.next does what it
+// does).
+// kafka.TestFetchReadsLeaderStoreAcrossLeaderChange and the Kafka fetch tests check
+// the effect, and
+// TestWriterReplayStoreMatchesNATS and TestWriterLoadReplaysLeaderStore the
+// writers'.
 
 // streamLookup is nats-server's (*Account).lookupStream: the stream named name
 // in account a, as the opaque *stream pointer.
@@ -101,44 +111,63 @@ type leaderStore struct {
 	store natsserver.StreamStore
 }
 
-// kafkaStores counts the batches the Kafka listener read from its own store and
-// through NATS, and says once when it cannot read a store it should.
-type kafkaStores struct {
+// storeReads counts the batches a reader (the Kafka listener, the writers'
+// replays) read from its own store and through NATS, and says once when it
+// cannot read a store it should.
+type storeReads struct {
 	store, nats atomic.Int64
 	off         sync.Once
 }
 
-// leaderStore returns the store of stream when this node leads it, or nil: the
-// stream is looked up at every read, so a stream deleted and made again (a topic
-// deleted and created again) is never read through the store of the old one.
-func (b *kafkaBackend) leaderStore(stream string) *leaderStore {
+// errStoreLayout: this nats-server's StoreMsg is not laid out as storeMsgView,
+// and no store is read in process.
+var errStoreLayout = errors.New("this nats-server's StoreMsg is not laid out as expected")
+
+// leaderStore returns the store of stream when this node leads it; nil when it
+// does not, and nil with an error when its store cannot be read in process
+// (errStoreLayout, or the stream is not found in process). The stream is looked
+// up at every call, so a stream deleted and made again (a topic deleted and
+// created again) is never read through the store of the old one.
+func (n *Node) leaderStore(stream string) (*leaderStore, error) {
 	if !storeLayoutOK() {
-		b.stores.off.Do(func() {
-			b.n.log.Warn("kafka fetches read through NATS: this nats-server's StoreMsg is not laid out as expected")
-		})
-		return nil
+		return nil, errStoreLayout
 	}
-	acc := b.n.ns.GlobalAccount()
+	acc := n.ns.GlobalAccount()
 	if acc == nil {
-		return nil
+		return nil, nil
 	}
 	mset, err := streamLookup(acc, stream)
-	if err != nil || mset == nil {
-		if b.n.isStreamLeader(stream) {
-			b.stores.off.Do(func() {
-				b.n.log.Warn("kafka fetches read a partition this node leads through NATS: its stream is not found in process", "err", err)
-			})
-		}
-		return nil
+	if err == nil && mset == nil {
+		err = errors.New("no stream")
+	}
+	if err != nil {
+		return nil, fmt.Errorf("stream %s: %w", stream, err)
 	}
 	if !streamIsLeader(mset) {
-		return nil
+		return nil, nil
 	}
 	st := streamStore(mset)
 	if st == nil {
-		return nil
+		return nil, nil
 	}
-	return &leaderStore{mset: mset, store: st}
+	return &leaderStore{mset: mset, store: st}, nil
+}
+
+// leaderStore returns the store of stream when this node leads it, or nil, for
+// the Kafka listener's reads: see Node.leaderStore.
+func (b *kafkaBackend) leaderStore(stream string) *leaderStore {
+	s, err := b.n.leaderStore(stream)
+	switch {
+	case errors.Is(err, errStoreLayout):
+		b.stores.off.Do(func() {
+			b.n.log.Warn("kafka fetches read through NATS: this nats-server's StoreMsg is not laid out as expected")
+		})
+	case err != nil && b.n.isStreamLeader(stream):
+		b.stores.off.Do(func() {
+			b.n.log.Warn("kafka fetches read a partition this node leads through NATS: its stream is not found in process", "err", err)
+		})
+	}
+	return s
 }
 
 // state is the stream's state as its leader's stream info answers it (the
@@ -215,6 +244,30 @@ func (s *leaderStore) read(req directBatchRequest) ([]directMsg, error) {
 	return out, nil
 }
 
+// next loads the first message stored at seq or after it on a subject filter
+// (a partition's semantics.StreamSubject, a wildcard) matches, as the stream leader's message get answers a request for it
+// (nats-server v2.15.2 jsMsgGetRequest: LoadNextMsg, and any error there is
+// "no message found"), into a buffer of its own: semantics.ErrNoBatch when the
+// store holds none (or cannot load it: a damaged message, as the leader's get
+// answers it), errStoreStopped once this node no longer leads the stream or the
+// store is closed. The message carries no headers.
+func (s *leaderStore) next(filter string, seq uint64) (partition.Msg, error) {
+	if !streamIsLeader(s.mset) {
+		return partition.Msg{}, errStoreStopped
+	}
+	var sm natsserver.StoreMsg
+	view := (*storeMsgView)(unsafe.Pointer(&sm))
+	_, _, err := s.store.LoadNextMsg(filter, true, max(seq, 1), &sm)
+	switch {
+	case errors.Is(err, natsserver.ErrStoreClosed):
+		return partition.Msg{}, errStoreStopped
+	case err != nil:
+		return partition.Msg{}, semantics.ErrNoBatch
+	}
+	return partition.Msg{Seq: view.seq, Subject: view.subj, Data: view.msg[:len(view.msg):len(view.msg)],
+		Time: time.Unix(0, view.ts).UTC()}, nil
+}
+
 // KafkaFetchReads counts the stored batches the node's Kafka listener has read
 // for fetches since it started: from the store of a partition the node leads,
 // in process, and through NATS (batched direct gets: partitions led elsewhere,
@@ -231,4 +284,35 @@ func (n *Node) KafkaFetchReads() (KafkaFetchReads, bool) {
 	}
 	s := &n.kafka.b.stores
 	return KafkaFetchReads{Store: s.store.Load(), NATS: s.nats.Load()}, true
+}
+
+// replayStore returns the store of stream when this node leads it, or nil, for
+// the writers' replays: see Node.leaderStore.
+func (n *Node) replayStore(stream string) *leaderStore {
+	s, err := n.leaderStore(stream)
+	switch {
+	case errors.Is(err, errStoreLayout):
+		n.replays.off.Do(func() {
+			n.log.Warn("partition writers replay their logs through NATS: this nats-server's StoreMsg is not laid out as expected")
+		})
+	case err != nil && n.isStreamLeader(stream):
+		n.replays.off.Do(func() {
+			n.log.Warn("a partition writer replays its log through NATS: its stream is not found in process", "err", err)
+		})
+	}
+	return s
+}
+
+// WriterReplays counts the stored batches the node's partition writers read
+// when they load (the replay after a checkpoint, the last batch's epoch):
+// from the store of a partition the node leads, in process, and through NATS
+// (the leader's message gets, and their fallbacks while JetStream's meta group
+// has no leader).
+type WriterReplays struct {
+	Store, NATS int64
+}
+
+// WriterReplays reads the partition writers' counts of batches replayed.
+func (n *Node) WriterReplays() WriterReplays {
+	return WriterReplays{Store: n.replays.store.Load(), NATS: n.replays.nats.Load()}
 }

@@ -119,6 +119,9 @@ type Host interface {
 	// from its own store and through NATS; false when the node has no Kafka
 	// listener.
 	KafkaFetchReads() (KafkaFetchReads, bool)
+	// WriterReplays counts the batches the partition writers' loads replayed,
+	// from the node's own store and through NATS.
+	WriterReplays() WriterReplays
 
 	// For a front door that authenticates its clients (server/httpapi):
 
@@ -191,6 +194,8 @@ func (h nodeHost) KafkaFetchSessions() (kafka.FetchSessionStats, bool) {
 }
 
 func (h nodeHost) KafkaFetchReads() (KafkaFetchReads, bool) { return h.n.KafkaFetchReads() }
+
+func (h nodeHost) WriterReplays() WriterReplays { return h.n.WriterReplays() }
 
 func (h nodeHost) Authenticate(user, password string) (string, semantics.Grant, error) {
 	if h.n.auth == nil {

@@ -108,6 +108,8 @@ type writer struct {
 	topicID     string
 	p           int32
 	reader      *partition.Reader
+	store       func(stream string) *leaderStore // see writerEnv.store
+	replays     *storeReads
 	cfg         atomic.Pointer[semantics.TopicConfig]
 	// producerIdle is how long an idempotent producer is remembered after its
 	// last write.
@@ -209,7 +211,8 @@ func newWriter(env writerEnv, t semantics.TopicMeta, p int32, lost func()) *writ
 		topic: t.Name, topicID: t.ID, p: p,
 		log:    env.log.With("topic", t.Name, "partition", p),
 		reader: partition.NewReader(env.reads, t.Name, p, false),
-		done:   make(chan struct{}), stopping: make(chan struct{}),
+		store:  env.store, replays: env.replays,
+		done: make(chan struct{}), stopping: make(chan struct{}),
 	}
 	w.idle = sync.NewCond(&w.mu)
 	w.producerIdle = cmp.Or(env.producerIdle, defaultProducerIdle)
@@ -528,6 +531,39 @@ func (w *writer) load(ctx context.Context) error {
 // the first message stored at sequence seq or after it, up to st.LastSeq, as the
 // stream leader stores it, or semantics.ErrNoBatch.
 //
+// The writer runs where the stream is led, so the leader is this node, and it
+// reads the stream's store in process (leaderStore.next), as the leader's
+// message get would, without a request per batch. Once the node no longer leads
+// the stream, or when the store cannot be read in process, it asks the stream
+// leader over NATS (natsReplayer), as it would from the start without a store.
+func (w *writer) replayer(st partition.StreamState) func(context.Context, uint64) (partition.Msg, error) {
+	viaNATS := w.natsReplayer(st)
+	var local *leaderStore
+	if w.store != nil {
+		local = w.store(semantics.StreamName(w.topic, w.p))
+	}
+	filter := semantics.StreamSubject(w.topic, w.p)
+	return func(ctx context.Context, seq uint64) (partition.Msg, error) {
+		if local != nil {
+			m, err := local.next(filter, seq)
+			if !errors.Is(err, errStoreStopped) {
+				if err == nil && w.replays != nil {
+					w.replays.store.Add(1)
+				}
+				return m, err
+			}
+			local = nil // the rest through NATS: what is read is committed, kept
+		}
+		m, err := viaNATS(ctx, seq)
+		if err == nil && w.replays != nil {
+			w.replays.nats.Add(1)
+		}
+		return m, err
+	}
+}
+
+// natsReplayer is the replayer that asks the stream leader over NATS.
+//
 // It asks the stream leader (a leader message get), which is this node: the
 // writer runs where the stream is led, so the answer comes from the node itself.
 // A direct get would reach a replica the NATS server picks at random, and one cut
@@ -547,7 +583,7 @@ func (w *writer) load(ctx context.Context) error {
 // removed: while the leader's get is refused, the sequences read are those the
 // leader's own state lists as held (partition.Reader.LeaderHeld, read once per
 // load), so the replay reads exactly the messages the leader's gets would.
-func (w *writer) replayer(st partition.StreamState) func(context.Context, uint64) (partition.Msg, error) {
+func (w *writer) natsReplayer(st partition.StreamState) func(context.Context, uint64) (partition.Msg, error) {
 	if !w.cfg.Load().Compact {
 		return func(ctx context.Context, seq uint64) (partition.Msg, error) {
 			m, err := w.reader.Get(ctx, seq)

@@ -63,7 +63,12 @@ type writerEnv struct {
 	// sends appends on.
 	conn func(topic string, p int32) *nats.Conn
 	// reads is the connection writers read their partitions' logs on.
-	reads       *nats.Conn
+	reads *nats.Conn
+	// store is the store of a stream this node leads, read in process, or nil
+	// (Node.replayStore); a nil store func: none. replays counts the batches
+	// the writers' loads replayed from it and through NATS.
+	store       func(stream string) *leaderStore
+	replays     *storeReads
 	leads       streamLeadership
 	checkpoints checkpointStore
 	obs         *observers // the services' Observers
