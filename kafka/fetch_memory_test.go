@@ -89,11 +89,15 @@ func TestFetchReusesStoreReadBuffers(t *testing.T) {
 		t.Fatalf("%d fetches, want at least 10", fetches)
 	}
 	allocated := after.TotalAlloc - before.TotalAlloc
-	ratio := float64(allocated) / float64(answered)
-	t.Logf("ratio %.3f allocated %d answered %d fetches %d", ratio, allocated, answered, fetches)
-	if ratio > 0.5 {
-		t.Errorf("fetches 5 to %d answered %d bytes of batches and the process allocated %d bytes meanwhile (%.2f a byte answered); want under half a byte",
-			fetches, answered, allocated, ratio)
+	bound := 0.5
+	if raceDetector {
+		bound = 0.75
+	}
+	if ratio := float64(allocated) / float64(answered); ratio > bound {
+		t.Errorf("fetches 5 to %d answered %d bytes of batches and the process allocated %d bytes meanwhile (%.2f a byte answered); want under %.2f",
+			fetches, answered, allocated, ratio, bound)
+	} else {
+		t.Logf("%.3f bytes allocated a byte answered", ratio)
 	}
 }
 

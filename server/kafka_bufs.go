@@ -3,6 +3,7 @@ package server
 import (
 	"math/bits"
 	"sync"
+	"sync/atomic"
 	"unsafe"
 )
 
@@ -15,11 +16,17 @@ import (
 // CRC-32C as any batch read (invariant 7): the pool changes where they are
 // loaded, not what is answered.
 //
-// Buffers are kept by size class, a power of two from batchBufMinShift to
-// batchBufMaxShift: class k holds buffers of at least 1<<k bytes. Batches outside
-// that range are loaded into buffers of their own, as before.
+// The pool makes no buffers: with none of the size wanted, the store's load
+// allocates one as before (sized to the message, and not zeroed first, which a
+// buffer made empty would be), and it joins the pool once given back. Buffers
+// are kept by size class, class k holding those of 1<<k bytes or more (up to
+// twice that), for k from batchBufMinShift to batchBufMaxShift; others are left
+// to the collector.
 type batchBufs struct {
 	classes [batchBufMaxShift - batchBufMinShift + 1]sync.Pool
+	// last is the size of the last message loaded: the guess for the first
+	// of the next read (a topic's batches are alike).
+	last atomic.Int64
 }
 
 const (
@@ -27,26 +34,33 @@ const (
 	batchBufMaxShift = 24 // 16 MiB
 )
 
-// get returns an empty buffer of at least n bytes from the pool, or nil when n
-// is outside the pooled sizes.
+// get returns an empty buffer of at least n bytes from the pool, or nil when it
+// holds none: from n's own class or the one above.
 func (p *batchBufs) get(n int) []byte {
-	if p == nil || n <= 0 || n > 1<<batchBufMaxShift {
+	if p == nil || n < 1<<batchBufMinShift || n >= 2<<batchBufMaxShift {
 		return nil
 	}
-	k := max(bits.Len(uint(n-1)), batchBufMinShift) // the class of n, rounded up
-	if b, ok := p.classes[k-batchBufMinShift].Get().(*[]byte); ok {
-		return (*b)[:0]
+	for k := bits.Len(uint(n)) - 1; k <= min(bits.Len(uint(n)), batchBufMaxShift); k++ {
+		c := &p.classes[k-batchBufMinShift]
+		b, ok := c.Get().(*[]byte)
+		if !ok {
+			continue
+		}
+		if cap(*b) >= n {
+			return (*b)[:0]
+		}
+		c.Put(b) // smaller than n: for a smaller message
 	}
-	return make([]byte, 0, 1<<k)
+	return nil
 }
 
 // put gives b back to the pool. The caller no longer uses b, nor any slice of
 // it.
 func (p *batchBufs) put(b []byte) {
-	if p == nil || cap(b) < 1<<batchBufMinShift {
+	if p == nil || cap(b) < 1<<batchBufMinShift || cap(b) >= 2<<batchBufMaxShift {
 		return
 	}
-	k := min(bits.Len(uint(cap(b)))-1, batchBufMaxShift) // the class of cap(b), rounded down
+	k := bits.Len(uint(cap(b))) - 1
 	b = b[:0]
 	p.classes[k-batchBufMinShift].Put(&b)
 }

@@ -42,7 +42,10 @@ import (
 // version in go.mod); when it is upgraded, check that the four functions keep
 // their signatures (a rename fails the build at link time, a changed signature
 // does not), that StoreMsg keeps its fields (a change turns the store reads off,
-// with a log line), and that a leader still stores only what it applied.
+// with a log line), that a leader still stores only what it applied, and that
+// LoadMsg and LoadNextMsg still copy a message into the StoreMsg's buf (appending
+// to it) rather than point into the store's cache: the buffers given to them
+// are the backend's (batchBufs), written again by later reads.
 // TestKafkaFetchReadsLeaderStore and the Kafka fetch tests check the effect.
 
 // streamLookup is nats-server's (*Account).lookupStream: the stream named name
@@ -188,8 +191,11 @@ func (s *leaderStore) read(req directBatchRequest, bufs *batchBufs) ([]directMsg
 	var sm natsserver.StoreMsg
 	view := (*storeMsgView)(unsafe.Pointer(&sm))
 	// guess sizes the buffer of the next message: the size of the one before
-	// (a partition's batches are alike), the first one's batchBufGuess.
-	guess := batchBufGuess
+	// (a partition's batches are alike).
+	var guess int
+	if bufs != nil {
+		guess = int(bufs.last.Load())
+	}
 	for seq := max(req.Seq, 1); seq <= req.UpToSeq && len(out) < req.Batch && size < req.MaxBytes; seq++ {
 		if !streamIsLeader(s.mset) {
 			break
@@ -231,6 +237,7 @@ func (s *leaderStore) read(req directBatchRequest, bufs *batchBufs) ([]directMsg
 				buf = nil
 			}
 			guess = len(view.buf)
+			bufs.last.Store(int64(guess))
 		}
 		out = append(out, directMsg{seq: seq, data: data, buf: buf})
 		size += len(view.msg)
@@ -240,9 +247,6 @@ func (s *leaderStore) read(req directBatchRequest, bufs *batchBufs) ([]directMsg
 	}
 	return out, nil
 }
-
-// batchBufGuess sizes the buffer of a read's first message.
-const batchBufGuess = 64 << 10
 
 // KafkaFetchReads counts the stored batches the node's Kafka listener has read
 // for fetches since it started: from the store of a partition the node leads,
