@@ -333,6 +333,9 @@ func fetchOnce(ctx context.Context, c *conn, req *kmsg.FetchRequest, resp *fetch
 		for _, p := range t.Partitions {
 			r, err := reads[i].r, reads[i].err
 			i++
+			if r.Release != nil {
+				resp.releases = append(resp.releases, r.Release)
+			}
 			rp := kmsg.NewFetchResponseTopicPartition()
 			rp.Partition = p.Partition
 			rp.PreferredReadReplica = -1

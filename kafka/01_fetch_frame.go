@@ -28,6 +28,9 @@ type fetchAnswer struct {
 	*kmsg.FetchResponse
 	token   [tokenLen]byte
 	records [][][]byte
+	// releases give back the memory of the reads the answer was made of
+	// (ReadResult.Release): once it is written, or when it is reset.
+	releases []func()
 }
 
 func newFetchAnswer(resp *kmsg.FetchResponse) *fetchAnswer {
@@ -41,6 +44,16 @@ func newFetchAnswer(resp *kmsg.FetchResponse) *fetchAnswer {
 func (a *fetchAnswer) reset() {
 	a.Topics = a.Topics[:0]
 	a.records = a.records[:0]
+	a.release()
+}
+
+// release gives back the memory of the reads the answer holds; the answer no
+// longer uses their batches (written, or reset).
+func (a *fetchAnswer) release() {
+	for _, r := range a.releases {
+		r()
+	}
+	a.releases = a.releases[:0]
 }
 
 // field returns the records field of a partition answering batches: a marker

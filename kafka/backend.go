@@ -164,6 +164,10 @@ type ReadResult struct {
 	Batches       [][]byte
 	LogStart      int64
 	HighWatermark int64
+	// Release, when set, gives the memory holding Batches back to the backend:
+	// the listener calls it once, when it no longer uses them (the answer
+	// holding them written, or dropped).
+	Release func()
 }
 
 // Watch is woken by appends to the partitions it watches.

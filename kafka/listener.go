@@ -356,6 +356,9 @@ type slot struct {
 	// more, when set, follows buf: a fetch answer's stored batches and the
 	// pieces of the answer between them (frameParts).
 	more [][]byte
+	// release, when set, is called once buf and more are written (or will
+	// not be): a fetch answer's batches are the backend's memory.
+	release func()
 }
 
 func newConn(l *Listener, nc net.Conn) *conn {
@@ -402,9 +405,14 @@ func (c *conn) writeLoop() {
 			<-s.done // handlers end with the connection's context
 		}
 		if broken || s.buf == nil {
+			s.written()
 			continue
 		}
-		if err := writeSlot(w, c.nc, s); err != nil {
+		// A vectored write has handed every piece to the connection when it
+		// returns: their memory may be used again.
+		err := writeSlot(w, c.nc, s)
+		s.written()
+		if err != nil {
 			broken = true
 			c.cancel()
 			c.nc.Close()
@@ -418,6 +426,15 @@ func (c *conn) writeLoop() {
 			}
 		}
 	}
+}
+
+// written releases s's memory, once its answer is written or will not be.
+func (s *slot) written() {
+	if s.release != nil {
+		s.release()
+		s.release = nil
+	}
+	s.more = nil
 }
 
 // writeSlot writes an answer: through w, or, when it has pieces, after w is
@@ -634,6 +651,9 @@ func (c *conn) handle(buf []byte) (err error) {
 			c.l.observe(h.key, answered(resp))
 			parts := frameParts(h, resp)
 			s.buf, s.more = parts[0], parts[1:]
+			if a, ok := resp.(*fetchAnswer); ok && len(a.releases) > 0 {
+				s.release = a.release
+			}
 		}
 	}()
 	if c.closing != nil {

@@ -58,6 +58,7 @@ type kafkaBackend struct {
 	epochSub *nats.Subscription
 	reads    kafkaReads // where partitions' last fetches ended
 	stores   storeReads
+	bufs     batchBufs // the buffers store reads load batches into
 	mu       sync.Mutex
 	addrs    map[string]kafka.Broker // other nodes' Kafka addresses, by name
 	// parts is the partition count of each topic as Metadata last answered it,

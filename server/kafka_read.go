@@ -20,8 +20,10 @@ import (
 // this node leads it (kafka_store.go), else with JetStream's batched direct get:
 // one request returns, as raw bytes, every batch from a sequence up to a byte
 // limit, where the node's fetch service asks for them one by one. Either way
-// each batch read is a buffer of its own, never reused: the answer's writev
-// sends it as it is, and the garbage collector frees it once written. A Kafka consumer
+// each batch read is a buffer of its own, which the answer's writev sends as it
+// is. A buffer loaded from the store is the backend's (batchBufs): given back
+// once the answer is written (kafka.ReadResult.Release), it holds the batches
+// of a later read; the others the garbage collector frees. A Kafka consumer
 // fetches where its last fetch ended, so the listener remembers, per partition, the
 // sequence that follows every batch it answered, and skips the binary search then.
 // The log start and high watermark are the stream leader's, as the fetch service
@@ -46,7 +48,8 @@ const kafkaReadPositions = 4096
 // that follow, for the consumer's next fetch, while this one travels to it and is
 // decoded there (a Kafka client sends its next fetch to a broker only then): the
 // read-ahead the SDK's consumers get from JetStream's push delivery. kafkaAheadBytes
-// bounds the bytes reserved by reads ahead on a node, kafkaAheadTTL how long a
+// bounds the bytes reserved by reads ahead on a node (each its limit, and the
+// batch it loaded past it once done), kafkaAheadTTL how long a
 // read ahead waits for its fetch.
 const (
 	kafkaAheadBytes = 128 << 20
@@ -94,8 +97,10 @@ type readAhead struct {
 	end       int64 // the offset the batches end before, at most
 	done      chan struct{}
 	batches   [][]byte
+	bufs      [][]byte // the pooled buffers holding batches
 	next      batchEnd
 	over      directMsg // the batch read past maxBytes, the next read's first
+	held      int       // the bytes of over, reserved once the read is done
 	err       error
 	expire    *time.Timer
 }
@@ -124,7 +129,7 @@ func (k *kafkaReads) close() {
 
 // startAhead reads partition stream's batches from offset for its next fetch,
 // unless the bytes reserved for reads ahead would pass kafkaAheadBytes.
-func (k *kafkaReads) startAhead(stream string, a *readAhead, read func(ctx context.Context) ([][]byte, batchEnd, directMsg, error)) {
+func (k *kafkaReads) startAhead(stream string, a *readAhead, read func(ctx context.Context) (batches, bufs [][]byte, next batchEnd, over directMsg, err error)) {
 	k.init()
 	k.mu.Lock()
 	defer k.mu.Unlock()
@@ -154,7 +159,15 @@ func (k *kafkaReads) startAhead(stream string, a *readAhead, read func(ctx conte
 	go func() {
 		defer k.wg.Done()
 		defer close(a.done)
-		a.batches, a.next, a.over, a.err = read(k.ctx)
+		batches, bufs, next, over, err := read(k.ctx)
+		k.mu.Lock()
+		defer k.mu.Unlock()
+		a.batches, a.bufs, a.next, a.over, a.err = batches, bufs, next, over, err
+		if k.ahead[stream] == a {
+			// The batch read past maxBytes is held too, for the read after.
+			a.held = len(over.data)
+			k.reserved += a.held
+		}
 	}()
 }
 
@@ -162,7 +175,7 @@ func (k *kafkaReads) startAhead(stream string, a *readAhead, read func(ctx conte
 func (k *kafkaReads) dropLocked(stream string, a *readAhead) {
 	a.expire.Stop()
 	delete(k.ahead, stream)
-	k.reserved -= a.maxBytes
+	k.reserved -= a.maxBytes + a.held
 }
 
 // takeAhead returns the read ahead of stream for a fetch of offset with maxBytes
@@ -343,6 +356,7 @@ func (b *kafkaBackend) read(ctx context.Context, topic string, p int32, offset i
 	var (
 		next batchEnd
 		over directMsg
+		bufs [][]byte
 	)
 	if a := b.reads.takeAhead(r.Stream, t.ID, offset, maxBytes, committed); a != nil {
 		select {
@@ -351,7 +365,7 @@ func (b *kafkaBackend) read(ctx context.Context, topic string, p int32, offset i
 			// high watermark and last stable offset only grow, so this is
 			// a partition made again).
 			if a.err == nil && a.end <= end {
-				res.Batches, next, over = a.batches, a.next, a.over
+				res.Batches, bufs, next, over = a.batches, a.bufs, a.next, a.over
 			}
 			if errors.Is(a.err, errIrregularRead) {
 				// It met a damaged or missing batch first: read it as below.
@@ -362,7 +376,7 @@ func (b *kafkaBackend) read(ctx context.Context, topic string, p int32, offset i
 		}
 	}
 	if len(res.Batches) == 0 {
-		if res.Batches, next, over, err = b.readBatches(ctx, r, t, offs, firstBase, offset, end, maxBytes, directMsg{}); err != nil {
+		if res.Batches, bufs, next, over, err = b.readBatches(ctx, r, t, offs, firstBase, offset, end, maxBytes, directMsg{}); err != nil {
 			if errors.Is(err, errIrregularRead) {
 				return b.readByBatch(ctx, res, topic, p, offset, maxBytes, committed)
 			}
@@ -371,6 +385,14 @@ func (b *kafkaBackend) read(ctx context.Context, topic string, p int32, offset i
 	}
 	if len(res.Batches) == 0 {
 		return res, nil
+	}
+	if len(bufs) > 0 {
+		res.Release = func() {
+			for _, buf := range bufs {
+				b.bufs.put(buf)
+			}
+			bufs = nil
+		}
 	}
 	records := int64(0)
 	size := 0
@@ -385,7 +407,7 @@ func (b *kafkaBackend) read(ctx context.Context, topic string, p int32, offset i
 		// More is stored: read it for the next fetch.
 		from, seqs := next.offset, offs
 		b.reads.startAhead(r.Stream, &readAhead{topicID: t.ID, offset: from, maxBytes: maxBytes, committed: committed, end: end},
-			func(ctx context.Context) ([][]byte, batchEnd, directMsg, error) {
+			func(ctx context.Context) ([][]byte, [][]byte, batchEnd, directMsg, error) {
 				return b.readBatches(ctx, r, t, seqs, firstBase, from, end, maxBytes, over)
 			})
 	}
@@ -481,7 +503,7 @@ func (b *kafkaBackend) edgeBatch(ctx context.Context, r *partition.Reader, t sem
 	}
 	if s := b.leaderStore(r.Stream); s != nil {
 		// The leader's own copy, read in process.
-		if msgs, err := s.read(directBatchRequest{Seq: seq, Batch: 1, MaxBytes: 1, UpToSeq: seq}); err == nil && msgs[0].seq == seq && msgs[0].data != nil {
+		if msgs, err := s.read(directBatchRequest{Seq: seq, Batch: 1, MaxBytes: 1, UpToSeq: seq}, nil); err == nil && msgs[0].seq == seq && msgs[0].data != nil {
 			b.stores.store.Add(1)
 			return partition.Msg{Seq: seq, Data: msgs[0].data}, true
 		}
@@ -495,11 +517,12 @@ func (b *kafkaBackend) edgeBatch(ctx context.Context, r *partition.Reader, t sem
 
 // readBatches reads the stored batches from the one holding offset, up to end (an
 // offset) and maxBytes, with batched direct gets of at most kafkaReadChunk bytes,
-// and returns where they end. A read stops once it passes maxBytes, so it has read
+// and returns where they end, and the pooled buffers that hold them (bufs, for
+// the answer to give back once written). A read stops once it passes maxBytes, so it has read
 // one batch more than it answers: that batch is returned as over, and a read
 // given it as first (the read ahead after this one) starts with it rather than
 // reading it again, when it is the batch at the sequence the read starts from.
-func (b *kafkaBackend) readBatches(ctx context.Context, r *partition.Reader, t semantics.TopicMeta, offs partition.Offsets, firstBase, offset, end int64, maxBytes int, first directMsg) (batches [][]byte, next batchEnd, over directMsg, err error) {
+func (b *kafkaBackend) readBatches(ctx context.Context, r *partition.Reader, t semantics.TopicMeta, offs partition.Offsets, firstBase, offset, end int64, maxBytes int, first directMsg) (batches, bufs [][]byte, next batchEnd, over directMsg, err error) {
 	part := semantics.PartitionString(r.Topic, r.P)
 	seq, hit := b.reads.seqOf(r.Stream, t.ID, offset)
 	switch {
@@ -519,7 +542,7 @@ func (b *kafkaBackend) readBatches(ctx context.Context, r *partition.Reader, t s
 		}
 		seq, found, err = semantics.FindOffset(ctx, src, offs.FirstSeq, offs.LastSeq, offset)
 		if err != nil {
-			return nil, next, directMsg{}, fmt.Errorf("fetch %s: find the batch of offset %d: %w", part, offset, err)
+			return nil, nil, next, directMsg{}, fmt.Errorf("fetch %s: find the batch of offset %d: %w", part, offset, err)
 		}
 		if !found {
 			seq = offs.FirstSeq
@@ -548,38 +571,38 @@ func (b *kafkaBackend) readBatches(ctx context.Context, r *partition.Reader, t s
 		}
 		if err != nil {
 			if len(batches) > 0 {
-				return batches, next, directMsg{}, nil // the next fetch reads from here again
+				return batches, bufs, next, directMsg{}, nil // the next fetch reads from here again
 			}
-			return nil, next, directMsg{}, fmt.Errorf("fetch %s: read from sequence %d: %w", part, seq, err)
+			return nil, nil, next, directMsg{}, fmt.Errorf("fetch %s: read from sequence %d: %w", part, seq, err)
 		}
 		if len(msgs) == 0 {
 			if len(batches) == 0 && !t.Config.Compact && seq <= offs.LastSeq {
-				return nil, next, directMsg{}, errIrregularRead // the batch at seq is missing
+				return nil, nil, next, directMsg{}, errIrregularRead // the batch at seq is missing
 			}
-			return batches, next, directMsg{}, nil
+			return batches, bufs, next, directMsg{}, nil
 		}
 		for _, m := range msgs {
 			if m.seq != seq && !t.Config.Compact {
 				// A hole: only a compacted topic's log has them, or a damaged copy.
 				if len(batches) > 0 {
 					b.damageMet(ctx, r, t, seq, ends[len(ends)-1].offset)
-					return batches, next, directMsg{}, nil // the next fetch starts at it
+					return batches, bufs, next, directMsg{}, nil // the next fetch starts at it
 				}
-				return nil, next, directMsg{}, errIrregularRead
+				return nil, nil, next, directMsg{}, errIrregularRead
 			}
 			if len(batches) > 0 && size+len(m.data) > maxBytes {
-				return batches, next, m, nil
+				return batches, bufs, next, m, nil
 			}
 			if h, err := semantics.PeekBatchHeader(m.data); err == nil && h.BaseOffset >= end {
-				return batches, next, directMsg{}, nil // at the last stable offset
+				return batches, bufs, next, directMsg{}, nil // at the last stable offset
 			}
 			h, perr := semantics.ParseBatchHeader(m.data)
 			if perr != nil {
 				if len(batches) > 0 {
 					b.damageMet(ctx, r, t, m.seq, ends[len(ends)-1].offset)
-					return batches, next, directMsg{}, nil // the next fetch starts at it
+					return batches, bufs, next, directMsg{}, nil // the next fetch starts at it
 				}
-				return nil, next, directMsg{}, fmt.Errorf("fetch %s: sequence %d: %w: %w", part, m.seq, errIrregularRead, perr)
+				return nil, nil, next, directMsg{}, fmt.Errorf("fetch %s: sequence %d: %w: %w", part, m.seq, errIrregularRead, perr)
 			}
 			if len(batches) == 0 && hit && h.BaseOffset != offset {
 				// The remembered sequence no longer holds offset (the partition
@@ -588,6 +611,9 @@ func (b *kafkaBackend) readBatches(ctx context.Context, r *partition.Reader, t s
 				return b.readBatches(ctx, r, t, offs, firstBase, offset, end, maxBytes, directMsg{})
 			}
 			batches = append(batches, m.data)
+			if m.buf != nil {
+				bufs = append(bufs, m.buf)
+			}
 			ends = append(ends, batchEnd{offset: h.LastOffset() + 1, seq: m.seq + 1})
 			size += len(m.data)
 			if m.seq == offs.LastSeq {
@@ -596,7 +622,7 @@ func (b *kafkaBackend) readBatches(ctx context.Context, r *partition.Reader, t s
 			seq = m.seq + 1
 		}
 	}
-	return batches, next, directMsg{}, nil
+	return batches, bufs, next, directMsg{}, nil
 }
 
 // errIrregularRead is a batched read that met a batch failing its checks, or a
@@ -684,7 +710,7 @@ func (b *kafkaBackend) readByBatch(ctx context.Context, res kafka.IsolatedRead, 
 // this read.
 func (b *kafkaBackend) readChunk(ctx context.Context, r *partition.Reader, local **leaderStore, req directBatchRequest) ([]directMsg, error) {
 	if *local != nil {
-		msgs, err := (*local).read(req)
+		msgs, err := (*local).read(req, &b.bufs)
 		if err == nil {
 			b.stores.store.Add(int64(len(msgs)))
 			return msgs, nil
@@ -699,6 +725,9 @@ func (b *kafkaBackend) readChunk(ctx context.Context, r *partition.Reader, local
 type directMsg struct {
 	seq  uint64
 	data []byte
+	// buf, when set, holds data and is the backend's (batchBufs): given back
+	// once the answer holding data is written.
+	buf []byte
 }
 
 // directBatch sends a batched direct get and collects its messages until the

@@ -49,7 +49,10 @@ import (
 // does not), that StoreMsg keeps its fields (a change turns the store reads off,
 // with a log line), that a leader still stores only what it applied, and that
 // its message get still answers with LoadNextMsg (leaderStore.next does what it
-// does).
+// does), and that LoadMsg and LoadNextMsg still copy a message into the
+// StoreMsg's buf (appending to it) rather than point into the store's cache: the
+// buffers the Kafka reads give them are the backend's (batchBufs), written again
+// by later reads.
 // kafka.TestFetchReadsLeaderStoreAcrossLeaderChange and the Kafka fetch tests check
 // the effect, and
 // TestWriterReplayStoreMatchesNATS and TestWriterLoadReplaysLeaderStore the
@@ -205,37 +208,67 @@ var errStoreStopped = errors.New("the leader's store could not be read")
 // read loads the stored messages from seq on, as a batched direct get of req
 // answers them (the next stored message at or after each sequence, at most
 // req.Batch of them, up to req.UpToSeq, stopping once req.MaxBytes are passed),
-// each into a buffer of its own. It stops early where this node stopped leading
-// the stream; with nothing read it is errStoreStopped. A message the store
-// cannot load (damaged on disk) ends the read as a message with no data at its
-// sequence: the caller's checks find it, as they find a damaged batch.
-func (s *leaderStore) read(req directBatchRequest) ([]directMsg, error) {
+// each into a buffer of its own: from bufs when it is set (the message's buf,
+// for the caller to give back once done with it), else a fresh one. It stops
+// early where this node stopped leading the stream; with nothing read it is
+// errStoreStopped. A message the store cannot load (damaged on disk) ends the
+// read as a message with no data at its sequence: the caller's checks find it,
+// as they find a damaged batch.
+func (s *leaderStore) read(req directBatchRequest, bufs *batchBufs) ([]directMsg, error) {
 	var out []directMsg
 	size := 0
 	var sm natsserver.StoreMsg
 	view := (*storeMsgView)(unsafe.Pointer(&sm))
+	// guess sizes the buffer of the next message: the size of the one before
+	// (a partition's batches are alike).
+	var guess int
+	if bufs != nil {
+		guess = int(bufs.last.Load())
+	}
 	for seq := max(req.Seq, 1); seq <= req.UpToSeq && len(out) < req.Batch && size < req.MaxBytes; seq++ {
 		if !streamIsLeader(s.mset) {
 			break
 		}
-		view.buf = nil // a buffer of its own for each message: they are answered as they are
+		// A buffer of its own for each message: they are answered as they are.
+		got := bufs.get(guess)
+		view.buf = got
 		_, err := s.store.LoadMsg(seq, &sm)
 		if err != nil && !errors.Is(err, natsserver.ErrStoreEOF) && !errors.Is(err, natsserver.ErrStoreClosed) {
 			// Removed (a compacted topic's log has such holes, a damaged
 			// block rebuilt loses some): the next one stored, as a direct
 			// get answers.
-			view.buf = nil
+			view.buf = got[:0]
 			_, _, err = s.store.LoadNextMsg(">", true, seq, &sm)
 			if err != nil && !errors.Is(err, natsserver.ErrStoreEOF) && !errors.Is(err, natsserver.ErrStoreClosed) {
+				bufs.put(got)
 				out = append(out, directMsg{seq: seq})
 				break
 			}
 		}
 		if err != nil || view.seq < seq || view.seq > req.UpToSeq {
+			bufs.put(got)
 			break
 		}
 		seq = view.seq
-		out = append(out, directMsg{seq: seq, data: view.msg[:len(view.msg):len(view.msg)]})
+		data := view.msg[:len(view.msg):len(view.msg)]
+		var buf []byte // the buffer to give back, when pooled
+		if bufs != nil {
+			buf = view.buf
+			if !sameBuf(buf, got) {
+				// Larger than the buffer taken: loaded into one of its own.
+				bufs.put(got)
+			}
+			if cap(buf) >= 1<<batchBufMinShift && len(buf) < cap(buf)/4 {
+				// A small message in a large buffer: a copy of its own, the
+				// buffer back.
+				data = append([]byte(nil), data...)
+				bufs.put(buf)
+				buf = nil
+			}
+			guess = len(view.buf)
+			bufs.last.Store(int64(guess))
+		}
+		out = append(out, directMsg{seq: seq, data: data, buf: buf})
 		size += len(view.msg)
 	}
 	if len(out) == 0 {
