@@ -261,3 +261,81 @@ func TestSyncStartWarning(t *testing.T) {
 		}
 	}
 }
+
+// In a cluster, an alter made through one node reaches the stores of the
+// partitions other nodes hold, and describe through that node shows what each
+// holder's store writes; async on a replicated topic is refused in one line.
+func TestTopicDurabilityAlterCluster(t *testing.T) {
+	t.Parallel()
+	nodes := qxdtest.StartCluster(t, qxdtest.ClusterConfigs(t, 3))
+	c := qxdtest.Connect(t, nodes[0])
+	ctx := qxdtest.Context(t, time.Minute)
+
+	const parts = 6
+	qxdtest.CreateTopic(t, c, "spread", qxd.TopicConfig{Partitions: parts, Durability: "async"})
+	qxdtest.CreateTopic(t, c, "replicated", qxd.TopicConfig{Replicas: 3})
+	check := func(want string) {
+		t.Helper()
+		var last string
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+			last = ""
+			holders := map[string]bool{}
+			for p := range int32(parts) {
+				found := 0
+				for _, n := range nodes {
+					fsyncEach, inPlace, ok := n.StoreDurability(semantics.StreamName("spread", p))
+					if !ok {
+						continue
+					}
+					found++
+					holders[n.Name()] = true
+					if wantSync := want == "sync"; fsyncEach != wantSync || inPlace != wantSync {
+						last += fmt.Sprintf("; partition %d on %s: fsyncs each write %t, writes in place %t", p, n.Name(), fsyncEach, inPlace)
+					}
+				}
+				if found != 1 {
+					last += fmt.Sprintf("; partition %d held by %d nodes", p, found)
+				}
+			}
+			d, err := c.Admin().DescribeTopic(ctx, "spread")
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, pi := range d.Partitions {
+				if pi.Durability != want {
+					last += fmt.Sprintf("; describe: partition %d (leader %s) writes %q", pi.Partition, pi.Leader, pi.Durability)
+				}
+			}
+			if last == "" {
+				if delete(holders, nodes[0].Name()); len(holders) == 0 {
+					t.Fatalf("the %d partitions are all on %s, the node asked: the test needs some on others", parts, nodes[0].Name())
+				}
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("want durability %s%s", want, last)
+			}
+		}
+	}
+	check("async")
+	if _, err := c.Admin().AlterTopicConfig(ctx, "spread", map[string]string{"durability": "sync"}); err != nil {
+		t.Fatal(err)
+	}
+	check("sync")
+	if _, err := c.Admin().AlterTopicConfig(ctx, "spread", map[string]string{"durability": "async"}); err != nil {
+		t.Fatal(err)
+	}
+	check("async")
+
+	_, err := c.Admin().AlterTopicConfig(ctx, "replicated", map[string]string{"durability": "async"})
+	if want := `config durability=async: topic "replicated" has 3 replicas, and async needs 1`; err == nil || !strings.Contains(err.Error(), want) || strings.Contains(err.Error(), "\n") {
+		t.Errorf("alter a replicated topic to async: %v, want one line containing %q", err, want)
+	}
+	d, err := c.Admin().DescribeTopic(ctx, "replicated")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Topic.Config.DurabilityOrDefault() != "sync" || d.Partitions[0].Durability != "sync" {
+		t.Errorf("replicated after the refused alter: topic %q, partition %q; want sync", d.Topic.Config.DurabilityOrDefault(), d.Partitions[0].Durability)
+	}
+}
