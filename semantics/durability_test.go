@@ -106,3 +106,20 @@ func TestAlterDurability(t *testing.T) {
 		})
 	}
 }
+
+// A create's config map sets durability, in any case of its key, and it counts as
+// no override.
+func TestWithConfigDurability(t *testing.T) {
+	t.Parallel()
+	c, err := semantics.WithConfig("metrics", semantics.TopicConfig{}, map[string]string{"Durability": "async"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Durability != semantics.DurabilityAsync || len(semantics.ConfigOverrides(c)) != 0 {
+		t.Errorf("WithConfig = %+v, overrides %v; want durability async and none", c, semantics.ConfigOverrides(c))
+	}
+	_, err = semantics.WithConfig("metrics", semantics.TopicConfig{Replicas: 3}, map[string]string{"durability": "async"})
+	if err == nil || !strings.Contains(err.Error(), "async needs 1") {
+		t.Errorf("WithConfig of async on three replicas: %v, want it refused", err)
+	}
+}

@@ -192,8 +192,10 @@ func WithConfig(name string, c TopicConfig, set map[string]string) (TopicConfig,
 			c.DeleteRetention = full.DeleteRetention
 		}
 	}
-	if _, ok := set[ConfigDurability]; ok {
-		c.Durability = full.Durability
+	for k := range set {
+		if strings.EqualFold(strings.TrimSpace(k), ConfigDurability) {
+			c.Durability = full.Durability
+		}
 	}
 	return c, nil
 }
