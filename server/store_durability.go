@@ -198,10 +198,14 @@ func (s *storeSync) effective(nodeSyncsAlways bool) string {
 	return semantics.DurabilitySync
 }
 
-// is reports whether the store is set as apply(async, nodeSyncsAlways) sets it.
+// is reports whether the store is set as apply(async, nodeSyncsAlways) sets it;
+// true, without looking, while the store's lock is taken (a write, a compaction):
+// the caller looks again later.
 func (s *storeSync) is(async, nodeSyncsAlways bool) bool {
 	mu := s.mu()
-	mu.RLock()
+	if !mu.TryRLock() {
+		return true
+	}
 	defer mu.RUnlock()
 	if async {
 		return !*s.fip() && !s.syncAlwaysFlag().Load()

@@ -1485,11 +1485,13 @@ func (w *writer) keepDurabilityLocked(cfg *semantics.TopicConfig, tick bool) {
 // durability is the partition's durability as its store on this node writes
 // now, "" when unknown (no store found). A replicated partition's is sync.
 func (w *writer) durability() string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
 	if w.cfg.Load().Replicas > 1 {
 		return semantics.DurabilitySync
 	}
+	// Under the writer's lock, which a durability being applied holds until its
+	// flush and fsync are done: sync is not reported before.
+	w.mu.Lock()
+	defer w.mu.Unlock()
 	if w.store == nil {
 		return ""
 	}
