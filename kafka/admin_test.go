@@ -102,6 +102,26 @@ func TestKafkaAdmin(t *testing.T) {
 	if info, _ := c.Admin().Topic(ctx, "ledger"); info.Config.Retention != time.Minute || info.Config.RetentionBytes != -1 || info.Config.MaxMessageBytes != semantics.DefaultMaxMessageBytes {
 		t.Fatalf("after alter the SDK sees %+v", info.Config)
 	}
+	// qxd's own durability key, which has no Kafka name, is set through
+	// IncrementalAlterConfigs too; AlterConfigs, replacing Kafka's configs, leaves it.
+	ar, err = adm.AlterTopicConfigs(ctx, []kadm.AlterConfig{{Op: kadm.SetConfig, Name: "durability", Value: ptr("async")}}, "ledger")
+	if err != nil || ar[0].Err != nil {
+		t.Fatalf("incremental alter of durability: %v %v", err, ar[0].Err)
+	}
+	ar, err = adm.AlterTopicConfigsState(ctx, []kadm.AlterConfig{{Name: "retention.ms", Value: ptr("60000")}}, "ledger")
+	if err != nil || ar[0].Err != nil {
+		t.Fatalf("alter: %v %v", err, ar[0].Err)
+	}
+	if info, _ := c.Admin().Topic(ctx, "ledger"); info.Config.DurabilityOrDefault() != semantics.DurabilityAsync {
+		t.Fatalf("after setting durability async and replacing Kafka's configs the SDK sees durability %q", info.Config.DurabilityOrDefault())
+	}
+	ar, err = adm.AlterTopicConfigs(ctx, []kadm.AlterConfig{{Op: kadm.DeleteConfig, Name: "durability"}}, "ledger")
+	if err != nil || ar[0].Err != nil {
+		t.Fatalf("incremental delete of durability: %v %v", err, ar[0].Err)
+	}
+	if info, _ := c.Admin().Topic(ctx, "ledger"); info.Config.DurabilityOrDefault() != semantics.DurabilitySync {
+		t.Fatalf("after deleting durability the SDK sees %q", info.Config.DurabilityOrDefault())
+	}
 	ar, err = adm.AlterTopicConfigs(ctx, []kadm.AlterConfig{{Op: kadm.SetConfig, Name: "cleanup.policy", Value: ptr("compact")}}, "ledger")
 	if err != nil || !errors.Is(ar[0].Err, kerr.InvalidConfig) {
 		t.Fatalf("alter cleanup.policy: %v %v, want INVALID_CONFIG", err, ar[0].Err)

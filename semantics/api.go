@@ -143,6 +143,11 @@ type PartitionInfo struct {
 	Bytes   uint64 `json:"bytes"`
 	// Problem is set when the partition's stream is missing or unreadable.
 	Problem string `json:"problem,omitempty"`
+	// Durability is the partition's durability as its store on the leading node
+	// writes now: DurabilitySync or DurabilityAsync, "" when that node cannot
+	// tell. It differs from the topic's for a moment after an alter, until the
+	// partition's writer applies it.
+	Durability string `json:"durability,omitempty"`
 	// Missing counts the batches gone from the middle of the log stored on the
 	// leader (stream sequences between its first and last that hold nothing, on a
 	// topic that is not compacted): only retention and trims remove batches, both

@@ -13,12 +13,13 @@ func TestParseDurability(t *testing.T) {
 	for _, c := range []struct{ in, want string }{
 		{"sync", semantics.DurabilitySync}, {"async", semantics.DurabilityAsync},
 		{"ASYNC", semantics.DurabilityAsync}, {" Sync ", semantics.DurabilitySync},
+		{"always", semantics.DurabilitySync}, {"Always", semantics.DurabilitySync},
 	} {
 		if got, err := semantics.ParseDurability(c.in); err != nil || got != c.want {
 			t.Errorf("ParseDurability(%q) = %q, %v; want %q", c.in, got, err, c.want)
 		}
 	}
-	for _, in := range []string{"", "sometimes", "lazy", "always"} {
+	for _, in := range []string{"", "sometimes", "lazy", "never"} {
 		_, err := semantics.ParseDurability(in)
 		if err == nil || !strings.Contains(err.Error(), `"`+in+`" is not known: use sync`) {
 			t.Errorf("ParseDurability(%q): %v, want an error naming it and the choices", in, err)
@@ -65,12 +66,60 @@ func TestTopicConfigDurability(t *testing.T) {
 	}
 }
 
-// Durability is fixed at creation: altering it is refused with what to do.
-func TestAlterDurabilityRefused(t *testing.T) {
+// Durability is altered both ways, deleting it goes back to sync, it is not an
+// override of ConfigKeys, and async is refused on a replicated topic in one line
+// that names the topic.
+func TestAlterDurability(t *testing.T) {
 	t.Parallel()
-	tm := semantics.TopicMeta{Name: "metrics", Config: semantics.TopicConfig{Durability: "async"}.WithDefaults()}
-	_, _, err := semantics.AlterConfig(tm, map[string]string{"durability": "sync"}, nil)
-	if err == nil || !strings.Contains(err.Error(), `config key "durability" cannot be changed: durability is fixed when the topic is created`) {
-		t.Errorf("alter durability: %v", err)
+	async := semantics.TopicMeta{Name: "metrics", Config: semantics.TopicConfig{Durability: "async"}.WithDefaults()}
+	plain := semantics.TopicMeta{Name: "orders", Config: semantics.TopicConfig{}.WithDefaults()}
+	r3 := semantics.TopicMeta{Name: "r3", Config: semantics.TopicConfig{Replicas: 3}.WithDefaults()}
+	for _, tc := range []struct {
+		name string
+		t    semantics.TopicMeta
+		set  map[string]string
+		del  []string
+		want string
+		err  string
+	}{
+		{name: "to sync", t: async, set: map[string]string{"durability": "sync"}, want: "sync"},
+		{name: "to always", t: async, set: map[string]string{"Durability": "ALWAYS"}, want: "sync"},
+		{name: "to async", t: plain, set: map[string]string{"durability": "async"}, want: "async"},
+		{name: "deleted", t: async, del: []string{"durability"}, want: "sync"},
+		{name: "unknown value", t: plain, set: map[string]string{"durability": "lazy"}, err: `config durability=lazy: durability "lazy" is not known`},
+		{name: "replicated", t: r3, set: map[string]string{"durability": "async"}, err: `config durability=async: topic "r3" has 3 replicas, and async needs 1`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, over, err := semantics.AlterConfig(tc.t, tc.set, tc.del)
+			if tc.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.err) || strings.Contains(err.Error(), "\n") || !errors.Is(err, semantics.ErrInvalidConfig) {
+					t.Fatalf("%v, want one line containing %q", err, tc.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.DurabilityOrDefault() != tc.want || len(over) != 0 {
+				t.Errorf("durability %q, overrides %v; want %q and none", c.DurabilityOrDefault(), over, tc.want)
+			}
+		})
+	}
+}
+
+// A create's config map sets durability, in any case of its key, and it counts as
+// no override.
+func TestWithConfigDurability(t *testing.T) {
+	t.Parallel()
+	c, err := semantics.WithConfig("metrics", semantics.TopicConfig{}, map[string]string{"Durability": "async"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Durability != semantics.DurabilityAsync || len(semantics.ConfigOverrides(c)) != 0 {
+		t.Errorf("WithConfig = %+v, overrides %v; want durability async and none", c, semantics.ConfigOverrides(c))
+	}
+	_, err = semantics.WithConfig("metrics", semantics.TopicConfig{Replicas: 3}, map[string]string{"durability": "async"})
+	if err == nil || !strings.Contains(err.Error(), "async needs 1") {
+		t.Errorf("WithConfig of async on three replicas: %v, want it refused", err)
 	}
 }

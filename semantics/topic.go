@@ -34,8 +34,8 @@ type TopicConfig struct {
 	// Durability is when a partition's appends reach the disk on a node that syncs
 	// every append (--sync always): DurabilitySync (the default; "" reads as it)
 	// syncs each before it is acknowledged, DurabilityAsync flushes lazily, so a
-	// power failure can lose acknowledged records. One replica only; fixed when the
-	// topic is created. See ParseDurability.
+	// power failure can lose acknowledged records. One replica only; AlterConfig
+	// changes it (ConfigDurability). See ParseDurability.
 	Durability string `json:"durability,omitempty"`
 }
 

@@ -19,6 +19,11 @@ const (
 	ConfigDeleteRetention = "delete-retention" // delete.retention.ms
 )
 
+// ConfigDurability is the key of a topic's durability (TopicConfig.Durability),
+// which AlterConfig changes too: sync (or always) or async. It has no Kafka name
+// and is not one of ConfigKeys (describe shows it on a line of its own).
+const ConfigDurability = "durability"
+
 // ConfigKeys are the settings AlterConfig changes, in the order describe shows them.
 var ConfigKeys = []string{ConfigRetention, ConfigRetentionBytes, ConfigMaxRecordBytes, ConfigDeleteRetention}
 
@@ -40,7 +45,6 @@ var fixedConfig = map[string]string{
 	"replication.factor": "the replication factor is fixed when the topic is created",
 	"compact":            "cleanup.policy is fixed when the topic is created: create a new topic",
 	"cleanup.policy":     "cleanup.policy is fixed when the topic is created: create a new topic",
-	"durability":         "durability is fixed when the topic is created (JetStream cannot change a stream's persist mode): create a new topic with --durability and move the records",
 }
 
 // Durabilities of a topic (TopicConfig.Durability).
@@ -54,11 +58,14 @@ const (
 	DurabilityAsync = "async"
 )
 
-// ParseDurability reads a topic's durability: sync or async, in any case.
+// ParseDurability reads a topic's durability: sync (or always, the same) or
+// async, in any case.
 func ParseDurability(s string) (string, error) {
 	switch d := strings.ToLower(strings.TrimSpace(s)); d {
 	case DurabilitySync, DurabilityAsync:
 		return d, nil
+	case "always":
+		return DurabilitySync, nil
 	}
 	return "", fmt.Errorf("durability %q is not known: use sync (every append on disk before it is acknowledged) or async (flushed lazily; a power failure can lose acknowledged records)", s)
 }
@@ -78,6 +85,9 @@ func (c TopicConfig) Async() bool { return c.Durability == DurabilityAsync }
 // The error names the key and lists the keys that can be changed.
 func CanonicalConfigKey(key string) (string, error) {
 	k := strings.ToLower(strings.TrimSpace(key))
+	if k == ConfigDurability {
+		return k, nil
+	}
 	for _, c := range ConfigKeys {
 		if k == c || k == kafkaConfigNames[c] {
 			return c, nil
@@ -100,6 +110,7 @@ func validConfigKeys() string {
 		}
 		fmt.Fprintf(&b, "%s (%s)", k, kafkaConfigNames[k])
 	}
+	b.WriteString(", and durability (sync or async)")
 	return b.String()
 }
 
@@ -181,6 +192,11 @@ func WithConfig(name string, c TopicConfig, set map[string]string) (TopicConfig,
 			c.DeleteRetention = full.DeleteRetention
 		}
 	}
+	for k := range set {
+		if strings.EqualFold(strings.TrimSpace(k), ConfigDurability) {
+			c.Durability = full.Durability
+		}
+	}
 	return c, nil
 }
 
@@ -217,6 +233,9 @@ func AlterConfig(t TopicMeta, set map[string]string, del []string) (TopicConfig,
 		if err := setConfig(&c, key, given, set[given]); err != nil {
 			return t.Config, t.Overrides, err
 		}
+		if key == ConfigDurability {
+			continue // not one of ConfigKeys: shown on its own, not as an override
+		}
 		if !slices.Contains(over, key) {
 			over = append(over, key)
 		}
@@ -242,8 +261,14 @@ func AlterConfig(t TopicMeta, set map[string]string, del []string) (TopicConfig,
 			c.MaxMessageBytes = defaults.MaxMessageBytes
 		case ConfigDeleteRetention:
 			c.DeleteRetention = defaults.DeleteRetention
+		case ConfigDurability:
+			c.Durability = ""
 		}
 		over = slices.DeleteFunc(over, func(k string) bool { return k == key })
+	}
+	if c.Async() && c.Replicas != 1 {
+		return t.Config, t.Overrides, Errorf(ErrInvalidConfig,
+			"config durability=async: topic %q has %d replicas, and async needs 1 (JetStream syncs a replicated partition through its RAFT log); keep durability sync", t.Name, c.Replicas)
 	}
 	if err := c.Validate(); err != nil {
 		return t.Config, t.Overrides, err
@@ -294,6 +319,12 @@ func setConfig(c *TopicConfig, key, given, value string) error {
 			return bad(fmt.Errorf("out of range: use 1KiB (1024) to 8MiB (%d)", MaxMessageBytesLimit))
 		}
 		c.MaxMessageBytes = int32(n)
+	case ConfigDurability:
+		d, err := ParseDurability(value)
+		if err != nil {
+			return Errorf(ErrInvalidConfig, "config %s=%s: %v", given, value, err)
+		}
+		c.Durability = d
 	}
 	return nil
 }

@@ -55,9 +55,9 @@ func streamConfig(t semantics.TopicMeta, p int32) jetstream.StreamConfig {
 		cfg.MaxMsgsPerSubject = 1
 		cfg.AllowMsgTTL = true
 	}
-	if c.Async() {
-		cfg.PersistMode = jetstream.AsyncPersistMode
-	}
+	// A topic's durability is not the stream's persist mode, which JetStream
+	// cannot change later: the partition's writer applies it to the store
+	// (store_durability.go).
 	return cfg
 }
 
@@ -238,7 +238,7 @@ func (a *Admin) DescribeTopic(ctx context.Context, name string) (TopicDescriptio
 			pi.LogStartOffset, pi.HighWatermark = o.LogStart, o.HighWatermark
 			pi.Batches, pi.Bytes = o.Msgs, o.Bytes
 			pi.Records = o.HighWatermark - o.LogStart
-			pi.LastStableOffset = a.lastStable(ctx, o.Leader, name, p, o.HighWatermark, o.LogStart)
+			pi.LastStableOffset, pi.Durability = a.lastStable(ctx, o.Leader, name, p, o.HighWatermark, o.LogStart)
 			if t.Config.Compact {
 				pi.Records = int64(o.Msgs)
 			}

@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -62,6 +65,11 @@ func (a *Admin) AlterTopicConfig(ctx context.Context, req semantics.AlterTopicCo
 	}
 	nt.Revision = rev
 	a.follow.topicChanged(ctx, nt)
+	if nt.Config.DurabilityOrDefault() != t.Config.DurabilityOrDefault() {
+		if err := a.awaitDurability(ctx, nt); err != nil {
+			return nt, err
+		}
+	}
 	if cfg.MaxMessageBytes < t.Config.MaxMessageBytes {
 		for p := int32(0); p < t.Config.Partitions; p++ {
 			if err := a.updateStreamLimits(ctx, nt, p); err != nil {
@@ -71,6 +79,44 @@ func (a *Admin) AlterTopicConfig(ctx context.Context, req semantics.AlterTopicCo
 	}
 	a.log.Info("topic config altered", "topic", name)
 	return nt, nil
+}
+
+// durabilityApplyTimeout bounds how long an alter of a topic's durability waits
+// for the partitions' writers to apply it.
+const durabilityApplyTimeout = 10 * time.Second
+
+// awaitDurability waits until every partition of t whose leading node can tell
+// writes with t's durability (each writer applies it within a background tick of
+// seeing the record, store_durability.go), so that a producer acknowledged after
+// the alter returns has the new durability. A partition no writer serves applies
+// it before its first append.
+func (a *Admin) awaitDurability(ctx context.Context, t semantics.TopicMeta) error {
+	want := t.Config.DurabilityOrDefault()
+	ctx, cancel := context.WithTimeout(ctx, durabilityApplyTimeout)
+	defer cancel()
+	for {
+		d, err := a.DescribeTopic(ctx, t.Name)
+		var behind []string
+		if err == nil {
+			for _, p := range d.Partitions {
+				if p.Durability != "" && p.Durability != want {
+					behind = append(behind, strconv.Itoa(int(p.Partition)))
+				}
+			}
+			if len(behind) == 0 {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			if err == nil {
+				err = fmt.Errorf("partition(s) %s still write %s", strings.Join(behind, ", "), map[string]string{semantics.DurabilitySync: semantics.DurabilityAsync, semantics.DurabilityAsync: semantics.DurabilitySync}[want])
+			}
+			return semantics.Errorf(semantics.ErrTimeout, "alter topic %q: durability %s is recorded, but not yet in effect everywhere after %v: %v; their writers apply it shortly: check with 'qxd topic describe %s'",
+				t.Name, want, durabilityApplyTimeout, err, t.Name)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }
 
 // updateStreamLimits puts t's limits (age, size, message size, duplicate window) on

@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"errors"
+	"fmt"
 	"log/slog"
 	"strings"
 	"testing"
@@ -15,12 +16,16 @@ import (
 	"github.com/qxd-io/qxd/server"
 )
 
-// A topic's durability is its partition streams' persist mode: async flushes
-// lazily even on a node that syncs always, sync (the default) leaves the node's
-// policy in force. Partitions added later get the topic's mode.
-func TestTopicDurabilityPersistMode(t *testing.T) {
+// A topic's durability is applied at run time to its partitions' stores, not
+// set as the streams' persist mode (which JetStream cannot change): every stream
+// is created in JetStream's default mode, and the partition's writer sets its
+// store to async or back to sync. Observed in the store's own settings that its
+// write path reads (fsync each write, write in place), through an alter both
+// ways and a restart; describe shows the durability the stores apply.
+func TestTopicDurabilityAlter(t *testing.T) {
 	t.Parallel()
-	n := qxdtest.StartNode(t)
+	dir := t.TempDir()
+	n := qxdtest.StartNodeWith(t, qxdtest.NodeConfig(t, dir))
 	c := qxdtest.Connect(t, n)
 	js := qxdtest.JetStream(t, n)
 	ctx := qxdtest.Context(t, time.Minute)
@@ -30,48 +35,163 @@ func TestTopicDurabilityPersistMode(t *testing.T) {
 	if _, err := c.Admin().AddPartitions(ctx, "metrics", 3); err != nil {
 		t.Fatal(err)
 	}
-	for _, tc := range []struct {
-		topic string
-		parts int32
-		want  jetstream.PersistModeType
-	}{{"metrics", 3, jetstream.AsyncPersistMode}, {"orders", 2, jetstream.DefaultPersistMode}} {
-		for p := range tc.parts {
-			s, err := js.Stream(ctx, semantics.StreamName(tc.topic, p))
+	for _, topic := range []string{"metrics", "orders"} {
+		s, err := js.Stream(ctx, semantics.StreamName(topic, 0))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := s.CachedInfo().Config.PersistMode; got != jetstream.DefaultPersistMode {
+			t.Errorf("%s/0: persist mode %v, want JetStream's default", topic, got)
+		}
+	}
+	produce := func(topic string, parts int32) {
+		t.Helper()
+		p, err := c.NewProducer()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer p.Close(ctx)
+		var recs []*qxd.Record
+		for i := range 10 {
+			recs = append(recs, &qxd.Record{Topic: topic, Partition: int32(i) % parts, Value: []byte{byte(i)}})
+		}
+		if err := p.ProduceSync(ctx, recs...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// check waits until every partition of topic writes with durability want, in
+	// its store and as describe shows it.
+	check := func(n *server.Node, c *qxd.Client, topic string, parts int32, want string) {
+		t.Helper()
+		var last string
+		for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+			last = ""
+			for p := range parts {
+				fsyncEach, inPlace, ok := n.StoreDurability(semantics.StreamName(topic, p))
+				if wantSync := want == "sync"; !ok || fsyncEach != wantSync || inPlace != wantSync {
+					last += fmt.Sprintf("; %s/%d: store found %t, fsyncs each write %t, writes in place %t", topic, p, ok, fsyncEach, inPlace)
+				}
+			}
+			d, err := c.Admin().DescribeTopic(ctx, topic)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got := s.CachedInfo().Config.PersistMode; got != tc.want {
-				t.Errorf("%s/%d: persist mode %v, want %v", tc.topic, p, got, tc.want)
+			if d.Topic.Config.DurabilityOrDefault() != want {
+				last += fmt.Sprintf("; describe: topic durability %q", d.Topic.Config.DurabilityOrDefault())
+			}
+			for _, pi := range d.Partitions {
+				if pi.Durability != want {
+					last += fmt.Sprintf("; describe: partition %d writes %q", pi.Partition, pi.Durability)
+				}
+			}
+			if last == "" {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: want durability %s everywhere%s", topic, want, last)
 			}
 		}
 	}
+	check(n, c, "metrics", 3, "async")
+	check(n, c, "orders", 2, "sync")
+	produce("metrics", 3)
+	produce("orders", 2)
 
-	// Records of an async topic are produced as any other's.
-	p, err := c.NewProducer()
+	// Both ways, in either spelling; the alter returns once the stores apply it.
+	if _, err := c.Admin().AlterTopicConfig(ctx, "metrics", map[string]string{"durability": "always"}); err != nil {
+		t.Fatal(err)
+	}
+	check(n, c, "metrics", 3, "sync")
+	if _, err := c.Admin().AlterTopicConfig(ctx, "orders", map[string]string{"durability": "async"}); err != nil {
+		t.Fatal(err)
+	}
+	check(n, c, "orders", 2, "async")
+	produce("orders", 2)
+	// A stream config change (retention) has JetStream reset the store's
+	// settings; the writer puts the topic's back.
+	if _, err := c.Admin().AlterTopicConfig(ctx, "orders", map[string]string{"retention": "3d"}); err != nil {
+		t.Fatal(err)
+	}
+	produce("orders", 2)
+	check(n, c, "orders", 2, "async")
+
+	// After a restart the record decides: metrics syncs, orders is async again.
+	if err := n.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	n = qxdtest.StartNodeWith(t, qxdtest.NodeConfig(t, dir))
+	c = qxdtest.Connect(t, n)
+	check(n, c, "metrics", 3, "sync")
+	check(n, c, "orders", 2, "async")
+	d, err := c.Admin().DescribeTopic(ctx, "orders")
 	if err != nil {
 		t.Fatal(err)
-	}
-	defer p.Close(ctx)
-	var recs []*qxd.Record
-	for i := range 10 {
-		recs = append(recs, &qxd.Record{Topic: "metrics", Partition: 0, Value: []byte{byte(i)}})
-	}
-	if err := p.ProduceSync(ctx, recs...); err != nil {
-		t.Fatal(err)
-	}
-	d, err := c.Admin().DescribeTopic(ctx, "metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if d.Topic.Config.DurabilityOrDefault() != "async" {
-		t.Errorf("describe metrics: durability %q, want async", d.Topic.Config.Durability)
 	}
 	var total int64
 	for _, pi := range d.Partitions {
 		total += pi.Records
 	}
-	if total != 10 {
-		t.Errorf("metrics holds %d records, want the 10 produced", total)
+	if total != 30 {
+		t.Errorf("orders holds %d records after the restart, want the 30 produced", total)
+	}
+	// Back to the default by deleting the key.
+	if _, err := c.Admin().AlterTopicConfig(ctx, "orders", nil, "durability"); err != nil {
+		t.Fatal(err)
+	}
+	check(n, c, "orders", 2, "sync")
+}
+
+// A partition stream created with JetStream's persist mode async (as qxd did
+// before a topic's durability could be altered) is kept syncing when its topic
+// is sync: from the writer's start, and again after JetStream sets the store
+// back to async, as it does on every change of the stream's config.
+func TestTopicDurabilityLegacyStream(t *testing.T) {
+	t.Parallel()
+	n := qxdtest.StartNode(t)
+	c := qxdtest.Connect(t, n)
+	js := qxdtest.JetStream(t, n)
+	ctx := qxdtest.Context(t, time.Minute)
+
+	qxdtest.CreateTopic(t, c, "legacy", qxd.TopicConfig{})
+	stream := semantics.StreamName("legacy", 0)
+	s, err := js.Stream(ctx, stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := s.CachedInfo().Config
+	cfg.PersistMode = jetstream.AsyncPersistMode
+	if err := js.DeleteStream(ctx, stream); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.CreateStream(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	syncs := func(what string) {
+		t.Helper()
+		for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+			fsyncEach, inPlace, ok := n.StoreDurability(stream)
+			if ok && fsyncEach && inPlace {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: the store of a sync topic's stream made with persist mode async: found %t, fsyncs each write %t, writes in place %t", what, ok, fsyncEach, inPlace)
+			}
+		}
+	}
+	syncs("after the stream was made")
+	p, err := c.NewProducer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close(ctx)
+	for i, retention := range []string{"3d", "4d"} {
+		if _, err := c.Admin().AlterTopicConfig(ctx, "legacy", map[string]string{"retention": retention}); err != nil {
+			t.Fatal(err)
+		}
+		if err := p.ProduceSync(ctx, &qxd.Record{Topic: "legacy", Value: []byte{byte(i)}}); err != nil {
+			t.Fatal(err)
+		}
+		syncs("after a change of the stream's config and an append")
 	}
 }
 
@@ -101,9 +221,13 @@ func TestTopicDurabilityErrors(t *testing.T) {
 	}
 
 	qxdtest.CreateTopic(t, c, "kept", qxd.TopicConfig{})
-	_, err := c.Admin().AlterTopicConfig(ctx, "kept", map[string]string{"durability": "async"})
-	if err == nil || !strings.Contains(err.Error(), "durability is fixed when the topic is created") {
-		t.Errorf("alter durability: %v, want it refused as fixed", err)
+	for _, tc := range []struct{ value, want string }{
+		{"sometimes", `config durability=sometimes: durability "sometimes" is not known`},
+	} {
+		_, err := c.Admin().AlterTopicConfig(ctx, "kept", map[string]string{"durability": tc.value})
+		if err == nil || !strings.Contains(err.Error(), tc.want) || !errors.Is(err, qxd.ErrInvalidConfig) {
+			t.Errorf("alter durability=%s: %v, want an invalid-config error containing %q", tc.value, err, tc.want)
+		}
 	}
 	d, err := c.Admin().DescribeTopic(ctx, "kept")
 	if err != nil {
@@ -135,5 +259,93 @@ func TestSyncStartWarning(t *testing.T) {
 		if err := n.Close(ctx); err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// In a cluster, an alter made through one node reaches the stores of the
+// partitions other nodes hold, and describe through that node shows what each
+// holder's store writes; async on a replicated topic is refused in one line.
+func TestTopicDurabilityAlterCluster(t *testing.T) {
+	t.Parallel()
+	nodes := qxdtest.StartCluster(t, qxdtest.ClusterConfigs(t, 3))
+	c := qxdtest.Connect(t, nodes[0])
+	ctx := qxdtest.Context(t, time.Minute)
+
+	const parts = 6
+	qxdtest.CreateTopic(t, c, "spread", qxd.TopicConfig{Partitions: parts, Durability: "async"})
+	qxdtest.CreateTopic(t, c, "replicated", qxd.TopicConfig{Replicas: 3})
+	// Ask through a node that does not hold partition 0: JetStream places
+	// one-replica streams where it likes, all on one node at times.
+	asked := nodes[0]
+	for _, n := range nodes {
+		if _, _, ok := n.StoreDurability(semantics.StreamName("spread", 0)); !ok {
+			asked = n
+			break
+		}
+	}
+	c = qxdtest.Connect(t, asked)
+	check := func(want string) {
+		t.Helper()
+		var last string
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+			last = ""
+			holders := map[string]bool{}
+			for p := range int32(parts) {
+				found := 0
+				for _, n := range nodes {
+					fsyncEach, inPlace, ok := n.StoreDurability(semantics.StreamName("spread", p))
+					if !ok {
+						continue
+					}
+					found++
+					holders[n.Name()] = true
+					if wantSync := want == "sync"; fsyncEach != wantSync || inPlace != wantSync {
+						last += fmt.Sprintf("; partition %d on %s: fsyncs each write %t, writes in place %t", p, n.Name(), fsyncEach, inPlace)
+					}
+				}
+				if found != 1 {
+					last += fmt.Sprintf("; partition %d held by %d nodes", p, found)
+				}
+			}
+			d, err := c.Admin().DescribeTopic(ctx, "spread")
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, pi := range d.Partitions {
+				if pi.Durability != want {
+					last += fmt.Sprintf("; describe: partition %d (leader %s) writes %q", pi.Partition, pi.Leader, pi.Durability)
+				}
+			}
+			if last == "" {
+				if delete(holders, asked.Name()); len(holders) == 0 {
+					t.Fatalf("the %d partitions are all on %s, the node asked: the test needs some on others", parts, asked.Name())
+				}
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("want durability %s%s", want, last)
+			}
+		}
+	}
+	check("async")
+	if _, err := c.Admin().AlterTopicConfig(ctx, "spread", map[string]string{"durability": "sync"}); err != nil {
+		t.Fatal(err)
+	}
+	check("sync")
+	if _, err := c.Admin().AlterTopicConfig(ctx, "spread", map[string]string{"durability": "async"}); err != nil {
+		t.Fatal(err)
+	}
+	check("async")
+
+	_, err := c.Admin().AlterTopicConfig(ctx, "replicated", map[string]string{"durability": "async"})
+	if want := `config durability=async: topic "replicated" has 3 replicas, and async needs 1`; err == nil || !strings.Contains(err.Error(), want) || strings.Contains(err.Error(), "\n") {
+		t.Errorf("alter a replicated topic to async: %v, want one line containing %q", err, want)
+	}
+	d, err := c.Admin().DescribeTopic(ctx, "replicated")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Topic.Config.DurabilityOrDefault() != "sync" || d.Partitions[0].Durability != "sync" {
+		t.Errorf("replicated after the refused alter: topic %q, partition %q; want sync", d.Topic.Config.DurabilityOrDefault(), d.Partitions[0].Durability)
 	}
 }

@@ -111,3 +111,18 @@ func (n *Node) WriterReplay(ctx context.Context, topic string, p int32, from uin
 	}
 	return out, nil
 }
+
+// StoreDurability exposes the settings of partition stream stream's file store on
+// node n that its write path reads: whether it fsyncs each write before it
+// returns (syncAlways) and writes in place rather than gathering writes for a
+// flusher (fip). ok is false when the node holds no such store.
+func (n *Node) StoreDurability(stream string) (fsyncEach, inPlace, ok bool) {
+	s, _ := storeSyncOf(n.ns, stream, nil)
+	if s == nil {
+		return false, false, false
+	}
+	mu := s.mu()
+	mu.RLock()
+	defer mu.RUnlock()
+	return s.syncsAlways(), *s.fip(), true
+}

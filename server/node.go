@@ -378,7 +378,8 @@ func (n *Node) startServices(ctx context.Context) error {
 	}
 	n.epochs = &epochs{n: n, groups: map[string]raftGroup{}}
 	n.writers = newWriterManager(writerEnv{log: n.log, node: n.ns.Name(), conn: n.writerConn, reads: n.nc, store: n.replayStore, replays: &n.replays, leads: n, checkpoints: meta, obs: &n.obs,
-		epoch: n.epochs.of, producerIdle: n.cfg.ProducerIDExpiration}, meta.topics)
+		epoch: n.epochs.of, producerIdle: n.cfg.ProducerIDExpiration, syncAlways: n.cfg.Sync == SyncAlways,
+		stores: func(stream string, cached *storeSync) (*storeSync, string) { return storeSyncOf(n.ns, stream, cached) }}, meta.topics)
 	// The topics watch needs the topics bucket's leader, which may be changing
 	// while another node is down: retry as for the buckets.
 	if err := retryClustered(ctx, n, func() error { return n.writers.start(ctx) }); err != nil {

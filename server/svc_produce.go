@@ -65,6 +65,20 @@ func (s *Writers) AppendAsync(topic string, p int32, batch []byte, done func(sem
 	w.produce(batch, to)
 }
 
+// Durability is partition p of topic's durability as its store on this node
+// writes now (semantics.DurabilitySync or DurabilityAsync); "" when this node
+// runs no writer for the partition or cannot tell.
+func (s *Writers) Durability(topic string, p int32) string {
+	if s.check(topic, p) != nil {
+		return ""
+	}
+	w := s.m.lookup(semantics.StreamName(topic, p))
+	if w == nil {
+		return ""
+	}
+	return w.durability()
+}
+
 func (s *Writers) check(topic string, p int32) error {
 	if err := semantics.ValidateTopicName(topic); err != nil {
 		return err

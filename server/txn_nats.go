@@ -22,11 +22,14 @@ type stableRequest struct {
 	LogStart  int64  `json:"log_start"`
 }
 
-// stableReply answers a stableRequest.
+// stableReply answers a stableRequest. Durability is the partition's durability
+// as its store on the answering node writes now (describe shows it): sync or
+// async, "" when that node cannot tell.
 type stableReply struct {
 	Error            *semantics.APIError    `json:"error,omitempty"`
 	LastStableOffset int64                  `json:"last_stable_offset"`
 	Aborted          []semantics.AbortedTxn `json:"aborted,omitempty"`
+	Durability       string                 `json:"durability,omitempty"`
 }
 
 // stableOffsets reads partitions' last stable offsets: from this node's writers
@@ -43,29 +46,39 @@ type stableOffsets struct {
 // logStart are the partition's offsets as the caller read them: the last stable
 // offset is never above hwm.
 func (s *stableOffsets) Stable(ctx context.Context, leader, topic string, p int32, from, hwm, logStart int64) (int64, []semantics.AbortedTxn, error) {
-	lso, aborted, err := s.writers.Stable(topic, p, from, logStart)
-	if err == nil {
-		return min(lso, hwm), aborted, nil
-	}
-	if leader == "" || leader == s.node {
-		return -1, nil, err
-	}
-	body, err := json.Marshal(stableRequest{Topic: topic, Partition: p, From: from, LogStart: logStart})
+	r, err := s.ask(ctx, leader, topic, p, from, logStart)
 	if err != nil {
-		return -1, nil, err
-	}
-	m, err := s.nc.RequestWithContext(ctx, semantics.StableSubject(leader), body)
-	if err != nil {
-		return -1, nil, fmt.Errorf("last stable offset of %s: ask node %s: %w", semantics.PartitionString(topic, p), leader, err)
-	}
-	var r stableReply
-	if err := json.Unmarshal(m.Data, &r); err != nil {
-		return -1, nil, fmt.Errorf("last stable offset of %s: node %s answered malformed JSON: %w", semantics.PartitionString(topic, p), leader, err)
-	}
-	if err := r.Error.Err(); err != nil {
 		return -1, nil, err
 	}
 	return min(r.LastStableOffset, hwm), r.Aborted, nil
+}
+
+// ask answers a stableRequest for partition p of topic: from this node's writer,
+// or from node leader's over NATS.
+func (s *stableOffsets) ask(ctx context.Context, leader, topic string, p int32, from, logStart int64) (stableReply, error) {
+	lso, aborted, err := s.writers.Stable(topic, p, from, logStart)
+	if err == nil {
+		return stableReply{LastStableOffset: lso, Aborted: aborted, Durability: s.writers.Durability(topic, p)}, nil
+	}
+	if leader == "" || leader == s.node {
+		return stableReply{}, err
+	}
+	body, err := json.Marshal(stableRequest{Topic: topic, Partition: p, From: from, LogStart: logStart})
+	if err != nil {
+		return stableReply{}, err
+	}
+	m, err := s.nc.RequestWithContext(ctx, semantics.StableSubject(leader), body)
+	if err != nil {
+		return stableReply{}, fmt.Errorf("last stable offset of %s: ask node %s: %w", semantics.PartitionString(topic, p), leader, err)
+	}
+	var r stableReply
+	if err := json.Unmarshal(m.Data, &r); err != nil {
+		return stableReply{}, fmt.Errorf("last stable offset of %s: node %s answered malformed JSON: %w", semantics.PartitionString(topic, p), leader, err)
+	}
+	if err := r.Error.Err(); err != nil {
+		return stableReply{}, err
+	}
+	return r, nil
 }
 
 // txnDoor is the NATS door of a node's transactions: node to node, it answers
@@ -239,7 +252,8 @@ func (d *txnDoor) handleTxn(ctx context.Context, m *nats.Msg) semantics.TxnRespo
 }
 
 // serveStable answers a stableRequest from this node's writers (a read of
-// their memory: no I/O, so it runs on the subscription's goroutine).
+// their memory and of their stores' settings: no I/O, so it runs on the
+// subscription's goroutine).
 func (d *txnDoor) serveStable(m *nats.Msg) {
 	var req stableRequest
 	var r stableReply
@@ -249,6 +263,7 @@ func (d *txnDoor) serveStable(m *nats.Msg) {
 		r.Error = semantics.NewAPIError(err)
 	} else {
 		r.LastStableOffset, r.Aborted = lso, aborted
+		r.Durability = d.writers.Durability(req.Topic, req.Partition)
 	}
 	b, _ := json.Marshal(r)
 	_ = m.Respond(b)
@@ -256,19 +271,20 @@ func (d *txnDoor) serveStable(m *nats.Msg) {
 
 // lastStable returns partition p's last stable offset for describe, -1 when the
 // node leading it cannot tell (the partition is between leaders, or that node
-// does not answer).
-func (a *Admin) lastStable(ctx context.Context, leader, topic string, p int32, hwm, logStart int64) int64 {
+// does not answer), and its durability as that node's store writes now ("":
+// unknown).
+func (a *Admin) lastStable(ctx context.Context, leader, topic string, p int32, hwm, logStart int64) (int64, string) {
 	if a.stable == nil {
-		return hwm
+		return hwm, ""
 	}
 	ctx, cancel := context.WithTimeout(ctx, stableTimeout)
 	defer cancel()
-	lso, _, err := a.stable.Stable(ctx, leader, topic, p, hwm, hwm, logStart)
+	r, err := a.stable.ask(ctx, leader, topic, p, hwm, logStart)
 	if err != nil {
 		a.log.Debug("last stable offset unknown", "topic", topic, "partition", p, "node", leader, "err", err)
-		return -1
+		return -1, ""
 	}
-	return lso
+	return min(r.LastStableOffset, hwm), r.Durability
 }
 
 // stableTimeout bounds a request for another node's last stable offset.

@@ -108,12 +108,21 @@ type writer struct {
 	topicID     string
 	p           int32
 	reader      *partition.Reader
-	store       func(stream string) *leaderStore // see writerEnv.store
+	localStore  func(stream string) *leaderStore // see writerEnv.store
 	replays     *storeReads
 	cfg         atomic.Pointer[semantics.TopicConfig]
 	// producerIdle is how long an idempotent producer is remembered after its
 	// last write.
 	producerIdle time.Duration
+	// stores, syncAlways: see writerEnv. store is the partition's store on this
+	// node once found, durApplied the durability last applied to it ("": none
+	// yet), durOff whether the writer said it cannot apply one (store_durability.go).
+	stores     func(stream string, cached *storeSync) (*storeSync, string)
+	syncAlways bool
+	stream     string
+	store      *storeSync
+	durApplied string
+	durOff     bool
 
 	node      string // this node's name (writerEnv.node)
 	sub       *nats.Subscription
@@ -209,13 +218,14 @@ func newWriter(env writerEnv, t semantics.TopicMeta, p int32, lost func()) *writ
 	w := &writer{
 		nc: env.conn(t.Name, p), node: env.node, leads: env.leads, epochOf: env.epoch, checkpoints: env.checkpoints, lost: lost, obs: env.obs,
 		topic: t.Name, topicID: t.ID, p: p,
-		log:    env.log.With("topic", t.Name, "partition", p),
-		reader: partition.NewReader(env.reads, t.Name, p, false),
-		store:  env.store, replays: env.replays,
+		log:        env.log.With("topic", t.Name, "partition", p),
+		reader:     partition.NewReader(env.reads, t.Name, p, false),
+		localStore: env.store, replays: env.replays,
 		done: make(chan struct{}), stopping: make(chan struct{}),
 	}
 	w.idle = sync.NewCond(&w.mu)
 	w.producerIdle = cmp.Or(env.producerIdle, defaultProducerIdle)
+	w.stores, w.syncAlways, w.stream = env.stores, env.syncAlways, semantics.StreamName(t.Name, p)
 	cfg := t.Config
 	w.cfg.Store(&cfg)
 	return w
@@ -224,6 +234,11 @@ func newWriter(env writerEnv, t semantics.TopicMeta, p int32, lost func()) *writ
 // start loads the partition's state from the log and begins serving produce requests.
 func (w *writer) start(ctx context.Context) error {
 	began := time.Now()
+	// Before the first append: a store that JetStream made async (a stream
+	// created with persist mode async, reopened) syncs before it is written to.
+	w.mu.Lock()
+	w.keepDurabilityLocked(w.cfg.Load(), true)
+	w.mu.Unlock()
 	if err := w.load(ctx); err != nil {
 		return err
 	}
@@ -539,8 +554,8 @@ func (w *writer) load(ctx context.Context) error {
 func (w *writer) replayer(st partition.StreamState) func(context.Context, uint64) (partition.Msg, error) {
 	viaNATS := w.natsReplayer(st)
 	var local *leaderStore
-	if w.store != nil {
-		local = w.store(semantics.StreamName(w.topic, w.p))
+	if w.localStore != nil {
+		local = w.localStore(semantics.StreamName(w.topic, w.p))
 	}
 	filter := semantics.StreamSubject(w.topic, w.p)
 	return func(ctx context.Context, seq uint64) (partition.Msg, error) {
@@ -1230,6 +1245,7 @@ func (w *writer) onAck(m *nats.Msg) {
 	if len(w.pending) == 0 {
 		w.idle.Broadcast()
 	}
+	w.keepDurabilityLocked(w.cfg.Load(), false)
 	w.obs.appended(w.topic, w.p, pa.count, pa.bytes, time.Since(pa.sent))
 	w.reply(pa.reply, semantics.ProduceReply{BaseOffset: pa.base, LogAppendTime: time.Now()})
 }
@@ -1343,6 +1359,7 @@ func (w *writer) background() {
 				w.lost()
 			}
 		}
+		w.keepDurabilityLocked(w.cfg.Load(), true)
 		for _, pa := range w.pending {
 			if time.Since(pa.sent) > ackTimeout && time.Since(resumed) > ackTimeout {
 				w.log.Warn("append not acknowledged in time; reloading from the log")
@@ -1442,4 +1459,77 @@ func storedAt(m partition.Msg, h semantics.BatchHeader) time.Time {
 		return m.Time
 	}
 	return time.UnixMilli(h.MaxTimestamp)
+}
+
+// keepDurabilityLocked keeps the partition's store on this node at the topic's
+// durability (store_durability.go): it applies a durability not applied yet
+// (the writer started, the topic was altered, the stream's store changed), and,
+// on a node that syncs always, sets a store of a sync topic that does not fsync
+// every write back to syncing, flushed and fsynced, before the caller goes on to
+// acknowledge an append. tick also puts back a store that drifted the safe way
+// (JetStream made an async topic's store sync when its stream's config changed).
+// Called with mu held: at start, before each acknowledgement, on each
+// background tick. A replicated partition's store is JetStream's to keep.
+func (w *writer) keepDurabilityLocked(cfg *semantics.TopicConfig, tick bool) {
+	if w.stores == nil || cfg.Replicas > 1 {
+		return
+	}
+	want := cfg.DurabilityOrDefault()
+	if !tick && w.store != nil && w.durApplied == want && (want == semantics.DurabilityAsync || !w.syncAlways || w.store.syncsAlways()) {
+		// The common case, lock-free: a store that may have been replaced is
+		// looked up on the next tick.
+		return
+	}
+	s, why := w.stores(w.stream, w.store)
+	if s == nil {
+		if cfg.Async() && !w.durOff {
+			w.durOff = true
+			w.log.Warn("topic durability async not applied: the partition's store syncs as the node does", "err", why)
+		}
+		return
+	}
+	if s != w.store {
+		w.store, w.durApplied = s, ""
+		if s.legacy {
+			w.log.Info("partition stream created with JetStream's persist mode async: qxd keeps its store at the topic's durability")
+		}
+	}
+	switch {
+	case w.durApplied != want:
+	case want == semantics.DurabilitySync && w.syncAlways && !s.syncsAlways():
+		w.log.Warn("partition store stopped syncing every append (JetStream set its stream's persist mode back); syncing it before acknowledging")
+	case tick && !s.is(want == semantics.DurabilityAsync, w.syncAlways):
+	default:
+		return
+	}
+	if why := s.apply(want == semantics.DurabilityAsync, w.syncAlways); why != "" {
+		if why == errReplicated {
+			return // scaled up for a move: JetStream keeps it, with its RAFT log
+		}
+		if !w.durOff {
+			w.durOff = true
+			w.log.Warn("topic durability not applied to the partition's store", "err", why)
+		}
+		return
+	}
+	if w.durApplied != want {
+		w.log.Debug("partition durability applied", "durability", want)
+	}
+	w.durApplied, w.durOff = want, false
+}
+
+// durability is the partition's durability as its store on this node writes
+// now, "" when unknown (no store found). A replicated partition's is sync.
+func (w *writer) durability() string {
+	if w.cfg.Load().Replicas > 1 {
+		return semantics.DurabilitySync
+	}
+	// Under the writer's lock, which a durability being applied holds until its
+	// flush and fsync are done: sync is not reported before.
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.store == nil {
+		return ""
+	}
+	return w.store.effective(w.syncAlways)
 }

@@ -78,6 +78,12 @@ type writerEnv struct {
 	// producerIdle is how long a writer remembers an idle idempotent producer
 	// (Config.ProducerIDExpiration); 0: defaultProducerIdle.
 	producerIdle time.Duration
+	// stores finds the durability handle of a stream's store on this node
+	// (store_durability.go), cached when still the stream's; nil: topics' durability
+	// is not applied, every store syncs as the node does.
+	stores func(stream string, cached *storeSync) (*storeSync, string)
+	// syncAlways: the node syncs every append (--sync always).
+	syncAlways bool
 }
 
 // startingWriter is a writer being started, and done, closed once the start is

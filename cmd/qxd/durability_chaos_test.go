@@ -40,6 +40,29 @@ func TestDurabilityPowerCut(t *testing.T) {
 	}
 }
 
+// TestDurabilityPowerCutAltered cuts the power of one node that syncs always,
+// with a topic created with durability async: altered to sync half-way through
+// the load, nothing acknowledged may be lost, neither before the alter (it
+// flushes and syncs what the stores held) nor after; the same with the producer
+// stopped before the alter and the power cut as soon as it returns, where only
+// the alter's flush and sync can have kept what was acknowledged; left async, the
+// cut must show a loss — the proof that the test can fail.
+func TestDurabilityPowerCutAltered(t *testing.T) {
+	needPowercut(t)
+	bin := buildQxd(t)
+	t.Run("async altered to sync", func(t *testing.T) {
+		checkDurable(t, runPowercutTopic(t, bin, cutOneNode, "always", 5*time.Second, 0,
+			pcTopic{durability: "async", alter: map[string]string{"durability": "sync"}}))
+	})
+	t.Run("async altered to sync, then quiet", func(t *testing.T) {
+		checkDurable(t, runPowercutTopic(t, bin, cutOneNode, "always", 5*time.Second, 0,
+			pcTopic{durability: "async", alter: map[string]string{"durability": "sync"}, quiet: true}))
+	})
+	t.Run("async", func(t *testing.T) {
+		checkLossShown(t, runPowercutTopic(t, bin, cutOneNode, "always", 5*time.Second, 0, pcTopic{durability: "async"}))
+	})
+}
+
 // TestDurabilityCorruption damages partition 0's block file on its leader, on a
 // single node and on one node of three, and reads the partition back: no record
 // may differ from what was acknowledged at its offset, and acknowledged records

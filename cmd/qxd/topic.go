@@ -64,7 +64,7 @@ func (a *app) topicCreateCommand() *cli.Command {
 			&cli.StringFlag{Name: "durability", Value: semantics.DurabilitySync, EnvVars: []string{"QXD_TOPIC_DURABILITY"},
 				Usage: "`MODE`: sync (on a node with --sync always, every append is on disk before it is acknowledged) or " +
 					"async (appends are flushed lazily: faster, but a power failure can lose acknowledged records; for data you can afford to lose, such as metrics or caches; " +
-					"needs --replicas 1; fixed at creation)"},
+					"needs --replicas 1; 'topic alter-config NAME --set durability=sync|async' changes it)"},
 			&cli.BoolFlag{Name: "if-not-exists",
 				Usage: "succeed without a change when the topic exists already, whatever its settings"},
 		},
@@ -305,6 +305,7 @@ func (a *app) topicDescribe(c *cli.Context) error {
 			fmt.Fprintf(a.stdout, "\nNOTE: partition %d is damaged: %s\n", p.Partition, p.Damage)
 		}
 	}
+	writeDurabilityNote(a.stdout, d)
 	if verified == nil {
 		return nil
 	}
@@ -434,8 +435,11 @@ type partitionJSON struct {
 	Batches        uint64   `json:"batches"`
 	Bytes          uint64   `json:"bytes"`
 	Problem        string   `json:"problem,omitempty"`
-	Missing        uint64   `json:"missing_batches,omitempty"`
-	Damage         string   `json:"damage,omitempty"`
+	// Durability is the partition's durability as its store on the leading node
+	// writes now; "" when that node cannot tell.
+	Durability string `json:"durability,omitempty"`
+	Missing    uint64 `json:"missing_batches,omitempty"`
+	Damage     string `json:"damage,omitempty"`
 	// Damaged is what reads and verifies found damaged and the cluster recorded.
 	Damaged []qxd.BatchDamage `json:"damaged,omitempty"`
 	// Verify is what --verify read back and found.
@@ -446,7 +450,7 @@ func newPartitionJSON(p qxd.PartitionInfo) partitionJSON {
 	return partitionJSON{
 		Partition: p.Partition, Leader: p.Leader, Replicas: append([]string{}, p.Replicas...), InSync: append([]string{}, p.InSync...),
 		LogStartOffset: p.LogStartOffset, HighWatermark: p.HighWatermark, LastStable: p.LastStableOffset, Records: p.Records,
-		Batches: p.Batches, Bytes: p.Bytes, Problem: p.Problem, Missing: p.Missing, Damage: p.Damage, Damaged: p.Damaged,
+		Batches: p.Batches, Bytes: p.Bytes, Problem: p.Problem, Durability: p.Durability, Missing: p.Missing, Damage: p.Damage, Damaged: p.Damaged,
 	}
 }
 
@@ -532,4 +536,17 @@ func damagedColumn(p qxd.PartitionInfo) string {
 		return "DAMAGED"
 	}
 	return "DAMAGED: " + strings.Join(what, "; ")
+}
+
+// writeDurabilityNote notes the partitions whose leading node writes them with
+// another durability than the topic's: for a moment after an alter, until their
+// writers apply it (nothing when the node cannot tell).
+func writeDurabilityNote(w io.Writer, d qxd.TopicDescription) {
+	want := d.Topic.Config.DurabilityOrDefault()
+	for _, p := range d.Partitions {
+		if p.Durability != "" && p.Durability != want {
+			fmt.Fprintf(w, "\nNOTE: partition %d is written %s on node %s, not %s as the topic says: its writer applies the topic's durability shortly\n",
+				p.Partition, p.Durability, dash(p.Leader), want)
+		}
+	}
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -22,7 +23,12 @@ func (a *app) topicAlterConfigCommand() *cli.Command {
 			"them: durations 3d or 12h, -1 for no limit (a bare number for a .ms key is\n" +
 			"milliseconds); sizes 10GiB or bytes, -1 for no limit. --delete puts a key back to\n" +
 			"its default. Every change is checked before any is made; a command that failed\n" +
-			"half-way is finished by running it again.",
+			"half-way is finished by running it again.\n\n" +
+			"KEY durability is sync (or always; the default) or async, as 'topic create\n" +
+			"--durability' takes it: async flushes appends lazily, so a power failure can lose\n" +
+			"acknowledged records (one replica only). The command returns once every\n" +
+			"partition's store writes with the new durability; going back to sync, every record\n" +
+			"acknowledged before is then on disk too.",
 		Flags: []cli.Flag{
 			&cli.StringSliceFlag{Name: "set", Aliases: []string{"s"}, Usage: "set `KEY=VALUE`; repeat for more"},
 			&cli.StringSliceFlag{Name: "delete", Aliases: []string{"d"}, Usage: "put `KEY` back to its default; repeat for more"},
@@ -61,7 +67,18 @@ func (a *app) topicAlterConfig(c *cli.Context) error {
 		return err
 	}
 	fmt.Fprintf(a.stdout, "altered topic %s\n\n", t.Name)
+	touched := slices.ContainsFunc(del, isDurabilityKey)
+	for k := range set {
+		touched = touched || isDurabilityKey(k)
+	}
+	if touched {
+		fmt.Fprintf(a.stdout, "durability: %s (in effect on every partition)\n\n", t.Config.DurabilityOrDefault())
+	}
 	return a.writeConfigTable(t)
+}
+
+func isDurabilityKey(k string) bool {
+	return strings.EqualFold(strings.TrimSpace(k), semantics.ConfigDurability)
 }
 
 // configRows are the settings of t describe and alter-config show: key, Kafka name,

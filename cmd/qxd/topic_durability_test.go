@@ -6,7 +6,8 @@ import (
 )
 
 // 'topic create --durability async' makes a topic whose partitions flush lazily;
-// describe shows it; bad values and changing it later are refused in one line.
+// alter-config changes it both ways; describe shows it, for the topic and as
+// each partition's store writes; bad values are refused in one line.
 func TestTopicDurability(t *testing.T) {
 	t.Parallel()
 	c := startCLI(t)
@@ -29,11 +30,26 @@ func TestTopicDurability(t *testing.T) {
 	}{
 		{[]string{"topic", "create", "x", "--durability", "sometimes"}, `--durability: durability "sometimes" is not known: use sync`},
 		{[]string{"topic", "create", "x", "--durability", "async", "-r", "3"}, "--durability async needs --replicas 1, not 3"},
-		{[]string{"topic", "alter-config", "metrics", "--set", "durability=sync"}, `config key "durability" cannot be changed: durability is fixed when the topic is created`},
+		{[]string{"topic", "alter-config", "metrics", "--set", "durability=sometimes"}, `config durability=sometimes: durability "sometimes" is not known: use sync`},
 	} {
 		_, err := c.run("", tc.args...)
 		if err == nil || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "\n") {
 			t.Errorf("qxd %q: %v, want one line containing %q", tc.args, err, tc.want)
+		}
+	}
+	// Altered both ways: alter-config says so, describe shows it.
+	for _, tc := range []struct{ topic, set, want string }{
+		{"metrics", "durability=always", "sync"}, {"orders", "durability=async", "async"}, {"metrics", "DURABILITY=async", "async"},
+	} {
+		out := c.must("", "topic", "alter-config", tc.topic, "--set", tc.set)
+		if !strings.Contains(out, "durability: "+tc.want+" (in effect on every partition)\n") {
+			t.Errorf("alter-config %s --set %s does not say durability %s:\n%s", tc.topic, tc.set, tc.want, out)
+		}
+		if out := c.must("", "topic", "describe", tc.topic); !strings.Contains(out, "durability:  "+tc.want+"\n") || strings.Contains(out, "NOTE") {
+			t.Errorf("describe %s after --set %s:\n%s", tc.topic, tc.set, out)
+		}
+		if js := c.must("", "topic", "describe", tc.topic, "--json"); strings.Count(js, `"durability": "`+tc.want+`"`) != 1+strings.Count(js, `"partition":`) {
+			t.Errorf("describe %s --json does not show durability %s for the topic and every partition:\n%s", tc.topic, tc.want, js)
 		}
 	}
 	if out := c.must("", "topic", "list"); strings.Contains(out, "x ") {
