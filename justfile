@@ -109,7 +109,7 @@ faults:
 
 # Power cuts and damaged block files against real node processes (root, /dev/fuse):
 # each power-cut scenario with --sync always (nothing acknowledged may be lost) and
-# --sync 2m (a loss must show); prints a RESULT line per run. About 12 minutes at a quiet machine, more when busy (the altered-durability run alone took 40 s to 5 min).
+# --sync 2m (a loss must show); prints a RESULT line per run. About 12 minutes on a quiet machine, more when busy (the altered-durability run alone took 40 s to 5 min).
 durability:
     #!/usr/bin/env bash
     set -euo pipefail
