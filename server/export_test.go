@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"errors"
+	"slices"
 	"time"
 
 	"github.com/qxd-io/qxd/internal/partition"
@@ -49,6 +50,31 @@ func (n *Node) CountsSilent(node string) bool {
 	w := n.probes.Load()
 	return w != nil && w.silent(node, time.Now())
 }
+
+// KafkaBrokers exposes brokers to the tests: the nodes of want whose Kafka
+// addresses n knows or learns, by name, with the nodes n has lost now.
+func (n *Node) KafkaBrokers(ctx context.Context, want []string) []string {
+	var out []string
+	for name := range n.kafka.b.brokers(ctx, want, n.kafka.b.lostNow()) {
+		out = append(out, name)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// KafkaMetadataWaitEnd exposes cutMetadataWait to the tests: a Metadata
+// answer's wait for JetStream's view, bounded to d, with no request behind it.
+// It returns how the wait ended (context.Canceled: cut short).
+func (n *Node) KafkaMetadataWaitEnd(d time.Duration) error {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	go n.kafka.b.cutMetadataWait(ctx, cancel, nil)
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+// HasRouteTo reports whether n has a route to node.
+func (n *Node) HasRouteTo(node string) bool { return routedServers(n.ns)[node] }
 
 // SetKafkaElectionPoll makes n's held Metadata answers look for new leaders
 // every d instead of every kafkaElectionPoll.

@@ -245,20 +245,15 @@ func (w *isolationWatch) quiet(node string, at time.Time, d time.Duration) bool 
 		!w.onTimeSince.IsZero() && at.Sub(w.onTimeSince) >= d
 }
 
-// anyQuiet reports whether any node is quiet for d at at (quiet).
-func (w *isolationWatch) anyQuiet(at time.Time, d time.Duration) bool {
+// nodes returns the nodes that answered this node's probes once.
+func (w *isolationWatch) nodes() []string {
 	w.mu.Lock()
-	nodes := make([]string, 0, len(w.heard))
+	defer w.mu.Unlock()
+	out := make([]string, 0, len(w.heard))
 	for node := range w.heard {
-		nodes = append(nodes, node)
+		out = append(out, node)
 	}
-	w.mu.Unlock()
-	for _, node := range nodes {
-		if w.quiet(node, at, d) {
-			return true
-		}
-	}
-	return false
+	return out
 }
 
 // watchIsolation probes the other nodes every probeEvery with w until ctx

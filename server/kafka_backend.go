@@ -633,20 +633,27 @@ func (b *kafkaBackend) Watch(ctx context.Context, parts []semantics.TopicPartiti
 }
 
 // brokers returns every node with a Kafka listener, by name: this one, and those
-// that answer within kafkaBrokerWait, until want have answered.
-func (b *kafkaBackend) brokers(ctx context.Context, want []string) map[string]kafka.Broker {
+// that answer within kafkaBrokerWait, until want have answered. A node in lost
+// is not waited for: it cannot answer (a node first asked for its address
+// once it was killed made every answer wait kafkaBrokerWait), and is named
+// only if its address is known.
+func (b *kafkaBackend) brokers(ctx context.Context, want []string, lost lostNodes) map[string]kafka.Broker {
 	out := map[string]kafka.Broker{b.advertise.Name: b.advertise}
 	b.mu.Lock()
-	missing := false
+	need := len(out) // this node and those of want still to answer
 	for _, name := range want {
+		if name == b.advertise.Name {
+			continue
+		}
 		if a, ok := b.addrs[name]; ok {
 			out[name] = a
-		} else if name != b.advertise.Name {
-			missing = true
+			need++
+		} else if !lost.has(name) {
+			need++
 		}
 	}
 	b.mu.Unlock()
-	if !missing || !b.n.ns.JetStreamIsClustered() {
+	if len(out) >= need || !b.n.ns.JetStreamIsClustered() {
 		return out
 	}
 	inbox := nats.NewInbox()
@@ -659,7 +666,7 @@ func (b *kafkaBackend) brokers(ctx context.Context, want []string) map[string]ka
 		return out
 	}
 	deadline := time.Now().Add(kafkaBrokerWait)
-	for len(out) < len(want) && ctx.Err() == nil {
+	for len(out) < need && ctx.Err() == nil {
 		m, err := sub.NextMsg(time.Until(deadline))
 		if err != nil {
 			break
@@ -700,6 +707,7 @@ func (b *kafkaBackend) Cluster(ctx context.Context, topics []string) (kafka.Clus
 		return kafka.Cluster{}, err
 	}
 	mctx, cancel := context.WithTimeout(ctx, kafkaMetadataWait)
+	go b.cutMetadataWait(mctx, cancel, kafka.RequestBehind(ctx))
 	md, err := b.n.admin.metadata(mctx, semantics.MetadataRequest{Topics: topics}, false)
 	cancel()
 	if err != nil {
@@ -721,7 +729,7 @@ func (b *kafkaBackend) Cluster(ctx context.Context, topics []string) (kafka.Clus
 			names = append(names, br.Name)
 		}
 	}
-	brokers := b.brokers(ctx, names)
+	brokers := b.brokers(ctx, names, b.lostNow())
 	cl := kafka.Cluster{ClusterID: kafkaClusterID(md.Cluster), ControllerID: -1}
 	if md.MetaLeader != "" {
 		cl.ControllerID = brokerID(md.MetaLeader)
@@ -742,6 +750,7 @@ func (b *kafkaBackend) Cluster(ctx context.Context, topics []string) (kafka.Clus
 	// stale, and it leads nothing it can store to.
 	cutOff := b.n.isolated.Load()
 	woke := b.wokeAt(time.Now())
+	lost := b.lostNow()
 	var held []heldPartition
 	for _, t := range md.Topics {
 		ti := kafka.TopicInfo{Name: t.Name}
@@ -757,7 +766,7 @@ func (b *kafkaBackend) Cluster(ctx context.Context, topics []string) (kafka.Clus
 				// watch, and its partitions' leaders from their own RAFT
 				// groups: a partition that has a leader keeps it, so that
 				// clients go on producing to it while the bucket elects.
-				cl.Topics = append(cl.Topics, b.knownTopicInfo(ctx, known, brokers, len(cl.Topics), &held))
+				cl.Topics = append(cl.Topics, b.knownTopicInfo(ctx, known, brokers, lost, len(cl.Topics), &held))
 				continue
 			}
 			fallthrough
@@ -809,9 +818,9 @@ func (b *kafkaBackend) Cluster(ctx context.Context, topics []string) (kafka.Clus
 				}
 			}
 			switch {
-			case leaderName != "" && b.silentLeader(leaderName, stream):
+			case leaderName != "" && b.lostLeader(lost, leaderName, stream):
 				held = append(held, heldPartition{topic: len(cl.Topics), part: len(ti.Partitions), stream: stream, silent: leaderName})
-			case leaderName == "" && !cutOff && b.electing(stream):
+			case leaderName == "" && !cutOff && b.electing(lost, stream):
 				held = append(held, heldPartition{topic: len(cl.Topics), part: len(ti.Partitions), stream: stream})
 			case !cutOff && b.wokeStale(woke, leaderName, stream):
 				held = append(held, b.wokeHeld(len(cl.Topics), len(ti.Partitions), stream, woke))
@@ -842,6 +851,7 @@ func (b *kafkaBackend) Cluster(ctx context.Context, topics []string) (kafka.Clus
 	if time.Since(asked) > kafkaSlowAnswer {
 		b.refreshLeaders(&cl)
 	}
+	unnameLost(&cl, b.lostNow(), partitionNodes(md))
 	return cl, nil
 }
 
@@ -923,12 +933,13 @@ func (b *kafkaBackend) awaitOwnFate(ctx context.Context) error {
 }
 
 // kafkaElectionWait bounds how long, from its start, a Metadata answer waits
-// for the new leader of a partition whose leader's node has gone quiet
-// (isolationWatch.quiet, for doubtAfter). The other nodes elect its successor
-// once it is silent (silentAfter): the first follower in line campaigns once
-// it counts the leader silent (within half a second of this node, their
+// for the new leader of a partition whose leader's node this node has lost
+// (lostNodes: no route to it, or quiet to its probes for doubtAfter). The
+// other nodes elect its successor once its routes are gone for electionSettle
+// or it is silent (silentAfter): the first follower in line campaigns once it
+// counts the leader gone or silent (within half a second of this node, their
 // probes being apart by up to probeEvery), within electionCheckEvery, after
-// nats-server's random 0.1–0.8 s, and wins within milliseconds. 1.5 s, the stream descriptions' wait (kafkaMetadataWait)
+// rankedCampaignDelay, and wins within milliseconds. 1.5 s, the stream descriptions' wait (kafkaMetadataWait)
 // included, keeps the answer within the 2 s a client bounding its requests to
 // a few seconds gives Metadata (docs/kafka.md).
 const kafkaElectionWait = 1500 * time.Millisecond
@@ -938,8 +949,8 @@ const kafkaElectionWait = 1500 * time.Millisecond
 const kafkaElectionPoll = 25 * time.Millisecond
 
 // heldPartition is a partition of a Metadata answer (cl.Topics[topic]
-// .Partitions[part]) whose leader, node silent, is being replaced, or which has
-// no leader while a node is silent (silent ""), or whose leader this node, just
+// .Partitions[part]) whose leader, on a node lost (silent), is being replaced,
+// or which has no leader while a node is lost (silent ""), or whose leader this node, just
 // woken from a pause (woke), does not know or may no longer be (wokeStale).
 type heldPartition struct {
 	topic, part int
@@ -1029,50 +1040,21 @@ func (b *kafkaBackend) leadsSinceWake(h *heldPartition, term int32) bool {
 	return was && h.confirmed
 }
 
-// silentLeader reports whether leader, a partition stream's leader as this node
-// knows it, is a node that has gone quiet (it answered none of this node's
-// probes for doubtAfter, isolationWatch.quiet: after silentAfter the nodes
-// elect its successor) and this node holds a replica of the stream, whose RAFT
-// group will name the successor as soon as it is elected (localLeader).
-func (b *kafkaBackend) silentLeader(leader, stream string) bool {
-	probes := b.n.probes.Load()
-	if probes == nil || leader == b.advertise.Name || !probes.quiet(leader, time.Now(), doubtAfter) {
-		return false
-	}
-	_, ok := b.n.epochs.cached(stream)
-	return ok
-}
-
-// electing reports whether stream, which has no leader in this node's view,
-// may be electing one because a node went quiet: some node is quiet for
-// doubtAfter (isolationWatch.quiet), and this node holds a replica of the stream, whose
-// RAFT group will name the new leader as soon as it is elected (localLeader).
-// A partition answered without a leader (LEADER_NOT_AVAILABLE) makes franz-go
-// keep sending to the leader it knew, and read the metadata again only 5 s
-// later.
-func (b *kafkaBackend) electing(stream string) bool {
-	probes := b.n.probes.Load()
-	if probes == nil || !probes.anyQuiet(time.Now(), doubtAfter) {
-		return false
-	}
-	_, ok := b.n.epochs.cached(stream)
-	return ok
-}
-
 // awaitElections waits, until deadline, for the held partitions of cl
 // to get new leaders, and names each in cl with its epoch as soon as this
 // node's replica knows it; those still without one keep what they had (the
-// silent leader, or none; a woken node's own view, itself or none). A woken
+// lost leader, which unnameLost turns into none; none; a woken node's own
+// view, itself or none). A woken
 // node's partition named itself is released once its leadership is confirmed
 // (leadsSinceWake).
 //
 // A Kafka client reads the metadata again when its requests to a partition's
 // leader fail, and then at most every MetadataMinAge (franz-go: 5 s): an answer
-// that still names the quiet leader, in the seconds between its last answer
+// that still names the lost leader, in the seconds between its last answer
 // and its successor's election, makes the client wait those 5 s; one that
 // names no leader (LEADER_NOT_AVAILABLE) as well, and franz-go keeps sending to
 // the leader it knew meanwhile. The client loses less waiting for the election
-// here. The node waits only while the leader stays quiet (one that answers
+// here. The node waits only while the leader stays lost (one that answers
 // again leads on, and is named) and only for its own replica's RAFT view,
 // which names the new leader the moment it wins; and not once behind is
 // closed (kafka.RequestBehind: the client sent another request on the
@@ -1100,9 +1082,9 @@ func (b *kafkaBackend) awaitElections(ctx context.Context, behind <-chan struct{
 	defer tick.Stop()
 	for last := false; ; {
 		left := held[:0]
-		probes := b.n.probes.Load()
+		lost := b.lostNow()
 		for _, h := range held {
-			if h.silent != "" && probes != nil && !probes.quiet(h.silent, time.Now(), doubtAfter) {
+			if h.silent != "" && !lost.has(h.silent) {
 				continue // it answers again: it leads
 			}
 			leader, replicas, term := b.localLeader(h.stream)
@@ -1159,10 +1141,10 @@ func (b *kafkaBackend) knownTopic(name string) (semantics.TopicMeta, bool) {
 // answered for it; a partition whose leader the node does not know has none
 // (LEADER_NOT_AVAILABLE, for clients to ask again).
 //
-// Its partitions whose leader's node is silent, or that have none while a node
-// is silent, are added to held (as the topic at index topic of the answer), for
+// Its partitions whose leader's node is lost, or that have none while a node
+// is lost (lost), are added to held (as the topic at index topic of the answer), for
 // awaitElections.
-func (b *kafkaBackend) knownTopicInfo(ctx context.Context, t semantics.TopicMeta, brokers map[string]kafka.Broker, topic int, held *[]heldPartition) kafka.TopicInfo {
+func (b *kafkaBackend) knownTopicInfo(ctx context.Context, t semantics.TopicMeta, brokers map[string]kafka.Broker, lost lostNodes, topic int, held *[]heldPartition) kafka.TopicInfo {
 	ti := kafka.TopicInfo{Name: t.Name}
 	if id, err := base64.RawURLEncoding.DecodeString(t.ID); err == nil && len(id) == 16 {
 		copy(ti.ID[:], id)
@@ -1185,7 +1167,7 @@ func (b *kafkaBackend) knownTopicInfo(ctx context.Context, t semantics.TopicMeta
 				}
 			}
 			switch woke := b.wokeAt(time.Now()); {
-			case b.silentLeader(leader, stream):
+			case b.lostLeader(lost, leader, stream):
 				*held = append(*held, heldPartition{topic: topic, part: int(p), stream: stream, silent: leader})
 			case b.wokeStale(woke, leader, stream):
 				*held = append(*held, b.wokeHeld(topic, int(p), stream, woke))
@@ -1199,7 +1181,7 @@ func (b *kafkaBackend) knownTopicInfo(ctx context.Context, t semantics.TopicMeta
 			}
 			b.mu.Unlock()
 			switch woke := b.wokeAt(time.Now()); {
-			case b.electing(stream):
+			case b.electing(lost, stream):
 				*held = append(*held, heldPartition{topic: topic, part: int(p), stream: stream})
 			case b.wokeStale(woke, "", stream):
 				*held = append(*held, b.wokeHeld(topic, int(p), stream, woke))
@@ -1298,7 +1280,7 @@ func (b *kafkaBackend) Coordinator(ctx context.Context, group string) (kafka.Bro
 		return kafka.Broker{}, semantics.Errorf(semantics.ErrCoordinatorNotAvailable, "the groups bucket has no leader now; retry")
 	}
 	leader := ci.Cluster.Leader
-	br, ok := b.brokers(ctx, []string{leader})[leader]
+	br, ok := b.brokers(ctx, []string{leader}, b.lostNow())[leader]
 	if !ok {
 		return kafka.Broker{}, semantics.Errorf(semantics.ErrCoordinatorNotAvailable, "node %s coordinates groups and has no Kafka listener", leader)
 	}

@@ -126,3 +126,71 @@ func topicMetadata(t *testing.T, ctx context.Context, addr, topic string) *kmsg.
 	}
 	return r.(*kmsg.MetadataResponse)
 }
+
+// TestKafkaMetadataNamesNoLostLeader kills (SIGKILL) the node that leads
+// partitions of a three-replica topic, and asks a healthy node's Kafka
+// Metadata again and again from the moment that node has no route to the
+// killed one until it names every partition's successor. No answer may name
+// the killed node leader: the node's own view names it until it hears of the
+// successor, while the successor's node names itself, and librdkafka 2.0.2,
+// told the new leader, then the lost one, then the new one, stays with the
+// lost one's broker (kafka_lost.go). Partitions without a leader are fine:
+// clients ask again.
+func TestKafkaMetadataNamesNoLostLeader(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a node in a child process; skipped with -short")
+	}
+	ctx := qxdtest.Context(t, 3*time.Minute)
+	const topic = "lost-leader"
+	nodes, child, victim, led := kafkaClusterWithChild(t, ctx, topic)
+	n := nodes[1]
+	victimID := int32(-1)
+	for _, p := range topicMetadata(t, ctx, n.KafkaAddr(), topic).Topics[0].Partitions {
+		if _, ok := led[semantics.StreamName(topic, p.Partition)]; ok {
+			victimID = p.Leader
+		}
+	}
+	if victimID < 0 {
+		t.Fatalf("Metadata names no leader for the partitions %s leads", victim)
+	}
+
+	killed := time.Now()
+	if err := child.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	for n.HasRouteTo(victim) {
+		if time.Since(killed) > 10*time.Second {
+			t.Fatalf("%s still has a route to the killed %s after 10 s", n.Name(), victim)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	gone := time.Now()
+	t.Logf("%s lost its routes to %s %v after the kill", n.Name(), victim, gone.Sub(killed).Round(time.Millisecond))
+	for answers := 1; ; answers++ {
+		asked := time.Now()
+		resp := topicMetadata(t, ctx, n.KafkaAddr(), topic)
+		elected := 0
+		for _, p := range resp.Topics[0].Partitions {
+			if _, ok := led[semantics.StreamName(topic, p.Partition)]; !ok {
+				continue
+			}
+			switch {
+			case p.Leader == victimID:
+				t.Errorf("answer %d, asked %v after %s lost its routes to %s: partition %d names the killed node leader (epoch %d)",
+					answers, asked.Sub(gone).Round(time.Millisecond), n.Name(), victim, p.Partition, p.LeaderEpoch)
+			case p.Leader >= 0:
+				elected++
+			}
+		}
+		if elected == len(led) {
+			t.Logf("answer %d, asked %v after the routes were lost, names every successor", answers, asked.Sub(gone).Round(time.Millisecond))
+			return
+		}
+		if t.Failed() {
+			return
+		}
+		if time.Since(gone) > 20*time.Second {
+			t.Fatalf("no successor named for every partition %s led within 20 s (answers: %d)", victim, answers)
+		}
+	}
+}

@@ -2,6 +2,8 @@ package server_test
 
 import (
 	"context"
+	"errors"
+	"slices"
 	"testing"
 	"time"
 
@@ -111,5 +113,66 @@ func awaitLocalLeader(ctx context.Context, t *testing.T, n *server.Node, stream 
 			t.Fatalf("%s's replica of %s names no leader", n.Name(), stream)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// A Metadata answer does not wait for the Kafka address of a node its node has
+// lost (no route to it): it cannot answer. A node that first needed a killed
+// node's address after the kill waited kafkaBrokerWait (1 s) in every answer,
+// and librdkafka's produce requests to healthy partitions, sent behind a
+// Metadata request on its connection, waited with it. "gone" is a node n
+// never had a route to; the other nodes answer, but n knows them already.
+func TestKafkaBrokersSkipLostNode(t *testing.T) {
+	n, _ := kafkaHoldCluster(t)
+	ctx := qxdtest.Context(t, time.Minute)
+	var others []string
+	for _, name := range []string{"n1", "n2", "n3"} {
+		if name != n.Name() {
+			others = append(others, name)
+		}
+	}
+	known := n.KafkaBrokers(ctx, append([]string{n.Name()}, others...))
+	if len(known) != 3 {
+		t.Fatalf("brokers answered %v, want the three nodes", known)
+	}
+	began := time.Now()
+	got := n.KafkaBrokers(ctx, append(append([]string{n.Name()}, others...), "gone"))
+	took := time.Since(began)
+	if !slices.Equal(got, known) {
+		t.Errorf("brokers answered %v, want %v", got, known)
+	}
+	if took > 500*time.Millisecond {
+		t.Errorf("brokers took %v: it waited for the address of a node it has no route to", took.Round(time.Millisecond))
+	}
+}
+
+// While its node has lost a node, a Metadata answer waits for JetStream's view
+// (the topics bucket, the stream list, which wait for the lost node's streams)
+// only kafkaLostMetadataWait, then answers from the node's own view: the
+// answers after a kill took 500 ms each, and librdkafka's requests behind them
+// on their connections waited with them. With every node there, the wait runs
+// to its bound.
+func TestKafkaMetadataWaitCutWhileNodeLost(t *testing.T) {
+	cfgs := qxdtest.ClusterConfigs(t, 3)
+	for i := range cfgs {
+		cfgs[i].KafkaListen = "127.0.0.1:0"
+	}
+	nodes := qxdtest.StartCluster(t, cfgs)
+	n, gone := nodes[0], nodes[2]
+	if err := n.KafkaMetadataWaitEnd(300 * time.Millisecond); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("with every node there the wait ended with %v, want its deadline", err)
+	}
+	ctx := qxdtest.Context(t, time.Minute)
+	if err := gone.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for n.HasRouteTo(gone.Name()) {
+		if ctx.Err() != nil {
+			t.Fatalf("%s still has a route to %s", n.Name(), gone.Name())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := n.KafkaMetadataWaitEnd(5 * time.Second); !errors.Is(err, context.Canceled) {
+		t.Errorf("with %s gone the wait ended with %v, want cut short (%v)", gone.Name(), err, context.Canceled)
 	}
 }

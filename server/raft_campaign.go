@@ -393,13 +393,22 @@ func (w *electionWatch) formerLed(now time.Time) bool {
 // routed returns the RAFT peer ids of the servers this node has a route to.
 func (w *electionWatch) routed() map[string]bool {
 	out := map[string]bool{}
-	rz, err := w.ns.Routez(&natsserver.RoutezOptions{})
+	for name := range routedServers(w.ns) {
+		out[raftPeerID(name)] = true
+	}
+	return out
+}
+
+// routedServers returns the names of the servers ns has a route to.
+func routedServers(ns *natsserver.Server) map[string]bool {
+	out := map[string]bool{}
+	rz, err := ns.Routez(&natsserver.RoutezOptions{})
 	if err != nil {
 		return out
 	}
 	for _, r := range rz.Routes {
 		if r.RemoteName != "" {
-			out[raftPeerID(r.RemoteName)] = true
+			out[r.RemoteName] = true
 		}
 	}
 	return out
