@@ -1,6 +1,7 @@
 package qxd_test
 
 import (
+	"bytes"
 	"context"
 	"net"
 	"strings"
@@ -25,7 +26,11 @@ import (
 //   - hold makes the connections open at that moment a dead link: what their
 //     clients send is kept, in order, and nothing reaches them; release then
 //     delivers what was kept to the node, as a link that comes back delivers
-//     what it had buffered (a cut-off node's route after the heal).
+//     what it had buffered (a cut-off node's route after the heal);
+//   - silenceAt silences the relay when the client sends a message on a given
+//     subject: before passing it on (the request is lost), or after (only its
+//     answer is lost: the relay is deaf from then on, passing on what the client
+//     sends and dropping what the node sends).
 type relay struct {
 	l      net.Listener
 	target string
@@ -35,9 +40,14 @@ type relay struct {
 
 	mu     sync.Mutex
 	silent bool
+	deaf   bool // drops what the node sends only
 	frozen bool
-	conns  []*relayConn
-	held   []*relayConn
+	// at, if not nil, is the subject whose message silences the relay
+	// (silenceAt); atPassed passes that message on first.
+	at       []byte
+	atPassed bool
+	conns    []*relayConn
+	held     []*relayConn
 }
 
 // relayConn is one client's connection (in) and the relay's to the node (out).
@@ -101,6 +111,14 @@ func (r *relay) toNode(c *relayConn) {
 	for {
 		n, err := c.in.Read(buf)
 		r.mu.Lock()
+		if r.at != nil && bytes.Contains(buf[:n], r.at) {
+			r.at = nil
+			if r.atPassed {
+				r.deaf = true
+			} else {
+				r.silent = true
+			}
+		}
 		silent, frozen := r.silent, r.frozen
 		r.mu.Unlock()
 		if frozen && n > 0 {
@@ -137,7 +155,7 @@ func (r *relay) toClient(c *relayConn) {
 	for {
 		n, err := c.out.Read(buf)
 		r.mu.Lock()
-		silent, frozen := r.silent, r.frozen
+		silent, frozen := r.silent || r.deaf, r.frozen
 		r.mu.Unlock()
 		if frozen && n > 0 {
 			<-r.done
@@ -161,6 +179,14 @@ func (r *relay) toClient(c *relayConn) {
 func (r *relay) silence() {
 	r.mu.Lock()
 	r.silent = true
+	r.mu.Unlock()
+}
+
+// silenceAt silences the relay once the client sends a message on subject:
+// before passing that message on, or, with passed, after (see relay).
+func (r *relay) silenceAt(subject string, passed bool) {
+	r.mu.Lock()
+	r.at, r.atPassed = []byte(" "+subject+" "), passed
 	r.mu.Unlock()
 }
 
