@@ -6,7 +6,9 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats.go"
 
@@ -27,6 +29,7 @@ import (
 //     clients send is kept, in order, and nothing reaches them; release then
 //     delivers what was kept to the node, as a link that comes back delivers
 //     what it had buffered (a cut-off node's route after the heal);
+//   - lag delays what the node sends, keeping its order;
 //   - silenceAt silences the relay when the client sends a message on a given
 //     subject: before passing it on (the request is lost), or after (only its
 //     answer is lost: the relay is deaf from then on, passing on what the client
@@ -46,6 +49,7 @@ type relay struct {
 	// (silenceAt); atPassed passes that message on first.
 	at       []byte
 	atPassed bool
+	lagged   atomic.Int64 // ns (lag)
 	conns    []*relayConn
 	held     []*relayConn
 }
@@ -148,9 +152,36 @@ func (r *relay) toNode(c *relayConn) {
 }
 
 // toClient copies the node's bytes to the client, dropping them while silent
-// or held.
+// or held, each chunk lag after it came (in order).
 func (r *relay) toClient(c *relayConn) {
 	defer r.wg.Done()
+	type chunk struct {
+		b   []byte
+		due time.Time
+	}
+	q := make(chan chunk, 1024)
+	written := make(chan struct{})
+	go func() {
+		defer close(written)
+		for ch := range q {
+			time.Sleep(time.Until(ch.due))
+			r.mu.Lock()
+			frozen := r.frozen
+			r.mu.Unlock()
+			if frozen {
+				continue
+			}
+			if _, err := c.in.Write(ch.b); err != nil {
+				for range q { // until toClient ends
+				}
+				return
+			}
+		}
+	}()
+	defer func() {
+		close(q)
+		<-written
+	}()
 	buf := make([]byte, 32<<10)
 	for {
 		n, err := c.out.Read(buf)
@@ -165,9 +196,7 @@ func (r *relay) toClient(c *relayConn) {
 		holding := c.holding
 		c.mu.Unlock()
 		if n > 0 && !silent && !holding {
-			if _, werr := c.in.Write(buf[:n]); werr != nil {
-				return
-			}
+			q <- chunk{b: bytes.Clone(buf[:n]), due: time.Now().Add(time.Duration(r.lagged.Load()))}
 		}
 		if err != nil {
 			c.in.Close()
@@ -175,6 +204,10 @@ func (r *relay) toClient(c *relayConn) {
 		}
 	}
 }
+
+// lag delays what the node sends from now on by d, keeping its order, as a slow
+// link (or a loaded machine) does; what the client sends goes at once.
+func (r *relay) lag(d time.Duration) { r.lagged.Store(int64(d)) }
 
 func (r *relay) silence() {
 	r.mu.Lock()
