@@ -335,7 +335,8 @@ func (c *Client) buckets(ctx context.Context) error {
 }
 
 // transientKVErr reports whether a metadata bucket request may succeed if sent again:
-// it timed out, nothing answered (the bucket between leaders), or JetStream
+// it timed out, nothing answered (the bucket between leaders), the connection was
+// moving to another node (its node told it to, or a check found it silent), or JetStream
 // answered that it is between leaders itself: 10008 ("JetStream system temporarily
 // unavailable": its meta group has none, as for a moment after a node dies), 10009
 // (not the cluster's leader) or 10118 (the stream offline).
@@ -348,7 +349,8 @@ func transientKVErr(err error) bool {
 		}
 	}
 	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) ||
-		errors.Is(err, nats.ErrNoResponders) || errors.Is(err, jetstream.ErrNoStreamResponse)
+		errors.Is(err, nats.ErrNoResponders) || errors.Is(err, jetstream.ErrNoStreamResponse) ||
+		errors.Is(err, nats.ErrDisconnected) || errors.Is(err, nats.ErrConnectionReconnecting)
 }
 
 // topicCreatingWait bounds how long topic waits for a topic that reads as being

@@ -21,8 +21,11 @@ func TestDisconnectedIsRetriable(t *testing.T) {
 	}
 }
 
-// Opening the metadata buckets is tried again on JetStream's answers while it is
-// between leaders (a node just died), not only on silence; other answers fail it.
+// Opening the metadata buckets, or reading a topic, is tried again on JetStream's
+// answers while it is between leaders (a node just died), not only on silence,
+// and while the connection moves to another node (a Subscribe once failed so,
+// "read topic: the connection to the node is down and reconnecting", when its
+// node told its clients to move); other answers fail it.
 func TestTransientKVErr(t *testing.T) {
 	for _, tc := range []struct {
 		err  error
@@ -33,6 +36,9 @@ func TestTransientKVErr(t *testing.T) {
 		{&jetstream.APIError{Code: 500, ErrorCode: 10118, Description: "stream is offline"}, true},
 		{nats.ErrNoResponders, true},
 		{context.DeadlineExceeded, true},
+		{fmt.Errorf("get: %w", nats.ErrDisconnected), true},
+		{nats.ErrConnectionReconnecting, true},
+		{nats.ErrConnectionClosed, false},
 		{jetstream.ErrBucketNotFound, false},
 		{&jetstream.APIError{Code: 404, ErrorCode: jetstream.JSErrCodeStreamNotFound, Description: "stream not found"}, false},
 	} {

@@ -2,6 +2,8 @@ package qxd
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"slices"
@@ -35,7 +37,11 @@ type member struct {
 	// Guarded by c.mu.
 	memberID   string
 	generation int32
-	assigned   []TopicPartition
+	// joinKey names the first join (no memberID yet) until one is answered: a
+	// join that failed when the connection was lost may have made the member,
+	// and the next attempt must join as it (groups.JoinRequest.JoinKey).
+	joinKey  string
+	assigned []TopicPartition
 	// lastAssigned is the latest assignment, still claimed for stickiness after
 	// an eager rebalance revoked it.
 	lastAssigned []TopicPartition
@@ -260,6 +266,13 @@ func (m *member) generationLoop(ctx context.Context) error {
 	}
 	gen := m.generation
 	memberID := m.memberID
+	var key string
+	if memberID == "" {
+		if m.joinKey == "" {
+			m.joinKey = joinKey()
+		}
+		key = m.joinKey
+	}
 	topics := slices.Clone(m.topics)
 	c.mu.Unlock()
 	req := groups.JoinRequest{Group: m.cfg.id, MemberID: memberID, InstanceID: m.cfg.instanceID, ClientID: c.c.cfg.clientID,
@@ -272,13 +285,14 @@ func (m *member) generationLoop(ctx context.Context) error {
 		md := groups.EncodeMetadata(groups.ConsumerMetadata{Topics: topics, Owned: owned, Generation: gen})
 		req.Protocols = append(req.Protocols, groups.Protocol{Name: a, Metadata: md})
 	}
-	resp, err := c.c.groupRequest(ctx, semantics.GroupJoin, req, m.cfg.rebalanceTimeout+m.cfg.sessionTimeout+10*time.Second)
+	req.JoinKey = key
+	resp, err := c.c.groupRequestResent(ctx, semantics.GroupJoin, req, m.cfg.rebalanceTimeout+m.cfg.sessionTimeout+10*time.Second)
 	if err != nil {
 		return err
 	}
 	join := resp.Join
 	c.mu.Lock()
-	m.memberID, m.generation = join.MemberID, join.Generation
+	m.memberID, m.generation, m.joinKey = join.MemberID, join.Generation, ""
 	c.mu.Unlock()
 
 	sync := groups.SyncRequest{Group: m.cfg.id, MemberID: join.MemberID, InstanceID: m.cfg.instanceID, Generation: join.Generation}
@@ -289,7 +303,7 @@ func (m *member) generationLoop(ctx context.Context) error {
 		}
 	}
 	sent := time.Now()
-	resp, err = c.c.groupRequest(ctx, semantics.GroupSync, sync, m.cfg.rebalanceTimeout+m.cfg.sessionTimeout+10*time.Second)
+	resp, err = c.c.groupRequestResent(ctx, semantics.GroupSync, sync, m.cfg.rebalanceTimeout+m.cfg.sessionTimeout+10*time.Second)
 	if err != nil {
 		return err
 	}
@@ -305,6 +319,13 @@ func (m *member) generationLoop(ctx context.Context) error {
 		return err
 	}
 	return m.heartbeat(ctx)
+}
+
+// joinKey returns a new key for a member's first join (member.joinKey).
+func joinKey() string {
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
 }
 
 // lease is how long after a request's send time the member may deliver records: its

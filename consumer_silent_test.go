@@ -15,12 +15,16 @@ import (
 	"github.com/qxd-io/qxd"
 	"github.com/qxd-io/qxd/internal/partition"
 	"github.com/qxd-io/qxd/internal/qxdtest"
+	"github.com/qxd-io/qxd/semantics"
 	"github.com/qxd-io/qxd/server"
 )
 
 // silentNodeClient connects a client to nodes[1] through a TCP relay, with the
 // other nodes to move to, and pings so rare (every minute) that only the client's
-// own check of its node can find it silent within the tests' bounds. Its log
+// own check of its node can find it silent within the tests' bounds. The client
+// does not add the URLs the nodes advertise to those it was given: nodes[1] is
+// reached through the relay only (under load a client that had moved once went
+// back to nodes[1] by its own URL, which the relay does not silence). Its log
 // messages go to the test's log, and to seen, if not nil.
 func silentNodeClient(t *testing.T, nodes []*server.Node, seen func(string)) (*qxd.Client, *relay) {
 	t.Helper()
@@ -28,7 +32,7 @@ func silentNodeClient(t *testing.T, nodes []*server.Node, seen func(string)) (*q
 	urls := "nats://" + relay.addr() + "," + nodes[0].ClientURL() + "," + nodes[2].ClientURL()
 	ctx := qxdtest.Context(t, 30*time.Second)
 	c := connectTo(ctx, t, urls, nodes[1], qxd.ClientPing(time.Minute, 2),
-		qxd.NATSOptions(nats.ReconnectWait(50*time.Millisecond)),
+		qxd.NATSOptions(nats.ReconnectWait(50*time.Millisecond), nats.IgnoreDiscoveredServers()),
 		qxd.Logger(slog.New(countHandler{func(msg string) {
 			t.Logf("%v: %s", time.Now().Format("15:04:05.000"), msg)
 			if seen != nil {
@@ -183,6 +187,81 @@ func TestGroupMemberLeavesSilentNode(t *testing.T) {
 	}
 	if got, _ := cons.Generation(); got != gen {
 		t.Logf("the group rebalanced meanwhile: generation %d, then %d", gen, got)
+	}
+}
+
+// TestGroupJoinLostWithMove loses a member's first join with the connection it
+// was sent on — the request itself, or only its answer, after the coordinator
+// made the member — and the client moves to another node: it finds its node
+// silent and leaves it (nats.go fails the requests awaiting answers then), or
+// the connection closes (nats.go keeps them waiting). The join is sent again on
+// the new connection, as the same member, and the member is assigned its
+// partition within a few seconds. A first join sent again without its key added
+// a second member, and the group waited for the first until its session timeout
+// (20 s here); a join waiting for an answer lost with a closed connection waited
+// its whole timeout (a minute). Under load a check that finds a busy node silent
+// moves the client so while it joins.
+func TestGroupJoinLostWithMove(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name   string
+		passed bool // the join reaches the coordinator; its answer is lost
+		cut    bool // then, once it is answered, the connection closes before the client finds its node silent
+	}{
+		{name: "request lost"},
+		{name: "answer lost", passed: true},
+		{name: "answer lost and connection closed", passed: true, cut: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			nodes := qxdtest.StartCluster(t, qxdtest.ClusterConfigs(t, 3))
+			ctx := qxdtest.Context(t, 120*time.Second)
+			admin := qxdtest.Connect(t, nodes[0])
+			const topic, group = "lost-join", "lost-join"
+			qxdtest.CreateTopic(t, admin, topic, qxd.TopicConfig{Partitions: 1, Replicas: 3})
+
+			c, relay := silentNodeClient(t, nodes, nil)
+			relay.silenceAt(semantics.GroupSubject(semantics.GroupJoin, group), tc.passed)
+			cons := qxdtest.NewConsumer(t, c, qxd.Group(group), qxd.SessionTimeout(20*time.Second),
+				qxd.HeartbeatInterval(500*time.Millisecond))
+			start := time.Now()
+			if err := cons.Subscribe(ctx, topic); err != nil {
+				t.Fatal(err)
+			}
+			for tc.cut {
+				// Until the coordinator made the member, the group does not
+				// exist; it answers the join as the group awaits the leader's
+				// assignment.
+				if d, err := admin.Admin().DescribeGroup(ctx, group); err == nil && d.Generation > 0 {
+					relay.cut()
+					t.Logf("closed the connection %v after the join", time.Since(start).Round(time.Millisecond))
+					break
+				}
+				if time.Since(start) > 10*time.Second {
+					t.Fatal("the coordinator made no member within 10 s")
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+			const bound = 10 * time.Second
+			for len(cons.Assigned()) != 1 {
+				if time.Since(start) > bound {
+					t.Fatalf("assigned %v %v after the join, want partition 0 (connected to %s)",
+						cons.Assigned(), time.Since(start).Round(time.Millisecond), c.Conn().ConnectedServerName())
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			t.Logf("assigned %v after the join, on %s", time.Since(start).Round(time.Millisecond), c.Conn().ConnectedServerName())
+			if got := c.Conn().ConnectedServerName(); got == nodes[1].Name() {
+				t.Fatalf("client still on %s, whose relay is silent", got)
+			}
+			d, err := admin.Admin().DescribeGroup(ctx, group)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(d.Members) != 1 {
+				t.Fatalf("group has %d members, want one: %+v", len(d.Members), d.Members)
+			}
+		})
 	}
 }
 

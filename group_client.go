@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/qxd-io/qxd/groups"
 	"github.com/qxd-io/qxd/semantics"
 )
@@ -14,6 +16,21 @@ import (
 // groupRequest sends a request to the group coordinator. timeout bounds it when ctx
 // has no deadline.
 func (c *Client) groupRequest(ctx context.Context, subject string, req any, timeout time.Duration) (groups.Response, error) {
+	return c.groupSend(ctx, subject, req, timeout, false)
+}
+
+// groupRequestResent is groupRequest for a join or a sync, which waits for the
+// rest of the group (up to its rebalance timeout and more): when the connection is
+// lost and restored meanwhile, the request is sent again (requestResent) instead
+// of waiting all that time for an answer lost with the connection — as when the
+// client moved off a node it found silent. Sending either twice is safe: a join
+// sent again replaces the one before (a first join by its JoinKey), and a sync sent
+// again in the same generation gets the same assignment.
+func (c *Client) groupRequestResent(ctx context.Context, subject string, req any, timeout time.Duration) (groups.Response, error) {
+	return c.groupSend(ctx, subject, req, timeout, true)
+}
+
+func (c *Client) groupSend(ctx context.Context, subject string, req any, timeout time.Duration, resend bool) (groups.Response, error) {
 	var resp groups.Response
 	b, err := json.Marshal(req)
 	if err != nil {
@@ -32,7 +49,12 @@ func (c *Client) groupRequest(ctx context.Context, subject string, req any, time
 			subject = semantics.GroupSubject(subject, named.Group)
 		}
 	}
-	m, err := c.requestWatched(ctx, subject, b)
+	var m *nats.Msg
+	if resend {
+		m, err = c.requestResent(ctx, subject, b)
+	} else {
+		m, err = c.requestWatched(ctx, subject, b)
+	}
 	if err != nil {
 		err = wrapNATSError(err)
 		if semantics.CodeOf(err) == semantics.ErrUnavailable.Code {

@@ -1,11 +1,14 @@
 package qxd_test
 
 import (
+	"bytes"
 	"context"
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats.go"
 
@@ -25,7 +28,12 @@ import (
 //   - hold makes the connections open at that moment a dead link: what their
 //     clients send is kept, in order, and nothing reaches them; release then
 //     delivers what was kept to the node, as a link that comes back delivers
-//     what it had buffered (a cut-off node's route after the heal).
+//     what it had buffered (a cut-off node's route after the heal);
+//   - lag delays what the node sends, keeping its order;
+//   - silenceAt silences the relay when the client sends a message on a given
+//     subject: before passing it on (the request is lost), or after (only its
+//     answer is lost: the relay is deaf from then on, passing on what the client
+//     sends and dropping what the node sends).
 type relay struct {
 	l      net.Listener
 	target string
@@ -35,9 +43,15 @@ type relay struct {
 
 	mu     sync.Mutex
 	silent bool
+	deaf   bool // drops what the node sends only
 	frozen bool
-	conns  []*relayConn
-	held   []*relayConn
+	// at, if not nil, is the subject whose message silences the relay
+	// (silenceAt); atPassed passes that message on first.
+	at       []byte
+	atPassed bool
+	lagged   atomic.Int64 // ns (lag)
+	conns    []*relayConn
+	held     []*relayConn
 }
 
 // relayConn is one client's connection (in) and the relay's to the node (out).
@@ -101,6 +115,14 @@ func (r *relay) toNode(c *relayConn) {
 	for {
 		n, err := c.in.Read(buf)
 		r.mu.Lock()
+		if r.at != nil && bytes.Contains(buf[:n], r.at) {
+			r.at = nil
+			if r.atPassed {
+				r.deaf = true
+			} else {
+				r.silent = true
+			}
+		}
 		silent, frozen := r.silent, r.frozen
 		r.mu.Unlock()
 		if frozen && n > 0 {
@@ -130,14 +152,41 @@ func (r *relay) toNode(c *relayConn) {
 }
 
 // toClient copies the node's bytes to the client, dropping them while silent
-// or held.
+// or held, each chunk lag after it came (in order).
 func (r *relay) toClient(c *relayConn) {
 	defer r.wg.Done()
+	type chunk struct {
+		b   []byte
+		due time.Time
+	}
+	q := make(chan chunk, 1024)
+	written := make(chan struct{})
+	go func() {
+		defer close(written)
+		for ch := range q {
+			time.Sleep(time.Until(ch.due))
+			r.mu.Lock()
+			frozen := r.frozen
+			r.mu.Unlock()
+			if frozen {
+				continue
+			}
+			if _, err := c.in.Write(ch.b); err != nil {
+				for range q { // until toClient ends
+				}
+				return
+			}
+		}
+	}()
+	defer func() {
+		close(q)
+		<-written
+	}()
 	buf := make([]byte, 32<<10)
 	for {
 		n, err := c.out.Read(buf)
 		r.mu.Lock()
-		silent, frozen := r.silent, r.frozen
+		silent, frozen := r.silent || r.deaf, r.frozen
 		r.mu.Unlock()
 		if frozen && n > 0 {
 			<-r.done
@@ -147,9 +196,7 @@ func (r *relay) toClient(c *relayConn) {
 		holding := c.holding
 		c.mu.Unlock()
 		if n > 0 && !silent && !holding {
-			if _, werr := c.in.Write(buf[:n]); werr != nil {
-				return
-			}
+			q <- chunk{b: bytes.Clone(buf[:n]), due: time.Now().Add(time.Duration(r.lagged.Load()))}
 		}
 		if err != nil {
 			c.in.Close()
@@ -158,9 +205,21 @@ func (r *relay) toClient(c *relayConn) {
 	}
 }
 
+// lag delays what the node sends from now on by d, keeping its order, as a slow
+// link (or a loaded machine) does; what the client sends goes at once.
+func (r *relay) lag(d time.Duration) { r.lagged.Store(int64(d)) }
+
 func (r *relay) silence() {
 	r.mu.Lock()
 	r.silent = true
+	r.mu.Unlock()
+}
+
+// silenceAt silences the relay once the client sends a message on subject:
+// before passing that message on, or, with passed, after (see relay).
+func (r *relay) silenceAt(subject string, passed bool) {
+	r.mu.Lock()
+	r.at, r.atPassed = []byte(" "+subject+" "), passed
 	r.mu.Unlock()
 }
 

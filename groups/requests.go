@@ -18,6 +18,13 @@ type JoinRequest struct {
 	// MemberID is empty for a member joining for the first time; the coordinator
 	// gives it one.
 	MemberID string `json:"member_id,omitempty"`
+	// JoinKey, chosen by the client at random, names a first join (no MemberID)
+	// so that the same request sent again — its answer was lost with the
+	// connection, and the client moved to another node — joins as the member the
+	// first one made instead of adding another, which the group would wait for
+	// until its session timeout. Empty: every first join adds a member (Kafka's
+	// JoinGroup, whose MEMBER_ID_REQUIRED round trip serves the same end).
+	JoinKey string `json:"join_key,omitempty"`
 	// InstanceID makes the member static (Kafka's group.instance.id).
 	InstanceID       string        `json:"instance_id,omitempty"`
 	ClientID         string        `json:"client_id,omitempty"`

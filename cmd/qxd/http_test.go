@@ -85,10 +85,7 @@ func TestLogFormat(t *testing.T) {
 		done <- run(ctx, []string{"qxd", "--log-format", "json", "--log-level", "info", "server", "--listen", freePort(t), "--data", t.TempDir()},
 			strings.NewReader(""), &out, &errOut)
 	}()
-	deadline := time.Now().Add(30 * time.Second)
-	for !strings.Contains(out.String(), "listening on") && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
+	waitListening(t, &out, &errOut, done)
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatalf("qxd server: %v\n%s", err, errOut.String())

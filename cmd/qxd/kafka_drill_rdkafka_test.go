@@ -19,9 +19,10 @@ import (
 // (testdata/kafka_drill.py) on the same cluster, topic and faults
 // (QXD_KAFKA_FAULT, QXD_CUT_HOLD). The producer is idempotent with acks=all and
 // no linger, and sends each key's next record 5 ms after the previous one's
-// delivery report; it prints every report, which the test times and checks as
-// the franz-go drill does (the same bounds, and nothing lost, doubled, reordered
-// or left unread by the group).
+// delivery report; it prints every record it hands to the client and every
+// report, which the test times and checks as the franz-go drill does (the same
+// bounds, every record handed over acknowledged, and nothing lost, doubled,
+// reordered or left unread by the group).
 //
 // The clients bound their requests to 5 s (socket.timeout.ms=5000), as
 // docs/kafka.md recommends; QXD_KAFKA_TIMEOUTS=default keeps librdkafka's 60 s,
@@ -48,11 +49,16 @@ func TestKafkaRdkafkaFaultDrill(t *testing.T) {
 		}
 	})
 	prod := startRdkafkaDrillClient(t, r, "produce", strconv.Itoa(kafkaDrillKeys), conf, func(f []string) {
+		if f[0] == "sent" && len(f) == 3 {
+			sent, _ := strconv.ParseInt(f[2], 10, 64)
+			d.send(f[1], time.Unix(0, sent))
+			return
+		}
 		if f[0] != "ack" || len(f) != 7 {
 			return
 		}
 		if f[6] != "-" {
-			d.fail()
+			d.fail(f[1])
 			t.Logf("delivery of %s failed: %s", f[1], f[6])
 			return
 		}
@@ -138,9 +144,9 @@ func startRdkafkaDrillClient(t *testing.T, r *kafkaDrill, mode, arg string, conf
 		sc := bufio.NewScanner(stdout)
 		for sc.Scan() {
 			f := strings.Fields(sc.Text())
-			if len(f) > 0 && (f[0] == "ack" || f[0] == "rec") {
+			if len(f) > 0 && (f[0] == "ack" || f[0] == "rec" || f[0] == "sent") {
 				line(f)
-				if f[0] == "rec" || f[len(f)-1] == "-" {
+				if f[0] != "ack" || f[len(f)-1] == "-" {
 					continue
 				}
 			}

@@ -41,18 +41,26 @@ func startServer(t *testing.T, args ...string) *serverRun {
 			t.Logf("server stderr:\n%s", errOut)
 		}
 	})
+	waitListening(t, s.out, errOut, s.done)
+	return s
+}
+
+// waitListening waits up to 30 s for a qxd server run in-process to say on out
+// that it listens, and fails t, with what it wrote to errOut, if it stops first
+// (run's result on done) or does not start in time.
+func waitListening(t *testing.T, out, errOut *syncBuffer, done <-chan error) {
+	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
-	for !strings.Contains(s.out.String(), "listening on") {
+	for !strings.Contains(out.String(), "listening on") {
 		select {
-		case err := <-s.done:
-			t.Fatalf("qxd server %q stopped before listening: %v", args, err)
+		case err := <-done:
+			t.Fatalf("qxd server stopped before listening: %v\n%s", err, errOut.String())
 		case <-time.After(10 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("qxd server %q did not start", args)
+			t.Fatalf("qxd server did not start:\n%s", errOut.String())
 		}
 	}
-	return s
 }
 
 // stop interrupts the server and returns what run returned.
@@ -160,17 +168,7 @@ func TestServerSyncInterval(t *testing.T) {
 	go func() {
 		done <- run(ctx, []string{"qxd", "server", "--listen", addr, "--data", dir, "--name", "lazy"}, strings.NewReader(""), &out, &errOut)
 	}()
-	deadline := time.Now().Add(30 * time.Second)
-	for !strings.Contains(out.String(), "listening on") {
-		select {
-		case err := <-done:
-			t.Fatalf("qxd server stopped before listening: %v\n%s", err, errOut.String())
-		case <-time.After(10 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("qxd server did not start")
-		}
-	}
+	waitListening(t, &out, &errOut, done)
 	if got := out.String(); !strings.Contains(got, ", sync 2m)") {
 		t.Errorf("server printed %q, want its sync mode 2m", got)
 	}
@@ -270,17 +268,7 @@ func TestServerNATSDebug(t *testing.T) {
 				case <-time.After(20 * time.Second):
 				}
 			})
-			deadline := time.Now().Add(30 * time.Second)
-			for !strings.Contains(out.String(), "listening on") {
-				select {
-				case err := <-done:
-					t.Fatalf("qxd server stopped before listening: %v\n%s", err, errOut.String())
-				case <-time.After(10 * time.Millisecond):
-				}
-				if time.Now().After(deadline) {
-					t.Fatalf("qxd server did not start:\n%s", errOut.String())
-				}
-			}
+			waitListening(t, &out, &errOut, done)
 			nc, err := nats.Connect("nats://" + addr)
 			if err != nil {
 				t.Fatal(err)

@@ -655,3 +655,38 @@ func TestRejoinKeepsLease(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A first join sent again with its key — its answer was lost with the client's
+// connection — is the member the first one made, while the join phase runs and
+// after it ended, not a second member that the group would wait for until its
+// session timeout.
+func TestFirstJoinSentAgainWithItsKey(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	req := joinReq("g", "", "")
+	req.JoinKey = "k1"
+	first := f.join(req)
+	f.waitMembers("g", 1)
+	again := f.join(req)
+	if o := wait(t, first); !errors.Is(o.err, semantics.ErrRebalanceInProgress) {
+		t.Fatalf("the first join, sent again during the join phase: %+v, want it superseded", o)
+	}
+	f.clock.Advance(f.cfg.InitialRebalanceDelay)
+	o := wait(t, again)
+	if o.err != nil {
+		t.Fatal(o.err)
+	}
+	if d := f.describe("g"); len(d.Members) != 1 {
+		t.Fatalf("after the join sent again during the join phase: %d members, want 1", len(d.Members))
+	}
+	third := f.join(req)
+	if pending(third) {
+		f.clock.Advance(f.cfg.InitialRebalanceDelay)
+	}
+	if o3 := wait(t, third); o3.err != nil || o3.resp.MemberID != o.resp.MemberID {
+		t.Fatalf("the first join sent again after the join phase: %+v, want member %s", o3, o.resp.MemberID)
+	}
+	if d := f.describe("g"); len(d.Members) != 1 {
+		t.Fatalf("after the join sent again after the join phase: %d members, want 1", len(d.Members))
+	}
+}

@@ -103,6 +103,15 @@ func (g *group) joinLocked(req groups.JoinRequest, ch chan joinResult) (groups.J
 	}
 	now := g.c.cfg.Clock.Now()
 
+	if req.MemberID == "" && req.JoinKey != "" {
+		// The first join sent again: its answer was lost (see JoinRequest.JoinKey).
+		for id, m := range g.members {
+			if m.JoinKey == req.JoinKey {
+				req.MemberID = id
+				break
+			}
+		}
+	}
 	if req.MemberID == "" && req.InstanceID != "" {
 		if oldID, ok := g.static[req.InstanceID]; ok {
 			return g.staticRejoinLocked(req, oldID, ch, now)
@@ -110,7 +119,7 @@ func (g *group) joinLocked(req groups.JoinRequest, ch chan joinResult) (groups.J
 	}
 	if req.MemberID == "" {
 		m := &member{MemberState: MemberState{
-			MemberID: newMemberID(req.ClientID), InstanceID: req.InstanceID, ClientID: req.ClientID, ClientHost: req.ClientHost,
+			MemberID: newMemberID(req.ClientID), InstanceID: req.InstanceID, ClientID: req.ClientID, ClientHost: req.ClientHost, JoinKey: req.JoinKey,
 			SessionTimeout: req.SessionTimeout, RebalanceTimeout: req.RebalanceTimeout, Protocols: req.Protocols,
 		}, lastSeen: now, leaseEnd: now}
 		g.members[m.MemberID] = m

@@ -29,6 +29,7 @@ type MemberState struct {
 	InstanceID       string            `json:"instance_id,omitempty"`
 	ClientID         string            `json:"client_id,omitempty"`
 	ClientHost       string            `json:"client_host,omitempty"`
+	JoinKey          string            `json:"join_key,omitempty"` // the first join's JoinKey
 	SessionTimeout   time.Duration     `json:"session_timeout"`
 	RebalanceTimeout time.Duration     `json:"rebalance_timeout"`
 	Protocols        []groups.Protocol `json:"protocols"`

@@ -8,8 +8,9 @@ NAME=VALUE pairs are librdkafka settings added to (or overriding) the ones below
 produce: an idempotent producer (enable.idempotence, acks=all, no linger) sends
 KEYS keys, one record of a key at a time: the key's next record goes out 5 ms
 after the previous one's delivery report. Values are "<key>/<sequence>". One
-line per delivery report:
+line per record handed to the client, and one per delivery report:
 
+    sent <value> <send ns>
     ack <value> <partition> <offset> <send ns> <report ns> <error or ->
 
 (times in nanoseconds since the epoch). SIGTERM stops it: it sends nothing more,
@@ -88,14 +89,16 @@ def produce(seeds, topic, keys, extra):
                 continue
             key = "key-%02d" % k
             value = "%s/%09d" % (key, seq[k])
+            sent = time.time_ns()
             try:
-                p.produce(topic, key=key.encode(), value=value.encode(), on_delivery=report(k, time.time_ns()))
+                p.produce(topic, key=key.encode(), value=value.encode(), on_delivery=report(k, sent))
             except BufferError:
                 break
             except KafkaException as e:
                 say("fatal produce %s: %s" % (value, e))
                 sys.stdout.flush()
                 sys.exit(1)
+            say("sent %s %d" % (value, sent))
             seq[k] += 1
             busy[k] = True
         p.poll(0.002)
