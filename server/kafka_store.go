@@ -27,9 +27,10 @@ import (
 // what a direct get returns: the bytes stored, checked by the caller against
 // their CRC-32C (invariant 7) as before.
 //
-// A partition writer's load replays the batches after its checkpoint from the
-// same store (writer.replayer, Node.replayStore): the writer runs where the
-// stream is led.
+// A partition writer's load reads its stream's state, the checkpoint stored in
+// it and its abort markers (writer.streamState, lastOn, abortMarkers), and
+// replays the batches after its checkpoint (writer.replayer), from the same
+// store (Node.replayStore): the writer runs where the stream is led.
 //
 // Only the stream's leader reads its own store. On a replicated stream the
 // leader stores a message when it applies it, and it applies only what its RAFT
@@ -50,15 +51,16 @@ import (
 // their signatures (a rename fails the build at link time, a changed signature
 // does not), that StoreMsg keeps its fields (a change turns the store reads off,
 // with a log line), that a leader still stores only what it applied, and that
-// its message get still answers with LoadNextMsg (leaderStore.next does what it
-// does), and that LoadMsg and LoadNextMsg still copy a message into the
+// its message get still answers with LoadNextMsg and LoadLastMsg (leaderStore.get
+// does what it does), that its stream info still reads FastState and the
+// running configuration's metadata (leaderStore.state), and that LoadMsg and LoadNextMsg still copy a message into the
 // StoreMsg's buf (appending to it) rather than point into the store's cache: the
 // buffers the Kafka reads give them are the backend's (batchBufs), written again
 // by later reads.
 // kafka.TestFetchReadsLeaderStoreAcrossLeaderChange and the Kafka fetch tests check
 // the effect, and
-// TestWriterReplayStoreMatchesNATS and TestWriterLoadReplaysLeaderStore the
-// writers'.
+// TestWriterReplayStoreMatchesNATS, TestWriterLoadLookupsMatchRequests and
+// TestWriterLoadReplaysLeaderStore the writers'.
 
 // streamLookup is nats-server's (*Account).lookupStream: the stream named name
 // in account a, as the opaque *stream pointer.
