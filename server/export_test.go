@@ -121,7 +121,7 @@ func (n *Node) WriterReplay(ctx context.Context, topic string, p int32, from uin
 	}
 	replayAt := w.natsReplayer(st)
 	if fromStore {
-		replayAt = w.replayer(st)
+		replayAt = w.replayer(st, w.localStore())
 	}
 	var out []partition.Msg
 	for seq := from; seq <= st.LastSeq; {
@@ -151,4 +151,36 @@ func (n *Node) StoreDurability(stream string) (fsyncEach, inPlace, ok bool) {
 	mu.RLock()
 	defer mu.RUnlock()
 	return s.syncsAlways(), *s.fip(), true
+}
+
+// WriterLoadFacts is what a writer's load reads of its log besides the replay:
+// the stream's state, the last message on the checkpoint subject (or the
+// error: semantics.ErrNoBatch) and the abort markers.
+type WriterLoadFacts struct {
+	State      partition.StreamState
+	Checkpoint partition.Msg
+	CkErr      error
+	Aborted    []partition.Msg
+}
+
+// WriterLoadFacts exposes a writer's load lookups to the tests: read as the
+// writer reads them (fromStore: from the node's store when it leads the
+// stream, else with JetStream API requests only).
+func (n *Node) WriterLoadFacts(ctx context.Context, topic string, p int32, fromStore bool) (WriterLoadFacts, error) {
+	t, err := n.admin.meta.getTopic(ctx, topic)
+	if err != nil {
+		return WriterLoadFacts{}, err
+	}
+	w := newWriter(n.writers.env, t, p, nil)
+	var local *leaderStore
+	if fromStore {
+		local = w.localStore()
+	}
+	var f WriterLoadFacts
+	if f.State, err = w.streamState(ctx, local); err != nil {
+		return f, err
+	}
+	f.Checkpoint, f.CkErr = w.lastOn(ctx, local, semantics.CheckpointSubject(topic, p))
+	f.Aborted, err = w.abortMarkers(ctx, f.State, local)
+	return f, err
 }

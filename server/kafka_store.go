@@ -6,12 +6,14 @@ import (
 	"fmt"
 	"reflect"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 	"unsafe" // go:linkname, for the stream lookup; the StoreMsg layout
 
 	natsserver "github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
 
 	"github.com/qxd-io/qxd/internal/partition"
 	"github.com/qxd-io/qxd/semantics"
@@ -25,9 +27,10 @@ import (
 // what a direct get returns: the bytes stored, checked by the caller against
 // their CRC-32C (invariant 7) as before.
 //
-// A partition writer's load replays the batches after its checkpoint from the
-// same store (writer.replayer, Node.replayStore): the writer runs where the
-// stream is led.
+// A partition writer's load reads its stream's state, the checkpoint stored in
+// it and its abort markers (writer.streamState, lastOn, abortMarkers), and
+// replays the batches after its checkpoint (writer.replayer), from the same
+// store (Node.replayStore): the writer runs where the stream is led.
 //
 // Only the stream's leader reads its own store. On a replicated stream the
 // leader stores a message when it applies it, and it applies only what its RAFT
@@ -48,15 +51,16 @@ import (
 // their signatures (a rename fails the build at link time, a changed signature
 // does not), that StoreMsg keeps its fields (a change turns the store reads off,
 // with a log line), that a leader still stores only what it applied, and that
-// its message get still answers with LoadNextMsg (leaderStore.next does what it
-// does), and that LoadMsg and LoadNextMsg still copy a message into the
+// its message get still answers with LoadNextMsg and LoadLastMsg (leaderStore.get
+// does what it does), that its stream info still reads FastState and the
+// running configuration's metadata (leaderStore.state), and that LoadMsg and LoadNextMsg still copy a message into the
 // StoreMsg's buf (appending to it) rather than point into the store's cache: the
 // buffers the Kafka reads give them are the backend's (batchBufs), written again
 // by later reads.
 // kafka.TestFetchReadsLeaderStoreAcrossLeaderChange and the Kafka fetch tests check
 // the effect, and
-// TestWriterReplayStoreMatchesNATS and TestWriterLoadReplaysLeaderStore the
-// writers'.
+// TestWriterReplayStoreMatchesNATS, TestWriterLoadLookupsMatchRequests and
+// TestWriterLoadReplaysLeaderStore the writers'.
 
 // streamLookup is nats-server's (*Account).lookupStream: the stream named name
 // in account a, as the opaque *stream pointer.
@@ -181,6 +185,9 @@ func (s *leaderStore) state() (partition.StreamState, error) {
 	var st natsserver.StreamState
 	s.store.FastState(&st)
 	out := partition.StreamState{FirstSeq: st.FirstSeq, LastSeq: st.LastSeq, Msgs: st.Msgs, Bytes: st.Bytes}
+	if st.Lost != nil {
+		out.Lost = st.Lost.Msgs
+	}
 	if v, ok := storedStreamConfig(s.mset).Metadata[semantics.LogStartMetadata]; ok {
 		ls, err := strconv.ParseInt(v, 10, 64)
 		if err != nil || ls < 0 {
@@ -285,20 +292,87 @@ func (s *leaderStore) read(req directBatchRequest, bufs *batchBufs) ([]directMsg
 // answers it), errStoreStopped once this node no longer leads the stream or the
 // store is closed. The message carries no headers.
 func (s *leaderStore) next(filter string, seq uint64) (partition.Msg, error) {
+	return s.get(filter, seq, false)
+}
+
+// last loads the last message stored on subject, with its headers, as the
+// stream leader's message get answers a last-by-subject request
+// (partition.Reader.GetLastFor; nats-server v2.15.2 jsMsgGetRequest:
+// LoadLastMsg, and any error there is "no message found"): semantics.ErrNoBatch
+// when the store holds none, errStoreStopped as next.
+func (s *leaderStore) last(subject string) (partition.Msg, error) {
+	return s.get(subject, 0, true)
+}
+
+// allOn loads every message stored on subject from st.FirstSeq to st.LastSeq,
+// with their headers, in order, where st is the store's state (state): what
+// partition.Reader.AllOn reads with the leader's next-by-subject gets.
+// errStoreStopped once this node no longer leads the stream or the store is
+// closed, with nothing kept: the caller reads them all again through NATS.
+func (s *leaderStore) allOn(subject string, st partition.StreamState) ([]partition.Msg, error) {
+	if st.Msgs == 0 {
+		return nil, nil
+	}
+	var out []partition.Msg
+	for seq := st.FirstSeq; seq <= st.LastSeq; {
+		m, err := s.get(subject, seq, true)
+		if errors.Is(err, semantics.ErrNoBatch) {
+			break
+		}
+		if err != nil {
+			return nil, err
+		}
+		if m.Seq > st.LastSeq {
+			break
+		}
+		out = append(out, m)
+		seq = m.Seq + 1
+	}
+	return out, nil
+}
+
+// get is next (seq > 0: the first message at or after seq on subject, a filter)
+// and last (seq 0: the last one on subject), with the stored headers when hdrs
+// is set, as the leader's message get decodes them.
+func (s *leaderStore) get(subject string, seq uint64, hdrs bool) (partition.Msg, error) {
 	if !streamIsLeader(s.mset) {
 		return partition.Msg{}, errStoreStopped
 	}
 	var sm natsserver.StoreMsg
 	view := (*storeMsgView)(unsafe.Pointer(&sm))
-	_, _, err := s.store.LoadNextMsg(filter, true, max(seq, 1), &sm)
+	var err error
+	if seq > 0 {
+		_, _, err = s.store.LoadNextMsg(subject, subjectHasWildcard(subject), seq, &sm)
+	} else {
+		_, err = s.store.LoadLastMsg(subject, &sm)
+	}
 	switch {
 	case errors.Is(err, natsserver.ErrStoreClosed):
 		return partition.Msg{}, errStoreStopped
 	case err != nil:
 		return partition.Msg{}, semantics.ErrNoBatch
 	}
-	return partition.Msg{Seq: view.seq, Subject: view.subj, Data: view.msg[:len(view.msg):len(view.msg)],
-		Time: time.Unix(0, view.ts).UTC()}, nil
+	m := partition.Msg{Seq: view.seq, Subject: view.subj, Data: view.msg[:len(view.msg):len(view.msg)],
+		Time: time.Unix(0, view.ts).UTC()}
+	if hdrs && len(view.hdr) > 0 {
+		h, err := nats.DecodeHeadersMsg(view.hdr)
+		if err != nil {
+			return partition.Msg{}, fmt.Errorf("stream sequence %d: decode stored headers: %w", view.seq, err)
+		}
+		m.Header = h
+	}
+	return m, nil
+}
+
+// subjectHasWildcard is nats-server's test of a subject filter (unexported
+// there): a token that is "*" or ">".
+func subjectHasWildcard(subject string) bool {
+	for tok := range strings.SplitSeq(subject, ".") {
+		if tok == "*" || tok == ">" {
+			return true
+		}
+	}
+	return false
 }
 
 // KafkaFetchReads counts the stored batches the node's Kafka listener has read
@@ -348,4 +422,19 @@ type WriterReplays struct {
 // WriterReplays reads the partition writers' counts of batches replayed.
 func (n *Node) WriterReplays() WriterReplays {
 	return WriterReplays{Store: n.replays.store.Load(), NATS: n.replays.nats.Load()}
+}
+
+// WriterLoadLookups counts the partition writers' loads' reads of their logs
+// other than the replay (WriterReplays): the stream's state, the checkpoint
+// stored in it and the scan of its abort markers, each read from the store of
+// a partition the node leads, in process, or asked of the stream's leader with
+// a JetStream API request (partitions the node does not lead, a store that
+// could not be read).
+type WriterLoadLookups struct {
+	Store, NATS int64
+}
+
+// WriterLoadLookups reads the partition writers' counts of load lookups.
+func (n *Node) WriterLoadLookups() WriterLoadLookups {
+	return WriterLoadLookups{Store: n.lookups.store.Load(), NATS: n.lookups.nats.Load()}
 }

@@ -81,6 +81,7 @@ type Node struct {
 	obs     observers   // the services' Observers (Host.Observe)
 	kafka   *kafkaFront // nil without a Kafka listener
 	replays storeReads  // the batches the writers' loads replayed (writer.replayer)
+	lookups storeReads  // the writers' loads' stream state, checkpoint and abort-marker reads (writer.load)
 
 	// The embedder's services (Config.Services), once started, and the buckets they
 	// opened through their Host.
@@ -377,7 +378,7 @@ func (n *Node) startServices(ctx context.Context) error {
 		}
 	}
 	n.epochs = &epochs{n: n, groups: map[string]raftGroup{}}
-	n.writers = newWriterManager(writerEnv{log: n.log, node: n.ns.Name(), conn: n.writerConn, reads: n.nc, store: n.replayStore, replays: &n.replays, leads: n, checkpoints: meta, obs: &n.obs,
+	n.writers = newWriterManager(writerEnv{log: n.log, node: n.ns.Name(), conn: n.writerConn, reads: n.nc, store: n.replayStore, replays: &n.replays, lookups: &n.lookups, leads: n, checkpoints: meta, obs: &n.obs,
 		epoch: n.epochs.of, producerIdle: n.cfg.ProducerIDExpiration, syncAlways: n.cfg.Sync == SyncAlways,
 		stores: func(stream string, cached *storeSync) (*storeSync, string) { return storeSyncOf(n.ns, stream, cached) }}, meta.topics)
 	// The topics watch needs the topics bucket's leader, which may be changing

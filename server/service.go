@@ -122,6 +122,10 @@ type Host interface {
 	// WriterReplays counts the batches the partition writers' loads replayed,
 	// from the node's own store and through NATS.
 	WriterReplays() WriterReplays
+	// WriterLoadLookups counts the partition writers' loads' reads of their
+	// stream state, stored checkpoint and abort markers, from the node's own
+	// store and with JetStream API requests.
+	WriterLoadLookups() WriterLoadLookups
 
 	// For a front door that authenticates its clients (server/httpapi):
 
@@ -196,6 +200,9 @@ func (h nodeHost) KafkaFetchSessions() (kafka.FetchSessionStats, bool) {
 func (h nodeHost) KafkaFetchReads() (KafkaFetchReads, bool) { return h.n.KafkaFetchReads() }
 
 func (h nodeHost) WriterReplays() WriterReplays { return h.n.WriterReplays() }
+func (h nodeHost) WriterLoadLookups() WriterLoadLookups {
+	return h.n.WriterLoadLookups()
+}
 
 func (h nodeHost) Authenticate(user, password string) (string, semantics.Grant, error) {
 	if h.n.auth == nil {

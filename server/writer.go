@@ -108,8 +108,9 @@ type writer struct {
 	topicID     string
 	p           int32
 	reader      *partition.Reader
-	localStore  func(stream string) *leaderStore // see writerEnv.store
+	storeOf     func(stream string) *leaderStore // see writerEnv.store
 	replays     *storeReads
+	lookups     *storeReads // see writerEnv.lookups
 	cfg         atomic.Pointer[semantics.TopicConfig]
 	// producerIdle is how long an idempotent producer is remembered after its
 	// last write.
@@ -218,9 +219,9 @@ func newWriter(env writerEnv, t semantics.TopicMeta, p int32, lost func()) *writ
 	w := &writer{
 		nc: env.conn(t.Name, p), node: env.node, leads: env.leads, epochOf: env.epoch, checkpoints: env.checkpoints, lost: lost, obs: env.obs,
 		topic: t.Name, topicID: t.ID, p: p,
-		log:        env.log.With("topic", t.Name, "partition", p),
-		reader:     partition.NewReader(env.reads, t.Name, p, false),
-		localStore: env.store, replays: env.replays,
+		log:     env.log.With("topic", t.Name, "partition", p),
+		reader:  partition.NewReader(env.reads, t.Name, p, false),
+		storeOf: env.store, replays: env.replays, lookups: env.lookups,
 		done: make(chan struct{}), stopping: make(chan struct{}),
 	}
 	w.idle = sync.NewCond(&w.mu)
@@ -409,16 +410,17 @@ func (w *writer) load(ctx context.Context) error {
 	var st partition.StreamState
 	var ck semantics.Checkpoint
 	var tookInfo, tookCk time.Duration
+	local := w.localStore()
 	for {
 		var err error
 		at := time.Now()
-		if st, err = w.reader.StreamInfo(ctx); err != nil {
+		if st, err = w.streamState(ctx, local); err != nil {
 			return err
 		}
 		tookInfo += time.Since(at)
 		at = time.Now()
 		var bucket bool
-		if ck, bucket, err = w.loadCheckpoint(ctx, st); err != nil {
+		if ck, bucket, err = w.loadCheckpoint(ctx, st, local); err != nil {
 			return fmt.Errorf("partition %s: read checkpoint: %w", w.name(), err)
 		}
 		tookCk += time.Since(at)
@@ -452,7 +454,7 @@ func (w *writer) load(ctx context.Context) error {
 		}
 		producers[id] = ps
 	}
-	replayAt := w.replayer(st)
+	replayAt := w.replayer(st, local)
 	at := time.Now()
 	epoch, err := w.leaderEpoch(ctx, st, replayAt)
 	if err != nil {
@@ -515,7 +517,7 @@ func (w *writer) load(ctx context.Context) error {
 	}
 	tookReplay := time.Since(at)
 	at = time.Now()
-	aborted, err := w.loadAborted(ctx, st)
+	aborted, err := w.loadAborted(ctx, st, local)
 	if err != nil {
 		return fmt.Errorf("partition %s: read its abort markers: %w", w.name(), err)
 	}
@@ -542,21 +544,75 @@ func (w *writer) load(ctx context.Context) error {
 	return nil
 }
 
+// localStore is the store of the writer's stream when this node leads it and
+// it can be read in process (Node.replayStore), else nil: a load then reads the
+// log with JetStream API requests only.
+func (w *writer) localStore() *leaderStore {
+	if w.storeOf == nil {
+		return nil
+	}
+	return w.storeOf(semantics.StreamName(w.topic, w.p))
+}
+
+// countLookup counts one of a load's reads of the log other than its replay:
+// from the store in process, or a request.
+func (w *writer) countLookup(store bool) {
+	switch {
+	case w.lookups == nil:
+	case store:
+		w.lookups.store.Add(1)
+	default:
+		w.lookups.nats.Add(1)
+	}
+}
+
+// streamState is the stream's state a load starts from: what the stream
+// leader's info answers (partition.Reader.StreamInfo). The writer runs where the
+// stream is led, so that leader is this node, and with local (the store of the
+// stream this node leads) it reads the same figures in process
+// (leaderStore.state: the store's first and last sequence, messages and bytes,
+// and the log start in the stream's metadata); the leader, replicas and in-sync
+// replicas the info adds, a load does not use. Where this node does not lead
+// the stream, before or after the read, or the state cannot be read, it asks.
+func (w *writer) streamState(ctx context.Context, local *leaderStore) (partition.StreamState, error) {
+	if local != nil && streamIsLeader(local.mset) {
+		st, err := local.state()
+		if err == nil && streamIsLeader(local.mset) {
+			w.countLookup(true)
+			return st, nil
+		}
+	}
+	w.countLookup(false)
+	return w.reader.StreamInfo(ctx)
+}
+
+// lastOn is the last message stored on subject, for a load's checkpoint: read
+// from local when it is set (leaderStore.last, with its headers), as the
+// stream leader's last-by-subject get answers it, else, or once this node no
+// longer leads the stream, asked (partition.Reader.GetRecentFor).
+func (w *writer) lastOn(ctx context.Context, local *leaderStore, subject string) (partition.Msg, error) {
+	if local != nil {
+		m, err := local.last(subject)
+		if !errors.Is(err, errStoreStopped) {
+			w.countLookup(true)
+			return m, err
+		}
+	}
+	w.countLookup(false)
+	return w.reader.GetRecentFor(ctx, subject)
+}
+
 // replayer returns the load's reader of the log after the checkpoint: it gives
 // the first message stored at sequence seq or after it, up to st.LastSeq, as the
 // stream leader stores it, or semantics.ErrNoBatch.
 //
 // The writer runs where the stream is led, so the leader is this node, and it
-// reads the stream's store in process (leaderStore.next), as the leader's
+// reads the stream's store in process (local, leaderStore.next), as the leader's
 // message get would, without a request per batch. Once the node no longer leads
 // the stream, or when the store cannot be read in process, it asks the stream
 // leader over NATS (natsReplayer), as it would from the start without a store.
-func (w *writer) replayer(st partition.StreamState) func(context.Context, uint64) (partition.Msg, error) {
+func (w *writer) replayer(st partition.StreamState, local *leaderStore) func(context.Context, uint64) (partition.Msg, error) {
 	viaNATS := w.natsReplayer(st)
-	var local *leaderStore
-	if w.localStore != nil {
-		local = w.localStore(semantics.StreamName(w.topic, w.p))
-	}
 	filter := semantics.StreamSubject(w.topic, w.p)
 	return func(ctx context.Context, seq uint64) (partition.Msg, error) {
 		if local != nil {
@@ -689,7 +745,7 @@ func (w *writer) leaderEpoch(ctx context.Context, st partition.StreamState, repl
 //     bucket does not answer in time, a replay of the log's last tailReplay
 //     batches; without a bound when every batch aged out, since only the bucket
 //     knows the offsets then.
-func (w *writer) loadCheckpoint(ctx context.Context, st partition.StreamState) (ck semantics.Checkpoint, bucket bool, err error) {
+func (w *writer) loadCheckpoint(ctx context.Context, st partition.StreamState, local *leaderStore) (ck semantics.Checkpoint, bucket bool, err error) {
 	if st.LastSeq == 0 {
 		return semantics.Checkpoint{}, false, nil
 	}
@@ -697,7 +753,7 @@ func (w *writer) loadCheckpoint(ctx context.Context, st partition.StreamState) (
 		// While JetStream's meta group has no leader, a replica's latest: an
 		// earlier checkpoint from one behind the leader serves as well, the
 		// replay after it reading the leader's batches.
-		m, err := w.reader.GetRecentFor(ctx, semantics.CheckpointSubject(w.topic, w.p))
+		m, err := w.lastOn(ctx, local, semantics.CheckpointSubject(w.topic, w.p))
 		switch {
 		case err == nil && m.Seq >= st.FirstSeq:
 			var ck semantics.Checkpoint

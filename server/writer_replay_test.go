@@ -93,7 +93,8 @@ func TestWriterReplayStoreMatchesNATS(t *testing.T) {
 // from its own store, not through NATS, and rebuilds the same state a replay
 // through NATS does: the last batch sent again is a duplicate answered with its
 // offset, a sequence past the next is refused, and the next one lands at the
-// next offset.
+// next offset. Its stream state, checkpoint and abort markers it reads from its
+// store as well, with no JetStream API request.
 func TestWriterLoadReplaysLeaderStore(t *testing.T) {
 	t.Parallel()
 	const plain, compact = "rpl", "rplc"
@@ -133,7 +134,7 @@ func TestWriterLoadReplaysLeaderStore(t *testing.T) {
 				break
 			}
 		}
-		before := to.WriterReplays()
+		before, lookups := to.WriterReplays(), to.WriterLoadLookups()
 		if err := to.HandOffVia(ctx, leader.Name(), stream, to.Name()); err != nil {
 			t.Fatalf("hand %s off from %s to %s: %v", stream, leader.Name(), to.Name(), err)
 		}
@@ -158,6 +159,16 @@ func TestWriterLoadReplaysLeaderStore(t *testing.T) {
 		if after.Store-before.Store < held[topic] || after.NATS != before.NATS {
 			t.Fatalf("%s: the new leader's load replayed %d batches from its store and %d through NATS (want the tail from the store, none through NATS)",
 				topic, after.Store-before.Store, after.NATS-before.NATS)
+		}
+		// Its stream state, stored checkpoint (a compacted topic has none) and
+		// abort markers: from its store too.
+		want := int64(3)
+		if topic == compact {
+			want = 2
+		}
+		if l := to.WriterLoadLookups(); l.Store-lookups.Store < want || l.NATS != lookups.NATS {
+			t.Fatalf("%s: the new leader's load read its stream's state, checkpoint and abort markers %d times from its store and %d times with requests (want %d from the store, none with requests)",
+				topic, l.Store-lookups.Store, l.NATS-lookups.NATS, want)
 		}
 		t.Logf("%s: the new leader replayed %d batches from its store", topic, after.Store-before.Store)
 	}

@@ -222,8 +222,8 @@ func TestWriterStartsMeasure(t *testing.T) {
 		maxTook = max(maxTook, s.took)
 		maxAfter = max(maxAfter, s.afterElection)
 		afters = append(afters, s.afterElection)
-		t.Logf("%s %s/%d started at +%v, %v after its election advisory, took %v (stream_info %v checkpoint %v epoch %v replay %v aborted %v)",
-			s.node, topic, s.partition, s.at.Round(time.Millisecond), s.afterElection.Round(time.Millisecond), s.took.Round(time.Millisecond), s.info.Round(time.Millisecond),
+		t.Logf("%s %s/%d started at +%v, %v after its election advisory, took %v (load %v: stream_info %v checkpoint %v epoch %v replay %v aborted %v)",
+			s.node, topic, s.partition, s.at.Round(time.Millisecond), s.afterElection.Round(time.Millisecond), s.took.Round(time.Millisecond), s.loadTotal.Round(time.Millisecond), s.info.Round(time.Millisecond),
 			s.ck.Round(time.Millisecond), s.epoch.Round(time.Millisecond), s.replay.Round(time.Millisecond), s.aborted.Round(time.Millisecond))
 	}
 	if len(starts) == 0 {

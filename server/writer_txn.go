@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"encoding/json"
+	"errors"
 	"slices"
 	"strconv"
 	"time"
@@ -122,10 +123,27 @@ func (w *writer) openBefore(pid int64, next int64) *int64 {
 	return nil
 }
 
+// abortMarkers reads the abort markers stored in the partition's stream: from
+// local, the store of the stream this node leads, when it is set
+// (leaderStore.allOn), else, or once this node no longer leads the stream, with
+// the leader's gets (partition.Reader.AllOn).
+func (w *writer) abortMarkers(ctx context.Context, st partition.StreamState, local *leaderStore) ([]partition.Msg, error) {
+	subject := semantics.ControlSubject(w.topic, w.p, false)
+	if local != nil {
+		markers, err := local.allOn(subject, st)
+		if !errors.Is(err, errStoreStopped) {
+			w.countLookup(true)
+			return markers, err
+		}
+	}
+	w.countLookup(false)
+	return w.reader.AllOn(ctx, subject, st)
+}
+
 // loadAborted rebuilds the aborted-transactions index from the abort markers
-// stored in the partition's stream.
-func (w *writer) loadAborted(ctx context.Context, st partition.StreamState) ([]semantics.AbortedTxn, error) {
-	markers, err := w.reader.AllOn(ctx, semantics.ControlSubject(w.topic, w.p, false), st)
+// stored in the partition's stream (abortMarkers).
+func (w *writer) loadAborted(ctx context.Context, st partition.StreamState, local *leaderStore) ([]semantics.AbortedTxn, error) {
+	markers, err := w.abortMarkers(ctx, st, local)
 	if err != nil {
 		return nil, err
 	}

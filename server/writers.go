@@ -66,9 +66,11 @@ type writerEnv struct {
 	reads *nats.Conn
 	// store is the store of a stream this node leads, read in process, or nil
 	// (Node.replayStore); a nil store func: none. replays counts the batches
-	// the writers' loads replayed from it and through NATS.
+	// the writers' loads replayed from it and through NATS, lookups the loads'
+	// other reads of the log (stream state, checkpoint, abort markers).
 	store       func(stream string) *leaderStore
 	replays     *storeReads
+	lookups     *storeReads
 	leads       streamLeadership
 	checkpoints checkpointStore
 	obs         *observers // the services' Observers

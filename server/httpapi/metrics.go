@@ -92,6 +92,7 @@ var (
 	descFSParts  = desc("qxd_kafka_fetch_session_partitions", "Partitions held in the Kafka listener's fetch sessions, summed over them (Kafka's NumIncrementalFetchPartitionsCached).")
 	descFReads   = desc("qxd_kafka_fetch_batches_read_total", "Stored batches the Kafka listener read for fetches since it started, by where from: store (in process, from a partition this node leads) or nats (batched direct gets).", "from")
 	descReplays  = desc("qxd_writer_replay_batches_total", "Stored batches the partition writers read when they loaded (the batches after their checkpoint, the last batch) since the node started, by where from: store (in process, from a partition this node leads) or nats (the stream leader's message gets).", "from")
+	descLookups  = desc("qxd_writer_load_lookups_total", "Reads of their stream's state, stored checkpoint and abort markers the partition writers made when they loaded since the node started, by where from: store (in process, from a partition this node leads) or nats (JetStream API requests to the stream's leader).", "from")
 	descFSEvict  = desc("qxd_kafka_fetch_session_evictions_total", "Fetch sessions the Kafka listener evicted to make room for new ones since it started (Kafka's IncrementalFetchSessionEvictionsPerSec).")
 	descRepairs  = desc("qxd_partition_repairs_total", "Partition repairs this node ran since it started, asked for or automatic, by result: rebuilt (a damaged copy rebuilt and read back intact), restored (a partition short of replicas scaled back up), refused (nothing changed: the partition was not fit for it), failed.", "result")
 	descScrubB   = desc("qxd_scrub_bytes_total", "Bytes the scrub read back from this node's partition copies since the node started.")
@@ -267,6 +268,7 @@ func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 	m.fetchBytes.Describe(ch)
 	ch <- descFReads
 	ch <- descReplays
+	ch <- descLookups
 	for _, d := range []*prometheus.Desc{descFSess, descFSParts, descFSEvict, descRepairs, descScrubB, descScrubD, descScrubP, descGTotal, descOver, descBMsgs, descBFailed, descBBacklog, descBRunning, descLogStart, descHWM, descLSO, descStored, descBatches, descLed, descReady, descJS,
 		descSync, descMetaLead, descNodes, descParts, descUnder, descNoLeader, descBehind, descRepLag, descCoord, descGState, descGMembers,
 		descGGen, descGOffset, descGLag, descErrors} {
@@ -297,6 +299,9 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	wr := m.h.WriterReplays()
 	ch <- prometheus.MustNewConstMetric(descReplays, prometheus.CounterValue, float64(wr.Store), "store")
 	ch <- prometheus.MustNewConstMetric(descReplays, prometheus.CounterValue, float64(wr.NATS), "nats")
+	wl := m.h.WriterLoadLookups()
+	ch <- prometheus.MustNewConstMetric(descLookups, prometheus.CounterValue, float64(wl.Store), "store")
+	ch <- prometheus.MustNewConstMetric(descLookups, prometheus.CounterValue, float64(wl.NATS), "nats")
 	if a := m.h.Admin(); a != nil {
 		counts := a.RepairCounts()
 		for _, r := range []string{server.RepairRebuilt, server.RepairRestored, server.RepairRefused, server.RepairFailed} {
