@@ -76,18 +76,27 @@ func (a *Admin) createTopic(ctx context.Context, name string, cfg semantics.Topi
 			name, cfg.Replicas, peers, peers)
 	}
 	t, err := a.meta.getTopic(ctx, name)
-	switch {
-	case errors.Is(err, semantics.ErrUnknownTopic):
+	if errors.Is(err, semantics.ErrUnknownTopic) {
 		t = semantics.TopicMeta{Name: name, ID: semantics.NewTopicID(), Config: cfg, State: semantics.TopicCreating, Created: time.Now().UTC(),
 			Overrides: semantics.ConfigOverrides(given), CreateToken: token}
-		rev, err := a.meta.putTopic(ctx, t)
-		if err != nil {
-			if errors.Is(err, jetstream.ErrKeyExists) {
-				return semantics.TopicMeta{}, semantics.Errorf(semantics.ErrTopicExists, "topic %q already exists", name)
-			}
-			return semantics.TopicMeta{}, fmt.Errorf("create topic %q: %w", name, err)
+		rev, perr := a.meta.putTopic(ctx, t)
+		switch {
+		case errors.Is(perr, jetstream.ErrKeyExists) && token != "":
+			// Another sending of this create (the SDK sends it again when an
+			// answer is late) may have written the record first: the cases
+			// below tell it from someone else's topic by the token.
+			t, err = a.meta.getTopic(ctx, name)
+		case errors.Is(perr, jetstream.ErrKeyExists):
+			return semantics.TopicMeta{}, semantics.Errorf(semantics.ErrTopicExists, "topic %q already exists", name)
+		case perr != nil:
+			return semantics.TopicMeta{}, fmt.Errorf("create topic %q: %w", name, perr)
+		default:
+			t.Revision = rev
 		}
-		t.Revision = rev
+	}
+	switch {
+	case errors.Is(err, semantics.ErrUnknownTopic) && t.Revision != 0:
+		// The record was written above.
 	case err != nil:
 		return semantics.TopicMeta{}, err
 	case t.State == semantics.TopicReady && token != "" && t.CreateToken == token:
@@ -110,6 +119,13 @@ func (a *Admin) createTopic(ctx context.Context, name string, cfg semantics.Topi
 	}
 	t.State = semantics.TopicReady
 	rev, err := a.meta.putTopic(ctx, t)
+	if errors.Is(err, jetstream.ErrKeyExists) {
+		// The record changed since it was read: another sending of this create
+		// (or a retry finishing it) may have marked this same topic ready.
+		if now, gerr := a.meta.getTopic(ctx, name); gerr == nil && now.ID == t.ID && now.State == semantics.TopicReady {
+			return now, nil
+		}
+	}
 	if err != nil {
 		return t, semantics.Errorf(semantics.ErrTopicNotReady, "topic %q: mark ready: %v; retry the create to finish it", name, err)
 	}
