@@ -40,7 +40,7 @@ func needKafkaJS(t *testing.T) string {
 	kafkajsOnce.Do(func() {
 		for _, tool := range []string{"node", "npm"} {
 			if _, err := exec.LookPath(tool); err != nil {
-				kafkajsOnce.skip = tool + " is not installed: install Node.js 18 or newer (Debian: apt-get install -y nodejs npm)"
+				kafkajsOnce.skip = tool + " is not installed: install Node.js 18 or newer (apt-get install -y nodejs npm, or run `just kafka-clients`)"
 				return
 			}
 		}

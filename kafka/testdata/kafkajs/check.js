@@ -169,7 +169,7 @@ async function group(topic, groupId, total) {
     eachMessage: async ({ partition, message }) => {
       record('a', partition, message)
       await a.commitOffsets([{ topic, partition, offset: String(Number(message.offset) + 1) }])
-      await sleep(20)
+      await sleep(50) // slow enough that b joins before a has read everything
     },
   })
   await until('a has every partition', () => a.assigned.length === 3)
