@@ -118,9 +118,12 @@ durability:
         grep -E '^(=== RUN|--- |\s+--- |PASS|FAIL|ok)|RESULT|power cut|no loss|lost|missing'
 
 # Real non-Go Kafka clients against a node's Kafka listener: kcat (librdkafka),
-# confluent-kafka and kafka-python from Debian's packages (root: installs them).
+# confluent-kafka and kafka-python from Debian's packages (root: installs them), and
+# KafkaJS (Node.js; installed from npm as kafka/testdata/kafkajs/package-lock.json
+# pins it, into the user's cache directory, by the test itself).
 kafka-clients:
     apt-get update && apt-get install -y kcat python3-confluent-kafka python3-kafka
+    command -v node >/dev/null && command -v npm >/dev/null || apt-get install -y nodejs npm
     go test -tags kafkaclients -count=1 -run 'TestClient' -v ./kafka/
     go test -count=1 -run 'TestREADME$' -v ./cmd/qxd/   # its kcat and confluent-kafka blocks run only with them
 

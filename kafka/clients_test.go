@@ -5,6 +5,7 @@
 // with `just kafka-clients`, or `go test -tags kafkaclients -run TestClient
 // ./kafka/` once kcat, python3-confluent-kafka and python3-kafka are installed.
 // Each test skips, saying what is missing, when its client is not installed.
+// KafkaJS (Node.js) is in clients_kafkajs_test.go.
 
 package kafka_test
 
