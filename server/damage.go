@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/qxd-io/qxd/internal/kvscan"
@@ -48,9 +49,47 @@ func (m *metadata) getDamage(ctx context.Context, topicID string, p int32) (sema
 }
 
 // updateDamage changes partition p's damage record with change, by
-// compare-and-set, retried when another node changed it meanwhile. change
+// compare-and-set, retried when another node changed it meanwhile, and sent
+// again while the partitions bucket is between leaders (a node just restarted or
+// died): damage a read found must be recorded, or nothing repairs it. change
 // reports whether it changed anything; an empty record is deleted.
 func (m *metadata) updateDamage(ctx context.Context, topicID string, p int32, change func(*semantics.DamageRecord) bool) (bool, error) {
+	until := time.Now().Add(damageRetryFor)
+	for {
+		done, err := m.updateDamageOnce(ctx, topicID, p, change)
+		if err == nil || ctx.Err() != nil || !transientBucketErr(err) || time.Now().After(until) {
+			return done, err
+		}
+		select {
+		case <-ctx.Done():
+			return done, err
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// damageRetryFor bounds how long updateDamage sends a change again: about an
+// election of the bucket's stream.
+const damageRetryFor = 10 * time.Second
+
+// transientBucketErr reports whether a bucket request may succeed if sent again:
+// nothing answered, it timed out, or JetStream answered that it is between
+// leaders (10008 "temporarily unavailable", 10009 not the leader, 10118 stream
+// offline).
+func transientBucketErr(err error) bool {
+	var api *jetstream.APIError
+	if errors.As(err, &api) {
+		switch api.ErrorCode {
+		case 10008, 10009, 10118:
+			return true
+		}
+	}
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) ||
+		errors.Is(err, nats.ErrNoResponders) || errors.Is(err, jetstream.ErrNoStreamResponse)
+}
+
+// updateDamageOnce is one round of updateDamage's compare-and-set.
+func (m *metadata) updateDamageOnce(ctx context.Context, topicID string, p int32, change func(*semantics.DamageRecord) bool) (bool, error) {
 	key := semantics.DamageKey(topicID, p)
 	for range 10 {
 		rec, rev, err := m.getDamage(ctx, topicID, p)

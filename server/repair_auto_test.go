@@ -62,6 +62,9 @@ func TestAutoRepairRebuildsDamagedCopy(t *testing.T) {
 		t.Fatalf("verify of node %s's damaged copy: damage %+v, %v; want the flipped batch found", victim, v.Damage, err)
 	}
 	t.Logf("verify of node %s's copy found: %s", victim, v.Damage[0].Detail)
+	if d, err := a.DescribeTopic(ctx, "auto"); err != nil || len(d.Partitions[0].Damaged) == 0 {
+		t.Fatalf("describe right after the verify: %+v, %v; want the damage it found recorded", d.Partitions, err)
+	}
 
 	began := time.Now()
 	waitRepaired(ctx, t, a, nodes, "auto", false)
