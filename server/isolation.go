@@ -101,6 +101,9 @@ type isolationWatch struct {
 	onTimeSince time.Time
 	// size is the cluster's size at the last check, itself included.
 	size int
+	// routeSeen is when this node last saw a route to each other node
+	// (routesLost).
+	routeSeen map[string]time.Time
 }
 
 // doubtAfter is how long a node whose probes went out on time has heard from
@@ -114,7 +117,7 @@ const doubtAfter = 2 * probeEvery
 const probeLate = 2 * probeEvery
 
 func newIsolationWatch(self string) *isolationWatch {
-	return &isolationWatch{self: self, heard: map[string]time.Time{}, lateAfter: lateCheck}
+	return &isolationWatch{self: self, heard: map[string]time.Time{}, routeSeen: map[string]time.Time{}, lateAfter: lateCheck}
 }
 
 // answered records that node answered at at.
@@ -245,6 +248,37 @@ func (w *isolationWatch) quiet(node string, at time.Time, d time.Duration) bool 
 		!w.onTimeSince.IsZero() && at.Sub(w.onTimeSince) >= d
 }
 
+// routesLost records that at at this node has routes to the nodes in routed,
+// and returns the nodes it saw a route to since its checks came on time and has
+// none to now: routes that closed while this node ran (a killed node's close
+// within milliseconds). A route that closed while this node was paused is not
+// one: the other nodes close their routes to a paused node, and it finds them
+// gone when it wakes, before they are made again; that node is judged by its
+// probes (quiet). Nor is one while this node's checks are late, or it counts
+// itself cut off.
+func (w *isolationWatch) routesLost(routed map[string]bool, at time.Time) map[string]bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for node := range routed {
+		if node != w.self && at.After(w.routeSeen[node]) {
+			w.routeSeen[node] = at
+		}
+	}
+	if w.isolated || w.onTimeSince.IsZero() || w.last.IsZero() || at.Sub(w.last) >= probeLate {
+		return nil
+	}
+	var lost map[string]bool
+	for node, seen := range w.routeSeen {
+		if !routed[node] && seen.After(w.onTimeSince) {
+			if lost == nil {
+				lost = map[string]bool{}
+			}
+			lost[node] = true
+		}
+	}
+	return lost
+}
+
 // nodes returns the nodes that answered this node's probes once.
 func (w *isolationWatch) nodes() []string {
 	w.mu.Lock()
@@ -287,6 +321,7 @@ func (n *Node) watchIsolation(ctx context.Context, w *isolationWatch) {
 		}
 		size := n.clusterSize()
 		isolated, changed, reached := w.check(time.Now(), max(size, n.configuredNodes))
+		w.routesLost(routedServers(n.ns), time.Now()) // keeps routeSeen current between Metadata requests
 		if !armed && w.isArmed() {
 			armed = true
 			n.log.Info("a majority of the cluster answers this node: should it be cut off, it will send its clients to other nodes",

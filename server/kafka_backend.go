@@ -633,8 +633,8 @@ func (b *kafkaBackend) Watch(ctx context.Context, parts []semantics.TopicPartiti
 }
 
 // brokers returns every node with a Kafka listener, by name: this one, and those
-// that answer within kafkaBrokerWait, until want have answered. A node in lost
-// is not waited for: it cannot answer (a node first asked for its address
+// that answer within kafkaBrokerWait, until want have answered. A node in lost,
+// or one this node has no route to, is not waited for: it cannot answer (a node first asked for its address
 // once it was killed made every answer wait kafkaBrokerWait), and is named
 // only if its address is known.
 func (b *kafkaBackend) brokers(ctx context.Context, want []string, lost lostNodes) map[string]kafka.Broker {
@@ -648,7 +648,7 @@ func (b *kafkaBackend) brokers(ctx context.Context, want []string, lost lostNode
 		if a, ok := b.addrs[name]; ok {
 			out[name] = a
 			need++
-		} else if !lost.has(name) {
+		} else if !lost.unreachable(name) {
 			need++
 		}
 	}

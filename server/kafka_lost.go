@@ -28,15 +28,19 @@ import (
 // no leader and the new one. franz-go keeps the leader and epoch it knew for a
 // partition answered without a leader, and asks again.
 
-// lostNodes is, at one moment, which nodes this node has lost: those it has no
-// route to (a killed node's routes close within milliseconds, the signal on
-// which its followers elect, raft_campaign.go case (b)), and those that
-// answered none of its probes for doubtAfter (a paused or cut-off node, whose
-// routes stay up for seconds: isolationWatch.quiet). On a single node none.
+// lostNodes is, at one moment, which nodes this node has lost: those whose
+// route closed while this node ran (a killed node's routes close within
+// milliseconds, the signal on which its followers elect, raft_campaign.go case
+// (b); isolationWatch.routesLost), and those that answered none of its probes
+// for doubtAfter (a paused or cut-off node, whose routes stay up for seconds:
+// isolationWatch.quiet). A node that wakes from a pause finds its routes
+// closed by the others: it does not count those nodes lost for it. On a single
+// node none.
 type lostNodes struct {
 	self      string
 	clustered bool
-	routed    map[string]bool
+	routeLost map[string]bool
+	routed    map[string]bool // the nodes this node has a route to now (nil: not known)
 	probes    *isolationWatch
 	at        time.Time
 }
@@ -46,6 +50,9 @@ func (b *kafkaBackend) lostNow() lostNodes {
 	l := lostNodes{self: b.advertise.Name, clustered: b.n.ns.JetStreamIsClustered(), probes: b.n.probes.Load(), at: time.Now()}
 	if l.clustered {
 		l.routed = routedServers(b.n.ns)
+		if l.probes != nil { // no watch yet: none lost
+			l.routeLost = l.probes.routesLost(l.routed, l.at)
+		}
 	}
 	return l
 }
@@ -55,7 +62,14 @@ func (l lostNodes) has(node string) bool {
 	if !l.clustered || node == "" || node == l.self {
 		return false
 	}
-	return !l.routed[node] || l.probes != nil && l.probes.quiet(node, l.at, doubtAfter)
+	return l.routeLost[node] || l.probes != nil && l.probes.quiet(node, l.at, doubtAfter)
+}
+
+// unreachable reports whether node cannot answer a request now: it is lost,
+// or this node has no route to it (lost or not: a node that woke from a pause
+// finds its routes closed until they are made again).
+func (l lostNodes) unreachable(node string) bool {
+	return l.has(node) || l.clustered && l.routed != nil && node != l.self && !l.routed[node]
 }
 
 // any reports whether a node that answered this node's probes once is lost.

@@ -1,0 +1,66 @@
+package server
+
+import (
+	"maps"
+	"slices"
+	"testing"
+	"time"
+)
+
+// TestRoutesLostOnlyWhileRunning: a route that closes while the node runs on
+// time counts its node lost at once (a killed node's routes); routes found
+// closed by a node waking from a pause (the others closed theirs to it while it
+// slept) do not, until the node has run on time and seen them again; a node
+// never routed is not lost. A woken node that took every peer for lost answered
+// Kafka Metadata without leaders for partitions led by healthy nodes.
+func TestRoutesLostOnlyWhileRunning(t *testing.T) {
+	t.Parallel()
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	w := newIsolationWatch("a")
+	both := map[string]bool{"b": true, "c": true}
+	at := t0
+	tick := func(routed map[string]bool) []string {
+		for _, n := range []string{"b", "c"} {
+			if routed[n] {
+				w.answered(n, at)
+			}
+		}
+		w.check(at, 3)
+		return slices.Sorted(maps.Keys(w.routesLost(routed, at)))
+	}
+	for range 6 { // 3 s on time, both routed
+		if lost := tick(both); len(lost) != 0 {
+			t.Fatalf("at %v with every route up: lost %v", at.Sub(t0), lost)
+		}
+		at = at.Add(probeEvery)
+	}
+	// c is killed: its routes close between two checks.
+	at = at.Add(probeEvery / 5)
+	if lost := slices.Sorted(maps.Keys(w.routesLost(map[string]bool{"b": true}, at))); !slices.Equal(lost, []string{"c"}) {
+		t.Fatalf("c's route closed while the node ran: lost %v, want [c]", lost)
+	}
+	at = at.Add(probeEvery)
+	w.routesLost(both, at) // c restarted, routed again
+
+	// The node is paused for 10 s; the others close their routes to it.
+	at = at.Add(10 * time.Second)
+	if lost := slices.Sorted(maps.Keys(w.routesLost(nil, at))); len(lost) != 0 {
+		t.Fatalf("woken, before its first check: lost %v, want none", lost)
+	}
+	if lost := tick(nil); len(lost) != 0 {
+		t.Fatalf("woken, at its first check with no route back yet: lost %v, want none", lost)
+	}
+	at = at.Add(probeEvery)
+	if lost := tick(map[string]bool{"b": true}); len(lost) != 0 {
+		t.Fatalf("woken, b routed again, c not yet: lost %v, want none", lost)
+	}
+	at = at.Add(probeEvery)
+	if lost := tick(map[string]bool{"b": true}); len(lost) != 0 {
+		t.Fatalf("woken, c not routed yet: lost %v, want none (never seen since the wake)", lost)
+	}
+	// Once b is seen after the wake, its route closing counts again.
+	at = at.Add(probeEvery / 5)
+	if lost := slices.Sorted(maps.Keys(w.routesLost(nil, at))); !slices.Equal(lost, []string{"b"}) {
+		t.Fatalf("b's route closed after the node ran on time again: lost %v, want [b]", lost)
+	}
+}
