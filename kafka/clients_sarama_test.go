@@ -479,6 +479,21 @@ func TestClientSaramaAdmin(t *testing.T) {
 			if b := offs.GetBlock(topic, 0); b == nil || b.Offset != 4 {
 				t.Errorf("ListConsumerGroupOffsets %+v, want offset 4", b)
 			}
+			// An admin's offset change, and a time lookup of the partition.
+			oc, err := adm.AlterConsumerGroupOffsets(group, map[string]map[int32]sarama.OffsetAndMetadata{topic: {0: {Offset: 3, Metadata: "moved", LeaderEpoch: -1}, 1: {Offset: 0, LeaderEpoch: -1}}}, nil)
+			if err != nil || oc.Errors[topic][0] != sarama.ErrNoError || oc.Errors[topic][1] != sarama.ErrNoError {
+				t.Fatalf("alter group offsets: %v %+v", err, oc)
+			}
+			waitCommitted(t, c, group, topic, map[int32]int64{0: 3, 1: 0})
+			if at, err := cl.GetOffset(topic, 0, time.Now().Add(-time.Hour).UnixMilli()); err != nil || at != 3 {
+				t.Errorf("offset of an hour ago %d (%v), want the log start 3", at, err)
+			}
+			if v.IsAtLeast(sarama.V2_4_0_0) {
+				if err := adm.DeleteConsumerGroupOffset(group, topic, 0); err != nil {
+					t.Errorf("delete group offset: %v", err)
+				}
+				waitCommitted(t, c, group, topic, map[int32]int64{1: 0})
+			}
 			groups, err := adm.ListConsumerGroups()
 			if err != nil {
 				t.Fatalf("list groups: %v", err)
@@ -532,5 +547,96 @@ func TestClientSaramaTooOld(t *testing.T) {
 	}
 	if end, err := c.Admin().DescribeTopic(ctxFor(t, 10*time.Second), "sarama-old"); err == nil {
 		_ = end
+	}
+}
+
+// In a 3-node cluster Sarama bootstraps from one node, sees the three brokers,
+// produces to each partition's leader with acks=all and reads everything back
+// from the leaders, at its oldest and its default version.
+func TestClientSaramaCluster(t *testing.T) {
+	cfgs := qxdtest.ClusterConfigs(t, 3)
+	for i := range cfgs {
+		cfgs[i].KafkaListen = "127.0.0.1:0"
+	}
+	nodes := qxdtest.StartCluster(t, cfgs)
+	c := qxdtest.Connect(t, nodes[0])
+	const partitions = 6
+	for i, v := range []sarama.KafkaVersion{sarama.V0_11_0_0, sarama.DefaultVersion} {
+		t.Run(v.String(), func(t *testing.T) {
+			topic := fmt.Sprintf("sarama-spread-%d", i)
+			qxdtest.CreateTopic(t, c, topic, qxd.TopicConfig{Partitions: partitions, Replicas: 3})
+			cfg := saramaConfig(v)
+			cfg.Producer.Idempotent = true
+			cfg.Net.MaxOpenRequests = 1
+			cl := saramaClient(t, nodes[1], cfg)
+			if got := len(cl.Brokers()); got != 3 {
+				t.Errorf("sarama sees %d brokers, want 3", got)
+			}
+			p, err := sarama.NewSyncProducerFromClient(cl)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer p.Close()
+			var want []rec
+			for j := range 60 {
+				k := fmt.Sprintf("k%d", j)
+				part, off, err := p.SendMessage(&sarama.ProducerMessage{Topic: topic, Key: sarama.StringEncoder(k), Value: sarama.StringEncoder("v")})
+				if err != nil {
+					t.Fatalf("send %s: %v", k, err)
+				}
+				if wantP := partitioner.KafkaPartition([]byte(k), partitions); part != wantP {
+					t.Errorf("key %s went to partition %d, qxd's murmur2 picks %d", k, part, wantP)
+				}
+				want = append(want, rec{k, "v", part, off})
+			}
+			checkDense(t, want)
+			var got []rec
+			for _, r := range pollSDK(t, c, topic, partitions, len(want)) {
+				got = append(got, rec{string(r.Key), string(r.Value), r.Partition, r.Offset})
+			}
+			sortRecs(want)
+			sortRecs(got)
+			if fmt.Sprint(got) != fmt.Sprint(want) {
+				t.Errorf("SDK read\n%v\nsarama produced\n%v", got, want)
+			}
+			cons, err := sarama.NewConsumerFromClient(cl)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer cons.Close()
+			leaders := map[int32]bool{}
+			n := 0
+			for p := range int32(partitions) {
+				if b, err := cl.Leader(topic, p); err == nil {
+					leaders[b.ID()] = true
+				}
+				hw, err := cl.GetOffset(topic, p, sarama.OffsetNewest)
+				if err != nil || hw == 0 {
+					continue
+				}
+				pc, err := cons.ConsumePartition(topic, p, sarama.OffsetOldest)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for off := int64(0); off < hw; off++ {
+					select {
+					case m := <-pc.Messages():
+						if m.Offset != off {
+							t.Fatalf("partition %d: offset %d, want %d", p, m.Offset, off)
+						}
+						n++
+					case err := <-pc.Errors():
+						t.Fatalf("partition %d: %v", p, err)
+					case <-time.After(20 * time.Second):
+						t.Fatalf("partition %d: timed out at offset %d of %d", p, off, hw)
+					}
+				}
+				pc.Close()
+			}
+			if n != len(want) {
+				t.Errorf("consumed %d records, want %d", n, len(want))
+			}
+			t.Logf("partition leaders on %d brokers", len(leaders))
+		})
 	}
 }
