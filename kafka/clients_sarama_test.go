@@ -640,3 +640,90 @@ func TestClientSaramaCluster(t *testing.T) {
 		})
 	}
 }
+
+// Sarama's transactional producer: a committed transaction, an aborted one and
+// one that also commits a group's offset; a read_committed partition consumer
+// sees only the committed records, and the SDK sees the transaction's offset.
+func TestClientSaramaTransactions(t *testing.T) {
+	n, c := startNode(t)
+	for i, v := range []sarama.KafkaVersion{sarama.V0_11_0_0, sarama.DefaultVersion, sarama.MaxVersion} {
+		t.Run(v.String(), func(t *testing.T) {
+			topic, group := fmt.Sprintf("sarama-txn-%d", i), fmt.Sprintf("sarama-txn-group-%d", i)
+			qxdtest.CreateTopic(t, c, topic, qxd.TopicConfig{Partitions: 1})
+			cfg := saramaConfig(v)
+			cfg.Producer.Idempotent = true
+			cfg.Producer.Transaction.ID = fmt.Sprintf("sarama-txn-%d", i)
+			cfg.Net.MaxOpenRequests = 1
+			p, err := sarama.NewSyncProducerFromClient(saramaClient(t, n, cfg))
+			if err != nil {
+				t.Fatalf("transactional producer: %v", err)
+			}
+			defer p.Close()
+			txn := func(values []string, offset int64, commit bool) {
+				t.Helper()
+				if err := p.BeginTxn(); err != nil {
+					t.Fatalf("begin: %v", err)
+				}
+				for _, val := range values {
+					if _, _, err := p.SendMessage(&sarama.ProducerMessage{Topic: topic, Value: sarama.StringEncoder(val)}); err != nil {
+						t.Fatalf("send %s: %v", val, err)
+					}
+				}
+				if offset >= 0 {
+					if err := p.AddOffsetsToTxn(map[string][]*sarama.PartitionOffsetMetadata{topic: {{Partition: 0, Offset: offset, LeaderEpoch: -1}}}, group); err != nil {
+						t.Fatalf("add offsets: %v", err)
+					}
+				}
+				if commit {
+					err = p.CommitTxn()
+				} else {
+					err = p.AbortTxn()
+				}
+				if err != nil {
+					t.Fatalf("end (commit %v): %v", commit, err)
+				}
+			}
+			txn([]string{"c1", "c2", "c3"}, -1, true)
+			txn([]string{"a1", "a2"}, -1, false)
+			txn([]string{"c4"}, 2, true)
+			waitCommitted(t, c, group, topic, map[int32]int64{0: 2})
+
+			ccfg := saramaConfig(v)
+			ccfg.Consumer.IsolationLevel = sarama.ReadCommitted
+			cl := saramaClient(t, n, ccfg)
+			hw, err := cl.GetOffset(topic, 0, sarama.OffsetNewest)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cons, err := sarama.NewConsumerFromClient(cl)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer cons.Close()
+			pc, err := cons.ConsumePartition(topic, 0, sarama.OffsetOldest)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer pc.Close()
+			var got []string
+			for len(got) < 4 {
+				select {
+				case m := <-pc.Messages():
+					got = append(got, string(m.Value))
+				case err := <-pc.Errors():
+					t.Fatal(err)
+				case <-time.After(20 * time.Second):
+					t.Fatalf("read_committed read %v, want c1..c4 (high watermark %d)", got, hw)
+				}
+			}
+			select {
+			case m := <-pc.Messages():
+				got = append(got, string(m.Value))
+			case <-time.After(300 * time.Millisecond):
+			}
+			if fmt.Sprint(got) != "[c1 c2 c3 c4]" {
+				t.Errorf("read_committed read %v, want [c1 c2 c3 c4]", got)
+			}
+		})
+	}
+}
