@@ -7,6 +7,7 @@
 package kafka_test
 
 import (
+	"context"
 	"fmt"
 	"sync"
 	"testing"
@@ -280,6 +281,93 @@ func TestClientKafkaGoAdmin(t *testing.T) {
 		t.Fatalf("delete topics: %v %+v", err, dt)
 	}
 	if _, err := c.Admin().DescribeTopic(ctx, topic); err == nil {
+		t.Errorf("the SDK still describes %s after kafka-go deleted it", topic)
+	}
+}
+
+// kafka-go's Conn, the low-level API many of its users dial: create a topic, read
+// its partitions and the controller, write to the leader, seek and read batches,
+// read offsets (first, last, by time), delete the topic.
+func TestClientKafkaGoConn(t *testing.T) {
+	n, c := startNode(t)
+	const topic = "kafka-go-conn"
+	conn, err := kafkago.Dial("tcp", n.KafkaAddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(30 * time.Second))
+	if err := conn.CreateTopics(kafkago.TopicConfig{Topic: topic, NumPartitions: 2, ReplicationFactor: 1}); err != nil {
+		t.Fatalf("create topic: %v", err)
+	}
+	if _, err := conn.Controller(); err != nil {
+		t.Errorf("controller: %v", err)
+	}
+	var parts []kafkago.Partition
+	waitFor(t, "the topic's 2 partitions", 10*time.Second, func() bool {
+		parts, err = conn.ReadPartitions(topic)
+		return err == nil && len(parts) == 2
+	})
+	before := time.Now().Add(-time.Second)
+	leader, err := kafkago.DialLeader(context.Background(), "tcp", n.KafkaAddr(), topic, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer leader.Close()
+	leader.SetDeadline(time.Now().Add(30 * time.Second))
+	var ms []kafkago.Message
+	for j := range 10 {
+		ms = append(ms, kafkago.Message{Key: []byte(fmt.Sprintf("k%d", j)), Value: []byte(fmt.Sprintf("v%d", j))})
+	}
+	if _, err := leader.WriteMessages(ms[:5]...); err != nil {
+		t.Fatalf("write: %v", err)
+	}
+	if _, err := leader.WriteCompressedMessages(kafkago.Snappy.Codec(), ms[5:]...); err != nil {
+		t.Fatalf("write snappy: %v", err)
+	}
+	first, last, err := leader.ReadOffsets()
+	if err != nil || first != 0 || last != 10 {
+		t.Errorf("offsets %d..%d (%v), want 0..10", first, last, err)
+	}
+	if at, err := leader.ReadOffset(before); err != nil || at != 0 {
+		t.Errorf("offset at %v: %d (%v), want 0", before, at, err)
+	}
+	if _, err := leader.Seek(3, kafkago.SeekAbsolute); err != nil {
+		t.Fatal(err)
+	}
+	b := leader.ReadBatch(1, 1<<20)
+	var got []string
+	for len(got) < 7 {
+		m, err := b.ReadMessage()
+		if err != nil {
+			break
+		}
+		if m.Offset != int64(3+len(got)) {
+			t.Errorf("record %s at offset %d, want %d", m.Key, m.Offset, 3+len(got))
+		}
+		got = append(got, string(m.Value))
+	}
+	b.Close()
+	for len(got) < 7 {
+		b := leader.ReadBatch(1, 1<<20)
+		for {
+			m, err := b.ReadMessage()
+			if err != nil {
+				break
+			}
+			got = append(got, string(m.Value))
+		}
+		if err := b.Close(); err != nil {
+			t.Fatalf("read batch: %v", err)
+		}
+	}
+	if fmt.Sprint(got) != "[v3 v4 v5 v6 v7 v8 v9]" {
+		t.Errorf("read from offset 3: %v", got)
+	}
+	if err := conn.DeleteTopics(topic); err != nil {
+		t.Fatalf("delete topic: %v", err)
+	}
+	if _, err := c.Admin().DescribeTopic(ctxFor(t, 5*time.Second), topic); err == nil {
 		t.Errorf("the SDK still describes %s after kafka-go deleted it", topic)
 	}
 }
