@@ -117,10 +117,11 @@ durability:
     go test -tags chaos -count=1 -run 'TestDurabilityPowerCut|TestDurabilityCorruption' -v -timeout 30m ./cmd/qxd/ 2>&1 |
         grep -E '^(=== RUN|--- |\s+--- |PASS|FAIL|ok)|RESULT|power cut|no loss|lost|missing'
 
-# Real non-Go Kafka clients against a node's Kafka listener: kcat (librdkafka),
-# confluent-kafka and kafka-python from Debian's packages (root: installs them), and
+# Real Kafka clients against a node's Kafka listener: kcat (librdkafka),
+# confluent-kafka and kafka-python from Debian's packages (root: installs them),
 # KafkaJS (Node.js; installed from npm as kafka/testdata/kafkajs/package-lock.json
-# pins it, into the user's cache directory, by the test itself).
+# pins it, into the user's cache directory, by the test itself), and the Go clients
+# Sarama and kafka-go (test dependencies in go.mod).
 kafka-clients:
     apt-get update && apt-get install -y kcat python3-confluent-kafka python3-kafka
     command -v node >/dev/null && command -v npm >/dev/null || apt-get install -y nodejs npm
