@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"errors"
+	"log/slog"
 	"testing"
 	"time"
 
@@ -20,13 +21,19 @@ import (
 // (no "no responders"): the guarantee the round trip is for.
 func TestWriterStartsShareOneRoundTrip(t *testing.T) {
 	t.Parallel()
-	n := qxdtest.StartNode(t)
+	var logs logLines
+	cfg := qxdtest.NodeConfig(t, t.TempDir())
+	cfg.Logger = slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	n := qxdtest.StartNodeWith(t, cfg)
 	c := qxdtest.Connect(t, n)
 	const topic, parts = "wrt", 12
 	before := n.WriterStartBarriers()
 	qxdtest.CreateTopic(t, c, topic, qxd.TopicConfig{Partitions: parts})
 	if got, most := n.WriterStartBarriers()-before, int64(n.WriterConns()); got < 1 || got > most {
 		t.Fatalf("%d writers started with %d round trips to the server; want 1 to %d (one per writer connection)", parts, got, most)
+	}
+	if l := logs.find(t, "could not make sure the server knows the writers' subscriptions"); l != nil {
+		t.Fatalf("a round trip failed: %v", l)
 	}
 	nc, err := nats.Connect(n.ClientURL())
 	if err != nil {

@@ -249,9 +249,12 @@ func (m *writerManager) awaitStarts(ctx context.Context, of func(stream string) 
 		}
 	}
 	m.mu.Unlock()
+	// Bounded as a start is: ctx may have no deadline (a node's start).
+	fctx, cancel := context.WithTimeout(ctx, writerStartTimeout)
+	defer cancel()
 	for _, nc := range conns {
 		m.barriers.Add(1)
-		if err := nc.FlushWithContext(ctx); err != nil {
+		if err := nc.FlushWithContext(fctx); err != nil {
 			m.env.log.Warn("could not make sure the server knows the writers' subscriptions", "err", err)
 		}
 	}
