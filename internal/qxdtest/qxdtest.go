@@ -10,8 +10,11 @@ import (
 	"math/rand/v2"
 	"net"
 	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -124,32 +127,65 @@ func FreeAddr(t testing.TB) string {
 // it, or binds it again on restart. A port is free when it could be bound just
 // now, which says nothing of a port handed out a moment ago and not yet bound:
 // hence the record of what was handed out (two nodes of one cluster were once
-// given the same client port, and one of them could not start).
+// given the same client port, and one of them could not start). Other test
+// processes (each package's tests, a second CI run) pick from the same range,
+// so a port is also claimed for this process's lifetime with a lock on a file
+// named after it (claimPort): a node stopped to be restarted on its ports
+// found one taken by another process's node.
 func FreeLoopbackAddr() (string, error) {
 	handedOut.Lock()
 	defer handedOut.Unlock()
 	if handedOut.ports == nil {
-		handedOut.ports = make(map[int]bool)
+		handedOut.ports = make(map[int]*os.File)
 	}
 	for range 200 {
 		port := 20000 + rand.IntN(12000)
-		if handedOut.ports[port] {
+		if _, ok := handedOut.ports[port]; ok {
 			continue
+		}
+		claim, ok := claimPort(port)
+		if !ok {
+			continue // another test process handed it out
 		}
 		addr := fmt.Sprintf("127.0.0.1:%d", port)
 		if l, err := net.Listen("tcp", addr); err == nil {
 			l.Close()
-			handedOut.ports[port] = true
+			handedOut.ports[port] = claim
 			return addr, nil
+		}
+		if claim != nil {
+			claim.Close()
 		}
 	}
 	return "", errors.New("no free 127.0.0.1 port below 32000 found in 200 tries")
 }
 
-// handedOut is every port FreeLoopbackAddr returned in this process.
+// handedOut is every port FreeLoopbackAddr returned in this process, with the
+// file whose lock claims it (nil: none could be made), kept open until the
+// process exits.
 var handedOut struct {
 	sync.Mutex
-	ports map[int]bool
+	ports map[int]*os.File
+}
+
+// claimPort takes an exclusive lock on a file named after port in a directory
+// every test process on the machine shares, and reports false if another
+// process holds it. The lock goes with the process, however it ends. Where
+// no such file can be made, the port is not claimed (nil, true).
+func claimPort(port int) (*os.File, bool) {
+	dir := filepath.Join(os.TempDir(), "qxdtest-ports")
+	if err := os.MkdirAll(dir, 0o777); err != nil {
+		return nil, true
+	}
+	f, err := os.OpenFile(filepath.Join(dir, strconv.Itoa(port)), os.O_CREATE|os.O_RDWR, 0o666)
+	if err != nil {
+		return nil, true
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		return nil, !errors.Is(err, syscall.EWOULDBLOCK)
+	}
+	return f, true
 }
 
 // ClusterConfigs returns configs for an n-node cluster on 127.0.0.1: fixed free
