@@ -311,7 +311,7 @@ func (c *Client) buckets(ctx context.Context) error {
 			actx, cancel := context.WithTimeout(ctx, kvGetAttempt)
 			kv, err := c.js.KeyValue(actx, name)
 			cancel()
-			if err == nil || ctx.Err() != nil || !transientKVErr(err) {
+			if err == nil || ctx.Err() != nil || !kvscan.Transient(err) {
 				return kv, err
 			}
 			select {
@@ -332,25 +332,6 @@ func (c *Client) buckets(ctx context.Context) error {
 		return semantics.Errorf(semantics.ErrUnavailable, "open qxd metadata: %v (is this a qxd node?)", wrapNATSError(err))
 	}
 	return nil
-}
-
-// transientKVErr reports whether a metadata bucket request may succeed if sent again:
-// it timed out, nothing answered (the bucket between leaders), the connection was
-// moving to another node (its node told it to, or a check found it silent), or JetStream
-// answered that it is between leaders itself: 10008 ("JetStream system temporarily
-// unavailable": its meta group has none, as for a moment after a node dies), 10009
-// (not the cluster's leader) or 10118 (the stream offline).
-func transientKVErr(err error) bool {
-	var api *jetstream.APIError
-	if errors.As(err, &api) {
-		switch api.ErrorCode {
-		case 10008, 10009, 10118:
-			return true
-		}
-	}
-	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) ||
-		errors.Is(err, nats.ErrNoResponders) || errors.Is(err, jetstream.ErrNoStreamResponse) ||
-		errors.Is(err, nats.ErrDisconnected) || errors.Is(err, nats.ErrConnectionReconnecting)
 }
 
 // topicCreatingWait bounds how long topic waits for a topic that reads as being
@@ -433,7 +414,7 @@ func kvGet(ctx context.Context, kv jetstream.KeyValue, key string) (jetstream.Ke
 		actx, cancel := context.WithTimeout(ctx, kvGetAttempt)
 		e, err := kvscan.Get(actx, kv, key)
 		cancel()
-		if err == nil || ctx.Err() != nil || !transientKVErr(err) {
+		if err == nil || ctx.Err() != nil || !kvscan.Transient(err) {
 			return e, err
 		}
 		select {

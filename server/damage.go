@@ -12,7 +12,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/qxd-io/qxd/internal/kvscan"
@@ -57,7 +56,7 @@ func (m *metadata) updateDamage(ctx context.Context, topicID string, p int32, ch
 	until := time.Now().Add(damageRetryFor)
 	for {
 		done, err := m.updateDamageOnce(ctx, topicID, p, change)
-		if err == nil || ctx.Err() != nil || !transientBucketErr(err) || time.Now().After(until) {
+		if err == nil || ctx.Err() != nil || !kvscan.Transient(err) || time.Now().After(until) {
 			return done, err
 		}
 		select {
@@ -71,22 +70,6 @@ func (m *metadata) updateDamage(ctx context.Context, topicID string, p int32, ch
 // damageRetryFor bounds how long updateDamage sends a change again: about an
 // election of the bucket's stream.
 const damageRetryFor = 10 * time.Second
-
-// transientBucketErr reports whether a bucket request may succeed if sent again:
-// nothing answered, it timed out, or JetStream answered that it is between
-// leaders (10008 "temporarily unavailable", 10009 not the leader, 10118 stream
-// offline).
-func transientBucketErr(err error) bool {
-	var api *jetstream.APIError
-	if errors.As(err, &api) {
-		switch api.ErrorCode {
-		case 10008, 10009, 10118:
-			return true
-		}
-	}
-	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) ||
-		errors.Is(err, nats.ErrNoResponders) || errors.Is(err, jetstream.ErrNoStreamResponse)
-}
 
 // updateDamageOnce is one round of updateDamage's compare-and-set.
 func (m *metadata) updateDamageOnce(ctx context.Context, topicID string, p int32, change func(*semantics.DamageRecord) bool) (bool, error) {
