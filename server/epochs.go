@@ -4,9 +4,7 @@ import (
 	"context"
 	"math"
 	"sync"
-	"sync/atomic"
 	"time"
-	"unsafe" // go:linkname, for streamRaftNode
 
 	natsserver "github.com/nats-io/nats-server/v2/server"
 )
@@ -30,9 +28,6 @@ type epochs struct {
 	// stream made again under the same name is looked up again when its old group
 	// is gone).
 	groups map[string]raftGroup
-	// lookups counts the epochs of found by their group's name (local, a stream
-	// info request), not in process.
-	lookups atomic.Int64
 }
 
 type raftGroup struct {
@@ -46,18 +41,11 @@ const groupRecheck = 30 * time.Second
 
 // of returns the leader epoch of stream as this node knows it: the term of the
 // stream's RAFT group while the group has a leader and this node holds a replica;
-// -1 otherwise (no leader, or no replica here). A stream this node holds a
-// replica of is read in process, from its RAFT node (streamRaftNode); the
-// group's name is looked up (local, then a stream info request) only for a
-// stream not found so.
+// -1 otherwise (no leader, or no replica here).
 func (e *epochs) of(ctx context.Context, stream string) int32 {
 	if !e.n.ns.JetStreamIsClustered() {
 		return 0
 	}
-	if term, ok := e.inProcess(stream); ok {
-		return term
-	}
-	e.lookups.Add(1)
 	e.mu.Lock()
 	g, ok := e.groups[stream]
 	e.mu.Unlock()
@@ -88,47 +76,6 @@ func (e *epochs) of(ctx context.Context, stream string) int32 {
 	}
 	return term
 }
-
-// inProcess is the term of stream's RAFT group read from the group's node on
-// this server, as term reads it, (-1 while the group knows no leader); false
-// when this server holds no replica of the stream, or its store layout or group
-// cannot be reached in process.
-func (e *epochs) inProcess(stream string) (int32, bool) {
-	acc := e.n.ns.GlobalAccount()
-	if acc == nil {
-		return 0, false
-	}
-	mset, err := streamLookup(acc, stream)
-	if err != nil || mset == nil {
-		return 0, false
-	}
-	rn := streamRaftNode(mset)
-	if rn == nil {
-		return 0, false
-	}
-	// Term and leader are read under separate locks: a leader read between
-	// two equal terms is that term's.
-	for range 3 {
-		t := rn.Term()
-		leader := rn.GroupLeader()
-		if rn.Term() != t {
-			continue
-		}
-		if leader == "" {
-			return -1, true
-		}
-		return int32(min(t, math.MaxInt32)), true
-	}
-	return 0, false
-}
-
-// streamRaftNode is nats-server's (*stream).raftNode: the stream's RAFT node on
-// this server, nil for a stream that has none (not clustered). Linked as
-// streamLookup is (kafka_store.go); check its signature when nats-server is
-// upgraded (TestWriterStartsWithoutEpochLookups checks the effect).
-//
-//go:linkname streamRaftNode github.com/nats-io/nats-server/v2/server.(*stream).raftNode
-func streamRaftNode(mset unsafe.Pointer) natsserver.RaftNode
 
 // streamInfoWait bounds of's stream info request for a stream whose group this
 // node has not found among its own.

@@ -184,14 +184,3 @@ func (n *Node) WriterLoadFacts(ctx context.Context, topic string, p int32, fromS
 	f.Aborted, err = w.abortMarkers(ctx, f.State, local)
 	return f, err
 }
-
-// WriterStartBarriers exposes the round trips the node's writer starts were
-// waited with (writerManager.barriers) to the tests.
-func (n *Node) WriterStartBarriers() int64 { return n.writers.barriers.Load() }
-
-// WriterConns exposes how many connections the node's writers share to the tests.
-func (n *Node) WriterConns() int { return max(len(n.wconns), 1) }
-
-// EpochLookups exposes how many leader epochs the node found by their RAFT
-// group's name rather than in process (epochs.lookups) to the tests.
-func (n *Node) EpochLookups() int64 { return n.epochs.lookups.Load() }

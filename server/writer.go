@@ -243,7 +243,6 @@ func (w *writer) start(ctx context.Context) error {
 	if err := w.load(ctx); err != nil {
 		return err
 	}
-	loaded := time.Now()
 	w.ackPrefix = w.nc.NewRespInbox() + "."
 	var err error
 	w.ackSub, err = w.nc.Subscribe(w.ackPrefix+"*", w.onAck)
@@ -297,19 +296,21 @@ func (w *writer) start(ctx context.Context) error {
 	for _, s := range []*nats.Subscription{w.sub, w.directSub, w.ackSub} {
 		_ = s.SetPendingLimits(-1, 512<<20)
 	}
-	// No round trip here: what a writer's subscriptions must be known by the
-	// server before is on this connection too, after them (its appends, whose
-	// acks come to ackSub), or waits for them in awaitStarts (a node's
-	// readiness, a topic's creation), one round trip for the writers that
-	// started together. Requests from producers reach the writer only once the
-	// server knows its subscriptions, as they did when each start waited.
+	if err := w.nc.Flush(); err != nil {
+		w.sub.Unsubscribe()
+		w.directSub.Unsubscribe()
+		w.ackSub.Unsubscribe()
+		w.electSub.Unsubscribe()
+		w.markerSub.Unsubscribe()
+		w.lsoSub.Unsubscribe()
+		return err
+	}
 	w.wg.Add(1)
 	go w.background()
 	w.mu.Lock()
 	next := w.next
 	w.mu.Unlock()
-	w.log.Debug("writer started", "offset", next, "took", time.Since(began),
-		"load", loaded.Sub(began), "subscribe", time.Since(loaded))
+	w.log.Debug("writer started", "offset", next, "took", time.Since(began))
 	return nil
 }
 

@@ -178,15 +178,10 @@ func TestWriterStartsMeasure(t *testing.T) {
 		partition                                   int
 		at, took                                    time.Duration
 		info, ck, epoch, replay, aborted, loadTotal time.Duration
-		// asked: from the election advisory to the start being asked for;
-		// waited: for a start slot; subscribe, flush: the start's after its
-		// load; registered: from started to registered.
-		asked, waited, subscribe, flush, registered time.Duration
 	}
 	var starts []start
 	for i, l := range logs {
 		loads := map[int]start{}
-		started := map[int]int{} // partition → index in starts
 		for _, line := range l.lines() {
 			var r struct {
 				Time       time.Time `json:"time"`
@@ -199,9 +194,6 @@ func TestWriterStartsMeasure(t *testing.T) {
 				Epoch      int64     `json:"epoch"`
 				Replay     int64     `json:"replay"`
 				Aborted    int64     `json:"aborted"`
-				Waited     int64     `json:"waited"`
-				Subscribe  int64     `json:"subscribe"`
-				Flush      int64     `json:"flush"`
 			}
 			if json.Unmarshal(line, &r) != nil || r.Topic != topic || r.Time.Before(t0) {
 				continue
@@ -213,27 +205,12 @@ func TestWriterStartsMeasure(t *testing.T) {
 			case "writer started":
 				s := loads[r.Partition]
 				s.node, s.partition, s.at, s.took = cfgs[i].Name, r.Partition, r.Time.Sub(t0), time.Duration(r.Took)
-				s.subscribe, s.flush = time.Duration(r.Subscribe), time.Duration(r.Flush)
 				elMu.Lock()
 				if e, ok := elected[semantics.StreamName(topic, int32(r.Partition))]; ok && e.After(t0) {
 					s.afterElection = r.Time.Sub(e)
 				}
 				elMu.Unlock()
-				started[r.Partition] = len(starts)
 				starts = append(starts, s)
-			case "writer registered":
-				j, ok := started[r.Partition]
-				if !ok {
-					continue
-				}
-				s := &starts[j]
-				s.registered = r.Time.Sub(t0) - s.at
-				s.waited = time.Duration(r.Waited)
-				elMu.Lock()
-				if e, ok := elected[semantics.StreamName(topic, int32(r.Partition))]; ok && e.After(t0) {
-					s.asked = r.Time.Add(-time.Duration(r.Took)).Sub(e)
-				}
-				elMu.Unlock()
 			}
 		}
 	}
@@ -245,10 +222,9 @@ func TestWriterStartsMeasure(t *testing.T) {
 		maxTook = max(maxTook, s.took)
 		maxAfter = max(maxAfter, s.afterElection)
 		afters = append(afters, s.afterElection)
-		ms := func(d time.Duration) string { return fmt.Sprintf("%.1fms", float64(d)/1e6) }
-		t.Logf("%s %s/%d started at +%v, %v after its election advisory (asked %s, slot %s), took %v (load %s: stream_info %s checkpoint %s epoch %s replay %s aborted %s; subscribe %s flush %s); registered %s later",
-			s.node, topic, s.partition, s.at.Round(time.Millisecond), s.afterElection.Round(time.Millisecond), ms(s.asked), ms(s.waited), ms(s.took), ms(s.loadTotal), ms(s.info),
-			ms(s.ck), ms(s.epoch), ms(s.replay), ms(s.aborted), ms(s.subscribe), ms(s.flush), ms(s.registered))
+		t.Logf("%s %s/%d started at +%v, %v after its election advisory, took %v (load %v: stream_info %v checkpoint %v epoch %v replay %v aborted %v)",
+			s.node, topic, s.partition, s.at.Round(time.Millisecond), s.afterElection.Round(time.Millisecond), s.took.Round(time.Millisecond), s.loadTotal.Round(time.Millisecond), s.info.Round(time.Millisecond),
+			s.ck.Round(time.Millisecond), s.epoch.Round(time.Millisecond), s.replay.Round(time.Millisecond), s.aborted.Round(time.Millisecond))
 	}
 	if len(starts) == 0 {
 		t.Fatal("no writer started after the fault")
@@ -259,22 +235,6 @@ func TestWriterStartsMeasure(t *testing.T) {
 	t.Logf("SUMMARY fault=%s partitions=%d writers_started=%d first=+%v median=+%v last=+%v longest_start=%v sum_of_starts=%v election_to_started median=%v max=%v",
 		fault, parts, len(starts), starts[0].at.Round(time.Millisecond), median.Round(time.Millisecond), last.Round(time.Millisecond),
 		maxTook.Round(time.Millisecond), sum.Round(time.Millisecond), afters[len(afters)/2].Round(time.Millisecond), maxAfter.Round(time.Millisecond))
-	step := func(name string, of func(start) time.Duration) string {
-		var ds []time.Duration
-		for _, s := range starts {
-			ds = append(ds, of(s))
-		}
-		slices.Sort(ds)
-		return fmt.Sprintf("%s median=%.1fms max=%.1fms", name, float64(ds[len(ds)/2])/1e6, float64(ds[len(ds)-1])/1e6)
-	}
-	t.Logf("STEPS %s; %s; %s; %s; %s; %s; %s",
-		step("asked", func(s start) time.Duration { return s.asked }),
-		step("slot", func(s start) time.Duration { return s.waited }),
-		step("load", func(s start) time.Duration { return s.loadTotal }),
-		step("epoch", func(s start) time.Duration { return s.epoch }),
-		step("subscribe", func(s start) time.Duration { return s.subscribe }),
-		step("flush", func(s start) time.Duration { return s.flush }),
-		step("registered", func(s start) time.Duration { return s.registered }))
 }
 
 func counts(m map[string][]string) map[string]int {

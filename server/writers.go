@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -52,9 +51,6 @@ type writerManager struct {
 	wg      sync.WaitGroup
 	closing sync.WaitGroup // the last checkpoints of writers a reconcile stopped; added to with mu held
 	running atomic.Bool    // started and not stopping: the node's readiness
-	// barriers counts the round trips awaitStarts made so that the server knows
-	// the subscriptions of the writers it waited for.
-	barriers atomic.Int64
 }
 
 // writerEnv is what partition writers need from their node.
@@ -97,10 +93,6 @@ type writerEnv struct {
 type startingWriter struct {
 	w    *writer
 	done chan struct{}
-	// asked is when the start was asked for, waited how long it waited for one
-	// of the startSlots.
-	asked  time.Time
-	waited time.Duration
 }
 
 func newWriterManager(env writerEnv, topics jetstream.KeyValue) *writerManager {
@@ -221,10 +213,7 @@ func (m *writerManager) sync(ctx context.Context, t semantics.TopicMeta) {
 }
 
 // awaitStarts waits, bounded by ctx, until every writer being started now for a
-// stream that of accepts has started or given up, and then until the server
-// knows the subscriptions of every running writer of such a stream: one
-// round trip (a Flush) on each writer connection they use, however many
-// writers started together (see writer.start).
+// stream that of accepts has started or given up.
 func (m *writerManager) awaitStarts(ctx context.Context, of func(stream string) bool) {
 	m.mu.Lock()
 	var wait []chan struct{}
@@ -239,23 +228,6 @@ func (m *writerManager) awaitStarts(ctx context.Context, of func(stream string) 
 		case <-done:
 		case <-ctx.Done():
 			return
-		}
-	}
-	m.mu.Lock()
-	var conns []*nats.Conn
-	for stream, w := range m.writers {
-		if of(stream) && !slices.Contains(conns, w.nc) {
-			conns = append(conns, w.nc)
-		}
-	}
-	m.mu.Unlock()
-	// Bounded as a start is: ctx may have no deadline (a node's start).
-	fctx, cancel := context.WithTimeout(ctx, writerStartTimeout)
-	defer cancel()
-	for _, nc := range conns {
-		m.barriers.Add(1)
-		if err := nc.FlushWithContext(fctx); err != nil {
-			m.env.log.Warn("could not make sure the server knows the writers' subscriptions", "err", err)
 		}
 	}
 }
@@ -361,7 +333,7 @@ func (m *writerManager) reconcile(ctx context.Context) {
 // holds up neither the other partitions' starts nor the next reconcile, which may
 // start the writers of streams elected meanwhile. Called with mu held.
 func (m *writerManager) startWriter(stream string, w *writer) {
-	s := &startingWriter{w: w, done: make(chan struct{}), asked: time.Now()}
+	s := &startingWriter{w: w, done: make(chan struct{})}
 	m.starting[stream] = s
 	m.starts.Add(1)
 	go func() {
@@ -369,7 +341,6 @@ func (m *writerManager) startWriter(stream string, w *writer) {
 		defer close(s.done)
 		select {
 		case m.startSlots <- struct{}{}:
-			s.waited = time.Since(s.asked)
 		case <-m.startCtx.Done():
 			m.finishStart(stream, s, m.startCtx.Err())
 			return
@@ -407,7 +378,6 @@ func (m *writerManager) finishStart(stream string, s *startingWriter, err error)
 	cfg := t.Config
 	w.cfg.Store(&cfg)
 	m.setWriter(stream, w)
-	m.env.log.Debug("writer registered", "topic", w.topic, "partition", w.p, "took", time.Since(s.asked), "waited", s.waited)
 }
 
 func (m *writerManager) stopWriter(ctx context.Context, w *writer) {
