@@ -101,10 +101,20 @@ type isolationWatch struct {
 	onTimeSince time.Time
 	// size is the cluster's size at the last check, itself included.
 	size int
-	// routeSeen is when this node last saw a route to each other node
-	// (routesLost).
-	routeSeen map[string]time.Time
+	// routeSeen is when this node last saw a route to each other node, and
+	// routesSince when its checks last came after a gap of pauseClosesRoutes
+	// or more (routesLost).
+	routeSeen   map[string]time.Time
+	routesSince time.Time
 }
+
+// pauseClosesRoutes is the gap between two checks from which the node may have
+// been paused long enough for the other nodes to close their routes to it:
+// they close a route after maxPingsOut route pings go unanswered, one every
+// routePingInterval (6 s at the least); this is half that. A gap of a second
+// or two under load (a late check) says the node ran slowly, not that its
+// routes were closed by its peers.
+const pauseClosesRoutes = routePingInterval * maxPingsOut / 2
 
 // doubtAfter is how long a node whose probes went out on time has heard from
 // fewer than a majority before it doubts its view (isolationWatch.doubtful): two
@@ -146,6 +156,9 @@ func (w *isolationWatch) check(at time.Time, size int) (isolated, changed bool, 
 	}
 	if w.last.IsZero() || at.Sub(w.last) >= probeLate {
 		w.onTimeSince = at
+	}
+	if w.last.IsZero() || at.Sub(w.last) >= pauseClosesRoutes {
+		w.routesSince = at
 	}
 	w.last, w.size = at, size
 	for _, t := range w.heard {
@@ -249,13 +262,15 @@ func (w *isolationWatch) quiet(node string, at time.Time, d time.Duration) bool 
 }
 
 // routesLost records that at at this node has routes to the nodes in routed,
-// and returns the nodes it saw a route to since its checks came on time and has
-// none to now: routes that closed while this node ran (a killed node's close
-// within milliseconds). A route that closed while this node was paused is not
-// one: the other nodes close their routes to a paused node, and it finds them
-// gone when it wakes, before they are made again; that node is judged by its
-// probes (quiet). Nor is one while this node's checks are late, or it counts
-// itself cut off.
+// and returns the nodes it saw a route to since it last ran after a gap of
+// pauseClosesRoutes and has none to now: routes that closed while this node
+// ran (a killed node's close within milliseconds), also while it ran slowly
+// (checks a second or two late under load). A route that closed while this
+// node was paused is not one: the other nodes close their routes to a paused
+// node, and it finds them gone when it wakes, before they are made again;
+// that node is judged by its probes (quiet). Nor is one while the last check
+// is that far behind (the node may have just woken), or it counts itself cut
+// off.
 func (w *isolationWatch) routesLost(routed map[string]bool, at time.Time) map[string]bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -264,12 +279,12 @@ func (w *isolationWatch) routesLost(routed map[string]bool, at time.Time) map[st
 			w.routeSeen[node] = at
 		}
 	}
-	if w.isolated || w.onTimeSince.IsZero() || w.last.IsZero() || at.Sub(w.last) >= probeLate {
+	if w.isolated || w.routesSince.IsZero() || w.last.IsZero() || at.Sub(w.last) >= pauseClosesRoutes {
 		return nil
 	}
 	var lost map[string]bool
 	for node, seen := range w.routeSeen {
-		if !routed[node] && seen.After(w.onTimeSince) {
+		if !routed[node] && seen.After(w.routesSince) {
 			if lost == nil {
 				lost = map[string]bool{}
 			}

@@ -42,6 +42,23 @@ func TestRoutesLostOnlyWhileRunning(t *testing.T) {
 	at = at.Add(probeEvery)
 	w.routesLost(both, at) // c restarted, routed again
 
+	// Under load one check comes 1.5 s late; c's route closes right after it.
+	// The node ran all along: c is lost. (Once only routes seen since the
+	// checks came on time counted, and a Metadata answer after a kill in CI
+	// named the killed node as leader.)
+	at = at.Add(probeEvery)
+	tick(both)
+	at = at.Add(3 * probeEvery)
+	if lost := tick(both); len(lost) != 0 {
+		t.Fatalf("a late check with every route up: lost %v", lost)
+	}
+	at = at.Add(probeEvery / 5)
+	if lost := slices.Sorted(maps.Keys(w.routesLost(map[string]bool{"b": true}, at))); !slices.Equal(lost, []string{"c"}) {
+		t.Fatalf("c's route closed after a late check: lost %v, want [c]", lost)
+	}
+	at = at.Add(probeEvery)
+	w.routesLost(both, at)
+
 	// The node is paused for 10 s; the others close their routes to it.
 	at = at.Add(10 * time.Second)
 	if lost := slices.Sorted(maps.Keys(w.routesLost(nil, at))); len(lost) != 0 {
