@@ -437,3 +437,27 @@ func splitBatches(b []byte) ([][]byte, error) {
 	}
 	return out, nil
 }
+
+// refuseOldProduce answers a Produce v0-v2 (tooOld), whose records are in
+// message format v0 or v1: every partition is UNSUPPORTED_FOR_MESSAGE_FORMAT,
+// the code Produce v3 and later get for such records, and nothing is stored.
+// These versions have no error message to say more. An acks=0 request gets no
+// answer (nil).
+func refuseOldProduce(kreq kmsg.Request) kmsg.Response {
+	req := kreq.(*kmsg.ProduceRequest)
+	if req.Acks == 0 {
+		return nil
+	}
+	resp := req.ResponseKind().(*kmsg.ProduceResponse)
+	for _, t := range req.Topics {
+		rt := kmsg.NewProduceResponseTopic()
+		rt.Topic = t.Topic
+		for _, tp := range t.Partitions {
+			rp := kmsg.NewProduceResponseTopicPartition()
+			rp.Partition, rp.ErrorCode, rp.BaseOffset = tp.Partition, codeUnsupportedForMsgFormat, -1
+			rt.Partitions = append(rt.Partitions, rp)
+		}
+		resp.Topics = append(resp.Topics, rt)
+	}
+	return resp
+}

@@ -383,3 +383,28 @@ func takeBatches(batches [][]byte, total, partMax, maxBytes int) ([][]byte, int)
 	}
 	return batches, total + n
 }
+
+// refuseOldFetch answers a Fetch v0-v3 (tooOld), whose answer can carry only
+// message formats v0 and v1: qxd stores RecordBatch v2 and does not convert it
+// down, so every partition is UNSUPPORTED_VERSION with no records, as a Kafka
+// 2.x broker answers a consumer's fetch it may not down-convert
+// (message.downconversion.enable false, KIP-283). That code is older than
+// UNSUPPORTED_FOR_MESSAGE_FORMAT (Kafka 0.10.0 against 0.10.1): a 0.10.0
+// consumer, which sends Fetch v2, knows it.
+func refuseOldFetch(kreq kmsg.Request) kmsg.Response {
+	req := kreq.(*kmsg.FetchRequest)
+	resp := req.ResponseKind().(*kmsg.FetchResponse)
+	for _, t := range req.Topics {
+		rt := kmsg.NewFetchResponseTopic()
+		rt.Topic = t.Topic
+		for _, p := range t.Partitions {
+			rp := kmsg.NewFetchResponseTopicPartition()
+			rp.Partition, rp.ErrorCode = p.Partition, codeUnsupportedVersion
+			rp.HighWatermark, rp.LastStableOffset, rp.LogStartOffset = -1, -1, -1
+			rp.RecordBatches = []byte{}
+			rt.Partitions = append(rt.Partitions, rp)
+		}
+		resp.Topics = append(resp.Topics, rt)
+	}
+	return resp
+}

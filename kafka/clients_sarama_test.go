@@ -527,11 +527,34 @@ func TestClientSaramaAdmin(t *testing.T) {
 
 // Sarama pinned to 0.10.2, older than any version qxd serves, speaks Produce v2
 // with the old message-set format and Fetch v3: qxd advertises Produce from v3
-// and Fetch from v4 only, so the client must get an error, not hang or store
-// records in a format qxd does not keep.
+// and Fetch from v4 only, and answers those versions with a clear code rather
+// than closing the connection. The producer fails with
+// ErrUnsupportedForMessageFormat and stores nothing; the partition consumer
+// reports ErrUnsupportedVersion and reads nothing.
 func TestClientSaramaTooOld(t *testing.T) {
 	n, c := startNode(t)
 	qxdtest.CreateTopic(t, c, "sarama-old", qxd.TopicConfig{Partitions: 1})
+	current := saramaClient(t, n, saramaConfig(sarama.DefaultVersion))
+	sp, err := sarama.NewSyncProducerFromClient(current)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sp.Close()
+	if _, _, err := sp.SendMessage(&sarama.ProducerMessage{Topic: "sarama-old", Value: sarama.StringEncoder("new")}); err != nil {
+		t.Fatalf("produce at %s: %v", sarama.DefaultVersion, err)
+	}
+	end := func() int64 {
+		t.Helper()
+		off, err := current.GetOffset("sarama-old", 0, sarama.OffsetNewest)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return off
+	}
+	if got := end(); got != 1 {
+		t.Fatalf("partition end %d after one record, want 1", got)
+	}
+
 	cfg := saramaConfig(sarama.V0_10_2_0)
 	cfg.Producer.Retry.Max = 0
 	cfg.Net.ReadTimeout = 5 * time.Second
@@ -542,11 +565,33 @@ func TestClientSaramaTooOld(t *testing.T) {
 	defer p.Close()
 	_, _, err = p.SendMessage(&sarama.ProducerMessage{Topic: "sarama-old", Value: sarama.StringEncoder("v")})
 	t.Logf("produce at 0.10.2: %v", err)
-	if err == nil {
-		t.Fatal("Sarama pinned to 0.10.2 produced, want an error: qxd serves Produce from v3")
+	if !errors.Is(err, sarama.ErrUnsupportedForMessageFormat) {
+		t.Errorf("Sarama pinned to 0.10.2 produced with error %v, want %v: qxd serves Produce from v3", err, sarama.ErrUnsupportedForMessageFormat)
 	}
-	if end, err := saramaClient(t, n, saramaConfig(sarama.DefaultVersion)).GetOffset("sarama-old", 0, sarama.OffsetNewest); err != nil || end != 0 {
-		t.Errorf("partition end %d (%v) after the refused produce, want 0", end, err)
+	if got := end(); got != 1 {
+		t.Errorf("partition end %d after the refused produce, want 1", got)
+	}
+
+	cons, err := sarama.NewConsumer([]string{n.KafkaAddr()}, saramaConfig(sarama.V0_10_2_0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cons.Close()
+	pc, err := cons.ConsumePartition("sarama-old", 0, sarama.OffsetOldest)
+	if err != nil {
+		t.Fatalf("consume at 0.10.2: %v", err)
+	}
+	defer pc.Close()
+	select {
+	case err := <-pc.Errors():
+		t.Logf("consume at 0.10.2: %v", err)
+		if !errors.Is(err, sarama.ErrUnsupportedVersion) {
+			t.Errorf("Sarama pinned to 0.10.2 consumed with error %v, want %v: qxd serves Fetch from v4", err, sarama.ErrUnsupportedVersion)
+		}
+	case m := <-pc.Messages():
+		t.Errorf("Sarama pinned to 0.10.2 read %q at offset %d, want an error", m.Value, m.Offset)
+	case <-time.After(20 * time.Second):
+		t.Error("Sarama pinned to 0.10.2 consumed nothing and saw no error in 20s")
 	}
 }
 

@@ -8,10 +8,14 @@ import (
 
 // FuzzDecodeRequest feeds arbitrary request frames to the decoder: it must return
 // a request or an error, never panic. Seeds are valid requests of every advertised
-// API and version.
+// API and version, and of the old versions refused (tooOld).
 func FuzzDecodeRequest(f *testing.F) {
 	for key, a := range apis {
-		for v := a.min; v <= a.max; v++ {
+		oldest := a.min
+		if o, ok := refusedOld[key]; ok {
+			oldest = o.oldest
+		}
+		for v := oldest; v <= a.max; v++ {
 			req := kmsg.RequestForKey(key)
 			req.SetVersion(v)
 			b := kmsg.NewRequestFormatter(kmsg.FormatterClientID("fuzz")).AppendRequest(nil, req, 7)

@@ -332,6 +332,8 @@ type conn struct {
 	// only; those found ready at its front are dropped): a Metadata answer is
 	// read once they are.
 	ahead []*slot
+	// toldTooOld: a request of a version tooOld was logged (read loop only).
+	toldTooOld bool
 }
 
 // behindKey keys a Metadata request's RequestBehind channel in its context.
@@ -542,10 +544,9 @@ func skipTags(b []byte) ([]byte, error) {
 }
 
 // decodeBody decodes the body of a request whose header is h; an API or version
-// the listener does not implement is an error.
+// the listener neither implements nor refuses (tooOld) is an error.
 func decodeBody(h header, body []byte) (kmsg.Request, error) {
-	api, ok := apis[h.key]
-	if !ok || h.version < api.min || h.version > api.max {
+	if !supported(h.key, h.version) && !refused(h.key, h.version) {
 		return nil, fmt.Errorf("%w: api key %d version %d is not supported", errClose, h.key, h.version)
 	}
 	req := kmsg.RequestForKey(h.key)
@@ -601,6 +602,9 @@ func (c *conn) handle(buf []byte) (err error) {
 	req, err := decodeBody(h, body)
 	if err != nil {
 		return err
+	}
+	if refused(h.key, h.version) {
+		return c.refuseOld(h, req)
 	}
 	ctx := c.ctx
 	if h.key == kmsg.Metadata.Int16() {
@@ -661,6 +665,28 @@ func (c *conn) handle(buf []byte) (err error) {
 		// closes.
 		return fmt.Errorf("%w: %w", errClose, c.closing)
 	}
+	return nil
+}
+
+// refuseOld answers a request of a version tooOld, sent by a client before
+// Kafka 0.11 (or pinned to such a release), with its refusal: every partition
+// gets an error code and nothing is stored or read, so the client fails with a
+// clear error instead of a closed connection. The connection's first such
+// request is logged, with the client id, to find the client to upgrade. An
+// acks=0 produce gets no answer: the connection is closed, as Kafka closes the
+// connection of an acks=0 produce that failed, so that the client notices.
+func (c *conn) refuseOld(h header, req kmsg.Request) error {
+	why := fmt.Errorf("%s v%d is older than qxd serves: records before RecordBatch v2 (Kafka clients before 0.11) are not supported; upgrade the client or set its protocol version to 0.11 or later",
+		kmsg.NameForKey(h.key), h.version)
+	if !c.toldTooOld {
+		c.toldTooOld = true
+		c.log.Info("kafka client too old", "remote", c.nc.RemoteAddr().String(), "client", h.clientID, "err", why)
+	}
+	resp := refusedOld[h.key].refuse(req)
+	if resp == nil {
+		return fmt.Errorf("%w: %w", errClose, why)
+	}
+	c.queueNow(h, resp)
 	return nil
 }
 

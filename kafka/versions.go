@@ -63,7 +63,36 @@ func init() {
 	}
 }
 
+// supported reports whether the listener advertises, and serves, version of
+// the API key.
 func supported(key, version int16) bool {
 	a, ok := apis[key]
 	return ok && version >= a.min && version <= a.max
+}
+
+// tooOld are the versions, below those an API advertises, that the listener
+// decodes only to refuse them: from oldest to the API's min - 1. They are the
+// versions of clients before Kafka 0.11, whose records are in the message
+// formats before RecordBatch v2, which qxd neither stores nor converts to
+// (refuseOld). ApiVersions does not list them. Any other version outside an
+// API's range closes the connection, as Kafka does.
+type tooOld struct {
+	oldest int16
+	// refuse answers a request: an error code for every partition, nothing
+	// stored or read. A nil answer sends none, and the connection is closed
+	// (an acks=0 produce).
+	refuse func(req kmsg.Request) kmsg.Response
+}
+
+// refusedOld are the APIs with versions tooOld, by key.
+var refusedOld = map[int16]tooOld{
+	kmsg.Produce.Int16(): {0, refuseOldProduce}, // v0-v2: message formats v0 and v1
+	kmsg.Fetch.Int16():   {0, refuseOldFetch},   // v0-v3: the answer can carry v0 and v1 only
+}
+
+// refused reports whether version of the API key is one the listener decodes
+// only to refuse it (tooOld).
+func refused(key, version int16) bool {
+	o, ok := refusedOld[key]
+	return ok && version >= o.oldest && version < apis[key].min
 }
