@@ -173,6 +173,64 @@ func (a *Admin) RepairPartition(ctx context.Context, req semantics.RepairPartiti
 	return resp, nil
 }
 
+// clearGoneCopy removes node's entries from partition p's damage record when
+// node holds no copy of p any more (its replica moved to another node, or the
+// node left the cluster) and every copy p has now reads back intact: the copy
+// the entries named is gone, and there is nothing of node's to rebuild. gone
+// reports whether node holds no copy (then a repair is not the thing to try);
+// while the partition is unsettled, or another copy does not read back intact,
+// it changes nothing and returns the reason in err. cleared are the entries it
+// removed: only those there before it read the copies back.
+func (a *Admin) clearGoneCopy(ctx context.Context, t semantics.TopicMeta, p int32, node string) (gone bool, cleared []semantics.BatchDamage, err error) {
+	part := semantics.PartitionString(t.Name, p)
+	stream := semantics.StreamName(t.Name, p)
+	if _, running := a.repairing.LoadOrStore(stream, true); running {
+		return false, nil, fmt.Errorf("partition %s is being repaired on node %s now", part, a.ns.Name())
+	}
+	defer a.repairing.Delete(stream)
+	st, err := a.groupState(ctx, stream)
+	if err != nil {
+		return false, nil, fmt.Errorf("damage record of partition %s: %w", part, err)
+	}
+	if slices.Contains(st.peers(), node) {
+		return false, nil, nil
+	}
+	rec, _, err := a.meta.getDamage(ctx, t.ID, p)
+	if err != nil {
+		return true, nil, fmt.Errorf("damage record of partition %s: %w", part, err)
+	}
+	var known []semantics.BatchDamage
+	for _, d := range rec.Damage {
+		if d.Node == node {
+			known = append(known, d)
+		}
+	}
+	if len(known) == 0 {
+		return true, nil, nil
+	}
+	if why := st.unsettled(t.Config.Replicas); why != "" {
+		return true, nil, fmt.Errorf("partition %s: node %s holds no copy, but its damage entries stay while %s", part, node, why)
+	}
+	for _, h := range st.peers() {
+		v, err := a.verifyOn(ctx, t, p, h)
+		if err != nil {
+			return true, nil, fmt.Errorf("partition %s: verify the copy on node %s: %w", part, h, err)
+		}
+		if len(v.Damage) > 0 {
+			return true, nil, fmt.Errorf("partition %s: node %s holds no copy, but its damage entries stay while the copy on node %s is damaged (%s)",
+				part, node, h, v.Damage[0].Detail)
+		}
+	}
+	if st, err := a.groupState(ctx, stream); err != nil || slices.Contains(st.peers(), node) {
+		return true, nil, fmt.Errorf("partition %s: its replicas changed while they were read back; next check later", part)
+	}
+	cleared, err = a.meta.clearScrubbed(ctx, t.ID, p, node, known, [][2]uint64{{0, math.MaxUint64}})
+	if err != nil {
+		return true, nil, fmt.Errorf("partition %s: clear node %s's damage entries: %w", part, node, err)
+	}
+	return true, cleared, nil
+}
+
 // restoreReplicas scales partition p of t, whose stream has st.Replicas replicas
 // configured, below the topic's replication factor, back up to it, waits until
 // the new copies are current, and reads them back.
