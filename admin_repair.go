@@ -17,7 +17,9 @@ type PartitionRepair struct {
 	// Verified are the nodes whose copies were read back intact before it was.
 	Verified []string
 	// Rebuilt is the node holding the new copy: Node itself (a cluster with no
-	// node to spare) or another node.
+	// node to spare) or another node; "" when Node held no copy any more (its
+	// replica moved, or it left the cluster): nothing was dropped, and the
+	// damage entries naming Node were removed once every copy read back intact.
 	Rebuilt string
 	// Replicas are the nodes holding the partition afterwards.
 	Replicas []string

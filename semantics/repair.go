@@ -19,7 +19,10 @@ type RepairPartitionResponse struct {
 	// Verified are the nodes whose copies were read back intact before it was.
 	Verified []string `json:"verified"`
 	// Rebuilt is the node that holds the new copy: Node itself, rebuilt from the
-	// others (a cluster with no node to spare), or another node.
+	// others (a cluster with no node to spare), or another node. It is "" when
+	// Node held no copy any more (its replica moved, or it left the cluster):
+	// then nothing was dropped, and once every copy in Replicas read back
+	// intact (Verified) the damage entries naming Node were removed.
 	Rebuilt string `json:"rebuilt"`
 	// Replicas are the nodes holding the partition afterwards.
 	Replicas []string `json:"replicas"`

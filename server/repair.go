@@ -52,10 +52,18 @@ const jsErrPeerRemap = 10075
 // A partition stream with fewer replicas than its topic's replication factor (a
 // repair interrupted between its scale-down and its scale-up, or a scale-up that
 // failed) is scaled back up to it instead, and the new copy read back: resp.Node
-// is "" then.
+// is "" then. When the node the damage record names holds no copy any more
+// (its replica moved, or it left the cluster), there is nothing to rebuild:
+// every copy the partition has is read back and, if all are intact, that
+// node's entries are removed (clearGoneLocked); resp.Rebuilt is "" then, and
+// no repair is counted.
 func (a *Admin) RepairPartition(ctx context.Context, req semantics.RepairPartitionRequest) (resp semantics.RepairPartitionResponse, err error) {
-	changed := false // a copy was dropped or a replica added
+	changed := false   // a copy was dropped or a replica added
+	uncounted := false // not a repair: nothing to count
 	defer func() {
+		if uncounted {
+			return
+		}
 		result := repairResult(err)
 		switch {
 		case err != nil && !changed:
@@ -99,7 +107,22 @@ func (a *Admin) RepairPartition(ctx context.Context, req semantics.RepairPartiti
 	if err != nil {
 		return resp, err
 	}
+	damage, _, err := a.meta.getDamage(ctx, t.ID, p)
+	if err != nil {
+		return resp, fmt.Errorf("repair partition %s: %w", part, err)
+	}
 	resp.Node = node
+	if !slices.Contains(st.peers(), node) && slices.ContainsFunc(damage.Damage, func(d semantics.BatchDamage) bool { return d.Node == node }) {
+		// The copy the record names is gone: nothing to rebuild, and no repair
+		// to count.
+		uncounted = true
+		resp.Verified, _, err = a.clearGoneLocked(ctx, t, p, node, st)
+		if err == nil {
+			resp.Replicas = st.peers()
+			a.log.Info("damage record of a copy no longer held cleared", "topic", req.Name, "partition", p, "node", node)
+		}
+		return resp, err
+	}
 	if !slices.Contains(st.peers(), node) {
 		return resp, semantics.Errorf(semantics.ErrInvalidRequest,
 			"node %s holds no copy of partition %s (its replicas are on %s): nothing to rebuild there; name a node that holds one with --node",
@@ -171,6 +194,77 @@ func (a *Admin) RepairPartition(ctx context.Context, req semantics.RepairPartiti
 	}
 	a.log.Info("partition copy rebuilt", "topic", req.Name, "partition", p, "node", resp.Rebuilt)
 	return resp, nil
+}
+
+// clearGoneCopy removes node's entries from partition p's damage record when
+// node holds no copy of p any more (its replica moved to another node, or the
+// node left the cluster) and every copy p has now reads back intact: the copy
+// the entries named is gone, and there is nothing of node's to rebuild. gone
+// reports whether node holds no copy (then a repair is not the thing to try);
+// while the partition is unsettled, or another copy does not read back intact,
+// it changes nothing and returns the reason in err. cleared are the entries it
+// removed: only those there before it read the copies back.
+func (a *Admin) clearGoneCopy(ctx context.Context, t semantics.TopicMeta, p int32, node string) (gone bool, cleared []semantics.BatchDamage, err error) {
+	part := semantics.PartitionString(t.Name, p)
+	stream := semantics.StreamName(t.Name, p)
+	if _, running := a.repairing.LoadOrStore(stream, true); running {
+		return false, nil, fmt.Errorf("partition %s is being repaired on node %s now", part, a.ns.Name())
+	}
+	defer a.repairing.Delete(stream)
+	st, err := a.groupState(ctx, stream)
+	if err != nil {
+		return false, nil, fmt.Errorf("damage record of partition %s: %w", part, err)
+	}
+	if slices.Contains(st.peers(), node) {
+		return false, nil, nil
+	}
+	_, cleared, err = a.clearGoneLocked(ctx, t, p, node, st)
+	return true, cleared, err
+}
+
+// clearGoneLocked is clearGoneCopy for node, which holds no copy in the group
+// st, with the partition held in a.repairing by the caller. It returns the nodes
+// whose copies it read back intact and the entries it removed.
+func (a *Admin) clearGoneLocked(ctx context.Context, t semantics.TopicMeta, p int32, node string, st groupState) (verified []string, cleared []semantics.BatchDamage, err error) {
+	part := semantics.PartitionString(t.Name, p)
+	rec, _, err := a.meta.getDamage(ctx, t.ID, p)
+	if err != nil {
+		return nil, nil, fmt.Errorf("damage record of partition %s: %w", part, err)
+	}
+	var known []semantics.BatchDamage
+	for _, d := range rec.Damage {
+		if d.Node == node {
+			known = append(known, d)
+		}
+	}
+	if len(known) == 0 {
+		return nil, nil, nil
+	}
+	if why := st.unsettled(t.Config.Replicas); why != "" {
+		return nil, nil, semantics.Errorf(semantics.ErrInvalidRequest,
+			"partition %s: node %s holds no copy, but its damage entries stay while %s; try again once every replica is current", part, node, why)
+	}
+	for _, h := range st.peers() {
+		v, err := a.verifyOn(ctx, t, p, h)
+		if err != nil {
+			return verified, nil, fmt.Errorf("partition %s: verify the copy on node %s: %w", part, h, err)
+		}
+		if len(v.Damage) > 0 {
+			return verified, nil, semantics.Errorf(semantics.ErrCorruptMessage,
+				"partition %s: node %s holds no copy, but its damage entries stay while the copy on node %s is damaged (%s): repair that copy first",
+				part, node, h, v.Damage[0].Detail)
+		}
+		verified = append(verified, h)
+	}
+	if st, err := a.groupState(ctx, semantics.StreamName(t.Name, p)); err != nil || slices.Contains(st.peers(), node) {
+		return verified, nil, semantics.Errorf(semantics.ErrInvalidRequest,
+			"partition %s: its replicas changed while they were read back; nothing was changed: try again", part)
+	}
+	cleared, err = a.meta.clearScrubbed(ctx, t.ID, p, node, known, [][2]uint64{{0, math.MaxUint64}})
+	if err != nil {
+		return verified, nil, fmt.Errorf("partition %s: clear node %s's damage entries: %w", part, node, err)
+	}
+	return verified, cleared, nil
 }
 
 // restoreReplicas scales partition p of t, whose stream has st.Replicas replicas

@@ -22,6 +22,11 @@ import (
 //     repair is tried again ten delays later. One repair runs at a time. A
 //     partition with one replica is never touched: its damage stays reported and
 //     its reads fail with the error that names it.
+//   - A damage record naming a node that holds no copy of the partition any more
+//     (its replica moved, or the node left the cluster) has nothing to repair:
+//     once every copy the partition has reads back intact, the node's entries
+//     are removed instead (clearGoneCopy), under the same delay, one at a time
+//     and tried again ten delays later, as a repair.
 //   - A partition stream with fewer replicas configured than its topic's
 //     replication factor (a repair interrupted between its scale-down and its
 //     scale-up, by a stop or a crash of the node running it, or a scale-up that
@@ -248,13 +253,23 @@ func (n *Node) repairDamaged(ctx, cctx context.Context, topics map[string]semant
 // runRepair repairs node's copy of partition p of t, as the automatic repair.
 func (n *Node) runRepair(ctx context.Context, t semantics.TopicMeta, p int32, node, key string) {
 	r := &n.repairs
-	n.log.Warn("automatic repair of a damaged partition copy started", "topic", t.Name, "partition", p, "node", node)
 	rctx, cancel := context.WithTimeout(ctx, repairTimeout)
-	_, err := n.admin.RepairPartition(rctx, semantics.RepairPartitionRequest{Name: t.Name, Partition: p, Node: node})
+	gone, cleared, err := n.admin.clearGoneCopy(rctx, t, p, node)
+	switch {
+	case gone && err != nil:
+		n.log.Warn("damage record of a copy no longer held not cleared; will retry", "topic", t.Name, "partition", p, "node", node, "err", err)
+	case gone && len(cleared) > 0:
+		n.log.Warn("damage record of a copy no longer held cleared: every copy the partition has reads back intact", "topic", t.Name, "partition", p, "node", node)
+	case !gone:
+		n.log.Warn("automatic repair of a damaged partition copy started", "topic", t.Name, "partition", p, "node", node)
+		_, err = n.admin.RepairPartition(rctx, semantics.RepairPartitionRequest{Name: t.Name, Partition: p, Node: node})
+	}
 	cancel()
-	if err != nil {
+	switch {
+	case gone:
+	case err != nil:
 		n.log.Warn("automatic repair of a damaged partition copy did not complete; will retry", "topic", t.Name, "partition", p, "node", node, "err", err)
-	} else {
+	default:
 		n.log.Warn("automatic repair of a damaged partition copy done", "topic", t.Name, "partition", p, "node", node)
 	}
 	r.mu.Lock()

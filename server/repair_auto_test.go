@@ -449,3 +449,81 @@ func kafkaReadMeetsDamage(t *testing.T, leads bool) {
 		}
 	}
 }
+
+// TestAutoRepairClearsDamageOfCopyGone leaves an entry in the damage record of
+// a three-replica partition on three nodes that names a node holding no copy of
+// it (a node that left the cluster, or whose replica moved to another node):
+// there is nothing to rebuild, and every copy the partition has reads back
+// intact, so the cluster removes the entry on its own, or, with the automatic
+// repair off, a repair request does. Before, a repair of that node's copy was
+// refused (the node holds no copy), the automatic one tried again every ten
+// delays, and the partition stayed shown damaged.
+func TestAutoRepairClearsDamageOfCopyGone(t *testing.T) {
+	t.Parallel()
+	for _, auto := range []bool{true, false} {
+		t.Run(fmt.Sprintf("auto=%t", auto), func(t *testing.T) {
+			t.Parallel()
+			clearsDamageOfCopyGone(t, auto)
+		})
+	}
+}
+
+func clearsDamageOfCopyGone(t *testing.T, auto bool) {
+	cfgs := qxdtest.ClusterConfigs(t, 3)
+	for i := range cfgs {
+		cfgs[i].AutoRepairDelay = autoRepairDelay
+		cfgs[i].AutoRepair = auto
+	}
+	nodes := qxdtest.StartCluster(t, cfgs)
+	ctx := qxdtest.Context(t, 2*time.Minute)
+	a := nodes[0].Admin()
+	if _, _, err := a.CreateTopic(ctx, semantics.CreateTopicRequest{Name: "moved", Config: semantics.TopicConfig{Partitions: 1, Replicas: 3}}); err != nil {
+		t.Fatal(err)
+	}
+	const batches = 10
+	produceMarked(ctx, t, nodes[0], "moved", batches, "")
+	waitInSync(ctx, t, a, "moved", 3)
+	const away = "n9" // holds no copy: not in the cluster
+	dm := semantics.BatchDamage{Kind: semantics.DamageCorrupt, FromSeq: 2, ToSeq: 2, FromOffset: 3, ToOffset: 5, Node: away, Detail: "the batch fails its checks"}
+	if err := a.ReportDamage(ctx, semantics.ReportDamageRequest{Name: "moved", Partition: 0, Damage: dm}); err != nil {
+		t.Fatal(err)
+	}
+	// Every node shows the entry (each may read the record from its own
+	// replica), so that none reads it empty before it is cleared.
+	damaged := func(want bool) bool {
+		for _, n := range nodes {
+			if d, err := n.Admin().DescribeTopic(ctx, "moved"); err != nil || (len(d.Partitions[0].Damaged) > 0) != want {
+				return false
+			}
+		}
+		return true
+	}
+	for !damaged(true) {
+		if ctx.Err() != nil {
+			t.Fatal("the damage reported is not shown by every node")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	began := time.Now()
+	if !auto {
+		resp, err := a.RepairPartition(ctx, semantics.RepairPartitionRequest{Name: "moved", Partition: 0})
+		t.Logf("repair request after %v: %+v, %v", time.Since(began).Round(time.Millisecond), resp, err)
+		if err != nil || resp.Node != away || resp.Rebuilt != "" || len(resp.Verified) != 3 || len(resp.Replicas) != 3 {
+			t.Fatalf("repair of partition moved/0, whose damage record names node %s only: %+v, %v; want node %s's entries cleared, nothing rebuilt, the three copies verified",
+				away, resp, err, away)
+		}
+	}
+	for !damaged(false) {
+		if time.Since(began) > time.Minute { // a try that does not complete waits ten delays
+			d, err := a.DescribeTopic(ctx, "moved")
+			t.Fatalf("a minute after damage was recorded naming node %s, which holds no copy of moved/0: describe says %+v (%v), repairs %v",
+				away, d.Partitions, err, repairCounts(nodes))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Logf("the entry naming node %s, which holds no copy of moved/0, was cleared %v after it was recorded (delay %v); repairs %v",
+		away, time.Since(began).Round(time.Millisecond), autoRepairDelay, repairCounts(nodes))
+	if c := repairCounts(nodes); len(c) > 0 {
+		t.Errorf("repair counts over the nodes: %v; want none: no copy dropped or rebuilt", c)
+	}
+}

@@ -44,7 +44,8 @@ import (
 //
 // One pass over the node's copies is spread over Config.ScrubInterval: the scrub
 // reads at the pace of the bytes the node stores divided by the interval, never
-// faster than Config.ScrubRate when that is set (a token bucket, pacer), then
+// faster than Config.ScrubRate when that is set (a token bucket, pacer, that
+// each read waits on for the batches it asks for before it is made), then
 // waits for the interval's end before the next pass (or starts it at once when
 // the cap made the pass outlast the interval). Where the pass is (its
 // start and, by partition stream, the next sequence to read) is kept in
@@ -54,7 +55,7 @@ import (
 // scrubStateFile is the file in the data dir that says where the scrub is.
 const scrubStateFile = "scrub.json"
 
-// scrubFetch is how many batches one scrub read asks for.
+// scrubFetch is the most batches one scrub read asks for.
 const scrubFetch = 16
 
 // scrubWait bounds one scrub read; scrubEmptyReads reads in a row that return
@@ -153,6 +154,7 @@ type scrubCopy struct {
 	from   uint64 // the sequence to read on from
 	last   uint64 // the stream's last sequence when the pass looked
 	bytes  uint64 // what is left to read, about
+	avg    uint64 // the stream's bytes a message, on average
 }
 
 // scrubPass reads the node's copies on from where st says, at the pace that
@@ -214,7 +216,7 @@ func (n *Node) scrubCopies(ctx context.Context, st *scrubState) ([]scrubCopy, er
 		if span := s.LastSeq - s.FirstSeq + 1; from > s.FirstSeq && span > 0 {
 			left = s.Bytes / span * (s.LastSeq - from + 1)
 		}
-		copies = append(copies, scrubCopy{t: t, p: p, stream: si.Config.Name, from: from, last: s.LastSeq, bytes: left})
+		copies = append(copies, scrubCopy{t: t, p: p, stream: si.Config.Name, from: from, last: s.LastSeq, bytes: left, avg: s.Bytes / s.Msgs})
 	}
 	if err := l.Err(); err != nil {
 		return nil, fmt.Errorf("scrub: list partition streams: %w", err)
@@ -244,7 +246,7 @@ func holdsCopy(si *jetstream.StreamInfo, me string) bool {
 
 // scrubOne reads this node's copy of c from c.from to c.last, batch by batch at
 // the pace p sets, records what it finds damaged and keeps in st where it is. A
-// pause longer than scrubHold between reads lets the consumer go and makes
+// pause longer than scrubHold before a read lets the consumer go and makes
 // another after it.
 func (n *Node) scrubOne(ctx context.Context, c scrubCopy, p *pacer, st *scrubState) error {
 	me := n.ns.Name()
@@ -263,21 +265,21 @@ func (n *Node) scrubOne(ctx context.Context, c scrubCopy, p *pacer, st *scrubSta
 		r.clearIntact(ctx)
 	}()
 	for r.expect <= c.last {
-		pause, err := r.run(ctx, p, st)
-		if err != nil {
+		// Wait for the first read with no consumer held.
+		if _, d := p.next(r.size(), scrubFetch); !sleepCtx(ctx, d) {
+			return ctx.Err()
+		}
+		if err := r.run(ctx, p, st); err != nil {
 			return err
 		}
 		st.Next[c.stream] = r.expect
 		n.saveScrubState(*st)
 		r.clearIntact(ctx)
-		if !sleepCtx(ctx, pause) {
-			return ctx.Err()
-		}
 	}
 	return nil
 }
 
-// scrubHold is the longest pause between two reads of one scrub consumer.
+// scrubHold is the longest pause before a read of one scrub consumer.
 const scrubHold = 20 * time.Second
 
 // copyRead is the read of one copy by the scrub.
@@ -286,6 +288,7 @@ type copyRead struct {
 	c      scrubCopy
 	v      verifier
 	expect uint64 // the next stream sequence the copy should return
+	widest uint64 // the largest batch read so far, in bytes
 
 	// known are the entries naming this node in the partition's damage record
 	// when the read began: the ones it may clear.
@@ -296,6 +299,10 @@ type copyRead struct {
 	clean  uint64
 	intact [][2]uint64
 }
+
+// size is what the scrub reckons a batch of the copy holds, to ask the pacer
+// for: the copy's average or the largest batch read so far, whichever is more.
+func (r *copyRead) size() float64 { return float64(max(r.c.avg, r.widest, 1)) }
 
 // readIntact notes that the batch at seq passed its checks.
 func (r *copyRead) readIntact(seq uint64) {
@@ -350,12 +357,14 @@ func (r *copyRead) clearIntact(ctx context.Context) {
 
 // run reads the copy on from r.expect through a consumer on this node until it
 // reaches the copy's last sequence or the pace asks for a pause longer than
-// scrubHold, which it returns.
-func (r *copyRead) run(ctx context.Context, p *pacer, st *scrubState) (time.Duration, error) {
+// scrubHold before the next read. Each read waits first until the pacer holds
+// the bytes of the batches it asks for, and asks for no more than the pacer
+// can hold: a read stays within the pacer's burst however large the batches.
+func (r *copyRead) run(ctx context.Context, p *pacer, st *scrubState) error {
 	n, c := r.n, r.c
 	cons, name, err := n.scrubConsumer(ctx, c.stream, r.expect)
 	if err != nil {
-		return 0, err
+		return err
 	}
 	defer func() {
 		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
@@ -368,20 +377,27 @@ func (r *copyRead) run(ctx context.Context, p *pacer, st *scrubState) (time.Dura
 		var resp semantics.VerifyPartitionResponse
 		// Ask for no more than is left: a pull waits for all it asks for (or
 		// scrubWait), so asking for more would hold the end of every copy.
-		want := int(min(scrubFetch, c.last-r.expect+1))
+		want, d := p.next(r.size(), int(min(scrubFetch, c.last-r.expect+1)))
+		if d > scrubHold {
+			return nil // the consumer goes meanwhile
+		}
+		if !sleepCtx(ctx, d) {
+			return ctx.Err()
+		}
 		fctx, cancel := context.WithTimeout(ctx, scrubWait)
 		batch, err := cons.Fetch(want, jetstream.FetchContext(fctx))
 		if err != nil {
 			cancel()
-			return 0, fmt.Errorf("scrub %s at stream sequence %d: %w", c.stream, r.expect, err)
+			return fmt.Errorf("scrub %s at stream sequence %d: %w", c.stream, r.expect, err)
 		}
 		read, got := r.check(ctx, batch, &resp, first)
 		cancel()
+		p.charge(read)
 		if ctx.Err() != nil {
-			return 0, ctx.Err()
+			return ctx.Err()
 		}
 		if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, jetstream.ErrNoHeartbeat) {
-			return 0, fmt.Errorf("scrub %s at stream sequence %d: %w", c.stream, r.expect, err)
+			return fmt.Errorf("scrub %s at stream sequence %d: %w", c.stream, r.expect, err)
 		}
 		first = first && got == 0
 		if got > 0 {
@@ -395,7 +411,7 @@ func (r *copyRead) run(ctx context.Context, p *pacer, st *scrubState) (time.Dura
 				r.found(&resp, before)
 				r.expect = c.last + 1
 			} else if empty >= 4*scrubEmptyReads {
-				return 0, fmt.Errorf("scrub %s at stream sequence %d: the copy on node %s does not get there", c.stream, r.expect, r.v.leader)
+				return fmt.Errorf("scrub %s at stream sequence %d: the copy on node %s does not get there", c.stream, r.expect, r.v.leader)
 			}
 		}
 		n.admin.scrubs.bytes.Add(read)
@@ -405,13 +421,8 @@ func (r *copyRead) run(ctx context.Context, p *pacer, st *scrubState) (time.Dura
 			n.saveScrubState(*st)
 			saved = time.Now()
 		}
-		if d := p.delay(read); d > scrubHold && r.expect <= c.last {
-			return d, nil
-		} else if !sleepCtx(ctx, d) {
-			return 0, ctx.Err()
-		}
 	}
-	return 0, nil
+	return nil
 }
 
 // check checks the batches of batch, adding what it finds damaged to resp: the
@@ -451,6 +462,7 @@ func (r *copyRead) check(ctx context.Context, batch jetstream.MessageBatch, resp
 			r.readIntact(seq)
 		}
 		read += uint64(len(msg.Data()))
+		r.widest = max(r.widest, uint64(len(msg.Data())))
 		r.expect = seq + 1
 	}
 	return read, got
@@ -549,10 +561,12 @@ func (n *Node) copyEndsAt(ctx context.Context, cons jetstream.Consumer, stream s
 }
 
 // pacer spreads reads at rate bytes a second: a token bucket that starts
-// empty, fills at rate and holds at most one second's worth. Each read is
-// charged after it is made, which may take the bucket below empty; the reader
-// then waits until it is back at empty. So from the pacer's start to the end of
-// the wait after any read, at most rate bytes a second were read.
+// empty, fills at rate and holds at most one second's worth (its burst). A read
+// waits until the bucket holds the bytes of the batches it asks for, and asks
+// for no more batches than the bucket holds; what it read is then charged. So
+// from the pacer's start, at most rate bytes a second are read, give or take
+// the misjudged size of the batches of one read (a batch larger than the
+// burst waits for a full bucket, and takes it below empty).
 type pacer struct {
 	rate   float64 // bytes a second; 0: no limit
 	tokens float64
@@ -562,20 +576,36 @@ type pacer struct {
 // newPacer returns an empty pacer of rate bytes a second (0: no limit).
 func newPacer(rate float64) *pacer { return &pacer{rate: rate, last: time.Now()} }
 
-// delay charges n bytes just read and returns how long to wait before the next
-// read.
-func (p *pacer) delay(n uint64) time.Duration {
-	if p.rate <= 0 {
-		return 0
-	}
+// fill adds what the bucket gained since it was last looked at.
+func (p *pacer) fill() {
 	now := time.Now()
 	p.tokens = min(p.tokens+now.Sub(p.last).Seconds()*p.rate, p.rate)
 	p.last = now
-	p.tokens -= float64(n)
-	if p.tokens >= 0 {
-		return 0
+}
+
+// next returns how many batches of about size bytes the next read asks for, at
+// least one and at most most, and how long to wait before making it: until the
+// bucket holds them.
+func (p *pacer) next(size float64, most int) (int, time.Duration) {
+	if p.rate <= 0 {
+		return most, 0
 	}
-	return time.Duration(math.Ceil(-p.tokens / p.rate * float64(time.Second)))
+	p.fill()
+	n := max(1, min(most, int(p.rate/size)))
+	need := min(float64(n)*size, p.rate)
+	if p.tokens >= need {
+		return n, 0
+	}
+	return n, time.Duration(math.Ceil((need - p.tokens) / p.rate * float64(time.Second)))
+}
+
+// charge takes n bytes just read from the bucket.
+func (p *pacer) charge(n uint64) {
+	if p.rate <= 0 {
+		return
+	}
+	p.fill()
+	p.tokens -= float64(n)
 }
 
 // ParseScrubRate reads a scrub rate (Config.ScrubRate): bytes a second, plain

@@ -41,10 +41,19 @@ func readScrubState(dir string) (scrubState, bool) {
 // node and returns the bytes of batch data stored.
 func storeForScrub(t *testing.T, cfg server.Config, topic string, batches int) uint64 {
 	t.Helper()
+	return storeSized(t, cfg, topic, 1, batches, 8<<10)[0]
+}
+
+// storeSized starts a node with cfg but the scrub off, stores batches batches
+// of about size bytes in each partition of a new topic of partitions
+// partitions, stops the node and returns the bytes of batch data stored, by
+// partition.
+func storeSized(t *testing.T, cfg server.Config, topic string, partitions int32, batches, size int) []uint64 {
+	t.Helper()
 	cfg.Scrub = false
 	n := qxdtest.StartNodeWith(t, cfg)
 	ctx := qxdtest.Context(t, time.Minute)
-	if _, _, err := n.Admin().CreateTopic(ctx, semantics.CreateTopicRequest{Name: topic, Config: semantics.TopicConfig{Partitions: 1, Replicas: 1}}); err != nil {
+	if _, _, err := n.Admin().CreateTopic(ctx, semantics.CreateTopicRequest{Name: topic, Config: semantics.TopicConfig{Partitions: partitions, Replicas: 1}}); err != nil {
 		t.Fatal(err)
 	}
 	nc, err := nats.Connect(n.ClientURL())
@@ -52,13 +61,15 @@ func storeForScrub(t *testing.T, cfg server.Config, topic string, batches int) u
 		t.Fatal(err)
 	}
 	defer nc.Close()
-	var stored uint64
-	for i := range batches {
-		b := buildBatch(t, semantics.NoProducer, fmt.Sprintf("%04d%s", i, strings.Repeat("v", 8<<10)))
-		if _, err := produceRaw(t, nc, topic, 0, b); err != nil {
-			t.Fatal(err)
+	stored := make([]uint64, partitions)
+	for p := range partitions {
+		for i := range batches {
+			b := buildBatch(t, semantics.NoProducer, fmt.Sprintf("%04d%s", i, strings.Repeat("v", size)))
+			if _, err := produceRaw(t, nc, topic, p, b); err != nil {
+				t.Fatal(err)
+			}
+			stored[p] += uint64(len(b))
 		}
-		stored += uint64(len(b))
 	}
 	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
@@ -101,6 +112,49 @@ func TestScrubRateCapsPace(t *testing.T) {
 	}
 	if took < want {
 		t.Errorf("a pass over %d bytes took %v under a cap of %d bytes/s: want at least %v", stored, took, rate, want)
+	}
+}
+
+// TestScrubRateHonouredFromFirstRead scrubs 16 batches of 32 KiB under a cap
+// of 64 KiB/s, with a 1 s interval whose own pace would read them in a second:
+// from the pass's start on, the scrub never has read more than the cap allows
+// plus one second's worth (the pacer's burst). One read may ask for 16 batches:
+// charged only after it is made, the first read alone takes 512 KiB. A check of
+// the limiter's behaviour over the pass's first 2.5 s, not a performance target.
+func TestScrubRateHonouredFromFirstRead(t *testing.T) {
+	t.Parallel()
+	const rate, burst = 64 << 10, 64 << 10
+	cfg := qxdtest.NodeConfig(t, t.TempDir())
+	cfg.ScrubInterval, cfg.ScrubRate = time.Second, rate
+	storeSized(t, cfg, "trickle", 1, 16, 32<<10)
+	n := qxdtest.StartNodeWith(t, cfg)
+	ctx := qxdtest.Context(t, time.Minute)
+	a := n.Admin()
+	var began time.Time
+	for began.IsZero() {
+		if st, ok := readScrubState(cfg.DataDir); ok {
+			began = st.Began
+		}
+		if ctx.Err() != nil {
+			t.Fatal("no scrub pass began")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	var worst float64 // the most bytes read past what the cap allows since began
+	for time.Since(began) < 2500*time.Millisecond {
+		read := a.ScrubStats().Bytes
+		allowed := rate * time.Since(began).Seconds()
+		worst = max(worst, float64(read)-allowed)
+		if float64(read) > allowed+burst {
+			t.Fatalf("%v into the pass the scrub had read %d bytes under a cap of %d bytes/s: want at most %.0f (the cap's %.0f and a burst of %d)",
+				time.Since(began).Round(time.Millisecond), read, rate, allowed+burst, allowed, burst)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	st := a.ScrubStats()
+	t.Logf("2.5 s into the pass: read %d bytes (%d batches) under a cap of %d bytes/s; at most %.0f bytes ahead of the cap", st.Bytes, st.Batches, rate, worst)
+	if st.Batches == 0 {
+		t.Errorf("2.5 s into the pass the scrub read nothing (stats %+v): want batches read at the cap's pace", st)
 	}
 }
 

@@ -23,8 +23,11 @@ func (a *app) topicRepairCommand() *cli.Command {
 			"which clears the damage record. Changes nothing when a check fails. Producers\n" +
 			"see the partition's leadership move a few times; it takes a while on a large\n" +
 			"partition. A partition left with fewer replicas than its topic's replication\n" +
-			"factor (an interrupted repair) is scaled back up instead. Nodes started with\n" +
-			"--auto-repair (the default) do both on their own.",
+			"factor (an interrupted repair) is scaled back up instead. A damage record naming\n" +
+			"a node that holds no copy any more (its replica moved, or it left the cluster)\n" +
+			"has nothing to rebuild: every copy is read back and, if all are intact, that\n" +
+			"node's entries are removed. Nodes started with --auto-repair (the default) do\n" +
+			"all of this on their own.",
 		Flags: []cli.Flag{
 			&cli.IntFlag{Name: "partition", Aliases: []string{"p"}, Value: -1, DefaultText: "every damaged one", Usage: "the `P`artition to repair"},
 			&cli.StringFlag{Name: "node", Usage: "the `NODE` whose copy to rebuild (with --partition); default: the one the damage record names"},
@@ -83,6 +86,11 @@ func (a *app) topicRepair(c *cli.Context) error {
 		if r.Node == "" {
 			fmt.Fprintf(a.stdout, "partition %d: was short of replicas: scaled back up, the new copy on node %s read back intact (%d batches); replicas %s\n",
 				p, r.Rebuilt, r.Batches, strings.Join(r.Replicas, ", "))
+			continue
+		}
+		if r.Rebuilt == "" {
+			fmt.Fprintf(a.stdout, "partition %d: node %s holds no copy any more (replicas %s): nothing to rebuild; the copies there read back intact, and the damage entries naming node %s were removed\n",
+				p, r.Node, strings.Join(r.Replicas, ", "), r.Node)
 			continue
 		}
 		where := "on the same node"
