@@ -53,7 +53,7 @@ func apiVersionsResponse(version int16, sasl bool) *kmsg.ApiVersionsResponse {
 	slices.Sort(keys)
 	for _, k := range keys {
 		a := apis[k]
-		resp.ApiKeys = append(resp.ApiKeys, kmsg.ApiVersionsResponseApiKey{ApiKey: k, MinVersion: a.min, MaxVersion: a.max})
+		resp.ApiKeys = append(resp.ApiKeys, kmsg.ApiVersionsResponseApiKey{ApiKey: k, MinVersion: listedMin(k), MaxVersion: a.max})
 	}
 	if version >= 3 {
 		sf := kmsg.NewApiVersionsResponseSupportedFeature()

@@ -63,21 +63,28 @@ func init() {
 	}
 }
 
-// supported reports whether the listener advertises, and serves, version of
-// the API key.
+// supported reports whether the listener serves version of the API key (and
+// advertises it: ApiVersions lists at most also the versions tooOld refuses).
 func supported(key, version int16) bool {
 	a, ok := apis[key]
 	return ok && version >= a.min && version <= a.max
 }
 
-// tooOld are the versions, below those an API advertises, that the listener
-// decodes only to refuse them: from oldest to the API's min - 1. They are the
-// versions of clients before Kafka 0.11, whose records are in the message
-// formats before RecordBatch v2, which qxd neither stores nor converts to
-// (refuseOld). ApiVersions does not list them. Any other version outside an
-// API's range closes the connection, as Kafka does.
+// tooOld are the versions, below those an API's handler serves, that the
+// listener decodes only to refuse them: from oldest to the API's min - 1. They
+// are the versions of clients before Kafka 0.11, whose records are in the
+// message formats before RecordBatch v2, which qxd neither stores nor converts
+// to (refuseOld). ApiVersions lists them only where listed says. Any other
+// version outside an API's range closes the connection, as Kafka does.
 type tooOld struct {
 	oldest int16
+	// listed: ApiVersions lists the API from oldest, though those versions
+	// are only refused. Produce is, as Kafka 4.0 lists it (KAFKA-18659):
+	// librdkafka up to at least 2.0 turns gzip, snappy and lz4 on only for a
+	// broker that lists Produce v0, and otherwise sends every batch
+	// uncompressed. A client picks the highest version both sides list, so
+	// only a client that has nothing newer sends v0-v2, and it gets a code.
+	listed bool
 	// refuse answers a request: an error code for every partition, nothing
 	// stored or read. A nil answer sends none, and the connection is closed
 	// (an acks=0 produce).
@@ -86,8 +93,17 @@ type tooOld struct {
 
 // refusedOld are the APIs with versions tooOld, by key.
 var refusedOld = map[int16]tooOld{
-	kmsg.Produce.Int16(): {0, refuseOldProduce}, // v0-v2: message formats v0 and v1
-	kmsg.Fetch.Int16():   {0, refuseOldFetch},   // v0-v3: the answer can carry v0 and v1 only
+	kmsg.Produce.Int16(): {0, true, refuseOldProduce}, // v0-v2: message formats v0 and v1
+	kmsg.Fetch.Int16():   {0, false, refuseOldFetch},  // v0-v3: the answer can carry v0 and v1 only
+}
+
+// listedMin is the oldest version ApiVersions lists for the API key: its
+// handler's, or the oldest refused version where those are listed (tooOld).
+func listedMin(key int16) int16 {
+	if o, ok := refusedOld[key]; ok && o.listed {
+		return o.oldest
+	}
+	return apis[key].min
 }
 
 // refused reports whether version of the API key is one the listener decodes
