@@ -104,10 +104,17 @@ type CommitRequest struct {
 // holds the offset of a partition asked for, the answer is
 // semantics.ErrUnstableOffsetCommit (retriable) instead of the offset stored
 // before it.
+//
+// A partition whose commit is a logical offset (-1 latest or -2 earliest, which a
+// Kafka client may commit to clear its group's position) is answered as one
+// without a commit, unless Logical is set: then it is answered with that offset,
+// as Kafka hands back what it stored. Only the Kafka door sets Logical; it does
+// not cross the NATS door, whose clients read committed offsets as positions.
 type FetchRequest struct {
 	Group         string                     `json:"group"`
 	Partitions    []semantics.TopicPartition `json:"partitions,omitempty"`
 	RequireStable bool                       `json:"require_stable,omitempty"`
+	Logical       bool                       `json:"-"`
 }
 
 // DescribeRequest is Kafka's DescribeGroups for one group.

@@ -18,7 +18,11 @@ import (
 // or more) to a group that does not exist — no members and no committed offsets
 // — is GROUP_ID_NOT_FOUND, as Kafka answers a classic group (KIP-848); before v9
 // it stays UNKNOWN_MEMBER_ID, which sends the member to join again. v10 names
-// topics by id (UNKNOWN_TOPIC_ID for an id no topic has).
+// topics by id (UNKNOWN_TOPIC_ID for an id no topic has). An offset of -1 (latest)
+// or -2 (earliest), which KafkaJS's resetOffsets commits, clears the partition's
+// position under the same fencing (the SDK and `qxd group describe` then see no
+// committed offset; OffsetFetch hands the offset back); any other negative offset
+// is INVALID_REQUEST.
 func handleOffsetCommit(ctx context.Context, c *conn, kreq kmsg.Request) func() kmsg.Response {
 	req := kreq.(*kmsg.OffsetCommitRequest)
 	return func() kmsg.Response {

@@ -12,7 +12,10 @@ import (
 )
 
 // OffsetFetch reads a group's committed offsets (all of them when no topics are
-// named); a partition without a commit has offset -1. With require_stable (v7+),
+// named); a partition without a commit has offset -1, and one committed with -1
+// or -2 (OffsetCommit) is answered with that offset, as Kafka hands back what it
+// stored: librdkafka and KafkaJS's fetchOffsets(resolveOffsets) read -2 as the
+// log start, the other clients read both as no offset. With require_stable (v7+),
 // a partition whose offset a transaction not yet completed holds is answered
 // UNSTABLE_OFFSET_COMMIT (retriable) instead of the offset stored before it, as
 // Kafka does (KIP-447): a member taking over the partition waits for the
@@ -127,7 +130,7 @@ func decodeTopicID(s string) ([16]byte, bool) {
 func fetchGroupOffsets(ctx context.Context, c *conn, group string, topics []kmsg.OffsetFetchRequestGroupTopic, stable bool) (kmsg.OffsetFetchResponseGroup, map[string][16]byte) {
 	g := kmsg.NewOffsetFetchResponseGroup()
 	g.Group = group
-	fr := groups.FetchRequest{Group: group}
+	fr := groups.FetchRequest{Group: group, Logical: true}
 	for _, t := range topics {
 		for _, p := range t.Partitions {
 			fr.Partitions = append(fr.Partitions, semantics.TopicPartition{Topic: t.Topic, Partition: p})

@@ -115,8 +115,10 @@ func runKafkaJS(t *testing.T, res any, scenario, brokers string, args ...string)
 // KafkaJS's admin client: createTopics with configs (a second creation reports
 // the topic exists), fetchTopicMetadata, describeConfigs, alterConfigs,
 // createPartitions, deleteTopicRecords, fetchTopicOffsets, listGroups and
-// describeGroups of a running group, fetchOffsets, setOffsets (resetOffsets'
-// work, with offsets: see docs/kafka.md), deleteGroups and deleteTopics.
+// describeGroups of a running group, fetchOffsets, resetOffsets to the earliest
+// and latest offsets (a consumer of the group then starts where its fromBeginning
+// says; fetchOffsets with resolveOffsets reads the earliest as the log start),
+// setOffsets, deleteGroups and deleteTopics.
 func TestClientKafkaJSAdmin(t *testing.T) {
 	n, c := startNode(t)
 	var res struct {
@@ -134,7 +136,10 @@ func TestClientKafkaJSAdmin(t *testing.T) {
 		"listGroupsWhileMember": `[{"groupId":"kafkajs-admin-group","protocolType":"consumer"}]`,
 		"describeGroups":        `{"groupId":"kafkajs-admin-group","state":"Stable","protocolType":"consumer","members":1}`,
 		"fetchOffsets":          `[{"partition":0,"offset":"10"},{"partition":1,"offset":"10"},{"partition":2,"offset":"10"}]`,
-		"resetOffsets":          `[{"partition":0,"offset":"4"},{"partition":1,"offset":"0"},{"partition":2,"offset":"0"}]`,
+		"resetOffsets":          `[{"partition":0,"offset":"-2"},{"partition":1,"offset":"-2"},{"partition":2,"offset":"-2"}]`,
+		"consumeAfterReset":     `[{"partition":0,"first":"4","count":6},{"partition":1,"first":"0","count":10},{"partition":2,"first":"0","count":10}]`,
+		"resetOffsetsLatest":    `[{"partition":0,"offset":"-1"},{"partition":1,"offset":"-1"},{"partition":2,"offset":"-1"}]`,
+		"resolveOffsets":        `[{"partition":0,"offset":"4"},{"partition":1,"offset":"0"},{"partition":2,"offset":"0"}]`,
 		"setOffsets":            `[{"partition":0,"offset":"4"},{"partition":1,"offset":"7"},{"partition":2,"offset":"0"}]`,
 		"deleteGroups":          `[{"groupId":"kafkajs-admin-group","errorCode":0}]`,
 		"deleteTopics":          `true`,

@@ -84,8 +84,14 @@ func (e *WriteError) failed() []semantics.TopicPartition {
 // gen NoGeneration (-1) is Kafka's commit for a group without active members (an
 // assign-mode consumer, a tool): it is written unconditionally, like Reset, and the
 // caller must have checked that the group has no members. Other negative generations,
-// negative partitions or offsets and metadata over MaxMetadataLen are refused with
+// negative partitions, negative offsets other than Latest and Earliest (see
+// CheckOffset) and metadata over MaxMetadataLen are refused with
 // semantics.ErrInvalidRequest before anything is written.
+//
+// An offset of Latest or Earliest clears the partition's position: it is stored
+// as it is, by the same fenced write as any commit, and the commit is then
+// Logical, which Fetch and List return as they store it and the coordinator
+// answers as no committed offset (see Committed.Logical).
 //
 // A Store WithTopics also checks each partition's topic (see WithTopics) and stores
 // its topic id. A compare-and-set conflict with a concurrent writer is retried by
@@ -100,8 +106,11 @@ func (s *Store) Commit(ctx context.Context, group string, gen int32, member stri
 			"offsets: commit group %q: generation %d is invalid: give the group's generation, or -1 for a group without members", group, gen)
 	}
 	for tp, c := range offsets {
-		if err := validateWrite(tp, c.Offset); err != nil {
+		if err := validatePartition(tp); err != nil {
 			return fmt.Errorf("offsets: commit group %q: %w", group, err)
+		}
+		if err := CheckOffset(c.Offset); err != nil {
+			return fmt.Errorf("offsets: commit group %q partition %s: %w", group, tp, err)
 		}
 		if len(c.Metadata) > MaxMetadataLen {
 			return semantics.Errorf(semantics.ErrInvalidRequest,
@@ -258,14 +267,29 @@ func isConflict(err error) bool {
 		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
 }
 
-// validateWrite checks one partition and offset of a Commit or Reset.
+// CheckOffset checks an offset to commit: the next offset to read (0 or more),
+// or Latest or Earliest, which clear the partition's position. Any other negative
+// offset is an error wrapping semantics.ErrInvalidRequest. Kafka stores whatever
+// number a client commits; qxd takes the two logical offsets clients commit
+// (KafkaJS's resetOffsets, a seek to them with auto commit, Sarama's ResetOffset)
+// and refuses the rest as the client's mistake rather than keep a number no
+// client reads as a position.
+func CheckOffset(offset int64) error {
+	if offset < 0 && offset != Latest && offset != Earliest {
+		return semantics.Errorf(semantics.ErrInvalidRequest,
+			"offset %d is negative: commit the next offset to read (0 or more), or -1 (latest) or -2 (earliest) to clear the group's offset", offset)
+	}
+	return nil
+}
+
+// validateWrite checks one partition and offset of a Reset.
 func validateWrite(tp semantics.TopicPartition, offset int64) error {
 	if err := validatePartition(tp); err != nil {
 		return err
 	}
 	if offset < 0 {
 		return semantics.Errorf(semantics.ErrInvalidRequest,
-			"partition %s: offset %d is negative: commit the next offset to read, 0 or more", tp, offset)
+			"partition %s: offset %d is negative: reset to the next offset to read, 0 or more", tp, offset)
 	}
 	return nil
 }

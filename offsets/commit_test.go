@@ -102,6 +102,31 @@ func TestCommitGenerationFencing(t *testing.T) {
 			want: map[int32]want{0: {3, 0}},
 		},
 		{
+			name: "latest and earliest clear at the same generation",
+			steps: []step{
+				{gen: 5, offs: map[int32]int64{0: 10, 1: 11}},
+				{gen: 5, offs: map[int32]int64{0: offsets.Latest, 1: offsets.Earliest}},
+			},
+			want: map[int32]want{0: {-1, 5}, 1: {-2, 5}},
+		},
+		{
+			name: "older generation cannot clear",
+			steps: []step{
+				{gen: 5, offs: map[int32]int64{0: 10}},
+				{gen: 4, offs: map[int32]int64{0: offsets.Earliest}, wantErr: semantics.ErrIllegalGeneration},
+			},
+			want: map[int32]want{0: {10, 5}},
+		},
+		{
+			name: "a clear fences older generations",
+			steps: []step{
+				{gen: 5, offs: map[int32]int64{0: offsets.Latest}},
+				{gen: 4, offs: map[int32]int64{0: 3}, wantErr: semantics.ErrIllegalGeneration},
+				{gen: 6, offs: map[int32]int64{0: 7}},
+			},
+			want: map[int32]want{0: {7, 6}},
+		},
+		{
 			name: "partial failure writes the rest and says so",
 			steps: []step{
 				{gen: 5, offs: map[int32]int64{0: 10}},

@@ -39,6 +39,22 @@ type Committed struct {
 	Revision uint64 `json:"-"` // KV revision it was read at
 }
 
+// Logical reports whether the commit names no position: a Kafka client committed
+// Latest or Earliest, which Kafka stores and hands back, and which its clients
+// read as "no committed offset" (Java, franz-go, KafkaJS's consumer) or, for
+// Earliest, as "from the log start" (librdkafka, KafkaJS's fetchOffsets with
+// resolveOffsets). The coordinator answers such a partition as one never
+// committed, but to the Kafka door, which hands the offset back.
+func (c Committed) Logical() bool { return c.Offset < 0 }
+
+// Latest and Earliest are the logical offsets a Kafka client may commit (Kafka's
+// ListOffsets timestamps for the log end and start): committed, they clear the
+// partition's position (Commit).
+const (
+	Latest   int64 = -1
+	Earliest int64 = -2
+)
+
 // MaxMetadataLen is the longest commit metadata string accepted, Kafka's default
 // offset.metadata.max.bytes.
 const MaxMetadataLen = 4096
@@ -105,6 +121,7 @@ func New(kv jetstream.KeyValue) *Store { return &Store{kv: kv} }
 
 // Fetch returns the commits of the given partitions; partitions without a commit are
 // absent (with WithTopics, so are commits of an earlier incarnation of a topic).
+// Logical commits (Latest, Earliest) are returned as stored: see Committed.Logical.
 func (s *Store) Fetch(ctx context.Context, group string, tps []semantics.TopicPartition) (map[semantics.TopicPartition]Committed, error) {
 	if err := semantics.ValidateGroupID(group); err != nil {
 		return nil, fmt.Errorf("offsets: fetch: %w", err)
@@ -136,6 +153,7 @@ func (s *Store) Fetch(ctx context.Context, group string, tps []semantics.TopicPa
 
 // List returns every commit of group; a group without commits gives an empty map.
 // With WithTopics, commits of an earlier incarnation of a topic are left out.
+// Logical commits are returned as stored, as Fetch does.
 func (s *Store) List(ctx context.Context, group string) (map[semantics.TopicPartition]Committed, error) {
 	if err := semantics.ValidateGroupID(group); err != nil {
 		return nil, fmt.Errorf("offsets: list: %w", err)

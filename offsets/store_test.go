@@ -300,8 +300,8 @@ func TestBadInputChangesNothing(t *testing.T) {
 			semantics.ErrInvalidTopic, "topic name is empty"},
 		{"commit topic ..", func(ctx context.Context) error { return st.Commit(ctx, "g3", 1, "m", one("..", 0, 1)) },
 			semantics.ErrInvalidTopic, `".."`},
-		{"commit negative offset", func(ctx context.Context) error { return st.Commit(ctx, "g4", 1, "m", one("t", 3, -1)) },
-			semantics.ErrInvalidRequest, "t/3: offset -1"},
+		{"commit negative offset", func(ctx context.Context) error { return st.Commit(ctx, "g4", 1, "m", one("t", 3, -3)) },
+			semantics.ErrInvalidRequest, "t/3: offset -3"},
 		{"commit negative partition", func(ctx context.Context) error { return st.Commit(ctx, "g5", 1, "m", one("t", -2, 1)) },
 			semantics.ErrInvalidRequest, "partition -2"},
 		{"commit bad generation", func(ctx context.Context) error { return st.Commit(ctx, "g6", -2, "m", one("t", 0, 1)) },
@@ -316,6 +316,8 @@ func TestBadInputChangesNothing(t *testing.T) {
 			semantics.ErrInvalidTopic, `"t/1"`},
 		{"reset negative offset", func(ctx context.Context) error { return st.Reset(ctx, "g9", reset("t", 0, -5)) },
 			semantics.ErrInvalidRequest, "offset -5"},
+		{"reset to latest", func(ctx context.Context) error { return st.Reset(ctx, "g10", reset("t", 0, offsets.Latest)) },
+			semantics.ErrInvalidRequest, "offset -1"},
 		{"fetch empty group", func(ctx context.Context) error {
 			_, err := st.Fetch(ctx, "", []semantics.TopicPartition{tp("t", 0)})
 			return err

@@ -572,8 +572,8 @@ func (c *txnCoordinator) CommitOffsets(ctx context.Context, id string, pid int64
 	g := &e.rec.Groups[i]
 	g.Generation, g.Member = generation, member
 	for _, o := range offs {
-		if o.Offset < 0 {
-			return semantics.Errorf(semantics.ErrInvalidRequest, "offset %d of %s is negative", o.Offset, semantics.PartitionString(o.Topic, o.Partition))
+		if err := offsets.CheckOffset(o.Offset); err != nil {
+			return fmt.Errorf("%s: %w", semantics.PartitionString(o.Topic, o.Partition), err)
 		}
 		j := slices.IndexFunc(g.Offsets, func(x txnOffset) bool { return x.Topic == o.Topic && x.Partition == o.Partition })
 		to := txnOffset{Topic: o.Topic, Partition: o.Partition, Offset: o.Offset, Metadata: o.Metadata, TopicID: o.TopicID}

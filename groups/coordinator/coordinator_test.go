@@ -477,6 +477,41 @@ func TestCommitFencing(t *testing.T) {
 	}
 }
 
+// A commit of -1 or -2 clears the partition's position: FetchOffsets leaves it
+// out unless asked for logical offsets (the Kafka door), the group still exists,
+// and a group starting without stored state starts above the clear's generation,
+// so that the store, which fences by generation, takes its members' commits.
+func TestCommitClearKeepsGeneration(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	ctx := context.Background()
+	tp := semantics.TopicPartition{Topic: "t", Partition: 0}
+	if err := f.offs.Commit(ctx, "gc", 7, "old", map[semantics.TopicPartition]offsets.Commit{tp: {Offset: offsets.Earliest}}); err != nil {
+		t.Fatalf("clear at generation 7: %v", err)
+	}
+	for _, logical := range []bool{false, true} {
+		got, err := f.coord.FetchOffsets(ctx, groups.FetchRequest{Group: "gc", Logical: logical})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := map[bool]int{false: 0, true: 1}[logical]; len(got) != want || (logical && got[0].Offset != offsets.Earliest) {
+			t.Errorf("FetchOffsets with Logical %v: %+v, want %d entries (-2 when logical)", logical, got, want)
+		}
+	}
+	if d := f.describe("gc"); d.State != groups.Empty {
+		t.Errorf("group with a cleared offset: state %s, want Empty", d.State)
+	}
+	joins := f.stable("gc", joinReq("gc", "", ""))
+	if joins[0].Generation <= 7 {
+		t.Fatalf("generation %d after a clear at generation 7: the store would refuse its commits", joins[0].Generation)
+	}
+	err := f.coord.CommitOffsets(ctx, groups.CommitRequest{Group: "gc", MemberID: joins[0].MemberID, Generation: joins[0].Generation,
+		Offsets: []semantics.OffsetEntry{{Topic: tp.Topic, Partition: tp.Partition, Offset: 4}}})
+	if err != nil {
+		t.Fatalf("commit of the new generation over the clear: %v", err)
+	}
+}
+
 func TestStaticMemberRejoinsWithoutRebalance(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)

@@ -11,7 +11,9 @@ import (
 // CommitOffsets is Kafka's OffsetCommit: the member must be in the group's current
 // generation (ErrIllegalGeneration, ErrUnknownMemberID otherwise), and not between a
 // join and its assignment (ErrRebalanceInProgress). Generation -1 without a member
-// commits for a group with no members.
+// commits for a group with no members. An offset of -1 or -2 clears the
+// partition's position, with the same checks and the same fenced write as any
+// commit (offsets.Store.Commit).
 func (c *Coordinator) CommitOffsets(ctx context.Context, req groups.CommitRequest) error {
 	g, err := c.group(req.Group, false)
 	if err != nil {
@@ -60,6 +62,8 @@ func commits(es []semantics.OffsetEntry) map[semantics.TopicPartition]offsets.Co
 
 // FetchOffsets is Kafka's OffsetFetch: the group's committed offsets of the
 // requested partitions (all of them when none are named), in no particular order.
+// A partition whose commit cleared its position (offsets.Committed.Logical) is
+// left out, as one never committed, unless req.Logical asks for it.
 func (c *Coordinator) FetchOffsets(ctx context.Context, req groups.FetchRequest) ([]semantics.OffsetEntry, error) {
 	if err := semantics.ValidateGroupID(req.Group); err != nil {
 		return nil, err
@@ -76,6 +80,9 @@ func (c *Coordinator) FetchOffsets(ctx context.Context, req groups.FetchRequest)
 	}
 	out := make([]semantics.OffsetEntry, 0, len(got))
 	for tp, cm := range got {
+		if cm.Logical() && !req.Logical {
+			continue
+		}
 		out = append(out, semantics.OffsetEntry{Topic: tp.Topic, Partition: tp.Partition, Offset: cm.Offset,
 			Metadata: cm.Metadata, Generation: cm.Generation, Member: cm.Member, Time: cm.Time, TopicID: cm.TopicID})
 	}

@@ -100,16 +100,34 @@ async function admin(topic, group) {
     const o = (await a.fetchOffsets({ groupId: group, topics: [topic] }))[0].partitions
     return o.every((x) => x.offset === '10') && o
   })).sort((x, y) => x.partition - y.partition).map((x) => ({ partition: x.partition, offset: x.offset }))
-  // resetOffsets commits Kafka's logical offsets (-2 earliest, -1 latest), which
-  // qxd refuses (docs/kafka.md); setOffsets with the partitions' first offsets is
-  // the same reset.
-  const lows = (await a.fetchTopicOffsets(topic)).map((o) => ({ partition: o.partition, offset: o.low }))
-  await a.setOffsets({ groupId: group, topic, partitions: lows })
-  res.steps.resetOffsets = (await a.fetchOffsets({ groupId: group, topics: [topic] }))[0].partitions
+  const groupOffsets = async (opts = {}) => (await a.fetchOffsets({ groupId: group, topics: [topic], ...opts }))[0].partitions
     .sort((x, y) => x.partition - y.partition).map((x) => ({ partition: x.partition, offset: x.offset }))
+  // resetOffsets commits Kafka's logical offsets (-1 latest, -2 earliest) through
+  // a consumer it starts in the group; fetchOffsets hands them back.
+  await a.resetOffsets({ groupId: group, topic, earliest: false })
+  res.steps.resetOffsetsLatest = await groupOffsets()
+  await a.resetOffsets({ groupId: group, topic, earliest: true })
+  res.steps.resetOffsets = await groupOffsets()
+  // A consumer of the group reads such an offset as none and starts where its
+  // fromBeginning says: here at each partition's first record. It commits nothing.
+  const r = kafka.consumer({ groupId: group, sessionTimeout: 10000, heartbeatInterval: 1000, maxWaitTimeInMs: 500 })
+  await r.connect()
+  await r.subscribe({ topics: [topic], fromBeginning: true })
+  const after = new Map()
+  await r.run({ autoCommit: false, eachMessage: async ({ partition, message }) => {
+    const p = after.get(partition) || { partition, first: message.offset, offsets: new Set() }
+    p.offsets.add(message.offset)
+    after.set(partition, p)
+  } })
+  await until('26 records read after the reset', () => [...after.values()].reduce((n, p) => n + p.offsets.size, 0) >= 26)
+  await r.disconnect()
+  res.steps.consumeAfterReset = [...after.values()].sort((x, y) => x.partition - y.partition)
+    .map((p) => ({ partition: p.partition, first: p.first, count: p.offsets.size }))
+  // fetchOffsets with resolveOffsets reads -2 as the log start (and -1 as its
+  // end), and commits what it read.
+  res.steps.resolveOffsets = await groupOffsets({ resolveOffsets: true })
   await a.setOffsets({ groupId: group, topic, partitions: [{ partition: 1, offset: '7' }] })
-  res.steps.setOffsets = (await a.fetchOffsets({ groupId: group, topics: [topic] }))[0].partitions
-    .sort((x, y) => x.partition - y.partition).map((x) => ({ partition: x.partition, offset: x.offset }))
+  res.steps.setOffsets = await groupOffsets()
   res.steps.deleteGroups = await a.deleteGroups([group])
   await a.deleteTopics({ topics: [topic] })
   res.steps.deleteTopics = (await until('topic gone', async () => !(await a.listTopics()).includes(topic))) === true
@@ -264,6 +282,13 @@ async function cluster(topic, n) {
 }
 
 const scenarios = { admin, produce, group, txn, cluster }
+
+// A promise that never settles (a client call waiting on an answer it will not
+// get) leaves Node.js nothing to wait for: it would exit 0 without a word.
+process.on('beforeExit', () => {
+  process.stderr.write(`${scenario}: Node.js ran out of work before the scenario settled: a KafkaJS call never completed\n`)
+  process.exit(1)
+})
 
 scenarios[scenario](...args).then(
   (res) => { process.stdout.write(JSON.stringify(res) + '\n'); process.exit(0) },
