@@ -185,11 +185,11 @@ func (a *Admin) awaitDurability(ctx context.Context, t semantics.TopicMeta) erro
 		if len(behind) > 0 {
 			errs = append(errs, fmt.Sprintf("partition(s) %s not yet in effect after %v", partitionList(behind), durabilityApplyTimeout))
 		}
-		effect := "their appends are synced as the node's --sync says, as safe as before and as slow"
+		effect := fmt.Sprintf("their appends are synced as the node's --sync says, as safe as before and as slow; 'qxd topic alter-config %s --set durability=sync' records sync again", t.Name)
 		if want == semantics.DurabilitySync {
 			effect = "their appends are flushed lazily: a power failure can lose acknowledged records"
 		}
-		return semantics.Errorf(semantics.ErrInvalidConfig, "alter topic %q: durability %s is recorded, but cannot be applied everywhere: %s; %s. A node that can apply it does when it holds them; 'qxd topic describe %s' shows each partition's",
+		return semantics.Errorf(semantics.ErrInvalidConfig, "alter topic %q: durability %s is recorded, but cannot be applied everywhere: %s; %s. A node that can apply it (a qxd built for its nats-server) does so when it holds them; 'qxd topic describe %s' shows each partition's",
 			t.Name, want, strings.Join(errs, "; "), effect, t.Name)
 	}
 	if ctx.Err() != nil {

@@ -51,7 +51,7 @@ func TestTopicDurabilityCannotApply(t *testing.T) {
 		if !errors.Is(err, qxd.ErrInvalidConfig) {
 			t.Errorf("run %d: alter error %v, want an invalid-config error", run, err)
 		}
-		t.Logf("run %d: the alter failed after %v", run, took)
+		t.Logf("run %d: the alter failed after %v: %v", run, took, err)
 	}
 	for _, tc := range []struct {
 		topic string
