@@ -146,8 +146,10 @@ type PartitionInfo struct {
 	// Durability is the partition's durability as its store on the leading node
 	// writes now: DurabilitySync or DurabilityAsync, "" when that node cannot
 	// tell. It differs from the topic's for a moment after an alter, until the
-	// partition's writer applies it.
-	Durability string `json:"durability,omitempty"`
+	// partition's writer applies it, or for good when that node cannot apply
+	// it: then DurabilityNote says why, naming the node.
+	Durability     string `json:"durability,omitempty"`
+	DurabilityNote string `json:"durability_note,omitempty"`
 	// Missing counts the batches gone from the middle of the log stored on the
 	// leader (stream sequences between its first and last that hold nothing, on a
 	// topic that is not compacted): only retention and trims remove batches, both

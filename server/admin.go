@@ -254,7 +254,9 @@ func (a *Admin) DescribeTopic(ctx context.Context, name string) (TopicDescriptio
 			pi.LogStartOffset, pi.HighWatermark = o.LogStart, o.HighWatermark
 			pi.Batches, pi.Bytes = o.Msgs, o.Bytes
 			pi.Records = o.HighWatermark - o.LogStart
-			pi.LastStableOffset, pi.Durability = a.lastStable(ctx, o.Leader, name, p, o.HighWatermark, o.LogStart)
+			var r stableReply
+			pi.LastStableOffset, r = a.lastStable(ctx, o.Leader, name, p, o.HighWatermark, o.LogStart)
+			pi.Durability, pi.DurabilityNote = r.Durability, r.DurabilityNote
 			if t.Config.Compact {
 				pi.Records = int64(o.Msgs)
 			}

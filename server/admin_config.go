@@ -4,12 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/qxd-io/qxd/internal/partition"
 	"github.com/qxd-io/qxd/semantics"
 )
 
@@ -65,7 +68,9 @@ func (a *Admin) AlterTopicConfig(ctx context.Context, req semantics.AlterTopicCo
 	}
 	nt.Revision = rev
 	a.follow.topicChanged(ctx, nt)
-	if nt.Config.DurabilityOrDefault() != t.Config.DurabilityOrDefault() {
+	if nt.Config.DurabilityOrDefault() != t.Config.DurabilityOrDefault() || touchesDurability(req) {
+		// Also when the record had it already: the same alter, run again after
+		// it failed, says again where the durability is not in effect.
 		if err := a.awaitDurability(ctx, nt); err != nil {
 			return nt, err
 		}
@@ -85,38 +90,151 @@ func (a *Admin) AlterTopicConfig(ctx context.Context, req semantics.AlterTopicCo
 // for the partitions' writers to apply it.
 const durabilityApplyTimeout = 10 * time.Second
 
+// awaitDurability asks the partitions still behind again first after
+// durabilityPoll, then after twice as long each round, up to durabilityPollMax.
+const (
+	durabilityPoll    = 50 * time.Millisecond
+	durabilityPollMax = 500 * time.Millisecond
+)
+
+// touchesDurability reports whether req sets or deletes the durability key.
+func touchesDurability(req semantics.AlterTopicConfigRequest) bool {
+	is := func(k string) bool {
+		key, err := semantics.CanonicalConfigKey(k)
+		return err == nil && key == semantics.ConfigDurability
+	}
+	for k := range req.Set {
+		if is(k) {
+			return true
+		}
+	}
+	return slices.ContainsFunc(req.Delete, is)
+}
+
 // awaitDurability waits until every partition of t whose leading node can tell
 // writes with t's durability (each writer applies it within a background tick of
 // seeing the record, store_durability.go), so that a producer acknowledged after
 // the alter returns has the new durability. A partition no writer serves applies
-// it before its first append.
+// it before its first append. Each round asks only the partitions still behind,
+// each of its leading node alone (partitionDurability): an alter of a topic with
+// hundreds of partitions costs a question per partition, and one more for each
+// that has not applied it yet when asked, not a describe of the whole topic per
+// round.
+//
+// A partition whose node says it cannot apply the durability (storeSyncOf: its
+// nats-server's file store is not laid out as this qxd expects) is not waited
+// for: the alter fails, naming the topic, the partitions, the node and the
+// durability in effect there. The record keeps the durability asked for, which
+// a node able to apply it does (the partition moved, or qxd and nats-server
+// match again), and describe shows each partition's with the reason.
 func (a *Admin) awaitDurability(ctx context.Context, t semantics.TopicMeta) error {
+	if a.stable == nil {
+		return nil
+	}
 	want := t.Config.DurabilityOrDefault()
 	ctx, cancel := context.WithTimeout(ctx, durabilityApplyTimeout)
 	defer cancel()
-	for {
-		d, err := a.DescribeTopic(ctx, t.Name)
-		var behind []string
-		if err == nil {
-			for _, p := range d.Partitions {
-				if p.Durability != "" && p.Durability != want {
-					behind = append(behind, strconv.Itoa(int(p.Partition)))
+	behind := make([]int32, t.Config.Partitions)
+	for p := range behind {
+		behind[p] = int32(p)
+	}
+	leaders := map[int32]string{} // as found, kept across rounds
+	// stuck are the durabilities in effect where the nodes cannot apply want,
+	// with why, and the partitions of each.
+	type stuckAt struct{ durability, why string }
+	var stuck []stuckAt
+	var stuckParts [][]int32
+	for wait := durabilityPoll; ; wait = min(2*wait, durabilityPollMax) {
+		still := behind[:0]
+		for _, p := range behind {
+			r, ok := a.partitionDurability(ctx, t.Name, p, leaders)
+			switch {
+			case !ok || r.Durability == "" || r.Durability == want:
+				// No writer to wait for (one that starts applies it before its
+				// first append), or in effect.
+			case r.DurabilityNote != "":
+				at := stuckAt{r.Durability, r.DurabilityNote}
+				i := slices.Index(stuck, at)
+				if i < 0 {
+					i = len(stuck)
+					stuck, stuckParts = append(stuck, at), append(stuckParts, nil)
 				}
+				stuckParts[i] = append(stuckParts[i], p)
+			default:
+				still = append(still, p)
 			}
-			if len(behind) == 0 {
-				return nil
-			}
+		}
+		behind = still
+		if ctx.Err() != nil {
+			// Asks cut short count for nothing.
+			break
+		}
+		if len(behind) == 0 {
+			break
 		}
 		select {
 		case <-ctx.Done():
-			if err == nil {
-				err = fmt.Errorf("partition(s) %s still write %s", strings.Join(behind, ", "), map[string]string{semantics.DurabilitySync: semantics.DurabilityAsync, semantics.DurabilityAsync: semantics.DurabilitySync}[want])
-			}
-			return semantics.Errorf(semantics.ErrTimeout, "alter topic %q: durability %s is recorded, but not yet in effect everywhere after %v: %v; their writers apply it shortly: check with 'qxd topic describe %s'",
-				t.Name, want, durabilityApplyTimeout, err, t.Name)
-		case <-time.After(50 * time.Millisecond):
+		case <-time.After(wait):
 		}
 	}
+	var errs []string
+	for i, at := range stuck {
+		errs = append(errs, fmt.Sprintf("partition(s) %s write %s (%s)", partitionList(stuckParts[i]), at.durability, at.why))
+	}
+	if len(stuck) > 0 {
+		if len(behind) > 0 {
+			errs = append(errs, fmt.Sprintf("partition(s) %s not yet in effect after %v", partitionList(behind), durabilityApplyTimeout))
+		}
+		effect := fmt.Sprintf("their appends are synced as the node's --sync says, as safe as before and as slow; 'qxd topic alter-config %s --set durability=sync' records sync again", t.Name)
+		if want == semantics.DurabilitySync {
+			effect = "their appends are flushed lazily: a power failure can lose acknowledged records"
+		}
+		return semantics.Errorf(semantics.ErrInvalidConfig, "alter topic %q: durability %s is recorded, but cannot be applied everywhere: %s; %s. A node that can apply it (a qxd built for its nats-server) does so when it holds them; 'qxd topic describe %s' shows each partition's",
+			t.Name, want, strings.Join(errs, "; "), effect, t.Name)
+	}
+	if ctx.Err() != nil {
+		other := map[string]string{semantics.DurabilitySync: semantics.DurabilityAsync, semantics.DurabilityAsync: semantics.DurabilitySync}[want]
+		what := "some partitions may still write " + other // cut short before all were asked
+		if len(behind) > 0 {
+			what = fmt.Sprintf("partition(s) %s still write %s", partitionList(behind), other)
+		}
+		return semantics.Errorf(semantics.ErrTimeout, "alter topic %q: durability %s is recorded, but not yet in effect everywhere after %v: %s; their writers apply it shortly: check with 'qxd topic describe %s'",
+			t.Name, want, durabilityApplyTimeout, what, t.Name)
+	}
+	return nil
+}
+
+// partitionDurability asks the node leading partition p of topic what its store
+// writes: this node's writer when it has one, else the node found leading it
+// before (leaders), else the leader JetStream names, found once and kept. ok is
+// false when no writer answers.
+func (a *Admin) partitionDurability(ctx context.Context, topic string, p int32, leaders map[int32]string) (stableReply, bool) {
+	ask := func(leader string) (stableReply, error) {
+		ctx, cancel := context.WithTimeout(ctx, stableTimeout)
+		defer cancel()
+		// From the end of the log: no aborted transactions to list.
+		return a.stable.ask(ctx, leader, topic, p, math.MaxInt64, 0)
+	}
+	leader := leaders[p]
+	if r, err := ask(leader); err == nil {
+		return r, true
+	}
+	st, err := partition.NewReader(a.nc, topic, p, false).StreamInfo(ctx)
+	if err != nil || st.Leader == "" || st.Leader == leader {
+		return stableReply{}, false
+	}
+	leaders[p] = st.Leader
+	r, err := ask(st.Leader)
+	return r, err == nil
+}
+
+// partitionList writes partitions as "0, 1, 2".
+func partitionList(ps []int32) string {
+	s := make([]string, len(ps))
+	for i, p := range ps {
+		s[i] = strconv.Itoa(int(p))
+	}
+	return strings.Join(s, ", ")
 }
 
 // updateStreamLimits puts t's limits (age, size, message size, duplicate window) on

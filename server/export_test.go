@@ -143,7 +143,7 @@ func (n *Node) WriterReplay(ctx context.Context, topic string, p int32, from uin
 // returns (syncAlways) and writes in place rather than gathering writes for a
 // flusher (fip). ok is false when the node holds no such store.
 func (n *Node) StoreDurability(stream string) (fsyncEach, inPlace, ok bool) {
-	s, _ := storeSyncOf(n.ns, stream, nil)
+	s, _, _ := storeSyncOf(n.ns, stream, nil, "")
 	if s == nil {
 		return false, false, false
 	}
@@ -152,6 +152,12 @@ func (n *Node) StoreDurability(stream string) (fsyncEach, inPlace, ok bool) {
 	defer mu.RUnlock()
 	return s.syncsAlways(), *s.fip(), true
 }
+
+// MismatchStoreLayout has n's writers take the file store of every partition
+// stream for laid out otherwise than qxd expects, for reason why, as with a
+// nats-server qxd was not built against: they cannot set a store's durability
+// (StoreDurability still reads the store's own settings).
+func (n *Node) MismatchStoreLayout(why string) { n.storeMismatch.Store(&why) }
 
 // WriterLoadFacts is what a writer's load reads of its log besides the replay:
 // the stream's state, the last message on the checkpoint subject (or the

@@ -112,6 +112,11 @@ type Node struct {
 	// pause (raft_campaign.go): Kafka's Metadata holds the leaders a woken
 	// node's stale view names (kafkaBackend.wokeAt).
 	electionChecked, woke atomic.Int64
+	// storeMismatch, when set, is taken by the writers for the reason this
+	// nats-server's file store is not laid out as qxd expects
+	// (store_durability.go): they cannot set their stores' durability. Only tests
+	// set it, to see what a node does with a nats-server qxd does not match.
+	storeMismatch atomic.Pointer[string]
 
 	closeOnce sync.Once
 	closeErr  error
@@ -380,7 +385,7 @@ func (n *Node) startServices(ctx context.Context) error {
 	n.epochs = &epochs{n: n, groups: map[string]raftGroup{}}
 	n.writers = newWriterManager(writerEnv{log: n.log, node: n.ns.Name(), conn: n.writerConn, reads: n.nc, store: n.replayStore, replays: &n.replays, lookups: &n.lookups, leads: n, checkpoints: meta, obs: &n.obs,
 		epoch: n.epochs.of, producerIdle: n.cfg.ProducerIDExpiration, syncAlways: n.cfg.Sync == SyncAlways,
-		stores: func(stream string, cached *storeSync) (*storeSync, string) { return storeSyncOf(n.ns, stream, cached) }}, meta.topics)
+		stores: n.storeSync}, meta.topics)
 	// The topics watch needs the topics bucket's leader, which may be changing
 	// while another node is down: retry as for the buckets.
 	if err := retryClustered(ctx, n, func() error { return n.writers.start(ctx) }); err != nil {

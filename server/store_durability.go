@@ -30,6 +30,12 @@ import (
 // (it restarted, it just became the stream's holder, or this nats-server's file
 // store is not laid out as expected) syncs every append, as the node's --sync says.
 //
+// Such a node tells: describe shows each partition with the durability its
+// store writes and, where that is not the topic's and will not become it, why
+// (writer.durability); an alter of the durability fails, naming the topic, the
+// partitions, the node and what they write (awaitDurability). The record keeps
+// the durability asked for.
+//
 // Going back to sync sets the four first, then flushes and fsyncs every block of
 // the store (syncBlocks): once it returns, every append made while the store was
 // async is on disk too.
@@ -39,16 +45,22 @@ import (
 // async whenever its config is updated (UpdateConfig reads the stream's
 // PersistMode), so the writer checks the store before it acknowledges each append
 // (writer.keepDurabilityLocked): a store that should sync always and does not is
-// set back, flushed and fsynced before the producer hears of its append.
+// set back, flushed and fsynced before the producer hears of its append. So is a
+// store that replaced the one the writer set (the stream deleted and created
+// again with persist mode async): the old store's closed flag says so.
 //
 // nats-server exports none of this: (*fileStore).syncBlocks and
 // (*msgBlock).spinUpFlushLoop are linked as the stream lookup is (kafka_store.go),
 // and the fields are found by name and type through reflect, once: a field
-// missing or of another type turns the run-time setting off (fileStoreType),
-// with a log line, and topics then sync as the node does. As of nats-server
-// v2.15.2; when it is upgraded, check the two functions' signatures and that
-// PersistMode still means these four settings. TestTopicDurabilityAlter checks the
-// effect, TestDurabilityPowerCutAltered (chaos) what a power cut keeps.
+// missing or of another type turns the run-time setting off (fileStoreType): the
+// stores then write as JetStream set them up, sync as the node does (async for a
+// stream created with persist mode async), with a log line, and describe and
+// alter say so as above. As of nats-server v2.15.2; when it is upgraded, check
+// the two functions' signatures, that PersistMode still means these four
+// settings, and that a stopped store sets closed. TestTopicDurabilityAlter
+// checks the effect, TestTopicDurabilityCannotApply what a node that cannot set
+// the stores says, TestTopicDurabilityStoreReplaced a store replaced under the
+// writer, TestDurabilityPowerCutAltered (chaos) what a power cut keeps.
 
 // fileStoreSyncBlocks is nats-server's (*fileStore).syncBlocks: flush every
 // block's pending writes and fsync those not synced yet.
@@ -66,7 +78,7 @@ func msgBlockSpinUpFlushLoop(mb unsafe.Pointer)
 type fileStoreLayout struct {
 	typ                                    reflect.Type // *fileStore
 	mu, fcfg, cfg, syncAlways, syncOnFlush uintptr
-	fip, lmb                               uintptr
+	closed, fip, lmb                       uintptr
 }
 
 // fileStoreType checks t, the dynamic type of a StreamStore, and returns the
@@ -89,6 +101,7 @@ func fileStoreType(t reflect.Type) (fileStoreLayout, string) {
 		{"cfg", reflect.TypeFor[natsserver.FileStreamInfo](), 0, &l.cfg},
 		{"syncAlways", reflect.TypeFor[atomic.Bool](), 0, &l.syncAlways},
 		{"syncOnFlush", reflect.TypeFor[atomic.Bool](), 0, &l.syncOnFlush},
+		{"closed", reflect.TypeFor[atomic.Bool](), 0, &l.closed},
 		{"fip", reflect.TypeFor[bool](), 0, &l.fip},
 		{"lmb", nil, reflect.Pointer, &l.lmb},
 	} {
@@ -138,29 +151,50 @@ type storeSync struct {
 	legacy bool
 }
 
-// storeSyncOf returns the durability handle of stream's store on this node, or
-// why there is none: cached when it is the handle of the store the stream has.
-func storeSyncOf(ns *natsserver.Server, stream string, cached *storeSync) (*storeSync, string) {
+// storeSyncOf returns the durability handle of stream's store on this node,
+// cached when it is the handle of the store the stream has. When there is none
+// it returns why, and fixed: the durability the store writes with as JetStream
+// set it up, which qxd then cannot change (async for a stream created with
+// JetStream's persist mode async, else sync, as the node's --sync says), or ""
+// when no store was found. mismatch, when set, is taken for the reason the file
+// store is not laid out as qxd expects (Node.storeMismatch).
+func storeSyncOf(ns *natsserver.Server, stream string, cached *storeSync, mismatch string) (s *storeSync, fixed, why string) {
 	acc := ns.GlobalAccount()
 	if acc == nil {
-		return nil, "the node has no account"
+		return nil, "", "the node has no account"
 	}
 	mset, err := streamLookup(acc, stream)
 	if err != nil || mset == nil {
-		return nil, "the stream is not on this node"
+		return nil, "", "the stream is not on this node"
 	}
 	st := streamStore(mset)
 	if st == nil {
-		return nil, "the stream has no store"
+		return nil, "", "the stream has no store"
 	}
-	if cached != nil && cached.store == st {
-		return cached, ""
+	legacy := func() bool { return storedStreamConfig(mset).PersistMode == natsserver.AsyncPersistMode }
+	if mismatch != "" {
+		why = mismatch
+	} else if cached != nil && cached.store == st {
+		return cached, "", ""
+	} else {
+		var l fileStoreLayout
+		if l, why = layoutOf(st); why == "" {
+			return &storeSync{store: st, p: reflect.ValueOf(st).UnsafePointer(), l: l, legacy: legacy()}, "", ""
+		}
 	}
-	l, why := layoutOf(st)
-	if why != "" {
-		return nil, why
+	if legacy() {
+		return nil, semantics.DurabilityAsync, why
 	}
-	return &storeSync{store: st, p: reflect.ValueOf(st).UnsafePointer(), l: l, legacy: storedStreamConfig(mset).PersistMode == natsserver.AsyncPersistMode}, ""
+	return nil, semantics.DurabilitySync, why
+}
+
+// storeSync is storeSyncOf on this node's server (writerEnv.stores).
+func (n *Node) storeSync(stream string, cached *storeSync) (*storeSync, string, string) {
+	var mismatch string
+	if p := n.storeMismatch.Load(); p != nil {
+		mismatch = *p
+	}
+	return storeSyncOf(n.ns, stream, cached, mismatch)
 }
 
 func (s *storeSync) mu() *sync.RWMutex { return (*sync.RWMutex)(unsafe.Add(s.p, s.l.mu)) }
@@ -184,6 +218,12 @@ func (s *storeSync) lmb() unsafe.Pointer {
 // syncsAlways reports whether the store fsyncs each write before it returns: the
 // flag its write path reads. Lock-free.
 func (s *storeSync) syncsAlways() bool { return s.syncAlwaysFlag().Load() }
+
+// closed reports whether the store is stopped: its stream was deleted or
+// re-created (JetStream gives a stream a store when it adds the stream, and
+// stops it when it removes the stream), so appends go to another store or
+// none. Lock-free.
+func (s *storeSync) closed() bool { return (*atomic.Bool)(unsafe.Add(s.p, s.l.closed)).Load() }
 
 // effective is the store's durability as it writes now: async while its writes
 // gather in memory for a flusher, sync when each is written (and, on a node that

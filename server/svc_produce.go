@@ -67,14 +67,16 @@ func (s *Writers) AppendAsync(topic string, p int32, batch []byte, done func(sem
 
 // Durability is partition p of topic's durability as its store on this node
 // writes now (semantics.DurabilitySync or DurabilityAsync); "" when this node
-// runs no writer for the partition or cannot tell.
-func (s *Writers) Durability(topic string, p int32) string {
+// runs no writer for the partition or cannot tell. why is set when that is not
+// the topic's durability and will not become it: the node cannot set the
+// partition's store (a nats-server whose file store qxd does not know).
+func (s *Writers) Durability(topic string, p int32) (d, why string) {
 	if s.check(topic, p) != nil {
-		return ""
+		return "", ""
 	}
 	w := s.m.lookup(semantics.StreamName(topic, p))
 	if w == nil {
-		return ""
+		return "", ""
 	}
 	return w.durability()
 }

@@ -24,12 +24,14 @@ type stableRequest struct {
 
 // stableReply answers a stableRequest. Durability is the partition's durability
 // as its store on the answering node writes now (describe shows it): sync or
-// async, "" when that node cannot tell.
+// async, "" when that node cannot tell; DurabilityNote why it is not the
+// topic's and will not become it (Writers.Durability).
 type stableReply struct {
 	Error            *semantics.APIError    `json:"error,omitempty"`
 	LastStableOffset int64                  `json:"last_stable_offset"`
 	Aborted          []semantics.AbortedTxn `json:"aborted,omitempty"`
 	Durability       string                 `json:"durability,omitempty"`
+	DurabilityNote   string                 `json:"durability_note,omitempty"`
 }
 
 // stableOffsets reads partitions' last stable offsets: from this node's writers
@@ -58,7 +60,9 @@ func (s *stableOffsets) Stable(ctx context.Context, leader, topic string, p int3
 func (s *stableOffsets) ask(ctx context.Context, leader, topic string, p int32, from, logStart int64) (stableReply, error) {
 	lso, aborted, err := s.writers.Stable(topic, p, from, logStart)
 	if err == nil {
-		return stableReply{LastStableOffset: lso, Aborted: aborted, Durability: s.writers.Durability(topic, p)}, nil
+		r := stableReply{LastStableOffset: lso, Aborted: aborted}
+		r.Durability, r.DurabilityNote = s.writers.Durability(topic, p)
+		return r, nil
 	}
 	if leader == "" || leader == s.node {
 		return stableReply{}, err
@@ -263,7 +267,7 @@ func (d *txnDoor) serveStable(m *nats.Msg) {
 		r.Error = semantics.NewAPIError(err)
 	} else {
 		r.LastStableOffset, r.Aborted = lso, aborted
-		r.Durability = d.writers.Durability(req.Topic, req.Partition)
+		r.Durability, r.DurabilityNote = d.writers.Durability(req.Topic, req.Partition)
 	}
 	b, _ := json.Marshal(r)
 	_ = m.Respond(b)
@@ -271,20 +275,20 @@ func (d *txnDoor) serveStable(m *nats.Msg) {
 
 // lastStable returns partition p's last stable offset for describe, -1 when the
 // node leading it cannot tell (the partition is between leaders, or that node
-// does not answer), and its durability as that node's store writes now ("":
-// unknown).
-func (a *Admin) lastStable(ctx context.Context, leader, topic string, p int32, hwm, logStart int64) (int64, string) {
+// does not answer), and its durability as that node's store writes now (Durability
+// and DurabilityNote of the reply; "": unknown).
+func (a *Admin) lastStable(ctx context.Context, leader, topic string, p int32, hwm, logStart int64) (int64, stableReply) {
 	if a.stable == nil {
-		return hwm, ""
+		return hwm, stableReply{}
 	}
 	ctx, cancel := context.WithTimeout(ctx, stableTimeout)
 	defer cancel()
 	r, err := a.stable.ask(ctx, leader, topic, p, hwm, logStart)
 	if err != nil {
 		a.log.Debug("last stable offset unknown", "topic", topic, "partition", p, "node", leader, "err", err)
-		return -1, ""
+		return -1, stableReply{}
 	}
-	return min(r.LastStableOffset, hwm), r.Durability
+	return min(r.LastStableOffset, hwm), r
 }
 
 // stableTimeout bounds a request for another node's last stable offset.

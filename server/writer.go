@@ -118,12 +118,15 @@ type writer struct {
 	// stores, syncAlways: see writerEnv. store is the partition's store on this
 	// node once found, durApplied the durability last applied to it ("": none
 	// yet), durOff whether the writer said it cannot apply one (store_durability.go).
-	stores     func(stream string, cached *storeSync) (*storeSync, string)
+	// While the writer has no store it can set, durFixed is the durability the
+	// stream's store writes with regardless ("": no store found; storeSyncOf).
+	stores     func(stream string, cached *storeSync) (*storeSync, string, string)
 	syncAlways bool
 	stream     string
 	store      *storeSync
 	durApplied string
 	durOff     bool
+	durFixed   string
 
 	node      string // this node's name (writerEnv.node)
 	sub       *nats.Subscription
@@ -1526,24 +1529,44 @@ func storedAt(m partition.Msg, h semantics.BatchHeader) time.Time {
 // (JetStream made an async topic's store sync when its stream's config changed).
 // Called with mu held: at start, before each acknowledgement, on each
 // background tick. A replicated partition's store is JetStream's to keep.
+//
+// Before an acknowledgement of a sync topic's append it also looks whether the
+// store it set is still the stream's: a stream deleted and created again (by
+// hand, or by a restore) has a new store, which JetStream sets up as the
+// stream's config says, async for one made with persist mode async, and the
+// append just acknowledged by JetStream went there. JetStream stops a store
+// before the stream that replaces it exists, so the old one's closed flag, one
+// more atomic load, tells: the writer then finds the new store and sets it to
+// sync, flushed and fsynced, before the producer hears of the append. Not done
+// for an async topic: a new store there syncs (the safe way) or is async as
+// asked, and the next tick finds it.
 func (w *writer) keepDurabilityLocked(cfg *semantics.TopicConfig, tick bool) {
 	if w.stores == nil || cfg.Replicas > 1 {
 		return
 	}
 	want := cfg.DurabilityOrDefault()
-	if !tick && w.store != nil && w.durApplied == want && (want == semantics.DurabilityAsync || !w.syncAlways || w.store.syncsAlways()) {
-		// The common case, lock-free: a store that may have been replaced is
-		// looked up on the next tick.
-		return
+	if !tick {
+		switch {
+		case w.store != nil && w.durApplied == want &&
+			(want == semantics.DurabilityAsync || (!w.store.closed() && (!w.syncAlways || w.store.syncsAlways()))):
+			// The common case, lock-free.
+			return
+		case w.store == nil && w.durFixed != "":
+			// A store qxd cannot set (storeSyncOf): nothing to do before an
+			// acknowledgement; the next tick looks again.
+			return
+		}
 	}
-	s, why := w.stores(w.stream, w.store)
+	s, fixed, why := w.stores(w.stream, w.store)
 	if s == nil {
-		if cfg.Async() && !w.durOff {
+		w.store, w.durApplied, w.durFixed = nil, "", fixed
+		if fixed != "" && fixed != want && !w.durOff {
 			w.durOff = true
-			w.log.Warn("topic durability async not applied: the partition's store syncs as the node does", "err", why)
+			w.log.Warn("topic durability not applied: the partition's store writes as JetStream set it up", "durability", fixed, "err", why)
 		}
 		return
 	}
+	w.durFixed = ""
 	if s != w.store {
 		w.store, w.durApplied = s, ""
 		if s.legacy {
@@ -1575,17 +1598,36 @@ func (w *writer) keepDurabilityLocked(cfg *semantics.TopicConfig, tick bool) {
 }
 
 // durability is the partition's durability as its store on this node writes
-// now, "" when unknown (no store found). A replicated partition's is sync.
-func (w *writer) durability() string {
-	if w.cfg.Load().Replicas > 1 {
-		return semantics.DurabilitySync
+// now ("" when no store is found), and, when that is not the topic's and will
+// not become it, why: this node cannot set the store (storeSyncOf). A
+// replicated partition's is sync.
+func (w *writer) durability() (d, why string) {
+	cfg := w.cfg.Load()
+	if cfg.Replicas > 1 {
+		return semantics.DurabilitySync, ""
+	}
+	if w.stores == nil {
+		return "", ""
 	}
 	// Under the writer's lock, which a durability being applied holds until its
 	// flush and fsync are done: sync is not reported before.
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.store == nil {
-		return ""
+	s := w.store
+	if s == nil || s.closed() {
+		// None found yet, none qxd can set, or the stream was created again
+		// since the writer looked: what the stream's store writes now. Reads
+		// only: the writer sets a new store at its next tick or append.
+		var fixed string
+		if s, fixed, why = w.stores(w.stream, nil); s == nil {
+			if fixed == "" || fixed == cfg.DurabilityOrDefault() {
+				return fixed, ""
+			}
+			if fixed == semantics.DurabilityAsync {
+				why += "; the stream was created with JetStream's persist mode async, which its store keeps"
+			}
+			return fixed, fmt.Sprintf("node %s cannot set its store of the partition to %s: %s", w.node, cfg.DurabilityOrDefault(), why)
+		}
 	}
-	return w.store.effective(w.syncAlways)
+	return s.effective(w.syncAlways), ""
 }

@@ -81,9 +81,9 @@ type writerEnv struct {
 	// (Config.ProducerIDExpiration); 0: defaultProducerIdle.
 	producerIdle time.Duration
 	// stores finds the durability handle of a stream's store on this node
-	// (store_durability.go), cached when still the stream's; nil: topics' durability
-	// is not applied, every store syncs as the node does.
-	stores func(stream string, cached *storeSync) (*storeSync, string)
+	// (storeSyncOf), cached when still the stream's; nil: topics' durability is
+	// not applied, every store syncs as the node does.
+	stores func(stream string, cached *storeSync) (s *storeSync, fixed, why string)
 	// syncAlways: the node syncs every append (--sync always).
 	syncAlways bool
 }

@@ -436,10 +436,12 @@ type partitionJSON struct {
 	Bytes          uint64   `json:"bytes"`
 	Problem        string   `json:"problem,omitempty"`
 	// Durability is the partition's durability as its store on the leading node
-	// writes now; "" when that node cannot tell.
-	Durability string `json:"durability,omitempty"`
-	Missing    uint64 `json:"missing_batches,omitempty"`
-	Damage     string `json:"damage,omitempty"`
+	// writes now; "" when that node cannot tell. DurabilityNote says why it is
+	// not the topic's when that node cannot apply the topic's.
+	Durability     string `json:"durability,omitempty"`
+	DurabilityNote string `json:"durability_note,omitempty"`
+	Missing        uint64 `json:"missing_batches,omitempty"`
+	Damage         string `json:"damage,omitempty"`
 	// Damaged is what reads and verifies found damaged and the cluster recorded.
 	Damaged []qxd.BatchDamage `json:"damaged,omitempty"`
 	// Verify is what --verify read back and found.
@@ -450,7 +452,7 @@ func newPartitionJSON(p qxd.PartitionInfo) partitionJSON {
 	return partitionJSON{
 		Partition: p.Partition, Leader: p.Leader, Replicas: append([]string{}, p.Replicas...), InSync: append([]string{}, p.InSync...),
 		LogStartOffset: p.LogStartOffset, HighWatermark: p.HighWatermark, LastStable: p.LastStableOffset, Records: p.Records,
-		Batches: p.Batches, Bytes: p.Bytes, Problem: p.Problem, Durability: p.Durability, Missing: p.Missing, Damage: p.Damage, Damaged: p.Damaged,
+		Batches: p.Batches, Bytes: p.Bytes, Problem: p.Problem, Durability: p.Durability, DurabilityNote: p.DurabilityNote, Missing: p.Missing, Damage: p.Damage, Damaged: p.Damaged,
 	}
 }
 
@@ -540,13 +542,29 @@ func damagedColumn(p qxd.PartitionInfo) string {
 
 // writeDurabilityNote notes the partitions whose leading node writes them with
 // another durability than the topic's: for a moment after an alter, until their
-// writers apply it (nothing when the node cannot tell).
+// writers apply it, or for good when that node cannot apply it, then with why,
+// once for the partitions it holds (nothing when the node cannot tell).
 func writeDurabilityNote(w io.Writer, d qxd.TopicDescription) {
 	want := d.Topic.Config.DurabilityOrDefault()
+	type stuck struct{ durability, leader, why string }
+	var order []stuck
+	parts := map[stuck][]string{}
 	for _, p := range d.Partitions {
-		if p.Durability != "" && p.Durability != want {
+		switch {
+		case p.Durability == "" || p.Durability == want:
+		case p.DurabilityNote != "":
+			k := stuck{p.Durability, p.Leader, p.DurabilityNote}
+			if _, ok := parts[k]; !ok {
+				order = append(order, k)
+			}
+			parts[k] = append(parts[k], strconv.Itoa(int(p.Partition)))
+		default:
 			fmt.Fprintf(w, "\nNOTE: partition %d is written %s on node %s, not %s as the topic says: its writer applies the topic's durability shortly\n",
 				p.Partition, p.Durability, dash(p.Leader), want)
 		}
+	}
+	for _, k := range order {
+		fmt.Fprintf(w, "\nNOTE: partition(s) %s are written %s on node %s, not %s as the topic says: %s\n",
+			strings.Join(parts[k], ", "), k.durability, dash(k.leader), want, k.why)
 	}
 }

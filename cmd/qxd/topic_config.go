@@ -28,7 +28,10 @@ func (a *app) topicAlterConfigCommand() *cli.Command {
 			"--durability' takes it: async flushes appends lazily, so a power failure can lose\n" +
 			"acknowledged records (one replica only). The command returns once every\n" +
 			"partition's store writes with the new durability; going back to sync, every record\n" +
-			"acknowledged before is then on disk too.",
+			"acknowledged before is then on disk too. It fails, naming the partitions, the node\n" +
+			"and what they write, when a node cannot set its stores (a qxd built with a\n" +
+			"nats-server whose file store it does not know): the durability is recorded all the\n" +
+			"same, and 'topic describe' shows each partition's with the reason.",
 		Flags: []cli.Flag{
 			&cli.StringSliceFlag{Name: "set", Aliases: []string{"s"}, Usage: "set `KEY=VALUE`; repeat for more"},
 			&cli.StringSliceFlag{Name: "delete", Aliases: []string{"d"}, Usage: "put `KEY` back to its default; repeat for more"},

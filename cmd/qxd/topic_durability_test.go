@@ -1,8 +1,11 @@
 package main
 
 import (
+	"encoding/json"
 	"strings"
 	"testing"
+
+	"github.com/qxd-io/qxd"
 )
 
 // 'topic create --durability async' makes a topic whose partitions flush lazily;
@@ -58,5 +61,43 @@ func TestTopicDurability(t *testing.T) {
 	help := c.must("", "topic", "create", "--help")
 	if !strings.Contains(help, "a power failure can lose acknowledged records") {
 		t.Errorf("topic create --help does not say what async gives up:\n%s", help)
+	}
+}
+
+// describe's notes on partitions that do not write the topic's durability: one
+// for a partition whose writer has not applied it yet, and, for partitions whose
+// node cannot apply it, one for each node and reason, naming the partitions,
+// the durability they write and why. (What a node says when it cannot apply a
+// durability is tested in server, TestTopicDurabilityCannotApply: only tests
+// there can make a node's store unusable.)
+func TestTopicDurabilityNotes(t *testing.T) {
+	t.Parallel()
+	why := func(node string) string {
+		return "node " + node + " cannot set its store of the partition to async: the file store has no field fip"
+	}
+	var d qxd.TopicDescription
+	d.Topic.Name, d.Topic.Config.Durability = "metrics", "async"
+	d.Partitions = []qxd.PartitionInfo{
+		{Partition: 0, Leader: "n1", Durability: "sync", DurabilityNote: why("n1")},
+		{Partition: 1, Leader: "n2", Durability: "async"},
+		{Partition: 2, Leader: "n1", Durability: "sync", DurabilityNote: why("n1")},
+		{Partition: 3, Leader: "n3", Durability: "sync"},
+		{Partition: 4, Leader: "n2", Durability: "sync", DurabilityNote: why("n2")},
+		{Partition: 5},
+	}
+	var out strings.Builder
+	writeDurabilityNote(&out, d)
+	want := "\nNOTE: partition 3 is written sync on node n3, not async as the topic says: its writer applies the topic's durability shortly\n" +
+		"\nNOTE: partition(s) 0, 2 are written sync on node n1, not async as the topic says: " + why("n1") + "\n" +
+		"\nNOTE: partition(s) 4 are written sync on node n2, not async as the topic says: " + why("n2") + "\n"
+	if out.String() != want {
+		t.Errorf("notes:\n%s\nwant:\n%s", out.String(), want)
+	}
+	js, err := json.Marshal(newPartitionJSON(d.Partitions[0]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(js), `"durability":"sync","durability_note":"`+why("n1")+`"`) {
+		t.Errorf("describe --json of a partition whose node cannot apply the durability: %s", js)
 	}
 }
