@@ -177,6 +177,12 @@ func (c *Consumer) checkCommitOffsets(ctx context.Context, offsets map[TopicPart
 	}
 	for tp, om := range offsets {
 		off := om.Offset
+		if off < 0 {
+			// Kafka's logical offsets (-1 latest, -2 earliest), which a Kafka
+			// client's commit stores to clear a position, mean nothing to the
+			// SDK's reader.
+			return semantics.Errorf(semantics.ErrInvalidRequest, "commit %s: offset %d is negative: commit the next offset to read (0 or more); to move a group's position use Admin.SeekGroup or 'qxd group seek'", tp, off)
+		}
 		c.mu.Lock()
 		pc := c.parts[tp]
 		c.mu.Unlock()

@@ -13,7 +13,8 @@ import (
 )
 
 // TestCommitOffsetsRefusesBadInput commits offsets of a topic that does not exist,
-// of a partition beyond the topic's count and beyond a partition's high watermark:
+// of a partition beyond the topic's count, beyond a partition's high watermark
+// and below 0:
 // each is refused with Kafka's code, says what is wrong once, and changes nothing;
 // an offset at the high watermark is accepted.
 func TestCommitOffsetsRefusesBadInput(t *testing.T) {
@@ -49,6 +50,10 @@ func TestCommitOffsetsRefusesBadInput(t *testing.T) {
 		{"unknown topic", qxd.TopicPartition{Topic: "no-such-topic", Partition: 0}, 1, qxd.ErrUnknownTopic, "no-such-topic"},
 		{"unknown partition", qxd.TopicPartition{Topic: "commits", Partition: 7}, 0, qxd.ErrUnknownTopic, "partition 7"},
 		{"beyond the high watermark", qxd.TopicPartition{Topic: "commits", Partition: 0}, hw[0] + 999, qxd.ErrOffsetOutOfRange, "high watermark"},
+		// Kafka's logical offsets clear a position when a Kafka client commits
+		// them; the SDK refuses them.
+		{"latest (-1)", qxd.TopicPartition{Topic: "commits", Partition: 0}, -1, qxd.ErrInvalidRequest, "offset -1 is negative"},
+		{"earliest (-2)", qxd.TopicPartition{Topic: "commits", Partition: 1}, -2, qxd.ErrInvalidRequest, "offset -2 is negative"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
