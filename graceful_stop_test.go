@@ -17,14 +17,21 @@ import (
 // mode) before it stops listening, and a produce request lost with the connection
 // is sent again at once: no produce call may take longer than 0.5 s. Before,
 // the clients were cut off and a lost request waited out the producer's 5 s
-// request timeout.
+// request timeout. A failed run prints the nodes' and the client's debug log.
 func TestGracefulStopOfProducersNode(t *testing.T) {
 	t.Parallel()
-	nodes := qxdtest.StartCluster(t, qxdtest.ClusterConfigs(t, 3))
+	log := qxdtest.FailureLog(t)
+	cfgs := qxdtest.ClusterConfigs(t, 3)
+	for i := range cfgs {
+		if cfgs[i].Logger == nil {
+			cfgs[i].Logger = log
+		}
+	}
+	nodes := qxdtest.StartCluster(t, cfgs)
 	ctx := qxdtest.Context(t, 120*time.Second)
 	stopped := nodes[1]
 	urls := stopped.ClientURL() + "," + nodes[0].ClientURL() + "," + nodes[2].ClientURL()
-	c := connectTo(ctx, t, urls, stopped)
+	c := connectTo(ctx, t, urls, stopped, qxd.Logger(log.With("from", "client")))
 	const topic = "moving"
 	const partitions = 6
 	qxdtest.CreateTopic(t, c, topic, qxd.TopicConfig{Partitions: partitions, Replicas: 3})

@@ -31,21 +31,30 @@ import (
 // them all).
 const maxDamageEntries = 64
 
-// getDamage returns partition p's damage record (empty when none).
+// getDamage returns partition p's damage record (empty when none), as the
+// partitions bucket's leader holds it: a replica's copy (a direct get) can be a
+// write behind for a moment, and then a describe right after a verify showed no
+// damage the verify had just recorded, and updateDamage's compare-and-set went
+// round on a stale revision. When the leader does not answer within
+// damageLeaderWait (the bucket between leaders), a replica's copy is read.
 func (m *metadata) getDamage(ctx context.Context, topicID string, p int32) (semantics.DamageRecord, uint64, error) {
 	var rec semantics.DamageRecord
-	e, err := kvscan.Get(ctx, m.parts, semantics.DamageKey(topicID, p))
+	key := semantics.DamageKey(topicID, p)
+	v, rev, err := kvscan.GetFresh(ctx, m.nc, m.parts, key, damageLeaderWait)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return rec, 0, nil
 	}
 	if err != nil {
 		return rec, 0, err
 	}
-	if err := json.Unmarshal(e.Value(), &rec); err != nil {
-		return rec, 0, fmt.Errorf("damage record %s is corrupt: %w", e.Key(), err)
+	if err := json.Unmarshal(v, &rec); err != nil {
+		return rec, 0, fmt.Errorf("damage record %s is corrupt: %w", key, err)
 	}
-	return rec, e.Revision(), nil
+	return rec, rev, nil
 }
+
+// damageLeaderWait bounds getDamage's wait for the partitions bucket's leader.
+const damageLeaderWait = time.Second
 
 // updateDamage changes partition p's damage record with change, by
 // compare-and-set, retried when another node changed it meanwhile, and sent

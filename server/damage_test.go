@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -168,5 +169,44 @@ func TestVerifyInPagesClearsDamage(t *testing.T) {
 	t.Logf("verified %d batches in %d pages", batchesRead, pages)
 	if d, err := a.DescribeTopic(ctx, "paged"); err != nil || d.Partitions[0].Damage != "" || len(d.Partitions[0].Damaged) != 0 {
 		t.Fatalf("describe after a verify that read the whole copy intact in %d pages: damaged %+v (%v); want no damage", pages, d.Partitions[0].Damaged, err)
+	}
+}
+
+// TestDamageRecordShownRightAfter records damage through each node of a
+// three-node cluster and describes the partition through the same node at once:
+// the describe shows what was just recorded, whichever replica of the partitions
+// bucket is behind for a moment (the automatic repair test's verify once found
+// damage that a describe 4 ms later did not show).
+func TestDamageRecordShownRightAfter(t *testing.T) {
+	t.Parallel()
+	nodes := qxdtest.StartCluster(t, qxdtest.ClusterConfigs(t, 3))
+	ctx := qxdtest.Context(t, 60*time.Second)
+	if _, _, err := nodes[0].Admin().CreateTopic(ctx, semantics.CreateTopicRequest{Name: "fresh", Config: semantics.TopicConfig{Partitions: 1, Replicas: 3}}); err != nil {
+		t.Fatal(err)
+	}
+	const rounds = 15 // per node; the record holds up to 64 entries
+	missed := 0
+	for i, n := range nodes {
+		a := n.Admin()
+		for r := range rounds {
+			seq := uint64(1 + i*rounds + r)
+			dm := semantics.BatchDamage{Kind: semantics.DamageCorrupt, FromSeq: seq, ToSeq: seq, FromOffset: int64(seq), ToOffset: int64(seq),
+				Node: "n1", Detail: fmt.Sprintf("the batch at stream sequence %d fails its checks", seq)}
+			if err := a.ReportDamage(ctx, semantics.ReportDamageRequest{Name: "fresh", Partition: 0, Damage: dm}); err != nil {
+				t.Fatal(err)
+			}
+			d, err := a.DescribeTopic(ctx, "fresh")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.ContainsFunc(d.Partitions[0].Damaged, func(x semantics.BatchDamage) bool { return x.FromSeq == seq }) {
+				missed++
+				t.Errorf("describe through node %s right after it recorded damage at stream sequence %d: %d entries, that one missing",
+					n.Name(), seq, len(d.Partitions[0].Damaged))
+			}
+		}
+	}
+	if missed > 0 {
+		t.Errorf("%d of %d describes missed the damage recorded just before", missed, rounds*len(nodes))
 	}
 }

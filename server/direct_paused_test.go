@@ -29,8 +29,8 @@ import (
 // partition.Reader.GetAt, a direct Reader's Get and the Kafka listener's fetch
 // read (whose batched direct gets any replica answers), the topic's record with
 // the SDK's lookup (Admin.Topic: the KV get producers and consumers look topics
-// up with), and the partition's damage record with a node's read of it (a KV
-// get). Each kind reads on its own until it has met the paused replica. A
+// up with), and the partition's checkpoint with a node's read of it (a KV
+// get; a damage record is read from the bucket's leader). Each kind reads on its own until it has met the paused replica. A
 // direct get sent there is never answered; each read must still answer, with
 // what the leader holds, after a few partition.DirectAttempts (at most 2 s on
 // average), never after the 5 s one direct get waited alone.
@@ -133,7 +133,7 @@ func TestDirectReadsPastAPausedReplica(t *testing.T) {
 
 	// The metadata reads: the SDK's topic lookup (Admin.Topic, the producers' and
 	// consumers' lookup: kvGet, a KV direct get on the topics bucket) through the
-	// client's healthy node, and a node's read of a damage record (a KV direct get
+	// client's healthy node, and a node's read of a checkpoint (a KV direct get
 	// on the partitions bucket). The SDK opens its buckets (a leader's answer)
 	// before the pause.
 	admin := c.Admin()
@@ -141,7 +141,7 @@ func TestDirectReadsPastAPausedReplica(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := nodes[0].Admin().DamageRecord(ctx, wantTopic.ID, 0); err != nil {
+	if _, err := nodes[0].Admin().CheckpointRecord(ctx, wantTopic.ID, 0); err != nil {
 		t.Fatal(err)
 	}
 
@@ -194,11 +194,8 @@ func TestDirectReadsPastAPausedReplica(t *testing.T) {
 			}
 			return err
 		}},
-		{"node's damage record read", func(ctx context.Context, i int) error {
-			rec, err := nodes[0].Admin().DamageRecord(ctx, wantTopic.ID, 0)
-			if err == nil && len(rec.Damage) != 0 {
-				return fmt.Errorf("damage record %+v, want none", rec)
-			}
+		{"node's checkpoint read", func(ctx context.Context, i int) error {
+			_, err := nodes[0].Admin().CheckpointRecord(ctx, wantTopic.ID, 0)
 			return err
 		}},
 	}

@@ -27,6 +27,12 @@ func (a *Admin) VerifyOnNode(ctx context.Context, topic string, p int32, node st
 	return a.verifyOn(ctx, t, p, node)
 }
 
+// CheckpointRecord exposes getCheckpoint to the tests: partition p's
+// checkpoint in the partitions bucket, read as a replica holds it (a KV get).
+func (a *Admin) CheckpointRecord(ctx context.Context, topicID string, p int32) (semantics.Checkpoint, error) {
+	return a.meta.getCheckpoint(ctx, topicID, p)
+}
+
 // KafkaRead exposes the Kafka listener's fetch read to the tests: what a fetch of
 // partition p of topic from offset is answered with, on node n.
 func (n *Node) KafkaRead(ctx context.Context, topic string, p int32, offset int64, maxBytes int) (kafka.ReadResult, error) {
@@ -34,7 +40,7 @@ func (n *Node) KafkaRead(ctx context.Context, topic string, p int32, offset int6
 }
 
 // DamageRecord exposes getDamage to the tests: the damage record of partition p
-// of the topic whose id is topicID, read from the partitions bucket.
+// of the topic whose id is topicID, read from the partitions bucket's leader.
 func (a *Admin) DamageRecord(ctx context.Context, topicID string, p int32) (semantics.DamageRecord, error) {
 	rec, _, err := a.meta.getDamage(ctx, topicID, p)
 	return rec, err

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/qxd-io/qxd/internal/kvscan"
@@ -17,6 +18,7 @@ import (
 type metadata struct {
 	topics jetstream.KeyValue
 	parts  jetstream.KeyValue
+	nc     *nats.Conn // for reads from a bucket's leader (kvscan.GetFresh)
 }
 
 func openMetadata(ctx context.Context, js jetstream.JetStream, replicas int) (*metadata, error) {
@@ -34,7 +36,7 @@ func openMetadata(ctx context.Context, js jetstream.JetStream, replicas int) (*m
 	if err != nil {
 		return nil, err
 	}
-	return &metadata{topics: topics, parts: parts}, nil
+	return &metadata{topics: topics, parts: parts, nc: js.Conn()}, nil
 }
 
 // getTopic returns the topic record, or an ErrUnknownTopic error naming it.

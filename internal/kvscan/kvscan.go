@@ -2,7 +2,8 @@
 // watcher, starting again when the read stalls: once (Scan), as a followed view
 // (Follow), or as a loop that reconciles what a service runs with the bucket
 // (Reconciler); and one key's entry with a direct get, sent again past a replica
-// that does not answer (Get).
+// that does not answer (Get), or as the bucket's leader holds it (LeaderGet,
+// GetFresh).
 package kvscan
 
 import (
