@@ -5,11 +5,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/qxd-io/qxd"
 	"github.com/qxd-io/qxd/internal/qxdtest"
+	"github.com/qxd-io/qxd/server"
 )
 
 // An OffsetCommit of -2 (earliest) or -1 (latest), as KafkaJS's resetOffsets
@@ -186,4 +189,155 @@ func joinAlone(t *testing.T, addr, group, topic string) (string, int32) {
 		t.Fatalf("SyncGroup: %v", kerr.ErrorForCode(sr.ErrorCode))
 	}
 	return jr.MemberID, jr.Generation
+}
+
+// Where a group's records start and end in resetTopic: the log start every
+// partition is trimmed to, and the high watermark before anything else is
+// produced.
+const resetLogStart, resetEnd = 4, 10
+
+// resetTopic creates topic with three partitions of resetEnd records each, the
+// first resetLogStart of them deleted (DeleteRecords), and commits for group an
+// offset of -2 on partition 0 and -1 on partition 1 through kadm's CommitOffsets
+// (OffsetCommit v10); partition 2 is never committed, the control.
+func resetTopic(t *testing.T, n *server.Node, c *qxd.Client, topic, group string) *kgo.Client {
+	t.Helper()
+	ctx := ctxFor(t, 60*time.Second)
+	qxdtest.CreateTopic(t, c, topic, qxd.TopicConfig{Partitions: 3})
+	cl := kafkaClient(t, n, kgo.DefaultProduceTopic(topic), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	for p := range int32(3) {
+		for i := range resetEnd {
+			r := &kgo.Record{Partition: p, Value: fmt.Appendf(nil, "%d-%d", p, i)}
+			if err := cl.ProduceSync(ctx, r).FirstErr(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	adm := kadm.NewClient(cl)
+	trim := kadm.Offsets{}
+	for p := range int32(3) {
+		trim.Add(kadm.Offset{Topic: topic, Partition: p, At: resetLogStart})
+	}
+	if dr, err := adm.DeleteRecords(ctx, trim); err != nil || dr.Error() != nil {
+		t.Fatalf("DeleteRecords: %v %v", err, dr.Error())
+	}
+	logical := kadm.Offsets{}
+	logical.Add(kadm.Offset{Topic: topic, Partition: 0, At: -2, LeaderEpoch: -1})
+	logical.Add(kadm.Offset{Topic: topic, Partition: 1, At: -1, LeaderEpoch: -1})
+	if cr, err := adm.CommitOffsets(ctx, group, logical); err != nil || cr.Error() != nil {
+		t.Fatalf("kadm CommitOffsets of -2 and -1: %v %v", err, cr.Error())
+	}
+	// The Kafka door hands the commits back as they came.
+	fo, err := adm.FetchOffsets(ctx, group)
+	if err != nil || fo.Error() != nil {
+		t.Fatalf("kadm FetchOffsets: %v %v", err, fo.Error())
+	}
+	for p, want := range map[int32]int64{0: -2, 1: -1} {
+		if o, ok := fo.Lookup(topic, p); !ok || o.At != want {
+			t.Fatalf("kadm FetchOffsets of %s/%d: %+v (found %v), want %d", topic, p, o, ok, want)
+		}
+	}
+	return cl
+}
+
+// fetchWritten is a franz-go hook that signals each Fetch request the client
+// writes: a consumer's first one means its start offsets are resolved.
+type fetchWritten chan struct{}
+
+func (f fetchWritten) OnBrokerWrite(_ kgo.BrokerMetadata, key int16, _ int, _, _ time.Duration, err error) {
+	if key == int16(kmsg.Fetch) && err == nil {
+		select {
+		case f <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// A franz-go group consumer reads a committed -2 and -1 as no committed offset
+// and starts where kgo.ConsumeResetOffset says, at the log start or at the end,
+// as on a partition never committed (franz-go treats any negative offset so,
+// as the Java client does). The SDK's DescribeGroup shows those partitions as
+// never committed: before a member joins, not at all; while one is a member, no
+// committed offset, lag from the log start, no note — the same row as the
+// never-committed control partition.
+func TestOffsetCommitClearFranzGoConsumer(t *testing.T) {
+	t.Parallel()
+	n, c := startNode(t)
+	ctx := ctxFor(t, 90*time.Second)
+	for _, tc := range []struct {
+		name  string
+		reset kgo.Offset
+		first int64 // the offset each partition's first record has
+	}{
+		{"AtStart", kgo.NewOffset().AtStart(), resetLogStart},
+		{"AtEnd", kgo.NewOffset().AtEnd(), resetEnd},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			topic, group := "reset-kgo-"+tc.name, "reset-kgo-group-"+tc.name
+			prod := resetTopic(t, n, c, topic, group)
+			// Without members the group exists (it has stored commits) and
+			// lists no partition: none has a committed offset.
+			if d, err := c.Admin().DescribeGroup(ctx, group); err != nil || d.State != "Empty" || len(d.Partitions) != 0 {
+				t.Fatalf("DescribeGroup before a member joins: %+v, %v; want Empty with no partitions", d, err)
+			}
+			fetched := make(fetchWritten, 1)
+			cons := kafkaClient(t, n, kgo.ConsumerGroup(group), kgo.ConsumeTopics(topic),
+				kgo.ConsumeResetOffset(tc.reset), kgo.DisableAutoCommit(), kgo.WithHooks(fetched))
+			if tc.first == resetEnd {
+				// Records produced once the consumer fetches are past its start.
+				select {
+				case <-fetched:
+				case <-ctx.Done():
+					t.Fatal("the consumer sent no Fetch")
+				}
+				for p := range int32(3) {
+					if err := prod.ProduceSync(ctx, &kgo.Record{Partition: p, Value: []byte("after")}).FirstErr(); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			first, hw := map[int32]int64{}, tc.first+1
+			if tc.first == resetLogStart {
+				hw = resetEnd
+			}
+			for len(first) < 3 {
+				fs := cons.PollFetches(ctx)
+				if err := ctx.Err(); err != nil {
+					t.Fatalf("first records read %v before %v, want each partition's first at %d", first, err, tc.first)
+				}
+				fs.EachError(func(topic string, p int32, err error) { t.Fatalf("fetch %s/%d: %v", topic, p, err) })
+				fs.EachRecord(func(r *kgo.Record) {
+					if _, ok := first[r.Partition]; !ok {
+						first[r.Partition] = r.Offset
+					}
+				})
+			}
+			for p, off := range first {
+				if off != tc.first {
+					t.Errorf("partition %d (%s): the consumer started at %d, want %d", p,
+						[]string{"committed -2", "committed -1", "never committed"}[p], off, tc.first)
+				}
+			}
+			d, err := c.Admin().DescribeGroup(ctx, group)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var rows []qxd.GroupPartition
+			for _, r := range d.Partitions {
+				if r.Topic == topic {
+					rows = append(rows, r)
+				}
+			}
+			if len(rows) != 3 {
+				t.Fatalf("DescribeGroup shows partitions %+v, want 3 of %s", d.Partitions, topic)
+			}
+			for _, r := range rows {
+				want := qxd.GroupPartition{Topic: topic, Partition: r.Partition, Committed: -1, LogStart: resetLogStart,
+					HighWatermark: hw, LastStableOffset: -1, Lag: hw - resetLogStart, Member: rows[2].Member}
+				if r != want || r.Member == "" {
+					t.Errorf("DescribeGroup shows %+v, want %+v (as never committed)", r, want)
+				}
+			}
+		})
+	}
 }
