@@ -22,7 +22,8 @@ import (
 // failure half-way leaves the record as it was and the same request, retried,
 // finishes the job. A smaller max-record-bytes is put on the streams only after the
 // record, which the partition writers follow, so that no writer sends a batch the
-// stream's new limit would refuse.
+// stream's new limit would refuse. An alter that changes none of the streams'
+// limits (the durability alone) reads no stream (alterLimits).
 func (a *Admin) AlterTopicConfig(ctx context.Context, req semantics.AlterTopicConfigRequest) (semantics.TopicMeta, error) {
 	name := req.Name
 	if err := semantics.ValidateTopicName(name); err != nil {
@@ -43,20 +44,22 @@ func (a *Admin) AlterTopicConfig(ctx context.Context, req semantics.AlterTopicCo
 	nt.Config, nt.Overrides = cfg, over
 	loose := nt
 	loose.Config.MaxMessageBytes = max(t.Config.MaxMessageBytes, cfg.MaxMessageBytes)
-	for p := int32(0); p < t.Config.Partitions; p++ {
-		if err := a.updateStreamLimits(ctx, loose, p); err != nil {
-			if refusedForResources(err) {
-				// JetStream refused the new limits (too much storage to reserve, say):
-				// a retry would be refused again, so put back the partitions changed
-				// so far.
-				for q := int32(0); q < p; q++ {
-					if rerr := a.updateStreamLimits(ctx, t, q); rerr != nil {
-						return t, fmt.Errorf("alter topic %q: partition %d refused the new config (%w), and partition %d could not be put back (%v): retry with the old values to undo", name, p, err, q, rerr)
+	if alterLimits(t, loose, req) {
+		for p := int32(0); p < t.Config.Partitions; p++ {
+			if err := a.updateStreamLimits(ctx, loose, p); err != nil {
+				if refusedForResources(err) {
+					// JetStream refused the new limits (too much storage to reserve, say):
+					// a retry would be refused again, so put back the partitions changed
+					// so far.
+					for q := int32(0); q < p; q++ {
+						if rerr := a.updateStreamLimits(ctx, t, q); rerr != nil {
+							return t, fmt.Errorf("alter topic %q: partition %d refused the new config (%w), and partition %d could not be put back (%v): retry with the old values to undo", name, p, err, q, rerr)
+						}
 					}
+					return t, semantics.Errorf(semantics.ErrInvalidConfig, "alter topic %q: partition %d refused the new config: %v; nothing changed (retention-bytes is reserved per partition on each replica's node: use a smaller value or free disk)", name, p, err)
 				}
-				return t, semantics.Errorf(semantics.ErrInvalidConfig, "alter topic %q: partition %d refused the new config: %v; nothing changed (retention-bytes is reserved per partition on each replica's node: use a smaller value or free disk)", name, p, err)
+				return t, fmt.Errorf("alter topic %q: partition %d: %w (nothing is recorded yet: retry to finish)", name, p, err)
 			}
-			return t, fmt.Errorf("alter topic %q: partition %d: %w (nothing is recorded yet: retry to finish)", name, p, err)
 		}
 	}
 	rev, err := a.meta.putTopic(ctx, nt)
@@ -92,16 +95,23 @@ const durabilityApplyTimeout = 10 * time.Second
 
 // awaitDurability asks the partitions still behind again first after
 // durabilityPoll, then after twice as long each round, up to durabilityPollMax.
+// A writer applies a new durability within milliseconds of seeing the record
+// (writer.setConfig): the first round after the alter may come just before.
 const (
-	durabilityPoll    = 50 * time.Millisecond
+	durabilityPoll    = 10 * time.Millisecond
 	durabilityPollMax = 500 * time.Millisecond
 )
 
 // touchesDurability reports whether req sets or deletes the durability key.
 func touchesDurability(req semantics.AlterTopicConfigRequest) bool {
+	return touches(req, semantics.ConfigDurability)
+}
+
+// touches reports whether req sets or deletes one of keys.
+func touches(req semantics.AlterTopicConfigRequest, keys ...string) bool {
 	is := func(k string) bool {
 		key, err := semantics.CanonicalConfigKey(k)
-		return err == nil && key == semantics.ConfigDurability
+		return err == nil && slices.Contains(keys, key)
 	}
 	for k := range req.Set {
 		if is(k) {
@@ -111,9 +121,28 @@ func touchesDurability(req semantics.AlterTopicConfigRequest) bool {
 	return slices.ContainsFunc(req.Delete, is)
 }
 
+// streamLimitKeys are the settings streamConfig derives the partition streams'
+// limits from (updateStreamLimits).
+var streamLimitKeys = []string{semantics.ConfigRetention, semantics.ConfigRetentionBytes, semantics.ConfigMaxRecordBytes}
+
+// alterLimits reports whether an alter of t to loose (the new config, with the
+// larger of the two max-record-bytes) must put limits on the partitions'
+// streams: they differ from t's, or req names one of them. The latter is the
+// same alter sent again after it failed half-way (its record written, a
+// smaller max-record-bytes not yet on every stream), which finishes the job.
+// An alter of the durability alone reads no stream: it costs a stream info per
+// partition otherwise.
+func alterLimits(t, loose semantics.TopicMeta, req semantics.AlterTopicConfigRequest) bool {
+	if touches(req, streamLimitKeys...) {
+		return true
+	}
+	was, now := streamConfig(t, 0), streamConfig(loose, 0)
+	return was.MaxAge != now.MaxAge || was.MaxBytes != now.MaxBytes || was.MaxMsgSize != now.MaxMsgSize || was.Duplicates != now.Duplicates
+}
+
 // awaitDurability waits until every partition of t whose leading node can tell
-// writes with t's durability (each writer applies it within a background tick of
-// seeing the record, store_durability.go), so that a producer acknowledged after
+// writes with t's durability (each writer applies it as soon as it sees the
+// record, writer.setConfig), so that a producer acknowledged after
 // the alter returns has the new durability. A partition no writer serves applies
 // it before its first append. Each round asks only the partitions still behind,
 // each of its leading node alone (partitionDurability): an alter of a topic with

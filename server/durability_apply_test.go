@@ -126,8 +126,10 @@ func TestTopicDurabilityCannotApply(t *testing.T) {
 
 // An alter of a topic with many partitions returns once every partition's store
 // writes with the new durability, and the wait asks each partition's writer,
-// not JetStream for each partition's state round after round: on one node it
-// asks JetStream nothing beyond the stream updates the alter itself makes.
+// not JetStream for each partition's state round after round: on one node an
+// alter of the durability alone asks JetStream nothing about the streams (their
+// limits do not change: the alter leaves them alone); one of a limit reads each
+// stream once.
 func TestTopicDurabilityAlterManyPartitions(t *testing.T) {
 	t.Parallel()
 	cfg := qxdtest.NodeConfig(t, t.TempDir())
@@ -176,13 +178,60 @@ func TestTopicDurabilityAlterManyPartitions(t *testing.T) {
 		if err := nc.Flush(); err != nil {
 			t.Fatal(err)
 		}
-		// The alter reads each stream once to update its limits (none change here).
-		if got := infos.Load(); got > parts {
-			t.Errorf("alter to %s: %d stream info requests for the topic's %d partitions, want at most one each", want, got, parts)
+		// No stream limit changes: the alter reads no stream.
+		if got := infos.Load(); got != 0 {
+			t.Errorf("alter to %s: %d stream info requests for the topic's %d partitions, want none", want, got, parts)
 		}
 		t.Logf("alter to %s: returned after %v, %d stream info requests", want, took, infos.Load())
 	}
+	// A limit that changes: each stream is read once to update it (and the
+	// count sees those reads).
+	infos.Store(0)
+	if _, err := c.Admin().AlterTopicConfig(ctx, "wide", map[string]string{"retention": "3d"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if got := infos.Load(); got != parts {
+		t.Errorf("alter of the retention: %d stream info requests for the topic's %d partitions, want one each", got, parts)
+	}
 	_ = sub.Unsubscribe()
+}
+
+// A writer applies a topic's new durability as soon as it sees the topic's
+// record change, not at its next background tick (every 100 ms, which an
+// alter used to wait for): with the ticks leaving the stores alone, an alter
+// still returns with every partition's store writing as asked.
+func TestTopicDurabilityAppliedOnChange(t *testing.T) {
+	t.Parallel()
+	cfg := qxdtest.NodeConfig(t, t.TempDir())
+	cfg.Scrub = false
+	n := qxdtest.StartNodeWith(t, cfg)
+	n.SetDurabilityTick(false)
+	c := qxdtest.Connect(t, n)
+	ctx := qxdtest.Context(t, time.Minute)
+
+	const parts = 8
+	qxdtest.CreateTopic(t, c, "prompt", qxd.TopicConfig{Partitions: parts})
+	for _, want := range []string{"async", "sync", "async"} {
+		began := time.Now()
+		if _, err := c.Admin().AlterTopicConfig(ctx, "prompt", map[string]string{"durability": want}); err != nil {
+			t.Fatalf("alter to %s with the writers' ticks off: %v", want, err)
+		}
+		took := time.Since(began)
+		var behind []string
+		for p := range int32(parts) {
+			fsyncEach, inPlace, ok := n.StoreDurability(semantics.StreamName("prompt", p))
+			if wantSync := want == "sync"; !ok || fsyncEach != wantSync || inPlace != wantSync {
+				behind = append(behind, fmt.Sprint(p))
+			}
+		}
+		if len(behind) > 0 {
+			t.Errorf("alter to %s returned with partition(s) %s not written %s", want, strings.Join(behind, ", "), want)
+		}
+		t.Logf("alter to %s: returned after %v", want, took)
+	}
 }
 
 // A partition stream deleted and created again with JetStream's persist mode

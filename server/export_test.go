@@ -165,6 +165,11 @@ func (n *Node) StoreDurability(stream string) (fsyncEach, inPlace, ok bool) {
 // (StoreDurability still reads the store's own settings).
 func (n *Node) MismatchStoreLayout(why string) { n.storeMismatch.Store(&why) }
 
+// SetDurabilityTick has n's writers keep their stores' durability on their
+// background ticks (on, the default) or not: off, only the start of a writer,
+// an acknowledgement and a change of the topic's config apply it.
+func (n *Node) SetDurabilityTick(on bool) { n.noDurabilityTick.Store(!on) }
+
 // WriterLoadFacts is what a writer's load reads of its log besides the replay:
 // the stream's state, the last message on the checkpoint subject (or the
 // error: semantics.ErrNoBatch) and the abort markers.

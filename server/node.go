@@ -117,6 +117,11 @@ type Node struct {
 	// (store_durability.go): they cannot set their stores' durability. Only tests
 	// set it, to see what a node does with a nats-server qxd does not match.
 	storeMismatch atomic.Pointer[string]
+	// noDurabilityTick, when set, has the writers' background ticks leave their
+	// stores' durability alone (writer.background), so that only what else
+	// applies it does. Only tests set it, to see a change of a topic's
+	// durability applied without a tick.
+	noDurabilityTick atomic.Bool
 
 	closeOnce sync.Once
 	closeErr  error
@@ -385,7 +390,7 @@ func (n *Node) startServices(ctx context.Context) error {
 	n.epochs = &epochs{n: n, groups: map[string]raftGroup{}}
 	n.writers = newWriterManager(writerEnv{log: n.log, node: n.ns.Name(), conn: n.writerConn, reads: n.nc, store: n.replayStore, replays: &n.replays, lookups: &n.lookups, leads: n, checkpoints: meta, obs: &n.obs,
 		epoch: n.epochs.of, producerIdle: n.cfg.ProducerIDExpiration, syncAlways: n.cfg.Sync == SyncAlways,
-		stores: n.storeSync}, meta.topics)
+		stores: n.storeSync, noDurabilityTick: &n.noDurabilityTick}, meta.topics)
 	// The topics watch needs the topics bucket's leader, which may be changing
 	// while another node is down: retry as for the buckets.
 	if err := retryClustered(ctx, n, func() error { return n.writers.start(ctx) }); err != nil {

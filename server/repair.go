@@ -347,21 +347,51 @@ func (a *Admin) damagedNode(ctx context.Context, t semantics.TopicMeta, p int32,
 		"partition %s is recorded damaged on nodes %s: repair one copy at a time, naming its node with --node", part, strings.Join(nodes, ", "))
 }
 
+// verifyRetryFor bounds how long verifyOn reads a page again while JetStream
+// answers that it is between leaders: a few elections of its meta group or of
+// the stream's.
+const verifyRetryFor = 10 * time.Second
+
 // verifyOn reads node's whole copy of partition p back, page after page, each
 // page making node lead the partition first (VerifyPartition with Node): it
 // records what it finds and clears what it reads intact.
+//
+// A page that fails because JetStream is between leaders (ErrUnavailable: its
+// meta group's, for a moment after a leader change, when every node refuses
+// leader reads, or the stream's, as right after the leadership is handed to
+// node) is read again, after 50 ms and twice as long each time up to a second,
+// for up to verifyRetryFor (within ctx) since the last page read: a repair must
+// not fail over an election after it rebuilt a copy. A user's verify gets the
+// same from the SDK, which sends the page again (Client.send).
 func (a *Admin) verifyOn(ctx context.Context, t semantics.TopicMeta, p int32, node string) (semantics.VerifyPartitionResponse, error) {
 	out := semantics.VerifyPartitionResponse{Leader: node}
 	req := semantics.VerifyPartitionRequest{Name: t.Name, Partition: p, NextOffset: -1, Node: node}
+	var since time.Time // when the pages began to fail between leaders
+	backoff := 50 * time.Millisecond
 	for moved := 0; ; {
 		v, err := a.VerifyPartition(ctx, req)
 		if errors.Is(err, semantics.ErrNotLeader) && moved < 3 { // the leadership moved on meanwhile
 			moved++
 			continue
 		}
+		if errors.Is(err, semantics.ErrUnavailable) && ctx.Err() == nil {
+			if since.IsZero() {
+				since = time.Now()
+			}
+			if time.Since(since) < verifyRetryFor {
+				select {
+				case <-ctx.Done():
+					return out, err
+				case <-time.After(backoff):
+				}
+				backoff = min(2*backoff, time.Second)
+				continue
+			}
+		}
 		if err != nil {
 			return out, err
 		}
+		since, backoff = time.Time{}, 50*time.Millisecond
 		out.Batches += v.Batches
 		out.Records += v.Records
 		out.Bytes += v.Bytes
@@ -553,7 +583,22 @@ func (s groupState) settledAt(replicas int) bool {
 	return s.Replicas == replicas && len(s.peers()) == replicas && s.unsettled(replicas) == ""
 }
 
-// groupState reads stream's group.
+// betweenLeaders reports whether a JetStream API error code is JetStream's
+// answer while its meta group or the stream's group has no leader: 10008
+// ("JetStream system temporarily unavailable": a node that counts the group
+// leaderless answers so, before the leader's own answer, for a moment after
+// every election), 10009 (not the cluster's leader) or 10118 (the stream
+// offline). As partition.Reader takes them: worth asking again.
+func betweenLeaders(code int) bool {
+	switch code {
+	case 10008, 10009, 10118:
+		return true
+	}
+	return false
+}
+
+// groupState reads stream's group. An answer that JetStream is between
+// leaders is an ErrUnavailable.
 func (a *Admin) groupState(ctx context.Context, stream string) (groupState, error) {
 	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
@@ -563,6 +608,7 @@ func (a *Admin) groupState(ctx context.Context, stream string) (groupState, erro
 	}
 	var out struct {
 		Error *struct {
+			ErrCode     int    `json:"err_code"`
 			Description string `json:"description"`
 		} `json:"error"`
 		Config struct {
@@ -578,6 +624,9 @@ func (a *Admin) groupState(ctx context.Context, stream string) (groupState, erro
 		return groupState{}, fmt.Errorf("stream info %s: %w", stream, err)
 	}
 	if out.Error != nil {
+		if betweenLeaders(out.Error.ErrCode) {
+			return groupState{}, semantics.Errorf(semantics.ErrUnavailable, "stream info %s: %s (JetStream error %d)", stream, out.Error.Description, out.Error.ErrCode)
+		}
 		return groupState{}, fmt.Errorf("stream info %s: %s", stream, out.Error.Description)
 	}
 	s := groupState{Replicas: out.Config.Replicas}

@@ -127,6 +127,10 @@ type writer struct {
 	durApplied string
 	durOff     bool
 	durFixed   string
+	// durChanged wakes the background loop to apply a durability the topic's
+	// config changed to (setConfig); noDurabilityTick: see writerEnv.
+	durChanged       chan struct{}
+	noDurabilityTick *atomic.Bool
 
 	node      string // this node's name (writerEnv.node)
 	sub       *nats.Subscription
@@ -230,9 +234,27 @@ func newWriter(env writerEnv, t semantics.TopicMeta, p int32, lost func()) *writ
 	w.idle = sync.NewCond(&w.mu)
 	w.producerIdle = cmp.Or(env.producerIdle, defaultProducerIdle)
 	w.stores, w.syncAlways, w.stream = env.stores, env.syncAlways, semantics.StreamName(t.Name, p)
+	w.durChanged, w.noDurabilityTick = make(chan struct{}, 1), env.noDurabilityTick
 	cfg := t.Config
 	w.cfg.Store(&cfg)
 	return w
+}
+
+// setConfig gives the writer its topic's config as the topic's record now says
+// it. A durability changed by it is applied as soon as the writer's background
+// loop takes the lock, not at the loop's next tick (up to checkpointSoon
+// later): an alter of the durability waits for every partition's writer to
+// apply it (Admin.awaitDurability). Until it is applied, the next
+// acknowledgement applies it first (keepDurabilityLocked), as before.
+func (w *writer) setConfig(cfg semantics.TopicConfig) {
+	old := w.cfg.Swap(&cfg)
+	if old != nil && old.DurabilityOrDefault() == cfg.DurabilityOrDefault() {
+		return
+	}
+	select {
+	case w.durChanged <- struct{}{}:
+	default: // a wake-up is pending already
+	}
 }
 
 // start loads the partition's state from the log and begins serving produce requests.
@@ -1400,6 +1422,11 @@ func (w *writer) background() {
 		select {
 		case <-w.done:
 			return
+		case <-w.durChanged:
+			w.mu.Lock()
+			w.keepDurabilityLocked(w.cfg.Load(), true)
+			w.mu.Unlock()
+			continue
 		case <-t.C:
 		}
 		if time.Since(last) > lateTick {
@@ -1418,7 +1445,9 @@ func (w *writer) background() {
 				w.lost()
 			}
 		}
-		w.keepDurabilityLocked(w.cfg.Load(), true)
+		if w.noDurabilityTick == nil || !w.noDurabilityTick.Load() {
+			w.keepDurabilityLocked(w.cfg.Load(), true)
+		}
 		for _, pa := range w.pending {
 			if time.Since(pa.sent) > ackTimeout && time.Since(resumed) > ackTimeout {
 				w.log.Warn("append not acknowledged in time; reloading from the log")
@@ -1528,7 +1557,8 @@ func storedAt(m partition.Msg, h semantics.BatchHeader) time.Time {
 // acknowledge an append. tick also puts back a store that drifted the safe way
 // (JetStream made an async topic's store sync when its stream's config changed).
 // Called with mu held: at start, before each acknowledgement, on each
-// background tick. A replicated partition's store is JetStream's to keep.
+// background tick, and as soon as the topic's config changes its durability
+// (setConfig). A replicated partition's store is JetStream's to keep.
 //
 // Before an acknowledgement of a sync topic's append it also looks whether the
 // store it set is still the stream's: a stream deleted and created again (by

@@ -86,6 +86,10 @@ type writerEnv struct {
 	stores func(stream string, cached *storeSync) (s *storeSync, fixed, why string)
 	// syncAlways: the node syncs every append (--sync always).
 	syncAlways bool
+	// noDurabilityTick, when set and true, has the writers' background ticks
+	// leave their stores' durability alone (Node.noDurabilityTick); nil: they
+	// keep it.
+	noDurabilityTick *atomic.Bool
 }
 
 // startingWriter is a writer being started, and done, closed once the start is
@@ -278,8 +282,7 @@ func (m *writerManager) reconcile(ctx context.Context) {
 			want[stream] = true
 			if w, ok := m.writers[stream]; ok {
 				if w.topicID == t.ID {
-					cfg := t.Config
-					w.cfg.Store(&cfg)
+					w.setConfig(t.Config)
 					continue
 				}
 				m.stopWriter(ctx, w)
@@ -375,8 +378,7 @@ func (m *writerManager) finishStart(stream string, s *startingWriter, err error)
 		m.wake()
 		return
 	}
-	cfg := t.Config
-	w.cfg.Store(&cfg)
+	w.setConfig(t.Config)
 	m.setWriter(stream, w)
 }
 
