@@ -73,7 +73,8 @@ drill fault="pause" pause="15s" target="leader" via="healthy":
 
 # The fault drill for Kafka clients: franz-go producer (keyed, acks=all) and group
 # member through a partition leader that is killed, paused or cut off
-# (fault=kill|pause|cut; root, network namespaces); timeouts=short (5 s request
+# (fault=kill|pause|cut|pair, pair: cut from one other node only; root,
+# network namespaces); timeouts=short (5 s request
 # timeouts, as docs/kafka.md recommends) or default (franz-go's own: a pause is
 # then reported without the faulty node's bound); prints the longest
 # acknowledgement wait on the faulty and on healthy nodes (the SUMMARY line).
