@@ -73,7 +73,8 @@ drill fault="pause" pause="15s" target="leader" via="healthy":
 
 # The fault drill for Kafka clients: franz-go producer (keyed, acks=all) and group
 # member through a partition leader that is killed, paused or cut off
-# (fault=kill|pause|cut; root, network namespaces); timeouts=short (5 s request
+# (fault=kill|pause|cut|pair, pair: cut from one other node only; root,
+# network namespaces); timeouts=short (5 s request
 # timeouts, as docs/kafka.md recommends) or default (franz-go's own: a pause is
 # then reported without the faulty node's bound); prints the longest
 # acknowledgement wait on the faulty and on healthy nodes (the SUMMARY line).
@@ -87,7 +88,15 @@ kafka-drill fault="cut" hold="15s" timeouts="short":
 kafka-drill-rdkafka fault="cut" hold="15s" timeouts="short":
     QXD_KAFKA_FAULT={{fault}} QXD_CUT_HOLD={{hold}} QXD_KAFKA_TIMEOUTS={{timeouts}} go test -tags chaos -count=1 -run 'TestKafkaRdkafkaFaultDrill$' -v -timeout 15m ./cmd/qxd/
 
-# Every drill of docs/operations.md in turn (about 15 minutes; the cuts need root),
+# A cut between two live nodes (n1 and n2; n3 reaches both; root, network
+# namespaces) for `hold` under the drill's keyed producer and consumer group,
+# then 10 s after the heal; via=healthy connects the producer to n3, faulty to
+# n1. Prints the longest acknowledgement wait of the partitions each node led,
+# the group's longest read gap and what it read twice (the SUMMARY line).
+pair-drill hold="15s" via="healthy":
+    QXD_DRILL_PAUSE={{hold}} QXD_DRILL_VIA={{via}} go test -tags chaos -count=1 -run 'TestPairCutDrill$' -v -timeout 15m ./cmd/qxd/
+
+# Every drill of docs/operations.md in turn (about 16 minutes; the cuts need root),
 # printing their SUMMARY lines.
 drills:
     #!/usr/bin/env bash
@@ -100,6 +109,7 @@ drills:
         QXD_DRILL_FAULT=$1 QXD_DRILL_TARGET=$2 QXD_DRILL_VIA=$3 /tmp/qxd-drill.test -test.run TestFaultDrill -test.v -test.timeout 15m 2>&1 |
             grep -E 'SUMMARY|^(--- |FAIL|ok)'
     done
+    /tmp/qxd-drill.test -test.run 'TestPairCutDrill$' -test.v -test.timeout 15m 2>&1 | grep -E 'SUMMARY|^(--- |FAIL|ok)'
 
 # The fault tests with real processes: SIGKILL of a partition leader, network
 # partitions in network namespaces (root), leader moves under load.

@@ -158,6 +158,16 @@ func (s *Store) List(ctx context.Context, group string) (map[semantics.TopicPart
 	if err := semantics.ValidateGroupID(group); err != nil {
 		return nil, fmt.Errorf("offsets: list: %w", err)
 	}
+	if s.js != nil {
+		out, err := s.listFromLeader(ctx, group)
+		if err == nil {
+			err = s.dropStale(ctx, group, out)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("offsets: list group %q: %w", group, err)
+		}
+		return out, nil
+	}
 	out := map[semantics.TopicPartition]Committed{}
 	err := s.scan(ctx, semantics.GroupOffsetsFilter(group), false, func() { clear(out) }, func(e jetstream.KeyValueEntry) error {
 		g, topic, p, err := semantics.ParseOffsetKey(e.Key())
@@ -179,6 +189,57 @@ func (s *Store) List(ctx context.Context, group string) (map[semantics.TopicPart
 	}
 	if err != nil {
 		return nil, fmt.Errorf("offsets: list group %q: %w", group, err)
+	}
+	return out, nil
+}
+
+// listFromLeader reads group's commits from the bucket's leader, as Fetch does:
+// the keys from the stream's info (its subjects under the group's filter), each
+// value with a message get. A scan's watcher reads one replica's copy, any
+// replica's: one cut apart from the leader (a cut between two nodes while the
+// third reaches both) holds what it held at the cut for as long as the cut
+// lasts, and one catching up after it can miss keys.
+func (s *Store) listFromLeader(ctx context.Context, group string) (map[semantics.TopicPartition]Committed, error) {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+	}
+	st, err := s.js.Stream(ctx, semantics.KVStream(semantics.OffsetsBucket))
+	if err != nil {
+		return nil, fmt.Errorf("read the bucket's keys from its leader: %w", err)
+	}
+	prefix := semantics.KVKeySubject(semantics.OffsetsBucket, "")
+	info, err := st.Info(ctx, jetstream.WithSubjectFilter(prefix+semantics.GroupOffsetsFilter(group)))
+	if err != nil {
+		return nil, fmt.Errorf("read the bucket's keys from its leader: %w", err)
+	}
+	var keys []string
+	for subj := range info.State.Subjects {
+		keys = append(keys, strings.TrimPrefix(subj, prefix))
+	}
+	slices.Sort(keys)
+	found := make([]*Committed, len(keys))
+	errs := make([]error, len(keys))
+	parallel(len(keys), func(i int) {
+		found[i], errs[i] = s.getFromLeader(ctx, keys[i])
+	})
+	out := map[semantics.TopicPartition]Committed{}
+	for i, key := range keys {
+		if errs[i] != nil {
+			return nil, errs[i]
+		}
+		if found[i] == nil {
+			continue // deleted
+		}
+		g, topic, p, err := semantics.ParseOffsetKey(key)
+		if err != nil {
+			return nil, err
+		}
+		if g != group {
+			return nil, fmt.Errorf("key %q is not of group %q", key, group)
+		}
+		out[semantics.TopicPartition{Topic: topic, Partition: p}] = *found[i]
 	}
 	return out, nil
 }

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -55,11 +56,28 @@ import (
 // It fails if a record failed or the group did not read every acknowledged record.
 // The last line starting SUMMARY holds the figures, with the machine's load.
 func TestFaultDrill(t *testing.T) {
+	faultDrill(t, drillSettings(t))
+}
+
+// TestPairCutDrill is TestFaultDrill with a cut between two live nodes: n1 and n2
+// cannot reach each other (a blackhole route to the other's cluster address in
+// each one's namespace) for QXD_DRILL_PAUSE (15 s) while n3 reaches both, then the
+// routes heal and the producer runs on for 10 s. Its SUMMARY line gives the
+// longest acknowledgement wait of the partitions each node led. QXD_DRILL_VIA:
+// healthy connects the producer to n3 first, faulty to n1. Needs root and network
+// namespaces.
+func TestPairCutDrill(t *testing.T) {
 	d := drillSettings(t)
+	d.fault, d.runOn = "pair", 10*time.Second
+	faultDrill(t, d)
+}
+
+// faultDrill runs the drill d (TestFaultDrill's doc).
+func faultDrill(t *testing.T, d drill) {
 	bin := drillBin(t)
 	layout := loopbackLayout(t, 3)
 	var lab *netnsLab
-	if d.fault == "cut" {
+	if d.fault == "cut" || d.fault == "pair" {
 		lab = newNetnsLab(t, 3)
 		layout = lab.layout()
 	}
@@ -95,6 +113,9 @@ func TestFaultDrill(t *testing.T) {
 	if d.target == "buckets" {
 		victimName = buckets[semantics.GroupsBucket]
 	}
+	if d.fault == "pair" {
+		victimName = cl.nodes[0].name
+	}
 	victim, vi := cl.node(victimName), -1
 	for i, n := range cl.nodes {
 		if n == victim {
@@ -106,9 +127,19 @@ func TestFaultDrill(t *testing.T) {
 	}
 	var faultMu sync.Mutex
 	var faultAtShared time.Time
+	// The nodes the fault harms: the victim, and for a pair cut its partner n2.
+	faulty := map[string]bool{victim.name: true}
+	if d.fault == "pair" {
+		faulty[cl.nodes[1].name] = true
+	}
 	var urls []string
 	for _, n := range cl.nodes {
-		if n != victim {
+		if !faulty[n.name] {
+			urls = append(urls, n.url())
+		}
+	}
+	for _, n := range cl.nodes {
+		if faulty[n.name] && n != victim {
 			urls = append(urls, n.url())
 		}
 	}
@@ -174,7 +205,7 @@ func TestFaultDrill(t *testing.T) {
 	faultAtShared = faultAt
 	faultMu.Unlock()
 	var backAt time.Time
-	what := map[string]string{"pause": "SIGSTOP", "kill": "SIGKILL", "stop": "SIGTERM", "int": "SIGINT", "cut": "cut off"}[d.fault]
+	what := map[string]string{"pause": "SIGSTOP", "kill": "SIGKILL", "stop": "SIGTERM", "int": "SIGINT", "cut": "cut off", "pair": "cut from n2"}[d.fault]
 	t.Logf("%s %s (leads %v; buckets %v) for %v; producer connected via %s; leaders %v",
 		what, victim.name, ledBy(leaders, victim.name), buckets, d.hold, urls[0], leaders)
 	switch d.fault {
@@ -198,6 +229,27 @@ func TestFaultDrill(t *testing.T) {
 		}
 		backAt = time.Now()
 		t.Logf("healed %s's links", victim.name)
+	case "pair":
+		if err := lab.cutPair(0, 1); err != nil {
+			t.Fatal(err)
+		}
+		// The cut is between n1 and n2 only: each still reaches n3.
+		for _, c := range [][2]int{{0, 1}, {1, 0}, {0, 2}, {1, 2}, {2, 0}, {2, 1}} {
+			want := c != [2]int{0, 1} && c != [2]int{1, 0}
+			if err := lab.reach(c[0], c[1]); (err == nil) != want {
+				t.Fatalf("n%d reaching n%d's cluster port during the cut: %v, want reachable %v", c[0]+1, c[1]+1, err, want)
+			}
+		}
+		t.Logf("n1 and n2 reach n3's cluster port and not each other's (%v after the cut)", since(faultAt, time.Now()))
+		time.Sleep(d.hold - time.Since(faultAt))
+		if err := lab.healPair(0, 1); err != nil {
+			t.Fatal(err)
+		}
+		backAt = time.Now()
+		if err := lab.reach(0, 1); err != nil {
+			t.Errorf("n1 reaching n2 after the heal: %v", err)
+		}
+		t.Logf("healed the cut between n1 and n2")
 	default:
 		switch d.fault {
 		case "kill":
@@ -221,7 +273,7 @@ func TestFaultDrill(t *testing.T) {
 		}
 		t.Logf("%s restarted, ready %v after its start", victim.name, time.Since(backAt).Round(time.Millisecond))
 	}
-	time.Sleep(20 * time.Second)
+	time.Sleep(d.runOn)
 	close(stop)
 	wg.Wait()
 	_ = prod.Close(ctx)
@@ -276,13 +328,21 @@ func TestFaultDrill(t *testing.T) {
 	for _, e := range elections.halt() {
 		t.Logf("%v after the fault: %s", since(faultAt, e.at), e.what)
 	}
-	back := map[string]string{"pause": "SIGCONT", "cut": "heal"}[d.fault]
+	back := map[string]string{"pause": "SIGCONT", "cut": "heal", "pair": "heal"}[d.fault]
 	if back == "" {
 		back = "restart"
 	}
+	type nodeWorst struct{ during, after time.Duration }
+	byNode := map[string]*nodeWorst{}
+	for _, n := range cl.nodes {
+		byNode[n.name] = &nodeWorst{}
+	}
 	for p, r := range res {
+		if w := byNode[leaders[p]]; w != nil {
+			w.during, w.after = max(w.during, r.during), max(w.after, r.after)
+		}
 		kind := "healthy"
-		if leaders[p] == victim.name {
+		if faulty[leaders[p]] {
 			kind = "faulty"
 			sick, sickAfter = max(sick, r.during), max(sickAfter, r.after)
 		} else {
@@ -341,12 +401,67 @@ func TestFaultDrill(t *testing.T) {
 	}
 	led.mu.Unlock()
 	t.Logf("group %s: longest time a partition's committed offset stood still from the fault on: %v", groupID, commitStall(snaps, faultAt))
+	// A committed offset that went back, or vanished, as the group's description
+	// said: the members never commit an offset below one committed before, so it
+	// was read from a copy behind the bucket's leader. An error for a pair cut,
+	// whose nodes each hold a copy cut apart from the leader's on the other.
+	lastCommitted := map[int32]int64{}
+	wentBack := 0
+	for _, s := range snaps {
+		for p, c := range lastCommitted {
+			if now, ok := s.committed[p]; !ok || now < c {
+				wentBack++
+				t.Logf("group %s: p%d's committed offset went from %d to %d (present %v) %v after the fault", groupID, p, c, now, ok, since(faultAt, s.at))
+			}
+		}
+		maps.Copy(lastCommitted, s.committed)
+	}
+	if wentBack > 0 && d.fault == "pair" {
+		t.Errorf("group %s: a committed offset went back %d times in the group's description", groupID, wentBack)
+	}
+	// A pair cut leaves every node running and reaching a majority: no member
+	// may read again what its group had committed.
+	if replayedCommitted > 0 && d.fault == "pair" {
+		t.Errorf("group %s read %d records again that it had already committed", groupID, replayedCommitted)
+	}
+	// How long the group read nothing of each partition, from the fault on (the
+	// producer writes to each all the time).
+	lastRead := map[int32]time.Time{}
+	readGap := make([]time.Duration, parts)
+	readGapAt := make([]time.Time, parts)
+	led.mu.Lock()
+	for _, r := range led.reads {
+		var p int32
+		if _, err := fmt.Sscanf(r.value, "d%d-", &p); err != nil || p < 0 || p >= parts || r.at.Before(faultAt) {
+			continue
+		}
+		from := maxTime(lastRead[p], faultAt)
+		if g := r.at.Sub(from); g > readGap[p] {
+			readGap[p], readGapAt[p] = g, from
+		}
+		lastRead[p] = r.at
+	}
+	led.mu.Unlock()
+	var gaps []string
+	var readStall time.Duration
+	for p := range parts {
+		gaps = append(gaps, fmt.Sprintf("p%d %v (from %v)", p, readGap[p].Round(time.Millisecond), since(faultAt, readGapAt[p])))
+		readStall = max(readStall, readGap[p])
+	}
+	t.Logf("group %s: longest time it read nothing of a partition, from the fault on: %s", groupID, strings.Join(gaps, ", "))
 
-	t.Logf("SUMMARY fault=%s for %v target=%s(%s) via=%s: longest ack wait, partitions the faulty node led: %v before the %s, %v after; partitions healthy nodes led: %v before, %v after; %d records failed; group read %d records twice (%d by the member that read them first, %d already committed); load %s before, %s after",
-		d.fault, d.hold, d.target, victim.name, d.via,
+	var perNode []string
+	for _, n := range cl.nodes {
+		w := byNode[n.name]
+		perNode = append(perNode, fmt.Sprintf("%s %v %v / %v", n.name, ledBy(leaders, n.name),
+			w.during.Round(time.Millisecond), w.after.Round(time.Millisecond)))
+	}
+	t.Logf("SUMMARY fault=%s for %v target=%s(%s) via=%s: longest ack wait, partitions the faulty node%s led: %v before the %s, %v after; partitions healthy nodes led: %v before, %v after; by leader (partitions, before / after): %s; %d records failed; group's longest read gap %v; group read %d records twice (%d by the member that read them first, %d already committed); load %s before, %s after",
+		d.fault, d.hold, d.target, victim.name, d.via, map[bool]string{true: "s"}[len(faulty) > 1],
 		sick.Round(time.Millisecond), back, sickAfter.Round(time.Millisecond),
 		healthy.Round(time.Millisecond), healthyAfter.Round(time.Millisecond),
-		nFailed, redelivered, sameMember, replayedCommitted, loadBefore, loadAvg())
+		strings.Join(perNode, ", "),
+		nFailed, readStall.Round(time.Millisecond), redelivered, sameMember, replayedCommitted, loadBefore, loadAvg())
 	if nFailed > 0 {
 		t.Errorf("%d records failed; last error: %v", nFailed, lastFail)
 	}
@@ -427,10 +542,11 @@ func TestFaultDrill(t *testing.T) {
 type drill struct {
 	fault, target, via string
 	hold, healthyMax   time.Duration
+	runOn              time.Duration // how long the producer runs on after the node is back
 }
 
 func drillSettings(t *testing.T) drill {
-	d := drill{fault: "pause", target: "leader", via: "healthy", hold: 15 * time.Second}
+	d := drill{fault: "pause", target: "leader", via: "healthy", hold: 15 * time.Second, runOn: 20 * time.Second}
 	dur := func(name string, to *time.Duration) {
 		if s := os.Getenv(name); s != "" {
 			v, err := time.ParseDuration(s)

@@ -32,7 +32,11 @@ import (
 //   - kill: SIGKILL, restarted after QXD_CUT_HOLD (15 s);
 //   - pause: SIGSTOP, SIGCONT after QXD_CUT_HOLD;
 //   - cut: its link to the other nodes down (its clients still reach it), up
-//     after QXD_CUT_HOLD.
+//     after QXD_CUT_HOLD;
+//   - pair: cut from the next node only (a blackhole route to the other's
+//     cluster address in each one's namespace), while the third reaches both;
+//     healed after QXD_CUT_HOLD. Both cut nodes live: the next node's
+//     partitions count as a healthy node's.
 //
 // Every key is produced one record at a time and every acknowledgement timed; the
 // test reports the longest wait for a partition the faulty node led and for one a
@@ -170,8 +174,8 @@ func startKafkaDrill(t *testing.T) *kafkaDrill {
 	if r.fault == "" {
 		r.fault = "cut"
 	}
-	if !slices.Contains([]string{"kill", "pause", "cut"}, r.fault) {
-		t.Fatalf("QXD_KAFKA_FAULT=%q: use kill (SIGKILL, then restart), pause (SIGSTOP, then SIGCONT) or cut (links down, then up)", r.fault)
+	if !slices.Contains([]string{"kill", "pause", "cut", "pair"}, r.fault) {
+		t.Fatalf("QXD_KAFKA_FAULT=%q: use kill (SIGKILL, then restart), pause (SIGSTOP, then SIGCONT), cut (links down, then up) or pair (cut from the next node only)", r.fault)
 	}
 	r.short = kafkaDrillTimeouts(t)
 	r.hold = cutHold(t)
@@ -278,6 +282,11 @@ func (r *kafkaDrill) faultAndBack(t *testing.T) time.Time {
 		if err := r.lab.cut(r.vi); err != nil {
 			t.Fatal(err)
 		}
+	case "pair":
+		if err := r.lab.cutPair(r.vi, (r.vi+1)%len(r.cl.nodes)); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("cut between %s and %s only", r.victim.name, r.cl.nodes[(r.vi+1)%len(r.cl.nodes)].name)
 	}
 	t.Logf("%s %s (coordinates the group, leads %v) for %v", r.fault, r.victim.name, slices.Sorted(maps.Keys(r.led)), r.hold)
 	time.Sleep(r.hold - time.Since(faultAt))
@@ -294,8 +303,12 @@ func (r *kafkaDrill) faultAndBack(t *testing.T) time.Time {
 		if err := r.lab.heal(r.vi); err != nil {
 			t.Fatal(err)
 		}
+	case "pair":
+		if err := r.lab.healPair(r.vi, (r.vi+1)%len(r.cl.nodes)); err != nil {
+			t.Fatal(err)
+		}
 	}
-	t.Logf("%s is back (%s)", r.victim.name, map[string]string{"kill": "restarted", "pause": "SIGCONT", "cut": "healed"}[r.fault])
+	t.Logf("%s is back (%s)", r.victim.name, map[string]string{"kill": "restarted", "pause": "SIGCONT", "cut": "healed", "pair": "healed"}[r.fault])
 	return faultAt
 }
 

@@ -230,6 +230,38 @@ func (l *netnsLab) heal(i int) error {
 	return err
 }
 
+// cutPair cuts nodes i and j apart, and only them: a blackhole route to the
+// other's cluster address in each one's namespace. Both keep their links to the
+// bridge, so each still reaches the other nodes and they it.
+func (l *netnsLab) cutPair(i, j int) error {
+	if _, err := ipCmd("-n", l.nodes[i], "route", "add", "blackhole", l.clusterIP(j)+"/32"); err != nil {
+		return err
+	}
+	_, err := ipCmd("-n", l.nodes[j], "route", "add", "blackhole", l.clusterIP(i)+"/32")
+	return err
+}
+
+// healPair deletes cutPair's routes.
+func (l *netnsLab) healPair(i, j int) error {
+	_, err1 := ipCmd("-n", l.nodes[i], "route", "del", "blackhole", l.clusterIP(j)+"/32")
+	_, err2 := ipCmd("-n", l.nodes[j], "route", "del", "blackhole", l.clusterIP(i)+"/32")
+	if err1 != nil {
+		return err1
+	}
+	return err2
+}
+
+// reach opens a TCP connection from node i's namespace to node j's cluster port
+// (bash's /dev/tcp, 2 s at most) and says whether it could.
+func (l *netnsLab) reach(i, j int) error {
+	out, err := exec.Command("ip", "netns", "exec", l.nodes[i], "timeout", "2", "bash", "-c",
+		fmt.Sprintf("exec 3<>/dev/tcp/%s/6222", l.clusterIP(j))).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("%v: %s", err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
 // TestNetnsPartition runs three nodes in their own network namespaces and cuts node 3
 // off from the other two for about ten seconds while producers run: a producer that
 // can reach only node 3 (the minority) must get no acknowledgement, a producer on

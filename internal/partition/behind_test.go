@@ -109,3 +109,64 @@ func waitMirror(ctx context.Context, t *testing.T, s jetstream.Stream, ok func(j
 	}
 	t.Fatalf("the mirror's state did not come as wanted: %+v", last)
 }
+
+// TestDirectOffsetsFromAReplicaLeftBehind reads a partition's offsets with a
+// direct reader while a member of the stream's direct-get queue group holds only
+// its first batches and takes no more, as a follower cut from its leader does (a
+// cut between two nodes while the third reaches both: it answers direct gets
+// with what it held at the cut for as long as the cut lasts). That member is a
+// mirror of the partition's stream that refuses messages past its first ones
+// (MaxMsgs with DiscardNew). Its last batch is not the partition's: the high
+// watermark must be the leader's every time, or a consumer starting at an
+// offset the group committed past it is sent back to the reset policy's start.
+func TestDirectOffsetsFromAReplicaLeftBehind(t *testing.T) {
+	t.Parallel()
+	n := qxdtest.StartNode(t)
+	c := qxdtest.Connect(t, n)
+	js := qxdtest.JetStream(t, n)
+	ctx := qxdtest.Context(t, 60*time.Second)
+	const topic = "left-behind"
+	qxdtest.CreateTopic(t, c, topic, qxd.TopicConfig{Partitions: 1})
+	stream := semantics.StreamName(topic, 0)
+	const held, batches = 3, 8
+	mirror, err := js.CreateStream(ctx, jetstream.StreamConfig{
+		Name: "left_behind_replica", Mirror: &jetstream.StreamSource{Name: stream},
+		MaxMsgs: held, Discard: jetstream.DiscardNew, Storage: jetstream.MemoryStorage,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := c.NewProducer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close(context.Background()) })
+	for i := range batches {
+		if err := p.ProduceSync(ctx, &qxd.Record{Topic: topic, Value: fmt.Appendf(nil, "v%d", i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitMirror(ctx, t, mirror, func(s jetstream.StreamState) bool { return s.Msgs == held })
+
+	leader := partition.NewReader(c.Conn(), topic, 0, false)
+	want, err := leader.ReadOffsets(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want.HighWatermark != batches {
+		t.Fatalf("the leader's high watermark %d, want %d", want.HighWatermark, batches)
+	}
+	// Each direct get reaches the mirror with probability 1/2: 40 rounds miss
+	// it with probability 2^-40.
+	direct := partition.NewReader(c.Conn(), topic, 0, true)
+	for round := range 40 {
+		got, err := direct.ReadOffsets(ctx, nil)
+		if err != nil {
+			t.Fatalf("round %d: ReadOffsets through a direct reader: %v", round, err)
+		}
+		if got.HighWatermark != want.HighWatermark || got.LastBatchSeq != want.LastBatchSeq {
+			t.Fatalf("round %d: direct offsets: high watermark %d (last batch at %d), the leader's %d (at %d)",
+				round, got.HighWatermark, got.LastBatchSeq, want.HighWatermark, want.LastBatchSeq)
+		}
+	}
+}

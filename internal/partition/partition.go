@@ -437,6 +437,19 @@ func (r *Reader) readOffsets(ctx context.Context, checkpoint func(context.Contex
 		return Offsets{}, err
 	}
 	if lastMsg.Seq < st.LastSeq {
+		// The replica that answered may be behind the leader, and stay so: a
+		// follower cut from its leader (a cut between two nodes while the third
+		// reaches both) answers direct gets with what it held at the cut for as
+		// long as the cut lasts, and a high watermark from it, below offsets the
+		// leader stored and a group committed, would send a consumer starting at
+		// such an offset back to the reset policy's start. Ask the leader too.
+		if r.Direct {
+			if lm, err := r.leaderGet(ctx, msgGetRequest{LastFor: r.filter}); err == nil && lm.Seq > lastMsg.Seq {
+				if h, err := semantics.PeekBatchHeader(lm.Data); err == nil {
+					lastMsg, last = lm, h
+				}
+			}
+		}
 		if err := fromCheckpoint(); err != nil {
 			return Offsets{}, err
 		}
