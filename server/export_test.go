@@ -3,7 +3,10 @@ package server
 import (
 	"context"
 	"errors"
+	"fmt"
+	"maps"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/qxd-io/qxd/internal/partition"
@@ -200,4 +203,40 @@ func (n *Node) WriterLoadFacts(ctx context.Context, topic string, p int32, fromS
 	f.Checkpoint, f.CkErr = w.lastOn(ctx, local, semantics.CheckpointSubject(topic, p))
 	f.Aborted, err = w.abortMarkers(ctx, f.State, local)
 	return f, err
+}
+
+// ProbeState describes n's isolation watch for a failing test's log: when each
+// node last answered and had a route, and the watch's marks.
+func (n *Node) ProbeState() string {
+	w := n.probes.Load()
+	if w == nil {
+		return "no isolation watch"
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	now := time.Now()
+	ago := func(t time.Time) string {
+		if t.IsZero() {
+			return "never"
+		}
+		return now.Sub(t).Round(time.Millisecond).String() + " ago"
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "last check %s, on time since %s, routes since %s, isolated %v, armed %v, size %d;",
+		ago(w.last), ago(w.onTimeSince), ago(w.routesSince), w.isolated, w.armed, w.size)
+	for _, node := range slices.Sorted(maps.Keys(w.routeSeen)) {
+		fmt.Fprintf(&b, " %s answered %s, route seen %s;", node, ago(w.heard[node]), ago(w.routeSeen[node]))
+	}
+	return b.String()
+}
+
+// ProbesSawRoute reports whether n's isolation watch has seen a route to node.
+func (n *Node) ProbesSawRoute(node string) bool {
+	w := n.probes.Load()
+	if w == nil {
+		return false
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return !w.routeSeen[node].IsZero()
 }

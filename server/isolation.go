@@ -294,13 +294,20 @@ func (w *isolationWatch) routesLost(routed map[string]bool, at time.Time) map[st
 	return lost
 }
 
-// nodes returns the nodes that answered this node's probes once.
+// nodes returns the nodes that answered this node's probes once or that this
+// node saw a route to: a node killed before its first answer arrived (a cluster
+// just started, or under load) is known by its route alone.
 func (w *isolationWatch) nodes() []string {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	out := make([]string, 0, len(w.heard))
 	for node := range w.heard {
 		out = append(out, node)
+	}
+	for node := range w.routeSeen {
+		if _, ok := w.heard[node]; !ok {
+			out = append(out, node)
+		}
 	}
 	return out
 }

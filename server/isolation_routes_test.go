@@ -81,3 +81,34 @@ func TestRoutesLostOnlyWhileRunning(t *testing.T) {
 		t.Fatalf("b's route closed after the node ran on time again: lost %v, want [b]", lost)
 	}
 }
+
+// TestRouteLostOfNodeNeverHeard: a node killed before its first answer to this
+// node's probes reached it (a cluster just started, or under load) is lost by
+// its route alone. Kafka's lost-node rule looked only at nodes that had
+// answered once, and a Metadata answer after such a kill waited on JetStream's
+// view for its full 5 s (TestKafkaMetadataWaitCutWhileNodeLost failed in CI).
+func TestRouteLostOfNodeNeverHeard(t *testing.T) {
+	t.Parallel()
+	at := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	w := newIsolationWatch("a")
+	both := map[string]bool{"b": true, "c": true}
+	for range 4 { // c's answers have not arrived yet
+		w.answered("b", at)
+		w.check(at, 3)
+		w.routesLost(both, at)
+		at = at.Add(probeEvery)
+	}
+	at = at.Add(probeEvery / 5)
+	routed := map[string]bool{"b": true} // c is killed
+	l := lostNodes{self: "a", clustered: true, routed: routed, probes: w, at: at}
+	l.routeLost = w.routesLost(routed, at)
+	if !l.has("c") {
+		t.Fatalf("c's route closed while the node ran: c not lost (lost by route: %v)", l.routeLost)
+	}
+	if !l.any() {
+		t.Fatalf("c, never heard but routed, is lost: any() = false; the watch knows %v", slices.Sorted(slices.Values(w.nodes())))
+	}
+	if l.has("b") {
+		t.Fatalf("b is routed and answering: lost")
+	}
+}

@@ -163,6 +163,15 @@ func TestKafkaMetadataWaitCutWhileNodeLost(t *testing.T) {
 		t.Errorf("with every node there the wait ended with %v, want its deadline", err)
 	}
 	ctx := qxdtest.Context(t, time.Minute)
+	// What the rule needs: n has seen a route to gone. A cluster whose start
+	// returned has a majority, not yet every route (under load n1's route to
+	// n3 came seconds later).
+	for !n.ProbesSawRoute(gone.Name()) {
+		if ctx.Err() != nil {
+			t.Fatalf("%s's watch never saw a route to %s: %s", n.Name(), gone.Name(), n.ProbeState())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	if err := gone.Close(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -173,6 +182,6 @@ func TestKafkaMetadataWaitCutWhileNodeLost(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	if err := n.KafkaMetadataWaitEnd(5 * time.Second); !errors.Is(err, context.Canceled) {
-		t.Errorf("with %s gone the wait ended with %v, want cut short (%v)", gone.Name(), err, context.Canceled)
+		t.Errorf("with %s gone the wait ended with %v, want cut short (%v); %s's watch: %s", gone.Name(), err, context.Canceled, n.Name(), n.ProbeState())
 	}
 }

@@ -72,7 +72,8 @@ func (l lostNodes) unreachable(node string) bool {
 	return l.has(node) || l.clustered && l.routed != nil && node != l.self && !l.routed[node]
 }
 
-// any reports whether a node that answered this node's probes once is lost.
+// any reports whether a node this node knows (it answered this node's probes
+// once, or this node saw a route to it) is lost.
 func (l lostNodes) any() bool {
 	if !l.clustered || l.probes == nil {
 		return false
