@@ -29,12 +29,16 @@ type childNode struct {
 	Name, Listen, ClusterName, ClusterListen, DataDir string
 	Peers                                             []string
 	KafkaListen                                       string // "": no Kafka listener
+	// ScrubInterval and ScrubRate: 0 keeps the test config's.
+	ScrubInterval time.Duration
+	ScrubRate     int64
 }
 
-// TestElectionChildNode is not a test: it runs one node of a cluster in its own
-// process for TestKilledLeaderElectedQuickly, which kills it (SIGKILL, as a
-// crash: no step-down, no goodbye, its sockets closed by the kernel). It runs
-// only with childNodeEnv set.
+// TestElectionChildNode is not a test: it runs one node (of a cluster, or
+// alone) in its own process for the tests that kill it (SIGKILL, as a crash: no
+// step-down, no goodbye, nothing saved on the way out, its sockets closed by the
+// kernel): TestKilledLeaderElectedQuickly, TestScrubResumesAfterKill and others
+// (startChildNode). It runs only with childNodeEnv set.
 func TestElectionChildNode(t *testing.T) {
 	spec := os.Getenv(childNodeEnv)
 	if spec == "" {
@@ -47,6 +51,12 @@ func TestElectionChildNode(t *testing.T) {
 	cfg := qxdtest.NodeConfig(t, c.DataDir)
 	cfg.Name, cfg.Listen, cfg.ClusterName, cfg.ClusterListen, cfg.Peers = c.Name, c.Listen, c.ClusterName, c.ClusterListen, c.Peers
 	cfg.KafkaListen = c.KafkaListen
+	if c.ScrubInterval != 0 {
+		cfg.ScrubInterval = c.ScrubInterval
+	}
+	if c.ScrubRate != 0 {
+		cfg.ScrubRate = c.ScrubRate
+	}
 	n, err := server.Start(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -60,7 +70,8 @@ func TestElectionChildNode(t *testing.T) {
 func startChildNode(t *testing.T, cfg server.Config) *exec.Cmd {
 	t.Helper()
 	spec, err := json.Marshal(childNode{Name: cfg.Name, Listen: cfg.Listen, ClusterName: cfg.ClusterName,
-		ClusterListen: cfg.ClusterListen, DataDir: cfg.DataDir, Peers: cfg.Peers, KafkaListen: cfg.KafkaListen})
+		ClusterListen: cfg.ClusterListen, DataDir: cfg.DataDir, Peers: cfg.Peers, KafkaListen: cfg.KafkaListen,
+		ScrubInterval: cfg.ScrubInterval, ScrubRate: cfg.ScrubRate})
 	if err != nil {
 		t.Fatal(err)
 	}

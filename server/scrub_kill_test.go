@@ -1,12 +1,7 @@
 package server_test
 
 import (
-	"bufio"
-	"context"
-	"encoding/json"
 	"fmt"
-	"os"
-	"os/exec"
 	"slices"
 	"strings"
 	"testing"
@@ -16,80 +11,7 @@ import (
 
 	"github.com/qxd-io/qxd/internal/qxdtest"
 	"github.com/qxd-io/qxd/semantics"
-	"github.com/qxd-io/qxd/server"
 )
-
-// scrubChildEnv carries the config of the node TestScrubChildNode runs.
-const scrubChildEnv = "QXD_TEST_SCRUB_CHILD"
-
-// scrubChild is the part of a node's config the scrub's child process needs.
-type scrubChild struct {
-	DataDir       string
-	ScrubInterval time.Duration
-	ScrubRate     int64
-}
-
-// TestScrubChildNode is not a test: it runs one node in its own process for
-// TestScrubResumesAfterKill, which kills it (SIGKILL: no stop, nothing saved on
-// the way out). It runs only with scrubChildEnv set.
-func TestScrubChildNode(t *testing.T) {
-	spec := os.Getenv(scrubChildEnv)
-	if spec == "" {
-		t.Skip("runs only as the child process of TestScrubResumesAfterKill")
-	}
-	var c scrubChild
-	if err := json.Unmarshal([]byte(spec), &c); err != nil {
-		t.Fatal(err)
-	}
-	cfg := qxdtest.NodeConfig(t, c.DataDir)
-	cfg.ScrubInterval, cfg.ScrubRate = c.ScrubInterval, c.ScrubRate
-	n, err := server.Start(context.Background(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	fmt.Println("scrub child node ready:", n.Name())
-	select {} // until killed
-}
-
-// startScrubChild starts the node of cfg in a child process and returns it once
-// the node is ready; the test kills it at the end if it still runs.
-func startScrubChild(t *testing.T, cfg server.Config) *exec.Cmd {
-	t.Helper()
-	spec, err := json.Marshal(scrubChild{DataDir: cfg.DataDir, ScrubInterval: cfg.ScrubInterval, ScrubRate: cfg.ScrubRate})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(os.Args[0], "-test.run=^TestScrubChildNode$", "-test.count=1", "-test.v")
-	cmd.Env = append(os.Environ(), scrubChildEnv+"="+string(spec))
-	cmd.Stderr = os.Stderr
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start the child node: %v", err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-	})
-	ready := make(chan struct{})
-	go func() {
-		s := bufio.NewScanner(out)
-		for s.Scan() {
-			if strings.HasPrefix(s.Text(), "scrub child node ready:") {
-				close(ready)
-			}
-		}
-	}()
-	select {
-	case <-ready:
-		return cmd
-	case <-time.After(60 * time.Second):
-		t.Fatal("the child node did not get ready within 60s")
-		return nil
-	}
-}
 
 // TestScrubResumesAfterKill kills a node (SIGKILL) in the middle of a scrub
 // pass over two partition copies, after the scrub saved that it had read the
@@ -109,7 +31,7 @@ func TestScrubResumesAfterKill(t *testing.T) {
 	first, second := semantics.StreamName("killed", 0), semantics.StreamName("killed", 1)
 	ctx := qxdtest.Context(t, 2*time.Minute)
 
-	child := startScrubChild(t, cfg)
+	child := startChildNode(t, cfg)
 	for {
 		st, ok := readScrubState(cfg.DataDir)
 		if ok && st.Next[first] > batches {
