@@ -2,14 +2,12 @@ package server_test
 
 import (
 	"errors"
-	"fmt"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/qxd-io/qxd"
 	"github.com/qxd-io/qxd/internal/qxdtest"
@@ -92,18 +90,7 @@ func TestTopicDurabilityCannotApply(t *testing.T) {
 	// The unsafe way: a stream JetStream keeps async.
 	qxdtest.CreateTopic(t, c, "legacy", qxd.TopicConfig{})
 	stream := semantics.StreamName("legacy", 0)
-	s, err := js.Stream(ctx, stream)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := s.CachedInfo().Config
-	cfg.PersistMode = jetstream.AsyncPersistMode
-	if err := js.DeleteStream(ctx, stream); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := js.CreateStream(ctx, cfg); err != nil {
-		t.Fatal(err)
-	}
+	recreateAsync(t, ctx, js, stream)
 	wantNote := "node test cannot set its store of the partition to sync: " + why + "; the stream was created with JetStream's persist mode async, which its store keeps"
 	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
 		d, err := c.Admin().DescribeTopic(ctx, "legacy")
@@ -165,13 +152,7 @@ func TestTopicDurabilityAlterManyPartitions(t *testing.T) {
 		}
 		took := time.Since(began)
 		// In effect when the alter returns, without waiting.
-		var behind []string
-		for p := range int32(parts) {
-			fsyncEach, inPlace, ok := n.StoreDurability(semantics.StreamName("wide", p))
-			if wantSync := want == "sync"; !ok || fsyncEach != wantSync || inPlace != wantSync {
-				behind = append(behind, fmt.Sprint(p))
-			}
-		}
+		behind := storesBehind(n, "wide", parts, want)
 		if len(behind) > 0 {
 			t.Errorf("alter to %s returned with partition(s) %s not written %s", want, strings.Join(behind, ", "), want)
 		}
@@ -220,13 +201,7 @@ func TestTopicDurabilityAppliedOnChange(t *testing.T) {
 			t.Fatalf("alter to %s with the writers' ticks off: %v", want, err)
 		}
 		took := time.Since(began)
-		var behind []string
-		for p := range int32(parts) {
-			fsyncEach, inPlace, ok := n.StoreDurability(semantics.StreamName("prompt", p))
-			if wantSync := want == "sync"; !ok || fsyncEach != wantSync || inPlace != wantSync {
-				behind = append(behind, fmt.Sprint(p))
-			}
-		}
+		behind := storesBehind(n, "prompt", parts, want)
 		if len(behind) > 0 {
 			t.Errorf("alter to %s returned with partition(s) %s not written %s", want, strings.Join(behind, ", "), want)
 		}
@@ -259,18 +234,7 @@ func TestTopicDurabilityStoreReplaced(t *testing.T) {
 				t.Fatalf("partition %d: the store of a new sync topic does not sync", i)
 			}
 		}
-		s, err := js.Stream(ctx, stream)
-		if err != nil {
-			t.Fatal(err)
-		}
-		cfg := s.CachedInfo().Config
-		cfg.PersistMode = jetstream.AsyncPersistMode
-		if err := js.DeleteStream(ctx, stream); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := js.CreateStream(ctx, cfg); err != nil {
-			t.Fatal(err)
-		}
+		recreateAsync(t, ctx, js, stream)
 		// The writer, which appended nothing yet, expects the stream empty, as
 		// the new one is: the append goes through at once.
 		if err := p.ProduceSync(ctx, &qxd.Record{Topic: "replaced", Partition: i, Value: []byte{byte(i)}}); err != nil {

@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -154,18 +155,7 @@ func TestTopicDurabilityLegacyStream(t *testing.T) {
 
 	qxdtest.CreateTopic(t, c, "legacy", qxd.TopicConfig{})
 	stream := semantics.StreamName("legacy", 0)
-	s, err := js.Stream(ctx, stream)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := s.CachedInfo().Config
-	cfg.PersistMode = jetstream.AsyncPersistMode
-	if err := js.DeleteStream(ctx, stream); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := js.CreateStream(ctx, cfg); err != nil {
-		t.Fatal(err)
-	}
+	recreateAsync(t, ctx, js, stream)
 	syncs := func(what string) {
 		t.Helper()
 		for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
@@ -353,4 +343,35 @@ func TestTopicDurabilityAlterCluster(t *testing.T) {
 	if d.Topic.Config.DurabilityOrDefault() != "sync" || d.Partitions[0].Durability != "sync" {
 		t.Errorf("replicated after the refused alter: topic %q, partition %q; want sync", d.Topic.Config.DurabilityOrDefault(), d.Partitions[0].Durability)
 	}
+}
+
+// recreateAsync deletes stream and creates it again with JetStream's persist
+// mode async, as an earlier qxd created partition streams.
+func recreateAsync(t *testing.T, ctx context.Context, js jetstream.JetStream, stream string) {
+	t.Helper()
+	s, err := js.Stream(ctx, stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := s.CachedInfo().Config
+	cfg.PersistMode = jetstream.AsyncPersistMode
+	if err := js.DeleteStream(ctx, stream); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.CreateStream(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// storesBehind returns the partitions of topic (of parts) whose store on n
+// does not write with durability want.
+func storesBehind(n *server.Node, topic string, parts int32, want string) []string {
+	var behind []string
+	for p := range parts {
+		fsyncEach, inPlace, ok := n.StoreDurability(semantics.StreamName(topic, p))
+		if wantSync := want == "sync"; !ok || fsyncEach != wantSync || inPlace != wantSync {
+			behind = append(behind, fmt.Sprint(p))
+		}
+	}
+	return behind
 }
