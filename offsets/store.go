@@ -371,63 +371,26 @@ func (s *Store) get(ctx context.Context, key string) (*Committed, error) {
 }
 
 // getFromLeader reads key's last entry with the JetStream API's message get, which
-// the bucket's stream leader answers.
+// the bucket's stream leader answers (kvscan.LeaderGet).
 func (s *Store) getFromLeader(ctx context.Context, key string) (*Committed, error) {
-	req, _ := json.Marshal(map[string]string{"last_by_subj": semantics.KVKeySubject(semantics.OffsetsBucket, key)})
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, 5*time.Second)
 		defer cancel()
 	}
-	resp, err := s.js.Conn().RequestWithContext(ctx, semantics.Subject(semantics.JSStreamMsgGetPrefix, semantics.KVStream(semantics.OffsetsBucket)), req)
+	v, rev, err := kvscan.LeaderGet(ctx, s.js.Conn(), semantics.OffsetsBucket, key)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil, nil
+	}
 	if err != nil {
-		return nil, fmt.Errorf("read %s from the bucket's leader: %w", key, err)
-	}
-	var out struct {
-		Message *struct {
-			Seq    uint64 `json:"seq"`
-			Header []byte `json:"hdrs"`
-			Data   []byte `json:"data"`
-		} `json:"message"`
-		Error *struct {
-			Code        int    `json:"code"`
-			ErrCode     uint16 `json:"err_code"`
-			Description string `json:"description"`
-		} `json:"error"`
-	}
-	if err := json.Unmarshal(resp.Data, &out); err != nil {
-		return nil, fmt.Errorf("read %s from the bucket's leader: %w", key, err)
-	}
-	if out.Error != nil {
-		if jetstream.ErrorCode(out.Error.ErrCode) == jetstream.JSErrCodeMessageNotFound {
-			return nil, nil
-		}
-		return nil, fmt.Errorf("read %s from the bucket's leader: %s (JetStream error %d)", key, out.Error.Description, out.Error.ErrCode)
-	}
-	if out.Message == nil {
-		return nil, nil
-	}
-	if op := kvOperation(out.Message.Header); op == "DEL" || op == "PURGE" {
-		return nil, nil
+		return nil, err
 	}
 	var c Committed
-	if err := json.Unmarshal(out.Message.Data, &c); err != nil {
+	if err := json.Unmarshal(v, &c); err != nil {
 		return nil, fmt.Errorf("stored commit %q is corrupt (reset or delete it): %w", key, err)
 	}
-	c.Revision = out.Message.Seq
+	c.Revision = rev
 	return &c, nil
-}
-
-// kvOperation returns the KV-Operation header of a stored message's NATS headers
-// (empty for a put).
-func kvOperation(hdr []byte) string {
-	for _, line := range strings.Split(string(hdr), "\r\n") {
-		name, value, ok := strings.Cut(line, ":")
-		if ok && strings.EqualFold(strings.TrimSpace(name), "KV-Operation") {
-			return strings.TrimSpace(value)
-		}
-	}
-	return ""
 }
 
 func decode(e jetstream.KeyValueEntry) (Committed, error) {
