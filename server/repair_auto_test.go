@@ -92,30 +92,13 @@ func TestAutoRepairRebuildsDamagedCopy(t *testing.T) {
 // with the automatic repair off, a repair request does; the new copy reads back
 // whole.
 func TestAutoRepairRestoresReplicas(t *testing.T) {
-	t.Parallel()
-	for _, auto := range []bool{true, false} {
-		t.Run(fmt.Sprintf("auto=%t", auto), func(t *testing.T) {
-			t.Parallel()
-			restoresReplicas(t, auto)
-		})
-	}
+	inBothAutoModes(t, restoresReplicas)
 }
 
 func restoresReplicas(t *testing.T, auto bool) {
-	cfgs := qxdtest.ClusterConfigs(t, 3)
-	for i := range cfgs {
-		cfgs[i].AutoRepairDelay = autoRepairDelay
-		cfgs[i].AutoRepair = auto
-	}
-	nodes := qxdtest.StartCluster(t, cfgs)
 	ctx := qxdtest.Context(t, 5*time.Minute)
-	a := nodes[0].Admin()
-	if _, _, err := a.CreateTopic(ctx, semantics.CreateTopicRequest{Name: "short", Config: semantics.TopicConfig{Partitions: 1, Replicas: 3}}); err != nil {
-		t.Fatal(err)
-	}
 	const batches = 20
-	produceMarked(ctx, t, nodes[0], "short", batches, "")
-	waitInSync(ctx, t, a, "short", 3)
+	cfgs, nodes, a := repairCluster(ctx, t, auto, "short", batches)
 	victim := cfgs[followerIndex(ctx, t, a, cfgs, "short")].Name
 	stream := semantics.StreamName("short", 0)
 
@@ -459,30 +442,13 @@ func kafkaReadMeetsDamage(t *testing.T, leads bool) {
 // refused (the node holds no copy), the automatic one tried again every ten
 // delays, and the partition stayed shown damaged.
 func TestAutoRepairClearsDamageOfCopyGone(t *testing.T) {
-	t.Parallel()
-	for _, auto := range []bool{true, false} {
-		t.Run(fmt.Sprintf("auto=%t", auto), func(t *testing.T) {
-			t.Parallel()
-			clearsDamageOfCopyGone(t, auto)
-		})
-	}
+	inBothAutoModes(t, clearsDamageOfCopyGone)
 }
 
 func clearsDamageOfCopyGone(t *testing.T, auto bool) {
-	cfgs := qxdtest.ClusterConfigs(t, 3)
-	for i := range cfgs {
-		cfgs[i].AutoRepairDelay = autoRepairDelay
-		cfgs[i].AutoRepair = auto
-	}
-	nodes := qxdtest.StartCluster(t, cfgs)
 	ctx := qxdtest.Context(t, 2*time.Minute)
-	a := nodes[0].Admin()
-	if _, _, err := a.CreateTopic(ctx, semantics.CreateTopicRequest{Name: "moved", Config: semantics.TopicConfig{Partitions: 1, Replicas: 3}}); err != nil {
-		t.Fatal(err)
-	}
 	const batches = 10
-	produceMarked(ctx, t, nodes[0], "moved", batches, "")
-	waitInSync(ctx, t, a, "moved", 3)
+	_, nodes, a := repairCluster(ctx, t, auto, "moved", batches)
 	const away = "n9" // holds no copy: not in the cluster
 	dm := semantics.BatchDamage{Kind: semantics.DamageCorrupt, FromSeq: 2, ToSeq: 2, FromOffset: 3, ToOffset: 5, Node: away, Detail: "the batch fails its checks"}
 	if err := a.ReportDamage(ctx, semantics.ReportDamageRequest{Name: "moved", Partition: 0, Damage: dm}); err != nil {
@@ -526,4 +492,36 @@ func clearsDamageOfCopyGone(t *testing.T, auto bool) {
 	if c := repairCounts(nodes); len(c) > 0 {
 		t.Errorf("repair counts over the nodes: %v; want none: no copy dropped or rebuilt", c)
 	}
+}
+
+// inBothAutoModes runs f as two parallel subtests: with the automatic repair on,
+// and off (a repair request does the work).
+func inBothAutoModes(t *testing.T, f func(t *testing.T, auto bool)) {
+	t.Parallel()
+	for _, auto := range []bool{true, false} {
+		t.Run(fmt.Sprintf("auto=%t", auto), func(t *testing.T) {
+			t.Parallel()
+			f(t, auto)
+		})
+	}
+}
+
+// repairCluster starts three nodes with the automatic repair on or off (after
+// autoRepairDelay), creates topic with one partition on all three, stores
+// batches marked batches in it and waits until every replica holds them.
+func repairCluster(ctx context.Context, t *testing.T, auto bool, topic string, batches int) ([]server.Config, []*server.Node, *server.Admin) {
+	t.Helper()
+	cfgs := qxdtest.ClusterConfigs(t, 3)
+	for i := range cfgs {
+		cfgs[i].AutoRepairDelay = autoRepairDelay
+		cfgs[i].AutoRepair = auto
+	}
+	nodes := qxdtest.StartCluster(t, cfgs)
+	a := nodes[0].Admin()
+	if _, _, err := a.CreateTopic(ctx, semantics.CreateTopicRequest{Name: topic, Config: semantics.TopicConfig{Partitions: 1, Replicas: 3}}); err != nil {
+		t.Fatal(err)
+	}
+	produceMarked(ctx, t, nodes[0], topic, batches, "")
+	waitInSync(ctx, t, a, topic, 3)
+	return cfgs, nodes, a
 }

@@ -27,15 +27,7 @@ func TestTxnOffsetsClear(t *testing.T) {
 	waitCoordinating(ctx, t, g)
 	committed := func(logical bool) []int64 {
 		t.Helper()
-		got, err := g.FetchOffsets(ctx, groups.FetchRequest{Group: "txn-clear-g", Logical: logical})
-		if err != nil {
-			t.Fatal(err)
-		}
-		var out []int64
-		for _, e := range got {
-			out = append(out, e.Offset)
-		}
-		return out
+		return fetchedOffsets(ctx, t, g, groups.FetchRequest{Group: "txn-clear-g", Logical: logical})
 	}
 	pid, epoch := initTxn(ctx, t, tx, "clear", 10*time.Second)
 	for _, off := range []int64{7, -2} {

@@ -228,15 +228,7 @@ func TestTxnOffsetsVisibleOnCommit(t *testing.T) {
 
 	committed := func() []int64 {
 		t.Helper()
-		got, err := g.FetchOffsets(ctx, groups.FetchRequest{Group: "txn-g"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		var out []int64
-		for _, e := range got {
-			out = append(out, e.Offset)
-		}
-		return out
+		return fetchedOffsets(ctx, t, g, groups.FetchRequest{Group: "txn-g"})
 	}
 	pid, epoch := initTxn(ctx, t, tx, "offs", 10*time.Second)
 	for _, commit := range []bool{false, true} {
@@ -381,4 +373,19 @@ func TestTxnStateSurvivesRestart(t *testing.T) {
 	if r.LastStableOffset != 4 || !slices.Equal(r.Aborted, want) {
 		t.Fatalf("after commit: LSO %d, aborted %v; want LSO 4, %v", r.LastStableOffset, r.Aborted, want)
 	}
+}
+
+// fetchedOffsets is the committed offset of each partition req fetches, in the
+// order the coordinator answers.
+func fetchedOffsets(ctx context.Context, t *testing.T, g server.GroupCoordinator, req groups.FetchRequest) []int64 {
+	t.Helper()
+	got, err := g.FetchOffsets(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []int64
+	for _, e := range got {
+		out = append(out, e.Offset)
+	}
+	return out
 }
