@@ -222,8 +222,8 @@ func (n *Node) ProbeState() string {
 		return now.Sub(t).Round(time.Millisecond).String() + " ago"
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "last check %s, on time since %s, routes since %s, isolated %v, armed %v, size %d;",
-		ago(w.last), ago(w.onTimeSince), ago(w.routesSince), w.isolated, w.armed, w.size)
+	fmt.Fprintf(&b, "last check %s, ran %s, on time since %s, routes since %s, isolated %v, armed %v, size %d;",
+		ago(w.last), ago(w.ran), ago(w.onTimeSince), ago(w.routesSince), w.isolated, w.armed, w.size)
 	for _, node := range slices.Sorted(maps.Keys(w.routeSeen)) {
 		fmt.Fprintf(&b, " %s answered %s, route seen %s;", node, ago(w.heard[node]), ago(w.routeSeen[node]))
 	}

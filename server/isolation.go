@@ -101,11 +101,11 @@ type isolationWatch struct {
 	onTimeSince time.Time
 	// size is the cluster's size at the last check, itself included.
 	size int
-	// routeSeen is when this node last saw a route to each other node, and
-	// routesSince when its checks last came after a gap of pauseClosesRoutes
-	// or more (routesLost).
-	routeSeen   map[string]time.Time
-	routesSince time.Time
+	// routeSeen is when this node last saw a route to each other node;
+	// ran is when the node last ran (alive), and routesSince when it last ran
+	// after a gap of pauseClosesRoutes or more (routesLost).
+	routeSeen        map[string]time.Time
+	ran, routesSince time.Time
 }
 
 // pauseClosesRoutes is the gap between two checks from which the node may have
@@ -157,9 +157,7 @@ func (w *isolationWatch) check(at time.Time, size int) (isolated, changed bool, 
 	if w.last.IsZero() || at.Sub(w.last) >= probeLate {
 		w.onTimeSince = at
 	}
-	if w.last.IsZero() || at.Sub(w.last) >= pauseClosesRoutes {
-		w.routesSince = at
-	}
+	w.aliveLocked(at)
 	w.last, w.size = at, size
 	for _, t := range w.heard {
 		if at.Sub(t) < isolatedAfter {
@@ -181,6 +179,27 @@ func (w *isolationWatch) check(at time.Time, size int) (isolated, changed bool, 
 	}
 	changed, w.isolated = now != w.isolated, now
 	return now, changed, reached
+}
+
+// alive records that the node ran at at. watchIsolation calls it every
+// probeEvery from a goroutine that does nothing else, so a gap between two
+// calls means the whole process stood still (paused), not that one of the
+// watch's checks waited on a slow call: the check loop can wait seconds on
+// JetStream while a peer shuts down, and a gap in the checks reset routesSince
+// just as that peer's route closed, so it never counted lost.
+func (w *isolationWatch) alive(at time.Time) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.aliveLocked(at)
+}
+
+func (w *isolationWatch) aliveLocked(at time.Time) {
+	if w.ran.IsZero() || at.Sub(w.ran) >= pauseClosesRoutes {
+		w.routesSince = at
+	}
+	if at.After(w.ran) {
+		w.ran = at
+	}
 }
 
 // reachable returns the nodes that answered within isolatedAfter of at.
@@ -263,14 +282,13 @@ func (w *isolationWatch) quiet(node string, at time.Time, d time.Duration) bool 
 
 // routesLost records that at at this node has routes to the nodes in routed,
 // and returns the nodes it saw a route to since it last ran after a gap of
-// pauseClosesRoutes and has none to now: routes that closed while this node
-// ran (a killed node's close within milliseconds), also while it ran slowly
-// (checks a second or two late under load). A route that closed while this
-// node was paused is not one: the other nodes close their routes to a paused
-// node, and it finds them gone when it wakes, before they are made again;
-// that node is judged by its probes (quiet). Nor is one while the last check
-// is that far behind (the node may have just woken), or it counts itself cut
-// off.
+// pauseClosesRoutes (alive) and has none to now: routes that closed while this
+// node ran (a killed node's close within milliseconds), also while it ran
+// slowly (checks seconds late under load, or waiting on JetStream). A route
+// that closed while this node was paused is not one: the other nodes close
+// their routes to a paused node, and it finds them gone when it wakes, before
+// they are made again; that node is judged by its probes (quiet). Nor is one
+// while the node counts itself cut off.
 func (w *isolationWatch) routesLost(routed map[string]bool, at time.Time) map[string]bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -279,7 +297,8 @@ func (w *isolationWatch) routesLost(routed map[string]bool, at time.Time) map[st
 			w.routeSeen[node] = at
 		}
 	}
-	if w.isolated || w.routesSince.IsZero() || w.last.IsZero() || at.Sub(w.last) >= pauseClosesRoutes {
+	w.aliveLocked(at) // a woken node may answer a Metadata request before its ticker runs
+	if w.isolated {
 		return nil
 	}
 	var lost map[string]bool
@@ -329,6 +348,18 @@ func (n *Node) watchIsolation(ctx context.Context, w *isolationWatch) {
 	}
 	defer func() { _ = sub.Unsubscribe() }()
 	defer n.isolated.Store(false)
+	go func() {
+		t := time.NewTicker(probeEvery)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				w.alive(time.Now())
+			}
+		}
+	}()
 	told := map[uint64]bool{}
 	armed := false
 	hold := newRaftHold(n.ns)

@@ -59,6 +59,25 @@ func TestRoutesLostOnlyWhileRunning(t *testing.T) {
 	at = at.Add(probeEvery)
 	w.routesLost(both, at)
 
+	// The check loop waits 5 s on JetStream (a peer shutting down) while the
+	// process runs: the ticker marks the node alive meanwhile. c's route closes
+	// during the wait, and the late check that ends it does not make the node
+	// take itself for woken. (Once the checks' own gaps judged pauses, and in
+	// CI a Metadata answer after such a wait named the closed node's
+	// partitions' leader.)
+	at = at.Add(probeEvery)
+	tick(both)
+	for range 10 { // c's route closes at some point; nothing asks
+		at = at.Add(probeEvery)
+		w.alive(at)
+	}
+	at = at.Add(probeEvery / 5)
+	if lost := tick(map[string]bool{"b": true}); !slices.Equal(lost, []string{"c"}) {
+		t.Fatalf("c's route closed while the checks waited and the node ran: lost %v, want [c]", lost)
+	}
+	at = at.Add(probeEvery)
+	tick(both)
+
 	// The node is paused for 10 s; the others close their routes to it.
 	at = at.Add(10 * time.Second)
 	if lost := slices.Sorted(maps.Keys(w.routesLost(nil, at))); len(lost) != 0 {
