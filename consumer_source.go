@@ -150,7 +150,7 @@ func (sr startResolver) resolve(ctx context.Context, pc *partSource, o Offset) (
 			}
 		}
 	case offsetTime:
-		seq, found, err := semantics.FindTimestamp(ctx, pc.reader, offs.FirstSeq, offs.LastSeq, o.at)
+		m, found, err := pc.reader.OffsetForTime(ctx, offs, o.at)
 		if err != nil {
 			return 0, 0, err
 		}
@@ -158,26 +158,7 @@ func (sr startResolver) resolve(ctx context.Context, pc *partSource, o Offset) (
 			seq, err := findOffset(ctx, pc.reader, offs, offs.HighWatermark)
 			return offs.HighWatermark, seq, err
 		}
-		m, err := pc.reader.Get(ctx, seq)
-		if err != nil {
-			return 0, 0, err
-		}
-		recs, err := semantics.DecodeRecords(nil, m.Data, pc.tp.Topic, pc.tp.Partition)
-		if err != nil {
-			return 0, 0, err
-		}
-		if len(recs) == 0 { // a transaction marker: read from the offset after it
-			h, _ := semantics.PeekBatchHeader(m.Data)
-			return h.LastOffset() + 1, m.Seq + 1, nil
-		}
-		want = recs[len(recs)-1].Offset
-		for _, r := range recs {
-			if r.Timestamp.UnixMilli() >= o.at {
-				want = r.Offset
-				break
-			}
-		}
-		return want, m.Seq, nil
+		return m.Offset, m.Seq, nil
 	}
 	seq, err := findOffset(ctx, pc.reader, offs, want)
 	return want, seq, err

@@ -500,3 +500,44 @@ func TestAlterTopicConfigRefusedByJetStream(t *testing.T) {
 		}
 	}
 }
+
+// TestTimeLookupAfterTrim: a start by time never lands below the log start. A
+// trim leaves the batch holding the new log start stored, with its records below
+// it, and keeps the last batch when it trims to the high watermark; a lookup by
+// time that found such a batch started at a trimmed record (`group seek --to
+// -1h` after `topic trim` set offset 0 on a partition trimmed to 2).
+func TestTimeLookupAfterTrim(t *testing.T) {
+	t.Parallel()
+	n := qxdtest.StartNode(t)
+	c := qxdtest.Connect(t, n)
+	ctx := qxdtest.Context(t, 60*time.Second)
+	qxdtest.CreateTopic(t, c, "trimtime", qxd.TopicConfig{})
+	fill(t, c, "trimtime", 21, 7) // batches 0-6, 7-13, 14-20; record j at base + j s
+	base := time.UnixMilli(1_700_000_000_000)
+	adm := c.Admin()
+	if start, err := adm.DeleteRecords(ctx, "trimtime", 0, 10); err != nil || start != 10 {
+		t.Fatalf("trim to 10: %d, %v", start, err)
+	}
+	for _, tc := range []struct {
+		at   time.Duration
+		want int64
+	}{{-time.Hour, 10}, {8 * time.Second, 10}, {12 * time.Second, 12}} {
+		if r, err := readFrom(t, c, "trimtime", qxd.AtTime(base.Add(tc.at)), qxd.ResetNone); err != nil || r.Offset != tc.want {
+			t.Errorf("read from base%+v after a trim to 10: offset %d, %v; want %d", tc.at, r.Offset, err, tc.want)
+		}
+	}
+	set, err := adm.SeekGroup(ctx, "trimtime-g", "trimtime", nil, qxd.AtTime(base.Add(3*time.Second)))
+	if err != nil || set[qxd.TopicPartition{Topic: "trimtime", Partition: 0}] != 10 {
+		t.Errorf("group seek to base+3s after a trim to 10: %v, %v; want offset 10", set, err)
+	}
+
+	// Trimmed to the high watermark: the last batch stays stored, nothing is
+	// readable, and a start by time is the high watermark.
+	if start, err := adm.DeleteRecords(ctx, "trimtime", 0, -1); err != nil || start != 21 {
+		t.Fatalf("trim to the high watermark: %d, %v", start, err)
+	}
+	set, err = adm.SeekGroup(ctx, "trimtime-g", "trimtime", nil, qxd.AtTime(base.Add(-time.Hour)))
+	if err != nil || set[qxd.TopicPartition{Topic: "trimtime", Partition: 0}] != 21 {
+		t.Errorf("group seek by time after a trim to the high watermark: %v, %v; want offset 21", set, err)
+	}
+}

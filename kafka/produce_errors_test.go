@@ -225,6 +225,49 @@ func TestListOffsets(t *testing.T) {
 	}
 }
 
+// ListOffsets by time answers no offset below the log start: a trim leaves the
+// batch holding the new log start stored, with its records below it. When the
+// only records of that batch recent enough are below the log start (timestamps
+// need not grow), the next batch answers.
+func TestListOffsetsByTimeAfterTrim(t *testing.T) {
+	t.Parallel()
+	n, c := startNode(t)
+	qxdtest.CreateTopic(t, c, "trimmed.times", qxd.TopicConfig{})
+	ctx := ctxFor(t, 30*time.Second)
+	cl := kafkaClient(t, n, kgo.DefaultProduceTopic("trimmed.times"))
+	base := time.Now().Add(-time.Hour).Truncate(time.Millisecond)
+	var rs []*kgo.Record
+	for i := range 10 { // one batch: offsets 0-9, record i at i minutes but 2 at 20
+		at := base.Add(time.Duration(i) * time.Minute)
+		if i == 2 {
+			at = base.Add(20 * time.Minute)
+		}
+		rs = append(rs, &kgo.Record{Value: []byte("v"), Timestamp: at})
+	}
+	if err := cl.ProduceSync(ctx, rs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	if err := cl.ProduceSync(ctx, &kgo.Record{Value: []byte("v"), Timestamp: base.Add(16 * time.Minute)}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	if start, err := c.Admin().DeleteRecords(ctx, "trimmed.times", 0, 6); err != nil || start != 6 {
+		t.Fatalf("trim to 6: %d, %v", start, err)
+	}
+	adm := kadm.NewClient(cl)
+	for _, tc := range []struct {
+		at   time.Duration
+		want int64
+	}{{-time.Hour, 6}, {2 * time.Minute, 6}, {7 * time.Minute, 7}, {15 * time.Minute, 10}} {
+		at, err := adm.ListOffsetsAfterMilli(ctx, base.Add(tc.at).UnixMilli(), "trimmed.times")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if a, _ := at.Lookup("trimmed.times", 0); a.Err != nil || a.Offset != tc.want {
+			t.Errorf("offset after base%+v with the log start at 6: %d (%v), want %d", tc.at, a.Offset, a.Err, tc.want)
+		}
+	}
+}
+
 // Metadata lists the node as a broker with a stable id, leading every partition.
 func TestMetadata(t *testing.T) {
 	t.Parallel()

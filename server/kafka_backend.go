@@ -566,27 +566,11 @@ func (b *kafkaBackend) OffsetForTime(ctx context.Context, topic string, p int32,
 	if err != nil {
 		return -1, -1, err
 	}
-	if offs.Msgs == 0 {
-		return -1, -1, nil
-	}
-	seq, found, err := semantics.FindTimestamp(ctx, r, offs.FirstSeq, offs.LastSeq, ts)
+	m, found, err := r.OffsetForTime(ctx, offs, ts)
 	if err != nil || !found {
 		return -1, -1, err
 	}
-	m, err := r.Get(ctx, seq)
-	if err != nil {
-		return -1, -1, err
-	}
-	recs, err := semantics.DecodeRecords(nil, m.Data, topic, p)
-	if err != nil {
-		return -1, -1, err
-	}
-	for _, rec := range recs {
-		if rec.Offset >= offs.LogStart && rec.Timestamp.UnixMilli() >= ts {
-			return rec.Offset, rec.Timestamp.UnixMilli(), nil
-		}
-	}
-	return -1, -1, nil
+	return m.Offset, m.Timestamp, nil
 }
 
 // kafkaWatch is woken by publishes to partition streams' subjects.

@@ -483,22 +483,13 @@ func (a *api) records(w http.ResponseWriter, req *http.Request) {
 			return
 		}
 		from = offs.HighWatermark
-		if offs.Msgs > 0 {
-			seq, found, err := semantics.FindTimestamp(ctx, rd, offs.FirstSeq, offs.LastSeq, ts.UnixMilli())
-			if err != nil {
-				failService(w, fmt.Errorf("browse %s from %s: %w", semantics.PartitionString(topic, p), timeStr, err))
-				return
-			}
-			if found {
-				m, err := rd.Get(ctx, seq)
-				if err != nil {
-					failService(w, fmt.Errorf("browse %s from %s: %w", semantics.PartitionString(topic, p), timeStr, err))
-					return
-				}
-				if h, err := semantics.ParseBatchHeader(m.Data); err == nil {
-					from = max(h.BaseOffset, offs.LogStart)
-				}
-			}
+		m, found, err := rd.OffsetForTime(ctx, offs, ts.UnixMilli())
+		if err != nil {
+			failService(w, fmt.Errorf("browse %s from %s: %w", semantics.PartitionString(topic, p), timeStr, err))
+			return
+		}
+		if found {
+			from = m.Offset
 		}
 		out.From = from
 		a.read(ctx, w, &out, from, limit, ts.UnixMilli())
