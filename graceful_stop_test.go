@@ -9,6 +9,7 @@ import (
 
 	"github.com/qxd-io/qxd"
 	"github.com/qxd-io/qxd/internal/qxdtest"
+	"github.com/qxd-io/qxd/semantics"
 )
 
 // TestGracefulStopOfProducersNode stops, on purpose, the node a producer is
@@ -20,7 +21,7 @@ import (
 // request timeout. A failed run prints the nodes' and the client's debug log.
 func TestGracefulStopOfProducersNode(t *testing.T) {
 	t.Parallel()
-	log := qxdtest.FailureLog(t)
+	log, logLines := qxdtest.FailureLogLines(t)
 	cfgs := qxdtest.ClusterConfigs(t, 3)
 	for i := range cfgs {
 		if cfgs[i].Logger == nil {
@@ -47,6 +48,8 @@ func TestGracefulStopOfProducersNode(t *testing.T) {
 		mu      sync.Mutex
 		longest time.Duration
 		slowest string // which call took longest, and when it began
+		slowP   int32
+		slowAt  time.Time
 		calls   int
 		failed  error
 	)
@@ -71,6 +74,7 @@ func TestGracefulStopOfProducersNode(t *testing.T) {
 				if d > longest {
 					longest = d
 					slowest = fmt.Sprintf("partition %d, begun at %s", part, start.Format("15:04:05.000"))
+					slowP, slowAt = int32(part), start
 				}
 				if err != nil && failed == nil {
 					failed = fmt.Errorf("partition %d record %d: %w", part, i, err)
@@ -107,6 +111,12 @@ func TestGracefulStopOfProducersNode(t *testing.T) {
 	// Under a loaded machine a call can take a few seconds for other reasons (one
 	// begun before the stop took 2.6 s in CI): the bound sits just under 5 s.
 	if longest > 4*time.Second {
+		// The lines that explain it first: a long log is often shown only in part.
+		for _, line := range logLines(stopStart.Add(-100*time.Millisecond), slowAt.Add(longest+100*time.Millisecond), 60,
+			fmt.Sprintf("partition=%d ", slowP), semantics.StreamName(topic, slowP)+"'", "from=client",
+			"lame duck", "handed off", "no other node") {
+			t.Log(line)
+		}
 		t.Fatalf("longest produce call took %v while the producer's node stopped gracefully: a request lost with the connection waited for its timeout", longest.Round(time.Millisecond))
 	}
 }
