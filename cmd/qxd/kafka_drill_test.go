@@ -68,7 +68,8 @@ func TestKafkaFaultDrill(t *testing.T) {
 		// A produce request unanswered for 3 s + 2 s is abandoned and sent
 		// again, to another broker once the metadata names one (franz-go's
 		// defaults are 10 s + 10 s).
-		popts = append(popts, kgo.ProduceRequestTimeout(3*time.Second), kgo.RequestTimeoutOverhead(2*time.Second))
+		produce, overhead := kafkaDrillFranzTimeouts(t)
+		popts = append(popts, kgo.ProduceRequestTimeout(produce), kgo.RequestTimeoutOverhead(overhead))
 	}
 	if dir := os.Getenv("QXD_TEST_KEEP_LOGS"); dir != "" {
 		f, err := os.CreateTemp(dir, "kafka-drill-producer-*.log")
@@ -223,9 +224,31 @@ func kafkaDrillTimeouts(t *testing.T) bool {
 	}
 }
 
+// kafkaDrillFranzTimeouts is the franz-go producer's ProduceRequestTimeout and
+// RequestTimeoutOverhead with short timeouts: 3 s and 2 s, or the pair
+// QXD_KAFKA_FRANZ_TIMEOUTS names ("4s,1s"), to compare how the two shares of one
+// bound play out (docs/kafka.md, "When a node stops answering").
+func kafkaDrillFranzTimeouts(t *testing.T) (produce, overhead time.Duration) {
+	t.Helper()
+	v := os.Getenv("QXD_KAFKA_FRANZ_TIMEOUTS")
+	if v == "" {
+		return 3 * time.Second, 2 * time.Second
+	}
+	p, o, ok := strings.Cut(v, ",")
+	produce, err1 := time.ParseDuration(p)
+	overhead, err2 := time.ParseDuration(o)
+	if !ok || err1 != nil || err2 != nil || produce <= 0 || overhead <= 0 {
+		t.Fatalf("QXD_KAFKA_FRANZ_TIMEOUTS=%q: want the produce timeout and the overhead, as in 4s,1s", v)
+	}
+	return produce, overhead
+}
+
 // timeouts names the clients' request timeouts for the log.
 func (r *kafkaDrill) timeouts() string {
 	if r.short {
+		if v := os.Getenv("QXD_KAFKA_FRANZ_TIMEOUTS"); v != "" {
+			return "short client timeouts (franz-go " + v + ")"
+		}
 		return "short client timeouts"
 	}
 	return "default client timeouts"
