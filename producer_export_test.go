@@ -24,3 +24,15 @@ func StreamLeader(ctx context.Context, c *Client, topic string, partition int32)
 	leader, err = c.streamLeader(ctx, semantics.StreamName(topic, partition))
 	return leader, errors.Is(err, errLookupDenied), err
 }
+
+// NameLeader makes p take node for the leader of topic's partition, as when
+// JetStream's advisory named it: p sends the partition's batches to that node's
+// writer for a while.
+func NameLeader(p *Producer, topic string, partition int32, node string) {
+	if tp := (*p.topics.Load())[topic]; tp != nil {
+		tp.mu.Lock()
+		pp := tp.parts[partition]
+		tp.mu.Unlock()
+		pp.leaderElected(time.Now(), node)
+	}
+}

@@ -70,6 +70,12 @@ const (
 	// node the client left and no election has come yet, when the partition can
 	// take nothing anyway.
 	leaderLookupWait = 500 * time.Millisecond
+	// electedWriterStart is how long after a node was named the partition's
+	// leader its writer may still be starting: until then a batch sent to that
+	// writer and answered by nobody is sent there again, unless that writer
+	// answered before; after, the next go to the queue subject (see
+	// partProducer.finish).
+	electedWriterStart = 2 * time.Second
 )
 
 // Within electedStale after an election the batches go to the writer of the node
@@ -90,7 +96,7 @@ const (
 // lookup, sent before the election, is answered by nobody.
 func (pp *partProducer) leaderElected(at time.Time, leader string) {
 	pp.mu.Lock()
-	pp.elected, pp.leader, pp.leaderAt = at, leader, at
+	pp.elected, pp.leader, pp.leaderAt, pp.leaderServed = at, leader, at, false
 	looking := !pp.lookupUntil.IsZero()
 	pp.lookupUntil = time.Time{}
 	pp.mu.Unlock()
@@ -176,7 +182,7 @@ func (pp *partProducer) leaderFound(at time.Time, leader string) {
 	if pp.moved.Equal(at) {
 		pp.lookupUntil = time.Time{}
 		if leader != "" && !pp.elected.After(at) {
-			pp.leader, pp.leaderAt = leader, time.Now()
+			pp.leader, pp.leaderAt, pp.leaderServed = leader, time.Now(), false
 		}
 	}
 	pp.mu.Unlock()

@@ -131,11 +131,14 @@ type partProducer struct {
 
 	// elected is when JetStream's advisory last said that the partition's stream
 	// elected a leader (zero: never); leader is the node it named, or the one
-	// the lookup after a move found ("" when unknown, or after that node's
-	// writer answered NOT_LEADER), learned at leaderAt; guarded by mu.
+	// the lookup after a move found ("" when unknown, after that node's
+	// writer answered NOT_LEADER, or found none serving past
+	// electedWriterStart), learned at leaderAt; guarded by mu.
 	elected  time.Time
 	leader   string
 	leaderAt time.Time
+	// leaderServed: leader's writer has answered since it was named.
+	leaderServed bool
 	// moved is when the client last moved to another node while the partition
 	// had batches awaiting answers (zero: never), and lookupUntil when the lookup
 	// of its leader begun then gives up (zero: none running); see clientMoved.
@@ -250,10 +253,21 @@ func (pp *partProducer) finish(b *batch, base int64, err error) {
 	pp.mu.Lock()
 	b.done, b.base, b.err = true, base, err
 	b.unsure = b.unsure || err != nil && !refused(err)
-	if b.to != "" && b.to == pp.leader && errors.Is(err, semantics.ErrNotLeader) {
+	switch {
+	case b.to == "" || b.to != pp.leader:
+	case errors.Is(err, semantics.ErrNotLeader):
 		// The node the advisory named leads the stream no longer: the next
 		// batches go to the queue subject, or to the next advisory's leader.
 		pp.leader = ""
+	case errors.Is(err, semantics.ErrUnavailable) && (pp.leaderServed || time.Since(pp.leaderAt) >= electedWriterStart):
+		// Nobody serves the named node's writer subject, after it answered, or
+		// long after a writer starts: it stopped (its node handed the
+		// leadership off, or stopped), and the advisory of the next election
+		// went unheard (the client was moving then; advisories are not
+		// replayed).
+		pp.leader = ""
+	case !errors.Is(err, semantics.ErrUnavailable):
+		pp.leaderServed = true
 	}
 	pp.mu.Unlock()
 	pp.signal()
