@@ -5,9 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/qxd-io/qxd/internal/kvscan"
@@ -16,20 +14,10 @@ import (
 
 // KVStateStore keeps group states in a JetStream KV bucket (qxd_groups), one key per
 // group.
-type KVStateStore struct {
-	nc *nats.Conn // for reads from the bucket's leader
-	kv jetstream.KeyValue
-}
+type KVStateStore struct{ kv jetstream.KeyValue }
 
-// NewKVStateStore wraps an opened bucket; nc is a connection to the bucket's
-// account, for reads from its leader.
-func NewKVStateStore(nc *nats.Conn, kv jetstream.KeyValue) *KVStateStore {
-	return &KVStateStore{nc: nc, kv: kv}
-}
-
-// leaderWait bounds SaveGroup's wait for the bucket's leader when it reads the
-// stored state; past it (the bucket between leaders), a replica's copy is read.
-const leaderWait = time.Second
+// NewKVStateStore wraps an opened bucket.
+func NewKVStateStore(kv jetstream.KeyValue) *KVStateStore { return &KVStateStore{kv: kv} }
 
 var _ StateStore = (*KVStateStore)(nil)
 
@@ -75,18 +63,16 @@ func (s *KVStateStore) SaveGroup(ctx context.Context, st GroupState) (uint64, er
 	// an older one, it is this coordinator's own save whose acknowledgement was
 	// lost while the bucket changed leaders (or a coordinator's it took over
 	// from): write over it at its revision. A newer generation is another
-	// coordinator's: the conflict stands. What is stored is read from the
-	// bucket's leader: a replica behind it holds an older revision, and the
-	// write over it failed as a conflict.
-	v, stRev, gerr := kvscan.GetFresh(ctx, s.nc, s.kv, key, leaderWait)
+	// coordinator's: the conflict stands.
+	e, gerr := kvscan.Get(ctx, s.kv, key)
 	if gerr != nil {
 		return 0, err
 	}
 	var stored GroupState
-	if jerr := json.Unmarshal(v, &stored); jerr != nil || stored.Generation > st.Generation {
+	if jerr := json.Unmarshal(e.Value(), &stored); jerr != nil || stored.Generation > st.Generation {
 		return 0, err
 	}
-	return s.kv.Update(ctx, key, b, stRev)
+	return s.kv.Update(ctx, key, b, e.Revision())
 }
 
 // DeleteGroup removes a group.
