@@ -130,10 +130,13 @@ durability:
 # Real Kafka clients against a node's Kafka listener: kcat (librdkafka),
 # confluent-kafka and kafka-python from Debian's packages (root: installs them),
 # KafkaJS (Node.js; installed from npm as kafka/testdata/kafkajs/package-lock.json
-# pins it, into the user's cache directory, by the test itself), and the Go clients
-# Sarama and kafka-go (test dependencies in go.mod).
+# pins it, into the user's cache directory, by the test itself), the Java client
+# (OpenJDK 17 from Debian; kafka-clients 3.3.1 taken by the test from a pinned npm
+# package, see docs/kafka.md), and the Go clients Sarama and kafka-go (test
+# dependencies in go.mod).
 kafka-clients:
     apt-get update && apt-get install -y kcat python3-confluent-kafka python3-kafka
+    command -v javac >/dev/null || apt-get install -y openjdk-17-jdk-headless
     command -v node >/dev/null && command -v npm >/dev/null || apt-get install -y nodejs npm
     go test -tags kafkaclients -count=1 -run 'TestClient' -v ./kafka/
     go test -count=1 -run 'TestREADME$' -v ./cmd/qxd/   # its kcat and confluent-kafka blocks run only with them

@@ -39,7 +39,10 @@ const transactionVersion = "transaction.version"
 // apiVersionsResponse lists the implemented APIs and their versions; the SASL
 // APIs only on a listener with SASL. From v3 it names the features: the feature
 // transaction.version is finalized at 2 (KIP-890 part 2), so clients use Produce
-// v12, EndTxn v5 and TxnOffsetCommit v5 for their transactions.
+// v12, EndTxn v5 and TxnOffsetCommit v5 for their transactions. A supported
+// feature's minimum is 0 only in answers to v4 and up: the Java client before
+// 3.9, which asks with v3, rejects a minimum below 1 and its network thread dies
+// of it (KAFKA-17011), so those requests are told 1, as Kafka's brokers tell them.
 func apiVersionsResponse(version int16, sasl bool) *kmsg.ApiVersionsResponse {
 	resp := kmsg.NewPtrApiVersionsResponse()
 	resp.SetVersion(version)
@@ -58,6 +61,9 @@ func apiVersionsResponse(version int16, sasl bool) *kmsg.ApiVersionsResponse {
 	if version >= 3 {
 		sf := kmsg.NewApiVersionsResponseSupportedFeature()
 		sf.Name, sf.MinVersion, sf.MaxVersion = transactionVersion, 0, 2
+		if version < 4 {
+			sf.MinVersion = 1
+		}
 		resp.SupportedFeatures = []kmsg.ApiVersionsResponseSupportedFeature{sf}
 		ff := kmsg.NewApiVersionsResponseFinalizedFeature()
 		ff.Name, ff.MinVersionLevel, ff.MaxVersionLevel = transactionVersion, 2, 2

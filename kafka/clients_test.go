@@ -5,7 +5,8 @@
 // with `just kafka-clients`, or `go test -tags kafkaclients -run TestClient
 // ./kafka/` once kcat, python3-confluent-kafka and python3-kafka are installed.
 // Each test skips, saying what is missing, when its client is not installed.
-// KafkaJS (Node.js) is in clients_kafkajs_test.go.
+// KafkaJS (Node.js) is in clients_kafkajs_test.go, the Java client in
+// clients_java_test.go.
 
 package kafka_test
 

@@ -103,6 +103,28 @@ func TestApiVersions(t *testing.T) {
 	}
 }
 
+// A supported feature's minimum version is 0 only for ApiVersions v4 and up:
+// the Java client before 3.9 asks with v3 and fails on a minimum below 1
+// (KAFKA-17011).
+func TestApiVersionsFeatureMinimum(t *testing.T) {
+	t.Parallel()
+	n, _ := startNode(t)
+	for v, want := range map[int16]int16{3: 1, 4: 0, 5: 0} {
+		req := kmsg.NewPtrApiVersionsRequest()
+		req.Version = v
+		req.ClientSoftwareName, req.ClientSoftwareVersion = "test", "1"
+		resp := roundTrip(t, n.KafkaAddr(), req).(*kmsg.ApiVersionsResponse)
+		if len(resp.SupportedFeatures) == 0 {
+			t.Fatalf("ApiVersions v%d names no supported feature", v)
+		}
+		for _, f := range resp.SupportedFeatures {
+			if f.MinVersion != want || f.MaxVersion < 1 {
+				t.Errorf("ApiVersions v%d: feature %s supported at %d..%d, want the minimum %d", v, f.Name, f.MinVersion, f.MaxVersion, want)
+			}
+		}
+	}
+}
+
 // An ApiVersions of a version the listener does not know gets Kafka's v0 answer
 // with UNSUPPORTED_VERSION and the versions it has.
 func TestApiVersionsUnsupportedVersion(t *testing.T) {
