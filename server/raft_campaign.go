@@ -134,6 +134,17 @@ import (
 // a peer's vote request stands down for standDownFor (peerCampaigning), until
 // the group has a leader, rather than call an election at that candidate's
 // term or above it; a former leader does not (it is the best candidate).
+//
+// The pre-vote: a cut between this node and the leader's node alone, both
+// reaching the other nodes, meets (b) or (c) here, and a campaign would win
+// the third node's vote and depose a leader that still has its quorum; and it
+// would run both ways, each side deposing the other's leaders. So no case
+// makes a group campaign while a peer of the group that answered this node
+// lately says it heard the leader's node after this node last did
+// (probeView.heardElsewhere, from semantics.BrokerInfo.Reaches), and while that
+// holds and this node does not hear the leader's node, preVoteHold puts the
+// group into observer mode, which keeps nats-server's own timer from
+// campaigning too (as raftHold does for a node cut off from most).
 const (
 	electionCheckEvery = 200 * time.Millisecond
 	// ledCheckEvery is how often, between two checks, the watch looks at the
