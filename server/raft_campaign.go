@@ -432,10 +432,12 @@ func (w *electionWatch) check(now time.Time, cutOff bool) []earlyCampaign {
 			g = &groupElection{}
 			w.groups[name] = g
 		}
-		if c, ok := g.observe(now, name, rn, routed, probes, w.woke, handingOff); ok {
+		// The hold is decided first: a group it lets go may campaign at
+		// once, and one it holds keeps what the watch knows of it.
+		held := w.preVoteHold(now, name, rn, routed, probes, g.gone)
+		if c, ok := g.observe(now, name, rn, routed, probes, w.woke, handingOff, held); ok {
 			out = append(out, c)
 		}
-		w.preVoteHold(now, name, rn, routed, probes)
 	}
 	return out
 }
@@ -449,11 +451,22 @@ func (w *electionWatch) check(now time.Time, cutOff bool) []earlyCampaign {
 // out of observer mode as soon as that is no longer so: it has no leader, or
 // its leader's node answers this one again, or no peer reaches it. A group in
 // observer mode for another reason (raftHold, a write error) is left alone.
-func (w *electionWatch) preVoteHold(now time.Time, name string, rn natsserver.RaftNode, routed map[string]bool, probes probeView) {
+// gone is since when the group's leader's node has had no route from this
+// node (groupElection.gone; zero: it had one at the last check): as for case
+// (b), only answers that came after the route closed count. It reports
+// whether the pre-vote holds the group now.
+func (w *electionWatch) preVoteHold(now time.Time, name string, rn natsserver.RaftNode, routed map[string]bool, probes probeView, gone time.Time) bool {
 	self, leader := rn.ID(), rn.GroupLeader()
+	since := time.Time{}
+	if !routed[leader] {
+		since = gone
+		if since.IsZero() {
+			since = now // the route closed since the last check
+		}
+	}
 	hold := rn.State() == natsserver.Follower && leader != "" && leader != self && !probes.cutOff &&
 		(!routed[leader] || now.Sub(probes.heard[leader]) >= doubtAfter) &&
-		probes.heardElsewhere(now, self, leader, rn.Peers(), time.Time{})
+		probes.heardElsewhere(now, self, leader, rn.Peers(), since)
 	switch {
 	case hold && !w.held[name] && !rn.IsObserver():
 		rn.SetObserver(true)
@@ -464,6 +477,7 @@ func (w *electionWatch) preVoteHold(now time.Time, name string, rn natsserver.Ra
 		rn.SetObserver(false)
 		w.released++
 	}
+	return w.held[name]
 }
 
 // releaseAll takes every group the pre-vote holds out of observer mode.
@@ -528,10 +542,12 @@ func routedServers(ns *natsserver.Server) map[string]bool {
 // now, makes it campaign when it has no live leader and this node is a fit
 // candidate, and reports whether it did. woke is when the node last woke from a
 // pause (zero: never); handingOff, whether a hand-off the node asked for may
-// still be electing its successor.
-func (g *groupElection) observe(now time.Time, name string, rn natsserver.RaftNode, routed map[string]bool, probes probeView, woke time.Time, handingOff bool) (earlyCampaign, bool) {
+// still be electing its successor; held, whether the pre-vote holds the group
+// in observer mode (preVoteHold): it is watched as any other group, and the
+// pre-vote keeps it from campaigning.
+func (g *groupElection) observe(now time.Time, name string, rn natsserver.RaftNode, routed map[string]bool, probes probeView, woke time.Time, handingOff, held bool) (earlyCampaign, bool) {
 	state := rn.State()
-	if state == natsserver.Closed || rn.IsObserver() {
+	if state == natsserver.Closed || rn.IsObserver() && !held {
 		*g = groupElection{}
 		return earlyCampaign{}, false
 	}
