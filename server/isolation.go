@@ -348,18 +348,7 @@ func (n *Node) watchIsolation(ctx context.Context, w *isolationWatch) {
 	}
 	defer func() { _ = sub.Unsubscribe() }()
 	defer n.isolated.Store(false)
-	go func() {
-		t := time.NewTicker(probeEvery)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-				w.alive(time.Now())
-			}
-		}
-	}()
+	go everyTick(ctx, probeEvery, func() bool { w.alive(time.Now()); return true })
 	told := map[uint64]bool{}
 	armed := false
 	hold := newRaftHold(n.ns)

@@ -32,13 +32,13 @@ func TestTxnReadAgainPastAReplicaLeftBehind(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mirror := holdBehind(ctx, t, js, "txn_behind", 1)
+	mirror := qxdtest.HoldBehind(ctx, t, js, "txn_behind", 1)
 	c := server.NewTxnCoordinator(js.Conn(), kv)
 	pid, epoch, err := c.InitProducerID(ctx, "t", time.Minute, -1, -1)
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitHeld(ctx, t, mirror, 1)
+	qxdtest.WaitHeld(ctx, t, mirror, 1)
 	key := semantics.TxnKey("t")
 	for round := range 20 {
 		// Another coordinator's write: the epoch ten past this one's.
