@@ -529,6 +529,9 @@ func faultDrill(t *testing.T, d drill) {
 		}
 	}
 	if dir := os.Getenv("QXD_DRILL_LOGS"); dir != "" {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Errorf("keep the nodes' logs: %v", err)
+		}
 		for _, n := range cl.nodes {
 			path := filepath.Join(dir, n.name+".log")
 			if err := os.WriteFile(path, []byte(n.log(1<<30)), 0o644); err != nil {
