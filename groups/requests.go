@@ -33,6 +33,15 @@ type JoinRequest struct {
 	RebalanceTimeout time.Duration `json:"rebalance_timeout"`
 	ProtocolType     string        `json:"protocol_type"`
 	Protocols        []Protocol    `json:"protocols"`
+	// Unleased marks a member that is not fenced at delivery and whose leader,
+	// told to skip an assignment, checks the members' subscriptions itself (KIP-814):
+	// a Kafka client, for which the Kafka front door sets it. Such a static member
+	// coming back under a new member id takes its predecessor's place at once,
+	// with no wait for a delivery lease it never held, and keeps its assignment in
+	// a stable group unless the assignor the group would select changes, as
+	// Kafka's coordinator decides: a Kafka client's metadata carries the
+	// partitions and generation it owned, which a restarted process no longer has.
+	Unleased bool `json:"unleased,omitempty"`
 }
 
 // JoinedMember is one member as the leader sees it in a JoinResponse.

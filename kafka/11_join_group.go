@@ -25,7 +25,7 @@ func handleJoinGroup(ctx context.Context, c *conn, kreq kmsg.Request) func() kms
 		jr := groups.JoinRequest{Group: req.Group, MemberID: req.MemberID, ClientID: c.clientID, ClientHost: c.clientHost(),
 			SessionTimeout:   time.Duration(req.SessionTimeoutMillis) * time.Millisecond,
 			RebalanceTimeout: time.Duration(rebalance) * time.Millisecond,
-			ProtocolType:     req.ProtocolType}
+			ProtocolType:     req.ProtocolType, Unleased: true}
 		if req.InstanceID != nil {
 			jr.InstanceID = *req.InstanceID
 		}

@@ -3,6 +3,7 @@ package coordinator_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sort"
 	"sync"
 	"testing"
@@ -582,6 +583,65 @@ func TestStaticRestartAfterCrashWaitsForLease(t *testing.T) {
 		t.Fatal(err)
 	}
 	_ = joins
+}
+
+// TestStaticUnleasedRestartTakesPlaceAtOnce: a static Kafka client (Unleased) that
+// stopped without leaving and restarts, its metadata changed (a Kafka client's
+// names the partitions it owned), takes its place at once: the same generation, no
+// rebalance, its assignment without waiting for its predecessor's session; the
+// predecessor's member id is fenced.
+func TestStaticUnleasedRestartTakesPlaceAtOnce(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	ctx := context.Background()
+	a0, b0 := joinReq("g", "", "inst-a"), joinReq("g", "", "inst-b")
+	a0.Unleased, b0.Unleased = true, true
+	joins := f.stable("g", a0, b0)
+	before := f.describe("g")
+	var old groups.JoinResponse
+	var want []semantics.TopicPartition
+	for _, m := range before.Members {
+		if m.InstanceID == "inst-a" {
+			want = m.Partitions
+			for _, j := range joins {
+				if j.MemberID == m.MemberID {
+					old = j
+				}
+			}
+		}
+	}
+	f.clock.Advance(2 * time.Second)
+	again := joinReq("g", "", "inst-a")
+	again.Unleased = true
+	again.Protocols[0].Metadata = append(again.Protocols[0].Metadata, 1) // what it owned, gone with the process
+	o := wait(t, f.join(again))
+	if o.err != nil || !o.resp.SkipAssignment || o.resp.Generation != before.Generation || o.resp.MemberID == old.MemberID {
+		t.Fatalf("static rejoin: %+v %v", o.resp, o.err)
+	}
+	ch := make(chan error, 1)
+	var got groups.ConsumerAssignment
+	go func() {
+		s, err := f.coord.Sync(ctx, groups.SyncRequest{Group: "g", MemberID: o.resp.MemberID, InstanceID: "inst-a", Generation: o.resp.Generation})
+		got, _ = groups.DecodeAssignment(s.Assignment)
+		ch <- err
+	}()
+	if pending(ch) {
+		t.Fatal("the restarted Kafka member waits for its predecessor's lease")
+	}
+	if err := <-ch; err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(got.Partitions) != fmt.Sprint(want) {
+		t.Fatalf("assignment after restart %v, want %v", got.Partitions, want)
+	}
+	if d := f.describe("g"); d.Generation != before.Generation || d.State != groups.Stable {
+		t.Fatalf("the restart rebalanced: %+v", d)
+	}
+	err := f.coord.Heartbeat(ctx, groups.HeartbeatRequest{Group: "g", MemberID: old.MemberID, InstanceID: "inst-a", Generation: old.Generation})
+	if !errors.Is(err, semantics.ErrFencedInstanceID) {
+		t.Fatalf("heartbeat of the replaced member id: %v", err)
+	}
+
 }
 
 func TestLeaveAndTakeover(t *testing.T) {

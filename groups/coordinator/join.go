@@ -175,15 +175,17 @@ func (g *group) joinLocked(req groups.JoinRequest, ch chan joinResult) (groups.J
 
 // staticRejoinLocked handles a static member coming back under a new member id: it
 // replaces (fences) the old member id and keeps its assignment without a rebalance
-// when the group is stable and the member's subscription is unchanged.
+// when the group is stable and the member's subscription is unchanged (for an
+// Unleased member: when the group would select the same assignor).
 func (g *group) staticRejoinLocked(req groups.JoinRequest, oldID string, ch chan joinResult, now time.Time) (groups.JoinResponse, bool, error) {
 	old := g.members[oldID]
 	m := &member{MemberState: old.MemberState, lastSeen: now, leaseEnd: now}
 	m.MemberID = newMemberID(req.ClientID)
 	m.ClientID, m.ClientHost = req.ClientID, req.ClientHost
 	m.SessionTimeout, m.RebalanceTimeout = req.SessionTimeout, req.RebalanceTimeout
-	// The old process may still deliver until its lease ends.
-	if old.leaseEnd.After(now) {
+	// The old process may still deliver until its lease ends (a Kafka client is
+	// not fenced at delivery, and has no lease to wait for).
+	if old.leaseEnd.After(now) && !req.Unleased {
 		m.syncNotBefore = old.leaseEnd
 	}
 	old.stopTimers()
@@ -198,6 +200,9 @@ func (g *group) staticRejoinLocked(req groups.JoinRequest, oldID string, ch chan
 	g.scheduleSessionLocked(m)
 	changed := !sameProtocols(old.Protocols, req.Protocols)
 	m.Protocols = req.Protocols
+	if req.Unleased {
+		changed = g.selectProtocolLocked() != g.protocol
+	}
 	if g.state == groups.Stable && !changed {
 		if err := g.persistLocked(); err != nil {
 			return groups.JoinResponse{}, true, err
