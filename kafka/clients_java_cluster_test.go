@@ -1,0 +1,165 @@
+//go:build kafkaclients
+
+package kafka_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/twmb/franz-go/pkg/kadm"
+
+	"github.com/qxd-io/qxd"
+	"github.com/qxd-io/qxd/internal/qxdtest"
+	"github.com/qxd-io/qxd/semantics"
+	"github.com/qxd-io/qxd/server"
+)
+
+// partitionLeaderNode returns the node that leads partition p of topic, as the
+// Kafka Metadata of a node other than skip answers it.
+func partitionLeaderNode(t *testing.T, ctx context.Context, nodes []*server.Node, skip *server.Node, topic string, p int32) *server.Node {
+	t.Helper()
+	for _, n := range nodes {
+		if n == skip {
+			continue
+		}
+		md, err := kadm.NewClient(kafkaClient(t, n)).Metadata(ctx, topic)
+		if err != nil {
+			t.Fatal(err)
+		}
+		leader := md.Topics[topic].Partitions[p].Leader
+		for _, b := range md.Brokers {
+			if b.NodeID != leader {
+				continue
+			}
+			for _, ln := range nodes {
+				if ln.KafkaAddr() == fmt.Sprintf("%s:%d", b.Host, b.Port) {
+					return ln
+				}
+			}
+		}
+		t.Fatalf("metadata from %s: partition %d led by broker %d, not one of the nodes", n.Name(), p, leader)
+	}
+	t.Fatal("no node to ask")
+	return nil
+}
+
+// On the in-process 3-node cluster, a Java idempotent producer (acks=all) sends
+// keyed records, ten keys, while a Java consumer reads every partition. A third of
+// the way in, partition 0's leader steps down; two thirds of the way in, the node
+// leading partition 1 stops. Every record is acknowledged, and every acknowledged
+// record is read once, at the partition and offset the producer was told, each
+// key's records in the order sent; the SDK reads the same.
+func TestClientJavaClusterFailover(t *testing.T) {
+	cp := needJava(t)
+	cfgs := qxdtest.ClusterConfigs(t, 3)
+	for i := range cfgs {
+		cfgs[i].KafkaListen = "127.0.0.1:0"
+	}
+	nodes := qxdtest.StartCluster(t, cfgs)
+	c := qxdtest.ConnectCluster(t, nodes)
+	const topic, partitions, n = "java-failover", 3, 600
+	qxdtest.CreateTopic(t, c, topic, qxd.TopicConfig{Partitions: partitions, Replicas: 3})
+	ctx := ctxFor(t, 150*time.Second)
+	var brokers []string
+	for _, nd := range nodes {
+		brokers = append(brokers, nd.KafkaAddr())
+	}
+
+	cmd := exec.CommandContext(ctx, "java", "-cp", cp, "Check", "failover", strings.Join(brokers, ","), topic, fmt.Sprint(n))
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout = &stdout
+	pipe, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	var stopped *server.Node
+	sc := bufio.NewScanner(pipe)
+	for sc.Scan() {
+		line := sc.Text()
+		stderr.WriteString(line + "\n")
+		var acked int
+		if _, err := fmt.Sscanf(line, "acked %d", &acked); err != nil {
+			continue
+		}
+		switch {
+		case acked == n/3:
+			nc, err := nats.Connect(nodes[0].ClientURL())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := nc.RequestWithContext(ctx, semantics.Subject(semantics.JSStreamLeaderStepDownPrefix, semantics.StreamName(topic, 0)), nil); err != nil {
+				t.Errorf("step partition 0's leader down: %v", err)
+			}
+			nc.Close()
+			t.Logf("partition 0's leader stepped down after %d acknowledgements, %v in", acked, time.Since(start).Round(time.Millisecond))
+		case acked == 2*n/3:
+			stopped = partitionLeaderNode(t, ctx, nodes, nil, topic, 1)
+			sctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+			err := stopped.Close(sctx)
+			cancel()
+			if err != nil {
+				t.Errorf("stop %s: %v", stopped.Name(), err)
+			}
+			t.Logf("%s, leading partition 1, stopped after %d acknowledgements, %v in", stopped.Name(), acked, time.Since(start).Round(time.Millisecond))
+		}
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("java Check failover: %v\nstdout:\n%s\nstderr:\n%s", err, stdout.String(), stderr.String())
+	}
+	t.Logf("the Java clients ran %v", time.Since(start).Round(time.Millisecond))
+	if stopped == nil {
+		t.Fatalf("no node was stopped; stderr:\n%s", stderr.String())
+	}
+	var res struct {
+		Version  string    `json:"version"`
+		Acked    []javaRec `json:"acked"`
+		Failures []string  `json:"failures"`
+		Consumed []javaRec `json:"consumed"`
+	}
+	if err := json.Unmarshal(stdout.Bytes(), &res); err != nil {
+		t.Fatalf("Check.java failover printed %q: %v", stdout.String(), err)
+	}
+	if len(res.Failures) > 0 || len(res.Acked) != n {
+		t.Errorf("%d records acknowledged, %d failed: %v", len(res.Acked), len(res.Failures), res.Failures)
+	}
+	acked := map[string]rec{}
+	for _, r := range res.Acked {
+		acked[r.Value] = r.rec()
+	}
+	times := map[string]int{}
+	last := map[string]int{}
+	for _, r := range res.Consumed {
+		times[r.Value]++
+		if w, ok := acked[r.Value]; ok && r.rec() != w {
+			t.Errorf("read %v, the producer was told %v", r.rec(), w)
+		}
+		var s int
+		fmt.Sscanf(r.Value[strings.IndexByte(r.Value, ':')+1:], "%d", &s)
+		if p, ok := last[r.Key]; ok && s <= p {
+			t.Errorf("key %s: read %s after sequence %d", r.Key, r.Value, p)
+		}
+		last[r.Key] = s
+	}
+	for v, w := range acked {
+		if times[v] != 1 {
+			t.Errorf("acknowledged %v read %d times, want once", w, times[v])
+		}
+	}
+	for _, r := range pollSDK(t, c, topic, partitions, len(acked)) {
+		if g, w := (rec{string(r.Key), string(r.Value), r.Partition, r.Offset}), acked[string(r.Value)]; g != w {
+			t.Errorf("SDK read %v, the Java producer was told %v", g, w)
+		}
+	}
+}
