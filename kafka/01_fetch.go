@@ -343,7 +343,7 @@ func fetchOnce(ctx context.Context, c *conn, req *kmsg.FetchRequest, resp *fetch
 			// refuses a null one ("invalid MessageSetSize -1") and stalls.
 			rp.RecordBatches = []byte{}
 			if err != nil {
-				rp.ErrorCode = code(err)
+				rp.ErrorCode = fetchCode(err)
 				rp.HighWatermark, rp.LastStableOffset, rp.LogStartOffset = -1, -1, -1
 				if errors.Is(err, semantics.ErrOffsetOutOfRange) {
 					rp.HighWatermark, rp.LastStableOffset, rp.LogStartOffset = r.HighWatermark, r.HighWatermark, r.LogStart
@@ -366,6 +366,28 @@ func fetchOnce(ctx context.Context, c *conn, req *kmsg.FetchRequest, resp *fetch
 		resp.Topics = append(resp.Topics, rt)
 	}
 	return total, failed
+}
+
+// fetchCode is the error code a fetch answers for a partition whose read failed.
+// A Kafka leader answers a fetch's partition only with the codes kept here, and
+// clients take any other for a broker defect: the Java consumer throws
+// IllegalStateException on REQUEST_TIMED_OUT, librdkafka and franz-go hand it to
+// the application. A read that timed out or found no node to answer it (a
+// leader moving, a node lost) is NOT_LEADER_OR_FOLLOWER, on which every client
+// reads metadata again and fetches anew; any other code is UNKNOWN_SERVER_ERROR,
+// which clients retry.
+func fetchCode(err error) int16 {
+	c := code(err)
+	switch c {
+	case semantics.ErrOffsetOutOfRange.Code, semantics.ErrCorruptMessage.Code, semantics.ErrUnknownTopic.Code,
+		semantics.ErrNotLeader.Code, codeReplicaNotAvailable, semantics.ErrTopicAuthorizationFailed.Code,
+		codeKafkaStorageError, codeFencedLeaderEpoch, codeUnknownLeaderEpoch, codeOffsetNotAvailable,
+		codeUnknownTopicID, codeInconsistentTopicID, semantics.ErrUnknown.Code:
+		return c
+	case semantics.ErrTimeout.Code, semantics.ErrUnavailable.Code, semantics.ErrTopicNotReady.Code:
+		return semantics.ErrNotLeader.Code
+	}
+	return semantics.ErrUnknown.Code
 }
 
 // takeBatches returns the batches of one partition that a fetch holding total

@@ -12,6 +12,10 @@ const (
 	codeUnsupportedVersion      int16 = 35
 	codeUnsupportedForMsgFormat int16 = 43
 	codeUnknownTopicID          int16 = 100
+	codeInconsistentTopicID     int16 = 103
+	codeReplicaNotAvailable     int16 = 9
+	codeKafkaStorageError       int16 = 56
+	codeOffsetNotAvailable      int16 = 78
 	codeFencedLeaderEpoch       int16 = 74
 	codeUnknownLeaderEpoch      int16 = 75
 	codeRebootstrapRequired     int16 = 129
