@@ -106,6 +106,11 @@ type isolationWatch struct {
 	// after a gap of pauseClosesRoutes or more (routesLost).
 	routeSeen        map[string]time.Time
 	ran, routesSince time.Time
+	// ticked is when the ticker last called alive, and tickedOnTimeSince
+	// when its calls began to come each within probeLate of the one before:
+	// a node starved of CPU, or paused, is not running (running), and what it
+	// does not hear says nothing of the others.
+	ticked, tickedOnTimeSince time.Time
 	// reports is what each other node said of the nodes it reaches in its
 	// last answer (semantics.BrokerInfo.Reaches).
 	reports map[string]peerReport
@@ -208,7 +213,7 @@ func (w *isolationWatch) probeSoon() {
 func (w *isolationWatch) cutFrom(at time.Time) string {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.isolated || w.onTimeSince.IsZero() || at.Sub(w.onTimeSince) < silentAfter {
+	if w.isolated || w.onTimeSince.IsZero() || at.Sub(w.onTimeSince) < silentAfter || !w.runningLocked(at) {
 		return ""
 	}
 	for node, mine := range w.heard {
@@ -287,7 +292,23 @@ func (w *isolationWatch) check(at time.Time, size int) (isolated, changed bool, 
 func (w *isolationWatch) alive(at time.Time) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	if w.ticked.IsZero() || at.Sub(w.ticked) >= probeLate {
+		w.tickedOnTimeSince = at
+	}
+	if at.After(w.ticked) {
+		w.ticked = at
+	}
 	w.aliveLocked(at)
+}
+
+// runningLocked reports whether at at the ticker has called alive on time
+// (each call within probeLate of the one before) for silentAfter, and its
+// last call is not late: the node was neither paused nor starved of CPU
+// lately. A loaded node answers late, and hears the others' answers late;
+// the pre-vote's hold and the move of clients off a node cut from one peer
+// act only on a node that runs.
+func (w *isolationWatch) runningLocked(at time.Time) bool {
+	return !w.tickedOnTimeSince.IsZero() && at.Sub(w.tickedOnTimeSince) >= silentAfter && at.Sub(w.ticked) < probeLate
 }
 
 func (w *isolationWatch) aliveLocked(at time.Time) {
@@ -331,6 +352,7 @@ func (w *isolationWatch) probed(at time.Time) probeView {
 		heard:   make(map[string]time.Time, len(w.heard)),
 		reports: make(map[string]peerReport, len(w.reports)),
 		onTime:  !w.onTimeSince.IsZero() && at.Sub(w.onTimeSince) >= silentAfter,
+		running: w.runningLocked(at),
 		cutOff:  w.isolated,
 	}
 	for node, t := range w.heard {
@@ -491,6 +513,10 @@ func (n *Node) watchIsolation(ctx context.Context, w *isolationWatch) {
 		}
 		n.holdRaft(hold, isolated, max(size, n.configuredNodes), w.reachable(time.Now()))
 		n.kafkaCutOff(isolated)
+		cut := w.cutFrom(time.Now())
+		if cut != "" && !raftUnheardFrom(n.ns, raftPeerID(cut), time.Now()) {
+			cut = ""
+		}
 		switch {
 		case isolated:
 			if sent := n.sendClientsAway(told); sent > 0 {
@@ -500,14 +526,16 @@ func (n *Node) watchIsolation(ctx context.Context, w *isolationWatch) {
 			if sent := n.sendClientsAway(told); sent > 0 {
 				n.log.Info("told clients to move to another node: no other node has answered this one for a second", "clients", sent)
 			}
-		case w.cutFrom(time.Now()) != "":
-			// A node that answers the others but not this one: the way
-			// between the two is cut, and NATS routes do not relay, so this
-			// node's clients reach none of that node's services (its
-			// partitions' writers, the group coordinator it may run). The
-			// node the others reach both through serves them all.
+		case cut != "":
+			// A node that answers the others but not this one, whose RAFT
+			// traffic this node does not hear either, while this node runs
+			// on time: the way between the two is cut, and NATS routes do
+			// not relay, so this node's clients reach none of that node's
+			// services (its partitions' writers, the group coordinator it
+			// may run). The node the others reach both through serves them
+			// all.
 			if sent := n.sendClientsAway(told); sent > 0 {
-				n.log.Info("told clients to move to another node: a node that answers the others does not answer this one", "clients", sent, "unanswered", w.cutFrom(time.Now()))
+				n.log.Info("told clients to move to another node: a node that answers the others has answered neither this one's probes nor its RAFT groups for 3 s", "clients", sent, "node", cut)
 			}
 		case len(told) > 0:
 			// The doubt passed without a cut: a client that stayed, or came

@@ -294,7 +294,10 @@ type earlyCampaign struct {
 type probeView struct {
 	heard  map[string]time.Time // RAFT peer id → when that node last answered
 	onTime bool                 // the probes went out on time for silentAfter
-	cutOff bool                 // the node counts itself cut off
+	// running: the node's ticker ran on time for silentAfter
+	// (isolationWatch.runningLocked): it is neither paused nor starved.
+	running bool
+	cutOff  bool // the node counts itself cut off
 	// reports is what each node's last answer said of the nodes it reaches,
 	// all by RAFT peer id.
 	reports map[string]peerReport
@@ -445,11 +448,15 @@ func (w *electionWatch) check(now time.Time, cutOff bool) []earlyCampaign {
 // preVoteHold puts group name into observer mode while the pre-vote keeps it
 // from campaigning (heardElsewhere): it follows a leader on another node that
 // this node has no route to, or has not heard answer its probes for
-// doubtAfter, and that another peer of the group reaches. nats-server's own
-// election timer fires 4–9 s after the leader's last heartbeat, and an
+// doubtAfter, and that another peer of the group reaches; the group's own
+// RAFT has not heard that leader for raftUnheardFor (so no leadership can be
+// handed to it meanwhile, raft_prevote.go); and the node runs on time
+// (probeView.running: a starved node hears nothing on time). nats-server's
+// own election timer fires 4–9 s after the leader's last heartbeat, and an
 // observer does not campaign; it still votes and follows. It takes the group
 // out of observer mode as soon as that is no longer so: it has no leader, or
-// its leader's node answers this one again, or no peer reaches it. A group in
+// its leader's node answers this one again or its RAFT hears the leader, or
+// no peer reaches it, or the node runs late. A group in
 // observer mode for another reason (raftHold, a write error) is left alone.
 // gone is since when the group's leader's node has had no route from this
 // node (groupElection.gone; zero: it had one at the last check): as for case
@@ -464,9 +471,10 @@ func (w *electionWatch) preVoteHold(now time.Time, name string, rn natsserver.Ra
 			since = now // the route closed since the last check
 		}
 	}
-	hold := rn.State() == natsserver.Follower && leader != "" && leader != self && !probes.cutOff &&
+	hold := rn.State() == natsserver.Follower && leader != "" && leader != self && !probes.cutOff && probes.running &&
 		(!routed[leader] || now.Sub(probes.heard[leader]) >= doubtAfter) &&
-		probes.heardElsewhere(now, self, leader, rn.Peers(), since)
+		probes.heardElsewhere(now, self, leader, rn.Peers(), since) &&
+		leaderUnheard(rn, leader, now)
 	switch {
 	case hold && !w.held[name] && !rn.IsObserver():
 		rn.SetObserver(true)

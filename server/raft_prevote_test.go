@@ -32,7 +32,10 @@ func TestPreVote(t *testing.T) {
 		since time.Duration // when a's route to b closed, for case (b); 0: case (c)
 		peers []string      // the group's peers (default a, b, c)
 		cDies time.Duration // when c stops answering a (0: never)
-		want  bool          // a holds back
+		// a's ticker (isolationWatch.alive) misses its ticks from stall
+		// for stallFor: a is starved of CPU (0: never).
+		stall, stallFor time.Duration
+		want            bool // a holds back
 	}{
 		// Case (c) would make a campaign from 2 s after b's last answer.
 		{name: "pair cut, b silent to a for 2.1 s", fault: "pair", at: fault + 2*sec + 100*ms, want: true},
@@ -41,6 +44,9 @@ func TestPreVote(t *testing.T) {
 		{name: "pair cut for 15 s", fault: "pair", at: fault + 15*sec, want: true},
 		{name: "pair cut, but c is not the group's peer", fault: "pair", peers: []string{"a", "b", "d"}, at: fault + 2*sec + 100*ms, want: false},
 		{name: "pair cut, c silent to a too", fault: "pair", cDies: fault + sec, at: fault + 2*sec + 100*ms, want: false},
+		// A node whose ticker ran late lately hears everyone late: it moves
+		// no client, however the others' answers read.
+		{name: "pair cut, a starved 1.5 s just before", fault: "pair", stall: fault + 500*ms, stallFor: 1500 * ms, at: fault + 3*sec, want: true},
 		// b's silence counts from its last answers, on a and c alike: at
 		// 11.6 s b's last answer to a is 2.1 s old, and (c) makes a campaign.
 		{name: "b paused, when (c) makes a campaign", fault: "pause", at: fault + 1600*ms, want: false},
@@ -80,6 +86,9 @@ func TestPreVote(t *testing.T) {
 			}
 			w := newIsolationWatch("a")
 			for at := time.Duration(0); at <= tt.at; at += probeEvery {
+				if tt.stallFor == 0 || at < tt.stall || at >= tt.stall+tt.stallFor {
+					w.alive(t0.Add(at))
+				}
 				w.check(t0.Add(at), 3)
 				answer := at + 5*ms
 				if answer > tt.at {
@@ -105,8 +114,11 @@ func TestPreVote(t *testing.T) {
 			if got := v.heardElsewhere(now, raftPeerID("a"), raftPeerID("b"), peers, since); got != tt.want {
 				t.Errorf("heardElsewhere at %v = %v, want %v", tt.at, got, tt.want)
 			}
-			// The client move: b answers c, not a, for silentAfter.
-			wantCut := tt.fault == "pair" && tt.cDies == 0 && tt.at-(fault-probeEvery+5*ms) >= silentAfter
+			// The client move: b answers c, not a, for silentAfter, and a
+			// ran on time for silentAfter (its RAFT's silence is checked
+			// apart, raftUnheardFrom).
+			wantCut := tt.fault == "pair" && tt.cDies == 0 && tt.at-(fault-probeEvery+5*ms) >= silentAfter &&
+				(tt.stallFor == 0 || tt.at-(tt.stall+tt.stallFor) >= silentAfter)
 			if got := w.cutFrom(now); (got == "b") != wantCut {
 				t.Errorf("cutFrom at %v = %q, want b: %v", tt.at, got, wantCut)
 			}
