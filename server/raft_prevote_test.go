@@ -125,3 +125,44 @@ func TestPreVote(t *testing.T) {
 		})
 	}
 }
+
+// TestProbedRunning checks what the pre-vote's hold learns of this node's own
+// ticker (probeView.running): a node whose ticker (isolationWatch.alive) ran
+// on time for silentAfter runs; one whose ticker missed ticks lately, starved
+// of CPU or paused, does not until it has run on time for silentAfter again,
+// nor while its last tick is late; the checks alone (the probe loop) do not
+// make it run.
+func TestProbedRunning(t *testing.T) {
+	t.Parallel()
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	w := newIsolationWatch("a")
+	tick := func(from, to time.Duration) {
+		for at := from; at <= to; at += probeEvery {
+			w.alive(t0.Add(at))
+			w.check(t0.Add(at), 3)
+		}
+	}
+	tests := []struct {
+		name string
+		at   time.Duration
+		want bool
+	}{
+		{"ran on time for 3 s", 3 * time.Second, true},
+		{"last tick 1.2 s ago", 4200 * time.Millisecond, false},
+		{"on time again for 1 s after a 1.5 s gap", 5500 * time.Millisecond, false},
+		{"on time again for 2 s after the gap", 6500 * time.Millisecond, true},
+	}
+	tick(0, 3*time.Second)
+	for _, tt := range tests {
+		switch tt.at {
+		case 5500 * time.Millisecond:
+			w.check(t0.Add(4*time.Second), 3) // the probe loop runs on
+			tick(4500*time.Millisecond, tt.at)
+		case 6500 * time.Millisecond:
+			tick(6*time.Second, tt.at)
+		}
+		if got := w.probed(t0.Add(tt.at)).running; got != tt.want {
+			t.Errorf("%s: running = %v, want %v", tt.name, got, tt.want)
+		}
+	}
+}
