@@ -635,7 +635,7 @@ func (w *connWatch) lameDuck(nc *nats.Conn) {
 	move := w.moves.toldToMove(nc.ConnectedUrl(), nc.Servers(), time.Now())
 	w.mu.Unlock()
 	if move {
-		w.log.Info("the qxd node asks its clients to move (it is stopping, or cut off from its cluster); moving to another", "node", nc.ConnectedServerName())
+		w.log.Info("the qxd node asks its clients to move (it is stopping, or cut off from its cluster or from one of its nodes); moving to another", "node", nc.ConnectedServerName())
 		if err := nc.ForceReconnect(); err != nil {
 			w.log.Debug("move to another node failed", "err", err)
 		}

@@ -37,6 +37,12 @@ type BrokerInfo struct {
 	// Kafka is the host:port the node's Kafka listener advertises to Kafka
 	// clients; "" when it has none or did not answer.
 	Kafka string `json:"kafka,omitempty"`
+	// Reaches names the other nodes the node has a route to now, each with how
+	// long ago, in milliseconds, it last heard that node answer its probes of
+	// NodeInfoSubject. A node that is cut from one peer while another still
+	// reaches that peer learns so from the other's answer (the pre-vote of the
+	// election watch). Empty from a node alone, and in Metadata.
+	Reaches map[string]int64 `json:"reaches,omitempty"`
 }
 
 // TopicMetadata is one topic in Metadata.

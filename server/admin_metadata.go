@@ -138,6 +138,9 @@ func (a *Admin) selfInfo() semantics.BrokerInfo {
 	if k := a.kafka.Load(); k != nil {
 		info.Kafka = *k
 	}
+	if a.reaches != nil {
+		info.Reaches = a.reaches()
+	}
 	return info
 }
 

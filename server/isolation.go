@@ -106,7 +106,36 @@ type isolationWatch struct {
 	// after a gap of pauseClosesRoutes or more (routesLost).
 	routeSeen        map[string]time.Time
 	ran, routesSince time.Time
+	// ticked is when the ticker last called alive, and tickedOnTimeSince
+	// when its calls began to come each within probeLate of the one before:
+	// a node starved of CPU, or paused, is not running (running), and what it
+	// does not hear says nothing of the others.
+	ticked, tickedOnTimeSince time.Time
+	// reports is what each other node said of the nodes it reaches in its
+	// last answer (semantics.BrokerInfo.Reaches).
+	reports map[string]peerReport
+	// nudge asks watchIsolation for a probe now, between two ticks
+	// (probeSoon).
+	nudge chan struct{}
 }
+
+// peerReport is what one node's last answer said of the nodes it reaches:
+// when this node got it, and when that node last heard each node it has a
+// route to, on this node's clock.
+type peerReport struct {
+	at    time.Time
+	heard map[string]time.Time
+}
+
+// preVoteHeard is how recently another node must have heard a node that this
+// one does not hear for the election watch to count that node alive, only cut
+// from this one (the pre-vote, raft_campaign.go): the other's probes go out
+// every probeEvery and its answer reaches this node up to probeEvery later,
+// so a node it hears is one it heard within about 2*probeEvery; this is one
+// probeEvery less than silentAfter, so that a node paused or killed, whose
+// silence every node counts from about the same moment, is counted silent
+// here no later than before.
+const preVoteHeard = silentAfter - probeEvery
 
 // pauseClosesRoutes is the gap between two checks from which the node may have
 // been paused long enough for the other nodes to close their routes to it:
@@ -127,7 +156,80 @@ const doubtAfter = 2 * probeEvery
 const probeLate = 2 * probeEvery
 
 func newIsolationWatch(self string) *isolationWatch {
-	return &isolationWatch{self: self, heard: map[string]time.Time{}, routeSeen: map[string]time.Time{}, lateAfter: lateCheck}
+	return &isolationWatch{self: self, heard: map[string]time.Time{}, routeSeen: map[string]time.Time{}, lateAfter: lateCheck,
+		reports: map[string]peerReport{}, nudge: make(chan struct{}, 1)}
+}
+
+// reported records that node answered at at, saying it reaches the nodes in
+// reaches (semantics.BrokerInfo.Reaches: milliseconds since it heard each).
+func (w *isolationWatch) reported(node string, at time.Time, reaches map[string]int64) {
+	if node == "" || node == w.self {
+		return
+	}
+	heard := make(map[string]time.Time, len(reaches))
+	for name, ms := range reaches {
+		if ms >= 0 {
+			heard[name] = at.Add(-time.Duration(ms) * time.Millisecond)
+		}
+	}
+	w.mu.Lock()
+	if at.After(w.reports[node].at) {
+		w.reports[node] = peerReport{at: at, heard: heard}
+	}
+	w.mu.Unlock()
+	w.answered(node, at)
+}
+
+// reaches is what this node's answers say of the nodes it reaches: each node
+// in routed (server names it has a route to now) that answered its probes
+// once, with how many milliseconds before at it last did.
+func (w *isolationWatch) reaches(at time.Time, routed map[string]bool) map[string]int64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	out := map[string]int64{}
+	for node := range routed {
+		if t, ok := w.heard[node]; ok && node != w.self {
+			out[node] = max(0, at.Sub(t).Milliseconds())
+		}
+	}
+	return out
+}
+
+// probeSoon asks for a probe now rather than at the next tick: the election
+// watch saw a route close, and what the other nodes reach now decides
+// whether it may campaign (heardElsewhere).
+func (w *isolationWatch) probeSoon() {
+	select {
+	case w.nudge <- struct{}{}:
+	default:
+	}
+}
+
+// cutFrom returns a node that has answered none of this node's probes for
+// silentAfter, while they went out on time, but that another node, one that
+// answered this node within answeredWithin, heard after this node last did and
+// within preVoteHeard: both run, and only the way between them is cut. ""
+// when there is none.
+func (w *isolationWatch) cutFrom(at time.Time) string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.isolated || w.onTimeSince.IsZero() || at.Sub(w.onTimeSince) < silentAfter || !w.runningLocked(at) {
+		return ""
+	}
+	for node, mine := range w.heard {
+		if at.Sub(mine) < silentAfter {
+			continue
+		}
+		for other, r := range w.reports {
+			if other == node || at.Sub(r.at) >= answeredWithin {
+				continue
+			}
+			if h, ok := r.heard[node]; ok && h.After(mine) && at.Sub(h) < preVoteHeard {
+				return node
+			}
+		}
+	}
+	return ""
 }
 
 // answered records that node answered at at.
@@ -190,7 +292,23 @@ func (w *isolationWatch) check(at time.Time, size int) (isolated, changed bool, 
 func (w *isolationWatch) alive(at time.Time) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	if w.ticked.IsZero() || at.Sub(w.ticked) >= probeLate {
+		w.tickedOnTimeSince = at
+	}
+	if at.After(w.ticked) {
+		w.ticked = at
+	}
 	w.aliveLocked(at)
+}
+
+// runningLocked reports whether at at the ticker has called alive on time
+// (each call within probeLate of the one before) for silentAfter, and its
+// last call is not late: the node was neither paused nor starved of CPU
+// lately. A loaded node answers late, and hears the others' answers late;
+// the pre-vote's hold and the move of clients off a node cut from one peer
+// act only on a node that runs.
+func (w *isolationWatch) runningLocked(at time.Time) bool {
+	return !w.tickedOnTimeSince.IsZero() && at.Sub(w.tickedOnTimeSince) >= silentAfter && at.Sub(w.ticked) < probeLate
 }
 
 func (w *isolationWatch) aliveLocked(at time.Time) {
@@ -231,12 +349,21 @@ func (w *isolationWatch) probed(at time.Time) probeView {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	v := probeView{
-		heard:  make(map[string]time.Time, len(w.heard)),
-		onTime: !w.onTimeSince.IsZero() && at.Sub(w.onTimeSince) >= silentAfter,
-		cutOff: w.isolated,
+		heard:   make(map[string]time.Time, len(w.heard)),
+		reports: make(map[string]peerReport, len(w.reports)),
+		onTime:  !w.onTimeSince.IsZero() && at.Sub(w.onTimeSince) >= silentAfter,
+		running: w.runningLocked(at),
+		cutOff:  w.isolated,
 	}
 	for node, t := range w.heard {
 		v.heard[raftPeerID(node)] = t
+	}
+	for node, r := range w.reports {
+		heard := make(map[string]time.Time, len(r.heard))
+		for other, t := range r.heard {
+			heard[raftPeerID(other)] = t
+		}
+		v.reports[raftPeerID(node)] = peerReport{at: r.at, heard: heard}
 	}
 	return v
 }
@@ -339,7 +466,7 @@ func (n *Node) watchIsolation(ctx context.Context, w *isolationWatch) {
 	sub, err := n.nc.Subscribe(inbox, func(m *nats.Msg) {
 		var b semantics.BrokerInfo
 		if json.Unmarshal(m.Data, &b) == nil {
-			w.answered(b.Name, time.Now())
+			w.reported(b.Name, time.Now(), b.Reaches)
 		}
 	})
 	if err != nil {
@@ -356,10 +483,15 @@ func (n *Node) watchIsolation(ctx context.Context, w *isolationWatch) {
 	defer t.Stop()
 	for {
 		_ = n.nc.PublishRequest(semantics.NodeInfoSubject, inbox, nil)
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
+		for waiting := true; waiting; {
+			select {
+			case <-ctx.Done():
+				return
+			case <-w.nudge:
+				_ = n.nc.PublishRequest(semantics.NodeInfoSubject, inbox, nil)
+			case <-t.C:
+				waiting = false
+			}
 		}
 		size := n.clusterSize()
 		isolated, changed, reached := w.check(time.Now(), max(size, n.configuredNodes))
@@ -381,6 +513,10 @@ func (n *Node) watchIsolation(ctx context.Context, w *isolationWatch) {
 		}
 		n.holdRaft(hold, isolated, max(size, n.configuredNodes), w.reachable(time.Now()))
 		n.kafkaCutOff(isolated)
+		cut := w.cutFrom(time.Now())
+		if cut != "" && !raftUnheardFrom(n.ns, raftPeerID(cut), time.Now()) {
+			cut = ""
+		}
 		switch {
 		case isolated:
 			if sent := n.sendClientsAway(told); sent > 0 {
@@ -389,6 +525,17 @@ func (n *Node) watchIsolation(ctx context.Context, w *isolationWatch) {
 		case w.doubtful(time.Now()):
 			if sent := n.sendClientsAway(told); sent > 0 {
 				n.log.Info("told clients to move to another node: no other node has answered this one for a second", "clients", sent)
+			}
+		case cut != "":
+			// A node that answers the others but not this one, whose RAFT
+			// traffic this node does not hear either, while this node runs
+			// on time: the way between the two is cut, and NATS routes do
+			// not relay, so this node's clients reach none of that node's
+			// services (its partitions' writers, the group coordinator it
+			// may run). The node the others reach both through serves them
+			// all.
+			if sent := n.sendClientsAway(told); sent > 0 {
+				n.log.Info("told clients to move to another node: a node that answers the others has answered neither this one's probes nor its RAFT groups for 3 s", "clients", sent, "unanswered", cut)
 			}
 		case len(told) > 0:
 			// The doubt passed without a cut: a client that stayed, or came

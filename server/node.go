@@ -416,7 +416,7 @@ func (n *Node) startServices(ctx context.Context) error {
 	}
 	n.admin = &Admin{log: n.log, nc: n.nc, js: n.js, meta: meta, ns: n.ns, place: n,
 		follow: nodeTopics{writers: n.writers, perms: perms}, offsets: n.groups.offsets, sync: n.cfg.Sync,
-		stable: &stableOffsets{nc: n.nc, node: n.cfg.Name, writers: n.Writers()}}
+		stable: &stableOffsets{nc: n.nc, node: n.cfg.Name, writers: n.Writers()}, reaches: n.reaches}
 	if err := n.startHosted(ctx, meta); err != nil {
 		return err
 	}
@@ -745,4 +745,14 @@ func retryClustered(ctx context.Context, n *Node, f func() error) error {
 		case <-time.After(250 * time.Millisecond):
 		}
 	}
+}
+
+// reaches is what this node's answers to semantics.NodeInfoSubject say of the
+// nodes it reaches (semantics.BrokerInfo.Reaches); nil before its upkeep runs.
+func (n *Node) reaches() map[string]int64 {
+	w := n.probes.Load()
+	if w == nil {
+		return nil
+	}
+	return w.reaches(time.Now(), routedServers(n.ns))
 }

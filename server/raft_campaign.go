@@ -134,6 +134,17 @@ import (
 // a peer's vote request stands down for standDownFor (peerCampaigning), until
 // the group has a leader, rather than call an election at that candidate's
 // term or above it; a former leader does not (it is the best candidate).
+//
+// The pre-vote: a cut between this node and the leader's node alone, both
+// reaching the other nodes, meets (b) or (c) here, and a campaign would win
+// the third node's vote and depose a leader that still has its quorum; and it
+// would run both ways, each side deposing the other's leaders. So no case
+// makes a group campaign while a peer of the group that answered this node
+// lately says it heard the leader's node after this node last did
+// (probeView.heardElsewhere, from semantics.BrokerInfo.Reaches), and while that
+// holds and this node does not hear the leader's node, preVoteHold puts the
+// group into observer mode, which keeps nats-server's own timer from
+// campaigning too (as raftHold does for a node cut off from most).
 const (
 	electionCheckEvery = 200 * time.Millisecond
 	// ledCheckEvery is how often, between two checks, the watch looks at the
@@ -222,6 +233,15 @@ type electionWatch struct {
 	// confirming is the term at which each group last sent a heartbeat to
 	// confirm its new leader (raft_confirm.go).
 	confirming map[string]uint64
+	// held are the groups the pre-vote put into observer mode, so that
+	// nats-server's own election timer does not make them campaign either.
+	held map[string]bool
+	// routedBefore is the RAFT peer ids of the nodes routed at the previous
+	// check: a route that closed asks for a probe at once (probeSoon).
+	routedBefore map[string]bool
+	// put and released count the groups the pre-vote held and let go since
+	// the caller last read them (holds).
+	put, released int
 }
 
 // groupElection is what the watch knows of one group.
@@ -274,7 +294,39 @@ type earlyCampaign struct {
 type probeView struct {
 	heard  map[string]time.Time // RAFT peer id → when that node last answered
 	onTime bool                 // the probes went out on time for silentAfter
-	cutOff bool                 // the node counts itself cut off
+	// running: the node's ticker ran on time for silentAfter
+	// (isolationWatch.runningLocked): it is neither paused nor starved.
+	running bool
+	cutOff  bool // the node counts itself cut off
+	// reports is what each node's last answer said of the nodes it reaches,
+	// all by RAFT peer id.
+	reports map[string]peerReport
+}
+
+// heardElsewhere is the pre-vote (see above): it reports whether, at now, a
+// peer of the group other than this node (self) and leader answered this
+// node's probes within answeredWithin, after since (zero: any time), saying
+// that it has a route to leader's node and heard that node answer its own
+// probes after this node last did and within preVoteHeard. Leader's node then
+// runs and reaches that peer, and together they make the group's quorum
+// where this node cannot: only the way between this node and the leader's is
+// cut, and a campaign here would depose a live leader through that peer's
+// vote.
+func (v probeView) heardElsewhere(now time.Time, self, leader string, peers []*natsserver.Peer, since time.Time) bool {
+	mine := v.heard[leader]
+	for _, p := range peers {
+		if p.ID == self || p.ID == leader {
+			continue
+		}
+		r, ok := v.reports[p.ID]
+		if !ok || now.Sub(r.at) >= answeredWithin || !r.at.After(since) {
+			continue
+		}
+		if h, ok := r.heard[leader]; ok && h.After(mine) && now.Sub(h) < preVoteHeard {
+			return true
+		}
+	}
+	return false
 }
 
 // silentLeader reports whether, at now, a group may be made to campaign because
@@ -311,7 +363,7 @@ func (v probeView) silentLeader(now time.Time, group, self, leader string, peers
 }
 
 func newElectionWatch(ns *natsserver.Server, probes *isolationWatch) *electionWatch {
-	return &electionWatch{ns: ns, probes: probes, groups: map[string]*groupElection{}, confirming: map[string]uint64{}}
+	return &electionWatch{ns: ns, probes: probes, groups: map[string]*groupElection{}, confirming: map[string]uint64{}, held: map[string]bool{}}
 }
 
 // check looks at every RAFT group of the node at now and makes those campaign
@@ -326,6 +378,9 @@ func (w *electionWatch) check(now time.Time, cutOff bool) []earlyCampaign {
 		w.woke = now
 	}
 	if gap || cutOff {
+		// A node cut off holds all its groups (raftHold); one that woke
+		// from a pause knows nothing of its peers yet.
+		w.releaseAll()
 		clear(w.groups)
 		w.full = time.Time{}
 		return nil
@@ -350,8 +405,20 @@ func (w *electionWatch) check(now time.Time, cutOff bool) []earlyCampaign {
 				delete(w.confirming, name)
 			}
 		}
+		for name := range w.held {
+			if lookupRaftNode(w.ns, name) == nil {
+				delete(w.held, name)
+			}
+		}
 	}
 	routed := w.routed()
+	for id := range w.routedBefore {
+		if !routed[id] && w.probes != nil {
+			w.probes.probeSoon()
+			break
+		}
+	}
+	w.routedBefore = routed
 	handingOff := w.handingOff != nil && now.Before(w.handingOff())
 	var probes probeView
 	if w.probes != nil {
@@ -368,11 +435,76 @@ func (w *electionWatch) check(now time.Time, cutOff bool) []earlyCampaign {
 			g = &groupElection{}
 			w.groups[name] = g
 		}
-		if c, ok := g.observe(now, name, rn, routed, probes, w.woke, handingOff); ok {
+		// The hold is decided first: a group it lets go may campaign at
+		// once, and one it holds keeps what the watch knows of it.
+		held := w.preVoteHold(now, name, rn, routed, probes, g.gone)
+		if c, ok := g.observe(now, name, rn, routed, probes, w.woke, handingOff, held); ok {
 			out = append(out, c)
 		}
 	}
 	return out
+}
+
+// preVoteHold puts group name into observer mode while the pre-vote keeps it
+// from campaigning (heardElsewhere): it follows a leader on another node that
+// this node has no route to, or has not heard answer its probes for
+// doubtAfter, and that another peer of the group reaches; the group's own
+// RAFT has not heard that leader for raftUnheardFor (so no leadership can be
+// handed to it meanwhile, raft_prevote.go); and the node runs on time
+// (probeView.running: a starved node hears nothing on time). nats-server's
+// own election timer fires 4–9 s after the leader's last heartbeat, and an
+// observer does not campaign; it still votes and follows. It takes the group
+// out of observer mode as soon as that is no longer so: it has no leader, or
+// its leader's node answers this one again or its RAFT hears the leader, or
+// no peer reaches it, or the node runs late. A group in
+// observer mode for another reason (raftHold, a write error) is left alone.
+// gone is since when the group's leader's node has had no route from this
+// node (groupElection.gone; zero: it had one at the last check): as for case
+// (b), only answers that came after the route closed count. It reports
+// whether the pre-vote holds the group now.
+func (w *electionWatch) preVoteHold(now time.Time, name string, rn natsserver.RaftNode, routed map[string]bool, probes probeView, gone time.Time) bool {
+	self, leader := rn.ID(), rn.GroupLeader()
+	since := time.Time{}
+	if !routed[leader] {
+		since = gone
+		if since.IsZero() {
+			since = now // the route closed since the last check
+		}
+	}
+	hold := rn.State() == natsserver.Follower && leader != "" && leader != self && !probes.cutOff && probes.running &&
+		(!routed[leader] || now.Sub(probes.heard[leader]) >= doubtAfter) &&
+		probes.heardElsewhere(now, self, leader, rn.Peers(), since) &&
+		leaderUnheard(rn, leader, now)
+	switch {
+	case hold && !w.held[name] && !rn.IsObserver():
+		rn.SetObserver(true)
+		w.held[name] = true
+		w.put++
+	case !hold && w.held[name]:
+		delete(w.held, name)
+		rn.SetObserver(false)
+		w.released++
+	}
+	return w.held[name]
+}
+
+// releaseAll takes every group the pre-vote holds out of observer mode.
+func (w *electionWatch) releaseAll() {
+	for name := range w.held {
+		delete(w.held, name)
+		if rn := lookupRaftNode(w.ns, name); rn != nil {
+			rn.SetObserver(false)
+			w.released++
+		}
+	}
+}
+
+// holds returns how many groups the pre-vote held and let go since the last
+// call.
+func (w *electionWatch) holds() (put, released int) {
+	put, released = w.put, w.released
+	w.put, w.released = 0, 0
+	return put, released
 }
 
 // formerLed reports whether a group this node led lately (within
@@ -418,10 +550,12 @@ func routedServers(ns *natsserver.Server) map[string]bool {
 // now, makes it campaign when it has no live leader and this node is a fit
 // candidate, and reports whether it did. woke is when the node last woke from a
 // pause (zero: never); handingOff, whether a hand-off the node asked for may
-// still be electing its successor.
-func (g *groupElection) observe(now time.Time, name string, rn natsserver.RaftNode, routed map[string]bool, probes probeView, woke time.Time, handingOff bool) (earlyCampaign, bool) {
+// still be electing its successor; held, whether the pre-vote holds the group
+// in observer mode (preVoteHold): it is watched as any other group, and the
+// pre-vote keeps it from campaigning.
+func (g *groupElection) observe(now time.Time, name string, rn natsserver.RaftNode, routed map[string]bool, probes probeView, woke time.Time, handingOff, held bool) (earlyCampaign, bool) {
 	state := rn.State()
-	if state == natsserver.Closed || rn.IsObserver() {
+	if state == natsserver.Closed || rn.IsObserver() && !held {
 		*g = groupElection{}
 		return earlyCampaign{}, false
 	}
@@ -466,6 +600,13 @@ func (g *groupElection) observe(now time.Time, name string, rn natsserver.RaftNo
 		g.leaderless, g.gone = time.Time{}, time.Time{}
 	default:
 		g.leaderless, g.gone = time.Time{}, time.Time{}
+		return earlyCampaign{}, false
+	}
+	// The pre-vote: a leader that another peer still hears is alive, and
+	// only the way to it is cut (b), or only its answers to this node are
+	// late (c). For (b), only answers that came after the route closed
+	// count: a killed leader's routes close on every node at once.
+	if leader != "" && leader != self && probes.heardElsewhere(now, self, leader, peers, g.gone) {
 		return earlyCampaign{}, false
 	}
 	// A leader that stepped down (for a peer's higher term: a node woke from
@@ -571,9 +712,16 @@ func (n *Node) watchElections(ctx context.Context, probes *isolationWatch) {
 	w.handingOff = func() time.Time { return time.Unix(0, n.handingOff.Load()) }
 	// A watch that stopped (the node stops) checks no more: that is no pause.
 	defer n.electionChecked.Store(0)
+	defer w.releaseAll()
 	everyTick(ctx, ledCheckEvery, func() bool {
 		now := time.Now()
 		campaigns := w.check(now, n.isolated.Load())
+		switch put, released := w.holds(); {
+		case put > 0:
+			n.log.Info("raft groups held from campaigning: their leaders' nodes do not answer this one but answer a peer", "groups", put, "released", released)
+		case released > 0:
+			n.log.Info("raft groups free to campaign again: the pre-vote no longer holds them", "groups", released)
+		}
 		if !w.woke.IsZero() {
 			n.woke.Store(w.woke.UnixNano())
 		}

@@ -33,8 +33,11 @@ type Admin struct {
 	stable  *stableOffsets         // partitions' last stable offsets, for describe
 	sync    time.Duration          // the node's sync interval (0: every append), for node info
 	kafka   atomic.Pointer[string] // the Kafka listener's advertised host:port, for node info
-	repairs repairCounts           // the repairs this node ran, by result
-	scrubs  scrubCounts            // what this node's scrub read and found
+	// reaches says which other nodes this one reaches, for node info
+	// (semantics.BrokerInfo.Reaches); nil: none.
+	reaches func() map[string]int64
+	repairs repairCounts // the repairs this node ran, by result
+	scrubs  scrubCounts  // what this node's scrub read and found
 	// repairing are the partition streams a repair runs on in this node now.
 	repairing sync.Map
 }
