@@ -383,7 +383,7 @@ func (c *Client) readTopic(ctx context.Context, name string) (semantics.TopicMet
 	}
 	e, err := c.getTopicRecord(ctx, name)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return semantics.TopicMeta{}, semantics.Errorf(semantics.ErrUnknownTopic, "topic %q does not exist: create it with 'qxd topic create %s'", name, name)
+		return c.topicFromNode(ctx, name)
 	}
 	if err != nil {
 		return semantics.TopicMeta{}, fmt.Errorf("read topic %q: %w", name, wrapNATSError(err))
@@ -393,6 +393,32 @@ func (c *Client) readTopic(ctx context.Context, name string) (semantics.TopicMet
 		return t, fmt.Errorf("topic %q: corrupt record: %w", name, err)
 	}
 	t.Revision = e.Revision()
+	if t.State != semantics.TopicReady {
+		return t, semantics.Errorf(semantics.ErrTopicNotReady, "topic %q is %s: retry the create or delete to finish it", name, t.State)
+	}
+	return t, nil
+}
+
+// topicFromNode reads a topic's record through a node (the describe API), which
+// reads it from the topics bucket's leader, after a replica's copy said the topic
+// does not exist: a replica behind the leader says so of a topic just created,
+// and a producer or consumer started right after the create failed with
+// ErrUnknownTopic. A direct get stays the lookup's first read: it needs no node
+// service and is right but for such a moment.
+func (c *Client) topicFromNode(ctx context.Context, name string) (semantics.TopicMeta, error) {
+	var resp semantics.DescribeTopicResponse
+	if err := c.query(ctx, topicAPISubject(semantics.APITopicDescribe, name), semantics.TopicRequest{Name: name}, &resp); err != nil {
+		return semantics.TopicMeta{}, fmt.Errorf("read topic %q: %w", name, err)
+	}
+	if err := resp.Error.Err(); errors.Is(err, semantics.ErrUnknownTopic) {
+		return semantics.TopicMeta{}, semantics.Errorf(semantics.ErrUnknownTopic, "topic %q does not exist: create it with 'qxd topic create %s'", name, name)
+	} else if err != nil {
+		return semantics.TopicMeta{}, fmt.Errorf("read topic %q: %w", name, err)
+	}
+	if resp.Topic == nil {
+		return semantics.TopicMeta{}, semantics.Errorf(semantics.ErrInvalidRequest, "read topic %q: a describe answered without the topic", name)
+	}
+	t := *resp.Topic
 	if t.State != semantics.TopicReady {
 		return t, semantics.Errorf(semantics.ErrTopicNotReady, "topic %q is %s: retry the create or delete to finish it", name, t.State)
 	}

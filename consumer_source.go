@@ -130,7 +130,15 @@ func (sr startResolver) resolve(ctx context.Context, pc *partSource, o Offset) (
 		}
 	case offsetAt:
 		want = o.at
-		if want < offs.LogStart || want > offs.HighWatermark {
+		// A high watermark read from a replica (the stream between leaders, or
+		// its leader's last batch not given) may be behind the leader's: an
+		// offset past it, one a group committed, is the leader's to judge, and
+		// the read starts there (after the last batch seen, skipping records
+		// before want) rather than at the reset policy's start.
+		if want > offs.HighWatermark && offs.Behind {
+			sr.c.log.Debug("start offset past a high watermark read from a replica: reading from it", "topic", pc.tp.Topic, "partition", pc.tp.Partition, "offset", want)
+		}
+		if want < offs.LogStart || want > offs.HighWatermark && !offs.Behind {
 			switch sr.reset {
 			case ResetEarliest:
 				want = offs.LogStart

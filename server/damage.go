@@ -36,11 +36,11 @@ const maxDamageEntries = 64
 // write behind for a moment, and then a describe right after a verify showed no
 // damage the verify had just recorded, and updateDamage's compare-and-set went
 // round on a stale revision. When the leader does not answer within
-// damageLeaderWait (the bucket between leaders), a replica's copy is read.
+// leaderReadWait (the bucket between leaders), a replica's copy is read.
 func (m *metadata) getDamage(ctx context.Context, topicID string, p int32) (semantics.DamageRecord, uint64, error) {
 	var rec semantics.DamageRecord
 	key := semantics.DamageKey(topicID, p)
-	v, rev, err := kvscan.GetFresh(ctx, m.nc, m.parts, key, damageLeaderWait)
+	v, rev, err := kvscan.GetFresh(ctx, m.nc, m.parts, key, leaderReadWait)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return rec, 0, nil
 	}
@@ -52,9 +52,6 @@ func (m *metadata) getDamage(ctx context.Context, topicID string, p int32) (sema
 	}
 	return rec, rev, nil
 }
-
-// damageLeaderWait bounds getDamage's wait for the partitions bucket's leader.
-const damageLeaderWait = time.Second
 
 // updateDamage changes partition p's damage record with change, by
 // compare-and-set, retried when another node changed it meanwhile, and sent

@@ -162,6 +162,10 @@ func TestDirectReadsPastAPausedReplica(t *testing.T) {
 	type kind struct {
 		name string
 		read func(ctx context.Context, i int) error
+		// fromLeader: the read goes to the bucket's leader first
+		// (kvscan.GetFresh), so it meets the paused replica only when that node
+		// leads the bucket; it must still answer within the bounds.
+		fromLeader bool
 	}
 	// check compares a partition read's answer with the leader's bytes.
 	check := func(seq uint64, m partition.Msg, err error) error {
@@ -175,29 +179,29 @@ func TestDirectReadsPastAPausedReplica(t *testing.T) {
 		{"GetAt", func(ctx context.Context, i int) error {
 			m, err := leader.GetAt(ctx, seqOf(i)) // a direct get first
 			return check(seqOf(i), m, err)
-		}},
+		}, false},
 		{"direct Get", func(ctx context.Context, i int) error {
 			m, err := direct.Get(ctx, seqOf(i))
 			return check(seqOf(i), m, err)
-		}},
+		}, false},
 		{"Kafka fetch read", func(ctx context.Context, i int) error {
 			res, err := nodes[0].KafkaRead(ctx, topic, 0, 0, 1<<20)
 			if got := kafkaRecords(res); err == nil && got != records {
 				return fmt.Errorf("a fetch from offset 0 returned %d records, want %d", got, records)
 			}
 			return err
-		}},
+		}, false},
 		{"SDK topic lookup", func(ctx context.Context, i int) error {
 			got, err := admin.Topic(ctx, topic)
 			if err == nil && (got.ID != wantTopic.ID || got.Revision != wantTopic.Revision) {
 				return fmt.Errorf("topic %s revision %d, want %s revision %d", got.ID, got.Revision, wantTopic.ID, wantTopic.Revision)
 			}
 			return err
-		}},
+		}, false},
 		{"node's checkpoint read", func(ctx context.Context, i int) error {
 			_, err := nodes[0].Admin().CheckpointRecord(ctx, wantTopic.ID, 0)
 			return err
-		}},
+		}, true},
 	}
 	// Each kind reads on its own goroutine, one read after another, so that every
 	// kind meets the paused replica in the window.
@@ -217,7 +221,7 @@ func TestDirectReadsPastAPausedReplica(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			tl := &tallies[k]
-			for ; time.Since(paused) < window || tl.slow == 0 && time.Since(paused) < extended; tl.reads++ {
+			for ; time.Since(paused) < window || tl.slow == 0 && !kd.fromLeader && time.Since(paused) < extended; tl.reads++ {
 				start := time.Now()
 				rctx, cancel := context.WithTimeout(ctx, readTimeout)
 				err := kd.read(rctx, tl.reads)
@@ -256,7 +260,7 @@ func TestDirectReadsPastAPausedReplica(t *testing.T) {
 			t.Errorf("%s: %s", kinds[k].name, tl.failed)
 			continue
 		}
-		if tl.slow == 0 {
+		if tl.slow == 0 && !kinds[k].fromLeader {
 			t.Errorf("%s: no read met the paused replica in %d reads", kinds[k].name, tl.reads)
 		}
 		reads, slow, took = reads+tl.reads, slow+tl.slow, took+tl.took

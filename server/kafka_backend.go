@@ -421,7 +421,9 @@ func (b *kafkaBackend) EpochEnd(ctx context.Context, topic string, p int32, epoc
 	return got, end, nil
 }
 
-// topicMeta returns the record of a ready topic, as the writers know it if they do.
+// topicMeta returns the record of a ready topic, as the writers know it if they do,
+// else as a replica of the topics bucket holds it (getTopicQuick: it runs on every
+// fetch of a topic this node leads no partition of; a refusal is the leader's).
 func (b *kafkaBackend) topicMeta(ctx context.Context, name string) (semantics.TopicMeta, error) {
 	if err := semantics.ValidateTopicName(name); err != nil {
 		return semantics.TopicMeta{}, err
@@ -434,7 +436,7 @@ func (b *kafkaBackend) topicMeta(ctx context.Context, name string) (semantics.To
 			return t, nil
 		}
 	}
-	t, err := b.n.admin.meta.getTopic(ctx, name)
+	t, err := b.n.admin.meta.getTopicQuick(ctx, name)
 	if err != nil {
 		return t, err
 	}
@@ -448,6 +450,13 @@ func (b *kafkaBackend) partition(ctx context.Context, topic string, p int32) (se
 	t, err := b.topicMeta(ctx, topic)
 	if err != nil {
 		return t, err
+	}
+	if p >= t.Config.Partitions {
+		// The record read (the writers' copy, or a replica's) may be from before
+		// partitions were added: the leader's has the last word.
+		if t, err = b.n.admin.meta.getTopic(ctx, topic); err != nil {
+			return t, err
+		}
 	}
 	if p < 0 || p >= t.Config.Partitions {
 		return t, semantics.Errorf(semantics.ErrUnknownTopic, "topic %q has no partition %d (it has %d)", topic, p, t.Config.Partitions)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -20,6 +21,11 @@ type metadata struct {
 	parts  jetstream.KeyValue
 	nc     *nats.Conn // for reads from a bucket's leader (kvscan.GetFresh)
 }
+
+// leaderReadWait bounds a read's wait for a metadata bucket's leader
+// (kvscan.GetFresh); past it, with the bucket between leaders, a replica's copy
+// is read.
+const leaderReadWait = time.Second
 
 func openMetadata(ctx context.Context, js jetstream.JetStream, replicas int) (*metadata, error) {
 	open := func(bucket, desc string) (jetstream.KeyValue, error) {
@@ -39,16 +45,49 @@ func openMetadata(ctx context.Context, js jetstream.JetStream, replicas int) (*m
 	return &metadata{topics: topics, parts: parts, nc: js.Conn()}, nil
 }
 
-// getTopic returns the topic record, or an ErrUnknownTopic error naming it.
+// getTopic returns the topic record as the topics bucket's leader holds it, or an
+// ErrUnknownTopic error naming it. A replica's copy (a direct get) can be behind
+// the leader's: a topic just created read as unknown or still being created, one
+// just altered with its old configuration, and a create, delete, alter or
+// partition add that read it refused a valid request or failed its
+// compare-and-set. When the leader does not answer within leaderReadWait (the
+// bucket between leaders), a replica's copy is read.
 func (m *metadata) getTopic(ctx context.Context, name string) (semantics.TopicMeta, error) {
+	v, rev, err := kvscan.GetFresh(ctx, m.nc, m.topics, semantics.TopicKey(name), leaderReadWait)
+	return topicRead(name, v, rev, err)
+}
+
+// getTopicQuick returns the topic record as any replica of the topics bucket
+// holds it (a direct get), for reads made on every request (a Kafka fetch on a
+// node that leads none of the topic's partitions): a ready record is returned as
+// it is; an answer that would refuse the request (unknown, not ready, an error)
+// is asked of the leader again (getTopic), so a replica behind never refuses a
+// topic just created. A partition past a ready record's count is the caller's
+// to confirm with getTopic.
+func (m *metadata) getTopicQuick(ctx context.Context, name string) (semantics.TopicMeta, error) {
 	e, err := kvscan.Get(ctx, m.topics, semantics.TopicKey(name))
+	if err == nil {
+		if t, derr := topicRead(name, e.Value(), e.Revision(), nil); derr == nil && t.State == semantics.TopicReady {
+			return t, nil
+		}
+	}
+	return m.getTopic(ctx, name)
+}
+
+// topicRead decodes what a read of topic name's record gave.
+func topicRead(name string, v []byte, rev uint64, err error) (semantics.TopicMeta, error) {
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return semantics.TopicMeta{}, semantics.Errorf(semantics.ErrUnknownTopic, "topic %q does not exist: list topics with 'qxd topic list'", name)
 	}
 	if err != nil {
 		return semantics.TopicMeta{}, semantics.Errorf(semantics.ErrUnavailable, "read topic %q: %v; retry", name, err)
 	}
-	return decodeTopic(e)
+	var t semantics.TopicMeta
+	if err := json.Unmarshal(v, &t); err != nil {
+		return t, fmt.Errorf("topic record %q is corrupt: %w", semantics.TopicKey(name), err)
+	}
+	t.Revision = rev
+	return t, nil
 }
 
 func decodeTopic(e jetstream.KeyValueEntry) (semantics.TopicMeta, error) {
@@ -72,17 +111,25 @@ func (m *metadata) putTopic(ctx context.Context, t semantics.TopicMeta) (uint64,
 	return m.topics.Update(ctx, semantics.TopicKey(t.Name), b, t.Revision)
 }
 
+// getCheckpoint returns partition p's checkpoint as the partitions bucket's
+// leader holds it (empty when none). A replica's copy can be an older
+// checkpoint: a writer loading from it, with every batch aged out, would hand
+// out offsets already given, and a read of the offsets would put the high
+// watermark behind the last offset (a consumer there sent to its reset policy).
+// When the leader does not answer within leaderReadWait, a replica's copy is
+// read.
 func (m *metadata) getCheckpoint(ctx context.Context, topicID string, p int32) (semantics.Checkpoint, error) {
 	var c semantics.Checkpoint
-	e, err := kvscan.Get(ctx, m.parts, semantics.CheckpointKey(topicID, p))
+	key := semantics.CheckpointKey(topicID, p)
+	v, _, err := kvscan.GetFresh(ctx, m.nc, m.parts, key, leaderReadWait)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return c, nil
 	}
 	if err != nil {
 		return c, err
 	}
-	if err := json.Unmarshal(e.Value(), &c); err != nil {
-		return c, fmt.Errorf("checkpoint %s is corrupt: %w", e.Key(), err)
+	if err := json.Unmarshal(v, &c); err != nil {
+		return c, fmt.Errorf("checkpoint %s is corrupt: %w", key, err)
 	}
 	return c, nil
 }

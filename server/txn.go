@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/qxd-io/qxd/offsets"
@@ -18,6 +19,7 @@ import (
 // the transactions bucket. A node taking over loads them and finishes the ends
 // they record as decided.
 type txnService struct {
+	nc      *nats.Conn // for reads from the bucket's leader
 	kv      jetstream.KeyValue
 	markers markerWriter
 	offsets txnOffsetStore
@@ -36,7 +38,7 @@ func newTxnService(ctx context.Context, log *slog.Logger, js jetstream.JetStream
 	if err != nil {
 		return nil, err
 	}
-	s := &txnService{kv: kv, markers: markers, offsets: offs, topics: topics, groups: gs}
+	s := &txnService{nc: js.Conn(), kv: kv, markers: markers, offsets: offs, topics: topics, groups: gs}
 	s.role = leaderRole[txnCoordinator]{log: log, leads: leads, stream: semantics.KVStream(semantics.GroupsBucket),
 		logs: roleLogs{
 			started: "transaction coordinator started",
@@ -44,7 +46,7 @@ func newTxnService(ctx context.Context, log *slog.Logger, js jetstream.JetStream
 			moved:   "transaction coordinator moved to another node",
 		},
 		start: func(ctx context.Context) (*txnCoordinator, error) {
-			c := newTxnCoordinator(log, s.kv, s.markers, s.offsets, s.topics, s.groups)
+			c := newTxnCoordinator(log, s.nc, s.kv, s.markers, s.offsets, s.topics, s.groups)
 			if err := c.load(ctx); err != nil {
 				return nil, err
 			}

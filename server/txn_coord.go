@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/qxd-io/qxd/groups"
@@ -138,6 +139,7 @@ type txnGroups interface {
 // runs on one node at a time (txnService).
 type txnCoordinator struct {
 	log     *slog.Logger
+	nc      *nats.Conn // for reads from the bucket's leader (kvscan.GetFresh)
 	kv      jetstream.KeyValue
 	markers markerWriter
 	offsets txnOffsetStore
@@ -160,8 +162,8 @@ const txnCheckEvery = 250 * time.Millisecond
 // markerRetry bounds the wait between attempts to write a marker.
 const markerRetry = 200 * time.Millisecond
 
-func newTxnCoordinator(log *slog.Logger, kv jetstream.KeyValue, markers markerWriter, offs txnOffsetStore, topics topicStore, gs txnGroups) *txnCoordinator {
-	return &txnCoordinator{log: log, kv: kv, markers: markers, offsets: offs, topics: topics, groups: gs,
+func newTxnCoordinator(log *slog.Logger, nc *nats.Conn, kv jetstream.KeyValue, markers markerWriter, offs txnOffsetStore, topics topicStore, gs txnGroups) *txnCoordinator {
+	return &txnCoordinator{log: log, nc: nc, kv: kv, markers: markers, offsets: offs, topics: topics, groups: gs,
 		epoch: int32(time.Now().Unix() & math.MaxInt32), txns: map[string]*txnEntry{}, done: make(chan struct{})}
 }
 
@@ -314,14 +316,17 @@ func (c *txnCoordinator) saveLocked(ctx context.Context, e *txnEntry) error {
 	}
 	defer e.publishLocked()
 	// What is stored is the truth: read it again, so the change not stored is
-	// forgotten (or, if that read fails too, the next request reads it).
+	// forgotten (or, if that read fails too, the next request reads it). It is
+	// read from the bucket's leader: a replica behind it holds an older record,
+	// and the entry went back to a state before the transaction's last
+	// transition, its next store failing again on that record's revision.
 	id := e.rec.ID
 	rctx, cancel := context.WithTimeout(ctx, txnStoreAttempt)
 	defer cancel()
-	if got, gerr := kvscan.Get(rctx, c.kv, key); gerr == nil {
+	if v, rev, gerr := kvscan.GetFresh(rctx, c.nc, c.kv, key, leaderReadWait); gerr == nil {
 		var rec txnRecord
-		if json.Unmarshal(got.Value(), &rec) == nil {
-			e.rec, e.rev = rec, got.Revision()
+		if json.Unmarshal(v, &rec) == nil {
+			e.rec, e.rev = rec, rev
 		}
 	} else if errors.Is(gerr, jetstream.ErrKeyNotFound) {
 		e.rec, e.rev = txnRecord{ID: id}, 0
@@ -347,12 +352,12 @@ func (c *txnCoordinator) reread(id string) {
 		defer c.wg.Done()
 		for {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			got, err := kvscan.Get(ctx, c.kv, semantics.TxnKey(id))
+			v, rev, err := kvscan.GetFresh(ctx, c.nc, c.kv, semantics.TxnKey(id), leaderReadWait)
 			cancel()
 			if err == nil || errors.Is(err, jetstream.ErrKeyNotFound) {
 				e := &txnEntry{rec: txnRecord{ID: id}}
-				if err == nil && json.Unmarshal(got.Value(), &e.rec) == nil {
-					e.rev = got.Revision()
+				if err == nil && json.Unmarshal(v, &e.rec) == nil {
+					e.rev = rev
 				}
 				e.publishLocked() // not shared yet
 				c.mu.Lock()

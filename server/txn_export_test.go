@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"sync"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/qxd-io/qxd/semantics"
@@ -73,8 +74,9 @@ func (t *Transactions) HoldTxn(id string) (release func(), err error) {
 // bucket of their own.
 type TxnCoordinator = txnCoordinator
 
-// NewTxnCoordinator is a transaction coordinator storing transactions in kv,
-// without markers, offsets or groups: enough for InitProducerID.
-func NewTxnCoordinator(kv jetstream.KeyValue) *TxnCoordinator {
-	return newTxnCoordinator(slog.New(slog.DiscardHandler), kv, nil, nil, nil, nil)
+// NewTxnCoordinator is a transaction coordinator storing transactions in kv
+// (reading it from its leader through nc), without markers, offsets or groups:
+// enough for InitProducerID.
+func NewTxnCoordinator(nc *nats.Conn, kv jetstream.KeyValue) *TxnCoordinator {
+	return newTxnCoordinator(slog.New(slog.DiscardHandler), nc, kv, nil, nil, nil, nil)
 }

@@ -58,7 +58,7 @@ func TestTxnStoreAcrossLeaderChange(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := server.NewTxnCoordinator(kv)
+	c := server.NewTxnCoordinator(nc, kv)
 	const bound = 15 * time.Second // a write's attempt (5 s) and the read after it, with room
 	initPID := func() (time.Duration, error) {
 		rctx, cancel := context.WithTimeout(ctx, 25*time.Second)

@@ -365,6 +365,13 @@ type Offsets struct {
 	FirstBatchSeq uint64
 	LastBatchSeq  uint64
 	LastBatchBase int64
+	// Behind says the high watermark may be below the leader's: the state was
+	// answered for a replicated stream without a leader (JetStream then lets a
+	// replica answer with its own state, which may be behind: nats-server v2.15.2
+	// jetstream_api.go jsStreamInfoRequest, isGroupLeaderless), or the last batch
+	// read is not the state's last and the leader did not give it. An offset past
+	// such a high watermark is not known to be out of range.
+	Behind bool
 }
 
 // ReadOffsets reads the partition's log start and high watermark. When every batch
@@ -402,7 +409,9 @@ func (r *Reader) readOffsets(ctx context.Context, checkpoint func(context.Contex
 	if err != nil {
 		return Offsets{}, err
 	}
-	o := Offsets{StreamState: st}
+	// A replicated stream's state says who leads it (Replicas lists the leader
+	// and its followers); one without a leader was answered by a replica.
+	o := Offsets{StreamState: st, Behind: len(st.Replicas) > 0 && st.Leader == ""}
 	var next int64
 	fromCheckpoint := func() error {
 		if checkpoint == nil {
@@ -444,11 +453,15 @@ func (r *Reader) readOffsets(ctx context.Context, checkpoint func(context.Contex
 		// leader stored and a group committed, would send a consumer starting at
 		// such an offset back to the reset policy's start. Ask the leader too.
 		if r.Direct {
-			if lm, err := r.leaderGet(ctx, msgGetRequest{LastFor: r.filter}); err == nil && lm.Seq > lastMsg.Seq {
+			lm, err := r.leaderGet(ctx, msgGetRequest{LastFor: r.filter})
+			if err == nil && lm.Seq > lastMsg.Seq {
 				if h, err := semantics.PeekBatchHeader(lm.Data); err == nil {
 					lastMsg, last = lm, h
 				}
 			}
+			// Without the leader's last batch, the replica's and the checkpoint
+			// (a replica's copy too) may both be behind.
+			o.Behind = o.Behind || err != nil
 		}
 		if err := fromCheckpoint(); err != nil {
 			return Offsets{}, err

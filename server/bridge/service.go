@@ -260,15 +260,26 @@ func (s *service) get(ctx context.Context, name string) (semantics.Bridge, error
 	if err := semantics.ValidateBridgeName(name); err != nil {
 		return semantics.Bridge{}, err
 	}
-	e, err := kvscan.Get(ctx, s.kv, name)
+	// From the bucket's leader: a replica behind it says a bridge just created
+	// does not exist, to a describe or a delete. Past leaderWait (the bucket
+	// between leaders), a replica's copy.
+	v, rev, err := kvscan.GetFresh(ctx, s.h.Conn(), s.kv, name, leaderWait)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return semantics.Bridge{}, semantics.Errorf(semantics.ErrInvalidRequest, "bridge %q does not exist: list bridges with 'qxd bridge list'", name)
 	}
 	if err != nil {
 		return semantics.Bridge{}, semantics.Errorf(semantics.ErrUnavailable, "read bridge %q: %v; retry", name, err)
 	}
-	return decodeBridge(e)
+	var b semantics.Bridge
+	if err := json.Unmarshal(v, &b); err != nil {
+		return b, fmt.Errorf("bridge definition %q is corrupt: %w", name, err)
+	}
+	b.Revision = rev
+	return b, nil
 }
+
+// leaderWait bounds get's wait for the bridges bucket's leader.
+const leaderWait = time.Second
 
 func (s *service) list(ctx context.Context) ([]semantics.Bridge, error) {
 	var bs []semantics.Bridge
