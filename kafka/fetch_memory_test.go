@@ -44,11 +44,17 @@ func TestFetchReusesStoreReadBuffers(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// Under load a ProduceSync can still leave in two batches (its linger passes
+	// while the records are added): at least one batch per call is stored.
 	stored, err := n.Fetcher().Fetch(ctx, serverFetch("reused"))
-	if err != nil || len(stored.Batches) != batches {
-		t.Fatalf("%d batches stored (%v), want %d", len(stored.Batches), err, batches)
+	if err != nil || len(stored.Batches) < batches {
+		t.Fatalf("%d batches stored (%v), want at least %d", len(stored.Batches), err, batches)
 	}
 	want := bytes.Join(stored.Batches, nil)
+	largest := 0
+	for _, b := range stored.Batches {
+		largest = max(largest, len(b))
+	}
 
 	nc, err := net.Dial("tcp", n.KafkaAddr())
 	if err != nil {
@@ -65,7 +71,7 @@ func TestFetchReusesStoreReadBuffers(t *testing.T) {
 			// The first fetches fill the pool.
 			runtime.ReadMemStats(&before)
 		}
-		rec := fetchPlain(t, nc, buf, int32(fetches), "reused", offset, 4*len(stored.Batches[0])+len(stored.Batches[0])/2)
+		rec := fetchPlain(t, nc, buf, int32(fetches), "reused", offset, 4*largest+largest/2)
 		if len(rec) == 0 {
 			t.Fatalf("fetch %d from offset %d answered no batches", fetches, offset)
 		}

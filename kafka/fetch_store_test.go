@@ -20,22 +20,29 @@ import (
 // nodeOfBroker returns the node whose Kafka broker id is id.
 func nodeOfBroker(t *testing.T, ctx context.Context, nodes []*server.Node, id int32) *server.Node {
 	t.Helper()
-	md, err := kadm.NewClient(kafkaClient(t, nodes[0])).BrokerMetadata(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, b := range md.Brokers {
-		if b.NodeID != id {
-			continue
+	// nodes[0] names a broker once it knows its address; one it has not learnt
+	// yet is asked for it, and on a loaded machine the answer can come after the
+	// Metadata answer has gone without it: ask again.
+	adm := kadm.NewClient(kafkaClient(t, nodes[0]))
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		md, err := adm.BrokerMetadata(ctx)
+		if err != nil {
+			t.Fatal(err)
 		}
-		for _, n := range nodes {
-			if n.KafkaAddr() == fmt.Sprintf("%s:%d", b.Host, b.Port) {
-				return n
+		for _, b := range md.Brokers {
+			if b.NodeID != id {
+				continue
+			}
+			for _, n := range nodes {
+				if n.KafkaAddr() == fmt.Sprintf("%s:%d", b.Host, b.Port) {
+					return n
+				}
 			}
 		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no node is Kafka broker %d (brokers %v)", id, md.Brokers)
+		}
 	}
-	t.Fatalf("no node is Kafka broker %d", id)
-	return nil
 }
 
 // fetchFrom sends broker n one Fetch of partition 0 of topic from offset, and
