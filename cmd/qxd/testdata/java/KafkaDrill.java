@@ -1,0 +1,160 @@
+// The Java side of TestKafkaJavaFaultDrill (cmd/qxd/kafka_drill_java_test.go),
+// kafka-clients 3.3.1; the same lines as testdata/kafka_drill.py prints.
+//
+//     KafkaDrill produce SEEDS TOPIC KEYS [NAME=VALUE ...]
+//     KafkaDrill consume SEEDS TOPIC GROUP [NAME=VALUE ...]
+//
+// NAME=VALUE pairs are client settings added to (or overriding) the ones below.
+//
+// produce: an idempotent producer (enable.idempotence, acks=all, linger.ms 0)
+// sends KEYS keys, one record of a key at a time: the key's next record goes out
+// 5 ms after the previous one's acknowledgement. Values are "<key>/<sequence>".
+// One line per record handed to the client, and one per acknowledgement:
+//
+//     sent <value> <send ns>
+//     ack <value> <partition> <offset> <send ns> <report ns> <error or ->
+//
+// (times in nanoseconds since the epoch). SIGTERM stops it: it sends nothing
+// more, waits for the acknowledgements of what is in flight and prints "done".
+//
+// consume: a member of group GROUP subscribed to TOPIC (auto commit). One line
+// per record read:
+//
+//     rec <value> <partition> <offset>
+//
+// SIGTERM makes it leave the group, print "done" and exit.
+//
+// Either prints "log <text>" lines and "fatal <text>" before it exits on an
+// exception it cannot go on from.
+
+import java.time.Duration;
+import java.time.Instant;
+import java.util.List;
+import java.util.Properties;
+import java.util.concurrent.atomic.AtomicBoolean;
+import java.util.concurrent.atomic.AtomicLongArray;
+
+import org.apache.kafka.clients.consumer.ConsumerRecord;
+import org.apache.kafka.clients.consumer.KafkaConsumer;
+import org.apache.kafka.clients.producer.KafkaProducer;
+import org.apache.kafka.clients.producer.ProducerRecord;
+import org.apache.kafka.common.errors.WakeupException;
+import org.apache.kafka.common.serialization.StringDeserializer;
+import org.apache.kafka.common.serialization.StringSerializer;
+import org.apache.kafka.common.utils.AppInfoParser;
+
+public class KafkaDrill {
+    static final AtomicBoolean stop = new AtomicBoolean();
+
+    static synchronized void say(String line) {
+        System.out.println(line);
+        System.out.flush();
+    }
+
+    static long nowNanos() {
+        Instant i = Instant.now();
+        return i.getEpochSecond() * 1_000_000_000L + i.getNano();
+    }
+
+    public static void main(String[] args) throws Exception {
+        String mode = args[0], seeds = args[1], topic = args[2], arg = args[3];
+        Properties extra = new Properties();
+        for (int i = 4; i < args.length; i++) {
+            String[] kv = args[i].split("=", 2);
+            extra.setProperty(kv[0], kv.length > 1 ? kv[1] : "");
+        }
+        Thread main = Thread.currentThread();
+        try {
+            if (mode.equals("produce")) {
+                produce(seeds, topic, Integer.parseInt(arg), extra, main);
+            } else {
+                consume(seeds, topic, arg, extra, main);
+            }
+        } catch (Exception e) {
+            say("fatal " + e.toString().replace('\n', ' '));
+            System.exit(1);
+        }
+    }
+
+    static void produce(String seeds, String topic, int keys, Properties extra, Thread main) throws Exception {
+        Properties p = new Properties();
+        p.setProperty("bootstrap.servers", seeds);
+        p.setProperty("enable.idempotence", "true");
+        p.setProperty("acks", "all");
+        p.setProperty("linger.ms", "0");
+        p.setProperty("delivery.timeout.ms", "120000");
+        p.setProperty("client.id", "kafka-drill-java-producer");
+        p.putAll(extra);
+        say("log kafka-clients " + AppInfoParser.getVersion() + " " + p);
+        KafkaProducer<String, String> prod = new KafkaProducer<>(p, new StringSerializer(), new StringSerializer());
+        Runtime.getRuntime().addShutdownHook(new Thread(() -> {
+            stop.set(true);
+            try {
+                main.join(150_000);
+            } catch (InterruptedException e) {
+            }
+        }));
+        long[] seq = new long[keys];
+        AtomicBoolean[] busy = new AtomicBoolean[keys];
+        AtomicLongArray due = new AtomicLongArray(keys); // System.nanoTime when the key's next record may go out
+        for (int k = 0; k < keys; k++) {
+            busy[k] = new AtomicBoolean();
+        }
+        while (!stop.get()) {
+            long now = System.nanoTime();
+            for (int k = 0; k < keys && !stop.get(); k++) {
+                if (busy[k].get() || now < due.get(k)) {
+                    continue;
+                }
+                String key = String.format("key-%02d", k);
+                String value = String.format("%s/%09d", key, seq[k]);
+                long sent = nowNanos();
+                int kk = k;
+                busy[k].set(true);
+                say("sent " + value + " " + sent);
+                prod.send(new ProducerRecord<>(topic, key, value), (md, err) -> {
+                    long at = nowNanos();
+                    say("ack " + value + " " + (md == null ? -1 : md.partition()) + " " + (md == null ? -1 : md.offset()) + " " + sent + " " + at + " "
+                            + (err == null ? "-" : err.toString().replace(' ', '_')));
+                    due.set(kk, System.nanoTime() + 5_000_000L);
+                    busy[kk].set(false);
+                });
+                seq[k]++;
+            }
+            Thread.sleep(1);
+        }
+        prod.flush();
+        prod.close(Duration.ofSeconds(30));
+        say("done");
+    }
+
+    static void consume(String seeds, String topic, String group, Properties extra, Thread main) throws Exception {
+        Properties p = new Properties();
+        p.setProperty("bootstrap.servers", seeds);
+        p.setProperty("group.id", group);
+        p.setProperty("auto.offset.reset", "earliest");
+        p.setProperty("client.id", "kafka-drill-java-member");
+        p.putAll(extra);
+        KafkaConsumer<String, String> c = new KafkaConsumer<>(p, new StringDeserializer(), new StringDeserializer());
+        Runtime.getRuntime().addShutdownHook(new Thread(() -> {
+            stop.set(true);
+            c.wakeup();
+            try {
+                main.join(60_000);
+            } catch (InterruptedException e) {
+            }
+        }));
+        c.subscribe(List.of(topic));
+        try {
+            while (!stop.get()) {
+                for (ConsumerRecord<String, String> r : c.poll(Duration.ofMillis(200))) {
+                    say("rec " + r.value() + " " + r.partition() + " " + r.offset());
+                }
+            }
+        } catch (WakeupException e) {
+            // SIGTERM
+        }
+        c.close(Duration.ofSeconds(30));
+        say("done");
+    }
+}
