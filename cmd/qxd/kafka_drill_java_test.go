@@ -35,8 +35,23 @@ func TestKafkaJavaFaultDrill(t *testing.T) {
 	}
 	conf = append(conf, strings.Fields(os.Getenv("QXD_JAVA_CONF"))...)
 	t.Logf("Java client settings: %v", conf)
+	// The client's log goes to the drill's (KafkaDrill$Log, named ahead of the
+	// jar's no-op SLF4J provider): warnings, and with QXD_TEST_KEEP_LOGS its
+	// info lines too.
+	services := filepath.Join(t.TempDir(), "META-INF", "services")
+	if err := os.MkdirAll(services, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(services, "org.slf4j.spi.SLF4JServiceProvider"), []byte("KafkaDrill$Log\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cp = filepath.Dir(filepath.Dir(services)) + string(os.PathListSeparator) + cp
+	level := "warn"
+	if os.Getenv("QXD_TEST_KEEP_LOGS") != "" {
+		level = "info"
+	}
 	runKafkaDrillClients(t, r, "java", func(mode, arg string, line func([]string)) *kafkaDrillClient {
-		args := append([]string{"-cp", cp, "KafkaDrill", mode, strings.Join(r.seeds, ","), kafkaDrillTopic, arg}, conf...)
+		args := append([]string{"-Dkafkadrill.log=" + level, "-cp", cp, "KafkaDrill", mode, strings.Join(r.seeds, ","), kafkaDrillTopic, arg}, conf...)
 		return startKafkaDrillClient(t, r, "java", mode, "java", args, line)
 	})
 }

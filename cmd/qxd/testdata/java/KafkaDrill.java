@@ -17,31 +17,51 @@
 // (times in nanoseconds since the epoch). SIGTERM stops it: it sends nothing
 // more, waits for the acknowledgements of what is in flight and prints "done".
 //
-// consume: a member of group GROUP subscribed to TOPIC (auto commit). One line
-// per record read:
+// consume: a member of group GROUP subscribed to TOPIC (auto commit). It logs
+// the partitions it is assigned (each with the offset it goes on from), those
+// revoked or lost, and a read that goes back in a partition. One line per
+// record read:
 //
 //     rec <value> <partition> <offset>
 //
 // SIGTERM makes it leave the group, print "done" and exit.
 //
 // Either prints "log <text>" lines and "fatal <text>" before it exits on an
-// exception it cannot go on from.
+// exception it cannot go on from. With KafkaDrill$Log named as SLF4J's provider
+// (a META-INF/services/org.slf4j.spi.SLF4JServiceProvider ahead of the jar's in
+// the classpath), the client's own log lines at the level the system property
+// kafkadrill.log names (warn unless it says info or debug) are "log" lines too.
 
 import java.time.Duration;
 import java.time.Instant;
+import java.util.Collection;
+import java.util.HashMap;
 import java.util.List;
+import java.util.Map;
 import java.util.Properties;
 import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicLongArray;
 
+import org.apache.kafka.clients.consumer.ConsumerRebalanceListener;
 import org.apache.kafka.clients.consumer.ConsumerRecord;
 import org.apache.kafka.clients.consumer.KafkaConsumer;
 import org.apache.kafka.clients.producer.KafkaProducer;
 import org.apache.kafka.clients.producer.ProducerRecord;
+import org.apache.kafka.common.TopicPartition;
 import org.apache.kafka.common.errors.WakeupException;
 import org.apache.kafka.common.serialization.StringDeserializer;
 import org.apache.kafka.common.serialization.StringSerializer;
 import org.apache.kafka.common.utils.AppInfoParser;
+import org.slf4j.ILoggerFactory;
+import org.slf4j.IMarkerFactory;
+import org.slf4j.Marker;
+import org.slf4j.event.Level;
+import org.slf4j.helpers.BasicMarkerFactory;
+import org.slf4j.helpers.LegacyAbstractLogger;
+import org.slf4j.helpers.MessageFormatter;
+import org.slf4j.helpers.NOPMDCAdapter;
+import org.slf4j.spi.MDCAdapter;
+import org.slf4j.spi.SLF4JServiceProvider;
 
 public class KafkaDrill {
     static final AtomicBoolean stop = new AtomicBoolean();
@@ -144,10 +164,32 @@ public class KafkaDrill {
             } catch (InterruptedException e) {
             }
         }));
-        c.subscribe(List.of(topic));
+        c.subscribe(List.of(topic), new ConsumerRebalanceListener() {
+            public void onPartitionsRevoked(Collection<TopicPartition> ps) {
+                say("log revoked " + ps);
+            }
+
+            public void onPartitionsLost(Collection<TopicPartition> ps) {
+                say("log lost " + ps);
+            }
+
+            public void onPartitionsAssigned(Collection<TopicPartition> ps) {
+                StringBuilder b = new StringBuilder("log assigned");
+                for (TopicPartition tp : ps) {
+                    b.append(" ").append(tp.partition()).append("@").append(c.position(tp));
+                }
+                say(b.toString());
+            }
+        });
+        Map<Integer, Long> next = new HashMap<>(); // partition → offset past the last record read
         try {
             while (!stop.get()) {
                 for (ConsumerRecord<String, String> r : c.poll(Duration.ofMillis(200))) {
+                    Long n = next.get(r.partition());
+                    if (n != null && r.offset() < n) {
+                        say("log back p" + r.partition() + " from " + n + " to " + r.offset());
+                    }
+                    next.put(r.partition(), r.offset() + 1);
                     say("rec " + r.value() + " " + r.partition() + " " + r.offset());
                 }
             }
@@ -156,5 +198,73 @@ public class KafkaDrill {
         }
         c.close(Duration.ofSeconds(30));
         say("done");
+    }
+
+    /** Log is an SLF4J provider that prints the client's log as "log" lines. */
+    public static class Log implements SLF4JServiceProvider {
+        private final ILoggerFactory loggers = Line::new;
+
+        public ILoggerFactory getLoggerFactory() {
+            return loggers;
+        }
+
+        public IMarkerFactory getMarkerFactory() {
+            return new BasicMarkerFactory();
+        }
+
+        public MDCAdapter getMDCAdapter() {
+            return new NOPMDCAdapter();
+        }
+
+        public String getRequestedApiVersion() {
+            return "2.0.99";
+        }
+
+        public void initialize() {
+        }
+    }
+
+    static class Line extends LegacyAbstractLogger {
+        static final int level = switch (System.getProperty("kafkadrill.log", "warn")) {
+            case "debug" -> Level.DEBUG.toInt();
+            case "info" -> Level.INFO.toInt();
+            default -> Level.WARN.toInt();
+        };
+
+        Line(String name) {
+            this.name = name;
+        }
+
+        public boolean isTraceEnabled() {
+            return false;
+        }
+
+        public boolean isDebugEnabled() {
+            return level <= Level.DEBUG.toInt();
+        }
+
+        public boolean isInfoEnabled() {
+            return level <= Level.INFO.toInt();
+        }
+
+        public boolean isWarnEnabled() {
+            return level <= Level.WARN.toInt();
+        }
+
+        public boolean isErrorEnabled() {
+            return true;
+        }
+
+        protected String getFullyQualifiedCallerName() {
+            return null;
+        }
+
+        protected void handleNormalizedLoggingCall(Level l, Marker marker, String msg, Object[] args, Throwable t) {
+            String text = MessageFormatter.arrayFormat(msg, args).getMessage();
+            if (t != null) {
+                text += " " + t;
+            }
+            say("log " + l + " " + name.substring(name.lastIndexOf('.') + 1) + " " + text.replace('\n', ' '));
+        }
     }
 }
