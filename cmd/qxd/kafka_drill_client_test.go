@@ -18,7 +18,8 @@ import (
 // (testdata/kafka_drill.py, testdata/java/KafkaDrill.java). Both print the same
 // lines: "sent <value> <send ns>" and "ack <value> <partition> <offset> <send ns>
 // <report ns> <error or ->" for the producer, "rec <value> <partition> <offset>"
-// for the group member, anything else for the log.
+// for the group member (the Java one also "back <partition> <from> <to>", see
+// consumed), anything else for the log.
 type kafkaDrillClient struct {
 	client, mode string
 	cmd          *exec.Cmd
@@ -78,9 +79,9 @@ func startKafkaDrillClient(t *testing.T, r *kafkaDrill, client, mode, name strin
 		sc := bufio.NewScanner(stdout)
 		for sc.Scan() {
 			f := strings.Fields(sc.Text())
-			if len(f) > 0 && (f[0] == "ack" || f[0] == "rec" || f[0] == "sent") {
+			if len(f) > 0 && (f[0] == "ack" || f[0] == "rec" || f[0] == "sent" || f[0] == "back") {
 				line(f)
-				if f[0] != "ack" || f[len(f)-1] == "-" {
+				if f[0] == "rec" || f[0] == "sent" || f[0] == "ack" && f[len(f)-1] == "-" {
 					continue
 				}
 			}
@@ -128,11 +129,18 @@ func produced(t *testing.T, d *kafkaDrillLedger) func([]string) {
 	}
 }
 
-// consumed enters a drill member's rec lines in d.
-func consumed(d *kafkaDrillLedger) func([]string) {
+// consumed enters a drill member's rec lines in d, and fails the test on a
+// back line: a read that went back in a partition the member kept assigned.
+// Nothing the drill does trims or truncates the log, so only a wrong answer
+// sends a client back there (OFFSET_OUT_OF_RANGE below the log's end, which
+// sends it to its reset policy: earliest, offset 0).
+func consumed(t *testing.T, d *kafkaDrillLedger) func([]string) {
 	return func(f []string) {
-		if f[0] == "rec" && len(f) == 4 {
+		switch {
+		case f[0] == "rec" && len(f) == 4:
 			d.consume(f[1])
+		case f[0] == "back" && len(f) == 4:
+			t.Errorf("the group member's read of partition %s went back from offset %s to %s while it kept the partition (no rebalance between)", f[1], f[2], f[3])
 		}
 	}
 }
@@ -143,7 +151,7 @@ func consumed(d *kafkaDrillLedger) func([]string) {
 func runKafkaDrillClients(t *testing.T, r *kafkaDrill, client string, start func(mode, arg string, line func([]string)) *kafkaDrillClient) {
 	t.Helper()
 	d := newKafkaDrillLedger()
-	member := start("consume", kafkaDrillGroup, consumed(d))
+	member := start("consume", kafkaDrillGroup, consumed(t, d))
 	prod := start("produce", strconv.Itoa(kafkaDrillKeys), produced(t, d))
 	r.warmUp(t, d)
 	faultAt := r.faultAndBack(t)

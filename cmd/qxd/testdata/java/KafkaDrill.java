@@ -18,11 +18,13 @@
 // more, waits for the acknowledgements of what is in flight and prints "done".
 //
 // consume: a member of group GROUP subscribed to TOPIC (auto commit). It logs
-// the partitions it is assigned (each with the offset it goes on from), those
-// revoked or lost, and a read that goes back in a partition. One line per
-// record read:
+// the partitions it is assigned (each with the offset it goes on from), and
+// those revoked or lost. One line per record read, and one where a read goes
+// back in a partition it kept assigned (no rebalance between: the client was
+// sent back, as by an OFFSET_OUT_OF_RANGE answer and auto.offset.reset):
 //
 //     rec <value> <partition> <offset>
+//     back <partition> <offset past the last read> <offset read>
 //
 // SIGTERM makes it leave the group, print "done" and exit.
 //
@@ -164,30 +166,35 @@ public class KafkaDrill {
             } catch (InterruptedException e) {
             }
         }));
+        // partition → offset past the last record read, while the partition
+        // stays assigned
+        Map<Integer, Long> next = new HashMap<>();
         c.subscribe(List.of(topic), new ConsumerRebalanceListener() {
             public void onPartitionsRevoked(Collection<TopicPartition> ps) {
                 say("log revoked " + ps);
+                ps.forEach(tp -> next.remove(tp.partition()));
             }
 
             public void onPartitionsLost(Collection<TopicPartition> ps) {
                 say("log lost " + ps);
+                ps.forEach(tp -> next.remove(tp.partition()));
             }
 
             public void onPartitionsAssigned(Collection<TopicPartition> ps) {
                 StringBuilder b = new StringBuilder("log assigned");
                 for (TopicPartition tp : ps) {
+                    next.remove(tp.partition());
                     b.append(" ").append(tp.partition()).append("@").append(c.position(tp));
                 }
                 say(b.toString());
             }
         });
-        Map<Integer, Long> next = new HashMap<>(); // partition → offset past the last record read
         try {
             while (!stop.get()) {
                 for (ConsumerRecord<String, String> r : c.poll(Duration.ofMillis(200))) {
                     Long n = next.get(r.partition());
                     if (n != null && r.offset() < n) {
-                        say("log back p" + r.partition() + " from " + n + " to " + r.offset());
+                        say("back " + r.partition() + " " + n + " " + r.offset());
                     }
                     next.put(r.partition(), r.offset() + 1);
                     say("rec " + r.value() + " " + r.partition() + " " + r.offset());
