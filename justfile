@@ -88,6 +88,13 @@ kafka-drill fault="cut" hold="15s" timeouts="short":
 kafka-drill-rdkafka fault="cut" hold="15s" timeouts="short":
     QXD_KAFKA_FAULT={{fault}} QXD_CUT_HOLD={{hold}} QXD_KAFKA_TIMEOUTS={{timeouts}} go test -tags chaos -count=1 -run 'TestKafkaRdkafkaFaultDrill$' -v -timeout 15m ./cmd/qxd/
 
+# The same drill with the Java client (kafka-clients 3.3.1): an idempotent
+# producer (acks=all) and a group member as java processes (skipped without
+# java/javac or the jar: `just kafka-clients`); timeouts=short sets
+# request.timeout.ms to 5 s, default keeps Java's 30 s.
+kafka-drill-java fault="cut" hold="15s" timeouts="short":
+    QXD_KAFKA_FAULT={{fault}} QXD_CUT_HOLD={{hold}} QXD_KAFKA_TIMEOUTS={{timeouts}} go test -tags chaos -count=1 -run 'TestKafkaJavaFaultDrill$' -v -timeout 15m ./cmd/qxd/
+
 # A cut between two live nodes (n1 and n2; n3 reaches both; root, network
 # namespaces) for `hold` under the drill's keyed producer and consumer group,
 # then 10 s after the heal; via=healthy connects the producer to n3, faulty to

@@ -3,33 +3,18 @@
 // The Apache Kafka Java client (kafka-clients, the reference client) against a
 // node's listener: testdata/java/Check.java, compiled with javac and run by java.
 //
-// Maven Central is not one of the registries this project installs from, so the
-// jar comes from an npm package that carries it: specmatic 1.0.0 (MIT) ships a
-// self-contained specmatic.jar with kafka-clients 3.3.1 (Apache-2.0) and its
-// runtime dependencies (lz4-java, snappy-java, zstd-jni, slf4j-api) inside, as
-// classes at their own names. The test fetches that tarball once with `npm pack`,
-// checks its SHA-256 against javaClientTarballSHA256, checks the version file
-// kafka-clients keeps (kafka/kafka-version.properties), and copies just those
-// libraries into kafka-clients-3.3.1.jar in the user's cache directory. Each test
-// skips, saying so, when java, javac or npm is missing or the download fails.
+// The jar comes from an npm package that carries it (qxdtest.KafkaJava says
+// which and how it is checked). Each test skips, saying so, when java, javac or
+// npm is missing or the download fails.
 
 package kafka_test
 
 import (
-	"archive/tar"
-	"archive/zip"
-	"compress/gzip"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"io"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -38,206 +23,11 @@ import (
 	"github.com/qxd-io/qxd/partitioner"
 )
 
-const (
-	// javaClientPackage is the npm package whose tarball carries kafka-clients.
-	javaClientPackage = "specmatic@1.0.0"
-	// javaClientTarballSHA256 is the SHA-256 of that package's tarball.
-	javaClientTarballSHA256 = "d417d4eb492344e96adb27e243fd49fda44f2d29775030837fbc0952e6e503cf"
-	// javaClientVersion is the kafka/kafka-version.properties of kafka-clients
-	// 3.3.1 as Apache Kafka released it.
-	javaClientVersion = "commitId=e23c59d00e687ff5\nversion=3.3.1"
-)
-
-// javaClientEntries are the prefixes of the jar entries that make up
-// kafka-clients and its runtime dependencies: Kafka's classes, message schemas and
-// version file; lz4-java; snappy-java with its native libraries; zstd-jni with its
-// Linux native libraries; slf4j-api with its no-op provider.
-var javaClientEntries = []string{
-	"org/apache/kafka/", "common/message/", "kafka/",
-	"net/jpountz/",
-	"org/xerial/snappy/",
-	"com/github/luben/", "linux/amd64/libzstd-jni", "linux/aarch64/libzstd-jni",
-	"org/slf4j/ILoggerFactory", "org/slf4j/IMarkerFactory", "org/slf4j/Logger", "org/slf4j/MDC",
-	"org/slf4j/Marker", "org/slf4j/event/", "org/slf4j/helpers/", "org/slf4j/nop/", "org/slf4j/spi/",
-	"META-INF/services/org.slf4j.spi.SLF4JServiceProvider",
-}
-
-var javaOnce struct {
-	sync.Once
-	classpath, skip string
-	err             error
-}
-
-// needJava returns the classpath of kafka-clients and the compiled Check.java,
-// fetching the jar and compiling the program the first time.
+// needJava returns the classpath of kafka-clients and the compiled Check.java
+// (qxdtest.KafkaJava).
 func needJava(t *testing.T) string {
 	t.Helper()
-	javaOnce.Do(func() {
-		javaOnce.classpath, javaOnce.skip, javaOnce.err = installJava()
-	})
-	if javaOnce.err != nil {
-		t.Fatal(javaOnce.err)
-	}
-	if javaOnce.skip != "" {
-		t.Skip(javaOnce.skip)
-	}
-	return javaOnce.classpath
-}
-
-func installJava() (classpath, skip string, err error) {
-	for _, tool := range []string{"java", "javac"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			return "", tool + " is not installed: apt-get install -y openjdk-17-jdk-headless (or run `just kafka-clients`)", nil
-		}
-	}
-	cache, err := os.UserCacheDir()
-	if err != nil {
-		cache = os.TempDir()
-	}
-	dir := filepath.Join(cache, "qxd-java", javaClientTarballSHA256[:16])
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return "", "", err
-	}
-	jar := filepath.Join(dir, "kafka-clients-3.3.1.jar")
-	if _, err := os.Stat(jar); err != nil {
-		if _, err := exec.LookPath("npm"); err != nil {
-			return "", "npm is not installed, and kafka-clients comes from an npm package: apt-get install -y nodejs npm (or run `just kafka-clients`)", nil
-		}
-		cmd := exec.Command("npm", "pack", javaClientPackage, "--pack-destination", dir)
-		cmd.Dir = dir
-		var stderr strings.Builder
-		cmd.Stderr = &stderr
-		out, err := cmd.Output() // the tarball's name, on the last line
-		if err != nil {
-			return "", fmt.Sprintf("npm pack %s into %s failed (no registry?): %v\n%s%s", javaClientPackage, dir, err, out, stderr.String()), nil
-		}
-		tarball := filepath.Join(dir, strings.TrimSpace(lastLine(string(out))))
-		defer os.Remove(tarball)
-		if err := extractKafkaClients(tarball, jar); err != nil {
-			return "", "", err
-		}
-	}
-	src, err := os.ReadFile(filepath.Join("testdata", "java", "Check.java"))
-	if err != nil {
-		return "", "", err
-	}
-	sum := sha256.Sum256(src)
-	classes := filepath.Join(dir, "classes-"+hex.EncodeToString(sum[:8]))
-	if _, err := os.Stat(filepath.Join(classes, "Check.class")); err != nil {
-		tmp, err := os.MkdirTemp(dir, "classes-")
-		if err != nil {
-			return "", "", err
-		}
-		defer os.RemoveAll(tmp)
-		if err := os.WriteFile(filepath.Join(tmp, "Check.java"), src, 0o644); err != nil {
-			return "", "", err
-		}
-		if out, err := exec.Command("javac", "-cp", jar, "-d", tmp, filepath.Join(tmp, "Check.java")).CombinedOutput(); err != nil {
-			return "", "", fmt.Errorf("javac testdata/java/Check.java: %v\n%s", err, out)
-		}
-		os.RemoveAll(classes)
-		if err := os.Rename(tmp, classes); err != nil {
-			return "", "", err
-		}
-	}
-	return jar + string(os.PathListSeparator) + classes, "", nil
-}
-
-func lastLine(s string) string {
-	lines := strings.Split(strings.TrimSpace(s), "\n")
-	return lines[len(lines)-1]
-}
-
-// extractKafkaClients checks the tarball's SHA-256, finds package/specmatic.jar in
-// it, and writes the entries of javaClientEntries to jar, after checking that the
-// kafka-clients inside is the one pinned.
-func extractKafkaClients(tarball, jar string) error {
-	b, err := os.ReadFile(tarball)
-	if err != nil {
-		return err
-	}
-	if sum := sha256.Sum256(b); hex.EncodeToString(sum[:]) != javaClientTarballSHA256 {
-		return fmt.Errorf("%s: SHA-256 %x, want %s: not the pinned %s", tarball, sum, javaClientTarballSHA256, javaClientPackage)
-	}
-	f, err := os.Open(tarball)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	gz, err := gzip.NewReader(f)
-	if err != nil {
-		return err
-	}
-	tr := tar.NewReader(gz)
-	fat := jar + ".specmatic"
-	defer os.Remove(fat)
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			return fmt.Errorf("%s: no package/specmatic.jar", tarball)
-		}
-		if err != nil {
-			return err
-		}
-		if h.Name != "package/specmatic.jar" {
-			continue
-		}
-		out, err := os.Create(fat)
-		if err != nil {
-			return err
-		}
-		if _, err := io.Copy(out, tr); err != nil {
-			out.Close()
-			return err
-		}
-		if err := out.Close(); err != nil {
-			return err
-		}
-		break
-	}
-	zr, err := zip.OpenReader(fat)
-	if err != nil {
-		return err
-	}
-	defer zr.Close()
-	tmp := jar + ".tmp"
-	out, err := os.Create(tmp)
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp)
-	zw := zip.NewWriter(out)
-	version := ""
-	for _, e := range zr.File {
-		if strings.HasSuffix(e.Name, "/") || !slices.ContainsFunc(javaClientEntries, func(p string) bool { return strings.HasPrefix(e.Name, p) }) {
-			continue
-		}
-		if e.Name == "kafka/kafka-version.properties" {
-			r, err := e.Open()
-			if err != nil {
-				return err
-			}
-			v, err := io.ReadAll(r)
-			r.Close()
-			if err != nil {
-				return err
-			}
-			version = string(v)
-		}
-		if err := zw.Copy(e); err != nil {
-			return err
-		}
-	}
-	if version != javaClientVersion {
-		return fmt.Errorf("%s: kafka/kafka-version.properties is %q, want %q", javaClientPackage, version, javaClientVersion)
-	}
-	if err := zw.Close(); err != nil {
-		return err
-	}
-	if err := out.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp, jar)
+	return qxdtest.KafkaJava(t, filepath.Join("testdata", "java", "Check.java"))
 }
 
 // runJava runs a scenario of Check.java against brokers and decodes what it

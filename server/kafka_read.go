@@ -342,6 +342,15 @@ func (b *kafkaBackend) read(ctx context.Context, topic string, p int32, offset i
 			return res, fmt.Errorf("fetch %s read-committed: %w", part, serr)
 		}
 	}
+	if offset > offs.HighWatermark && offs.Behind {
+		// Not known to be out of range: Kafka's leaders answer that only past
+		// their log's end, and a consumer told so goes back to its reset policy
+		// (earliest: the partition read again from its start). The partition
+		// is between leaders: the client reads the metadata and fetches again.
+		return none, semantics.Errorf(semantics.ErrNotLeader,
+			"fetch %s: offset %d is past the high watermark %d of a replica that answered while the partition had no leader",
+			part, offset, offs.HighWatermark)
+	}
 	if offset < offs.LogStart || offset > offs.HighWatermark {
 		return res, semantics.Errorf(semantics.ErrOffsetOutOfRange,
 			"fetch %s: offset %d is out of range: the partition holds offsets %d (the log start) to %d (the high watermark)",
@@ -422,7 +431,11 @@ func (b *kafkaBackend) readEnds(ctx context.Context, r *partition.Reader, t sema
 	if err != nil {
 		return partition.Offsets{}, -1, err
 	}
-	o := partition.Offsets{StreamState: st}
+	// A replicated stream's state without a leader was answered by a replica
+	// (JetStream lets one answer while the group elects), which may be behind
+	// the leader it had: its high watermark may be below records already
+	// acknowledged and read (partition.Offsets.Behind).
+	o := partition.Offsets{StreamState: st, Behind: len(st.Replicas) > 0 && st.Leader == ""}
 	var next int64
 	checkpoint := func() error {
 		ck, err := b.n.admin.meta.getCheckpoint(ctx, t.ID, p)
