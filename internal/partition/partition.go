@@ -264,6 +264,10 @@ type StreamState struct {
 	// InSync are the replicas that are current: the leader, and the followers the
 	// leader sees caught up and that are not offline (Kafka's in-sync replicas).
 	InSync []string
+	// Unheard are the followers the leader has not heard from for over
+	// UnheardAfter while they lag its commits: cut from it or stopped. A read
+	// served by one delivers nothing the leader stored since.
+	Unheard []string
 	// LogStart is the log start offset set by a trim (semantics.LogStartMetadata in
 	// the stream's metadata), 0 when the partition was never trimmed.
 	LogStart int64
@@ -315,10 +319,11 @@ func (r *Reader) StreamInfo(ctx context.Context) (StreamState, error) {
 		Cluster *struct {
 			Leader   string `json:"leader"`
 			Replicas []struct {
-				Name    string `json:"name"`
-				Current bool   `json:"current"`
-				Offline bool   `json:"offline"`
-				Pending bool   `json:"pending"`
+				Name    string        `json:"name"`
+				Current bool          `json:"current"`
+				Offline bool          `json:"offline"`
+				Pending bool          `json:"pending"`
+				Active  time.Duration `json:"active"`
 			} `json:"replicas"`
 		} `json:"cluster"`
 	}
@@ -348,10 +353,20 @@ func (r *Reader) StreamInfo(ctx context.Context) (StreamState, error) {
 			if s.Leader != "" && p.Current && !p.Offline && !p.Pending {
 				s.InSync = append(s.InSync, p.Name)
 			}
+			if s.Leader != "" && !p.Current && p.Active > UnheardAfter {
+				s.Unheard = append(s.Unheard, p.Name)
+			}
 		}
 	}
 	return s, nil
 }
+
+// UnheardAfter is how long a stream's leader must not have heard from a follower
+// that lags its commits for StreamInfo to list it in Unheard. The leader hears
+// from a follower each time it answers an append, many times a second while
+// records are stored; a follower that lags without answering for this long is
+// cut from the leader or stopped.
+const UnheardAfter = 1500 * time.Millisecond
 
 // Offsets is a partition's offset range and the stream state it was read from.
 type Offsets struct {
