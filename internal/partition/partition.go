@@ -384,8 +384,10 @@ type Offsets struct {
 	// answered for a replicated stream without a leader (JetStream then lets a
 	// replica answer with its own state, which may be behind: nats-server v2.15.2
 	// jetstream_api.go jsStreamInfoRequest, isGroupLeaderless), or the last batch
-	// read is not the state's last and the leader did not give it. An offset past
-	// such a high watermark is not known to be out of range.
+	// read is not the state's last and the leader did not give it, or the
+	// partition holds no batch and the high watermark came from a checkpoint
+	// (read from any replica of the checkpoint bucket). An offset past such a
+	// high watermark is not known to be out of range.
 	Behind bool
 }
 
@@ -442,6 +444,10 @@ func (r *Reader) readOffsets(ctx context.Context, checkpoint func(context.Contex
 		}
 		next = max(next, st.LogStart)
 		o.LogStart, o.HighWatermark = next, next
+		// The checkpoint is read from any replica of its bucket, which may be
+		// behind the writer's last one: an offset past it is not known to be out
+		// of range.
+		o.Behind = o.Behind || checkpoint != nil
 		return o, nil
 	}
 	// With a direct reader, the ends may come from a replica behind the state's
