@@ -309,12 +309,7 @@ func dropConsumer(js jetstream.JetStream, stream string, cons jetstream.Consumer
 // scanned by the collector per partition read. Consume hands each message to a
 // callback instead, in order, from one goroutine.
 func (c *Consumer) fetchOnce(ctx context.Context, pc *partSource, gen uint64, from int64, seq uint64) (int64, bool, error) {
-	cons, err := c.c.js.CreateConsumer(ctx, pc.reader.Stream, jetstream.ConsumerConfig{
-		Name:          "qxd_read_" + rand.Text(),
-		DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: max(seq, 1),
-		AckPolicy: jetstream.AckNonePolicy, InactiveThreshold: readInactiveThreshold,
-		Replicas: 1, MemoryStorage: true,
-	})
+	cons, host, leader, err := c.createRead(ctx, pc, seq)
 	if err != nil {
 		return from, errors.Is(err, jetstream.ErrStreamNotFound), err
 	}
@@ -334,12 +329,9 @@ func (c *Consumer) fetchOnce(ctx context.Context, pc *partSource, gen uint64, fr
 	rctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	r := &partRead{c: c, pc: pc, gen: gen, ctx: rctx, next: from, lastStream: max(seq, 1) - 1, failed: make(chan readFailure, 1)}
-	r.cons = cons
+	r.cons, r.host, r.leader = cons, host, leader
 	r.stall = c.c.check.stallTimer()
 	defer r.stall.disarm()
-	if info := cons.CachedInfo(); info != nil && info.Cluster != nil {
-		r.host = info.Cluster.Leader
-	}
 	r.last.Store(time.Now().UnixNano())
 	// Pulling by bytes bounds what is fetched ahead whatever the batches' sizes.
 	// Bounding the count instead (PullMaxMessagesWithBytesLimit) measurably raised
@@ -357,6 +349,46 @@ func (c *Consumer) fetchOnce(ctx context.Context, pc *partSource, gen uint64, fr
 	cancel()
 	cc.Stop()
 	return r.stop(), failure.fatal, failure.err
+}
+
+// readPlacements is how many consumers a partition read's start creates at most
+// to find one that a replica cut from its stream's leader does not serve.
+const readPlacements = 5
+
+// createRead creates the consumer of a read of pc from stream sequence seq, and
+// returns it with the node serving it (host) and the stream's leader as its
+// info gave them ("" when not known). JetStream places a one-replica consumer
+// of a replicated stream on any of its replicas, picked at random; one whose
+// leader has stopped hearing from it (partition.StreamState.Unheard: cut from
+// the leader, or stopped) holds only what it had then and delivers nothing
+// more, so the consumer is deleted and created again, up to readPlacements
+// times (one stream info a read's start, none a record).
+func (c *Consumer) createRead(ctx context.Context, pc *partSource, seq uint64) (cons jetstream.Consumer, host, leader string, err error) {
+	for i := 1; ; i++ {
+		cons, err = c.c.js.CreateConsumer(ctx, pc.reader.Stream, jetstream.ConsumerConfig{
+			Name:          "qxd_read_" + rand.Text(),
+			DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: max(seq, 1),
+			AckPolicy: jetstream.AckNonePolicy, InactiveThreshold: readInactiveThreshold,
+			Replicas: 1, MemoryStorage: true,
+		})
+		if err != nil {
+			return nil, "", "", err
+		}
+		host = ""
+		if info := cons.CachedInfo(); info != nil && info.Cluster != nil {
+			host = info.Cluster.Leader
+		}
+		if host == "" {
+			return cons, "", "", nil
+		}
+		st, serr := pc.reader.StreamInfo(ctx)
+		if serr != nil || host == st.Leader || !slices.Contains(st.Unheard, host) || i == readPlacements {
+			return cons, host, st.Leader, nil
+		}
+		c.c.log.Debug("partition read placed on a replica its leader does not hear: placing it again", "topic", pc.tp.Topic,
+			"partition", pc.tp.Partition, "node", host)
+		dropConsumer(c.c.js, pc.reader.Stream, cons)
+	}
 }
 
 // readShare is the most bytes a partition read starting now may have fetched
@@ -389,6 +421,9 @@ type partRead struct {
 	// it reads is that node's.
 	host string
 	cons jetstream.Consumer
+	// leader is the stream's leader as last seen by the read's start or its
+	// watchdog ("" when not known); only the watchdog uses it after the start.
+	leader string
 
 	mu      sync.Mutex // held while a message is handed over
 	next    int64      // the offset after the last record handed to Poll
@@ -648,8 +683,12 @@ func (r *partRead) fromReplica(seq uint64, data []byte, derr error) ([]byte, err
 // the read when the connection comes back after a loss (up): what the read's
 // consumer sent on the lost connection did not arrive, and, sent already, would
 // not be sent again (the watchdog would find that only after two quiet spells).
+//
+// A read served by a follower is looked at sooner, after followerQuiet (cutOff):
+// it restarts when its stream's leader holds more and has stopped hearing from
+// that follower.
 func (r *partRead) watch(ctx context.Context, up <-chan nats.Status) readFailure {
-	t := time.NewTimer(fetchQuiet)
+	t := time.NewTimer(r.spell())
 	defer t.Stop()
 	for {
 		select {
@@ -666,18 +705,61 @@ func (r *partRead) watch(ctx context.Context, up <-chan nats.Status) readFailure
 		case <-t.C:
 		}
 		if r.busy.Load() { // waiting for Poll, or decoding
-			t.Reset(fetchQuiet)
+			t.Reset(r.spell())
 			continue
 		}
-		if quiet := time.Since(time.Unix(0, r.last.Load())); quiet < fetchQuiet {
-			t.Reset(fetchQuiet - quiet)
+		quiet := time.Since(time.Unix(0, r.last.Load()))
+		if spell := r.spell(); quiet < spell {
+			t.Reset(spell - quiet)
+			continue
+		}
+		if quiet < fetchQuiet {
+			if f, wait := r.cutOff(ctx, quiet); !wait {
+				return f
+			}
+			t.Reset(min(r.spell(), fetchQuiet-quiet))
 			continue
 		}
 		if f, wait := r.check(ctx); !wait {
 			return f
 		}
-		t.Reset(fetchQuiet)
+		t.Reset(r.spell())
 	}
+}
+
+// followerQuiet is how long a partition read served by a follower of its
+// stream's leader may go without records before it checks whether the leader
+// still hears from that follower.
+const followerQuiet = time.Second
+
+// spell is how long the read may go without records before the watchdog looks:
+// followerQuiet when a follower serves it, else fetchQuiet.
+func (r *partRead) spell() time.Duration {
+	if r.host != "" && r.leader != "" && r.host != r.leader {
+		return followerQuiet
+	}
+	return fetchQuiet
+}
+
+// cutOff is the watchdog's look at a read served by a follower and quiet for
+// less than fetchQuiet: the read restarts (and createRead places it elsewhere)
+// when the stream's leader holds batches after the last one the read got and
+// has stopped hearing from the follower (partition.StreamState.Unheard): its
+// copy holds what it held when it was cut off, and delivers nothing more. The
+// read restarts after the last record it handed to Poll, as after any failure.
+func (r *partRead) cutOff(ctx context.Context, quiet time.Duration) (readFailure, bool) {
+	r.mu.Lock()
+	next, got := r.next, r.lastStream
+	r.mu.Unlock()
+	st, err := r.pc.reader.StreamInfo(ctx)
+	if err != nil {
+		return readFailure{}, true // between leaders: check decides
+	}
+	r.leader = st.Leader
+	if st.LastSeq <= max(got, st.FirstSeq-1) || !slices.Contains(st.Unheard, r.host) {
+		return readFailure{}, true
+	}
+	return r.stalled(next, got, r.host, st, "is served by a replica its leader does not hear from", quiet), false
 }
 
 // check is the watchdog's look at a read quiet for fetchQuiet: whether to keep
@@ -709,24 +791,25 @@ func (r *partRead) check(ctx context.Context) (readFailure, bool) {
 		// tell whether its consumer is gone; look again after the next spell.
 		return readFailure{}, true
 	}
+	r.leader = st.Leader
 	if st.LastSeq <= max(got, st.FirstSeq-1) {
 		r.held = 0
 		return readFailure{}, true // nothing new: keep waiting
 	}
 	host := cmp.Or(r.host, "(unknown)")
 	if r.cons == nil {
-		return r.stalled(next, got, host, st, "has no consumer"), false
+		return r.stalled(next, got, host, st, "has no consumer", fetchQuiet), false
 	}
 	ci, err := r.cons.Info(ctx)
 	if err != nil {
-		return r.stalled(next, got, host, st, fmt.Sprintf("has a consumer that does not answer (%v)", err)), false
+		return r.stalled(next, got, host, st, fmt.Sprintf("has a consumer that does not answer (%v)", err), fetchQuiet), false
 	}
 	if d := ci.Delivered.Stream; d > got {
 		if d != r.held {
 			r.held = d
 			return readFailure{}, true // delivered, on the way: wait
 		}
-		return r.stalled(next, got, host, st, fmt.Sprintf("did not receive what its consumer delivered up to stream sequence %d", d)), false
+		return r.stalled(next, got, host, st, fmt.Sprintf("did not receive what its consumer delivered up to stream sequence %d", d), fetchQuiet), false
 	}
 	r.held = 0
 	inSync := r.host == "" || r.host == st.Leader || slices.Contains(st.InSync, r.host)
@@ -743,15 +826,15 @@ func (r *partRead) check(ctx context.Context) (readFailure, bool) {
 			return readFailure{err: derr, fatal: true}, false
 		}
 	}
-	return r.stalled(next, got, host, st, "has a consumer that delivered nothing after it"), false
+	return r.stalled(next, got, host, st, "has a consumer that delivered nothing after it", fetchQuiet), false
 }
 
 // stalled logs a stalled read and returns the failure that restarts it.
-func (r *partRead) stalled(next int64, got uint64, host string, st partition.StreamState, why string) readFailure {
+func (r *partRead) stalled(next int64, got uint64, host string, st partition.StreamState, why string, quiet time.Duration) readFailure {
 	r.c.c.log.Warn("partition read stalled behind its stream's leader: restarting it", "topic", r.pc.tp.Topic,
 		"partition", r.pc.tp.Partition, "offset", next, "node", host)
 	return readFailure{err: fmt.Errorf("partition %s: the read through node %s %s for %v, at stream sequence %d, while the stream's leader %s holds sequences up to %d",
-		semantics.PartitionString(r.pc.tp.Topic, r.pc.tp.Partition), host, why, fetchQuiet, got, cmp.Or(st.Leader, "(unknown)"), st.LastSeq)}
+		semantics.PartitionString(r.pc.tp.Topic, r.pc.tp.Partition), host, why, quiet.Round(time.Millisecond), got, cmp.Or(st.Leader, "(unknown)"), st.LastSeq)}
 }
 
 // fillTail is for a read that got nothing for a while although the stream's

@@ -535,7 +535,7 @@ func (n *Node) watchIsolation(ctx context.Context, w *isolationWatch) {
 			// may run). The node the others reach both through serves them
 			// all.
 			if sent := n.sendClientsAway(told); sent > 0 {
-				n.log.Info("told clients to move to another node: a node that answers the others has answered neither this one's probes nor its RAFT groups for 3 s", "clients", sent, "unanswered", cut)
+				n.log.Info("told clients to move to another node: a node that answers the others has answered neither this one's probes nor its RAFT groups for 2 s", "clients", sent, "unanswered", cut)
 			}
 		case len(told) > 0:
 			// The doubt passed without a cut: a client that stayed, or came

@@ -474,7 +474,7 @@ func (w *electionWatch) preVoteHold(now time.Time, name string, rn natsserver.Ra
 	hold := rn.State() == natsserver.Follower && leader != "" && leader != self && !probes.cutOff && probes.running &&
 		(!routed[leader] || now.Sub(probes.heard[leader]) >= doubtAfter) &&
 		probes.heardElsewhere(now, self, leader, rn.Peers(), since) &&
-		leaderUnheard(rn, leader, now)
+		leaderUnheard(rn, leader, now, raftUnheardFor)
 	switch {
 	case hold && !w.held[name] && !rn.IsObserver():
 		rn.SetObserver(true)

@@ -25,12 +25,19 @@ import (
 // the 4 s after which nats-server's own election timer may fire.
 const raftUnheardFor = 3 * time.Second
 
+// clientsMoveUnheardFor is how long the RAFT silence must last for the move of
+// clients off a node cut from one peer (raftUnheardFrom): moving clients hands
+// no leadership and holds no group, so it needs none of the pre-vote's margin
+// over nats-server's hand-off window, only the RAFT's word that the probes'
+// silence is a cut and not a loaded node.
+const clientsMoveUnheardFor = 2 * time.Second
+
 // leaderUnheard reports whether group rn, a follower, has not heard its
-// leader's append entries for raftUnheardFor up to now.
-func leaderUnheard(rn natsserver.RaftNode, leader string, now time.Time) bool {
+// leader's append entries for d up to now.
+func leaderUnheard(rn natsserver.RaftNode, leader string, now time.Time, d time.Duration) bool {
 	for _, p := range rn.Peers() {
 		if p.ID == leader {
-			return p.Last.IsZero() || now.Sub(p.Last) >= raftUnheardFor
+			return p.Last.IsZero() || now.Sub(p.Last) >= d
 		}
 	}
 	return false
@@ -38,8 +45,8 @@ func leaderUnheard(rn natsserver.RaftNode, leader string, now time.Time) bool {
 
 // raftUnheardFrom reports whether every RAFT group of ns in which this node
 // and the node with RAFT peer id peer talk directly (one leads, the other
-// follows) has heard nothing from that node for raftUnheardFor up to now, and
-// there is at least one such group.
+// follows) has heard nothing from that node for clientsMoveUnheardFor up to
+// now, and there is at least one such group.
 func raftUnheardFrom(ns *natsserver.Server, peer string, now time.Time) bool {
 	direct := false
 	for name := range newRaftHold(ns).raftGroups() {
@@ -59,7 +66,7 @@ func raftUnheardFrom(ns *natsserver.Server, peer string, now time.Time) bool {
 			}
 			last = rn.LastHeardFromFollower(peer)
 		case rn.GroupLeader() == peer:
-			if !leaderUnheard(rn, peer, now) {
+			if !leaderUnheard(rn, peer, now, clientsMoveUnheardFor) {
 				return false
 			}
 			direct = true
@@ -68,7 +75,7 @@ func raftUnheardFrom(ns *natsserver.Server, peer string, now time.Time) bool {
 			continue
 		}
 		direct = true
-		if !last.IsZero() && now.Sub(last) < raftUnheardFor {
+		if !last.IsZero() && now.Sub(last) < clientsMoveUnheardFor {
 			return false
 		}
 	}

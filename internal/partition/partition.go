@@ -264,6 +264,10 @@ type StreamState struct {
 	// InSync are the replicas that are current: the leader, and the followers the
 	// leader sees caught up and that are not offline (Kafka's in-sync replicas).
 	InSync []string
+	// Unheard are the followers the leader has not heard from for over
+	// UnheardAfter while they lag its commits: cut from it or stopped. A read
+	// served by one delivers nothing the leader stored since.
+	Unheard []string
 	// LogStart is the log start offset set by a trim (semantics.LogStartMetadata in
 	// the stream's metadata), 0 when the partition was never trimmed.
 	LogStart int64
@@ -315,10 +319,11 @@ func (r *Reader) StreamInfo(ctx context.Context) (StreamState, error) {
 		Cluster *struct {
 			Leader   string `json:"leader"`
 			Replicas []struct {
-				Name    string `json:"name"`
-				Current bool   `json:"current"`
-				Offline bool   `json:"offline"`
-				Pending bool   `json:"pending"`
+				Name    string        `json:"name"`
+				Current bool          `json:"current"`
+				Offline bool          `json:"offline"`
+				Pending bool          `json:"pending"`
+				Active  time.Duration `json:"active"`
 			} `json:"replicas"`
 		} `json:"cluster"`
 	}
@@ -348,10 +353,20 @@ func (r *Reader) StreamInfo(ctx context.Context) (StreamState, error) {
 			if s.Leader != "" && p.Current && !p.Offline && !p.Pending {
 				s.InSync = append(s.InSync, p.Name)
 			}
+			if s.Leader != "" && !p.Current && p.Active > UnheardAfter {
+				s.Unheard = append(s.Unheard, p.Name)
+			}
 		}
 	}
 	return s, nil
 }
+
+// UnheardAfter is how long a stream's leader must not have heard from a follower
+// that lags its commits for StreamInfo to list it in Unheard. The leader hears
+// from a follower each time it answers an append, many times a second while
+// records are stored; a follower that lags without answering for this long is
+// cut from the leader or stopped.
+const UnheardAfter = 1500 * time.Millisecond
 
 // Offsets is a partition's offset range and the stream state it was read from.
 type Offsets struct {
@@ -369,8 +384,10 @@ type Offsets struct {
 	// answered for a replicated stream without a leader (JetStream then lets a
 	// replica answer with its own state, which may be behind: nats-server v2.15.2
 	// jetstream_api.go jsStreamInfoRequest, isGroupLeaderless), or the last batch
-	// read is not the state's last and the leader did not give it. An offset past
-	// such a high watermark is not known to be out of range.
+	// read is not the state's last and the leader did not give it, or the
+	// partition holds no batch and the high watermark came from a checkpoint
+	// (read from any replica of the checkpoint bucket). An offset past such a
+	// high watermark is not known to be out of range.
 	Behind bool
 }
 
@@ -427,6 +444,10 @@ func (r *Reader) readOffsets(ctx context.Context, checkpoint func(context.Contex
 		}
 		next = max(next, st.LogStart)
 		o.LogStart, o.HighWatermark = next, next
+		// The checkpoint is read from any replica of its bucket, which may be
+		// behind the writer's last one: an offset past it is not known to be out
+		// of range.
+		o.Behind = o.Behind || checkpoint != nil
 		return o, nil
 	}
 	// With a direct reader, the ends may come from a replica behind the state's
