@@ -445,9 +445,11 @@ func (r *Reader) readOffsets(ctx context.Context, checkpoint func(context.Contex
 		next = max(next, st.LogStart)
 		o.LogStart, o.HighWatermark = next, next
 		// The checkpoint is read from any replica of its bucket, which may be
-		// behind the writer's last one: an offset past it is not known to be out
-		// of range.
-		o.Behind = o.Behind || checkpoint != nil
+		// behind the writer's last one: once the stream has held batches (they
+		// aged out or were trimmed), an offset past it is not known to be out of
+		// range. A stream that never held one has no later checkpoint: its high
+		// watermark is the state's, and an offset past it is out of range.
+		o.Behind = o.Behind || checkpoint != nil && st.LastSeq > 0
 		return o, nil
 	}
 	// With a direct reader, the ends may come from a replica behind the state's
