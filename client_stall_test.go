@@ -80,7 +80,14 @@ func TestProducerLeavesSilentNode(t *testing.T) {
 // healthy node passes.
 func TestProducerStaysOnLoadedNodes(t *testing.T) {
 	t.Parallel()
-	nodes := qxdtest.StartCluster(t, qxdtest.ClusterConfigs(t, 3)) // syncs every append by default
+	// The nodes' lines are kept for a failure: which rule sent clients away.
+	nodeLog, nodeLines := qxdtest.FailureLogLines(t)
+	cfgs := qxdtest.ClusterConfigs(t, 3) // syncs every append by default
+	for i := range cfgs {
+		cfgs[i].Logger = nodeLog
+	}
+	nodes := qxdtest.StartCluster(t, cfgs)
+	began := time.Now()
 	ctx := qxdtest.Context(t, 120*time.Second)
 	admin := qxdtest.Connect(t, nodes[0])
 	qxdtest.CreateTopic(t, admin, "loaded", qxd.TopicConfig{Partitions: 6, Replicas: 3})
@@ -161,7 +168,8 @@ func TestProducerStaysOnLoadedNodes(t *testing.T) {
 	t.Logf("%d answers took over 0.3 s, the longest %v; %d checks of a node found it healthy; %d moves, %d reconnects",
 		slow.Load(), time.Duration(longest.Load()).Round(time.Millisecond), checks.Load(), moves.Load(), reconnects)
 	if moves.Load() > 0 || reconnects > 0 {
-		t.Errorf("clients of a healthy cluster moved %d times (%d reconnects), want none", moves.Load(), reconnects)
+		t.Errorf("clients of a healthy cluster moved %d times (%d reconnects), want none; the nodes said:\n%s", moves.Load(), reconnects,
+			strings.Join(nodeLines(began, time.Now(), 40, "told clients to move", "cut off", "answered none", "no other node has answered"), ""))
 	}
 }
 

@@ -370,13 +370,15 @@ func (w *isolationWatch) probed(at time.Time) probeView {
 
 // doubtful reports whether at at the node may be cut off and does not know yet:
 // a majority answered it once, it does not count itself cut off, its probes
-// went out on time for doubtAfter, and fewer than a majority of the cluster
-// answered any within doubtAfter. Unless answers come again, it counts itself
-// cut off once isolatedAfter has passed.
+// went out on time for doubtAfter, the node itself runs on time (its alive
+// ticker: a starved process hears its peers' answers late, which is not a cut),
+// and fewer than a majority of the cluster answered any within doubtAfter.
+// Unless answers come again, it counts itself cut off once isolatedAfter has
+// passed.
 func (w *isolationWatch) doubtful(at time.Time) bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if !w.armed || w.isolated || w.size < 3 || w.onTimeSince.IsZero() || at.Sub(w.onTimeSince) < doubtAfter {
+	if !w.armed || w.isolated || w.size < 3 || w.onTimeSince.IsZero() || at.Sub(w.onTimeSince) < doubtAfter || !w.runningLocked(at) {
 		return false
 	}
 	reached := 0

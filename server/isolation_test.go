@@ -171,12 +171,13 @@ func TestIsolationWatchDoubtful(t *testing.T) {
 	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	const sec = time.Second
 	tests := []struct {
-		name   string
-		size   int
-		silent map[string]time.Duration // when each peer stops answering
-		paused [2]time.Duration         // no probe, no check in between
-		at     time.Duration
-		want   bool
+		name    string
+		size    int
+		silent  map[string]time.Duration // when each peer stops answering
+		paused  [2]time.Duration         // no probe, no check in between
+		starved time.Duration            // the alive ticker stops from then (0: never)
+		at      time.Duration
+		want    bool
 	}{
 		{name: "every peer answers", size: 3, at: 12 * sec, want: false},
 		{name: "cut 0.4 s ago, last answers 0.9 s ago", size: 3, silent: map[string]time.Duration{"b": 10 * sec, "c": 10 * sec}, at: 10*sec + 400*time.Millisecond, want: false},
@@ -188,6 +189,7 @@ func TestIsolationWatchDoubtful(t *testing.T) {
 		{name: "five nodes, two silent", size: 5, silent: map[string]time.Duration{"b": 10 * sec, "c": 10 * sec}, at: 11*sec + 500*time.Millisecond, want: false},
 		{name: "two nodes: never", size: 2, silent: map[string]time.Duration{"b": 10 * sec}, at: 11*sec + 500*time.Millisecond, want: false},
 		{name: "woke from a pause 0.6 s ago", size: 3, paused: [2]time.Duration{8 * sec, 11 * sec}, at: 11*sec + 600*time.Millisecond, want: false},
+		{name: "peers' answers late while its own ticker is late: starved, not cut", size: 3, silent: map[string]time.Duration{"b": 10 * sec, "c": 10 * sec}, starved: 10 * sec, at: 11*sec + 500*time.Millisecond, want: false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -197,6 +199,9 @@ func TestIsolationWatchDoubtful(t *testing.T) {
 			for at := time.Duration(0); at <= tc.at; at += probeEvery {
 				if at > tc.paused[0] && at < tc.paused[1] {
 					continue
+				}
+				if tc.starved == 0 || at < tc.starved {
+					w.alive(t0.Add(at))
 				}
 				for _, p := range peers {
 					if s, ok := tc.silent[p]; !ok || at+5*time.Millisecond < s {
