@@ -894,7 +894,14 @@ func TestBridgeStreamBadDefinitions(t *testing.T) {
 func TestBridgeCaptureFailover(t *testing.T) {
 	t.Parallel()
 	start := time.Now()
-	nodes := qxdtest.StartCluster(t, qxdtest.ClusterConfigs(t, 3))
+	// The nodes' debug lines are printed if it fails: how the new runner
+	// resumed.
+	cfgs := qxdtest.ClusterConfigs(t, 3)
+	nodeLog := qxdtest.FailureLog(t)
+	for i := range cfgs {
+		cfgs[i].Logger = nodeLog
+	}
+	nodes := qxdtest.StartCluster(t, cfgs)
 	t.Cleanup(func() { t.Logf("test done after %v", time.Since(start).Round(time.Millisecond)) })
 	c := qxdtest.Connect(t, nodes[0])
 	ctx := qxdtest.Context(t, 300*time.Second)

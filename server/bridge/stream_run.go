@@ -377,6 +377,14 @@ func scanStored(ctx context.Context, r *bridgeRunner, floor uint64) (map[uint64]
 		if err != nil {
 			return nil, err
 		}
+		if st.Leader == "" && len(st.Replicas) > 0 {
+			// While the partition elects a leader, JetStream lets a replica
+			// answer with its own state, whose last batches may be missing: a
+			// scan from there would miss records this bridge stored and store
+			// them again. The session starts again once a leader answers.
+			return nil, semantics.Errorf(semantics.ErrUnavailable,
+				"bridge resuming: partition %d of topic %q has no leader yet; its state may be behind", p, r.def.Topic)
+		}
 		scanned := 0
 	scan:
 		for seq := st.LastSeq; seq >= st.FirstSeq && seq > 0 && scanned < bridgeScanLimit; {
