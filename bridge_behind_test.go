@@ -1,12 +1,9 @@
 package qxd_test
 
 import (
-	"context"
 	"fmt"
 	"testing"
 	"time"
-
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/qxd-io/qxd"
 	"github.com/qxd-io/qxd/internal/qxdtest"
@@ -28,28 +25,11 @@ func TestBridgeDescribedPastABucketReplicaLeftBehind(t *testing.T) {
 	js := qxdtest.JetStream(t, n)
 	ctx := qxdtest.Context(t, 120*time.Second)
 	qxdtest.CreateTopic(t, c, "orders", qxd.TopicConfig{Partitions: 1})
-	mirror, err := js.CreateStream(ctx, jetstream.StreamConfig{
-		Name: "bridges_behind", Mirror: &jetstream.StreamSource{Name: semantics.KVStream(semantics.BridgesBucket)},
-		MaxMsgs: 1, Discard: jetstream.DiscardNew, Storage: jetstream.MemoryStorage,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	mirror := qxdtest.HoldBucketBehind(ctx, t, js, semantics.BridgesBucket, 1)
 	if _, err := c.Admin().CreateBridge(ctx, qxd.EgressBridge("first", "orders", "shop.first.{key}", "fast")); err != nil {
 		t.Fatal(err)
 	}
-	wctx, cancel := context.WithTimeout(ctx, 20*time.Second)
-	defer cancel()
-	for {
-		info, err := mirror.Info(wctx)
-		if err == nil && info.State.Msgs == 1 {
-			break
-		}
-		if wctx.Err() != nil {
-			t.Fatalf("the mirror did not take the bucket's first message: %+v, %v", info, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	qxdtest.WaitHeld(ctx, t, mirror, 1)
 	// Each direct get reaches the mirror with probability 1/2: 20 rounds of two
 	// reads all miss it with probability 2^-40.
 	for round := range 20 {

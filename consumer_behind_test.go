@@ -5,8 +5,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/qxd-io/qxd"
 	"github.com/qxd-io/qxd/internal/qxdtest"
 	"github.com/qxd-io/qxd/semantics"
@@ -75,21 +73,7 @@ func TestStartPastAnEmptyPartitionsCheckpointLeftBehind(t *testing.T) {
 		t.Fatal(err)
 	}
 	held := info.State.Msgs
-	mirror, err := js.CreateStream(ctx, jetstream.StreamConfig{
-		Name: "partitions_behind", Mirror: &jetstream.StreamSource{Name: bucket},
-		MaxMsgs: int64(held), Discard: jetstream.DiscardNew, Storage: jetstream.MemoryStorage,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for end := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		if mi, err := mirror.Info(ctx); err == nil && mi.State.Msgs == held {
-			break
-		}
-		if time.Now().After(end) {
-			t.Fatalf("the mirror did not take the bucket's %d messages", held)
-		}
-	}
+	qxdtest.WaitHeld(ctx, t, qxdtest.HoldBucketBehind(ctx, t, js, semantics.PartitionsBucket, int64(held)), held)
 	for i := 1; i < 5; i++ {
 		if err := p.ProduceSync(ctx, &qxd.Record{Topic: topic, Value: []byte("v")}); err != nil {
 			t.Fatal(err)

@@ -1,12 +1,9 @@
 package qxd_test
 
 import (
-	"context"
 	"fmt"
 	"testing"
 	"time"
-
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/qxd-io/qxd"
 	"github.com/qxd-io/qxd/internal/qxdtest"
@@ -28,26 +25,9 @@ func TestTopicLookupPastABucketReplicaLeftBehind(t *testing.T) {
 	c := qxdtest.Connect(t, n)
 	js := qxdtest.JetStream(t, n)
 	ctx := qxdtest.Context(t, 120*time.Second)
-	mirror, err := js.CreateStream(ctx, jetstream.StreamConfig{
-		Name: "topics_behind", Mirror: &jetstream.StreamSource{Name: semantics.KVStream(semantics.TopicsBucket)},
-		MaxMsgs: 1, Discard: jetstream.DiscardNew, Storage: jetstream.MemoryStorage,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	mirror := qxdtest.HoldBucketBehind(ctx, t, js, semantics.TopicsBucket, 1)
 	qxdtest.CreateTopic(t, c, "first", qxd.TopicConfig{Partitions: 1})
-	wctx, cancel := context.WithTimeout(ctx, 20*time.Second)
-	defer cancel()
-	for {
-		info, err := mirror.Info(wctx)
-		if err == nil && info.State.Msgs == 1 {
-			break
-		}
-		if wctx.Err() != nil {
-			t.Fatalf("the mirror did not take the bucket's first message: %+v, %v", info, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	qxdtest.WaitHeld(ctx, t, mirror, 1)
 	p := qxdtest.NewProducer(t, c)
 	// Each direct get reaches the mirror with probability 1/2: 40 lookups all
 	// miss it with probability 2^-40.

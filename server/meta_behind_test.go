@@ -1,52 +1,13 @@
 package server_test
 
 import (
-	"context"
 	"encoding/json"
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/qxd-io/qxd/internal/qxdtest"
 	"github.com/qxd-io/qxd/semantics"
 )
-
-// holdBehind makes a member of bucket's direct-get queue group that takes the
-// bucket's next held messages and no more, as a replica cut from the bucket's
-// leader answers with what it held at the cut: a mirror of the bucket's stream
-// that refuses messages past its first ones (MaxMsgs with DiscardNew).
-// JetStream puts a mirror of a stream that allows direct gets (every KV bucket's)
-// into the stream's queue group, and a direct get reaches it or the stream at
-// random. The caller waits for the mirror to fill (waitHeld).
-func holdBehind(ctx context.Context, t *testing.T, js jetstream.JetStream, bucket string, held int64) jetstream.Stream {
-	t.Helper()
-	s, err := js.CreateStream(ctx, jetstream.StreamConfig{
-		Name: bucket + "_behind", Mirror: &jetstream.StreamSource{Name: semantics.KVStream(bucket)},
-		MaxMsgs: held, Discard: jetstream.DiscardNew, Storage: jetstream.MemoryStorage,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
-}
-
-// waitHeld waits until the mirror holds held messages.
-func waitHeld(ctx context.Context, t *testing.T, s jetstream.Stream, held uint64) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
-	defer cancel()
-	var last jetstream.StreamState
-	for ctx.Err() == nil {
-		if info, err := s.Info(ctx); err == nil {
-			if last = info.State; last.Msgs == held {
-				return
-			}
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatalf("the mirror holds %d messages, want %d", last.Msgs, held)
-}
 
 // behindRounds is how many times a test reads through a bucket with a member
 // held behind: each direct get reaches it with probability 1/2, so 40 reads all
@@ -67,11 +28,11 @@ func TestTopicRecordFromABucketReplicaLeftBehind(t *testing.T) {
 	js := qxdtest.JetStream(t, n)
 	ctx := qxdtest.Context(t, 120*time.Second)
 	a := n.Admin()
-	mirror := holdBehind(ctx, t, js, semantics.TopicsBucket, 1)
+	mirror := qxdtest.HoldBucketBehind(ctx, t, js, semantics.TopicsBucket, 1)
 	if _, _, err := a.CreateTopic(ctx, semantics.CreateTopicRequest{Name: "first", Config: semantics.TopicConfig{Partitions: 1}}); err != nil {
 		t.Fatal(err)
 	}
-	waitHeld(ctx, t, mirror, 1) // "first" with one partition
+	qxdtest.WaitHeld(ctx, t, mirror, 1) // "first" with one partition
 	if _, err := a.AddPartitions(ctx, semantics.AddPartitionsRequest{Name: "first", Total: 2}); err != nil {
 		t.Fatal(err)
 	}
@@ -109,7 +70,7 @@ func TestCheckpointFromABucketReplicaLeftBehind(t *testing.T) {
 	n := qxdtest.StartNode(t)
 	js := qxdtest.JetStream(t, n)
 	ctx := qxdtest.Context(t, 60*time.Second)
-	mirror := holdBehind(ctx, t, js, semantics.PartitionsBucket, 1)
+	mirror := qxdtest.HoldBucketBehind(ctx, t, js, semantics.PartitionsBucket, 1)
 	kv, err := js.KeyValue(ctx, semantics.PartitionsBucket)
 	if err != nil {
 		t.Fatal(err)
@@ -125,7 +86,7 @@ func TestCheckpointFromABucketReplicaLeftBehind(t *testing.T) {
 		}
 	}
 	put(semantics.Checkpoint{Seq: 10, Next: 100})
-	waitHeld(ctx, t, mirror, 1)
+	qxdtest.WaitHeld(ctx, t, mirror, 1)
 	put(semantics.Checkpoint{Seq: 20, Next: 250})
 	for round := range behindRounds {
 		ck, err := n.Admin().CheckpointRecord(ctx, id, 0)

@@ -18,7 +18,7 @@ import (
 // TestTxnReadAgainPastAReplicaLeftBehind has another coordinator bump a
 // transactional id's epoch behind a coordinator's back, round after round, while
 // a member of the transactions bucket's direct-get queue group holds only the
-// id's first record (holdBehind). The coordinator's store then fails, and it
+// id's first record (qxdtest.HoldBucketBehind). The coordinator's store then fails, and it
 // reads the record again: the next InitProducerId must fence the other's epoch
 // (answer one past it). Read from that replica, the record read again was the
 // first one, and about half the rounds' second InitProducerId failed again with
@@ -32,13 +32,13 @@ func TestTxnReadAgainPastAReplicaLeftBehind(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mirror := holdBehind(ctx, t, js, "txn_behind", 1)
+	mirror := qxdtest.HoldBucketBehind(ctx, t, js, "txn_behind", 1)
 	c := server.NewTxnCoordinator(js.Conn(), kv)
 	pid, epoch, err := c.InitProducerID(ctx, "t", time.Minute, -1, -1)
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitHeld(ctx, t, mirror, 1)
+	qxdtest.WaitHeld(ctx, t, mirror, 1)
 	key := semantics.TxnKey("t")
 	for round := range 20 {
 		// Another coordinator's write: the epoch ten past this one's.
