@@ -163,3 +163,14 @@ func runKafkaDrillClients(t *testing.T, r *kafkaDrill, client string, start func
 	member.stop(t, time.Minute)
 	r.verdict(t, d, client, faultAt, time.Now())
 }
+
+// clientConf is a drill client's settings: short, the setting that bounds a
+// request at 5 s, when the drill runs with short timeouts, then those listed in
+// the environment variable env ("name=value name=value").
+func (r *kafkaDrill) clientConf(short, env string) []string {
+	var conf []string
+	if r.short {
+		conf = append(conf, short)
+	}
+	return append(conf, strings.Fields(os.Getenv(env))...)
+}

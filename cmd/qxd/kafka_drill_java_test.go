@@ -29,11 +29,7 @@ import (
 func TestKafkaJavaFaultDrill(t *testing.T) {
 	cp := qxdtest.KafkaJava(t, filepath.Join("testdata", "java", "KafkaDrill.java"))
 	r := startKafkaDrill(t)
-	var conf []string
-	if r.short {
-		conf = append(conf, "request.timeout.ms=5000")
-	}
-	conf = append(conf, strings.Fields(os.Getenv("QXD_JAVA_CONF"))...)
+	conf := r.clientConf("request.timeout.ms=5000", "QXD_JAVA_CONF")
 	t.Logf("Java client settings: %v", conf)
 	// The client's log goes to the drill's (KafkaDrill$Log, named ahead of the
 	// jar's no-op SLF4J provider): warnings, and with QXD_TEST_KEEP_LOGS its

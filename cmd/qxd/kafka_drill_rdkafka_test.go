@@ -29,11 +29,7 @@ import (
 func TestKafkaRdkafkaFaultDrill(t *testing.T) {
 	needConfluentKafka(t)
 	r := startKafkaDrill(t)
-	var conf []string
-	if r.short {
-		conf = append(conf, "socket.timeout.ms=5000")
-	}
-	conf = append(conf, strings.Fields(os.Getenv("QXD_RDKAFKA_CONF"))...)
+	conf := r.clientConf("socket.timeout.ms=5000", "QXD_RDKAFKA_CONF")
 	t.Logf("librdkafka settings: %v", conf)
 
 	runKafkaDrillClients(t, r, "librdkafka", func(mode, arg string, line func([]string)) *kafkaDrillClient {
