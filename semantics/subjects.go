@@ -144,12 +144,15 @@ const authzPrefix = "qxd.authz"
 // nodePrefix each node takes requests addressed to it alone (HandOffSubject).
 // KafkaBrokersSubject is answered by every node with a Kafka listener (not as a
 // queue group) with its name and advertised Kafka address; KafkaEpochsSubject by
-// every such node with the leader epochs it knows of the partition streams asked.
+// every such node with the leader epochs it knows of the partition streams asked;
+// KafkaLeadsSubject by every such node that leads some of the partition streams
+// asked, with their RAFT terms.
 const (
 	NodeInfoSubject     = "qxd.node.info"
 	nodePrefix          = "qxd.internal.node"
 	KafkaBrokersSubject = "qxd.internal.kafka.brokers"
 	KafkaEpochsSubject  = "qxd.internal.kafka.epochs"
+	KafkaLeadsSubject   = "qxd.internal.kafka.leads"
 )
 
 // Bridges: the runner of a bridge answers status requests under bridgeStatusPrefix

@@ -240,3 +240,38 @@ func (n *Node) ProbesSawRoute(node string) bool {
 	defer w.mu.Unlock()
 	return !w.routeSeen[node].IsZero()
 }
+
+// KafkaAskLeads asks the other nodes which of streams they lead, as a woken
+// node's held Metadata answer does, until each is answered or ctx ends. It
+// returns each answered stream's leader and term.
+func (n *Node) KafkaAskLeads(ctx context.Context, streams []string) map[string]LeadClaim {
+	a := n.kafka.b.askLeads(streams)
+	if a == nil {
+		return nil
+	}
+	defer a.close()
+	for ctx.Err() == nil && len(a.claims) < len(streams) {
+		time.Sleep(10 * time.Millisecond)
+		a.poll(time.Now())
+	}
+	out := map[string]LeadClaim{}
+	for s, c := range a.claims {
+		out[s] = LeadClaim{Node: c.node, Term: c.term}
+	}
+	return out
+}
+
+// LeadClaim is a node's word that it leads a stream's RAFT group at a term.
+type LeadClaim struct {
+	Node string
+	Term int32
+}
+
+// KafkaLocalTerm is the term of stream's RAFT group as n's replica knows it
+// (-1: n holds no replica).
+func (n *Node) KafkaLocalTerm(stream string) int32 {
+	if rn := n.kafka.b.raftNodeOf(stream); rn != nil {
+		return raftTerm(rn)
+	}
+	return -1
+}

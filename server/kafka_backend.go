@@ -56,6 +56,7 @@ type kafkaBackend struct {
 
 	infoSub  *nats.Subscription
 	epochSub *nats.Subscription
+	leadsSub *nats.Subscription
 	reads    kafkaReads // where partitions' last fetches ended
 	stores   storeReads
 	bufs     batchBufs // the buffers store reads load batches into
@@ -299,6 +300,10 @@ func (b *kafkaBackend) start() error {
 	})
 	if err != nil {
 		return fmt.Errorf("kafka listener: subscribe for leader epoch requests: %w", err)
+	}
+	b.leadsSub, err = b.nc.Subscribe(semantics.KafkaLeadsSubject, b.serveLeads)
+	if err != nil {
+		return fmt.Errorf("kafka listener: subscribe for leadership requests: %w", err)
 	}
 	return b.nc.Flush()
 }
@@ -1073,15 +1078,38 @@ func (b *kafkaBackend) awaitElections(ctx context.Context, behind <-chan struct{
 	}
 	tick := time.NewTicker(poll)
 	defer tick.Stop()
+	// A woken node asks the others which of its held partitions they lead
+	// (kafka_leads.go).
+	var asker *leadsAsker
+	var woken []string
+	for _, h := range held {
+		if !h.woke.IsZero() {
+			woken = append(woken, h.stream)
+		}
+	}
+	if len(woken) > 0 && b.n.ns.JetStreamIsClustered() {
+		if asker = b.askLeads(woken); asker != nil {
+			defer asker.close()
+		}
+	}
 	for last := false; ; {
 		left := held[:0]
 		lost := b.lostNow()
+		if asker != nil {
+			asker.poll(time.Now())
+		}
 		for _, h := range held {
 			if h.silent != "" && !lost.has(h.silent) {
 				continue // it answers again: it leads
 			}
 			leader, replicas, term := b.localLeader(h.stream)
-			if leader == "" || leader == h.silent || !h.woke.IsZero() && leader == b.advertise.Name && !b.leadsSinceWake(&h, term) {
+			stale := leader == "" || leader == h.silent || !h.woke.IsZero() && leader == b.advertise.Name && !b.leadsSinceWake(&h, term)
+			if stale && !h.woke.IsZero() && asker != nil {
+				if c, ok := asker.leader(h.stream); ok {
+					leader, term, stale = c.node, c.term, false
+				}
+			}
+			if stale {
 				left = append(left, h)
 				continue
 			}
