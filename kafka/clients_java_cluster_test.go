@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os/exec"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -160,6 +161,161 @@ func TestClientJavaClusterFailover(t *testing.T) {
 	for _, r := range pollSDK(t, c, topic, partitions, len(acked)) {
 		if g, w := (rec{string(r.Key), string(r.Value), r.Partition, r.Offset}), acked[string(r.Value)]; g != w {
 			t.Errorf("SDK read %v, the Java producer was told %v", g, w)
+		}
+	}
+}
+
+// On the in-process 3-node cluster, one Java group member reads 600 keyed
+// records slowly, committing after every poll. A third of the way in, the node
+// running the group's coordinator (FindCoordinator) stops. The member finds the
+// coordinator's successor and reads on: every record is read once, where it
+// was produced, no commit fails, and the offsets committed at the end are the
+// partitions' ends, as the SDK's group describe sees them.
+func TestClientJavaCoordinatorFailover(t *testing.T) {
+	cp := needJava(t)
+	cfgs := qxdtest.ClusterConfigs(t, 3)
+	for i := range cfgs {
+		cfgs[i].KafkaListen = "127.0.0.1:0"
+	}
+	nodes := qxdtest.StartCluster(t, cfgs)
+	c := qxdtest.ConnectCluster(t, nodes)
+	const topic, group, partitions, total = "java-coord", "java-coord-group", 3, 600
+	qxdtest.CreateTopic(t, c, topic, qxd.TopicConfig{Partitions: partitions, Replicas: 3})
+	produced := produceKeyed(t, nodes[0].KafkaAddr(), topic, total)
+	ctx := ctxFor(t, 180*time.Second)
+	var brokers []string
+	for _, nd := range nodes {
+		brokers = append(brokers, nd.KafkaAddr())
+	}
+
+	cmd := exec.CommandContext(ctx, "java", "-cp", cp, "Check", "coordinator", strings.Join(brokers, ","), topic, group, fmt.Sprint(total))
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout = &stdout
+	pipe, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	// The member's progress, read while the test stops a node: when each
+	// commit was done and how many records it had read.
+	type commit struct {
+		at   time.Time
+		read int
+	}
+	var mu sync.Mutex
+	var commits []commit
+	third := make(chan struct{})
+	lines := make(chan struct{})
+	go func() {
+		defer close(lines)
+		sc := bufio.NewScanner(pipe)
+		for sc.Scan() {
+			line := sc.Text()
+			var read int
+			mu.Lock()
+			stderr.WriteString(line + "\n")
+			if _, err := fmt.Sscanf(line, "consumed %d", &read); err == nil {
+				commits = append(commits, commit{time.Now(), read})
+				if read >= total/3 && len(commits) > 0 && (len(commits) == 1 || commits[len(commits)-2].read < total/3) {
+					close(third)
+				}
+			}
+			mu.Unlock()
+		}
+	}()
+	var stopped *server.Node
+	var stopping, stoppedAt time.Time
+	select {
+	case <-third:
+		fc := kadm.NewClient(kafkaClient(t, nodes[0])).FindGroupCoordinators(ctx, group)
+		if err := fc.Error(); err != nil {
+			t.Fatalf("find the coordinator of %s: %v", group, err)
+		}
+		addr := fmt.Sprintf("%s:%d", fc[group].Host, fc[group].Port)
+		for _, n := range nodes {
+			if n.KafkaAddr() == addr {
+				stopped = n
+			}
+		}
+		if stopped == nil {
+			t.Fatalf("the coordinator of %s is at %s, not one of the nodes", group, addr)
+		}
+		stopping = time.Now()
+		sctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+		err := stopped.Close(sctx)
+		cancel()
+		if err != nil {
+			t.Errorf("stop %s: %v", stopped.Name(), err)
+		}
+		stoppedAt = time.Now()
+		t.Logf("%s, running the coordinator, stopped %v in (the stop took %v)", stopped.Name(),
+			stopping.Sub(start).Round(time.Millisecond), stoppedAt.Sub(stopping).Round(time.Millisecond))
+	case <-lines:
+	}
+	<-lines
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("java Check coordinator: %v\nstdout:\n%s\nstderr:\n%s", err, stdout.String(), stderr.String())
+	}
+	if stopped == nil {
+		t.Fatalf("no node was stopped; stderr:\n%s", stderr.String())
+	}
+	// The longest wait between two commits from the stop's start on.
+	var gap time.Duration
+	for i := 1; i < len(commits); i++ {
+		from := commits[i-1].at
+		if from.Before(stopping) {
+			from = stopping
+		}
+		if commits[i].at.After(stopping) {
+			gap = max(gap, commits[i].at.Sub(from))
+		}
+	}
+	t.Logf("longest wait between two of the member's commits from the stop's start on: %v", gap.Round(time.Millisecond))
+	t.Logf("the Java member ran %v", time.Since(start).Round(time.Millisecond))
+	if stopped == nil {
+		t.Fatalf("no node was stopped; stderr:\n%s", stderr.String())
+	}
+	var res struct {
+		Consumed       []javaRec        `json:"consumed"`
+		CommitFailures []string         `json:"commitFailures"`
+		Committed      map[string]int64 `json:"committed"`
+	}
+	if err := json.Unmarshal(stdout.Bytes(), &res); err != nil {
+		t.Fatalf("Check.java coordinator printed %q: %v", stdout.String(), err)
+	}
+	if len(res.CommitFailures) > 0 {
+		t.Errorf("%d commits failed: %v", len(res.CommitFailures), res.CommitFailures)
+	}
+	checkReadOnce(t, produced, res.Consumed)
+	ends := map[string]int64{}
+	for _, r := range produced {
+		p := fmt.Sprint(r.partition)
+		ends[p] = max(ends[p], r.offset+1)
+	}
+	for p, end := range ends {
+		if res.Committed[p] != end {
+			t.Errorf("partition %s: committed %d at the end, want its end %d", p, res.Committed[p], end)
+		}
+	}
+	var alive *server.Node
+	for _, n := range nodes {
+		if n != stopped {
+			alive = n
+		}
+	}
+	gd, err := qxdtest.Connect(t, alive).Admin().DescribeGroup(ctx, group)
+	if err != nil {
+		t.Fatalf("describe group %s through %s: %v", group, alive.Name(), err)
+	}
+	if len(gd.Partitions) != partitions {
+		t.Errorf("the SDK's group describe lists %d partitions, want %d", len(gd.Partitions), partitions)
+	}
+	for _, o := range gd.Partitions {
+		if w := ends[fmt.Sprint(o.Partition)]; o.Committed != w {
+			t.Errorf("the SDK's group describe: partition %d committed %d, want %d", o.Partition, o.Committed, w)
 		}
 	}
 }

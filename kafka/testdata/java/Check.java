@@ -38,6 +38,7 @@ public class Check {
             case "cooperative": cooperative(res, brokers, args[0], args[1], Integer.parseInt(args[2])); break;
             case "static": staticMembers(res, brokers, args[0], args[1], Integer.parseInt(args[2])); break;
             case "failover": failover(res, brokers, args[0], Integer.parseInt(args[1])); break;
+            case "coordinator": coordinator(res, brokers, args[0], args[1], Integer.parseInt(args[2])); break;
             default: throw new IllegalArgumentException("unknown scenario " + scenario);
         }
         System.out.println(json(res));
@@ -748,6 +749,46 @@ public class Check {
         res.put("acked", acked);
         res.put("failures", failures);
         res.put("consumed", consumed);
+    }
+
+    // coordinator: one member of group reads topic's total records slowly,
+    // committing (commitSync) after every poll, and prints "consumed N" (records
+    // read so far) to stderr after each, so that the test can stop the node
+    // running the group's coordinator part way. Prints every record read, every
+    // commit that failed, and the offsets committed at the end.
+    static void coordinator(Map<String, Object> res, String brokers, String topic, String group, int total) throws Exception {
+        List<Object> consumed = new ArrayList<>(), commitFailures = new ArrayList<>();
+        Map<String, Object> committed = new TreeMap<>();
+        Set<String> seen = new HashSet<>();
+        try (KafkaConsumer<String, String> c = consumer(brokers, group, "coordinator")) {
+            c.subscribe(List.of(topic));
+            long deadline = System.currentTimeMillis() + 120_000;
+            while (seen.size() < total && System.currentTimeMillis() < deadline) {
+                ConsumerRecords<String, String> rs = c.poll(Duration.ofMillis(200));
+                for (ConsumerRecord<String, String> r : rs) {
+                    consumed.add(rec("coordinator", r.key(), r.value(), r.partition(), r.offset()));
+                    seen.add(r.partition() + "/" + r.offset());
+                }
+                if (!rs.isEmpty()) {
+                    try {
+                        c.commitSync();
+                    } catch (Exception e) {
+                        commitFailures.add(seen.size() + ": " + e);
+                    }
+                    System.err.println("consumed " + seen.size());
+                    System.err.flush();
+                    Thread.sleep(20);
+                }
+            }
+            Set<TopicPartition> tps = new HashSet<>();
+            for (PartitionInfo pi : c.partitionsFor(topic)) tps.add(new TopicPartition(topic, pi.partition()));
+            for (Map.Entry<TopicPartition, OffsetAndMetadata> e : c.committed(tps).entrySet()) {
+                committed.put(String.valueOf(e.getKey().partition()), e.getValue() == null ? -1 : e.getValue().offset());
+            }
+        }
+        res.put("consumed", consumed);
+        res.put("commitFailures", commitFailures);
+        res.put("committed", committed);
     }
 
     interface Cond { boolean ok() throws Exception; }
