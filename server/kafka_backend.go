@@ -1292,21 +1292,37 @@ func (b *kafkaBackend) Coordinator(ctx context.Context, group string) (kafka.Bro
 	if !b.n.ns.JetStreamIsClustered() {
 		return kafka.Broker{}, semantics.Errorf(semantics.ErrCoordinatorNotAvailable, "the group coordinator is starting; retry")
 	}
-	info, err := b.n.js.Stream(ctx, b.n.groups.role.stream)
-	if err != nil {
-		return kafka.Broker{}, semantics.Errorf(semantics.ErrCoordinatorNotAvailable, "find the group coordinator: %v; retry", err)
+	// The coordinator runs on the groups bucket's leader: as this node's
+	// replica of the bucket knows it, else as the bucket's description names
+	// it. The description is the leader's to give, and one asked while the
+	// leader hands its leadership off (a graceful stop) went unanswered for
+	// JetStream's 5 s while the successor's replica knew at once.
+	leader, _, _ := b.localLeader(b.n.groups.role.stream)
+	if leader == "" || leader == b.advertise.Name {
+		ictx, cancel := context.WithTimeout(ctx, coordinatorInfoWait)
+		info, err := b.n.js.Stream(ictx, b.n.groups.role.stream)
+		cancel()
+		if err != nil {
+			return kafka.Broker{}, semantics.Errorf(semantics.ErrCoordinatorNotAvailable, "find the group coordinator: %v; retry", err)
+		}
+		ci := info.CachedInfo()
+		if ci.Cluster == nil || ci.Cluster.Leader == "" {
+			return kafka.Broker{}, semantics.Errorf(semantics.ErrCoordinatorNotAvailable, "the groups bucket has no leader now; retry")
+		}
+		leader = ci.Cluster.Leader
 	}
-	ci := info.CachedInfo()
-	if ci.Cluster == nil || ci.Cluster.Leader == "" {
-		return kafka.Broker{}, semantics.Errorf(semantics.ErrCoordinatorNotAvailable, "the groups bucket has no leader now; retry")
-	}
-	leader := ci.Cluster.Leader
 	br, ok := b.brokers(ctx, []string{leader}, b.lostNow())[leader]
 	if !ok {
 		return kafka.Broker{}, semantics.Errorf(semantics.ErrCoordinatorNotAvailable, "node %s coordinates groups and has no Kafka listener", leader)
 	}
 	return br, nil
 }
+
+// coordinatorInfoWait bounds how long FindCoordinator waits for the groups
+// bucket's description when this node's replica names no other leader: a
+// client asks again at once when told COORDINATOR_NOT_AVAILABLE, and the
+// question then reaches the bucket's new leader.
+const coordinatorInfoWait = time.Second
 
 // The group requests go to the node's group service, which answers
 // NOT_COORDINATOR when this node does not coordinate (the client asks
