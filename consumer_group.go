@@ -454,20 +454,48 @@ func (m *member) heartbeat(ctx context.Context) error {
 		defer t.Stop()
 		commitC = t.C
 	}
+	// An auto-commit runs beside the heartbeats, one at a time. A commit the
+	// coordinator cannot store (its node does not reach the offsets bucket's
+	// leader: a cut between two nodes) waits up to the request timeout, longer
+	// than the lease a heartbeat keeps; the heartbeats must go on meanwhile, or the
+	// member drops its partitions though its coordinator answers. Every other
+	// commit of the loop, and its return, waits for it (settle): commits are
+	// sent in order.
+	var committing chan struct{} // closed when the running auto-commit ends
+	settle := func() {
+		if committing != nil {
+			<-committing
+			committing = nil
+		}
+	}
+	defer settle()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-m.rejoin:
 			// The subscription changed: rejoin with it.
+			settle()
 			if !m.cooperative {
 				m.revoke(ctx, true)
 			}
 			return nil
 		case <-commitC:
-			if err := m.commitPositions(ctx, false); err != nil {
-				c.c.log.Debug("auto-commit failed", "group", m.cfg.id, "err", err)
+			if committing != nil {
+				select {
+				case <-committing:
+				default:
+					continue // the last one still waits for its answer
+				}
 			}
+			done := make(chan struct{})
+			committing = done
+			go func() {
+				defer close(done)
+				if err := m.commitPositions(ctx, false); err != nil {
+					c.c.log.Debug("auto-commit failed", "group", m.cfg.id, "err", err)
+				}
+			}()
 			continue
 		case <-hb.C:
 		}
@@ -475,6 +503,7 @@ func (m *member) heartbeat(ctx context.Context) error {
 		idle := time.Since(m.lastPoll)
 		c.mu.Unlock()
 		if idle > m.cfg.maxPollInterval {
+			settle()
 			m.revoke(ctx, false)
 			return errPollTimeout
 		}
@@ -486,6 +515,7 @@ func (m *member) heartbeat(ctx context.Context) error {
 		if paused {
 			if time.Now().After(leaseEnd) {
 				// Still polling perhaps, but no longer entitled to records.
+				settle()
 				m.revoke(ctx, false)
 				return semantics.Errorf(semantics.ErrUnknownMemberID, "lease ended without a heartbeat")
 			}
@@ -505,6 +535,7 @@ func (m *member) heartbeat(ctx context.Context) error {
 				// back. The coordinator still counts this member in its
 				// generation, so what it read is committed first, and a member
 				// given the same partitions again does not read it twice.
+				settle()
 				if m.cfg.autoCommit {
 					if err := m.commitPositions(ctx, false); err != nil {
 						c.c.log.Debug("commit after the lease ran out failed", "group", m.cfg.id, "err", err)
@@ -514,17 +545,20 @@ func (m *member) heartbeat(ctx context.Context) error {
 				return nil
 			}
 		case errors.Is(err, semantics.ErrRebalanceInProgress):
+			settle()
 			if !m.cooperative {
 				m.revoke(ctx, true)
 			} // else keep reading while rejoining: the new assignment says what to revoke
 			return nil
 		case errors.Is(err, semantics.ErrUnknownMemberID), errors.Is(err, semantics.ErrIllegalGeneration),
 			errors.Is(err, semantics.ErrFencedInstanceID):
+			settle()
 			m.revoke(ctx, false)
 			return err
 		default:
 			// The coordinator may be failing over: keep trying while the lease lasts.
 			if time.Now().After(leaseEnd) {
+				settle()
 				m.revoke(ctx, false)
 				return err
 			}

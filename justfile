@@ -98,10 +98,12 @@ kafka-drill-java fault="cut" hold="15s" timeouts="short":
 # A cut between two live nodes (n1 and n2; n3 reaches both; root, network
 # namespaces) for `hold` under the drill's keyed producer and consumer group,
 # then 10 s after the heal; via=healthy connects the producer to n3, faulty to
-# n1. Prints the longest acknowledgement wait of the partitions each node led,
-# the group's longest read gap and what it read twice (the SUMMARY line).
-pair-drill hold="15s" via="healthy":
-    QXD_DRILL_PAUSE={{hold}} QXD_DRILL_VIA={{via}} go test -tags chaos -count=1 -run 'TestPairCutDrill$' -v -timeout 15m ./cmd/qxd/
+# n1; buckets=split puts the groups bucket's leader on n1 and the offsets and
+# partition-checkpoint buckets' on n2 first. Prints the longest acknowledgement
+# wait of the partitions each node led, the group's longest read gap and what it
+# read twice (the SUMMARY line).
+pair-drill hold="15s" via="healthy" buckets="":
+    QXD_DRILL_PAUSE={{hold}} QXD_DRILL_VIA={{via}} QXD_DRILL_BUCKETS={{buckets}} go test -tags chaos -count=1 -run 'TestPairCutDrill$' -v -timeout 15m ./cmd/qxd/
 
 # Every drill of docs/operations.md in turn (about 16 minutes; the cuts need root),
 # printing their SUMMARY lines.

@@ -20,6 +20,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/qxd-io/qxd"
+	"github.com/qxd-io/qxd/internal/qxdtest"
 	"github.com/qxd-io/qxd/partitioner"
 	"github.com/qxd-io/qxd/semantics"
 )
@@ -45,6 +46,10 @@ import (
 //     coordinator keeps its state).
 //   - QXD_DRILL_VIA: healthy (the producer connects to a healthy node first; the
 //     default) or faulty (to the faulty node first; "paused" is the same).
+//   - QXD_DRILL_BUCKETS: split (before the group starts, the groups bucket's
+//     leadership moves to n1 and the offsets and partition-checkpoint buckets' to
+//     n2: for a pair cut, the coordinator and the commits it stores are led from
+//     the two sides of the cut) or empty (leaders as they fall; the default).
 //   - QXD_DRILL_BIN: a prebuilt qxd binary, to measure another build with the same
 //     drill.
 //   - QXD_DRILL_HEALTHY_MAX: fail if a partition a healthy node led waited longer
@@ -100,6 +105,14 @@ func faultDrill(t *testing.T, d drill) {
 		if leaders[p], err = leaderOf(ctx, admin, topic, p); err != nil {
 			t.Fatal(err)
 		}
+	}
+
+	if d.buckets == "split" {
+		placeBucketLeaders(ctx, t, cl.urls(), map[string]string{
+			semantics.GroupsBucket:     cl.nodes[0].name,
+			semantics.OffsetsBucket:    cl.nodes[1].name,
+			semantics.PartitionsBucket: cl.nodes[1].name,
+		})
 	}
 
 	led := newLedger()
@@ -544,6 +557,7 @@ func faultDrill(t *testing.T, d drill) {
 // drill is what TestFaultDrill does, from its environment variables.
 type drill struct {
 	fault, target, via string
+	buckets            string // "split": QXD_DRILL_BUCKETS
 	hold, healthyMax   time.Duration
 	runOn              time.Duration // how long the producer runs on after the node is back
 }
@@ -574,6 +588,13 @@ func drillSettings(t *testing.T) drill {
 		d.target = s
 	default:
 		t.Fatalf("QXD_DRILL_TARGET=%q: use leader (the leader of partition 0) or buckets (the leader of the groups bucket)", s)
+	}
+	switch s := os.Getenv("QXD_DRILL_BUCKETS"); s {
+	case "":
+	case "split":
+		d.buckets = s
+	default:
+		t.Fatalf("QXD_DRILL_BUCKETS=%q: use split (the groups bucket led by n1, the offsets and partition-checkpoint buckets by n2) or leave it empty", s)
 	}
 	switch s := os.Getenv("QXD_DRILL_VIA"); s {
 	case "", "healthy":
@@ -622,7 +643,7 @@ func bucketLeaders(ctx context.Context, t *testing.T, urls string) map[string]st
 		t.Logf("bucket leaders: %v", err)
 		return out
 	}
-	for _, b := range []string{semantics.GroupsBucket, semantics.OffsetsBucket, semantics.TopicsBucket} {
+	for _, b := range []string{semantics.GroupsBucket, semantics.OffsetsBucket, semantics.PartitionsBucket, semantics.TopicsBucket} {
 		sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		s, err := js.Stream(sctx, "KV_"+b)
 		cancel()
@@ -635,6 +656,21 @@ func bucketLeaders(ctx context.Context, t *testing.T, urls string) map[string]st
 		}
 	}
 	return out
+}
+
+// placeBucketLeaders moves the leadership of each bucket's stream to the node named
+// for it, before the drill's fault.
+func placeBucketLeaders(ctx context.Context, t *testing.T, urls string, want map[string]string) {
+	t.Helper()
+	nc, err := nats.Connect(urls)
+	if err != nil {
+		t.Fatalf("place bucket leaders: connect to %s: %v", urls, err)
+	}
+	defer nc.Close()
+	for b, node := range want {
+		qxdtest.LeadStream(ctx, t, nc, semantics.KVStream(b), node)
+		t.Logf("bucket %s led by %s", b, node)
+	}
 }
 
 // committedOffsets returns the group's committed offset of each partition (none
