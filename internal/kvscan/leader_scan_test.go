@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"slices"
-	"strings"
 	"testing"
 	"time"
 
@@ -134,13 +133,16 @@ func TestLeaderScanWithoutLeader(t *testing.T) {
 		}
 	}
 	// The bucket's leader, alone now, would lead until it counted its quorum
-	// lost (10 s or more); asked to step down, it cannot be elected again.
-	resp, err := js.Conn().RequestWithContext(ctx, "$JS.API.STREAM.LEADER.STEPDOWN.KV_leaderless", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !strings.Contains(string(resp.Data), `"success":true`) {
-		t.Fatalf("step down of the bucket's leader: %s", resp.Data)
+	// lost (10 s or more); asked to step down, it cannot be elected again. If
+	// the leadership was on a stopped node, nobody leads it already and nobody
+	// answers.
+	dctx, dcancel := context.WithTimeout(ctx, 2*time.Second)
+	resp, err := js.Conn().RequestWithContext(dctx, "$JS.API.STREAM.LEADER.STEPDOWN.KV_leaderless", nil)
+	dcancel()
+	if err == nil {
+		t.Logf("step down of the bucket's leader: %s", resp.Data)
+	} else {
+		t.Logf("step down of the bucket's leader: %v", err)
 	}
 	sctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
