@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"testing"
@@ -32,7 +33,8 @@ const lagRounds = 40
 // queue group holds only the first record (qxdtest.HoldBucketBehind). Every
 // coordinator must start from what the leader holds: the group at generation 3
 // with the member that generation kept (not generation 1 with the member it
-// fenced), the transaction committed (not open). Loaded through the buckets'
+// fenced, whose heartbeat must be refused), the transaction committed (not
+// open). Loaded through the buckets'
 // watchers (kvscan.Scan), about a third of the starts read the held replica.
 func TestCoordinatorsLoadFromTheBucketLeader(t *testing.T) {
 	t.Parallel()
@@ -78,8 +80,10 @@ func TestCoordinatorsLoadFromTheBucketLeader(t *testing.T) {
 			}
 			err = c.Load(ctx)
 			var d groups.GroupDescription
+			var fenced error
 			if err == nil {
 				d, err = c.DescribeGroup(ctx, "lagging")
+				fenced = c.Heartbeat(ctx, groups.HeartbeatRequest{Group: "lagging", MemberID: "m1", Generation: 1})
 			}
 			c.Close()
 			var ids []string
@@ -89,6 +93,9 @@ func TestCoordinatorsLoadFromTheBucketLeader(t *testing.T) {
 			if err != nil || d.Generation != 3 || !slices.Equal(ids, []string{"m2"}) {
 				t.Fatalf("round %d: the coordinator started with generation %d, members %v (%v); want generation 3, members [m2]",
 					round, d.Generation, ids, err)
+			}
+			if !errors.Is(fenced, semantics.ErrUnknownMemberID) {
+				t.Fatalf("round %d: heartbeat of member m1 of generation 1, fenced in generation 3: %v, want UNKNOWN_MEMBER_ID", round, fenced)
 			}
 		}
 	})
