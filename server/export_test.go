@@ -7,6 +7,7 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/qxd-io/qxd/internal/partition"
@@ -274,4 +275,29 @@ func (n *Node) KafkaLocalTerm(stream string) int32 {
 		return raftTerm(rn)
 	}
 	return -1
+}
+
+// HoldReplicaBehind stops n's replica of stream, a follower, from applying what
+// the stream's RAFT group commits (nats-server's RaftNode.PauseApply): it goes
+// on storing and acknowledging the group's entries, so the other replicas still
+// make a quorum, but its store keeps what it held, as a replica that lags its
+// leader does, and a consumer JetStream places on it (a KV watcher's) reads
+// that. release applies what it missed.
+func (n *Node) HoldReplicaBehind(ctx context.Context, stream string) (release func(), err error) {
+	s, err := n.js.Stream(ctx, stream)
+	if err != nil {
+		return nil, err
+	}
+	info := s.CachedInfo()
+	if info.Cluster == nil || info.Cluster.RaftGroup == "" {
+		return nil, fmt.Errorf("stream %s is not replicated", stream)
+	}
+	rn := lookupRaftNode(n.ns, info.Cluster.RaftGroup)
+	if rn == nil {
+		return nil, fmt.Errorf("node %s holds no replica of stream %s", n.Name(), stream)
+	}
+	if err := rn.PauseApply(); err != nil {
+		return nil, fmt.Errorf("hold %s's replica of stream %s: %w", n.Name(), stream, err)
+	}
+	return sync.OnceFunc(rn.ResumeApply), nil
 }

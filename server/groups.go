@@ -79,7 +79,7 @@ func newGroupService(ctx context.Context, env groupEnv, topics topicStore, repli
 		return nil, fmt.Errorf("open offsets bucket: %w", err)
 	}
 	s := &groupService{log: env.log, nc: env.nc, cfg: env.cfg, obs: env.obs,
-		states: coordinator.NewKVStateStore(kv), offsets: offs.WithTopics(topicRecords{topics})}
+		states: coordinator.NewKVStateStore(env.nc, kv), offsets: offs.WithTopics(topicRecords{topics})}
 	s.role = leaderRole[groupRun]{log: env.log, leads: env.leads, stream: semantics.KVStream(semantics.GroupsBucket),
 		logs: roleLogs{
 			started: "group coordinator started",

@@ -139,7 +139,7 @@ type txnGroups interface {
 // runs on one node at a time (txnService).
 type txnCoordinator struct {
 	log     *slog.Logger
-	nc      *nats.Conn // for reads from the bucket's leader (kvscan.GetFresh)
+	nc      *nats.Conn // for reads from the bucket's leader (kvscan.LeaderScan, GetFresh)
 	kv      jetstream.KeyValue
 	markers markerWriter
 	offsets txnOffsetStore
@@ -169,15 +169,19 @@ func newTxnCoordinator(log *slog.Logger, nc *nats.Conn, kv jetstream.KeyValue, m
 
 // load reads every stored transaction and starts the background work: ends that a
 // previous coordinator decided but did not finish are finished, and transactions
-// past their timeout are aborted.
+// past their timeout are aborted. The transactions are read as the bucket's
+// leader holds them (kvscan.LeaderScan): a replica behind it would hand the
+// coordinator a committed transaction as still open (and it would abort it) or
+// an epoch already given (and it would give it again). With no leader, load
+// fails once ctx ends (kvscan.ErrNoLeader) and the coordinator does not start.
 func (c *txnCoordinator) load(ctx context.Context) error {
 	txns := map[string]*txnEntry{}
-	err := kvscan.Scan(ctx, c.kv, jetstream.AllKeys, func() { clear(txns) }, func(e jetstream.KeyValueEntry) error {
+	err := kvscan.LeaderScan(ctx, c.nc, c.kv, jetstream.AllKeys, func(e kvscan.Entry) error {
 		var rec txnRecord
-		if err := json.Unmarshal(e.Value(), &rec); err != nil {
-			return fmt.Errorf("transaction record %q is corrupt: %w", e.Key(), err)
+		if err := json.Unmarshal(e.Value, &rec); err != nil {
+			return fmt.Errorf("transaction record %q is corrupt: %w", e.Key, err)
 		}
-		te := &txnEntry{rec: rec, rev: e.Revision()}
+		te := &txnEntry{rec: rec, rev: e.Revision}
 		te.publishLocked() // not shared yet
 		txns[rec.ID] = te
 		return nil

@@ -80,3 +80,10 @@ type TxnCoordinator = txnCoordinator
 func NewTxnCoordinator(nc *nats.Conn, kv jetstream.KeyValue) *TxnCoordinator {
 	return newTxnCoordinator(slog.New(slog.DiscardHandler), nc, kv, nil, nil, nil, nil)
 }
+
+// Load exposes load to the tests: the coordinator reads every stored
+// transaction and starts its background work.
+func (c *TxnCoordinator) Load(ctx context.Context) error { return c.load(ctx) }
+
+// Close exposes close to the tests.
+func (c *TxnCoordinator) Close() { c.close() }

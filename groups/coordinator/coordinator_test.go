@@ -144,7 +144,7 @@ func newFixture(t *testing.T) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &fixture{t: t, clock: newClock(), kv: kv, states: coordinator.NewKVStateStore(kv), offs: offs}
+	f := &fixture{t: t, clock: newClock(), kv: kv, states: coordinator.NewKVStateStore(nc, kv), offs: offs}
 	f.cfg = coordinator.DefaultConfig()
 	f.cfg.Clock = f.clock
 	f.cfg.InitialRebalanceDelay = time.Second

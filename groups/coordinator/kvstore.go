@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/qxd-io/qxd/internal/kvscan"
@@ -14,22 +15,31 @@ import (
 
 // KVStateStore keeps group states in a JetStream KV bucket (qxd_groups), one key per
 // group.
-type KVStateStore struct{ kv jetstream.KeyValue }
+type KVStateStore struct {
+	nc *nats.Conn // reads the bucket from its leader (LoadGroups)
+	kv jetstream.KeyValue
+}
 
-// NewKVStateStore wraps an opened bucket.
-func NewKVStateStore(kv jetstream.KeyValue) *KVStateStore { return &KVStateStore{kv: kv} }
+// NewKVStateStore wraps an opened bucket; nc reaches the bucket's leader.
+func NewKVStateStore(nc *nats.Conn, kv jetstream.KeyValue) *KVStateStore {
+	return &KVStateStore{nc: nc, kv: kv}
+}
 
 var _ StateStore = (*KVStateStore)(nil)
 
-// LoadGroups reads every stored group.
+// LoadGroups reads every stored group as the bucket's leader holds it
+// (kvscan.LeaderScan): a coordinator starts from it, and a replica behind the
+// leader would give it an older generation and member list, from which it would
+// accept members the newer generation fenced. With no leader it waits for one
+// until ctx ends, then fails with an error that wraps kvscan.ErrNoLeader.
 func (s *KVStateStore) LoadGroups(ctx context.Context) ([]GroupState, error) {
 	var out []GroupState
-	err := kvscan.Scan(ctx, s.kv, jetstream.AllKeys, func() { out = out[:0] }, func(e jetstream.KeyValueEntry) error {
+	err := kvscan.LeaderScan(ctx, s.nc, s.kv, jetstream.AllKeys, func(e kvscan.Entry) error {
 		var st GroupState
-		if err := json.Unmarshal(e.Value(), &st); err != nil {
-			return fmt.Errorf("group record %q is corrupt: %w", e.Key(), err)
+		if err := json.Unmarshal(e.Value, &st); err != nil {
+			return fmt.Errorf("group record %q is corrupt: %w", e.Key, err)
 		}
-		st.Revision = e.Revision()
+		st.Revision = e.Revision
 		out = append(out, st)
 		return nil
 	})

@@ -1,9 +1,9 @@
 // Package kvscan reads the live entries of a key-value bucket, with the bucket's
 // watcher, starting again when the read stalls: once (Scan), as a followed view
 // (Follow), or as a loop that reconciles what a service runs with the bucket
-// (Reconciler); and one key's entry with a direct get, sent again past a replica
-// that does not answer (Get), or as the bucket's leader holds it (LeaderGet,
-// GetFresh).
+// (Reconciler); every live entry as the bucket's leader holds them (LeaderScan);
+// and one key's entry with a direct get, sent again past a replica that does not
+// answer (Get), or as the bucket's leader holds it (LeaderGet, GetFresh).
 package kvscan
 
 import (
@@ -34,7 +34,11 @@ var errStalled = errors.New("key-value scan stalled")
 // ctx ends: start is called before every pass, so that the caller can drop what an
 // abandoned pass gave it. An error from each ends the scan with that error.
 func Scan(ctx context.Context, kv jetstream.KeyValue, filter string, start func(), each func(jetstream.KeyValueEntry) error, opts ...jetstream.WatchOpt) error {
-	opts = append([]jetstream.WatchOpt{jetstream.IgnoreDeletes()}, opts...)
+	return scan(ctx, kv, filter, start, each, append([]jetstream.WatchOpt{jetstream.IgnoreDeletes()}, opts...))
+}
+
+// scan is Scan with deleted keys' markers handed to each too.
+func scan(ctx context.Context, kv jetstream.KeyValue, filter string, start func(), each func(jetstream.KeyValueEntry) error, opts []jetstream.WatchOpt) error {
 	for {
 		start()
 		err := pass(ctx, kv, filter, each, opts)

@@ -1,6 +1,7 @@
 package kvscan_test
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -43,6 +44,58 @@ func BenchmarkKeyRead(b *testing.B) {
 		for b.Loop() {
 			if _, _, err := kvscan.GetFresh(ctx, js.Conn(), kv, "k", time.Second); err != nil {
 				b.Fatal(err)
+			}
+		}
+	})
+}
+
+// BenchmarkScanAll reads every key of a bucket of 1,000 keys (each a 300-byte
+// value, about a stored group's size) on one node: with a watcher (Scan, a
+// consumer on any replica), with LeaderScan (the leader's last revision, then a
+// watcher that reaches it) and with the walk LeaderScan falls back to when a
+// watcher's replica is behind (one leader's message get per stored message):
+// what a coordinator's start costs.
+func BenchmarkScanAll(b *testing.B) {
+	n := qxdtest.StartNode(b)
+	js := qxdtest.JetStream(b, n)
+	ctx := qxdtest.Context(b, 5*time.Minute)
+	kv, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "benchscan", History: 1})
+	if err != nil {
+		b.Fatal(err)
+	}
+	const keys = 1000
+	value := make([]byte, 300)
+	for i := range keys {
+		if _, err := kv.Put(ctx, fmt.Sprintf("g%04d", i), value); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.Run("watcher", func(b *testing.B) {
+		for b.Loop() {
+			got := 0
+			if err := kvscan.Scan(ctx, kv, jetstream.AllKeys, func() { got = 0 }, func(jetstream.KeyValueEntry) error {
+				got++
+				return nil
+			}); err != nil || got != keys {
+				b.Fatalf("%d keys, %v", got, err)
+			}
+		}
+	})
+	b.Run("leader", func(b *testing.B) {
+		for b.Loop() {
+			got := 0
+			if err := kvscan.LeaderScan(ctx, js.Conn(), kv, jetstream.AllKeys, func(kvscan.Entry) error {
+				got++
+				return nil
+			}); err != nil || got != keys {
+				b.Fatalf("%d keys, %v", got, err)
+			}
+		}
+	})
+	b.Run("walk", func(b *testing.B) {
+		for b.Loop() {
+			if got, err := kvscan.LeaderWalk(ctx, js.Conn(), "benchscan", jetstream.AllKeys); err != nil || len(got) != keys {
+				b.Fatalf("%d keys, %v", len(got), err)
 			}
 		}
 	})
