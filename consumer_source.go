@@ -226,8 +226,8 @@ func (pc *partSource) halt() {
 // (its stream sequence is known: nothing to look up); one that got none looks
 // its offset up again (locate). Each request of a restart (locate's, the
 // consumer's creation) is bounded by an attempt's timeout: readAttempt, and
-// twice that after each restart in a row that read nothing, up to the request
-// timeout. A request sent while the stream is between leaders, or to a node
+// twice that after each restart past readAttempts in a row that read nothing,
+// up to the request timeout. A request sent while the stream is between leaders, or to a node
 // that has just been paused or killed (a consumer placed there, a direct get
 // its replica takes), gets no answer, and waiting out the whole request
 // timeout for it kept the partition silent for seconds after its new leader
@@ -237,7 +237,7 @@ func (c *Consumer) fetch(ctx context.Context, pc *partSource, gen uint64, from i
 	c.c.reads.Add(1)
 	defer c.c.reads.Add(-1)
 	backoff := 50 * time.Millisecond
-	attempt := readAttempt
+	attempt, idle := readAttempt, 0
 	for {
 		next, nextSeq, fatal, err := c.fetchOnce(ctx, pc, gen, from, seq, attempt)
 		if ctx.Err() != nil {
@@ -251,9 +251,12 @@ func (c *Consumer) fetch(ctx context.Context, pc *partSource, gen uint64, from i
 			return
 		}
 		if next > from {
-			from, backoff, attempt = next, 50*time.Millisecond, readAttempt
-		} else {
-			// Nothing read: perhaps an attempt too short for a node under load.
+			from, backoff, attempt, idle = next, 50*time.Millisecond, readAttempt, 0
+		} else if idle++; idle > readAttempts {
+			// Nothing read again and again: perhaps attempts too short for a
+			// node under load. (A consumer placed on a node just paused or
+			// killed, whose creation is never answered, is placed afresh by
+			// the next attempt, on another replica two times in three.)
 			attempt = min(2*attempt, c.c.cfg.reqTimeout)
 		}
 		passed := nextSeq > seq
@@ -288,9 +291,13 @@ func (c *Consumer) fetch(ctx context.Context, pc *partSource, gen uint64, from i
 // whether the partition has more than it delivered.
 const fetchQuiet = 3 * time.Second
 
-// readAttempt bounds a partition read's first try of each request of its
-// restart (fetch).
-const readAttempt = time.Second
+// readAttempt bounds each request of a partition read's restart (fetch) for
+// the first readAttempts restarts in a row that read nothing; it doubles after
+// each one past them.
+const (
+	readAttempt  = time.Second
+	readAttempts = 3
+)
 
 // locate finds the stream sequence to read offset from.
 func (c *Consumer) locate(ctx context.Context, pc *partSource, offset int64) (uint64, bool, error) {
