@@ -227,11 +227,11 @@ func (pc *partSource) halt() {
 // its offset up again (locate). Each request of a restart (locate's, the
 // consumer's creation) is bounded by an attempt's timeout: readAttempt, and
 // twice that after each restart past readAttempts in a row that read nothing,
-// up to the request timeout. A request sent while the stream is between leaders, or to a node
-// that has just been paused or killed (a consumer placed there, a direct get
-// its replica takes), gets no answer, and waiting out the whole request
-// timeout for it kept the partition silent for seconds after its new leader
-// was elected.
+// up to the request timeout. A request sent while the stream is between
+// leaders, or to a node that has just been paused or killed (a consumer placed
+// there, a direct get its replica takes), gets no answer, and waiting out the
+// whole request timeout for it kept the partition silent for seconds after its
+// new leader was elected.
 func (c *Consumer) fetch(ctx context.Context, pc *partSource, gen uint64, from int64, seq uint64, done chan struct{}) {
 	defer close(done)
 	c.c.reads.Add(1)
@@ -751,7 +751,7 @@ func (r *partRead) fromReplica(seq uint64, data []byte, derr error) ([]byte, err
 // until fetchQuiet (cutOff), and a read served by a follower every followerQuiet
 // after that too: it restarts when its stream's leader holds more and has
 // stopped hearing from the node serving it, or that node has lost the
-// leadership it held when the read started (hostLost).
+// leadership it held (hostLost).
 func (r *partRead) watch(ctx context.Context, up <-chan nats.Status) readFailure {
 	t := time.NewTimer(r.spell(0))
 	defer t.Stop()
@@ -820,9 +820,10 @@ const watchTimeout = time.Second
 // serving the read no longer serves what the leader stores: the leader has
 // stopped hearing from it (partition.StreamState.Unheard: cut from the leader,
 // paused or dead), or it led the stream (when the read started, or when the
-// watchdog looked) and another node leads it now (a paused or killed leader: its followers elected another, while
-// the read's consumer, on the old leader, delivers nothing). Either way the
-// read restarts, and createRead places it afresh.
+// watchdog looked) and another node leads it now (a paused or killed leader:
+// its followers elected another, while the read's consumer, on the old leader,
+// delivers nothing). Either way the read restarts, and createRead places it
+// afresh.
 func (r *partRead) hostLost(st partition.StreamState) (string, bool) {
 	switch {
 	case slices.Contains(st.Unheard, r.host):
