@@ -442,12 +442,30 @@ func (m *member) committedOf(ctx context.Context, tps []TopicPartition) (map[Top
 	})
 }
 
+// heartbeatAttempt bounds one heartbeat: a heartbeat sent while the coordinator
+// moves (its node paused or killed, the groups bucket electing a new leader)
+// can be lost without an answer.
+const heartbeatAttempt = time.Second
+
+// heartbeatRetry is the first wait before a failed heartbeat is sent again; it
+// doubles with each failure in a row, up to heartbeatAttempt.
+const heartbeatRetry = 100 * time.Millisecond
+
 // heartbeat keeps the member's session and lease alive and auto-commits, until the
 // group rebalances (nil) or the member is out (an error).
+//
+// A heartbeat that fails (no coordinator, or no answer within heartbeatAttempt)
+// is sent again after heartbeatRetry, backing off, rather than at the next
+// interval: the lease runs from the last heartbeat answered, and a member whose
+// lease ran out while the coordinator moved drops its partitions and rejoins,
+// which rebalances the whole group; retried, the first heartbeat the new
+// coordinator can answer renews it.
 func (m *member) heartbeat(ctx context.Context) error {
 	c := m.c
 	hb := time.NewTicker(m.cfg.heartbeatInterval)
 	defer hb.Stop()
+	var retry <-chan time.Time
+	retryWait := heartbeatRetry
 	var commitC <-chan time.Time
 	if m.cfg.autoCommit {
 		t := time.NewTicker(m.cfg.autoCommitInterval)
@@ -498,7 +516,9 @@ func (m *member) heartbeat(ctx context.Context) error {
 			}()
 			continue
 		case <-hb.C:
+		case <-retry:
 		}
+		retry = nil
 		c.mu.Lock()
 		idle := time.Since(m.lastPoll)
 		c.mu.Unlock()
@@ -522,9 +542,10 @@ func (m *member) heartbeat(ctx context.Context) error {
 			continue
 		}
 		sent := time.Now()
-		_, err := c.c.groupRequest(ctx, semantics.GroupHeartbeat, req, m.cfg.heartbeatInterval)
+		_, err := c.c.groupRequest(ctx, semantics.GroupHeartbeat, req, min(m.cfg.heartbeatInterval, heartbeatAttempt))
 		switch {
 		case err == nil:
+			retryWait = heartbeatRetry
 			c.mu.Lock()
 			lost := m.leaseLost
 			m.leaseEnd = m.lease(sent)
@@ -562,6 +583,8 @@ func (m *member) heartbeat(ctx context.Context) error {
 				m.revoke(ctx, false)
 				return err
 			}
+			retry = time.After(retryWait)
+			retryWait = min(2*retryWait, heartbeatAttempt)
 		}
 	}
 }

@@ -221,13 +221,25 @@ func (pc *partSource) halt() {
 // breaks (a leader moved, a node died, the connection failed over), it starts again
 // after the last record it handed over, with backoff; only a partition that no longer
 // exists, or a batch that cannot be decoded, ends it with an error for Poll.
+//
+// A read that got batches starts again right after the last one it handed over
+// (its stream sequence is known: nothing to look up); one that got none looks
+// its offset up again (locate). Each request of a restart (locate's, the
+// consumer's creation) is bounded by an attempt's timeout: readAttempt, and
+// twice that after each restart past readAttempts in a row that read nothing,
+// up to the request timeout. A request sent while the stream is between
+// leaders, or to a node that has just been paused or killed (a consumer placed
+// there, a direct get its replica takes), gets no answer, and waiting out the
+// whole request timeout for it kept the partition silent for seconds after its
+// new leader was elected.
 func (c *Consumer) fetch(ctx context.Context, pc *partSource, gen uint64, from int64, seq uint64, done chan struct{}) {
 	defer close(done)
 	c.c.reads.Add(1)
 	defer c.c.reads.Add(-1)
 	backoff := 50 * time.Millisecond
+	attempt, idle := readAttempt, 0
 	for {
-		next, fatal, err := c.fetchOnce(ctx, pc, gen, from, seq)
+		next, nextSeq, fatal, err := c.fetchOnce(ctx, pc, gen, from, seq, attempt)
 		if ctx.Err() != nil {
 			return
 		}
@@ -239,16 +251,29 @@ func (c *Consumer) fetch(ctx context.Context, pc *partSource, gen uint64, from i
 			return
 		}
 		if next > from {
-			from, backoff = next, 50*time.Millisecond
+			from, backoff, attempt, idle = next, 50*time.Millisecond, readAttempt, 0
+		} else if idle++; idle > readAttempts {
+			// Nothing read again and again: perhaps attempts too short for a
+			// node under load. (A consumer placed on a node just paused or
+			// killed, whose creation is never answered, is placed afresh by
+			// the next attempt, on another replica two times in three.)
+			attempt = min(2*attempt, c.c.cfg.reqTimeout)
 		}
+		passed := nextSeq > seq
+		seq = max(seq, nextSeq)
 		c.c.log.Debug("partition read restarting", "topic", pc.tp.Topic, "partition", pc.tp.Partition, "offset", from, "err", err)
 		select {
 		case <-ctx.Done():
 			return
 		case <-time.After(backoff):
 		}
-		backoff = min(2*backoff, 2*time.Second)
-		s, found, lerr := c.locate(ctx, pc, from)
+		backoff = min(2*backoff, time.Second)
+		if passed {
+			continue
+		}
+		lctx, lcancel := context.WithTimeout(ctx, attempt)
+		s, found, lerr := c.locate(lctx, pc, from)
+		lcancel()
 		switch {
 		case errors.Is(lerr, semantics.ErrUnknownTopic):
 			select {
@@ -265,6 +290,14 @@ func (c *Consumer) fetch(ctx context.Context, pc *partSource, gen uint64, from i
 // fetchQuiet is how long a partition read may go without records before it checks
 // whether the partition has more than it delivered.
 const fetchQuiet = 3 * time.Second
+
+// readAttempt bounds each request of a partition read's restart (fetch) for
+// the first readAttempts restarts in a row that read nothing; it doubles after
+// each one past them.
+const (
+	readAttempt  = time.Second
+	readAttempts = 3
+)
 
 // locate finds the stream sequence to read offset from.
 func (c *Consumer) locate(ctx context.Context, pc *partSource, offset int64) (uint64, bool, error) {
@@ -295,7 +328,9 @@ func dropConsumer(js jetstream.JetStream, stream string, cons jetstream.Consumer
 }
 
 // fetchOnce reads with one pull consumer until it fails; it returns the offset after
-// the last record handed to Poll, and whether the failure is final.
+// the last record handed to Poll, the stream sequence after the last batch the read
+// got (seq when none), and whether the failure is final. attempt bounds each
+// request of the consumer's creation.
 //
 // It is an ordered read without nats.go's ordered consumer: an ephemeral consumer
 // without acks, starting at seq, whose deliveries must come with consecutive consumer
@@ -308,10 +343,10 @@ func dropConsumer(js jetstream.JetStream, stream string, cons jetstream.Consumer
 // most messages a pull may bring, a million when pulling by bytes: 8 MB zeroed and
 // scanned by the collector per partition read. Consume hands each message to a
 // callback instead, in order, from one goroutine.
-func (c *Consumer) fetchOnce(ctx context.Context, pc *partSource, gen uint64, from int64, seq uint64) (int64, bool, error) {
-	cons, host, leader, err := c.createRead(ctx, pc, seq)
+func (c *Consumer) fetchOnce(ctx context.Context, pc *partSource, gen uint64, from int64, seq uint64, attempt time.Duration) (int64, uint64, bool, error) {
+	cons, host, leader, err := c.createRead(ctx, pc, seq, attempt)
 	if err != nil {
-		return from, errors.Is(err, jetstream.ErrStreamNotFound), err
+		return from, seq, errors.Is(err, jetstream.ErrStreamNotFound), err
 	}
 	defer dropConsumer(c.c.js, pc.reader.Stream, cons)
 	if info := cons.CachedInfo(); info != nil && info.NumPending == 0 {
@@ -319,7 +354,7 @@ func (c *Consumer) fetchOnce(ctx context.Context, pc *partSource, gen uint64, fr
 		select {
 		case c.out <- chunk{pc: pc, gen: gen, eof: true}:
 		case <-ctx.Done():
-			return from, false, ctx.Err()
+			return from, seq, false, ctx.Err()
 		}
 	}
 	c.mu.Lock()
@@ -328,8 +363,8 @@ func (c *Consumer) fetchOnce(ctx context.Context, pc *partSource, gen uint64, fr
 	share = max(c.c.readShare(share), int(pc.meta.Config.MaxMessageBytes)+64<<10)
 	rctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	r := &partRead{c: c, pc: pc, gen: gen, ctx: rctx, next: from, lastStream: max(seq, 1) - 1, failed: make(chan readFailure, 1)}
-	r.cons, r.host, r.leader = cons, host, leader
+	r := &partRead{c: c, pc: pc, gen: gen, ctx: rctx, next: from, lastStream: max(seq, 1) - 1, handed: max(seq, 1) - 1, failed: make(chan readFailure, 1)}
+	r.cons, r.host, r.leader, r.hostLed = cons, host, leader, host != "" && host == leader
 	r.stall = c.c.check.stallTimer()
 	defer r.stall.disarm()
 	r.last.Store(time.Now().UnixNano())
@@ -343,12 +378,13 @@ func (c *Consumer) fetchOnce(ctx context.Context, pc *partSource, gen uint64, fr
 	cc, err := cons.Consume(r.handle, jetstream.PullMaxBytes(share), jetstream.PullHeartbeat(readHeartbeat),
 		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) { r.fail(err, false) }))
 	if err != nil {
-		return from, errors.Is(err, jetstream.ErrStreamNotFound), err
+		return from, seq, errors.Is(err, jetstream.ErrStreamNotFound), err
 	}
 	failure := r.watch(ctx, up)
 	cancel()
 	cc.Stop()
-	return r.stop(), failure.fatal, failure.err
+	next, handed := r.stop()
+	return next, handed + 1, failure.fatal, failure.err
 }
 
 // readPlacements is how many consumers a partition read's start creates at most
@@ -362,16 +398,29 @@ const readPlacements = 5
 // leader has stopped hearing from it (partition.StreamState.Unheard: cut from
 // the leader, or stopped) holds only what it had then and delivers nothing
 // more, so the consumer is deleted and created again, up to readPlacements
-// times (one stream info a read's start, none a record).
-func (c *Consumer) createRead(ctx context.Context, pc *partSource, seq uint64) (cons jetstream.Consumer, host, leader string, err error) {
+// times (one stream info a read's start, none a record). attempt bounds each
+// request: a creation that times out (placed on a node that has just died, and
+// not yet known offline) is deleted by name in the background, should it have
+// been made after all.
+func (c *Consumer) createRead(ctx context.Context, pc *partSource, seq uint64, attempt time.Duration) (cons jetstream.Consumer, host, leader string, err error) {
 	for i := 1; ; i++ {
-		cons, err = c.c.js.CreateConsumer(ctx, pc.reader.Stream, jetstream.ConsumerConfig{
-			Name:          "qxd_read_" + rand.Text(),
+		name := "qxd_read_" + rand.Text()
+		actx, cancel := context.WithTimeout(ctx, attempt)
+		cons, err = c.c.js.CreateConsumer(actx, pc.reader.Stream, jetstream.ConsumerConfig{
+			Name:          name,
 			DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: max(seq, 1),
 			AckPolicy: jetstream.AckNonePolicy, InactiveThreshold: readInactiveThreshold,
 			Replicas: 1, MemoryStorage: true,
 		})
+		cancel()
 		if err != nil {
+			if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+				go func() {
+					dctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+					defer cancel()
+					_ = c.c.js.DeleteConsumer(dctx, pc.reader.Stream, name)
+				}()
+			}
 			return nil, "", "", err
 		}
 		host = ""
@@ -381,7 +430,9 @@ func (c *Consumer) createRead(ctx context.Context, pc *partSource, seq uint64) (
 		if host == "" {
 			return cons, "", "", nil
 		}
-		st, serr := pc.reader.StreamInfo(ctx)
+		actx, cancel = context.WithTimeout(ctx, attempt)
+		st, serr := pc.reader.StreamInfo(actx)
+		cancel()
 		if serr != nil || host == st.Leader || !slices.Contains(st.Unheard, host) || i == readPlacements {
 			return cons, host, st.Leader, nil
 		}
@@ -424,6 +475,9 @@ type partRead struct {
 	// leader is the stream's leader as last seen by the read's start or its
 	// watchdog ("" when not known); only the watchdog uses it after the start.
 	leader string
+	// hostLed: host led the stream when the read started, or when the
+	// watchdog last looked.
+	hostLed bool
 
 	mu      sync.Mutex // held while a message is handed over
 	next    int64      // the offset after the last record handed to Poll
@@ -431,7 +485,11 @@ type partRead struct {
 	// lastStream is the stream sequence of the last message (before the first:
 	// the one before the read's start).
 	lastStream uint64
-	stopped    bool
+	// handed is the stream sequence of the last batch whose records all went to
+	// Poll or were passed over (before the first: the one before the read's
+	// start): a read started again after it misses nothing.
+	handed  uint64
+	stopped bool
 	// held is the consumer's delivered stream sequence when the watchdog last
 	// found deliveries on the way, past lastStream (0: none).
 	held uint64
@@ -548,7 +606,12 @@ func (r *partRead) handle(msg jetstream.Msg) {
 // hand hands the records of batch data, stored at stream sequence seq, to Poll;
 // eof: the stream held nothing after it. It returns false when the read ended.
 // Called with r.mu held.
-func (r *partRead) hand(data []byte, recs []Record, seq uint64, eof bool) bool {
+func (r *partRead) hand(data []byte, recs []Record, seq uint64, eof bool) (ok bool) {
+	defer func() {
+		if ok {
+			r.handed = max(r.handed, seq)
+		}
+	}()
 	if r.c.cfg.isolation == ReadCommitted {
 		skip, ok := r.committedOnly(data)
 		if !ok {
@@ -684,11 +747,13 @@ func (r *partRead) fromReplica(seq uint64, data []byte, derr error) ([]byte, err
 // consumer sent on the lost connection did not arrive, and, sent already, would
 // not be sent again (the watchdog would find that only after two quiet spells).
 //
-// A read served by a follower is looked at sooner, after followerQuiet (cutOff):
-// it restarts when its stream's leader holds more and has stopped hearing from
-// that follower.
+// A read whose serving node is known is looked at sooner, every followerQuiet
+// until fetchQuiet (cutOff), and a read served by a follower every followerQuiet
+// after that too: it restarts when its stream's leader holds more and has
+// stopped hearing from the node serving it, or that node has lost the
+// leadership it held (hostLost).
 func (r *partRead) watch(ctx context.Context, up <-chan nats.Status) readFailure {
-	t := time.NewTimer(r.spell())
+	t := time.NewTimer(r.spell(0))
 	defer t.Stop()
 	for {
 		select {
@@ -705,11 +770,11 @@ func (r *partRead) watch(ctx context.Context, up <-chan nats.Status) readFailure
 		case <-t.C:
 		}
 		if r.busy.Load() { // waiting for Poll, or decoding
-			t.Reset(r.spell())
+			t.Reset(r.spell(0))
 			continue
 		}
 		quiet := time.Since(time.Unix(0, r.last.Load()))
-		if spell := r.spell(); quiet < spell {
+		if spell := r.spell(quiet); quiet < spell {
 			t.Reset(spell - quiet)
 			continue
 		}
@@ -717,49 +782,85 @@ func (r *partRead) watch(ctx context.Context, up <-chan nats.Status) readFailure
 			if f, wait := r.cutOff(ctx, quiet); !wait {
 				return f
 			}
-			t.Reset(min(r.spell(), fetchQuiet-quiet))
+			quiet = time.Since(time.Unix(0, r.last.Load()))
+			t.Reset(max(0, min(r.spell(quiet), fetchQuiet-quiet)))
 			continue
 		}
 		if f, wait := r.check(ctx); !wait {
 			return f
 		}
-		t.Reset(r.spell())
+		t.Reset(r.spell(fetchQuiet))
 	}
 }
 
-// followerQuiet is how long a partition read served by a follower of its
-// stream's leader may go without records before it checks whether the leader
-// still hears from that follower.
+// followerQuiet is how long a partition read whose serving node is known may go
+// without records before it checks whether the stream's leader still hears from
+// that node (and whether that node still leads the stream, if it did).
 const followerQuiet = time.Second
 
-// spell is how long the read may go without records before the watchdog looks:
-// followerQuiet when a follower serves it, else fetchQuiet.
-func (r *partRead) spell() time.Duration {
-	if r.host != "" && r.leader != "" && r.host != r.leader {
+// spell is how long the read, quiet for quiet, may go without records before the
+// watchdog looks next: followerQuiet while quiet is under fetchQuiet or a
+// follower serves it (its serving node known), else fetchQuiet. A read served
+// by its stream's leader is looked at as soon as a follower's: a pause or a
+// kill of that node silences it as well, and its new leader is elected within
+// seconds.
+func (r *partRead) spell(quiet time.Duration) time.Duration {
+	if r.host != "" && (quiet < fetchQuiet || r.host != r.leader) {
 		return followerQuiet
 	}
 	return fetchQuiet
 }
 
-// cutOff is the watchdog's look at a read served by a follower and quiet for
-// less than fetchQuiet: the read restarts (and createRead places it elsewhere)
-// when the stream's leader holds batches after the last one the read got and
-// has stopped hearing from the follower (partition.StreamState.Unheard): its
-// copy holds what it held when it was cut off, and delivers nothing more. The
-// read restarts after the last record it handed to Poll, as after any failure.
+// watchTimeout bounds a request of the watchdog's: one sent to a stream
+// between leaders, or to a consumer on a node that died, gets no answer, and
+// the next look asks again.
+const watchTimeout = time.Second
+
+// hostLost tells, from the state st of its stream's leader, whether the node
+// serving the read no longer serves what the leader stores: the leader has
+// stopped hearing from it (partition.StreamState.Unheard: cut from the leader,
+// paused or dead), or it led the stream (when the read started, or when the
+// watchdog looked) and another node leads it now (a paused or killed leader:
+// its followers elected another, while the read's consumer, on the old leader,
+// delivers nothing). Either way the read restarts, and createRead places it
+// afresh.
+func (r *partRead) hostLost(st partition.StreamState) (string, bool) {
+	switch {
+	case slices.Contains(st.Unheard, r.host):
+		return "is served by a replica its leader does not hear from", true
+	case r.hostLed && st.Leader != "" && st.Leader != r.host:
+		return "is served by a node that has lost the stream's leadership", true
+	}
+	return "", false
+}
+
+// cutOff is the watchdog's look at a read whose serving node is known, quiet
+// for less than fetchQuiet: the read restarts (and createRead places it
+// elsewhere) when the stream's leader holds batches after the last one the read
+// got and that node no longer serves them (hostLost): a follower cut off holds
+// what it held when it was cut off, and delivers nothing more; a paused or
+// killed node delivers nothing at all. The read restarts after the last record
+// it handed to Poll, as after any failure.
 func (r *partRead) cutOff(ctx context.Context, quiet time.Duration) (readFailure, bool) {
 	r.mu.Lock()
 	next, got := r.next, r.lastStream
 	r.mu.Unlock()
-	st, err := r.pc.reader.StreamInfo(ctx)
+	lctx, cancel := context.WithTimeout(ctx, watchTimeout)
+	st, err := r.pc.reader.StreamInfo(lctx)
+	cancel()
 	if err != nil {
-		return readFailure{}, true // between leaders: check decides
+		return readFailure{}, true // between leaders: look again
 	}
 	r.leader = st.Leader
-	if st.LastSeq <= max(got, st.FirstSeq-1) || !slices.Contains(st.Unheard, r.host) {
+	r.hostLed = r.hostLed || r.host != "" && st.Leader == r.host
+	if st.LastSeq <= max(got, st.FirstSeq-1) {
 		return readFailure{}, true
 	}
-	return r.stalled(next, got, r.host, st, "is served by a replica its leader does not hear from", quiet), false
+	why, lost := r.hostLost(st)
+	if !lost {
+		return readFailure{}, true
+	}
+	return r.stalled(next, got, r.host, st, why, quiet), false
 }
 
 // check is the watchdog's look at a read quiet for fetchQuiet: whether to keep
@@ -785,13 +886,16 @@ func (r *partRead) check(ctx context.Context) (readFailure, bool) {
 	r.mu.Lock()
 	next, got := r.next, r.lastStream
 	r.mu.Unlock()
-	st, err := r.pc.reader.StreamInfo(ctx)
+	lctx, cancel := context.WithTimeout(ctx, watchTimeout)
+	st, err := r.pc.reader.StreamInfo(lctx)
+	cancel()
 	if err != nil {
 		// Between leaders, or the leader is unreachable: the read's heartbeats
 		// tell whether its consumer is gone; look again after the next spell.
 		return readFailure{}, true
 	}
 	r.leader = st.Leader
+	r.hostLed = r.hostLed || r.host != "" && st.Leader == r.host
 	if st.LastSeq <= max(got, st.FirstSeq-1) {
 		r.held = 0
 		return readFailure{}, true // nothing new: keep waiting
@@ -800,7 +904,12 @@ func (r *partRead) check(ctx context.Context) (readFailure, bool) {
 	if r.cons == nil {
 		return r.stalled(next, got, host, st, "has no consumer", fetchQuiet), false
 	}
-	ci, err := r.cons.Info(ctx)
+	if why, lost := r.hostLost(st); lost {
+		return r.stalled(next, got, host, st, why, fetchQuiet), false
+	}
+	lctx, cancel = context.WithTimeout(ctx, 2*watchTimeout)
+	ci, err := r.cons.Info(lctx)
+	cancel()
 	if err != nil {
 		return r.stalled(next, got, host, st, fmt.Sprintf("has a consumer that does not answer (%v)", err), fetchQuiet), false
 	}
@@ -931,12 +1040,14 @@ func (r *partRead) missingError(ctx context.Context, next int64, st partition.St
 }
 
 // stop ends the read's hand-overs and returns the offset after the last record
-// handed to Poll. The read's ctx must have ended, so a hand-over in progress gives up.
-func (r *partRead) stop() int64 {
+// handed to Poll and the stream sequence of the last batch whose records all went
+// to Poll (handed). The
+// read's ctx must have ended, so a hand-over in progress gives up.
+func (r *partRead) stop() (int64, uint64) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.stopped = true
-	return r.next
+	return r.next, r.handed
 }
 
 // reportTimeout bounds a damage report: the read waits for it.
