@@ -8,6 +8,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/qxd-io/qxd/semantics"
 )
 
 // LeadStream moves the leadership of a replicated stream to the named node (a
@@ -40,7 +42,7 @@ func LeadStream(ctx context.Context, t testing.TB, nc *nats.Conn, stream, node s
 			t.Fatalf("stream %s: its leadership did not move to %s (last: %s)", stream, node, last)
 		}
 		req := fmt.Appendf(nil, `{"placement":{"preferred":%q}}`, node)
-		if _, err := nc.Request("$JS.API.STREAM.LEADER.STEPDOWN."+stream, req, 5*time.Second); err != nil {
+		if _, err := nc.Request(semantics.Subject(semantics.JSStreamLeaderStepDownPrefix, stream), req, 5*time.Second); err != nil {
 			last = "stepdown: " + err.Error()
 		}
 		time.Sleep(500 * time.Millisecond)
