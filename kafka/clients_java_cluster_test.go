@@ -8,6 +8,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os/exec"
 	"strings"
 	"sync"
@@ -52,6 +53,39 @@ func partitionLeaderNode(t *testing.T, ctx context.Context, nodes []*server.Node
 	return nil
 }
 
+// javaCluster starts three in-process nodes with Kafka listeners and returns
+// them, a client of all three, and their Kafka addresses joined for
+// bootstrap.servers.
+func javaCluster(t *testing.T) ([]*server.Node, *qxd.Client, string) {
+	t.Helper()
+	cfgs := qxdtest.ClusterConfigs(t, 3)
+	for i := range cfgs {
+		cfgs[i].KafkaListen = "127.0.0.1:0"
+	}
+	nodes := qxdtest.StartCluster(t, cfgs)
+	var brokers []string
+	for _, n := range nodes {
+		brokers = append(brokers, n.KafkaAddr())
+	}
+	return nodes, qxdtest.ConnectCluster(t, nodes), strings.Join(brokers, ",")
+}
+
+// startJava starts Check.java's scenario against brokers, its standard output
+// gathered in stdout, and returns its standard error to be read as it runs.
+func startJava(t *testing.T, ctx context.Context, cp string, stdout *bytes.Buffer, scenario, brokers string, args ...string) (*exec.Cmd, io.Reader) {
+	t.Helper()
+	cmd := exec.CommandContext(ctx, "java", append([]string{"-cp", cp, "Check", scenario, brokers}, args...)...)
+	cmd.Stdout = stdout
+	pipe, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	return cmd, pipe
+}
+
 // On the in-process 3-node cluster, a Java idempotent producer (acks=all) sends
 // keyed records, ten keys, while a Java consumer reads every partition. A third of
 // the way in, partition 0's leader steps down; two thirds of the way in, the node
@@ -60,30 +94,13 @@ func partitionLeaderNode(t *testing.T, ctx context.Context, nodes []*server.Node
 // key's records in the order sent; the SDK reads the same.
 func TestClientJavaClusterFailover(t *testing.T) {
 	cp := needJava(t)
-	cfgs := qxdtest.ClusterConfigs(t, 3)
-	for i := range cfgs {
-		cfgs[i].KafkaListen = "127.0.0.1:0"
-	}
-	nodes := qxdtest.StartCluster(t, cfgs)
-	c := qxdtest.ConnectCluster(t, nodes)
+	nodes, c, brokers := javaCluster(t)
 	const topic, partitions, n = "java-failover", 3, 600
 	qxdtest.CreateTopic(t, c, topic, qxd.TopicConfig{Partitions: partitions, Replicas: 3})
 	ctx := ctxFor(t, 150*time.Second)
-	var brokers []string
-	for _, nd := range nodes {
-		brokers = append(brokers, nd.KafkaAddr())
-	}
 
-	cmd := exec.CommandContext(ctx, "java", "-cp", cp, "Check", "failover", strings.Join(brokers, ","), topic, fmt.Sprint(n))
 	var stdout, stderr bytes.Buffer
-	cmd.Stdout = &stdout
-	pipe, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	cmd, pipe := startJava(t, ctx, cp, &stdout, "failover", brokers, topic, fmt.Sprint(n))
 	start := time.Now()
 	var stopped *server.Node
 	sc := bufio.NewScanner(pipe)
@@ -173,31 +190,14 @@ func TestClientJavaClusterFailover(t *testing.T) {
 // partitions' ends, as the SDK's group describe sees them.
 func TestClientJavaCoordinatorFailover(t *testing.T) {
 	cp := needJava(t)
-	cfgs := qxdtest.ClusterConfigs(t, 3)
-	for i := range cfgs {
-		cfgs[i].KafkaListen = "127.0.0.1:0"
-	}
-	nodes := qxdtest.StartCluster(t, cfgs)
-	c := qxdtest.ConnectCluster(t, nodes)
+	nodes, c, brokers := javaCluster(t)
 	const topic, group, partitions, total = "java-coord", "java-coord-group", 3, 600
 	qxdtest.CreateTopic(t, c, topic, qxd.TopicConfig{Partitions: partitions, Replicas: 3})
 	produced := produceKeyed(t, nodes[0].KafkaAddr(), topic, total)
 	ctx := ctxFor(t, 180*time.Second)
-	var brokers []string
-	for _, nd := range nodes {
-		brokers = append(brokers, nd.KafkaAddr())
-	}
 
-	cmd := exec.CommandContext(ctx, "java", "-cp", cp, "Check", "coordinator", strings.Join(brokers, ","), topic, group, fmt.Sprint(total))
 	var stdout, stderr bytes.Buffer
-	cmd.Stdout = &stdout
-	pipe, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	cmd, pipe := startJava(t, ctx, cp, &stdout, "coordinator", brokers, topic, group, fmt.Sprint(total))
 	start := time.Now()
 	// The member's progress, read while the test stops a node: when each
 	// commit was done and how many records it had read.
