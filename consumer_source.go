@@ -834,6 +834,25 @@ func (r *partRead) hostLost(st partition.StreamState) (string, bool) {
 	return "", false
 }
 
+// look is the watchdog's view of a read: the offset after the last record it
+// handed to Poll, the stream sequence of the last batch it got, and the
+// stream's state, asked for within watchTimeout; it notes the stream's leader,
+// and whether the read's serving node has led the stream (hostLed).
+func (r *partRead) look(ctx context.Context) (int64, uint64, partition.StreamState, error) {
+	r.mu.Lock()
+	next, got := r.next, r.lastStream
+	r.mu.Unlock()
+	lctx, cancel := context.WithTimeout(ctx, watchTimeout)
+	st, err := r.pc.reader.StreamInfo(lctx)
+	cancel()
+	if err != nil {
+		return next, got, st, err
+	}
+	r.leader = st.Leader
+	r.hostLed = r.hostLed || r.host != "" && st.Leader == r.host
+	return next, got, st, nil
+}
+
 // cutOff is the watchdog's look at a read whose serving node is known, quiet
 // for less than fetchQuiet: the read restarts (and createRead places it
 // elsewhere) when the stream's leader holds batches after the last one the read
@@ -842,17 +861,10 @@ func (r *partRead) hostLost(st partition.StreamState) (string, bool) {
 // killed node delivers nothing at all. The read restarts after the last record
 // it handed to Poll, as after any failure.
 func (r *partRead) cutOff(ctx context.Context, quiet time.Duration) (readFailure, bool) {
-	r.mu.Lock()
-	next, got := r.next, r.lastStream
-	r.mu.Unlock()
-	lctx, cancel := context.WithTimeout(ctx, watchTimeout)
-	st, err := r.pc.reader.StreamInfo(lctx)
-	cancel()
+	next, got, st, err := r.look(ctx)
 	if err != nil {
 		return readFailure{}, true // between leaders: look again
 	}
-	r.leader = st.Leader
-	r.hostLed = r.hostLed || r.host != "" && st.Leader == r.host
 	if st.LastSeq <= max(got, st.FirstSeq-1) {
 		return readFailure{}, true
 	}
@@ -883,19 +895,12 @@ func (r *partRead) cutOff(ctx context.Context, quiet time.Duration) (readFailure
 // missingError ends the read as damaged only when the leader itself cannot return
 // the next one. A slow or lagging read never ends as damaged.
 func (r *partRead) check(ctx context.Context) (readFailure, bool) {
-	r.mu.Lock()
-	next, got := r.next, r.lastStream
-	r.mu.Unlock()
-	lctx, cancel := context.WithTimeout(ctx, watchTimeout)
-	st, err := r.pc.reader.StreamInfo(lctx)
-	cancel()
+	next, got, st, err := r.look(ctx)
 	if err != nil {
 		// Between leaders, or the leader is unreachable: the read's heartbeats
 		// tell whether its consumer is gone; look again after the next spell.
 		return readFailure{}, true
 	}
-	r.leader = st.Leader
-	r.hostLed = r.hostLed || r.host != "" && st.Leader == r.host
 	if st.LastSeq <= max(got, st.FirstSeq-1) {
 		r.held = 0
 		return readFailure{}, true // nothing new: keep waiting
@@ -907,7 +912,7 @@ func (r *partRead) check(ctx context.Context) (readFailure, bool) {
 	if why, lost := r.hostLost(st); lost {
 		return r.stalled(next, got, host, st, why, fetchQuiet), false
 	}
-	lctx, cancel = context.WithTimeout(ctx, 2*watchTimeout)
+	lctx, cancel := context.WithTimeout(ctx, 2*watchTimeout)
 	ci, err := r.cons.Info(lctx)
 	cancel()
 	if err != nil {
