@@ -29,6 +29,7 @@ type topicStore interface {
 // bucket). *metadata implements it.
 type checkpointStore interface {
 	getCheckpoint(ctx context.Context, topicID string, p int32) (semantics.Checkpoint, error)
+	readCheckpoint(ctx context.Context, topicID string, p int32) (c semantics.Checkpoint, fromLeader bool, err error)
 	putCheckpoint(ctx context.Context, topicID string, p int32, c semantics.Checkpoint) error
 }
 

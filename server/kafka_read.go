@@ -348,7 +348,7 @@ func (b *kafkaBackend) read(ctx context.Context, topic string, p int32, offset i
 		// (earliest: the partition read again from its start). The partition
 		// is between leaders: the client reads the metadata and fetches again.
 		return none, semantics.Errorf(semantics.ErrNotLeader,
-			"fetch %s: offset %d is past the high watermark %d of a replica that answered while the partition had no leader",
+			"fetch %s: offset %d is past the high watermark %d read from a replica that may be behind the partition's leader: fetch again",
 			part, offset, offs.HighWatermark)
 	}
 	if offset < offs.LogStart || offset > offs.HighWatermark {
@@ -437,9 +437,14 @@ func (b *kafkaBackend) readEnds(ctx context.Context, r *partition.Reader, t sema
 	// acknowledged and read (partition.Offsets.Behind).
 	o := partition.Offsets{StreamState: st, Behind: len(st.Replicas) > 0 && st.Leader == ""}
 	var next int64
+	// A checkpoint a replica answered, the bucket's leader not answering in
+	// time, may be an older one: a high watermark from it is Behind.
+	// A stream that never held a batch has no later checkpoint: an offset past
+	// its high watermark is out of range, whoever answered.
 	checkpoint := func() error {
-		ck, err := b.n.admin.meta.getCheckpoint(ctx, t.ID, p)
+		ck, fromLeader, err := b.n.admin.meta.readCheckpoint(ctx, t.ID, p)
 		next = ck.Next
+		o.Behind = o.Behind || !fromLeader && st.LastSeq > 0
 		return err
 	}
 	if st.Msgs == 0 {

@@ -119,19 +119,37 @@ func (m *metadata) putTopic(ctx context.Context, t semantics.TopicMeta) (uint64,
 // When the leader does not answer within leaderReadWait, a replica's copy is
 // read.
 func (m *metadata) getCheckpoint(ctx context.Context, topicID string, p int32) (semantics.Checkpoint, error) {
+	c, _, err := m.readCheckpoint(ctx, topicID, p)
+	return c, err
+}
+
+// readCheckpoint is getCheckpoint, and says whether the partitions bucket's
+// leader answered (false: a replica's copy, which may be an older checkpoint,
+// was read because the leader did not answer within leaderReadWait).
+func (m *metadata) readCheckpoint(ctx context.Context, topicID string, p int32) (semantics.Checkpoint, bool, error) {
 	var c semantics.Checkpoint
 	key := semantics.CheckpointKey(topicID, p)
-	v, _, err := kvscan.GetFresh(ctx, m.nc, m.parts, key, leaderReadWait)
+	lctx, cancel := context.WithTimeout(ctx, leaderReadWait)
+	v, _, err := kvscan.LeaderGet(lctx, m.nc, m.parts.Bucket(), key)
+	cancel()
+	leader := true
+	if err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) && ctx.Err() == nil && kvscan.Transient(err) {
+		leader = false
+		var e jetstream.KeyValueEntry
+		if e, err = kvscan.Get(ctx, m.parts, key); err == nil {
+			v = e.Value()
+		}
+	}
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return c, nil
+		return c, leader, nil
 	}
 	if err != nil {
-		return c, err
+		return c, leader, err
 	}
 	if err := json.Unmarshal(v, &c); err != nil {
-		return c, fmt.Errorf("checkpoint %s is corrupt: %w", key, err)
+		return c, leader, fmt.Errorf("checkpoint %s is corrupt: %w", key, err)
 	}
-	return c, nil
+	return c, leader, nil
 }
 
 func (m *metadata) putCheckpoint(ctx context.Context, topicID string, p int32, c semantics.Checkpoint) error {

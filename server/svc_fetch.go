@@ -95,8 +95,13 @@ func (f *Fetcher) Fetch(ctx context.Context, req FetchRequest) (FetchResult, err
 	}
 	part := semantics.PartitionString(t.Name, p)
 	r := partition.NewReader(f.nc, t.Name, p, false)
+	// ReadOffsets counts every empty partition's high watermark from a
+	// checkpoint as Behind; only one a replica answered (the bucket's leader
+	// not answering in time) may really be.
+	replicaCheckpoint := false
 	o, err := r.ReadOffsets(ctx, func(ctx context.Context) (int64, error) {
-		ck, err := f.checkpoints.getCheckpoint(ctx, t.ID, p)
+		ck, fromLeader, err := f.checkpoints.readCheckpoint(ctx, t.ID, p)
+		replicaCheckpoint = !fromLeader
 		return ck.Next, err
 	})
 	if err != nil {
@@ -115,6 +120,14 @@ func (f *Fetcher) Fetch(ctx context.Context, req FetchRequest) (FetchResult, err
 		case req.ReadCommitted:
 			return res, fmt.Errorf("fetch %s read-committed: %w", part, serr)
 		}
+	}
+	behind := len(o.Replicas) > 0 && o.Leader == "" || replicaCheckpoint && o.LastSeq > 0
+	if req.Offset > o.HighWatermark && behind {
+		// Not known to be out of range (partition.Offsets.Behind): a reader told
+		// so would go back to its reset policy's start.
+		return res, semantics.Errorf(semantics.ErrNotLeader,
+			"fetch %s: offset %d is past the high watermark %d read from a replica that may be behind the partition's leader: fetch again",
+			part, req.Offset, o.HighWatermark)
 	}
 	if req.Offset < o.LogStart || req.Offset > o.HighWatermark {
 		return res, semantics.Errorf(semantics.ErrOffsetOutOfRange,
