@@ -29,9 +29,12 @@ import (
 //     off from its cluster (isolation.go);
 //   - only when its own replica of the bucket is current, so that JetStream does
 //     not hand the leadership to a third node instead;
-//   - after each move it asks for, it waits before asking again for that bucket,
-//     longer each time the bucket is found apart again, up to followMaxWait; the
-//     wait starts over once the bucket stayed together for followCalm;
+//   - after each move it asks for, and each look at a bucket that cannot move
+//     here (its leader does not answer, no replica here), it waits before looking
+//     again, longer each time the bucket is found apart again, up to
+//     followMaxWait; the wait starts over once the bucket stayed together for
+//     followCalm. A replica here that is behind is looked at again each second
+//     (one request to the bucket's leader) until it is current;
 //   - the loop is the upkeep's, stopped before a node that stops hands its
 //     leaderships off (handOffLeadership keeps the buckets together itself);
 //   - the automatic leader rebalance (leaders_auto.go) moves partitions only,
@@ -45,9 +48,9 @@ const (
 	// followEvery is how often the groups bucket's leader looks at where the
 	// follower buckets are led: a local look, no request, while they are together.
 	followEvery = time.Second
-	// followFirstWait is how long a move asked for has to happen before the
-	// bucket may be asked for again; it doubles each time the bucket is found
-	// apart again, up to followMaxWait.
+	// followFirstWait is how long after a move asked for, or a look at a bucket
+	// that cannot move here, the bucket is not looked at again; it doubles each
+	// time the bucket is found apart again, up to followMaxWait.
 	followFirstWait = 2 * time.Second
 	followMaxWait   = time.Minute
 	// followCalm is how long a bucket stays together before its wait starts over.
@@ -90,14 +93,18 @@ func (n *Node) followGroups(ctx context.Context, st *followState, now time.Time)
 		if ctx.Err() != nil {
 			return
 		}
-		if !n.followReady(ctx, stream) {
-			continue
-		}
 		wait := followFirstWait
 		if w, ok := st.wait[b]; ok {
 			wait = min(2*w, followMaxWait)
 		}
+		ready := n.followReady(ctx, stream)
+		if ready == followBehind {
+			continue // looked at again at the next tick: a replica catches up in moments
+		}
 		st.asked[b], st.wait[b] = now, wait
+		if ready == followNo {
+			continue
+		}
 		rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		err := n.stepDown(rctx, stream, n.cfg.Name)
 		cancel()
@@ -109,23 +116,35 @@ func (n *Node) followGroups(ctx context.Context, st *followState, now time.Time)
 	}
 }
 
+// followReadiness is what a look at a bucket led elsewhere found.
+type followReadiness int
+
+const (
+	followNo     followReadiness = iota // no answer, no other leader, or no replica here
+	followBehind                        // this node's replica is not current yet
+	followReady                         // this node's replica is current: ask
+)
+
 // followReady tells whether stream has a leader other than this node and this
 // node's replica is current, so that a step-down preferring it elects it.
-func (n *Node) followReady(ctx context.Context, stream string) bool {
+func (n *Node) followReady(ctx context.Context, stream string) followReadiness {
 	rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	s, err := n.js.Stream(rctx, stream)
 	if err != nil {
-		return false
+		return followNo
 	}
 	ci := s.CachedInfo().Cluster
 	if ci == nil || ci.Leader == "" || ci.Leader == n.cfg.Name {
-		return false
+		return followNo
 	}
 	for _, r := range ci.Replicas {
 		if r != nil && r.Name == n.cfg.Name {
-			return r.Current && !r.Offline
+			if r.Current && !r.Offline {
+				return followReady
+			}
+			return followBehind
 		}
 	}
-	return false
+	return followNo
 }

@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"slices"
 	"testing"
@@ -32,6 +33,26 @@ func bucketLeads(ctx context.Context, nc *nats.Conn) []string {
 		}
 	}
 	return out
+}
+
+// waitReplicas waits until each of coordBuckets' streams has its three replicas
+// (a new cluster raises its buckets' replicas once its nodes are up).
+func waitReplicas(ctx context.Context, t *testing.T, nc *nats.Conn) {
+	t.Helper()
+	js, _ := jetstream.New(nc)
+	for _, b := range coordBuckets {
+		for began := time.Now(); ; time.Sleep(100 * time.Millisecond) {
+			sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			s, err := js.Stream(sctx, semantics.KVStream(b))
+			cancel()
+			if err == nil && s.CachedInfo().Cluster != nil && len(s.CachedInfo().Cluster.Replicas) == 2 {
+				break
+			}
+			if time.Since(began) > 30*time.Second {
+				t.Fatalf("bucket %s: not on three nodes after 30 s", b)
+			}
+		}
+	}
 }
 
 func together(leads []string) bool {
@@ -72,6 +93,7 @@ func TestCoordinatorBucketsLeadTogether(t *testing.T) {
 	c := qxdtest.Connect(t, nodes[0])
 	nc := c.Conn()
 	const bound = 6 * time.Second
+	waitReplicas(ctx, t, nc)
 
 	g := waitTogether(ctx, t, nc, 15*time.Second, "after the start")
 	other := func(not ...string) string {
@@ -83,10 +105,12 @@ func TestCoordinatorBucketsLeadTogether(t *testing.T) {
 		return ""
 	}
 
-	// The offsets and transactions buckets' leaderships stepped to the two other nodes.
+	// The offsets and transactions buckets' leaderships stepped down, preferring
+	// the two other nodes (once each: qxdtest.LeadStream would step them down
+	// again as the follow takes them back).
 	o := other(g)
-	qxdtest.LeadStream(ctx, t, nc, semantics.KVStream(semantics.OffsetsBucket), o)
-	qxdtest.LeadStream(ctx, t, nc, semantics.KVStream(semantics.TxnsBucket), other(g, o))
+	stepDown(t, nc, semantics.KVStream(semantics.OffsetsBucket), o)
+	stepDown(t, nc, semantics.KVStream(semantics.TxnsBucket), other(g, o))
 	if got := waitTogether(ctx, t, nc, bound, "after the offsets and transactions buckets moved away"); got != g {
 		t.Fatalf("the buckets are led by %s together, want %s, which leads the groups bucket", got, g)
 	}
@@ -106,6 +130,23 @@ func TestCoordinatorBucketsLeadTogether(t *testing.T) {
 	}
 }
 
+// stepDown steps stream's leader down once, preferring node.
+func stepDown(t *testing.T, nc *nats.Conn, stream, node string) {
+	t.Helper()
+	req := fmt.Appendf(nil, `{"placement":{"preferred":%q}}`, node)
+	resp, err := nc.Request(semantics.Subject(semantics.JSStreamLeaderStepDownPrefix, stream), req, 5*time.Second)
+	if err != nil {
+		t.Fatalf("step down %s: %v", stream, err)
+	}
+	var out struct {
+		Success bool            `json:"success"`
+		Error   json.RawMessage `json:"error"`
+	}
+	if err := json.Unmarshal(resp.Data, &out); err != nil || !out.Success {
+		t.Fatalf("step down %s: %s", stream, resp.Data)
+	}
+}
+
 // A node that stops while it leads the groups bucket and the buckets the
 // coordinators write hands all of them to one node, with automatic leader
 // placement off too (the node chooses the successor, not the follow loop).
@@ -118,6 +159,7 @@ func TestCoordinatorBucketsHandedOffTogether(t *testing.T) {
 	}
 	nodes := qxdtest.StartCluster(t, cfgs)
 	nc := qxdtest.Connect(t, nodes[1]).Conn()
+	waitReplicas(ctx, t, nc)
 	for _, b := range coordBuckets {
 		qxdtest.LeadStream(ctx, t, nc, semantics.KVStream(b), nodes[0].Name())
 	}
