@@ -76,11 +76,16 @@ func TestClientLeavesCutOffNode(t *testing.T) {
 // (NATS's route gossip) and route to it directly, past the relays: such a
 // cluster is closed and another started, once; the test is skipped when that
 // one is bypassed too.
-func relayedCluster(ctx context.Context, t *testing.T) ([]*server.Node, []*relay, *logTimes) {
+func relayedCluster(ctx context.Context, t *testing.T, tune ...func(*server.Config)) ([]*server.Node, []*relay, *logTimes) {
 	t.Helper()
 	const armed = "a majority of the cluster answers this node: should it be cut off, it will send its clients to other nodes"
 	for attempt := 1; ; attempt++ {
 		cfgs := qxdtest.ClusterConfigs(t, 3)
+		for i := range cfgs {
+			for _, f := range tune {
+				f(&cfgs[i])
+			}
+		}
 		var relays []*relay
 		relayTo := func(i int) string {
 			r := startRelay(t, cfgs[i].ClusterListen)

@@ -10,14 +10,16 @@ import (
 	"github.com/qxd-io/qxd"
 	"github.com/qxd-io/qxd/internal/qxdtest"
 	"github.com/qxd-io/qxd/semantics"
+	"github.com/qxd-io/qxd/server"
 )
 
 // TestMemberHeartbeatsWhileCommitsHang cuts off the node leading the offsets
 // bucket (every route of node 2 through a relay, then the relays frozen) while the
 // group's coordinator runs on node 1, which leads the groups bucket: the
 // coordinator answers heartbeats, but a commit waits until the offsets bucket has
-// a leader node 1 reaches again (an election, seconds; for the whole cut in the
-// pair-cut drill, where the leader stays on the other side). The member's
+// a leader node 1 reaches again (an election, seconds). Automatic leader
+// placement, which keeps the two buckets led from one node, is off, so that they
+// stay apart as an election can leave them for a moment. The member's
 // auto-commit must not hold its heartbeats up meanwhile: were they held past the
 // lease (the session timeout less a tenth), Poll would drop the member's
 // partitions and the member would rejoin in a new generation, reading nothing
@@ -25,7 +27,9 @@ import (
 func TestMemberHeartbeatsWhileCommitsHang(t *testing.T) {
 	t.Parallel()
 	ctx := qxdtest.Context(t, 120*time.Second)
-	nodes, relays, _ := relayedCluster(ctx, t)
+	// The offsets bucket stays where it is put, led apart from the groups bucket
+	// (automatic leader placement would bring it back to node 1).
+	nodes, relays, _ := relayedCluster(ctx, t, func(c *server.Config) { c.AutoLeaderRebalance = false })
 	c := connectTo(ctx, t, nodes[0].ClientURL(), nodes[0], qxd.ClientRequestTimeout(5*time.Second))
 	qxdtest.LeadStream(ctx, t, c.Conn(), semantics.KVStream(semantics.GroupsBucket), nodes[0].Name())
 	qxdtest.LeadStream(ctx, t, c.Conn(), semantics.KVStream(semantics.OffsetsBucket), nodes[1].Name())

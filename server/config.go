@@ -45,8 +45,10 @@ type Config struct {
 	// members before its first generation. Default 300ms (the coordinator's default).
 	GroupInitialRebalanceDelay time.Duration
 	// AutoLeaderRebalance moves partition leaderships back to their spread once a
-	// node that stopped is back and caught up (Kafka's auto.leader.rebalance.enable).
-	// Default true. 'qxd topic rebalance' moves them on request either way.
+	// node that stopped is back and caught up (Kafka's auto.leader.rebalance.enable),
+	// and keeps the offsets and transactions buckets led from the node that leads
+	// the groups bucket, where the coordinators run. Default true. 'qxd topic
+	// rebalance' moves partition leaderships on request either way.
 	AutoLeaderRebalance bool
 	// LeaderImbalanceCheckInterval is how often the cluster's meta leader checks the
 	// spread of partition leaders (Kafka's leader.imbalance.check.interval.seconds);

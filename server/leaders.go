@@ -198,6 +198,7 @@ func (n *Node) handOffLeadership(ctx context.Context) {
 	// With no route to any peer, none can take a leadership, whatever JetStream
 	// still counts as up (a peer killed a moment ago, see lastUp).
 	reachable := n.ns.NumRoutes() > 0
+	heir := coordinatorHeir(led)
 	var stuck, moving []string
 	for _, s := range led {
 		if len(s.takers) == 0 || !reachable {
@@ -205,7 +206,7 @@ func (n *Node) handOffLeadership(ctx context.Context) {
 			continue
 		}
 		moving = append(moving, s.name)
-		if err := n.stepDown(ctx, s.name, ""); err != nil {
+		if err := n.stepDown(ctx, s.name, heir[s.name]); err != nil {
 			n.log.Debug("step down failed", "stream", s.name, "err", err)
 		}
 	}
@@ -246,10 +247,61 @@ func leadershipName(stream string) string {
 }
 
 // ledStream is a replicated stream this node leads, with the replicas that could
-// take its leadership over: those that are up (JetStream picks one that is current).
+// take its leadership over: those that are up (JetStream picks one that is current),
+// and of those the ones that are current.
 type ledStream struct {
-	name   string
-	takers []string
+	name    string
+	takers  []string
+	current []string
+}
+
+// coordinatorHeir names, when this node leads the groups bucket, the one node to
+// hand it and the follower buckets this node leads too (leaders_follow.go), so that
+// the coordinators and the buckets they write stay led from one node across a
+// graceful stop: a replica of each that is up, current ones first. Streams it
+// does not name are stepped down without a preference.
+func coordinatorHeir(led []ledStream) map[string]string {
+	groups := semantics.KVStream(semantics.GroupsBucket)
+	var mine []ledStream
+	leadsGroups := false
+	for _, s := range led {
+		if s.name == groups || slices.ContainsFunc(followerBuckets, func(b string) bool { return s.name == semantics.KVStream(b) }) {
+			mine = append(mine, s)
+			leadsGroups = leadsGroups || s.name == groups
+		}
+	}
+	if !leadsGroups {
+		return nil
+	}
+	everywhere := func(node string, of func(ledStream) []string) bool {
+		for _, s := range mine {
+			if !slices.Contains(of(s), node) {
+				return false
+			}
+		}
+		return true
+	}
+	var nodes []string
+	for _, s := range mine {
+		nodes = append(nodes, s.takers...)
+	}
+	slices.Sort(nodes)
+	nodes = slices.Compact(nodes)
+	for _, of := range []func(ledStream) []string{
+		func(s ledStream) []string { return s.current },
+		func(s ledStream) []string { return s.takers },
+	} {
+		for _, node := range nodes {
+			if everywhere(node, of) {
+				out := map[string]string{}
+				for _, s := range mine {
+					out[s.name] = node
+				}
+				return out
+			}
+		}
+	}
+	return nil
 }
 
 // ledStreams lists the replicated streams this node leads.
@@ -269,6 +321,9 @@ func (n *Node) ledStreams() []ledStream {
 				for _, r := range s.Cluster.Replicas {
 					if r != nil && r.Name != n.cfg.Name && !r.Offline {
 						ls.takers = append(ls.takers, r.Name)
+						if r.Current {
+							ls.current = append(ls.current, r.Name)
+						}
 					}
 				}
 			}

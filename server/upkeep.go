@@ -25,6 +25,9 @@ import (
 //     the upkeep loop's requests can wait seconds.
 //   - The watch that makes RAFT groups without a live leader campaign early (see
 //     raft_campaign.go), in its own loop too.
+//   - The offsets and transactions buckets' leadership follows the groups
+//     bucket's, where the coordinators run (see leaders_follow.go), in its own
+//     loop too.
 
 // upkeepEvery is how often the upkeep loop looks at the buckets' replicas.
 const upkeepEvery = 2 * time.Second
@@ -54,7 +57,7 @@ func (n *Node) startUpkeep() {
 	if !n.cfg.clustered() {
 		return
 	}
-	n.upkeep.wg.Add(3)
+	n.upkeep.wg.Add(4)
 	// The election watch reads what the isolation watch's probes heard.
 	probes := newIsolationWatch(n.cfg.Name)
 	n.probes.Store(probes)
@@ -65,6 +68,10 @@ func (n *Node) startUpkeep() {
 	go func() {
 		defer n.upkeep.wg.Done()
 		n.watchElections(ctx, probes)
+	}()
+	go func() {
+		defer n.upkeep.wg.Done()
+		n.runFollow(ctx)
 	}()
 	go func() {
 		defer n.upkeep.wg.Done()

@@ -47,7 +47,7 @@ func (a *app) serverCommand() *cli.Command {
 			&cli.StringFlag{Name: "peers", EnvVars: []string{"QXD_PEERS"},
 				Usage: "comma-separated cluster `URLS` of the nodes (nats://h1:6222,nats://h2:6222); this node may be listed"},
 			&cli.BoolFlag{Name: "auto-leader-rebalance", Value: def.AutoLeaderRebalance, EnvVars: []string{"QXD_AUTO_LEADER_REBALANCE"},
-				Usage: "move partition leaderships back to their spread once a node that stopped is back and caught up (=false: only 'qxd topic rebalance' moves them)"},
+				Usage: "move partition leaderships back to their spread once a node that stopped is back and caught up, and keep the offsets and transactions buckets led from the node that leads the groups bucket (=false: only 'qxd topic rebalance' moves them)"},
 			&cli.BoolFlag{Name: "auto-repair", Value: def.AutoRepair, EnvVars: []string{"QXD_AUTO_REPAIR"},
 				Usage: "rebuild a replicated partition's damaged copy from its intact ones, and scale a partition left short of replicas back up, without being asked (=false: only 'qxd topic repair' does)"},
 			&cli.DurationFlag{Name: "auto-repair-delay", Value: def.AutoRepairDelay, EnvVars: []string{"QXD_AUTO_REPAIR_DELAY"},
