@@ -7,8 +7,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/qxd-io/qxd/groups"
 	"github.com/qxd-io/qxd/groups/coordinator"
+	"github.com/qxd-io/qxd/internal/kvscan"
 	"github.com/qxd-io/qxd/internal/qxdtest"
 	"github.com/qxd-io/qxd/semantics"
 )
@@ -50,19 +53,7 @@ func TestCoordinatorLoadPastAPausedReplica(t *testing.T) {
 	stream := semantics.KVStream(semantics.GroupsBucket)
 	qxdtest.LeadStream(ctx, t, js.Conn(), stream, nodes[1].Name())
 	// Every replica current, so that the meta leader places watchers on each.
-	for {
-		s, err := js.Stream(ctx, stream)
-		if err == nil {
-			if cl := s.CachedInfo().Cluster; cl != nil && cl.Leader == nodes[1].Name() && len(cl.Replicas) == 2 &&
-				cl.Replicas[0].Current && cl.Replicas[1].Current && cl.Replicas[0].Lag == 0 && cl.Replicas[1].Lag == 0 {
-				break
-			}
-		}
-		if ctx.Err() != nil {
-			t.Fatalf("the groups bucket's replicas never all caught up with its leader: %v", err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	waitReplicasCurrent(ctx, t, js, stream, nodes[1].Name())
 
 	const bound = 2500 * time.Millisecond
 	paused := time.Now()
@@ -88,4 +79,67 @@ func TestCoordinatorLoadPastAPausedReplica(t *testing.T) {
 		}
 	}
 	t.Logf("loads after the pause of %s: %v", victim, took)
+}
+
+// TestLeaderGetPastAPausedLeader pauses (SIGSTOP) the node leading a
+// three-replica bucket and at once reads a key from the bucket's leader
+// through a healthy node (kvscan.LeaderGet, as the offsets store reads a
+// committed offset), with a 20 s context. Nobody answers until the two healthy
+// nodes elect a leader, and a leader elected after a request was sent never
+// sees it: the read must send its request again and be answered by the new
+// leader within a few seconds of the pause, not wait out its context.
+func TestLeaderGetPastAPausedLeader(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a node in a child process; skipped with -short")
+	}
+	ctx := qxdtest.Context(t, 2*time.Minute)
+	nodes, child, victim := clusterWithChild(t, ctx)
+	t.Cleanup(func() { _ = child.Process.Kill() })
+	js := qxdtest.JetStream(t, nodes[0])
+	kv, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "pget", Replicas: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rev, err := kv.PutString(ctx, "k", "v")
+	if err != nil {
+		t.Fatal(err)
+	}
+	stream := semantics.KVStream("pget")
+	qxdtest.LeadStream(ctx, t, js.Conn(), stream, victim)
+	waitReplicasCurrent(ctx, t, js, stream, victim)
+
+	const bound = 12 * time.Second
+	if err := child.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = child.Process.Signal(syscall.SIGCONT) }()
+	start := time.Now()
+	rctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	v, got, err := kvscan.LeaderGet(rctx, js.Conn(), "pget", "k")
+	cancel()
+	d := time.Since(start)
+	if err != nil || string(v) != "v" || got != rev || d > bound {
+		t.Fatalf("leader read of a bucket whose leader %s is paused: %q at revision %d (%v) after %v; want \"v\" at %d within %v",
+			victim, v, got, err, d.Round(time.Millisecond), rev, bound)
+	}
+	t.Logf("leader read of a bucket whose leader %s is paused: answered after %v", victim, d.Round(time.Millisecond))
+}
+
+// waitReplicasCurrent waits until leader leads stream and both its other
+// replicas are current with it.
+func waitReplicasCurrent(ctx context.Context, t *testing.T, js jetstream.JetStream, stream, leader string) {
+	t.Helper()
+	for {
+		s, err := js.Stream(ctx, stream)
+		if err == nil {
+			if cl := s.CachedInfo().Cluster; cl != nil && cl.Leader == leader && len(cl.Replicas) == 2 &&
+				cl.Replicas[0].Current && cl.Replicas[1].Current && cl.Replicas[0].Lag == 0 && cl.Replicas[1].Lag == 0 {
+				return
+			}
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("stream %s: its replicas never all caught up with its leader %s: %v", stream, leader, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
