@@ -49,7 +49,14 @@ func (s *KVStateStore) LoadGroups(ctx context.Context) ([]GroupState, error) {
 	return out, nil
 }
 
-// SaveGroup writes a group by compare-and-set on its revision.
+// saveRounds bounds how many times SaveGroup writes again over a stored entry of
+// the group's own generation, read from the leader, after its compare-and-set
+// met a newer revision: another save can land between the read and the write.
+const saveRounds = 3
+
+// SaveGroup writes a group by compare-and-set on its revision; when the stored
+// revision moved on but what is stored is of the group's generation or an older
+// one, it writes again at the leader's revision, up to saveRounds times.
 func (s *KVStateStore) SaveGroup(ctx context.Context, st GroupState) (uint64, error) {
 	b, err := json.Marshal(st)
 	if err != nil {
@@ -65,24 +72,29 @@ func (s *KVStateStore) SaveGroup(ctx context.Context, st GroupState) (uint64, er
 		return rev, err
 	}
 	key := semantics.GroupKey(st.Group)
-	rev, err := s.kv.Update(ctx, key, b, st.Revision)
-	if !errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
-		return rev, err
+	for rev, round := st.Revision, 0; ; round++ {
+		saved, err := s.kv.Update(ctx, key, b, rev)
+		if !errors.Is(err, jetstream.ErrKeyRevisionMismatch) || round == saveRounds {
+			return saved, err
+		}
+		// The stored revision moved on. When what is stored is of this
+		// generation or an older one, it is this coordinator's own save whose
+		// acknowledgement was lost while the bucket changed leaders (or a
+		// coordinator's it took over from): write over it at its revision. A
+		// newer generation is another coordinator's: the conflict stands. The
+		// stored entry is read from the bucket's leader, which the
+		// compare-and-set is decided by: a replica behind it would give a
+		// revision already gone, and the save would fail on it.
+		v, stored, gerr := kvscan.LeaderGet(ctx, s.nc, s.kv.Bucket(), key)
+		if gerr != nil {
+			return 0, err
+		}
+		var was GroupState
+		if jerr := json.Unmarshal(v, &was); jerr != nil || was.Generation > st.Generation {
+			return 0, err
+		}
+		rev = stored
 	}
-	// The stored revision moved on. When what is stored is of this generation or
-	// an older one, it is this coordinator's own save whose acknowledgement was
-	// lost while the bucket changed leaders (or a coordinator's it took over
-	// from): write over it at its revision. A newer generation is another
-	// coordinator's: the conflict stands.
-	e, gerr := kvscan.Get(ctx, s.kv, key)
-	if gerr != nil {
-		return 0, err
-	}
-	var stored GroupState
-	if jerr := json.Unmarshal(e.Value(), &stored); jerr != nil || stored.Generation > st.Generation {
-		return 0, err
-	}
-	return s.kv.Update(ctx, key, b, e.Revision())
 }
 
 // DeleteGroup removes a group.

@@ -2,7 +2,6 @@ package kvscan
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -19,40 +18,20 @@ import (
 // after a write (a compare-and-set's next round, a describe after a verify) gets
 // that write. It returns the entry's value and revision, or
 // jetstream.ErrKeyNotFound for a key with no entry, or whose last entry deletes
-// or purges it. With no leader, nothing answers: it waits until ctx ends.
+// or purges it. With no leader, nothing answers: it sends the request again
+// every leaderScanAttempt (a leader elected after a request was sent never sees
+// it; the old leader, woken from a pause or back from a cut, could answer it
+// from its own store) until ctx ends, and then fails with an error that wraps
+// ErrNoLeader.
 func LeaderGet(ctx context.Context, nc *nats.Conn, bucket, key string) ([]byte, uint64, error) {
-	req, _ := json.Marshal(map[string]string{"last_by_subj": semantics.KVKeySubject(bucket, key)})
-	resp, err := nc.RequestWithContext(ctx, semantics.Subject(semantics.JSStreamMsgGetPrefix, semantics.KVStream(bucket)), req)
+	m, err := leaderMsg(ctx, nc, bucket, map[string]any{"last_by_subj": semantics.KVKeySubject(bucket, key)})
 	if err != nil {
 		return nil, 0, fmt.Errorf("read %s from bucket %s's leader: %w", key, bucket, err)
 	}
-	var out struct {
-		Message *struct {
-			Seq    uint64 `json:"seq"`
-			Header []byte `json:"hdrs"`
-			Data   []byte `json:"data"`
-		} `json:"message"`
-		Error *jetstream.APIError `json:"error"`
-	}
-	if err := json.Unmarshal(resp.Data, &out); err != nil {
-		return nil, 0, fmt.Errorf("read %s from bucket %s's leader: %w", key, bucket, err)
-	}
-	switch {
-	case out.Error != nil && out.Error.ErrorCode == jetstream.JSErrCodeMessageNotFound, out.Error == nil && out.Message == nil:
+	if m == nil || m.deletes() {
 		return nil, 0, jetstream.ErrKeyNotFound
-	case out.Error != nil:
-		return nil, 0, fmt.Errorf("read %s from bucket %s's leader: %w", key, bucket, out.Error)
 	}
-	if len(out.Message.Header) > 0 {
-		h, err := nats.DecodeHeadersMsg(out.Message.Header)
-		if err != nil {
-			return nil, 0, fmt.Errorf("read %s from bucket %s's leader: its headers: %w", key, bucket, err)
-		}
-		if op := h.Get("KV-Operation"); op == "DEL" || op == "PURGE" {
-			return nil, 0, jetstream.ErrKeyNotFound
-		}
-	}
-	return out.Message.Data, out.Message.Seq, nil
+	return m.Data, m.Seq, nil
 }
 
 // GetFresh reads key from bucket as LeaderGet does, waiting at most wait for the

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -42,6 +43,13 @@ const leaderScanRetry = 100 * time.Millisecond
 // walks the leader's stream instead.
 const leaderScanWatch = 5 * time.Second
 
+// leaderScanPatience is how long LeaderScan's watcher may go without an entry
+// before the scan walks the leader's stream beside it. A watcher whose consumer
+// JetStream placed on a paused or cut-off replica hears nothing until its
+// pass goes Quiet, and a coordinator's takeover would wait that long; a
+// healthy one gives its first entry within milliseconds.
+const leaderScanPatience = time.Second
+
 // LeaderScan reads the latest entry of every live key of kv whose key matches
 // filter (jetstream.AllKeys for all) as the bucket stream's leader holds them,
 // and calls each with them in revision order. Unlike Scan, whose watcher is
@@ -71,11 +79,9 @@ func LeaderScan(ctx context.Context, nc *nats.Conn, kv jetstream.KeyValue, filte
 	if last != nil {
 		upTo = last.Seq
 	}
-	entries, ok := watchedUpTo(ctx, kv, filter, upTo)
-	if !ok {
-		if entries, err = leaderWalk(ctx, nc, bucket, filter); err != nil {
-			return fmt.Errorf("scan bucket %s on its leader: %w", bucket, err)
-		}
+	entries, err := watchOrWalk(ctx, nc, kv, filter, upTo)
+	if err != nil {
+		return fmt.Errorf("scan bucket %s on its leader: %w", bucket, err)
 	}
 	for _, e := range entries {
 		if err := each(e); err != nil {
@@ -85,14 +91,78 @@ func LeaderScan(ctx context.Context, nc *nats.Conn, kv jetstream.KeyValue, filte
 	return nil
 }
 
+// watchOrWalk reads the live keys of kv matching filter as the leader held
+// them at revision upTo or later: with a watcher (watchedUpTo) if it reaches
+// upTo, else with a walk of the leader's stream (leaderWalk), started when the
+// watcher ends short of upTo or has gone leaderScanPatience without an entry.
+// It returns the first of the two reads to end with the leader's state, and
+// stops the other.
+func watchOrWalk(ctx context.Context, nc *nats.Conn, kv jetstream.KeyValue, filter string, upTo uint64) ([]Entry, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
+	type read struct {
+		entries []Entry
+		err     error
+	}
+	quiet := make(chan struct{}, 1)
+	patience := time.AfterFunc(leaderScanPatience, func() {
+		select {
+		case quiet <- struct{}{}:
+		default:
+		}
+	})
+	defer patience.Stop()
+	watched := make(chan []Entry, 1) // nil: the watcher did not reach upTo
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		entries, ok := watchedUpTo(ctx, kv, filter, upTo, func() { patience.Reset(leaderScanPatience) })
+		if !ok {
+			entries = nil
+		}
+		watched <- entries
+	}()
+	var walked chan read
+	walk := func() {
+		if walked != nil {
+			return
+		}
+		walked = make(chan read, 1)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			entries, err := leaderWalk(ctx, nc, kv.Bucket(), filter)
+			walked <- read{entries, err}
+		}()
+	}
+	for w := watched; ; {
+		select {
+		case entries := <-w:
+			if entries != nil {
+				return entries, nil
+			}
+			w = nil
+			walk()
+		case <-quiet:
+			walk()
+		case r := <-walked:
+			return r.entries, r.err
+		}
+	}
+}
+
 // watchedUpTo reads the live keys of kv matching filter with a watcher, in
-// revision order, and reports whether the watcher reached revision upTo.
-func watchedUpTo(ctx context.Context, kv jetstream.KeyValue, filter string, upTo uint64) ([]Entry, bool) {
+// revision order, and reports whether the watcher reached revision upTo; it
+// calls heard on each entry the watcher gives.
+func watchedUpTo(ctx context.Context, kv jetstream.KeyValue, filter string, upTo uint64, heard func()) ([]Entry, bool) {
 	wctx, cancel := context.WithTimeout(ctx, leaderScanWatch)
 	defer cancel()
 	live := map[string]Entry{}
 	var top uint64
 	err := scan(wctx, kv, filter, func() { clear(live); top = 0 }, func(e jetstream.KeyValueEntry) error {
+		heard()
 		top = max(top, e.Revision())
 		if e.Operation() == jetstream.KeyValuePut {
 			live[e.Key()] = Entry{Key: e.Key(), Value: e.Value(), Revision: e.Revision()}
