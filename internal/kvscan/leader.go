@@ -28,7 +28,13 @@ func LeaderGet(ctx context.Context, nc *nats.Conn, bucket, key string) ([]byte, 
 	if err != nil {
 		return nil, 0, fmt.Errorf("read %s from bucket %s's leader: %w", key, bucket, err)
 	}
-	if m == nil || m.deletes() {
+	if m == nil {
+		return nil, 0, jetstream.ErrKeyNotFound
+	}
+	if del, err := m.deletes(); err != nil || del {
+		if err != nil {
+			return nil, 0, fmt.Errorf("read %s from bucket %s's leader: %w", key, bucket, err)
+		}
 		return nil, 0, jetstream.ErrKeyNotFound
 	}
 	return m.Data, m.Seq, nil

@@ -193,7 +193,11 @@ func leaderWalk(ctx context.Context, nc *nats.Conn, bucket, filter string) ([]En
 			return inOrder(live), nil
 		}
 		key := strings.TrimPrefix(m.Subject, prefix)
-		if m.deletes() {
+		del, err := m.deletes()
+		if err != nil {
+			return nil, fmt.Errorf("bucket %s: %w", bucket, err)
+		}
+		if del {
 			delete(live, key)
 		} else {
 			live[key] = Entry{Key: key, Value: m.Data, Revision: m.Seq}
@@ -221,16 +225,16 @@ type storedMsg struct {
 }
 
 // deletes reports whether m is a key-value delete or purge marker.
-func (m *storedMsg) deletes() bool {
+func (m *storedMsg) deletes() (bool, error) {
 	if len(m.Header) == 0 {
-		return false
+		return false, nil
 	}
 	h, err := nats.DecodeHeadersMsg(m.Header)
 	if err != nil {
-		return false
+		return false, fmt.Errorf("entry at revision %d: its headers do not decode: %w", m.Seq, err)
 	}
 	op := h.Get("KV-Operation")
-	return op == "DEL" || op == "PURGE"
+	return op == "DEL" || op == "PURGE", nil
 }
 
 // leaderMsg sends req, a message get, to the leader of bucket's stream and
