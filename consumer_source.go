@@ -240,8 +240,10 @@ func (c *Consumer) fetch(ctx context.Context, pc *partSource, gen uint64, from i
 	backoff := 50 * time.Millisecond
 	attempt, idle := readAttempt, 0
 	passed := false
+	at := 1 // consumer creations sent at once: one at the read's start
 	for {
-		next, nextSeq, fatal, err := c.fetchOnce(ctx, pc, gen, from, seq, attempt)
+		next, nextSeq, fatal, err := c.fetchOnce(ctx, pc, gen, from, seq, attempt, at)
+		at = readRestartCreations
 		if ctx.Err() != nil {
 			return
 		}
@@ -349,8 +351,8 @@ func dropConsumer(js jetstream.JetStream, stream string, cons jetstream.Consumer
 // most messages a pull may bring, a million when pulling by bytes: 8 MB zeroed and
 // scanned by the collector per partition read. Consume hands each message to a
 // callback instead, in order, from one goroutine.
-func (c *Consumer) fetchOnce(ctx context.Context, pc *partSource, gen uint64, from int64, seq uint64, attempt time.Duration) (int64, uint64, bool, error) {
-	cons, host, leader, err := c.createRead(ctx, pc, seq, attempt)
+func (c *Consumer) fetchOnce(ctx context.Context, pc *partSource, gen uint64, from int64, seq uint64, attempt time.Duration, at int) (int64, uint64, bool, error) {
+	cons, host, leader, err := c.createRead(ctx, pc, seq, attempt, at)
 	if err != nil {
 		return from, seq, errors.Is(err, jetstream.ErrStreamNotFound), err
 	}
@@ -408,9 +410,9 @@ const readPlacements = 5
 // readHedge, the check skipped when it does not come). Each creation is
 // hedged (createHedged): one placed on a node just paused or killed, which the
 // cluster does not yet count offline, is never answered.
-func (c *Consumer) createRead(ctx context.Context, pc *partSource, seq uint64, attempt time.Duration) (cons jetstream.Consumer, host, leader string, err error) {
+func (c *Consumer) createRead(ctx context.Context, pc *partSource, seq uint64, attempt time.Duration, at int) (cons jetstream.Consumer, host, leader string, err error) {
 	for i := 1; ; i++ {
-		cons, err = c.createHedged(ctx, pc, seq, attempt)
+		cons, err = c.createHedged(ctx, pc, seq, attempt, at)
 		if err != nil {
 			return nil, "", "", err
 		}
@@ -444,8 +446,16 @@ const (
 	readHedges = 4
 )
 
+// readRestartCreations is how many consumer creations a read's restart sends
+// at once (createHedged): a restart follows a failure, often the loss of a
+// node that JetStream may place one of them on, and on a loaded machine a
+// creation's answer takes about as long as readHedge. Two at once are both
+// placed on a lost one of three replicas one time in nine, one alone one time
+// in three; the one not kept is deleted. A read's start sends one.
+const readRestartCreations = 2
+
 // createHedged creates a consumer of pc's stream from sequence seq, within
-// attempt. JetStream places each creation on a replica picked at random among
+// attempt, sending at creations at once. JetStream places each creation on a replica picked at random among
 // those its meta leader has not yet found offline, which for seconds after a
 // pause or a kill includes the node lost; a creation placed there is never
 // answered, nor is one sent while the meta group elects a leader (its leader
@@ -455,7 +465,7 @@ const (
 // is the read's, and the others are deleted as they answer (by name, should
 // they be made after all, when they time out). A live cluster answers the
 // first within readHedge: a read's start sends one creation, as before.
-func (c *Consumer) createHedged(ctx context.Context, pc *partSource, seq uint64, attempt time.Duration) (jetstream.Consumer, error) {
+func (c *Consumer) createHedged(ctx context.Context, pc *partSource, seq uint64, attempt time.Duration, at int) (jetstream.Consumer, error) {
 	type created struct {
 		name string
 		cons jetstream.Consumer
@@ -488,8 +498,10 @@ func (c *Consumer) createHedged(ctx context.Context, pc *partSource, seq uint64,
 			}()
 		}
 	}
-	create()
-	sent, answered := 1, 0
+	for range at {
+		create()
+	}
+	sent, answered := at, 0
 	hedge := time.NewTimer(readHedge)
 	defer hedge.Stop()
 	var first error

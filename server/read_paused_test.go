@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/exec"
 	"strings"
@@ -98,7 +99,11 @@ func TestReadsLeavePausedFollower(t *testing.T) {
 	leadElsewhere()
 
 	// The client reaches the two nodes that keep running only.
-	c, err := qxd.Connect(ctx, nodes[0].ClientURL()+","+nodes[1].ClientURL(), qxd.NATSOptions(nats.DontRandomize(), nats.IgnoreDiscoveredServers()))
+	opts := []qxd.ClientOption{qxd.NATSOptions(nats.DontRandomize(), nats.IgnoreDiscoveredServers())}
+	if os.Getenv("QXD_TEST_LOG") != "" {
+		opts = append(opts, qxd.Logger(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))))
+	}
+	c, err := qxd.Connect(ctx, nodes[0].ClientURL()+","+nodes[1].ClientURL(), opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
