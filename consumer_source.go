@@ -966,18 +966,22 @@ func (r *partRead) look(ctx context.Context) (int64, uint64, partition.StreamSta
 // got and that node no longer serves them (hostLost): a follower cut off holds
 // what it held when it was cut off, and delivers nothing more; a paused or
 // killed node delivers nothing at all. It restarts too when that node leads the
-// stream (as last seen) and the look, which asks the leader, gets no answer.
+// stream (as last seen) and the look, which asks the leader, gets no answer
+// while the client's own node answers a ping.
 // The read restarts after the last record it handed to Poll, as after any
 // failure.
 func (r *partRead) cutOff(ctx context.Context, quiet time.Duration) (readFailure, bool) {
 	next, got, st, err := r.look(ctx)
 	if err != nil {
-		if r.host != "" && r.host == r.leader {
+		if r.host != "" && r.host == r.leader && r.c.c.nc.FlushTimeout(watchTimeout/2) == nil {
 			// The stream's leader serves the read, and answers neither with
-			// records nor to the look (it asks the leader): paused, killed
+			// records nor to the look (it asks the leader), while the
+			// client's own node answers a ping: the leader is paused, killed
 			// or cut off. A new consumer, placed on a follower, delivers as
 			// soon as the followers have elected a leader; waiting for the
 			// next look to see that kept the read silent a spell longer.
+			// (When the client's own node is silent, the client moves, and
+			// the read restarts then.)
 			return r.stalled(next, got, r.host, st, fmt.Sprintf("is served by the stream's leader, which does not answer (%v)", err), quiet), false
 		}
 		return readFailure{}, true // between leaders: look again
