@@ -223,9 +223,10 @@ func (pc *partSource) halt() {
 // exists, or a batch that cannot be decoded, ends it with an error for Poll.
 //
 // A read that got batches starts again right after the last one it handed over
-// (its stream sequence is known: nothing to look up); one that got none looks
-// its offset up again (locate). Each request of a restart (locate's, the
-// consumer's creation) is bounded by an attempt's timeout: readAttempt, and
+// (its stream sequence is known: nothing to look up), and so does every later
+// restart; one that never got any looks its offset up again (locate). Each
+// request of a restart (locate's, the consumer's creation) is bounded by an
+// attempt's timeout: readAttempt, and
 // twice that after each restart past readAttempts in a row that read nothing,
 // up to the request timeout. A request sent while the stream is between
 // leaders, or to a node that has just been paused or killed (a consumer placed
@@ -238,8 +239,11 @@ func (c *Consumer) fetch(ctx context.Context, pc *partSource, gen uint64, from i
 	defer c.c.reads.Add(-1)
 	backoff := 50 * time.Millisecond
 	attempt, idle := readAttempt, 0
+	passed := false
+	at := 1 // consumer creations sent at once: one at the read's start
 	for {
-		next, nextSeq, fatal, err := c.fetchOnce(ctx, pc, gen, from, seq, attempt)
+		next, nextSeq, fatal, err := c.fetchOnce(ctx, pc, gen, from, seq, attempt, at)
+		at = readRestartCreations
 		if ctx.Err() != nil {
 			return
 		}
@@ -255,11 +259,15 @@ func (c *Consumer) fetch(ctx context.Context, pc *partSource, gen uint64, from i
 		} else if idle++; idle > readAttempts {
 			// Nothing read again and again: perhaps attempts too short for a
 			// node under load. (A consumer placed on a node just paused or
-			// killed, whose creation is never answered, is placed afresh by
-			// the next attempt, on another replica two times in three.)
+			// killed, whose creation is never answered, is hedged by others
+			// within the attempt: createHedged.)
 			attempt = min(2*attempt, c.c.cfg.reqTimeout)
 		}
-		passed := nextSeq > seq
+		// Once a read got batches, its sequence is the one after the last it
+		// handed over: later restarts start there too, also after one whose
+		// consumer's creation failed (a locate then may wait out its attempt
+		// on a direct get a lost replica takes).
+		passed = passed || nextSeq > seq
 		seq = max(seq, nextSeq)
 		c.c.log.Debug("partition read restarting", "topic", pc.tp.Topic, "partition", pc.tp.Partition, "offset", from, "err", err)
 		select {
@@ -343,8 +351,8 @@ func dropConsumer(js jetstream.JetStream, stream string, cons jetstream.Consumer
 // most messages a pull may bring, a million when pulling by bytes: 8 MB zeroed and
 // scanned by the collector per partition read. Consume hands each message to a
 // callback instead, in order, from one goroutine.
-func (c *Consumer) fetchOnce(ctx context.Context, pc *partSource, gen uint64, from int64, seq uint64, attempt time.Duration) (int64, uint64, bool, error) {
-	cons, host, leader, err := c.createRead(ctx, pc, seq, attempt)
+func (c *Consumer) fetchOnce(ctx context.Context, pc *partSource, gen uint64, from int64, seq uint64, attempt time.Duration, at int) (int64, uint64, bool, error) {
+	cons, host, leader, err := c.createRead(ctx, pc, seq, attempt, at)
 	if err != nil {
 		return from, seq, errors.Is(err, jetstream.ErrStreamNotFound), err
 	}
@@ -398,29 +406,14 @@ const readPlacements = 5
 // leader has stopped hearing from it (partition.StreamState.Unheard: cut from
 // the leader, or stopped) holds only what it had then and delivers nothing
 // more, so the consumer is deleted and created again, up to readPlacements
-// times (one stream info a read's start, none a record). attempt bounds each
-// request: a creation that times out (placed on a node that has just died, and
-// not yet known offline) is deleted by name in the background, should it have
-// been made after all.
-func (c *Consumer) createRead(ctx context.Context, pc *partSource, seq uint64, attempt time.Duration) (cons jetstream.Consumer, host, leader string, err error) {
+// times (one stream info a read's start, none a record; asked for within
+// readHedge, the check skipped when it does not come). Each creation is
+// hedged (createHedged): one placed on a node just paused or killed, which the
+// cluster does not yet count offline, is never answered.
+func (c *Consumer) createRead(ctx context.Context, pc *partSource, seq uint64, attempt time.Duration, at int) (cons jetstream.Consumer, host, leader string, err error) {
 	for i := 1; ; i++ {
-		name := "qxd_read_" + rand.Text()
-		actx, cancel := context.WithTimeout(ctx, attempt)
-		cons, err = c.c.js.CreateConsumer(actx, pc.reader.Stream, jetstream.ConsumerConfig{
-			Name:          name,
-			DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: max(seq, 1),
-			AckPolicy: jetstream.AckNonePolicy, InactiveThreshold: readInactiveThreshold,
-			Replicas: 1, MemoryStorage: true,
-		})
-		cancel()
+		cons, err = c.createHedged(ctx, pc, seq, attempt, at)
 		if err != nil {
-			if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
-				go func() {
-					dctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-					defer cancel()
-					_ = c.c.js.DeleteConsumer(dctx, pc.reader.Stream, name)
-				}()
-			}
 			return nil, "", "", err
 		}
 		host = ""
@@ -430,7 +423,9 @@ func (c *Consumer) createRead(ctx context.Context, pc *partSource, seq uint64, a
 		if host == "" {
 			return cons, "", "", nil
 		}
-		actx, cancel = context.WithTimeout(ctx, attempt)
+		// The stream between leaders (its leader just lost) does not answer:
+		// the check is skipped then, rather than holding the read up.
+		actx, cancel := context.WithTimeout(ctx, min(attempt, readHedge))
 		st, serr := pc.reader.StreamInfo(actx)
 		cancel()
 		if serr != nil || host == st.Leader || !slices.Contains(st.Unheard, host) || i == readPlacements {
@@ -440,6 +435,106 @@ func (c *Consumer) createRead(ctx context.Context, pc *partSource, seq uint64, a
 			"partition", pc.tp.Partition, "node", host)
 		dropConsumer(c.c.js, pc.reader.Stream, cons)
 	}
+}
+
+// readHedge is how long a read's consumer creation may go unanswered before
+// createHedged sends another, and readHedges how many it sends at most. A
+// creation is answered within milliseconds by a live node, tens of them on a
+// loaded one.
+const (
+	readHedge  = 250 * time.Millisecond
+	readHedges = 4
+)
+
+// readRestartCreations is how many consumer creations a read's restart sends
+// at once (createHedged): a restart follows a failure, often the loss of a
+// node that JetStream may place one of them on, and on a loaded machine a
+// creation's answer takes about as long as readHedge. Two at once are both
+// placed on a lost one of three replicas one time in nine, one alone one time
+// in three; the one not kept is deleted. A read's start sends one.
+const readRestartCreations = 2
+
+// createHedged creates a consumer of pc's stream from sequence seq, within
+// attempt, sending at creations at once. JetStream places each creation on a replica picked at random among
+// those its meta leader has not yet found offline, which for seconds after a
+// pause or a kill includes the node lost; a creation placed there is never
+// answered, nor is one sent while the meta group elects a leader (its leader
+// lost), and waiting out the attempt for it kept a read silent a second
+// longer than its stream. So while creations go unanswered another is sent
+// every readHedge, up to readHedges, each placed afresh: the first answered
+// is the read's, and the others are deleted as they answer (by name, should
+// they be made after all, when they time out). A live cluster answers the
+// first within readHedge: a read's start sends one creation, as before.
+func (c *Consumer) createHedged(ctx context.Context, pc *partSource, seq uint64, attempt time.Duration, at int) (jetstream.Consumer, error) {
+	type created struct {
+		name string
+		cons jetstream.Consumer
+		err  error
+	}
+	actx, cancel := context.WithTimeout(ctx, attempt)
+	results := make(chan created, readHedges)
+	create := func() {
+		name := "qxd_read_" + rand.Text()
+		go func() {
+			cons, err := c.c.js.CreateConsumer(actx, pc.reader.Stream, jetstream.ConsumerConfig{
+				Name:          name,
+				DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: max(seq, 1),
+				AckPolicy: jetstream.AckNonePolicy, InactiveThreshold: readInactiveThreshold,
+				Replicas: 1, MemoryStorage: true,
+			})
+			results <- created{name, cons, err}
+		}()
+	}
+	// drop deletes a creation that lost, or failed without an answer.
+	drop := func(r created) {
+		switch {
+		case r.err == nil:
+			dropConsumer(c.c.js, pc.reader.Stream, r.cons)
+		case errors.Is(r.err, context.DeadlineExceeded) || errors.Is(r.err, context.Canceled):
+			go func() {
+				dctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				defer cancel()
+				_ = c.c.js.DeleteConsumer(dctx, pc.reader.Stream, r.name)
+			}()
+		}
+	}
+	for range at {
+		create()
+	}
+	sent, answered := at, 0
+	hedge := time.NewTimer(readHedge)
+	defer hedge.Stop()
+	var first error
+	for answered < sent {
+		select {
+		case <-hedge.C:
+			if sent < readHedges {
+				create()
+				sent++
+				hedge.Reset(readHedge)
+			}
+			continue
+		case r := <-results:
+			answered++
+			if r.err != nil {
+				if ctx.Err() == nil {
+					drop(r)
+				}
+				first = cmp.Or(first, r.err)
+				continue
+			}
+			// The others lose: cancelled, and deleted as they end.
+			cancel()
+			go func(left int) {
+				for range left {
+					drop(<-results)
+				}
+			}(sent - answered)
+			return r.cons, nil
+		}
+	}
+	cancel()
+	return nil, first
 }
 
 // readShare is the most bytes a partition read starting now may have fetched
@@ -819,20 +914,32 @@ const watchTimeout = time.Second
 // hostLost tells, from the state st of its stream's leader, whether the node
 // serving the read no longer serves what the leader stores: the leader has
 // stopped hearing from it (partition.StreamState.Unheard: cut from the leader,
-// paused or dead), or it led the stream (when the read started, or when the
-// watchdog looked) and another node leads it now (a paused or killed leader:
-// its followers elected another, while the read's consumer, on the old leader,
+// paused or dead), or, the read itself quiet for a spell (the watchdog looks
+// after one), the leader has not heard from it for hostSilent while it lags
+// (st.Silent): the read's own silence and the leader's agree, and waiting for
+// Unheard kept a read served by a paused or killed follower silent for a second
+// longer. Or it led the stream (when the read started, or when the watchdog
+// looked) and another node leads it now (a paused or killed leader: its
+// followers elected another, while the read's consumer, on the old leader,
 // delivers nothing). Either way the read restarts, and createRead places it
 // afresh.
 func (r *partRead) hostLost(st partition.StreamState) (string, bool) {
 	switch {
 	case slices.Contains(st.Unheard, r.host):
 		return "is served by a replica its leader does not hear from", true
+	case r.host != "" && r.host != st.Leader && st.Silent[r.host] >= hostSilent:
+		return fmt.Sprintf("is served by a replica its leader has not heard from for %v", st.Silent[r.host].Round(time.Millisecond)), true
 	case r.hostLed && st.Leader != "" && st.Leader != r.host:
 		return "is served by a node that has lost the stream's leadership", true
 	}
 	return "", false
 }
+
+// hostSilent is how long a stream's leader must not have heard from the
+// follower serving a read, quiet itself for followerQuiet while the leader holds
+// more, for the watchdog to restart the read: a follower answers its leader's
+// appends many times a second while records are stored.
+const hostSilent = followerQuiet / 2
 
 // look is the watchdog's view of a read: the offset after the last record it
 // handed to Poll, the stream sequence of the last batch it got, and the
@@ -858,11 +965,25 @@ func (r *partRead) look(ctx context.Context) (int64, uint64, partition.StreamSta
 // elsewhere) when the stream's leader holds batches after the last one the read
 // got and that node no longer serves them (hostLost): a follower cut off holds
 // what it held when it was cut off, and delivers nothing more; a paused or
-// killed node delivers nothing at all. The read restarts after the last record
-// it handed to Poll, as after any failure.
+// killed node delivers nothing at all. It restarts too when that node leads the
+// stream (as last seen) and the look, which asks the leader, gets no answer
+// while the client's own node answers a ping.
+// The read restarts after the last record it handed to Poll, as after any
+// failure.
 func (r *partRead) cutOff(ctx context.Context, quiet time.Duration) (readFailure, bool) {
 	next, got, st, err := r.look(ctx)
 	if err != nil {
+		if r.host != "" && r.host == r.leader && r.c.c.nc.FlushTimeout(watchTimeout/2) == nil {
+			// The stream's leader serves the read, and answers neither with
+			// records nor to the look (it asks the leader), while the
+			// client's own node answers a ping: the leader is paused, killed
+			// or cut off. A new consumer, placed on a follower, delivers as
+			// soon as the followers have elected a leader; waiting for the
+			// next look to see that kept the read silent a spell longer.
+			// (When the client's own node is silent, the client moves, and
+			// the read restarts then.)
+			return r.stalled(next, got, r.host, st, fmt.Sprintf("is served by the stream's leader, which does not answer (%v)", err), quiet), false
+		}
 		return readFailure{}, true // between leaders: look again
 	}
 	if st.LastSeq <= max(got, st.FirstSeq-1) {

@@ -268,6 +268,11 @@ type StreamState struct {
 	// UnheardAfter while they lag its commits: cut from it or stopped. A read
 	// served by one delivers nothing the leader stored since.
 	Unheard []string
+	// Silent are the followers that lag the leader's commits, each with how long
+	// the leader has not heard from it (Unheard are those of them silent for over
+	// UnheardAfter). A reader that has itself seen nothing from a follower for a
+	// while judges with it sooner than UnheardAfter (see the consumer's read).
+	Silent map[string]time.Duration
 	// LogStart is the log start offset set by a trim (semantics.LogStartMetadata in
 	// the stream's metadata), 0 when the partition was never trimmed.
 	LogStart int64
@@ -353,8 +358,14 @@ func (r *Reader) StreamInfo(ctx context.Context) (StreamState, error) {
 			if s.Leader != "" && p.Current && !p.Offline && !p.Pending {
 				s.InSync = append(s.InSync, p.Name)
 			}
-			if s.Leader != "" && !p.Current && p.Active > UnheardAfter {
-				s.Unheard = append(s.Unheard, p.Name)
+			if s.Leader != "" && !p.Current {
+				if s.Silent == nil {
+					s.Silent = make(map[string]time.Duration, len(out.Cluster.Replicas))
+				}
+				s.Silent[p.Name] = p.Active
+				if p.Active > UnheardAfter {
+					s.Unheard = append(s.Unheard, p.Name)
+				}
 			}
 		}
 	}

@@ -12,7 +12,8 @@ import (
 )
 
 // TestUnheardFollower reads a three-replica partition's state from its leader
-// while records are stored: no follower is listed as unheard while all answer,
+// while records are stored: no follower is listed as unheard, nor silent for
+// half a second, while all answer,
 // and a follower whose node stopped is, within a few seconds, while the leader
 // goes on storing records. A consumer's read served by a follower its leader
 // does not hear (one cut from the leader) delivers nothing more, and the read
@@ -43,6 +44,14 @@ func TestUnheardFollower(t *testing.T) {
 		}
 		if len(st.Unheard) > 0 {
 			t.Fatalf("record %d: followers %v listed unheard while every node runs (leader %s, in sync %v)", i, st.Unheard, st.Leader, st.InSync)
+		}
+		// A read restarts when its follower has been silent for half a second
+		// (and the read quiet for a second): no follower of a running cluster
+		// storing records is.
+		for f, d := range st.Silent {
+			if d >= 500*time.Millisecond {
+				t.Fatalf("record %d: follower %s silent for %v while every node runs", i, f, d)
+			}
 		}
 		time.Sleep(25 * time.Millisecond)
 	}
