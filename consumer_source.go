@@ -967,13 +967,20 @@ func (r *partRead) look(ctx context.Context) (int64, uint64, partition.StreamSta
 // what it held when it was cut off, and delivers nothing more; a paused or
 // killed node delivers nothing at all. It restarts too when that node leads the
 // stream (as last seen) and the look, which asks the leader, gets no answer
-// while the client's own node answers a ping.
-// The read restarts after the last record it handed to Poll, as after any
+// while the client's own node answers a ping and the client did not move
+// meanwhile. The read restarts after the last record it handed to Poll, as after any
 // failure.
 func (r *partRead) cutOff(ctx context.Context, quiet time.Duration) (readFailure, bool) {
+	nc := r.c.c.nc
+	reconnects := nc.Stats().Reconnects
 	next, got, st, err := r.look(ctx)
 	if err != nil {
-		if r.host != "" && r.host == r.leader && r.c.c.nc.FlushTimeout(watchTimeout/2) == nil {
+		// A look the client's own connection failed (it moved to another node
+		// meanwhile, and may answer a ping again already) says nothing of the
+		// leader.
+		moved := nc.Stats().Reconnects != reconnects || errors.Is(err, nats.ErrDisconnected) ||
+			errors.Is(err, nats.ErrConnectionReconnecting) || errors.Is(err, nats.ErrConnectionClosed)
+		if r.host != "" && r.host == r.leader && !moved && nc.FlushTimeout(watchTimeout/2) == nil {
 			// The stream's leader serves the read, and answers neither with
 			// records nor to the look (it asks the leader), while the
 			// client's own node answers a ping: the leader is paused, killed
