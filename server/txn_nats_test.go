@@ -74,9 +74,7 @@ func TestDescribeShowsLastStableOffset(t *testing.T) {
 	for p := int32(0); p < parts; p++ {
 		tps = append(tps, semantics.TopicPartition{Topic: topic, Partition: p})
 	}
-	if err := tx.AddPartitions(ctx, "lso", pid, epoch, tps); err != nil {
-		t.Fatal(err)
-	}
+	retryTxn(ctx, t, "add the partitions", func() error { return tx.AddPartitions(ctx, "lso", pid, epoch, tps) })
 	// onLeader appends batch to partition p on the node leading it.
 	onLeader := func(p int32, batch []byte) {
 		t.Helper()
@@ -104,9 +102,7 @@ func TestDescribeShowsLastStableOffset(t *testing.T) {
 	}
 	waitLSO(ctx, t, nodes, topic, open)
 
-	if err := tx.EndTxn(ctx, "lso", pid, epoch, true); err != nil {
-		t.Fatal(err)
-	}
+	retryTxn(ctx, t, "commit", func() error { return tx.EndTxn(ctx, "lso", pid, epoch, true) })
 	done := map[int32]int64{}
 	for p := int32(0); p < parts; p++ {
 		done[p] = 6 // two records, three in the transaction, its marker

@@ -30,6 +30,26 @@ func initTxn(ctx context.Context, t *testing.T, tx *server.Transactions, id stri
 	}
 }
 
+// retryTxn runs step, a transaction coordinator's request, until it succeeds,
+// retrying the errors Kafka's clients retry: a store that got no answer (on a
+// cluster, the transactions bucket may be electing a leader: its leadership
+// follows the groups bucket's), a coordinator moving, an end still completing.
+func retryTxn(ctx context.Context, t *testing.T, what string, step func() error) {
+	t.Helper()
+	for {
+		err := step()
+		if err == nil {
+			return
+		}
+		if !errors.Is(err, semantics.ErrCoordinatorNotAvailable) && !errors.Is(err, semantics.ErrNotCoordinator) &&
+			!errors.Is(err, semantics.ErrConcurrentTransactions) || ctx.Err() != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		t.Logf("%s: %v", what, err)
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 // txnBatch is a transactional batch of values.
 func txnBatch(t *testing.T, pid int64, epoch int16, seq int32, values ...string) []byte {
 	t.Helper()
