@@ -492,11 +492,19 @@ func TestFindCoordinatorV6(t *testing.T) {
 	} {
 		req := kmsg.NewPtrFindCoordinatorRequest()
 		req.Version, req.CoordinatorType, req.CoordinatorKeys = 6, tc.keyType, []string{tc.key}
-		r := roundTrip(t, n.KafkaAddr(), req).(*kmsg.FindCoordinatorResponse)
-		if len(r.Coordinators) != 1 {
-			t.Fatalf("FindCoordinator v6 key type %d: %+v", tc.keyType, r.Coordinators)
+		var co kmsg.FindCoordinatorResponseCoordinator
+		// The node's coordinators start once it runs (COORDINATOR_NOT_AVAILABLE
+		// until then, which clients retry).
+		for end := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+			r := roundTrip(t, n.KafkaAddr(), req).(*kmsg.FindCoordinatorResponse)
+			if len(r.Coordinators) != 1 {
+				t.Fatalf("FindCoordinator v6 key type %d: %+v", tc.keyType, r.Coordinators)
+			}
+			co = r.Coordinators[0]
+			if co.ErrorCode != kerr.CoordinatorNotAvailable.Code || time.Now().After(end) {
+				break
+			}
 		}
-		co := r.Coordinators[0]
 		if co.Key != tc.key || co.ErrorCode != tc.want {
 			t.Errorf("FindCoordinator v6 key type %d: key %q code %v, want %q and %v", tc.keyType, co.Key, kerr.ErrorForCode(co.ErrorCode), tc.key, kerr.ErrorForCode(tc.want))
 		}
