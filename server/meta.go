@@ -129,17 +129,7 @@ func (m *metadata) getCheckpoint(ctx context.Context, topicID string, p int32) (
 func (m *metadata) readCheckpoint(ctx context.Context, topicID string, p int32) (semantics.Checkpoint, bool, error) {
 	var c semantics.Checkpoint
 	key := semantics.CheckpointKey(topicID, p)
-	lctx, cancel := context.WithTimeout(ctx, leaderReadWait)
-	v, _, err := kvscan.LeaderGet(lctx, m.nc, m.parts.Bucket(), key)
-	cancel()
-	leader := true
-	if err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) && ctx.Err() == nil && kvscan.Transient(err) {
-		leader = false
-		var e jetstream.KeyValueEntry
-		if e, err = kvscan.Get(ctx, m.parts, key); err == nil {
-			v = e.Value()
-		}
-	}
+	v, _, leader, err := kvscan.GetFreshFrom(ctx, m.nc, m.parts, key, leaderReadWait)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return c, leader, nil
 	}

@@ -45,15 +45,23 @@ func LeaderGet(ctx context.Context, nc *nats.Conn, bucket, key string) ([]byte, 
 // entry as a replica holds it (Get), which may be behind the leader's but keeps
 // a read of a bucket without a leader from waiting out ctx.
 func GetFresh(ctx context.Context, nc *nats.Conn, kv jetstream.KeyValue, key string, wait time.Duration) ([]byte, uint64, error) {
+	v, rev, _, err := GetFreshFrom(ctx, nc, kv, key, wait)
+	return v, rev, err
+}
+
+// GetFreshFrom is GetFresh, and also says whether the bucket's leader answered
+// (fromLeader false: a replica did, and its entry, or its not-found, may be
+// older than the leader's).
+func GetFreshFrom(ctx context.Context, nc *nats.Conn, kv jetstream.KeyValue, key string, wait time.Duration) (v []byte, rev uint64, fromLeader bool, err error) {
 	lctx, cancel := context.WithTimeout(ctx, wait)
-	v, rev, err := LeaderGet(lctx, nc, kv.Bucket(), key)
+	v, rev, err = LeaderGet(lctx, nc, kv.Bucket(), key)
 	cancel()
 	if err == nil || errors.Is(err, jetstream.ErrKeyNotFound) || ctx.Err() != nil || !Transient(err) {
-		return v, rev, err
+		return v, rev, true, err
 	}
-	e, gerr := Get(ctx, kv, key)
-	if gerr != nil {
-		return nil, 0, gerr
+	e, err := Get(ctx, kv, key)
+	if err != nil {
+		return nil, 0, false, err
 	}
-	return e.Value(), e.Revision(), nil
+	return e.Value(), e.Revision(), false, nil
 }
