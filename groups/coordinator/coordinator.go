@@ -94,15 +94,7 @@ func (c *Coordinator) Close() {
 	c.mu.Unlock()
 	for _, g := range gs {
 		g.mu.Lock()
-		g.closed = true
-		for _, m := range g.members {
-			m.stopTimers()
-			m.answerJoin(groups.JoinResponse{}, errClosed)
-			m.answerSync(nil, errClosed)
-		}
-		if g.timer != nil {
-			g.timer.Stop()
-		}
+		g.closeLocked()
 		g.mu.Unlock()
 	}
 }
