@@ -89,31 +89,30 @@ func (s *KVStateStore) LoadGroups(ctx context.Context) ([]GroupState, error) {
 const saveRounds = 3
 
 // SaveGroup writes a group, stamped with the store's epoch, by compare-and-set on
-// its revision. When the stored revision moved on, it reads what is stored from
-// the bucket's leader: a state of a newer epoch is a newer coordinator's, and the
-// save fails with an error that wraps ErrDeposed; a state of a newer generation
-// fails it too (the revision's conflict). Otherwise (the stored state is of this
-// epoch or an older one, of this generation or an older one) it writes again at
-// the leader's revision, up to saveRounds times.
+// its revision (0: the group must not exist yet). When the stored revision moved
+// on, or the group exists already, it reads what is stored from the bucket's
+// leader: a state of a newer epoch is a newer coordinator's, and the save fails
+// with an error that wraps ErrDeposed; a state of a newer generation fails it too
+// (the revision's conflict). Otherwise (the stored state is of this epoch or an
+// older one, of this generation or an older one) it writes again at the leader's
+// revision, up to saveRounds times.
 func (s *KVStateStore) SaveGroup(ctx context.Context, st GroupState) (uint64, error) {
 	st.Epoch = s.epoch
 	b, err := json.Marshal(st)
 	if err != nil {
 		return 0, err
 	}
-	if st.Revision == 0 {
-		rev, err := s.kv.Create(ctx, semantics.GroupKey(st.Group), b)
-		if errors.Is(err, jetstream.ErrKeyExists) {
-			// A deleted group leaves a tombstone; Create handles that, so this is a
-			// real conflict with another coordinator.
-			return 0, fmt.Errorf("group %q was written by another coordinator", st.Group)
-		}
-		return rev, err
-	}
 	key := semantics.GroupKey(st.Group)
 	for rev, round := st.Revision, 0; ; round++ {
-		saved, err := s.kv.Update(ctx, key, b, rev)
-		if !errors.Is(err, jetstream.ErrKeyRevisionMismatch) || round == saveRounds {
+		var saved uint64
+		if rev == 0 {
+			// A deleted group leaves a tombstone; Create handles that.
+			saved, err = s.kv.Create(ctx, key, b)
+		} else {
+			saved, err = s.kv.Update(ctx, key, b, rev)
+		}
+		conflict := errors.Is(err, jetstream.ErrKeyRevisionMismatch) || errors.Is(err, jetstream.ErrKeyExists)
+		if !conflict || round == saveRounds {
 			return saved, err
 		}
 		// The stored revision moved on. When what is stored is of this epoch
@@ -128,18 +127,18 @@ func (s *KVStateStore) SaveGroup(ctx context.Context, st GroupState) (uint64, er
 		// on it.
 		v, stored, gerr := kvscan.LeaderGet(ctx, s.nc, s.kv.Bucket(), key)
 		if gerr != nil {
-			return 0, err
+			return 0, fmt.Errorf("group %q: %w", st.Group, err)
 		}
 		var was GroupState
 		if jerr := json.Unmarshal(v, &was); jerr != nil {
-			return 0, err
+			return 0, fmt.Errorf("group %q: %w", st.Group, err)
 		}
 		if was.Epoch > s.epoch {
 			return 0, fmt.Errorf("group %q: stored by the coordinator of epoch %d, this one is of epoch %d: %w",
 				st.Group, was.Epoch, s.epoch, ErrDeposed)
 		}
 		if was.Generation > st.Generation {
-			return 0, err
+			return 0, fmt.Errorf("group %q: stored at generation %d by another coordinator: %w", st.Group, was.Generation, err)
 		}
 		rev = stored
 	}

@@ -249,4 +249,19 @@ func TestDeposedCoordinatorCannotOverwriteNewerState(t *testing.T) {
 		}
 		newGen2.Revision = saved
 	}
+
+	// A group new to both: the new coordinator's create whose acknowledgement
+	// was lost, then its create again, then the old one's create.
+	fresh := coordinator.GroupState{Group: "fresh", State: groups.Empty, Generation: 1, ProtocolType: "consumer", Epoch: nw.Epoch()}
+	b, _ := json.Marshal(fresh)
+	if _, err := kv.Create(ctx, semantics.GroupKey(fresh.Group), b); err != nil {
+		t.Fatal(err)
+	}
+	fresh.Epoch = 0
+	if _, err := nw.SaveGroup(ctx, fresh); err != nil {
+		t.Fatalf("the new coordinator's create over its own lost create: %v", err)
+	}
+	if _, err := old.SaveGroup(ctx, fresh); !errors.Is(err, coordinator.ErrDeposed) {
+		t.Fatalf("the old coordinator's create over the new one's: %v; want ErrDeposed", err)
+	}
 }
