@@ -96,10 +96,6 @@ func GroupOffsetsFilter(group string) string { return EncodeGroupID(group) + ".>
 // EncodeGroupID never gives a ".".
 func GroupKey(group string) string { return EncodeGroupID(group) }
 
-// GroupStatesFilter is the groups-bucket key filter of every group's state: the
-// single-token keys, which leaves out CoordinatorEpochKey.
-const GroupStatesFilter = "*"
-
 // CoordinatorEpochKey is the groups-bucket key each group coordinator puts when it
 // starts: the revision of that put is the coordinator's epoch. It has two tokens,
 // so no group's key (GroupKey) is ever equal to it.

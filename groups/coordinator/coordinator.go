@@ -54,11 +54,12 @@ var errClosed = semantics.Errorf(semantics.ErrNotCoordinator, "this node stopped
 // unchanged, so that each stored state carries this coordinator's store's epoch
 // (KVStateStore.Claim): from then on no save of a coordinator before it lands. A
 // save that fails (such a coordinator saved the group since the load, or this one
-// was deposed already) fails the load, and the coordinator is closed: start
-// another, with a new epoch.
+// was deposed already) fails the load. A load that fails leaves the coordinator
+// closed: start another, with a new epoch.
 func (c *Coordinator) Load(ctx context.Context) error {
 	states, err := c.states.LoadGroups(ctx)
 	if err != nil {
+		c.Close()
 		return fmt.Errorf("groups: load: %w", err)
 	}
 	c.mu.Lock()

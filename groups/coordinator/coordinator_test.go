@@ -891,3 +891,33 @@ func deposedCoordinator(t *testing.T, newFirst bool) {
 		t.Fatalf("m2's heartbeat to the new coordinator: %v", err)
 	}
 }
+
+// TestDeposedCoordinatorDoesNotStart loads the groups into a coordinator whose
+// epoch is older than another's that claimed one since and saved the group (a
+// node that claimed its epoch, then lost the bucket to another that took over
+// before this one's load ended): its load must fail with ErrDeposed and leave it
+// closed, rather than serve the group and save over the newer state (its
+// compare-and-set at the revision it loaded would match).
+func TestDeposedCoordinatorDoesNotStart(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	ctx := qxdtest.Context(t, 30*time.Second)
+	base := f.states
+	oldStates, err := base.Claim(ctx, "n1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.states, err = base.Claim(ctx, "n2"); err != nil {
+		t.Fatal(err)
+	}
+	f.coord = f.newCoordinator()
+	joins := f.stable("g", joinReq("g", "", ""))
+	f.states = oldStates
+	old := f.newCoordinator()
+	if err := old.Load(ctx); !errors.Is(err, coordinator.ErrDeposed) {
+		t.Fatalf("load of a coordinator older than the group's: %v; want ErrDeposed", err)
+	}
+	if err := old.Heartbeat(ctx, groups.HeartbeatRequest{Group: "g", MemberID: joins[0].MemberID, Generation: joins[0].Generation}); !errors.Is(err, semantics.ErrNotCoordinator) {
+		t.Fatalf("heartbeat to a coordinator whose load failed: %v; want NOT_COORDINATOR", err)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -65,13 +66,30 @@ func (s *KVStateStore) Epoch() uint64 { return s.epoch }
 // (kvscan.LeaderScan): a coordinator starts from it, and a replica behind the
 // leader would give it an older generation and member list, from which it would
 // accept members the newer generation fenced. With no leader it waits for one
-// until ctx ends, then fails with an error that wraps kvscan.ErrNoLeader.
+// until ctx ends, then fails with an error that wraps kvscan.ErrNoLeader. A store
+// with an epoch (Claim) fails with an error that wraps ErrDeposed when another
+// coordinator claimed a newer epoch, or saved a group with one, since: this one
+// must not start. It leaves out keys that are not a group's
+// (semantics.CoordinatorEpochKey).
 func (s *KVStateStore) LoadGroups(ctx context.Context) ([]GroupState, error) {
 	var out []GroupState
-	err := kvscan.LeaderScan(ctx, s.nc, s.kv, semantics.GroupStatesFilter, func(e kvscan.Entry) error {
+	err := kvscan.LeaderScan(ctx, s.nc, s.kv, jetstream.AllKeys, func(e kvscan.Entry) error {
+		if e.Key == semantics.CoordinatorEpochKey {
+			if s.epoch != 0 && e.Revision > s.epoch {
+				return fmt.Errorf("coordinator epoch %d claimed since this one's %d: %w", e.Revision, s.epoch, ErrDeposed)
+			}
+			return nil
+		}
+		if strings.Contains(e.Key, ".") {
+			return nil // not a group's key (GroupKey has one token)
+		}
 		var st GroupState
 		if err := json.Unmarshal(e.Value, &st); err != nil {
 			return fmt.Errorf("group record %q is corrupt: %w", e.Key, err)
+		}
+		if s.epoch != 0 && st.Epoch > s.epoch {
+			return fmt.Errorf("group %q: saved by the coordinator of epoch %d, this one is of epoch %d: %w",
+				st.Group, st.Epoch, s.epoch, ErrDeposed)
 		}
 		st.Revision = e.Revision
 		out = append(out, st)
