@@ -92,8 +92,14 @@ func ParseOffsetKey(key string) (group, topic string, p int32, err error) {
 // GroupOffsetsFilter is the offsets-bucket key filter of every offset of group.
 func GroupOffsetsFilter(group string) string { return EncodeGroupID(group) + ".>" }
 
-// GroupKey is the groups-bucket key of a group's state.
+// GroupKey is the groups-bucket key of a group's state: one token, as
+// EncodeGroupID never gives a ".".
 func GroupKey(group string) string { return EncodeGroupID(group) }
+
+// CoordinatorEpochKey is the groups-bucket key each group coordinator puts when it
+// starts: the revision of that put is the coordinator's epoch. It has two tokens,
+// so no group's key (GroupKey) is ever equal to it.
+const CoordinatorEpochKey = "coordinator.epoch"
 
 // Buckets of consumer groups.
 const (

@@ -137,13 +137,19 @@ func TestCoordinatorsLoadFromTheBucketLeader(t *testing.T) {
 // holdBehind holds bucket's state as it is now on two readers that are not its
 // leader: a follower of its stream, once every replica is current
 // (Node.HoldReplicaBehind), and a member of its direct-get queue group
-// (qxdtest.HoldBucketBehind, holding the stream's one message). Both are
-// released when the test ends.
+// (qxdtest.HoldBucketBehind, holding the stream's messages: the groups bucket
+// holds the coordinator's epoch key beside the group). Both are released when
+// the test ends.
 func holdBehind(ctx context.Context, t *testing.T, js jetstream.JetStream, nodes []*server.Node, bucket string) {
 	t.Helper()
 	stream := semantics.KVStream(bucket)
-	mirror := qxdtest.HoldBucketBehind(ctx, t, js, bucket, 1)
-	qxdtest.WaitHeld(ctx, t, mirror, 1)
+	s, err := js.Stream(ctx, stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	held := s.CachedInfo().State.Msgs
+	mirror := qxdtest.HoldBucketBehind(ctx, t, js, bucket, int64(held))
+	qxdtest.WaitHeld(ctx, t, mirror, held)
 	for {
 		s, err := js.Stream(ctx, stream)
 		if err == nil {

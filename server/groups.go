@@ -91,7 +91,14 @@ func newGroupService(ctx context.Context, env groupEnv, topics topicStore, repli
 }
 
 func (s *groupService) startRun(ctx context.Context) (*groupRun, error) {
-	coord, err := coordinator.New(s.cfg, s.states, s.offsets)
+	// A new epoch for this run, before the load: a coordinator that ran before it,
+	// on a node that has not noticed it lost the bucket, can then never write
+	// over a group this one saved.
+	states, err := s.states.Claim(ctx, s.nc.ConnectedServerName())
+	if err != nil {
+		return nil, err
+	}
+	coord, err := coordinator.New(s.cfg, states, s.offsets)
 	if err != nil {
 		return nil, err
 	}

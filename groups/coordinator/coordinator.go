@@ -50,17 +50,24 @@ var errClosed = semantics.Errorf(semantics.ErrNotCoordinator, "this node stopped
 
 // Load takes over every stored group. Members get a fresh session (as if they had
 // heartbeated now), and their leases are assumed to run for a full session from now.
-// Groups caught in a rebalance start it again.
+// Groups caught in a rebalance start it again. Then it saves every group again,
+// unchanged, so that each stored state carries this coordinator's store's epoch
+// (KVStateStore.Claim): from then on no save of a coordinator before it lands. A
+// save that fails (such a coordinator saved the group since the load, or this one
+// was deposed already) fails the load. A load that fails leaves the coordinator
+// closed: start another, with a new epoch.
 func (c *Coordinator) Load(ctx context.Context) error {
 	states, err := c.states.LoadGroups(ctx)
 	if err != nil {
+		c.Close()
 		return fmt.Errorf("groups: load: %w", err)
 	}
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	now := c.cfg.Clock.Now()
+	loaded := make([]*group, 0, len(states))
 	for _, st := range states {
 		g := c.newGroupLocked(st.Group)
+		loaded = append(loaded, g)
 		g.state, g.generation, g.protocolType, g.protocol, g.leader, g.rev = st.State, st.Generation, st.ProtocolType, st.Protocol, st.Leader, st.Revision
 		for _, ms := range st.Members {
 			m := &member{MemberState: ms, lastSeen: now, leaseEnd: now.Add(ms.SessionTimeout)}
@@ -79,8 +86,48 @@ func (c *Coordinator) Load(ctx context.Context) error {
 		}
 		g.mu.Unlock()
 	}
+	c.mu.Unlock()
+	if err := c.stamp(loaded); err != nil {
+		c.Close()
+		return fmt.Errorf("groups: load: %w", err)
+	}
 	c.log.Info("groups loaded", "groups", len(states))
 	return nil
+}
+
+// stampers bounds how many groups Load saves at once.
+const stampers = 32
+
+// stamp saves every loaded group as it is (Load), stampers at a time, and returns
+// the first failure.
+func (c *Coordinator) stamp(gs []*group) error {
+	next := make(chan *group)
+	errs := make(chan error, len(gs))
+	var wg sync.WaitGroup
+	for range min(stampers, len(gs)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for g := range next {
+				g.mu.Lock()
+				var err error
+				if !g.closed {
+					err = g.persistLocked()
+				}
+				g.mu.Unlock()
+				if err != nil {
+					errs <- fmt.Errorf("save group %q at takeover: %w", g.id, err)
+				}
+			}
+		}()
+	}
+	for _, g := range gs {
+		next <- g
+	}
+	close(next)
+	wg.Wait()
+	close(errs)
+	return <-errs
 }
 
 // Close stops every timer and answers pending joins and syncs with NOT_COORDINATOR.
@@ -94,15 +141,7 @@ func (c *Coordinator) Close() {
 	c.mu.Unlock()
 	for _, g := range gs {
 		g.mu.Lock()
-		g.closed = true
-		for _, m := range g.members {
-			m.stopTimers()
-			m.answerJoin(groups.JoinResponse{}, errClosed)
-			m.answerSync(nil, errClosed)
-		}
-		if g.timer != nil {
-			g.timer.Stop()
-		}
+		g.closeLocked()
 		g.mu.Unlock()
 	}
 }

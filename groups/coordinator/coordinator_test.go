@@ -785,3 +785,139 @@ func TestFirstJoinSentAgainWithItsKey(t *testing.T) {
 		t.Fatalf("after the join sent again after the join phase: %d members, want 1", len(d.Members))
 	}
 }
+
+// TestDeposedCoordinatorStopsActingForTheGroup runs two coordinators over one
+// groups bucket, each with its own claimed epoch: the old one brings m1 and m2 to
+// a stable generation 1, then a new one takes the group over (Load) while the old
+// one has not noticed (its node lost the bucket). On the new one m1 leaves and m2
+// rejoins, alone in generation 2, and takes every partition; on the old one m2
+// leaves and m1 rejoins. The old one's generation 2 must not be stored, whether
+// the new one saved its own first or not yet (it would give m1 and m2 the same
+// partitions in one generation): m1's join gets NOT_COORDINATOR, and so does every
+// later request to the old coordinator for the group, so that m1 looks for the
+// coordinator again.
+func TestDeposedCoordinatorStopsActingForTheGroup(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name     string
+		newFirst bool
+	}{
+		{"the new coordinator saved first", true},
+		{"the new coordinator saved nothing since its load", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			deposedCoordinator(t, tc.newFirst)
+		})
+	}
+}
+
+func deposedCoordinator(t *testing.T, newFirst bool) {
+	f := newFixture(t)
+	ctx := qxdtest.Context(t, 30*time.Second)
+	base := f.states
+	var err error
+	if f.states, err = base.Claim(ctx, "n1"); err != nil {
+		t.Fatal(err)
+	}
+	f.coord = f.newCoordinator()
+	old := f.coord
+	joins := f.stable("g", joinReq("g", "", ""), joinReq("g", "", ""))
+	m1, m2 := joins[0], joins[1]
+
+	newStates, err := base.Claim(ctx, "n2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.states = newStates
+	nw := f.newCoordinator()
+	if err := nw.Load(ctx); err != nil {
+		t.Fatal(err)
+	}
+	joinOn := func(c *coordinator.Coordinator, j groups.JoinResponse) chan joinOut {
+		ch := make(chan joinOut, 1)
+		go func() {
+			req := joinReq("g", j.MemberID, "")
+			r, err := c.Join(context.Background(), req)
+			ch <- joinOut{r, err}
+		}()
+		return ch
+	}
+	all := groups.EncodeAssignment(groups.ConsumerAssignment{Partitions: []semantics.TopicPartition{{Topic: "t", Partition: 0}, {Topic: "t", Partition: 1}}})
+
+	// The new coordinator: m1 leaves, m2 rejoins and takes both partitions.
+	onNew := func() {
+		t.Helper()
+		if err := nw.Leave(ctx, groups.LeaveRequest{Group: "g", MemberID: m1.MemberID}); err != nil {
+			t.Fatalf("m1 leaves on the new coordinator: %v", err)
+		}
+		o := wait(t, joinOn(nw, m2))
+		if o.err != nil || o.resp.Generation != 2 || o.resp.Leader != m2.MemberID {
+			t.Fatalf("m2 rejoins on the new coordinator: %+v (%v); want generation 2 led by m2", o.resp, o.err)
+		}
+		if _, err := nw.Sync(ctx, groups.SyncRequest{Group: "g", MemberID: m2.MemberID, Generation: 2,
+			Assignments: map[string][]byte{m2.MemberID: all}}); err != nil {
+			t.Fatalf("m2 syncs on the new coordinator: %v", err)
+		}
+	}
+	if newFirst {
+		onNew()
+	}
+
+	// The old coordinator, deposed: m2 leaves, m1 rejoins.
+	if err := old.Leave(ctx, groups.LeaveRequest{Group: "g", MemberID: m2.MemberID}); err != nil {
+		t.Fatalf("m2 leaves on the old coordinator: %v", err)
+	}
+	o := wait(t, joinOn(old, m1))
+	if !errors.Is(o.err, semantics.ErrNotCoordinator) {
+		t.Fatalf("m1 rejoins on the deposed coordinator: %+v (%v); want NOT_COORDINATOR", o.resp, o.err)
+	}
+	if err := old.Heartbeat(ctx, groups.HeartbeatRequest{Group: "g", MemberID: m1.MemberID, Generation: 2}); !errors.Is(err, semantics.ErrNotCoordinator) {
+		t.Fatalf("m1's heartbeat to the deposed coordinator: %v; want NOT_COORDINATOR", err)
+	}
+
+	if !newFirst {
+		onNew()
+	}
+	st, err := newStates.LoadGroups(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(st) != 1 || st[0].Generation != 2 || len(st[0].Members) != 1 || st[0].Members[0].MemberID != m2.MemberID ||
+		st[0].Epoch != newStates.Epoch() {
+		t.Fatalf("stored: %+v; want the new coordinator's generation 2, m2 alone", st)
+	}
+	if err := nw.Heartbeat(ctx, groups.HeartbeatRequest{Group: "g", MemberID: m2.MemberID, Generation: 2}); err != nil {
+		t.Fatalf("m2's heartbeat to the new coordinator: %v", err)
+	}
+}
+
+// TestDeposedCoordinatorDoesNotStart loads the groups into a coordinator whose
+// epoch is older than another's that claimed one since and saved the group (a
+// node that claimed its epoch, then lost the bucket to another that took over
+// before this one's load ended): its load must fail with ErrDeposed and leave it
+// closed, rather than serve the group and save over the newer state (its
+// compare-and-set at the revision it loaded would match).
+func TestDeposedCoordinatorDoesNotStart(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	ctx := qxdtest.Context(t, 30*time.Second)
+	base := f.states
+	oldStates, err := base.Claim(ctx, "n1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.states, err = base.Claim(ctx, "n2"); err != nil {
+		t.Fatal(err)
+	}
+	f.coord = f.newCoordinator()
+	joins := f.stable("g", joinReq("g", "", ""))
+	f.states = oldStates
+	old := f.newCoordinator()
+	if err := old.Load(ctx); !errors.Is(err, coordinator.ErrDeposed) {
+		t.Fatalf("load of a coordinator older than the group's: %v; want ErrDeposed", err)
+	}
+	if err := old.Heartbeat(ctx, groups.HeartbeatRequest{Group: "g", MemberID: joins[0].MemberID, Generation: joins[0].Generation}); !errors.Is(err, semantics.ErrNotCoordinator) {
+		t.Fatalf("heartbeat to a coordinator whose load failed: %v; want NOT_COORDINATOR", err)
+	}
+}

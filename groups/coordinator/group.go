@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"slices"
 	"sync"
 	"time"
@@ -361,10 +362,30 @@ func (g *group) persistLocked() error {
 	ctx, cancel := context.WithTimeout(context.Background(), g.c.cfg.StoreTimeout)
 	defer cancel()
 	rev, err := g.c.states.SaveGroup(ctx, st)
+	if errors.Is(err, ErrDeposed) {
+		g.c.log.Warn("group taken over by a newer coordinator; this one stops acting for it", "group", g.id, "err", err)
+		g.closeLocked()
+		return errClosed
+	}
 	if err != nil {
 		g.c.log.Warn("group state not saved", "group", g.id, "err", err)
 		return semantics.Errorf(semantics.ErrNotCoordinator, "group %q: save state: %v; retry", g.id, err)
 	}
 	g.rev = rev
 	return nil
+}
+
+// closeLocked stops the group's timers and answers its pending joins and syncs with
+// NOT_COORDINATOR; every later request for it gets NOT_COORDINATOR too, so its
+// members look for the coordinator again.
+func (g *group) closeLocked() {
+	g.closed = true
+	for _, m := range g.members {
+		m.stopTimers()
+		m.answerJoin(groups.JoinResponse{}, errClosed)
+		m.answerSync(nil, errClosed)
+	}
+	if g.timer != nil {
+		g.timer.Stop()
+	}
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -14,30 +15,81 @@ import (
 )
 
 // KVStateStore keeps group states in a JetStream KV bucket (qxd_groups), one key per
-// group.
+// group. Each state carries the epoch of the coordinator that saved it (Claim),
+// so that a coordinator deposed without noticing yet can never write over a newer
+// one's state.
 type KVStateStore struct {
-	nc *nats.Conn // reads the bucket from its leader (LoadGroups)
-	kv jetstream.KeyValue
+	nc    *nats.Conn // reads the bucket from its leader (LoadGroups)
+	kv    jetstream.KeyValue
+	epoch uint64 // this coordinator's (Claim); 0: none claimed
 }
 
-// NewKVStateStore wraps an opened bucket; nc reaches the bucket's leader.
+// NewKVStateStore wraps an opened bucket; nc reaches the bucket's leader. Its saves
+// carry epoch 0 until a coordinator claims one (Claim).
 func NewKVStateStore(nc *nats.Conn, kv jetstream.KeyValue) *KVStateStore {
 	return &KVStateStore{nc: nc, kv: kv}
 }
 
 var _ StateStore = (*KVStateStore)(nil)
 
+// ErrDeposed is returned, wrapped, by KVStateStore.SaveGroup when the stored group
+// was saved by a coordinator of a newer epoch: this one's node lost the groups
+// bucket's leadership and another coordinator took the group over. The save
+// changed nothing; the coordinator must stop acting for the group.
+var ErrDeposed = errors.New("a newer coordinator took the group over")
+
+// Claim returns a store for one coordinator incarnation, with an epoch that the
+// bucket itself orders: the revision of a put of semantics.CoordinatorEpochKey
+// (its value names holder, the node). Revisions of one stream only grow,
+// and the put needs the bucket's quorum, so a coordinator that claims later has a
+// higher epoch than every coordinator before it. Claim before loading the groups
+// (LoadGroups), so that every save of an older coordinator that the load missed
+// has a lower epoch.
+func (s *KVStateStore) Claim(ctx context.Context, holder string) (*KVStateStore, error) {
+	b, err := json.Marshal(struct {
+		Node string `json:"node"`
+	}{holder})
+	if err != nil {
+		return nil, err
+	}
+	rev, err := s.kv.Put(ctx, semantics.CoordinatorEpochKey, b)
+	if err != nil {
+		return nil, fmt.Errorf("groups: claim a coordinator epoch: %w", err)
+	}
+	return &KVStateStore{nc: s.nc, kv: s.kv, epoch: rev}, nil
+}
+
+// Epoch is the coordinator epoch this store saves with (Claim); 0 if none.
+func (s *KVStateStore) Epoch() uint64 { return s.epoch }
+
 // LoadGroups reads every stored group as the bucket's leader holds it
 // (kvscan.LeaderScan): a coordinator starts from it, and a replica behind the
 // leader would give it an older generation and member list, from which it would
 // accept members the newer generation fenced. With no leader it waits for one
-// until ctx ends, then fails with an error that wraps kvscan.ErrNoLeader.
+// until ctx ends, then fails with an error that wraps kvscan.ErrNoLeader. A store
+// with an epoch (Claim) fails with an error that wraps ErrDeposed when another
+// coordinator claimed a newer epoch, or saved a group with one, since: this one
+// must not start. It leaves out keys that are not a group's
+// (semantics.CoordinatorEpochKey).
 func (s *KVStateStore) LoadGroups(ctx context.Context) ([]GroupState, error) {
 	var out []GroupState
 	err := kvscan.LeaderScan(ctx, s.nc, s.kv, jetstream.AllKeys, func(e kvscan.Entry) error {
+		if e.Key == semantics.CoordinatorEpochKey {
+			if s.epoch != 0 && e.Revision > s.epoch {
+				return fmt.Errorf("coordinator epoch %d claimed since this one's %d: %w", e.Revision, s.epoch, ErrDeposed)
+			}
+			return nil
+		}
+		if strings.Contains(e.Key, ".") {
+			return nil // not a group's key (GroupKey has one token)
+		}
 		var st GroupState
 		if err := json.Unmarshal(e.Value, &st); err != nil {
 			return fmt.Errorf("group record %q is corrupt: %w", e.Key, err)
+		}
+		if s.epoch != 0 && st.Epoch > s.epoch {
+			return fmt.Errorf("group %q: saved by the coordinator of epoch %d, this one is of epoch %d: %w",
+				st.Group, st.Epoch, s.epoch, ErrDeposed)
 		}
 		st.Revision = e.Revision
 		out = append(out, st)
@@ -49,49 +101,62 @@ func (s *KVStateStore) LoadGroups(ctx context.Context) ([]GroupState, error) {
 	return out, nil
 }
 
-// saveRounds bounds how many times SaveGroup writes again over a stored entry of
-// the group's own generation, read from the leader, after its compare-and-set
-// met a newer revision: another save can land between the read and the write.
+// saveRounds bounds how many times SaveGroup writes again over a stored entry,
+// read from the leader, after its compare-and-set met a newer revision: another
+// save can land between the read and the write.
 const saveRounds = 3
 
-// SaveGroup writes a group by compare-and-set on its revision; when the stored
-// revision moved on but what is stored is of the group's generation or an older
-// one, it writes again at the leader's revision, up to saveRounds times.
+// SaveGroup writes a group, stamped with the store's epoch, by compare-and-set on
+// its revision (0: the group must not exist yet). When the stored revision moved
+// on, or the group exists already, it reads what is stored from the bucket's
+// leader: a state of a newer epoch is a newer coordinator's, and the save fails
+// with an error that wraps ErrDeposed; a state of a newer generation fails it too
+// (the revision's conflict). Otherwise (the stored state is of this epoch or an
+// older one, of this generation or an older one) it writes again at the leader's
+// revision, up to saveRounds times.
 func (s *KVStateStore) SaveGroup(ctx context.Context, st GroupState) (uint64, error) {
+	st.Epoch = s.epoch
 	b, err := json.Marshal(st)
 	if err != nil {
 		return 0, err
 	}
-	if st.Revision == 0 {
-		rev, err := s.kv.Create(ctx, semantics.GroupKey(st.Group), b)
-		if errors.Is(err, jetstream.ErrKeyExists) {
-			// A deleted group leaves a tombstone; Create handles that, so this is a
-			// real conflict with another coordinator.
-			return 0, fmt.Errorf("group %q was written by another coordinator", st.Group)
-		}
-		return rev, err
-	}
 	key := semantics.GroupKey(st.Group)
 	for rev, round := st.Revision, 0; ; round++ {
-		saved, err := s.kv.Update(ctx, key, b, rev)
-		if !errors.Is(err, jetstream.ErrKeyRevisionMismatch) || round == saveRounds {
+		var saved uint64
+		if rev == 0 {
+			// A deleted group leaves a tombstone; Create handles that.
+			saved, err = s.kv.Create(ctx, key, b)
+		} else {
+			saved, err = s.kv.Update(ctx, key, b, rev)
+		}
+		conflict := errors.Is(err, jetstream.ErrKeyRevisionMismatch) || errors.Is(err, jetstream.ErrKeyExists)
+		if !conflict || round == saveRounds {
 			return saved, err
 		}
-		// The stored revision moved on. When what is stored is of this
-		// generation or an older one, it is this coordinator's own save whose
-		// acknowledgement was lost while the bucket changed leaders (or a
-		// coordinator's it took over from): write over it at its revision. A
-		// newer generation is another coordinator's: the conflict stands. The
-		// stored entry is read from the bucket's leader, which the
-		// compare-and-set is decided by: a replica behind it would give a
-		// revision already gone, and the save would fail on it.
+		// The stored revision moved on. When what is stored is of this epoch
+		// and generation or older ones, it is this coordinator's own save whose
+		// acknowledgement was lost while the bucket changed leaders, or the
+		// save of a coordinator this one took over from: write over it at its
+		// revision. A newer epoch is a newer coordinator's (this one was
+		// deposed and has not noticed yet), a newer generation another
+		// coordinator's: the conflict stands. The stored entry is read from the
+		// bucket's leader, which the compare-and-set is decided by: a replica
+		// behind it would give a revision already gone, and the save would fail
+		// on it.
 		v, stored, gerr := kvscan.LeaderGet(ctx, s.nc, s.kv.Bucket(), key)
 		if gerr != nil {
-			return 0, err
+			return 0, fmt.Errorf("group %q: %w", st.Group, err)
 		}
 		var was GroupState
-		if jerr := json.Unmarshal(v, &was); jerr != nil || was.Generation > st.Generation {
-			return 0, err
+		if jerr := json.Unmarshal(v, &was); jerr != nil {
+			return 0, fmt.Errorf("group %q: %w", st.Group, err)
+		}
+		if was.Epoch > s.epoch {
+			return 0, fmt.Errorf("group %q: stored by the coordinator of epoch %d, this one is of epoch %d: %w",
+				st.Group, was.Epoch, s.epoch, ErrDeposed)
+		}
+		if was.Generation > st.Generation {
+			return 0, fmt.Errorf("group %q: stored at generation %d by another coordinator: %w", st.Group, was.Generation, err)
 		}
 		rev = stored
 	}

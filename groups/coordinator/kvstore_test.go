@@ -1,6 +1,7 @@
 package coordinator_test
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"testing"
@@ -54,8 +55,12 @@ func TestGroupSavedPastAReplicaLeftBehind(t *testing.T) {
 	if st.Revision, err = states.SaveGroup(ctx, st); err != nil {
 		t.Fatal(err)
 	}
-	mirror := qxdtest.HoldBucketBehind(ctx, t, js, semantics.GroupsBucket, 1)
-	qxdtest.WaitHeld(ctx, t, mirror, 1)
+	// The mirror holds what the bucket holds now: the group's first save, and
+	// the epoch key of the node's coordinator if it started (KVStateStore.Claim).
+	held := bucketMsgs(ctx, t, js, semantics.GroupsBucket)
+	mirror := qxdtest.HoldBucketBehind(ctx, t, js, semantics.GroupsBucket, int64(held))
+	qxdtest.WaitHeld(ctx, t, mirror, held)
+	t.Logf("the mirror holds %d messages", held)
 	key := semantics.GroupKey(st.Group)
 	for round := range behindRounds {
 		// The coordinator's last save, stored, but its acknowledgement lost.
@@ -91,5 +96,172 @@ func TestGroupSavedPastAReplicaLeftBehind(t *testing.T) {
 	}
 	if err != nil || stored.Generation != 3 || stored.Leader != "m2" {
 		t.Fatalf("stored after the refused save: %+v (%v), want generation 3 led by m2", stored, err)
+	}
+}
+
+// bucketMsgs is how many messages bucket's stream holds.
+func bucketMsgs(ctx context.Context, t *testing.T, js jetstream.JetStream, bucket string) uint64 {
+	t.Helper()
+	s, err := js.Stream(ctx, semantics.KVStream(bucket))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s.CachedInfo().State.Msgs
+}
+
+// TestDeposedCoordinatorCannotOverwriteNewerState runs two coordinators' stores
+// over one groups bucket, each with the epoch it claimed (KVStateStore.Claim): an
+// old one, whose node lost the bucket without noticing yet, and the new one that
+// took over. Both move a group from generation 1 to 2 with different members, the
+// new one first: the old one's save must fail with ErrDeposed and leave the new
+// one's state stored, also for a second save of the same generation (a sync's
+// assignments). The new store must still write over its own save whose
+// acknowledgement was lost, an older coordinator's save it did not load, and a
+// state saved before epochs; and the coordinators' load must leave the epoch key
+// out.
+func TestDeposedCoordinatorCannotOverwriteNewerState(t *testing.T) {
+	t.Parallel()
+	n := qxdtest.StartNode(t)
+	nc, err := nats.Connect(n.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := qxdtest.Context(t, 60*time.Second)
+	kv, err := js.KeyValue(ctx, semantics.GroupsBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := coordinator.NewKVStateStore(nc, kv)
+	old, err := base.Claim(ctx, "n1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	member := func(id string) coordinator.MemberState {
+		return coordinator.MemberState{MemberID: id, SessionTimeout: time.Minute, RebalanceTimeout: time.Minute,
+			Protocols: []groups.Protocol{{Name: "range"}}}
+	}
+	gen1 := coordinator.GroupState{Group: "race", State: groups.Stable, Generation: 1, ProtocolType: "consumer",
+		Protocol: "range", Leader: "m1", Members: []coordinator.MemberState{member("m1")}}
+	if gen1.Revision, err = old.SaveGroup(ctx, gen1); err != nil {
+		t.Fatal(err)
+	}
+	// The new coordinator claims its epoch, then loads the group.
+	nw, err := base.Claim(ctx, "n2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if nw.Epoch() <= old.Epoch() {
+		t.Fatalf("epochs: the new coordinator's %d, the old one's %d; want the new one higher", nw.Epoch(), old.Epoch())
+	}
+	loaded, err := nw.LoadGroups(ctx)
+	if err != nil || len(loaded) != 1 || loaded[0].Generation != 1 || loaded[0].Epoch != old.Epoch() {
+		t.Fatalf("the new coordinator's load: %+v (%v); want the group alone, at generation 1, of epoch %d", loaded, err, old.Epoch())
+	}
+	stored := func() coordinator.GroupState {
+		t.Helper()
+		v, _, err := kvscan.LeaderGet(ctx, nc, semantics.GroupsBucket, semantics.GroupKey("race"))
+		var st coordinator.GroupState
+		if err == nil {
+			err = json.Unmarshal(v, &st)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st
+	}
+
+	// Both move the group to generation 2, the new one with m2, the old one with m1.
+	newGen2 := loaded[0]
+	newGen2.Generation, newGen2.State, newGen2.Leader = 2, groups.CompletingRebalance, "m2"
+	newGen2.Members = []coordinator.MemberState{member("m2")}
+	if newGen2.Revision, err = nw.SaveGroup(ctx, newGen2); err != nil {
+		t.Fatalf("the new coordinator's save of generation 2: %v", err)
+	}
+	oldGen2 := gen1
+	oldGen2.Generation, oldGen2.State = 2, groups.CompletingRebalance
+	if _, err := old.SaveGroup(ctx, oldGen2); !errors.Is(err, coordinator.ErrDeposed) {
+		t.Fatalf("the old coordinator's save of generation 2 over the new one's: %v; want ErrDeposed", err)
+	}
+	if st := stored(); st.Generation != 2 || st.Leader != "m2" || len(st.Members) != 1 || st.Epoch != nw.Epoch() {
+		t.Fatalf("stored after the old coordinator's save: %+v; want the new one's generation 2 (m2, epoch %d)", st, nw.Epoch())
+	}
+	// Within generation 2: the new one stores m2's assignment, the old one m1's.
+	newGen2.State = groups.Stable
+	newGen2.Members[0].Assignment = []byte("p0,p1")
+	if newGen2.Revision, err = nw.SaveGroup(ctx, newGen2); err != nil {
+		t.Fatalf("the new coordinator's save of generation 2's assignments: %v", err)
+	}
+	oldGen2.State = groups.Stable
+	oldGen2.Members[0].Assignment = []byte("p0,p1")
+	if _, err := old.SaveGroup(ctx, oldGen2); !errors.Is(err, coordinator.ErrDeposed) {
+		t.Fatalf("the old coordinator's save of generation 2's assignments over the new one's: %v; want ErrDeposed", err)
+	}
+	if st := stored(); st.Leader != "m2" || st.State != groups.Stable || string(st.Members[0].Assignment) != "p0,p1" || st.Members[0].MemberID != "m2" {
+		t.Fatalf("stored after the old coordinator's second save: %+v; want the new one's (m2 holding p0,p1)", st)
+	}
+
+	// Writes over what the new coordinator may write over: its own save whose
+	// acknowledgement was lost, a save of the old one that it did not load, a
+	// state saved before epochs.
+	key := semantics.GroupKey("race")
+	overs := []struct {
+		name string
+		put  func() error
+	}{
+		{"its own lost save", func() error {
+			lost := newGen2
+			lost.Epoch = nw.Epoch()
+			b, _ := json.Marshal(lost)
+			_, err := kv.Put(ctx, key, b)
+			return err
+		}},
+		{"the old coordinator's save", func() error {
+			cur := stored()
+			_, rev, err := kvscan.LeaderGet(ctx, nc, semantics.GroupsBucket, key)
+			if err != nil {
+				return err
+			}
+			cur.Revision, cur.Leader = rev, "m1"
+			_, err = old.SaveGroup(ctx, cur)
+			return err
+		}},
+		{"a state saved before epochs", func() error {
+			b, _ := json.Marshal(map[string]any{"group": "race", "state": groups.Stable, "generation": 2, "leader": "m1"})
+			_, err := kv.Put(ctx, key, b)
+			return err
+		}},
+	}
+	for _, o := range overs {
+		if err := o.put(); err != nil {
+			t.Fatalf("%s: %v", o.name, err)
+		}
+		saved, err := nw.SaveGroup(ctx, newGen2)
+		if err != nil {
+			t.Fatalf("the new coordinator's save over %s: %v", o.name, err)
+		}
+		if st := stored(); st.Leader != "m2" || st.Epoch != nw.Epoch() {
+			t.Fatalf("stored after the new coordinator's save over %s: %+v", o.name, st)
+		}
+		newGen2.Revision = saved
+	}
+
+	// A group new to both: the new coordinator's create whose acknowledgement
+	// was lost, then its create again, then the old one's create.
+	fresh := coordinator.GroupState{Group: "fresh", State: groups.Empty, Generation: 1, ProtocolType: "consumer", Epoch: nw.Epoch()}
+	b, _ := json.Marshal(fresh)
+	if _, err := kv.Create(ctx, semantics.GroupKey(fresh.Group), b); err != nil {
+		t.Fatal(err)
+	}
+	fresh.Epoch = 0
+	if _, err := nw.SaveGroup(ctx, fresh); err != nil {
+		t.Fatalf("the new coordinator's create over its own lost create: %v", err)
+	}
+	if _, err := old.SaveGroup(ctx, fresh); !errors.Is(err, coordinator.ErrDeposed) {
+		t.Fatalf("the old coordinator's create over the new one's: %v; want ErrDeposed", err)
 	}
 }

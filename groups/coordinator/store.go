@@ -19,6 +19,10 @@ type GroupState struct {
 	Protocol     string        `json:"protocol,omitempty"`
 	Leader       string        `json:"leader,omitempty"`
 	Members      []MemberState `json:"members,omitempty"`
+	// Epoch is the epoch of the coordinator that saved the state
+	// (KVStateStore.Claim); 0 for a state saved by a store that claimed none, or
+	// by a build before epochs.
+	Epoch uint64 `json:"epoch,omitempty"`
 	// Revision is the store revision the state was read or written at (not stored).
 	Revision uint64 `json:"-"`
 }

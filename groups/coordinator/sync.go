@@ -59,7 +59,9 @@ func (g *group) syncLocked(req groups.SyncRequest, ch chan syncResult) ([]byte, 
 			for _, mm := range g.members {
 				mm.answerSync(nil, err)
 			}
-			g.prepareRebalanceLocked("group state not saved")
+			if !g.closed { // not taken over by a newer coordinator (persistLocked)
+				g.prepareRebalanceLocked("group state not saved")
+			}
 			return nil, false, nil
 		}
 		for _, mm := range g.members {
