@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -118,9 +119,27 @@ func (s *Store) Commit(ctx context.Context, group string, gen int32, member stri
 		}
 	}
 	tps := sortedKeys(offsets)
-	cur, err := s.current(ctx, tps)
+	cur, err := s.currentQuick(ctx, tps)
 	if err != nil {
 		return fmt.Errorf("offsets: commit group %q: %w", group, err)
+	}
+	if cur != nil {
+		// A quick record that refuses a partition may be behind the current
+		// one (a topic just created again, partitions just added): only the
+		// current record refuses.
+		var refused []semantics.TopicPartition
+		for tp, c := range offsets {
+			if checkWritable(tp, c.TopicID, cur[tp.Topic]) != nil {
+				refused = append(refused, tp)
+			}
+		}
+		if len(refused) > 0 && s.topics != nil {
+			fresh, err := s.current(ctx, refused)
+			if err != nil {
+				return fmt.Errorf("offsets: commit group %q: %w", group, err)
+			}
+			maps.Copy(cur, fresh)
+		}
 	}
 	now := time.Now().UTC()
 	return s.write(ctx, "commit", group, tps, func(ctx context.Context, tp semantics.TopicPartition) error {
