@@ -24,6 +24,7 @@ type streamLeadership interface {
 type topicStore interface {
 	getTopic(ctx context.Context, name string) (semantics.TopicMeta, error)
 	getTopicQuick(ctx context.Context, name string) (semantics.TopicMeta, error)
+	getTopicLeader(ctx context.Context, name string) (semantics.TopicMeta, error)
 }
 
 // checkpointStore keeps the partition writers' checkpoints (the qxd_partitions

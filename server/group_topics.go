@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"sync"
 	"time"
@@ -13,16 +14,16 @@ import (
 // topicRecords gives the offsets store the current topic records, so that commits
 // are tied to one incarnation of their topic.
 //
-// A commit checks its topic's record (offsets.QuickTopics): it takes a ready
-// record read within topicRecordFor, else reads one from any replica
-// (getTopicQuick), and only a refusal is confirmed with the topics bucket's
-// leader. Read from the leader each time, a commit sent while a paused, killed
-// or cut-off node led the bucket waited leaderReadWait, until the bucket
-// elected another leader (about 2 s), and a group committing every second
-// stored a commit every two; and a replica's direct get can be sent to the
-// paused node too (partition.DirectAttempt each time). Fetches and lists of
-// commits read the leader's record (Topic): a copy behind it could let a
-// commit of an earlier incarnation through.
+// A commit checks its topic's record (offsets.QuickTopics) as the topics
+// bucket's leader holds it, waiting topicLeaderPatience for it; when the leader
+// does not answer in that time, it takes the ready record read last, if within
+// topicRecordFor, else a replica's copy (getTopicQuick); the offsets store asks
+// the leader again (Topic) before it refuses a commit. Read from the leader
+// with leaderReadWait, a commit sent while a paused, killed or cut-off node led
+// the bucket waited a second for it, until the bucket elected another leader
+// (about 2 s), and a group committing every second stored a commit every two.
+// Fetches and lists of commits read with Topic: a record behind the leader's
+// could let a commit of an earlier incarnation through.
 type topicRecords struct {
 	topics topicStore
 	log    *slog.Logger
@@ -37,8 +38,14 @@ type recentTopic struct {
 	at   time.Time
 }
 
-// topicRecordFor is how long a commit takes a ready topic record read before.
-const topicRecordFor = 5 * time.Second
+const (
+	// topicLeaderPatience is how long a commit's check waits for the topics
+	// bucket's leader before it takes a record read before.
+	topicLeaderPatience = 250 * time.Millisecond
+	// topicRecordFor is how long a commit's check takes a ready topic record
+	// read before, while the topics bucket's leader does not answer.
+	topicRecordFor = 5 * time.Second
+)
 
 var _ offsets.QuickTopics = (*topicRecords)(nil)
 
@@ -51,9 +58,16 @@ func (t *topicRecords) Topic(ctx context.Context, name string) (semantics.TopicM
 	return t.read(ctx, name, t.topics.getTopic)
 }
 
-// TopicQuick is the record a commit is checked against: a ready one read within
-// topicRecordFor, else one read from any replica.
+// TopicQuick is the record a commit is checked against: the leader's, if it
+// answers within topicLeaderPatience; else a ready one read within
+// topicRecordFor; else a replica's.
 func (t *topicRecords) TopicQuick(ctx context.Context, name string) (semantics.TopicMeta, error) {
+	lctx, cancel := context.WithTimeout(ctx, topicLeaderPatience)
+	meta, err := t.read(lctx, name, t.topics.getTopicLeader)
+	cancel()
+	if err == nil || errors.Is(err, semantics.ErrUnknownTopic) || ctx.Err() != nil {
+		return meta, err
+	}
 	t.mu.Lock()
 	r, ok := t.recent[name]
 	t.mu.Unlock()
@@ -71,12 +85,15 @@ func (t *topicRecords) read(ctx context.Context, name string, get func(context.C
 	if took := time.Since(began); took >= slowGroupRequest {
 		t.log.Debug("topic record read slowly for the offsets store", "topic", name, "took", took, "err", err)
 	}
-	t.mu.Lock()
-	if err == nil && meta.State == semantics.TopicReady {
+	switch {
+	case err == nil && meta.State == semantics.TopicReady:
+		t.mu.Lock()
 		t.recent[name] = recentTopic{meta, began}
-	} else {
+		t.mu.Unlock()
+	case err == nil, errors.Is(err, semantics.ErrUnknownTopic):
+		t.mu.Lock()
 		delete(t.recent, name)
+		t.mu.Unlock()
 	}
-	t.mu.Unlock()
 	return meta, err
 }
