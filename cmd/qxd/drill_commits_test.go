@@ -5,6 +5,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -27,10 +28,15 @@ type storedCommit struct {
 	at     time.Time
 }
 
-// storedWatch follows a group's commits in the offsets bucket, through healthy
-// nodes: each stored commit with the time the bucket stored it, the ground truth
-// the group's description only samples (a description can take seconds while a
-// partition's leader is away, and its committed offsets are older than its end).
+// storedWatch reads, every 100 ms through healthy nodes, the last stored commit
+// of each of a group's partitions from the offsets bucket's leader, with the
+// time the bucket stored it: the ground truth the group's description only
+// samples (a description can take seconds while a partition's leader is away,
+// and its committed offsets are older than its end). A read the bucket does
+// not answer (it elects a leader) can only hide commits, which makes a stall
+// look longer, never shorter. (A KV watcher is no fit: its consumer, placed on
+// any replica, can hear nothing from a killed or cut-off one for the whole
+// fault.)
 type storedWatch struct {
 	nc     *nats.Conn
 	cancel context.CancelFunc
@@ -40,7 +46,7 @@ type storedWatch struct {
 	errs   []string
 }
 
-func watchStored(ctx context.Context, t *testing.T, urls, group string) *storedWatch {
+func watchStored(ctx context.Context, t *testing.T, urls, group, topic string, parts int32) *storedWatch {
 	t.Helper()
 	w := &storedWatch{done: make(chan struct{})}
 	nc, err := nats.Connect(urls, nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
@@ -48,48 +54,46 @@ func watchStored(ctx context.Context, t *testing.T, urls, group string) *storedW
 		t.Fatalf("watch the offsets bucket: connect to %s: %v", urls, err)
 	}
 	w.nc = nc
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	octx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	kv, err := js.KeyValue(octx, semantics.OffsetsBucket)
-	cancel()
-	if err != nil {
-		t.Fatalf("watch the offsets bucket: %v", err)
-	}
 	wctx, wcancel := context.WithCancel(ctx)
 	w.cancel = wcancel
-	kw, err := kv.Watch(wctx, semantics.GroupOffsetsFilter(group))
-	if err != nil {
-		t.Fatalf("watch the offsets bucket: %v", err)
-	}
 	go func() {
 		defer close(w.done)
-		defer kw.Stop()
+		last := map[int32]uint64{}
 		for {
+			for p := range parts {
+				subj := semantics.KVKeySubject(semantics.OffsetsBucket, semantics.OffsetKey(group, topic, p))
+				gctx, cancel := context.WithTimeout(wctx, time.Second)
+				m, err := leaderLastMsg(gctx, nc, semantics.KVStream(semantics.OffsetsBucket), subj)
+				cancel()
+				if err != nil {
+					if errors.Is(err, jetstream.ErrMsgNotFound) || wctx.Err() != nil {
+						continue
+					}
+					w.mu.Lock()
+					if len(w.errs) < 10 {
+						w.errs = append(w.errs, fmt.Sprintf("%s p%d: %v", time.Now().Format("15:04:05.000"), p, err))
+					}
+					w.mu.Unlock()
+					continue
+				}
+				if m.Seq == last[p] {
+					continue
+				}
+				last[p] = m.Seq
+				var c offsets.Committed
+				err = json.Unmarshal(m.Data, &c)
+				w.mu.Lock()
+				if err != nil {
+					w.errs = append(w.errs, fmt.Sprintf("p%d: %v", p, err))
+				} else {
+					w.got = append(w.got, storedCommit{p: p, offset: c.Offset, at: m.Time})
+				}
+				w.mu.Unlock()
+			}
 			select {
 			case <-wctx.Done():
 				return
-			case e, ok := <-kw.Updates():
-				if !ok {
-					return
-				}
-				if e == nil || e.Operation() != jetstream.KeyValuePut {
-					continue
-				}
-				_, _, p, err := semantics.ParseOffsetKey(e.Key())
-				var c offsets.Committed
-				if err == nil {
-					err = json.Unmarshal(e.Value(), &c)
-				}
-				w.mu.Lock()
-				if err != nil {
-					w.errs = append(w.errs, fmt.Sprintf("%s: %v", e.Key(), err))
-				} else {
-					w.got = append(w.got, storedCommit{p: p, offset: c.Offset, at: e.Created()})
-				}
-				w.mu.Unlock()
+			case <-time.After(100 * time.Millisecond):
 			}
 		}
 	}()
@@ -177,4 +181,42 @@ func gapsText(gaps []commitGap, faultAt time.Time) string {
 		b = append(b, fmt.Sprintf("p%d %v (from %v)", g.p, g.d().Round(time.Millisecond), since(faultAt, g.from)))
 	}
 	return strings.Join(b, ", ")
+}
+
+// storedMsg is a stream's message as its leader's message get answers it.
+type storedMsg struct {
+	Seq  uint64    `json:"seq"`
+	Data []byte    `json:"data"`
+	Time time.Time `json:"time"`
+}
+
+// leaderLastMsg reads the last message of subj in stream from the stream's
+// leader (the JetStream API's message get; a direct get, which any replica
+// answers, could read a copy behind).
+func leaderLastMsg(ctx context.Context, nc *nats.Conn, stream, subj string) (storedMsg, error) {
+	req, _ := json.Marshal(map[string]string{"last_by_subj": subj})
+	m, err := nc.RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET."+stream, req)
+	if err != nil {
+		return storedMsg{}, err
+	}
+	var resp struct {
+		Message *storedMsg `json:"message"`
+		Error   *struct {
+			Code        int    `json:"code"`
+			Description string `json:"description"`
+		} `json:"error"`
+	}
+	if err := json.Unmarshal(m.Data, &resp); err != nil {
+		return storedMsg{}, err
+	}
+	if resp.Error != nil {
+		if resp.Error.Code == 404 {
+			return storedMsg{}, jetstream.ErrMsgNotFound
+		}
+		return storedMsg{}, fmt.Errorf("message get: %d %s", resp.Error.Code, resp.Error.Description)
+	}
+	if resp.Message == nil {
+		return storedMsg{}, errors.New("message get: empty answer")
+	}
+	return *resp.Message, nil
 }
