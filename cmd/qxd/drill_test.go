@@ -32,7 +32,9 @@ import (
 // harms one node and reports, for the partitions the faulty node led and for those
 // healthy nodes led, the longest time a record waited for its acknowledgement —
 // separately for records sent before the node came back (the fault's stall) and
-// after (a second stall the return adds) — and what the group read twice.
+// after (a second stall the return adds) — what the group read twice, and how
+// long each partition's committed offset stood still (by the times the offsets
+// bucket stored the commits) beside its read gap.
 //
 // Settings, all environment variables:
 //
