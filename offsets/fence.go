@@ -25,9 +25,11 @@ type Topics interface {
 // that may be behind the current one (a replica's, answering while the bucket's
 // leader is away). A Store WithTopics given one checks commits against the quick
 // record, and a commit that record refuses against Topic's before refusing it:
-// a commit waits for no leader while its topic's copy allows it. A stale copy
-// can only let through a commit of a topic just deleted, which reads leave out
-// (see WithTopics). Fetch, List and Reset read with Topic.
+// a commit waits for no leader while its topic's copy allows it. A copy behind
+// can only let through a commit of an earlier incarnation (a topic just deleted
+// or created again), which reads leave out (see WithTopics); overwriting a
+// newer generation's commit as another incarnation's takes Topic's word.
+// Fetch, List and Reset read with Topic.
 type QuickTopics interface {
 	Topics
 	// TopicQuick is Topic, read from any copy of the record.
@@ -76,12 +78,14 @@ func (s *Store) current(ctx context.Context, tps []semantics.TopicPartition) (ma
 }
 
 // currentQuick is current with the topics' quick records when the Store's Topics
-// has them (QuickTopics); nil without a Topics.
-func (s *Store) currentQuick(ctx context.Context, tps []semantics.TopicPartition) (map[string]incarnation, error) {
+// has them (QuickTopics; quick is then true); nil without a Topics.
+func (s *Store) currentQuick(ctx context.Context, tps []semantics.TopicPartition) (cur map[string]incarnation, quick bool, err error) {
 	if q, ok := s.topics.(QuickTopics); ok {
-		return s.currentBy(ctx, tps, q.TopicQuick)
+		cur, err = s.currentBy(ctx, tps, q.TopicQuick)
+		return cur, true, err
 	}
-	return s.current(ctx, tps)
+	cur, err = s.current(ctx, tps)
+	return cur, false, err
 }
 
 func (s *Store) currentBy(ctx context.Context, tps []semantics.TopicPartition, read func(context.Context, string) (semantics.TopicMeta, error)) (map[string]incarnation, error) {

@@ -58,6 +58,19 @@ func TestQuickTopics(t *testing.T) {
 		t.Fatalf("fetch: %+v %v, want offset 5 of topic id %s", c, ok, newID)
 	}
 
+	// The new incarnation's commit, of a newer generation, is not overwritten by
+	// a commit of the old one that the copy behind takes for current.
+	if err := st.Commit(ctx, "g", 5, "m2", one("again", 1, offsets.Commit{Offset: 9, TopicID: newID})); err != nil {
+		t.Fatal(err)
+	}
+	oldID := behind.m["again"].ID
+	if err := st.Commit(ctx, "g", 3, "m", one("again", 1, offsets.Commit{Offset: 2, TopicID: oldID})); err == nil {
+		t.Fatalf("a commit of the old incarnation, generation 3, over the new one's of generation 5 was stored")
+	}
+	if c, ok := fetch("again", 1); !ok || c.Offset != 9 || c.TopicID != newID {
+		t.Fatalf("fetch: %+v %v, want offset 9 of topic id %s", c, ok, newID)
+	}
+
 	// Partitions added: the copy still counts two.
 	behind.create("grown")
 	current.create("grown")
