@@ -79,12 +79,14 @@ func (c *Client) groupRequestRetry(ctx context.Context, subject string, req any,
 	defer cancel()
 	backoff := 50 * time.Millisecond
 	for {
+		sent := time.Now()
 		resp, err := c.groupRequest(ctx, subject, req, groupAttempt)
 		retry := errors.Is(err, semantics.ErrTimeout) || errors.Is(err, semantics.ErrCoordinatorNotAvailable) ||
 			errors.Is(err, semantics.ErrNotCoordinator)
 		if !retry || ctx.Err() != nil {
 			return resp, err
 		}
+		c.log.Debug("group request failed; retrying", "subject", subject, "took", time.Since(sent), "err", err)
 		select {
 		case <-ctx.Done():
 			return resp, err

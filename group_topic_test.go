@@ -79,3 +79,44 @@ func TestSeekGroupOffsetsDryRun(t *testing.T) {
 		t.Errorf("dry shift of an empty topic: %+v, %v; want 0 → 0 (clamped)", got, err)
 	}
 }
+
+// TestCommitOfRecreatedTopicRefusedRightAfterACommit: the coordinator's check of
+// a commit's topic reads the topics bucket's leader while it answers, also right
+// after a commit of the same topic: a commit of the old topic's records, made
+// just after the topic was created again, is refused.
+func TestCommitOfRecreatedTopicRefusedRightAfterACommit(t *testing.T) {
+	t.Parallel()
+	n := qxdtest.StartNode(t)
+	c := qxdtest.Connect(t, n)
+	ctx := qxdtest.Context(t, 60*time.Second)
+	qxdtest.CreateTopic(t, c, "re2", qxd.TopicConfig{Partitions: 1})
+	p, err := c.NewProducer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close(ctx)
+	if err := p.ProduceSync(ctx, &qxd.Record{Topic: "re2", Value: []byte("a")}, &qxd.Record{Topic: "re2", Value: []byte("b")}); err != nil {
+		t.Fatal(err)
+	}
+	cons := qxdtest.NewConsumer(t, c, qxd.Group("g2"))
+	defer cons.Close(context.Background())
+	if err := cons.Assign(ctx, qxd.Assignment{Topic: "re2", Partition: 0, Offset: qxd.AtStart()}); err != nil {
+		t.Fatal(err)
+	}
+	rs, err := cons.Poll(ctx)
+	if err != nil || len(rs) == 0 {
+		t.Fatalf("poll: %d records, %v", len(rs), err)
+	}
+	if err := cons.CommitRecords(ctx, &rs[0]); err != nil {
+		t.Fatal(err)
+	}
+	admin := c.Admin()
+	if err := admin.DeleteTopic(ctx, "re2"); err != nil {
+		t.Fatal(err)
+	}
+	qxdtest.CreateTopic(t, c, "re2", qxd.TopicConfig{Partitions: 1})
+	err = cons.CommitRecords(ctx, &rs[len(rs)-1])
+	if !errors.Is(err, semantics.ErrUnknownTopic) || !strings.Contains(err.Error(), "created again") {
+		t.Errorf("commit of the old topic's records right after a commit of it: err = %v, want UNKNOWN_TOPIC_OR_PARTITION saying the topic was created again", err)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -118,9 +119,31 @@ func (s *Store) Commit(ctx context.Context, group string, gen int32, member stri
 		}
 	}
 	tps := sortedKeys(offsets)
-	cur, err := s.current(ctx, tps)
+	cur, quick, err := s.currentQuick(ctx, tps)
 	if err != nil {
 		return fmt.Errorf("offsets: commit group %q: %w", group, err)
+	}
+	confirmed := map[string]bool{} // topics whose record is the current one
+	if cur != nil {
+		// A quick record that refuses a partition may be behind the current
+		// one (a topic just created again, partitions just added): only the
+		// current record refuses.
+		var refused []semantics.TopicPartition
+		for tp, c := range offsets {
+			if checkWritable(tp, c.TopicID, cur[tp.Topic]) != nil {
+				refused = append(refused, tp)
+			}
+		}
+		if len(refused) > 0 && s.topics != nil {
+			fresh, err := s.current(ctx, refused)
+			if err != nil {
+				return fmt.Errorf("offsets: commit group %q: %w", group, err)
+			}
+			maps.Copy(cur, fresh)
+			for t := range fresh {
+				confirmed[t] = true
+			}
+		}
 	}
 	now := time.Now().UTC()
 	return s.write(ctx, "commit", group, tps, func(ctx context.Context, tp semantics.TopicPartition) error {
@@ -133,7 +156,19 @@ func (s *Store) Commit(ctx context.Context, group string, gen int32, member stri
 				return err
 			}
 			v.TopicID = inc.meta.ID
-			isStale = func(old Committed) bool { return stale(old, inc) }
+			isStale = func(old Committed) bool {
+				if !stale(old, inc) {
+					return false
+				}
+				if !quick || confirmed[tp.Topic] {
+					return true
+				}
+				// Overwriting a newer generation's commit as another
+				// incarnation's takes the current record's word: a quick one
+				// behind would take the current incarnation's for an old one.
+				fresh, err := s.current(ctx, []semantics.TopicPartition{tp})
+				return err == nil && stale(old, fresh[tp.Topic])
+			}
 		}
 		key := semantics.OffsetKey(group, tp.Topic, tp.Partition)
 		if gen == NoGeneration {

@@ -21,6 +21,21 @@ type Topics interface {
 	Topic(ctx context.Context, name string) (semantics.TopicMeta, error)
 }
 
+// QuickTopics is Topics that can also read a topic's record quickly, from a copy
+// that may be behind the current one (a replica's, answering while the bucket's
+// leader is away). A Store WithTopics given one checks commits against the quick
+// record, and a commit that record refuses against Topic's before refusing it:
+// a commit waits for no leader while its topic's copy allows it. A copy behind
+// can only let through a commit of an earlier incarnation (a topic just deleted
+// or created again), which reads leave out (see WithTopics); overwriting a
+// newer generation's commit as another incarnation's takes Topic's word.
+// Fetch, List and Reset read with Topic.
+type QuickTopics interface {
+	Topics
+	// TopicQuick is Topic, read from any copy of the record.
+	TopicQuick(ctx context.Context, name string) (semantics.TopicMeta, error)
+}
+
 // WithTopics returns a Store on the same bucket that fences commits by topic id:
 //
 //   - Commit and Reset refuse partitions of topics that do not exist (or are being
@@ -59,12 +74,27 @@ func (s *Store) current(ctx context.Context, tps []semantics.TopicPartition) (ma
 	if s.topics == nil {
 		return nil, nil
 	}
+	return s.currentBy(ctx, tps, s.topics.Topic)
+}
+
+// currentQuick is current with the topics' quick records when the Store's Topics
+// has them (QuickTopics; quick is then true); nil without a Topics.
+func (s *Store) currentQuick(ctx context.Context, tps []semantics.TopicPartition) (cur map[string]incarnation, quick bool, err error) {
+	if q, ok := s.topics.(QuickTopics); ok {
+		cur, err = s.currentBy(ctx, tps, q.TopicQuick)
+		return cur, true, err
+	}
+	cur, err = s.current(ctx, tps)
+	return cur, false, err
+}
+
+func (s *Store) currentBy(ctx context.Context, tps []semantics.TopicPartition, read func(context.Context, string) (semantics.TopicMeta, error)) (map[string]incarnation, error) {
 	out := map[string]incarnation{}
 	for _, tp := range tps {
 		if _, ok := out[tp.Topic]; ok {
 			continue
 		}
-		meta, err := s.topics.Topic(ctx, tp.Topic)
+		meta, err := read(ctx, tp.Topic)
 		if err != nil && !errors.Is(err, semantics.ErrUnknownTopic) {
 			// Retriable, as Kafka's clients retry COORDINATOR_NOT_AVAILABLE: the
 			// topics bucket may be between leaders.

@@ -23,6 +23,8 @@ type streamLeadership interface {
 // semantics.ErrUnknownTopic. *metadata implements it.
 type topicStore interface {
 	getTopic(ctx context.Context, name string) (semantics.TopicMeta, error)
+	getTopicQuick(ctx context.Context, name string) (semantics.TopicMeta, error)
+	getTopicLeader(ctx context.Context, name string) (semantics.TopicMeta, error)
 }
 
 // checkpointStore keeps the partition writers' checkpoints (the qxd_partitions

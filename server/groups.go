@@ -48,14 +48,6 @@ type groupRun struct {
 // run follows leadership of the groups bucket's stream until stop.
 func (s *groupService) run() { s.role.run() }
 
-// topicRecords gives the offsets store the current topic records, so that commits
-// are tied to one incarnation of their topic.
-type topicRecords struct{ topics topicStore }
-
-func (t topicRecords) Topic(ctx context.Context, name string) (semantics.TopicMeta, error) {
-	return t.topics.getTopic(ctx, name)
-}
-
 // groupEnv is what the coordinator's host needs from its node.
 type groupEnv struct {
 	log   *slog.Logger
@@ -79,7 +71,7 @@ func newGroupService(ctx context.Context, env groupEnv, topics topicStore, repli
 		return nil, fmt.Errorf("open offsets bucket: %w", err)
 	}
 	s := &groupService{log: env.log, nc: env.nc, cfg: env.cfg, obs: env.obs,
-		states: coordinator.NewKVStateStore(env.nc, kv), offsets: offs.WithTopics(topicRecords{topics})}
+		states: coordinator.NewKVStateStore(env.nc, kv), offsets: offs.WithTopics(newTopicRecords(topics, env.log))}
 	s.role = leaderRole[groupRun]{log: env.log, leads: env.leads, stream: semantics.KVStream(semantics.GroupsBucket),
 		logs: roleLogs{
 			started: "group coordinator started",
@@ -142,6 +134,10 @@ const maxGroupWait = 10 * time.Minute
 // hang on one, nor keep the node from stopping.
 const quickGroupWait = 10 * time.Second
 
+// slowGroupRequest is how long a quick group request runs before its answer is
+// logged (debug) with how long it took.
+const slowGroupRequest = 500 * time.Millisecond
+
 // serve is the NATS door of the coordinator: it answers one group request under a
 // deadline (maxGroupWait for join and sync, quickGroupWait for the others). It
 // decodes the request into its groups type, calls the coordinator's method for it
@@ -163,7 +159,11 @@ func (s *groupService) serve(coord GroupCoordinator, m *nats.Msg) {
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
 	var resp groups.Response
+	began := time.Now()
 	err := handleGroup(ctx, coord, s.pendingOffsets, m, &resp)
+	if took := time.Since(began); took >= slowGroupRequest && wait == quickGroupWait {
+		s.log.Debug("group request answered slowly", "subject", m.Subject, "took", took, "err", err)
+	}
 	resp.Error = semantics.NewAPIError(err)
 	s.obs.answered(APIName(m.Subject), semantics.CodeOf(err))
 	b, _ := json.Marshal(resp)

@@ -57,6 +57,13 @@ func (m *metadata) getTopic(ctx context.Context, name string) (semantics.TopicMe
 	return topicRead(name, v, rev, err)
 }
 
+// getTopicLeader returns the topic record as the topics bucket's leader holds
+// it, or ctx's error when the leader does not answer (no replica's copy).
+func (m *metadata) getTopicLeader(ctx context.Context, name string) (semantics.TopicMeta, error) {
+	v, rev, err := kvscan.LeaderGet(ctx, m.nc, m.topics.Bucket(), semantics.TopicKey(name))
+	return topicRead(name, v, rev, err)
+}
+
 // getTopicQuick returns the topic record as any replica of the topics bucket
 // holds it (a direct get), for reads made on every request (a Kafka fetch on a
 // node that leads none of the topic's partitions): a ready record is returned as

@@ -10,6 +10,7 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -31,7 +32,9 @@ import (
 // harms one node and reports, for the partitions the faulty node led and for those
 // healthy nodes led, the longest time a record waited for its acknowledgement —
 // separately for records sent before the node came back (the fault's stall) and
-// after (a second stall the return adds) — and what the group read twice.
+// after (a second stall the return adds) — what the group read twice, and how
+// long each partition's committed offset stood still (by the times the offsets
+// bucket stored the commits) beside its read gap.
 //
 // Settings, all environment variables:
 //
@@ -121,6 +124,13 @@ func faultDrill(t *testing.T, d drill) {
 	led := newLedger()
 	led.reads = []readRec{}
 	led.pollErrs = []string{}
+	var faultMu sync.Mutex
+	var faultAtShared time.Time
+	led.memberLog = func(i int, line string) {
+		if at := faultAtOf(&faultMu, &faultAtShared); !at.IsZero() {
+			t.Logf("member %d's client: %s (%v after the fault)", i, line, since(at, time.Now()))
+		}
+	}
 	const groupID = "g-drill"
 	grp := startGroup(ctx, t, cl.urls(), groupID, topic, 3, led)
 	commits := watchCommitted(ctx, admin, groupID)
@@ -141,8 +151,6 @@ func faultDrill(t *testing.T, d drill) {
 	if victim == nil {
 		t.Fatalf("the node to harm, %q, is not one of the drill's nodes", victimName)
 	}
-	var faultMu sync.Mutex
-	var faultAtShared time.Time
 	// The nodes the fault harms: the victim, and for a pair cut its partner n2.
 	faulty := map[string]bool{victim.name: true}
 	if d.fault == "pair" {
@@ -165,6 +173,13 @@ func faultDrill(t *testing.T, d drill) {
 		urls = append(urls, victim.url())
 	}
 	elections := watchElections(t, urls[1:])
+	var healthyURLs []string
+	for _, n := range cl.nodes {
+		if !faulty[n.name] {
+			healthyURLs = append(healthyURLs, n.url())
+		}
+	}
+	storedW := watchStored(ctx, t, strings.Join(healthyURLs, ","), groupID, topic, parts)
 	pc := connectLogged(t, strings.Join(urls, ","), func(msg string) {
 		t.Logf("producer's client: %s (%v after the fault)", msg, since(faultAtOf(&faultMu, &faultAtShared), time.Now()))
 	})
@@ -295,6 +310,7 @@ func faultDrill(t *testing.T, d drill) {
 	}
 	time.Sleep(d.runOn)
 	close(stop)
+	stoppedAt := time.Now()
 	wg.Wait()
 	_ = prod.Close(ctx)
 
@@ -420,7 +436,30 @@ func faultDrill(t *testing.T, d drill) {
 		}
 	}
 	led.mu.Unlock()
-	t.Logf("group %s: longest time a partition's committed offset stood still from the fault on: %v", groupID, commitStall(snaps, faultAt))
+	var descGaps []commitGap
+	for _, g := range describeStalls(snaps, faultAt) {
+		descGaps = append(descGaps, g)
+	}
+	slices.SortFunc(descGaps, func(a, b commitGap) int { return int(a.p - b.p) })
+	// A description's offsets are read seconds before it ends while a
+	// partition's leader is away (it reads each partition's log offsets after
+	// them), and its sample is stamped at the end: it overstates a stall. The
+	// offsets bucket's own times of the commits it stored are the measure.
+	t.Logf("group %s: longest time a partition's committed offset stood still from the fault on, as the group's description sampled it: %v (%s)",
+		groupID, commitStall(snaps, faultAt), gapsText(descGaps, faultAt))
+	storedCommits, storedErrs := storedW.halt()
+	storedGaps := storedStalls(storedCommits, parts, faultAt, stoppedAt)
+	var commitStill commitGap
+	for _, g := range storedGaps {
+		if g.d() > commitStill.d() {
+			commitStill = g
+		}
+	}
+	t.Logf("group %s: longest time a partition's committed offset stood still from the fault on, as the offsets bucket stored its commits (%d commits seen): %s",
+		groupID, len(storedCommits), gapsText(storedGaps, faultAt))
+	for _, e := range storedErrs {
+		t.Logf("offsets bucket read failed: %s", e)
+	}
 	// A committed offset that went back, or vanished, as the group's description
 	// said: the members never commit an offset below one committed before, so it
 	// was read from a copy behind the bucket's leader. An error for a pair cut,
@@ -476,12 +515,15 @@ func faultDrill(t *testing.T, d drill) {
 		perNode = append(perNode, fmt.Sprintf("%s %v %v / %v", n.name, ledBy(leaders, n.name),
 			w.during.Round(time.Millisecond), w.after.Round(time.Millisecond)))
 	}
-	t.Logf("SUMMARY fault=%s for %v target=%s(%s) via=%s: longest ack wait, partitions the faulty node%s led: %v before the %s, %v after; partitions healthy nodes led: %v before, %v after; by leader (partitions, before / after): %s; %d records failed; group's longest read gap %v; group read %d records twice (%d by the member that read them first, %d already committed); load %s before, %s after",
+	t.Logf("SUMMARY fault=%s for %v target=%s(%s) via=%s: longest ack wait, partitions the faulty node%s led: %v before the %s, %v after; partitions healthy nodes led: %v before, %v after; by leader (partitions, before / after): %s; %d records failed; group's longest read gap %v; commits stood still %v (p%d, from %v; its read gap %v; groups bucket led by %s, offsets by %s, topics by %s); group read %d records twice (%d by the member that read them first, %d already committed); load %s before, %s after",
 		d.fault, d.hold, d.target, victim.name, d.via, map[bool]string{true: "s"}[len(faulty) > 1],
 		sick.Round(time.Millisecond), back, sickAfter.Round(time.Millisecond),
 		healthy.Round(time.Millisecond), healthyAfter.Round(time.Millisecond),
 		strings.Join(perNode, ", "),
-		nFailed, readStall.Round(time.Millisecond), redelivered, sameMember, replayedCommitted, loadBefore, loadAvg())
+		nFailed, readStall.Round(time.Millisecond),
+		commitStill.d().Round(time.Millisecond), commitStill.p, since(faultAt, commitStill.from), readGap[commitStill.p].Round(time.Millisecond),
+		buckets[semantics.GroupsBucket], buckets[semantics.OffsetsBucket], buckets[semantics.TopicsBucket],
+		redelivered, sameMember, replayedCommitted, loadBefore, loadAvg())
 	if nFailed > 0 {
 		t.Errorf("%d records failed; last error: %v", nFailed, lastFail)
 	}
@@ -894,24 +936,6 @@ func connectLogged(t *testing.T, urls string, logf func(string)) *qxd.Client {
 	t.Cleanup(c.Close)
 	return c
 }
-
-// logfHandler is a slog handler that hands each record, with its attributes, to
-// logf.
-type logfHandler struct{ logf func(string) }
-
-func (h logfHandler) Enabled(context.Context, slog.Level) bool { return true }
-func (h logfHandler) Handle(_ context.Context, r slog.Record) error {
-	var b strings.Builder
-	b.WriteString(r.Level.String() + " " + r.Message)
-	r.Attrs(func(a slog.Attr) bool {
-		b.WriteString(" " + a.String())
-		return true
-	})
-	h.logf(b.String())
-	return nil
-}
-func (h logfHandler) WithAttrs([]slog.Attr) slog.Handler { return h }
-func (h logfHandler) WithGroup(string) slog.Handler      { return h }
 
 // drillBin returns the qxd binary the drills run: QXD_DRILL_BIN, else one built
 // from this tree.

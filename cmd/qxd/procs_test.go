@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -444,10 +445,16 @@ func (c *procCluster) restart(ctx context.Context, n *procNode) error {
 // connect connects an SDK client to urls that reconnects fast, closed at cleanup.
 func connect(t *testing.T, urls string, opts ...nats.Option) *qxd.Client {
 	t.Helper()
+	return connectWith(t, urls, opts)
+}
+
+// connectWith is connect with client options besides the NATS ones.
+func connectWith(t *testing.T, urls string, opts []nats.Option, copts ...qxd.ClientOption) *qxd.Client {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	nopts := append([]nats.Option{nats.ReconnectWait(100 * time.Millisecond)}, opts...)
-	c, err := qxd.Connect(ctx, urls, qxd.WithNATSOptions(nopts...), qxd.WithRequestTimeout(10*time.Second))
+	c, err := qxd.Connect(ctx, urls, append([]qxd.ClientOption{qxd.WithNATSOptions(nopts...), qxd.WithRequestTimeout(10 * time.Second)}, copts...)...)
 	if err != nil {
 		t.Fatalf("connect to %s: %v", urls, err)
 	}
@@ -543,6 +550,8 @@ type ledger struct {
 	reads []readRec
 	// pollErrs, when not nil, gets the first errors group members' Poll returned.
 	pollErrs []string
+	// memberLog, when not nil, gets each group member's client's log lines.
+	memberLog func(member int, line string)
 }
 
 // readRec is one record a group member read, which member (its index), and when.
@@ -744,7 +753,12 @@ func startGroup(ctx context.Context, t *testing.T, urls, id, topic string, n int
 	t.Helper()
 	g := &group{stop: make(chan struct{})}
 	for i := range n {
-		cl := connect(t, urls)
+		var cl *qxd.Client
+		if led.memberLog != nil {
+			cl = connectWith(t, urls, nil, qxd.Logger(slog.New(logfHandler{func(line string) { led.memberLog(i, line) }})))
+		} else {
+			cl = connect(t, urls)
+		}
 		cons := qxdtest.NewConsumer(t, cl, qxd.Group(id), qxd.SessionTimeout(10*time.Second), qxd.AutoCommit(time.Second))
 		if err := cons.Subscribe(ctx, topic); err != nil {
 			t.Fatalf("subscribe member of %s: %v", id, err)
@@ -1069,3 +1083,21 @@ func (rep logReport) report(t *testing.T) {
 		t.Error(p)
 	}
 }
+
+// logfHandler is a slog handler that hands each record, with its attributes, to
+// logf.
+type logfHandler struct{ logf func(string) }
+
+func (h logfHandler) Enabled(context.Context, slog.Level) bool { return true }
+func (h logfHandler) Handle(_ context.Context, r slog.Record) error {
+	var b strings.Builder
+	b.WriteString(r.Level.String() + " " + r.Message)
+	r.Attrs(func(a slog.Attr) bool {
+		b.WriteString(" " + a.String())
+		return true
+	})
+	h.logf(b.String())
+	return nil
+}
+func (h logfHandler) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h logfHandler) WithGroup(string) slog.Handler      { return h }
