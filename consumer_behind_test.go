@@ -1,7 +1,6 @@
 package qxd_test
 
 import (
-	"encoding/json"
 	"testing"
 	"time"
 
@@ -33,37 +32,11 @@ func TestStartPastAnEmptyPartitionsCheckpointLeftBehind(t *testing.T) {
 		t.Fatal(err)
 	}
 	bucket := semantics.KVStream(semantics.PartitionsBucket)
-	key := semantics.KVKeySubject(semantics.PartitionsBucket, semantics.CheckpointKey(meta.ID, 0))
-	// waitCheckpoint waits until the bucket's stream itself (a message get, which
-	// the stream answers, never the mirror) holds the partition's checkpoint at next.
-	waitCheckpoint := func(next int64) {
-		t.Helper()
-		req, _ := json.Marshal(map[string]string{"last_by_subj": key})
-		var last string
-		for end := time.Now().Add(30 * time.Second); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
-			resp, err := c.Conn().RequestWithContext(ctx, semantics.Subject("$JS.API.STREAM.MSG.GET", bucket), req)
-			if err != nil {
-				last = err.Error()
-				continue
-			}
-			var out struct {
-				Message struct {
-					Data []byte `json:"data"`
-				} `json:"message"`
-			}
-			var ck semantics.Checkpoint
-			if json.Unmarshal(resp.Data, &out) == nil && json.Unmarshal(out.Message.Data, &ck) == nil && ck.Next == next {
-				return
-			}
-			last = string(resp.Data)
-		}
-		t.Fatalf("the partition's checkpoint did not reach %d: %s", next, last)
-	}
 	p := qxdtest.NewProducer(t, c)
 	if err := p.ProduceSync(ctx, &qxd.Record{Topic: topic, Value: []byte("v0")}); err != nil {
 		t.Fatal(err)
 	}
-	waitCheckpoint(1)
+	qxdtest.WaitCheckpoint(ctx, t, c.Conn(), meta.ID, 0, 1)
 	st, err := js.Stream(ctx, bucket)
 	if err != nil {
 		t.Fatal(err)
@@ -79,7 +52,7 @@ func TestStartPastAnEmptyPartitionsCheckpointLeftBehind(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitCheckpoint(5)
+	qxdtest.WaitCheckpoint(ctx, t, c.Conn(), meta.ID, 0, 5)
 	part, err := js.Stream(ctx, semantics.StreamName(topic, 0))
 	if err != nil {
 		t.Fatal(err)

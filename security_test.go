@@ -512,6 +512,7 @@ func TestMutualTLS(t *testing.T) {
 // TestClusterRouteTLS runs a 3-node cluster whose routes use TLS, with
 // authentication on, and replicates a topic over it.
 func TestClusterRouteTLS(t *testing.T) {
+	t.Parallel() // its own certificates, cluster and ports; no time bound
 	certs := qxdtest.GenerateCerts(t)
 	cfgs := qxdtest.ClusterConfigs(t, 3)
 	auth := securedConfig(t).Auth

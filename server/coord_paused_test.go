@@ -1,10 +1,8 @@
 package server_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
-	"os"
 	"syscall"
 	"testing"
 	"time"
@@ -38,7 +36,6 @@ func TestCoordinatorLoadPastAPausedReplica(t *testing.T) {
 	}
 	ctx := qxdtest.Context(t, 2*time.Minute)
 	nodes, child, victim := clusterWithChild(t, ctx)
-	t.Cleanup(func() { _ = child.Process.Kill() })
 	js := qxdtest.JetStream(t, nodes[0])
 	kv, err := js.KeyValue(ctx, semantics.GroupsBucket)
 	if err != nil {
@@ -63,7 +60,7 @@ func TestCoordinatorLoadPastAPausedReplica(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { _ = child.Process.Signal(syscall.SIGCONT) }()
-	waitStopped(ctx, t, child.Process.Pid)
+	qxdtest.WaitStopped(ctx, t, child.Process.Pid)
 	var took []time.Duration
 	for i := range pausedLoads {
 		start := time.Now()
@@ -97,7 +94,6 @@ func TestLeaderGetPastAPausedLeader(t *testing.T) {
 	}
 	ctx := qxdtest.Context(t, 2*time.Minute)
 	nodes, child, victim := clusterWithChild(t, ctx)
-	t.Cleanup(func() { _ = child.Process.Kill() })
 	js := qxdtest.JetStream(t, nodes[0])
 	kv, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "pget", Replicas: 3})
 	if err != nil {
@@ -116,7 +112,7 @@ func TestLeaderGetPastAPausedLeader(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { _ = child.Process.Signal(syscall.SIGCONT) }()
-	waitStopped(ctx, t, child.Process.Pid)
+	qxdtest.WaitStopped(ctx, t, child.Process.Pid)
 	start := time.Now()
 	rctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	v, got, err := kvscan.LeaderGet(rctx, js.Conn(), "pget", "k")
@@ -145,36 +141,5 @@ func waitReplicasCurrent(ctx context.Context, t *testing.T, js jetstream.JetStre
 			t.Fatalf("stream %s: its replicas never all caught up with its leader %s: %v", stream, leader, err)
 		}
 		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-// waitStopped waits until every thread of the process pid, sent SIGSTOP, has
-// stopped (state T in /proc/PID/task/TID/stat): the signal takes effect on
-// each thread when the kernel next runs it, and until then it may still answer.
-func waitStopped(ctx context.Context, t *testing.T, pid int) {
-	t.Helper()
-	for {
-		tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
-		if err != nil {
-			t.Fatal(err)
-		}
-		running := ""
-		for _, task := range tasks {
-			b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/stat", pid, task.Name()))
-			if err != nil {
-				continue // the thread ended
-			}
-			// The state follows the command's closing parenthesis.
-			if i := bytes.LastIndexByte(b, ')'); i < 0 || i+2 >= len(b) || b[i+2] != 'T' {
-				running = string(b)
-			}
-		}
-		if running == "" {
-			return
-		}
-		if ctx.Err() != nil {
-			t.Fatalf("process %d did not stop: %s", pid, running)
-		}
-		time.Sleep(time.Millisecond)
 	}
 }

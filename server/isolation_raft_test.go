@@ -39,6 +39,9 @@ func raftTerms(ns *natsserver.Server) map[string]natsserver.RaftzGroup {
 // makes it step down. Once the others are back its groups campaign again: every
 // group has a leader and a partition takes a record.
 func TestCutOffNodeHoldsRaftGroups(t *testing.T) {
+	// Its own cluster, ports and log, nothing paused and no time bound but
+	// the context's: it may wait out its 30 s beside other tests.
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("waits out election timeouts; skipped with -short")
 	}

@@ -2,7 +2,6 @@ package server_test
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"sync"
@@ -41,9 +40,6 @@ func TestKafkaReadPastAnOlderCheckpoint(t *testing.T) {
 	}
 	ctx := qxdtest.Context(t, 3*time.Minute)
 	nodes, child, victim := clusterWithChild(t, ctx, func(cfgs []server.Config) { cfgs[0].KafkaListen = "127.0.0.1:0" })
-	// Killed before the nodes close (cleanups run last first): a paused peer
-	// would hold up their stop.
-	t.Cleanup(func() { _ = child.Process.Kill() })
 	c := qxdtest.ConnectCluster(t, nodes)
 	const topic = "ckbehind"
 	qxdtest.CreateTopic(t, c, topic, qxd.TopicConfig{Partitions: 1, Replicas: 3, Retention: time.Second})
@@ -64,37 +60,11 @@ func TestKafkaReadPastAnOlderCheckpoint(t *testing.T) {
 	qxdtest.LeadStream(ctx, t, nc, bucket, victim)
 	qxdtest.LeadStream(ctx, t, nc, semantics.StreamName(topic, 0), nodes[0].Name())
 
-	key := semantics.KVKeySubject(semantics.PartitionsBucket, semantics.CheckpointKey(meta.ID, 0))
-	// waitCheckpoint waits until the bucket's leader (a message get, which only
-	// the leader answers) holds the partition's checkpoint at next.
-	waitCheckpoint := func(next int64) {
-		t.Helper()
-		req, _ := json.Marshal(map[string]string{"last_by_subj": key})
-		var last string
-		for end := time.Now().Add(30 * time.Second); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
-			resp, err := nc.RequestWithContext(ctx, semantics.Subject(semantics.JSStreamMsgGetPrefix, bucket), req)
-			if err != nil {
-				last = err.Error()
-				continue
-			}
-			var out struct {
-				Message struct {
-					Data []byte `json:"data"`
-				} `json:"message"`
-			}
-			var ck semantics.Checkpoint
-			if json.Unmarshal(resp.Data, &out) == nil && json.Unmarshal(out.Message.Data, &ck) == nil && ck.Next == next {
-				return
-			}
-			last = string(resp.Data)
-		}
-		t.Fatalf("the partition's checkpoint did not reach %d: %s", next, last)
-	}
 	p := qxdtest.NewProducer(t, c)
 	if err := p.ProduceSync(ctx, &qxd.Record{Topic: topic, Value: []byte("v0")}); err != nil {
 		t.Fatal(err)
 	}
-	waitCheckpoint(1)
+	qxdtest.WaitCheckpoint(ctx, t, nc, meta.ID, 0, 1)
 
 	// The mirror holding checkpoint 1, on the reading node.
 	st, err := js.Stream(ctx, bucket)
@@ -122,7 +92,7 @@ func TestKafkaReadPastAnOlderCheckpoint(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitCheckpoint(5)
+	qxdtest.WaitCheckpoint(ctx, t, nc, meta.ID, 0, 5)
 	part, err := js.Stream(ctx, semantics.StreamName(topic, 0))
 	if err != nil {
 		t.Fatal(err)

@@ -103,7 +103,6 @@ func kafkaClusterWithChild(t *testing.T, ctx context.Context, topic string) ([]*
 			cfgs[i].KafkaListen = "127.0.0.1:0"
 		}
 	})
-	t.Cleanup(func() { _ = child.Process.Kill() })
 	c := qxdtest.ConnectCluster(t, nodes)
 	return nodes, child, victim, childLedStreams(t, ctx, nodes, c, topic, victim)
 }

@@ -30,7 +30,6 @@ func TestPausedLeaderSplitVotes(t *testing.T) {
 	}
 	ctx := qxdtest.Context(t, 3*time.Minute)
 	nodes, child, victim := clusterWithChild(t, ctx)
-	t.Cleanup(func() { _ = child.Process.Kill() })
 	c := qxdtest.ConnectCluster(t, nodes)
 	const topic = "split"
 	qxdtest.CreateTopic(t, c, topic, qxd.TopicConfig{Partitions: int32(parts), Replicas: 3})

@@ -1,14 +1,8 @@
 package server_test
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
-	"fmt"
-	"os"
 	"os/exec"
-	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -21,90 +15,20 @@ import (
 	"github.com/qxd-io/qxd/server"
 )
 
-// childNodeEnv carries the config of the node TestElectionChildNode runs.
-const childNodeEnv = "QXD_TEST_CHILD_NODE"
-
-// childNode is the part of a cluster node's config the child process needs.
-type childNode struct {
-	Name, Listen, ClusterName, ClusterListen, DataDir string
-	Peers                                             []string
-	KafkaListen                                       string // "": no Kafka listener
-	// ScrubInterval and ScrubRate: 0 keeps the test config's.
-	ScrubInterval time.Duration
-	ScrubRate     int64
-}
-
 // TestElectionChildNode is not a test: it runs one node (of a cluster, or
-// alone) in its own process for the tests that kill it (SIGKILL, as a crash: no
-// step-down, no goodbye, nothing saved on the way out, its sockets closed by the
-// kernel): TestKilledLeaderElectedQuickly, TestScrubResumesAfterKill and others
-// (startChildNode). It runs only with childNodeEnv set.
-func TestElectionChildNode(t *testing.T) {
-	spec := os.Getenv(childNodeEnv)
-	if spec == "" {
-		t.Skip("runs only as the child process of TestKilledLeaderElectedQuickly")
-	}
-	var c childNode
-	if err := json.Unmarshal([]byte(spec), &c); err != nil {
-		t.Fatal(err)
-	}
-	cfg := qxdtest.NodeConfig(t, c.DataDir)
-	cfg.Name, cfg.Listen, cfg.ClusterName, cfg.ClusterListen, cfg.Peers = c.Name, c.Listen, c.ClusterName, c.ClusterListen, c.Peers
-	cfg.KafkaListen = c.KafkaListen
-	if c.ScrubInterval != 0 {
-		cfg.ScrubInterval = c.ScrubInterval
-	}
-	if c.ScrubRate != 0 {
-		cfg.ScrubRate = c.ScrubRate
-	}
-	n, err := server.Start(context.Background(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	fmt.Println("child node ready:", n.Name())
-	select {} // until killed
-}
+// alone) in its own process for the tests that pause or kill it:
+// TestKilledLeaderElectedQuickly, TestScrubResumesAfterKill and others
+// (qxdtest.RunChildNode, startChildNode).
+func TestElectionChildNode(t *testing.T) { qxdtest.RunChildNode(t) }
 
-// startChildNode starts the node of cfg in a child process and returns it once
-// the node is ready; the test kills it at the end if it still runs.
+// childEntry names TestElectionChildNode for qxdtest's child-node helpers.
+const childEntry = "TestElectionChildNode"
+
+// startChildNode starts the node of cfg in a child process
+// (qxdtest.StartChildNode) and returns it once the node is ready.
 func startChildNode(t *testing.T, cfg server.Config) *exec.Cmd {
 	t.Helper()
-	spec, err := json.Marshal(childNode{Name: cfg.Name, Listen: cfg.Listen, ClusterName: cfg.ClusterName,
-		ClusterListen: cfg.ClusterListen, DataDir: cfg.DataDir, Peers: cfg.Peers, KafkaListen: cfg.KafkaListen,
-		ScrubInterval: cfg.ScrubInterval, ScrubRate: cfg.ScrubRate})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(os.Args[0], "-test.run=^TestElectionChildNode$", "-test.count=1", "-test.v")
-	cmd.Env = append(os.Environ(), childNodeEnv+"="+string(spec))
-	cmd.Stderr = os.Stderr
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start child node %s: %v", cfg.Name, err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-	})
-	ready := make(chan struct{})
-	go func() {
-		s := bufio.NewScanner(out)
-		for s.Scan() {
-			if strings.HasPrefix(s.Text(), "child node ready:") {
-				close(ready)
-			}
-		}
-	}()
-	select {
-	case <-ready:
-		return cmd
-	case <-time.After(90 * time.Second):
-		t.Fatalf("the child node %s did not get ready within 90s", cfg.Name)
-		return nil
-	}
+	return qxdtest.StartChildNode(t, childEntry, cfg)
 }
 
 // streamLeader returns the name of the node among nodes that leads stream, or "".
@@ -118,41 +42,13 @@ func streamLeader(nodes []*server.Node, stream string) string {
 }
 
 // clusterWithChild starts a three-node cluster whose third node runs in a child
-// process, and returns the two in-process nodes, the child and its name. Each
-// of edits may change the in-process nodes' configs (the first two of cfgs)
+// process (qxdtest.ClusterWithChild), and returns the two in-process nodes, the
+// child and its name; the child is killed before the nodes close. Each of
+// edits may change the in-process nodes' configs (the first two of cfgs)
 // before they start.
 func clusterWithChild(t *testing.T, ctx context.Context, edits ...func(cfgs []server.Config)) ([]*server.Node, *exec.Cmd, string) {
 	t.Helper()
-	cfgs := qxdtest.ClusterConfigs(t, 3)
-	for _, edit := range edits {
-		edit(cfgs)
-	}
-	var (
-		wg    sync.WaitGroup
-		nodes = make([]*server.Node, 2)
-		errs  = make([]error, 2)
-	)
-	for i := range nodes {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			nodes[i], errs[i] = server.Start(ctx, cfgs[i])
-		}()
-	}
-	child := startChildNode(t, cfgs[2])
-	wg.Wait()
-	for i, err := range errs {
-		if err != nil {
-			t.Fatalf("start %s: %v", cfgs[i].Name, err)
-		}
-		n := nodes[i]
-		t.Cleanup(func() {
-			cctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-			defer cancel()
-			_ = n.Close(cctx)
-		})
-	}
-	return nodes, child, cfgs[2].Name
+	return qxdtest.ClusterWithChild(t, ctx, childEntry, edits...)
 }
 
 // childLedStreams creates topic (six partitions, three replicas) on the
@@ -285,9 +181,6 @@ func TestPausedLeaderElectedQuickly(t *testing.T) {
 	}
 	ctx := qxdtest.Context(t, 3*time.Minute)
 	nodes, child, victim := clusterWithChild(t, ctx)
-	// Killed before the nodes close (cleanups run last first): a paused peer
-	// would hold up their stop.
-	t.Cleanup(func() { _ = child.Process.Kill() })
 	c := qxdtest.ConnectCluster(t, nodes)
 	const topic = "paused"
 	led := childLedStreams(t, ctx, nodes, c, topic, victim)

@@ -1,7 +1,6 @@
 package server_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
@@ -54,9 +53,6 @@ func TestReadsLeavePausedFollower(t *testing.T) {
 	)
 	for attempt := 1; ; attempt++ {
 		nodes, child, paused = clusterWithChild(t, ctx)
-		// Killed before the nodes close (cleanups run last first): a paused
-		// peer would hold up their stop.
-		t.Cleanup(func() { _ = child.Process.Kill() })
 		for end := time.Now().Add(10 * time.Second); !nodes[0].NATSServer().JetStreamIsLeader() && !nodes[1].NATSServer().JetStreamIsLeader() && time.Now().Before(end); {
 			time.Sleep(20 * time.Millisecond)
 		}
@@ -226,12 +222,7 @@ func TestReadsLeavePausedFollower(t *testing.T) {
 	}
 	// The signal stops the process a moment later on a busy machine: the
 	// pause counts from when it has stopped.
-	for !processStopped(child.Process.Pid) {
-		if ctx.Err() != nil {
-			t.Fatal("the child node did not stop")
-		}
-		time.Sleep(time.Millisecond)
-	}
+	qxdtest.WaitStopped(ctx, t, child.Process.Pid)
 	stopped := time.Now()
 	t.Logf("paused %s, which served the reads of partitions %v; leaders %v", paused, served, led)
 	// The offset of the first record of each partition sent after the pause,
@@ -268,16 +259,4 @@ func TestReadsLeavePausedFollower(t *testing.T) {
 			t.Errorf("partition %d, read through the paused node: the first record sent after the pause read %v after it, want within %v", p, took[p].Round(time.Millisecond), bound)
 		}
 	}
-}
-
-// processStopped tells whether process pid is stopped by a signal (its state,
-// in /proc/<pid>/stat, is T).
-func processStopped(pid int) bool {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return false
-	}
-	// pid (comm) state ...: comm may hold spaces, so read after its last ')'.
-	i := bytes.LastIndexByte(b, ')')
-	return i >= 0 && i+2 < len(b) && b[i+2] == 'T'
 }

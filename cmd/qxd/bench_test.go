@@ -44,6 +44,7 @@ func TestBenchJSON(t *testing.T) {
 	c := startCLI(t)
 	for _, mode := range []string{"produce", "consume", "group", "e2e"} {
 		t.Run(mode, func(t *testing.T) {
+			t.Parallel() // each run makes topics of its own on the shared node
 			args := []string{"bench", mode, "--records", "1500", "--partitions", "2", "--compare-raw", "--json", "--quiet"}
 			if mode == "e2e" {
 				args = append(args, "--rate", "10000", "--linger", "0")

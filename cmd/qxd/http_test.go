@@ -20,7 +20,7 @@ import (
 
 // TestMain gives every node the tests start, in process or as a child process, its
 // own free HTTP port unless a test names one: the default, 127.0.0.1:9644, is one
-// port for all of them.
+// port for all of them; and removes the qxd binary the tests built (buildQxd).
 func TestMain(m *testing.M) {
 	// Nodes the tests start listen on ports of their own, not the defaults.
 	for k, v := range map[string]string{"QXD_HTTP_LISTEN": "127.0.0.1:0", "QXD_KAFKA_LISTEN": "127.0.0.1:0"} {
@@ -28,7 +28,9 @@ func TestMain(m *testing.M) {
 			os.Setenv(k, v)
 		}
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	removeBuilt()
+	os.Exit(code)
 }
 
 func httpGet(t *testing.T, url string) (int, string) {

@@ -29,20 +29,46 @@ import (
 // starting, killing, pausing and restarting nodes, a keyed producer and a consumer
 // group that record what was acknowledged and read, and the check of a topic's log.
 
-// buildQxd builds the qxd command into a fresh temporary directory and returns the
-// binary's path. It skips the test when the go tool is not installed.
+// buildQxd returns the path of the qxd command built from this tree, built once
+// for all the tests of this process into a temporary directory that TestMain
+// removes (linking it takes seconds, more under -race's load, and a dozen
+// tests run it). It skips the test when the go tool is not installed.
 func buildQxd(t *testing.T) string {
 	t.Helper()
 	goTool, err := exec.LookPath("go")
 	if err != nil {
 		t.Skip("the go tool is not on PATH, so the qxd binary cannot be built for a multi-process test")
 	}
-	bin := filepath.Join(t.TempDir(), "qxd")
-	cmd := exec.Command(goTool, "build", "-o", bin, ".")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build the qxd binary: %v\n%s", err, out)
+	built.once.Do(func() {
+		dir, err := os.MkdirTemp("", "qxd-bin-")
+		if err != nil {
+			built.err = err
+			return
+		}
+		built.dir, built.bin = dir, filepath.Join(dir, "qxd")
+		cmd := exec.Command(goTool, "build", "-o", built.bin, ".")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			built.err = fmt.Errorf("%w\n%s", err, out)
+		}
+	})
+	if built.err != nil {
+		t.Fatalf("go build the qxd binary: %v", built.err)
 	}
-	return bin
+	return built.bin
+}
+
+// built is the qxd binary buildQxd built, once per test process.
+var built struct {
+	once     sync.Once
+	dir, bin string
+	err      error
+}
+
+// removeBuilt removes the directory of the binary buildQxd built, if any.
+func removeBuilt() {
+	if built.dir != "" {
+		_ = os.RemoveAll(built.dir)
+	}
 }
 
 // procNode is one qxd node run as its own process ("qxd server"), optionally inside a
