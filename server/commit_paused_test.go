@@ -27,7 +27,6 @@ func TestCommitPastAPausedTopicsLeader(t *testing.T) {
 	}
 	ctx := qxdtest.Context(t, 2*time.Minute)
 	nodes, child, victim := clusterWithChild(t, ctx)
-	t.Cleanup(func() { _ = child.Process.Kill() })
 	c := qxdtest.ConnectCluster(t, nodes)
 	const topic, group = "cpaused", "g-cpaused"
 	qxdtest.CreateTopic(t, c, topic, qxd.TopicConfig{Partitions: 1, Replicas: 3})
@@ -80,7 +79,7 @@ func TestCommitPastAPausedTopicsLeader(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { _ = child.Process.Signal(syscall.SIGCONT) }()
-	waitStopped(ctx, t, child.Process.Pid)
+	qxdtest.WaitStopped(ctx, t, child.Process.Pid)
 	paused := time.Now()
 	// Each commit may meet the paused replica once (a direct get resent after
 	// partition.DirectAttempt, 0.5 s); none waits for the paused leader.
