@@ -148,7 +148,7 @@ func (s *Store) Commit(ctx context.Context, group string, gen int32, member stri
 	now := time.Now().UTC()
 	return s.write(ctx, "commit", group, tps, func(ctx context.Context, tp semantics.TopicPartition) error {
 		c := offsets[tp]
-		v := Committed{Offset: c.Offset, Metadata: c.Metadata, Generation: gen, Member: member, Time: now, TopicID: c.TopicID}
+		v := Committed{Offset: c.Offset, Metadata: c.Metadata, Generation: gen, Member: member, Time: now, TopicID: c.TopicID, Epoch: s.epoch}
 		var isStale func(Committed) bool
 		if cur != nil {
 			inc := cur[tp.Topic]
@@ -234,7 +234,8 @@ func (s *Store) write(ctx context.Context, op, group string, tps []semantics.Top
 	return werr
 }
 
-// compareAndSet stores v at key unless the stored commit has a newer generation. A
+// compareAndSet stores v at key unless the stored commit has a newer generation,
+// or was stored through a newer coordinator (a higher epoch, WithEpoch). A
 // stored commit that isStale says is of an earlier incarnation of the topic is
 // overwritten whatever its generation.
 func (s *Store) compareAndSet(ctx context.Context, key string, tp semantics.TopicPartition, v Committed, isStale func(Committed) bool) error {
@@ -250,6 +251,11 @@ func (s *Store) compareAndSet(ctx context.Context, key string, tp semantics.Topi
 		if old == nil {
 			_, err = s.kv.Create(ctx, key, b)
 		} else {
+			if v.Epoch != 0 && old.Epoch > v.Epoch {
+				return semantics.Errorf(semantics.ErrNotCoordinator,
+					"commit to %s refused: the stored commit was made through a newer group coordinator (epoch %d; this one's is %d): find the coordinator again",
+					tp, old.Epoch, v.Epoch)
+			}
 			if old.Generation > v.Generation && (isStale == nil || !isStale(*old)) {
 				return semantics.Errorf(semantics.ErrIllegalGeneration,
 					"commit of generation %d to %s refused: the stored commit is from the newer generation %d (member %q): rejoin the group",

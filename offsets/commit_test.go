@@ -322,3 +322,52 @@ func TestCommitCancelled(t *testing.T) {
 		t.Errorf("err = %v, want context.Canceled", err)
 	}
 }
+
+// A coordinator that lost its role but has not noticed (its node paused, a
+// member's commit queued to it) stores with an older epoch than its successor:
+// its commit, of the same generation and member, must not take the partition's
+// offset back over the successor's, and is answered NOT_COORDINATOR. Its own
+// later commits, and the successor's over the older epoch's, are stored; a
+// Store without an epoch (an admin reset, a transaction's offsets) writes over
+// any.
+func TestCommitFencedByCoordinatorEpoch(t *testing.T) {
+	t.Parallel()
+	st, _ := openStore(t)
+	ctx := qxdtest.Context(t, 30*time.Second)
+	const group = "epochs"
+	part := tp("orders", 0)
+	old, cur := st.WithEpoch(5), st.WithEpoch(9)
+	commit := func(s *offsets.Store, off int64) error {
+		return s.Commit(ctx, group, 3, "m1", map[semantics.TopicPartition]offsets.Commit{part: {Offset: off}})
+	}
+	want := func(off int64, epoch uint64) {
+		t.Helper()
+		got, err := st.Fetch(ctx, group, []semantics.TopicPartition{part})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c := got[part]; c.Offset != off || c.Epoch != epoch {
+			t.Fatalf("stored commit: offset %d epoch %d; want offset %d epoch %d", c.Offset, c.Epoch, off, epoch)
+		}
+	}
+	if err := commit(old, 40); err != nil {
+		t.Fatalf("the older coordinator's commit before its successor's: %v", err)
+	}
+	if err := commit(cur, 100); err != nil {
+		t.Fatalf("the successor's commit over the older epoch's: %v", err)
+	}
+	want(100, 9)
+	err := commit(old, 50)
+	if !errors.Is(err, semantics.ErrNotCoordinator) {
+		t.Fatalf("the deposed coordinator's commit of offset 50 over its successor's 100: %v; want NOT_COORDINATOR", err)
+	}
+	want(100, 9)
+	if err := commit(cur, 120); err != nil {
+		t.Fatalf("the successor's next commit: %v", err)
+	}
+	want(120, 9)
+	if err := commit(st, 130); err != nil {
+		t.Fatalf("a commit without an epoch: %v", err)
+	}
+	want(130, 0)
+}

@@ -35,7 +35,11 @@ type Committed struct {
 	Time       time.Time `json:"time"`
 	// TopicID is the id of the topic incarnation the offset belongs to; empty for
 	// commits stored before qxd stored topic ids, or by a Store without Topics.
-	TopicID  string `json:"topic_id,omitempty"`
+	TopicID string `json:"topic_id,omitempty"`
+	// Epoch is the epoch of the group coordinator that stored the commit
+	// (WithEpoch); 0 for one stored without (an admin reset, a transaction's
+	// offsets, a commit from before coordinators had epochs).
+	Epoch    uint64 `json:"epoch,omitempty"`
 	Revision uint64 `json:"-"` // KV revision it was read at
 }
 
@@ -81,6 +85,23 @@ type Store struct {
 	purgeTTL time.Duration
 	// topics, when set, fences commits by topic incarnation (WithTopics).
 	topics Topics
+	// epoch, when not 0, fences commits by coordinator epoch (WithEpoch).
+	epoch uint64
+}
+
+// WithEpoch returns a Store whose commits carry the group coordinator's epoch
+// (the groups bucket orders them: a coordinator that took over has a higher one)
+// and never write over a commit stored with a higher epoch: a coordinator that
+// lost its role but has not noticed yet (its node paused or cut off, a commit
+// request queued to it) would otherwise store a member's older commit over the
+// newer one its successor stored, and the partition's committed offset would go
+// back. Such a commit fails with semantics.ErrNotCoordinator, which sends the
+// member to look for the coordinator again. A Store without an epoch (0) writes
+// as before: over any epoch.
+func (s *Store) WithEpoch(epoch uint64) *Store {
+	c := *s
+	c.epoch = epoch
+	return &c
 }
 
 // Open opens the offsets bucket (semantics.OffsetsBucket), creating it when missing:

@@ -90,7 +90,9 @@ func (s *groupService) startRun(ctx context.Context) (*groupRun, error) {
 	if err != nil {
 		return nil, err
 	}
-	coord, err := coordinator.New(s.cfg, states, s.offsets)
+	// Its commits carry the epoch too: a commit queued to the run before
+	// (its node paused) can then not take a partition's offset back.
+	coord, err := coordinator.New(s.cfg, states, s.offsets.WithEpoch(states.Epoch()))
 	if err != nil {
 		return nil, err
 	}
