@@ -128,6 +128,9 @@ func Connect(ctx context.Context, servers string, opts ...ClientOption) (*Client
 	c.ownsNC, c.watch = true, watch
 	if cfg.inProcess == nil {
 		c.check = newNodeCheck(r.nc, c.log, watch)
+		watch.mu.Lock()
+		watch.check = c.check
+		watch.mu.Unlock()
 	}
 	return c, nil
 }
@@ -630,6 +633,7 @@ type connWatch struct {
 	since        time.Time
 	warned, done bool
 	moves        moves
+	check        *nodeCheck // told of each reconnection; nil in-process
 }
 
 func newConnWatch(log *slog.Logger, userOpts []nats.Option) *connWatch {
@@ -765,6 +769,7 @@ func (w *connWatch) warn() {
 
 func (w *connWatch) reconnected(nc *nats.Conn) {
 	w.mu.Lock()
+	w.check.reconnected()
 	w.moves.connected(nc.ConnectedUrl(), time.Now())
 	if w.timer != nil {
 		w.timer.Stop()

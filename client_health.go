@@ -5,7 +5,6 @@ import (
 	"errors"
 	"log/slog"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -17,13 +16,23 @@ import (
 // default). A client notices sooner: anything it awaits from its node that has not
 // come within stallCheckAfter makes it ping its node at once, and move to another
 // when nothing at all — neither the PONG nor any other message — comes from the
-// node within nodeCheckWait (about 1.3 s after the stall began), or within twice
-// the slowest answer of the last 30 s when that is longer (a busy node). One check
-// serves the whole connection; what it awaits is a producer's batch (the
-// partition's sender looks at its batches in flight), a request of the admin API
-// or of a consumer group (heartbeats, joins, commits: Client.requestWatched), and
-// a partition read's next batch while its stream holds more than the read got
-// (a stallTimer per read).
+// node within the check's wait. One check serves the whole connection; what it
+// awaits is a producer's batch (the partition's sender looks at its batches in
+// flight), a request of the admin API or of a consumer group (heartbeats, joins,
+// commits: Client.requestWatched), and a partition read's next batch while its
+// stream holds more than the read got (a stallTimer per read).
+//
+// The wait follows what the client has seen of this node on this connection, as
+// TCP's retransmission timeout follows the round trips it measures: it is
+// nodeCheckWait (1 s, about 1.3 s after the stall began), or twice the slowest
+// answer of the last slowWindow when that is longer (a produce answer or a check's
+// PONG: a loaded node, whose answers took a second lately, may go a second
+// without sending anything and still be healthy), and never more than
+// maxCheckWait. A reconnection starts afresh: what a slow node taught says
+// nothing of the next. The slowest answer is the measure rather than a smoothed
+// mean and variance as TCP keeps: a producer takes hundreds of answers a second,
+// and a mean over them forgets a one-second stall within a few hundred
+// milliseconds, where the machine that starved the node once does it again.
 //
 // A node cut off from its peers is not found so: it answers pings. It tells its
 // clients to move itself once no other node has answered it for a second (see
@@ -45,11 +54,12 @@ const (
 	// long after the last one began.
 	nodeCheckEvery = 500 * time.Millisecond
 	// A node whose answers took long lately gets longer: a check waits twice the
-	// slowest answer (a produce answer or a PONG) of the last slowWindow, up to
-	// maxCheckWait. Pings (every second, two outstanding) still find a paused node
-	// in 2–3 s meanwhile.
+	// slowest answer (a produce answer or a PONG) of the last slowWindow on this
+	// connection, up to maxCheckWait, so that a paused node is still left within
+	// a few seconds when ClientPing is set longer than the default. (The
+	// default pings find a paused node in 2–3 s whatever the check waits.)
 	slowWindow   = 30 * time.Second
-	maxCheckWait = 10 * time.Second
+	maxCheckWait = 3 * time.Second
 )
 
 // nodeCheck checks the client's node when a request stalls (suspect) and moves
@@ -67,34 +77,49 @@ type nodeCheck struct {
 	stop    chan struct{} // closed by close: a check running ends
 	wg      sync.WaitGroup
 
-	slowest   atomic.Int64 // the slowest answer (ns) seen since slowSince
-	slowSince atomic.Int64 // unix ns
+	slowMu    sync.Mutex
+	slowest   time.Duration // the slowest answer seen since slowSince
+	slowSince time.Time
+	connSince time.Time // the connection's start: answers to what was sent before are not counted
 }
 
 // answered records that an answer from the node took took. Cheap for answers
-// under nodeCheckWait/2, which change nothing. Safe on nil.
+// under nodeCheckWait/2, which change nothing. An answer to what was sent
+// before the connection's last reconnection is not counted. Safe on nil.
 func (k *nodeCheck) answered(took time.Duration) {
 	if k == nil || took < nodeCheckWait/2 {
 		return
 	}
-	now := time.Now().UnixNano()
-	for {
-		cur, since := k.slowest.Load(), k.slowSince.Load()
-		if now-since < int64(slowWindow) && int64(took) <= cur {
-			return
-		}
-		if k.slowest.CompareAndSwap(cur, int64(took)) {
-			k.slowSince.Store(now)
-			return
-		}
+	now := time.Now()
+	k.slowMu.Lock()
+	defer k.slowMu.Unlock()
+	if now.Add(-took).Before(k.connSince) {
+		return
 	}
+	if now.Sub(k.slowSince) < slowWindow && took <= k.slowest {
+		return
+	}
+	k.slowest, k.slowSince = took, now
+}
+
+// reconnected forgets what the node of the connection before taught: the
+// client has a new connection, most often to another node. Safe on nil.
+func (k *nodeCheck) reconnected() {
+	if k == nil {
+		return
+	}
+	k.slowMu.Lock()
+	defer k.slowMu.Unlock()
+	k.slowest, k.slowSince, k.connSince = 0, time.Time{}, time.Now()
 }
 
 // wait is how long a check waits for anything from the node.
 func (k *nodeCheck) wait() time.Duration {
+	k.slowMu.Lock()
+	defer k.slowMu.Unlock()
 	d := nodeCheckWait
-	if time.Now().UnixNano()-k.slowSince.Load() < int64(slowWindow) {
-		d = max(d, 2*time.Duration(k.slowest.Load()))
+	if time.Since(k.slowSince) < slowWindow {
+		d = max(d, 2*k.slowest)
 	}
 	return min(d, maxCheckWait)
 }
@@ -141,7 +166,7 @@ func (s *stallTimer) disarm() {
 }
 
 func newNodeCheck(nc *nats.Conn, log *slog.Logger, watch *connWatch) *nodeCheck {
-	return &nodeCheck{nc: nc, log: log, watch: watch, stop: make(chan struct{})}
+	return &nodeCheck{nc: nc, log: log, watch: watch, stop: make(chan struct{}), connSince: time.Now()}
 }
 
 // suspect checks the node in the background: at once, or when the check running

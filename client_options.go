@@ -21,7 +21,10 @@ const (
 	// node every second and leaves it for another after two pings go unanswered,
 	// so a paused node, or one whose client link is cut silently, is left within
 	// 2–3 s. A producer whose request has no answer for 0.3 s pings at once and
-	// leaves after about 1.3 s (see nodeCheck). (A node cut off from its cluster
+	// leaves when nothing comes from the node within 1 s (about 1.3 s after the
+	// stall), or within twice the slowest answer of the last 30 s on this
+	// connection, at most 3 s, when that is longer (a loaded node; see
+	// nodeCheck). (A node cut off from its cluster
 	// but not from its clients answers pings; it tells its clients to move
 	// itself.)
 	DefaultClientPingInterval = time.Second
@@ -137,7 +140,12 @@ func ClientRequestTimeout(d time.Duration) ClientOption {
 // paused or silently cut-off node is left after about interval × (maxOut+1).
 // Default every 1s, 2 outstanding (DefaultClientPingInterval,
 // DefaultClientMaxPingsOut). A busy node answers pings late: too short a setting
-// moves clients off a node that is only slow.
+// moves clients off a node that is only slow. Whatever the setting, a request
+// (or a read's next batch) that waits 0.3 s makes the client ping at once, and
+// leave when nothing comes from the node within 1 s, or within twice the slowest
+// answer it had from the node on this connection in the last 30 s when that is
+// longer, at most 3 s: a paused node is left within 3.3 s even with rare pings,
+// and a loaded node whose answers took a second lately is kept.
 func ClientPing(interval time.Duration, maxOut int) ClientOption {
 	return func(c *clientConfig) { c.pingInterval, c.maxPingsOut = interval, maxOut }
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/qxd-io/qxd"
 	"github.com/qxd-io/qxd/internal/qxdtest"
+	"github.com/qxd-io/qxd/server"
 )
 
 // TestProducerLeavesSilentNode connects a producer to a node of a cluster through
@@ -70,6 +71,88 @@ func TestProducerLeavesSilentNode(t *testing.T) {
 	// its 1 s wait, about 1.3 s. 1.9 s leaves room for a loaded machine.
 	if bound := 1900 * time.Millisecond; moved > bound && !raceDetector {
 		t.Errorf("client left the silent node %v after it went silent, want within %v", moved.Round(time.Millisecond), bound)
+	}
+}
+
+// TestSilenceWaitFollowsTheConnection checks that the silence a client
+// tolerates follows what it has seen of its node on this connection: a node
+// whose answers came slowly (a relay that delays what the node sends, raised in
+// steps so that each check still finds the node) is waited for longer, but no
+// more than 3 s, and once the client has moved, the next node is judged afresh:
+// its silence is found as soon as that of a node never slow. The pings are set
+// too rare to find anything, so that the checks alone decide.
+func TestSilenceWaitFollowsTheConnection(t *testing.T) {
+	t.Parallel()
+	nodes := qxdtest.StartCluster(t, qxdtest.ClusterConfigs(t, 3))
+	ctx := qxdtest.Context(t, 120*time.Second)
+	admin := qxdtest.Connect(t, nodes[0])
+	qxdtest.CreateTopic(t, admin, "slowlink", qxd.TopicConfig{Partitions: 3, Replicas: 3})
+	slow := startRelay(t, strings.TrimPrefix(nodes[1].ClientURL(), "nats://"))
+	fast := startRelay(t, strings.TrimPrefix(nodes[2].ClientURL(), "nats://"))
+	urls := "nats://" + slow.addr() + ",nats://" + fast.addr() + "," + nodes[0].ClientURL()
+	c := connectTo(ctx, t, urls, nodes[1], qxd.ClientPing(time.Minute, 3),
+		qxd.NATSOptions(nats.ReconnectWait(50*time.Millisecond)),
+		qxd.Logger(slog.New(countHandler{func(msg string) { t.Logf("%v: %s", time.Now().Format("15:04:05.000"), msg) }})))
+	p, err := c.NewProducer(qxd.Linger(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close(ctx)
+	produce := func(n int, what string) {
+		t.Helper()
+		for i := range n {
+			if err := p.ProduceSync(ctx, &qxd.Record{Topic: "slowlink", Value: fmt.Appendf(nil, "%s-%d", what, i)}); err != nil {
+				t.Fatalf("%s: %v", what, err)
+			}
+		}
+	}
+	// leaves freezes r and returns how long the client took to leave node.
+	leaves := func(r *relay, node *server.Node) time.Duration {
+		t.Helper()
+		r.freeze()
+		frozen := time.Now()
+		if err := p.Produce(ctx, &qxd.Record{Topic: "slowlink", Value: []byte("stalled")}, func(*qxd.Record, error) {}); err != nil {
+			t.Fatal(err)
+		}
+		for c.Conn().ConnectedServerName() == node.Name() || !c.Conn().IsConnected() {
+			if time.Since(frozen) > 15*time.Second {
+				t.Fatalf("client still on the silent node %s after %v", node.Name(), time.Since(frozen).Round(time.Millisecond))
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		return time.Since(frozen)
+	}
+
+	produce(10, "warm")
+	// The partitions' first elections come as the producer starts; for 8 s
+	// after one, a batch not answered within 1 s is sent again (see
+	// electedStale), and answers slower than that would never come.
+	time.Sleep(9 * time.Second)
+	for _, lag := range []time.Duration{600 * time.Millisecond, 1100 * time.Millisecond, 1700 * time.Millisecond, 2400 * time.Millisecond} {
+		slow.lag(lag)
+		produce(3, fmt.Sprint("lag-", lag))
+		if got := c.Conn().ConnectedServerName(); got != nodes[1].Name() {
+			t.Fatalf("client left the slow node for %s at a lag of %v: its checks should wait twice its slowest answer", got, lag)
+		}
+	}
+	moved := leaves(slow, nodes[1])
+	t.Logf("client left the node whose answers took 2.4 s %v after it went silent, for %s", moved.Round(time.Millisecond), c.Conn().ConnectedServerName())
+	// A check waits at most 3 s, after a 0.3 s stall: twice the 2.4 s answers
+	// would be 5.1 s.
+	if bound := 4500 * time.Millisecond; moved > bound && !raceDetector {
+		t.Errorf("client left the slow node %v after it went silent, want within %v", moved.Round(time.Millisecond), bound)
+	}
+	if got := c.Conn().ConnectedServerName(); got != nodes[2].Name() {
+		t.Fatalf("client moved to %s, want %s through the second relay", got, nodes[2].Name())
+	}
+
+	produce(20, "moved")
+	moved = leaves(fast, nodes[2])
+	t.Logf("client left the next node %v after it went silent, for %s", moved.Round(time.Millisecond), c.Conn().ConnectedServerName())
+	// As TestProducerLeavesSilentNode: about 1.3 s. What the slow node taught
+	// would make it 3.3 s.
+	if bound := 1900 * time.Millisecond; moved > bound && !raceDetector {
+		t.Errorf("client left the next node %v after it went silent, want within %v: the slow node's answers still count", moved.Round(time.Millisecond), bound)
 	}
 }
 

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"encoding/json"
+	"strconv"
 	"sync"
 	"time"
 
@@ -47,7 +48,9 @@ import (
 // other node has answered its probes for doubtAfter, 1 s, though they went out
 // on time), so that its clients leave about as soon as they leave a paused node,
 // whose silence they find themselves (client_health.go), rather than 2–3 s after
-// the cut. Should answers come again before it counts itself cut off, the clients
+// the cut. A node whose probes were answered slowly lately (a loaded machine)
+// doubts later: after twice the slowest answer of the last slowProbeWindow, up
+// to maxDoubtWait, as a client waits longer for a node whose answers were slow. Should answers come again before it counts itself cut off, the clients
 // that moved stay where they are, on healthy nodes.
 //
 // It accepts NATS clients all along; once a majority answers again it is a node
@@ -117,6 +120,15 @@ type isolationWatch struct {
 	// nudge asks watchIsolation for a probe now, between two ticks
 	// (probeSoon).
 	nudge chan struct{}
+	// slowest is the slowest answer to a probe since slowSince (roundTrip).
+	slowest   time.Duration
+	slowSince time.Time
+	// probeHeard is, for each other node, when the newest probe it answered
+	// went out, and selfProbe when the newest probe this node answered itself
+	// went out (probeAnswered): the doubt counts the others' silence in
+	// probes that went through this node's own messaging, not in time alone.
+	probeHeard map[string]time.Time
+	selfProbe  time.Time
 }
 
 // peerReport is what one node's last answer said of the nodes it reaches:
@@ -150,6 +162,15 @@ const pauseClosesRoutes = routePingInterval * maxPingsOut / 2
 // probes unanswered, where it counts itself cut off after isolatedAfter.
 const doubtAfter = 2 * probeEvery
 
+// slowProbeWindow is how long the slowest answer to a probe counts for the
+// doubt (doubtWaitLocked).
+const slowProbeWindow = 30 * time.Second
+
+// maxDoubtWait bounds the doubt's wait: a probe's tick before the node counts
+// itself cut off, so that its clients still leave before it stops
+// coordinating.
+const maxDoubtWait = isolatedAfter - probeEvery
+
 // probeLate is the gap between two checks past which the node counts its own
 // probes late: each check follows a probe by probeEvery, and two missed ticks
 // mean the node itself did not run (paused, starved of CPU).
@@ -157,7 +178,7 @@ const probeLate = 2 * probeEvery
 
 func newIsolationWatch(self string) *isolationWatch {
 	return &isolationWatch{self: self, heard: map[string]time.Time{}, routeSeen: map[string]time.Time{}, lateAfter: lateCheck,
-		reports: map[string]peerReport{}, nudge: make(chan struct{}, 1)}
+		reports: map[string]peerReport{}, nudge: make(chan struct{}, 1), probeHeard: map[string]time.Time{}}
 }
 
 // reported records that node answered at at, saying it reaches the nodes in
@@ -230,6 +251,55 @@ func (w *isolationWatch) cutFrom(at time.Time) string {
 		}
 	}
 	return ""
+}
+
+// probeAnswered records that node (this one too) answered the probe that went
+// out at sent.
+func (w *isolationWatch) probeAnswered(node string, sent time.Time) {
+	if node == "" {
+		return
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if node == w.self {
+		if sent.After(w.selfProbe) {
+			w.selfProbe = sent
+		}
+		return
+	}
+	if sent.After(w.probeHeard[node]) {
+		w.probeHeard[node] = sent
+	}
+}
+
+// roundTrip records that an answer to a probe came d after the probe went out,
+// at at. An answer isolatedAfter late or later is not counted: it comes from a
+// node that was paused or cut off (it answers the probes it missed when it
+// wakes), not from one that was slow.
+func (w *isolationWatch) roundTrip(d time.Duration, at time.Time) {
+	if d >= isolatedAfter {
+		return
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if at.Sub(w.slowSince) < slowProbeWindow && d <= w.slowest {
+		return
+	}
+	w.slowest, w.slowSince = d, at
+}
+
+// doubtWaitLocked is how long at at the node hears from fewer than a majority
+// before it doubts its view: doubtAfter, or twice the slowest answer to a
+// probe of the last slowProbeWindow when that is longer (a node on a loaded
+// machine, whose peers answered it a second late lately, goes that long
+// without answers and is not cut off), and at most maxDoubtWait. Called with
+// mu held.
+func (w *isolationWatch) doubtWaitLocked(at time.Time) time.Duration {
+	d := doubtAfter
+	if at.Sub(w.slowSince) < slowProbeWindow {
+		d = max(d, 2*w.slowest)
+	}
+	return min(d, maxDoubtWait)
 }
 
 // answered records that node answered at at.
@@ -370,20 +440,27 @@ func (w *isolationWatch) probed(at time.Time) probeView {
 
 // doubtful reports whether at at the node may be cut off and does not know yet:
 // a majority answered it once, it does not count itself cut off, its probes
-// went out on time for doubtAfter, the node itself runs on time (its alive
-// ticker: a starved process hears its peers' answers late, which is not a cut),
-// and fewer than a majority of the cluster answered any within doubtAfter.
+// went out on time for the doubt's wait (doubtWaitLocked: doubtAfter, longer
+// after slow answers), the node itself runs on time (its alive ticker: a
+// starved process hears its peers' answers late, which is not a cut), and
+// fewer than a majority of the cluster answered any within that wait, nor any
+// probe that went out within that wait before the newest probe the node has
+// answered itself. The latter counts the silence on the clock of the node's own
+// messaging: a node on a loaded machine answered its own probes 0.4–0.8 s late
+// (-race, three busy loops beside) while its ticker ran on time, and heard its
+// peers late by as much; a node cut off answers its own probes at once.
 // Unless answers come again, it counts itself cut off once isolatedAfter has
 // passed.
 func (w *isolationWatch) doubtful(at time.Time) bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if !w.armed || w.isolated || w.size < 3 || w.onTimeSince.IsZero() || at.Sub(w.onTimeSince) < doubtAfter || !w.runningLocked(at) {
+	wait := w.doubtWaitLocked(at)
+	if !w.armed || w.isolated || w.size < 3 || w.onTimeSince.IsZero() || at.Sub(w.onTimeSince) < wait || !w.runningLocked(at) {
 		return false
 	}
 	reached := 0
-	for _, t := range w.heard {
-		if at.Sub(t) < doubtAfter {
+	for node, t := range w.heard {
+		if at.Sub(t) < wait || !w.selfProbe.IsZero() && w.selfProbe.Sub(w.probeHeard[node]) < wait {
 			reached++
 		}
 	}
@@ -464,12 +541,23 @@ func (w *isolationWatch) nodes() []string {
 // ends, keeps n.isolated and sends clients away while the node is cut off. The
 // upkeep owns it.
 func (n *Node) watchIsolation(ctx context.Context, w *isolationWatch) {
+	// Each probe has its own reply subject, inbox.<n>, so that an answer
+	// says how long it took (roundTrip).
 	inbox := nats.NewInbox()
-	sub, err := n.nc.Subscribe(inbox, func(m *nats.Msg) {
+	probes := &probeTimes{}
+	sub, err := n.nc.Subscribe(inbox+".*", func(m *nats.Msg) {
 		var b semantics.BrokerInfo
-		if json.Unmarshal(m.Data, &b) == nil {
-			w.reported(b.Name, time.Now(), b.Reaches)
+		if json.Unmarshal(m.Data, &b) != nil {
+			return
 		}
+		at := time.Now()
+		if sent, ok := probes.sentAt(m.Subject[len(inbox)+1:]); ok {
+			w.probeAnswered(b.Name, sent)
+			if b.Name != "" && b.Name != w.self {
+				w.roundTrip(at.Sub(sent), at)
+			}
+		}
+		w.reported(b.Name, at, b.Reaches)
 	})
 	if err != nil {
 		n.log.Warn("cannot watch for a cut from the cluster: clients of this node will not be sent away while it is cut off", "err", err)
@@ -484,13 +572,13 @@ func (n *Node) watchIsolation(ctx context.Context, w *isolationWatch) {
 	t := time.NewTicker(probeEvery)
 	defer t.Stop()
 	for {
-		_ = n.nc.PublishRequest(semantics.NodeInfoSubject, inbox, nil)
+		_ = n.nc.PublishRequest(semantics.NodeInfoSubject, inbox+"."+probes.next(), nil)
 		for waiting := true; waiting; {
 			select {
 			case <-ctx.Done():
 				return
 			case <-w.nudge:
-				_ = n.nc.PublishRequest(semantics.NodeInfoSubject, inbox, nil)
+				_ = n.nc.PublishRequest(semantics.NodeInfoSubject, inbox+"."+probes.next(), nil)
 			case <-t.C:
 				waiting = false
 			}
@@ -545,6 +633,34 @@ func (n *Node) watchIsolation(ctx context.Context, w *isolationWatch) {
 			clear(told)
 		}
 	}
+}
+
+// probeTimes remembers when the last probes went out, by their reply token.
+type probeTimes struct {
+	mu   sync.Mutex
+	seq  uint64
+	sent [16]time.Time // probe n at sent[n%16]
+}
+
+// next numbers a probe going out now and returns its token.
+func (p *probeTimes) next() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.seq++
+	p.sent[p.seq%uint64(len(p.sent))] = time.Now()
+	return strconv.FormatUint(p.seq, 10)
+}
+
+// sentAt returns when the probe of token went out; false for one too old to be
+// remembered.
+func (p *probeTimes) sentAt(token string) (time.Time, bool) {
+	n, err := strconv.ParseUint(token, 10, 64)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if err != nil || n == 0 || n > p.seq || p.seq-n >= uint64(len(p.sent)) {
+		return time.Time{}, false
+	}
+	return p.sent[n%uint64(len(p.sent))], true
 }
 
 // sendClientsAway sends NATS's lame-duck notice to each client connection of the

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"cmp"
 	"testing"
 	"time"
 
@@ -164,8 +165,11 @@ func TestRaftPeerIDMatchesServer(t *testing.T) {
 // that hears from fewer than a majority for doubtAfter doubts it reaches its
 // cluster until it counts itself cut off (isolatedAfter) or hears from a
 // majority again; a node that did not run on time, or has only just started,
-// does not. Every peer answers each probe 5 ms after it goes out until it falls
-// silent.
+// does not; a node whose peers' answers came slowly lately waits twice the
+// slowest before it doubts, and one whose own answers to its probes come late
+// counts the peers' silence in the probes it answered itself. Every peer
+// answers each probe 5 ms after it goes out (or rtt) until it falls silent; the
+// node answers its own selfLag after.
 func TestIsolationWatchDoubtful(t *testing.T) {
 	t.Parallel()
 	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
@@ -176,6 +180,8 @@ func TestIsolationWatchDoubtful(t *testing.T) {
 		silent  map[string]time.Duration // when each peer stops answering
 		paused  [2]time.Duration         // no probe, no check in between
 		starved time.Duration            // the alive ticker stops from then (0: never)
+		rtt     time.Duration            // each answer's delay (0: 5 ms)
+		selfLag time.Duration            // the delay of the node's own answers (0: 5 ms)
 		at      time.Duration
 		want    bool
 	}{
@@ -190,6 +196,10 @@ func TestIsolationWatchDoubtful(t *testing.T) {
 		{name: "two nodes: never", size: 2, silent: map[string]time.Duration{"b": 10 * sec}, at: 11*sec + 500*time.Millisecond, want: false},
 		{name: "woke from a pause 0.6 s ago", size: 3, paused: [2]time.Duration{8 * sec, 11 * sec}, at: 11*sec + 600*time.Millisecond, want: false},
 		{name: "peers' answers late while its own ticker is late: starved, not cut", size: 3, silent: map[string]time.Duration{"b": 10 * sec, "c": 10 * sec}, starved: 10 * sec, at: 11*sec + 500*time.Millisecond, want: false},
+		{name: "answers took 0.8 s lately, none for 1.2 s: slow, not doubted yet", size: 3, silent: map[string]time.Duration{"b": 10 * sec, "c": 10 * sec}, rtt: 800 * time.Millisecond, at: 11 * sec, want: false},
+		{name: "own answers 0.8 s late: peers silent 1.7 s, 0.9 s of its own answered probes", size: 3, silent: map[string]time.Duration{"b": 10 * sec, "c": 10 * sec}, selfLag: 800 * time.Millisecond, at: 11*sec + 200*time.Millisecond, want: false},
+		{name: "own answers 0.8 s late: peers silent 1 s of its own answered probes", size: 3, silent: map[string]time.Duration{"b": 10 * sec, "c": 10 * sec}, selfLag: 800 * time.Millisecond, at: 11*sec + 700*time.Millisecond, want: true},
+		{name: "answers took 0.8 s lately, none for 1.7 s", size: 3, silent: map[string]time.Duration{"b": 10 * sec, "c": 10 * sec}, rtt: 800 * time.Millisecond, at: 11*sec + 500*time.Millisecond, want: true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -203,10 +213,16 @@ func TestIsolationWatchDoubtful(t *testing.T) {
 				if tc.starved == 0 || at < tc.starved {
 					w.alive(t0.Add(at))
 				}
+				rtt := cmp.Or(tc.rtt, 5*time.Millisecond)
 				for _, p := range peers {
-					if s, ok := tc.silent[p]; !ok || at+5*time.Millisecond < s {
-						w.answered(p, t0.Add(at+5*time.Millisecond))
+					if s, ok := tc.silent[p]; !ok || at+rtt < s {
+						w.roundTrip(rtt, t0.Add(at+rtt))
+						w.answered(p, t0.Add(at+rtt))
+						w.probeAnswered(p, t0.Add(at))
 					}
+				}
+				if at+cmp.Or(tc.selfLag, 5*time.Millisecond) <= tc.at {
+					w.probeAnswered("a", t0.Add(at))
 				}
 				if at+probeEvery <= tc.at {
 					w.check(t0.Add(at+probeEvery), tc.size)

@@ -894,8 +894,9 @@ func (b *kafkaBackend) refreshLeaders(cl *kafka.Cluster) {
 }
 
 // kafkaDoubtWait bounds how long a Metadata answer waits while its node doubts
-// it reaches its cluster (awaitOwnFate): from doubtAfter of silence to
-// counting itself cut off at isolatedAfter, and a probe's tick more.
+// it reaches its cluster (awaitOwnFate): from doubtAfter of silence (the
+// earliest doubt; later after slow answers, see doubtWaitLocked) to counting
+// itself cut off at isolatedAfter, and a probe's tick more.
 const kafkaDoubtWait = isolatedAfter - doubtAfter + probeEvery
 
 // awaitOwnFate holds a Metadata answer while the node doubts it reaches a
