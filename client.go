@@ -47,6 +47,8 @@ type Client struct {
 	check *nodeCheck // moves off a paused or cut-off node; nil for NewClient and in-process
 
 	reads atomic.Int64 // partition reads of the client's consumers running (see readShare)
+
+	coord coordStarts // group coordinators starting (see groupRequestRetry)
 }
 
 // Connect connects to the qxd nodes at servers, a comma-separated list of NATS URLs
@@ -162,6 +164,7 @@ func (c *Client) Conn() *nats.Conn { return c.nc }
 // Close closes the connection if Connect opened it. Close producers and consumers
 // first: Close does not flush them.
 func (c *Client) Close() {
+	c.coord.close()
 	if c.ownsNC {
 		c.watch.close()
 		c.nc.Close()

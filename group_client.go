@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -72,15 +74,37 @@ func (c *Client) groupSend(ctx context.Context, subject string, req any, timeout
 // request lost with a dying node is retried instead of waiting out the whole timeout.
 const groupAttempt = 3 * time.Second
 
+// errCoordinatorStarted ends an attempt of a group request when a coordinator
+// starts while it waits (semantics.GroupCoordinatorStarted).
+var errCoordinatorStarted = errors.New("a group coordinator started")
+
 // groupRequestRetry sends an idempotent group request, retrying while the coordinator
 // is unavailable or an attempt times out, until total has passed or ctx ends.
+//
+// An attempt still unanswered when a coordinator starts somewhere is sent again at
+// once: the coordinator it went to is silent (its node paused or cut off, the groups
+// bucket elected another leader), and would answer only when it wakes, if at all.
+// Without this the request waits out groupAttempt (3 s), about a second past the
+// election. Sending it again is safe: a commit, fetch, describe, list or reset
+// twice does what it does once; a copy a deposed coordinator handles when its node
+// wakes cannot take an offset back, as its commits carry its older epoch
+// (offsets.Store.WithEpoch). A delete is not sent again this way: its second copy,
+// answered after the first, would find no group.
 func (c *Client) groupRequestRetry(ctx context.Context, subject string, req any, total time.Duration) (groups.Response, error) {
 	ctx, cancel := context.WithTimeout(ctx, total)
 	defer cancel()
 	backoff := 50 * time.Millisecond
 	for {
 		sent := time.Now()
-		resp, err := c.groupRequest(ctx, subject, req, groupAttempt)
+		var started <-chan struct{}
+		if subject != semantics.GroupDelete {
+			started = c.coord.next(c.nc, c.log)
+		}
+		resp, err := c.groupAttempt(ctx, subject, req, started)
+		if errors.Is(err, errCoordinatorStarted) {
+			c.log.Debug("a group coordinator started while waiting for an answer; asking again", "subject", subject, "took", time.Since(sent))
+			continue
+		}
 		retry := errors.Is(err, semantics.ErrTimeout) || errors.Is(err, semantics.ErrCoordinatorNotAvailable) ||
 			errors.Is(err, semantics.ErrNotCoordinator)
 		if !retry || ctx.Err() != nil {
@@ -93,6 +117,72 @@ func (c *Client) groupRequestRetry(ctx context.Context, subject string, req any,
 		case <-time.After(backoff):
 		}
 		backoff = min(2*backoff, time.Second)
+	}
+}
+
+// groupAttempt sends one attempt of a group request, bounded by groupAttempt; it
+// ends with errCoordinatorStarted when started fires first.
+func (c *Client) groupAttempt(ctx context.Context, subject string, req any, started <-chan struct{}) (groups.Response, error) {
+	if started == nil {
+		return c.groupRequest(ctx, subject, req, groupAttempt)
+	}
+	actx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	watched := make(chan struct{})
+	go func() {
+		defer close(watched)
+		select {
+		case <-started:
+			cancel(errCoordinatorStarted)
+		case <-actx.Done():
+		}
+	}()
+	resp, err := c.groupRequest(actx, subject, req, groupAttempt)
+	cancel(nil)
+	<-watched
+	if err != nil && ctx.Err() == nil && errors.Is(context.Cause(actx), errCoordinatorStarted) {
+		return resp, errCoordinatorStarted
+	}
+	return resp, err
+}
+
+// coordStarts tells a client's waiting group requests that a group coordinator
+// started (semantics.GroupCoordinatorStarted). It listens from the first group
+// request on, with one subscription per client.
+type coordStarts struct {
+	mu      sync.Mutex
+	sub     *nats.Subscription
+	started chan struct{} // closed at the next start, then replaced
+}
+
+// next returns a channel closed when the next coordinator start is heard, or nil
+// (never closed) when the client cannot listen (the subscription failed: the
+// request then waits out its attempt, as before).
+func (s *coordStarts) next(nc *nats.Conn, log *slog.Logger) <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.sub == nil {
+		sub, err := nc.Subscribe(semantics.GroupCoordinatorStarted, func(*nats.Msg) {
+			s.mu.Lock()
+			close(s.started)
+			s.started = make(chan struct{})
+			s.mu.Unlock()
+		})
+		if err != nil {
+			log.Debug("cannot listen for group coordinator starts", "err", err)
+			return nil
+		}
+		s.sub, s.started = sub, make(chan struct{})
+	}
+	return s.started
+}
+
+// close stops listening; idempotent.
+func (s *coordStarts) close() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.sub != nil {
+		_ = s.sub.Unsubscribe()
 	}
 }
 

@@ -258,7 +258,12 @@ func (g Grant) Subjects(inbox string, topics []TopicPerms) SubjectPermissions {
 		deny = append(deny, Subject(JSDirectGetPrefix, s), Subject(JSDirectGetPrefix, s, ">"), Subject(JSStreamMsgGetPrefix, s),
 			Subject(jsAPIPrefix, "CONSUMER.CREATE", s, ">"))
 	}
-	return SubjectPermissions{PublishAllow: pub, PublishDeny: deny, SubscribeAllow: append([]string{Subject(inbox, ">")}, g.Subscribe...)}
+	sub := []string{Subject(inbox, ">")}
+	if len(g.Groups) > 0 {
+		// A member resends its group requests when a coordinator starts.
+		sub = append(sub, GroupCoordinatorStarted)
+	}
+	return SubjectPermissions{PublishAllow: pub, PublishDeny: deny, SubscribeAllow: append(sub, g.Subscribe...)}
 }
 
 // PartitionReadSubjects are the JetStream API subjects a consumer of partition p of

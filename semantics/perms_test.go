@@ -32,7 +32,8 @@ func TestGrantSubjects(t *testing.T) {
 			t.Errorf("publish allow has %s, which the grant does not give", s)
 		}
 	}
-	if !slices.Equal(sp.SubscribeAllow, []string{"_INBOX_u_alice.>"}) {
+	// Group rights: the coordinator's start announcements too.
+	if !slices.Equal(sp.SubscribeAllow, []string{"_INBOX_u_alice.>", semantics.GroupCoordinatorStarted}) {
 		t.Errorf("subscribe allow %v", sp.SubscribeAllow)
 	}
 	for _, want := range []string{"qxd.t.>", "$KV.>", "$JS.API.DIRECT.GET.KV_qxd_offsets"} {

@@ -93,6 +93,13 @@ const (
 	GroupList      = "qxd.grp.list"
 )
 
+// GroupCoordinatorStarted is published (empty body) by a node each time a group
+// coordinator starts on it, once it serves the group subjects. A client waiting
+// for an answer to a group request sent before then (to a coordinator on a node
+// paused or cut off) sends it again at once instead of waiting out its attempt.
+// Outside GroupAll, so that a client may listen to it without serving groups.
+const GroupCoordinatorStarted = "qxd.grpcoord.started"
+
 // Transaction coordinator: request/reply, JSON bodies (TxnRequest, TxnResponse).
 // Only the node that coordinates transactions serves them. Every request but
 // TxnList is scoped by the encoded transactional id (TxnSubject).

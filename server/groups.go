@@ -115,6 +115,12 @@ func (s *groupService) startRun(ctx context.Context) (*groupRun, error) {
 		coord.Close()
 		return nil, err
 	}
+	// Members waiting for a predecessor that went silent (paused, cut off) send
+	// their requests again now rather than after their attempt (see the client's
+	// groupRequestRetry); a lost announcement costs them that attempt only.
+	if err := s.nc.Publish(semantics.GroupCoordinatorStarted, nil); err != nil {
+		s.log.Debug("group coordinator start not announced", "err", err)
+	}
 	return &groupRun{coord: coord, sub: sub}, nil
 }
 
