@@ -1,8 +1,11 @@
 package kafka_test
 
 import (
+	"context"
 	"fmt"
+	"os"
 	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -16,18 +19,54 @@ import (
 	"github.com/qxd-io/qxd/server"
 )
 
-// startKafkaCluster starts a 3-node cluster, each node with a Kafka listener on
-// a free port (skipped with -short).
-func startKafkaCluster(t *testing.T) []*server.Node {
-	t.Helper()
-	if testing.Short() {
-		t.Skip("starts a 3-node cluster")
-	}
-	cfgs := qxdtest.ClusterConfigs(t, 3)
+// kafkaCluster is the package's 3-node cluster, each node with a Kafka listener
+// on a free port, started by the first test that asks for it (sharedKafkaCluster)
+// and stopped by TestMain. The tests on it create topics of their own
+// (clusterTopic) and stop, pause and reconfigure no node. A test that moves a
+// partition's leader moves only its own topic's, and runs serially (no
+// t.Parallel), so no other test runs beside it; the tests that only read and
+// write their own topics run in parallel.
+var kafkaCluster = qxdtest.NewSharedCluster(3, func(cfgs []server.Config) {
 	for i := range cfgs {
 		cfgs[i].KafkaListen = "127.0.0.1:0"
 	}
-	return qxdtest.StartCluster(t, cfgs)
+})
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	kafkaCluster.Close()
+	os.Exit(code)
+}
+
+// sharedKafkaCluster returns the nodes of the package's cluster, starting it on
+// the first call (skipped with -short).
+func sharedKafkaCluster(t *testing.T) []*server.Node {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("uses a 3-node cluster")
+	}
+	return kafkaCluster.Nodes(t)
+}
+
+// clusterTopics numbers the topics tests create on the shared cluster, so that
+// each name is used once in a process (-count runs the tests again on it).
+var clusterTopics atomic.Int64
+
+// clusterTopic creates a topic named base and a number no other topic of this
+// process has, and deletes it when the test ends, so the shared cluster is left
+// as the test found it.
+func clusterTopic(t *testing.T, c *qxd.Client, base string, cfg qxd.TopicConfig) string {
+	t.Helper()
+	name := fmt.Sprintf("%s-%d", base, clusterTopics.Add(1))
+	qxdtest.CreateTopic(t, c, name, cfg)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := c.Admin().DeleteTopic(ctx, name); err != nil {
+			t.Logf("delete topic %s: %v", name, err)
+		}
+	})
+	return name
 }
 
 // In a cluster every node is a broker: bootstrapping from any one node, a Kafka
@@ -35,9 +74,9 @@ func startKafkaCluster(t *testing.T) []*server.Node {
 // replicas, produces to the leaders and reads back what it wrote.
 func TestKafkaCluster(t *testing.T) {
 	t.Parallel()
-	nodes := startKafkaCluster(t)
+	nodes := sharedKafkaCluster(t)
 	c := qxdtest.Connect(t, nodes[0])
-	qxdtest.CreateTopic(t, c, "spread", qxd.TopicConfig{Partitions: 6, Replicas: 3})
+	spread := clusterTopic(t, c, "spread", qxd.TopicConfig{Partitions: 6, Replicas: 3})
 	ctx := ctxFor(t, 90*time.Second)
 
 	var addrs []string
@@ -63,7 +102,7 @@ func TestKafkaCluster(t *testing.T) {
 	}
 	for i, n := range nodes {
 		adm := kadm.NewClient(kafkaClient(t, n))
-		md, err := adm.Metadata(ctx, "spread")
+		md, err := adm.Metadata(ctx, spread)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -79,7 +118,7 @@ func TestKafkaCluster(t *testing.T) {
 		if !slices.Equal(got, want) {
 			t.Fatalf("metadata from node %d lists brokers %v, want %v", i+1, got, want)
 		}
-		for _, p := range md.Topics["spread"].Partitions {
+		for _, p := range md.Topics[spread].Partitions {
 			if !ids[p.Leader] || len(p.Replicas) != 3 {
 				t.Fatalf("metadata from node %d: partition %d leader %d replicas %v", i+1, p.Partition, p.Leader, p.Replicas)
 			}
@@ -89,7 +128,7 @@ func TestKafkaCluster(t *testing.T) {
 	// A produce sent to a node that does not lead the partition is refused with
 	// NOT_LEADER_OR_FOLLOWER, so the client reads the metadata again.
 	probe := kafkaClient(t, nodes[0], byName())
-	md, err := kadm.NewClient(probe).Metadata(ctx, "spread")
+	md, err := kadm.NewClient(probe).Metadata(ctx, spread)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -99,11 +138,11 @@ func TestKafkaCluster(t *testing.T) {
 			self = b.NodeID
 		}
 	}
-	for _, p := range md.Topics["spread"].Partitions {
+	for _, p := range md.Topics[spread].Partitions {
 		if p.Leader == self {
 			continue
 		}
-		req := produceReq(-1, map[string]map[int32][]byte{"spread": {p.Partition: batch(t, 1, 10)}})
+		req := produceReq(-1, map[string]map[int32][]byte{spread: {p.Partition: batch(t, 1, 10)}})
 		resp, err := probe.Broker(int(self)).Request(ctx, req)
 		if err != nil {
 			t.Fatal(err)
@@ -122,7 +161,7 @@ func TestKafkaCluster(t *testing.T) {
 		break
 	}
 
-	cl := kafkaClient(t, nodes[1], kgo.DefaultProduceTopic("spread"))
+	cl := kafkaClient(t, nodes[1], kgo.DefaultProduceTopic(spread))
 	acked := map[string]rec{}
 	for i := range 60 {
 		r := &kgo.Record{Key: fmt.Appendf(nil, "k%d", i), Value: fmt.Appendf(nil, "v%d", i)}
@@ -131,8 +170,8 @@ func TestKafkaCluster(t *testing.T) {
 		}
 		acked[string(r.Value)] = rec{string(r.Key), string(r.Value), r.Partition, r.Offset}
 	}
-	cons := kafkaClient(t, nodes[2], kgo.ConsumeTopics("spread"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-		kgo.ConsumerGroup("spread-readers"))
+	cons := kafkaClient(t, nodes[2], kgo.ConsumeTopics(spread), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.ConsumerGroup(spread+"-readers"))
 	seen := 0
 	for seen < len(acked) {
 		fs := cons.PollFetches(ctx)

@@ -89,13 +89,13 @@ func epochEnd(t *testing.T, ctx context.Context, cl *kgo.Client, id int32, topic
 // client with a stale or future epoch is told so (FENCED_LEADER_EPOCH,
 // UNKNOWN_LEADER_EPOCH), as by Kafka.
 func TestKafkaLeaderEpochs(t *testing.T) {
-	nodes := startKafkaCluster(t)
+	nodes := sharedKafkaCluster(t)
 	c := qxdtest.Connect(t, nodes[0])
-	qxdtest.CreateTopic(t, c, "epochs", qxd.TopicConfig{Partitions: 1, Replicas: 3})
+	epochs := clusterTopic(t, c, "epochs", qxd.TopicConfig{Partitions: 1, Replicas: 3})
 	ctx := ctxFor(t, 120*time.Second)
 
-	leader1, e1 := partitionEpoch(t, ctx, nodes, "epochs", 0)
-	cl := kafkaClient(t, nodes[0], kgo.DefaultProduceTopic("epochs"))
+	leader1, e1 := partitionEpoch(t, ctx, nodes, epochs, 0)
+	cl := kafkaClient(t, nodes[0], kgo.DefaultProduceTopic(epochs))
 	produce := func(from, n int) {
 		for i := from; i < from+n; i++ {
 			if err := cl.ProduceSync(ctx, &kgo.Record{Value: fmt.Appendf(nil, "v%d", i)}).FirstErr(); err != nil {
@@ -106,11 +106,11 @@ func TestKafkaLeaderEpochs(t *testing.T) {
 	produce(0, 5)
 
 	// The leader steps down; another is elected with a greater epoch.
-	leader2, e2 := moveLeader(t, ctx, nodes, "epochs", e1)
+	leader2, e2 := moveLeader(t, ctx, nodes, epochs, e1)
 	t.Logf("leader %d at epoch %d, then %d at epoch %d", leader1, e1, leader2, e2)
 	produce(5, 3)
 
-	cons := kafkaClient(t, nodes[1], kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{"epochs": {0: kgo.NewOffset().AtStart()}}))
+	cons := kafkaClient(t, nodes[1], kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{epochs: {0: kgo.NewOffset().AtStart()}}))
 	var got []*kgo.Record
 	for len(got) < 8 {
 		fs := cons.PollFetches(ctx)
@@ -146,14 +146,14 @@ func TestKafkaLeaderEpochs(t *testing.T) {
 		{"a future current epoch is unknown", e2, kerr.UnknownLeaderEpoch.Code, -1, -1, e2 + 1, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			code, epoch, end := epochEnd(t, ctx, cl, leader2, "epochs", tc.current, tc.ask)
+			code, epoch, end := epochEnd(t, ctx, cl, leader2, epochs, tc.current, tc.ask)
 			if code != tc.code || epoch != tc.epoch || end != tc.end {
 				t.Fatalf("OffsetForLeaderEpoch(current %d, epoch %d) = code %d, epoch %d, end %d; want code %d, epoch %d, end %d",
 					tc.current, tc.ask, code, epoch, end, tc.code, tc.epoch, tc.end)
 			}
 		})
 	}
-	if code, _, _ := epochEnd(t, ctx, cl, leader1, "epochs", -1, e1); leader1 != leader2 && code != kerr.NotLeaderForPartition.Code {
+	if code, _, _ := epochEnd(t, ctx, cl, leader1, epochs, -1, e1); leader1 != leader2 && code != kerr.NotLeaderForPartition.Code {
 		t.Errorf("OffsetForLeaderEpoch on a node that no longer leads: code %d, want NOT_LEADER_OR_FOLLOWER", code)
 	}
 
@@ -161,7 +161,7 @@ func TestKafkaLeaderEpochs(t *testing.T) {
 	fetch := kmsg.NewPtrFetchRequest()
 	fetch.Version, fetch.MaxWaitMillis, fetch.MaxBytes = 12, 0, 1<<20
 	ft := kmsg.NewFetchRequestTopic()
-	ft.Topic, ft.TopicID = "epochs", topicID(t, ctx, cl, "epochs")
+	ft.Topic, ft.TopicID = epochs, topicID(t, ctx, cl, epochs)
 	fp := kmsg.NewFetchRequestTopicPartition()
 	fp.Partition, fp.CurrentLeaderEpoch, fp.PartitionMaxBytes = 0, e1, 1<<20
 	ft.Partitions = append(ft.Partitions, fp)
@@ -176,7 +176,7 @@ func TestKafkaLeaderEpochs(t *testing.T) {
 	lo := kmsg.NewPtrListOffsetsRequest()
 	lo.Version = 6
 	lt := kmsg.NewListOffsetsRequestTopic()
-	lt.Topic = "epochs"
+	lt.Topic = epochs
 	lp := kmsg.NewListOffsetsRequestTopicPartition()
 	lp.Partition, lp.CurrentLeaderEpoch, lp.Timestamp = 0, e2, -1
 	lt.Partitions = append(lt.Partitions, lp)
@@ -217,14 +217,14 @@ func TestKafkaLeaderEpochSingleNode(t *testing.T) {
 // clients do), every acknowledged record is read once, in order, and no client
 // reports data loss.
 func TestKafkaLeaderChangeUnderLoad(t *testing.T) {
-	nodes := startKafkaCluster(t)
+	nodes := sharedKafkaCluster(t)
 	c := qxdtest.Connect(t, nodes[0])
-	qxdtest.CreateTopic(t, c, "moving", qxd.TopicConfig{Partitions: 1, Replicas: 3})
+	moving := clusterTopic(t, c, "moving", qxd.TopicConfig{Partitions: 1, Replicas: 3})
 	ctx := ctxFor(t, 120*time.Second)
-	_, e0 := partitionEpoch(t, ctx, nodes, "moving", 0)
+	_, e0 := partitionEpoch(t, ctx, nodes, moving, 0)
 
-	prod := kafkaClient(t, nodes[0], kgo.DefaultProduceTopic("moving"))
-	cons := kafkaClient(t, nodes[1], kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{"moving": {0: kgo.NewOffset().AtStart()}}))
+	prod := kafkaClient(t, nodes[0], kgo.DefaultProduceTopic(moving))
+	cons := kafkaClient(t, nodes[1], kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{moving: {0: kgo.NewOffset().AtStart()}}))
 	nc, err := nats.Connect(nodes[2].ClientURL())
 	if err != nil {
 		t.Fatal(err)
@@ -243,7 +243,7 @@ func TestKafkaLeaderChangeUnderLoad(t *testing.T) {
 			}
 			acked <- r.Offset
 			if i == 200 || i == 400 {
-				if _, err := nc.RequestWithContext(ctx, semantics.Subject(semantics.JSStreamLeaderStepDownPrefix, semantics.StreamName("moving", 0)), nil); err != nil {
+				if _, err := nc.RequestWithContext(ctx, semantics.Subject(semantics.JSStreamLeaderStepDownPrefix, semantics.StreamName(moving, 0)), nil); err != nil {
 					t.Errorf("step down: %v", err)
 				}
 			}
@@ -277,7 +277,7 @@ func TestKafkaLeaderChangeUnderLoad(t *testing.T) {
 		}
 		n++
 	}
-	if _, e := partitionEpoch(t, ctx, nodes, "moving", e0); e <= e0 {
+	if _, e := partitionEpoch(t, ctx, nodes, moving, e0); e <= e0 {
 		t.Fatalf("epoch %d after two step-downs, want above %d", e, e0)
 	}
 }

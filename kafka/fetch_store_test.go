@@ -88,19 +88,19 @@ func fetchReads(t *testing.T, n *server.Node) server.KafkaFetchReads {
 // The leader of a three-replica partition answers fetches from its own store,
 // in process, with the batches as stored, before and after a leader change: the
 // new leader reads its own store (what it applied, all of it committed), and
-// the former one, now a follower, answers through NATS.
+// the former one, now a follower, answers through NATS. Serial: it counts the
+// shared nodes' fetch reads, which another test's fetches would add to.
 func TestFetchReadsLeaderStoreAcrossLeaderChange(t *testing.T) {
-	t.Parallel()
-	nodes := startKafkaCluster(t)
+	nodes := sharedKafkaCluster(t)
 	c := qxdtest.Connect(t, nodes[0])
-	qxdtest.CreateTopic(t, c, "led", qxd.TopicConfig{Partitions: 1, Replicas: 3})
+	led := clusterTopic(t, c, "led", qxd.TopicConfig{Partitions: 1, Replicas: 3})
 	ctx := ctxFor(t, 120*time.Second)
 
-	leader1, e1 := partitionEpoch(t, ctx, nodes, "led", 0)
-	stored := produceBatches(t, ctx, nodes[0], "led", 1, 4)[0]
+	leader1, e1 := partitionEpoch(t, ctx, nodes, led, 0)
+	stored := produceBatches(t, ctx, nodes[0], led, 1, 4)[0]
 	first := nodeOfBroker(t, ctx, nodes, leader1)
 	before := fetchReads(t, first)
-	rp := fetchFrom(t, ctx, first, "led", 0)
+	rp := fetchFrom(t, ctx, first, led, 0)
 	if want := bytes.Join(stored, nil); rp.ErrorCode != 0 || rp.HighWatermark != 12 || !bytes.Equal(rp.RecordBatches, want) {
 		t.Fatalf("fetch from the leader: code %d, high watermark %d, %d bytes; want 0, 12 and the %d bytes stored", rp.ErrorCode, rp.HighWatermark, len(rp.RecordBatches), len(want))
 	}
@@ -109,19 +109,19 @@ func TestFetchReadsLeaderStoreAcrossLeaderChange(t *testing.T) {
 			after.Store-before.Store, after.NATS-before.NATS)
 	}
 
-	leader2, _ := moveLeader(t, ctx, nodes, "led", e1)
+	leader2, _ := moveLeader(t, ctx, nodes, led, e1)
 	second := nodeOfBroker(t, ctx, nodes, leader2)
 	if second == first {
 		t.Fatalf("the leadership stayed on broker %d", leader1)
 	}
-	pcl := kafkaClient(t, nodes[0], kgo.DefaultProduceTopic("led"))
+	pcl := kafkaClient(t, nodes[0], kgo.DefaultProduceTopic(led))
 	for i := range 2 {
 		rs := []*kgo.Record{{Value: fmt.Appendf(nil, "after-%d-a", i)}, {Value: fmt.Appendf(nil, "after-%d-b", i)}, {Value: fmt.Appendf(nil, "after-%d-c", i)}}
 		if err := pcl.ProduceSync(ctx, rs...).FirstErr(); err != nil {
 			t.Fatal(err)
 		}
 	}
-	fr, err := nodes[0].Fetcher().Fetch(ctx, server.FetchRequest{Topic: "led", MaxBytes: 1 << 20})
+	fr, err := nodes[0].Fetcher().Fetch(ctx, server.FetchRequest{Topic: led, MaxBytes: 1 << 20})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -130,7 +130,7 @@ func TestFetchReadsLeaderStoreAcrossLeaderChange(t *testing.T) {
 		t.Fatalf("%d batches stored after the leader change, want the 4 from before and 2 more", len(more))
 	}
 	before = fetchReads(t, second)
-	rp = fetchFrom(t, ctx, second, "led", 0)
+	rp = fetchFrom(t, ctx, second, led, 0)
 	if want := bytes.Join(more, nil); rp.ErrorCode != 0 || rp.HighWatermark != 18 || !bytes.Equal(rp.RecordBatches, want) {
 		t.Fatalf("fetch from the new leader: code %d, high watermark %d, %d bytes; want 0, 18 and the %d bytes stored", rp.ErrorCode, rp.HighWatermark, len(rp.RecordBatches), len(want))
 	}
@@ -140,7 +140,7 @@ func TestFetchReadsLeaderStoreAcrossLeaderChange(t *testing.T) {
 	}
 	// The former leader reads through NATS now.
 	before = fetchReads(t, first)
-	rp = fetchFrom(t, ctx, first, "led", 12)
+	rp = fetchFrom(t, ctx, first, led, 12)
 	if want := bytes.Join(more[4:], nil); rp.ErrorCode != 0 || !bytes.Equal(rp.RecordBatches, want) {
 		t.Fatalf("fetch from the former leader at offset 12: code %d, %d bytes; want 0 and the last two batches' %d bytes", rp.ErrorCode, len(rp.RecordBatches), len(want))
 	}

@@ -202,31 +202,31 @@ func TestListOffsetsMaxTimestamp(t *testing.T) {
 // its batch, the new leader finds the largest of the rest. The leader epoch
 // answered is that of the record's batch, as Kafka answers.
 func TestListOffsetsMaxTimestampFailover(t *testing.T) {
-	nodes := startKafkaCluster(t)
+	nodes := sharedKafkaCluster(t)
 	c := qxdtest.Connect(t, nodes[0])
-	qxdtest.CreateTopic(t, c, "moves", qxd.TopicConfig{Partitions: 1, Replicas: 3})
+	moves := clusterTopic(t, c, "moves", qxd.TopicConfig{Partitions: 1, Replicas: 3})
 	ctx := ctxFor(t, 120*time.Second)
 
-	leader, e1 := partitionEpoch(t, ctx, nodes, "moves", -1)
+	leader, e1 := partitionEpoch(t, ctx, nodes, moves, -1)
 	cl := kafkaClient(t, nodes[0], byName())
-	produceRawBatches(t, ctx, cl, leader, "moves", tsBatch(t, 1000, 9000, 2000), tsBatch(t, 3000))
+	produceRawBatches(t, ctx, cl, leader, moves, tsBatch(t, 1000, 9000, 2000), tsBatch(t, 3000))
 	time.Sleep(1200 * time.Millisecond) // the next append carries a checkpoint
-	produceRawBatches(t, ctx, cl, leader, "moves", tsBatch(t, 4000, 8000), tsBatch(t, 500))
+	produceRawBatches(t, ctx, cl, leader, moves, tsBatch(t, 4000, 8000), tsBatch(t, 500))
 	// offsets: 0 1000, 1 9000, 2 2000, 3 3000, 4 4000, 5 8000, 6 500
 
 	adm := kadm.NewClient(cl)
 	check := func(what string, wantOff, wantTS int64, wantEpoch int32) {
 		t.Helper()
-		p := listOffset(t, ctx, pinned(t, nodes[1], 7), 7, "moves", -3, 0)
+		p := listOffset(t, ctx, pinned(t, nodes[1], 7), 7, moves, -3, 0)
 		if p.ErrorCode != 0 || p.Offset != wantOff || p.Timestamp != wantTS || p.LeaderEpoch != wantEpoch {
 			t.Fatalf("%s: v7 max timestamp: code %d offset %d timestamp %d epoch %d, want offset %d timestamp %d epoch %d (its batch's)",
 				what, p.ErrorCode, p.Offset, p.Timestamp, p.LeaderEpoch, wantOff, wantTS, wantEpoch)
 		}
-		lo, err := adm.ListMaxTimestampOffsets(ctx, "moves")
+		lo, err := adm.ListMaxTimestampOffsets(ctx, moves)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if o := lo["moves"][0]; o.Err != nil || o.Offset != wantOff || o.Timestamp != wantTS {
+		if o := lo[moves][0]; o.Err != nil || o.Offset != wantOff || o.Timestamp != wantTS {
 			t.Fatalf("%s: kadm ListMaxTimestampOffsets: %+v, want offset %d timestamp %d", what, o, wantOff, wantTS)
 		}
 	}
@@ -234,11 +234,11 @@ func TestListOffsetsMaxTimestampFailover(t *testing.T) {
 
 	// The writer's checkpoint in the stream carries the mark.
 	js := qxdtest.JetStream(t, nodes[0])
-	st, err := js.Stream(ctx, semantics.StreamName("moves", 0))
+	st, err := js.Stream(ctx, semantics.StreamName(moves, 0))
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := st.GetLastMsgForSubject(ctx, semantics.CheckpointSubject("moves", 0))
+	m, err := st.GetLastMsgForSubject(ctx, semantics.CheckpointSubject(moves, 0))
 	if err != nil {
 		t.Fatalf("the partition's last checkpoint: %v", err)
 	}
@@ -249,17 +249,17 @@ func TestListOffsetsMaxTimestampFailover(t *testing.T) {
 	if mt := ck.MaxTimestamp; mt == nil || mt.Timestamp != 9000 || mt.BaseOffset != 0 {
 		t.Fatalf("checkpoint at sequence %d carries max timestamp %+v, want 9000 in the batch at offset 0", ck.Seq, mt)
 	}
-	leader, e2 := moveLeader(t, ctx, nodes, "moves", e1)
+	leader, e2 := moveLeader(t, ctx, nodes, moves, e1)
 	check("after the move", 1, 9000, e1)
-	produceRawBatches(t, ctx, cl, leader, "moves", tsBatch(t, 7000)) // 7
+	produceRawBatches(t, ctx, cl, leader, moves, tsBatch(t, 7000)) // 7
 	check("after an append on the new leader", 1, 9000, e1)
 
-	ds, err := adm.DeleteRecords(ctx, kadm.Offsets{"moves": {0: {At: 3}}})
+	ds, err := adm.DeleteRecords(ctx, kadm.Offsets{moves: {0: {At: 3}}})
 	if err != nil || ds.Error() != nil {
 		t.Fatalf("trim: %v %v", err, ds.Error())
 	}
 	check("after the trim", 5, 8000, e1)
-	produceRawBatches(t, ctx, cl, leader, "moves", tsBatch(t, 8500)) // 8
+	produceRawBatches(t, ctx, cl, leader, moves, tsBatch(t, 8500)) // 8
 	check("after an append past the trim", 8, 8500, e2)
 }
 

@@ -232,12 +232,12 @@ func TestDescribeClusterNewest(t *testing.T) {
 // is answered FENCED_LEADER_EPOCH with the current leader, its epoch and its
 // address, so the client need not read the metadata first.
 func TestFetchLeaderHints(t *testing.T) {
-	nodes := startKafkaCluster(t)
+	nodes := sharedKafkaCluster(t)
 	c := qxdtest.Connect(t, nodes[0])
-	qxdtest.CreateTopic(t, c, "hints", qxd.TopicConfig{Partitions: 1, Replicas: 3})
+	hints := clusterTopic(t, c, "hints", qxd.TopicConfig{Partitions: 1, Replicas: 3})
 	ctx := ctxFor(t, 90*time.Second)
-	_, e1 := partitionEpoch(t, ctx, nodes, "hints", -1)
-	leader, e2 := moveLeader(t, ctx, nodes, "hints", e1)
+	_, e1 := partitionEpoch(t, ctx, nodes, hints, -1)
+	leader, e2 := moveLeader(t, ctx, nodes, hints, e1)
 
 	vs := kversion.Stable()
 	vs.SetMaxKeyVersion(kmsg.Fetch.Int16(), 16)
@@ -248,14 +248,14 @@ func TestFetchLeaderHints(t *testing.T) {
 	}
 	var topicID [16]byte
 	for _, mt := range ids.Topics {
-		if mt.Topic != nil && *mt.Topic == "hints" {
+		if mt.Topic != nil && *mt.Topic == hints {
 			topicID = mt.TopicID
 		}
 	}
 	req := kmsg.NewPtrFetchRequest()
 	req.MaxWaitMillis, req.MinBytes = 0, 1
 	ft := kmsg.NewFetchRequestTopic()
-	ft.Topic, ft.TopicID = "hints", topicID
+	ft.Topic, ft.TopicID = hints, topicID
 	fp := kmsg.NewFetchRequestTopicPartition()
 	fp.Partition, fp.CurrentLeaderEpoch, fp.FetchOffset, fp.PartitionMaxBytes = 0, e1, 0, 1<<20
 	ft.Partitions = append(ft.Partitions, fp)
@@ -619,7 +619,8 @@ func TestApiVersionsV5(t *testing.T) {
 // In a cluster every node answers ApiVersions v5 naming itself and the cluster
 // id Metadata gives, and REBOOTSTRAP_REQUIRED naming another node.
 func TestApiVersionsV5Cluster(t *testing.T) {
-	nodes := startKafkaCluster(t)
+	t.Parallel()
+	nodes := sharedKafkaCluster(t)
 	mreq := kmsg.NewPtrMetadataRequest()
 	mreq.Version = 13
 	md := roundTrip(t, nodes[0].KafkaAddr(), mreq).(*kmsg.MetadataResponse)

@@ -1,9 +1,13 @@
 package server_test
 
 import (
+	"context"
 	"errors"
+	"fmt"
+	"os"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -21,13 +25,14 @@ import (
 // is gone. Every record stays readable. Bad requests are refused first and change
 // nothing.
 func TestRepairRebuildsCopyOnThreeNodes(t *testing.T) {
-	t.Parallel()
-	nodes := qxdtest.StartCluster(t, manualRepairConfigs(t))
+	nodes := sharedRepairCluster(t)
+	fix := repairTopic(t, nodes[0], "fix")
+	single := repairTopic(t, nodes[0], "single")
 	ctx := qxdtest.Context(t, 5*time.Minute)
 	a := nodes[0].Admin()
 	for _, tc := range []semantics.CreateTopicRequest{
-		{Name: "fix", Config: semantics.TopicConfig{Partitions: 1, Replicas: 3}},
-		{Name: "single", Config: semantics.TopicConfig{Partitions: 1, Replicas: 1}},
+		{Name: fix, Config: semantics.TopicConfig{Partitions: 1, Replicas: 3}},
+		{Name: single, Config: semantics.TopicConfig{Partitions: 1, Replicas: 1}},
 	} {
 		if _, _, err := a.CreateTopic(ctx, tc); err != nil {
 			t.Fatal(err)
@@ -40,11 +45,11 @@ func TestRepairRebuildsCopyOnThreeNodes(t *testing.T) {
 	}
 	defer nc.Close()
 	for i := range batches {
-		if _, err := produceRaw(t, nc, "fix", 0, buildBatch(t, semantics.NoProducer, "a", "b", strings.Repeat("x", i))); err != nil {
+		if _, err := produceRaw(t, nc, fix, 0, buildBatch(t, semantics.NoProducer, "a", "b", strings.Repeat("x", i))); err != nil {
 			t.Fatal(err)
 		}
 	}
-	d, err := a.DescribeTopic(ctx, "fix")
+	d, err := a.DescribeTopic(ctx, fix)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,10 +70,10 @@ func TestRepairRebuildsCopyOnThreeNodes(t *testing.T) {
 		text string
 	}{
 		{"unknown topic", semantics.RepairPartitionRequest{Name: "nope"}, semantics.ErrUnknownTopic, ""},
-		{"unknown partition", semantics.RepairPartitionRequest{Name: "fix", Partition: 1}, semantics.ErrUnknownTopic, "partitions 0 to 0"},
-		{"one replica", semantics.RepairPartitionRequest{Name: "single", Node: leader}, semantics.ErrInvalidRequest, "one replica"},
-		{"no damage recorded", semantics.RepairPartitionRequest{Name: "fix"}, semantics.ErrInvalidRequest, "no damage recorded"},
-		{"node without a copy", semantics.RepairPartitionRequest{Name: "fix", Node: "n9"}, semantics.ErrInvalidRequest, "holds no copy"},
+		{"unknown partition", semantics.RepairPartitionRequest{Name: fix, Partition: 1}, semantics.ErrUnknownTopic, "partitions 0 to 0"},
+		{"one replica", semantics.RepairPartitionRequest{Name: single, Node: leader}, semantics.ErrInvalidRequest, "one replica"},
+		{"no damage recorded", semantics.RepairPartitionRequest{Name: fix}, semantics.ErrInvalidRequest, "no damage recorded"},
+		{"node without a copy", semantics.RepairPartitionRequest{Name: fix, Node: "n9"}, semantics.ErrInvalidRequest, "holds no copy"},
 	} {
 		_, err := a.RepairPartition(ctx, tc.req)
 		if !errors.Is(err, tc.want) || !strings.Contains(err.Error(), tc.text) {
@@ -78,11 +83,11 @@ func TestRepairRebuildsCopyOnThreeNodes(t *testing.T) {
 
 	dm := semantics.BatchDamage{Kind: semantics.DamageCorrupt, FromSeq: 5, ToSeq: 5, FromOffset: 12, ToOffset: 14, Node: victim,
 		Detail: "the batch fails its checks"}
-	if err := a.ReportDamage(ctx, semantics.ReportDamageRequest{Name: "fix", Partition: 0, Damage: dm, Recovered: true}); err != nil {
+	if err := a.ReportDamage(ctx, semantics.ReportDamageRequest{Name: fix, Partition: 0, Damage: dm, Recovered: true}); err != nil {
 		t.Fatal(err)
 	}
 	for { // the node answering the repair reads the record from its replica of the bucket
-		d, err := nodes[1].Admin().DescribeTopic(ctx, "fix")
+		d, err := nodes[1].Admin().DescribeTopic(ctx, fix)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -92,7 +97,7 @@ func TestRepairRebuildsCopyOnThreeNodes(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	began := time.Now()
-	resp, err := nodes[1].Admin().RepairPartition(ctx, semantics.RepairPartitionRequest{Name: "fix", Partition: 0})
+	resp, err := nodes[1].Admin().RepairPartition(ctx, semantics.RepairPartitionRequest{Name: fix, Partition: 0})
 	if err != nil {
 		t.Fatalf("repair: %v", err)
 	}
@@ -104,7 +109,7 @@ func TestRepairRebuildsCopyOnThreeNodes(t *testing.T) {
 	// Node n1 reads the record from its replica of the bucket, which may lag the
 	// repairing node's write for a moment.
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-		d, err = a.DescribeTopic(ctx, "fix")
+		d, err = a.DescribeTopic(ctx, fix)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -117,7 +122,7 @@ func TestRepairRebuildsCopyOnThreeNodes(t *testing.T) {
 		}
 	}
 	// Each copy reads back whole.
-	verifyIntact(ctx, t, a, "fix", batches, "the repair")
+	verifyIntact(ctx, t, a, fix, batches, "the repair")
 }
 
 // TestRepairRefusesWhileReplicaDown: with one of the three nodes stopped, a repair
@@ -171,11 +176,11 @@ func TestRepairRefusesWhileReplicaDown(t *testing.T) {
 // cleared once that copy is read back intact; a node that holds no copy is
 // refused.
 func TestVerifyOnReplica(t *testing.T) {
-	t.Parallel()
-	nodes := qxdtest.StartCluster(t, manualRepairConfigs(t))
+	nodes := sharedRepairCluster(t)
+	each := repairTopic(t, nodes[0], "each")
 	ctx := qxdtest.Context(t, 2*time.Minute)
 	a := nodes[0].Admin()
-	if _, _, err := a.CreateTopic(ctx, semantics.CreateTopicRequest{Name: "each", Config: semantics.TopicConfig{Partitions: 1, Replicas: 3}}); err != nil {
+	if _, _, err := a.CreateTopic(ctx, semantics.CreateTopicRequest{Name: each, Config: semantics.TopicConfig{Partitions: 1, Replicas: 3}}); err != nil {
 		t.Fatal(err)
 	}
 	nc, err := nats.Connect(nodes[0].ClientURL())
@@ -184,11 +189,11 @@ func TestVerifyOnReplica(t *testing.T) {
 	}
 	defer nc.Close()
 	for range 5 {
-		if _, err := produceRaw(t, nc, "each", 0, buildBatch(t, semantics.NoProducer, "a", "b")); err != nil {
+		if _, err := produceRaw(t, nc, each, 0, buildBatch(t, semantics.NoProducer, "a", "b")); err != nil {
 			t.Fatal(err)
 		}
 	}
-	d, err := a.DescribeTopic(ctx, "each")
+	d, err := a.DescribeTopic(ctx, each)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -199,11 +204,11 @@ func TestVerifyOnReplica(t *testing.T) {
 		}
 	}
 	dm := semantics.BatchDamage{Kind: semantics.DamageCorrupt, FromSeq: 2, ToSeq: 2, FromOffset: 2, ToOffset: 3, Node: follower, Detail: "fails its checks"}
-	if err := a.ReportDamage(ctx, semantics.ReportDamageRequest{Name: "each", Partition: 0, Damage: dm}); err != nil {
+	if err := a.ReportDamage(ctx, semantics.ReportDamageRequest{Name: each, Partition: 0, Damage: dm}); err != nil {
 		t.Fatal(err)
 	}
 	for _, node := range []string{"n1", "n2", "n3"} {
-		v, err := a.VerifyPartition(ctx, semantics.VerifyPartitionRequest{Name: "each", Partition: 0, NextOffset: -1, Node: node})
+		v, err := a.VerifyPartition(ctx, semantics.VerifyPartitionRequest{Name: each, Partition: 0, NextOffset: -1, Node: node})
 		if err != nil || v.Leader != node || v.Batches != 5 || len(v.Damage) > 0 || v.NextSeq != 0 {
 			t.Errorf("verify on node %s: %+v, %v; want node %s's 5 batches read intact", node, v, err, node)
 		}
@@ -211,7 +216,7 @@ func TestVerifyOnReplica(t *testing.T) {
 	// The describing node reads the record from its replica of the bucket, which
 	// may lag the verifying node's write for a moment.
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-		d, err := a.DescribeTopic(ctx, "each")
+		d, err := a.DescribeTopic(ctx, each)
 		if err == nil && len(d.Partitions[0].Damaged) == 0 {
 			break
 		}
@@ -220,10 +225,55 @@ func TestVerifyOnReplica(t *testing.T) {
 			break
 		}
 	}
-	_, err = a.VerifyPartition(ctx, semantics.VerifyPartitionRequest{Name: "each", Partition: 0, NextOffset: -1, Node: "n9"})
+	_, err = a.VerifyPartition(ctx, semantics.VerifyPartitionRequest{Name: each, Partition: 0, NextOffset: -1, Node: "n9"})
 	if !errors.Is(err, semantics.ErrInvalidRequest) || !strings.Contains(err.Error(), "holds no copy") {
 		t.Errorf("verify on node n9, which holds no copy, gave %v; want a refusal", err)
 	}
+}
+
+// manualRepairCluster is three nodes with the automatic repair off, shared by the
+// tests that record damage on a partition of their own and verify or repair
+// it (sharedRepairCluster), and stopped by TestMain. They move their own
+// partition's leader (verify) or drop and place again its copy on a node
+// (repair), so they run serially (no t.Parallel): no other test runs beside
+// them on it.
+var manualRepairCluster = qxdtest.NewSharedCluster(3, func(cfgs []server.Config) {
+	for i := range cfgs {
+		cfgs[i].AutoRepair = false
+	}
+})
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	manualRepairCluster.Close()
+	os.Exit(code)
+}
+
+// sharedRepairCluster returns the nodes of manualRepairCluster, starting it on the
+// first call.
+func sharedRepairCluster(t *testing.T) []*server.Node {
+	t.Helper()
+	return manualRepairCluster.Nodes(t)
+}
+
+// repairTopics numbers the topics made on manualRepairCluster, so that each name is
+// used once in a process (-count runs the tests again on it).
+var repairTopics atomic.Int64
+
+// repairTopic names a topic base and a number no other topic of this process
+// has; the topic, created by the test, is deleted when the test ends, so the
+// shared cluster is left as the test found it.
+func repairTopic(t *testing.T, n *server.Node, base string) string {
+	t.Helper()
+	name := fmt.Sprintf("%s-%d", base, repairTopics.Add(1))
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if _, err := n.Admin().DeleteTopic(ctx, semantics.DeleteTopicRequest{Name: name}); err != nil && !errors.Is(err, semantics.ErrUnknownTopic) {
+			t.Logf("delete topic %s: %v", name, err)
+		}
+	})
+	return name
 }
 
 // manualRepairConfigs are three nodes' configs with the automatic repair off,

@@ -30,6 +30,11 @@ import (
 // NodeConfig returns a test node config: a free port on 127.0.0.1, dir as data dir
 // and bridges hosted, as qxd server does. Set QXD_TEST_LOG=1 to see the node's logs.
 func NodeConfig(t testing.TB, dir string) server.Config {
+	return nodeConfig(dir)
+}
+
+// nodeConfig is NodeConfig, for callers without a test.
+func nodeConfig(dir string) server.Config {
 	cfg := server.DefaultConfig()
 	cfg.Services = []server.Service{bridge.Service{}}
 	cfg.Name = "test"
@@ -324,7 +329,22 @@ func ClientURLs(nodes []*server.Node) string {
 // away need them raised first.
 func waitSystemReplicas(t testing.TB, n *server.Node) {
 	t.Helper()
-	js := JetStream(t, n)
+	if err := systemReplicas(n); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// systemReplicas is waitSystemReplicas, for callers without a test.
+func systemReplicas(n *server.Node) error {
+	nc, err := nats.Connect(n.ClientURL())
+	if err != nil {
+		return fmt.Errorf("connect: %w", err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	for _, b := range []string{semantics.TopicsBucket, semantics.PartitionsBucket, semantics.GroupsBucket, semantics.OffsetsBucket} {
@@ -346,11 +366,12 @@ func waitSystemReplicas(t testing.TB, n *server.Node) {
 			}
 			select {
 			case <-ctx.Done():
-				t.Fatalf("bucket %s did not reach three current replicas within 60s (last error: %v)", b, err)
+				return fmt.Errorf("bucket %s did not reach three current replicas within 60s (last error: %v)", b, err)
 			case <-time.After(100 * time.Millisecond):
 			}
 		}
 	}
+	return nil
 }
 
 // NewProducer makes a producer of c with opts, failing the test on an error, and
