@@ -385,11 +385,15 @@ func (w *electionWatch) check(now time.Time, cutOff bool) []earlyCampaign {
 		// from a pause knows nothing of its peers yet, and holds its groups
 		// from leading for a while (raft_wake.go).
 		w.releaseAll()
+		if gap && !cutOff {
+			slept := map[string]uint64{}
+			for name, g := range w.groups {
+				slept[name] = g.term
+			}
+			w.wake.holdAll(w.ns, now, slept)
+		}
 		clear(w.groups)
 		w.full = time.Time{}
-		if gap && !cutOff {
-			w.wake.holdAll(w.ns, now)
-		}
 		return nil
 	}
 	if w.wake.holding() {

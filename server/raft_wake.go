@@ -53,19 +53,20 @@ const (
 // wakeHold is the set of groups the wake hold put into observer mode. The
 // election watch owns it.
 type wakeHold struct {
-	since time.Time            // the wake; zero: no hold
-	terms map[string]heldGroup // group → its state when it was held
+	since time.Time         // the wake; zero: no hold
+	terms map[string]uint64 // group → its term before the pause
 	// put, stepped and released count the groups held, handed off and let go
 	// since the caller last read them.
 	put, stepped, released int
 }
 
 // holdAll puts every replicated group of ns but the meta group that is not an
-// observer yet into observer mode, at now, the wake.
-func (h *wakeHold) holdAll(ns *natsserver.Server, now time.Time) {
+// observer yet into observer mode, at now, the wake. slept is each group's
+// term at the last check before the pause, where the watch knew it.
+func (h *wakeHold) holdAll(ns *natsserver.Server, now time.Time, slept map[string]uint64) {
 	h.since = now
 	if h.terms == nil {
-		h.terms = map[string]heldGroup{}
+		h.terms = map[string]uint64{}
 	}
 	for name, observer := range newRaftHold(ns).raftGroups() {
 		if observer || name == metaGroup {
@@ -78,25 +79,22 @@ func (h *wakeHold) holdAll(ns *natsserver.Server, now time.Time) {
 		if rn == nil || len(rn.Peers()) < 2 || rn.IsObserver() {
 			continue
 		}
+		term, ok := slept[name]
+		if !ok {
+			term = rn.Term()
+		}
 		rn.SetObserver(true)
-		h.terms[name] = heldGroup{term: rn.Term(), led: rn.State() == natsserver.Leader}
+		h.terms[name] = term
 		h.put++
 	}
 }
 
-// heldGroup is a held group's term, and whether the node led it, when the
-// wake hold took it.
-type heldGroup struct {
-	term uint64
-	led  bool
-}
-
-// tend hands off, at now, each held group the node leads since the wake (one
-// it did not lead when it was held, or leads at a higher term: its vote
-// request went out before the hold), and lets go of each group whose hold is
-// over (see above).
+// tend hands off, at now, each held group the node leads at a term above the
+// one it slept in (won since the wake: its vote request went out when its
+// timer fired, before the hold), and lets go of each group whose hold is over
+// (see above).
 func (h *wakeHold) tend(ns *natsserver.Server, now time.Time) {
-	for name, held := range h.terms {
+	for name, term := range h.terms {
 		rn := lookupRaftNode(ns, name)
 		if rn == nil {
 			delete(h.terms, name)
@@ -109,7 +107,7 @@ func (h *wakeHold) tend(ns *natsserver.Server, now time.Time) {
 			h.released++
 			continue
 		}
-		if rn.State() == natsserver.Leader && (!held.led || rn.Term() > held.term) {
+		if rn.State() == natsserver.Leader && rn.Term() > term {
 			if rn.StepDown() == nil {
 				h.stepped++
 			}
