@@ -26,7 +26,8 @@ import (
 //
 //   - it is automatic leader placement, on with Config.AutoLeaderRebalance;
 //   - only the node that leads the groups bucket asks, and not while it is cut
-//     off from its cluster (isolation.go);
+//     off from its cluster (isolation.go) nor within wakeHoldFor after it woke
+//     from a pause (raft_wake.go);
 //   - only when its own replica of the bucket is current, so that JetStream does
 //     not hand the leadership to a third node instead;
 //   - after each move it asks for, and each look at a bucket that cannot move
@@ -78,6 +79,9 @@ func (n *Node) runFollow(ctx context.Context) {
 func (n *Node) followGroups(ctx context.Context, st *followState, now time.Time) {
 	if !n.cfg.AutoLeaderRebalance || n.isolated.Load() || !n.isStreamLeader(semantics.KVStream(semantics.GroupsBucket)) {
 		return
+	}
+	if w := n.woke.Load(); w != 0 && now.Sub(time.Unix(0, w)) < wakeHoldFor {
+		return // a node just back leads no more than it must (raft_wake.go)
 	}
 	for _, b := range followerBuckets {
 		stream := semantics.KVStream(b)

@@ -242,6 +242,9 @@ type electionWatch struct {
 	// put and released count the groups the pre-vote held and let go since
 	// the caller last read them (holds).
 	put, released int
+	// wake holds the node's groups from leading after it woke from a pause
+	// (raft_wake.go).
+	wake wakeHold
 }
 
 // groupElection is what the watch knows of one group.
@@ -379,11 +382,22 @@ func (w *electionWatch) check(now time.Time, cutOff bool) []earlyCampaign {
 	}
 	if gap || cutOff {
 		// A node cut off holds all its groups (raftHold); one that woke
-		// from a pause knows nothing of its peers yet.
+		// from a pause knows nothing of its peers yet, and holds its groups
+		// from leading for a while (raft_wake.go).
 		w.releaseAll()
+		if gap && !cutOff {
+			slept := map[string]uint64{}
+			for name, g := range w.groups {
+				slept[name] = g.term
+			}
+			w.wake.holdAll(w.ns, now, slept)
+		}
 		clear(w.groups)
 		w.full = time.Time{}
 		return nil
+	}
+	if w.wake.holding() {
+		w.wake.tend(w.ns, now)
 	}
 	if !w.full.IsZero() && now.Sub(w.full) < electionCheckEvery && !w.formerLed(now) {
 		return nil
@@ -713,6 +727,7 @@ func (n *Node) watchElections(ctx context.Context, probes *isolationWatch) {
 	// A watch that stopped (the node stops) checks no more: that is no pause.
 	defer n.electionChecked.Store(0)
 	defer w.releaseAll()
+	defer w.wake.releaseAll(n.ns)
 	everyTick(ctx, ledCheckEvery, func() bool {
 		now := time.Now()
 		campaigns := w.check(now, n.isolated.Load())
@@ -721,6 +736,16 @@ func (n *Node) watchElections(ctx context.Context, probes *isolationWatch) {
 			n.log.Info("raft groups held from campaigning: their leaders' nodes do not answer this one but answer a peer", "groups", put, "released", released)
 		case released > 0:
 			n.log.Info("raft groups free to campaign again: the pre-vote no longer holds them", "groups", released)
+		}
+		put, stepped, released := w.wake.counts()
+		if put > 0 {
+			n.log.Info("raft groups held from leading: this node woke from a pause", "groups", put)
+		}
+		if stepped > 0 {
+			n.log.Info("raft group leaderships won since this node woke handed to current peers", "groups", stepped)
+		}
+		if released > 0 {
+			n.log.Info("raft groups free to lead again after the wake", "groups", released)
 		}
 		if !w.woke.IsZero() {
 			n.woke.Store(w.woke.UnixNano())
