@@ -3,6 +3,7 @@ package server_test
 import (
 	"context"
 	"encoding/json"
+	"os/exec"
 	"syscall"
 	"testing"
 	"time"
@@ -11,6 +12,7 @@ import (
 	"github.com/qxd-io/qxd/groups"
 	"github.com/qxd-io/qxd/internal/qxdtest"
 	"github.com/qxd-io/qxd/semantics"
+	"github.com/qxd-io/qxd/server"
 )
 
 // TestCommitPastAPausedTopicsLeader pauses (SIGSTOP) the node leading the topics
@@ -26,16 +28,8 @@ func TestCommitPastAPausedTopicsLeader(t *testing.T) {
 		t.Skip("runs a node in a child process; skipped with -short")
 	}
 	ctx := qxdtest.Context(t, 2*time.Minute)
-	nodes, child, victim := clusterWithChild(t, ctx)
-	c := qxdtest.ConnectCluster(t, nodes)
 	const topic, group = "cpaused", "g-cpaused"
-	qxdtest.CreateTopic(t, c, topic, qxd.TopicConfig{Partitions: 1, Replicas: 3})
-	p := qxdtest.NewProducer(t, c)
-	for range 10 {
-		if err := p.ProduceSync(ctx, &qxd.Record{Topic: topic, Value: []byte("v")}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	nodes, child, victim, _ := childClusterWithRecords(t, ctx, topic, 10)
 	js := qxdtest.JetStream(t, nodes[0])
 	nc := js.Conn()
 	for _, b := range []string{semantics.GroupsBucket, semantics.OffsetsBucket} {
@@ -99,4 +93,21 @@ func TestCommitPastAPausedTopicsLeader(t *testing.T) {
 		t.Fatalf("a commit with the topics bucket's leader %s paused took %v (bound %v): %v", victim, longest.Round(time.Millisecond), bound, took)
 	}
 	t.Logf("commits with the topics bucket's leader %s paused: %v", victim, took)
+}
+
+// childClusterWithRecords starts a three-node cluster with one node in a child
+// process (clusterWithChild) and a client of it, creates topic (one partition,
+// three replicas) and writes records records to it.
+func childClusterWithRecords(t *testing.T, ctx context.Context, topic string, records int) ([]*server.Node, *exec.Cmd, string, *qxd.Client) {
+	t.Helper()
+	nodes, child, victim := clusterWithChild(t, ctx)
+	c := qxdtest.ConnectCluster(t, nodes)
+	qxdtest.CreateTopic(t, c, topic, qxd.TopicConfig{Partitions: 1, Replicas: 3})
+	p := qxdtest.NewProducer(t, c)
+	for range records {
+		if err := p.ProduceSync(ctx, &qxd.Record{Topic: topic, Value: []byte("v")}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return nodes, child, victim, c
 }

@@ -33,16 +33,8 @@ func TestMemberCommitPastAPausedCoordinator(t *testing.T) {
 		t.Skip("runs a node in a child process; skipped with -short")
 	}
 	ctx := qxdtest.Context(t, 2*time.Minute)
-	nodes, child, victim := clusterWithChild(t, ctx)
-	c := qxdtest.ConnectCluster(t, nodes)
 	const topic, group = "mpaused", "g-mpaused"
-	qxdtest.CreateTopic(t, c, topic, qxd.TopicConfig{Partitions: 1, Replicas: 3})
-	p := qxdtest.NewProducer(t, c)
-	for range 5 {
-		if err := p.ProduceSync(ctx, &qxd.Record{Topic: topic, Value: []byte("v")}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	nodes, child, victim, c := childClusterWithRecords(t, ctx, topic, 5)
 	js := qxdtest.JetStream(t, nodes[0])
 	nc := js.Conn()
 	for _, b := range []string{semantics.GroupsBucket, semantics.OffsetsBucket} {

@@ -33,21 +33,8 @@ const behindRounds = 12
 // coordinator must still make the save fail, and stay stored.
 func TestGroupSavedPastAReplicaLeftBehind(t *testing.T) {
 	t.Parallel()
-	n := qxdtest.StartNode(t)
-	nc, err := nats.Connect(n.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx := qxdtest.Context(t, 60*time.Second)
-	kv, err := js.KeyValue(ctx, semantics.GroupsBucket)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ctx, nc, js, kv := groupsBucket(t)
+	var err error
 	states := coordinator.NewKVStateStore(nc, kv)
 	st := coordinator.GroupState{Group: "behind", State: groups.Stable, Generation: 2, ProtocolType: "consumer",
 		Protocol: "range", Leader: "m1", Members: []coordinator.MemberState{{MemberID: "m1", SessionTimeout: time.Minute,
@@ -121,21 +108,7 @@ func bucketMsgs(ctx context.Context, t *testing.T, js jetstream.JetStream, bucke
 // out.
 func TestDeposedCoordinatorCannotOverwriteNewerState(t *testing.T) {
 	t.Parallel()
-	n := qxdtest.StartNode(t)
-	nc, err := nats.Connect(n.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx := qxdtest.Context(t, 60*time.Second)
-	kv, err := js.KeyValue(ctx, semantics.GroupsBucket)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ctx, nc, _, kv := groupsBucket(t)
 	base := coordinator.NewKVStateStore(nc, kv)
 	old, err := base.Claim(ctx, "n1")
 	if err != nil {
@@ -264,4 +237,26 @@ func TestDeposedCoordinatorCannotOverwriteNewerState(t *testing.T) {
 	if _, err := old.SaveGroup(ctx, fresh); !errors.Is(err, coordinator.ErrDeposed) {
 		t.Fatalf("the old coordinator's create over the new one's: %v; want ErrDeposed", err)
 	}
+}
+
+// groupsBucket starts a node and opens its groups bucket, with a connection to
+// the node and a context that ends with the test (60 s at most).
+func groupsBucket(t *testing.T) (context.Context, *nats.Conn, jetstream.JetStream, jetstream.KeyValue) {
+	t.Helper()
+	n := qxdtest.StartNode(t)
+	nc, err := nats.Connect(n.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := qxdtest.Context(t, 60*time.Second)
+	kv, err := js.KeyValue(ctx, semantics.GroupsBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ctx, nc, js, kv
 }
