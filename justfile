@@ -128,12 +128,14 @@ faults:
 
 # Power cuts and damaged block files against real node processes (root, /dev/fuse):
 # each power-cut scenario with --sync always (nothing acknowledged may be lost) and
-# --sync 2m (a loss must show); prints a RESULT line per run. About 12 minutes on a quiet machine, more when busy (the altered-durability run alone took 40 s to 5 min).
+# --sync 2m (a loss must show); damaged block files on one node and on the leader
+# of three (describe and cluster info must show it; a repair rebuilds the copy);
+# prints a RESULT line per run. About 13 minutes on a quiet machine, more when busy (the altered-durability run alone took 40 s to 5 min).
 durability:
     #!/usr/bin/env bash
     set -euo pipefail
     go test -count=1 -run 'TestCut' -v ./internal/powercut/
-    go test -tags chaos -count=1 -run 'TestDurabilityPowerCut|TestDurabilityCorruption' -v -timeout 30m ./cmd/qxd/ 2>&1 |
+    go test -tags chaos -count=1 -run 'TestDurabilityPowerCut|TestDurabilityCorruption|TestCorruptionLeaderThreeNodes|TestCorruptionRepairThreeNodes' -v -timeout 30m ./cmd/qxd/ 2>&1 |
         grep -E '^(=== RUN|--- |\s+--- |PASS|FAIL|ok)|RESULT|power cut|no loss|lost|missing'
 
 # Real Kafka clients against a node's Kafka listener: kcat (librdkafka),
