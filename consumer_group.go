@@ -433,7 +433,7 @@ func (m *member) committedOf(ctx context.Context, tps []TopicPartition) (map[Top
 		c.mu.Lock()
 		req := groups.HeartbeatRequest{Group: m.cfg.id, MemberID: m.memberID, InstanceID: m.cfg.instanceID, Generation: m.generation}
 		c.mu.Unlock()
-		_, err := c.c.groupRequest(ctx, semantics.GroupHeartbeat, req, m.cfg.heartbeatInterval)
+		_, err := c.c.groupHeartbeat(ctx, req, m.cfg.heartbeatInterval)
 		if errors.Is(err, semantics.ErrRebalanceInProgress) || errors.Is(err, semantics.ErrUnknownMemberID) ||
 			errors.Is(err, semantics.ErrIllegalGeneration) || errors.Is(err, semantics.ErrFencedInstanceID) {
 			return err
@@ -459,7 +459,9 @@ const heartbeatRetry = 100 * time.Millisecond
 // interval: the lease runs from the last heartbeat answered, and a member whose
 // lease ran out while the coordinator moved drops its partitions and rejoins,
 // which rebalances the whole group; retried, the first heartbeat the new
-// coordinator can answer renews it.
+// coordinator can answer renews it. A heartbeat still unanswered when a
+// coordinator starts (the one it went to went silent) is sent again at once
+// (Client.groupHeartbeat), not after its attempt.
 func (m *member) heartbeat(ctx context.Context) error {
 	c := m.c
 	hb := time.NewTicker(m.cfg.heartbeatInterval)
@@ -541,8 +543,9 @@ func (m *member) heartbeat(ctx context.Context) error {
 			}
 			continue
 		}
-		sent := time.Now()
-		_, err := c.c.groupRequest(ctx, semantics.GroupHeartbeat, req, min(m.cfg.heartbeatInterval, heartbeatAttempt))
+		// Sent again at once when a coordinator starts meanwhile (groupHeartbeat):
+		// sent is when the copy answered went out.
+		sent, err := c.c.groupHeartbeat(ctx, req, min(m.cfg.heartbeatInterval, heartbeatAttempt))
 		switch {
 		case err == nil:
 			retryWait = heartbeatRetry
@@ -658,7 +661,7 @@ func (m *member) waitAllowRebalance(ctx context.Context) {
 			c.mu.Lock()
 			req := groups.HeartbeatRequest{Group: m.cfg.id, MemberID: m.memberID, InstanceID: m.cfg.instanceID, Generation: m.generation}
 			c.mu.Unlock()
-			_, _ = c.c.groupRequest(ctx, semantics.GroupHeartbeat, req, m.cfg.heartbeatInterval)
+			_, _ = c.c.groupHeartbeat(ctx, req, m.cfg.heartbeatInterval)
 		}
 	}
 }

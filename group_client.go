@@ -22,14 +22,45 @@ func (c *Client) groupRequest(ctx context.Context, subject string, req any, time
 }
 
 // groupRequestResent is groupRequest for a join or a sync, which waits for the
-// rest of the group (up to its rebalance timeout and more): when the connection is
-// lost and restored meanwhile, the request is sent again (requestResent) instead
-// of waiting all that time for an answer lost with the connection — as when the
-// client moved off a node it found silent. Sending either twice is safe: a join
-// sent again replaces the one before (a first join by its JoinKey), and a sync sent
-// again in the same generation gets the same assignment.
+// rest of the group (up to its rebalance timeout and more). It is sent again
+// instead of waiting all that time for an answer that will not come: when the
+// connection is lost and restored meanwhile (requestResent: the answer was lost
+// with the connection, as when the client moved off a node it found silent), and
+// when a group coordinator starts while it waits (the coordinator it went to is
+// silent, its node paused or cut off; see groupRequestRetry). Each copy has the
+// whole timeout. Sending either twice is safe, also when both copies reach the
+// same coordinator: a join sent again replaces the one before (by its member id,
+// a first join by its JoinKey), as Kafka's coordinator treats a JoinGroup of a
+// known member id while the group prepares a rebalance; a sync sent again in the
+// same generation gets the same assignment, and a sync a new coordinator cannot
+// match (it restarted the rebalance it took over) gets REBALANCE_IN_PROGRESS and
+// the member joins again. A copy a deposed coordinator handles when its node
+// wakes cannot change the group: its saves carry its older epoch.
 func (c *Client) groupRequestResent(ctx context.Context, subject string, req any, timeout time.Duration) (groups.Response, error) {
-	return c.groupSend(ctx, subject, req, timeout, true)
+	for {
+		sent := time.Now()
+		resp, err := c.groupWatched(ctx, subject, req, timeout, true, c.coord.next(c.nc, c.log))
+		if !errors.Is(err, errCoordinatorStarted) {
+			return resp, err
+		}
+		c.log.Debug("a group coordinator started while waiting for an answer; asking again", "subject", subject, "took", time.Since(sent))
+	}
+}
+
+// groupHeartbeat sends a heartbeat, bounded by attempt. A copy still unanswered
+// when a group coordinator starts is sent again at once, as groupRequestRetry
+// does: the member's lease runs from the last heartbeat answered, and the first
+// copy went to a coordinator that went silent. A heartbeat twice does what it
+// does once. It returns when the copy answered (or the last one) was sent.
+func (c *Client) groupHeartbeat(ctx context.Context, req groups.HeartbeatRequest, attempt time.Duration) (time.Time, error) {
+	for {
+		sent := time.Now()
+		_, err := c.groupWatched(ctx, semantics.GroupHeartbeat, req, attempt, false, c.coord.next(c.nc, c.log))
+		if !errors.Is(err, errCoordinatorStarted) {
+			return sent, err
+		}
+		c.log.Debug("a group coordinator started while waiting for an answer; asking again", "subject", semantics.GroupHeartbeat, "took", time.Since(sent))
+	}
 }
 
 func (c *Client) groupSend(ctx context.Context, subject string, req any, timeout time.Duration, resend bool) (groups.Response, error) {
@@ -120,11 +151,18 @@ func (c *Client) groupRequestRetry(ctx context.Context, subject string, req any,
 	}
 }
 
-// groupAttempt sends one attempt of a group request, bounded by groupAttempt; it
-// ends with errCoordinatorStarted when started fires first.
+// groupAttempt sends one attempt of a quick group request, bounded by
+// groupAttempt; it ends with errCoordinatorStarted when started fires first.
 func (c *Client) groupAttempt(ctx context.Context, subject string, req any, started <-chan struct{}) (groups.Response, error) {
+	return c.groupWatched(ctx, subject, req, groupAttempt, false, started)
+}
+
+// groupWatched sends one copy of a group request, bounded by timeout (with resend,
+// sent again on a reconnection, see groupSend); it ends with
+// errCoordinatorStarted when started fires first. A nil started never fires.
+func (c *Client) groupWatched(ctx context.Context, subject string, req any, timeout time.Duration, resend bool, started <-chan struct{}) (groups.Response, error) {
 	if started == nil {
-		return c.groupRequest(ctx, subject, req, groupAttempt)
+		return c.groupSend(ctx, subject, req, timeout, resend)
 	}
 	actx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
@@ -137,7 +175,7 @@ func (c *Client) groupAttempt(ctx context.Context, subject string, req any, star
 		case <-actx.Done():
 		}
 	}()
-	resp, err := c.groupRequest(actx, subject, req, groupAttempt)
+	resp, err := c.groupSend(actx, subject, req, timeout, resend)
 	cancel(nil)
 	<-watched
 	if err != nil && ctx.Err() == nil && errors.Is(context.Cause(actx), errCoordinatorStarted) {

@@ -226,12 +226,8 @@ func (s *Store) listFromLeader(ctx context.Context, group string) (map[semantics
 		ctx, cancel = context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()
 	}
-	st, err := s.js.Stream(ctx, semantics.KVStream(semantics.OffsetsBucket))
-	if err != nil {
-		return nil, fmt.Errorf("read the bucket's keys from its leader: %w", err)
-	}
 	prefix := semantics.KVKeySubject(semantics.OffsetsBucket, "")
-	info, err := st.Info(ctx, jetstream.WithSubjectFilter(prefix+semantics.GroupOffsetsFilter(group)))
+	info, err := s.keysFromLeader(ctx, prefix+semantics.GroupOffsetsFilter(group))
 	if err != nil {
 		return nil, fmt.Errorf("read the bucket's keys from its leader: %w", err)
 	}
@@ -263,6 +259,37 @@ func (s *Store) listFromLeader(ctx context.Context, group string) (map[semantics
 		out[semantics.TopicPartition{Topic: topic, Partition: p}] = *found[i]
 	}
 	return out, nil
+}
+
+// leaderAttempt bounds one read of the bucket's stream info from its leader: a
+// request sent to a leader that went silent (its node paused or cut off) gets
+// no answer, and the leader elected next answers only the requests sent after
+// its election.
+const leaderAttempt = time.Second
+
+// keysFromLeader reads the bucket's stream info with the subjects under filter
+// from its leader, in attempts of leaderAttempt while they fail for a reason
+// that passes (kvscan.Transient), until ctx ends. Without the attempts, a
+// coordinator's first join of a new group (its initial generation reads the
+// group's commits) waited for a paused leader for the whole join.
+func (s *Store) keysFromLeader(ctx context.Context, filter string) (*jetstream.StreamInfo, error) {
+	for {
+		actx, cancel := context.WithTimeout(ctx, leaderAttempt)
+		st, err := s.js.Stream(actx, semantics.KVStream(semantics.OffsetsBucket))
+		var info *jetstream.StreamInfo
+		if err == nil {
+			info, err = st.Info(actx, jetstream.WithSubjectFilter(filter))
+		}
+		cancel()
+		if err == nil || ctx.Err() != nil || !kvscan.Transient(err) {
+			return info, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }
 
 // Groups lists the group ids that have commits, sorted.
