@@ -2,8 +2,11 @@ package server_test
 
 import (
 	"encoding/json"
+	"errors"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/qxd-io/qxd/groups"
 	"github.com/qxd-io/qxd/groups/coordinator"
@@ -79,4 +82,79 @@ func TestCoordinatorTakeoverSavesWithANewerEpoch(t *testing.T) {
 			st2.Generation, st2.Epoch, epoch2, st1.Generation, st1.Epoch)
 	}
 	t.Logf("epochs: %d, then %d after the takeover", epoch1, epoch2)
+}
+
+// TestDeposedCoordinatorRunRestarts stores a coordinator claim newer than the
+// running coordinator's, as a node that took the groups bucket over does
+// (KVStateStore.Claim), while this node still leads the bucket. The run must stop
+// answering at once (a heartbeat gets NOT_COORDINATOR, not a renewed lease) and
+// the node, leading still, start another run with a claim of its own newer than
+// that one, under which the member carries on.
+func TestDeposedCoordinatorRunRestarts(t *testing.T) {
+	t.Parallel()
+	n := qxdtest.StartNode(t)
+	nc := qxdtest.Connect(t, n).Conn()
+	ctx := qxdtest.Context(t, 60*time.Second)
+	g := n.Groups()
+	waitCoordinating(ctx, t, g)
+	join, err := g.Join(ctx, groups.JoinRequest{Group: "deposed-run", SessionTimeout: 30 * time.Second,
+		ProtocolType: "consumer", Protocols: []groups.Protocol{{Name: "range", Metadata: []byte("{}")}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := g.Sync(ctx, groups.SyncRequest{Group: "deposed-run", MemberID: join.MemberID, Generation: join.Generation,
+		Assignments: map[string][]byte{join.MemberID: []byte("all")}}); err != nil {
+		t.Fatal(err)
+	}
+	hb := groups.HeartbeatRequest{Group: "deposed-run", MemberID: join.MemberID, Generation: join.Generation}
+	if err := g.Heartbeat(ctx, hb); err != nil {
+		t.Fatal(err)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kv, err := js.KeyValue(ctx, semantics.GroupsBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sent := time.Now()
+	newer, err := kv.Put(ctx, semantics.CoordinatorEpochKey, []byte(`{"node":"another"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var refused time.Duration
+	bound := time.Now().Add(5 * time.Second)
+	for refused == 0 {
+		err := g.Heartbeat(ctx, hb)
+		switch {
+		case errors.Is(err, semantics.ErrNotCoordinator):
+			refused = time.Since(sent)
+		case err != nil:
+			t.Fatalf("heartbeat after the newer claim: %v; want nil, then NOT_COORDINATOR", err)
+		case time.Now().After(bound):
+			t.Fatal("the deposed coordinator still renews the member's lease 5 s after a newer claim")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	for {
+		err := g.Heartbeat(ctx, hb)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, semantics.ErrNotCoordinator) || ctx.Err() != nil {
+			t.Fatalf("heartbeat while the coordinator starts again: %v", err)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	back := time.Since(sent)
+	_, epoch, err := kvscan.LeaderGet(ctx, nc, semantics.GroupsBucket, semantics.CoordinatorEpochKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if epoch <= newer {
+		t.Fatalf("the coordinator serves again under claim %d; the newer claim stored was %d", epoch, newer)
+	}
+	t.Logf("first NOT_COORDINATOR %v after the newer claim was sent; the member's heartbeat answered again %v after, under claim %d (the newer one: %d)",
+		refused.Round(100*time.Microsecond), back.Round(time.Millisecond), epoch, newer)
 }

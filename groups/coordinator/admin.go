@@ -45,6 +45,9 @@ func (c *Coordinator) DescribeGroup(ctx context.Context, id string) (groups.Grou
 
 // ListGroups lists groups with members or committed offsets.
 func (c *Coordinator) ListGroups(ctx context.Context) ([]groups.GroupSummary, error) {
+	if err := c.checkOpen(); err != nil {
+		return nil, err
+	}
 	withOffsets, err := c.offsets.Groups(ctx)
 	if err != nil {
 		return nil, err
