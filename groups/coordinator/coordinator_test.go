@@ -988,3 +988,49 @@ func TestDeposedCoordinatorStopsAnswering(t *testing.T) {
 		t.Errorf("list on the deposed coordinator: %v; want NOT_COORDINATOR", err)
 	}
 }
+
+// TestDeposedCoordinatorCannotDeleteGroups: a coordinator deposed by a newer
+// claim that it has not noticed yet (no watch) must refuse to delete a group,
+// with NOT_COORDINATOR, and leave its commits and state as stored: a purge is
+// not a compare-and-set, and would remove what the successor stored.
+func TestDeposedCoordinatorCannotDeleteGroups(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	ctx := qxdtest.Context(t, 30*time.Second)
+	base := f.states
+	var err error
+	if f.states, err = base.Claim(ctx, "n1"); err != nil {
+		t.Fatal(err)
+	}
+	f.coord = f.newCoordinator()
+	old := f.coord
+	// "kept": a group with a stored state, now empty, and a commit; "commits":
+	// one with commits only.
+	m := f.stable("kept", joinReq("kept", "", ""))[0]
+	commit := func(group string) {
+		t.Helper()
+		if err := f.offs.Commit(ctx, group, offsets.NoGeneration, "", map[semantics.TopicPartition]offsets.Commit{
+			{Topic: "t", Partition: 0}: {Offset: 7}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	commit("kept")
+	commit("commits")
+	if err := old.Leave(ctx, groups.LeaveRequest{Group: "kept", MemberID: m.MemberID}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := base.Claim(ctx, "n2"); err != nil {
+		t.Fatal(err)
+	}
+	for _, group := range []string{"commits", "kept"} {
+		if err := old.DeleteGroup(ctx, group); !errors.Is(err, semantics.ErrNotCoordinator) {
+			t.Errorf("delete of group %q by the deposed coordinator: %v; want NOT_COORDINATOR", group, err)
+		}
+		if got, err := f.offs.List(ctx, group); err != nil || len(got) != 1 {
+			t.Errorf("group %q's commits after the refused delete: %v, %v; want the one stored", group, got, err)
+		}
+	}
+	if _, err := f.kv.Get(ctx, semantics.GroupKey("kept")); err != nil {
+		t.Errorf("group %q's state after the refused delete: %v", "kept", err)
+	}
+}

@@ -204,7 +204,29 @@ func (s *KVStateStore) SaveGroup(ctx context.Context, st GroupState) (uint64, er
 	}
 }
 
-// DeleteGroup removes a group.
+// CheckClaim reads semantics.CoordinatorEpochKey from the bucket's leader and
+// fails with an error wrapping ErrDeposed when a coordinator claimed an epoch
+// newer than this store's since (Claim); a store that claimed none passes.
+func (s *KVStateStore) CheckClaim(ctx context.Context) error {
+	if s.epoch == 0 {
+		return nil
+	}
+	_, rev, err := kvscan.LeaderGet(ctx, s.nc, s.kv.Bucket(), semantics.CoordinatorEpochKey)
+	if err != nil {
+		return fmt.Errorf("groups: read the coordinator claim: %w", err)
+	}
+	if rev > s.epoch {
+		return fmt.Errorf("coordinator epoch %d claimed since this one's %d: %w", rev, s.epoch, ErrDeposed)
+	}
+	return nil
+}
+
+// DeleteGroup removes a group, unless a newer coordinator claimed the groups
+// since this store's claim (CheckClaim): the purge is not a compare-and-set, and
+// would remove a state the newer coordinator saved.
 func (s *KVStateStore) DeleteGroup(ctx context.Context, group string) error {
+	if err := s.CheckClaim(ctx); err != nil {
+		return fmt.Errorf("group %q: delete: %w", group, err)
+	}
 	return s.kv.Purge(ctx, semantics.GroupKey(group))
 }
