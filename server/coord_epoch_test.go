@@ -3,6 +3,7 @@ package server_test
 import (
 	"encoding/json"
 	"errors"
+	"slices"
 	"testing"
 	"time"
 
@@ -157,4 +158,102 @@ func TestDeposedCoordinatorRunRestarts(t *testing.T) {
 	}
 	t.Logf("first NOT_COORDINATOR %v after the newer claim was sent; the member's heartbeat answered again %v after, under claim %d (the newer one: %d)",
 		refused.Round(100*time.Microsecond), back.Round(time.Millisecond), epoch, newer)
+}
+
+// TestClaimKeyIsNoGroup: the groups bucket holds the coordinator's claim
+// (semantics.CoordinatorEpochKey) beside the groups' states. No group surface may
+// show it as a group — a build that read every key as a group took it for a
+// group named "" — nor delete it: a group named "coordinator.epoch" has a key of
+// its own, and "" is no group id.
+func TestClaimKeyIsNoGroup(t *testing.T) {
+	t.Parallel()
+	n := qxdtest.StartNode(t)
+	c := qxdtest.Connect(t, n)
+	ctx := qxdtest.Context(t, 60*time.Second)
+	g := n.Groups()
+	waitCoordinating(ctx, t, g)
+	const named = semantics.CoordinatorEpochKey // a group named as the claim key
+	join, err := g.Join(ctx, groups.JoinRequest{Group: named, SessionTimeout: 10 * time.Second,
+		ProtocolType: "consumer", Protocols: []groups.Protocol{{Name: "range", Metadata: []byte("{}")}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Leave(ctx, groups.LeaveRequest{Group: named, MemberID: join.MemberID}); err != nil {
+		t.Fatal(err)
+	}
+	list := func(when string) {
+		t.Helper()
+		for _, door := range []struct {
+			name string
+			list func() ([]string, error)
+		}{
+			{"in process", func() ([]string, error) {
+				gs, err := g.ListGroups(ctx)
+				var ids []string
+				for _, s := range gs {
+					ids = append(ids, s.Group)
+				}
+				return ids, err
+			}},
+			{"over NATS", func() ([]string, error) {
+				gs, err := c.Admin().ListGroups(ctx)
+				var ids []string
+				for _, s := range gs {
+					ids = append(ids, s.Group)
+				}
+				return ids, err
+			}},
+		} {
+			gs, err := door.list()
+			if err != nil {
+				t.Fatalf("%s: list groups %s: %v", when, door.name, err)
+			}
+			if slices.Contains(gs, "") {
+				t.Errorf("%s: list groups %s shows a group named \"\": %q", when, door.name, gs)
+			}
+		}
+		if _, err := g.DescribeGroup(ctx, ""); !errors.Is(err, semantics.ErrInvalidGroupID) {
+			t.Errorf("%s: describe group \"\": %v; want INVALID_GROUP_ID", when, err)
+		}
+		if err := g.DeleteGroup(ctx, ""); !errors.Is(err, semantics.ErrInvalidGroupID) {
+			t.Errorf("%s: delete group \"\": %v; want INVALID_GROUP_ID", when, err)
+		}
+	}
+	list("first run")
+	// A coordinator that loads the bucket, with the group's state and the
+	// claim in it, must not take the claim for a group either: a newer claim
+	// makes this node start another run, which loads it.
+	js, err := jetstream.New(c.Conn())
+	if err != nil {
+		t.Fatal(err)
+	}
+	kv, err := js.KeyValue(ctx, semantics.GroupsBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	newer, err := kv.Put(ctx, semantics.CoordinatorEpochKey, []byte(`{"node":"another"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var claim uint64
+	for claim <= newer {
+		if _, claim, err = kvscan.LeaderGet(ctx, c.Conn(), semantics.GroupsBucket, semantics.CoordinatorEpochKey); err != nil || ctx.Err() != nil {
+			t.Fatalf("the claim key: %v", err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	waitCoordinating(ctx, t, g)
+	if d, err := g.DescribeGroup(ctx, named); err != nil || d.State != groups.Empty {
+		t.Fatalf("group %q on the run that loaded it: %+v, %v; want it Empty", named, d, err)
+	}
+	list("run that loaded the bucket")
+	if err := g.DeleteGroup(ctx, named); err != nil {
+		t.Fatalf("delete group %q: %v", named, err)
+	}
+	if _, rev, err := kvscan.LeaderGet(ctx, c.Conn(), semantics.GroupsBucket, semantics.CoordinatorEpochKey); err != nil || rev < claim {
+		t.Fatalf("the claim key after deleting group %q: revision %d, %v; want it kept (%d or later)", named, rev, err, claim)
+	}
+	if _, err := g.DescribeGroup(ctx, named); !errors.Is(err, semantics.ErrGroupIDNotFound) {
+		t.Errorf("describe group %q after its delete: %v; want GROUP_ID_NOT_FOUND", named, err)
+	}
 }
