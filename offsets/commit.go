@@ -83,8 +83,10 @@ func (e *WriteError) failed() []semantics.TopicPartition {
 // generation of -1 (an admin Reset) is older than any.
 //
 // gen NoGeneration (-1) is Kafka's commit for a group without active members (an
-// assign-mode consumer, a tool): it is written unconditionally, like Reset, and the
-// caller must have checked that the group has no members. Other negative generations,
+// assign-mode consumer, a tool): it is written over any generation's commit, like
+// Reset, and the caller must have checked that the group has no members. A Store
+// WithEpoch still fences it by epoch, as a member's commit: it is not written over
+// a commit stored through a newer coordinator. Other negative generations,
 // negative partitions, negative offsets other than Latest and Earliest (see
 // CheckOffset) and metadata over MaxMetadataLen are refused with
 // semantics.ErrInvalidRequest before anything is written.
@@ -171,7 +173,13 @@ func (s *Store) Commit(ctx context.Context, group string, gen int32, member stri
 			}
 		}
 		key := semantics.OffsetKey(group, tp.Topic, tp.Partition)
-		if gen == NoGeneration {
+		if gen == NoGeneration && s.epoch == 0 {
+			// A Store without an epoch is not a group coordinator run's: the
+			// transaction coordinator storing a committed transaction's offsets
+			// (fenced by the transaction's producer epoch and the member's
+			// generation, not by the group coordinator's epoch), an
+			// administrator's tool. No coordinator epoch orders such a write
+			// against a run's commits, so it writes over any, as Reset does.
 			return s.put(ctx, key, v)
 		}
 		return s.compareAndSet(ctx, key, tp, v, isStale)
@@ -237,7 +245,9 @@ func (s *Store) write(ctx context.Context, op, group string, tps []semantics.Top
 // compareAndSet stores v at key unless the stored commit has a newer generation,
 // or was stored through a newer coordinator (a higher epoch, WithEpoch). A
 // stored commit that isStale says is of an earlier incarnation of the topic is
-// overwritten whatever its generation.
+// overwritten whatever its generation. A v of NoGeneration (a group without
+// members) is written over any generation's commit, but not over a newer
+// epoch's.
 func (s *Store) compareAndSet(ctx context.Context, key string, tp semantics.TopicPartition, v Committed, isStale func(Committed) bool) error {
 	b, err := json.Marshal(v)
 	if err != nil {
@@ -256,7 +266,7 @@ func (s *Store) compareAndSet(ctx context.Context, key string, tp semantics.Topi
 					"commit to %s refused: the stored commit was made through a newer group coordinator (epoch %d; this one's is %d): find the coordinator again",
 					tp, old.Epoch, v.Epoch)
 			}
-			if old.Generation > v.Generation && (isStale == nil || !isStale(*old)) {
+			if v.Generation != NoGeneration && old.Generation > v.Generation && (isStale == nil || !isStale(*old)) {
 				return semantics.Errorf(semantics.ErrIllegalGeneration,
 					"commit of generation %d to %s refused: the stored commit is from the newer generation %d (member %q): rejoin the group",
 					v.Generation, tp, old.Generation, old.Member)

@@ -371,3 +371,59 @@ func TestCommitFencedByCoordinatorEpoch(t *testing.T) {
 	}
 	want(130, 0)
 }
+
+// TestEmptyGroupCommitFencedByCoordinatorEpoch: a commit of a group without
+// members (generation -1) through a deposed coordinator must not write over the
+// commit stored through its successor, as a member's commit must not; one of a
+// Store without an epoch still writes over any.
+func TestEmptyGroupCommitFencedByCoordinatorEpoch(t *testing.T) {
+	t.Parallel()
+	st, _ := openStore(t)
+	ctx := qxdtest.Context(t, 30*time.Second)
+	const group = "empty-epochs"
+	part := tp("orders", 0)
+	old, cur := st.WithEpoch(5), st.WithEpoch(9)
+	commit := func(s *offsets.Store, gen int32, off int64) error {
+		member := ""
+		if gen >= 0 {
+			member = "m1"
+		}
+		return s.Commit(ctx, group, gen, member, map[semantics.TopicPartition]offsets.Commit{part: {Offset: off}})
+	}
+	want := func(off int64, epoch uint64) {
+		t.Helper()
+		got, err := st.Fetch(ctx, group, []semantics.TopicPartition{part})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c := got[part]; c.Offset != off || c.Epoch != epoch {
+			t.Fatalf("stored commit: offset %d epoch %d; want offset %d epoch %d", c.Offset, c.Epoch, off, epoch)
+		}
+	}
+	if err := commit(old, offsets.NoGeneration, 40); err != nil {
+		t.Fatalf("the older coordinator's commit before its successor's: %v", err)
+	}
+	want(40, 5)
+	if err := commit(cur, offsets.NoGeneration, 100); err != nil {
+		t.Fatalf("the successor's commit over the older epoch's: %v", err)
+	}
+	want(100, 9)
+	err := commit(old, offsets.NoGeneration, 50)
+	if !errors.Is(err, semantics.ErrNotCoordinator) {
+		t.Fatalf("the deposed coordinator's commit of offset 50 over its successor's 100: %v; want NOT_COORDINATOR", err)
+	}
+	want(100, 9)
+	// A member's commit of a newer generation, then the group empty again:
+	// generation -1 still writes over it through the current coordinator.
+	if err := commit(cur, 4, 110); err != nil {
+		t.Fatal(err)
+	}
+	if err := commit(cur, offsets.NoGeneration, 120); err != nil {
+		t.Fatalf("the successor's commit of the empty group over generation 4's: %v", err)
+	}
+	want(120, 9)
+	if err := commit(st, offsets.NoGeneration, 130); err != nil {
+		t.Fatalf("a commit without an epoch: %v", err)
+	}
+	want(130, 0)
+}

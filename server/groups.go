@@ -43,6 +43,11 @@ type groupService struct {
 type groupRun struct {
 	coord *coordinator.Coordinator
 	sub   *nats.Subscription
+	// stopWatch ends the watch of newer claims (KVStateStore.WatchClaims);
+	// deposed is set once it saw one and closed coord: the role then ends the
+	// run, and starts another with a new claim if this node leads still or again.
+	stopWatch func()
+	deposed   atomic.Bool
 }
 
 // run follows leadership of the groups bucket's stream until stop.
@@ -77,8 +82,9 @@ func newGroupService(ctx context.Context, env groupEnv, topics topicStore, repli
 			started: "group coordinator started",
 			failed:  "group coordinator did not start; will retry",
 			moved:   "group coordinator stopped: another node leads the groups bucket, or this one is cut off from its cluster",
+			ended:   "group coordinator stopped: a newer coordinator claimed the groups; it starts again with a new claim if this node leads",
 		},
-		start: s.startRun, stop: stopGroupRun}
+		start: s.startRun, stop: stopGroupRun, ended: func(r *groupRun) bool { return r.deposed.Load() }}
 	return s, nil
 }
 
@@ -99,6 +105,21 @@ func (s *groupService) startRun(ctx context.Context) (*groupRun, error) {
 	if err := coord.Load(ctx); err != nil {
 		return nil, err
 	}
+	run := &groupRun{coord: coord}
+	// A run deposed by a newer claim stops answering at once, not at its first
+	// save that meets the newer epoch: heartbeats it renewed would extend leases
+	// its successor does not know of, and fetches would answer offsets the
+	// successor's members have committed past.
+	run.stopWatch, err = states.WatchClaims(context.Background(), func(epoch uint64) {
+		coord.Close()
+		run.deposed.Store(true)
+		s.log.Warn("group coordinator deposed: a newer coordinator claimed the groups; this one stops answering",
+			"epoch", epoch, "node", s.nc.ConnectedServerName())
+	})
+	if err != nil {
+		coord.Close()
+		return nil, err
+	}
 	sub, err := s.nc.Subscribe(semantics.GroupAll, func(m *nats.Msg) {
 		s.wg.Add(1)
 		go func() {
@@ -107,25 +128,29 @@ func (s *groupService) startRun(ctx context.Context) (*groupRun, error) {
 		}()
 	})
 	if err != nil {
+		run.stopWatch()
 		coord.Close()
 		return nil, err
 	}
 	if err := s.nc.Flush(); err != nil {
 		sub.Unsubscribe()
+		run.stopWatch()
 		coord.Close()
 		return nil, err
 	}
+	run.sub = sub
 	// Members waiting for a predecessor that went silent (paused, cut off) send
 	// their requests again now rather than after their attempt (see the client's
 	// groupRequestRetry); a lost announcement costs them that attempt only.
 	if err := s.nc.Publish(semantics.GroupCoordinatorStarted, nil); err != nil {
 		s.log.Debug("group coordinator start not announced", "err", err)
 	}
-	return &groupRun{coord: coord, sub: sub}, nil
+	return run, nil
 }
 
 func stopGroupRun(r *groupRun) {
 	r.sub.Unsubscribe()
+	r.stopWatch()
 	r.coord.Close()
 }
 

@@ -18,6 +18,7 @@ type roleLogs struct {
 	started string // the role started on this node
 	failed  string // starting failed; retried at the next reconcile
 	moved   string // leadership moved away and the role stopped here
+	ended   string // the instance ended by itself (leaderRole.ended); started again if this node leads
 }
 
 // leaderRole runs one instance of a role (a coordinator) on the node that leads a
@@ -34,6 +35,10 @@ type leaderRole[T any] struct {
 	logs   roleLogs
 	start  func(ctx context.Context) (*T, error)
 	stop   func(*T)
+	// ended, when set, reports a running instance that ended by itself (a
+	// group coordinator deposed by a newer claim): the next reconcile stops
+	// it, and starts another if this node leads.
+	ended func(*T) bool
 
 	// live is the running instance, for lookups: a lookup must not wait for mu,
 	// which a reconcile holds while the role starts.
@@ -78,6 +83,10 @@ func (r *leaderRole[T]) reconcile(ctx context.Context) {
 	leader := r.leads.isStreamLeader(r.stream)
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if !r.closed && r.cur != nil && r.ended != nil && r.ended(r.cur) {
+		r.stopLocked()
+		r.log.Info(r.logs.ended)
+	}
 	switch {
 	case r.closed:
 	case leader && r.cur == nil:

@@ -45,6 +45,9 @@ func (c *Coordinator) DescribeGroup(ctx context.Context, id string) (groups.Grou
 
 // ListGroups lists groups with members or committed offsets.
 func (c *Coordinator) ListGroups(ctx context.Context) ([]groups.GroupSummary, error) {
+	if err := c.checkOpen(); err != nil {
+		return nil, err
+	}
 	withOffsets, err := c.offsets.Groups(ctx)
 	if err != nil {
 		return nil, err
@@ -97,11 +100,21 @@ func (c *Coordinator) ResetOffsets(ctx context.Context, req groups.ResetRequest)
 	return c.offsets.Reset(ctx, id, o)
 }
 
-// DeleteGroup deletes a group without members and its committed offsets.
+// DeleteGroup deletes a group without members and its committed offsets. It
+// first checks that no newer coordinator claimed the groups (StateStore.CheckClaim):
+// a deposed coordinator that has not noticed yet would purge commits and state its
+// successor stored. Such a delete closes the coordinator and fails with
+// NOT_COORDINATOR, deleting nothing.
 func (c *Coordinator) DeleteGroup(ctx context.Context, id string) error {
 	g, err := c.group(id, false)
 	if err != nil {
 		return err
+	}
+	if err := c.states.CheckClaim(ctx); err != nil {
+		if errors.Is(err, ErrDeposed) {
+			return c.claimFailed(id, err)
+		}
+		return semantics.Errorf(semantics.ErrNotCoordinator, "delete group %q: %v; retry", id, err)
 	}
 	if g != nil {
 		g.mu.Lock()
@@ -124,10 +137,22 @@ func (c *Coordinator) DeleteGroup(ctx context.Context, id string) error {
 		return err
 	}
 	if err := c.states.DeleteGroup(ctx, id); err != nil {
-		return err
+		return c.claimFailed(id, err)
 	}
 	c.mu.Lock()
 	delete(c.groups, id)
 	c.mu.Unlock()
 	return nil
+}
+
+// claimFailed answers a request that met a newer coordinator's claim
+// (ErrDeposed): the coordinator closes, and the request gets NOT_COORDINATOR.
+// Other errors are returned as they are.
+func (c *Coordinator) claimFailed(group string, err error) error {
+	if !errors.Is(err, ErrDeposed) {
+		return err
+	}
+	c.log.Warn("groups taken over by a newer coordinator; this one stops acting for them", "group", group, "err", err)
+	c.Close()
+	return errClosed
 }

@@ -130,7 +130,8 @@ func (c *Coordinator) stamp(gs []*group) error {
 	return <-errs
 }
 
-// Close stops every timer and answers pending joins and syncs with NOT_COORDINATOR.
+// Close stops every timer and answers pending joins and syncs, and every later
+// request, with NOT_COORDINATOR.
 func (c *Coordinator) Close() {
 	c.mu.Lock()
 	c.closed = true
@@ -144,6 +145,17 @@ func (c *Coordinator) Close() {
 		g.closeLocked()
 		g.mu.Unlock()
 	}
+}
+
+// checkOpen fails with NOT_COORDINATOR once the coordinator is closed, for the
+// requests that reach no group (c.group checks it for the others).
+func (c *Coordinator) checkOpen() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return errClosed
+	}
+	return nil
 }
 
 func (c *Coordinator) newGroupLocked(id string) *group {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -919,5 +920,117 @@ func TestDeposedCoordinatorDoesNotStart(t *testing.T) {
 	}
 	if err := old.Heartbeat(ctx, groups.HeartbeatRequest{Group: "g", MemberID: joins[0].MemberID, Generation: joins[0].Generation}); !errors.Is(err, semantics.ErrNotCoordinator) {
 		t.Fatalf("heartbeat to a coordinator whose load failed: %v; want NOT_COORDINATOR", err)
+	}
+}
+
+// TestDeposedCoordinatorStopsAnswering: a coordinator that watches the claims
+// (KVStateStore.WatchClaims) and closes when a newer one is stored answers
+// NOT_COORDINATOR from then on also to what it answers without saving — a
+// heartbeat that would renew a member's lease, an offset fetch, a describe, a
+// list — not only at its next save. It logs how long after the newer claim its
+// first heartbeat answer was NOT_COORDINATOR.
+func TestDeposedCoordinatorStopsAnswering(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	ctx := qxdtest.Context(t, 30*time.Second)
+	base := f.states
+	var err error
+	if f.states, err = base.Claim(ctx, "n1"); err != nil {
+		t.Fatal(err)
+	}
+	f.coord = f.newCoordinator()
+	old, oldStates := f.coord, f.states
+	m := f.stable("g", joinReq("g", "", ""))[0]
+	hb := groups.HeartbeatRequest{Group: "g", MemberID: m.MemberID, Generation: m.Generation}
+	if err := old.Heartbeat(ctx, hb); err != nil {
+		t.Fatal(err)
+	}
+	var claimedAt, deposedAt atomic.Int64 // unix ns
+	stop, err := oldStates.WatchClaims(ctx, func(uint64) {
+		deposedAt.Store(time.Now().UnixNano())
+		old.Close()
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop()
+
+	claimed := time.Now()
+	claimedAt.Store(claimed.UnixNano())
+	if _, err := base.Claim(ctx, "n2"); err != nil {
+		t.Fatal(err)
+	}
+	acked := time.Now()
+	bound := time.Now().Add(5 * time.Second)
+	for {
+		err := old.Heartbeat(ctx, hb)
+		if errors.Is(err, semantics.ErrNotCoordinator) {
+			break
+		}
+		if err != nil {
+			t.Fatalf("heartbeat on the deposed coordinator: %v; want nil, then NOT_COORDINATOR", err)
+		}
+		if time.Now().After(bound) {
+			t.Fatal("the deposed coordinator still renews the member's lease 5 s after a newer claim")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	t.Logf("newer claim stored %v after it was sent; the watch closed the coordinator %v after it was sent; first NOT_COORDINATOR %v after",
+		acked.Sub(claimed).Round(100*time.Microsecond), time.Duration(deposedAt.Load()-claimedAt.Load()).Round(100*time.Microsecond),
+		time.Since(claimed).Round(100*time.Microsecond))
+	if _, err := old.FetchOffsets(ctx, groups.FetchRequest{Group: "g"}); !errors.Is(err, semantics.ErrNotCoordinator) {
+		t.Errorf("offset fetch on the deposed coordinator: %v; want NOT_COORDINATOR", err)
+	}
+	if _, err := old.DescribeGroup(ctx, "g"); !errors.Is(err, semantics.ErrNotCoordinator) {
+		t.Errorf("describe on the deposed coordinator: %v; want NOT_COORDINATOR", err)
+	}
+	if _, err := old.ListGroups(ctx); !errors.Is(err, semantics.ErrNotCoordinator) {
+		t.Errorf("list on the deposed coordinator: %v; want NOT_COORDINATOR", err)
+	}
+}
+
+// TestDeposedCoordinatorCannotDeleteGroups: a coordinator deposed by a newer
+// claim that it has not noticed yet (no watch) must refuse to delete a group,
+// with NOT_COORDINATOR, and leave its commits and state as stored: a purge is
+// not a compare-and-set, and would remove what the successor stored.
+func TestDeposedCoordinatorCannotDeleteGroups(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	ctx := qxdtest.Context(t, 30*time.Second)
+	base := f.states
+	var err error
+	if f.states, err = base.Claim(ctx, "n1"); err != nil {
+		t.Fatal(err)
+	}
+	f.coord = f.newCoordinator()
+	old := f.coord
+	// "kept": a group with a stored state, now empty, and a commit; "commits":
+	// one with commits only.
+	m := f.stable("kept", joinReq("kept", "", ""))[0]
+	commit := func(group string) {
+		t.Helper()
+		if err := f.offs.Commit(ctx, group, offsets.NoGeneration, "", map[semantics.TopicPartition]offsets.Commit{
+			{Topic: "t", Partition: 0}: {Offset: 7}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	commit("kept")
+	commit("commits")
+	if err := old.Leave(ctx, groups.LeaveRequest{Group: "kept", MemberID: m.MemberID}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := base.Claim(ctx, "n2"); err != nil {
+		t.Fatal(err)
+	}
+	for _, group := range []string{"commits", "kept"} {
+		if err := old.DeleteGroup(ctx, group); !errors.Is(err, semantics.ErrNotCoordinator) {
+			t.Errorf("delete of group %q by the deposed coordinator: %v; want NOT_COORDINATOR", group, err)
+		}
+		if got, err := f.offs.List(ctx, group); err != nil || len(got) != 1 {
+			t.Errorf("group %q's commits after the refused delete: %v, %v; want the one stored", group, got, err)
+		}
+	}
+	if _, err := f.kv.Get(ctx, semantics.GroupKey("kept")); err != nil {
+		t.Errorf("group %q's state after the refused delete: %v", "kept", err)
 	}
 }

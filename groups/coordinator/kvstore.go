@@ -59,6 +59,48 @@ func (s *KVStateStore) Claim(ctx context.Context, holder string) (*KVStateStore,
 	return &KVStateStore{nc: s.nc, kv: s.kv, epoch: rev}, nil
 }
 
+// WatchClaims watches semantics.CoordinatorEpochKey and calls deposed, once, with
+// the newer epoch, when a claim newer than this store's epoch (Claim) is stored,
+// or was before the watch began: another coordinator took every group over, and
+// this one must stop answering for them (Coordinator.Close), also the requests it
+// answers without saving (heartbeats, offset fetches, describes), which its saves'
+// fence (ErrDeposed) does not reach. The watch is a consumer of the bucket's
+// stream that delivers the key's last claim and each later one, apart from the
+// requests: it costs none of them anything. It fails when the watch cannot be
+// set up; stop ends it and waits for it. A node cut off from the bucket's leader
+// learns of a claim only when its link comes back, as it learns of anything else.
+func (s *KVStateStore) WatchClaims(ctx context.Context, deposed func(epoch uint64)) (stop func(), err error) {
+	ctx, cancel := context.WithCancel(ctx)
+	w, err := s.kv.Watch(ctx, semantics.CoordinatorEpochKey, jetstream.MetaOnly())
+	if err != nil {
+		cancel()
+		return nil, fmt.Errorf("groups: watch coordinator claims: %w", err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		defer w.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case e, ok := <-w.Updates():
+				if !ok {
+					return
+				}
+				if e != nil && e.Revision() > s.epoch { // nil: the last claim was delivered
+					deposed(e.Revision())
+					return
+				}
+			}
+		}
+	}()
+	return func() {
+		cancel()
+		<-done
+	}, nil
+}
+
 // Epoch is the coordinator epoch this store saves with (Claim); 0 if none.
 func (s *KVStateStore) Epoch() uint64 { return s.epoch }
 
@@ -162,7 +204,29 @@ func (s *KVStateStore) SaveGroup(ctx context.Context, st GroupState) (uint64, er
 	}
 }
 
-// DeleteGroup removes a group.
+// CheckClaim reads semantics.CoordinatorEpochKey from the bucket's leader and
+// fails with an error wrapping ErrDeposed when a coordinator claimed an epoch
+// newer than this store's since (Claim); a store that claimed none passes.
+func (s *KVStateStore) CheckClaim(ctx context.Context) error {
+	if s.epoch == 0 {
+		return nil
+	}
+	_, rev, err := kvscan.LeaderGet(ctx, s.nc, s.kv.Bucket(), semantics.CoordinatorEpochKey)
+	if err != nil {
+		return fmt.Errorf("groups: read the coordinator claim: %w", err)
+	}
+	if rev > s.epoch {
+		return fmt.Errorf("coordinator epoch %d claimed since this one's %d: %w", rev, s.epoch, ErrDeposed)
+	}
+	return nil
+}
+
+// DeleteGroup removes a group, unless a newer coordinator claimed the groups
+// since this store's claim (CheckClaim): the purge is not a compare-and-set, and
+// would remove a state the newer coordinator saved.
 func (s *KVStateStore) DeleteGroup(ctx context.Context, group string) error {
+	if err := s.CheckClaim(ctx); err != nil {
+		return fmt.Errorf("group %q: delete: %w", group, err)
+	}
 	return s.kv.Purge(ctx, semantics.GroupKey(group))
 }

@@ -68,6 +68,9 @@ func (c *Coordinator) FetchOffsets(ctx context.Context, req groups.FetchRequest)
 	if err := semantics.ValidateGroupID(req.Group); err != nil {
 		return nil, err
 	}
+	if err := c.checkOpen(); err != nil {
+		return nil, err
+	}
 	var got map[semantics.TopicPartition]offsets.Committed
 	var err error
 	if len(req.Partitions) == 0 {

@@ -41,11 +41,14 @@ type MemberState struct {
 }
 
 // StateStore persists group states. SaveGroup is a compare-and-set on Revision (0:
-// the group must not exist yet) and returns the new revision.
+// the group must not exist yet) and returns the new revision. CheckClaim fails
+// with an error wrapping ErrDeposed when a newer coordinator claimed the groups
+// since this store's own claim; DeleteGroup fails so too, deleting nothing.
 type StateStore interface {
 	LoadGroups(ctx context.Context) ([]GroupState, error)
 	SaveGroup(ctx context.Context, g GroupState) (uint64, error)
 	DeleteGroup(ctx context.Context, group string) error
+	CheckClaim(ctx context.Context) error
 }
 
 // OffsetStore holds committed offsets; *offsets.Store implements it.
