@@ -300,9 +300,11 @@ func fetchOnce(ctx context.Context, c *conn, req *kmsg.FetchRequest, resp *fetch
 	for _, t := range req.Topics {
 		n += len(t.Partitions)
 	}
+	// The node's own bound (Config.FetchMaxBytes), shared among the partitions.
+	share := max(c.l.cfg.FetchMaxBytes/max(n, 1), 1)
 	reads := make([]partRead, n)
 	read := func(i int, topic string, p kmsg.FetchRequestTopicPartition) {
-		budget := min(int(p.PartitionMaxBytes), maxBytes)
+		budget := min(int(p.PartitionMaxBytes), maxBytes, share)
 		reads[i].r, reads[i].err = c.readIsolated(ctx, req.IsolationLevel, topic, p.Partition, p.FetchOffset, max(budget, 1))
 	}
 	if n == 1 {
@@ -359,7 +361,7 @@ func fetchOnce(ctx context.Context, c *conn, req *kmsg.FetchRequest, resp *fetch
 				rp.AbortedTransactions = append(rp.AbortedTransactions, at)
 			}
 			var batches [][]byte
-			batches, total = takeBatches(r.Batches, total, int(p.PartitionMaxBytes), maxBytes)
+			batches, total = takeBatches(r.Batches, total, int(p.PartitionMaxBytes), maxBytes, share)
 			rp.RecordBatches = resp.field(batches)
 			rt.Partitions = append(rt.Partitions, rp)
 		}
@@ -391,14 +393,16 @@ func fetchCode(err error) int16 {
 }
 
 // takeBatches returns the batches of one partition that a fetch holding total
-// bytes of batches takes under the partition's limit partMax and the fetch's
-// maxBytes, and the fetch's new total: the batches while they fit, and the first
-// one whatever its size when the fetch holds none yet (as Kafka's brokers
-// answer, KIP-74).
-func takeBatches(batches [][]byte, total, partMax, maxBytes int) ([][]byte, int) {
+// bytes of batches takes under the client's limits, the partition's partMax and
+// the fetch's maxBytes, and the node's share for the partition, and the fetch's
+// new total: the batches while they fit; the first one whatever its size when the
+// fetch holds none yet (as Kafka's brokers answer, KIP-74); and the partition's
+// first one past its share when the client's limits hold it.
+func takeBatches(batches [][]byte, total, partMax, maxBytes, share int) ([][]byte, int) {
 	n := 0
 	for i, b := range batches {
-		if (n+len(b) > partMax || total+n+len(b) > maxBytes) && total+n > 0 {
+		if (n+len(b) > partMax || total+n+len(b) > maxBytes) && total+n > 0 ||
+			n+len(b) > share && n > 0 {
 			return batches[:i], total + n
 		}
 		n += len(b)
