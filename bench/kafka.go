@@ -179,10 +179,10 @@ func (e *Env) kafkaConsume(ctx context.Context, c Config, topic string, d qxd.To
 	n := min(c.Consumers, len(d.Partitions))
 	// The clients connect before the clock starts, as the SDK side's client is
 	// connected before its clock: each pings the node (its connection made, the
-	// API versions asked) but is given no partitions, so it fetches nothing
-	// yet. The clock then covers what the SDK side's does: giving the consumers
-	// their partitions (for franz-go: the topic's metadata, ListOffsets, its
-	// fetch connection) and reading.
+	// API versions asked) and makes its fetch connection with an empty fetch,
+	// but is given no partitions, so it fetches no records yet. The clock then
+	// covers what the SDK side's does: giving the consumers their partitions
+	// (for franz-go: the topic's metadata and ListOffsets) and reading.
 	//
 	// franz-go's fetch sizes are left at their defaults, Kafka's (50 MiB a
 	// fetch, 1 MiB a partition), as the SDK's consumer is left at its own: a
@@ -205,11 +205,22 @@ func (e *Env) kafkaConsume(ctx context.Context, c Config, topic string, d qxd.To
 		defer cl.Close()
 		// The metadata answer names the node as a broker, and the ping then
 		// connects to that broker, not only to the seed address.
-		if _, err := cl.Request(ctx, kmsg.NewPtrMetadataRequest()); err != nil {
+		resp, err := cl.Request(ctx, kmsg.NewPtrMetadataRequest())
+		if err != nil {
 			return nil, fmt.Errorf("connect: %w", err)
 		}
 		if err := cl.Ping(ctx); err != nil {
 			return nil, fmt.Errorf("connect: %w", err)
+		}
+		// franz-go fetches on a connection of its own to each broker: an empty
+		// fetch (no partitions, no wait) makes it, as the SDK side's fetches go
+		// over the connection its client already has.
+		for _, b := range resp.(*kmsg.MetadataResponse).Brokers {
+			f := kmsg.NewPtrFetchRequest()
+			f.ReplicaID, f.MaxWaitMillis, f.SessionEpoch = -1, 0, -1
+			if _, err := cl.Broker(int(b.NodeID)).Request(ctx, f); err != nil {
+				return nil, fmt.Errorf("connect: fetch connection to broker %d: %w", b.NodeID, err)
+			}
 		}
 		cls[i] = cl
 	}

@@ -3,6 +3,7 @@ package kafka
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync"
 	"time"
 
@@ -282,6 +283,9 @@ const fetchParallel = 8
 type partRead struct {
 	r   IsolatedRead
 	err error
+	// more is what the partition read past its share of the node's bound, of
+	// what other partitions left of it (readOn).
+	more int
 }
 
 // fetchOnce reads every partition of req into resp and returns the bytes of
@@ -300,9 +304,11 @@ func fetchOnce(ctx context.Context, c *conn, req *kmsg.FetchRequest, resp *fetch
 	for _, t := range req.Topics {
 		n += len(t.Partitions)
 	}
+	// The node's own bound (Config.FetchMaxBytes), shared among the partitions.
+	share := max(c.l.cfg.FetchMaxBytes/max(n, 1), 1)
 	reads := make([]partRead, n)
 	read := func(i int, topic string, p kmsg.FetchRequestTopicPartition) {
-		budget := min(int(p.PartitionMaxBytes), maxBytes)
+		budget := min(int(p.PartitionMaxBytes), maxBytes, share)
 		reads[i].r, reads[i].err = c.readIsolated(ctx, req.IsolationLevel, topic, p.Partition, p.FetchOffset, max(budget, 1))
 	}
 	if n == 1 {
@@ -323,6 +329,7 @@ func fetchOnce(ctx context.Context, c *conn, req *kmsg.FetchRequest, resp *fetch
 			}
 		}
 		wg.Wait()
+		readOn(ctx, c, req, reads, share, maxBytes)
 	}
 	total := 0
 	failed := false
@@ -359,13 +366,86 @@ func fetchOnce(ctx context.Context, c *conn, req *kmsg.FetchRequest, resp *fetch
 				rp.AbortedTransactions = append(rp.AbortedTransactions, at)
 			}
 			var batches [][]byte
-			batches, total = takeBatches(r.Batches, total, int(p.PartitionMaxBytes), maxBytes)
+			batches, total = takeBatches(r.Batches, total, int(p.PartitionMaxBytes), maxBytes, share+reads[i-1].more)
 			rp.RecordBatches = resp.field(batches)
 			rt.Partitions = append(rt.Partitions, rp)
 		}
 		resp.Topics = append(resp.Topics, rt)
 	}
 	return total, failed
+}
+
+// readOn gives what the partitions of a fetch left of the node's bound to those
+// with more to read: each reads on from where it stopped, a share at a time
+// (the read its read ahead holds), while the bound and the client's limits allow, so a fetch whose records are in a few of its
+// partitions still carries up to the bound.
+func readOn(ctx context.Context, c *conn, req *kmsg.FetchRequest, reads []partRead, share, maxBytes int) {
+	bound := min(c.l.cfg.FetchMaxBytes, maxBytes)
+	used := 0
+	for _, r := range reads {
+		used += batchesSize(r.r.Batches)
+	}
+	for more := true; more && used+share <= bound; {
+		more = false
+		i := 0
+		for _, t := range req.Topics {
+			for _, p := range t.Partitions {
+				r := &reads[i]
+				i++
+				got := batchesSize(r.r.Batches)
+				// A share at a time, the last less if the partition's limit leaves
+				// less.
+				budget := min(share, int(p.PartitionMaxBytes)-got)
+				if r.err != nil || len(r.r.Batches) == 0 || budget <= 0 || used+share > bound {
+					continue
+				}
+				last, err := semantics.PeekBatchHeader(r.r.Batches[len(r.r.Batches)-1])
+				if err != nil {
+					continue
+				}
+				end := r.r.HighWatermark
+				if req.IsolationLevel == 1 {
+					end = r.r.LastStableOffset
+				}
+				next := last.LastOffset() + 1
+				if next >= end {
+					continue
+				}
+				nr, err := c.readIsolated(ctx, req.IsolationLevel, t.Topic, p.Partition, next, budget)
+				if err != nil || len(nr.Batches) == 0 {
+					if nr.Release != nil {
+						nr.Release()
+					}
+					continue
+				}
+				n := batchesSize(nr.Batches)
+				r.more = max(got+n-share, 0)
+				used += n
+				more = true
+				r.r.Batches = append(r.r.Batches, nr.Batches...)
+				r.r.HighWatermark, r.r.LastStableOffset, r.r.LogStart = nr.HighWatermark, nr.LastStableOffset, nr.LogStart
+				for _, a := range nr.Aborted {
+					if !slices.Contains(r.r.Aborted, a) {
+						r.r.Aborted = append(r.r.Aborted, a)
+					}
+				}
+				if first, then := r.r.Release, nr.Release; first == nil {
+					r.r.Release = then
+				} else if then != nil {
+					r.r.Release = func() { first(); then() }
+				}
+			}
+		}
+	}
+}
+
+// batchesSize is the bytes of batches.
+func batchesSize(batches [][]byte) int {
+	n := 0
+	for _, b := range batches {
+		n += len(b)
+	}
+	return n
 }
 
 // fetchCode is the error code a fetch answers for a partition whose read failed.
@@ -391,14 +471,16 @@ func fetchCode(err error) int16 {
 }
 
 // takeBatches returns the batches of one partition that a fetch holding total
-// bytes of batches takes under the partition's limit partMax and the fetch's
-// maxBytes, and the fetch's new total: the batches while they fit, and the first
-// one whatever its size when the fetch holds none yet (as Kafka's brokers
-// answer, KIP-74).
-func takeBatches(batches [][]byte, total, partMax, maxBytes int) ([][]byte, int) {
+// bytes of batches takes under the client's limits, the partition's partMax and
+// the fetch's maxBytes, and the node's share for the partition, and the fetch's
+// new total: the batches while they fit; the first one whatever its size when the
+// fetch holds none yet (as Kafka's brokers answer, KIP-74); and the partition's
+// first one past its share when the client's limits hold it.
+func takeBatches(batches [][]byte, total, partMax, maxBytes, share int) ([][]byte, int) {
 	n := 0
 	for i, b := range batches {
-		if (n+len(b) > partMax || total+n+len(b) > maxBytes) && total+n > 0 {
+		if (n+len(b) > partMax || total+n+len(b) > maxBytes) && total+n > 0 ||
+			n+len(b) > share && n > 0 {
 			return batches[:i], total + n
 		}
 		n += len(b)

@@ -61,6 +61,12 @@ type Config struct {
 	// min.incremental.fetch.session.eviction.ms. Default
 	// DefaultFetchSessionEviction.
 	FetchSessionEviction time.Duration
+	// FetchMaxBytes bounds the record batches one fetch answer carries, as
+	// Kafka's broker setting fetch.max.bytes does, below the client's own
+	// limits: it is shared evenly among the fetch's partitions, and each
+	// partition takes at least its first batch (within the client's limits),
+	// so every partition moves in every answer. Default DefaultFetchMaxBytes.
+	FetchMaxBytes int
 }
 
 // Defaults of Config.
@@ -69,6 +75,12 @@ const (
 	DefaultMaxInFlight     = 64
 	DefaultReadTimeout     = 30 * time.Second
 	DefaultIdleTimeout     = 10 * time.Minute
+	// DefaultFetchMaxBytes is 2 MiB where Kafka's broker default is 55 MiB:
+	// a client reads each answer into a buffer of its size (franz-go a new
+	// one each answer), and with Kafka's client defaults (1 MiB a partition)
+	// an answer over eight partitions would be 8 MiB, memory the client's
+	// process has to fault in anew where answers of 2 MiB reuse its own.
+	DefaultFetchMaxBytes = 2 << 20
 )
 
 // NoFetchSessions is Config.FetchSessionSlots of a listener that keeps no fetch
@@ -120,6 +132,9 @@ func Listen(cfg Config) (*Listener, error) {
 		cfg.FetchSessionSlots = DefaultFetchSessionSlots
 	case cfg.FetchSessionSlots < 0:
 		cfg.FetchSessionSlots = 0
+	}
+	if cfg.FetchMaxBytes <= 0 {
+		cfg.FetchMaxBytes = DefaultFetchMaxBytes
 	}
 	if cfg.FetchSessionEviction <= 0 {
 		cfg.FetchSessionEviction = DefaultFetchSessionEviction
