@@ -461,7 +461,6 @@ func TestBridgeIngestFailover(t *testing.T) {
 	mu.Lock()
 	killed = true
 	mu.Unlock()
-	killedAt := time.Now()
 	victim.NATSServer().Shutdown() // the runner's node dies without stopping its services
 	t.Cleanup(func() {             // the dead node's services cannot drain: do not wait for them
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
@@ -469,7 +468,9 @@ func TestBridgeIngestFailover(t *testing.T) {
 		_ = victim.Close(ctx)
 	})
 	waitFor(t, 40*time.Second, func() bool { mu.Lock(); defer mu.Unlock(); return afterKill >= 150 })
-	t.Logf("bridge resumed: 150 acknowledged publishes %v after the kill", time.Since(killedAt).Round(time.Millisecond))
+	// No time is reported: the in-process node's shutdown is clean, no crash
+	// (crash figures come from real processes, TestFaultDrill in cmd/qxd).
+	t.Log("bridge resumed: 150 acknowledged publishes after the kill")
 	close(stop)
 	wg.Wait()
 
@@ -994,7 +995,6 @@ func TestBridgeCaptureFailover(t *testing.T) {
 	mu.Lock()
 	killed = true
 	mu.Unlock()
-	killedAt := time.Now()
 	victim.NATSServer().Shutdown() // the runner's node dies without stopping its services
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
@@ -1020,7 +1020,7 @@ func TestBridgeCaptureFailover(t *testing.T) {
 		}
 		return n >= int64(len(acked))
 	})
-	t.Logf("the topic holds as many records as publishes acknowledged %v after the kill", time.Since(killedAt).Round(time.Millisecond))
+	t.Log("the topic holds as many records as publishes acknowledged")
 	recs := readTopic(t, survivor, "jpay", 3, len(acked))
 	// The count includes publishes the stream stored but did not acknowledge: wait
 	// until the new runner has nothing left to store before checking each one.
@@ -1028,7 +1028,7 @@ func TestBridgeCaptureFailover(t *testing.T) {
 		bd, err := survivor.Admin().DescribeBridge(ctx, "jpay-in")
 		return err == nil && bd.Status != nil && bd.Status.Node != victim.Name() && bd.Status.Backlog == 0
 	})
-	t.Logf("%d publishes acknowledged; the new runner's backlog empty %v after the kill", len(acked), time.Since(killedAt).Round(time.Millisecond))
+	t.Logf("%d publishes acknowledged; the new runner's backlog empty", len(acked))
 	time.Sleep(300 * time.Millisecond) // the bridge may still store unacknowledged publishes
 	d, err := survivor.Admin().DescribeTopic(ctx, "jpay")
 	if err != nil {

@@ -251,6 +251,6 @@ func assignAfterLeaderLoss(t *testing.T) (*qxd.Consumer, int) {
 	if err := cons.Assign(actx, qxd.Assignment{Topic: "lost", Offset: qxd.AtStart()}); err != nil {
 		t.Fatalf("assign right after the leader's node died, after %v: %v", time.Since(start).Round(time.Millisecond), err)
 	}
-	t.Logf("assigned %v after the leader's node died", time.Since(start).Round(time.Millisecond))
+	t.Log("assigned after the leader's node stopped")
 	return cons, len(recs)
 }

@@ -81,7 +81,14 @@ func (h *wakeHold) holdAll(ns *natsserver.Server, now time.Time, slept map[strin
 		}
 		term, ok := slept[name]
 		if !ok {
+			// A group the watch had not listed before the pause (made
+			// within electionListEvery of it): a candidate's timer fired
+			// at the wake and raised its term by one, and a leadership it
+			// wins at that term was won since the wake.
 			term = rn.Term()
+			if rn.State() == natsserver.Candidate && term > 0 {
+				term--
+			}
 		}
 		rn.SetObserver(true)
 		h.terms[name] = term

@@ -26,8 +26,9 @@ import (
 // seconds or for 15 s then SIGCONT, a clean restart (SIGTERM, as a rolling upgrade
 // does), or (as root, where network namespaces can be made) cut the node off from
 // its peers for a few seconds. The node is, a third of the time each, the one the
-// producer is connected to, the one holding the groups bucket (the group
-// coordinator), or any. At the end it prints one summary line, with the longest
+// producer is connected to, one holding a bucket (in turn the leader of the groups
+// bucket, where the group coordinator runs, of the partition-checkpoint bucket and
+// of the topics bucket), or any. At the end it prints one summary line, with the longest
 // produce call per kind of disruption (max_failover_by_kind), and a second one
 // ("chaos partitions") from a probe producer with one record in flight per
 // partition: per kind of disruption, the longest acknowledgement wait of the
@@ -110,6 +111,9 @@ func TestChaos(t *testing.T) {
 	// it, per kind of disruption.
 	kindStall := map[string]time.Duration{}
 	var disruptions []disruption
+	// The buckets whose leaders the loop harms in turn.
+	buckets := []string{semantics.GroupsBucket, semantics.PartitionsBucket, semantics.TopicsBucket}
+	bucketTurn := 0
 	for time.Now().Before(deadline) {
 		i := rng.IntN(len(cl.nodes))
 		action := actions[rng.IntN(len(actions))]
@@ -118,8 +122,10 @@ func TestChaos(t *testing.T) {
 		switch rng.IntN(3) {
 		case 0: // the node the producer is connected to
 			which, target = prodClient.Conn().ConnectedServerName(), "the producer's node"
-		case 1: // the node holding the groups bucket (the group coordinator)
-			which, target = bucketLeaders(ctx, t, cl.urls())[semantics.GroupsBucket], "the groups bucket's leader"
+		case 1: // a node holding a bucket: the groups bucket's is the group coordinator
+			b := buckets[bucketTurn%len(buckets)]
+			bucketTurn++
+			which, target = bucketLeaders(ctx, t, cl.urls())[b], "the leader of bucket "+b
 		}
 		found := false
 		for j, n := range cl.nodes {

@@ -520,8 +520,10 @@ func check(t *testing.T, rec *Recorder, high map[int32]int64) {
 // can be killed.
 type ClusterFrontDoor interface {
 	FrontDoor
-	// KillCoordinator kills the node that coordinates groups, without a graceful
-	// shutdown, and returns its name.
+	// KillCoordinator takes the node that coordinates groups away without qxd's
+	// graceful stop, and returns its name. In process that is nats-server's own
+	// Shutdown, which closes connections cleanly: no crash, so the scenario
+	// reports no time (crash figures come from TestFaultDrill in cmd/qxd).
 	KillCoordinator(t *testing.T) string
 	// CommittedOffsets reads the group's committed offsets per partition.
 	CommittedOffsets(ctx context.Context, group string) (map[int32]int64, error)
@@ -555,15 +557,12 @@ func coordinatorNodeDeath(t *testing.T, fd ClusterFrontDoor) {
 	}
 
 	victim := fd.KillCoordinator(t)
-	killedAt := time.Now()
 	t.Logf("killed coordinator node %s", victim)
 
 	// Commits work again once another node coordinates; nothing committed is lost.
-	var back time.Duration
 	for {
 		err := ms[0].m.Commit(ctx)
 		if err == nil {
-			back = time.Since(killedAt)
 			break
 		}
 		if ctx.Err() != nil {
@@ -571,7 +570,7 @@ func coordinatorNodeDeath(t *testing.T, fd ClusterFrontDoor) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	t.Logf("a member committed again %v after the coordinator node died", back.Round(time.Millisecond))
+	t.Logf("a member committed again after the coordinator node stopped")
 	after, err := fd.CommittedOffsets(ctx, "g-coord")
 	if err != nil {
 		t.Fatal(err)
