@@ -2,6 +2,7 @@ package server
 
 import (
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -30,7 +31,7 @@ import (
 //	producer_id_expiration: "24h"        # writers forget an idempotent producer idle this long
 //	http_listen: "0.0.0.0:9644"          # metrics and probes; "" serves none
 //	http { listen: "0.0.0.0:9644", tls { cert: "http.pem", key: "http-key.pem" }, max_partition_series: 5000 }
-//	kafka { listen: "0.0.0.0:9092", advertise: "n1.example.com:9092", fetch_session_slots: 1000, fetch_session_eviction: "2m" }  # listen "" turns it off; 0 slots: no fetch sessions
+//	kafka { listen: "0.0.0.0:9092", advertise: "n1.example.com:9092", fetch_session_slots: 1000, fetch_session_eviction: "2m", fetch_max_bytes: "2MiB" }  # listen "" turns it off; 0 slots: no fetch sessions
 //	cluster {
 //	  name: qxd
 //	  listen: "0.0.0.0:6222"
@@ -259,6 +260,30 @@ func (s section) scrubRate(key string, dst *int64) error {
 	return fmt.Errorf("%s: %v is not a rate in bytes a second: write one in quotes such as \"8MiB\", or 0 for no cap", s.name(key), v)
 }
 
+// positiveSize reads a byte size above 0: a size in quotes as semantics.ParseSize
+// reads it ("2MiB", "512KiB"), or a number of bytes (NATS's parser reads an
+// unquoted 2MiB or 2MB as 2097152 itself).
+func (s section) positiveSize(key string, dst *int) error {
+	v, ok := s.m[key]
+	if !ok {
+		return nil
+	}
+	switch v := v.(type) {
+	case int64:
+		if v > 0 && v <= math.MaxInt32 {
+			*dst = int(v)
+			return nil
+		}
+	case string:
+		n, err := semantics.ParseSize(v, false)
+		if err == nil && n > 0 && n <= math.MaxInt32 {
+			*dst = int(n)
+			return nil
+		}
+	}
+	return fmt.Errorf("%s: %v is not a size above 0: write one such as \"2MiB\" or a number of bytes", s.name(key), v)
+}
+
 // sync reads a sync setting: always or an interval (see ParseSync). NATS's parser
 // reads an unquoted 2m as the number 2000000, so a number is refused.
 func (s section) sync(key string, dst *time.Duration) error {
@@ -386,12 +411,13 @@ func configFromMap(m map[string]any, cfg Config, dir string) (Config, error) {
 	if s, ok, err := root.sub("kafka"); err != nil {
 		return cfg, err
 	} else if ok {
-		if err := s.check("listen", "advertise", "fetch_session_slots", "fetch_session_eviction"); err != nil {
+		if err := s.check("listen", "advertise", "fetch_session_slots", "fetch_session_eviction", "fetch_max_bytes"); err != nil {
 			return cfg, err
 		}
 		if err := firstErr(s.str("listen", &cfg.KafkaListen), s.str("advertise", &cfg.KafkaAdvertise),
 			s.integer("fetch_session_slots", &cfg.KafkaFetchSessionSlots),
-			s.positiveDuration("fetch_session_eviction", &cfg.KafkaFetchSessionEviction)); err != nil {
+			s.positiveDuration("fetch_session_eviction", &cfg.KafkaFetchSessionEviction),
+			s.positiveSize("fetch_max_bytes", &cfg.KafkaFetchMaxBytes)); err != nil {
 			return cfg, err
 		}
 		if cfg.KafkaFetchSessionSlots < 0 {

@@ -135,6 +135,11 @@ type Config struct {
 	// the place of one left unused this long when the slots are full. 0: the
 	// default, 2m.
 	KafkaFetchSessionEviction time.Duration
+	// KafkaFetchMaxBytes bounds the record batches one fetch answer of the
+	// Kafka listener carries (Kafka's broker setting fetch.max.bytes), shared
+	// among the fetch's partitions; each partition still gets its first batch.
+	// Default kafka.DefaultFetchMaxBytes (2 MiB; see docs/kafka.md).
+	KafkaFetchMaxBytes int
 	// ProducerIDExpiration is how long a partition's writer remembers an
 	// idempotent producer after its last write to the partition (Kafka's
 	// producer.id.expiration.ms); an open transaction keeps its producer. A
@@ -162,6 +167,7 @@ func DefaultConfig() Config {
 
 		KafkaFetchSessionSlots:    kafka.DefaultFetchSessionSlots,
 		KafkaFetchSessionEviction: kafka.DefaultFetchSessionEviction,
+		KafkaFetchMaxBytes:        kafka.DefaultFetchMaxBytes,
 
 		AutoLeaderRebalance:          true,
 		LeaderImbalanceCheckInterval: time.Minute,
@@ -203,6 +209,9 @@ func (c Config) Validate() error {
 	}
 	if c.KafkaFetchSessionSlots < 0 {
 		return fmt.Errorf("kafka fetch session slots %d is negative: give 0 (no sessions) or more (default %d)", c.KafkaFetchSessionSlots, kafka.DefaultFetchSessionSlots)
+	}
+	if c.KafkaFetchMaxBytes < 0 {
+		return fmt.Errorf("kafka fetch max bytes %d is negative: give a size such as 2MiB (the default) or 0 for the default", c.KafkaFetchMaxBytes)
 	}
 	if c.ProducerIDExpiration < 0 {
 		return fmt.Errorf("producer id expiration %v is negative: give a positive duration such as 24h (the default)", c.ProducerIDExpiration)

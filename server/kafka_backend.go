@@ -141,7 +141,7 @@ func (n *Node) startKafka() error {
 	}
 	b := &kafkaBackend{n: n, nc: nc, addrs: map[string]kafka.Broker{}, parts: map[string]int32{}, leaders: map[string]kafka.PartitionInfo{}, advertise: advertised(n.cfg, ln.Addr())}
 	kcfg := kafka.Config{Listener: ln, Backend: b, Logger: n.log, Observer: &n.obs, FetchSessionSlots: n.cfg.KafkaFetchSessionSlots,
-		FetchSessionEviction: n.cfg.KafkaFetchSessionEviction}
+		FetchSessionEviction: n.cfg.KafkaFetchSessionEviction, FetchMaxBytes: n.cfg.KafkaFetchMaxBytes}
 	if kcfg.FetchSessionSlots == 0 {
 		kcfg.FetchSessionSlots = kafka.NoFetchSessions
 	}

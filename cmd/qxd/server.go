@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"math"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/qxd-io/qxd/semantics"
 	"github.com/qxd-io/qxd/server"
 	"github.com/qxd-io/qxd/server/bridge"
 	"github.com/qxd-io/qxd/server/httpapi"
@@ -70,6 +72,8 @@ func (a *app) serverCommand() *cli.Command {
 				Usage: "fetch sessions (KIP-227) the Kafka listener keeps for its clients, Kafka's max.incremental.fetch.session.cache.slots (`N`); 0 keeps none: every fetch is sessionless"},
 			&cli.StringFlag{Name: "kafka-fetch-session-eviction", Value: def.KafkaFetchSessionEviction.String(), EnvVars: []string{"QXD_KAFKA_FETCH_SESSION_EVICTION"},
 				Usage: "how long a Kafka fetch session is safe from eviction after it is made and after each use, Kafka's min.incremental.fetch.session.eviction.ms (`DURATION`); when the slots are full a new session takes the place of one unused this long"},
+			&cli.StringFlag{Name: "kafka-fetch-max-bytes", Value: "2MiB", EnvVars: []string{"QXD_KAFKA_FETCH_MAX_BYTES"},
+				Usage: "most record batches one Kafka fetch answer carries (`BYTES`: 2MiB, 512KiB), Kafka's broker fetch.max.bytes, shared among the fetch's partitions (each still gets its first batch); below Kafka's 55MiB because a client reads each answer into a buffer of its size"},
 			&cli.BoolFlag{Name: "nats-debug", EnvVars: []string{"QXD_NATS_DEBUG"},
 				Usage: "log the embedded NATS server's debug lines, RAFT's elections among them (votes asked, granted and refused, terms, leaders elected), at --log-level debug"},
 			&cli.StringFlag{Name: "producer-id-expiration", Value: strings.TrimSuffix(strings.TrimSuffix(server.DefaultProducerIDExpiration.String(), "0s"), "0m"), EnvVars: []string{"QXD_PRODUCER_ID_EXPIRATION"},
@@ -155,6 +159,14 @@ func (a *app) runServer(c *cli.Context) error {
 			return fmt.Errorf("--kafka-fetch-session-eviction %q is not a positive duration: give one such as 2m or 30s (default %v)", v, def.KafkaFetchSessionEviction)
 		}
 		cfg.KafkaFetchSessionEviction = d
+	}
+	if c.IsSet("kafka-fetch-max-bytes") {
+		v := c.String("kafka-fetch-max-bytes")
+		n, err := semantics.ParseSize(strings.TrimSpace(v), false)
+		if err != nil || n <= 0 || n > math.MaxInt32 {
+			return fmt.Errorf("--kafka-fetch-max-bytes %q is not a size above 0: give one such as 2MiB (the default) or 512KiB", v)
+		}
+		cfg.KafkaFetchMaxBytes = int(n)
 	}
 	if c.IsSet("producer-id-expiration") {
 		v := c.String("producer-id-expiration")
