@@ -19,9 +19,9 @@ import (
 // cut at once. The paused-node scenario needs the cut node to come back with the
 // topic's streams but without recent appends, so that it and the lagging node can
 // carry on as a majority that misses what the third node acknowledged with it:
-// there the cut node's file system is written back just before the other node is
-// paused, as the kernel's background writeback would, in both runs, so that they
-// differ only in the sync setting.
+// there the cut node is made the leader of every partition and its file system is
+// written back just before the other node is paused, as the kernel's background
+// writeback would, in both runs, so that they differ only in the sync setting.
 func TestDurabilityPowerCut(t *testing.T) {
 	needPowercut(t)
 	bin := buildQxd(t)
