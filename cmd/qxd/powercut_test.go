@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -61,6 +62,14 @@ func startNodes(t *testing.T, bin string, n int, sync string, onFUSE bool) *pcCl
 		peers = append(peers, "nats://"+a)
 	}
 	logDir := t.TempDir()
+	if keep := os.Getenv("QXD_TEST_KEEP_LOGS"); keep != "" {
+		// Logs survive the test, for reading after a failure.
+		var err error
+		if logDir, err = os.MkdirTemp(keep, strings.ReplaceAll(t.Name(), "/", "_")+"-"); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("node logs in %s", logDir)
+	}
 	cname := fmt.Sprintf("qxdpc-%08x", rand.Uint32())
 	for i := range n {
 		node := &procNode{name: fmt.Sprintf("n%d", i+1), bin: bin, client: l.client[i],
@@ -188,16 +197,18 @@ const (
 // is cut; the cut nodes restart on what their disks kept; then the log is read and
 // checked against what was acknowledged.
 //
-// With settle > 0 the run waits that long after creating the topic before it
-// produces. With a sync interval of at most settle, every store of the topic has
-// then been synced once (nats-server syncs a store first between half an interval
-// and an interval after creating it, then once every interval), so a cut node
-// comes back with the topic's streams and RAFT logs but without the appends made
-// since; the cut must come before the second sync, one and a half intervals after
-// the topic was created, or the run fails as unable to tell.
-func runPowercut(t *testing.T, bin string, sc pcScenario, sync string, load, settle time.Duration) pcOutcome {
+// With a sync interval the cut must come before nats-server first syncs the
+// topic's stores (between half an interval and an interval after it creates
+// them), or the run fails as unable to tell what an unsynced append costs.
+//
+// In the paused-node scenario the node to be cut is made the leader of every
+// partition and its file system written back (powercut.FS.Writeback) just before
+// the other node is paused: the cut node then comes back with the topic's
+// streams, RAFT logs and everything acknowledged before the pause, and loses,
+// unless it synced them, exactly the appends made after it.
+func runPowercut(t *testing.T, bin string, sc pcScenario, sync string, load time.Duration) pcOutcome {
 	t.Helper()
-	return runPowercutTopic(t, bin, sc, sync, load, settle, pcTopic{})
+	return runPowercutTopic(t, bin, sc, sync, load, pcTopic{})
 }
 
 // pcTopic varies the topic a power-cut run produces to: its durability, and a
@@ -213,7 +224,7 @@ type pcTopic struct {
 
 // runPowercutTopic is runPowercut with the topic's durability and a config change
 // half-way through the load.
-func runPowercutTopic(t *testing.T, bin string, sc pcScenario, sync string, load, settle time.Duration, tc pcTopic) pcOutcome {
+func runPowercutTopic(t *testing.T, bin string, sc pcScenario, sync string, load time.Duration, tc pcTopic) pcOutcome {
 	t.Helper()
 	began := time.Now()
 	n := 3
@@ -221,17 +232,20 @@ func runPowercutTopic(t *testing.T, bin string, sc pcScenario, sync string, load
 		n = 1
 	}
 	pc := startPowercutCluster(t, bin, n, sync)
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute+settle)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	const topic, groupID = "powercut", "g-powercut"
+	const topic, groupID, partitions = "powercut", "g-powercut", 4
 	c := connect(t, pc.urls())
-	if _, err := c.Admin().CreateTopic(ctx, topic, qxd.TopicConfig{Partitions: 4, Replicas: n, Durability: tc.durability}); err != nil {
+	if _, err := c.Admin().CreateTopic(ctx, topic, qxd.TopicConfig{Partitions: partitions, Replicas: n, Durability: tc.durability}); err != nil {
 		t.Fatalf("create topic: %v", err)
 	}
 	created := time.Now()
-	if settle > 0 {
-		t.Logf("topic created; waiting %v before producing, so that every store of it has been synced once", settle)
-		time.Sleep(settle)
+	// The cut must come before nats-server first syncs the topic's stores, half a
+	// sync interval after creating them at the earliest; they were created up to a
+	// few seconds before CreateTopic returned.
+	syncBy := time.Time{}
+	if iv, err := time.ParseDuration(sync); err == nil {
+		syncBy = created.Add(iv/2 - 5*time.Second)
 	}
 	led := newLedger()
 	grp := startGroup(ctx, t, pc.urls(), groupID, topic, 2, led)
@@ -262,7 +276,29 @@ func runPowercutTopic(t *testing.T, bin string, sc pcScenario, sync string, load
 	case cutOneNode, cutAllThree:
 		victims = pc.nodes
 	case cutWithPause:
-		paused := pc.nodes[1]
+		victim, paused := pc.nodes[0], pc.nodes[1]
+		// n1 leads every partition, so that pausing n2 moves no leader: a node that
+		// becomes a stream's leader snapshots its RAFT log, and nats-server writes
+		// a snapshot with an fsync whatever --sync says. Had n1 done that after the
+		// writeback below, it would come back with a snapshot ahead of its store,
+		// wait for a leader to catch it up, and the partition would stand still
+		// until n3 returned with the records instead of losing them.
+		for p := range int32(partitions) {
+			lctx, lcancel := context.WithTimeout(ctx, 30*time.Second)
+			err := preferLeader(lctx, pc.urls(), semantics.StreamName(topic, p), victim.name)
+			lcancel()
+			if err != nil {
+				t.Fatalf("move the leader of partition %d: %v", p, err)
+			}
+		}
+		time.Sleep(time.Second) // the new leaders' snapshots
+		// What the kernel writes back in the background, n1 keeps: its copy of the
+		// topic's streams and RAFT logs as they are now. What comes after is
+		// durable only if n1 syncs it.
+		if err := pc.fs[victim.name].Writeback(); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("wrote back node %s's file system after %d acknowledged records", victim.name, led.ackedCount())
 		if err := paused.signal(syscall.SIGSTOP); err != nil {
 			t.Fatal(err)
 		}
@@ -271,26 +307,21 @@ func runPowercutTopic(t *testing.T, bin string, sc pcScenario, sync string, load
 		time.Sleep(load / 2)
 		// Cut only once every partition has records the paused node lacks: a
 		// producer connected to it needs seconds to move on, and a partition it
-		// led a new leader. Within the sync window, where there is one.
+		// led a new leader. Before the first sync, where there is one.
 		limit := time.Now().Add(20 * time.Second)
-		if iv, err := time.ParseDuration(sync); err == nil && settle > 0 {
-			if end := created.Add(iv*3/2 - 8*time.Second); end.Before(limit) {
-				limit = end
-			}
+		if !syncBy.IsZero() && syncBy.Add(-3*time.Second).Before(limit) {
+			limit = syncBy.Add(-3 * time.Second)
 		}
 		for time.Now().Before(limit) && grew(atPause, ackedPerPartition(led)) < len(atPause) {
 			time.Sleep(250 * time.Millisecond)
 		}
 		now := ackedPerPartition(led)
 		t.Logf("%d records acknowledged while node %s was paused, in %d of %d partitions", total(now)-total(atPause), paused.name, grew(atPause, now), len(atPause))
-		victims = pc.nodes[:1]
+		victims = []*procNode{victim}
 		defer func() { _ = paused.signal(syscall.SIGCONT) }()
 	}
-	if iv, err := time.ParseDuration(sync); err == nil && settle > 0 {
-		// Margin: the stores were created up to a few seconds before CreateTopic returned.
-		if late := time.Since(created); late > iv*3/2-5*time.Second {
-			t.Fatalf("the cut would come %v after the topic was created, past its stores' second sync (%v at the earliest with --sync %s): this run cannot show what an unsynced append costs; use a longer interval", late.Round(time.Millisecond), iv*3/2, sync)
-		}
+	if !syncBy.IsZero() && time.Now().After(syncBy) {
+		t.Fatalf("the cut would come %v after the topic was created, when its stores may have been synced (from half the interval on with --sync %s): this run cannot show what an unsynced append costs; use a longer interval", time.Since(created).Round(time.Millisecond), sync)
 	}
 	out.ackedAtCut = led.ackedCount()
 	what, err := pc.cut(victims...)
@@ -452,6 +483,6 @@ func TestPowerCutOneNode(t *testing.T) {
 		t.Skip("starts a qxd process on a FUSE file system; skipped with -short")
 	}
 	needPowercut(t)
-	o := runPowercut(t, buildQxd(t), cutOneNode, "always", 3*time.Second, 0)
+	o := runPowercut(t, buildQxd(t), cutOneNode, "always", 3*time.Second)
 	checkDurable(t, o)
 }

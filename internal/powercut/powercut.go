@@ -15,6 +15,7 @@
 //     that was created and named durably but never synced comes back empty.
 //   - Nothing is written back in the background: a cut loses everything the
 //     kernel's writeback could have saved, as if the cut came just before it.
+//     A test chooses when a writeback happens instead, with Writeback.
 //
 // Extended attributes, modes and times are passed through and kept.
 //
@@ -379,6 +380,24 @@ func (p *pending) save(r io.ReaderAt, from, to int64) error {
 	return nil
 }
 
+// Writeback makes everything written so far durable at once, as the kernel's
+// background writeback of dirty pages followed by a journal commit does: every
+// file's contents and size as they are now, and the namespace. A cut after it
+// loses only what changes after it. It fails once the power is cut.
+func (f *FS) Writeback() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.cut {
+		return errors.New("powercut: writeback after the power was cut")
+	}
+	clear(f.pending)
+	f.nsDirty = true
+	if err := f.commit(); err != nil {
+		return fmt.Errorf("powercut: writeback %s: %w", f.dir, err)
+	}
+	return nil
+}
+
 // synced makes the file with inode ino durable as it is, and commits the
 // namespace. f.mu is held.
 func (f *FS) synced(ino uint64, file bool) error {
@@ -386,6 +405,12 @@ func (f *FS) synced(ino uint64, file bool) error {
 	if file {
 		delete(f.pending, ino)
 	}
+	return f.commit()
+}
+
+// commit makes the namespace as it is now durable, if it changed since the last
+// commit. f.mu is held.
+func (f *FS) commit() error {
 	if !f.nsDirty {
 		return nil
 	}

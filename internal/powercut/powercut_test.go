@@ -257,3 +257,30 @@ func TestCutFreezes(t *testing.T) {
 	}
 	want(t, p, []byte("durable"))
 }
+
+// TestCutWriteback checks that a writeback makes everything written before it
+// durable, names and contents, and nothing written after it.
+func TestCutWriteback(t *testing.T) {
+	f := mount(t)
+	a, b := []byte("written back;"), []byte("written after")
+	dir := filepath.Join(f.Path(), "d")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	write(t, filepath.Join(dir, "f"), a, false)
+	if err := f.Writeback(); err != nil {
+		t.Fatal(err)
+	}
+	write(t, filepath.Join(dir, "f"), b, false)
+	write(t, filepath.Join(dir, "g"), b, false)
+	cut(t, f)
+	want(t, filepath.Join(dir, "f"), a)
+	want(t, filepath.Join(dir, "g"), nil)
+	if err := f.Writeback(); err != nil {
+		t.Errorf("writeback after the restart: %v", err)
+	}
+	f.Cut()
+	if err := f.Writeback(); err == nil {
+		t.Error("writeback after a cut succeeded; want an error")
+	}
+}
