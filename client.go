@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"reflect"
 	"strings"
 	"sync"
@@ -129,7 +130,7 @@ func Connect(ctx context.Context, servers string, opts ...ClientOption) (*Client
 	}
 	c.ownsNC, c.watch = true, watch
 	if cfg.inProcess == nil {
-		c.check = newNodeCheck(r.nc, c.log, watch)
+		c.check = newNodeCheck(r.nc, c.log, watch, servers, nopts)
 		watch.mu.Lock()
 		watch.check = c.check
 		watch.mu.Unlock()
@@ -687,6 +688,24 @@ func (w *connWatch) leave(nc *nats.Conn, server string) bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.moves.toldToMove(server, nc.Servers(), time.Now())
+}
+
+// toldLately says whether the server on host (host:port) told the client to
+// move, or was found silent, within movedLately. Safe on nil.
+func (w *connWatch) toldLately(host string, now time.Time) bool {
+	if w == nil {
+		return false
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for s, at := range w.moves.told {
+		if now.Sub(at) < movedLately {
+			if u, err := url.Parse(s); err == nil && u.Host == host {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // movedLately is how long a client that a move led back to a node that had told

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net/url"
+	"strings"
 	"sync"
 	"time"
 
@@ -34,9 +36,33 @@ import (
 // and a mean over them forgets a one-second stall within a few hundred
 // milliseconds, where the machine that starved the node once does it again.
 //
+// A silence alone cannot tell a paused node from a machine or network too busy
+// to deliver, so the 1 s is long. A comparison can: when the node has sent
+// nothing for probeAfter (0.1 s) into a check, the client probes another node
+// of its pool over a connection of its own, opened then with the client's
+// options (credentials, TLS, dialer) and closed once it answered: the dial, the
+// handshake and a ping. If that node answers and the client's own node goes on
+// sending nothing for silenceRoundTrips (3) times the probe's whole round trip,
+// at least silenceFloor (0.45 s) since the check began, and at least what the
+// node's slow answers taught (above), the node is silent while the machine and
+// the network are not, and the client moves at once: about 0.75 s after the
+// stall began, not 1.3 s. A node that is merely loaded still sends answers (its
+// own late ones, or others'), and each one ends the check; a busy machine slows
+// the probe too, which makes the wait longer. The floor is not lower because a
+// link whose answers suddenly take 0.6 s (TestSilenceWaitFollowsTheConnection's
+// first step) must still be found alive by a check begun 0.3 s into the wait.
+// No probe is made when the pool holds no other server, when the node's slow
+// answers already set the wait, or when the probe fails (a connect timeout, a
+// refused handshake: the check then waits as long as it would alone); steady
+// state opens no connection, and a check that finds its node sending within
+// 0.1 s opens none either.
+//
 // A node cut off from its peers is not found so: it answers pings. It tells its
 // clients to move itself once no other node has answered it for a second (see
-// the server's isolation watch), about when a client leaves a paused node. A check of the cluster from the client (asking every
+// the server's isolation watch, whose doubt waits longer when its peers'
+// answers were slow lately); the probe above does not shorten that, as the cut
+// node still sends. A client's leave from a cut-off node is so about 0.3 s
+// later than from a paused one. A check of the cluster from the client (asking every
 // node to answer through the client's node, and leaving when fewer than a
 // majority do) was tried: on a busy machine the answers of healthy nodes came
 // later than 1 s too often, twice in a row, and clients moved off healthy nodes.
@@ -68,6 +94,8 @@ type nodeCheck struct {
 	nc    *nats.Conn
 	log   *slog.Logger
 	watch *connWatch // decides whether a move is worth it (see moves)
+	given []string   // the server URLs given to Connect (with their user info)
+	dial  []nats.Option
 
 	mu      sync.Mutex
 	running bool
@@ -113,15 +141,16 @@ func (k *nodeCheck) reconnected() {
 	k.slowest, k.slowSince, k.connSince = 0, time.Time{}, time.Now()
 }
 
-// wait is how long a check waits for anything from the node.
-func (k *nodeCheck) wait() time.Duration {
+// wait is how long a check waits for anything from the node; learned is the
+// part of it the node's slow answers set (twice the slowest of the last
+// slowWindow, up to maxCheckWait; 0 when none was slow).
+func (k *nodeCheck) wait() (wait, learned time.Duration) {
 	k.slowMu.Lock()
 	defer k.slowMu.Unlock()
-	d := nodeCheckWait
 	if time.Since(k.slowSince) < slowWindow {
-		d = max(d, 2*k.slowest)
+		learned = min(2*k.slowest, maxCheckWait)
 	}
-	return min(d, maxCheckWait)
+	return max(nodeCheckWait, learned), learned
 }
 
 // awaiting tells the check that the client awaits an answer from its node: the
@@ -165,8 +194,17 @@ func (s *stallTimer) disarm() {
 	}
 }
 
-func newNodeCheck(nc *nats.Conn, log *slog.Logger, watch *connWatch) *nodeCheck {
-	return &nodeCheck{nc: nc, log: log, watch: watch, stop: make(chan struct{}), connSince: time.Now()}
+// newNodeCheck checks nc's node. servers and opts are what nc was connected
+// with: a probe of another node connects as the client did (its credentials,
+// TLS, dialer).
+func newNodeCheck(nc *nats.Conn, log *slog.Logger, watch *connWatch, servers string, opts []nats.Option) *nodeCheck {
+	var given []string
+	for _, s := range strings.Split(servers, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			given = append(given, s)
+		}
+	}
+	return &nodeCheck{nc: nc, log: log, watch: watch, given: given, dial: opts, stop: make(chan struct{}), connSince: time.Now()}
 }
 
 // suspect checks the node in the background: at once, or when the check running
@@ -240,7 +278,8 @@ func (k *nodeCheck) check() {
 	if url == "" || !k.nc.IsConnected() {
 		return // reconnecting already
 	}
-	if k.alive() {
+	alive, other := k.alive(url)
+	if alive {
 		k.log.Debug("the qxd node answered a check after a request had waited; staying", "node", k.nc.ConnectedServerName())
 		return
 	}
@@ -252,18 +291,27 @@ func (k *nodeCheck) check() {
 			"node", k.nc.ConnectedServerName())
 		return
 	}
-	k.log.Info("the qxd node sends nothing, not even an answer to a ping; moving to another", "node", k.nc.ConnectedServerName())
+	if other != "" {
+		k.log.Info("the qxd node sends nothing, not even an answer to a ping, while another node answered at once; moving to another", "node", k.nc.ConnectedServerName())
+	} else {
+		k.log.Info("the qxd node sends nothing, not even an answer to a ping; moving to another", "node", k.nc.ConnectedServerName())
+	}
 	if err := k.nc.ForceReconnect(); err != nil {
 		k.log.Debug("move to another node failed", "err", err)
 	}
 }
 
-// alive pings the node and reports whether anything came from it within
-// nodeCheckWait: the PONG, or any message (a busy node answers the ping late but
-// goes on sending what it answered before it).
-func (k *nodeCheck) alive() bool {
+// alive pings the node and reports whether anything came from it within the
+// check's wait (see wait): the PONG, or any message (a busy node answers the
+// ping late but goes on sending what it answered before it). When the node has
+// sent nothing for probeAfter, another node of the pool is probed (see probe):
+// if it answers and the client's node goes on sending nothing for
+// silenceRoundTrips times the probe's round trip (at least silenceFloor since
+// the check began), the node is found silent at once, without waiting out the
+// rest of the check; other names the node that answered then.
+func (k *nodeCheck) alive(current string) (alive bool, other string) {
 	inBefore := k.nc.Stats().InMsgs
-	wait := k.wait()
+	wait, learned := k.wait()
 	pong := make(chan error, 1)
 	began := time.Now()
 	k.wg.Add(1)
@@ -279,14 +327,139 @@ func (k *nodeCheck) alive() bool {
 	}()
 	timer := time.NewTimer(wait)
 	defer timer.Stop()
-	select {
-	case err := <-pong:
-		// A ping that could not be sent (the connection is closing or
-		// reconnecting) decides nothing.
-		return err == nil || !errors.Is(err, nats.ErrTimeout) && !errors.Is(err, context.DeadlineExceeded)
-	case <-timer.C:
-		return k.nc.Stats().InMsgs > inBefore
-	case <-k.stop:
-		return true
+	tick := time.NewTicker(checkTick)
+	defer tick.Stop()
+	sent := func() bool { return k.nc.Stats().InMsgs > inBefore }
+	var (
+		probing  bool
+		probed   chan probeResult
+		silentTo time.Time // set when another node answered: silent until then means gone
+	)
+	for {
+		select {
+		case err := <-pong:
+			// A ping that could not be sent (the connection is closing or
+			// reconnecting) decides nothing.
+			return err == nil || !errors.Is(err, nats.ErrTimeout) && !errors.Is(err, context.DeadlineExceeded), ""
+		case <-timer.C:
+			return sent(), ""
+		case <-k.stop:
+			return true, ""
+		case r := <-probed:
+			probed = nil
+			if r.err != nil {
+				k.log.Debug("probe of another node failed; the check waits for its node as long as it would alone", "err", r.err)
+				continue
+			}
+			silentTo = began.Add(max(silenceFloor, silenceRoundTrips*r.took, learned))
+			other = r.server
+		case now := <-tick.C:
+			if sent() {
+				return true, ""
+			}
+			if !silentTo.IsZero() && !now.Before(silentTo) {
+				return false, other
+			}
+			if !probing && now.Sub(began) >= probeAfter {
+				// A node whose answers were slow lately is waited for as
+				// long as they taught: no probe can shorten that.
+				probing = true
+				if max(silenceFloor, learned) >= wait-checkTick {
+					continue
+				}
+				if target := k.probeTarget(current); target != "" {
+					probed = make(chan probeResult, 1)
+					k.wg.Add(1)
+					go func() {
+						defer k.wg.Done()
+						probed <- k.probe(target, wait-now.Sub(began))
+					}()
+				}
+			}
+		}
 	}
 }
+
+const (
+	// checkTick is how often a check looks whether its node sent anything.
+	checkTick = 20 * time.Millisecond
+	// probeAfter is how long a check waits for anything from its node before it
+	// probes another: a loaded node most often sends something by then (its
+	// answers come late but they come), so that few checks cost a connection.
+	probeAfter = 100 * time.Millisecond
+	// A node that sent nothing since the check began (and nothing to what
+	// stalled before that, stallCheckAfter), while another node answered a new
+	// connection's handshake and ping, is silent when that has lasted
+	// silenceRoundTrips times the probe's round trip, and silenceFloor at least.
+	// A machine so busy that the probe took long makes the wait long too.
+	silenceRoundTrips = 3
+	silenceFloor      = 450 * time.Millisecond
+)
+
+// probeResult is what a probe of another node found: took is the time from
+// dialing to its PONG.
+type probeResult struct {
+	server string
+	took   time.Duration
+	err    error
+}
+
+// probeTarget is the server the probe of a check asks: the first of the pool
+// (the servers given, then those discovered) on a host other than the
+// connection's and not left or told to leave lately (a node the client left as
+// silent may be silent still), with the user info of the URL given or
+// connected to when its own has none. "" when the pool has no such server: a
+// check waits as long as it would without a probe.
+func (k *nodeCheck) probeTarget(current string) string {
+	cur, err := url.Parse(current)
+	if err != nil {
+		return ""
+	}
+	now := time.Now()
+	for _, s := range append(append([]string(nil), k.given...), k.nc.Servers()...) {
+		if !strings.Contains(s, "://") {
+			s = "nats://" + s
+		}
+		u, err := url.Parse(s)
+		if err != nil || u.Host == cur.Host || k.watch.toldLately(u.Host, now) {
+			continue
+		}
+		if u.User == nil {
+			u.User = cur.User
+		}
+		return u.String()
+	}
+	return ""
+}
+
+// probe connects to server as the client did, pings it, and closes the
+// connection; all within wait.
+func (k *nodeCheck) probe(server string, wait time.Duration) probeResult {
+	r := probeResult{server: server}
+	if wait <= 0 {
+		r.err = context.DeadlineExceeded
+		return r
+	}
+	began := time.Now()
+	opts := append(append([]nats.Option(nil), k.dial...),
+		nats.Name(probeName), nats.Timeout(wait), nats.NoReconnect(), nats.RetryOnFailedConnect(false),
+		nats.DontRandomize(), nats.PingInterval(time.Hour),
+		nats.DisconnectErrHandler(nil), nats.ReconnectHandler(nil), nats.ReconnectErrHandler(nil),
+		nats.ConnectHandler(nil), nats.ClosedHandler(nil), nats.DiscoveredServersHandler(nil),
+		nats.LameDuckModeHandler(nil), nats.ErrorHandler(func(*nats.Conn, *nats.Subscription, error) {}))
+	nc, err := nats.Connect(server, opts...)
+	if err != nil {
+		r.err = err
+		return r
+	}
+	defer nc.Close()
+	if err := nc.FlushTimeout(wait - time.Since(began)); err != nil {
+		r.err = err
+		return r
+	}
+	r.took = time.Since(began)
+	return r
+}
+
+// probeName is the NATS client name of a check's probe connections.
+const probeName = "qxd node check"
