@@ -375,6 +375,17 @@ func (s *Store) DeleteCommits(ctx context.Context, group string, listed map[sema
 			failed = append(failed, err)
 		}
 	}
+	// NOT_COORDINATOR first: it is the code the error answers with (errors.As).
+	slices.SortStableFunc(failed, func(a, b error) int {
+		na, nb := errors.Is(a, semantics.ErrNotCoordinator), errors.Is(b, semantics.ErrNotCoordinator)
+		switch {
+		case na && !nb:
+			return -1
+		case nb && !na:
+			return 1
+		}
+		return 0
+	})
 	if len(failed) > 0 {
 		return fmt.Errorf("offsets: delete group %q: %d of %d commits not deleted: %w", group, len(failed), len(tps), errors.Join(failed...))
 	}

@@ -190,13 +190,14 @@ func (c *Coordinator) DeleteGroup(ctx context.Context, id string) error {
 		}
 		return err
 	}
-	if err := c.offsets.DeleteCommits(ctx, id, commits); err != nil {
-		return c.deposedIf(ctx, id, err)
-	}
+	// The state is gone: a delete sent again after the commits' purges failed
+	// finds the group as one of commits alone.
 	c.mu.Lock()
-	delete(c.groups, id)
+	if c.groups[id] == g {
+		delete(c.groups, id)
+	}
 	c.mu.Unlock()
-	return nil
+	return c.deposedIf(ctx, id, c.offsets.DeleteCommits(ctx, id, commits))
 }
 
 // DeleteOffsets is Kafka's OffsetDelete on the group coordinator: it purges the

@@ -125,6 +125,8 @@ type fixture struct {
 	states *coordinator.KVStateStore
 	offs   *offsets.Store
 	cfg    coordinator.Config
+	nc     *nats.Conn
+	js     jetstream.JetStream
 }
 
 func newFixture(t *testing.T) *fixture {
@@ -145,7 +147,7 @@ func newFixture(t *testing.T) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &fixture{t: t, clock: newClock(), kv: kv, states: coordinator.NewKVStateStore(nc, kv), offs: offs}
+	f := &fixture{t: t, clock: newClock(), kv: kv, states: coordinator.NewKVStateStore(nc, kv), offs: offs, nc: nc, js: js}
 	f.cfg = coordinator.DefaultConfig()
 	f.cfg.Clock = f.clock
 	f.cfg.InitialRebalanceDelay = time.Second

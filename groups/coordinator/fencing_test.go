@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/qxd-io/qxd/groups"
 	"github.com/qxd-io/qxd/groups/coordinator"
 	"github.com/qxd-io/qxd/internal/qxdtest"
@@ -75,13 +77,17 @@ type deposedRace struct {
 	old    *coordinator.Coordinator
 	offs   *afterList
 	states *afterDelete
+	kv     jetstream.KeyValue        // the groups bucket, the test's own (ownGroupsBucket)
+	base   *coordinator.KVStateStore // claims nothing
 	newer  *coordinator.KVStateStore // set by takeOver
 }
 
 func newDeposedRace(t *testing.T) *deposedRace {
 	f := newFixture(t)
 	r := &deposedRace{f: f, ctx: qxdtest.Context(t, 30*time.Second)}
-	oldStates, err := f.states.Claim(r.ctx, "n1")
+	r.kv = ownGroupsBucket(r.ctx, t, f.js)
+	r.base = coordinator.NewKVStateStore(f.nc, r.kv)
+	oldStates, err := r.base.Claim(r.ctx, "n1")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -98,7 +104,7 @@ func newDeposedRace(t *testing.T) *deposedRace {
 func (r *deposedRace) takeOver() {
 	r.f.t.Helper()
 	var err error
-	if r.newer, err = r.f.states.Claim(r.ctx, "n2"); err != nil {
+	if r.newer, err = r.base.Claim(r.ctx, "n2"); err != nil {
 		r.f.t.Fatal(err)
 	}
 }
@@ -168,6 +174,34 @@ func TestDeposedCoordinatorDeleteMeetsNewerWrites(t *testing.T) {
 			t.Fatalf("delete by the deposed coordinator: %v; want NOT_COORDINATOR", err)
 		}
 		r.want("kept", part, 9, r.newer.Epoch())
+	})
+	t.Run("a commit through the same coordinator", func(t *testing.T) {
+		t.Parallel()
+		r := newDeposedRace(t)
+		r.f.coord = r.old
+		m := r.f.stable("again", joinReq("again", "", ""))[0]
+		if err := r.old.Leave(r.ctx, groups.LeaveRequest{Group: "again", MemberID: m.MemberID}); err != nil {
+			t.Fatal(err)
+		}
+		r.commit(r.f.offs.WithEpoch(1), "again", part, 7)
+		r.states.arm(func() {
+			if err := r.old.CommitOffsets(r.ctx, groups.CommitRequest{Group: "again", Generation: -1,
+				Offsets: []semantics.OffsetEntry{{Topic: "t", Partition: 0, Offset: 8}}}); err != nil {
+				t.Error(err)
+			}
+		})
+		if err := r.old.DeleteGroup(r.ctx, "again"); !errors.Is(err, semantics.ErrTimeout) {
+			t.Fatalf("delete met by a commit through the same coordinator: %v; want REQUEST_TIMED_OUT", err)
+		}
+		if err := r.old.DeleteGroup(r.ctx, "again"); err != nil {
+			t.Fatalf("the delete sent again: %v", err)
+		}
+		if got, err := r.f.offs.List(r.ctx, "again"); err != nil || len(got) != 0 {
+			t.Fatalf("the group's commits after the delete sent again: %v, %v; want none", got, err)
+		}
+		if _, err := r.kv.Get(r.ctx, semantics.GroupKey("again")); !errors.Is(err, jetstream.ErrKeyNotFound) {
+			t.Fatalf("the group's state after the delete sent again: %v; want none", err)
+		}
 	})
 }
 

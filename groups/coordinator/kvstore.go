@@ -227,8 +227,9 @@ func (s *KVStateStore) CheckClaim(ctx context.Context) error {
 // purge is conditional on rev: a claim stored after that read, and a state saved
 // through it since (a newer coordinator saves every group it loads), make it
 // fail, deleting nothing, with an error wrapping ErrDeposed when the stored
-// state is of a newer epoch, and ErrStateChanged otherwise. With rev 0 nothing
-// is purged: a state stored since is another coordinator's.
+// state is of a newer epoch, and ErrStateChanged otherwise; a state deleted
+// since counts as deleted. With rev 0 nothing is purged: a state stored since
+// is another coordinator's.
 func (s *KVStateStore) DeleteGroup(ctx context.Context, group string, rev uint64) error {
 	if err := s.CheckClaim(ctx); err != nil {
 		return fmt.Errorf("group %q: delete: %w", group, err)
@@ -242,6 +243,9 @@ func (s *KVStateStore) DeleteGroup(ctx context.Context, group string, rev uint64
 		return err
 	}
 	v, stored, gerr := kvscan.LeaderGet(ctx, s.nc, s.kv.Bucket(), key)
+	if errors.Is(gerr, jetstream.ErrKeyNotFound) {
+		return nil // deleted since
+	}
 	if gerr != nil {
 		return fmt.Errorf("group %q: delete at revision %d: %w", group, rev, err)
 	}

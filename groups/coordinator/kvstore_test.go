@@ -269,7 +269,8 @@ func groupsBucket(t *testing.T) (context.Context, *nats.Conn, jetstream.JetStrea
 // purges.
 func TestDeleteGroupAtItsRevision(t *testing.T) {
 	t.Parallel()
-	ctx, nc, _, kv := groupsBucket(t)
+	ctx, nc, js, _ := groupsBucket(t)
+	kv := ownGroupsBucket(ctx, t, js)
 	base := coordinator.NewKVStateStore(nc, kv)
 	a, err := base.Claim(ctx, "n1")
 	if err != nil {
@@ -287,7 +288,7 @@ func TestDeleteGroupAtItsRevision(t *testing.T) {
 	}
 	epochStored := func(want uint64) {
 		t.Helper()
-		v, _, err := kvscan.LeaderGet(ctx, nc, semantics.GroupsBucket, semantics.GroupKey("del"))
+		v, _, err := kvscan.LeaderGet(ctx, nc, kv.Bucket(), semantics.GroupKey("del"))
 		var got coordinator.GroupState
 		if err == nil {
 			err = json.Unmarshal(v, &got)
@@ -311,7 +312,19 @@ func TestDeleteGroupAtItsRevision(t *testing.T) {
 	if err := a.DeleteGroup(ctx, "del", rev2); err != nil {
 		t.Fatalf("delete at the current revision: %v", err)
 	}
-	if _, _, err := kvscan.LeaderGet(ctx, nc, semantics.GroupsBucket, semantics.GroupKey("del")); !errors.Is(err, jetstream.ErrKeyNotFound) {
+	if _, _, err := kvscan.LeaderGet(ctx, nc, kv.Bucket(), semantics.GroupKey("del")); !errors.Is(err, jetstream.ErrKeyNotFound) {
 		t.Fatalf("the state after the delete: %v; want none", err)
 	}
+}
+
+// ownGroupsBucket creates a groups bucket of the test's own beside the node's:
+// the node's coordinator watches qxd_groups and, deposed by a test's claim,
+// claims an epoch again, which would depose the test's coordinators in turn.
+func ownGroupsBucket(ctx context.Context, t *testing.T, js jetstream.JetStream) jetstream.KeyValue {
+	t.Helper()
+	kv, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "test_groups", History: 1, Storage: jetstream.FileStorage})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return kv
 }
