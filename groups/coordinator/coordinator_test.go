@@ -155,6 +155,14 @@ func newFixture(t *testing.T) *fixture {
 	return f
 }
 
+// ownGroupsBucket moves the fixture's state store to a groups bucket of the
+// test's own (see ownGroupsBucket), for tests that claim epochs.
+func (f *fixture) ownGroupsBucket(ctx context.Context) {
+	f.t.Helper()
+	f.kv = ownGroupsBucket(ctx, f.t, f.js)
+	f.states = coordinator.NewKVStateStore(f.nc, f.kv)
+}
+
 func (f *fixture) newCoordinator() *coordinator.Coordinator {
 	c, err := coordinator.New(f.cfg, f.states, f.offs)
 	if err != nil {
@@ -818,6 +826,7 @@ func TestDeposedCoordinatorStopsActingForTheGroup(t *testing.T) {
 func deposedCoordinator(t *testing.T, newFirst bool) {
 	f := newFixture(t)
 	ctx := qxdtest.Context(t, 30*time.Second)
+	f.ownGroupsBucket(ctx)
 	base := f.states
 	var err error
 	if f.states, err = base.Claim(ctx, "n1"); err != nil {
@@ -905,6 +914,7 @@ func TestDeposedCoordinatorDoesNotStart(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
 	ctx := qxdtest.Context(t, 30*time.Second)
+	f.ownGroupsBucket(ctx)
 	base := f.states
 	oldStates, err := base.Claim(ctx, "n1")
 	if err != nil {
@@ -935,6 +945,7 @@ func TestDeposedCoordinatorStopsAnswering(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
 	ctx := qxdtest.Context(t, 30*time.Second)
+	f.ownGroupsBucket(ctx)
 	base := f.states
 	var err error
 	if f.states, err = base.Claim(ctx, "n1"); err != nil {
@@ -999,6 +1010,7 @@ func TestDeposedCoordinatorCannotDeleteGroups(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
 	ctx := qxdtest.Context(t, 30*time.Second)
+	f.ownGroupsBucket(ctx)
 	base := f.states
 	var err error
 	if f.states, err = base.Claim(ctx, "n1"); err != nil {
