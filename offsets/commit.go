@@ -186,8 +186,14 @@ func (s *Store) Commit(ctx context.Context, group string, gen int32, member stri
 	})
 }
 
-// Reset sets offsets as an administrator (Generation -1, Member ""), unconditionally;
-// a Store WithTopics checks the topics as Commit does. Negative offsets are refused with semantics.ErrInvalidRequest before anything is
+// Reset sets offsets as an administrator (Generation -1, Member ""), over any
+// generation's commit; a Store WithTopics checks the topics as Commit does. A
+// Store WithEpoch (a group coordinator's) stores its epoch with each offset, by
+// compare-and-set, and refuses one over a commit stored through a newer
+// coordinator with semantics.ErrNotCoordinator: a coordinator deposed without
+// noticing yet may take for empty a group that has members again under its
+// successor, and would otherwise set back what they committed since. A Store
+// without an epoch (a transaction's offsets, a tool) writes unconditionally. Negative offsets are refused with semantics.ErrInvalidRequest before anything is
 // written; if some partitions fail, the error is a *WriteError.
 func (s *Store) Reset(ctx context.Context, group string, offsets map[semantics.TopicPartition]int64) error {
 	if err := semantics.ValidateGroupID(group); err != nil {
@@ -205,7 +211,7 @@ func (s *Store) Reset(ctx context.Context, group string, offsets map[semantics.T
 	}
 	now := time.Now().UTC()
 	return s.write(ctx, "reset", group, tps, func(ctx context.Context, tp semantics.TopicPartition) error {
-		v := Committed{Offset: offsets[tp], Generation: NoGeneration, Time: now}
+		v := Committed{Offset: offsets[tp], Generation: NoGeneration, Time: now, Epoch: s.epoch}
 		if cur != nil {
 			inc := cur[tp.Topic]
 			if err := checkWritable(tp, "", inc); err != nil {
@@ -213,7 +219,11 @@ func (s *Store) Reset(ctx context.Context, group string, offsets map[semantics.T
 			}
 			v.TopicID = inc.meta.ID
 		}
-		return s.put(ctx, semantics.OffsetKey(group, tp.Topic, tp.Partition), v)
+		key := semantics.OffsetKey(group, tp.Topic, tp.Partition)
+		if s.epoch == 0 {
+			return s.put(ctx, key, v)
+		}
+		return s.compareAndSet(ctx, key, tp, v, nil)
 	})
 }
 

@@ -427,3 +427,50 @@ func TestEmptyGroupCommitFencedByCoordinatorEpoch(t *testing.T) {
 	}
 	want(130, 0)
 }
+
+// TestResetFencedByCoordinatorEpoch: a reset through a deposed coordinator (a
+// Store WithEpoch older than its successor's) must not set back the offset a
+// member committed through the successor after the group got members again; it
+// is refused with NOT_COORDINATOR. A reset through the current coordinator
+// writes over it and carries its epoch; one of a Store without an epoch (a
+// transaction's offsets, a tool) writes over any, as before.
+func TestResetFencedByCoordinatorEpoch(t *testing.T) {
+	t.Parallel()
+	st, _ := openStore(t)
+	ctx := qxdtest.Context(t, 30*time.Second)
+	const group = "reset-epochs"
+	part := tp("orders", 0)
+	old, cur := st.WithEpoch(5), st.WithEpoch(9)
+	reset := func(s *offsets.Store, off int64) error {
+		return s.Reset(ctx, group, map[semantics.TopicPartition]int64{part: off})
+	}
+	want := func(off int64, epoch uint64) {
+		t.Helper()
+		got, err := st.Fetch(ctx, group, []semantics.TopicPartition{part})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c := got[part]; c.Offset != off || c.Epoch != epoch {
+			t.Fatalf("stored commit: offset %d epoch %d; want offset %d epoch %d", c.Offset, c.Epoch, off, epoch)
+		}
+	}
+	if err := reset(old, 10); err != nil {
+		t.Fatalf("the older coordinator's reset before its successor took over: %v", err)
+	}
+	want(10, 5)
+	if err := cur.Commit(ctx, group, 1, "m1", map[semantics.TopicPartition]offsets.Commit{part: {Offset: 100}}); err != nil {
+		t.Fatalf("a member's commit through the successor: %v", err)
+	}
+	if err := reset(old, 0); !errors.Is(err, semantics.ErrNotCoordinator) {
+		t.Fatalf("the deposed coordinator's reset to 0 over the member's commit of 100: %v; want NOT_COORDINATOR", err)
+	}
+	want(100, 9)
+	if err := reset(cur, 20); err != nil {
+		t.Fatalf("the current coordinator's reset: %v", err)
+	}
+	want(20, 9)
+	if err := reset(st, 30); err != nil {
+		t.Fatalf("a reset without an epoch: %v", err)
+	}
+	want(30, 0)
+}

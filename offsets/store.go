@@ -37,8 +37,9 @@ type Committed struct {
 	// commits stored before qxd stored topic ids, or by a Store without Topics.
 	TopicID string `json:"topic_id,omitempty"`
 	// Epoch is the epoch of the group coordinator that stored the commit
-	// (WithEpoch); 0 for one stored without (an admin reset, a transaction's
-	// offsets, a commit from before coordinators had epochs).
+	// (WithEpoch), also of a reset through one; 0 for one stored without (a
+	// transaction's offsets, a tool's reset, a commit from before coordinators
+	// had epochs).
 	Epoch    uint64 `json:"epoch,omitempty"`
 	Revision uint64 `json:"-"` // KV revision it was read at
 }
@@ -174,20 +175,28 @@ func (s *Store) Fetch(ctx context.Context, group string, tps []semantics.TopicPa
 
 // List returns every commit of group; a group without commits gives an empty map.
 // With WithTopics, commits of an earlier incarnation of a topic are left out.
-// Logical commits are returned as stored, as Fetch does.
+// Logical commits are returned as stored, as Fetch does. Each commit carries the
+// revision it was read at, which DeleteCommits purges it on.
 func (s *Store) List(ctx context.Context, group string) (map[semantics.TopicPartition]Committed, error) {
 	if err := semantics.ValidateGroupID(group); err != nil {
 		return nil, fmt.Errorf("offsets: list: %w", err)
 	}
+	out, err := s.listAll(ctx, group)
+	if err == nil {
+		err = s.dropStale(ctx, group, out)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("offsets: list group %q: %w", group, err)
+	}
+	return out, nil
+}
+
+// listAll reads every commit of group, also those of earlier incarnations of
+// their topics: from the bucket's leader when the Store was made by Open
+// (listFromLeader), with a scan otherwise.
+func (s *Store) listAll(ctx context.Context, group string) (map[semantics.TopicPartition]Committed, error) {
 	if s.js != nil {
-		out, err := s.listFromLeader(ctx, group)
-		if err == nil {
-			err = s.dropStale(ctx, group, out)
-		}
-		if err != nil {
-			return nil, fmt.Errorf("offsets: list group %q: %w", group, err)
-		}
-		return out, nil
+		return s.listFromLeader(ctx, group)
 	}
 	out := map[semantics.TopicPartition]Committed{}
 	err := s.scan(ctx, semantics.GroupOffsetsFilter(group), false, func() { clear(out) }, func(e jetstream.KeyValueEntry) error {
@@ -205,11 +214,8 @@ func (s *Store) List(ctx context.Context, group string) (map[semantics.TopicPart
 		out[semantics.TopicPartition{Topic: topic, Partition: p}] = c
 		return nil
 	})
-	if err == nil {
-		err = s.dropStale(ctx, group, out)
-	}
 	if err != nil {
-		return nil, fmt.Errorf("offsets: list group %q: %w", group, err)
+		return nil, err
 	}
 	return out, nil
 }
@@ -315,51 +321,106 @@ func (s *Store) Groups(ctx context.Context) ([]string, error) {
 	return groups, nil
 }
 
-// Delete removes every commit of group. A group without commits gives an error
-// wrapping semantics.ErrGroupIDNotFound; a coordinator that deletes a group with state
-// but no commits can ignore it with errors.Is.
+// Delete removes every commit of group, each only at the revision it was read
+// at (DeleteCommits). A group without commits gives an error wrapping
+// semantics.ErrGroupIDNotFound.
 func (s *Store) Delete(ctx context.Context, group string) error {
 	if err := semantics.ValidateGroupID(group); err != nil {
 		return fmt.Errorf("offsets: delete: %w", err)
 	}
-	keys, err := s.keys(ctx, semantics.GroupOffsetsFilter(group), 0)
+	listed, err := s.listAll(ctx, group)
 	if err != nil {
 		return fmt.Errorf("offsets: delete group %q: %w", group, err)
 	}
-	if len(keys) == 0 {
+	if len(listed) == 0 {
 		return semantics.Errorf(semantics.ErrGroupIDNotFound,
 			"offsets: delete group %q: the group has no committed offsets: list groups to see the ids", group)
 	}
-	if err := s.purge(ctx, keys); err != nil {
-		return fmt.Errorf("offsets: delete group %q: %w", group, err)
+	return s.DeleteCommits(ctx, group, listed)
+}
+
+// DeleteCommits purges group's commits listed, as read by List or Fetch: each
+// only at the revision it was read at, so that a commit stored since, through a
+// newer group coordinator or not, is kept. A Store WithEpoch purges nothing when
+// a listed commit was stored through a newer coordinator, and fails with
+// semantics.ErrNotCoordinator; a purge that meets a commit stored since fails
+// with semantics.ErrNotCoordinator when that commit's epoch is newer than the
+// Store's, semantics.ErrTimeout (retriable: list and delete again) otherwise.
+// A commit deleted since counts as deleted. Other keys are purged all the
+// same; the error names those that were not.
+func (s *Store) DeleteCommits(ctx context.Context, group string, listed map[semantics.TopicPartition]Committed) error {
+	if err := semantics.ValidateGroupID(group); err != nil {
+		return fmt.Errorf("offsets: delete: %w", err)
+	}
+	tps := sortedKeys(listed)
+	for _, tp := range tps {
+		c := listed[tp]
+		if c.Revision == 0 {
+			return semantics.Errorf(semantics.ErrInvalidRequest,
+				"offsets: delete group %q partition %s: the commit carries no revision: delete commits as List or Fetch read them", group, tp)
+		}
+		if s.epoch != 0 && c.Epoch > s.epoch {
+			return semantics.Errorf(semantics.ErrNotCoordinator,
+				"offsets: delete group %q partition %s: the commit was made through a newer group coordinator (epoch %d; this one's is %d): find the coordinator again",
+				group, tp, c.Epoch, s.epoch)
+		}
+	}
+	errs := make([]error, len(tps))
+	parallel(len(tps), func(i int) {
+		errs[i] = s.purgeAt(ctx, group, tps[i], listed[tps[i]].Revision)
+	})
+	var failed []error
+	for _, err := range errs {
+		if err != nil {
+			failed = append(failed, err)
+		}
+	}
+	// NOT_COORDINATOR first: it is the code the error answers with (errors.As).
+	slices.SortStableFunc(failed, func(a, b error) int {
+		na, nb := errors.Is(a, semantics.ErrNotCoordinator), errors.Is(b, semantics.ErrNotCoordinator)
+		switch {
+		case na && !nb:
+			return -1
+		case nb && !na:
+			return 1
+		}
+		return 0
+	})
+	if len(failed) > 0 {
+		return fmt.Errorf("offsets: delete group %q: %d of %d commits not deleted: %w", group, len(failed), len(tps), errors.Join(failed...))
 	}
 	return nil
 }
 
-// DeletePartitions removes group's commits of the partitions given, those it has,
-// as Kafka's OffsetDelete does.
-func (s *Store) DeletePartitions(ctx context.Context, group string, parts []semantics.TopicPartition) error {
-	if err := semantics.ValidateGroupID(group); err != nil {
-		return fmt.Errorf("offsets: delete partitions: %w", err)
+// purgeAt purges tp's commit of group at revision rev, and says why not when
+// another write came since (DeleteCommits).
+func (s *Store) purgeAt(ctx context.Context, group string, tp semantics.TopicPartition, rev uint64) error {
+	key := semantics.OffsetKey(group, tp.Topic, tp.Partition)
+	opts := []jetstream.KVDeleteOpt{jetstream.LastRevision(rev)}
+	if s.purgeTTL > 0 {
+		opts = append(opts, jetstream.PurgeTTL(s.purgeTTL))
 	}
-	keys, err := s.keys(ctx, semantics.GroupOffsetsFilter(group), 0)
-	if err != nil {
-		return fmt.Errorf("offsets: delete partitions of group %q: %w", group, err)
+	err := s.kv.Purge(ctx, key, opts...)
+	if err == nil {
+		return nil
 	}
-	have := make(map[string]bool, len(keys))
-	for _, k := range keys {
-		have[k] = true
+	if !isConflict(err) {
+		return fmt.Errorf("purge %s: %w", tp, err)
 	}
-	var del []string
-	for _, tp := range parts {
-		if k := semantics.OffsetKey(group, tp.Topic, tp.Partition); have[k] {
-			del = append(del, k)
-		}
+	now, gerr := s.get(ctx, key)
+	switch {
+	case gerr != nil:
+		return fmt.Errorf("purge %s at revision %d: %w", tp, rev, err)
+	case now == nil:
+		return nil // deleted since
+	case s.epoch != 0 && now.Epoch > s.epoch:
+		return semantics.Errorf(semantics.ErrNotCoordinator,
+			"purge %s refused: a commit was stored since through a newer group coordinator (epoch %d; this one's is %d): find the coordinator again",
+			tp, now.Epoch, s.epoch)
+	default:
+		return semantics.Errorf(semantics.ErrTimeout,
+			"purge %s refused: a commit was stored since it was read (revision %d, now %d): list and delete again", tp, rev, now.Revision)
 	}
-	if err := s.purge(ctx, del); err != nil {
-		return fmt.Errorf("offsets: delete partitions of group %q: %w", group, err)
-	}
-	return nil
 }
 
 // DeleteTopic removes group's commits of one topic, as Kafka's OffsetDelete. A topic

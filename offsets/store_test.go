@@ -411,3 +411,60 @@ func TestLag(t *testing.T) {
 		})
 	}
 }
+
+// TestDeleteCommitsAtTheirRevision: a delete purges each commit only at the
+// revision it was listed at. A commit stored through a newer coordinator
+// between the listing and the purge is kept, and the delete fails with
+// NOT_COORDINATOR; one stored since through the same coordinator is kept too,
+// with a retriable REQUEST_TIMED_OUT; the commits not changed since are purged.
+func TestDeleteCommitsAtTheirRevision(t *testing.T) {
+	t.Parallel()
+	st, _ := openStore(t)
+	ctx := qxdtest.Context(t, 30*time.Second)
+	const group = "delete-revs"
+	p0, p1, p2 := tp("orders", 0), tp("orders", 1), tp("orders", 2)
+	old, cur := st.WithEpoch(5), st.WithEpoch(9)
+	commit := func(s *offsets.Store, part semantics.TopicPartition, off int64) {
+		t.Helper()
+		if err := s.Commit(ctx, group, offsets.NoGeneration, "", map[semantics.TopicPartition]offsets.Commit{part: {Offset: off}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	commit(old, p0, 10)
+	commit(old, p1, 11)
+	commit(old, p2, 12)
+	listed, err := old.List(ctx, group)
+	if err != nil || len(listed) != 3 {
+		t.Fatalf("list: %v, %v", listed, err)
+	}
+	commit(cur, p0, 100) // through the successor, after the listing
+	commit(old, p1, 110) // through the same coordinator, after the listing
+	err = old.DeleteCommits(ctx, group, listed)
+	if !errors.Is(err, semantics.ErrNotCoordinator) || !errors.Is(err, semantics.ErrTimeout) {
+		t.Fatalf("delete of commits changed since the listing: %v; want NOT_COORDINATOR for %s and REQUEST_TIMED_OUT for %s", err, p0, p1)
+	}
+	got, err := st.List(ctx, group)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || got[p0].Offset != 100 || got[p0].Epoch != 9 || got[p1].Offset != 110 {
+		t.Fatalf("after the delete: %+v; want %s at 100 (epoch 9) and %s at 110 kept, %s purged", got, p0, p1, p2)
+	}
+	// Listed again, a commit of the newer epoch stops the deposed one's
+	// delete before it purges anything.
+	if listed, err = old.List(ctx, group); err != nil {
+		t.Fatal(err)
+	}
+	if err := old.DeleteCommits(ctx, group, listed); !errors.Is(err, semantics.ErrNotCoordinator) {
+		t.Fatalf("the deposed coordinator's delete of a listing with a newer epoch's commit: %v; want NOT_COORDINATOR", err)
+	}
+	if got, err := st.List(ctx, group); err != nil || len(got) != 2 {
+		t.Fatalf("after the refused delete: %+v, %v; want both commits kept", got, err)
+	}
+	if err := cur.Delete(ctx, group); err != nil {
+		t.Fatalf("the current coordinator's delete: %v", err)
+	}
+	if got, err := st.List(ctx, group); err != nil || len(got) != 0 {
+		t.Fatalf("after the current coordinator's delete: %+v, %v; want none", got, err)
+	}
+}

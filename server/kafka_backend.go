@@ -1497,7 +1497,8 @@ func (b *kafkaBackend) DeleteGroup(ctx context.Context, group string) error {
 // DeleteOffsets implements kafka.Backend (OffsetDelete) on the coordinating node:
 // a group with members that are assigned a partition of topic keeps its offsets
 // there (GROUP_SUBSCRIBED_TO_TOPIC); otherwise the commits of the partitions given
-// are deleted.
+// are deleted, through the coordinator, which fences the delete as a group's
+// (coordinator.Coordinator.DeleteOffsets).
 func (b *kafkaBackend) DeleteOffsets(ctx context.Context, group, topic string, partitions []int32) error {
 	ctx, cancel := context.WithTimeout(ctx, quickGroupWait)
 	defer cancel()
@@ -1529,7 +1530,7 @@ func (b *kafkaBackend) DeleteOffsets(ctx context.Context, group, topic string, p
 	for i, p := range partitions {
 		parts[i] = semantics.TopicPartition{Topic: topic, Partition: p}
 	}
-	return b.n.groups.offsets.DeletePartitions(ctx, group, parts)
+	return g.DeleteOffsets(ctx, group, parts)
 }
 
 // AlterConfig implements kafka.Backend with the rules every door shares

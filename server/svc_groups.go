@@ -24,6 +24,9 @@ type GroupCoordinator interface {
 	DescribeGroup(ctx context.Context, group string) (groups.GroupDescription, error)
 	ListGroups(ctx context.Context) ([]groups.GroupSummary, error)
 	DeleteGroup(ctx context.Context, group string) error
+	// DeleteOffsets deletes a group's commits of some partitions (Kafka's
+	// OffsetDelete), fenced as a delete (coordinator.Coordinator.DeleteOffsets).
+	DeleteOffsets(ctx context.Context, group string, parts []semantics.TopicPartition) error
 	ResetOffsets(ctx context.Context, req groups.ResetRequest) error
 }
 
@@ -150,6 +153,14 @@ func (s *groupService) DeleteGroup(ctx context.Context, group string) error {
 		return err
 	}
 	return c.DeleteGroup(ctx, group)
+}
+
+func (s *groupService) DeleteOffsets(ctx context.Context, group string, parts []semantics.TopicPartition) error {
+	c, err := s.current()
+	if err != nil {
+		return err
+	}
+	return c.DeleteOffsets(ctx, group, parts)
 }
 
 func (s *groupService) ResetOffsets(ctx context.Context, req groups.ResetRequest) error {

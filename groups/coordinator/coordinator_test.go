@@ -125,6 +125,8 @@ type fixture struct {
 	states *coordinator.KVStateStore
 	offs   *offsets.Store
 	cfg    coordinator.Config
+	nc     *nats.Conn
+	js     jetstream.JetStream
 }
 
 func newFixture(t *testing.T) *fixture {
@@ -145,12 +147,20 @@ func newFixture(t *testing.T) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &fixture{t: t, clock: newClock(), kv: kv, states: coordinator.NewKVStateStore(nc, kv), offs: offs}
+	f := &fixture{t: t, clock: newClock(), kv: kv, states: coordinator.NewKVStateStore(nc, kv), offs: offs, nc: nc, js: js}
 	f.cfg = coordinator.DefaultConfig()
 	f.cfg.Clock = f.clock
 	f.cfg.InitialRebalanceDelay = time.Second
 	f.coord = f.newCoordinator()
 	return f
+}
+
+// ownGroupsBucket moves the fixture's state store to a groups bucket of the
+// test's own (see ownGroupsBucket), for tests that claim epochs.
+func (f *fixture) ownGroupsBucket(ctx context.Context) {
+	f.t.Helper()
+	f.kv = ownGroupsBucket(ctx, f.t, f.js)
+	f.states = coordinator.NewKVStateStore(f.nc, f.kv)
 }
 
 func (f *fixture) newCoordinator() *coordinator.Coordinator {
@@ -816,6 +826,7 @@ func TestDeposedCoordinatorStopsActingForTheGroup(t *testing.T) {
 func deposedCoordinator(t *testing.T, newFirst bool) {
 	f := newFixture(t)
 	ctx := qxdtest.Context(t, 30*time.Second)
+	f.ownGroupsBucket(ctx)
 	base := f.states
 	var err error
 	if f.states, err = base.Claim(ctx, "n1"); err != nil {
@@ -903,6 +914,7 @@ func TestDeposedCoordinatorDoesNotStart(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
 	ctx := qxdtest.Context(t, 30*time.Second)
+	f.ownGroupsBucket(ctx)
 	base := f.states
 	oldStates, err := base.Claim(ctx, "n1")
 	if err != nil {
@@ -933,6 +945,7 @@ func TestDeposedCoordinatorStopsAnswering(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
 	ctx := qxdtest.Context(t, 30*time.Second)
+	f.ownGroupsBucket(ctx)
 	base := f.states
 	var err error
 	if f.states, err = base.Claim(ctx, "n1"); err != nil {
@@ -997,6 +1010,7 @@ func TestDeposedCoordinatorCannotDeleteGroups(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
 	ctx := qxdtest.Context(t, 30*time.Second)
+	f.ownGroupsBucket(ctx)
 	base := f.states
 	var err error
 	if f.states, err = base.Claim(ctx, "n1"); err != nil {

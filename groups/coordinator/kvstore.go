@@ -221,12 +221,44 @@ func (s *KVStateStore) CheckClaim(ctx context.Context) error {
 	return nil
 }
 
-// DeleteGroup removes a group, unless a newer coordinator claimed the groups
-// since this store's claim (CheckClaim): the purge is not a compare-and-set, and
-// would remove a state the newer coordinator saved.
-func (s *KVStateStore) DeleteGroup(ctx context.Context, group string) error {
+// DeleteGroup removes a group's state, the one this coordinator saved or loaded
+// at revision rev (GroupState.Revision; 0: it stored none), unless a newer
+// coordinator claimed the groups since this store's claim (CheckClaim). The
+// purge is conditional on rev: a claim stored after that read, and a state saved
+// through it since (a newer coordinator saves every group it loads), make it
+// fail, deleting nothing, with an error wrapping ErrDeposed when the stored
+// state is of a newer epoch, and ErrStateChanged otherwise; a state deleted
+// since counts as deleted. With rev 0 nothing is purged: a state stored since
+// is another coordinator's.
+func (s *KVStateStore) DeleteGroup(ctx context.Context, group string, rev uint64) error {
 	if err := s.CheckClaim(ctx); err != nil {
 		return fmt.Errorf("group %q: delete: %w", group, err)
 	}
-	return s.kv.Purge(ctx, semantics.GroupKey(group))
+	if rev == 0 {
+		return nil
+	}
+	key := semantics.GroupKey(group)
+	err := s.kv.Purge(ctx, key, jetstream.LastRevision(rev))
+	if !errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+		return err
+	}
+	v, stored, gerr := kvscan.LeaderGet(ctx, s.nc, s.kv.Bucket(), key)
+	if errors.Is(gerr, jetstream.ErrKeyNotFound) {
+		return nil // deleted since
+	}
+	if gerr != nil {
+		return fmt.Errorf("group %q: delete at revision %d: %w", group, rev, err)
+	}
+	var was GroupState
+	if jerr := json.Unmarshal(v, &was); jerr == nil && was.Epoch > s.epoch {
+		return fmt.Errorf("group %q: delete: stored by the coordinator of epoch %d, this one is of epoch %d: %w",
+			group, was.Epoch, s.epoch, ErrDeposed)
+	}
+	return fmt.Errorf("group %q: delete: saved at revision %d since this coordinator's %d: %w", group, stored, rev, ErrStateChanged)
 }
+
+// ErrStateChanged is returned, wrapped, by KVStateStore.DeleteGroup when the
+// group's state was saved again since the revision the delete was given, by a
+// coordinator not newer than this one: the delete changed nothing and may be
+// tried again.
+var ErrStateChanged = errors.New("the group's state changed while it was being deleted")

@@ -260,3 +260,71 @@ func groupsBucket(t *testing.T) (context.Context, *nats.Conn, jetstream.JetStrea
 	}
 	return ctx, nc, js, kv
 }
+
+// TestDeleteGroupAtItsRevision: a group's state is purged only at the revision
+// the deleting coordinator saved or loaded last. A state saved again since
+// (by the same epoch: ErrStateChanged; through a newer claim that the claim
+// check did not stop, as for a store that claimed none: ErrDeposed) is kept;
+// a delete with no revision purges nothing; one at the current revision
+// purges.
+func TestDeleteGroupAtItsRevision(t *testing.T) {
+	t.Parallel()
+	ctx, nc, js, _ := groupsBucket(t)
+	kv := ownGroupsBucket(ctx, t, js)
+	base := coordinator.NewKVStateStore(nc, kv)
+	a, err := base.Claim(ctx, "n1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := coordinator.GroupState{Group: "del", State: groups.Empty, Generation: 1}
+	rev1, err := a.SaveGroup(ctx, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Revision, st.Generation = rev1, 2
+	rev2, err := a.SaveGroup(ctx, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	epochStored := func(want uint64) {
+		t.Helper()
+		v, _, err := kvscan.LeaderGet(ctx, nc, kv.Bucket(), semantics.GroupKey("del"))
+		var got coordinator.GroupState
+		if err == nil {
+			err = json.Unmarshal(v, &got)
+		}
+		if err != nil || got.Epoch != want {
+			t.Fatalf("stored state: %+v (%v); want one of epoch %d", got, err, want)
+		}
+	}
+	if err := a.DeleteGroup(ctx, "del", rev1); !errors.Is(err, coordinator.ErrStateChanged) {
+		t.Fatalf("delete at revision %d, saved again at %d since: %v; want ErrStateChanged", rev1, rev2, err)
+	}
+	epochStored(a.Epoch())
+	if err := a.DeleteGroup(ctx, "del", 0); err != nil {
+		t.Fatalf("delete with no revision: %v", err)
+	}
+	epochStored(a.Epoch())
+	if err := base.DeleteGroup(ctx, "del", rev1); !errors.Is(err, coordinator.ErrDeposed) {
+		t.Fatalf("delete by a store of no epoch, at revision %d, over the state of epoch %d saved at %d: %v; want ErrDeposed", rev1, a.Epoch(), rev2, err)
+	}
+	epochStored(a.Epoch())
+	if err := a.DeleteGroup(ctx, "del", rev2); err != nil {
+		t.Fatalf("delete at the current revision: %v", err)
+	}
+	if _, _, err := kvscan.LeaderGet(ctx, nc, kv.Bucket(), semantics.GroupKey("del")); !errors.Is(err, jetstream.ErrKeyNotFound) {
+		t.Fatalf("the state after the delete: %v; want none", err)
+	}
+}
+
+// ownGroupsBucket creates a groups bucket of the test's own beside the node's:
+// the node's coordinator watches qxd_groups and, deposed by a test's claim,
+// claims an epoch again, which would depose the test's coordinators in turn.
+func ownGroupsBucket(ctx context.Context, t *testing.T, js jetstream.JetStream) jetstream.KeyValue {
+	t.Helper()
+	kv, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "test_groups", History: 1, Storage: jetstream.FileStorage})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return kv
+}

@@ -43,11 +43,13 @@ type MemberState struct {
 // StateStore persists group states. SaveGroup is a compare-and-set on Revision (0:
 // the group must not exist yet) and returns the new revision. CheckClaim fails
 // with an error wrapping ErrDeposed when a newer coordinator claimed the groups
-// since this store's own claim; DeleteGroup fails so too, deleting nothing.
+// since this store's own claim; DeleteGroup fails so too, deleting nothing, and
+// purges the state only at the revision given (0: none), the one the
+// coordinator saved or loaded last.
 type StateStore interface {
 	LoadGroups(ctx context.Context) ([]GroupState, error)
 	SaveGroup(ctx context.Context, g GroupState) (uint64, error)
-	DeleteGroup(ctx context.Context, group string) error
+	DeleteGroup(ctx context.Context, group string, rev uint64) error
 	CheckClaim(ctx context.Context) error
 }
 
@@ -58,7 +60,9 @@ type OffsetStore interface {
 	List(ctx context.Context, group string) (map[semantics.TopicPartition]offsets.Committed, error)
 	Groups(ctx context.Context) ([]string, error)
 	Reset(ctx context.Context, group string, o map[semantics.TopicPartition]int64) error
-	Delete(ctx context.Context, group string) error
+	// DeleteCommits purges the commits given, each only at the revision it was
+	// read at (List).
+	DeleteCommits(ctx context.Context, group string, listed map[semantics.TopicPartition]offsets.Committed) error
 }
 
 var _ OffsetStore = (*offsets.Store)(nil)
