@@ -18,7 +18,10 @@ import (
 // mode) before it stops listening, and a produce request lost with the connection
 // is sent again at once: no produce call may take longer than 0.5 s. Before,
 // the clients were cut off and a lost request waited out the producer's 5 s
-// request timeout. A failed run prints the nodes' and the client's debug log.
+// request timeout; later, each partition went without a writer from the stop of
+// all the node's writers until the step-down of every stream it led, one after
+// another (0.51–0.69 s on a loaded machine). A failed run prints the nodes' and
+// the client's debug log.
 func TestGracefulStopOfProducersNode(t *testing.T) {
 	t.Parallel()
 	log, logLines := qxdtest.FailureLogLines(t)
@@ -36,7 +39,7 @@ func TestGracefulStopOfProducersNode(t *testing.T) {
 	const topic = "moving"
 	const partitions = 6
 	qxdtest.CreateTopic(t, c, topic, qxd.TopicConfig{Partitions: partitions, Replicas: 3})
-	p, err := c.NewProducer()
+	p, err := c.NewProducer(qxd.RecordPartition())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -50,6 +53,7 @@ func TestGracefulStopOfProducersNode(t *testing.T) {
 		slowest string // which call took longest, and when it began
 		slowP   int32
 		slowAt  time.Time
+		counted time.Time // calls begun before are not timed: the warm-up
 		calls   int
 		failed  error
 	)
@@ -71,7 +75,7 @@ func TestGracefulStopOfProducersNode(t *testing.T) {
 				d := time.Since(start)
 				mu.Lock()
 				calls++
-				if d > longest {
+				if d > longest && !start.Before(counted) {
 					longest = d
 					slowest = fmt.Sprintf("partition %d, begun at %s", part, start.Format("15:04:05.000"))
 					slowP, slowAt = int32(part), start
@@ -83,10 +87,12 @@ func TestGracefulStopOfProducersNode(t *testing.T) {
 			}
 		}()
 	}
-	// Warm up: every partition producing, the first calls' metadata read done.
+	// Warm up: every partition producing, the first calls' metadata read done,
+	// the leaderships the topic's creation balanced moved. Calls begun meanwhile
+	// are not timed (one waited 0.58 s for a move of the balance).
 	time.Sleep(time.Second)
 	mu.Lock()
-	longest = 0
+	longest, counted = 0, time.Now()
 	mu.Unlock()
 
 	sctx, cancel := context.WithTimeout(ctx, 60*time.Second)
@@ -104,19 +110,21 @@ func TestGracefulStopOfProducersNode(t *testing.T) {
 	if failed != nil {
 		t.Fatalf("produce failed: %v", failed)
 	}
-	// The target (no call over 0.5 s) is a figure for the drill and the docs, not
-	// for a timed test on a shared machine; what this test holds is that no call
-	// waits out the producer's request timeout (5 s) for a request lost with the
-	// stopping node's connection, as every call did before lame-duck mode.
-	// Under a loaded machine a call can take a few seconds for other reasons (one
-	// begun before the stop took 2.6 s in CI): the bound sits just under 5 s.
-	if longest > 4*time.Second {
+	// The race detector slows everything several times: there the test holds
+	// only that no call waits out the producer's request timeout (5 s) for a
+	// request lost with the stopping node's connection, as every call did
+	// before lame-duck mode (one begun before the stop took 2.6 s in CI).
+	bound := 500 * time.Millisecond
+	if raceDetector {
+		bound = 4 * time.Second
+	}
+	if longest > bound {
 		// The lines that explain it first: a long log is often shown only in part.
 		for _, line := range logLines(stopStart.Add(-100*time.Millisecond), slowAt.Add(longest+100*time.Millisecond), 60,
 			fmt.Sprintf("partition=%d ", slowP), semantics.StreamName(topic, slowP)+"'", "from=client",
 			"lame duck", "handed off", "no other node") {
 			t.Log(line)
 		}
-		t.Fatalf("longest produce call took %v while the producer's node stopped gracefully: a request lost with the connection waited for its timeout", longest.Round(time.Millisecond))
+		t.Fatalf("longest produce call took %v (over %v) while the producer's node stopped gracefully", longest.Round(time.Millisecond), bound)
 	}
 }

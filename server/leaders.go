@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	natsserver "github.com/nats-io/nats-server/v2/server"
@@ -181,6 +182,39 @@ func (n *Node) BalanceLeaders(ctx context.Context, topics []semantics.TopicMeta)
 	return moved, nil
 }
 
+// handOffPartitions hands off, all at once, the leadership of every partition
+// this node leads that another replica can take over, each as soon as its own
+// writer has answered what it had in flight (handOff): a partition goes without
+// a writer from its writer's stop until its new leader's writer starts, and
+// that gap is not to include the stop of the node's other writers, of its other
+// services or the step-down of other streams, as it did when every writer
+// stopped first and the streams were then stepped down one after another (a
+// produce call waited up to 1.16 s on a loaded machine). What is left for
+// handOffLeadership is the buckets and the partitions whose hand-off failed.
+func (n *Node) handOffPartitions(ctx context.Context) {
+	if !n.cfg.clustered() || n.writers == nil || n.ns.NumRoutes() == 0 {
+		return
+	}
+	var wg sync.WaitGroup
+	for _, s := range n.ledStreams() {
+		if _, _, ok := semantics.ParseStreamName(s.name); !ok || len(s.takers) == 0 {
+			continue
+		}
+		prefer := ""
+		if len(s.current) > 0 {
+			prefer = s.current[0]
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := n.handOff(ctx, s.name, prefer); err != nil {
+				n.log.Debug("hand-off failed", "stream", s.name, "err", err)
+			}
+		}()
+	}
+	wg.Wait()
+}
+
 // handOffLeadership steps down from every stream this node leads that another
 // replica can take over, so that a node that stops on purpose (a rolling restart)
 // does not leave partitions, buckets or the group coordinator leaderless until an
@@ -200,16 +234,24 @@ func (n *Node) handOffLeadership(ctx context.Context) {
 	reachable := n.ns.NumRoutes() > 0
 	heir := coordinatorHeir(led)
 	var stuck, moving []string
+	var wg sync.WaitGroup
 	for _, s := range led {
 		if len(s.takers) == 0 || !reachable {
 			stuck = append(stuck, s.name)
 			continue
 		}
 		moving = append(moving, s.name)
-		if err := n.stepDown(ctx, s.name, heir[s.name]); err != nil {
-			n.log.Debug("step down failed", "stream", s.name, "err", err)
-		}
+		// All at once: one after another, each waited for the answer of the
+		// one before.
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := n.stepDown(ctx, s.name, heir[s.name]); err != nil {
+				n.log.Debug("step down failed", "stream", s.name, "err", err)
+			}
+		}()
 	}
+	wg.Wait()
 	for len(moving) > 0 && ctx.Err() == nil {
 		still := map[string]bool{}
 		for _, s := range n.ledStreams() {

@@ -559,6 +559,9 @@ func (n *Node) Close(ctx context.Context) error {
 		}
 		// Before the writers: ingest bridges finish and answer what they took.
 		n.stopHosted(ctx)
+		if !last {
+			n.handOffPartitions(wctx)
+		}
 		if n.writers != nil {
 			// With no other node up, appends in flight and the last checkpoints of
 			// replicated partitions and buckets cannot reach a quorum. Waiting for
