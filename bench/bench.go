@@ -15,6 +15,7 @@ import (
 	"os"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -66,10 +67,33 @@ func NewEnv(ctx context.Context, opts ...EnvOption) (*Env, error) {
 // NewClusterEnv starts n embedded nodes (1 or 3 or more, each with its own temporary
 // directory) in this process, clustered when n > 1, waits until they are ready and
 // connects to all of them.
+//
+// The cluster ports are picked free just before the nodes bind them, so another
+// process can take one in between; a start that fails so is tried again with
+// new ports, up to clusterStartTries times.
 func NewClusterEnv(ctx context.Context, n int, opts ...EnvOption) (*Env, error) {
 	if n < 1 {
 		return nil, fmt.Errorf("bench: %d nodes: start at least 1", n)
 	}
+	for try := 1; ; try++ {
+		e, err := newClusterEnv(ctx, n, opts...)
+		if err == nil || n == 1 || try == clusterStartTries || !portTaken(err) {
+			return e, err
+		}
+	}
+}
+
+// portTaken reports whether err is a listen on a port another socket holds
+// (nats-server reports its route listener's failure as text).
+func portTaken(err error) bool {
+	return errors.Is(err, syscall.EADDRINUSE) || strings.Contains(err.Error(), "address already in use")
+}
+
+// clusterStartTries bounds NewClusterEnv's starts when a picked cluster port was
+// taken before its node bound it.
+const clusterStartTries = 3
+
+func newClusterEnv(ctx context.Context, n int, opts ...EnvOption) (*Env, error) {
 	e := &Env{appends: new(appendStats)}
 	cfgs := make([]server.Config, n)
 	var routes []string
@@ -86,7 +110,7 @@ func NewClusterEnv(ctx context.Context, n int, opts ...EnvOption) (*Env, error) 
 		cfg.Listen = "127.0.0.1:0"
 		cfg.KafkaListen = "127.0.0.1:0"
 		if n > 1 {
-			addr, err := freeAddr()
+			addr, err := pickClusterAddr()
 			if err != nil {
 				e.Close()
 				return nil, err
@@ -667,6 +691,9 @@ func (e *errCount) err() error {
 var errNoRecords = errors.New("no records produced: raise --records or --duration")
 
 // freeAddr returns a loopback address with a port free right now.
+// pickClusterAddr picks a node's cluster address: freeAddr, or a test's stand-in.
+var pickClusterAddr = freeAddr
+
 func freeAddr() (string, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
