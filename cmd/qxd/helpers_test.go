@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -15,6 +16,9 @@ import (
 
 	"github.com/qxd-io/qxd/internal/qxdtest"
 	"github.com/qxd-io/qxd/server"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+	"github.com/twmb/franz-go/pkg/kversion"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/*.golden with the current output")
@@ -132,4 +136,50 @@ func mask(s, node string) string {
 		s = regexp.MustCompile(`\b`+regexp.QuoteMeta(node)+`\b`).ReplaceAllString(s, strings.Repeat("N", len(node)))
 	}
 	return s
+}
+
+// createTopicAt creates topic with partitions partitions through the CLI on the
+// node whose NATS listener is natsAddr.
+func createTopicAt(t *testing.T, natsAddr, topic string, partitions int) {
+	t.Helper()
+	var out syncBuffer
+	args := []string{"qxd", "--server", "nats://" + natsAddr, "topic", "create", topic, "--partitions", strconv.Itoa(partitions)}
+	if err := run(t.Context(), args, strings.NewReader(""), &out, &out); err != nil {
+		t.Fatalf("topic create %s: %v\n%s", topic, err, out.String())
+	}
+}
+
+// newFetchV12Client returns a franz-go client of the Kafka listener at addr that
+// speaks at most Kafka 2.8's versions (Fetch v12: topics by name), with opts; the
+// caller closes it.
+func newFetchV12Client(t *testing.T, addr string, opts ...kgo.Opt) *kgo.Client {
+	t.Helper()
+	kc, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(addr), kgo.MaxVersions(kversion.V2_8_0())}, opts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return kc
+}
+
+// fetchV12 sends kc one Fetch v12 of partitions 0..partitions-1 of topic from
+// offset 0, up to maxBytes in all and partitionMaxBytes a partition, at session
+// epoch epoch (0 asks for a session, -1 fetches without one), and returns the
+// answer.
+func fetchV12(t *testing.T, kc *kgo.Client, topic string, partitions int32, maxBytes, partitionMaxBytes, epoch int32) *kmsg.FetchResponse {
+	t.Helper()
+	req := kmsg.NewPtrFetchRequest()
+	req.Version, req.MaxBytes, req.SessionID, req.SessionEpoch = 12, maxBytes, 0, epoch
+	ft := kmsg.NewFetchRequestTopic()
+	ft.Topic = topic
+	for p := range partitions {
+		fp := kmsg.NewFetchRequestTopicPartition()
+		fp.Partition, fp.PartitionMaxBytes = p, partitionMaxBytes
+		ft.Partitions = append(ft.Partitions, fp)
+	}
+	req.Topics = append(req.Topics, ft)
+	resp, err := req.RequestWith(t.Context(), kc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp
 }

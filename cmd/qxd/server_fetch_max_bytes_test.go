@@ -9,8 +9,6 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/pkg/kmsg"
-	"github.com/twmb/franz-go/pkg/kversion"
 )
 
 // fetchAnswerBatches creates a 2-partition topic on the node at natsAddr, stores
@@ -20,15 +18,9 @@ import (
 func fetchAnswerBatches(t *testing.T, natsAddr, addr, topic string) int {
 	t.Helper()
 	ctx := t.Context()
-	var out syncBuffer
-	if err := run(ctx, []string{"qxd", "--server", "nats://" + natsAddr, "topic", "create", topic, "--partitions", "2"}, strings.NewReader(""), &out, &out); err != nil {
-		t.Fatalf("topic create %s: %v\n%s", topic, err, out.String())
-	}
-	kc, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.MaxVersions(kversion.V2_8_0()), // Fetch v12: topics by name
+	createTopicAt(t, natsAddr, topic, 2)
+	kc := newFetchV12Client(t, addr,
 		kgo.ProducerBatchMaxBytes(64<<10), kgo.ProducerLinger(time.Second), kgo.ProducerBatchCompression(kgo.NoCompression()), kgo.RecordPartitioner(kgo.ManualPartitioner()))
-	if err != nil {
-		t.Fatal(err)
-	}
 	defer kc.Close()
 	value := []byte(strings.Repeat("v", 4<<10))
 	for range 3 {
@@ -40,20 +32,7 @@ func fetchAnswerBatches(t *testing.T, natsAddr, addr, topic string) int {
 			t.Fatalf("produce to %s: %v", topic, err)
 		}
 	}
-	req := kmsg.NewPtrFetchRequest()
-	req.Version, req.MaxBytes, req.SessionID, req.SessionEpoch = 12, 50<<20, 0, -1 // sessionless
-	ft := kmsg.NewFetchRequestTopic()
-	ft.Topic = topic
-	for p := range int32(2) {
-		fp := kmsg.NewFetchRequestTopicPartition()
-		fp.Partition, fp.PartitionMaxBytes = p, 1<<20
-		ft.Partitions = append(ft.Partitions, fp)
-	}
-	req.Topics = append(req.Topics, ft)
-	resp, err := req.RequestWith(ctx, kc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	resp := fetchV12(t, kc, topic, 2, 50<<20, 1<<20, -1) // sessionless
 	if resp.ErrorCode != 0 || len(resp.Topics) != 1 || len(resp.Topics[0].Partitions) != 2 {
 		t.Fatalf("fetch of %s: code %d, answer %+v", topic, resp.ErrorCode, resp.Topics)
 	}

@@ -8,8 +8,6 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/pkg/kmsg"
-	"github.com/twmb/franz-go/pkg/kversion"
 )
 
 // fullFetchSession creates topic on the node at natsAddr, produces a record to
@@ -17,31 +15,13 @@ import (
 // returns the session id the fetch is given (0: none).
 func fullFetchSession(t *testing.T, natsAddr, addr, topic string) int32 {
 	t.Helper()
-	ctx := t.Context()
-	var out syncBuffer
-	if err := run(ctx, []string{"qxd", "--server", "nats://" + natsAddr, "topic", "create", topic, "--partitions", "1"}, strings.NewReader(""), &out, &out); err != nil {
-		t.Fatalf("topic create %s: %v\n%s", topic, err, out.String())
-	}
-	kc, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.MaxVersions(kversion.V2_8_0())) // Fetch v12: topics by name
-	if err != nil {
-		t.Fatal(err)
-	}
+	createTopicAt(t, natsAddr, topic, 1)
+	kc := newFetchV12Client(t, addr)
 	defer kc.Close()
-	if err := kc.ProduceSync(ctx, &kgo.Record{Topic: topic, Value: []byte("v")}).FirstErr(); err != nil {
+	if err := kc.ProduceSync(t.Context(), &kgo.Record{Topic: topic, Value: []byte("v")}).FirstErr(); err != nil {
 		t.Fatalf("produce to %s: %v", topic, err)
 	}
-	req := kmsg.NewPtrFetchRequest()
-	req.Version, req.MaxBytes, req.SessionEpoch = 12, 1<<20, 0 // epoch 0: asks for a session
-	ft := kmsg.NewFetchRequestTopic()
-	ft.Topic = topic
-	fp := kmsg.NewFetchRequestTopicPartition()
-	fp.PartitionMaxBytes = 1 << 20
-	ft.Partitions = append(ft.Partitions, fp)
-	req.Topics = append(req.Topics, ft)
-	resp, err := req.RequestWith(ctx, kc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	resp := fetchV12(t, kc, topic, 1, 1<<20, 1<<20, 0) // epoch 0: asks for a session
 	if resp.ErrorCode != 0 || len(resp.Topics) != 1 || len(resp.Topics[0].Partitions) != 1 || len(resp.Topics[0].Partitions[0].RecordBatches) == 0 {
 		t.Fatalf("full fetch of %s: code %d, answer %+v; want its record", topic, resp.ErrorCode, resp.Topics)
 	}
