@@ -712,6 +712,13 @@ func (w *connWatch) toldLately(host string, now time.Time) bool {
 // it to go stays there.
 const movedLately = 30 * time.Second
 
+// toldOnConnect is how soon after the client connected a notice counts as the
+// node telling a newly connected client that it is still cut off (it tells one at
+// once), the notice movedLately's stay is for. A notice that comes later, after
+// the node served the client, is a new fault (the node was cut off again) and the
+// client moves.
+const toldOnConnect = 5 * time.Second
+
 // moves remembers which nodes told the client to move and when, so that a client
 // whose nodes all say so — a cluster without a majority — goes round them at most
 // once instead of for as long as that lasts.
@@ -719,18 +726,21 @@ type moves struct {
 	told      map[string]time.Time // server URL → when it last told the client to move
 	from      string               // the server the last move left, until the next connection
 	stayUntil time.Time            // a move led back to a node that had told it to go
+	since     time.Time            // when the client last connected
 }
 
 // toldToMove records that server (the connection's URL) told the client to move at
 // at, and says whether to: pool (the connection's server URLs) must hold another
 // server, and the client must not have come back to a node that told it to go
-// within movedLately (its other nodes refused it, or told it to go too).
+// within movedLately (its other nodes refused it, or told it to go too) unless
+// this notice came toldOnConnect or more after it connected: that node served it
+// and has a new fault.
 func (m *moves) toldToMove(server string, pool []string, at time.Time) bool {
 	if m.told == nil {
 		m.told = map[string]time.Time{}
 	}
 	m.told[server] = at
-	if at.Before(m.stayUntil) {
+	if at.Before(m.stayUntil) && at.Sub(m.since) < toldOnConnect {
 		return false
 	}
 	for _, s := range pool {
@@ -746,6 +756,7 @@ func (m *moves) toldToMove(server string, pool []string, at time.Time) bool {
 // on a server that told the client to move within movedLately keeps the client
 // where it is until movedLately has passed.
 func (m *moves) connected(server string, at time.Time) {
+	m.since = at
 	if m.from == "" {
 		return
 	}

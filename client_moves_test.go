@@ -9,7 +9,8 @@ import (
 // notice: the node stops, or is cut off from its cluster) moves: when its server
 // list holds another node, and not for movedLately after a move ended back on a
 // node that had told it to go — so that clients of a cluster without a majority
-// go round its nodes at most once.
+// go round its nodes at most once — unless that node served the client for
+// toldOnConnect before it told it again (a new fault).
 func TestMoves(t *testing.T) {
 	t.Parallel()
 	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
@@ -42,8 +43,16 @@ func TestMoves(t *testing.T) {
 			{told: "c", at: at(4), pool: abc, want: true},
 			{connected: "a", at: at(5)},
 			{told: "a", at: at(6), pool: abc, want: false},
-			{told: "a", at: at(34), pool: abc, want: false},
+			{told: "a", at: at(9), pool: abc, want: false},
 			{told: "a", at: at(36), pool: abc, want: true},
+		}},
+		{name: "served by the node it came back to, then told again: a new fault", steps: []step{
+			{told: "a", at: at(0), pool: abc, want: true},
+			{connected: "b", at: at(1)},
+			{told: "b", at: at(2), pool: abc, want: true},
+			{connected: "a", at: at(3)}, // a had told it to go 3 s ago: stay on a notice at once
+			{told: "a", at: at(4), pool: abc, want: false},
+			{told: "a", at: at(14), pool: abc, want: true}, // a served it 11 s, then was cut off again
 		}},
 		{name: "back on the node that told it to go", steps: []step{
 			{told: "a", at: at(0), pool: []string{"a", "b"}, want: true},
