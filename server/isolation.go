@@ -571,6 +571,10 @@ func (n *Node) watchIsolation(ctx context.Context, w *isolationWatch) {
 	hold := newRaftHold(n.ns)
 	t := time.NewTicker(probeEvery)
 	defer t.Stop()
+	rt := time.NewTicker(routeCheckEvery)
+	defer rt.Stop()
+	var routes routeLook
+	var netCut time.Time // when the routes last said the network cut the node off
 	for {
 		_ = n.nc.PublishRequest(semantics.NodeInfoSubject, inbox+"."+probes.next(), nil)
 		for waiting := true; waiting; {
@@ -579,6 +583,15 @@ func (n *Node) watchIsolation(ctx context.Context, w *isolationWatch) {
 				return
 			case <-w.nudge:
 				_ = n.nc.PublishRequest(semantics.NodeInfoSubject, inbox+"."+probes.next(), nil)
+			case <-rt.C:
+				now := time.Now()
+				if !w.cutByNetwork(now, routes.look(n.ns, now, w.mayLoseMajority, routeRetransmits)) {
+					continue
+				}
+				netCut = now
+				if sent := n.sendClientsAway(told); sent > 0 {
+					n.log.Info("told clients to move to another node: the routes to a majority of the cluster carry nothing, and the kernel retransmits on them unacknowledged", "clients", sent)
+				}
 			case <-t.C:
 				waiting = false
 			}
@@ -627,6 +640,9 @@ func (n *Node) watchIsolation(ctx context.Context, w *isolationWatch) {
 			if sent := n.sendClientsAway(told); sent > 0 {
 				n.log.Info("told clients to move to another node: a node that answers the others has answered neither this one's probes nor its RAFT groups for 2 s", "clients", sent, "unanswered", cut)
 			}
+		case time.Since(netCut) < isolatedAfter:
+			// The routes said the network cut the node off lately; the
+			// probes' doubt comes later.
 		case len(told) > 0:
 			// The doubt passed without a cut: a client that stayed, or came
 			// back, is told again at the next doubt.
