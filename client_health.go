@@ -58,13 +58,13 @@ import (
 // 0.1 s opens none either.
 //
 // A node cut off from its peers is not found so: it answers pings. It tells its
-// clients to move itself once no other node has answered it for a second (see
-// the server's isolation watch, whose doubt waits longer when its peers'
-// answers were slow lately); the probe above does not shorten that, as the cut
-// node still sends. A client's leave from a cut-off node is so about 0.3 s
-// later than from a paused one. A check of the cluster from the client (asking every
-// node to answer through the client's node, and leaving when fewer than a
-// majority do) was tried: on a busy machine the answers of healthy nodes came
+// clients to move itself: once its routes to a majority carry nothing and the
+// kernel retransmits on them unacknowledged (0.3–0.5 s after a cut on Linux), or
+// once no other node has answered it for a second (see the server's isolation
+// watch, whose doubt waits longer when its peers' answers were slow lately);
+// the probe above does not shorten that, as the cut node still sends. A check
+// of the cluster from the client (asking every node to answer through the
+// client's node, and leaving when fewer than a majority do) was tried: on a busy machine the answers of healthy nodes came
 // later than 1 s too often, twice in a row, and clients moved off healthy nodes.
 const (
 	// stallCheckAfter is how long a request (or a read's next batch) waits for
