@@ -125,6 +125,11 @@ type isolationWatch struct {
 	// slowest is the slowest answer to a probe since slowSince (roundTrip).
 	slowest   time.Duration
 	slowSince time.Time
+	// lastAnswer is when each other node's last answer to a probe came, and
+	// burstFrom when its first answer after a silence of isolatedAfter or more
+	// came (roundTrip): answers to probes sent before that are the ones it
+	// missed while paused or cut off.
+	lastAnswer, burstFrom map[string]time.Time
 	// probeHeard is, for each other node, when the newest probe it answered
 	// went out, and selfProbe when the newest probe this node answered itself
 	// went out (probeAnswered): the doubt counts the others' silence in
@@ -274,16 +279,28 @@ func (w *isolationWatch) probeAnswered(node string, sent time.Time) {
 	}
 }
 
-// roundTrip records that an answer to a probe came d after the probe went out,
-// at at. An answer isolatedAfter late or later is not counted: it comes from a
-// node that was paused or cut off (it answers the probes it missed when it
-// wakes), not from one that was slow.
-func (w *isolationWatch) roundTrip(d time.Duration, at time.Time) {
-	if d >= isolatedAfter {
-		return
-	}
+// roundTrip records that node's answer to a probe came d after the probe went
+// out, at at. The answers a node that was paused or cut off sends when it comes
+// back — to the probes it missed, all at once — say nothing of how slow it is,
+// and are not counted: an answer isolatedAfter late or later, and any answer to
+// a probe sent before the node's first answer after a silence of isolatedAfter
+// or more (a node woken from a 15 s pause answers the probes of its last 2.5 s
+// too, late by up to 2.5 s, and they made the doubt wait its bound for
+// slowProbeWindow). A node on a loaded machine answers late but steadily, and
+// its answers count.
+func (w *isolationWatch) roundTrip(node string, d time.Duration, at time.Time) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	if w.lastAnswer == nil {
+		w.lastAnswer, w.burstFrom = map[string]time.Time{}, map[string]time.Time{}
+	}
+	if prev, ok := w.lastAnswer[node]; ok && at.Sub(prev) >= isolatedAfter {
+		w.burstFrom[node] = at
+	}
+	w.lastAnswer[node] = at
+	if d >= isolatedAfter || at.Add(-d).Before(w.burstFrom[node]) {
+		return
+	}
 	if at.Sub(w.slowSince) < slowProbeWindow && d <= w.slowest {
 		return
 	}
@@ -556,7 +573,7 @@ func (n *Node) watchIsolation(ctx context.Context, w *isolationWatch) {
 		if sent, ok := probes.sentAt(m.Subject[len(inbox)+1:]); ok {
 			w.probeAnswered(b.Name, sent)
 			if b.Name != "" && b.Name != w.self {
-				w.roundTrip(at.Sub(sent), at)
+				w.roundTrip(b.Name, at.Sub(sent), at)
 			}
 		}
 		w.reported(b.Name, at, b.Reaches)

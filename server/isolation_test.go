@@ -216,7 +216,7 @@ func TestIsolationWatchDoubtful(t *testing.T) {
 				rtt := cmp.Or(tc.rtt, 5*time.Millisecond)
 				for _, p := range peers {
 					if s, ok := tc.silent[p]; !ok || at+rtt < s {
-						w.roundTrip(rtt, t0.Add(at+rtt))
+						w.roundTrip(p, rtt, t0.Add(at+rtt))
 						w.answered(p, t0.Add(at+rtt))
 						w.probeAnswered(p, t0.Add(at))
 					}
@@ -232,5 +232,49 @@ func TestIsolationWatchDoubtful(t *testing.T) {
 				t.Errorf("doubtful at %v = %v, want %v", tc.at, got, tc.want)
 			}
 		})
+	}
+}
+
+// TestDoubtAfterAWokenPeer checks that the answers a peer woken from a pause
+// sends at once, to the probes it missed, do not count as slow answers: a cut
+// 2 s after the wake is doubted after doubtAfter, not after the doubt's bound.
+func TestDoubtAfterAWokenPeer(t *testing.T) {
+	t.Parallel()
+	const sec = time.Second
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	pause := [2]time.Duration{5 * sec, 8 * sec} // b paused
+	cut := 10 * sec                             // both peers silent from here
+	at := 11*sec + 500*time.Millisecond
+	w := newIsolationWatch("a")
+	rtt := 5 * time.Millisecond
+	var missed []time.Duration // probes b missed while paused
+	for p := time.Duration(0); p <= at; p += probeEvery {
+		w.alive(t0.Add(p))
+		for _, peer := range []string{"b", "c"} {
+			switch {
+			case p+rtt >= cut:
+			case peer == "b" && p >= pause[0] && p < pause[1]:
+				missed = append(missed, p)
+			default:
+				if peer == "b" && p >= pause[1] {
+					for _, m := range missed { // answered at once on waking
+						w.roundTrip("b", p-m, t0.Add(p))
+						w.answered("b", t0.Add(p))
+						w.probeAnswered("b", t0.Add(m))
+					}
+					missed = nil
+				}
+				w.roundTrip(peer, rtt, t0.Add(p+rtt))
+				w.answered(peer, t0.Add(p+rtt))
+				w.probeAnswered(peer, t0.Add(p))
+			}
+		}
+		w.probeAnswered("a", t0.Add(p))
+		if p+probeEvery <= at {
+			w.check(t0.Add(p+probeEvery), 3)
+		}
+	}
+	if !w.doubtful(t0.Add(at)) {
+		t.Errorf("not doubtful %v after the cut, %v after a peer woke from a pause (doubt wait %v)", at-cut, cut-pause[1], w.doubtWaitLocked(t0.Add(at)))
 	}
 }
