@@ -58,6 +58,12 @@ type EnvOption func(*server.Config)
 // the default, or an interval.
 func WithSync(d time.Duration) EnvOption { return func(c *server.Config) { c.Sync = d } }
 
+// WithKafkaFetchMaxBytes sets the embedded nodes' bound on a Kafka fetch answer
+// (server.Config.KafkaFetchMaxBytes, default kafka.DefaultFetchMaxBytes).
+func WithKafkaFetchMaxBytes(n int) EnvOption {
+	return func(c *server.Config) { c.KafkaFetchMaxBytes = n }
+}
+
 // NewEnv starts one embedded node with its data in a temporary directory, listening
 // on a free loopback port, and connects to it over TCP.
 func NewEnv(ctx context.Context, opts ...EnvOption) (*Env, error) {

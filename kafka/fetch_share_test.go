@@ -2,6 +2,7 @@ package kafka_test
 
 import (
 	"bytes"
+	"context"
 	"testing"
 	"time"
 
@@ -12,6 +13,7 @@ import (
 	"github.com/qxd-io/qxd/internal/qxdtest"
 	"github.com/qxd-io/qxd/kafka"
 	"github.com/qxd-io/qxd/semantics"
+	"github.com/qxd-io/qxd/server"
 )
 
 // A fetch at Kafka's client defaults (1 MiB a partition, 50 MiB a fetch) over
@@ -23,8 +25,7 @@ func TestFetchSharesNodeMaxBytes(t *testing.T) {
 	const parts, calls = 8, 40
 	qxdtest.CreateTopic(t, c, "shared", qxd.TopicConfig{Partitions: parts})
 	ctx := ctxFor(t, 60*time.Second)
-	cl := kafkaClient(t, n, kgo.DefaultProduceTopic("shared"), kgo.RecordPartitioner(kgo.ManualPartitioner()),
-		kgo.ProducerBatchCompression(kgo.NoCompression()), kgo.ProducerLinger(50*time.Millisecond))
+	cl := manualProducer(t, n, "shared")
 	value := bytes.Repeat([]byte("v"), 1024)
 	for range calls {
 		var rs []*kgo.Record
@@ -37,29 +38,7 @@ func TestFetchSharesNodeMaxBytes(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	mreq := kmsg.NewPtrMetadataRequest()
-	mt := kmsg.NewMetadataRequestTopic()
-	mt.Topic = kmsg.StringPtr("shared")
-	mreq.Topics = append(mreq.Topics, mt)
-	mr, err := cl.Request(ctx, mreq)
-	if err != nil {
-		t.Fatal(err)
-	}
-	req := kmsg.NewPtrFetchRequest()
-	req.ReplicaID, req.MaxBytes, req.MinBytes, req.SessionEpoch = -1, 50<<20, 1, -1
-	rt := kmsg.NewFetchRequestTopic()
-	rt.Topic, rt.TopicID = "shared", mr.(*kmsg.MetadataResponse).Topics[0].TopicID
-	for p := range int32(parts) {
-		rp := kmsg.NewFetchRequestTopicPartition()
-		rp.Partition, rp.FetchOffset, rp.PartitionMaxBytes, rp.LogStartOffset = p, 0, 1<<20, -1
-		rt.Partitions = append(rt.Partitions, rp)
-	}
-	req.Topics = append(req.Topics, rt)
-	kr, err := cl.Request(ctx, req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp := kr.(*kmsg.FetchResponse)
+	resp := fetchFromStart(ctx, t, cl, "shared", parts)
 	total, largest := 0, 0
 	for _, rt := range resp.Topics {
 		for _, rp := range rt.Partitions {
@@ -90,8 +69,7 @@ func TestFetchGivesLeftShareToPartitionWithRecords(t *testing.T) {
 	const parts = 8
 	qxdtest.CreateTopic(t, c, "skewed", qxd.TopicConfig{Partitions: parts})
 	ctx := ctxFor(t, 60*time.Second)
-	cl := kafkaClient(t, n, kgo.DefaultProduceTopic("skewed"), kgo.RecordPartitioner(kgo.ManualPartitioner()),
-		kgo.ProducerBatchCompression(kgo.NoCompression()), kgo.ProducerLinger(50*time.Millisecond))
+	cl := manualProducer(t, n, "skewed")
 	value := bytes.Repeat([]byte("v"), 1024)
 	for range 24 {
 		rs := make([]*kgo.Record, 64)
@@ -102,30 +80,9 @@ func TestFetchGivesLeftShareToPartitionWithRecords(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	mreq := kmsg.NewPtrMetadataRequest()
-	mt := kmsg.NewMetadataRequestTopic()
-	mt.Topic = kmsg.StringPtr("skewed")
-	mreq.Topics = append(mreq.Topics, mt)
-	mr, err := cl.Request(ctx, mreq)
-	if err != nil {
-		t.Fatal(err)
-	}
-	req := kmsg.NewPtrFetchRequest()
-	req.ReplicaID, req.MaxBytes, req.MinBytes, req.SessionEpoch = -1, 50<<20, 1, -1
-	rt := kmsg.NewFetchRequestTopic()
-	rt.Topic, rt.TopicID = "skewed", mr.(*kmsg.MetadataResponse).Topics[0].TopicID
-	for p := range int32(parts) {
-		rp := kmsg.NewFetchRequestTopicPartition()
-		rp.Partition, rp.FetchOffset, rp.PartitionMaxBytes, rp.LogStartOffset = p, 0, 1<<20, -1
-		rt.Partitions = append(rt.Partitions, rp)
-	}
-	req.Topics = append(req.Topics, rt)
-	kr, err := cl.Request(ctx, req)
-	if err != nil {
-		t.Fatal(err)
-	}
+	resp := fetchFromStart(ctx, t, cl, "skewed", parts)
 	var got []byte
-	for _, rt := range kr.(*kmsg.FetchResponse).Topics {
+	for _, rt := range resp.Topics {
 		for _, rp := range rt.Partitions {
 			if rp.ErrorCode != 0 {
 				t.Errorf("partition %d: code %d", rp.Partition, rp.ErrorCode)
@@ -154,4 +111,43 @@ func TestFetchGivesLeftShareToPartitionWithRecords(t *testing.T) {
 		next = h.LastOffset() + 1
 		b = b[12+int(h.Length):]
 	}
+}
+
+// manualProducer is a franz-go client producing uncompressed batches to topic,
+// each record to the partition it names, lingering 50 ms so that a partition's
+// records of one call make one batch.
+func manualProducer(t *testing.T, n *server.Node, topic string) *kgo.Client {
+	t.Helper()
+	return kafkaClient(t, n, kgo.DefaultProduceTopic(topic), kgo.RecordPartitioner(kgo.ManualPartitioner()),
+		kgo.ProducerBatchCompression(kgo.NoCompression()), kgo.ProducerLinger(50*time.Millisecond))
+}
+
+// fetchFromStart sends one sessionless fetch of partitions 0 to parts-1 of
+// topic from offset 0, at Kafka's client defaults (50 MiB a fetch, 1 MiB a
+// partition), naming the topic by name and by id, and returns its answer.
+func fetchFromStart(ctx context.Context, t *testing.T, cl *kgo.Client, topic string, parts int32) *kmsg.FetchResponse {
+	t.Helper()
+	mreq := kmsg.NewPtrMetadataRequest()
+	mt := kmsg.NewMetadataRequestTopic()
+	mt.Topic = kmsg.StringPtr(topic)
+	mreq.Topics = append(mreq.Topics, mt)
+	mr, err := cl.Request(ctx, mreq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := kmsg.NewPtrFetchRequest()
+	req.ReplicaID, req.MaxBytes, req.MinBytes, req.SessionEpoch = -1, 50<<20, 1, -1
+	rt := kmsg.NewFetchRequestTopic()
+	rt.Topic, rt.TopicID = topic, mr.(*kmsg.MetadataResponse).Topics[0].TopicID
+	for p := range parts {
+		rp := kmsg.NewFetchRequestTopicPartition()
+		rp.Partition, rp.FetchOffset, rp.PartitionMaxBytes, rp.LogStartOffset = p, 0, 1<<20, -1
+		rt.Partitions = append(rt.Partitions, rp)
+	}
+	req.Topics = append(req.Topics, rt)
+	kr, err := cl.Request(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return kr.(*kmsg.FetchResponse)
 }

@@ -87,6 +87,8 @@ func benchFlags() []cli.Flag {
 			Usage: "use topic `NAME` (created if missing, kept afterwards)"},
 		&cli.StringFlag{Name: "sync", Value: "always", EnvVars: []string{"QXD_BENCH_SYNC"},
 			Usage: "embedded nodes' sync `MODE`, as 'qxd server --sync': always or an interval such as 2m (not with --server)"},
+		&cli.StringFlag{Name: "kafka-fetch-max-bytes", EnvVars: []string{"QXD_BENCH_KAFKA_FETCH_MAX_BYTES"}, DefaultText: "the node's default, 2MiB",
+			Usage: "embedded nodes' bound on a Kafka fetch answer, `SIZE`, as 'qxd server --kafka-fetch-max-bytes' (not with --server)"},
 		&cli.BoolFlag{Name: "compare-raw", EnvVars: []string{"QXD_BENCH_COMPARE_RAW"},
 			Usage: "also run the raw JetStream equivalent and print qxd ÷ raw"},
 		&cli.BoolFlag{Name: "compare-kafka", EnvVars: []string{"QXD_BENCH_COMPARE_KAFKA"},
@@ -227,6 +229,20 @@ func (a *app) bench(c *cli.Context, mode bench.Mode) error {
 	if c.IsSet("server") && c.IsSet("sync") {
 		return fmt.Errorf("--sync applies to embedded nodes only: the nodes at --server run with their own --sync (drop one of them)")
 	}
+	envOpts := []bench.EnvOption{bench.WithSync(sync)}
+	if c.IsSet("kafka-fetch-max-bytes") {
+		n, err := parseSize("kafka-fetch-max-bytes", c.String("kafka-fetch-max-bytes"), false)
+		if err != nil {
+			return err
+		}
+		if n <= 0 || n > 1<<30 {
+			return fmt.Errorf("--kafka-fetch-max-bytes %s is out of range: use a size from 1 byte to 1GiB, such as 1MiB", c.String("kafka-fetch-max-bytes"))
+		}
+		if c.IsSet("server") {
+			return fmt.Errorf("--kafka-fetch-max-bytes applies to embedded nodes only: the nodes at --server run with their own --kafka-fetch-max-bytes (drop one of them)")
+		}
+		envOpts = append(envOpts, bench.WithKafkaFetchMaxBytes(int(n)))
+	}
 	if c.IsSet("server") {
 		env, err = bench.Connect(ctx, c.String("server"))
 		if err != nil {
@@ -248,7 +264,7 @@ func (a *app) bench(c *cli.Context, mode bench.Mode) error {
 		}
 		a.log.Info("starting embedded nodes for the benchmark", "nodes", nodes)
 		sctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-		env, err = bench.NewClusterEnv(sctx, nodes, bench.WithSync(sync))
+		env, err = bench.NewClusterEnv(sctx, nodes, envOpts...)
 		cancel()
 		if err != nil {
 			return fmt.Errorf("bench: start an embedded node: %w", err)
