@@ -123,7 +123,7 @@ drills:
 # The fault tests with real processes: SIGKILL of a partition leader, network
 # partitions in network namespaces (root), leader moves under load.
 faults:
-    go test -tags chaos -run 'TestProcessClusterSIGKILL|TestNetnsPartition|TestCutOffNode|TestWholeClusterCut|TestLeaderMovesUnderLoad' -v -timeout 30m ./cmd/qxd/
+    go test -tags chaos -run 'TestProcessClusterSIGKILL|TestNetnsPartition|TestCutOffNode|TestCutProducersNodeDrill|TestWholeClusterCut|TestLeaderMovesUnderLoad' -v -timeout 30m ./cmd/qxd/
     go test -tags chaos -run 'TestLeaderKilledUnderLoad|TestRollingRestart' -v -timeout 30m .
 
 # Power cuts and damaged block files against real node processes (root, /dev/fuse):
