@@ -25,6 +25,7 @@ import (
 //     cut then closes the connections;
 //   - freeze stops passing anything on, and reading, without closing anything,
 //     as a paused (SIGSTOPped) node or a silent network cut looks to its peers;
+//     thaw then closes the connections and passes new ones;
 //   - hold makes the connections open at that moment a dead link: what their
 //     clients send is kept, in order, and nothing reaches them; release then
 //     delivers what was kept to the node, as a link that comes back delivers
@@ -227,6 +228,16 @@ func (r *relay) freeze() {
 	r.mu.Lock()
 	r.frozen = true
 	r.mu.Unlock()
+}
+
+// thaw ends a freeze as a cut heals after its peers gave up on their
+// connections: it closes them (what was sent meanwhile is lost), and the
+// connections made from then on pass again.
+func (r *relay) thaw() {
+	r.mu.Lock()
+	r.frozen = false
+	r.mu.Unlock()
+	r.cut()
 }
 
 // cut closes every connection the relay holds open: a cut that heals by closing.

@@ -104,6 +104,7 @@ func (s *Store) Commit(ctx context.Context, group string, gen int32, member stri
 	if err := semantics.ValidateGroupID(group); err != nil {
 		return fmt.Errorf("offsets: commit: %w", err)
 	}
+	order := s.nextOrder()
 	if gen < NoGeneration {
 		return semantics.Errorf(semantics.ErrInvalidRequest,
 			"offsets: commit group %q: generation %d is invalid: give the group's generation, or -1 for a group without members", group, gen)
@@ -150,7 +151,8 @@ func (s *Store) Commit(ctx context.Context, group string, gen int32, member stri
 	now := time.Now().UTC()
 	return s.write(ctx, "commit", group, tps, func(ctx context.Context, tp semantics.TopicPartition) error {
 		c := offsets[tp]
-		v := Committed{Offset: c.Offset, Metadata: c.Metadata, Generation: gen, Member: member, Time: now, TopicID: c.TopicID, Epoch: s.epoch}
+		v := Committed{Offset: c.Offset, Metadata: c.Metadata, Generation: gen, Member: member, Time: now, TopicID: c.TopicID,
+			Epoch: s.epoch, Order: order}
 		var isStale func(Committed) bool
 		if cur != nil {
 			inc := cur[tp.Topic]
@@ -196,6 +198,7 @@ func (s *Store) Commit(ctx context.Context, group string, gen int32, member stri
 // without an epoch (a transaction's offsets, a tool) writes unconditionally. Negative offsets are refused with semantics.ErrInvalidRequest before anything is
 // written; if some partitions fail, the error is a *WriteError.
 func (s *Store) Reset(ctx context.Context, group string, offsets map[semantics.TopicPartition]int64) error {
+	order := s.nextOrder()
 	if err := semantics.ValidateGroupID(group); err != nil {
 		return fmt.Errorf("offsets: reset: %w", err)
 	}
@@ -211,7 +214,7 @@ func (s *Store) Reset(ctx context.Context, group string, offsets map[semantics.T
 	}
 	now := time.Now().UTC()
 	return s.write(ctx, "reset", group, tps, func(ctx context.Context, tp semantics.TopicPartition) error {
-		v := Committed{Offset: offsets[tp], Generation: NoGeneration, Time: now, Epoch: s.epoch}
+		v := Committed{Offset: offsets[tp], Generation: NoGeneration, Time: now, Epoch: s.epoch, Order: order}
 		if cur != nil {
 			inc := cur[tp.Topic]
 			if err := checkWritable(tp, "", inc); err != nil {
@@ -253,7 +256,10 @@ func (s *Store) write(ctx context.Context, op, group string, tps []semantics.Top
 }
 
 // compareAndSet stores v at key unless the stored commit has a newer generation,
-// or was stored through a newer coordinator (a higher epoch, WithEpoch). A
+// or was stored through a newer coordinator (a higher epoch, WithEpoch). One
+// stored through the same coordinator by a later call (a higher Order) is kept,
+// and compareAndSet returns nil: v's call came first, its write counts as
+// overwritten (WithEpoch). A
 // stored commit that isStale says is of an earlier incarnation of the topic is
 // overwritten whatever its generation. A v of NoGeneration (a group without
 // members) is written over any generation's commit, but not over a newer
@@ -275,6 +281,9 @@ func (s *Store) compareAndSet(ctx context.Context, key string, tp semantics.Topi
 				return semantics.Errorf(semantics.ErrNotCoordinator,
 					"commit to %s refused: the stored commit was made through a newer group coordinator (epoch %d; this one's is %d): find the coordinator again",
 					tp, old.Epoch, v.Epoch)
+			}
+			if v.Order != 0 && old.Epoch == v.Epoch && old.Order > v.Order {
+				return nil // a later call's commit is stored
 			}
 			if v.Generation != NoGeneration && old.Generation > v.Generation && (isStale == nil || !isStale(*old)) {
 				return semantics.Errorf(semantics.ErrIllegalGeneration,

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -40,7 +41,11 @@ type Committed struct {
 	// (WithEpoch), also of a reset through one; 0 for one stored without (a
 	// transaction's offsets, a tool's reset, a commit from before coordinators
 	// had epochs).
-	Epoch    uint64 `json:"epoch,omitempty"`
+	Epoch uint64 `json:"epoch,omitempty"`
+	// Order is the place of the Commit or Reset call that stored it among the
+	// calls through one coordinator's Store (WithEpoch), counted from 1; 0 for
+	// one stored without an epoch.
+	Order    uint64 `json:"order,omitempty"`
 	Revision uint64 `json:"-"` // KV revision it was read at
 }
 
@@ -88,6 +93,9 @@ type Store struct {
 	topics Topics
 	// epoch, when not 0, fences commits by coordinator epoch (WithEpoch).
 	epoch uint64
+	// calls counts the Commit and Reset calls through a Store WithEpoch (and
+	// the copies made from it), which order its writes (Committed.Order).
+	calls *atomic.Uint64
 }
 
 // WithEpoch returns a Store whose commits carry the group coordinator's epoch
@@ -99,10 +107,30 @@ type Store struct {
 // back. Such a commit fails with semantics.ErrNotCoordinator, which sends the
 // member to look for the coordinator again. A Store without an epoch (0) writes
 // as before: over any epoch.
+//
+// The calls through the returned Store are ordered too: each Commit and Reset
+// takes the next number when it is called, stores it (Committed.Order), and
+// never writes over a commit of the same epoch stored by a call made after it.
+// A call whose reads and writes wait (the bucket's leader out of reach: a cut
+// between the coordinator's node and the leader's) can go on for seconds after
+// its caller gave up and committed again, and would otherwise store the older
+// offset over the newer one once the leader answers: the committed offset
+// would go back. Such a call returns without writing, as if its write had
+// been stored and then overwritten by the later call's.
 func (s *Store) WithEpoch(epoch uint64) *Store {
 	c := *s
 	c.epoch = epoch
+	c.calls = new(atomic.Uint64)
 	return &c
+}
+
+// nextOrder numbers a Commit or Reset call (WithEpoch); 0 for a Store without
+// an epoch.
+func (s *Store) nextOrder() uint64 {
+	if s.epoch == 0 || s.calls == nil {
+		return 0
+	}
+	return s.calls.Add(1)
 }
 
 // Open opens the offsets bucket (semantics.OffsetsBucket), creating it when missing:

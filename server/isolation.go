@@ -584,6 +584,7 @@ func (n *Node) watchIsolation(ctx context.Context, w *isolationWatch) {
 	}
 	defer func() { _ = sub.Unsubscribe() }()
 	defer n.isolated.Store(false)
+	defer n.cutPeer.Store(nil)
 	go everyTick(ctx, probeEvery, func() bool { w.alive(time.Now()); return true })
 	told := map[uint64]bool{}
 	armed := false
@@ -638,6 +639,11 @@ func (n *Node) watchIsolation(ctx context.Context, w *isolationWatch) {
 		cut := w.cutFrom(time.Now())
 		if cut != "" && !raftUnheardFrom(n.ns, raftPeerID(cut), time.Now()) {
 			cut = ""
+		}
+		if isolated {
+			n.cutPeer.Store(nil)
+		} else {
+			n.cutPeer.Store(&cut)
 		}
 		switch {
 		case isolated:

@@ -40,6 +40,12 @@ import (
 //     leaderships off (handOffLeadership keeps the buckets together itself);
 //   - the automatic leader rebalance (leaders_auto.go) moves partitions only,
 //     never a bucket.
+//
+// A cut between the groups bucket's leader's node and a follower bucket's
+// leader's node, while both reach a third, leaves the groups bucket's leader
+// unable to ask for the follower bucket, and the buckets apart: so it hands
+// the groups bucket to the third node instead (handGroupsAcross), whose follow
+// loop brings the follower bucket over.
 
 // followerBuckets are the buckets the coordinators write on the groups bucket's
 // leader: committed offsets, and transactions.
@@ -83,6 +89,9 @@ func (n *Node) followGroups(ctx context.Context, st *followState, now time.Time)
 	if w := n.woke.Load(); w != 0 && now.Sub(time.Unix(0, w)) < wakeHoldFor {
 		return // a node just back leads no more than it must (raft_wake.go)
 	}
+	if n.handGroupsAcross(ctx, st, now) {
+		return
+	}
 	for _, b := range followerBuckets {
 		stream := semantics.KVStream(b)
 		if n.isStreamLeader(stream) {
@@ -118,6 +127,78 @@ func (n *Node) followGroups(ctx context.Context, st *followState, now time.Time)
 		}
 		n.log.Info("bucket leadership moved to the group coordinator's node", "bucket", b)
 	}
+}
+
+// handGroupsAcross hands the groups bucket's leadership, and the coordinators
+// with it, to a third node when the way between this node and a follower
+// bucket's leader's node is cut while both reach that third node (the
+// isolation watch's cut, confirmed by this node's RAFT groups: cutPeer). This
+// node cannot ask that leader for the bucket, and NATS routes do not relay:
+// every commit (or transaction step) would stand still until the cut heals.
+// The third node reaches the follower bucket's leader, and its own follow loop
+// then brings that bucket over too. At most once per followFirstWait; it
+// reports whether it asked.
+func (n *Node) handGroupsAcross(ctx context.Context, st *followState, now time.Time) bool {
+	p := n.cutPeer.Load()
+	if p == nil || *p == "" || now.Sub(st.asked[semantics.GroupsBucket]) < followFirstWait {
+		return false
+	}
+	cut := *p
+	apart := ""
+	for _, b := range followerBuckets {
+		if n.localLeader(semantics.KVStream(b)) == raftPeerID(cut) {
+			apart = b
+			break
+		}
+	}
+	if apart == "" {
+		return false
+	}
+	stream := semantics.KVStream(semantics.GroupsBucket)
+	rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	s, err := n.js.Stream(rctx, stream)
+	if err != nil || s.CachedInfo().Cluster == nil {
+		return false
+	}
+	to := ""
+	for _, r := range s.CachedInfo().Cluster.Replicas {
+		if r != nil && r.Name != cut && r.Name != n.cfg.Name && r.Current && !r.Offline {
+			to = r.Name
+			break
+		}
+	}
+	if to == "" {
+		return false
+	}
+	st.asked[semantics.GroupsBucket] = now
+	if err := n.stepDown(rctx, stream, to); err != nil {
+		n.log.Debug("groups bucket leadership not handed across a cut; will retry", "node", to, "err", err)
+		return true
+	}
+	n.log.Info("groups bucket leadership handed to a node that reaches the leader of a bucket this one is cut from",
+		"node", to, "bucket", apart, "unanswered", cut)
+	return true
+}
+
+// localLeader is the RAFT peer id of stream's leader as this node's replica
+// sees it; empty when it holds no replica it has found, or sees no leader.
+func (n *Node) localLeader(stream string) string {
+	if n.epochs == nil {
+		return ""
+	}
+	g, ok := n.epochs.cached(stream)
+	if !ok {
+		g, ok = n.epochs.local(stream)
+	}
+	if !ok {
+		return ""
+	}
+	rn := lookupRaftNode(n.ns, g.name)
+	if rn == nil {
+		return ""
+	}
+	return rn.GroupLeader()
 }
 
 // followReadiness is what a look at a bucket led elsewhere found.

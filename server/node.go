@@ -99,6 +99,10 @@ type Node struct {
 	// isolated is set while the node cannot reach a majority of its cluster
 	// (isolation.go).
 	isolated atomic.Bool
+	// cutPeer names the node whose way to this one is cut while both reach a
+	// third (the isolation watch's cutFrom, confirmed by this node's RAFT
+	// groups); empty otherwise.
+	cutPeer atomic.Pointer[string]
 	// handingOff is until when (Unix nanoseconds) a hand-off this node asked
 	// for may still be electing its successor: the election watch makes no
 	// group it led campaign early meanwhile (raft_campaign.go).
