@@ -53,6 +53,31 @@ func (n *Node) handOff(ctx context.Context, stream, prefer string) error {
 	return err
 }
 
+// handOffLed is handOff for a stream this node leads (see ledStreams): the
+// step-down is made in process, on the stream's RAFT group, rather than through
+// the JetStream API, whose requests queue behind the others on a loaded node.
+func (n *Node) handOffLed(ctx context.Context, s ledStream, prefer string) error {
+	rn := lookupRaftNode(n.ns, s.group)
+	if rn == nil {
+		n.log.Debug("stream's RAFT group not found on this node: stepping it down through the JetStream API", "stream", s.name)
+		return n.handOff(ctx, s.name, prefer)
+	}
+	if n.writers != nil {
+		n.writers.release(ctx, s.name)
+	}
+	n.handingOff.Store(time.Now().Add(handOffElects).UnixNano())
+	var err error
+	if id := s.ids[prefer]; id != "" {
+		err = rn.StepDown(id)
+	} else {
+		err = rn.StepDown()
+	}
+	if err != nil && n.writers != nil {
+		n.writers.unhold(s.name)
+	}
+	return err
+}
+
 // handOffElects bounds how long a hand-off's successor takes to be elected
 // after the step-down (milliseconds, as a rule), for the election watch.
 const handOffElects = 2 * time.Second
@@ -213,7 +238,7 @@ func (n *Node) handOffPartitions(ctx context.Context) []string {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := n.handOff(ctx, s.name, prefer); err != nil {
+			if err := n.handOffLed(ctx, s, prefer); err != nil {
 				n.log.Debug("hand-off failed", "stream", s.name, "err", err)
 				return
 			}
@@ -419,6 +444,8 @@ type ledStream struct {
 	name    string
 	takers  []string
 	current []string
+	group   string            // its RAFT group
+	ids     map[string]string // the replicas' RAFT peer ids by node name
 }
 
 // coordinatorHeir names, when this node leads the groups bucket, the one node to
@@ -472,7 +499,7 @@ func coordinatorHeir(led []ledStream) map[string]string {
 
 // ledStreams lists the replicated streams this node leads.
 func (n *Node) ledStreams() []ledStream {
-	info, err := n.ns.Jsz(&natsserver.JSzOptions{Accounts: true, Streams: true, Config: true})
+	info, err := n.ns.Jsz(&natsserver.JSzOptions{Accounts: true, Streams: true, Config: true, RaftGroups: true})
 	if err != nil {
 		return nil
 	}
@@ -482,9 +509,12 @@ func (n *Node) ledStreams() []ledStream {
 			if !n.ns.JetStreamIsStreamLeader(acc.Name, s.Name) || s.Config == nil || s.Config.Replicas <= 1 {
 				continue
 			}
-			ls := ledStream{name: s.Name}
+			ls := ledStream{name: s.Name, group: s.RaftGroup, ids: map[string]string{}}
 			if s.Cluster != nil {
 				for _, r := range s.Cluster.Replicas {
+					if r != nil {
+						ls.ids[r.Name] = r.Peer
+					}
 					if r != nil && r.Name != n.cfg.Name && !r.Offline {
 						ls.takers = append(ls.takers, r.Name)
 						if r.Current {
