@@ -3,13 +3,19 @@ package qxd_test
 import (
 	"context"
 	"fmt"
+	"log/slog"
+	"math"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/qxd-io/qxd"
 	"github.com/qxd-io/qxd/internal/qxdtest"
 	"github.com/qxd-io/qxd/semantics"
+	"github.com/qxd-io/qxd/server"
 )
 
 // TestGracefulStopOfProducersNode stops, on purpose, the node a producer is
@@ -127,4 +133,94 @@ func TestGracefulStopOfProducersNode(t *testing.T) {
 		}
 		t.Fatalf("longest produce call took %v (over %v) while the producer's node stopped gracefully", longest.Round(time.Millisecond), bound)
 	}
+}
+
+// TestGracefulStopMovesClientsOnceSuccessorsServe stops, on purpose, a node that
+// leads partitions of a replicated topic, and looks at the other nodes at the
+// moment the stopping node enters NATS's lame-duck mode (it stops accepting
+// clients, shuts its JetStream down and then tells its clients to move): each
+// partition must have its writer running on one of them, the node its stream
+// elected. Before, the node entered lame-duck mode once it led nothing, while
+// its successors were still being elected and their writers starting.
+func TestGracefulStopMovesClientsOnceSuccessorsServe(t *testing.T) {
+	t.Parallel()
+	const topic = "successors"
+	const partitions = 24
+	cfgs := qxdtest.ClusterConfigs(t, 3)
+	var others atomic.Pointer[[]*server.Node]
+	var (
+		at      time.Time
+		missing []int32
+	)
+	lameDuck := make(chan struct{})
+	// Called by the stopping node's server as it enters lame-duck mode: the
+	// other nodes are looked at in process, before the call returns.
+	cfgs[1].Logger = slog.New(&onMessage{msg: "Entering lame duck mode, stop accepting new clients", do: func() {
+		at = time.Now()
+		for p := range int32(partitions) {
+			serves := false
+			for _, n := range *others.Load() {
+				if _, _, err := n.Writers().Stable(topic, p, math.MaxInt64, 0); err == nil {
+					serves = true
+				}
+			}
+			if !serves {
+				missing = append(missing, p)
+			}
+		}
+		close(lameDuck)
+	}})
+	nodes := qxdtest.StartCluster(t, cfgs)
+	others.Store(&[]*server.Node{nodes[0], nodes[2]})
+	ctx := qxdtest.Context(t, 120*time.Second)
+	stopped := nodes[1]
+	c := connectTo(ctx, t, nodes[0].ClientURL(), nodes[0])
+	qxdtest.CreateTopic(t, c, topic, qxd.TopicConfig{Partitions: partitions, Replicas: 3})
+	js, err := jetstream.New(c.Conn())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The topic's creation balances its leaders: the stopped node is to lead
+	// some of its partitions.
+	var led []int32
+	for p := range int32(partitions) {
+		if st, err := js.Stream(ctx, semantics.StreamName(topic, p)); err == nil && st.CachedInfo().Cluster != nil &&
+			st.CachedInfo().Cluster.Leader == stopped.Name() {
+			led = append(led, p)
+		}
+	}
+	if len(led) == 0 {
+		t.Fatalf("%s leads no partition of %s", stopped.Name(), topic)
+	}
+
+	stopStart := time.Now()
+	if err := stopped.Close(ctx); err != nil {
+		t.Errorf("stop %s: %v", stopped.Name(), err)
+	}
+	select {
+	case <-lameDuck:
+	default:
+		t.Fatal("the stopped node did not enter lame-duck mode")
+	}
+	t.Logf("%s led partitions %v; it entered lame-duck mode %v after its stop began", stopped.Name(), led, at.Sub(stopStart).Round(time.Millisecond))
+	if len(missing) > 0 {
+		t.Fatalf("when the stopping node entered lame-duck mode, partitions %v had no writer running on another node", missing)
+	}
+}
+
+// onMessage is a slog handler that calls do on the first record with message msg.
+type onMessage struct {
+	msg  string
+	do   func()
+	once sync.Once
+}
+
+func (h *onMessage) Enabled(context.Context, slog.Level) bool { return true }
+func (h *onMessage) WithAttrs([]slog.Attr) slog.Handler       { return h }
+func (h *onMessage) WithGroup(string) slog.Handler            { return h }
+func (h *onMessage) Handle(_ context.Context, r slog.Record) error {
+	if r.Message == h.msg {
+		h.once.Do(h.do)
+	}
+	return nil
 }

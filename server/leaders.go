@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"strings"
 	"sync"
@@ -48,6 +49,31 @@ func (n *Node) handOff(ctx context.Context, stream, prefer string) error {
 	err := n.stepDown(ctx, stream, prefer)
 	if err != nil && n.writers != nil {
 		n.writers.unhold(stream)
+	}
+	return err
+}
+
+// handOffLed is handOff for a stream this node leads (see ledStreams): the
+// step-down is made in process, on the stream's RAFT group, rather than through
+// the JetStream API, whose requests queue behind the others on a loaded node.
+func (n *Node) handOffLed(ctx context.Context, s ledStream, prefer string) error {
+	rn := lookupRaftNode(n.ns, s.group)
+	if rn == nil {
+		n.log.Debug("stream's RAFT group not found on this node: stepping it down through the JetStream API", "stream", s.name)
+		return n.handOff(ctx, s.name, prefer)
+	}
+	if n.writers != nil {
+		n.writers.release(ctx, s.name)
+	}
+	n.handingOff.Store(time.Now().Add(handOffElects).UnixNano())
+	var err error
+	if id := s.ids[prefer]; id != "" {
+		err = rn.StepDown(id)
+	} else {
+		err = rn.StepDown()
+	}
+	if err != nil && n.writers != nil {
+		n.writers.unhold(s.name)
 	}
 	return err
 }
@@ -191,11 +217,16 @@ func (n *Node) BalanceLeaders(ctx context.Context, topics []semantics.TopicMeta)
 // stopped first and the streams were then stepped down one after another (a
 // produce call waited up to 1.16 s on a loaded machine). What is left for
 // handOffLeadership is the buckets and the partitions whose hand-off failed.
-func (n *Node) handOffPartitions(ctx context.Context) {
+// It returns the streams handed off.
+func (n *Node) handOffPartitions(ctx context.Context) []string {
 	if !n.cfg.clustered() || n.writers == nil || n.ns.NumRoutes() == 0 {
-		return
+		return nil
 	}
-	var wg sync.WaitGroup
+	var (
+		wg     sync.WaitGroup
+		mu     sync.Mutex
+		handed []string
+	)
 	for _, s := range n.ledStreams() {
 		if _, _, ok := semantics.ParseStreamName(s.name); !ok || len(s.takers) == 0 {
 			continue
@@ -207,12 +238,17 @@ func (n *Node) handOffPartitions(ctx context.Context) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := n.handOff(ctx, s.name, prefer); err != nil {
+			if err := n.handOffLed(ctx, s, prefer); err != nil {
 				n.log.Debug("hand-off failed", "stream", s.name, "err", err)
+				return
 			}
+			mu.Lock()
+			handed = append(handed, s.name)
+			mu.Unlock()
 		}()
 	}
 	wg.Wait()
+	return handed
 }
 
 // handOffLeadership steps down from every stream this node leads that another
@@ -221,13 +257,14 @@ func (n *Node) handOffPartitions(ctx context.Context) {
 // election timeout. It waits, bounded by ctx, until the node leads none of them. A
 // stream whose other replicas are all down (the last nodes of a cluster
 // stopping) cannot be handed off: it is not waited for, and one warning names them.
-func (n *Node) handOffLeadership(ctx context.Context) {
+// It returns the streams handed off.
+func (n *Node) handOffLeadership(ctx context.Context) []string {
 	if !n.cfg.clustered() {
-		return
+		return nil
 	}
 	led := n.ledStreams()
 	if len(led) == 0 {
-		return
+		return nil
 	}
 	// With no route to any peer, none can take a leadership, whatever JetStream
 	// still counts as up (a peer killed a moment ago, see lastUp).
@@ -263,9 +300,15 @@ func (n *Node) handOffLeadership(ctx context.Context) {
 		}
 	}
 	left := append(stuck, moving...)
+	var handed []string
+	for _, s := range led {
+		if !slices.Contains(left, s.name) {
+			handed = append(handed, s.name)
+		}
+	}
 	if len(left) == 0 {
 		n.log.Info("leadership handed off", "streams", len(led))
-		return
+		return handed
 	}
 	slices.Sort(left)
 	names := make([]string, len(left))
@@ -274,6 +317,112 @@ func (n *Node) handOffLeadership(ctx context.Context) {
 	}
 	n.log.Warn("leaderships not handed off: no other replica is up to take them; they move when the other nodes are back",
 		"leaderships", strings.Join(names, ", "), "handed_off", len(led)-len(left))
+	return handed
+}
+
+// successorsWait bounds how long a stopping node waits, from the start of its
+// hand-offs, for the successors of the leaderships it handed off (awaitSuccessors)
+// before it sends its clients away all the same.
+const successorsWait = 3 * time.Second
+
+// successorProbeWait bounds one question to a partition's writer while a
+// stopping node waits for its successor.
+const successorProbeWait = 250 * time.Millisecond
+
+// successorWriterWait is how long after a partition's successor was elected a
+// stopping node waits for its writer to answer: a writer starts within
+// milliseconds of its node's election as a rule, and one that does not may be on
+// a node that is stopping too (a whole cluster stopped at once), which starts
+// none.
+const successorWriterWait = time.Second
+
+// awaitSuccessors waits, until ctx ends, until each stream handed off has a
+// leader that is another node and, for a partition, until the writer there
+// answers a request sent through this node (the partition's last stable offset,
+// which only a running writer answers; this node's writers have stopped): a
+// produce that this node's clients send meanwhile reaches the successor's writer.
+// Only then are the clients sent away (lame-duck mode): before, they were sent
+// while the successors were still being elected. A partition whose successor's
+// writer has not answered successorWriterWait after its election is no longer
+// waited for. It returns the streams left without a serving successor.
+func (n *Node) awaitSuccessors(ctx context.Context, streams []string) []string {
+	waiting := slices.Clone(streams)
+	var given []string
+	elected := map[string]time.Time{}
+	for len(waiting) > 0 && ctx.Err() == nil && n.nc != nil && !n.nc.IsClosed() {
+		leaders := n.streamLeaders()
+		now := time.Now()
+		served := make([]bool, len(waiting))
+		var wg sync.WaitGroup
+		for i, s := range waiting {
+			if l := leaders[s]; l == "" || l == n.cfg.Name {
+				continue
+			}
+			topic, p, ok := semantics.ParseStreamName(s)
+			if !ok {
+				served[i] = true
+				continue
+			}
+			if _, ok := elected[s]; !ok {
+				elected[s] = now
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				served[i] = n.writerAnswers(ctx, topic, p)
+			}()
+		}
+		wg.Wait()
+		i := 0
+		waiting = slices.DeleteFunc(waiting, func(s string) bool {
+			i++
+			if !served[i-1] && !elected[s].IsZero() && time.Since(elected[s]) >= successorWriterWait {
+				given = append(given, s)
+				return true
+			}
+			return served[i-1]
+		})
+		if len(waiting) > 0 {
+			select {
+			case <-ctx.Done():
+			case <-time.After(25 * time.Millisecond):
+			}
+		}
+	}
+	return append(given, waiting...)
+}
+
+// writerAnswers reports whether the writer of partition p of topic answers a
+// request for its last stable offset through this node's connection within
+// successorProbeWait.
+func (n *Node) writerAnswers(ctx context.Context, topic string, p int32) bool {
+	ctx, cancel := context.WithTimeout(ctx, successorProbeWait)
+	defer cancel()
+	body, _ := json.Marshal(semantics.StableRequest{From: math.MaxInt64})
+	resp, err := n.nc.RequestWithContext(ctx, semantics.LSOSubject(topic, p), body)
+	if err != nil {
+		return false
+	}
+	var r semantics.StableReply
+	return json.Unmarshal(resp.Data, &r) == nil && r.Error == nil
+}
+
+// streamLeaders maps each replicated stream this node holds a replica of to the
+// name of its leader as this node sees it ("" while it has none).
+func (n *Node) streamLeaders() map[string]string {
+	info, err := n.ns.Jsz(&natsserver.JSzOptions{Accounts: true, Streams: true})
+	if err != nil {
+		return nil
+	}
+	out := map[string]string{}
+	for _, acc := range info.AccountDetails {
+		for _, s := range acc.Streams {
+			if s.Cluster != nil {
+				out[s.Name] = s.Cluster.Leader
+			}
+		}
+	}
+	return out
 }
 
 // leadershipName is how a led stream is named to a person: topic/partition for a
@@ -295,6 +444,8 @@ type ledStream struct {
 	name    string
 	takers  []string
 	current []string
+	group   string            // its RAFT group
+	ids     map[string]string // the replicas' RAFT peer ids by node name
 }
 
 // coordinatorHeir names, when this node leads the groups bucket, the one node to
@@ -348,7 +499,7 @@ func coordinatorHeir(led []ledStream) map[string]string {
 
 // ledStreams lists the replicated streams this node leads.
 func (n *Node) ledStreams() []ledStream {
-	info, err := n.ns.Jsz(&natsserver.JSzOptions{Accounts: true, Streams: true, Config: true})
+	info, err := n.ns.Jsz(&natsserver.JSzOptions{Accounts: true, Streams: true, Config: true, RaftGroups: true})
 	if err != nil {
 		return nil
 	}
@@ -358,9 +509,12 @@ func (n *Node) ledStreams() []ledStream {
 			if !n.ns.JetStreamIsStreamLeader(acc.Name, s.Name) || s.Config == nil || s.Config.Replicas <= 1 {
 				continue
 			}
-			ls := ledStream{name: s.Name}
+			ls := ledStream{name: s.Name, group: s.RaftGroup, ids: map[string]string{}}
 			if s.Cluster != nil {
 				for _, r := range s.Cluster.Replicas {
+					if r != nil {
+						ls.ids[r.Name] = r.Peer
+					}
 					if r != nil && r.Name != n.cfg.Name && !r.Offline {
 						ls.takers = append(ls.takers, r.Name)
 						if r.Current {

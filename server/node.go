@@ -9,7 +9,9 @@ import (
 	"net"
 	"os"
 	"runtime"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -563,8 +565,10 @@ func (n *Node) Close(ctx context.Context) error {
 		}
 		// Before the writers: ingest bridges finish and answer what they took.
 		n.stopHosted(ctx)
+		handOffStart := time.Now()
+		var handed []string
 		if !last {
-			n.handOffPartitions(wctx)
+			handed = n.handOffPartitions(wctx)
 		}
 		if n.writers != nil {
 			// With no other node up, appends in flight and the last checkpoints of
@@ -581,8 +585,27 @@ func (n *Node) Close(ctx context.Context) error {
 			n.groups.stop()
 		}
 		hctx, hcancel := context.WithTimeout(ctx, n.cfg.ShutdownTimeout/2)
-		n.handOffLeadership(hctx)
+		handed = append(handed, n.handOffLeadership(hctx)...)
 		hcancel()
+		// Clients are sent away (lame-duck mode, below) once every leadership
+		// handed off has its successor serving: meanwhile this node's clients
+		// keep producing through it, to the successors.
+		if len(handed) > 0 && !became.Load() {
+			sctx, scancel := context.WithDeadline(ctx, handOffStart.Add(successorsWait))
+			if left := n.awaitSuccessors(sctx, handed); len(left) > 0 {
+				names := make([]string, len(left))
+				for i, s := range left {
+					names[i] = leadershipName(s)
+				}
+				slices.Sort(names)
+				n.log.Warn("stopping without a serving successor for some leaderships handed off: not elected or their writers not answering",
+					"leaderships", strings.Join(names, ", "), "waited", time.Since(handOffStart).Round(time.Millisecond))
+			} else {
+				n.log.Info("the leaderships handed off have successors serving", "streams", len(handed),
+					"took", time.Since(handOffStart).Round(time.Millisecond))
+			}
+			scancel()
+		}
 		for _, wc := range n.wconns {
 			wc.Close() // the writers stopped: nothing is in flight on them
 		}
