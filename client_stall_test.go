@@ -130,7 +130,12 @@ func TestSilenceWaitFollowsTheConnection(t *testing.T) {
 	// after one, a batch not answered within 1 s is sent again (see
 	// electedStale), and answers slower than that would never come.
 	time.Sleep(9 * time.Second)
-	for _, lag := range []time.Duration{600 * time.Millisecond, 1100 * time.Millisecond, 1700 * time.Millisecond, 2400 * time.Millisecond} {
+	// The first step is found by a check that has learned nothing yet: the
+	// answer comes lag - stallCheckAfter into it, where a probe's answer lets
+	// it give up after silenceFloor (0.45 s); 0.4 s leaves 0.35 s for a loaded
+	// machine (0.6 s left 0.15 s, and a check under -race at load 19 moved).
+	// Each later step is below twice the one before, what the checks learned.
+	for _, lag := range []time.Duration{400 * time.Millisecond, 700 * time.Millisecond, 1100 * time.Millisecond, 1700 * time.Millisecond, 2400 * time.Millisecond} {
 		slow.lag(lag)
 		produce(3, fmt.Sprint("lag-", lag))
 		if got := c.Conn().ConnectedServerName(); got != nodes[1].Name() {
