@@ -11,8 +11,6 @@ import (
 	"testing"
 	"time"
 
-	natsserver "github.com/nats-io/nats-server/v2/server"
-
 	"github.com/qxd-io/qxd/internal/qxdtest"
 	"github.com/qxd-io/qxd/server"
 )
@@ -134,30 +132,13 @@ func relayedCluster(ctx context.Context, t *testing.T, tune ...func(*server.Conf
 	}
 }
 
-// bypassingRoutes lists the routes of n that pass no relay of relays: their far
-// end is neither a relay's listener (n dialled it) nor a relay's own end of a
-// connection it made to n.
+// bypassingRoutes lists the routes of n that pass no relay of relays
+// (routesPastRelays), as "node at address".
 func bypassingRoutes(t *testing.T, n *server.Node, relays []*relay) string {
 	t.Helper()
-	ends := map[string]bool{}
-	for _, r := range relays {
-		ends[r.addr()] = true
-		r.mu.Lock()
-		for _, c := range r.conns {
-			ends[c.in.LocalAddr().String()] = true
-			ends[c.out.LocalAddr().String()] = true
-		}
-		r.mu.Unlock()
-	}
-	rz, err := n.NATSServer().Routez(&natsserver.RoutezOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
 	var bypass []string
-	for _, r := range rz.Routes {
-		if addr := net.JoinHostPort(r.IP, strconv.Itoa(r.Port)); !ends[addr] {
-			bypass = append(bypass, r.RemoteName+" at "+addr)
-		}
+	for _, r := range routesPastRelays(t, n, relays) {
+		bypass = append(bypass, r.RemoteName+" at "+net.JoinHostPort(r.IP, strconv.Itoa(r.Port)))
 	}
 	return strings.Join(bypass, ", ")
 }

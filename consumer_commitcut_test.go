@@ -1,8 +1,6 @@
 package qxd_test
 
 import (
-	"context"
-	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -38,25 +36,7 @@ func TestMemberHeartbeatsWhileCommitsHang(t *testing.T) {
 	// The partition is led by node 1, so that records keep coming through the cut.
 	qxdtest.LeadStream(ctx, t, c.Conn(), semantics.StreamName(topic, 0), nodes[0].Name())
 
-	prod := qxdtest.NewProducer(t, c, qxd.Linger(0))
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	defer func() {
-		close(stop)
-		wg.Wait()
-	}()
-	wg.Go(func() {
-		for i := 0; ; i++ {
-			select {
-			case <-stop:
-				return
-			case <-time.After(20 * time.Millisecond):
-			}
-			pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-			_ = prod.ProduceSync(pctx, &qxd.Record{Topic: topic, Value: fmt.Appendf(nil, "r%d", i)})
-			cancel()
-		}
-	})
+	produceTrickle(ctx, t, qxdtest.NewProducer(t, c, qxd.Linger(0)), topic)
 
 	cons := qxdtest.NewConsumer(t, c, qxd.Group("commit-hang"), qxd.SessionTimeout(3*time.Second),
 		qxd.AutoCommit(200*time.Millisecond))
@@ -65,22 +45,10 @@ func TestMemberHeartbeatsWhileCommitsHang(t *testing.T) {
 	}
 	var mu sync.Mutex
 	var reads []time.Time
-	wg.Go(func() {
-		for {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			pctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
-			recs, _ := cons.Poll(pctx)
-			cancel()
-			if len(recs) > 0 {
-				mu.Lock()
-				reads = append(reads, time.Now())
-				mu.Unlock()
-			}
-		}
+	pollUntilEnd(ctx, t, cons, func([]qxd.Record) {
+		mu.Lock()
+		reads = append(reads, time.Now())
+		mu.Unlock()
 	})
 	readSince := func(from time.Time) bool {
 		mu.Lock()

@@ -4,8 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -291,22 +289,8 @@ func routed(t *testing.T, from, to *server.Node) bool {
 // relays.
 func routesPast(t *testing.T, n *server.Node, relays []*relay, peer string) bool {
 	t.Helper()
-	ends := map[string]bool{}
-	for _, r := range relays {
-		ends[r.addr()] = true
-		r.mu.Lock()
-		for _, c := range r.conns {
-			ends[c.in.LocalAddr().String()] = true
-			ends[c.out.LocalAddr().String()] = true
-		}
-		r.mu.Unlock()
-	}
-	rz, err := n.NATSServer().Routez(&natsserver.RoutezOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, r := range rz.Routes {
-		if r.RemoteName == peer && !ends[net.JoinHostPort(r.IP, strconv.Itoa(r.Port))] {
+	for _, r := range routesPastRelays(t, n, relays) {
+		if r.RemoteName == peer {
 			return true
 		}
 	}

@@ -2,8 +2,6 @@ package qxd_test
 
 import (
 	"context"
-	"fmt"
-	"sync"
 	"testing"
 	"time"
 
@@ -32,41 +30,12 @@ func TestCommitsStoredThroughAPairCutOfTheCoordinatorsBuckets(t *testing.T) {
 	const topic, group = "commit-split", "commit-split"
 	qxdtest.CreateTopic(t, c, topic, qxd.TopicConfig{Partitions: 1, Replicas: 3})
 	qxdtest.LeadStream(ctx, t, c.Conn(), semantics.StreamName(topic, 0), nodes[2].Name())
-	prod := qxdtest.NewProducer(t, c, qxd.Linger(0))
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	defer func() {
-		close(stop)
-		wg.Wait()
-	}()
-	wg.Go(func() {
-		for i := 0; ; i++ {
-			select {
-			case <-stop:
-				return
-			case <-time.After(20 * time.Millisecond):
-			}
-			pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-			_ = prod.ProduceSync(pctx, &qxd.Record{Topic: topic, Value: fmt.Appendf(nil, "r%d", i)})
-			cancel()
-		}
-	})
+	produceTrickle(ctx, t, qxdtest.NewProducer(t, c, qxd.Linger(0)), topic)
 	cons := qxdtest.NewConsumer(t, c, qxd.Group(group), qxd.AutoCommit(200*time.Millisecond))
 	if err := cons.Subscribe(ctx, topic); err != nil {
 		t.Fatal(err)
 	}
-	wg.Go(func() {
-		for {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			pctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
-			_, _ = cons.Poll(pctx)
-			cancel()
-		}
-	})
+	pollUntilEnd(ctx, t, cons, nil)
 	tp := qxd.TopicPartition{Topic: topic, Partition: 0}
 	committed := func() int64 {
 		fctx, cancel := context.WithTimeout(ctx, time.Second)

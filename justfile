@@ -99,7 +99,8 @@ kafka-drill-java fault="cut" hold="15s" timeouts="short":
 # namespaces) for `hold` under the drill's keyed producer and consumer group,
 # then 10 s after the heal; via=healthy connects the producer to n3, faulty to
 # n1; buckets=split puts the groups bucket's leader on n1 and the offsets and
-# partition-checkpoint buckets' on n2 first. Prints the longest acknowledgement
+# partition-checkpoint buckets' on n2 first, buckets=split-at-cut the same
+# immediately before the cut (and says whether they were split at it). Prints the longest acknowledgement
 # wait of the partitions each node led, the group's longest read gap and what it
 # read twice (the SUMMARY line).
 pair-drill hold="15s" via="healthy" buckets="":

@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"context"
 	"net"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	natsserver "github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 
 	"github.com/qxd-io/qxd"
@@ -311,4 +313,32 @@ func relayedClient(ctx context.Context, t *testing.T) (*relay, *qxd.Client) {
 		t.Fatalf("client connected to %s, want the relay %s", got, r.addr())
 	}
 	return r, c
+}
+
+// routesPastRelays lists the routes of n that pass no relay of relays: their
+// far end is neither a relay's listener (n dialled it) nor a relay's own end of
+// a connection it made to n.
+func routesPastRelays(t *testing.T, n *server.Node, relays []*relay) []*natsserver.RouteInfo {
+	t.Helper()
+	ends := map[string]bool{}
+	for _, r := range relays {
+		ends[r.addr()] = true
+		r.mu.Lock()
+		for _, c := range r.conns {
+			ends[c.in.LocalAddr().String()] = true
+			ends[c.out.LocalAddr().String()] = true
+		}
+		r.mu.Unlock()
+	}
+	rz, err := n.NATSServer().Routez(&natsserver.RoutezOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var past []*natsserver.RouteInfo
+	for _, r := range rz.Routes {
+		if !ends[net.JoinHostPort(r.IP, strconv.Itoa(r.Port))] {
+			past = append(past, r)
+		}
+	}
+	return past
 }

@@ -54,8 +54,15 @@ import (
 //     n2: for a pair cut, the coordinator and the commits it stores are led from
 //     the two sides of the cut; automatic leader placement moves the offsets
 //     bucket's back to n1 within seconds, so only the checkpoint bucket stays
-//     apart when the nodes place leaders, see the fault's log line) or empty
-//     (leaders as they fall; the default).
+//     apart when the nodes place leaders, see the fault's log line),
+//     split-at-cut (pair cut only: the groups bucket's leadership moves to n1
+//     before the group starts, and the offsets and partition-checkpoint buckets'
+//     to n2 immediately before the cut, which is installed as soon as they are
+//     led there and tried again, up to 3 times, while a look through n3 right
+//     after it or a second later finds them not split; the SUMMARY line says
+//     whether they were split at the cut, and the drill then fails if the
+//     commits stood still for over half the cut) or empty (leaders as they
+//     fall; the default).
 //   - QXD_DRILL_BIN: a prebuilt qxd binary, to measure another build with the same
 //     drill.
 //   - QXD_DRILL_HEALTHY_MAX: fail if a partition a healthy node led waited longer
@@ -131,12 +138,20 @@ func faultDrill(t *testing.T, d drill) {
 		}
 	}
 
-	if d.buckets == "split" {
+	switch d.buckets {
+	case "split":
 		placeBucketLeaders(ctx, t, cl.urls(), map[string]string{
 			semantics.GroupsBucket:     cl.nodes[0].name,
 			semantics.OffsetsBucket:    cl.nodes[1].name,
 			semantics.PartitionsBucket: cl.nodes[1].name,
 		})
+	case "split-at-cut":
+		if d.fault != "pair" {
+			t.Fatalf("QXD_DRILL_BUCKETS=split-at-cut is for the pair cut (TestPairCutDrill), not fault %s", d.fault)
+		}
+		// The coordinators on n1 from the start, so that the split at the cut
+		// moves the offsets bucket only.
+		placeBucketLeaders(ctx, t, cl.urls(), map[string]string{semantics.GroupsBucket: cl.nodes[0].name})
 	}
 
 	led := newLedger()
@@ -253,7 +268,15 @@ func faultDrill(t *testing.T, d drill) {
 	// bucket's leader meanwhile (a split placement of those does not last).
 	buckets = bucketLeaders(ctx, t, cl.urls())
 
-	faultAt := time.Now()
+	// split-at-cut: the buckets split, and the cut installed at once (splitAtCut).
+	faultAt, cutDone, splitAtTheCut := time.Now(), false, false
+	if d.buckets == "split-at-cut" {
+		faultAt, buckets, splitAtTheCut = splitAtCut(ctx, t, lab, cl)
+		cutDone = true
+		if !splitAtTheCut {
+			t.Logf("the buckets were not split at the cut in %d tries (led %v): this run does not drill the split", splitAtCutTries, buckets)
+		}
+	}
 	faultMu.Lock()
 	faultAtShared = faultAt
 	faultMu.Unlock()
@@ -283,8 +306,10 @@ func faultDrill(t *testing.T, d drill) {
 		backAt = time.Now()
 		t.Logf("healed %s's links", victim.name)
 	case "pair":
-		if err := lab.cutPair(0, 1); err != nil {
-			t.Fatal(err)
+		if !cutDone { // else splitAtCut installed it
+			if err := lab.cutPair(0, 1); err != nil {
+				t.Fatal(err)
+			}
 		}
 		// The cut is between n1 and n2 only: each still reaches n3.
 		for _, c := range [][2]int{{0, 1}, {1, 0}, {0, 2}, {1, 2}, {2, 0}, {2, 1}} {
@@ -533,8 +558,15 @@ func faultDrill(t *testing.T, d drill) {
 		perNode = append(perNode, fmt.Sprintf("%s %v %v / %v", n.name, ledBy(leaders, n.name),
 			w.during.Round(time.Millisecond), w.after.Round(time.Millisecond)))
 	}
-	t.Logf("SUMMARY fault=%s for %v target=%s(%s) via=%s: longest ack wait, partitions the faulty node%s led: %v before the %s, %v after; partitions healthy nodes led: %v before, %v after; by leader (partitions, before / after): %s; %d records failed; group's longest read gap %v; commits stood still %v (p%d, from %v; its read gap %v; groups bucket led by %s, offsets by %s, topics by %s); group read %d records twice (%d by the member that read them first, %d already committed); load %s before, %s after",
-		d.fault, d.hold, d.target, victim.name, d.via, map[bool]string{true: "s"}[len(faulty) > 1],
+	atCut := ""
+	if d.buckets == "split-at-cut" {
+		atCut = fmt.Sprintf(" buckets=split-at-cut (split at the cut: %v)", splitAtTheCut)
+		if !splitAtTheCut {
+			atCut = " buckets=split-at-cut (NOT split at the cut: not a run of the split)"
+		}
+	}
+	t.Logf("SUMMARY fault=%s for %v target=%s(%s) via=%s%s: longest ack wait, partitions the faulty node%s led: %v before the %s, %v after; partitions healthy nodes led: %v before, %v after; by leader (partitions, before / after): %s; %d records failed; group's longest read gap %v; commits stood still %v (p%d, from %v; its read gap %v; groups bucket led by %s, offsets by %s, topics by %s); group read %d records twice (%d by the member that read them first, %d already committed); load %s before, %s after",
+		d.fault, d.hold, d.target, victim.name, d.via, atCut, map[bool]string{true: "s"}[len(faulty) > 1],
 		sick.Round(time.Millisecond), back, sickAfter.Round(time.Millisecond),
 		healthy.Round(time.Millisecond), healthyAfter.Round(time.Millisecond),
 		strings.Join(perNode, ", "),
@@ -544,6 +576,13 @@ func faultDrill(t *testing.T, d drill) {
 		redelivered, sameMember, replayedCommitted, loadBefore, loadAvg())
 	if nFailed > 0 {
 		t.Errorf("%d records failed; last error: %v", nFailed, lastFail)
+	}
+	// Split at the cut, the groups bucket's leader hands it to n3 once it counts
+	// the cut (2-3 s), and n3 takes the offsets bucket: the commits go on well
+	// before the heal.
+	if splitAtTheCut && commitStill.d() > d.hold/2 {
+		t.Errorf("group %s: commits stood still %v (p%d, from %v) with the coordinator's buckets split at the %v cut; want at most %v (the groups bucket moves to n3)",
+			groupID, commitStill.d().Round(time.Millisecond), commitStill.p, since(faultAt, commitStill.from), d.hold, d.hold/2)
 	}
 	if readErr != nil {
 		t.Error(readErr)
@@ -624,7 +663,7 @@ func faultDrill(t *testing.T, d drill) {
 // drill is what TestFaultDrill does, from its environment variables.
 type drill struct {
 	fault, target, via string
-	buckets            string // "split": QXD_DRILL_BUCKETS
+	buckets            string // "split" or "split-at-cut": QXD_DRILL_BUCKETS
 	hold, healthyMax   time.Duration
 	runOn              time.Duration // how long the producer runs on after the node is back
 }
@@ -658,10 +697,10 @@ func drillSettings(t *testing.T) drill {
 	}
 	switch s := os.Getenv("QXD_DRILL_BUCKETS"); s {
 	case "":
-	case "split":
+	case "split", "split-at-cut":
 		d.buckets = s
 	default:
-		t.Fatalf("QXD_DRILL_BUCKETS=%q: use split (the groups bucket led by n1, the offsets and partition-checkpoint buckets by n2) or leave it empty", s)
+		t.Fatalf("QXD_DRILL_BUCKETS=%q: use split (the groups bucket led by n1, the offsets and partition-checkpoint buckets by n2, before the group starts), split-at-cut (the same, immediately before a pair cut) or leave it empty", s)
 	}
 	switch s := os.Getenv("QXD_DRILL_VIA"); s {
 	case "", "healthy":
