@@ -213,8 +213,15 @@ func TestScrubResumesAfterRestart(t *testing.T) {
 		t.Errorf("the restarted node's scrub reads from %v sequence %d; want the sequence kept, %d", first.DeliverPolicy, first.OptStartSeq, next)
 	}
 	a := n.Admin()
-	for a.ScrubStats().Passes == 0 {
-		if st, ok := readScrubState(cfg.DataDir); ok && !st.Began.Equal(kept.Began) {
+	for {
+		// The state first, then the count: a pass ends by counting itself and
+		// only then saves the next pass's state, so a new pass seen in the
+		// state with the count still 0 began before the old one ended.
+		st, ok := readScrubState(cfg.DataDir)
+		if a.ScrubStats().Passes > 0 {
+			break
+		}
+		if ok && !st.Began.Equal(kept.Began) {
 			t.Fatalf("the restarted node began a new pass (%v) before it ended the one it stopped in (%v)", st.Began, kept.Began)
 		}
 		if ctx.Err() != nil {
