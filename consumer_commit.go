@@ -287,6 +287,12 @@ func (m *member) commit(ctx context.Context, o map[TopicPartition]OffsetAndMetad
 	c.mu.Lock()
 	for tp, om := range o {
 		m.committed[tp] = om.Offset
+		// With AutoCommitMarks, a commit past the marks says the records before
+		// it are done too: the next auto-commit must not take the group back to
+		// the older marks.
+		if pc, ok := c.parts[tp]; ok && m.cfg.autoCommitMarks && pc.hasMarked && om.Offset > pc.marked {
+			pc.marked = om.Offset
+		}
 	}
 	c.mu.Unlock()
 	return nil

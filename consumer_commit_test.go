@@ -162,6 +162,12 @@ func TestMarkCommitRecords(t *testing.T) {
 	if got[tp] != (qxd.OffsetAndMetadata{Offset: 9, Metadata: "batch 42"}) {
 		t.Fatalf("committed %+v, want offset 9 with its metadata", got[tp])
 	}
+	// The marks (4) are behind what the application committed: the next
+	// auto-commits must not take the group back to them.
+	time.Sleep(400 * time.Millisecond)
+	if got, err := cons.Committed(ctx, tp); err != nil || got[tp].Offset != 9 {
+		t.Fatalf("committed %+v (%v) four auto-commit intervals after the commit of 9 past the marks at 4; want 9", got[tp], err)
+	}
 }
 
 // TestSeekToCommitted reads a partition to its end, then moves back to what its
