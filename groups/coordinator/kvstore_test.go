@@ -108,7 +108,10 @@ func bucketMsgs(ctx context.Context, t *testing.T, js jetstream.JetStream, bucke
 // out.
 func TestDeposedCoordinatorCannotOverwriteNewerState(t *testing.T) {
 	t.Parallel()
-	ctx, nc, _, kv := groupsBucket(t)
+	// A bucket of its own: claims on the node's groups bucket depose the node's
+	// own coordinator, whose restart claims again and deposes both stores.
+	ctx, nc, js, _ := groupsBucket(t)
+	kv := ownGroupsBucket(ctx, t, js)
 	base := coordinator.NewKVStateStore(nc, kv)
 	old, err := base.Claim(ctx, "n1")
 	if err != nil {
