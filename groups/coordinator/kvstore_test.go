@@ -140,7 +140,7 @@ func TestDeposedCoordinatorCannotOverwriteNewerState(t *testing.T) {
 	}
 	stored := func() coordinator.GroupState {
 		t.Helper()
-		v, _, err := kvscan.LeaderGet(ctx, nc, semantics.GroupsBucket, semantics.GroupKey("race"))
+		v, _, err := kvscan.LeaderGet(ctx, nc, kv.Bucket(), semantics.GroupKey("race"))
 		var st coordinator.GroupState
 		if err == nil {
 			err = json.Unmarshal(v, &st)
@@ -198,7 +198,7 @@ func TestDeposedCoordinatorCannotOverwriteNewerState(t *testing.T) {
 		}},
 		{"the old coordinator's save", func() error {
 			cur := stored()
-			_, rev, err := kvscan.LeaderGet(ctx, nc, semantics.GroupsBucket, key)
+			_, rev, err := kvscan.LeaderGet(ctx, nc, kv.Bucket(), key)
 			if err != nil {
 				return err
 			}
