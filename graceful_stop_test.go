@@ -175,7 +175,11 @@ func TestGracefulStopMovesClientsOnceSuccessorsServe(t *testing.T) {
 	ctx := qxdtest.Context(t, 120*time.Second)
 	stopped := nodes[1]
 	c := connectTo(ctx, t, nodes[0].ClientURL(), nodes[0])
-	qxdtest.CreateTopic(t, c, topic, qxd.TopicConfig{Partitions: partitions, Replicas: 3})
+	// 72 streams: on a loaded machine their creation takes longer than
+	// qxdtest.CreateTopic's 30 s.
+	if _, err := c.Admin().CreateTopic(ctx, topic, qxd.TopicConfig{Partitions: partitions, Replicas: 3}); err != nil {
+		t.Fatalf("create topic %s: %v", topic, err)
+	}
 	js, err := jetstream.New(c.Conn())
 	if err != nil {
 		t.Fatal(err)
@@ -194,8 +198,12 @@ func TestGracefulStopMovesClientsOnceSuccessorsServe(t *testing.T) {
 	}
 
 	stopStart := time.Now()
-	if err := stopped.Close(ctx); err != nil {
-		t.Errorf("stop %s: %v", stopped.Name(), err)
+	// A deadline of the stop's own: on a loaded machine the set-up can take
+	// most of the test's.
+	sctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := stopped.Close(sctx); err != nil {
+		t.Errorf("stop %s (after %v): %v", stopped.Name(), time.Since(stopStart).Round(time.Millisecond), err)
 	}
 	select {
 	case <-lameDuck:
