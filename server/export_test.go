@@ -301,3 +301,6 @@ func (n *Node) HoldReplicaBehind(ctx context.Context, stream string) (release fu
 	}
 	return sync.OnceFunc(rn.ResumeApply), nil
 }
+
+// LeadsMeta says whether the node leads JetStream's meta group.
+func (n *Node) LeadsMeta() bool { return n.ns.JetStreamIsLeader() }

@@ -320,6 +320,39 @@ func (n *Node) handOffLeadership(ctx context.Context) []string {
 	return handed
 }
 
+// handOffMeta steps this node down from JetStream's meta group, in process, if it
+// leads it and another node is reachable, and returns the group's RAFT node if it
+// did. Left to lame-duck mode, the step-down there (nats-server's
+// transferRaftLeaders) made the node wait a whole second before it shut its
+// JetStream down and sent its clients away. It comes after the other hand-offs
+// and the wait for their successors, which read stream leaderships through the
+// meta group: made with them, the election left them without a meta leader to
+// ask (a stop took 8.5 s).
+func (n *Node) handOffMeta() natsserver.RaftNode {
+	if !n.ns.JetStreamIsLeader() || n.ns.NumRoutes() == 0 {
+		return nil
+	}
+	rn := lookupRaftNode(n.ns, metaGroup)
+	if rn == nil {
+		return nil
+	}
+	if err := rn.StepDown(); err != nil {
+		n.log.Debug("meta group step-down failed; lame-duck mode steps it down", "err", err)
+		return nil
+	}
+	return rn
+}
+
+// awaitMetaHandedOff waits, until ctx ends, until rn (the meta group's RAFT node
+// that handOffMeta stepped down; nil: nothing to wait for) no longer leads: one
+// that still does when lame-duck mode begins is stepped down there again, and
+// the second waited for.
+func (n *Node) awaitMetaHandedOff(ctx context.Context, rn natsserver.RaftNode) {
+	for rn != nil && rn.Leader() && ctx.Err() == nil {
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 // successorsWait bounds how long a stopping node waits, from the start of its
 // hand-offs, for the successors of the leaderships it handed off (awaitSuccessors)
 // before it sends its clients away all the same.

@@ -624,6 +624,9 @@ func (n *Node) Close(ctx context.Context) error {
 			n.auth.reg.stop()
 		}
 		if n.cfg.clustered() && !last && !became.Load() {
+			mctx, mcancel := context.WithTimeout(ctx, metaHandOffWait)
+			n.awaitMetaHandedOff(mctx, n.handOffMeta())
+			mcancel()
 			n.lameDuck(ctx)
 		}
 		n.shutdownServer()
@@ -633,6 +636,11 @@ func (n *Node) Close(ctx context.Context) error {
 	})
 	return n.closeErr
 }
+
+// metaHandOffWait bounds how long a stopping node waits for its step-down from
+// JetStream's meta group (handOffMeta) before lame-duck mode, which steps it down
+// again if it still leads and waits a second.
+const metaHandOffWait = 500 * time.Millisecond
 
 // lastNodeWriterStop bounds the writers' stop on a node that no other node of its
 // cluster is up with.
