@@ -304,3 +304,13 @@ func (n *Node) HoldReplicaBehind(ctx context.Context, stream string) (release fu
 
 // LeadsMeta says whether the node leads JetStream's meta group.
 func (n *Node) LeadsMeta() bool { return n.ns.JetStreamIsLeader() }
+
+// CampaignMeta makes the node's replica of JetStream's meta group campaign
+// (an up-to-date replica wins at a higher term and the leader steps down).
+func (n *Node) CampaignMeta() error {
+	rn := lookupRaftNode(n.ns, metaGroup)
+	if rn == nil {
+		return fmt.Errorf("node %s holds no replica of the meta group", n.Name())
+	}
+	return rn.Campaign()
+}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -69,9 +70,15 @@ func (s *KVStateStore) Claim(ctx context.Context, holder string) (*KVStateStore,
 // requests: it costs none of them anything. It fails when the watch cannot be
 // set up; stop ends it and waits for it. A node cut off from the bucket's leader
 // learns of a claim only when its link comes back, as it learns of anything else.
+//
+// The watch's consumer is one replica: JetStream's meta leader places it on any
+// replica of the bucket it counts online, and a paused or cut-off node counts
+// so for seconds; a consumer placed there is never made and its request never
+// answered. So a watch not made within claimWatchAttempt is dropped and asked
+// for again (each time with twice as long), up to claimWatchAttempts in all.
 func (s *KVStateStore) WatchClaims(ctx context.Context, deposed func(epoch uint64)) (stop func(), err error) {
 	ctx, cancel := context.WithCancel(ctx)
-	w, err := s.kv.Watch(ctx, semantics.CoordinatorEpochKey, jetstream.MetaOnly())
+	w, err := s.watchClaims(ctx)
 	if err != nil {
 		cancel()
 		return nil, fmt.Errorf("groups: watch coordinator claims: %w", err)
@@ -99,6 +106,57 @@ func (s *KVStateStore) WatchClaims(ctx context.Context, deposed func(epoch uint6
 		cancel()
 		<-done
 	}, nil
+}
+
+// claimWatchAttempt is how long WatchClaims waits for its first watch to be
+// made: a consumer is made in milliseconds on a healthy replica, and in well
+// under a second on a loaded machine.
+const claimWatchAttempt = time.Second
+
+// claimWatchAttempts bounds the watches WatchClaims asks for: 1 + 2 + 4 s.
+const claimWatchAttempts = 3
+
+// watchClaims makes the watch of semantics.CoordinatorEpochKey, which lives
+// until ctx ends, in attempts (see WatchClaims).
+func (s *KVStateStore) watchClaims(ctx context.Context) (jetstream.KeyWatcher, error) {
+	type made struct {
+		w   jetstream.KeyWatcher
+		err error
+	}
+	attempt := claimWatchAttempt
+	for i := 1; ; i++ {
+		// The watcher lives as long as wctx: nats.go unsubscribes when it ends.
+		wctx, wcancel := context.WithCancel(ctx)
+		mc := make(chan made, 1)
+		go func() {
+			w, err := s.kv.Watch(wctx, semantics.CoordinatorEpochKey, jetstream.MetaOnly())
+			mc <- made{w, err}
+		}()
+		t := time.NewTimer(attempt)
+		select {
+		case m := <-mc:
+			t.Stop()
+			if m.err != nil {
+				wcancel()
+				return nil, m.err
+			}
+			go func() { <-ctx.Done(); wcancel() }()
+			return m.w, nil
+		case <-t.C:
+			wcancel()
+			if m := <-mc; m.err == nil {
+				_ = m.w.Stop()
+			}
+			if i == claimWatchAttempts || ctx.Err() != nil {
+				return nil, fmt.Errorf("no watch made in %d attempts (the last %v): %w", i, attempt, context.DeadlineExceeded)
+			}
+			attempt *= 2
+		case <-ctx.Done():
+			t.Stop()
+			wcancel()
+			return nil, ctx.Err()
+		}
+	}
 }
 
 // Epoch is the coordinator epoch this store saves with (Claim); 0 if none.
