@@ -172,6 +172,33 @@ func (r *Reader) leaderGet(ctx context.Context, mreq msgGetRequest) (Msg, error)
 	return m, nil
 }
 
+// ReplicaHighWatermark returns a high watermark the partition has reached: the
+// offset after the last batch held by whichever replica answers a direct get
+// first (a non-direct Reader asks the leader). It may be below the leader's, but
+// never above what the leader acknowledged (followers store only committed
+// appends), and the high watermark never goes back, so an offset at or below
+// it is in range. Unlike ReadOffsets it needs no answer from the stream's
+// leader: a paused or cut-off leader costs DirectAttempt, not the request
+// timeout. semantics.ErrNoBatch when the replica that answered holds no batch.
+func (r *Reader) ReplicaHighWatermark(ctx context.Context) (int64, error) {
+	var m Msg
+	var err error
+	if r.Direct {
+		req, _ := json.Marshal(msgGetRequest{LastFor: r.filter})
+		m, err = r.getDirect(ctx, req)
+	} else {
+		m, err = r.leaderGet(ctx, msgGetRequest{LastFor: r.filter})
+	}
+	if err != nil {
+		return 0, err
+	}
+	h, err := semantics.PeekBatchHeader(m.Data)
+	if err != nil {
+		return 0, fmt.Errorf("partition %s: message %d: %w", r.name(), m.Seq, err)
+	}
+	return h.LastOffset() + 1, nil
+}
+
 // getDirect sends a direct get, which any replica of the stream may answer, with
 // DirectRead: a replica that never answers (its node paused or cut off) costs
 // DirectAttempt, not the whole request timeout.
