@@ -172,6 +172,33 @@ func measure(ds []disruption, waits []ackWait, reads []readRec) []disruptionWait
 	return out
 }
 
+// slowWaits lists, in order of their beginning, the probe's waits longer than
+// over: each with its partition, its beginning and end, the disruption it
+// overlaps (by number, from 1; 0 for none) and whether the disrupted node led the
+// partition, so that a long wait can be set beside the node logs.
+func slowWaits(ds []disruption, waits []ackWait, over time.Duration) []string {
+	slow := append([]ackWait(nil), waits...)
+	sort.SliceStable(slow, func(i, j int) bool { return slow[i].began.Before(slow[j].began) })
+	var out []string
+	for _, a := range slow {
+		if a.took <= over {
+			continue
+		}
+		in, led := 0, ""
+		for i, d := range ds {
+			if a.began.Before(d.end) && !a.began.Add(a.took).Before(d.began) {
+				in, led = i+1, "a healthy node's"
+				if int(a.p) < len(d.leaders) && d.leaders[a.p] == d.node {
+					led = "the disrupted node's"
+				}
+			}
+		}
+		out = append(out, fmt.Sprintf("partition %d (%s) %s–%s waited %v, disruption %d", a.p, led,
+			a.began.Format("15:04:05.000"), a.began.Add(a.took).Format("15:04:05.000"), a.took.Round(time.Millisecond), in))
+	}
+	return out
+}
+
 // byKind merges the disruptions' waits per kind, in the order of kinds, and
 // formats them as "kind(n)=faulty a/b healthy c/d read_twice e", kinds that did
 // not occur left out.

@@ -38,7 +38,9 @@ import (
 // and fails if an acknowledged record was lost, stored twice, or stored out of order
 // for its key, or if the group did not read every acknowledged record.
 //
-// QXD_CHAOS_SEED repeats a run's choices, not its timing (the seed is logged).
+// QXD_CHAOS_SEED repeats a run's choices, not its timing (the seed is logged);
+// QXD_TEST_KEEP_LOGS=<dir> keeps the nodes' logs in a directory under dir. Every
+// probe wait over 1 s is logged with its partition and times, to set beside them.
 func TestChaos(t *testing.T) {
 	duration := 2 * time.Minute
 	if s := os.Getenv("QXD_CHAOS_DURATION"); s != "" {
@@ -293,6 +295,11 @@ func TestChaos(t *testing.T) {
 		t.Logf("disruption %d at %s: %s of %s (%s%s; it led partitions %v): %v",
 			j+1, d.began.Format("15:04:05.000"), d.kind, d.node, d.target, via, ledParts, waits[j])
 	}
+	probe.mu.Lock()
+	for _, s := range slowWaits(disruptions, probe.waits, time.Second) {
+		t.Logf("probe wait over 1s: %s", s)
+	}
+	probe.mu.Unlock()
 	partsSummary := fmt.Sprintf("chaos partitions: seed=%d longest ack wait per kind, partitions the disrupted node led / healthy nodes led, before the node came back/after: %s",
 		seed, byKind(actions, disruptions, waits))
 	t.Log(partsSummary)
