@@ -199,6 +199,50 @@ func slowWaits(ds []disruption, waits []ackWait, over time.Duration) []string {
 	return out
 }
 
+// readAgain lists the records the group read a second time, per member and
+// partition: how many, the offsets, and when the first and the second reads came.
+func readAgain(reads []readRec, acked map[string]position) []string {
+	type key struct {
+		first, second int
+		p             int32
+	}
+	type span struct {
+		n              int
+		lo, hi         int64
+		firstAt, at    time.Time
+		firstTo, secTo time.Time
+	}
+	firstRead := map[string]readRec{}
+	spans := map[key]*span{}
+	var order []key
+	for _, r := range reads {
+		f, seen := firstRead[r.value]
+		if !seen {
+			firstRead[r.value] = r
+			continue
+		}
+		pos := acked[r.value]
+		k := key{f.member, r.member, pos.partition}
+		sp := spans[k]
+		if sp == nil {
+			sp = &span{lo: pos.offset, hi: pos.offset, firstAt: f.at, at: r.at}
+			spans[k] = sp
+			order = append(order, k)
+		}
+		sp.n++
+		sp.lo, sp.hi = min(sp.lo, pos.offset), max(sp.hi, pos.offset)
+		sp.firstTo, sp.secTo = f.at, r.at
+	}
+	var out []string
+	for _, k := range order {
+		sp := spans[k]
+		out = append(out, fmt.Sprintf("%d records of partition %d, offsets %d–%d: first read by member %d %s–%s, again by member %d %s–%s",
+			sp.n, k.p, sp.lo, sp.hi, k.first, sp.firstAt.Format("15:04:05.000"), sp.firstTo.Format("15:04:05.000"),
+			k.second, sp.at.Format("15:04:05.000"), sp.secTo.Format("15:04:05.000")))
+	}
+	return out
+}
+
 // byKind merges the disruptions' waits per kind, in the order of kinds, and
 // formats them as "kind(n)=faulty a/b healthy c/d read_twice e", kinds that did
 // not occur left out.

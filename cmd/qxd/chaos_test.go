@@ -8,8 +8,10 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -39,8 +41,10 @@ import (
 // for its key, or if the group did not read every acknowledged record.
 //
 // QXD_CHAOS_SEED repeats a run's choices, not its timing (the seed is logged);
-// QXD_TEST_KEEP_LOGS=<dir> keeps the nodes' logs in a directory under dir. Every
-// probe wait over 1 s is logged with its partition and times, to set beside them.
+// QXD_TEST_KEEP_LOGS=<dir> keeps the nodes' logs in a directory under dir, with
+// the group members' client logs in members.log. Every
+// probe wait over 1 s is logged with its partition and times, and every record
+// the group read twice, to set beside them.
 func TestChaos(t *testing.T) {
 	duration := 2 * time.Minute
 	if s := os.Getenv("QXD_CHAOS_DURATION"); s != "" {
@@ -82,6 +86,20 @@ func TestChaos(t *testing.T) {
 
 	led := newLedger()
 	led.reads = []readRec{}
+	if os.Getenv("QXD_TEST_KEEP_LOGS") != "" {
+		// The group members' client logs, beside the nodes'.
+		f, err := os.Create(filepath.Join(cl.nodes[0].logDir, "members.log"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		var mu sync.Mutex
+		led.memberLog = func(i int, line string) {
+			mu.Lock()
+			defer mu.Unlock()
+			fmt.Fprintf(f, "%s member %d: %s\n", time.Now().UTC().Format("15:04:05.000"), i, line)
+		}
+	}
 	grp := startGroup(ctx, t, cl.urls(), "g-chaos", topic, 3, led)
 	prodClient := connect(t, cl.urls())
 	prod := startProducer(ctx, t, prodClient, topic, "p", led)
@@ -272,6 +290,11 @@ func TestChaos(t *testing.T) {
 		t.Logf("disruption %d at %s: %s of %s (%s%s; it led partitions %v): %v",
 			j+1, d.began.Format("15:04:05.000"), d.kind, d.node, d.target, via, ledParts, waits[j])
 	}
+	led.mu.Lock()
+	for _, s := range readAgain(sortedReads(led.reads), led.acked) {
+		t.Logf("read again: %s", s)
+	}
+	led.mu.Unlock()
 	probe.mu.Lock()
 	for _, s := range slowWaits(disruptions, probe.waits, time.Second) {
 		t.Logf("probe wait over 1s: %s", s)
