@@ -690,22 +690,24 @@ func (w *connWatch) leave(nc *nats.Conn, server string) bool {
 	return w.moves.toldToMove(server, nc.Servers(), time.Now())
 }
 
-// toldLately says whether the server on host (host:port) told the client to
-// move, or was found silent, within movedLately. Safe on nil.
-func (w *connWatch) toldLately(host string, now time.Time) bool {
+// toldLately returns when the server on host (host:port) last told the client
+// to move, or was found silent, if that was within movedLately; the zero time
+// if not. Safe on nil.
+func (w *connWatch) toldLately(host string, now time.Time) time.Time {
+	var last time.Time
 	if w == nil {
-		return false
+		return last
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	for s, at := range w.moves.told {
-		if now.Sub(at) < movedLately {
+		if now.Sub(at) < movedLately && at.After(last) {
 			if u, err := url.Parse(s); err == nil && u.Host == host {
-				return true
+				last = at
 			}
 		}
 	}
-	return false
+	return last
 }
 
 // movedLately is how long a client that a move led back to a node that had told

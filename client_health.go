@@ -51,9 +51,11 @@ import (
 // the probe too, which makes the wait longer. The floor is not lower because a
 // link whose answers suddenly take 0.6 s (TestSilenceWaitFollowsTheConnection's
 // first step) must still be found alive by a check begun 0.3 s into the wait.
-// No probe is made when the pool holds no other server, when the node's slow
-// answers already set the wait, or when the probe fails (a connect timeout, a
-// refused handshake: the check then waits as long as it would alone); steady
+// No probe is made when the pool holds no other server, or when the node's slow
+// answers already set the wait; one that fails (a connect timeout, a refused
+// handshake) leaves the check to wait as long as it would alone. A node the
+// client left lately is probed only when every other one was (see
+// probeTarget); steady
 // state opens no connection, and a check that finds its node sending within
 // 0.1 s opens none either.
 //
@@ -407,29 +409,40 @@ type probeResult struct {
 // probeTarget is the server the probe of a check asks: the first of the pool
 // (the servers given, then those discovered) on a host other than the
 // connection's and not left or told to leave lately (a node the client left as
-// silent may be silent still), with the user info of the URL given or
-// connected to when its own has none. "" when the pool has no such server: a
-// check waits as long as it would without a probe.
+// silent may be silent still), or when every other one was, the one left
+// longest ago (most often back by then: a client that moved off each node in
+// turn, over a cut, a restart and a pause, would otherwise probe none and wait
+// out the whole check; one still silent fails the probe, and the check waits as
+// long as it would without one). With the user info of the URL given or
+// connected to when its own has none. "" when the pool holds no other server.
 func (k *nodeCheck) probeTarget(current string) string {
 	cur, err := url.Parse(current)
 	if err != nil {
 		return ""
 	}
 	now := time.Now()
+	var oldest string
+	var oldestAt time.Time
 	for _, s := range append(append([]string(nil), k.given...), k.nc.Servers()...) {
 		if !strings.Contains(s, "://") {
 			s = "nats://" + s
 		}
 		u, err := url.Parse(s)
-		if err != nil || u.Host == cur.Host || k.watch.toldLately(u.Host, now) {
+		if err != nil || u.Host == cur.Host {
 			continue
 		}
 		if u.User == nil {
 			u.User = cur.User
 		}
-		return u.String()
+		at := k.watch.toldLately(u.Host, now)
+		if at.IsZero() {
+			return u.String()
+		}
+		if oldest == "" || at.Before(oldestAt) {
+			oldest, oldestAt = u.String(), at
+		}
 	}
-	return ""
+	return oldest
 }
 
 // probe connects to server as the client did, pings it, and closes the

@@ -31,6 +31,23 @@ func TestClientChildNode(t *testing.T) { qxdtest.RunChildNode(t) }
 // share the test's process (TestFaultDrill measures it on separate processes).
 func TestProducerLeavesPausedNode(t *testing.T) {
 	t.Parallel()
+	producerLeavesPausedNode(t, false)
+}
+
+// TestProducerLeavesPausedNodeAfterMoves is TestProducerLeavesPausedNode with
+// both other nodes of the client's pool having told it to move within the last
+// 30 s, as a client that moved off each of them in turn (a cut, a clean restart,
+// a pause) has: the probe asks the one that told it longest ago rather than none,
+// and the client moves within a second. Probing none, it waited 1 s more after
+// the stall: 1.35 s in TestChaos runs.
+func TestProducerLeavesPausedNodeAfterMoves(t *testing.T) {
+	t.Parallel()
+	producerLeavesPausedNode(t, true)
+}
+
+// producerLeavesPausedNode is TestProducerLeavesPausedNode; with othersTold the
+// client's two other nodes told it to move 20 and 10 s before the pause.
+func producerLeavesPausedNode(t *testing.T, othersTold bool) {
 	ctx := qxdtest.Context(t, 120*time.Second)
 	var childURL string
 	nodes, child, victim := qxdtest.ClusterWithChild(t, ctx, "TestClientChildNode", func(cfgs []server.Config) {
@@ -110,6 +127,10 @@ func TestProducerLeavesPausedNode(t *testing.T) {
 	// electedStale): the pause comes after that, as it would on a cluster that
 	// has run a while.
 	time.Sleep(max(time.Second, time.Until(created.Add(9*time.Second))))
+	if othersTold {
+		qxd.ToldToMove(c, nodes[0].ClientURL(), time.Now().Add(-20*time.Second))
+		qxd.ToldToMove(c, nodes[1].ClientURL(), time.Now().Add(-10*time.Second))
+	}
 	if err := child.Process.Signal(syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}

@@ -2,6 +2,7 @@ package qxd
 
 import (
 	"context"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -46,4 +47,15 @@ func Watchdog(ctx context.Context, c *Consumer, tp TopicPartition, cons jetstrea
 		f, wait := r.check(ctx)
 		return wait, f.err, f.fatal
 	}, nil
+}
+
+// ToldToMove records that the server at url told c to move at at, as its notice
+// (or a check that found it silent) does: a client that moved off it then.
+func ToldToMove(c *Client, url string, at time.Time) {
+	c.watch.mu.Lock()
+	defer c.watch.mu.Unlock()
+	if c.watch.moves.told == nil {
+		c.watch.moves.told = map[string]time.Time{}
+	}
+	c.watch.moves.told[url] = at
 }

@@ -172,6 +172,77 @@ func measure(ds []disruption, waits []ackWait, reads []readRec) []disruptionWait
 	return out
 }
 
+// slowWaits lists, in order of their beginning, the probe's waits longer than
+// over: each with its partition, its beginning and end, the disruption it
+// overlaps (by number, from 1; 0 for none) and whether the disrupted node led the
+// partition, so that a long wait can be set beside the node logs.
+func slowWaits(ds []disruption, waits []ackWait, over time.Duration) []string {
+	slow := append([]ackWait(nil), waits...)
+	sort.SliceStable(slow, func(i, j int) bool { return slow[i].began.Before(slow[j].began) })
+	var out []string
+	for _, a := range slow {
+		if a.took <= over {
+			continue
+		}
+		in, led := 0, ""
+		for i, d := range ds {
+			if a.began.Before(d.end) && !a.began.Add(a.took).Before(d.began) {
+				in, led = i+1, "a healthy node's"
+				if int(a.p) < len(d.leaders) && d.leaders[a.p] == d.node {
+					led = "the disrupted node's"
+				}
+			}
+		}
+		out = append(out, fmt.Sprintf("partition %d (%s) %s–%s waited %v, disruption %d", a.p, led,
+			a.began.Format("15:04:05.000"), a.began.Add(a.took).Format("15:04:05.000"), a.took.Round(time.Millisecond), in))
+	}
+	return out
+}
+
+// readAgain lists the records the group read a second time, per member and
+// partition: how many, the offsets, and when the first and the second reads came.
+func readAgain(reads []readRec, acked map[string]position) []string {
+	type key struct {
+		first, second int
+		p             int32
+	}
+	type span struct {
+		n              int
+		lo, hi         int64
+		firstAt, at    time.Time
+		firstTo, secTo time.Time
+	}
+	firstRead := map[string]readRec{}
+	spans := map[key]*span{}
+	var order []key
+	for _, r := range reads {
+		f, seen := firstRead[r.value]
+		if !seen {
+			firstRead[r.value] = r
+			continue
+		}
+		pos := acked[r.value]
+		k := key{f.member, r.member, pos.partition}
+		sp := spans[k]
+		if sp == nil {
+			sp = &span{lo: pos.offset, hi: pos.offset, firstAt: f.at, at: r.at}
+			spans[k] = sp
+			order = append(order, k)
+		}
+		sp.n++
+		sp.lo, sp.hi = min(sp.lo, pos.offset), max(sp.hi, pos.offset)
+		sp.firstTo, sp.secTo = f.at, r.at
+	}
+	var out []string
+	for _, k := range order {
+		sp := spans[k]
+		out = append(out, fmt.Sprintf("%d records of partition %d, offsets %d–%d: first read by member %d %s–%s, again by member %d %s–%s",
+			sp.n, k.p, sp.lo, sp.hi, k.first, sp.firstAt.Format("15:04:05.000"), sp.firstTo.Format("15:04:05.000"),
+			k.second, sp.at.Format("15:04:05.000"), sp.secTo.Format("15:04:05.000")))
+	}
+	return out
+}
+
 // byKind merges the disruptions' waits per kind, in the order of kinds, and
 // formats them as "kind(n)=faulty a/b healthy c/d read_twice e", kinds that did
 // not occur left out.

@@ -8,8 +8,10 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -38,7 +40,11 @@ import (
 // and fails if an acknowledged record was lost, stored twice, or stored out of order
 // for its key, or if the group did not read every acknowledged record.
 //
-// QXD_CHAOS_SEED repeats a run's choices, not its timing (the seed is logged).
+// QXD_CHAOS_SEED repeats a run's choices, not its timing (the seed is logged);
+// QXD_TEST_KEEP_LOGS=<dir> keeps the nodes' logs in a directory under dir, with
+// the group members' client logs in members.log. Every
+// probe wait over 1 s is logged with its partition and times, and every record
+// the group read twice, to set beside them.
 func TestChaos(t *testing.T) {
 	duration := 2 * time.Minute
 	if s := os.Getenv("QXD_CHAOS_DURATION"); s != "" {
@@ -80,6 +86,20 @@ func TestChaos(t *testing.T) {
 
 	led := newLedger()
 	led.reads = []readRec{}
+	if os.Getenv("QXD_TEST_KEEP_LOGS") != "" {
+		// The group members' client logs, beside the nodes'.
+		f, err := os.Create(filepath.Join(cl.nodes[0].logDir, "members.log"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		var mu sync.Mutex
+		led.memberLog = func(i int, line string) {
+			mu.Lock()
+			defer mu.Unlock()
+			fmt.Fprintf(f, "%s member %d: %s\n", time.Now().UTC().Format("15:04:05.000"), i, line)
+		}
+	}
 	grp := startGroup(ctx, t, cl.urls(), "g-chaos", topic, 3, led)
 	prodClient := connect(t, cl.urls())
 	prod := startProducer(ctx, t, prodClient, topic, "p", led)
@@ -248,29 +268,6 @@ func TestChaos(t *testing.T) {
 	}
 	led.mu.Unlock()
 
-	if err := waitInSync(rctx, c, len(cl.nodes)); err != nil {
-		t.Logf("before reading the log: %v", err)
-	}
-	log, err := readLog(rctx, c, topic)
-	if err != nil {
-		t.Fatal(err)
-	}
-	led.mu.Lock()
-	rep := checkLog(log, led.acked)
-	led.mu.Unlock()
-
-	var acts, stalls []string
-	for _, a := range actions {
-		acts = append(acts, fmt.Sprintf("%s=%d", a, counts[a]))
-		if counts[a] > 0 {
-			stalls = append(stalls, fmt.Sprintf("%s=%v", a, kindStall[a].Round(time.Millisecond)))
-		}
-	}
-	summary := fmt.Sprintf("chaos summary: seed=%d duration=%v disruptions[%s] produced=%d acknowledged=%d failed=%d read=%d lost=%d duplicates=%d unacknowledged_stored=%d order_broken=%d max_failover=%v max_failover_by_kind[%s]",
-		seed, duration, strings.Join(acts, " "), produced, acked, failed, read, len(rep.lost), rep.duplicates, rep.unacked, rep.orderBroken, stall.Round(time.Millisecond), strings.Join(stalls, " "))
-	t.Log(summary)
-	fmt.Println(summary)
-
 	// Per disruption and per kind: the probe's longest acknowledgement wait for the
 	// partitions the disrupted node led and for those healthy nodes led, before the
 	// node came back / after, and what the group read twice meanwhile.
@@ -293,10 +290,47 @@ func TestChaos(t *testing.T) {
 		t.Logf("disruption %d at %s: %s of %s (%s%s; it led partitions %v): %v",
 			j+1, d.began.Format("15:04:05.000"), d.kind, d.node, d.target, via, ledParts, waits[j])
 	}
+	led.mu.Lock()
+	for _, s := range readAgain(sortedReads(led.reads), led.acked) {
+		t.Logf("read again: %s", s)
+	}
+	led.mu.Unlock()
+	probe.mu.Lock()
+	for _, s := range slowWaits(disruptions, probe.waits, time.Second) {
+		t.Logf("probe wait over 1s: %s", s)
+	}
+	probe.mu.Unlock()
 	partsSummary := fmt.Sprintf("chaos partitions: seed=%d longest ack wait per kind, partitions the disrupted node led / healthy nodes led, before the node came back/after: %s",
 		seed, byKind(actions, disruptions, waits))
 	t.Log(partsSummary)
 	fmt.Println(partsSummary)
+
+	if err := waitInSync(rctx, c, len(cl.nodes)); err != nil {
+		t.Logf("before reading the log: %v", err)
+	}
+	// The read of the log has a time of its own: a replica still behind can
+	// keep the cluster out of sync for the whole wait above.
+	lctx, lcancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer lcancel()
+	log, err := readLog(lctx, c, topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	led.mu.Lock()
+	rep := checkLog(log, led.acked)
+	led.mu.Unlock()
+
+	var acts, stalls []string
+	for _, a := range actions {
+		acts = append(acts, fmt.Sprintf("%s=%d", a, counts[a]))
+		if counts[a] > 0 {
+			stalls = append(stalls, fmt.Sprintf("%s=%v", a, kindStall[a].Round(time.Millisecond)))
+		}
+	}
+	summary := fmt.Sprintf("chaos summary: seed=%d duration=%v disruptions[%s] produced=%d acknowledged=%d failed=%d read=%d lost=%d duplicates=%d unacknowledged_stored=%d order_broken=%d max_failover=%v max_failover_by_kind[%s]",
+		seed, duration, strings.Join(acts, " "), produced, acked, failed, read, len(rep.lost), rep.duplicates, rep.unacked, rep.orderBroken, stall.Round(time.Millisecond), strings.Join(stalls, " "))
+	t.Log(summary)
+	fmt.Println(summary)
 
 	if readErr != nil {
 		t.Error(readErr)
