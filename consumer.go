@@ -47,6 +47,9 @@ type Consumer struct {
 	wakeup   chan struct{}
 	leftover []chunk           // fetched, beyond what the last Poll could return; guarded by mu
 	partErrs []*PartitionError // read errors for the next Poll; guarded by mu
+	// highWater is, per partition, the highest high watermark a commit's range
+	// check read, with the id of the topic it was read of; guarded by mu.
+	highWater map[TopicPartition]seenHighWater
 	// rebalanceAllowed is closed by AllowRebalance; nil while rebalances are not
 	// held (BlockRebalanceOnPoll). Guarded by mu.
 	rebalanceAllowed chan struct{}

@@ -185,6 +185,7 @@ func (c *Consumer) checkCommitOffsets(ctx context.Context, offsets map[TopicPart
 		}
 		c.mu.Lock()
 		pc := c.parts[tp]
+		seen := c.highWater[tp]
 		c.mu.Unlock()
 		if pc != nil && off <= pc.next {
 			continue
@@ -194,6 +195,14 @@ func (c *Consumer) checkCommitOffsets(ctx context.Context, offsets map[TopicPart
 			// commit does in Kafka.
 			if err := c.c.authorizeTopic(ctx, semantics.OpConsume, tp.Topic); err != nil {
 				return err
+			}
+			// A high watermark read before answers a commit checked again (it
+			// never goes back), with no read of the topic's record either; the
+			// commit carries the id of the topic it was read of, so that the
+			// coordinator refuses it if the topic was created again since
+			// (offsetEntriesLocked).
+			if seen.topicID != "" && off <= seen.offset {
+				continue
 			}
 			meta, err := c.c.topic(ctx, tp.Topic)
 			if err != nil {
@@ -205,16 +214,24 @@ func (c *Consumer) checkCommitOffsets(ctx context.Context, offsets map[TopicPart
 			}
 			pc = newPartSource(c.c, meta, tp.Partition, true)
 		}
-		// Any replica's last batch answers most checks: a commit is seldom past
-		// what is stored, and the stream's leader, which ReadOffsets needs, may
-		// be the node that just paused or was cut off.
-		if hw, err := pc.reader.ReplicaHighWatermark(ctx); err == nil && off <= hw {
+		// A high watermark read before, of the same topic, answers a commit
+		// checked again; any replica's last batch answers most others: a commit
+		// is seldom past what is stored, and the stream's leader, which
+		// ReadOffsets needs, may be the node that just paused or was cut off.
+		if seen.topicID == pc.meta.ID && off <= seen.offset {
 			continue
+		}
+		if hw, err := pc.reader.ReplicaHighWatermark(ctx); err == nil {
+			c.sawHighWater(tp, pc.meta.ID, hw)
+			if off <= hw {
+				continue
+			}
 		}
 		offs, err := pc.readOffsets(ctx, c.c)
 		if err != nil {
 			return fmt.Errorf("commit %s: read its high watermark: %w", tp, err)
 		}
+		c.sawHighWater(tp, pc.meta.ID, offs.HighWatermark)
 		if off > offs.HighWatermark {
 			return semantics.Errorf(semantics.ErrOffsetOutOfRange,
 				"commit %s at offset %d: beyond the partition's high watermark %d: commit the offset after the last record processed, at most %d",
@@ -222,6 +239,26 @@ func (c *Consumer) checkCommitOffsets(ctx context.Context, offsets map[TopicPart
 		}
 	}
 	return nil
+}
+
+// seenHighWater is a high watermark a commit's range check read.
+type seenHighWater struct {
+	topicID string
+	offset  int64
+}
+
+// sawHighWater keeps hw as tp's high watermark, read of the topic with id
+// topicID, if it is the highest read of that topic.
+func (c *Consumer) sawHighWater(tp TopicPartition, topicID string, hw int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if seen, ok := c.highWater[tp]; ok && seen.topicID == topicID && seen.offset >= hw {
+		return
+	}
+	if c.highWater == nil {
+		c.highWater = map[TopicPartition]seenHighWater{}
+	}
+	c.highWater[tp] = seenHighWater{topicID: topicID, offset: hw}
 }
 
 // groupErr says which operation on which group failed, unless err (the
@@ -259,14 +296,17 @@ func (c *Consumer) commitStandalone(ctx context.Context, o map[TopicPartition]Of
 }
 
 // offsetEntriesLocked puts offsets in their wire form, each with the id of the topic
-// its partition is read from, if it is: the coordinator refuses a commit of a topic
-// that was deleted and created again since.
+// its partition is read from, if it is, or whose high watermark a range check read:
+// the coordinator refuses a commit of a topic that was deleted and created again
+// since.
 func (c *Consumer) offsetEntriesLocked(o map[TopicPartition]OffsetAndMetadata) []semantics.OffsetEntry {
 	out := make([]semantics.OffsetEntry, 0, len(o))
 	for tp, om := range o {
 		e := semantics.OffsetEntry{Topic: tp.Topic, Partition: tp.Partition, Offset: om.Offset, Metadata: om.Metadata}
 		if pc, ok := c.parts[tp]; ok {
 			e.TopicID = pc.meta.ID
+		} else if seen, ok := c.highWater[tp]; ok {
+			e.TopicID = seen.topicID
 		}
 		out = append(out, e)
 	}

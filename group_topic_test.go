@@ -120,3 +120,53 @@ func TestCommitOfRecreatedTopicRefusedRightAfterACommit(t *testing.T) {
 		t.Errorf("commit of the old topic's records right after a commit of it: err = %v, want UNKNOWN_TOPIC_OR_PARTITION saying the topic was created again", err)
 	}
 }
+
+// TestCommitCheckedBeforeOfRecreatedTopicRefused: a consumer that reads nothing
+// of a partition checks a commit of it against the partition's high watermark
+// and keeps what it read, so that its next commits need no read (one of a
+// paused leader's would wait for the election). After the topic was deleted
+// and created again with fewer records, a commit within the old high
+// watermark is refused all the same: it carries the id of the topic the
+// watermark was read of, and the coordinator refuses the old topic's offsets.
+func TestCommitCheckedBeforeOfRecreatedTopicRefused(t *testing.T) {
+	t.Parallel()
+	n := qxdtest.StartNode(t)
+	c := qxdtest.Connect(t, n)
+	ctx := qxdtest.Context(t, 60*time.Second)
+	qxdtest.CreateTopic(t, c, "rechk", qxd.TopicConfig{Partitions: 1})
+	p := qxdtest.NewProducer(t, c)
+	for range 5 {
+		if err := p.ProduceSync(ctx, &qxd.Record{Topic: "rechk", Value: []byte("v")}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cons := qxdtest.NewConsumer(t, c, qxd.Group("g-rechk"), qxd.AutoCommit(0))
+	tp := qxd.TopicPartition{Topic: "rechk", Partition: 0}
+	if err := cons.CommitOffsets(ctx, map[qxd.TopicPartition]int64{tp: 2}); err != nil {
+		t.Fatalf("commit within the high watermark: %v", err)
+	}
+	if err := cons.CommitOffsets(ctx, map[qxd.TopicPartition]int64{tp: 6}); !errors.Is(err, qxd.ErrOffsetOutOfRange) {
+		t.Fatalf("commit past the high watermark (5): %v, want ErrOffsetOutOfRange", err)
+	}
+
+	admin := c.Admin()
+	if err := admin.DeleteTopic(ctx, "rechk"); err != nil {
+		t.Fatal(err)
+	}
+	qxdtest.CreateTopic(t, c, "rechk", qxd.TopicConfig{Partitions: 1})
+	err := cons.CommitOffsets(ctx, map[qxd.TopicPartition]int64{tp: 4})
+	if !errors.Is(err, semantics.ErrUnknownTopic) || !strings.Contains(err.Error(), "created again") {
+		t.Errorf("commit at 4 of the new, empty topic after a check of the old one's high watermark (5): err = %v, want UNKNOWN_TOPIC_OR_PARTITION saying the topic was created again", err)
+	}
+	// The old topic's commits went with it: no group, or one without the
+	// refused commit.
+	got, err := admin.DescribeGroup(ctx, "g-rechk")
+	if err != nil && !errors.Is(err, semantics.ErrGroupIDNotFound) {
+		t.Fatal(err)
+	}
+	for _, gp := range got.Partitions {
+		if gp.Topic == "rechk" && gp.Committed == 4 {
+			t.Errorf("the refused commit was stored: %+v", gp)
+		}
+	}
+}
