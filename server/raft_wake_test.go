@@ -3,6 +3,7 @@ package server_test
 import (
 	"context"
 	"fmt"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -33,7 +34,14 @@ func TestWokenNodeLeadsNothing(t *testing.T) {
 	var streams []string
 	for i := range buckets {
 		b := fmt.Sprintf("quiet%d", i)
+		// Right after the cluster formed, JetStream's meta leader may not have
+		// heard from the child node yet and count it offline ("no suitable
+		// peers for placement, peer offline", err_code 10005): ask again.
 		kv, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: b, Replicas: 3})
+		for tries := 1; err != nil && strings.Contains(err.Error(), "err_code=10005") && tries < 60; tries++ {
+			time.Sleep(500 * time.Millisecond)
+			kv, err = js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: b, Replicas: 3})
+		}
 		if err != nil {
 			t.Fatal(err)
 		}
