@@ -19,8 +19,8 @@ import (
 // that write. It returns the entry's value and revision, or
 // jetstream.ErrKeyNotFound for a key with no entry, or whose last entry deletes
 // or purges it. With no leader, nothing answers: it sends the request again
-// after leaderFirstAttempt, then after twice as long each time up to
-// leaderScanAttempt (a leader elected after a request was sent never sees
+// after leaderFirstAttempt, leaderShortAttempts times, then after twice as
+// long each time up to leaderScanAttempt (a leader elected after a request was sent never sees
 // it; the old leader, woken from a pause or back from a cut, could answer it
 // from its own store) until ctx ends, and then fails with an error that wraps
 // ErrNoLeader.

@@ -35,16 +35,24 @@ type Entry struct {
 // until ctx ends.
 const leaderScanAttempt = 2 * time.Second
 
-// leaderFirstAttempt bounds the first request of a read from the bucket's
-// leader (leaderMsg); each next one is twice as long, up to leaderScanAttempt.
-// A leader answers a message get within milliseconds, tens of them on a loaded
-// machine; a request sent to a leader that went silent (its node paused or cut
-// off) is never answered, and the leader elected next answers only what is sent
-// after its election. With 2 s attempts, a group coordinator's commit that read
-// the offsets bucket 66 ms before that bucket's election waited 2.1 s
+// leaderFirstAttempt bounds each of the first leaderShortAttempts requests of a
+// read from the bucket's leader (leaderMsg); each one after is twice as long as
+// the one before, up to leaderScanAttempt. A leader answers a message get
+// within milliseconds, tens of them on a loaded machine; a request sent to a
+// leader that went silent (its node paused or cut off) is never answered, and
+// the leader elected next answers only what is sent after its election, most
+// often 2–2.5 s after the pause. With 2 s attempts, a group coordinator's commit
+// that read the offsets bucket 66 ms before that bucket's election waited 2.1 s
 // (TestMemberCommitPastAPausedCoordinator, "group request answered slowly …
-// took=2.121s").
+// took=2.121s"); with attempts doubling from the first, the read in
+// TestLeaderGetPastAPausedLeader was answered 3.8 s after the pause in 3 of 3
+// runs (a 2 s attempt sent just before the election).
 const leaderFirstAttempt = 500 * time.Millisecond
+
+// leaderShortAttempts is how many requests of leaderFirstAttempt a read from a
+// bucket's leader sends before its attempts grow: with the pauses between
+// them, about 3.6 s, past most elections.
+const leaderShortAttempts = 6
 
 // leaderScanRetry is the pause before a request of a LeaderScan that found no
 // leader is sent again.
@@ -254,8 +262,11 @@ func (m *storedMsg) deletes() (bool, error) {
 func leaderMsg(ctx context.Context, nc *nats.Conn, bucket string, req map[string]any) (*storedMsg, error) {
 	subject := semantics.Subject(semantics.JSStreamMsgGetPrefix, semantics.KVStream(bucket))
 	body, _ := json.Marshal(req)
-	attempt := leaderFirstAttempt
-	for ; ; attempt = min(2*attempt, leaderScanAttempt) {
+	for i := 0; ; i++ {
+		attempt := leaderFirstAttempt
+		if i >= leaderShortAttempts {
+			attempt = min(attempt<<(i-leaderShortAttempts+1), leaderScanAttempt)
+		}
 		actx, cancel := context.WithTimeout(ctx, attempt)
 		resp, err := nc.RequestWithContext(actx, subject, body)
 		cancel()
