@@ -32,9 +32,7 @@ func TestCommitPastAPausedTopicsLeader(t *testing.T) {
 	nodes, child, victim, _ := childClusterWithRecords(t, ctx, topic, 10)
 	js := qxdtest.JetStream(t, nodes[0])
 	nc := js.Conn()
-	for _, b := range []string{semantics.GroupsBucket, semantics.OffsetsBucket} {
-		qxdtest.LeadStream(ctx, t, nc, semantics.KVStream(b), nodes[0].Name())
-	}
+	leadCoordinatorBuckets(ctx, t, js, nodes[0].Name())
 	topics := semantics.KVStream(semantics.TopicsBucket)
 	qxdtest.LeadStream(ctx, t, nc, topics, victim)
 	waitReplicasCurrent(ctx, t, js, topics, victim)

@@ -37,10 +37,7 @@ func TestMemberCommitPastAPausedCoordinator(t *testing.T) {
 	nodes, child, victim, c := childClusterWithRecords(t, ctx, topic, 5)
 	js := qxdtest.JetStream(t, nodes[0])
 	nc := js.Conn()
-	for _, b := range []string{semantics.GroupsBucket, semantics.OffsetsBucket} {
-		qxdtest.LeadStream(ctx, t, nc, semantics.KVStream(b), victim)
-		waitReplicasCurrent(ctx, t, js, semantics.KVStream(b), victim)
-	}
+	leadCoordinatorBuckets(ctx, t, js, victim)
 	// The partition's stream is led there as well: a commit past what the
 	// member read is checked against the partition's high watermark, which
 	// must not wait for the paused leader either (it did: "read its high
@@ -143,10 +140,7 @@ func TestCommitCheckPastAPausedPartitionLeader(t *testing.T) {
 	nodes, child, victim, c := childClusterWithRecords(t, ctx, topic, 5)
 	js := qxdtest.JetStream(t, nodes[0])
 	nc := js.Conn()
-	for _, b := range []string{semantics.GroupsBucket, semantics.OffsetsBucket} {
-		qxdtest.LeadStream(ctx, t, nc, semantics.KVStream(b), nodes[0].Name())
-		waitReplicasCurrent(ctx, t, js, semantics.KVStream(b), nodes[0].Name())
-	}
+	leadCoordinatorBuckets(ctx, t, js, nodes[0].Name())
 	stream := semantics.StreamName(topic, 0)
 	qxdtest.LeadStream(ctx, t, nc, stream, victim)
 	waitReplicasCurrent(ctx, t, js, stream, victim)

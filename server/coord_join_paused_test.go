@@ -41,10 +41,7 @@ func TestMemberJoinPastAPausedCoordinator(t *testing.T) {
 	nodes, child, victim, c := childClusterWithRecords(t, ctx, topic, 5)
 	js := qxdtest.JetStream(t, nodes[0])
 	nc := js.Conn()
-	for _, b := range []string{semantics.GroupsBucket, semantics.OffsetsBucket} {
-		qxdtest.LeadStream(ctx, t, nc, semantics.KVStream(b), victim)
-		waitReplicasCurrent(ctx, t, js, semantics.KVStream(b), victim)
-	}
+	leadCoordinatorBuckets(ctx, t, js, victim)
 	// The topics bucket led by a healthy node: the subscription reads the
 	// topic's record before the member joins, and must not wait for the
 	// topics bucket's election, which would send the join after the new

@@ -143,3 +143,14 @@ func waitReplicasCurrent(ctx context.Context, t *testing.T, js jetstream.JetStre
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// leadCoordinatorBuckets moves the leadership of the groups and offsets buckets
+// (the group coordinator and its commits) to node, and waits until their
+// replicas are current with it.
+func leadCoordinatorBuckets(ctx context.Context, t *testing.T, js jetstream.JetStream, node string) {
+	t.Helper()
+	for _, b := range []string{semantics.GroupsBucket, semantics.OffsetsBucket} {
+		qxdtest.LeadStream(ctx, t, js.Conn(), semantics.KVStream(b), node)
+		waitReplicasCurrent(ctx, t, js, semantics.KVStream(b), node)
+	}
+}
